@@ -1,0 +1,77 @@
+/* KVM backend private definitions. */
+#ifndef HVCORE_KVM_H
+#define HVCORE_KVM_H
+
+#include "../../core/internal.h"
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+/* KVM reserves three pages below 4 GiB for the VMX real-mode TSS and one
+ * for the identity map; guest RAM must stay clear of 0xfffbc000..0xfffc0000.
+ * These are the addresses QEMU and Firecracker use too. */
+#define HVI_KVM_IDENTITY_MAP_ADDR 0xfffbc000ull
+#define HVI_KVM_TSS_ADDR 0xfffbd000ull
+
+/* GSIs routed by KVM's default IRQ routing (the IOAPIC's 24 pins). */
+#define HVI_KVM_NR_GSIS 24
+
+struct hvi_kvm {
+    int fd;
+    int run_size;
+    uint64_t caps[HV_CAP_PHYS_ADDR_BITS + 1];
+    atomic_int tsc_offset_probed; /* caps[HV_CAP_TSC_OFFSET] valid when 1 */
+    struct kvm_cpuid2 *cpuid;     /* KVM_GET_SUPPORTED_CPUID */
+};
+
+struct hvi_kvm_vm {
+    struct hvi_kvm *kvm;
+    int fd;
+    int kick_signal;
+};
+
+enum hvi_kvm_fpu_mode { HVI_FPU_XSAVE2, HVI_FPU_XSAVE, HVI_FPU_LEGACY };
+
+struct hvi_kvm_vcpu {
+    struct hvi_kvm_vm *vm;
+    int fd;
+    uint32_t id;
+    struct kvm_run *run;
+    size_t run_size;
+    pthread_t runner;     /* set by run_prepare, for kicks */
+    pthread_t mask_owner; /* thread whose mask KVM_SET_SIGNAL_MASK holds */
+    bool mask_set;
+    enum hvi_kvm_fpu_mode fpu_mode;
+    size_t fpu_size;
+};
+
+/* Reports a failed ioctl: records "what: strerror" and returns -errno. */
+int hvi_kvm_fail(const char *what, int err);
+
+int hvi_kvm_vm_create(void *priv, const hv_vm_options *opts, void **out);
+void hvi_kvm_vm_destroy(void *vm_priv);
+int hvi_kvm_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                       uint64_t length, void *host_addr, uint32_t flags);
+int hvi_kvm_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr);
+int hvi_kvm_set_irq(void *vm_priv, uint32_t gsi, int level);
+int hvi_kvm_send_msi(void *vm_priv, uint64_t address, uint32_t data);
+
+int hvi_kvm_vcpu_create(void *vm_priv, uint32_t id, void **out);
+void hvi_kvm_vcpu_destroy(void *vcpu_priv);
+int hvi_kvm_vcpu_run_prepare(void *vcpu_priv);
+int hvi_kvm_vcpu_run(void *vcpu_priv, hv_exit *exit);
+void hvi_kvm_vcpu_kick(void *vcpu_priv);
+
+int hvi_kvm_get_regs(void *vcpu_priv, const hv_reg *ids, uint64_t *values,
+                     size_t count);
+int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids,
+                     const uint64_t *values, size_t count);
+int hvi_kvm_get_segment(void *vcpu_priv, hv_reg id, hv_x86_segment *seg);
+int hvi_kvm_set_segment(void *vcpu_priv, hv_reg id, const hv_x86_segment *seg);
+int hvi_kvm_fpu_size(void *vcpu_priv, size_t *size);
+int hvi_kvm_get_fpu(void *vcpu_priv, void *buf, size_t length);
+int hvi_kvm_set_fpu(void *vcpu_priv, const void *buf, size_t length);
+int hvi_kvm_set_runnable(void *vcpu_priv);
+
+#endif

@@ -1,0 +1,160 @@
+/* KVM VMs: creation with the in-kernel platform, memory slots, interrupts. */
+#include "kvm.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static void kick_handler(int sig)
+{
+    (void)sig; /* only there to interrupt KVM_RUN */
+}
+
+/* KVM_RUN returns -EINTR when a signal arrives, but only if the signal is
+ * neither ignored nor left at a default that kills the process. Install a
+ * no-op handler unless the application already handles this signal.
+ * SA_RESTART, so a kick that lands outside KVM_RUN does not fail the
+ * caller's own system calls. */
+static int install_kick_handler(int sig)
+{
+    struct sigaction old;
+    if (sigaction(sig, NULL, &old) < 0)
+        return hvi_error(-errno, "kick signal %d: %s", sig, hv_strerror(-errno));
+    if (!(old.sa_flags & SA_SIGINFO) &&
+        (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = kick_handler;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(sig, &sa, NULL) < 0)
+            return hvi_error(-errno, "installing the kick signal %d handler: "
+                                     "%s",
+                             sig, hv_strerror(-errno));
+    }
+    return 0;
+}
+
+int hvi_kvm_vm_create(void *priv, const hv_vm_options *opts, void **out)
+{
+    struct hvi_kvm *k = priv;
+    int r = install_kick_handler(opts->kick_signal);
+    if (r < 0)
+        return r;
+    struct hvi_kvm_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return hvi_error(-ENOMEM, "out of memory creating a KVM VM");
+    vm->kvm = k;
+    vm->kick_signal = opts->kick_signal;
+    vm->fd = ioctl(k->fd, KVM_CREATE_VM, 0);
+    if (vm->fd < 0) {
+        r = hvi_kvm_fail("KVM_CREATE_VM", errno);
+        free(vm);
+        return r;
+    }
+    uint64_t map = HVI_KVM_IDENTITY_MAP_ADDR;
+    if (ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)HVI_KVM_TSS_ADDR) < 0) {
+        r = hvi_kvm_fail("KVM_SET_TSS_ADDR", errno);
+        goto fail;
+    }
+    if (ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &map) < 0) {
+        r = hvi_kvm_fail("KVM_SET_IDENTITY_MAP_ADDR", errno);
+        goto fail;
+    }
+    if (!(opts->flags & HV_VM_NO_IRQCHIP)) {
+        if (ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+            r = hvi_kvm_fail("KVM_CREATE_IRQCHIP", errno);
+            goto fail;
+        }
+        struct kvm_pit_config pit = {.flags = 0};
+        if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0) {
+            r = hvi_kvm_fail("KVM_CREATE_PIT2", errno);
+            goto fail;
+        }
+    }
+    *out = vm;
+    return 0;
+fail:
+    close(vm->fd);
+    free(vm);
+    return r;
+}
+
+void hvi_kvm_vm_destroy(void *vm_priv)
+{
+    struct hvi_kvm_vm *vm = vm_priv;
+    close(vm->fd);
+    free(vm);
+}
+
+int hvi_kvm_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                       uint64_t length, void *host_addr, uint32_t flags)
+{
+    struct hvi_kvm_vm *vm = vm_priv;
+    struct kvm_userspace_memory_region m = {
+        .slot = slot,
+        .flags = (flags & HV_BACKEND_MAP_READONLY) ? KVM_MEM_READONLY : 0,
+        .guest_phys_addr = guest_addr,
+        .memory_size = length,
+        .userspace_addr = (uintptr_t)host_addr,
+    };
+    if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &m) < 0) {
+        int e = errno;
+        return hvi_error(-e,
+                         "KVM refused memory region 0x%" PRIx64 "+0x%" PRIx64
+                         " in slot %u: %s",
+                         guest_addr, length, slot, hv_strerror(-e));
+    }
+    return 0;
+}
+
+int hvi_kvm_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr)
+{
+    struct hvi_kvm_vm *vm = vm_priv;
+    struct kvm_userspace_memory_region m = {
+        .slot = slot,
+        .guest_phys_addr = guest_addr,
+        .memory_size = 0,
+    };
+    if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &m) < 0)
+        return hvi_kvm_fail("KVM_SET_USER_MEMORY_REGION (remove)", errno);
+    return 0;
+}
+
+int hvi_kvm_set_irq(void *vm_priv, uint32_t gsi, int level)
+{
+    struct hvi_kvm_vm *vm = vm_priv;
+    if (gsi >= HVI_KVM_NR_GSIS)
+        return hvi_error(-EINVAL, "GSI %u is out of range (0..%d)", gsi,
+                         HVI_KVM_NR_GSIS - 1);
+    struct kvm_irq_level l = {.irq = gsi, .level = (uint32_t)level};
+    if (ioctl(vm->fd, KVM_IRQ_LINE, &l) < 0)
+        return hvi_kvm_fail("KVM_IRQ_LINE", errno);
+    return 0;
+}
+
+int hvi_kvm_send_msi(void *vm_priv, uint64_t address, uint32_t data)
+{
+    struct hvi_kvm_vm *vm = vm_priv;
+    struct kvm_msi m = {
+        .address_lo = (uint32_t)address,
+        .address_hi = (uint32_t)(address >> 32),
+        .data = data,
+    };
+    int r = ioctl(vm->fd, KVM_SIGNAL_MSI, &m);
+    if (r < 0) {
+        int e = errno;
+        return hvi_error(-e, "MSI to 0x%" PRIx64 " data 0x%x: %s", address,
+                         data, hv_strerror(-e));
+    }
+    if (r == 0)
+        return hvi_error(-EAGAIN,
+                         "MSI to 0x%" PRIx64 " data 0x%x was blocked by the "
+                         "guest",
+                         address, data);
+    return 0;
+}

@@ -1,0 +1,122 @@
+/* Opening backends and querying capabilities. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t hv_backend_count(void)
+{
+    return hvi_backend_count;
+}
+
+const char *hv_backend_name(size_t index)
+{
+    return index < hvi_backend_count ? hvi_backends[index]->name : NULL;
+}
+
+static const hv_backend_ops *find_backend(const char *name)
+{
+    for (size_t i = 0; i < hvi_backend_count; i++)
+        if (strcmp(hvi_backends[i]->name, name) == 0)
+            return hvi_backends[i];
+    return NULL;
+}
+
+static int unknown_backend(const char *name)
+{
+    if (hvi_backend_count == 0)
+        return hvi_error(-ENOENT,
+                         "backend \"%s\": this libhvcore was built without "
+                         "any accelerator backend",
+                         name);
+    char list[128] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < hvi_backend_count && used < sizeof(list); i++)
+        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+                                 i ? ", " : "", hvi_backends[i]->name);
+    return hvi_error(-ENOENT, "no backend named \"%s\" (compiled in: %s)",
+                     name, list);
+}
+
+int hv_backend_probe(const char *name)
+{
+    if (!name)
+        return hvi_error(-EINVAL, "hv_backend_probe: name is NULL");
+    const hv_backend_ops *ops = find_backend(name);
+    if (!ops)
+        return unknown_backend(name);
+    return ops->probe();
+}
+
+static int open_ops(const hv_backend_ops *ops, hv_hypervisor **out)
+{
+    hv_hypervisor *hv = calloc(1, sizeof(*hv));
+    if (!hv)
+        return hvi_error(-ENOMEM, "out of memory opening backend %s",
+                         ops->name);
+    int r = ops->open(&hv->priv);
+    if (r < 0) {
+        free(hv);
+        return r;
+    }
+    hv->ops = ops;
+    atomic_init(&hv->nr_vms, 0);
+    *out = hv;
+    return 0;
+}
+
+int hv_hypervisor_open(const char *name, hv_hypervisor **out)
+{
+    if (!out)
+        return hvi_error(-EINVAL, "hv_hypervisor_open: out is NULL");
+    if (name && strcmp(name, "auto") != 0) {
+        const hv_backend_ops *ops = find_backend(name);
+        if (!ops)
+            return unknown_backend(name);
+        return open_ops(ops, out);
+    }
+    if (hvi_backend_count == 0)
+        return unknown_backend("auto");
+    int first_err = 0;
+    char why[256] = "";
+    for (size_t i = 0; i < hvi_backend_count; i++) {
+        int r = open_ops(hvi_backends[i], out);
+        if (r == 0)
+            return 0;
+        if (!first_err) {
+            first_err = r;
+            strncpy(why, hv_last_error(), sizeof(why) - 1);
+        }
+    }
+    return hvi_error(-ENOENT, "no backend can open on this host: %s", why);
+}
+
+int hv_hypervisor_close(hv_hypervisor *hv)
+{
+    if (!hv)
+        return hvi_error(-EINVAL, "hv_hypervisor_close: handle is NULL");
+    unsigned n = atomic_load(&hv->nr_vms);
+    if (n)
+        return hvi_error(-EBUSY,
+                         "hypervisor still has %u VM(s); destroy them first",
+                         n);
+    hv->ops->close(hv->priv);
+    free(hv);
+    return 0;
+}
+
+const char *hv_hypervisor_backend(const hv_hypervisor *hv)
+{
+    return hv ? hv->ops->name : NULL;
+}
+
+int hv_hypervisor_get_cap(hv_hypervisor *hv, int cap, uint64_t *value)
+{
+    if (!hv || !value)
+        return hvi_error(-EINVAL, "hv_hypervisor_get_cap: NULL argument");
+    if (cap < HV_CAP_MAX_VCPUS || cap > HV_CAP_PHYS_ADDR_BITS)
+        return hvi_error(-EINVAL, "unknown capability %d", cap);
+    return hv->ops->get_cap(hv->priv, cap, value);
+}

@@ -1,0 +1,118 @@
+/*
+ * Core-private definitions. Backend-agnostic: never include <linux/kvm.h>
+ * here. Internal functions are prefixed hvi_ so that a static link does not
+ * pollute the caller's namespace with generic names.
+ */
+#ifndef HVCORE_CORE_INTERNAL_H
+#define HVCORE_CORE_INTERNAL_H
+
+#include <hvcore.h>
+#include <hvcore/sys/backend.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define HVI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* Records a message for hv_last_error() and returns err (negative). */
+int hvi_error(int err, const char *fmt, ...) HVI_PRINTF(2, 3);
+
+/* Reads the caller's options struct: rejects a size this library cannot
+ * interpret, copies what the caller's size covers over the defaults. */
+int hvi_copy_options(void *dst, size_t dst_size, const void *src,
+                     size_t min_size, const char *what);
+
+/* The backend registry (registry.c). */
+extern const hv_backend_ops *const hvi_backends[];
+extern const size_t hvi_backend_count;
+
+struct hv_hypervisor {
+    const hv_backend_ops *ops;
+    void *priv;
+    atomic_uint nr_vms;
+};
+
+struct hv_memory_region {
+    hv_vm *vm;
+    uint64_t gpa;
+    uint64_t len;
+    uint8_t *hva;
+    uint32_t flags;
+    uint32_t slot;
+    int fd; /* memfd when library-allocated, else -1 */
+};
+
+struct hvi_io_range {
+    uint64_t base;
+    uint64_t end; /* exclusive */
+    hv_io_fn fn;
+    void *opaque;
+};
+
+struct hvi_io_table {
+    struct hvi_io_range *v; /* sorted by base, non-overlapping */
+    size_t n;
+    size_t cap;
+};
+
+struct hv_vm {
+    hv_hypervisor *hv;
+    const hv_backend_ops *ops;
+    void *priv;
+    hv_vm_options opts;
+    uint32_t max_slots;
+    uint64_t max_gpa; /* exclusive bound from the backend's address width */
+
+    /* Guest memory map, sorted by gpa. Readers: accessors, writers: add and
+     * remove. */
+    pthread_rwlock_t mem_lock;
+    hv_memory_region **regions;
+    size_t nr_regions;
+    uint8_t *slot_used; /* max_slots entries */
+
+    /* I/O dispatch, one table per hv_io_space. The read lock is held across
+     * a handler call, so removal waits for running handlers. */
+    pthread_rwlock_t io_lock;
+    struct hvi_io_table io[2];
+
+    /* vCPU list and pause state. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    hv_vcpu **vcpus; /* opts.max_vcpus slots, indexed by id */
+    uint32_t nr_vcpus;
+    atomic_int pause_depth;
+    atomic_int active; /* vCPUs inside hv_vcpu_run() and not parked */
+};
+
+/* hv_vcpu.state: who may touch the runner thread. */
+enum { HVI_VCPU_IDLE = 0, HVI_VCPU_RUNNING = 1, HVI_VCPU_KICKING = 2 };
+
+struct hv_vcpu {
+    hv_vm *vm;
+    void *priv;
+    uint32_t id;
+    atomic_int state;
+    atomic_int kick_pending;
+    pthread_t runner; /* meaningful while state != IDLE */
+    bool read_pending; /* last exit is an unclaimed read to complete */
+    hv_exit exit;
+};
+
+/* The VM whose I/O handler is running on this thread, if any: calls that
+ * would wait for that handler refuse instead of deadlocking. */
+extern _Thread_local hv_vm *hvi_handler_vm;
+
+/* io.c */
+int hvi_io_dispatch(hv_vcpu *vcpu, hv_exit *exit, bool *claimed);
+void hvi_io_free(hv_vm *vm);
+
+/* memory.c */
+void hvi_memory_free_all(hv_vm *vm);
+uint64_t hvi_memory_top(hv_vm *vm);
+size_t hvi_memory_count(hv_vm *vm);
+
+/* vcpu.c: takes the runner out of the guest if there is one. */
+void hvi_vcpu_interrupt(hv_vcpu *vcpu);
+
+#endif

@@ -1,0 +1,342 @@
+/* Guest memory regions and the bounds-checked accessors. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define PAGE_MASK ((uint64_t)HV_PAGE_SIZE - 1)
+
+/* Index of the first region whose end is above gpa (regions are sorted and
+ * disjoint). Caller holds mem_lock. */
+static size_t lower_bound(hv_vm *vm, uint64_t gpa)
+{
+    size_t lo = 0, hi = vm->nr_regions;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const hv_memory_region *r = vm->regions[mid];
+        if (r->gpa + r->len <= gpa)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The region holding [gpa, gpa+len) entirely, or NULL. Caller holds
+ * mem_lock. */
+static hv_memory_region *lookup(hv_vm *vm, uint64_t gpa, uint64_t len)
+{
+    size_t i = lower_bound(vm, gpa);
+    if (i == vm->nr_regions)
+        return NULL;
+    hv_memory_region *r = vm->regions[i];
+    if (gpa < r->gpa || len > r->len || gpa - r->gpa > r->len - len)
+        return NULL;
+    return r;
+}
+
+static int check_options(hv_vm *vm, const hv_memory_options *o)
+{
+    if (o->flags & ~(uint32_t)HV_MEMORY_READONLY)
+        return hvi_error(-EINVAL, "memory region flags 0x%x have unknown bits",
+                         o->flags);
+    if (o->length == 0)
+        return hvi_error(-EINVAL, "memory region at 0x%" PRIx64
+                                  " has zero length",
+                         o->guest_addr);
+    if ((o->guest_addr | o->length) & PAGE_MASK)
+        return hvi_error(-EINVAL,
+                         "memory region 0x%" PRIx64 "+0x%" PRIx64
+                         " is not aligned to %u bytes",
+                         o->guest_addr, o->length, HV_PAGE_SIZE);
+    if ((uintptr_t)o->host_addr & PAGE_MASK)
+        return hvi_error(-EINVAL,
+                         "memory region 0x%" PRIx64 ": host address %p is not "
+                         "page-aligned",
+                         o->guest_addr, o->host_addr);
+    if (o->guest_addr >= vm->max_gpa || o->length > vm->max_gpa - o->guest_addr)
+        return hvi_error(-EINVAL,
+                         "memory region 0x%" PRIx64 "+0x%" PRIx64
+                         " lies beyond the guest-physical limit 0x%" PRIx64,
+                         o->guest_addr, o->length, vm->max_gpa);
+    if ((uint64_t)(size_t)o->length != o->length)
+        return hvi_error(-EINVAL, "memory region length 0x%" PRIx64
+                                  " does not fit in host memory",
+                         o->length);
+    return 0;
+}
+
+static int allocate(hv_memory_region *r)
+{
+    r->fd = memfd_create("hvcore-guest", MFD_CLOEXEC);
+    if (r->fd < 0)
+        return hvi_error(-errno, "memfd_create for region 0x%" PRIx64 ": %s",
+                         r->gpa, hv_strerror(-errno));
+    if (ftruncate(r->fd, (off_t)r->len) < 0) {
+        int e = -errno;
+        close(r->fd);
+        return hvi_error(e, "sizing region 0x%" PRIx64 "+0x%" PRIx64 ": %s",
+                         r->gpa, r->len, hv_strerror(e));
+    }
+    void *p = mmap(NULL, r->len, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_NORESERVE, r->fd, 0);
+    if (p == MAP_FAILED) {
+        int e = -errno;
+        close(r->fd);
+        return hvi_error(e, "mapping region 0x%" PRIx64 "+0x%" PRIx64 ": %s",
+                         r->gpa, r->len, hv_strerror(e));
+    }
+    r->hva = p;
+    return 0;
+}
+
+static void release(hv_memory_region *r)
+{
+    if (r->fd >= 0) {
+        munmap(r->hva, r->len);
+        close(r->fd);
+    }
+    free(r);
+}
+
+int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
+                     hv_memory_region **out)
+{
+    if (!vm || !opts)
+        return hvi_error(-EINVAL, "hv_vm_add_memory: NULL %s",
+                         vm ? "options" : "VM");
+    hv_memory_options o = HV_MEMORY_OPTIONS_INIT;
+    int r = hvi_copy_options(&o, sizeof(o), opts, sizeof(o),
+                             "hv_memory_options");
+    if (r < 0 || (r = check_options(vm, &o)) < 0)
+        return r;
+
+    hv_memory_region *reg = calloc(1, sizeof(*reg));
+    if (!reg)
+        return hvi_error(-ENOMEM, "out of memory adding a memory region");
+    reg->vm = vm;
+    reg->gpa = o.guest_addr;
+    reg->len = o.length;
+    reg->flags = o.flags;
+    reg->fd = -1;
+    reg->hva = o.host_addr;
+
+    pthread_rwlock_wrlock(&vm->mem_lock);
+    size_t pos = lower_bound(vm, reg->gpa);
+    if (pos < vm->nr_regions && vm->regions[pos]->gpa < reg->gpa + reg->len) {
+        const hv_memory_region *o2 = vm->regions[pos];
+        r = hvi_error(-EEXIST,
+                      "memory region 0x%" PRIx64 "+0x%" PRIx64
+                      " overlaps region 0x%" PRIx64 "+0x%" PRIx64,
+                      reg->gpa, reg->len, o2->gpa, o2->len);
+        goto fail;
+    }
+    uint32_t slot = 0;
+    while (slot < vm->max_slots && vm->slot_used[slot])
+        slot++;
+    if (slot == vm->max_slots) {
+        r = hvi_error(-ENOSPC,
+                      "memory region 0x%" PRIx64 "+0x%" PRIx64
+                      ": all %u memory slots are in use",
+                      reg->gpa, reg->len, vm->max_slots);
+        goto fail;
+    }
+    reg->slot = slot;
+    hv_memory_region **grown =
+        realloc(vm->regions, (vm->nr_regions + 1) * sizeof(*grown));
+    if (!grown) {
+        r = hvi_error(-ENOMEM, "out of memory adding a memory region");
+        goto fail;
+    }
+    vm->regions = grown;
+    if (!reg->hva && (r = allocate(reg)) < 0)
+        goto fail;
+    r = vm->ops->vm_map_memory(vm->priv, slot, reg->gpa, reg->len, reg->hva,
+                               (reg->flags & HV_MEMORY_READONLY)
+                                   ? HV_BACKEND_MAP_READONLY
+                                   : 0);
+    if (r < 0)
+        goto fail;
+    memmove(&vm->regions[pos + 1], &vm->regions[pos],
+            (vm->nr_regions - pos) * sizeof(*vm->regions));
+    vm->regions[pos] = reg;
+    vm->nr_regions++;
+    vm->slot_used[slot] = 1;
+    pthread_rwlock_unlock(&vm->mem_lock);
+    if (out)
+        *out = reg;
+    return 0;
+fail:
+    pthread_rwlock_unlock(&vm->mem_lock);
+    release(reg);
+    return r;
+}
+
+int hv_vm_remove_memory(hv_vm *vm, hv_memory_region *region)
+{
+    if (!vm || !region)
+        return hvi_error(-EINVAL, "hv_vm_remove_memory: NULL %s",
+                         vm ? "region" : "VM");
+    if (region->vm != vm)
+        return hvi_error(-EINVAL, "memory region 0x%" PRIx64
+                                  " belongs to another VM",
+                         region->gpa);
+    pthread_rwlock_wrlock(&vm->mem_lock);
+    size_t pos = lower_bound(vm, region->gpa);
+    if (pos == vm->nr_regions || vm->regions[pos] != region) {
+        pthread_rwlock_unlock(&vm->mem_lock);
+        return hvi_error(-EINVAL, "memory region %p is not in this VM",
+                         (void *)region);
+    }
+    int r = vm->ops->vm_unmap_memory(vm->priv, region->slot, region->gpa);
+    if (r < 0) {
+        pthread_rwlock_unlock(&vm->mem_lock);
+        return r;
+    }
+    memmove(&vm->regions[pos], &vm->regions[pos + 1],
+            (vm->nr_regions - pos - 1) * sizeof(*vm->regions));
+    vm->nr_regions--;
+    vm->slot_used[region->slot] = 0;
+    pthread_rwlock_unlock(&vm->mem_lock);
+    release(region);
+    return 0;
+}
+
+void hvi_memory_free_all(hv_vm *vm)
+{
+    /* The backend VM is destroyed right after, which drops its slots. */
+    for (size_t i = 0; i < vm->nr_regions; i++)
+        release(vm->regions[i]);
+    free(vm->regions);
+    vm->regions = NULL;
+    vm->nr_regions = 0;
+}
+
+uint64_t hvi_memory_top(hv_vm *vm)
+{
+    pthread_rwlock_rdlock(&vm->mem_lock);
+    uint64_t top = 0;
+    if (vm->nr_regions) {
+        const hv_memory_region *r = vm->regions[vm->nr_regions - 1];
+        top = r->gpa + r->len;
+    }
+    pthread_rwlock_unlock(&vm->mem_lock);
+    return top;
+}
+
+size_t hvi_memory_count(hv_vm *vm)
+{
+    pthread_rwlock_rdlock(&vm->mem_lock);
+    size_t n = vm->nr_regions;
+    pthread_rwlock_unlock(&vm->mem_lock);
+    return n;
+}
+
+int hv_vm_find_memory(hv_vm *vm, uint64_t guest_addr, hv_memory_region **out)
+{
+    if (!vm || !out)
+        return hvi_error(-EINVAL, "hv_vm_find_memory: NULL argument");
+    pthread_rwlock_rdlock(&vm->mem_lock);
+    hv_memory_region *r = lookup(vm, guest_addr, 1);
+    pthread_rwlock_unlock(&vm->mem_lock);
+    if (!r)
+        return hvi_error(-ENOENT, "no memory region contains 0x%" PRIx64,
+                         guest_addr);
+    *out = r;
+    return 0;
+}
+
+uint64_t hv_memory_region_guest_addr(const hv_memory_region *r)
+{
+    return r ? r->gpa : 0;
+}
+
+uint64_t hv_memory_region_length(const hv_memory_region *r)
+{
+    return r ? r->len : 0;
+}
+
+void *hv_memory_region_hva(const hv_memory_region *r)
+{
+    return r ? r->hva : NULL;
+}
+
+uint32_t hv_memory_region_flags(const hv_memory_region *r)
+{
+    return r ? r->flags : 0;
+}
+
+int hv_memory_region_fd(const hv_memory_region *r)
+{
+    return r ? r->fd : -1;
+}
+
+/* An access must lie inside one region: two adjacent regions may be backed
+ * by unrelated host mappings, and a guest address that runs into a hole
+ * must fail as a whole. Caller holds mem_lock. */
+static int resolve(hv_vm *vm, const char *what, uint64_t gpa, size_t len,
+                   uint8_t **hva)
+{
+    hv_memory_region *r = lookup(vm, gpa, len);
+    if (!r)
+        return hvi_error(-EFAULT,
+                         "%s of 0x%zx bytes at guest address 0x%" PRIx64
+                         " is not inside one memory region",
+                         what, len, gpa);
+    *hva = r->hva + (gpa - r->gpa);
+    return 0;
+}
+
+int hv_vm_read(hv_vm *vm, uint64_t guest_addr, void *buf, size_t length)
+{
+    if (!vm || (!buf && length))
+        return hvi_error(-EINVAL, "hv_vm_read: NULL argument");
+    if (length == 0)
+        return 0;
+    pthread_rwlock_rdlock(&vm->mem_lock);
+    uint8_t *p;
+    int r = resolve(vm, "read", guest_addr, length, &p);
+    if (r == 0)
+        memcpy(buf, p, length);
+    pthread_rwlock_unlock(&vm->mem_lock);
+    return r;
+}
+
+int hv_vm_write(hv_vm *vm, uint64_t guest_addr, const void *buf,
+                size_t length)
+{
+    if (!vm || (!buf && length))
+        return hvi_error(-EINVAL, "hv_vm_write: NULL argument");
+    if (length == 0)
+        return 0;
+    pthread_rwlock_rdlock(&vm->mem_lock);
+    uint8_t *p;
+    int r = resolve(vm, "write", guest_addr, length, &p);
+    if (r == 0)
+        memcpy(p, buf, length);
+    pthread_rwlock_unlock(&vm->mem_lock);
+    return r;
+}
+
+int hv_vm_gpa_to_hva(hv_vm *vm, uint64_t guest_addr, size_t length,
+                     void **out)
+{
+    if (!vm || !out)
+        return hvi_error(-EINVAL, "hv_vm_gpa_to_hva: NULL argument");
+    if (length == 0)
+        return hvi_error(-EINVAL, "hv_vm_gpa_to_hva(0x%" PRIx64
+                                  "): zero length",
+                         guest_addr);
+    pthread_rwlock_rdlock(&vm->mem_lock);
+    uint8_t *p;
+    int r = resolve(vm, "translation", guest_addr, length, &p);
+    pthread_rwlock_unlock(&vm->mem_lock);
+    if (r == 0)
+        *out = p;
+    return r;
+}

@@ -1,0 +1,23 @@
+/* The compiled-in backends, in the order "auto" tries them. A plain array
+ * (no constructors or linker sections) so a static link keeps them all. */
+#include "internal.h"
+
+#ifdef HVCORE_HAVE_KVM
+extern const hv_backend_ops hvi_kvm_backend;
+#endif
+#ifdef HVCORE_HAVE_HVF
+extern const hv_backend_ops hvi_hvf_backend;
+#endif
+
+const hv_backend_ops *const hvi_backends[] = {
+#ifdef HVCORE_HAVE_KVM
+    &hvi_kvm_backend,
+#endif
+#ifdef HVCORE_HAVE_HVF
+    &hvi_hvf_backend,
+#endif
+    NULL,
+};
+
+const size_t hvi_backend_count =
+    sizeof(hvi_backends) / sizeof(hvi_backends[0]) - 1;

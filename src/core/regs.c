@@ -1,0 +1,172 @@
+/* Register access: id validation here, the work in the backend. */
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+
+static bool is_segment(hv_reg id)
+{
+    return id >= HV_X86_CS && id <= HV_X86_IDTR;
+}
+
+static bool is_scalar(hv_reg id)
+{
+    if (HV_X86_IS_MSR(id))
+        return true;
+    if (id <= HV_X86_RFLAGS)
+        return true;
+    switch (id) {
+    case HV_X86_CR0:
+    case HV_X86_CR2:
+    case HV_X86_CR3:
+    case HV_X86_CR4:
+    case HV_X86_CR8:
+    case HV_X86_EFER:
+    case HV_X86_APIC_BASE:
+    case HV_X86_DR0:
+    case HV_X86_DR1:
+    case HV_X86_DR2:
+    case HV_X86_DR3:
+    case HV_X86_DR6:
+    case HV_X86_DR7:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int check_ids(const hv_vcpu *vcpu, const hv_reg *ids, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (is_scalar(ids[i]))
+            continue;
+        if (is_segment(ids[i]))
+            return hvi_error(-EINVAL,
+                             "vCPU %u: register id 0x%" PRIx64 " (index %zu) "
+                             "is a segment; use hv_vcpu_get_segment()",
+                             vcpu->id, ids[i], i);
+        return hvi_error(-EINVAL,
+                         "vCPU %u: unknown register id 0x%" PRIx64
+                         " (index %zu)",
+                         vcpu->id, ids[i], i);
+    }
+    return 0;
+}
+
+/* Register calls from another thread while the vCPU is in the guest would
+ * read stale state or race the runner; refuse them unless the VM is paused
+ * (then the runner is parked and not in the guest). */
+static int check_access(const hv_vcpu *vcpu, const char *what)
+{
+    if (atomic_load(&((hv_vcpu *)vcpu)->state) == HVI_VCPU_IDLE ||
+        pthread_equal(vcpu->runner, pthread_self()) ||
+        atomic_load(&vcpu->vm->pause_depth) > 0)
+        return 0;
+    return hvi_error(-EBUSY,
+                     "%s: vCPU %u is running on another thread; pause the "
+                     "VM first",
+                     what, vcpu->id);
+}
+
+int hv_vcpu_get_regs(hv_vcpu *vcpu, const hv_reg *ids, uint64_t *values,
+                     size_t count)
+{
+    if (!vcpu || (count && (!ids || !values)))
+        return hvi_error(-EINVAL, "hv_vcpu_get_regs: NULL argument");
+    int r = check_ids(vcpu, ids, count);
+    if (r < 0 || count == 0 || (r = check_access(vcpu, "get_regs")) < 0)
+        return r;
+    return vcpu->vm->ops->vcpu_get_regs(vcpu->priv, ids, values, count);
+}
+
+int hv_vcpu_set_regs(hv_vcpu *vcpu, const hv_reg *ids, const uint64_t *values,
+                     size_t count)
+{
+    if (!vcpu || (count && (!ids || !values)))
+        return hvi_error(-EINVAL, "hv_vcpu_set_regs: NULL argument");
+    int r = check_ids(vcpu, ids, count);
+    if (r < 0 || count == 0 || (r = check_access(vcpu, "set_regs")) < 0)
+        return r;
+    return vcpu->vm->ops->vcpu_set_regs(vcpu->priv, ids, values, count);
+}
+
+int hv_vcpu_get_reg(hv_vcpu *vcpu, hv_reg id, uint64_t *value)
+{
+    return hv_vcpu_get_regs(vcpu, &id, value, 1);
+}
+
+int hv_vcpu_set_reg(hv_vcpu *vcpu, hv_reg id, uint64_t value)
+{
+    return hv_vcpu_set_regs(vcpu, &id, &value, 1);
+}
+
+static int check_segment(const hv_vcpu *vcpu, hv_reg id, const void *seg)
+{
+    if (!vcpu || !seg)
+        return hvi_error(-EINVAL, "segment access: NULL argument");
+    if (!is_segment(id))
+        return hvi_error(-EINVAL,
+                         "vCPU %u: register id 0x%" PRIx64
+                         " is not a segment or descriptor table",
+                         vcpu->id, id);
+    return check_access(vcpu, "segment access");
+}
+
+int hv_vcpu_get_segment(hv_vcpu *vcpu, hv_reg id, hv_x86_segment *out)
+{
+    int r = check_segment(vcpu, id, out);
+    if (r < 0)
+        return r;
+    return vcpu->vm->ops->vcpu_get_segment(vcpu->priv, id, out);
+}
+
+int hv_vcpu_set_segment(hv_vcpu *vcpu, hv_reg id, const hv_x86_segment *seg)
+{
+    int r = check_segment(vcpu, id, seg);
+    if (r < 0)
+        return r;
+    if (seg->type > 0xf || seg->dpl > 3 || seg->present > 1 || seg->db > 1 ||
+        seg->s > 1 || seg->l > 1 || seg->g > 1 || seg->avl > 1 ||
+        seg->unusable > 1)
+        return hvi_error(-EINVAL,
+                         "vCPU %u: segment 0x%" PRIx64 " has an out-of-range "
+                         "field (type %u, dpl %u, or a flag above 1)",
+                         vcpu->id, id, seg->type, seg->dpl);
+    return vcpu->vm->ops->vcpu_set_segment(vcpu->priv, id, seg);
+}
+
+int hv_vcpu_fpu_state_size(hv_vcpu *vcpu, size_t *size)
+{
+    if (!vcpu || !size)
+        return hvi_error(-EINVAL, "hv_vcpu_fpu_state_size: NULL argument");
+    return vcpu->vm->ops->vcpu_fpu_size(vcpu->priv, size);
+}
+
+int hv_vcpu_get_fpu_state(hv_vcpu *vcpu, void *buf, size_t length)
+{
+    if (!vcpu || !buf)
+        return hvi_error(-EINVAL, "hv_vcpu_get_fpu_state: NULL argument");
+    size_t need;
+    int r = vcpu->vm->ops->vcpu_fpu_size(vcpu->priv, &need);
+    if (r < 0 || (r = check_access(vcpu, "get_fpu_state")) < 0)
+        return r;
+    if (length < need)
+        return hvi_error(-ENOSPC, "vCPU %u: FPU state needs %zu bytes, the "
+                                  "buffer has %zu",
+                         vcpu->id, need, length);
+    return vcpu->vm->ops->vcpu_get_fpu(vcpu->priv, buf, length);
+}
+
+int hv_vcpu_set_fpu_state(hv_vcpu *vcpu, const void *buf, size_t length)
+{
+    if (!vcpu || !buf)
+        return hvi_error(-EINVAL, "hv_vcpu_set_fpu_state: NULL argument");
+    size_t need;
+    int r = vcpu->vm->ops->vcpu_fpu_size(vcpu->priv, &need);
+    if (r < 0 || (r = check_access(vcpu, "set_fpu_state")) < 0)
+        return r;
+    if (length != need)
+        return hvi_error(-EINVAL, "vCPU %u: FPU state is %zu bytes, not %zu",
+                         vcpu->id, need, length);
+    return vcpu->vm->ops->vcpu_set_fpu(vcpu->priv, buf, length);
+}

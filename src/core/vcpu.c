@@ -1,0 +1,246 @@
+/* vCPU lifetime, the run loop, kicks and pause parking. */
+#include "internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+int hv_vcpu_create(hv_vm *vm, uint32_t id, hv_vcpu **out)
+{
+    if (!vm || !out)
+        return hvi_error(-EINVAL, "hv_vcpu_create: NULL %s",
+                         vm ? "out" : "VM");
+    if (id >= vm->opts.max_vcpus)
+        return hvi_error(-EINVAL, "vCPU id %u is out of range (the VM allows "
+                                  "ids below %u)",
+                         id, vm->opts.max_vcpus);
+    hv_vcpu *vcpu = calloc(1, sizeof(*vcpu));
+    if (!vcpu)
+        return hvi_error(-ENOMEM, "out of memory creating vCPU %u", id);
+    vcpu->vm = vm;
+    vcpu->id = id;
+    atomic_init(&vcpu->state, HVI_VCPU_IDLE);
+    atomic_init(&vcpu->kick_pending, 0);
+
+    pthread_mutex_lock(&vm->lock);
+    int r = 0;
+    if (vm->vcpus[id])
+        r = hvi_error(-EEXIST, "vCPU id %u already exists in this VM", id);
+    else if ((r = vm->ops->vcpu_create(vm->priv, id, &vcpu->priv)) == 0) {
+        vm->vcpus[id] = vcpu;
+        vm->nr_vcpus++;
+    }
+    pthread_mutex_unlock(&vm->lock);
+    if (r < 0) {
+        free(vcpu);
+        return r;
+    }
+    *out = vcpu;
+    return 0;
+}
+
+int hv_vcpu_destroy(hv_vcpu *vcpu)
+{
+    if (!vcpu)
+        return hvi_error(-EINVAL, "hv_vcpu_destroy: vCPU is NULL");
+    hv_vm *vm = vcpu->vm;
+    pthread_mutex_lock(&vm->lock);
+    if (atomic_load(&vcpu->state) != HVI_VCPU_IDLE) {
+        pthread_mutex_unlock(&vm->lock);
+        return hvi_error(-EBUSY, "vCPU %u is running; it cannot be destroyed",
+                         vcpu->id);
+    }
+    vm->vcpus[vcpu->id] = NULL;
+    vm->nr_vcpus--;
+    pthread_mutex_unlock(&vm->lock);
+    vm->ops->vcpu_destroy(vcpu->priv);
+    free(vcpu);
+    return 0;
+}
+
+uint32_t hv_vcpu_id(const hv_vcpu *vcpu)
+{
+    return vcpu ? vcpu->id : UINT32_MAX;
+}
+
+hv_vm *hv_vcpu_vm(const hv_vcpu *vcpu)
+{
+    return vcpu ? vcpu->vm : NULL;
+}
+
+const hv_exit *hv_vcpu_get_exit(const hv_vcpu *vcpu)
+{
+    return vcpu ? &vcpu->exit : NULL;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    sched_yield();
+#endif
+}
+
+/* Takes the runner out of the guest. The KICKING state keeps the runner
+ * inside hv_vcpu_run() (so its thread exists) while the backend signals
+ * it. */
+void hvi_vcpu_interrupt(hv_vcpu *vcpu)
+{
+    for (;;) {
+        int s = HVI_VCPU_RUNNING;
+        if (atomic_compare_exchange_strong(&vcpu->state, &s,
+                                           HVI_VCPU_KICKING)) {
+            vcpu->vm->ops->vcpu_kick(vcpu->priv);
+            atomic_store(&vcpu->state, HVI_VCPU_RUNNING);
+            return;
+        }
+        if (s == HVI_VCPU_IDLE)
+            return;
+        cpu_relax(); /* another thread is kicking it right now */
+    }
+}
+
+int hv_vcpu_kick(hv_vcpu *vcpu)
+{
+    if (!vcpu)
+        return hvi_error(-EINVAL, "hv_vcpu_kick: vCPU is NULL");
+    hv_vm *vm = vcpu->vm;
+    atomic_store(&vcpu->kick_pending, 1);
+    hvi_vcpu_interrupt(vcpu);
+    /* A runner parked by a pause waits on the condition variable. */
+    if (atomic_load(&vm->pause_depth) > 0) {
+        pthread_mutex_lock(&vm->lock);
+        pthread_cond_broadcast(&vm->cond);
+        pthread_mutex_unlock(&vm->lock);
+    }
+    return 0;
+}
+
+/* Waits while the VM is paused, unless a kick asks the run to return. */
+static void park(hv_vm *vm, hv_vcpu *vcpu)
+{
+    pthread_mutex_lock(&vm->lock);
+    atomic_fetch_sub(&vm->active, 1);
+    pthread_cond_broadcast(&vm->cond);
+    while (atomic_load(&vm->pause_depth) > 0 &&
+           !atomic_load(&vcpu->kick_pending))
+        pthread_cond_wait(&vm->cond, &vm->lock);
+    atomic_fetch_add(&vm->active, 1);
+    pthread_mutex_unlock(&vm->lock);
+}
+
+static void leave(hv_vm *vm, hv_vcpu *vcpu)
+{
+    atomic_fetch_sub(&vm->active, 1);
+    if (atomic_load(&vm->pause_depth) > 0) {
+        pthread_mutex_lock(&vm->lock);
+        pthread_cond_broadcast(&vm->cond);
+        pthread_mutex_unlock(&vm->lock);
+    }
+    for (;;) {
+        int s = HVI_VCPU_RUNNING;
+        if (atomic_compare_exchange_strong(&vcpu->state, &s, HVI_VCPU_IDLE))
+            return;
+        cpu_relax(); /* a kicker is signalling this thread; let it finish */
+    }
+}
+
+/* An access nobody claimed goes back to the caller; until completed, a read
+ * sees all-ones, like an empty bus. */
+static void return_unclaimed(hv_vcpu *vcpu, hv_exit *exit)
+{
+    if (exit->reason == HV_EXIT_PIO && !exit->u.io.is_write) {
+        memset(exit->u.io.data, 0xff,
+               (size_t)exit->u.io.size * exit->u.io.count);
+        vcpu->read_pending = true;
+    } else if (exit->reason == HV_EXIT_MMIO && !exit->u.mmio.is_write) {
+        memset(exit->u.mmio.data, 0xff, exit->u.mmio.size);
+        vcpu->read_pending = true;
+    }
+}
+
+int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
+{
+    if (!vcpu)
+        return hvi_error(-EINVAL, "hv_vcpu_run: vCPU is NULL");
+    hv_vm *vm = vcpu->vm;
+    if (hvi_memory_count(vm) == 0)
+        return hvi_error(-EINVAL, "vCPU %u cannot run: the VM has no memory",
+                         vcpu->id);
+    int idle = HVI_VCPU_IDLE;
+    if (!atomic_compare_exchange_strong(&vcpu->state, &idle,
+                                        HVI_VCPU_RUNNING))
+        return hvi_error(-EBUSY, "vCPU %u is already running on another "
+                                 "thread",
+                         vcpu->id);
+    vcpu->runner = pthread_self();
+    atomic_fetch_add(&vm->active, 1);
+    const hv_backend_ops *ops = vm->ops;
+    hv_exit *exit = &vcpu->exit;
+    vcpu->read_pending = false;
+    int r = ops->vcpu_run_prepare(vcpu->priv);
+    while (r == 0) {
+        if (atomic_load(&vm->pause_depth) > 0)
+            park(vm, vcpu);
+        if (atomic_load(&vcpu->kick_pending)) {
+            atomic_store(&vcpu->kick_pending, 0);
+            memset(exit, 0, sizeof(*exit));
+            exit->reason = HV_EXIT_KICK;
+            break;
+        }
+        r = ops->vcpu_run(vcpu->priv, exit);
+        if (r == -EINTR) {
+            r = 0;
+            continue;
+        }
+        if (r < 0)
+            break;
+        if (exit->reason != HV_EXIT_PIO && exit->reason != HV_EXIT_MMIO)
+            break;
+        bool claimed;
+        r = hvi_io_dispatch(vcpu, exit, &claimed);
+        if (r < 0)
+            break;
+        if (!claimed) {
+            return_unclaimed(vcpu, exit);
+            break;
+        }
+        if (r > 0) {
+            exit->flags |= HV_EXIT_F_HANDLED;
+            r = 0;
+            break;
+        }
+    }
+    leave(vm, vcpu);
+    if (r == 0 && out)
+        *out = exit;
+    return r;
+}
+
+int hv_vcpu_complete_io(hv_vcpu *vcpu, const void *data, size_t length)
+{
+    if (!vcpu || !data)
+        return hvi_error(-EINVAL, "hv_vcpu_complete_io: NULL argument");
+    if (!vcpu->read_pending)
+        return hvi_error(-EINVAL, "vCPU %u: the last exit is not an "
+                                  "unclaimed read to complete",
+                         vcpu->id);
+    const hv_exit *e = &vcpu->exit;
+    size_t want;
+    void *dst;
+    if (e->reason == HV_EXIT_PIO) {
+        want = (size_t)e->u.io.size * e->u.io.count;
+        dst = e->u.io.data;
+    } else {
+        want = e->u.mmio.size;
+        dst = e->u.mmio.data;
+    }
+    if (length != want)
+        return hvi_error(-EINVAL, "vCPU %u: the pending read takes %zu bytes, "
+                                  "not %zu",
+                         vcpu->id, want, length);
+    memcpy(dst, data, length);
+    return 0;
+}

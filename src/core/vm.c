@@ -1,0 +1,193 @@
+/* VM lifetime, pause/resume and interrupt injection. */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+
+_Thread_local hv_vm *hvi_handler_vm;
+
+static int normalise_options(hv_hypervisor *hv, const hv_vm_options *in,
+                             hv_vm_options *out)
+{
+    hv_vm_options defaults = HV_VM_OPTIONS_INIT;
+    *out = defaults;
+    if (in) {
+        int r = hvi_copy_options(out, sizeof(*out), in,
+                                 offsetof(hv_vm_options, flags) +
+                                     sizeof(in->flags),
+                                 "hv_vm_options");
+        if (r < 0)
+            return r;
+        out->size = sizeof(*out);
+    }
+    if (out->flags & ~(uint32_t)HV_VM_NO_IRQCHIP)
+        return hvi_error(-EINVAL, "hv_vm_options.flags 0x%x has unknown bits",
+                         out->flags);
+    uint64_t max = 0;
+    int r = hv->ops->get_cap(hv->priv, HV_CAP_MAX_VCPUS, &max);
+    if (r < 0)
+        return r;
+    if (out->max_vcpus == 0)
+        out->max_vcpus = (uint32_t)max;
+    else if (out->max_vcpus > max)
+        return hvi_error(-EINVAL,
+                         "hv_vm_options.max_vcpus %u exceeds the backend's "
+                         "limit of %llu",
+                         out->max_vcpus, (unsigned long long)max);
+    if (out->kick_signal == 0)
+        out->kick_signal = SIGRTMIN;
+    else if (out->kick_signal < 1 || out->kick_signal > SIGRTMAX ||
+             out->kick_signal == SIGKILL || out->kick_signal == SIGSTOP)
+        return hvi_error(-EINVAL,
+                         "hv_vm_options.kick_signal %d is not a usable signal",
+                         out->kick_signal);
+    return 0;
+}
+
+int hv_vm_create(hv_hypervisor *hv, const hv_vm_options *opts, hv_vm **out)
+{
+    if (!hv || !out)
+        return hvi_error(-EINVAL, "hv_vm_create: NULL %s",
+                         hv ? "out" : "hypervisor");
+    hv_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return hvi_error(-ENOMEM, "out of memory creating a VM");
+    int r = normalise_options(hv, opts, &vm->opts);
+    if (r < 0)
+        goto fail;
+    uint64_t slots = 0, bits = 0;
+    if ((r = hv->ops->get_cap(hv->priv, HV_CAP_MAX_MEMORY_REGIONS, &slots)) <
+            0 ||
+        (r = hv->ops->get_cap(hv->priv, HV_CAP_PHYS_ADDR_BITS, &bits)) < 0)
+        goto fail;
+    vm->max_slots = (uint32_t)slots;
+    vm->max_gpa = bits >= 64 ? UINT64_MAX : (1ull << bits);
+    r = -ENOMEM;
+    vm->slot_used = calloc(vm->max_slots ? vm->max_slots : 1, 1);
+    vm->vcpus = calloc(vm->opts.max_vcpus, sizeof(*vm->vcpus));
+    if (!vm->slot_used || !vm->vcpus) {
+        hvi_error(r, "out of memory creating a VM");
+        goto fail;
+    }
+    r = hv->ops->vm_create(hv->priv, &vm->opts, &vm->priv);
+    if (r < 0)
+        goto fail;
+    vm->hv = hv;
+    vm->ops = hv->ops;
+    pthread_rwlock_init(&vm->mem_lock, NULL);
+    pthread_rwlock_init(&vm->io_lock, NULL);
+    pthread_mutex_init(&vm->lock, NULL);
+    pthread_cond_init(&vm->cond, NULL);
+    atomic_init(&vm->pause_depth, 0);
+    atomic_init(&vm->active, 0);
+    atomic_fetch_add(&hv->nr_vms, 1);
+    *out = vm;
+    return 0;
+fail:
+    free(vm->slot_used);
+    free(vm->vcpus);
+    free(vm);
+    return r;
+}
+
+int hv_vm_destroy(hv_vm *vm)
+{
+    if (!vm)
+        return hvi_error(-EINVAL, "hv_vm_destroy: VM is NULL");
+    if (hvi_handler_vm == vm)
+        return hvi_error(-EDEADLK, "hv_vm_destroy called from an I/O handler "
+                                   "of the same VM");
+    pthread_mutex_lock(&vm->lock);
+    for (uint32_t i = 0; i < vm->opts.max_vcpus; i++) {
+        if (vm->vcpus[i] &&
+            atomic_load(&vm->vcpus[i]->state) != HVI_VCPU_IDLE) {
+            pthread_mutex_unlock(&vm->lock);
+            return hvi_error(-EBUSY,
+                             "vCPU %u is still running; stop it before "
+                             "destroying the VM",
+                             i);
+        }
+    }
+    pthread_mutex_unlock(&vm->lock);
+    for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
+        if (vm->vcpus[i])
+            hv_vcpu_destroy(vm->vcpus[i]);
+    hvi_memory_free_all(vm);
+    hvi_io_free(vm);
+    vm->ops->vm_destroy(vm->priv);
+    atomic_fetch_sub(&vm->hv->nr_vms, 1);
+    pthread_rwlock_destroy(&vm->mem_lock);
+    pthread_rwlock_destroy(&vm->io_lock);
+    pthread_mutex_destroy(&vm->lock);
+    pthread_cond_destroy(&vm->cond);
+    free(vm->slot_used);
+    free(vm->vcpus);
+    free(vm);
+    return 0;
+}
+
+int hv_vm_pause(hv_vm *vm)
+{
+    if (!vm)
+        return hvi_error(-EINVAL, "hv_vm_pause: VM is NULL");
+    if (hvi_handler_vm == vm)
+        return hvi_error(-EDEADLK, "hv_vm_pause called from an I/O handler "
+                                   "of the same VM");
+    pthread_mutex_lock(&vm->lock);
+    if (atomic_fetch_add(&vm->pause_depth, 1) == 0)
+        for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
+            if (vm->vcpus[i])
+                hvi_vcpu_interrupt(vm->vcpus[i]);
+    while (atomic_load(&vm->active) > 0)
+        pthread_cond_wait(&vm->cond, &vm->lock);
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
+}
+
+int hv_vm_resume(hv_vm *vm)
+{
+    if (!vm)
+        return hvi_error(-EINVAL, "hv_vm_resume: VM is NULL");
+    pthread_mutex_lock(&vm->lock);
+    int depth = atomic_load(&vm->pause_depth);
+    if (depth == 0) {
+        pthread_mutex_unlock(&vm->lock);
+        return hvi_error(-EINVAL, "hv_vm_resume: the VM is not paused");
+    }
+    atomic_store(&vm->pause_depth, depth - 1);
+    if (depth == 1)
+        pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
+}
+
+int hv_vm_is_paused(const hv_vm *vm)
+{
+    return vm ? atomic_load(&((hv_vm *)vm)->pause_depth) > 0 : 0;
+}
+
+int hv_vm_set_irq(hv_vm *vm, uint32_t gsi, int level)
+{
+    if (!vm)
+        return hvi_error(-EINVAL, "hv_vm_set_irq: VM is NULL");
+    if (vm->opts.flags & HV_VM_NO_IRQCHIP)
+        return hvi_error(-ENOTSUP, "hv_vm_set_irq(gsi %u): the VM was created "
+                                   "with HV_VM_NO_IRQCHIP",
+                         gsi);
+    if (level != 0 && level != 1)
+        return hvi_error(-EINVAL, "hv_vm_set_irq(gsi %u): level %d is not 0 "
+                                  "or 1",
+                         gsi, level);
+    return vm->ops->vm_set_irq(vm->priv, gsi, level);
+}
+
+int hv_vm_send_msi(hv_vm *vm, uint64_t address, uint32_t data)
+{
+    if (!vm)
+        return hvi_error(-EINVAL, "hv_vm_send_msi: VM is NULL");
+    if (vm->opts.flags & HV_VM_NO_IRQCHIP)
+        return hvi_error(-ENOTSUP, "hv_vm_send_msi: the VM was created with "
+                                   "HV_VM_NO_IRQCHIP");
+    return vm->ops->vm_send_msi(vm->priv, address, data);
+}
