@@ -1,8 +1,11 @@
+set(HVCORE_GUEST_LD ${CMAKE_CURRENT_LIST_DIR}/guest.ld)
+
 # hvcore_guest(<name> <source> <load-address>)
 #
 # Builds a freestanding guest program from assembly (.S) or C into a flat
 # binary, ${CMAKE_CURRENT_BINARY_DIR}/guests/<name>.bin, loaded at
-# <load-address>. Guests are built with the plain compiler and explicit flags:
+# <load-address> and entered at its first byte (cmake/guest.ld puts the
+# section .text.entry, or an assembly file's .text, first). Guests are built with the plain compiler and explicit flags:
 # none of the project's flags (sanitizers, say) may reach guest code.
 # A target named guest-<name> builds it.
 function(hvcore_guest name source address)
@@ -17,10 +20,11 @@ function(hvcore_guest name source address)
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
     COMMAND ${CMAKE_C_COMPILER} -nostdlib -ffreestanding -fno-pic -no-pie
             -static -fno-stack-protector -fno-asynchronous-unwind-tables
-            -mno-red-zone -O2 -Wl,--build-id=none -Wl,-Ttext=${address}
-            -Wl,-e,_start -Wl,-z,noexecstack -o ${elf} ${src}
+            -mno-red-zone -O2 -Wl,--build-id=none
+            -Wl,-T,${HVCORE_GUEST_LD} -Wl,--defsym=hvcore_guest_load=${address}
+            -Wl,-z,noexecstack -o ${elf} ${src}
     COMMAND ${CMAKE_OBJCOPY} -O binary ${elf} ${bin}
-    DEPENDS ${src} ${headers}
+    DEPENDS ${src} ${headers} ${HVCORE_GUEST_LD}
     COMMENT "Building guest ${name}"
     VERBATIM)
   add_custom_target(guest-${name} DEPENDS ${bin})

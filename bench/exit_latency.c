@@ -1,0 +1,365 @@
+/* Exit latency and VM lifecycle: libhvcore against raw KVM ioctls, measured
+ * in the same process (DESIGN.md section 7: a ratio against a baseline).
+ *
+ * 1. Exit latency. The guest bench/guests/outloop.S does N port writes to
+ *    0x10, then one to 0xf4. The baseline is a KVM_RUN loop (raw_kvm.c);
+ *    libhvcore runs the same guest as one hv_vcpu_run() with a handler on
+ *    port 0x10. Only the run loop is timed. Rounds alternate between the
+ *    two ways, and which goes first swaps every round, so drift on the host
+ *    (frequency, a noisy neighbour) hits both alike.
+ * 2. Lifecycle. Create a VM, add 64 MiB, create a vCPU, put it in real
+ *    mode, run to the first exit, destroy; raw ioctls against libhvcore,
+ *    alternating likewise. /dev/kvm and the hv_hypervisor stay open.
+ *
+ * Exit status: 0 after reporting (ratios are reported, not enforced), 2 for
+ * bad options, 77 (skip) when /dev/kvm cannot be opened, 1 on any other
+ * failure.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include "raw_kvm.h"
+
+#include <hvcore.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PROG BENCH_PROG
+#define GUEST_PATH BENCH_GUEST_DIR "/outloop.bin"
+#define WARMUP_EXITS 10000u
+
+struct options {
+    uint32_t exits;
+    uint32_t rounds;
+    uint32_t cycles;
+};
+
+static void check_hv(int r, const char *what)
+{
+    if (r < 0) {
+        fprintf(stderr, PROG ": %s: %s\n", what, hv_last_error());
+        exit(1);
+    }
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int count_out(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+                     uint32_t size, int is_write)
+{
+    (void)vcpu;
+    (void)offset;
+    (void)data;
+    (void)size;
+    (void)is_write;
+    ++*(uint64_t *)opaque;
+    return 0;
+}
+
+/* The libhvcore counterpart of raw_vm_create() and raw_start(0). */
+static hv_vcpu *hv_setup(hv_hypervisor *hv, const struct guest *g, hv_vm **vm)
+{
+    check_hv(hv_vm_create(hv, NULL, vm), "hv_vm_create");
+    hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
+    m.length = RAM_SIZE;
+    check_hv(hv_vm_add_memory(*vm, &m, NULL), "hv_vm_add_memory");
+    check_hv(hv_vm_write(*vm, GUEST_LOAD, g->code, g->len), "hv_vm_write");
+    hv_vcpu *vcpu;
+    check_hv(hv_vcpu_create(*vm, 0, &vcpu), "hv_vcpu_create");
+    hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
+    o.mode = HV_X86_MODE_REAL;
+    o.entry = GUEST_LOAD;
+    o.stack = GUEST_STACK;
+    check_hv(hv_vcpu_set_mode(vcpu, &o), "hv_vcpu_set_mode");
+    return vcpu;
+}
+
+static void hv_start(hv_vm *vm, hv_vcpu *vcpu, uint32_t exits)
+{
+    check_hv(hv_vm_write(vm, COUNT_ADDR, &exits, sizeof(exits)), "hv_vm_write");
+    const hv_reg ids[] = {HV_X86_RIP, HV_X86_RSP, HV_X86_RFLAGS};
+    const uint64_t vals[] = {GUEST_LOAD, GUEST_STACK, 0x2};
+    check_hv(hv_vcpu_set_regs(vcpu, ids, vals, 3), "hv_vcpu_set_regs");
+}
+
+static void hv_run_done(hv_vcpu *vcpu)
+{
+    const hv_exit *e;
+    check_hv(hv_vcpu_run(vcpu, &e), "hv_vcpu_run");
+    if (e->reason != HV_EXIT_PIO || e->u.io.port != PORT_DONE) {
+        fprintf(stderr, PROG ": hv_vcpu_run: unexpected exit %u (port 0x%x)\n",
+                e->reason, e->u.io.port);
+        exit(1);
+    }
+}
+
+static void check_count(const char *way, uint64_t got, uint32_t want)
+{
+    if (got != want) {
+        fprintf(stderr, PROG ": %s saw %llu port writes, not %u\n", way,
+                (unsigned long long)got, want);
+        exit(1);
+    }
+}
+
+/* Both return ns per exit: the run's time over its exits, the final write
+ * to PORT_DONE included. */
+static double time_raw(struct raw_vm *v, uint32_t exits)
+{
+    raw_start(v, exits);
+    uint64_t t0 = now_ns();
+    uint64_t outs = raw_run(v);
+    uint64_t t1 = now_ns();
+    check_count("the raw KVM_RUN loop", outs, exits);
+    return (double)(t1 - t0) / ((double)exits + 1);
+}
+
+static double time_hv(hv_vm *vm, hv_vcpu *vcpu, uint64_t *outs, uint32_t exits)
+{
+    hv_start(vm, vcpu, exits);
+    *outs = 0;
+    uint64_t t0 = now_ns();
+    hv_run_done(vcpu);
+    uint64_t t1 = now_ns();
+    check_count("hv_vcpu_run", *outs, exits);
+    return (double)(t1 - t0) / ((double)exits + 1);
+}
+
+static void bench_exits(const struct options *o, const struct raw_kvm *k,
+                        hv_hypervisor *hv, const struct guest *g,
+                        double *raw_ns, double *hv_ns)
+{
+    struct raw_vm rv;
+    raw_vm_create(k, &rv, g);
+    hv_vm *vm;
+    hv_vcpu *vcpu = hv_setup(hv, g, &vm);
+    uint64_t outs = 0;
+    check_hv(
+        hv_vm_add_io_handler(vm, HV_IO_PIO, PORT_LOOP, 1, count_out, &outs),
+        "hv_vm_add_io_handler");
+
+    /* Untimed: fault in guest pages and warm caches for both. */
+    uint32_t warm = o->exits < WARMUP_EXITS ? o->exits : WARMUP_EXITS;
+    time_raw(&rv, warm);
+    time_hv(vm, vcpu, &outs, warm);
+    for (uint32_t r = 0; r < o->rounds; r++) {
+        if (r % 2 == 0) {
+            raw_ns[r] = time_raw(&rv, o->exits);
+            hv_ns[r] = time_hv(vm, vcpu, &outs, o->exits);
+        } else {
+            hv_ns[r] = time_hv(vm, vcpu, &outs, o->exits);
+            raw_ns[r] = time_raw(&rv, o->exits);
+        }
+    }
+    check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
+    raw_vm_destroy(&rv);
+}
+
+/* One lifecycle each way, in microseconds. */
+static double cycle_raw(const struct raw_kvm *k, const struct guest *g)
+{
+    struct raw_vm v;
+    uint64_t t0 = now_ns();
+    raw_vm_create(k, &v, g);
+    raw_start(&v, 0);
+    uint64_t outs = raw_run(&v);
+    raw_vm_destroy(&v);
+    uint64_t t1 = now_ns();
+    check_count("the raw lifecycle", outs, 0);
+    return (double)(t1 - t0) / 1e3;
+}
+
+static double cycle_hv(hv_hypervisor *hv, const struct guest *g)
+{
+    hv_vm *vm;
+    uint64_t t0 = now_ns();
+    hv_vcpu *vcpu = hv_setup(hv, g, &vm);
+    hv_run_done(vcpu);
+    check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
+    uint64_t t1 = now_ns();
+    return (double)(t1 - t0) / 1e3;
+}
+
+static void bench_lifecycle(const struct options *o, const struct raw_kvm *k,
+                            hv_hypervisor *hv, const struct guest *g,
+                            double *raw_us, double *hv_us)
+{
+    cycle_raw(k, g); /* untimed warm-up of both */
+    cycle_hv(hv, g);
+    for (uint32_t i = 0; i < o->cycles; i++) {
+        if (i % 2 == 0) {
+            raw_us[i] = cycle_raw(k, g);
+            hv_us[i] = cycle_hv(hv, g);
+        } else {
+            hv_us[i] = cycle_hv(hv, g);
+            raw_us[i] = cycle_raw(k, g);
+        }
+    }
+}
+
+struct stats {
+    double median, min, max;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static struct stats summarise(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    struct stats s = {v[n / 2], v[0], v[n - 1]};
+    if (n % 2 == 0)
+        s.median = (v[n / 2 - 1] + v[n / 2]) / 2;
+    return s;
+}
+
+static void report(const char *label, const char *unit, const struct stats *s)
+{
+    printf("  %-21s: %.1f %s (min %.1f, max %.1f)\n", label, s->median, unit,
+           s->min, s->max);
+}
+
+static void load_guest(struct guest *g)
+{
+    FILE *f = fopen(GUEST_PATH, "rb");
+    if (!f)
+        bench_die(GUEST_PATH);
+    g->len = fread(g->code, 1, sizeof(g->code), f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    if (g->len == 0 || more) {
+        fprintf(stderr, PROG ": %s: empty or larger than %d bytes\n",
+                GUEST_PATH, GUEST_MAX);
+        exit(1);
+    }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: " PROG " [--exits N] [--rounds R] [--cycles C]\n"
+               "\n"
+               "Compares libhvcore with raw KVM ioctls in one process:\n"
+               "  exit latency: a real-mode guest makes N port writes, each a\n"
+               "    VM exit, run by a raw KVM_RUN loop and by hv_vcpu_run()\n"
+               "    with a port handler, alternating for R rounds each\n"
+               "  lifecycle: create a VM with 64 MiB and a vCPU, run to the\n"
+               "    first exit, destroy; C cycles each way, alternating\n"
+               "Medians are reported with the ratio hvcore/raw.\n"
+               "\n"
+               "  --exits N   port writes per round (default 200000)\n"
+               "  --rounds R  rounds of each way, 1..1000 (default 7)\n"
+               "  --cycles C  lifecycles of each way, 0 skips (default 50)\n"
+               "  --help      show this help\n"
+               "\n"
+               "Exit status: 0 after reporting, 2 for bad options, 77 when\n"
+               "/dev/kvm cannot be opened, 1 when a run fails.\n");
+}
+
+/* Returns 0 to run, 1 after --help, -1 for a bad option (reported). */
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    const struct {
+        const char *name;
+        uint32_t min, max;
+        uint32_t *dst;
+    } flags[] = {
+        {"--exits", 1, UINT32_MAX, &o->exits},
+        {"--rounds", 1, 1000, &o->rounds},
+        {"--cycles", 0, 100000, &o->cycles},
+    };
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        size_t f = 0, nflags = sizeof(flags) / sizeof(flags[0]);
+        while (f < nflags && (strlen(flags[f].name) != len ||
+                              strncmp(a, flags[f].name, len) != 0))
+            f++;
+        if (f == nflags) {
+            fprintf(stderr, PROG ": unknown option '%s' (try --help)\n", a);
+            return -1;
+        }
+        const char *val = eq ? eq + 1 : argv[++i];
+        if (!val) {
+            fprintf(stderr, PROG ": %s needs a value\n", flags[f].name);
+            return -1;
+        }
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(val, &end, 10);
+        if (!isdigit((unsigned char)*val) || *end || errno ||
+            v < flags[f].min || v > flags[f].max) {
+            fprintf(stderr, PROG ": %s: '%s' is not a number in %u..%u\n",
+                    flags[f].name, val, flags[f].min, flags[f].max);
+            return -1;
+        }
+        *flags[f].dst = (uint32_t)v;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {200000, 7, 50};
+    int r = parse_args(argc, argv, &o);
+    if (r != 0)
+        return r > 0 ? 0 : 2;
+
+    struct raw_kvm k;
+    if ((r = raw_open(&k)) < 0) {
+        fprintf(stderr, PROG ": skipped: cannot open /dev/kvm: %s\n",
+                strerror(-r));
+        return 77;
+    }
+    struct guest g;
+    load_guest(&g);
+    hv_hypervisor *hv;
+    check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
+    size_t n = o.rounds > o.cycles ? o.rounds : o.cycles;
+    double *raw = calloc(n, sizeof(double)), *lib = calloc(n, sizeof(double));
+    if (!raw || !lib)
+        bench_die("calloc");
+
+    printf("exit_latency: %u exits x %u rounds (median)\n", o.exits, o.rounds);
+    fflush(stdout);
+    bench_exits(&o, &k, hv, &g, raw, lib);
+    struct stats sr = summarise(raw, o.rounds);
+    struct stats sl = summarise(lib, o.rounds);
+    report("raw KVM_RUN loop", "ns/exit", &sr);
+    report("hv_vcpu_run+handler", "ns/exit", &sl);
+    printf("  %-21s: %.3f (target <= 1.03)\n", "ratio hvcore/raw",
+           sl.median / sr.median);
+
+    if (o.cycles > 0) {
+        printf("lifecycle: %u cycles (median)\n", o.cycles);
+        fflush(stdout);
+        bench_lifecycle(&o, &k, hv, &g, raw, lib);
+        sr = summarise(raw, o.cycles);
+        sl = summarise(lib, o.cycles);
+        report("raw ioctls", "us", &sr);
+        report("libhvcore", "us", &sl);
+        printf("  %-21s: %.3f (target <= 1.2)\n", "ratio hvcore/raw",
+               sl.median / sr.median);
+    }
+
+    free(raw);
+    free(lib);
+    check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
+    raw_close(&k);
+    return 0;
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine:
+#   ./dev.sh demo    install what is missing, build, run the demo guest
+#   ./dev.sh test    install what is missing, build, run every test suite
+#                    (a normal build, then an ASan+UBSan build)
+#   ./dev.sh bench   install what is missing, build, run the benchmarks
+#   ./dev.sh deps    only install what is missing
+# Build trees: build/ (normal) and build-asan/ (sanitizers).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DEPS=(cmake make pkg-config gcc binutils libcriterion-dev libelf-dev
+      libnuma-dev libpci-dev libssl-dev)
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+die() { echo "dev.sh: $*" >&2; exit 1; }
+
+install_deps() {
+    local missing=()
+    for p in "${DEPS[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "dev.sh: installing ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null ||
+            die "missing packages (${missing[*]}); run as root or install them"
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}"
+}
+
+build() { # build DIR [cmake args...]
+    local dir=$1
+    shift
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+    cmake --build "$dir" -j "$JOBS"
+}
+
+kvm_usable() { [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; }
+
+run_suites() { # run_suites DIR LABEL
+    local dir=$1 label=$2 log
+    log=$(mktemp)
+    echo "== $label: ctest in $dir"
+    set +e
+    (cd "$dir" && ctest --output-on-failure --timeout 600) 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    set -e
+    # Criterion prints one [SKIP] line per skipped test: a KVM test skipped
+    # while /dev/kvm is usable is a failure, not a pass.
+    if kvm_usable && grep -q '\[SKIP\]' "$log"; then
+        grep '\[SKIP\]' "$log" >&2
+        rm -f "$log"
+        die "$label: tests skipped although /dev/kvm is usable"
+    fi
+    rm -f "$log"
+    [ "$rc" -eq 0 ] || die "$label: tests failed"
+}
+
+cmd=${1:-}
+case "$cmd" in
+deps)
+    install_deps
+    ;;
+demo)
+    install_deps
+    build build
+    ./build/examples/hello
+    ;;
+test)
+    install_deps
+    if kvm_usable; then
+        export HVCORE_REQUIRE_KVM=1
+    else
+        echo "dev.sh: /dev/kvm is not usable here: KVM tests will skip" >&2
+    fi
+    build build
+    run_suites build "default build"
+    build build-asan -DHVCORE_SANITIZE=ON -DHVCORE_BUILD_BENCH=OFF
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_suites build-asan "ASan+UBSan build"
+    echo "dev.sh: all test suites passed in both configurations"
+    ;;
+bench)
+    install_deps
+    build build
+    ./build/bench/exit_latency
+    ;;
+-h | --help | help)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    ;;
+*)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
