@@ -32,8 +32,8 @@ static int console(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
     return 0;
 }
 
-static int exit_port(void *opaque, hv_vcpu *vcpu, uint64_t offset,
-                     void *data, uint32_t size, int is_write)
+static int exit_port(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+                     uint32_t size, int is_write)
 {
     (void)vcpu, (void)offset, (void)size;
     if (!is_write)
@@ -64,8 +64,8 @@ static long load_file(const char *path, void **out)
 
 int main(int argc, char **argv)
 {
-    if (argc > 2 || (argc == 2 && (!strcmp(argv[1], "--help") ||
-                                   !strcmp(argv[1], "-h")))) {
+    if (argc > 2 ||
+        (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))) {
         printf("usage: hello [GUEST.bin]\n"
                "Runs a flat 64-bit guest binary (default: the bundled one)\n"
                "with a console on port 0x%x and an exit port at 0x%x.\n",

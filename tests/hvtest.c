@@ -11,7 +11,7 @@ void hvt_require_kvm(void)
     const char *req = getenv("HVCORE_REQUIRE_KVM");
     if (req && strcmp(req, "1") == 0)
         cr_assert_fail("HVCORE_REQUIRE_KVM=1 but KVM is unusable: %s",
-                 hv_last_error());
+                       hv_last_error());
     cr_skip_test("KVM is not usable here: %s", hv_last_error());
 }
 
@@ -71,8 +71,7 @@ uint8_t hvt_run_done(hv_vcpu *vcpu)
                  "vCPU %u: exit reason %u (backend %llu), expected PIO",
                  hv_vcpu_id(vcpu), e->reason,
                  (unsigned long long)e->backend_reason);
-    cr_assert_eq(e->u.io.port, PORT_DONE, "unexpected port 0x%x",
-                 e->u.io.port);
+    cr_assert_eq(e->u.io.port, PORT_DONE, "unexpected port 0x%x", e->u.io.port);
     cr_assert(e->u.io.is_write);
     return *(uint8_t *)e->u.io.data;
 }

@@ -161,8 +161,8 @@ Test(errors, handler_cannot_deadlock_its_vm)
     hvt_open(&t, 0);
     handler_vm = t.vm;
     hvt_load(t.vm, "long64");
-    HVT_OK(hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_DONE, 1, reentrant,
-                                NULL));
+    HVT_OK(
+        hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_DONE, 1, reentrant, NULL));
     hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
     const hv_exit *e;
     HVT_OK(hv_vcpu_run(v, &e));

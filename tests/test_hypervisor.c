@@ -9,8 +9,8 @@ Test(hypervisor, version_matches_header)
 {
     cr_assert_eq(hv_version(), HV_VERSION_NUMBER);
     char want[32];
-    snprintf(want, sizeof(want), "%d.%d.%d", HV_VERSION_MAJOR,
-             HV_VERSION_MINOR, HV_VERSION_PATCH);
+    snprintf(want, sizeof(want), "%d.%d.%d", HV_VERSION_MAJOR, HV_VERSION_MINOR,
+             HV_VERSION_PATCH);
     cr_assert_str_eq(hv_version_string(), want);
 }
 

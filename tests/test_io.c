@@ -82,10 +82,10 @@ Test(io, every_size_string_mmio_and_unclaimed)
     HVT_OK(hv_vm_write(t.vm, DATA_IN, msg, 16));
     struct log l = {0};
     HVT_OK(hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_DATA, 4, data_port, &l));
-    HVT_OK(hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_STRING, 1, string_port,
-                                &l));
-    HVT_OK(hv_vm_add_io_handler(t.vm, HV_IO_MMIO, MMIO_HANDLED, 0x1000, mmio,
-                                &l));
+    HVT_OK(
+        hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_STRING, 1, string_port, &l));
+    HVT_OK(
+        hv_vm_add_io_handler(t.vm, HV_IO_MMIO, MMIO_HANDLED, 0x1000, mmio, &l));
     hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
     const hv_exit *e;
 
@@ -222,8 +222,7 @@ Test(io, handler_can_end_the_run)
 static int failing_handler(void *opaque, hv_vcpu *vcpu, uint64_t off,
                            void *data, uint32_t size, int is_write)
 {
-    (void)opaque, (void)vcpu, (void)off, (void)data, (void)size,
-        (void)is_write;
+    (void)opaque, (void)vcpu, (void)off, (void)data, (void)size, (void)is_write;
     return -EIO;
 }
 
@@ -232,8 +231,8 @@ Test(io, failing_handler_fails_the_run)
     hvt t;
     hvt_open(&t, 0);
     hvt_load(t.vm, "long64");
-    HVT_OK(hv_vm_add_io_handler(t.vm, HV_IO_PIO, 0xf0, 8, failing_handler,
-                                NULL));
+    HVT_OK(
+        hv_vm_add_io_handler(t.vm, HV_IO_PIO, 0xf0, 8, failing_handler, NULL));
     hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
     const hv_exit *e;
     HVT_ERR(hv_vcpu_run(v, &e), -EIO);
@@ -246,8 +245,7 @@ Test(io, failing_handler_fails_the_run)
 static int nop_handler(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
                        uint32_t size, int is_write)
 {
-    (void)opaque, (void)vcpu, (void)off, (void)data, (void)size,
-        (void)is_write;
+    (void)opaque, (void)vcpu, (void)off, (void)data, (void)size, (void)is_write;
     return 0;
 }
 
@@ -264,15 +262,13 @@ Test(io, registration_checks)
             -EEXIST);
     HVT_OK(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x3f0, 8, nop_handler, NULL));
     HVT_OK(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x400, 1, nop_handler, NULL));
-    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_PIO, 0xfff0, 0x20, nop_handler,
-                                 NULL),
-            -EINVAL);
-    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x10000, 1, nop_handler,
-                                 NULL),
+    HVT_ERR(
+        hv_vm_add_io_handler(vm, HV_IO_PIO, 0xfff0, 0x20, nop_handler, NULL),
+        -EINVAL);
+    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x10000, 1, nop_handler, NULL),
             -EINVAL);
     HVT_OK(hv_vm_add_io_handler(vm, HV_IO_PIO, 0xffff, 1, nop_handler, NULL));
-    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_MMIO, 0x1000, 0, nop_handler,
-                                 NULL),
+    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_MMIO, 0x1000, 0, nop_handler, NULL),
             -EINVAL);
     HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_MMIO, UINT64_MAX - 4, 0x10,
                                  nop_handler, NULL),

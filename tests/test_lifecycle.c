@@ -86,8 +86,7 @@ Test(lifecycle, thousand_cycles_leak_nothing, .timeout = 240)
      * LeakSanitizer checks the heap at exit instead. */
     (void)rss_after;
 #else
-    cr_assert_lt(rss_after - rss, 2048, "RSS grew by %ld KiB",
-                 rss_after - rss);
+    cr_assert_lt(rss_after - rss, 2048, "RSS grew by %ld KiB", rss_after - rss);
 #endif
     HVT_OK(hv_hypervisor_close(hv));
 }

@@ -188,8 +188,8 @@ Test(memory, readonly_region_writes_exit_as_mmio)
     hv_memory_options lo = region(0, DATA_OUT);
     hv_memory_options rom = region(DATA_OUT, 0x10000);
     rom.flags = HV_MEMORY_READONLY;
-    hv_memory_options hi = region(DATA_OUT + 0x10000,
-                                  HVT_MEM - DATA_OUT - 0x10000);
+    hv_memory_options hi =
+        region(DATA_OUT + 0x10000, HVT_MEM - DATA_OUT - 0x10000);
     hv_memory_region *r;
     HVT_OK(hv_vm_add_memory(t.vm, &lo, NULL));
     HVT_OK(hv_vm_add_memory(t.vm, &rom, &r));
@@ -220,8 +220,8 @@ Test(memory, memfd_is_shareable)
     hvt_open(&t, 0);
     int fd = hv_memory_region_fd(t.ram);
     cr_assert_geq(fd, 0);
-    uint32_t *other = mmap(NULL, HVT_MEM, PROT_READ | PROT_WRITE, MAP_SHARED,
-                           fd, 0);
+    uint32_t *other =
+        mmap(NULL, HVT_MEM, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     cr_assert_neq(other, MAP_FAILED);
     other[0x1000] = 0xfeedface; /* a second mapping, as another process */
     uint32_t v;

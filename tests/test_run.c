@@ -50,10 +50,10 @@ static void *run_thread(void *arg)
     struct runner *r = arg;
     const hv_exit *e;
     r->rc = hv_vcpu_run(r->vcpu, &e);
-    r->status = r->rc == 0 && e->reason == HV_EXIT_PIO &&
-                        e->u.io.port == PORT_DONE
-                    ? *(uint8_t *)e->u.io.data
-                    : -1;
+    r->status =
+        r->rc == 0 && e->reason == HV_EXIT_PIO && e->u.io.port == PORT_DONE
+            ? *(uint8_t *)e->u.io.data
+            : -1;
     return NULL;
 }
 
@@ -147,8 +147,7 @@ Test(run, kick_stops_a_spinning_guest)
     hvt t;
     hvt_open(&t, 0);
     hvt_load(t.vm, "spin64");
-    struct kick_run k = {hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0), NULL, -1,
-                         0};
+    struct kick_run k = {hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0), NULL, -1, 0};
     pthread_t th;
     pthread_create(&th, NULL, kick_thread, &k);
     wait_guest_spinning(t.vm);
@@ -186,8 +185,7 @@ Test(run, kick_reaches_a_thread_that_blocks_signals)
     hvt t;
     hvt_open(&t, 0);
     hvt_load(t.vm, "spin64");
-    struct kick_run k = {hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0), NULL, -1,
-                         0};
+    struct kick_run k = {hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0), NULL, -1, 0};
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old); /* the thread inherits it */
@@ -222,8 +220,7 @@ Test(run, pause_and_resume)
     hvt t;
     hvt_open(&t, 0);
     hvt_load(t.vm, "spin64");
-    struct kick_run k = {hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0), NULL, -1,
-                         0};
+    struct kick_run k = {hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0), NULL, -1, 0};
     pthread_t th;
     pthread_create(&th, NULL, kick_thread, &k);
     wait_guest_spinning(t.vm);

@@ -83,7 +83,7 @@ Test(vcpu, long64_guest)
     HVT_OK(hv_vm_read(t.vm, DATA_OUT, out, sizeof(out)));
     cr_assert_eq(out[0], 0x300000007ull);
     cr_assert_eq(out[1], 3 * 0x300000007ull);
-    hv_reg ids[] = {HV_X86_RAX, HV_X86_RBX, HV_X86_R15, HV_X86_RSP,
+    hv_reg ids[] = {HV_X86_RAX,  HV_X86_RBX, HV_X86_R15, HV_X86_RSP,
                     HV_X86_EFER, HV_X86_CR3, HV_X86_RIP};
     uint64_t vals[7];
     HVT_OK(hv_vcpu_get_regs(v, ids, vals, 7));
@@ -155,13 +155,28 @@ Test(vcpu, registers_round_trip)
     hvt t;
     hvt_open(&t, 0);
     hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
-    hv_reg ids[] = {HV_X86_RAX, HV_X86_R8,  HV_X86_R15, HV_X86_RBP,
-                    HV_X86_CR2, HV_X86_DR0, HV_X86_DR3, HV_X86_DR7,
+    hv_reg ids[] = {HV_X86_RAX,
+                    HV_X86_R8,
+                    HV_X86_R15,
+                    HV_X86_RBP,
+                    HV_X86_CR2,
+                    HV_X86_DR0,
+                    HV_X86_DR3,
+                    HV_X86_DR7,
                     HV_X86_MSR(0xc0000102) /* KERNEL_GS_BASE */,
-                    HV_X86_MSR(0x174) /* SYSENTER_CS */, HV_X86_CR8};
-    uint64_t in[] = {0xa,  0x8888888888888888ull, 0xf, 0xbbbb,
-                     0xc2c2c2c2c2ull, 0xd0d0, 0xd3d3, 0x401,
-                     0xffff800012345000ull, 0x10, 0x5};
+                    HV_X86_MSR(0x174) /* SYSENTER_CS */,
+                    HV_X86_CR8};
+    uint64_t in[] = {0xa,
+                     0x8888888888888888ull,
+                     0xf,
+                     0xbbbb,
+                     0xc2c2c2c2c2ull,
+                     0xd0d0,
+                     0xd3d3,
+                     0x401,
+                     0xffff800012345000ull,
+                     0x10,
+                     0x5};
     size_t n = sizeof(ids) / sizeof(ids[0]);
     HVT_OK(hv_vcpu_set_regs(v, ids, in, n));
     uint64_t out[sizeof(ids) / sizeof(ids[0])];

@@ -41,7 +41,8 @@ static void put_dec(uint64_t v)
 static void cpuid(uint32_t leaf, uint32_t *a, uint32_t *b, uint32_t *c,
                   uint32_t *d)
 {
-    __asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d)
+    __asm__ volatile("cpuid"
+                     : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d)
                      : "a"(leaf), "c"(0));
 }
 

@@ -61,7 +61,10 @@ typedef struct hv_memory_options {
 } hv_memory_options;
 
 /** Initialiser for ::hv_memory_options. */
-#define HV_MEMORY_OPTIONS_INIT {sizeof(hv_memory_options), 0, 0, 0, NULL}
+#define HV_MEMORY_OPTIONS_INIT                                                 \
+    {                                                                          \
+        sizeof(hv_memory_options), 0, 0, 0, NULL                               \
+    }
 
 /**
  * Adds a guest memory region.

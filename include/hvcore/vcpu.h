@@ -273,7 +273,9 @@ typedef struct hv_vcpu_mode_options {
 
 /** Initialiser for ::hv_vcpu_mode_options. */
 #define HV_VCPU_MODE_OPTIONS_INIT                                              \
-    {sizeof(hv_vcpu_mode_options), HV_X86_MODE_REAL, 0, 0, 0, 0}
+    {                                                                          \
+        sizeof(hv_vcpu_mode_options), HV_X86_MODE_REAL, 0, 0, 0, 0             \
+    }
 
 /**
  * Size of the scratch area hv_vcpu_set_mode() needs for @p opts on @p vm.

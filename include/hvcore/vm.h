@@ -58,7 +58,10 @@ typedef struct hv_vm_options {
 } hv_vm_options;
 
 /** Initialiser for ::hv_vm_options with defaults. */
-#define HV_VM_OPTIONS_INIT {sizeof(hv_vm_options), 0, 0, 0}
+#define HV_VM_OPTIONS_INIT                                                     \
+    {                                                                          \
+        sizeof(hv_vm_options), 0, 0, 0                                         \
+    }
 
 /**
  * Creates a VM.
@@ -158,8 +161,7 @@ typedef int (*hv_io_fn)(void *opaque, hv_vcpu *vcpu, uint64_t offset,
  *         (the message names both); -ENOMEM.
  */
 HV_EXTERN int hv_vm_add_io_handler(hv_vm *vm, int space, uint64_t base,
-                                   uint64_t length, hv_io_fn fn,
-                                   void *opaque);
+                                   uint64_t length, hv_io_fn fn, void *opaque);
 
 /**
  * Removes the handler registered at exactly @p space / @p base. Once the

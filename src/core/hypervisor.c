@@ -36,8 +36,8 @@ static int unknown_backend(const char *name)
     for (size_t i = 0; i < hvi_backend_count && used < sizeof(list); i++)
         used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
                                  i ? ", " : "", hvi_backends[i]->name);
-    return hvi_error(-ENOENT, "no backend named \"%s\" (compiled in: %s)",
-                     name, list);
+    return hvi_error(-ENOENT, "no backend named \"%s\" (compiled in: %s)", name,
+                     list);
 }
 
 int hv_backend_probe(const char *name)
@@ -99,9 +99,8 @@ int hv_hypervisor_close(hv_hypervisor *hv)
         return hvi_error(-EINVAL, "hv_hypervisor_close: handle is NULL");
     unsigned n = atomic_load(&hv->nr_vms);
     if (n)
-        return hvi_error(-EBUSY,
-                         "hypervisor still has %u VM(s); destroy them first",
-                         n);
+        return hvi_error(
+            -EBUSY, "hypervisor still has %u VM(s); destroy them first", n);
     hv->ops->close(hv->priv);
     free(hv);
     return 0;

@@ -94,7 +94,7 @@ struct hv_vcpu {
     uint32_t id;
     atomic_int state;
     atomic_int kick_pending;
-    pthread_t runner; /* meaningful while state != IDLE */
+    pthread_t runner;  /* meaningful while state != IDLE */
     bool read_pending; /* last exit is an unclaimed read to complete */
     hv_exit exit;
 };

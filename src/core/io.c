@@ -32,10 +32,9 @@ int hv_vm_add_io_handler(hv_vm *vm, int space, uint64_t base, uint64_t length,
         return hvi_error(-EINVAL, "hv_vm_add_io_handler: unknown space %d",
                          space);
     if (length == 0 || base + length < base)
-        return hvi_error(-EINVAL,
-                         "%s range 0x%" PRIx64 "+0x%" PRIx64
-                         " is empty or wraps",
-                         space_name[space], base, length);
+        return hvi_error(
+            -EINVAL, "%s range 0x%" PRIx64 "+0x%" PRIx64 " is empty or wraps",
+            space_name[space], base, length);
     if (space == HV_IO_PIO && (base > 0xffff || length > 0x10000 - base))
         return hvi_error(-EINVAL,
                          "port range 0x%" PRIx64 "+0x%" PRIx64
@@ -108,9 +107,8 @@ void hvi_io_free(hv_vm *vm)
     }
 }
 
-static int call(hv_vcpu *vcpu, const struct hvi_io_range *range,
-                uint64_t addr, uint8_t *data, uint32_t size, uint32_t count,
-                int is_write)
+static int call(hv_vcpu *vcpu, const struct hvi_io_range *range, uint64_t addr,
+                uint8_t *data, uint32_t size, uint32_t count, int is_write)
 {
     hv_vm *vm = vcpu->vm;
     hv_vm *outer = hvi_handler_vm;
@@ -162,8 +160,9 @@ int hvi_io_dispatch(hv_vcpu *vcpu, hv_exit *exit, bool *claimed)
     int r = call(vcpu, &t->v[pos], addr, data, size, count, is_write);
     pthread_rwlock_unlock(&vm->io_lock);
     if (r < 0)
-        return hvi_error(r, "%s handler at 0x%" PRIx64 " failed on a %u-byte "
-                            "%s of 0x%" PRIx64 ": %s",
+        return hvi_error(r,
+                         "%s handler at 0x%" PRIx64 " failed on a %u-byte "
+                         "%s of 0x%" PRIx64 ": %s",
                          space_name[space], base, size,
                          is_write ? "write" : "read", addr, hv_strerror(r));
     return r;

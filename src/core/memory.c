@@ -46,8 +46,8 @@ static int check_options(hv_vm *vm, const hv_memory_options *o)
         return hvi_error(-EINVAL, "memory region flags 0x%x have unknown bits",
                          o->flags);
     if (o->length == 0)
-        return hvi_error(-EINVAL, "memory region at 0x%" PRIx64
-                                  " has zero length",
+        return hvi_error(-EINVAL,
+                         "memory region at 0x%" PRIx64 " has zero length",
                          o->guest_addr);
     if ((o->guest_addr | o->length) & PAGE_MASK)
         return hvi_error(-EINVAL,
@@ -65,8 +65,9 @@ static int check_options(hv_vm *vm, const hv_memory_options *o)
                          " lies beyond the guest-physical limit 0x%" PRIx64,
                          o->guest_addr, o->length, vm->max_gpa);
     if ((uint64_t)(size_t)o->length != o->length)
-        return hvi_error(-EINVAL, "memory region length 0x%" PRIx64
-                                  " does not fit in host memory",
+        return hvi_error(-EINVAL,
+                         "memory region length 0x%" PRIx64
+                         " does not fit in host memory",
                          o->length);
     return 0;
 }
@@ -111,8 +112,8 @@ int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
         return hvi_error(-EINVAL, "hv_vm_add_memory: NULL %s",
                          vm ? "options" : "VM");
     hv_memory_options o = HV_MEMORY_OPTIONS_INIT;
-    int r = hvi_copy_options(&o, sizeof(o), opts, sizeof(o),
-                             "hv_memory_options");
+    int r =
+        hvi_copy_options(&o, sizeof(o), opts, sizeof(o), "hv_memory_options");
     if (r < 0 || (r = check_options(vm, &o)) < 0)
         return r;
 
@@ -156,10 +157,9 @@ int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
     vm->regions = grown;
     if (!reg->hva && (r = allocate(reg)) < 0)
         goto fail;
-    r = vm->ops->vm_map_memory(vm->priv, slot, reg->gpa, reg->len, reg->hva,
-                               (reg->flags & HV_MEMORY_READONLY)
-                                   ? HV_BACKEND_MAP_READONLY
-                                   : 0);
+    r = vm->ops->vm_map_memory(
+        vm->priv, slot, reg->gpa, reg->len, reg->hva,
+        (reg->flags & HV_MEMORY_READONLY) ? HV_BACKEND_MAP_READONLY : 0);
     if (r < 0)
         goto fail;
     memmove(&vm->regions[pos + 1], &vm->regions[pos],
@@ -183,8 +183,8 @@ int hv_vm_remove_memory(hv_vm *vm, hv_memory_region *region)
         return hvi_error(-EINVAL, "hv_vm_remove_memory: NULL %s",
                          vm ? "region" : "VM");
     if (region->vm != vm)
-        return hvi_error(-EINVAL, "memory region 0x%" PRIx64
-                                  " belongs to another VM",
+        return hvi_error(-EINVAL,
+                         "memory region 0x%" PRIx64 " belongs to another VM",
                          region->gpa);
     pthread_rwlock_wrlock(&vm->mem_lock);
     size_t pos = lower_bound(vm, region->gpa);
@@ -307,8 +307,7 @@ int hv_vm_read(hv_vm *vm, uint64_t guest_addr, void *buf, size_t length)
     return r;
 }
 
-int hv_vm_write(hv_vm *vm, uint64_t guest_addr, const void *buf,
-                size_t length)
+int hv_vm_write(hv_vm *vm, uint64_t guest_addr, const void *buf, size_t length)
 {
     if (!vm || (!buf && length))
         return hvi_error(-EINVAL, "hv_vm_write: NULL argument");
@@ -323,14 +322,13 @@ int hv_vm_write(hv_vm *vm, uint64_t guest_addr, const void *buf,
     return r;
 }
 
-int hv_vm_gpa_to_hva(hv_vm *vm, uint64_t guest_addr, size_t length,
-                     void **out)
+int hv_vm_gpa_to_hva(hv_vm *vm, uint64_t guest_addr, size_t length, void **out)
 {
     if (!vm || !out)
         return hvi_error(-EINVAL, "hv_vm_gpa_to_hva: NULL argument");
     if (length == 0)
-        return hvi_error(-EINVAL, "hv_vm_gpa_to_hva(0x%" PRIx64
-                                  "): zero length",
+        return hvi_error(-EINVAL,
+                         "hv_vm_gpa_to_hva(0x%" PRIx64 "): zero length",
                          guest_addr);
     pthread_rwlock_rdlock(&vm->mem_lock);
     uint8_t *p;

@@ -36,8 +36,8 @@ static int read_options(hv_vm *vm, const hv_vcpu_mode_options *in,
 {
     hv_vcpu_mode_options d = HV_VCPU_MODE_OPTIONS_INIT;
     *o = d;
-    int r = hvi_copy_options(o, sizeof(*o), in, sizeof(*o),
-                             "hv_vcpu_mode_options");
+    int r =
+        hvi_copy_options(o, sizeof(*o), in, sizeof(*o), "hv_vcpu_mode_options");
     if (r < 0)
         return r;
     switch (o->mode) {
@@ -70,27 +70,23 @@ static int read_options(hv_vm *vm, const hv_vcpu_mode_options *in,
                              " is not a multiple of 1 GiB up to 512 GiB",
                              *map_len);
         break;
-    default:
-        return hvi_error(-EINVAL, "unknown vCPU mode %u", o->mode);
+    default: return hvi_error(-EINVAL, "unknown vCPU mode %u", o->mode);
     }
     if (o->tables_addr % HV_PAGE_SIZE)
-        return hvi_error(-EINVAL,
-                         "mode tables address 0x%" PRIx64
-                         " is not page-aligned",
-                         o->tables_addr);
+        return hvi_error(
+            -EINVAL, "mode tables address 0x%" PRIx64 " is not page-aligned",
+            o->tables_addr);
     return 0;
 }
 
 static uint64_t tables_size(const hv_vcpu_mode_options *o, uint64_t map_len)
 {
     switch (o->mode) {
-    case HV_X86_MODE_PROTECTED32:
-        return HV_PAGE_SIZE;
+    case HV_X86_MODE_PROTECTED32: return HV_PAGE_SIZE;
     case HV_X86_MODE_LONG64:
         /* GDT page, PML4, PDPT, one page directory per GiB. */
         return (3 + map_len / GIB) * HV_PAGE_SIZE;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -139,9 +135,9 @@ static void fill_tables(uint8_t *t, const hv_vcpu_mode_options *o,
     }
 }
 
-static hv_x86_segment make_segment(uint16_t sel, uint64_t base,
-                                   uint32_t limit, uint8_t type, uint8_t s,
-                                   uint8_t db, uint8_t l, uint8_t g)
+static hv_x86_segment make_segment(uint16_t sel, uint64_t base, uint32_t limit,
+                                   uint8_t type, uint8_t s, uint8_t db,
+                                   uint8_t l, uint8_t g)
 {
     hv_x86_segment seg = {0};
     seg.base = base;
@@ -170,8 +166,8 @@ static int set_segments(hv_vcpu *vcpu, const hv_vcpu_mode_options *o)
         bool lm = o->mode == HV_X86_MODE_LONG64;
         code = make_segment(SEL_CODE, 0, 0xffffffff, 0xb, 1, !lm, lm, 1);
         data = make_segment(SEL_DATA, 0, 0xffffffff, 0x3, 1, 1, 0, 1);
-        tr = make_segment(SEL_TSS, o->tables_addr + TSS_OFFSET, 0x67, 0xb, 0,
-                          0, 0, 0);
+        tr = make_segment(SEL_TSS, o->tables_addr + TSS_OFFSET, 0x67, 0xb, 0, 0,
+                          0, 0);
         gdtr.base = o->tables_addr;
         gdtr.limit = GDT_LIMIT;
         /* No IDT: an exception becomes a triple fault, which a test sees as
@@ -183,9 +179,9 @@ static int set_segments(hv_vcpu *vcpu, const hv_vcpu_mode_options *o)
         hv_reg id;
         const hv_x86_segment *seg;
     } list[] = {
-        {HV_X86_CS, &code},  {HV_X86_DS, &data},   {HV_X86_ES, &data},
-        {HV_X86_FS, &data},  {HV_X86_GS, &data},   {HV_X86_SS, &data},
-        {HV_X86_TR, &tr},    {HV_X86_LDTR, &ldtr}, {HV_X86_GDTR, &gdtr},
+        {HV_X86_CS, &code},   {HV_X86_DS, &data},   {HV_X86_ES, &data},
+        {HV_X86_FS, &data},   {HV_X86_GS, &data},   {HV_X86_SS, &data},
+        {HV_X86_TR, &tr},     {HV_X86_LDTR, &ldtr}, {HV_X86_GDTR, &gdtr},
         {HV_X86_IDTR, &idtr},
     };
     for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
@@ -209,8 +205,7 @@ int hv_vcpu_set_mode(hv_vcpu *vcpu, const hv_vcpu_mode_options *opts)
     uint64_t size = tables_size(&o, map_len);
     if (size) {
         void *where;
-        if ((r = hv_vm_gpa_to_hva(vcpu->vm, o.tables_addr, size, &where)) <
-            0)
+        if ((r = hv_vm_gpa_to_hva(vcpu->vm, o.tables_addr, size, &where)) < 0)
             return hvi_error(r,
                              "mode tables at 0x%" PRIx64 "+0x%" PRIx64
                              " do not fit in one memory region",
@@ -248,9 +243,8 @@ int hv_vcpu_set_mode(hv_vcpu *vcpu, const hv_vcpu_mode_options *opts)
     cs.l = 0;
     if ((r = hv_vcpu_set_segment(vcpu, HV_X86_CS, &cs)) < 0)
         return r;
-    const hv_reg ids[] = {HV_X86_CR3, HV_X86_CR4,    HV_X86_EFER,
-                          HV_X86_CR0, HV_X86_RIP,    HV_X86_RSP,
-                          HV_X86_RFLAGS};
+    const hv_reg ids[] = {HV_X86_CR3, HV_X86_CR4, HV_X86_EFER,  HV_X86_CR0,
+                          HV_X86_RIP, HV_X86_RSP, HV_X86_RFLAGS};
     const uint64_t vals[] = {cr3, cr4, efer, cr0, rip, o.stack, 0x2};
     if ((r = hv_vcpu_set_regs(vcpu, ids, vals, sizeof(ids) / sizeof(ids[0]))) <
         0)

@@ -28,10 +28,8 @@ static bool is_scalar(hv_reg id)
     case HV_X86_DR2:
     case HV_X86_DR3:
     case HV_X86_DR6:
-    case HV_X86_DR7:
-        return true;
-    default:
-        return false;
+    case HV_X86_DR7: return true;
+    default: return false;
     }
 }
 
@@ -45,10 +43,9 @@ static int check_ids(const hv_vcpu *vcpu, const hv_reg *ids, size_t count)
                              "vCPU %u: register id 0x%" PRIx64 " (index %zu) "
                              "is a segment; use hv_vcpu_get_segment()",
                              vcpu->id, ids[i], i);
-        return hvi_error(-EINVAL,
-                         "vCPU %u: unknown register id 0x%" PRIx64
-                         " (index %zu)",
-                         vcpu->id, ids[i], i);
+        return hvi_error(
+            -EINVAL, "vCPU %u: unknown register id 0x%" PRIx64 " (index %zu)",
+            vcpu->id, ids[i], i);
     }
     return 0;
 }
@@ -151,8 +148,9 @@ int hv_vcpu_get_fpu_state(hv_vcpu *vcpu, void *buf, size_t length)
     if (r < 0 || (r = check_access(vcpu, "get_fpu_state")) < 0)
         return r;
     if (length < need)
-        return hvi_error(-ENOSPC, "vCPU %u: FPU state needs %zu bytes, the "
-                                  "buffer has %zu",
+        return hvi_error(-ENOSPC,
+                         "vCPU %u: FPU state needs %zu bytes, the "
+                         "buffer has %zu",
                          vcpu->id, need, length);
     return vcpu->vm->ops->vcpu_get_fpu(vcpu->priv, buf, length);
 }

@@ -9,11 +9,11 @@
 int hv_vcpu_create(hv_vm *vm, uint32_t id, hv_vcpu **out)
 {
     if (!vm || !out)
-        return hvi_error(-EINVAL, "hv_vcpu_create: NULL %s",
-                         vm ? "out" : "VM");
+        return hvi_error(-EINVAL, "hv_vcpu_create: NULL %s", vm ? "out" : "VM");
     if (id >= vm->opts.max_vcpus)
-        return hvi_error(-EINVAL, "vCPU id %u is out of range (the VM allows "
-                                  "ids below %u)",
+        return hvi_error(-EINVAL,
+                         "vCPU id %u is out of range (the VM allows "
+                         "ids below %u)",
                          id, vm->opts.max_vcpus);
     hv_vcpu *vcpu = calloc(1, sizeof(*vcpu));
     if (!vcpu)
@@ -170,10 +170,10 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
         return hvi_error(-EINVAL, "vCPU %u cannot run: the VM has no memory",
                          vcpu->id);
     int idle = HVI_VCPU_IDLE;
-    if (!atomic_compare_exchange_strong(&vcpu->state, &idle,
-                                        HVI_VCPU_RUNNING))
-        return hvi_error(-EBUSY, "vCPU %u is already running on another "
-                                 "thread",
+    if (!atomic_compare_exchange_strong(&vcpu->state, &idle, HVI_VCPU_RUNNING))
+        return hvi_error(-EBUSY,
+                         "vCPU %u is already running on another "
+                         "thread",
                          vcpu->id);
     vcpu->runner = pthread_self();
     atomic_fetch_add(&vm->active, 1);
@@ -224,8 +224,9 @@ int hv_vcpu_complete_io(hv_vcpu *vcpu, const void *data, size_t length)
     if (!vcpu || !data)
         return hvi_error(-EINVAL, "hv_vcpu_complete_io: NULL argument");
     if (!vcpu->read_pending)
-        return hvi_error(-EINVAL, "vCPU %u: the last exit is not an "
-                                  "unclaimed read to complete",
+        return hvi_error(-EINVAL,
+                         "vCPU %u: the last exit is not an "
+                         "unclaimed read to complete",
                          vcpu->id);
     const hv_exit *e = &vcpu->exit;
     size_t want;
@@ -238,8 +239,9 @@ int hv_vcpu_complete_io(hv_vcpu *vcpu, const void *data, size_t length)
         dst = e->u.mmio.data;
     }
     if (length != want)
-        return hvi_error(-EINVAL, "vCPU %u: the pending read takes %zu bytes, "
-                                  "not %zu",
+        return hvi_error(-EINVAL,
+                         "vCPU %u: the pending read takes %zu bytes, "
+                         "not %zu",
                          vcpu->id, want, length);
     memcpy(dst, data, length);
     return 0;

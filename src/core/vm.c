@@ -13,10 +13,10 @@ static int normalise_options(hv_hypervisor *hv, const hv_vm_options *in,
     hv_vm_options defaults = HV_VM_OPTIONS_INIT;
     *out = defaults;
     if (in) {
-        int r = hvi_copy_options(out, sizeof(*out), in,
-                                 offsetof(hv_vm_options, flags) +
-                                     sizeof(in->flags),
-                                 "hv_vm_options");
+        int r =
+            hvi_copy_options(out, sizeof(*out), in,
+                             offsetof(hv_vm_options, flags) + sizeof(in->flags),
+                             "hv_vm_options");
         if (r < 0)
             return r;
         out->size = sizeof(*out);
@@ -172,12 +172,14 @@ int hv_vm_set_irq(hv_vm *vm, uint32_t gsi, int level)
     if (!vm)
         return hvi_error(-EINVAL, "hv_vm_set_irq: VM is NULL");
     if (vm->opts.flags & HV_VM_NO_IRQCHIP)
-        return hvi_error(-ENOTSUP, "hv_vm_set_irq(gsi %u): the VM was created "
-                                   "with HV_VM_NO_IRQCHIP",
+        return hvi_error(-ENOTSUP,
+                         "hv_vm_set_irq(gsi %u): the VM was created "
+                         "with HV_VM_NO_IRQCHIP",
                          gsi);
     if (level != 0 && level != 1)
-        return hvi_error(-EINVAL, "hv_vm_set_irq(gsi %u): level %d is not 0 "
-                                  "or 1",
+        return hvi_error(-EINVAL,
+                         "hv_vm_set_irq(gsi %u): level %d is not 0 "
+                         "or 1",
                          gsi, level);
     return vm->ops->vm_set_irq(vm->priv, gsi, level);
 }

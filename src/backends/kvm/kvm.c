@@ -20,13 +20,12 @@ static int open_device(void)
     int fd = open(KVM_DEVICE, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        return hvi_error(-e, "cannot open " KVM_DEVICE ": %s%s",
-                         hv_strerror(-e),
-                         e == EACCES ? " (is this user in the kvm group?)"
-                         : e == ENOENT
-                             ? " (is the kvm module loaded, or is this a VM "
-                               "without nested virtualisation?)"
-                             : "");
+        return hvi_error(
+            -e, "cannot open " KVM_DEVICE ": %s%s", hv_strerror(-e),
+            e == EACCES   ? " (is this user in the kvm group?)"
+            : e == ENOENT ? " (is the kvm module loaded, or is this a VM "
+                            "without nested virtualisation?)"
+                          : "");
     }
     int version = ioctl(fd, KVM_GET_API_VERSION, 0);
     if (version != KVM_API_VERSION) {
@@ -95,12 +94,12 @@ static int kvm_open(void **priv)
         free(k);
         return r;
     }
-    if (!check(fd, KVM_CAP_IMMEDIATE_EXIT) ||
-        !check(fd, KVM_CAP_USER_MEMORY)) {
+    if (!check(fd, KVM_CAP_IMMEDIATE_EXIT) || !check(fd, KVM_CAP_USER_MEMORY)) {
         close(fd);
         free(k);
-        return hvi_error(-ENOTSUP, "this KVM lacks KVM_CAP_IMMEDIATE_EXIT or "
-                                   "KVM_CAP_USER_MEMORY (Linux >= 4.11 needed)");
+        return hvi_error(-ENOTSUP,
+                         "this KVM lacks KVM_CAP_IMMEDIATE_EXIT or "
+                         "KVM_CAP_USER_MEMORY (Linux >= 4.11 needed)");
     }
     k->cpuid = supported_cpuid(fd);
     if (!k->cpuid) {
@@ -122,8 +121,8 @@ static int kvm_open(void **priv)
         c[HV_CAP_MAX_MEMORY_REGIONS] = 32;
     c[HV_CAP_READONLY_MEMORY] = check(fd, KVM_CAP_READONLY_MEM) != 0;
     c[HV_CAP_DIRTY_TRACKING] =
-        HV_DIRTY_BITMAP | (check(fd, KVM_CAP_DIRTY_LOG_RING) ? HV_DIRTY_RING
-                                                             : 0);
+        HV_DIRTY_BITMAP |
+        (check(fd, KVM_CAP_DIRTY_LOG_RING) ? HV_DIRTY_RING : 0);
     c[HV_CAP_TSC_SCALING] = check(fd, KVM_CAP_TSC_CONTROL) != 0;
     c[HV_CAP_IRQCHIP] = check(fd, KVM_CAP_IRQCHIP) != 0;
     c[HV_CAP_MSI] = check(fd, KVM_CAP_SIGNAL_MSI) != 0;

@@ -65,8 +65,8 @@ void hvi_kvm_vcpu_kick(void *vcpu_priv);
 
 int hvi_kvm_get_regs(void *vcpu_priv, const hv_reg *ids, uint64_t *values,
                      size_t count);
-int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids,
-                     const uint64_t *values, size_t count);
+int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids, const uint64_t *values,
+                     size_t count);
 int hvi_kvm_get_segment(void *vcpu_priv, hv_reg id, hv_x86_segment *seg);
 int hvi_kvm_set_segment(void *vcpu_priv, hv_reg id, const hv_x86_segment *seg);
 int hvi_kvm_fpu_size(void *vcpu_priv, size_t *size);

@@ -33,15 +33,13 @@ static unsigned group_of(hv_reg id)
 static uint64_t *slot_of(struct groups *g, hv_reg id)
 {
     struct kvm_regs *r = &g->regs;
-    uint64_t *gpr[] = {(uint64_t *)&r->rax, (uint64_t *)&r->rbx,
-                       (uint64_t *)&r->rcx, (uint64_t *)&r->rdx,
-                       (uint64_t *)&r->rsi, (uint64_t *)&r->rdi,
-                       (uint64_t *)&r->rsp, (uint64_t *)&r->rbp,
-                       (uint64_t *)&r->r8,  (uint64_t *)&r->r9,
-                       (uint64_t *)&r->r10, (uint64_t *)&r->r11,
-                       (uint64_t *)&r->r12, (uint64_t *)&r->r13,
-                       (uint64_t *)&r->r14, (uint64_t *)&r->r15,
-                       (uint64_t *)&r->rip, (uint64_t *)&r->rflags};
+    uint64_t *gpr[] = {
+        (uint64_t *)&r->rax, (uint64_t *)&r->rbx, (uint64_t *)&r->rcx,
+        (uint64_t *)&r->rdx, (uint64_t *)&r->rsi, (uint64_t *)&r->rdi,
+        (uint64_t *)&r->rsp, (uint64_t *)&r->rbp, (uint64_t *)&r->r8,
+        (uint64_t *)&r->r9,  (uint64_t *)&r->r10, (uint64_t *)&r->r11,
+        (uint64_t *)&r->r12, (uint64_t *)&r->r13, (uint64_t *)&r->r14,
+        (uint64_t *)&r->r15, (uint64_t *)&r->rip, (uint64_t *)&r->rflags};
     if (id <= HV_X86_RFLAGS)
         return gpr[id];
     switch (id) {
@@ -157,8 +155,8 @@ static int store(int fd, struct groups *g, struct groups *old)
             break;
         }
     }
-    if (r == 0 && g->msrs && (r = msr_ioctl(fd, KVM_SET_MSRS, g->msrs,
-                                            "KVM_SET_MSRS")) < 0) {
+    if (r == 0 && g->msrs &&
+        (r = msr_ioctl(fd, KVM_SET_MSRS, g->msrs, "KVM_SET_MSRS")) < 0) {
         /* Some MSRs may have been written: put them all back. */
         ioctl(fd, KVM_SET_MSRS, old->msrs);
     }
@@ -169,8 +167,8 @@ static int store(int fd, struct groups *g, struct groups *old)
     return r;
 }
 
-int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids,
-                     const uint64_t *values, size_t count)
+int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids, const uint64_t *values,
+                     size_t count)
 {
     struct hvi_kvm_vcpu *v = vcpu_priv;
     struct groups g = {.need = needed(ids, count)};
@@ -179,8 +177,8 @@ int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids,
     if (r == 0)
         r = fetch(v->fd, &g);
     if (r == 0 && g.msrs) {
-        size_t bytes = sizeof(*g.msrs) +
-                       g.msrs->nmsrs * sizeof(g.msrs->entries[0]);
+        size_t bytes =
+            sizeof(*g.msrs) + g.msrs->nmsrs * sizeof(g.msrs->entries[0]);
         old.msrs = malloc(bytes);
         if (!old.msrs)
             r = hvi_error(-ENOMEM, "out of memory writing MSRs");
@@ -257,8 +255,9 @@ int hvi_kvm_set_segment(void *vcpu_priv, hv_reg id, const hv_x86_segment *seg)
         return hvi_kvm_fail("KVM_GET_SREGS", errno);
     if (id == HV_X86_GDTR || id == HV_X86_IDTR) {
         if (seg->limit > 0xffff)
-            return hvi_error(-EINVAL, "descriptor table limit 0x%x is above "
-                                      "0xffff",
+            return hvi_error(-EINVAL,
+                             "descriptor table limit 0x%x is above "
+                             "0xffff",
                              seg->limit);
         struct kvm_dtable *t = id == HV_X86_GDTR ? &s.gdt : &s.idt;
         t->base = seg->base;

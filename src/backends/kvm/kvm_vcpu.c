@@ -28,9 +28,7 @@ static int set_cpuid(struct hvi_kvm_vcpu *v)
             e->ecx |= 1u << 31; /* running under a hypervisor */
             break;
         case 0xb:
-        case 0x1f:
-            e->edx = v->id;
-            break;
+        case 0x1f: e->edx = v->id; break;
         }
     }
     int r = ioctl(v->fd, KVM_SET_CPUID2, c);
@@ -72,8 +70,8 @@ int hvi_kvm_vcpu_create(void *vm_priv, uint32_t id, void **out)
         return r;
     }
     v->run_size = (size_t)vm->kvm->run_size;
-    v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                  v->fd, 0);
+    v->run =
+        mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
     if (v->run == MAP_FAILED) {
         r = hvi_kvm_fail("mapping the vCPU run area", errno);
         close(v->fd);
@@ -183,12 +181,8 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hv_exit *exit)
         exit->u.mmio.is_write = run->mmio.is_write;
         exit->u.mmio.data = run->mmio.data;
         break;
-    case KVM_EXIT_HLT:
-        exit->reason = HV_EXIT_HLT;
-        break;
-    case KVM_EXIT_SHUTDOWN:
-        exit->reason = HV_EXIT_SHUTDOWN;
-        break;
+    case KVM_EXIT_HLT: exit->reason = HV_EXIT_HLT; break;
+    case KVM_EXIT_SHUTDOWN: exit->reason = HV_EXIT_SHUTDOWN; break;
     case KVM_EXIT_SYSTEM_EVENT:
         exit->reason = run->system_event.type == KVM_SYSTEM_EVENT_RESET
                            ? HV_EXIT_RESET
@@ -196,9 +190,7 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hv_exit *exit)
                            ? HV_EXIT_POWEROFF
                            : HV_EXIT_SHUTDOWN;
         break;
-    case KVM_EXIT_DEBUG:
-        exit->reason = HV_EXIT_DEBUG;
-        break;
+    case KVM_EXIT_DEBUG: exit->reason = HV_EXIT_DEBUG; break;
     case KVM_EXIT_INTR:
         __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
         return -EINTR;
@@ -212,9 +204,7 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hv_exit *exit)
         internal_error(exit, (uint32_t)d[0], 2, d);
         break;
     }
-    default:
-        exit->reason = HV_EXIT_UNKNOWN;
-        break;
+    default: exit->reason = HV_EXIT_UNKNOWN; break;
     }
     return 0;
 }

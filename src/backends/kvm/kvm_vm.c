@@ -23,7 +23,8 @@ static int install_kick_handler(int sig)
 {
     struct sigaction old;
     if (sigaction(sig, NULL, &old) < 0)
-        return hvi_error(-errno, "kick signal %d: %s", sig, hv_strerror(-errno));
+        return hvi_error(-errno, "kick signal %d: %s", sig,
+                         hv_strerror(-errno));
     if (!(old.sa_flags & SA_SIGINFO) &&
         (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN)) {
         struct sigaction sa;
@@ -32,8 +33,9 @@ static int install_kick_handler(int sig)
         sa.sa_flags = SA_RESTART;
         sigemptyset(&sa.sa_mask);
         if (sigaction(sig, &sa, NULL) < 0)
-            return hvi_error(-errno, "installing the kick signal %d handler: "
-                                     "%s",
+            return hvi_error(-errno,
+                             "installing the kick signal %d handler: "
+                             "%s",
                              sig, hv_strerror(-errno));
     }
     return 0;
