@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEPS=(cmake make pkg-config gcc binutils libcriterion-dev libelf-dev
-      libnuma-dev libpci-dev libssl-dev)
+DEPS=(cmake make pkg-config gcc g++ binutils libcriterion-dev libelf-dev
+      libnuma-dev libpci-dev libssl-dev abigail-tools)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 die() { echo "dev.sh: $*" >&2; exit 1; }
@@ -51,10 +51,12 @@ run_suites() { # run_suites DIR LABEL
     (cd "$dir" && ctest --output-on-failure --timeout 600) 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
     set -e
-    # Criterion prints one [SKIP] line per skipped test: a KVM test skipped
-    # while /dev/kvm is usable is a failure, not a pass.
-    if kvm_usable && grep -q '\[SKIP\]' "$log"; then
-        grep '\[SKIP\]' "$log" >&2
+    # Criterion prints one [SKIP] line per skipped test, ctest "***Skipped"
+    # for a skipped script: a KVM test skipped while /dev/kvm is usable is a
+    # failure, not a pass.
+    local skipped='\[SKIP\]|\*\*\*Skipped'
+    if kvm_usable && grep -Eq "$skipped" "$log"; then
+        grep -E "$skipped" "$log" >&2
         rm -f "$log"
         die "$label: tests skipped although /dev/kvm is usable"
     fi
