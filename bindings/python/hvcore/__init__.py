@@ -1,0 +1,62 @@
+"""hvcore: Python bindings for libhvcore, the embeddable hypervisor core.
+
+Pure ctypes, no compiled extension. Importing the package loads libhvcore
+(see :mod:`hvcore._lib` for where it is looked for) and checks its version.
+
+    import hvcore
+
+    with hvcore.Hypervisor() as hv, hv.create_vm() as vm:
+        ram = vm.add_memory(0, 2 << 20)
+        vm.write(0x8000, image)
+        vm.add_io_handler("pio", 0xe9, 1, console)
+        vcpu = vm.vcpu(0)
+        vcpu.set_mode("long64", entry=0x8000, stack=0x8000, tables=0x100000)
+        exit = vcpu.run()
+
+Errors from the library raise :class:`HvError` (an OSError with the errno,
+the library's description and its message about what exactly was wrong).
+"""
+
+from . import _lib
+from .constants import *  # noqa: F401,F403 - the C names and enums
+from .constants import (IO_EXIT, Cap, DirtyMode, ExitFlags, ExitReason,
+                        IoResult, IoSpace, MemoryFlags, VmFlags, X86Mode,
+                        X86Reg, msr)
+from .errors import ClosedError, HvError, LibraryError
+from .exit import Exit
+from .hypervisor import Backend, Hypervisor, backends
+from .memory import MemoryRegion
+from .registers import Segment
+from .vcpu import VCPU, Registers
+from .vm import VM
+
+__version__ = "1.0.0"
+
+#: The library file that was loaded, and why it was chosen.
+library_path = _lib.path
+library_origin = _lib.origin
+#: The loaded library's version, as a string ("1.0.0") and a tuple.
+library_version = _lib.version
+library_version_info = _lib.version_info
+
+
+def strerror(code):
+    """The library's description of an errno (negative or positive)."""
+    return _lib.lib.hv_strerror(int(code))
+
+
+def backend_available(name):
+    """True when backend ``name`` can open on this host right now."""
+    rc, _ = _lib.lib.hv_backend_probe(str(name).encode())
+    return rc == 0
+
+
+__all__ = [
+    "Hypervisor", "VM", "VCPU", "MemoryRegion", "Registers", "Segment",
+    "Exit", "Backend", "backends", "backend_available", "strerror",
+    "HvError", "ClosedError", "LibraryError",
+    "IO_EXIT", "IoResult", "Cap", "DirtyMode", "ExitFlags", "ExitReason",
+    "IoSpace", "MemoryFlags", "VmFlags", "X86Mode", "X86Reg", "msr",
+    "library_path", "library_origin", "library_version",
+    "library_version_info", "__version__",
+]

@@ -1,0 +1,322 @@
+"""Finding and loading libhvcore, and declaring every C function it exports.
+
+Where the library comes from, in this order:
+
+1. ``HVCORE_LIBRARY``: the library file to load (or a directory holding
+   it). Nothing else is tried: if it cannot be used, import fails.
+2. ``HVCORE_BUILD_DIR``: a CMake build directory; ``<dir>/src/libhvcore.so.1``
+   is loaded. Nothing else is tried either.
+3. ``ctypes.util.find_library("hvcore")``: an installed library.
+4. When this package sits in a libhvcore source tree (bindings/python), that
+   tree's build directories: ``build/src/libhvcore.so.1`` first, then other
+   ``build*/src/`` directories, newest first.
+
+A library is accepted when it loads, exports every function these bindings
+declare, and ``hv_version()`` reports major version 1 with a minor version
+of at least the one the bindings were written for (1.0). The file that was
+loaded and why it was chosen are :data:`path` and :data:`origin`; a refusal
+raises :class:`hvcore.LibraryError` (an ImportError) naming the file and the
+reason. ``logging.getLogger("hvcore")`` logs every attempt at DEBUG level.
+"""
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import os
+import sys
+from ctypes import (POINTER, c_char_p, c_int, c_size_t, c_uint, c_uint32,
+                    c_uint64, c_void_p)
+from pathlib import Path
+
+from . import _structs as S
+from .constants import HV_VERSION_MAJOR, HV_VERSION_MINOR
+from .errors import HvError, LibraryError
+
+log = logging.getLogger("hvcore")
+
+if sys.platform == "darwin":
+    _FILE_NAMES = ("libhvcore.1.dylib", "libhvcore.dylib")
+else:
+    _FILE_NAMES = ("libhvcore.so.1", "libhvcore.so")
+
+
+# ----------------------------------------------------------- errchecks --
+# Each runs on the calling thread right after its C call, so the
+# thread-local hv_last_error() still describes that call.
+
+def _text(raw):
+    return raw.decode("utf-8", "replace") if raw is not None else ""
+
+
+def error_for(code, function):
+    """The HvError for negative errno ``code`` returned by ``function``.
+
+    Must be called on the thread of the failing call, before any other
+    libhvcore call, so that hv_last_error() is still that call's message.
+    """
+    message = lib.hv_last_error()
+    return HvError(-code, lib.hv_strerror(code), message, function)
+
+
+def _check_rc(result, func, args):
+    """int returns: 0 or more is success, negative is -errno."""
+    if result < 0:
+        raise error_for(result, func.__name__)
+    return result
+
+
+def _check_nonnull(result, func, args):
+    """Pointer returns where NULL only means a bad argument."""
+    if not result:
+        raise HvError(errno.EINVAL, "invalid argument",
+                      f"{func.__name__} returned NULL", func.__name__)
+    return result
+
+
+def _check_value(result, func, args):
+    """Calls that cannot fail (version, counts, region getters)."""
+    return result
+
+
+def _check_text(result, func, args):
+    """const char * returns that are never NULL: decoded to str."""
+    return _text(result)
+
+
+def _check_optional_text(result, func, args):
+    """const char * returns where NULL means "none": str or None."""
+    return None if result is None else _text(result)
+
+
+def _check_bool(result, func, args):
+    return bool(result)
+
+
+def _check_probe(result, func, args):
+    """hv_backend_probe(): (0, "") or (-errno, hv_last_error())."""
+    if result < 0:
+        return result, lib.hv_last_error()
+    return result, ""
+
+
+_P = POINTER
+_HANDLE = c_void_p
+#: name: (restype, argtypes, errcheck). Every symbol of HVCORE_1.0.
+PROTOTYPES = {
+    # common.h
+    "hv_version": (c_uint, [], _check_value),
+    "hv_version_string": (c_char_p, [], _check_text),
+    "hv_strerror": (c_char_p, [c_int], _check_text),
+    "hv_last_error": (c_char_p, [], _check_text),
+    # hypervisor.h
+    "hv_backend_count": (c_size_t, [], _check_value),
+    "hv_backend_name": (c_char_p, [c_size_t], _check_optional_text),
+    "hv_backend_probe": (c_int, [c_char_p], _check_probe),
+    "hv_hypervisor_open": (c_int, [c_char_p, _P(_HANDLE)], _check_rc),
+    "hv_hypervisor_close": (c_int, [_HANDLE], _check_rc),
+    "hv_hypervisor_backend": (c_char_p, [_HANDLE], _check_nonnull),
+    "hv_hypervisor_get_cap": (c_int, [_HANDLE, c_int, _P(c_uint64)],
+                              _check_rc),
+    # vm.h
+    "hv_vm_create": (c_int, [_HANDLE, _P(S.VmOptions), _P(_HANDLE)],
+                     _check_rc),
+    "hv_vm_destroy": (c_int, [_HANDLE], _check_rc),
+    "hv_vm_pause": (c_int, [_HANDLE], _check_rc),
+    "hv_vm_resume": (c_int, [_HANDLE], _check_rc),
+    "hv_vm_is_paused": (c_int, [_HANDLE], _check_bool),
+    "hv_vm_add_io_handler": (c_int, [_HANDLE, c_int, c_uint64, c_uint64,
+                                     S.IoFn, c_void_p], _check_rc),
+    "hv_vm_remove_io_handler": (c_int, [_HANDLE, c_int, c_uint64],
+                                _check_rc),
+    "hv_vm_set_irq": (c_int, [_HANDLE, c_uint32, c_int], _check_rc),
+    "hv_vm_send_msi": (c_int, [_HANDLE, c_uint64, c_uint32], _check_rc),
+    # memory.h
+    "hv_vm_add_memory": (c_int, [_HANDLE, _P(S.MemoryOptions), _P(_HANDLE)],
+                         _check_rc),
+    "hv_vm_remove_memory": (c_int, [_HANDLE, _HANDLE], _check_rc),
+    "hv_vm_find_memory": (c_int, [_HANDLE, c_uint64, _P(_HANDLE)],
+                          _check_rc),
+    "hv_memory_region_guest_addr": (c_uint64, [_HANDLE], _check_value),
+    "hv_memory_region_length": (c_uint64, [_HANDLE], _check_value),
+    "hv_memory_region_hva": (c_void_p, [_HANDLE], _check_nonnull),
+    "hv_memory_region_flags": (c_uint32, [_HANDLE], _check_value),
+    "hv_memory_region_fd": (c_int, [_HANDLE], _check_value),
+    "hv_vm_read": (c_int, [_HANDLE, c_uint64, c_void_p, c_size_t],
+                   _check_rc),
+    "hv_vm_write": (c_int, [_HANDLE, c_uint64, c_void_p, c_size_t],
+                    _check_rc),
+    "hv_vm_gpa_to_hva": (c_int, [_HANDLE, c_uint64, c_size_t, _P(c_void_p)],
+                         _check_rc),
+    # vcpu.h
+    "hv_vcpu_create": (c_int, [_HANDLE, c_uint32, _P(_HANDLE)], _check_rc),
+    "hv_vcpu_destroy": (c_int, [_HANDLE], _check_rc),
+    "hv_vcpu_id": (c_uint32, [_HANDLE], _check_value),
+    "hv_vcpu_vm": (c_void_p, [_HANDLE], _check_nonnull),
+    "hv_vcpu_run": (c_int, [_HANDLE, _P(_P(S.HvExit))], _check_rc),
+    "hv_vcpu_get_exit": (_P(S.HvExit), [_HANDLE], _check_nonnull),
+    "hv_vcpu_complete_io": (c_int, [_HANDLE, c_void_p, c_size_t], _check_rc),
+    "hv_vcpu_kick": (c_int, [_HANDLE], _check_rc),
+    "hv_vcpu_get_regs": (c_int, [_HANDLE, _P(c_uint64), _P(c_uint64),
+                                 c_size_t], _check_rc),
+    "hv_vcpu_set_regs": (c_int, [_HANDLE, _P(c_uint64), _P(c_uint64),
+                                 c_size_t], _check_rc),
+    "hv_vcpu_get_reg": (c_int, [_HANDLE, c_uint64, _P(c_uint64)], _check_rc),
+    "hv_vcpu_set_reg": (c_int, [_HANDLE, c_uint64, c_uint64], _check_rc),
+    "hv_vcpu_get_segment": (c_int, [_HANDLE, c_uint64, _P(S.X86Segment)],
+                            _check_rc),
+    "hv_vcpu_set_segment": (c_int, [_HANDLE, c_uint64, _P(S.X86Segment)],
+                            _check_rc),
+    "hv_vcpu_fpu_state_size": (c_int, [_HANDLE, _P(c_size_t)], _check_rc),
+    "hv_vcpu_get_fpu_state": (c_int, [_HANDLE, c_void_p, c_size_t],
+                              _check_rc),
+    "hv_vcpu_set_fpu_state": (c_int, [_HANDLE, c_void_p, c_size_t],
+                              _check_rc),
+    "hv_vcpu_mode_tables_size": (c_int, [_HANDLE, _P(S.ModeOptions),
+                                         _P(c_uint64)], _check_rc),
+    "hv_vcpu_set_mode": (c_int, [_HANDLE, _P(S.ModeOptions)], _check_rc),
+}
+
+
+# ------------------------------------------------------------- loading --
+
+class _Refused(Exception):
+    """A candidate library that cannot be used, and why."""
+
+
+def _source_root():
+    """The libhvcore source tree this package sits in, or None."""
+    root = Path(__file__).resolve().parents[3]
+    if ((root / "include" / "hvcore" / "common.h").is_file()
+            and (root / "bindings" / "python" / "hvcore").is_dir()):
+        return root
+    return None
+
+
+def _in_build_dir(build_dir, origin):
+    build_dir = Path(build_dir)
+    return [(str(build_dir / "src" / name), origin) for name in _FILE_NAMES]
+
+
+def _explicit_candidates():
+    """Candidates named by the environment, or None when it names none."""
+    lib = os.environ.get("HVCORE_LIBRARY")
+    if lib:
+        origin = f"HVCORE_LIBRARY={lib}"
+        if os.path.isdir(lib):
+            return [(os.path.join(lib, name), origin) for name in _FILE_NAMES]
+        return [(lib, origin)]
+    build = os.environ.get("HVCORE_BUILD_DIR")
+    if build:
+        return _in_build_dir(build, f"HVCORE_BUILD_DIR={build}")
+    return None
+
+
+def _search_candidates():
+    found = []
+    name = ctypes.util.find_library("hvcore")
+    if name:
+        found.append((name, "ctypes.util.find_library('hvcore')"))
+    root = _source_root()
+    if root is not None:
+        others = [d for d in root.glob("build?*") if d.is_dir()]
+        others.sort(key=lambda d: d.stat().st_mtime, reverse=True)
+        for build in [root / "build"] + others:
+            found += _in_build_dir(build, f"source-tree build dir {build}")
+    return found
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", c_char_p), ("dli_fbase", c_void_p),
+                ("dli_sname", c_char_p), ("dli_saddr", c_void_p)]
+
+
+def _loaded_file(cdll, fallback):
+    """The file the dynamic loader actually mapped for ``cdll``."""
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+    except (OSError, AttributeError):
+        return fallback
+    dladdr.argtypes = [c_void_p, POINTER(_DlInfo)]
+    dladdr.restype = c_int
+    info = _DlInfo()
+    address = ctypes.cast(cdll.hv_version, c_void_p).value
+    if dladdr(address, ctypes.byref(info)) and info.dli_fname:
+        return os.path.abspath(os.fsdecode(info.dli_fname))
+    return fallback
+
+
+def _open(path):
+    """Loads, version-checks and declares one candidate; raises _Refused."""
+    try:
+        cdll = ctypes.CDLL(path)
+    except OSError as e:
+        raise _Refused(f"cannot be loaded: {e}") from None
+    try:
+        hv_version = cdll.hv_version
+    except AttributeError:
+        raise _Refused("it does not export hv_version(): not libhvcore") \
+            from None
+    hv_version.restype = c_uint
+    hv_version.argtypes = []
+    number = hv_version()
+    major, minor, patch = number // 10000, number // 100 % 100, number % 100
+    if major != HV_VERSION_MAJOR or minor < HV_VERSION_MINOR:
+        raise _Refused(
+            f"it is libhvcore {major}.{minor}.{patch} (hv_version() = "
+            f"{number}); these bindings need {HV_VERSION_MAJOR}."
+            f"{HV_VERSION_MINOR} or a later {HV_VERSION_MAJOR}.x")
+    for name, (restype, argtypes, errcheck) in PROTOTYPES.items():
+        try:
+            func = getattr(cdll, name)
+        except AttributeError:
+            raise _Refused(
+                f"it reports version {major}.{minor}.{patch} but does not "
+                f"export {name}()") from None
+        func.restype = restype
+        func.argtypes = argtypes
+        func.errcheck = errcheck
+    return cdll, (major, minor, patch)
+
+
+def _load():
+    explicit = _explicit_candidates()
+    candidates = explicit if explicit is not None else _search_candidates()
+    tried = []
+    for path, origin in candidates:
+        is_name = os.sep not in path
+        if not is_name and not os.path.exists(path):
+            tried.append(f"{path} ({origin}): no such file")
+            continue
+        log.debug("hvcore: trying %s (%s)", path, origin)
+        try:
+            cdll, version = _open(path)
+        except _Refused as why:
+            log.debug("hvcore: refused %s: %s", path, why)
+            if explicit is not None:
+                raise LibraryError(
+                    f"hvcore: refusing {path} ({origin}): {why}",
+                    name="hvcore", path=path) from None
+            tried.append(f"{path} ({origin}): {why}")
+            continue
+        loaded = _loaded_file(cdll, path)
+        log.debug("hvcore: loaded %s (%s), version %d.%d.%d", loaded, origin,
+                  *version)
+        return cdll, loaded, origin, version
+    if explicit is not None:
+        where = "; ".join(tried)
+        raise LibraryError(f"hvcore: cannot find libhvcore: {where}",
+                           name="hvcore", path=candidates[0][0])
+    lines = "".join(f"\n  - {t}" for t in tried) or \
+        "\n  - ctypes.util.find_library('hvcore') found nothing"
+    raise LibraryError(
+        "hvcore: cannot find a usable libhvcore. Tried:" + lines +
+        "\nSet HVCORE_LIBRARY to the library file (e.g. "
+        "build/src/libhvcore.so.1) or HVCORE_BUILD_DIR to a CMake build "
+        "directory.", name="hvcore")
+
+
+lib, path, origin, version_info = _load()
+#: "1.0.0": the loaded library's version string.
+version = lib.hv_version_string()
+S.check_layouts()

@@ -1,0 +1,384 @@
+"""Virtual machines: memory, I/O handlers, vCPUs, pause, interrupts."""
+
+import contextlib
+import ctypes
+import errno
+import operator
+import threading
+import weakref
+from ctypes import byref, c_uint64, c_void_p
+
+from . import _convert
+from ._handle import Node
+from ._lib import lib
+from ._structs import MemoryOptions, VmOptions
+from .constants import MemoryFlags, VmFlags, to_enum
+from .errors import HvError
+from .io import IoDispatcher
+from .memory import MemoryRegion, RegionNode
+from .vcpu import VCPU, VCPUNode, mode_options
+
+__all__ = ["VM"]
+
+
+class VMNode(Node):
+    """A ``hv_vm`` with its I/O dispatcher; owned by its hypervisor node."""
+
+    kind = "VM"
+
+    def __init__(self, ptr, parent):
+        super().__init__(ptr, parent)
+        self.wrapper_ref = None
+        self.create_lock = threading.Lock()
+        self.io = IoDispatcher(self, self.vcpu_for_ptr)
+
+    def destroy(self, ptr):
+        lib.hv_vm_destroy(ptr)
+
+    def on_closed(self):
+        self.io.clear()
+
+    def vcpu_node(self, vcpu_id):
+        with self.lock:
+            for node in self.children.values():
+                if isinstance(node, VCPUNode) and node.id == vcpu_id:
+                    return node
+        return None
+
+    def vcpu_wrapper(self, node):
+        """The VCPU object of ``node``, made again if it was collected."""
+        with self.lock:
+            vcpu = node.wrapper_ref() if node.wrapper_ref else None
+            if vcpu is None:
+                vm = self.wrapper_ref()
+                vcpu = VCPU(vm, node)
+                node.wrapper_ref = weakref.ref(vcpu)
+            return vcpu
+
+    def vcpu_for_ptr(self, ptr):
+        node = self.children.get(ptr)
+        return self.vcpu_wrapper(node) if node is not None else None
+
+    def region_wrapper(self, node):
+        with self.lock:
+            region = node.wrapper_ref() if node.wrapper_ref else None
+            if region is None:
+                region = MemoryRegion(self.wrapper_ref(), node)
+                node.wrapper_ref = weakref.ref(region)
+            return region
+
+
+def _vm_options(flags, no_irqchip, max_vcpus, kick_signal):
+    flags = _convert.u32(flags, "flags")
+    if no_irqchip:
+        flags |= VmFlags.NO_IRQCHIP
+    kick_signal = operator.index(kick_signal)
+    if not -(1 << 31) <= kick_signal < (1 << 31):
+        raise ValueError(f"kick_signal {kick_signal} is not a signal number")
+    return VmOptions(size=ctypes.sizeof(VmOptions), flags=flags,
+                     max_vcpus=_convert.u32(max_vcpus, "max_vcpus"),
+                     kick_signal=kick_signal)
+
+
+def _host_buffer(host, length):
+    """(byte view, ctypes array exporting it, length) of caller memory."""
+    with memoryview(host) as whole:
+        if whole.readonly or not whole.c_contiguous:
+            raise ValueError("host memory must be a writable, contiguous "
+                             "buffer")
+        view = whole.cast("B")
+    size = view.nbytes
+    if length is None:
+        length = size
+    if size == 0 or size < length:
+        view.release()
+        raise ValueError(f"host buffer has {size} bytes, fewer than length "
+                         f"{length:#x}")
+    return view, (ctypes.c_char * size).from_buffer(view), length
+
+
+class VM:
+    """One guest: memory, I/O handlers, vCPUs, interrupts.
+
+    ``VM(hv, no_irqchip=False, max_vcpus=0, kick_signal=0, flags=0)`` or
+    ``hv.create_vm(...)``:
+
+    * ``no_irqchip`` (or ``flags=hvcore.VmFlags.NO_IRQCHIP``): no in-kernel
+      interrupt controller and PIT; HLT then returns as ExitReason.HLT;
+    * ``max_vcpus``: most vCPUs (0: the backend maximum);
+    * ``kick_signal``: the signal used to kick vCPU threads (0: SIGRTMIN).
+
+    Closing the VM (``close()``, the ``with`` block, or garbage collection)
+    destroys its vCPUs, memory regions and I/O handlers; their Python
+    objects then report ``closed`` and refuse further use. The VM keeps
+    its Hypervisor alive.
+
+    Thread rules (hvcore/vm.h): pause(), resume(), set_irq(), send_msi(),
+    read(), write() and the I/O handler calls may be made from any thread.
+    """
+
+    def __init__(self, hypervisor, *, flags=0, no_irqchip=False, max_vcpus=0,
+                 kick_signal=0):
+        opts = _vm_options(flags, no_irqchip, max_vcpus, kick_signal)
+        self._hv = hypervisor
+        out = c_void_p()
+        hv_node = hypervisor._node
+        hv_node.call(lib.hv_vm_create, byref(opts), byref(out))
+        self._node = VMNode(out.value, hv_node)
+        self._node.wrapper_ref = weakref.ref(self)
+        self._flags = to_enum(VmFlags, opts.flags)
+
+    @property
+    def hypervisor(self):
+        return self._hv
+
+    @property
+    def flags(self):
+        return self._flags
+
+    @property
+    def closed(self):
+        return self._node.closed
+
+    # -- lifetime ----------------------------------------------------------
+
+    def close(self):
+        """Destroys the VM with everything under it. Idempotent.
+
+        Raises HvError(EBUSY) while a call on the VM or one of its vCPUs
+        (such as ``vcpu.run()``) is in progress: stop the vCPU threads
+        first.
+        """
+        self._node.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        node = getattr(self, "_node", None)
+        if node is not None:
+            node.close_from_gc()
+
+    def __repr__(self):
+        state = " closed" if self.closed else ""
+        return f"<hvcore.VM of {self._hv.backend!r}{state}>"
+
+    # -- memory ------------------------------------------------------------
+
+    def add_memory(self, guest_addr, length=None, *, readonly=False,
+                   host=None, flags=0):
+        """Adds a guest memory region; returns its :class:`MemoryRegion`.
+
+        ``guest_addr`` and ``length`` are multiples of 4096. By default the
+        library allocates zeroed memory (a memfd). ``host`` may instead be a
+        writable, page-aligned buffer of at least ``length`` bytes (an
+        ``mmap.mmap``, say; ``length`` defaults to its size) that the guest
+        then uses directly; the region holds an export of it while it
+        exists. HvError EEXIST when it overlaps a region, EINVAL for
+        unaligned or empty ranges, ENOSPC when no slot is left.
+        """
+        flags = _convert.u32(flags, "flags")
+        if readonly:
+            flags |= MemoryFlags.READONLY
+        guest_addr = _convert.u64(guest_addr, "guest_addr")
+        host_view = host_array = host_addr = None
+        if host is not None:
+            host_view, host_array, length = _host_buffer(host, length)
+            host_addr = ctypes.addressof(host_array)
+        out = c_void_p()
+        try:
+            if length is None:
+                raise TypeError("add_memory() needs a length (or host=)")
+            opts = MemoryOptions(size=ctypes.sizeof(MemoryOptions),
+                                 flags=flags, guest_addr=guest_addr,
+                                 length=_convert.u64(length, "length"),
+                                 host_addr=host_addr)
+            self._node.call(lib.hv_vm_add_memory, byref(opts), byref(out))
+        except BaseException:
+            if host_view is not None:
+                del host_array  # drops its export of the view
+                host_view.release()
+            raise
+        node = RegionNode(out.value, self._node, host_view, host_array)
+        return self._node.region_wrapper(node)
+
+    def remove_memory(self, region):
+        """Removes a region of this VM (same as ``region.close()``)."""
+        if not isinstance(region, MemoryRegion) or region.vm is not self:
+            raise ValueError(f"{region!r} is not a memory region of this VM")
+        region.close()
+
+    def find_memory(self, guest_addr):
+        """The region containing ``guest_addr``; HvError ENOENT if none."""
+        out = c_void_p()
+        self._node.call(lib.hv_vm_find_memory,
+                        _convert.u64(guest_addr, "guest_addr"), byref(out))
+        node = self._node.children.get(out.value)
+        if node is None:  # not made through these bindings
+            raise HvError(errno.ENOENT, "not found",
+                          f"the region at {guest_addr:#x} is unknown to "
+                          "the bindings", "hv_vm_find_memory")
+        return self._node.region_wrapper(node)
+
+    @property
+    def regions(self):
+        """The memory regions, in guest-physical order."""
+        with self._node.lock:
+            nodes = [n for n in self._node.children.values()
+                     if isinstance(n, RegionNode)]
+        nodes.sort(key=lambda n: n.guest_addr)
+        return [self._node.region_wrapper(n) for n in nodes]
+
+    def read(self, guest_addr, length):
+        """``length`` bytes of guest memory; HvError EFAULT (and nothing
+        read) when any byte is outside guest memory."""
+        length = _convert.length(length)
+        buf = ctypes.create_string_buffer(length)
+        self._node.call(lib.hv_vm_read,
+                        _convert.u64(guest_addr, "guest_addr"), buf, length)
+        return buf.raw
+
+    def write(self, guest_addr, data):
+        """Copies bytes-like ``data`` to guest memory (read-only regions
+        included: it is how ROMs are loaded); HvError EFAULT, nothing
+        written, when any byte is outside guest memory."""
+        buf, length = _convert.input_buffer(data)
+        self._node.call(lib.hv_vm_write,
+                        _convert.u64(guest_addr, "guest_addr"), buf, length)
+
+    def view(self, guest_addr, length):
+        """A memoryview of ``length`` bytes of guest memory at
+        ``guest_addr``; HvError EFAULT unless the range lies in one
+        region."""
+        guest_addr = _convert.u64(guest_addr, "guest_addr")
+        length = _convert.length(length)
+        hva = c_void_p()
+        self._node.call(lib.hv_vm_gpa_to_hva, guest_addr, length, byref(hva))
+        region = self.find_memory(guest_addr)
+        start = guest_addr - region.guest_addr
+        return region.view[start:start + length]
+
+    def host_address(self, guest_addr, length=1):
+        """Host address of guest-physical ``guest_addr``, checking that
+        ``length`` bytes from it lie in one region (for other native
+        code; valid until the region is removed)."""
+        hva = c_void_p()
+        self._node.call(lib.hv_vm_gpa_to_hva,
+                        _convert.u64(guest_addr, "guest_addr"),
+                        _convert.length(length), byref(hva))
+        return hva.value
+
+    # -- I/O handlers ------------------------------------------------------
+
+    def add_io_handler(self, space, base, length, fn):
+        """Serves guest accesses to a port-I/O or MMIO range in Python.
+
+        ``space`` is "pio"/"mmio" or an IoSpace. ``fn(vcpu, offset, data,
+        size, is_write)`` runs on the vCPU's thread inside ``run()``; see
+        :mod:`hvcore.io` for its contract: return None (done), an int or
+        bytes for a read, or :data:`hvcore.IO_EXIT` to end ``run()``; an
+        exception it raises is re-raised by ``run()``. HvError EEXIST when
+        the range overlaps a registered one.
+        """
+        self._node.io.add(space, base, length, fn)
+
+    def remove_io_handler(self, space, base):
+        """Removes the handler registered at exactly ``space``/``base``;
+        when this returns it is not running and will not run again."""
+        self._node.io.remove(space, base)
+
+    @property
+    def io_handlers(self):
+        """[(space, base, length, fn)] of the registered handlers."""
+        return self._node.io.handlers()
+
+    # -- vCPUs -------------------------------------------------------------
+
+    def vcpu(self, vcpu_id=0):
+        """The vCPU with APIC id ``vcpu_id``, created on first use.
+
+        A new vCPU is in the x86 reset state; see :meth:`VCPU.set_mode`.
+        HvError EINVAL when the id is not below the VM's max_vcpus.
+        """
+        vcpu_id = _convert.u32(vcpu_id, "vCPU id")
+        with self._node.create_lock:
+            node = self._node.vcpu_node(vcpu_id)
+            if node is None:
+                out = c_void_p()
+                self._node.call(lib.hv_vcpu_create, vcpu_id, byref(out))
+                node = VCPUNode(out.value, self._node, vcpu_id)
+        return self._node.vcpu_wrapper(node)
+
+    @property
+    def vcpus(self):
+        """The vCPUs, by id."""
+        with self._node.lock:
+            nodes = [n for n in self._node.children.values()
+                     if isinstance(n, VCPUNode)]
+        nodes.sort(key=lambda n: n.id)
+        return [self._node.vcpu_wrapper(n) for n in nodes]
+
+    def mode_tables_size(self, mode, map_length=0):
+        """Bytes of scratch RAM ``vcpu.set_mode(mode, tables=...)`` needs."""
+        opts = mode_options(mode, 0, 0, 0, map_length)
+        size = c_uint64()
+        self._node.call(lib.hv_vcpu_mode_tables_size, byref(opts),
+                        byref(size))
+        return size.value
+
+    # -- pause -------------------------------------------------------------
+
+    def pause(self):
+        """Stops every vCPU and keeps them stopped until resume(). Pauses
+        nest. vCPU threads stay inside run(). Not from an I/O handler of
+        this VM (HvError EDEADLK)."""
+        self._node.call(lib.hv_vm_pause)
+
+    def resume(self):
+        """Undoes one pause(); HvError EINVAL when not paused."""
+        self._node.call(lib.hv_vm_resume)
+
+    @property
+    def is_paused(self):
+        return self._node.call(lib.hv_vm_is_paused)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """``with vm.paused(): ...``: the vCPUs are stopped in the block
+        (their registers may be read from this thread)."""
+        self.pause()
+        try:
+            yield self
+        finally:
+            self.resume()
+
+    # -- interrupts --------------------------------------------------------
+
+    def set_irq(self, gsi, level):
+        """Sets interrupt line ``gsi`` to ``level`` (True/1 or False/0).
+        HvError ENOTSUP without an in-kernel irqchip."""
+        level = operator.index(level)
+        self._node.call(lib.hv_vm_set_irq, _convert.u32(gsi, "gsi"),
+                        _convert.uint(level, 31, "level"))
+
+    def pulse_irq(self, gsi):
+        """Raises then lowers ``gsi`` (an edge-triggered interrupt)."""
+        self.set_irq(gsi, 1)
+        self.set_irq(gsi, 0)
+
+    def send_msi(self, address, data):
+        """Sends a message-signalled interrupt. Returns True when it was
+        delivered, False when the guest blocked it (the library's
+        -EAGAIN); other failures raise HvError."""
+        try:
+            self._node.call(lib.hv_vm_send_msi, _convert.u64(address,
+                                                             "address"),
+                            _convert.u32(data, "data"))
+        except HvError as err:
+            if err.errno == errno.EAGAIN:
+                return False
+            raise
+        return True
