@@ -1,4 +1,5 @@
 set(HVCORE_GUEST_LD ${CMAKE_CURRENT_LIST_DIR}/guest.ld)
+set(HVCORE_ELF_GUEST_LD ${CMAKE_CURRENT_LIST_DIR}/guest-elf.ld)
 
 # hvcore_guest(<name> <source> <load-address>)
 #
@@ -28,4 +29,35 @@ function(hvcore_guest name source address)
     COMMENT "Building guest ${name}"
     VERBATIM)
   add_custom_target(guest-${name} DEPENDS ${bin})
+endfunction()
+
+# hvcore_elf_guest(<name> <32|64> <load-address> <source>)
+#
+# Builds a freestanding ELF guest (ELF32 or ELF64, entry _start or a PVH
+# note), ${CMAKE_CURRENT_BINARY_DIR}/guests/<name>.elf, for the loader
+# tests. Target: guest-<name>.
+function(hvcore_elf_guest name bits address source)
+  set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/guests)
+  set(elf ${out_dir}/${name}.elf)
+  get_filename_component(src ${source} ABSOLUTE)
+  get_filename_component(src_dir ${src} DIRECTORY)
+  file(GLOB headers ${src_dir}/*.h)
+  if(bits EQUAL 32)
+    set(arch -m32 -march=i686)
+  else()
+    set(arch -m64 -mno-red-zone -mcmodel=small)
+  endif()
+  add_custom_command(
+    OUTPUT ${elf}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
+    COMMAND ${CMAKE_C_COMPILER} ${arch} -nostdlib -ffreestanding -fno-pic
+            -no-pie -static -fno-stack-protector
+            -fno-asynchronous-unwind-tables -O2 -Wall -Werror
+            -Wl,--build-id=none -Wl,-T,${HVCORE_ELF_GUEST_LD}
+            -Wl,--defsym=hvcore_guest_load=${address} -Wl,-z,noexecstack
+            -Wl,--no-warn-rwx-segments -o ${elf} ${src}
+    DEPENDS ${src} ${headers} ${HVCORE_ELF_GUEST_LD}
+    COMMENT "Building ELF guest ${name}"
+    VERBATIM)
+  add_custom_target(guest-${name} DEPENDS ${elf})
 endfunction()

@@ -10,8 +10,11 @@
 #define HVCORE_H
 
 #include "hvcore/common.h"
+#include "hvcore/device.h"
 #include "hvcore/hypervisor.h"
+#include "hvcore/loader.h"
 #include "hvcore/memory.h"
+#include "hvcore/platform.h"
 #include "hvcore/vcpu.h"
 #include "hvcore/vm.h"
 #include "hvcore/x86.h"

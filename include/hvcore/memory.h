@@ -95,6 +95,18 @@ HV_EXTERN int hv_vm_remove_memory(hv_vm *vm, hv_memory_region *region);
 HV_EXTERN int hv_vm_find_memory(hv_vm *vm, uint64_t guest_addr,
                                 hv_memory_region **out);
 
+/**
+ * Lists the VM's memory regions in ascending guest-physical order.
+ *
+ * @param out   receives up to @p capacity handles; may be NULL when
+ *              @p capacity is 0.
+ * @param count receives the number of regions (which may exceed
+ *              @p capacity).
+ * @return 0; -EINVAL for NULL.
+ */
+HV_EXTERN int hv_vm_list_memory(hv_vm *vm, hv_memory_region **out,
+                                size_t capacity, size_t *count);
+
 /** First guest-physical address of @p region (0 for NULL). */
 HV_EXTERN uint64_t hv_memory_region_guest_addr(const hv_memory_region *region);
 /** Length in bytes of @p region (0 for NULL). */

@@ -104,6 +104,11 @@ typedef struct hv_exit {
             /** Backend diagnostic words. */
             uint64_t data[16];
         } internal;
+        /** ::HV_EXIT_RESET, ::HV_EXIT_POWEROFF, ::HV_EXIT_SHUTDOWN. */
+        struct {
+            /** A device's status (hv_vcpu_request_exit()); 0 otherwise. */
+            uint64_t code;
+        } system;
         /** Reserved so the union keeps its size. */
         uint64_t raw[31];
     } u;
@@ -121,7 +126,9 @@ typedef struct hv_exit {
 HV_EXTERN int hv_vcpu_create(hv_vm *vm, uint32_t id, hv_vcpu **out);
 
 /**
- * Destroys a vCPU.
+ * Destroys a vCPU. On KVM its id cannot be used again in the same VM (the
+ * kernel keeps the vCPU until the VM goes): hv_vcpu_create() with that id
+ * then fails with -EEXIST.
  *
  * @return 0; -EINVAL for NULL; -EBUSY while it is inside hv_vcpu_run().
  */
@@ -132,6 +139,18 @@ HV_EXTERN uint32_t hv_vcpu_id(const hv_vcpu *vcpu);
 
 /** The VM a vCPU belongs to; NULL for NULL. */
 HV_EXTERN hv_vm *hv_vcpu_vm(const hv_vcpu *vcpu);
+
+/**
+ * Attaches a caller pointer to the vCPU, for I/O handlers that need their
+ * own per-vCPU state (a binding's vCPU object, say). The library never
+ * dereferences it.
+ *
+ * @return 0; -EINVAL for NULL @p vcpu.
+ */
+HV_EXTERN int hv_vcpu_set_user_data(hv_vcpu *vcpu, void *data);
+
+/** The pointer from hv_vcpu_set_user_data(); NULL if none or for NULL. */
+HV_EXTERN void *hv_vcpu_user_data(const hv_vcpu *vcpu);
 
 /**
  * Runs the guest on the calling thread until an exit that no registered

@@ -174,7 +174,9 @@ HV_EXTERN int hv_vm_remove_io_handler(hv_vm *vm, int space, uint64_t base);
 
 /**
  * Sets the level of an interrupt line (GSI) of the in-kernel interrupt
- * controller. For an edge-triggered line, raise then lower it.
+ * controller. For an edge-triggered line, raise then lower it. A line has
+ * one level for all its users: two devices cannot share a GSI (each would
+ * undo the other's level).
  *
  * @param gsi   the global system interrupt number (0..23 on the IOAPIC;
  *              0..15 also reach the PIC).

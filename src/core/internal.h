@@ -7,6 +7,7 @@
 #define HVCORE_CORE_INTERNAL_H
 
 #include <hvcore.h>
+#include <hvcore/device.h>
 #include <hvcore/sys/backend.h>
 
 #include <pthread.h>
@@ -83,6 +84,19 @@ struct hv_vm {
     uint32_t nr_vcpus;
     atomic_int pause_depth;
     atomic_int active; /* vCPUs inside hv_vcpu_run() and not parked */
+
+    /* Devices, in attachment order (device.c). */
+    pthread_mutex_t dev_lock;
+    hv_device *devices;
+
+    /* The event thread (event.c). ev_lock is held while a callback runs. */
+    pthread_mutex_t ev_lock;
+    bool ev_running;
+    pthread_t ev_thread;
+    int ev_epoll;
+    int ev_stop;
+    struct hvi_watch *watches;
+    size_t nr_watches;
 };
 
 /* hv_vcpu.state: who may touch the runner thread. */
@@ -94,8 +108,11 @@ struct hv_vcpu {
     uint32_t id;
     atomic_int state;
     atomic_int kick_pending;
-    pthread_t runner;  /* meaningful while state != IDLE */
-    bool read_pending; /* last exit is an unclaimed read to complete */
+    pthread_t runner; /* meaningful while state != IDLE */
+    void *user_data;
+    bool read_pending;     /* last exit is an unclaimed read to complete */
+    uint32_t pending_exit; /* hv_vcpu_request_exit() from a callback */
+    uint64_t pending_code;
     hv_exit exit;
 };
 
@@ -111,6 +128,10 @@ void hvi_io_free(hv_vm *vm);
 void hvi_memory_free_all(hv_vm *vm);
 uint64_t hvi_memory_top(hv_vm *vm);
 size_t hvi_memory_count(hv_vm *vm);
+
+/* device.c, event.c: teardown at VM destruction. */
+void hvi_devices_free(hv_vm *vm);
+void hvi_event_stop(hv_vm *vm);
 
 /* vcpu.c: takes the runner out of the guest if there is one. */
 void hvi_vcpu_interrupt(hv_vcpu *vcpu);

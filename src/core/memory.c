@@ -251,6 +251,19 @@ int hv_vm_find_memory(hv_vm *vm, uint64_t guest_addr, hv_memory_region **out)
     return 0;
 }
 
+int hv_vm_list_memory(hv_vm *vm, hv_memory_region **out, size_t capacity,
+                      size_t *count)
+{
+    if (!vm || !count || (capacity && !out))
+        return hvi_error(-EINVAL, "hv_vm_list_memory: NULL argument");
+    pthread_rwlock_rdlock(&vm->mem_lock);
+    for (size_t i = 0; i < vm->nr_regions && i < capacity; i++)
+        out[i] = vm->regions[i];
+    *count = vm->nr_regions;
+    pthread_rwlock_unlock(&vm->mem_lock);
+    return 0;
+}
+
 uint64_t hv_memory_region_guest_addr(const hv_memory_region *r)
 {
     return r ? r->gpa : 0;

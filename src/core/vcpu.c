@@ -69,6 +69,19 @@ hv_vm *hv_vcpu_vm(const hv_vcpu *vcpu)
     return vcpu ? vcpu->vm : NULL;
 }
 
+int hv_vcpu_set_user_data(hv_vcpu *vcpu, void *data)
+{
+    if (!vcpu)
+        return hvi_error(-EINVAL, "hv_vcpu_set_user_data: vCPU is NULL");
+    vcpu->user_data = data;
+    return 0;
+}
+
+void *hv_vcpu_user_data(const hv_vcpu *vcpu)
+{
+    return vcpu ? vcpu->user_data : NULL;
+}
+
 const hv_exit *hv_vcpu_get_exit(const hv_vcpu *vcpu)
 {
     return vcpu ? &vcpu->exit : NULL;
@@ -180,6 +193,7 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
     const hv_backend_ops *ops = vm->ops;
     hv_exit *exit = &vcpu->exit;
     vcpu->read_pending = false;
+    vcpu->pending_exit = 0;
     int r = ops->vcpu_run_prepare(vcpu->priv);
     while (r == 0) {
         if (atomic_load(&vm->pause_depth) > 0)
@@ -203,6 +217,15 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
         r = hvi_io_dispatch(vcpu, exit, &claimed);
         if (r < 0)
             break;
+        if (vcpu->pending_exit) {
+            memset(&exit->u, 0, sizeof(exit->u));
+            exit->reason = vcpu->pending_exit;
+            exit->flags = HV_EXIT_F_HANDLED;
+            exit->u.system.code = vcpu->pending_code;
+            vcpu->pending_exit = 0;
+            r = 0;
+            break;
+        }
         if (!claimed) {
             return_unclaimed(vcpu, exit);
             break;

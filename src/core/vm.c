@@ -79,6 +79,8 @@ int hv_vm_create(hv_hypervisor *hv, const hv_vm_options *opts, hv_vm **out)
     pthread_rwlock_init(&vm->io_lock, NULL);
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
+    pthread_mutex_init(&vm->dev_lock, NULL);
+    pthread_mutex_init(&vm->ev_lock, NULL);
     atomic_init(&vm->pause_depth, 0);
     atomic_init(&vm->active, 0);
     atomic_fetch_add(&hv->nr_vms, 1);
@@ -110,6 +112,10 @@ int hv_vm_destroy(hv_vm *vm)
         }
     }
     pthread_mutex_unlock(&vm->lock);
+    /* Input callbacks first (they may poke devices), then devices, then
+     * vCPUs and memory. */
+    hvi_event_stop(vm);
+    hvi_devices_free(vm);
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
         if (vm->vcpus[i])
             hv_vcpu_destroy(vm->vcpus[i]);
@@ -121,6 +127,8 @@ int hv_vm_destroy(hv_vm *vm)
     pthread_rwlock_destroy(&vm->io_lock);
     pthread_mutex_destroy(&vm->lock);
     pthread_cond_destroy(&vm->cond);
+    pthread_mutex_destroy(&vm->dev_lock);
+    pthread_mutex_destroy(&vm->ev_lock);
     free(vm->slot_used);
     free(vm->vcpus);
     free(vm);

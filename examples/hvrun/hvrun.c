@@ -1,0 +1,297 @@
+/* hvrun: a small VMM in the spirit of `lkvm run`, built on libhvcore's
+ * public API only. options.c parses the command line; this file builds the
+ * machine and runs one thread per vCPU. */
+#define _GNU_SOURCE
+#include "hvrun.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define MIB (1ull << 20)
+#define LOW_RAM_TOP 0xc0000000ull /* RAM above 3 GiB continues at 4 GiB */
+#define HIGH_RAM 0x100000000ull
+
+struct machine {
+    hv_hypervisor *hv;
+    hv_vm *vm;
+    hv_vcpu **vcpus;
+    uint32_t nr_vcpus;
+    hv_boot_info boot;
+    atomic_int stopping;
+    atomic_int status; /* exit status, first writer wins */
+};
+
+static struct termios saved_tty;
+static int tty_saved;
+static atomic_int interrupted;
+
+static void restore_tty(void)
+{
+    if (tty_saved)
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+}
+
+/* Keys go to the guest as typed; Ctrl-C still stops hvrun. */
+static void raw_tty(void)
+{
+    if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+        return;
+    struct termios t = saved_tty;
+    t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+    t.c_iflag &= ~(tcflag_t)(ICRNL | IXON);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0) {
+        tty_saved = 1;
+        atexit(restore_tty);
+    }
+}
+
+static void fail(const char *what)
+{
+    fprintf(stderr, "hvrun: %s: %s\n", what, hv_last_error());
+    exit(HVRUN_EXIT_INTERNAL);
+}
+
+static void check(int r, const char *what)
+{
+    if (r < 0)
+        fail(what);
+}
+
+static void add_ram(struct machine *m, uint64_t mib)
+{
+    uint64_t bytes = mib * MIB;
+    hv_memory_options o = HV_MEMORY_OPTIONS_INIT;
+    o.length = bytes < LOW_RAM_TOP ? bytes : LOW_RAM_TOP;
+    check(hv_vm_add_memory(m->vm, &o, NULL), "adding RAM");
+    if (bytes > LOW_RAM_TOP) {
+        o.guest_addr = HIGH_RAM;
+        o.length = bytes - LOW_RAM_TOP;
+        check(hv_vm_add_memory(m->vm, &o, NULL), "adding RAM above 4 GiB");
+    }
+}
+
+static void add_devices(struct machine *m, const struct options *opt)
+{
+    hv_serial_options so = HV_SERIAL_OPTIONS_INIT;
+    so.name = "com1";
+    if (opt->serial == SERIAL_STDIO) {
+        so.output_fd = STDOUT_FILENO;
+        /* Input only from what can be polled: a terminal, pipe or socket
+         * (not /dev/null or a regular file, which epoll refuses). */
+        struct stat st;
+        if (fstat(STDIN_FILENO, &st) == 0 &&
+            (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode) ||
+             S_ISSOCK(st.st_mode)) &&
+            (!S_ISCHR(st.st_mode) || isatty(STDIN_FILENO)))
+            so.input_fd = STDIN_FILENO;
+        raw_tty();
+    } else if (opt->serial == SERIAL_FILE) {
+        so.output_fd = open(opt->serial_path,
+                            O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (so.output_fd < 0) {
+            fprintf(stderr, "hvrun: cannot open serial output '%s': %s\n",
+                    opt->serial_path, strerror(errno));
+            exit(HVRUN_EXIT_USAGE);
+        }
+    }
+    check(hv_serial_create(m->vm, &so, NULL), "creating the UART");
+    check(hv_debug_exit_create(m->vm, 0xf4, NULL), "creating debug-exit");
+    check(hv_i8042_create(m->vm, NULL), "creating the i8042");
+    check(hv_cmos_create(m->vm, NULL), "creating the RTC");
+    check(hv_port80_create(m->vm, NULL), "creating the port 0x80 sink");
+}
+
+static uint64_t add_acpi(struct machine *m, uint32_t cpus)
+{
+    hv_acpi_device com1 = {.hid = "PNP0501",
+                           .space = HV_IO_PIO,
+                           .irq = 4,
+                           .base = 0x3f8,
+                           .length = 8};
+    hv_acpi_options ao = HV_ACPI_OPTIONS_INIT;
+    ao.nr_cpus = cpus;
+    ao.devices = &com1;
+    ao.nr_devices = 1;
+    uint64_t rsdp = 0;
+    check(hv_acpi_build(m->vm, &ao, &rsdp), "building ACPI tables");
+    return rsdp;
+}
+
+static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
+{
+    hv_boot_options bo = HV_BOOT_OPTIONS_INIT;
+    bo.kernel = hvrun_read_file("kernel", opt->kernel, &bo.kernel_size);
+    if (opt->initrd)
+        bo.initrd = hvrun_read_file("initrd", opt->initrd, &bo.initrd_size);
+    bo.cmdline = opt->cmdline;
+    bo.acpi_rsdp = rsdp;
+    if (opt->raw) {
+        bo.format = HV_KERNEL_RAW;
+        bo.raw_address = opt->raw_address;
+        bo.raw_mode = opt->raw_mode;
+    }
+    int r = hv_vm_load_kernel(m->vm, &bo, &m->boot);
+    if (r < 0) {
+        fprintf(stderr, "hvrun: cannot load '%s': %s\n", opt->kernel,
+                hv_last_error());
+        exit(HVRUN_EXIT_USAGE);
+    }
+    free((void *)bo.kernel);
+    free((void *)bo.initrd);
+}
+
+/* The first vCPU to finish decides the status and stops the others. */
+static void stop(struct machine *m, int status)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&m->stopping, &expected, 1))
+        return;
+    atomic_store(&m->status, status);
+    for (uint32_t i = 0; i < m->nr_vcpus; i++)
+        hv_vcpu_kick(m->vcpus[i]);
+}
+
+static int status_of(const hv_exit *e, uint32_t id)
+{
+    switch (e->reason) {
+    case HV_EXIT_POWEROFF:
+        return (e->flags & HV_EXIT_F_HANDLED) ? (int)(e->u.system.code & 0xff)
+                                              : 0;
+    case HV_EXIT_RESET: return 0;
+    case HV_EXIT_SHUTDOWN:
+        fprintf(stderr, "hvrun: vCPU %u: the guest triple-faulted\n", id);
+        return HVRUN_EXIT_TRIPLE_FAULT;
+    case HV_EXIT_INTERNAL_ERROR:
+        fprintf(stderr,
+                "hvrun: vCPU %u: internal error (backend code %u, exit "
+                "%llu)\n",
+                id, e->u.internal.code, (unsigned long long)e->backend_reason);
+        return HVRUN_EXIT_INTERNAL;
+    default: return -1; /* not an end */
+    }
+}
+
+struct runner {
+    struct machine *m;
+    uint32_t id;
+};
+
+static void *vcpu_thread(void *arg)
+{
+    struct runner *r = arg;
+    struct machine *m = r->m;
+    hv_vcpu *v = m->vcpus[r->id];
+    while (!atomic_load(&m->stopping)) {
+        const hv_exit *e;
+        if (hv_vcpu_run(v, &e) < 0) {
+            fprintf(stderr, "hvrun: vCPU %u: %s\n", r->id, hv_last_error());
+            stop(m, HVRUN_EXIT_INTERNAL);
+            break;
+        }
+        if (e->reason == HV_EXIT_KICK)
+            continue; /* the loop condition decides */
+        int status = status_of(e, r->id);
+        if (status >= 0) {
+            stop(m, status);
+        } else if (e->reason == HV_EXIT_PIO || e->reason == HV_EXIT_MMIO) {
+            /* Nothing is there: reads float high (the library's default)
+             * and writes are dropped, as on a real bus. */
+        } else if (e->reason == HV_EXIT_HLT) {
+            continue;
+        } else {
+            fprintf(stderr, "hvrun: vCPU %u: unexpected exit %u\n", r->id,
+                    e->reason);
+            stop(m, HVRUN_EXIT_INTERNAL);
+        }
+    }
+    return NULL;
+}
+
+static struct machine *the_machine;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&interrupted, 1);
+}
+
+static void *signal_watch(void *arg)
+{
+    struct machine *m = arg;
+    while (!atomic_load(&m->stopping)) {
+        if (atomic_load(&interrupted)) {
+            stop(m, HVRUN_EXIT_INTERRUPTED);
+            break;
+        }
+        usleep(20000);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    struct options opt;
+    hvrun_parse(argc, argv, &opt);
+
+    struct machine m = {0};
+    the_machine = &m;
+    check(hv_hypervisor_open(NULL, &m.hv), "opening the hypervisor");
+    hv_vm_options vo = HV_VM_OPTIONS_INIT;
+    vo.max_vcpus = opt.cpus;
+    check(hv_vm_create(m.hv, &vo, &m.vm), "creating the VM");
+    add_ram(&m, opt.mem_mib);
+    add_devices(&m, &opt);
+    uint64_t rsdp = add_acpi(&m, opt.cpus);
+    load(&m, &opt, rsdp);
+
+    m.nr_vcpus = opt.cpus;
+    m.vcpus = calloc(opt.cpus, sizeof(*m.vcpus));
+    struct runner *runners = calloc(opt.cpus, sizeof(*runners));
+    pthread_t *threads = calloc(opt.cpus, sizeof(*threads));
+    if (!m.vcpus || !runners || !threads) {
+        fprintf(stderr, "hvrun: out of memory\n");
+        return HVRUN_EXIT_INTERNAL;
+    }
+    for (uint32_t i = 0; i < opt.cpus; i++)
+        check(hv_vcpu_create(m.vm, i, &m.vcpus[i]), "creating a vCPU");
+    /* vCPU 0 boots; the others wait for the guest's INIT/SIPI. */
+    check(hv_vcpu_boot(m.vcpus[0], &m.boot), "setting up the boot vCPU");
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    pthread_t watcher;
+    pthread_create(&watcher, NULL, signal_watch, &m);
+    for (uint32_t i = 0; i < opt.cpus; i++) {
+        runners[i] = (struct runner){&m, i};
+        if (pthread_create(&threads[i], NULL, vcpu_thread, &runners[i])) {
+            fprintf(stderr, "hvrun: cannot start vCPU thread %u\n", i);
+            stop(&m, HVRUN_EXIT_INTERNAL);
+            opt.cpus = i;
+            break;
+        }
+    }
+    for (uint32_t i = 0; i < opt.cpus; i++)
+        pthread_join(threads[i], NULL);
+    stop(&m, HVRUN_EXIT_INTERNAL); /* no-op unless nothing stopped it */
+    pthread_join(watcher, NULL);
+    fflush(stdout);
+    hv_vm_destroy(m.vm);
+    hv_hypervisor_close(m.hv);
+    free(m.vcpus);
+    free(runners);
+    free(threads);
+    return atomic_load(&m.status);
+}

@@ -1,0 +1,160 @@
+/* hvrun's command line. */
+#define _GNU_SOURCE
+#include "hvrun.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_FILE (1ull << 31)
+
+static const char usage[] =
+    "usage: hvrun --kernel FILE [options]\n"
+    "\n"
+    "Boots a kernel on libhvcore: an ELF (PVH or plain ELF32/ELF64), a\n"
+    "Linux bzImage, or a raw image (--raw). Every vCPU runs on its own\n"
+    "thread; the guest gets a 16550A UART at 0x3f8 (IRQ 4), a debug-exit\n"
+    "port at 0xf4, an i8042 reset line, a CMOS RTC and ACPI tables.\n"
+    "\n"
+    "  --kernel FILE        kernel image (required)\n"
+    "  --initrd FILE        initial ramdisk\n"
+    "  --cmdline STR        kernel command line (default: console=ttyS0)\n"
+    "  --mem MIB            guest RAM in MiB (default 256, 16..1048576)\n"
+    "  --cpus N             number of vCPUs (default 1, 1..255)\n"
+    "  --serial MODE        COM1 output: stdio (default), file:PATH, none\n"
+    "  --raw ADDR           the kernel is a raw image loaded and entered at\n"
+    "                       ADDR (hex with 0x, or decimal)\n"
+    "  --raw-mode MODE      mode a raw image starts in: 64 (default), 32,\n"
+    "                       real\n"
+    "  -h, --help           this text\n"
+    "  -V, --version        the libhvcore version\n"
+    "\n"
+    "Exit status: the byte the guest wrote to port 0xf4; 0 when it powered\n"
+    "off or reset; 2 for a usage error; 124 when it triple-faulted; 125 on\n"
+    "an internal error (with a message); 130 when interrupted.\n";
+
+static void die_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "hvrun: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (try --help)\n");
+    exit(HVRUN_EXIT_USAGE);
+}
+
+static uint64_t number(const char *flag, const char *s, uint64_t lo,
+                       uint64_t hi)
+{
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-')
+        die_usage("%s needs a non-negative number", flag);
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || *end || v < lo || v > hi) {
+        fprintf(stderr,
+                "hvrun: %s: '%s' is not a number in %llu..%llu (try "
+                "--help)\n",
+                flag, s, (unsigned long long)lo, (unsigned long long)hi);
+        exit(HVRUN_EXIT_USAGE);
+    }
+    return v;
+}
+
+void hvrun_parse(int argc, char **argv, struct options *o)
+{
+    static const struct option longs[] = {
+        {"kernel", required_argument, NULL, 'k'},
+        {"initrd", required_argument, NULL, 'i'},
+        {"cmdline", required_argument, NULL, 'c'},
+        {"mem", required_argument, NULL, 'm'},
+        {"cpus", required_argument, NULL, 'n'},
+        {"serial", required_argument, NULL, 's'},
+        {"raw", required_argument, NULL, 'r'},
+        {"raw-mode", required_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->cmdline = "console=ttyS0";
+    o->mem_mib = 256;
+    o->cpus = 1;
+    o->raw_mode = HV_X86_MODE_LONG64;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":hV", longs, NULL)) != -1) {
+        switch (c) {
+        case 'k': o->kernel = optarg; break;
+        case 'i': o->initrd = optarg; break;
+        case 'c': o->cmdline = optarg; break;
+        case 'm': o->mem_mib = number("--mem", optarg, 16, 1u << 20); break;
+        case 'n': o->cpus = (uint32_t)number("--cpus", optarg, 1, 255); break;
+        case 's':
+            if (strcmp(optarg, "stdio") == 0)
+                o->serial = SERIAL_STDIO;
+            else if (strcmp(optarg, "none") == 0)
+                o->serial = SERIAL_NONE;
+            else if (strncmp(optarg, "file:", 5) == 0 && optarg[5]) {
+                o->serial = SERIAL_FILE;
+                o->serial_path = optarg + 5;
+            } else
+                die_usage("--serial: '%s' is not stdio, file:PATH or none",
+                          optarg);
+            break;
+        case 'r':
+            o->raw = true;
+            o->raw_address = number("--raw", optarg, 0, UINT64_MAX - 1);
+            break;
+        case 'R':
+            if (strcmp(optarg, "64") == 0)
+                o->raw_mode = HV_X86_MODE_LONG64;
+            else if (strcmp(optarg, "32") == 0)
+                o->raw_mode = HV_X86_MODE_PROTECTED32;
+            else if (strcmp(optarg, "real") == 0)
+                o->raw_mode = HV_X86_MODE_REAL;
+            else
+                die_usage("--raw-mode: '%s' is not 64, 32 or real", optarg);
+            break;
+        case 'h': fputs(usage, stdout); exit(0);
+        case 'V':
+            printf("hvrun (libhvcore %s)\n", hv_version_string());
+            exit(0);
+        case ':': die_usage("%s needs a value", argv[optind - 1]); break;
+        default: die_usage("unknown option '%s'", argv[optind - 1]); break;
+        }
+    }
+    if (optind < argc)
+        die_usage("unexpected argument '%s'", argv[optind]);
+    if (!o->kernel)
+        die_usage("%s", "--kernel FILE is required");
+}
+
+void *hvrun_read_file(const char *what, const char *path, uint64_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) < 0) {
+        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what, path,
+                strerror(errno));
+        exit(HVRUN_EXIT_USAGE);
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size <= 0 ||
+        (uint64_t)st.st_size > MAX_FILE) {
+        fprintf(stderr,
+                "hvrun: %s '%s' is not a regular file of 1 byte to "
+                "2 GiB\n",
+                what, path);
+        exit(HVRUN_EXIT_USAGE);
+    }
+    void *buf = malloc((size_t)st.st_size);
+    if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what, path,
+                buf ? "short read" : "out of memory");
+        exit(HVRUN_EXIT_USAGE);
+    }
+    fclose(f);
+    *size = (uint64_t)st.st_size;
+    return buf;
+}

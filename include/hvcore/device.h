@@ -1,0 +1,204 @@
+/**
+ * @file hvcore/device.h
+ * @brief Device models as first-class objects of a VM.
+ *
+ * A device is an ops table plus the port-I/O and MMIO ranges it claims and
+ * the interrupt lines it drives. The library's own models (the 16550A UART,
+ * the debug-exit port, ...) and a caller's models use the same interface:
+ * a VMM can write its own device against this header alone (see
+ * examples/). A device attached with hv_vm_add_device() is served inside
+ * hv_vcpu_run() like any I/O handler and is destroyed with its VM.
+ *
+ * Thread rules: a device's read/write callbacks run on the vCPU thread that
+ * made the access, possibly on several vCPU threads at once, and on the
+ * VM's event thread for file-descriptor callbacks; a device protects its
+ * own state. hv_vm_add_device() and hv_vm_remove_device() may be called
+ * from any thread except from a callback of the same VM.
+ */
+#ifndef HVCORE_DEVICE_H
+#define HVCORE_DEVICE_H
+
+#include "common.h"
+#include "vm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A device attached to a VM. Opaque; owned by its VM. */
+typedef struct hv_device hv_device;
+
+/** Current value of hv_device_ops::version. */
+#define HV_DEVICE_OPS_VERSION 1
+
+/**
+ * What a device does. The table is versioned by its first field and only
+ * ever grows at the end; entries a device does not need may be NULL. The
+ * table must outlive every device that uses it (make it `static const`).
+ */
+typedef struct hv_device_ops {
+    /** ::HV_DEVICE_OPS_VERSION the device was written for. */
+    uint32_t version;
+    /** Zero. */
+    uint32_t reserved;
+    /** Model name, e.g. "16550a". */
+    const char *type;
+    /**
+     * A guest read of @p size bytes at @p offset into range @p range (an
+     * index into hv_device_options::ranges). Fill @p data. Return 0, or as
+     * an ::hv_io_fn. NULL reads as all-ones.
+     */
+    int (*read)(void *opaque, hv_vcpu *vcpu, uint32_t range, uint64_t offset,
+                void *data, uint32_t size);
+    /** A guest write; as @c read. NULL ignores writes. */
+    int (*write)(void *opaque, hv_vcpu *vcpu, uint32_t range, uint64_t offset,
+                 const void *data, uint32_t size);
+    /** Puts the device in its power-on state. May be NULL. */
+    void (*reset)(void *opaque);
+    /**
+     * Called once when the device is removed or its VM destroyed, after
+     * which no other callback runs. Frees @p opaque. May be NULL.
+     */
+    void (*destroy)(void *opaque);
+} hv_device_ops;
+
+/** A port-I/O or MMIO range a device claims. */
+typedef struct hv_device_range {
+    /** ::HV_IO_PIO or ::HV_IO_MMIO. */
+    uint32_t space;
+    /** Zero. */
+    uint32_t flags;
+    /** First port or guest-physical address. */
+    uint64_t base;
+    /** Number of ports or bytes. */
+    uint64_t length;
+} hv_device_range;
+
+/**
+ * Attachment options. Initialise with ::HV_DEVICE_OPTIONS_INIT; fields are
+ * only ever appended.
+ */
+typedef struct hv_device_options {
+    /** sizeof(hv_device_options) as the caller was compiled. */
+    uint32_t size;
+    /** Number of entries in @c ranges (at most 16). */
+    uint32_t nr_ranges;
+    /** The ranges the device claims; copied. */
+    const hv_device_range *ranges;
+    /** Instance name, unique in the VM (e.g. "com1"); copied; NULL names
+     * it after its type and a number. */
+    const char *name;
+} hv_device_options;
+
+/** Initialiser for ::hv_device_options. */
+#define HV_DEVICE_OPTIONS_INIT                                                 \
+    {                                                                          \
+        sizeof(hv_device_options), 0, NULL, NULL                               \
+    }
+
+/**
+ * Attaches a device. On success the VM owns it: ops->destroy(opaque) runs
+ * when it is removed or the VM destroyed. On failure nothing is attached
+ * and ops->destroy is not called (the caller still owns @p opaque).
+ *
+ * @param out receives the device; may be NULL.
+ * @return 0; -EINVAL (NULL, unknown ops version or options size, bad or
+ *         too many ranges); -EEXIST (a range overlaps a registered one, or
+ *         the name is taken); -ENOMEM.
+ */
+HV_EXTERN int hv_vm_add_device(hv_vm *vm, const hv_device_ops *ops,
+                               void *opaque, const hv_device_options *opts,
+                               hv_device **out);
+
+/**
+ * Detaches a device, unregisters its ranges and destroys it. Once the call
+ * returns none of its callbacks is running or will run.
+ *
+ * @return 0; -EINVAL (NULL, a device of another VM); -EDEADLK from a
+ *         callback of the same VM.
+ */
+HV_EXTERN int hv_vm_remove_device(hv_vm *vm, hv_device *dev);
+
+/**
+ * Lists the VM's devices in the order they were attached.
+ *
+ * @param out   receives up to @p capacity handles; may be NULL when
+ *              @p capacity is 0.
+ * @param count receives the number of devices (which may exceed
+ *              @p capacity: call again with a larger array).
+ * @return 0; -EINVAL for NULL.
+ */
+HV_EXTERN int hv_vm_list_devices(hv_vm *vm, hv_device **out, size_t capacity,
+                                 size_t *count);
+
+/** Finds a device by instance name; -ENOENT when there is none. */
+HV_EXTERN int hv_vm_find_device(hv_vm *vm, const char *name, hv_device **out);
+
+/** Instance name of @p dev (NULL for NULL). */
+HV_EXTERN const char *hv_device_name(const hv_device *dev);
+/** Model name of @p dev, from its ops (NULL for NULL). */
+HV_EXTERN const char *hv_device_type(const hv_device *dev);
+/** The opaque pointer given to hv_vm_add_device() (NULL for NULL). */
+HV_EXTERN void *hv_device_opaque(const hv_device *dev);
+
+/**
+ * Resets every device of the VM (ops->reset), in attachment order.
+ *
+ * @return 0; -EINVAL for NULL.
+ */
+HV_EXTERN int hv_vm_reset_devices(hv_vm *vm);
+
+/** Events for hv_vm_watch_fd(). */
+typedef enum hv_fd_events {
+    /** The descriptor is readable (or at end of file, or in error). */
+    HV_FD_READABLE = 1u << 0,
+    /** The descriptor is writable. */
+    HV_FD_WRITABLE = 1u << 1
+} hv_fd_events;
+
+/** A file-descriptor callback, run on the VM's event thread. */
+typedef void (*hv_fd_fn)(void *opaque, int fd, uint32_t events);
+
+/**
+ * Watches a file descriptor on the VM's event thread (started on first use,
+ * stopped when the VM is destroyed): @p fn runs there whenever @p fd has one
+ * of @p events. This is how device models take input (a UART reading a
+ * terminal) without a thread of their own. The event thread holds its own
+ * lock while a callback runs: never call hv_vm_watch_fd() or
+ * hv_vm_unwatch_fd() while holding a lock that a callback takes. Regular
+ * files and /dev/null cannot be watched (epoll refuses them).
+ *
+ * @param events a mask of ::hv_fd_events.
+ * @return 0; -EINVAL (NULL, bad events, a descriptor epoll refuses);
+ *         -EEXIST when @p fd is already watched; a thread-creation error.
+ */
+HV_EXTERN int hv_vm_watch_fd(hv_vm *vm, int fd, uint32_t events, hv_fd_fn fn,
+                             void *opaque);
+
+/**
+ * Stops watching @p fd. Once the call returns, its callback is not running
+ * and will not run again (unless called from that callback itself).
+ *
+ * @return 0; -EINVAL for NULL; -ENOENT when @p fd is not watched.
+ */
+HV_EXTERN int hv_vm_unwatch_fd(hv_vm *vm, int fd);
+
+/**
+ * Asks the current hv_vcpu_run() of @p vcpu to return, once the running
+ * I/O callback is done, with an exit of @p reason (::HV_EXIT_RESET,
+ * ::HV_EXIT_POWEROFF or ::HV_EXIT_SHUTDOWN), flag ::HV_EXIT_F_HANDLED and
+ * hv_exit::u::system::code = @p code. This is how a device model ends a run
+ * (the i8042 reset line, a debug-exit port). Call it only from an I/O
+ * callback running on that vCPU's thread.
+ *
+ * @return 0; -EINVAL (NULL, another reason, not from the vCPU's own I/O
+ *         callback).
+ */
+HV_EXTERN int hv_vcpu_request_exit(hv_vcpu *vcpu, uint32_t reason,
+                                   uint64_t code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HVCORE_DEVICE_H */

@@ -1,0 +1,269 @@
+/* Devices: an ops table plus ranges, dispatched through the I/O tables. */
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_RANGES 16
+
+struct hvi_dev_range {
+    hv_device *dev;
+    uint32_t index;
+};
+
+struct hv_device {
+    hv_vm *vm;
+    const hv_device_ops *ops;
+    void *opaque;
+    char name[48];
+    uint32_t nr_ranges;
+    hv_device_range ranges[MAX_RANGES];
+    struct hvi_dev_range tramp[MAX_RANGES];
+    hv_device *next;
+};
+
+static int trampoline(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+                      uint32_t size, int is_write)
+{
+    const struct hvi_dev_range *t = opaque;
+    const hv_device_ops *ops = t->dev->ops;
+    if (is_write)
+        return ops->write ? ops->write(t->dev->opaque, vcpu, t->index, offset,
+                                       data, size)
+                          : 0;
+    if (!ops->read) {
+        memset(data, 0xff, size);
+        return 0;
+    }
+    return ops->read(t->dev->opaque, vcpu, t->index, offset, data, size);
+}
+
+/* Caller holds vm->lock. */
+static hv_device *find_name(hv_vm *vm, const char *name)
+{
+    for (hv_device *d = vm->devices; d; d = d->next)
+        if (strcmp(d->name, name) == 0)
+            return d;
+    return NULL;
+}
+
+static void unregister(hv_device *dev, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        hv_vm_remove_io_handler(dev->vm, (int)dev->ranges[i].space,
+                                dev->ranges[i].base);
+}
+
+static int check(const hv_device_ops *ops, const hv_device_options *o)
+{
+    if (ops->version < 1 || ops->version > HV_DEVICE_OPS_VERSION)
+        return hvi_error(-EINVAL,
+                         "device ops version %u is not one this "
+                         "library knows (1..%u)",
+                         ops->version, HV_DEVICE_OPS_VERSION);
+    if (!ops->type || !*ops->type)
+        return hvi_error(-EINVAL, "device ops have no type name");
+    if (o->nr_ranges > MAX_RANGES || (o->nr_ranges && !o->ranges))
+        return hvi_error(-EINVAL,
+                         "device %s: %u ranges (at most %d, and a non-NULL "
+                         "array)",
+                         ops->type, o->nr_ranges, MAX_RANGES);
+    if (o->name && (!*o->name || strlen(o->name) >= 48))
+        return hvi_error(-EINVAL,
+                         "device name \"%s\" is empty or longer "
+                         "than 47 characters",
+                         o->name);
+    return 0;
+}
+
+int hv_vm_add_device(hv_vm *vm, const hv_device_ops *ops, void *opaque,
+                     const hv_device_options *opts, hv_device **out)
+{
+    if (!vm || !ops || !opts)
+        return hvi_error(-EINVAL, "hv_vm_add_device: NULL %s",
+                         !vm    ? "VM"
+                         : !ops ? "ops"
+                                : "options");
+    hv_device_options o = HV_DEVICE_OPTIONS_INIT;
+    int r =
+        hvi_copy_options(&o, sizeof(o), opts, sizeof(o), "hv_device_options");
+    if (r < 0 || (r = check(ops, &o)) < 0)
+        return r;
+    if (hvi_handler_vm == vm)
+        return hvi_error(-EDEADLK, "devices cannot be added from an I/O "
+                                   "callback of the same VM");
+    hv_device *dev = calloc(1, sizeof(*dev));
+    if (!dev)
+        return hvi_error(-ENOMEM, "out of memory adding device %s", ops->type);
+    dev->vm = vm;
+    dev->ops = ops;
+    dev->opaque = opaque;
+    dev->nr_ranges = o.nr_ranges;
+    if (o.nr_ranges)
+        memcpy(dev->ranges, o.ranges, o.nr_ranges * sizeof(*o.ranges));
+
+    pthread_mutex_lock(&vm->dev_lock);
+    if (o.name) {
+        snprintf(dev->name, sizeof(dev->name), "%s", o.name);
+    } else {
+        for (unsigned n = 0;; n++) {
+            snprintf(dev->name, sizeof(dev->name), "%.40s%u", ops->type, n);
+            if (!find_name(vm, dev->name))
+                break;
+        }
+    }
+    if (find_name(vm, dev->name)) {
+        r = hvi_error(-EEXIST, "a device named \"%s\" already exists",
+                      dev->name);
+        goto fail;
+    }
+    for (uint32_t i = 0; i < dev->nr_ranges; i++) {
+        const hv_device_range *rg = &dev->ranges[i];
+        dev->tramp[i] = (struct hvi_dev_range){dev, i};
+        if (rg->flags)
+            r = hvi_error(-EINVAL, "device %s range %u: unknown flags 0x%x",
+                          dev->name, i, rg->flags);
+        else
+            r = hv_vm_add_io_handler(vm, (int)rg->space, rg->base, rg->length,
+                                     trampoline, &dev->tramp[i]);
+        if (r < 0) {
+            unregister(dev, i);
+            hvi_error(r, "device %s range %u: %s", dev->name, i,
+                      hv_last_error());
+            goto fail;
+        }
+    }
+    /* Append, so listing follows attachment order. */
+    hv_device **tail = &vm->devices;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = dev;
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (out)
+        *out = dev;
+    return 0;
+fail:
+    pthread_mutex_unlock(&vm->dev_lock);
+    free(dev);
+    return r;
+}
+
+static void destroy(hv_device *dev)
+{
+    unregister(dev, dev->nr_ranges);
+    if (dev->ops->destroy)
+        dev->ops->destroy(dev->opaque);
+    free(dev);
+}
+
+int hv_vm_remove_device(hv_vm *vm, hv_device *dev)
+{
+    if (!vm || !dev)
+        return hvi_error(-EINVAL, "hv_vm_remove_device: NULL %s",
+                         vm ? "device" : "VM");
+    if (hvi_handler_vm == vm)
+        return hvi_error(-EDEADLK, "devices cannot be removed from an I/O "
+                                   "callback of the same VM");
+    pthread_mutex_lock(&vm->dev_lock);
+    hv_device **p = &vm->devices;
+    while (*p && *p != dev)
+        p = &(*p)->next;
+    if (!*p) {
+        pthread_mutex_unlock(&vm->dev_lock);
+        return hvi_error(-EINVAL, "device %p is not attached to this VM",
+                         (void *)dev);
+    }
+    *p = dev->next;
+    pthread_mutex_unlock(&vm->dev_lock);
+    destroy(dev);
+    return 0;
+}
+
+void hvi_devices_free(hv_vm *vm)
+{
+    while (vm->devices) {
+        hv_device *d = vm->devices;
+        vm->devices = d->next;
+        destroy(d);
+    }
+}
+
+int hv_vm_list_devices(hv_vm *vm, hv_device **out, size_t capacity,
+                       size_t *count)
+{
+    if (!vm || !count || (capacity && !out))
+        return hvi_error(-EINVAL, "hv_vm_list_devices: NULL argument");
+    pthread_mutex_lock(&vm->dev_lock);
+    size_t n = 0;
+    for (hv_device *d = vm->devices; d; d = d->next, n++)
+        if (n < capacity)
+            out[n] = d;
+    pthread_mutex_unlock(&vm->dev_lock);
+    *count = n;
+    return 0;
+}
+
+int hv_vm_find_device(hv_vm *vm, const char *name, hv_device **out)
+{
+    if (!vm || !name || !out)
+        return hvi_error(-EINVAL, "hv_vm_find_device: NULL argument");
+    pthread_mutex_lock(&vm->dev_lock);
+    hv_device *d = find_name(vm, name);
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (!d)
+        return hvi_error(-ENOENT, "no device named \"%s\"", name);
+    *out = d;
+    return 0;
+}
+
+const char *hv_device_name(const hv_device *dev)
+{
+    return dev ? dev->name : NULL;
+}
+
+const char *hv_device_type(const hv_device *dev)
+{
+    return dev ? dev->ops->type : NULL;
+}
+
+void *hv_device_opaque(const hv_device *dev)
+{
+    return dev ? dev->opaque : NULL;
+}
+
+int hv_vm_reset_devices(hv_vm *vm)
+{
+    if (!vm)
+        return hvi_error(-EINVAL, "hv_vm_reset_devices: VM is NULL");
+    pthread_mutex_lock(&vm->dev_lock);
+    for (hv_device *d = vm->devices; d; d = d->next)
+        if (d->ops->reset)
+            d->ops->reset(d->opaque);
+    pthread_mutex_unlock(&vm->dev_lock);
+    return 0;
+}
+
+int hv_vcpu_request_exit(hv_vcpu *vcpu, uint32_t reason, uint64_t code)
+{
+    if (!vcpu)
+        return hvi_error(-EINVAL, "hv_vcpu_request_exit: vCPU is NULL");
+    if (reason != HV_EXIT_RESET && reason != HV_EXIT_POWEROFF &&
+        reason != HV_EXIT_SHUTDOWN)
+        return hvi_error(-EINVAL,
+                         "hv_vcpu_request_exit: reason %u is not "
+                         "reset, power-off or shutdown",
+                         reason);
+    if (hvi_handler_vm != vcpu->vm ||
+        atomic_load(&vcpu->state) == HVI_VCPU_IDLE ||
+        !pthread_equal(vcpu->runner, pthread_self()))
+        return hvi_error(-EINVAL,
+                         "hv_vcpu_request_exit: vCPU %u is not "
+                         "running an I/O callback on this thread",
+                         vcpu->id);
+    vcpu->pending_exit = reason;
+    vcpu->pending_code = code;
+    return 0;
+}

@@ -1,0 +1,229 @@
+/* Booting through examples/hvrun: the ELF (PVH and plain), raw loaders and
+ * the platform devices, checked on console output and exit status. */
+#include "hvtest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+struct run {
+    int status;
+    char out[16384]; /* the guest's serial console */
+    char err[4096];  /* hvrun's stderr */
+};
+
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* Runs hvrun with args (NULL-terminated), the console going to a file. */
+static void hvrun(struct run *r, const char *const *args)
+{
+    char dir[] = "/tmp/hvt-boot-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char console[64], errf[64], serial[80];
+    snprintf(console, sizeof(console), "%s/console", dir);
+    snprintf(errf, sizeof(errf), "%s/stderr", dir);
+    snprintf(serial, sizeof(serial), "file:%s", console);
+    const char *argv[32] = {HVT_HVRUN, "--serial", serial};
+    int n = 3;
+    for (; *args && n < 31; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, errf, O_WRONLY | O_CREAT, 0600);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    pid_t pid;
+    cr_assert_eq(
+        posix_spawn(&pid, HVT_HVRUN, &fa, NULL, (char **)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st), "hvrun died by signal %d", WTERMSIG(st));
+    r->status = WEXITSTATUS(st);
+    slurp(console, r->out, sizeof(r->out));
+    slurp(errf, r->err, sizeof(r->err));
+    unlink(console);
+    unlink(errf);
+    rmdir(dir);
+}
+
+#define HAS(r, s)                                                              \
+    cr_assert(strstr((r)->out, (s)), "console lacks \"%s\":\n%s\nstderr: %s",  \
+              (s), (r)->out, (r)->err)
+
+static const char *write_file(const char *name, const char *content)
+{
+    static char path[128];
+    snprintf(path, sizeof(path), "/tmp/hvt-%d-%s", getpid(), name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(content, f);
+    fclose(f);
+    return path;
+}
+
+Test(boot, pvh_elf32_gets_start_info)
+{
+    hvt_require_kvm();
+    const char *initrd = write_file("initrd", "INITRD-CONTENTS!and more");
+    struct run r;
+    const char *args[] = {"--kernel",  HVT_GUEST_DIR "/pvh32.elf",
+                          "--cmdline", "console=ttyS0 hello pvh",
+                          "--initrd",  initrd,
+                          "--mem",     "64",
+                          NULL};
+    hvrun(&r, args);
+    unlink(initrd);
+    cr_assert_eq(r.status, 33, "status %d; stderr: %s\n%s", r.status, r.err,
+                 r.out);
+    HAS(&r, "magic ok version 1");
+    HAS(&r, "pvh: cmdline: [console=ttyS0 hello pvh]");
+    HAS(&r, "pvh: rsdp 0xe0000 signature ok");
+    HAS(&r, "pvh: modules 1 size 24 first bytes [INITRD-CONTENTS!]");
+    /* 64 MiB less the legacy hole 0x9fc00-0x100000 */
+    HAS(&r, "pvh: ram KiB 65151");
+    HAS(&r, "0x9fc00+0x60400:res");
+}
+
+Test(boot, elf64_gets_boot_params)
+{
+    hvt_require_kvm();
+    const char *initrd = write_file("initrd64", "ramdisk-bytes-0123456789");
+    struct run r;
+    const char *args[] = {"--kernel",  HVT_GUEST_DIR "/linux64.elf",
+                          "--cmdline", "root=/dev/vda quiet",
+                          "--initrd",  initrd,
+                          "--mem",     "128",
+                          NULL};
+    hvrun(&r, args);
+    unlink(initrd);
+    cr_assert_eq(r.status, 64, "status %d; stderr: %s\n%s", r.status, r.err,
+                 r.out);
+    HAS(&r, "HdrS ok loader 0xff");
+    HAS(&r, "linux64: cmdline: [root=/dev/vda quiet]");
+    HAS(&r, "linux64: rsdp 0xe0000");
+    HAS(&r, "linux64: initrd 24 bytes [ramdisk-bytes-01]");
+    HAS(&r, "linux64: ram KiB 130687"); /* 128 MiB - 0x60400 */
+}
+
+Test(boot, bzimage_64bit_entry)
+{
+    hvt_require_kvm();
+    struct run r;
+    const char *args[] = {"--kernel", HVT_GUEST_DIR "/bzimage64.bin",
+                          "--cmdline", "console=ttyS0 bz test", NULL};
+    hvrun(&r, args);
+    cr_assert_eq(r.status, 0x42, "status %d; stderr: %s\n%s", r.status, r.err,
+                 r.out);
+    HAS(&r, "bzImage: cmdline: [console=ttyS0 bz test]");
+}
+
+Test(boot, smp_guest_starts_its_aps)
+{
+    hvt_require_kvm();
+    struct run r;
+    const char *args[] = {"--kernel", HVT_GUEST_DIR "/smp32.elf", "--cpus", "4",
+                          NULL};
+    hvrun(&r, args);
+    cr_assert_eq(r.status, 4, "status %d; stderr: %s\n%s", r.status, r.err,
+                 r.out);
+    HAS(&r, "smp: MADT lists 4 CPUs");
+    HAS(&r, "smp: CPU 1 online");
+    HAS(&r, "smp: CPU 2 online");
+    HAS(&r, "smp: CPU 3 online");
+    HAS(&r, "smp: 4 of 4 CPUs up");
+}
+
+Test(boot, raw_image_and_platform_exits)
+{
+    hvt_require_kvm();
+    struct run r;
+    const char *raw[] = {"--kernel", HVT_GUEST_DIR "/long64.bin", "--raw",
+                         "0x8000", NULL};
+    hvrun(&r, raw);
+    cr_assert_eq(r.status, 0x64, "debug-exit status; stderr: %s", r.err);
+    const char *reset[] = {"--kernel", HVT_GUEST_DIR "/reset64.bin", "--raw",
+                           "0x8000", NULL};
+    hvrun(&r, reset);
+    cr_assert_eq(r.status, 0, "an i8042 reset is a clean end; stderr: %s",
+                 r.err);
+    const char *fault[] = {"--kernel", HVT_GUEST_DIR "/fault64.bin", "--raw",
+                           "0x8000", NULL};
+    hvrun(&r, fault);
+    cr_assert_eq(r.status, 124, "triple fault; stderr: %s", r.err);
+    cr_assert(strstr(r.err, "triple-fault"), "%s", r.err);
+    const char *real[] = {"--kernel",   HVT_GUEST_DIR "/real16.bin",
+                          "--raw",      "0x8000",
+                          "--raw-mode", "real",
+                          NULL};
+    hvrun(&r, real);
+    cr_assert_eq(r.status, 0x16, "real-mode raw image; stderr: %s", r.err);
+}
+
+static void expect_usage_error(const char *const *args, const char *needle)
+{
+    struct run r;
+    hvrun(&r, args);
+    cr_assert_eq(r.status, 2, "status %d for %s; stderr: %s", r.status, args[0],
+                 r.err);
+    cr_assert(strstr(r.err, needle), "stderr lacks \"%s\": %s", needle, r.err);
+    cr_assert(strchr(r.err, '\n') == r.err + strlen(r.err) - 1,
+              "not one line: %s", r.err);
+}
+
+Test(boot, hvrun_rejects_bad_input)
+{
+    hvt_require_kvm();
+    const char *a1[] = {"--bogus", NULL};
+    expect_usage_error(a1, "unknown option '--bogus'");
+    const char *a2[] = {"--mem", "64", NULL};
+    expect_usage_error(a2, "--kernel FILE is required");
+    const char *a3[] = {"--kernel", "/nonexistent/vmlinuz", NULL};
+    expect_usage_error(a3, "cannot read kernel '/nonexistent/vmlinuz'");
+    const char *a4[] = {"--kernel", "/etc/hostname", "--mem", "lots", NULL};
+    expect_usage_error(a4, "--mem: 'lots' is not a number");
+    const char *a5[] = {"--kernel", "/etc/hostname", "--cpus", "0", NULL};
+    expect_usage_error(a5, "--cpus");
+    const char *a6[] = {"--kernel", "/etc/hostname", "--serial", "tcp:1", NULL};
+    expect_usage_error(a6, "--serial");
+    const char *garbage = write_file("garbage", "this is not a kernel\n");
+    const char *a7[] = {"--kernel", garbage, NULL};
+    expect_usage_error(a7, "neither ELF nor a Linux bzImage");
+    unlink(garbage);
+    const char *a8[] = {"--kernel", HVT_GUEST_DIR "/long64.bin", "--raw",
+                        "0x7ffff000", NULL};
+    expect_usage_error(a8, "not inside guest RAM");
+}
+
+Test(boot, hvrun_help_documents_every_flag)
+{
+    hvt_require_kvm();
+    FILE *p = popen(HVT_HVRUN " --help", "r");
+    cr_assert_not_null(p);
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, p);
+    buf[n] = 0;
+    cr_assert_eq(pclose(p), 0);
+    const char *flags[] = {"--kernel", "--initrd",  "--cmdline",  "--mem",
+                           "--cpus",   "--serial",  "--raw",      "--raw-mode",
+                           "--help",   "--version", "Exit status"};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        cr_assert(strstr(buf, flags[i]), "--help lacks %s", flags[i]);
+}
