@@ -15,7 +15,10 @@
 #include "hvcore/loader.h"
 #include "hvcore/memory.h"
 #include "hvcore/platform.h"
+#include "hvcore/topology.h"
+#include "hvcore/tsc.h"
 #include "hvcore/vcpu.h"
+#include "hvcore/virtio.h"
 #include "hvcore/vm.h"
 #include "hvcore/x86.h"
 

@@ -2,6 +2,7 @@
  * the platform devices, checked on console output and exit status. */
 #include "hvtest.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -18,6 +19,7 @@ struct run {
     int status;
     char out[16384]; /* the guest's serial console */
     char err[4096];  /* hvrun's stderr */
+    char std[16384]; /* hvrun's stdout (--list-host) */
 };
 
 static void slurp(const char *path, char *buf, size_t cap)
@@ -36,9 +38,10 @@ static void hvrun(struct run *r, const char *const *args)
 {
     char dir[] = "/tmp/hvt-boot-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
-    char console[64], errf[64], serial[80];
+    char console[64], errf[64], outf[64], serial[80];
     snprintf(console, sizeof(console), "%s/console", dir);
     snprintf(errf, sizeof(errf), "%s/stderr", dir);
+    snprintf(outf, sizeof(outf), "%s/stdout", dir);
     snprintf(serial, sizeof(serial), "file:%s", console);
     const char *argv[32] = {HVT_HVRUN, "--serial", serial};
     int n = 3;
@@ -47,6 +50,7 @@ static void hvrun(struct run *r, const char *const *args)
     argv[n] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, outf, O_WRONLY | O_CREAT, 0600);
     posix_spawn_file_actions_addopen(&fa, 2, errf, O_WRONLY | O_CREAT, 0600);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     pid_t pid;
@@ -59,8 +63,10 @@ static void hvrun(struct run *r, const char *const *args)
     r->status = WEXITSTATUS(st);
     slurp(console, r->out, sizeof(r->out));
     slurp(errf, r->err, sizeof(r->err));
+    slurp(outf, r->std, sizeof(r->std));
     unlink(console);
     unlink(errf);
+    unlink(outf);
     rmdir(dir);
 }
 
@@ -210,6 +216,59 @@ Test(boot, hvrun_rejects_bad_input)
     const char *a8[] = {"--kernel", HVT_GUEST_DIR "/long64.bin", "--raw",
                         "0x7ffff000", NULL};
     expect_usage_error(a8, "not inside guest RAM");
+    const char *a9[] = {"--kernel",    HVT_GUEST_DIR "/long64.bin",
+                        "--raw",       "0x8000",
+                        "--numa-node", "4096",
+                        NULL};
+    expect_usage_error(a9, "--numa-node: node 4096 does not exist");
+    const char *a10[] = {"--json", NULL};
+    expect_usage_error(a10, "--json goes with --list-host");
+    const char *a11[] = {"--kernel", "/etc/hostname", "--numa-node", "-1",
+                         NULL};
+    expect_usage_error(a11, "--numa-node");
+}
+
+Test(boot, hvrun_numa_node)
+{
+    hvt_require_kvm();
+    struct run r;
+    const char *args[] = {"--kernel",    HVT_GUEST_DIR "/long64.bin",
+                          "--raw",       "0x8000",
+                          "--numa-node", "0",
+                          NULL};
+    hvrun(&r, args);
+    cr_assert_eq(r.status, 0x64, "status %d; stderr: %s", r.status, r.err);
+}
+
+Test(boot, hvrun_lists_the_host) /* no guest: needs no KVM */
+{
+    struct run r;
+    const char *table[] = {"--list-host", NULL};
+    hvrun(&r, table);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert(strstr(r.std, "NODE") && strstr(r.std, "DISTANCES") &&
+                  strstr(r.std, "PCI ADDRESS"),
+              "%s", r.std);
+    cr_assert(strstr(r.std, "\n0 "), "node 0 has a row:\n%s", r.std);
+    DIR *d = opendir("/sys/bus/pci/devices");
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            cr_assert(strstr(r.std, e->d_name), "%s is not listed:\n%s",
+                      e->d_name, r.std);
+    closedir(d);
+
+    const char *json[] = {"--list-host", "--json", NULL};
+    hvrun(&r, json);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert(strstr(r.std, "\"nodes\": [") &&
+                  strstr(r.std, "\"pci_devices\": ["),
+              "%s", r.std);
+    const char *path = write_file("host.json", r.std);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "python3 -m json.tool %s >/dev/null", path);
+    cr_assert_eq(system(cmd), 0, "not valid JSON:\n%s", r.std);
+    unlink(path);
 }
 
 Test(boot, hvrun_help_documents_every_flag)
@@ -221,9 +280,10 @@ Test(boot, hvrun_help_documents_every_flag)
     size_t n = fread(buf, 1, sizeof(buf) - 1, p);
     buf[n] = 0;
     cr_assert_eq(pclose(p), 0);
-    const char *flags[] = {"--kernel", "--initrd",  "--cmdline",  "--mem",
-                           "--cpus",   "--serial",  "--raw",      "--raw-mode",
-                           "--help",   "--version", "Exit status"};
+    const char *flags[] = {
+        "--kernel", "--initrd", "--cmdline",  "--mem",       "--cpus",
+        "--serial", "--raw",    "--raw-mode", "--numa-node", "--list-host",
+        "--json",   "--help",   "--version",  "Exit status"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         cr_assert(strstr(buf, flags[i]), "--help lacks %s", flags[i]);
 }

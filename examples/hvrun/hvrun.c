@@ -68,10 +68,17 @@ static void check(int r, const char *what)
         fail(what);
 }
 
-static void add_ram(struct machine *m, uint64_t mib)
+/* node >= 0: every page of guest RAM on that host node. */
+static void add_ram(struct machine *m, uint64_t mib, int32_t node)
 {
     uint64_t bytes = mib * MIB;
+    uint32_t bind = (uint32_t)node;
     hv_memory_options o = HV_MEMORY_OPTIONS_INIT;
+    if (node >= 0) {
+        o.numa_policy = HV_NUMA_BIND;
+        o.numa_nodes = &bind;
+        o.numa_node_count = 1;
+    }
     o.length = bytes < LOW_RAM_TOP ? bytes : LOW_RAM_TOP;
     check(hv_vm_add_memory(m->vm, &o, NULL), "adding RAM");
     if (bytes > LOW_RAM_TOP) {
@@ -243,6 +250,14 @@ int main(int argc, char **argv)
 {
     struct options opt;
     hvrun_parse(argc, argv, &opt);
+    if (opt.list_host)
+        return hvrun_list_host(opt.json);
+    /* Pinned before anything is created: the kernel then allocates the
+     * VM's and vCPUs' own structures on the node too, and every thread
+     * started from here on (vCPUs, the event thread) inherits the CPUs. */
+    if (opt.numa_node >= 0)
+        check(hv_thread_pin_node((uint32_t)opt.numa_node),
+              "pinning to the NUMA node");
 
     struct machine m = {0};
     the_machine = &m;
@@ -250,7 +265,7 @@ int main(int argc, char **argv)
     hv_vm_options vo = HV_VM_OPTIONS_INIT;
     vo.max_vcpus = opt.cpus;
     check(hv_vm_create(m.hv, &vo, &m.vm), "creating the VM");
-    add_ram(&m, opt.mem_mib);
+    add_ram(&m, opt.mem_mib, opt.numa_node);
     add_devices(&m, &opt);
     uint64_t rsdp = add_acpi(&m, opt.cpus);
     load(&m, &opt, rsdp);

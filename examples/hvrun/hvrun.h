@@ -27,6 +27,9 @@ struct options {
     bool raw;
     uint64_t raw_address;
     uint32_t raw_mode;
+    int32_t numa_node; /* -1: no placement */
+    bool list_host;
+    bool json;
 };
 
 /* Parses argv; on a usage error prints one line and exits 2; --help and
@@ -35,5 +38,11 @@ void hvrun_parse(int argc, char **argv, struct options *o);
 
 /* Reads a whole file; on failure prints one line and exits 2. */
 void *hvrun_read_file(const char *what, const char *path, uint64_t *size);
+
+/* host.c: --list-host prints the host's NUMA nodes and PCI devices as a
+ * table or as JSON, and returns the exit status. */
+int hvrun_list_host(bool json);
+/* Exits 2 with one line unless the host has node @node with CPUs. */
+void hvrun_check_numa_node(uint32_t node);
 
 #endif

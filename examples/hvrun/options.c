@@ -13,6 +13,7 @@
 
 static const char usage[] =
     "usage: hvrun --kernel FILE [options]\n"
+    "       hvrun --list-host [--json]\n"
     "\n"
     "Boots a kernel on libhvcore: an ELF (PVH or plain ELF32/ELF64), a\n"
     "Linux bzImage, or a raw image (--raw). Every vCPU runs on its own\n"
@@ -29,6 +30,13 @@ static const char usage[] =
     "                       ADDR (hex with 0x, or decimal)\n"
     "  --raw-mode MODE      mode a raw image starts in: 64 (default), 32,\n"
     "                       real\n"
+    "  --numa-node N        place the guest on host NUMA node N: its RAM\n"
+    "                       bound to N, hvrun's threads (vCPUs included)\n"
+    "                       on N's CPUs\n"
+    "  --list-host          print the host's NUMA nodes (CPUs, memory,\n"
+    "                       distances) and PCI devices (ids, class, node,\n"
+    "                       names), then exit; needs no --kernel\n"
+    "  --json               with --list-host: print JSON for scripts\n"
     "  -h, --help           this text\n"
     "  -V, --version        the libhvcore version\n"
     "\n"
@@ -73,6 +81,9 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"serial", required_argument, NULL, 's'},
         {"raw", required_argument, NULL, 'r'},
         {"raw-mode", required_argument, NULL, 'R'},
+        {"numa-node", required_argument, NULL, 'N'},
+        {"list-host", no_argument, NULL, 'L'},
+        {"json", no_argument, NULL, 'J'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -82,6 +93,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
     o->mem_mib = 256;
     o->cpus = 1;
     o->raw_mode = HV_X86_MODE_LONG64;
+    o->numa_node = -1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":hV", longs, NULL)) != -1) {
@@ -117,6 +129,11 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             else
                 die_usage("--raw-mode: '%s' is not 64, 32 or real", optarg);
             break;
+        case 'N':
+            o->numa_node = (int32_t)number("--numa-node", optarg, 0, INT32_MAX);
+            break;
+        case 'L': o->list_host = true; break;
+        case 'J': o->json = true; break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V':
             printf("hvrun (libhvcore %s)\n", hv_version_string());
@@ -127,8 +144,14 @@ void hvrun_parse(int argc, char **argv, struct options *o)
     }
     if (optind < argc)
         die_usage("unexpected argument '%s'", argv[optind]);
+    if (o->json && !o->list_host)
+        die_usage("%s", "--json goes with --list-host");
+    if (o->list_host)
+        return;
     if (!o->kernel)
         die_usage("%s", "--kernel FILE is required");
+    if (o->numa_node >= 0)
+        hvrun_check_numa_node((uint32_t)o->numa_node);
 }
 
 void *hvrun_read_file(const char *what, const char *path, uint64_t *size)

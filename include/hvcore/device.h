@@ -60,6 +60,21 @@ typedef struct hv_device_ops {
      * which no other callback runs. Frees @p opaque. May be NULL.
      */
     void (*destroy)(void *opaque);
+    /**
+     * Writes the device's state (what a fresh instance needs to continue
+     * where this one is) into @p buf. Called with the VM paused. When
+     * @p capacity is too small, sets @p length to the size needed and
+     * returns -ENOSPC. NULL: the device has no state.
+     */
+    int (*save_state)(void *opaque, void *buf, size_t capacity,
+                      size_t *length);
+    /**
+     * Replaces the device's state with one from save_state(), validating
+     * every field (indices, sizes, guest addresses) and changing nothing
+     * when it returns an error. Called with the VM paused. NULL: the
+     * device accepts only an empty state.
+     */
+    int (*load_state)(void *opaque, const void *buf, size_t length);
 } hv_device_ops;
 
 /** A port-I/O or MMIO range a device claims. */
@@ -140,6 +155,35 @@ HV_EXTERN const char *hv_device_name(const hv_device *dev);
 HV_EXTERN const char *hv_device_type(const hv_device *dev);
 /** The opaque pointer given to hv_vm_add_device() (NULL for NULL). */
 HV_EXTERN void *hv_device_opaque(const hv_device *dev);
+
+/**
+ * Saves a device's state as a self-describing record: a header naming the
+ * device type and the payload length, with a CRC32C of the payload, then
+ * the device's own payload (the library's devices write tagged, typed
+ * fields; see docs/DEVICES.md). Pause the VM first.
+ *
+ * @param buf      receives the record; may be NULL when @p capacity is 0.
+ * @param length   receives the record's size.
+ * @return 0; -ENOSPC when @p capacity is too small (@p length then says
+ *         how much is needed); -EINVAL for NULL; the device's own error.
+ */
+HV_EXTERN int hv_device_save_state(hv_device *dev, void *buf,
+                                   size_t capacity, size_t *length);
+
+/**
+ * Loads a record from hv_device_save_state() into a device of the same
+ * type, typically a fresh one in a new VM. The header, the CRC and every
+ * field are checked before anything changes; on error the device keeps its
+ * state. Pause the VM first. Virtio devices look at their queues again
+ * afterwards, so requests that were in flight when the state was saved are
+ * served.
+ *
+ * @return 0; -EINVAL for NULL or a record for another device type;
+ *         -EBADMSG for a damaged or impossible record (the message names
+ *         the field); the device's own error.
+ */
+HV_EXTERN int hv_device_load_state(hv_device *dev, const void *buf,
+                                   size_t length);
 
 /**
  * Resets every device of the VM (ops->reset), in attachment order.

@@ -7,6 +7,11 @@
  * handed to another process (hv_memory_region_fd()); a caller may instead
  * supply its own page-aligned host mapping, which stays the caller's.
  *
+ * Where the host memory lives is a property of the region too: a NUMA
+ * policy (::hv_numa_policy), huge pages, prefaulting, and whether the
+ * kernel may merge its pages with others (it may not, unless asked:
+ * ::HV_MEMORY_MERGEABLE). hvcore/topology.h lists the host's nodes.
+ *
  * Device models and loaders reach guest memory only through hv_vm_read(),
  * hv_vm_write() and hv_vm_gpa_to_hva(), which check that the whole access
  * lies inside one region, so a guest-supplied address never reaches outside.
@@ -35,8 +40,63 @@ typedef struct hv_memory_region hv_memory_region;
 /** Flags for hv_memory_options::flags. */
 typedef enum hv_memory_flags {
     /** Guest writes are not stored; they exit as MMIO writes instead. */
-    HV_MEMORY_READONLY = 1u << 0
+    HV_MEMORY_READONLY = 1u << 0,
+    /**
+     * Lets the kernel's same-page merging (KSM) share this region's pages
+     * with identical pages elsewhere (madvise MADV_MERGEABLE). Without it
+     * every region, library-allocated or the caller's, is made unmergeable
+     * (MADV_UNMERGEABLE, which also splits pages already merged): merged
+     * pages let one guest learn, from write timings, what another holds.
+     * KSM merges only private anonymous memory, so library-allocated memory
+     * with this flag is anonymous rather than a memfd, and
+     * hv_memory_region_fd() returns -1 for it.
+     */
+    HV_MEMORY_MERGEABLE = 1u << 1,
+    /**
+     * Allocates every page when the region is added, after the NUMA policy
+     * is set (madvise MADV_POPULATE_WRITE), so the guest never waits for a
+     * page fault and a shortage of memory shows here rather than later.
+     */
+    HV_MEMORY_PREFAULT = 1u << 2,
+    /**
+     * Library-allocated memory from the default-size huge page pool
+     * (hugetlbfs: memfd MFD_HUGETLB). The length must be a multiple of the
+     * huge page size, and the pages are reserved when the region is added:
+     * -ENOMEM, with the pool's state in the message, when there are not
+     * enough (/proc/sys/vm/nr_hugepages sets the pool); -ENOTSUP when the
+     * kernel has no huge pages. Not with caller memory, nor with
+     * ::HV_MEMORY_MERGEABLE or ::HV_MEMORY_THP.
+     */
+    HV_MEMORY_HUGETLB = 1u << 3,
+    /**
+     * Advises transparent huge pages for the region (madvise
+     * MADV_HUGEPAGE). Advice only: the kernel uses them when
+     * /sys/kernel/mm/transparent_hugepage/enabled (for anonymous memory)
+     * or .../shmem_enabled (for the library's memfd) allows "advise".
+     */
+    HV_MEMORY_THP = 1u << 4
 } hv_memory_flags;
+
+/**
+ * NUMA policy of a region's host memory, for hv_memory_options::numa_policy.
+ * The policy is set (mbind) before the first page is touched, so it decides
+ * where every page of library-allocated memory goes. For caller memory,
+ * pages the caller already touched are moved where the kernel can
+ * (MPOL_MF_MOVE); later ones follow the policy.
+ */
+typedef enum hv_numa_policy {
+    /** The kernel's default: a page goes to the node of the thread that
+     * first touches it. hv_memory_options::numa_node_count must be 0. */
+    HV_NUMA_DEFAULT = 0,
+    /** Pages only on the listed nodes; the guest's allocation fails rather
+     * than spill elsewhere (MPOL_BIND). */
+    HV_NUMA_BIND = 1,
+    /** Pages on the one listed node while it has free memory, elsewhere
+     * after that (MPOL_PREFERRED). Exactly one node. */
+    HV_NUMA_PREFERRED = 2,
+    /** Pages spread round-robin over the listed nodes (MPOL_INTERLEAVE). */
+    HV_NUMA_INTERLEAVE = 3
+} hv_numa_policy;
 
 /**
  * Region options. Initialise with ::HV_MEMORY_OPTIONS_INIT; fields are only
@@ -55,15 +115,29 @@ typedef struct hv_memory_options {
      * Caller-owned host memory of @c length bytes, page-aligned, to map
      * instead of library-allocated memory; NULL lets the library allocate
      * (memfd, zero-filled). The caller keeps ownership and must keep it
-     * mapped until the region is removed.
+     * mapped until the region is removed. The library sets the mapping's
+     * NUMA policy and KSM advice as for its own memory (see
+     * ::hv_numa_policy and ::HV_MEMORY_MERGEABLE); they stay on the
+     * mapping after the region is removed, or when adding it fails.
      */
     void *host_addr;
+    /**
+     * ::hv_numa_policy for the region's host memory. The nodes must exist
+     * on the host (hv_topology_host() lists them; -EINVAL names a node that
+     * does not).
+     */
+    uint32_t numa_policy;
+    /** Number of node ids at @c numa_nodes. */
+    uint32_t numa_node_count;
+    /** The node ids the policy names; read during hv_vm_add_memory()
+     * only. */
+    const uint32_t *numa_nodes;
 } hv_memory_options;
 
 /** Initialiser for ::hv_memory_options. */
 #define HV_MEMORY_OPTIONS_INIT                                                 \
     {                                                                          \
-        sizeof(hv_memory_options), 0, 0, 0, NULL                               \
+        sizeof(hv_memory_options), 0, 0, 0, NULL, HV_NUMA_DEFAULT, 0, NULL     \
     }
 
 /**
@@ -73,9 +147,13 @@ typedef struct hv_memory_options {
  *            the handle (hv_vm_find_memory() finds it again).
  * @return 0; -EINVAL (NULL vm or opts, unknown size or flags, unaligned
  *         address, length or host pointer, zero length, a range past the
- *         backend's physical address width); -EEXIST when it overlaps a
- *         region (the message names both); -ENOSPC when the VM has no
- *         memory slot left; -ENOMEM; a backend error.
+ *         backend's physical address width, a NUMA policy with no node or
+ *         a node the host does not have, flags that do not go together);
+ *         -EEXIST when it overlaps a region (the message names both);
+ *         -ENOSPC when the VM has no memory slot left; -ENOMEM (also: too
+ *         few huge pages, or prefaulting ran out of memory); -ENOTSUP when
+ *         the kernel lacks what a flag or the policy needs (huge pages,
+ *         KSM, THP, NUMA policies); a backend error.
  */
 HV_EXTERN int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
                                hv_memory_region **out);
@@ -117,8 +195,9 @@ HV_EXTERN void *hv_memory_region_hva(const hv_memory_region *region);
 HV_EXTERN uint32_t hv_memory_region_flags(const hv_memory_region *region);
 /**
  * The memfd behind a library-allocated region, to share it with another
- * process; -1 for a caller-supplied region or NULL. The descriptor stays
- * owned by the library (dup() it to keep it).
+ * process; -1 for a caller-supplied region, a ::HV_MEMORY_MERGEABLE one
+ * (anonymous memory) or NULL. The descriptor stays owned by the library
+ * (dup() it to keep it).
  */
 HV_EXTERN int hv_memory_region_fd(const hv_memory_region *region);
 

@@ -267,3 +267,91 @@ int hv_vcpu_request_exit(hv_vcpu *vcpu, uint32_t reason, uint64_t code)
     vcpu->pending_code = code;
     return 0;
 }
+
+const hv_device_ops *hvi_device_ops(const hv_device *dev)
+{
+    return dev->ops;
+}
+
+/* The record header (docs/DEVICES.md): magic, format version, header size,
+ * device type, payload length, CRC32C of the payload. Little-endian. */
+#define REC_MAGIC "HVDS"
+#define REC_VERSION 1
+#define REC_HEADER 48
+#define REC_TYPE_LEN 32
+
+int hv_device_save_state(hv_device *dev, void *buf, size_t capacity,
+                         size_t *length)
+{
+    if (!dev || !length || (capacity && !buf))
+        return hvi_error(-EINVAL, "hv_device_save_state: NULL argument");
+    size_t payload = 0;
+    uint8_t *out = buf;
+    int r = 0;
+    if (dev->ops->save_state) {
+        size_t room = capacity > REC_HEADER ? capacity - REC_HEADER : 0;
+        r = dev->ops->save_state(dev->opaque, room ? out + REC_HEADER : NULL,
+                                 room, &payload);
+        if (r < 0 && r != -ENOSPC)
+            return r;
+    }
+    *length = REC_HEADER + payload;
+    if (r == -ENOSPC || capacity < *length)
+        return hvi_error(-ENOSPC,
+                         "device %s: its state record needs %zu bytes, the "
+                         "buffer has %zu",
+                         dev->name, *length, capacity);
+    uint16_t version = REC_VERSION, hsize = REC_HEADER;
+    uint32_t plen = (uint32_t)payload;
+    uint32_t crc = hvi_crc32c(0, out + REC_HEADER, payload);
+    memcpy(out, REC_MAGIC, 4);
+    memcpy(out + 4, &version, 2);
+    memcpy(out + 6, &hsize, 2);
+    memset(out + 8, 0, REC_TYPE_LEN);
+    strncpy((char *)out + 8, dev->ops->type, REC_TYPE_LEN - 1);
+    memcpy(out + 40, &plen, 4);
+    memcpy(out + 44, &crc, 4);
+    return 0;
+}
+
+int hv_device_load_state(hv_device *dev, const void *buf, size_t length)
+{
+    if (!dev || (!buf && length))
+        return hvi_error(-EINVAL, "hv_device_load_state: NULL argument");
+    const uint8_t *in = buf;
+    uint16_t version, hsize;
+    uint32_t plen, crc;
+    if (length < REC_HEADER || memcmp(in, REC_MAGIC, 4) != 0)
+        return hvi_error(-EBADMSG, "device %s: not a state record (%zu "
+                                   "bytes, no HVDS header)",
+                         dev->name, length);
+    memcpy(&version, in + 4, 2);
+    memcpy(&hsize, in + 6, 2);
+    memcpy(&plen, in + 40, 4);
+    memcpy(&crc, in + 44, 4);
+    if (version != REC_VERSION || hsize != REC_HEADER)
+        return hvi_error(-EBADMSG,
+                         "device %s: state record format %u (header %u "
+                         "bytes) is not one this library reads",
+                         dev->name, version, hsize);
+    if (memchr(in + 8, 0, REC_TYPE_LEN) == NULL ||
+        strcmp((const char *)in + 8, dev->ops->type) != 0)
+        return hvi_error(-EINVAL,
+                         "device %s is a %s; the record is for a %.31s",
+                         dev->name, dev->ops->type, (const char *)in + 8);
+    if (plen != length - REC_HEADER)
+        return hvi_error(-EBADMSG,
+                         "device %s: the record says %u payload bytes, "
+                         "%zu are there",
+                         dev->name, plen, length - REC_HEADER);
+    if (hvi_crc32c(0, in + REC_HEADER, plen) != crc)
+        return hvi_error(-EBADMSG, "device %s: state record CRC mismatch",
+                         dev->name);
+    if (!dev->ops->load_state)
+        return plen == 0 ? 0
+                         : hvi_error(-EBADMSG,
+                                     "device %s keeps no state, yet the "
+                                     "record has %u bytes",
+                                     dev->name, plen);
+    return dev->ops->load_state(dev->opaque, in + REC_HEADER, plen);
+}

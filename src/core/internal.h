@@ -41,7 +41,8 @@ struct hv_memory_region {
     uint8_t *hva;
     uint32_t flags;
     uint32_t slot;
-    int fd; /* memfd when library-allocated, else -1 */
+    int fd;     /* memfd when library-allocated, else -1 */
+    bool owned; /* hva is the library's mapping (memfd or anonymous) */
 };
 
 struct hvi_io_range {
@@ -56,6 +57,8 @@ struct hvi_io_table {
     size_t n;
     size_t cap;
 };
+
+struct hvi_tsc; /* tsc_internal.h */
 
 struct hv_vm {
     hv_hypervisor *hv;
@@ -97,6 +100,9 @@ struct hv_vm {
     int ev_stop;
     struct hvi_watch *watches;
     size_t nr_watches;
+
+    /* TSC frequency, shared offset, policy and pause point (tsc.c). */
+    struct hvi_tsc *tsc;
 };
 
 /* hv_vcpu.state: who may touch the runner thread. */
@@ -128,6 +134,31 @@ void hvi_io_free(hv_vm *vm);
 void hvi_memory_free_all(hv_vm *vm);
 uint64_t hvi_memory_top(hv_vm *vm);
 size_t hvi_memory_count(hv_vm *vm);
+
+/* record.c: self-describing state records (tagged, typed fields). */
+enum { HVI_REC_U64 = 1, HVI_REC_BYTES = 2 };
+struct hvi_rec_writer {
+    uint8_t *buf; /* NULL: only count */
+    size_t cap;
+    size_t len; /* bytes written, or needed when overflow */
+    bool overflow;
+};
+struct hvi_rec_reader {
+    const uint8_t *buf;
+    size_t len;
+    const char *what; /* for messages: the device name */
+};
+void hvi_rec_u64(struct hvi_rec_writer *w, uint16_t tag, uint64_t v);
+void hvi_rec_bytes(struct hvi_rec_writer *w, uint16_t tag, const void *p,
+                   uint32_t n);
+int hvi_rec_get_u64(const struct hvi_rec_reader *r, uint16_t tag,
+                    uint64_t *v);
+int hvi_rec_get_bytes(const struct hvi_rec_reader *r, uint16_t tag,
+                      const void **p, uint32_t *n);
+uint32_t hvi_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* device.c: the ops a device was attached with. */
+const hv_device_ops *hvi_device_ops(const hv_device *dev);
 
 /* device.c, event.c: teardown at VM destruction. */
 void hvi_devices_free(hv_vm *vm);

@@ -1,13 +1,12 @@
 /* Guest memory regions and the bounds-checked accessors. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "memory_host.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #define PAGE_MASK ((uint64_t)HV_PAGE_SIZE - 1)
 
@@ -42,7 +41,10 @@ static hv_memory_region *lookup(hv_vm *vm, uint64_t gpa, uint64_t len)
 
 static int check_options(hv_vm *vm, const hv_memory_options *o)
 {
-    if (o->flags & ~(uint32_t)HV_MEMORY_READONLY)
+    const uint32_t known = HV_MEMORY_READONLY | HV_MEMORY_MERGEABLE |
+                           HV_MEMORY_PREFAULT | HV_MEMORY_HUGETLB |
+                           HV_MEMORY_THP;
+    if (o->flags & ~known)
         return hvi_error(-EINVAL, "memory region flags 0x%x have unknown bits",
                          o->flags);
     if (o->length == 0)
@@ -69,39 +71,12 @@ static int check_options(hv_vm *vm, const hv_memory_options *o)
                          "memory region length 0x%" PRIx64
                          " does not fit in host memory",
                          o->length);
-    return 0;
-}
-
-static int allocate(hv_memory_region *r)
-{
-    r->fd = memfd_create("hvcore-guest", MFD_CLOEXEC);
-    if (r->fd < 0)
-        return hvi_error(-errno, "memfd_create for region 0x%" PRIx64 ": %s",
-                         r->gpa, hv_strerror(-errno));
-    if (ftruncate(r->fd, (off_t)r->len) < 0) {
-        int e = -errno;
-        close(r->fd);
-        return hvi_error(e, "sizing region 0x%" PRIx64 "+0x%" PRIx64 ": %s",
-                         r->gpa, r->len, hv_strerror(e));
-    }
-    void *p = mmap(NULL, r->len, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_NORESERVE, r->fd, 0);
-    if (p == MAP_FAILED) {
-        int e = -errno;
-        close(r->fd);
-        return hvi_error(e, "mapping region 0x%" PRIx64 "+0x%" PRIx64 ": %s",
-                         r->gpa, r->len, hv_strerror(e));
-    }
-    r->hva = p;
-    return 0;
+    return hvi_memory_host_check(o);
 }
 
 static void release(hv_memory_region *r)
 {
-    if (r->fd >= 0) {
-        munmap(r->hva, r->len);
-        close(r->fd);
-    }
+    hvi_memory_host_release(r);
     free(r);
 }
 
@@ -112,8 +87,11 @@ int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
         return hvi_error(-EINVAL, "hv_vm_add_memory: NULL %s",
                          vm ? "options" : "VM");
     hv_memory_options o = HV_MEMORY_OPTIONS_INIT;
-    int r =
-        hvi_copy_options(&o, sizeof(o), opts, sizeof(o), "hv_memory_options");
+    /* Callers built before the NUMA fields were appended pass the shorter
+     * size; they get the defaults. */
+    int r = hvi_copy_options(&o, sizeof(o), opts,
+                             offsetof(hv_memory_options, numa_policy),
+                             "hv_memory_options");
     if (r < 0 || (r = check_options(vm, &o)) < 0)
         return r;
 
@@ -126,6 +104,12 @@ int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
     reg->flags = o.flags;
     reg->fd = -1;
     reg->hva = o.host_addr;
+    /* Outside the lock: prefaulting a large region takes a while, and the
+     * accessors of running vCPUs must not wait for it. */
+    if ((r = hvi_memory_host_setup(reg, &o)) < 0) {
+        free(reg);
+        return r;
+    }
 
     pthread_rwlock_wrlock(&vm->mem_lock);
     size_t pos = lower_bound(vm, reg->gpa);
@@ -155,8 +139,6 @@ int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
         goto fail;
     }
     vm->regions = grown;
-    if (!reg->hva && (r = allocate(reg)) < 0)
-        goto fail;
     r = vm->ops->vm_map_memory(
         vm->priv, slot, reg->gpa, reg->len, reg->hva,
         (reg->flags & HV_MEMORY_READONLY) ? HV_BACKEND_MAP_READONLY : 0);

@@ -1,5 +1,6 @@
 /* vCPU lifetime, the run loop, kicks and pause parking. */
 #include "internal.h"
+#include "tsc_internal.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -30,6 +31,12 @@ int hv_vcpu_create(hv_vm *vm, uint32_t id, hv_vcpu **out)
     else if ((r = vm->ops->vcpu_create(vm->priv, id, &vcpu->priv)) == 0) {
         vm->vcpus[id] = vcpu;
         vm->nr_vcpus++;
+        /* Joins the TSC offset the other vCPUs share (tsc_offset.c). */
+        if ((r = hvi_tsc_vcpu_created(vcpu)) < 0) {
+            vm->vcpus[id] = NULL;
+            vm->nr_vcpus--;
+            vm->ops->vcpu_destroy(vcpu->priv);
+        }
     }
     pthread_mutex_unlock(&vm->lock);
     if (r < 0) {
@@ -189,6 +196,7 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
                          "thread",
                          vcpu->id);
     vcpu->runner = pthread_self();
+    hvi_tsc_vcpu_running(vm); /* the TSC frequency is now fixed */
     atomic_fetch_add(&vm->active, 1);
     const hv_backend_ops *ops = vm->ops;
     hv_exit *exit = &vcpu->exit;

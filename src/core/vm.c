@@ -1,5 +1,6 @@
 /* VM lifetime, pause/resume and interrupt injection. */
 #include "internal.h"
+#include "tsc_internal.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -70,6 +71,8 @@ int hv_vm_create(hv_hypervisor *hv, const hv_vm_options *opts, hv_vm **out)
         hvi_error(r, "out of memory creating a VM");
         goto fail;
     }
+    if ((r = hvi_tsc_init(vm)) < 0)
+        goto fail;
     r = hv->ops->vm_create(hv->priv, &vm->opts, &vm->priv);
     if (r < 0)
         goto fail;
@@ -87,6 +90,7 @@ int hv_vm_create(hv_hypervisor *hv, const hv_vm_options *opts, hv_vm **out)
     *out = vm;
     return 0;
 fail:
+    hvi_tsc_free(vm);
     free(vm->slot_used);
     free(vm->vcpus);
     free(vm);
@@ -129,6 +133,7 @@ int hv_vm_destroy(hv_vm *vm)
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->dev_lock);
     pthread_mutex_destroy(&vm->ev_lock);
+    hvi_tsc_free(vm);
     free(vm->slot_used);
     free(vm->vcpus);
     free(vm);
@@ -149,8 +154,13 @@ int hv_vm_pause(hv_vm *vm)
                 hvi_vcpu_interrupt(vm->vcpus[i]);
     while (atomic_load(&vm->active) > 0)
         pthread_cond_wait(&vm->cond, &vm->lock);
+    /* The guest's clocks stop here, as far as a save or the freeze policy
+     * is concerned (tsc_pause.c). If that fails, the pause is undone. */
+    int r = hvi_tsc_paused(vm);
+    if (r < 0 && atomic_fetch_sub(&vm->pause_depth, 1) == 1)
+        pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
-    return 0;
+    return r;
 }
 
 int hv_vm_resume(hv_vm *vm)
@@ -162,6 +172,13 @@ int hv_vm_resume(hv_vm *vm)
     if (depth == 0) {
         pthread_mutex_unlock(&vm->lock);
         return hvi_error(-EINVAL, "hv_vm_resume: the VM is not paused");
+    }
+    /* The TSC pause policy applies before any vCPU runs again; if it
+     * cannot, the VM stays paused (tsc_pause.c). */
+    int r = depth == 1 ? hvi_tsc_resuming(vm) : 0;
+    if (r < 0) {
+        pthread_mutex_unlock(&vm->lock);
+        return r;
     }
     atomic_store(&vm->pause_depth, depth - 1);
     if (depth == 1)

@@ -61,6 +61,16 @@ HV_IO_EXIT = IO_EXIT = IoResult.EXIT
 # -- hvcore/memory.h --
 HV_PAGE_SIZE = 4096
 HV_MEMORY_READONLY = 1 << 0
+HV_MEMORY_MERGEABLE = 1 << 1
+HV_MEMORY_PREFAULT = 1 << 2
+HV_MEMORY_HUGETLB = 1 << 3
+HV_MEMORY_THP = 1 << 4
+# NUMA policies of hv_memory_options::numa_policy, a field these bindings'
+# first-release MemoryOptions does not reach yet.
+HV_NUMA_DEFAULT = 0
+HV_NUMA_BIND = 1
+HV_NUMA_PREFERRED = 2
+HV_NUMA_INTERLEAVE = 3
 
 # -- hvcore/vcpu.h --
 HV_EXIT_NONE = 0
@@ -182,6 +192,10 @@ class MemoryFlags(enum.IntFlag):
     """Flags of a memory region (``hv_memory_flags``)."""
 
     READONLY = HV_MEMORY_READONLY
+    MERGEABLE = HV_MEMORY_MERGEABLE
+    PREFAULT = HV_MEMORY_PREFAULT
+    HUGETLB = HV_MEMORY_HUGETLB
+    THP = HV_MEMORY_THP
 
 
 class IoSpace(enum.IntEnum):

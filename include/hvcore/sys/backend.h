@@ -22,6 +22,7 @@
 #define HVCORE_SYS_BACKEND_H
 
 #include "../common.h"
+#include "../tsc.h"
 #include "../vcpu.h"
 #include "../vm.h"
 #include "../x86.h"
@@ -30,11 +31,83 @@
 extern "C" {
 #endif
 
-/** Current value of hv_backend_ops::version. */
-#define HV_BACKEND_OPS_VERSION 1
+/**
+ * Current value of hv_backend_ops::version. 2 added hv_backend_ops::tsc.
+ */
+#define HV_BACKEND_OPS_VERSION 2
 
 /** Flags of hv_backend_ops::vm_map_memory. */
 #define HV_BACKEND_MAP_READONLY 1u
+
+/** Current value of hv_backend_tsc_ops::version. */
+#define HV_BACKEND_TSC_OPS_VERSION 1
+
+/** Flags of hv_backend_tsc_ops::vm_set_frequency. */
+#define HV_BACKEND_TSC_PINNED 1u /* the VMM pinned the frequency */
+#define HV_BACKEND_TSC_SCALE 2u  /* program hardware scaling */
+
+/** Flags of hv_backend_clock::flags. */
+#define HV_BACKEND_CLOCK_KERNEL 1u /* host_tsc, realtime_ns from the kernel */
+#define HV_BACKEND_CLOCK_STABLE 2u /* the guest clock is TSC-stable */
+
+/**
+ * One sample of a VM's guest clock (KVM: kvmclock) with the host TSC and
+ * CLOCK_REALTIME of the same instant, exactly when the backend could sample
+ * them together (HV_BACKEND_CLOCK_KERNEL), else within @c error_ns.
+ */
+typedef struct hv_backend_clock {
+    uint64_t clock_ns;
+    uint64_t host_tsc;
+    uint64_t realtime_ns;
+    uint32_t flags;
+    uint32_t error_ns;
+} hv_backend_clock;
+
+/**
+ * TSC virtualization, reached through hv_backend_ops::tsc (NULL when the
+ * backend has none: every TSC call then fails with -ENOTSUP). A separate,
+ * separately versioned table, so the main one grows by one pointer. The
+ * core keeps the policy (shared offset, pause points, the restore
+ * procedure); a backend only does what its accelerator does.
+ */
+typedef struct hv_backend_tsc_ops {
+    /** ::HV_BACKEND_TSC_OPS_VERSION the backend was written for. */
+    uint32_t version;
+    /**
+     * Fills every field of @p info (its @c size is sizeof(hv_tsc_info))
+     * and the host's boot identity (all zero when unknown). May probe
+     * once; later calls are cheap.
+     */
+    int (*get_info)(void *priv, hv_tsc_info *info, uint8_t boot_id[16]);
+    /** Reads the host TSC, ordered against the surrounding code. */
+    uint64_t (*host_tsc)(void *priv);
+    /**
+     * Sets the VM's guest TSC frequency (HV_BACKEND_TSC_* @p flags) for
+     * vCPUs created from now on, and for the VM as a whole where the
+     * accelerator can. Called only before any vCPU ran. The core then
+     * calls vcpu_apply_frequency() for each vCPU that exists.
+     */
+    int (*vm_set_frequency)(void *vm_priv, uint32_t khz, uint32_t flags);
+    /** Applies the VM's frequency (and the CPUID telling it) to a vCPU. */
+    int (*vcpu_apply_frequency)(void *vcpu_priv);
+    /** Samples the guest clock with the host TSC and CLOCK_REALTIME. */
+    int (*vm_get_clock)(void *vm_priv, hv_backend_clock *out);
+    /**
+     * Sets the guest clock to @p clock_ns; when @p realtime_ns is non-zero,
+     * advanced by the CLOCK_REALTIME elapsed since @p realtime_ns (never
+     * moved back), measured as close to the write as the backend can.
+     */
+    int (*vm_set_clock)(void *vm_priv, uint64_t clock_ns,
+                        uint64_t realtime_ns);
+    /** Reads a vCPU's TSC offset. */
+    int (*vcpu_get_offset)(void *vcpu_priv, uint64_t *offset);
+    /** Writes a vCPU's TSC offset (ignored by hosts without the ability). */
+    int (*vcpu_set_offset)(void *vcpu_priv, uint64_t offset);
+    /** Switches reinjection of missed PIT ticks (no-op without a PIT). */
+    int (*vm_set_pit_catchup)(void *vm_priv, int enable);
+    /** Drops the PIT ticks queued for reinjection (no-op without one). */
+    int (*vm_drop_pit_backlog)(void *vm_priv);
+} hv_backend_tsc_ops;
 
 /** An accelerator backend. */
 typedef struct hv_backend_ops {
@@ -111,6 +184,10 @@ typedef struct hv_backend_ops {
      * would otherwise wait for an INIT/SIPI from the guest.
      */
     int (*vcpu_set_runnable)(void *vcpu_priv);
+
+    /* Version 2. */
+    /** TSC virtualization (hvcore/tsc.h); NULL when there is none. */
+    const hv_backend_tsc_ops *tsc;
 } hv_backend_ops;
 
 #ifdef __cplusplus

@@ -134,7 +134,7 @@ static int kvm_open(void **priv)
     c[HV_CAP_IRQFD] = check(fd, KVM_CAP_IRQFD) != 0;
     c[HV_CAP_IOEVENTFD] = check(fd, KVM_CAP_IOEVENTFD) != 0;
     c[HV_CAP_PHYS_ADDR_BITS] = phys_bits(k->cpuid);
-    atomic_init(&k->tsc_offset_probed, 0);
+    hvi_kvm_tsc_open(k);
     *priv = k;
     return 0;
 }
@@ -142,39 +142,22 @@ static int kvm_open(void **priv)
 static void kvm_close(void *priv)
 {
     struct hvi_kvm *k = priv;
+    hvi_kvm_tsc_close(k);
     close(k->fd);
     free(k->cpuid);
     free(k);
 }
 
-/* KVM_VCPU_TSC_OFFSET is a vCPU device attribute: asking needs a vCPU, so
- * the answer is found once, with a throw-away VM, when first asked. */
-static uint64_t probe_tsc_offset(struct hvi_kvm *k)
-{
-    uint64_t has = 0;
-    int vm = ioctl(k->fd, KVM_CREATE_VM, 0);
-    if (vm < 0)
-        return 0;
-    int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-    if (vcpu >= 0) {
-        struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
-                                    .attr = KVM_VCPU_TSC_OFFSET};
-        has = ioctl(vcpu, KVM_HAS_DEVICE_ATTR, &a) == 0;
-        close(vcpu);
-    }
-    close(vm);
-    return has;
-}
-
 static int kvm_get_cap(void *priv, int cap, uint64_t *value)
 {
     struct hvi_kvm *k = priv;
-    if (cap == HV_CAP_TSC_OFFSET && !atomic_load(&k->tsc_offset_probed)) {
-        k->caps[HV_CAP_TSC_OFFSET] = probe_tsc_offset(k);
-        atomic_store(&k->tsc_offset_probed, 1);
-    }
     if (cap < 1 || cap > HV_CAP_PHYS_ADDR_BITS)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
+    /* Probed once, on a throw-away vCPU, when first asked (kvm_tsc.c). */
+    if (cap == HV_CAP_TSC_OFFSET) {
+        *value = hvi_kvm_tsc_offset_cap(k);
+        return 0;
+    }
     *value = k->caps[cap];
     return 0;
 }
@@ -205,4 +188,5 @@ const hv_backend_ops hvi_kvm_backend = {
     .vcpu_get_fpu = hvi_kvm_get_fpu,
     .vcpu_set_fpu = hvi_kvm_set_fpu,
     .vcpu_set_runnable = hvi_kvm_set_runnable,
+    .tsc = &hvi_kvm_tsc_ops,
 };

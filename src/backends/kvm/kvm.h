@@ -17,18 +17,42 @@
 /* GSIs routed by KVM's default IRQ routing (the IOAPIC's 24 pins). */
 #define HVI_KVM_NR_GSIS 24
 
+/* The local APIC timer's clock: KVM counts it in 1 ns bus cycles unless
+ * KVM_CAP_X86_APIC_BUS_CYCLES_NS changes that, which this backend never
+ * does. CPUID leaves 0x15/0x16/0x40000010 report it (kvm_tsc.c). */
+#define HVI_KVM_APIC_BUS_KHZ 1000000u
+
+/* What kvm_tsc.c learnt about the host's TSC, once (tsc_lock). */
+struct hvi_kvm_tsc {
+    pthread_mutex_t lock;
+    bool probed;
+    int probe_error; /* a failed probe is retried */
+    hv_tsc_info info;
+    uint8_t boot_id[16];
+    uint32_t adjust_clock; /* KVM_CAP_ADJUST_CLOCK: KVM_CLOCK_* supported */
+};
+
 struct hvi_kvm {
     int fd;
     int run_size;
     uint64_t caps[HV_CAP_PHYS_ADDR_BITS + 1];
-    atomic_int tsc_offset_probed; /* caps[HV_CAP_TSC_OFFSET] valid when 1 */
-    struct kvm_cpuid2 *cpuid;     /* KVM_GET_SUPPORTED_CPUID */
+    struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID */
+    struct hvi_kvm_tsc tsc;
 };
 
 struct hvi_kvm_vm {
     struct hvi_kvm *kvm;
     int fd;
     int kick_signal;
+    bool has_pit;
+    bool pit_reinject; /* KVM_REINJECT_CONTROL; on by KVM's default */
+    /* The guest TSC frequency (kvm_tsc.c). tsc_khz 0: unpinned, the
+     * host's. tsc_hw_khz: the frequency KVM must run the vCPUs at, 0 for
+     * the host's; vm_hw_khz: what the VM-wide KVM_SET_TSC_KHZ gave vCPUs
+     * created since. */
+    uint32_t tsc_khz;
+    uint32_t tsc_hw_khz;
+    uint32_t vm_hw_khz;
 };
 
 enum hvi_kvm_fpu_mode { HVI_FPU_XSAVE2, HVI_FPU_XSAVE, HVI_FPU_LEGACY };
@@ -44,6 +68,7 @@ struct hvi_kvm_vcpu {
     bool mask_set;
     enum hvi_kvm_fpu_mode fpu_mode;
     size_t fpu_size;
+    uint32_t tsc_hw_khz; /* the frequency KVM runs this vCPU at; 0: host */
 };
 
 /* Reports a failed ioctl: records "what: strerror" and returns -errno. */
@@ -73,5 +98,20 @@ int hvi_kvm_fpu_size(void *vcpu_priv, size_t *size);
 int hvi_kvm_get_fpu(void *vcpu_priv, void *buf, size_t length);
 int hvi_kvm_set_fpu(void *vcpu_priv, const void *buf, size_t length);
 int hvi_kvm_set_runnable(void *vcpu_priv);
+
+/* kvm_vcpu.c: KVM_SET_CPUID2 with this vCPU's ids and TSC leaves. */
+int hvi_kvm_set_cpuid(struct hvi_kvm_vcpu *v);
+
+/* kvm_tsc.c */
+extern const hv_backend_tsc_ops hvi_kvm_tsc_ops;
+void hvi_kvm_tsc_open(struct hvi_kvm *k);
+void hvi_kvm_tsc_close(struct hvi_kvm *k);
+/* HV_CAP_TSC_OFFSET: a written offset takes effect (probes once). */
+uint64_t hvi_kvm_tsc_offset_cap(struct hvi_kvm *k);
+/* A new vCPU: the VM's guest TSC frequency, before its CPUID is set. */
+int hvi_kvm_tsc_vcpu_init(struct hvi_kvm_vcpu *v);
+/* Rewrites the TSC leaves of @p c (room for 3 more entries than nent):
+ * 0x15, 0x16, 0x40000010, and the invariant-TSC bit. */
+void hvi_kvm_tsc_cpuid(struct hvi_kvm_vcpu *v, struct kvm_cpuid2 *c);
 
 #endif

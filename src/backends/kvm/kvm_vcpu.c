@@ -10,13 +10,15 @@
 #include <unistd.h>
 
 /* The supported CPUID, with this vCPU's APIC id in the leaves that carry
- * one. Without KVM_SET_CPUID2 a guest sees no features at all (and KVM then
- * refuses EFER.LME). */
-static int set_cpuid(struct hvi_kvm_vcpu *v)
+ * one, and the guest TSC frequency in the leaves that tell it (kvm_tsc.c;
+ * up to 3 leaves more). Without KVM_SET_CPUID2 a guest sees no features at
+ * all (and KVM then refuses EFER.LME). Called again, before the first run,
+ * when the VM's TSC frequency changes. */
+int hvi_kvm_set_cpuid(struct hvi_kvm_vcpu *v)
 {
     const struct kvm_cpuid2 *sup = v->vm->kvm->cpuid;
     size_t bytes = sizeof(*sup) + sup->nent * sizeof(sup->entries[0]);
-    struct kvm_cpuid2 *c = malloc(bytes);
+    struct kvm_cpuid2 *c = malloc(bytes + 3 * sizeof(sup->entries[0]));
     if (!c)
         return hvi_error(-ENOMEM, "out of memory setting CPUID");
     memcpy(c, sup, bytes);
@@ -31,6 +33,7 @@ static int set_cpuid(struct hvi_kvm_vcpu *v)
         case 0x1f: e->edx = v->id; break;
         }
     }
+    hvi_kvm_tsc_cpuid(v, c);
     int r = ioctl(v->fd, KVM_SET_CPUID2, c);
     free(c);
     if (r < 0)
@@ -78,7 +81,7 @@ int hvi_kvm_vcpu_create(void *vm_priv, uint32_t id, void **out)
         free(v);
         return r;
     }
-    if ((r = set_cpuid(v)) < 0) {
+    if ((r = hvi_kvm_tsc_vcpu_init(v)) < 0 || (r = hvi_kvm_set_cpuid(v)) < 0) {
         hvi_kvm_vcpu_destroy(v);
         return r;
     }

@@ -77,6 +77,8 @@ int hvi_kvm_vm_create(void *priv, const hv_vm_options *opts, void **out)
             r = hvi_kvm_fail("KVM_CREATE_PIT2", errno);
             goto fail;
         }
+        vm->has_pit = true;
+        vm->pit_reinject = true; /* KVM's default: missed ticks caught up */
     }
     *out = vm;
     return 0;

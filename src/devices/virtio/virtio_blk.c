@@ -1,0 +1,333 @@
+/* virtio-blk (virtio 1.2 section 5.2) on a file or block device: read,
+ * write, flush, get-id, discard and write-zeroes. Requests run on the VM's
+ * event thread; a host I/O error reaches the guest as VIRTIO_BLK_S_IOERR. */
+#define _GNU_SOURCE
+#include "virtio_dev.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define BLK_F_SEG_MAX (1ull << 2)
+#define BLK_F_RO (1ull << 5)
+#define BLK_F_BLK_SIZE (1ull << 6)
+#define BLK_F_FLUSH (1ull << 9)
+#define BLK_F_DISCARD (1ull << 13)
+#define BLK_F_WRITE_ZEROES (1ull << 14)
+
+#define T_IN 0
+#define T_OUT 1
+#define T_FLUSH 4
+#define T_GET_ID 8
+#define T_DISCARD 11
+#define T_WRITE_ZEROES 13
+
+#define S_OK 0
+#define S_IOERR 1
+#define S_UNSUPP 2
+
+#define SECTOR 512u
+#define ID_BYTES 20
+#define MAX_SECTORS 0x3fffffu /* per discard or write-zeroes segment */
+
+struct blk {
+    int fd;
+    bool own_fd;
+    bool readonly;
+    uint64_t sectors;
+    char serial[ID_BYTES];
+    struct iovec iov[VIRTIO_QUEUE_MAX];
+};
+
+struct req_hdr {
+    uint32_t type;
+    uint32_t reserved;
+    uint64_t sector;
+};
+
+struct seg_range {
+    uint64_t sector;
+    uint32_t num;
+    uint32_t flags;
+};
+
+static void blk_config(struct vdev *d, uint32_t off, void *data, uint32_t size)
+{
+    struct blk *b = d->impl;
+    uint8_t cfg[60] = {0};
+    uint32_t seg_max = VIRTIO_QUEUE_MAX - 2, blk_size = SECTOR, one = 1,
+             max = MAX_SECTORS;
+    uint16_t queues = 1;
+    memcpy(cfg + 0, &b->sectors, 8);
+    memcpy(cfg + 12, &seg_max, 4);
+    memcpy(cfg + 20, &blk_size, 4);
+    memcpy(cfg + 34, &queues, 2);
+    memcpy(cfg + 36, &max, 4); /* max_discard_sectors */
+    memcpy(cfg + 40, &one, 4); /* max_discard_seg */
+    memcpy(cfg + 44, &one, 4); /* discard_sector_alignment */
+    memcpy(cfg + 48, &max, 4); /* max_write_zeroes_sectors */
+    memcpy(cfg + 52, &one, 4); /* max_write_zeroes_seg */
+    cfg[56] = 1;               /* write_zeroes_may_unmap */
+    memcpy(data, cfg + off, size);
+}
+
+/* The data segments of a request as iovecs: the writable part less its
+ * last byte (the status) for reads, the readable part after the header for
+ * writes. */
+static int data_iov(struct blk *b, const struct vq_elem *e, bool in,
+                    uint64_t *bytes)
+{
+    uint64_t skip = in ? 0 : sizeof(struct req_hdr);
+    uint64_t want = in ? e->in_len - 1 : e->out_len - sizeof(struct req_hdr);
+    unsigned first = in ? e->nr_out : 0,
+             end = in ? e->nr_out + e->nr_in : e->nr_out;
+    int n = 0;
+    *bytes = want;
+    for (unsigned s = first; s < end && want; s++) {
+        uint64_t len = e->seg[s].len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        uint64_t take = len - skip < want ? len - skip : want;
+        b->iov[n++] = (struct iovec){e->seg[s].hva + skip, take};
+        want -= take;
+        skip = 0;
+    }
+    return n;
+}
+
+static int full_io(int fd, struct iovec *iov, int n, uint64_t off, bool write)
+{
+    while (n > 0) {
+        ssize_t r = write ? pwritev(fd, iov, n, (off_t)off)
+                          : preadv(fd, iov, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1; /* an error, or a read past the end of the file */
+        off += (uint64_t)r;
+        while (n > 0 && (size_t)r >= iov->iov_len) {
+            r -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + r;
+            iov->iov_len -= (size_t)r;
+        }
+    }
+    return 0;
+}
+
+static bool in_range(const struct blk *b, uint64_t sector, uint64_t bytes)
+{
+    uint64_t n = (bytes + SECTOR - 1) / SECTOR;
+    return sector <= b->sectors && n <= b->sectors - sector;
+}
+
+static uint8_t do_ranges(struct blk *b, const struct vq_elem *e, uint32_t t)
+{
+    if (b->readonly)
+        return S_IOERR;
+    uint64_t n = e->out_len - sizeof(struct req_hdr);
+    if (n == 0 || n % sizeof(struct seg_range))
+        return S_UNSUPP;
+    for (uint64_t off = 0; off < n; off += sizeof(struct seg_range)) {
+        struct seg_range r;
+        hvi_vq_read_out(e, sizeof(struct req_hdr) + off, &r, sizeof(r));
+        /* bit 0 is "unmap": allowed for write-zeroes, not for discard
+         * (virtio 1.2 5.2.6.2); any other bit is unknown */
+        if ((r.flags & ~1u) || (t == T_DISCARD && (r.flags & 1)))
+            return S_UNSUPP;
+        if (r.num > MAX_SECTORS ||
+            !in_range(b, r.sector, (uint64_t)r.num * SECTOR))
+            return S_IOERR;
+        int mode = t == T_DISCARD ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                                  : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+        if (fallocate(b->fd, mode, (off_t)(r.sector * SECTOR),
+                      (off_t)r.num * SECTOR) == 0)
+            continue;
+        if (t == T_DISCARD)
+            continue; /* discarding is advice: not doing it is no error */
+        /* no ZERO_RANGE on this file system: write the zeroes */
+        static const uint8_t zero[64 * 1024];
+        for (uint64_t left = (uint64_t)r.num * SECTOR, at = r.sector * SECTOR;
+             left;) {
+            size_t k = left < sizeof(zero) ? left : sizeof(zero);
+            ssize_t w = pwrite(b->fd, zero, k, (off_t)at);
+            if (w <= 0)
+                return S_IOERR;
+            left -= (uint64_t)w;
+            at += (uint64_t)w;
+        }
+    }
+    return S_OK;
+}
+
+/* Serves one request; returns the bytes written into the guest's buffers
+ * (the status byte included). */
+static uint32_t serve(struct vdev *d, struct blk *b, const struct vq_elem *e)
+{
+    struct req_hdr h;
+    hvi_vq_read_out(e, 0, &h, sizeof(h));
+    uint8_t status = S_OK;
+    uint64_t bytes = 0;
+    uint32_t written = 0;
+    int n;
+    switch (h.type) {
+    case T_IN:
+        n = data_iov(b, e, true, &bytes);
+        if (!in_range(b, h.sector, bytes) ||
+            full_io(b->fd, b->iov, n, h.sector * SECTOR, false) < 0)
+            status = S_IOERR;
+        else
+            written = (uint32_t)bytes;
+        break;
+    case T_OUT:
+        n = data_iov(b, e, false, &bytes);
+        if (b->readonly || !in_range(b, h.sector, bytes) ||
+            full_io(b->fd, b->iov, n, h.sector * SECTOR, true) < 0)
+            status = S_IOERR;
+        break;
+    case T_FLUSH:
+        if (fdatasync(b->fd) < 0 && errno != EINVAL)
+            status = S_IOERR;
+        break;
+    case T_GET_ID:
+        written = (uint32_t)hvi_vq_write_in(
+            e, 0, b->serial,
+            e->in_len - 1 < ID_BYTES ? e->in_len - 1 : ID_BYTES);
+        break;
+    case T_DISCARD:
+    case T_WRITE_ZEROES: status = do_ranges(b, e, h.type); break;
+    default: status = S_UNSUPP; break;
+    }
+    (void)d;
+    hvi_vq_write_in(e, e->in_len - 1, &status, 1);
+    return written + 1;
+}
+
+static void blk_notify(struct vdev *d, uint32_t qi)
+{
+    struct blk *b = d->impl;
+    struct vq *q = &d->vq[qi];
+    struct vq_elem *e = &d->elem;
+    bool any = false;
+    int r;
+    while ((r = hvi_vq_pop(d, q, e)) > 0) {
+        if (e->out_len < sizeof(struct req_hdr) || e->in_len < 1) {
+            hvi_vdev_fail(d,
+                          "request at descriptor %u has %" PRIu64
+                          " readable and %" PRIu64 " writable bytes",
+                          e->head, e->out_len, e->in_len);
+            return;
+        }
+        hvi_vq_push(d, q, e->head, serve(d, b, e));
+        any = true;
+    }
+    if (any)
+        hvi_vq_interrupt(d, q);
+}
+
+static void blk_destroy(struct vdev *d)
+{
+    struct blk *b = d->impl;
+    if (b && b->own_fd)
+        close(b->fd);
+    free(b);
+}
+
+static const struct vdev_model blk_model = {
+    .type = "virtio-blk",
+    .device_id = 2,
+    .nr_queues = 1,
+    .features = BLK_F_SEG_MAX | BLK_F_BLK_SIZE | BLK_F_FLUSH | BLK_F_DISCARD |
+                BLK_F_WRITE_ZEROES,
+    .config_size = 60,
+    .config_read = blk_config,
+    .notify = blk_notify,
+    .destroy = blk_destroy,
+};
+
+static const struct vdev_model blk_model_ro = {
+    .type = "virtio-blk",
+    .device_id = 2,
+    .nr_queues = 1,
+    .features = BLK_F_SEG_MAX | BLK_F_BLK_SIZE | BLK_F_FLUSH | BLK_F_RO,
+    .config_size = 60,
+    .config_read = blk_config,
+    .notify = blk_notify,
+    .destroy = blk_destroy,
+};
+
+static int size_of(int fd, uint64_t *bytes)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISBLK(st.st_mode))
+        return ioctl(fd, BLKGETSIZE64, bytes) < 0 ? -errno : 0;
+    if (!S_ISREG(st.st_mode))
+        return -EINVAL;
+    *bytes = (uint64_t)st.st_size;
+    return 0;
+}
+
+int hv_virtio_blk_create(hv_vm *vm, const hv_virtio_blk_options *opts,
+                         hv_device **out)
+{
+    if (!vm || !opts)
+        return hvi_error(-EINVAL, "hv_virtio_blk_create: NULL argument");
+    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
+    int r = hvi_copy_options(&o, sizeof(o), opts, sizeof(o),
+                             "hv_virtio_blk_options");
+    if (r < 0)
+        return r;
+    if (o.flags & ~(uint32_t)HV_VIRTIO_BLK_READONLY)
+        return hvi_error(-EINVAL, "virtio-blk flags 0x%x have unknown bits",
+                         o.flags);
+    if (!o.path && o.fd < 0)
+        return hvi_error(-EINVAL, "virtio-blk needs a path or a descriptor");
+    struct blk *b = calloc(1, sizeof(*b));
+    if (!b)
+        return hvi_error(-ENOMEM, "out of memory creating virtio-blk");
+    b->readonly = o.flags & HV_VIRTIO_BLK_READONLY;
+    b->fd = o.fd;
+    if (o.path) {
+        b->fd = open(o.path, (b->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        if (b->fd < 0) {
+            r = hvi_error(-errno, "virtio-blk: cannot open '%s': %s", o.path,
+                          hv_strerror(-errno));
+            free(b);
+            return r;
+        }
+        b->own_fd = true;
+    }
+    uint64_t bytes = 0;
+    if ((r = size_of(b->fd, &bytes)) < 0) {
+        r = hvi_error(r,
+                      "virtio-blk: '%s' is not a file or block device "
+                      "of known size",
+                      o.path ? o.path : "(descriptor)");
+        if (b->own_fd)
+            close(b->fd);
+        free(b);
+        return r;
+    }
+    b->sectors = bytes / SECTOR;
+    if (o.serial)
+        memcpy(b->serial, o.serial, strnlen(o.serial, ID_BYTES));
+    else
+        snprintf(b->serial, ID_BYTES, "hvcore-%s", o.name ? o.name : "blk");
+    return hvi_vdev_create(vm, b->readonly ? &blk_model_ro : &blk_model, b,
+                           &o.mmio, o.name, out, NULL);
+}

@@ -1,0 +1,48 @@
+/* hv_virtio_cmdline(): the virtio_mmio.device=<size>@<base>:<irq> words
+ * Linux's virtio-mmio driver takes from its command line. */
+#include "virtio_dev.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int hv_virtio_cmdline(hv_vm *vm, char *buf, size_t capacity, size_t *length)
+{
+    if (!vm || !length || (capacity && !buf))
+        return hvi_error(-EINVAL, "hv_virtio_cmdline: NULL argument");
+    size_t n = 0;
+    hv_vm_list_devices(vm, NULL, 0, &n);
+    hv_device **devs = calloc(n ? n : 1, sizeof(*devs));
+    if (!devs)
+        return hvi_error(-ENOMEM, "out of memory listing devices");
+    size_t cap = n;
+    hv_vm_list_devices(vm, devs, cap, &n);
+    if (n > cap)
+        n = cap;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct vdev *d = hvi_vdev_of(devs[i]);
+        if (!d)
+            continue;
+        char word[96];
+        int w = snprintf(
+            word, sizeof(word), "%svirtio_mmio.device=%u@0x%" PRIx64 ":%u",
+            len ? " " : "", HV_VIRTIO_MMIO_SIZE, d->mmio.base, d->mmio.irq);
+        if (len + (size_t)w < capacity)
+            memcpy(buf + len, word, (size_t)w);
+        len += (size_t)w;
+    }
+    free(devs);
+    *length = len;
+    if (capacity == 0)
+        return 0; /* a size query */
+    if (len >= capacity)
+        return hvi_error(-ENOSPC,
+                         "virtio command line needs %zu bytes, the "
+                         "buffer has %zu",
+                         len + 1, capacity);
+    buf[len] = 0;
+    return 0;
+}

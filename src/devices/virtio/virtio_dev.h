@@ -1,0 +1,134 @@
+/* virtio internals shared by the MMIO transport (virtio_mmio.c), the split
+ * virtqueue (virtqueue.c) and the device models (virtio_blk.c, ...). */
+#ifndef HVCORE_VIRTIO_DEV_H
+#define HVCORE_VIRTIO_DEV_H
+
+#include "../../core/internal.h"
+
+#include <hvcore/virtio.h>
+
+#define VIRTIO_MAX_QUEUES 2
+#define VIRTIO_QUEUE_MAX 256 /* entries; also the longest chain */
+
+/* Device status bits (virtio 1.2 section 2.1). */
+#define VIRTIO_STATUS_ACKNOWLEDGE 0x01
+#define VIRTIO_STATUS_DRIVER 0x02
+#define VIRTIO_STATUS_DRIVER_OK 0x04
+#define VIRTIO_STATUS_FEATURES_OK 0x08
+#define VIRTIO_STATUS_NEEDS_RESET 0x40
+#define VIRTIO_STATUS_FAILED 0x80
+
+#define VIRTIO_F_VERSION_1 (1ull << 32)
+
+/* InterruptStatus bits. */
+#define VIRTIO_INT_VRING 0x1
+#define VIRTIO_INT_CONFIG 0x2
+
+/* Descriptor flags. */
+#define VRING_DESC_F_NEXT 1
+#define VRING_DESC_F_WRITE 2
+#define VRING_DESC_F_INDIRECT 4
+
+struct vq {
+    uint16_t num; /* size the driver chose */
+    bool ready;
+    uint64_t desc; /* guest-physical addresses of the three parts */
+    uint64_t avail;
+    uint64_t used;
+    uint16_t last_avail; /* next available entry the device takes */
+    uint16_t used_idx;   /* the used ring's idx as the device wrote it */
+};
+
+/* One segment of a request, already checked to lie in RAM. */
+struct vq_seg {
+    uint8_t *hva;
+    uint32_t len;
+};
+
+/* A popped descriptor chain: device-readable segments first, then
+ * device-writable ones, as the spec requires. */
+struct vq_elem {
+    uint16_t head;
+    uint16_t nr_out;
+    uint16_t nr_in;
+    uint64_t out_len; /* bytes in the readable part */
+    uint64_t in_len;  /* bytes in the writable part */
+    struct vq_seg seg[VIRTIO_QUEUE_MAX];
+};
+
+struct vdev;
+
+/* What a device model provides to the transport. Callbacks run with the
+ * device lock held. */
+struct vdev_model {
+    const char *type; /* hv_device type, e.g. "virtio-blk" */
+    uint32_t device_id;
+    uint32_t nr_queues;
+    uint64_t features; /* VIRTIO_F_VERSION_1 is added by the transport */
+    uint32_t config_size;
+    /* config space reads and writes at offset off (already bounded) */
+    void (*config_read)(struct vdev *d, uint32_t off, void *data,
+                        uint32_t size);
+    void (*config_write)(struct vdev *d, uint32_t off, const void *data,
+                         uint32_t size);
+    /* queue q has new available buffers; on the event thread */
+    void (*notify)(struct vdev *d, uint32_t q);
+    /* the driver reset the device */
+    void (*reset)(struct vdev *d);
+    /* frees the model's state (the vdev itself is freed after) */
+    void (*destroy)(struct vdev *d);
+    /* device-specific state for hv_device_save_state(); may be NULL */
+    int (*save)(struct vdev *d, struct hvi_rec_writer *w);
+    int (*load)(struct vdev *d, const struct hvi_rec_reader *r);
+};
+
+struct vdev {
+    hv_vm *vm;
+    hv_device *dev;
+    const struct vdev_model *model;
+    void *impl;
+    hv_virtio_mmio mmio;
+    pthread_mutex_t lock;
+    uint32_t status;
+    uint64_t driver_features;
+    uint32_t dev_features_sel;
+    uint32_t drv_features_sel;
+    uint32_t queue_sel;
+    uint32_t isr;
+    uint32_t config_generation;
+    struct vq vq[VIRTIO_MAX_QUEUES];
+    int notify_fd;           /* eventfd: QueueNotify -> event thread */
+    atomic_uint notify_mask; /* queues notified since the last wake */
+    struct vq_elem elem;     /* scratch for the model, under lock */
+};
+
+/* virtio_mmio.c. Owns impl from the call on: on failure the model's
+ * destroy() runs, as it does when the device is later removed. */
+int hvi_vdev_create(hv_vm *vm, const struct vdev_model *model, void *impl,
+                    const hv_virtio_mmio *mmio, const char *name,
+                    hv_device **out, struct vdev **vdev);
+/* Raises the device's interrupt with these InterruptStatus bits. */
+void hvi_vdev_interrupt(struct vdev *d, uint32_t bits);
+/* Marks the device broken (DEVICE_NEEDS_RESET) after a driver error the
+ * message describes; it serves nothing until the driver resets it. */
+void hvi_vdev_fail(struct vdev *d, const char *fmt, ...) HVI_PRINTF(2, 3);
+bool hvi_vdev_is_virtio(const hv_device *dev);
+struct vdev *hvi_vdev_of(hv_device *dev);
+/* Re-checks every ready queue for buffers (after a state load). */
+void hvi_vdev_kick_all(struct vdev *d);
+
+/* virtqueue.c. pop: 1 and a chain in *e, 0 when the ring is empty, -1 on
+ * a malformed chain (the device is failed). */
+int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e);
+void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len);
+/* Signals used buffers, unless the driver set VRING_AVAIL_F_NO_INTERRUPT. */
+void hvi_vq_interrupt(struct vdev *d, struct vq *q);
+/* Checks a queue's rings lie in RAM; 0 or -1 with the device failed. */
+int hvi_vq_check(struct vdev *d, uint32_t index);
+/* Copies between an element's segments and a flat buffer. */
+size_t hvi_vq_read_out(const struct vq_elem *e, uint64_t off, void *buf,
+                       size_t len);
+size_t hvi_vq_write_in(const struct vq_elem *e, uint64_t off, const void *buf,
+                       size_t len);
+
+#endif

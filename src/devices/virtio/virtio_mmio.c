@@ -1,0 +1,406 @@
+/* The virtio-mmio transport, version 2 (virtio 1.2 section 4.2.2). A guest
+ * notify only sets a bit and signals an eventfd; the device model runs on
+ * the VM's event thread. */
+#define _GNU_SOURCE
+#include "virtio_dev.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define REG_MAGIC 0x000
+#define REG_VERSION 0x004
+#define REG_DEVICE_ID 0x008
+#define REG_VENDOR_ID 0x00c
+#define REG_DEVICE_FEATURES 0x010
+#define REG_DEVICE_FEATURES_SEL 0x014
+#define REG_DRIVER_FEATURES 0x020
+#define REG_DRIVER_FEATURES_SEL 0x024
+#define REG_QUEUE_SEL 0x030
+#define REG_QUEUE_NUM_MAX 0x034
+#define REG_QUEUE_NUM 0x038
+#define REG_QUEUE_READY 0x044
+#define REG_QUEUE_NOTIFY 0x050
+#define REG_INTERRUPT_STATUS 0x060
+#define REG_INTERRUPT_ACK 0x064
+#define REG_STATUS 0x070
+#define REG_QUEUE_DESC_LOW 0x080
+#define REG_QUEUE_DESC_HIGH 0x084
+#define REG_QUEUE_DRIVER_LOW 0x090
+#define REG_QUEUE_DRIVER_HIGH 0x094
+#define REG_QUEUE_DEVICE_LOW 0x0a0
+#define REG_QUEUE_DEVICE_HIGH 0x0a4
+#define REG_CONFIG_GENERATION 0x0fc
+#define REG_CONFIG 0x100
+
+#define MAGIC 0x74726976  /* "virt" */
+#define VENDOR 0x52435648 /* "HVCR" */
+
+static uint64_t offered(const struct vdev *d)
+{
+    return d->model->features | VIRTIO_F_VERSION_1;
+}
+
+void hvi_vdev_interrupt(struct vdev *d, uint32_t bits)
+{
+    d->isr |= bits;
+    /* An edge: the IOAPIC pin latches it; the driver reads
+     * InterruptStatus to learn why. */
+    if (hv_vm_set_irq(d->vm, d->mmio.irq, 1) == 0)
+        hv_vm_set_irq(d->vm, d->mmio.irq, 0);
+}
+
+void hvi_vdev_fail(struct vdev *d, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!(d->status & VIRTIO_STATUS_NEEDS_RESET))
+        fprintf(stderr, "hvcore: %s: device error, needs reset: %s\n",
+                hv_device_name(d->dev), msg);
+    d->status |= VIRTIO_STATUS_NEEDS_RESET;
+    if (d->status & VIRTIO_STATUS_DRIVER_OK)
+        hvi_vdev_interrupt(d, VIRTIO_INT_CONFIG);
+}
+
+static void reset(struct vdev *d)
+{
+    d->status = 0;
+    d->driver_features = 0;
+    d->dev_features_sel = d->drv_features_sel = d->queue_sel = 0;
+    d->isr = 0;
+    memset(d->vq, 0, sizeof(d->vq));
+    atomic_store(&d->notify_mask, 0);
+    if (d->model->reset)
+        d->model->reset(d);
+}
+
+static struct vq *selected(struct vdev *d)
+{
+    return d->queue_sel < d->model->nr_queues ? &d->vq[d->queue_sel] : NULL;
+}
+
+static uint32_t reg_read(struct vdev *d, uint32_t off)
+{
+    struct vq *q = selected(d);
+    switch (off) {
+    case REG_MAGIC: return MAGIC;
+    case REG_VERSION: return 2;
+    case REG_DEVICE_ID: return d->model->device_id;
+    case REG_VENDOR_ID: return VENDOR;
+    case REG_DEVICE_FEATURES:
+        return d->dev_features_sel > 1
+                   ? 0
+                   : (uint32_t)(offered(d) >> (32 * d->dev_features_sel));
+    case REG_QUEUE_NUM_MAX: return q ? VIRTIO_QUEUE_MAX : 0;
+    case REG_QUEUE_READY: return q ? q->ready : 0;
+    case REG_INTERRUPT_STATUS: return d->isr;
+    case REG_STATUS: return d->status;
+    case REG_CONFIG_GENERATION: return d->config_generation;
+    default: return 0; /* write-only or reserved */
+    }
+}
+
+static void set_half(uint64_t *v, bool high, uint32_t val)
+{
+    *v = high ? (*v & 0xffffffffull) | ((uint64_t)val << 32)
+              : (*v & ~0xffffffffull) | val;
+}
+
+static void write_status(struct vdev *d, uint32_t v)
+{
+    if (v == 0) {
+        reset(d);
+        return;
+    }
+    if ((v & VIRTIO_STATUS_FEATURES_OK) &&
+        !(d->status & VIRTIO_STATUS_FEATURES_OK)) {
+        /* Refuse (leave the bit clear for the driver to see) features we
+         * did not offer, and a driver without VIRTIO_F_VERSION_1. */
+        if ((d->driver_features & ~offered(d)) ||
+            !(d->driver_features & VIRTIO_F_VERSION_1))
+            v &= ~(uint32_t)VIRTIO_STATUS_FEATURES_OK;
+    }
+    /* NEEDS_RESET is the device's to set; the driver cannot clear it */
+    d->status = (v & ~(uint32_t)VIRTIO_STATUS_NEEDS_RESET) |
+                (d->status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void reg_write(struct vdev *d, uint32_t off, uint32_t v)
+{
+    struct vq *q = selected(d);
+    switch (off) {
+    case REG_DEVICE_FEATURES_SEL: d->dev_features_sel = v; break;
+    case REG_DRIVER_FEATURES_SEL: d->drv_features_sel = v; break;
+    case REG_DRIVER_FEATURES:
+        if (d->drv_features_sel <= 1 &&
+            !(d->status & VIRTIO_STATUS_FEATURES_OK))
+            set_half(&d->driver_features, d->drv_features_sel, v);
+        break;
+    case REG_QUEUE_SEL: d->queue_sel = v; break;
+    case REG_QUEUE_NUM:
+        if (q && !q->ready)
+            q->num = (uint16_t)(v > 0xffff ? 0 : v);
+        break;
+    case REG_QUEUE_READY:
+        if (!q)
+            break;
+        if (v == 1 && !q->ready && hvi_vq_check(d, d->queue_sel) == 0)
+            q->ready = true;
+        else if (v == 0)
+            q->ready = false;
+        break;
+    case REG_QUEUE_DESC_LOW:
+    case REG_QUEUE_DESC_HIGH:
+        if (q && !q->ready)
+            set_half(&q->desc, off == REG_QUEUE_DESC_HIGH, v);
+        break;
+    case REG_QUEUE_DRIVER_LOW:
+    case REG_QUEUE_DRIVER_HIGH:
+        if (q && !q->ready)
+            set_half(&q->avail, off == REG_QUEUE_DRIVER_HIGH, v);
+        break;
+    case REG_QUEUE_DEVICE_LOW:
+    case REG_QUEUE_DEVICE_HIGH:
+        if (q && !q->ready)
+            set_half(&q->used, off == REG_QUEUE_DEVICE_HIGH, v);
+        break;
+    case REG_INTERRUPT_ACK: d->isr &= ~v; break;
+    case REG_STATUS: write_status(d, v); break;
+    default: break;
+    }
+}
+
+static int mmio_read(void *opaque, hv_vcpu *vcpu, uint32_t range,
+                     uint64_t offset, void *data, uint32_t size)
+{
+    struct vdev *d = opaque;
+    (void)vcpu, (void)range;
+    memset(data, 0, size);
+    pthread_mutex_lock(&d->lock);
+    if (offset >= REG_CONFIG) {
+        uint32_t off = (uint32_t)(offset - REG_CONFIG);
+        if (d->model->config_read && off < d->model->config_size &&
+            size <= d->model->config_size - off)
+            d->model->config_read(d, off, data, size);
+    } else if (size == 4 && !(offset & 3)) {
+        uint32_t v = reg_read(d, (uint32_t)offset);
+        memcpy(data, &v, 4);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+static void notify(struct vdev *d, uint32_t q)
+{
+    if (q >= d->model->nr_queues)
+        return;
+    atomic_fetch_or(&d->notify_mask, 1u << q);
+    uint64_t one = 1;
+    ssize_t n = write(d->notify_fd, &one, sizeof(one));
+    (void)n; /* a full counter still wakes the event thread */
+}
+
+static int mmio_write(void *opaque, hv_vcpu *vcpu, uint32_t range,
+                      uint64_t offset, const void *data, uint32_t size)
+{
+    struct vdev *d = opaque;
+    (void)vcpu, (void)range;
+    if (offset == REG_QUEUE_NOTIFY && size == 4) {
+        uint32_t q;
+        memcpy(&q, data, 4);
+        notify(d, q); /* no lock: the event thread does the work */
+        return 0;
+    }
+    pthread_mutex_lock(&d->lock);
+    if (offset >= REG_CONFIG) {
+        uint32_t off = (uint32_t)(offset - REG_CONFIG);
+        if (d->model->config_write && off < d->model->config_size &&
+            size <= d->model->config_size - off)
+            d->model->config_write(d, off, data, size);
+    } else if (size == 4 && !(offset & 3)) {
+        uint32_t v;
+        memcpy(&v, data, 4);
+        reg_write(d, (uint32_t)offset, v);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+/* On the event thread: serve the queues the guest notified. */
+static void on_notify(void *opaque, int fd, uint32_t events)
+{
+    struct vdev *d = opaque;
+    (void)events;
+    uint64_t n;
+    ssize_t r = read(fd, &n, sizeof(n));
+    (void)r;
+    unsigned mask = atomic_exchange(&d->notify_mask, 0);
+    pthread_mutex_lock(&d->lock);
+    bool live = (d->status & VIRTIO_STATUS_DRIVER_OK) &&
+                !(d->status & VIRTIO_STATUS_NEEDS_RESET);
+    for (uint32_t q = 0; live && q < d->model->nr_queues; q++)
+        if ((mask & (1u << q)) && d->vq[q].ready && d->model->notify)
+            d->model->notify(d, q);
+    pthread_mutex_unlock(&d->lock);
+}
+
+void hvi_vdev_kick_all(struct vdev *d)
+{
+    for (uint32_t q = 0; q < d->model->nr_queues; q++)
+        notify(d, q);
+}
+
+static void vdev_destroy(void *opaque)
+{
+    struct vdev *d = opaque;
+    hv_vm_unwatch_fd(d->vm, d->notify_fd);
+    close(d->notify_fd);
+    if (d->model->destroy)
+        d->model->destroy(d);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+static void vdev_reset(void *opaque)
+{
+    struct vdev *d = opaque;
+    pthread_mutex_lock(&d->lock);
+    reset(d);
+    pthread_mutex_unlock(&d->lock);
+}
+
+int hvi_vdev_save(void *opaque, void *buf, size_t capacity, size_t *length);
+int hvi_vdev_load(void *opaque, const void *buf, size_t length);
+
+/* One ops table per model, so a device's type (and the type its state
+ * record names) says which model it is. */
+#define VDEV_OPS(name)                                                         \
+    {                                                                          \
+        .version = HV_DEVICE_OPS_VERSION, .type = name, .read = mmio_read,     \
+        .write = mmio_write, .reset = vdev_reset, .destroy = vdev_destroy,     \
+        .save_state = hvi_vdev_save, .load_state = hvi_vdev_load,              \
+    }
+static const hv_device_ops vdev_ops[] = {
+    VDEV_OPS("virtio-blk"),
+    VDEV_OPS("virtio-console"),
+    VDEV_OPS("virtio-rng"),
+};
+
+static const hv_device_ops *ops_for(const struct vdev_model *m)
+{
+    for (size_t i = 0; i < sizeof(vdev_ops) / sizeof(vdev_ops[0]); i++)
+        if (strcmp(vdev_ops[i].type, m->type) == 0)
+            return &vdev_ops[i];
+    return NULL;
+}
+
+bool hvi_vdev_is_virtio(const hv_device *dev)
+{
+    return dev && hvi_device_ops(dev)->read == mmio_read;
+}
+
+struct vdev *hvi_vdev_of(hv_device *dev)
+{
+    return hvi_vdev_is_virtio(dev) ? hv_device_opaque(dev) : NULL;
+}
+
+static int check_window(hv_vm *vm, const hv_virtio_mmio *m)
+{
+    if (m->base % HV_VIRTIO_MMIO_SIZE || m->base == 0 ||
+        m->base + HV_VIRTIO_MMIO_SIZE < m->base)
+        return hvi_error(-EINVAL,
+                         "virtio-mmio window 0x%" PRIx64
+                         " is not a non-zero multiple of 0x%x",
+                         m->base, HV_VIRTIO_MMIO_SIZE);
+    if (m->irq >= 24 || m->reserved)
+        return hvi_error(-EINVAL,
+                         "virtio-mmio IRQ %u is not a GSI 0..23 (or "
+                         "reserved is not 0)",
+                         m->irq);
+    hv_memory_region *r;
+    for (uint64_t a = m->base; a < m->base + HV_VIRTIO_MMIO_SIZE;
+         a += HV_PAGE_SIZE / 8)
+        if (hv_vm_find_memory(vm, a, &r) == 0)
+            return hvi_error(-EINVAL,
+                             "virtio-mmio window 0x%" PRIx64 " overlaps RAM",
+                             m->base);
+    return 0;
+}
+
+int hvi_vdev_create(hv_vm *vm, const struct vdev_model *model, void *impl,
+                    const hv_virtio_mmio *mmio, const char *name,
+                    hv_device **out, struct vdev **vdev)
+{
+    struct vdev tmp = {.model = model, .impl = impl};
+    int r = 0;
+    if (!vm || !mmio)
+        r = hvi_error(-EINVAL, "%s: NULL %s", model->type,
+                      vm ? "MMIO placement" : "VM");
+    else
+        r = check_window(vm, mmio);
+    struct vdev *d = r < 0 ? NULL : calloc(1, sizeof(*d));
+    if (!d) {
+        if (r == 0)
+            r = hvi_error(-ENOMEM, "out of memory creating %s", model->type);
+        if (model->destroy)
+            model->destroy(&tmp); /* ours on every path, as documented */
+        return r;
+    }
+    d->vm = vm;
+    d->model = model;
+    d->impl = impl;
+    d->mmio = *mmio;
+    pthread_mutex_init(&d->lock, NULL);
+    atomic_init(&d->notify_mask, 0);
+    d->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (d->notify_fd < 0) {
+        r = hvi_error(-errno, "%s: eventfd: %s", model->type,
+                      hv_strerror(-errno));
+        goto fail;
+    }
+    char auto_name[48];
+    if (!name) {
+        hv_device *other;
+        for (unsigned n = 0;; n++) {
+            snprintf(auto_name, sizeof(auto_name), "%s%u", model->type, n);
+            if (hv_vm_find_device(vm, auto_name, &other) < 0)
+                break;
+        }
+        name = auto_name;
+    }
+    hv_device_range range = {HV_IO_MMIO, 0, mmio->base, HV_VIRTIO_MMIO_SIZE};
+    hv_device_options o = HV_DEVICE_OPTIONS_INIT;
+    o.nr_ranges = 1;
+    o.ranges = &range;
+    o.name = name;
+    if ((r = hv_vm_add_device(vm, ops_for(model), d, &o, &d->dev)) < 0)
+        goto fail;
+    if ((r = hv_vm_watch_fd(vm, d->notify_fd, HV_FD_READABLE, on_notify, d)) <
+        0) {
+        /* removing runs vdev_destroy, which frees d and the model state:
+         * the caller must not free impl again */
+        hv_vm_remove_device(vm, d->dev);
+        return r;
+    }
+    if (out)
+        *out = d->dev;
+    if (vdev)
+        *vdev = d;
+    return 0;
+fail:
+    if (d->notify_fd >= 0)
+        close(d->notify_fd);
+    if (model->destroy)
+        model->destroy(d); /* the model's state is ours from the start */
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+    return r;
+}

@@ -1,0 +1,202 @@
+/* Split virtqueues (virtio 1.2 section 2.7). Everything the guest wrote is
+ * hostile: descriptors are copied out of guest memory before they are
+ * checked (the guest cannot change them between check and use), every
+ * buffer is translated with a length so it cannot reach outside RAM, and a
+ * chain is bounded by the queue size, which ends loops. */
+#include "virtio_dev.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+struct vring_desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags;
+    uint16_t next;
+};
+
+static int ring_ptr(struct vdev *d, uint64_t gpa, size_t len, void **p)
+{
+    return hv_vm_gpa_to_hva(d->vm, gpa, len, p);
+}
+
+int hvi_vq_check(struct vdev *d, uint32_t index)
+{
+    struct vq *q = &d->vq[index];
+    void *p;
+    if (q->num == 0 || q->num > VIRTIO_QUEUE_MAX || (q->num & (q->num - 1))) {
+        hvi_vdev_fail(d, "queue %u size %u is not a power of two in 1..%d",
+                      index, q->num, VIRTIO_QUEUE_MAX);
+        return -1;
+    }
+    if ((q->desc & 15) || (q->avail & 1) || (q->used & 3)) {
+        hvi_vdev_fail(d,
+                      "queue %u rings are misaligned (desc 0x%" PRIx64
+                      ", driver 0x%" PRIx64 ", device 0x%" PRIx64 ")",
+                      index, q->desc, q->avail, q->used);
+        return -1;
+    }
+    if (ring_ptr(d, q->desc, 16u * q->num, &p) < 0 ||
+        ring_ptr(d, q->avail, 6u + 2u * q->num, &p) < 0 ||
+        ring_ptr(d, q->used, 6u + 8u * q->num, &p) < 0) {
+        hvi_vdev_fail(d, "queue %u rings lie outside guest RAM", index);
+        return -1;
+    }
+    return 0;
+}
+
+static uint16_t load16(const void *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
+{
+    uint8_t *avail;
+    if (!q->ready ||
+        ring_ptr(d, q->avail, 6u + 2u * q->num, (void **)&avail) < 0)
+        return 0;
+    uint16_t idx = __atomic_load_n((uint16_t *)(avail + 2), __ATOMIC_ACQUIRE);
+    if (idx == q->last_avail)
+        return 0;
+    if ((uint16_t)(idx - q->last_avail) > q->num) {
+        hvi_vdev_fail(d,
+                      "available index %u is %u entries ahead of the "
+                      "device (queue size %u)",
+                      idx, (uint16_t)(idx - q->last_avail), q->num);
+        return -1;
+    }
+    uint16_t head = load16(avail + 4 + 2u * (q->last_avail % q->num));
+    if (head >= q->num) {
+        hvi_vdev_fail(d, "available ring names descriptor %u of %u", head,
+                      q->num);
+        return -1;
+    }
+    e->head = head;
+    e->nr_out = e->nr_in = 0;
+    e->out_len = e->in_len = 0;
+    uint16_t i = head;
+    for (unsigned n = 0;; n++) {
+        if (n == q->num) {
+            hvi_vdev_fail(d,
+                          "descriptor chain from %u is longer than the "
+                          "queue (a loop?)",
+                          head);
+            return -1;
+        }
+        struct vring_desc desc;
+        if (hv_vm_read(d->vm, q->desc + 16u * i, &desc, sizeof(desc)) < 0) {
+            hvi_vdev_fail(d, "descriptor %u is unreadable", i);
+            return -1;
+        }
+        if (desc.flags & VRING_DESC_F_INDIRECT) {
+            hvi_vdev_fail(d,
+                          "descriptor %u is indirect, which was not "
+                          "negotiated",
+                          i);
+            return -1;
+        }
+        bool in = desc.flags & VRING_DESC_F_WRITE;
+        if (!in && e->nr_in) {
+            hvi_vdev_fail(d, "readable descriptor %u follows a writable one",
+                          i);
+            return -1;
+        }
+        if (desc.len) {
+            void *hva;
+            if (hv_vm_gpa_to_hva(d->vm, desc.addr, desc.len, &hva) < 0) {
+                hvi_vdev_fail(d,
+                              "descriptor %u buffer 0x%" PRIx64 "+0x%x lies "
+                              "outside guest RAM",
+                              i, desc.addr, desc.len);
+                return -1;
+            }
+            e->seg[e->nr_out + e->nr_in] = (struct vq_seg){hva, desc.len};
+            if (in) {
+                e->nr_in++;
+                e->in_len += desc.len;
+            } else {
+                e->nr_out++;
+                e->out_len += desc.len;
+            }
+        }
+        if (!(desc.flags & VRING_DESC_F_NEXT))
+            break;
+        if (desc.next >= q->num) {
+            hvi_vdev_fail(d,
+                          "descriptor %u links to %u, past the queue "
+                          "size %u",
+                          i, desc.next, q->num);
+            return -1;
+        }
+        i = desc.next;
+    }
+    q->last_avail++;
+    return 1;
+}
+
+void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len)
+{
+    uint8_t *used;
+    if (ring_ptr(d, q->used, 6u + 8u * q->num, (void **)&used) < 0)
+        return; /* checked when the queue became ready; memory changed */
+    uint32_t elem[2] = {head, len};
+    memcpy(used + 4 + 8u * (q->used_idx % q->num), elem, sizeof(elem));
+    q->used_idx++;
+    /* the element must be visible before the index that publishes it */
+    __atomic_store_n((uint16_t *)(used + 2), q->used_idx, __ATOMIC_RELEASE);
+}
+
+size_t hvi_vq_read_out(const struct vq_elem *e, uint64_t off, void *buf,
+                       size_t len)
+{
+    uint8_t *dst = buf;
+    size_t done = 0;
+    for (unsigned s = 0; s < e->nr_out && done < len; s++) {
+        const struct vq_seg *g = &e->seg[s];
+        if (off >= g->len) {
+            off -= g->len;
+            continue;
+        }
+        size_t n = g->len - off;
+        if (n > len - done)
+            n = len - done;
+        memcpy(dst + done, g->hva + off, n);
+        done += n;
+        off = 0;
+    }
+    return done;
+}
+
+size_t hvi_vq_write_in(const struct vq_elem *e, uint64_t off, const void *buf,
+                       size_t len)
+{
+    const uint8_t *src = buf;
+    size_t done = 0;
+    for (unsigned s = e->nr_out; s < e->nr_out + e->nr_in && done < len; s++) {
+        const struct vq_seg *g = &e->seg[s];
+        if (off >= g->len) {
+            off -= g->len;
+            continue;
+        }
+        size_t n = g->len - off;
+        if (n > len - done)
+            n = len - done;
+        memcpy(g->hva + off, src + done, n);
+        done += n;
+        off = 0;
+    }
+    return done;
+}
+
+/* Interrupts for used buffers unless the driver asked for none (it polls):
+ * VRING_AVAIL_F_NO_INTERRUPT in the available ring's flags. */
+void hvi_vq_interrupt(struct vdev *d, struct vq *q)
+{
+    uint16_t flags = 0;
+    if (hv_vm_read(d->vm, q->avail, &flags, 2) == 0 && (flags & 1))
+        return;
+    hvi_vdev_interrupt(d, VIRTIO_INT_VRING);
+}
