@@ -287,3 +287,42 @@ Test(boot, hvrun_help_documents_every_flag)
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         cr_assert(strstr(buf, flags[i]), "--help lacks %s", flags[i]);
 }
+
+Test(boot, hvrun_virtio_devices_on_the_command_line)
+{
+    hvt_require_kvm();
+    char disk[] = "/tmp/hvt-vdisk-XXXXXX";
+    int fd = mkstemp(disk);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+    char ro[64];
+    snprintf(ro, sizeof(ro), "%s,ro", disk);
+    struct run r;
+    const char *args[] = {"--kernel",  HVT_GUEST_DIR "/linux64.elf",
+                          "--cmdline", "console=ttyS0",
+                          "--disk",    disk,
+                          "--disk",    ro,
+                          "--rng",     "--virtio-cmdline",
+                          NULL};
+    hvrun(&r, args);
+    cr_assert_eq(r.status, 64, "status %d; stderr: %s", r.status, r.err);
+    HAS(&r, "cmdline: [console=ttyS0 virtio_mmio.device=512@0xd0000000:5 "
+            "virtio_mmio.device=512@0xd0000200:6 "
+            "virtio_mmio.device=512@0xd0000400:7]");
+    /* without --virtio-cmdline they go to ACPI and the command line stays */
+    const char *acpi[] = {"--kernel",  HVT_GUEST_DIR "/linux64.elf",
+                          "--cmdline", "console=ttyS0",
+                          "--disk",    disk,
+                          "--rng",     NULL};
+    hvrun(&r, acpi);
+    cr_assert_eq(r.status, 64, "status %d; stderr: %s", r.status, r.err);
+    HAS(&r, "cmdline: [console=ttyS0]");
+    unlink(disk);
+    const char *bad[] = {"--kernel", HVT_GUEST_DIR "/linux64.elf", "--disk",
+                         "/nonexistent/disk.img", NULL};
+    expect_usage_error(bad, "cannot open '/nonexistent/disk.img'");
+    const char *badopt[] = {"--kernel", HVT_GUEST_DIR "/linux64.elf", "--disk",
+                            "/tmp/x,rw", NULL};
+    expect_usage_error(badopt, "is not PATH or PATH,ro");
+}

@@ -88,20 +88,30 @@ static void add_ram(struct machine *m, uint64_t mib, int32_t node)
     }
 }
 
+/* stdin if it can be polled: a terminal, pipe or socket (not /dev/null or
+ * a regular file, which epoll refuses); else -1. */
+static int pollable_stdin(void)
+{
+    struct stat st;
+    if (fstat(STDIN_FILENO, &st) == 0 &&
+        (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&
+        (!S_ISCHR(st.st_mode) || isatty(STDIN_FILENO)))
+        return STDIN_FILENO;
+    return -1;
+}
+
+static hv_acpi_device virtio_acpi[16];
+static size_t nr_virtio_acpi;
+
 static void add_devices(struct machine *m, const struct options *opt)
 {
     hv_serial_options so = HV_SERIAL_OPTIONS_INIT;
     so.name = "com1";
-    if (opt->serial == SERIAL_STDIO) {
+    if (opt->serial == SERIAL_STDIO && opt->virtio_console) {
+        so.output_fd = STDOUT_FILENO; /* early boot messages; no input */
+    } else if (opt->serial == SERIAL_STDIO) {
         so.output_fd = STDOUT_FILENO;
-        /* Input only from what can be polled: a terminal, pipe or socket
-         * (not /dev/null or a regular file, which epoll refuses). */
-        struct stat st;
-        if (fstat(STDIN_FILENO, &st) == 0 &&
-            (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode) ||
-             S_ISSOCK(st.st_mode)) &&
-            (!S_ISCHR(st.st_mode) || isatty(STDIN_FILENO)))
-            so.input_fd = STDIN_FILENO;
+        so.input_fd = pollable_stdin();
         raw_tty();
     } else if (opt->serial == SERIAL_FILE) {
         so.output_fd = open(opt->serial_path,
@@ -117,19 +127,27 @@ static void add_devices(struct machine *m, const struct options *opt)
     check(hv_i8042_create(m->vm, NULL), "creating the i8042");
     check(hv_cmos_create(m->vm, NULL), "creating the RTC");
     check(hv_port80_create(m->vm, NULL), "creating the port 0x80 sink");
+    if (opt->virtio_console)
+        raw_tty();
+    nr_virtio_acpi = hvrun_add_virtio(
+        m->vm, opt, opt->virtio_console ? pollable_stdin() : -1, virtio_acpi);
 }
 
-static uint64_t add_acpi(struct machine *m, uint32_t cpus)
+static uint64_t add_acpi(struct machine *m, const struct options *opt)
 {
-    hv_acpi_device com1 = {.hid = "PNP0501",
-                           .space = HV_IO_PIO,
-                           .irq = 4,
-                           .base = 0x3f8,
-                           .length = 8};
+    hv_acpi_device devs[17] = {{.hid = "PNP0501",
+                                .space = HV_IO_PIO,
+                                .irq = 4,
+                                .base = 0x3f8,
+                                .length = 8}};
+    size_t n = 1;
+    if (!opt->virtio_cmdline)
+        for (size_t i = 0; i < nr_virtio_acpi; i++)
+            devs[n++] = virtio_acpi[i];
     hv_acpi_options ao = HV_ACPI_OPTIONS_INIT;
-    ao.nr_cpus = cpus;
-    ao.devices = &com1;
-    ao.nr_devices = 1;
+    ao.nr_cpus = opt->cpus;
+    ao.devices = devs;
+    ao.nr_devices = (uint32_t)n;
     uint64_t rsdp = 0;
     check(hv_acpi_build(m->vm, &ao, &rsdp), "building ACPI tables");
     return rsdp;
@@ -142,6 +160,22 @@ static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
     if (opt->initrd)
         bo.initrd = hvrun_read_file("initrd", opt->initrd, &bo.initrd_size);
     bo.cmdline = opt->cmdline;
+    char *full = NULL;
+    size_t vlen = 0;
+    if (opt->virtio_cmdline && hv_virtio_cmdline(m->vm, NULL, 0, &vlen) == 0 &&
+        vlen) {
+        size_t cap = strlen(opt->cmdline) + vlen + 2;
+        full = malloc(cap);
+        if (!full) {
+            fprintf(stderr, "hvrun: out of memory\n");
+            exit(HVRUN_EXIT_INTERNAL);
+        }
+        int k =
+            snprintf(full, cap, "%s%s", opt->cmdline, *opt->cmdline ? " " : "");
+        check(hv_virtio_cmdline(m->vm, full + k, cap - (size_t)k, &vlen),
+              "writing the virtio command line");
+        bo.cmdline = full;
+    }
     bo.acpi_rsdp = rsdp;
     if (opt->raw) {
         bo.format = HV_KERNEL_RAW;
@@ -156,6 +190,7 @@ static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
     }
     free((void *)bo.kernel);
     free((void *)bo.initrd);
+    free(full);
 }
 
 /* The first vCPU to finish decides the status and stops the others. */
@@ -267,7 +302,7 @@ int main(int argc, char **argv)
     check(hv_vm_create(m.hv, &vo, &m.vm), "creating the VM");
     add_ram(&m, opt.mem_mib, opt.numa_node);
     add_devices(&m, &opt);
-    uint64_t rsdp = add_acpi(&m, opt.cpus);
+    uint64_t rsdp = add_acpi(&m, &opt);
     load(&m, &opt, rsdp);
 
     m.nr_vcpus = opt.cpus;

@@ -16,6 +16,8 @@
 
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 
+#define HVRUN_MAX_DISKS 8
+
 struct options {
     const char *kernel;
     const char *initrd;
@@ -30,11 +32,24 @@ struct options {
     int32_t numa_node; /* -1: no placement */
     bool list_host;
     bool json;
+    const char *disks[HVRUN_MAX_DISKS];
+    bool disk_readonly[HVRUN_MAX_DISKS];
+    uint32_t nr_disks;
+    bool rng;
+    bool virtio_console;
+    bool virtio_cmdline; /* announce virtio on the command line, not ACPI */
 };
 
 /* Parses argv; on a usage error prints one line and exits 2; --help and
  * --version print and exit 0. */
 void hvrun_parse(int argc, char **argv, struct options *o);
+
+/* Adds the virtio devices the options ask for (virtio.c), each a window
+ * from 0xd0000000 with its own GSI from 5 up, and describes them in
+ * acpi[] (up to 16 entries); console_fd_in/out give the virtio console's
+ * stdio. Returns the number of ACPI entries written. */
+size_t hvrun_add_virtio(hv_vm *vm, const struct options *o, int console_in,
+                        hv_acpi_device *acpi);
 
 /* Reads a whole file; on failure prints one line and exits 2. */
 void *hvrun_read_file(const char *what, const char *path, uint64_t *size);

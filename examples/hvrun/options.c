@@ -37,6 +37,13 @@ static const char usage[] =
     "                       distances) and PCI devices (ids, class, node,\n"
     "                       names), then exit; needs no --kernel\n"
     "  --json               with --list-host: print JSON for scripts\n"
+    "  --disk PATH[,ro]     a virtio-blk disk backed by a file or block\n"
+    "                       device (read-only with ,ro); repeatable, up to 8\n"
+    "  --rng                a virtio-rng device fed by getrandom(2)\n"
+    "  --virtio-console     a virtio-console on stdio (the guest's hvc0)\n"
+    "                       instead of the UART\n"
+    "  --virtio-cmdline     announce virtio devices with virtio_mmio.device=\n"
+    "                       on the kernel command line instead of in ACPI\n"
     "  -h, --help           this text\n"
     "  -V, --version        the libhvcore version\n"
     "\n"
@@ -84,6 +91,10 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"numa-node", required_argument, NULL, 'N'},
         {"list-host", no_argument, NULL, 'L'},
         {"json", no_argument, NULL, 'J'},
+        {"disk", required_argument, NULL, 'D'},
+        {"rng", no_argument, NULL, 'G'},
+        {"virtio-console", no_argument, NULL, 'C'},
+        {"virtio-cmdline", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -134,6 +145,24 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             break;
         case 'L': o->list_host = true; break;
         case 'J': o->json = true; break;
+        case 'D': {
+            if (o->nr_disks == HVRUN_MAX_DISKS)
+                die_usage("%s: at most 8 disks", "--disk");
+            char *comma = strrchr(optarg, ',');
+            bool ro = comma && strcmp(comma, ",ro") == 0;
+            if (comma && !ro)
+                die_usage("--disk: '%s' is not PATH or PATH,ro", optarg);
+            if (ro)
+                *comma = 0;
+            if (!*optarg)
+                die_usage("%s needs a path", "--disk");
+            o->disk_readonly[o->nr_disks] = ro;
+            o->disks[o->nr_disks++] = optarg;
+            break;
+        }
+        case 'G': o->rng = true; break;
+        case 'C': o->virtio_console = true; break;
+        case 'A': o->virtio_cmdline = true; break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V':
             printf("hvrun (libhvcore %s)\n", hv_version_string());
