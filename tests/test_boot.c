@@ -281,9 +281,11 @@ Test(boot, hvrun_help_documents_every_flag)
     buf[n] = 0;
     cr_assert_eq(pclose(p), 0);
     const char *flags[] = {
-        "--kernel", "--initrd", "--cmdline",  "--mem",       "--cpus",
-        "--serial", "--raw",    "--raw-mode", "--numa-node", "--list-host",
-        "--json",   "--help",   "--version",  "Exit status"};
+        "--kernel",         "--initrd",        "--cmdline", "--mem",
+        "--cpus",           "--serial",        "--raw",     "--raw-mode",
+        "--numa-node",      "--list-host",     "--json",    "--help",
+        "--version",        "Exit status",     "--disk",    "--rng",
+        "--virtio-console", "--virtio-cmdline"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         cr_assert(strstr(buf, flags[i]), "--help lacks %s", flags[i]);
 }
