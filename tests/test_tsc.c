@@ -1,79 +1,19 @@
-/* TSC virtualization (hvcore/tsc.h): the ratio arithmetic, the host facts,
- * the guest frequency and the CPUID that tells it, RDTSC/RDTSCP continuity
- * across vCPUs, pauses and save -> new VM -> restore, the pause policies,
- * record validation and PIT catch-up.
+/* TSC virtualization (hvcore/tsc.h) on KVM: the ratio arithmetic, the
+ * host facts, the guest frequency and the CPUID that tells it, RDTSC and
+ * RDTSCP continuity across vCPUs and pauses, the pause policies, values and
+ * offsets per vCPU, and PIT catch-up. Save and restore are in
+ * test_tsc_restore.c; tests/tsc_model.c checks the paths this project's
+ * hosts cannot take (offsetting, scaling) against a model backend.
  *
- * Timing checks compare guest TSC readings (tests/guests/tsc64.S) with
- * host CLOCK_MONOTONIC_RAW taken around the pause points, and use medians
- * of several trials: the hosts are shared and noisy. Checks that need a
- * host ability (TSC offsetting, scaling) run where it exists; elsewhere the
- * test checks the documented refusal instead, and says so in its log. */
-#include "hvtest.h"
+ * Timing checks compare guest TSC readings (tests/guests/tsc64.S) with host
+ * CLOCK_MONOTONIC_RAW taken around the pause points, and use medians of
+ * several trials: the hosts are shared and noisy. Checks that need a host
+ * ability run where it exists; elsewhere the test checks the documented
+ * refusal instead, and says so in its log. */
+#include "tsc_guest.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-/* tests/guests/tsc64.S */
-#define STOP DATA_IN
-#define GMAX (DATA_OUT + 0x00)
-#define XERR (DATA_OUT + 0x08)
-#define CPU(i) (DATA_OUT + 0x100 + 0x40 * (uint64_t)(i))
-#define LAST 0x00
-#define ITER 0x08
-#define BACK 0x10
-#define MAXD 0x18
-#define NTSCP 0x38
-
-#define TRIALS 7
-
-static uint64_t raw_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Guest cycles at @p khz to nanoseconds. */
-static uint64_t cyc_ns(uint64_t cycles, uint32_t khz)
-{
-    return (uint64_t)((unsigned __int128)cycles * 1000000 / khz);
-}
-
-static uint64_t q(hv_vm *vm, uint64_t gpa)
-{
-    uint64_t v;
-    HVT_OK(hv_vm_read(vm, gpa, &v, 8));
-    return v;
-}
-
-static void put_q(hv_vm *vm, uint64_t gpa, uint64_t v)
-{
-    HVT_OK(hv_vm_write(vm, gpa, &v, 8));
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int64_t median(int64_t *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_i64);
-    return v[n / 2];
-}
-
-static hv_tsc_info host_info(hv_hypervisor *hv)
-{
-    hv_tsc_info in = HV_TSC_INFO_INIT;
-    HVT_OK(hv_tsc_get_info(hv, &in));
-    return in;
-}
 
 /* ---- pure arithmetic: no VM, no KVM ---- */
 
@@ -171,14 +111,6 @@ Test(tsc, host_info_agrees_with_the_capabilities)
     HVT_OK(hv_hypervisor_close(hv));
 }
 
-static void pin(hv_vm *vm, uint32_t khz, uint32_t tol)
-{
-    hv_tsc_frequency_options f = HV_TSC_FREQUENCY_OPTIONS_INIT;
-    f.tsc_khz = khz;
-    f.tolerance_ppm = tol;
-    HVT_OK(hv_vm_set_tsc_frequency(vm, &f));
-}
-
 Test(tsc, frequency_needing_scaling_fails_without_it)
 {
     hvt t;
@@ -238,8 +170,7 @@ Test(tsc, frequency_is_fixed_once_a_vcpu_ran)
     hv_tsc_frequency_options f = HV_TSC_FREQUENCY_OPTIONS_INIT;
     f.tsc_khz = host_info(t.hv).host_tsc_khz;
     HVT_ERR(hv_vm_set_tsc_frequency(t.vm, &f), -EBUSY);
-    cr_assert(strstr(hv_last_error(), "before running"), "%s",
-              hv_last_error());
+    cr_assert(strstr(hv_last_error(), "before running"), "%s", hv_last_error());
     hvt_close(&t);
 }
 
@@ -295,166 +226,14 @@ Test(tsc, cpuid_tells_the_frequency)
     hvt_close(&t);
 }
 
-/* ---- a VM running tsc64.S ---- */
-
-struct runner {
-    hv_vcpu *vcpu;
-    pthread_t th;
-    int rc;
-    uint32_t reason;
-    int status;
-};
-
-static void *run_thread(void *arg)
-{
-    struct runner *r = arg;
-    const hv_exit *e = NULL;
-    r->rc = hv_vcpu_run(r->vcpu, &e);
-    r->reason = e ? e->reason : 0;
-    r->status = r->rc == 0 && e->reason == HV_EXIT_PIO &&
-                        e->u.io.port == PORT_DONE
-                    ? *(uint8_t *)e->u.io.data
-                    : -1;
-    return NULL;
-}
-
-struct tvm {
-    hvt t;
-    struct runner r[2];
-    uint32_t n;
-    uint32_t khz;
-};
-
-static const hv_reg gprs[] = {
-    HV_X86_RAX, HV_X86_RBX, HV_X86_RCX, HV_X86_RDX, HV_X86_RSI, HV_X86_RDI,
-    HV_X86_RSP, HV_X86_RBP, HV_X86_R8,  HV_X86_R9,  HV_X86_R10, HV_X86_R11,
-    HV_X86_R12, HV_X86_R13, HV_X86_R14, HV_X86_R15, HV_X86_RIP, HV_X86_RFLAGS};
-#define NGPRS (sizeof(gprs) / sizeof(gprs[0]))
-
-/* A VM with @p n vCPUs at tsc64.S's entry, its frequency pinned to the
- * host's (unless @p pinned is false), not yet running. */
-static void tvm_open(struct tvm *v, uint32_t n, bool pinned)
-{
-    memset(v, 0, sizeof(*v));
-    hvt_open(&v->t, 0);
-    v->n = n;
-    v->khz = host_info(v->t.hv).host_tsc_khz;
-    if (pinned)
-        pin(v->t.vm, v->khz, HV_TSC_DEFAULT_TOLERANCE_PPM);
-    hvt_load(v->t.vm, "tsc64");
-    for (uint32_t i = 0; i < n; i++) {
-        v->r[i].vcpu = hvt_vcpu(v->t.vm, i, HV_X86_MODE_LONG64, 0);
-        HVT_OK(hv_vcpu_set_reg(v->r[i].vcpu, HV_X86_RDI, i));
-    }
-}
-
-static void tvm_start(struct tvm *v)
-{
-    for (uint32_t i = 0; i < v->n; i++)
-        cr_assert_eq(pthread_create(&v->r[i].th, NULL, run_thread, &v->r[i]),
-                     0);
-}
-
-/* Waits until vCPU i has looped @p n more times (it is running). */
-static void progress(hv_vm *vm, uint32_t i, uint64_t n)
-{
-    uint64_t start = q(vm, CPU(i) + ITER);
-    for (int k = 0; k < 10000 && q(vm, CPU(i) + ITER) < start + n; k++)
-        usleep(500);
-    cr_assert_geq(q(vm, CPU(i) + ITER), start + n, "vCPU %u is not looping",
-                  i);
-}
-
-/* Ends the runs: through STOP when running, a kick when paused. */
-static void tvm_stop(struct tvm *v)
-{
-    bool paused = hv_vm_is_paused(v->t.vm);
-    if (!paused)
-        put_q(v->t.vm, STOP, 1);
-    for (uint32_t i = 0; i < v->n; i++) {
-        if (paused)
-            HVT_OK(hv_vcpu_kick(v->r[i].vcpu));
-        pthread_join(v->r[i].th, NULL);
-        cr_assert_eq(v->r[i].rc, 0, "vCPU %u: %s", i, hv_last_error());
-        if (!paused)
-            cr_assert_eq(v->r[i].status, (int)i);
-    }
-    put_q(v->t.vm, STOP, 0);
-}
-
-static void check_monotonic(hv_vm *vm, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++)
-        cr_assert_eq(q(vm, CPU(i) + BACK), 0,
-                     "vCPU %u's TSC went backwards %llu times, last by %llu",
-                     i, (unsigned long long)q(vm, CPU(i) + BACK),
-                     (unsigned long long)q(vm, CPU(i) + 0x30));
-    cr_assert_eq(q(vm, XERR), 0,
-                 "a reading was smaller than another vCPU's earlier one "
-                 "(%llu times, last by %llu cycles)",
-                 (unsigned long long)q(vm, XERR),
-                 (unsigned long long)q(vm, XERR + 8));
-}
-
-/* The next new value of vCPU @p cpu's LAST, with the host time it
- * appeared (the middle of the two polls around it) and their distance. */
-static bool next_change(hv_vm *vm, uint32_t cpu, uint64_t limit_ns,
-                        uint64_t *host, uint64_t *guest, uint64_t *width)
-{
-    uint64_t prev = q(vm, CPU(cpu) + LAST), tprev = raw_ns();
-    uint64_t end = tprev + limit_ns;
-    while (tprev < end) {
-        uint64_t v = q(vm, CPU(cpu) + LAST), t = raw_ns();
-        if (v != prev) {
-            *host = t - (t - tprev) / 2;
-            *guest = v;
-            *width = t - tprev;
-            return true;
-        }
-        prev = v;
-        tprev = t;
-    }
-    return false;
-}
-
-/* A guest TSC reading paired with the host time it was taken. A value
- * seen appearing can be old: the vCPU may have left the guest (a kick, a
- * pause, the host scheduler) between its RDTSC and its store. So the next
- * reading must follow it by the host time between the two; the mismatch,
- * with the polling brackets, bounds the error. The best pair of a few
- * seconds is kept (usually the first, within 3 us); a host too busy to
- * give one within 200 us fails the test rather than blur it. */
-static void fresh(hv_vm *vm, uint32_t cpu, uint32_t khz, uint64_t *host,
-                  uint64_t *guest)
-{
-    uint64_t best = UINT64_MAX, end = raw_ns() + 5000000000ull;
-    while (best > 3000 && raw_ns() < end) {
-        uint64_t h, g, w, h2, g2, w2;
-        if (!next_change(vm, cpu, 1000000000u, &h, &g, &w) ||
-            !next_change(vm, cpu, 2000000, &h2, &g2, &w2) || g2 <= g)
-            continue;
-        int64_t miss = (int64_t)cyc_ns(g2 - g, khz) - (int64_t)(h2 - h);
-        uint64_t err = (uint64_t)(miss < 0 ? -miss : miss) + w / 2 + w2 / 2;
-        if (err < best) {
-            best = err;
-            *host = h;
-            *guest = g;
-        }
-    }
-    cr_assert_lt(best, 200000,
-                 "no fresh TSC reading from vCPU %u: the best pairing was "
-                 "%llu ns off (a host too busy to measure)",
-                 cpu, (unsigned long long)best);
-}
-
 static int64_t observed_ppm(struct tvm *v, uint32_t khz)
 {
     int64_t ppm[5];
     for (int i = 0; i < 5; i++) {
         uint64_t h0, g0, h1, g1;
-        fresh(v->t.vm, 0, khz, &h0, &g0);
+        fresh(v, &h0, &g0);
         usleep(250000);
-        fresh(v->t.vm, 0, khz, &h1, &g1);
+        fresh(v, &h1, &g1);
         double f = (double)(g1 - g0) * 1e6 / (double)(h1 - h0);
         ppm[i] = (int64_t)((f - khz) * 1e6 / khz);
     }
@@ -492,6 +271,8 @@ Test(tsc, guest_observes_the_configured_frequency)
     pin(v.t.vm, khz, 0);
     hvt_load(v.t.vm, "tsc64");
     v.n = 1;
+    v.khz = khz;
+    tvm_sampler(&v);
     v.r[0].vcpu = hvt_vcpu(v.t.vm, 0, HV_X86_MODE_LONG64, 0);
     tvm_start(&v);
     progress(v.t.vm, 0, 1000);
@@ -508,38 +289,6 @@ Test(tsc, guest_observes_the_configured_frequency)
  * difference, in us (latencies of kicks and wake-ups cancel out, so this
  * holds on a busy host). @p seen_us gets the raw gap the guest saw between
  * two readings (its largest step, reset while paused), for the log. */
-static int64_t clock_error_us(uint64_t h0, uint64_t g0, uint64_t h1,
-                              uint64_t g1, uint64_t w, uint32_t khz,
-                              uint32_t pause)
-{
-    int64_t dg = (int64_t)cyc_ns(g1 - g0, khz);
-    int64_t moved = dg - ((int64_t)(h1 - h0) - (int64_t)w);
-    int64_t want = pause == HV_TSC_PAUSE_ADVANCE ? (int64_t)w : 0;
-    return (moved - want) / 1000;
-}
-
-static void pause_trials(struct tvm *v, uint32_t pause, int64_t *err_us,
-                         int64_t *seen_us)
-{
-    hv_vm *vm = v->t.vm;
-    for (int i = 0; i < TRIALS; i++) {
-        uint64_t h0, g0, h1, g1;
-        progress(vm, 0, 100);
-        fresh(vm, 0, v->khz, &h0, &g0);
-        HVT_OK(hv_vm_pause(vm));
-        uint64_t paused = raw_ns();
-        put_q(vm, CPU(0) + MAXD, 0);
-        usleep(50000);
-        uint64_t resumed = raw_ns();
-        HVT_OK(hv_vm_resume(vm));
-        fresh(vm, 0, v->khz, &h1, &g1);
-        err_us[i] = clock_error_us(h0, g0, h1, g1, resumed - paused, v->khz,
-                                   pause);
-        seen_us[i] =
-            (int64_t)cyc_ns(q(vm, CPU(0) + MAXD), v->khz) / 1000;
-    }
-}
-
 Test(tsc, advance_jump_equals_the_paused_time)
 {
     struct tvm v;
@@ -589,8 +338,7 @@ Test(tsc, freeze_hides_the_pause_or_is_refused)
                 (long long)m, (long long)err[0], (long long)err[TRIALS - 1],
                 (long long)s);
     cr_assert(m < 1000 && m > -1000, "median jump %lld us", (long long)m);
-    cr_assert_lt(s, 49000, "the guest saw the pause: %lld us",
-                 (long long)s);
+    cr_assert_lt(s, 49000, "the guest saw the pause: %lld us", (long long)s);
     tvm_stop(&v);
     check_monotonic(v.t.vm, 1);
     hvt_close(&v.t);
@@ -628,302 +376,6 @@ Test(tsc, never_backwards_across_vcpus_and_pauses)
     hvt_close(&v.t);
 }
 
-/* ---- save -> new VM -> restore ---- */
-
-static uint8_t ram[HVT_MEM];
-
-/* Pauses @p from, saves its TSC record, stops its runs, and builds @p to:
- * a new VM with @p from's RAM (the jump fields reset), its registers, and
- * the record restored under @p pause. Returns the restore's result; @p
- * paused_ns receives the host time the pause returned. */
-static int migrate(struct tvm *from, struct tvm *to, uint32_t pause,
-                   uint64_t *paused_ns, hv_tsc_state *rec_out)
-{
-    HVT_OK(hv_vm_pause(from->t.vm));
-    *paused_ns = raw_ns();
-    size_t need, len;
-    HVT_OK(hv_vm_tsc_state_size(from->t.vm, &need));
-    cr_assert_eq(need, sizeof(hv_tsc_state) +
-                           from->n * sizeof(hv_tsc_vcpu_state));
-    uint8_t *rec = malloc(need);
-    HVT_OK(hv_vm_save_tsc(from->t.vm, rec, need, &len));
-    cr_assert_eq(len, need);
-    memcpy(rec_out, rec, sizeof(*rec_out));
-    tvm_stop(from);
-    usleep(20000); /* the record travels */
-    uint64_t regs[2][NGPRS];
-    for (uint32_t i = 0; i < from->n; i++)
-        HVT_OK(hv_vcpu_get_regs(from->r[i].vcpu, gprs, regs[i], NGPRS));
-    HVT_OK(hv_vm_read(from->t.vm, 0, ram, HVT_MEM));
-    for (uint32_t i = 0; i < from->n; i++)
-        memset(ram + CPU(i) + MAXD, 0, 8);
-
-    memset(to, 0, sizeof(*to));
-    hvt_open(&to->t, 0);
-    to->n = from->n;
-    to->khz = from->khz;
-    HVT_OK(hv_vm_write(to->t.vm, 0, ram, HVT_MEM));
-    for (uint32_t i = 0; i < to->n; i++) {
-        to->r[i].vcpu = hvt_vcpu(to->t.vm, i, HV_X86_MODE_LONG64, 0);
-        HVT_OK(hv_vcpu_set_regs(to->r[i].vcpu, gprs, regs[i], NGPRS));
-    }
-    hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
-    o.pause = pause;
-    int r = hv_vm_restore_tsc(to->t.vm, rec, len, &o);
-    free(rec);
-    return r;
-}
-
-/* @p n save -> new VM -> restore cycles of a 2-vCPU guest: the error of
- * each jump against the policy (clock_error_us) and the gap the guest saw,
- * in us. */
-static void chain(uint32_t pause, int64_t *err_us, int64_t *seen_us, int n)
-{
-    struct tvm vms[2], *cur = &vms[0], *next = &vms[1];
-    tvm_open(cur, 2, true);
-    tvm_start(cur);
-    for (int c = 0; c < n; c++) {
-        progress(cur->t.vm, 0, 1000);
-        progress(cur->t.vm, 1, 1000);
-        usleep(10000);
-        uint64_t paused, h0, g0, h1, g1;
-        hv_tsc_state a;
-        fresh(cur->t.vm, 0, cur->khz, &h0, &g0);
-        HVT_OK(migrate(cur, next, pause, &paused, &a));
-        uint64_t restored = raw_ns();
-        /* kvmclock went on (advance) or stood still (freeze) with it */
-        hv_tsc_state b;
-        uint8_t rec[sizeof(hv_tsc_state) + 2 * sizeof(hv_tsc_vcpu_state)];
-        HVT_OK(hv_vm_save_tsc(next->t.vm, rec, sizeof(rec), NULL));
-        memcpy(&b, rec, sizeof(b));
-        /* against the records' own CLOCK_REALTIME (sampled with kvmclock),
-         * not this thread's timing, which a busy host delays */
-        int64_t rt = (int64_t)(b.realtime_ns - a.realtime_ns);
-        int64_t kv = (int64_t)(b.kvmclock_ns - a.kvmclock_ns);
-        if (pause == HV_TSC_PAUSE_ADVANCE)
-            cr_assert(kv - rt < 1000000 && kv - rt > -1000000,
-                      "kvmclock moved %lld ns across the restore, the host "
-                      "%lld ns",
-                      (long long)kv, (long long)rt);
-        else
-            cr_assert(kv > -1000000 && kv < rt - 15000000,
-                      "kvmclock moved %lld ns across a frozen restore of "
-                      "%lld ns",
-                      (long long)kv, (long long)rt);
-        cr_assert_eq(b.flags & HV_TSC_STATE_PINNED, HV_TSC_STATE_PINNED,
-                     "the restore pinned the new VM's frequency");
-        tvm_start(next);
-        fresh(next->t.vm, 0, next->khz, &h1, &g1);
-        progress(next->t.vm, 1, 100);
-        err_us[c] = clock_error_us(h0, g0, h1, g1, restored - paused,
-                                   next->khz, pause);
-        seen_us[c] = (int64_t)cyc_ns(q(next->t.vm, CPU(0) + MAXD),
-                                               next->khz) /
-                     1000;
-        check_monotonic(next->t.vm, 2);
-        hvt_close(&cur->t);
-        struct tvm *t = cur;
-        cur = next;
-        next = t;
-    }
-    tvm_stop(cur);
-    check_monotonic(cur->t.vm, 2);
-    hvt_close(&cur->t);
-}
-
-Test(tsc, save_restore_into_a_new_vm_advances)
-{
-    int64_t err[5], seen[5];
-    chain(HV_TSC_PAUSE_ADVANCE, err, seen, 5);
-    int64_t m = median(err, 5), s = median(seen, 5);
-    cr_log_info("restore (advance): jump - time saved, median %lld us "
-                "(%lld..%lld); gap seen by the guest, median %lld us",
-                (long long)m, (long long)err[0], (long long)err[4],
-                (long long)s);
-    cr_assert(m < 1000 && m > -1000, "median error %lld us", (long long)m);
-}
-
-Test(tsc, save_restore_freezes_or_is_refused)
-{
-    hvt t;
-    hvt_open(&t, 0);
-    hv_tsc_info in = host_info(t.hv);
-    hvt_close(&t);
-    if (in.flags & HV_TSC_OFFSET) {
-        int64_t err[5], seen[5];
-        chain(HV_TSC_PAUSE_FREEZE, err, seen, 5);
-        int64_t m = median(err, 5);
-        cr_log_info("restore (freeze): jump median %lld us (%lld..%lld); gap "
-                    "seen by the guest, median %lld us",
-                    (long long)m, (long long)err[0], (long long)err[4],
-                    (long long)median(seen, 5));
-        cr_assert(m < 1000 && m > -1000, "median jump %lld us",
-                  (long long)m);
-        return;
-    }
-    /* This host cannot move the guest TSC: a freeze would be a lie. */
-    struct tvm a, b;
-    tvm_open(&a, 2, true);
-    tvm_start(&a);
-    progress(a.t.vm, 0, 1000);
-    usleep(20000);
-    uint64_t paused;
-    hv_tsc_state rec;
-    HVT_ERR(migrate(&a, &b, HV_TSC_PAUSE_FREEZE, &paused, &rec), -ENOTSUP);
-    cr_assert(strstr(hv_last_error(), "cannot offset"), "%s",
-              hv_last_error());
-    cr_log_info("freeze restore refused: %s", hv_last_error());
-    /* nothing was applied: the same record restores under advance */
-    uint8_t buf[sizeof(hv_tsc_state) + 2 * sizeof(hv_tsc_vcpu_state)];
-    HVT_OK(hv_vm_save_tsc(a.t.vm, buf, sizeof(buf), NULL));
-    hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
-    HVT_OK(hv_vm_restore_tsc(b.t.vm, buf, sizeof(buf), &o));
-    hvt_close(&a.t);
-    tvm_start(&b);
-    progress(b.t.vm, 0, 1000);
-    tvm_stop(&b);
-    check_monotonic(b.t.vm, 2);
-    hvt_close(&b.t);
-}
-
-Test(tsc, a_save_while_paused_is_the_pause_point)
-{
-    struct tvm v;
-    tvm_open(&v, 1, true);
-    tvm_start(&v);
-    progress(v.t.vm, 0, 1000);
-    HVT_OK(hv_vm_pause(v.t.vm));
-    uint8_t r1[sizeof(hv_tsc_state) + sizeof(hv_tsc_vcpu_state)];
-    uint8_t r2[sizeof(r1)];
-    HVT_OK(hv_vm_save_tsc(v.t.vm, r1, sizeof(r1), NULL));
-    usleep(30000);
-    HVT_OK(hv_vm_save_tsc(v.t.vm, r2, sizeof(r2), NULL));
-    cr_assert_arr_eq(r1, r2, sizeof(r1), "two saves of one pause differ");
-    /* the record's guest TSC is the guest's last reading, or just after */
-    hv_tsc_vcpu_state e;
-    memcpy(&e, r1 + sizeof(hv_tsc_state), sizeof(e));
-    uint64_t last = q(v.t.vm, CPU(0) + LAST);
-    cr_assert_geq(e.guest_tsc, last);
-    cr_assert_lt(e.guest_tsc - last, (uint64_t)v.khz * 100,
-                 "record %llu cycles after the last reading",
-                 (unsigned long long)(e.guest_tsc - last));
-    HVT_ERR(hv_vm_save_tsc(v.t.vm, r1, sizeof(r1) - 1, NULL), -ENOSPC);
-    HVT_OK(hv_vm_resume(v.t.vm));
-    uint64_t x;
-    HVT_ERR(hv_vm_save_tsc(v.t.vm, r1, sizeof(r1), &x), -EBUSY);
-    tvm_stop(&v);
-    hvt_close(&v.t);
-}
-
-/* A record of @p n vCPUs from a stopped 2-vCPU VM. */
-static size_t good_record(struct tvm *v, uint8_t *buf, size_t size)
-{
-    size_t len;
-    HVT_OK(hv_vm_save_tsc(v->t.vm, buf, size, &len));
-    return len;
-}
-
-#define HDR(buf) ((hv_tsc_state *)(void *)(buf))
-#define ENT(buf, i)                                                            \
-    ((hv_tsc_vcpu_state *)(void *)((buf) + sizeof(hv_tsc_state) +             \
-                                   (i) * sizeof(hv_tsc_vcpu_state)))
-
-static void refused(hv_vm *vm, const uint8_t *buf, size_t len,
-                    const char *why)
-{
-    HVT_ERR(hv_vm_restore_tsc(vm, buf, len, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), why), "expected \"%s\": %s", why,
-              hv_last_error());
-}
-
-Test(tsc, records_are_validated)
-{
-    struct tvm a, b;
-    tvm_open(&a, 2, true);
-    tvm_open(&b, 2, false);
-    _Alignas(8) uint8_t good[sizeof(hv_tsc_state) +
-                             2 * sizeof(hv_tsc_vcpu_state)];
-    _Alignas(8) uint8_t r[sizeof(good)];
-    size_t len = good_record(&a, good, sizeof(good));
-    cr_assert_eq(len, sizeof(good));
-    const hv_tsc_state *h = HDR(good);
-    cr_assert_eq(h->magic, HV_TSC_STATE_MAGIC);
-    cr_assert_eq(memcmp(good, "HVTS", 4), 0);
-    cr_assert_eq(h->version, HV_TSC_STATE_VERSION);
-    cr_assert_eq(h->header_size, 128);
-    cr_assert_eq(h->vcpu_size, 48);
-    cr_assert_eq(h->nr_vcpus, 2);
-    cr_assert_eq(h->tsc_khz, a.khz);
-    cr_assert(h->flags & HV_TSC_STATE_PINNED);
-    cr_assert_eq(ENT(good, 0)->guest_tsc, h->host_tsc + ENT(good, 0)->offset);
-    cr_assert_eq(ENT(good, 1)->id, 1);
-    HVT_OK(hv_vm_restore_tsc(b.t.vm, good, len, NULL));
-
-#define CORRUPT(stmt, why)                                                     \
-    do {                                                                       \
-        memcpy(r, good, len);                                                  \
-        stmt;                                                                  \
-        refused(b.t.vm, r, len, why);                                          \
-    } while (0)
-    CORRUPT(HDR(r)->magic ^= 1, "magic");
-    CORRUPT(HDR(r)->version = 2, "version");
-    CORRUPT(HDR(r)->header_size = 64, "header size");
-    CORRUPT(HDR(r)->vcpu_size = 8, "entry size");
-    CORRUPT(HDR(r)->nr_vcpus = 0, "vCPUs");
-    CORRUPT(HDR(r)->nr_vcpus = 3, "bytes");
-    CORRUPT(HDR(r)->flags |= 0x100, "unknown flags");
-    CORRUPT(HDR(r)->reserved[4] = 1, "reserved");
-    CORRUPT(HDR(r)->reserved0 = 1, "reserved");
-    CORRUPT(HDR(r)->tsc_khz = 5, "frequency");
-    CORRUPT(HDR(r)->tsc_khz = HDR(r)->host_tsc_khz * 2, "far from");
-    CORRUPT(HDR(r)->ratio = 3, "unscaled");
-    CORRUPT((HDR(r)->flags |= HV_TSC_STATE_SCALED,
-             HDR(r)->ratio_frac_bits = 48, HDR(r)->ratio = 12345),
-            "does not scale");
-    CORRUPT((HDR(r)->flags |= HV_TSC_STATE_SCALED,
-             HDR(r)->ratio_frac_bits = 40),
-            "fractional bits");
-    CORRUPT((HDR(r)->flags |= HV_TSC_STATE_KERNEL_SAMPLE,
-             HDR(r)->sample_error_ns = 5),
-            "sampling error");
-    CORRUPT(HDR(r)->sample_error_ns = 2000000000u, "above 1 s");
-    CORRUPT(HDR(r)->realtime_ns = 0, "impossible");
-    CORRUPT(HDR(r)->kvmclock_ns = 1ull << 63, "impossible");
-    CORRUPT(ENT(r, 1)->id = 0, "twice");
-    CORRUPT(ENT(r, 1)->id = 7, "not in the VM");
-    CORRUPT(ENT(r, 1)->id = 1u << 30, "out of range");
-    CORRUPT(ENT(r, 0)->flags = 0x40, "unknown flags");
-    CORRUPT(ENT(r, 0)->reserved = 1, "reserved");
-    CORRUPT(ENT(r, 0)->guest_tsc += 1, "guest TSC");
-    CORRUPT(ENT(r, 1)->offset -= 1, "guest TSC");
-#undef CORRUPT
-    memcpy(r, good, len);
-    HDR(r)->nr_vcpus = 1;
-    refused(b.t.vm, r, len - sizeof(hv_tsc_vcpu_state), "not in the record");
-    refused(b.t.vm, good, len - 1, "bytes");
-    refused(b.t.vm, good, 16, "shorter");
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, NULL, len, NULL), -EINVAL);
-    hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
-    o.pause = 7;
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, good, len, &o), -EINVAL);
-    o = (hv_tsc_restore_options)HV_TSC_RESTORE_OPTIONS_INIT;
-    o.size = 2;
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, good, len, &o), -EINVAL);
-
-    /* a running VM refuses; once its vCPUs ran, so does another frequency */
-    tvm_start(&b);
-    progress(b.t.vm, 0, 100);
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, good, len, NULL), -EBUSY);
-    tvm_stop(&b);
-    HVT_OK(hv_vm_restore_tsc(b.t.vm, good, len, NULL));
-    memcpy(r, good, len);
-    HDR(r)->tsc_khz += HDR(r)->tsc_khz / 10000; /* 100 ppm: still unscaled */
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, r, len, NULL), -EBUSY);
-    cr_assert(strstr(hv_last_error(), "have run"), "%s", hv_last_error());
-    hvt_close(&a.t);
-    hvt_close(&b.t);
-}
-
 Test(tsc, value_and_offset_per_vcpu)
 {
     struct tvm v;
@@ -948,8 +400,8 @@ Test(tsc, value_and_offset_per_vcpu)
         HVT_OK(hv_vcpu_get_tsc(v.r[1].vcpu, &g));
         cr_assert(g >= 1000000000000ull && g < 1000000000000ull + v.khz * 100,
                   "vCPU 1 reads %llu", (unsigned long long)g);
-        HVT_OK(hv_vcpu_set_tsc(v.r[1].vcpu, 5000000000000ull,
-                               HV_TSC_THIS_VCPU));
+        HVT_OK(
+            hv_vcpu_set_tsc(v.r[1].vcpu, 5000000000000ull, HV_TSC_THIS_VCPU));
         HVT_OK(hv_vcpu_get_tsc_offset(v.r[0].vcpu, &o0));
         HVT_OK(hv_vcpu_get_tsc_offset(v.r[1].vcpu, &o1));
         cr_assert_neq(o0, o1, "HV_TSC_THIS_VCPU moves one vCPU only");

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -688,4 +689,68 @@ Test(virtio, create_errors_and_cmdline)
                           "virtio_mmio.device=512@0xd0000200:6");
     cr_assert_eq(len, strlen(buf));
     vclose(&t);
+}
+
+static atomic_int rung;
+
+static void ring(void *opaque, const hv_doorbell *db)
+{
+    (void)opaque;
+    cr_assert_eq(db->data, 7);
+    atomic_fetch_add(&rung, 1);
+}
+
+Test(virtio, doorbells_and_interrupt_eventfds)
+{
+    hvt t;
+    vopen(&t);
+    hv_doorbell db = {HV_IO_MMIO, 4, 0xe0001000, HV_DOORBELL_DATAMATCH, 0, 7};
+    HVT_OK(hv_vm_add_doorbell(t.vm, &db, ring, NULL));
+    HVT_ERR(hv_vm_add_doorbell(t.vm, &db, ring, NULL), -EEXIST);
+    hv_doorbell bad = db;
+    bad.length = 3;
+    HVT_ERR(hv_vm_add_doorbell(t.vm, &bad, ring, NULL), -EINVAL);
+    bad = db;
+    bad.space = HV_IO_PIO;
+    HVT_ERR(hv_vm_add_doorbell(t.vm, &bad, ring, NULL), -EINVAL);
+    /* the matching write rings without leaving the guest: had it exited,
+     * the script would have stopped at an unclaimed MMIO access */
+    struct script s = {.n = 0};
+    s.ops[s.n++] = (struct op){0xe0001000, 7, 4, OP_WRITE};
+    s.ops[s.n++] = (struct op){0xe0001000, 7, 4, OP_WRITE};
+    run(&t, &s);
+    for (int i = 0; i < 400 && atomic_load(&rung) == 0; i++)
+        usleep(2500);
+    cr_assert_geq(atomic_load(&rung), 1, "the doorbell never rang");
+    /* another value is an ordinary, unclaimed access */
+    s.n = 0;
+    s.ops[s.n++] = (struct op){0xe0001000, 8, 4, OP_WRITE};
+    s.ops[s.n++] = (struct op){0, 0, 0, OP_END};
+    HVT_OK(hv_vm_write(t.vm, DATA_IN, s.ops, s.n * sizeof(struct op)));
+    hv_vcpu_mode_options m = HV_VCPU_MODE_OPTIONS_INIT;
+    m.mode = HV_X86_MODE_LONG64;
+    m.entry = GUEST_LOAD;
+    m.stack = GUEST_STACK;
+    m.tables_addr = GUEST_TABLES;
+    HVT_OK(hv_vcpu_set_mode(script_vcpu, &m));
+    const hv_exit *e;
+    HVT_OK(hv_vcpu_run(script_vcpu, &e));
+    cr_assert_eq(e->reason, HV_EXIT_MMIO);
+    cr_assert_eq(e->u.mmio.addr, 0xe0001000);
+    cr_assert_eq(*(uint32_t *)e->u.mmio.data, 8);
+    HVT_OK(hv_vm_remove_doorbell(t.vm, &db));
+    HVT_ERR(hv_vm_remove_doorbell(t.vm, &db), -ENOENT);
+
+    int fd1, fd2;
+    HVT_OK(hv_vm_irq_eventfd(t.vm, 5, &fd1));
+    HVT_OK(hv_vm_irq_eventfd(t.vm, 5, &fd2));
+    cr_assert_eq(fd1, fd2, "one eventfd per GSI");
+    uint64_t one = 1;
+    cr_assert_eq(write(fd1, &one, 8), 8);
+    HVT_ERR(hv_vm_irq_eventfd(t.vm, 24, &fd1), -EINVAL);
+    vclose(&t);
+    hvt n;
+    hvt_open(&n, HV_VM_NO_IRQCHIP);
+    HVT_ERR(hv_vm_irq_eventfd(n.vm, 5, &fd1), -ENOTSUP);
+    hvt_close(&n);
 }

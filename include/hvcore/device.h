@@ -228,6 +228,68 @@ HV_EXTERN int hv_vm_watch_fd(hv_vm *vm, int fd, uint32_t events, hv_fd_fn fn,
 HV_EXTERN int hv_vm_unwatch_fd(hv_vm *vm, int fd);
 
 /**
+ * An eventfd wired to interrupt line @p gsi: writing a count (8 bytes, not
+ * zero) to it raises an edge on the line, from any thread, without a call
+ * into the VMM (on KVM: irqfd). The VM owns the descriptor and closes it
+ * when destroyed; later calls for the same GSI return the same one.
+ *
+ * @return 0; -EINVAL (NULL, GSI out of range); -ENOTSUP without an
+ *         in-kernel interrupt controller or backend support (the caller
+ *         then uses hv_vm_set_irq()).
+ */
+HV_EXTERN int hv_vm_irq_eventfd(hv_vm *vm, uint32_t gsi, int *fd);
+
+/** Flags of hv_doorbell::flags. */
+typedef enum hv_doorbell_flags {
+    /** Only writes of the value hv_doorbell::data ring the doorbell. */
+    HV_DOORBELL_DATAMATCH = 1u << 0
+} hv_doorbell_flags;
+
+/**
+ * A notify-only register: guest writes to it ring the doorbell without
+ * leaving the guest (on KVM: ioeventfd), and the VM's event thread calls
+ * the doorbell's function. Fixed layout (32 bytes).
+ */
+typedef struct hv_doorbell {
+    /** ::HV_IO_PIO or ::HV_IO_MMIO. */
+    uint32_t space;
+    /** Bytes of the write: 1, 2, 4 or 8. */
+    uint32_t length;
+    /** Port or guest-physical address. */
+    uint64_t addr;
+    /** Bit mask of ::hv_doorbell_flags. */
+    uint32_t flags;
+    /** Zero. */
+    uint32_t reserved;
+    /** With ::HV_DOORBELL_DATAMATCH, the value that rings. */
+    uint64_t data;
+} hv_doorbell;
+
+/** Called on the VM's event thread when a doorbell rang (once or more). */
+typedef void (*hv_doorbell_fn)(void *opaque, const hv_doorbell *doorbell);
+
+/**
+ * Registers a doorbell. It may lie inside a device's range: a matching
+ * write rings the doorbell, and any other write reaches the device's write
+ * callback as usual, so a device can keep its slow path for backends
+ * without doorbells.
+ *
+ * @return 0; -EINVAL (NULL, bad fields); -EEXIST for the same doorbell
+ *         twice; -ENOTSUP when the backend has no doorbells.
+ */
+HV_EXTERN int hv_vm_add_doorbell(hv_vm *vm, const hv_doorbell *doorbell,
+                                 hv_doorbell_fn fn, void *opaque);
+
+/**
+ * Removes the doorbell registered with the same space, address, length,
+ * flags and data. Once the call returns, its function is not running and
+ * will not be called again (unless called from that function).
+ *
+ * @return 0; -EINVAL for NULL; -ENOENT when there is no such doorbell.
+ */
+HV_EXTERN int hv_vm_remove_doorbell(hv_vm *vm, const hv_doorbell *doorbell);
+
+/**
  * Asks the current hv_vcpu_run() of @p vcpu to return, once the running
  * I/O callback is done, with an exit of @p reason (::HV_EXIT_RESET,
  * ::HV_EXIT_POWEROFF or ::HV_EXIT_SHUTDOWN), flag ::HV_EXIT_F_HANDLED and

@@ -90,16 +90,22 @@ HV_EXTERN int hv_vm_destroy(hv_vm *vm);
  * calls hv_vcpu_run() while paused waits likewise. When the call returns,
  * no vCPU executes guest code, so its state can be read or written from
  * this thread. Pauses nest: each call needs its own hv_vm_resume().
+ * The outermost pause is the TSC pause point (hvcore/tsc.h): the guest's
+ * clocks as a save sees them, and as the freeze policy keeps them.
  *
  * @return 0; -EINVAL for NULL; -EDEADLK when called from an I/O handler of
- *         the same VM (it would wait on itself).
+ *         the same VM (it would wait on itself); a backend error when the
+ *         pause point cannot be taken (the VM is then not paused).
  */
 HV_EXTERN int hv_vm_pause(hv_vm *vm);
 
 /**
- * Undoes one hv_vm_pause(); the last one lets the vCPUs run again.
+ * Undoes one hv_vm_pause(); the last one lets the vCPUs run again, after
+ * applying the TSC pause policy (hvcore/tsc.h).
  *
- * @return 0; -EINVAL for NULL or when the VM is not paused.
+ * @return 0; -EINVAL for NULL or when the VM is not paused; a backend error
+ *         when the freeze policy cannot be applied (the VM then stays
+ *         paused: retry, or switch to the advance policy and resume).
  */
 HV_EXTERN int hv_vm_resume(hv_vm *vm);
 

@@ -88,9 +88,12 @@ struct hv_vm {
     atomic_int pause_depth;
     atomic_int active; /* vCPUs inside hv_vcpu_run() and not parked */
 
-    /* Devices, in attachment order (device.c). */
+    /* Devices, in attachment order (device.c), interrupt eventfds and
+     * doorbells (notify.c), all under dev_lock. */
     pthread_mutex_t dev_lock;
     hv_device *devices;
+    int irq_fd[24];
+    struct hvi_doorbell *doorbells;
 
     /* The event thread (event.c). ev_lock is held while a callback runs. */
     pthread_mutex_t ev_lock;
@@ -162,6 +165,7 @@ const hv_device_ops *hvi_device_ops(const hv_device *dev);
 
 /* device.c, event.c: teardown at VM destruction. */
 void hvi_devices_free(hv_vm *vm);
+void hvi_notify_free(hv_vm *vm);
 void hvi_event_stop(hv_vm *vm);
 
 /* vcpu.c: takes the runner out of the guest if there is one. */

@@ -43,8 +43,7 @@ uint32_t hvi_tsc_rate_khz(const hv_vm *vm, const hv_tsc_info *info)
 uint64_t hvi_tsc_scaled(const hv_vm *vm, uint64_t host_tsc)
 {
     const struct hvi_tsc *t = vm->tsc;
-    return t->scaled ? hvi_mul_shr(host_tsc, t->ratio, t->frac_bits)
-                     : host_tsc;
+    return t->scaled ? hvi_mul_shr(host_tsc, t->ratio, t->frac_bits) : host_tsc;
 }
 
 bool hvi_tsc_all_stopped(hv_vm *vm)
@@ -52,13 +51,12 @@ bool hvi_tsc_all_stopped(hv_vm *vm)
     if (vm->tsc->paused)
         return true; /* the pause point is taken once no vCPU is active */
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
-        if (vm->vcpus[i] &&
-            atomic_load(&vm->vcpus[i]->state) != HVI_VCPU_IDLE)
+        if (vm->vcpus[i] && atomic_load(&vm->vcpus[i]->state) != HVI_VCPU_IDLE)
             return false;
     return true;
 }
 
-bool hvi_tsc_has_lapic(const hv_vm *vm)
+bool hvi_tsc_has_irqchip(const hv_vm *vm)
 {
     return !(vm->opts.flags & HV_VM_NO_IRQCHIP);
 }
@@ -118,8 +116,8 @@ static int copy_out(void *dst, const void *src, size_t full, const char *what)
     memcpy(&size, dst, sizeof(size));
     if (size != full)
         return hvi_error(-EINVAL,
-                         "%s size %u is not one this library knows (%zu)",
-                         what, size, full);
+                         "%s size %u is not one this library knows (%zu)", what,
+                         size, full);
     memcpy(dst, src, full);
     return 0;
 }
@@ -128,8 +126,7 @@ int hv_tsc_get_info(hv_hypervisor *hv, hv_tsc_info *info)
 {
     if (!hv || !info)
         return hvi_error(-EINVAL, "hv_tsc_get_info: NULL argument");
-    const hv_backend_tsc_ops *ops = hv->ops->version >= 2 ? hv->ops->tsc
-                                                          : NULL;
+    const hv_backend_tsc_ops *ops = hv->ops->version >= 2 ? hv->ops->tsc : NULL;
     if (!ops)
         return hvi_error(-ENOTSUP,
                          "hv_tsc_get_info: the %s backend has no TSC "
@@ -260,8 +257,8 @@ int hv_vm_get_tsc_config(hv_vm *vm, hv_tsc_config *out)
     pthread_mutex_lock(&vm->lock);
     const struct hvi_tsc *t = vm->tsc;
     if ((r = hvi_tsc_info(vm, &info, NULL)) == 0) {
-        c.flags = (t->pinned ? HV_TSC_PINNED : 0) |
-                  (t->scaled ? HV_TSC_SCALED : 0);
+        c.flags =
+            (t->pinned ? HV_TSC_PINNED : 0) | (t->scaled ? HV_TSC_SCALED : 0);
         c.tsc_khz = hvi_tsc_told_khz(vm, &info);
         c.effective_khz = hvi_tsc_rate_khz(vm, &info);
         c.ratio = t->ratio;
@@ -277,16 +274,16 @@ int hv_vm_set_tsc_policy(hv_vm *vm, const hv_tsc_policy *policy)
     if (!vm || !policy)
         return hvi_error(-EINVAL, "hv_vm_set_tsc_policy: NULL argument");
     hv_tsc_policy p = HV_TSC_POLICY_INIT;
-    int r = hvi_copy_options(&p, sizeof(p), policy, sizeof(p),
-                             "hv_tsc_policy");
+    int r = hvi_copy_options(&p, sizeof(p), policy, sizeof(p), "hv_tsc_policy");
     if (r < 0)
         return r;
     if (p.pause != HV_TSC_PAUSE_ADVANCE && p.pause != HV_TSC_PAUSE_FREEZE)
         return hvi_error(-EINVAL, "hv_tsc_policy.pause %u is not a policy",
                          p.pause);
     if (p.catchup & ~(uint32_t)(HV_TSC_CATCHUP_PIT | HV_TSC_CATCHUP_LAPIC))
-        return hvi_error(-EINVAL, "hv_tsc_policy.catchup 0x%x has unknown "
-                                  "bits",
+        return hvi_error(-EINVAL,
+                         "hv_tsc_policy.catchup 0x%x has unknown "
+                         "bits",
                          p.catchup);
     if ((r = hvi_tsc_need_ops(vm, "hv_vm_set_tsc_policy")) < 0)
         return r;
@@ -313,7 +310,7 @@ int hv_vm_set_tsc_policy(hv_vm *vm, const hv_tsc_policy *policy)
     }
     bool pit = p.catchup & HV_TSC_CATCHUP_PIT;
     if (pit != !!(t->policy.catchup & HV_TSC_CATCHUP_PIT) &&
-        hvi_tsc_has_lapic(vm)) {
+        hvi_tsc_has_irqchip(vm)) {
         if (!(info.flags & HV_TSC_PIT_CATCHUP)) {
             r = hvi_error(-ENOTSUP,
                           "the %s backend cannot switch PIT tick "

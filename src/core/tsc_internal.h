@@ -70,14 +70,14 @@ bool hvi_tsc_all_stopped(hv_vm *vm);
 int hvi_tsc_set_frequency_locked(hv_vm *vm, uint32_t khz, uint32_t tol_ppm);
 bool hvi_tsc_msr_get(hv_vcpu *vcpu, uint32_t msr, uint64_t *value);
 int hvi_tsc_msr_set(hv_vcpu *vcpu, uint32_t msr, uint64_t value);
-bool hvi_tsc_has_lapic(const hv_vm *vm);
+bool hvi_tsc_has_irqchip(const hv_vm *vm);
 
 /* tsc_state.c: the restore procedure for a validated record (header and
  * @p n entries, one per vCPU of the VM). HVI_APPLY_DEFER_DEADLINES keeps
  * the deadlines for hvi_tsc_resuming() instead of arming them now. */
 #define HVI_APPLY_DEFER_DEADLINES 1u
-int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h,
-                  const hv_tsc_vcpu_state *e, uint32_t n, uint32_t pause,
-                  uint32_t max_error_us, uint32_t flags);
+int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h, const hv_tsc_vcpu_state *e,
+                  uint32_t n, uint32_t pause, uint32_t max_error_us,
+                  uint32_t flags);
 
 #endif

@@ -80,12 +80,11 @@ static int write_offsets(hv_vm *vm, hv_vcpu **list, const uint64_t *old,
 {
     const hv_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     /* Deadlines taken off for a frozen pause are armed at resume. */
-    bool rearm = hvi_tsc_has_lapic(vm) && !vm->tsc->frozen;
+    bool rearm = hvi_tsc_has_irqchip(vm) && !vm->tsc->frozen;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t dl = 0;
-        bool armed = rearm &&
-                     hvi_tsc_msr_get(list[i], HVI_MSR_TSC_DEADLINE, &dl) &&
-                     dl;
+        bool armed =
+            rearm && hvi_tsc_msr_get(list[i], HVI_MSR_TSC_DEADLINE, &dl) && dl;
         int r = ops->vcpu_set_offset(list[i]->priv, ofs);
         if (r == 0 && armed)
             r = hvi_tsc_msr_set(list[i], HVI_MSR_TSC_DEADLINE, dl);
@@ -169,8 +168,7 @@ int hv_vcpu_set_tsc_offset(hv_vcpu *vcpu, uint64_t offset, uint32_t flags)
 int hv_vcpu_set_tsc(hv_vcpu *vcpu, uint64_t tsc, uint32_t flags)
 {
     if (flags & ~(uint32_t)HV_TSC_THIS_VCPU)
-        return hvi_error(-EINVAL, "hv_vcpu_set_tsc: unknown flags 0x%x",
-                         flags);
+        return hvi_error(-EINVAL, "hv_vcpu_set_tsc: unknown flags 0x%x", flags);
     int r = begin(vcpu, "hv_vcpu_set_tsc");
     if (r < 0)
         return r;

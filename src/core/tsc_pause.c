@@ -49,7 +49,7 @@ int hvi_tsc_paused(hv_vm *vm)
     int r = ops->vm_get_clock(vm->priv, &t->point);
     if (r < 0)
         return r;
-    if (t->policy.pause == HV_TSC_PAUSE_FREEZE && hvi_tsc_has_lapic(vm)) {
+    if (t->policy.pause == HV_TSC_PAUSE_FREEZE && hvi_tsc_has_irqchip(vm)) {
         if ((r = disarm_deadlines(vm)) < 0) {
             for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
                 t->deadline[i] = 0;
@@ -73,8 +73,7 @@ static int resume_frozen(hv_vm *vm)
     int r = hvi_tsc_info(vm, &info, NULL);
     if (r < 0)
         return r;
-    hv_tsc_vcpu_state *e = calloc(vm->nr_vcpus ? vm->nr_vcpus : 1,
-                                  sizeof(*e));
+    hv_tsc_vcpu_state *e = calloc(vm->nr_vcpus ? vm->nr_vcpus : 1, sizeof(*e));
     if (!e)
         return hvi_error(-ENOMEM, "out of memory resuming the VM");
     hv_tsc_state h = {0};
@@ -126,7 +125,7 @@ int hvi_tsc_resuming(hv_vm *vm)
      * the guest's time only when its clocks advanced through the pause,
      * and only as far back as the policy wants caught up. */
     uint64_t max_ns = (uint64_t)t->policy.catchup_max_ms * 1000000u;
-    if (hvi_tsc_has_lapic(vm) && (t->policy.catchup & HV_TSC_CATCHUP_PIT) &&
+    if (hvi_tsc_has_irqchip(vm) && (t->policy.catchup & HV_TSC_CATCHUP_PIT) &&
         (freeze || (max_ns && paused_ns > max_ns)) &&
         (r = ops->vm_drop_pit_backlog(vm->priv)) < 0)
         return r;

@@ -68,7 +68,7 @@ static int gather(hv_vm *vm, const hv_tsc_vcpu_state *e, uint32_t n,
         !a->deadline || !a->write_deadline)
         return hvi_error(-ENOMEM, "out of memory restoring the TSC");
     const hv_backend_tsc_ops *ops = hvi_tsc_ops(vm);
-    bool lapic = hvi_tsc_has_lapic(vm);
+    bool lapic = hvi_tsc_has_irqchip(vm);
     for (uint32_t i = 0; i < n; i++) {
         hv_vcpu *v = a->vcpu[i] = vm->vcpus[e[i].id];
         int r = ops->vcpu_get_offset(v->priv, &a->old_offset[i]);
@@ -122,9 +122,9 @@ static int check_fixed(hv_vm *vm, const hv_tsc_state *h,
     return 0;
 }
 
-int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h,
-                  const hv_tsc_vcpu_state *e, uint32_t n, uint32_t pause,
-                  uint32_t max_error_us, uint32_t flags)
+int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h, const hv_tsc_vcpu_state *e,
+                  uint32_t n, uint32_t pause, uint32_t max_error_us,
+                  uint32_t flags)
 {
     struct hvi_tsc *t = vm->tsc;
     const hv_backend_tsc_ops *ops = hvi_tsc_ops(vm);
@@ -147,8 +147,8 @@ int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h,
             h->host_tsc_khz == info.host_tsc_khz) {
             uint64_t now = ops->host_tsc(vm->hv->priv);
             if (now > h->host_tsc)
-                target += hvi_cycles_to_ns(now - h->host_tsc,
-                                           info.host_tsc_khz);
+                target +=
+                    hvi_cycles_to_ns(now - h->host_tsc, info.host_tsc_khz);
         } else {
             since_rt = h->realtime_ns; /* the kernel's KVM_CLOCK_REALTIME */
         }
@@ -157,8 +157,8 @@ int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h,
     if ((r = ops->vm_get_clock(vm->priv, &before)) < 0)
         goto out;
     if (!can_offset &&
-        (r = check_fixed(vm, h, e, n, &a, &before, target, since_rt, khz,
-                         pause, max_error_us)) < 0)
+        (r = check_fixed(vm, h, e, n, &a, &before, target, since_rt, khz, pause,
+                         max_error_us)) < 0)
         goto out;
 
     /* Steps 4 to 7. */

@@ -67,12 +67,11 @@ static int save_locked(hv_vm *vm, void *buf, size_t length, size_t *written)
     h.header_size = HEADER_SIZE;
     h.vcpu_size = VCPU_SIZE;
     h.nr_vcpus = vm->nr_vcpus;
-    h.flags = (t->pinned ? HV_TSC_STATE_PINNED : 0) |
-              (t->scaled ? HV_TSC_STATE_SCALED : 0) |
-              (c.flags & HV_BACKEND_CLOCK_KERNEL ? HV_TSC_STATE_KERNEL_SAMPLE
-                                                 : 0) |
-              (c.flags & HV_BACKEND_CLOCK_STABLE ? HV_TSC_STATE_CLOCK_STABLE
-                                                 : 0);
+    h.flags =
+        (t->pinned ? HV_TSC_STATE_PINNED : 0) |
+        (t->scaled ? HV_TSC_STATE_SCALED : 0) |
+        (c.flags & HV_BACKEND_CLOCK_KERNEL ? HV_TSC_STATE_KERNEL_SAMPLE : 0) |
+        (c.flags & HV_BACKEND_CLOCK_STABLE ? HV_TSC_STATE_CLOCK_STABLE : 0);
     h.tsc_khz = hvi_tsc_told_khz(vm, &info);
     h.host_tsc_khz = info.host_tsc_khz;
     h.ratio_frac_bits = t->frac_bits;
@@ -99,7 +98,7 @@ static int save_locked(hv_vm *vm, void *buf, size_t length, size_t *written)
         if (t->frozen) {
             e.tsc_deadline = t->deadline[i]; /* taken off at the pause */
             e.flags |= HV_TSC_VCPU_DEADLINE;
-        } else if (hvi_tsc_has_lapic(vm) &&
+        } else if (hvi_tsc_has_irqchip(vm) &&
                    hvi_tsc_msr_get(v, HVI_MSR_TSC_DEADLINE, &e.tsc_deadline)) {
             e.flags |= HV_TSC_VCPU_DEADLINE;
         }
@@ -211,8 +210,8 @@ static int check_vcpus(hv_vm *vm, const hv_tsc_state *h, const uint8_t *buf,
             return BAD("vCPU %u has unknown flags 0x%x", v->id, v->flags);
         if (v->reserved)
             return BAD("vCPU %u: a reserved field is not zero", v->id);
-        uint64_t want = hvi_mul_shr(h->host_tsc, h->ratio, h->ratio_frac_bits) +
-                        v->offset;
+        uint64_t want =
+            hvi_mul_shr(h->host_tsc, h->ratio, h->ratio_frac_bits) + v->offset;
         if (v->guest_tsc != want)
             return BAD("vCPU %u: guest TSC 0x%" PRIx64 " is not the host TSC "
                        "scaled plus the offset (0x%" PRIx64 ")",
@@ -247,10 +246,9 @@ static int match_frequency(hv_vm *vm, const hv_tsc_state *h)
                          "VM's %u kHz, and its vCPUs have run (the frequency "
                          "is set before a VM first runs)",
                          h->tsc_khz, told);
-    return hvi_tsc_set_frequency_locked(vm, h->tsc_khz,
-                                        t->pinned
-                                            ? t->tolerance_ppm
-                                            : HV_TSC_DEFAULT_TOLERANCE_PPM);
+    return hvi_tsc_set_frequency_locked(
+        vm, h->tsc_khz,
+        t->pinned ? t->tolerance_ppm : HV_TSC_DEFAULT_TOLERANCE_PPM);
 }
 
 static uint64_t mono_ns(void)

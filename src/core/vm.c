@@ -83,6 +83,8 @@ int hv_vm_create(hv_hypervisor *hv, const hv_vm_options *opts, hv_vm **out)
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     pthread_mutex_init(&vm->dev_lock, NULL);
+    for (int g = 0; g < 24; g++)
+        vm->irq_fd[g] = -1;
     pthread_mutex_init(&vm->ev_lock, NULL);
     atomic_init(&vm->pause_depth, 0);
     atomic_init(&vm->active, 0);
@@ -120,6 +122,7 @@ int hv_vm_destroy(hv_vm *vm)
      * vCPUs and memory. */
     hvi_event_stop(vm);
     hvi_devices_free(vm);
+    hvi_notify_free(vm);
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
         if (vm->vcpus[i])
             hv_vcpu_destroy(vm->vcpus[i]);

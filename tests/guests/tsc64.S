@@ -3,7 +3,9 @@
  * in turn (RDTSC only when CPUID 0x80000001 EDX bit 27 does not offer
  * RDTSCP; RDTSCP readings are counted at NTSCP), until the host sets the
  * qword at DATA_IN; then reports its index at PORT_DONE and goes on (the
- * host clears DATA_IN to run it again).
+ * host clears DATA_IN to run it again). While the qword at SAMPLE is set,
+ * each reading is followed by an OUT of the vCPU's index to PORT_DATA, so
+ * that the host can pair it with its own clock on the vCPU's thread.
  *
  * Each reading t is checked against
  *   - this vCPU's previous reading: t < prev counts in BACK;
@@ -17,6 +19,7 @@
  * guest RAM and registers continues in another VM. */
 #include "guest.h"
 #define STOP DATA_IN
+#define SAMPLE (DATA_IN + 8)
 #define GMAX (DATA_OUT + 0x00)
 #define XERR (DATA_OUT + 0x08)
 #define XLAST (DATA_OUT + 0x10)
@@ -84,6 +87,11 @@ next:
     mov %rax, LAST(%rbx)
     incq ITER(%rbx)
     inc %r10
+    cmpq $0, SAMPLE
+    je 8f
+    mov %edi, %eax
+    out %eax, $PORT_DATA
+8:
     mov %r9, %rcx
 6:  mov GMAX, %rax
     cmp %rax, %rcx

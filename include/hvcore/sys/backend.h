@@ -188,6 +188,21 @@ typedef struct hv_backend_ops {
     /* Version 2. */
     /** TSC virtualization (hvcore/tsc.h); NULL when there is none. */
     const hv_backend_tsc_ops *tsc;
+    /**
+     * Connects (@p assign) or disconnects eventfd @p fd to GSI @p gsi: a
+     * write to it raises an edge on the line without a call into the VMM
+     * (KVM_IRQFD). NULL when the backend has no such path.
+     */
+    int (*vm_irqfd)(void *vm_priv, int fd, uint32_t gsi, int assign);
+    /**
+     * Makes a guest write of @p length bytes at @p addr in @p space (and,
+     * when @p match, only of value @p data) signal eventfd @p fd without
+     * leaving the guest (KVM_IOEVENTFD); or undoes it. NULL when the
+     * backend has none.
+     */
+    int (*vm_ioeventfd)(void *vm_priv, int fd, uint32_t space, uint64_t addr,
+                        uint32_t length, int match, uint64_t data,
+                        int assign);
 } hv_backend_ops;
 
 #ifdef __cplusplus

@@ -189,4 +189,6 @@ const hv_backend_ops hvi_kvm_backend = {
     .vcpu_set_fpu = hvi_kvm_set_fpu,
     .vcpu_set_runnable = hvi_kvm_set_runnable,
     .tsc = &hvi_kvm_tsc_ops,
+    .vm_irqfd = hvi_kvm_irqfd,
+    .vm_ioeventfd = hvi_kvm_ioeventfd,
 };

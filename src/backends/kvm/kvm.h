@@ -81,6 +81,9 @@ int hvi_kvm_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
 int hvi_kvm_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr);
 int hvi_kvm_set_irq(void *vm_priv, uint32_t gsi, int level);
 int hvi_kvm_send_msi(void *vm_priv, uint64_t address, uint32_t data);
+int hvi_kvm_irqfd(void *vm_priv, int fd, uint32_t gsi, int assign);
+int hvi_kvm_ioeventfd(void *vm_priv, int fd, uint32_t space, uint64_t addr,
+                      uint32_t length, int match, uint64_t data, int assign);
 
 int hvi_kvm_vcpu_create(void *vm_priv, uint32_t id, void **out);
 void hvi_kvm_vcpu_destroy(void *vcpu_priv);

@@ -2,8 +2,8 @@
  * (KVM_SET_TSC_KHZ and the CPUID that tells it), kvmclock (KVM_GET_CLOCK,
  * KVM_SET_CLOCK), TSC offsets (KVM_VCPU_TSC_OFFSET) and PIT reinjection
  * (KVM_REINJECT_CONTROL). The policy is the core's (src/core/tsc*.c). */
-#include "kvm.h"
 #include "../../core/tsc_math.h"
+#include "kvm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -385,8 +385,7 @@ static int kvm_set_clock(void *vm_priv, uint64_t clock_ns, uint64_t since)
     return 0;
 }
 
-static int offset_attr(struct hvi_kvm_vcpu *v, unsigned long req,
-                       uint64_t *ofs)
+static int offset_attr(struct hvi_kvm_vcpu *v, unsigned long req, uint64_t *ofs)
 {
     struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
                                 .attr = KVM_VCPU_TSC_OFFSET,

@@ -162,3 +162,39 @@ int hvi_kvm_send_msi(void *vm_priv, uint64_t address, uint32_t data)
                          address, data);
     return 0;
 }
+
+int hvi_kvm_irqfd(void *vm_priv, int fd, uint32_t gsi, int assign)
+{
+    struct hvi_kvm_vm *vm = vm_priv;
+    struct kvm_irqfd f = {
+        .fd = (uint32_t)fd,
+        .gsi = gsi,
+        .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+    };
+    if (ioctl(vm->fd, KVM_IRQFD, &f) < 0) {
+        int e = errno;
+        return hvi_error(-e, "KVM_IRQFD (GSI %u): %s", gsi, hv_strerror(-e));
+    }
+    return 0;
+}
+
+int hvi_kvm_ioeventfd(void *vm_priv, int fd, uint32_t space, uint64_t addr,
+                      uint32_t length, int match, uint64_t data, int assign)
+{
+    struct hvi_kvm_vm *vm = vm_priv;
+    struct kvm_ioeventfd io = {
+        .datamatch = data,
+        .addr = addr,
+        .len = length,
+        .fd = fd,
+        .flags = (space == HV_IO_PIO ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+                 (match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
+                 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+    };
+    if (ioctl(vm->fd, KVM_IOEVENTFD, &io) < 0) {
+        int e = errno;
+        return hvi_error(-e, "KVM_IOEVENTFD at 0x%" PRIx64 "+%u: %s", addr,
+                         length, hv_strerror(-e));
+    }
+    return 0;
+}

@@ -98,6 +98,8 @@ struct vdev {
     uint32_t config_generation;
     struct vq vq[VIRTIO_MAX_QUEUES];
     int notify_fd;           /* eventfd: QueueNotify -> event thread */
+    int irq_fd;              /* interrupt eventfd (irqfd), or -1 */
+    bool doorbells;          /* QueueNotify is a doorbell per queue */
     atomic_uint notify_mask; /* queues notified since the last wake */
     struct vq_elem elem;     /* scratch for the model, under lock */
 };

@@ -50,7 +50,13 @@ void hvi_vdev_interrupt(struct vdev *d, uint32_t bits)
 {
     d->isr |= bits;
     /* An edge: the IOAPIC pin latches it; the driver reads
-     * InterruptStatus to learn why. */
+     * InterruptStatus to learn why. Through the interrupt eventfd when
+     * there is one (no ioctl on this thread), else by pulsing the line. */
+    if (d->irq_fd >= 0) {
+        uint64_t one = 1;
+        if (write(d->irq_fd, &one, sizeof(one)) == sizeof(one))
+            return;
+    }
     if (hv_vm_set_irq(d->vm, d->mmio.irq, 1) == 0)
         hv_vm_set_irq(d->vm, d->mmio.irq, 0);
 }
@@ -234,15 +240,8 @@ static int mmio_write(void *opaque, hv_vcpu *vcpu, uint32_t range,
     return 0;
 }
 
-/* On the event thread: serve the queues the guest notified. */
-static void on_notify(void *opaque, int fd, uint32_t events)
+static void serve(struct vdev *d, unsigned mask)
 {
-    struct vdev *d = opaque;
-    (void)events;
-    uint64_t n;
-    ssize_t r = read(fd, &n, sizeof(n));
-    (void)r;
-    unsigned mask = atomic_exchange(&d->notify_mask, 0);
     pthread_mutex_lock(&d->lock);
     bool live = (d->status & VIRTIO_STATUS_DRIVER_OK) &&
                 !(d->status & VIRTIO_STATUS_NEEDS_RESET);
@@ -250,6 +249,51 @@ static void on_notify(void *opaque, int fd, uint32_t events)
         if ((mask & (1u << q)) && d->vq[q].ready && d->model->notify)
             d->model->notify(d, q);
     pthread_mutex_unlock(&d->lock);
+}
+
+/* On the event thread: serve the queues the guest notified through the
+ * register (the path when there are no doorbells) or after a load. */
+static void on_notify(void *opaque, int fd, uint32_t events)
+{
+    struct vdev *d = opaque;
+    (void)events;
+    uint64_t n;
+    ssize_t r = read(fd, &n, sizeof(n));
+    (void)r;
+    serve(d, atomic_exchange(&d->notify_mask, 0));
+}
+
+/* On the event thread: the guest wrote queue index db->data to
+ * QueueNotify, which rang a doorbell without leaving the guest. */
+static void on_doorbell(void *opaque, const hv_doorbell *db)
+{
+    serve(opaque, 1u << db->data);
+}
+
+static hv_doorbell notify_doorbell(const struct vdev *d, uint32_t q)
+{
+    hv_doorbell db = {
+        HV_IO_MMIO, 4, d->mmio.base + REG_QUEUE_NOTIFY, HV_DOORBELL_DATAMATCH,
+        0,          q};
+    return db;
+}
+
+/* Doorbells are an optimisation: where the backend has none, QueueNotify
+ * writes come through mmio_write() and the notify eventfd. */
+static void add_doorbells(struct vdev *d)
+{
+    uint32_t q = 0;
+    for (; q < d->model->nr_queues; q++) {
+        hv_doorbell db = notify_doorbell(d, q);
+        if (hv_vm_add_doorbell(d->vm, &db, on_doorbell, d) < 0)
+            break;
+    }
+    d->doorbells = q == d->model->nr_queues;
+    if (!d->doorbells)
+        while (q-- > 0) {
+            hv_doorbell db = notify_doorbell(d, q);
+            hv_vm_remove_doorbell(d->vm, &db);
+        }
 }
 
 void hvi_vdev_kick_all(struct vdev *d)
@@ -261,6 +305,10 @@ void hvi_vdev_kick_all(struct vdev *d)
 static void vdev_destroy(void *opaque)
 {
     struct vdev *d = opaque;
+    for (uint32_t q = 0; d->doorbells && q < d->model->nr_queues; q++) {
+        hv_doorbell db = notify_doorbell(d, q);
+        hv_vm_remove_doorbell(d->vm, &db);
+    }
     hv_vm_unwatch_fd(d->vm, d->notify_fd);
     close(d->notify_fd);
     if (d->model->destroy)
@@ -360,6 +408,7 @@ int hvi_vdev_create(hv_vm *vm, const struct vdev_model *model, void *impl,
     d->mmio = *mmio;
     pthread_mutex_init(&d->lock, NULL);
     atomic_init(&d->notify_mask, 0);
+    d->irq_fd = -1;
     d->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (d->notify_fd < 0) {
         r = hvi_error(-errno, "%s: eventfd: %s", model->type,
@@ -390,6 +439,9 @@ int hvi_vdev_create(hv_vm *vm, const struct vdev_model *model, void *impl,
         hv_vm_remove_device(vm, d->dev);
         return r;
     }
+    if (hv_vm_irq_eventfd(vm, mmio->irq, &d->irq_fd) < 0)
+        d->irq_fd = -1; /* no irqchip or no irqfd: pulse the line */
+    add_doorbells(d);
     if (out)
         *out = d->dev;
     if (vdev)

@@ -1,0 +1,395 @@
+/* Guest-visible TSC discontinuity across save -> new VM -> restore, for
+ * each pause policy (hvcore/tsc.h), against baselines measured in the same
+ * run (DESIGN.md section 7).
+ *
+ * The guest is tests/guests/tsc64.S: one vCPU reading its TSC in a loop
+ * and storing each reading. A cycle pauses the VM, saves its TSC record,
+ * copies its RAM and registers into a new VM, restores the record there
+ * and runs the new VM. Per cycle, in microseconds:
+ *
+ *   discontinuity  how far the guest's TSC moved across the cycle beyond
+ *                  what the policy promises (advance: the real time that
+ *                  passed; freeze: nothing), from guest readings paired
+ *                  with host CLOCK_MONOTONIC_RAW before and after (kick and
+ *                  wake-up latencies cancel out);
+ *   gap            the largest step between two consecutive readings the
+ *                  guest saw (its raw view: the time it could not run,
+ *                  under advance; scheduling latency, under freeze);
+ *   kvmclock       the same as the discontinuity, for kvmclock, from the
+ *                  two VMs' records.
+ *
+ * Baselines: pause/resume of one VM (no save/restore: the floor of what
+ * can be measured), reported as a ratio; and a naive restore that copies
+ * RAM and registers but no TSC state, to show what the record is for.
+ *
+ * Exit status: 0 after reporting, 2 for bad options, 77 (skip) when
+ * /dev/kvm cannot be opened, 1 on any other failure.
+ */
+#define _GNU_SOURCE
+#include <hvcore.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "tsc"
+#define GUEST_PATH BENCH_GUEST_DIR "/tscloop.bin"
+/* tests/guests/guest.h and tsc64.S */
+#define GUEST_LOAD 0x8000
+#define GUEST_STACK 0x7000
+#define GUEST_TABLES 0x100000
+#define STOP 0x20000
+#define LAST 0x30100
+#define MAXD 0x30118
+#define RAM (2u << 20)
+
+static const hv_reg gprs[] = {
+    HV_X86_RAX, HV_X86_RBX, HV_X86_RCX, HV_X86_RDX, HV_X86_RSI, HV_X86_RDI,
+    HV_X86_RSP, HV_X86_RBP, HV_X86_R8,  HV_X86_R9,  HV_X86_R10, HV_X86_R11,
+    HV_X86_R12, HV_X86_R13, HV_X86_R14, HV_X86_R15, HV_X86_RIP, HV_X86_RFLAGS};
+#define NGPRS (sizeof(gprs) / sizeof(gprs[0]))
+
+static uint8_t ram[RAM];
+static uint8_t guest[4096];
+static size_t guest_len;
+static uint32_t khz;
+
+static void check(int r, const char *what)
+{
+    if (r < 0) {
+        fprintf(stderr, PROG ": %s: %s\n", what, hv_last_error());
+        exit(1);
+    }
+}
+
+static uint64_t raw_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t cyc_ns(uint64_t cycles)
+{
+    return (int64_t)((unsigned __int128)cycles * 1000000 / khz);
+}
+
+static uint64_t q(hv_vm *vm, uint64_t gpa)
+{
+    uint64_t v;
+    check(hv_vm_read(vm, gpa, &v, 8), "hv_vm_read");
+    return v;
+}
+
+struct vmx {
+    hv_vm *vm;
+    hv_vcpu *vcpu;
+    pthread_t th;
+    int rc;
+};
+
+static void *run(void *arg)
+{
+    struct vmx *x = arg;
+    const hv_exit *e;
+    x->rc = hv_vcpu_run(x->vcpu, &e);
+    return NULL;
+}
+
+static void start(struct vmx *x)
+{
+    if (pthread_create(&x->th, NULL, run, x) != 0) {
+        fprintf(stderr, PROG ": pthread_create failed\n");
+        exit(1);
+    }
+}
+
+/* Ends the run of a paused VM. */
+static void stop(struct vmx *x)
+{
+    check(hv_vcpu_kick(x->vcpu), "hv_vcpu_kick");
+    pthread_join(x->th, NULL);
+    check(x->rc, "hv_vcpu_run");
+}
+
+/* A new VM with @p image (the guest, or a whole RAM copy) at @p at, one
+ * vCPU at the guest's entry, and @p regs when given. */
+static void create(hv_hypervisor *hv, struct vmx *x, const void *image,
+                   size_t len, uint64_t at, const uint64_t *regs)
+{
+    memset(x, 0, sizeof(*x));
+    check(hv_vm_create(hv, NULL, &x->vm), "hv_vm_create");
+    hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
+    m.length = RAM;
+    check(hv_vm_add_memory(x->vm, &m, NULL), "hv_vm_add_memory");
+    check(hv_vm_write(x->vm, at, image, len), "hv_vm_write");
+    check(hv_vcpu_create(x->vm, 0, &x->vcpu), "hv_vcpu_create");
+    hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
+    o.mode = HV_X86_MODE_LONG64;
+    o.entry = GUEST_LOAD;
+    o.stack = GUEST_STACK;
+    o.tables_addr = GUEST_TABLES;
+    check(hv_vcpu_set_mode(x->vcpu, &o), "hv_vcpu_set_mode");
+    if (regs)
+        check(hv_vcpu_set_regs(x->vcpu, gprs, regs, NGPRS), "set_regs");
+}
+
+/* A guest reading paired with the host time it was taken (as in
+ * tests/test_tsc.c: the next reading must follow it by the host time in
+ * between, else the value was old when it appeared). */
+static bool change(hv_vm *vm, uint64_t limit, uint64_t *h, uint64_t *g,
+                   uint64_t *w)
+{
+    uint64_t prev = q(vm, LAST), tp = raw_ns(), end = tp + limit;
+    while (tp < end) {
+        uint64_t v = q(vm, LAST), t = raw_ns();
+        if (v != prev) {
+            *h = t - (t - tp) / 2;
+            *g = v;
+            *w = t - tp;
+            return true;
+        }
+        prev = v;
+        tp = t;
+    }
+    return false;
+}
+
+static void fresh(hv_vm *vm, uint64_t *host, uint64_t *guest_tsc)
+{
+    uint64_t best = UINT64_MAX, end = raw_ns() + 5000000000ull;
+    while (best > 3000 && raw_ns() < end) {
+        uint64_t h, g, w, h2, g2, w2;
+        if (!change(vm, 1000000000u, &h, &g, &w) ||
+            !change(vm, 2000000, &h2, &g2, &w2) || g2 <= g)
+            continue;
+        int64_t miss = cyc_ns(g2 - g) - (int64_t)(h2 - h);
+        uint64_t err = (uint64_t)(miss < 0 ? -miss : miss) + w / 2 + w2 / 2;
+        if (err < best) {
+            best = err;
+            *host = h;
+            *guest_tsc = g;
+        }
+    }
+    if (best > 200000) {
+        fprintf(stderr, PROG ": no fresh guest TSC reading (host too busy)\n");
+        exit(1);
+    }
+}
+
+struct sample {
+    int64_t disc_ns; /* |TSC moved - promised| */
+    int64_t gap_ns;
+    int64_t kv_ns; /* |kvmclock moved - promised|; -1: not measured */
+};
+
+static int64_t absv(int64_t v)
+{
+    return v < 0 ? -v : v;
+}
+
+static int64_t disc(uint64_t h0, uint64_t g0, uint64_t h1, uint64_t g1,
+                    uint64_t w, uint32_t pause)
+{
+    int64_t moved = cyc_ns(g1 - g0) - ((int64_t)(h1 - h0) - (int64_t)w);
+    return absv(moved - (pause == HV_TSC_PAUSE_ADVANCE ? (int64_t)w : 0));
+}
+
+static hv_tsc_state header(const uint8_t *rec)
+{
+    hv_tsc_state h;
+    memcpy(&h, rec, sizeof(h));
+    return h;
+}
+
+/* One save -> new VM -> restore cycle of *cur (running), which becomes
+ * the new VM. @p naive: no TSC state restored. */
+static struct sample cycle(hv_hypervisor *hv, struct vmx **cur,
+                           struct vmx **spare, uint32_t pause, bool naive)
+{
+    struct vmx *a = *cur, *b = *spare;
+    uint64_t h0, g0, h1, g1, regs[NGPRS];
+    uint8_t rec_a[sizeof(hv_tsc_state) + sizeof(hv_tsc_vcpu_state)];
+    uint8_t rec_b[sizeof(rec_a)];
+    usleep(2000);
+    fresh(a->vm, &h0, &g0);
+    check(hv_vm_pause(a->vm), "hv_vm_pause");
+    uint64_t paused = raw_ns();
+    check(hv_vm_save_tsc(a->vm, rec_a, sizeof(rec_a), NULL), "save");
+    stop(a);
+    check(hv_vcpu_get_regs(a->vcpu, gprs, regs, NGPRS), "get_regs");
+    check(hv_vm_read(a->vm, 0, ram, RAM), "hv_vm_read");
+    memset(ram + MAXD, 0, 8);
+    create(hv, b, ram, RAM, 0, regs);
+    if (!naive) {
+        hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
+        o.pause = pause;
+        check(hv_vm_restore_tsc(b->vm, rec_a, sizeof(rec_a), &o),
+              "hv_vm_restore_tsc");
+    }
+    uint64_t restored = raw_ns();
+    check(hv_vm_save_tsc(b->vm, rec_b, sizeof(rec_b), NULL), "save");
+    start(b);
+    fresh(b->vm, &h1, &g1);
+    check(hv_vm_destroy(a->vm), "hv_vm_destroy");
+    *cur = b;
+    *spare = a;
+    hv_tsc_state ha = header(rec_a), hb = header(rec_b);
+    int64_t kv = (int64_t)(hb.kvmclock_ns - ha.kvmclock_ns);
+    if (pause == HV_TSC_PAUSE_ADVANCE)
+        kv -= (int64_t)(hb.realtime_ns - ha.realtime_ns);
+    struct sample s = {disc(h0, g0, h1, g1, restored - paused, pause),
+                       cyc_ns(q(b->vm, MAXD)), absv(kv)};
+    return s;
+}
+
+/* The baseline: pause and resume one VM. */
+static struct sample pause_resume(struct vmx *x, uint32_t pause)
+{
+    uint64_t h0, g0, h1, g1;
+    usleep(2000);
+    fresh(x->vm, &h0, &g0);
+    check(hv_vm_pause(x->vm), "hv_vm_pause");
+    uint64_t paused = raw_ns();
+    check(hv_vm_write(x->vm, MAXD, &(uint64_t){0}, 8), "hv_vm_write");
+    usleep(1000);
+    uint64_t resumed = raw_ns();
+    check(hv_vm_resume(x->vm), "hv_vm_resume");
+    fresh(x->vm, &h1, &g1);
+    struct sample s = {disc(h0, g0, h1, g1, resumed - paused, pause),
+                       cyc_ns(q(x->vm, MAXD)), -1};
+    return s;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+struct summary {
+    double median_us, max_us;
+};
+
+static struct summary stats(const struct sample *s, int n, size_t field)
+{
+    int64_t *v = malloc(sizeof(*v) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        memcpy(&v[i], (const char *)&s[i] + field, sizeof(int64_t));
+    qsort(v, (size_t)n, sizeof(*v), cmp);
+    struct summary r = {v[n / 2] / 1000.0, v[n - 1] / 1000.0};
+    free(v);
+    return r;
+}
+
+static void row(const char *what, const struct sample *s, int n)
+{
+    struct summary d = stats(s, n, offsetof(struct sample, disc_ns));
+    struct summary g = stats(s, n, offsetof(struct sample, gap_ns));
+    printf("  %-24s %10.1f %10.1f %10.1f %10.1f", what, d.median_us, d.max_us,
+           g.median_us, g.max_us);
+    if (s[0].kv_ns >= 0) {
+        struct summary k = stats(s, n, offsetof(struct sample, kv_ns));
+        printf(" %10.1f %10.1f", k.median_us, k.max_us);
+    }
+    printf("\n");
+}
+
+static void policy(hv_hypervisor *hv, uint32_t pause, int n)
+{
+    struct vmx x[2], *cur = &x[0], *spare = &x[1];
+    struct sample *sr = calloc((size_t)n, sizeof(*sr));
+    struct sample *pr = calloc((size_t)n, sizeof(*pr));
+    struct sample nv[10];
+    create(hv, cur, guest, guest_len, GUEST_LOAD, NULL);
+    hv_tsc_policy p = HV_TSC_POLICY_INIT;
+    p.pause = pause;
+    const char *name = pause == HV_TSC_PAUSE_ADVANCE ? "advance" : "freeze";
+    if (hv_vm_set_tsc_policy(cur->vm, &p) < 0) {
+        printf("%s: not supported on this host: %s\n\n", name, hv_last_error());
+        check(hv_vm_destroy(cur->vm), "hv_vm_destroy");
+        free(sr);
+        free(pr);
+        return;
+    }
+    start(cur);
+    /* Interleaved, so that both ways see the same host load. */
+    for (int i = 0; i < n; i++) {
+        pr[i] = pause_resume(cur, pause);
+        sr[i] = cycle(hv, &cur, &spare, pause, false);
+        check(hv_vm_set_tsc_policy(cur->vm, &p), "hv_vm_set_tsc_policy");
+    }
+    for (int i = 0; i < 10; i++)
+        nv[i] = cycle(hv, &cur, &spare, pause, true);
+    check(hv_vm_pause(cur->vm), "hv_vm_pause");
+    stop(cur);
+    check(hv_vm_destroy(cur->vm), "hv_vm_destroy");
+
+    printf("%s (%d cycles)                discontinuity us          gap "
+           "seen us        kvmclock us\n",
+           name, n);
+    printf("  %-24s %10s %10s %10s %10s %10s %10s\n", "", "median", "max",
+           "median", "max", "median", "max");
+    row("save/restore", sr, n);
+    row("pause/resume (baseline)", pr, n);
+    row("naive restore (10)", nv, 10);
+    struct summary a = stats(sr, n, offsetof(struct sample, disc_ns));
+    struct summary b = stats(pr, n, offsetof(struct sample, disc_ns));
+    if (b.median_us > 0)
+        printf("  save/restore / pause/resume discontinuity, medians: "
+               "%.2f\n\n",
+               a.median_us / b.median_us);
+    else
+        printf("  save/restore / pause/resume discontinuity, medians: "
+               "%.1f us / %.1f us (below the clock's resolution)\n\n",
+               a.median_us, b.median_us);
+    free(sr);
+    free(pr);
+}
+
+int main(int argc, char **argv)
+{
+    int n = 100;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--cycles") == 0 && i + 1 < argc &&
+            atoi(argv[i + 1]) > 0) {
+            n = atoi(argv[++i]);
+        } else {
+            fprintf(stderr,
+                    "usage: %s [--cycles N]   (default 100 per policy)\n",
+                    argv[0]);
+            return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+        }
+    }
+    FILE *f = fopen(GUEST_PATH, "rb");
+    if (!f) {
+        fprintf(stderr, PROG ": cannot open %s\n", GUEST_PATH);
+        return 1;
+    }
+    guest_len = fread(guest, 1, sizeof(guest), f);
+    fclose(f);
+    hv_hypervisor *hv;
+    if (hv_hypervisor_open("kvm", &hv) < 0) {
+        fprintf(stderr, PROG ": skipped: %s\n", hv_last_error());
+        return 77;
+    }
+    hv_tsc_info in = HV_TSC_INFO_INIT;
+    check(hv_tsc_get_info(hv, &in), "hv_tsc_get_info");
+    khz = in.host_tsc_khz;
+    printf("bench/tsc: guest TSC discontinuity across save -> new VM -> "
+           "restore\n");
+    printf("host TSC %u kHz; offsetting %s, scaling %s, kernel clock "
+           "samples %s\n\n",
+           khz, in.flags & HV_TSC_OFFSET ? "yes" : "no",
+           in.flags & HV_TSC_SCALING ? "yes" : "no",
+           in.flags & HV_TSC_CLOCK_HOST_TSC ? "yes" : "no");
+    policy(hv, HV_TSC_PAUSE_ADVANCE, n);
+    policy(hv, HV_TSC_PAUSE_FREEZE, n);
+    check(hv_hypervisor_close(hv), "hv_hypervisor_close");
+    return 0;
+}

@@ -1,0 +1,163 @@
+/* Interrupt eventfds and doorbells: the paths that let a device raise an
+ * interrupt and a guest ring a device without a trip through the VMM's
+ * run loop (KVM's irqfd and ioeventfd). */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define NR_GSIS 24
+
+struct hvi_doorbell {
+    hv_vm *vm;
+    hv_doorbell db;
+    int fd;
+    hv_doorbell_fn fn;
+    void *opaque;
+    struct hvi_doorbell *next;
+};
+
+int hv_vm_irq_eventfd(hv_vm *vm, uint32_t gsi, int *fd)
+{
+    if (!vm || !fd)
+        return hvi_error(-EINVAL, "hv_vm_irq_eventfd: NULL argument");
+    if (gsi >= NR_GSIS)
+        return hvi_error(-EINVAL, "GSI %u is out of range (0..%d)", gsi,
+                         NR_GSIS - 1);
+    if ((vm->opts.flags & HV_VM_NO_IRQCHIP) || !vm->ops->vm_irqfd)
+        return hvi_error(-ENOTSUP,
+                         "GSI %u: no interrupt eventfds without "
+                         "an in-kernel interrupt controller",
+                         gsi);
+    pthread_mutex_lock(&vm->dev_lock);
+    int r = 0;
+    if (vm->irq_fd[gsi] < 0) {
+        int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (e < 0)
+            r = hvi_error(-errno, "eventfd for GSI %u: %s", gsi,
+                          hv_strerror(-errno));
+        else if ((r = vm->ops->vm_irqfd(vm->priv, e, gsi, 1)) < 0)
+            close(e);
+        else
+            vm->irq_fd[gsi] = e;
+    }
+    if (r == 0)
+        *fd = vm->irq_fd[gsi];
+    pthread_mutex_unlock(&vm->dev_lock);
+    return r;
+}
+
+static bool same(const hv_doorbell *a, const hv_doorbell *b)
+{
+    return a->space == b->space && a->addr == b->addr &&
+           a->length == b->length && a->flags == b->flags &&
+           (!(a->flags & HV_DOORBELL_DATAMATCH) || a->data == b->data);
+}
+
+static void rang(void *opaque, int fd, uint32_t events)
+{
+    struct hvi_doorbell *d = opaque;
+    (void)events;
+    uint64_t count;
+    if (read(fd, &count, sizeof(count)) == sizeof(count))
+        d->fn(d->opaque, &d->db);
+}
+
+int hv_vm_add_doorbell(hv_vm *vm, const hv_doorbell *db, hv_doorbell_fn fn,
+                       void *opaque)
+{
+    if (!vm || !db || !fn)
+        return hvi_error(-EINVAL, "hv_vm_add_doorbell: NULL argument");
+    if ((db->space != HV_IO_PIO && db->space != HV_IO_MMIO) ||
+        (db->length != 1 && db->length != 2 && db->length != 4 &&
+         db->length != 8) ||
+        (db->flags & ~(uint32_t)HV_DOORBELL_DATAMATCH) || db->reserved ||
+        (db->space == HV_IO_PIO && db->addr > 0xffff))
+        return hvi_error(-EINVAL,
+                         "doorbell at 0x%" PRIx64 ": space %u, length %u or "
+                         "flags 0x%x are invalid",
+                         db->addr, db->space, db->length, db->flags);
+    if (!vm->ops->vm_ioeventfd)
+        return hvi_error(-ENOTSUP, "the %s backend has no doorbells",
+                         vm->ops->name);
+    struct hvi_doorbell *d = calloc(1, sizeof(*d));
+    if (!d)
+        return hvi_error(-ENOMEM, "out of memory adding a doorbell");
+    *d = (struct hvi_doorbell){vm, *db, -1, fn, opaque, NULL};
+    pthread_mutex_lock(&vm->dev_lock);
+    int r = 0;
+    for (struct hvi_doorbell *o = vm->doorbells; o; o = o->next)
+        if (same(&o->db, db))
+            r = hvi_error(-EEXIST, "a doorbell at 0x%" PRIx64 " exists",
+                          db->addr);
+    if (r == 0 && (d->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+        r = hvi_error(-errno, "doorbell eventfd: %s", hv_strerror(-errno));
+    if (r == 0)
+        r = vm->ops->vm_ioeventfd(
+            vm->priv, d->fd, db->space, db->addr, db->length,
+            (db->flags & HV_DOORBELL_DATAMATCH) != 0, db->data, 1);
+    if (r == 0 && (r = hv_vm_watch_fd(vm, d->fd, HV_FD_READABLE, rang, d)) < 0)
+        vm->ops->vm_ioeventfd(vm->priv, d->fd, db->space, db->addr, db->length,
+                              (db->flags & HV_DOORBELL_DATAMATCH) != 0,
+                              db->data, 0);
+    if (r == 0) {
+        d->next = vm->doorbells;
+        vm->doorbells = d;
+    }
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (r < 0) {
+        if (d->fd >= 0)
+            close(d->fd);
+        free(d);
+    }
+    return r;
+}
+
+static void release(hv_vm *vm, struct hvi_doorbell *d)
+{
+    hv_vm_unwatch_fd(vm, d->fd); /* -ENOENT once the loop has stopped */
+    vm->ops->vm_ioeventfd(
+        vm->priv, d->fd, d->db.space, d->db.addr, d->db.length,
+        (d->db.flags & HV_DOORBELL_DATAMATCH) != 0, d->db.data, 0);
+    close(d->fd);
+    free(d);
+}
+
+int hv_vm_remove_doorbell(hv_vm *vm, const hv_doorbell *db)
+{
+    if (!vm || !db)
+        return hvi_error(-EINVAL, "hv_vm_remove_doorbell: NULL argument");
+    pthread_mutex_lock(&vm->dev_lock);
+    struct hvi_doorbell **p = &vm->doorbells;
+    while (*p && !same(&(*p)->db, db))
+        p = &(*p)->next;
+    struct hvi_doorbell *d = *p;
+    if (d)
+        *p = d->next;
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (!d)
+        return hvi_error(-ENOENT, "no doorbell at 0x%" PRIx64, db->addr);
+    release(vm, d);
+    return 0;
+}
+
+void hvi_notify_free(hv_vm *vm)
+{
+    while (vm->doorbells) {
+        struct hvi_doorbell *d = vm->doorbells;
+        vm->doorbells = d->next;
+        release(vm, d);
+    }
+    for (int g = 0; g < NR_GSIS; g++) {
+        if (vm->irq_fd[g] >= 0) {
+            vm->ops->vm_irqfd(vm->priv, vm->irq_fd[g], (uint32_t)g, 0);
+            close(vm->irq_fd[g]);
+            vm->irq_fd[g] = -1;
+        }
+    }
+}
