@@ -27,7 +27,7 @@
  * of a VM (a VM-wide offset, save, restore) need every vCPU out of
  * hv_vcpu_run() or the VM paused, and fail with -EBUSY otherwise. None may
  * be called from an I/O handler of the same VM, except the per-vCPU calls
- * for the vCPU that made the access with ::HV_TSC_THIS_VCPU.
+ * on the vCPU that made the access (writes with ::HV_TSC_THIS_VCPU).
  */
 #ifndef HVCORE_TSC_H
 #define HVCORE_TSC_H

@@ -1,7 +1,9 @@
 /*
  * TSC virtualization inside the core (docs/TSC.md): tsc.c keeps a VM's
- * frequency, shared offset, policy and pause point; tsc_state.c the state
- * record and the restore procedure; tsc_math.c the arithmetic.
+ * frequency and policy and the shared helpers; tsc_offset.c the per-vCPU
+ * value and offset (one offset shared by all vCPUs); tsc_pause.c the pause
+ * point and the pause policy; tsc_state.c the state record; tsc_restore.c
+ * the restore procedure; tsc_ratio.c and tsc_math.c the arithmetic.
  *
  * Locking: everything in struct hvi_tsc but @c ran is read and written
  * under vm->lock, which the pause and resume hooks already hold. Backend
@@ -72,7 +74,7 @@ bool hvi_tsc_msr_get(hv_vcpu *vcpu, uint32_t msr, uint64_t *value);
 int hvi_tsc_msr_set(hv_vcpu *vcpu, uint32_t msr, uint64_t value);
 bool hvi_tsc_has_irqchip(const hv_vm *vm);
 
-/* tsc_state.c: the restore procedure for a validated record (header and
+/* tsc_restore.c: the restore procedure for a validated record (header and
  * @p n entries, one per vCPU of the VM). HVI_APPLY_DEFER_DEADLINES keeps
  * the deadlines for hvi_tsc_resuming() instead of arming them now. */
 #define HVI_APPLY_DEFER_DEADLINES 1u

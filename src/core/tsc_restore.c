@@ -32,6 +32,16 @@ static bool same_boot(const uint8_t a[16], const uint8_t b[16])
     return memcmp(a, zero, 16) != 0 && memcmp(a, b, 16) == 0;
 }
 
+/* kvmclock advanced from the record's by the host TSC up to @p tsc. */
+static uint64_t target_at(const hv_tsc_state *h, uint64_t tsc,
+                          const hv_tsc_info *info)
+{
+    uint64_t ns = tsc > h->host_tsc
+                      ? hvi_cycles_to_ns(tsc - h->host_tsc, info->host_tsc_khz)
+                      : 0;
+    return h->kvmclock_ns + ns;
+}
+
 struct apply {
     hv_vcpu **vcpu;
     uint64_t *old_offset;
@@ -140,28 +150,28 @@ int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h, const hv_tsc_vcpu_state *e,
     uint32_t khz = hvi_tsc_rate_khz(vm, &info);
     bool can_offset = info.flags & HV_TSC_OFFSET;
 
-    /* Step 4's value: what kvmclock should read now. */
-    uint64_t target = h->kvmclock_ns, since_rt = 0;
-    if (pause == HV_TSC_PAUSE_ADVANCE) {
-        if (same_boot(h->host_boot_id, boot) &&
-            h->host_tsc_khz == info.host_tsc_khz) {
-            uint64_t now = ops->host_tsc(vm->hv->priv);
-            if (now > h->host_tsc)
-                target +=
-                    hvi_cycles_to_ns(now - h->host_tsc, info.host_tsc_khz);
-        } else {
-            since_rt = h->realtime_ns; /* the kernel's KVM_CLOCK_REALTIME */
-        }
-    }
+    /* Step 4's value: what kvmclock should read at host TSC t. On the same
+     * boot it is taken from the host TSC, read again right before the
+     * write, so that kvmclock does not lag by the time spent here. */
+    bool by_tsc = pause == HV_TSC_PAUSE_ADVANCE &&
+                  same_boot(h->host_boot_id, boot) &&
+                  h->host_tsc_khz == info.host_tsc_khz;
+    uint64_t since_rt = 0; /* the kernel's KVM_CLOCK_REALTIME */
+    if (pause == HV_TSC_PAUSE_ADVANCE && !by_tsc)
+        since_rt = h->realtime_ns;
     hv_backend_clock before, after;
     if ((r = ops->vm_get_clock(vm->priv, &before)) < 0)
         goto out;
     if (!can_offset &&
-        (r = check_fixed(vm, h, e, n, &a, &before, target, since_rt, khz, pause,
-                         max_error_us)) < 0)
+        (r = check_fixed(vm, h, e, n, &a, &before,
+                         by_tsc ? target_at(h, before.host_tsc, &info)
+                                : h->kvmclock_ns,
+                         since_rt, khz, pause, max_error_us)) < 0)
         goto out;
 
     /* Steps 4 to 7. */
+    uint64_t target = by_tsc ? target_at(h, ops->host_tsc(vm->hv->priv), &info)
+                             : h->kvmclock_ns;
     if ((r = ops->vm_set_clock(vm->priv, target, since_rt)) < 0)
         goto out;
     if ((r = ops->vm_get_clock(vm->priv, &after)) < 0)
@@ -191,6 +201,8 @@ int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h, const hv_tsc_vcpu_state *e,
         } else if ((r = hvi_tsc_msr_set(a.vcpu[i], HVI_MSR_TSC_DEADLINE,
                                         a.deadline[i])) < 0) {
             goto undo;
+        } else {
+            t->deadline[e[i].id] = 0; /* armed: nothing left for resume */
         }
     }
     if (shared && n) {
