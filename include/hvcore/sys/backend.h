@@ -185,7 +185,7 @@ typedef struct hv_backend_ops {
      */
     int (*vcpu_set_runnable)(void *vcpu_priv);
 
-    /* Version 2. */
+    /* Version 2 (all before 1.0.0): TSC, interrupt eventfds, doorbells. */
     /** TSC virtualization (hvcore/tsc.h); NULL when there is none. */
     const hv_backend_tsc_ops *tsc;
     /**
