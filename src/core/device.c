@@ -206,6 +206,24 @@ int hv_vm_list_devices(hv_vm *vm, hv_device **out, size_t capacity,
     return 0;
 }
 
+int hvi_devices_snapshot(hv_vm *vm, hv_device ***out, size_t *count)
+{
+    pthread_mutex_lock(&vm->dev_lock);
+    size_t n = 0;
+    for (hv_device *d = vm->devices; d; d = d->next)
+        n++;
+    hv_device **list = calloc(n ? n : 1, sizeof(*list));
+    size_t i = 0;
+    for (hv_device *d = vm->devices; list && d; d = d->next)
+        list[i++] = d;
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (!list)
+        return hvi_error(-ENOMEM, "out of memory listing devices");
+    *out = list;
+    *count = n;
+    return 0;
+}
+
 int hv_vm_find_device(hv_vm *vm, const char *name, hv_device **out)
 {
     if (!vm || !name || !out)
@@ -322,8 +340,9 @@ int hv_device_load_state(hv_device *dev, const void *buf, size_t length)
     uint16_t version, hsize;
     uint32_t plen, crc;
     if (length < REC_HEADER || memcmp(in, REC_MAGIC, 4) != 0)
-        return hvi_error(-EBADMSG, "device %s: not a state record (%zu "
-                                   "bytes, no HVDS header)",
+        return hvi_error(-EBADMSG,
+                         "device %s: not a state record (%zu "
+                         "bytes, no HVDS header)",
                          dev->name, length);
     memcpy(&version, in + 4, 2);
     memcpy(&hsize, in + 6, 2);

@@ -160,6 +160,11 @@ int hvi_rec_get_bytes(const struct hvi_rec_reader *r, uint16_t tag,
                       const void **p, uint32_t *n);
 uint32_t hvi_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* Copies of the VM's region and device lists, taken under their locks
+ * (a caller frees the array). */
+int hvi_memory_snapshot(hv_vm *vm, hv_memory_region ***out, size_t *count);
+int hvi_devices_snapshot(hv_vm *vm, hv_device ***out, size_t *count);
+
 /* device.c: the ops a device was attached with. */
 const hv_device_ops *hvi_device_ops(const hv_device *dev);
 

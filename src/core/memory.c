@@ -233,6 +233,21 @@ int hv_vm_find_memory(hv_vm *vm, uint64_t guest_addr, hv_memory_region **out)
     return 0;
 }
 
+int hvi_memory_snapshot(hv_vm *vm, hv_memory_region ***out, size_t *count)
+{
+    pthread_rwlock_rdlock(&vm->mem_lock);
+    size_t n = vm->nr_regions;
+    hv_memory_region **r = calloc(n ? n : 1, sizeof(*r));
+    if (r)
+        memcpy(r, vm->regions, n * sizeof(*r));
+    pthread_rwlock_unlock(&vm->mem_lock);
+    if (!r)
+        return hvi_error(-ENOMEM, "out of memory listing memory regions");
+    *out = r;
+    *count = n;
+    return 0;
+}
+
 int hv_vm_list_memory(hv_vm *vm, hv_memory_region **out, size_t capacity,
                       size_t *count)
 {

@@ -124,15 +124,10 @@ static void cmos_destroy(void *opaque)
 /* KiB of RAM in [lo, hi) from the VM's regions. */
 static uint64_t ram_between(hv_vm *vm, uint64_t lo, uint64_t hi)
 {
-    size_t n = 0;
-    hv_vm_list_memory(vm, NULL, 0, &n);
-    hv_memory_region **r = calloc(n ? n : 1, sizeof(*r));
-    if (!r)
+    hv_memory_region **r;
+    size_t n;
+    if (hvi_memory_snapshot(vm, &r, &n) < 0)
         return 0;
-    size_t cap = n;
-    hv_vm_list_memory(vm, r, cap, &n);
-    if (n > cap) /* a region was added meanwhile */
-        n = cap;
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t a = hv_memory_region_guest_addr(r[i]);

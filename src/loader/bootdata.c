@@ -12,15 +12,11 @@
  * which is reserved. Read-only regions are reserved. */
 int hvi_e820(hv_vm *vm, struct e820_entry *out, uint32_t *count)
 {
-    size_t n = 0;
-    hv_vm_list_memory(vm, NULL, 0, &n);
-    hv_memory_region **r = calloc(n ? n : 1, sizeof(*r));
-    if (!r)
-        return hvi_error(-ENOMEM, "out of memory building the memory map");
-    size_t cap = n;
-    hv_vm_list_memory(vm, r, cap, &n);
-    if (n > cap)
-        n = cap;
+    hv_memory_region **r;
+    size_t n;
+    int err = hvi_memory_snapshot(vm, &r, &n);
+    if (err < 0)
+        return err;
     uint32_t k = 0;
     bool hole = false;
     for (size_t i = 0; i < n; i++) {

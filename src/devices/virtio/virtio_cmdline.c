@@ -12,15 +12,11 @@ int hv_virtio_cmdline(hv_vm *vm, char *buf, size_t capacity, size_t *length)
 {
     if (!vm || !length || (capacity && !buf))
         return hvi_error(-EINVAL, "hv_virtio_cmdline: NULL argument");
-    size_t n = 0;
-    hv_vm_list_devices(vm, NULL, 0, &n);
-    hv_device **devs = calloc(n ? n : 1, sizeof(*devs));
-    if (!devs)
-        return hvi_error(-ENOMEM, "out of memory listing devices");
-    size_t cap = n;
-    hv_vm_list_devices(vm, devs, cap, &n);
-    if (n > cap)
-        n = cap;
+    hv_device **devs;
+    size_t n;
+    int r = hvi_devices_snapshot(vm, &devs, &n);
+    if (r < 0)
+        return r;
     size_t len = 0;
     for (size_t i = 0; i < n; i++) {
         struct vdev *d = hvi_vdev_of(devs[i]);

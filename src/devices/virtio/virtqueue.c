@@ -149,12 +149,14 @@ void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len)
     __atomic_store_n((uint16_t *)(used + 2), q->used_idx, __ATOMIC_RELEASE);
 }
 
-size_t hvi_vq_read_out(const struct vq_elem *e, uint64_t off, void *buf,
-                       size_t len)
+/* Copies len bytes at byte offset off of segments [first, end) to or from
+ * buf; returns how many were copied. */
+static size_t copy_segs(const struct vq_elem *e, unsigned first, unsigned end,
+                        uint64_t off, void *buf, size_t len, bool to_guest)
 {
-    uint8_t *dst = buf;
+    uint8_t *b = buf;
     size_t done = 0;
-    for (unsigned s = 0; s < e->nr_out && done < len; s++) {
+    for (unsigned s = first; s < end && done < len; s++) {
         const struct vq_seg *g = &e->seg[s];
         if (off >= g->len) {
             off -= g->len;
@@ -163,32 +165,27 @@ size_t hvi_vq_read_out(const struct vq_elem *e, uint64_t off, void *buf,
         size_t n = g->len - off;
         if (n > len - done)
             n = len - done;
-        memcpy(dst + done, g->hva + off, n);
+        if (to_guest)
+            memcpy(g->hva + off, b + done, n);
+        else
+            memcpy(b + done, g->hva + off, n);
         done += n;
         off = 0;
     }
     return done;
 }
 
+size_t hvi_vq_read_out(const struct vq_elem *e, uint64_t off, void *buf,
+                       size_t len)
+{
+    return copy_segs(e, 0, e->nr_out, off, buf, len, false);
+}
+
 size_t hvi_vq_write_in(const struct vq_elem *e, uint64_t off, const void *buf,
                        size_t len)
 {
-    const uint8_t *src = buf;
-    size_t done = 0;
-    for (unsigned s = e->nr_out; s < e->nr_out + e->nr_in && done < len; s++) {
-        const struct vq_seg *g = &e->seg[s];
-        if (off >= g->len) {
-            off -= g->len;
-            continue;
-        }
-        size_t n = g->len - off;
-        if (n > len - done)
-            n = len - done;
-        memcpy(g->hva + off, src + done, n);
-        done += n;
-        off = 0;
-    }
-    return done;
+    return copy_segs(e, e->nr_out, e->nr_out + e->nr_in, off, (void *)buf, len,
+                     true);
 }
 
 /* Interrupts for used buffers unless the driver asked for none (it polls):
