@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 
 DEPS=(cmake make pkg-config gcc g++ binutils libcriterion-dev libelf-dev
       libnuma-dev libpci-dev libssl-dev abigail-tools acpica-tools
-      python3 python3-venv python3-setuptools python3-pytest)
+      python3 python3-venv python3-setuptools python3-wheel python3-pytest)
 PYTHON=/usr/bin/python3 # Debian's, whatever else is first on PATH
 JOBS=$(nproc 2>/dev/null || echo 2)
 

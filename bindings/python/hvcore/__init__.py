@@ -13,20 +13,36 @@ Pure ctypes, no compiled extension. Importing the package loads libhvcore
         vcpu.set_mode("long64", entry=0x8000, stack=0x8000, tables=0x100000)
         exit = vcpu.run()
 
+Devices: ``vm.add_serial(output=...)``, ``vm.add_debug_exit()``, ...,
+``vm.add_device(model, ranges)`` for a :class:`DeviceModel` written in
+Python, ``vm.add_virtio_blk(path, base=..., irq=...)``; kernels:
+``info = vm.load_kernel(path, cmdline=...)`` then ``vcpu.boot(info)``.
+
 Errors from the library raise :class:`HvError` (an OSError with the errno,
 the library's description and its message about what exactly was wrong).
 """
 
 from . import _lib
 from .constants import *  # noqa: F401,F403 - the C names and enums
-from .constants import (IO_EXIT, Cap, DirtyMode, ExitFlags, ExitReason,
-                        IoResult, IoSpace, MemoryFlags, VmFlags, X86Mode,
+from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyMode,
+                        DoorbellFlags, ExitFlags, ExitReason, FdEvents,
+                        IoResult, IoSpace, KernelFormat, MemoryFlags,
+                        NumaPolicy, PlacementFlags, TscCatchup,
+                        TscConfigFlags, TscInfoFlags, TscPausePolicy,
+                        TscWriteFlags, VirtioBlkFlags, VmFlags, X86Mode,
                         X86Reg, msr)
+from .device import Device, DeviceModel, Serial
+from .events import Doorbell
 from .errors import ClosedError, HvError, LibraryError
 from .exit import Exit
 from .hypervisor import Backend, Hypervisor, backends
+from .loader import BootInfo
 from .memory import MemoryRegion
+from .platform import AcpiDevice
 from .registers import Segment
+from .topology import (NumaNode, PciDevice, Placement, Topology,
+                       pin_thread_to_cpus, pin_thread_to_node)
+from .tsc import TscConfig, TscInfo, TscPolicy, tsc_ratio, tsc_scale
 from .vcpu import VCPU, Registers
 from .vm import VM
 
@@ -54,6 +70,13 @@ def backend_available(name):
 __all__ = [
     "Hypervisor", "VM", "VCPU", "MemoryRegion", "Registers", "Segment",
     "Exit", "Backend", "backends", "backend_available", "strerror",
+    "Device", "DeviceModel", "Serial", "Doorbell", "AcpiDevice", "BootInfo",
+    "Topology", "NumaNode", "PciDevice", "Placement", "pin_thread_to_cpus",
+    "pin_thread_to_node", "TscInfo", "TscConfig", "TscPolicy", "tsc_ratio",
+    "tsc_scale", "AcpiFlags", "BootProtocol", "DoorbellFlags", "FdEvents",
+    "KernelFormat", "NumaPolicy", "PlacementFlags", "TscCatchup",
+    "TscConfigFlags", "TscInfoFlags", "TscPausePolicy", "TscWriteFlags",
+    "VirtioBlkFlags",
     "HvError", "ClosedError", "LibraryError",
     "IO_EXIT", "IoResult", "Cap", "DirtyMode", "ExitFlags", "ExitReason",
     "IoSpace", "MemoryFlags", "VmFlags", "X86Mode", "X86Reg", "msr",

@@ -25,11 +25,12 @@ import errno
 import logging
 import os
 import sys
-from ctypes import (POINTER, c_char_p, c_int, c_size_t, c_uint, c_uint32,
-                    c_uint64, c_void_p)
+from ctypes import (POINTER, c_char_p, c_int, c_size_t, c_uint, c_uint16,
+                    c_uint32, c_uint64, c_void_p)
 from pathlib import Path
 
 from . import _structs as S
+from . import _structs_ext as X
 from .constants import HV_VERSION_MAJOR, HV_VERSION_MINOR
 from .errors import HvError, LibraryError
 
@@ -87,6 +88,14 @@ def _check_text(result, func, args):
 def _check_optional_text(result, func, args):
     """const char * returns where NULL means "none": str or None."""
     return None if result is None else _text(result)
+
+
+def _check_rc_nospc(result, func, args):
+    """Size-query calls: -ENOSPC is returned (the caller grows its buffer
+    and calls again); other negative values raise."""
+    if result < 0 and result != -errno.ENOSPC:
+        raise error_for(result, func.__name__)
+    return result
 
 
 def _check_bool(result, func, args):
@@ -175,7 +184,130 @@ PROTOTYPES = {
     "hv_vcpu_mode_tables_size": (c_int, [_HANDLE, _P(S.ModeOptions),
                                          _P(c_uint64)], _check_rc),
     "hv_vcpu_set_mode": (c_int, [_HANDLE, _P(S.ModeOptions)], _check_rc),
+    # device.h
+    "hv_vm_add_device": (c_int, [_HANDLE, _P(X.DeviceOps), c_void_p,
+                                 _P(X.DeviceOptions), _P(_HANDLE)],
+                         _check_rc),
+    "hv_vm_remove_device": (c_int, [_HANDLE, _HANDLE], _check_rc),
+    "hv_vm_list_devices": (c_int, [_HANDLE, _P(_HANDLE), c_size_t,
+                                   _P(c_size_t)], _check_rc),
+    "hv_vm_find_device": (c_int, [_HANDLE, c_char_p, _P(_HANDLE)],
+                          _check_rc),
+    "hv_device_name": (c_char_p, [_HANDLE], _check_optional_text),
+    "hv_device_type": (c_char_p, [_HANDLE], _check_optional_text),
+    "hv_device_opaque": (c_void_p, [_HANDLE], _check_value),
+    "hv_device_save_state": (c_int, [_HANDLE, c_void_p, c_size_t,
+                                     _P(c_size_t)], _check_rc_nospc),
+    "hv_device_load_state": (c_int, [_HANDLE, c_void_p, c_size_t],
+                             _check_rc),
+    "hv_vm_reset_devices": (c_int, [_HANDLE], _check_rc),
+    "hv_vm_watch_fd": (c_int, [_HANDLE, c_int, c_uint32, X.FdFn, c_void_p],
+                       _check_rc),
+    "hv_vm_unwatch_fd": (c_int, [_HANDLE, c_int], _check_rc),
+    "hv_vm_irq_eventfd": (c_int, [_HANDLE, c_uint32, _P(c_int)], _check_rc),
+    "hv_vm_add_doorbell": (c_int, [_HANDLE, _P(X.Doorbell), X.DoorbellFn,
+                                   c_void_p], _check_rc),
+    "hv_vm_remove_doorbell": (c_int, [_HANDLE, _P(X.Doorbell)], _check_rc),
+    "hv_vcpu_request_exit": (c_int, [_HANDLE, c_uint32, c_uint64],
+                             _check_rc),
+    # platform.h
+    "hv_serial_create": (c_int, [_HANDLE, _P(X.SerialOptions), _P(_HANDLE)],
+                         _check_rc),
+    "hv_serial_receive": (c_int, [_HANDLE, c_void_p, c_size_t], _check_rc),
+    "hv_debug_exit_create": (c_int, [_HANDLE, c_uint16, _P(_HANDLE)],
+                             _check_rc),
+    "hv_i8042_create": (c_int, [_HANDLE, _P(_HANDLE)], _check_rc),
+    "hv_cmos_create": (c_int, [_HANDLE, _P(_HANDLE)], _check_rc),
+    "hv_port80_create": (c_int, [_HANDLE, _P(_HANDLE)], _check_rc),
+    "hv_acpi_build": (c_int, [_HANDLE, _P(X.AcpiOptions), _P(c_uint64)],
+                      _check_rc),
+    # loader.h
+    "hv_vm_load_kernel": (c_int, [_HANDLE, _P(X.BootOptions),
+                                  _P(X.BootInfo)], _check_rc),
+    "hv_vcpu_boot": (c_int, [_HANDLE, _P(X.BootInfo)], _check_rc),
+    # virtio.h
+    "hv_virtio_blk_create": (c_int, [_HANDLE, _P(X.VirtioBlkOptions),
+                                     _P(_HANDLE)], _check_rc),
+    "hv_virtio_rng_create": (c_int, [_HANDLE, _P(X.VirtioMmio), c_char_p,
+                                     _P(_HANDLE)], _check_rc),
+    "hv_virtio_console_create": (c_int, [_HANDLE, _P(X.VirtioConsoleOptions),
+                                         _P(_HANDLE)], _check_rc),
+    "hv_virtio_cmdline": (c_int, [_HANDLE, c_char_p, c_size_t, _P(c_size_t)],
+                          _check_rc_nospc),
+    # topology.h
+    "hv_topology_host": (c_int, [_P(_HANDLE)], _check_rc),
+    "hv_topology_create": (c_int, [_P(_HANDLE)], _check_rc),
+    "hv_topology_destroy": (c_int, [_HANDLE], _check_rc),
+    "hv_topology_add_node": (c_int, [_HANDLE, c_uint32, _P(c_uint32),
+                                     c_size_t, c_uint64, c_uint64],
+                             _check_rc),
+    "hv_topology_set_distance": (c_int, [_HANDLE, c_uint32, c_uint32,
+                                         c_uint32], _check_rc),
+    "hv_topology_add_pci": (c_int, [_HANDLE, _P(X.PciDevice)], _check_rc),
+    "hv_topology_list_nodes": (c_int, [_HANDLE, _P(c_uint32), c_size_t,
+                                       _P(c_size_t)], _check_rc),
+    "hv_topology_node_cpus": (c_int, [_HANDLE, c_uint32, _P(c_uint32),
+                                      c_size_t, _P(c_size_t)], _check_rc),
+    "hv_topology_node_memory": (c_int, [_HANDLE, c_uint32, _P(c_uint64),
+                                        _P(c_uint64)], _check_rc),
+    "hv_topology_distance": (c_int, [_HANDLE, c_uint32, c_uint32,
+                                     _P(c_uint32)], _check_rc),
+    "hv_topology_pci_count": (c_size_t, [_HANDLE], _check_value),
+    "hv_topology_pci_device": (c_int, [_HANDLE, c_size_t, _P(X.PciDevice)],
+                               _check_rc),
+    "hv_topology_find_pci": (c_int, [_HANDLE, c_char_p, _P(c_size_t)],
+                             _check_rc),
+    "hv_topology_place": (c_int, [_HANDLE, c_char_p, _P(X.Placement),
+                                  _P(c_uint32), c_size_t, _P(c_size_t)],
+                          _check_rc),
+    "hv_thread_pin_cpus": (c_int, [_P(c_uint32), c_size_t], _check_rc),
+    "hv_thread_pin_node": (c_int, [c_uint32], _check_rc),
 }
+
+#: tsc.h: still being worked on, so a library without one of these is
+#: accepted; the Python calls that need it raise HvError(ENOSYS).
+OPTIONAL_PROTOTYPES = {
+    "hv_tsc_ratio": (c_int, [c_uint32, c_uint32, c_uint32, _P(c_uint64)],
+                     _check_rc),
+    "hv_tsc_scale": (c_int, [c_uint64, c_uint64, c_uint32, _P(c_uint64)],
+                     _check_rc),
+    "hv_tsc_get_info": (c_int, [_HANDLE, _P(X.TscInfo)], _check_rc),
+    "hv_vm_set_tsc_frequency": (c_int, [_HANDLE, _P(X.TscFrequencyOptions)],
+                                _check_rc),
+    "hv_vm_get_tsc_config": (c_int, [_HANDLE, _P(X.TscConfig)], _check_rc),
+    "hv_vcpu_get_tsc": (c_int, [_HANDLE, _P(c_uint64)], _check_rc),
+    "hv_vcpu_set_tsc": (c_int, [_HANDLE, c_uint64, c_uint32], _check_rc),
+    "hv_vcpu_get_tsc_offset": (c_int, [_HANDLE, _P(c_uint64)], _check_rc),
+    "hv_vcpu_set_tsc_offset": (c_int, [_HANDLE, c_uint64, c_uint32],
+                               _check_rc),
+    "hv_vm_set_tsc_policy": (c_int, [_HANDLE, _P(X.TscPolicy)], _check_rc),
+    "hv_vm_get_tsc_policy": (c_int, [_HANDLE, _P(X.TscPolicy)], _check_rc),
+    "hv_vm_tsc_state_size": (c_int, [_HANDLE, _P(c_size_t)], _check_rc),
+    "hv_vm_save_tsc": (c_int, [_HANDLE, c_void_p, c_size_t, _P(c_size_t)],
+                       _check_rc),
+    "hv_vm_restore_tsc": (c_int, [_HANDLE, c_void_p, c_size_t,
+                                  _P(X.TscRestoreOptions)], _check_rc),
+}
+
+
+def _missing(name):
+    def call(*args):
+        raise HvError(errno.ENOSYS, "function not implemented",
+                      f"the loaded libhvcore does not export {name}()", name)
+    call.__name__ = name
+    return call
+
+
+class _Library:
+    """The CDLL with the optional functions filled in when absent."""
+
+    def __init__(self, cdll, missing):
+        self._cdll = cdll
+        for name in missing:
+            setattr(self, name, _missing(name))
+
+    def __getattr__(self, name):
+        return getattr(self._cdll, name)
 
 
 # ------------------------------------------------------------- loading --
@@ -276,7 +408,16 @@ def _open(path):
         func.restype = restype
         func.argtypes = argtypes
         func.errcheck = errcheck
-    return cdll, (major, minor, patch)
+    missing = []
+    for name, (restype, argtypes, errcheck) in OPTIONAL_PROTOTYPES.items():
+        func = getattr(cdll, name, None)
+        if func is None:
+            missing.append(name)
+            continue
+        func.restype = restype
+        func.argtypes = argtypes
+        func.errcheck = errcheck
+    return _Library(cdll, missing), (major, minor, patch)
 
 
 def _load():

@@ -7,8 +7,11 @@ only grow at the end; these are their 1.0 layouts, and the bindings pass
 """
 
 import ctypes
-from ctypes import (c_int, c_int32, c_uint8, c_uint16, c_uint32, c_uint64,
-                    c_void_p)
+from ctypes import (POINTER, c_int, c_int32, c_uint8, c_uint16, c_uint32,
+                    c_uint64, c_void_p)
+
+from ._structs_ext import (AcpiDevice, BootInfo, Doorbell, TscState,
+                           TscVcpuState)
 
 
 class VmOptions(ctypes.Structure):
@@ -23,7 +26,7 @@ class VmOptions(ctypes.Structure):
 
 
 class MemoryOptions(ctypes.Structure):
-    """``hv_memory_options``."""
+    """``hv_memory_options`` (with the NUMA fields appended in 1.0)."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -31,7 +34,15 @@ class MemoryOptions(ctypes.Structure):
         ("guest_addr", c_uint64),
         ("length", c_uint64),
         ("host_addr", c_void_p),
+        ("numa_policy", c_uint32),
+        ("numa_node_count", c_uint32),
+        ("numa_nodes", POINTER(c_uint32)),
     ]
+
+
+#: The size of hv_memory_options before the NUMA fields: passed when no
+#: NUMA policy is asked for, so a library built before them still works.
+MEMORY_OPTIONS_BASE_SIZE = MemoryOptions.numa_policy.offset
 
 
 class ModeOptions(ctypes.Structure):
@@ -100,6 +111,12 @@ class ExitInternal(ctypes.Structure):
     ]
 
 
+class ExitSystem(ctypes.Structure):
+    """``hv_exit.u.system``."""
+
+    _fields_ = [("code", c_uint64)]
+
+
 class ExitUnion(ctypes.Union):
     """``hv_exit.u``."""
 
@@ -107,6 +124,7 @@ class ExitUnion(ctypes.Union):
         ("io", ExitIo),
         ("mmio", ExitMmio),
         ("internal", ExitInternal),
+        ("system", ExitSystem),
         ("raw", c_uint64 * 31),
     ]
 
@@ -133,6 +151,11 @@ IoFn = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint64, c_void_p,
 ABI_SIZES = {
     HvExit: 264,
     X86Segment: 32,
+    AcpiDevice: 64,
+    BootInfo: 128,
+    Doorbell: 32,
+    TscState: 128,
+    TscVcpuState: 48,
 }
 
 

@@ -65,8 +65,7 @@ HV_MEMORY_MERGEABLE = 1 << 1
 HV_MEMORY_PREFAULT = 1 << 2
 HV_MEMORY_HUGETLB = 1 << 3
 HV_MEMORY_THP = 1 << 4
-# NUMA policies of hv_memory_options::numa_policy, a field these bindings'
-# first-release MemoryOptions does not reach yet.
+# NUMA policies of hv_memory_options::numa_policy.
 HV_NUMA_DEFAULT = 0
 HV_NUMA_BIND = 1
 HV_NUMA_PREFERRED = 2
@@ -281,6 +280,18 @@ class X86Mode(enum.IntEnum):
     LONG64 = HV_X86_MODE_LONG64
 
 
+class NumaPolicy(enum.IntEnum):
+    """NUMA policy of a region's host memory (``hv_numa_policy``)."""
+
+    DEFAULT = HV_NUMA_DEFAULT
+    BIND = HV_NUMA_BIND
+    PREFERRED = HV_NUMA_PREFERRED
+    INTERLEAVE = HV_NUMA_INTERLEAVE
+
+
+from .constants_ext import *  # noqa: E402,F401,F403 - device.h and later
+
+
 def to_enum(enum_type, value):
     """``enum_type(value)``, or the plain int for a value it does not know."""
     try:
@@ -292,4 +303,7 @@ def to_enum(enum_type, value):
 __all__ = sorted(name for name in dir() if name.startswith("HV_")) + [
     "Cap", "DirtyMode", "VmFlags", "MemoryFlags", "IoSpace", "IoResult",
     "IO_EXIT", "ExitReason", "ExitFlags", "X86Reg", "X86Mode", "msr",
+    "NumaPolicy", "FdEvents", "DoorbellFlags", "AcpiFlags", "KernelFormat",
+    "BootProtocol", "VirtioBlkFlags", "PlacementFlags", "TscInfoFlags",
+    "TscConfigFlags", "TscWriteFlags", "TscPausePolicy", "TscCatchup",
 ]

@@ -32,6 +32,9 @@ class Exit:
             nobody completed yet, the all-ones placeholder.
         internal_code, internal_data: backend diagnostics of an
             ``INTERNAL_ERROR`` exit.
+        code: for RESET, POWEROFF and SHUTDOWN, a device's status
+            (``hv_exit.u.system.code``: the byte a debug-exit port got,
+            or ``vcpu.request_exit()``'s code); 0 otherwise.
     """
 
     reason: int
@@ -46,6 +49,7 @@ class Exit:
     data: Optional[bytes] = None
     internal_code: Optional[int] = None
     internal_data: Optional[Tuple[int, ...]] = None
+    code: Optional[int] = None
 
     @property
     def handled(self):
@@ -92,6 +96,9 @@ class Exit:
             return cls(space=IoSpace.MMIO, addr=mmio.addr, size=mmio.size,
                        is_write=bool(mmio.is_write), count=1, data=data,
                        **common)
+        if reason in (ExitReason.RESET, ExitReason.POWEROFF,
+                      ExitReason.SHUTDOWN):
+            return cls(code=record.u.system.code, **common)
         if reason == ExitReason.INTERNAL_ERROR:
             internal = record.u.internal
             ndata = min(internal.ndata, len(internal.data))
@@ -113,6 +120,8 @@ class Exit:
             parts.append(f"data={self.data!r}")
         if self.handled:
             parts.append("handled=True")
+        if self.code:
+            parts.append(f"code={self.code:#x}")
         if self.internal_code is not None:
             parts += [f"internal_code={self.internal_code:#x}",
                       f"internal_data={self.internal_data!r}"]

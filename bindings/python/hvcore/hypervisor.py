@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ._handle import Node
 from ._lib import lib
 from .constants import Cap
+from .tsc import HypervisorTscMixin
 from .vm import VM
 
 __all__ = ["Hypervisor", "Backend", "backends"]
@@ -60,7 +61,7 @@ class HypervisorNode(Node):
         lib.hv_hypervisor_close(ptr)
 
 
-class Hypervisor:
+class Hypervisor(HypervisorTscMixin):
     """An opened accelerator backend: ``Hypervisor()`` opens the first one
     that works here ("kvm" on Linux), ``Hypervisor("kvm")`` that one.
 

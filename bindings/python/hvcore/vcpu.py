@@ -8,11 +8,12 @@ from . import _convert
 from ._handle import Node
 from ._lib import lib
 from ._structs import HvExit, ModeOptions, X86Segment
-from .constants import X86Mode, msr
+from .constants import ExitReason, X86Mode, msr
 from .errors import HvError
 from .exit import Exit
 from .registers import (SCALAR_REGISTERS, Segment, register_id,
                         segment_id)
+from .tsc import VcpuTscMixin
 
 __all__ = ["VCPU", "Registers"]
 
@@ -101,7 +102,7 @@ class Registers:
         return f"<hvcore.Registers of {self._vcpu!r}>"
 
 
-class VCPU:
+class VCPU(VcpuTscMixin):
     """One virtual CPU, created with :meth:`hvcore.VM.vcpu`.
 
     Thread rules (from hvcore/vcpu.h): one thread runs a vCPU at a time;
@@ -241,12 +242,24 @@ class VCPU:
         ``__cause__`` is the HvError with the library's message). Raises
         HvError(EBUSY) when another thread is running this vCPU.
 
+        Python device models and a UART's ``output`` callable run inside
+        it too: what they raise is re-raised here (an output callable's
+        exception after a kick ends the run). An exception an event-thread
+        callback (doorbell, watched fd, virtio-console output) raised
+        since the last run is raised here, before the guest is entered
+        (see :mod:`hvcore.events`).
+
         The GIL is released while the guest runs. Note that a signal such
         as Ctrl-C does not end the call (the library resumes the guest);
         kick the vCPU from another thread instead.
         """
-        dispatcher = self._vm._node.io
+        vm_node = self._vm._node
+        vm_node.events.raise_first_error()
+        dispatcher = vm_node.io
         dispatcher.clear_pending()
+        pending = dispatcher._pending
+        outer = getattr(pending, "vcpu", None)
+        pending.vcpu = self
         record = POINTER(HvExit)()
         try:
             self._node.call(lib.hv_vcpu_run, byref(record))
@@ -255,7 +268,33 @@ class VCPU:
             if exc is not None:
                 raise exc from err
             raise
+        finally:
+            pending.vcpu = outer
+        exc = dispatcher.take_pending()
+        if exc is not None:  # from a callback that cannot fail the access
+            raise exc
         return Exit.from_c(record.contents)
+
+    def boot(self, info):
+        """Puts this (boot) vCPU at the entry of a kernel loaded with
+        ``vm.load_kernel()``: mode, page tables, RIP, RSP, and EBX/RSI
+        as the boot protocol asks. ``info`` is its :class:`BootInfo`."""
+        raw = info.to_c()
+        self._node.call(lib.hv_vcpu_boot, byref(raw))
+
+    def request_exit(self, reason, code=0):
+        """From an I/O handler or device model running on this vCPU's
+        thread: ends the current ``run()``, once the callback returns,
+        with ``reason`` ("poweroff", "reset", "shutdown" or an
+        ExitReason), ``handled`` set and ``exit.code == code``."""
+        if isinstance(reason, str):
+            try:
+                reason = ExitReason[reason.upper()]
+            except KeyError:
+                raise ValueError(f"unknown exit reason {reason!r}") from None
+        self._node.call(lib.hv_vcpu_request_exit,
+                        _convert.u32(reason, "reason"),
+                        _convert.u64(code, "code"))
 
     @property
     def exit(self):

@@ -11,12 +11,18 @@ from ctypes import byref, c_uint64, c_void_p
 from . import _convert
 from ._handle import Node
 from ._lib import lib
-from ._structs import MemoryOptions, VmOptions
-from .constants import MemoryFlags, VmFlags, to_enum
+from ._structs import MEMORY_OPTIONS_BASE_SIZE, MemoryOptions, VmOptions
+from .constants import MemoryFlags, NumaPolicy, VmFlags, to_enum
 from .errors import HvError
+from .device import DeviceMixin
+from .events import EventDispatcher
 from .io import IoDispatcher
+from .loader import LoaderMixin
 from .memory import MemoryRegion, RegionNode
+from .platform import PlatformMixin
+from .tsc import VmTscMixin
 from .vcpu import VCPU, VCPUNode, mode_options
+from .virtio import VirtioMixin
 
 __all__ = ["VM"]
 
@@ -31,12 +37,14 @@ class VMNode(Node):
         self.wrapper_ref = None
         self.create_lock = threading.Lock()
         self.io = IoDispatcher(self, self.vcpu_for_ptr)
+        self.events = EventDispatcher(self)
 
     def destroy(self, ptr):
         lib.hv_vm_destroy(ptr)
 
     def on_closed(self):
         self.io.clear()
+        self.events.clear()
 
     def vcpu_node(self, vcpu_id):
         with self.lock:
@@ -57,7 +65,9 @@ class VMNode(Node):
 
     def vcpu_for_ptr(self, ptr):
         node = self.children.get(ptr)
-        return self.vcpu_wrapper(node) if node is not None else None
+        if not isinstance(node, VCPUNode):
+            return None
+        return self.vcpu_wrapper(node)
 
     def region_wrapper(self, node):
         with self.lock:
@@ -80,6 +90,23 @@ def _vm_options(flags, no_irqchip, max_vcpus, kick_signal):
                      kick_signal=kick_signal)
 
 
+def _numa(policy, nodes):
+    """(policy, count, uint32 array) for the NUMA fields, or None."""
+    nodes = [_convert.u32(n, "NUMA node") for n in nodes]
+    if policy is None:
+        if not nodes:
+            return None
+        policy = NumaPolicy.BIND
+    if isinstance(policy, str):
+        try:
+            policy = NumaPolicy[policy.upper()]
+        except KeyError:
+            raise ValueError(f"unknown NUMA policy {policy!r}; known: "
+                             "default, bind, preferred, interleave") from None
+    array = (ctypes.c_uint32 * max(len(nodes), 1))(*nodes)
+    return _convert.u32(policy, "numa_policy"), len(nodes), array
+
+
 def _host_buffer(host, length):
     """(byte view, ctypes array exporting it, length) of caller memory."""
     with memoryview(host) as whole:
@@ -97,8 +124,8 @@ def _host_buffer(host, length):
     return view, (ctypes.c_char * size).from_buffer(view), length
 
 
-class VM:
-    """One guest: memory, I/O handlers, vCPUs, interrupts.
+class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin):
+    """One guest: memory, I/O handlers, vCPUs, interrupts, devices.
 
     ``VM(hv, no_irqchip=False, max_vcpus=0, kick_signal=0, flags=0)`` or
     ``hv.create_vm(...)``:
@@ -108,8 +135,12 @@ class VM:
     * ``max_vcpus``: most vCPUs (0: the backend maximum);
     * ``kick_signal``: the signal used to kick vCPU threads (0: SIGRTMIN).
 
+    Devices (hvcore.device), the platform devices and ACPI
+    (hvcore.platform), kernel loading (hvcore.loader), virtio
+    (hvcore.virtio) and TSC calls (hvcore.tsc) are methods too.
+
     Closing the VM (``close()``, the ``with`` block, or garbage collection)
-    destroys its vCPUs, memory regions and I/O handlers; their Python
+    destroys its vCPUs, memory regions, devices and handlers; their Python
     objects then report ``closed`` and refuse further use. The VM keeps
     its Hypervisor alive.
 
@@ -169,7 +200,7 @@ class VM:
     # -- memory ------------------------------------------------------------
 
     def add_memory(self, guest_addr, length=None, *, readonly=False,
-                   host=None, flags=0):
+                   host=None, flags=0, numa_policy=None, numa_nodes=()):
         """Adds a guest memory region; returns its :class:`MemoryRegion`.
 
         ``guest_addr`` and ``length`` are multiples of 4096. By default the
@@ -179,8 +210,15 @@ class VM:
         then uses directly; the region holds an export of it while it
         exists. HvError EEXIST when it overlaps a region, EINVAL for
         unaligned or empty ranges, ENOSPC when no slot is left.
+
+        ``flags`` are :class:`MemoryFlags` (MERGEABLE, PREFAULT, HUGETLB,
+        THP). ``numa_policy`` ("bind", "preferred", "interleave" or a
+        :class:`NumaPolicy`) with ``numa_nodes`` (host node ids, see
+        :class:`hvcore.Topology`) places the host memory; HvError EINVAL
+        names a node the host does not have.
         """
         flags = _convert.u32(flags, "flags")
+        numa = _numa(numa_policy, numa_nodes)
         if readonly:
             flags |= MemoryFlags.READONLY
         guest_addr = _convert.u64(guest_addr, "guest_addr")
@@ -192,10 +230,14 @@ class VM:
         try:
             if length is None:
                 raise TypeError("add_memory() needs a length (or host=)")
-            opts = MemoryOptions(size=ctypes.sizeof(MemoryOptions),
+            opts = MemoryOptions(size=MEMORY_OPTIONS_BASE_SIZE,
                                  flags=flags, guest_addr=guest_addr,
                                  length=_convert.u64(length, "length"),
                                  host_addr=host_addr)
+            if numa is not None:
+                opts.size = ctypes.sizeof(MemoryOptions)
+                opts.numa_policy, opts.numa_node_count = numa[0], numa[1]
+                opts.numa_nodes = numa[2]
             self._node.call(lib.hv_vm_add_memory, byref(opts), byref(out))
         except BaseException:
             if host_view is not None:

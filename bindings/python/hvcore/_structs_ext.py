@@ -1,0 +1,356 @@
+"""ctypes mirrors of the structs of device.h, platform.h, loader.h,
+virtio.h, topology.h and tsc.h, and their callback types.
+
+Fixed-layout structs (``hv_acpi_device`` 64 bytes, ``hv_boot_info`` 128,
+``hv_doorbell`` 32, ``hv_tsc_state`` 128, ``hv_tsc_vcpu_state`` 48) are
+size-checked at import (:data:`hvcore._structs.ABI_SIZES`). Options structs
+start with ``uint32_t size`` and are passed with ``sizeof`` of these 1.0
+layouts.
+"""
+
+import ctypes
+from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_int, c_int32, c_size_t,
+                    c_uint8, c_uint16, c_uint32, c_uint64, c_void_p)
+
+# -------------------------------------------------------------- device.h --
+
+#: ``read``: int (*)(void *opaque, hv_vcpu *, uint32_t range,
+#: uint64_t offset, void *data, uint32_t size)
+DevReadFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint32, c_uint64,
+                      c_void_p, c_uint32)
+#: ``write``: as read, with const data.
+DevWriteFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint32, c_uint64,
+                       c_void_p, c_uint32)
+#: ``reset`` and ``destroy``: void (*)(void *opaque)
+DevVoidFn = CFUNCTYPE(None, c_void_p)
+#: ``save_state``: int (*)(void *, void *buf, size_t capacity, size_t *len)
+DevSaveFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t, POINTER(c_size_t))
+#: ``load_state``: int (*)(void *, const void *buf, size_t length)
+DevLoadFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
+
+
+class DeviceOps(ctypes.Structure):
+    """``hv_device_ops`` (version 1)."""
+
+    _fields_ = [
+        ("version", c_uint32),
+        ("reserved", c_uint32),
+        ("type", c_char_p),
+        ("read", DevReadFn),
+        ("write", DevWriteFn),
+        ("reset", DevVoidFn),
+        ("destroy", DevVoidFn),
+        ("save_state", DevSaveFn),
+        ("load_state", DevLoadFn),
+    ]
+
+
+class DeviceRange(ctypes.Structure):
+    """``hv_device_range``."""
+
+    _fields_ = [
+        ("space", c_uint32),
+        ("flags", c_uint32),
+        ("base", c_uint64),
+        ("length", c_uint64),
+    ]
+
+
+class DeviceOptions(ctypes.Structure):
+    """``hv_device_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("nr_ranges", c_uint32),
+        ("ranges", POINTER(DeviceRange)),
+        ("name", c_char_p),
+    ]
+
+
+#: ``hv_fd_fn``: void (*)(void *opaque, int fd, uint32_t events)
+FdFn = CFUNCTYPE(None, c_void_p, c_int, c_uint32)
+
+
+class Doorbell(ctypes.Structure):
+    """``hv_doorbell`` (fixed layout, 32 bytes)."""
+
+    _fields_ = [
+        ("space", c_uint32),
+        ("length", c_uint32),
+        ("addr", c_uint64),
+        ("flags", c_uint32),
+        ("reserved", c_uint32),
+        ("data", c_uint64),
+    ]
+
+
+#: ``hv_doorbell_fn``: void (*)(void *opaque, const hv_doorbell *)
+DoorbellFn = CFUNCTYPE(None, c_void_p, POINTER(Doorbell))
+
+# ------------------------------------------------------------ platform.h --
+
+#: ``hv_serial_output_fn``: void (*)(void *opaque, const void *, size_t)
+OutputFn = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t)
+
+
+class SerialOptions(ctypes.Structure):
+    """``hv_serial_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("irq", c_uint32),
+        ("port", c_uint64),
+        ("output_fd", c_int32),
+        ("input_fd", c_int32),
+        ("output_fn", OutputFn),
+        ("output_opaque", c_void_p),
+        ("name", c_char_p),
+    ]
+
+
+class AcpiDevice(ctypes.Structure):
+    """``hv_acpi_device`` (fixed layout, 64 bytes)."""
+
+    _fields_ = [
+        ("hid", c_char_p),
+        ("space", c_uint32),
+        ("irq", c_uint32),
+        ("base", c_uint64),
+        ("length", c_uint64),
+        ("flags", c_uint32),
+        ("reserved", c_uint32 * 7),
+    ]
+
+
+class AcpiOptions(ctypes.Structure):
+    """``hv_acpi_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("nr_cpus", c_uint32),
+        ("address", c_uint64),
+        ("length", c_uint64),
+        ("devices", POINTER(AcpiDevice)),
+        ("nr_devices", c_uint32),
+        ("reserved", c_uint32),
+    ]
+
+# -------------------------------------------------------------- loader.h --
+
+
+class BootOptions(ctypes.Structure):
+    """``hv_boot_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("format", c_uint32),
+        ("kernel", c_void_p),
+        ("kernel_size", c_uint64),
+        ("initrd", c_void_p),
+        ("initrd_size", c_uint64),
+        ("cmdline", c_char_p),
+        ("raw_address", c_uint64),
+        ("raw_entry", c_uint64),
+        ("raw_mode", c_uint32),
+        ("reserved", c_uint32),
+        ("acpi_rsdp", c_uint64),
+    ]
+
+
+class BootInfo(ctypes.Structure):
+    """``hv_boot_info`` (fixed layout, 128 bytes)."""
+
+    _fields_ = [
+        ("format", c_uint32),
+        ("protocol", c_uint32),
+        ("mode", c_uint32),
+        ("reserved0", c_uint32),
+        ("entry", c_uint64),
+        ("kernel_start", c_uint64),
+        ("kernel_end", c_uint64),
+        ("initrd_address", c_uint64),
+        ("initrd_size", c_uint64),
+        ("cmdline_address", c_uint64),
+        ("params_address", c_uint64),
+        ("tables_address", c_uint64),
+        ("stack", c_uint64),
+        ("reserved", c_uint64 * 5),
+    ]
+
+# -------------------------------------------------------------- virtio.h --
+
+
+class VirtioMmio(ctypes.Structure):
+    """``hv_virtio_mmio``."""
+
+    _fields_ = [
+        ("base", c_uint64),
+        ("irq", c_uint32),
+        ("reserved", c_uint32),
+    ]
+
+
+class VirtioBlkOptions(ctypes.Structure):
+    """``hv_virtio_blk_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("flags", c_uint32),
+        ("mmio", VirtioMmio),
+        ("path", c_char_p),
+        ("fd", c_int32),
+        ("reserved", c_uint32),
+        ("serial", c_char_p),
+        ("name", c_char_p),
+    ]
+
+
+class VirtioConsoleOptions(ctypes.Structure):
+    """``hv_virtio_console_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("flags", c_uint32),
+        ("mmio", VirtioMmio),
+        ("output_fd", c_int32),
+        ("input_fd", c_int32),
+        ("output_fn", OutputFn),
+        ("output_opaque", c_void_p),
+        ("name", c_char_p),
+    ]
+
+# ------------------------------------------------------------ topology.h --
+
+
+class PciDevice(ctypes.Structure):
+    """``hv_pci_device``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("domain", c_uint32),
+        ("bus", c_uint8),
+        ("device", c_uint8),
+        ("function", c_uint8),
+        ("reserved", c_uint8),
+        ("vendor_id", c_uint16),
+        ("device_id", c_uint16),
+        ("class_code", c_uint32),
+        ("numa_node", c_int32),
+        ("vendor_name", c_char_p),
+        ("device_name", c_char_p),
+        ("class_name", c_char_p),
+    ]
+
+
+class Placement(ctypes.Structure):
+    """``hv_placement``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("flags", c_uint32),
+        ("node", c_uint32),
+        ("device_node", c_int32),
+        ("distance", c_uint32),
+    ]
+
+# ----------------------------------------------------------------- tsc.h --
+
+
+class TscInfo(ctypes.Structure):
+    """``hv_tsc_info``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("flags", c_uint32),
+        ("host_tsc_khz", c_uint32),
+        ("backend_tolerance_ppm", c_uint32),
+        ("ratio_frac_bits", c_uint32),
+        ("apic_bus_khz", c_uint32),
+        ("ratio_max", c_uint64),
+        ("max_guest_tsc_khz", c_uint32),
+        ("reserved", c_uint32),
+    ]
+
+
+class TscFrequencyOptions(ctypes.Structure):
+    """``hv_tsc_frequency_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("tsc_khz", c_uint32),
+        ("tolerance_ppm", c_uint32),
+    ]
+
+
+class TscConfig(ctypes.Structure):
+    """``hv_tsc_config``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("flags", c_uint32),
+        ("tsc_khz", c_uint32),
+        ("effective_khz", c_uint32),
+        ("ratio", c_uint64),
+        ("ratio_frac_bits", c_uint32),
+        ("tolerance_ppm", c_uint32),
+    ]
+
+
+class TscPolicy(ctypes.Structure):
+    """``hv_tsc_policy``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("pause", c_uint32),
+        ("catchup", c_uint32),
+        ("catchup_max_ms", c_uint32),
+    ]
+
+
+class TscRestoreOptions(ctypes.Structure):
+    """``hv_tsc_restore_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("pause", c_uint32),
+        ("max_error_us", c_uint32),
+    ]
+
+
+class TscState(ctypes.Structure):
+    """``hv_tsc_state``: header of a TSC state record (128 bytes)."""
+
+    _fields_ = [
+        ("magic", c_uint32),
+        ("version", c_uint16),
+        ("header_size", c_uint16),
+        ("vcpu_size", c_uint16),
+        ("reserved0", c_uint16),
+        ("nr_vcpus", c_uint32),
+        ("flags", c_uint32),
+        ("tsc_khz", c_uint32),
+        ("host_tsc_khz", c_uint32),
+        ("ratio_frac_bits", c_uint32),
+        ("ratio", c_uint64),
+        ("host_tsc", c_uint64),
+        ("kvmclock_ns", c_uint64),
+        ("realtime_ns", c_uint64),
+        ("sample_error_ns", c_uint32),
+        ("reserved1", c_uint32),
+        ("host_boot_id", c_uint8 * 16),
+        ("reserved", c_uint64 * 5),
+    ]
+
+
+class TscVcpuState(ctypes.Structure):
+    """``hv_tsc_vcpu_state`` (48 bytes)."""
+
+    _fields_ = [
+        ("id", c_uint32),
+        ("flags", c_uint32),
+        ("offset", c_uint64),
+        ("guest_tsc", c_uint64),
+        ("tsc_adjust", c_uint64),
+        ("tsc_deadline", c_uint64),
+        ("reserved", c_uint64),
+    ]
