@@ -2,17 +2,18 @@
 # One entry point for a fresh Debian 12 machine:
 #   ./dev.sh demo    install what is missing, build, run the demo guest
 #   ./dev.sh test    install what is missing, build, run every test suite
-#                    (a normal build with the Python bindings, then an
-#                    ASan+UBSan build)
+#                    (a normal build with the Python bindings, an
+#                    ASan+UBSan build, then the stream fuzzer with clang)
 #   ./dev.sh bench   install what is missing, build, run the benchmarks
 #   ./dev.sh deps    only install what is missing
-# Build trees: build/ (normal, with the Python venv in build/venv) and
-# build-asan/ (sanitizers).
+# Build trees: build/ (normal, with the Python venv in build/venv),
+# build-asan/ (sanitizers) and build-fuzz/ (libFuzzer, clang).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 DEPS=(cmake make pkg-config gcc g++ binutils libcriterion-dev libelf-dev
       libnuma-dev libpci-dev libssl-dev abigail-tools acpica-tools
+      clang libclang-rt-14-dev
       python3 python3-venv python3-setuptools python3-wheel python3-pytest)
 PYTHON=/usr/bin/python3 # Debian's, whatever else is first on PATH
 JOBS=$(nproc 2>/dev/null || echo 2)
@@ -105,6 +106,54 @@ run_python() { # run_python DIR
     [ "$rc" -eq 0 ] || die "Python: pytest failed (status $rc)"
 }
 
+# The migration stream reader under libFuzzer (tests/fuzz/fuzz_stream.c),
+# built with clang in build-fuzz/: seeds from tests/fuzz/make_seeds and
+# from the suites (HVCORE_FUZZ_CORPUS), then HVCORE_FUZZ_SECONDS (60) of
+# fuzzing into build-fuzz/fuzz/corpus. A crash, leak, hang or sanitizer
+# report fails the run; the input is kept in build-fuzz/fuzz/crashes/.
+run_fuzz() { # run_fuzz SEEDS
+    local dir=build-fuzz seeds=$1 secs=${HVCORE_FUZZ_SECONDS:-60}
+    if ! command -v clang >/dev/null; then
+        echo "dev.sh: no clang here: the fuzz step is skipped" >&2
+        return 0
+    fi
+    if ! kvm_usable; then
+        echo "dev.sh: /dev/kvm is not usable here: the fuzz step is skipped" >&2
+        return 0
+    fi
+    echo "== fuzz: the migration stream reader for ${secs} s"
+    # Warnings are the gcc builds' business: clang's own (GNU extensions)
+    # must not stop the fuzzer.
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DCMAKE_C_COMPILER=clang -DHVCORE_FUZZ=ON -DHVCORE_WERROR=OFF \
+        -DHVCORE_BUILD_EXAMPLES=OFF -DHVCORE_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$dir" -j "$JOBS" --target fuzz_stream make_seeds
+    local work
+    work=$(cd "$dir" && pwd)/fuzz
+    mkdir -p "$seeds" "$work/corpus" "$work/crashes"
+    "$dir/tests/make_seeds" "$seeds"
+    set +e
+    timeout $((secs + 300)) "$dir/tests/fuzz_stream" -max_total_time="$secs" \
+        -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+        -artifact_prefix="$work/crashes/" "$work/corpus" "$seeds" \
+        >"$work/fuzz.log" 2>&1
+    local rc=$?
+    set -e
+    local done_line execs rate
+    done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$work/fuzz.log" |
+        tail -n 1 || true)
+    execs=$(sed -n 's/^stat::number_of_executed_units: //p' "$work/fuzz.log")
+    rate=$(sed -n 's/^stat::average_exec_per_sec: //p' "$work/fuzz.log")
+    if [ "$rc" -ne 0 ]; then
+        tail -n 60 "$work/fuzz.log" >&2
+        die "fuzz: fuzz_stream failed (status $rc; log $work/fuzz.log," \
+            "input in $work/crashes/)"
+    fi
+    echo "dev.sh: fuzz: ${execs:-?} executions in ${secs} s" \
+        "(${rate:-?}/s), $(echo "$done_line" |
+            sed -E 's/.*(cov: [0-9]+ ft: [0-9]+ corp: [^ ]+).*/\1/')"
+}
+
 cmd=${1:-}
 case "$cmd" in
 deps)
@@ -122,6 +171,10 @@ test)
     else
         echo "dev.sh: /dev/kvm is not usable here: KVM tests will skip" >&2
     fi
+    # The suites write small valid streams here for the fuzzer's seeds.
+    export HVCORE_FUZZ_CORPUS=$PWD/build-fuzz/fuzz/seeds
+    rm -rf "$HVCORE_FUZZ_CORPUS"
+    mkdir -p "$HVCORE_FUZZ_CORPUS"
     build build
     run_suites build "default build"
     run_python build
@@ -133,11 +186,13 @@ test)
         UBSAN_OPTIONS=print_stacktrace=1:log_path=$SANITIZER_LOGS/ubsan \
         SANITIZER_LOGS=$SANITIZER_LOGS run_suites build-asan "ASan+UBSan build"
     echo "dev.sh: all test suites passed in both configurations"
+    run_fuzz "$HVCORE_FUZZ_CORPUS"
     ;;
 bench)
     install_deps
     build build
     ./build/bench/exit_latency
+    ./build/bench/snapshot
     ;;
 -h | --help | help)
     sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'

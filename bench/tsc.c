@@ -232,7 +232,7 @@ static struct sample cycle(hv_hypervisor *hv, struct vmx **cur,
                            struct vmx **spare, uint32_t pause, bool naive)
 {
     struct vmx *a = *cur, *b = *spare;
-    uint64_t h0, g0, h1, g1, regs[NGPRS];
+    uint64_t h0 = 0, g0 = 0, h1 = 0, g1 = 0, regs[NGPRS];
     uint8_t rec_a[sizeof(hv_tsc_state) + sizeof(hv_tsc_vcpu_state)];
     uint8_t rec_b[sizeof(rec_a)];
     usleep(2000);
@@ -270,7 +270,7 @@ static struct sample cycle(hv_hypervisor *hv, struct vmx **cur,
 /* The baseline: pause and resume one VM. */
 static struct sample pause_resume(struct vmx *x, uint32_t pause)
 {
-    uint64_t h0, g0, h1, g1;
+    uint64_t h0 = 0, g0 = 0, h1 = 0, g1 = 0;
     usleep(2000);
     fresh(x, &h0, &g0);
     check(hv_vm_pause(x->vm), "hv_vm_pause");

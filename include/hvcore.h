@@ -14,6 +14,7 @@
 #include "hvcore/hypervisor.h"
 #include "hvcore/loader.h"
 #include "hvcore/memory.h"
+#include "hvcore/migration.h"
 #include "hvcore/platform.h"
 #include "hvcore/topology.h"
 #include "hvcore/tsc.h"

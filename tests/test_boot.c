@@ -288,6 +288,15 @@ Test(boot, hvrun_help_documents_every_flag)
         "--virtio-console", "--virtio-cmdline"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         cr_assert(strstr(buf, flags[i]), "--help lacks %s", flags[i]);
+    /* snapshots (tests/test_hvrun_snapshot.c) */
+    const char *snapshot_flags[] = {"--snapshot",        "--snapshot-after-ms",
+                                    "--keep-running",    "--restore FILE",
+                                    "--restore-mode",    "--key-file",
+                                    "--passphrase-file", "SIGUSR1"};
+    for (size_t i = 0; i < sizeof(snapshot_flags) / sizeof(*snapshot_flags);
+         i++)
+        cr_assert(strstr(buf, snapshot_flags[i]), "--help lacks %s",
+                  snapshot_flags[i]);
 }
 
 Test(boot, hvrun_virtio_devices_on_the_command_line)

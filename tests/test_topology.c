@@ -79,8 +79,8 @@ static void vm_flags(const void *addr, char *flags, size_t cap)
 
 static int has_flag(const char *flags, const char *flag)
 {
-    char padded[512], want[8];
-    snprintf(padded, sizeof(padded), " %s ", flags);
+    char padded[544], want[8];
+    snprintf(padded, sizeof(padded), " %.510s ", flags);
     padded[strcspn(padded, "\n")] = ' ';
     snprintf(want, sizeof(want), " %s ", flag);
     return strstr(padded, want) != NULL;

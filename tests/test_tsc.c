@@ -230,7 +230,7 @@ static int64_t observed_ppm(struct tvm *v, uint32_t khz)
 {
     int64_t ppm[5];
     for (int i = 0; i < 5; i++) {
-        uint64_t h0, g0, h1, g1;
+        uint64_t h0 = 0, g0 = 0, h1 = 0, g1 = 0;
         fresh(v, &h0, &g0);
         usleep(250000);
         fresh(v, &h1, &g1);

@@ -65,7 +65,7 @@ static void chain(uint32_t pause, int64_t *err_us, int64_t *seen_us, int n)
         progress(cur->t.vm, 0, 1000);
         progress(cur->t.vm, 1, 1000);
         usleep(10000);
-        uint64_t paused, h0, g0, h1, g1;
+        uint64_t paused = 0, h0 = 0, g0 = 0, h1 = 0, g1 = 0;
         hv_tsc_state a;
         fresh(cur, &h0, &g0);
         HVT_OK(migrate(cur, next, pause, &paused, &a));

@@ -276,7 +276,7 @@ static inline void pause_trials(struct tvm *v, uint32_t pause, int64_t *err_us,
 {
     hv_vm *vm = v->t.vm;
     for (int i = 0; i < TRIALS; i++) {
-        uint64_t h0, g0, h1, g1;
+        uint64_t h0 = 0, g0 = 0, h1 = 0, g1 = 0;
         progress(vm, 0, 100);
         fresh(v, &h0, &g0);
         HVT_OK(hv_vm_pause(vm));

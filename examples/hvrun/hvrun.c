@@ -1,6 +1,6 @@
 /* hvrun: a small VMM in the spirit of `lkvm run`, built on libhvcore's
  * public API only. options.c parses the command line; this file builds the
- * machine and runs one thread per vCPU. */
+ * machine (or has snapshot.c restore it) and runs one thread per vCPU. */
 #define _GNU_SOURCE
 #include "hvrun.h"
 
@@ -14,25 +14,22 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIB (1ull << 20)
 #define LOW_RAM_TOP 0xc0000000ull /* RAM above 3 GiB continues at 4 GiB */
 #define HIGH_RAM 0x100000000ull
 
-struct machine {
-    hv_hypervisor *hv;
-    hv_vm *vm;
-    hv_vcpu **vcpus;
-    uint32_t nr_vcpus;
-    hv_boot_info boot;
-    atomic_int stopping;
-    atomic_int status; /* exit status, first writer wins */
-};
-
 static struct termios saved_tty;
 static int tty_saved;
 static atomic_int interrupted;
+static atomic_int snapshot_requested; /* SIGUSR1 with --snapshot */
+
+int hvrun_interrupted(void)
+{
+    return atomic_load(&interrupted);
+}
 
 static void restore_tty(void)
 {
@@ -103,7 +100,7 @@ static int pollable_stdin(void)
 static hv_acpi_device virtio_acpi[16];
 static size_t nr_virtio_acpi;
 
-static void add_devices(struct machine *m, const struct options *opt)
+void hvrun_add_devices(hv_vm *vm, const struct options *opt, bool restoring)
 {
     hv_serial_options so = HV_SERIAL_OPTIONS_INIT;
     so.name = "com1";
@@ -114,23 +111,26 @@ static void add_devices(struct machine *m, const struct options *opt)
         so.input_fd = pollable_stdin();
         raw_tty();
     } else if (opt->serial == SERIAL_FILE) {
+        /* A restored guest's console goes on where it was. */
         so.output_fd = open(opt->serial_path,
-                            O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                            O_WRONLY | O_CREAT | O_CLOEXEC |
+                                (restoring ? O_APPEND : O_TRUNC),
+                            0644);
         if (so.output_fd < 0) {
             fprintf(stderr, "hvrun: cannot open serial output '%s': %s\n",
                     opt->serial_path, strerror(errno));
             exit(HVRUN_EXIT_USAGE);
         }
     }
-    check(hv_serial_create(m->vm, &so, NULL), "creating the UART");
-    check(hv_debug_exit_create(m->vm, 0xf4, NULL), "creating debug-exit");
-    check(hv_i8042_create(m->vm, NULL), "creating the i8042");
-    check(hv_cmos_create(m->vm, NULL), "creating the RTC");
-    check(hv_port80_create(m->vm, NULL), "creating the port 0x80 sink");
+    check(hv_serial_create(vm, &so, NULL), "creating the UART");
+    check(hv_debug_exit_create(vm, 0xf4, NULL), "creating debug-exit");
+    check(hv_i8042_create(vm, NULL), "creating the i8042");
+    check(hv_cmos_create(vm, NULL), "creating the RTC");
+    check(hv_port80_create(vm, NULL), "creating the port 0x80 sink");
     if (opt->virtio_console)
         raw_tty();
     nr_virtio_acpi = hvrun_add_virtio(
-        m->vm, opt, opt->virtio_console ? pollable_stdin() : -1, virtio_acpi);
+        vm, opt, opt->virtio_console ? pollable_stdin() : -1, virtio_acpi);
 }
 
 static uint64_t add_acpi(struct machine *m, const struct options *opt)
@@ -268,17 +268,86 @@ static void on_signal(int sig)
     atomic_store(&interrupted, 1);
 }
 
+static void on_usr1(int sig)
+{
+    (void)sig;
+    atomic_store(&snapshot_requested, 1);
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A snapshot on the watcher thread: without --keep-running the VM stays
+ * paused and hvrun exits 0 (the kicks take the parked vCPU threads out of
+ * hv_vcpu_run() without entering the guest, so the console ends exactly
+ * where the snapshot does); with it, the VM resumes, even after a failed
+ * save (which printed its line). */
+static void take_snapshot(struct machine *m)
+{
+    int r = hvrun_snapshot(m);
+    if (r == -ECANCELED && atomic_load(&interrupted)) {
+        stop(m, HVRUN_EXIT_INTERRUPTED);
+    } else if (!m->opt->keep_running) {
+        stop(m, r < 0 ? HVRUN_EXIT_INTERNAL : 0);
+    } else if (hv_vm_is_paused(m->vm) && hv_vm_resume(m->vm) < 0) {
+        fprintf(stderr, "hvrun: resuming after the snapshot: %s\n",
+                hv_last_error());
+        stop(m, HVRUN_EXIT_INTERNAL);
+    }
+}
+
+/* Turns SIGINT/SIGTERM into a stop, SIGUSR1 and --snapshot-after-ms into
+ * snapshots. */
 static void *signal_watch(void *arg)
 {
     struct machine *m = arg;
+    const struct options *o = m->opt;
+    double deadline = now() + (double)o->snapshot_after_ms / 1000.0;
+    bool timer = o->snapshot && o->snapshot_timed;
     while (!atomic_load(&m->stopping)) {
         if (atomic_load(&interrupted)) {
             stop(m, HVRUN_EXIT_INTERRUPTED);
             break;
         }
-        usleep(20000);
+        bool due = timer && now() >= deadline;
+        if (due || atomic_exchange(&snapshot_requested, 0)) {
+            timer = timer && !due; /* the timer fires once */
+            take_snapshot(m);
+            continue;
+        }
+        usleep(o->snapshot ? 5000 : 20000);
     }
     return NULL;
+}
+
+/* Builds the VM from the options and loads the kernel: vCPU 0 starts at
+ * its entry, the others wait for the guest's INIT/SIPI. */
+static void boot(struct machine *m, const struct options *opt)
+{
+    hv_vm_options vo = HV_VM_OPTIONS_INIT;
+    vo.max_vcpus = opt->cpus;
+    check(hv_vm_create(m->hv, &vo, &m->vm), "creating the VM");
+    add_ram(m, opt->mem_mib, opt->numa_node);
+    hvrun_add_devices(m->vm, opt, false);
+    uint64_t rsdp = add_acpi(m, opt);
+    load(m, opt, rsdp);
+    m->nr_vcpus = opt->cpus;
+    m->vcpus = calloc(opt->cpus, sizeof(*m->vcpus));
+    if (!m->vcpus) {
+        fprintf(stderr, "hvrun: out of memory\n");
+        exit(HVRUN_EXIT_INTERNAL);
+    }
+    for (uint32_t i = 0; i < opt->cpus; i++)
+        check(hv_vcpu_create(m->vm, i, &m->vcpus[i]), "creating a vCPU");
+    check(hv_vcpu_boot(m->vcpus[0], &m->boot), "setting up the boot vCPU");
+    /* A raw image gets its vCPU's index in rdi: 0 for the boot vCPU. */
+    if (opt->raw)
+        check(hv_vcpu_set_reg(m->vcpus[0], HV_X86_RDI, 0),
+              "setting up the boot vCPU");
 }
 
 int main(int argc, char **argv)
@@ -294,34 +363,33 @@ int main(int argc, char **argv)
         check(hv_thread_pin_node((uint32_t)opt.numa_node),
               "pinning to the NUMA node");
 
+    hvrun_snapshot_prepare(&opt);
+
     struct machine m = {0};
+    m.opt = &opt;
     the_machine = &m;
-    check(hv_hypervisor_open(NULL, &m.hv), "opening the hypervisor");
-    hv_vm_options vo = HV_VM_OPTIONS_INIT;
-    vo.max_vcpus = opt.cpus;
-    check(hv_vm_create(m.hv, &vo, &m.vm), "creating the VM");
-    add_ram(&m, opt.mem_mib, opt.numa_node);
-    add_devices(&m, &opt);
-    uint64_t rsdp = add_acpi(&m, &opt);
-    load(&m, &opt, rsdp);
-
-    m.nr_vcpus = opt.cpus;
-    m.vcpus = calloc(opt.cpus, sizeof(*m.vcpus));
-    struct runner *runners = calloc(opt.cpus, sizeof(*runners));
-    pthread_t *threads = calloc(opt.cpus, sizeof(*threads));
-    if (!m.vcpus || !runners || !threads) {
-        fprintf(stderr, "hvrun: out of memory\n");
-        return HVRUN_EXIT_INTERNAL;
-    }
-    for (uint32_t i = 0; i < opt.cpus; i++)
-        check(hv_vcpu_create(m.vm, i, &m.vcpus[i]), "creating a vCPU");
-    /* vCPU 0 boots; the others wait for the guest's INIT/SIPI. */
-    check(hv_vcpu_boot(m.vcpus[0], &m.boot), "setting up the boot vCPU");
-
+    /* Before a restore, so that Ctrl-C can stop a long one. */
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    if (opt.snapshot) {
+        sa.sa_handler = on_usr1;
+        sigaction(SIGUSR1, &sa, NULL);
+    }
+    check(hv_hypervisor_open(NULL, &m.hv), "opening the hypervisor");
+    if (opt.restore)
+        hvrun_restore(&m, &opt); /* continues where the snapshot stopped */
+    else
+        boot(&m, &opt);
+    opt.cpus = m.nr_vcpus;
+
+    struct runner *runners = calloc(opt.cpus, sizeof(*runners));
+    pthread_t *threads = calloc(opt.cpus, sizeof(*threads));
+    if (!runners || !threads) {
+        fprintf(stderr, "hvrun: out of memory\n");
+        return HVRUN_EXIT_INTERNAL;
+    }
     pthread_t watcher;
     pthread_create(&watcher, NULL, signal_watch, &m);
     for (uint32_t i = 0; i < opt.cpus; i++) {

@@ -1,14 +1,19 @@
 /* hvrun: boot a kernel with libhvcore. Shared between the option parser
- * (options.c) and the VM runner (hvrun.c). */
+ * (options.c), the VM runner (hvrun.c), snapshots (snapshot.c, config.c,
+ * progress.c), the virtio devices (virtio.c) and --list-host (host.c). */
 #ifndef HVRUN_H
 #define HVRUN_H
 
 #include <hvcore.h>
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-/* Exit statuses other than the guest's own debug-exit value. */
+/* Exit statuses other than the guest's own debug-exit value. A snapshot
+ * that cannot be restored (missing, damaged, truncated, wrong key, another
+ * host's) is a usage error; a snapshot that cannot be saved is internal. */
 #define HVRUN_EXIT_USAGE 2
 #define HVRUN_EXIT_TRIPLE_FAULT 124
 #define HVRUN_EXIT_INTERNAL 125
@@ -38,6 +43,33 @@ struct options {
     bool rng;
     bool virtio_console;
     bool virtio_cmdline; /* announce virtio on the command line, not ACPI */
+    /* Given on the command line (not defaults): a restore checks them
+     * against the snapshot. */
+    bool mem_given, cpus_given, serial_given;
+    /* Snapshots (snapshot.c). */
+    const char *snapshot;       /* --snapshot FILE */
+    bool snapshot_timed;        /* --snapshot-after-ms given */
+    uint64_t snapshot_after_ms; /* after the vCPUs start */
+    bool keep_running;          /* resume after a snapshot, do not exit */
+    const char *restore;        /* --restore FILE */
+    bool restore_mmap;          /* --restore-mode mmap */
+    const char *key_file;
+    const char *passphrase_file;
+    bool have_key; /* key[] holds --key-file's bytes */
+    uint8_t key[HV_STREAM_KEY_SIZE];
+    char *passphrase; /* the first line of --passphrase-file */
+};
+
+/* The running machine, shared by the runner and the snapshot code. */
+struct machine {
+    hv_hypervisor *hv;
+    hv_vm *vm;
+    hv_vcpu **vcpus;
+    uint32_t nr_vcpus;
+    hv_boot_info boot;
+    const struct options *opt; /* what the VM is, as a snapshot records */
+    atomic_int stopping;
+    atomic_int status; /* exit status, first writer wins */
 };
 
 /* Parses argv; on a usage error prints one line and exits 2; --help and
@@ -50,6 +82,55 @@ void hvrun_parse(int argc, char **argv, struct options *o);
  * stdio. Returns the number of ACPI entries written. */
 size_t hvrun_add_virtio(hv_vm *vm, const struct options *o, int console_in,
                         hv_acpi_device *acpi);
+
+/* Adds COM1 and the platform and virtio devices the options ask for
+ * (hvrun.c); a restore adds the same ones, named alike, and appends to a
+ * --serial file instead of truncating it. */
+void hvrun_add_devices(hv_vm *vm, const struct options *o, bool restoring);
+
+/* Non-zero once SIGINT or SIGTERM arrived. */
+int hvrun_interrupted(void);
+
+/* snapshot.c: reads --key-file / --passphrase-file into @o and checks that
+ * --snapshot's directory is writable; on a problem prints one line and
+ * exits 2. */
+void hvrun_snapshot_prepare(struct options *o);
+/* Pauses the VM and saves it to --snapshot atomically, with the options
+ * as user data; the VM stays paused. 0, or a negative errno after printing
+ * one line. */
+int hvrun_snapshot(struct machine *m);
+/* Restores --restore into m->vm, re-attaching the devices the snapshot's
+ * hvrun configuration names (checked against, or overridden by, @o, which
+ * then holds the merged configuration) and fills m->vcpus. On failure
+ * prints one line and exits (2, 125, or 130 when interrupted). */
+void hvrun_restore(struct machine *m, struct options *o);
+
+/* config.c: hvrun's configuration in a snapshot's user data. */
+int hvrun_config_encode(const struct options *o, uint8_t **out, size_t *len);
+/* Decodes untrusted bytes into @stored (strings malloc'ed); 0, or -1 with
+ * a message in err[]. */
+int hvrun_config_decode(const void *buf, size_t len, struct options *stored,
+                        char *err, size_t errlen);
+/* Merges the command line @o into the snapshot's @stored: host-side
+ * settings (disk paths, --serial) override, guest-visible ones must agree.
+ * 0, or -1 with a message in err[]. */
+int hvrun_config_merge(struct options *stored, const struct options *o,
+                       char *err, size_t errlen);
+
+/* progress.c: a progress line on stderr when it is a terminal. */
+struct hvrun_progress {
+    const char *what; /* "saving 'FILE'" */
+    double start;     /* seconds, CLOCK_MONOTONIC */
+    double last;      /* last line drawn */
+    uint64_t done;    /* bytes so far */
+    bool tty, drawn;
+};
+void hvrun_progress_begin(struct hvrun_progress *p, const char *what);
+/* An hv_progress_fn; -ECANCELED once interrupted. */
+int hvrun_progress(void *opaque, uint64_t done, uint64_t total);
+/* Ends the line (if one was drawn), with the totals when @ok: @bytes, or
+ * the last count reported if that is more. */
+void hvrun_progress_end(struct hvrun_progress *p, bool ok, uint64_t bytes);
 
 /* Reads a whole file; on failure prints one line and exits 2. */
 void *hvrun_read_file(const char *what, const char *path, uint64_t *size);

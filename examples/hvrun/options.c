@@ -13,6 +13,7 @@
 
 static const char usage[] =
     "usage: hvrun --kernel FILE [options]\n"
+    "       hvrun --restore FILE [options]\n"
     "       hvrun --list-host [--json]\n"
     "\n"
     "Boots a kernel on libhvcore: an ELF (PVH or plain ELF32/ELF64), a\n"
@@ -20,7 +21,7 @@ static const char usage[] =
     "thread; the guest gets a 16550A UART at 0x3f8 (IRQ 4), a debug-exit\n"
     "port at 0xf4, an i8042 reset line, a CMOS RTC and ACPI tables.\n"
     "\n"
-    "  --kernel FILE        kernel image (required)\n"
+    "  --kernel FILE        kernel image (required unless --restore)\n"
     "  --initrd FILE        initial ramdisk\n"
     "  --cmdline STR        kernel command line (default: console=ttyS0)\n"
     "  --mem MIB            guest RAM in MiB (default 256, 16..1048576)\n"
@@ -47,9 +48,38 @@ static const char usage[] =
     "  -h, --help           this text\n"
     "  -V, --version        the libhvcore version\n"
     "\n"
+    "Snapshots (the file format is docs/MIGRATION.md):\n"
+    "  --snapshot FILE      on SIGUSR1, or --snapshot-after-ms, pause the\n"
+    "                       VM, save it to FILE (written aside, then renamed\n"
+    "                       over FILE) and exit 0\n"
+    "  --snapshot-after-ms N  take the snapshot N ms after the vCPUs start\n"
+    "                       (SIGUSR1 still works; whichever comes first)\n"
+    "  --keep-running       after a snapshot the VM goes on; each SIGUSR1\n"
+    "                       takes another, replacing FILE atomically\n"
+    "  --restore FILE       continue the VM saved in FILE instead of booting\n"
+    "                       (no --kernel, --initrd, --cmdline, --raw,\n"
+    "                       --raw-mode, --virtio-cmdline); the devices come\n"
+    "                       from the snapshot: --disk PATH (as many, same\n"
+    "                       ,ro) and --serial may point them elsewhere;\n"
+    "                       --mem, --cpus, --rng, --virtio-console must agree\n"
+    "  --restore-mode MODE  read (default): read guest memory from FILE;\n"
+    "                       mmap: map it copy-on-write, lazily (FILE must\n"
+    "                       then not change; encrypted snapshots are read)\n"
+    "  --key-file PATH      exactly 32 raw bytes: the AES-256-GCM key that\n"
+    "                       --snapshot encrypts with and --restore decrypts\n"
+    "                       with\n"
+    "  --passphrase-file PATH  the first line of PATH as a passphrase\n"
+    "                       (PBKDF2) instead of --key-file\n"
+    "Saving and restoring show their progress on stderr when it is a\n"
+    "terminal.\n"
+    "\n"
     "Exit status: the byte the guest wrote to port 0xf4; 0 when it powered\n"
-    "off or reset; 2 for a usage error; 124 when it triple-faulted; 125 on\n"
-    "an internal error (with a message); 130 when interrupted.\n";
+    "off or reset, or after a --snapshot; 2 for a usage error, including a\n"
+    "snapshot that cannot be restored (missing, damaged, truncated, wrong\n"
+    "key, from an incompatible host); 124 when it triple-faulted; 125 on an\n"
+    "internal error (with a message), including a failed --snapshot save\n"
+    "(with --keep-running that only prints the message); 130 when\n"
+    "interrupted (SIGINT, SIGTERM).\n";
 
 static void die_usage(const char *fmt, const char *arg)
 {
@@ -95,6 +125,13 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"rng", no_argument, NULL, 'G'},
         {"virtio-console", no_argument, NULL, 'C'},
         {"virtio-cmdline", no_argument, NULL, 'A'},
+        {"snapshot", required_argument, NULL, 'S'},
+        {"snapshot-after-ms", required_argument, NULL, 'T'},
+        {"keep-running", no_argument, NULL, 'K'},
+        {"restore", required_argument, NULL, 'X'},
+        {"restore-mode", required_argument, NULL, 'M'},
+        {"key-file", required_argument, NULL, 'Y'},
+        {"passphrase-file", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -106,15 +143,34 @@ void hvrun_parse(int argc, char **argv, struct options *o)
     o->raw_mode = HV_X86_MODE_LONG64;
     o->numa_node = -1;
     opterr = 0;
+    /* Flags that only make sense when booting a kernel. */
+    const char *boot_only = NULL;
+    bool restore_mode = false;
     int c;
     while ((c = getopt_long(argc, argv, ":hV", longs, NULL)) != -1) {
         switch (c) {
-        case 'k': o->kernel = optarg; break;
-        case 'i': o->initrd = optarg; break;
-        case 'c': o->cmdline = optarg; break;
-        case 'm': o->mem_mib = number("--mem", optarg, 16, 1u << 20); break;
-        case 'n': o->cpus = (uint32_t)number("--cpus", optarg, 1, 255); break;
+        case 'k':
+            o->kernel = optarg;
+            boot_only = "--kernel";
+            break;
+        case 'i':
+            o->initrd = optarg;
+            boot_only = "--initrd";
+            break;
+        case 'c':
+            o->cmdline = optarg;
+            boot_only = "--cmdline";
+            break;
+        case 'm':
+            o->mem_mib = number("--mem", optarg, 16, 1u << 20);
+            o->mem_given = true;
+            break;
+        case 'n':
+            o->cpus = (uint32_t)number("--cpus", optarg, 1, 255);
+            o->cpus_given = true;
+            break;
         case 's':
+            o->serial_given = true;
             if (strcmp(optarg, "stdio") == 0)
                 o->serial = SERIAL_STDIO;
             else if (strcmp(optarg, "none") == 0)
@@ -127,10 +183,12 @@ void hvrun_parse(int argc, char **argv, struct options *o)
                           optarg);
             break;
         case 'r':
+            boot_only = "--raw";
             o->raw = true;
             o->raw_address = number("--raw", optarg, 0, UINT64_MAX - 1);
             break;
         case 'R':
+            boot_only = "--raw-mode";
             if (strcmp(optarg, "64") == 0)
                 o->raw_mode = HV_X86_MODE_LONG64;
             else if (strcmp(optarg, "32") == 0)
@@ -162,7 +220,29 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         }
         case 'G': o->rng = true; break;
         case 'C': o->virtio_console = true; break;
-        case 'A': o->virtio_cmdline = true; break;
+        case 'A':
+            o->virtio_cmdline = true;
+            boot_only = "--virtio-cmdline";
+            break;
+        case 'S': o->snapshot = optarg; break;
+        case 'T':
+            o->snapshot_after_ms =
+                number("--snapshot-after-ms", optarg, 0, 1ull << 40);
+            o->snapshot_timed = true;
+            break;
+        case 'K': o->keep_running = true; break;
+        case 'X': o->restore = optarg; break;
+        case 'M':
+            restore_mode = true;
+            if (strcmp(optarg, "mmap") == 0)
+                o->restore_mmap = true;
+            else if (strcmp(optarg, "read") == 0)
+                o->restore_mmap = false;
+            else
+                die_usage("--restore-mode: '%s' is not read or mmap", optarg);
+            break;
+        case 'Y': o->key_file = optarg; break;
+        case 'P': o->passphrase_file = optarg; break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V':
             printf("hvrun (libhvcore %s)\n", hv_version_string());
@@ -177,8 +257,23 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         die_usage("%s", "--json goes with --list-host");
     if (o->list_host)
         return;
-    if (!o->kernel)
-        die_usage("%s", "--kernel FILE is required");
+    if (o->snapshot_timed && !o->snapshot)
+        die_usage("%s", "--snapshot-after-ms goes with --snapshot FILE");
+    if (o->keep_running && !o->snapshot)
+        die_usage("%s", "--keep-running goes with --snapshot FILE");
+    if (restore_mode && !o->restore)
+        die_usage("%s", "--restore-mode goes with --restore FILE");
+    if ((o->key_file || o->passphrase_file) && !o->snapshot && !o->restore)
+        die_usage("%s", "--key-file and --passphrase-file go with --snapshot "
+                        "or --restore");
+    if (o->key_file && o->passphrase_file)
+        die_usage("%s", "give --key-file or --passphrase-file, not both");
+    if (o->restore && boot_only)
+        die_usage("%s cannot be combined with --restore (the snapshot holds "
+                  "the booted guest)",
+                  boot_only);
+    if (!o->restore && !o->kernel)
+        die_usage("%s", "--kernel FILE is required (or --restore FILE)");
     if (o->numa_node >= 0)
         hvrun_check_numa_node((uint32_t)o->numa_node);
 }

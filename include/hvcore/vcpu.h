@@ -134,6 +134,19 @@ HV_EXTERN int hv_vcpu_create(hv_vm *vm, uint32_t id, hv_vcpu **out);
  */
 HV_EXTERN int hv_vcpu_destroy(hv_vcpu *vcpu);
 
+/**
+ * Finds a VM's vCPU by id, for example one that hv_vm_restore() created.
+ *
+ * @return 0; -EINVAL for NULL; -ENOENT when the VM has no vCPU @p id.
+ */
+HV_EXTERN int hv_vm_get_vcpu(hv_vm *vm, uint32_t id, hv_vcpu **out);
+
+/**
+ * Number of vCPUs the VM has now; 0 for NULL. Their ids are below
+ * hv_vm_options::max_vcpus; hv_vm_get_vcpu() finds each.
+ */
+HV_EXTERN uint32_t hv_vm_vcpu_count(hv_vm *vm);
+
 /** The id given to hv_vcpu_create(); UINT32_MAX for NULL. */
 HV_EXTERN uint32_t hv_vcpu_id(const hv_vcpu *vcpu);
 

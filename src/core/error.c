@@ -58,6 +58,9 @@ const char *hv_strerror(int err)
     case ECANCELED: return "canceled";
     case EBADMSG: return "bad message";
     case EPROTO: return "protocol error";
+    case ENODATA: return "no more data (the input ends early)";
+    case EKEYREJECTED: return "key rejected";
+    case EPIPE: return "broken pipe";
     default: return "unknown error";
     }
 }

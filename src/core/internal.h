@@ -120,6 +120,9 @@ struct hv_vcpu {
     pthread_t runner; /* meaningful while state != IDLE */
     void *user_data;
     bool read_pending;     /* last exit is an unclaimed read to complete */
+    bool io_pending;       /* last exit was port or MMIO I/O: its data
+                            * reaches the registers only at the next entry
+                            * (hvi_vcpu_flush) */
     uint32_t pending_exit; /* hv_vcpu_request_exit() from a callback */
     uint64_t pending_code;
     hv_exit exit;
@@ -175,5 +178,8 @@ void hvi_event_stop(hv_vm *vm);
 
 /* vcpu.c: takes the runner out of the guest if there is one. */
 void hvi_vcpu_interrupt(hv_vcpu *vcpu);
+/* vcpu.c: completes the I/O of the last exit without entering the guest,
+ * so the saved registers are those the guest sees next. */
+int hvi_vcpu_flush(hv_vcpu *vcpu);
 
 #endif

@@ -238,7 +238,7 @@ int hvi_memory_snapshot(hv_vm *vm, hv_memory_region ***out, size_t *count)
     pthread_rwlock_rdlock(&vm->mem_lock);
     size_t n = vm->nr_regions;
     hv_memory_region **r = calloc(n ? n : 1, sizeof(*r));
-    if (r)
+    if (r && n)
         memcpy(r, vm->regions, n * sizeof(*r));
     pthread_rwlock_unlock(&vm->mem_lock);
     if (!r)
@@ -309,7 +309,7 @@ int hv_vm_read(hv_vm *vm, uint64_t guest_addr, void *buf, size_t length)
     if (length == 0)
         return 0;
     pthread_rwlock_rdlock(&vm->mem_lock);
-    uint8_t *p;
+    uint8_t *p = NULL;
     int r = resolve(vm, "read", guest_addr, length, &p);
     if (r == 0)
         memcpy(buf, p, length);
@@ -324,7 +324,7 @@ int hv_vm_write(hv_vm *vm, uint64_t guest_addr, const void *buf, size_t length)
     if (length == 0)
         return 0;
     pthread_rwlock_rdlock(&vm->mem_lock);
-    uint8_t *p;
+    uint8_t *p = NULL;
     int r = resolve(vm, "write", guest_addr, length, &p);
     if (r == 0)
         memcpy(p, buf, length);
@@ -341,7 +341,7 @@ int hv_vm_gpa_to_hva(hv_vm *vm, uint64_t guest_addr, size_t length, void **out)
                          "hv_vm_gpa_to_hva(0x%" PRIx64 "): zero length",
                          guest_addr);
     pthread_rwlock_rdlock(&vm->mem_lock);
-    uint8_t *p;
+    uint8_t *p = NULL;
     int r = resolve(vm, "translation", guest_addr, length, &p);
     pthread_rwlock_unlock(&vm->mem_lock);
     if (r == 0)

@@ -66,6 +66,29 @@ int hv_vcpu_destroy(hv_vcpu *vcpu)
     return 0;
 }
 
+int hv_vm_get_vcpu(hv_vm *vm, uint32_t id, hv_vcpu **out)
+{
+    if (!vm || !out)
+        return hvi_error(-EINVAL, "hv_vm_get_vcpu: NULL %s", vm ? "out" : "VM");
+    pthread_mutex_lock(&vm->lock);
+    hv_vcpu *v = id < vm->opts.max_vcpus ? vm->vcpus[id] : NULL;
+    pthread_mutex_unlock(&vm->lock);
+    if (!v)
+        return hvi_error(-ENOENT, "the VM has no vCPU %u", id);
+    *out = v;
+    return 0;
+}
+
+uint32_t hv_vm_vcpu_count(hv_vm *vm)
+{
+    if (!vm)
+        return 0;
+    pthread_mutex_lock(&vm->lock);
+    uint32_t n = vm->nr_vcpus;
+    pthread_mutex_unlock(&vm->lock);
+    return n;
+}
+
 uint32_t hv_vcpu_id(const hv_vcpu *vcpu)
 {
     return vcpu ? vcpu->id : UINT32_MAX;
@@ -138,9 +161,23 @@ int hv_vcpu_kick(hv_vcpu *vcpu)
     return 0;
 }
 
-/* Waits while the VM is paused, unless a kick asks the run to return. */
+int hvi_vcpu_flush(hv_vcpu *vcpu)
+{
+    const hv_backend_ops *ops = vcpu->vm->ops;
+    if (!vcpu->io_pending || ops->version < 3 || !ops->vcpu_flush)
+        return 0;
+    int r = ops->vcpu_flush(vcpu->priv);
+    if (r == 0)
+        vcpu->io_pending = false;
+    return r;
+}
+
+/* Waits while the VM is paused, unless a kick asks the run to return. A
+ * parked vCPU first takes in the data of its last I/O exit, so that a save
+ * during the pause sees the registers the guest will see. */
 static void park(hv_vm *vm, hv_vcpu *vcpu)
 {
+    hvi_vcpu_flush(vcpu);
     pthread_mutex_lock(&vm->lock);
     atomic_fetch_sub(&vm->active, 1);
     pthread_cond_broadcast(&vm->cond);
@@ -212,7 +249,11 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
             exit->reason = HV_EXIT_KICK;
             break;
         }
+        vcpu->io_pending = false;
         r = ops->vcpu_run(vcpu->priv, exit);
+        if (r == 0 && (exit->reason == HV_EXIT_PIO ||
+                       exit->reason == HV_EXIT_MMIO))
+            vcpu->io_pending = true;
         if (r == -EINTR) {
             r = 0;
             continue;

@@ -18,6 +18,11 @@ Devices: ``vm.add_serial(output=...)``, ``vm.add_debug_exit()``, ...,
 Python, ``vm.add_virtio_blk(path, base=..., irq=...)``; kernels:
 ``info = vm.load_kernel(path, cmdline=...)`` then ``vcpu.boot(info)``.
 
+Snapshots and migration: ``with vm.paused(): vm.save(path_fd_or_file,
+key=..., user_data=...)``, then ``VM.restore(hv, source, setup=attach)``
+where ``attach(vm, user_data)`` attaches the devices (see
+:mod:`hvcore.migration`).
+
 Errors from the library raise :class:`HvError` (an OSError with the errno,
 the library's description and its message about what exactly was wrong).
 """
@@ -27,7 +32,8 @@ from .constants import *  # noqa: F401,F403 - the C names and enums
 from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyMode,
                         DoorbellFlags, ExitFlags, ExitReason, FdEvents,
                         IoResult, IoSpace, KernelFormat, MemoryFlags,
-                        NumaPolicy, PlacementFlags, TscCatchup,
+                        NumaPolicy, PlacementFlags, RestoreFlags,
+                        SaveFlags, TscCatchup,
                         TscConfigFlags, TscInfoFlags, TscPausePolicy,
                         TscWriteFlags, VirtioBlkFlags, VmFlags, X86Mode,
                         X86Reg, msr)
@@ -76,7 +82,7 @@ __all__ = [
     "tsc_scale", "AcpiFlags", "BootProtocol", "DoorbellFlags", "FdEvents",
     "KernelFormat", "NumaPolicy", "PlacementFlags", "TscCatchup",
     "TscConfigFlags", "TscInfoFlags", "TscPausePolicy", "TscWriteFlags",
-    "VirtioBlkFlags",
+    "VirtioBlkFlags", "SaveFlags", "RestoreFlags",
     "HvError", "ClosedError", "LibraryError",
     "IO_EXIT", "IoResult", "Cap", "DirtyMode", "ExitFlags", "ExitReason",
     "IoSpace", "MemoryFlags", "VmFlags", "X86Mode", "X86Reg", "msr",

@@ -159,6 +159,21 @@ class Node:
             node.on_closed()
         return True
 
+    def forget(self, reason):
+        """Marks this subtree closed without destroying anything: for a C
+        object the library destroyed itself (a failed restore's VM).
+        The caller makes sure no call on it is still in progress."""
+        with self.lock:
+            subtree = self._subtree()
+            for node in subtree:
+                node.ptr = None
+                node.closed_reason = reason
+            if self.parent is not None:
+                self.parent.children.pop(self.key, None)
+        for node in reversed(subtree):
+            node.children = {}
+            node.on_closed()
+
     def close_from_gc(self):
         """close() for finalizers: never raises; keeps what it cannot free."""
         try:

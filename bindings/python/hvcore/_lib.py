@@ -13,7 +13,9 @@ Where the library comes from, in this order:
 
 A library is accepted when it loads, exports every function these bindings
 declare, and ``hv_version()`` reports major version 1 with a minor version
-of at least the one the bindings were written for (1.0). The file that was
+of at least the one the bindings were written for (1.0). The TSC and
+migration functions (:data:`OPTIONAL_PROTOTYPES`) may be absent: the calls
+that need them then raise HvError(ENOSYS). The file that was
 loaded and why it was chosen are :data:`path` and :data:`origin`; a refusal
 raises :class:`hvcore.LibraryError` (an ImportError) naming the file and the
 reason. ``logging.getLogger("hvcore")`` logs every attempt at DEBUG level.
@@ -264,8 +266,10 @@ PROTOTYPES = {
     "hv_thread_pin_node": (c_int, [c_uint32], _check_rc),
 }
 
-#: tsc.h: still being worked on, so a library without one of these is
-#: accepted; the Python calls that need it raise HvError(ENOSYS).
+#: tsc.h, migration.h (with hv_vm_get_vcpu(), hv_vm_vcpu_count() and
+#: hv_vm_list_memory(), which a restored VM needs): later additions to
+#: HVCORE_1.0 without a version bump, so a 1.0 library without one of these
+#: is accepted; the Python calls that need it raise HvError(ENOSYS).
 OPTIONAL_PROTOTYPES = {
     "hv_tsc_ratio": (c_int, [c_uint32, c_uint32, c_uint32, _P(c_uint64)],
                      _check_rc),
@@ -287,6 +291,24 @@ OPTIONAL_PROTOTYPES = {
                        _check_rc),
     "hv_vm_restore_tsc": (c_int, [_HANDLE, c_void_p, c_size_t,
                                   _P(X.TscRestoreOptions)], _check_rc),
+    # memory.h, vcpu.h: enumerating what a restore created
+    "hv_vm_list_memory": (c_int, [_HANDLE, _P(_HANDLE), c_size_t,
+                                  _P(c_size_t)], _check_rc),
+    "hv_vm_get_vcpu": (c_int, [_HANDLE, c_uint32, _P(_HANDLE)], _check_rc),
+    "hv_vm_vcpu_count": (c_uint32, [_HANDLE], _check_value),
+    # migration.h
+    "hv_vm_save": (c_int, [_HANDLE, _P(X.Stream), _P(X.SaveOptions)],
+                   _check_rc),
+    "hv_vm_save_fd": (c_int, [_HANDLE, c_int, _P(X.SaveOptions)],
+                      _check_rc),
+    "hv_snapshot_save": (c_int, [_HANDLE, c_char_p, _P(X.SaveOptions)],
+                         _check_rc),
+    "hv_vm_restore": (c_int, [_HANDLE, _P(X.Stream), _P(X.RestoreOptions),
+                              _P(_HANDLE)], _check_rc),
+    "hv_vm_restore_fd": (c_int, [_HANDLE, c_int, _P(X.RestoreOptions),
+                                 _P(_HANDLE)], _check_rc),
+    "hv_snapshot_restore": (c_int, [_HANDLE, c_char_p, _P(X.RestoreOptions),
+                                    _P(_HANDLE)], _check_rc),
 }
 
 

@@ -1,5 +1,5 @@
 """ctypes mirrors of the structs of device.h, platform.h, loader.h,
-virtio.h, topology.h and tsc.h, and their callback types.
+virtio.h, topology.h, tsc.h and migration.h, and their callback types.
 
 Fixed-layout structs (``hv_acpi_device`` 64 bytes, ``hv_boot_info`` 128,
 ``hv_doorbell`` 32, ``hv_tsc_state`` 128, ``hv_tsc_vcpu_state`` 48) are
@@ -9,8 +9,9 @@ layouts.
 """
 
 import ctypes
-from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_int, c_int32, c_size_t,
-                    c_uint8, c_uint16, c_uint32, c_uint64, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_int, c_int32, c_int64,
+                    c_size_t, c_uint8, c_uint16, c_uint32, c_uint64,
+                    c_void_p)
 
 # -------------------------------------------------------------- device.h --
 
@@ -353,4 +354,61 @@ class TscVcpuState(ctypes.Structure):
         ("tsc_adjust", c_uint64),
         ("tsc_deadline", c_uint64),
         ("reserved", c_uint64),
+    ]
+
+
+# ----------------------------------------------------------- migration.h --
+
+#: ``hv_stream::write``: int64_t (*)(void *opaque, const void *buf,
+#: size_t length)
+StreamWriteFn = CFUNCTYPE(c_int64, c_void_p, c_void_p, c_size_t)
+#: ``hv_stream::read``: int64_t (*)(void *opaque, void *buf, size_t length)
+StreamReadFn = CFUNCTYPE(c_int64, c_void_p, c_void_p, c_size_t)
+#: ``hv_progress_fn``: int (*)(void *opaque, uint64_t done, uint64_t total)
+ProgressFn = CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64)
+#: ``hv_restore_setup_fn``: int (*)(void *opaque, hv_vm *vm,
+#: const void *user_data, size_t length)
+RestoreSetupFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_size_t)
+
+
+class Stream(ctypes.Structure):
+    """``hv_stream``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("reserved", c_uint32),
+        ("write", StreamWriteFn),
+        ("read", StreamReadFn),
+        ("opaque", c_void_p),
+    ]
+
+
+class SaveOptions(ctypes.Structure):
+    """``hv_save_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("flags", c_uint32),
+        ("key", POINTER(c_uint8)),
+        ("passphrase", c_char_p),
+        ("user_data", c_void_p),
+        ("user_data_length", c_size_t),
+        ("progress", ProgressFn),
+        ("opaque", c_void_p),
+    ]
+
+
+class RestoreOptions(ctypes.Structure):
+    """``hv_restore_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("flags", c_uint32),
+        ("key", POINTER(c_uint8)),
+        ("passphrase", c_char_p),
+        ("setup", RestoreSetupFn),
+        ("progress", ProgressFn),
+        ("opaque", c_void_p),
+        ("kick_signal", c_int32),
+        ("reserved", c_uint32),
     ]

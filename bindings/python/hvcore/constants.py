@@ -306,4 +306,5 @@ __all__ = sorted(name for name in dir() if name.startswith("HV_")) + [
     "NumaPolicy", "FdEvents", "DoorbellFlags", "AcpiFlags", "KernelFormat",
     "BootProtocol", "VirtioBlkFlags", "PlacementFlags", "TscInfoFlags",
     "TscConfigFlags", "TscWriteFlags", "TscPausePolicy", "TscCatchup",
+    "SaveFlags", "RestoreFlags",
 ]

@@ -1,5 +1,6 @@
-"""Constants of device.h, platform.h, loader.h, virtio.h, topology.h and
-tsc.h (re-exported by :mod:`hvcore.constants`): C names and enums."""
+"""Constants of device.h, platform.h, loader.h, virtio.h, topology.h,
+tsc.h and migration.h (re-exported by :mod:`hvcore.constants`): C names
+and enums."""
 
 import enum
 
@@ -63,6 +64,15 @@ HV_TSC_STATE_KERNEL_SAMPLE = 1 << 2
 HV_TSC_STATE_CLOCK_STABLE = 1 << 3
 HV_TSC_VCPU_ADJUST = 1 << 0
 HV_TSC_VCPU_DEADLINE = 1 << 1
+
+# -- hvcore/migration.h --
+HV_STREAM_FORMAT_MAJOR = 1
+HV_STREAM_FORMAT_MINOR = 0
+HV_STREAM_KEY_SIZE = 32
+HV_STREAM_USER_DATA_MAX = 1 << 20
+HV_SAVE_ALIGN_PAGES = 1 << 0
+HV_RESTORE_MMAP = 1 << 0
+HV_RESTORE_VERIFY_MEMORY = 1 << 1
 
 
 class FdEvents(enum.IntFlag):
@@ -154,3 +164,16 @@ class TscCatchup(enum.IntFlag):
 
     PIT = HV_TSC_CATCHUP_PIT
     LAPIC = HV_TSC_CATCHUP_LAPIC
+
+
+class SaveFlags(enum.IntFlag):
+    """``hv_save_flags``."""
+
+    ALIGN_PAGES = HV_SAVE_ALIGN_PAGES
+
+
+class RestoreFlags(enum.IntFlag):
+    """``hv_restore_flags``."""
+
+    MMAP = HV_RESTORE_MMAP
+    VERIFY_MEMORY = HV_RESTORE_VERIFY_MEMORY

@@ -104,6 +104,11 @@ class Hypervisor(HypervisorTscMixin):
         """A new :class:`VM`; keyword options as for ``VM()``."""
         return VM(self, **options)
 
+    def restore_vm(self, source, **options):
+        """A VM restored from a saved stream: ``VM.restore(self, source,
+        **options)`` (see :meth:`hvcore.VM.restore`)."""
+        return VM.restore(self, source, **options)
+
     def close(self):
         """Closes the VMs made from it, then the backend. Idempotent."""
         self._node.close()

@@ -19,6 +19,7 @@ from .events import EventDispatcher
 from .io import IoDispatcher
 from .loader import LoaderMixin
 from .memory import MemoryRegion, RegionNode
+from .migration import MigrationMixin, restore_vm
 from .platform import PlatformMixin
 from .tsc import VmTscMixin
 from .vcpu import VCPU, VCPUNode, mode_options
@@ -124,7 +125,8 @@ def _host_buffer(host, length):
     return view, (ctypes.c_char * size).from_buffer(view), length
 
 
-class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin):
+class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
+         MigrationMixin):
     """One guest: memory, I/O handlers, vCPUs, interrupts, devices.
 
     ``VM(hv, no_irqchip=False, max_vcpus=0, kick_signal=0, flags=0)`` or
@@ -137,7 +139,9 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin):
 
     Devices (hvcore.device), the platform devices and ACPI
     (hvcore.platform), kernel loading (hvcore.loader), virtio
-    (hvcore.virtio) and TSC calls (hvcore.tsc) are methods too.
+    (hvcore.virtio), TSC calls (hvcore.tsc) and ``save()``
+    (hvcore.migration) are methods too; ``VM.restore(hv, source, ...)``
+    makes a VM from a saved stream.
 
     Closing the VM (``close()``, the ``with`` block, or garbage collection)
     destroys its vCPUs, memory regions, devices and handlers; their Python
@@ -159,12 +163,98 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin):
         self._node.wrapper_ref = weakref.ref(self)
         self._flags = to_enum(VmFlags, opts.flags)
 
+    @classmethod
+    def restore(cls, hypervisor, source, *, key=None, passphrase=None,
+                setup=None, progress=None, mmap=False, verify_memory=False,
+                kick_signal=0):
+        """A new VM of ``hypervisor`` from a stream ``vm.save()`` wrote.
+
+        ``source``: a snapshot file path, a file descriptor, or a file-like
+        object with ``readinto()`` or ``read()`` (see
+        :mod:`hvcore.migration`). ``key``/``passphrase``: what the stream
+        was saved with. ``setup(vm, user_data)`` attaches the devices the
+        stream has state for, with the same names (HvError ENOENT when one
+        is missing); ``vm`` is the VM returned here. ``mmap=True`` maps a
+        snapshot file's memory copy-on-write instead of reading it (the
+        file must then stay unchanged while the VM lives);
+        ``verify_memory`` also checks the mapped pages' CRCs.
+        ``kick_signal`` as for ``VM()``.
+
+        The VM is not paused; its vCPUs (``vm.vcpus``, ``vm.vcpu(id)``)
+        continue where the saved ones stopped at their next ``run()``.
+        HvError EKEYREJECTED (no or wrong key), ENODATA (the stream ends
+        early), EBADMSG (damaged), EPROTO (another format or backend),
+        ENOTSUP (this host lacks what the VM needs); nothing is left
+        behind then. An exception of ``setup``, ``progress`` or the file
+        object is re-raised, chained to the HvError.
+        """
+        return restore_vm(cls, hypervisor, source, key=key,
+                          passphrase=passphrase, setup=setup,
+                          progress=progress, mmap=mmap,
+                          verify_memory=verify_memory,
+                          kick_signal=kick_signal)
+
+    @classmethod
+    def _adopt(cls, hypervisor, ptr, owned):
+        """The VM object of a ``hv_vm`` the library made (a restore), with
+        nodes for the vCPUs and memory regions it already has. ``owned``:
+        the caller owns the VM (destroyed if this fails), else the library
+        still does (a restore's setup callback)."""
+        self = cls.__new__(cls)
+        self._hv = hypervisor
+        self._node = VMNode(ptr, hypervisor._node)
+        self._node.wrapper_ref = weakref.ref(self)
+        self._flags = None  # the library does not report a VM's flags
+        try:
+            self._adopt_children()
+        except BaseException:
+            if owned:
+                self._node.close()
+            else:
+                self._node.forget("adopting the restored VM failed")
+            raise
+        return self
+
+    def _adopt_children(self):
+        node = self._node
+        count = node.call(lib.hv_vm_vcpu_count)
+        found = 0
+        vcpu_id = 0
+        limit = max(count, self._hv.cap("max_vcpus"), 1024)
+        while found < count and vcpu_id < limit:
+            out = c_void_p()
+            try:
+                node.call(lib.hv_vm_get_vcpu, vcpu_id, byref(out))
+            except HvError as err:
+                if err.errno != errno.ENOENT:
+                    raise
+            else:
+                VCPUNode(out.value, node, vcpu_id)
+                found += 1
+            vcpu_id += 1
+        self._adopt_regions()
+
+    def _adopt_regions(self):
+        """Nodes for memory regions the bindings did not make."""
+        count = ctypes.c_size_t(0)
+        while True:
+            size = count.value
+            array = (c_void_p * max(size, 1))()
+            self._node.call(lib.hv_vm_list_memory, array, size, byref(count))
+            if count.value <= size:
+                break
+        with self._node.lock:
+            for ptr in array[:count.value]:
+                if ptr not in self._node.children:
+                    RegionNode(ptr, self._node)
+
     @property
     def hypervisor(self):
         return self._hv
 
     @property
     def flags(self):
+        """The VmFlags it was created with; None for a restored VM."""
         return self._flags
 
     @property
@@ -258,11 +348,10 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin):
         out = c_void_p()
         self._node.call(lib.hv_vm_find_memory,
                         _convert.u64(guest_addr, "guest_addr"), byref(out))
-        node = self._node.children.get(out.value)
-        if node is None:  # not made through these bindings
-            raise HvError(errno.ENOENT, "not found",
-                          f"the region at {guest_addr:#x} is unknown to "
-                          "the bindings", "hv_vm_find_memory")
+        with self._node.lock:
+            node = self._node.children.get(out.value)
+            if node is None:  # made by the library itself (a restore)
+                node = RegionNode(out.value, self._node)
         return self._node.region_wrapper(node)
 
     @property
@@ -353,6 +442,11 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin):
                 self._node.call(lib.hv_vcpu_create, vcpu_id, byref(out))
                 node = VCPUNode(out.value, self._node, vcpu_id)
         return self._node.vcpu_wrapper(node)
+
+    @property
+    def vcpu_count(self):
+        """How many vCPUs the VM has (``hv_vm_vcpu_count()``)."""
+        return self._node.call(lib.hv_vm_vcpu_count)
 
     @property
     def vcpus(self):

@@ -57,7 +57,7 @@ def test_options_structs_start_with_their_size():
 #: The headers these bindings mirror (the whole HVCORE_1.0 API).
 BOUND_HEADERS = ("common.h", "hypervisor.h", "vm.h", "memory.h", "vcpu.h",
                  "x86.h", "device.h", "platform.h", "loader.h", "virtio.h",
-                 "topology.h", "tsc.h")
+                 "topology.h", "tsc.h", "migration.h")
 
 
 def _header_constants():
@@ -104,7 +104,9 @@ def test_enums_agree_with_the_c_names():
              (hvcore.TscConfigFlags, "HV_TSC_"),
              (hvcore.TscWriteFlags, "HV_TSC_"),
              (hvcore.TscPausePolicy, "HV_TSC_PAUSE_"),
-             (hvcore.TscCatchup, "HV_TSC_CATCHUP_")]
+             (hvcore.TscCatchup, "HV_TSC_CATCHUP_"),
+             (hvcore.SaveFlags, "HV_SAVE_"),
+             (hvcore.RestoreFlags, "HV_RESTORE_")]
     for enum_type, prefix in pairs:
         for member in enum_type:
             assert getattr(constants, prefix + member.name) == member

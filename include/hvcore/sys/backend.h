@@ -32,9 +32,55 @@ extern "C" {
 #endif
 
 /**
- * Current value of hv_backend_ops::version. 2 added hv_backend_ops::tsc.
+ * Current value of hv_backend_ops::version. 2 added hv_backend_ops::tsc;
+ * 3 the state calls migration needs (vcpu_flush and the *_state calls).
  */
-#define HV_BACKEND_OPS_VERSION 2
+#define HV_BACKEND_OPS_VERSION 3
+
+/**
+ * Kinds of backend state blobs (hv_backend_ops::vcpu_get_state and
+ * vm_get_state). A blob's layout is the backend's own (KVM: the UAPI
+ * struct named below); a stream records the backend's name, and a reader
+ * refuses a stream from another backend. Never renumbered.
+ */
+typedef enum hv_backend_state {
+    /* vCPU state. A restore writes CPUID, SREGS, REGS, then the FPU/XSAVE
+     * blob (hv_backend_ops::vcpu_set_fpu), then XCRS, MSRS, LAPIC,
+     * MP_STATE, EVENTS, DEBUGREGS. */
+    /** The CPUID the vCPU was given (KVM: struct kvm_cpuid2 and entries).
+     * Setting it checks every feature against what the host supports. */
+    HV_BACKEND_VCPU_CPUID = 1,
+    /** Extended control registers (KVM: struct kvm_xcrs). */
+    HV_BACKEND_VCPU_XCRS = 2,
+    /** Every MSR the backend saves, except IA32_TSC, IA32_TSC_ADJUST and
+     * IA32_TSC_DEADLINE, which the TSC state record carries (KVM: struct
+     * kvm_msrs and its entries). */
+    HV_BACKEND_VCPU_MSRS = 3,
+    /** Multiprocessing state (KVM: struct kvm_mp_state). */
+    HV_BACKEND_VCPU_MP_STATE = 4,
+    /** Local APIC registers (KVM: struct kvm_lapic_state). */
+    HV_BACKEND_VCPU_LAPIC = 5,
+    /** Pending exceptions, interrupts, NMIs, SMIs (KVM: struct
+     * kvm_vcpu_events). */
+    HV_BACKEND_VCPU_EVENTS = 6,
+    /** Debug registers (KVM: struct kvm_debugregs). */
+    HV_BACKEND_VCPU_DEBUGREGS = 7,
+    /** Control, segment and descriptor-table registers with the pending
+     * interrupt bitmap (KVM: struct kvm_sregs). */
+    HV_BACKEND_VCPU_SREGS = 8,
+    /** General registers, RIP and RFLAGS (KVM: struct kvm_regs). */
+    HV_BACKEND_VCPU_REGS = 9,
+
+    /* VM state. */
+    /** The master 8259 (KVM: struct kvm_irqchip, chip 0). */
+    HV_BACKEND_VM_PIC_MASTER = 64,
+    /** The slave 8259 (KVM: struct kvm_irqchip, chip 1). */
+    HV_BACKEND_VM_PIC_SLAVE = 65,
+    /** The IOAPIC (KVM: struct kvm_irqchip, chip 2). */
+    HV_BACKEND_VM_IOAPIC = 66,
+    /** The 8254 PIT (KVM: struct kvm_pit_state2). */
+    HV_BACKEND_VM_PIT = 67
+} hv_backend_state;
 
 /** Flags of hv_backend_ops::vm_map_memory. */
 #define HV_BACKEND_MAP_READONLY 1u
@@ -203,6 +249,40 @@ typedef struct hv_backend_ops {
     int (*vm_ioeventfd)(void *vm_priv, int fd, uint32_t space, uint64_t addr,
                         uint32_t length, int match, uint64_t data,
                         int assign);
+
+    /* Version 3 (all before 1.0.0): migration. */
+    /**
+     * Completes what the last exit left pending (the data of a port or
+     * MMIO read, a string I/O step) without entering the guest, so the
+     * registers read next are the ones the guest will see. Called with the
+     * vCPU out of the guest, on any thread.
+     */
+    int (*vcpu_flush)(void *vcpu_priv);
+    /**
+     * Size in bytes of a vCPU state blob of @p kind (::hv_backend_state);
+     * 0 when this vCPU has none of that kind (it is then neither saved
+     * nor expected). -EINVAL for a kind the backend does not know.
+     */
+    int (*vcpu_state_size)(void *vcpu_priv, uint32_t kind, size_t *size);
+    /** Reads a vCPU state blob; @p length is what vcpu_state_size() said.
+     */
+    int (*vcpu_get_state)(void *vcpu_priv, uint32_t kind, void *buf,
+                          size_t length);
+    /**
+     * Writes a vCPU state blob that came from a stream: hostile input.
+     * The backend checks @p length and every field it can before the
+     * accelerator sees it, and names what is wrong.
+     */
+    int (*vcpu_set_state)(void *vcpu_priv, uint32_t kind, const void *buf,
+                          size_t length);
+    /** As vcpu_state_size(), for a VM state blob. */
+    int (*vm_state_size)(void *vm_priv, uint32_t kind, size_t *size);
+    /** As vcpu_get_state(), for a VM state blob. */
+    int (*vm_get_state)(void *vm_priv, uint32_t kind, void *buf,
+                        size_t length);
+    /** As vcpu_set_state(), for a VM state blob. */
+    int (*vm_set_state)(void *vm_priv, uint32_t kind, const void *buf,
+                        size_t length);
 } hv_backend_ops;
 
 #ifdef __cplusplus

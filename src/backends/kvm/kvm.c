@@ -135,6 +135,7 @@ static int kvm_open(void **priv)
     c[HV_CAP_IOEVENTFD] = check(fd, KVM_CAP_IOEVENTFD) != 0;
     c[HV_CAP_PHYS_ADDR_BITS] = phys_bits(k->cpuid);
     hvi_kvm_tsc_open(k);
+    hvi_kvm_state_open(k);
     *priv = k;
     return 0;
 }
@@ -142,6 +143,7 @@ static int kvm_open(void **priv)
 static void kvm_close(void *priv)
 {
     struct hvi_kvm *k = priv;
+    hvi_kvm_state_close(k);
     hvi_kvm_tsc_close(k);
     close(k->fd);
     free(k->cpuid);
@@ -191,4 +193,11 @@ const hv_backend_ops hvi_kvm_backend = {
     .tsc = &hvi_kvm_tsc_ops,
     .vm_irqfd = hvi_kvm_irqfd,
     .vm_ioeventfd = hvi_kvm_ioeventfd,
+    .vcpu_flush = hvi_kvm_vcpu_flush,
+    .vcpu_state_size = hvi_kvm_vcpu_state_size,
+    .vcpu_get_state = hvi_kvm_vcpu_get_state,
+    .vcpu_set_state = hvi_kvm_vcpu_set_state,
+    .vm_state_size = hvi_kvm_vm_state_size,
+    .vm_get_state = hvi_kvm_vm_get_state,
+    .vm_set_state = hvi_kvm_vm_set_state,
 };

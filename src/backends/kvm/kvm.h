@@ -32,18 +32,27 @@ struct hvi_kvm_tsc {
     uint32_t adjust_clock; /* KVM_CAP_ADJUST_CLOCK: KVM_CLOCK_* supported */
 };
 
+/* KVM_GET_MSR_INDEX_LIST without the TSC MSRs, listed under the lock when
+ * first needed (kvm_state.c), never changed after. */
+struct hvi_kvm_msr_list {
+    pthread_mutex_t lock;
+    struct kvm_msr_list *list;
+};
+
 struct hvi_kvm {
     int fd;
     int run_size;
     uint64_t caps[HV_CAP_PHYS_ADDR_BITS + 1];
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID */
     struct hvi_kvm_tsc tsc;
+    struct hvi_kvm_msr_list msrs;
 };
 
 struct hvi_kvm_vm {
     struct hvi_kvm *kvm;
     int fd;
     int kick_signal;
+    bool has_irqchip; /* in-kernel PIC, IOAPIC and local APICs */
     bool has_pit;
     bool pit_reinject; /* KVM_REINJECT_CONTROL; on by KVM's default */
     /* The guest TSC frequency (kvm_tsc.c). tsc_khz 0: unpinned, the
@@ -69,6 +78,11 @@ struct hvi_kvm_vcpu {
     enum hvi_kvm_fpu_mode fpu_mode;
     size_t fpu_size;
     uint32_t tsc_hw_khz; /* the frequency KVM runs this vCPU at; 0: host */
+    /* The host's MSR list filtered to what KVM reads for this vCPU
+     * (kvm_state.c), probed once so that the MSRS state keeps its size. */
+    bool msrs_probed;
+    uint32_t nr_msrs;
+    uint32_t *msr_index;
 };
 
 /* Reports a failed ioctl: records "what: strerror" and returns -errno. */
@@ -101,6 +115,21 @@ int hvi_kvm_fpu_size(void *vcpu_priv, size_t *size);
 int hvi_kvm_get_fpu(void *vcpu_priv, void *buf, size_t length);
 int hvi_kvm_set_fpu(void *vcpu_priv, const void *buf, size_t length);
 int hvi_kvm_set_runnable(void *vcpu_priv);
+
+/* kvm_state.c: migration state blobs (hv_backend_state) and flush. */
+void hvi_kvm_state_open(struct hvi_kvm *k);
+void hvi_kvm_state_close(struct hvi_kvm *k);
+int hvi_kvm_vcpu_flush(void *vcpu_priv);
+int hvi_kvm_vcpu_state_size(void *vcpu_priv, uint32_t kind, size_t *size);
+int hvi_kvm_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
+                           size_t length);
+int hvi_kvm_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
+                           size_t length);
+int hvi_kvm_vm_state_size(void *vm_priv, uint32_t kind, size_t *size);
+int hvi_kvm_vm_get_state(void *vm_priv, uint32_t kind, void *buf,
+                         size_t length);
+int hvi_kvm_vm_set_state(void *vm_priv, uint32_t kind, const void *buf,
+                         size_t length);
 
 /* kvm_vcpu.c: KVM_SET_CPUID2 with this vCPU's ids and TSC leaves. */
 int hvi_kvm_set_cpuid(struct hvi_kvm_vcpu *v);

@@ -95,6 +95,7 @@ void hvi_kvm_vcpu_destroy(void *vcpu_priv)
     struct hvi_kvm_vcpu *v = vcpu_priv;
     munmap(v->run, v->run_size);
     close(v->fd);
+    free(v->msr_index);
     free(v);
 }
 

@@ -72,6 +72,7 @@ int hvi_kvm_vm_create(void *priv, const hv_vm_options *opts, void **out)
             r = hvi_kvm_fail("KVM_CREATE_IRQCHIP", errno);
             goto fail;
         }
+        vm->has_irqchip = true;
         struct kvm_pit_config pit = {.flags = 0};
         if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0) {
             r = hvi_kvm_fail("KVM_CREATE_PIT2", errno);

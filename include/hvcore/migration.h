@@ -1,0 +1,271 @@
+/**
+ * @file hvcore/migration.h
+ * @brief Migration streams: save a paused VM, restore it in another process.
+ *
+ * A stream (docs/MIGRATION.md) holds everything a VM is: its configuration,
+ * guest memory, every vCPU's full state, the interrupt controllers and PIT,
+ * the TSC state record and each device's state record. It is written
+ * strictly in order (never seeking), so it can go to a file, a pipe or a
+ * socket, and it is read as hostile input: a damaged, truncated or forged
+ * stream is refused with a message that names the section and the byte
+ * offset, and nothing of it reaches a VM the caller can see.
+ *
+ * A snapshot file is a stream whose guest memory sits at page-aligned file
+ * offsets, written under a temporary name and renamed over the target only
+ * when complete; a restore can then map the memory copy-on-write instead of
+ * reading it.
+ *
+ * Sections may be encrypted and authenticated with AES-256-GCM (OpenSSL)
+ * under a 32-byte key the caller gives, or one derived from a passphrase
+ * (PBKDF2-HMAC-SHA256, 600000 iterations, random salt).
+ *
+ * Thread rules: a save runs on the caller's thread while the VM is paused
+ * (hv_vm_pause()); vCPU threads may stay parked inside hv_vcpu_run(). A
+ * restore creates a new VM and touches nothing else.
+ */
+#ifndef HVCORE_MIGRATION_H
+#define HVCORE_MIGRATION_H
+
+#include "common.h"
+#include "hypervisor.h"
+#include "vm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Format major version this library writes; a reader refuses another. */
+#define HV_STREAM_FORMAT_MAJOR 1
+/** Format minor version this library writes and reads up to. */
+#define HV_STREAM_FORMAT_MINOR 0
+
+/** Size of a caller-supplied encryption key, bytes (AES-256). */
+#define HV_STREAM_KEY_SIZE 32
+
+/** Most bytes of caller data a stream carries (hv_save_options::user_data).
+ */
+#define HV_STREAM_USER_DATA_MAX (1u << 20)
+
+/**
+ * Where a stream goes to or comes from, when it is not a file descriptor.
+ * Initialise with ::HV_STREAM_INIT. The library calls @c write (saving) or
+ * @c read (restoring) on the caller's thread, in order, and never seeks.
+ */
+typedef struct hv_stream {
+    /** sizeof(hv_stream) as the caller was compiled. */
+    uint32_t size;
+    /** Reserved; 0. */
+    uint32_t reserved;
+    /**
+     * Writes up to @p length bytes; returns how many were written (at least
+     * 1; the library calls again for the rest) or a negative errno.
+     */
+    int64_t (*write)(void *opaque, const void *buf, size_t length);
+    /**
+     * Reads up to @p length bytes; returns how many were read (0 at the end
+     * of the stream) or a negative errno.
+     */
+    int64_t (*read)(void *opaque, void *buf, size_t length);
+    /** Passed to @c write and @c read. */
+    void *opaque;
+} hv_stream;
+
+/** Initialiser for ::hv_stream (set the callbacks and opaque after). */
+#define HV_STREAM_INIT                                                         \
+    {                                                                          \
+        sizeof(hv_stream), 0, NULL, NULL, NULL                                 \
+    }
+
+/**
+ * Progress of a save or a restore: @p done bytes of the stream so far, of
+ * about @p total (0 when unknown, as for a restore from a pipe). Called
+ * on the saving or restoring thread, at most every 4 MiB and once at the
+ * end; return 0 to go on, or a negative errno to stop the operation with
+ * that error.
+ */
+typedef int (*hv_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
+/** Flags of hv_save_options::flags. */
+typedef enum hv_save_flags {
+    /**
+     * Place every run of raw guest pages at a stream offset that is a
+     * multiple of the page size (padding sections in between), so that a
+     * restore can map a file copy-on-write. hv_snapshot_save() always sets
+     * it.
+     */
+    HV_SAVE_ALIGN_PAGES = 1u << 0
+} hv_save_flags;
+
+/**
+ * Save options. Initialise with ::HV_SAVE_OPTIONS_INIT; fields are only
+ * ever appended, and the library reads only those that @c size covers.
+ */
+typedef struct hv_save_options {
+    /** sizeof(hv_save_options) as the caller was compiled. */
+    uint32_t size;
+    /** Bit mask of ::hv_save_flags. */
+    uint32_t flags;
+    /**
+     * ::HV_STREAM_KEY_SIZE bytes: encrypt every section with a key derived
+     * from this one and a random per-stream salt. NULL: no key.
+     */
+    const uint8_t *key;
+    /**
+     * NUL-terminated passphrase: encrypt with a key derived from it
+     * (PBKDF2). At most one of @c key and @c passphrase.
+     */
+    const char *passphrase;
+    /**
+     * Caller bytes stored in the stream (at most ::HV_STREAM_USER_DATA_MAX)
+     * and handed back on restore (hv_restore_options::setup): a VMM keeps
+     * its own configuration here, such as the disk paths it attached.
+     */
+    const void *user_data;
+    /** Bytes at @c user_data. */
+    size_t user_data_length;
+    /** Called as the stream grows; NULL for none. */
+    hv_progress_fn progress;
+    /** Passed to @c progress. */
+    void *opaque;
+} hv_save_options;
+
+/** Initialiser for ::hv_save_options. */
+#define HV_SAVE_OPTIONS_INIT                                                   \
+    {                                                                          \
+        sizeof(hv_save_options), 0, NULL, NULL, NULL, 0, NULL, NULL            \
+    }
+
+/** Flags of hv_restore_options::flags. */
+typedef enum hv_restore_flags {
+    /**
+     * hv_snapshot_restore(): map guest memory from the file MAP_PRIVATE
+     * (lazy, copy-on-write) instead of reading it. The file must then stay
+     * unchanged while the VM lives (the library keeps it open). Every
+     * section's CRC is still checked, except that of the mapped page data,
+     * which is checked only with ::HV_RESTORE_VERIFY_MEMORY (that reads
+     * all of it). Ignored for an encrypted snapshot, which is always read.
+     */
+    HV_RESTORE_MMAP = 1u << 0,
+    /** With ::HV_RESTORE_MMAP: check the CRC of the mapped pages too. */
+    HV_RESTORE_VERIFY_MEMORY = 1u << 1
+} hv_restore_flags;
+
+/**
+ * Called once during a restore, after the VM, its memory regions and its
+ * vCPUs exist and before any device state is loaded: attach the VM's
+ * devices here (with the same names as on the source), using the caller
+ * data the stream carried. The VM is not yet the caller's: on any later
+ * error the library destroys it. Return 0, or a negative errno to stop
+ * the restore (a message from hv_last_error() is kept).
+ */
+typedef int (*hv_restore_setup_fn)(void *opaque, hv_vm *vm,
+                                   const void *user_data, size_t length);
+
+/**
+ * Restore options. Initialise with ::HV_RESTORE_OPTIONS_INIT; fields are
+ * only ever appended, and the library reads only those that @c size covers.
+ */
+typedef struct hv_restore_options {
+    /** sizeof(hv_restore_options) as the caller was compiled. */
+    uint32_t size;
+    /** Bit mask of ::hv_restore_flags. */
+    uint32_t flags;
+    /** The key the stream was saved with (::HV_STREAM_KEY_SIZE bytes). */
+    const uint8_t *key;
+    /** The passphrase the stream was saved with. */
+    const char *passphrase;
+    /** Attaches the devices; NULL when the VM has none with state. */
+    hv_restore_setup_fn setup;
+    /** Called as the stream is read; NULL for none. */
+    hv_progress_fn progress;
+    /** Passed to @c setup and @c progress. */
+    void *opaque;
+    /** Kick signal for the new VM (hv_vm_options::kick_signal); 0: SIGRTMIN.
+     */
+    int32_t kick_signal;
+    /** Reserved; 0. */
+    uint32_t reserved;
+} hv_restore_options;
+
+/** Initialiser for ::hv_restore_options. */
+#define HV_RESTORE_OPTIONS_INIT                                                \
+    {                                                                          \
+        sizeof(hv_restore_options), 0, NULL, NULL, NULL, NULL, NULL, 0, 0      \
+    }
+
+/**
+ * Saves a paused VM to a stream: configuration, memory (zero pages as
+ * flags only), every vCPU, the interrupt controllers and PIT, the TSC state
+ * record, and the state of every device that has save_state. A vCPU whose
+ * last exit left port or MMIO data for the guest gets it first, so the
+ * saved registers are those the guest would see next. The VM stays paused
+ * and can be resumed afterwards.
+ *
+ * @param opts options, or NULL for none (no encryption).
+ * @return 0; -EINVAL (NULL, bad options, both key and passphrase, user
+ *         data too large); -EBUSY when the VM is not paused; -ENOTSUP when
+ *         the backend cannot save a VM; the stream's error (for example
+ *         -EPIPE, -ENOSPC); a device's or the backend's error.
+ */
+HV_EXTERN int hv_vm_save(hv_vm *vm, const hv_stream *stream,
+                         const hv_save_options *opts);
+
+/** hv_vm_save() to a file descriptor (a pipe, a socket, a file) with
+ * write(2); the descriptor is left open where the stream ended. */
+HV_EXTERN int hv_vm_save_fd(hv_vm *vm, int fd, const hv_save_options *opts);
+
+/**
+ * Saves a paused VM to a snapshot file at @p path atomically: the stream
+ * (with ::HV_SAVE_ALIGN_PAGES) is written to a temporary file in the same
+ * directory, fsynced, renamed over @p path, and the directory is fsynced.
+ * On any failure the temporary file is removed and a file already at
+ * @p path is untouched.
+ *
+ * @return as hv_vm_save(); -errno for a file system error (the message
+ *         names the path).
+ */
+HV_EXTERN int hv_snapshot_save(hv_vm *vm, const char *path,
+                               const hv_save_options *opts);
+
+/**
+ * Restores a VM from a stream into a new VM of @p hv. The VM is handed to
+ * the caller only when the whole stream, up to its end section, was read
+ * and checked; on any error nothing is left behind. The new VM is not
+ * paused; its vCPUs (hv_vm_get_vcpu()) continue where the saved ones
+ * stopped at their next hv_vcpu_run().
+ *
+ * @param opts options, or NULL (no key, no setup callback).
+ * @param out  receives the VM.
+ * @return 0; -EINVAL (NULL, bad options); -EBADMSG for a damaged or
+ *         impossible stream (the message names the section and offset);
+ *         -EPROTO for a stream of another format major, a newer minor or
+ *         section version, another architecture or backend; -EKEYREJECTED
+ *         when the stream is encrypted and no key was given, or the key is
+ *         wrong (the first section fails authentication); -ENODATA when
+ *         the stream ends early; -ENOTSUP when this host lacks what the VM
+ *         needs (CPU features, XSAVE size, address bits); -ENOENT when the
+ *         stream has state for a device the setup callback did not attach
+ *         (or the reverse); the stream's, the callback's or the backend's
+ *         error.
+ */
+HV_EXTERN int hv_vm_restore(hv_hypervisor *hv, const hv_stream *stream,
+                            const hv_restore_options *opts, hv_vm **out);
+
+/** hv_vm_restore() from a file descriptor with read(2). */
+HV_EXTERN int hv_vm_restore_fd(hv_hypervisor *hv, int fd,
+                               const hv_restore_options *opts, hv_vm **out);
+
+/**
+ * Restores a VM from a snapshot file, reading it or (::HV_RESTORE_MMAP)
+ * mapping its memory.
+ *
+ * @return as hv_vm_restore(); -errno when the file cannot be opened.
+ */
+HV_EXTERN int hv_snapshot_restore(hv_hypervisor *hv, const char *path,
+                                  const hv_restore_options *opts, hv_vm **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HVCORE_MIGRATION_H */

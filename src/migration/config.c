@@ -1,0 +1,280 @@
+/* The CONFIG section: what a VM is made of, and the facts that decide
+ * whether this host can run it. */
+#define _GNU_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE, mkostemp */
+#include "stream.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define REGION_BYTES 24
+
+static uint32_t address_bits(uint64_t end)
+{
+    uint32_t bits = 0;
+    while (bits < 64 && (end - 1) >> bits)
+        bits++;
+    return bits;
+}
+
+int hvm_config_encode(hv_vm *vm, uint8_t **out, size_t *len)
+{
+    hv_memory_region **regs = NULL;
+    size_t nregs = 0;
+    int r = hvi_memory_snapshot(vm, &regs, &nregs);
+    if (r < 0)
+        return r;
+    uint32_t ids[vm->opts.max_vcpus ? vm->opts.max_vcpus : 1];
+    uint32_t nids = 0;
+    pthread_mutex_lock(&vm->lock);
+    for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
+        if (vm->vcpus[i])
+            ids[nids++] = i;
+    pthread_mutex_unlock(&vm->lock);
+
+    uint8_t *rb = calloc(nregs ? nregs : 1, REGION_BYTES);
+    if (!rb) {
+        free(regs);
+        return hvi_error(-ENOMEM, "out of memory saving the VM configuration");
+    }
+    uint64_t top = 1;
+    for (size_t i = 0; i < nregs; i++) {
+        hvm_put64(rb + i * REGION_BYTES, regs[i]->gpa);
+        hvm_put64(rb + i * REGION_BYTES + 8, regs[i]->len);
+        hvm_put32(rb + i * REGION_BYTES + 16, regs[i]->flags);
+        if (regs[i]->gpa + regs[i]->len > top)
+            top = regs[i]->gpa + regs[i]->len;
+    }
+    free(regs);
+    size_t fpu = 0;
+    if (nids)
+        vm->ops->vcpu_fpu_size(vm->vcpus[ids[0]]->priv, &fpu);
+    hv_tsc_config tsc = HV_TSC_CONFIG_INIT;
+    if (hv_vm_get_tsc_config(vm, &tsc) < 0)
+        tsc.tsc_khz = 0;
+    size_t ndev = 0;
+    hv_device **devs = NULL;
+    if ((r = hvi_devices_snapshot(vm, &devs, &ndev)) < 0) {
+        free(rb);
+        return r;
+    }
+    free(devs);
+
+    struct hvi_rec_writer w = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        hvi_rec_u64(&w, HVM_CFG_VM_FLAGS, vm->opts.flags);
+        hvi_rec_u64(&w, HVM_CFG_MAX_VCPUS, vm->opts.max_vcpus);
+        uint8_t idb[4 * (sizeof(ids) / sizeof(ids[0]))];
+        for (uint32_t i = 0; i < nids; i++)
+            hvm_put32(idb + 4 * i, ids[i]);
+        hvi_rec_bytes(&w, HVM_CFG_VCPU_IDS, idb, 4 * nids);
+        hvi_rec_bytes(&w, HVM_CFG_REGIONS, rb,
+                      (uint32_t)(nregs * REGION_BYTES));
+        hvi_rec_u64(&w, HVM_CFG_FPU_SIZE, fpu);
+        hvi_rec_u64(&w, HVM_CFG_PHYS_BITS, address_bits(top));
+        hvi_rec_u64(&w, HVM_CFG_TSC_KHZ, tsc.tsc_khz);
+        hvi_rec_u64(&w, HVM_CFG_TSC_PINNED, !!(tsc.flags & HV_TSC_PINNED));
+        hvi_rec_u64(&w, HVM_CFG_NR_DEVICES, ndev);
+        if (pass == 0) {
+            size_t need = w.len;
+            memset(&w, 0, sizeof(w));
+            w.buf = malloc(need);
+            w.cap = need;
+            if (!w.buf) {
+                free(rb);
+                return hvi_error(-ENOMEM, "out of memory saving the VM "
+                                          "configuration");
+            }
+        }
+    }
+    free(rb);
+    *out = w.buf;
+    *len = w.len;
+    return 0;
+}
+
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            r = hvm_fail(s, -EBADMSG, __VA_ARGS__);                            \
+            goto fail;                                                         \
+        }                                                                      \
+    } while (0)
+
+int hvm_config_decode(const struct hvm_sec *s, const uint8_t *p, size_t len,
+                      struct hvm_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    struct hvi_rec_reader rd = {p, len, "VM configuration"};
+    uint64_t flags, maxv;
+    const void *ids, *regs;
+    uint32_t nids, nregs;
+    int r;
+    if ((r = hvi_rec_get_u64(&rd, HVM_CFG_VM_FLAGS, &flags)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVM_CFG_MAX_VCPUS, &maxv)) < 0 ||
+        (r = hvi_rec_get_bytes(&rd, HVM_CFG_VCPU_IDS, &ids, &nids)) < 0 ||
+        (r = hvi_rec_get_bytes(&rd, HVM_CFG_REGIONS, &regs, &nregs)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVM_CFG_FPU_SIZE, &c->fpu_size)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVM_CFG_PHYS_BITS, &c->phys_bits)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVM_CFG_TSC_KHZ, &c->tsc_khz)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVM_CFG_TSC_PINNED, &c->tsc_pinned)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVM_CFG_NR_DEVICES, &c->nr_devices)) < 0)
+        return hvm_fail(s, r, "%s", hv_last_error());
+    CHECK(flags <= HV_VM_NO_IRQCHIP, "unknown VM flags 0x%" PRIx64, flags);
+    CHECK(maxv >= 1 && maxv <= 4096, "max_vcpus %" PRIu64 " is out of range",
+          maxv);
+    CHECK(nids % 4 == 0 && nids / 4 <= maxv,
+          "vCPU id list of %u bytes for max_vcpus %" PRIu64, nids, maxv);
+    CHECK(nregs % REGION_BYTES == 0 && nregs / REGION_BYTES <= 512,
+          "region list of %u bytes", nregs);
+    CHECK(c->fpu_size <= (1u << 20), "XSAVE size %" PRIu64 " is implausible",
+          c->fpu_size);
+    CHECK(c->tsc_khz <= UINT32_MAX && c->tsc_pinned <= 1,
+          "TSC %" PRIu64 " kHz, pinned %" PRIu64, c->tsc_khz, c->tsc_pinned);
+    CHECK(c->nr_devices <= 4096, "%" PRIu64 " devices", c->nr_devices);
+    c->vm_flags = (uint32_t)flags;
+    c->max_vcpus = (uint32_t)maxv;
+    c->nr_vcpus = nids / 4;
+    c->nr_regions = nregs / REGION_BYTES;
+    c->vcpu_ids = calloc(c->nr_vcpus + 1, sizeof(uint32_t));
+    c->regions = calloc(c->nr_regions + 1, sizeof(*c->regions));
+    if (!c->vcpu_ids || !c->regions) {
+        r = hvm_fail(s, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (uint32_t i = 0; i < c->nr_vcpus; i++) {
+        c->vcpu_ids[i] = hvm_get32((const uint8_t *)ids + 4 * i);
+        CHECK(c->vcpu_ids[i] < c->max_vcpus &&
+                  (i == 0 || c->vcpu_ids[i] > c->vcpu_ids[i - 1]),
+              "vCPU id %u (entry %u) is out of range or out of order",
+              c->vcpu_ids[i], i);
+    }
+    for (uint32_t i = 0; i < c->nr_regions; i++) {
+        const uint8_t *e = (const uint8_t *)regs + i * REGION_BYTES;
+        struct hvm_region *g = &c->regions[i];
+        g->gpa = hvm_get64(e);
+        g->len = hvm_get64(e + 8);
+        g->flags = hvm_get32(e + 16);
+        CHECK(g->gpa % HVM_PAGE == 0 && g->len % HVM_PAGE == 0 && g->len &&
+                  g->gpa + g->len > g->gpa && hvm_get32(e + 20) == 0,
+              "region %u (0x%" PRIx64 "+0x%" PRIx64 ") is malformed", i, g->gpa,
+              g->len);
+        CHECK(i == 0 || g->gpa >= c->regions[i - 1].gpa + c->regions[i - 1].len,
+              "region %u (0x%" PRIx64 ") overlaps or precedes region %u", i,
+              g->gpa, i - 1);
+    }
+    return 0;
+fail:
+    hvm_config_free(c);
+    return r;
+}
+
+void hvm_config_free(struct hvm_config *c)
+{
+    free(c->vcpu_ids);
+    free(c->regions);
+    c->vcpu_ids = NULL;
+    c->regions = NULL;
+}
+
+/* Memory a restore maps file pieces over: anonymous and private, so pages
+ * no run covers read as zero and cost nothing. */
+static int add_mapped(hv_vm *vm, const struct hvm_sec *s, hv_memory_options *o)
+{
+    void *p = mmap(NULL, o->length, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return hvm_fail(s, -errno, "mapping 0x%" PRIx64 " bytes: %s", o->length,
+                        hv_strerror(-errno));
+    o->host_addr = p;
+    hv_memory_region *reg;
+    int r = hv_vm_add_memory(vm, o, &reg);
+    if (r < 0) {
+        munmap(p, o->length);
+        return r;
+    }
+    reg->owned = true; /* unmapped with the region */
+    return 0;
+}
+
+int hvm_config_apply(hv_hypervisor *hv, const struct hvm_sec *s,
+                     const struct hvm_config *c, int32_t kick_signal,
+                     bool mapped, hv_vm **out)
+{
+    /* The regions, not the stream's claim, decide what the VM needs. */
+    uint64_t top = 1, total = 0;
+    for (uint32_t i = 0; i < c->nr_regions; i++) {
+        total += c->regions[i].len;
+        if (c->regions[i].gpa + c->regions[i].len > top)
+            top = c->regions[i].gpa + c->regions[i].len;
+    }
+    uint64_t need = address_bits(top);
+    if (need != c->phys_bits)
+        return hvm_fail(s, -EBADMSG,
+                        "the regions need %" PRIu64
+                        " address bits, the stream says %" PRIu64,
+                        need, c->phys_bits);
+    /* A VM larger than this host's RAM cannot be meant for it; refusing it
+     * early also keeps a forged stream from making the kernel build the
+     * tables of a huge memory slot. */
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psz > 0 && total > (uint64_t)pages * (uint64_t)psz)
+        return hvm_fail(s, -ENOMEM,
+                        "the VM has 0x%" PRIx64
+                        " bytes of memory, more than this host's 0x%" PRIx64,
+                        total, (uint64_t)pages * (uint64_t)psz);
+    uint64_t bits = 0;
+    hv_hypervisor_get_cap(hv, HV_CAP_PHYS_ADDR_BITS, &bits);
+    if (bits && c->phys_bits > bits)
+        return hvm_fail(s, -ENOTSUP,
+                        "the VM's memory needs %" PRIu64
+                        " address bits; this host has %" PRIu64,
+                        c->phys_bits, bits);
+    hv_vm_options vo = HV_VM_OPTIONS_INIT;
+    vo.flags = c->vm_flags;
+    vo.max_vcpus = c->max_vcpus;
+    vo.kick_signal = kick_signal;
+    hv_vm *vm;
+    int r = hv_vm_create(hv, &vo, &vm);
+    if (r < 0)
+        return hvm_fail(s, r, "creating the VM: %s", hv_last_error());
+    for (uint32_t i = 0; i < c->nr_regions && r == 0; i++) {
+        hv_memory_options mo = HV_MEMORY_OPTIONS_INIT;
+        mo.guest_addr = c->regions[i].gpa;
+        mo.length = c->regions[i].len;
+        /* Placement (NUMA, prefaulting) is the destination's business. */
+        mo.flags = c->regions[i].flags &
+                   (HV_MEMORY_READONLY | HV_MEMORY_MERGEABLE | HV_MEMORY_THP |
+                    (mapped ? 0 : HV_MEMORY_HUGETLB));
+        r = mapped ? add_mapped(vm, s, &mo) : hv_vm_add_memory(vm, &mo, NULL);
+        if (r < 0)
+            r = hvm_fail(s, r, "region %u: %s", i, hv_last_error());
+    }
+    if (r == 0 && c->tsc_pinned) {
+        hv_tsc_frequency_options fo = HV_TSC_FREQUENCY_OPTIONS_INIT;
+        fo.tsc_khz = (uint32_t)c->tsc_khz;
+        if ((r = hv_vm_set_tsc_frequency(vm, &fo)) < 0)
+            r = hvm_fail(s, r, "TSC frequency: %s", hv_last_error());
+    }
+    for (uint32_t i = 0; i < c->nr_vcpus && r == 0; i++) {
+        hv_vcpu *v;
+        if ((r = hv_vcpu_create(vm, c->vcpu_ids[i], &v)) < 0)
+            r = hvm_fail(s, r, "vCPU %u: %s", c->vcpu_ids[i], hv_last_error());
+        size_t fpu = 0;
+        if (r == 0 && (r = vm->ops->vcpu_fpu_size(v->priv, &fpu)) == 0 &&
+            fpu != c->fpu_size)
+            r = hvm_fail(s, -ENOTSUP,
+                         "the VM's XSAVE state is %" PRIu64
+                         " bytes; this host's is %zu",
+                         c->fpu_size, fpu);
+    }
+    if (r < 0) {
+        hv_vm_destroy(vm);
+        return r;
+    }
+    *out = vm;
+    return 0;
+}

@@ -1,0 +1,56 @@
+/* Helpers for the migration suites: a VM running tests/guests/counter64.S
+ * with a UART whose output is captured, saved and restored through files,
+ * memory buffers and descriptors. Functions that a forked child calls
+ * return an error instead of asserting. */
+#ifndef MIGTEST_H
+#define MIGTEST_H
+
+#include "hvtest.h"
+
+#define MIGT_MAX_VCPUS 4
+#define MIGT_STATE (DATA_OUT + 0x100)
+#define MIGT_PATTERN 0x200000u
+#define MIGT_NPAGES 32
+
+typedef struct migt {
+    hv_hypervisor *hv;
+    hv_vm *vm;
+    uint32_t nr_vcpus;
+    hv_vcpu *vcpu[MIGT_MAX_VCPUS];
+    char console[1 << 16];
+    size_t console_len;
+} migt;
+
+/* A new VM with @p nr_vcpus vCPUs in long mode at the counter guest, and
+ * a UART named "com1" (asserts). @p hv: an open hypervisor, or NULL. */
+void migt_open(migt *m, uint32_t nr_vcpus, hv_hypervisor *hv);
+void migt_close(migt *m);
+/* Runs every vCPU until its count reaches @p n; 0, or a code. */
+int migt_run_until(migt *m, uint64_t n);
+/* Count, pattern errors and backward TSC steps of vCPU @p i. */
+uint64_t migt_count(migt *m, uint32_t i);
+/* Checks every vCPU: count @p n, pattern of count n in place, no pattern
+ * error, no backward TSC step; 0 or 1 (with a line on stderr). */
+int migt_check(migt *m, uint64_t n);
+/* The console holds exactly "count from" .. "count to" (asserts). */
+void migt_assert_console(migt *m, uint64_t from, uint64_t to);
+
+/* Pause, save, resume. */
+int migt_save_file(migt *m, const char *path);
+uint8_t *migt_save_mem(migt *m, const uint8_t *key, const char *pass,
+                       size_t *len);
+/* Restores (with the UART re-attached and captured into @p m). */
+int migt_restore_file(migt *m, const char *path, uint32_t flags);
+int migt_restore_fd(migt *m, int fd, const uint8_t *key);
+int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
+                     const uint8_t *key, const char *pass);
+/* Restores into a VM nobody runs (UART without output); for the hostile
+ * stream tests. */
+int migt_restore_mem_vm(hv_hypervisor *hv, const uint8_t *buf, size_t len,
+                        const uint8_t *key, const char *pass, hv_vm **out);
+/* CRC32C computed bitwise, independently of the library. */
+uint32_t migt_crc32c(uint32_t crc, const void *p, size_t n);
+/* A progress callback that always stops the operation (-ECANCELED). */
+int migt_stop_progress(void *opaque, uint64_t done, uint64_t total);
+
+#endif
