@@ -150,14 +150,14 @@ static int pad(struct hvm_out *o, size_t ahead)
 }
 
 int hvm_put_memory(struct hvm_out *o, uint64_t gpa, uint64_t pages,
-                   const uint8_t *data)
+                   const uint8_t *data, uint32_t data_crc)
 {
     uint8_t d[HVM_MEM_DESC];
     size_t bytes = data ? pages * HVM_PAGE : 0;
     hvm_put64(d, gpa);
     hvm_put64(d + 8, pages);
     hvm_put32(d + 16, data ? HVM_MEM_RAW : HVM_MEM_ZERO);
-    hvm_put32(d + 20, data ? hvi_crc32c(0, data, bytes) : 0);
+    hvm_put32(d + 20, data ? data_crc : 0);
     if (data)
         o->raw_pages += pages;
     else

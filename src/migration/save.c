@@ -7,79 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Within a region, a raw run stops at a zero page; in a page-aligned
- * stream (a snapshot file), zero gaps shorter than this are written raw,
- * since a padding section and another mapping would cost more. */
-#define ALIGNED_GAP_PAGES 16u
-
-static bool page_zero(const uint8_t *p)
-{
-    const uint64_t *q = (const uint64_t *)p;
-    /* The first word decides for almost every non-zero page. */
-    if (q[0])
-        return false;
-    uint64_t acc = 0;
-    for (size_t i = 1; i < HVM_PAGE / 8; i++)
-        acc |= q[i];
-    return acc == 0;
-}
-
-static int save_region(struct hvm_out *o, hv_memory_region *reg)
-{
-    const uint64_t pages = reg->len / HVM_PAGE;
-    const uint32_t max_run = o->crypt ? HVM_SEALED_RUN_PAGES : HVM_RUN_PAGES;
-    uint64_t pg = 0;
-    while (pg < pages) {
-        const uint8_t *base = reg->hva + pg * HVM_PAGE;
-        uint64_t n = 0;
-        if (page_zero(base)) {
-            while (pg + n < pages && n < HVM_MAX_RUN_PAGES &&
-                   page_zero(base + n * HVM_PAGE))
-                n++;
-            int r = hvm_put_memory(o, reg->gpa + pg * HVM_PAGE, n, NULL);
-            if (r < 0)
-                return r;
-            pg += n;
-            continue;
-        }
-        /* A raw run; in an aligned stream it swallows short zero gaps. */
-        uint64_t end = 1; /* pages after pg up to the last non-zero one */
-        n = 1;
-        while (pg + n < pages && n < max_run) {
-            if (!page_zero(base + n * HVM_PAGE)) {
-                end = ++n;
-                continue;
-            }
-            if (!o->align)
-                break;
-            uint64_t gap = 1;
-            while (gap < ALIGNED_GAP_PAGES && pg + n + gap < pages &&
-                   n + gap < max_run && page_zero(base + (n + gap) * HVM_PAGE))
-                gap++;
-            if (gap >= ALIGNED_GAP_PAGES || pg + n + gap >= pages ||
-                n + gap >= max_run)
-                break;
-            n += gap;
-        }
-        int r = hvm_put_memory(o, reg->gpa + pg * HVM_PAGE, end, base);
-        if (r < 0)
-            return r;
-        pg += end;
-    }
-    return 0;
-}
-
-static int save_memory(struct hvm_out *o, hv_vm *vm)
-{
-    hv_memory_region **regs;
-    size_t n;
-    int r = hvi_memory_snapshot(vm, &regs, &n);
-    for (size_t i = 0; r == 0 && i < n; i++)
-        r = save_region(o, regs[i]);
-    free(regs);
-    return r;
-}
-
 static int save_vcpus(struct hvm_out *o, hv_vm *vm)
 {
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++) {
@@ -239,7 +166,7 @@ int hvm_save(hv_vm *vm, struct hvm_out *o, const hv_save_options *in_opts)
         r = hvm_put_section(o, HVM_USER, 0, opts.user_data,
                             opts.user_data_length);
     if (r == 0)
-        r = save_memory(o, vm);
+        r = hvm_save_memory(o, vm);
     if (r == 0)
         r = save_vcpus(o, vm);
     uint8_t *irq = NULL;

@@ -106,9 +106,12 @@ int hvm_out_write(struct hvm_out *o, const void *buf, size_t len);
 /* One section whose payload is in memory. */
 int hvm_put_section(struct hvm_out *o, uint16_t id, uint32_t instance,
                     const void *payload, size_t len);
-/* One MEMORY run: @p pages pages at @p gpa, raw from @p data or zero. */
+/* One MEMORY run: @p pages pages at @p gpa, raw from @p data (whose
+ * CRC32C is @p data_crc) or zero (@p data NULL). */
 int hvm_put_memory(struct hvm_out *o, uint64_t gpa, uint64_t pages,
-                   const uint8_t *data);
+                   const uint8_t *data, uint32_t data_crc);
+/* save_memory.c: every region's pages as MEMORY runs. */
+int hvm_save_memory(struct hvm_out *o, hv_vm *vm);
 int hvm_put_end(struct hvm_out *o);
 /* save.c: the whole stream of a paused VM. */
 int hvm_save(hv_vm *vm, struct hvm_out *o, const hv_save_options *opts);

@@ -1,0 +1,170 @@
+/* Guest memory into MEMORY runs. The runs are planned by a cheap scan
+ * (the first word of a non-zero page decides), and their CRC32C, the one
+ * costly pass over the pages, is computed on a second thread while this
+ * one writes the runs before it: the CRC then costs no time when the
+ * writes are the bottleneck, which they are on every file system. */
+#include "stream.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Within a region, a raw run stops at a zero page; in a page-aligned
+ * stream (a snapshot file), zero gaps shorter than this are written raw,
+ * since a padding section and another mapping would cost more. */
+#define ALIGNED_GAP_PAGES 16u
+/* Runs planned (and checksummed ahead) at a time. */
+#define BATCH 4096u
+
+struct run {
+    uint64_t gpa, pages;
+    const uint8_t *data; /* NULL: zero pages */
+    uint32_t crc;
+};
+
+struct batch {
+    struct run v[BATCH];
+    size_t n;
+    /* The checksum thread's progress, under lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    size_t done;
+    bool stop;
+};
+
+static bool page_zero(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    if (w)
+        return false;
+    uint64_t acc = 0;
+    for (size_t i = 8; i < HVM_PAGE; i += 8) {
+        memcpy(&w, p + i, 8);
+        acc |= w;
+    }
+    return acc == 0;
+}
+
+/* Plans runs of @p reg from page *pg until the region ends or the batch is
+ * full. */
+static void plan(const struct hvm_out *o, const hv_memory_region *reg,
+                 uint64_t *pg_io, struct batch *b)
+{
+    const uint64_t pages = reg->len / HVM_PAGE;
+    const uint64_t max_run = o->crypt ? HVM_SEALED_RUN_PAGES : HVM_RUN_PAGES;
+    uint64_t pg = *pg_io;
+    while (pg < pages && b->n < BATCH) {
+        const uint8_t *base = reg->hva + pg * HVM_PAGE;
+        struct run *r = &b->v[b->n++];
+        r->gpa = reg->gpa + pg * HVM_PAGE;
+        r->crc = 0;
+        uint64_t n = 1;
+        if (page_zero(base)) {
+            while (pg + n < pages && n < HVM_MAX_RUN_PAGES &&
+                   page_zero(base + n * HVM_PAGE))
+                n++;
+            r->data = NULL;
+            r->pages = n;
+            pg += n;
+            continue;
+        }
+        /* A raw run; in an aligned stream it swallows short zero gaps. */
+        uint64_t end = 1; /* pages up to the last non-zero one */
+        while (pg + n < pages && n < max_run) {
+            if (!page_zero(base + n * HVM_PAGE)) {
+                end = ++n;
+                continue;
+            }
+            if (!o->align)
+                break;
+            uint64_t gap = 1;
+            while (gap < ALIGNED_GAP_PAGES && pg + n + gap < pages &&
+                   n + gap < max_run && page_zero(base + (n + gap) * HVM_PAGE))
+                gap++;
+            if (gap >= ALIGNED_GAP_PAGES || pg + n + gap >= pages ||
+                n + gap >= max_run)
+                break;
+            n += gap;
+        }
+        r->data = base;
+        r->pages = end;
+        pg += end;
+    }
+    *pg_io = pg;
+}
+
+static void *checksum(void *arg)
+{
+    struct batch *b = arg;
+    for (size_t i = 0; i < b->n; i++) {
+        struct run *r = &b->v[i];
+        uint32_t crc =
+            r->data ? hvi_crc32c(0, r->data, r->pages * HVM_PAGE) : 0;
+        pthread_mutex_lock(&b->lock);
+        r->crc = crc;
+        b->done = i + 1;
+        bool stop = b->stop;
+        pthread_cond_signal(&b->cond);
+        pthread_mutex_unlock(&b->lock);
+        if (stop)
+            break;
+    }
+    return NULL;
+}
+
+static int write_batch(struct hvm_out *o, struct batch *b)
+{
+    pthread_t t;
+    b->done = 0;
+    b->stop = false;
+    bool threaded = pthread_create(&t, NULL, checksum, b) == 0;
+    if (!threaded)
+        checksum(b); /* no thread: the same work, in line */
+    int r = 0;
+    for (size_t i = 0; i < b->n && r == 0; i++) {
+        pthread_mutex_lock(&b->lock);
+        while (b->done <= i)
+            pthread_cond_wait(&b->cond, &b->lock);
+        uint32_t crc = b->v[i].crc;
+        pthread_mutex_unlock(&b->lock);
+        r = hvm_put_memory(o, b->v[i].gpa, b->v[i].pages, b->v[i].data, crc);
+    }
+    if (threaded) {
+        pthread_mutex_lock(&b->lock);
+        b->stop = true;
+        pthread_mutex_unlock(&b->lock);
+        pthread_join(t, NULL);
+    }
+    return r;
+}
+
+int hvm_save_memory(struct hvm_out *o, hv_vm *vm)
+{
+    hv_memory_region **regs;
+    size_t n;
+    int r = hvi_memory_snapshot(vm, &regs, &n);
+    if (r < 0)
+        return r;
+    struct batch *b = calloc(1, sizeof(*b));
+    if (!b) {
+        free(regs);
+        return hvi_error(-ENOMEM, "out of memory saving guest memory");
+    }
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        uint64_t pg = 0;
+        while (r == 0 && pg < regs[i]->len / HVM_PAGE) {
+            b->n = 0;
+            plan(o, regs[i], &pg, b);
+            r = write_batch(o, b);
+        }
+    }
+    pthread_cond_destroy(&b->cond);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+    free(regs);
+    return r;
+}
