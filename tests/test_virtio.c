@@ -572,6 +572,33 @@ Test(virtio, console_transmit_and_receive)
     close(in[1]);
 }
 
+/* After a restore: the write of @p data at @p sector and the read of it
+ * back, published before the save and never notified, are served without
+ * a notify; then a read of sector @p next goes through a guest notify. */
+static void expect_in_flight_served(hvt *u, int fd, uint64_t sector,
+                                    const uint8_t *data, uint8_t next)
+{
+    uint16_t used = 0;
+    for (int i = 0; i < 400 && used < 2; i++) {
+        usleep(5000);
+        HVT_OK(hv_vm_read(u->vm, USED + 2, &used, 2));
+    }
+    cr_assert_eq(used, 2, "in-flight requests served after the restore");
+    cr_assert_eq(blk_status(u, 0), 0);
+    cr_assert_eq(blk_status(u, 1), 0);
+    uint8_t back[512], disk[512];
+    HVT_OK(hv_vm_read(u->vm, 0x301000, back, 512));
+    cr_assert_arr_eq(back, data, 512);
+    cr_assert_eq(pread(fd, disk, 512, (off_t)(sector * 512)), 512);
+    cr_assert_arr_eq(disk, data, 512);
+    blk_request(u, 1, 0, next, 0x302000, 512);
+    publish(u, 0, 2, 3);
+    notify_wait(u, 0, 3);
+    cr_assert_eq(blk_status(u, 1), 0);
+    HVT_OK(hv_vm_read(u->vm, 0x302000, back, 1));
+    cr_assert_eq(back[0], next);
+}
+
 Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
 {
     hvt t;
@@ -625,26 +652,7 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
               hv_last_error());
     HVT_OK(hv_device_load_state(dev2, rec, len));
     /* the device looks at its queue after the load and serves both */
-    uint16_t used = 0;
-    for (int i = 0; i < 400 && used < 2; i++) {
-        usleep(5000);
-        HVT_OK(hv_vm_read(u.vm, USED + 2, &used, 2));
-    }
-    cr_assert_eq(used, 2, "in-flight requests served after the load");
-    cr_assert_eq(blk_status(&u, 0), 0);
-    cr_assert_eq(blk_status(&u, 1), 0);
-    uint8_t back[512];
-    HVT_OK(hv_vm_read(u.vm, 0x301000, back, 512));
-    cr_assert_arr_eq(back, data, 512);
-    cr_assert_eq(pread(fd, disk, 512, 9 * 512), 512);
-    cr_assert_arr_eq(disk, data, 512);
-    /* and it goes on: a new request through a guest notify */
-    blk_request(&u, 1, 0, 2, 0x302000, 512);
-    publish(&u, 0, 2, 3);
-    notify_wait(&u, 0, 3);
-    cr_assert_eq(blk_status(&u, 1), 0);
-    HVT_OK(hv_vm_read(u.vm, 0x302000, back, 1));
-    cr_assert_eq(back[0], 2);
+    expect_in_flight_served(&u, fd, 9, data, 2);
     free(bad);
     free(rec);
     free(ram);
@@ -704,26 +712,8 @@ Test(virtio, whole_vm_snapshot_with_requests_in_flight)
     fclose(f);
     script_vm = u.vm;
     HVT_OK(hv_vm_get_vcpu(u.vm, 0, &script_vcpu));
-    uint16_t used = 0;
-    for (int i = 0; i < 400 && used < 2; i++) {
-        usleep(5000);
-        HVT_OK(hv_vm_read(u.vm, USED + 2, &used, 2));
-    }
-    cr_assert_eq(used, 2, "in-flight requests served after the restore");
-    cr_assert_eq(blk_status(&u, 0), 0);
-    cr_assert_eq(blk_status(&u, 1), 0);
-    uint8_t back[512];
-    HVT_OK(hv_vm_read(u.vm, 0x301000, back, 512));
-    cr_assert_arr_eq(back, data, 512);
-    cr_assert_eq(pread(fd, disk, 512, 11 * 512), 512);
-    cr_assert_arr_eq(disk, data, 512);
     /* the restored vCPU drives the restored device on */
-    blk_request(&u, 1, 0, 3, 0x302000, 512);
-    publish(&u, 0, 2, 3);
-    notify_wait(&u, 0, 3);
-    cr_assert_eq(blk_status(&u, 1), 0);
-    HVT_OK(hv_vm_read(u.vm, 0x302000, back, 1));
-    cr_assert_eq(back[0], 3);
+    expect_in_flight_served(&u, fd, 11, data, 3);
     close(fd);
     vclose(&u);
     unlink(path);
