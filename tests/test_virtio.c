@@ -3,7 +3,7 @@
  * (guests/mmio_script.S) performs the register accesses a driver would.
  * Covers requests, every malicious descriptor case, and state save ->
  * destroy -> create -> load with requests in flight. */
-#include "hvtest.h"
+#include "vqueue.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,225 +13,22 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BASE 0xd0000000u
-#define IRQ 5
-#define DESC 0x200000u
-#define AVAIL 0x201000u
-#define USED 0x202000u
-#define BUF 0x210000u
-#define QSIZE 8
-
-enum { OP_WRITE, OP_READ, OP_END, OP_WAIT16 };
-
-struct op {
-    uint64_t addr, value;
-    uint32_t size, op;
-};
-
-struct script {
-    struct op ops[128];
-    int n;
-};
-
-static void w32(struct script *s, uint32_t reg, uint32_t v)
-{
-    s->ops[s->n++] = (struct op){BASE + reg, v, 4, OP_WRITE};
-}
-
-static int r32(struct script *s, uint32_t reg)
-{
-    s->ops[s->n] = (struct op){BASE + reg, 0, 4, OP_READ};
-    return s->n++;
-}
-
-static void wait16(struct script *s, uint64_t gpa, uint16_t v)
-{
-    s->ops[s->n++] = (struct op){gpa, v, 2, OP_WAIT16};
-}
-
-/* The vCPU that runs scripts, for the VM most recently opened with
- * vopen(). */
-static hv_vm *script_vm;
-static hv_vcpu *script_vcpu;
-
-static void vopen(hvt *t)
-{
-    hvt_open(t, 0);
-    hvt_load(t->vm, "mmio_script");
-    HVT_OK(hv_vcpu_create(t->vm, 0, &script_vcpu));
-    script_vm = t->vm;
-}
-
-static void vclose(hvt *t)
-{
-    if (script_vm == t->vm)
-        script_vm = NULL;
-    hvt_close(t);
-}
-
-/* Runs the script and reads it back (with the values of its reads). */
-static void run(hvt *t, struct script *s)
-{
-    cr_assert_eq(t->vm, script_vm, "the VM was not opened with vopen()");
-    s->ops[s->n++] = (struct op){0, 0, 0, OP_END};
-    HVT_OK(hv_vm_write(t->vm, DATA_IN, s->ops, s->n * sizeof(struct op)));
-    hv_vcpu_mode_options m = HV_VCPU_MODE_OPTIONS_INIT;
-    m.mode = HV_X86_MODE_LONG64;
-    m.entry = GUEST_LOAD;
-    m.stack = GUEST_STACK;
-    m.tables_addr = GUEST_TABLES;
-    HVT_OK(hv_vcpu_set_mode(script_vcpu, &m));
-    cr_assert_eq(hvt_run_done(script_vcpu), 0x5c);
-    HVT_OK(hv_vm_read(t->vm, DATA_IN, s->ops, s->n * sizeof(struct op)));
-    for (int i = 0; i < s->n; i++)
-        cr_assert(!(s->ops[i].op == OP_WAIT16 && s->ops[i].value == 0xdead),
-                  "wait at op %d timed out", i);
-}
-
-/* The driver's side of device initialisation (virtio 1.2 3.1.1). */
-static void init(hvt *t, uint32_t nqueues)
-{
-    struct script s = {.n = 0};
-    w32(&s, 0x070, 0); /* reset */
-    w32(&s, 0x070, 1); /* ACKNOWLEDGE */
-    w32(&s, 0x070, 3); /* DRIVER */
-    w32(&s, 0x024, 1);
-    w32(&s, 0x020, 1); /* VIRTIO_F_VERSION_1 */
-    w32(&s, 0x024, 0);
-    w32(&s, 0x020, 0);
-    w32(&s, 0x070, 0xb); /* FEATURES_OK */
-    int st = r32(&s, 0x070);
-    for (uint32_t q = 0; q < nqueues; q++) {
-        uint32_t off = q * 0x4000;
-        w32(&s, 0x030, q);
-        w32(&s, 0x038, QSIZE);
-        w32(&s, 0x080, DESC + off);
-        w32(&s, 0x084, 0);
-        w32(&s, 0x090, AVAIL + off);
-        w32(&s, 0x094, 0);
-        w32(&s, 0x0a0, USED + off);
-        w32(&s, 0x0a4, 0);
-        w32(&s, 0x044, 1);
-    }
-    w32(&s, 0x070, 0xf); /* DRIVER_OK */
-    int st2 = r32(&s, 0x070);
-    run(t, &s);
-    cr_assert_eq(s.ops[st].value, 0xb, "FEATURES_OK refused");
-    cr_assert_eq(s.ops[st2].value, 0xf, "status after DRIVER_OK: 0x%llx",
-                 (unsigned long long)s.ops[st2].value);
-}
-
-struct desc {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t flags, next;
-};
-
-static void put_desc(hvt *t, uint32_t qoff, uint16_t i, struct desc d)
-{
-    HVT_OK(hv_vm_write(t->vm, DESC + qoff + 16u * i, &d, sizeof(d)));
-}
-
-/* Publishes head in the available ring as entry idx (idx+1 afterwards). */
-static void publish(hvt *t, uint32_t qoff, uint16_t idx, uint16_t head)
-{
-    HVT_OK(hv_vm_write(t->vm, AVAIL + qoff + 4 + 2u * (idx % QSIZE), &head, 2));
-    uint16_t next = idx + 1;
-    HVT_OK(hv_vm_write(t->vm, AVAIL + qoff + 2, &next, 2));
-}
-
-/* Notifies queue q, waits for used->idx to reach want, returns ISR. */
-static uint32_t notify_wait(hvt *t, uint32_t q, uint16_t want)
-{
-    struct script s = {.n = 0};
-    w32(&s, 0x050, q);
-    wait16(&s, USED + q * 0x4000 + 2, want);
-    int isr = r32(&s, 0x060);
-    w32(&s, 0x064, 3); /* ack */
-    run(t, &s);
-    return (uint32_t)s.ops[isr].value;
-}
-
-static uint32_t status_reg(hvt *t)
-{
-    struct script s = {.n = 0};
-    int st = r32(&s, 0x070);
-    int isr = r32(&s, 0x060);
-    run(t, &s);
-    return (uint32_t)s.ops[st].value | (uint32_t)s.ops[isr].value << 16;
-}
-
-static int make_disk(char *path, size_t size)
-{
-    strcpy(path, "/tmp/hvt-disk-XXXXXX");
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    uint8_t *b = malloc(size);
-    for (size_t i = 0; i < size; i++)
-        b[i] = (uint8_t)(i / 512);
-    cr_assert_eq(write(fd, b, size), (ssize_t)size);
-    free(b);
-    return fd;
-}
-
-static void blk_setup(hvt *t, char *path, hv_device **dev)
-{
-    vopen(t);
-    int fd = make_disk(path, 64 * 512);
-    close(fd);
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
-    o.mmio.base = BASE;
-    o.mmio.irq = IRQ;
-    o.path = path;
-    o.serial = "SERIAL-1234";
-    HVT_OK(hv_virtio_blk_create(t->vm, &o, dev));
-    init(t, 1);
-}
-
-/* A three-descriptor request: header, data (rw per write), status. */
-static void blk_request(hvt *t, uint16_t slot, uint32_t type, uint64_t sector,
-                        uint64_t data, uint32_t len)
-{
-    uint64_t hdr = BUF + 0x100u * slot;
-    struct {
-        uint32_t type, reserved;
-        uint64_t sector;
-    } h = {type, 0, sector};
-    HVT_OK(hv_vm_write(t->vm, hdr, &h, sizeof(h)));
-    uint16_t d0 = (uint16_t)(3 * slot);
-    put_desc(t, 0, d0, (struct desc){hdr, 16, 1, (uint16_t)(d0 + 1)});
-    put_desc(t, 0, (uint16_t)(d0 + 1),
-             (struct desc){data, len,
-                           (uint16_t)(1 | (type == 0 || type == 8 ? 2 : 0)),
-                           (uint16_t)(d0 + 2)});
-    put_desc(t, 0, (uint16_t)(d0 + 2), (struct desc){hdr + 0x80, 1, 2, 0});
-    uint8_t poison = 0xee;
-    HVT_OK(hv_vm_write(t->vm, hdr + 0x80, &poison, 1));
-}
-
-static uint8_t blk_status(hvt *t, uint16_t slot)
-{
-    uint8_t s;
-    HVT_OK(hv_vm_read(t->vm, BUF + 0x100u * slot + 0x80, &s, 1));
-    return s;
-}
-
 Test(virtio, blk_write_read_flush_getid)
 {
     hvt t;
     char path[64];
     hv_device *dev;
-    blk_setup(&t, path, &dev);
+    vq_blk_setup(&t, path, &dev);
     cr_assert_str_eq(hv_device_type(dev), "virtio-blk");
     uint8_t data[1024];
     for (int i = 0; i < 1024; i++)
         data[i] = (uint8_t)(i * 7 + 3);
     HVT_OK(hv_vm_write(t.vm, 0x300000, data, sizeof(data)));
-    blk_request(&t, 0, 1 /* OUT */, 5, 0x300000, 1024);
-    publish(&t, 0, 0, 0);
-    uint32_t isr = notify_wait(&t, 0, 1);
+    vq_blk_request(&t, 0, 1 /* OUT */, 5, 0x300000, 1024);
+    vq_publish(&t, 0, 0, 0);
+    uint32_t isr = vq_notify_wait(&t, 0, 1);
     cr_assert_eq(isr & 1, 1, "used-buffer interrupt status");
-    cr_assert_eq(blk_status(&t, 0), 0);
+    cr_assert_eq(vq_blk_status(&t, 0), 0);
     int fd = open(path, O_RDONLY);
     uint8_t disk[1024];
     cr_assert_eq(pread(fd, disk, sizeof(disk), 5 * 512), 1024);
@@ -240,10 +37,10 @@ Test(virtio, blk_write_read_flush_getid)
     cr_assert_eq(pread(fd, before, 512, 4 * 512), 512);
     cr_assert_eq(before[0], 4, "neighbouring sectors untouched");
 
-    blk_request(&t, 1, 0 /* IN */, 5, 0x301000, 1024);
-    publish(&t, 0, 1, 3);
-    notify_wait(&t, 0, 2);
-    cr_assert_eq(blk_status(&t, 1), 0);
+    vq_blk_request(&t, 1, 0 /* IN */, 5, 0x301000, 1024);
+    vq_publish(&t, 0, 1, 3);
+    vq_notify_wait(&t, 0, 2);
+    cr_assert_eq(vq_blk_status(&t, 1), 0);
     uint8_t back[1024];
     HVT_OK(hv_vm_read(t.vm, 0x301000, back, sizeof(back)));
     cr_assert_arr_eq(back, data, 1024);
@@ -256,42 +53,42 @@ Test(virtio, blk_write_read_flush_getid)
         uint64_t sector;
     } fl = {4 /* FLUSH */, 0, 0};
     HVT_OK(hv_vm_write(t.vm, BUF + 0x200, &fl, sizeof(fl)));
-    put_desc(&t, 0, 6, (struct desc){BUF + 0x200, 16, 1, 7}); /* no data */
-    put_desc(&t, 0, 7, (struct desc){BUF + 0x280, 1, 2, 0});
-    publish(&t, 0, 2, 6);
-    notify_wait(&t, 0, 3);
-    cr_assert_eq(blk_status(&t, 2), 0);
+    vq_put_desc(&t, 0, 6, (struct desc){BUF + 0x200, 16, 1, 7}); /* no data */
+    vq_put_desc(&t, 0, 7, (struct desc){BUF + 0x280, 1, 2, 0});
+    vq_publish(&t, 0, 2, 6);
+    vq_notify_wait(&t, 0, 3);
+    cr_assert_eq(vq_blk_status(&t, 2), 0);
 
-    blk_request(&t, 1, 8 /* GET_ID */, 0, 0x303000, 20);
-    publish(&t, 0, 3, 3);
-    notify_wait(&t, 0, 4);
+    vq_blk_request(&t, 1, 8 /* GET_ID */, 0, 0x303000, 20);
+    vq_publish(&t, 0, 3, 3);
+    vq_notify_wait(&t, 0, 4);
     char id[21] = {0};
     HVT_OK(hv_vm_read(t.vm, 0x303000, id, 20));
     cr_assert_str_eq(id, "SERIAL-1234");
 
     /* beyond capacity (64 sectors): IOERR, nothing written */
-    blk_request(&t, 0, 1, 63, 0x300000, 1024);
-    publish(&t, 0, 4, 0);
-    notify_wait(&t, 0, 5);
-    cr_assert_eq(blk_status(&t, 0), 1, "VIRTIO_BLK_S_IOERR");
+    vq_blk_request(&t, 0, 1, 63, 0x300000, 1024);
+    vq_publish(&t, 0, 4, 0);
+    vq_notify_wait(&t, 0, 5);
+    cr_assert_eq(vq_blk_status(&t, 0), 1, "VIRTIO_BLK_S_IOERR");
     /* an unknown request type */
-    blk_request(&t, 0, 99, 0, 0x300000, 512);
-    publish(&t, 0, 5, 0);
-    notify_wait(&t, 0, 6);
-    cr_assert_eq(blk_status(&t, 0), 2, "VIRTIO_BLK_S_UNSUPP");
+    vq_blk_request(&t, 0, 99, 0, 0x300000, 512);
+    vq_publish(&t, 0, 5, 0);
+    vq_notify_wait(&t, 0, 6);
+    cr_assert_eq(vq_blk_status(&t, 0), 2, "VIRTIO_BLK_S_UNSUPP");
     close(fd);
     unlink(path);
-    vclose(&t);
+    vq_vclose(&t);
 }
 
 Test(virtio, blk_host_io_error_is_ioerr)
 {
     hvt t;
-    vopen(&t);
+    vq_vopen(&t);
     /* a descriptor opened read-only behind a writable device: the host's
      * pwrite fails with EBADF */
     char path[64];
-    int fd = make_disk(path, 64 * 512);
+    int fd = vq_make_disk(path, 64 * 512);
     close(fd);
     fd = open(path, O_RDONLY);
     hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
@@ -299,12 +96,12 @@ Test(virtio, blk_host_io_error_is_ioerr)
     o.mmio.irq = IRQ;
     o.fd = fd;
     HVT_OK(hv_virtio_blk_create(t.vm, &o, NULL));
-    init(&t, 1);
-    blk_request(&t, 0, 1, 0, 0x300000, 512);
-    publish(&t, 0, 0, 0);
-    notify_wait(&t, 0, 1);
-    cr_assert_eq(blk_status(&t, 0), 1, "a host write error is IOERR");
-    vclose(&t);
+    vq_init(&t, 1);
+    vq_blk_request(&t, 0, 1, 0, 0x300000, 512);
+    vq_publish(&t, 0, 0, 0);
+    vq_notify_wait(&t, 0, 1);
+    cr_assert_eq(vq_blk_status(&t, 0), 1, "a host write error is IOERR");
+    vq_vclose(&t);
     close(fd);
     unlink(path);
 }
@@ -312,9 +109,9 @@ Test(virtio, blk_host_io_error_is_ioerr)
 Test(virtio, blk_readonly)
 {
     hvt t;
-    vopen(&t);
+    vq_vopen(&t);
     char path[64];
-    close(make_disk(path, 64 * 512));
+    close(vq_make_disk(path, 64 * 512));
     hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
     o.mmio.base = BASE;
     o.mmio.irq = IRQ;
@@ -322,23 +119,23 @@ Test(virtio, blk_readonly)
     o.flags = HV_VIRTIO_BLK_READONLY;
     HVT_OK(hv_virtio_blk_create(t.vm, &o, NULL));
     struct script s = {.n = 0};
-    w32(&s, 0x014, 0);
-    int f = r32(&s, 0x010);
-    run(&t, &s);
+    vq_w32(&s, 0x014, 0);
+    int f = vq_r32(&s, 0x010);
+    vq_run(&t, &s);
     cr_assert(s.ops[f].value & (1u << 5), "VIRTIO_BLK_F_RO offered");
-    init(&t, 1);
-    blk_request(&t, 0, 1, 0, 0x300000, 512);
-    publish(&t, 0, 0, 0);
-    notify_wait(&t, 0, 1);
-    cr_assert_eq(blk_status(&t, 0), 1, "writes fail on a read-only disk");
-    blk_request(&t, 1, 0, 3, 0x301000, 512);
-    publish(&t, 0, 1, 3);
-    notify_wait(&t, 0, 2);
-    cr_assert_eq(blk_status(&t, 1), 0, "reads work");
+    vq_init(&t, 1);
+    vq_blk_request(&t, 0, 1, 0, 0x300000, 512);
+    vq_publish(&t, 0, 0, 0);
+    vq_notify_wait(&t, 0, 1);
+    cr_assert_eq(vq_blk_status(&t, 0), 1, "writes fail on a read-only disk");
+    vq_blk_request(&t, 1, 0, 3, 0x301000, 512);
+    vq_publish(&t, 0, 1, 3);
+    vq_notify_wait(&t, 0, 2);
+    cr_assert_eq(vq_blk_status(&t, 1), 0, "reads work");
     uint8_t b;
     HVT_OK(hv_vm_read(t.vm, 0x301000, &b, 1));
     cr_assert_eq(b, 3);
-    vclose(&t);
+    vq_vclose(&t);
     unlink(path);
 }
 
@@ -348,12 +145,12 @@ static void expect_device_error(hvt *t, void (*build)(hvt *))
 {
     build(t);
     struct script s = {.n = 0};
-    w32(&s, 0x050, 0);
-    run(t, &s);
+    vq_w32(&s, 0x050, 0);
+    vq_run(t, &s);
     uint32_t st = 0;
     for (int i = 0; i < 200 && !(st & 0x40); i++) {
         usleep(5000);
-        st = status_reg(t);
+        st = vq_status_reg(t);
     }
     cr_assert(st & 0x40, "DEVICE_NEEDS_RESET not set (status 0x%x)", st);
     cr_assert(st & (2u << 16), "configuration-change interrupt status");
@@ -362,81 +159,82 @@ static void expect_device_error(hvt *t, void (*build)(hvt *))
     cr_assert_eq(used, 0, "nothing completed");
     /* the driver resets and starts over: the device serves again */
     memset(hv_memory_region_hva(t->ram) + AVAIL, 0, 0x2000);
-    init(t, 1);
-    blk_request(t, 0, 0, 1, 0x300000, 512);
-    publish(t, 0, 0, 0);
-    notify_wait(t, 0, 1);
-    cr_assert_eq(blk_status(t, 0), 0);
+    vq_init(t, 1);
+    vq_blk_request(t, 0, 0, 1, 0x300000, 512);
+    vq_publish(t, 0, 0, 0);
+    vq_notify_wait(t, 0, 1);
+    cr_assert_eq(vq_blk_status(t, 0), 0);
 }
 
 static void outside_ram(hvt *t)
 {
-    put_desc(t, 0, 0, (struct desc){0x3ff800, 0x1000, 0, 0});
-    publish(t, 0, 0, 0);
+    vq_put_desc(t, 0, 0, (struct desc){0x3ff800, 0x1000, 0, 0});
+    vq_publish(t, 0, 0, 0);
 }
 
 static void wrapping(hvt *t)
 {
-    put_desc(t, 0, 0, (struct desc){0xfffffffffffff000ull, 0x2000, 0, 0});
-    publish(t, 0, 0, 0);
+    vq_put_desc(t, 0, 0, (struct desc){0xfffffffffffff000ull, 0x2000, 0, 0});
+    vq_publish(t, 0, 0, 0);
 }
 
 static void huge_length(hvt *t)
 {
-    put_desc(t, 0, 0, (struct desc){BUF, 0xffffffffu, 0, 0});
-    publish(t, 0, 0, 0);
+    vq_put_desc(t, 0, 0, (struct desc){BUF, 0xffffffffu, 0, 0});
+    vq_publish(t, 0, 0, 0);
 }
 
 static void loop(hvt *t)
 {
-    put_desc(t, 0, 0, (struct desc){BUF, 16, 1, 1});
-    put_desc(t, 0, 1, (struct desc){BUF, 16, 1, 0});
-    publish(t, 0, 0, 0);
+    vq_put_desc(t, 0, 0, (struct desc){BUF, 16, 1, 1});
+    vq_put_desc(t, 0, 1, (struct desc){BUF, 16, 1, 0});
+    vq_publish(t, 0, 0, 0);
 }
 
 static void too_long(hvt *t)
 {
     for (uint16_t i = 0; i < QSIZE; i++) /* 0 -> 1 -> ... -> 7 -> 0 ... */
-        put_desc(t, 0, i,
-                 (struct desc){BUF, 16, 1, (uint16_t)((i + 1) % QSIZE)});
-    publish(t, 0, 0, 0);
+        vq_put_desc(t, 0, i,
+                    (struct desc){BUF, 16, 1, (uint16_t)((i + 1) % QSIZE)});
+    vq_publish(t, 0, 0, 0);
 }
 
 static void next_out_of_range(hvt *t)
 {
-    put_desc(t, 0, 0, (struct desc){BUF, 16, 1, 200});
-    publish(t, 0, 0, 0);
+    vq_put_desc(t, 0, 0, (struct desc){BUF, 16, 1, 200});
+    vq_publish(t, 0, 0, 0);
 }
 
 static void head_out_of_range(hvt *t)
 {
-    publish(t, 0, 0, 77);
+    vq_publish(t, 0, 0, 77);
 }
 
 static void index_far_ahead(hvt *t)
 {
-    put_desc(t, 0, 0, (struct desc){BUF, 16, 0, 0});
+    vq_put_desc(t, 0, 0, (struct desc){BUF, 16, 0, 0});
     uint16_t idx = 1000;
     HVT_OK(hv_vm_write(t->vm, AVAIL + 2, &idx, 2));
 }
 
 static void readable_after_writable(hvt *t)
 {
-    put_desc(t, 0, 0, (struct desc){BUF, 16, 1 | 2, 1});
-    put_desc(t, 0, 1, (struct desc){BUF, 16, 0, 0});
-    publish(t, 0, 0, 0);
+    vq_put_desc(t, 0, 0, (struct desc){BUF, 16, 1 | 2, 1});
+    vq_put_desc(t, 0, 1, (struct desc){BUF, 16, 0, 0});
+    vq_publish(t, 0, 0, 0);
 }
 
 static void indirect(hvt *t)
 {
-    put_desc(t, 0, 0, (struct desc){BUF, 16, 4, 0});
-    publish(t, 0, 0, 0);
+    vq_put_desc(t, 0, 0, (struct desc){BUF, 16, 4, 0});
+    vq_publish(t, 0, 0, 0);
 }
 
 static void short_request(hvt *t)
 {
-    put_desc(t, 0, 0, (struct desc){BUF, 8, 0, 0}); /* no header, no status */
-    publish(t, 0, 0, 0);
+    vq_put_desc(t, 0, 0,
+                (struct desc){BUF, 8, 0, 0}); /* no header, no status */
+    vq_publish(t, 0, 0, 0);
 }
 
 Test(virtio, malicious_descriptors_fail_the_device_only)
@@ -456,9 +254,9 @@ Test(virtio, malicious_descriptors_fail_the_device_only)
         hvt t;
         char path[64];
         hv_device *dev;
-        blk_setup(&t, path, &dev);
+        vq_blk_setup(&t, path, &dev);
         expect_device_error(&t, cases[i]);
-        vclose(&t);
+        vq_vclose(&t);
         unlink(path);
     }
 }
@@ -468,49 +266,49 @@ Test(virtio, rings_outside_ram_are_refused)
     hvt t;
     char path[64];
     hv_device *dev;
-    blk_setup(&t, path, &dev);
+    vq_blk_setup(&t, path, &dev);
     struct script s = {.n = 0};
-    w32(&s, 0x070, 0);
-    w32(&s, 0x070, 3);
-    w32(&s, 0x030, 0);
-    w32(&s, 0x038, 3); /* not a power of two */
-    w32(&s, 0x080, DESC);
-    w32(&s, 0x090, AVAIL);
-    w32(&s, 0x0a0, USED);
-    w32(&s, 0x044, 1);
-    int ready = r32(&s, 0x044);
-    int st = r32(&s, 0x070);
-    run(&t, &s);
+    vq_w32(&s, 0x070, 0);
+    vq_w32(&s, 0x070, 3);
+    vq_w32(&s, 0x030, 0);
+    vq_w32(&s, 0x038, 3); /* not a power of two */
+    vq_w32(&s, 0x080, DESC);
+    vq_w32(&s, 0x090, AVAIL);
+    vq_w32(&s, 0x0a0, USED);
+    vq_w32(&s, 0x044, 1);
+    int ready = vq_r32(&s, 0x044);
+    int st = vq_r32(&s, 0x070);
+    vq_run(&t, &s);
     cr_assert_eq(s.ops[ready].value, 0);
     cr_assert(s.ops[st].value & 0x40);
     s.n = 0;
-    w32(&s, 0x070, 0);
-    w32(&s, 0x070, 3);
-    w32(&s, 0x038, 8);
-    w32(&s, 0x0a0, 0x3ffff0); /* used ring runs past RAM */
-    w32(&s, 0x044, 1);
-    ready = r32(&s, 0x044);
-    st = r32(&s, 0x070);
-    run(&t, &s);
+    vq_w32(&s, 0x070, 0);
+    vq_w32(&s, 0x070, 3);
+    vq_w32(&s, 0x038, 8);
+    vq_w32(&s, 0x0a0, 0x3ffff0); /* used ring runs past RAM */
+    vq_w32(&s, 0x044, 1);
+    ready = vq_r32(&s, 0x044);
+    st = vq_r32(&s, 0x070);
+    vq_run(&t, &s);
     cr_assert_eq(s.ops[ready].value, 0);
     cr_assert(s.ops[st].value & 0x40);
-    vclose(&t);
+    vq_vclose(&t);
     unlink(path);
 }
 
 Test(virtio, rng_fills_buffers)
 {
     hvt t;
-    vopen(&t);
+    vq_vopen(&t);
     hv_virtio_mmio m = {BASE, IRQ, 0};
     hv_device *dev;
     HVT_OK(hv_virtio_rng_create(t.vm, &m, NULL, &dev));
     cr_assert_str_eq(hv_device_name(dev), "virtio-rng0");
-    init(&t, 1);
-    put_desc(&t, 0, 0, (struct desc){0x300000, 64, 2 | 1, 1});
-    put_desc(&t, 0, 1, (struct desc){0x300100, 64, 2, 0});
-    publish(&t, 0, 0, 0);
-    notify_wait(&t, 0, 1);
+    vq_init(&t, 1);
+    vq_put_desc(&t, 0, 0, (struct desc){0x300000, 64, 2 | 1, 1});
+    vq_put_desc(&t, 0, 1, (struct desc){0x300100, 64, 2, 0});
+    vq_publish(&t, 0, 0, 0);
+    vq_notify_wait(&t, 0, 1);
     uint32_t used[2];
     HVT_OK(hv_vm_read(t.vm, USED + 4, used, 8));
     cr_assert_eq(used[0], 0);
@@ -519,7 +317,7 @@ Test(virtio, rng_fills_buffers)
     HVT_OK(hv_vm_read(t.vm, 0x300000, a, 64));
     HVT_OK(hv_vm_read(t.vm, 0x300100, b, 64));
     cr_assert(memcmp(a, zero, 64) && memcmp(b, zero, 64) && memcmp(a, b, 64));
-    vclose(&t);
+    vq_vclose(&t);
 }
 
 static char console_out[256];
@@ -535,7 +333,7 @@ static void capture(void *opaque, const void *data, size_t len)
 Test(virtio, console_transmit_and_receive)
 {
     hvt t;
-    vopen(&t);
+    vq_vopen(&t);
     int in[2];
     cr_assert_eq(pipe(in), 0);
     hv_virtio_console_options o = HV_VIRTIO_CONSOLE_OPTIONS_INIT;
@@ -543,31 +341,31 @@ Test(virtio, console_transmit_and_receive)
     o.output_fn = capture;
     o.input_fd = in[0];
     HVT_OK(hv_virtio_console_create(t.vm, &o, NULL));
-    init(&t, 2);
+    vq_init(&t, 2);
     /* transmit on queue 1 */
     HVT_OK(hv_vm_write(t.vm, 0x300000, "hello console", 13));
-    put_desc(&t, 0x4000, 0, (struct desc){0x300000, 13, 0, 0});
-    publish(&t, 0x4000, 0, 0);
-    notify_wait(&t, 1, 1);
+    vq_put_desc(&t, 0x4000, 0, (struct desc){0x300000, 13, 0, 0});
+    vq_publish(&t, 0x4000, 0, 0);
+    vq_notify_wait(&t, 1, 1);
     cr_assert_eq(console_len, 13);
     cr_assert_arr_eq(console_out, "hello console", 13);
     /* receive on queue 0: input arrives after the buffer is posted */
-    put_desc(&t, 0, 0, (struct desc){0x301000, 64, 2, 0});
-    publish(&t, 0, 0, 0);
+    vq_put_desc(&t, 0, 0, (struct desc){0x301000, 64, 2, 0});
+    vq_publish(&t, 0, 0, 0);
     struct script s = {.n = 0};
-    w32(&s, 0x050, 0);
-    run(&t, &s);
+    vq_w32(&s, 0x050, 0);
+    vq_run(&t, &s);
     cr_assert_eq(write(in[1], "typed", 5), 5);
     s.n = 0;
-    wait16(&s, USED + 2, 1);
-    run(&t, &s);
+    vq_wait16(&s, USED + 2, 1);
+    vq_run(&t, &s);
     char got[8] = {0};
     HVT_OK(hv_vm_read(t.vm, 0x301000, got, 5));
     cr_assert_str_eq(got, "typed");
     uint32_t used_len;
     HVT_OK(hv_vm_read(t.vm, USED + 8, &used_len, 4));
     cr_assert_eq(used_len, 5);
-    vclose(&t);
+    vq_vclose(&t);
     close(in[0]);
     close(in[1]);
 }
@@ -584,17 +382,17 @@ static void expect_in_flight_served(hvt *u, int fd, uint64_t sector,
         HVT_OK(hv_vm_read(u->vm, USED + 2, &used, 2));
     }
     cr_assert_eq(used, 2, "in-flight requests served after the restore");
-    cr_assert_eq(blk_status(u, 0), 0);
-    cr_assert_eq(blk_status(u, 1), 0);
+    cr_assert_eq(vq_blk_status(u, 0), 0);
+    cr_assert_eq(vq_blk_status(u, 1), 0);
     uint8_t back[512], disk[512];
     HVT_OK(hv_vm_read(u->vm, 0x301000, back, 512));
     cr_assert_arr_eq(back, data, 512);
     cr_assert_eq(pread(fd, disk, 512, (off_t)(sector * 512)), 512);
     cr_assert_arr_eq(disk, data, 512);
-    blk_request(u, 1, 0, next, 0x302000, 512);
-    publish(u, 0, 2, 3);
-    notify_wait(u, 0, 3);
-    cr_assert_eq(blk_status(u, 1), 0);
+    vq_blk_request(u, 1, 0, next, 0x302000, 512);
+    vq_publish(u, 0, 2, 3);
+    vq_notify_wait(u, 0, 3);
+    cr_assert_eq(vq_blk_status(u, 1), 0);
     HVT_OK(hv_vm_read(u->vm, 0x302000, back, 1));
     cr_assert_eq(back[0], next);
 }
@@ -604,15 +402,15 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
     hvt t;
     char path[64];
     hv_device *dev;
-    blk_setup(&t, path, &dev);
+    vq_blk_setup(&t, path, &dev);
     uint8_t data[512];
     memset(data, 0x5a, sizeof(data));
     HVT_OK(hv_vm_write(t.vm, 0x300000, data, sizeof(data)));
     /* two requests published, never notified: in flight at the save */
-    blk_request(&t, 0, 1, 9, 0x300000, 512);
-    blk_request(&t, 1, 0, 9, 0x301000, 512); /* reads back the write */
-    publish(&t, 0, 0, 0);
-    publish(&t, 0, 1, 3);
+    vq_blk_request(&t, 0, 1, 9, 0x300000, 512);
+    vq_blk_request(&t, 1, 0, 9, 0x301000, 512); /* reads back the write */
+    vq_publish(&t, 0, 0, 0);
+    vq_publish(&t, 0, 1, 3);
     HVT_OK(hv_vm_pause(t.vm));
     size_t len = 0;
     HVT_ERR(hv_device_save_state(dev, NULL, 0, &len), -ENOSPC);
@@ -621,7 +419,7 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
     uint8_t *ram = malloc(HVT_MEM);
     HVT_OK(hv_vm_read(t.vm, 0, ram, HVT_MEM));
     HVT_OK(hv_vm_resume(t.vm));
-    vclose(&t);
+    vq_vclose(&t);
     int fd = open(path, O_RDONLY);
     uint8_t disk[512];
     cr_assert_eq(pread(fd, disk, 512, 9 * 512), 512);
@@ -629,7 +427,7 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
 
     /* a new VM: same memory, a fresh device, the saved state */
     hvt u;
-    vopen(&u);
+    vq_vopen(&u);
     HVT_OK(hv_vm_write(u.vm, 0, ram, HVT_MEM));
     hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
     o.mmio = (hv_virtio_mmio){BASE, IRQ, 0};
@@ -657,7 +455,7 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
     free(rec);
     free(ram);
     close(fd);
-    vclose(&u);
+    vq_vclose(&u);
     unlink(path);
 }
 
@@ -683,20 +481,20 @@ Test(virtio, whole_vm_snapshot_with_requests_in_flight)
     hvt t;
     char path[64];
     hv_device *dev;
-    blk_setup(&t, path, &dev);
+    vq_blk_setup(&t, path, &dev);
     uint8_t data[512];
     memset(data, 0xa7, sizeof(data));
     HVT_OK(hv_vm_write(t.vm, 0x300000, data, sizeof(data)));
-    blk_request(&t, 0, 1, 11, 0x300000, 512);
-    blk_request(&t, 1, 0, 11, 0x301000, 512);
-    publish(&t, 0, 0, 0);
-    publish(&t, 0, 1, 3);
+    vq_blk_request(&t, 0, 1, 11, 0x300000, 512);
+    vq_blk_request(&t, 1, 0, 11, 0x301000, 512);
+    vq_publish(&t, 0, 0, 0);
+    vq_publish(&t, 0, 1, 3);
     FILE *f = tmpfile();
     cr_assert_not_null(f);
     HVT_OK(hv_vm_pause(t.vm));
     HVT_OK(hv_vm_save_fd(t.vm, fileno(f), NULL));
     HVT_OK(hv_vm_resume(t.vm));
-    vclose(&t);
+    vq_vclose(&t);
     int fd = open(path, O_RDONLY);
     uint8_t disk[512];
     cr_assert_eq(pread(fd, disk, 512, 11 * 512), 512);
@@ -715,14 +513,14 @@ Test(virtio, whole_vm_snapshot_with_requests_in_flight)
     /* the restored vCPU drives the restored device on */
     expect_in_flight_served(&u, fd, 11, data, 3);
     close(fd);
-    vclose(&u);
+    vq_vclose(&u);
     unlink(path);
 }
 
 Test(virtio, create_errors_and_cmdline)
 {
     hvt t;
-    vopen(&t);
+    vq_vopen(&t);
     hv_virtio_mmio m = {0x100000, IRQ, 0}; /* inside RAM */
     HVT_ERR(hv_virtio_rng_create(t.vm, &m, NULL, NULL), -EINVAL);
     cr_assert(strstr(hv_last_error(), "overlaps RAM"), "%s", hv_last_error());
@@ -754,7 +552,7 @@ Test(virtio, create_errors_and_cmdline)
     cr_assert_str_eq(buf, "virtio_mmio.device=512@0xd0000000:5 "
                           "virtio_mmio.device=512@0xd0000200:6");
     cr_assert_eq(len, strlen(buf));
-    vclose(&t);
+    vq_vclose(&t);
 }
 
 static atomic_int rung;
@@ -769,7 +567,7 @@ static void ring(void *opaque, const hv_doorbell *db)
 Test(virtio, doorbells_and_interrupt_eventfds)
 {
     hvt t;
-    vopen(&t);
+    vq_vopen(&t);
     hv_doorbell db = {HV_IO_MMIO, 4, 0xe0001000, HV_DOORBELL_DATAMATCH, 0, 7};
     HVT_OK(hv_vm_add_doorbell(t.vm, &db, ring, NULL));
     HVT_ERR(hv_vm_add_doorbell(t.vm, &db, ring, NULL), -EEXIST);
@@ -784,7 +582,7 @@ Test(virtio, doorbells_and_interrupt_eventfds)
     struct script s = {.n = 0};
     s.ops[s.n++] = (struct op){0xe0001000, 7, 4, OP_WRITE};
     s.ops[s.n++] = (struct op){0xe0001000, 7, 4, OP_WRITE};
-    run(&t, &s);
+    vq_run(&t, &s);
     for (int i = 0; i < 400 && atomic_load(&rung) == 0; i++)
         usleep(2500);
     cr_assert_geq(atomic_load(&rung), 1, "the doorbell never rang");
@@ -814,7 +612,7 @@ Test(virtio, doorbells_and_interrupt_eventfds)
     uint64_t one = 1;
     cr_assert_eq(write(fd1, &one, 8), 8);
     HVT_ERR(hv_vm_irq_eventfd(t.vm, 24, &fd1), -EINVAL);
-    vclose(&t);
+    vq_vclose(&t);
     hvt n;
     hvt_open(&n, HV_VM_NO_IRQCHIP);
     HVT_ERR(hv_vm_irq_eventfd(n.vm, 5, &fd1), -ENOTSUP);

@@ -3,7 +3,7 @@
  * A blob given to set_state comes from a stream file: it is bounded, copied
  * and checked field by field here, and reserved fields are zeroed, before
  * KVM sees it; KVM's own checks are the second line, and what KVM refuses
- * is reported with the value it refused. Also vcpu_flush. */
+ * is reported with the value it refused. */
 #include "kvm.h"
 
 #include <errno.h>
@@ -785,30 +785,4 @@ int hvi_kvm_vm_set_state(void *vm_priv, uint32_t kind, const void *buf,
                          pit ? s.pit.flags : s.chip.chip_id, hv_strerror(-e));
     }
     return 0;
-}
-
-/* ---- Flush -------------------------------------------------------------- */
-
-/* KVM finishes the pending port or MMIO read (copies the data from the run
- * page into the guest's registers, advances string I/O) at the start of
- * KVM_RUN, before it looks at immediate_exit; with immediate_exit set it
- * then returns -EINTR without entering the guest. Any thread may do this:
- * the signal mask KVM_RUN uses is the vCPU's, not the caller's. */
-int hvi_kvm_vcpu_flush(void *vcpu_priv)
-{
-    struct hvi_kvm_vcpu *v = vcpu_priv;
-    struct kvm_run *run = v->run;
-    __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    int r = ioctl(v->fd, KVM_RUN, 0);
-    int e = errno;
-    __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-    if (r < 0 && e == EINTR)
-        return 0;
-    if (r < 0)
-        return hvi_kvm_fail("KVM_RUN (flush)", e);
-    /* An MMIO access split over two pages needs a second exit to finish. */
-    return hvi_error(-EAGAIN,
-                     "flushing the vCPU's pending I/O: KVM_RUN exited with "
-                     "reason %u instead of completing it",
-                     run->exit_reason);
 }
