@@ -38,14 +38,6 @@ struct options {
     uint32_t cycles;
 };
 
-static void check_hv(int r, const char *what)
-{
-    if (r < 0) {
-        fprintf(stderr, PROG ": %s: %s\n", what, hv_last_error());
-        exit(1);
-    }
-}
-
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -69,33 +61,35 @@ static int count_out(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
  * memory holds a count of 0. */
 static hv_vcpu *hv_setup(hv_hypervisor *hv, const struct guest *g, hv_vm **vm)
 {
-    check_hv(hv_vm_create(hv, NULL, vm), "hv_vm_create");
+    bench_check_hv(hv_vm_create(hv, NULL, vm), "hv_vm_create");
     hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
     m.length = RAM_SIZE;
-    check_hv(hv_vm_add_memory(*vm, &m, NULL), "hv_vm_add_memory");
-    check_hv(hv_vm_write(*vm, GUEST_LOAD, g->code, g->len), "hv_vm_write");
+    bench_check_hv(hv_vm_add_memory(*vm, &m, NULL), "hv_vm_add_memory");
+    bench_check_hv(hv_vm_write(*vm, GUEST_LOAD, g->code, g->len),
+                   "hv_vm_write");
     hv_vcpu *vcpu;
-    check_hv(hv_vcpu_create(*vm, 0, &vcpu), "hv_vcpu_create");
+    bench_check_hv(hv_vcpu_create(*vm, 0, &vcpu), "hv_vcpu_create");
     hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
     o.mode = HV_X86_MODE_REAL;
     o.entry = GUEST_LOAD;
     o.stack = GUEST_STACK;
-    check_hv(hv_vcpu_set_mode(vcpu, &o), "hv_vcpu_set_mode");
+    bench_check_hv(hv_vcpu_set_mode(vcpu, &o), "hv_vcpu_set_mode");
     return vcpu;
 }
 
 static void hv_start(hv_vm *vm, hv_vcpu *vcpu, uint32_t exits)
 {
-    check_hv(hv_vm_write(vm, COUNT_ADDR, &exits, sizeof(exits)), "hv_vm_write");
+    bench_check_hv(hv_vm_write(vm, COUNT_ADDR, &exits, sizeof(exits)),
+                   "hv_vm_write");
     const hv_reg ids[] = {HV_X86_RIP, HV_X86_RSP, HV_X86_RFLAGS};
     const uint64_t vals[] = {GUEST_LOAD, GUEST_STACK, 0x2};
-    check_hv(hv_vcpu_set_regs(vcpu, ids, vals, 3), "hv_vcpu_set_regs");
+    bench_check_hv(hv_vcpu_set_regs(vcpu, ids, vals, 3), "hv_vcpu_set_regs");
 }
 
 static void hv_run_done(hv_vcpu *vcpu)
 {
     const hv_exit *e;
-    check_hv(hv_vcpu_run(vcpu, &e), "hv_vcpu_run");
+    bench_check_hv(hv_vcpu_run(vcpu, &e), "hv_vcpu_run");
     if (e->reason != HV_EXIT_PIO || e->u.io.port != PORT_DONE) {
         fprintf(stderr, PROG ": hv_vcpu_run: unexpected exit %u (port 0x%x)\n",
                 e->reason, e->u.io.port);
@@ -175,7 +169,7 @@ static void bench_exits(const struct options *o, const struct raw_kvm *k,
     raw_vm_create(k, &raw, g);
     struct hv_side h = {0};
     h.vcpu = hv_setup(hv, g, &h.vm);
-    check_hv(
+    bench_check_hv(
         hv_vm_add_io_handler(h.vm, HV_IO_PIO, PORT_LOOP, 1, count_out, &h.outs),
         "hv_vm_add_io_handler");
 
@@ -185,7 +179,7 @@ static void bench_exits(const struct options *o, const struct raw_kvm *k,
     round_exits(&raw, &h, warm, o->slice, 0, &ignored[0], &ignored[1]);
     for (uint32_t r = 0; r < o->rounds; r++)
         round_exits(&raw, &h, o->exits, o->slice, r, &raw_ns[r], &hv_ns[r]);
-    check_hv(hv_vm_destroy(h.vm), "hv_vm_destroy");
+    bench_check_hv(hv_vm_destroy(h.vm), "hv_vm_destroy");
     raw_vm_destroy(&raw);
 }
 
@@ -209,7 +203,7 @@ static double cycle_hv(hv_hypervisor *hv, const struct guest *g)
     uint64_t t0 = now_ns();
     hv_vcpu *vcpu = hv_setup(hv, g, &vm);
     hv_run_done(vcpu);
-    check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
+    bench_check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
     uint64_t t1 = now_ns();
     return (double)(t1 - t0) / 1e3;
 }
@@ -231,26 +225,8 @@ static void bench_lifecycle(const struct options *o, const struct raw_kvm *k,
     }
 }
 
-struct stats {
-    double median, min, max;
-};
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static struct stats summarise(double *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), cmp_double);
-    struct stats s = {v[n / 2], v[0], v[n - 1]};
-    if (n % 2 == 0)
-        s.median = (v[n / 2 - 1] + v[n / 2]) / 2;
-    return s;
-}
-
-static void report(const char *label, const char *unit, const struct stats *s)
+static void report(const char *label, const char *unit,
+                   const struct bench_stats *s)
 {
     printf("  %-21s: %.1f %s (min %.1f, max %.1f)\n", label, s->median, unit,
            s->min, s->max);
@@ -265,8 +241,9 @@ static void compare(const char *raw_label, const char *hv_label,
 {
     for (size_t i = 0; i < n; i++)
         tmp[i] = hv[i] / raw[i];
-    struct stats ratio = summarise(tmp, n);
-    struct stats sr = summarise(raw, n), sh = summarise(hv, n);
+    struct bench_stats ratio = bench_summarise(tmp, n);
+    struct bench_stats sr = bench_summarise(raw, n),
+                       sh = bench_summarise(hv, n);
     report(raw_label, unit, &sr);
     report(hv_label, unit, &sh);
     printf("  %-21s: %.3f (target <= %g)\n", "ratio hvcore/raw", ratio.median,
@@ -378,7 +355,7 @@ int main(int argc, char **argv)
     struct guest g;
     load_guest(&g);
     hv_hypervisor *hv;
-    check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
+    bench_check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
     size_t n = o.rounds > o.cycles ? o.rounds : o.cycles;
     double *raw = calloc(n, sizeof(double)), *lib = calloc(n, sizeof(double));
     double *tmp = calloc(n, sizeof(double));
@@ -402,7 +379,7 @@ int main(int argc, char **argv)
     free(tmp);
     free(raw);
     free(lib);
-    check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
+    bench_check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
     raw_close(&k);
     return 0;
 }

@@ -15,12 +15,6 @@
 #define TSS_ADDR 0xfffbd000ul
 #define IDENTITY_MAP_ADDR 0xfffbc000ull
 
-void bench_die(const char *what)
-{
-    fprintf(stderr, BENCH_PROG ": %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
 static int check_ioctl(int r, const char *what)
 {
     if (r < 0)

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bench_util.h"
+
 #define BENCH_PROG "exit_latency"
 
 /* Guest layout, shared by both ways; bench/guests/outloop.S and
@@ -44,9 +46,6 @@ struct raw_vm {
     struct kvm_run *run;
     size_t run_size;
 };
-
-/* Prints "exit_latency: <what>: <strerror(errno)>" and exits with 1. */
-void bench_die(const char *what);
 
 /* Opens /dev/kvm. Returns -errno when it cannot be opened (the caller
  * skips); a failure after that is fatal. */

@@ -37,6 +37,8 @@
  * failure.
  */
 #define _GNU_SOURCE /* syncfs, MAP_ANONYMOUS, clock_gettime */
+#include "bench_util.h"
+
 #include <hvcore.h>
 
 #include <ctype.h>
@@ -86,55 +88,20 @@ static void cleanup(void)
     unlink(plain_tmp);
 }
 
-static void die(const char *what)
-{
-    fprintf(stderr, PROG ": %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
-static void check_hv(int r, const char *what)
-{
-    if (r < 0) {
-        fprintf(stderr, PROG ": %s: %s\n", what, hv_last_error());
-        exit(1);
-    }
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- statistics ---- */
 
-struct stats {
-    double median, min, max;
-};
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Sorts a copy: the caller's samples stay paired by round. */
-static struct stats summarise(const double *v, size_t n)
+static struct bench_stats summarise(const double *v, size_t n)
 {
     double s[MAX_ROUNDS];
     memcpy(s, v, n * sizeof(*v));
-    qsort(s, n, sizeof(*s), cmp_double);
-    struct stats r = {s[n / 2], s[0], s[n - 1]};
-    if (n % 2 == 0)
-        r.median = (s[n / 2 - 1] + s[n / 2]) / 2;
-    return r;
+    return bench_summarise(s, n);
 }
 
 static void report(const char *label, const char *unit, const double *v,
                    size_t n)
 {
-    struct stats s = summarise(v, n);
+    struct bench_stats s = summarise(v, n);
     int prec = s.median < 10 ? 3 : 1;
     printf("  %-30s: %9.*f %s (min %.*f, max %.*f)\n", label, prec, s.median,
            unit, prec, s.min, prec, s.max);
@@ -181,19 +148,19 @@ struct guest {
 static void guest_new(hv_hypervisor *hv, uint32_t vcpus, uint64_t len,
                       enum fill f, struct guest *g)
 {
-    check_hv(hv_vm_create(hv, NULL, &g->vm), "hv_vm_create");
+    bench_check_hv(hv_vm_create(hv, NULL, &g->vm), "hv_vm_create");
     hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
     m.length = len;
     hv_memory_region *reg;
-    check_hv(hv_vm_add_memory(g->vm, &m, &reg), "hv_vm_add_memory");
+    bench_check_hv(hv_vm_add_memory(g->vm, &m, &reg), "hv_vm_add_memory");
     g->hva = hv_memory_region_hva(reg);
     g->len = len;
     for (uint32_t i = 0; i < vcpus; i++) {
         hv_vcpu *vcpu;
-        check_hv(hv_vcpu_create(g->vm, i, &vcpu), "hv_vcpu_create");
+        bench_check_hv(hv_vcpu_create(g->vm, i, &vcpu), "hv_vcpu_create");
     }
     fill(g->hva, len, f);
-    check_hv(hv_vm_pause(g->vm), "hv_vm_pause");
+    bench_check_hv(hv_vm_pause(g->vm), "hv_vm_pause");
 }
 
 /* ---- files ---- */
@@ -205,7 +172,7 @@ static void write_all(int fd, const uint8_t *p, uint64_t len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            die("write");
+            bench_die("write");
         p += n;
         len -= (uint64_t)n;
     }
@@ -215,7 +182,7 @@ static void fsync_dir(const char *dir)
 {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) < 0)
-        die(dir);
+        bench_die(dir);
     close(dfd);
 }
 
@@ -224,10 +191,10 @@ static void fsync_dir(const char *dir)
 static void settle(const char *dir, const char *path)
 {
     if (unlink(path) < 0 && errno != ENOENT)
-        die(path);
+        bench_die(path);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || syncfs(dfd) < 0)
-        die(dir);
+        bench_die(dir);
     close(dfd);
 }
 
@@ -237,48 +204,49 @@ static double plain_save(const struct options *o, const struct guest *g,
                          bool durable)
 {
     settle(o->dir, plain_path);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     int fd = open(durable ? plain_tmp : plain_path,
                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
-        die(plain_path);
+        bench_die(plain_path);
     write_all(fd, g->hva, g->len);
     if (durable && fsync(fd) < 0)
-        die("fsync");
+        bench_die("fsync");
     if (close(fd) < 0)
-        die("close");
+        bench_die("close");
     if (durable) {
         if (rename(plain_tmp, plain_path) < 0)
-            die("rename");
+            bench_die("rename");
         fsync_dir(o->dir);
     }
-    return now_s() - t0;
+    return bench_now_s() - t0;
 }
 
 static double hv_save(const struct options *o, const struct guest *g,
                       bool durable)
 {
     settle(o->dir, snap_path);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (durable) {
-        check_hv(hv_snapshot_save(g->vm, snap_path, NULL), "hv_snapshot_save");
+        bench_check_hv(hv_snapshot_save(g->vm, snap_path, NULL),
+                       "hv_snapshot_save");
     } else {
         int fd =
             open(snap_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
-            die(snap_path);
-        check_hv(hv_vm_save_fd(g->vm, fd, NULL), "hv_vm_save_fd");
+            bench_die(snap_path);
+        bench_check_hv(hv_vm_save_fd(g->vm, fd, NULL), "hv_vm_save_fd");
         if (close(fd) < 0)
-            die("close");
+            bench_die("close");
     }
-    return now_s() - t0;
+    return bench_now_s() - t0;
 }
 
 static uint64_t file_size(const char *path)
 {
     struct stat st;
     if (stat(path, &st) < 0)
-        die(path);
+        bench_die(path);
     return (uint64_t)st.st_size;
 }
 
@@ -299,9 +267,9 @@ static double null_save(const struct guest *g)
     hv_stream st = HV_STREAM_INIT;
     st.write = count_write;
     st.opaque = &bytes;
-    double t0 = now_s();
-    check_hv(hv_vm_save(g->vm, &st, NULL), "hv_vm_save");
-    return now_s() - t0;
+    double t0 = bench_now_s();
+    bench_check_hv(hv_vm_save(g->vm, &st, NULL), "hv_vm_save");
+    return bench_now_s() - t0;
 }
 
 static void bench_save(const struct options *o, hv_hypervisor *hv)
@@ -347,7 +315,7 @@ static void bench_save(const struct options *o, hv_hypervisor *hv)
            "zero-page scan, CRC32C):\n");
     report("hv_vm_save, no I/O", "MB/s", cpu, o->rounds);
     fflush(stdout);
-    check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
+    bench_check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
     unlink(snap_path);
     unlink(plain_path);
 }
@@ -386,13 +354,13 @@ static void touch(uint8_t *p, uint64_t len, struct sample *s)
 {
     volatile uint8_t *v = p;
     uint64_t sum = 0;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (uint64_t off = 0; off < len; off += PAGE)
         sum += v[off];
-    double t1 = now_s();
+    double t1 = bench_now_s();
     for (uint64_t off = 0; off < len; off += PAGE)
         v[off] = (uint8_t)(v[off] + 1);
-    double t2 = now_s();
+    double t2 = bench_now_s();
     touch_sink = sum;
     s->touch_load = t1 - t0;
     s->touch_store = t2 - t1;
@@ -406,7 +374,7 @@ static void read_whole(int fd, uint8_t *buf, uint64_t len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            die("read");
+            bench_die("read");
         done += (uint64_t)n;
     }
 }
@@ -416,33 +384,33 @@ static void run_way(const struct options *o, hv_hypervisor *hv, enum way w,
 {
     if (w == WAY_CREATE) {
         struct guest g;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         guest_new(hv, o->vcpus, ram, FILL_NONE, &g);
-        s->call = now_s() - t0;
+        s->call = bench_now_s() - t0;
         touch(g.hva, ram, s);
-        check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
+        bench_check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
         return;
     }
     if (w == WAY_READ || w == WAY_MMAP) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         int fd = open(snap_path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
-            die(snap_path);
+            bench_die(snap_path);
         uint8_t *p;
         if (w == WAY_READ) {
             p = mmap(NULL, file_len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
             if (p == MAP_FAILED)
-                die("mmap of the buffer");
+                bench_die("mmap of the buffer");
             read_whole(fd, p, file_len);
         } else {
             p = mmap(NULL, file_len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd,
                      0);
             if (p == MAP_FAILED)
-                die("mmap of the file");
+                bench_die("mmap of the file");
         }
         close(fd);
-        s->call = now_s() - t0;
+        s->call = bench_now_s() - t0;
         touch(p, file_len, s);
         munmap(p, file_len);
         return;
@@ -453,14 +421,14 @@ static void run_way(const struct options *o, hv_hypervisor *hv, enum way w,
                    ? HV_RESTORE_MMAP
                    : HV_RESTORE_MMAP | HV_RESTORE_VERIFY_MEMORY;
     hv_vm *vm;
-    double t0 = now_s();
-    check_hv(hv_snapshot_restore(hv, snap_path, &ro, &vm),
-             "hv_snapshot_restore");
-    s->call = now_s() - t0;
+    double t0 = bench_now_s();
+    bench_check_hv(hv_snapshot_restore(hv, snap_path, &ro, &vm),
+                   "hv_snapshot_restore");
+    s->call = bench_now_s() - t0;
     void *hva;
-    check_hv(hv_vm_gpa_to_hva(vm, 0, ram, &hva), "hv_vm_gpa_to_hva");
+    bench_check_hv(hv_vm_gpa_to_hva(vm, 0, ram, &hva), "hv_vm_gpa_to_hva");
     touch(hva, ram, s);
-    check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
+    bench_check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
 }
 
 static void bench_restore_size(const struct options *o, hv_hypervisor *hv,
@@ -469,8 +437,8 @@ static void bench_restore_size(const struct options *o, hv_hypervisor *hv,
     struct guest g;
     guest_new(hv, o->vcpus, (uint64_t)mib * MIB, FILL_ALL, &g);
     settle(o->dir, snap_path);
-    check_hv(hv_snapshot_save(g.vm, snap_path, NULL), "hv_snapshot_save");
-    check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
+    bench_check_hv(hv_snapshot_save(g.vm, snap_path, NULL), "hv_snapshot_save");
+    bench_check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
     uint64_t file_len = file_size(snap_path);
 
     static struct sample s[NR_WAYS][MAX_ROUNDS];
@@ -561,18 +529,19 @@ static void bench_zero(const struct options *o, hv_hypervisor *hv)
         hv_stream st = HV_STREAM_INIT;
         st.write = count_write;
         st.opaque = &stream_bytes;
-        check_hv(hv_vm_save(g.vm, &st, NULL), "hv_vm_save");
+        bench_check_hv(hv_vm_save(g.vm, &st, NULL), "hv_vm_save");
         settle(o->dir, snap_path);
-        check_hv(hv_snapshot_save(g.vm, snap_path, NULL), "hv_snapshot_save");
+        bench_check_hv(hv_snapshot_save(g.vm, snap_path, NULL),
+                       "hv_snapshot_save");
         struct stat sb;
         if (stat(snap_path, &sb) < 0)
-            die(snap_path);
+            bench_die(snap_path);
         double ram = (double)g.len;
         printf("  %-30s: %9.4f %9.4f %9.4f\n", patterns[i].name,
                (double)stream_bytes / ram, (double)sb.st_size / ram,
                (double)sb.st_blocks * 512 / ram);
         fflush(stdout);
-        check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
+        bench_check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
         unlink(snap_path);
     }
 }
@@ -710,7 +679,7 @@ int main(int argc, char **argv)
     close(kvm);
     struct statfs sfs;
     if (statfs(o.dir, &sfs) < 0)
-        die(o.dir);
+        bench_die(o.dir);
     long pid = (long)getpid();
     snprintf(snap_path, sizeof(snap_path), "%s/hvcore-bench-%ld.snap", o.dir,
              pid);
@@ -720,7 +689,7 @@ int main(int argc, char **argv)
              o.dir, pid);
     atexit(cleanup);
     hv_hypervisor *hv;
-    check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
+    bench_check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
 
     printf(PROG ": %u MiB guest, %u vCPU(s), %u rounds (median), files in "
                 "%s: %s (statfs type 0x%lx)\n",
@@ -733,6 +702,6 @@ int main(int argc, char **argv)
         bench_restore(&o, hv);
     if (o.parts & PART_ZERO)
         bench_zero(&o, hv);
-    check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
+    bench_check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
     return 0;
 }

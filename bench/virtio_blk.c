@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE /* pread, pwrite, mkstemp, clock_gettime */
 #include "../tests/virtio/proto.h"
+#include "bench_util.h"
 
 #include <hvcore.h>
 
@@ -49,27 +50,6 @@ struct options {
     const char *dir;
 };
 
-static void die(const char *what)
-{
-    fprintf(stderr, PROG ": %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
-static void check_hv(int r, const char *what)
-{
-    if (r < 0) {
-        fprintf(stderr, PROG ": %s: %s\n", what, hv_last_error());
-        exit(1);
-    }
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 struct guest {
     unsigned char code[GUEST_MAX];
     size_t len;
@@ -79,7 +59,7 @@ static void load_guest(struct guest *g)
 {
     FILE *f = fopen(GUEST_PATH, "rb");
     if (!f)
-        die(GUEST_PATH);
+        bench_die(GUEST_PATH);
     g->len = fread(g->code, 1, sizeof(g->code), f);
     int more = fgetc(f) != EOF;
     fclose(f);
@@ -95,7 +75,7 @@ static void load_guest(struct guest *g)
 static uint16_t run_to_port(hv_vcpu *vcpu)
 {
     const hv_exit *e;
-    check_hv(hv_vcpu_run(vcpu, &e), "hv_vcpu_run");
+    bench_check_hv(hv_vcpu_run(vcpu, &e), "hv_vcpu_run");
     if (e->reason != HV_EXIT_PIO ||
         (e->u.io.port != PORT_DONE && e->u.io.port != PORT_STAGE)) {
         fprintf(stderr, PROG ": unexpected exit %u (port 0x%x)\n", e->reason,
@@ -112,15 +92,15 @@ static double guest_iops(hv_hypervisor *hv, const struct guest *g, int fd,
                          uint64_t seed)
 {
     hv_vm *vm;
-    check_hv(hv_vm_create(hv, NULL, &vm), "hv_vm_create");
+    bench_check_hv(hv_vm_create(hv, NULL, &vm), "hv_vm_create");
     hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
     m.length = VT_RAM_END;
-    check_hv(hv_vm_add_memory(vm, &m, NULL), "hv_vm_add_memory");
-    check_hv(hv_vm_write(vm, GUEST_LOAD, g->code, g->len), "hv_vm_write");
+    bench_check_hv(hv_vm_add_memory(vm, &m, NULL), "hv_vm_add_memory");
+    bench_check_hv(hv_vm_write(vm, GUEST_LOAD, g->code, g->len), "hv_vm_write");
     hv_virtio_blk_options b = HV_VIRTIO_BLK_OPTIONS_INIT;
     b.mmio = (hv_virtio_mmio){VT_BLK_BASE, VT_BLK_IRQ, 0};
     b.fd = fd;
-    check_hv(hv_virtio_blk_create(vm, &b, NULL), "hv_virtio_blk_create");
+    bench_check_hv(hv_virtio_blk_create(vm, &b, NULL), "hv_virtio_blk_create");
     static struct vt_cmd cmd;
     memset(&cmd, 0, sizeof(cmd));
     cmd.magic = VT_MAGIC;
@@ -131,23 +111,25 @@ static double guest_iops(hv_hypervisor *hv, const struct guest *g, int fd,
     cmd.write = (uint32_t)write;
     cmd.flags = irq ? VT_IRQ : 0;
     cmd.seed = seed;
-    check_hv(hv_vm_write(vm, VT_DATA_IN, &cmd, sizeof(cmd)), "hv_vm_write");
+    bench_check_hv(hv_vm_write(vm, VT_DATA_IN, &cmd, sizeof(cmd)),
+                   "hv_vm_write");
     hv_vcpu *vcpu;
-    check_hv(hv_vcpu_create(vm, 0, &vcpu), "hv_vcpu_create");
+    bench_check_hv(hv_vcpu_create(vm, 0, &vcpu), "hv_vcpu_create");
     hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
     o.mode = HV_X86_MODE_LONG64;
     o.entry = GUEST_LOAD;
     o.stack = GUEST_STACK;
     o.tables_addr = GUEST_TABLES;
-    check_hv(hv_vcpu_set_mode(vcpu, &o), "hv_vcpu_set_mode");
+    bench_check_hv(hv_vcpu_set_mode(vcpu, &o), "hv_vcpu_set_mode");
 
     uint16_t port = run_to_port(vcpu); /* set-up, untimed */
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (port == PORT_STAGE)
         port = run_to_port(vcpu);
-    double t1 = now_s();
+    double t1 = bench_now_s();
     struct vt_out out;
-    check_hv(hv_vm_read(vm, VT_DATA_OUT, &out, sizeof(out)), "hv_vm_read");
+    bench_check_hv(hv_vm_read(vm, VT_DATA_OUT, &out, sizeof(out)),
+                   "hv_vm_read");
     if (port != PORT_DONE || out.magic != VT_MAGIC || out.error != VT_OK) {
         fprintf(stderr,
                 PROG ": the guest failed: error %u (detail %u); see "
@@ -155,7 +137,7 @@ static double guest_iops(hv_hypervisor *hv, const struct guest *g, int fd,
                 out.error, out.detail);
         exit(1);
     }
-    check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
+    bench_check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
     return count / (t1 - t0);
 }
 
@@ -167,27 +149,20 @@ static double host_iops(int fd, int write, uint32_t count, uint64_t blocks,
     for (uint32_t i = 0; i < IO_SIZE; i++)
         buf[i] = (unsigned char)(i * 7);
     uint64_t rng = seed ? seed : 1;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (uint32_t i = 0; i < count; i++) {
         off_t off = (off_t)(vt_xorshift(&rng) % blocks * IO_SIZE);
         ssize_t r = write ? pwrite(fd, buf, IO_SIZE, off)
                           : pread(fd, buf, IO_SIZE, off);
         if (r != IO_SIZE)
-            die(write ? "pwrite" : "pread");
+            bench_die(write ? "pwrite" : "pread");
     }
-    return count / (now_s() - t0);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return count / (bench_now_s() - t0);
 }
 
 static double median(double *v, size_t n)
 {
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    return bench_summarise(v, n).median;
 }
 
 static void bench(const struct options *o, hv_hypervisor *hv,
@@ -223,14 +198,14 @@ static int make_file(const struct options *o, char *path, size_t cap)
     snprintf(path, cap, "%s/hvcore-bench-vblk-XXXXXX", o->dir);
     int fd = mkstemp(path);
     if (fd < 0)
-        die(path);
+        bench_die(path);
     unlink(path); /* gone when we exit, however we exit */
     static unsigned char chunk[1 << 20];
     memset(chunk, 0x5a, sizeof(chunk));
     for (uint32_t i = 0; i < o->size_mib; i++)
         if (pwrite(fd, chunk, sizeof(chunk), (off_t)i << 20) !=
             (ssize_t)sizeof(chunk))
-            die("filling the file");
+            bench_die("filling the file");
     return fd;
 }
 
@@ -342,7 +317,7 @@ int main(int argc, char **argv)
     }
     close(kvm);
     hv_hypervisor *hv;
-    check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
+    bench_check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
     static struct guest g;
     load_guest(&g);
     char path[4096];
@@ -359,6 +334,6 @@ int main(int argc, char **argv)
                 if ((!o.qd ? 1 : k == 0) && (o.wait >> irq & 1))
                     bench(&o, hv, &g, fd, write, o.qd ? o.qd : depths[k], irq);
     close(fd);
-    check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
+    bench_check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
     return 0;
 }
