@@ -19,7 +19,7 @@ void bench_check_hv(int r, const char *what)
 {
     if (r < 0) {
         fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what,
-                hv_last_error());
+                hvc_last_error());
         exit(1);
     }
 }

@@ -11,7 +11,7 @@ struct bench_stats {
 
 /* Prints "<program>: <what>: <strerror(errno)>" and exits with 1. */
 void bench_die(const char *what);
-/* When @p r < 0: prints "<program>: <what>: <hv_last_error()>", exits 1. */
+/* When @p r < 0: prints "<program>: <what>: <hvc_last_error()>", exits 1. */
 void bench_check_hv(int r, const char *what);
 /* CLOCK_MONOTONIC in seconds. */
 double bench_now_s(void);

@@ -3,13 +3,13 @@
  *
  * 1. Exit latency. The guest bench/guests/outloop.S does N port writes to
  *    0x10, then one to 0xf4. The baseline is a KVM_RUN loop (raw_kvm.c);
- *    libhvcore runs the same guest with hv_vcpu_run() and a handler on port
+ *    libhvcore runs the same guest with hvc_vcpu_run() and a handler on port
  *    0x10, the run returning at 0xf4. Only the run loops are timed. Each
  *    round runs N writes each way, the two ways taking turns every S
  *    writes (round_exits() says why).
  * 2. Lifecycle. Create a VM, add 64 MiB, create a vCPU, put it in real
  *    mode, run to the first exit, destroy; raw ioctls against libhvcore,
- *    alternating likewise. /dev/kvm and the hv_hypervisor stay open.
+ *    alternating likewise. /dev/kvm and the hvc_hypervisor stay open.
  *
  * Exit status: 0 after reporting (ratios are reported, not enforced), 2 for
  * bad options, 77 (skip) when /dev/kvm cannot be opened, 1 on any other
@@ -45,7 +45,7 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int count_out(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+static int count_out(void *opaque, hvc_vcpu *vcpu, uint64_t offset, void *data,
                      uint32_t size, int is_write)
 {
     (void)vcpu;
@@ -59,39 +59,40 @@ static int count_out(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
 
 /* The libhvcore counterpart of raw_vm_create() and raw_start(0): fresh
  * memory holds a count of 0. */
-static hv_vcpu *hv_setup(hv_hypervisor *hv, const struct guest *g, hv_vm **vm)
+static hvc_vcpu *hvc_setup(hvc_hypervisor *hv, const struct guest *g,
+                           hvc_vm **vm)
 {
-    bench_check_hv(hv_vm_create(hv, NULL, vm), "hv_vm_create");
-    hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
+    bench_check_hv(hvc_vm_create(hv, NULL, vm), "hvc_vm_create");
+    hvc_memory_options m = HVC_MEMORY_OPTIONS_INIT;
     m.length = RAM_SIZE;
-    bench_check_hv(hv_vm_add_memory(*vm, &m, NULL), "hv_vm_add_memory");
-    bench_check_hv(hv_vm_write(*vm, GUEST_LOAD, g->code, g->len),
-                   "hv_vm_write");
-    hv_vcpu *vcpu;
-    bench_check_hv(hv_vcpu_create(*vm, 0, &vcpu), "hv_vcpu_create");
-    hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
-    o.mode = HV_X86_MODE_REAL;
+    bench_check_hv(hvc_vm_add_memory(*vm, &m, NULL), "hvc_vm_add_memory");
+    bench_check_hv(hvc_vm_write(*vm, GUEST_LOAD, g->code, g->len),
+                   "hvc_vm_write");
+    hvc_vcpu *vcpu;
+    bench_check_hv(hvc_vcpu_create(*vm, 0, &vcpu), "hvc_vcpu_create");
+    hvc_vcpu_mode_options o = HVC_VCPU_MODE_OPTIONS_INIT;
+    o.mode = HVC_X86_MODE_REAL;
     o.entry = GUEST_LOAD;
     o.stack = GUEST_STACK;
-    bench_check_hv(hv_vcpu_set_mode(vcpu, &o), "hv_vcpu_set_mode");
+    bench_check_hv(hvc_vcpu_set_mode(vcpu, &o), "hvc_vcpu_set_mode");
     return vcpu;
 }
 
-static void hv_start(hv_vm *vm, hv_vcpu *vcpu, uint32_t exits)
+static void hvc_start(hvc_vm *vm, hvc_vcpu *vcpu, uint32_t exits)
 {
-    bench_check_hv(hv_vm_write(vm, COUNT_ADDR, &exits, sizeof(exits)),
-                   "hv_vm_write");
-    const hv_reg ids[] = {HV_X86_RIP, HV_X86_RSP, HV_X86_RFLAGS};
+    bench_check_hv(hvc_vm_write(vm, COUNT_ADDR, &exits, sizeof(exits)),
+                   "hvc_vm_write");
+    const hvc_reg ids[] = {HVC_X86_RIP, HVC_X86_RSP, HVC_X86_RFLAGS};
     const uint64_t vals[] = {GUEST_LOAD, GUEST_STACK, 0x2};
-    bench_check_hv(hv_vcpu_set_regs(vcpu, ids, vals, 3), "hv_vcpu_set_regs");
+    bench_check_hv(hvc_vcpu_set_regs(vcpu, ids, vals, 3), "hvc_vcpu_set_regs");
 }
 
-static void hv_run_done(hv_vcpu *vcpu)
+static void hvc_run_done(hvc_vcpu *vcpu)
 {
-    const hv_exit *e;
-    bench_check_hv(hv_vcpu_run(vcpu, &e), "hv_vcpu_run");
-    if (e->reason != HV_EXIT_PIO || e->u.io.port != PORT_DONE) {
-        fprintf(stderr, PROG ": hv_vcpu_run: unexpected exit %u (port 0x%x)\n",
+    const hvc_exit *e;
+    bench_check_hv(hvc_vcpu_run(vcpu, &e), "hvc_vcpu_run");
+    if (e->reason != HVC_EXIT_PIO || e->u.io.port != PORT_DONE) {
+        fprintf(stderr, PROG ": hvc_vcpu_run: unexpected exit %u (port 0x%x)\n",
                 e->reason, e->u.io.port);
         exit(1);
     }
@@ -118,20 +119,20 @@ static uint64_t time_raw(struct raw_vm *v, uint32_t exits)
     return t1 - t0;
 }
 
-struct hv_side {
-    hv_vm *vm;
-    hv_vcpu *vcpu;
+struct hvc_side {
+    hvc_vm *vm;
+    hvc_vcpu *vcpu;
     uint64_t outs; /* counted by count_out() */
 };
 
-static uint64_t time_hv(struct hv_side *h, uint32_t exits)
+static uint64_t time_hv(struct hvc_side *h, uint32_t exits)
 {
-    hv_start(h->vm, h->vcpu, exits);
+    hvc_start(h->vm, h->vcpu, exits);
     h->outs = 0;
     uint64_t t0 = now_ns();
-    hv_run_done(h->vcpu);
+    hvc_run_done(h->vcpu);
     uint64_t t1 = now_ns();
-    check_count("hv_vcpu_run", h->outs, exits);
+    check_count("hvc_vcpu_run", h->outs, exits);
     return t1 - t0;
 }
 
@@ -140,46 +141,46 @@ static uint64_t time_hv(struct hv_side *h, uint32_t exits)
  * same drift on the host. (On a nested host, back-to-back runs of a second
  * or more differ by up to 10%, which would swamp a 1% difference.) Stores
  * ns per exit of each way. */
-static void round_exits(struct raw_vm *raw, struct hv_side *h, uint32_t exits,
+static void round_exits(struct raw_vm *raw, struct hvc_side *h, uint32_t exits,
                         uint32_t slice, uint32_t round, double *raw_ns,
-                        double *hv_ns)
+                        double *hvc_ns)
 {
-    uint64_t raw_t = 0, hv_t = 0, total = 0;
+    uint64_t raw_t = 0, hvc_t = 0, total = 0;
     for (uint32_t done = 0, s = 0; done < exits; s++) {
         uint32_t n = exits - done < slice ? exits - done : slice;
         if ((round + s) % 2 == 0) {
             raw_t += time_raw(raw, n);
-            hv_t += time_hv(h, n);
+            hvc_t += time_hv(h, n);
         } else {
-            hv_t += time_hv(h, n);
+            hvc_t += time_hv(h, n);
             raw_t += time_raw(raw, n);
         }
         done += n;
         total += (uint64_t)n + 1;
     }
     *raw_ns = (double)raw_t / (double)total;
-    *hv_ns = (double)hv_t / (double)total;
+    *hvc_ns = (double)hvc_t / (double)total;
 }
 
 static void bench_exits(const struct options *o, const struct raw_kvm *k,
-                        hv_hypervisor *hv, const struct guest *g,
-                        double *raw_ns, double *hv_ns)
+                        hvc_hypervisor *hv, const struct guest *g,
+                        double *raw_ns, double *hvc_ns)
 {
     struct raw_vm raw;
     raw_vm_create(k, &raw, g);
-    struct hv_side h = {0};
-    h.vcpu = hv_setup(hv, g, &h.vm);
-    bench_check_hv(
-        hv_vm_add_io_handler(h.vm, HV_IO_PIO, PORT_LOOP, 1, count_out, &h.outs),
-        "hv_vm_add_io_handler");
+    struct hvc_side h = {0};
+    h.vcpu = hvc_setup(hv, g, &h.vm);
+    bench_check_hv(hvc_vm_add_io_handler(h.vm, HVC_IO_PIO, PORT_LOOP, 1,
+                                         count_out, &h.outs),
+                   "hvc_vm_add_io_handler");
 
     /* Untimed: fault in guest pages and warm caches for both. */
     double ignored[2];
     uint32_t warm = o->exits < WARMUP_EXITS ? o->exits : WARMUP_EXITS;
     round_exits(&raw, &h, warm, o->slice, 0, &ignored[0], &ignored[1]);
     for (uint32_t r = 0; r < o->rounds; r++)
-        round_exits(&raw, &h, o->exits, o->slice, r, &raw_ns[r], &hv_ns[r]);
-    bench_check_hv(hv_vm_destroy(h.vm), "hv_vm_destroy");
+        round_exits(&raw, &h, o->exits, o->slice, r, &raw_ns[r], &hvc_ns[r]);
+    bench_check_hv(hvc_vm_destroy(h.vm), "hvc_vm_destroy");
     raw_vm_destroy(&raw);
 }
 
@@ -197,29 +198,29 @@ static double cycle_raw(const struct raw_kvm *k, const struct guest *g)
     return (double)(t1 - t0) / 1e3;
 }
 
-static double cycle_hv(hv_hypervisor *hv, const struct guest *g)
+static double cycle_hv(hvc_hypervisor *hv, const struct guest *g)
 {
-    hv_vm *vm;
+    hvc_vm *vm;
     uint64_t t0 = now_ns();
-    hv_vcpu *vcpu = hv_setup(hv, g, &vm);
-    hv_run_done(vcpu);
-    bench_check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
+    hvc_vcpu *vcpu = hvc_setup(hv, g, &vm);
+    hvc_run_done(vcpu);
+    bench_check_hv(hvc_vm_destroy(vm), "hvc_vm_destroy");
     uint64_t t1 = now_ns();
     return (double)(t1 - t0) / 1e3;
 }
 
 static void bench_lifecycle(const struct options *o, const struct raw_kvm *k,
-                            hv_hypervisor *hv, const struct guest *g,
-                            double *raw_us, double *hv_us)
+                            hvc_hypervisor *hv, const struct guest *g,
+                            double *raw_us, double *hvc_us)
 {
     cycle_raw(k, g); /* untimed warm-up of both */
     cycle_hv(hv, g);
     for (uint32_t i = 0; i < o->cycles; i++) {
         if (i % 2 == 0) {
             raw_us[i] = cycle_raw(k, g);
-            hv_us[i] = cycle_hv(hv, g);
+            hvc_us[i] = cycle_hv(hv, g);
         } else {
-            hv_us[i] = cycle_hv(hv, g);
+            hvc_us[i] = cycle_hv(hv, g);
             raw_us[i] = cycle_raw(k, g);
         }
     }
@@ -235,7 +236,7 @@ static void report(const char *label, const char *unit,
 /* Prints the medians of both ways and the ratio hvcore/raw. The ratio is
  * the median of the per-round (per-cycle) ratios: the two samples of a pair
  * ran side by side, so drift on the host cancels out of their ratio. */
-static void compare(const char *raw_label, const char *hv_label,
+static void compare(const char *raw_label, const char *hvc_label,
                     const char *unit, double target, double *raw, double *hv,
                     double *tmp, size_t n)
 {
@@ -245,7 +246,7 @@ static void compare(const char *raw_label, const char *hv_label,
     struct bench_stats sr = bench_summarise(raw, n),
                        sh = bench_summarise(hv, n);
     report(raw_label, unit, &sr);
-    report(hv_label, unit, &sh);
+    report(hvc_label, unit, &sh);
     printf("  %-21s: %.3f (target <= %g)\n", "ratio hvcore/raw", ratio.median,
            target);
 }
@@ -272,7 +273,7 @@ static void usage(FILE *f)
                "\n"
                "Compares libhvcore with raw KVM ioctls in one process:\n"
                "  exit latency: a real-mode guest makes N port writes, each a\n"
-               "    VM exit, run by a raw KVM_RUN loop and by hv_vcpu_run()\n"
+               "    VM exit, run by a raw KVM_RUN loop and by hvc_vcpu_run()\n"
                "    with a port handler; R rounds of N each way, where the\n"
                "    ways take turns every S writes\n"
                "  lifecycle: create a VM with 64 MiB and a vCPU, run to the\n"
@@ -354,8 +355,8 @@ int main(int argc, char **argv)
     }
     struct guest g;
     load_guest(&g);
-    hv_hypervisor *hv;
-    bench_check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
+    hvc_hypervisor *hv;
+    bench_check_hv(hvc_hypervisor_open("kvm", &hv), "hvc_hypervisor_open");
     size_t n = o.rounds > o.cycles ? o.rounds : o.cycles;
     double *raw = calloc(n, sizeof(double)), *lib = calloc(n, sizeof(double));
     double *tmp = calloc(n, sizeof(double));
@@ -367,7 +368,7 @@ int main(int argc, char **argv)
            o.exits, o.rounds, o.slice < o.exits ? o.slice : o.exits);
     fflush(stdout);
     bench_exits(&o, &k, hv, &g, raw, lib);
-    compare("raw KVM_RUN loop", "hv_vcpu_run+handler", "ns/exit", 1.03, raw,
+    compare("raw KVM_RUN loop", "hvc_vcpu_run+handler", "ns/exit", 1.03, raw,
             lib, tmp, o.rounds);
     if (o.cycles > 0) {
         printf("lifecycle: %u cycles (median)\n", o.cycles);
@@ -379,7 +380,7 @@ int main(int argc, char **argv)
     free(tmp);
     free(raw);
     free(lib);
-    bench_check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
+    bench_check_hv(hvc_hypervisor_close(hv), "hvc_hypervisor_close");
     raw_close(&k);
     return 0;
 }

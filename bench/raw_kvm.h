@@ -31,7 +31,7 @@ struct guest {
     size_t len;
 };
 
-/* What is asked of /dev/kvm once, as hv_hypervisor_open() does. */
+/* What is asked of /dev/kvm once, as hvc_hypervisor_open() does. */
 struct raw_kvm {
     int fd;
     size_t run_size;

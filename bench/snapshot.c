@@ -3,19 +3,19 @@
  * a baseline measured in the same run).
  *
  * 1. Save throughput. A paused VM (--vcpus, no devices) with --size MiB of
- *    RAM, every page non-zero, is saved with hv_snapshot_save() to a file in
+ *    RAM, every page non-zero, is saved with hvc_snapshot_save() to a file in
  *    --dir; the baseline write()s the same guest memory (through its host
  *    mapping) to a file in the same directory. Both are durable the same
  *    way: temporary file, fsync, rename over the target, fsync of the
- *    directory. Then hv_vm_save_fd() to a file against write(), neither
+ *    directory. Then hvc_vm_save_fd() to a file against write(), neither
  *    fsynced (the page cache). Before every timed save the target is
  *    removed and the file system synced (syncfs), untimed, so neither side
  *    pays for the other's write-back or for freeing an old file.
  * 2. Restore latency, 128 MiB and --size MiB guests, from a snapshot file
  *    in the page cache (warm: the caches are not dropped): the time of the
- *    call, hv_snapshot_restore() reading the file, mapping it
- *    (HV_RESTORE_MMAP) and mapping it with the page CRCs checked
- *    (HV_RESTORE_VERIFY_MEMORY), against a read() of the whole file into a
+ *    call, hvc_snapshot_restore() reading the file, mapping it
+ *    (HVC_RESTORE_MMAP) and mapping it with the page CRCs checked
+ *    (HVC_RESTORE_VERIFY_MEMORY), against a read() of the whole file into a
  *    fresh anonymous buffer, an mmap() of the file, and the creation of an
  *    empty VM of the same shape (what any restore must do). After each,
  *    every guest page is touched once through its host address, first by a load
@@ -24,8 +24,8 @@
  *    copy-on-write), it does not remove it.
  * 3. Bytes written when half the RAM is zero: alternating zero and
  *    non-zero pages, and alternating 2 MiB blocks; for the stream layout
- *    (hv_vm_save() to a counting stream) and the snapshot file layout
- *    (hv_snapshot_save(), whose raw runs are page-aligned and swallow short
+ *    (hvc_vm_save() to a counting stream) and the snapshot file layout
+ *    (hvc_snapshot_save(), whose raw runs are page-aligned and swallow short
  *    zero gaps). Printed as bytes / guest RAM.
  *
  * Every measurement of a round is taken in turn, the order rotating from
@@ -138,29 +138,29 @@ static void fill(uint8_t *p, uint64_t len, enum fill f)
 }
 
 struct guest {
-    hv_vm *vm;
+    hvc_vm *vm;
     uint8_t *hva;
     uint64_t len;
 };
 
 /* A paused VM with @vcpus vCPUs and @len bytes of RAM at 0, filled with
  * @f. */
-static void guest_new(hv_hypervisor *hv, uint32_t vcpus, uint64_t len,
+static void guest_new(hvc_hypervisor *hv, uint32_t vcpus, uint64_t len,
                       enum fill f, struct guest *g)
 {
-    bench_check_hv(hv_vm_create(hv, NULL, &g->vm), "hv_vm_create");
-    hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
+    bench_check_hv(hvc_vm_create(hv, NULL, &g->vm), "hvc_vm_create");
+    hvc_memory_options m = HVC_MEMORY_OPTIONS_INIT;
     m.length = len;
-    hv_memory_region *reg;
-    bench_check_hv(hv_vm_add_memory(g->vm, &m, &reg), "hv_vm_add_memory");
-    g->hva = hv_memory_region_hva(reg);
+    hvc_memory_region *reg;
+    bench_check_hv(hvc_vm_add_memory(g->vm, &m, &reg), "hvc_vm_add_memory");
+    g->hva = hvc_memory_region_hva(reg);
     g->len = len;
     for (uint32_t i = 0; i < vcpus; i++) {
-        hv_vcpu *vcpu;
-        bench_check_hv(hv_vcpu_create(g->vm, i, &vcpu), "hv_vcpu_create");
+        hvc_vcpu *vcpu;
+        bench_check_hv(hvc_vcpu_create(g->vm, i, &vcpu), "hvc_vcpu_create");
     }
     fill(g->hva, len, f);
-    bench_check_hv(hv_vm_pause(g->vm), "hv_vm_pause");
+    bench_check_hv(hvc_vm_pause(g->vm), "hvc_vm_pause");
 }
 
 /* ---- files ---- */
@@ -198,7 +198,7 @@ static void settle(const char *dir, const char *path)
     close(dfd);
 }
 
-/* Seconds for a plain save of @g's memory: durable as hv_snapshot_save()
+/* Seconds for a plain save of @g's memory: durable as hvc_snapshot_save()
  * is (temporary file, fsync, rename, directory fsync), or not at all. */
 static double plain_save(const struct options *o, const struct guest *g,
                          bool durable)
@@ -222,20 +222,20 @@ static double plain_save(const struct options *o, const struct guest *g,
     return bench_now_s() - t0;
 }
 
-static double hv_save(const struct options *o, const struct guest *g,
-                      bool durable)
+static double hvc_save(const struct options *o, const struct guest *g,
+                       bool durable)
 {
     settle(o->dir, snap_path);
     double t0 = bench_now_s();
     if (durable) {
-        bench_check_hv(hv_snapshot_save(g->vm, snap_path, NULL),
-                       "hv_snapshot_save");
+        bench_check_hv(hvc_snapshot_save(g->vm, snap_path, NULL),
+                       "hvc_snapshot_save");
     } else {
         int fd =
             open(snap_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
             bench_die(snap_path);
-        bench_check_hv(hv_vm_save_fd(g->vm, fd, NULL), "hv_vm_save_fd");
+        bench_check_hv(hvc_vm_save_fd(g->vm, fd, NULL), "hvc_vm_save_fd");
         if (close(fd) < 0)
             bench_die("close");
     }
@@ -259,20 +259,20 @@ static int64_t count_write(void *opaque, const void *buf, size_t length)
     return (int64_t)length;
 }
 
-/* Seconds for hv_vm_save() to a stream that only counts: the library's own
+/* Seconds for hvc_vm_save() to a stream that only counts: the library's own
  * CPU work (zero-page scan, CRC32C, framing) without any I/O. */
 static double null_save(const struct guest *g)
 {
     uint64_t bytes = 0;
-    hv_stream st = HV_STREAM_INIT;
+    hvc_stream st = HVC_STREAM_INIT;
     st.write = count_write;
     st.opaque = &bytes;
     double t0 = bench_now_s();
-    bench_check_hv(hv_vm_save(g->vm, &st, NULL), "hv_vm_save");
+    bench_check_hv(hvc_vm_save(g->vm, &st, NULL), "hvc_vm_save");
     return bench_now_s() - t0;
 }
 
-static void bench_save(const struct options *o, hv_hypervisor *hv)
+static void bench_save(const struct options *o, hvc_hypervisor *hv)
 {
     struct guest g;
     guest_new(hv, o->vcpus, (uint64_t)o->size_mib * MIB, FILL_ALL, &g);
@@ -282,13 +282,13 @@ static void bench_save(const struct options *o, hv_hypervisor *hv)
         /* Untimed warm-up of both: first writes to a new file system
          * area, the library's CRC table. */
         plain_save(o, &g, durable);
-        hv_save(o, &g, durable);
+        hvc_save(o, &g, durable);
         for (uint32_t r = 0; r < o->rounds; r++) {
             if (r % 2 == 0) {
                 plain[r] = mb / plain_save(o, &g, durable);
-                lib[r] = mb / hv_save(o, &g, durable);
+                lib[r] = mb / hvc_save(o, &g, durable);
             } else {
-                lib[r] = mb / hv_save(o, &g, durable);
+                lib[r] = mb / hvc_save(o, &g, durable);
                 plain[r] = mb / plain_save(o, &g, durable);
             }
         }
@@ -298,7 +298,7 @@ static void bench_save(const struct options *o, hv_hypervisor *hv)
         else
             printf("save to a file, no fsync (page cache):\n");
         report(durable ? "write()+fsync" : "write()", "MB/s", plain, o->rounds);
-        report(durable ? "hv_snapshot_save" : "hv_vm_save_fd", "MB/s", lib,
+        report(durable ? "hvc_snapshot_save" : "hvc_vm_save_fd", "MB/s", lib,
                o->rounds);
         printf("  %-30s: %9.3f (target >= 0.8)\n", "ratio hvcore/plain",
                ratio_median(lib, plain, o->rounds));
@@ -313,9 +313,9 @@ static void bench_save(const struct options *o, hv_hypervisor *hv)
         cpu[r] = mb / null_save(&g);
     printf("save to a stream that discards (the library's CPU work alone: "
            "zero-page scan, CRC32C):\n");
-    report("hv_vm_save, no I/O", "MB/s", cpu, o->rounds);
+    report("hvc_vm_save, no I/O", "MB/s", cpu, o->rounds);
     fflush(stdout);
-    bench_check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
+    bench_check_hv(hvc_vm_destroy(g.vm), "hvc_vm_destroy");
     unlink(snap_path);
     unlink(plain_path);
 }
@@ -323,19 +323,19 @@ static void bench_save(const struct options *o, hv_hypervisor *hv)
 /* ---- 2. restore latency ---- */
 
 enum way {
-    WAY_CREATE,         /* hv_vm_create, add the memory, the vCPUs */
+    WAY_CREATE,         /* hvc_vm_create, add the memory, the vCPUs */
     WAY_READ,           /* read() into an anonymous buffer */
     WAY_MMAP,           /* mmap() of the file, MAP_PRIVATE */
-    WAY_RESTORE,        /* hv_snapshot_restore(), flags 0 */
-    WAY_RESTORE_MMAP,   /* HV_RESTORE_MMAP */
-    WAY_RESTORE_VERIFY, /* HV_RESTORE_MMAP | HV_RESTORE_VERIFY_MEMORY */
+    WAY_RESTORE,        /* hvc_snapshot_restore(), flags 0 */
+    WAY_RESTORE_MMAP,   /* HVC_RESTORE_MMAP */
+    WAY_RESTORE_VERIFY, /* HVC_RESTORE_MMAP | HVC_RESTORE_VERIFY_MEMORY */
     NR_WAYS
 };
 
 static const char *const way_name[NR_WAYS] = {
-    "VM creation alone",          "read() into anon buffer",
-    "mmap() of the file",         "hv_snapshot_restore (read)",
-    "hv_snapshot_restore (mmap)", "hv_snapshot_restore (mmap+vrfy)"};
+    "VM creation alone",           "read() into anon buffer",
+    "mmap() of the file",          "hvc_snapshot_restore (read)",
+    "hvc_snapshot_restore (mmap)", "hvc_snapshot_restore (mmap+vrfy)"};
 
 /* For the touch lines, which add " load" or " store". */
 static const char *const way_short[NR_WAYS] = {
@@ -379,7 +379,7 @@ static void read_whole(int fd, uint8_t *buf, uint64_t len)
     }
 }
 
-static void run_way(const struct options *o, hv_hypervisor *hv, enum way w,
+static void run_way(const struct options *o, hvc_hypervisor *hv, enum way w,
                     uint64_t file_len, uint64_t ram, struct sample *s)
 {
     if (w == WAY_CREATE) {
@@ -388,7 +388,7 @@ static void run_way(const struct options *o, hv_hypervisor *hv, enum way w,
         guest_new(hv, o->vcpus, ram, FILL_NONE, &g);
         s->call = bench_now_s() - t0;
         touch(g.hva, ram, s);
-        bench_check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
+        bench_check_hv(hvc_vm_destroy(g.vm), "hvc_vm_destroy");
         return;
     }
     if (w == WAY_READ || w == WAY_MMAP) {
@@ -415,30 +415,31 @@ static void run_way(const struct options *o, hv_hypervisor *hv, enum way w,
         munmap(p, file_len);
         return;
     }
-    hv_restore_options ro = HV_RESTORE_OPTIONS_INIT;
+    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
     ro.flags = w == WAY_RESTORE ? 0
                : w == WAY_RESTORE_MMAP
-                   ? HV_RESTORE_MMAP
-                   : HV_RESTORE_MMAP | HV_RESTORE_VERIFY_MEMORY;
-    hv_vm *vm;
+                   ? HVC_RESTORE_MMAP
+                   : HVC_RESTORE_MMAP | HVC_RESTORE_VERIFY_MEMORY;
+    hvc_vm *vm;
     double t0 = bench_now_s();
-    bench_check_hv(hv_snapshot_restore(hv, snap_path, &ro, &vm),
-                   "hv_snapshot_restore");
+    bench_check_hv(hvc_snapshot_restore(hv, snap_path, &ro, &vm),
+                   "hvc_snapshot_restore");
     s->call = bench_now_s() - t0;
     void *hva;
-    bench_check_hv(hv_vm_gpa_to_hva(vm, 0, ram, &hva), "hv_vm_gpa_to_hva");
+    bench_check_hv(hvc_vm_gpa_to_hva(vm, 0, ram, &hva), "hvc_vm_gpa_to_hva");
     touch(hva, ram, s);
-    bench_check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
+    bench_check_hv(hvc_vm_destroy(vm), "hvc_vm_destroy");
 }
 
-static void bench_restore_size(const struct options *o, hv_hypervisor *hv,
+static void bench_restore_size(const struct options *o, hvc_hypervisor *hv,
                                uint32_t mib)
 {
     struct guest g;
     guest_new(hv, o->vcpus, (uint64_t)mib * MIB, FILL_ALL, &g);
     settle(o->dir, snap_path);
-    bench_check_hv(hv_snapshot_save(g.vm, snap_path, NULL), "hv_snapshot_save");
-    bench_check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
+    bench_check_hv(hvc_snapshot_save(g.vm, snap_path, NULL),
+                   "hvc_snapshot_save");
+    bench_check_hv(hvc_vm_destroy(g.vm), "hvc_vm_destroy");
     uint64_t file_len = file_size(snap_path);
 
     static struct sample s[NR_WAYS][MAX_ROUNDS];
@@ -500,7 +501,7 @@ static void bench_restore_size(const struct options *o, hv_hypervisor *hv,
     unlink(snap_path);
 }
 
-static void bench_restore(const struct options *o, hv_hypervisor *hv)
+static void bench_restore(const struct options *o, hvc_hypervisor *hv)
 {
     if (o->size_mib > RESTORE_SMALL_MIB)
         bench_restore_size(o, hv, RESTORE_SMALL_MIB);
@@ -509,7 +510,7 @@ static void bench_restore(const struct options *o, hv_hypervisor *hv)
 
 /* ---- 3. bytes written with half the RAM zero ---- */
 
-static void bench_zero(const struct options *o, hv_hypervisor *hv)
+static void bench_zero(const struct options *o, hvc_hypervisor *hv)
 {
     static const struct {
         enum fill f;
@@ -526,13 +527,13 @@ static void bench_zero(const struct options *o, hv_hypervisor *hv)
         struct guest g;
         guest_new(hv, o->vcpus, (uint64_t)o->size_mib * MIB, patterns[i].f, &g);
         uint64_t stream_bytes = 0;
-        hv_stream st = HV_STREAM_INIT;
+        hvc_stream st = HVC_STREAM_INIT;
         st.write = count_write;
         st.opaque = &stream_bytes;
-        bench_check_hv(hv_vm_save(g.vm, &st, NULL), "hv_vm_save");
+        bench_check_hv(hvc_vm_save(g.vm, &st, NULL), "hvc_vm_save");
         settle(o->dir, snap_path);
-        bench_check_hv(hv_snapshot_save(g.vm, snap_path, NULL),
-                       "hv_snapshot_save");
+        bench_check_hv(hvc_snapshot_save(g.vm, snap_path, NULL),
+                       "hvc_snapshot_save");
         struct stat sb;
         if (stat(snap_path, &sb) < 0)
             bench_die(snap_path);
@@ -541,7 +542,7 @@ static void bench_zero(const struct options *o, hv_hypervisor *hv)
                (double)stream_bytes / ram, (double)sb.st_size / ram,
                (double)sb.st_blocks * 512 / ram);
         fflush(stdout);
-        bench_check_hv(hv_vm_destroy(g.vm), "hv_vm_destroy");
+        bench_check_hv(hvc_vm_destroy(g.vm), "hvc_vm_destroy");
         unlink(snap_path);
     }
 }
@@ -571,10 +572,10 @@ static void usage(FILE *f)
             "Snapshot save and restore against plain file I/O on the same\n"
             "bytes, in one process, on a paused VM with V vCPUs and no\n"
             "devices whose RAM is filled with non-zero data:\n"
-            "  save: hv_snapshot_save against write()+fsync (both through\n"
+            "  save: hvc_snapshot_save against write()+fsync (both through\n"
             "    a temporary file, renamed, directory fsynced), and\n"
-            "    hv_vm_save_fd against write() without fsync, in MB/s\n"
-            "  restore: hv_snapshot_restore by read, by mmap and by\n"
+            "    hvc_vm_save_fd against write() without fsync, in MB/s\n"
+            "  restore: hvc_snapshot_restore by read, by mmap and by\n"
             "    mmap with page CRCs checked, against read() of the file\n"
             "    and mmap() of it, at 128 MiB and MIB; the file is in the\n"
             "    page cache (caches are not dropped); then the time of a\n"
@@ -688,8 +689,8 @@ int main(int argc, char **argv)
     snprintf(plain_tmp, sizeof(plain_tmp), "%s/hvcore-bench-%ld.plain.tmp",
              o.dir, pid);
     atexit(cleanup);
-    hv_hypervisor *hv;
-    bench_check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
+    hvc_hypervisor *hv;
+    bench_check_hv(hvc_hypervisor_open("kvm", &hv), "hvc_hypervisor_open");
 
     printf(PROG ": %u MiB guest, %u vCPU(s), %u rounds (median), files in "
                 "%s: %s (statfs type 0x%lx)\n",
@@ -702,6 +703,6 @@ int main(int argc, char **argv)
         bench_restore(&o, hv);
     if (o.parts & PART_ZERO)
         bench_zero(&o, hv);
-    bench_check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
+    bench_check_hv(hvc_hypervisor_close(hv), "hvc_hypervisor_close");
     return 0;
 }

@@ -50,10 +50,11 @@
 #define MAXD 0x30118
 #define RAM (2u << 20)
 
-static const hv_reg gprs[] = {
-    HV_X86_RAX, HV_X86_RBX, HV_X86_RCX, HV_X86_RDX, HV_X86_RSI, HV_X86_RDI,
-    HV_X86_RSP, HV_X86_RBP, HV_X86_R8,  HV_X86_R9,  HV_X86_R10, HV_X86_R11,
-    HV_X86_R12, HV_X86_R13, HV_X86_R14, HV_X86_R15, HV_X86_RIP, HV_X86_RFLAGS};
+static const hvc_reg gprs[] = {
+    HVC_X86_RAX, HVC_X86_RBX, HVC_X86_RCX,   HVC_X86_RDX, HVC_X86_RSI,
+    HVC_X86_RDI, HVC_X86_RSP, HVC_X86_RBP,   HVC_X86_R8,  HVC_X86_R9,
+    HVC_X86_R10, HVC_X86_R11, HVC_X86_R12,   HVC_X86_R13, HVC_X86_R14,
+    HVC_X86_R15, HVC_X86_RIP, HVC_X86_RFLAGS};
 #define NGPRS (sizeof(gprs) / sizeof(gprs[0]))
 
 static uint8_t ram[RAM];
@@ -64,7 +65,7 @@ static uint32_t khz;
 static void check(int r, const char *what)
 {
     if (r < 0) {
-        fprintf(stderr, PROG ": %s: %s\n", what, hv_last_error());
+        fprintf(stderr, PROG ": %s: %s\n", what, hvc_last_error());
         exit(1);
     }
 }
@@ -81,10 +82,10 @@ static int64_t cyc_ns(uint64_t cycles)
     return (int64_t)((unsigned __int128)cycles * 1000000 / khz);
 }
 
-static uint64_t q(hv_vm *vm, uint64_t gpa)
+static uint64_t q(hvc_vm *vm, uint64_t gpa)
 {
     uint64_t v;
-    check(hv_vm_read(vm, gpa, &v, 8), "hv_vm_read");
+    check(hvc_vm_read(vm, gpa, &v, 8), "hvc_vm_read");
     return v;
 }
 
@@ -94,22 +95,22 @@ static uint64_t q(hv_vm *vm, uint64_t gpa)
 #define NSAMPLES 32
 
 struct vmx {
-    hv_vm *vm;
-    hv_vcpu *vcpu;
+    hvc_vm *vm;
+    hvc_vcpu *vcpu;
     pthread_t th;
     int rc;
     atomic_uint n, want;
     uint64_t h[NSAMPLES], g[NSAMPLES];
 };
 
-static int sample(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
+static int sample(void *opaque, hvc_vcpu *vcpu, uint64_t off, void *data,
                   uint32_t size, int is_write)
 {
     struct vmx *x = opaque;
     uint64_t t = raw_ns(), g;
     (void)vcpu, (void)off, (void)data, (void)size, (void)is_write;
     unsigned n = atomic_load(&x->n);
-    if (n >= atomic_load(&x->want) || hv_vm_read(x->vm, LAST, &g, 8) < 0)
+    if (n >= atomic_load(&x->want) || hvc_vm_read(x->vm, LAST, &g, 8) < 0)
         return 0;
     x->h[n] = t;
     x->g[n] = g;
@@ -120,8 +121,8 @@ static int sample(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
 static void *run(void *arg)
 {
     struct vmx *x = arg;
-    const hv_exit *e;
-    x->rc = hv_vcpu_run(x->vcpu, &e);
+    const hvc_exit *e;
+    x->rc = hvc_vcpu_run(x->vcpu, &e);
     return NULL;
 }
 
@@ -136,33 +137,33 @@ static void start(struct vmx *x)
 /* Ends the run of a paused VM. */
 static void stop(struct vmx *x)
 {
-    check(hv_vcpu_kick(x->vcpu), "hv_vcpu_kick");
+    check(hvc_vcpu_kick(x->vcpu), "hvc_vcpu_kick");
     pthread_join(x->th, NULL);
-    check(x->rc, "hv_vcpu_run");
+    check(x->rc, "hvc_vcpu_run");
 }
 
 /* A new VM with @p image (the guest, or a whole RAM copy) at @p at, one
  * vCPU at the guest's entry, and @p regs when given. */
-static void create(hv_hypervisor *hv, struct vmx *x, const void *image,
+static void create(hvc_hypervisor *hv, struct vmx *x, const void *image,
                    size_t len, uint64_t at, const uint64_t *regs)
 {
     memset(x, 0, sizeof(*x));
-    check(hv_vm_create(hv, NULL, &x->vm), "hv_vm_create");
-    hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
+    check(hvc_vm_create(hv, NULL, &x->vm), "hvc_vm_create");
+    hvc_memory_options m = HVC_MEMORY_OPTIONS_INIT;
     m.length = RAM;
-    check(hv_vm_add_memory(x->vm, &m, NULL), "hv_vm_add_memory");
-    check(hv_vm_write(x->vm, at, image, len), "hv_vm_write");
-    check(hv_vm_add_io_handler(x->vm, HV_IO_PIO, PORT_SAMPLE, 4, sample, x),
-          "hv_vm_add_io_handler");
-    check(hv_vcpu_create(x->vm, 0, &x->vcpu), "hv_vcpu_create");
-    hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
-    o.mode = HV_X86_MODE_LONG64;
+    check(hvc_vm_add_memory(x->vm, &m, NULL), "hvc_vm_add_memory");
+    check(hvc_vm_write(x->vm, at, image, len), "hvc_vm_write");
+    check(hvc_vm_add_io_handler(x->vm, HVC_IO_PIO, PORT_SAMPLE, 4, sample, x),
+          "hvc_vm_add_io_handler");
+    check(hvc_vcpu_create(x->vm, 0, &x->vcpu), "hvc_vcpu_create");
+    hvc_vcpu_mode_options o = HVC_VCPU_MODE_OPTIONS_INIT;
+    o.mode = HVC_X86_MODE_LONG64;
     o.entry = GUEST_LOAD;
     o.stack = GUEST_STACK;
     o.tables_addr = GUEST_TABLES;
-    check(hv_vcpu_set_mode(x->vcpu, &o), "hv_vcpu_set_mode");
+    check(hvc_vcpu_set_mode(x->vcpu, &o), "hvc_vcpu_set_mode");
     if (regs)
-        check(hv_vcpu_set_regs(x->vcpu, gprs, regs, NGPRS), "set_regs");
+        check(hvc_vcpu_set_regs(x->vcpu, gprs, regs, NGPRS), "set_regs");
 }
 
 /* A guest reading and the host time it was taken: of NSAMPLES pairs,
@@ -175,11 +176,11 @@ static void fresh(struct vmx *x, uint64_t *host, uint64_t *guest_tsc)
         atomic_store(&x->want, 0);
         atomic_store(&x->n, 0);
         atomic_store(&x->want, NSAMPLES);
-        check(hv_vm_write(x->vm, SAMPLE, &(uint64_t){1}, 8), "hv_vm_write");
+        check(hvc_vm_write(x->vm, SAMPLE, &(uint64_t){1}, 8), "hvc_vm_write");
         uint64_t end = raw_ns() + 2000000000ull;
         while (atomic_load(&x->n) < NSAMPLES && raw_ns() < end)
             usleep(100);
-        check(hv_vm_write(x->vm, SAMPLE, &(uint64_t){0}, 8), "hv_vm_write");
+        check(hvc_vm_write(x->vm, SAMPLE, &(uint64_t){0}, 8), "hvc_vm_write");
         atomic_store(&x->want, 0);
         unsigned n = atomic_load(&x->n);
         for (unsigned i = 1; i < n; i++) {
@@ -216,51 +217,51 @@ static int64_t disc(uint64_t h0, uint64_t g0, uint64_t h1, uint64_t g1,
                     uint64_t w, uint32_t pause)
 {
     int64_t moved = cyc_ns(g1 - g0) - ((int64_t)(h1 - h0) - (int64_t)w);
-    return absv(moved - (pause == HV_TSC_PAUSE_ADVANCE ? (int64_t)w : 0));
+    return absv(moved - (pause == HVC_TSC_PAUSE_ADVANCE ? (int64_t)w : 0));
 }
 
-static hv_tsc_state header(const uint8_t *rec)
+static hvc_tsc_state header(const uint8_t *rec)
 {
-    hv_tsc_state h;
+    hvc_tsc_state h;
     memcpy(&h, rec, sizeof(h));
     return h;
 }
 
 /* One save -> new VM -> restore cycle of *cur (running), which becomes
  * the new VM. @p naive: no TSC state restored. */
-static struct sample cycle(hv_hypervisor *hv, struct vmx **cur,
+static struct sample cycle(hvc_hypervisor *hv, struct vmx **cur,
                            struct vmx **spare, uint32_t pause, bool naive)
 {
     struct vmx *a = *cur, *b = *spare;
     uint64_t h0 = 0, g0 = 0, h1 = 0, g1 = 0, regs[NGPRS];
-    uint8_t rec_a[sizeof(hv_tsc_state) + sizeof(hv_tsc_vcpu_state)];
+    uint8_t rec_a[sizeof(hvc_tsc_state) + sizeof(hvc_tsc_vcpu_state)];
     uint8_t rec_b[sizeof(rec_a)];
     usleep(2000);
     fresh(a, &h0, &g0);
-    check(hv_vm_pause(a->vm), "hv_vm_pause");
+    check(hvc_vm_pause(a->vm), "hvc_vm_pause");
     uint64_t paused = raw_ns();
-    check(hv_vm_save_tsc(a->vm, rec_a, sizeof(rec_a), NULL), "save");
+    check(hvc_vm_save_tsc(a->vm, rec_a, sizeof(rec_a), NULL), "save");
     stop(a);
-    check(hv_vcpu_get_regs(a->vcpu, gprs, regs, NGPRS), "get_regs");
-    check(hv_vm_read(a->vm, 0, ram, RAM), "hv_vm_read");
+    check(hvc_vcpu_get_regs(a->vcpu, gprs, regs, NGPRS), "get_regs");
+    check(hvc_vm_read(a->vm, 0, ram, RAM), "hvc_vm_read");
     memset(ram + MAXD, 0, 8);
     create(hv, b, ram, RAM, 0, regs);
     if (!naive) {
-        hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
+        hvc_tsc_restore_options o = HVC_TSC_RESTORE_OPTIONS_INIT;
         o.pause = pause;
-        check(hv_vm_restore_tsc(b->vm, rec_a, sizeof(rec_a), &o),
-              "hv_vm_restore_tsc");
+        check(hvc_vm_restore_tsc(b->vm, rec_a, sizeof(rec_a), &o),
+              "hvc_vm_restore_tsc");
     }
     uint64_t restored = raw_ns();
-    check(hv_vm_save_tsc(b->vm, rec_b, sizeof(rec_b), NULL), "save");
+    check(hvc_vm_save_tsc(b->vm, rec_b, sizeof(rec_b), NULL), "save");
     start(b);
     fresh(b, &h1, &g1);
-    check(hv_vm_destroy(a->vm), "hv_vm_destroy");
+    check(hvc_vm_destroy(a->vm), "hvc_vm_destroy");
     *cur = b;
     *spare = a;
-    hv_tsc_state ha = header(rec_a), hb = header(rec_b);
+    hvc_tsc_state ha = header(rec_a), hb = header(rec_b);
     int64_t kv = (int64_t)(hb.kvmclock_ns - ha.kvmclock_ns);
-    if (pause == HV_TSC_PAUSE_ADVANCE)
+    if (pause == HVC_TSC_PAUSE_ADVANCE)
         kv -= (int64_t)(hb.realtime_ns - ha.realtime_ns);
     struct sample s = {disc(h0, g0, h1, g1, restored - paused, pause),
                        cyc_ns(q(b->vm, MAXD)), absv(kv)};
@@ -273,12 +274,12 @@ static struct sample pause_resume(struct vmx *x, uint32_t pause)
     uint64_t h0 = 0, g0 = 0, h1 = 0, g1 = 0;
     usleep(2000);
     fresh(x, &h0, &g0);
-    check(hv_vm_pause(x->vm), "hv_vm_pause");
+    check(hvc_vm_pause(x->vm), "hvc_vm_pause");
     uint64_t paused = raw_ns();
-    check(hv_vm_write(x->vm, MAXD, &(uint64_t){0}, 8), "hv_vm_write");
+    check(hvc_vm_write(x->vm, MAXD, &(uint64_t){0}, 8), "hvc_vm_write");
     usleep(1000);
     uint64_t resumed = raw_ns();
-    check(hv_vm_resume(x->vm), "hv_vm_resume");
+    check(hvc_vm_resume(x->vm), "hvc_vm_resume");
     fresh(x, &h1, &g1);
     struct sample s = {disc(h0, g0, h1, g1, resumed - paused, pause),
                        cyc_ns(q(x->vm, MAXD)), -1};
@@ -319,19 +320,20 @@ static void row(const char *what, const struct sample *s, int n)
     printf("\n");
 }
 
-static void policy(hv_hypervisor *hv, uint32_t pause, int n)
+static void policy(hvc_hypervisor *hv, uint32_t pause, int n)
 {
     struct vmx x[2], *cur = &x[0], *spare = &x[1];
     struct sample *sr = calloc((size_t)n, sizeof(*sr));
     struct sample *pr = calloc((size_t)n, sizeof(*pr));
     struct sample nv[10];
     create(hv, cur, guest, guest_len, GUEST_LOAD, NULL);
-    hv_tsc_policy p = HV_TSC_POLICY_INIT;
+    hvc_tsc_policy p = HVC_TSC_POLICY_INIT;
     p.pause = pause;
-    const char *name = pause == HV_TSC_PAUSE_ADVANCE ? "advance" : "freeze";
-    if (hv_vm_set_tsc_policy(cur->vm, &p) < 0) {
-        printf("%s: not supported on this host: %s\n\n", name, hv_last_error());
-        check(hv_vm_destroy(cur->vm), "hv_vm_destroy");
+    const char *name = pause == HVC_TSC_PAUSE_ADVANCE ? "advance" : "freeze";
+    if (hvc_vm_set_tsc_policy(cur->vm, &p) < 0) {
+        printf("%s: not supported on this host: %s\n\n", name,
+               hvc_last_error());
+        check(hvc_vm_destroy(cur->vm), "hvc_vm_destroy");
         free(sr);
         free(pr);
         return;
@@ -341,13 +343,13 @@ static void policy(hv_hypervisor *hv, uint32_t pause, int n)
     for (int i = 0; i < n; i++) {
         pr[i] = pause_resume(cur, pause);
         sr[i] = cycle(hv, &cur, &spare, pause, false);
-        check(hv_vm_set_tsc_policy(cur->vm, &p), "hv_vm_set_tsc_policy");
+        check(hvc_vm_set_tsc_policy(cur->vm, &p), "hvc_vm_set_tsc_policy");
     }
     for (int i = 0; i < 10; i++)
         nv[i] = cycle(hv, &cur, &spare, pause, true);
-    check(hv_vm_pause(cur->vm), "hv_vm_pause");
+    check(hvc_vm_pause(cur->vm), "hvc_vm_pause");
     stop(cur);
-    check(hv_vm_destroy(cur->vm), "hv_vm_destroy");
+    check(hvc_vm_destroy(cur->vm), "hvc_vm_destroy");
 
     printf("%s (%d cycles)                discontinuity us          gap "
            "seen us        kvmclock us\n",
@@ -392,23 +394,23 @@ int main(int argc, char **argv)
     }
     guest_len = fread(guest, 1, sizeof(guest), f);
     fclose(f);
-    hv_hypervisor *hv;
-    if (hv_hypervisor_open("kvm", &hv) < 0) {
-        fprintf(stderr, PROG ": skipped: %s\n", hv_last_error());
+    hvc_hypervisor *hv;
+    if (hvc_hypervisor_open("kvm", &hv) < 0) {
+        fprintf(stderr, PROG ": skipped: %s\n", hvc_last_error());
         return 77;
     }
-    hv_tsc_info in = HV_TSC_INFO_INIT;
-    check(hv_tsc_get_info(hv, &in), "hv_tsc_get_info");
+    hvc_tsc_info in = HVC_TSC_INFO_INIT;
+    check(hvc_tsc_get_info(hv, &in), "hvc_tsc_get_info");
     khz = in.host_tsc_khz;
     printf("bench/tsc: guest TSC discontinuity across save -> new VM -> "
            "restore\n");
     printf("host TSC %u kHz; offsetting %s, scaling %s, kernel clock "
            "samples %s\n\n",
-           khz, in.flags & HV_TSC_OFFSET ? "yes" : "no",
-           in.flags & HV_TSC_SCALING ? "yes" : "no",
-           in.flags & HV_TSC_CLOCK_HOST_TSC ? "yes" : "no");
-    policy(hv, HV_TSC_PAUSE_ADVANCE, n);
-    policy(hv, HV_TSC_PAUSE_FREEZE, n);
-    check(hv_hypervisor_close(hv), "hv_hypervisor_close");
+           khz, in.flags & HVC_TSC_OFFSET ? "yes" : "no",
+           in.flags & HVC_TSC_SCALING ? "yes" : "no",
+           in.flags & HVC_TSC_CLOCK_HOST_TSC ? "yes" : "no");
+    policy(hv, HVC_TSC_PAUSE_ADVANCE, n);
+    policy(hv, HVC_TSC_PAUSE_FREEZE, n);
+    check(hvc_hypervisor_close(hv), "hvc_hypervisor_close");
     return 0;
 }

@@ -72,11 +72,11 @@ static void load_guest(struct guest *g)
 
 /* Runs until the guest stops on a port; returns which one, failing on
  * anything else. */
-static uint16_t run_to_port(hv_vcpu *vcpu)
+static uint16_t run_to_port(hvc_vcpu *vcpu)
 {
-    const hv_exit *e;
-    bench_check_hv(hv_vcpu_run(vcpu, &e), "hv_vcpu_run");
-    if (e->reason != HV_EXIT_PIO ||
+    const hvc_exit *e;
+    bench_check_hv(hvc_vcpu_run(vcpu, &e), "hvc_vcpu_run");
+    if (e->reason != HVC_EXIT_PIO ||
         (e->u.io.port != PORT_DONE && e->u.io.port != PORT_STAGE)) {
         fprintf(stderr, PROG ": unexpected exit %u (port 0x%x)\n", e->reason,
                 e->u.io.port);
@@ -87,20 +87,22 @@ static uint16_t run_to_port(hv_vcpu *vcpu)
 
 /* One guest run: a VM with the device on @fd, @count requests at depth
  * @qd. Returns requests per second. */
-static double guest_iops(hv_hypervisor *hv, const struct guest *g, int fd,
+static double guest_iops(hvc_hypervisor *hv, const struct guest *g, int fd,
                          int write, uint32_t count, uint32_t qd, int irq,
                          uint64_t seed)
 {
-    hv_vm *vm;
-    bench_check_hv(hv_vm_create(hv, NULL, &vm), "hv_vm_create");
-    hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
+    hvc_vm *vm;
+    bench_check_hv(hvc_vm_create(hv, NULL, &vm), "hvc_vm_create");
+    hvc_memory_options m = HVC_MEMORY_OPTIONS_INIT;
     m.length = VT_RAM_END;
-    bench_check_hv(hv_vm_add_memory(vm, &m, NULL), "hv_vm_add_memory");
-    bench_check_hv(hv_vm_write(vm, GUEST_LOAD, g->code, g->len), "hv_vm_write");
-    hv_virtio_blk_options b = HV_VIRTIO_BLK_OPTIONS_INIT;
-    b.mmio = (hv_virtio_mmio){VT_BLK_BASE, VT_BLK_IRQ, 0};
+    bench_check_hv(hvc_vm_add_memory(vm, &m, NULL), "hvc_vm_add_memory");
+    bench_check_hv(hvc_vm_write(vm, GUEST_LOAD, g->code, g->len),
+                   "hvc_vm_write");
+    hvc_virtio_blk_options b = HVC_VIRTIO_BLK_OPTIONS_INIT;
+    b.mmio = (hvc_virtio_mmio){VT_BLK_BASE, VT_BLK_IRQ, 0};
     b.fd = fd;
-    bench_check_hv(hv_virtio_blk_create(vm, &b, NULL), "hv_virtio_blk_create");
+    bench_check_hv(hvc_virtio_blk_create(vm, &b, NULL),
+                   "hvc_virtio_blk_create");
     static struct vt_cmd cmd;
     memset(&cmd, 0, sizeof(cmd));
     cmd.magic = VT_MAGIC;
@@ -111,16 +113,16 @@ static double guest_iops(hv_hypervisor *hv, const struct guest *g, int fd,
     cmd.write = (uint32_t)write;
     cmd.flags = irq ? VT_IRQ : 0;
     cmd.seed = seed;
-    bench_check_hv(hv_vm_write(vm, VT_DATA_IN, &cmd, sizeof(cmd)),
-                   "hv_vm_write");
-    hv_vcpu *vcpu;
-    bench_check_hv(hv_vcpu_create(vm, 0, &vcpu), "hv_vcpu_create");
-    hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
-    o.mode = HV_X86_MODE_LONG64;
+    bench_check_hv(hvc_vm_write(vm, VT_DATA_IN, &cmd, sizeof(cmd)),
+                   "hvc_vm_write");
+    hvc_vcpu *vcpu;
+    bench_check_hv(hvc_vcpu_create(vm, 0, &vcpu), "hvc_vcpu_create");
+    hvc_vcpu_mode_options o = HVC_VCPU_MODE_OPTIONS_INIT;
+    o.mode = HVC_X86_MODE_LONG64;
     o.entry = GUEST_LOAD;
     o.stack = GUEST_STACK;
     o.tables_addr = GUEST_TABLES;
-    bench_check_hv(hv_vcpu_set_mode(vcpu, &o), "hv_vcpu_set_mode");
+    bench_check_hv(hvc_vcpu_set_mode(vcpu, &o), "hvc_vcpu_set_mode");
 
     uint16_t port = run_to_port(vcpu); /* set-up, untimed */
     double t0 = bench_now_s();
@@ -128,8 +130,8 @@ static double guest_iops(hv_hypervisor *hv, const struct guest *g, int fd,
         port = run_to_port(vcpu);
     double t1 = bench_now_s();
     struct vt_out out;
-    bench_check_hv(hv_vm_read(vm, VT_DATA_OUT, &out, sizeof(out)),
-                   "hv_vm_read");
+    bench_check_hv(hvc_vm_read(vm, VT_DATA_OUT, &out, sizeof(out)),
+                   "hvc_vm_read");
     if (port != PORT_DONE || out.magic != VT_MAGIC || out.error != VT_OK) {
         fprintf(stderr,
                 PROG ": the guest failed: error %u (detail %u); see "
@@ -137,7 +139,7 @@ static double guest_iops(hv_hypervisor *hv, const struct guest *g, int fd,
                 out.error, out.detail);
         exit(1);
     }
-    bench_check_hv(hv_vm_destroy(vm), "hv_vm_destroy");
+    bench_check_hv(hvc_vm_destroy(vm), "hvc_vm_destroy");
     return count / (t1 - t0);
 }
 
@@ -165,7 +167,7 @@ static double median(double *v, size_t n)
     return bench_summarise(v, n).median;
 }
 
-static void bench(const struct options *o, hv_hypervisor *hv,
+static void bench(const struct options *o, hvc_hypervisor *hv,
                   const struct guest *g, int fd, int write, uint32_t qd,
                   int irq)
 {
@@ -216,7 +218,7 @@ static void usage(FILE *f)
             "[--rounds R] [--size MIB] [--dir DIR]\n"
             "\n"
             "Random 4 KiB reads, then writes, on a file in DIR: by a guest\n"
-            "driving virtio-blk (hv_virtio_blk_create) with Q requests in\n"
+            "driving virtio-blk (hvc_virtio_blk_create) with Q requests in\n"
             "flight, and by pread/pwrite from this process on the same\n"
             "file and offsets. Prints IOPS of both and the median over R\n"
             "rounds of the ratio guest/host. The guest waits for its\n"
@@ -316,8 +318,8 @@ int main(int argc, char **argv)
         return 77;
     }
     close(kvm);
-    hv_hypervisor *hv;
-    bench_check_hv(hv_hypervisor_open("kvm", &hv), "hv_hypervisor_open");
+    hvc_hypervisor *hv;
+    bench_check_hv(hvc_hypervisor_open("kvm", &hv), "hvc_hypervisor_open");
     static struct guest g;
     load_guest(&g);
     char path[4096];
@@ -334,6 +336,6 @@ int main(int argc, char **argv)
                 if ((!o.qd ? 1 : k == 0) && (o.wait >> irq & 1))
                     bench(&o, hv, &g, fd, write, o.qd ? o.qd : depths[k], irq);
     close(fd);
-    bench_check_hv(hv_hypervisor_close(hv), "hv_hypervisor_close");
+    bench_check_hv(hvc_hypervisor_close(hv), "hvc_hypervisor_close");
     return 0;
 }

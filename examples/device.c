@@ -34,7 +34,7 @@ struct acc_state {
     uint32_t count;
 };
 
-static int acc_read(void *opaque, hv_vcpu *vcpu, uint32_t range,
+static int acc_read(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                     uint64_t offset, void *data, uint32_t size)
 {
     struct accumulator *a = opaque;
@@ -50,7 +50,7 @@ static int acc_read(void *opaque, hv_vcpu *vcpu, uint32_t range,
     return 0;
 }
 
-static int acc_write(void *opaque, hv_vcpu *vcpu, uint32_t range,
+static int acc_write(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                      uint64_t offset, const void *data, uint32_t size)
 {
     struct accumulator *a = opaque;
@@ -110,8 +110,8 @@ static int acc_load(void *opaque, const void *buf, size_t length)
     return 0;
 }
 
-static const hv_device_ops accumulator_ops = {
-    .version = HV_DEVICE_OPS_VERSION,
+static const hvc_device_ops accumulator_ops = {
+    .version = HVC_DEVICE_OPS_VERSION,
     .type = "accumulator",
     .read = acc_read,
     .write = acc_write,
@@ -121,24 +121,24 @@ static const hv_device_ops accumulator_ops = {
     .load_state = acc_load,
 };
 
-static int add_accumulator(hv_vm *vm, const char *name, hv_device **out)
+static int add_accumulator(hvc_vm *vm, const char *name, hvc_device **out)
 {
     struct accumulator *a = calloc(1, sizeof(*a));
     if (!a)
         return -ENOMEM;
     pthread_mutex_init(&a->lock, NULL);
-    hv_device_range range = {HV_IO_PIO, 0, PORT, 8};
-    hv_device_options o = HV_DEVICE_OPTIONS_INIT;
+    hvc_device_range range = {HVC_IO_PIO, 0, PORT, 8};
+    hvc_device_options o = HVC_DEVICE_OPTIONS_INIT;
     o.nr_ranges = 1;
     o.ranges = &range;
     o.name = name;
-    int r = hv_vm_add_device(vm, &accumulator_ops, a, &o, out);
+    int r = hvc_vm_add_device(vm, &accumulator_ops, a, &o, out);
     if (r < 0)
         acc_destroy(a); /* on failure the device is still ours */
     return r;
 }
 
-static int console(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+static int console(void *opaque, hvc_vcpu *vcpu, uint64_t offset, void *data,
                    uint32_t size, int is_write)
 {
     (void)opaque, (void)vcpu, (void)offset, (void)size;
@@ -150,7 +150,7 @@ static int console(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
 static int check(int r, const char *what)
 {
     if (r < 0) {
-        fprintf(stderr, "device: %s: %s\n", what, hv_last_error());
+        fprintf(stderr, "device: %s: %s\n", what, hvc_last_error());
         exit(1);
     }
     return r;
@@ -168,46 +168,46 @@ int main(int argc, char **argv)
     size_t len = fread(image, 1, sizeof(image), f);
     fclose(f);
 
-    hv_hypervisor *hv;
-    hv_vm *vm;
-    hv_vcpu *vcpu;
-    hv_device *dev;
-    check(hv_hypervisor_open(NULL, &hv), "open");
-    check(hv_vm_create(hv, NULL, &vm), "VM");
-    hv_memory_options ram = HV_MEMORY_OPTIONS_INIT;
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    hvc_vcpu *vcpu;
+    hvc_device *dev;
+    check(hvc_hypervisor_open(NULL, &hv), "open");
+    check(hvc_vm_create(hv, NULL, &vm), "VM");
+    hvc_memory_options ram = HVC_MEMORY_OPTIONS_INIT;
     ram.length = 2 << 20;
-    check(hv_vm_add_memory(vm, &ram, NULL), "RAM");
-    check(hv_vm_write(vm, 0x8000, image, len), "load");
+    check(hvc_vm_add_memory(vm, &ram, NULL), "RAM");
+    check(hvc_vm_write(vm, 0x8000, image, len), "load");
     check(add_accumulator(vm, "acc0", &dev), "accumulator");
-    check(hv_debug_exit_create(vm, 0xf4, NULL), "debug-exit");
-    check(hv_vm_add_io_handler(vm, HV_IO_PIO, 0xe9, 1, console, NULL),
+    check(hvc_debug_exit_create(vm, 0xf4, NULL), "debug-exit");
+    check(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0xe9, 1, console, NULL),
           "console");
-    check(hv_vcpu_create(vm, 0, &vcpu), "vCPU");
-    hv_vcpu_mode_options m = HV_VCPU_MODE_OPTIONS_INIT;
-    m.mode = HV_X86_MODE_LONG64;
+    check(hvc_vcpu_create(vm, 0, &vcpu), "vCPU");
+    hvc_vcpu_mode_options m = HVC_VCPU_MODE_OPTIONS_INIT;
+    m.mode = HVC_X86_MODE_LONG64;
     m.entry = 0x8000;
     m.stack = 0x8000;
     m.tables_addr = 0x100000;
-    check(hv_vcpu_set_mode(vcpu, &m), "mode");
-    const hv_exit *e;
-    check(hv_vcpu_run(vcpu, &e), "run");
-    int status = e->reason == HV_EXIT_POWEROFF ? (int)e->u.system.code : 1;
+    check(hvc_vcpu_set_mode(vcpu, &m), "mode");
+    const hvc_exit *e;
+    check(hvc_vcpu_run(vcpu, &e), "run");
+    int status = e->reason == HVC_EXIT_POWEROFF ? (int)e->u.system.code : 1;
 
     /* Move the device's state to a second instance, as a restore would. */
     uint8_t rec[256];
     size_t rec_len;
-    hv_device *copy;
-    check(hv_device_save_state(dev, rec, sizeof(rec), &rec_len), "save");
-    check(hv_vm_remove_device(vm, dev), "remove");
+    hvc_device *copy;
+    check(hvc_device_save_state(dev, rec, sizeof(rec), &rec_len), "save");
+    check(hvc_vm_remove_device(vm, dev), "remove");
     check(add_accumulator(vm, "acc1", &copy), "second accumulator");
-    check(hv_device_load_state(copy, rec, rec_len), "load");
+    check(hvc_device_load_state(copy, rec, rec_len), "load");
     uint32_t sum;
-    acc_read(hv_device_opaque(copy), NULL, 0, 0, &sum, 4);
+    acc_read(hvc_device_opaque(copy), NULL, 0, 0, &sum, 4);
     printf("device: state record of %zu bytes moved to %s: sum %u\n", rec_len,
-           hv_device_name(copy), sum);
+           hvc_device_name(copy), sum);
     if (sum != 5050)
         status = 1;
-    hv_vm_destroy(vm);
-    hv_hypervisor_close(hv);
+    hvc_vm_destroy(vm);
+    hvc_hypervisor_close(hv);
     return status;
 }

@@ -20,7 +20,7 @@
 #define CONSOLE_PORT 0xe9
 #define EXIT_PORT 0xf4
 
-static int console(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+static int console(void *opaque, hvc_vcpu *vcpu, uint64_t offset, void *data,
                    uint32_t size, int is_write)
 {
     (void)opaque, (void)vcpu, (void)offset, (void)size;
@@ -32,20 +32,20 @@ static int console(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
     return 0;
 }
 
-static int exit_port(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+static int exit_port(void *opaque, hvc_vcpu *vcpu, uint64_t offset, void *data,
                      uint32_t size, int is_write)
 {
     (void)vcpu, (void)offset, (void)size;
     if (!is_write)
         return 0;
     *(int *)opaque = *(unsigned char *)data;
-    return HV_IO_EXIT; /* hv_vcpu_run() returns to main() */
+    return HVC_IO_EXIT; /* hvc_vcpu_run() returns to main() */
 }
 
 static int fail(const char *what, int err)
 {
-    fprintf(stderr, "hello: %s: %s (%s)\n", what, hv_last_error(),
-            hv_strerror(err));
+    fprintf(stderr, "hello: %s: %s (%s)\n", what, hvc_last_error(),
+            hvc_strerror(err));
     return 1;
 }
 
@@ -77,53 +77,53 @@ int main(int argc, char **argv)
     long len = load_file(path, &image);
     if (len <= 0) {
         fprintf(stderr, "hello: cannot load guest %s: %s\n", path,
-                len == 0 ? "empty file" : hv_strerror((int)len));
+                len == 0 ? "empty file" : hvc_strerror((int)len));
         return 2;
     }
 
-    hv_hypervisor *hv;
-    hv_vm *vm;
-    hv_vcpu *vcpu;
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    hvc_vcpu *vcpu;
     int r, status = -1;
-    if ((r = hv_hypervisor_open(NULL, &hv)) < 0)
+    if ((r = hvc_hypervisor_open(NULL, &hv)) < 0)
         return fail("opening a hypervisor backend", r);
-    if ((r = hv_vm_create(hv, NULL, &vm)) < 0)
+    if ((r = hvc_vm_create(hv, NULL, &vm)) < 0)
         return fail("creating the VM", r);
 
-    hv_memory_options ram = HV_MEMORY_OPTIONS_INIT;
+    hvc_memory_options ram = HVC_MEMORY_OPTIONS_INIT;
     ram.guest_addr = 0;
     ram.length = RAM_SIZE;
-    if ((r = hv_vm_add_memory(vm, &ram, NULL)) < 0)
+    if ((r = hvc_vm_add_memory(vm, &ram, NULL)) < 0)
         return fail("adding RAM", r);
-    if ((r = hv_vm_write(vm, LOAD_ADDR, image, (size_t)len)) < 0)
+    if ((r = hvc_vm_write(vm, LOAD_ADDR, image, (size_t)len)) < 0)
         return fail("loading the guest", r);
-    if ((r = hv_vm_add_io_handler(vm, HV_IO_PIO, CONSOLE_PORT, 1, console,
-                                  NULL)) < 0 ||
-        (r = hv_vm_add_io_handler(vm, HV_IO_PIO, EXIT_PORT, 1, exit_port,
-                                  &status)) < 0)
+    if ((r = hvc_vm_add_io_handler(vm, HVC_IO_PIO, CONSOLE_PORT, 1, console,
+                                   NULL)) < 0 ||
+        (r = hvc_vm_add_io_handler(vm, HVC_IO_PIO, EXIT_PORT, 1, exit_port,
+                                   &status)) < 0)
         return fail("registering port handlers", r);
 
-    if ((r = hv_vcpu_create(vm, 0, &vcpu)) < 0)
+    if ((r = hvc_vcpu_create(vm, 0, &vcpu)) < 0)
         return fail("creating the vCPU", r);
-    hv_vcpu_mode_options mode = HV_VCPU_MODE_OPTIONS_INIT;
-    mode.mode = HV_X86_MODE_LONG64;
+    hvc_vcpu_mode_options mode = HVC_VCPU_MODE_OPTIONS_INIT;
+    mode.mode = HVC_X86_MODE_LONG64;
     mode.entry = LOAD_ADDR;
     mode.stack = STACK_TOP;
     mode.tables_addr = TABLES;
-    if ((r = hv_vcpu_set_mode(vcpu, &mode)) < 0)
+    if ((r = hvc_vcpu_set_mode(vcpu, &mode)) < 0)
         return fail("entering long mode", r);
 
-    const hv_exit *exit;
-    if ((r = hv_vcpu_run(vcpu, &exit)) < 0)
+    const hvc_exit *exit;
+    if ((r = hvc_vcpu_run(vcpu, &exit)) < 0)
         return fail("running the guest", r);
-    if (!(exit->flags & HV_EXIT_F_HANDLED)) {
+    if (!(exit->flags & HVC_EXIT_F_HANDLED)) {
         fprintf(stderr, "hello: the guest stopped unexpectedly (exit %u)\n",
                 exit->reason);
         status = 1;
     }
     fflush(stdout);
-    hv_vm_destroy(vm);
-    hv_hypervisor_close(hv);
+    hvc_vm_destroy(vm);
+    hvc_hypervisor_close(hv);
     printf("hello: guest exited with status %d\n", status);
     return status;
 }

@@ -6,38 +6,38 @@
 
 void hvt_require_kvm(void)
 {
-    if (hv_backend_probe("kvm") == 0)
+    if (hvc_backend_probe("kvm") == 0)
         return;
     const char *req = getenv("HVCORE_REQUIRE_KVM");
     if (req && strcmp(req, "1") == 0)
         cr_assert_fail("HVCORE_REQUIRE_KVM=1 but KVM is unusable: %s",
-                       hv_last_error());
-    cr_skip_test("KVM is not usable here: %s", hv_last_error());
+                       hvc_last_error());
+    cr_skip_test("KVM is not usable here: %s", hvc_last_error());
 }
 
 void hvt_open(hvt *t, uint32_t vm_flags)
 {
     hvt_require_kvm();
     memset(t, 0, sizeof(*t));
-    HVT_OK(hv_hypervisor_open("kvm", &t->hv));
-    hv_vm_options o = HV_VM_OPTIONS_INIT;
+    HVT_OK(hvc_hypervisor_open("kvm", &t->hv));
+    hvc_vm_options o = HVC_VM_OPTIONS_INIT;
     o.flags = vm_flags;
-    HVT_OK(hv_vm_create(t->hv, &o, &t->vm));
-    hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
+    HVT_OK(hvc_vm_create(t->hv, &o, &t->vm));
+    hvc_memory_options m = HVC_MEMORY_OPTIONS_INIT;
     m.length = HVT_MEM;
-    HVT_OK(hv_vm_add_memory(t->vm, &m, &t->ram));
+    HVT_OK(hvc_vm_add_memory(t->vm, &m, &t->ram));
 }
 
 void hvt_close(hvt *t)
 {
     if (t->vm)
-        HVT_OK(hv_vm_destroy(t->vm));
+        HVT_OK(hvc_vm_destroy(t->vm));
     if (t->hv)
-        HVT_OK(hv_hypervisor_close(t->hv));
+        HVT_OK(hvc_hypervisor_close(t->hv));
     memset(t, 0, sizeof(*t));
 }
 
-void hvt_load(hv_vm *vm, const char *name)
+void hvt_load(hvc_vm *vm, const char *name)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/%s.bin", HVT_GUEST_DIR, name);
@@ -47,38 +47,38 @@ void hvt_load(hv_vm *vm, const char *name)
     size_t n = fread(buf, 1, sizeof(buf), f);
     fclose(f);
     cr_assert_gt(n, 0, "guest %s is empty", path);
-    HVT_OK(hv_vm_write(vm, GUEST_LOAD, buf, n));
+    HVT_OK(hvc_vm_write(vm, GUEST_LOAD, buf, n));
 }
 
-hv_vcpu *hvt_vcpu(hv_vm *vm, uint32_t id, int mode, uint64_t entry_offset)
+hvc_vcpu *hvt_vcpu(hvc_vm *vm, uint32_t id, int mode, uint64_t entry_offset)
 {
-    hv_vcpu *v;
-    HVT_OK(hv_vcpu_create(vm, id, &v));
-    hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
+    hvc_vcpu *v;
+    HVT_OK(hvc_vcpu_create(vm, id, &v));
+    hvc_vcpu_mode_options o = HVC_VCPU_MODE_OPTIONS_INIT;
     o.mode = (uint32_t)mode;
     o.entry = GUEST_LOAD + entry_offset;
     o.stack = GUEST_STACK;
     o.tables_addr = GUEST_TABLES;
-    HVT_OK(hv_vcpu_set_mode(v, &o));
+    HVT_OK(hvc_vcpu_set_mode(v, &o));
     return v;
 }
 
-uint8_t hvt_run_done(hv_vcpu *vcpu)
+uint8_t hvt_run_done(hvc_vcpu *vcpu)
 {
-    const hv_exit *e;
-    HVT_OK(hv_vcpu_run(vcpu, &e));
-    cr_assert_eq(e->reason, HV_EXIT_PIO,
+    const hvc_exit *e;
+    HVT_OK(hvc_vcpu_run(vcpu, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_PIO,
                  "vCPU %u: exit reason %u (backend %llu), expected PIO",
-                 hv_vcpu_id(vcpu), e->reason,
+                 hvc_vcpu_id(vcpu), e->reason,
                  (unsigned long long)e->backend_reason);
     cr_assert_eq(e->u.io.port, PORT_DONE, "unexpected port 0x%x", e->u.io.port);
     cr_assert(e->u.io.is_write);
     return *(uint8_t *)e->u.io.data;
 }
 
-uint64_t hvt_reg(hv_vcpu *vcpu, hv_reg id)
+uint64_t hvt_reg(hvc_vcpu *vcpu, hvc_reg id)
 {
     uint64_t v = 0;
-    HVT_OK(hv_vcpu_get_reg(vcpu, id, &v));
+    HVT_OK(hvc_vcpu_get_reg(vcpu, id, &v));
     return v;
 }

@@ -23,12 +23,12 @@
 #define MMIO_UNCLAIMED 0xe0000000u
 #define HVT_MEM (4u << 20)
 
-/* Asserts that a libhvcore call returned 0, printing hv_last_error(). */
+/* Asserts that a libhvcore call returned 0, printing hvc_last_error(). */
 #define HVT_OK(call)                                                           \
     do {                                                                       \
         int hvt_r_ = (call);                                                   \
         cr_assert_eq(hvt_r_, 0, "%s = %d (%s): %s", #call, hvt_r_,             \
-                     hv_strerror(hvt_r_), hv_last_error());                    \
+                     hvc_strerror(hvt_r_), hvc_last_error());                  \
     } while (0)
 
 /* Asserts that a call failed with @err and left a non-empty message. */
@@ -36,14 +36,14 @@
     do {                                                                       \
         int hvt_r_ = (call);                                                   \
         cr_assert_eq(hvt_r_, (err), "%s = %d, expected %d (%s)", #call,        \
-                     hvt_r_, (err), hv_last_error());                          \
-        cr_assert_neq(hv_last_error()[0], '\0', "%s: no message", #call);      \
+                     hvt_r_, (err), hvc_last_error());                         \
+        cr_assert_neq(hvc_last_error()[0], '\0', "%s: no message", #call);     \
     } while (0)
 
 typedef struct hvt {
-    hv_hypervisor *hv;
-    hv_vm *vm;
-    hv_memory_region *ram;
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    hvc_memory_region *ram;
 } hvt;
 
 /* Skips the test when KVM cannot open, unless HVCORE_REQUIRE_KVM=1, in
@@ -53,13 +53,13 @@ void hvt_require_kvm(void);
 void hvt_open(hvt *t, uint32_t vm_flags);
 void hvt_close(hvt *t);
 /* Loads tests/guests/<name>.bin at GUEST_LOAD. */
-void hvt_load(hv_vm *vm, const char *name);
+void hvt_load(hvc_vm *vm, const char *name);
 /* Creates vCPU @p id in @p mode at GUEST_LOAD + @p entry_offset. */
-hv_vcpu *hvt_vcpu(hv_vm *vm, uint32_t id, int mode, uint64_t entry_offset);
+hvc_vcpu *hvt_vcpu(hvc_vm *vm, uint32_t id, int mode, uint64_t entry_offset);
 /* Runs until the guest writes PORT_DONE; returns the status byte. Fails the
  * test on any other unclaimed exit. */
-uint8_t hvt_run_done(hv_vcpu *vcpu);
+uint8_t hvt_run_done(hvc_vcpu *vcpu);
 /* Reads one register or fails the test. */
-uint64_t hvt_reg(hv_vcpu *vcpu, hv_reg id);
+uint64_t hvt_reg(hvc_vcpu *vcpu, hvc_reg id);
 
 #endif

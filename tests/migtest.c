@@ -16,63 +16,63 @@ static void capture(void *opaque, const void *data, size_t length)
     m->console[m->console_len] = 0;
 }
 
-static int add_uart(hv_vm *vm, migt *m)
+static int add_uart(hvc_vm *vm, migt *m)
 {
-    hv_serial_options so = HV_SERIAL_OPTIONS_INIT;
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
     so.name = "com1";
     if (m) {
         so.output_fn = capture;
         so.output_opaque = m;
     }
-    return hv_serial_create(vm, &so, NULL);
+    return hvc_serial_create(vm, &so, NULL);
 }
 
-void migt_open(migt *m, uint32_t nr_vcpus, hv_hypervisor *hv)
+void migt_open(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv)
 {
     hvt_require_kvm();
     memset(m, 0, sizeof(*m));
     if (hv)
         m->hv = hv;
     else
-        HVT_OK(hv_hypervisor_open("kvm", &m->hv));
-    HVT_OK(hv_vm_create(m->hv, NULL, &m->vm));
-    hv_memory_options mo = HV_MEMORY_OPTIONS_INIT;
+        HVT_OK(hvc_hypervisor_open("kvm", &m->hv));
+    HVT_OK(hvc_vm_create(m->hv, NULL, &m->vm));
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
     mo.length = HVT_MEM;
-    HVT_OK(hv_vm_add_memory(m->vm, &mo, NULL));
+    HVT_OK(hvc_vm_add_memory(m->vm, &mo, NULL));
     hvt_load(m->vm, "counter64");
     HVT_OK(add_uart(m->vm, m));
     m->nr_vcpus = nr_vcpus;
     for (uint32_t i = 0; i < nr_vcpus; i++) {
-        m->vcpu[i] = hvt_vcpu(m->vm, i, HV_X86_MODE_LONG64, 0);
-        HVT_OK(hv_vcpu_set_reg(m->vcpu[i], HV_X86_RDI, i));
+        m->vcpu[i] = hvt_vcpu(m->vm, i, HVC_X86_MODE_LONG64, 0);
+        HVT_OK(hvc_vcpu_set_reg(m->vcpu[i], HVC_X86_RDI, i));
     }
 }
 
 void migt_close(migt *m)
 {
     if (m->vm)
-        hv_vm_destroy(m->vm);
+        hvc_vm_destroy(m->vm);
     if (m->hv)
-        hv_hypervisor_close(m->hv);
+        hvc_hypervisor_close(m->hv);
     m->vm = NULL;
     m->hv = NULL;
 }
 
 int migt_run_until(migt *m, uint64_t n)
 {
-    if (hv_vm_write(m->vm, DATA_IN, &n, sizeof(n)) < 0)
+    if (hvc_vm_write(m->vm, DATA_IN, &n, sizeof(n)) < 0)
         return 1;
     for (uint32_t i = 0; i < m->nr_vcpus; i++) {
-        const hv_exit *e;
-        int r = hv_vcpu_run(m->vcpu[i], &e);
+        const hvc_exit *e;
+        int r = hvc_vcpu_run(m->vcpu[i], &e);
         if (r < 0) {
-            fprintf(stderr, "vCPU %u: %s\n", i, hv_last_error());
+            fprintf(stderr, "vCPU %u: %s\n", i, hvc_last_error());
             return 2;
         }
-        if (e->reason != HV_EXIT_PIO || e->u.io.port != PORT_DONE ||
+        if (e->reason != HVC_EXIT_PIO || e->u.io.port != PORT_DONE ||
             *(uint8_t *)e->u.io.data != 0x60 + i) {
             fprintf(stderr, "vCPU %u: exit %u port 0x%x\n", i, e->reason,
-                    e->reason == HV_EXIT_PIO ? e->u.io.port : 0);
+                    e->reason == HVC_EXIT_PIO ? e->u.io.port : 0);
             return 3;
         }
     }
@@ -82,7 +82,7 @@ int migt_run_until(migt *m, uint64_t n)
 static uint64_t state(migt *m, uint32_t i, uint32_t field)
 {
     uint64_t v = ~0ull;
-    hv_vm_read(m->vm, MIGT_STATE + 0x40 * i + field, &v, sizeof(v));
+    hvc_vm_read(m->vm, MIGT_STATE + 0x40 * i + field, &v, sizeof(v));
     return v;
 }
 
@@ -107,8 +107,8 @@ int migt_check(migt *m, uint64_t n)
         for (uint32_t p = 0; p < MIGT_NPAGES; p++) {
             uint64_t want = n << 20 | (uint64_t)i << 12 | p, a = 0, b = 0;
             uint64_t at = MIGT_PATTERN + 0x40000u * i + 4096u * p;
-            hv_vm_read(m->vm, at, &a, 8);
-            hv_vm_read(m->vm, at + 4088, &b, 8);
+            hvc_vm_read(m->vm, at, &a, 8);
+            hvc_vm_read(m->vm, at + 4088, &b, 8);
             if (a != want || b != want) {
                 fprintf(stderr, "vCPU %u page %u: 0x%llx/0x%llx, want 0x%llx\n",
                         i, p, (unsigned long long)a, (unsigned long long)b,
@@ -132,10 +132,10 @@ void migt_assert_console(migt *m, uint64_t from, uint64_t to)
 
 int migt_save_file(migt *m, const char *path)
 {
-    int r = hv_vm_pause(m->vm);
+    int r = hvc_vm_pause(m->vm);
     if (r == 0)
-        r = hv_snapshot_save(m->vm, path, NULL);
-    hv_vm_resume(m->vm);
+        r = hvc_snapshot_save(m->vm, path, NULL);
+    hvc_vm_resume(m->vm);
     return r;
 }
 
@@ -173,40 +173,40 @@ uint8_t *migt_save_mem(migt *m, const uint8_t *key, const char *pass,
                        size_t *len)
 {
     struct membuf b = {0};
-    hv_stream s = HV_STREAM_INIT;
+    hvc_stream s = HVC_STREAM_INIT;
     s.write = mem_write;
     s.opaque = &b;
-    hv_save_options o = HV_SAVE_OPTIONS_INIT;
+    hvc_save_options o = HVC_SAVE_OPTIONS_INIT;
     o.key = key;
     o.passphrase = pass;
-    HVT_OK(hv_vm_pause(m->vm));
-    HVT_OK(hv_vm_save(m->vm, &s, &o));
-    HVT_OK(hv_vm_resume(m->vm));
+    HVT_OK(hvc_vm_pause(m->vm));
+    HVT_OK(hvc_vm_save(m->vm, &s, &o));
+    HVT_OK(hvc_vm_resume(m->vm));
     *len = b.len;
     return b.p;
 }
 
-static int setup(void *opaque, hv_vm *vm, const void *user, size_t length)
+static int setup(void *opaque, hvc_vm *vm, const void *user, size_t length)
 {
     (void)user;
     (void)length;
     return add_uart(vm, opaque);
 }
 
-static int adopt(migt *m, hv_vm *vm)
+static int adopt(migt *m, hvc_vm *vm)
 {
     m->vm = vm;
-    m->nr_vcpus = hv_vm_vcpu_count(vm);
+    m->nr_vcpus = hvc_vm_vcpu_count(vm);
     for (uint32_t i = 0; i < m->nr_vcpus && i < MIGT_MAX_VCPUS; i++)
-        if (hv_vm_get_vcpu(vm, i, &m->vcpu[i]) < 0)
+        if (hvc_vm_get_vcpu(vm, i, &m->vcpu[i]) < 0)
             return -1;
     return 0;
 }
 
-static int begin(migt *m, hv_restore_options *o)
+static int begin(migt *m, hvc_restore_options *o)
 {
     memset(m, 0, sizeof(*m));
-    int r = hv_hypervisor_open("kvm", &m->hv);
+    int r = hvc_hypervisor_open("kvm", &m->hv);
     o->setup = setup;
     o->opaque = m;
     return r;
@@ -214,50 +214,51 @@ static int begin(migt *m, hv_restore_options *o)
 
 int migt_restore_file(migt *m, const char *path, uint32_t flags)
 {
-    hv_restore_options o = HV_RESTORE_OPTIONS_INIT;
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     o.flags = flags;
-    hv_vm *vm;
-    if (r == 0 && (r = hv_snapshot_restore(m->hv, path, &o, &vm)) == 0)
+    hvc_vm *vm;
+    if (r == 0 && (r = hvc_snapshot_restore(m->hv, path, &o, &vm)) == 0)
         r = adopt(m, vm);
     return r;
 }
 
 int migt_restore_fd(migt *m, int fd, const uint8_t *key)
 {
-    hv_restore_options o = HV_RESTORE_OPTIONS_INIT;
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     o.key = key;
-    hv_vm *vm;
-    if (r == 0 && (r = hv_vm_restore_fd(m->hv, fd, &o, &vm)) == 0)
+    hvc_vm *vm;
+    if (r == 0 && (r = hvc_vm_restore_fd(m->hv, fd, &o, &vm)) == 0)
         r = adopt(m, vm);
     return r;
 }
 
-static int restore_mem(hv_hypervisor *hv, const uint8_t *buf, size_t len,
-                       hv_restore_options *o, hv_vm **out)
+static int restore_mem(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
+                       hvc_restore_options *o, hvc_vm **out)
 {
     struct membuf b = {(uint8_t *)buf, len, len, 0};
-    hv_stream s = HV_STREAM_INIT;
+    hvc_stream s = HVC_STREAM_INIT;
     s.read = mem_read;
     s.opaque = &b;
-    return hv_vm_restore(hv, &s, o, out);
+    return hvc_vm_restore(hv, &s, o, out);
 }
 
 int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
                      const uint8_t *key, const char *pass)
 {
-    hv_restore_options o = HV_RESTORE_OPTIONS_INIT;
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     o.key = key;
     o.passphrase = pass;
-    hv_vm *vm;
+    hvc_vm *vm;
     if (r == 0 && (r = restore_mem(m->hv, buf, len, &o, &vm)) == 0)
         r = adopt(m, vm);
     return r;
 }
 
-static int quiet_setup(void *opaque, hv_vm *vm, const void *user, size_t length)
+static int quiet_setup(void *opaque, hvc_vm *vm, const void *user,
+                       size_t length)
 {
     (void)opaque;
     (void)user;
@@ -265,10 +266,10 @@ static int quiet_setup(void *opaque, hv_vm *vm, const void *user, size_t length)
     return add_uart(vm, NULL);
 }
 
-int migt_restore_mem_vm(hv_hypervisor *hv, const uint8_t *buf, size_t len,
-                        const uint8_t *key, const char *pass, hv_vm **out)
+int migt_restore_mem_vm(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
+                        const uint8_t *key, const char *pass, hvc_vm **out)
 {
-    hv_restore_options o = HV_RESTORE_OPTIONS_INIT;
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     o.key = key;
     o.passphrase = pass;
     o.setup = quiet_setup;

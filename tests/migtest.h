@@ -13,17 +13,17 @@
 #define MIGT_NPAGES 32
 
 typedef struct migt {
-    hv_hypervisor *hv;
-    hv_vm *vm;
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
     uint32_t nr_vcpus;
-    hv_vcpu *vcpu[MIGT_MAX_VCPUS];
+    hvc_vcpu *vcpu[MIGT_MAX_VCPUS];
     char console[1 << 16];
     size_t console_len;
 } migt;
 
 /* A new VM with @p nr_vcpus vCPUs in long mode at the counter guest, and
  * a UART named "com1" (asserts). @p hv: an open hypervisor, or NULL. */
-void migt_open(migt *m, uint32_t nr_vcpus, hv_hypervisor *hv);
+void migt_open(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv);
 void migt_close(migt *m);
 /* Runs every vCPU until its count reaches @p n; 0, or a code. */
 int migt_run_until(migt *m, uint64_t n);
@@ -46,8 +46,8 @@ int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
                      const uint8_t *key, const char *pass);
 /* Restores into a VM nobody runs (UART without output); for the hostile
  * stream tests. */
-int migt_restore_mem_vm(hv_hypervisor *hv, const uint8_t *buf, size_t len,
-                        const uint8_t *key, const char *pass, hv_vm **out);
+int migt_restore_mem_vm(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
+                        const uint8_t *key, const char *pass, hvc_vm **out);
 /* CRC32C computed bitwise, independently of the library. */
 uint32_t migt_crc32c(uint32_t crc, const void *p, size_t n);
 /* A progress callback that always stops the operation (-ECANCELED). */

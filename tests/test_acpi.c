@@ -1,4 +1,4 @@
-/* hv_acpi_build(): the tables read back from guest memory (signatures,
+/* hvc_acpi_build(): the tables read back from guest memory (signatures,
  * checksums, pointers, MADT and DSDT contents), iasl's disassembly of each
  * table and a byte-exact recompile of it, and the error paths, which must
  * leave guest memory untouched. No guest runs here. */
@@ -13,19 +13,19 @@
 #define AREA 0xe0000u
 #define AREA_END 0x100000u
 
-static const hv_acpi_device devices[] = {
-    {"PNP0501", HV_IO_PIO, 4, 0x3f8, 8, 0, {0}},
-    {"LNRO0005", HV_IO_MMIO, 5, 0xd0000000u, 0x200, 0, {0}},
+static const hvc_acpi_device devices[] = {
+    {"PNP0501", HVC_IO_PIO, 4, 0x3f8, 8, 0, {0}},
+    {"LNRO0005", HVC_IO_MMIO, 5, 0xd0000000u, 0x200, 0, {0}},
 };
 
 /* The other descriptor shapes: no IRQ, a port range too long for IO (),
  * MMIO above 4 GiB, an 8-character string id. */
-static const hv_acpi_device more_devices[] = {
-    {"PNP0501", HV_IO_PIO, 4, 0x3f8, 8, 0, {0}},
-    {"LNRO0005", HV_IO_MMIO, 5, 0xd0000000u, 0x200, 0, {0}},
-    {"PNP0B00", HV_IO_PIO, UINT32_MAX, 0x70, 2, 0, {0}},
-    {"HVCT0001", HV_IO_PIO, 7, 0x1000, 0x300, 0, {0}},
-    {"LNRO0005", HV_IO_MMIO, 6, 0x100000000000ull, 0x200000000ull, 0, {0}},
+static const hvc_acpi_device more_devices[] = {
+    {"PNP0501", HVC_IO_PIO, 4, 0x3f8, 8, 0, {0}},
+    {"LNRO0005", HVC_IO_MMIO, 5, 0xd0000000u, 0x200, 0, {0}},
+    {"PNP0B00", HVC_IO_PIO, UINT32_MAX, 0x70, 2, 0, {0}},
+    {"HVCT0001", HVC_IO_PIO, 7, 0x1000, 0x300, 0, {0}},
+    {"LNRO0005", HVC_IO_MMIO, 6, 0x100000000000ull, 0x200000000ull, 0, {0}},
 };
 
 struct table {
@@ -55,10 +55,10 @@ static uint8_t sum(const uint8_t *p, size_t n)
     return s;
 }
 
-static hv_acpi_options options(uint32_t cpus, const hv_acpi_device *d,
-                               uint32_t n)
+static hvc_acpi_options options(uint32_t cpus, const hvc_acpi_device *d,
+                                uint32_t n)
 {
-    hv_acpi_options o = HV_ACPI_OPTIONS_INIT;
+    hvc_acpi_options o = HVC_ACPI_OPTIONS_INIT;
     o.nr_cpus = cpus;
     o.devices = d;
     o.nr_devices = n;
@@ -67,11 +67,11 @@ static hv_acpi_options options(uint32_t cpus, const hv_acpi_device *d,
 
 /* Reads the table at @p gpa, checking signature, checksum, alignment and
  * the common header fields. */
-static void read_table(hv_vm *vm, uint64_t gpa, const char *sig,
+static void read_table(hvc_vm *vm, uint64_t gpa, const char *sig,
                        struct table *t)
 {
     uint8_t hdr[36];
-    HVT_OK(hv_vm_read(vm, gpa, hdr, sizeof(hdr)));
+    HVT_OK(hvc_vm_read(vm, gpa, hdr, sizeof(hdr)));
     cr_assert_arr_eq(hdr, sig, 4, "table at 0x%llx is \"%.4s\", not %s",
                      (unsigned long long)gpa, (const char *)hdr, sig);
     cr_assert_eq(gpa % 8, 0, "%s at 0x%llx is not 8-byte aligned", sig,
@@ -81,22 +81,23 @@ static void read_table(hv_vm *vm, uint64_t gpa, const char *sig,
     cr_assert(t->len >= 36 && t->len < 0x20000, "%s length %u", sig, t->len);
     t->data = malloc(t->len);
     cr_assert_not_null(t->data);
-    HVT_OK(hv_vm_read(vm, gpa, t->data, t->len));
+    HVT_OK(hvc_vm_read(vm, gpa, t->data, t->len));
     cr_assert_eq(sum(t->data, t->len), 0, "%s checksum is wrong", sig);
     cr_assert_arr_eq(t->data + 10, "HVCORE", 6, "%s OEMID", sig);
     cr_assert_arr_eq(t->data + 16, "HVCORE  ", 8, "%s OEM table id", sig);
     cr_assert_eq(le(t->data + 24, 4), 1, "%s OEM revision", sig);
     cr_assert_arr_eq(t->data + 28, "HVCR", 4, "%s creator id", sig);
-    cr_assert_eq(le(t->data + 32, 4), hv_version(), "%s creator revision", sig);
+    cr_assert_eq(le(t->data + 32, 4), hvc_version(), "%s creator revision",
+                 sig);
 }
 
 /* Follows RSDP -> XSDT -> FADT, MADT and FADT -> DSDT. */
-static void read_tables(hv_vm *vm, uint64_t rsdp, struct tables *ts)
+static void read_tables(hvc_vm *vm, uint64_t rsdp, struct tables *ts)
 {
     memset(ts, 0, sizeof(*ts));
     cr_assert_eq(rsdp % 16, 0, "RSDP 0x%llx not 16-byte aligned",
                  (unsigned long long)rsdp);
-    HVT_OK(hv_vm_read(vm, rsdp, ts->rsdp, sizeof(ts->rsdp)));
+    HVT_OK(hvc_vm_read(vm, rsdp, ts->rsdp, sizeof(ts->rsdp)));
     cr_assert_arr_eq(ts->rsdp, "RSD PTR ", 8);
     cr_assert_eq(sum(ts->rsdp, 20), 0, "RSDP checksum (first 20 bytes)");
     cr_assert_eq(sum(ts->rsdp, 36), 0, "RSDP extended checksum");
@@ -108,7 +109,7 @@ static void read_tables(hv_vm *vm, uint64_t rsdp, struct tables *ts)
     for (uint32_t off = 36; off < ts->xsdt.len; off += 8) {
         uint64_t gpa = le(ts->xsdt.data + off, 8);
         char sig[4];
-        HVT_OK(hv_vm_read(vm, gpa, sig, 4));
+        HVT_OK(hvc_vm_read(vm, gpa, sig, 4));
         if (memcmp(sig, "FACP", 4) == 0 && !ts->fadt.data)
             read_table(vm, gpa, "FACP", &ts->fadt);
         else if (memcmp(sig, "APIC", 4) == 0 && !ts->madt.data)
@@ -179,9 +180,9 @@ static void check_build(uint32_t cpus)
 {
     hvt t;
     hvt_open(&t, 0);
-    hv_acpi_options o = options(cpus, devices, 2);
+    hvc_acpi_options o = options(cpus, devices, 2);
     uint64_t rsdp = 0;
-    HVT_OK(hv_acpi_build(t.vm, &o, &rsdp));
+    HVT_OK(hvc_acpi_build(t.vm, &o, &rsdp));
     cr_assert_eq(rsdp, AREA, "RSDP at 0x%llx", (unsigned long long)rsdp);
     struct tables ts;
     read_tables(t.vm, rsdp, &ts);
@@ -215,7 +216,7 @@ static void check_build(uint32_t cpus)
     uint64_t found = 0;
     for (uint64_t a = AREA; a < AREA_END && !found; a += 16) {
         uint8_t p[36];
-        HVT_OK(hv_vm_read(t.vm, a, p, 20));
+        HVT_OK(hvc_vm_read(t.vm, a, p, 20));
         if (memcmp(p, "RSD PTR ", 8) == 0 && sum(p, 20) == 0)
             found = a;
     }
@@ -239,11 +240,11 @@ Test(acpi, tables_max_cpus_and_address)
 {
     hvt t;
     hvt_open(&t, 0);
-    hv_acpi_options o = options(255, more_devices, 5);
+    hvc_acpi_options o = options(255, more_devices, 5);
     o.address = 0x200010; /* 16-byte aligned is enough */
     o.length = 0x1000;
     uint64_t rsdp = 0;
-    HVT_OK(hv_acpi_build(t.vm, &o, &rsdp));
+    HVT_OK(hvc_acpi_build(t.vm, &o, &rsdp));
     cr_assert_eq(rsdp, 0x200010);
     struct tables ts;
     read_tables(t.vm, rsdp, &ts);
@@ -252,7 +253,7 @@ Test(acpi, tables_max_cpus_and_address)
     /* A second build replaces the first. */
     o = options(2, devices, 2);
     o.address = 0x200010;
-    HVT_OK(hv_acpi_build(t.vm, &o, &rsdp));
+    HVT_OK(hvc_acpi_build(t.vm, &o, &rsdp));
     free_tables(&ts);
     read_tables(t.vm, rsdp, &ts);
     check_madt(&ts.madt, 2);
@@ -360,14 +361,14 @@ static char *iasl_round_trip(const char *dir, const char *sig,
     return dsl;
 }
 
-static void check_iasl(uint32_t cpus, const hv_acpi_device *d, uint32_t n)
+static void check_iasl(uint32_t cpus, const hvc_acpi_device *d, uint32_t n)
 {
     hvt t;
     hvt_open(&t, 0);
     require_iasl();
-    hv_acpi_options o = options(cpus, d, n);
+    hvc_acpi_options o = options(cpus, d, n);
     uint64_t rsdp;
-    HVT_OK(hv_acpi_build(t.vm, &o, &rsdp));
+    HVT_OK(hvc_acpi_build(t.vm, &o, &rsdp));
     struct tables ts;
     read_tables(t.vm, rsdp, &ts);
     const char *tmp = getenv("TMPDIR");
@@ -444,18 +445,18 @@ Test(acpi, iasl_accepts_every_descriptor)
 
 /* Expects @p err with a message containing @p what, no write to guest
  * memory and no RSDP address. */
-static void expect_failure(hvt *t, const hv_acpi_options *o, int err,
+static void expect_failure(hvt *t, const hvc_acpi_options *o, int err,
                            const char *what)
 {
     size_t n = HVT_MEM;
-    const uint8_t *ram = hv_memory_region_hva(t->ram);
+    const uint8_t *ram = hvc_memory_region_hva(t->ram);
     uint8_t *before = malloc(n);
     cr_assert_not_null(before);
     memcpy(before, ram, n);
     uint64_t rsdp = 0x1234;
-    HVT_ERR(hv_acpi_build(t->vm, o, &rsdp), err);
-    cr_assert(strstr(hv_last_error(), what), "message \"%s\" lacks \"%s\"",
-              hv_last_error(), what);
+    HVT_ERR(hvc_acpi_build(t->vm, o, &rsdp), err);
+    cr_assert(strstr(hvc_last_error(), what), "message \"%s\" lacks \"%s\"",
+              hvc_last_error(), what);
     cr_assert_eq(rsdp, 0x1234, "RSDP address written on failure");
     cr_assert(memcmp(before, ram, n) == 0, "guest memory changed (%s)", what);
     free(before);
@@ -466,8 +467,8 @@ Test(acpi, rejects_bad_options)
     hvt t;
     hvt_open(&t, 0);
     /* A pattern, so that any stray write shows. */
-    memset(hv_memory_region_hva(t.ram), 0xa5, HVT_MEM);
-    hv_acpi_options o = options(0, devices, 2);
+    memset(hvc_memory_region_hva(t.ram), 0xa5, HVT_MEM);
+    hvc_acpi_options o = options(0, devices, 2);
     expect_failure(&t, &o, -EINVAL, "nr_cpus 0");
     o.nr_cpus = 256;
     expect_failure(&t, &o, -EINVAL, "8-bit APIC id");
@@ -475,7 +476,7 @@ Test(acpi, rejects_bad_options)
     o.size = 4;
     expect_failure(&t, &o, -EINVAL, "size 4");
     o.size = sizeof(o) + 64;
-    expect_failure(&t, &o, -EINVAL, "hv_acpi_options size");
+    expect_failure(&t, &o, -EINVAL, "hvc_acpi_options size");
     o = options(1, devices, 2);
     o.reserved = 1;
     expect_failure(&t, &o, -EINVAL, "reserved");
@@ -498,10 +499,10 @@ Test(acpi, rejects_bad_options)
     o = options(1, devices, 4097);
     expect_failure(&t, &o, -EINVAL, "nr_devices 4097");
 
-    HVT_ERR(hv_acpi_build(NULL, &o, &(uint64_t){0}), -EINVAL);
-    HVT_ERR(hv_acpi_build(t.vm, NULL, &(uint64_t){0}), -EINVAL);
+    HVT_ERR(hvc_acpi_build(NULL, &o, &(uint64_t){0}), -EINVAL);
+    HVT_ERR(hvc_acpi_build(t.vm, NULL, &(uint64_t){0}), -EINVAL);
     o = options(1, devices, 2);
-    HVT_ERR(hv_acpi_build(t.vm, &o, NULL), -EINVAL);
+    HVT_ERR(hvc_acpi_build(t.vm, &o, NULL), -EINVAL);
     hvt_close(&t);
 }
 
@@ -509,30 +510,31 @@ Test(acpi, rejects_bad_devices)
 {
     hvt t;
     hvt_open(&t, 0);
-    memset(hv_memory_region_hva(t.ram), 0xa5, HVT_MEM);
+    memset(hvc_memory_region_hva(t.ram), 0xa5, HVT_MEM);
     static const struct {
-        hv_acpi_device d;
+        hvc_acpi_device d;
         const char *what;
     } bad[] = {
-        {{NULL, HV_IO_PIO, 4, 0x2f8, 8, 0, {0}}, "devices[1].hid is NULL"},
-        {{"", HV_IO_PIO, 4, 0x2f8, 8, 0, {0}}, "devices[1].hid \"\""},
-        {{"PNP0501XY", HV_IO_PIO, 4, 0x2f8, 8, 0, {0}}, "1 to 8 characters"},
-        {{"PNP 501", HV_IO_PIO, 4, 0x2f8, 8, 0, {0}}, "character 0x20"},
+        {{NULL, HVC_IO_PIO, 4, 0x2f8, 8, 0, {0}}, "devices[1].hid is NULL"},
+        {{"", HVC_IO_PIO, 4, 0x2f8, 8, 0, {0}}, "devices[1].hid \"\""},
+        {{"PNP0501XY", HVC_IO_PIO, 4, 0x2f8, 8, 0, {0}}, "1 to 8 characters"},
+        {{"PNP 501", HVC_IO_PIO, 4, 0x2f8, 8, 0, {0}}, "character 0x20"},
         {{"PNP0501", 7, 4, 0x2f8, 8, 0, {0}}, "devices[1].space 7"},
-        {{"PNP0501", HV_IO_PIO, 4, 0x2f8, 0, 0, {0}}, "devices[1].length is 0"},
-        {{"PNP0501", HV_IO_PIO, 4, 0xfff8, 16, 0, {0}}, "past port 0xffff"},
-        {{"PNP0501", HV_IO_PIO, 4, 0x10000, 1, 0, {0}}, "past port 0xffff"},
-        {{"LNRO0005", HV_IO_MMIO, 5, ~0ull - 0xff, 0x200, 0, {0}}, "wraps"},
-        {{"PNP0501", HV_IO_PIO, 24, 0x2f8, 8, 0, {0}}, "devices[1].irq 24"},
-        {{"PNP0501", HV_IO_PIO, 0x80000000u, 0x2f8, 8, 0, {0}},
+        {{"PNP0501", HVC_IO_PIO, 4, 0x2f8, 0, 0, {0}},
+         "devices[1].length is 0"},
+        {{"PNP0501", HVC_IO_PIO, 4, 0xfff8, 16, 0, {0}}, "past port 0xffff"},
+        {{"PNP0501", HVC_IO_PIO, 4, 0x10000, 1, 0, {0}}, "past port 0xffff"},
+        {{"LNRO0005", HVC_IO_MMIO, 5, ~0ull - 0xff, 0x200, 0, {0}}, "wraps"},
+        {{"PNP0501", HVC_IO_PIO, 24, 0x2f8, 8, 0, {0}}, "devices[1].irq 24"},
+        {{"PNP0501", HVC_IO_PIO, 0x80000000u, 0x2f8, 8, 0, {0}},
          "irq 2147483648"},
-        {{"PNP0501", HV_IO_PIO, 4, 0x2f8, 8, 0x4, {0}}, "flags 0x4"},
-        {{"PNP0501", HV_IO_PIO, 4, 0x2f8, 8, 0, {0, 0, 7}},
+        {{"PNP0501", HVC_IO_PIO, 4, 0x2f8, 8, 0x4, {0}}, "flags 0x4"},
+        {{"PNP0501", HVC_IO_PIO, 4, 0x2f8, 8, 0, {0, 0, 7}},
          "devices[1].reserved[2]"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        hv_acpi_device d[2] = {devices[0], bad[i].d};
-        hv_acpi_options o = options(2, d, 2);
+        hvc_acpi_device d[2] = {devices[0], bad[i].d};
+        hvc_acpi_options o = options(2, d, 2);
         expect_failure(&t, &o, -EINVAL, bad[i].what);
     }
     hvt_close(&t);
@@ -542,19 +544,25 @@ Test(acpi, interrupt_trigger_and_polarity)
 {
     hvt t;
     hvt_open(&t, 0);
-    hv_acpi_device d[2] = {
-        {"LNRO0005", HV_IO_MMIO, 5, 0xd0000000, 0x200, HV_ACPI_IRQ_LEVEL, {0}},
+    hvc_acpi_device d[2] = {
         {"LNRO0005",
-         HV_IO_MMIO,
+         HVC_IO_MMIO,
+         5,
+         0xd0000000,
+         0x200,
+         HVC_ACPI_IRQ_LEVEL,
+         {0}},
+        {"LNRO0005",
+         HVC_IO_MMIO,
          6,
          0xd0000200,
          0x200,
-         HV_ACPI_IRQ_LEVEL | HV_ACPI_IRQ_ACTIVE_LOW,
+         HVC_ACPI_IRQ_LEVEL | HVC_ACPI_IRQ_ACTIVE_LOW,
          {0}},
     };
-    hv_acpi_options o = options(1, d, 2);
+    hvc_acpi_options o = options(1, d, 2);
     uint64_t rsdp = 0;
-    HVT_OK(hv_acpi_build(t.vm, &o, &rsdp));
+    HVT_OK(hvc_acpi_build(t.vm, &o, &rsdp));
     struct tables ts;
     read_tables(t.vm, rsdp, &ts);
     /* Extended Interrupt descriptors: consumer; level (bit 1 clear);
@@ -563,7 +571,7 @@ Test(acpi, interrupt_trigger_and_polarity)
     const uint8_t level_low[] = {0x89, 6, 0, 0x05, 1, 6, 0, 0, 0};
     cr_assert(contains(&ts.dsdt, level_high, sizeof(level_high)));
     cr_assert(contains(&ts.dsdt, level_low, sizeof(level_low)));
-    cr_assert_eq(sizeof(hv_acpi_device), 64);
+    cr_assert_eq(sizeof(hvc_acpi_device), 64);
     free_tables(&ts);
     hvt_close(&t);
 }

@@ -6,7 +6,7 @@
 #include <signal.h>
 #include <string.h>
 
-static int nop(void *o, hv_vcpu *v, uint64_t off, void *d, uint32_t s, int w)
+static int nop(void *o, hvc_vcpu *v, uint64_t off, void *d, uint32_t s, int w)
 {
     (void)o, (void)v, (void)off, (void)d, (void)s, (void)w;
     return 0;
@@ -16,117 +16,117 @@ Test(errors, null_handles_everywhere)
 {
     uint64_t u64;
     size_t sz;
-    hv_reg id = HV_X86_RAX;
-    hv_x86_segment seg;
-    hv_memory_options mo = HV_MEMORY_OPTIONS_INIT;
-    hv_vcpu_mode_options vo = HV_VCPU_MODE_OPTIONS_INIT;
-    hv_memory_region *region;
-    hv_vcpu *vcpu;
-    hv_vm *vm;
+    hvc_reg id = HVC_X86_RAX;
+    hvc_x86_segment seg;
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
+    hvc_vcpu_mode_options vo = HVC_VCPU_MODE_OPTIONS_INIT;
+    hvc_memory_region *region;
+    hvc_vcpu *vcpu;
+    hvc_vm *vm;
     char buf[8];
     void *p;
-    HVT_ERR(hv_hypervisor_close(NULL), -EINVAL);
-    HVT_ERR(hv_hypervisor_get_cap(NULL, HV_CAP_MAX_VCPUS, &u64), -EINVAL);
-    cr_assert_null(hv_hypervisor_backend(NULL));
-    HVT_ERR(hv_vm_create(NULL, NULL, &vm), -EINVAL);
-    HVT_ERR(hv_vm_destroy(NULL), -EINVAL);
-    HVT_ERR(hv_vm_pause(NULL), -EINVAL);
-    HVT_ERR(hv_vm_resume(NULL), -EINVAL);
-    cr_assert_eq(hv_vm_is_paused(NULL), 0);
-    HVT_ERR(hv_vm_add_io_handler(NULL, HV_IO_PIO, 0, 1, nop, NULL), -EINVAL);
-    HVT_ERR(hv_vm_remove_io_handler(NULL, HV_IO_PIO, 0), -EINVAL);
-    HVT_ERR(hv_vm_set_irq(NULL, 0, 1), -EINVAL);
-    HVT_ERR(hv_vm_send_msi(NULL, 0, 0), -EINVAL);
-    HVT_ERR(hv_vm_add_memory(NULL, &mo, &region), -EINVAL);
-    HVT_ERR(hv_vm_remove_memory(NULL, NULL), -EINVAL);
-    HVT_ERR(hv_vm_find_memory(NULL, 0, &region), -EINVAL);
-    cr_assert_eq(hv_memory_region_guest_addr(NULL), 0);
-    cr_assert_eq(hv_memory_region_length(NULL), 0);
-    cr_assert_null(hv_memory_region_hva(NULL));
-    cr_assert_eq(hv_memory_region_flags(NULL), 0);
-    cr_assert_eq(hv_memory_region_fd(NULL), -1);
-    HVT_ERR(hv_vm_read(NULL, 0, buf, 1), -EINVAL);
-    HVT_ERR(hv_vm_write(NULL, 0, buf, 1), -EINVAL);
-    HVT_ERR(hv_vm_gpa_to_hva(NULL, 0, 1, &p), -EINVAL);
-    HVT_ERR(hv_vcpu_create(NULL, 0, &vcpu), -EINVAL);
-    HVT_ERR(hv_vcpu_destroy(NULL), -EINVAL);
-    cr_assert_eq(hv_vcpu_id(NULL), UINT32_MAX);
-    cr_assert_null(hv_vcpu_vm(NULL));
-    HVT_ERR(hv_vcpu_run(NULL, NULL), -EINVAL);
-    cr_assert_null(hv_vcpu_get_exit(NULL));
-    HVT_ERR(hv_vcpu_complete_io(NULL, buf, 1), -EINVAL);
-    HVT_ERR(hv_vcpu_kick(NULL), -EINVAL);
-    HVT_ERR(hv_vcpu_get_regs(NULL, &id, &u64, 1), -EINVAL);
-    HVT_ERR(hv_vcpu_set_regs(NULL, &id, &u64, 1), -EINVAL);
-    HVT_ERR(hv_vcpu_get_reg(NULL, id, &u64), -EINVAL);
-    HVT_ERR(hv_vcpu_set_reg(NULL, id, 0), -EINVAL);
-    HVT_ERR(hv_vcpu_get_segment(NULL, HV_X86_CS, &seg), -EINVAL);
-    HVT_ERR(hv_vcpu_set_segment(NULL, HV_X86_CS, &seg), -EINVAL);
-    HVT_ERR(hv_vcpu_fpu_state_size(NULL, &sz), -EINVAL);
-    HVT_ERR(hv_vcpu_get_fpu_state(NULL, buf, sizeof(buf)), -EINVAL);
-    HVT_ERR(hv_vcpu_set_fpu_state(NULL, buf, sizeof(buf)), -EINVAL);
-    HVT_ERR(hv_vcpu_mode_tables_size(NULL, &vo, &u64), -EINVAL);
-    HVT_ERR(hv_vcpu_set_mode(NULL, &vo), -EINVAL);
+    HVT_ERR(hvc_hypervisor_close(NULL), -EINVAL);
+    HVT_ERR(hvc_hypervisor_get_cap(NULL, HVC_CAP_MAX_VCPUS, &u64), -EINVAL);
+    cr_assert_null(hvc_hypervisor_backend(NULL));
+    HVT_ERR(hvc_vm_create(NULL, NULL, &vm), -EINVAL);
+    HVT_ERR(hvc_vm_destroy(NULL), -EINVAL);
+    HVT_ERR(hvc_vm_pause(NULL), -EINVAL);
+    HVT_ERR(hvc_vm_resume(NULL), -EINVAL);
+    cr_assert_eq(hvc_vm_is_paused(NULL), 0);
+    HVT_ERR(hvc_vm_add_io_handler(NULL, HVC_IO_PIO, 0, 1, nop, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_remove_io_handler(NULL, HVC_IO_PIO, 0), -EINVAL);
+    HVT_ERR(hvc_vm_set_irq(NULL, 0, 1), -EINVAL);
+    HVT_ERR(hvc_vm_send_msi(NULL, 0, 0), -EINVAL);
+    HVT_ERR(hvc_vm_add_memory(NULL, &mo, &region), -EINVAL);
+    HVT_ERR(hvc_vm_remove_memory(NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_find_memory(NULL, 0, &region), -EINVAL);
+    cr_assert_eq(hvc_memory_region_guest_addr(NULL), 0);
+    cr_assert_eq(hvc_memory_region_length(NULL), 0);
+    cr_assert_null(hvc_memory_region_hva(NULL));
+    cr_assert_eq(hvc_memory_region_flags(NULL), 0);
+    cr_assert_eq(hvc_memory_region_fd(NULL), -1);
+    HVT_ERR(hvc_vm_read(NULL, 0, buf, 1), -EINVAL);
+    HVT_ERR(hvc_vm_write(NULL, 0, buf, 1), -EINVAL);
+    HVT_ERR(hvc_vm_gpa_to_hva(NULL, 0, 1, &p), -EINVAL);
+    HVT_ERR(hvc_vcpu_create(NULL, 0, &vcpu), -EINVAL);
+    HVT_ERR(hvc_vcpu_destroy(NULL), -EINVAL);
+    cr_assert_eq(hvc_vcpu_id(NULL), UINT32_MAX);
+    cr_assert_null(hvc_vcpu_vm(NULL));
+    HVT_ERR(hvc_vcpu_run(NULL, NULL), -EINVAL);
+    cr_assert_null(hvc_vcpu_get_exit(NULL));
+    HVT_ERR(hvc_vcpu_complete_io(NULL, buf, 1), -EINVAL);
+    HVT_ERR(hvc_vcpu_kick(NULL), -EINVAL);
+    HVT_ERR(hvc_vcpu_get_regs(NULL, &id, &u64, 1), -EINVAL);
+    HVT_ERR(hvc_vcpu_set_regs(NULL, &id, &u64, 1), -EINVAL);
+    HVT_ERR(hvc_vcpu_get_reg(NULL, id, &u64), -EINVAL);
+    HVT_ERR(hvc_vcpu_set_reg(NULL, id, 0), -EINVAL);
+    HVT_ERR(hvc_vcpu_get_segment(NULL, HVC_X86_CS, &seg), -EINVAL);
+    HVT_ERR(hvc_vcpu_set_segment(NULL, HVC_X86_CS, &seg), -EINVAL);
+    HVT_ERR(hvc_vcpu_fpu_state_size(NULL, &sz), -EINVAL);
+    HVT_ERR(hvc_vcpu_get_fpu_state(NULL, buf, sizeof(buf)), -EINVAL);
+    HVT_ERR(hvc_vcpu_set_fpu_state(NULL, buf, sizeof(buf)), -EINVAL);
+    HVT_ERR(hvc_vcpu_mode_tables_size(NULL, &vo, &u64), -EINVAL);
+    HVT_ERR(hvc_vcpu_set_mode(NULL, &vo), -EINVAL);
 }
 
 Test(errors, null_outputs_with_live_objects)
 {
     hvt t;
     hvt_open(&t, 0);
-    hv_vcpu *v;
-    HVT_OK(hv_vcpu_create(t.vm, 0, &v));
-    HVT_ERR(hv_vm_create(t.hv, NULL, NULL), -EINVAL);
-    HVT_ERR(hv_vm_add_memory(t.vm, NULL, NULL), -EINVAL);
-    HVT_ERR(hv_vm_remove_memory(t.vm, NULL), -EINVAL);
-    HVT_ERR(hv_vm_find_memory(t.vm, 0, NULL), -EINVAL);
-    HVT_ERR(hv_vm_gpa_to_hva(t.vm, 0, 1, NULL), -EINVAL);
-    HVT_ERR(hv_vcpu_complete_io(v, NULL, 1), -EINVAL);
-    HVT_ERR(hv_vcpu_get_segment(v, HV_X86_CS, NULL), -EINVAL);
-    HVT_ERR(hv_vcpu_set_segment(v, HV_X86_CS, NULL), -EINVAL);
-    HVT_ERR(hv_vcpu_fpu_state_size(v, NULL), -EINVAL);
-    HVT_ERR(hv_vcpu_get_fpu_state(v, NULL, 100), -EINVAL);
-    HVT_ERR(hv_vcpu_set_fpu_state(v, NULL, 100), -EINVAL);
-    HVT_ERR(hv_vcpu_mode_tables_size(t.vm, NULL, NULL), -EINVAL);
+    hvc_vcpu *v;
+    HVT_OK(hvc_vcpu_create(t.vm, 0, &v));
+    HVT_ERR(hvc_vm_create(t.hv, NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_add_memory(t.vm, NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_remove_memory(t.vm, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_find_memory(t.vm, 0, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_gpa_to_hva(t.vm, 0, 1, NULL), -EINVAL);
+    HVT_ERR(hvc_vcpu_complete_io(v, NULL, 1), -EINVAL);
+    HVT_ERR(hvc_vcpu_get_segment(v, HVC_X86_CS, NULL), -EINVAL);
+    HVT_ERR(hvc_vcpu_set_segment(v, HVC_X86_CS, NULL), -EINVAL);
+    HVT_ERR(hvc_vcpu_fpu_state_size(v, NULL), -EINVAL);
+    HVT_ERR(hvc_vcpu_get_fpu_state(v, NULL, 100), -EINVAL);
+    HVT_ERR(hvc_vcpu_set_fpu_state(v, NULL, 100), -EINVAL);
+    HVT_ERR(hvc_vcpu_mode_tables_size(t.vm, NULL, NULL), -EINVAL);
     hvt_close(&t);
 }
 
 Test(errors, vm_options_are_checked)
 {
     hvt_require_kvm();
-    hv_hypervisor *hv;
-    hv_vm *vm;
-    HVT_OK(hv_hypervisor_open("kvm", &hv));
-    hv_vm_options o = HV_VM_OPTIONS_INIT;
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    hvc_vm_options o = HVC_VM_OPTIONS_INIT;
     o.size = 2;
-    HVT_ERR(hv_vm_create(hv, &o, &vm), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "size 2"), "%s", hv_last_error());
+    HVT_ERR(hvc_vm_create(hv, &o, &vm), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "size 2"), "%s", hvc_last_error());
     o.size = sizeof(o) + 8; /* from a newer library */
-    HVT_ERR(hv_vm_create(hv, &o, &vm), -EINVAL);
-    o = (hv_vm_options)HV_VM_OPTIONS_INIT;
+    HVT_ERR(hvc_vm_create(hv, &o, &vm), -EINVAL);
+    o = (hvc_vm_options)HVC_VM_OPTIONS_INIT;
     o.flags = 0x100;
-    HVT_ERR(hv_vm_create(hv, &o, &vm), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "0x100"), "%s", hv_last_error());
-    o = (hv_vm_options)HV_VM_OPTIONS_INIT;
+    HVT_ERR(hvc_vm_create(hv, &o, &vm), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "0x100"), "%s", hvc_last_error());
+    o = (hvc_vm_options)HVC_VM_OPTIONS_INIT;
     o.kick_signal = SIGKILL;
-    HVT_ERR(hv_vm_create(hv, &o, &vm), -EINVAL);
+    HVT_ERR(hvc_vm_create(hv, &o, &vm), -EINVAL);
     o.kick_signal = 1000;
-    HVT_ERR(hv_vm_create(hv, &o, &vm), -EINVAL);
+    HVT_ERR(hvc_vm_create(hv, &o, &vm), -EINVAL);
     o.kick_signal = -3;
-    HVT_ERR(hv_vm_create(hv, &o, &vm), -EINVAL);
+    HVT_ERR(hvc_vm_create(hv, &o, &vm), -EINVAL);
     /* a caller compiled against the first, shorter layout still works */
-    o = (hv_vm_options)HV_VM_OPTIONS_INIT;
+    o = (hvc_vm_options)HVC_VM_OPTIONS_INIT;
     o.size = 8;
-    HVT_OK(hv_vm_create(hv, &o, &vm));
-    HVT_OK(hv_vm_destroy(vm));
+    HVT_OK(hvc_vm_create(hv, &o, &vm));
+    HVT_OK(hvc_vm_destroy(vm));
     /* and a custom kick signal is honoured */
-    o = (hv_vm_options)HV_VM_OPTIONS_INIT;
+    o = (hvc_vm_options)HVC_VM_OPTIONS_INIT;
     o.kick_signal = SIGRTMIN + 3;
-    HVT_OK(hv_vm_create(hv, &o, &vm));
+    HVT_OK(hvc_vm_create(hv, &o, &vm));
     struct sigaction sa;
     sigaction(SIGRTMIN + 3, NULL, &sa);
     cr_assert(sa.sa_handler != SIG_DFL, "no kick handler installed");
-    HVT_OK(hv_vm_destroy(vm));
-    HVT_OK(hv_hypervisor_close(hv));
+    HVT_OK(hvc_vm_destroy(vm));
+    HVT_OK(hvc_hypervisor_close(hv));
 }
 
 Test(errors, region_of_another_vm)
@@ -134,25 +134,25 @@ Test(errors, region_of_another_vm)
     hvt a, b;
     hvt_open(&a, 0);
     hvt_open(&b, 0);
-    HVT_ERR(hv_vm_remove_memory(a.vm, b.ram), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "another VM"), "%s", hv_last_error());
+    HVT_ERR(hvc_vm_remove_memory(a.vm, b.ram), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "another VM"), "%s", hvc_last_error());
     hvt_close(&a);
     hvt_close(&b);
 }
 
-static hv_vm *handler_vm;
+static hvc_vm *handler_vm;
 static int handler_results[4];
 
-static int reentrant(void *o, hv_vcpu *v, uint64_t off, void *d, uint32_t s,
+static int reentrant(void *o, hvc_vcpu *v, uint64_t off, void *d, uint32_t s,
                      int w)
 {
     (void)o, (void)v, (void)off, (void)d, (void)s, (void)w;
-    handler_results[0] = hv_vm_pause(handler_vm);
-    handler_results[1] = hv_vm_destroy(handler_vm);
+    handler_results[0] = hvc_vm_pause(handler_vm);
+    handler_results[1] = hvc_vm_destroy(handler_vm);
     handler_results[2] =
-        hv_vm_add_io_handler(handler_vm, HV_IO_PIO, 0x500, 1, nop, NULL);
-    handler_results[3] = hv_vm_remove_io_handler(handler_vm, HV_IO_PIO, 0xf4);
-    return HV_IO_EXIT;
+        hvc_vm_add_io_handler(handler_vm, HVC_IO_PIO, 0x500, 1, nop, NULL);
+    handler_results[3] = hvc_vm_remove_io_handler(handler_vm, HVC_IO_PIO, 0xf4);
+    return HVC_IO_EXIT;
 }
 
 Test(errors, handler_cannot_deadlock_its_vm)
@@ -162,10 +162,10 @@ Test(errors, handler_cannot_deadlock_its_vm)
     handler_vm = t.vm;
     hvt_load(t.vm, "long64");
     HVT_OK(
-        hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_DONE, 1, reentrant, NULL));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
-    const hv_exit *e;
-    HVT_OK(hv_vcpu_run(v, &e));
+        hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, PORT_DONE, 1, reentrant, NULL));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
+    const hvc_exit *e;
+    HVT_OK(hvc_vcpu_run(v, &e));
     for (int i = 0; i < 4; i++)
         cr_assert_eq(handler_results[i], -EDEADLK, "call %d: %d", i,
                      handler_results[i]);

@@ -612,11 +612,11 @@ static void forge(const char *path, const void *user, size_t len)
 {
     migt m;
     migt_open(&m, 1, NULL);
-    HVT_OK(hv_vm_pause(m.vm));
-    hv_save_options so = HV_SAVE_OPTIONS_INIT;
+    HVT_OK(hvc_vm_pause(m.vm));
+    hvc_save_options so = HVC_SAVE_OPTIONS_INIT;
     so.user_data = user;
     so.user_data_length = len;
-    HVT_OK(hv_snapshot_save(m.vm, path, &so));
+    HVT_OK(hvc_snapshot_save(m.vm, path, &so));
     migt_close(&m);
 }
 

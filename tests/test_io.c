@@ -14,10 +14,10 @@ struct log {
     uint64_t mmio_off[4];
     uint32_t mmio_sizes[4];
     int n_mmio_w, n_mmio_r;
-    hv_vcpu *seen_vcpu;
+    hvc_vcpu *seen_vcpu;
 };
 
-static int data_port(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
+static int data_port(void *opaque, hvc_vcpu *vcpu, uint64_t off, void *data,
                      uint32_t size, int is_write)
 {
     struct log *l = opaque;
@@ -37,7 +37,7 @@ static int data_port(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
     return 0;
 }
 
-static int string_port(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
+static int string_port(void *opaque, hvc_vcpu *vcpu, uint64_t off, void *data,
                        uint32_t size, int is_write)
 {
     struct log *l = opaque;
@@ -53,7 +53,7 @@ static int string_port(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
 
 static uint8_t mmio_regs[16];
 
-static int mmio(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
+static int mmio(void *opaque, hvc_vcpu *vcpu, uint64_t off, void *data,
                 uint32_t size, int is_write)
 {
     struct log *l = opaque;
@@ -79,19 +79,20 @@ Test(io, every_size_string_mmio_and_unclaimed)
     hvt_open(&t, 0);
     hvt_load(t.vm, "io64");
     const char *msg = "string-io-bytes!";
-    HVT_OK(hv_vm_write(t.vm, DATA_IN, msg, 16));
+    HVT_OK(hvc_vm_write(t.vm, DATA_IN, msg, 16));
     struct log l = {0};
-    HVT_OK(hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_DATA, 4, data_port, &l));
     HVT_OK(
-        hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_STRING, 1, string_port, &l));
-    HVT_OK(
-        hv_vm_add_io_handler(t.vm, HV_IO_MMIO, MMIO_HANDLED, 0x1000, mmio, &l));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
-    const hv_exit *e;
+        hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, PORT_DATA, 4, data_port, &l));
+    HVT_OK(hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, PORT_STRING, 1, string_port,
+                                 &l));
+    HVT_OK(hvc_vm_add_io_handler(t.vm, HVC_IO_MMIO, MMIO_HANDLED, 0x1000, mmio,
+                                 &l));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
+    const hvc_exit *e;
 
     /* 1. unclaimed OUT */
-    HVT_OK(hv_vcpu_run(v, &e));
-    cr_assert_eq(e->reason, HV_EXIT_PIO);
+    HVT_OK(hvc_vcpu_run(v, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_PIO);
     cr_assert_eq(e->flags, 0);
     cr_assert_eq(e->u.io.port, PORT_UNCLAIMED_OUT, "port 0x%x size %u",
                  e->u.io.port, e->u.io.size);
@@ -99,7 +100,7 @@ Test(io, every_size_string_mmio_and_unclaimed)
     cr_assert_eq(e->u.io.size, 1);
     cr_assert_eq(e->u.io.count, 1);
     cr_assert_eq(*(uint8_t *)e->u.io.data, 0xa5);
-    HVT_ERR(hv_vcpu_complete_io(v, "x", 1), -EINVAL); /* nothing to complete */
+    HVT_ERR(hvc_vcpu_complete_io(v, "x", 1), -EINVAL); /* nothing to complete */
     /* everything before it was served by the handlers without returning */
     cr_assert_eq(l.seen_vcpu, v);
     cr_assert_eq(l.n_pio_out, 3);
@@ -125,35 +126,35 @@ Test(io, every_size_string_mmio_and_unclaimed)
     cr_assert_eq(l.n_mmio_r, 4);
 
     /* 2. unclaimed IN of 2 bytes, completed by the caller */
-    HVT_OK(hv_vcpu_run(v, &e));
-    cr_assert_eq(e->reason, HV_EXIT_PIO);
+    HVT_OK(hvc_vcpu_run(v, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_PIO);
     cr_assert_eq(e->u.io.port, PORT_UNCLAIMED_IN);
     cr_assert_eq(e->u.io.is_write, 0);
     cr_assert_eq(e->u.io.size, 2);
-    HVT_ERR(hv_vcpu_complete_io(v, "abcd", 4), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "2 bytes"), "%s", hv_last_error());
+    HVT_ERR(hvc_vcpu_complete_io(v, "abcd", 4), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "2 bytes"), "%s", hvc_last_error());
     uint16_t in16 = 0xabcd;
-    HVT_OK(hv_vcpu_complete_io(v, &in16, 2));
+    HVT_OK(hvc_vcpu_complete_io(v, &in16, 2));
 
     /* 3. unclaimed MMIO read of 8 bytes, completed */
-    HVT_OK(hv_vcpu_run(v, &e));
-    cr_assert_eq(e->reason, HV_EXIT_MMIO);
+    HVT_OK(hvc_vcpu_run(v, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_MMIO);
     cr_assert_eq(e->u.mmio.addr, MMIO_UNCLAIMED);
     cr_assert_eq(e->u.mmio.is_write, 0);
     cr_assert_eq(e->u.mmio.size, 8);
     uint64_t in64 = 0x0102030405060708ull;
-    HVT_OK(hv_vcpu_complete_io(v, &in64, 8));
+    HVT_OK(hvc_vcpu_complete_io(v, &in64, 8));
 
     /* 4. unclaimed MMIO write of 4 bytes */
-    HVT_OK(hv_vcpu_run(v, &e));
-    cr_assert_eq(e->reason, HV_EXIT_MMIO);
+    HVT_OK(hvc_vcpu_run(v, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_MMIO);
     cr_assert_eq(e->u.mmio.addr, MMIO_UNCLAIMED);
     cr_assert_eq(e->u.mmio.is_write, 1);
     cr_assert_eq(e->u.mmio.size, 4);
     cr_assert_eq(*(uint32_t *)e->u.mmio.data, 0xdeadbeef);
 
     /* 5. unclaimed 4-byte IN left uncompleted: reads all-ones */
-    HVT_OK(hv_vcpu_run(v, &e));
+    HVT_OK(hvc_vcpu_run(v, &e));
     cr_assert_eq(e->u.io.port, PORT_UNCLAIMED_IN);
     cr_assert_eq(e->u.io.size, 4);
 
@@ -175,7 +176,7 @@ Test(io, every_size_string_mmio_and_unclaimed)
         uint64_t unclaimed_mmio;
         uint32_t floating;
     } out;
-    HVT_OK(hv_vm_read(t.vm, DATA_OUT, &out, sizeof(out)));
+    HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &out, sizeof(out)));
     cr_assert_eq(out.b, 0xa1);
     cr_assert_eq(out.w, 0xb2b2);
     cr_assert_eq(out.d, 0xc4c4c4c4);
@@ -191,12 +192,12 @@ Test(io, every_size_string_mmio_and_unclaimed)
     hvt_close(&t);
 }
 
-static int exit_handler(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
+static int exit_handler(void *opaque, hvc_vcpu *vcpu, uint64_t off, void *data,
                         uint32_t size, int is_write)
 {
     (void)vcpu, (void)off, (void)size, (void)is_write;
     *(int *)opaque = *(uint8_t *)data;
-    return HV_IO_EXIT;
+    return HVC_IO_EXIT;
 }
 
 Test(io, handler_can_end_the_run)
@@ -205,21 +206,21 @@ Test(io, handler_can_end_the_run)
     hvt_open(&t, 0);
     hvt_load(t.vm, "long64");
     uint64_t in[1] = {0};
-    HVT_OK(hv_vm_write(t.vm, DATA_IN, in, 8));
+    HVT_OK(hvc_vm_write(t.vm, DATA_IN, in, 8));
     int seen = -1;
-    HVT_OK(hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_DONE, 1, exit_handler,
-                                &seen));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
-    const hv_exit *e;
-    HVT_OK(hv_vcpu_run(v, &e));
-    cr_assert_eq(e->reason, HV_EXIT_PIO);
-    cr_assert_eq(e->flags, HV_EXIT_F_HANDLED);
+    HVT_OK(hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, PORT_DONE, 1, exit_handler,
+                                 &seen));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
+    const hvc_exit *e;
+    HVT_OK(hvc_vcpu_run(v, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_PIO);
+    cr_assert_eq(e->flags, HVC_EXIT_F_HANDLED);
     cr_assert_eq(seen, 0x64);
-    cr_assert_eq(hv_vcpu_get_exit(v), e);
+    cr_assert_eq(hvc_vcpu_get_exit(v), e);
     hvt_close(&t);
 }
 
-static int failing_handler(void *opaque, hv_vcpu *vcpu, uint64_t off,
+static int failing_handler(void *opaque, hvc_vcpu *vcpu, uint64_t off,
                            void *data, uint32_t size, int is_write)
 {
     (void)opaque, (void)vcpu, (void)off, (void)data, (void)size, (void)is_write;
@@ -231,18 +232,18 @@ Test(io, failing_handler_fails_the_run)
     hvt t;
     hvt_open(&t, 0);
     hvt_load(t.vm, "long64");
-    HVT_OK(
-        hv_vm_add_io_handler(t.vm, HV_IO_PIO, 0xf0, 8, failing_handler, NULL));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
-    const hv_exit *e;
-    HVT_ERR(hv_vcpu_run(v, &e), -EIO);
-    cr_assert(strstr(hv_last_error(), "port handler at 0xf0"), "%s",
-              hv_last_error());
-    cr_assert(strstr(hv_last_error(), "0xf4"), "%s", hv_last_error());
+    HVT_OK(hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, 0xf0, 8, failing_handler,
+                                 NULL));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
+    const hvc_exit *e;
+    HVT_ERR(hvc_vcpu_run(v, &e), -EIO);
+    cr_assert(strstr(hvc_last_error(), "port handler at 0xf0"), "%s",
+              hvc_last_error());
+    cr_assert(strstr(hvc_last_error(), "0xf4"), "%s", hvc_last_error());
     hvt_close(&t);
 }
 
-static int nop_handler(void *opaque, hv_vcpu *vcpu, uint64_t off, void *data,
+static int nop_handler(void *opaque, hvc_vcpu *vcpu, uint64_t off, void *data,
                        uint32_t size, int is_write)
 {
     (void)opaque, (void)vcpu, (void)off, (void)data, (void)size, (void)is_write;
@@ -253,37 +254,39 @@ Test(io, registration_checks)
 {
     hvt t;
     hvt_open(&t, 0);
-    hv_vm *vm = t.vm;
-    HVT_OK(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x3f8, 8, nop_handler, NULL));
-    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x3fc, 8, nop_handler, NULL),
+    hvc_vm *vm = t.vm;
+    HVT_OK(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0x3f8, 8, nop_handler, NULL));
+    HVT_ERR(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0x3fc, 8, nop_handler, NULL),
             -EEXIST);
-    cr_assert(strstr(hv_last_error(), "0x3f8"), "%s", hv_last_error());
-    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x3f0, 9, nop_handler, NULL),
+    cr_assert(strstr(hvc_last_error(), "0x3f8"), "%s", hvc_last_error());
+    HVT_ERR(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0x3f0, 9, nop_handler, NULL),
             -EEXIST);
-    HVT_OK(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x3f0, 8, nop_handler, NULL));
-    HVT_OK(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x400, 1, nop_handler, NULL));
+    HVT_OK(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0x3f0, 8, nop_handler, NULL));
+    HVT_OK(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0x400, 1, nop_handler, NULL));
     HVT_ERR(
-        hv_vm_add_io_handler(vm, HV_IO_PIO, 0xfff0, 0x20, nop_handler, NULL),
+        hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0xfff0, 0x20, nop_handler, NULL),
         -EINVAL);
-    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x10000, 1, nop_handler, NULL),
+    HVT_ERR(
+        hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0x10000, 1, nop_handler, NULL),
+        -EINVAL);
+    HVT_OK(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0xffff, 1, nop_handler, NULL));
+    HVT_ERR(
+        hvc_vm_add_io_handler(vm, HVC_IO_MMIO, 0x1000, 0, nop_handler, NULL),
+        -EINVAL);
+    HVT_ERR(hvc_vm_add_io_handler(vm, HVC_IO_MMIO, UINT64_MAX - 4, 0x10,
+                                  nop_handler, NULL),
             -EINVAL);
-    HVT_OK(hv_vm_add_io_handler(vm, HV_IO_PIO, 0xffff, 1, nop_handler, NULL));
-    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_MMIO, 0x1000, 0, nop_handler, NULL),
-            -EINVAL);
-    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_MMIO, UINT64_MAX - 4, 0x10,
-                                 nop_handler, NULL),
-            -EINVAL);
-    HVT_ERR(hv_vm_add_io_handler(vm, 2, 0, 1, nop_handler, NULL), -EINVAL);
-    HVT_ERR(hv_vm_add_io_handler(vm, HV_IO_PIO, 0, 1, NULL, NULL), -EINVAL);
-    HVT_ERR(hv_vm_add_io_handler(NULL, HV_IO_PIO, 0, 1, nop_handler, NULL),
+    HVT_ERR(hvc_vm_add_io_handler(vm, 2, 0, 1, nop_handler, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0, 1, NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_add_io_handler(NULL, HVC_IO_PIO, 0, 1, nop_handler, NULL),
             -EINVAL);
     /* the same port number in the other space is independent */
-    HVT_OK(hv_vm_add_io_handler(vm, HV_IO_MMIO, 0x3f8, 8, nop_handler, NULL));
-    HVT_ERR(hv_vm_remove_io_handler(vm, HV_IO_PIO, 0x3f9), -ENOENT);
-    HVT_OK(hv_vm_remove_io_handler(vm, HV_IO_PIO, 0x3f8));
-    HVT_ERR(hv_vm_remove_io_handler(vm, HV_IO_PIO, 0x3f8), -ENOENT);
-    HVT_OK(hv_vm_add_io_handler(vm, HV_IO_PIO, 0x3fc, 4, nop_handler, NULL));
-    HVT_ERR(hv_vm_remove_io_handler(vm, 5, 0), -EINVAL);
+    HVT_OK(hvc_vm_add_io_handler(vm, HVC_IO_MMIO, 0x3f8, 8, nop_handler, NULL));
+    HVT_ERR(hvc_vm_remove_io_handler(vm, HVC_IO_PIO, 0x3f9), -ENOENT);
+    HVT_OK(hvc_vm_remove_io_handler(vm, HVC_IO_PIO, 0x3f8));
+    HVT_ERR(hvc_vm_remove_io_handler(vm, HVC_IO_PIO, 0x3f8), -ENOENT);
+    HVT_OK(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0x3fc, 4, nop_handler, NULL));
+    HVT_ERR(hvc_vm_remove_io_handler(vm, 5, 0), -EINVAL);
     hvt_close(&t);
 }
 
@@ -295,11 +298,12 @@ Test(io, access_straddling_a_range_is_unclaimed)
     struct log l = {0};
     /* PORT_DATA gets 1-byte coverage only: its 2- and 4-byte accesses
      * straddle the end of the range and come back to the caller */
-    HVT_OK(hv_vm_add_io_handler(t.vm, HV_IO_PIO, PORT_DATA, 1, data_port, &l));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
-    const hv_exit *e;
-    HVT_OK(hv_vcpu_run(v, &e));
-    cr_assert_eq(e->reason, HV_EXIT_PIO);
+    HVT_OK(
+        hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, PORT_DATA, 1, data_port, &l));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
+    const hvc_exit *e;
+    HVT_OK(hvc_vcpu_run(v, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_PIO);
     cr_assert_eq(e->u.io.port, PORT_DATA);
     cr_assert_eq(e->u.io.size, 2);
     cr_assert_eq(l.n_pio_out, 1);

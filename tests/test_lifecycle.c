@@ -32,40 +32,40 @@ static long rss_kib(void)
 static unsigned char guest[4096];
 static size_t guest_len;
 
-static void cycle(hv_hypervisor *hv)
+static void cycle(hvc_hypervisor *hv)
 {
-    hv_vm *vm;
-    hv_vcpu *v;
-    HVT_OK(hv_vm_create(hv, NULL, &vm));
-    hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
+    hvc_vm *vm;
+    hvc_vcpu *v;
+    HVT_OK(hvc_vm_create(hv, NULL, &vm));
+    hvc_memory_options m = HVC_MEMORY_OPTIONS_INIT;
     m.length = HVT_MEM;
-    HVT_OK(hv_vm_add_memory(vm, &m, NULL));
-    HVT_OK(hv_vm_write(vm, GUEST_LOAD, guest, guest_len));
+    HVT_OK(hvc_vm_add_memory(vm, &m, NULL));
+    HVT_OK(hvc_vm_write(vm, GUEST_LOAD, guest, guest_len));
     uint64_t in[2] = {1, 5};
-    HVT_OK(hv_vm_write(vm, DATA_IN, in, sizeof(in)));
-    HVT_OK(hv_vcpu_create(vm, 0, &v));
-    hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
-    o.mode = HV_X86_MODE_LONG64;
+    HVT_OK(hvc_vm_write(vm, DATA_IN, in, sizeof(in)));
+    HVT_OK(hvc_vcpu_create(vm, 0, &v));
+    hvc_vcpu_mode_options o = HVC_VCPU_MODE_OPTIONS_INIT;
+    o.mode = HVC_X86_MODE_LONG64;
     o.entry = GUEST_LOAD;
     o.stack = GUEST_STACK;
     o.tables_addr = GUEST_TABLES;
-    HVT_OK(hv_vcpu_set_mode(v, &o));
+    HVT_OK(hvc_vcpu_set_mode(v, &o));
     cr_assert_eq(hvt_run_done(v), 0x64);
-    HVT_OK(hv_vm_destroy(vm));
+    HVT_OK(hvc_vm_destroy(vm));
 }
 
 Test(lifecycle, thousand_cycles_leak_nothing, .timeout = 240)
 {
     hvt_require_kvm();
-    hv_hypervisor *hv;
-    HVT_OK(hv_hypervisor_open("kvm", &hv));
+    hvc_hypervisor *hv;
+    HVT_OK(hvc_hypervisor_open("kvm", &hv));
     /* read the guest once through a scratch VM */
     {
         hvt s;
         hvt_open(&s, 0);
         hvt_load(s.vm, "long64");
         guest_len = sizeof(guest);
-        HVT_OK(hv_vm_read(s.vm, GUEST_LOAD, guest, guest_len));
+        HVT_OK(hvc_vm_read(s.vm, GUEST_LOAD, guest, guest_len));
         hvt_close(&s);
     }
     /* warm up allocator caches and lazily created state */
@@ -88,5 +88,5 @@ Test(lifecycle, thousand_cycles_leak_nothing, .timeout = 240)
 #else
     cr_assert_lt(rss_after - rss, 2048, "RSS grew by %ld KiB", rss_after - rss);
 #endif
-    HVT_OK(hv_hypervisor_close(hv));
+    HVT_OK(hvc_hypervisor_close(hv));
 }

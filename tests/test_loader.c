@@ -1,4 +1,4 @@
-/* The loaders through hv_vm_load_kernel(): what each format produces, the
+/* The loaders through hvc_vm_load_kernel(): what each format produces, the
  * errors for malformed input, and hundreds of truncated and corrupted
  * images mutated from real ones. Every failure must leave guest memory
  * byte for byte as it was. */
@@ -47,12 +47,12 @@ static void rig_open(struct rig *g)
 {
     hvt_require_kvm();
     memset(&g->t, 0, sizeof(g->t));
-    HVT_OK(hv_hypervisor_open("kvm", &g->t.hv));
-    HVT_OK(hv_vm_create(g->t.hv, NULL, &g->t.vm));
-    hv_memory_options m = HV_MEMORY_OPTIONS_INIT;
+    HVT_OK(hvc_hypervisor_open("kvm", &g->t.hv));
+    HVT_OK(hvc_vm_create(g->t.hv, NULL, &g->t.vm));
+    hvc_memory_options m = HVC_MEMORY_OPTIONS_INIT;
     m.length = RAM;
-    HVT_OK(hv_vm_add_memory(g->t.vm, &m, &g->t.ram));
-    g->ram = hv_memory_region_hva(g->t.ram);
+    HVT_OK(hvc_vm_add_memory(g->t.vm, &m, &g->t.ram));
+    g->ram = hvc_memory_region_hva(g->t.ram);
     g->pristine = malloc(RAM);
     for (size_t i = 0; i < RAM; i++)
         g->pristine[i] = (uint8_t)(i * 131 + 7);
@@ -70,20 +70,20 @@ static void rig_close(struct rig *g)
 static int try_load(struct rig *g, const void *k, size_t len, int format,
                     const char *cmdline, const char *what)
 {
-    hv_boot_options o = HV_BOOT_OPTIONS_INIT;
+    hvc_boot_options o = HVC_BOOT_OPTIONS_INIT;
     o.kernel = k;
     o.kernel_size = len;
     o.format = (uint32_t)format;
     o.cmdline = cmdline;
-    hv_boot_info info;
-    int r = hv_vm_load_kernel(g->t.vm, &o, &info);
+    hvc_boot_info info;
+    int r = hvc_vm_load_kernel(g->t.vm, &o, &info);
     if (r < 0) {
         cr_assert(r == -EINVAL || r == -EFAULT || r == -ENOEXEC || r == -E2BIG,
-                  "%s: unexpected error %d (%s)", what, r, hv_last_error());
-        cr_assert_neq(hv_last_error()[0], 0, "%s: no message", what);
+                  "%s: unexpected error %d (%s)", what, r, hvc_last_error());
+        cr_assert_neq(hvc_last_error()[0], 0, "%s: no message", what);
         cr_assert(memcmp(g->ram, g->pristine, RAM) == 0,
                   "%s: a failed load (%s) changed guest memory", what,
-                  hv_last_error());
+                  hvc_last_error());
     } else {
         memcpy(g->ram, g->pristine, RAM);
     }
@@ -96,35 +96,35 @@ Test(loader, elf_pvh_and_plain)
     rig_open(&g);
     struct image pvh = guest("pvh32.elf"), l64 = guest("linux64.elf"),
                  s32 = guest("smp32.elf");
-    hv_boot_options o = HV_BOOT_OPTIONS_INIT;
-    hv_boot_info info;
+    hvc_boot_options o = HVC_BOOT_OPTIONS_INIT;
+    hvc_boot_info info;
     o.kernel = pvh.data;
     o.kernel_size = pvh.len;
     o.cmdline = "a b c";
-    HVT_OK(hv_vm_load_kernel(g.t.vm, &o, &info));
-    cr_assert_eq(info.format, HV_KERNEL_ELF);
-    cr_assert_eq(info.protocol, HV_BOOT_PVH);
-    cr_assert_eq(info.mode, HV_X86_MODE_PROTECTED32);
+    HVT_OK(hvc_vm_load_kernel(g.t.vm, &o, &info));
+    cr_assert_eq(info.format, HVC_KERNEL_ELF);
+    cr_assert_eq(info.protocol, HVC_BOOT_PVH);
+    cr_assert_eq(info.mode, HVC_X86_MODE_PROTECTED32);
     cr_assert_eq(info.kernel_start, 0x100000);
     cr_assert_eq(info.params_address, 0x6000);
     uint32_t magic;
-    HVT_OK(hv_vm_read(g.t.vm, 0x6000, &magic, 4));
+    HVT_OK(hvc_vm_read(g.t.vm, 0x6000, &magic, 4));
     cr_assert_eq(magic, 0x336ec578);
     char cmd[8];
-    HVT_OK(hv_vm_read(g.t.vm, info.cmdline_address, cmd, 6));
+    HVT_OK(hvc_vm_read(g.t.vm, info.cmdline_address, cmd, 6));
     cr_assert_str_eq(cmd, "a b c");
 
     o.kernel = l64.data;
     o.kernel_size = l64.len;
-    HVT_OK(hv_vm_load_kernel(g.t.vm, &o, &info));
-    cr_assert_eq(info.protocol, HV_BOOT_LINUX64);
-    cr_assert_eq(info.mode, HV_X86_MODE_LONG64);
+    HVT_OK(hvc_vm_load_kernel(g.t.vm, &o, &info));
+    cr_assert_eq(info.protocol, HVC_BOOT_LINUX64);
+    cr_assert_eq(info.mode, HVC_X86_MODE_LONG64);
     cr_assert_eq(info.params_address, 0x7000);
     o.kernel = s32.data;
     o.kernel_size = s32.len;
-    HVT_OK(hv_vm_load_kernel(g.t.vm, &o, &info));
-    cr_assert_eq(info.protocol, HV_BOOT_FLAT);
-    cr_assert_eq(info.mode, HV_X86_MODE_PROTECTED32);
+    HVT_OK(hvc_vm_load_kernel(g.t.vm, &o, &info));
+    cr_assert_eq(info.protocol, HVC_BOOT_FLAT);
+    cr_assert_eq(info.mode, HVC_X86_MODE_PROTECTED32);
     cr_assert_eq(info.params_address, 0);
     free(pvh.data);
     free(l64.data);
@@ -138,59 +138,59 @@ Test(loader, malformed_inputs_are_refused)
     rig_open(&g);
     struct image bz = guest("bzimage64.bin"), l64 = guest("linux64.elf");
     uint8_t *k = malloc(bz.len);
-    hv_boot_options o = HV_BOOT_OPTIONS_INIT;
-    hv_boot_info info;
+    hvc_boot_options o = HVC_BOOT_OPTIONS_INIT;
+    hvc_boot_info info;
 
-    HVT_ERR(try_load(&g, "garbage!", 8, HV_KERNEL_AUTO, NULL, "garbage"),
+    HVT_ERR(try_load(&g, "garbage!", 8, HVC_KERNEL_AUTO, NULL, "garbage"),
             -ENOEXEC);
-    cr_assert(strstr(hv_last_error(), "neither ELF"), "%s", hv_last_error());
+    cr_assert(strstr(hvc_last_error(), "neither ELF"), "%s", hvc_last_error());
     memcpy(k, bz.data, bz.len); /* protocol 2.05 */
     k[0x206] = 0x05;
-    HVT_ERR(try_load(&g, k, bz.len, HV_KERNEL_AUTO, NULL, "old"), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "2.05 is older than 2.06"), "%s",
-              hv_last_error());
+    HVT_ERR(try_load(&g, k, bz.len, HVC_KERNEL_AUTO, NULL, "old"), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "2.05 is older than 2.06"), "%s",
+              hvc_last_error());
     memcpy(k, bz.data, bz.len); /* no 64-bit entry */
     k[0x236] = 0;
-    HVT_ERR(try_load(&g, k, bz.len, HV_KERNEL_AUTO, NULL, "32"), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "64-bit entry"), "%s", hv_last_error());
+    HVT_ERR(try_load(&g, k, bz.len, HVC_KERNEL_AUTO, NULL, "32"), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "64-bit entry"), "%s", hvc_last_error());
     memcpy(k, bz.data, bz.len); /* setup runs past the file */
     k[0x1f1] = 200;
-    HVT_ERR(try_load(&g, k, bz.len, HV_KERNEL_AUTO, NULL, "setup"), -EINVAL);
+    HVT_ERR(try_load(&g, k, bz.len, HVC_KERNEL_AUTO, NULL, "setup"), -EINVAL);
     memcpy(k, bz.data, bz.len); /* needs more RAM than there is */
     uint32_t huge = 0x7ffff000;
     memcpy(k + 0x260, &huge, 4);
-    HVT_ERR(try_load(&g, k, bz.len, HV_KERNEL_AUTO, NULL, "init_size"),
+    HVT_ERR(try_load(&g, k, bz.len, HVC_KERNEL_AUTO, NULL, "init_size"),
             -EFAULT);
-    cr_assert(strstr(hv_last_error(), "not inside guest RAM"), "%s",
-              hv_last_error());
+    cr_assert(strstr(hvc_last_error(), "not inside guest RAM"), "%s",
+              hvc_last_error());
     /* a command line longer than the kernel takes (cmdline_size 0x7ff) */
     char *longcmd = malloc(4000);
     memset(longcmd, 'x', 3999);
     longcmd[3999] = 0;
-    HVT_ERR(try_load(&g, bz.data, bz.len, HV_KERNEL_AUTO, longcmd, "cmd"),
+    HVT_ERR(try_load(&g, bz.data, bz.len, HVC_KERNEL_AUTO, longcmd, "cmd"),
             -EINVAL);
-    cr_assert(strstr(hv_last_error(), "2047"), "%s", hv_last_error());
+    cr_assert(strstr(hvc_last_error(), "2047"), "%s", hvc_last_error());
     free(longcmd);
     /* an initrd too large for the RAM below the limit */
     o.kernel = bz.data;
     o.kernel_size = bz.len;
     o.initrd = g.pristine;
     o.initrd_size = RAM;
-    HVT_ERR(hv_vm_load_kernel(g.t.vm, &o, &info), -E2BIG);
-    cr_assert(strstr(hv_last_error(), "initrd of"), "%s", hv_last_error());
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -E2BIG);
+    cr_assert(strstr(hvc_last_error(), "initrd of"), "%s", hvc_last_error());
     cr_assert(memcmp(g.ram, g.pristine, RAM) == 0);
     /* a raw image outside RAM, or overlapping the boot data */
-    o = (hv_boot_options)HV_BOOT_OPTIONS_INIT;
+    o = (hvc_boot_options)HVC_BOOT_OPTIONS_INIT;
     o.kernel = bz.data;
     o.kernel_size = bz.len;
-    o.format = HV_KERNEL_RAW;
+    o.format = HVC_KERNEL_RAW;
     o.raw_address = RAM - 0x100;
-    HVT_ERR(hv_vm_load_kernel(g.t.vm, &o, &info), -EFAULT);
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EFAULT);
     o.raw_address = 0x10000; /* the page tables' place */
-    HVT_ERR(hv_vm_load_kernel(g.t.vm, &o, &info), -EFAULT);
-    cr_assert(strstr(hv_last_error(), "overlaps"), "%s", hv_last_error());
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EFAULT);
+    cr_assert(strstr(hvc_last_error(), "overlaps"), "%s", hvc_last_error());
     o.raw_mode = 9;
-    HVT_ERR(hv_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
     cr_assert(memcmp(g.ram, g.pristine, RAM) == 0);
     /* an ELF segment over the boot data */
     uint8_t *e = malloc(l64.len);
@@ -198,20 +198,21 @@ Test(loader, malformed_inputs_are_refused)
     uint64_t phoff, paddr = 0x7000;
     memcpy(&phoff, e + 32, 8);
     memcpy(e + phoff + 24, &paddr, 8); /* first phdr's p_paddr */
-    HVT_ERR(try_load(&g, e, l64.len, HV_KERNEL_AUTO, NULL, "overlap"), -EFAULT);
-    cr_assert(strstr(hv_last_error(), "overlaps"), "%s", hv_last_error());
+    HVT_ERR(try_load(&g, e, l64.len, HVC_KERNEL_AUTO, NULL, "overlap"),
+            -EFAULT);
+    cr_assert(strstr(hvc_last_error(), "overlaps"), "%s", hvc_last_error());
     /* options */
-    o = (hv_boot_options)HV_BOOT_OPTIONS_INIT;
-    HVT_ERR(hv_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
+    o = (hvc_boot_options)HVC_BOOT_OPTIONS_INIT;
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
     o.kernel = bz.data;
     o.kernel_size = bz.len;
     o.format = 7;
-    HVT_ERR(hv_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
-    o.format = HV_KERNEL_AUTO;
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
+    o.format = HVC_KERNEL_AUTO;
     o.size = 12;
-    HVT_ERR(hv_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
-    HVT_ERR(hv_vm_load_kernel(g.t.vm, NULL, &info), -EINVAL);
-    HVT_ERR(hv_vcpu_boot(NULL, &info), -EINVAL);
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, NULL, &info), -EINVAL);
+    HVT_ERR(hvc_vcpu_boot(NULL, &info), -EINVAL);
     free(e);
     free(k);
     free(bz.data);
@@ -240,7 +241,7 @@ static unsigned fuzz_one(struct rig *g, const struct image *seed,
         if (len == 0)
             continue;
         snprintf(what, sizeof(what), "truncated to %zu", len);
-        refused += try_load(g, seed->data, len, HV_KERNEL_AUTO, "x", what) < 0;
+        refused += try_load(g, seed->data, len, HVC_KERNEL_AUTO, "x", what) < 0;
     }
     /* 1 to 8 random bytes overwritten, mostly within the first 4 KiB */
     for (unsigned i = 0; i < cases / 2; i++) {
@@ -253,7 +254,7 @@ static unsigned fuzz_one(struct rig *g, const struct image *seed,
             k[rnd(state) % span] = (uint8_t)rnd(state);
         }
         snprintf(what, sizeof(what), "mutation %u", i);
-        refused += try_load(g, k, seed->len, HV_KERNEL_AUTO, "x", what) < 0;
+        refused += try_load(g, k, seed->len, HVC_KERNEL_AUTO, "x", what) < 0;
     }
     free(k);
     return refused;

@@ -26,7 +26,7 @@ static void child_generation(const char *in, const char *out, uint64_t until,
         migt m;
         int e = migt_restore_file(&m, in, flags);
         if (e) {
-            fprintf(stderr, "restore: %s\n", hv_last_error());
+            fprintf(stderr, "restore: %s\n", hvc_last_error());
             _exit(10);
         }
         e = migt_run_until(&m, until);
@@ -37,7 +37,7 @@ static void child_generation(const char *in, const char *out, uint64_t until,
         if (migt_check(&m, until) != 0)
             _exit(12);
         if (out && migt_save_file(&m, out) != 0) {
-            fprintf(stderr, "save: %s\n", hv_last_error());
+            fprintf(stderr, "save: %s\n", hvc_last_error());
             _exit(13);
         }
         migt_close(&m);
@@ -58,8 +58,8 @@ Test(migration, chain_of_restores_in_new_processes)
     HVT_OK(migt_save_file(&m, a));
     migt_close(&m);
     /* Three generations, alternating read and mmap restores. */
-    uint32_t flags[] = {0, HV_RESTORE_MMAP,
-                        HV_RESTORE_MMAP | HV_RESTORE_VERIFY_MEMORY};
+    uint32_t flags[] = {0, HVC_RESTORE_MMAP,
+                        HVC_RESTORE_MMAP | HVC_RESTORE_VERIFY_MEMORY};
     for (int g = 0; g < 3; g++) {
         int st;
         child_generation(g % 2 ? b : a, g % 2 ? a : b, 3 + 4 * (g + 1),
@@ -105,7 +105,7 @@ Test(migration, multi_vcpu)
     HVT_OK(migt_save_file(&m, path));
     migt_close(&m);
     int st;
-    child_generation(path, NULL, 9, HV_RESTORE_MMAP, &st);
+    child_generation(path, NULL, 9, HVC_RESTORE_MMAP, &st);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
     unlink(path);
 }
@@ -124,15 +124,15 @@ Test(migration, stream_through_a_pipe)
         close(p[1]);
         migt r;
         if (migt_restore_fd(&r, p[0], NULL) != 0) {
-            fprintf(stderr, "restore: %s\n", hv_last_error());
+            fprintf(stderr, "restore: %s\n", hvc_last_error());
             _exit(10);
         }
         _exit(migt_run_until(&r, 6) || migt_check(&r, 6) ? 11 : 0);
     }
     close(p[0]);
-    HVT_OK(hv_vm_pause(m.vm));
-    HVT_OK(hv_vm_save_fd(m.vm, p[1], NULL));
-    HVT_OK(hv_vm_resume(m.vm));
+    HVT_OK(hvc_vm_pause(m.vm));
+    HVT_OK(hvc_vm_save_fd(m.vm, p[1], NULL));
+    HVT_OK(hvc_vm_resume(m.vm));
     close(p[1]);
     int st;
     cr_assert_eq(waitpid(pid, &st, 0), pid);
@@ -142,8 +142,8 @@ Test(migration, stream_through_a_pipe)
 
 Test(migration, encrypted_with_key_and_passphrase)
 {
-    uint8_t key[HV_STREAM_KEY_SIZE];
-    for (int i = 0; i < HV_STREAM_KEY_SIZE; i++)
+    uint8_t key[HVC_STREAM_KEY_SIZE];
+    for (int i = 0; i < HVC_STREAM_KEY_SIZE; i++)
         key[i] = (uint8_t)(i * 7 + 1);
     migt m;
     migt_open(&m, 1, NULL);
@@ -160,9 +160,9 @@ Test(migration, encrypted_with_key_and_passphrase)
     migt_close(&r);
     /* Wrong key, no key, passphrase for a key stream. */
     key[5] ^= 1;
-    hv_vm *vm;
+    hvc_vm *vm;
     HVT_ERR(migt_restore_mem_vm(m.hv, s, len, key, NULL, &vm), -EKEYREJECTED);
-    cr_assert(strstr(hv_last_error(), "at byte"), "%s", hv_last_error());
+    cr_assert(strstr(hvc_last_error(), "at byte"), "%s", hvc_last_error());
     HVT_ERR(migt_restore_mem_vm(m.hv, s, len, NULL, NULL, &vm), -EKEYREJECTED);
     HVT_ERR(migt_restore_mem_vm(m.hv, s, len, NULL, "pass", &vm),
             -EKEYREJECTED);
@@ -196,22 +196,22 @@ Test(migration, save_needs_a_pause)
     migt m;
     migt_open(&m, 1, NULL);
     int fd = open("/dev/null", O_WRONLY);
-    HVT_ERR(hv_vm_save_fd(m.vm, fd, NULL), -EBUSY);
-    HVT_OK(hv_vm_pause(m.vm));
-    hv_save_options o = HV_SAVE_OPTIONS_INIT;
+    HVT_ERR(hvc_vm_save_fd(m.vm, fd, NULL), -EBUSY);
+    HVT_OK(hvc_vm_pause(m.vm));
+    hvc_save_options o = HVC_SAVE_OPTIONS_INIT;
     uint8_t key[32] = {0};
     o.key = key;
     o.passphrase = "x";
-    HVT_ERR(hv_vm_save_fd(m.vm, fd, &o), -EINVAL);
+    HVT_ERR(hvc_vm_save_fd(m.vm, fd, &o), -EINVAL);
     o.passphrase = NULL;
     o.key = NULL;
-    o.user_data_length = HV_STREAM_USER_DATA_MAX + 1;
+    o.user_data_length = HVC_STREAM_USER_DATA_MAX + 1;
     o.user_data = key;
-    HVT_ERR(hv_vm_save_fd(m.vm, fd, &o), -EINVAL);
+    HVT_ERR(hvc_vm_save_fd(m.vm, fd, &o), -EINVAL);
     o.user_data_length = 0;
     o.flags = 0x80;
-    HVT_ERR(hv_vm_save_fd(m.vm, fd, &o), -EINVAL);
-    HVT_OK(hv_vm_resume(m.vm));
+    HVT_ERR(hvc_vm_save_fd(m.vm, fd, &o), -EINVAL);
+    HVT_OK(hvc_vm_resume(m.vm));
     close(fd);
     migt_close(&m);
 }
@@ -231,12 +231,12 @@ Test(migration, failed_save_keeps_the_old_snapshot)
     fclose(f);
     /* A progress callback that stops the save half way. */
     cr_assert_eq(migt_run_until(&m, 3), 0);
-    HVT_OK(hv_vm_pause(m.vm));
-    hv_save_options o = HV_SAVE_OPTIONS_INIT;
+    HVT_OK(hvc_vm_pause(m.vm));
+    hvc_save_options o = HVC_SAVE_OPTIONS_INIT;
     o.progress = migt_stop_progress;
-    HVT_ERR(hv_snapshot_save(m.vm, path, &o), -ECANCELED);
-    cr_assert(strstr(hv_last_error(), "kept"), "%s", hv_last_error());
-    HVT_OK(hv_vm_resume(m.vm));
+    HVT_ERR(hvc_snapshot_save(m.vm, path, &o), -ECANCELED);
+    cr_assert(strstr(hvc_last_error(), "kept"), "%s", hvc_last_error());
+    HVT_OK(hvc_vm_resume(m.vm));
     /* The earlier snapshot is intact (count 2), and no temporary file is
      * left. */
     migt r;
@@ -251,9 +251,9 @@ Test(migration, failed_save_keeps_the_old_snapshot)
     snprintf(cmd, sizeof(cmd), "ls %s.tmp-* 2>/dev/null | grep -q .", path);
     cr_assert_neq(system(cmd), 0, "a temporary file is left");
     /* A directory that does not exist: nothing is created. */
-    HVT_OK(hv_vm_pause(m.vm));
-    HVT_ERR(hv_snapshot_save(m.vm, "/nonexistent-dir/x.snap", NULL), -ENOENT);
-    HVT_OK(hv_vm_resume(m.vm));
+    HVT_OK(hvc_vm_pause(m.vm));
+    HVT_ERR(hvc_snapshot_save(m.vm, "/nonexistent-dir/x.snap", NULL), -ENOENT);
+    HVT_OK(hvc_vm_resume(m.vm));
     migt_close(&m);
     unlink(path);
 }

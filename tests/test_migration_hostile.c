@@ -51,53 +51,53 @@ static size_t sections(const uint8_t *s, size_t len, size_t *at, size_t cap)
 }
 
 /* A restore of @p s that must fail; returns its error. */
-static int refused(hv_hypervisor *hv, const uint8_t *s, size_t len,
+static int refused(hvc_hypervisor *hv, const uint8_t *s, size_t len,
                    const uint8_t *key, const char *what)
 {
-    hv_vm *vm = NULL;
+    hvc_vm *vm = NULL;
     int r = migt_restore_mem_vm(hv, s, len, key, NULL, &vm);
     cr_assert_lt(r, 0, "%s: accepted", what);
     cr_assert_null(vm, "%s: a VM was handed out", what);
-    const char *msg = hv_last_error();
+    const char *msg = hvc_last_error();
     cr_assert(strstr(msg, "stream"), "%s: message \"%s\"", what, msg);
     return r;
 }
 
 /* A VM small enough to flip every byte of: no vCPU, no interrupt
  * controller, 64 KiB with two pages of data, one UART. */
-static uint8_t *tiny_stream(hv_hypervisor *hv, size_t *len)
+static uint8_t *tiny_stream(hvc_hypervisor *hv, size_t *len)
 {
-    hv_vm_options vo = HV_VM_OPTIONS_INIT;
-    vo.flags = HV_VM_NO_IRQCHIP;
-    hv_vm *vm;
-    HVT_OK(hv_vm_create(hv, &vo, &vm));
-    hv_memory_options mo = HV_MEMORY_OPTIONS_INIT;
+    hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
+    vo.flags = HVC_VM_NO_IRQCHIP;
+    hvc_vm *vm;
+    HVT_OK(hvc_vm_create(hv, &vo, &vm));
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
     mo.length = 64 * 1024;
-    HVT_OK(hv_vm_add_memory(vm, &mo, NULL));
-    HVT_OK(hv_vm_write(vm, 0x1000, "page one", 8));
-    HVT_OK(hv_vm_write(vm, 0x8ff8, "page two", 8));
-    hv_serial_options so = HV_SERIAL_OPTIONS_INIT;
+    HVT_OK(hvc_vm_add_memory(vm, &mo, NULL));
+    HVT_OK(hvc_vm_write(vm, 0x1000, "page one", 8));
+    HVT_OK(hvc_vm_write(vm, 0x8ff8, "page two", 8));
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
     so.name = "com1";
-    HVT_OK(hv_serial_create(vm, &so, NULL));
+    HVT_OK(hvc_serial_create(vm, &so, NULL));
     migt m = {.hv = hv, .vm = vm};
     uint8_t *s = migt_save_mem(&m, NULL, NULL, len);
-    HVT_OK(hv_vm_destroy(vm));
+    HVT_OK(hvc_vm_destroy(vm));
     return s;
 }
 
 Test(migration_hostile, every_byte_flip_of_a_small_snapshot)
 {
-    hv_hypervisor *hv;
-    HVT_OK(hv_hypervisor_open("kvm", &hv));
+    hvc_hypervisor *hv;
+    HVT_OK(hvc_hypervisor_open("kvm", &hv));
     size_t len;
     uint8_t *s = tiny_stream(hv, &len);
     seed("tiny", s, len);
-    hv_vm *vm;
+    hvc_vm *vm;
     HVT_OK(migt_restore_mem_vm(hv, s, len, NULL, NULL, &vm));
     uint8_t check[8];
-    HVT_OK(hv_vm_read(vm, 0x8ff8, check, 8));
+    HVT_OK(hvc_vm_read(vm, 0x8ff8, check, 8));
     cr_assert_eq(memcmp(check, "page two", 8), 0);
-    HVT_OK(hv_vm_destroy(vm));
+    HVT_OK(hvc_vm_destroy(vm));
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; i < len; i++) {
@@ -112,7 +112,7 @@ Test(migration_hostile, every_byte_flip_of_a_small_snapshot)
                 (double)(t1.tv_sec - t0.tv_sec) +
                     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     free(s);
-    HVT_OK(hv_hypervisor_close(hv));
+    HVT_OK(hvc_hypervisor_close(hv));
 }
 
 /* A full VM (vCPU, interrupt controllers, TSC, UART): every byte of every
@@ -183,7 +183,7 @@ Test(migration_hostile, truncation)
         char what[64];
         snprintf(what, sizeof(what), "truncated at %zu", cut);
         cr_assert_eq(refused(m.hv, s, cut, NULL, what), -ENODATA, "%s",
-                     hv_last_error());
+                     hvc_last_error());
     }
     cr_assert_eq(migt_run_until(&m, 2), 0);
     cr_assert_eq(migt_check(&m, 2), 0);
@@ -248,7 +248,7 @@ Test(migration_hostile, lengths_ids_versions_magic)
         uint32_t crc = migt_crc32c(0, c, 76);
         memcpy(c + 76, &crc, 4);
         cr_assert_eq(refused(m.hv, c, len, NULL, "header field"), hdr[i].err,
-                     "header byte %zu: %s", hdr[i].off, hv_last_error());
+                     "header byte %zu: %s", hdr[i].off, hvc_last_error());
     }
     /* An empty stream, and garbage. */
     refused(m.hv, s, 0, NULL, "empty");
@@ -277,15 +277,15 @@ Test(migration_hostile, lengths_ids_versions_magic)
     t[3] += 4;
     memcpy(c + end + SEC_HDR, t, 32);
     reseal(c, end, 32);
-    hv_vm *vm = NULL;
+    hvc_vm *vm = NULL;
     HVT_OK(migt_restore_mem_vm(m.hv, c, len + sizeof(extra), NULL, NULL, &vm));
-    HVT_OK(hv_vm_destroy(vm));
+    HVT_OK(hvc_vm_destroy(vm));
     free(c);
     c = NULL;
 
     /* A key for a plain stream is ignored; a plain stream with a key given
      * still restores. An encrypted stream with a wrong key is refused. */
-    uint8_t key[HV_STREAM_KEY_SIZE] = {1, 2, 3};
+    uint8_t key[HVC_STREAM_KEY_SIZE] = {1, 2, 3};
     uint8_t *e = migt_save_mem(&m, key, NULL, &len);
     seed("encrypted", e, len);
     key[0] ^= 1;

@@ -46,9 +46,9 @@ static void assert_captured(struct capture *c, const void *want, size_t len)
     pthread_mutex_unlock(&c->lock);
 }
 
-static hv_serial_options com1(struct capture *c)
+static hvc_serial_options com1(struct capture *c)
 {
-    hv_serial_options o = HV_SERIAL_OPTIONS_INIT;
+    hvc_serial_options o = HVC_SERIAL_OPTIONS_INIT;
     if (c) {
         o.output_fn = capture_fn;
         o.output_opaque = c;
@@ -58,26 +58,26 @@ static hv_serial_options com1(struct capture *c)
 
 /* Runs to an unclaimed OUT to PORT_UNCLAIMED_OUT and returns its byte:
  * the stage a guest stopped at for the host to act. */
-static int run_to_stage(hv_vcpu *v)
+static int run_to_stage(hvc_vcpu *v)
 {
-    const hv_exit *e;
-    HVT_OK(hv_vcpu_run(v, &e));
-    cr_assert_eq(e->reason, HV_EXIT_PIO, "exit %u", e->reason);
+    const hvc_exit *e;
+    HVT_OK(hvc_vcpu_run(v, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_PIO, "exit %u", e->reason);
     cr_assert_eq(e->u.io.port, PORT_UNCLAIMED_OUT, "port 0x%x", e->u.io.port);
     return *(uint8_t *)e->u.io.data;
 }
 
 struct runner {
-    hv_vcpu *vcpu;
+    hvc_vcpu *vcpu;
     int status;
 };
 
 static void *run_thread(void *arg)
 {
     struct runner *r = arg;
-    const hv_exit *e;
+    const hvc_exit *e;
     r->status = -1;
-    if (hv_vcpu_run(r->vcpu, &e) == 0 && e->reason == HV_EXIT_PIO &&
+    if (hvc_vcpu_run(r->vcpu, &e) == 0 && e->reason == HVC_EXIT_PIO &&
         e->u.io.port == PORT_DONE)
         r->status = *(uint8_t *)e->u.io.data;
     return NULL;
@@ -91,22 +91,22 @@ static int join_within(pthread_t th, struct runner *r, const char *what)
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += 5;
     if (pthread_timedjoin_np(th, NULL, &deadline) != 0) {
-        hv_vcpu_kick(r->vcpu);
+        hvc_vcpu_kick(r->vcpu);
         pthread_join(th, NULL);
         cr_assert_fail("%s (the guest is stuck at rip 0x%llx)", what,
-                       (unsigned long long)hvt_reg(r->vcpu, HV_X86_RIP));
+                       (unsigned long long)hvt_reg(r->vcpu, HVC_X86_RIP));
     }
     return r->status;
 }
 
-static void restart(hv_vcpu *v)
+static void restart(hvc_vcpu *v)
 {
-    hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
-    o.mode = HV_X86_MODE_LONG64;
+    hvc_vcpu_mode_options o = HVC_VCPU_MODE_OPTIONS_INIT;
+    o.mode = HVC_X86_MODE_LONG64;
     o.entry = GUEST_LOAD;
     o.stack = GUEST_STACK;
     o.tables_addr = GUEST_TABLES;
-    HVT_OK(hv_vcpu_set_mode(v, &o));
+    HVT_OK(hvc_vcpu_set_mode(v, &o));
 }
 
 static void poll_guest(uint32_t vm_flags)
@@ -118,19 +118,19 @@ static void poll_guest(uint32_t vm_flags)
     capture_init(&c);
     int p[2];
     cr_assert_eq(pipe(p), 0);
-    hv_serial_options o = com1(&c);
+    hvc_serial_options o = com1(&c);
     o.output_fd = p[1];
-    hv_device *dev;
-    HVT_OK(hv_serial_create(t.vm, &o, &dev));
-    cr_assert_str_eq(hv_device_name(dev), "serial0");
-    cr_assert_str_eq(hv_device_type(dev), "16550a");
-    hv_device *list[4];
+    hvc_device *dev;
+    HVT_OK(hvc_serial_create(t.vm, &o, &dev));
+    cr_assert_str_eq(hvc_device_name(dev), "serial0");
+    cr_assert_str_eq(hvc_device_type(dev), "16550a");
+    hvc_device *list[4];
     size_t n;
-    HVT_OK(hv_vm_list_devices(t.vm, list, 4, &n));
+    HVT_OK(hvc_vm_list_devices(t.vm, list, 4, &n));
     cr_assert_eq(n, 1);
     cr_assert_eq(list[0], dev);
 
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
     cr_assert_eq(hvt_run_done(v), 0x50);
     const size_t len = strlen(HELLO);
     assert_captured(&c, HELLO, len);
@@ -151,7 +151,7 @@ Test(serial, polling_guest_prints_to_fd_and_callback)
 
 Test(serial, polled_uart_without_irqchip)
 {
-    poll_guest(HV_VM_NO_IRQCHIP);
+    poll_guest(HVC_VM_NO_IRQCHIP);
 }
 
 /* serial_regs.S, result by result. */
@@ -168,10 +168,10 @@ static const uint8_t regs_expected[] = {
     0x03, 0x0b,                               /* 47-48 LCR+MCR word */
 };
 
-static void check_regs(hv_vm *vm)
+static void check_regs(hvc_vm *vm)
 {
     uint8_t got[sizeof(regs_expected)];
-    HVT_OK(hv_vm_read(vm, DATA_OUT, got, sizeof(got)));
+    HVT_OK(hvc_vm_read(vm, DATA_OUT, got, sizeof(got)));
     for (size_t i = 0; i < sizeof(got); i++)
         cr_assert_eq(got[i], regs_expected[i],
                      "result %zu: 0x%02x, expected 0x%02x", i, got[i],
@@ -185,9 +185,9 @@ static void regs_guest(uint32_t vm_flags)
     hvt_load(t.vm, "serial_regs");
     struct capture c;
     capture_init(&c);
-    hv_serial_options o = com1(&c);
-    HVT_OK(hv_serial_create(t.vm, &o, NULL));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
+    hvc_serial_options o = com1(&c);
+    HVT_OK(hvc_serial_create(t.vm, &o, NULL));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
     cr_assert_eq(hvt_run_done(v), 0x52);
     check_regs(t.vm);
     /* only the non-loopback THR write reached the output */
@@ -195,9 +195,9 @@ static void regs_guest(uint32_t vm_flags)
 
     /* the guest left LCR, IER, MCR, FCR and scratch set and an interrupt
      * pending; after a reset it sees power-on values again */
-    HVT_OK(hv_vm_reset_devices(t.vm));
+    HVT_OK(hvc_vm_reset_devices(t.vm));
     uint8_t zero[sizeof(regs_expected)] = {0};
-    HVT_OK(hv_vm_write(t.vm, DATA_OUT, zero, sizeof(zero)));
+    HVT_OK(hvc_vm_write(t.vm, DATA_OUT, zero, sizeof(zero)));
     restart(v);
     cr_assert_eq(hvt_run_done(v), 0x52);
     check_regs(t.vm);
@@ -212,7 +212,7 @@ Test(serial, registers_and_reset)
 
 Test(serial, registers_without_irqchip)
 {
-    regs_guest(HV_VM_NO_IRQCHIP);
+    regs_guest(HVC_VM_NO_IRQCHIP);
 }
 
 Test(serial, receive_and_overrun)
@@ -220,26 +220,26 @@ Test(serial, receive_and_overrun)
     hvt t;
     hvt_open(&t, 0);
     hvt_load(t.vm, "serial_rx");
-    hv_device *dev;
-    hv_serial_options o = com1(NULL);
-    HVT_OK(hv_serial_create(t.vm, &o, &dev));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
+    hvc_device *dev;
+    hvc_serial_options o = com1(NULL);
+    HVT_OK(hvc_serial_create(t.vm, &o, &dev));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
 
     cr_assert_eq(run_to_stage(v), 1);
-    cr_assert_eq(hv_serial_receive(dev, "abc", 3), 3);
+    cr_assert_eq(hvc_serial_receive(dev, "abc", 3), 3);
     cr_assert_eq(run_to_stage(v), 2);
     const char *twenty = "ABCDEFGHIJKLMNOPQRST";
-    cr_assert_eq(hv_serial_receive(dev, twenty, 20), 16);
-    cr_assert_eq(hv_serial_receive(dev, "U", 1), 0); /* still full */
+    cr_assert_eq(hvc_serial_receive(dev, twenty, 20), 16);
+    cr_assert_eq(hvc_serial_receive(dev, "U", 1), 0); /* still full */
     cr_assert_eq(run_to_stage(v), 3);
-    cr_assert_eq(hv_serial_receive(dev, "xyz", 3), 1); /* 16450 mode */
+    cr_assert_eq(hvc_serial_receive(dev, "xyz", 3), 1); /* 16450 mode */
     cr_assert_eq(run_to_stage(v), 4);
-    cr_assert_eq(hv_serial_receive(dev, "L", 1), 0); /* loopback */
-    cr_assert_eq(hv_serial_receive(dev, NULL, 0), 0);
+    cr_assert_eq(hvc_serial_receive(dev, "L", 1), 0); /* loopback */
+    cr_assert_eq(hvc_serial_receive(dev, NULL, 0), 0);
     cr_assert_eq(hvt_run_done(v), 0x53);
 
     uint8_t got[35];
-    HVT_OK(hv_vm_read(t.vm, DATA_OUT, got, sizeof(got)));
+    HVT_OK(hvc_vm_read(t.vm, DATA_OUT, got, sizeof(got)));
     const uint8_t head[] = {0xcc, 0x61, 'a',  0x61, 'b',  0x61, 'c',
                             0x60, 0xc1, 0xc6, 0x63, 0x61, 0xc4};
     for (size_t i = 0; i < sizeof(head); i++)
@@ -262,15 +262,15 @@ static void echo_from_fd(uint8_t fcr, uint64_t count)
     hvt_open(&t, 0);
     hvt_load(t.vm, "serial_echo");
     uint64_t in[2] = {count, fcr};
-    HVT_OK(hv_vm_write(t.vm, DATA_IN, in, sizeof(in)));
+    HVT_OK(hvc_vm_write(t.vm, DATA_IN, in, sizeof(in)));
     struct capture c;
     capture_init(&c);
     int p[2];
     cr_assert_eq(pipe(p), 0);
-    hv_serial_options o = com1(&c);
+    hvc_serial_options o = com1(&c);
     o.input_fd = p[0];
-    HVT_OK(hv_serial_create(t.vm, &o, NULL));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
+    HVT_OK(hvc_serial_create(t.vm, &o, NULL));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
     cr_assert_eq(run_to_stage(v), fcr);
 
     uint8_t msg[256];
@@ -304,10 +304,10 @@ Test(serial, input_fd_long_stream_at_trigger_14)
     echo_from_fd(0xc7, 256);
 }
 
-static uint64_t guest_qword(hv_vm *vm, uint64_t gpa)
+static uint64_t guest_qword(hvc_vm *vm, uint64_t gpa)
 {
     uint64_t v;
-    HVT_OK(hv_vm_read(vm, gpa, &v, sizeof(v)));
+    HVT_OK(hvc_vm_read(vm, gpa, &v, sizeof(v)));
     return v;
 }
 
@@ -320,10 +320,10 @@ Test(serial, interrupts_through_the_pic)
     hvt_load(t.vm, "serial_irq");
     struct capture c;
     capture_init(&c);
-    hv_device *dev;
-    hv_serial_options o = com1(&c);
-    HVT_OK(hv_serial_create(t.vm, &o, &dev));
-    struct runner r = {hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0), -1};
+    hvc_device *dev;
+    hvc_serial_options o = com1(&c);
+    HVT_OK(hvc_serial_create(t.vm, &o, &dev));
+    struct runner r = {hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0), -1};
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, run_thread, &r), 0);
 
@@ -331,20 +331,20 @@ Test(serial, interrupts_through_the_pic)
     for (int i = 0; i < 5000 && guest_qword(t.vm, DATA_OUT + 0x20) != 1; i++)
         usleep(1000);
     if (guest_qword(t.vm, DATA_OUT + 0x20) != 1) {
-        hv_vcpu_kick(r.vcpu);
+        hvc_vcpu_kick(r.vcpu);
         pthread_join(th, NULL);
         cr_assert_fail("no THRE interrupts; the guest is at rip 0x%llx",
-                       (unsigned long long)hvt_reg(r.vcpu, HV_X86_RIP));
+                       (unsigned long long)hvt_reg(r.vcpu, HVC_X86_RIP));
     }
     usleep(20000); /* long enough to be asleep in HLT */
-    cr_assert_eq(hv_serial_receive(dev, "hi", 2), 2);
+    cr_assert_eq(hvc_serial_receive(dev, "hi", 2), 2);
 
     int status = join_within(
         th, &r, "the received-data interrupt did not wake the guest");
     cr_assert_eq(status, 0x55, "guest status 0x%x", status);
     uint8_t log[8] = {0};
     uint64_t nlog = guest_qword(t.vm, DATA_OUT + 0x08);
-    HVT_OK(hv_vm_read(t.vm, DATA_OUT + 0x40, log, sizeof(log)));
+    HVT_OK(hvc_vm_read(t.vm, DATA_OUT + 0x40, log, sizeof(log)));
     /* THRE three times (two bytes sent), received data, THRE once more
      * after ETBEI was switched on again */
     const uint8_t want[] = {0x02, 0x02, 0x02, 0x04, 0x02};
@@ -352,7 +352,7 @@ Test(serial, interrupts_through_the_pic)
                  (unsigned long long)nlog);
     cr_assert_arr_eq(log, want, sizeof(want));
     char rx[2];
-    HVT_OK(hv_vm_read(t.vm, DATA_OUT + 0x80, rx, 2));
+    HVT_OK(hvc_vm_read(t.vm, DATA_OUT + 0x80, rx, 2));
     cr_assert_arr_eq(rx, "hi", 2);
     assert_captured(&c, "12", 2);
     hvt_close(&t);
@@ -362,51 +362,51 @@ Test(serial, bad_options)
 {
     hvt t;
     hvt_open(&t, 0);
-    hv_serial_options o = com1(NULL);
+    hvc_serial_options o = com1(NULL);
     o.size = 4;
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "size"), "%s", hv_last_error());
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "size"), "%s", hvc_last_error());
     o = com1(NULL);
     o.size = sizeof(o) + 8;
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EINVAL);
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EINVAL);
     o = com1(NULL);
     o.port = 0xfffc;
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "0xfffc"), "%s", hv_last_error());
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "0xfffc"), "%s", hvc_last_error());
     o.port = 0x10000;
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EINVAL);
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EINVAL);
     o = com1(NULL);
     o.irq = 99;
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "99"), "%s", hv_last_error());
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "99"), "%s", hvc_last_error());
     o = com1(NULL);
     o.name = "";
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EINVAL);
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EINVAL);
     o = com1(NULL);
     int p[2];
     cr_assert_eq(pipe(p), 0);
     close(p[1]);
     o.output_fd = p[1]; /* closed */
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "output_fd"), "%s", hv_last_error());
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "output_fd"), "%s", hvc_last_error());
     close(p[0]);
     /* epoll refuses a regular file as input */
     o = com1(NULL);
     FILE *f = tmpfile();
     cr_assert_not_null(f);
     o.input_fd = fileno(f);
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "input_fd"), "%s", hv_last_error());
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "input_fd"), "%s", hvc_last_error());
     fclose(f);
-    HVT_ERR(hv_serial_create(NULL, &o, NULL), -EINVAL);
+    HVT_ERR(hvc_serial_create(NULL, &o, NULL), -EINVAL);
     /* none of these left a device behind */
     size_t n;
-    HVT_OK(hv_vm_list_devices(t.vm, NULL, 0, &n));
+    HVT_OK(hvc_vm_list_devices(t.vm, NULL, 0, &n));
     cr_assert_eq(n, 0);
     hvt_close(&t);
 }
 
-static int fake_read(void *opaque, hv_vcpu *vcpu, uint32_t range,
+static int fake_read(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                      uint64_t offset, void *data, uint32_t size)
 {
     (void)opaque, (void)vcpu, (void)range, (void)offset;
@@ -419,25 +419,25 @@ Test(serial, receive_rejects_other_devices)
     hvt t;
     hvt_open(&t, 0);
     /* a caller's device that merely calls itself a 16550A */
-    static const hv_device_ops fake = {
-        .version = HV_DEVICE_OPS_VERSION,
+    static const hvc_device_ops fake = {
+        .version = HVC_DEVICE_OPS_VERSION,
         .type = "16550a",
         .read = fake_read,
     };
-    hv_device_range r = {HV_IO_PIO, 0, 0x2f8, 8};
-    hv_device_options d = HV_DEVICE_OPTIONS_INIT;
+    hvc_device_range r = {HVC_IO_PIO, 0, 0x2f8, 8};
+    hvc_device_options d = HVC_DEVICE_OPTIONS_INIT;
     d.nr_ranges = 1;
     d.ranges = &r;
-    hv_device *other;
+    hvc_device *other;
     int state = 0;
-    HVT_OK(hv_vm_add_device(t.vm, &fake, &state, &d, &other));
-    HVT_ERR(hv_serial_receive(other, "x", 1), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "not a 16550A"), "%s", hv_last_error());
-    HVT_ERR(hv_serial_receive(NULL, "x", 1), -EINVAL);
-    hv_device *uart;
-    HVT_OK(hv_serial_create(t.vm, NULL, &uart));
-    HVT_ERR(hv_serial_receive(uart, NULL, 1), -EINVAL);
-    cr_assert_eq(hv_serial_receive(uart, "x", 1), 1);
+    HVT_OK(hvc_vm_add_device(t.vm, &fake, &state, &d, &other));
+    HVT_ERR(hvc_serial_receive(other, "x", 1), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "not a 16550A"), "%s", hvc_last_error());
+    HVT_ERR(hvc_serial_receive(NULL, "x", 1), -EINVAL);
+    hvc_device *uart;
+    HVT_OK(hvc_serial_create(t.vm, NULL, &uart));
+    HVT_ERR(hvc_serial_receive(uart, NULL, 1), -EINVAL);
+    cr_assert_eq(hvc_serial_receive(uart, "x", 1), 1);
     hvt_close(&t);
 }
 
@@ -445,33 +445,33 @@ Test(serial, ports_and_names)
 {
     hvt t;
     hvt_open(&t, 0);
-    hv_device *a, *b, *c;
-    HVT_OK(hv_serial_create(t.vm, NULL, &a)); /* COM1 */
-    hv_serial_options o = com1(NULL);
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EEXIST);
+    hvc_device *a, *b, *c;
+    HVT_OK(hvc_serial_create(t.vm, NULL, &a)); /* COM1 */
+    hvc_serial_options o = com1(NULL);
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EEXIST);
     o.port = 0x3fc; /* overlaps COM1's upper half */
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EEXIST);
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EEXIST);
     o.port = 0x2f8;
     o.irq = 3;
-    HVT_OK(hv_serial_create(t.vm, &o, &b));
-    cr_assert_str_eq(hv_device_name(a), "serial0");
-    cr_assert_str_eq(hv_device_name(b), "serial1");
+    HVT_OK(hvc_serial_create(t.vm, &o, &b));
+    cr_assert_str_eq(hvc_device_name(a), "serial0");
+    cr_assert_str_eq(hvc_device_name(b), "serial1");
     o.port = 0x3e8;
     o.name = "ttyS2";
-    HVT_OK(hv_serial_create(t.vm, &o, &c));
-    cr_assert_str_eq(hv_device_name(c), "ttyS2");
+    HVT_OK(hvc_serial_create(t.vm, &o, &c));
+    cr_assert_str_eq(hvc_device_name(c), "ttyS2");
     o.port = 0x2e8;
-    HVT_ERR(hv_serial_create(t.vm, &o, NULL), -EEXIST); /* name taken */
+    HVT_ERR(hvc_serial_create(t.vm, &o, NULL), -EEXIST); /* name taken */
     o.name = NULL;
     o.port = 0xfff8; /* the last 8 ports are fine */
-    HVT_OK(hv_serial_create(t.vm, &o, NULL));
-    hv_device *found;
-    HVT_OK(hv_vm_find_device(t.vm, "serial2", &found));
+    HVT_OK(hvc_serial_create(t.vm, &o, NULL));
+    hvc_device *found;
+    HVT_OK(hvc_vm_find_device(t.vm, "serial2", &found));
     /* a removed UART frees its ports and name */
-    HVT_OK(hv_vm_remove_device(t.vm, a));
+    HVT_OK(hvc_vm_remove_device(t.vm, a));
     o = com1(NULL);
-    HVT_OK(hv_serial_create(t.vm, &o, &a));
-    cr_assert_str_eq(hv_device_name(a), "serial0");
+    HVT_OK(hvc_serial_create(t.vm, &o, &a));
+    cr_assert_str_eq(hvc_device_name(a), "serial0");
     hvt_close(&t);
 }
 
@@ -493,10 +493,10 @@ Test(serial, full_nonblocking_output_drops_bytes)
     cr_assert_eq(errno, EAGAIN);
     struct capture c;
     capture_init(&c);
-    hv_serial_options o = com1(&c);
+    hvc_serial_options o = com1(&c);
     o.output_fd = p[1];
-    HVT_OK(hv_serial_create(t.vm, &o, NULL));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
+    HVT_OK(hvc_serial_create(t.vm, &o, NULL));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     cr_assert_eq(hvt_run_done(v), 0x50);
@@ -526,10 +526,10 @@ Test(serial, output_to_a_closed_pipe_is_not_fatal)
     close(p[0]);
     struct capture c;
     capture_init(&c);
-    hv_serial_options o = com1(&c);
+    hvc_serial_options o = com1(&c);
     o.output_fd = p[1];
-    HVT_OK(hv_serial_create(t.vm, &o, NULL));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
+    HVT_OK(hvc_serial_create(t.vm, &o, NULL));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
     cr_assert_eq(hvt_run_done(v), 0x50);
     assert_captured(&c, HELLO, strlen(HELLO));
     hvt_close(&t);
@@ -543,13 +543,13 @@ Test(serial, remove_with_input_watched)
     hvt_open(&t, 0);
     int p[2];
     cr_assert_eq(pipe(p), 0);
-    hv_serial_options o = com1(NULL);
+    hvc_serial_options o = com1(NULL);
     o.input_fd = p[0];
-    hv_device *dev;
-    HVT_OK(hv_serial_create(t.vm, &o, &dev));
+    hvc_device *dev;
+    HVT_OK(hvc_serial_create(t.vm, &o, &dev));
     cr_assert_eq(write(p[1], "0123456789abcdefXYZ", 19), 19);
     usleep(10000); /* let the event thread fill the receiver */
-    HVT_OK(hv_vm_remove_device(t.vm, dev));
+    HVT_OK(hvc_vm_remove_device(t.vm, dev));
     /* the descriptor is the caller's again: unwatched, still open */
     cr_assert_eq(write(p[1], "more", 4), 4);
     usleep(10000);
@@ -558,7 +558,7 @@ Test(serial, remove_with_input_watched)
     cr_assert_geq(n, 4, "read %zd", n);
     cr_assert_arr_eq(buf + n - 4, "more", 4);
     /* a new UART on the same descriptor takes over */
-    HVT_OK(hv_serial_create(t.vm, &o, &dev));
+    HVT_OK(hvc_serial_create(t.vm, &o, &dev));
     hvt_close(&t);
     close(p[0]);
     close(p[1]);
@@ -579,9 +579,9 @@ Test(serial, full_receiver_leaves_input_in_the_fd_without_spinning)
     hvt_open(&t, 0);
     int p[2];
     cr_assert_eq(pipe(p), 0);
-    hv_serial_options o = com1(NULL);
+    hvc_serial_options o = com1(NULL);
     o.input_fd = p[0];
-    HVT_OK(hv_serial_create(t.vm, &o, NULL));
+    HVT_OK(hvc_serial_create(t.vm, &o, NULL));
     char msg[100];
     memset(msg, 'z', sizeof(msg));
     cr_assert_eq(write(p[1], msg, sizeof(msg)), (ssize_t)sizeof(msg));
@@ -600,7 +600,7 @@ Test(serial, full_receiver_leaves_input_in_the_fd_without_spinning)
 }
 
 struct reflect {
-    hv_device *dev;
+    hvc_device *dev;
     int accepted[64];
     int calls;
 };
@@ -611,7 +611,7 @@ static void reflect_fn(void *opaque, const void *data, size_t length)
 {
     struct reflect *r = opaque;
     if (r->calls < 64)
-        r->accepted[r->calls++] = hv_serial_receive(r->dev, data, length);
+        r->accepted[r->calls++] = hvc_serial_receive(r->dev, data, length);
 }
 
 Test(serial, output_fn_may_call_receive)
@@ -620,11 +620,11 @@ Test(serial, output_fn_may_call_receive)
     hvt_open(&t, 0);
     hvt_load(t.vm, "serial_poll");
     struct reflect r = {0};
-    hv_serial_options o = HV_SERIAL_OPTIONS_INIT;
+    hvc_serial_options o = HVC_SERIAL_OPTIONS_INIT;
     o.output_fn = reflect_fn;
     o.output_opaque = &r;
-    HVT_OK(hv_serial_create(t.vm, &o, &r.dev));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
+    HVT_OK(hvc_serial_create(t.vm, &o, &r.dev));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
     cr_assert_eq(hvt_run_done(v), 0x50);
     /* the guest turned the 16-byte FIFO on before printing */
     cr_assert_eq(r.calls, (int)strlen(HELLO));

@@ -101,12 +101,12 @@ static void page_nodes(void *p, size_t len, int *status)
 }
 
 /* A node id the host does not have. */
-static uint32_t missing_node(const hv_topology *t)
+static uint32_t missing_node(const hvc_topology *t)
 {
     uint32_t cpus;
     size_t n;
     uint32_t node = 7;
-    while (hv_topology_node_cpus(t, node, &cpus, 0, &n) == 0)
+    while (hvc_topology_node_cpus(t, node, &cpus, 0, &n) == 0)
         node++;
     return node;
 }
@@ -115,11 +115,11 @@ static uint32_t missing_node(const hv_topology *t)
 
 Test(topology, host_nodes_match_sys)
 {
-    hv_topology *t;
-    HVT_OK(hv_topology_host(&t));
+    hvc_topology *t;
+    HVT_OK(hvc_topology_host(&t));
     uint32_t ids[64];
     size_t count;
-    HVT_OK(hv_topology_list_nodes(t, ids, 64, &count));
+    HVT_OK(hvc_topology_list_nodes(t, ids, 64, &count));
     size_t in_sys = 0;
     DIR *d = opendir("/sys/devices/system/node");
     cr_assert_not_null(d);
@@ -138,7 +138,7 @@ Test(topology, host_nodes_match_sys)
         read_text("/sys/devices/system/node/node0/cpulist", buf, sizeof(buf)),
         0);
     size_t nwant = parse_cpus(buf, want, 1024), ngot;
-    HVT_OK(hv_topology_node_cpus(t, 0, got, 1024, &ngot));
+    HVT_OK(hvc_topology_node_cpus(t, 0, got, 1024, &ngot));
     cr_assert_eq(ngot, nwant, "node 0: %zu CPUs, /sys says %zu", ngot, nwant);
     cr_assert_arr_eq(got, want, nwant * sizeof(*got));
     long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -154,7 +154,7 @@ Test(topology, host_nodes_match_sys)
     p = strstr(buf, "MemFree:");
     cr_assert(p && sscanf(p, "MemFree: %llu kB", &free_kb) == 1);
     uint64_t total, avail;
-    HVT_OK(hv_topology_node_memory(t, 0, &total, &avail));
+    HVT_OK(hvc_topology_node_memory(t, 0, &total, &avail));
     cr_assert_eq(total, total_kb * 1024);
     cr_assert(avail > 0 && avail <= total);
     /* free memory moves; within a quarter of what /sys said a moment ago */
@@ -162,16 +162,16 @@ Test(topology, host_nodes_match_sys)
               "free %llu vs /sys %llu", (unsigned long long)avail,
               free_kb * 1024);
     uint32_t dist;
-    HVT_OK(hv_topology_distance(t, 0, 0, &dist));
+    HVT_OK(hvc_topology_distance(t, 0, 0, &dist));
     cr_assert_eq(dist, 10);
-    HVT_ERR(hv_topology_node_cpus(t, missing_node(t), got, 4, &ngot), -ENOENT);
-    HVT_OK(hv_topology_destroy(t));
+    HVT_ERR(hvc_topology_node_cpus(t, missing_node(t), got, 4, &ngot), -ENOENT);
+    HVT_OK(hvc_topology_destroy(t));
 }
 
 Test(topology, host_pci_matches_sys)
 {
-    hv_topology *t;
-    HVT_OK(hv_topology_host(&t));
+    hvc_topology *t;
+    HVT_OK(hvc_topology_host(&t));
     DIR *d = opendir("/sys/bus/pci/devices");
     cr_assert_not_null(d, "no /sys/bus/pci on this host");
     size_t in_sys = 0;
@@ -182,9 +182,9 @@ Test(topology, host_pci_matches_sys)
         char dir[512];
         snprintf(dir, sizeof(dir), "/sys/bus/pci/devices/%s", e->d_name);
         size_t i;
-        HVT_OK(hv_topology_find_pci(t, e->d_name, &i));
-        hv_pci_device dev = HV_PCI_DEVICE_INIT;
-        HVT_OK(hv_topology_pci_device(t, i, &dev));
+        HVT_OK(hvc_topology_find_pci(t, e->d_name, &i));
+        hvc_pci_device dev = HVC_PCI_DEVICE_INIT;
+        HVT_OK(hvc_topology_pci_device(t, i, &dev));
         char addr[32];
         snprintf(addr, sizeof(addr), "%04x:%02x:%02x.%x", dev.domain, dev.bus,
                  dev.device, dev.function);
@@ -201,45 +201,45 @@ Test(topology, host_pci_matches_sys)
                      dev.numa_node, node);
     }
     closedir(d);
-    cr_assert_eq(hv_topology_pci_count(t), in_sys);
+    cr_assert_eq(hvc_topology_pci_count(t), in_sys);
     /* sorted by address, names filled where pci.ids knows the vendor */
     uint64_t prev = 0;
-    for (size_t i = 0; i < hv_topology_pci_count(t); i++) {
-        hv_pci_device a = HV_PCI_DEVICE_INIT;
-        HVT_OK(hv_topology_pci_device(t, i, &a));
+    for (size_t i = 0; i < hvc_topology_pci_count(t); i++) {
+        hvc_pci_device a = HVC_PCI_DEVICE_INIT;
+        HVT_OK(hvc_topology_pci_device(t, i, &a));
         uint64_t key = (uint64_t)a.domain << 16 | (uint64_t)a.bus << 8 |
                        (uint64_t)a.device << 3 | a.function;
         cr_assert(i == 0 || key > prev, "device %zu out of order", i);
         prev = key;
     }
-    hv_pci_device dev = HV_PCI_DEVICE_INIT;
-    HVT_ERR(hv_topology_pci_device(t, in_sys, &dev), -ENOENT);
+    hvc_pci_device dev = HVC_PCI_DEVICE_INIT;
+    HVT_ERR(hvc_topology_pci_device(t, in_sys, &dev), -ENOENT);
     dev.size = 8;
-    HVT_ERR(hv_topology_pci_device(t, 0, &dev), -EINVAL);
-    HVT_OK(hv_topology_destroy(t));
+    HVT_ERR(hvc_topology_pci_device(t, 0, &dev), -EINVAL);
+    HVT_OK(hvc_topology_destroy(t));
 }
 
 Test(topology, host_placement_by_a_nic)
 {
-    hv_topology *t;
-    HVT_OK(hv_topology_host(&t));
-    cr_assert_gt(hv_topology_pci_count(t), 0);
-    hv_pci_device dev = HV_PCI_DEVICE_INIT;
-    HVT_OK(hv_topology_pci_device(t, 0, &dev));
+    hvc_topology *t;
+    HVT_OK(hvc_topology_host(&t));
+    cr_assert_gt(hvc_topology_pci_count(t), 0);
+    hvc_pci_device dev = HVC_PCI_DEVICE_INIT;
+    HVT_OK(hvc_topology_pci_device(t, 0, &dev));
     char addr[32];
     snprintf(addr, sizeof(addr), "%04x:%02x:%02x.%x", dev.domain, dev.bus,
              dev.device, dev.function);
-    hv_placement p = HV_PLACEMENT_INIT;
+    hvc_placement p = HVC_PLACEMENT_INIT;
     uint32_t cpus[1024], node_cpus[1024];
     size_t n, nn;
-    HVT_OK(hv_topology_place(t, addr, &p, cpus, 1024, &n));
-    HVT_OK(hv_topology_node_cpus(t, p.node, node_cpus, 1024, &nn));
+    HVT_OK(hvc_topology_place(t, addr, &p, cpus, 1024, &n));
+    HVT_OK(hvc_topology_node_cpus(t, p.node, node_cpus, 1024, &nn));
     cr_assert_eq(n, nn);
     cr_assert_arr_eq(cpus, node_cpus, n * sizeof(*cpus));
     cr_assert_eq(p.device_node, dev.numa_node);
     if (dev.numa_node < 0)
-        cr_assert_eq(p.flags, HV_PLACEMENT_NO_AFFINITY);
-    HVT_OK(hv_topology_destroy(t));
+        cr_assert_eq(p.flags, HVC_PLACEMENT_NO_AFFINITY);
+    HVT_OK(hvc_topology_destroy(t));
 }
 
 /* ---- vCPU thread affinity ---- */
@@ -257,42 +257,42 @@ static size_t affinity(uint32_t *cpus, size_t cap)
 
 Test(topology, pin_threads)
 {
-    hv_topology *t;
-    HVT_OK(hv_topology_host(&t));
+    hvc_topology *t;
+    HVT_OK(hvc_topology_host(&t));
     uint32_t node_cpus[1024], now[1024];
     size_t n;
-    HVT_OK(hv_topology_node_cpus(t, 0, node_cpus, 1024, &n));
+    HVT_OK(hvc_topology_node_cpus(t, 0, node_cpus, 1024, &n));
     cr_assert_gt(n, 0);
     uint32_t last = node_cpus[n - 1];
-    HVT_OK(hv_thread_pin_cpus(&last, 1));
+    HVT_OK(hvc_thread_pin_cpus(&last, 1));
     cr_assert_eq(affinity(now, 1024), 1);
     cr_assert_eq(now[0], last);
-    HVT_OK(hv_thread_pin_node(0));
+    HVT_OK(hvc_thread_pin_node(0));
     cr_assert_eq(affinity(now, 1024), n);
     cr_assert_arr_eq(now, node_cpus, n * sizeof(*now));
 
     uint32_t offline[] = {node_cpus[0], 100000};
-    HVT_ERR(hv_thread_pin_cpus(offline, 2), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "CPU 100000:") &&
-                  strstr(hv_last_error(), "not online"),
-              "%s", hv_last_error());
-    HVT_ERR(hv_thread_pin_cpus(node_cpus, 0), -EINVAL);
-    HVT_ERR(hv_thread_pin_cpus(NULL, 1), -EINVAL);
+    HVT_ERR(hvc_thread_pin_cpus(offline, 2), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "CPU 100000:") &&
+                  strstr(hvc_last_error(), "not online"),
+              "%s", hvc_last_error());
+    HVT_ERR(hvc_thread_pin_cpus(node_cpus, 0), -EINVAL);
+    HVT_ERR(hvc_thread_pin_cpus(NULL, 1), -EINVAL);
     uint32_t missing = missing_node(t);
-    HVT_ERR(hv_thread_pin_node(missing), -EINVAL);
+    HVT_ERR(hvc_thread_pin_node(missing), -EINVAL);
     char want[64];
     snprintf(want, sizeof(want), "NUMA node %u does not exist", missing);
-    cr_assert(strstr(hv_last_error(), want), "%s", hv_last_error());
+    cr_assert(strstr(hvc_last_error(), want), "%s", hvc_last_error());
     cr_assert_eq(affinity(now, 1024), n, "failures change nothing");
-    HVT_OK(hv_topology_destroy(t));
+    HVT_OK(hvc_topology_destroy(t));
 }
 
 /* ---- the host side of memory regions ---- */
 
-static hv_memory_options numa_region(uint32_t policy, const uint32_t *nodes,
-                                     uint32_t count)
+static hvc_memory_options numa_region(uint32_t policy, const uint32_t *nodes,
+                                      uint32_t count)
 {
-    hv_memory_options o = HV_MEMORY_OPTIONS_INIT;
+    hvc_memory_options o = HVC_MEMORY_OPTIONS_INIT;
     o.guest_addr = NUMA_GPA;
     o.length = NUMA_LEN;
     o.numa_policy = policy;
@@ -316,10 +316,10 @@ Test(topology, region_bound_to_node0_after_guest_touch)
     hvt t;
     hvt_open(&t, 0);
     uint32_t node0 = 0;
-    hv_memory_options o = numa_region(HV_NUMA_BIND, &node0, 1);
-    hv_memory_region *r;
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &r));
-    uint8_t *hva = hv_memory_region_hva(r);
+    hvc_memory_options o = numa_region(HVC_NUMA_BIND, &node0, 1);
+    hvc_memory_region *r;
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &r));
+    uint8_t *hva = hvc_memory_region_hva(r);
     unsigned long mask;
     cr_assert_eq(policy_at(hva, &mask), MPOL_BIND);
     cr_assert_eq(mask, 1ul, "bound to node 0 only");
@@ -334,8 +334,8 @@ Test(topology, region_bound_to_node0_after_guest_touch)
 
     hvt_load(t.vm, "touch64");
     uint64_t range[2] = {NUMA_GPA, NUMA_LEN};
-    HVT_OK(hv_vm_write(t.vm, DATA_IN, range, sizeof(range)));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
+    HVT_OK(hvc_vm_write(t.vm, DATA_IN, range, sizeof(range)));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
     cr_assert_eq(hvt_run_done(v), 0x7c);
 
     page_nodes(hva, NUMA_LEN, status);
@@ -354,12 +354,12 @@ Test(topology, region_policies_and_prefault)
     hvt t;
     hvt_open(&t, 0);
     uint32_t node0 = 0;
-    hv_memory_options o = numa_region(HV_NUMA_PREFERRED, &node0, 1);
-    o.flags = HV_MEMORY_PREFAULT;
-    hv_memory_region *r;
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &r));
+    hvc_memory_options o = numa_region(HVC_NUMA_PREFERRED, &node0, 1);
+    o.flags = HVC_MEMORY_PREFAULT;
+    hvc_memory_region *r;
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &r));
     unsigned long mask;
-    void *hva = hv_memory_region_hva(r);
+    void *hva = hvc_memory_region_hva(r);
     cr_assert_eq(policy_at(hva, &mask), MPOL_PREFERRED);
     cr_assert_eq(mask, 1ul);
     size_t pages = NUMA_LEN / 4096;
@@ -368,21 +368,21 @@ Test(topology, region_policies_and_prefault)
     for (size_t i = 0; i < pages; i++)
         cr_assert_eq(status[i], 0, "prefaulted page %zu: %d", i, status[i]);
     free(status);
-    HVT_OK(hv_vm_remove_memory(t.vm, r));
+    HVT_OK(hvc_vm_remove_memory(t.vm, r));
 
-    o = numa_region(HV_NUMA_INTERLEAVE, &node0, 1);
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &r));
-    cr_assert_eq(policy_at(hv_memory_region_hva(r), &mask), MPOL_INTERLEAVE);
-    HVT_OK(hv_vm_remove_memory(t.vm, r));
+    o = numa_region(HVC_NUMA_INTERLEAVE, &node0, 1);
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &r));
+    cr_assert_eq(policy_at(hvc_memory_region_hva(r), &mask), MPOL_INTERLEAVE);
+    HVT_OK(hvc_vm_remove_memory(t.vm, r));
 
     /* caller memory gets the policy too */
     void *mem = mmap(NULL, NUMA_LEN, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(mem, MAP_FAILED);
     memset(mem, 1, 4096); /* a page the caller touched already */
-    o = numa_region(HV_NUMA_BIND, &node0, 1);
+    o = numa_region(HVC_NUMA_BIND, &node0, 1);
     o.host_addr = mem;
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &r));
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &r));
     cr_assert_eq(policy_at(mem, &mask), MPOL_BIND);
     cr_assert_eq(*(uint8_t *)mem, 1, "the caller's data stays");
     hvt_close(&t);
@@ -393,42 +393,43 @@ Test(topology, region_on_missing_node_fails_clearly)
 {
     hvt t;
     hvt_open(&t, 0);
-    hv_topology *topo;
-    HVT_OK(hv_topology_host(&topo));
+    hvc_topology *topo;
+    HVT_OK(hvc_topology_host(&topo));
     uint32_t nodes[2] = {0, missing_node(topo)};
-    HVT_OK(hv_topology_destroy(topo));
+    HVT_OK(hvc_topology_destroy(topo));
     char want[64];
     snprintf(want, sizeof(want), "NUMA node %u does not exist on this host",
              nodes[1]);
-    static const uint32_t policies[] = {HV_NUMA_BIND, HV_NUMA_PREFERRED,
-                                        HV_NUMA_INTERLEAVE};
+    static const uint32_t policies[] = {HVC_NUMA_BIND, HVC_NUMA_PREFERRED,
+                                        HVC_NUMA_INTERLEAVE};
     for (size_t i = 0; i < 3; i++) {
-        hv_memory_options o = numa_region(policies[i], &nodes[1], 1);
-        HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
-        cr_assert(strstr(hv_last_error(), want), "%s", hv_last_error());
-        cr_assert(strstr(hv_last_error(), "0x10000000"), "%s", hv_last_error());
+        hvc_memory_options o = numa_region(policies[i], &nodes[1], 1);
+        HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+        cr_assert(strstr(hvc_last_error(), want), "%s", hvc_last_error());
+        cr_assert(strstr(hvc_last_error(), "0x10000000"), "%s",
+                  hvc_last_error());
     }
-    hv_memory_options o = numa_region(HV_NUMA_BIND, nodes, 2);
-    HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), want), "%s", hv_last_error());
+    hvc_memory_options o = numa_region(HVC_NUMA_BIND, nodes, 2);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), want), "%s", hvc_last_error());
     /* policies that do not hold together */
-    o = numa_region(HV_NUMA_BIND, NULL, 0);
-    HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
-    o = numa_region(HV_NUMA_DEFAULT, nodes, 1);
-    HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
-    o = numa_region(HV_NUMA_PREFERRED, nodes, 2);
-    HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    o = numa_region(HVC_NUMA_BIND, NULL, 0);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    o = numa_region(HVC_NUMA_DEFAULT, nodes, 1);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    o = numa_region(HVC_NUMA_PREFERRED, nodes, 2);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
     o = numa_region(9, nodes, 1);
-    HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
-    o = numa_region(HV_NUMA_BIND, NULL, 1);
-    HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    o = numa_region(HVC_NUMA_BIND, NULL, 1);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
     /* nothing was added */
-    hv_memory_region *f;
-    HVT_ERR(hv_vm_find_memory(t.vm, NUMA_GPA, &f), -ENOENT);
+    hvc_memory_region *f;
+    HVT_ERR(hvc_vm_find_memory(t.vm, NUMA_GPA, &f), -ENOENT);
     /* a caller built before the NUMA fields existed still adds memory */
-    o = numa_region(HV_NUMA_BIND, &nodes[1], 1);
-    o.size = offsetof(hv_memory_options, numa_policy);
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &f));
+    o = numa_region(HVC_NUMA_BIND, &nodes[1], 1);
+    o.size = offsetof(hvc_memory_options, numa_policy);
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &f));
     hvt_close(&t);
 }
 
@@ -438,14 +439,14 @@ Test(topology, ksm_off_unless_opted_in)
     hvt_open(&t, 0);
     char flags[512];
     /* library memory */
-    hv_memory_options o = numa_region(HV_NUMA_DEFAULT, NULL, 0);
-    hv_memory_region *r;
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &r));
-    vm_flags(hv_memory_region_hva(r), flags, sizeof(flags));
+    hvc_memory_options o = numa_region(HVC_NUMA_DEFAULT, NULL, 0);
+    hvc_memory_region *r;
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &r));
+    vm_flags(hvc_memory_region_hva(r), flags, sizeof(flags));
     cr_assert(!has_flag(flags, "mg"), "library memory mergeable: %s", flags);
-    vm_flags(hv_memory_region_hva(t.ram), flags, sizeof(flags));
+    vm_flags(hvc_memory_region_hva(t.ram), flags, sizeof(flags));
     cr_assert(!has_flag(flags, "mg"), "test RAM mergeable: %s", flags);
-    HVT_OK(hv_vm_remove_memory(t.vm, r));
+    HVT_OK(hvc_vm_remove_memory(t.vm, r));
 
     /* caller memory that was mergeable is made unmergeable */
     void *mem = mmap(NULL, NUMA_LEN, PROT_READ | PROT_WRITE,
@@ -456,30 +457,30 @@ Test(topology, ksm_off_unless_opted_in)
     vm_flags(mem, flags, sizeof(flags));
     cr_assert(has_flag(flags, "mg"), "%s", flags);
     o.host_addr = mem;
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &r));
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &r));
     vm_flags(mem, flags, sizeof(flags));
     cr_assert(!has_flag(flags, "mg"), "caller memory mergeable: %s", flags);
-    HVT_OK(hv_vm_remove_memory(t.vm, r));
+    HVT_OK(hvc_vm_remove_memory(t.vm, r));
 
     /* opted in: caller memory and library memory (anonymous, no memfd) */
-    o.flags = HV_MEMORY_MERGEABLE;
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &r));
+    o.flags = HVC_MEMORY_MERGEABLE;
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &r));
     vm_flags(mem, flags, sizeof(flags));
     cr_assert(has_flag(flags, "mg"), "%s", flags);
-    HVT_OK(hv_vm_remove_memory(t.vm, r));
+    HVT_OK(hvc_vm_remove_memory(t.vm, r));
     o.host_addr = NULL;
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &r));
-    vm_flags(hv_memory_region_hva(r), flags, sizeof(flags));
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &r));
+    vm_flags(hvc_memory_region_hva(r), flags, sizeof(flags));
     cr_assert(has_flag(flags, "mg"), "%s", flags);
-    cr_assert_eq(hv_memory_region_fd(r), -1);
-    cr_assert_eq(hv_memory_region_flags(r), HV_MEMORY_MERGEABLE);
+    cr_assert_eq(hvc_memory_region_fd(r), -1);
+    cr_assert_eq(hvc_memory_region_flags(r), HVC_MEMORY_MERGEABLE);
     /* and a guest runs on it */
     hvt_load(t.vm, "touch64");
     uint64_t range[2] = {NUMA_GPA, NUMA_LEN};
-    HVT_OK(hv_vm_write(t.vm, DATA_IN, range, sizeof(range)));
-    hv_vcpu *v = hvt_vcpu(t.vm, 0, HV_X86_MODE_LONG64, 0);
+    HVT_OK(hvc_vm_write(t.vm, DATA_IN, range, sizeof(range)));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
     cr_assert_eq(hvt_run_done(v), 0x7c);
-    cr_assert_eq(*(uint64_t *)hv_memory_region_hva(r), NUMA_GPA);
+    cr_assert_eq(*(uint64_t *)hvc_memory_region_hva(r), NUMA_GPA);
     hvt_close(&t);
     munmap(mem, NUMA_LEN);
 }
@@ -497,40 +498,41 @@ Test(topology, huge_pages)
     hvt t;
     hvt_open(&t, 0);
     char flags[512];
-    hv_memory_options o = numa_region(HV_NUMA_DEFAULT, NULL, 0);
-    o.flags = HV_MEMORY_HUGETLB;
-    hv_memory_region *r;
+    hvc_memory_options o = numa_region(HVC_NUMA_DEFAULT, NULL, 0);
+    o.flags = HVC_MEMORY_HUGETLB;
+    hvc_memory_region *r;
     long free_pages = hugepages("free_hugepages");
-    int rc = hv_vm_add_memory(t.vm, &o, &r);
+    int rc = hvc_vm_add_memory(t.vm, &o, &r);
     if (free_pages >= (long)(NUMA_LEN >> 21)) {
         HVT_OK(rc);
-        vm_flags(hv_memory_region_hva(r), flags, sizeof(flags));
+        vm_flags(hvc_memory_region_hva(r), flags, sizeof(flags));
         cr_assert(has_flag(flags, "ht"), "%s", flags);
-        HVT_OK(hv_vm_remove_memory(t.vm, r));
+        HVT_OK(hvc_vm_remove_memory(t.vm, r));
     } else {
         /* this machine's pool is too small: the message says so, and how
          * to grow it */
-        cr_assert_eq(rc, -ENOMEM, "%d: %s", rc, hv_last_error());
-        cr_assert(strstr(hv_last_error(), "0x10000000") &&
-                      strstr(hv_last_error(), "huge pages") &&
-                      strstr(hv_last_error(), "nr_hugepages"),
-                  "%s", hv_last_error());
+        cr_assert_eq(rc, -ENOMEM, "%d: %s", rc, hvc_last_error());
+        cr_assert(strstr(hvc_last_error(), "0x10000000") &&
+                      strstr(hvc_last_error(), "huge pages") &&
+                      strstr(hvc_last_error(), "nr_hugepages"),
+                  "%s", hvc_last_error());
     }
     o.length = NUMA_LEN + 4096;
-    HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "huge page size"), "%s", hv_last_error());
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "huge page size"), "%s",
+              hvc_last_error());
     o.length = NUMA_LEN;
-    o.flags = HV_MEMORY_HUGETLB | HV_MEMORY_MERGEABLE;
-    HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
-    o.flags = HV_MEMORY_HUGETLB;
-    o.host_addr = hv_memory_region_hva(t.ram);
-    HVT_ERR(hv_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    o.flags = HVC_MEMORY_HUGETLB | HVC_MEMORY_MERGEABLE;
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    o.flags = HVC_MEMORY_HUGETLB;
+    o.host_addr = hvc_memory_region_hva(t.ram);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
 
     /* transparent huge pages are advice, visible as the mapping's flag */
-    o = numa_region(HV_NUMA_DEFAULT, NULL, 0);
-    o.flags = HV_MEMORY_THP;
-    HVT_OK(hv_vm_add_memory(t.vm, &o, &r));
-    vm_flags(hv_memory_region_hva(r), flags, sizeof(flags));
+    o = numa_region(HVC_NUMA_DEFAULT, NULL, 0);
+    o.flags = HVC_MEMORY_THP;
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &r));
+    vm_flags(hvc_memory_region_hva(r), flags, sizeof(flags));
     cr_assert(has_flag(flags, "hg"), "%s", flags);
     hvt_close(&t);
 }

@@ -15,24 +15,24 @@ static uint8_t ram[HVT_MEM];
  * the record restored under @p pause. Returns the restore's result; @p
  * paused_ns receives the host time the pause returned. */
 static int migrate(struct tvm *from, struct tvm *to, uint32_t pause,
-                   uint64_t *paused_ns, hv_tsc_state *rec_out)
+                   uint64_t *paused_ns, hvc_tsc_state *rec_out)
 {
-    HVT_OK(hv_vm_pause(from->t.vm));
+    HVT_OK(hvc_vm_pause(from->t.vm));
     *paused_ns = raw_ns();
     size_t need, len;
-    HVT_OK(hv_vm_tsc_state_size(from->t.vm, &need));
+    HVT_OK(hvc_vm_tsc_state_size(from->t.vm, &need));
     cr_assert_eq(need,
-                 sizeof(hv_tsc_state) + from->n * sizeof(hv_tsc_vcpu_state));
+                 sizeof(hvc_tsc_state) + from->n * sizeof(hvc_tsc_vcpu_state));
     uint8_t *rec = malloc(need);
-    HVT_OK(hv_vm_save_tsc(from->t.vm, rec, need, &len));
+    HVT_OK(hvc_vm_save_tsc(from->t.vm, rec, need, &len));
     cr_assert_eq(len, need);
     memcpy(rec_out, rec, sizeof(*rec_out));
     tvm_stop(from);
     usleep(20000); /* the record travels */
     uint64_t regs[2][NGPRS];
     for (uint32_t i = 0; i < from->n; i++)
-        HVT_OK(hv_vcpu_get_regs(from->r[i].vcpu, gprs, regs[i], NGPRS));
-    HVT_OK(hv_vm_read(from->t.vm, 0, ram, HVT_MEM));
+        HVT_OK(hvc_vcpu_get_regs(from->r[i].vcpu, gprs, regs[i], NGPRS));
+    HVT_OK(hvc_vm_read(from->t.vm, 0, ram, HVT_MEM));
     for (uint32_t i = 0; i < from->n; i++)
         memset(ram + CPU(i) + MAXD, 0, 8);
 
@@ -41,14 +41,14 @@ static int migrate(struct tvm *from, struct tvm *to, uint32_t pause,
     to->n = from->n;
     to->khz = from->khz;
     tvm_sampler(to);
-    HVT_OK(hv_vm_write(to->t.vm, 0, ram, HVT_MEM));
+    HVT_OK(hvc_vm_write(to->t.vm, 0, ram, HVT_MEM));
     for (uint32_t i = 0; i < to->n; i++) {
-        to->r[i].vcpu = hvt_vcpu(to->t.vm, i, HV_X86_MODE_LONG64, 0);
-        HVT_OK(hv_vcpu_set_regs(to->r[i].vcpu, gprs, regs[i], NGPRS));
+        to->r[i].vcpu = hvt_vcpu(to->t.vm, i, HVC_X86_MODE_LONG64, 0);
+        HVT_OK(hvc_vcpu_set_regs(to->r[i].vcpu, gprs, regs[i], NGPRS));
     }
-    hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
+    hvc_tsc_restore_options o = HVC_TSC_RESTORE_OPTIONS_INIT;
     o.pause = pause;
-    int r = hv_vm_restore_tsc(to->t.vm, rec, len, &o);
+    int r = hvc_vm_restore_tsc(to->t.vm, rec, len, &o);
     free(rec);
     return r;
 }
@@ -66,20 +66,20 @@ static void chain(uint32_t pause, int64_t *err_us, int64_t *seen_us, int n)
         progress(cur->t.vm, 1, 1000);
         usleep(10000);
         uint64_t paused = 0, h0 = 0, g0 = 0, h1 = 0, g1 = 0;
-        hv_tsc_state a;
+        hvc_tsc_state a;
         fresh(cur, &h0, &g0);
         HVT_OK(migrate(cur, next, pause, &paused, &a));
         uint64_t restored = raw_ns();
         /* kvmclock went on (advance) or stood still (freeze) with it */
-        hv_tsc_state b;
-        uint8_t rec[sizeof(hv_tsc_state) + 2 * sizeof(hv_tsc_vcpu_state)];
-        HVT_OK(hv_vm_save_tsc(next->t.vm, rec, sizeof(rec), NULL));
+        hvc_tsc_state b;
+        uint8_t rec[sizeof(hvc_tsc_state) + 2 * sizeof(hvc_tsc_vcpu_state)];
+        HVT_OK(hvc_vm_save_tsc(next->t.vm, rec, sizeof(rec), NULL));
         memcpy(&b, rec, sizeof(b));
         /* against the records' own CLOCK_REALTIME (sampled with kvmclock),
          * not this thread's timing, which a busy host delays */
         int64_t rt = (int64_t)(b.realtime_ns - a.realtime_ns);
         int64_t kv = (int64_t)(b.kvmclock_ns - a.kvmclock_ns);
-        if (pause == HV_TSC_PAUSE_ADVANCE)
+        if (pause == HVC_TSC_PAUSE_ADVANCE)
             cr_assert(kv - rt < 1000000 && kv - rt > -1000000,
                       "kvmclock moved %lld ns across the restore, the host "
                       "%lld ns",
@@ -89,7 +89,7 @@ static void chain(uint32_t pause, int64_t *err_us, int64_t *seen_us, int n)
                       "kvmclock moved %lld ns across a frozen restore of "
                       "%lld ns",
                       (long long)kv, (long long)rt);
-        cr_assert_eq(b.flags & HV_TSC_STATE_PINNED, HV_TSC_STATE_PINNED,
+        cr_assert_eq(b.flags & HVC_TSC_STATE_PINNED, HVC_TSC_STATE_PINNED,
                      "the restore pinned the new VM's frequency");
         tvm_start(next);
         fresh(next, &h1, &g1);
@@ -112,7 +112,7 @@ static void chain(uint32_t pause, int64_t *err_us, int64_t *seen_us, int n)
 Test(tsc_restore, save_restore_into_a_new_vm_advances)
 {
     int64_t err[5], seen[5];
-    chain(HV_TSC_PAUSE_ADVANCE, err, seen, 5);
+    chain(HVC_TSC_PAUSE_ADVANCE, err, seen, 5);
     int64_t m = median(err, 5), s = median(seen, 5);
     cr_log_info("restore (advance): jump - time saved, median %lld us "
                 "(%lld..%lld); gap seen by the guest, median %lld us",
@@ -125,11 +125,11 @@ Test(tsc_restore, save_restore_freezes_or_is_refused)
 {
     hvt t;
     hvt_open(&t, 0);
-    hv_tsc_info in = host_info(t.hv);
+    hvc_tsc_info in = host_info(t.hv);
     hvt_close(&t);
-    if (in.flags & HV_TSC_OFFSET) {
+    if (in.flags & HVC_TSC_OFFSET) {
         int64_t err[5], seen[5];
-        chain(HV_TSC_PAUSE_FREEZE, err, seen, 5);
+        chain(HVC_TSC_PAUSE_FREEZE, err, seen, 5);
         int64_t m = median(err, 5);
         cr_log_info("restore (freeze): jump median %lld us (%lld..%lld); gap "
                     "seen by the guest, median %lld us",
@@ -145,15 +145,16 @@ Test(tsc_restore, save_restore_freezes_or_is_refused)
     progress(a.t.vm, 0, 1000);
     usleep(20000);
     uint64_t paused;
-    hv_tsc_state rec;
-    HVT_ERR(migrate(&a, &b, HV_TSC_PAUSE_FREEZE, &paused, &rec), -ENOTSUP);
-    cr_assert(strstr(hv_last_error(), "cannot offset"), "%s", hv_last_error());
-    cr_log_info("freeze restore refused: %s", hv_last_error());
+    hvc_tsc_state rec;
+    HVT_ERR(migrate(&a, &b, HVC_TSC_PAUSE_FREEZE, &paused, &rec), -ENOTSUP);
+    cr_assert(strstr(hvc_last_error(), "cannot offset"), "%s",
+              hvc_last_error());
+    cr_log_info("freeze restore refused: %s", hvc_last_error());
     /* nothing was applied: the same record restores under advance */
-    uint8_t buf[sizeof(hv_tsc_state) + 2 * sizeof(hv_tsc_vcpu_state)];
-    HVT_OK(hv_vm_save_tsc(a.t.vm, buf, sizeof(buf), NULL));
-    hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
-    HVT_OK(hv_vm_restore_tsc(b.t.vm, buf, sizeof(buf), &o));
+    uint8_t buf[sizeof(hvc_tsc_state) + 2 * sizeof(hvc_tsc_vcpu_state)];
+    HVT_OK(hvc_vm_save_tsc(a.t.vm, buf, sizeof(buf), NULL));
+    hvc_tsc_restore_options o = HVC_TSC_RESTORE_OPTIONS_INIT;
+    HVT_OK(hvc_vm_restore_tsc(b.t.vm, buf, sizeof(buf), &o));
     hvt_close(&a.t);
     tvm_start(&b);
     progress(b.t.vm, 0, 1000);
@@ -168,25 +169,25 @@ Test(tsc_restore, a_save_while_paused_is_the_pause_point)
     tvm_open(&v, 1, true);
     tvm_start(&v);
     progress(v.t.vm, 0, 1000);
-    HVT_OK(hv_vm_pause(v.t.vm));
-    uint8_t r1[sizeof(hv_tsc_state) + sizeof(hv_tsc_vcpu_state)];
+    HVT_OK(hvc_vm_pause(v.t.vm));
+    uint8_t r1[sizeof(hvc_tsc_state) + sizeof(hvc_tsc_vcpu_state)];
     uint8_t r2[sizeof(r1)];
-    HVT_OK(hv_vm_save_tsc(v.t.vm, r1, sizeof(r1), NULL));
+    HVT_OK(hvc_vm_save_tsc(v.t.vm, r1, sizeof(r1), NULL));
     usleep(30000);
-    HVT_OK(hv_vm_save_tsc(v.t.vm, r2, sizeof(r2), NULL));
+    HVT_OK(hvc_vm_save_tsc(v.t.vm, r2, sizeof(r2), NULL));
     cr_assert_arr_eq(r1, r2, sizeof(r1), "two saves of one pause differ");
     /* the record's guest TSC is the guest's last reading, or just after */
-    hv_tsc_vcpu_state e;
-    memcpy(&e, r1 + sizeof(hv_tsc_state), sizeof(e));
+    hvc_tsc_vcpu_state e;
+    memcpy(&e, r1 + sizeof(hvc_tsc_state), sizeof(e));
     uint64_t last = q(v.t.vm, CPU(0) + LAST);
     cr_assert_geq(e.guest_tsc, last);
     cr_assert_lt(e.guest_tsc - last, (uint64_t)v.khz * 100,
                  "record %llu cycles after the last reading",
                  (unsigned long long)(e.guest_tsc - last));
-    HVT_ERR(hv_vm_save_tsc(v.t.vm, r1, sizeof(r1) - 1, NULL), -ENOSPC);
-    HVT_OK(hv_vm_resume(v.t.vm));
+    HVT_ERR(hvc_vm_save_tsc(v.t.vm, r1, sizeof(r1) - 1, NULL), -ENOSPC);
+    HVT_OK(hvc_vm_resume(v.t.vm));
     uint64_t x;
-    HVT_ERR(hv_vm_save_tsc(v.t.vm, r1, sizeof(r1), &x), -EBUSY);
+    HVT_ERR(hvc_vm_save_tsc(v.t.vm, r1, sizeof(r1), &x), -EBUSY);
     tvm_stop(&v);
     hvt_close(&v.t);
 }
@@ -195,20 +196,20 @@ Test(tsc_restore, a_save_while_paused_is_the_pause_point)
 static size_t good_record(struct tvm *v, uint8_t *buf, size_t size)
 {
     size_t len;
-    HVT_OK(hv_vm_save_tsc(v->t.vm, buf, size, &len));
+    HVT_OK(hvc_vm_save_tsc(v->t.vm, buf, size, &len));
     return len;
 }
 
-#define HDR(buf) ((hv_tsc_state *)(void *)(buf))
+#define HDR(buf) ((hvc_tsc_state *)(void *)(buf))
 #define ENT(buf, i)                                                            \
-    ((hv_tsc_vcpu_state *)(void *)((buf) + sizeof(hv_tsc_state) +              \
-                                   (i) * sizeof(hv_tsc_vcpu_state)))
+    ((hvc_tsc_vcpu_state *)(void *)((buf) + sizeof(hvc_tsc_state) +            \
+                                    (i) * sizeof(hvc_tsc_vcpu_state)))
 
-static void refused(hv_vm *vm, const uint8_t *buf, size_t len, const char *why)
+static void refused(hvc_vm *vm, const uint8_t *buf, size_t len, const char *why)
 {
-    HVT_ERR(hv_vm_restore_tsc(vm, buf, len, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), why), "expected \"%s\": %s", why,
-              hv_last_error());
+    HVT_ERR(hvc_vm_restore_tsc(vm, buf, len, NULL), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), why), "expected \"%s\": %s", why,
+              hvc_last_error());
 }
 
 Test(tsc_restore, records_are_validated)
@@ -217,22 +218,22 @@ Test(tsc_restore, records_are_validated)
     tvm_open(&a, 2, true);
     tvm_open(&b, 2, false);
     _Alignas(8)
-        uint8_t good[sizeof(hv_tsc_state) + 2 * sizeof(hv_tsc_vcpu_state)];
+        uint8_t good[sizeof(hvc_tsc_state) + 2 * sizeof(hvc_tsc_vcpu_state)];
     _Alignas(8) uint8_t r[sizeof(good)];
     size_t len = good_record(&a, good, sizeof(good));
     cr_assert_eq(len, sizeof(good));
-    const hv_tsc_state *h = HDR(good);
-    cr_assert_eq(h->magic, HV_TSC_STATE_MAGIC);
+    const hvc_tsc_state *h = HDR(good);
+    cr_assert_eq(h->magic, HVC_TSC_STATE_MAGIC);
     cr_assert_eq(memcmp(good, "HVTS", 4), 0);
-    cr_assert_eq(h->version, HV_TSC_STATE_VERSION);
+    cr_assert_eq(h->version, HVC_TSC_STATE_VERSION);
     cr_assert_eq(h->header_size, 128);
     cr_assert_eq(h->vcpu_size, 48);
     cr_assert_eq(h->nr_vcpus, 2);
     cr_assert_eq(h->tsc_khz, a.khz);
-    cr_assert(h->flags & HV_TSC_STATE_PINNED);
+    cr_assert(h->flags & HVC_TSC_STATE_PINNED);
     cr_assert_eq(ENT(good, 0)->guest_tsc, h->host_tsc + ENT(good, 0)->offset);
     cr_assert_eq(ENT(good, 1)->id, 1);
-    HVT_OK(hv_vm_restore_tsc(b.t.vm, good, len, NULL));
+    HVT_OK(hvc_vm_restore_tsc(b.t.vm, good, len, NULL));
 
 #define CORRUPT(stmt, why)                                                     \
     do {                                                                       \
@@ -252,13 +253,13 @@ Test(tsc_restore, records_are_validated)
     CORRUPT(HDR(r)->tsc_khz = 5, "frequency");
     CORRUPT(HDR(r)->tsc_khz = HDR(r)->host_tsc_khz * 2, "far from");
     CORRUPT(HDR(r)->ratio = 3, "unscaled");
-    CORRUPT((HDR(r)->flags |= HV_TSC_STATE_SCALED, HDR(r)->ratio_frac_bits = 48,
-             HDR(r)->ratio = 12345),
+    CORRUPT((HDR(r)->flags |= HVC_TSC_STATE_SCALED,
+             HDR(r)->ratio_frac_bits = 48, HDR(r)->ratio = 12345),
             "does not scale");
     CORRUPT(
-        (HDR(r)->flags |= HV_TSC_STATE_SCALED, HDR(r)->ratio_frac_bits = 40),
+        (HDR(r)->flags |= HVC_TSC_STATE_SCALED, HDR(r)->ratio_frac_bits = 40),
         "fractional bits");
-    CORRUPT((HDR(r)->flags |= HV_TSC_STATE_KERNEL_SAMPLE,
+    CORRUPT((HDR(r)->flags |= HVC_TSC_STATE_KERNEL_SAMPLE,
              HDR(r)->sample_error_ns = 5),
             "sampling error");
     CORRUPT(HDR(r)->sample_error_ns = 2000000000u, "above 1 s");
@@ -274,27 +275,27 @@ Test(tsc_restore, records_are_validated)
 #undef CORRUPT
     memcpy(r, good, len);
     HDR(r)->nr_vcpus = 1;
-    refused(b.t.vm, r, len - sizeof(hv_tsc_vcpu_state), "not in the record");
+    refused(b.t.vm, r, len - sizeof(hvc_tsc_vcpu_state), "not in the record");
     refused(b.t.vm, good, len - 1, "bytes");
     refused(b.t.vm, good, 16, "shorter");
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, NULL, len, NULL), -EINVAL);
-    hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
+    HVT_ERR(hvc_vm_restore_tsc(b.t.vm, NULL, len, NULL), -EINVAL);
+    hvc_tsc_restore_options o = HVC_TSC_RESTORE_OPTIONS_INIT;
     o.pause = 7;
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, good, len, &o), -EINVAL);
-    o = (hv_tsc_restore_options)HV_TSC_RESTORE_OPTIONS_INIT;
+    HVT_ERR(hvc_vm_restore_tsc(b.t.vm, good, len, &o), -EINVAL);
+    o = (hvc_tsc_restore_options)HVC_TSC_RESTORE_OPTIONS_INIT;
     o.size = 2;
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, good, len, &o), -EINVAL);
+    HVT_ERR(hvc_vm_restore_tsc(b.t.vm, good, len, &o), -EINVAL);
 
     /* a running VM refuses; once its vCPUs ran, so does another frequency */
     tvm_start(&b);
     progress(b.t.vm, 0, 100);
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, good, len, NULL), -EBUSY);
+    HVT_ERR(hvc_vm_restore_tsc(b.t.vm, good, len, NULL), -EBUSY);
     tvm_stop(&b);
-    HVT_OK(hv_vm_restore_tsc(b.t.vm, good, len, NULL));
+    HVT_OK(hvc_vm_restore_tsc(b.t.vm, good, len, NULL));
     memcpy(r, good, len);
     HDR(r)->tsc_khz += HDR(r)->tsc_khz / 10000; /* 100 ppm: still unscaled */
-    HVT_ERR(hv_vm_restore_tsc(b.t.vm, r, len, NULL), -EBUSY);
-    cr_assert(strstr(hv_last_error(), "have run"), "%s", hv_last_error());
+    HVT_ERR(hvc_vm_restore_tsc(b.t.vm, r, len, NULL), -EBUSY);
+    cr_assert(strstr(hvc_last_error(), "have run"), "%s", hvc_last_error());
     hvt_close(&a.t);
     hvt_close(&b.t);
 }

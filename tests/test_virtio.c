@@ -17,13 +17,13 @@ Test(virtio, blk_write_read_flush_getid)
 {
     hvt t;
     char path[64];
-    hv_device *dev;
+    hvc_device *dev;
     vq_blk_setup(&t, path, &dev);
-    cr_assert_str_eq(hv_device_type(dev), "virtio-blk");
+    cr_assert_str_eq(hvc_device_type(dev), "virtio-blk");
     uint8_t data[1024];
     for (int i = 0; i < 1024; i++)
         data[i] = (uint8_t)(i * 7 + 3);
-    HVT_OK(hv_vm_write(t.vm, 0x300000, data, sizeof(data)));
+    HVT_OK(hvc_vm_write(t.vm, 0x300000, data, sizeof(data)));
     vq_blk_request(&t, 0, 1 /* OUT */, 5, 0x300000, 1024);
     vq_publish(&t, 0, 0, 0);
     uint32_t isr = vq_notify_wait(&t, 0, 1);
@@ -42,17 +42,17 @@ Test(virtio, blk_write_read_flush_getid)
     vq_notify_wait(&t, 0, 2);
     cr_assert_eq(vq_blk_status(&t, 1), 0);
     uint8_t back[1024];
-    HVT_OK(hv_vm_read(t.vm, 0x301000, back, sizeof(back)));
+    HVT_OK(hvc_vm_read(t.vm, 0x301000, back, sizeof(back)));
     cr_assert_arr_eq(back, data, 1024);
     uint32_t used_len;
-    HVT_OK(hv_vm_read(t.vm, USED + 4 + 8 * 1 + 4, &used_len, 4));
+    HVT_OK(hvc_vm_read(t.vm, USED + 4 + 8 * 1 + 4, &used_len, 4));
     cr_assert_eq(used_len, 1025, "data plus status byte");
 
     struct {
         uint32_t type, reserved;
         uint64_t sector;
     } fl = {4 /* FLUSH */, 0, 0};
-    HVT_OK(hv_vm_write(t.vm, BUF + 0x200, &fl, sizeof(fl)));
+    HVT_OK(hvc_vm_write(t.vm, BUF + 0x200, &fl, sizeof(fl)));
     vq_put_desc(&t, 0, 6, (struct desc){BUF + 0x200, 16, 1, 7}); /* no data */
     vq_put_desc(&t, 0, 7, (struct desc){BUF + 0x280, 1, 2, 0});
     vq_publish(&t, 0, 2, 6);
@@ -63,7 +63,7 @@ Test(virtio, blk_write_read_flush_getid)
     vq_publish(&t, 0, 3, 3);
     vq_notify_wait(&t, 0, 4);
     char id[21] = {0};
-    HVT_OK(hv_vm_read(t.vm, 0x303000, id, 20));
+    HVT_OK(hvc_vm_read(t.vm, 0x303000, id, 20));
     cr_assert_str_eq(id, "SERIAL-1234");
 
     /* beyond capacity (64 sectors): IOERR, nothing written */
@@ -91,11 +91,11 @@ Test(virtio, blk_host_io_error_is_ioerr)
     int fd = vq_make_disk(path, 64 * 512);
     close(fd);
     fd = open(path, O_RDONLY);
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
     o.mmio.base = BASE;
     o.mmio.irq = IRQ;
     o.fd = fd;
-    HVT_OK(hv_virtio_blk_create(t.vm, &o, NULL));
+    HVT_OK(hvc_virtio_blk_create(t.vm, &o, NULL));
     vq_init(&t, 1);
     vq_blk_request(&t, 0, 1, 0, 0x300000, 512);
     vq_publish(&t, 0, 0, 0);
@@ -112,12 +112,12 @@ Test(virtio, blk_readonly)
     vq_vopen(&t);
     char path[64];
     close(vq_make_disk(path, 64 * 512));
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
     o.mmio.base = BASE;
     o.mmio.irq = IRQ;
     o.path = path;
-    o.flags = HV_VIRTIO_BLK_READONLY;
-    HVT_OK(hv_virtio_blk_create(t.vm, &o, NULL));
+    o.flags = HVC_VIRTIO_BLK_READONLY;
+    HVT_OK(hvc_virtio_blk_create(t.vm, &o, NULL));
     struct script s = {.n = 0};
     vq_w32(&s, 0x014, 0);
     int f = vq_r32(&s, 0x010);
@@ -133,7 +133,7 @@ Test(virtio, blk_readonly)
     vq_notify_wait(&t, 0, 2);
     cr_assert_eq(vq_blk_status(&t, 1), 0, "reads work");
     uint8_t b;
-    HVT_OK(hv_vm_read(t.vm, 0x301000, &b, 1));
+    HVT_OK(hvc_vm_read(t.vm, 0x301000, &b, 1));
     cr_assert_eq(b, 3);
     vq_vclose(&t);
     unlink(path);
@@ -155,10 +155,10 @@ static void expect_device_error(hvt *t, void (*build)(hvt *))
     cr_assert(st & 0x40, "DEVICE_NEEDS_RESET not set (status 0x%x)", st);
     cr_assert(st & (2u << 16), "configuration-change interrupt status");
     uint16_t used;
-    HVT_OK(hv_vm_read(t->vm, USED + 2, &used, 2));
+    HVT_OK(hvc_vm_read(t->vm, USED + 2, &used, 2));
     cr_assert_eq(used, 0, "nothing completed");
     /* the driver resets and starts over: the device serves again */
-    memset(hv_memory_region_hva(t->ram) + AVAIL, 0, 0x2000);
+    memset(hvc_memory_region_hva(t->ram) + AVAIL, 0, 0x2000);
     vq_init(t, 1);
     vq_blk_request(t, 0, 0, 1, 0x300000, 512);
     vq_publish(t, 0, 0, 0);
@@ -214,7 +214,7 @@ static void index_far_ahead(hvt *t)
 {
     vq_put_desc(t, 0, 0, (struct desc){BUF, 16, 0, 0});
     uint16_t idx = 1000;
-    HVT_OK(hv_vm_write(t->vm, AVAIL + 2, &idx, 2));
+    HVT_OK(hvc_vm_write(t->vm, AVAIL + 2, &idx, 2));
 }
 
 static void readable_after_writable(hvt *t)
@@ -253,7 +253,7 @@ Test(virtio, malicious_descriptors_fail_the_device_only)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         hvt t;
         char path[64];
-        hv_device *dev;
+        hvc_device *dev;
         vq_blk_setup(&t, path, &dev);
         expect_device_error(&t, cases[i]);
         vq_vclose(&t);
@@ -265,7 +265,7 @@ Test(virtio, rings_outside_ram_are_refused)
 {
     hvt t;
     char path[64];
-    hv_device *dev;
+    hvc_device *dev;
     vq_blk_setup(&t, path, &dev);
     struct script s = {.n = 0};
     vq_w32(&s, 0x070, 0);
@@ -300,22 +300,22 @@ Test(virtio, rng_fills_buffers)
 {
     hvt t;
     vq_vopen(&t);
-    hv_virtio_mmio m = {BASE, IRQ, 0};
-    hv_device *dev;
-    HVT_OK(hv_virtio_rng_create(t.vm, &m, NULL, &dev));
-    cr_assert_str_eq(hv_device_name(dev), "virtio-rng0");
+    hvc_virtio_mmio m = {BASE, IRQ, 0};
+    hvc_device *dev;
+    HVT_OK(hvc_virtio_rng_create(t.vm, &m, NULL, &dev));
+    cr_assert_str_eq(hvc_device_name(dev), "virtio-rng0");
     vq_init(&t, 1);
     vq_put_desc(&t, 0, 0, (struct desc){0x300000, 64, 2 | 1, 1});
     vq_put_desc(&t, 0, 1, (struct desc){0x300100, 64, 2, 0});
     vq_publish(&t, 0, 0, 0);
     vq_notify_wait(&t, 0, 1);
     uint32_t used[2];
-    HVT_OK(hv_vm_read(t.vm, USED + 4, used, 8));
+    HVT_OK(hvc_vm_read(t.vm, USED + 4, used, 8));
     cr_assert_eq(used[0], 0);
     cr_assert_eq(used[1], 128);
     uint8_t a[64], b[64], zero[64] = {0};
-    HVT_OK(hv_vm_read(t.vm, 0x300000, a, 64));
-    HVT_OK(hv_vm_read(t.vm, 0x300100, b, 64));
+    HVT_OK(hvc_vm_read(t.vm, 0x300000, a, 64));
+    HVT_OK(hvc_vm_read(t.vm, 0x300100, b, 64));
     cr_assert(memcmp(a, zero, 64) && memcmp(b, zero, 64) && memcmp(a, b, 64));
     vq_vclose(&t);
 }
@@ -336,14 +336,14 @@ Test(virtio, console_transmit_and_receive)
     vq_vopen(&t);
     int in[2];
     cr_assert_eq(pipe(in), 0);
-    hv_virtio_console_options o = HV_VIRTIO_CONSOLE_OPTIONS_INIT;
-    o.mmio = (hv_virtio_mmio){BASE, IRQ, 0};
+    hvc_virtio_console_options o = HVC_VIRTIO_CONSOLE_OPTIONS_INIT;
+    o.mmio = (hvc_virtio_mmio){BASE, IRQ, 0};
     o.output_fn = capture;
     o.input_fd = in[0];
-    HVT_OK(hv_virtio_console_create(t.vm, &o, NULL));
+    HVT_OK(hvc_virtio_console_create(t.vm, &o, NULL));
     vq_init(&t, 2);
     /* transmit on queue 1 */
-    HVT_OK(hv_vm_write(t.vm, 0x300000, "hello console", 13));
+    HVT_OK(hvc_vm_write(t.vm, 0x300000, "hello console", 13));
     vq_put_desc(&t, 0x4000, 0, (struct desc){0x300000, 13, 0, 0});
     vq_publish(&t, 0x4000, 0, 0);
     vq_notify_wait(&t, 1, 1);
@@ -360,10 +360,10 @@ Test(virtio, console_transmit_and_receive)
     vq_wait16(&s, USED + 2, 1);
     vq_run(&t, &s);
     char got[8] = {0};
-    HVT_OK(hv_vm_read(t.vm, 0x301000, got, 5));
+    HVT_OK(hvc_vm_read(t.vm, 0x301000, got, 5));
     cr_assert_str_eq(got, "typed");
     uint32_t used_len;
-    HVT_OK(hv_vm_read(t.vm, USED + 8, &used_len, 4));
+    HVT_OK(hvc_vm_read(t.vm, USED + 8, &used_len, 4));
     cr_assert_eq(used_len, 5);
     vq_vclose(&t);
     close(in[0]);
@@ -379,13 +379,13 @@ static void expect_in_flight_served(hvt *u, int fd, uint64_t sector,
     uint16_t used = 0;
     for (int i = 0; i < 400 && used < 2; i++) {
         usleep(5000);
-        HVT_OK(hv_vm_read(u->vm, USED + 2, &used, 2));
+        HVT_OK(hvc_vm_read(u->vm, USED + 2, &used, 2));
     }
     cr_assert_eq(used, 2, "in-flight requests served after the restore");
     cr_assert_eq(vq_blk_status(u, 0), 0);
     cr_assert_eq(vq_blk_status(u, 1), 0);
     uint8_t back[512], disk[512];
-    HVT_OK(hv_vm_read(u->vm, 0x301000, back, 512));
+    HVT_OK(hvc_vm_read(u->vm, 0x301000, back, 512));
     cr_assert_arr_eq(back, data, 512);
     cr_assert_eq(pread(fd, disk, 512, (off_t)(sector * 512)), 512);
     cr_assert_arr_eq(disk, data, 512);
@@ -393,7 +393,7 @@ static void expect_in_flight_served(hvt *u, int fd, uint64_t sector,
     vq_publish(u, 0, 2, 3);
     vq_notify_wait(u, 0, 3);
     cr_assert_eq(vq_blk_status(u, 1), 0);
-    HVT_OK(hv_vm_read(u->vm, 0x302000, back, 1));
+    HVT_OK(hvc_vm_read(u->vm, 0x302000, back, 1));
     cr_assert_eq(back[0], next);
 }
 
@@ -401,24 +401,24 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
 {
     hvt t;
     char path[64];
-    hv_device *dev;
+    hvc_device *dev;
     vq_blk_setup(&t, path, &dev);
     uint8_t data[512];
     memset(data, 0x5a, sizeof(data));
-    HVT_OK(hv_vm_write(t.vm, 0x300000, data, sizeof(data)));
+    HVT_OK(hvc_vm_write(t.vm, 0x300000, data, sizeof(data)));
     /* two requests published, never notified: in flight at the save */
     vq_blk_request(&t, 0, 1, 9, 0x300000, 512);
     vq_blk_request(&t, 1, 0, 9, 0x301000, 512); /* reads back the write */
     vq_publish(&t, 0, 0, 0);
     vq_publish(&t, 0, 1, 3);
-    HVT_OK(hv_vm_pause(t.vm));
+    HVT_OK(hvc_vm_pause(t.vm));
     size_t len = 0;
-    HVT_ERR(hv_device_save_state(dev, NULL, 0, &len), -ENOSPC);
+    HVT_ERR(hvc_device_save_state(dev, NULL, 0, &len), -ENOSPC);
     uint8_t *rec = malloc(len);
-    HVT_OK(hv_device_save_state(dev, rec, len, &len));
+    HVT_OK(hvc_device_save_state(dev, rec, len, &len));
     uint8_t *ram = malloc(HVT_MEM);
-    HVT_OK(hv_vm_read(t.vm, 0, ram, HVT_MEM));
-    HVT_OK(hv_vm_resume(t.vm));
+    HVT_OK(hvc_vm_read(t.vm, 0, ram, HVT_MEM));
+    HVT_OK(hvc_vm_resume(t.vm));
     vq_vclose(&t);
     int fd = open(path, O_RDONLY);
     uint8_t disk[512];
@@ -428,27 +428,27 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
     /* a new VM: same memory, a fresh device, the saved state */
     hvt u;
     vq_vopen(&u);
-    HVT_OK(hv_vm_write(u.vm, 0, ram, HVT_MEM));
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
-    o.mmio = (hv_virtio_mmio){BASE, IRQ, 0};
+    HVT_OK(hvc_vm_write(u.vm, 0, ram, HVT_MEM));
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
+    o.mmio = (hvc_virtio_mmio){BASE, IRQ, 0};
     o.path = path;
-    hv_device *dev2;
-    HVT_OK(hv_virtio_blk_create(u.vm, &o, &dev2));
+    hvc_device *dev2;
+    HVT_OK(hvc_virtio_blk_create(u.vm, &o, &dev2));
     /* damaged records are refused and change nothing */
     uint8_t *bad = malloc(len);
     memcpy(bad, rec, len);
     bad[len - 3] ^= 0x40;
-    HVT_ERR(hv_device_load_state(dev2, bad, len), -EBADMSG);
-    cr_assert(strstr(hv_last_error(), "CRC"), "%s", hv_last_error());
-    HVT_ERR(hv_device_load_state(dev2, rec, len - 8), -EBADMSG);
-    HVT_ERR(hv_device_load_state(dev2, rec, 20), -EBADMSG);
-    hv_device *rng;
-    hv_virtio_mmio m2 = {BASE + 0x200, 6, 0};
-    HVT_OK(hv_virtio_rng_create(u.vm, &m2, NULL, &rng));
-    HVT_ERR(hv_device_load_state(rng, rec, len), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "record is for a virtio-blk"), "%s",
-              hv_last_error());
-    HVT_OK(hv_device_load_state(dev2, rec, len));
+    HVT_ERR(hvc_device_load_state(dev2, bad, len), -EBADMSG);
+    cr_assert(strstr(hvc_last_error(), "CRC"), "%s", hvc_last_error());
+    HVT_ERR(hvc_device_load_state(dev2, rec, len - 8), -EBADMSG);
+    HVT_ERR(hvc_device_load_state(dev2, rec, 20), -EBADMSG);
+    hvc_device *rng;
+    hvc_virtio_mmio m2 = {BASE + 0x200, 6, 0};
+    HVT_OK(hvc_virtio_rng_create(u.vm, &m2, NULL, &rng));
+    HVT_ERR(hvc_device_load_state(rng, rec, len), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "record is for a virtio-blk"), "%s",
+              hvc_last_error());
+    HVT_OK(hvc_device_load_state(dev2, rec, len));
     /* the device looks at its queue after the load and serves both */
     expect_in_flight_served(&u, fd, 9, data, 2);
     free(bad);
@@ -461,16 +461,16 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
 
 static const char *restore_disk;
 
-static int blk_attach(void *opaque, hv_vm *vm, const void *user, size_t len)
+static int blk_attach(void *opaque, hvc_vm *vm, const void *user, size_t len)
 {
     (void)opaque;
     (void)user;
     (void)len;
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
-    o.mmio = (hv_virtio_mmio){BASE, IRQ, 0};
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
+    o.mmio = (hvc_virtio_mmio){BASE, IRQ, 0};
     o.path = restore_disk;
     o.serial = "SERIAL-1234";
-    return hv_virtio_blk_create(vm, &o, NULL);
+    return hvc_virtio_blk_create(vm, &o, NULL);
 }
 
 /* The same, through a whole-VM stream (hvcore/migration.h): the VM is
@@ -480,20 +480,20 @@ Test(virtio, whole_vm_snapshot_with_requests_in_flight)
 {
     hvt t;
     char path[64];
-    hv_device *dev;
+    hvc_device *dev;
     vq_blk_setup(&t, path, &dev);
     uint8_t data[512];
     memset(data, 0xa7, sizeof(data));
-    HVT_OK(hv_vm_write(t.vm, 0x300000, data, sizeof(data)));
+    HVT_OK(hvc_vm_write(t.vm, 0x300000, data, sizeof(data)));
     vq_blk_request(&t, 0, 1, 11, 0x300000, 512);
     vq_blk_request(&t, 1, 0, 11, 0x301000, 512);
     vq_publish(&t, 0, 0, 0);
     vq_publish(&t, 0, 1, 3);
     FILE *f = tmpfile();
     cr_assert_not_null(f);
-    HVT_OK(hv_vm_pause(t.vm));
-    HVT_OK(hv_vm_save_fd(t.vm, fileno(f), NULL));
-    HVT_OK(hv_vm_resume(t.vm));
+    HVT_OK(hvc_vm_pause(t.vm));
+    HVT_OK(hvc_vm_save_fd(t.vm, fileno(f), NULL));
+    HVT_OK(hvc_vm_resume(t.vm));
     vq_vclose(&t);
     int fd = open(path, O_RDONLY);
     uint8_t disk[512];
@@ -501,15 +501,15 @@ Test(virtio, whole_vm_snapshot_with_requests_in_flight)
     cr_assert_eq(disk[0], 11, "nothing was served before the save");
 
     hvt u = {0};
-    HVT_OK(hv_hypervisor_open("kvm", &u.hv));
-    hv_restore_options ro = HV_RESTORE_OPTIONS_INIT;
+    HVT_OK(hvc_hypervisor_open("kvm", &u.hv));
+    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
     ro.setup = blk_attach;
     restore_disk = path;
     cr_assert_eq(lseek(fileno(f), 0, SEEK_SET), 0);
-    HVT_OK(hv_vm_restore_fd(u.hv, fileno(f), &ro, &u.vm));
+    HVT_OK(hvc_vm_restore_fd(u.hv, fileno(f), &ro, &u.vm));
     fclose(f);
     script_vm = u.vm;
-    HVT_OK(hv_vm_get_vcpu(u.vm, 0, &script_vcpu));
+    HVT_OK(hvc_vm_get_vcpu(u.vm, 0, &script_vcpu));
     /* the restored vCPU drives the restored device on */
     expect_in_flight_served(&u, fd, 11, data, 3);
     close(fd);
@@ -521,34 +521,34 @@ Test(virtio, create_errors_and_cmdline)
 {
     hvt t;
     vq_vopen(&t);
-    hv_virtio_mmio m = {0x100000, IRQ, 0}; /* inside RAM */
-    HVT_ERR(hv_virtio_rng_create(t.vm, &m, NULL, NULL), -EINVAL);
-    cr_assert(strstr(hv_last_error(), "overlaps RAM"), "%s", hv_last_error());
-    m = (hv_virtio_mmio){BASE + 0x10, IRQ, 0};
-    HVT_ERR(hv_virtio_rng_create(t.vm, &m, NULL, NULL), -EINVAL);
-    m = (hv_virtio_mmio){BASE, 24, 0};
-    HVT_ERR(hv_virtio_rng_create(t.vm, &m, NULL, NULL), -EINVAL);
-    HVT_ERR(hv_virtio_rng_create(t.vm, NULL, NULL, NULL), -EINVAL);
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
-    o.mmio = (hv_virtio_mmio){BASE, IRQ, 0};
+    hvc_virtio_mmio m = {0x100000, IRQ, 0}; /* inside RAM */
+    HVT_ERR(hvc_virtio_rng_create(t.vm, &m, NULL, NULL), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "overlaps RAM"), "%s", hvc_last_error());
+    m = (hvc_virtio_mmio){BASE + 0x10, IRQ, 0};
+    HVT_ERR(hvc_virtio_rng_create(t.vm, &m, NULL, NULL), -EINVAL);
+    m = (hvc_virtio_mmio){BASE, 24, 0};
+    HVT_ERR(hvc_virtio_rng_create(t.vm, &m, NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_virtio_rng_create(t.vm, NULL, NULL, NULL), -EINVAL);
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
+    o.mmio = (hvc_virtio_mmio){BASE, IRQ, 0};
     o.path = "/nonexistent/disk.img";
-    HVT_ERR(hv_virtio_blk_create(t.vm, &o, NULL), -ENOENT);
-    cr_assert(strstr(hv_last_error(), "/nonexistent/disk.img"), "%s",
-              hv_last_error());
+    HVT_ERR(hvc_virtio_blk_create(t.vm, &o, NULL), -ENOENT);
+    cr_assert(strstr(hvc_last_error(), "/nonexistent/disk.img"), "%s",
+              hvc_last_error());
     o.path = NULL;
-    HVT_ERR(hv_virtio_blk_create(t.vm, &o, NULL), -EINVAL);
+    HVT_ERR(hvc_virtio_blk_create(t.vm, &o, NULL), -EINVAL);
     o.path = "/dev/null"; /* a character device: no size */
-    HVT_ERR(hv_virtio_blk_create(t.vm, &o, NULL), -EINVAL);
-    m = (hv_virtio_mmio){BASE, IRQ, 0};
-    HVT_OK(hv_virtio_rng_create(t.vm, &m, "rng", NULL));
-    HVT_ERR(hv_virtio_rng_create(t.vm, &m, NULL, NULL), -EEXIST);
-    m = (hv_virtio_mmio){BASE + 0x200, 6, 0};
-    HVT_OK(hv_virtio_rng_create(t.vm, &m, NULL, NULL));
+    HVT_ERR(hvc_virtio_blk_create(t.vm, &o, NULL), -EINVAL);
+    m = (hvc_virtio_mmio){BASE, IRQ, 0};
+    HVT_OK(hvc_virtio_rng_create(t.vm, &m, "rng", NULL));
+    HVT_ERR(hvc_virtio_rng_create(t.vm, &m, NULL, NULL), -EEXIST);
+    m = (hvc_virtio_mmio){BASE + 0x200, 6, 0};
+    HVT_OK(hvc_virtio_rng_create(t.vm, &m, NULL, NULL));
     char buf[128];
     size_t len;
-    HVT_OK(hv_virtio_cmdline(t.vm, NULL, 0, &len));
-    HVT_ERR(hv_virtio_cmdline(t.vm, buf, 10, &len), -ENOSPC);
-    HVT_OK(hv_virtio_cmdline(t.vm, buf, sizeof(buf), &len));
+    HVT_OK(hvc_virtio_cmdline(t.vm, NULL, 0, &len));
+    HVT_ERR(hvc_virtio_cmdline(t.vm, buf, 10, &len), -ENOSPC);
+    HVT_OK(hvc_virtio_cmdline(t.vm, buf, sizeof(buf), &len));
     cr_assert_str_eq(buf, "virtio_mmio.device=512@0xd0000000:5 "
                           "virtio_mmio.device=512@0xd0000200:6");
     cr_assert_eq(len, strlen(buf));
@@ -557,7 +557,7 @@ Test(virtio, create_errors_and_cmdline)
 
 static atomic_int rung;
 
-static void ring(void *opaque, const hv_doorbell *db)
+static void ring(void *opaque, const hvc_doorbell *db)
 {
     (void)opaque;
     cr_assert_eq(db->data, 7);
@@ -568,15 +568,16 @@ Test(virtio, doorbells_and_interrupt_eventfds)
 {
     hvt t;
     vq_vopen(&t);
-    hv_doorbell db = {HV_IO_MMIO, 4, 0xe0001000, HV_DOORBELL_DATAMATCH, 0, 7};
-    HVT_OK(hv_vm_add_doorbell(t.vm, &db, ring, NULL));
-    HVT_ERR(hv_vm_add_doorbell(t.vm, &db, ring, NULL), -EEXIST);
-    hv_doorbell bad = db;
+    hvc_doorbell db = {HVC_IO_MMIO, 4, 0xe0001000, HVC_DOORBELL_DATAMATCH,
+                       0,           7};
+    HVT_OK(hvc_vm_add_doorbell(t.vm, &db, ring, NULL));
+    HVT_ERR(hvc_vm_add_doorbell(t.vm, &db, ring, NULL), -EEXIST);
+    hvc_doorbell bad = db;
     bad.length = 3;
-    HVT_ERR(hv_vm_add_doorbell(t.vm, &bad, ring, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_add_doorbell(t.vm, &bad, ring, NULL), -EINVAL);
     bad = db;
-    bad.space = HV_IO_PIO;
-    HVT_ERR(hv_vm_add_doorbell(t.vm, &bad, ring, NULL), -EINVAL);
+    bad.space = HVC_IO_PIO;
+    HVT_ERR(hvc_vm_add_doorbell(t.vm, &bad, ring, NULL), -EINVAL);
     /* the matching write rings without leaving the guest: had it exited,
      * the script would have stopped at an unclaimed MMIO access */
     struct script s = {.n = 0};
@@ -590,31 +591,31 @@ Test(virtio, doorbells_and_interrupt_eventfds)
     s.n = 0;
     s.ops[s.n++] = (struct op){0xe0001000, 8, 4, OP_WRITE};
     s.ops[s.n++] = (struct op){0, 0, 0, OP_END};
-    HVT_OK(hv_vm_write(t.vm, DATA_IN, s.ops, s.n * sizeof(struct op)));
-    hv_vcpu_mode_options m = HV_VCPU_MODE_OPTIONS_INIT;
-    m.mode = HV_X86_MODE_LONG64;
+    HVT_OK(hvc_vm_write(t.vm, DATA_IN, s.ops, s.n * sizeof(struct op)));
+    hvc_vcpu_mode_options m = HVC_VCPU_MODE_OPTIONS_INIT;
+    m.mode = HVC_X86_MODE_LONG64;
     m.entry = GUEST_LOAD;
     m.stack = GUEST_STACK;
     m.tables_addr = GUEST_TABLES;
-    HVT_OK(hv_vcpu_set_mode(script_vcpu, &m));
-    const hv_exit *e;
-    HVT_OK(hv_vcpu_run(script_vcpu, &e));
-    cr_assert_eq(e->reason, HV_EXIT_MMIO);
+    HVT_OK(hvc_vcpu_set_mode(script_vcpu, &m));
+    const hvc_exit *e;
+    HVT_OK(hvc_vcpu_run(script_vcpu, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_MMIO);
     cr_assert_eq(e->u.mmio.addr, 0xe0001000);
     cr_assert_eq(*(uint32_t *)e->u.mmio.data, 8);
-    HVT_OK(hv_vm_remove_doorbell(t.vm, &db));
-    HVT_ERR(hv_vm_remove_doorbell(t.vm, &db), -ENOENT);
+    HVT_OK(hvc_vm_remove_doorbell(t.vm, &db));
+    HVT_ERR(hvc_vm_remove_doorbell(t.vm, &db), -ENOENT);
 
     int fd1, fd2;
-    HVT_OK(hv_vm_irq_eventfd(t.vm, 5, &fd1));
-    HVT_OK(hv_vm_irq_eventfd(t.vm, 5, &fd2));
+    HVT_OK(hvc_vm_irq_eventfd(t.vm, 5, &fd1));
+    HVT_OK(hvc_vm_irq_eventfd(t.vm, 5, &fd2));
     cr_assert_eq(fd1, fd2, "one eventfd per GSI");
     uint64_t one = 1;
     cr_assert_eq(write(fd1, &one, 8), 8);
-    HVT_ERR(hv_vm_irq_eventfd(t.vm, 24, &fd1), -EINVAL);
+    HVT_ERR(hvc_vm_irq_eventfd(t.vm, 24, &fd1), -EINVAL);
     vq_vclose(&t);
     hvt n;
-    hvt_open(&n, HV_VM_NO_IRQCHIP);
-    HVT_ERR(hv_vm_irq_eventfd(n.vm, 5, &fd1), -ENOTSUP);
+    hvt_open(&n, HVC_VM_NO_IRQCHIP);
+    HVT_ERR(hvc_vm_irq_eventfd(n.vm, 5, &fd1), -ENOTSUP);
     hvt_close(&n);
 }

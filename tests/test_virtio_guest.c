@@ -35,22 +35,22 @@
 #define STATUS_NEEDS_RESET 0x40u
 #define ANY_LEN UINT32_MAX
 
-static hv_device *blk_at(vt *v, uint64_t base, uint32_t irq, int fd,
-                         const char *path, uint32_t flags, const char *serial)
+static hvc_device *blk_at(vt *v, uint64_t base, uint32_t irq, int fd,
+                          const char *path, uint32_t flags, const char *serial)
 {
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
     o.mmio.base = base;
     o.mmio.irq = irq;
     o.fd = fd;
     o.path = path;
     o.flags = flags;
     o.serial = serial;
-    hv_device *dev;
-    HVT_OK(hv_virtio_blk_create(v->t.vm, &o, &dev));
+    hvc_device *dev;
+    HVT_OK(hvc_virtio_blk_create(v->t.vm, &o, &dev));
     return dev;
 }
 
-static hv_device *blk(vt *v, int fd, uint32_t flags, const char *serial)
+static hvc_device *blk(vt *v, int fd, uint32_t flags, const char *serial)
 {
     return blk_at(v, VT_BLK_BASE, VT_BLK_IRQ, fd, NULL, flags, serial);
 }
@@ -166,8 +166,8 @@ Test(virtio_guest, blk_write_flush_read_back_polling)
     vt_open(&v, "vblk");
     char path[64];
     int fd = vt_tmpfile(path, sizeof(path), SECTORS * 512, JUNK);
-    hv_device *dev = blk(&v, fd, 0, "hvcore-vt-42");
-    cr_assert_str_eq(hv_device_name(dev), "virtio-blk0");
+    hvc_device *dev = blk(&v, fd, 0, "hvcore-vt-42");
+    cr_assert_str_eq(hvc_device_name(dev), "virtio-blk0");
     vt_cmd_init(&v, VT_BLK_BASE, VT_BLK_IRQ, 0);
     v.cmd.features = F_FLUSH;
     rw_script(&v);
@@ -258,7 +258,8 @@ Test(virtio_guest, blk_read_only)
     vt_open(&v, "vblk");
     char path[64];
     int fd = vt_tmpfile(path, sizeof(path), SECTORS * 512, JUNK);
-    blk_at(&v, VT_BLK_BASE, VT_BLK_IRQ, -1, path, HV_VIRTIO_BLK_READONLY, NULL);
+    blk_at(&v, VT_BLK_BASE, VT_BLK_IRQ, -1, path, HVC_VIRTIO_BLK_READONLY,
+           NULL);
     vt_cmd_init(&v, VT_BLK_BASE, VT_BLK_IRQ, 0);
     v.cmd.features = F_RO | F_FLUSH | F_DISCARD | F_WRITE_ZEROES;
     uint32_t r0 = vt_op(&v, VT_T_IN, 0, 4, 0, 1, 0);
@@ -347,11 +348,11 @@ Test(virtio_guest, blk_host_io_error_is_ioerr)
     blk(&v, fd, 0, NULL);
     int wfd = open(path, O_WRONLY);
     cr_assert_geq(wfd, 0);
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
     o.mmio.base = VT_BLK_BASE + 0x200;
     o.mmio.irq = 9;
     o.fd = wfd;
-    int wr_only = hv_virtio_blk_create(v.t.vm, &o, NULL);
+    int wr_only = hvc_virtio_blk_create(v.t.vm, &o, NULL);
     signal(SIGXFSZ, SIG_IGN);
     struct rlimit old, rl;
     cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -387,7 +388,7 @@ Test(virtio_guest, blk_host_io_error_is_ioerr)
         vt_assert_res(&v, r, S_IOERR, ANY_LEN);
     } else {
         cr_log_info("an O_WRONLY descriptor is refused: %d (%s)", wr_only,
-                    hv_last_error());
+                    hvc_last_error());
     }
     vt_close(&v);
     close(wfd);
@@ -509,7 +510,7 @@ Test(virtio_guest, blk_bad_descriptors_need_reset)
     unlink(path);
 }
 
-/* hv_vm_reset_devices() puts the device in its power-on state: Status 0,
+/* hvc_vm_reset_devices() puts the device in its power-on state: Status 0,
  * queue not ready, no interrupt pending; a fresh driver starts over with
  * ring indexes at 0. */
 Test(virtio_guest, blk_vm_reset_devices)
@@ -527,7 +528,7 @@ Test(virtio_guest, blk_vm_reset_devices)
     vt_op(&v, VT_T_REINIT, 0, 0, 0, 0, 0);
     uint32_t r = vt_op(&v, VT_T_IN, 0, 2, 4, 2, 0);
     cr_assert_eq(vt_run(&v, 20), 0x100 | stage);
-    HVT_OK(hv_vm_reset_devices(v.t.vm));
+    HVT_OK(hvc_vm_reset_devices(v.t.vm));
     vt_run_ok(&v);
     cr_assert_eq(v.out.res[p].peek[0], 0, "status 0x%x after reset",
                  v.out.res[p].peek[0]);

@@ -41,16 +41,16 @@ static inline uint64_t cyc_ns(uint64_t cycles, uint32_t khz)
     return (uint64_t)((unsigned __int128)cycles * 1000000 / khz);
 }
 
-static inline uint64_t q(hv_vm *vm, uint64_t gpa)
+static inline uint64_t q(hvc_vm *vm, uint64_t gpa)
 {
     uint64_t v;
-    HVT_OK(hv_vm_read(vm, gpa, &v, 8));
+    HVT_OK(hvc_vm_read(vm, gpa, &v, 8));
     return v;
 }
 
-static inline void put_q(hv_vm *vm, uint64_t gpa, uint64_t v)
+static inline void put_q(hvc_vm *vm, uint64_t gpa, uint64_t v)
 {
-    HVT_OK(hv_vm_write(vm, gpa, &v, 8));
+    HVT_OK(hvc_vm_write(vm, gpa, &v, 8));
 }
 
 static inline int cmp_i64(const void *a, const void *b)
@@ -65,25 +65,25 @@ static inline int64_t median(int64_t *v, int n)
     return v[n / 2];
 }
 
-static inline hv_tsc_info host_info(hv_hypervisor *hv)
+static inline hvc_tsc_info host_info(hvc_hypervisor *hv)
 {
-    hv_tsc_info in = HV_TSC_INFO_INIT;
-    HVT_OK(hv_tsc_get_info(hv, &in));
+    hvc_tsc_info in = HVC_TSC_INFO_INIT;
+    HVT_OK(hvc_tsc_get_info(hv, &in));
     return in;
 }
 
-static inline void pin(hv_vm *vm, uint32_t khz, uint32_t tol)
+static inline void pin(hvc_vm *vm, uint32_t khz, uint32_t tol)
 {
-    hv_tsc_frequency_options f = HV_TSC_FREQUENCY_OPTIONS_INIT;
+    hvc_tsc_frequency_options f = HVC_TSC_FREQUENCY_OPTIONS_INIT;
     f.tsc_khz = khz;
     f.tolerance_ppm = tol;
-    HVT_OK(hv_vm_set_tsc_frequency(vm, &f));
+    HVT_OK(hvc_vm_set_tsc_frequency(vm, &f));
 }
 
 /* ---- a VM running tsc64.S ---- */
 
 struct runner {
-    hv_vcpu *vcpu;
+    hvc_vcpu *vcpu;
     pthread_t th;
     int rc;
     uint32_t reason;
@@ -93,11 +93,11 @@ struct runner {
 static inline void *run_thread(void *arg)
 {
     struct runner *r = arg;
-    const hv_exit *e = NULL;
-    r->rc = hv_vcpu_run(r->vcpu, &e);
+    const hvc_exit *e = NULL;
+    r->rc = hvc_vcpu_run(r->vcpu, &e);
     r->reason = e ? e->reason : 0;
     r->status =
-        r->rc == 0 && e->reason == HV_EXIT_PIO && e->u.io.port == PORT_DONE
+        r->rc == 0 && e->reason == HVC_EXIT_PIO && e->u.io.port == PORT_DONE
             ? *(uint8_t *)e->u.io.data
             : -1;
     return NULL;
@@ -111,21 +111,21 @@ static inline void *run_thread(void *arg)
 #define NSAMPLES 32
 
 struct sampler {
-    hv_vm *vm;
+    hvc_vm *vm;
     atomic_uint n;    /* samples taken */
     atomic_uint want; /* taken while n < want */
     uint64_t h[NSAMPLES], g[NSAMPLES];
 };
 
-static inline int sample_port(void *opaque, hv_vcpu *vcpu, uint64_t off,
+static inline int sample_port(void *opaque, hvc_vcpu *vcpu, uint64_t off,
                               void *data, uint32_t size, int is_write)
 {
     struct sampler *s = opaque;
     uint64_t t = raw_ns(), g;
     (void)off, (void)data, (void)size, (void)is_write;
     unsigned n = atomic_load(&s->n);
-    if (hv_vcpu_id(vcpu) != 0 || n >= atomic_load(&s->want) ||
-        hv_vm_read(s->vm, CPU(0) + LAST, &g, 8) < 0)
+    if (hvc_vcpu_id(vcpu) != 0 || n >= atomic_load(&s->want) ||
+        hvc_vm_read(s->vm, CPU(0) + LAST, &g, 8) < 0)
         return 0;
     s->h[n] = t;
     s->g[n] = g;
@@ -145,14 +145,15 @@ struct tvm {
 static inline void tvm_sampler(struct tvm *v)
 {
     v->s.vm = v->t.vm;
-    HVT_OK(hv_vm_add_io_handler(v->t.vm, HV_IO_PIO, PORT_DATA, 4, sample_port,
-                                &v->s));
+    HVT_OK(hvc_vm_add_io_handler(v->t.vm, HVC_IO_PIO, PORT_DATA, 4, sample_port,
+                                 &v->s));
 }
 
-static const hv_reg gprs[] = {
-    HV_X86_RAX, HV_X86_RBX, HV_X86_RCX, HV_X86_RDX, HV_X86_RSI, HV_X86_RDI,
-    HV_X86_RSP, HV_X86_RBP, HV_X86_R8,  HV_X86_R9,  HV_X86_R10, HV_X86_R11,
-    HV_X86_R12, HV_X86_R13, HV_X86_R14, HV_X86_R15, HV_X86_RIP, HV_X86_RFLAGS};
+static const hvc_reg gprs[] = {
+    HVC_X86_RAX, HVC_X86_RBX, HVC_X86_RCX,   HVC_X86_RDX, HVC_X86_RSI,
+    HVC_X86_RDI, HVC_X86_RSP, HVC_X86_RBP,   HVC_X86_R8,  HVC_X86_R9,
+    HVC_X86_R10, HVC_X86_R11, HVC_X86_R12,   HVC_X86_R13, HVC_X86_R14,
+    HVC_X86_R15, HVC_X86_RIP, HVC_X86_RFLAGS};
 #define NGPRS (sizeof(gprs) / sizeof(gprs[0]))
 
 /* A VM with @p n vCPUs at tsc64.S's entry, its frequency pinned to the
@@ -164,12 +165,12 @@ static inline void tvm_open(struct tvm *v, uint32_t n, bool pinned)
     v->n = n;
     v->khz = host_info(v->t.hv).host_tsc_khz;
     if (pinned)
-        pin(v->t.vm, v->khz, HV_TSC_DEFAULT_TOLERANCE_PPM);
+        pin(v->t.vm, v->khz, HVC_TSC_DEFAULT_TOLERANCE_PPM);
     hvt_load(v->t.vm, "tsc64");
     tvm_sampler(v);
     for (uint32_t i = 0; i < n; i++) {
-        v->r[i].vcpu = hvt_vcpu(v->t.vm, i, HV_X86_MODE_LONG64, 0);
-        HVT_OK(hv_vcpu_set_reg(v->r[i].vcpu, HV_X86_RDI, i));
+        v->r[i].vcpu = hvt_vcpu(v->t.vm, i, HVC_X86_MODE_LONG64, 0);
+        HVT_OK(hvc_vcpu_set_reg(v->r[i].vcpu, HVC_X86_RDI, i));
     }
 }
 
@@ -181,7 +182,7 @@ static inline void tvm_start(struct tvm *v)
 }
 
 /* Waits until vCPU i has looped @p n more times (it is running). */
-static inline void progress(hv_vm *vm, uint32_t i, uint64_t n)
+static inline void progress(hvc_vm *vm, uint32_t i, uint64_t n)
 {
     uint64_t start = q(vm, CPU(i) + ITER);
     for (int k = 0; k < 10000 && q(vm, CPU(i) + ITER) < start + n; k++)
@@ -192,21 +193,21 @@ static inline void progress(hv_vm *vm, uint32_t i, uint64_t n)
 /* Ends the runs: through STOP when running, a kick when paused. */
 static inline void tvm_stop(struct tvm *v)
 {
-    bool paused = hv_vm_is_paused(v->t.vm);
+    bool paused = hvc_vm_is_paused(v->t.vm);
     if (!paused)
         put_q(v->t.vm, STOP, 1);
     for (uint32_t i = 0; i < v->n; i++) {
         if (paused)
-            HVT_OK(hv_vcpu_kick(v->r[i].vcpu));
+            HVT_OK(hvc_vcpu_kick(v->r[i].vcpu));
         pthread_join(v->r[i].th, NULL);
-        cr_assert_eq(v->r[i].rc, 0, "vCPU %u: %s", i, hv_last_error());
+        cr_assert_eq(v->r[i].rc, 0, "vCPU %u: %s", i, hvc_last_error());
         if (!paused)
             cr_assert_eq(v->r[i].status, (int)i);
     }
     put_q(v->t.vm, STOP, 0);
 }
 
-static inline void check_monotonic(hv_vm *vm, uint32_t n)
+static inline void check_monotonic(hvc_vm *vm, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
         cr_assert_eq(q(vm, CPU(i) + BACK), 0,
@@ -267,24 +268,24 @@ static inline int64_t clock_error_us(uint64_t h0, uint64_t g0, uint64_t h1,
 {
     int64_t dg = (int64_t)cyc_ns(g1 - g0, khz);
     int64_t moved = dg - ((int64_t)(h1 - h0) - (int64_t)w);
-    int64_t want = pause == HV_TSC_PAUSE_ADVANCE ? (int64_t)w : 0;
+    int64_t want = pause == HVC_TSC_PAUSE_ADVANCE ? (int64_t)w : 0;
     return (moved - want) / 1000;
 }
 
 static inline void pause_trials(struct tvm *v, uint32_t pause, int64_t *err_us,
                                 int64_t *seen_us)
 {
-    hv_vm *vm = v->t.vm;
+    hvc_vm *vm = v->t.vm;
     for (int i = 0; i < TRIALS; i++) {
         uint64_t h0 = 0, g0 = 0, h1 = 0, g1 = 0;
         progress(vm, 0, 100);
         fresh(v, &h0, &g0);
-        HVT_OK(hv_vm_pause(vm));
+        HVT_OK(hvc_vm_pause(vm));
         uint64_t paused = raw_ns();
         put_q(vm, CPU(0) + MAXD, 0);
         usleep(50000);
         uint64_t resumed = raw_ns();
-        HVT_OK(hv_vm_resume(vm));
+        HVT_OK(hvc_vm_resume(vm));
         fresh(v, &h1, &g1);
         err_us[i] =
             clock_error_us(h0, g0, h1, g1, resumed - paused, v->khz, pause);

@@ -48,30 +48,30 @@ Test(tsc_model, restore_math_by_hand)
 Test(tsc_model, freeze_hides_a_pause_to_the_cycle)
 {
     struct mhost h;
-    host_init(&h, 2000000, HV_TSC_OFFSET, 1);
+    host_init(&h, 2000000, HVC_TSC_OFFSET, 1);
     struct mv m;
     mv_open(&m, &h, 2);
-    policy(m.vm, HV_TSC_PAUSE_FREEZE, 0);
+    policy(m.vm, HVC_TSC_PAUSE_FREEZE, 0);
     advance(&h, 3 * SEC); /* the guest ran for 3 s */
     uint64_t g0 = guest_tsc(mcpu(&m, 0)), kc0 = kvmclock(mvm(&m));
     NEAR(g0, 6000000000ull, 0);
-    OK(hv_vcpu_set_reg(m.v[0], HV_X86_MSR(MSR_DEADLINE), g0 + 1000));
+    OK(hvc_vcpu_set_reg(m.v[0], HVC_X86_MSR(MSR_DEADLINE), g0 + 1000));
 
-    OK(hv_vm_pause(m.vm));
+    OK(hvc_vm_pause(m.vm));
     cr_assert_eq(mcpu(&m, 0)->deadline, 0, "the deadline is disarmed");
     advance(&h, 5 * SEC);
     uint64_t g;
-    OK(hv_vcpu_get_tsc(m.v[1], &g));
+    OK(hvc_vcpu_get_tsc(m.v[1], &g));
     cr_assert_eq(g, g0, "frozen while paused");
     /* a save while paused is the pause point, deadline included */
-    uint8_t rec[sizeof(hv_tsc_state) + 2 * sizeof(hv_tsc_vcpu_state)];
-    OK(hv_vm_save_tsc(m.vm, rec, sizeof(rec), NULL));
-    hv_tsc_vcpu_state e;
-    memcpy(&e, rec + sizeof(hv_tsc_state), sizeof(e));
+    uint8_t rec[sizeof(hvc_tsc_state) + 2 * sizeof(hvc_tsc_vcpu_state)];
+    OK(hvc_vm_save_tsc(m.vm, rec, sizeof(rec), NULL));
+    hvc_tsc_vcpu_state e;
+    memcpy(&e, rec + sizeof(hvc_tsc_state), sizeof(e));
     cr_assert_eq(e.guest_tsc, g0);
     cr_assert_eq(e.tsc_deadline, g0 + 1000);
     int mark = h.nlog;
-    OK(hv_vm_resume(m.vm));
+    OK(hvc_vm_resume(m.vm));
 
     cr_assert_eq(guest_tsc(mcpu(&m, 0)), g0);
     cr_assert_eq(guest_tsc(mcpu(&m, 1)), g0);
@@ -92,25 +92,25 @@ Test(tsc_model, freeze_hides_a_pause_to_the_cycle)
 Test(tsc_model, advance_leaves_the_clocks_running)
 {
     struct mhost h;
-    host_init(&h, 2000000, HV_TSC_OFFSET, 1);
+    host_init(&h, 2000000, HVC_TSC_OFFSET, 1);
     struct mv m;
     mv_open(&m, &h, 2);
     advance(&h, 3 * SEC);
     uint64_t g0 = guest_tsc(mcpu(&m, 0)), kc0 = kvmclock(mvm(&m));
-    OK(hv_vcpu_set_reg(m.v[0], HV_X86_MSR(MSR_DEADLINE), g0 + 1000));
-    OK(hv_vm_pause(m.vm));
+    OK(hvc_vcpu_set_reg(m.v[0], HVC_X86_MSR(MSR_DEADLINE), g0 + 1000));
+    OK(hvc_vm_pause(m.vm));
     advance(&h, 5 * SEC);
     int mark = h.nlog;
-    OK(hv_vm_resume(m.vm));
+    OK(hvc_vm_resume(m.vm));
     cr_assert_eq(h.nlog, mark, "nothing is written: %s", h.log[mark]);
     cr_assert_eq(guest_tsc(mcpu(&m, 1)), g0 + 10000000000ull);
     NEAR(kvmclock(mvm(&m)), kc0 + 5 * SEC, 1);
     cr_assert_eq(mcpu(&m, 0)->deadline, g0 + 1000);
     cr_assert_eq(mvm(&m)->pit_drops, 0, "PIT ticks caught up");
     /* longer than catchup_max_ms: not caught up */
-    policy(m.vm, HV_TSC_PAUSE_ADVANCE, 1000);
-    OK(hv_vm_pause(m.vm));
-    OK(hv_vm_resume(m.vm));
+    policy(m.vm, HVC_TSC_PAUSE_ADVANCE, 1000);
+    OK(hvc_vm_pause(m.vm));
+    OK(hvc_vm_resume(m.vm));
     cr_assert_eq(mvm(&m)->pit_drops, 0, "a short pause is caught up");
     mv_close(&m);
 }
@@ -118,24 +118,24 @@ Test(tsc_model, advance_leaves_the_clocks_running)
 Test(tsc_model, policy_changes_while_paused)
 {
     struct mhost h;
-    host_init(&h, 2000000, HV_TSC_OFFSET, 1);
+    host_init(&h, 2000000, HVC_TSC_OFFSET, 1);
     struct mv m;
     mv_open(&m, &h, 1);
     uint64_t g0 = guest_tsc(mcpu(&m, 0));
-    OK(hv_vcpu_set_reg(m.v[0], HV_X86_MSR(MSR_DEADLINE), g0 + 77));
-    policy(m.vm, HV_TSC_PAUSE_FREEZE, 0);
-    OK(hv_vm_pause(m.vm));
+    OK(hvc_vcpu_set_reg(m.v[0], HVC_X86_MSR(MSR_DEADLINE), g0 + 77));
+    policy(m.vm, HVC_TSC_PAUSE_FREEZE, 0);
+    OK(hvc_vm_pause(m.vm));
     advance(&h, SEC);
-    policy(m.vm, HV_TSC_PAUSE_ADVANCE, 0); /* the resume's policy decides */
-    OK(hv_vm_resume(m.vm));
+    policy(m.vm, HVC_TSC_PAUSE_ADVANCE, 0); /* the resume's policy decides */
+    OK(hvc_vm_resume(m.vm));
     cr_assert_eq(guest_tsc(mcpu(&m, 0)), g0 + 2000000000ull);
     cr_assert_eq(mcpu(&m, 0)->deadline, g0 + 77, "armed again");
-    policy(m.vm, HV_TSC_PAUSE_ADVANCE, 0);
-    OK(hv_vm_pause(m.vm));
+    policy(m.vm, HVC_TSC_PAUSE_ADVANCE, 0);
+    OK(hvc_vm_pause(m.vm));
     advance(&h, SEC);
-    policy(m.vm, HV_TSC_PAUSE_FREEZE, 0);
+    policy(m.vm, HVC_TSC_PAUSE_FREEZE, 0);
     uint64_t g1 = guest_tsc(mcpu(&m, 0));
-    OK(hv_vm_resume(m.vm)); /* frozen from the pause point */
+    OK(hvc_vm_resume(m.vm)); /* frozen from the pause point */
     cr_assert_eq(guest_tsc(mcpu(&m, 0)), g1 - 2000000000ull);
     mv_close(&m);
 }
@@ -146,42 +146,42 @@ Test(tsc_model, restore_on_another_host_with_scaling)
 {
     /* A: Intel-like 2 GHz host scaling to 1.5 GHz */
     struct mhost ha, hb;
-    host_init(&ha, 2000000, HV_TSC_OFFSET | HV_TSC_SCALING, 1);
+    host_init(&ha, 2000000, HVC_TSC_OFFSET | HVC_TSC_SCALING, 1);
     ha.frac = 48;
     struct mv a;
     mv_open(&a, &ha, 2);
     pin(a.vm, 1500000);
-    hv_tsc_config c = HV_TSC_CONFIG_INIT;
-    OK(hv_vm_get_tsc_config(a.vm, &c));
-    cr_assert_eq(c.flags, HV_TSC_PINNED | HV_TSC_SCALED);
+    hvc_tsc_config c = HVC_TSC_CONFIG_INIT;
+    OK(hvc_vm_get_tsc_config(a.vm, &c));
+    cr_assert_eq(c.flags, HVC_TSC_PINNED | HVC_TSC_SCALED);
     cr_assert_eq(c.ratio, 0xc00000000000ull); /* 0.75 in 16.48 */
     cr_assert_eq(c.effective_khz, 1500000);
-    OK(hv_vcpu_set_tsc(a.v[0], 1000000000000ull, 0));
+    OK(hvc_vcpu_set_tsc(a.v[0], 1000000000000ull, 0));
     cr_assert_eq(guest_tsc(mcpu(&a, 1)), 1000000000000ull);
     advance(&ha, 3 * SEC);
     cr_assert_eq(guest_tsc(mcpu(&a, 1)), 1004500000000ull);
-    OK(hv_vcpu_set_reg(a.v[1], HV_X86_MSR(MSR_ADJUST), 77));
-    OK(hv_vm_pause(a.vm));
-    uint8_t rec[sizeof(hv_tsc_state) + 2 * sizeof(hv_tsc_vcpu_state)];
+    OK(hvc_vcpu_set_reg(a.v[1], HVC_X86_MSR(MSR_ADJUST), 77));
+    OK(hvc_vm_pause(a.vm));
+    uint8_t rec[sizeof(hvc_tsc_state) + 2 * sizeof(hvc_tsc_vcpu_state)];
     size_t len = save(&a, rec, sizeof(rec));
-    hv_tsc_state hdr;
+    hvc_tsc_state hdr;
     memcpy(&hdr, rec, sizeof(hdr));
-    cr_assert_eq(hdr.flags & (HV_TSC_STATE_SCALED | HV_TSC_STATE_PINNED),
-                 HV_TSC_STATE_SCALED | HV_TSC_STATE_PINNED);
+    cr_assert_eq(hdr.flags & (HVC_TSC_STATE_SCALED | HVC_TSC_STATE_PINNED),
+                 HVC_TSC_STATE_SCALED | HVC_TSC_STATE_PINNED);
     cr_assert_eq(hdr.ratio, 0xc00000000000ull);
     uint64_t src = 1004500000000ull, kc = kvmclock(mvm(&a));
 
     /* B: an AMD-like 3 GHz host (8.32 ratios), another boot, other TSC;
      * its wall clock 2 s later */
-    host_init(&hb, 3000000, HV_TSC_OFFSET | HV_TSC_SCALING, 2);
+    host_init(&hb, 3000000, HVC_TSC_OFFSET | HVC_TSC_SCALING, 2);
     hb.frac = 32;
     hb.tsc = 5000000000ull;
     hb.realtime_ns = ha.realtime_ns + 2 * SEC;
     struct mv b;
     mv_open(&b, &hb, 2);
-    OK(restore(&b, rec, len, HV_TSC_PAUSE_ADVANCE));
-    OK(hv_vm_get_tsc_config(b.vm, &c));
-    cr_assert_eq(c.flags, HV_TSC_PINNED | HV_TSC_SCALED, "pinned by restore");
+    OK(restore(&b, rec, len, HVC_TSC_PAUSE_ADVANCE));
+    OK(hvc_vm_get_tsc_config(b.vm, &c));
+    cr_assert_eq(c.flags, HVC_TSC_PINNED | HVC_TSC_SCALED, "pinned by restore");
     cr_assert_eq(c.ratio, 0x80000000ull); /* 0.5 in 8.32 */
     NEAR(guest_tsc(mcpu(&b, 0)), src + 3000000000ull, 2);
     NEAR(guest_tsc(mcpu(&b, 1)), src + 3000000000ull, 2);
@@ -194,12 +194,12 @@ Test(tsc_model, restore_on_another_host_with_scaling)
     /* the same record, frozen, into C on host B */
     struct mv cc;
     mv_open(&cc, &hb, 2);
-    OK(restore(&cc, rec, len, HV_TSC_PAUSE_FREEZE));
+    OK(restore(&cc, rec, len, HVC_TSC_PAUSE_FREEZE));
     NEAR(guest_tsc(mcpu(&cc, 0)), src, 2);
     NEAR(kvmclock(mvm(&cc)), kc, 1);
     mv_close(&cc);
     mv_close(&b);
-    OK(hv_vm_resume(a.vm));
+    OK(hvc_vm_resume(a.vm));
     mv_close(&a);
 }
 
@@ -208,18 +208,18 @@ Test(tsc_model, same_boot_measures_with_the_tsc)
     /* CLOCK_REALTIME is stepped 100 s between save and restore; the host
      * TSC says 4 s passed, and it is right */
     struct mhost h;
-    host_init(&h, 2000000, HV_TSC_OFFSET, 1);
+    host_init(&h, 2000000, HVC_TSC_OFFSET, 1);
     struct mv a, b;
     mv_open(&a, &h, 1);
     advance(&h, SEC);
-    OK(hv_vm_pause(a.vm));
-    uint8_t rec[sizeof(hv_tsc_state) + sizeof(hv_tsc_vcpu_state)];
+    OK(hvc_vm_pause(a.vm));
+    uint8_t rec[sizeof(hvc_tsc_state) + sizeof(hvc_tsc_vcpu_state)];
     size_t len = save(&a, rec, sizeof(rec));
     uint64_t g0 = guest_tsc(mcpu(&a, 0)), kc = kvmclock(mvm(&a));
     advance(&h, 4 * SEC);
     h.realtime_ns += 100 * SEC;
     mv_open(&b, &h, 1);
-    OK(restore(&b, rec, len, HV_TSC_PAUSE_ADVANCE));
+    OK(restore(&b, rec, len, HVC_TSC_PAUSE_ADVANCE));
     NEAR(guest_tsc(mcpu(&b, 0)), g0 + 8000000000ull, 2);
     NEAR(kvmclock(mvm(&b)), kc + 4 * SEC, 1);
     mv_close(&b);
@@ -229,18 +229,18 @@ Test(tsc_model, same_boot_measures_with_the_tsc)
 Test(tsc_model, restore_writes_tsc_then_adjust_then_deadline)
 {
     struct mhost h;
-    host_init(&h, 2000000, HV_TSC_OFFSET, 1);
+    host_init(&h, 2000000, HVC_TSC_OFFSET, 1);
     struct mv a, b;
     mv_open(&a, &h, 2);
     uint64_t g = guest_tsc(mcpu(&a, 0));
-    OK(hv_vcpu_set_reg(a.v[0], HV_X86_MSR(MSR_DEADLINE), g + 5000));
-    OK(hv_vcpu_set_reg(a.v[1], HV_X86_MSR(MSR_ADJUST), 3));
-    uint8_t rec[sizeof(hv_tsc_state) + 2 * sizeof(hv_tsc_vcpu_state)];
+    OK(hvc_vcpu_set_reg(a.v[0], HVC_X86_MSR(MSR_DEADLINE), g + 5000));
+    OK(hvc_vcpu_set_reg(a.v[1], HVC_X86_MSR(MSR_ADJUST), 3));
+    uint8_t rec[sizeof(hvc_tsc_state) + 2 * sizeof(hvc_tsc_vcpu_state)];
     size_t len = save(&a, rec, sizeof(rec));
     mv_open(&b, &h, 2);
-    OK(hv_vcpu_set_reg(b.v[1], HV_X86_MSR(MSR_DEADLINE), 999)); /* stale */
+    OK(hvc_vcpu_set_reg(b.v[1], HVC_X86_MSR(MSR_DEADLINE), 999)); /* stale */
     int mark = h.nlog;
-    OK(restore(&b, rec, len, HV_TSC_PAUSE_FREEZE));
+    OK(restore(&b, rec, len, HVC_TSC_PAUSE_FREEZE));
     int clock = first(&h, "clock", mark), o = last(&h, "offset"),
         adj = first(&h, "adjust", mark), dl = first(&h, "deadline", mark);
     cr_assert(clock >= mark && clock < first(&h, "offset", mark) && o < adj &&
@@ -258,12 +258,12 @@ Test(tsc_model, restore_writes_tsc_then_adjust_then_deadline)
 Test(tsc_model, a_failed_restore_changes_nothing)
 {
     struct mhost h;
-    host_init(&h, 2000000, HV_TSC_OFFSET, 1);
+    host_init(&h, 2000000, HVC_TSC_OFFSET, 1);
     struct mv a, b;
     mv_open(&a, &h, 2);
     advance(&h, SEC);
-    OK(hv_vcpu_set_reg(a.v[0], HV_X86_MSR(MSR_ADJUST), 5));
-    uint8_t rec[sizeof(hv_tsc_state) + 2 * sizeof(hv_tsc_vcpu_state)];
+    OK(hvc_vcpu_set_reg(a.v[0], HVC_X86_MSR(MSR_ADJUST), 5));
+    uint8_t rec[sizeof(hvc_tsc_state) + 2 * sizeof(hvc_tsc_vcpu_state)];
     size_t len = save(&a, rec, sizeof(rec));
     mv_open(&b, &h, 2);
     advance(&h, SEC);
@@ -271,15 +271,15 @@ Test(tsc_model, a_failed_restore_changes_nothing)
     uint64_t kc = kvmclock(mvm(&b));
     h.offset_writes = 0;
     h.fail_offset_write = 2;
-    ERR(restore(&b, rec, len, HV_TSC_PAUSE_FREEZE), -EIO);
-    cr_assert(strstr(hv_last_error(), "nothing was changed"), "%s",
-              hv_last_error());
+    ERR(restore(&b, rec, len, HVC_TSC_PAUSE_FREEZE), -EIO);
+    cr_assert(strstr(hvc_last_error(), "nothing was changed"), "%s",
+              hvc_last_error());
     cr_assert_eq(guest_tsc(mcpu(&b, 0)), g0);
     cr_assert_eq(guest_tsc(mcpu(&b, 1)), g1);
     cr_assert_eq(mcpu(&b, 0)->adjust, 0);
     NEAR(kvmclock(mvm(&b)), kc, 1);
     h.fail_offset_write = 0;
-    OK(restore(&b, rec, len, HV_TSC_PAUSE_FREEZE));
+    OK(restore(&b, rec, len, HVC_TSC_PAUSE_FREEZE));
     cr_assert_eq(mcpu(&b, 0)->adjust, 5);
     mv_close(&a);
     mv_close(&b);
@@ -288,21 +288,21 @@ Test(tsc_model, a_failed_restore_changes_nothing)
 Test(tsc_model, restore_into_a_paused_vm)
 {
     struct mhost h;
-    host_init(&h, 2000000, HV_TSC_OFFSET, 1);
+    host_init(&h, 2000000, HVC_TSC_OFFSET, 1);
     struct mv a, b;
     mv_open(&a, &h, 1);
     uint64_t g = guest_tsc(mcpu(&a, 0));
-    OK(hv_vcpu_set_reg(a.v[0], HV_X86_MSR(MSR_DEADLINE), g + 9));
-    uint8_t rec[sizeof(hv_tsc_state) + sizeof(hv_tsc_vcpu_state)];
+    OK(hvc_vcpu_set_reg(a.v[0], HVC_X86_MSR(MSR_DEADLINE), g + 9));
+    uint8_t rec[sizeof(hvc_tsc_state) + sizeof(hvc_tsc_vcpu_state)];
     size_t len = save(&a, rec, sizeof(rec));
     mv_open(&b, &h, 1);
-    policy(b.vm, HV_TSC_PAUSE_FREEZE, 0);
-    OK(hv_vm_pause(b.vm));
+    policy(b.vm, HVC_TSC_PAUSE_FREEZE, 0);
+    OK(hvc_vm_pause(b.vm));
     advance(&h, SEC);
-    OK(restore(&b, rec, len, HV_TSC_PAUSE_FREEZE));
+    OK(restore(&b, rec, len, HVC_TSC_PAUSE_FREEZE));
     cr_assert_eq(mcpu(&b, 0)->deadline, 0, "kept for the resume");
     advance(&h, SEC); /* frozen from the restore to the resume */
-    OK(hv_vm_resume(b.vm));
+    OK(hvc_vm_resume(b.vm));
     cr_assert_eq(guest_tsc(mcpu(&b, 0)), g);
     cr_assert_eq(mcpu(&b, 0)->deadline, g + 9);
     mv_close(&a);
@@ -314,29 +314,29 @@ Test(tsc_model, restore_into_a_paused_vm)
 Test(tsc_model, one_offset_for_all_vcpus)
 {
     struct mhost h;
-    host_init(&h, 2000000, HV_TSC_OFFSET, 1);
+    host_init(&h, 2000000, HVC_TSC_OFFSET, 1);
     struct mv m;
     mv_open(&m, &h, 2);
     uint64_t g = guest_tsc(mcpu(&m, 0));
-    OK(hv_vcpu_set_reg(m.v[0], HV_X86_MSR(MSR_DEADLINE), g + 100));
+    OK(hvc_vcpu_set_reg(m.v[0], HVC_X86_MSR(MSR_DEADLINE), g + 100));
     int mark = h.nlog;
-    OK(hv_vcpu_set_tsc(m.v[1], 5000000000000ull, 0));
+    OK(hvc_vcpu_set_tsc(m.v[1], 5000000000000ull, 0));
     cr_assert_eq(guest_tsc(mcpu(&m, 0)), 5000000000000ull);
     cr_assert_eq(guest_tsc(mcpu(&m, 1)), 5000000000000ull);
     /* the armed deadline is armed again, after the offset */
     int o = first(&h, "offset0", mark), d = first(&h, "deadline0", mark);
     cr_assert(o >= 0 && d > o, "offset %d deadline %d", o, d);
-    OK(hv_vcpu_set_tsc(m.v[1], 7000000000000ull, HV_TSC_THIS_VCPU));
+    OK(hvc_vcpu_set_tsc(m.v[1], 7000000000000ull, HVC_TSC_THIS_VCPU));
     cr_assert_eq(guest_tsc(mcpu(&m, 0)), 5000000000000ull);
     cr_assert_eq(guest_tsc(mcpu(&m, 1)), 7000000000000ull);
     /* a vCPU created later, long after: the shared offset */
     advance(&h, 10 * SEC);
-    OK(hv_vcpu_create(m.vm, 2, &m.v[2]));
+    OK(hvc_vcpu_create(m.vm, 2, &m.v[2]));
     cr_assert_eq(guest_tsc(mcpu(&m, 2)), guest_tsc(mcpu(&m, 0)));
     uint64_t ofs;
-    OK(hv_vcpu_get_tsc_offset(m.v[2], &ofs));
+    OK(hvc_vcpu_get_tsc_offset(m.v[2], &ofs));
     cr_assert_eq(ofs, mcpu(&m, 0)->offset);
-    OK(hv_vcpu_set_tsc_offset(m.v[0], 42, 0));
+    OK(hvc_vcpu_set_tsc_offset(m.v[0], 42, 0));
     for (int i = 0; i < 3; i++)
         cr_assert_eq(mcpu(&m, i)->offset, 42);
     mv_close(&m);
@@ -350,34 +350,34 @@ Test(tsc_model, without_offsetting_only_the_truth_is_restored)
     host_init(&h, 2000000, 0, 1);
     struct mv a, b;
     mv_open(&a, &h, 1);
-    hv_tsc_policy p = HV_TSC_POLICY_INIT;
-    p.pause = HV_TSC_PAUSE_FREEZE;
-    ERR(hv_vm_set_tsc_policy(a.vm, &p), -ENOTSUP);
-    ERR(hv_vcpu_set_tsc(a.v[0], 5, 0), -ENOTSUP);
-    OK(hv_vm_pause(a.vm));
-    uint8_t rec[sizeof(hv_tsc_state) + sizeof(hv_tsc_vcpu_state)];
+    hvc_tsc_policy p = HVC_TSC_POLICY_INIT;
+    p.pause = HVC_TSC_PAUSE_FREEZE;
+    ERR(hvc_vm_set_tsc_policy(a.vm, &p), -ENOTSUP);
+    ERR(hvc_vcpu_set_tsc(a.v[0], 5, 0), -ENOTSUP);
+    OK(hvc_vm_pause(a.vm));
+    uint8_t rec[sizeof(hvc_tsc_state) + sizeof(hvc_tsc_vcpu_state)];
     size_t len = save(&a, rec, sizeof(rec));
     advance(&h, 10000000); /* 10 ms */
     mv_open(&b, &h, 1);
     int mark = h.nlog;
-    ERR(restore(&b, rec, len, HV_TSC_PAUSE_FREEZE), -ENOTSUP);
-    cr_assert(strstr(hv_last_error(), "-10000 us"), "%s", hv_last_error());
+    ERR(restore(&b, rec, len, HVC_TSC_PAUSE_FREEZE), -ENOTSUP);
+    cr_assert(strstr(hvc_last_error(), "-10000 us"), "%s", hvc_last_error());
     cr_assert_eq(h.nlog, mark, "nothing applied: %s", h.log[mark]);
     /* the host TSC is what advance asks for */
-    OK(restore(&b, rec, len, HV_TSC_PAUSE_ADVANCE));
+    OK(restore(&b, rec, len, HVC_TSC_PAUSE_ADVANCE));
     /* a wider allowance accepts the 10 ms */
-    hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
-    o.pause = HV_TSC_PAUSE_FREEZE;
+    hvc_tsc_restore_options o = HVC_TSC_RESTORE_OPTIONS_INIT;
+    o.pause = HVC_TSC_PAUSE_FREEZE;
     o.max_error_us = 20000;
-    OK(hv_vm_restore_tsc(b.vm, rec, len, &o));
+    OK(hvc_vm_restore_tsc(b.vm, rec, len, &o));
     /* a record from a host whose TSC reads otherwise */
-    hv_tsc_state hdr;
+    hvc_tsc_state hdr;
     memcpy(&hdr, rec, sizeof(hdr));
     memset(hdr.host_boot_id, 9, 16);
     memcpy(rec, &hdr, sizeof(hdr));
     h.realtime_ns += SEC; /* and its clock says 1 s more than the TSC */
-    ERR(restore(&b, rec, len, HV_TSC_PAUSE_ADVANCE), -ENOTSUP);
-    OK(hv_vm_resume(a.vm));
+    ERR(restore(&b, rec, len, HVC_TSC_PAUSE_ADVANCE), -ENOTSUP);
+    OK(hvc_vm_resume(a.vm));
     mv_close(&a);
     mv_close(&b);
 }
@@ -387,7 +387,7 @@ Test(tsc_model, without_offsetting_only_the_truth_is_restored)
 Test(tsc_model, frequency_with_scaling)
 {
     struct mhost h;
-    host_init(&h, 2000000, HV_TSC_OFFSET | HV_TSC_SCALING, 1);
+    host_init(&h, 2000000, HVC_TSC_OFFSET | HVC_TSC_SCALING, 1);
     h.frac = 32;
     struct mv m;
     mv_open(&m, &h, 2); /* vCPUs first: each gets the frequency */
@@ -399,24 +399,24 @@ Test(tsc_model, frequency_with_scaling)
     advance(&h, SEC);
     cr_assert_eq(guest_tsc(mcpu(&m, 0)) - g0, 1000000000ull);
     /* beyond the hardware: 256x for 8.32 */
-    hv_tsc_frequency_options f = HV_TSC_FREQUENCY_OPTIONS_INIT;
+    hvc_tsc_frequency_options f = HVC_TSC_FREQUENCY_OPTIONS_INIT;
     f.tsc_khz = 2000000u * 256;
-    ERR(hv_vm_set_tsc_frequency(m.vm, &f), -ERANGE);
+    ERR(hvc_vm_set_tsc_frequency(m.vm, &f), -ERANGE);
     /* within the tolerance: no scaling */
     pin(m.vm, 2000400);
-    hv_tsc_config c = HV_TSC_CONFIG_INIT;
-    OK(hv_vm_get_tsc_config(m.vm, &c));
-    cr_assert_eq(c.flags, HV_TSC_PINNED);
+    hvc_tsc_config c = HVC_TSC_CONFIG_INIT;
+    OK(hvc_vm_get_tsc_config(m.vm, &c));
+    cr_assert_eq(c.flags, HVC_TSC_PINNED);
     cr_assert_eq(c.effective_khz, 2000000);
     cr_assert_eq(mcpu(&m, 0)->hw_khz, 0);
     /* a run fixes it */
-    hv_memory_options mo = HV_MEMORY_OPTIONS_INIT;
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
     mo.length = 1 << 20;
-    OK(hv_vm_add_memory(m.vm, &mo, NULL));
-    const hv_exit *e;
-    OK(hv_vcpu_run(m.v[0], &e));
-    cr_assert_eq(e->reason, HV_EXIT_HLT);
+    OK(hvc_vm_add_memory(m.vm, &mo, NULL));
+    const hvc_exit *e;
+    OK(hvc_vcpu_run(m.v[0], &e));
+    cr_assert_eq(e->reason, HVC_EXIT_HLT);
     f.tsc_khz = 1000000;
-    ERR(hv_vm_set_tsc_frequency(m.vm, &f), -EBUSY);
+    ERR(hvc_vm_set_tsc_frequency(m.vm, &f), -EBUSY);
     mv_close(&m);
 }

@@ -15,13 +15,13 @@
 #define OK(call)                                                               \
     do {                                                                       \
         int r_ = (call);                                                       \
-        cr_assert_eq(r_, 0, "%s = %d: %s", #call, r_, hv_last_error());        \
+        cr_assert_eq(r_, 0, "%s = %d: %s", #call, r_, hvc_last_error());       \
     } while (0)
 #define ERR(call, err)                                                         \
     do {                                                                       \
         int r_ = (call);                                                       \
         cr_assert_eq(r_, (err), "%s = %d, expected %d: %s", #call, r_, (err),  \
-                     hv_last_error());                                         \
+                     hvc_last_error());                                        \
     } while (0)
 /* Within a few cycles: ns <-> cycle conversions truncate. */
 #define NEAR(a, b, slack)                                                      \
@@ -41,8 +41,8 @@ struct mhost {
     uint32_t khz;
     uint64_t realtime_ns;
     uint8_t boot[16];
-    uint32_t flags;        /* hv_tsc_info flags */
-    uint32_t frac;         /* with HV_TSC_SCALING */
+    uint32_t flags;        /* hvc_tsc_info flags */
+    uint32_t frac;         /* with HVC_TSC_SCALING */
     int fail_offset_write; /* fail the n-th offset write; 0: never */
     int offset_writes;
     char log[128][24];
@@ -68,9 +68,9 @@ struct mvcpu {
 };
 
 struct mv {
-    hv_hypervisor *hv;
-    hv_vm *vm;
-    hv_vcpu *v[3];
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    hvc_vcpu *v[3];
     uint32_t n;
 };
 
@@ -78,15 +78,15 @@ struct mv {
 void advance(struct mhost *h, uint64_t ns);
 uint64_t guest_tsc(const struct mvcpu *v);
 uint64_t kvmclock(const struct mvm *vm);
-/* A host of @p khz with @p flags (hv_tsc_info), boot identity @p boot. */
+/* A host of @p khz with @p flags (hvc_tsc_info), boot identity @p boot. */
 void host_init(struct mhost *h, uint32_t khz, uint32_t flags, uint8_t boot);
 /* A VM with @p n vCPUs on the model of host @p h. */
 void mv_open(struct mv *m, struct mhost *h, uint32_t n);
 void mv_close(struct mv *m);
 struct mvcpu *mcpu(const struct mv *m, uint32_t i);
 struct mvm *mvm(const struct mv *m);
-void policy(hv_vm *vm, uint32_t pause, uint32_t max_ms);
-void pin(hv_vm *vm, uint32_t khz);
+void policy(hvc_vm *vm, uint32_t pause, uint32_t max_ms);
+void pin(hvc_vm *vm, uint32_t khz);
 /* Index of the first log entry from @p from (the last) that starts with
  * @p prefix; -1 if none. */
 int first(const struct mhost *h, const char *prefix, int from);

@@ -27,7 +27,8 @@ static uint64_t scaled(const struct mvcpu *v, uint64_t tsc)
     uint64_t r;
     if (!v->hw_khz)
         return tsc;
-    cr_assert_eq(hv_tsc_ratio(v->hw_khz, v->vm->h->khz, v->vm->h->frac, &r), 0);
+    cr_assert_eq(hvc_tsc_ratio(v->hw_khz, v->vm->h->khz, v->vm->h->frac, &r),
+                 0);
     return hvi_mul_shr(tsc, r, v->vm->h->frac);
 }
 
@@ -59,16 +60,16 @@ static int m_get_cap(void *priv, int cap, uint64_t *value)
 {
     struct mhost *h = priv;
     switch (cap) {
-    case HV_CAP_MAX_VCPUS:
-    case HV_CAP_NR_VCPUS:
-    case HV_CAP_MAX_MEMORY_REGIONS: *value = 8; return 0;
-    case HV_CAP_PHYS_ADDR_BITS: *value = 40; return 0;
-    case HV_CAP_TSC_OFFSET: *value = !!(h->flags & HV_TSC_OFFSET); return 0;
+    case HVC_CAP_MAX_VCPUS:
+    case HVC_CAP_NR_VCPUS:
+    case HVC_CAP_MAX_MEMORY_REGIONS: *value = 8; return 0;
+    case HVC_CAP_PHYS_ADDR_BITS: *value = 40; return 0;
+    case HVC_CAP_TSC_OFFSET: *value = !!(h->flags & HVC_TSC_OFFSET); return 0;
     default: *value = 0; return 0;
     }
 }
 
-static int m_vm_create(void *priv, const hv_vm_options *o, void **out)
+static int m_vm_create(void *priv, const hvc_vm_options *o, void **out)
 {
     (void)o;
     struct mvm *vm = calloc(1, sizeof(*vm));
@@ -102,7 +103,7 @@ static int m_vcpu_create(void *vm_priv, uint32_t id, void **out)
     v->vm = vm;
     v->id = id;
     v->hw_khz = vm->hw_khz;
-    if (vm->h->flags & HV_TSC_OFFSET)
+    if (vm->h->flags & HVC_TSC_OFFSET)
         v->offset = 0 - scaled(v, vm->h->tsc);
     *out = v;
     return 0;
@@ -116,10 +117,10 @@ static int m_run_prepare(void *v)
     (void)v;
     return 0;
 }
-static int m_run(void *v, hv_exit *exit)
+static int m_run(void *v, hvc_exit *exit)
 {
     (void)v;
-    exit->reason = HV_EXIT_HLT;
+    exit->reason = HVC_EXIT_HLT;
     return 0;
 }
 static void m_kick(void *v)
@@ -127,15 +128,16 @@ static void m_kick(void *v)
     (void)v;
 }
 
-static int m_get_regs(void *priv, const hv_reg *ids, uint64_t *values, size_t n)
+static int m_get_regs(void *priv, const hvc_reg *ids, uint64_t *values,
+                      size_t n)
 {
     struct mvcpu *v = priv;
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] == HV_X86_MSR(MSR_TSC))
+        if (ids[i] == HVC_X86_MSR(MSR_TSC))
             values[i] = guest_tsc(v);
-        else if (ids[i] == HV_X86_MSR(MSR_ADJUST))
+        else if (ids[i] == HVC_X86_MSR(MSR_ADJUST))
             values[i] = v->adjust;
-        else if (ids[i] == HV_X86_MSR(MSR_DEADLINE))
+        else if (ids[i] == HVC_X86_MSR(MSR_DEADLINE))
             values[i] = v->deadline;
         else
             values[i] = 0;
@@ -143,15 +145,15 @@ static int m_get_regs(void *priv, const hv_reg *ids, uint64_t *values, size_t n)
     return 0;
 }
 
-static int m_set_regs(void *priv, const hv_reg *ids, const uint64_t *values,
+static int m_set_regs(void *priv, const hvc_reg *ids, const uint64_t *values,
                       size_t n)
 {
     struct mvcpu *v = priv;
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] == HV_X86_MSR(MSR_ADJUST)) {
+        if (ids[i] == HVC_X86_MSR(MSR_ADJUST)) {
             v->adjust = values[i];
             mlog(v->vm->h, "adjust%u=%llu", v->id, values[i]);
-        } else if (ids[i] == HV_X86_MSR(MSR_DEADLINE)) {
+        } else if (ids[i] == HVC_X86_MSR(MSR_DEADLINE)) {
             v->deadline = values[i];
             mlog(v->vm->h, "deadline%u=%llu", v->id, values[i]);
         }
@@ -159,13 +161,13 @@ static int m_set_regs(void *priv, const hv_reg *ids, const uint64_t *values,
     return 0;
 }
 
-static int m_get_seg(void *v, hv_reg id, hv_x86_segment *s)
+static int m_get_seg(void *v, hvc_reg id, hvc_x86_segment *s)
 {
     (void)v, (void)id;
     memset(s, 0, sizeof(*s));
     return 0;
 }
-static int m_set_seg(void *v, hv_reg id, const hv_x86_segment *s)
+static int m_set_seg(void *v, hvc_reg id, const hvc_x86_segment *s)
 {
     (void)v, (void)id, (void)s;
     return 0;
@@ -193,7 +195,7 @@ static int m_runnable(void *v)
     return 0;
 }
 
-static int t_info(void *priv, hv_tsc_info *in, uint8_t boot[16])
+static int t_info(void *priv, hvc_tsc_info *in, uint8_t boot[16])
 {
     struct mhost *h = priv;
     memset(in, 0, sizeof(*in));
@@ -203,7 +205,7 @@ static int t_info(void *priv, hv_tsc_info *in, uint8_t boot[16])
     in->backend_tolerance_ppm = 250;
     in->apic_bus_khz = 1000000;
     in->max_guest_tsc_khz = h->khz;
-    if (h->flags & HV_TSC_SCALING) {
+    if (h->flags & HVC_TSC_SCALING) {
         in->ratio_frac_bits = h->frac;
         in->ratio_max = h->frac == 48 ? UINT64_MAX - 1 : (1ull << 40) - 2;
         in->max_guest_tsc_khz = h->khz * (h->frac == 48 ? 1000u : 200u);
@@ -218,8 +220,8 @@ static uint64_t t_host_tsc(void *priv)
 static int t_set_frequency(void *priv, uint32_t khz, uint32_t flags)
 {
     struct mvm *vm = priv;
-    vm->khz = flags & HV_BACKEND_TSC_PINNED ? khz : 0;
-    vm->hw_khz = flags & HV_BACKEND_TSC_SCALE ? khz : 0;
+    vm->khz = flags & HVC_BACKEND_TSC_PINNED ? khz : 0;
+    vm->hw_khz = flags & HVC_BACKEND_TSC_SCALE ? khz : 0;
     mlog(vm->h, "frequency%u=%llu", 0, khz);
     return 0;
 }
@@ -230,13 +232,13 @@ static int t_apply(void *priv)
     mlog(v->vm->h, "apply%u%llu", v->id, 0);
     return 0;
 }
-static int t_get_clock(void *priv, hv_backend_clock *c)
+static int t_get_clock(void *priv, hvc_backend_clock *c)
 {
     struct mvm *vm = priv;
     c->clock_ns = kvmclock(vm);
     c->host_tsc = vm->h->tsc;
     c->realtime_ns = vm->h->realtime_ns;
-    c->flags = HV_BACKEND_CLOCK_KERNEL | HV_BACKEND_CLOCK_STABLE;
+    c->flags = HVC_BACKEND_CLOCK_KERNEL | HVC_BACKEND_CLOCK_STABLE;
     c->error_ns = 0;
     return 0;
 }
@@ -258,7 +260,7 @@ static int t_set_offset(void *priv, uint64_t ofs)
 {
     struct mvcpu *v = priv;
     struct mhost *h = v->vm->h;
-    if (!(h->flags & HV_TSC_OFFSET))
+    if (!(h->flags & HVC_TSC_OFFSET))
         return 0; /* accepted and dropped, as under PVM */
     if (++h->offset_writes == h->fail_offset_write)
         return hvi_error(-EIO, "model: offset write %d fails",
@@ -278,8 +280,8 @@ static int t_pit_drop(void *priv)
     return 0;
 }
 
-static const hv_backend_tsc_ops model_tsc = {
-    .version = HV_BACKEND_TSC_OPS_VERSION,
+static const hvc_backend_tsc_ops model_tsc = {
+    .version = HVC_BACKEND_TSC_OPS_VERSION,
     .get_info = t_info,
     .host_tsc = t_host_tsc,
     .vm_set_frequency = t_set_frequency,
@@ -292,8 +294,8 @@ static const hv_backend_tsc_ops model_tsc = {
     .vm_drop_pit_backlog = t_pit_drop,
 };
 
-static const hv_backend_ops model_ops = {
-    .version = HV_BACKEND_OPS_VERSION,
+static const hvc_backend_ops model_ops = {
+    .version = HVC_BACKEND_OPS_VERSION,
     .name = "model",
     .probe = m_probe,
     .open = m_open,
@@ -324,15 +326,15 @@ void host_init(struct mhost *h, uint32_t khz, uint32_t flags, uint8_t boot)
 {
     memset(h, 0, sizeof(*h));
     h->khz = khz;
-    h->flags = flags | HV_TSC_HOST_INVARIANT | HV_TSC_PIT_CATCHUP;
+    h->flags = flags | HVC_TSC_HOST_INVARIANT | HVC_TSC_PIT_CATCHUP;
     h->tsc = 123456789000ull;
     h->realtime_ns = 1700000000000000000ull;
     memset(h->boot, boot, sizeof(h->boot));
 }
 
-static hv_hypervisor *model_hv(struct mhost *h)
+static hvc_hypervisor *model_hv(struct mhost *h)
 {
-    hv_hypervisor *hv = calloc(1, sizeof(*hv));
+    hvc_hypervisor *hv = calloc(1, sizeof(*hv));
     hv->ops = &model_ops;
     hv->priv = h;
     atomic_init(&hv->nr_vms, 0);
@@ -343,15 +345,15 @@ void mv_open(struct mv *m, struct mhost *h, uint32_t n)
 {
     m->hv = model_hv(h);
     m->n = n;
-    OK(hv_vm_create(m->hv, NULL, &m->vm));
+    OK(hvc_vm_create(m->hv, NULL, &m->vm));
     for (uint32_t i = 0; i < n; i++)
-        OK(hv_vcpu_create(m->vm, i, &m->v[i]));
+        OK(hvc_vcpu_create(m->vm, i, &m->v[i]));
 }
 
 void mv_close(struct mv *m)
 {
-    OK(hv_vm_destroy(m->vm));
-    OK(hv_hypervisor_close(m->hv));
+    OK(hvc_vm_destroy(m->vm));
+    OK(hvc_hypervisor_close(m->hv));
 }
 
 struct mvcpu *mcpu(const struct mv *m, uint32_t i)
@@ -364,19 +366,19 @@ struct mvm *mvm(const struct mv *m)
     return m->vm->priv;
 }
 
-void policy(hv_vm *vm, uint32_t pause, uint32_t max_ms)
+void policy(hvc_vm *vm, uint32_t pause, uint32_t max_ms)
 {
-    hv_tsc_policy p = HV_TSC_POLICY_INIT;
+    hvc_tsc_policy p = HVC_TSC_POLICY_INIT;
     p.pause = pause;
     p.catchup_max_ms = max_ms;
-    OK(hv_vm_set_tsc_policy(vm, &p));
+    OK(hvc_vm_set_tsc_policy(vm, &p));
 }
 
-void pin(hv_vm *vm, uint32_t khz)
+void pin(hvc_vm *vm, uint32_t khz)
 {
-    hv_tsc_frequency_options f = HV_TSC_FREQUENCY_OPTIONS_INIT;
+    hvc_tsc_frequency_options f = HVC_TSC_FREQUENCY_OPTIONS_INIT;
     f.tsc_khz = khz;
-    OK(hv_vm_set_tsc_frequency(vm, &f));
+    OK(hvc_vm_set_tsc_frequency(vm, &f));
 }
 
 /* Index of the first log entry starting with @p prefix; -1 if none. */
@@ -399,13 +401,13 @@ int last(const struct mhost *h, const char *prefix)
 size_t save(struct mv *m, uint8_t *buf, size_t size)
 {
     size_t len;
-    OK(hv_vm_save_tsc(m->vm, buf, size, &len));
+    OK(hvc_vm_save_tsc(m->vm, buf, size, &len));
     return len;
 }
 
 int restore(struct mv *m, const uint8_t *buf, size_t len, uint32_t pause)
 {
-    hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
+    hvc_tsc_restore_options o = HVC_TSC_RESTORE_OPTIONS_INIT;
     o.pause = pause;
-    return hv_vm_restore_tsc(m->vm, buf, len, &o);
+    return hvc_vm_restore_tsc(m->vm, buf, len, &o);
 }

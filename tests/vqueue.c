@@ -23,14 +23,14 @@ void vq_wait16(struct script *s, uint64_t gpa, uint16_t v)
 
 /* The vCPU that runs scripts, for the VM most recently opened with
  * vq_vopen(). */
-hv_vm *script_vm;
-hv_vcpu *script_vcpu;
+hvc_vm *script_vm;
+hvc_vcpu *script_vcpu;
 
 void vq_vopen(hvt *t)
 {
     hvt_open(t, 0);
     hvt_load(t->vm, "mmio_script");
-    HVT_OK(hv_vcpu_create(t->vm, 0, &script_vcpu));
+    HVT_OK(hvc_vcpu_create(t->vm, 0, &script_vcpu));
     script_vm = t->vm;
 }
 
@@ -46,15 +46,15 @@ void vq_run(hvt *t, struct script *s)
 {
     cr_assert_eq(t->vm, script_vm, "the VM was not opened with vq_vopen()");
     s->ops[s->n++] = (struct op){0, 0, 0, OP_END};
-    HVT_OK(hv_vm_write(t->vm, DATA_IN, s->ops, s->n * sizeof(struct op)));
-    hv_vcpu_mode_options m = HV_VCPU_MODE_OPTIONS_INIT;
-    m.mode = HV_X86_MODE_LONG64;
+    HVT_OK(hvc_vm_write(t->vm, DATA_IN, s->ops, s->n * sizeof(struct op)));
+    hvc_vcpu_mode_options m = HVC_VCPU_MODE_OPTIONS_INIT;
+    m.mode = HVC_X86_MODE_LONG64;
     m.entry = GUEST_LOAD;
     m.stack = GUEST_STACK;
     m.tables_addr = GUEST_TABLES;
-    HVT_OK(hv_vcpu_set_mode(script_vcpu, &m));
+    HVT_OK(hvc_vcpu_set_mode(script_vcpu, &m));
     cr_assert_eq(hvt_run_done(script_vcpu), 0x5c);
-    HVT_OK(hv_vm_read(t->vm, DATA_IN, s->ops, s->n * sizeof(struct op)));
+    HVT_OK(hvc_vm_read(t->vm, DATA_IN, s->ops, s->n * sizeof(struct op)));
     for (int i = 0; i < s->n; i++)
         cr_assert(!(s->ops[i].op == OP_WAIT16 && s->ops[i].value == 0xdead),
                   "wait at op %d timed out", i);
@@ -95,15 +95,16 @@ void vq_init(hvt *t, uint32_t nqueues)
 
 void vq_put_desc(hvt *t, uint32_t qoff, uint16_t i, struct desc d)
 {
-    HVT_OK(hv_vm_write(t->vm, DESC + qoff + 16u * i, &d, sizeof(d)));
+    HVT_OK(hvc_vm_write(t->vm, DESC + qoff + 16u * i, &d, sizeof(d)));
 }
 
 /* Publishes head in the available ring as entry idx (idx+1 afterwards). */
 void vq_publish(hvt *t, uint32_t qoff, uint16_t idx, uint16_t head)
 {
-    HVT_OK(hv_vm_write(t->vm, AVAIL + qoff + 4 + 2u * (idx % QSIZE), &head, 2));
+    HVT_OK(
+        hvc_vm_write(t->vm, AVAIL + qoff + 4 + 2u * (idx % QSIZE), &head, 2));
     uint16_t next = idx + 1;
-    HVT_OK(hv_vm_write(t->vm, AVAIL + qoff + 2, &next, 2));
+    HVT_OK(hvc_vm_write(t->vm, AVAIL + qoff + 2, &next, 2));
 }
 
 /* Notifies queue q, waits for used->idx to reach want, returns ISR. */
@@ -140,17 +141,17 @@ int vq_make_disk(char *path, size_t size)
     return fd;
 }
 
-void vq_blk_setup(hvt *t, char *path, hv_device **dev)
+void vq_blk_setup(hvt *t, char *path, hvc_device **dev)
 {
     vq_vopen(t);
     int fd = vq_make_disk(path, 64 * 512);
     close(fd);
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
     o.mmio.base = BASE;
     o.mmio.irq = IRQ;
     o.path = path;
     o.serial = "SERIAL-1234";
-    HVT_OK(hv_virtio_blk_create(t->vm, &o, dev));
+    HVT_OK(hvc_virtio_blk_create(t->vm, &o, dev));
     vq_init(t, 1);
 }
 
@@ -163,7 +164,7 @@ void vq_blk_request(hvt *t, uint16_t slot, uint32_t type, uint64_t sector,
         uint32_t type, reserved;
         uint64_t sector;
     } h = {type, 0, sector};
-    HVT_OK(hv_vm_write(t->vm, hdr, &h, sizeof(h)));
+    HVT_OK(hvc_vm_write(t->vm, hdr, &h, sizeof(h)));
     uint16_t d0 = (uint16_t)(3 * slot);
     vq_put_desc(t, 0, d0, (struct desc){hdr, 16, 1, (uint16_t)(d0 + 1)});
     vq_put_desc(t, 0, (uint16_t)(d0 + 1),
@@ -172,12 +173,12 @@ void vq_blk_request(hvt *t, uint16_t slot, uint32_t type, uint64_t sector,
                               (uint16_t)(d0 + 2)});
     vq_put_desc(t, 0, (uint16_t)(d0 + 2), (struct desc){hdr + 0x80, 1, 2, 0});
     uint8_t poison = 0xee;
-    HVT_OK(hv_vm_write(t->vm, hdr + 0x80, &poison, 1));
+    HVT_OK(hvc_vm_write(t->vm, hdr + 0x80, &poison, 1));
 }
 
 uint8_t vq_blk_status(hvt *t, uint16_t slot)
 {
     uint8_t s;
-    HVT_OK(hv_vm_read(t->vm, BUF + 0x100u * slot + 0x80, &s, 1));
+    HVT_OK(hvc_vm_read(t->vm, BUF + 0x100u * slot + 0x80, &s, 1));
     return s;
 }

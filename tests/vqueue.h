@@ -33,8 +33,8 @@ struct desc {
 
 /* The VM and vCPU that run scripts: those vq_vopen() made last (a test may
  * point them at a restored VM). */
-extern hv_vm *script_vm;
-extern hv_vcpu *script_vcpu;
+extern hvc_vm *script_vm;
+extern hvc_vcpu *script_vcpu;
 
 void vq_w32(struct script *s, uint32_t reg, uint32_t v);
 int vq_r32(struct script *s, uint32_t reg);
@@ -52,7 +52,7 @@ void vq_publish(hvt *t, uint32_t qoff, uint16_t idx, uint16_t head);
 uint32_t vq_notify_wait(hvt *t, uint32_t q, uint16_t want);
 uint32_t vq_status_reg(hvt *t);
 int vq_make_disk(char *path, size_t size);
-void vq_blk_setup(hvt *t, char *path, hv_device **dev);
+void vq_blk_setup(hvt *t, char *path, hvc_device **dev);
 /* A three-descriptor request: header, data (rw per write), status. */
 void vq_blk_request(hvt *t, uint16_t slot, uint32_t type, uint64_t sector,
                     uint64_t data, uint32_t len);

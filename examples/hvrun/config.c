@@ -1,4 +1,4 @@
-/* hvrun's own configuration inside a snapshot (hv_save_options::user_data):
+/* hvrun's own configuration inside a snapshot (hvc_save_options::user_data):
  * what a restore needs to attach the same devices. The bytes come back from
  * a file anyone could have written, so the decoder trusts nothing.
  *

@@ -9,36 +9,37 @@
 #define MIB ((uint64_t)1 << 20)
 
 struct host {
-    hv_topology *topo;
+    hvc_topology *topo;
     uint32_t *nodes;
     size_t nr_nodes;
 };
 
 static int open_host(struct host *h)
 {
-    if (hv_topology_host(&h->topo) < 0 ||
-        hv_topology_list_nodes(h->topo, NULL, 0, &h->nr_nodes) < 0)
+    if (hvc_topology_host(&h->topo) < 0 ||
+        hvc_topology_list_nodes(h->topo, NULL, 0, &h->nr_nodes) < 0)
         return -1;
     h->nodes = calloc(h->nr_nodes ? h->nr_nodes : 1, sizeof(*h->nodes));
     if (!h->nodes)
         return -1;
-    return hv_topology_list_nodes(h->topo, h->nodes, h->nr_nodes, &h->nr_nodes);
+    return hvc_topology_list_nodes(h->topo, h->nodes, h->nr_nodes,
+                                   &h->nr_nodes);
 }
 
 static void close_host(struct host *h)
 {
     free(h->nodes);
     if (h->topo)
-        hv_topology_destroy(h->topo);
+        hvc_topology_destroy(h->topo);
 }
 
 /* A node's CPUs, malloc'ed; NULL on failure. */
 static uint32_t *node_cpus(const struct host *h, uint32_t node, size_t *n)
 {
-    if (hv_topology_node_cpus(h->topo, node, NULL, 0, n) < 0)
+    if (hvc_topology_node_cpus(h->topo, node, NULL, 0, n) < 0)
         return NULL;
     uint32_t *cpus = calloc(*n ? *n : 1, sizeof(*cpus));
-    if (cpus && hv_topology_node_cpus(h->topo, node, cpus, *n, n) < 0) {
+    if (cpus && hvc_topology_node_cpus(h->topo, node, cpus, *n, n) < 0) {
         free(cpus);
         return NULL;
     }
@@ -52,7 +53,7 @@ void hvrun_check_numa_node(uint32_t node)
         fprintf(stderr,
                 "hvrun: --numa-node: cannot read the host's "
                 "topology: %s\n",
-                hv_last_error());
+                hvc_last_error());
         exit(HVRUN_EXIT_USAGE);
     }
     size_t n = 0;
@@ -93,7 +94,7 @@ static void print_table(const struct host *h)
         size_t n = 0;
         uint64_t total = 0, avail = 0;
         uint32_t *cpus = node_cpus(h, h->nodes[i], &n);
-        hv_topology_node_memory(h->topo, h->nodes[i], &total, &avail);
+        hvc_topology_node_memory(h->topo, h->nodes[i], &total, &avail);
         printf("%-4" PRIu32 " %5zu %10" PRIu64 " %10" PRIu64 "  ", h->nodes[i],
                n, total / MIB, avail / MIB);
         print_cpulist(cpus, cpus ? n : 0);
@@ -107,16 +108,16 @@ static void print_table(const struct host *h)
         printf("\n%-9" PRIu32, h->nodes[i]);
         for (size_t j = 0; j < h->nr_nodes; j++) {
             uint32_t d = 0;
-            hv_topology_distance(h->topo, h->nodes[i], h->nodes[j], &d);
+            hvc_topology_distance(h->topo, h->nodes[i], h->nodes[j], &d);
             printf(" %4" PRIu32, d);
         }
     }
-    size_t count = hv_topology_pci_count(h->topo);
+    size_t count = hvc_topology_pci_count(h->topo);
     printf("\n\n%-12s %-9s %-6s %-4s %s\n", "PCI ADDRESS", "IDS", "CLASS",
            "NODE", "DESCRIPTION");
     for (size_t i = 0; i < count; i++) {
-        hv_pci_device d = HV_PCI_DEVICE_INIT;
-        if (hv_topology_pci_device(h->topo, i, &d) < 0)
+        hvc_pci_device d = HVC_PCI_DEVICE_INIT;
+        if (hvc_topology_pci_device(h->topo, i, &d) < 0)
             continue;
         char node[16] = "-";
         if (d.numa_node >= 0)
@@ -166,7 +167,7 @@ static void print_json(const struct host *h)
         size_t n = 0;
         uint64_t total = 0, avail = 0;
         uint32_t *cpus = node_cpus(h, h->nodes[i], &n);
-        hv_topology_node_memory(h->topo, h->nodes[i], &total, &avail);
+        hvc_topology_node_memory(h->topo, h->nodes[i], &total, &avail);
         printf("%s\n    {\"id\": %" PRIu32 ", \"cpus\": [", i ? "," : "",
                h->nodes[i]);
         for (size_t k = 0; cpus && k < n; k++)
@@ -176,7 +177,7 @@ static void print_json(const struct host *h)
                total, avail);
         for (size_t j = 0; j < h->nr_nodes; j++) {
             uint32_t d = 0;
-            hv_topology_distance(h->topo, h->nodes[i], h->nodes[j], &d);
+            hvc_topology_distance(h->topo, h->nodes[i], h->nodes[j], &d);
             printf("%s\"%" PRIu32 "\": %" PRIu32, j ? ", " : "", h->nodes[j],
                    d);
         }
@@ -184,10 +185,10 @@ static void print_json(const struct host *h)
         free(cpus);
     }
     printf("\n  ],\n  \"pci_devices\": [");
-    size_t count = hv_topology_pci_count(h->topo);
+    size_t count = hvc_topology_pci_count(h->topo);
     for (size_t i = 0; i < count; i++) {
-        hv_pci_device d = HV_PCI_DEVICE_INIT;
-        if (hv_topology_pci_device(h->topo, i, &d) < 0)
+        hvc_pci_device d = HVC_PCI_DEVICE_INIT;
+        if (hvc_topology_pci_device(h->topo, i, &d) < 0)
             continue;
         printf("%s\n    {\"address\": \"%04" PRIx32 ":%02x:%02x.%x\", "
                "\"vendor_id\": \"%04x\", \"device_id\": \"%04x\", "
@@ -214,7 +215,7 @@ int hvrun_list_host(bool json)
     struct host h = {0};
     if (open_host(&h) < 0) {
         fprintf(stderr, "hvrun: cannot read the host's topology: %s\n",
-                hv_last_error());
+                hvc_last_error());
         close_host(&h);
         return HVRUN_EXIT_INTERNAL;
     }

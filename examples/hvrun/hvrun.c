@@ -55,7 +55,7 @@ static void raw_tty(void)
 
 static void fail(const char *what)
 {
-    fprintf(stderr, "hvrun: %s: %s\n", what, hv_last_error());
+    fprintf(stderr, "hvrun: %s: %s\n", what, hvc_last_error());
     exit(HVRUN_EXIT_INTERNAL);
 }
 
@@ -70,18 +70,18 @@ static void add_ram(struct machine *m, uint64_t mib, int32_t node)
 {
     uint64_t bytes = mib * MIB;
     uint32_t bind = (uint32_t)node;
-    hv_memory_options o = HV_MEMORY_OPTIONS_INIT;
+    hvc_memory_options o = HVC_MEMORY_OPTIONS_INIT;
     if (node >= 0) {
-        o.numa_policy = HV_NUMA_BIND;
+        o.numa_policy = HVC_NUMA_BIND;
         o.numa_nodes = &bind;
         o.numa_node_count = 1;
     }
     o.length = bytes < LOW_RAM_TOP ? bytes : LOW_RAM_TOP;
-    check(hv_vm_add_memory(m->vm, &o, NULL), "adding RAM");
+    check(hvc_vm_add_memory(m->vm, &o, NULL), "adding RAM");
     if (bytes > LOW_RAM_TOP) {
         o.guest_addr = HIGH_RAM;
         o.length = bytes - LOW_RAM_TOP;
-        check(hv_vm_add_memory(m->vm, &o, NULL), "adding RAM above 4 GiB");
+        check(hvc_vm_add_memory(m->vm, &o, NULL), "adding RAM above 4 GiB");
     }
 }
 
@@ -97,12 +97,12 @@ static int pollable_stdin(void)
     return -1;
 }
 
-static hv_acpi_device virtio_acpi[16];
+static hvc_acpi_device virtio_acpi[16];
 static size_t nr_virtio_acpi;
 
-void hvrun_add_devices(hv_vm *vm, const struct options *opt, bool restoring)
+void hvrun_add_devices(hvc_vm *vm, const struct options *opt, bool restoring)
 {
-    hv_serial_options so = HV_SERIAL_OPTIONS_INIT;
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
     so.name = "com1";
     if (opt->serial == SERIAL_STDIO && opt->virtio_console) {
         so.output_fd = STDOUT_FILENO; /* early boot messages; no input */
@@ -122,11 +122,11 @@ void hvrun_add_devices(hv_vm *vm, const struct options *opt, bool restoring)
             exit(HVRUN_EXIT_USAGE);
         }
     }
-    check(hv_serial_create(vm, &so, NULL), "creating the UART");
-    check(hv_debug_exit_create(vm, 0xf4, NULL), "creating debug-exit");
-    check(hv_i8042_create(vm, NULL), "creating the i8042");
-    check(hv_cmos_create(vm, NULL), "creating the RTC");
-    check(hv_port80_create(vm, NULL), "creating the port 0x80 sink");
+    check(hvc_serial_create(vm, &so, NULL), "creating the UART");
+    check(hvc_debug_exit_create(vm, 0xf4, NULL), "creating debug-exit");
+    check(hvc_i8042_create(vm, NULL), "creating the i8042");
+    check(hvc_cmos_create(vm, NULL), "creating the RTC");
+    check(hvc_port80_create(vm, NULL), "creating the port 0x80 sink");
     if (opt->virtio_console)
         raw_tty();
     nr_virtio_acpi = hvrun_add_virtio(
@@ -135,34 +135,34 @@ void hvrun_add_devices(hv_vm *vm, const struct options *opt, bool restoring)
 
 static uint64_t add_acpi(struct machine *m, const struct options *opt)
 {
-    hv_acpi_device devs[17] = {{.hid = "PNP0501",
-                                .space = HV_IO_PIO,
-                                .irq = 4,
-                                .base = 0x3f8,
-                                .length = 8}};
+    hvc_acpi_device devs[17] = {{.hid = "PNP0501",
+                                 .space = HVC_IO_PIO,
+                                 .irq = 4,
+                                 .base = 0x3f8,
+                                 .length = 8}};
     size_t n = 1;
     if (!opt->virtio_cmdline)
         for (size_t i = 0; i < nr_virtio_acpi; i++)
             devs[n++] = virtio_acpi[i];
-    hv_acpi_options ao = HV_ACPI_OPTIONS_INIT;
+    hvc_acpi_options ao = HVC_ACPI_OPTIONS_INIT;
     ao.nr_cpus = opt->cpus;
     ao.devices = devs;
     ao.nr_devices = (uint32_t)n;
     uint64_t rsdp = 0;
-    check(hv_acpi_build(m->vm, &ao, &rsdp), "building ACPI tables");
+    check(hvc_acpi_build(m->vm, &ao, &rsdp), "building ACPI tables");
     return rsdp;
 }
 
 static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
 {
-    hv_boot_options bo = HV_BOOT_OPTIONS_INIT;
+    hvc_boot_options bo = HVC_BOOT_OPTIONS_INIT;
     bo.kernel = hvrun_read_file("kernel", opt->kernel, &bo.kernel_size);
     if (opt->initrd)
         bo.initrd = hvrun_read_file("initrd", opt->initrd, &bo.initrd_size);
     bo.cmdline = opt->cmdline;
     char *full = NULL;
     size_t vlen = 0;
-    if (opt->virtio_cmdline && hv_virtio_cmdline(m->vm, NULL, 0, &vlen) == 0 &&
+    if (opt->virtio_cmdline && hvc_virtio_cmdline(m->vm, NULL, 0, &vlen) == 0 &&
         vlen) {
         size_t cap = strlen(opt->cmdline) + vlen + 2;
         full = malloc(cap);
@@ -172,20 +172,20 @@ static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
         }
         int k =
             snprintf(full, cap, "%s%s", opt->cmdline, *opt->cmdline ? " " : "");
-        check(hv_virtio_cmdline(m->vm, full + k, cap - (size_t)k, &vlen),
+        check(hvc_virtio_cmdline(m->vm, full + k, cap - (size_t)k, &vlen),
               "writing the virtio command line");
         bo.cmdline = full;
     }
     bo.acpi_rsdp = rsdp;
     if (opt->raw) {
-        bo.format = HV_KERNEL_RAW;
+        bo.format = HVC_KERNEL_RAW;
         bo.raw_address = opt->raw_address;
         bo.raw_mode = opt->raw_mode;
     }
-    int r = hv_vm_load_kernel(m->vm, &bo, &m->boot);
+    int r = hvc_vm_load_kernel(m->vm, &bo, &m->boot);
     if (r < 0) {
         fprintf(stderr, "hvrun: cannot load '%s': %s\n", opt->kernel,
-                hv_last_error());
+                hvc_last_error());
         exit(HVRUN_EXIT_USAGE);
     }
     free((void *)bo.kernel);
@@ -201,20 +201,20 @@ static void stop(struct machine *m, int status)
         return;
     atomic_store(&m->status, status);
     for (uint32_t i = 0; i < m->nr_vcpus; i++)
-        hv_vcpu_kick(m->vcpus[i]);
+        hvc_vcpu_kick(m->vcpus[i]);
 }
 
-static int status_of(const hv_exit *e, uint32_t id)
+static int status_of(const hvc_exit *e, uint32_t id)
 {
     switch (e->reason) {
-    case HV_EXIT_POWEROFF:
-        return (e->flags & HV_EXIT_F_HANDLED) ? (int)(e->u.system.code & 0xff)
-                                              : 0;
-    case HV_EXIT_RESET: return 0;
-    case HV_EXIT_SHUTDOWN:
+    case HVC_EXIT_POWEROFF:
+        return (e->flags & HVC_EXIT_F_HANDLED) ? (int)(e->u.system.code & 0xff)
+                                               : 0;
+    case HVC_EXIT_RESET: return 0;
+    case HVC_EXIT_SHUTDOWN:
         fprintf(stderr, "hvrun: vCPU %u: the guest triple-faulted\n", id);
         return HVRUN_EXIT_TRIPLE_FAULT;
-    case HV_EXIT_INTERNAL_ERROR:
+    case HVC_EXIT_INTERNAL_ERROR:
         fprintf(stderr,
                 "hvrun: vCPU %u: internal error (backend code %u, exit "
                 "%llu)\n",
@@ -233,23 +233,23 @@ static void *vcpu_thread(void *arg)
 {
     struct runner *r = arg;
     struct machine *m = r->m;
-    hv_vcpu *v = m->vcpus[r->id];
+    hvc_vcpu *v = m->vcpus[r->id];
     while (!atomic_load(&m->stopping)) {
-        const hv_exit *e;
-        if (hv_vcpu_run(v, &e) < 0) {
-            fprintf(stderr, "hvrun: vCPU %u: %s\n", r->id, hv_last_error());
+        const hvc_exit *e;
+        if (hvc_vcpu_run(v, &e) < 0) {
+            fprintf(stderr, "hvrun: vCPU %u: %s\n", r->id, hvc_last_error());
             stop(m, HVRUN_EXIT_INTERNAL);
             break;
         }
-        if (e->reason == HV_EXIT_KICK)
+        if (e->reason == HVC_EXIT_KICK)
             continue; /* the loop condition decides */
         int status = status_of(e, r->id);
         if (status >= 0) {
             stop(m, status);
-        } else if (e->reason == HV_EXIT_PIO || e->reason == HV_EXIT_MMIO) {
+        } else if (e->reason == HVC_EXIT_PIO || e->reason == HVC_EXIT_MMIO) {
             /* Nothing is there: reads float high (the library's default)
              * and writes are dropped, as on a real bus. */
-        } else if (e->reason == HV_EXIT_HLT) {
+        } else if (e->reason == HVC_EXIT_HLT) {
             continue;
         } else {
             fprintf(stderr, "hvrun: vCPU %u: unexpected exit %u\n", r->id,
@@ -283,7 +283,7 @@ static double now(void)
 
 /* A snapshot on the watcher thread: without --keep-running the VM stays
  * paused and hvrun exits 0 (the kicks take the parked vCPU threads out of
- * hv_vcpu_run() without entering the guest, so the console ends exactly
+ * hvc_vcpu_run() without entering the guest, so the console ends exactly
  * where the snapshot does); with it, the VM resumes, even after a failed
  * save (which printed its line). */
 static void take_snapshot(struct machine *m)
@@ -293,9 +293,9 @@ static void take_snapshot(struct machine *m)
         stop(m, HVRUN_EXIT_INTERRUPTED);
     } else if (!m->opt->keep_running) {
         stop(m, r < 0 ? HVRUN_EXIT_INTERNAL : 0);
-    } else if (hv_vm_is_paused(m->vm) && hv_vm_resume(m->vm) < 0) {
+    } else if (hvc_vm_is_paused(m->vm) && hvc_vm_resume(m->vm) < 0) {
         fprintf(stderr, "hvrun: resuming after the snapshot: %s\n",
-                hv_last_error());
+                hvc_last_error());
         stop(m, HVRUN_EXIT_INTERNAL);
     }
 }
@@ -328,9 +328,9 @@ static void *signal_watch(void *arg)
  * its entry, the others wait for the guest's INIT/SIPI. */
 static void boot(struct machine *m, const struct options *opt)
 {
-    hv_vm_options vo = HV_VM_OPTIONS_INIT;
+    hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
     vo.max_vcpus = opt->cpus;
-    check(hv_vm_create(m->hv, &vo, &m->vm), "creating the VM");
+    check(hvc_vm_create(m->hv, &vo, &m->vm), "creating the VM");
     add_ram(m, opt->mem_mib, opt->numa_node);
     hvrun_add_devices(m->vm, opt, false);
     uint64_t rsdp = add_acpi(m, opt);
@@ -342,11 +342,11 @@ static void boot(struct machine *m, const struct options *opt)
         exit(HVRUN_EXIT_INTERNAL);
     }
     for (uint32_t i = 0; i < opt->cpus; i++)
-        check(hv_vcpu_create(m->vm, i, &m->vcpus[i]), "creating a vCPU");
-    check(hv_vcpu_boot(m->vcpus[0], &m->boot), "setting up the boot vCPU");
+        check(hvc_vcpu_create(m->vm, i, &m->vcpus[i]), "creating a vCPU");
+    check(hvc_vcpu_boot(m->vcpus[0], &m->boot), "setting up the boot vCPU");
     /* A raw image gets its vCPU's index in rdi: 0 for the boot vCPU. */
     if (opt->raw)
-        check(hv_vcpu_set_reg(m->vcpus[0], HV_X86_RDI, 0),
+        check(hvc_vcpu_set_reg(m->vcpus[0], HVC_X86_RDI, 0),
               "setting up the boot vCPU");
 }
 
@@ -360,7 +360,7 @@ int main(int argc, char **argv)
      * VM's and vCPUs' own structures on the node too, and every thread
      * started from here on (vCPUs, the event thread) inherits the CPUs. */
     if (opt.numa_node >= 0)
-        check(hv_thread_pin_node((uint32_t)opt.numa_node),
+        check(hvc_thread_pin_node((uint32_t)opt.numa_node),
               "pinning to the NUMA node");
 
     hvrun_snapshot_prepare(&opt);
@@ -377,7 +377,7 @@ int main(int argc, char **argv)
         sa.sa_handler = on_usr1;
         sigaction(SIGUSR1, &sa, NULL);
     }
-    check(hv_hypervisor_open(NULL, &m.hv), "opening the hypervisor");
+    check(hvc_hypervisor_open(NULL, &m.hv), "opening the hypervisor");
     if (opt.restore)
         hvrun_restore(&m, &opt); /* continues where the snapshot stopped */
     else
@@ -406,8 +406,8 @@ int main(int argc, char **argv)
     stop(&m, HVRUN_EXIT_INTERNAL); /* no-op unless nothing stopped it */
     pthread_join(watcher, NULL);
     fflush(stdout);
-    hv_vm_destroy(m.vm);
-    hv_hypervisor_close(m.hv);
+    hvc_vm_destroy(m.vm);
+    hvc_hypervisor_close(m.hv);
     free(m.vcpus);
     free(runners);
     free(threads);

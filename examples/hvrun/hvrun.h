@@ -56,17 +56,17 @@ struct options {
     const char *key_file;
     const char *passphrase_file;
     bool have_key; /* key[] holds --key-file's bytes */
-    uint8_t key[HV_STREAM_KEY_SIZE];
+    uint8_t key[HVC_STREAM_KEY_SIZE];
     char *passphrase; /* the first line of --passphrase-file */
 };
 
 /* The running machine, shared by the runner and the snapshot code. */
 struct machine {
-    hv_hypervisor *hv;
-    hv_vm *vm;
-    hv_vcpu **vcpus;
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    hvc_vcpu **vcpus;
     uint32_t nr_vcpus;
-    hv_boot_info boot;
+    hvc_boot_info boot;
     const struct options *opt; /* what the VM is, as a snapshot records */
     atomic_int stopping;
     atomic_int status; /* exit status, first writer wins */
@@ -80,13 +80,13 @@ void hvrun_parse(int argc, char **argv, struct options *o);
  * from 0xd0000000 with its own GSI from 5 up, and describes them in
  * acpi[] (up to 16 entries); console_fd_in/out give the virtio console's
  * stdio. Returns the number of ACPI entries written. */
-size_t hvrun_add_virtio(hv_vm *vm, const struct options *o, int console_in,
-                        hv_acpi_device *acpi);
+size_t hvrun_add_virtio(hvc_vm *vm, const struct options *o, int console_in,
+                        hvc_acpi_device *acpi);
 
 /* Adds COM1 and the platform and virtio devices the options ask for
  * (hvrun.c); a restore adds the same ones, named alike, and appends to a
  * --serial file instead of truncating it. */
-void hvrun_add_devices(hv_vm *vm, const struct options *o, bool restoring);
+void hvrun_add_devices(hvc_vm *vm, const struct options *o, bool restoring);
 
 /* Non-zero once SIGINT or SIGTERM arrived. */
 int hvrun_interrupted(void);
@@ -126,7 +126,7 @@ struct hvrun_progress {
     bool tty, drawn;
 };
 void hvrun_progress_begin(struct hvrun_progress *p, const char *what);
-/* An hv_progress_fn; -ECANCELED once interrupted. */
+/* An hvc_progress_fn; -ECANCELED once interrupted. */
 int hvrun_progress(void *opaque, uint64_t done, uint64_t total);
 /* Ends the line (if one was drawn), with the totals when @ok: @bytes, or
  * the last count reported if that is more. */

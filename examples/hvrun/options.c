@@ -140,7 +140,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
     o->cmdline = "console=ttyS0";
     o->mem_mib = 256;
     o->cpus = 1;
-    o->raw_mode = HV_X86_MODE_LONG64;
+    o->raw_mode = HVC_X86_MODE_LONG64;
     o->numa_node = -1;
     opterr = 0;
     /* Flags that only make sense when booting a kernel. */
@@ -190,11 +190,11 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         case 'R':
             boot_only = "--raw-mode";
             if (strcmp(optarg, "64") == 0)
-                o->raw_mode = HV_X86_MODE_LONG64;
+                o->raw_mode = HVC_X86_MODE_LONG64;
             else if (strcmp(optarg, "32") == 0)
-                o->raw_mode = HV_X86_MODE_PROTECTED32;
+                o->raw_mode = HVC_X86_MODE_PROTECTED32;
             else if (strcmp(optarg, "real") == 0)
-                o->raw_mode = HV_X86_MODE_REAL;
+                o->raw_mode = HVC_X86_MODE_REAL;
             else
                 die_usage("--raw-mode: '%s' is not 64, 32 or real", optarg);
             break;
@@ -245,7 +245,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         case 'P': o->passphrase_file = optarg; break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V':
-            printf("hvrun (libhvcore %s)\n", hv_version_string());
+            printf("hvrun (libhvcore %s)\n", hvc_version_string());
             exit(0);
         case ':': die_usage("%s needs a value", argv[optind - 1]); break;
         default: die_usage("unknown option '%s'", argv[optind - 1]); break;

@@ -60,19 +60,20 @@ static size_t read_secret(const char *flag, const char *path, void *buf,
 
 static void read_key(struct options *o)
 {
-    uint8_t buf[HV_STREAM_KEY_SIZE + 1];
+    uint8_t buf[HVC_STREAM_KEY_SIZE + 1];
     size_t n = read_secret("--key-file", o->key_file, buf, sizeof(buf));
     struct stat st;
-    if (n != HV_STREAM_KEY_SIZE) {
+    if (n != HVC_STREAM_KEY_SIZE) {
         if (stat(o->key_file, &st) == 0 && S_ISREG(st.st_mode))
             usage_error("--key-file '%s' holds %lld bytes; a key is exactly "
                         "%d raw bytes",
-                        o->key_file, (long long)st.st_size, HV_STREAM_KEY_SIZE);
+                        o->key_file, (long long)st.st_size,
+                        HVC_STREAM_KEY_SIZE);
         usage_error("--key-file '%s' holds %s%zu bytes; a key is exactly "
                     "%d raw bytes",
-                    o->key_file, n > HV_STREAM_KEY_SIZE ? "more than " : "",
-                    n > HV_STREAM_KEY_SIZE ? (size_t)HV_STREAM_KEY_SIZE : n,
-                    HV_STREAM_KEY_SIZE);
+                    o->key_file, n > HVC_STREAM_KEY_SIZE ? "more than " : "",
+                    n > HVC_STREAM_KEY_SIZE ? (size_t)HVC_STREAM_KEY_SIZE : n,
+                    HVC_STREAM_KEY_SIZE);
     }
     memcpy(o->key, buf, sizeof(o->key));
     o->have_key = true;
@@ -100,7 +101,7 @@ static void read_passphrase(struct options *o)
     o->passphrase = buf;
 }
 
-/* hv_snapshot_save() writes a temporary file next to FILE: say so now,
+/* hvc_snapshot_save() writes a temporary file next to FILE: say so now,
  * not after the guest ran for an hour. */
 static void check_snapshot_path(const char *path)
 {
@@ -139,10 +140,10 @@ int hvrun_snapshot(struct machine *m)
                 o->snapshot);
         return -ENOMEM;
     }
-    int r = hv_vm_pause(m->vm);
+    int r = hvc_vm_pause(m->vm);
     if (r < 0) {
         fprintf(stderr, "hvrun: pausing the VM for a snapshot: %s\n",
-                hv_last_error());
+                hvc_last_error());
         free(user);
         return r;
     }
@@ -150,18 +151,18 @@ int hvrun_snapshot(struct machine *m)
     snprintf(what, sizeof(what), "saving '%s'", base_of(o->snapshot));
     struct hvrun_progress progress;
     hvrun_progress_begin(&progress, what);
-    hv_save_options so = HV_SAVE_OPTIONS_INIT;
+    hvc_save_options so = HVC_SAVE_OPTIONS_INIT;
     so.key = o->have_key ? o->key : NULL;
     so.passphrase = o->passphrase;
     so.user_data = user;
     so.user_data_length = length;
     so.progress = hvrun_progress;
     so.opaque = &progress;
-    r = hv_snapshot_save(m->vm, o->snapshot, &so);
+    r = hvc_snapshot_save(m->vm, o->snapshot, &so);
     hvrun_progress_end(&progress, r == 0, 0);
     if (r < 0 && !(r == -ECANCELED && hvrun_interrupted()))
         fprintf(stderr, "hvrun: snapshot '%s': %s\n", o->snapshot,
-                hv_last_error());
+                hvc_last_error());
     free(user);
     return r;
 }
@@ -178,7 +179,7 @@ struct restoring {
 /* The configuration of the restored VM; it lives as long as hvrun. */
 static struct options restored;
 
-static int setup(void *opaque, hv_vm *vm, const void *user, size_t length)
+static int setup(void *opaque, hvc_vm *vm, const void *user, size_t length)
 {
     struct restoring *st = opaque;
     if (hvrun_config_decode(user, length, &restored, st->why, sizeof(st->why)) <
@@ -222,15 +223,15 @@ void hvrun_restore(struct machine *m, struct options *o)
     char what[300];
     snprintf(what, sizeof(what), "restoring '%s'", base_of(o->restore));
     hvrun_progress_begin(&st.progress, what);
-    hv_restore_options ro = HV_RESTORE_OPTIONS_INIT;
-    ro.flags = o->restore_mmap ? HV_RESTORE_MMAP : 0;
+    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
+    ro.flags = o->restore_mmap ? HVC_RESTORE_MMAP : 0;
     ro.key = o->have_key ? o->key : NULL;
     ro.passphrase = o->passphrase;
     ro.setup = setup;
     ro.progress = hvrun_progress;
     ro.opaque = &st;
-    hv_vm *vm = NULL;
-    int r = hv_snapshot_restore(m->hv, o->restore, &ro, &vm);
+    hvc_vm *vm = NULL;
+    int r = hvc_snapshot_restore(m->hv, o->restore, &ro, &vm);
     /* A restore that succeeded read the whole file (the library reports
      * progress only every 4 MiB). */
     struct stat fst;
@@ -242,10 +243,10 @@ void hvrun_restore(struct machine *m, struct options *o)
         if (st.setup_failed) /* hvrun's own check */
             fprintf(stderr, "hvrun: --restore '%s': %s\n", o->restore, st.why);
         else /* the library's message names the file */
-            fprintf(stderr, "hvrun: --restore: %s\n", hv_last_error());
+            fprintf(stderr, "hvrun: --restore: %s\n", hvc_last_error());
         exit(st.setup_failed ? HVRUN_EXIT_USAGE : status_of(r));
     }
-    uint32_t n = hv_vm_vcpu_count(vm);
+    uint32_t n = hvc_vm_vcpu_count(vm);
     if (n != restored.cpus) {
         fprintf(stderr,
                 "hvrun: --restore '%s': the VM has %u vCPUs; its hvrun "
@@ -259,9 +260,9 @@ void hvrun_restore(struct machine *m, struct options *o)
         exit(HVRUN_EXIT_INTERNAL);
     }
     for (uint32_t i = 0; i < n; i++)
-        if (hv_vm_get_vcpu(vm, i, &m->vcpus[i]) < 0) {
+        if (hvc_vm_get_vcpu(vm, i, &m->vcpus[i]) < 0) {
             fprintf(stderr, "hvrun: --restore '%s': %s\n", o->restore,
-                    hv_last_error());
+                    hvc_last_error());
             exit(HVRUN_EXIT_USAGE);
         }
     m->vm = vm;

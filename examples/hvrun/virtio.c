@@ -13,61 +13,61 @@
 #define FIRST_GSI 5
 
 struct slot {
-    hv_virtio_mmio mmio;
+    hvc_virtio_mmio mmio;
     size_t index;
 };
 
-static hv_virtio_mmio next_slot(size_t i)
+static hvc_virtio_mmio next_slot(size_t i)
 {
-    hv_virtio_mmio m = {VIRTIO_BASE + i * HV_VIRTIO_MMIO_SIZE,
-                        (uint32_t)(FIRST_GSI + i), 0};
+    hvc_virtio_mmio m = {VIRTIO_BASE + i * HVC_VIRTIO_MMIO_SIZE,
+                         (uint32_t)(FIRST_GSI + i), 0};
     return m;
 }
 
-static void describe(hv_acpi_device *acpi, const hv_virtio_mmio *m)
+static void describe(hvc_acpi_device *acpi, const hvc_virtio_mmio *m)
 {
     memset(acpi, 0, sizeof(*acpi));
     acpi->hid = "LNRO0005";
-    acpi->space = HV_IO_MMIO;
+    acpi->space = HVC_IO_MMIO;
     acpi->irq = m->irq;
     acpi->base = m->base;
-    acpi->length = HV_VIRTIO_MMIO_SIZE;
+    acpi->length = HVC_VIRTIO_MMIO_SIZE;
 }
 
 static void fail(const char *what)
 {
-    fprintf(stderr, "hvrun: %s: %s\n", what, hv_last_error());
+    fprintf(stderr, "hvrun: %s: %s\n", what, hvc_last_error());
     exit(HVRUN_EXIT_USAGE);
 }
 
-size_t hvrun_add_virtio(hv_vm *vm, const struct options *o, int console_in,
-                        hv_acpi_device *acpi)
+size_t hvrun_add_virtio(hvc_vm *vm, const struct options *o, int console_in,
+                        hvc_acpi_device *acpi)
 {
     size_t n = 0;
     for (uint32_t i = 0; i < o->nr_disks; i++) {
-        hv_virtio_blk_options b = HV_VIRTIO_BLK_OPTIONS_INIT;
+        hvc_virtio_blk_options b = HVC_VIRTIO_BLK_OPTIONS_INIT;
         b.mmio = next_slot(n);
         b.path = o->disks[i];
         if (o->disk_readonly[i])
-            b.flags = HV_VIRTIO_BLK_READONLY;
-        if (hv_virtio_blk_create(vm, &b, NULL) < 0)
+            b.flags = HVC_VIRTIO_BLK_READONLY;
+        if (hvc_virtio_blk_create(vm, &b, NULL) < 0)
             fail("--disk");
         describe(&acpi[n], &b.mmio);
         n++;
     }
     if (o->rng) {
-        hv_virtio_mmio m = next_slot(n);
-        if (hv_virtio_rng_create(vm, &m, NULL, NULL) < 0)
+        hvc_virtio_mmio m = next_slot(n);
+        if (hvc_virtio_rng_create(vm, &m, NULL, NULL) < 0)
             fail("--rng");
         describe(&acpi[n], &m);
         n++;
     }
     if (o->virtio_console) {
-        hv_virtio_console_options c = HV_VIRTIO_CONSOLE_OPTIONS_INIT;
+        hvc_virtio_console_options c = HVC_VIRTIO_CONSOLE_OPTIONS_INIT;
         c.mmio = next_slot(n);
         c.output_fd = STDOUT_FILENO;
         c.input_fd = console_in;
-        if (hv_virtio_console_create(vm, &c, NULL) < 0)
+        if (hvc_virtio_console_create(vm, &c, NULL) < 0)
             fail("--virtio-console");
         describe(&acpi[n], &c.mmio);
         n++;

@@ -4,7 +4,7 @@
  *
  * Every libhvcore function that can fail returns an `int`: 0 on success or a
  * negative errno value (-EINVAL, -ENOMEM, ...). The same thread can then call
- * hv_last_error() for a sentence that names the offending value.
+ * hvc_last_error() for a sentence that names the offending value.
  */
 #ifndef HVCORE_COMMON_H
 #define HVCORE_COMMON_H
@@ -18,29 +18,29 @@ extern "C" {
 
 /** Marks a function exported from libhvcore.so. */
 #if defined(_WIN32)
-#define HV_EXTERN __declspec(dllimport)
+#define HVC_EXTERN __declspec(dllimport)
 #elif defined(__GNUC__) || defined(__clang__)
-#define HV_EXTERN __attribute__((visibility("default")))
+#define HVC_EXTERN __attribute__((visibility("default")))
 #else
-#define HV_EXTERN
+#define HVC_EXTERN
 #endif
 
-/** Version of the headers in use. Compare with hv_version() at run time. */
-#define HV_VERSION_MAJOR 1
-#define HV_VERSION_MINOR 0
-#define HV_VERSION_PATCH 0
+/** Version of the headers in use. Compare with hvc_version() at run time. */
+#define HVC_VERSION_MAJOR 1
+#define HVC_VERSION_MINOR 0
+#define HVC_VERSION_PATCH 0
 /** The header version as one number: major * 10000 + minor * 100 + patch. */
-#define HV_VERSION_NUMBER                                                      \
-    (HV_VERSION_MAJOR * 10000 + HV_VERSION_MINOR * 100 + HV_VERSION_PATCH)
+#define HVC_VERSION_NUMBER                                                     \
+    (HVC_VERSION_MAJOR * 10000 + HVC_VERSION_MINOR * 100 + HVC_VERSION_PATCH)
 
 /**
- * Version of the library actually loaded, as HV_VERSION_NUMBER encodes it.
+ * Version of the library actually loaded, as HVC_VERSION_NUMBER encodes it.
  * A program built against 1.x works with any loaded 1.y where y >= x.
  */
-HV_EXTERN unsigned hv_version(void);
+HVC_EXTERN unsigned hvc_version(void);
 
 /** Version of the loaded library as a string, e.g. "1.0.0". Never NULL. */
-HV_EXTERN const char *hv_version_string(void);
+HVC_EXTERN const char *hvc_version_string(void);
 
 /**
  * Short, static description of an error code returned by libhvcore.
@@ -49,7 +49,7 @@ HV_EXTERN const char *hv_version_string(void);
  *            positive value is treated the same as its negation).
  * @return a constant string; never NULL; thread-safe.
  */
-HV_EXTERN const char *hv_strerror(int err);
+HVC_EXTERN const char *hvc_strerror(int err);
 
 /**
  * The message of the last failed libhvcore call on the calling thread.
@@ -61,7 +61,7 @@ HV_EXTERN const char *hv_strerror(int err);
  * @return a thread-local string owned by the library, valid until the next
  *         libhvcore call on this thread; "" if nothing failed yet.
  */
-HV_EXTERN const char *hv_last_error(void);
+HVC_EXTERN const char *hvc_last_error(void);
 
 #ifdef __cplusplus
 }

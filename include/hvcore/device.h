@@ -6,13 +6,13 @@
  * the interrupt lines it drives. The library's own models (the 16550A UART,
  * the debug-exit port, ...) and a caller's models use the same interface:
  * a VMM can write its own device against this header alone (see
- * examples/). A device attached with hv_vm_add_device() is served inside
- * hv_vcpu_run() like any I/O handler and is destroyed with its VM.
+ * examples/). A device attached with hvc_vm_add_device() is served inside
+ * hvc_vcpu_run() like any I/O handler and is destroyed with its VM.
  *
  * Thread rules: a device's read/write callbacks run on the vCPU thread that
  * made the access, possibly on several vCPU threads at once, and on the
  * VM's event thread for file-descriptor callbacks; a device protects its
- * own state. hv_vm_add_device() and hv_vm_remove_device() may be called
+ * own state. hvc_vm_add_device() and hvc_vm_remove_device() may be called
  * from any thread except from a callback of the same VM.
  */
 #ifndef HVCORE_DEVICE_H
@@ -26,18 +26,18 @@ extern "C" {
 #endif
 
 /** A device attached to a VM. Opaque; owned by its VM. */
-typedef struct hv_device hv_device;
+typedef struct hvc_device hvc_device;
 
-/** Current value of hv_device_ops::version. */
-#define HV_DEVICE_OPS_VERSION 1
+/** Current value of hvc_device_ops::version. */
+#define HVC_DEVICE_OPS_VERSION 1
 
 /**
  * What a device does. The table is versioned by its first field and only
  * ever grows at the end; entries a device does not need may be NULL. The
  * table must outlive every device that uses it (make it `static const`).
  */
-typedef struct hv_device_ops {
-    /** ::HV_DEVICE_OPS_VERSION the device was written for. */
+typedef struct hvc_device_ops {
+    /** ::HVC_DEVICE_OPS_VERSION the device was written for. */
     uint32_t version;
     /** Zero. */
     uint32_t reserved;
@@ -45,13 +45,13 @@ typedef struct hv_device_ops {
     const char *type;
     /**
      * A guest read of @p size bytes at @p offset into range @p range (an
-     * index into hv_device_options::ranges). Fill @p data. Return 0, or as
-     * an ::hv_io_fn. NULL reads as all-ones.
+     * index into hvc_device_options::ranges). Fill @p data. Return 0, or as
+     * an ::hvc_io_fn. NULL reads as all-ones.
      */
-    int (*read)(void *opaque, hv_vcpu *vcpu, uint32_t range, uint64_t offset,
+    int (*read)(void *opaque, hvc_vcpu *vcpu, uint32_t range, uint64_t offset,
                 void *data, uint32_t size);
     /** A guest write; as @c read. NULL ignores writes. */
-    int (*write)(void *opaque, hv_vcpu *vcpu, uint32_t range, uint64_t offset,
+    int (*write)(void *opaque, hvc_vcpu *vcpu, uint32_t range, uint64_t offset,
                  const void *data, uint32_t size);
     /** Puts the device in its power-on state. May be NULL. */
     void (*reset)(void *opaque);
@@ -75,11 +75,11 @@ typedef struct hv_device_ops {
      * device accepts only an empty state.
      */
     int (*load_state)(void *opaque, const void *buf, size_t length);
-} hv_device_ops;
+} hvc_device_ops;
 
 /** A port-I/O or MMIO range a device claims. */
-typedef struct hv_device_range {
-    /** ::HV_IO_PIO or ::HV_IO_MMIO. */
+typedef struct hvc_device_range {
+    /** ::HVC_IO_PIO or ::HVC_IO_MMIO. */
     uint32_t space;
     /** Zero. */
     uint32_t flags;
@@ -87,28 +87,28 @@ typedef struct hv_device_range {
     uint64_t base;
     /** Number of ports or bytes. */
     uint64_t length;
-} hv_device_range;
+} hvc_device_range;
 
 /**
- * Attachment options. Initialise with ::HV_DEVICE_OPTIONS_INIT; fields are
+ * Attachment options. Initialise with ::HVC_DEVICE_OPTIONS_INIT; fields are
  * only ever appended.
  */
-typedef struct hv_device_options {
-    /** sizeof(hv_device_options) as the caller was compiled. */
+typedef struct hvc_device_options {
+    /** sizeof(hvc_device_options) as the caller was compiled. */
     uint32_t size;
     /** Number of entries in @c ranges (at most 16). */
     uint32_t nr_ranges;
     /** The ranges the device claims; copied. */
-    const hv_device_range *ranges;
+    const hvc_device_range *ranges;
     /** Instance name, unique in the VM (e.g. "com1"); copied; NULL names
      * it after its type and a number. */
     const char *name;
-} hv_device_options;
+} hvc_device_options;
 
-/** Initialiser for ::hv_device_options. */
-#define HV_DEVICE_OPTIONS_INIT                                                 \
+/** Initialiser for ::hvc_device_options. */
+#define HVC_DEVICE_OPTIONS_INIT                                                 \
     {                                                                          \
-        sizeof(hv_device_options), 0, NULL, NULL                               \
+        sizeof(hvc_device_options), 0, NULL, NULL                               \
     }
 
 /**
@@ -121,9 +121,9 @@ typedef struct hv_device_options {
  *         too many ranges); -EEXIST (a range overlaps a registered one, or
  *         the name is taken); -ENOMEM.
  */
-HV_EXTERN int hv_vm_add_device(hv_vm *vm, const hv_device_ops *ops,
-                               void *opaque, const hv_device_options *opts,
-                               hv_device **out);
+HVC_EXTERN int hvc_vm_add_device(hvc_vm *vm, const hvc_device_ops *ops,
+                               void *opaque, const hvc_device_options *opts,
+                               hvc_device **out);
 
 /**
  * Detaches a device, unregisters its ranges and destroys it. Once the call
@@ -132,7 +132,7 @@ HV_EXTERN int hv_vm_add_device(hv_vm *vm, const hv_device_ops *ops,
  * @return 0; -EINVAL (NULL, a device of another VM); -EDEADLK from a
  *         callback of the same VM.
  */
-HV_EXTERN int hv_vm_remove_device(hv_vm *vm, hv_device *dev);
+HVC_EXTERN int hvc_vm_remove_device(hvc_vm *vm, hvc_device *dev);
 
 /**
  * Lists the VM's devices in the order they were attached.
@@ -143,18 +143,18 @@ HV_EXTERN int hv_vm_remove_device(hv_vm *vm, hv_device *dev);
  *              @p capacity: call again with a larger array).
  * @return 0; -EINVAL for NULL.
  */
-HV_EXTERN int hv_vm_list_devices(hv_vm *vm, hv_device **out, size_t capacity,
+HVC_EXTERN int hvc_vm_list_devices(hvc_vm *vm, hvc_device **out, size_t capacity,
                                  size_t *count);
 
 /** Finds a device by instance name; -ENOENT when there is none. */
-HV_EXTERN int hv_vm_find_device(hv_vm *vm, const char *name, hv_device **out);
+HVC_EXTERN int hvc_vm_find_device(hvc_vm *vm, const char *name, hvc_device **out);
 
 /** Instance name of @p dev (NULL for NULL). */
-HV_EXTERN const char *hv_device_name(const hv_device *dev);
+HVC_EXTERN const char *hvc_device_name(const hvc_device *dev);
 /** Model name of @p dev, from its ops (NULL for NULL). */
-HV_EXTERN const char *hv_device_type(const hv_device *dev);
-/** The opaque pointer given to hv_vm_add_device() (NULL for NULL). */
-HV_EXTERN void *hv_device_opaque(const hv_device *dev);
+HVC_EXTERN const char *hvc_device_type(const hvc_device *dev);
+/** The opaque pointer given to hvc_vm_add_device() (NULL for NULL). */
+HVC_EXTERN void *hvc_device_opaque(const hvc_device *dev);
 
 /**
  * Saves a device's state as a self-describing record: a header naming the
@@ -167,11 +167,11 @@ HV_EXTERN void *hv_device_opaque(const hv_device *dev);
  * @return 0; -ENOSPC when @p capacity is too small (@p length then says
  *         how much is needed); -EINVAL for NULL; the device's own error.
  */
-HV_EXTERN int hv_device_save_state(hv_device *dev, void *buf,
+HVC_EXTERN int hvc_device_save_state(hvc_device *dev, void *buf,
                                    size_t capacity, size_t *length);
 
 /**
- * Loads a record from hv_device_save_state() into a device of the same
+ * Loads a record from hvc_device_save_state() into a device of the same
  * type, typically a fresh one in a new VM. The header, the CRC and every
  * field are checked before anything changes; on error the device keeps its
  * state. Pause the VM first. Virtio devices look at their queues again
@@ -182,7 +182,7 @@ HV_EXTERN int hv_device_save_state(hv_device *dev, void *buf,
  *         -EBADMSG for a damaged or impossible record (the message names
  *         the field); the device's own error.
  */
-HV_EXTERN int hv_device_load_state(hv_device *dev, const void *buf,
+HVC_EXTERN int hvc_device_load_state(hvc_device *dev, const void *buf,
                                    size_t length);
 
 /**
@@ -190,33 +190,33 @@ HV_EXTERN int hv_device_load_state(hv_device *dev, const void *buf,
  *
  * @return 0; -EINVAL for NULL.
  */
-HV_EXTERN int hv_vm_reset_devices(hv_vm *vm);
+HVC_EXTERN int hvc_vm_reset_devices(hvc_vm *vm);
 
-/** Events for hv_vm_watch_fd(). */
-typedef enum hv_fd_events {
+/** Events for hvc_vm_watch_fd(). */
+typedef enum hvc_fd_events {
     /** The descriptor is readable (or at end of file, or in error). */
-    HV_FD_READABLE = 1u << 0,
+    HVC_FD_READABLE = 1u << 0,
     /** The descriptor is writable. */
-    HV_FD_WRITABLE = 1u << 1
-} hv_fd_events;
+    HVC_FD_WRITABLE = 1u << 1
+} hvc_fd_events;
 
 /** A file-descriptor callback, run on the VM's event thread. */
-typedef void (*hv_fd_fn)(void *opaque, int fd, uint32_t events);
+typedef void (*hvc_fd_fn)(void *opaque, int fd, uint32_t events);
 
 /**
  * Watches a file descriptor on the VM's event thread (started on first use,
  * stopped when the VM is destroyed): @p fn runs there whenever @p fd has one
  * of @p events. This is how device models take input (a UART reading a
  * terminal) without a thread of their own. The event thread holds its own
- * lock while a callback runs: never call hv_vm_watch_fd() or
- * hv_vm_unwatch_fd() while holding a lock that a callback takes. Regular
+ * lock while a callback runs: never call hvc_vm_watch_fd() or
+ * hvc_vm_unwatch_fd() while holding a lock that a callback takes. Regular
  * files and /dev/null cannot be watched (epoll refuses them).
  *
- * @param events a mask of ::hv_fd_events.
+ * @param events a mask of ::hvc_fd_events.
  * @return 0; -EINVAL (NULL, bad events, a descriptor epoll refuses);
  *         -EEXIST when @p fd is already watched; a thread-creation error.
  */
-HV_EXTERN int hv_vm_watch_fd(hv_vm *vm, int fd, uint32_t events, hv_fd_fn fn,
+HVC_EXTERN int hvc_vm_watch_fd(hvc_vm *vm, int fd, uint32_t events, hvc_fd_fn fn,
                              void *opaque);
 
 /**
@@ -225,7 +225,7 @@ HV_EXTERN int hv_vm_watch_fd(hv_vm *vm, int fd, uint32_t events, hv_fd_fn fn,
  *
  * @return 0; -EINVAL for NULL; -ENOENT when @p fd is not watched.
  */
-HV_EXTERN int hv_vm_unwatch_fd(hv_vm *vm, int fd);
+HVC_EXTERN int hvc_vm_unwatch_fd(hvc_vm *vm, int fd);
 
 /**
  * An eventfd wired to interrupt line @p gsi: writing a count (8 bytes, not
@@ -235,38 +235,38 @@ HV_EXTERN int hv_vm_unwatch_fd(hv_vm *vm, int fd);
  *
  * @return 0; -EINVAL (NULL, GSI out of range); -ENOTSUP without an
  *         in-kernel interrupt controller or backend support (the caller
- *         then uses hv_vm_set_irq()).
+ *         then uses hvc_vm_set_irq()).
  */
-HV_EXTERN int hv_vm_irq_eventfd(hv_vm *vm, uint32_t gsi, int *fd);
+HVC_EXTERN int hvc_vm_irq_eventfd(hvc_vm *vm, uint32_t gsi, int *fd);
 
-/** Flags of hv_doorbell::flags. */
-typedef enum hv_doorbell_flags {
-    /** Only writes of the value hv_doorbell::data ring the doorbell. */
-    HV_DOORBELL_DATAMATCH = 1u << 0
-} hv_doorbell_flags;
+/** Flags of hvc_doorbell::flags. */
+typedef enum hvc_doorbell_flags {
+    /** Only writes of the value hvc_doorbell::data ring the doorbell. */
+    HVC_DOORBELL_DATAMATCH = 1u << 0
+} hvc_doorbell_flags;
 
 /**
  * A notify-only register: guest writes to it ring the doorbell without
  * leaving the guest (on KVM: ioeventfd), and the VM's event thread calls
  * the doorbell's function. Fixed layout (32 bytes).
  */
-typedef struct hv_doorbell {
-    /** ::HV_IO_PIO or ::HV_IO_MMIO. */
+typedef struct hvc_doorbell {
+    /** ::HVC_IO_PIO or ::HVC_IO_MMIO. */
     uint32_t space;
     /** Bytes of the write: 1, 2, 4 or 8. */
     uint32_t length;
     /** Port or guest-physical address. */
     uint64_t addr;
-    /** Bit mask of ::hv_doorbell_flags. */
+    /** Bit mask of ::hvc_doorbell_flags. */
     uint32_t flags;
     /** Zero. */
     uint32_t reserved;
-    /** With ::HV_DOORBELL_DATAMATCH, the value that rings. */
+    /** With ::HVC_DOORBELL_DATAMATCH, the value that rings. */
     uint64_t data;
-} hv_doorbell;
+} hvc_doorbell;
 
 /** Called on the VM's event thread when a doorbell rang (once or more). */
-typedef void (*hv_doorbell_fn)(void *opaque, const hv_doorbell *doorbell);
+typedef void (*hvc_doorbell_fn)(void *opaque, const hvc_doorbell *doorbell);
 
 /**
  * Registers a doorbell. It may lie inside a device's range: a matching
@@ -277,8 +277,8 @@ typedef void (*hv_doorbell_fn)(void *opaque, const hv_doorbell *doorbell);
  * @return 0; -EINVAL (NULL, bad fields); -EEXIST for the same doorbell
  *         twice; -ENOTSUP when the backend has no doorbells.
  */
-HV_EXTERN int hv_vm_add_doorbell(hv_vm *vm, const hv_doorbell *doorbell,
-                                 hv_doorbell_fn fn, void *opaque);
+HVC_EXTERN int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *doorbell,
+                                 hvc_doorbell_fn fn, void *opaque);
 
 /**
  * Removes the doorbell registered with the same space, address, length,
@@ -287,20 +287,20 @@ HV_EXTERN int hv_vm_add_doorbell(hv_vm *vm, const hv_doorbell *doorbell,
  *
  * @return 0; -EINVAL for NULL; -ENOENT when there is no such doorbell.
  */
-HV_EXTERN int hv_vm_remove_doorbell(hv_vm *vm, const hv_doorbell *doorbell);
+HVC_EXTERN int hvc_vm_remove_doorbell(hvc_vm *vm, const hvc_doorbell *doorbell);
 
 /**
- * Asks the current hv_vcpu_run() of @p vcpu to return, once the running
- * I/O callback is done, with an exit of @p reason (::HV_EXIT_RESET,
- * ::HV_EXIT_POWEROFF or ::HV_EXIT_SHUTDOWN), flag ::HV_EXIT_F_HANDLED and
- * hv_exit::u::system::code = @p code. This is how a device model ends a run
+ * Asks the current hvc_vcpu_run() of @p vcpu to return, once the running
+ * I/O callback is done, with an exit of @p reason (::HVC_EXIT_RESET,
+ * ::HVC_EXIT_POWEROFF or ::HVC_EXIT_SHUTDOWN), flag ::HVC_EXIT_F_HANDLED and
+ * hvc_exit::u::system::code = @p code. This is how a device model ends a run
  * (the i8042 reset line, a debug-exit port). Call it only from an I/O
  * callback running on that vCPU's thread.
  *
  * @return 0; -EINVAL (NULL, another reason, not from the vCPU's own I/O
  *         callback).
  */
-HV_EXTERN int hv_vcpu_request_exit(hv_vcpu *vcpu, uint32_t reason,
+HVC_EXTERN int hvc_vcpu_request_exit(hvc_vcpu *vcpu, uint32_t reason,
                                    uint64_t code);
 
 #ifdef __cplusplus

@@ -2,7 +2,7 @@
  * @file hvcore/hypervisor.h
  * @brief Opening an accelerator backend and asking what it can do.
  *
- * A ::hv_hypervisor is one opened backend ("kvm" on Linux, "hvf" on macOS).
+ * A ::hvc_hypervisor is one opened backend ("kvm" on Linux, "hvf" on macOS).
  * It is the root of the object tree: VMs are created from it and must be
  * destroyed before it is closed.
  *
@@ -19,60 +19,60 @@ extern "C" {
 #endif
 
 /** An opened accelerator backend. Opaque. */
-typedef struct hv_hypervisor hv_hypervisor;
+typedef struct hvc_hypervisor hvc_hypervisor;
 
 /**
- * Capabilities, queried with hv_hypervisor_get_cap(). Values are stable and
+ * Capabilities, queried with hvc_hypervisor_get_cap(). Values are stable and
  * never renumbered; new capabilities are appended.
  */
-typedef enum hv_cap {
+typedef enum hvc_cap {
     /** Largest number of vCPUs a VM may have. */
-    HV_CAP_MAX_VCPUS = 1,
+    HVC_CAP_MAX_VCPUS = 1,
     /** Number of vCPUs the backend recommends at most (host CPUs). */
-    HV_CAP_NR_VCPUS = 2,
+    HVC_CAP_NR_VCPUS = 2,
     /** Largest number of memory regions a VM may have. */
-    HV_CAP_MAX_MEMORY_REGIONS = 3,
+    HVC_CAP_MAX_MEMORY_REGIONS = 3,
     /** Non-zero when read-only memory regions are supported. */
-    HV_CAP_READONLY_MEMORY = 4,
-    /** Bit mask of ::hv_dirty_mode values the backend supports. */
-    HV_CAP_DIRTY_TRACKING = 5,
+    HVC_CAP_READONLY_MEMORY = 4,
+    /** Bit mask of ::hvc_dirty_mode values the backend supports. */
+    HVC_CAP_DIRTY_TRACKING = 5,
     /** Non-zero when the guest TSC frequency can be scaled in hardware. */
-    HV_CAP_TSC_SCALING = 6,
+    HVC_CAP_TSC_SCALING = 6,
     /** Non-zero when the guest TSC offset can be set per vCPU. */
-    HV_CAP_TSC_OFFSET = 7,
+    HVC_CAP_TSC_OFFSET = 7,
     /** Non-zero when an in-kernel interrupt controller and PIT exist. */
-    HV_CAP_IRQCHIP = 8,
-    /** Non-zero when MSIs can be injected with hv_vm_send_msi(). */
-    HV_CAP_MSI = 9,
-    /** Size in bytes of the blob hv_vcpu_get_fpu_state() produces. */
-    HV_CAP_FPU_STATE_SIZE = 10,
+    HVC_CAP_IRQCHIP = 8,
+    /** Non-zero when MSIs can be injected with hvc_vm_send_msi(). */
+    HVC_CAP_MSI = 9,
+    /** Size in bytes of the blob hvc_vcpu_get_fpu_state() produces. */
+    HVC_CAP_FPU_STATE_SIZE = 10,
     /** Non-zero when event-fd interrupt injection (irqfd) exists. */
-    HV_CAP_IRQFD = 11,
+    HVC_CAP_IRQFD = 11,
     /** Non-zero when event-fd doorbells (ioeventfd) exist. */
-    HV_CAP_IOEVENTFD = 12,
+    HVC_CAP_IOEVENTFD = 12,
     /** Highest guest-physical address bit count the backend supports. */
-    HV_CAP_PHYS_ADDR_BITS = 13
-} hv_cap;
+    HVC_CAP_PHYS_ADDR_BITS = 13
+} hvc_cap;
 
-/** Dirty-page tracking modes, as bits of ::HV_CAP_DIRTY_TRACKING. */
-typedef enum hv_dirty_mode {
+/** Dirty-page tracking modes, as bits of ::HVC_CAP_DIRTY_TRACKING. */
+typedef enum hvc_dirty_mode {
     /** A bitmap per memory region, fetched and cleared by the VMM. */
-    HV_DIRTY_BITMAP = 1u << 0,
+    HVC_DIRTY_BITMAP = 1u << 0,
     /** A ring of dirtied pages per vCPU. */
-    HV_DIRTY_RING = 1u << 1
-} hv_dirty_mode;
+    HVC_DIRTY_RING = 1u << 1
+} hvc_dirty_mode;
 
 /**
  * Number of backends compiled into this library (0 on a core-only build).
  */
-HV_EXTERN size_t hv_backend_count(void);
+HVC_EXTERN size_t hvc_backend_count(void);
 
 /**
  * Name of compiled-in backend @p index ("kvm", "hvf").
  *
- * @return a static string, or NULL when @p index >= hv_backend_count().
+ * @return a static string, or NULL when @p index >= hvc_backend_count().
  */
-HV_EXTERN const char *hv_backend_name(size_t index);
+HVC_EXTERN const char *hvc_backend_name(size_t index);
 
 /**
  * Checks whether backend @p name can open on this host right now, without
@@ -81,42 +81,42 @@ HV_EXTERN const char *hv_backend_name(size_t index);
  * @return 0 when it can; -ENOENT when no backend of that name is compiled
  *         in; otherwise the error opening it would give (-EACCES when
  *         /dev/kvm is not accessible, -ENODEV when it does not exist, ...),
- *         with hv_last_error() saying why.
+ *         with hvc_last_error() saying why.
  */
-HV_EXTERN int hv_backend_probe(const char *name);
+HVC_EXTERN int hvc_backend_probe(const char *name);
 
 /**
  * Opens a backend.
  *
- * @param name a backend name from hv_backend_name(), or NULL or "auto" to
+ * @param name a backend name from hvc_backend_name(), or NULL or "auto" to
  *             open the first compiled-in backend that works on this host.
  * @param out  receives the handle on success; untouched on failure.
  * @return 0, -EINVAL (NULL @p out), -ENOENT (unknown name or no backend
  *         available), or the backend's own error (-EACCES, -ENODEV, ...).
  */
-HV_EXTERN int hv_hypervisor_open(const char *name, hv_hypervisor **out);
+HVC_EXTERN int hvc_hypervisor_open(const char *name, hvc_hypervisor **out);
 
 /**
- * Closes a backend opened with hv_hypervisor_open().
+ * Closes a backend opened with hvc_hypervisor_open().
  *
  * @return 0; -EINVAL for NULL; -EBUSY while VMs created from it still exist
  *         (destroy them first).
  */
-HV_EXTERN int hv_hypervisor_close(hv_hypervisor *hv);
+HVC_EXTERN int hvc_hypervisor_close(hvc_hypervisor *hv);
 
 /** Name of the backend behind @p hv, or NULL when @p hv is NULL. */
-HV_EXTERN const char *hv_hypervisor_backend(const hv_hypervisor *hv);
+HVC_EXTERN const char *hvc_hypervisor_backend(const hvc_hypervisor *hv);
 
 /**
  * Queries one capability.
  *
- * @param cap   an ::hv_cap value.
+ * @param cap   an ::hvc_cap value.
  * @param value receives the value (0 for an absent boolean capability).
  * @return 0; -EINVAL for NULL arguments or a capability this library
  *         version does not know.
  */
-HV_EXTERN int hv_hypervisor_get_cap(hv_hypervisor *hv, int cap,
-                                    uint64_t *value);
+HVC_EXTERN int hvc_hypervisor_get_cap(hvc_hypervisor *hv, int cap,
+                                      uint64_t *value);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,7 @@
  *   64-bit mode at e_entry with RSI = a Linux boot_params ("zero page");
  * - a Linux bzImage (boot protocol 2.06 or later with a 64-bit entry),
  *   started at its 64-bit entry with RSI = boot_params;
- * - a raw binary at a given address and entry (::HV_KERNEL_RAW only).
+ * - a raw binary at a given address and entry (::HVC_KERNEL_RAW only).
  * The boot data carries the command line, an initrd (a PVH module or the
  * boot_params ramdisk), a memory map built from the VM's memory regions, and
  * the ACPI RSDP. docs/BOOT.md gives the guest-physical layout.
@@ -31,35 +31,35 @@ extern "C" {
 #endif
 
 /** Kernel image formats. Values are stable. */
-typedef enum hv_kernel_format {
+typedef enum hvc_kernel_format {
     /** Detect ELF or bzImage from the image; raw is never guessed. */
-    HV_KERNEL_AUTO = 0,
+    HVC_KERNEL_AUTO = 0,
     /** ELF32 or ELF64, with or without a PVH note. */
-    HV_KERNEL_ELF = 1,
+    HVC_KERNEL_ELF = 1,
     /** A Linux bzImage. */
-    HV_KERNEL_BZIMAGE = 2,
-    /** A flat binary: hv_boot_options::raw_address, raw_entry, raw_mode. */
-    HV_KERNEL_RAW = 3
-} hv_kernel_format;
+    HVC_KERNEL_BZIMAGE = 2,
+    /** A flat binary: hvc_boot_options::raw_address, raw_entry, raw_mode. */
+    HVC_KERNEL_RAW = 3
+} hvc_kernel_format;
 
-/** How the boot vCPU is started (hv_boot_info::protocol). */
-typedef enum hv_boot_protocol {
-    /** Flat entry in hv_boot_info::mode with no boot data. */
-    HV_BOOT_FLAT = 0,
+/** How the boot vCPU is started (hvc_boot_info::protocol). */
+typedef enum hvc_boot_protocol {
+    /** Flat entry in hvc_boot_info::mode with no boot data. */
+    HVC_BOOT_FLAT = 0,
     /** PVH: 32-bit flat, EBX = hvm_start_info address. */
-    HV_BOOT_PVH = 1,
+    HVC_BOOT_PVH = 1,
     /** Linux 64-bit boot protocol: RSI = boot_params address. */
-    HV_BOOT_LINUX64 = 2
-} hv_boot_protocol;
+    HVC_BOOT_LINUX64 = 2
+} hvc_boot_protocol;
 
 /**
- * What to load. Initialise with ::HV_BOOT_OPTIONS_INIT; fields are only
+ * What to load. Initialise with ::HVC_BOOT_OPTIONS_INIT; fields are only
  * ever appended. The buffers are read during the call only.
  */
-typedef struct hv_boot_options {
-    /** sizeof(hv_boot_options) as the caller was compiled. */
+typedef struct hvc_boot_options {
+    /** sizeof(hvc_boot_options) as the caller was compiled. */
     uint32_t size;
-    /** An ::hv_kernel_format. */
+    /** An ::hvc_kernel_format. */
     uint32_t format;
     /** The kernel image. */
     const void *kernel;
@@ -71,35 +71,35 @@ typedef struct hv_boot_options {
     uint64_t initrd_size;
     /** Kernel command line (NUL-terminated), or NULL for an empty one. */
     const char *cmdline;
-    /** ::HV_KERNEL_RAW: guest-physical load address. */
+    /** ::HVC_KERNEL_RAW: guest-physical load address. */
     uint64_t raw_address;
-    /** ::HV_KERNEL_RAW: entry point; 0 means raw_address. */
+    /** ::HVC_KERNEL_RAW: entry point; 0 means raw_address. */
     uint64_t raw_entry;
-    /** ::HV_KERNEL_RAW: an ::hv_x86_mode to start in. */
+    /** ::HVC_KERNEL_RAW: an ::hvc_x86_mode to start in. */
     uint32_t raw_mode;
     /** Zero. */
     uint32_t reserved;
-    /** Guest-physical address of the ACPI RSDP (hv_acpi_build()), or 0. */
+    /** Guest-physical address of the ACPI RSDP (hvc_acpi_build()), or 0. */
     uint64_t acpi_rsdp;
-} hv_boot_options;
+} hvc_boot_options;
 
-/** Initialiser for ::hv_boot_options. */
-#define HV_BOOT_OPTIONS_INIT                                                   \
+/** Initialiser for ::hvc_boot_options. */
+#define HVC_BOOT_OPTIONS_INIT                                                  \
     {                                                                          \
-        sizeof(hv_boot_options), HV_KERNEL_AUTO, NULL, 0, NULL, 0, NULL, 0, 0, \
-            HV_X86_MODE_LONG64, 0, 0                                           \
+        sizeof(hvc_boot_options), HVC_KERNEL_AUTO, NULL, 0, NULL, 0, NULL, 0,  \
+            0, HVC_X86_MODE_LONG64, 0, 0                                       \
     }
 
 /**
- * What was loaded and how to start it; filled by hv_vm_load_kernel() and
- * consumed by hv_vcpu_boot(). Fixed layout (128 bytes); it never changes.
+ * What was loaded and how to start it; filled by hvc_vm_load_kernel() and
+ * consumed by hvc_vcpu_boot(). Fixed layout (128 bytes); it never changes.
  */
-typedef struct hv_boot_info {
-    /** The ::hv_kernel_format found. */
+typedef struct hvc_boot_info {
+    /** The ::hvc_kernel_format found. */
     uint32_t format;
-    /** An ::hv_boot_protocol. */
+    /** An ::hvc_boot_protocol. */
     uint32_t protocol;
-    /** The ::hv_x86_mode the boot vCPU starts in. */
+    /** The ::hvc_x86_mode the boot vCPU starts in. */
     uint32_t mode;
     /** Zero. */
     uint32_t reserved0;
@@ -115,41 +115,41 @@ typedef struct hv_boot_info {
     uint64_t cmdline_address;
     /** hvm_start_info (PVH) or boot_params (Linux), or 0. */
     uint64_t params_address;
-    /** Scratch area for the GDT and page tables (hv_vcpu_set_mode()). */
+    /** Scratch area for the GDT and page tables (hvc_vcpu_set_mode()). */
     uint64_t tables_address;
     /** Initial stack pointer. */
     uint64_t stack;
     /** Zero. */
     uint64_t reserved[5];
-} hv_boot_info;
+} hvc_boot_info;
 
 /**
  * Loads a kernel (and initrd, command line, boot data) into guest memory.
  * The VM's memory regions must be in place first: the memory map given to
  * the guest is built from them.
  *
- * @param info receives what was loaded; pass it to hv_vcpu_boot().
+ * @param info receives what was loaded; pass it to hvc_vcpu_boot().
  * @return 0; -EINVAL (NULL, bad options, an unrecognised or malformed
  *         image, a boot protocol too old, no 64-bit entry, a command line
  *         too long); -ENOEXEC for an image that is not ELF or bzImage
- *         under ::HV_KERNEL_AUTO; -EFAULT (a segment, the initrd or the
+ *         under ::HVC_KERNEL_AUTO; -EFAULT (a segment, the initrd or the
  *         boot data does not fit in RAM, or overlaps another); -E2BIG (an
  *         initrd too large for the space the kernel allows); -ENOMEM. The
  *         message names the offending value. Guest memory is unchanged on
  *         failure.
  */
-HV_EXTERN int hv_vm_load_kernel(hv_vm *vm, const hv_boot_options *opts,
-                                hv_boot_info *info);
+HVC_EXTERN int hvc_vm_load_kernel(hvc_vm *vm, const hvc_boot_options *opts,
+                                  hvc_boot_info *info);
 
 /**
  * Puts the boot vCPU at the loaded entry: mode (segments, control
  * registers, GDT and identity page tables at info->tables_address), RIP,
  * RSP, and EBX or RSI as the protocol asks.
  *
- * @return 0; -EINVAL for NULL or an info that hv_vm_load_kernel() did not
- *         produce; errors of hv_vcpu_set_mode().
+ * @return 0; -EINVAL for NULL or an info that hvc_vm_load_kernel() did not
+ *         produce; errors of hvc_vcpu_set_mode().
  */
-HV_EXTERN int hv_vcpu_boot(hv_vcpu *vcpu, const hv_boot_info *info);
+HVC_EXTERN int hvc_vcpu_boot(hvc_vcpu *vcpu, const hvc_boot_info *info);
 
 #ifdef __cplusplus
 }

@@ -4,20 +4,20 @@
  *
  * A region maps a page-aligned guest-physical range to host memory. By
  * default the library allocates it as a memfd mapped shared, so it can be
- * handed to another process (hv_memory_region_fd()); a caller may instead
+ * handed to another process (hvc_memory_region_fd()); a caller may instead
  * supply its own page-aligned host mapping, which stays the caller's.
  *
  * Where the host memory lives is a property of the region too: a NUMA
- * policy (::hv_numa_policy), huge pages, prefaulting, and whether the
+ * policy (::hvc_numa_policy), huge pages, prefaulting, and whether the
  * kernel may merge its pages with others (it may not, unless asked:
- * ::HV_MEMORY_MERGEABLE). hvcore/topology.h lists the host's nodes.
+ * ::HVC_MEMORY_MERGEABLE). hvcore/topology.h lists the host's nodes.
  *
- * Device models and loaders reach guest memory only through hv_vm_read(),
- * hv_vm_write() and hv_vm_gpa_to_hva(), which check that the whole access
+ * Device models and loaders reach guest memory only through hvc_vm_read(),
+ * hvc_vm_write() and hvc_vm_gpa_to_hva(), which check that the whole access
  * lies inside one region, so a guest-supplied address never reaches outside.
  *
  * Thread rules: all calls may be made from any thread. A pointer from
- * hv_vm_gpa_to_hva() or hv_memory_region_hva() is valid until the region is
+ * hvc_vm_gpa_to_hva() or hvc_memory_region_hva() is valid until the region is
  * removed; removing a region that another thread is using is the caller's
  * bug.
  */
@@ -32,15 +32,15 @@ extern "C" {
 #endif
 
 /** Granularity of guest memory: addresses and sizes are multiples. */
-#define HV_PAGE_SIZE 4096u
+#define HVC_PAGE_SIZE 4096u
 
 /** A guest memory region. Opaque; owned by its VM. */
-typedef struct hv_memory_region hv_memory_region;
+typedef struct hvc_memory_region hvc_memory_region;
 
-/** Flags for hv_memory_options::flags. */
-typedef enum hv_memory_flags {
+/** Flags for hvc_memory_options::flags. */
+typedef enum hvc_memory_flags {
     /** Guest writes are not stored; they exit as MMIO writes instead. */
-    HV_MEMORY_READONLY = 1u << 0,
+    HVC_MEMORY_READONLY = 1u << 0,
     /**
      * Lets the kernel's same-page merging (KSM) share this region's pages
      * with identical pages elsewhere (madvise MADV_MERGEABLE). Without it
@@ -49,15 +49,15 @@ typedef enum hv_memory_flags {
      * pages let one guest learn, from write timings, what another holds.
      * KSM merges only private anonymous memory, so library-allocated memory
      * with this flag is anonymous rather than a memfd, and
-     * hv_memory_region_fd() returns -1 for it.
+     * hvc_memory_region_fd() returns -1 for it.
      */
-    HV_MEMORY_MERGEABLE = 1u << 1,
+    HVC_MEMORY_MERGEABLE = 1u << 1,
     /**
      * Allocates every page when the region is added, after the NUMA policy
      * is set (madvise MADV_POPULATE_WRITE), so the guest never waits for a
      * page fault and a shortage of memory shows here rather than later.
      */
-    HV_MEMORY_PREFAULT = 1u << 2,
+    HVC_MEMORY_PREFAULT = 1u << 2,
     /**
      * Library-allocated memory from the default-size huge page pool
      * (hugetlbfs: memfd MFD_HUGETLB). The length must be a multiple of the
@@ -65,51 +65,51 @@ typedef enum hv_memory_flags {
      * -ENOMEM, with the pool's state in the message, when there are not
      * enough (/proc/sys/vm/nr_hugepages sets the pool); -ENOTSUP when the
      * kernel has no huge pages. Not with caller memory, nor with
-     * ::HV_MEMORY_MERGEABLE or ::HV_MEMORY_THP.
+     * ::HVC_MEMORY_MERGEABLE or ::HVC_MEMORY_THP.
      */
-    HV_MEMORY_HUGETLB = 1u << 3,
+    HVC_MEMORY_HUGETLB = 1u << 3,
     /**
      * Advises transparent huge pages for the region (madvise
      * MADV_HUGEPAGE). Advice only: the kernel uses them when
      * /sys/kernel/mm/transparent_hugepage/enabled (for anonymous memory)
      * or .../shmem_enabled (for the library's memfd) allows "advise".
      */
-    HV_MEMORY_THP = 1u << 4
-} hv_memory_flags;
+    HVC_MEMORY_THP = 1u << 4
+} hvc_memory_flags;
 
 /**
- * NUMA policy of a region's host memory, for hv_memory_options::numa_policy.
+ * NUMA policy of a region's host memory, for hvc_memory_options::numa_policy.
  * The policy is set (mbind) before the first page is touched, so it decides
  * where every page of library-allocated memory goes. For caller memory,
  * pages the caller already touched are moved where the kernel can
  * (MPOL_MF_MOVE); later ones follow the policy.
  */
-typedef enum hv_numa_policy {
+typedef enum hvc_numa_policy {
     /** The kernel's default: a page goes to the node of the thread that
-     * first touches it. hv_memory_options::numa_node_count must be 0. */
-    HV_NUMA_DEFAULT = 0,
+     * first touches it. hvc_memory_options::numa_node_count must be 0. */
+    HVC_NUMA_DEFAULT = 0,
     /** Pages only on the listed nodes; the guest's allocation fails rather
      * than spill elsewhere (MPOL_BIND). */
-    HV_NUMA_BIND = 1,
+    HVC_NUMA_BIND = 1,
     /** Pages on the one listed node while it has free memory, elsewhere
      * after that (MPOL_PREFERRED). Exactly one node. */
-    HV_NUMA_PREFERRED = 2,
+    HVC_NUMA_PREFERRED = 2,
     /** Pages spread round-robin over the listed nodes (MPOL_INTERLEAVE). */
-    HV_NUMA_INTERLEAVE = 3
-} hv_numa_policy;
+    HVC_NUMA_INTERLEAVE = 3
+} hvc_numa_policy;
 
 /**
- * Region options. Initialise with ::HV_MEMORY_OPTIONS_INIT; fields are only
+ * Region options. Initialise with ::HVC_MEMORY_OPTIONS_INIT; fields are only
  * ever appended, and the library reads only those that @c size covers.
  */
-typedef struct hv_memory_options {
-    /** sizeof(hv_memory_options) as the caller was compiled. */
+typedef struct hvc_memory_options {
+    /** sizeof(hvc_memory_options) as the caller was compiled. */
     uint32_t size;
-    /** Bit mask of ::hv_memory_flags. */
+    /** Bit mask of ::hvc_memory_flags. */
     uint32_t flags;
-    /** First guest-physical address; a multiple of ::HV_PAGE_SIZE. */
+    /** First guest-physical address; a multiple of ::HVC_PAGE_SIZE. */
     uint64_t guest_addr;
-    /** Length in bytes; non-zero, a multiple of ::HV_PAGE_SIZE. */
+    /** Length in bytes; non-zero, a multiple of ::HVC_PAGE_SIZE. */
     uint64_t length;
     /**
      * Caller-owned host memory of @c length bytes, page-aligned, to map
@@ -117,34 +117,34 @@ typedef struct hv_memory_options {
      * (memfd, zero-filled). The caller keeps ownership and must keep it
      * mapped until the region is removed. The library sets the mapping's
      * NUMA policy and KSM advice as for its own memory (see
-     * ::hv_numa_policy and ::HV_MEMORY_MERGEABLE); they stay on the
+     * ::hvc_numa_policy and ::HVC_MEMORY_MERGEABLE); they stay on the
      * mapping after the region is removed, or when adding it fails.
      */
     void *host_addr;
     /**
-     * ::hv_numa_policy for the region's host memory. The nodes must exist
-     * on the host (hv_topology_host() lists them; -EINVAL names a node that
+     * ::hvc_numa_policy for the region's host memory. The nodes must exist
+     * on the host (hvc_topology_host() lists them; -EINVAL names a node that
      * does not).
      */
     uint32_t numa_policy;
     /** Number of node ids at @c numa_nodes. */
     uint32_t numa_node_count;
-    /** The node ids the policy names; read during hv_vm_add_memory()
+    /** The node ids the policy names; read during hvc_vm_add_memory()
      * only. */
     const uint32_t *numa_nodes;
-} hv_memory_options;
+} hvc_memory_options;
 
-/** Initialiser for ::hv_memory_options. */
-#define HV_MEMORY_OPTIONS_INIT                                                 \
+/** Initialiser for ::hvc_memory_options. */
+#define HVC_MEMORY_OPTIONS_INIT                                                \
     {                                                                          \
-        sizeof(hv_memory_options), 0, 0, 0, NULL, HV_NUMA_DEFAULT, 0, NULL     \
+        sizeof(hvc_memory_options), 0, 0, 0, NULL, HVC_NUMA_DEFAULT, 0, NULL   \
     }
 
 /**
  * Adds a guest memory region.
  *
  * @param out receives the region; may be NULL when the caller does not need
- *            the handle (hv_vm_find_memory() finds it again).
+ *            the handle (hvc_vm_find_memory() finds it again).
  * @return 0; -EINVAL (NULL vm or opts, unknown size or flags, unaligned
  *         address, length or host pointer, zero length, a range past the
  *         backend's physical address width, a NUMA policy with no node or
@@ -155,23 +155,23 @@ typedef struct hv_memory_options {
  *         the kernel lacks what a flag or the policy needs (huge pages,
  *         KSM, THP, NUMA policies); a backend error.
  */
-HV_EXTERN int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
-                               hv_memory_region **out);
+HVC_EXTERN int hvc_vm_add_memory(hvc_vm *vm, const hvc_memory_options *opts,
+                                 hvc_memory_region **out);
 
 /**
  * Removes a region and frees what the library allocated for it.
  *
  * @return 0; -EINVAL for NULL or a region of another VM.
  */
-HV_EXTERN int hv_vm_remove_memory(hv_vm *vm, hv_memory_region *region);
+HVC_EXTERN int hvc_vm_remove_memory(hvc_vm *vm, hvc_memory_region *region);
 
 /**
  * Finds the region containing @p guest_addr.
  *
  * @return 0; -EINVAL for NULL; -ENOENT when no region contains it.
  */
-HV_EXTERN int hv_vm_find_memory(hv_vm *vm, uint64_t guest_addr,
-                                hv_memory_region **out);
+HVC_EXTERN int hvc_vm_find_memory(hvc_vm *vm, uint64_t guest_addr,
+                                  hvc_memory_region **out);
 
 /**
  * Lists the VM's memory regions in ascending guest-physical order.
@@ -182,24 +182,25 @@ HV_EXTERN int hv_vm_find_memory(hv_vm *vm, uint64_t guest_addr,
  *              @p capacity).
  * @return 0; -EINVAL for NULL.
  */
-HV_EXTERN int hv_vm_list_memory(hv_vm *vm, hv_memory_region **out,
-                                size_t capacity, size_t *count);
+HVC_EXTERN int hvc_vm_list_memory(hvc_vm *vm, hvc_memory_region **out,
+                                  size_t capacity, size_t *count);
 
 /** First guest-physical address of @p region (0 for NULL). */
-HV_EXTERN uint64_t hv_memory_region_guest_addr(const hv_memory_region *region);
+HVC_EXTERN uint64_t
+hvc_memory_region_guest_addr(const hvc_memory_region *region);
 /** Length in bytes of @p region (0 for NULL). */
-HV_EXTERN uint64_t hv_memory_region_length(const hv_memory_region *region);
+HVC_EXTERN uint64_t hvc_memory_region_length(const hvc_memory_region *region);
 /** Host address of the first byte of @p region (NULL for NULL). */
-HV_EXTERN void *hv_memory_region_hva(const hv_memory_region *region);
-/** ::hv_memory_flags of @p region (0 for NULL). */
-HV_EXTERN uint32_t hv_memory_region_flags(const hv_memory_region *region);
+HVC_EXTERN void *hvc_memory_region_hva(const hvc_memory_region *region);
+/** ::hvc_memory_flags of @p region (0 for NULL). */
+HVC_EXTERN uint32_t hvc_memory_region_flags(const hvc_memory_region *region);
 /**
  * The memfd behind a library-allocated region, to share it with another
- * process; -1 for a caller-supplied region, a ::HV_MEMORY_MERGEABLE one
+ * process; -1 for a caller-supplied region, a ::HVC_MEMORY_MERGEABLE one
  * (anonymous memory) or NULL. The descriptor stays owned by the library
  * (dup() it to keep it).
  */
-HV_EXTERN int hv_memory_region_fd(const hv_memory_region *region);
+HVC_EXTERN int hvc_memory_region_fd(const hvc_memory_region *region);
 
 /**
  * Copies @p length bytes of guest memory at @p guest_addr to @p buf.
@@ -207,8 +208,8 @@ HV_EXTERN int hv_memory_region_fd(const hv_memory_region *region);
  * @return 0; -EINVAL for NULL arguments; -EFAULT when any byte of the range
  *         is outside guest memory (nothing is copied then).
  */
-HV_EXTERN int hv_vm_read(hv_vm *vm, uint64_t guest_addr, void *buf,
-                         size_t length);
+HVC_EXTERN int hvc_vm_read(hvc_vm *vm, uint64_t guest_addr, void *buf,
+                           size_t length);
 
 /**
  * Copies @p length bytes from @p buf to guest memory at @p guest_addr.
@@ -217,8 +218,8 @@ HV_EXTERN int hv_vm_read(hv_vm *vm, uint64_t guest_addr, void *buf,
  * @return 0; -EINVAL for NULL arguments; -EFAULT when any byte of the range
  *         is outside guest memory (nothing is written then).
  */
-HV_EXTERN int hv_vm_write(hv_vm *vm, uint64_t guest_addr, const void *buf,
-                          size_t length);
+HVC_EXTERN int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
+                            size_t length);
 
 /**
  * Translates a guest-physical range to a host pointer, checking that all
@@ -228,8 +229,8 @@ HV_EXTERN int hv_vm_write(hv_vm *vm, uint64_t guest_addr, const void *buf,
  * @return 0; -EINVAL for NULL arguments or a zero length; -EFAULT when the
  *         range is not wholly inside one region.
  */
-HV_EXTERN int hv_vm_gpa_to_hva(hv_vm *vm, uint64_t guest_addr, size_t length,
-                               void **out);
+HVC_EXTERN int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
+                                 void **out);
 
 #ifdef __cplusplus
 }

@@ -20,7 +20,7 @@
  * (PBKDF2-HMAC-SHA256, 600000 iterations, random salt).
  *
  * Thread rules: a save runs on the caller's thread while the VM is paused
- * (hv_vm_pause()); vCPU threads may stay parked inside hv_vcpu_run(). A
+ * (hvc_vm_pause()); vCPU threads may stay parked inside hvc_vcpu_run(). A
  * restore creates a new VM and touches nothing else.
  */
 #ifndef HVCORE_MIGRATION_H
@@ -35,24 +35,24 @@ extern "C" {
 #endif
 
 /** Format major version this library writes; a reader refuses another. */
-#define HV_STREAM_FORMAT_MAJOR 1
+#define HVC_STREAM_FORMAT_MAJOR 1
 /** Format minor version this library writes and reads up to. */
-#define HV_STREAM_FORMAT_MINOR 0
+#define HVC_STREAM_FORMAT_MINOR 0
 
 /** Size of a caller-supplied encryption key, bytes (AES-256). */
-#define HV_STREAM_KEY_SIZE 32
+#define HVC_STREAM_KEY_SIZE 32
 
-/** Most bytes of caller data a stream carries (hv_save_options::user_data).
+/** Most bytes of caller data a stream carries (hvc_save_options::user_data).
  */
-#define HV_STREAM_USER_DATA_MAX (1u << 20)
+#define HVC_STREAM_USER_DATA_MAX (1u << 20)
 
 /**
  * Where a stream goes to or comes from, when it is not a file descriptor.
- * Initialise with ::HV_STREAM_INIT. The library calls @c write (saving) or
+ * Initialise with ::HVC_STREAM_INIT. The library calls @c write (saving) or
  * @c read (restoring) on the caller's thread, in order, and never seeks.
  */
-typedef struct hv_stream {
-    /** sizeof(hv_stream) as the caller was compiled. */
+typedef struct hvc_stream {
+    /** sizeof(hvc_stream) as the caller was compiled. */
     uint32_t size;
     /** Reserved; 0. */
     uint32_t reserved;
@@ -68,12 +68,12 @@ typedef struct hv_stream {
     int64_t (*read)(void *opaque, void *buf, size_t length);
     /** Passed to @c write and @c read. */
     void *opaque;
-} hv_stream;
+} hvc_stream;
 
-/** Initialiser for ::hv_stream (set the callbacks and opaque after). */
-#define HV_STREAM_INIT                                                         \
+/** Initialiser for ::hvc_stream (set the callbacks and opaque after). */
+#define HVC_STREAM_INIT                                                        \
     {                                                                          \
-        sizeof(hv_stream), 0, NULL, NULL, NULL                                 \
+        sizeof(hvc_stream), 0, NULL, NULL, NULL                                \
     }
 
 /**
@@ -83,30 +83,30 @@ typedef struct hv_stream {
  * end; return 0 to go on, or a negative errno to stop the operation with
  * that error.
  */
-typedef int (*hv_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+typedef int (*hvc_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
-/** Flags of hv_save_options::flags. */
-typedef enum hv_save_flags {
+/** Flags of hvc_save_options::flags. */
+typedef enum hvc_save_flags {
     /**
      * Place every run of raw guest pages at a stream offset that is a
      * multiple of the page size (padding sections in between), so that a
-     * restore can map a file copy-on-write. hv_snapshot_save() always sets
+     * restore can map a file copy-on-write. hvc_snapshot_save() always sets
      * it.
      */
-    HV_SAVE_ALIGN_PAGES = 1u << 0
-} hv_save_flags;
+    HVC_SAVE_ALIGN_PAGES = 1u << 0
+} hvc_save_flags;
 
 /**
- * Save options. Initialise with ::HV_SAVE_OPTIONS_INIT; fields are only
+ * Save options. Initialise with ::HVC_SAVE_OPTIONS_INIT; fields are only
  * ever appended, and the library reads only those that @c size covers.
  */
-typedef struct hv_save_options {
-    /** sizeof(hv_save_options) as the caller was compiled. */
+typedef struct hvc_save_options {
+    /** sizeof(hvc_save_options) as the caller was compiled. */
     uint32_t size;
-    /** Bit mask of ::hv_save_flags. */
+    /** Bit mask of ::hvc_save_flags. */
     uint32_t flags;
     /**
-     * ::HV_STREAM_KEY_SIZE bytes: encrypt every section with a key derived
+     * ::HVC_STREAM_KEY_SIZE bytes: encrypt every section with a key derived
      * from this one and a random per-stream salt. NULL: no key.
      */
     const uint8_t *key;
@@ -116,39 +116,39 @@ typedef struct hv_save_options {
      */
     const char *passphrase;
     /**
-     * Caller bytes stored in the stream (at most ::HV_STREAM_USER_DATA_MAX)
-     * and handed back on restore (hv_restore_options::setup): a VMM keeps
+     * Caller bytes stored in the stream (at most ::HVC_STREAM_USER_DATA_MAX)
+     * and handed back on restore (hvc_restore_options::setup): a VMM keeps
      * its own configuration here, such as the disk paths it attached.
      */
     const void *user_data;
     /** Bytes at @c user_data. */
     size_t user_data_length;
     /** Called as the stream grows; NULL for none. */
-    hv_progress_fn progress;
+    hvc_progress_fn progress;
     /** Passed to @c progress. */
     void *opaque;
-} hv_save_options;
+} hvc_save_options;
 
-/** Initialiser for ::hv_save_options. */
-#define HV_SAVE_OPTIONS_INIT                                                   \
+/** Initialiser for ::hvc_save_options. */
+#define HVC_SAVE_OPTIONS_INIT                                                  \
     {                                                                          \
-        sizeof(hv_save_options), 0, NULL, NULL, NULL, 0, NULL, NULL            \
+        sizeof(hvc_save_options), 0, NULL, NULL, NULL, 0, NULL, NULL           \
     }
 
-/** Flags of hv_restore_options::flags. */
-typedef enum hv_restore_flags {
+/** Flags of hvc_restore_options::flags. */
+typedef enum hvc_restore_flags {
     /**
-     * hv_snapshot_restore(): map guest memory from the file MAP_PRIVATE
+     * hvc_snapshot_restore(): map guest memory from the file MAP_PRIVATE
      * (lazy, copy-on-write) instead of reading it. The file must then stay
      * unchanged while the VM lives (the library keeps it open). Every
      * section's CRC is still checked, except that of the mapped page data,
-     * which is checked only with ::HV_RESTORE_VERIFY_MEMORY (that reads
+     * which is checked only with ::HVC_RESTORE_VERIFY_MEMORY (that reads
      * all of it). Ignored for an encrypted snapshot, which is always read.
      */
-    HV_RESTORE_MMAP = 1u << 0,
-    /** With ::HV_RESTORE_MMAP: check the CRC of the mapped pages too. */
-    HV_RESTORE_VERIFY_MEMORY = 1u << 1
-} hv_restore_flags;
+    HVC_RESTORE_MMAP = 1u << 0,
+    /** With ::HVC_RESTORE_MMAP: check the CRC of the mapped pages too. */
+    HVC_RESTORE_VERIFY_MEMORY = 1u << 1
+} hvc_restore_flags;
 
 /**
  * Called once during a restore, after the VM, its memory regions and its
@@ -156,41 +156,41 @@ typedef enum hv_restore_flags {
  * devices here (with the same names as on the source), using the caller
  * data the stream carried. The VM is not yet the caller's: on any later
  * error the library destroys it. Return 0, or a negative errno to stop
- * the restore (a message from hv_last_error() is kept).
+ * the restore (a message from hvc_last_error() is kept).
  */
-typedef int (*hv_restore_setup_fn)(void *opaque, hv_vm *vm,
-                                   const void *user_data, size_t length);
+typedef int (*hvc_restore_setup_fn)(void *opaque, hvc_vm *vm,
+                                    const void *user_data, size_t length);
 
 /**
- * Restore options. Initialise with ::HV_RESTORE_OPTIONS_INIT; fields are
+ * Restore options. Initialise with ::HVC_RESTORE_OPTIONS_INIT; fields are
  * only ever appended, and the library reads only those that @c size covers.
  */
-typedef struct hv_restore_options {
-    /** sizeof(hv_restore_options) as the caller was compiled. */
+typedef struct hvc_restore_options {
+    /** sizeof(hvc_restore_options) as the caller was compiled. */
     uint32_t size;
-    /** Bit mask of ::hv_restore_flags. */
+    /** Bit mask of ::hvc_restore_flags. */
     uint32_t flags;
-    /** The key the stream was saved with (::HV_STREAM_KEY_SIZE bytes). */
+    /** The key the stream was saved with (::HVC_STREAM_KEY_SIZE bytes). */
     const uint8_t *key;
     /** The passphrase the stream was saved with. */
     const char *passphrase;
     /** Attaches the devices; NULL when the VM has none with state. */
-    hv_restore_setup_fn setup;
+    hvc_restore_setup_fn setup;
     /** Called as the stream is read; NULL for none. */
-    hv_progress_fn progress;
+    hvc_progress_fn progress;
     /** Passed to @c setup and @c progress. */
     void *opaque;
-    /** Kick signal for the new VM (hv_vm_options::kick_signal); 0: SIGRTMIN.
+    /** Kick signal for the new VM (hvc_vm_options::kick_signal); 0: SIGRTMIN.
      */
     int32_t kick_signal;
     /** Reserved; 0. */
     uint32_t reserved;
-} hv_restore_options;
+} hvc_restore_options;
 
-/** Initialiser for ::hv_restore_options. */
-#define HV_RESTORE_OPTIONS_INIT                                                \
+/** Initialiser for ::hvc_restore_options. */
+#define HVC_RESTORE_OPTIONS_INIT                                               \
     {                                                                          \
-        sizeof(hv_restore_options), 0, NULL, NULL, NULL, NULL, NULL, 0, 0      \
+        sizeof(hvc_restore_options), 0, NULL, NULL, NULL, NULL, NULL, 0, 0     \
     }
 
 /**
@@ -207,32 +207,32 @@ typedef struct hv_restore_options {
  *         the backend cannot save a VM; the stream's error (for example
  *         -EPIPE, -ENOSPC); a device's or the backend's error.
  */
-HV_EXTERN int hv_vm_save(hv_vm *vm, const hv_stream *stream,
-                         const hv_save_options *opts);
+HVC_EXTERN int hvc_vm_save(hvc_vm *vm, const hvc_stream *stream,
+                           const hvc_save_options *opts);
 
-/** hv_vm_save() to a file descriptor (a pipe, a socket, a file) with
+/** hvc_vm_save() to a file descriptor (a pipe, a socket, a file) with
  * write(2); the descriptor is left open where the stream ended. */
-HV_EXTERN int hv_vm_save_fd(hv_vm *vm, int fd, const hv_save_options *opts);
+HVC_EXTERN int hvc_vm_save_fd(hvc_vm *vm, int fd, const hvc_save_options *opts);
 
 /**
  * Saves a paused VM to a snapshot file at @p path atomically: the stream
- * (with ::HV_SAVE_ALIGN_PAGES) is written to a temporary file in the same
+ * (with ::HVC_SAVE_ALIGN_PAGES) is written to a temporary file in the same
  * directory, fsynced, renamed over @p path, and the directory is fsynced.
  * On any failure the temporary file is removed and a file already at
  * @p path is untouched.
  *
- * @return as hv_vm_save(); -errno for a file system error (the message
+ * @return as hvc_vm_save(); -errno for a file system error (the message
  *         names the path).
  */
-HV_EXTERN int hv_snapshot_save(hv_vm *vm, const char *path,
-                               const hv_save_options *opts);
+HVC_EXTERN int hvc_snapshot_save(hvc_vm *vm, const char *path,
+                                 const hvc_save_options *opts);
 
 /**
  * Restores a VM from a stream into a new VM of @p hv. The VM is handed to
  * the caller only when the whole stream, up to its end section, was read
  * and checked; on any error nothing is left behind. The new VM is not
- * paused; its vCPUs (hv_vm_get_vcpu()) continue where the saved ones
- * stopped at their next hv_vcpu_run().
+ * paused; its vCPUs (hvc_vm_get_vcpu()) continue where the saved ones
+ * stopped at their next hvc_vcpu_run().
  *
  * @param opts options, or NULL (no key, no setup callback).
  * @param out  receives the VM.
@@ -248,21 +248,22 @@ HV_EXTERN int hv_snapshot_save(hv_vm *vm, const char *path,
  *         (or the reverse); the stream's, the callback's or the backend's
  *         error.
  */
-HV_EXTERN int hv_vm_restore(hv_hypervisor *hv, const hv_stream *stream,
-                            const hv_restore_options *opts, hv_vm **out);
+HVC_EXTERN int hvc_vm_restore(hvc_hypervisor *hv, const hvc_stream *stream,
+                              const hvc_restore_options *opts, hvc_vm **out);
 
-/** hv_vm_restore() from a file descriptor with read(2). */
-HV_EXTERN int hv_vm_restore_fd(hv_hypervisor *hv, int fd,
-                               const hv_restore_options *opts, hv_vm **out);
+/** hvc_vm_restore() from a file descriptor with read(2). */
+HVC_EXTERN int hvc_vm_restore_fd(hvc_hypervisor *hv, int fd,
+                                 const hvc_restore_options *opts, hvc_vm **out);
 
 /**
- * Restores a VM from a snapshot file, reading it or (::HV_RESTORE_MMAP)
+ * Restores a VM from a snapshot file, reading it or (::HVC_RESTORE_MMAP)
  * mapping its memory.
  *
- * @return as hv_vm_restore(); -errno when the file cannot be opened.
+ * @return as hvc_vm_restore(); -errno when the file cannot be opened.
  */
-HV_EXTERN int hv_snapshot_restore(hv_hypervisor *hv, const char *path,
-                                  const hv_restore_options *opts, hv_vm **out);
+HVC_EXTERN int hvc_snapshot_restore(hvc_hypervisor *hv, const char *path,
+                                    const hvc_restore_options *opts,
+                                    hvc_vm **out);
 
 #ifdef __cplusplus
 }

@@ -2,8 +2,8 @@
  * @file hvcore/platform.h
  * @brief The library's x86 PC platform devices and ACPI tables.
  *
- * Ready-made device models, attached with hv_vm_add_device() underneath and
- * listed by hv_vm_list_devices() like any other: a 16550A UART, a
+ * Ready-made device models, attached with hvc_vm_add_device() underneath and
+ * listed by hvc_vm_list_devices() like any other: a 16550A UART, a
  * debug-exit port, the i8042 reset line, a CMOS real-time clock, the port
  * 0x80 POST sink; and a builder for the ACPI tables an SMP guest needs to
  * find its CPUs, interrupt controllers and devices.
@@ -23,15 +23,15 @@ extern "C" {
 #endif
 
 /** Receives the bytes the guest transmitted on a UART. */
-typedef void (*hv_serial_output_fn)(void *opaque, const void *data,
-                                    size_t length);
+typedef void (*hvc_serial_output_fn)(void *opaque, const void *data,
+                                     size_t length);
 
 /**
- * UART options. Initialise with ::HV_SERIAL_OPTIONS_INIT (COM1: port
+ * UART options. Initialise with ::HVC_SERIAL_OPTIONS_INIT (COM1: port
  * 0x3f8, IRQ 4, no output, no input); fields are only ever appended.
  */
-typedef struct hv_serial_options {
-    /** sizeof(hv_serial_options) as the caller was compiled. */
+typedef struct hvc_serial_options {
+    /** sizeof(hvc_serial_options) as the caller was compiled. */
     uint32_t size;
     /** GSI raised for the UART's interrupt; default 4. */
     uint32_t irq;
@@ -45,24 +45,24 @@ typedef struct hv_serial_options {
     int32_t input_fd;
     /** Transmitted bytes are passed here when non-NULL (on the vCPU
      * thread). */
-    hv_serial_output_fn output_fn;
+    hvc_serial_output_fn output_fn;
     /** Passed to @c output_fn. */
     void *output_opaque;
     /** Instance name; NULL for "serial<N>". */
     const char *name;
-} hv_serial_options;
+} hvc_serial_options;
 
-/** Initialiser for ::hv_serial_options. */
-#define HV_SERIAL_OPTIONS_INIT                                                 \
+/** Initialiser for ::hvc_serial_options. */
+#define HVC_SERIAL_OPTIONS_INIT                                                \
     {                                                                          \
-        sizeof(hv_serial_options), 4, 0x3f8, -1, -1, NULL, NULL, NULL          \
+        sizeof(hvc_serial_options), 4, 0x3f8, -1, -1, NULL, NULL, NULL         \
     }
 
 /**
  * Attaches a 16550A UART: THR/RBR, IER, IIR, FCR, LCR, MCR, LSR, MSR,
  * scratch and divisor latch, 16-byte FIFOs, loopback, and transmit-empty,
  * receive-data and line-status interrupts on its IRQ line (a VM created with
- * ::HV_VM_NO_IRQCHIP gets a polled UART). The interrupt line is high while
+ * ::HVC_VM_NO_IRQCHIP gets a polled UART). The interrupt line is high while
  * an enabled interrupt is pending and MCR.OUT2 is set, as on a PC.
  *
  * Output is written synchronously on the vCPU thread (THRE is always set).
@@ -73,11 +73,11 @@ typedef struct hv_serial_options {
  * end of file ends input.
  *
  * @param opts options, or NULL for COM1 with no output and no input.
- * @return 0; -EINVAL for bad options; errors of hv_vm_add_device() and
- *         hv_vm_watch_fd().
+ * @return 0; -EINVAL for bad options; errors of hvc_vm_add_device() and
+ *         hvc_vm_watch_fd().
  */
-HV_EXTERN int hv_serial_create(hv_vm *vm, const hv_serial_options *opts,
-                               hv_device **out);
+HVC_EXTERN int hvc_serial_create(hvc_vm *vm, const hvc_serial_options *opts,
+                                 hvc_device **out);
 
 /**
  * Hands bytes to a UART's receiver as if they arrived on the line. Bytes
@@ -86,24 +86,25 @@ HV_EXTERN int hv_serial_create(hv_vm *vm, const hv_serial_options *opts,
  *
  * @return the number of bytes accepted; -EINVAL when @p dev is not a UART.
  */
-HV_EXTERN int hv_serial_receive(hv_device *dev, const void *data,
-                                size_t length);
+HVC_EXTERN int hvc_serial_receive(hvc_device *dev, const void *data,
+                                  size_t length);
 
 /**
  * Attaches a debug-exit port (QEMU's isa-debug-exit convention, port 0xf4
- * in the test guests): a guest write of byte v ends hv_vcpu_run() with
- * ::HV_EXIT_POWEROFF, ::HV_EXIT_F_HANDLED and hv_exit::u::system::code = v.
+ * in the test guests): a guest write of byte v ends hvc_vcpu_run() with
+ * ::HVC_EXIT_POWEROFF, ::HVC_EXIT_F_HANDLED and hvc_exit::u::system::code = v.
  *
  * @param port the port; 0 for 0xf4.
  */
-HV_EXTERN int hv_debug_exit_create(hv_vm *vm, uint16_t port, hv_device **out);
+HVC_EXTERN int hvc_debug_exit_create(hvc_vm *vm, uint16_t port,
+                                     hvc_device **out);
 
 /**
  * Attaches the i8042 keyboard controller's system-control side at ports
- * 0x60 and 0x64: the reset command (0xfe to port 0x64) ends hv_vcpu_run()
- * with ::HV_EXIT_RESET; status reads report an empty controller.
+ * 0x60 and 0x64: the reset command (0xfe to port 0x64) ends hvc_vcpu_run()
+ * with ::HVC_EXIT_RESET; status reads report an empty controller.
  */
-HV_EXTERN int hv_i8042_create(hv_vm *vm, hv_device **out);
+HVC_EXTERN int hvc_i8042_create(hvc_vm *vm, hvc_device **out);
 
 /**
  * Attaches a CMOS real-time clock at ports 0x70/0x71: the time from the
@@ -112,29 +113,29 @@ HV_EXTERN int hv_i8042_create(hv_vm *vm, hv_device **out);
  * Linux read (0x15-0x18, 0x30-0x31, 0x34-0x35, 0x5b-0x5d) computed from the
  * VM's memory regions.
  */
-HV_EXTERN int hv_cmos_create(hv_vm *vm, hv_device **out);
+HVC_EXTERN int hvc_cmos_create(hvc_vm *vm, hvc_device **out);
 
 /** Attaches a sink for port 0x80 (POST codes, I/O delays): writes are
  * ignored, reads return 0xff, nothing exits. */
-HV_EXTERN int hv_port80_create(hv_vm *vm, hv_device **out);
+HVC_EXTERN int hvc_port80_create(hvc_vm *vm, hvc_device **out);
 
-/** Flags of hv_acpi_device::flags. */
-typedef enum hv_acpi_device_flags {
+/** Flags of hvc_acpi_device::flags. */
+typedef enum hvc_acpi_device_flags {
     /** The interrupt is level-triggered (default: edge). */
-    HV_ACPI_IRQ_LEVEL = 1u << 0,
+    HVC_ACPI_IRQ_LEVEL = 1u << 0,
     /** The interrupt is active-low (default: active-high). */
-    HV_ACPI_IRQ_ACTIVE_LOW = 1u << 1
-} hv_acpi_device_flags;
+    HVC_ACPI_IRQ_ACTIVE_LOW = 1u << 1
+} hvc_acpi_device_flags;
 
 /**
  * A device to describe in the ACPI DSDT. Fixed layout (64 bytes), passed
  * as an array: it never changes; new properties take the reserved words.
  */
-typedef struct hv_acpi_device {
+typedef struct hvc_acpi_device {
     /** ACPI _HID, 1-8 printable characters, e.g. "PNP0501" (a 16550 UART)
      * or "LNRO0005" (virtio-mmio). */
     const char *hid;
-    /** ::HV_IO_PIO or ::HV_IO_MMIO. */
+    /** ::HVC_IO_PIO or ::HVC_IO_MMIO. */
     uint32_t space;
     /** GSI 0..23 (the IOAPIC's pins), or UINT32_MAX for none. */
     uint32_t irq;
@@ -142,18 +143,18 @@ typedef struct hv_acpi_device {
     uint64_t base;
     /** Ports or bytes. */
     uint64_t length;
-    /** Bit mask of ::hv_acpi_device_flags. */
+    /** Bit mask of ::hvc_acpi_device_flags. */
     uint32_t flags;
     /** Zero. */
     uint32_t reserved[7];
-} hv_acpi_device;
+} hvc_acpi_device;
 
 /**
- * ACPI options. Initialise with ::HV_ACPI_OPTIONS_INIT; fields are only
+ * ACPI options. Initialise with ::HVC_ACPI_OPTIONS_INIT; fields are only
  * ever appended.
  */
-typedef struct hv_acpi_options {
-    /** sizeof(hv_acpi_options) as the caller was compiled. */
+typedef struct hvc_acpi_options {
+    /** sizeof(hvc_acpi_options) as the caller was compiled. */
     uint32_t size;
     /** Number of CPUs; the MADT lists APIC ids 0..nr_cpus-1. */
     uint32_t nr_cpus;
@@ -163,17 +164,17 @@ typedef struct hv_acpi_options {
     /** Bytes available at @c address; 0 for 0x20000. */
     uint64_t length;
     /** Devices for the DSDT. */
-    const hv_acpi_device *devices;
+    const hvc_acpi_device *devices;
     /** Entries in @c devices. */
     uint32_t nr_devices;
     /** Zero. */
     uint32_t reserved;
-} hv_acpi_options;
+} hvc_acpi_options;
 
-/** Initialiser for ::hv_acpi_options. */
-#define HV_ACPI_OPTIONS_INIT                                                   \
+/** Initialiser for ::hvc_acpi_options. */
+#define HVC_ACPI_OPTIONS_INIT                                                  \
     {                                                                          \
-        sizeof(hv_acpi_options), 1, 0, 0, NULL, 0, 0                           \
+        sizeof(hvc_acpi_options), 1, 0, 0, NULL, 0, 0                          \
     }
 
 /**
@@ -182,22 +183,22 @@ typedef struct hv_acpi_options {
  * and a DSDT describing @c devices into guest memory, all checksummed.
  *
  * The FADT names port 0x64 (value 0xfe) as the reset register and the CMOS
- * century byte, so it assumes hv_i8042_create() and hv_cmos_create(); the
+ * century byte, so it assumes hvc_i8042_create() and hvc_cmos_create(); the
  * MADT describes the in-kernel interrupt controllers, so the VM should not
- * have ::HV_VM_NO_IRQCHIP. Keep the tables in the legacy hole (the default
+ * have ::HVC_VM_NO_IRQCHIP. Keep the tables in the legacy hole (the default
  * address): the boot loader's memory map reserves 0x9fc00-0x100000, but
  * reports other RAM as usable, where a guest would overwrite them.
  *
  * @param rsdp receives the RSDP's guest-physical address, for the boot
- *             loader to pass on (hv_boot_options::acpi_rsdp).
+ *             loader to pass on (hvc_boot_options::acpi_rsdp).
  * @return 0; -EINVAL (NULL, nr_cpus outside 1..255, an unaligned or
  *         wrapping area, bad device entries: the message names the index
  *         and field); -ENOSPC when the tables do not fit in @c length;
  *         -EFAULT when the area is not RAM; -ENOMEM. Guest memory is
  *         unchanged on failure.
  */
-HV_EXTERN int hv_acpi_build(hv_vm *vm, const hv_acpi_options *opts,
-                            uint64_t *rsdp);
+HVC_EXTERN int hvc_acpi_build(hvc_vm *vm, const hvc_acpi_options *opts,
+                              uint64_t *rsdp);
 
 #ifdef __cplusplus
 }

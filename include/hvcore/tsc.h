@@ -7,27 +7,27 @@
  * never go backwards, and agree across vCPUs: on this host, after a pause,
  * and on another host after a restore. This header gives a VMM the pieces:
  *
- * - what the host can do (hv_tsc_get_info()), and the hardware scaling
- *   arithmetic as pure functions (hv_tsc_ratio(), hv_tsc_scale());
+ * - what the host can do (hvc_tsc_get_info()), and the hardware scaling
+ *   arithmetic as pure functions (hvc_tsc_ratio(), hvc_tsc_scale());
  * - the guest TSC frequency of a VM, set before its vCPUs first run
- *   (hv_vm_set_tsc_frequency()), and told to the guest through CPUID;
+ *   (hvc_vm_set_tsc_frequency()), and told to the guest through CPUID;
  * - the guest TSC value and offset per vCPU, with one offset shared by all
- *   vCPUs (hv_vcpu_set_tsc(), hv_vcpu_set_tsc_offset());
- * - what paused time does to the guest's clocks (hv_vm_set_tsc_policy());
+ *   vCPUs (hvc_vcpu_set_tsc(), hvc_vcpu_set_tsc_offset());
+ * - what paused time does to the guest's clocks (hvc_vm_set_tsc_policy());
  * - a fixed-layout, versioned TSC state record captured at one pause point
- *   and restored into the same or a new VM (hv_vm_save_tsc(),
- *   hv_vm_restore_tsc()).
+ *   and restored into the same or a new VM (hvc_vm_save_tsc(),
+ *   hvc_vm_restore_tsc()).
  *
  * docs/TSC.md explains the model, the restore procedure and the fallbacks.
  *
- * Thread rules: hv_tsc_get_info(), hv_tsc_ratio() and hv_tsc_scale() may be
+ * Thread rules: hvc_tsc_get_info(), hvc_tsc_ratio() and hvc_tsc_scale() may be
  * called from any thread. Calls that read or write one vCPU follow the
  * register rules of hvcore/vcpu.h (the runner thread, or any thread while
  * the vCPU is not running or the VM is paused). Calls that touch every vCPU
  * of a VM (a VM-wide offset, save, restore) need every vCPU out of
- * hv_vcpu_run() or the VM paused, and fail with -EBUSY otherwise. None may
+ * hvc_vcpu_run() or the VM paused, and fail with -EBUSY otherwise. None may
  * be called from an I/O handler of the same VM, except the per-vCPU calls
- * on the vCPU that made the access (writes with ::HV_TSC_THIS_VCPU).
+ * on the vCPU that made the access (writes with ::HVC_TSC_THIS_VCPU).
  */
 #ifndef HVCORE_TSC_H
 #define HVCORE_TSC_H
@@ -41,36 +41,36 @@ extern "C" {
 #endif
 
 /** Fractional bits of the Intel VMX TSC multiplier (16.48 fixed point). */
-#define HV_TSC_FRAC_BITS_VMX 48
+#define HVC_TSC_FRAC_BITS_VMX 48
 /** Fractional bits of the AMD SVM TSC ratio MSR (8.32 fixed point). */
-#define HV_TSC_FRAC_BITS_SVM 32
+#define HVC_TSC_FRAC_BITS_SVM 32
 /**
  * Default tolerance, in parts per million, within which a requested guest
  * TSC frequency is accepted without scaling (as KVM's tsc_tolerance_ppm).
  */
-#define HV_TSC_DEFAULT_TOLERANCE_PPM 250
-/** Largest tolerance hv_vm_set_tsc_frequency() accepts (1%). */
-#define HV_TSC_MAX_TOLERANCE_PPM 10000
+#define HVC_TSC_DEFAULT_TOLERANCE_PPM 250
+/** Largest tolerance hvc_vm_set_tsc_frequency() accepts (1%). */
+#define HVC_TSC_MAX_TOLERANCE_PPM 10000
 
 /**
  * Computes the hardware TSC scaling ratio for a guest frequency, in the
  * fixed-point format with @p frac_bits fractional bits:
  * floor(guest_khz * 2^frac_bits / host_khz). The rounding is truncation,
- * as Linux KVM computes it, so hv_tsc_scale() with this ratio predicts the
+ * as Linux KVM computes it, so hvc_tsc_scale() with this ratio predicts the
  * guest TSC KVM will give, to the cycle. A pure function: no VM needed.
  *
  * @param guest_khz the guest TSC frequency; non-zero.
  * @param host_khz  the host TSC frequency; non-zero.
- * @param frac_bits ::HV_TSC_FRAC_BITS_VMX (48: a 64-bit 16.48 multiplier) or
- *                  ::HV_TSC_FRAC_BITS_SVM (32: an 8.32 ratio in bits 39:0).
+ * @param frac_bits ::HVC_TSC_FRAC_BITS_VMX (48: a 64-bit 16.48 multiplier) or
+ *                  ::HVC_TSC_FRAC_BITS_SVM (32: an 8.32 ratio in bits 39:0).
  * @param ratio     receives the ratio.
  * @return 0; -EINVAL (NULL @p ratio, a zero frequency, another
  *         @p frac_bits); -ERANGE when the ratio is 0 or does not fit the
  *         format (at least 2^16 for VMX, at least 2^8 for SVM); the
  *         message gives the exact value.
  */
-HV_EXTERN int hv_tsc_ratio(uint32_t guest_khz, uint32_t host_khz,
-                           uint32_t frac_bits, uint64_t *ratio);
+HVC_EXTERN int hvc_tsc_ratio(uint32_t guest_khz, uint32_t host_khz,
+                             uint32_t frac_bits, uint64_t *ratio);
 
 /**
  * Scales a host TSC value as the hardware does:
@@ -80,17 +80,17 @@ HV_EXTERN int hv_tsc_ratio(uint32_t guest_khz, uint32_t host_khz,
  *
  * @return 0; -EINVAL for NULL @p out or @p frac_bits above 63.
  */
-HV_EXTERN int hv_tsc_scale(uint64_t host_tsc, uint64_t ratio,
-                           uint32_t frac_bits, uint64_t *out);
+HVC_EXTERN int hvc_tsc_scale(uint64_t host_tsc, uint64_t ratio,
+                             uint32_t frac_bits, uint64_t *out);
 
-/** Flags of hv_tsc_info::flags. Values are stable; new ones are appended. */
-typedef enum hv_tsc_info_flags {
+/** Flags of hvc_tsc_info::flags. Values are stable; new ones are appended. */
+typedef enum hvc_tsc_info_flags {
     /** The host TSC is invariant (CPUID 0x80000007 EDX bit 8). */
-    HV_TSC_HOST_INVARIANT = 1u << 0,
+    HVC_TSC_HOST_INVARIANT = 1u << 0,
     /** The host kernel keeps time with the TSC: synchronised across CPUs. */
-    HV_TSC_HOST_STABLE = 1u << 1,
+    HVC_TSC_HOST_STABLE = 1u << 1,
     /** The guest TSC frequency can be scaled in hardware. */
-    HV_TSC_SCALING = 1u << 2,
+    HVC_TSC_SCALING = 1u << 2,
     /**
      * The guest TSC offset can be set, and a written offset takes effect
      * (verified on a probe vCPU; some hosts accept the write and ignore
@@ -98,32 +98,32 @@ typedef enum hv_tsc_info_flags {
      * pause policy is refused, and a restore succeeds only when the host
      * TSC already gives the guest the TSC the record asks for.
      */
-    HV_TSC_OFFSET = 1u << 3,
+    HVC_TSC_OFFSET = 1u << 3,
     /** One call sets the frequency of every vCPU of a VM. */
-    HV_TSC_VM_FREQUENCY = 1u << 4,
+    HVC_TSC_VM_FREQUENCY = 1u << 4,
     /** The backend advances the guest clock by CLOCK_REALTIME itself. */
-    HV_TSC_CLOCK_REALTIME = 1u << 5,
+    HVC_TSC_CLOCK_REALTIME = 1u << 5,
     /**
      * The backend can sample the guest clock and the host TSC atomically
      * (KVM: while its master clock is in use). Otherwise, or when a
      * sample lacks it, the library brackets the sample with host TSC
-     * reads (hv_tsc_state::sample_error_ns says how closely).
+     * reads (hvc_tsc_state::sample_error_ns says how closely).
      */
-    HV_TSC_CLOCK_HOST_TSC = 1u << 6,
-    /** Missed PIT ticks can be reinjected (see ::HV_TSC_CATCHUP_PIT). */
-    HV_TSC_PIT_CATCHUP = 1u << 7,
+    HVC_TSC_CLOCK_HOST_TSC = 1u << 6,
+    /** Missed PIT ticks can be reinjected (see ::HVC_TSC_CATCHUP_PIT). */
+    HVC_TSC_PIT_CATCHUP = 1u << 7,
     /** Missed local APIC timer ticks can be reinjected (never on KVM). */
-    HV_TSC_LAPIC_CATCHUP = 1u << 8
-} hv_tsc_info_flags;
+    HVC_TSC_LAPIC_CATCHUP = 1u << 8
+} hvc_tsc_info_flags;
 
 /**
  * The host's TSC and what the backend can do with it. Initialise with
- * ::HV_TSC_INFO_INIT; the library fills only the fields @c size covers.
+ * ::HVC_TSC_INFO_INIT; the library fills only the fields @c size covers.
  */
-typedef struct hv_tsc_info {
-    /** sizeof(hv_tsc_info) as the caller was compiled. */
+typedef struct hvc_tsc_info {
+    /** sizeof(hvc_tsc_info) as the caller was compiled. */
     uint32_t size;
-    /** Bit mask of ::hv_tsc_info_flags. */
+    /** Bit mask of ::hvc_tsc_info_flags. */
     uint32_t flags;
     /** Host TSC frequency in kHz, as the backend uses it. */
     uint32_t host_tsc_khz;
@@ -142,12 +142,12 @@ typedef struct hv_tsc_info {
     uint32_t max_guest_tsc_khz;
     /** Reserved; 0. */
     uint32_t reserved;
-} hv_tsc_info;
+} hvc_tsc_info;
 
-/** Initialiser for ::hv_tsc_info. */
-#define HV_TSC_INFO_INIT                                                       \
+/** Initialiser for ::hvc_tsc_info. */
+#define HVC_TSC_INFO_INIT                                                      \
     {                                                                          \
-        sizeof(hv_tsc_info), 0, 0, 0, 0, 0, 0, 0, 0                            \
+        sizeof(hvc_tsc_info), 0, 0, 0, 0, 0, 0, 0, 0                           \
     }
 
 /**
@@ -155,17 +155,17 @@ typedef struct hv_tsc_info {
  * on a hypervisor probes the backend (on KVM with a throw-away VM); later
  * calls return the cached answer.
  *
- * @param info in: @c size set (::HV_TSC_INFO_INIT); out: filled.
+ * @param info in: @c size set (::HVC_TSC_INFO_INIT); out: filled.
  * @return 0; -EINVAL (NULL, an unknown @c size); a backend error.
  */
-HV_EXTERN int hv_tsc_get_info(hv_hypervisor *hv, hv_tsc_info *info);
+HVC_EXTERN int hvc_tsc_get_info(hvc_hypervisor *hv, hvc_tsc_info *info);
 
 /**
- * Options of hv_vm_set_tsc_frequency(). Initialise with
- * ::HV_TSC_FREQUENCY_OPTIONS_INIT; fields are only ever appended.
+ * Options of hvc_vm_set_tsc_frequency(). Initialise with
+ * ::HVC_TSC_FREQUENCY_OPTIONS_INIT; fields are only ever appended.
  */
-typedef struct hv_tsc_frequency_options {
-    /** sizeof(hv_tsc_frequency_options) as the caller was compiled. */
+typedef struct hvc_tsc_frequency_options {
+    /** sizeof(hvc_tsc_frequency_options) as the caller was compiled. */
     uint32_t size;
     /** The guest TSC frequency in kHz; non-zero. */
     uint32_t tsc_khz;
@@ -174,15 +174,15 @@ typedef struct hv_tsc_frequency_options {
      * without scaling: the guest is told @c tsc_khz and its TSC runs at
      * the host's rate (the point of a tolerance: a guest migrated between
      * hosts of nearly equal frequency keeps its calibration). At most
-     * ::HV_TSC_MAX_TOLERANCE_PPM; 0 demands scaling for any difference.
+     * ::HVC_TSC_MAX_TOLERANCE_PPM; 0 demands scaling for any difference.
      */
     uint32_t tolerance_ppm;
-} hv_tsc_frequency_options;
+} hvc_tsc_frequency_options;
 
-/** Initialiser for ::hv_tsc_frequency_options. */
-#define HV_TSC_FREQUENCY_OPTIONS_INIT                                          \
+/** Initialiser for ::hvc_tsc_frequency_options. */
+#define HVC_TSC_FREQUENCY_OPTIONS_INIT                                         \
     {                                                                          \
-        sizeof(hv_tsc_frequency_options), 0, HV_TSC_DEFAULT_TOLERANCE_PPM      \
+        sizeof(hvc_tsc_frequency_options), 0, HVC_TSC_DEFAULT_TOLERANCE_PPM    \
     }
 
 /**
@@ -203,28 +203,28 @@ typedef struct hv_tsc_frequency_options {
  * KVM_SET_TSC_KHZ where KVM_CAP_VM_TSC_CONTROL exists, else per vCPU).
  *
  * @return 0; -EINVAL (NULL, unknown @c size, zero @c tsc_khz, tolerance
- *         above ::HV_TSC_MAX_TOLERANCE_PPM); -EBUSY when a vCPU of the VM
+ *         above ::HVC_TSC_MAX_TOLERANCE_PPM); -EBUSY when a vCPU of the VM
  *         has already run; -ENOTSUP when scaling is needed and the host has
  *         none (the message names both frequencies: never a silently wrong
  *         frequency); -ERANGE when the ratio is outside what the hardware
  *         or backend accepts; a backend error.
  */
-HV_EXTERN int hv_vm_set_tsc_frequency(hv_vm *vm,
-                                      const hv_tsc_frequency_options *opts);
+HVC_EXTERN int hvc_vm_set_tsc_frequency(hvc_vm *vm,
+                                        const hvc_tsc_frequency_options *opts);
 
-/** Flags of hv_tsc_config::flags. */
-typedef enum hv_tsc_config_flags {
-    /** The frequency was pinned with hv_vm_set_tsc_frequency(). */
-    HV_TSC_PINNED = 1u << 0,
+/** Flags of hvc_tsc_config::flags. */
+typedef enum hvc_tsc_config_flags {
+    /** The frequency was pinned with hvc_vm_set_tsc_frequency(). */
+    HVC_TSC_PINNED = 1u << 0,
     /** The backend scales the guest TSC in hardware. */
-    HV_TSC_SCALED = 1u << 1
-} hv_tsc_config_flags;
+    HVC_TSC_SCALED = 1u << 1
+} hvc_tsc_config_flags;
 
-/** A VM's TSC frequency set-up, as hv_vm_get_tsc_config() reports it. */
-typedef struct hv_tsc_config {
-    /** sizeof(hv_tsc_config) as the caller was compiled. */
+/** A VM's TSC frequency set-up, as hvc_vm_get_tsc_config() reports it. */
+typedef struct hvc_tsc_config {
+    /** sizeof(hvc_tsc_config) as the caller was compiled. */
     uint32_t size;
-    /** Bit mask of ::hv_tsc_config_flags. */
+    /** Bit mask of ::hvc_tsc_config_flags. */
     uint32_t flags;
     /** The frequency the guest is told, kHz (the host's when unpinned). */
     uint32_t tsc_khz;
@@ -236,194 +236,194 @@ typedef struct hv_tsc_config {
     uint32_t ratio_frac_bits;
     /** Tolerance the frequency was accepted with, ppm. */
     uint32_t tolerance_ppm;
-} hv_tsc_config;
+} hvc_tsc_config;
 
-/** Initialiser for ::hv_tsc_config. */
-#define HV_TSC_CONFIG_INIT                                                     \
+/** Initialiser for ::hvc_tsc_config. */
+#define HVC_TSC_CONFIG_INIT                                                    \
     {                                                                          \
-        sizeof(hv_tsc_config), 0, 0, 0, 0, 0, 0                                \
+        sizeof(hvc_tsc_config), 0, 0, 0, 0, 0, 0                               \
     }
 
 /**
  * Reports a VM's TSC frequency set-up.
  *
- * @param out in: @c size set (::HV_TSC_CONFIG_INIT); out: filled.
+ * @param out in: @c size set (::HVC_TSC_CONFIG_INIT); out: filled.
  * @return 0; -EINVAL (NULL, unknown @c size); a backend error.
  */
-HV_EXTERN int hv_vm_get_tsc_config(hv_vm *vm, hv_tsc_config *out);
+HVC_EXTERN int hvc_vm_get_tsc_config(hvc_vm *vm, hvc_tsc_config *out);
 
 /** Flags of the per-vCPU TSC writes. */
-typedef enum hv_tsc_write_flags {
+typedef enum hvc_tsc_write_flags {
     /**
      * Write only this vCPU. Without it a write moves the one offset all
      * vCPUs share, so their TSCs stay equal and KVM's master clock (a
      * stable kvmclock) stays usable. With it the vCPU's TSC deliberately
      * diverges from the others (to test a guest's TSC synchronisation).
      */
-    HV_TSC_THIS_VCPU = 1u << 0
-} hv_tsc_write_flags;
+    HVC_TSC_THIS_VCPU = 1u << 0
+} hvc_tsc_write_flags;
 
 /**
  * Reads the guest TSC of a vCPU: the value RDTSC would return now. While
- * the VM is paused under ::HV_TSC_PAUSE_FREEZE, the value it will resume
+ * the VM is paused under ::HVC_TSC_PAUSE_FREEZE, the value it will resume
  * with.
  *
  * @return 0; -EINVAL for NULL; -EBUSY when the vCPU runs on another
  *         thread; a backend error.
  */
-HV_EXTERN int hv_vcpu_get_tsc(hv_vcpu *vcpu, uint64_t *tsc);
+HVC_EXTERN int hvc_vcpu_get_tsc(hvc_vcpu *vcpu, uint64_t *tsc);
 
 /**
  * Sets the guest TSC so that the vCPU reads @p tsc now (for a VM paused
- * under ::HV_TSC_PAUSE_FREEZE: resumes with it). Without
- * ::HV_TSC_THIS_VCPU every vCPU of the VM gets the same offset.
+ * under ::HVC_TSC_PAUSE_FREEZE: resumes with it). Without
+ * ::HVC_TSC_THIS_VCPU every vCPU of the VM gets the same offset.
  * An armed TSC-deadline timer is re-armed against the new TSC.
  *
- * @param flags bit mask of ::hv_tsc_write_flags.
+ * @param flags bit mask of ::hvc_tsc_write_flags.
  * @return 0; -EINVAL (NULL, unknown flags); -EBUSY (a vCPU concerned runs
  *         on another thread; pause the VM); -ENOTSUP when the host cannot
- *         offset the guest TSC (::HV_TSC_OFFSET); a backend error.
+ *         offset the guest TSC (::HVC_TSC_OFFSET); a backend error.
  */
-HV_EXTERN int hv_vcpu_set_tsc(hv_vcpu *vcpu, uint64_t tsc, uint32_t flags);
+HVC_EXTERN int hvc_vcpu_set_tsc(hvc_vcpu *vcpu, uint64_t tsc, uint32_t flags);
 
 /**
- * Reads the vCPU's TSC offset: guest TSC = hv_tsc_scale(host TSC) +
+ * Reads the vCPU's TSC offset: guest TSC = hvc_tsc_scale(host TSC) +
  * offset, modulo 2^64 (KVM: KVM_VCPU_TSC_OFFSET).
  *
- * @return as hv_vcpu_get_tsc().
+ * @return as hvc_vcpu_get_tsc().
  */
-HV_EXTERN int hv_vcpu_get_tsc_offset(hv_vcpu *vcpu, uint64_t *offset);
+HVC_EXTERN int hvc_vcpu_get_tsc_offset(hvc_vcpu *vcpu, uint64_t *offset);
 
 /**
- * Sets the TSC offset; as hv_vcpu_set_tsc() (a write of the offset already
+ * Sets the TSC offset; as hvc_vcpu_set_tsc() (a write of the offset already
  * in place succeeds on any host).
  */
-HV_EXTERN int hv_vcpu_set_tsc_offset(hv_vcpu *vcpu, uint64_t offset,
-                                     uint32_t flags);
+HVC_EXTERN int hvc_vcpu_set_tsc_offset(hvc_vcpu *vcpu, uint64_t offset,
+                                       uint32_t flags);
 
 /** What a pause (or a save and restore) does to the guest's clocks. */
-typedef enum hv_tsc_pause_policy {
+typedef enum hvc_tsc_pause_policy {
     /**
      * The guest TSC and kvmclock advance by the real time the VM was
      * paused or saved, so the guest's wall clock stays right; the guest
      * sees a jump as long as the pause.
      */
-    HV_TSC_PAUSE_ADVANCE = 0,
+    HVC_TSC_PAUSE_ADVANCE = 0,
     /**
      * The guest TSC and kvmclock stand still while the VM is paused or
      * saved: no jump, and the guest's wall clock falls behind by the pause
      * (its NTP must catch up). TSC-deadline timers are frozen with them.
-     * Needs ::HV_TSC_OFFSET.
+     * Needs ::HVC_TSC_OFFSET.
      */
-    HV_TSC_PAUSE_FREEZE = 1
-} hv_tsc_pause_policy;
+    HVC_TSC_PAUSE_FREEZE = 1
+} hvc_tsc_pause_policy;
 
 /** Periodic timers whose missed ticks are delivered late, one by one. */
-typedef enum hv_tsc_catchup {
+typedef enum hvc_tsc_catchup {
     /**
      * The in-kernel PIT: ticks the guest could not take (the VM paused
-     * under ::HV_TSC_PAUSE_ADVANCE, its vCPU descheduled, interrupts
+     * under ::HVC_TSC_PAUSE_ADVANCE, its vCPU descheduled, interrupts
      * masked) are queued and delivered back to back, each as soon as the
      * guest acknowledges the previous one, until the guest has seen every
      * tick (KVM's PIT reinjection; QEMU's lost_tick_policy=delay). A guest
      * that keeps time by counting ticks then keeps the right time, at the
      * cost of an interrupt burst after a stall: a 10 s pause of a 1000 Hz
      * PIT is 10000 interrupts. Without it missed ticks merge into one.
-     * Under ::HV_TSC_PAUSE_FREEZE the ticks missed during the pause are
+     * Under ::HVC_TSC_PAUSE_FREEZE the ticks missed during the pause are
      * always dropped (the guest's time did not advance).
      */
-    HV_TSC_CATCHUP_PIT = 1u << 0,
+    HVC_TSC_CATCHUP_PIT = 1u << 0,
     /**
      * Local APIC timers. KVM has no reinjection for them: asking for it
-     * fails with -ENOTSUP (see ::HV_TSC_LAPIC_CATCHUP).
+     * fails with -ENOTSUP (see ::HVC_TSC_LAPIC_CATCHUP).
      */
-    HV_TSC_CATCHUP_LAPIC = 1u << 1
-} hv_tsc_catchup;
+    HVC_TSC_CATCHUP_LAPIC = 1u << 1
+} hvc_tsc_catchup;
 
 /**
- * A VM's TSC policy. Initialise with ::HV_TSC_POLICY_INIT; fields are only
+ * A VM's TSC policy. Initialise with ::HVC_TSC_POLICY_INIT; fields are only
  * ever appended.
  */
-typedef struct hv_tsc_policy {
-    /** sizeof(hv_tsc_policy) as the caller was compiled. */
+typedef struct hvc_tsc_policy {
+    /** sizeof(hvc_tsc_policy) as the caller was compiled. */
     uint32_t size;
-    /** An ::hv_tsc_pause_policy. */
+    /** An ::hvc_tsc_pause_policy. */
     uint32_t pause;
-    /** Bit mask of ::hv_tsc_catchup. */
+    /** Bit mask of ::hvc_tsc_catchup. */
     uint32_t catchup;
     /**
      * Pauses longer than this many milliseconds are not caught up (the
-     * missed ticks are dropped at hv_vm_resume()); 0: no limit.
+     * missed ticks are dropped at hvc_vm_resume()); 0: no limit.
      */
     uint32_t catchup_max_ms;
-} hv_tsc_policy;
+} hvc_tsc_policy;
 
 /**
- * Initialiser for ::hv_tsc_policy: the defaults of a new VM (advance, PIT
+ * Initialiser for ::hvc_tsc_policy: the defaults of a new VM (advance, PIT
  * catch-up without limit: KVM's own default).
  */
-#define HV_TSC_POLICY_INIT                                                     \
+#define HVC_TSC_POLICY_INIT                                                    \
     {                                                                          \
-        sizeof(hv_tsc_policy), HV_TSC_PAUSE_ADVANCE, HV_TSC_CATCHUP_PIT, 0     \
+        sizeof(hvc_tsc_policy), HVC_TSC_PAUSE_ADVANCE, HVC_TSC_CATCHUP_PIT, 0  \
     }
 
 /**
  * Sets the TSC policy of a VM. It may change at any time, also while the
- * VM is paused: the pause policy in force at hv_vm_resume() decides what
- * the pause did. ::HV_TSC_CATCHUP_PIT on a VM without a PIT
- * (::HV_VM_NO_IRQCHIP) has nothing to do and is accepted.
+ * VM is paused: the pause policy in force at hvc_vm_resume() decides what
+ * the pause did. ::HVC_TSC_CATCHUP_PIT on a VM without a PIT
+ * (::HVC_VM_NO_IRQCHIP) has nothing to do and is accepted.
  *
  * @return 0; -EINVAL (NULL, unknown @c size, pause policy or catch-up
- *         bits); -ENOTSUP for ::HV_TSC_PAUSE_FREEZE without
- *         ::HV_TSC_OFFSET, or a catch-up the backend lacks (the message
+ *         bits); -ENOTSUP for ::HVC_TSC_PAUSE_FREEZE without
+ *         ::HVC_TSC_OFFSET, or a catch-up the backend lacks (the message
  *         says which); a backend error.
  */
-HV_EXTERN int hv_vm_set_tsc_policy(hv_vm *vm, const hv_tsc_policy *policy);
+HVC_EXTERN int hvc_vm_set_tsc_policy(hvc_vm *vm, const hvc_tsc_policy *policy);
 
 /**
  * Reads the TSC policy of a VM.
  *
- * @param out in: @c size set (::HV_TSC_POLICY_INIT); out: filled.
+ * @param out in: @c size set (::HVC_TSC_POLICY_INIT); out: filled.
  * @return 0; -EINVAL (NULL, unknown @c size).
  */
-HV_EXTERN int hv_vm_get_tsc_policy(hv_vm *vm, hv_tsc_policy *out);
+HVC_EXTERN int hvc_vm_get_tsc_policy(hvc_vm *vm, hvc_tsc_policy *out);
 
-/** hv_tsc_state::magic: the bytes "HVTS". */
-#define HV_TSC_STATE_MAGIC 0x53545648u
+/** hvc_tsc_state::magic: the bytes "HVTS". */
+#define HVC_TSC_STATE_MAGIC 0x53545648u
 /**
- * hv_tsc_state::version. It changes only with an incompatible change; a
+ * hvc_tsc_state::version. It changes only with an incompatible change; a
  * compatible one appends fields and grows @c header_size or @c vcpu_size,
  * which readers of this version skip.
  */
-#define HV_TSC_STATE_VERSION 1
+#define HVC_TSC_STATE_VERSION 1
 
-/** Flags of hv_tsc_state::flags. */
-typedef enum hv_tsc_state_flags {
+/** Flags of hvc_tsc_state::flags. */
+typedef enum hvc_tsc_state_flags {
     /** The frequency was pinned on the source. */
-    HV_TSC_STATE_PINNED = 1u << 0,
+    HVC_TSC_STATE_PINNED = 1u << 0,
     /** The source scaled the guest TSC (ratio and ratio_frac_bits). */
-    HV_TSC_STATE_SCALED = 1u << 1,
+    HVC_TSC_STATE_SCALED = 1u << 1,
     /**
      * host_tsc and realtime_ns were sampled by the kernel together with
      * kvmclock_ns (KVM_CLOCK_HOST_TSC | KVM_CLOCK_REALTIME); otherwise the
      * library bracketed the sample (sample_error_ns).
      */
-    HV_TSC_STATE_KERNEL_SAMPLE = 1u << 2,
+    HVC_TSC_STATE_KERNEL_SAMPLE = 1u << 2,
     /** The source's kvmclock was stable (KVM_CLOCK_TSC_STABLE). */
-    HV_TSC_STATE_CLOCK_STABLE = 1u << 3
-} hv_tsc_state_flags;
+    HVC_TSC_STATE_CLOCK_STABLE = 1u << 3
+} hvc_tsc_state_flags;
 
 /**
  * Header of a TSC state record. Fixed layout (128 bytes), little-endian,
  * followed by @c nr_vcpus entries of @c vcpu_size bytes
- * (::hv_tsc_vcpu_state). All values describe one instant, the pause point:
- * when the VM was paused (hv_vm_pause()), or when the record was saved if
+ * (::hvc_tsc_vcpu_state). All values describe one instant, the pause point:
+ * when the VM was paused (hvc_vm_pause()), or when the record was saved if
  * it was not paused. docs/TSC.md documents every field.
  */
-typedef struct hv_tsc_state {
-    /** ::HV_TSC_STATE_MAGIC. */
+typedef struct hvc_tsc_state {
+    /** ::HVC_TSC_STATE_MAGIC. */
     uint32_t magic;
-    /** ::HV_TSC_STATE_VERSION. */
+    /** ::HVC_TSC_STATE_VERSION. */
     uint16_t version;
     /** Bytes of this header in the record (at least 128). */
     uint16_t header_size;
@@ -433,7 +433,7 @@ typedef struct hv_tsc_state {
     uint16_t reserved0;
     /** Number of vCPU entries; at least 1. */
     uint32_t nr_vcpus;
-    /** Bit mask of ::hv_tsc_state_flags. */
+    /** Bit mask of ::hvc_tsc_state_flags. */
     uint32_t flags;
     /** Guest TSC frequency the guest was told, kHz. */
     uint32_t tsc_khz;
@@ -461,26 +461,26 @@ typedef struct hv_tsc_state {
     uint8_t host_boot_id[16];
     /** Reserved; 0. */
     uint64_t reserved[5];
-} hv_tsc_state;
+} hvc_tsc_state;
 
-/** Flags of hv_tsc_vcpu_state::flags. */
-typedef enum hv_tsc_vcpu_flags {
+/** Flags of hvc_tsc_vcpu_state::flags. */
+typedef enum hvc_tsc_vcpu_flags {
     /** @c tsc_adjust holds IA32_TSC_ADJUST (MSR 0x3b). */
-    HV_TSC_VCPU_ADJUST = 1u << 0,
+    HVC_TSC_VCPU_ADJUST = 1u << 0,
     /** @c tsc_deadline holds IA32_TSC_DEADLINE (MSR 0x6e0). */
-    HV_TSC_VCPU_DEADLINE = 1u << 1
-} hv_tsc_vcpu_flags;
+    HVC_TSC_VCPU_DEADLINE = 1u << 1
+} hvc_tsc_vcpu_flags;
 
 /** One vCPU's entry in a TSC state record. Fixed layout (48 bytes). */
-typedef struct hv_tsc_vcpu_state {
+typedef struct hvc_tsc_vcpu_state {
     /** The vCPU id. */
     uint32_t id;
-    /** Bit mask of ::hv_tsc_vcpu_flags. */
+    /** Bit mask of ::hvc_tsc_vcpu_flags. */
     uint32_t flags;
     /** TSC offset on the source. */
     uint64_t offset;
     /**
-     * Guest TSC at the pause point: hv_tsc_scale(host_tsc, ratio,
+     * Guest TSC at the pause point: hvc_tsc_scale(host_tsc, ratio,
      * ratio_frac_bits) + offset (checked on restore).
      */
     uint64_t guest_tsc;
@@ -490,14 +490,14 @@ typedef struct hv_tsc_vcpu_state {
     uint64_t tsc_deadline;
     /** Reserved; 0. */
     uint64_t reserved;
-} hv_tsc_vcpu_state;
+} hvc_tsc_vcpu_state;
 
 /**
- * Bytes hv_vm_save_tsc() writes for the VM's current vCPUs.
+ * Bytes hvc_vm_save_tsc() writes for the VM's current vCPUs.
  *
  * @return 0; -EINVAL for NULL.
  */
-HV_EXTERN int hv_vm_tsc_state_size(hv_vm *vm, size_t *size);
+HVC_EXTERN int hvc_vm_tsc_state_size(hvc_vm *vm, size_t *size);
 
 /**
  * Captures the TSC state record of a VM: frequency, per-vCPU offsets, guest
@@ -505,44 +505,44 @@ HV_EXTERN int hv_vm_tsc_state_size(hv_vm *vm, size_t *size);
  * host TSC and CLOCK_REALTIME of one instant. When the VM is paused, that
  * instant is the pause (so the record does not depend on how long after
  * the pause it was saved); otherwise it is now, and every vCPU must be out
- * of hv_vcpu_run().
+ * of hvc_vcpu_run().
  *
  * @param buf     receives the record.
  * @param length  size of @p buf.
  * @param written receives the record's size (may be NULL).
  * @return 0; -EINVAL (NULL, no vCPUs); -ENOSPC when @p length is smaller
- *         than hv_vm_tsc_state_size(); -EBUSY when a vCPU is running and
+ *         than hvc_vm_tsc_state_size(); -EBUSY when a vCPU is running and
  *         the VM is not paused; a backend error.
  */
-HV_EXTERN int hv_vm_save_tsc(hv_vm *vm, void *buf, size_t length,
-                             size_t *written);
+HVC_EXTERN int hvc_vm_save_tsc(hvc_vm *vm, void *buf, size_t length,
+                               size_t *written);
 
 /**
- * Options of hv_vm_restore_tsc(). Initialise with
- * ::HV_TSC_RESTORE_OPTIONS_INIT; fields are only ever appended.
+ * Options of hvc_vm_restore_tsc(). Initialise with
+ * ::HVC_TSC_RESTORE_OPTIONS_INIT; fields are only ever appended.
  */
-typedef struct hv_tsc_restore_options {
-    /** sizeof(hv_tsc_restore_options) as the caller was compiled. */
+typedef struct hvc_tsc_restore_options {
+    /** sizeof(hvc_tsc_restore_options) as the caller was compiled. */
     uint32_t size;
     /**
-     * An ::hv_tsc_pause_policy for the time between the record's pause
+     * An ::hvc_tsc_pause_policy for the time between the record's pause
      * point and the restore: advance (the guest TSC and kvmclock include
      * it) or freeze (they resume where the record left them).
      */
     uint32_t pause;
     /**
-     * Hosts without ::HV_TSC_OFFSET cannot move the guest TSC: the restore
+     * Hosts without ::HVC_TSC_OFFSET cannot move the guest TSC: the restore
      * is accepted when the TSC the host gives differs from the one the
      * record and policy ask for by at most this many microseconds, and
      * refused otherwise. 0 picks the default, 1000.
      */
     uint32_t max_error_us;
-} hv_tsc_restore_options;
+} hvc_tsc_restore_options;
 
-/** Initialiser for ::hv_tsc_restore_options. */
-#define HV_TSC_RESTORE_OPTIONS_INIT                                            \
+/** Initialiser for ::hvc_tsc_restore_options. */
+#define HVC_TSC_RESTORE_OPTIONS_INIT                                           \
     {                                                                          \
-        sizeof(hv_tsc_restore_options), HV_TSC_PAUSE_ADVANCE, 0                \
+        sizeof(hvc_tsc_restore_options), HVC_TSC_PAUSE_ADVANCE, 0              \
     }
 
 /**
@@ -553,7 +553,7 @@ typedef struct hv_tsc_restore_options {
  *
  * The procedure is the one of the kernel's
  * Documentation/virt/kvm/devices/vcpu.rst (KVM_VCPU_TSC_OFFSET): set the
- * kvmclock (advanced by the elapsed time under ::HV_TSC_PAUSE_ADVANCE),
+ * kvmclock (advanced by the elapsed time under ::HVC_TSC_PAUSE_ADVANCE),
  * sample the kvmclock with the host TSC, and give every vCPU the offset
  * that keeps "guest TSC - kvmclock * frequency" what it was on the source;
  * then IA32_TSC_ADJUST, then IA32_TSC_DEADLINE (after the TSC, so the
@@ -576,8 +576,8 @@ typedef struct hv_tsc_restore_options {
  *         -ENOTSUP (the frequency needs scaling the host lacks; the TSC
  *         needs an offset the host cannot set); a backend error.
  */
-HV_EXTERN int hv_vm_restore_tsc(hv_vm *vm, const void *buf, size_t length,
-                                const hv_tsc_restore_options *opts);
+HVC_EXTERN int hvc_vm_restore_tsc(hvc_vm *vm, const void *buf, size_t length,
+                                  const hvc_tsc_restore_options *opts);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,7 @@
  * @file hvcore/virtio.h
  * @brief virtio 1.2 devices over the MMIO transport (version 2).
  *
- * Each device is an ::hv_device with one MMIO window of 0x200 bytes and one
+ * Each device is an ::hvc_device with one MMIO window of 0x200 bytes and one
  * interrupt line (edge-triggered). Virtqueues are split rings of up to 256
  * entries; every descriptor the guest supplies is checked (inside RAM, no
  * loops, chains no longer than the queue, lengths that do not overflow).
@@ -14,8 +14,8 @@
  * the vCPU that notified: a notify only signals an event.
  *
  * Linux finds the devices through `virtio_mmio.device=` on its command line
- * (hv_virtio_cmdline() writes it) or through the ACPI DSDT (`LNRO0005`
- * entries passed to hv_acpi_build()).
+ * (hvc_virtio_cmdline() writes it) or through the ACPI DSDT (`LNRO0005`
+ * entries passed to hvc_acpi_build()).
  *
  * Thread rules: as hvcore/device.h.
  */
@@ -32,37 +32,37 @@ extern "C" {
 #endif
 
 /** Size of a virtio-mmio device's register window. */
-#define HV_VIRTIO_MMIO_SIZE 0x200u
+#define HVC_VIRTIO_MMIO_SIZE 0x200u
 
 /**
  * Where a virtio-mmio device sits. Every device constructor takes one.
  */
-typedef struct hv_virtio_mmio {
+typedef struct hvc_virtio_mmio {
     /** Guest-physical base of the window; 512-byte aligned, outside RAM. */
     uint64_t base;
     /** GSI of its interrupt, 0..23; not shared with another device. */
     uint32_t irq;
     /** Zero. */
     uint32_t reserved;
-} hv_virtio_mmio;
+} hvc_virtio_mmio;
 
-/** Flags of hv_virtio_blk_options::flags. */
-typedef enum hv_virtio_blk_flags {
+/** Flags of hvc_virtio_blk_options::flags. */
+typedef enum hvc_virtio_blk_flags {
     /** The guest may only read (VIRTIO_BLK_F_RO); writes fail. */
-    HV_VIRTIO_BLK_READONLY = 1u << 0
-} hv_virtio_blk_flags;
+    HVC_VIRTIO_BLK_READONLY = 1u << 0
+} hvc_virtio_blk_flags;
 
 /**
- * virtio-blk options. Initialise with ::HV_VIRTIO_BLK_OPTIONS_INIT; fields
+ * virtio-blk options. Initialise with ::HVC_VIRTIO_BLK_OPTIONS_INIT; fields
  * are only ever appended.
  */
-typedef struct hv_virtio_blk_options {
-    /** sizeof(hv_virtio_blk_options) as the caller was compiled. */
+typedef struct hvc_virtio_blk_options {
+    /** sizeof(hvc_virtio_blk_options) as the caller was compiled. */
     uint32_t size;
-    /** Bit mask of ::hv_virtio_blk_flags. */
+    /** Bit mask of ::hvc_virtio_blk_flags. */
     uint32_t flags;
     /** Where the device sits. */
-    hv_virtio_mmio mmio;
+    hvc_virtio_mmio mmio;
     /** A file or block device to open (O_RDWR, or O_RDONLY when read-only);
      * or NULL to use @c fd. */
     const char *path;
@@ -76,11 +76,11 @@ typedef struct hv_virtio_blk_options {
     const char *serial;
     /** Instance name; NULL for "virtio-blk<N>". */
     const char *name;
-} hv_virtio_blk_options;
+} hvc_virtio_blk_options;
 
-/** Initialiser for ::hv_virtio_blk_options. */
-#define HV_VIRTIO_BLK_OPTIONS_INIT                                             \
-    {sizeof(hv_virtio_blk_options), 0, {0, 0, 0}, NULL, -1, 0, NULL, NULL}
+/** Initialiser for ::hvc_virtio_blk_options. */
+#define HVC_VIRTIO_BLK_OPTIONS_INIT                                             \
+    {sizeof(hvc_virtio_blk_options), 0, {0, 0, 0}, NULL, -1, 0, NULL, NULL}
 
 /**
  * Attaches a virtio-blk device: read, write, flush, get-id, and discard and
@@ -90,52 +90,52 @@ typedef struct hv_virtio_blk_options {
  *
  * @return 0; -EINVAL (bad options, a window that is unaligned or overlaps
  *         RAM or another device); the errno of opening the file, with its
- *         path in the message; errors of hv_vm_add_device().
+ *         path in the message; errors of hvc_vm_add_device().
  */
-HV_EXTERN int hv_virtio_blk_create(hv_vm *vm,
-                                   const hv_virtio_blk_options *opts,
-                                   hv_device **out);
+HVC_EXTERN int hvc_virtio_blk_create(hvc_vm *vm,
+                                   const hvc_virtio_blk_options *opts,
+                                   hvc_device **out);
 
 /**
  * Attaches a virtio-rng device fed by getrandom(2).
  *
  * @param name instance name, or NULL for "virtio-rng<N>".
  */
-HV_EXTERN int hv_virtio_rng_create(hv_vm *vm, const hv_virtio_mmio *mmio,
-                                   const char *name, hv_device **out);
+HVC_EXTERN int hvc_virtio_rng_create(hvc_vm *vm, const hvc_virtio_mmio *mmio,
+                                   const char *name, hvc_device **out);
 
 /**
  * virtio-console options (one port, no multiport). Initialise with
- * ::HV_VIRTIO_CONSOLE_OPTIONS_INIT; fields are only ever appended.
+ * ::HVC_VIRTIO_CONSOLE_OPTIONS_INIT; fields are only ever appended.
  */
-typedef struct hv_virtio_console_options {
-    /** sizeof(hv_virtio_console_options) as the caller was compiled. */
+typedef struct hvc_virtio_console_options {
+    /** sizeof(hvc_virtio_console_options) as the caller was compiled. */
     uint32_t size;
     /** Zero. */
     uint32_t flags;
     /** Where the device sits. */
-    hv_virtio_mmio mmio;
+    hvc_virtio_mmio mmio;
     /** Output goes here when >= 0 (not closed by the library). */
     int32_t output_fd;
     /** Input is read from here when >= 0 (not closed by the library). */
     int32_t input_fd;
     /** Output goes here when non-NULL (on the event thread). */
-    hv_serial_output_fn output_fn;
+    hvc_serial_output_fn output_fn;
     /** Passed to @c output_fn. */
     void *output_opaque;
     /** Instance name; NULL for "virtio-console<N>". */
     const char *name;
-} hv_virtio_console_options;
+} hvc_virtio_console_options;
 
-/** Initialiser for ::hv_virtio_console_options. */
-#define HV_VIRTIO_CONSOLE_OPTIONS_INIT                                         \
-    {sizeof(hv_virtio_console_options), 0, {0, 0, 0}, -1, -1, NULL, NULL,   \
+/** Initialiser for ::hvc_virtio_console_options. */
+#define HVC_VIRTIO_CONSOLE_OPTIONS_INIT                                         \
+    {sizeof(hvc_virtio_console_options), 0, {0, 0, 0}, -1, -1, NULL, NULL,   \
      NULL}
 
 /** Attaches a virtio-console device with one port. */
-HV_EXTERN int hv_virtio_console_create(hv_vm *vm,
-                                       const hv_virtio_console_options *opts,
-                                       hv_device **out);
+HVC_EXTERN int hvc_virtio_console_create(hvc_vm *vm,
+                                       const hvc_virtio_console_options *opts,
+                                       hvc_device **out);
 
 /**
  * Writes the Linux command-line words that announce every virtio-mmio
@@ -148,7 +148,7 @@ HV_EXTERN int hv_virtio_console_create(hv_vm *vm,
  *                 so a first call with capacity 0 sizes the buffer.
  * @return 0; -EINVAL for NULL; -ENOSPC when @p capacity is too small.
  */
-HV_EXTERN int hv_virtio_cmdline(hv_vm *vm, char *buf, size_t capacity,
+HVC_EXTERN int hvc_virtio_cmdline(hvc_vm *vm, char *buf, size_t capacity,
                                 size_t *length);
 
 #ifdef __cplusplus

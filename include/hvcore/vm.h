@@ -2,13 +2,13 @@
  * @file hvcore/vm.h
  * @brief Virtual machines: creation, pause/resume, I/O dispatch, interrupts.
  *
- * A ::hv_vm is one guest. Its memory regions (hvcore/memory.h), its vCPUs
+ * A ::hvc_vm is one guest. Its memory regions (hvcore/memory.h), its vCPUs
  * (hvcore/vcpu.h) and the I/O handlers registered here hang under it and
  * are destroyed with it.
  *
- * Thread rules: hv_vm_pause(), hv_vm_resume(), hv_vm_set_irq(),
- * hv_vm_send_msi(), hv_vm_read()/hv_vm_write() and the I/O handler calls may
- * be called from any thread. hv_vm_destroy() must not race with any other
+ * Thread rules: hvc_vm_pause(), hvc_vm_resume(), hvc_vm_set_irq(),
+ * hvc_vm_send_msi(), hvc_vm_read()/hvc_vm_write() and the I/O handler calls may
+ * be called from any thread. hvc_vm_destroy() must not race with any other
  * call on the same VM.
  */
 #ifndef HVCORE_VM_H
@@ -22,30 +22,30 @@ extern "C" {
 #endif
 
 /** One guest. Opaque. */
-typedef struct hv_vm hv_vm;
+typedef struct hvc_vm hvc_vm;
 /** One virtual CPU, see hvcore/vcpu.h. Opaque. */
-typedef struct hv_vcpu hv_vcpu;
+typedef struct hvc_vcpu hvc_vcpu;
 
-/** Flags for hv_vm_options::flags. */
-typedef enum hv_vm_flags {
+/** Flags for hvc_vm_options::flags. */
+typedef enum hvc_vm_flags {
     /**
      * No in-kernel interrupt controller and PIT. HLT then returns to the
-     * caller as ::HV_EXIT_HLT, and hv_vm_set_irq()/hv_vm_send_msi() fail
+     * caller as ::HVC_EXIT_HLT, and hvc_vm_set_irq()/hvc_vm_send_msi() fail
      * with -ENOTSUP. Without this flag the VM gets the backend's interrupt
      * controllers (on KVM: PIC, IOAPIC, LAPICs and PIT), and HLT waits in
      * the kernel for an interrupt.
      */
-    HV_VM_NO_IRQCHIP = 1u << 0
-} hv_vm_flags;
+    HVC_VM_NO_IRQCHIP = 1u << 0
+} hvc_vm_flags;
 
 /**
- * VM creation options. Initialise with ::HV_VM_OPTIONS_INIT; fields are only
+ * VM creation options. Initialise with ::HVC_VM_OPTIONS_INIT; fields are only
  * ever appended, and the library reads only the fields that @c size covers.
  */
-typedef struct hv_vm_options {
-    /** sizeof(hv_vm_options) as the caller was compiled. */
+typedef struct hvc_vm_options {
+    /** sizeof(hvc_vm_options) as the caller was compiled. */
     uint32_t size;
-    /** Bit mask of ::hv_vm_flags. */
+    /** Bit mask of ::hvc_vm_flags. */
     uint32_t flags;
     /** Most vCPUs this VM will have; 0 picks the backend maximum. */
     uint32_t max_vcpus;
@@ -55,12 +55,12 @@ typedef struct hv_vm_options {
      * disposition is the default; a caller-installed handler is kept.
      */
     int32_t kick_signal;
-} hv_vm_options;
+} hvc_vm_options;
 
-/** Initialiser for ::hv_vm_options with defaults. */
-#define HV_VM_OPTIONS_INIT                                                     \
+/** Initialiser for ::hvc_vm_options with defaults. */
+#define HVC_VM_OPTIONS_INIT                                                    \
     {                                                                          \
-        sizeof(hv_vm_options), 0, 0, 0                                         \
+        sizeof(hvc_vm_options), 0, 0, 0                                        \
     }
 
 /**
@@ -69,27 +69,27 @@ typedef struct hv_vm_options {
  * @param opts options, or NULL for the defaults.
  * @param out  receives the VM.
  * @return 0; -EINVAL (NULL handle, unknown size or flags, max_vcpus above
- *         ::HV_CAP_MAX_VCPUS); -ENOMEM; a backend error.
+ *         ::HVC_CAP_MAX_VCPUS); -ENOMEM; a backend error.
  */
-HV_EXTERN int hv_vm_create(hv_hypervisor *hv, const hv_vm_options *opts,
-                           hv_vm **out);
+HVC_EXTERN int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts,
+                             hvc_vm **out);
 
 /**
  * Destroys a VM with its vCPUs, memory regions and I/O handlers.
  *
- * @return 0; -EINVAL for NULL; -EBUSY while a vCPU is inside hv_vcpu_run()
+ * @return 0; -EINVAL for NULL; -EBUSY while a vCPU is inside hvc_vcpu_run()
  *         (stop the vCPU threads first; nothing is destroyed then).
  */
-HV_EXTERN int hv_vm_destroy(hv_vm *vm);
+HVC_EXTERN int hvc_vm_destroy(hvc_vm *vm);
 
 /**
- * Stops every vCPU of the VM and keeps it stopped until hv_vm_resume().
+ * Stops every vCPU of the VM and keeps it stopped until hvc_vm_resume().
  *
  * A vCPU that is in the guest is taken out of it; its thread stays inside
- * hv_vcpu_run() (it does not return) and waits there. A vCPU whose thread
- * calls hv_vcpu_run() while paused waits likewise. When the call returns,
+ * hvc_vcpu_run() (it does not return) and waits there. A vCPU whose thread
+ * calls hvc_vcpu_run() while paused waits likewise. When the call returns,
  * no vCPU executes guest code, so its state can be read or written from
- * this thread. Pauses nest: each call needs its own hv_vm_resume().
+ * this thread. Pauses nest: each call needs its own hvc_vm_resume().
  * The outermost pause is the TSC pause point (hvcore/tsc.h): the guest's
  * clocks as a save sees them, and as the freeze policy keeps them.
  *
@@ -97,35 +97,35 @@ HV_EXTERN int hv_vm_destroy(hv_vm *vm);
  *         the same VM (it would wait on itself); a backend error when the
  *         pause point cannot be taken (the VM is then not paused).
  */
-HV_EXTERN int hv_vm_pause(hv_vm *vm);
+HVC_EXTERN int hvc_vm_pause(hvc_vm *vm);
 
 /**
- * Undoes one hv_vm_pause(); the last one lets the vCPUs run again, after
+ * Undoes one hvc_vm_pause(); the last one lets the vCPUs run again, after
  * applying the TSC pause policy (hvcore/tsc.h).
  *
  * @return 0; -EINVAL for NULL or when the VM is not paused; a backend error
  *         when the freeze policy cannot be applied (the VM then stays
  *         paused: retry, or switch to the advance policy and resume).
  */
-HV_EXTERN int hv_vm_resume(hv_vm *vm);
+HVC_EXTERN int hvc_vm_resume(hvc_vm *vm);
 
 /** Non-zero when @p vm is paused (0 for NULL). */
-HV_EXTERN int hv_vm_is_paused(const hv_vm *vm);
+HVC_EXTERN int hvc_vm_is_paused(const hvc_vm *vm);
 
 /** Address spaces for I/O handlers and exits. */
-typedef enum hv_io_space {
+typedef enum hvc_io_space {
     /** x86 port I/O; addresses are 0..0xffff. */
-    HV_IO_PIO = 0,
+    HVC_IO_PIO = 0,
     /** Memory-mapped I/O; addresses are guest-physical. */
-    HV_IO_MMIO = 1
-} hv_io_space;
+    HVC_IO_MMIO = 1
+} hvc_io_space;
 
 /**
- * Return value of an ::hv_io_fn that handled the access and wants
- * hv_vcpu_run() to return to its caller (the exit then has
- * ::HV_EXIT_F_HANDLED set). Return 0 to keep running the guest.
+ * Return value of an ::hvc_io_fn that handled the access and wants
+ * hvc_vcpu_run() to return to its caller (the exit then has
+ * ::HVC_EXIT_F_HANDLED set). Return 0 to keep running the guest.
  */
-#define HV_IO_EXIT 1
+#define HVC_IO_EXIT 1
 
 /**
  * An I/O handler, called on the vCPU thread that made the access.
@@ -135,9 +135,9 @@ typedef enum hv_io_space {
  * call the handler once per element.
  *
  * Handlers of one range may run concurrently on several vCPU threads; they
- * protect their own state. A handler may call hv_vcpu_kick(),
- * hv_vm_set_irq(), hv_vm_read()/hv_vm_write(), but not hv_vm_pause() or
- * hv_vm_destroy().
+ * protect their own state. A handler may call hvc_vcpu_kick(),
+ * hvc_vm_set_irq(), hvc_vm_read()/hvc_vm_write(), but not hvc_vm_pause() or
+ * hvc_vm_destroy().
  *
  * @param opaque the pointer given when the handler was registered.
  * @param vcpu   the vCPU that made the access.
@@ -145,19 +145,19 @@ typedef enum hv_io_space {
  * @param data   the data; @p size bytes.
  * @param size   1, 2, 4 or 8 (MMIO up to 8; port I/O up to 4).
  * @param is_write non-zero for OUT or a memory write.
- * @return 0 to continue the guest; ::HV_IO_EXIT to return to the caller of
- *         hv_vcpu_run(); a negative errno to make hv_vcpu_run() fail with
+ * @return 0 to continue the guest; ::HVC_IO_EXIT to return to the caller of
+ *         hvc_vcpu_run(); a negative errno to make hvc_vcpu_run() fail with
  *         it (the handler should describe the problem in its own way; the
  *         library's message names the address).
  */
-typedef int (*hv_io_fn)(void *opaque, hv_vcpu *vcpu, uint64_t offset,
-                        void *data, uint32_t size, int is_write);
+typedef int (*hvc_io_fn)(void *opaque, hvc_vcpu *vcpu, uint64_t offset,
+                         void *data, uint32_t size, int is_write);
 
 /**
  * Registers a handler for a port-I/O or MMIO range. Accesses that fall in
- * the range are served inside hv_vcpu_run() without returning.
+ * the range are served inside hvc_vcpu_run() without returning.
  *
- * @param space  ::HV_IO_PIO or ::HV_IO_MMIO.
+ * @param space  ::HVC_IO_PIO or ::HVC_IO_MMIO.
  * @param base   first port or guest-physical address of the range.
  * @param length number of ports or bytes; non-zero.
  * @param fn     the handler, called for reads and writes.
@@ -166,8 +166,9 @@ typedef int (*hv_io_fn)(void *opaque, hv_vcpu *vcpu, uint64_t offset,
  *         range past 0xffff); -EEXIST when it overlaps a registered range
  *         (the message names both); -ENOMEM.
  */
-HV_EXTERN int hv_vm_add_io_handler(hv_vm *vm, int space, uint64_t base,
-                                   uint64_t length, hv_io_fn fn, void *opaque);
+HVC_EXTERN int hvc_vm_add_io_handler(hvc_vm *vm, int space, uint64_t base,
+                                     uint64_t length, hvc_io_fn fn,
+                                     void *opaque);
 
 /**
  * Removes the handler registered at exactly @p space / @p base. Once the
@@ -176,7 +177,7 @@ HV_EXTERN int hv_vm_add_io_handler(hv_vm *vm, int space, uint64_t base,
  * @return 0; -EINVAL for NULL or a bad space; -ENOENT when nothing is
  *         registered at @p base.
  */
-HV_EXTERN int hv_vm_remove_io_handler(hv_vm *vm, int space, uint64_t base);
+HVC_EXTERN int hvc_vm_remove_io_handler(hvc_vm *vm, int space, uint64_t base);
 
 /**
  * Sets the level of an interrupt line (GSI) of the in-kernel interrupt
@@ -188,9 +189,9 @@ HV_EXTERN int hv_vm_remove_io_handler(hv_vm *vm, int space, uint64_t base);
  *              0..15 also reach the PIC).
  * @param level 1 to raise, 0 to lower.
  * @return 0; -EINVAL for NULL or a GSI out of range; -ENOTSUP when the VM
- *         was created with ::HV_VM_NO_IRQCHIP.
+ *         was created with ::HVC_VM_NO_IRQCHIP.
  */
-HV_EXTERN int hv_vm_set_irq(hv_vm *vm, uint32_t gsi, int level);
+HVC_EXTERN int hvc_vm_set_irq(hvc_vm *vm, uint32_t gsi, int level);
 
 /**
  * Sends a message-signalled interrupt.
@@ -200,7 +201,7 @@ HV_EXTERN int hv_vm_set_irq(hv_vm *vm, uint32_t gsi, int level);
  * @return 0 when delivered; -EAGAIN when the guest blocked it; -EINVAL;
  *         -ENOTSUP without an in-kernel interrupt controller.
  */
-HV_EXTERN int hv_vm_send_msi(hv_vm *vm, uint64_t address, uint32_t data);
+HVC_EXTERN int hvc_vm_send_msi(hvc_vm *vm, uint64_t address, uint32_t data);
 
 #ifdef __cplusplus
 }

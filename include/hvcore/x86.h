@@ -4,9 +4,9 @@
  *
  * Registers are addressed by a 64-bit id, so that adding a register never
  * changes a struct. Scalar registers (general-purpose, RIP, RFLAGS, control,
- * debug, any MSR) are read and written with hv_vcpu_get_regs() and
- * hv_vcpu_set_regs(); segment registers and descriptor tables with
- * hv_vcpu_get_segment() and hv_vcpu_set_segment().
+ * debug, any MSR) are read and written with hvc_vcpu_get_regs() and
+ * hvc_vcpu_set_regs(); segment registers and descriptor tables with
+ * hvc_vcpu_get_segment() and hvc_vcpu_set_segment().
  *
  * Id values are stable and never renumbered.
  */
@@ -19,76 +19,77 @@
 extern "C" {
 #endif
 
-/** A register id: an ::hv_x86_reg value or HV_X86_MSR(index). */
-typedef uint64_t hv_reg;
+/** A register id: an ::hvc_x86_reg value or HVC_X86_MSR(index). */
+typedef uint64_t hvc_reg;
 
 /** Register ids. */
-typedef enum hv_x86_reg {
+typedef enum hvc_x86_reg {
     /* General-purpose registers. */
-    HV_X86_RAX = 0x0000,
-    HV_X86_RBX = 0x0001,
-    HV_X86_RCX = 0x0002,
-    HV_X86_RDX = 0x0003,
-    HV_X86_RSI = 0x0004,
-    HV_X86_RDI = 0x0005,
-    HV_X86_RSP = 0x0006,
-    HV_X86_RBP = 0x0007,
-    HV_X86_R8 = 0x0008,
-    HV_X86_R9 = 0x0009,
-    HV_X86_R10 = 0x000a,
-    HV_X86_R11 = 0x000b,
-    HV_X86_R12 = 0x000c,
-    HV_X86_R13 = 0x000d,
-    HV_X86_R14 = 0x000e,
-    HV_X86_R15 = 0x000f,
-    HV_X86_RIP = 0x0010,
-    HV_X86_RFLAGS = 0x0011,
+    HVC_X86_RAX = 0x0000,
+    HVC_X86_RBX = 0x0001,
+    HVC_X86_RCX = 0x0002,
+    HVC_X86_RDX = 0x0003,
+    HVC_X86_RSI = 0x0004,
+    HVC_X86_RDI = 0x0005,
+    HVC_X86_RSP = 0x0006,
+    HVC_X86_RBP = 0x0007,
+    HVC_X86_R8 = 0x0008,
+    HVC_X86_R9 = 0x0009,
+    HVC_X86_R10 = 0x000a,
+    HVC_X86_R11 = 0x000b,
+    HVC_X86_R12 = 0x000c,
+    HVC_X86_R13 = 0x000d,
+    HVC_X86_R14 = 0x000e,
+    HVC_X86_R15 = 0x000f,
+    HVC_X86_RIP = 0x0010,
+    HVC_X86_RFLAGS = 0x0011,
 
     /* Control registers. */
-    HV_X86_CR0 = 0x0100,
-    HV_X86_CR2 = 0x0102,
-    HV_X86_CR3 = 0x0103,
-    HV_X86_CR4 = 0x0104,
-    HV_X86_CR8 = 0x0108,
-    /** IA32_EFER; the same register as HV_X86_MSR(0xc0000080). */
-    HV_X86_EFER = 0x0180,
-    /** IA32_APIC_BASE; the same register as HV_X86_MSR(0x1b). */
-    HV_X86_APIC_BASE = 0x0181,
+    HVC_X86_CR0 = 0x0100,
+    HVC_X86_CR2 = 0x0102,
+    HVC_X86_CR3 = 0x0103,
+    HVC_X86_CR4 = 0x0104,
+    HVC_X86_CR8 = 0x0108,
+    /** IA32_EFER; the same register as HVC_X86_MSR(0xc0000080). */
+    HVC_X86_EFER = 0x0180,
+    /** IA32_APIC_BASE; the same register as HVC_X86_MSR(0x1b). */
+    HVC_X86_APIC_BASE = 0x0181,
 
     /* Debug registers. */
-    HV_X86_DR0 = 0x0200,
-    HV_X86_DR1 = 0x0201,
-    HV_X86_DR2 = 0x0202,
-    HV_X86_DR3 = 0x0203,
-    HV_X86_DR6 = 0x0206,
-    HV_X86_DR7 = 0x0207,
+    HVC_X86_DR0 = 0x0200,
+    HVC_X86_DR1 = 0x0201,
+    HVC_X86_DR2 = 0x0202,
+    HVC_X86_DR3 = 0x0203,
+    HVC_X86_DR6 = 0x0206,
+    HVC_X86_DR7 = 0x0207,
 
-    /* Segment registers and descriptor tables (hv_vcpu_get_segment()). */
-    HV_X86_CS = 0x0300,
-    HV_X86_DS = 0x0301,
-    HV_X86_ES = 0x0302,
-    HV_X86_FS = 0x0303,
-    HV_X86_GS = 0x0304,
-    HV_X86_SS = 0x0305,
-    HV_X86_TR = 0x0306,
-    HV_X86_LDTR = 0x0307,
+    /* Segment registers and descriptor tables (hvc_vcpu_get_segment()). */
+    HVC_X86_CS = 0x0300,
+    HVC_X86_DS = 0x0301,
+    HVC_X86_ES = 0x0302,
+    HVC_X86_FS = 0x0303,
+    HVC_X86_GS = 0x0304,
+    HVC_X86_SS = 0x0305,
+    HVC_X86_TR = 0x0306,
+    HVC_X86_LDTR = 0x0307,
     /** Global descriptor table; only base and limit are meaningful. */
-    HV_X86_GDTR = 0x0308,
+    HVC_X86_GDTR = 0x0308,
     /** Interrupt descriptor table; only base and limit are meaningful. */
-    HV_X86_IDTR = 0x0309
-} hv_x86_reg;
+    HVC_X86_IDTR = 0x0309
+} hvc_x86_reg;
 
 /** Id of the model-specific register with index @p index (any MSR). */
-#define HV_X86_MSR(index) ((hv_reg)0x100000000ull | (hv_reg)(uint32_t)(index))
+#define HVC_X86_MSR(index)                                                     \
+    ((hvc_reg)0x100000000ull | (hvc_reg)(uint32_t)(index))
 /** Non-zero when @p id names an MSR. */
-#define HV_X86_IS_MSR(id) (((id) >> 32) == 1u)
+#define HVC_X86_IS_MSR(id) (((id) >> 32) == 1u)
 
 /**
  * A segment register's visible selector and hidden descriptor cache, or a
  * descriptor table register (base and limit only). Fixed layout, 32 bytes;
  * it never changes.
  */
-typedef struct hv_x86_segment {
+typedef struct hvc_x86_segment {
     /** Linear base address. */
     uint64_t base;
     /** Limit in bytes (already scaled when @c g is set). */
@@ -115,17 +116,17 @@ typedef struct hv_x86_segment {
     uint8_t unusable;
     /** Zero. */
     uint8_t reserved[9];
-} hv_x86_segment;
+} hvc_x86_segment;
 
-/** Execution modes for hv_vcpu_set_mode(). */
-typedef enum hv_x86_mode {
+/** Execution modes for hvc_vcpu_set_mode(). */
+typedef enum hvc_x86_mode {
     /** Real mode: CS base = selector * 16, 64 KiB segment limits. */
-    HV_X86_MODE_REAL = 0,
+    HVC_X86_MODE_REAL = 0,
     /** 32-bit protected mode, flat 4 GiB segments, paging off. */
-    HV_X86_MODE_PROTECTED32 = 1,
+    HVC_X86_MODE_PROTECTED32 = 1,
     /** 64-bit long mode with identity-mapped page tables. */
-    HV_X86_MODE_LONG64 = 2
-} hv_x86_mode;
+    HVC_X86_MODE_LONG64 = 2
+} hvc_x86_mode;
 
 #ifdef __cplusplus
 }

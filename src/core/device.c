@@ -10,26 +10,26 @@
 #define MAX_RANGES 16
 
 struct hvi_dev_range {
-    hv_device *dev;
+    hvc_device *dev;
     uint32_t index;
 };
 
-struct hv_device {
-    hv_vm *vm;
-    const hv_device_ops *ops;
+struct hvc_device {
+    hvc_vm *vm;
+    const hvc_device_ops *ops;
     void *opaque;
     char name[48];
     uint32_t nr_ranges;
-    hv_device_range ranges[MAX_RANGES];
+    hvc_device_range ranges[MAX_RANGES];
     struct hvi_dev_range tramp[MAX_RANGES];
-    hv_device *next;
+    hvc_device *next;
 };
 
-static int trampoline(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+static int trampoline(void *opaque, hvc_vcpu *vcpu, uint64_t offset, void *data,
                       uint32_t size, int is_write)
 {
     const struct hvi_dev_range *t = opaque;
-    const hv_device_ops *ops = t->dev->ops;
+    const hvc_device_ops *ops = t->dev->ops;
     if (is_write)
         return ops->write ? ops->write(t->dev->opaque, vcpu, t->index, offset,
                                        data, size)
@@ -42,28 +42,28 @@ static int trampoline(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
 }
 
 /* Caller holds vm->lock. */
-static hv_device *find_name(hv_vm *vm, const char *name)
+static hvc_device *find_name(hvc_vm *vm, const char *name)
 {
-    for (hv_device *d = vm->devices; d; d = d->next)
+    for (hvc_device *d = vm->devices; d; d = d->next)
         if (strcmp(d->name, name) == 0)
             return d;
     return NULL;
 }
 
-static void unregister(hv_device *dev, uint32_t n)
+static void unregister(hvc_device *dev, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
-        hv_vm_remove_io_handler(dev->vm, (int)dev->ranges[i].space,
-                                dev->ranges[i].base);
+        hvc_vm_remove_io_handler(dev->vm, (int)dev->ranges[i].space,
+                                 dev->ranges[i].base);
 }
 
-static int check(const hv_device_ops *ops, const hv_device_options *o)
+static int check(const hvc_device_ops *ops, const hvc_device_options *o)
 {
-    if (ops->version < 1 || ops->version > HV_DEVICE_OPS_VERSION)
+    if (ops->version < 1 || ops->version > HVC_DEVICE_OPS_VERSION)
         return hvi_error(-EINVAL,
                          "device ops version %u is not one this "
                          "library knows (1..%u)",
-                         ops->version, HV_DEVICE_OPS_VERSION);
+                         ops->version, HVC_DEVICE_OPS_VERSION);
     if (!ops->type || !*ops->type)
         return hvi_error(-EINVAL, "device ops have no type name");
     if (o->nr_ranges > MAX_RANGES || (o->nr_ranges && !o->ranges))
@@ -79,23 +79,23 @@ static int check(const hv_device_ops *ops, const hv_device_options *o)
     return 0;
 }
 
-int hv_vm_add_device(hv_vm *vm, const hv_device_ops *ops, void *opaque,
-                     const hv_device_options *opts, hv_device **out)
+int hvc_vm_add_device(hvc_vm *vm, const hvc_device_ops *ops, void *opaque,
+                      const hvc_device_options *opts, hvc_device **out)
 {
     if (!vm || !ops || !opts)
-        return hvi_error(-EINVAL, "hv_vm_add_device: NULL %s",
+        return hvi_error(-EINVAL, "hvc_vm_add_device: NULL %s",
                          !vm    ? "VM"
                          : !ops ? "ops"
                                 : "options");
-    hv_device_options o = HV_DEVICE_OPTIONS_INIT;
+    hvc_device_options o = HVC_DEVICE_OPTIONS_INIT;
     int r =
-        hvi_copy_options(&o, sizeof(o), opts, sizeof(o), "hv_device_options");
+        hvi_copy_options(&o, sizeof(o), opts, sizeof(o), "hvc_device_options");
     if (r < 0 || (r = check(ops, &o)) < 0)
         return r;
     if (hvi_handler_vm == vm)
         return hvi_error(-EDEADLK, "devices cannot be added from an I/O "
                                    "callback of the same VM");
-    hv_device *dev = calloc(1, sizeof(*dev));
+    hvc_device *dev = calloc(1, sizeof(*dev));
     if (!dev)
         return hvi_error(-ENOMEM, "out of memory adding device %s", ops->type);
     dev->vm = vm;
@@ -121,23 +121,23 @@ int hv_vm_add_device(hv_vm *vm, const hv_device_ops *ops, void *opaque,
         goto fail;
     }
     for (uint32_t i = 0; i < dev->nr_ranges; i++) {
-        const hv_device_range *rg = &dev->ranges[i];
+        const hvc_device_range *rg = &dev->ranges[i];
         dev->tramp[i] = (struct hvi_dev_range){dev, i};
         if (rg->flags)
             r = hvi_error(-EINVAL, "device %s range %u: unknown flags 0x%x",
                           dev->name, i, rg->flags);
         else
-            r = hv_vm_add_io_handler(vm, (int)rg->space, rg->base, rg->length,
-                                     trampoline, &dev->tramp[i]);
+            r = hvc_vm_add_io_handler(vm, (int)rg->space, rg->base, rg->length,
+                                      trampoline, &dev->tramp[i]);
         if (r < 0) {
             unregister(dev, i);
             hvi_error(r, "device %s range %u: %s", dev->name, i,
-                      hv_last_error());
+                      hvc_last_error());
             goto fail;
         }
     }
     /* Append, so listing follows attachment order. */
-    hv_device **tail = &vm->devices;
+    hvc_device **tail = &vm->devices;
     while (*tail)
         tail = &(*tail)->next;
     *tail = dev;
@@ -151,7 +151,7 @@ fail:
     return r;
 }
 
-static void destroy(hv_device *dev)
+static void destroy(hvc_device *dev)
 {
     unregister(dev, dev->nr_ranges);
     if (dev->ops->destroy)
@@ -159,16 +159,16 @@ static void destroy(hv_device *dev)
     free(dev);
 }
 
-int hv_vm_remove_device(hv_vm *vm, hv_device *dev)
+int hvc_vm_remove_device(hvc_vm *vm, hvc_device *dev)
 {
     if (!vm || !dev)
-        return hvi_error(-EINVAL, "hv_vm_remove_device: NULL %s",
+        return hvi_error(-EINVAL, "hvc_vm_remove_device: NULL %s",
                          vm ? "device" : "VM");
     if (hvi_handler_vm == vm)
         return hvi_error(-EDEADLK, "devices cannot be removed from an I/O "
                                    "callback of the same VM");
     pthread_mutex_lock(&vm->dev_lock);
-    hv_device **p = &vm->devices;
+    hvc_device **p = &vm->devices;
     while (*p && *p != dev)
         p = &(*p)->next;
     if (!*p) {
@@ -182,23 +182,23 @@ int hv_vm_remove_device(hv_vm *vm, hv_device *dev)
     return 0;
 }
 
-void hvi_devices_free(hv_vm *vm)
+void hvi_devices_free(hvc_vm *vm)
 {
     while (vm->devices) {
-        hv_device *d = vm->devices;
+        hvc_device *d = vm->devices;
         vm->devices = d->next;
         destroy(d);
     }
 }
 
-int hv_vm_list_devices(hv_vm *vm, hv_device **out, size_t capacity,
-                       size_t *count)
+int hvc_vm_list_devices(hvc_vm *vm, hvc_device **out, size_t capacity,
+                        size_t *count)
 {
     if (!vm || !count || (capacity && !out))
-        return hvi_error(-EINVAL, "hv_vm_list_devices: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_list_devices: NULL argument");
     pthread_mutex_lock(&vm->dev_lock);
     size_t n = 0;
-    for (hv_device *d = vm->devices; d; d = d->next, n++)
+    for (hvc_device *d = vm->devices; d; d = d->next, n++)
         if (n < capacity)
             out[n] = d;
     pthread_mutex_unlock(&vm->dev_lock);
@@ -206,15 +206,15 @@ int hv_vm_list_devices(hv_vm *vm, hv_device **out, size_t capacity,
     return 0;
 }
 
-int hvi_devices_snapshot(hv_vm *vm, hv_device ***out, size_t *count)
+int hvi_devices_snapshot(hvc_vm *vm, hvc_device ***out, size_t *count)
 {
     pthread_mutex_lock(&vm->dev_lock);
     size_t n = 0;
-    for (hv_device *d = vm->devices; d; d = d->next)
+    for (hvc_device *d = vm->devices; d; d = d->next)
         n++;
-    hv_device **list = calloc(n ? n : 1, sizeof(*list));
+    hvc_device **list = calloc(n ? n : 1, sizeof(*list));
     size_t i = 0;
-    for (hv_device *d = vm->devices; list && d; d = d->next)
+    for (hvc_device *d = vm->devices; list && d; d = d->next)
         list[i++] = d;
     pthread_mutex_unlock(&vm->dev_lock);
     if (!list)
@@ -224,12 +224,12 @@ int hvi_devices_snapshot(hv_vm *vm, hv_device ***out, size_t *count)
     return 0;
 }
 
-int hv_vm_find_device(hv_vm *vm, const char *name, hv_device **out)
+int hvc_vm_find_device(hvc_vm *vm, const char *name, hvc_device **out)
 {
     if (!vm || !name || !out)
-        return hvi_error(-EINVAL, "hv_vm_find_device: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_find_device: NULL argument");
     pthread_mutex_lock(&vm->dev_lock);
-    hv_device *d = find_name(vm, name);
+    hvc_device *d = find_name(vm, name);
     pthread_mutex_unlock(&vm->dev_lock);
     if (!d)
         return hvi_error(-ENOENT, "no device named \"%s\"", name);
@@ -237,48 +237,48 @@ int hv_vm_find_device(hv_vm *vm, const char *name, hv_device **out)
     return 0;
 }
 
-const char *hv_device_name(const hv_device *dev)
+const char *hvc_device_name(const hvc_device *dev)
 {
     return dev ? dev->name : NULL;
 }
 
-const char *hv_device_type(const hv_device *dev)
+const char *hvc_device_type(const hvc_device *dev)
 {
     return dev ? dev->ops->type : NULL;
 }
 
-void *hv_device_opaque(const hv_device *dev)
+void *hvc_device_opaque(const hvc_device *dev)
 {
     return dev ? dev->opaque : NULL;
 }
 
-int hv_vm_reset_devices(hv_vm *vm)
+int hvc_vm_reset_devices(hvc_vm *vm)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_vm_reset_devices: VM is NULL");
+        return hvi_error(-EINVAL, "hvc_vm_reset_devices: VM is NULL");
     pthread_mutex_lock(&vm->dev_lock);
-    for (hv_device *d = vm->devices; d; d = d->next)
+    for (hvc_device *d = vm->devices; d; d = d->next)
         if (d->ops->reset)
             d->ops->reset(d->opaque);
     pthread_mutex_unlock(&vm->dev_lock);
     return 0;
 }
 
-int hv_vcpu_request_exit(hv_vcpu *vcpu, uint32_t reason, uint64_t code)
+int hvc_vcpu_request_exit(hvc_vcpu *vcpu, uint32_t reason, uint64_t code)
 {
     if (!vcpu)
-        return hvi_error(-EINVAL, "hv_vcpu_request_exit: vCPU is NULL");
-    if (reason != HV_EXIT_RESET && reason != HV_EXIT_POWEROFF &&
-        reason != HV_EXIT_SHUTDOWN)
+        return hvi_error(-EINVAL, "hvc_vcpu_request_exit: vCPU is NULL");
+    if (reason != HVC_EXIT_RESET && reason != HVC_EXIT_POWEROFF &&
+        reason != HVC_EXIT_SHUTDOWN)
         return hvi_error(-EINVAL,
-                         "hv_vcpu_request_exit: reason %u is not "
+                         "hvc_vcpu_request_exit: reason %u is not "
                          "reset, power-off or shutdown",
                          reason);
     if (hvi_handler_vm != vcpu->vm ||
         atomic_load(&vcpu->state) == HVI_VCPU_IDLE ||
         !pthread_equal(vcpu->runner, pthread_self()))
         return hvi_error(-EINVAL,
-                         "hv_vcpu_request_exit: vCPU %u is not "
+                         "hvc_vcpu_request_exit: vCPU %u is not "
                          "running an I/O callback on this thread",
                          vcpu->id);
     vcpu->pending_exit = reason;
@@ -286,7 +286,7 @@ int hv_vcpu_request_exit(hv_vcpu *vcpu, uint32_t reason, uint64_t code)
     return 0;
 }
 
-const hv_device_ops *hvi_device_ops(const hv_device *dev)
+const hvc_device_ops *hvi_device_ops(const hvc_device *dev)
 {
     return dev->ops;
 }
@@ -298,11 +298,11 @@ const hv_device_ops *hvi_device_ops(const hv_device *dev)
 #define REC_HEADER 48
 #define REC_TYPE_LEN 32
 
-int hv_device_save_state(hv_device *dev, void *buf, size_t capacity,
-                         size_t *length)
+int hvc_device_save_state(hvc_device *dev, void *buf, size_t capacity,
+                          size_t *length)
 {
     if (!dev || !length || (capacity && !buf))
-        return hvi_error(-EINVAL, "hv_device_save_state: NULL argument");
+        return hvi_error(-EINVAL, "hvc_device_save_state: NULL argument");
     size_t payload = 0;
     uint8_t *out = buf;
     int r = 0;
@@ -332,10 +332,10 @@ int hv_device_save_state(hv_device *dev, void *buf, size_t capacity,
     return 0;
 }
 
-int hv_device_load_state(hv_device *dev, const void *buf, size_t length)
+int hvc_device_load_state(hvc_device *dev, const void *buf, size_t length)
 {
     if (!dev || (!buf && length))
-        return hvi_error(-EINVAL, "hv_device_load_state: NULL argument");
+        return hvi_error(-EINVAL, "hvc_device_load_state: NULL argument");
     const uint8_t *in = buf;
     uint16_t version, hsize;
     uint32_t plen, crc;

@@ -17,12 +17,12 @@ int hvi_error(int err, const char *fmt, ...)
     return err;
 }
 
-const char *hv_last_error(void)
+const char *hvc_last_error(void)
 {
     return last_error;
 }
 
-const char *hv_strerror(int err)
+const char *hvc_strerror(int err)
 {
     if (err < 0)
         err = -err;
@@ -65,17 +65,17 @@ const char *hv_strerror(int err)
     }
 }
 
-unsigned hv_version(void)
+unsigned hvc_version(void)
 {
-    return HV_VERSION_NUMBER;
+    return HVC_VERSION_NUMBER;
 }
 
-const char *hv_version_string(void)
+const char *hvc_version_string(void)
 {
 #define HVI_STR2(x) #x
 #define HVI_STR(x) HVI_STR2(x)
-    return HVI_STR(HV_VERSION_MAJOR) "." HVI_STR(HV_VERSION_MINOR) "." HVI_STR(
-        HV_VERSION_PATCH);
+    return HVI_STR(HVC_VERSION_MAJOR) "." HVI_STR(
+        HVC_VERSION_MINOR) "." HVI_STR(HVC_VERSION_PATCH);
 }
 
 int hvi_copy_options(void *dst, size_t dst_size, const void *src,

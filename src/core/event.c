@@ -1,5 +1,5 @@
 /* The VM's event thread: an epoll loop serving file-descriptor watches for
- * device models. Started on the first watch, stopped by hv_vm_destroy(). */
+ * device models. Started on the first watch, stopped by hvc_vm_destroy(). */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -12,13 +12,13 @@
 
 struct hvi_watch {
     int fd;
-    hv_fd_fn fn;
+    hvc_fd_fn fn;
     void *opaque;
 };
 
 static void *loop(void *arg)
 {
-    hv_vm *vm = arg;
+    hvc_vm *vm = arg;
     struct epoll_event ev[16];
     for (;;) {
         int n = epoll_wait(vm->ev_epoll, ev, 16, -1);
@@ -32,9 +32,9 @@ static void *loop(void *arg)
                 return NULL;
             uint32_t events = 0;
             if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                events |= HV_FD_READABLE;
+                events |= HVC_FD_READABLE;
             if (ev[i].events & EPOLLOUT)
-                events |= HV_FD_WRITABLE;
+                events |= HVC_FD_WRITABLE;
             /* Held across the callback, so unwatch waits for it. */
             pthread_mutex_lock(&vm->ev_lock);
             for (size_t w = 0; w < vm->nr_watches; w++) {
@@ -50,7 +50,7 @@ static void *loop(void *arg)
 }
 
 /* Caller holds ev_lock. */
-static int start(hv_vm *vm)
+static int start(hvc_vm *vm)
 {
     if (vm->ev_running)
         return 0;
@@ -62,7 +62,8 @@ static int start(hv_vm *vm)
             close(vm->ev_epoll);
         if (vm->ev_stop >= 0)
             close(vm->ev_stop);
-        return hvi_error(e, "starting the VM's event loop: %s", hv_strerror(e));
+        return hvi_error(e, "starting the VM's event loop: %s",
+                         hvc_strerror(e));
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = vm->ev_stop};
     epoll_ctl(vm->ev_epoll, EPOLL_CTL_ADD, vm->ev_stop, &ev);
@@ -71,20 +72,20 @@ static int start(hv_vm *vm)
         close(vm->ev_epoll);
         close(vm->ev_stop);
         return hvi_error(-r, "starting the VM's event thread: %s",
-                         hv_strerror(-r));
+                         hvc_strerror(-r));
     }
     vm->ev_running = true;
     return 0;
 }
 
-int hv_vm_watch_fd(hv_vm *vm, int fd, uint32_t events, hv_fd_fn fn,
-                   void *opaque)
+int hvc_vm_watch_fd(hvc_vm *vm, int fd, uint32_t events, hvc_fd_fn fn,
+                    void *opaque)
 {
     if (!vm || !fn)
-        return hvi_error(-EINVAL, "hv_vm_watch_fd: NULL argument");
-    if (!events || (events & ~(uint32_t)(HV_FD_READABLE | HV_FD_WRITABLE)))
+        return hvi_error(-EINVAL, "hvc_vm_watch_fd: NULL argument");
+    if (!events || (events & ~(uint32_t)(HVC_FD_READABLE | HVC_FD_WRITABLE)))
         return hvi_error(-EINVAL,
-                         "hv_vm_watch_fd(%d): events 0x%x are "
+                         "hvc_vm_watch_fd(%d): events 0x%x are "
                          "empty or unknown",
                          fd, events);
     bool on_loop =
@@ -105,14 +106,14 @@ int hv_vm_watch_fd(hv_vm *vm, int fd, uint32_t events, hv_fd_fn fn,
         } else {
             vm->watches = w;
             struct epoll_event ev = {0};
-            ev.events = ((events & HV_FD_READABLE) ? EPOLLIN : 0) |
-                        ((events & HV_FD_WRITABLE) ? EPOLLOUT : 0);
+            ev.events = ((events & HVC_FD_READABLE) ? EPOLLIN : 0) |
+                        ((events & HVC_FD_WRITABLE) ? EPOLLOUT : 0);
             ev.data.fd = fd;
             if (epoll_ctl(vm->ev_epoll, EPOLL_CTL_ADD, fd, &ev) < 0) {
                 int e = -errno;
                 r = hvi_error(e == -EPERM ? -EINVAL : e,
                               "descriptor %d cannot be watched: %s", fd,
-                              hv_strerror(e));
+                              hvc_strerror(e));
             } else {
                 w[vm->nr_watches++] = (struct hvi_watch){fd, fn, opaque};
             }
@@ -123,10 +124,10 @@ int hv_vm_watch_fd(hv_vm *vm, int fd, uint32_t events, hv_fd_fn fn,
     return r;
 }
 
-int hv_vm_unwatch_fd(hv_vm *vm, int fd)
+int hvc_vm_unwatch_fd(hvc_vm *vm, int fd)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_vm_unwatch_fd: VM is NULL");
+        return hvi_error(-EINVAL, "hvc_vm_unwatch_fd: VM is NULL");
     bool on_loop =
         vm->ev_running && pthread_equal(pthread_self(), vm->ev_thread);
     if (!on_loop)
@@ -145,7 +146,7 @@ int hv_vm_unwatch_fd(hv_vm *vm, int fd)
     return r;
 }
 
-void hvi_event_stop(hv_vm *vm)
+void hvi_event_stop(hvc_vm *vm)
 {
     if (vm->ev_running) {
         uint64_t one = 1;

@@ -6,17 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t hv_backend_count(void)
+size_t hvc_backend_count(void)
 {
     return hvi_backend_count;
 }
 
-const char *hv_backend_name(size_t index)
+const char *hvc_backend_name(size_t index)
 {
     return index < hvi_backend_count ? hvi_backends[index]->name : NULL;
 }
 
-static const hv_backend_ops *find_backend(const char *name)
+static const hvc_backend_ops *find_backend(const char *name)
 {
     for (size_t i = 0; i < hvi_backend_count; i++)
         if (strcmp(hvi_backends[i]->name, name) == 0)
@@ -40,19 +40,19 @@ static int unknown_backend(const char *name)
                      list);
 }
 
-int hv_backend_probe(const char *name)
+int hvc_backend_probe(const char *name)
 {
     if (!name)
-        return hvi_error(-EINVAL, "hv_backend_probe: name is NULL");
-    const hv_backend_ops *ops = find_backend(name);
+        return hvi_error(-EINVAL, "hvc_backend_probe: name is NULL");
+    const hvc_backend_ops *ops = find_backend(name);
     if (!ops)
         return unknown_backend(name);
     return ops->probe();
 }
 
-static int open_ops(const hv_backend_ops *ops, hv_hypervisor **out)
+static int open_ops(const hvc_backend_ops *ops, hvc_hypervisor **out)
 {
-    hv_hypervisor *hv = calloc(1, sizeof(*hv));
+    hvc_hypervisor *hv = calloc(1, sizeof(*hv));
     if (!hv)
         return hvi_error(-ENOMEM, "out of memory opening backend %s",
                          ops->name);
@@ -67,12 +67,12 @@ static int open_ops(const hv_backend_ops *ops, hv_hypervisor **out)
     return 0;
 }
 
-int hv_hypervisor_open(const char *name, hv_hypervisor **out)
+int hvc_hypervisor_open(const char *name, hvc_hypervisor **out)
 {
     if (!out)
-        return hvi_error(-EINVAL, "hv_hypervisor_open: out is NULL");
+        return hvi_error(-EINVAL, "hvc_hypervisor_open: out is NULL");
     if (name && strcmp(name, "auto") != 0) {
-        const hv_backend_ops *ops = find_backend(name);
+        const hvc_backend_ops *ops = find_backend(name);
         if (!ops)
             return unknown_backend(name);
         return open_ops(ops, out);
@@ -87,16 +87,16 @@ int hv_hypervisor_open(const char *name, hv_hypervisor **out)
             return 0;
         if (!first_err) {
             first_err = r;
-            strncpy(why, hv_last_error(), sizeof(why) - 1);
+            strncpy(why, hvc_last_error(), sizeof(why) - 1);
         }
     }
     return hvi_error(-ENOENT, "no backend can open on this host: %s", why);
 }
 
-int hv_hypervisor_close(hv_hypervisor *hv)
+int hvc_hypervisor_close(hvc_hypervisor *hv)
 {
     if (!hv)
-        return hvi_error(-EINVAL, "hv_hypervisor_close: handle is NULL");
+        return hvi_error(-EINVAL, "hvc_hypervisor_close: handle is NULL");
     unsigned n = atomic_load(&hv->nr_vms);
     if (n)
         return hvi_error(
@@ -106,16 +106,16 @@ int hv_hypervisor_close(hv_hypervisor *hv)
     return 0;
 }
 
-const char *hv_hypervisor_backend(const hv_hypervisor *hv)
+const char *hvc_hypervisor_backend(const hvc_hypervisor *hv)
 {
     return hv ? hv->ops->name : NULL;
 }
 
-int hv_hypervisor_get_cap(hv_hypervisor *hv, int cap, uint64_t *value)
+int hvc_hypervisor_get_cap(hvc_hypervisor *hv, int cap, uint64_t *value)
 {
     if (!hv || !value)
-        return hvi_error(-EINVAL, "hv_hypervisor_get_cap: NULL argument");
-    if (cap < HV_CAP_MAX_VCPUS || cap > HV_CAP_PHYS_ADDR_BITS)
+        return hvi_error(-EINVAL, "hvc_hypervisor_get_cap: NULL argument");
+    if (cap < HVC_CAP_MAX_VCPUS || cap > HVC_CAP_PHYS_ADDR_BITS)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
     return hv->ops->get_cap(hv->priv, cap, value);
 }

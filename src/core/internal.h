@@ -16,7 +16,7 @@
 
 #define HVI_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
-/* Records a message for hv_last_error() and returns err (negative). */
+/* Records a message for hvc_last_error() and returns err (negative). */
 int hvi_error(int err, const char *fmt, ...) HVI_PRINTF(2, 3);
 
 /* Reads the caller's options struct: rejects a size this library cannot
@@ -25,17 +25,17 @@ int hvi_copy_options(void *dst, size_t dst_size, const void *src,
                      size_t min_size, const char *what);
 
 /* The backend registry (registry.c). */
-extern const hv_backend_ops *const hvi_backends[];
+extern const hvc_backend_ops *const hvi_backends[];
 extern const size_t hvi_backend_count;
 
-struct hv_hypervisor {
-    const hv_backend_ops *ops;
+struct hvc_hypervisor {
+    const hvc_backend_ops *ops;
     void *priv;
     atomic_uint nr_vms;
 };
 
-struct hv_memory_region {
-    hv_vm *vm;
+struct hvc_memory_region {
+    hvc_vm *vm;
     uint64_t gpa;
     uint64_t len;
     uint8_t *hva;
@@ -48,7 +48,7 @@ struct hv_memory_region {
 struct hvi_io_range {
     uint64_t base;
     uint64_t end; /* exclusive */
-    hv_io_fn fn;
+    hvc_io_fn fn;
     void *opaque;
 };
 
@@ -60,22 +60,22 @@ struct hvi_io_table {
 
 struct hvi_tsc; /* tsc_internal.h */
 
-struct hv_vm {
-    hv_hypervisor *hv;
-    const hv_backend_ops *ops;
+struct hvc_vm {
+    hvc_hypervisor *hv;
+    const hvc_backend_ops *ops;
     void *priv;
-    hv_vm_options opts;
+    hvc_vm_options opts;
     uint32_t max_slots;
     uint64_t max_gpa; /* exclusive bound from the backend's address width */
 
     /* Guest memory map, sorted by gpa. Readers: accessors, writers: add and
      * remove. */
     pthread_rwlock_t mem_lock;
-    hv_memory_region **regions;
+    hvc_memory_region **regions;
     size_t nr_regions;
     uint8_t *slot_used; /* max_slots entries */
 
-    /* I/O dispatch, one table per hv_io_space. The read lock is held across
+    /* I/O dispatch, one table per hvc_io_space. The read lock is held across
      * a handler call, so removal waits for running handlers. */
     pthread_rwlock_t io_lock;
     struct hvi_io_table io[2];
@@ -83,15 +83,15 @@ struct hv_vm {
     /* vCPU list and pause state. */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    hv_vcpu **vcpus; /* opts.max_vcpus slots, indexed by id */
+    hvc_vcpu **vcpus; /* opts.max_vcpus slots, indexed by id */
     uint32_t nr_vcpus;
     atomic_int pause_depth;
-    atomic_int active; /* vCPUs inside hv_vcpu_run() and not parked */
+    atomic_int active; /* vCPUs inside hvc_vcpu_run() and not parked */
 
     /* Devices, in attachment order (device.c), interrupt eventfds and
      * doorbells (notify.c), all under dev_lock. */
     pthread_mutex_t dev_lock;
-    hv_device *devices;
+    hvc_device *devices;
     int irq_fd[24];
     struct hvi_doorbell *doorbells;
 
@@ -108,11 +108,11 @@ struct hv_vm {
     struct hvi_tsc *tsc;
 };
 
-/* hv_vcpu.state: who may touch the runner thread. */
+/* hvc_vcpu.state: who may touch the runner thread. */
 enum { HVI_VCPU_IDLE = 0, HVI_VCPU_RUNNING = 1, HVI_VCPU_KICKING = 2 };
 
-struct hv_vcpu {
-    hv_vm *vm;
+struct hvc_vcpu {
+    hvc_vm *vm;
     void *priv;
     uint32_t id;
     atomic_int state;
@@ -123,23 +123,23 @@ struct hv_vcpu {
     bool io_pending;       /* last exit was port or MMIO I/O: its data
                             * reaches the registers only at the next entry
                             * (hvi_vcpu_flush) */
-    uint32_t pending_exit; /* hv_vcpu_request_exit() from a callback */
+    uint32_t pending_exit; /* hvc_vcpu_request_exit() from a callback */
     uint64_t pending_code;
-    hv_exit exit;
+    hvc_exit exit;
 };
 
 /* The VM whose I/O handler is running on this thread, if any: calls that
  * would wait for that handler refuse instead of deadlocking. */
-extern _Thread_local hv_vm *hvi_handler_vm;
+extern _Thread_local hvc_vm *hvi_handler_vm;
 
 /* io.c */
-int hvi_io_dispatch(hv_vcpu *vcpu, hv_exit *exit, bool *claimed);
-void hvi_io_free(hv_vm *vm);
+int hvi_io_dispatch(hvc_vcpu *vcpu, hvc_exit *exit, bool *claimed);
+void hvi_io_free(hvc_vm *vm);
 
 /* memory.c */
-void hvi_memory_free_all(hv_vm *vm);
-uint64_t hvi_memory_top(hv_vm *vm);
-size_t hvi_memory_count(hv_vm *vm);
+void hvi_memory_free_all(hvc_vm *vm);
+uint64_t hvi_memory_top(hvc_vm *vm);
+size_t hvi_memory_count(hvc_vm *vm);
 
 /* record.c: self-describing state records (tagged, typed fields). */
 enum { HVI_REC_U64 = 1, HVI_REC_BYTES = 2 };
@@ -165,21 +165,21 @@ uint32_t hvi_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* Copies of the VM's region and device lists, taken under their locks
  * (a caller frees the array). */
-int hvi_memory_snapshot(hv_vm *vm, hv_memory_region ***out, size_t *count);
-int hvi_devices_snapshot(hv_vm *vm, hv_device ***out, size_t *count);
+int hvi_memory_snapshot(hvc_vm *vm, hvc_memory_region ***out, size_t *count);
+int hvi_devices_snapshot(hvc_vm *vm, hvc_device ***out, size_t *count);
 
 /* device.c: the ops a device was attached with. */
-const hv_device_ops *hvi_device_ops(const hv_device *dev);
+const hvc_device_ops *hvi_device_ops(const hvc_device *dev);
 
 /* device.c, event.c: teardown at VM destruction. */
-void hvi_devices_free(hv_vm *vm);
-void hvi_notify_free(hv_vm *vm);
-void hvi_event_stop(hv_vm *vm);
+void hvi_devices_free(hvc_vm *vm);
+void hvi_notify_free(hvc_vm *vm);
+void hvi_event_stop(hvc_vm *vm);
 
 /* vcpu.c: takes the runner out of the guest if there is one. */
-void hvi_vcpu_interrupt(hv_vcpu *vcpu);
+void hvi_vcpu_interrupt(hvc_vcpu *vcpu);
 /* vcpu.c: completes the I/O of the last exit without entering the guest,
  * so the saved registers are those the guest sees next. */
-int hvi_vcpu_flush(hv_vcpu *vcpu);
+int hvi_vcpu_flush(hvc_vcpu *vcpu);
 
 #endif

@@ -22,20 +22,20 @@ static size_t lower_bound(const struct hvi_io_table *t, uint64_t addr)
     return lo;
 }
 
-int hv_vm_add_io_handler(hv_vm *vm, int space, uint64_t base, uint64_t length,
-                         hv_io_fn fn, void *opaque)
+int hvc_vm_add_io_handler(hvc_vm *vm, int space, uint64_t base, uint64_t length,
+                          hvc_io_fn fn, void *opaque)
 {
     if (!vm || !fn)
-        return hvi_error(-EINVAL, "hv_vm_add_io_handler: NULL %s",
+        return hvi_error(-EINVAL, "hvc_vm_add_io_handler: NULL %s",
                          vm ? "handler" : "VM");
-    if (space != HV_IO_PIO && space != HV_IO_MMIO)
-        return hvi_error(-EINVAL, "hv_vm_add_io_handler: unknown space %d",
+    if (space != HVC_IO_PIO && space != HVC_IO_MMIO)
+        return hvi_error(-EINVAL, "hvc_vm_add_io_handler: unknown space %d",
                          space);
     if (length == 0 || base + length < base)
         return hvi_error(
             -EINVAL, "%s range 0x%" PRIx64 "+0x%" PRIx64 " is empty or wraps",
             space_name[space], base, length);
-    if (space == HV_IO_PIO && (base > 0xffff || length > 0x10000 - base))
+    if (space == HVC_IO_PIO && (base > 0xffff || length > 0x10000 - base))
         return hvi_error(-EINVAL,
                          "port range 0x%" PRIx64 "+0x%" PRIx64
                          " goes past port 0xffff",
@@ -74,12 +74,12 @@ out:
     return r;
 }
 
-int hv_vm_remove_io_handler(hv_vm *vm, int space, uint64_t base)
+int hvc_vm_remove_io_handler(hvc_vm *vm, int space, uint64_t base)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_vm_remove_io_handler: VM is NULL");
-    if (space != HV_IO_PIO && space != HV_IO_MMIO)
-        return hvi_error(-EINVAL, "hv_vm_remove_io_handler: unknown space %d",
+        return hvi_error(-EINVAL, "hvc_vm_remove_io_handler: VM is NULL");
+    if (space != HVC_IO_PIO && space != HVC_IO_MMIO)
+        return hvi_error(-EINVAL, "hvc_vm_remove_io_handler: unknown space %d",
                          space);
     if (hvi_handler_vm == vm)
         return hvi_error(-EDEADLK, "I/O handlers cannot be removed from an "
@@ -99,7 +99,7 @@ int hv_vm_remove_io_handler(hv_vm *vm, int space, uint64_t base)
     return r;
 }
 
-void hvi_io_free(hv_vm *vm)
+void hvi_io_free(hvc_vm *vm)
 {
     for (int s = 0; s < 2; s++) {
         free(vm->io[s].v);
@@ -107,11 +107,11 @@ void hvi_io_free(hv_vm *vm)
     }
 }
 
-static int call(hv_vcpu *vcpu, const struct hvi_io_range *range, uint64_t addr,
+static int call(hvc_vcpu *vcpu, const struct hvi_io_range *range, uint64_t addr,
                 uint8_t *data, uint32_t size, uint32_t count, int is_write)
 {
-    hv_vm *vm = vcpu->vm;
-    hv_vm *outer = hvi_handler_vm;
+    hvc_vm *vm = vcpu->vm;
+    hvc_vm *outer = hvi_handler_vm;
     hvi_handler_vm = vm;
     int r = 0;
     for (uint32_t i = 0; i < count && r == 0; i++)
@@ -121,23 +121,23 @@ static int call(hv_vcpu *vcpu, const struct hvi_io_range *range, uint64_t addr,
     return r;
 }
 
-int hvi_io_dispatch(hv_vcpu *vcpu, hv_exit *exit, bool *claimed)
+int hvi_io_dispatch(hvc_vcpu *vcpu, hvc_exit *exit, bool *claimed)
 {
-    hv_vm *vm = vcpu->vm;
+    hvc_vm *vm = vcpu->vm;
     int space;
     uint64_t addr;
     uint32_t size, count;
     int is_write;
     uint8_t *data;
-    if (exit->reason == HV_EXIT_PIO) {
-        space = HV_IO_PIO;
+    if (exit->reason == HVC_EXIT_PIO) {
+        space = HVC_IO_PIO;
         addr = exit->u.io.port;
         size = exit->u.io.size;
         count = exit->u.io.count;
         is_write = exit->u.io.is_write;
         data = exit->u.io.data;
     } else {
-        space = HV_IO_MMIO;
+        space = HVC_IO_MMIO;
         addr = exit->u.mmio.addr;
         size = exit->u.mmio.size;
         count = 1;
@@ -164,6 +164,6 @@ int hvi_io_dispatch(hv_vcpu *vcpu, hv_exit *exit, bool *claimed)
                          "%s handler at 0x%" PRIx64 " failed on a %u-byte "
                          "%s of 0x%" PRIx64 ": %s",
                          space_name[space], base, size,
-                         is_write ? "write" : "read", addr, hv_strerror(r));
+                         is_write ? "write" : "read", addr, hvc_strerror(r));
     return r;
 }

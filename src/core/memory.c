@@ -8,16 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAGE_MASK ((uint64_t)HV_PAGE_SIZE - 1)
+#define PAGE_MASK ((uint64_t)HVC_PAGE_SIZE - 1)
 
 /* Index of the first region whose end is above gpa (regions are sorted and
  * disjoint). Caller holds mem_lock. */
-static size_t lower_bound(hv_vm *vm, uint64_t gpa)
+static size_t lower_bound(hvc_vm *vm, uint64_t gpa)
 {
     size_t lo = 0, hi = vm->nr_regions;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const hv_memory_region *r = vm->regions[mid];
+        const hvc_memory_region *r = vm->regions[mid];
         if (r->gpa + r->len <= gpa)
             lo = mid + 1;
         else
@@ -28,22 +28,22 @@ static size_t lower_bound(hv_vm *vm, uint64_t gpa)
 
 /* The region holding [gpa, gpa+len) entirely, or NULL. Caller holds
  * mem_lock. */
-static hv_memory_region *lookup(hv_vm *vm, uint64_t gpa, uint64_t len)
+static hvc_memory_region *lookup(hvc_vm *vm, uint64_t gpa, uint64_t len)
 {
     size_t i = lower_bound(vm, gpa);
     if (i == vm->nr_regions)
         return NULL;
-    hv_memory_region *r = vm->regions[i];
+    hvc_memory_region *r = vm->regions[i];
     if (gpa < r->gpa || len > r->len || gpa - r->gpa > r->len - len)
         return NULL;
     return r;
 }
 
-static int check_options(hv_vm *vm, const hv_memory_options *o)
+static int check_options(hvc_vm *vm, const hvc_memory_options *o)
 {
-    const uint32_t known = HV_MEMORY_READONLY | HV_MEMORY_MERGEABLE |
-                           HV_MEMORY_PREFAULT | HV_MEMORY_HUGETLB |
-                           HV_MEMORY_THP;
+    const uint32_t known = HVC_MEMORY_READONLY | HVC_MEMORY_MERGEABLE |
+                           HVC_MEMORY_PREFAULT | HVC_MEMORY_HUGETLB |
+                           HVC_MEMORY_THP;
     if (o->flags & ~known)
         return hvi_error(-EINVAL, "memory region flags 0x%x have unknown bits",
                          o->flags);
@@ -55,7 +55,7 @@ static int check_options(hv_vm *vm, const hv_memory_options *o)
         return hvi_error(-EINVAL,
                          "memory region 0x%" PRIx64 "+0x%" PRIx64
                          " is not aligned to %u bytes",
-                         o->guest_addr, o->length, HV_PAGE_SIZE);
+                         o->guest_addr, o->length, HVC_PAGE_SIZE);
     if ((uintptr_t)o->host_addr & PAGE_MASK)
         return hvi_error(-EINVAL,
                          "memory region 0x%" PRIx64 ": host address %p is not "
@@ -74,28 +74,28 @@ static int check_options(hv_vm *vm, const hv_memory_options *o)
     return hvi_memory_host_check(o);
 }
 
-static void release(hv_memory_region *r)
+static void release(hvc_memory_region *r)
 {
     hvi_memory_host_release(r);
     free(r);
 }
 
-int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
-                     hv_memory_region **out)
+int hvc_vm_add_memory(hvc_vm *vm, const hvc_memory_options *opts,
+                      hvc_memory_region **out)
 {
     if (!vm || !opts)
-        return hvi_error(-EINVAL, "hv_vm_add_memory: NULL %s",
+        return hvi_error(-EINVAL, "hvc_vm_add_memory: NULL %s",
                          vm ? "options" : "VM");
-    hv_memory_options o = HV_MEMORY_OPTIONS_INIT;
+    hvc_memory_options o = HVC_MEMORY_OPTIONS_INIT;
     /* Callers built before the NUMA fields were appended pass the shorter
      * size; they get the defaults. */
     int r = hvi_copy_options(&o, sizeof(o), opts,
-                             offsetof(hv_memory_options, numa_policy),
-                             "hv_memory_options");
+                             offsetof(hvc_memory_options, numa_policy),
+                             "hvc_memory_options");
     if (r < 0 || (r = check_options(vm, &o)) < 0)
         return r;
 
-    hv_memory_region *reg = calloc(1, sizeof(*reg));
+    hvc_memory_region *reg = calloc(1, sizeof(*reg));
     if (!reg)
         return hvi_error(-ENOMEM, "out of memory adding a memory region");
     reg->vm = vm;
@@ -114,7 +114,7 @@ int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
     pthread_rwlock_wrlock(&vm->mem_lock);
     size_t pos = lower_bound(vm, reg->gpa);
     if (pos < vm->nr_regions && vm->regions[pos]->gpa < reg->gpa + reg->len) {
-        const hv_memory_region *o2 = vm->regions[pos];
+        const hvc_memory_region *o2 = vm->regions[pos];
         r = hvi_error(-EEXIST,
                       "memory region 0x%" PRIx64 "+0x%" PRIx64
                       " overlaps region 0x%" PRIx64 "+0x%" PRIx64,
@@ -132,7 +132,7 @@ int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
         goto fail;
     }
     reg->slot = slot;
-    hv_memory_region **grown =
+    hvc_memory_region **grown =
         realloc(vm->regions, (vm->nr_regions + 1) * sizeof(*grown));
     if (!grown) {
         r = hvi_error(-ENOMEM, "out of memory adding a memory region");
@@ -141,7 +141,7 @@ int hv_vm_add_memory(hv_vm *vm, const hv_memory_options *opts,
     vm->regions = grown;
     r = vm->ops->vm_map_memory(
         vm->priv, slot, reg->gpa, reg->len, reg->hva,
-        (reg->flags & HV_MEMORY_READONLY) ? HV_BACKEND_MAP_READONLY : 0);
+        (reg->flags & HVC_MEMORY_READONLY) ? HVC_BACKEND_MAP_READONLY : 0);
     if (r < 0)
         goto fail;
     memmove(&vm->regions[pos + 1], &vm->regions[pos],
@@ -159,10 +159,10 @@ fail:
     return r;
 }
 
-int hv_vm_remove_memory(hv_vm *vm, hv_memory_region *region)
+int hvc_vm_remove_memory(hvc_vm *vm, hvc_memory_region *region)
 {
     if (!vm || !region)
-        return hvi_error(-EINVAL, "hv_vm_remove_memory: NULL %s",
+        return hvi_error(-EINVAL, "hvc_vm_remove_memory: NULL %s",
                          vm ? "region" : "VM");
     if (region->vm != vm)
         return hvi_error(-EINVAL,
@@ -189,7 +189,7 @@ int hv_vm_remove_memory(hv_vm *vm, hv_memory_region *region)
     return 0;
 }
 
-void hvi_memory_free_all(hv_vm *vm)
+void hvi_memory_free_all(hvc_vm *vm)
 {
     /* The backend VM is destroyed right after, which drops its slots. */
     for (size_t i = 0; i < vm->nr_regions; i++)
@@ -199,19 +199,19 @@ void hvi_memory_free_all(hv_vm *vm)
     vm->nr_regions = 0;
 }
 
-uint64_t hvi_memory_top(hv_vm *vm)
+uint64_t hvi_memory_top(hvc_vm *vm)
 {
     pthread_rwlock_rdlock(&vm->mem_lock);
     uint64_t top = 0;
     if (vm->nr_regions) {
-        const hv_memory_region *r = vm->regions[vm->nr_regions - 1];
+        const hvc_memory_region *r = vm->regions[vm->nr_regions - 1];
         top = r->gpa + r->len;
     }
     pthread_rwlock_unlock(&vm->mem_lock);
     return top;
 }
 
-size_t hvi_memory_count(hv_vm *vm)
+size_t hvi_memory_count(hvc_vm *vm)
 {
     pthread_rwlock_rdlock(&vm->mem_lock);
     size_t n = vm->nr_regions;
@@ -219,12 +219,12 @@ size_t hvi_memory_count(hv_vm *vm)
     return n;
 }
 
-int hv_vm_find_memory(hv_vm *vm, uint64_t guest_addr, hv_memory_region **out)
+int hvc_vm_find_memory(hvc_vm *vm, uint64_t guest_addr, hvc_memory_region **out)
 {
     if (!vm || !out)
-        return hvi_error(-EINVAL, "hv_vm_find_memory: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_find_memory: NULL argument");
     pthread_rwlock_rdlock(&vm->mem_lock);
-    hv_memory_region *r = lookup(vm, guest_addr, 1);
+    hvc_memory_region *r = lookup(vm, guest_addr, 1);
     pthread_rwlock_unlock(&vm->mem_lock);
     if (!r)
         return hvi_error(-ENOENT, "no memory region contains 0x%" PRIx64,
@@ -233,11 +233,11 @@ int hv_vm_find_memory(hv_vm *vm, uint64_t guest_addr, hv_memory_region **out)
     return 0;
 }
 
-int hvi_memory_snapshot(hv_vm *vm, hv_memory_region ***out, size_t *count)
+int hvi_memory_snapshot(hvc_vm *vm, hvc_memory_region ***out, size_t *count)
 {
     pthread_rwlock_rdlock(&vm->mem_lock);
     size_t n = vm->nr_regions;
-    hv_memory_region **r = calloc(n ? n : 1, sizeof(*r));
+    hvc_memory_region **r = calloc(n ? n : 1, sizeof(*r));
     if (r && n)
         memcpy(r, vm->regions, n * sizeof(*r));
     pthread_rwlock_unlock(&vm->mem_lock);
@@ -248,11 +248,11 @@ int hvi_memory_snapshot(hv_vm *vm, hv_memory_region ***out, size_t *count)
     return 0;
 }
 
-int hv_vm_list_memory(hv_vm *vm, hv_memory_region **out, size_t capacity,
-                      size_t *count)
+int hvc_vm_list_memory(hvc_vm *vm, hvc_memory_region **out, size_t capacity,
+                       size_t *count)
 {
     if (!vm || !count || (capacity && !out))
-        return hvi_error(-EINVAL, "hv_vm_list_memory: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_list_memory: NULL argument");
     pthread_rwlock_rdlock(&vm->mem_lock);
     for (size_t i = 0; i < vm->nr_regions && i < capacity; i++)
         out[i] = vm->regions[i];
@@ -261,27 +261,27 @@ int hv_vm_list_memory(hv_vm *vm, hv_memory_region **out, size_t capacity,
     return 0;
 }
 
-uint64_t hv_memory_region_guest_addr(const hv_memory_region *r)
+uint64_t hvc_memory_region_guest_addr(const hvc_memory_region *r)
 {
     return r ? r->gpa : 0;
 }
 
-uint64_t hv_memory_region_length(const hv_memory_region *r)
+uint64_t hvc_memory_region_length(const hvc_memory_region *r)
 {
     return r ? r->len : 0;
 }
 
-void *hv_memory_region_hva(const hv_memory_region *r)
+void *hvc_memory_region_hva(const hvc_memory_region *r)
 {
     return r ? r->hva : NULL;
 }
 
-uint32_t hv_memory_region_flags(const hv_memory_region *r)
+uint32_t hvc_memory_region_flags(const hvc_memory_region *r)
 {
     return r ? r->flags : 0;
 }
 
-int hv_memory_region_fd(const hv_memory_region *r)
+int hvc_memory_region_fd(const hvc_memory_region *r)
 {
     return r ? r->fd : -1;
 }
@@ -289,10 +289,10 @@ int hv_memory_region_fd(const hv_memory_region *r)
 /* An access must lie inside one region: two adjacent regions may be backed
  * by unrelated host mappings, and a guest address that runs into a hole
  * must fail as a whole. Caller holds mem_lock. */
-static int resolve(hv_vm *vm, const char *what, uint64_t gpa, size_t len,
+static int resolve(hvc_vm *vm, const char *what, uint64_t gpa, size_t len,
                    uint8_t **hva)
 {
-    hv_memory_region *r = lookup(vm, gpa, len);
+    hvc_memory_region *r = lookup(vm, gpa, len);
     if (!r)
         return hvi_error(-EFAULT,
                          "%s of 0x%zx bytes at guest address 0x%" PRIx64
@@ -302,10 +302,10 @@ static int resolve(hv_vm *vm, const char *what, uint64_t gpa, size_t len,
     return 0;
 }
 
-int hv_vm_read(hv_vm *vm, uint64_t guest_addr, void *buf, size_t length)
+int hvc_vm_read(hvc_vm *vm, uint64_t guest_addr, void *buf, size_t length)
 {
     if (!vm || (!buf && length))
-        return hvi_error(-EINVAL, "hv_vm_read: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_read: NULL argument");
     if (length == 0)
         return 0;
     pthread_rwlock_rdlock(&vm->mem_lock);
@@ -317,10 +317,11 @@ int hv_vm_read(hv_vm *vm, uint64_t guest_addr, void *buf, size_t length)
     return r;
 }
 
-int hv_vm_write(hv_vm *vm, uint64_t guest_addr, const void *buf, size_t length)
+int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
+                 size_t length)
 {
     if (!vm || (!buf && length))
-        return hvi_error(-EINVAL, "hv_vm_write: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_write: NULL argument");
     if (length == 0)
         return 0;
     pthread_rwlock_rdlock(&vm->mem_lock);
@@ -332,13 +333,14 @@ int hv_vm_write(hv_vm *vm, uint64_t guest_addr, const void *buf, size_t length)
     return r;
 }
 
-int hv_vm_gpa_to_hva(hv_vm *vm, uint64_t guest_addr, size_t length, void **out)
+int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
+                      void **out)
 {
     if (!vm || !out)
-        return hvi_error(-EINVAL, "hv_vm_gpa_to_hva: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_gpa_to_hva: NULL argument");
     if (length == 0)
         return hvi_error(-EINVAL,
-                         "hv_vm_gpa_to_hva(0x%" PRIx64 "): zero length",
+                         "hvc_vm_gpa_to_hva(0x%" PRIx64 "): zero length",
                          guest_addr);
     pthread_rwlock_rdlock(&vm->mem_lock);
     uint8_t *p = NULL;

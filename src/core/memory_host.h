@@ -7,21 +7,21 @@
 
 /* Checks the host-memory options of a region: flags that go together, a
  * well-formed NUMA policy. The nodes are checked against the host later. */
-int hvi_memory_host_check(const hv_memory_options *o);
+int hvi_memory_host_check(const hvc_memory_options *o);
 
 /* Allocates the region's memory unless the caller gave it, then sets its
  * NUMA policy and advice and prefaults it, in that order, so that no page
  * is touched before the policy is in place. On failure nothing is left
  * allocated. */
-int hvi_memory_host_setup(hv_memory_region *r, const hv_memory_options *o);
+int hvi_memory_host_setup(hvc_memory_region *r, const hvc_memory_options *o);
 
 /* Frees what hvi_memory_host_setup() allocated. */
-void hvi_memory_host_release(hv_memory_region *r);
+void hvi_memory_host_release(hvc_memory_region *r);
 
 /* Fails, naming it, for a node the host does not have. */
 int hvi_numa_check(const uint32_t *nodes, uint32_t n, const char *what);
 
-/* Applies an ::hv_numa_policy to [addr, addr+len) on nodes that
+/* Applies an ::hvc_numa_policy to [addr, addr+len) on nodes that
  * hvi_numa_check() accepted; move: also move the pages already there. */
 int hvi_numa_bind(void *addr, uint64_t len, uint32_t policy,
                   const uint32_t *nodes, uint32_t n, bool move,

@@ -31,17 +31,17 @@
 #define PTE_RW 0x2ull
 #define PTE_PS 0x80ull
 
-static int read_options(hv_vm *vm, const hv_vcpu_mode_options *in,
-                        hv_vcpu_mode_options *o, uint64_t *map_len)
+static int read_options(hvc_vm *vm, const hvc_vcpu_mode_options *in,
+                        hvc_vcpu_mode_options *o, uint64_t *map_len)
 {
-    hv_vcpu_mode_options d = HV_VCPU_MODE_OPTIONS_INIT;
+    hvc_vcpu_mode_options d = HVC_VCPU_MODE_OPTIONS_INIT;
     *o = d;
-    int r =
-        hvi_copy_options(o, sizeof(*o), in, sizeof(*o), "hv_vcpu_mode_options");
+    int r = hvi_copy_options(o, sizeof(*o), in, sizeof(*o),
+                             "hvc_vcpu_mode_options");
     if (r < 0)
         return r;
     switch (o->mode) {
-    case HV_X86_MODE_REAL:
+    case HVC_X86_MODE_REAL:
         if (o->entry >= (1u << 20))
             return hvi_error(-EINVAL,
                              "real-mode entry 0x%" PRIx64 " is above 1 MiB",
@@ -51,14 +51,14 @@ static int read_options(hv_vm *vm, const hv_vcpu_mode_options *in,
                              "real-mode stack 0x%" PRIx64 " is above 64 KiB",
                              o->stack);
         return 0;
-    case HV_X86_MODE_PROTECTED32:
+    case HVC_X86_MODE_PROTECTED32:
         if (o->entry > UINT32_MAX || o->stack > UINT32_MAX)
             return hvi_error(-EINVAL,
                              "32-bit entry 0x%" PRIx64 " or stack 0x%" PRIx64
                              " is above 4 GiB",
                              o->entry, o->stack);
         break;
-    case HV_X86_MODE_LONG64:
+    case HVC_X86_MODE_LONG64:
         *map_len = o->map_length;
         if (*map_len == 0) {
             uint64_t top = hvi_memory_top(vm);
@@ -72,30 +72,30 @@ static int read_options(hv_vm *vm, const hv_vcpu_mode_options *in,
         break;
     default: return hvi_error(-EINVAL, "unknown vCPU mode %u", o->mode);
     }
-    if (o->tables_addr % HV_PAGE_SIZE)
+    if (o->tables_addr % HVC_PAGE_SIZE)
         return hvi_error(
             -EINVAL, "mode tables address 0x%" PRIx64 " is not page-aligned",
             o->tables_addr);
     return 0;
 }
 
-static uint64_t tables_size(const hv_vcpu_mode_options *o, uint64_t map_len)
+static uint64_t tables_size(const hvc_vcpu_mode_options *o, uint64_t map_len)
 {
     switch (o->mode) {
-    case HV_X86_MODE_PROTECTED32: return HV_PAGE_SIZE;
-    case HV_X86_MODE_LONG64:
+    case HVC_X86_MODE_PROTECTED32: return HVC_PAGE_SIZE;
+    case HVC_X86_MODE_LONG64:
         /* GDT page, PML4, PDPT, one page directory per GiB. */
-        return (3 + map_len / GIB) * HV_PAGE_SIZE;
+        return (3 + map_len / GIB) * HVC_PAGE_SIZE;
     default: return 0;
     }
 }
 
-int hv_vcpu_mode_tables_size(hv_vm *vm, const hv_vcpu_mode_options *opts,
-                             uint64_t *size)
+int hvc_vcpu_mode_tables_size(hvc_vm *vm, const hvc_vcpu_mode_options *opts,
+                              uint64_t *size)
 {
     if (!vm || !opts || !size)
-        return hvi_error(-EINVAL, "hv_vcpu_mode_tables_size: NULL argument");
-    hv_vcpu_mode_options o;
+        return hvi_error(-EINVAL, "hvc_vcpu_mode_tables_size: NULL argument");
+    hvc_vcpu_mode_options o;
     uint64_t map_len = 0;
     int r = read_options(vm, opts, &o, &map_len);
     if (r == 0)
@@ -111,10 +111,10 @@ static uint64_t flat_descriptor(unsigned type, int s, int l, int db)
            ((uint64_t)db << 54) | (1ull << 55);
 }
 
-static void fill_tables(uint8_t *t, const hv_vcpu_mode_options *o,
+static void fill_tables(uint8_t *t, const hvc_vcpu_mode_options *o,
                         uint64_t map_len)
 {
-    bool lm = o->mode == HV_X86_MODE_LONG64;
+    bool lm = o->mode == HVC_X86_MODE_LONG64;
     uint64_t *gdt = (uint64_t *)t;
     gdt[SEL_CODE / 8] = flat_descriptor(0xb, 1, lm, !lm);
     gdt[SEL_DATA / 8] = flat_descriptor(0x3, 1, 0, 1);
@@ -124,22 +124,22 @@ static void fill_tables(uint8_t *t, const hv_vcpu_mode_options *o,
     gdt[SEL_TSS / 8 + 1] = tss >> 32;
     if (!lm)
         return;
-    uint64_t *pml4 = (uint64_t *)(t + HV_PAGE_SIZE);
-    uint64_t *pdpt = (uint64_t *)(t + 2 * HV_PAGE_SIZE);
-    uint64_t *pd = (uint64_t *)(t + 3 * HV_PAGE_SIZE);
-    pml4[0] = (o->tables_addr + 2 * HV_PAGE_SIZE) | PTE_P | PTE_RW;
+    uint64_t *pml4 = (uint64_t *)(t + HVC_PAGE_SIZE);
+    uint64_t *pdpt = (uint64_t *)(t + 2 * HVC_PAGE_SIZE);
+    uint64_t *pd = (uint64_t *)(t + 3 * HVC_PAGE_SIZE);
+    pml4[0] = (o->tables_addr + 2 * HVC_PAGE_SIZE) | PTE_P | PTE_RW;
     for (uint64_t g = 0; g < map_len / GIB; g++) {
-        pdpt[g] = (o->tables_addr + (3 + g) * HV_PAGE_SIZE) | PTE_P | PTE_RW;
+        pdpt[g] = (o->tables_addr + (3 + g) * HVC_PAGE_SIZE) | PTE_P | PTE_RW;
         for (uint64_t i = 0; i < 512; i++)
             pd[g * 512 + i] = (g * GIB + (i << 21)) | PTE_P | PTE_RW | PTE_PS;
     }
 }
 
-static hv_x86_segment make_segment(uint16_t sel, uint64_t base, uint32_t limit,
-                                   uint8_t type, uint8_t s, uint8_t db,
-                                   uint8_t l, uint8_t g)
+static hvc_x86_segment make_segment(uint16_t sel, uint64_t base, uint32_t limit,
+                                    uint8_t type, uint8_t s, uint8_t db,
+                                    uint8_t l, uint8_t g)
 {
-    hv_x86_segment seg = {0};
+    hvc_x86_segment seg = {0};
     seg.base = base;
     seg.limit = limit;
     seg.selector = sel;
@@ -152,10 +152,10 @@ static hv_x86_segment make_segment(uint16_t sel, uint64_t base, uint32_t limit,
     return seg;
 }
 
-static int set_segments(hv_vcpu *vcpu, const hv_vcpu_mode_options *o)
+static int set_segments(hvc_vcpu *vcpu, const hvc_vcpu_mode_options *o)
 {
-    hv_x86_segment code, data, tr, ldtr, gdtr = {0}, idtr = {0};
-    if (o->mode == HV_X86_MODE_REAL) {
+    hvc_x86_segment code, data, tr, ldtr, gdtr = {0}, idtr = {0};
+    if (o->mode == HVC_X86_MODE_REAL) {
         uint16_t cs = (uint16_t)((o->entry >> 4) & 0xf000);
         code = make_segment(cs, (uint64_t)cs << 4, 0xffff, 0xb, 1, 0, 0, 0);
         data = make_segment(0, 0, 0xffff, 0x3, 1, 0, 0, 0);
@@ -163,7 +163,7 @@ static int set_segments(hv_vcpu *vcpu, const hv_vcpu_mode_options *o)
         gdtr.limit = 0xffff;
         idtr.limit = 0x3ff; /* the real-mode interrupt vector table */
     } else {
-        bool lm = o->mode == HV_X86_MODE_LONG64;
+        bool lm = o->mode == HVC_X86_MODE_LONG64;
         code = make_segment(SEL_CODE, 0, 0xffffffff, 0xb, 1, !lm, lm, 1);
         data = make_segment(SEL_DATA, 0, 0xffffffff, 0x3, 1, 1, 0, 1);
         tr = make_segment(SEL_TSS, o->tables_addr + TSS_OFFSET, 0x67, 0xb, 0, 0,
@@ -171,32 +171,32 @@ static int set_segments(hv_vcpu *vcpu, const hv_vcpu_mode_options *o)
         gdtr.base = o->tables_addr;
         gdtr.limit = GDT_LIMIT;
         /* No IDT: an exception becomes a triple fault, which a test sees as
-         * HV_EXIT_SHUTDOWN instead of a silent hang. */
+         * HVC_EXIT_SHUTDOWN instead of a silent hang. */
     }
     ldtr = make_segment(0, 0, 0xffff, 0x2, 0, 0, 0, 0);
     ldtr.present = 1;
     const struct {
-        hv_reg id;
-        const hv_x86_segment *seg;
+        hvc_reg id;
+        const hvc_x86_segment *seg;
     } list[] = {
-        {HV_X86_CS, &code},   {HV_X86_DS, &data},   {HV_X86_ES, &data},
-        {HV_X86_FS, &data},   {HV_X86_GS, &data},   {HV_X86_SS, &data},
-        {HV_X86_TR, &tr},     {HV_X86_LDTR, &ldtr}, {HV_X86_GDTR, &gdtr},
-        {HV_X86_IDTR, &idtr},
+        {HVC_X86_CS, &code},   {HVC_X86_DS, &data},   {HVC_X86_ES, &data},
+        {HVC_X86_FS, &data},   {HVC_X86_GS, &data},   {HVC_X86_SS, &data},
+        {HVC_X86_TR, &tr},     {HVC_X86_LDTR, &ldtr}, {HVC_X86_GDTR, &gdtr},
+        {HVC_X86_IDTR, &idtr},
     };
     for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
-        int r = hv_vcpu_set_segment(vcpu, list[i].id, list[i].seg);
+        int r = hvc_vcpu_set_segment(vcpu, list[i].id, list[i].seg);
         if (r < 0)
             return r;
     }
     return 0;
 }
 
-int hv_vcpu_set_mode(hv_vcpu *vcpu, const hv_vcpu_mode_options *opts)
+int hvc_vcpu_set_mode(hvc_vcpu *vcpu, const hvc_vcpu_mode_options *opts)
 {
     if (!vcpu || !opts)
-        return hvi_error(-EINVAL, "hv_vcpu_set_mode: NULL argument");
-    hv_vcpu_mode_options o;
+        return hvi_error(-EINVAL, "hvc_vcpu_set_mode: NULL argument");
+    hvc_vcpu_mode_options o;
     uint64_t map_len = 0;
     int r = read_options(vcpu->vm, opts, &o, &map_len);
     if (r < 0)
@@ -205,7 +205,7 @@ int hv_vcpu_set_mode(hv_vcpu *vcpu, const hv_vcpu_mode_options *opts)
     uint64_t size = tables_size(&o, map_len);
     if (size) {
         void *where;
-        if ((r = hv_vm_gpa_to_hva(vcpu->vm, o.tables_addr, size, &where)) < 0)
+        if ((r = hvc_vm_gpa_to_hva(vcpu->vm, o.tables_addr, size, &where)) < 0)
             return hvi_error(r,
                              "mode tables at 0x%" PRIx64 "+0x%" PRIx64
                              " do not fit in one memory region",
@@ -214,39 +214,39 @@ int hv_vcpu_set_mode(hv_vcpu *vcpu, const hv_vcpu_mode_options *opts)
         if (!t)
             return hvi_error(-ENOMEM, "out of memory building mode tables");
         fill_tables(t, &o, map_len);
-        r = hv_vm_write(vcpu->vm, o.tables_addr, t, size);
+        r = hvc_vm_write(vcpu->vm, o.tables_addr, t, size);
         free(t);
         if (r < 0)
             return r;
     }
 
     uint64_t cr0 = CR0_ET, cr4 = 0, efer = 0, cr3 = 0, rip = o.entry;
-    if (o.mode == HV_X86_MODE_REAL) {
+    if (o.mode == HVC_X86_MODE_REAL) {
         rip = o.entry & 0xffff; /* CS base holds the 64 KiB page */
     } else {
         cr0 |= CR0_PE | CR0_MP | CR0_NE;
         cr4 |= CR4_OSFXSR | CR4_OSXMMEXCPT;
-        if (o.mode == HV_X86_MODE_LONG64) {
+        if (o.mode == HVC_X86_MODE_LONG64) {
             cr0 |= CR0_PG;
             cr4 |= CR4_PAE;
             efer = EFER_LME | EFER_LMA;
-            cr3 = o.tables_addr + HV_PAGE_SIZE;
+            cr3 = o.tables_addr + HVC_PAGE_SIZE;
         }
     }
     /* KVM accepts CS.L only with EFER.LMA, and EFER.LMA only with paging:
      * first a CS without L (valid in every mode), then CR0, CR4 and EFER in
      * one call (each alone would be an invalid intermediate state), then
      * the final segments. */
-    hv_x86_segment cs;
-    if ((r = hv_vcpu_get_segment(vcpu, HV_X86_CS, &cs)) < 0)
+    hvc_x86_segment cs;
+    if ((r = hvc_vcpu_get_segment(vcpu, HVC_X86_CS, &cs)) < 0)
         return r;
     cs.l = 0;
-    if ((r = hv_vcpu_set_segment(vcpu, HV_X86_CS, &cs)) < 0)
+    if ((r = hvc_vcpu_set_segment(vcpu, HVC_X86_CS, &cs)) < 0)
         return r;
-    const hv_reg ids[] = {HV_X86_CR3, HV_X86_CR4, HV_X86_EFER,  HV_X86_CR0,
-                          HV_X86_RIP, HV_X86_RSP, HV_X86_RFLAGS};
+    const hvc_reg ids[] = {HVC_X86_CR3, HVC_X86_CR4, HVC_X86_EFER,  HVC_X86_CR0,
+                           HVC_X86_RIP, HVC_X86_RSP, HVC_X86_RFLAGS};
     const uint64_t vals[] = {cr3, cr4, efer, cr0, rip, o.stack, 0x2};
-    if ((r = hv_vcpu_set_regs(vcpu, ids, vals, sizeof(ids) / sizeof(ids[0]))) <
+    if ((r = hvc_vcpu_set_regs(vcpu, ids, vals, sizeof(ids) / sizeof(ids[0]))) <
         0)
         return r;
     if ((r = set_segments(vcpu, &o)) < 0)

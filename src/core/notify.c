@@ -14,22 +14,22 @@
 #define NR_GSIS 24
 
 struct hvi_doorbell {
-    hv_vm *vm;
-    hv_doorbell db;
+    hvc_vm *vm;
+    hvc_doorbell db;
     int fd;
-    hv_doorbell_fn fn;
+    hvc_doorbell_fn fn;
     void *opaque;
     struct hvi_doorbell *next;
 };
 
-int hv_vm_irq_eventfd(hv_vm *vm, uint32_t gsi, int *fd)
+int hvc_vm_irq_eventfd(hvc_vm *vm, uint32_t gsi, int *fd)
 {
     if (!vm || !fd)
-        return hvi_error(-EINVAL, "hv_vm_irq_eventfd: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_irq_eventfd: NULL argument");
     if (gsi >= NR_GSIS)
         return hvi_error(-EINVAL, "GSI %u is out of range (0..%d)", gsi,
                          NR_GSIS - 1);
-    if ((vm->opts.flags & HV_VM_NO_IRQCHIP) || !vm->ops->vm_irqfd)
+    if ((vm->opts.flags & HVC_VM_NO_IRQCHIP) || !vm->ops->vm_irqfd)
         return hvi_error(-ENOTSUP,
                          "GSI %u: no interrupt eventfds without "
                          "an in-kernel interrupt controller",
@@ -40,7 +40,7 @@ int hv_vm_irq_eventfd(hv_vm *vm, uint32_t gsi, int *fd)
         int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (e < 0)
             r = hvi_error(-errno, "eventfd for GSI %u: %s", gsi,
-                          hv_strerror(-errno));
+                          hvc_strerror(-errno));
         else if ((r = vm->ops->vm_irqfd(vm->priv, e, gsi, 1)) < 0)
             close(e);
         else
@@ -52,11 +52,11 @@ int hv_vm_irq_eventfd(hv_vm *vm, uint32_t gsi, int *fd)
     return r;
 }
 
-static bool same(const hv_doorbell *a, const hv_doorbell *b)
+static bool same(const hvc_doorbell *a, const hvc_doorbell *b)
 {
     return a->space == b->space && a->addr == b->addr &&
            a->length == b->length && a->flags == b->flags &&
-           (!(a->flags & HV_DOORBELL_DATAMATCH) || a->data == b->data);
+           (!(a->flags & HVC_DOORBELL_DATAMATCH) || a->data == b->data);
 }
 
 static void rang(void *opaque, int fd, uint32_t events)
@@ -68,16 +68,16 @@ static void rang(void *opaque, int fd, uint32_t events)
         d->fn(d->opaque, &d->db);
 }
 
-int hv_vm_add_doorbell(hv_vm *vm, const hv_doorbell *db, hv_doorbell_fn fn,
-                       void *opaque)
+int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
+                        void *opaque)
 {
     if (!vm || !db || !fn)
-        return hvi_error(-EINVAL, "hv_vm_add_doorbell: NULL argument");
-    if ((db->space != HV_IO_PIO && db->space != HV_IO_MMIO) ||
+        return hvi_error(-EINVAL, "hvc_vm_add_doorbell: NULL argument");
+    if ((db->space != HVC_IO_PIO && db->space != HVC_IO_MMIO) ||
         (db->length != 1 && db->length != 2 && db->length != 4 &&
          db->length != 8) ||
-        (db->flags & ~(uint32_t)HV_DOORBELL_DATAMATCH) || db->reserved ||
-        (db->space == HV_IO_PIO && db->addr > 0xffff))
+        (db->flags & ~(uint32_t)HVC_DOORBELL_DATAMATCH) || db->reserved ||
+        (db->space == HVC_IO_PIO && db->addr > 0xffff))
         return hvi_error(-EINVAL,
                          "doorbell at 0x%" PRIx64 ": space %u, length %u or "
                          "flags 0x%x are invalid",
@@ -96,14 +96,15 @@ int hv_vm_add_doorbell(hv_vm *vm, const hv_doorbell *db, hv_doorbell_fn fn,
             r = hvi_error(-EEXIST, "a doorbell at 0x%" PRIx64 " exists",
                           db->addr);
     if (r == 0 && (d->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-        r = hvi_error(-errno, "doorbell eventfd: %s", hv_strerror(-errno));
+        r = hvi_error(-errno, "doorbell eventfd: %s", hvc_strerror(-errno));
     if (r == 0)
         r = vm->ops->vm_ioeventfd(
             vm->priv, d->fd, db->space, db->addr, db->length,
-            (db->flags & HV_DOORBELL_DATAMATCH) != 0, db->data, 1);
-    if (r == 0 && (r = hv_vm_watch_fd(vm, d->fd, HV_FD_READABLE, rang, d)) < 0)
+            (db->flags & HVC_DOORBELL_DATAMATCH) != 0, db->data, 1);
+    if (r == 0 &&
+        (r = hvc_vm_watch_fd(vm, d->fd, HVC_FD_READABLE, rang, d)) < 0)
         vm->ops->vm_ioeventfd(vm->priv, d->fd, db->space, db->addr, db->length,
-                              (db->flags & HV_DOORBELL_DATAMATCH) != 0,
+                              (db->flags & HVC_DOORBELL_DATAMATCH) != 0,
                               db->data, 0);
     if (r == 0) {
         d->next = vm->doorbells;
@@ -118,20 +119,20 @@ int hv_vm_add_doorbell(hv_vm *vm, const hv_doorbell *db, hv_doorbell_fn fn,
     return r;
 }
 
-static void release(hv_vm *vm, struct hvi_doorbell *d)
+static void release(hvc_vm *vm, struct hvi_doorbell *d)
 {
-    hv_vm_unwatch_fd(vm, d->fd); /* -ENOENT once the loop has stopped */
+    hvc_vm_unwatch_fd(vm, d->fd); /* -ENOENT once the loop has stopped */
     vm->ops->vm_ioeventfd(
         vm->priv, d->fd, d->db.space, d->db.addr, d->db.length,
-        (d->db.flags & HV_DOORBELL_DATAMATCH) != 0, d->db.data, 0);
+        (d->db.flags & HVC_DOORBELL_DATAMATCH) != 0, d->db.data, 0);
     close(d->fd);
     free(d);
 }
 
-int hv_vm_remove_doorbell(hv_vm *vm, const hv_doorbell *db)
+int hvc_vm_remove_doorbell(hvc_vm *vm, const hvc_doorbell *db)
 {
     if (!vm || !db)
-        return hvi_error(-EINVAL, "hv_vm_remove_doorbell: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_remove_doorbell: NULL argument");
     pthread_mutex_lock(&vm->dev_lock);
     struct hvi_doorbell **p = &vm->doorbells;
     while (*p && !same(&(*p)->db, db))
@@ -146,7 +147,7 @@ int hv_vm_remove_doorbell(hv_vm *vm, const hv_doorbell *db)
     return 0;
 }
 
-void hvi_notify_free(hv_vm *vm)
+void hvi_notify_free(hvc_vm *vm)
 {
     while (vm->doorbells) {
         struct hvi_doorbell *d = vm->doorbells;

@@ -3,13 +3,13 @@
 #include "internal.h"
 
 #ifdef HVCORE_HAVE_KVM
-extern const hv_backend_ops hvi_kvm_backend;
+extern const hvc_backend_ops hvi_kvm_backend;
 #endif
 #ifdef HVCORE_HAVE_HVF
-extern const hv_backend_ops hvi_hvf_backend;
+extern const hvc_backend_ops hvi_hvf_backend;
 #endif
 
-const hv_backend_ops *const hvi_backends[] = {
+const hvc_backend_ops *const hvi_backends[] = {
 #ifdef HVCORE_HAVE_KVM
     &hvi_kvm_backend,
 #endif

@@ -4,36 +4,36 @@
 #include <errno.h>
 #include <inttypes.h>
 
-static bool is_segment(hv_reg id)
+static bool is_segment(hvc_reg id)
 {
-    return id >= HV_X86_CS && id <= HV_X86_IDTR;
+    return id >= HVC_X86_CS && id <= HVC_X86_IDTR;
 }
 
-static bool is_scalar(hv_reg id)
+static bool is_scalar(hvc_reg id)
 {
-    if (HV_X86_IS_MSR(id))
+    if (HVC_X86_IS_MSR(id))
         return true;
-    if (id <= HV_X86_RFLAGS)
+    if (id <= HVC_X86_RFLAGS)
         return true;
     switch (id) {
-    case HV_X86_CR0:
-    case HV_X86_CR2:
-    case HV_X86_CR3:
-    case HV_X86_CR4:
-    case HV_X86_CR8:
-    case HV_X86_EFER:
-    case HV_X86_APIC_BASE:
-    case HV_X86_DR0:
-    case HV_X86_DR1:
-    case HV_X86_DR2:
-    case HV_X86_DR3:
-    case HV_X86_DR6:
-    case HV_X86_DR7: return true;
+    case HVC_X86_CR0:
+    case HVC_X86_CR2:
+    case HVC_X86_CR3:
+    case HVC_X86_CR4:
+    case HVC_X86_CR8:
+    case HVC_X86_EFER:
+    case HVC_X86_APIC_BASE:
+    case HVC_X86_DR0:
+    case HVC_X86_DR1:
+    case HVC_X86_DR2:
+    case HVC_X86_DR3:
+    case HVC_X86_DR6:
+    case HVC_X86_DR7: return true;
     default: return false;
     }
 }
 
-static int check_ids(const hv_vcpu *vcpu, const hv_reg *ids, size_t count)
+static int check_ids(const hvc_vcpu *vcpu, const hvc_reg *ids, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         if (is_scalar(ids[i]))
@@ -41,7 +41,7 @@ static int check_ids(const hv_vcpu *vcpu, const hv_reg *ids, size_t count)
         if (is_segment(ids[i]))
             return hvi_error(-EINVAL,
                              "vCPU %u: register id 0x%" PRIx64 " (index %zu) "
-                             "is a segment; use hv_vcpu_get_segment()",
+                             "is a segment; use hvc_vcpu_get_segment()",
                              vcpu->id, ids[i], i);
         return hvi_error(
             -EINVAL, "vCPU %u: unknown register id 0x%" PRIx64 " (index %zu)",
@@ -53,9 +53,9 @@ static int check_ids(const hv_vcpu *vcpu, const hv_reg *ids, size_t count)
 /* Register calls from another thread while the vCPU is in the guest would
  * read stale state or race the runner; refuse them unless the VM is paused
  * (then the runner is parked and not in the guest). */
-static int check_access(const hv_vcpu *vcpu, const char *what)
+static int check_access(const hvc_vcpu *vcpu, const char *what)
 {
-    if (atomic_load(&((hv_vcpu *)vcpu)->state) == HVI_VCPU_IDLE ||
+    if (atomic_load(&((hvc_vcpu *)vcpu)->state) == HVI_VCPU_IDLE ||
         pthread_equal(vcpu->runner, pthread_self()) ||
         atomic_load(&vcpu->vm->pause_depth) > 0)
         return 0;
@@ -65,39 +65,39 @@ static int check_access(const hv_vcpu *vcpu, const char *what)
                      what, vcpu->id);
 }
 
-int hv_vcpu_get_regs(hv_vcpu *vcpu, const hv_reg *ids, uint64_t *values,
-                     size_t count)
+int hvc_vcpu_get_regs(hvc_vcpu *vcpu, const hvc_reg *ids, uint64_t *values,
+                      size_t count)
 {
     if (!vcpu || (count && (!ids || !values)))
-        return hvi_error(-EINVAL, "hv_vcpu_get_regs: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vcpu_get_regs: NULL argument");
     int r = check_ids(vcpu, ids, count);
     if (r < 0 || count == 0 || (r = check_access(vcpu, "get_regs")) < 0)
         return r;
     return vcpu->vm->ops->vcpu_get_regs(vcpu->priv, ids, values, count);
 }
 
-int hv_vcpu_set_regs(hv_vcpu *vcpu, const hv_reg *ids, const uint64_t *values,
-                     size_t count)
+int hvc_vcpu_set_regs(hvc_vcpu *vcpu, const hvc_reg *ids,
+                      const uint64_t *values, size_t count)
 {
     if (!vcpu || (count && (!ids || !values)))
-        return hvi_error(-EINVAL, "hv_vcpu_set_regs: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vcpu_set_regs: NULL argument");
     int r = check_ids(vcpu, ids, count);
     if (r < 0 || count == 0 || (r = check_access(vcpu, "set_regs")) < 0)
         return r;
     return vcpu->vm->ops->vcpu_set_regs(vcpu->priv, ids, values, count);
 }
 
-int hv_vcpu_get_reg(hv_vcpu *vcpu, hv_reg id, uint64_t *value)
+int hvc_vcpu_get_reg(hvc_vcpu *vcpu, hvc_reg id, uint64_t *value)
 {
-    return hv_vcpu_get_regs(vcpu, &id, value, 1);
+    return hvc_vcpu_get_regs(vcpu, &id, value, 1);
 }
 
-int hv_vcpu_set_reg(hv_vcpu *vcpu, hv_reg id, uint64_t value)
+int hvc_vcpu_set_reg(hvc_vcpu *vcpu, hvc_reg id, uint64_t value)
 {
-    return hv_vcpu_set_regs(vcpu, &id, &value, 1);
+    return hvc_vcpu_set_regs(vcpu, &id, &value, 1);
 }
 
-static int check_segment(const hv_vcpu *vcpu, hv_reg id, const void *seg)
+static int check_segment(const hvc_vcpu *vcpu, hvc_reg id, const void *seg)
 {
     if (!vcpu || !seg)
         return hvi_error(-EINVAL, "segment access: NULL argument");
@@ -109,7 +109,7 @@ static int check_segment(const hv_vcpu *vcpu, hv_reg id, const void *seg)
     return check_access(vcpu, "segment access");
 }
 
-int hv_vcpu_get_segment(hv_vcpu *vcpu, hv_reg id, hv_x86_segment *out)
+int hvc_vcpu_get_segment(hvc_vcpu *vcpu, hvc_reg id, hvc_x86_segment *out)
 {
     int r = check_segment(vcpu, id, out);
     if (r < 0)
@@ -117,7 +117,7 @@ int hv_vcpu_get_segment(hv_vcpu *vcpu, hv_reg id, hv_x86_segment *out)
     return vcpu->vm->ops->vcpu_get_segment(vcpu->priv, id, out);
 }
 
-int hv_vcpu_set_segment(hv_vcpu *vcpu, hv_reg id, const hv_x86_segment *seg)
+int hvc_vcpu_set_segment(hvc_vcpu *vcpu, hvc_reg id, const hvc_x86_segment *seg)
 {
     int r = check_segment(vcpu, id, seg);
     if (r < 0)
@@ -132,17 +132,17 @@ int hv_vcpu_set_segment(hv_vcpu *vcpu, hv_reg id, const hv_x86_segment *seg)
     return vcpu->vm->ops->vcpu_set_segment(vcpu->priv, id, seg);
 }
 
-int hv_vcpu_fpu_state_size(hv_vcpu *vcpu, size_t *size)
+int hvc_vcpu_fpu_state_size(hvc_vcpu *vcpu, size_t *size)
 {
     if (!vcpu || !size)
-        return hvi_error(-EINVAL, "hv_vcpu_fpu_state_size: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vcpu_fpu_state_size: NULL argument");
     return vcpu->vm->ops->vcpu_fpu_size(vcpu->priv, size);
 }
 
-int hv_vcpu_get_fpu_state(hv_vcpu *vcpu, void *buf, size_t length)
+int hvc_vcpu_get_fpu_state(hvc_vcpu *vcpu, void *buf, size_t length)
 {
     if (!vcpu || !buf)
-        return hvi_error(-EINVAL, "hv_vcpu_get_fpu_state: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vcpu_get_fpu_state: NULL argument");
     size_t need;
     int r = vcpu->vm->ops->vcpu_fpu_size(vcpu->priv, &need);
     if (r < 0 || (r = check_access(vcpu, "get_fpu_state")) < 0)
@@ -155,10 +155,10 @@ int hv_vcpu_get_fpu_state(hv_vcpu *vcpu, void *buf, size_t length)
     return vcpu->vm->ops->vcpu_get_fpu(vcpu->priv, buf, length);
 }
 
-int hv_vcpu_set_fpu_state(hv_vcpu *vcpu, const void *buf, size_t length)
+int hvc_vcpu_set_fpu_state(hvc_vcpu *vcpu, const void *buf, size_t length)
 {
     if (!vcpu || !buf)
-        return hvi_error(-EINVAL, "hv_vcpu_set_fpu_state: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vcpu_set_fpu_state: NULL argument");
     size_t need;
     int r = vcpu->vm->ops->vcpu_fpu_size(vcpu->priv, &need);
     if (r < 0 || (r = check_access(vcpu, "set_fpu_state")) < 0)

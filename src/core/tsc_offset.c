@@ -1,5 +1,5 @@
 /* The guest TSC of each vCPU, as a value and as an offset. Every write
- * without HV_TSC_THIS_VCPU puts one offset on all vCPUs: KVM keeps its
+ * without HVC_TSC_THIS_VCPU puts one offset on all vCPUs: KVM keeps its
  * master clock (a stable, TSC-based kvmclock) only while every vCPU has
  * the same offset. */
 #include "tsc_internal.h"
@@ -10,7 +10,7 @@
 
 /* As for registers (regs.c): the runner thread itself, or a vCPU that
  * cannot be in the guest. */
-static int vcpu_access(hv_vcpu *vcpu, const char *what)
+static int vcpu_access(hvc_vcpu *vcpu, const char *what)
 {
     if (atomic_load(&vcpu->state) == HVI_VCPU_IDLE ||
         pthread_equal(vcpu->runner, pthread_self()) || vcpu->vm->tsc->paused)
@@ -23,15 +23,15 @@ static int vcpu_access(hv_vcpu *vcpu, const char *what)
 
 /* While paused under the freeze policy the guest TSC stands at the pause
  * point: reads and writes are as of then. */
-static uint64_t host_now(hv_vm *vm)
+static uint64_t host_now(hvc_vm *vm)
 {
     const struct hvi_tsc *t = vm->tsc;
-    if (t->paused && t->policy.pause == HV_TSC_PAUSE_FREEZE)
+    if (t->paused && t->policy.pause == HVC_TSC_PAUSE_FREEZE)
         return t->point.host_tsc;
     return hvi_tsc_ops(vm)->host_tsc(vm->hv->priv);
 }
 
-static int begin(hv_vcpu *vcpu, const char *what)
+static int begin(hvc_vcpu *vcpu, const char *what)
 {
     if (!vcpu)
         return hvi_error(-EINVAL, "%s: vCPU is NULL", what);
@@ -44,11 +44,11 @@ static int begin(hv_vcpu *vcpu, const char *what)
     return r;
 }
 
-int hv_vcpu_get_tsc_offset(hv_vcpu *vcpu, uint64_t *offset)
+int hvc_vcpu_get_tsc_offset(hvc_vcpu *vcpu, uint64_t *offset)
 {
     if (!offset)
-        return hvi_error(-EINVAL, "hv_vcpu_get_tsc_offset: NULL offset");
-    int r = begin(vcpu, "hv_vcpu_get_tsc_offset");
+        return hvi_error(-EINVAL, "hvc_vcpu_get_tsc_offset: NULL offset");
+    int r = begin(vcpu, "hvc_vcpu_get_tsc_offset");
     if (r < 0)
         return r;
     r = hvi_tsc_ops(vcpu->vm)->vcpu_get_offset(vcpu->priv, offset);
@@ -56,14 +56,14 @@ int hv_vcpu_get_tsc_offset(hv_vcpu *vcpu, uint64_t *offset)
     return r;
 }
 
-int hv_vcpu_get_tsc(hv_vcpu *vcpu, uint64_t *tsc)
+int hvc_vcpu_get_tsc(hvc_vcpu *vcpu, uint64_t *tsc)
 {
     if (!tsc)
-        return hvi_error(-EINVAL, "hv_vcpu_get_tsc: NULL tsc");
-    int r = begin(vcpu, "hv_vcpu_get_tsc");
+        return hvi_error(-EINVAL, "hvc_vcpu_get_tsc: NULL tsc");
+    int r = begin(vcpu, "hvc_vcpu_get_tsc");
     if (r < 0)
         return r;
-    hv_vm *vm = vcpu->vm;
+    hvc_vm *vm = vcpu->vm;
     uint64_t ofs;
     r = hvi_tsc_ops(vm)->vcpu_get_offset(vcpu->priv, &ofs);
     if (r == 0)
@@ -75,10 +75,10 @@ int hv_vcpu_get_tsc(hv_vcpu *vcpu, uint64_t *tsc)
 /* Writes @p ofs to each vCPU of @p list, re-arming an armed TSC deadline
  * against the new TSC (KVM armed its timer for the old one). All or none:
  * a failure puts back the offsets already written. */
-static int write_offsets(hv_vm *vm, hv_vcpu **list, const uint64_t *old,
+static int write_offsets(hvc_vm *vm, hvc_vcpu **list, const uint64_t *old,
                          uint32_t n, uint64_t ofs)
 {
-    const hv_backend_tsc_ops *ops = hvi_tsc_ops(vm);
+    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     /* Deadlines taken off for a frozen pause are armed at resume. */
     bool rearm = hvi_tsc_has_irqchip(vm) && !vm->tsc->frozen;
     for (uint32_t i = 0; i < n; i++) {
@@ -97,24 +97,24 @@ static int write_offsets(hv_vm *vm, hv_vcpu **list, const uint64_t *old,
     return 0;
 }
 
-static int set_offset_locked(hv_vcpu *vcpu, uint64_t ofs, uint32_t flags,
+static int set_offset_locked(hvc_vcpu *vcpu, uint64_t ofs, uint32_t flags,
                              const char *what)
 {
-    hv_vm *vm = vcpu->vm;
+    hvc_vm *vm = vcpu->vm;
     struct hvi_tsc *t = vm->tsc;
-    const hv_backend_tsc_ops *ops = hvi_tsc_ops(vm);
-    bool one = flags & HV_TSC_THIS_VCPU;
+    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
+    bool one = flags & HVC_TSC_THIS_VCPU;
     if (!one && !hvi_tsc_all_stopped(vm))
         return hvi_error(-EBUSY,
                          "%s: a vCPU of the VM is running; a VM-wide TSC "
                          "write needs every vCPU stopped (pause the VM, or "
-                         "pass HV_TSC_THIS_VCPU)",
+                         "pass HVC_TSC_THIS_VCPU)",
                          what);
-    hv_tsc_info info;
+    hvc_tsc_info info;
     int r = hvi_tsc_info(vm, &info, NULL);
     if (r < 0)
         return r;
-    hv_vcpu **list = calloc(vm->opts.max_vcpus, sizeof(*list));
+    hvc_vcpu **list = calloc(vm->opts.max_vcpus, sizeof(*list));
     uint64_t *old = calloc(vm->opts.max_vcpus, sizeof(*old));
     if (!list || !old) {
         r = hvi_error(-ENOMEM, "%s: out of memory", what);
@@ -128,7 +128,7 @@ static int set_offset_locked(hv_vcpu *vcpu, uint64_t ofs, uint32_t flags,
         r = ops->vcpu_get_offset(list[i]->priv, &old[i]);
     if (r < 0)
         goto out;
-    if (!(info.flags & HV_TSC_OFFSET)) {
+    if (!(info.flags & HVC_TSC_OFFSET)) {
         /* Nothing can move; asking for what is there is no change. */
         for (uint32_t i = 0; i < n; i++)
             if (old[i] != ofs) {
@@ -152,37 +152,38 @@ out:
     return r;
 }
 
-int hv_vcpu_set_tsc_offset(hv_vcpu *vcpu, uint64_t offset, uint32_t flags)
+int hvc_vcpu_set_tsc_offset(hvc_vcpu *vcpu, uint64_t offset, uint32_t flags)
 {
-    if (flags & ~(uint32_t)HV_TSC_THIS_VCPU)
-        return hvi_error(-EINVAL, "hv_vcpu_set_tsc_offset: unknown flags 0x%x",
+    if (flags & ~(uint32_t)HVC_TSC_THIS_VCPU)
+        return hvi_error(-EINVAL, "hvc_vcpu_set_tsc_offset: unknown flags 0x%x",
                          flags);
-    int r = begin(vcpu, "hv_vcpu_set_tsc_offset");
+    int r = begin(vcpu, "hvc_vcpu_set_tsc_offset");
     if (r < 0)
         return r;
-    r = set_offset_locked(vcpu, offset, flags, "hv_vcpu_set_tsc_offset");
+    r = set_offset_locked(vcpu, offset, flags, "hvc_vcpu_set_tsc_offset");
     pthread_mutex_unlock(&vcpu->vm->lock);
     return r;
 }
 
-int hv_vcpu_set_tsc(hv_vcpu *vcpu, uint64_t tsc, uint32_t flags)
+int hvc_vcpu_set_tsc(hvc_vcpu *vcpu, uint64_t tsc, uint32_t flags)
 {
-    if (flags & ~(uint32_t)HV_TSC_THIS_VCPU)
-        return hvi_error(-EINVAL, "hv_vcpu_set_tsc: unknown flags 0x%x", flags);
-    int r = begin(vcpu, "hv_vcpu_set_tsc");
+    if (flags & ~(uint32_t)HVC_TSC_THIS_VCPU)
+        return hvi_error(-EINVAL, "hvc_vcpu_set_tsc: unknown flags 0x%x",
+                         flags);
+    int r = begin(vcpu, "hvc_vcpu_set_tsc");
     if (r < 0)
         return r;
-    hv_vm *vm = vcpu->vm;
+    hvc_vm *vm = vcpu->vm;
     r = set_offset_locked(vcpu, tsc - hvi_tsc_scaled(vm, host_now(vm)), flags,
-                          "hv_vcpu_set_tsc");
+                          "hvc_vcpu_set_tsc");
     pthread_mutex_unlock(&vm->lock);
     return r;
 }
 
-int hvi_tsc_vcpu_created(hv_vcpu *vcpu)
+int hvi_tsc_vcpu_created(hvc_vcpu *vcpu)
 {
-    hv_vm *vm = vcpu->vm;
-    const hv_backend_tsc_ops *ops = hvi_tsc_ops(vm);
+    hvc_vm *vm = vcpu->vm;
+    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     struct hvi_tsc *t = vm->tsc;
     if (!ops)
         return 0;

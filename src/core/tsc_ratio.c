@@ -12,27 +12,27 @@
 #define VMX_RATIO_MAX UINT64_MAX
 #define SVM_RATIO_MAX ((1ull << 40) - 1)
 
-int hv_tsc_ratio(uint32_t guest_khz, uint32_t host_khz, uint32_t frac_bits,
-                 uint64_t *ratio)
+int hvc_tsc_ratio(uint32_t guest_khz, uint32_t host_khz, uint32_t frac_bits,
+                  uint64_t *ratio)
 {
     if (!ratio)
-        return hvi_error(-EINVAL, "hv_tsc_ratio: NULL ratio");
+        return hvi_error(-EINVAL, "hvc_tsc_ratio: NULL ratio");
     if (!guest_khz || !host_khz)
         return hvi_error(-EINVAL,
-                         "hv_tsc_ratio: a frequency is zero (guest %u kHz, "
+                         "hvc_tsc_ratio: a frequency is zero (guest %u kHz, "
                          "host %u kHz)",
                          guest_khz, host_khz);
     uint64_t max;
     const char *fmt;
-    if (frac_bits == HV_TSC_FRAC_BITS_VMX) {
+    if (frac_bits == HVC_TSC_FRAC_BITS_VMX) {
         max = VMX_RATIO_MAX;
         fmt = "VMX 16.48";
-    } else if (frac_bits == HV_TSC_FRAC_BITS_SVM) {
+    } else if (frac_bits == HVC_TSC_FRAC_BITS_SVM) {
         max = SVM_RATIO_MAX;
         fmt = "SVM 8.32";
     } else {
         return hvi_error(-EINVAL,
-                         "hv_tsc_ratio: %u fractional bits is not a hardware "
+                         "hvc_tsc_ratio: %u fractional bits is not a hardware "
                          "format (48 for VMX, 32 for SVM)",
                          frac_bits);
     }
@@ -51,14 +51,14 @@ int hv_tsc_ratio(uint32_t guest_khz, uint32_t host_khz, uint32_t frac_bits,
     return 0;
 }
 
-int hv_tsc_scale(uint64_t host_tsc, uint64_t ratio, uint32_t frac_bits,
-                 uint64_t *out)
+int hvc_tsc_scale(uint64_t host_tsc, uint64_t ratio, uint32_t frac_bits,
+                  uint64_t *out)
 {
     if (!out)
-        return hvi_error(-EINVAL, "hv_tsc_scale: NULL out");
+        return hvi_error(-EINVAL, "hvc_tsc_scale: NULL out");
     if (frac_bits > 63)
         return hvi_error(-EINVAL,
-                         "hv_tsc_scale: %u fractional bits (at most 63)",
+                         "hvc_tsc_scale: %u fractional bits (at most 63)",
                          frac_bits);
     *out = hvi_mul_shr(host_tsc, ratio, frac_bits);
     return 0;

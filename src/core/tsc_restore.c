@@ -1,6 +1,6 @@
 /* The restore procedure of the kernel's
  * Documentation/virt/kvm/devices/vcpu.rst (KVM_VCPU_TSC_OFFSET), used by
- * hv_vm_restore_tsc() and by a resume under the freeze policy:
+ * hvc_vm_restore_tsc() and by a resume under the freeze policy:
  *
  *   4. set kvmclock to the record's value, advanced by the time elapsed
  *      since the record's pause point unless the policy freezes it;
@@ -33,8 +33,8 @@ static bool same_boot(const uint8_t a[16], const uint8_t b[16])
 }
 
 /* kvmclock advanced from the record's by the host TSC up to @p tsc. */
-static uint64_t target_at(const hv_tsc_state *h, uint64_t tsc,
-                          const hv_tsc_info *info)
+static uint64_t target_at(const hvc_tsc_state *h, uint64_t tsc,
+                          const hvc_tsc_info *info)
 {
     uint64_t ns = tsc > h->host_tsc
                       ? hvi_cycles_to_ns(tsc - h->host_tsc, info->host_tsc_khz)
@@ -43,7 +43,7 @@ static uint64_t target_at(const hv_tsc_state *h, uint64_t tsc,
 }
 
 struct apply {
-    hv_vcpu **vcpu;
+    hvc_vcpu **vcpu;
     uint64_t *old_offset;
     uint64_t *old_adjust;
     uint8_t *had_adjust;
@@ -64,7 +64,7 @@ static void free_apply(struct apply *a)
 /* What each vCPU has now, to put back on a failure, and which deadline it
  * gets once its TSC is restored: the record's, or (for a record without
  * one) its own armed deadline, re-armed against the new TSC. */
-static int gather(hv_vm *vm, const hv_tsc_vcpu_state *e, uint32_t n,
+static int gather(hvc_vm *vm, const hvc_tsc_vcpu_state *e, uint32_t n,
                   struct apply *a)
 {
     size_t k = n ? n : 1;
@@ -77,10 +77,10 @@ static int gather(hv_vm *vm, const hv_tsc_vcpu_state *e, uint32_t n,
     if (!a->vcpu || !a->old_offset || !a->old_adjust || !a->had_adjust ||
         !a->deadline || !a->write_deadline)
         return hvi_error(-ENOMEM, "out of memory restoring the TSC");
-    const hv_backend_tsc_ops *ops = hvi_tsc_ops(vm);
+    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     bool lapic = hvi_tsc_has_irqchip(vm);
     for (uint32_t i = 0; i < n; i++) {
-        hv_vcpu *v = a->vcpu[i] = vm->vcpus[e[i].id];
+        hvc_vcpu *v = a->vcpu[i] = vm->vcpus[e[i].id];
         int r = ops->vcpu_get_offset(v->priv, &a->old_offset[i]);
         if (r < 0)
             return r;
@@ -88,7 +88,7 @@ static int gather(hv_vm *vm, const hv_tsc_vcpu_state *e, uint32_t n,
             hvi_tsc_msr_get(v, HVI_MSR_TSC_ADJUST, &a->old_adjust[i]);
         if (!lapic)
             continue;
-        if (e[i].flags & HV_TSC_VCPU_DEADLINE) {
+        if (e[i].flags & HVC_TSC_VCPU_DEADLINE) {
             a->deadline[i] = e[i].tsc_deadline;
             a->write_deadline[i] = 1;
         } else if (!vm->tsc->frozen &&
@@ -102,9 +102,9 @@ static int gather(hv_vm *vm, const hv_tsc_vcpu_state *e, uint32_t n,
 /* Hosts without TSC offsetting: the restore is possible only if step 6
  * would leave every offset where it is. Checked with a fresh sample before
  * anything changes. */
-static int check_fixed(hv_vm *vm, const hv_tsc_state *h,
-                       const hv_tsc_vcpu_state *e, uint32_t n,
-                       const struct apply *a, const hv_backend_clock *now,
+static int check_fixed(hvc_vm *vm, const hvc_tsc_state *h,
+                       const hvc_tsc_vcpu_state *e, uint32_t n,
+                       const struct apply *a, const hvc_backend_clock *now,
                        uint64_t target, uint64_t since_rt, uint32_t khz,
                        uint32_t pause, uint32_t max_error_us)
 {
@@ -125,22 +125,22 @@ static int check_fixed(hv_vm *vm, const hv_tsc_state *h,
                          "allowed), and this host cannot offset the guest "
                          "TSC (its KVM ignores KVM_VCPU_TSC_OFFSET)%s",
                          e[i].id, miss * 1000 / (int64_t)khz, max_error_us,
-                         pause == HV_TSC_PAUSE_FREEZE
+                         pause == HVC_TSC_PAUSE_FREEZE
                              ? ": it cannot hide the time since the record"
                              : "");
     }
     return 0;
 }
 
-int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h, const hv_tsc_vcpu_state *e,
-                  uint32_t n, uint32_t pause, uint32_t max_error_us,
-                  uint32_t flags)
+int hvi_tsc_apply(hvc_vm *vm, const hvc_tsc_state *h,
+                  const hvc_tsc_vcpu_state *e, uint32_t n, uint32_t pause,
+                  uint32_t max_error_us, uint32_t flags)
 {
     struct hvi_tsc *t = vm->tsc;
-    const hv_backend_tsc_ops *ops = hvi_tsc_ops(vm);
+    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     struct apply a;
     memset(&a, 0, sizeof(a));
-    hv_tsc_info info;
+    hvc_tsc_info info;
     uint8_t boot[16];
     int r = hvi_tsc_info(vm, &info, boot);
     if (r == 0)
@@ -148,18 +148,18 @@ int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h, const hv_tsc_vcpu_state *e,
     if (r < 0)
         goto out;
     uint32_t khz = hvi_tsc_rate_khz(vm, &info);
-    bool can_offset = info.flags & HV_TSC_OFFSET;
+    bool can_offset = info.flags & HVC_TSC_OFFSET;
 
     /* Step 4's value: what kvmclock should read at host TSC t. On the same
      * boot it is taken from the host TSC, read again right before the
      * write, so that kvmclock does not lag by the time spent here. */
-    bool by_tsc = pause == HV_TSC_PAUSE_ADVANCE &&
+    bool by_tsc = pause == HVC_TSC_PAUSE_ADVANCE &&
                   same_boot(h->host_boot_id, boot) &&
                   h->host_tsc_khz == info.host_tsc_khz;
     uint64_t since_rt = 0; /* the kernel's KVM_CLOCK_REALTIME */
-    if (pause == HV_TSC_PAUSE_ADVANCE && !by_tsc)
+    if (pause == HVC_TSC_PAUSE_ADVANCE && !by_tsc)
         since_rt = h->realtime_ns;
-    hv_backend_clock before, after;
+    hvc_backend_clock before, after;
     if ((r = ops->vm_get_clock(vm->priv, &before)) < 0)
         goto out;
     if (!can_offset &&
@@ -188,7 +188,7 @@ int hvi_tsc_apply(hv_vm *vm, const hv_tsc_state *h, const hv_tsc_vcpu_state *e,
         shared &= ofs == first;
     }
     for (uint32_t i = 0; i < n; i++)
-        if ((e[i].flags & HV_TSC_VCPU_ADJUST) &&
+        if ((e[i].flags & HVC_TSC_VCPU_ADJUST) &&
             (r = hvi_tsc_msr_set(a.vcpu[i], HVI_MSR_TSC_ADJUST,
                                  e[i].tsc_adjust)) < 0)
             goto undo;
@@ -214,7 +214,7 @@ undo:;
     /* Put back what this call changed; the clock goes back to where it
      * was, advanced by the time since (so it does not run backwards). */
     char msg[512];
-    snprintf(msg, sizeof(msg), "%s", hv_last_error());
+    snprintf(msg, sizeof(msg), "%s", hvc_last_error());
     for (uint32_t i = 0; i < n; i++) {
         if (can_offset)
             ops->vcpu_set_offset(a.vcpu[i]->priv, a.old_offset[i]);

@@ -19,59 +19,59 @@
 #define MIN_KHZ 1000u /* 1 MHz: no x86 TSC ticks slower */
 #define MAX_KHZ 0x7fffffffu
 #define KNOWN_FLAGS                                                            \
-    (HV_TSC_STATE_PINNED | HV_TSC_STATE_SCALED | HV_TSC_STATE_KERNEL_SAMPLE |  \
-     HV_TSC_STATE_CLOCK_STABLE)
-#define KNOWN_VCPU_FLAGS (HV_TSC_VCPU_ADJUST | HV_TSC_VCPU_DEADLINE)
+    (HVC_TSC_STATE_PINNED | HVC_TSC_STATE_SCALED |                             \
+     HVC_TSC_STATE_KERNEL_SAMPLE | HVC_TSC_STATE_CLOCK_STABLE)
+#define KNOWN_VCPU_FLAGS (HVC_TSC_VCPU_ADJUST | HVC_TSC_VCPU_DEADLINE)
 #define DEFAULT_MAX_ERROR_US 1000u
 
-_Static_assert(sizeof(hv_tsc_state) == HEADER_SIZE, "hv_tsc_state layout");
-_Static_assert(sizeof(hv_tsc_vcpu_state) == VCPU_SIZE,
-               "hv_tsc_vcpu_state layout");
+_Static_assert(sizeof(hvc_tsc_state) == HEADER_SIZE, "hvc_tsc_state layout");
+_Static_assert(sizeof(hvc_tsc_vcpu_state) == VCPU_SIZE,
+               "hvc_tsc_vcpu_state layout");
 
-int hv_vm_tsc_state_size(hv_vm *vm, size_t *size)
+int hvc_vm_tsc_state_size(hvc_vm *vm, size_t *size)
 {
     if (!vm || !size)
-        return hvi_error(-EINVAL, "hv_vm_tsc_state_size: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_tsc_state_size: NULL argument");
     pthread_mutex_lock(&vm->lock);
     *size = HEADER_SIZE + (size_t)vm->nr_vcpus * VCPU_SIZE;
     pthread_mutex_unlock(&vm->lock);
     return 0;
 }
 
-static int save_locked(hv_vm *vm, void *buf, size_t length, size_t *written)
+static int save_locked(hvc_vm *vm, void *buf, size_t length, size_t *written)
 {
     struct hvi_tsc *t = vm->tsc;
-    const hv_backend_tsc_ops *ops = hvi_tsc_ops(vm);
+    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     if (vm->nr_vcpus == 0)
-        return hvi_error(-EINVAL, "hv_vm_save_tsc: the VM has no vCPUs");
+        return hvi_error(-EINVAL, "hvc_vm_save_tsc: the VM has no vCPUs");
     if (!hvi_tsc_all_stopped(vm))
-        return hvi_error(-EBUSY, "hv_vm_save_tsc: a vCPU is running; pause "
+        return hvi_error(-EBUSY, "hvc_vm_save_tsc: a vCPU is running; pause "
                                  "the VM first");
     size_t need = HEADER_SIZE + (size_t)vm->nr_vcpus * VCPU_SIZE;
     if (length < need)
         return hvi_error(-ENOSPC,
-                         "hv_vm_save_tsc: the record takes %zu bytes, the "
+                         "hvc_vm_save_tsc: the record takes %zu bytes, the "
                          "buffer has %zu",
                          need, length);
-    hv_tsc_info info;
-    hv_tsc_state h;
+    hvc_tsc_info info;
+    hvc_tsc_state h;
     memset(&h, 0, sizeof(h));
     int r = hvi_tsc_info(vm, &info, h.host_boot_id);
-    hv_backend_clock c = t->point;
+    hvc_backend_clock c = t->point;
     if (r == 0 && !t->paused)
         r = ops->vm_get_clock(vm->priv, &c);
     if (r < 0)
         return r;
-    h.magic = HV_TSC_STATE_MAGIC;
-    h.version = HV_TSC_STATE_VERSION;
+    h.magic = HVC_TSC_STATE_MAGIC;
+    h.version = HVC_TSC_STATE_VERSION;
     h.header_size = HEADER_SIZE;
     h.vcpu_size = VCPU_SIZE;
     h.nr_vcpus = vm->nr_vcpus;
     h.flags =
-        (t->pinned ? HV_TSC_STATE_PINNED : 0) |
-        (t->scaled ? HV_TSC_STATE_SCALED : 0) |
-        (c.flags & HV_BACKEND_CLOCK_KERNEL ? HV_TSC_STATE_KERNEL_SAMPLE : 0) |
-        (c.flags & HV_BACKEND_CLOCK_STABLE ? HV_TSC_STATE_CLOCK_STABLE : 0);
+        (t->pinned ? HVC_TSC_STATE_PINNED : 0) |
+        (t->scaled ? HVC_TSC_STATE_SCALED : 0) |
+        (c.flags & HVC_BACKEND_CLOCK_KERNEL ? HVC_TSC_STATE_KERNEL_SAMPLE : 0) |
+        (c.flags & HVC_BACKEND_CLOCK_STABLE ? HVC_TSC_STATE_CLOCK_STABLE : 0);
     h.tsc_khz = hvi_tsc_told_khz(vm, &info);
     h.host_tsc_khz = info.host_tsc_khz;
     h.ratio_frac_bits = t->frac_bits;
@@ -79,28 +79,28 @@ static int save_locked(hv_vm *vm, void *buf, size_t length, size_t *written)
     h.host_tsc = c.host_tsc;
     h.kvmclock_ns = c.clock_ns;
     h.realtime_ns = c.realtime_ns;
-    h.sample_error_ns = c.flags & HV_BACKEND_CLOCK_KERNEL ? 0 : c.error_ns;
+    h.sample_error_ns = c.flags & HVC_BACKEND_CLOCK_KERNEL ? 0 : c.error_ns;
     uint8_t *out = buf;
     memcpy(out, &h, sizeof(h));
     size_t at = HEADER_SIZE;
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++) {
-        hv_vcpu *v = vm->vcpus[i];
+        hvc_vcpu *v = vm->vcpus[i];
         if (!v)
             continue;
-        hv_tsc_vcpu_state e;
+        hvc_tsc_vcpu_state e;
         memset(&e, 0, sizeof(e));
         e.id = i;
         if ((r = ops->vcpu_get_offset(v->priv, &e.offset)) < 0)
             return r;
         e.guest_tsc = hvi_tsc_scaled(vm, c.host_tsc) + e.offset;
         if (hvi_tsc_msr_get(v, HVI_MSR_TSC_ADJUST, &e.tsc_adjust))
-            e.flags |= HV_TSC_VCPU_ADJUST;
+            e.flags |= HVC_TSC_VCPU_ADJUST;
         if (t->frozen) {
             e.tsc_deadline = t->deadline[i]; /* taken off at the pause */
-            e.flags |= HV_TSC_VCPU_DEADLINE;
+            e.flags |= HVC_TSC_VCPU_DEADLINE;
         } else if (hvi_tsc_has_irqchip(vm) &&
                    hvi_tsc_msr_get(v, HVI_MSR_TSC_DEADLINE, &e.tsc_deadline)) {
-            e.flags |= HV_TSC_VCPU_DEADLINE;
+            e.flags |= HVC_TSC_VCPU_DEADLINE;
         }
         memcpy(out + at, &e, sizeof(e));
         at += VCPU_SIZE;
@@ -110,11 +110,11 @@ static int save_locked(hv_vm *vm, void *buf, size_t length, size_t *written)
     return 0;
 }
 
-int hv_vm_save_tsc(hv_vm *vm, void *buf, size_t length, size_t *written)
+int hvc_vm_save_tsc(hvc_vm *vm, void *buf, size_t length, size_t *written)
 {
     if (!vm || !buf)
-        return hvi_error(-EINVAL, "hv_vm_save_tsc: NULL argument");
-    int r = hvi_tsc_need_ops(vm, "hv_vm_save_tsc");
+        return hvi_error(-EINVAL, "hvc_vm_save_tsc: NULL argument");
+    int r = hvi_tsc_need_ops(vm, "hvc_vm_save_tsc");
     if (r < 0)
         return r;
     pthread_mutex_lock(&vm->lock);
@@ -125,15 +125,15 @@ int hv_vm_save_tsc(hv_vm *vm, void *buf, size_t length, size_t *written)
 
 #define BAD(...) hvi_error(-EINVAL, "TSC record: " __VA_ARGS__)
 
-static int check_header(const hv_tsc_state *h, size_t length,
+static int check_header(const hvc_tsc_state *h, size_t length,
                         uint32_t max_vcpus)
 {
-    if (h->magic != HV_TSC_STATE_MAGIC)
+    if (h->magic != HVC_TSC_STATE_MAGIC)
         return BAD("magic 0x%08x is not \"HVTS\" (0x%08x)", h->magic,
-                   HV_TSC_STATE_MAGIC);
-    if (h->version != HV_TSC_STATE_VERSION)
+                   HVC_TSC_STATE_MAGIC);
+    if (h->version != HVC_TSC_STATE_VERSION)
         return BAD("version %u; this library reads version %u", h->version,
-                   HV_TSC_STATE_VERSION);
+                   HVC_TSC_STATE_VERSION);
     if (h->header_size < HEADER_SIZE || h->header_size > MAX_HEADER_SIZE)
         return BAD("header size %u is outside %u..%u", h->header_size,
                    HEADER_SIZE, MAX_HEADER_SIZE);
@@ -157,14 +157,14 @@ static int check_header(const hv_tsc_state *h, size_t length,
         h->host_tsc_khz < MIN_KHZ || h->host_tsc_khz > MAX_KHZ)
         return BAD("frequency %u kHz (host %u kHz) is outside %u..%u kHz",
                    h->tsc_khz, h->host_tsc_khz, MIN_KHZ, MAX_KHZ);
-    if (h->flags & HV_TSC_STATE_SCALED) {
+    if (h->flags & HVC_TSC_STATE_SCALED) {
         uint64_t ratio;
-        if (h->ratio_frac_bits != HV_TSC_FRAC_BITS_VMX &&
-            h->ratio_frac_bits != HV_TSC_FRAC_BITS_SVM)
+        if (h->ratio_frac_bits != HVC_TSC_FRAC_BITS_VMX &&
+            h->ratio_frac_bits != HVC_TSC_FRAC_BITS_SVM)
             return BAD("%u fractional bits is not a hardware format",
                        h->ratio_frac_bits);
-        if (hv_tsc_ratio(h->tsc_khz, h->host_tsc_khz, h->ratio_frac_bits,
-                         &ratio) < 0 ||
+        if (hvc_tsc_ratio(h->tsc_khz, h->host_tsc_khz, h->ratio_frac_bits,
+                          &ratio) < 0 ||
             ratio != h->ratio)
             return BAD("ratio 0x%" PRIx64 " does not scale %u kHz to %u kHz",
                        h->ratio, h->host_tsc_khz, h->tsc_khz);
@@ -174,11 +174,11 @@ static int check_header(const hv_tsc_state *h, size_t length,
                        "bits (expected 1 and 0)",
                        h->ratio, h->ratio_frac_bits);
         if (!hvi_within_ppm(h->tsc_khz, h->host_tsc_khz,
-                            HV_TSC_MAX_TOLERANCE_PPM))
+                            HVC_TSC_MAX_TOLERANCE_PPM))
             return BAD("unscaled, yet %u kHz is far from the host's %u kHz",
                        h->tsc_khz, h->host_tsc_khz);
     }
-    if ((h->flags & HV_TSC_STATE_KERNEL_SAMPLE) && h->sample_error_ns)
+    if ((h->flags & HVC_TSC_STATE_KERNEL_SAMPLE) && h->sample_error_ns)
         return BAD("a kernel sample with a sampling error of %u ns",
                    h->sample_error_ns);
     if (h->sample_error_ns > 1000000000u)
@@ -193,13 +193,13 @@ static int check_header(const hv_tsc_state *h, size_t length,
 }
 
 /* Reads and checks the entries into @p e (h->nr_vcpus of them). */
-static int check_vcpus(hv_vm *vm, const hv_tsc_state *h, const uint8_t *buf,
-                       hv_tsc_vcpu_state *e, uint8_t *seen)
+static int check_vcpus(hvc_vm *vm, const hvc_tsc_state *h, const uint8_t *buf,
+                       hvc_tsc_vcpu_state *e, uint8_t *seen)
 {
     for (uint32_t i = 0; i < h->nr_vcpus; i++) {
         memcpy(&e[i], buf + h->header_size + (size_t)i * h->vcpu_size,
                sizeof(e[i]));
-        const hv_tsc_vcpu_state *v = &e[i];
+        const hvc_tsc_vcpu_state *v = &e[i];
         if (v->id >= vm->opts.max_vcpus)
             return BAD("vCPU id %u is out of range (the VM allows ids below "
                        "%u)",
@@ -229,15 +229,15 @@ static int check_vcpus(hv_vm *vm, const hv_tsc_state *h, const uint8_t *buf,
 #undef BAD
 
 /* The record's frequency becomes the VM's, if it is not already. */
-static int match_frequency(hv_vm *vm, const hv_tsc_state *h)
+static int match_frequency(hvc_vm *vm, const hvc_tsc_state *h)
 {
     struct hvi_tsc *t = vm->tsc;
-    hv_tsc_info info;
+    hvc_tsc_info info;
     int r = hvi_tsc_info(vm, &info, NULL);
     if (r < 0)
         return r;
     uint32_t told = hvi_tsc_told_khz(vm, &info);
-    bool pin = (h->flags & HV_TSC_STATE_PINNED) && !t->pinned;
+    bool pin = (h->flags & HVC_TSC_STATE_PINNED) && !t->pinned;
     if (h->tsc_khz == told && (!pin || atomic_load(&t->ran)))
         return 0;
     if (atomic_load(&t->ran))
@@ -248,7 +248,7 @@ static int match_frequency(hv_vm *vm, const hv_tsc_state *h)
                          h->tsc_khz, told);
     return hvi_tsc_set_frequency_locked(
         vm, h->tsc_khz,
-        t->pinned ? t->tolerance_ppm : HV_TSC_DEFAULT_TOLERANCE_PPM);
+        t->pinned ? t->tolerance_ppm : HVC_TSC_DEFAULT_TOLERANCE_PPM);
 }
 
 static uint64_t mono_ns(void)
@@ -258,31 +258,31 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int hv_vm_restore_tsc(hv_vm *vm, const void *buf, size_t length,
-                      const hv_tsc_restore_options *opts)
+int hvc_vm_restore_tsc(hvc_vm *vm, const void *buf, size_t length,
+                       const hvc_tsc_restore_options *opts)
 {
     if (!vm || !buf)
-        return hvi_error(-EINVAL, "hv_vm_restore_tsc: NULL argument");
-    int r = hvi_tsc_need_ops(vm, "hv_vm_restore_tsc");
+        return hvi_error(-EINVAL, "hvc_vm_restore_tsc: NULL argument");
+    int r = hvi_tsc_need_ops(vm, "hvc_vm_restore_tsc");
     if (r < 0)
         return r;
-    hv_tsc_restore_options o = HV_TSC_RESTORE_OPTIONS_INIT;
+    hvc_tsc_restore_options o = HVC_TSC_RESTORE_OPTIONS_INIT;
     if (opts && (r = hvi_copy_options(&o, sizeof(o), opts, sizeof(o),
-                                      "hv_tsc_restore_options")) < 0)
+                                      "hvc_tsc_restore_options")) < 0)
         return r;
-    if (opts && o.pause != HV_TSC_PAUSE_ADVANCE &&
-        o.pause != HV_TSC_PAUSE_FREEZE)
+    if (opts && o.pause != HVC_TSC_PAUSE_ADVANCE &&
+        o.pause != HVC_TSC_PAUSE_FREEZE)
         return hvi_error(-EINVAL,
-                         "hv_tsc_restore_options.pause %u is not a policy",
+                         "hvc_tsc_restore_options.pause %u is not a policy",
                          o.pause);
     if (length < HEADER_SIZE)
         return hvi_error(-EINVAL,
                          "TSC record: %zu bytes, shorter than its %u-byte "
                          "header",
                          length, HEADER_SIZE);
-    hv_tsc_state h;
+    hvc_tsc_state h;
     memcpy(&h, buf, sizeof(h));
-    hv_tsc_vcpu_state *e = NULL;
+    hvc_tsc_vcpu_state *e = NULL;
     uint8_t *seen = NULL;
     pthread_mutex_lock(&vm->lock);
     struct hvi_tsc *t = vm->tsc;
@@ -301,17 +301,17 @@ int hv_vm_restore_tsc(hv_vm *vm, const void *buf, size_t length,
     if ((r = check_vcpus(vm, &h, buf, e, seen)) < 0)
         goto out;
     if (!hvi_tsc_all_stopped(vm)) {
-        r = hvi_error(-EBUSY, "hv_vm_restore_tsc: a vCPU is running; pause "
+        r = hvi_error(-EBUSY, "hvc_vm_restore_tsc: a vCPU is running; pause "
                               "the VM first");
         goto out;
     }
     if ((r = match_frequency(vm, &h)) < 0)
         goto out;
-    bool defer = t->paused && t->policy.pause == HV_TSC_PAUSE_FREEZE;
+    bool defer = t->paused && t->policy.pause == HVC_TSC_PAUSE_FREEZE;
     r = hvi_tsc_apply(vm, &h, e, h.nr_vcpus, o.pause, o.max_error_us,
                       defer ? HVI_APPLY_DEFER_DEADLINES : 0);
     /* A paused VM's clocks are now defined as of this restore: its own
-     * policy covers the time from here to hv_vm_resume(). */
+     * policy covers the time from here to hvc_vm_resume(). */
     if (r == 0 && t->paused &&
         (r = hvi_tsc_ops(vm)->vm_get_clock(vm->priv, &t->point)) == 0)
         t->point_mono_ns = mono_ns();

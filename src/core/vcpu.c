@@ -7,16 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-int hv_vcpu_create(hv_vm *vm, uint32_t id, hv_vcpu **out)
+int hvc_vcpu_create(hvc_vm *vm, uint32_t id, hvc_vcpu **out)
 {
     if (!vm || !out)
-        return hvi_error(-EINVAL, "hv_vcpu_create: NULL %s", vm ? "out" : "VM");
+        return hvi_error(-EINVAL, "hvc_vcpu_create: NULL %s", vm ? "out" : "VM");
     if (id >= vm->opts.max_vcpus)
         return hvi_error(-EINVAL,
                          "vCPU id %u is out of range (the VM allows "
                          "ids below %u)",
                          id, vm->opts.max_vcpus);
-    hv_vcpu *vcpu = calloc(1, sizeof(*vcpu));
+    hvc_vcpu *vcpu = calloc(1, sizeof(*vcpu));
     if (!vcpu)
         return hvi_error(-ENOMEM, "out of memory creating vCPU %u", id);
     vcpu->vm = vm;
@@ -47,11 +47,11 @@ int hv_vcpu_create(hv_vm *vm, uint32_t id, hv_vcpu **out)
     return 0;
 }
 
-int hv_vcpu_destroy(hv_vcpu *vcpu)
+int hvc_vcpu_destroy(hvc_vcpu *vcpu)
 {
     if (!vcpu)
-        return hvi_error(-EINVAL, "hv_vcpu_destroy: vCPU is NULL");
-    hv_vm *vm = vcpu->vm;
+        return hvi_error(-EINVAL, "hvc_vcpu_destroy: vCPU is NULL");
+    hvc_vm *vm = vcpu->vm;
     pthread_mutex_lock(&vm->lock);
     if (atomic_load(&vcpu->state) != HVI_VCPU_IDLE) {
         pthread_mutex_unlock(&vm->lock);
@@ -66,12 +66,12 @@ int hv_vcpu_destroy(hv_vcpu *vcpu)
     return 0;
 }
 
-int hv_vm_get_vcpu(hv_vm *vm, uint32_t id, hv_vcpu **out)
+int hvc_vm_get_vcpu(hvc_vm *vm, uint32_t id, hvc_vcpu **out)
 {
     if (!vm || !out)
-        return hvi_error(-EINVAL, "hv_vm_get_vcpu: NULL %s", vm ? "out" : "VM");
+        return hvi_error(-EINVAL, "hvc_vm_get_vcpu: NULL %s", vm ? "out" : "VM");
     pthread_mutex_lock(&vm->lock);
-    hv_vcpu *v = id < vm->opts.max_vcpus ? vm->vcpus[id] : NULL;
+    hvc_vcpu *v = id < vm->opts.max_vcpus ? vm->vcpus[id] : NULL;
     pthread_mutex_unlock(&vm->lock);
     if (!v)
         return hvi_error(-ENOENT, "the VM has no vCPU %u", id);
@@ -79,7 +79,7 @@ int hv_vm_get_vcpu(hv_vm *vm, uint32_t id, hv_vcpu **out)
     return 0;
 }
 
-uint32_t hv_vm_vcpu_count(hv_vm *vm)
+uint32_t hvc_vm_vcpu_count(hvc_vm *vm)
 {
     if (!vm)
         return 0;
@@ -89,30 +89,30 @@ uint32_t hv_vm_vcpu_count(hv_vm *vm)
     return n;
 }
 
-uint32_t hv_vcpu_id(const hv_vcpu *vcpu)
+uint32_t hvc_vcpu_id(const hvc_vcpu *vcpu)
 {
     return vcpu ? vcpu->id : UINT32_MAX;
 }
 
-hv_vm *hv_vcpu_vm(const hv_vcpu *vcpu)
+hvc_vm *hvc_vcpu_vm(const hvc_vcpu *vcpu)
 {
     return vcpu ? vcpu->vm : NULL;
 }
 
-int hv_vcpu_set_user_data(hv_vcpu *vcpu, void *data)
+int hvc_vcpu_set_user_data(hvc_vcpu *vcpu, void *data)
 {
     if (!vcpu)
-        return hvi_error(-EINVAL, "hv_vcpu_set_user_data: vCPU is NULL");
+        return hvi_error(-EINVAL, "hvc_vcpu_set_user_data: vCPU is NULL");
     vcpu->user_data = data;
     return 0;
 }
 
-void *hv_vcpu_user_data(const hv_vcpu *vcpu)
+void *hvc_vcpu_user_data(const hvc_vcpu *vcpu)
 {
     return vcpu ? vcpu->user_data : NULL;
 }
 
-const hv_exit *hv_vcpu_get_exit(const hv_vcpu *vcpu)
+const hvc_exit *hvc_vcpu_get_exit(const hvc_vcpu *vcpu)
 {
     return vcpu ? &vcpu->exit : NULL;
 }
@@ -127,9 +127,9 @@ static inline void cpu_relax(void)
 }
 
 /* Takes the runner out of the guest. The KICKING state keeps the runner
- * inside hv_vcpu_run() (so its thread exists) while the backend signals
+ * inside hvc_vcpu_run() (so its thread exists) while the backend signals
  * it. */
-void hvi_vcpu_interrupt(hv_vcpu *vcpu)
+void hvi_vcpu_interrupt(hvc_vcpu *vcpu)
 {
     for (;;) {
         int s = HVI_VCPU_RUNNING;
@@ -145,11 +145,11 @@ void hvi_vcpu_interrupt(hv_vcpu *vcpu)
     }
 }
 
-int hv_vcpu_kick(hv_vcpu *vcpu)
+int hvc_vcpu_kick(hvc_vcpu *vcpu)
 {
     if (!vcpu)
-        return hvi_error(-EINVAL, "hv_vcpu_kick: vCPU is NULL");
-    hv_vm *vm = vcpu->vm;
+        return hvi_error(-EINVAL, "hvc_vcpu_kick: vCPU is NULL");
+    hvc_vm *vm = vcpu->vm;
     atomic_store(&vcpu->kick_pending, 1);
     hvi_vcpu_interrupt(vcpu);
     /* A runner parked by a pause waits on the condition variable. */
@@ -161,9 +161,9 @@ int hv_vcpu_kick(hv_vcpu *vcpu)
     return 0;
 }
 
-int hvi_vcpu_flush(hv_vcpu *vcpu)
+int hvi_vcpu_flush(hvc_vcpu *vcpu)
 {
-    const hv_backend_ops *ops = vcpu->vm->ops;
+    const hvc_backend_ops *ops = vcpu->vm->ops;
     if (!vcpu->io_pending || ops->version < 3 || !ops->vcpu_flush)
         return 0;
     int r = ops->vcpu_flush(vcpu->priv);
@@ -175,7 +175,7 @@ int hvi_vcpu_flush(hv_vcpu *vcpu)
 /* Waits while the VM is paused, unless a kick asks the run to return. A
  * parked vCPU first takes in the data of its last I/O exit, so that a save
  * during the pause sees the registers the guest will see. */
-static void park(hv_vm *vm, hv_vcpu *vcpu)
+static void park(hvc_vm *vm, hvc_vcpu *vcpu)
 {
     hvi_vcpu_flush(vcpu);
     pthread_mutex_lock(&vm->lock);
@@ -188,7 +188,7 @@ static void park(hv_vm *vm, hv_vcpu *vcpu)
     pthread_mutex_unlock(&vm->lock);
 }
 
-static void leave(hv_vm *vm, hv_vcpu *vcpu)
+static void leave(hvc_vm *vm, hvc_vcpu *vcpu)
 {
     atomic_fetch_sub(&vm->active, 1);
     if (atomic_load(&vm->pause_depth) > 0) {
@@ -206,23 +206,23 @@ static void leave(hv_vm *vm, hv_vcpu *vcpu)
 
 /* An access nobody claimed goes back to the caller; until completed, a read
  * sees all-ones, like an empty bus. */
-static void return_unclaimed(hv_vcpu *vcpu, hv_exit *exit)
+static void return_unclaimed(hvc_vcpu *vcpu, hvc_exit *exit)
 {
-    if (exit->reason == HV_EXIT_PIO && !exit->u.io.is_write) {
+    if (exit->reason == HVC_EXIT_PIO && !exit->u.io.is_write) {
         memset(exit->u.io.data, 0xff,
                (size_t)exit->u.io.size * exit->u.io.count);
         vcpu->read_pending = true;
-    } else if (exit->reason == HV_EXIT_MMIO && !exit->u.mmio.is_write) {
+    } else if (exit->reason == HVC_EXIT_MMIO && !exit->u.mmio.is_write) {
         memset(exit->u.mmio.data, 0xff, exit->u.mmio.size);
         vcpu->read_pending = true;
     }
 }
 
-int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
+int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
 {
     if (!vcpu)
-        return hvi_error(-EINVAL, "hv_vcpu_run: vCPU is NULL");
-    hv_vm *vm = vcpu->vm;
+        return hvi_error(-EINVAL, "hvc_vcpu_run: vCPU is NULL");
+    hvc_vm *vm = vcpu->vm;
     if (hvi_memory_count(vm) == 0)
         return hvi_error(-EINVAL, "vCPU %u cannot run: the VM has no memory",
                          vcpu->id);
@@ -235,8 +235,8 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
     vcpu->runner = pthread_self();
     hvi_tsc_vcpu_running(vm); /* the TSC frequency is now fixed */
     atomic_fetch_add(&vm->active, 1);
-    const hv_backend_ops *ops = vm->ops;
-    hv_exit *exit = &vcpu->exit;
+    const hvc_backend_ops *ops = vm->ops;
+    hvc_exit *exit = &vcpu->exit;
     vcpu->read_pending = false;
     vcpu->pending_exit = 0;
     int r = ops->vcpu_run_prepare(vcpu->priv);
@@ -246,13 +246,13 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
         if (atomic_load(&vcpu->kick_pending)) {
             atomic_store(&vcpu->kick_pending, 0);
             memset(exit, 0, sizeof(*exit));
-            exit->reason = HV_EXIT_KICK;
+            exit->reason = HVC_EXIT_KICK;
             break;
         }
         vcpu->io_pending = false;
         r = ops->vcpu_run(vcpu->priv, exit);
-        if (r == 0 && (exit->reason == HV_EXIT_PIO ||
-                       exit->reason == HV_EXIT_MMIO))
+        if (r == 0 && (exit->reason == HVC_EXIT_PIO ||
+                       exit->reason == HVC_EXIT_MMIO))
             vcpu->io_pending = true;
         if (r == -EINTR) {
             r = 0;
@@ -260,7 +260,7 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
         }
         if (r < 0)
             break;
-        if (exit->reason != HV_EXIT_PIO && exit->reason != HV_EXIT_MMIO)
+        if (exit->reason != HVC_EXIT_PIO && exit->reason != HVC_EXIT_MMIO)
             break;
         bool claimed;
         r = hvi_io_dispatch(vcpu, exit, &claimed);
@@ -269,7 +269,7 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
         if (vcpu->pending_exit) {
             memset(&exit->u, 0, sizeof(exit->u));
             exit->reason = vcpu->pending_exit;
-            exit->flags = HV_EXIT_F_HANDLED;
+            exit->flags = HVC_EXIT_F_HANDLED;
             exit->u.system.code = vcpu->pending_code;
             vcpu->pending_exit = 0;
             r = 0;
@@ -280,7 +280,7 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
             break;
         }
         if (r > 0) {
-            exit->flags |= HV_EXIT_F_HANDLED;
+            exit->flags |= HVC_EXIT_F_HANDLED;
             r = 0;
             break;
         }
@@ -291,19 +291,19 @@ int hv_vcpu_run(hv_vcpu *vcpu, const hv_exit **out)
     return r;
 }
 
-int hv_vcpu_complete_io(hv_vcpu *vcpu, const void *data, size_t length)
+int hvc_vcpu_complete_io(hvc_vcpu *vcpu, const void *data, size_t length)
 {
     if (!vcpu || !data)
-        return hvi_error(-EINVAL, "hv_vcpu_complete_io: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vcpu_complete_io: NULL argument");
     if (!vcpu->read_pending)
         return hvi_error(-EINVAL,
                          "vCPU %u: the last exit is not an "
                          "unclaimed read to complete",
                          vcpu->id);
-    const hv_exit *e = &vcpu->exit;
+    const hvc_exit *e = &vcpu->exit;
     size_t want;
     void *dst;
-    if (e->reason == HV_EXIT_PIO) {
+    if (e->reason == HVC_EXIT_PIO) {
         want = (size_t)e->u.io.size * e->u.io.count;
         dst = e->u.io.data;
     } else {

@@ -6,34 +6,34 @@
 #include <signal.h>
 #include <stdlib.h>
 
-_Thread_local hv_vm *hvi_handler_vm;
+_Thread_local hvc_vm *hvi_handler_vm;
 
-static int normalise_options(hv_hypervisor *hv, const hv_vm_options *in,
-                             hv_vm_options *out)
+static int normalise_options(hvc_hypervisor *hv, const hvc_vm_options *in,
+                             hvc_vm_options *out)
 {
-    hv_vm_options defaults = HV_VM_OPTIONS_INIT;
+    hvc_vm_options defaults = HVC_VM_OPTIONS_INIT;
     *out = defaults;
     if (in) {
-        int r =
-            hvi_copy_options(out, sizeof(*out), in,
-                             offsetof(hv_vm_options, flags) + sizeof(in->flags),
-                             "hv_vm_options");
+        int r = hvi_copy_options(out, sizeof(*out), in,
+                                 offsetof(hvc_vm_options, flags) +
+                                     sizeof(in->flags),
+                                 "hvc_vm_options");
         if (r < 0)
             return r;
         out->size = sizeof(*out);
     }
-    if (out->flags & ~(uint32_t)HV_VM_NO_IRQCHIP)
-        return hvi_error(-EINVAL, "hv_vm_options.flags 0x%x has unknown bits",
+    if (out->flags & ~(uint32_t)HVC_VM_NO_IRQCHIP)
+        return hvi_error(-EINVAL, "hvc_vm_options.flags 0x%x has unknown bits",
                          out->flags);
     uint64_t max = 0;
-    int r = hv->ops->get_cap(hv->priv, HV_CAP_MAX_VCPUS, &max);
+    int r = hv->ops->get_cap(hv->priv, HVC_CAP_MAX_VCPUS, &max);
     if (r < 0)
         return r;
     if (out->max_vcpus == 0)
         out->max_vcpus = (uint32_t)max;
     else if (out->max_vcpus > max)
         return hvi_error(-EINVAL,
-                         "hv_vm_options.max_vcpus %u exceeds the backend's "
+                         "hvc_vm_options.max_vcpus %u exceeds the backend's "
                          "limit of %llu",
                          out->max_vcpus, (unsigned long long)max);
     if (out->kick_signal == 0)
@@ -41,26 +41,26 @@ static int normalise_options(hv_hypervisor *hv, const hv_vm_options *in,
     else if (out->kick_signal < 1 || out->kick_signal > SIGRTMAX ||
              out->kick_signal == SIGKILL || out->kick_signal == SIGSTOP)
         return hvi_error(-EINVAL,
-                         "hv_vm_options.kick_signal %d is not a usable signal",
+                         "hvc_vm_options.kick_signal %d is not a usable signal",
                          out->kick_signal);
     return 0;
 }
 
-int hv_vm_create(hv_hypervisor *hv, const hv_vm_options *opts, hv_vm **out)
+int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts, hvc_vm **out)
 {
     if (!hv || !out)
-        return hvi_error(-EINVAL, "hv_vm_create: NULL %s",
+        return hvi_error(-EINVAL, "hvc_vm_create: NULL %s",
                          hv ? "out" : "hypervisor");
-    hv_vm *vm = calloc(1, sizeof(*vm));
+    hvc_vm *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return hvi_error(-ENOMEM, "out of memory creating a VM");
     int r = normalise_options(hv, opts, &vm->opts);
     if (r < 0)
         goto fail;
     uint64_t slots = 0, bits = 0;
-    if ((r = hv->ops->get_cap(hv->priv, HV_CAP_MAX_MEMORY_REGIONS, &slots)) <
+    if ((r = hv->ops->get_cap(hv->priv, HVC_CAP_MAX_MEMORY_REGIONS, &slots)) <
             0 ||
-        (r = hv->ops->get_cap(hv->priv, HV_CAP_PHYS_ADDR_BITS, &bits)) < 0)
+        (r = hv->ops->get_cap(hv->priv, HVC_CAP_PHYS_ADDR_BITS, &bits)) < 0)
         goto fail;
     vm->max_slots = (uint32_t)slots;
     vm->max_gpa = bits >= 64 ? UINT64_MAX : (1ull << bits);
@@ -99,12 +99,12 @@ fail:
     return r;
 }
 
-int hv_vm_destroy(hv_vm *vm)
+int hvc_vm_destroy(hvc_vm *vm)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_vm_destroy: VM is NULL");
+        return hvi_error(-EINVAL, "hvc_vm_destroy: VM is NULL");
     if (hvi_handler_vm == vm)
-        return hvi_error(-EDEADLK, "hv_vm_destroy called from an I/O handler "
+        return hvi_error(-EDEADLK, "hvc_vm_destroy called from an I/O handler "
                                    "of the same VM");
     pthread_mutex_lock(&vm->lock);
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++) {
@@ -125,7 +125,7 @@ int hv_vm_destroy(hv_vm *vm)
     hvi_notify_free(vm);
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
         if (vm->vcpus[i])
-            hv_vcpu_destroy(vm->vcpus[i]);
+            hvc_vcpu_destroy(vm->vcpus[i]);
     hvi_memory_free_all(vm);
     hvi_io_free(vm);
     vm->ops->vm_destroy(vm->priv);
@@ -143,12 +143,12 @@ int hv_vm_destroy(hv_vm *vm)
     return 0;
 }
 
-int hv_vm_pause(hv_vm *vm)
+int hvc_vm_pause(hvc_vm *vm)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_vm_pause: VM is NULL");
+        return hvi_error(-EINVAL, "hvc_vm_pause: VM is NULL");
     if (hvi_handler_vm == vm)
-        return hvi_error(-EDEADLK, "hv_vm_pause called from an I/O handler "
+        return hvi_error(-EDEADLK, "hvc_vm_pause called from an I/O handler "
                                    "of the same VM");
     pthread_mutex_lock(&vm->lock);
     if (atomic_fetch_add(&vm->pause_depth, 1) == 0)
@@ -166,15 +166,15 @@ int hv_vm_pause(hv_vm *vm)
     return r;
 }
 
-int hv_vm_resume(hv_vm *vm)
+int hvc_vm_resume(hvc_vm *vm)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_vm_resume: VM is NULL");
+        return hvi_error(-EINVAL, "hvc_vm_resume: VM is NULL");
     pthread_mutex_lock(&vm->lock);
     int depth = atomic_load(&vm->pause_depth);
     if (depth == 0) {
         pthread_mutex_unlock(&vm->lock);
-        return hvi_error(-EINVAL, "hv_vm_resume: the VM is not paused");
+        return hvi_error(-EINVAL, "hvc_vm_resume: the VM is not paused");
     }
     /* The TSC pause policy applies before any vCPU runs again; if it
      * cannot, the VM stays paused (tsc_pause.c). */
@@ -190,34 +190,34 @@ int hv_vm_resume(hv_vm *vm)
     return 0;
 }
 
-int hv_vm_is_paused(const hv_vm *vm)
+int hvc_vm_is_paused(const hvc_vm *vm)
 {
-    return vm ? atomic_load(&((hv_vm *)vm)->pause_depth) > 0 : 0;
+    return vm ? atomic_load(&((hvc_vm *)vm)->pause_depth) > 0 : 0;
 }
 
-int hv_vm_set_irq(hv_vm *vm, uint32_t gsi, int level)
+int hvc_vm_set_irq(hvc_vm *vm, uint32_t gsi, int level)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_vm_set_irq: VM is NULL");
-    if (vm->opts.flags & HV_VM_NO_IRQCHIP)
+        return hvi_error(-EINVAL, "hvc_vm_set_irq: VM is NULL");
+    if (vm->opts.flags & HVC_VM_NO_IRQCHIP)
         return hvi_error(-ENOTSUP,
-                         "hv_vm_set_irq(gsi %u): the VM was created "
-                         "with HV_VM_NO_IRQCHIP",
+                         "hvc_vm_set_irq(gsi %u): the VM was created "
+                         "with HVC_VM_NO_IRQCHIP",
                          gsi);
     if (level != 0 && level != 1)
         return hvi_error(-EINVAL,
-                         "hv_vm_set_irq(gsi %u): level %d is not 0 "
+                         "hvc_vm_set_irq(gsi %u): level %d is not 0 "
                          "or 1",
                          gsi, level);
     return vm->ops->vm_set_irq(vm->priv, gsi, level);
 }
 
-int hv_vm_send_msi(hv_vm *vm, uint64_t address, uint32_t data)
+int hvc_vm_send_msi(hvc_vm *vm, uint64_t address, uint32_t data)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_vm_send_msi: VM is NULL");
-    if (vm->opts.flags & HV_VM_NO_IRQCHIP)
-        return hvi_error(-ENOTSUP, "hv_vm_send_msi: the VM was created with "
-                                   "HV_VM_NO_IRQCHIP");
+        return hvi_error(-EINVAL, "hvc_vm_send_msi: VM is NULL");
+    if (vm->opts.flags & HVC_VM_NO_IRQCHIP)
+        return hvi_error(-ENOTSUP, "hvc_vm_send_msi: the VM was created with "
+                                   "HVC_VM_NO_IRQCHIP");
     return vm->ops->vm_send_msi(vm->priv, address, data);
 }

@@ -1,8 +1,8 @@
-/* hv_acpi_build(): the ACPI tables an SMP guest needs to find its CPUs,
+/* hvc_acpi_build(): the ACPI tables an SMP guest needs to find its CPUs,
  * interrupt controllers and devices, in the shape Firecracker and Cloud
  * Hypervisor use (hardware-reduced ACPI, no firmware behind it).
  *
- * Layout, from hv_acpi_options.address (default 0xe0000, inside the legacy
+ * Layout, from hvc_acpi_options.address (default 0xe0000, inside the legacy
  * BIOS area that the loader's e820 map reserves; 0x20000 bytes by default):
  *
  *   +0    RSDP  ACPI 2.0+ (revision 2, 36 bytes), both checksums, the XSDT
@@ -15,7 +15,7 @@
  *                 FACS, so all those fields are 0; Linux then also skips
  *                 the PIT and 8259 set-up and uses the local APIC timer.
  *               - RESET_REG = system I/O port 0x64, RESET_VALUE 0xfe
- *                 (RESET_REG_SUP): the reset line of hv_i8042_create(),
+ *                 (RESET_REG_SUP): the reset line of hvc_i8042_create(),
  *                 which Linux's first reboot method then pulls. Without
  *                 that device the write is an unclaimed port exit and
  *                 Linux falls back to its other methods.
@@ -24,7 +24,7 @@
  *                 there is no VGA. The 8042 bit stays clear: our i8042 is
  *                 only a reset line with no keyboard, and a guest that was
  *                 told it exists waits out its self-test timeouts.
- *                 CMOS_RTC_NOT_PRESENT stays clear: hv_cmos_create()
+ *                 CMOS_RTC_NOT_PRESENT stays clear: hvc_cmos_create()
  *                 provides one at 0x70, and CENTURY names its century
  *                 register 0x32.
  *               - No MSI_NOT_SUPPORTED: the library describes no PCI, and
@@ -40,7 +40,7 @@
  *               Override ISA IRQ 0 -> GSI 2 as on a PC; a Local APIC NMI
  *               on LINT1 of every CPU. No SCI override: there is no SCI.
  *   then  DSDT  revision 2 (64-bit integers): Scope (\_SB) with a Device
- *               per hv_acpi_device (see dsdt_device()).
+ *               per hvc_acpi_device (see dsdt_device()).
  *
  * Every table after the RSDP is 8-byte aligned; only the DSDT's offset
  * depends on nr_cpus. All tables carry OEMID "HVCORE", OEM table id
@@ -51,7 +51,7 @@
  * \_S5 without them. A guest's poweroff then ends in a halt; the VMM can
  * give it the debug-exit port instead.
  *
- * The tables are built in a host buffer and written with one hv_vm_write()
+ * The tables are built in a host buffer and written with one hvc_vm_write()
  * after every check has passed, so guest memory is untouched on failure. */
 #include "../core/internal.h"
 
@@ -68,7 +68,7 @@
 #define ACPI_MAX_CPUS 255u
 /* Device names are at most "D" and three hex digits. */
 #define ACPI_MAX_DEVICES 4096u
-/* The in-kernel IOAPIC's pins (hv_vm_set_irq()). */
+/* The in-kernel IOAPIC's pins (hvc_vm_set_irq()). */
 #define ACPI_NR_GSIS 24u
 
 #define LAPIC_ADDRESS 0xfee00000u
@@ -162,7 +162,7 @@ static void finish_table(uint8_t *t, const char sig[4], size_t length,
     memcpy(t + 16, OEM_TABLE_ID, 8);
     hvi_le(t + 24, OEM_REVISION, 4);
     memcpy(t + 28, CREATOR_ID, 4);
-    hvi_le(t + 32, HV_VERSION_NUMBER, 4);
+    hvi_le(t + 32, HVC_VERSION_NUMBER, 4);
     t[HDR_CHECKSUM] = checksum(t, length);
 }
 
@@ -249,7 +249,7 @@ static void write_madt(uint8_t *t, uint32_t nr_cpus)
  * 16550s (PNP0501), "VRxx" for the first 256 virtio-mmio devices
  * (LNRO0005), "Dxxx" (the index in hex) otherwise. The first letters
  * differ between the kinds, so names never collide. */
-static void device_name(const hv_acpi_device *d, uint32_t index,
+static void device_name(const hvc_acpi_device *d, uint32_t index,
                         unsigned *uarts, unsigned *virtio, char out[5])
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -279,9 +279,9 @@ static void device_name(const hv_acpi_device *d, uint32_t index,
  *         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) {irq}
  *     })
  * }
- * Edge/active-high is how ISA lines behave and how hv_vm_set_irq() users
+ * Edge/active-high is how ISA lines behave and how hvc_vm_set_irq() users
  * pulse them; the guest programs the IOAPIC pin from this descriptor. */
-static void dsdt_device(struct hvi_bytes *b, const hv_acpi_device *d,
+static void dsdt_device(struct hvi_bytes *b, const hvc_acpi_device *d,
                         uint32_t index, const char *name)
 {
     size_t dev = hvi_aml_device(b, name);
@@ -295,9 +295,9 @@ static void dsdt_device(struct hvi_bytes *b, const hv_acpi_device *d,
     hvi_aml_integer(b, index);
     hvi_aml_name(b, "_CRS");
     size_t res = hvi_aml_resources(b);
-    if (d->space == HV_IO_PIO && d->length <= 0xff)
+    if (d->space == HVC_IO_PIO && d->length <= 0xff)
         hvi_aml_res_io(b, (uint16_t)d->base, (uint8_t)d->length);
-    else if (d->space == HV_IO_PIO)
+    else if (d->space == HVC_IO_PIO)
         hvi_aml_res_word_io(b, (uint16_t)d->base, (uint16_t)d->length);
     else if (d->length <= UINT32_MAX &&
              d->base + (d->length - 1) <= UINT32_MAX) /* no wrap: checked */
@@ -305,13 +305,13 @@ static void dsdt_device(struct hvi_bytes *b, const hv_acpi_device *d,
     else
         hvi_aml_res_mem64(b, d->base, d->length);
     if (d->irq != UINT32_MAX)
-        hvi_aml_res_irq(b, d->irq, d->flags & HV_ACPI_IRQ_LEVEL,
-                        d->flags & HV_ACPI_IRQ_ACTIVE_LOW);
+        hvi_aml_res_irq(b, d->irq, d->flags & HVC_ACPI_IRQ_LEVEL,
+                        d->flags & HVC_ACPI_IRQ_ACTIVE_LOW);
     hvi_aml_resources_end(b, res);
     hvi_aml_end(b, dev);
 }
 
-static void build_dsdt(struct hvi_bytes *b, const hv_acpi_options *o)
+static void build_dsdt(struct hvi_bytes *b, const hvc_acpi_options *o)
 {
     size_t sb = hvi_aml_scope(b, "\\_SB_");
     unsigned uarts = 0, virtio = 0;
@@ -324,7 +324,7 @@ static void build_dsdt(struct hvi_bytes *b, const hv_acpi_options *o)
 }
 
 /* Lays out and fills every table; the caller checks b->failed. */
-static void build(struct hvi_bytes *b, const hv_acpi_options *o)
+static void build(struct hvi_bytes *b, const hvc_acpi_options *o)
 {
     struct layout l;
     hvi_bytes_zero(b, RSDP_SIZE);
@@ -350,79 +350,81 @@ static void build(struct hvi_bytes *b, const hv_acpi_options *o)
     write_rsdp(p, at + l.xsdt);
 }
 
-static int check_device(const hv_acpi_device *d, uint32_t i)
+static int check_device(const hvc_acpi_device *d, uint32_t i)
 {
     if (!d->hid)
-        return hvi_error(-EINVAL, "hv_acpi_options.devices[%u].hid is NULL", i);
+        return hvi_error(-EINVAL, "hvc_acpi_options.devices[%u].hid is NULL",
+                         i);
     size_t n = strnlen(d->hid, 9);
     if (n == 0 || n > 8)
         return hvi_error(-EINVAL,
-                         "hv_acpi_options.devices[%u].hid \"%.8s%s\" must be "
+                         "hvc_acpi_options.devices[%u].hid \"%.8s%s\" must be "
                          "1 to 8 characters",
                          i, d->hid, n > 8 ? "..." : "");
     for (size_t k = 0; k < n; k++)
         if (d->hid[k] <= ' ' || d->hid[k] > '~')
             return hvi_error(-EINVAL,
-                             "hv_acpi_options.devices[%u].hid has character "
+                             "hvc_acpi_options.devices[%u].hid has character "
                              "0x%02x at %zu; an ACPI id is printable ASCII",
                              i, (unsigned char)d->hid[k], k);
-    if (d->space != HV_IO_PIO && d->space != HV_IO_MMIO)
+    if (d->space != HVC_IO_PIO && d->space != HVC_IO_MMIO)
         return hvi_error(-EINVAL,
-                         "hv_acpi_options.devices[%u].space %u is neither "
-                         "HV_IO_PIO nor HV_IO_MMIO",
+                         "hvc_acpi_options.devices[%u].space %u is neither "
+                         "HVC_IO_PIO nor HVC_IO_MMIO",
                          i, d->space);
     if (d->length == 0)
-        return hvi_error(-EINVAL, "hv_acpi_options.devices[%u].length is 0", i);
-    if (d->space == HV_IO_PIO &&
+        return hvi_error(-EINVAL, "hvc_acpi_options.devices[%u].length is 0",
+                         i);
+    if (d->space == HVC_IO_PIO &&
         (d->base > 0xffff || d->length > 0x10000 - d->base))
         return hvi_error(-EINVAL,
-                         "hv_acpi_options.devices[%u]: ports 0x%llx+0x%llx "
+                         "hvc_acpi_options.devices[%u]: ports 0x%llx+0x%llx "
                          "go past port 0xffff",
                          i, (unsigned long long)d->base,
                          (unsigned long long)d->length);
-    if (d->space == HV_IO_MMIO && d->length - 1 > UINT64_MAX - d->base)
+    if (d->space == HVC_IO_MMIO && d->length - 1 > UINT64_MAX - d->base)
         return hvi_error(-EINVAL,
-                         "hv_acpi_options.devices[%u]: MMIO 0x%llx+0x%llx "
+                         "hvc_acpi_options.devices[%u]: MMIO 0x%llx+0x%llx "
                          "wraps around the address space",
                          i, (unsigned long long)d->base,
                          (unsigned long long)d->length);
-    if (d->flags & ~(uint32_t)(HV_ACPI_IRQ_LEVEL | HV_ACPI_IRQ_ACTIVE_LOW))
+    if (d->flags & ~(uint32_t)(HVC_ACPI_IRQ_LEVEL | HVC_ACPI_IRQ_ACTIVE_LOW))
         return hvi_error(-EINVAL,
-                         "hv_acpi_options.devices[%u].flags 0x%x have unknown "
+                         "hvc_acpi_options.devices[%u].flags 0x%x have unknown "
                          "bits",
                          i, d->flags);
     for (size_t k = 0; k < sizeof(d->reserved) / sizeof(d->reserved[0]); k++)
         if (d->reserved[k])
             return hvi_error(-EINVAL,
-                             "hv_acpi_options.devices[%u].reserved[%zu] is "
+                             "hvc_acpi_options.devices[%u].reserved[%zu] is "
                              "not 0",
                              i, k);
     if (d->irq != UINT32_MAX && d->irq >= ACPI_NR_GSIS)
         return hvi_error(-EINVAL,
-                         "hv_acpi_options.devices[%u].irq %u is not an "
+                         "hvc_acpi_options.devices[%u].irq %u is not an "
                          "IOAPIC GSI (0..%u) nor UINT32_MAX for none",
                          i, d->irq, ACPI_NR_GSIS - 1);
     return 0;
 }
 
 /* Copies the caller's options, applies the defaults and checks them. */
-static int normalise_options(const hv_acpi_options *in, hv_acpi_options *o)
+static int normalise_options(const hvc_acpi_options *in, hvc_acpi_options *o)
 {
-    hv_acpi_options defaults = HV_ACPI_OPTIONS_INIT;
+    hvc_acpi_options defaults = HVC_ACPI_OPTIONS_INIT;
     *o = defaults;
     /* Every field up to reserved was in the first version of the struct. */
     int r = hvi_copy_options(o, sizeof(*o), in,
-                             offsetof(hv_acpi_options, reserved) +
+                             offsetof(hvc_acpi_options, reserved) +
                                  sizeof(in->reserved),
-                             "hv_acpi_options");
+                             "hvc_acpi_options");
     if (r < 0)
         return r;
     if (o->reserved)
-        return hvi_error(-EINVAL, "hv_acpi_options.reserved is %u, not 0",
+        return hvi_error(-EINVAL, "hvc_acpi_options.reserved is %u, not 0",
                          o->reserved);
     if (o->nr_cpus == 0 || o->nr_cpus > ACPI_MAX_CPUS)
         return hvi_error(-EINVAL,
-                         "hv_acpi_options.nr_cpus %u is not in 1..%u: the "
+                         "hvc_acpi_options.nr_cpus %u is not in 1..%u: the "
                          "MADT's xAPIC entries carry an 8-bit APIC id, and "
                          "0xff is the broadcast id",
                          o->nr_cpus, ACPI_MAX_CPUS);
@@ -432,22 +434,22 @@ static int normalise_options(const hv_acpi_options *in, hv_acpi_options *o)
         o->length = ACPI_DEFAULT_LENGTH;
     if (o->address & 15)
         return hvi_error(-EINVAL,
-                         "hv_acpi_options.address 0x%llx is not 16-byte "
+                         "hvc_acpi_options.address 0x%llx is not 16-byte "
                          "aligned, as the RSDP must be",
                          (unsigned long long)o->address);
     if (o->length > UINT64_MAX - o->address || o->length > SIZE_MAX)
         return hvi_error(-EINVAL,
-                         "hv_acpi_options area 0x%llx+0x%llx wraps around "
+                         "hvc_acpi_options area 0x%llx+0x%llx wraps around "
                          "the address space",
                          (unsigned long long)o->address,
                          (unsigned long long)o->length);
     if (o->nr_devices > 0 && !o->devices)
         return hvi_error(-EINVAL,
-                         "hv_acpi_options.devices is NULL but nr_devices is "
+                         "hvc_acpi_options.devices is NULL but nr_devices is "
                          "%u",
                          o->nr_devices);
     if (o->nr_devices > ACPI_MAX_DEVICES)
-        return hvi_error(-EINVAL, "hv_acpi_options.nr_devices %u exceeds %u",
+        return hvi_error(-EINVAL, "hvc_acpi_options.nr_devices %u exceeds %u",
                          o->nr_devices, ACPI_MAX_DEVICES);
     for (uint32_t i = 0; i < o->nr_devices; i++)
         if ((r = check_device(&o->devices[i], i)) < 0)
@@ -455,19 +457,19 @@ static int normalise_options(const hv_acpi_options *in, hv_acpi_options *o)
     return 0;
 }
 
-int hv_acpi_build(hv_vm *vm, const hv_acpi_options *opts, uint64_t *rsdp)
+int hvc_acpi_build(hvc_vm *vm, const hvc_acpi_options *opts, uint64_t *rsdp)
 {
     if (!vm || !opts || !rsdp)
-        return hvi_error(-EINVAL, "hv_acpi_build: NULL %s",
+        return hvi_error(-EINVAL, "hvc_acpi_build: NULL %s",
                          !vm     ? "VM"
                          : !opts ? "options"
                                  : "rsdp");
-    hv_acpi_options o;
+    hvc_acpi_options o;
     int r = normalise_options(opts, &o);
     if (r < 0)
         return r;
     void *hva;
-    r = hv_vm_gpa_to_hva(vm, o.address, (size_t)o.length, &hva);
+    r = hvc_vm_gpa_to_hva(vm, o.address, (size_t)o.length, &hva);
     if (r == -EFAULT)
         return hvi_error(r,
                          "ACPI area 0x%llx+0x%llx is not inside one guest "
@@ -485,13 +487,13 @@ int hv_acpi_build(hv_vm *vm, const hv_acpi_options *opts, uint64_t *rsdp)
     if (b.len > o.length) {
         r = hvi_error(-ENOSPC,
                       "ACPI tables for %u CPUs and %u devices need %zu "
-                      "bytes; hv_acpi_options.length is %llu",
+                      "bytes; hvc_acpi_options.length is %llu",
                       o.nr_cpus, o.nr_devices, b.len,
                       (unsigned long long)o.length);
         hvi_bytes_free(&b);
         return r;
     }
-    r = hv_vm_write(vm, o.address, b.data, b.len);
+    r = hvc_vm_write(vm, o.address, b.data, b.len);
     hvi_bytes_free(&b);
     if (r < 0)
         return r;

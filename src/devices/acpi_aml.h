@@ -1,5 +1,5 @@
 /* A byte buffer for building ACPI tables and a tiny AML encoder: just the
- * terms hv_acpi_build() needs for its DSDT (Scope, Device, Name, integers,
+ * terms hvc_acpi_build() needs for its DSDT (Scope, Device, Name, integers,
  * strings, ResourceTemplate buffers and the resource descriptors for ports,
  * MMIO and interrupts). Encodings follow the ACPI 6.x specification,
  * chapter 20 (AML) and section 6.4 (resource data types).

@@ -75,7 +75,7 @@ static bool is_clock(uint8_t reg)
            (reg >= REG_WDAY && reg <= REG_YEAR) || reg == REG_CENTURY;
 }
 
-static int cmos_read(void *opaque, hv_vcpu *vcpu, uint32_t range,
+static int cmos_read(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                      uint64_t offset, void *data, uint32_t size)
 {
     struct cmos *c = opaque;
@@ -96,7 +96,7 @@ static int cmos_read(void *opaque, hv_vcpu *vcpu, uint32_t range,
     return 0;
 }
 
-static int cmos_write(void *opaque, hv_vcpu *vcpu, uint32_t range,
+static int cmos_write(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                       uint64_t offset, const void *data, uint32_t size)
 {
     struct cmos *c = opaque;
@@ -122,16 +122,16 @@ static void cmos_destroy(void *opaque)
 }
 
 /* KiB of RAM in [lo, hi) from the VM's regions. */
-static uint64_t ram_between(hv_vm *vm, uint64_t lo, uint64_t hi)
+static uint64_t ram_between(hvc_vm *vm, uint64_t lo, uint64_t hi)
 {
-    hv_memory_region **r;
+    hvc_memory_region **r;
     size_t n;
     if (hvi_memory_snapshot(vm, &r, &n) < 0)
         return 0;
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        uint64_t a = hv_memory_region_guest_addr(r[i]);
-        uint64_t b = a + hv_memory_region_length(r[i]);
+        uint64_t a = hvc_memory_region_guest_addr(r[i]);
+        uint64_t b = a + hvc_memory_region_length(r[i]);
         if (a < lo)
             a = lo;
         if (b > hi)
@@ -143,7 +143,7 @@ static uint64_t ram_between(hv_vm *vm, uint64_t lo, uint64_t hi)
     return total;
 }
 
-static void fill_memory_size(struct cmos *c, hv_vm *vm)
+static void fill_memory_size(struct cmos *c, hvc_vm *vm)
 {
     uint64_t base = ram_between(vm, 0, 640 << 10) >> 10;
     uint64_t ext = ram_between(vm, 1 << 20, 64ull << 20) >> 10; /* KiB */
@@ -174,8 +174,8 @@ static void cmos_reset(void *opaque)
     pthread_mutex_unlock(&c->lock);
 }
 
-static const hv_device_ops cmos_ops = {
-    .version = HV_DEVICE_OPS_VERSION,
+static const hvc_device_ops cmos_ops = {
+    .version = HVC_DEVICE_OPS_VERSION,
     .type = "cmos-rtc",
     .read = cmos_read,
     .write = cmos_write,
@@ -183,21 +183,21 @@ static const hv_device_ops cmos_ops = {
     .destroy = cmos_destroy,
 };
 
-int hv_cmos_create(hv_vm *vm, hv_device **out)
+int hvc_cmos_create(hvc_vm *vm, hvc_device **out)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_cmos_create: VM is NULL");
+        return hvi_error(-EINVAL, "hvc_cmos_create: VM is NULL");
     struct cmos *c = calloc(1, sizeof(*c));
     if (!c)
         return hvi_error(-ENOMEM, "out of memory creating the CMOS RTC");
     pthread_mutex_init(&c->lock, NULL);
     cmos_reset(c);
     fill_memory_size(c, vm);
-    hv_device_range r = {HV_IO_PIO, 0, 0x70, 2};
-    hv_device_options o = HV_DEVICE_OPTIONS_INIT;
+    hvc_device_range r = {HVC_IO_PIO, 0, 0x70, 2};
+    hvc_device_options o = HVC_DEVICE_OPTIONS_INIT;
     o.nr_ranges = 1;
     o.ranges = &r;
-    int err = hv_vm_add_device(vm, &cmos_ops, c, &o, out);
+    int err = hvc_vm_add_device(vm, &cmos_ops, c, &o, out);
     if (err < 0)
         cmos_destroy(c);
     return err;

@@ -10,7 +10,7 @@
  *   ends input for good (a pty master reads EIO while nobody has the slave
  *   open: keep the slave open to attach later). While loopback is on the
  *   line input is disconnected: the descriptor is left alone and
- *   hv_serial_receive() accepts nothing.
+ *   hvc_serial_receive() accepts nothing.
  *
  * - output_fd: short writes and EINTR are retried. A blocking descriptor
  *   blocks the vCPU until its reader makes room (the caller's choice). A
@@ -21,10 +21,10 @@
  *   byte regardless.
  *
  * Locking: one mutex per UART covers the registers and the input state;
- * vCPU threads, the event thread and hv_serial_receive() callers take it.
+ * vCPU threads, the event thread and hvc_serial_receive() callers take it.
  * Output and (re)watching input happen after it is released:
- * hv_vm_watch_fd() takes the event loop's lock, which is held while
- * on_input() waits for ours, and output_fn may call hv_serial_receive().
+ * hvc_vm_watch_fd() takes the event loop's lock, which is held while
+ * on_input() waits for ours, and output_fn may call hvc_serial_receive().
  * A second mutex serialises output, so output_fn is never called
  * concurrently and the bytes of several vCPUs do not interleave.
  */
@@ -52,11 +52,11 @@ enum out_kind { OUT_PLAIN, OUT_PIPE, OUT_SOCKET };
 
 typedef struct uart {
     /* Fixed at creation. */
-    hv_vm *vm;
+    hvc_vm *vm;
     int in_fd;
     int out_fd;
     enum out_kind out_kind;
-    hv_serial_output_fn out_fn;
+    hvc_serial_output_fn out_fn;
     void *out_opaque;
 
     pthread_mutex_t lock; /* guards regs, watching, in_done */
@@ -97,7 +97,7 @@ static void on_input(void *opaque, int fd, uint32_t events);
 
 static void watch_input(uart *u)
 {
-    int r = hv_vm_watch_fd(u->vm, u->in_fd, HV_FD_READABLE, on_input, u);
+    int r = hvc_vm_watch_fd(u->vm, u->in_fd, HVC_FD_READABLE, on_input, u);
     if (r < 0) {
         /* Left for the next drain of the receiver to try again; nothing
          * is lost meanwhile, the bytes wait in the descriptor. */
@@ -111,7 +111,7 @@ static void watch_input(uart *u)
  * unwatching from here takes no lock of its own. */
 static void stop_watching(uart *u, bool for_good)
 {
-    hv_vm_unwatch_fd(u->vm, u->in_fd);
+    hvc_vm_unwatch_fd(u->vm, u->in_fd);
     u->watching = false;
     if (for_good)
         u->in_done = true;
@@ -232,7 +232,7 @@ static void finish(uart *u, const struct after *a)
 
 /* A 2- or 4-byte access reaches consecutive registers, as the ISA bus
  * splits it for an 8-bit device. */
-static int uart_read(void *opaque, hv_vcpu *vcpu, uint32_t range,
+static int uart_read(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                      uint64_t offset, void *data, uint32_t size)
 {
     uart *u = opaque;
@@ -251,7 +251,7 @@ static int uart_read(void *opaque, hv_vcpu *vcpu, uint32_t range,
     return 0;
 }
 
-static int uart_write(void *opaque, hv_vcpu *vcpu, uint32_t range,
+static int uart_write(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                       uint64_t offset, const void *data, uint32_t size)
 {
     uart *u = opaque;
@@ -299,15 +299,15 @@ static void uart_destroy(void *opaque)
     u->watching = false;
     /* Leave the GSI low for whatever uses it next. */
     if (u->regs.line && !u->regs.polled)
-        hv_vm_set_irq(u->vm, u->regs.irq, 0);
+        hvc_vm_set_irq(u->vm, u->regs.irq, 0);
     pthread_mutex_unlock(&u->lock);
     if (watched)
-        hv_vm_unwatch_fd(u->vm, u->in_fd);
+        hvc_vm_unwatch_fd(u->vm, u->in_fd);
     uart_free(u);
 }
 
-static const hv_device_ops uart_ops = {
-    .version = HV_DEVICE_OPS_VERSION,
+static const hvc_device_ops uart_ops = {
+    .version = HVC_DEVICE_OPS_VERSION,
     .type = uart_type,
     .read = uart_read,
     .write = uart_write,
@@ -315,25 +315,25 @@ static const hv_device_ops uart_ops = {
     .destroy = uart_destroy,
 };
 
-static int check_options(const hv_serial_options *o, enum out_kind *kind)
+static int check_options(const hvc_serial_options *o, enum out_kind *kind)
 {
     if (o->irq >= NR_GSIS)
         return hvi_error(-EINVAL,
-                         "hv_serial_options.irq %u is not a GSI (0..%d)",
+                         "hvc_serial_options.irq %u is not a GSI (0..%d)",
                          o->irq, NR_GSIS - 1);
     if (o->port > 0x10000 - HVI_UART_PORTS)
         return hvi_error(-EINVAL,
-                         "hv_serial_options.port 0x%" PRIx64
+                         "hvc_serial_options.port 0x%" PRIx64
                          ": the UART's %d ports would pass port 0xffff",
                          o->port, HVI_UART_PORTS);
     if (o->name && !*o->name)
-        return hvi_error(-EINVAL, "hv_serial_options.name is empty");
+        return hvi_error(-EINVAL, "hvc_serial_options.name is empty");
     *kind = OUT_PLAIN;
     if (o->output_fd >= 0) {
         struct stat st;
         if (fstat(o->output_fd, &st) < 0)
             return hvi_error(-EINVAL,
-                             "hv_serial_options.output_fd %d is not an "
+                             "hvc_serial_options.output_fd %d is not an "
                              "open descriptor",
                              (int)o->output_fd);
         if (S_ISFIFO(st.st_mode))
@@ -347,39 +347,40 @@ static int check_options(const hv_serial_options *o, enum out_kind *kind)
 /* Attaches under the caller's name, or the first free "serial<N>". A
  * name another thread takes between the lookup and the attach is retried;
  * any other -EEXIST (an overlapping port range) is the answer. */
-static int attach(uart *u, const hv_serial_options *o, hv_device **out)
+static int attach(uart *u, const hvc_serial_options *o, hvc_device **out)
 {
-    hv_device_range range = {HV_IO_PIO, 0, o->port, HVI_UART_PORTS};
-    hv_device_options d = HV_DEVICE_OPTIONS_INIT;
+    hvc_device_range range = {HVC_IO_PIO, 0, o->port, HVI_UART_PORTS};
+    hvc_device_options d = HVC_DEVICE_OPTIONS_INIT;
     d.nr_ranges = 1;
     d.ranges = &range;
     if (o->name) {
         d.name = o->name;
-        return hv_vm_add_device(u->vm, &uart_ops, u, &d, out);
+        return hvc_vm_add_device(u->vm, &uart_ops, u, &d, out);
     }
     char name[32];
     for (unsigned n = 0;; n++) {
-        hv_device *other;
+        hvc_device *other;
         snprintf(name, sizeof(name), "serial%u", n);
-        if (hv_vm_find_device(u->vm, name, &other) == 0)
+        if (hvc_vm_find_device(u->vm, name, &other) == 0)
             continue;
         d.name = name;
-        int r = hv_vm_add_device(u->vm, &uart_ops, u, &d, out);
-        if (r != -EEXIST || hv_vm_find_device(u->vm, name, &other) != 0)
+        int r = hvc_vm_add_device(u->vm, &uart_ops, u, &d, out);
+        if (r != -EEXIST || hvc_vm_find_device(u->vm, name, &other) != 0)
             return r;
     }
 }
 
-int hv_serial_create(hv_vm *vm, const hv_serial_options *opts, hv_device **out)
+int hvc_serial_create(hvc_vm *vm, const hvc_serial_options *opts,
+                      hvc_device **out)
 {
     if (!vm)
-        return hvi_error(-EINVAL, "hv_serial_create: VM is NULL");
-    hv_serial_options o = HV_SERIAL_OPTIONS_INIT;
+        return hvi_error(-EINVAL, "hvc_serial_create: VM is NULL");
+    hvc_serial_options o = HVC_SERIAL_OPTIONS_INIT;
     if (opts) {
-        int r =
-            hvi_copy_options(&o, sizeof(o), opts,
-                             offsetof(hv_serial_options, name) + sizeof(o.name),
-                             "hv_serial_options");
+        int r = hvi_copy_options(&o, sizeof(o), opts,
+                                 offsetof(hvc_serial_options, name) +
+                                     sizeof(o.name),
+                                 "hvc_serial_options");
         if (r < 0)
             return r;
     }
@@ -404,7 +405,7 @@ int hv_serial_create(hv_vm *vm, const hv_serial_options *opts, hv_device **out)
 
     /* Lowering the idle line tells whether there is an irqchip to drive;
      * without one the UART is polled, as platform.h promises. */
-    r = hv_vm_set_irq(vm, o.irq, 0);
+    r = hvc_vm_set_irq(vm, o.irq, 0);
     if (r == -ENOTSUP) {
         u->regs.polled = true;
     } else if (r < 0) {
@@ -414,21 +415,21 @@ int hv_serial_create(hv_vm *vm, const hv_serial_options *opts, hv_device **out)
     /* Claimed before the device is visible, so a guest read cannot start
      * the watch itself in the meantime. */
     u->watching = u->in_fd >= 0;
-    hv_device *dev;
+    hvc_device *dev;
     r = attach(u, &o, &dev);
     if (r < 0) {
         uart_free(u);
         return r;
     }
     if (u->in_fd >= 0) {
-        r = hv_vm_watch_fd(vm, u->in_fd, HV_FD_READABLE, on_input, u);
+        r = hvc_vm_watch_fd(vm, u->in_fd, HVC_FD_READABLE, on_input, u);
         if (r < 0) {
             char why[256];
-            snprintf(why, sizeof(why), "%s", hv_last_error());
+            snprintf(why, sizeof(why), "%s", hvc_last_error());
             pthread_mutex_lock(&u->lock);
             u->watching = false;
             pthread_mutex_unlock(&u->lock);
-            hv_vm_remove_device(vm, dev); /* frees u */
+            hvc_vm_remove_device(vm, dev); /* frees u */
             return hvi_error(r, "UART input_fd %d: %s", (int)o.input_fd, why);
         }
     }
@@ -437,18 +438,18 @@ int hv_serial_create(hv_vm *vm, const hv_serial_options *opts, hv_device **out)
     return 0;
 }
 
-int hv_serial_receive(hv_device *dev, const void *data, size_t length)
+int hvc_serial_receive(hvc_device *dev, const void *data, size_t length)
 {
     if (!dev)
-        return hvi_error(-EINVAL, "hv_serial_receive: device is NULL");
-    if (hv_device_type(dev) != uart_type)
+        return hvi_error(-EINVAL, "hvc_serial_receive: device is NULL");
+    if (hvc_device_type(dev) != uart_type)
         return hvi_error(-EINVAL,
-                         "hv_serial_receive: device \"%s\" is a %s, not "
+                         "hvc_serial_receive: device \"%s\" is a %s, not "
                          "a 16550A UART",
-                         hv_device_name(dev), hv_device_type(dev));
+                         hvc_device_name(dev), hvc_device_type(dev));
     if (!data && length)
-        return hvi_error(-EINVAL, "hv_serial_receive: data is NULL");
-    uart *u = hv_device_opaque(dev);
+        return hvi_error(-EINVAL, "hvc_serial_receive: data is NULL");
+    uart *u = hvc_device_opaque(dev);
     const uint8_t *p = data;
     size_t taken = 0;
     pthread_mutex_lock(&u->lock);

@@ -4,7 +4,7 @@
  *
  * The register model is a plain state machine: its caller holds the
  * UART's lock around every call, and nothing here blocks or calls back
- * except hv_vm_set_irq() (an ioctl). */
+ * except hvc_vm_set_irq() (an ioctl). */
 #ifndef HVCORE_DEVICES_SERIAL_H
 #define HVCORE_DEVICES_SERIAL_H
 
@@ -17,7 +17,7 @@
 #define HVI_UART_FIFO 16
 
 struct hvi_uart_regs {
-    hv_vm *vm;
+    hvc_vm *vm;
     uint32_t irq;
     bool polled; /* the VM has no interrupt controller: never drive it */
     bool line;   /* level last driven on the GSI */

@@ -11,7 +11,7 @@
  *
  * - The line models the chip's INTR pin behind the PC's OUT2 gate: high
  *   while an enabled interrupt is pending and MCR.OUT2 is set, low
- *   otherwise; hv_vm_set_irq() is called only when that level changes.
+ *   otherwise; hvc_vm_set_irq() is called only when that level changes.
  *   ISA IRQ 4 is edge-triggered in the PIC and IOAPIC, so, as on real
  *   hardware, an event that arrives while the line is already high makes
  *   no new edge: a driver reads IIR until it says "no interrupt" (Linux's
@@ -24,12 +24,12 @@
  *
  * - The character timeout (IIR 0x0C) is reported as soon as the receive
  *   FIFO holds data below its trigger level: input arrives in host-side
- *   bursts (one read(), one hv_serial_receive()), so once a burst is in
+ *   bursts (one read(), one hvc_serial_receive()), so once a burst is in
  *   nothing more is coming "within four character times".
  *
  * - With FIFOs off (16450 mode) the receiver holds one byte. A byte that
  *   does not fit is dropped and sets LSR.OE; a 16450 would overwrite the
- *   held byte instead, but dropping keeps hv_serial_receive()'s count
+ *   held byte instead, but dropping keeps hvc_serial_receive()'s count
  *   honest and matches the 16550A's FIFO-mode overrun.
  *
  * - Break, parity and framing errors never happen on this line: LSR bits
@@ -156,7 +156,7 @@ void hvi_uart_update_irq(struct hvi_uart_regs *r)
      * reported from a guest access; the guest sees a lost interrupt, as
      * with a broken wire, and polling drivers still work. */
     if (!r->polled)
-        hv_vm_set_irq(r->vm, r->irq, level);
+        hvc_vm_set_irq(r->vm, r->irq, level);
 }
 
 /* The modem inputs: in loopback the outputs wired back (RTS->CTS,

@@ -10,9 +10,9 @@
 /* The memory map: every writable region is RAM, except the legacy hole
  * 0x9fc00-0x100000 (EBDA, VGA, BIOS area, where the ACPI tables live),
  * which is reserved. Read-only regions are reserved. */
-int hvi_e820(hv_vm *vm, struct e820_entry *out, uint32_t *count)
+int hvi_e820(hvc_vm *vm, struct e820_entry *out, uint32_t *count)
 {
-    hv_memory_region **r;
+    hvc_memory_region **r;
     size_t n;
     int err = hvi_memory_snapshot(vm, &r, &n);
     if (err < 0)
@@ -20,9 +20,9 @@ int hvi_e820(hv_vm *vm, struct e820_entry *out, uint32_t *count)
     uint32_t k = 0;
     bool hole = false;
     for (size_t i = 0; i < n; i++) {
-        uint64_t a = hv_memory_region_guest_addr(r[i]);
-        uint64_t b = a + hv_memory_region_length(r[i]);
-        uint32_t type = (hv_memory_region_flags(r[i]) & HV_MEMORY_READONLY)
+        uint64_t a = hvc_memory_region_guest_addr(r[i]);
+        uint64_t b = a + hvc_memory_region_length(r[i]);
+        uint32_t type = (hvc_memory_region_flags(r[i]) & HVC_MEMORY_READONLY)
                             ? E820_RESERVED
                             : E820_RAM;
         /* split around the legacy hole */
@@ -100,7 +100,7 @@ int hvi_place_initrd(struct plan *p, uint64_t limit)
             lo = p->info.kernel_end; /* stay above the kernel */
         if (hi < lo + size)
             continue;
-        uint64_t at = (hi - size) & ~(uint64_t)(HV_PAGE_SIZE - 1);
+        uint64_t at = (hi - size) & ~(uint64_t)(HVC_PAGE_SIZE - 1);
         if (at >= lo && at > best)
             best = at;
     }
@@ -216,7 +216,7 @@ static void put32(uint8_t *b, size_t off, uint32_t v)
 
 int hvi_add_boot_params(struct plan *p, const uint8_t *hdr, size_t hdr_len)
 {
-    uint8_t *zp = hvi_plan_alloc(p, HV_PAGE_SIZE);
+    uint8_t *zp = hvi_plan_alloc(p, HVC_PAGE_SIZE);
     if (!zp)
         return hvi_error(-ENOMEM, "out of memory building boot_params");
     if (hdr) {
@@ -249,5 +249,5 @@ int hvi_add_boot_params(struct plan *p, const uint8_t *hdr, size_t hdr_len)
     zp[BP_E820_ENTRIES] = (uint8_t)n;
     memcpy(zp + BP_E820_TABLE, map, n * sizeof(map[0]));
     p->info.params_address = BOOT_ZERO_PAGE;
-    return hvi_plan_add(p, BOOT_ZERO_PAGE, zp, HV_PAGE_SIZE, 0, "boot_params");
+    return hvi_plan_add(p, BOOT_ZERO_PAGE, zp, HVC_PAGE_SIZE, 0, "boot_params");
 }

@@ -80,8 +80,8 @@ int hvi_load_bzimage(struct plan *p)
         return r;
     p->info.kernel_start = load;
     p->info.kernel_end = load + init;
-    p->info.protocol = HV_BOOT_LINUX64;
-    p->info.mode = HV_X86_MODE_LONG64;
+    p->info.protocol = HVC_BOOT_LINUX64;
+    p->info.mode = HVC_X86_MODE_LONG64;
     p->info.entry = load + 0x200; /* the 64-bit entry, as boot.rst says */
 
     uint32_t cmdline_size =

@@ -144,8 +144,8 @@ static int load(struct plan *p, Elf *e)
     if ((r = hvi_add_cmdline(p, BOOT_CMDLINE_MAX - 1)) < 0)
         return r;
     if (pvh) {
-        p->info.protocol = HV_BOOT_PVH;
-        p->info.mode = HV_X86_MODE_PROTECTED32;
+        p->info.protocol = HVC_BOOT_PVH;
+        p->info.mode = HVC_X86_MODE_PROTECTED32;
         p->info.entry = pvh;
         if ((r = hvi_place_initrd(p, 1ull << 32)) < 0)
             return r;
@@ -153,12 +153,12 @@ static int load(struct plan *p, Elf *e)
     }
     p->info.entry = eh.e_entry;
     if (cls == ELFCLASS32) {
-        p->info.protocol = HV_BOOT_FLAT;
-        p->info.mode = HV_X86_MODE_PROTECTED32;
+        p->info.protocol = HVC_BOOT_FLAT;
+        p->info.mode = HVC_X86_MODE_PROTECTED32;
         return 0;
     }
-    p->info.protocol = HV_BOOT_LINUX64;
-    p->info.mode = HV_X86_MODE_LONG64;
+    p->info.protocol = HVC_BOOT_LINUX64;
+    p->info.mode = HVC_X86_MODE_LONG64;
     if ((r = hvi_place_initrd(p, 1ull << 32)) < 0)
         return r;
     return hvi_add_boot_params(p, NULL, 0);

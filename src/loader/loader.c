@@ -1,5 +1,5 @@
-/* hv_vm_load_kernel(): options, format detection, and applying a checked
- * load plan; hv_vcpu_boot(). */
+/* hvc_vm_load_kernel(): options, format detection, and applying a checked
+ * load plan; hvc_vcpu_boot(). */
 #include "loader.h"
 
 #include <errno.h>
@@ -52,10 +52,10 @@ static int check_plan(struct plan *p)
         if (n == 0)
             continue;
         void *hva;
-        hv_memory_region *r;
-        if (hv_vm_gpa_to_hva(p->vm, c->gpa, n, &hva) < 0 ||
-            hv_vm_find_memory(p->vm, c->gpa, &r) < 0 ||
-            (hv_memory_region_flags(r) & HV_MEMORY_READONLY))
+        hvc_memory_region *r;
+        if (hvc_vm_gpa_to_hva(p->vm, c->gpa, n, &hva) < 0 ||
+            hvc_vm_find_memory(p->vm, c->gpa, &r) < 0 ||
+            (hvc_memory_region_flags(r) & HVC_MEMORY_READONLY))
             return hvi_error(-EFAULT,
                              "%s at 0x%" PRIx64 "+0x%" PRIx64
                              " is not inside guest RAM",
@@ -79,34 +79,34 @@ static void apply_plan(struct plan *p)
         const struct chunk *c = &p->chunks[i];
         void *hva;
         if (c->len)
-            hv_vm_write(p->vm, c->gpa, c->src, c->len);
+            hvc_vm_write(p->vm, c->gpa, c->src, c->len);
         if (c->zero &&
-            hv_vm_gpa_to_hva(p->vm, c->gpa + c->len, c->zero, &hva) == 0)
+            hvc_vm_gpa_to_hva(p->vm, c->gpa + c->len, c->zero, &hva) == 0)
             memset(hva, 0, c->zero);
     }
 }
 
-static int detect(const hv_boot_options *o)
+static int detect(const hvc_boot_options *o)
 {
     const uint8_t *k = o->kernel;
     if (o->kernel_size >= 4 && memcmp(k, "\177ELF", 4) == 0)
-        return HV_KERNEL_ELF;
+        return HVC_KERNEL_ELF;
     if (o->kernel_size >= 0x206 && memcmp(k + 0x202, "HdrS", 4) == 0)
-        return HV_KERNEL_BZIMAGE;
+        return HVC_KERNEL_BZIMAGE;
     return hvi_error(-ENOEXEC,
                      "kernel image (%" PRIu64 " bytes) is neither ELF nor a "
-                     "Linux bzImage; raw images need HV_KERNEL_RAW",
+                     "Linux bzImage; raw images need HVC_KERNEL_RAW",
                      o->kernel_size);
 }
 
 static int load_raw(struct plan *p)
 {
-    const hv_boot_options *o = &p->opts;
-    if (o->raw_mode > HV_X86_MODE_LONG64)
+    const hvc_boot_options *o = &p->opts;
+    if (o->raw_mode > HVC_X86_MODE_LONG64)
         return hvi_error(-EINVAL, "raw image mode %u is unknown", o->raw_mode);
-    p->info.protocol = HV_BOOT_FLAT;
+    p->info.protocol = HVC_BOOT_FLAT;
     p->info.mode = o->raw_mode;
-    if (o->raw_mode == HV_X86_MODE_REAL)
+    if (o->raw_mode == HVC_X86_MODE_REAL)
         p->info.stack = 0xfff0; /* SS = 0: the top of the first 64 KiB */
     p->info.entry = o->raw_entry ? o->raw_entry : o->raw_address;
     p->info.kernel_start = o->raw_address;
@@ -115,14 +115,14 @@ static int load_raw(struct plan *p)
                         "raw image");
 }
 
-static int read_options(hv_boot_options *o, const hv_boot_options *in)
+static int read_options(hvc_boot_options *o, const hvc_boot_options *in)
 {
-    hv_boot_options d = HV_BOOT_OPTIONS_INIT;
+    hvc_boot_options d = HVC_BOOT_OPTIONS_INIT;
     *o = d;
-    int r = hvi_copy_options(o, sizeof(*o), in, sizeof(*o), "hv_boot_options");
+    int r = hvi_copy_options(o, sizeof(*o), in, sizeof(*o), "hvc_boot_options");
     if (r < 0)
         return r;
-    if (o->format > HV_KERNEL_RAW)
+    if (o->format > HVC_KERNEL_RAW)
         return hvi_error(-EINVAL, "kernel format %u is unknown", o->format);
     if (!o->kernel || o->kernel_size == 0)
         return hvi_error(-EINVAL, "no kernel image given");
@@ -132,34 +132,34 @@ static int read_options(hv_boot_options *o, const hv_boot_options *in)
     return 0;
 }
 
-int hv_vm_load_kernel(hv_vm *vm, const hv_boot_options *opts,
-                      hv_boot_info *info)
+int hvc_vm_load_kernel(hvc_vm *vm, const hvc_boot_options *opts,
+                       hvc_boot_info *info)
 {
     if (!vm || !opts || !info)
-        return hvi_error(-EINVAL, "hv_vm_load_kernel: NULL argument");
+        return hvi_error(-EINVAL, "hvc_vm_load_kernel: NULL argument");
     struct plan p = {.vm = vm};
     int r = read_options(&p.opts, opts);
     if (r < 0)
         return r;
     int format = p.opts.format;
-    if (format == HV_KERNEL_AUTO && (format = detect(&p.opts)) < 0)
+    if (format == HVC_KERNEL_AUTO && (format = detect(&p.opts)) < 0)
         return format;
     p.info.format = (uint32_t)format;
     p.info.tables_address = BOOT_TABLES;
     p.info.stack = BOOT_STACK;
     switch (format) {
-    case HV_KERNEL_ELF: r = hvi_load_elf(&p); break;
-    case HV_KERNEL_BZIMAGE: r = hvi_load_bzimage(&p); break;
+    case HVC_KERNEL_ELF: r = hvi_load_elf(&p); break;
+    case HVC_KERNEL_BZIMAGE: r = hvi_load_bzimage(&p); break;
     default: r = load_raw(&p); break;
     }
-    if (r == 0 && p.info.mode != HV_X86_MODE_REAL) {
-        /* The GDT (and page tables) hv_vcpu_boot() writes are part of the
+    if (r == 0 && p.info.mode != HVC_X86_MODE_REAL) {
+        /* The GDT (and page tables) hvc_vcpu_boot() writes are part of the
          * plan too, so nothing the image asks for can land on them. */
-        hv_vcpu_mode_options m = HV_VCPU_MODE_OPTIONS_INIT;
+        hvc_vcpu_mode_options m = HVC_VCPU_MODE_OPTIONS_INIT;
         m.mode = p.info.mode;
         m.tables_addr = BOOT_TABLES;
         uint64_t size = 0;
-        r = hv_vcpu_mode_tables_size(vm, &m, &size);
+        r = hvc_vcpu_mode_tables_size(vm, &m, &size);
         if (r == 0 && BOOT_TABLES + size > BOOT_AREA_END)
             r = hvi_error(-EFAULT,
                           "identity page tables for this much RAM "
@@ -178,29 +178,30 @@ int hv_vm_load_kernel(hv_vm *vm, const hv_boot_options *opts,
     return r;
 }
 
-int hv_vcpu_boot(hv_vcpu *vcpu, const hv_boot_info *info)
+int hvc_vcpu_boot(hvc_vcpu *vcpu, const hvc_boot_info *info)
 {
     if (!vcpu || !info)
-        return hvi_error(-EINVAL, "hv_vcpu_boot: NULL argument");
-    if (info->protocol > HV_BOOT_LINUX64 || info->mode > HV_X86_MODE_LONG64 ||
-        (info->protocol == HV_BOOT_PVH &&
-         info->mode != HV_X86_MODE_PROTECTED32) ||
-        (info->protocol == HV_BOOT_LINUX64 && info->mode != HV_X86_MODE_LONG64))
+        return hvi_error(-EINVAL, "hvc_vcpu_boot: NULL argument");
+    if (info->protocol > HVC_BOOT_LINUX64 || info->mode > HVC_X86_MODE_LONG64 ||
+        (info->protocol == HVC_BOOT_PVH &&
+         info->mode != HVC_X86_MODE_PROTECTED32) ||
+        (info->protocol == HVC_BOOT_LINUX64 &&
+         info->mode != HVC_X86_MODE_LONG64))
         return hvi_error(-EINVAL,
-                         "hv_vcpu_boot: boot info (protocol %u, "
-                         "mode %u) is not from hv_vm_load_kernel()",
+                         "hvc_vcpu_boot: boot info (protocol %u, "
+                         "mode %u) is not from hvc_vm_load_kernel()",
                          info->protocol, info->mode);
-    hv_vcpu_mode_options m = HV_VCPU_MODE_OPTIONS_INIT;
+    hvc_vcpu_mode_options m = HVC_VCPU_MODE_OPTIONS_INIT;
     m.mode = info->mode;
     m.entry = info->entry;
     m.stack = info->stack;
     m.tables_addr = info->tables_address;
-    int r = hv_vcpu_set_mode(vcpu, &m);
+    int r = hvc_vcpu_set_mode(vcpu, &m);
     if (r < 0)
         return r;
-    if (info->protocol == HV_BOOT_PVH)
-        return hv_vcpu_set_reg(vcpu, HV_X86_RBX, info->params_address);
-    if (info->protocol == HV_BOOT_LINUX64)
-        return hv_vcpu_set_reg(vcpu, HV_X86_RSI, info->params_address);
+    if (info->protocol == HVC_BOOT_PVH)
+        return hvc_vcpu_set_reg(vcpu, HVC_X86_RBX, info->params_address);
+    if (info->protocol == HVC_BOOT_LINUX64)
+        return hvc_vcpu_set_reg(vcpu, HVC_X86_RSI, info->params_address);
     return 0;
 }

@@ -40,9 +40,9 @@ struct chunk {
 };
 
 struct plan {
-    hv_vm *vm;
-    hv_boot_options opts;
-    hv_boot_info info;
+    hvc_vm *vm;
+    hvc_boot_options opts;
+    hvc_boot_info info;
     struct chunk *chunks;
     size_t nr_chunks;
     void *owned[8]; /* buffers the plan allocated, freed at the end */
@@ -58,7 +58,7 @@ int hvi_load_elf(struct plan *p);
 int hvi_load_bzimage(struct plan *p);
 
 /* Boot data. */
-int hvi_e820(hv_vm *vm, struct e820_entry *out, uint32_t *count);
+int hvi_e820(hvc_vm *vm, struct e820_entry *out, uint32_t *count);
 int hvi_add_cmdline(struct plan *p, uint64_t max_len);
 int hvi_place_initrd(struct plan *p, uint64_t limit);
 int hvi_add_pvh_start_info(struct plan *p);

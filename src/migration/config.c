@@ -20,9 +20,9 @@ static uint32_t address_bits(uint64_t end)
     return bits;
 }
 
-int hvm_config_encode(hv_vm *vm, uint8_t **out, size_t *len)
+int hvi_config_encode(hvc_vm *vm, uint8_t **out, size_t *len)
 {
-    hv_memory_region **regs = NULL;
+    hvc_memory_region **regs = NULL;
     size_t nregs = 0;
     int r = hvi_memory_snapshot(vm, &regs, &nregs);
     if (r < 0)
@@ -42,9 +42,9 @@ int hvm_config_encode(hv_vm *vm, uint8_t **out, size_t *len)
     }
     uint64_t top = 1;
     for (size_t i = 0; i < nregs; i++) {
-        hvm_put64(rb + i * REGION_BYTES, regs[i]->gpa);
-        hvm_put64(rb + i * REGION_BYTES + 8, regs[i]->len);
-        hvm_put32(rb + i * REGION_BYTES + 16, regs[i]->flags);
+        hvi_put64(rb + i * REGION_BYTES, regs[i]->gpa);
+        hvi_put64(rb + i * REGION_BYTES + 8, regs[i]->len);
+        hvi_put32(rb + i * REGION_BYTES + 16, regs[i]->flags);
         if (regs[i]->gpa + regs[i]->len > top)
             top = regs[i]->gpa + regs[i]->len;
     }
@@ -52,11 +52,11 @@ int hvm_config_encode(hv_vm *vm, uint8_t **out, size_t *len)
     size_t fpu = 0;
     if (nids)
         vm->ops->vcpu_fpu_size(vm->vcpus[ids[0]]->priv, &fpu);
-    hv_tsc_config tsc = HV_TSC_CONFIG_INIT;
-    if (hv_vm_get_tsc_config(vm, &tsc) < 0)
+    hvc_tsc_config tsc = HVC_TSC_CONFIG_INIT;
+    if (hvc_vm_get_tsc_config(vm, &tsc) < 0)
         tsc.tsc_khz = 0;
     size_t ndev = 0;
-    hv_device **devs = NULL;
+    hvc_device **devs = NULL;
     if ((r = hvi_devices_snapshot(vm, &devs, &ndev)) < 0) {
         free(rb);
         return r;
@@ -69,14 +69,14 @@ int hvm_config_encode(hv_vm *vm, uint8_t **out, size_t *len)
         hvi_rec_u64(&w, HVM_CFG_MAX_VCPUS, vm->opts.max_vcpus);
         uint8_t idb[4 * (sizeof(ids) / sizeof(ids[0]))];
         for (uint32_t i = 0; i < nids; i++)
-            hvm_put32(idb + 4 * i, ids[i]);
+            hvi_put32(idb + 4 * i, ids[i]);
         hvi_rec_bytes(&w, HVM_CFG_VCPU_IDS, idb, 4 * nids);
         hvi_rec_bytes(&w, HVM_CFG_REGIONS, rb,
                       (uint32_t)(nregs * REGION_BYTES));
         hvi_rec_u64(&w, HVM_CFG_FPU_SIZE, fpu);
         hvi_rec_u64(&w, HVM_CFG_PHYS_BITS, address_bits(top));
         hvi_rec_u64(&w, HVM_CFG_TSC_KHZ, tsc.tsc_khz);
-        hvi_rec_u64(&w, HVM_CFG_TSC_PINNED, !!(tsc.flags & HV_TSC_PINNED));
+        hvi_rec_u64(&w, HVM_CFG_TSC_PINNED, !!(tsc.flags & HVC_TSC_PINNED));
         hvi_rec_u64(&w, HVM_CFG_NR_DEVICES, ndev);
         if (pass == 0) {
             size_t need = w.len;
@@ -99,13 +99,13 @@ int hvm_config_encode(hv_vm *vm, uint8_t **out, size_t *len)
 #define CHECK(cond, ...)                                                       \
     do {                                                                       \
         if (!(cond)) {                                                         \
-            r = hvm_fail(s, -EBADMSG, __VA_ARGS__);                            \
+            r = hvi_fail(s, -EBADMSG, __VA_ARGS__);                            \
             goto fail;                                                         \
         }                                                                      \
     } while (0)
 
-int hvm_config_decode(const struct hvm_sec *s, const uint8_t *p, size_t len,
-                      struct hvm_config *c)
+int hvi_config_decode(const struct hvi_sec *s, const uint8_t *p, size_t len,
+                      struct hvi_config *c)
 {
     memset(c, 0, sizeof(*c));
     struct hvi_rec_reader rd = {p, len, "VM configuration"};
@@ -122,8 +122,8 @@ int hvm_config_decode(const struct hvm_sec *s, const uint8_t *p, size_t len,
         (r = hvi_rec_get_u64(&rd, HVM_CFG_TSC_KHZ, &c->tsc_khz)) < 0 ||
         (r = hvi_rec_get_u64(&rd, HVM_CFG_TSC_PINNED, &c->tsc_pinned)) < 0 ||
         (r = hvi_rec_get_u64(&rd, HVM_CFG_NR_DEVICES, &c->nr_devices)) < 0)
-        return hvm_fail(s, r, "%s", hv_last_error());
-    CHECK(flags <= HV_VM_NO_IRQCHIP, "unknown VM flags 0x%" PRIx64, flags);
+        return hvi_fail(s, r, "%s", hvc_last_error());
+    CHECK(flags <= HVC_VM_NO_IRQCHIP, "unknown VM flags 0x%" PRIx64, flags);
     CHECK(maxv >= 1 && maxv <= 4096, "max_vcpus %" PRIu64 " is out of range",
           maxv);
     CHECK(nids % 4 == 0 && nids / 4 <= maxv,
@@ -142,11 +142,11 @@ int hvm_config_decode(const struct hvm_sec *s, const uint8_t *p, size_t len,
     c->vcpu_ids = calloc(c->nr_vcpus + 1, sizeof(uint32_t));
     c->regions = calloc(c->nr_regions + 1, sizeof(*c->regions));
     if (!c->vcpu_ids || !c->regions) {
-        r = hvm_fail(s, -ENOMEM, "out of memory");
+        r = hvi_fail(s, -ENOMEM, "out of memory");
         goto fail;
     }
     for (uint32_t i = 0; i < c->nr_vcpus; i++) {
-        c->vcpu_ids[i] = hvm_get32((const uint8_t *)ids + 4 * i);
+        c->vcpu_ids[i] = hvi_get32((const uint8_t *)ids + 4 * i);
         CHECK(c->vcpu_ids[i] < c->max_vcpus &&
                   (i == 0 || c->vcpu_ids[i] > c->vcpu_ids[i - 1]),
               "vCPU id %u (entry %u) is out of range or out of order",
@@ -154,12 +154,12 @@ int hvm_config_decode(const struct hvm_sec *s, const uint8_t *p, size_t len,
     }
     for (uint32_t i = 0; i < c->nr_regions; i++) {
         const uint8_t *e = (const uint8_t *)regs + i * REGION_BYTES;
-        struct hvm_region *g = &c->regions[i];
-        g->gpa = hvm_get64(e);
-        g->len = hvm_get64(e + 8);
-        g->flags = hvm_get32(e + 16);
+        struct hvi_region *g = &c->regions[i];
+        g->gpa = hvi_get64(e);
+        g->len = hvi_get64(e + 8);
+        g->flags = hvi_get32(e + 16);
         CHECK(g->gpa % HVM_PAGE == 0 && g->len % HVM_PAGE == 0 && g->len &&
-                  g->gpa + g->len > g->gpa && hvm_get32(e + 20) == 0,
+                  g->gpa + g->len > g->gpa && hvi_get32(e + 20) == 0,
               "region %u (0x%" PRIx64 "+0x%" PRIx64 ") is malformed", i, g->gpa,
               g->len);
         CHECK(i == 0 || g->gpa >= c->regions[i - 1].gpa + c->regions[i - 1].len,
@@ -168,11 +168,11 @@ int hvm_config_decode(const struct hvm_sec *s, const uint8_t *p, size_t len,
     }
     return 0;
 fail:
-    hvm_config_free(c);
+    hvi_config_free(c);
     return r;
 }
 
-void hvm_config_free(struct hvm_config *c)
+void hvi_config_free(struct hvi_config *c)
 {
     free(c->vcpu_ids);
     free(c->regions);
@@ -182,16 +182,17 @@ void hvm_config_free(struct hvm_config *c)
 
 /* Memory a restore maps file pieces over: anonymous and private, so pages
  * no run covers read as zero and cost nothing. */
-static int add_mapped(hv_vm *vm, const struct hvm_sec *s, hv_memory_options *o)
+static int add_mapped(hvc_vm *vm, const struct hvi_sec *s,
+                      hvc_memory_options *o)
 {
     void *p = mmap(NULL, o->length, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
-        return hvm_fail(s, -errno, "mapping 0x%" PRIx64 " bytes: %s", o->length,
-                        hv_strerror(-errno));
+        return hvi_fail(s, -errno, "mapping 0x%" PRIx64 " bytes: %s", o->length,
+                        hvc_strerror(-errno));
     o->host_addr = p;
-    hv_memory_region *reg;
-    int r = hv_vm_add_memory(vm, o, &reg);
+    hvc_memory_region *reg;
+    int r = hvc_vm_add_memory(vm, o, &reg);
     if (r < 0) {
         munmap(p, o->length);
         return r;
@@ -200,9 +201,9 @@ static int add_mapped(hv_vm *vm, const struct hvm_sec *s, hv_memory_options *o)
     return 0;
 }
 
-int hvm_config_apply(hv_hypervisor *hv, const struct hvm_sec *s,
-                     const struct hvm_config *c, int32_t kick_signal,
-                     bool mapped, hv_vm **out)
+int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
+                     const struct hvi_config *c, int32_t kick_signal,
+                     bool mapped, hvc_vm **out)
 {
     /* The regions, not the stream's claim, decide what the VM needs. */
     uint64_t top = 1, total = 0;
@@ -213,7 +214,7 @@ int hvm_config_apply(hv_hypervisor *hv, const struct hvm_sec *s,
     }
     uint64_t need = address_bits(top);
     if (need != c->phys_bits)
-        return hvm_fail(s, -EBADMSG,
+        return hvi_fail(s, -EBADMSG,
                         "the regions need %" PRIu64
                         " address bits, the stream says %" PRIu64,
                         need, c->phys_bits);
@@ -222,57 +223,57 @@ int hvm_config_apply(hv_hypervisor *hv, const struct hvm_sec *s,
      * tables of a huge memory slot. */
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
     if (pages > 0 && psz > 0 && total > (uint64_t)pages * (uint64_t)psz)
-        return hvm_fail(s, -ENOMEM,
+        return hvi_fail(s, -ENOMEM,
                         "the VM has 0x%" PRIx64
                         " bytes of memory, more than this host's 0x%" PRIx64,
                         total, (uint64_t)pages * (uint64_t)psz);
     uint64_t bits = 0;
-    hv_hypervisor_get_cap(hv, HV_CAP_PHYS_ADDR_BITS, &bits);
+    hvc_hypervisor_get_cap(hv, HVC_CAP_PHYS_ADDR_BITS, &bits);
     if (bits && c->phys_bits > bits)
-        return hvm_fail(s, -ENOTSUP,
+        return hvi_fail(s, -ENOTSUP,
                         "the VM's memory needs %" PRIu64
                         " address bits; this host has %" PRIu64,
                         c->phys_bits, bits);
-    hv_vm_options vo = HV_VM_OPTIONS_INIT;
+    hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
     vo.flags = c->vm_flags;
     vo.max_vcpus = c->max_vcpus;
     vo.kick_signal = kick_signal;
-    hv_vm *vm;
-    int r = hv_vm_create(hv, &vo, &vm);
+    hvc_vm *vm;
+    int r = hvc_vm_create(hv, &vo, &vm);
     if (r < 0)
-        return hvm_fail(s, r, "creating the VM: %s", hv_last_error());
+        return hvi_fail(s, r, "creating the VM: %s", hvc_last_error());
     for (uint32_t i = 0; i < c->nr_regions && r == 0; i++) {
-        hv_memory_options mo = HV_MEMORY_OPTIONS_INIT;
+        hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
         mo.guest_addr = c->regions[i].gpa;
         mo.length = c->regions[i].len;
         /* Placement (NUMA, prefaulting) is the destination's business. */
         mo.flags = c->regions[i].flags &
-                   (HV_MEMORY_READONLY | HV_MEMORY_MERGEABLE | HV_MEMORY_THP |
-                    (mapped ? 0 : HV_MEMORY_HUGETLB));
-        r = mapped ? add_mapped(vm, s, &mo) : hv_vm_add_memory(vm, &mo, NULL);
+                   (HVC_MEMORY_READONLY | HVC_MEMORY_MERGEABLE |
+                    HVC_MEMORY_THP | (mapped ? 0 : HVC_MEMORY_HUGETLB));
+        r = mapped ? add_mapped(vm, s, &mo) : hvc_vm_add_memory(vm, &mo, NULL);
         if (r < 0)
-            r = hvm_fail(s, r, "region %u: %s", i, hv_last_error());
+            r = hvi_fail(s, r, "region %u: %s", i, hvc_last_error());
     }
     if (r == 0 && c->tsc_pinned) {
-        hv_tsc_frequency_options fo = HV_TSC_FREQUENCY_OPTIONS_INIT;
+        hvc_tsc_frequency_options fo = HVC_TSC_FREQUENCY_OPTIONS_INIT;
         fo.tsc_khz = (uint32_t)c->tsc_khz;
-        if ((r = hv_vm_set_tsc_frequency(vm, &fo)) < 0)
-            r = hvm_fail(s, r, "TSC frequency: %s", hv_last_error());
+        if ((r = hvc_vm_set_tsc_frequency(vm, &fo)) < 0)
+            r = hvi_fail(s, r, "TSC frequency: %s", hvc_last_error());
     }
     for (uint32_t i = 0; i < c->nr_vcpus && r == 0; i++) {
-        hv_vcpu *v;
-        if ((r = hv_vcpu_create(vm, c->vcpu_ids[i], &v)) < 0)
-            r = hvm_fail(s, r, "vCPU %u: %s", c->vcpu_ids[i], hv_last_error());
+        hvc_vcpu *v;
+        if ((r = hvc_vcpu_create(vm, c->vcpu_ids[i], &v)) < 0)
+            r = hvi_fail(s, r, "vCPU %u: %s", c->vcpu_ids[i], hvc_last_error());
         size_t fpu = 0;
         if (r == 0 && (r = vm->ops->vcpu_fpu_size(v->priv, &fpu)) == 0 &&
             fpu != c->fpu_size)
-            r = hvm_fail(s, -ENOTSUP,
+            r = hvi_fail(s, -ENOTSUP,
                          "the VM's XSAVE state is %" PRIu64
                          " bytes; this host's is %zu",
                          c->fpu_size, fpu);
     }
     if (r < 0) {
-        hv_vm_destroy(vm);
+        hvc_vm_destroy(vm);
         return r;
     }
     *out = vm;

@@ -1,21 +1,21 @@
 /* VCPU and IRQCHIP sections: the backend's state blobs as tagged fields
- * (tag = hv_backend_state kind), in the order a restore must apply them. */
+ * (tag = hvc_backend_state kind), in the order a restore must apply them. */
 #include "stream.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The order of hv_backend_state: FPU goes after REGS. */
+/* The order of hvc_backend_state: FPU goes after REGS. */
 static const uint32_t vcpu_order[] = {
-    HV_BACKEND_VCPU_CPUID,  HV_BACKEND_VCPU_SREGS,
-    HV_BACKEND_VCPU_REGS,   HVM_VCPU_FPU,
-    HV_BACKEND_VCPU_XCRS,   HV_BACKEND_VCPU_MSRS,
-    HV_BACKEND_VCPU_LAPIC,  HV_BACKEND_VCPU_MP_STATE,
-    HV_BACKEND_VCPU_EVENTS, HV_BACKEND_VCPU_DEBUGREGS};
-static const uint32_t vm_order[] = {HV_BACKEND_VM_PIC_MASTER,
-                                    HV_BACKEND_VM_PIC_SLAVE,
-                                    HV_BACKEND_VM_IOAPIC, HV_BACKEND_VM_PIT};
+    HVC_BACKEND_VCPU_CPUID,  HVC_BACKEND_VCPU_SREGS,
+    HVC_BACKEND_VCPU_REGS,   HVM_VCPU_FPU,
+    HVC_BACKEND_VCPU_XCRS,   HVC_BACKEND_VCPU_MSRS,
+    HVC_BACKEND_VCPU_LAPIC,  HVC_BACKEND_VCPU_MP_STATE,
+    HVC_BACKEND_VCPU_EVENTS, HVC_BACKEND_VCPU_DEBUGREGS};
+static const uint32_t vm_order[] = {HVC_BACKEND_VM_PIC_MASTER,
+                                    HVC_BACKEND_VM_PIC_SLAVE,
+                                    HVC_BACKEND_VM_IOAPIC, HVC_BACKEND_VM_PIT};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_KINDS 16
 
@@ -32,14 +32,14 @@ struct blobs {
 
 static int vcpu_size(void *obj, uint32_t kind, size_t *n)
 {
-    hv_vcpu *v = obj;
+    hvc_vcpu *v = obj;
     return kind == HVM_VCPU_FPU ? v->vm->ops->vcpu_fpu_size(v->priv, n)
                                 : v->vm->ops->vcpu_state_size(v->priv, kind, n);
 }
 
 static int vcpu_get(void *obj, uint32_t kind, void *buf, size_t n)
 {
-    hv_vcpu *v = obj;
+    hvc_vcpu *v = obj;
     return kind == HVM_VCPU_FPU
                ? v->vm->ops->vcpu_get_fpu(v->priv, buf, n)
                : v->vm->ops->vcpu_get_state(v->priv, kind, buf, n);
@@ -47,7 +47,7 @@ static int vcpu_get(void *obj, uint32_t kind, void *buf, size_t n)
 
 static int vcpu_set(void *obj, uint32_t kind, const void *buf, size_t n)
 {
-    hv_vcpu *v = obj;
+    hvc_vcpu *v = obj;
     if (kind != HVM_VCPU_FPU)
         return v->vm->ops->vcpu_set_state(v->priv, kind, buf, n);
     size_t want = 0;
@@ -60,23 +60,23 @@ static int vcpu_set(void *obj, uint32_t kind, const void *buf, size_t n)
 
 static int vm_size(void *obj, uint32_t kind, size_t *n)
 {
-    hv_vm *vm = obj;
+    hvc_vm *vm = obj;
     return vm->ops->vm_state_size(vm->priv, kind, n);
 }
 
 static int vm_get(void *obj, uint32_t kind, void *buf, size_t n)
 {
-    hv_vm *vm = obj;
+    hvc_vm *vm = obj;
     return vm->ops->vm_get_state(vm->priv, kind, buf, n);
 }
 
 static int vm_set(void *obj, uint32_t kind, const void *buf, size_t n)
 {
-    hv_vm *vm = obj;
+    hvc_vm *vm = obj;
     return vm->ops->vm_set_state(vm->priv, kind, buf, n);
 }
 
-static int check_ops(const hv_backend_ops *ops)
+static int check_ops(const hvc_backend_ops *ops)
 {
     if (ops->version >= 3 && ops->vcpu_flush && ops->vcpu_state_size &&
         ops->vcpu_get_state && ops->vcpu_set_state && ops->vm_state_size &&
@@ -86,14 +86,14 @@ static int check_ops(const hv_backend_ops *ops)
                      ops->name);
 }
 
-static struct blobs vcpu_blobs(hv_vcpu *v)
+static struct blobs vcpu_blobs(hvc_vcpu *v)
 {
     return (struct blobs){"vCPU",    vcpu_order, COUNT(vcpu_order),
                           vcpu_size, vcpu_get,   vcpu_set,
                           v};
 }
 
-static struct blobs vm_blobs(hv_vm *vm)
+static struct blobs vm_blobs(hvc_vm *vm)
 {
     return (struct blobs){"interrupt controller",
                           vm_order,
@@ -151,7 +151,7 @@ static int encode(const struct blobs *b, uint8_t **out, size_t *len)
 }
 
 /* Applies every blob the object has, in order, from a record. */
-static int apply(const struct hvm_sec *s, const struct blobs *b,
+static int apply(const struct hvi_sec *s, const struct blobs *b,
                  const uint8_t *p, size_t len)
 {
     struct hvi_rec_reader rd = {p, len, b->what};
@@ -168,41 +168,41 @@ static int apply(const struct hvm_sec *s, const struct blobs *b,
         if (r == 0)
             r = b->set(b->obj, kind, blob, n);
         if (r < 0)
-            return hvm_fail(s, r, "state %u: %s", kind, hv_last_error());
+            return hvi_fail(s, r, "state %u: %s", kind, hvc_last_error());
     }
     return 0;
 }
 
-int hvm_vcpu_encode(hv_vcpu *v, uint8_t **out, size_t *len)
+int hvi_vcpu_encode(hvc_vcpu *v, uint8_t **out, size_t *len)
 {
     int r = check_ops(v->vm->ops);
     struct blobs b = vcpu_blobs(v);
     return r < 0 ? r : encode(&b, out, len);
 }
 
-int hvm_vcpu_apply(const struct hvm_sec *s, hv_vcpu *v, const uint8_t *p,
+int hvi_vcpu_apply(const struct hvi_sec *s, hvc_vcpu *v, const uint8_t *p,
                    size_t len)
 {
     int r = check_ops(v->vm->ops);
     if (r < 0)
-        return hvm_fail(s, r, "%s", hv_last_error());
+        return hvi_fail(s, r, "%s", hvc_last_error());
     struct blobs b = vcpu_blobs(v);
     return apply(s, &b, p, len);
 }
 
-int hvm_irqchip_encode(hv_vm *vm, uint8_t **out, size_t *len)
+int hvi_irqchip_encode(hvc_vm *vm, uint8_t **out, size_t *len)
 {
     int r = check_ops(vm->ops);
     struct blobs b = vm_blobs(vm);
     return r < 0 ? r : encode(&b, out, len);
 }
 
-int hvm_irqchip_apply(const struct hvm_sec *s, hv_vm *vm, const uint8_t *p,
+int hvi_irqchip_apply(const struct hvi_sec *s, hvc_vm *vm, const uint8_t *p,
                       size_t len)
 {
     int r = check_ops(vm->ops);
     if (r < 0)
-        return hvm_fail(s, r, "%s", hv_last_error());
+        return hvi_fail(s, r, "%s", hvc_last_error());
     struct blobs b = vm_blobs(vm);
     return apply(s, &b, p, len);
 }

@@ -17,12 +17,12 @@
 #define PBKDF2_ITERATIONS 600000
 #define HKDF_INFO "libhvcore stream v1"
 
-struct hvm_crypt {
+struct hvi_crypt {
     uint8_t key[32];
     EVP_CIPHER_CTX *ctx;
 };
 
-int hvm_random(void *buf, size_t len)
+int hvi_random(void *buf, size_t len)
 {
     if (RAND_bytes(buf, (int)len) != 1)
         return hvi_error(-EIO, "OpenSSL could not produce random bytes");
@@ -36,7 +36,7 @@ static int hkdf(const uint8_t *ikm, const uint8_t salt[16], uint8_t out[32])
     int ok = p && EVP_PKEY_derive_init(p) > 0 &&
              EVP_PKEY_CTX_set_hkdf_md(p, EVP_sha256()) > 0 &&
              EVP_PKEY_CTX_set1_hkdf_salt(p, salt, 16) > 0 &&
-             EVP_PKEY_CTX_set1_hkdf_key(p, ikm, HV_STREAM_KEY_SIZE) > 0 &&
+             EVP_PKEY_CTX_set1_hkdf_key(p, ikm, HVC_STREAM_KEY_SIZE) > 0 &&
              EVP_PKEY_CTX_add1_hkdf_info(p, (const unsigned char *)HKDF_INFO,
                                          (int)strlen(HKDF_INFO)) > 0 &&
              EVP_PKEY_derive(p, out, &n) > 0 && n == 32;
@@ -44,10 +44,10 @@ static int hkdf(const uint8_t *ikm, const uint8_t salt[16], uint8_t out[32])
     return ok ? 0 : hvi_error(-EIO, "OpenSSL HKDF-SHA256 failed");
 }
 
-int hvm_crypt_new(const uint8_t *key, const char *passphrase,
-                  const uint8_t salt[16], struct hvm_crypt **out)
+int hvi_crypt_new(const uint8_t *key, const char *passphrase,
+                  const uint8_t salt[16], struct hvi_crypt **out)
 {
-    struct hvm_crypt *c = calloc(1, sizeof(*c));
+    struct hvi_crypt *c = calloc(1, sizeof(*c));
     if (!c || !(c->ctx = EVP_CIPHER_CTX_new())) {
         free(c);
         return hvi_error(-ENOMEM, "out of memory for the stream cipher");
@@ -60,14 +60,14 @@ int hvm_crypt_new(const uint8_t *key, const char *passphrase,
                                c->key) != 1)
         r = hvi_error(-EIO, "OpenSSL PBKDF2-HMAC-SHA256 failed");
     if (r < 0) {
-        hvm_crypt_free(c);
+        hvi_crypt_free(c);
         return r;
     }
     *out = c;
     return 0;
 }
 
-void hvm_crypt_free(struct hvm_crypt *c)
+void hvi_crypt_free(struct hvi_crypt *c)
 {
     if (!c)
         return;
@@ -78,12 +78,12 @@ void hvm_crypt_free(struct hvm_crypt *c)
 
 static void nonce(uint64_t offset, uint8_t iv[12])
 {
-    hvm_put64(iv, offset);
-    hvm_put32(iv + 8, 0);
+    hvi_put64(iv, offset);
+    hvi_put32(iv + 8, 0);
 }
 
 /* OpenSSL takes int lengths; sealed payloads are bounded far below. */
-int hvm_seal(struct hvm_crypt *c, uint64_t offset, const uint8_t aad[20],
+int hvi_seal(struct hvi_crypt *c, uint64_t offset, const uint8_t aad[20],
              const void *in, size_t len, uint8_t *out)
 {
     uint8_t iv[12];
@@ -100,7 +100,7 @@ int hvm_seal(struct hvm_crypt *c, uint64_t offset, const uint8_t aad[20],
     return 0;
 }
 
-int hvm_unseal(struct hvm_crypt *c, uint64_t offset, const uint8_t aad[20],
+int hvi_unseal(struct hvi_crypt *c, uint64_t offset, const uint8_t aad[20],
                uint8_t *buf, size_t len)
 {
     uint8_t iv[12];

@@ -11,7 +11,7 @@
 
 #define REPORT_EVERY (4u << 20)
 
-const char *hvm_section_name(uint16_t id)
+const char *hvi_section_name(uint16_t id)
 {
     switch (id) {
     case HVM_CONFIG: return "CONFIG";
@@ -27,7 +27,7 @@ const char *hvm_section_name(uint16_t id)
     }
 }
 
-int hvm_fail(const struct hvm_sec *s, int err, const char *fmt, ...)
+int hvi_fail(const struct hvi_sec *s, int err, const char *fmt, ...)
 {
     char msg[384];
     va_list ap;
@@ -38,11 +38,11 @@ int hvm_fail(const struct hvm_sec *s, int err, const char *fmt, ...)
         return hvi_error(err, "stream header: %s", msg);
     return hvi_error(err,
                      "stream section %s (id %u, instance %u) at byte %llu: %s",
-                     hvm_section_name(s->id), s->id, s->instance,
+                     hvi_section_name(s->id), s->id, s->instance,
                      (unsigned long long)s->offset, msg);
 }
 
-int hvm_in_progress(struct hvm_in *in)
+int hvi_in_progress(struct hvi_in *in)
 {
     if (!in->progress || in->off < in->next_report)
         return 0;
@@ -52,11 +52,11 @@ int hvm_in_progress(struct hvm_in *in)
         return hvi_error(r,
                          "the restore was stopped by its progress "
                          "callback (%s)",
-                         hv_strerror(r));
+                         hvc_strerror(r));
     return 0;
 }
 
-int hvm_in_read(struct hvm_in *in, const struct hvm_sec *s, void *buf,
+int hvi_in_read(struct hvi_in *in, const struct hvi_sec *s, void *buf,
                 size_t len)
 {
     uint8_t *p = buf;
@@ -72,14 +72,14 @@ int hvm_in_read(struct hvm_in *in, const struct hvm_sec *s, void *buf,
             n = in->s.read(in->s.opaque, p, len);
         }
         if (n < 0)
-            return hvm_fail(s, (int)n, "reading at byte %llu failed: %s",
-                            (unsigned long long)in->off, hv_strerror((int)n));
+            return hvi_fail(s, (int)n, "reading at byte %llu failed: %s",
+                            (unsigned long long)in->off, hvc_strerror((int)n));
         if (n == 0)
-            return hvm_fail(s, -ENODATA,
+            return hvi_fail(s, -ENODATA,
                             "the stream ends at byte %llu, %zu bytes short",
                             (unsigned long long)in->off, len);
         if ((uint64_t)n > len)
-            return hvm_fail(s, -EIO,
+            return hvi_fail(s, -EIO,
                             "the stream's read callback returned %lld for "
                             "%zu bytes",
                             (long long)n, len);
@@ -87,7 +87,7 @@ int hvm_in_read(struct hvm_in *in, const struct hvm_sec *s, void *buf,
         len -= (size_t)n;
         in->off += (uint64_t)n;
     }
-    return hvm_in_progress(in);
+    return hvi_in_progress(in);
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -98,48 +98,48 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-int hvm_read_header(struct hvm_in *in, const char *backend, const uint8_t *key,
+int hvi_read_header(struct hvi_in *in, const char *backend, const uint8_t *key,
                     const char *passphrase)
 {
     uint8_t h[HVM_HEADER_SIZE];
-    int r = hvm_in_read(in, NULL, h, sizeof(h));
+    int r = hvi_in_read(in, NULL, h, sizeof(h));
     if (r < 0)
         return r;
     if (memcmp(h, HVM_MAGIC, 8) != 0)
-        return hvm_fail(NULL, -EBADMSG,
+        return hvi_fail(NULL, -EBADMSG,
                         "not a libhvcore stream (magic %02x %02x %02x %02x "
                         "%02x %02x %02x %02x, want HVCORESN)",
                         h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]);
-    uint32_t crc = hvm_get32(h + 76);
+    uint32_t crc = hvi_get32(h + 76);
     if (hvi_crc32c(0, h, 76) != crc)
-        return hvm_fail(NULL, -EBADMSG, "CRC mismatch (stored 0x%08x)", crc);
-    uint16_t major = hvm_get16(h + 8), minor = hvm_get16(h + 10);
-    if (major != HV_STREAM_FORMAT_MAJOR || minor > HV_STREAM_FORMAT_MINOR)
-        return hvm_fail(NULL, -EPROTO,
+        return hvi_fail(NULL, -EBADMSG, "CRC mismatch (stored 0x%08x)", crc);
+    uint16_t major = hvi_get16(h + 8), minor = hvi_get16(h + 10);
+    if (major != HVC_STREAM_FORMAT_MAJOR || minor > HVC_STREAM_FORMAT_MINOR)
+        return hvi_fail(NULL, -EPROTO,
                         "format %u.%u; this library reads %u.0 to %u.%u", major,
-                        minor, HV_STREAM_FORMAT_MAJOR, HV_STREAM_FORMAT_MAJOR,
-                        HV_STREAM_FORMAT_MINOR);
+                        minor, HVC_STREAM_FORMAT_MAJOR, HVC_STREAM_FORMAT_MAJOR,
+                        HVC_STREAM_FORMAT_MINOR);
     char arch[17] = {0}, be[9] = {0};
     memcpy(arch, h + 16, 16);
     memcpy(be, h + 32, 8);
     if (strcmp(arch, "x86_64") != 0)
-        return hvm_fail(NULL, -EPROTO,
+        return hvi_fail(NULL, -EPROTO,
                         "the stream is for architecture \"%.16s\", not "
                         "x86_64",
                         arch);
     if (strcmp(be, backend) != 0)
-        return hvm_fail(NULL, -EPROTO,
+        return hvi_fail(NULL, -EPROTO,
                         "the stream was written by backend \"%.8s\"; this "
                         "hypervisor is \"%s\"",
                         be, backend);
-    uint32_t page = hvm_get32(h + 40);
+    uint32_t page = hvi_get32(h + 40);
     if (page != HVM_PAGE)
-        return hvm_fail(NULL, -EPROTO, "page size %u, not %u", page, HVM_PAGE);
-    uint32_t flags = hvm_get32(h + 44);
+        return hvi_fail(NULL, -EPROTO, "page size %u, not %u", page, HVM_PAGE);
+    uint32_t flags = hvi_get32(h + 44);
     if (flags & ~(HVM_HDR_ENCRYPTED | HVM_HDR_PASSPHRASE) ||
         (flags == HVM_HDR_PASSPHRASE) || !all_zero(h + 64, 12) ||
         (!(flags & HVM_HDR_ENCRYPTED) && !all_zero(h + 48, 16)))
-        return hvm_fail(NULL, -EBADMSG,
+        return hvi_fail(NULL, -EBADMSG,
                         "flags 0x%x or reserved bytes are not ones this "
                         "library writes",
                         flags);
@@ -148,40 +148,40 @@ int hvm_read_header(struct hvm_in *in, const char *backend, const uint8_t *key,
         return 0;
     bool want_pass = flags & HVM_HDR_PASSPHRASE;
     if (!key && !passphrase)
-        return hvm_fail(NULL, -EKEYREJECTED,
+        return hvi_fail(NULL, -EKEYREJECTED,
                         "the stream is encrypted; give its %s",
                         want_pass ? "passphrase" : "key");
     if (want_pass && !passphrase)
-        return hvm_fail(NULL, -EKEYREJECTED,
+        return hvi_fail(NULL, -EKEYREJECTED,
                         "the stream was encrypted with a passphrase, not a "
                         "key");
     if (!want_pass && !key)
-        return hvm_fail(NULL, -EKEYREJECTED,
+        return hvi_fail(NULL, -EKEYREJECTED,
                         "the stream was encrypted with a key, not a "
                         "passphrase");
-    return hvm_crypt_new(want_pass ? NULL : key, passphrase, h + 48,
+    return hvi_crypt_new(want_pass ? NULL : key, passphrase, h + 48,
                          &in->crypt);
 }
 
-int hvm_next_section(struct hvm_in *in, struct hvm_sec *s)
+int hvi_next_section(struct hvi_in *in, struct hvi_sec *s)
 {
     memset(s, 0, sizeof(*s));
     s->offset = in->off;
     s->id = 0;
-    int r = hvm_in_read(in, s, s->raw, sizeof(s->raw));
+    int r = hvi_in_read(in, s, s->raw, sizeof(s->raw));
     if (r < 0)
         return r;
-    s->id = hvm_get16(s->raw);
-    s->flags = hvm_get16(s->raw + 2);
-    s->version = hvm_get32(s->raw + 4);
-    s->length = hvm_get64(s->raw + 8);
-    s->instance = hvm_get32(s->raw + 16);
-    s->crc = hvm_get32(s->raw + 20);
+    s->id = hvi_get16(s->raw);
+    s->flags = hvi_get16(s->raw + 2);
+    s->version = hvi_get32(s->raw + 4);
+    s->length = hvi_get64(s->raw + 8);
+    s->instance = hvi_get32(s->raw + 16);
+    s->crc = hvi_get32(s->raw + 20);
     if (s->flags & ~(HVM_F_REQUIRED | HVM_F_ENCRYPTED))
-        return hvm_fail(s, -EBADMSG, "unknown section flags 0x%x", s->flags);
+        return hvi_fail(s, -EBADMSG, "unknown section flags 0x%x", s->flags);
     bool sealed = s->flags & HVM_F_ENCRYPTED;
     if (sealed != (in->crypt != NULL) && s->id != HVM_PAD)
-        return hvm_fail(s, -EBADMSG, "the section is %sencrypted in a%s stream",
+        return hvi_fail(s, -EBADMSG, "the section is %sencrypted in a%s stream",
                         sealed ? "" : "not ",
                         in->crypt ? "n encrypted" : " plain");
     uint64_t max = s->id == HVM_MEMORY
@@ -189,43 +189,43 @@ int hvm_next_section(struct hvm_in *in, struct hvm_sec *s)
                              HVM_TAG_SIZE
                        : HVM_MAX_SECTION + HVM_TAG_SIZE;
     if (s->length > max)
-        return hvm_fail(s, -EBADMSG,
+        return hvi_fail(s, -EBADMSG,
                         "payload length %llu exceeds the bound %llu",
                         (unsigned long long)s->length, (unsigned long long)max);
     if (sealed && s->length < HVM_TAG_SIZE)
-        return hvm_fail(s, -EBADMSG,
+        return hvi_fail(s, -EBADMSG,
                         "encrypted payload of %llu bytes has no room for "
                         "its tag",
                         (unsigned long long)s->length);
     return 0;
 }
 
-int hvm_read_payload(struct hvm_in *in, const struct hvm_sec *s, uint8_t **out,
+int hvi_read_payload(struct hvi_in *in, const struct hvi_sec *s, uint8_t **out,
                      size_t *len)
 {
     if (s->length > HVM_MAX_SECTION + HVM_TAG_SIZE)
-        return hvm_fail(s, -EBADMSG, "payload of %llu bytes is too large",
+        return hvi_fail(s, -EBADMSG, "payload of %llu bytes is too large",
                         (unsigned long long)s->length);
     size_t n = (size_t)s->length;
     uint8_t *p = malloc(n ? n : 1);
     if (!p)
-        return hvm_fail(s, -ENOMEM, "out of memory for %zu bytes", n);
-    int r = hvm_in_read(in, s, p, n);
+        return hvi_fail(s, -ENOMEM, "out of memory for %zu bytes", n);
+    int r = hvi_in_read(in, s, p, n);
     if (r == 0) {
         uint32_t crc = hvi_crc32c(hvi_crc32c(0, s->raw, 20), p, n);
         if (crc != s->crc)
-            r = hvm_fail(s, -EBADMSG,
+            r = hvi_fail(s, -EBADMSG,
                          "CRC mismatch (stored 0x%08x, computed 0x%08x)",
                          s->crc, crc);
     }
     if (r == 0 && (s->flags & HVM_F_ENCRYPTED)) {
-        r = hvm_unseal(in->crypt, s->offset, s->raw, p, n);
+        r = hvi_unseal(in->crypt, s->offset, s->raw, p, n);
         if (r == -EKEYREJECTED)
-            r = hvm_fail(s, r,
+            r = hvi_fail(s, r,
                          "authentication failed: wrong key or passphrase, "
                          "or altered data");
         else if (r < 0)
-            r = hvm_fail(s, r, "decryption failed");
+            r = hvi_fail(s, r, "decryption failed");
         n -= HVM_TAG_SIZE;
     }
     if (r < 0) {
@@ -237,7 +237,7 @@ int hvm_read_payload(struct hvm_in *in, const struct hvm_sec *s, uint8_t **out,
     return 0;
 }
 
-int hvm_skip_payload(struct hvm_in *in, const struct hvm_sec *s)
+int hvi_skip_payload(struct hvi_in *in, const struct hvi_sec *s)
 {
     /* Checked in pieces, so a large unknown section costs no memory. */
     uint8_t buf[16384];
@@ -245,14 +245,14 @@ int hvm_skip_payload(struct hvm_in *in, const struct hvm_sec *s)
     uint32_t crc = hvi_crc32c(0, s->raw, 20);
     while (left) {
         size_t n = left > sizeof(buf) ? sizeof(buf) : (size_t)left;
-        int r = hvm_in_read(in, s, buf, n);
+        int r = hvi_in_read(in, s, buf, n);
         if (r < 0)
             return r;
         crc = hvi_crc32c(crc, buf, n);
         left -= n;
     }
     if (crc != s->crc)
-        return hvm_fail(s, -EBADMSG,
+        return hvi_fail(s, -EBADMSG,
                         "CRC mismatch (stored 0x%08x, computed 0x%08x)", s->crc,
                         crc);
     return 0;

@@ -13,17 +13,17 @@
 
 #define CHUNK (1u << 20)
 
-struct hvm_mem_state {
-    hv_vm *vm;
+struct hvi_mem_state {
+    hvc_vm *vm;
     bool mapped;
     size_t n;
-    hv_memory_region **regs;
+    hvc_memory_region **regs;
     uint8_t **written; /* one bit per page, per region */
 };
 
-int hvm_mem_state_new(hv_vm *vm, bool mapped, struct hvm_mem_state **out)
+int hvi_mem_state_new(hvc_vm *vm, bool mapped, struct hvi_mem_state **out)
 {
-    struct hvm_mem_state *m = calloc(1, sizeof(*m));
+    struct hvi_mem_state *m = calloc(1, sizeof(*m));
     if (!m)
         return hvi_error(-ENOMEM, "out of memory");
     m->vm = vm;
@@ -37,14 +37,14 @@ int hvm_mem_state_new(hv_vm *vm, bool mapped, struct hvm_mem_state **out)
             r = hvi_error(-ENOMEM, "out of memory");
     }
     if (r < 0) {
-        hvm_mem_state_free(m);
+        hvi_mem_state_free(m);
         return r;
     }
     *out = m;
     return 0;
 }
 
-void hvm_mem_state_free(struct hvm_mem_state *m)
+void hvi_mem_state_free(struct hvi_mem_state *m)
 {
     if (!m)
         return;
@@ -57,7 +57,7 @@ void hvm_mem_state_free(struct hvm_mem_state *m)
 
 /* Zeroes the pages of [first, first+count) an earlier run wrote, and marks
  * them as written (or not) for the next one. */
-static void mark(struct hvm_mem_state *m, size_t ri, uint64_t first,
+static void mark(struct hvi_mem_state *m, size_t ri, uint64_t first,
                  uint64_t count, bool zero)
 {
     uint8_t *bits = m->written[ri];
@@ -74,56 +74,56 @@ static void mark(struct hvm_mem_state *m, size_t ri, uint64_t first,
     }
 }
 
-static int read_raw(struct hvm_in *in, const struct hvm_sec *s, uint8_t *dst,
+static int read_raw(struct hvi_in *in, const struct hvi_sec *s, uint8_t *dst,
                     uint64_t bytes, uint32_t want_crc)
 {
     uint32_t crc = 0;
     for (uint64_t done = 0; done < bytes;) {
         size_t n = bytes - done > CHUNK ? CHUNK : (size_t)(bytes - done);
-        int r = hvm_in_read(in, s, dst + done, n);
+        int r = hvi_in_read(in, s, dst + done, n);
         if (r < 0)
             return r;
         crc = hvi_crc32c(crc, dst + done, n);
         done += n;
     }
     if (crc != want_crc)
-        return hvm_fail(s, -EBADMSG,
+        return hvi_fail(s, -EBADMSG,
                         "page data CRC mismatch (stored 0x%08x, computed "
                         "0x%08x)",
                         want_crc, crc);
     return 0;
 }
 
-static int map_raw(struct hvm_in *in, const struct hvm_sec *s, uint8_t *dst,
+static int map_raw(struct hvi_in *in, const struct hvi_sec *s, uint8_t *dst,
                    uint64_t bytes, uint32_t want_crc)
 {
     if (in->off + bytes > in->total)
-        return hvm_fail(s, -ENODATA,
+        return hvi_fail(s, -ENODATA,
                         "the file ends at byte %llu, inside the run's pages",
                         (unsigned long long)in->total);
     void *p = mmap(dst, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
                    in->fd, (off_t)in->off);
     if (p == MAP_FAILED)
-        return hvm_fail(s, -errno, "mapping %" PRIu64 " bytes at byte %llu: %s",
+        return hvi_fail(s, -errno, "mapping %" PRIu64 " bytes at byte %llu: %s",
                         bytes, (unsigned long long)in->off,
-                        hv_strerror(-errno));
+                        hvc_strerror(-errno));
     if (lseek(in->fd, (off_t)bytes, SEEK_CUR) < 0)
-        return hvm_fail(s, -errno, "seeking past the pages: %s",
-                        hv_strerror(-errno));
+        return hvi_fail(s, -errno, "seeking past the pages: %s",
+                        hvc_strerror(-errno));
     in->off += bytes;
     if (in->verify_mapped) {
         uint32_t crc = hvi_crc32c(0, dst, bytes);
         if (crc != want_crc)
-            return hvm_fail(s, -EBADMSG,
+            return hvi_fail(s, -EBADMSG,
                             "page data CRC mismatch (stored 0x%08x, "
                             "computed 0x%08x)",
                             want_crc, crc);
     }
-    return hvm_in_progress(in);
+    return hvi_in_progress(in);
 }
 
-int hvm_read_memory(struct hvm_in *in, const struct hvm_sec *s,
-                    struct hvm_mem_state *m, uint64_t *raw, uint64_t *zero)
+int hvi_read_memory(struct hvi_in *in, const struct hvi_sec *s,
+                    struct hvi_mem_state *m, uint64_t *raw, uint64_t *zero)
 {
     bool sealed = s->flags & HVM_F_ENCRYPTED;
     uint8_t d[HVM_MEM_DESC];
@@ -131,38 +131,38 @@ int hvm_read_memory(struct hvm_in *in, const struct hvm_sec *s,
     int r;
     if (sealed) {
         size_t n;
-        if ((r = hvm_read_payload(in, s, &sealed_buf, &n)) < 0)
+        if ((r = hvi_read_payload(in, s, &sealed_buf, &n)) < 0)
             return r;
         if (n < HVM_MEM_DESC) {
             free(sealed_buf);
-            return hvm_fail(s, -EBADMSG, "payload of %zu bytes", n);
+            return hvi_fail(s, -EBADMSG, "payload of %zu bytes", n);
         }
         memcpy(d, sealed_buf, HVM_MEM_DESC);
     } else {
         if (s->length < HVM_MEM_DESC)
-            return hvm_fail(s, -EBADMSG, "payload of %llu bytes",
+            return hvi_fail(s, -EBADMSG, "payload of %llu bytes",
                             (unsigned long long)s->length);
-        if ((r = hvm_in_read(in, s, d, sizeof(d))) < 0)
+        if ((r = hvi_in_read(in, s, d, sizeof(d))) < 0)
             return r;
         uint32_t crc = hvi_crc32c(hvi_crc32c(0, s->raw, 20), d, sizeof(d));
         if (crc != s->crc)
-            return hvm_fail(s, -EBADMSG,
+            return hvi_fail(s, -EBADMSG,
                             "CRC mismatch (stored 0x%08x, computed 0x%08x)",
                             s->crc, crc);
     }
-    uint64_t gpa = hvm_get64(d), pages = hvm_get64(d + 8);
-    uint32_t enc = hvm_get32(d + 16), dcrc = hvm_get32(d + 20);
+    uint64_t gpa = hvi_get64(d), pages = hvi_get64(d + 8);
+    uint32_t enc = hvi_get32(d + 16), dcrc = hvi_get32(d + 20);
     uint64_t payload = sealed ? s->length - HVM_TAG_SIZE : s->length;
     r = 0;
     if (enc > HVM_MEM_ZERO)
-        r = hvm_fail(s, -EBADMSG, "unknown page encoding %u", enc);
+        r = hvi_fail(s, -EBADMSG, "unknown page encoding %u", enc);
     else if (gpa % HVM_PAGE || !pages || pages > HVM_MAX_RUN_PAGES)
-        r = hvm_fail(s, -EBADMSG,
+        r = hvi_fail(s, -EBADMSG,
                      "run of %" PRIu64 " pages at 0x%" PRIx64 " is malformed",
                      pages, gpa);
     else if (payload !=
              HVM_MEM_DESC + (enc == HVM_MEM_RAW ? pages * HVM_PAGE : 0))
-        r = hvm_fail(s, -EBADMSG,
+        r = hvi_fail(s, -EBADMSG,
                      "payload of %" PRIu64 " bytes for %" PRIu64 " %s pages",
                      payload, pages, enc ? "zero" : "raw");
     size_t ri = 0;
@@ -173,7 +173,7 @@ int hvm_read_memory(struct hvm_in *in, const struct hvm_sec *s,
     uint64_t bytes = pages * HVM_PAGE;
     if (r == 0 &&
         (ri == m->n || bytes > m->regs[ri]->len - (gpa - m->regs[ri]->gpa)))
-        r = hvm_fail(s, -EBADMSG,
+        r = hvi_fail(s, -EBADMSG,
                      "run 0x%" PRIx64 "+0x%" PRIx64
                      " is not inside one memory region",
                      gpa, bytes);
@@ -181,7 +181,7 @@ int hvm_read_memory(struct hvm_in *in, const struct hvm_sec *s,
         free(sealed_buf);
         return r;
     }
-    hv_memory_region *reg = m->regs[ri];
+    hvc_memory_region *reg = m->regs[ri];
     uint64_t first = (gpa - reg->gpa) / HVM_PAGE;
     uint8_t *dst = reg->hva + (gpa - reg->gpa);
     if (enc == HVM_MEM_ZERO) {

@@ -8,7 +8,7 @@
 
 #define REPORT_EVERY (4u << 20)
 
-int hvm_out_progress(struct hvm_out *o, bool final)
+int hvi_out_progress(struct hvi_out *o, bool final)
 {
     if (!o->progress || (!final && o->off < o->next_report))
         return 0;
@@ -18,11 +18,11 @@ int hvm_out_progress(struct hvm_out *o, bool final)
         return hvi_error(r,
                          "the save was stopped by its progress callback "
                          "(%s)",
-                         hv_strerror(r));
+                         hvc_strerror(r));
     return 0;
 }
 
-int hvm_out_write(struct hvm_out *o, const void *buf, size_t len)
+int hvi_out_write(struct hvi_out *o, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len) {
@@ -39,7 +39,7 @@ int hvm_out_write(struct hvm_out *o, const void *buf, size_t len)
         if (n < 0)
             return hvi_error((int)n,
                              "writing the stream at byte %llu failed: %s",
-                             (unsigned long long)o->off, hv_strerror((int)n));
+                             (unsigned long long)o->off, hvc_strerror((int)n));
         if (n == 0 || (uint64_t)n > len)
             return hvi_error(-EIO,
                              "the stream's write callback returned %lld for "
@@ -49,7 +49,7 @@ int hvm_out_write(struct hvm_out *o, const void *buf, size_t len)
         len -= (size_t)n;
         o->off += (uint64_t)n;
     }
-    return hvm_out_progress(o, false);
+    return hvi_out_progress(o, false);
 }
 
 static bool required(uint16_t id)
@@ -61,14 +61,14 @@ static bool required(uint16_t id)
 static void header(uint8_t h[HVM_SEC_HEADER], uint16_t id, uint16_t flags,
                    uint64_t length, uint32_t instance)
 {
-    hvm_put16(h, id);
-    hvm_put16(h + 2, flags);
-    hvm_put32(h + 4, HVM_VERSION);
-    hvm_put64(h + 8, length);
-    hvm_put32(h + 16, instance);
+    hvi_put16(h, id);
+    hvi_put16(h + 2, flags);
+    hvi_put32(h + 4, HVM_VERSION);
+    hvi_put64(h + 8, length);
+    hvi_put32(h + 16, instance);
 }
 
-static int grow_scratch(struct hvm_out *o, size_t need)
+static int grow_scratch(struct hvi_out *o, size_t need)
 {
     if (o->scratch_cap >= need)
         return 0;
@@ -84,7 +84,7 @@ static int grow_scratch(struct hvm_out *o, size_t need)
 /* Writes a section whose payload is @p a then @p b (either may be empty):
  * sealed when the stream is encrypted. @p crc_len: how many payload bytes
  * the section CRC covers when not sealed (all, or the MEMORY descriptor). */
-static int put(struct hvm_out *o, uint16_t id, uint32_t instance, const void *a,
+static int put(struct hvi_out *o, uint16_t id, uint32_t instance, const void *a,
                size_t alen, const void *b, size_t blen, size_t crc_len)
 {
     uint8_t h[HVM_SEC_HEADER];
@@ -100,16 +100,16 @@ static int put(struct hvm_out *o, uint16_t id, uint32_t instance, const void *a,
         if (blen)
             memcpy(plain + alen, b, blen);
         header(h, id, flags | HVM_F_ENCRYPTED, len + HVM_TAG_SIZE, instance);
-        if ((r = hvm_seal(o->crypt, o->off, h, plain, len, o->scratch)) < 0)
+        if ((r = hvi_seal(o->crypt, o->off, h, plain, len, o->scratch)) < 0)
             return r;
         uint32_t crc = hvi_crc32c(0, h, 20);
         crc = hvi_crc32c(crc, o->scratch, len + HVM_TAG_SIZE);
-        hvm_put32(h + 20, crc);
+        hvi_put32(h + 20, crc);
         o->sections++;
         o->payload_bytes += len + HVM_TAG_SIZE;
-        if ((r = hvm_out_write(o, h, sizeof(h))) < 0)
+        if ((r = hvi_out_write(o, h, sizeof(h))) < 0)
             return r;
-        return hvm_out_write(o, o->scratch, len + HVM_TAG_SIZE);
+        return hvi_out_write(o, o->scratch, len + HVM_TAG_SIZE);
     }
     header(h, id, flags, len, instance);
     uint32_t crc = hvi_crc32c(0, h, 20);
@@ -117,18 +117,18 @@ static int put(struct hvm_out *o, uint16_t id, uint32_t instance, const void *a,
     crc = hvi_crc32c(crc, a, ca);
     if (crc_len > alen)
         crc = hvi_crc32c(crc, b, crc_len - alen);
-    hvm_put32(h + 20, crc);
+    hvi_put32(h + 20, crc);
     o->sections++;
     o->payload_bytes += len;
-    int r = hvm_out_write(o, h, sizeof(h));
+    int r = hvi_out_write(o, h, sizeof(h));
     if (r == 0 && alen)
-        r = hvm_out_write(o, a, alen);
+        r = hvi_out_write(o, a, alen);
     if (r == 0 && blen)
-        r = hvm_out_write(o, b, blen);
+        r = hvi_out_write(o, b, blen);
     return r;
 }
 
-int hvm_put_section(struct hvm_out *o, uint16_t id, uint32_t instance,
+int hvi_put_section(struct hvi_out *o, uint16_t id, uint32_t instance,
                     const void *payload, size_t len)
 {
     return put(o, id, instance, payload, len, NULL, 0, len);
@@ -136,7 +136,7 @@ int hvm_put_section(struct hvm_out *o, uint16_t id, uint32_t instance,
 
 /* A PAD section so that @p ahead bytes from now the stream is at a page
  * boundary. */
-static int pad(struct hvm_out *o, size_t ahead)
+static int pad(struct hvi_out *o, size_t ahead)
 {
     uint64_t at = (o->off + ahead) % HVM_PAGE;
     if (at == 0)
@@ -149,15 +149,15 @@ static int pad(struct hvm_out *o, size_t ahead)
                gap - HVM_SEC_HEADER);
 }
 
-int hvm_put_memory(struct hvm_out *o, uint64_t gpa, uint64_t pages,
+int hvi_put_memory(struct hvi_out *o, uint64_t gpa, uint64_t pages,
                    const uint8_t *data, uint32_t data_crc)
 {
     uint8_t d[HVM_MEM_DESC];
     size_t bytes = data ? pages * HVM_PAGE : 0;
-    hvm_put64(d, gpa);
-    hvm_put64(d + 8, pages);
-    hvm_put32(d + 16, data ? HVM_MEM_RAW : HVM_MEM_ZERO);
-    hvm_put32(d + 20, data ? data_crc : 0);
+    hvi_put64(d, gpa);
+    hvi_put64(d + 8, pages);
+    hvi_put32(d + 16, data ? HVM_MEM_RAW : HVM_MEM_ZERO);
+    hvi_put32(d + 20, data ? data_crc : 0);
     if (data)
         o->raw_pages += pages;
     else
@@ -172,22 +172,22 @@ int hvm_put_memory(struct hvm_out *o, uint64_t gpa, uint64_t pages,
     return put(o, HVM_MEMORY, 0, d, sizeof(d), data, bytes, sizeof(d));
 }
 
-int hvm_put_end(struct hvm_out *o)
+int hvi_put_end(struct hvi_out *o)
 {
     uint8_t p[32];
     /* The END section counts itself. */
-    hvm_put64(p, o->sections + 1);
-    hvm_put64(p + 8, o->raw_pages);
-    hvm_put64(p + 16, o->zero_pages);
-    hvm_put64(p + 24,
+    hvi_put64(p, o->sections + 1);
+    hvi_put64(p + 8, o->raw_pages);
+    hvi_put64(p + 16, o->zero_pages);
+    hvi_put64(p + 24,
               o->payload_bytes + sizeof(p) + (o->crypt ? HVM_TAG_SIZE : 0));
-    int r = hvm_put_section(o, HVM_END, 0, p, sizeof(p));
-    return r < 0 ? r : hvm_out_progress(o, true);
+    int r = hvi_put_section(o, HVM_END, 0, p, sizeof(p));
+    return r < 0 ? r : hvi_out_progress(o, true);
 }
 
-void hvm_out_free(struct hvm_out *o)
+void hvi_out_free(struct hvi_out *o)
 {
-    hvm_crypt_free(o->crypt);
+    hvi_crypt_free(o->crypt);
     free(o->scratch);
     o->crypt = NULL;
     o->scratch = NULL;

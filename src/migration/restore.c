@@ -25,18 +25,18 @@ static int phase(uint16_t id)
 }
 
 struct restore {
-    struct hvm_in *in;
-    const hv_restore_options *opts;
-    hv_vm *vm;
-    struct hvm_config cfg;
-    struct hvm_mem_state *mem;
+    struct hvi_in *in;
+    const hvc_restore_options *opts;
+    hvc_vm *vm;
+    struct hvi_config cfg;
+    struct hvi_mem_state *mem;
     bool mapped;
     int phase;
     bool setup_done;
     uint8_t *user;
     size_t user_len;
     uint8_t *vcpu_seen; /* by vCPU id */
-    hv_device **devs;
+    hvc_device **devs;
     size_t nr_devs;
     uint8_t *dev_seen; /* by attachment index */
     bool irqchip_seen, tsc_seen;
@@ -44,23 +44,23 @@ struct restore {
     uint64_t sections, raw_pages, zero_pages, payload_bytes;
 };
 
-static int do_setup(struct restore *st, const struct hvm_sec *s)
+static int do_setup(struct restore *st, const struct hvi_sec *s)
 {
     st->setup_done = true;
     if (st->opts->setup) {
         int r =
             st->opts->setup(st->opts->opaque, st->vm, st->user, st->user_len);
         if (r < 0)
-            return hvm_fail(s, r,
+            return hvi_fail(s, r,
                             "the setup callback failed before this "
                             "section: %s",
-                            hv_last_error());
+                            hvc_last_error());
     }
     int r = hvi_devices_snapshot(st->vm, &st->devs, &st->nr_devs);
     if (r < 0)
         return r;
     if (st->nr_devs != st->cfg.nr_devices)
-        return hvm_fail(s, -ENOENT,
+        return hvi_fail(s, -ENOENT,
                         "the stream holds %llu devices; the setup callback "
                         "attached %zu",
                         (unsigned long long)st->cfg.nr_devices, st->nr_devs);
@@ -68,76 +68,76 @@ static int do_setup(struct restore *st, const struct hvm_sec *s)
     return st->dev_seen ? 0 : hvi_error(-ENOMEM, "out of memory");
 }
 
-static int on_vcpu(struct restore *st, const struct hvm_sec *s)
+static int on_vcpu(struct restore *st, const struct hvi_sec *s)
 {
     uint32_t id = s->instance;
-    hv_vcpu *v = id < st->cfg.max_vcpus ? st->vm->vcpus[id] : NULL;
+    hvc_vcpu *v = id < st->cfg.max_vcpus ? st->vm->vcpus[id] : NULL;
     if (!v)
-        return hvm_fail(s, -EBADMSG, "the configuration has no vCPU %u", id);
+        return hvi_fail(s, -EBADMSG, "the configuration has no vCPU %u", id);
     if (st->vcpu_seen[id])
-        return hvm_fail(s, -EBADMSG, "a second section for vCPU %u", id);
+        return hvi_fail(s, -EBADMSG, "a second section for vCPU %u", id);
     st->vcpu_seen[id] = 1;
     uint8_t *p = NULL;
     size_t len;
-    int r = hvm_read_payload(st->in, s, &p, &len);
+    int r = hvi_read_payload(st->in, s, &p, &len);
     if (r == 0)
-        r = hvm_vcpu_apply(s, v, p, len);
+        r = hvi_vcpu_apply(s, v, p, len);
     free(p);
     return r;
 }
 
-static int on_device(struct restore *st, const struct hvm_sec *s)
+static int on_device(struct restore *st, const struct hvi_sec *s)
 {
     uint8_t *p = NULL;
     size_t len;
-    int r = hvm_read_payload(st->in, s, &p, &len);
+    int r = hvi_read_payload(st->in, s, &p, &len);
     if (r < 0)
         return r;
-    uint16_t nl = len >= 2 ? hvm_get16(p) : 0;
+    uint16_t nl = len >= 2 ? hvi_get16(p) : 0;
     char name[64];
     if (len < 2 || nl == 0 || nl >= sizeof(name) || (size_t)nl + 2 > len ||
         memchr(p + 2, 0, nl)) {
         free(p);
-        return hvm_fail(s, -EBADMSG, "malformed device name (length %u)", nl);
+        return hvi_fail(s, -EBADMSG, "malformed device name (length %u)", nl);
     }
     memcpy(name, p + 2, nl);
     name[nl] = 0;
     size_t i = 0;
-    while (i < st->nr_devs && strcmp(hv_device_name(st->devs[i]), name) != 0)
+    while (i < st->nr_devs && strcmp(hvc_device_name(st->devs[i]), name) != 0)
         i++;
     if (i == st->nr_devs)
-        r = hvm_fail(s, -ENOENT,
+        r = hvi_fail(s, -ENOENT,
                      "the stream has state for device \"%s\", which the "
                      "setup callback did not attach",
                      name);
     else if (st->dev_seen[i])
-        r = hvm_fail(s, -EBADMSG, "a second record for device \"%s\"", name);
-    else if ((r = hv_device_load_state(st->devs[i], p + 2 + nl, len - 2 - nl)) <
-             0)
-        r = hvm_fail(s, r, "%s", hv_last_error());
+        r = hvi_fail(s, -EBADMSG, "a second record for device \"%s\"", name);
+    else if ((r = hvc_device_load_state(st->devs[i], p + 2 + nl,
+                                        len - 2 - nl)) < 0)
+        r = hvi_fail(s, r, "%s", hvc_last_error());
     else
         st->dev_seen[i] = 1;
     free(p);
     return r;
 }
 
-static int on_end(struct restore *st, const struct hvm_sec *s)
+static int on_end(struct restore *st, const struct hvi_sec *s)
 {
     uint8_t *p = NULL;
     size_t len;
-    int r = hvm_read_payload(st->in, s, &p, &len);
+    int r = hvi_read_payload(st->in, s, &p, &len);
     if (r < 0)
         return r;
     uint64_t t[4] = {0};
     if (len == 32)
         for (int i = 0; i < 4; i++)
-            t[i] = hvm_get64(p + 8 * i);
+            t[i] = hvi_get64(p + 8 * i);
     free(p);
     if (len != 32)
-        return hvm_fail(s, -EBADMSG, "totals of %zu bytes, not 32", len);
+        return hvi_fail(s, -EBADMSG, "totals of %zu bytes, not 32", len);
     if (t[0] != st->sections || t[1] != st->raw_pages ||
         t[2] != st->zero_pages || t[3] != st->payload_bytes)
-        return hvm_fail(s, -EBADMSG,
+        return hvi_fail(s, -EBADMSG,
                         "totals %llu sections, %llu raw and %llu zero pages, "
                         "%llu payload bytes; the stream had %llu, %llu, "
                         "%llu, %llu",
@@ -149,40 +149,40 @@ static int on_end(struct restore *st, const struct hvm_sec *s)
                         (unsigned long long)st->payload_bytes);
     for (uint32_t i = 0; i < st->cfg.nr_vcpus; i++)
         if (!st->vcpu_seen[st->cfg.vcpu_ids[i]])
-            return hvm_fail(s, -EBADMSG, "vCPU %u has no state in the stream",
+            return hvi_fail(s, -EBADMSG, "vCPU %u has no state in the stream",
                             st->cfg.vcpu_ids[i]);
     for (size_t i = 0; i < st->nr_devs; i++)
         if (!st->dev_seen[i])
-            return hvm_fail(s, -ENOENT,
+            return hvi_fail(s, -ENOENT,
                             "device \"%s\" has no state in the stream",
-                            hv_device_name(st->devs[i]));
+                            hvc_device_name(st->devs[i]));
     if (st->cfg.nr_vcpus && !st->tsc_seen)
-        return hvm_fail(s, -EBADMSG, "the stream has no TSC section");
-    if (!(st->cfg.vm_flags & HV_VM_NO_IRQCHIP) && !st->irqchip_seen)
-        return hvm_fail(s, -EBADMSG, "the stream has no IRQCHIP section");
+        return hvi_fail(s, -EBADMSG, "the stream has no TSC section");
+    if (!(st->cfg.vm_flags & HVC_VM_NO_IRQCHIP) && !st->irqchip_seen)
+        return hvi_fail(s, -EBADMSG, "the stream has no IRQCHIP section");
     return 0;
 }
 
-static int on_section(struct restore *st, const struct hvm_sec *s)
+static int on_section(struct restore *st, const struct hvi_sec *s)
 {
     int ph = phase(s->id);
     if (s->id == HVM_PAD || (ph < 0 && !(s->flags & HVM_F_REQUIRED)))
-        return hvm_skip_payload(st->in, s);
+        return hvi_skip_payload(st->in, s);
     if (ph < 0)
-        return hvm_fail(s, -EPROTO,
+        return hvi_fail(s, -EPROTO,
                         "a required section this library does not know");
     if (s->version == 0 || s->version > HVM_VERSION)
-        return hvm_fail(s, -EPROTO,
+        return hvi_fail(s, -EPROTO,
                         "section version %u; this library reads up to %u",
                         s->version, HVM_VERSION);
     if (!(s->flags & HVM_F_REQUIRED) && s->id != HVM_USER)
-        return hvm_fail(s, -EBADMSG, "a required section is marked optional");
+        return hvi_fail(s, -EBADMSG, "a required section is marked optional");
     bool repeats =
         s->id == HVM_MEMORY || s->id == HVM_VCPU || s->id == HVM_DEVICE;
     if (ph < st->phase || (ph == st->phase && !repeats))
-        return hvm_fail(s, -EBADMSG, "out of order or repeated");
+        return hvi_fail(s, -EBADMSG, "out of order or repeated");
     if (s->id != HVM_CONFIG && !st->vm)
-        return hvm_fail(s, -EBADMSG, "the stream does not start with CONFIG");
+        return hvi_fail(s, -EBADMSG, "the stream does not start with CONFIG");
     st->phase = ph;
     if (ph >= 2 && !st->setup_done) {
         int r = do_setup(st, s);
@@ -193,10 +193,10 @@ static int on_section(struct restore *st, const struct hvm_sec *s)
     case HVM_CONFIG: {
         uint8_t *p = NULL;
         size_t len;
-        int r = hvm_read_payload(st->in, s, &p, &len);
+        int r = hvi_read_payload(st->in, s, &p, &len);
         if (r < 0)
             return r;
-        r = hvm_config_decode(s, p, len, &st->cfg);
+        r = hvi_config_decode(s, p, len, &st->cfg);
         free(p);
         if (r < 0)
             return r;
@@ -205,19 +205,19 @@ static int on_section(struct restore *st, const struct hvm_sec *s)
             return hvi_error(-ENOMEM, "out of memory");
         return 0; /* the VM is created by the caller of on_section */
     }
-    case HVM_USER: return hvm_read_payload(st->in, s, &st->user, &st->user_len);
+    case HVM_USER: return hvi_read_payload(st->in, s, &st->user, &st->user_len);
     case HVM_MEMORY:
-        return hvm_read_memory(st->in, s, st->mem, &st->raw_pages,
+        return hvi_read_memory(st->in, s, st->mem, &st->raw_pages,
                                &st->zero_pages);
     case HVM_VCPU: return on_vcpu(st, s);
     case HVM_IRQCHIP: {
         uint8_t *p = NULL;
         size_t len;
-        int r = hvm_read_payload(st->in, s, &p, &len);
-        if (r == 0 && (st->cfg.vm_flags & HV_VM_NO_IRQCHIP))
-            r = hvm_fail(s, -EBADMSG, "the VM has no interrupt controller");
+        int r = hvi_read_payload(st->in, s, &p, &len);
+        if (r == 0 && (st->cfg.vm_flags & HVC_VM_NO_IRQCHIP))
+            r = hvi_fail(s, -EBADMSG, "the VM has no interrupt controller");
         if (r == 0)
-            r = hvm_irqchip_apply(s, st->vm, p, len);
+            r = hvi_irqchip_apply(s, st->vm, p, len);
         free(p);
         st->irqchip_seen = true;
         return r;
@@ -225,9 +225,9 @@ static int on_section(struct restore *st, const struct hvm_sec *s)
     case HVM_TSC: {
         uint8_t *p = NULL;
         size_t len;
-        int r = hvm_read_payload(st->in, s, &p, &len);
-        if (r == 0 && (r = hv_vm_restore_tsc(st->vm, p, len, NULL)) < 0)
-            r = hvm_fail(s, r, "%s", hv_last_error());
+        int r = hvi_read_payload(st->in, s, &p, &len);
+        if (r == 0 && (r = hvc_vm_restore_tsc(st->vm, p, len, NULL)) < 0)
+            r = hvi_fail(s, r, "%s", hvc_last_error());
         free(p);
         st->tsc_seen = true;
         return r;
@@ -235,37 +235,37 @@ static int on_section(struct restore *st, const struct hvm_sec *s)
     case HVM_DEVICE: return on_device(st, s);
     case HVM_END: return on_end(st, s);
     }
-    return hvm_fail(s, -EBADMSG, "unexpected section");
+    return hvi_fail(s, -EBADMSG, "unexpected section");
 }
 
-int hvm_restore(hv_hypervisor *hv, struct hvm_in *in,
-                const hv_restore_options *opts, bool mapped, hv_vm **out)
+int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
+                const hvc_restore_options *opts, bool mapped, hvc_vm **out)
 {
     struct restore st = {.in = in, .opts = opts, .mapped = mapped, .phase = -1};
-    int r = hvm_read_header(in, hv->ops->name, opts->key, opts->passphrase);
+    int r = hvi_read_header(in, hv->ops->name, opts->key, opts->passphrase);
     while (r == 0 && st.phase != 7) {
-        struct hvm_sec s;
-        if ((r = hvm_next_section(in, &s)) < 0)
+        struct hvi_sec s;
+        if ((r = hvi_next_section(in, &s)) < 0)
             break;
         st.sections++;
         st.payload_bytes += s.length;
         if ((r = on_section(&st, &s)) < 0)
             break;
         if (s.id == HVM_CONFIG) {
-            r = hvm_config_apply(hv, &s, &st.cfg, opts->kick_signal, mapped,
+            r = hvi_config_apply(hv, &s, &st.cfg, opts->kick_signal, mapped,
                                  &st.vm);
             if (r == 0)
-                r = hvm_mem_state_new(st.vm, mapped, &st.mem);
+                r = hvi_mem_state_new(st.vm, mapped, &st.mem);
         }
     }
     if (r == 0 && !st.setup_done)
-        r = hvm_fail(NULL, -EBADMSG, "the stream has no sections");
+        r = hvi_fail(NULL, -EBADMSG, "the stream has no sections");
     if (r == 0 && in->progress) {
         in->next_report = 0;
-        r = hvm_in_progress(in);
+        r = hvi_in_progress(in);
     }
-    hvm_mem_state_free(st.mem);
-    hvm_config_free(&st.cfg);
+    hvi_mem_state_free(st.mem);
+    hvi_config_free(&st.cfg);
     free(st.user);
     free(st.vcpu_seen);
     free(st.devs);
@@ -274,9 +274,9 @@ int hvm_restore(hv_hypervisor *hv, struct hvm_in *in,
         if (st.vm) {
             /* Keep the reason: destroying the VM may record messages. */
             char why[512];
-            strncpy(why, hv_last_error(), sizeof(why) - 1);
+            strncpy(why, hvc_last_error(), sizeof(why) - 1);
             why[sizeof(why) - 1] = 0;
-            hv_vm_destroy(st.vm);
+            hvc_vm_destroy(st.vm);
             hvi_error(r, "%s", why);
         }
         return r;

@@ -7,19 +7,19 @@
 #include <string.h>
 #include <unistd.h>
 
-static int save_vcpus(struct hvm_out *o, hv_vm *vm)
+static int save_vcpus(struct hvi_out *o, hvc_vm *vm)
 {
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++) {
-        hv_vcpu *v = vm->vcpus[i];
+        hvc_vcpu *v = vm->vcpus[i];
         if (!v)
             continue;
         int r = hvi_vcpu_flush(v);
         uint8_t *p = NULL;
         size_t len = 0;
         if (r == 0)
-            r = hvm_vcpu_encode(v, &p, &len);
+            r = hvi_vcpu_encode(v, &p, &len);
         if (r == 0)
-            r = hvm_put_section(o, HVM_VCPU, i, p, len);
+            r = hvi_put_section(o, HVM_VCPU, i, p, len);
         free(p);
         if (r < 0)
             return r;
@@ -27,19 +27,19 @@ static int save_vcpus(struct hvm_out *o, hv_vm *vm)
     return 0;
 }
 
-static int save_tsc(struct hvm_out *o, hv_vm *vm)
+static int save_tsc(struct hvi_out *o, hvc_vm *vm)
 {
     if (!vm->nr_vcpus)
         return 0;
     size_t n;
-    int r = hv_vm_tsc_state_size(vm, &n);
+    int r = hvc_vm_tsc_state_size(vm, &n);
     if (r < 0)
         return r;
     uint8_t *p = malloc(n);
     if (!p)
         return hvi_error(-ENOMEM, "out of memory saving the TSC state");
-    if ((r = hv_vm_save_tsc(vm, p, n, &n)) == 0)
-        r = hvm_put_section(o, HVM_TSC, 0, p, n);
+    if ((r = hvc_vm_save_tsc(vm, p, n, &n)) == 0)
+        r = hvi_put_section(o, HVM_TSC, 0, p, n);
     free(p);
     return r;
 }
@@ -48,20 +48,20 @@ static int save_tsc(struct hvm_out *o, hv_vm *vm)
 static int device_failed(const char *name, int err)
 {
     char why[384];
-    snprintf(why, sizeof(why), "%s", hv_last_error());
+    snprintf(why, sizeof(why), "%s", hvc_last_error());
     return hvi_error(err, "device %s: saving its state failed: %s", name,
-                     why[0] ? why : hv_strerror(err));
+                     why[0] ? why : hvc_strerror(err));
 }
 
-static int save_devices(struct hvm_out *o, hv_vm *vm)
+static int save_devices(struct hvi_out *o, hvc_vm *vm)
 {
-    hv_device **devs;
+    hvc_device **devs;
     size_t n;
     int r = hvi_devices_snapshot(vm, &devs, &n);
     for (size_t i = 0; r == 0 && i < n; i++) {
         size_t need = 0;
-        const char *name = hv_device_name(devs[i]);
-        r = hv_device_save_state(devs[i], NULL, 0, &need);
+        const char *name = hvc_device_name(devs[i]);
+        r = hvc_device_save_state(devs[i], NULL, 0, &need);
         if (r != -ENOSPC && r < 0) {
             r = device_failed(name, r);
             break;
@@ -72,40 +72,40 @@ static int save_devices(struct hvm_out *o, hv_vm *vm)
             r = hvi_error(-ENOMEM, "out of memory saving device %s", name);
             break;
         }
-        hvm_put16(p, (uint16_t)nl);
+        hvi_put16(p, (uint16_t)nl);
         memcpy(p + 2, name, nl);
-        r = hv_device_save_state(devs[i], p + 2 + nl, need, &need);
+        r = hvc_device_save_state(devs[i], p + 2 + nl, need, &need);
         if (r < 0)
             r = device_failed(name, r);
         if (r == 0)
-            r = hvm_put_section(o, HVM_DEVICE, (uint32_t)i, p, 2 + nl + need);
+            r = hvi_put_section(o, HVM_DEVICE, (uint32_t)i, p, 2 + nl + need);
         free(p);
     }
     free(devs);
     return r;
 }
 
-static int write_header(struct hvm_out *o, hv_vm *vm, const uint8_t salt[16],
+static int write_header(struct hvi_out *o, hvc_vm *vm, const uint8_t salt[16],
                         uint32_t flags)
 {
     uint8_t h[HVM_HEADER_SIZE] = {0};
     memcpy(h, HVM_MAGIC, 8);
-    hvm_put16(h + 8, HV_STREAM_FORMAT_MAJOR);
-    hvm_put16(h + 10, HV_STREAM_FORMAT_MINOR);
-    hvm_put32(h + 12, hv_version());
+    hvi_put16(h + 8, HVC_STREAM_FORMAT_MAJOR);
+    hvi_put16(h + 10, HVC_STREAM_FORMAT_MINOR);
+    hvi_put32(h + 12, hvc_version());
     memcpy(h + 16, "x86_64", 6);
     strncpy((char *)h + 32, vm->ops->name, 8);
-    hvm_put32(h + 40, HVM_PAGE);
-    hvm_put32(h + 44, flags);
+    hvi_put32(h + 40, HVM_PAGE);
+    hvi_put32(h + 44, flags);
     if (flags & HVM_HDR_ENCRYPTED)
         memcpy(h + 48, salt, 16);
-    hvm_put32(h + 76, hvi_crc32c(0, h, 76));
-    return hvm_out_write(o, h, sizeof(h));
+    hvi_put32(h + 76, hvi_crc32c(0, h, 76));
+    return hvi_out_write(o, h, sizeof(h));
 }
 
-static uint64_t estimate(hv_vm *vm)
+static uint64_t estimate(hvc_vm *vm)
 {
-    hv_memory_region **regs;
+    hvc_memory_region **regs;
     size_t n;
     uint64_t total = 1 << 16;
     if (hvi_memory_snapshot(vm, &regs, &n) == 0) {
@@ -116,35 +116,35 @@ static uint64_t estimate(hv_vm *vm)
     return total;
 }
 
-int hvm_save(hv_vm *vm, struct hvm_out *o, const hv_save_options *in_opts)
+int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *in_opts)
 {
-    hv_save_options opts = HV_SAVE_OPTIONS_INIT;
+    hvc_save_options opts = HVC_SAVE_OPTIONS_INIT;
     int r = 0;
     if (in_opts && (r = hvi_copy_options(&opts, sizeof(opts), in_opts,
-                                         sizeof(opts), "hv_save_options")) < 0)
+                                         sizeof(opts), "hvc_save_options")) < 0)
         return r;
-    if (opts.flags & ~HV_SAVE_ALIGN_PAGES)
-        return hvi_error(-EINVAL, "hv_save_options: unknown flags 0x%x",
+    if (opts.flags & ~HVC_SAVE_ALIGN_PAGES)
+        return hvi_error(-EINVAL, "hvc_save_options: unknown flags 0x%x",
                          opts.flags);
     if (opts.key && opts.passphrase)
         return hvi_error(-EINVAL,
-                         "hv_save_options: give a key or a passphrase, not "
+                         "hvc_save_options: give a key or a passphrase, not "
                          "both");
     if (opts.passphrase && !opts.passphrase[0])
-        return hvi_error(-EINVAL, "hv_save_options: the passphrase is empty");
-    if (opts.user_data_length > HV_STREAM_USER_DATA_MAX ||
+        return hvi_error(-EINVAL, "hvc_save_options: the passphrase is empty");
+    if (opts.user_data_length > HVC_STREAM_USER_DATA_MAX ||
         (opts.user_data_length && !opts.user_data))
         return hvi_error(-EINVAL,
-                         "hv_save_options: %zu bytes of user data (at most "
+                         "hvc_save_options: %zu bytes of user data (at most "
                          "%u, and not NULL)",
-                         opts.user_data_length, HV_STREAM_USER_DATA_MAX);
-    if (!hv_vm_is_paused(vm))
-        return hvi_error(-EBUSY, "the VM must be paused (hv_vm_pause) to be "
+                         opts.user_data_length, HVC_STREAM_USER_DATA_MAX);
+    if (!hvc_vm_is_paused(vm))
+        return hvi_error(-EBUSY, "the VM must be paused (hvc_vm_pause) to be "
                                  "saved");
     if (vm->ops->version < 3 || !vm->ops->vcpu_flush)
         return hvi_error(-ENOTSUP, "backend %s cannot save a VM",
                          vm->ops->name);
-    o->align = opts.flags & HV_SAVE_ALIGN_PAGES;
+    o->align = opts.flags & HVC_SAVE_ALIGN_PAGES;
     o->progress = opts.progress;
     o->opaque = opts.opaque;
     o->total = estimate(vm);
@@ -152,68 +152,69 @@ int hvm_save(hv_vm *vm, struct hvm_out *o, const hv_save_options *in_opts)
     uint32_t hflags = 0;
     if (opts.key || opts.passphrase) {
         hflags = HVM_HDR_ENCRYPTED | (opts.passphrase ? HVM_HDR_PASSPHRASE : 0);
-        if ((r = hvm_random(salt, sizeof(salt))) < 0 ||
-            (r = hvm_crypt_new(opts.key, opts.passphrase, salt, &o->crypt)) < 0)
+        if ((r = hvi_random(salt, sizeof(salt))) < 0 ||
+            (r = hvi_crypt_new(opts.key, opts.passphrase, salt, &o->crypt)) < 0)
             return r;
     }
     uint8_t *cfg = NULL;
     size_t cfg_len = 0;
     if ((r = write_header(o, vm, salt, hflags)) == 0 &&
-        (r = hvm_config_encode(vm, &cfg, &cfg_len)) == 0)
-        r = hvm_put_section(o, HVM_CONFIG, 0, cfg, cfg_len);
+        (r = hvi_config_encode(vm, &cfg, &cfg_len)) == 0)
+        r = hvi_put_section(o, HVM_CONFIG, 0, cfg, cfg_len);
     free(cfg);
     if (r == 0 && opts.user_data_length)
-        r = hvm_put_section(o, HVM_USER, 0, opts.user_data,
+        r = hvi_put_section(o, HVM_USER, 0, opts.user_data,
                             opts.user_data_length);
     if (r == 0)
-        r = hvm_save_memory(o, vm);
+        r = hvi_save_memory(o, vm);
     if (r == 0)
         r = save_vcpus(o, vm);
     uint8_t *irq = NULL;
     size_t irq_len = 0;
-    if (r == 0 && (r = hvm_irqchip_encode(vm, &irq, &irq_len)) == 0 && irq_len)
-        r = hvm_put_section(o, HVM_IRQCHIP, 0, irq, irq_len);
+    if (r == 0 && (r = hvi_irqchip_encode(vm, &irq, &irq_len)) == 0 && irq_len)
+        r = hvi_put_section(o, HVM_IRQCHIP, 0, irq, irq_len);
     free(irq);
     if (r == 0)
         r = save_tsc(o, vm);
     if (r == 0)
         r = save_devices(o, vm);
     if (r == 0)
-        r = hvm_put_end(o);
+        r = hvi_put_end(o);
     return r;
 }
 
-static int check_vm(hv_vm *vm, const void *target, const char *what)
+static int check_vm(hvc_vm *vm, const void *target, const char *what)
 {
     if (!vm || !target)
         return hvi_error(-EINVAL, "%s: NULL %s", what, vm ? "target" : "VM");
     return 0;
 }
 
-int hv_vm_save(hv_vm *vm, const hv_stream *stream, const hv_save_options *opts)
+int hvc_vm_save(hvc_vm *vm, const hvc_stream *stream,
+                const hvc_save_options *opts)
 {
-    int r = check_vm(vm, stream, "hv_vm_save");
+    int r = check_vm(vm, stream, "hvc_vm_save");
     if (r < 0)
         return r;
-    struct hvm_out o = {.fd = -1};
+    struct hvi_out o = {.fd = -1};
     if ((r = hvi_copy_options(&o.s, sizeof(o.s), stream, sizeof(o.s),
-                              "hv_stream")) < 0)
+                              "hvc_stream")) < 0)
         return r;
     if (!o.s.write)
-        return hvi_error(-EINVAL, "hv_vm_save: the stream has no write "
+        return hvi_error(-EINVAL, "hvc_vm_save: the stream has no write "
                                   "callback");
-    r = hvm_save(vm, &o, opts);
-    hvm_out_free(&o);
+    r = hvi_save(vm, &o, opts);
+    hvi_out_free(&o);
     return r;
 }
 
-int hv_vm_save_fd(hv_vm *vm, int fd, const hv_save_options *opts)
+int hvc_vm_save_fd(hvc_vm *vm, int fd, const hvc_save_options *opts)
 {
     if (!vm || fd < 0)
-        return hvi_error(-EINVAL, "hv_vm_save_fd: %s",
+        return hvi_error(-EINVAL, "hvc_vm_save_fd: %s",
                          vm ? "negative descriptor" : "NULL VM");
-    struct hvm_out o = {.fd = fd};
-    int r = hvm_save(vm, &o, opts);
-    hvm_out_free(&o);
+    struct hvi_out o = {.fd = fd};
+    int r = hvi_save(vm, &o, opts);
+    hvi_out_free(&o);
     return r;
 }

@@ -49,7 +49,7 @@ static bool page_zero(const uint8_t *p)
 
 /* Plans runs of @p reg from page *pg until the region ends or the batch is
  * full. */
-static void plan(const struct hvm_out *o, const hv_memory_region *reg,
+static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
                  uint64_t *pg_io, struct batch *b)
 {
     const uint64_t pages = reg->len / HVM_PAGE;
@@ -114,7 +114,7 @@ static void *checksum(void *arg)
     return NULL;
 }
 
-static int write_batch(struct hvm_out *o, struct batch *b)
+static int write_batch(struct hvi_out *o, struct batch *b)
 {
     pthread_t t;
     b->done = 0;
@@ -129,7 +129,7 @@ static int write_batch(struct hvm_out *o, struct batch *b)
             pthread_cond_wait(&b->cond, &b->lock);
         uint32_t crc = b->v[i].crc;
         pthread_mutex_unlock(&b->lock);
-        r = hvm_put_memory(o, b->v[i].gpa, b->v[i].pages, b->v[i].data, crc);
+        r = hvi_put_memory(o, b->v[i].gpa, b->v[i].pages, b->v[i].data, crc);
     }
     if (threaded) {
         pthread_mutex_lock(&b->lock);
@@ -140,9 +140,9 @@ static int write_batch(struct hvm_out *o, struct batch *b)
     return r;
 }
 
-int hvm_save_memory(struct hvm_out *o, hv_vm *vm)
+int hvi_save_memory(struct hvi_out *o, hvc_vm *vm)
 {
-    hv_memory_region **regs;
+    hvc_memory_region **regs;
     size_t n;
     int r = hvi_memory_snapshot(vm, &regs, &n);
     if (r < 0)

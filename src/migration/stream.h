@@ -65,61 +65,61 @@ enum {
 };
 
 /* Tag of the FPU/XSAVE blob in a VCPU record; backend blobs use their
- * hv_backend_state number as tag. */
+ * hvc_backend_state number as tag. */
 #define HVM_VCPU_FPU 200
 
-struct hvm_crypt;
+struct hvi_crypt;
 
 /* crypt.c: AES-256-GCM through OpenSSL. The key is derived from the
  * caller's key (HKDF-SHA256) or passphrase (PBKDF2-HMAC-SHA256) and the
  * stream's salt, so no two streams share a key even when the caller's key
  * is reused, and the section offset makes a unique nonce. */
-int hvm_crypt_new(const uint8_t *key, const char *passphrase,
-                  const uint8_t salt[16], struct hvm_crypt **out);
-void hvm_crypt_free(struct hvm_crypt *c);
-int hvm_random(void *buf, size_t len);
+int hvi_crypt_new(const uint8_t *key, const char *passphrase,
+                  const uint8_t salt[16], struct hvi_crypt **out);
+void hvi_crypt_free(struct hvi_crypt *c);
+int hvi_random(void *buf, size_t len);
 /* Seals @p len bytes at @p in into @p out (len + HVM_TAG_SIZE bytes). */
-int hvm_seal(struct hvm_crypt *c, uint64_t offset, const uint8_t aad[20],
+int hvi_seal(struct hvi_crypt *c, uint64_t offset, const uint8_t aad[20],
              const void *in, size_t len, uint8_t *out);
 /* Opens @p len bytes (tag included) in place; -EKEYREJECTED on a bad tag.
  */
-int hvm_unseal(struct hvm_crypt *c, uint64_t offset, const uint8_t aad[20],
+int hvi_unseal(struct hvi_crypt *c, uint64_t offset, const uint8_t aad[20],
                uint8_t *buf, size_t len);
 
 /* out.c: the writer. */
-struct hvm_out {
-    hv_stream s;
+struct hvi_out {
+    hvc_stream s;
     int fd; /* >= 0: write(2) to it instead of s */
     uint64_t off;
     uint64_t total; /* estimate for progress */
     uint64_t next_report;
-    hv_progress_fn progress;
+    hvc_progress_fn progress;
     void *opaque;
     bool align;
-    struct hvm_crypt *crypt;
+    struct hvi_crypt *crypt;
     uint8_t *scratch; /* sealed payloads */
     size_t scratch_cap;
     /* Totals for the END section. */
     uint64_t sections, raw_pages, zero_pages, payload_bytes;
 };
-int hvm_out_write(struct hvm_out *o, const void *buf, size_t len);
+int hvi_out_write(struct hvi_out *o, const void *buf, size_t len);
 /* One section whose payload is in memory. */
-int hvm_put_section(struct hvm_out *o, uint16_t id, uint32_t instance,
+int hvi_put_section(struct hvi_out *o, uint16_t id, uint32_t instance,
                     const void *payload, size_t len);
 /* One MEMORY run: @p pages pages at @p gpa, raw from @p data (whose
  * CRC32C is @p data_crc) or zero (@p data NULL). */
-int hvm_put_memory(struct hvm_out *o, uint64_t gpa, uint64_t pages,
+int hvi_put_memory(struct hvi_out *o, uint64_t gpa, uint64_t pages,
                    const uint8_t *data, uint32_t data_crc);
 /* save_memory.c: every region's pages as MEMORY runs. */
-int hvm_save_memory(struct hvm_out *o, hv_vm *vm);
-int hvm_put_end(struct hvm_out *o);
+int hvi_save_memory(struct hvi_out *o, hvc_vm *vm);
+int hvi_put_end(struct hvi_out *o);
 /* save.c: the whole stream of a paused VM. */
-int hvm_save(hv_vm *vm, struct hvm_out *o, const hv_save_options *opts);
-int hvm_out_progress(struct hvm_out *o, bool final);
-void hvm_out_free(struct hvm_out *o);
+int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *opts);
+int hvi_out_progress(struct hvi_out *o, bool final);
+void hvi_out_free(struct hvi_out *o);
 
 /* in.c: the reader. */
-struct hvm_sec {
+struct hvi_sec {
     uint16_t id;
     uint16_t flags;
     uint32_t version;
@@ -129,58 +129,58 @@ struct hvm_sec {
     uint64_t offset; /* stream offset of the section header */
     uint8_t raw[HVM_SEC_HEADER];
 };
-struct hvm_in {
-    hv_stream s;
+struct hvi_in {
+    hvc_stream s;
     int fd;
     uint64_t off;
     uint64_t total;
     uint64_t next_report;
-    hv_progress_fn progress;
+    hvc_progress_fn progress;
     void *opaque;
-    struct hvm_crypt *crypt;
+    struct hvi_crypt *crypt;
     uint32_t header_flags;
     bool can_map; /* fd is a regular file: MEMORY runs may be mapped */
     bool verify_mapped;
 };
-const char *hvm_section_name(uint16_t id);
+const char *hvi_section_name(uint16_t id);
 /* Records "stream section NAME (instance N) at byte OFF: ..." and returns
  * err; @p s NULL for the stream header. */
-int hvm_fail(const struct hvm_sec *s, int err, const char *fmt, ...)
+int hvi_fail(const struct hvi_sec *s, int err, const char *fmt, ...)
     HVI_PRINTF(3, 4);
-int hvm_read_header(struct hvm_in *in, const char *backend, const uint8_t *key,
+int hvi_read_header(struct hvi_in *in, const char *backend, const uint8_t *key,
                     const char *passphrase);
 /* Reads exactly @p len bytes; -ENODATA (with a message) at a short end. */
-int hvm_in_read(struct hvm_in *in, const struct hvm_sec *s, void *buf,
+int hvi_in_read(struct hvi_in *in, const struct hvi_sec *s, void *buf,
                 size_t len);
-int hvm_next_section(struct hvm_in *in, struct hvm_sec *s);
+int hvi_next_section(struct hvi_in *in, struct hvi_sec *s);
 /* Reads a whole (bounded) payload, checks its CRC, decrypts it; *out is
  * malloc'd, *len the plaintext length. */
-int hvm_read_payload(struct hvm_in *in, const struct hvm_sec *s, uint8_t **out,
+int hvi_read_payload(struct hvi_in *in, const struct hvi_sec *s, uint8_t **out,
                      size_t *len);
 /* Reads and checks a payload it does not keep (PAD, unknown sections). */
-int hvm_skip_payload(struct hvm_in *in, const struct hvm_sec *s);
-int hvm_in_progress(struct hvm_in *in);
+int hvi_skip_payload(struct hvi_in *in, const struct hvi_sec *s);
+int hvi_in_progress(struct hvi_in *in);
 /* restore.c: the whole stream into a new VM (@p mapped: memory runs are
  * mapped from in->fd when they can be). */
-int hvm_restore(hv_hypervisor *hv, struct hvm_in *in,
-                const hv_restore_options *opts, bool mapped, hv_vm **out);
+int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
+                const hvc_restore_options *opts, bool mapped, hvc_vm **out);
 
 /* memory_in.c: one MEMORY section into the new VM. */
-struct hvm_mem_state;
-int hvm_mem_state_new(hv_vm *vm, bool mapped, struct hvm_mem_state **out);
-void hvm_mem_state_free(struct hvm_mem_state *m);
-int hvm_read_memory(struct hvm_in *in, const struct hvm_sec *s,
-                    struct hvm_mem_state *m, uint64_t *raw, uint64_t *zero);
+struct hvi_mem_state;
+int hvi_mem_state_new(hvc_vm *vm, bool mapped, struct hvi_mem_state **out);
+void hvi_mem_state_free(struct hvi_mem_state *m);
+int hvi_read_memory(struct hvi_in *in, const struct hvi_sec *s,
+                    struct hvi_mem_state *m, uint64_t *raw, uint64_t *zero);
 
 /* config.c */
-int hvm_config_encode(hv_vm *vm, uint8_t **out, size_t *len);
-struct hvm_config {
+int hvi_config_encode(hvc_vm *vm, uint8_t **out, size_t *len);
+struct hvi_config {
     uint32_t vm_flags;
     uint32_t max_vcpus;
     uint32_t nr_vcpus;
     uint32_t *vcpu_ids;
     uint32_t nr_regions;
-    struct hvm_region {
+    struct hvi_region {
         uint64_t gpa, len;
         uint32_t flags;
     } * regions;
@@ -190,52 +190,52 @@ struct hvm_config {
     uint64_t tsc_pinned;
     uint64_t nr_devices;
 };
-int hvm_config_decode(const struct hvm_sec *s, const uint8_t *p, size_t len,
-                      struct hvm_config *c);
-void hvm_config_free(struct hvm_config *c);
+int hvi_config_decode(const struct hvi_sec *s, const uint8_t *p, size_t len,
+                      struct hvi_config *c);
+void hvi_config_free(struct hvi_config *c);
 /* Creates the VM, its regions (mapped: anonymous, for MAP_FIXED file
  * pieces) and vCPUs as the configuration says. */
-int hvm_config_apply(hv_hypervisor *hv, const struct hvm_sec *s,
-                     const struct hvm_config *c, int32_t kick_signal,
-                     bool mapped, hv_vm **out);
+int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
+                     const struct hvi_config *c, int32_t kick_signal,
+                     bool mapped, hvc_vm **out);
 
 /* cpu_state.c: VCPU and IRQCHIP sections. */
-int hvm_vcpu_encode(hv_vcpu *v, uint8_t **out, size_t *len);
-int hvm_vcpu_apply(const struct hvm_sec *s, hv_vcpu *v, const uint8_t *p,
+int hvi_vcpu_encode(hvc_vcpu *v, uint8_t **out, size_t *len);
+int hvi_vcpu_apply(const struct hvi_sec *s, hvc_vcpu *v, const uint8_t *p,
                    size_t len);
 /* *len 0 (and *out NULL) when the VM has no interrupt controller. */
-int hvm_irqchip_encode(hv_vm *vm, uint8_t **out, size_t *len);
-int hvm_irqchip_apply(const struct hvm_sec *s, hv_vm *vm, const uint8_t *p,
+int hvi_irqchip_encode(hvc_vm *vm, uint8_t **out, size_t *len);
+int hvi_irqchip_apply(const struct hvi_sec *s, hvc_vm *vm, const uint8_t *p,
                       size_t len);
 
 /* Little-endian field access. */
-static inline void hvm_put16(uint8_t *p, uint16_t v)
+static inline void hvi_put16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
 }
-static inline void hvm_put32(uint8_t *p, uint32_t v)
+static inline void hvi_put32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
-static inline void hvm_put64(uint8_t *p, uint64_t v)
+static inline void hvi_put64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
-static inline uint16_t hvm_get16(const uint8_t *p)
+static inline uint16_t hvi_get16(const uint8_t *p)
 {
     return (uint16_t)(p[0] | p[1] << 8);
 }
-static inline uint32_t hvm_get32(const uint8_t *p)
+static inline uint32_t hvi_get32(const uint8_t *p)
 {
     uint32_t v = 0;
     for (int i = 3; i >= 0; i--)
         v = v << 8 | p[i];
     return v;
 }
-static inline uint64_t hvm_get64(const uint8_t *p)
+static inline uint64_t hvi_get64(const uint8_t *p)
 {
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)

@@ -26,10 +26,10 @@ static int check_online(const uint32_t *cpus, size_t count)
     return r;
 }
 
-int hv_thread_pin_cpus(const uint32_t *cpus, size_t count)
+int hvc_thread_pin_cpus(const uint32_t *cpus, size_t count)
 {
     if (!cpus || !count)
-        return hvi_error(-EINVAL, "hv_thread_pin_cpus: %s",
+        return hvi_error(-EINVAL, "hvc_thread_pin_cpus: %s",
                          cpus ? "empty CPU set" : "NULL CPU set");
     int r = check_online(cpus, count);
     if (r < 0)
@@ -52,13 +52,13 @@ int hv_thread_pin_cpus(const uint32_t *cpus, size_t count)
                             "...: none of them is allowed to "
                             "this process (its cpuset)",
                             cpus[0])
-                : hvi_error(e, "sched_setaffinity: %s", hv_strerror(e));
+                : hvi_error(e, "sched_setaffinity: %s", hvc_strerror(e));
     }
     CPU_FREE(set);
     return r;
 }
 
-int hv_thread_pin_node(uint32_t node)
+int hvc_thread_pin_node(uint32_t node)
 {
     int r = hvi_host_node_exists(node, "pinning a thread");
     if (r < 0)
@@ -73,7 +73,7 @@ int hv_thread_pin_node(uint32_t node)
                       ": it has no online CPUs",
                       node);
     else
-        r = hv_thread_pin_cpus(cpus, n);
+        r = hvc_thread_pin_cpus(cpus, n);
     free(cpus);
     return r;
 }

@@ -90,7 +90,7 @@ int hvi_host_node_cpus(uint32_t node, uint32_t **cpus, size_t *n)
 }
 
 /* A kernel without NUMA: one node with every online CPU and all memory. */
-static int flat_host(hv_topology *t)
+static int flat_host(hvc_topology *t)
 {
     uint32_t *cpus;
     size_t n;
@@ -100,13 +100,13 @@ static int flat_host(hv_topology *t)
     uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
     uint64_t total = (uint64_t)sysconf(_SC_PHYS_PAGES) * page;
     uint64_t avail = (uint64_t)sysconf(_SC_AVPHYS_PAGES) * page;
-    r = hv_topology_add_node(t, 0, cpus, n, total,
-                             avail < total ? avail : total);
+    r = hvc_topology_add_node(t, 0, cpus, n, total,
+                              avail < total ? avail : total);
     free(cpus);
     return r;
 }
 
-int hvi_host_nodes(hv_topology *t)
+int hvi_host_nodes(hvc_topology *t)
 {
     if (!have_numa())
         return flat_host(t);
@@ -130,8 +130,8 @@ int hvi_host_nodes(hv_topology *t)
         }
         if (avail < 0 || avail > total)
             avail = total < 0 ? 0 : total;
-        r = hv_topology_add_node(t, (uint32_t)node, cpus, n, (uint64_t)total,
-                                 (uint64_t)avail);
+        r = hvc_topology_add_node(t, (uint32_t)node, cpus, n, (uint64_t)total,
+                                  (uint64_t)avail);
         free(cpus);
         if (r < 0)
             return r;
@@ -141,24 +141,24 @@ int hvi_host_nodes(hv_topology *t)
     for (size_t i = 0; i < t->nr_nodes; i++)
         for (size_t j = 0; j < t->nr_nodes; j++) {
             int d = numa_distance((int)t->nodes[i].id, (int)t->nodes[j].id);
-            int valid = i == j ? d == HV_NUMA_DISTANCE_LOCAL
-                               : d > HV_NUMA_DISTANCE_LOCAL && d <= 255;
+            int valid = i == j ? d == HVC_NUMA_DISTANCE_LOCAL
+                               : d > HVC_NUMA_DISTANCE_LOCAL && d <= 255;
             if (valid)
                 t->distance[i * t->nr_nodes + j] = (uint32_t)d;
         }
     return 0;
 }
 
-int hv_topology_host(hv_topology **out)
+int hvc_topology_host(hvc_topology **out)
 {
     if (!out)
-        return hvi_error(-EINVAL, "hv_topology_host: NULL argument");
-    hv_topology *t;
-    int r = hv_topology_create(&t);
+        return hvi_error(-EINVAL, "hvc_topology_host: NULL argument");
+    hvc_topology *t;
+    int r = hvc_topology_create(&t);
     if (r < 0)
         return r;
     if ((r = hvi_host_nodes(t)) < 0 || (r = hvi_host_pci(t)) < 0) {
-        hv_topology_destroy(t);
+        hvc_topology_destroy(t);
         return r;
     }
     *out = t;

@@ -25,7 +25,7 @@ int hvi_numa_bind(void *addr, uint64_t len, uint32_t policy,
                   const char *what)
 {
     int r = 0;
-    if (policy == HV_NUMA_DEFAULT)
+    if (policy == HVC_NUMA_DEFAULT)
         return 0;
     /* Without the policy system calls (a kernel without NUMA, or a seccomp
      * filter), a host with node 0 only still has every page where asked. */
@@ -38,9 +38,9 @@ int hvi_numa_bind(void *addr, uint64_t len, uint32_t policy,
                          what);
     }
     static const int modes[] = {
-        [HV_NUMA_BIND] = MPOL_BIND,
-        [HV_NUMA_PREFERRED] = MPOL_PREFERRED,
-        [HV_NUMA_INTERLEAVE] = MPOL_INTERLEAVE,
+        [HVC_NUMA_BIND] = MPOL_BIND,
+        [HVC_NUMA_PREFERRED] = MPOL_PREFERRED,
+        [HVC_NUMA_INTERLEAVE] = MPOL_INTERLEAVE,
     };
     uint32_t top = 0;
     for (uint32_t i = 0; i < n; i++)
@@ -60,7 +60,7 @@ int hvi_numa_bind(void *addr, uint64_t len, uint32_t policy,
               move ? MPOL_MF_MOVE : 0) < 0) {
         int e = -errno;
         r = hvi_error(e, "%s: setting its NUMA policy (mbind): %s", what,
-                      hv_strerror(e));
+                      hvc_strerror(e));
     }
     free(mask);
     return r;

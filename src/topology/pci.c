@@ -44,14 +44,14 @@ static const char *lookup(struct pci_access *a, char *buf, int size, int flags,
     return pci_lookup_name(a, buf, size, flags, x, y);
 }
 
-static int add_device(hv_topology *t, struct pci_access *a, struct pci_dev *p)
+static int add_device(hvc_topology *t, struct pci_access *a, struct pci_dev *p)
 {
     int fill = PCI_FILL_IDENT | PCI_FILL_CLASS | PCI_FILL_NUMA_NODE;
 #ifdef PCI_FILL_CLASS_EXT
     fill |= PCI_FILL_CLASS_EXT;
 #endif
     pci_fill_info(p, fill);
-    hv_pci_device d = HV_PCI_DEVICE_INIT;
+    hvc_pci_device d = HVC_PCI_DEVICE_INIT;
     d.domain = (uint32_t)p->domain;
     d.bus = p->bus;
     d.device = p->dev;
@@ -75,7 +75,7 @@ static int add_device(hv_topology *t, struct pci_access *a, struct pci_dev *p)
     return hvi_topo_add_pci(t, &d);
 }
 
-static int scan(hv_topology *t, struct pci_access *a)
+static int scan(hvc_topology *t, struct pci_access *a)
 {
     pci_init(a);
     pci_scan_bus(a);
@@ -87,7 +87,7 @@ static int scan(hv_topology *t, struct pci_access *a)
     return 0;
 }
 
-int hvi_host_pci(hv_topology *t)
+int hvi_host_pci(hvc_topology *t)
 {
     struct pci_access *a = pci_alloc();
     a->error = pci_fail;

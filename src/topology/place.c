@@ -11,7 +11,7 @@
  * By distance from the device's node when it is known (from != SIZE_MAX),
  * then by free memory, then by the lower id, so that the answer never
  * depends on anything but the description. */
-static int better(const hv_topology *t, size_t from, size_t a, size_t b)
+static int better(const hvc_topology *t, size_t from, size_t a, size_t b)
 {
     if (b == SIZE_MAX)
         return 1;
@@ -27,17 +27,17 @@ static int better(const hv_topology *t, size_t from, size_t a, size_t b)
     return x->id < y->id;
 }
 
-int hv_topology_place(const hv_topology *t, const char *address,
-                      hv_placement *out, uint32_t *cpus, size_t capacity,
-                      size_t *count)
+int hvc_topology_place(const hvc_topology *t, const char *address,
+                       hvc_placement *out, uint32_t *cpus, size_t capacity,
+                       size_t *count)
 {
     if (!t || !address || !out || (capacity && (!cpus || !count)))
-        return hvi_error(-EINVAL, "hv_topology_place: NULL argument");
+        return hvi_error(-EINVAL, "hvc_topology_place: NULL argument");
     size_t dev;
-    int r = hv_topology_find_pci(t, address, &dev);
+    int r = hvc_topology_find_pci(t, address, &dev);
     if (r < 0)
         return r;
-    const hv_pci_device *d = &t->pci[dev];
+    const hvc_pci_device *d = &t->pci[dev];
 
     /* A device the host puts on a node this description lacks is treated
      * as one without a node: there is no distance to go by. */
@@ -54,17 +54,17 @@ int hv_topology_place(const hv_topology *t, const char *address,
                          "topology has CPUs",
                          address);
 
-    hv_placement p = HV_PLACEMENT_INIT;
+    hvc_placement p = HVC_PLACEMENT_INIT;
     p.node = t->nodes[best].id;
     p.device_node = d->numa_node;
     if (from == SIZE_MAX) {
-        p.flags = HV_PLACEMENT_NO_AFFINITY;
+        p.flags = HVC_PLACEMENT_NO_AFFINITY;
     } else {
         p.distance = hvi_topo_distance(t, from, best);
         if (best != from)
-            p.flags = HV_PLACEMENT_NEAREST;
+            p.flags = HVC_PLACEMENT_NEAREST;
     }
-    if ((r = hvi_copy_out(out, &p, sizeof(p), "hv_placement")) < 0)
+    if ((r = hvi_copy_out(out, &p, sizeof(p), "hvc_placement")) < 0)
         return r;
     const struct hvi_node *n = &t->nodes[best];
     if (capacity)

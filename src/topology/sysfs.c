@@ -79,7 +79,7 @@ int hvi_online_cpus(uint32_t **cpus, size_t *n)
             fclose(f);
         free(line);
         return hvi_error(-EIO, "cannot read %s: %s", path,
-                         hv_strerror(e ? -e : -EIO));
+                         hvc_strerror(e ? -e : -EIO));
     }
     fclose(f);
     int r = hvi_parse_cpulist(line, cpus, n);

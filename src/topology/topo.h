@@ -15,28 +15,28 @@ struct hvi_node {
     uint64_t mem_free;
 };
 
-struct hv_topology {
+struct hvc_topology {
     struct hvi_node *nodes; /* ascending id */
     size_t nr_nodes;
     /* nr_nodes x nr_nodes, row = index of the "from" node: kept by index
      * so that a lookup is one multiplication once the node is found. */
     uint32_t *distance;
-    hv_pci_device *pci; /* ascending address; the names are owned */
+    hvc_pci_device *pci; /* ascending address; the names are owned */
     size_t nr_pci;
 };
 
 /* topology.c */
-const struct hvi_node *hvi_topo_node(const hv_topology *t, uint32_t id,
+const struct hvi_node *hvi_topo_node(const hvc_topology *t, uint32_t id,
                                      size_t *index);
-uint32_t hvi_topo_distance(const hv_topology *t, size_t from, size_t to);
+uint32_t hvi_topo_distance(const hvc_topology *t, size_t from, size_t to);
 /* Adds a device without checking that its node is in the description: the
  * host's word is taken as it is. */
-int hvi_topo_add_pci(hv_topology *t, const hv_pci_device *dev);
+int hvi_topo_add_pci(hvc_topology *t, const hvc_pci_device *dev);
 /* Fills an out-struct whose caller set its uint32_t size first: rejects a
  * size this library does not know. */
 int hvi_copy_out(void *dst, const void *src, size_t size, const char *what);
 /* Parses "DDDD:BB:DD.F" or "BB:DD.F". */
-int hvi_parse_pci_address(const char *s, hv_pci_device *dev);
+int hvi_parse_pci_address(const char *s, hvc_pci_device *dev);
 
 /* sysfs.c: small readers for /sys files. */
 /* Parses a kernel CPU list ("0-3,8,10-11") into a sorted, malloc'ed
@@ -50,13 +50,13 @@ int hvi_cmp_u32(const void *a, const void *b);
 int hvi_cpu_in(const uint32_t *cpus, size_t n, uint32_t cpu);
 
 /* host.c: the host's NUMA nodes through libnuma. */
-int hvi_host_nodes(hv_topology *t);
+int hvi_host_nodes(hvc_topology *t);
 /* Checks that the host has @node; the message lists the nodes it has. */
 int hvi_host_node_exists(uint32_t node, const char *what);
 /* The online CPUs of a host node. */
 int hvi_host_node_cpus(uint32_t node, uint32_t **cpus, size_t *n);
 
 /* pci.c: the host's PCI devices through libpci. */
-int hvi_host_pci(hv_topology *t);
+int hvi_host_pci(hvc_topology *t);
 
 #endif

@@ -7,21 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-int hv_topology_create(hv_topology **out)
+int hvc_topology_create(hvc_topology **out)
 {
     if (!out)
-        return hvi_error(-EINVAL, "hv_topology_create: NULL argument");
-    hv_topology *t = calloc(1, sizeof(*t));
+        return hvi_error(-EINVAL, "hvc_topology_create: NULL argument");
+    hvc_topology *t = calloc(1, sizeof(*t));
     if (!t)
         return hvi_error(-ENOMEM, "out of memory creating a topology");
     *out = t;
     return 0;
 }
 
-int hv_topology_destroy(hv_topology *t)
+int hvc_topology_destroy(hvc_topology *t)
 {
     if (!t)
-        return hvi_error(-EINVAL, "hv_topology_destroy: NULL topology");
+        return hvi_error(-EINVAL, "hvc_topology_destroy: NULL topology");
     for (size_t i = 0; i < t->nr_nodes; i++)
         free(t->nodes[i].cpus);
     for (size_t i = 0; i < t->nr_pci; i++) {
@@ -37,7 +37,7 @@ int hv_topology_destroy(hv_topology *t)
 }
 
 /* Index of the first node whose id is >= id. */
-static size_t node_pos(const hv_topology *t, uint32_t id)
+static size_t node_pos(const hvc_topology *t, uint32_t id)
 {
     size_t lo = 0, hi = t->nr_nodes;
     while (lo < hi) {
@@ -50,7 +50,7 @@ static size_t node_pos(const hv_topology *t, uint32_t id)
     return lo;
 }
 
-const struct hvi_node *hvi_topo_node(const hv_topology *t, uint32_t id,
+const struct hvi_node *hvi_topo_node(const hvc_topology *t, uint32_t id,
                                      size_t *index)
 {
     size_t i = node_pos(t, id);
@@ -61,13 +61,13 @@ const struct hvi_node *hvi_topo_node(const hv_topology *t, uint32_t id,
     return &t->nodes[i];
 }
 
-uint32_t hvi_topo_distance(const hv_topology *t, size_t from, size_t to)
+uint32_t hvi_topo_distance(const hvc_topology *t, size_t from, size_t to)
 {
     return t->distance[from * t->nr_nodes + to];
 }
 
 /* Every CPU belongs to one node; the message names the first clash. */
-static int check_cpus(const hv_topology *t, uint32_t node, const uint32_t *v,
+static int check_cpus(const hvc_topology *t, uint32_t node, const uint32_t *v,
                       size_t n)
 {
     for (size_t i = 1; i < n; i++)
@@ -87,7 +87,7 @@ static int check_cpus(const hv_topology *t, uint32_t node, const uint32_t *v,
 
 /* Makes room for a node at position pos: the node array and the distance
  * matrix, whose new row and column get the defaults. */
-static int insert_node(hv_topology *t, size_t pos)
+static int insert_node(hvc_topology *t, size_t pos)
 {
     size_t n = t->nr_nodes + 1;
     struct hvi_node *nodes = realloc(t->nodes, n * sizeof(*nodes));
@@ -100,7 +100,7 @@ static int insert_node(hv_topology *t, size_t pos)
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
             uint32_t v =
-                i == j ? HV_NUMA_DISTANCE_LOCAL : HV_NUMA_DISTANCE_REMOTE;
+                i == j ? HVC_NUMA_DISTANCE_LOCAL : HVC_NUMA_DISTANCE_REMOTE;
             if (i != pos && j != pos)
                 v = hvi_topo_distance(t, i - (i > pos), j - (j > pos));
             d[i * n + j] = v;
@@ -113,11 +113,11 @@ static int insert_node(hv_topology *t, size_t pos)
     return 0;
 }
 
-int hv_topology_add_node(hv_topology *t, uint32_t node, const uint32_t *cpus,
-                         size_t nr_cpus, uint64_t mem_total, uint64_t mem_free)
+int hvc_topology_add_node(hvc_topology *t, uint32_t node, const uint32_t *cpus,
+                          size_t nr_cpus, uint64_t mem_total, uint64_t mem_free)
 {
     if (!t || (nr_cpus && !cpus))
-        return hvi_error(-EINVAL, "hv_topology_add_node: NULL argument");
+        return hvi_error(-EINVAL, "hvc_topology_add_node: NULL argument");
     if (node > INT32_MAX)
         return hvi_error(-EINVAL, "node id %" PRIu32 " is above %d", node,
                          INT32_MAX);
@@ -149,17 +149,17 @@ int hv_topology_add_node(hv_topology *t, uint32_t node, const uint32_t *cpus,
     return 0;
 }
 
-int hv_topology_set_distance(hv_topology *t, uint32_t from, uint32_t to,
-                             uint32_t distance)
+int hvc_topology_set_distance(hvc_topology *t, uint32_t from, uint32_t to,
+                              uint32_t distance)
 {
     if (!t)
-        return hvi_error(-EINVAL, "hv_topology_set_distance: NULL topology");
+        return hvi_error(-EINVAL, "hvc_topology_set_distance: NULL topology");
     size_t i, j;
     if (!hvi_topo_node(t, from, &i) || !hvi_topo_node(t, to, &j))
         return hvi_error(-ENOENT, "no node %" PRIu32 " in the topology",
                          hvi_topo_node(t, from, NULL) ? to : from);
-    if (i == j ? distance != HV_NUMA_DISTANCE_LOCAL
-               : distance <= HV_NUMA_DISTANCE_LOCAL || distance > 255)
+    if (i == j ? distance != HVC_NUMA_DISTANCE_LOCAL
+               : distance <= HVC_NUMA_DISTANCE_LOCAL || distance > 255)
         return hvi_error(-EINVAL,
                          "distance %" PRIu32 " from node %" PRIu32
                          " to node %" PRIu32 " is not %s",
@@ -168,7 +168,7 @@ int hv_topology_set_distance(hv_topology *t, uint32_t from, uint32_t to,
     return 0;
 }
 
-static int cmp_pci(const hv_pci_device *a, const hv_pci_device *b)
+static int cmp_pci(const hvc_pci_device *a, const hvc_pci_device *b)
 {
     uint64_t x = (uint64_t)a->domain << 16 | (uint32_t)a->bus << 8 |
                  (uint32_t)a->device << 3 | a->function;
@@ -177,7 +177,7 @@ static int cmp_pci(const hv_pci_device *a, const hv_pci_device *b)
     return (x > y) - (x < y);
 }
 
-static size_t pci_pos(const hv_topology *t, const hv_pci_device *d)
+static size_t pci_pos(const hvc_topology *t, const hvc_pci_device *d)
 {
     size_t lo = 0, hi = t->nr_pci;
     while (lo < hi) {
@@ -191,7 +191,7 @@ static size_t pci_pos(const hv_topology *t, const hv_pci_device *d)
 }
 
 /* Copies the caller's names; on failure nothing is left allocated. */
-static int dup_names(hv_pci_device *d, const hv_pci_device *src)
+static int dup_names(hvc_pci_device *d, const hvc_pci_device *src)
 {
     d->vendor_name = src->vendor_name ? strdup(src->vendor_name) : NULL;
     d->device_name = src->device_name ? strdup(src->device_name) : NULL;
@@ -207,7 +207,7 @@ static int dup_names(hv_pci_device *d, const hv_pci_device *src)
     return 0;
 }
 
-int hvi_topo_add_pci(hv_topology *t, const hv_pci_device *dev)
+int hvi_topo_add_pci(hvc_topology *t, const hvc_pci_device *dev)
 {
     if (dev->device > 31 || dev->function > 7 || dev->numa_node < -1)
         return hvi_error(-EINVAL,
@@ -221,10 +221,10 @@ int hvi_topo_add_pci(hv_topology *t, const hv_pci_device *dev)
                          "PCI device %04" PRIx32 ":%02x:%02x.%x is already "
                          "there",
                          dev->domain, dev->bus, dev->device, dev->function);
-    hv_pci_device d = *dev;
+    hvc_pci_device d = *dev;
     d.size = sizeof(d);
     d.reserved = 0;
-    hv_pci_device *grown = realloc(t->pci, (t->nr_pci + 1) * sizeof(*grown));
+    hvc_pci_device *grown = realloc(t->pci, (t->nr_pci + 1) * sizeof(*grown));
     if (grown)
         t->pci = grown;
     if (!grown || dup_names(&d, dev) < 0)
@@ -236,12 +236,12 @@ int hvi_topo_add_pci(hv_topology *t, const hv_pci_device *dev)
     return 0;
 }
 
-int hv_topology_add_pci(hv_topology *t, const hv_pci_device *dev)
+int hvc_topology_add_pci(hvc_topology *t, const hvc_pci_device *dev)
 {
     if (!t || !dev)
-        return hvi_error(-EINVAL, "hv_topology_add_pci: NULL argument");
-    hv_pci_device d = HV_PCI_DEVICE_INIT;
-    int r = hvi_copy_options(&d, sizeof(d), dev, sizeof(d), "hv_pci_device");
+        return hvi_error(-EINVAL, "hvc_topology_add_pci: NULL argument");
+    hvc_pci_device d = HVC_PCI_DEVICE_INIT;
+    int r = hvi_copy_options(&d, sizeof(d), dev, sizeof(d), "hvc_pci_device");
     if (r < 0)
         return r;
     if (d.numa_node >= 0 && !hvi_topo_node(t, (uint32_t)d.numa_node, NULL))
@@ -252,11 +252,11 @@ int hv_topology_add_pci(hv_topology *t, const hv_pci_device *dev)
     return hvi_topo_add_pci(t, &d);
 }
 
-int hv_topology_list_nodes(const hv_topology *t, uint32_t *ids, size_t capacity,
-                           size_t *count)
+int hvc_topology_list_nodes(const hvc_topology *t, uint32_t *ids,
+                            size_t capacity, size_t *count)
 {
     if (!t || !count || (capacity && !ids))
-        return hvi_error(-EINVAL, "hv_topology_list_nodes: NULL argument");
+        return hvi_error(-EINVAL, "hvc_topology_list_nodes: NULL argument");
     for (size_t i = 0; i < t->nr_nodes && i < capacity; i++)
         ids[i] = t->nodes[i].id;
     *count = t->nr_nodes;
@@ -268,11 +268,11 @@ static int no_node(uint32_t node)
     return hvi_error(-ENOENT, "no node %" PRIu32 " in the topology", node);
 }
 
-int hv_topology_node_cpus(const hv_topology *t, uint32_t node, uint32_t *cpus,
-                          size_t capacity, size_t *count)
+int hvc_topology_node_cpus(const hvc_topology *t, uint32_t node, uint32_t *cpus,
+                           size_t capacity, size_t *count)
 {
     if (!t || !count || (capacity && !cpus))
-        return hvi_error(-EINVAL, "hv_topology_node_cpus: NULL argument");
+        return hvi_error(-EINVAL, "hvc_topology_node_cpus: NULL argument");
     const struct hvi_node *n = hvi_topo_node(t, node, NULL);
     if (!n)
         return no_node(node);
@@ -283,11 +283,11 @@ int hv_topology_node_cpus(const hv_topology *t, uint32_t node, uint32_t *cpus,
     return 0;
 }
 
-int hv_topology_node_memory(const hv_topology *t, uint32_t node,
-                            uint64_t *total, uint64_t *free_bytes)
+int hvc_topology_node_memory(const hvc_topology *t, uint32_t node,
+                             uint64_t *total, uint64_t *free_bytes)
 {
     if (!t)
-        return hvi_error(-EINVAL, "hv_topology_node_memory: NULL topology");
+        return hvi_error(-EINVAL, "hvc_topology_node_memory: NULL topology");
     const struct hvi_node *n = hvi_topo_node(t, node, NULL);
     if (!n)
         return no_node(node);
@@ -298,11 +298,11 @@ int hv_topology_node_memory(const hv_topology *t, uint32_t node,
     return 0;
 }
 
-int hv_topology_distance(const hv_topology *t, uint32_t from, uint32_t to,
-                         uint32_t *distance)
+int hvc_topology_distance(const hvc_topology *t, uint32_t from, uint32_t to,
+                          uint32_t *distance)
 {
     if (!t || !distance)
-        return hvi_error(-EINVAL, "hv_topology_distance: NULL argument");
+        return hvi_error(-EINVAL, "hvc_topology_distance: NULL argument");
     size_t i, j;
     if (!hvi_topo_node(t, from, &i))
         return no_node(from);
@@ -312,7 +312,7 @@ int hv_topology_distance(const hv_topology *t, uint32_t from, uint32_t to,
     return 0;
 }
 
-size_t hv_topology_pci_count(const hv_topology *t)
+size_t hvc_topology_pci_count(const hvc_topology *t)
 {
     return t ? t->nr_pci : 0;
 }
@@ -330,15 +330,15 @@ int hvi_copy_out(void *dst, const void *src, size_t size, const char *what)
     return 0;
 }
 
-int hv_topology_pci_device(const hv_topology *t, size_t index,
-                           hv_pci_device *out)
+int hvc_topology_pci_device(const hvc_topology *t, size_t index,
+                            hvc_pci_device *out)
 {
     if (!t || !out)
-        return hvi_error(-EINVAL, "hv_topology_pci_device: NULL argument");
+        return hvi_error(-EINVAL, "hvc_topology_pci_device: NULL argument");
     if (index >= t->nr_pci)
         return hvi_error(-ENOENT, "PCI device index %zu is past the last (%zu)",
                          index, t->nr_pci);
-    return hvi_copy_out(out, &t->pci[index], sizeof(*out), "hv_pci_device");
+    return hvi_copy_out(out, &t->pci[index], sizeof(*out), "hvc_pci_device");
 }
 
 /* Up to max_digits hex digits; returns how many were read, 0 for none or
@@ -364,7 +364,7 @@ static int hex(const char **s, unsigned max_digits, uint32_t *out)
     return (int)n;
 }
 
-int hvi_parse_pci_address(const char *s, hv_pci_device *d)
+int hvi_parse_pci_address(const char *s, hvc_pci_device *d)
 {
     /* "DDDD:BB:DD.F" or "BB:DD.F": a first field followed by two colons
      * is the domain. */
@@ -391,12 +391,12 @@ int hvi_parse_pci_address(const char *s, hv_pci_device *d)
     return 0;
 }
 
-int hv_topology_find_pci(const hv_topology *t, const char *address,
-                         size_t *index)
+int hvc_topology_find_pci(const hvc_topology *t, const char *address,
+                          size_t *index)
 {
     if (!t || !address || !index)
-        return hvi_error(-EINVAL, "hv_topology_find_pci: NULL argument");
-    hv_pci_device d = HV_PCI_DEVICE_INIT;
+        return hvi_error(-EINVAL, "hvc_topology_find_pci: NULL argument");
+    hvc_pci_device d = HVC_PCI_DEVICE_INIT;
     int r = hvi_parse_pci_address(address, &d);
     if (r < 0)
         return r;

@@ -8,7 +8,7 @@ trap 'rm -rf "$tmp"' EXIT
 rc=0 n=0
 while IFS= read -r h; do
     rel=${h#"$inc"/}
-    printf '#include <%s>\n#include <%s>\nint hv_header_check;\n' "$rel" "$rel" \
+    printf '#include <%s>\n#include <%s>\nint hvc_header_check;\n' "$rel" "$rel" \
         >"$tmp/tu.c"
     if ! "$cc" -std=c99 -pedantic -Wall -Wextra -Werror -fsyntax-only \
         -I"$inc" "$tmp/tu.c"; then

@@ -9,13 +9,13 @@ trap 'rm -rf "$tmp"' EXIT
 
 nm -D --defined-only "$lib" | awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }' |
     sort -u >"$tmp/exported"
-sed -n 's/^[[:space:]]*\(hv_[a-z0-9_]*\);.*/\1/p' "$map" | sort -u >"$tmp/map"
-grep -rhoz 'HV_EXTERN[^;]*;' "$inc" | tr '\0\n' '  ' |
-    grep -o 'hv_[a-z0-9_]*[[:space:]]*(' | tr -d ' (' | sort -u >"$tmp/headers"
+sed -n 's/^[[:space:]]*\(hvc_[a-z0-9_]*\);.*/\1/p' "$map" | sort -u >"$tmp/map"
+grep -rhoz 'HVC_EXTERN[^;]*;' "$inc" | tr '\0\n' '  ' |
+    grep -o 'hvc_[a-z0-9_]*[[:space:]]*(' | tr -d ' (' | sort -u >"$tmp/headers"
 
 rc=0
-if grep -v '^hv_' "$tmp/exported"; then
-    echo "FAIL: symbols above are exported but are not hv_*" >&2
+if grep -v '^hvc_' "$tmp/exported"; then
+    echo "FAIL: symbols above are exported but are not hvc_*" >&2
     rc=1
 fi
 compare() { # compare A B what
@@ -26,7 +26,7 @@ compare() { # compare A B what
     fi
 }
 compare map exported "the version script and the library's exports"
-compare map headers "the version script and the HV_EXTERN declarations"
+compare map headers "the version script and the HVC_EXTERN declarations"
 n=$(wc -l <"$tmp/exported")
 [ "$rc" -eq 0 ] && echo "ok: $n symbols, the same in library, version script and headers"
 exit "$rc"

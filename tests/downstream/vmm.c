@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int console(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+static int console(void *opaque, hvc_vcpu *vcpu, uint64_t offset, void *data,
                    uint32_t size, int is_write)
 {
     (void)opaque, (void)vcpu, (void)offset, (void)size;
@@ -19,7 +19,7 @@ static int console(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
 static int check(int r, const char *what)
 {
     if (r < 0) {
-        fprintf(stderr, "vmm: %s: %s\n", what, hv_last_error());
+        fprintf(stderr, "vmm: %s: %s\n", what, hvc_last_error());
         exit(1);
     }
     return r;
@@ -35,35 +35,35 @@ int main(int argc, char **argv)
     }
     size_t len = fread(image, 1, sizeof(image), f);
     fclose(f);
-    if (hv_version() / 10000 != HV_VERSION_MAJOR) {
-        fprintf(stderr, "vmm: built for %d.x, loaded %s\n", HV_VERSION_MAJOR,
-                hv_version_string());
+    if (hvc_version() / 10000 != HVC_VERSION_MAJOR) {
+        fprintf(stderr, "vmm: built for %d.x, loaded %s\n", HVC_VERSION_MAJOR,
+                hvc_version_string());
         return 1;
     }
-    hv_hypervisor *hv;
-    hv_vm *vm;
-    hv_vcpu *vcpu;
-    const hv_exit *exit;
-    check(hv_hypervisor_open(NULL, &hv), "open");
-    check(hv_vm_create(hv, NULL, &vm), "VM");
-    hv_memory_options ram = HV_MEMORY_OPTIONS_INIT;
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    hvc_vcpu *vcpu;
+    const hvc_exit *exit;
+    check(hvc_hypervisor_open(NULL, &hv), "open");
+    check(hvc_vm_create(hv, NULL, &vm), "VM");
+    hvc_memory_options ram = HVC_MEMORY_OPTIONS_INIT;
     ram.length = 2 << 20;
-    check(hv_vm_add_memory(vm, &ram, NULL), "RAM");
-    check(hv_vm_write(vm, 0x8000, image, len), "load");
-    check(hv_vm_add_io_handler(vm, HV_IO_PIO, 0xe9, 1, console, NULL),
+    check(hvc_vm_add_memory(vm, &ram, NULL), "RAM");
+    check(hvc_vm_write(vm, 0x8000, image, len), "load");
+    check(hvc_vm_add_io_handler(vm, HVC_IO_PIO, 0xe9, 1, console, NULL),
           "console");
-    check(hv_vcpu_create(vm, 0, &vcpu), "vCPU");
-    hv_vcpu_mode_options mode = HV_VCPU_MODE_OPTIONS_INIT;
-    mode.mode = HV_X86_MODE_LONG64;
+    check(hvc_vcpu_create(vm, 0, &vcpu), "vCPU");
+    hvc_vcpu_mode_options mode = HVC_VCPU_MODE_OPTIONS_INIT;
+    mode.mode = HVC_X86_MODE_LONG64;
     mode.entry = 0x8000;
     mode.stack = 0x8000;
     mode.tables_addr = 0x100000;
-    check(hv_vcpu_set_mode(vcpu, &mode), "mode");
-    check(hv_vcpu_run(vcpu, &exit), "run");
-    int status = exit->reason == HV_EXIT_PIO && exit->u.io.port == 0xf4
+    check(hvc_vcpu_set_mode(vcpu, &mode), "mode");
+    check(hvc_vcpu_run(vcpu, &exit), "run");
+    int status = exit->reason == HVC_EXIT_PIO && exit->u.io.port == 0xf4
                      ? *(unsigned char *)exit->u.io.data
                      : 100 + (int)exit->reason;
-    check(hv_vm_destroy(vm), "destroy");
-    check(hv_hypervisor_close(hv), "close");
+    check(hvc_vm_destroy(vm), "destroy");
+    check(hvc_hypervisor_close(hv), "close");
     return status;
 }

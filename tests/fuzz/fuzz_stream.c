@@ -1,5 +1,5 @@
 /* libFuzzer target for the migration stream reader (docs/MIGRATION.md):
- * every input is handed to hv_vm_restore() through an hv_stream that reads
+ * every input is handed to hvc_vm_restore() through an hvc_stream that reads
  * it from memory. Built only with clang and -DHVCORE_FUZZ=ON; dev.sh runs
  * it for a bounded time over the seeds of tests/fuzz/make_seeds.c.
  *
@@ -115,22 +115,22 @@ static int64_t read_buf(void *opaque, void *buf, size_t length)
     return (int64_t)n;
 }
 
-static int attach_uart(void *opaque, hv_vm *vm, const void *user_data,
+static int attach_uart(void *opaque, hvc_vm *vm, const void *user_data,
                        size_t length)
 {
     (void)opaque;
     (void)user_data;
     (void)length;
-    hv_serial_options so = HV_SERIAL_OPTIONS_INIT;
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
     so.name = "com1";
-    return hv_serial_create(vm, &so, NULL);
+    return hvc_serial_create(vm, &so, NULL);
 }
 
-static hv_hypervisor *hypervisor(void)
+static hvc_hypervisor *hypervisor(void)
 {
-    static hv_hypervisor *hv;
-    if (!hv && hv_hypervisor_open("kvm", &hv) < 0) {
-        fprintf(stderr, "fuzz_stream: cannot open KVM: %s\n", hv_last_error());
+    static hvc_hypervisor *hv;
+    if (!hv && hvc_hypervisor_open("kvm", &hv) < 0) {
+        fprintf(stderr, "fuzz_stream: cannot open KVM: %s\n", hvc_last_error());
         abort();
     }
     return hv;
@@ -148,7 +148,7 @@ static void dump(const uint8_t *s, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    hv_hypervisor *hv = hypervisor();
+    hvc_hypervisor *hv = hypervisor();
     uint8_t *s = malloc(size ? size : 1);
     if (!s)
         return 0;
@@ -157,10 +157,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fix_crcs(s, size);
     dump(s, size);
 
-    uint8_t key[HV_STREAM_KEY_SIZE];
-    for (int i = 0; i < HV_STREAM_KEY_SIZE; i++)
+    uint8_t key[HVC_STREAM_KEY_SIZE];
+    for (int i = 0; i < HVC_STREAM_KEY_SIZE; i++)
         key[i] = (uint8_t)(i * 7 + 1);
-    hv_restore_options ro = HV_RESTORE_OPTIONS_INIT;
+    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
     ro.setup = attach_uart;
     if (size >= HEADER_SIZE) {
         uint32_t flags = (uint32_t)get_le(s + 44, 4);
@@ -169,12 +169,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     struct reader rd = {s, size, 0};
-    hv_stream st = HV_STREAM_INIT;
+    hvc_stream st = HVC_STREAM_INIT;
     st.read = read_buf;
     st.opaque = &rd;
-    hv_vm *vm = NULL;
-    if (hv_vm_restore(hv, &st, &ro, &vm) == 0)
-        hv_vm_destroy(vm);
+    hvc_vm *vm = NULL;
+    if (hvc_vm_restore(hv, &st, &ro, &vm) == 0)
+        hvc_vm_destroy(vm);
     free(s);
     return 0;
 }

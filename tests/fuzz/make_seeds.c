@@ -1,6 +1,6 @@
 /* Seed streams for tests/fuzz/fuzz_stream.c: small VMs running the flat
  * test guest hlt64 (tests/guests/hlt64.S), paused and saved with
- * hv_vm_save_fd() into OUTDIR/seed-<name>.bin. Each VM has 256 KiB of RAM
+ * hvc_vm_save_fd() into OUTDIR/seed-<name>.bin. Each VM has 256 KiB of RAM
  * and a 1 GiB identity map (4 pages of tables at 0x10000), so a seed is a
  * few dozen KiB: mostly vCPU state and zero-page runs.
  *
@@ -11,8 +11,8 @@
  * port), "key" (the same, encrypted with the fuzzer's fixed test key),
  * "novcpu" (no vCPU at all: its stream has no VCPU and TSC sections, so
  * it reaches IRQCHIP, DEVICE and END even where vCPU state does not
- * restore) and "noirqchip" (HV_VM_NO_IRQCHIP, two vCPUs of which one
- * stopped at HLT, caller data, HV_SAVE_ALIGN_PAGES padding). Exits
+ * restore) and "noirqchip" (HVC_VM_NO_IRQCHIP, two vCPUs of which one
+ * stopped at HLT, caller data, HVC_SAVE_ALIGN_PAGES padding). Exits
  * non-zero, with the library's message, when anything fails. */
 #include <hvcore.h>
 
@@ -33,12 +33,12 @@ static const char *guest_dir = HVCORE_GUEST_DIR;
 
 static int fail(const char *what, int r)
 {
-    fprintf(stderr, "make_seeds: %s: %s (%s)\n", what, hv_strerror(r),
-            hv_last_error());
+    fprintf(stderr, "make_seeds: %s: %s (%s)\n", what, hvc_strerror(r),
+            hvc_last_error());
     return r < 0 ? r : -1;
 }
 
-static int load_guest(hv_vm *vm, const char *name)
+static int load_guest(hvc_vm *vm, const char *name)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s.bin", guest_dir, name);
@@ -50,43 +50,43 @@ static int load_guest(hv_vm *vm, const char *name)
     static unsigned char buf[1 << 16];
     size_t n = fread(buf, 1, sizeof(buf), f);
     fclose(f);
-    int r = n ? hv_vm_write(vm, GUEST_LOAD, buf, n) : -1;
+    int r = n ? hvc_vm_write(vm, GUEST_LOAD, buf, n) : -1;
     return r < 0 ? fail(path, r) : 0;
 }
 
 /* A vCPU in long mode at GUEST_LOAD + @p offset. */
-static int add_vcpu(hv_vm *vm, uint32_t id, uint64_t offset, hv_vcpu **out)
+static int add_vcpu(hvc_vm *vm, uint32_t id, uint64_t offset, hvc_vcpu **out)
 {
-    int r = hv_vcpu_create(vm, id, out);
+    int r = hvc_vcpu_create(vm, id, out);
     if (r < 0)
-        return fail("hv_vcpu_create", r);
-    hv_vcpu_mode_options o = HV_VCPU_MODE_OPTIONS_INIT;
-    o.mode = HV_X86_MODE_LONG64;
+        return fail("hvc_vcpu_create", r);
+    hvc_vcpu_mode_options o = HVC_VCPU_MODE_OPTIONS_INIT;
+    o.mode = HVC_X86_MODE_LONG64;
     o.entry = GUEST_LOAD + offset;
     o.stack = GUEST_STACK;
     o.tables_addr = TABLES;
     o.map_length = MAP_1G;
-    r = hv_vcpu_set_mode(*out, &o);
-    return r < 0 ? fail("hv_vcpu_set_mode", r) : 0;
+    r = hvc_vcpu_set_mode(*out, &o);
+    return r < 0 ? fail("hvc_vcpu_set_mode", r) : 0;
 }
 
 /* Runs @p v once; it must stop at HLT (@p port 0) or at an OUT to @p port.
  */
-static int run_to(hv_vcpu *v, uint16_t port)
+static int run_to(hvc_vcpu *v, uint16_t port)
 {
-    const hv_exit *e;
-    int r = hv_vcpu_run(v, &e);
+    const hvc_exit *e;
+    int r = hvc_vcpu_run(v, &e);
     if (r < 0)
-        return fail("hv_vcpu_run", r);
-    if (port ? e->reason == HV_EXIT_PIO && e->u.io.port == port
-             : e->reason == HV_EXIT_HLT)
+        return fail("hvc_vcpu_run", r);
+    if (port ? e->reason == HVC_EXIT_PIO && e->u.io.port == port
+             : e->reason == HVC_EXIT_HLT)
         return 0;
     fprintf(stderr, "make_seeds: unexpected exit %u\n", e->reason);
     return -1;
 }
 
-static int save(hv_vm *vm, const char *dir, const char *name,
-                const hv_save_options *so)
+static int save(hvc_vm *vm, const char *dir, const char *name,
+                const hvc_save_options *so)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/seed-%s.bin", dir, name);
@@ -95,10 +95,10 @@ static int save(hv_vm *vm, const char *dir, const char *name,
         perror(path);
         return -1;
     }
-    int r = hv_vm_pause(vm);
+    int r = hvc_vm_pause(vm);
     if (r == 0) {
-        r = hv_vm_save_fd(vm, fd, so);
-        hv_vm_resume(vm);
+        r = hvc_vm_save_fd(vm, fd, so);
+        hvc_vm_resume(vm);
     }
     if (close(fd) < 0 && r == 0)
         r = -1;
@@ -110,66 +110,66 @@ static int save(hv_vm *vm, const char *dir, const char *name,
 }
 
 /* A VM with @p flags, RAM, the guest and the UART. */
-static int new_vm(hv_hypervisor *hv, uint32_t flags, hv_vm **out)
+static int new_vm(hvc_hypervisor *hv, uint32_t flags, hvc_vm **out)
 {
-    hv_vm_options vo = HV_VM_OPTIONS_INIT;
+    hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
     vo.flags = flags;
-    int r = hv_vm_create(hv, &vo, out);
+    int r = hvc_vm_create(hv, &vo, out);
     if (r < 0)
-        return fail("hv_vm_create", r);
-    hv_memory_options mo = HV_MEMORY_OPTIONS_INIT;
+        return fail("hvc_vm_create", r);
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
     mo.length = RAM;
-    hv_serial_options sio = HV_SERIAL_OPTIONS_INIT;
+    hvc_serial_options sio = HVC_SERIAL_OPTIONS_INIT;
     sio.name = "com1";
-    if ((r = hv_vm_add_memory(*out, &mo, NULL)) < 0)
-        r = fail("hv_vm_add_memory", r);
-    else if ((r = hv_serial_create(*out, &sio, NULL)) < 0)
-        r = fail("hv_serial_create", r);
+    if ((r = hvc_vm_add_memory(*out, &mo, NULL)) < 0)
+        r = fail("hvc_vm_add_memory", r);
+    else if ((r = hvc_serial_create(*out, &sio, NULL)) < 0)
+        r = fail("hvc_serial_create", r);
     else
         r = load_guest(*out, "hlt64");
     if (r < 0)
-        hv_vm_destroy(*out);
+        hvc_vm_destroy(*out);
     return r;
 }
 
 /* hlt64 entered past its HLT (which would wait in the kernel for an
  * interrupt), run to the done port; or (@p vcpus 0) no vCPU at all. */
-static int seed_irqchip(hv_hypervisor *hv, const char *dir, const char *name,
+static int seed_irqchip(hvc_hypervisor *hv, const char *dir, const char *name,
                         int vcpus, const uint8_t *key)
 {
-    hv_vm *vm;
-    hv_vcpu *v;
+    hvc_vm *vm;
+    hvc_vcpu *v;
     int r = new_vm(hv, 0, &vm);
     if (r < 0)
         return r;
     if (vcpus && (r = add_vcpu(vm, 0, 1, &v)) == 0)
         r = run_to(v, PORT_DONE);
     if (r == 0) {
-        hv_save_options so = HV_SAVE_OPTIONS_INIT;
+        hvc_save_options so = HVC_SAVE_OPTIONS_INIT;
         so.key = key;
         r = save(vm, dir, name, &so);
     }
-    hv_vm_destroy(vm);
+    hvc_vm_destroy(vm);
     return r;
 }
 
-static int seed_noirqchip(hv_hypervisor *hv, const char *dir)
+static int seed_noirqchip(hvc_hypervisor *hv, const char *dir)
 {
-    hv_vm *vm;
-    hv_vcpu *v0, *v1;
-    int r = new_vm(hv, HV_VM_NO_IRQCHIP, &vm);
+    hvc_vm *vm;
+    hvc_vcpu *v0, *v1;
+    int r = new_vm(hv, HVC_VM_NO_IRQCHIP, &vm);
     if (r < 0)
         return r;
     if ((r = add_vcpu(vm, 0, 0, &v0)) == 0 &&
         (r = add_vcpu(vm, 1, 0, &v1)) == 0 && (r = run_to(v0, 0)) == 0) {
         static const char user[] = "fuzz seed";
-        hv_save_options so = HV_SAVE_OPTIONS_INIT;
-        so.flags = HV_SAVE_ALIGN_PAGES;
+        hvc_save_options so = HVC_SAVE_OPTIONS_INIT;
+        so.flags = HVC_SAVE_ALIGN_PAGES;
         so.user_data = user;
         so.user_data_length = sizeof(user);
         r = save(vm, dir, "noirqchip", &so);
     }
-    hv_vm_destroy(vm);
+    hvc_vm_destroy(vm);
     return r;
 }
 
@@ -181,19 +181,19 @@ int main(int argc, char **argv)
     }
     if (argc == 3)
         guest_dir = argv[2];
-    uint8_t key[HV_STREAM_KEY_SIZE]; /* fuzz_stream.c's test key */
-    for (int i = 0; i < HV_STREAM_KEY_SIZE; i++)
+    uint8_t key[HVC_STREAM_KEY_SIZE]; /* fuzz_stream.c's test key */
+    for (int i = 0; i < HVC_STREAM_KEY_SIZE; i++)
         key[i] = (uint8_t)(i * 7 + 1);
-    hv_hypervisor *hv;
-    int r = hv_hypervisor_open("kvm", &hv);
+    hvc_hypervisor *hv;
+    int r = hvc_hypervisor_open("kvm", &hv);
     if (r < 0) {
-        fail("hv_hypervisor_open", r);
+        fail("hvc_hypervisor_open", r);
         return 1;
     }
     if ((r = seed_irqchip(hv, argv[1], "plain", 1, NULL)) == 0 &&
         (r = seed_irqchip(hv, argv[1], "key", 1, key)) == 0 &&
         (r = seed_irqchip(hv, argv[1], "novcpu", 0, NULL)) == 0)
         r = seed_noirqchip(hv, argv[1]);
-    hv_hypervisor_close(hv);
+    hvc_hypervisor_close(hv);
     return r < 0 ? 1 : 0;
 }

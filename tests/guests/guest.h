@@ -1,7 +1,7 @@
 /* Conventions shared by the test guests and the tests (tests/hvtest.h
  * repeats the numbers for the host side). Every guest is linked at
  * GUEST_LOAD and ends by writing a status byte to PORT_DONE, which no handler
- * claims, so hv_vcpu_run() returns there. */
+ * claims, so hvc_vcpu_run() returns there. */
 #define GUEST_LOAD 0x8000
 #define GUEST_STACK 0x7000
 #define DATA_IN 0x20000  /* the host writes inputs here */

@@ -1,4 +1,4 @@
-/* HLT (returned as HV_EXIT_HLT without an in-kernel irqchip), then done;
+/* HLT (returned as HVC_EXIT_HLT without an in-kernel irqchip), then done;
  * then ud2, which without an IDT becomes a triple fault (shutdown). */
 #include "guest.h"
     .code64

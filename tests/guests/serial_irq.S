@@ -89,7 +89,7 @@ set_gate:
     shl $4, %eax
     add $IDT, %rax
     mov %si, (%rax)
-    movw $0x10, 2(%rax)     /* the flat code selector of hv_vcpu_set_mode */
+    movw $0x10, 2(%rax)     /* the flat code selector of hvc_vcpu_set_mode */
     movw $0x8e00, 4(%rax)
     mov %rsi, %rdx
     shr $16, %rdx

@@ -1,4 +1,4 @@
-/* Receiving bytes the host hands to the UART with hv_serial_receive().
+/* Receiving bytes the host hands to the UART with hvc_serial_receive().
  * The guest stops at PORT_UNCLAIMED_OUT (al = stage) for the host to
  * inject, then reads LSR/IIR/RBR; result n goes to byte DATA_OUT + n, the
  * expected values are in tests/test_serial.c. Stages: 1 "abc" with the

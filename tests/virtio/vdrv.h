@@ -5,7 +5,7 @@
  * each guest stays one translation unit (cmake/guest.cmake builds one
  * source into a flat binary and tracks the headers next to it).
  *
- * The guests run identity-mapped in long mode (hv_vcpu_set_mode), so guest
+ * The guests run identity-mapped in long mode (hvc_vcpu_set_mode), so guest
  * physical and virtual addresses are the same and buffers are passed to the
  * device as plain pointers cast to integers. */
 #ifndef VDRV_H
@@ -402,7 +402,7 @@ static inline void vd_set_gate(uint64_t idt, int vec, void *fn)
     volatile uint32_t *g = (volatile uint32_t *)(idt + 16 * (uint64_t)vec);
     uint64_t a = (uint64_t)fn;
     /* a present DPL-0 64-bit interrupt gate in the flat code segment 0x10
-     * that hv_vcpu_set_mode() loads */
+     * that hvc_vcpu_set_mode() loads */
     g[0] = (uint32_t)(a & 0xffff) | 0x10u << 16;
     g[1] = (uint32_t)(a & 0xffff0000u) | 0x8e00u;
     g[2] = (uint32_t)(a >> 32);
@@ -504,7 +504,7 @@ static inline uint32_t vd_read_config(struct vd_dev *d, uint32_t off,
 }
 
 /* The entry of every guest: _start calls guest_main() and reports its
- * return value on port 0xf4 (unclaimed by the tests, so hv_vcpu_run()
+ * return value on port 0xf4 (unclaimed by the tests, so hvc_vcpu_run()
  * returns there). */
 #define VD_GUEST_ENTRY                                                         \
     __asm__(".section .text.entry, \"ax\"\n"                                   \

@@ -18,10 +18,10 @@ static void rng_run(uint32_t flags)
 {
     vt v;
     vt_open(&v, "vrng");
-    hv_virtio_mmio m = {VT_RNG_BASE, VT_RNG_IRQ, 0};
-    hv_device *dev;
-    HVT_OK(hv_virtio_rng_create(v.t.vm, &m, NULL, &dev));
-    cr_assert_str_eq(hv_device_name(dev), "virtio-rng0");
+    hvc_virtio_mmio m = {VT_RNG_BASE, VT_RNG_IRQ, 0};
+    hvc_device *dev;
+    HVT_OK(hvc_virtio_rng_create(v.t.vm, &m, NULL, &dev));
+    cr_assert_str_eq(hvc_device_name(dev), "virtio-rng0");
     vt_cmd_init(&v, VT_RNG_BASE, VT_RNG_IRQ, flags);
     v.cmd.nops = 4;
     vt_run_ok(&v);
@@ -35,7 +35,7 @@ static void rng_run(uint32_t flags)
                      "request %u (%s): used length %u", i,
                      i % 2 ? "two descriptors" : "one descriptor",
                      v.out.res[i].used_len);
-        HVT_OK(hv_vm_read(v.t.vm, VT_BUF + i * VT_STRIDE, buf[i], VT_RNG_LEN));
+        HVT_OK(hvc_vm_read(v.t.vm, VT_BUF + i * VT_STRIDE, buf[i], VT_RNG_LEN));
         /* both halves filled, so a chain is not served by its head only */
         static const uint8_t zero[VT_RNG_LEN / 2];
         cr_assert(memcmp(buf[i], zero, sizeof(zero)) != 0 &&
@@ -132,16 +132,16 @@ static void console_run(int early, int input_before_start)
     int out_p[2], in_p[2];
     cr_assert_eq(pipe(out_p), 0);
     cr_assert_eq(pipe(in_p), 0);
-    hv_virtio_console_options o = HV_VIRTIO_CONSOLE_OPTIONS_INIT;
+    hvc_virtio_console_options o = HVC_VIRTIO_CONSOLE_OPTIONS_INIT;
     o.mmio.base = VT_CONS_BASE;
     o.mmio.irq = VT_CONS_IRQ;
     o.output_fd = out_p[1];
     o.input_fd = in_p[0];
     o.output_fn = capture_fn;
     o.output_opaque = &c;
-    hv_device *dev;
-    HVT_OK(hv_virtio_console_create(v.t.vm, &o, &dev));
-    cr_assert_str_eq(hv_device_name(dev), "virtio-console0");
+    hvc_device *dev;
+    HVT_OK(hvc_virtio_console_create(v.t.vm, &o, &dev));
+    cr_assert_str_eq(hvc_device_name(dev), "virtio-console0");
     if (input_before_start)
         cr_assert_eq(write(in_p[1], input, in_len), (ssize_t)in_len);
 
@@ -169,7 +169,7 @@ static void console_run(int early, int input_before_start)
     cr_assert_eq(v.out.rx_len, in_len);
     cr_assert_geq(v.out.rx_count, (in_len + VT_CONS_RXBUF - 1) / VT_CONS_RXBUF);
     char rx[VT_CONS_RX_MAX];
-    HVT_OK(hv_vm_read(v.t.vm, VT_DATA_OUT + VT_CONS_RX, rx, in_len));
+    HVT_OK(hvc_vm_read(v.t.vm, VT_DATA_OUT + VT_CONS_RX, rx, in_len));
     cr_assert_arr_eq(rx, input, in_len, "received '%.*s'", (int)in_len, rx);
     cr_assert_eq(v.out.status, 0x0f, "device status 0x%x", v.out.status);
     /* nothing more came out */
@@ -199,34 +199,34 @@ Test(virtio_guest, cmdline_names_every_device)
     hvt_open(&t, 0);
     size_t len = 99;
     char buf[256];
-    HVT_OK(hv_virtio_cmdline(t.vm, buf, sizeof(buf), &len));
+    HVT_OK(hvc_virtio_cmdline(t.vm, buf, sizeof(buf), &len));
     cr_assert_eq(len, 0);
     cr_assert_str_eq(buf, "");
     char path[64];
     int fd = vt_tmpfile(path, sizeof(path), 4096, 0);
-    hv_virtio_blk_options b = HV_VIRTIO_BLK_OPTIONS_INIT;
-    b.mmio = (hv_virtio_mmio){VT_BLK_BASE, VT_BLK_IRQ, 0};
+    hvc_virtio_blk_options b = HVC_VIRTIO_BLK_OPTIONS_INIT;
+    b.mmio = (hvc_virtio_mmio){VT_BLK_BASE, VT_BLK_IRQ, 0};
     b.fd = fd;
-    HVT_OK(hv_virtio_blk_create(t.vm, &b, NULL));
-    hv_virtio_mmio m = {VT_RNG_BASE, VT_RNG_IRQ, 0};
-    HVT_OK(hv_virtio_rng_create(t.vm, &m, NULL, NULL));
-    hv_virtio_console_options c = HV_VIRTIO_CONSOLE_OPTIONS_INIT;
-    c.mmio = (hv_virtio_mmio){VT_CONS_BASE, VT_CONS_IRQ, 0};
-    HVT_OK(hv_virtio_console_create(t.vm, &c, NULL));
+    HVT_OK(hvc_virtio_blk_create(t.vm, &b, NULL));
+    hvc_virtio_mmio m = {VT_RNG_BASE, VT_RNG_IRQ, 0};
+    HVT_OK(hvc_virtio_rng_create(t.vm, &m, NULL, NULL));
+    hvc_virtio_console_options c = HVC_VIRTIO_CONSOLE_OPTIONS_INIT;
+    c.mmio = (hvc_virtio_mmio){VT_CONS_BASE, VT_CONS_IRQ, 0};
+    HVT_OK(hvc_virtio_console_create(t.vm, &c, NULL));
     const char *want = "virtio_mmio.device=512@0xd0000000:5 "
                        "virtio_mmio.device=512@0xd0000200:6 "
                        "virtio_mmio.device=512@0xd0000400:7";
     len = 0;
-    int r = hv_virtio_cmdline(t.vm, NULL, 0, &len);
+    int r = hvc_virtio_cmdline(t.vm, NULL, 0, &len);
     cr_assert(r == 0 || r == -ENOSPC, "sizing call: %d", r);
     cr_assert_eq(len, strlen(want), "length %zu", len);
-    HVT_ERR(hv_virtio_cmdline(t.vm, buf, strlen(want), &len), -ENOSPC);
-    HVT_OK(hv_virtio_cmdline(t.vm, buf, strlen(want) + 1, &len));
+    HVT_ERR(hvc_virtio_cmdline(t.vm, buf, strlen(want), &len), -ENOSPC);
+    HVT_OK(hvc_virtio_cmdline(t.vm, buf, strlen(want) + 1, &len));
     cr_assert_str_eq(buf, want);
-    hv_device *d;
-    HVT_OK(hv_vm_find_device(t.vm, "virtio-blk0", &d));
-    HVT_OK(hv_vm_find_device(t.vm, "virtio-rng0", &d));
-    HVT_OK(hv_vm_find_device(t.vm, "virtio-console0", &d));
+    hvc_device *d;
+    HVT_OK(hvc_vm_find_device(t.vm, "virtio-blk0", &d));
+    HVT_OK(hvc_vm_find_device(t.vm, "virtio-rng0", &d));
+    HVT_OK(hvc_vm_find_device(t.vm, "virtio-console0", &d));
     hvt_close(&t);
     close(fd);
     unlink(path);
@@ -238,40 +238,40 @@ Test(virtio_guest, constructors_refuse_bad_options)
     hvt_open(&t, 0);
     char path[64];
     int fd = vt_tmpfile(path, sizeof(path), 4096, 0);
-    hv_virtio_blk_options b = HV_VIRTIO_BLK_OPTIONS_INIT;
+    hvc_virtio_blk_options b = HVC_VIRTIO_BLK_OPTIONS_INIT;
     b.fd = fd;
-    b.mmio = (hv_virtio_mmio){VT_BLK_BASE + 0x100, 5, 0}; /* unaligned */
-    HVT_ERR(hv_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
-    b.mmio = (hv_virtio_mmio){0x100000, 5, 0}; /* in RAM */
-    HVT_ERR(hv_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
-    b.mmio = (hv_virtio_mmio){VT_BLK_BASE, 24, 0}; /* no such GSI */
-    HVT_ERR(hv_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
+    b.mmio = (hvc_virtio_mmio){VT_BLK_BASE + 0x100, 5, 0}; /* unaligned */
+    HVT_ERR(hvc_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
+    b.mmio = (hvc_virtio_mmio){0x100000, 5, 0}; /* in RAM */
+    HVT_ERR(hvc_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
+    b.mmio = (hvc_virtio_mmio){VT_BLK_BASE, 24, 0}; /* no such GSI */
+    HVT_ERR(hvc_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
     b.mmio.irq = 5;
     b.size = 4;
-    HVT_ERR(hv_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
+    HVT_ERR(hvc_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
     b.size = sizeof(b);
     b.fd = -1; /* neither path nor fd */
-    HVT_ERR(hv_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
+    HVT_ERR(hvc_virtio_blk_create(t.vm, &b, NULL), -EINVAL);
     b.path = "/nonexistent/hvcore-disk.img";
-    HVT_ERR(hv_virtio_blk_create(t.vm, &b, NULL), -ENOENT);
-    cr_assert(strstr(hv_last_error(), "/nonexistent/hvcore-disk.img"),
-              "message without the path: %s", hv_last_error());
+    HVT_ERR(hvc_virtio_blk_create(t.vm, &b, NULL), -ENOENT);
+    cr_assert(strstr(hvc_last_error(), "/nonexistent/hvcore-disk.img"),
+              "message without the path: %s", hvc_last_error());
     b.path = NULL;
     b.fd = fd;
-    HVT_OK(hv_virtio_blk_create(t.vm, &b, NULL));
-    int r = hv_virtio_blk_create(t.vm, &b, NULL); /* the same window */
+    HVT_OK(hvc_virtio_blk_create(t.vm, &b, NULL));
+    int r = hvc_virtio_blk_create(t.vm, &b, NULL); /* the same window */
     cr_assert(r == -EINVAL || r == -EEXIST, "overlapping window: %d", r);
-    hv_virtio_mmio m = {VT_BLK_BASE, 6, 0};
-    r = hv_virtio_rng_create(t.vm, &m, NULL, NULL);
+    hvc_virtio_mmio m = {VT_BLK_BASE, 6, 0};
+    r = hvc_virtio_rng_create(t.vm, &m, NULL, NULL);
     cr_assert(r == -EINVAL || r == -EEXIST, "overlapping window: %d", r);
-    HVT_ERR(hv_virtio_rng_create(t.vm, NULL, NULL, NULL), -EINVAL);
-    HVT_ERR(hv_virtio_rng_create(NULL, &m, NULL, NULL), -EINVAL);
-    hv_virtio_console_options c = HV_VIRTIO_CONSOLE_OPTIONS_INIT;
-    c.mmio = (hv_virtio_mmio){VT_CONS_BASE, 7, 0};
+    HVT_ERR(hvc_virtio_rng_create(t.vm, NULL, NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_virtio_rng_create(NULL, &m, NULL, NULL), -EINVAL);
+    hvc_virtio_console_options c = HVC_VIRTIO_CONSOLE_OPTIONS_INIT;
+    c.mmio = (hvc_virtio_mmio){VT_CONS_BASE, 7, 0};
     c.size = 0;
-    HVT_ERR(hv_virtio_console_create(t.vm, &c, NULL), -EINVAL);
-    HVT_ERR(hv_virtio_console_create(t.vm, NULL, NULL), -EINVAL);
-    HVT_ERR(hv_virtio_cmdline(NULL, NULL, 0, NULL), -EINVAL);
+    HVT_ERR(hvc_virtio_console_create(t.vm, &c, NULL), -EINVAL);
+    HVT_ERR(hvc_virtio_console_create(t.vm, NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_virtio_cmdline(NULL, NULL, 0, NULL), -EINVAL);
     hvt_close(&t);
     close(fd);
     unlink(path);

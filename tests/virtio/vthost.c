@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int debug_port(void *opaque, hv_vcpu *vcpu, uint64_t offset, void *data,
+static int debug_port(void *opaque, hvc_vcpu *vcpu, uint64_t offset, void *data,
                       uint32_t size, int is_write)
 {
     vt *v = opaque;
@@ -35,15 +35,15 @@ void vt_open(vt *v, const char *guest)
     int more = fgetc(f) != EOF;
     fclose(f);
     cr_assert(n > 0 && !more, "guest %s is empty or overlaps DATA_IN", path);
-    HVT_OK(hv_vm_write(v->t.vm, GUEST_LOAD, buf, n));
-    HVT_OK(hv_vm_add_io_handler(v->t.vm, HV_IO_PIO, 0xe9, 1, debug_port, v));
-    v->vcpu = hvt_vcpu(v->t.vm, 0, HV_X86_MODE_LONG64, 0);
+    HVT_OK(hvc_vm_write(v->t.vm, GUEST_LOAD, buf, n));
+    HVT_OK(hvc_vm_add_io_handler(v->t.vm, HVC_IO_PIO, 0xe9, 1, debug_port, v));
+    v->vcpu = hvt_vcpu(v->t.vm, 0, HVC_X86_MODE_LONG64, 0);
 }
 
 void vt_restart(vt *v)
 {
-    HVT_OK(hv_vcpu_destroy(v->vcpu));
-    v->vcpu = hvt_vcpu(v->t.vm, ++v->next_id, HV_X86_MODE_LONG64, 0);
+    HVT_OK(hvc_vcpu_destroy(v->vcpu));
+    v->vcpu = hvt_vcpu(v->t.vm, ++v->next_id, HVC_X86_MODE_LONG64, 0);
     v->started = 0;
     v->log_len = 0;
 }
@@ -73,22 +73,22 @@ uint32_t vt_op(vt *v, uint32_t type, uint64_t sector, uint32_t nsect,
 }
 
 struct runner {
-    hv_vcpu *vcpu;
+    hvc_vcpu *vcpu;
     int r;
 };
 
 static void *run_thread(void *arg)
 {
     struct runner *r = arg;
-    const hv_exit *e;
-    r->r = hv_vcpu_run(r->vcpu, &e);
+    const hvc_exit *e;
+    r->r = hvc_vcpu_run(r->vcpu, &e);
     return NULL;
 }
 
 int vt_run(vt *v, int seconds)
 {
     if (!v->started) { /* later runs continue the guest */
-        HVT_OK(hv_vm_write(v->t.vm, DATA_IN, &v->cmd, sizeof(v->cmd)));
+        HVT_OK(hvc_vm_write(v->t.vm, DATA_IN, &v->cmd, sizeof(v->cmd)));
         v->started = 1;
     }
     struct runner r = {v->vcpu, 0};
@@ -98,35 +98,35 @@ int vt_run(vt *v, int seconds)
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += seconds;
     if (pthread_timedjoin_np(th, NULL, &deadline) != 0) {
-        hv_vcpu_kick(v->vcpu);
+        hvc_vcpu_kick(v->vcpu);
         /* a kick ends a vCPU that is in the guest; one blocked inside the
          * library (a device callback waiting on a lock) stays, and the test
          * ends without it (the worker process exits) */
         clock_gettime(CLOCK_REALTIME, &deadline);
         deadline.tv_sec += 5;
         if (pthread_timedjoin_np(th, NULL, &deadline) != 0)
-            cr_assert_fail("the vCPU thread is blocked inside hv_vcpu_run() "
+            cr_assert_fail("the vCPU thread is blocked inside hvc_vcpu_run() "
                            "and ignores a kick (a device deadlock?); guest "
                            "log: %.*s",
                            (int)v->log_len, v->log);
-        HVT_OK(hv_vm_read(v->t.vm, DATA_OUT, &v->out, sizeof(v->out)));
+        HVT_OK(hvc_vm_read(v->t.vm, DATA_OUT, &v->out, sizeof(v->out)));
         cr_assert_fail("the guest is stuck after %d s at rip 0x%llx (op %u, "
                        "status 0x%x); guest log: %.*s",
                        seconds,
-                       (unsigned long long)hvt_reg(v->vcpu, HV_X86_RIP),
+                       (unsigned long long)hvt_reg(v->vcpu, HVC_X86_RIP),
                        v->out.detail, v->out.status, (int)v->log_len, v->log);
     }
     HVT_OK(r.r);
-    const hv_exit *e = hv_vcpu_get_exit(v->vcpu);
-    HVT_OK(hv_vm_read(v->t.vm, DATA_OUT, &v->out, sizeof(v->out)));
-    cr_assert_eq(e->reason, HV_EXIT_PIO,
+    const hvc_exit *e = hvc_vcpu_get_exit(v->vcpu);
+    HVT_OK(hvc_vm_read(v->t.vm, DATA_OUT, &v->out, sizeof(v->out)));
+    cr_assert_eq(e->reason, HVC_EXIT_PIO,
                  "exit reason %u (backend %llu, code %u, data 0x%llx 0x%llx) "
                  "at rip 0x%llx rsi 0x%llx; log: %.*s",
                  e->reason, (unsigned long long)e->backend_reason,
                  e->u.internal.code, (unsigned long long)e->u.internal.data[0],
                  (unsigned long long)e->u.internal.data[1],
-                 (unsigned long long)hvt_reg(v->vcpu, HV_X86_RIP),
-                 (unsigned long long)hvt_reg(v->vcpu, HV_X86_RSI),
+                 (unsigned long long)hvt_reg(v->vcpu, HVC_X86_RIP),
+                 (unsigned long long)hvt_reg(v->vcpu, HVC_X86_RSI),
                  (int)v->log_len, v->log);
     cr_assert(e->u.io.is_write &&
                   (e->u.io.port == PORT_DONE || e->u.io.port == VT_PORT_STAGE),
@@ -212,5 +212,5 @@ void vt_assert_res(const vt *v, uint32_t i, uint8_t status, uint32_t used_len)
 
 void vt_read_data(vt *v, uint32_t i, void *buf, size_t len)
 {
-    HVT_OK(hv_vm_read(v->t.vm, VT_BUF + i * VT_STRIDE + VT_DATA, buf, len));
+    HVT_OK(hvc_vm_read(v->t.vm, VT_BUF + i * VT_STRIDE + VT_DATA, buf, len));
 }

@@ -14,7 +14,7 @@
 
 typedef struct vt {
     hvt t;
-    hv_vcpu *vcpu;
+    hvc_vcpu *vcpu;
     char log[4096]; /* what the guest wrote to port 0xe9 */
     size_t log_len;
     struct vt_cmd cmd;

@@ -64,12 +64,12 @@ library_version_info = _lib.version_info
 
 def strerror(code):
     """The library's description of an errno (negative or positive)."""
-    return _lib.lib.hv_strerror(int(code))
+    return _lib.lib.hvc_strerror(int(code))
 
 
 def backend_available(name):
     """True when backend ``name`` can open on this host right now."""
-    rc, _ = _lib.lib.hv_backend_probe(str(name).encode())
+    rc, _ = _lib.lib.hvc_backend_probe(str(name).encode())
     return rc == 0
 
 

@@ -12,7 +12,7 @@ Where the library comes from, in this order:
    ``build*/src/`` directories, newest first.
 
 A library is accepted when it loads, exports every function these bindings
-declare, and ``hv_version()`` reports major version 1 with a minor version
+declare, and ``hvc_version()`` reports major version 1 with a minor version
 of at least the one the bindings were written for (1.0). The TSC and
 migration functions (:data:`OPTIONAL_PROTOTYPES`) may be absent: the calls
 that need them then raise HvError(ENOSYS). The file that was
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from . import _structs as S
 from . import _structs_ext as X
-from .constants import HV_VERSION_MAJOR, HV_VERSION_MINOR
+from .constants import HVC_VERSION_MAJOR, HVC_VERSION_MINOR
 from .errors import HvError, LibraryError
 
 log = logging.getLogger("hvcore")
@@ -46,7 +46,7 @@ else:
 
 # ----------------------------------------------------------- errchecks --
 # Each runs on the calling thread right after its C call, so the
-# thread-local hv_last_error() still describes that call.
+# thread-local hvc_last_error() still describes that call.
 
 def _text(raw):
     return raw.decode("utf-8", "replace") if raw is not None else ""
@@ -56,10 +56,10 @@ def error_for(code, function):
     """The HvError for negative errno ``code`` returned by ``function``.
 
     Must be called on the thread of the failing call, before any other
-    libhvcore call, so that hv_last_error() is still that call's message.
+    libhvcore call, so that hvc_last_error() is still that call's message.
     """
-    message = lib.hv_last_error()
-    return HvError(-code, lib.hv_strerror(code), message, function)
+    message = lib.hvc_last_error()
+    return HvError(-code, lib.hvc_strerror(code), message, function)
 
 
 def _check_rc(result, func, args):
@@ -105,9 +105,9 @@ def _check_bool(result, func, args):
 
 
 def _check_probe(result, func, args):
-    """hv_backend_probe(): (0, "") or (-errno, hv_last_error())."""
+    """hvc_backend_probe(): (0, "") or (-errno, hvc_last_error())."""
     if result < 0:
-        return result, lib.hv_last_error()
+        return result, lib.hvc_last_error()
     return result, ""
 
 
@@ -116,198 +116,198 @@ _HANDLE = c_void_p
 #: name: (restype, argtypes, errcheck). Every symbol of HVCORE_1.0.
 PROTOTYPES = {
     # common.h
-    "hv_version": (c_uint, [], _check_value),
-    "hv_version_string": (c_char_p, [], _check_text),
-    "hv_strerror": (c_char_p, [c_int], _check_text),
-    "hv_last_error": (c_char_p, [], _check_text),
+    "hvc_version": (c_uint, [], _check_value),
+    "hvc_version_string": (c_char_p, [], _check_text),
+    "hvc_strerror": (c_char_p, [c_int], _check_text),
+    "hvc_last_error": (c_char_p, [], _check_text),
     # hypervisor.h
-    "hv_backend_count": (c_size_t, [], _check_value),
-    "hv_backend_name": (c_char_p, [c_size_t], _check_optional_text),
-    "hv_backend_probe": (c_int, [c_char_p], _check_probe),
-    "hv_hypervisor_open": (c_int, [c_char_p, _P(_HANDLE)], _check_rc),
-    "hv_hypervisor_close": (c_int, [_HANDLE], _check_rc),
-    "hv_hypervisor_backend": (c_char_p, [_HANDLE], _check_nonnull),
-    "hv_hypervisor_get_cap": (c_int, [_HANDLE, c_int, _P(c_uint64)],
+    "hvc_backend_count": (c_size_t, [], _check_value),
+    "hvc_backend_name": (c_char_p, [c_size_t], _check_optional_text),
+    "hvc_backend_probe": (c_int, [c_char_p], _check_probe),
+    "hvc_hypervisor_open": (c_int, [c_char_p, _P(_HANDLE)], _check_rc),
+    "hvc_hypervisor_close": (c_int, [_HANDLE], _check_rc),
+    "hvc_hypervisor_backend": (c_char_p, [_HANDLE], _check_nonnull),
+    "hvc_hypervisor_get_cap": (c_int, [_HANDLE, c_int, _P(c_uint64)],
                               _check_rc),
     # vm.h
-    "hv_vm_create": (c_int, [_HANDLE, _P(S.VmOptions), _P(_HANDLE)],
+    "hvc_vm_create": (c_int, [_HANDLE, _P(S.VmOptions), _P(_HANDLE)],
                      _check_rc),
-    "hv_vm_destroy": (c_int, [_HANDLE], _check_rc),
-    "hv_vm_pause": (c_int, [_HANDLE], _check_rc),
-    "hv_vm_resume": (c_int, [_HANDLE], _check_rc),
-    "hv_vm_is_paused": (c_int, [_HANDLE], _check_bool),
-    "hv_vm_add_io_handler": (c_int, [_HANDLE, c_int, c_uint64, c_uint64,
+    "hvc_vm_destroy": (c_int, [_HANDLE], _check_rc),
+    "hvc_vm_pause": (c_int, [_HANDLE], _check_rc),
+    "hvc_vm_resume": (c_int, [_HANDLE], _check_rc),
+    "hvc_vm_is_paused": (c_int, [_HANDLE], _check_bool),
+    "hvc_vm_add_io_handler": (c_int, [_HANDLE, c_int, c_uint64, c_uint64,
                                      S.IoFn, c_void_p], _check_rc),
-    "hv_vm_remove_io_handler": (c_int, [_HANDLE, c_int, c_uint64],
+    "hvc_vm_remove_io_handler": (c_int, [_HANDLE, c_int, c_uint64],
                                 _check_rc),
-    "hv_vm_set_irq": (c_int, [_HANDLE, c_uint32, c_int], _check_rc),
-    "hv_vm_send_msi": (c_int, [_HANDLE, c_uint64, c_uint32], _check_rc),
+    "hvc_vm_set_irq": (c_int, [_HANDLE, c_uint32, c_int], _check_rc),
+    "hvc_vm_send_msi": (c_int, [_HANDLE, c_uint64, c_uint32], _check_rc),
     # memory.h
-    "hv_vm_add_memory": (c_int, [_HANDLE, _P(S.MemoryOptions), _P(_HANDLE)],
+    "hvc_vm_add_memory": (c_int, [_HANDLE, _P(S.MemoryOptions), _P(_HANDLE)],
                          _check_rc),
-    "hv_vm_remove_memory": (c_int, [_HANDLE, _HANDLE], _check_rc),
-    "hv_vm_find_memory": (c_int, [_HANDLE, c_uint64, _P(_HANDLE)],
+    "hvc_vm_remove_memory": (c_int, [_HANDLE, _HANDLE], _check_rc),
+    "hvc_vm_find_memory": (c_int, [_HANDLE, c_uint64, _P(_HANDLE)],
                           _check_rc),
-    "hv_memory_region_guest_addr": (c_uint64, [_HANDLE], _check_value),
-    "hv_memory_region_length": (c_uint64, [_HANDLE], _check_value),
-    "hv_memory_region_hva": (c_void_p, [_HANDLE], _check_nonnull),
-    "hv_memory_region_flags": (c_uint32, [_HANDLE], _check_value),
-    "hv_memory_region_fd": (c_int, [_HANDLE], _check_value),
-    "hv_vm_read": (c_int, [_HANDLE, c_uint64, c_void_p, c_size_t],
+    "hvc_memory_region_guest_addr": (c_uint64, [_HANDLE], _check_value),
+    "hvc_memory_region_length": (c_uint64, [_HANDLE], _check_value),
+    "hvc_memory_region_hva": (c_void_p, [_HANDLE], _check_nonnull),
+    "hvc_memory_region_flags": (c_uint32, [_HANDLE], _check_value),
+    "hvc_memory_region_fd": (c_int, [_HANDLE], _check_value),
+    "hvc_vm_read": (c_int, [_HANDLE, c_uint64, c_void_p, c_size_t],
                    _check_rc),
-    "hv_vm_write": (c_int, [_HANDLE, c_uint64, c_void_p, c_size_t],
+    "hvc_vm_write": (c_int, [_HANDLE, c_uint64, c_void_p, c_size_t],
                     _check_rc),
-    "hv_vm_gpa_to_hva": (c_int, [_HANDLE, c_uint64, c_size_t, _P(c_void_p)],
+    "hvc_vm_gpa_to_hva": (c_int, [_HANDLE, c_uint64, c_size_t, _P(c_void_p)],
                          _check_rc),
     # vcpu.h
-    "hv_vcpu_create": (c_int, [_HANDLE, c_uint32, _P(_HANDLE)], _check_rc),
-    "hv_vcpu_destroy": (c_int, [_HANDLE], _check_rc),
-    "hv_vcpu_id": (c_uint32, [_HANDLE], _check_value),
-    "hv_vcpu_vm": (c_void_p, [_HANDLE], _check_nonnull),
-    "hv_vcpu_run": (c_int, [_HANDLE, _P(_P(S.HvExit))], _check_rc),
-    "hv_vcpu_get_exit": (_P(S.HvExit), [_HANDLE], _check_nonnull),
-    "hv_vcpu_complete_io": (c_int, [_HANDLE, c_void_p, c_size_t], _check_rc),
-    "hv_vcpu_kick": (c_int, [_HANDLE], _check_rc),
-    "hv_vcpu_get_regs": (c_int, [_HANDLE, _P(c_uint64), _P(c_uint64),
+    "hvc_vcpu_create": (c_int, [_HANDLE, c_uint32, _P(_HANDLE)], _check_rc),
+    "hvc_vcpu_destroy": (c_int, [_HANDLE], _check_rc),
+    "hvc_vcpu_id": (c_uint32, [_HANDLE], _check_value),
+    "hvc_vcpu_vm": (c_void_p, [_HANDLE], _check_nonnull),
+    "hvc_vcpu_run": (c_int, [_HANDLE, _P(_P(S.HvExit))], _check_rc),
+    "hvc_vcpu_get_exit": (_P(S.HvExit), [_HANDLE], _check_nonnull),
+    "hvc_vcpu_complete_io": (c_int, [_HANDLE, c_void_p, c_size_t], _check_rc),
+    "hvc_vcpu_kick": (c_int, [_HANDLE], _check_rc),
+    "hvc_vcpu_get_regs": (c_int, [_HANDLE, _P(c_uint64), _P(c_uint64),
                                  c_size_t], _check_rc),
-    "hv_vcpu_set_regs": (c_int, [_HANDLE, _P(c_uint64), _P(c_uint64),
+    "hvc_vcpu_set_regs": (c_int, [_HANDLE, _P(c_uint64), _P(c_uint64),
                                  c_size_t], _check_rc),
-    "hv_vcpu_get_reg": (c_int, [_HANDLE, c_uint64, _P(c_uint64)], _check_rc),
-    "hv_vcpu_set_reg": (c_int, [_HANDLE, c_uint64, c_uint64], _check_rc),
-    "hv_vcpu_get_segment": (c_int, [_HANDLE, c_uint64, _P(S.X86Segment)],
+    "hvc_vcpu_get_reg": (c_int, [_HANDLE, c_uint64, _P(c_uint64)], _check_rc),
+    "hvc_vcpu_set_reg": (c_int, [_HANDLE, c_uint64, c_uint64], _check_rc),
+    "hvc_vcpu_get_segment": (c_int, [_HANDLE, c_uint64, _P(S.X86Segment)],
                             _check_rc),
-    "hv_vcpu_set_segment": (c_int, [_HANDLE, c_uint64, _P(S.X86Segment)],
+    "hvc_vcpu_set_segment": (c_int, [_HANDLE, c_uint64, _P(S.X86Segment)],
                             _check_rc),
-    "hv_vcpu_fpu_state_size": (c_int, [_HANDLE, _P(c_size_t)], _check_rc),
-    "hv_vcpu_get_fpu_state": (c_int, [_HANDLE, c_void_p, c_size_t],
+    "hvc_vcpu_fpu_state_size": (c_int, [_HANDLE, _P(c_size_t)], _check_rc),
+    "hvc_vcpu_get_fpu_state": (c_int, [_HANDLE, c_void_p, c_size_t],
                               _check_rc),
-    "hv_vcpu_set_fpu_state": (c_int, [_HANDLE, c_void_p, c_size_t],
+    "hvc_vcpu_set_fpu_state": (c_int, [_HANDLE, c_void_p, c_size_t],
                               _check_rc),
-    "hv_vcpu_mode_tables_size": (c_int, [_HANDLE, _P(S.ModeOptions),
+    "hvc_vcpu_mode_tables_size": (c_int, [_HANDLE, _P(S.ModeOptions),
                                          _P(c_uint64)], _check_rc),
-    "hv_vcpu_set_mode": (c_int, [_HANDLE, _P(S.ModeOptions)], _check_rc),
+    "hvc_vcpu_set_mode": (c_int, [_HANDLE, _P(S.ModeOptions)], _check_rc),
     # device.h
-    "hv_vm_add_device": (c_int, [_HANDLE, _P(X.DeviceOps), c_void_p,
+    "hvc_vm_add_device": (c_int, [_HANDLE, _P(X.DeviceOps), c_void_p,
                                  _P(X.DeviceOptions), _P(_HANDLE)],
                          _check_rc),
-    "hv_vm_remove_device": (c_int, [_HANDLE, _HANDLE], _check_rc),
-    "hv_vm_list_devices": (c_int, [_HANDLE, _P(_HANDLE), c_size_t,
+    "hvc_vm_remove_device": (c_int, [_HANDLE, _HANDLE], _check_rc),
+    "hvc_vm_list_devices": (c_int, [_HANDLE, _P(_HANDLE), c_size_t,
                                    _P(c_size_t)], _check_rc),
-    "hv_vm_find_device": (c_int, [_HANDLE, c_char_p, _P(_HANDLE)],
+    "hvc_vm_find_device": (c_int, [_HANDLE, c_char_p, _P(_HANDLE)],
                           _check_rc),
-    "hv_device_name": (c_char_p, [_HANDLE], _check_optional_text),
-    "hv_device_type": (c_char_p, [_HANDLE], _check_optional_text),
-    "hv_device_opaque": (c_void_p, [_HANDLE], _check_value),
-    "hv_device_save_state": (c_int, [_HANDLE, c_void_p, c_size_t,
+    "hvc_device_name": (c_char_p, [_HANDLE], _check_optional_text),
+    "hvc_device_type": (c_char_p, [_HANDLE], _check_optional_text),
+    "hvc_device_opaque": (c_void_p, [_HANDLE], _check_value),
+    "hvc_device_save_state": (c_int, [_HANDLE, c_void_p, c_size_t,
                                      _P(c_size_t)], _check_rc_nospc),
-    "hv_device_load_state": (c_int, [_HANDLE, c_void_p, c_size_t],
+    "hvc_device_load_state": (c_int, [_HANDLE, c_void_p, c_size_t],
                              _check_rc),
-    "hv_vm_reset_devices": (c_int, [_HANDLE], _check_rc),
-    "hv_vm_watch_fd": (c_int, [_HANDLE, c_int, c_uint32, X.FdFn, c_void_p],
+    "hvc_vm_reset_devices": (c_int, [_HANDLE], _check_rc),
+    "hvc_vm_watch_fd": (c_int, [_HANDLE, c_int, c_uint32, X.FdFn, c_void_p],
                        _check_rc),
-    "hv_vm_unwatch_fd": (c_int, [_HANDLE, c_int], _check_rc),
-    "hv_vm_irq_eventfd": (c_int, [_HANDLE, c_uint32, _P(c_int)], _check_rc),
-    "hv_vm_add_doorbell": (c_int, [_HANDLE, _P(X.Doorbell), X.DoorbellFn,
+    "hvc_vm_unwatch_fd": (c_int, [_HANDLE, c_int], _check_rc),
+    "hvc_vm_irq_eventfd": (c_int, [_HANDLE, c_uint32, _P(c_int)], _check_rc),
+    "hvc_vm_add_doorbell": (c_int, [_HANDLE, _P(X.Doorbell), X.DoorbellFn,
                                    c_void_p], _check_rc),
-    "hv_vm_remove_doorbell": (c_int, [_HANDLE, _P(X.Doorbell)], _check_rc),
-    "hv_vcpu_request_exit": (c_int, [_HANDLE, c_uint32, c_uint64],
+    "hvc_vm_remove_doorbell": (c_int, [_HANDLE, _P(X.Doorbell)], _check_rc),
+    "hvc_vcpu_request_exit": (c_int, [_HANDLE, c_uint32, c_uint64],
                              _check_rc),
     # platform.h
-    "hv_serial_create": (c_int, [_HANDLE, _P(X.SerialOptions), _P(_HANDLE)],
+    "hvc_serial_create": (c_int, [_HANDLE, _P(X.SerialOptions), _P(_HANDLE)],
                          _check_rc),
-    "hv_serial_receive": (c_int, [_HANDLE, c_void_p, c_size_t], _check_rc),
-    "hv_debug_exit_create": (c_int, [_HANDLE, c_uint16, _P(_HANDLE)],
+    "hvc_serial_receive": (c_int, [_HANDLE, c_void_p, c_size_t], _check_rc),
+    "hvc_debug_exit_create": (c_int, [_HANDLE, c_uint16, _P(_HANDLE)],
                              _check_rc),
-    "hv_i8042_create": (c_int, [_HANDLE, _P(_HANDLE)], _check_rc),
-    "hv_cmos_create": (c_int, [_HANDLE, _P(_HANDLE)], _check_rc),
-    "hv_port80_create": (c_int, [_HANDLE, _P(_HANDLE)], _check_rc),
-    "hv_acpi_build": (c_int, [_HANDLE, _P(X.AcpiOptions), _P(c_uint64)],
+    "hvc_i8042_create": (c_int, [_HANDLE, _P(_HANDLE)], _check_rc),
+    "hvc_cmos_create": (c_int, [_HANDLE, _P(_HANDLE)], _check_rc),
+    "hvc_port80_create": (c_int, [_HANDLE, _P(_HANDLE)], _check_rc),
+    "hvc_acpi_build": (c_int, [_HANDLE, _P(X.AcpiOptions), _P(c_uint64)],
                       _check_rc),
     # loader.h
-    "hv_vm_load_kernel": (c_int, [_HANDLE, _P(X.BootOptions),
+    "hvc_vm_load_kernel": (c_int, [_HANDLE, _P(X.BootOptions),
                                   _P(X.BootInfo)], _check_rc),
-    "hv_vcpu_boot": (c_int, [_HANDLE, _P(X.BootInfo)], _check_rc),
+    "hvc_vcpu_boot": (c_int, [_HANDLE, _P(X.BootInfo)], _check_rc),
     # virtio.h
-    "hv_virtio_blk_create": (c_int, [_HANDLE, _P(X.VirtioBlkOptions),
+    "hvc_virtio_blk_create": (c_int, [_HANDLE, _P(X.VirtioBlkOptions),
                                      _P(_HANDLE)], _check_rc),
-    "hv_virtio_rng_create": (c_int, [_HANDLE, _P(X.VirtioMmio), c_char_p,
+    "hvc_virtio_rng_create": (c_int, [_HANDLE, _P(X.VirtioMmio), c_char_p,
                                      _P(_HANDLE)], _check_rc),
-    "hv_virtio_console_create": (c_int, [_HANDLE, _P(X.VirtioConsoleOptions),
+    "hvc_virtio_console_create": (c_int, [_HANDLE, _P(X.VirtioConsoleOptions),
                                          _P(_HANDLE)], _check_rc),
-    "hv_virtio_cmdline": (c_int, [_HANDLE, c_char_p, c_size_t, _P(c_size_t)],
+    "hvc_virtio_cmdline": (c_int, [_HANDLE, c_char_p, c_size_t, _P(c_size_t)],
                           _check_rc_nospc),
     # topology.h
-    "hv_topology_host": (c_int, [_P(_HANDLE)], _check_rc),
-    "hv_topology_create": (c_int, [_P(_HANDLE)], _check_rc),
-    "hv_topology_destroy": (c_int, [_HANDLE], _check_rc),
-    "hv_topology_add_node": (c_int, [_HANDLE, c_uint32, _P(c_uint32),
+    "hvc_topology_host": (c_int, [_P(_HANDLE)], _check_rc),
+    "hvc_topology_create": (c_int, [_P(_HANDLE)], _check_rc),
+    "hvc_topology_destroy": (c_int, [_HANDLE], _check_rc),
+    "hvc_topology_add_node": (c_int, [_HANDLE, c_uint32, _P(c_uint32),
                                      c_size_t, c_uint64, c_uint64],
                              _check_rc),
-    "hv_topology_set_distance": (c_int, [_HANDLE, c_uint32, c_uint32,
+    "hvc_topology_set_distance": (c_int, [_HANDLE, c_uint32, c_uint32,
                                          c_uint32], _check_rc),
-    "hv_topology_add_pci": (c_int, [_HANDLE, _P(X.PciDevice)], _check_rc),
-    "hv_topology_list_nodes": (c_int, [_HANDLE, _P(c_uint32), c_size_t,
+    "hvc_topology_add_pci": (c_int, [_HANDLE, _P(X.PciDevice)], _check_rc),
+    "hvc_topology_list_nodes": (c_int, [_HANDLE, _P(c_uint32), c_size_t,
                                        _P(c_size_t)], _check_rc),
-    "hv_topology_node_cpus": (c_int, [_HANDLE, c_uint32, _P(c_uint32),
+    "hvc_topology_node_cpus": (c_int, [_HANDLE, c_uint32, _P(c_uint32),
                                       c_size_t, _P(c_size_t)], _check_rc),
-    "hv_topology_node_memory": (c_int, [_HANDLE, c_uint32, _P(c_uint64),
+    "hvc_topology_node_memory": (c_int, [_HANDLE, c_uint32, _P(c_uint64),
                                         _P(c_uint64)], _check_rc),
-    "hv_topology_distance": (c_int, [_HANDLE, c_uint32, c_uint32,
+    "hvc_topology_distance": (c_int, [_HANDLE, c_uint32, c_uint32,
                                      _P(c_uint32)], _check_rc),
-    "hv_topology_pci_count": (c_size_t, [_HANDLE], _check_value),
-    "hv_topology_pci_device": (c_int, [_HANDLE, c_size_t, _P(X.PciDevice)],
+    "hvc_topology_pci_count": (c_size_t, [_HANDLE], _check_value),
+    "hvc_topology_pci_device": (c_int, [_HANDLE, c_size_t, _P(X.PciDevice)],
                                _check_rc),
-    "hv_topology_find_pci": (c_int, [_HANDLE, c_char_p, _P(c_size_t)],
+    "hvc_topology_find_pci": (c_int, [_HANDLE, c_char_p, _P(c_size_t)],
                              _check_rc),
-    "hv_topology_place": (c_int, [_HANDLE, c_char_p, _P(X.Placement),
+    "hvc_topology_place": (c_int, [_HANDLE, c_char_p, _P(X.Placement),
                                   _P(c_uint32), c_size_t, _P(c_size_t)],
                           _check_rc),
-    "hv_thread_pin_cpus": (c_int, [_P(c_uint32), c_size_t], _check_rc),
-    "hv_thread_pin_node": (c_int, [c_uint32], _check_rc),
+    "hvc_thread_pin_cpus": (c_int, [_P(c_uint32), c_size_t], _check_rc),
+    "hvc_thread_pin_node": (c_int, [c_uint32], _check_rc),
 }
 
-#: tsc.h, migration.h (with hv_vm_get_vcpu(), hv_vm_vcpu_count() and
-#: hv_vm_list_memory(), which a restored VM needs): later additions to
+#: tsc.h, migration.h (with hvc_vm_get_vcpu(), hvc_vm_vcpu_count() and
+#: hvc_vm_list_memory(), which a restored VM needs): later additions to
 #: HVCORE_1.0 without a version bump, so a 1.0 library without one of these
 #: is accepted; the Python calls that need it raise HvError(ENOSYS).
 OPTIONAL_PROTOTYPES = {
-    "hv_tsc_ratio": (c_int, [c_uint32, c_uint32, c_uint32, _P(c_uint64)],
+    "hvc_tsc_ratio": (c_int, [c_uint32, c_uint32, c_uint32, _P(c_uint64)],
                      _check_rc),
-    "hv_tsc_scale": (c_int, [c_uint64, c_uint64, c_uint32, _P(c_uint64)],
+    "hvc_tsc_scale": (c_int, [c_uint64, c_uint64, c_uint32, _P(c_uint64)],
                      _check_rc),
-    "hv_tsc_get_info": (c_int, [_HANDLE, _P(X.TscInfo)], _check_rc),
-    "hv_vm_set_tsc_frequency": (c_int, [_HANDLE, _P(X.TscFrequencyOptions)],
+    "hvc_tsc_get_info": (c_int, [_HANDLE, _P(X.TscInfo)], _check_rc),
+    "hvc_vm_set_tsc_frequency": (c_int, [_HANDLE, _P(X.TscFrequencyOptions)],
                                 _check_rc),
-    "hv_vm_get_tsc_config": (c_int, [_HANDLE, _P(X.TscConfig)], _check_rc),
-    "hv_vcpu_get_tsc": (c_int, [_HANDLE, _P(c_uint64)], _check_rc),
-    "hv_vcpu_set_tsc": (c_int, [_HANDLE, c_uint64, c_uint32], _check_rc),
-    "hv_vcpu_get_tsc_offset": (c_int, [_HANDLE, _P(c_uint64)], _check_rc),
-    "hv_vcpu_set_tsc_offset": (c_int, [_HANDLE, c_uint64, c_uint32],
+    "hvc_vm_get_tsc_config": (c_int, [_HANDLE, _P(X.TscConfig)], _check_rc),
+    "hvc_vcpu_get_tsc": (c_int, [_HANDLE, _P(c_uint64)], _check_rc),
+    "hvc_vcpu_set_tsc": (c_int, [_HANDLE, c_uint64, c_uint32], _check_rc),
+    "hvc_vcpu_get_tsc_offset": (c_int, [_HANDLE, _P(c_uint64)], _check_rc),
+    "hvc_vcpu_set_tsc_offset": (c_int, [_HANDLE, c_uint64, c_uint32],
                                _check_rc),
-    "hv_vm_set_tsc_policy": (c_int, [_HANDLE, _P(X.TscPolicy)], _check_rc),
-    "hv_vm_get_tsc_policy": (c_int, [_HANDLE, _P(X.TscPolicy)], _check_rc),
-    "hv_vm_tsc_state_size": (c_int, [_HANDLE, _P(c_size_t)], _check_rc),
-    "hv_vm_save_tsc": (c_int, [_HANDLE, c_void_p, c_size_t, _P(c_size_t)],
+    "hvc_vm_set_tsc_policy": (c_int, [_HANDLE, _P(X.TscPolicy)], _check_rc),
+    "hvc_vm_get_tsc_policy": (c_int, [_HANDLE, _P(X.TscPolicy)], _check_rc),
+    "hvc_vm_tsc_state_size": (c_int, [_HANDLE, _P(c_size_t)], _check_rc),
+    "hvc_vm_save_tsc": (c_int, [_HANDLE, c_void_p, c_size_t, _P(c_size_t)],
                        _check_rc),
-    "hv_vm_restore_tsc": (c_int, [_HANDLE, c_void_p, c_size_t,
+    "hvc_vm_restore_tsc": (c_int, [_HANDLE, c_void_p, c_size_t,
                                   _P(X.TscRestoreOptions)], _check_rc),
     # memory.h, vcpu.h: enumerating what a restore created
-    "hv_vm_list_memory": (c_int, [_HANDLE, _P(_HANDLE), c_size_t,
+    "hvc_vm_list_memory": (c_int, [_HANDLE, _P(_HANDLE), c_size_t,
                                   _P(c_size_t)], _check_rc),
-    "hv_vm_get_vcpu": (c_int, [_HANDLE, c_uint32, _P(_HANDLE)], _check_rc),
-    "hv_vm_vcpu_count": (c_uint32, [_HANDLE], _check_value),
+    "hvc_vm_get_vcpu": (c_int, [_HANDLE, c_uint32, _P(_HANDLE)], _check_rc),
+    "hvc_vm_vcpu_count": (c_uint32, [_HANDLE], _check_value),
     # migration.h
-    "hv_vm_save": (c_int, [_HANDLE, _P(X.Stream), _P(X.SaveOptions)],
+    "hvc_vm_save": (c_int, [_HANDLE, _P(X.Stream), _P(X.SaveOptions)],
                    _check_rc),
-    "hv_vm_save_fd": (c_int, [_HANDLE, c_int, _P(X.SaveOptions)],
+    "hvc_vm_save_fd": (c_int, [_HANDLE, c_int, _P(X.SaveOptions)],
                       _check_rc),
-    "hv_snapshot_save": (c_int, [_HANDLE, c_char_p, _P(X.SaveOptions)],
+    "hvc_snapshot_save": (c_int, [_HANDLE, c_char_p, _P(X.SaveOptions)],
                          _check_rc),
-    "hv_vm_restore": (c_int, [_HANDLE, _P(X.Stream), _P(X.RestoreOptions),
+    "hvc_vm_restore": (c_int, [_HANDLE, _P(X.Stream), _P(X.RestoreOptions),
                               _P(_HANDLE)], _check_rc),
-    "hv_vm_restore_fd": (c_int, [_HANDLE, c_int, _P(X.RestoreOptions),
+    "hvc_vm_restore_fd": (c_int, [_HANDLE, c_int, _P(X.RestoreOptions),
                                  _P(_HANDLE)], _check_rc),
-    "hv_snapshot_restore": (c_int, [_HANDLE, c_char_p, _P(X.RestoreOptions),
+    "hvc_snapshot_restore": (c_int, [_HANDLE, c_char_p, _P(X.RestoreOptions),
                                     _P(_HANDLE)], _check_rc),
 }
 
@@ -394,7 +394,7 @@ def _loaded_file(cdll, fallback):
     dladdr.argtypes = [c_void_p, POINTER(_DlInfo)]
     dladdr.restype = c_int
     info = _DlInfo()
-    address = ctypes.cast(cdll.hv_version, c_void_p).value
+    address = ctypes.cast(cdll.hvc_version, c_void_p).value
     if dladdr(address, ctypes.byref(info)) and info.dli_fname:
         return os.path.abspath(os.fsdecode(info.dli_fname))
     return fallback
@@ -407,19 +407,19 @@ def _open(path):
     except OSError as e:
         raise _Refused(f"cannot be loaded: {e}") from None
     try:
-        hv_version = cdll.hv_version
+        hvc_version = cdll.hvc_version
     except AttributeError:
-        raise _Refused("it does not export hv_version(): not libhvcore") \
+        raise _Refused("it does not export hvc_version(): not libhvcore") \
             from None
-    hv_version.restype = c_uint
-    hv_version.argtypes = []
-    number = hv_version()
+    hvc_version.restype = c_uint
+    hvc_version.argtypes = []
+    number = hvc_version()
     major, minor, patch = number // 10000, number // 100 % 100, number % 100
-    if major != HV_VERSION_MAJOR or minor < HV_VERSION_MINOR:
+    if major != HVC_VERSION_MAJOR or minor < HVC_VERSION_MINOR:
         raise _Refused(
-            f"it is libhvcore {major}.{minor}.{patch} (hv_version() = "
-            f"{number}); these bindings need {HV_VERSION_MAJOR}."
-            f"{HV_VERSION_MINOR} or a later {HV_VERSION_MAJOR}.x")
+            f"it is libhvcore {major}.{minor}.{patch} (hvc_version() = "
+            f"{number}); these bindings need {HVC_VERSION_MAJOR}."
+            f"{HVC_VERSION_MINOR} or a later {HVC_VERSION_MAJOR}.x")
     for name, (restype, argtypes, errcheck) in PROTOTYPES.items():
         try:
             func = getattr(cdll, name)
@@ -481,5 +481,5 @@ def _load():
 
 lib, path, origin, version_info = _load()
 #: "1.0.0": the loaded library's version string.
-version = lib.hv_version_string()
+version = lib.hvc_version_string()
 S.check_layouts()

@@ -1,6 +1,6 @@
 """ctypes mirrors of the public C structs, checked against their ABI sizes.
 
-The fixed-layout structs (``hv_exit``: 264 bytes, ``hv_x86_segment``: 32
+The fixed-layout structs (``hvc_exit``: 264 bytes, ``hvc_x86_segment``: 32
 bytes) never change. The options structs start with ``uint32_t size`` and
 only grow at the end; these are their 1.0 layouts, and the bindings pass
 ``sizeof`` of them, so a newer library reads exactly these fields.
@@ -15,7 +15,7 @@ from ._structs_ext import (AcpiDevice, BootInfo, Doorbell, TscState,
 
 
 class VmOptions(ctypes.Structure):
-    """``hv_vm_options``."""
+    """``hvc_vm_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -26,7 +26,7 @@ class VmOptions(ctypes.Structure):
 
 
 class MemoryOptions(ctypes.Structure):
-    """``hv_memory_options`` (with the NUMA fields appended in 1.0)."""
+    """``hvc_memory_options`` (with the NUMA fields appended in 1.0)."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -40,13 +40,13 @@ class MemoryOptions(ctypes.Structure):
     ]
 
 
-#: The size of hv_memory_options before the NUMA fields: passed when no
+#: The size of hvc_memory_options before the NUMA fields: passed when no
 #: NUMA policy is asked for, so a library built before them still works.
 MEMORY_OPTIONS_BASE_SIZE = MemoryOptions.numa_policy.offset
 
 
 class ModeOptions(ctypes.Structure):
-    """``hv_vcpu_mode_options``."""
+    """``hvc_vcpu_mode_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -59,7 +59,7 @@ class ModeOptions(ctypes.Structure):
 
 
 class X86Segment(ctypes.Structure):
-    """``hv_x86_segment`` (fixed layout, 32 bytes)."""
+    """``hvc_x86_segment`` (fixed layout, 32 bytes)."""
 
     _fields_ = [
         ("base", c_uint64),
@@ -79,7 +79,7 @@ class X86Segment(ctypes.Structure):
 
 
 class ExitIo(ctypes.Structure):
-    """``hv_exit.u.io``."""
+    """``hvc_exit.u.io``."""
 
     _fields_ = [
         ("port", c_uint16),
@@ -91,7 +91,7 @@ class ExitIo(ctypes.Structure):
 
 
 class ExitMmio(ctypes.Structure):
-    """``hv_exit.u.mmio``."""
+    """``hvc_exit.u.mmio``."""
 
     _fields_ = [
         ("addr", c_uint64),
@@ -102,7 +102,7 @@ class ExitMmio(ctypes.Structure):
 
 
 class ExitInternal(ctypes.Structure):
-    """``hv_exit.u.internal``."""
+    """``hvc_exit.u.internal``."""
 
     _fields_ = [
         ("code", c_uint32),
@@ -112,13 +112,13 @@ class ExitInternal(ctypes.Structure):
 
 
 class ExitSystem(ctypes.Structure):
-    """``hv_exit.u.system``."""
+    """``hvc_exit.u.system``."""
 
     _fields_ = [("code", c_uint64)]
 
 
 class ExitUnion(ctypes.Union):
-    """``hv_exit.u``."""
+    """``hvc_exit.u``."""
 
     _fields_ = [
         ("io", ExitIo),
@@ -130,7 +130,7 @@ class ExitUnion(ctypes.Union):
 
 
 class HvExit(ctypes.Structure):
-    """``hv_exit`` (fixed layout, 264 bytes)."""
+    """``hvc_exit`` (fixed layout, 264 bytes)."""
 
     _fields_ = [
         ("reason", c_uint32),
@@ -140,7 +140,7 @@ class HvExit(ctypes.Structure):
     ]
 
 
-#: ``hv_io_fn``: int (*)(void *opaque, hv_vcpu *vcpu, uint64_t offset,
+#: ``hvc_io_fn``: int (*)(void *opaque, hvc_vcpu *vcpu, uint64_t offset,
 #: void *data, uint32_t size, int is_write)
 IoFn = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint64, c_void_p,
                         c_uint32, c_int)

@@ -1,8 +1,8 @@
 """ctypes mirrors of the structs of device.h, platform.h, loader.h,
 virtio.h, topology.h, tsc.h and migration.h, and their callback types.
 
-Fixed-layout structs (``hv_acpi_device`` 64 bytes, ``hv_boot_info`` 128,
-``hv_doorbell`` 32, ``hv_tsc_state`` 128, ``hv_tsc_vcpu_state`` 48) are
+Fixed-layout structs (``hvc_acpi_device`` 64 bytes, ``hvc_boot_info`` 128,
+``hvc_doorbell`` 32, ``hvc_tsc_state`` 128, ``hvc_tsc_vcpu_state`` 48) are
 size-checked at import (:data:`hvcore._structs.ABI_SIZES`). Options structs
 start with ``uint32_t size`` and are passed with ``sizeof`` of these 1.0
 layouts.
@@ -15,7 +15,7 @@ from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_int, c_int32, c_int64,
 
 # -------------------------------------------------------------- device.h --
 
-#: ``read``: int (*)(void *opaque, hv_vcpu *, uint32_t range,
+#: ``read``: int (*)(void *opaque, hvc_vcpu *, uint32_t range,
 #: uint64_t offset, void *data, uint32_t size)
 DevReadFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint32, c_uint64,
                       c_void_p, c_uint32)
@@ -31,7 +31,7 @@ DevLoadFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
 
 
 class DeviceOps(ctypes.Structure):
-    """``hv_device_ops`` (version 1)."""
+    """``hvc_device_ops`` (version 1)."""
 
     _fields_ = [
         ("version", c_uint32),
@@ -47,7 +47,7 @@ class DeviceOps(ctypes.Structure):
 
 
 class DeviceRange(ctypes.Structure):
-    """``hv_device_range``."""
+    """``hvc_device_range``."""
 
     _fields_ = [
         ("space", c_uint32),
@@ -58,7 +58,7 @@ class DeviceRange(ctypes.Structure):
 
 
 class DeviceOptions(ctypes.Structure):
-    """``hv_device_options``."""
+    """``hvc_device_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -68,12 +68,12 @@ class DeviceOptions(ctypes.Structure):
     ]
 
 
-#: ``hv_fd_fn``: void (*)(void *opaque, int fd, uint32_t events)
+#: ``hvc_fd_fn``: void (*)(void *opaque, int fd, uint32_t events)
 FdFn = CFUNCTYPE(None, c_void_p, c_int, c_uint32)
 
 
 class Doorbell(ctypes.Structure):
-    """``hv_doorbell`` (fixed layout, 32 bytes)."""
+    """``hvc_doorbell`` (fixed layout, 32 bytes)."""
 
     _fields_ = [
         ("space", c_uint32),
@@ -85,17 +85,17 @@ class Doorbell(ctypes.Structure):
     ]
 
 
-#: ``hv_doorbell_fn``: void (*)(void *opaque, const hv_doorbell *)
+#: ``hvc_doorbell_fn``: void (*)(void *opaque, const hvc_doorbell *)
 DoorbellFn = CFUNCTYPE(None, c_void_p, POINTER(Doorbell))
 
 # ------------------------------------------------------------ platform.h --
 
-#: ``hv_serial_output_fn``: void (*)(void *opaque, const void *, size_t)
+#: ``hvc_serial_output_fn``: void (*)(void *opaque, const void *, size_t)
 OutputFn = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t)
 
 
 class SerialOptions(ctypes.Structure):
-    """``hv_serial_options``."""
+    """``hvc_serial_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -110,7 +110,7 @@ class SerialOptions(ctypes.Structure):
 
 
 class AcpiDevice(ctypes.Structure):
-    """``hv_acpi_device`` (fixed layout, 64 bytes)."""
+    """``hvc_acpi_device`` (fixed layout, 64 bytes)."""
 
     _fields_ = [
         ("hid", c_char_p),
@@ -124,7 +124,7 @@ class AcpiDevice(ctypes.Structure):
 
 
 class AcpiOptions(ctypes.Structure):
-    """``hv_acpi_options``."""
+    """``hvc_acpi_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -140,7 +140,7 @@ class AcpiOptions(ctypes.Structure):
 
 
 class BootOptions(ctypes.Structure):
-    """``hv_boot_options``."""
+    """``hvc_boot_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -159,7 +159,7 @@ class BootOptions(ctypes.Structure):
 
 
 class BootInfo(ctypes.Structure):
-    """``hv_boot_info`` (fixed layout, 128 bytes)."""
+    """``hvc_boot_info`` (fixed layout, 128 bytes)."""
 
     _fields_ = [
         ("format", c_uint32),
@@ -182,7 +182,7 @@ class BootInfo(ctypes.Structure):
 
 
 class VirtioMmio(ctypes.Structure):
-    """``hv_virtio_mmio``."""
+    """``hvc_virtio_mmio``."""
 
     _fields_ = [
         ("base", c_uint64),
@@ -192,7 +192,7 @@ class VirtioMmio(ctypes.Structure):
 
 
 class VirtioBlkOptions(ctypes.Structure):
-    """``hv_virtio_blk_options``."""
+    """``hvc_virtio_blk_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -207,7 +207,7 @@ class VirtioBlkOptions(ctypes.Structure):
 
 
 class VirtioConsoleOptions(ctypes.Structure):
-    """``hv_virtio_console_options``."""
+    """``hvc_virtio_console_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -224,7 +224,7 @@ class VirtioConsoleOptions(ctypes.Structure):
 
 
 class PciDevice(ctypes.Structure):
-    """``hv_pci_device``."""
+    """``hvc_pci_device``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -244,7 +244,7 @@ class PciDevice(ctypes.Structure):
 
 
 class Placement(ctypes.Structure):
-    """``hv_placement``."""
+    """``hvc_placement``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -258,7 +258,7 @@ class Placement(ctypes.Structure):
 
 
 class TscInfo(ctypes.Structure):
-    """``hv_tsc_info``."""
+    """``hvc_tsc_info``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -274,7 +274,7 @@ class TscInfo(ctypes.Structure):
 
 
 class TscFrequencyOptions(ctypes.Structure):
-    """``hv_tsc_frequency_options``."""
+    """``hvc_tsc_frequency_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -284,7 +284,7 @@ class TscFrequencyOptions(ctypes.Structure):
 
 
 class TscConfig(ctypes.Structure):
-    """``hv_tsc_config``."""
+    """``hvc_tsc_config``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -298,7 +298,7 @@ class TscConfig(ctypes.Structure):
 
 
 class TscPolicy(ctypes.Structure):
-    """``hv_tsc_policy``."""
+    """``hvc_tsc_policy``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -309,7 +309,7 @@ class TscPolicy(ctypes.Structure):
 
 
 class TscRestoreOptions(ctypes.Structure):
-    """``hv_tsc_restore_options``."""
+    """``hvc_tsc_restore_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -319,7 +319,7 @@ class TscRestoreOptions(ctypes.Structure):
 
 
 class TscState(ctypes.Structure):
-    """``hv_tsc_state``: header of a TSC state record (128 bytes)."""
+    """``hvc_tsc_state``: header of a TSC state record (128 bytes)."""
 
     _fields_ = [
         ("magic", c_uint32),
@@ -344,7 +344,7 @@ class TscState(ctypes.Structure):
 
 
 class TscVcpuState(ctypes.Structure):
-    """``hv_tsc_vcpu_state`` (48 bytes)."""
+    """``hvc_tsc_vcpu_state`` (48 bytes)."""
 
     _fields_ = [
         ("id", c_uint32),
@@ -359,20 +359,20 @@ class TscVcpuState(ctypes.Structure):
 
 # ----------------------------------------------------------- migration.h --
 
-#: ``hv_stream::write``: int64_t (*)(void *opaque, const void *buf,
+#: ``hvc_stream::write``: int64_t (*)(void *opaque, const void *buf,
 #: size_t length)
 StreamWriteFn = CFUNCTYPE(c_int64, c_void_p, c_void_p, c_size_t)
-#: ``hv_stream::read``: int64_t (*)(void *opaque, void *buf, size_t length)
+#: ``hvc_stream::read``: int64_t (*)(void *opaque, void *buf, size_t length)
 StreamReadFn = CFUNCTYPE(c_int64, c_void_p, c_void_p, c_size_t)
-#: ``hv_progress_fn``: int (*)(void *opaque, uint64_t done, uint64_t total)
+#: ``hvc_progress_fn``: int (*)(void *opaque, uint64_t done, uint64_t total)
 ProgressFn = CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64)
-#: ``hv_restore_setup_fn``: int (*)(void *opaque, hv_vm *vm,
+#: ``hvc_restore_setup_fn``: int (*)(void *opaque, hvc_vm *vm,
 #: const void *user_data, size_t length)
 RestoreSetupFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_size_t)
 
 
 class Stream(ctypes.Structure):
-    """``hv_stream``."""
+    """``hvc_stream``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -384,7 +384,7 @@ class Stream(ctypes.Structure):
 
 
 class SaveOptions(ctypes.Structure):
-    """``hv_save_options``."""
+    """``hvc_save_options``."""
 
     _fields_ = [
         ("size", c_uint32),
@@ -399,7 +399,7 @@ class SaveOptions(ctypes.Structure):
 
 
 class RestoreOptions(ctypes.Structure):
-    """``hv_restore_options``."""
+    """``hvc_restore_options``."""
 
     _fields_ = [
         ("size", c_uint32),

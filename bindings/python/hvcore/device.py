@@ -1,6 +1,6 @@
 """Devices of a VM: the library's models and models written in Python.
 
-A device (``hv_device``) belongs to its VM: :class:`Device` objects are
+A device (``hvc_device``) belongs to its VM: :class:`Device` objects are
 handles to it, made by ``vm.add_device()``, the platform and virtio
 constructors (``vm.add_serial()``, ``vm.add_virtio_blk()``, ...),
 ``vm.devices`` and ``vm.find_device()``. Closing the VM destroys its
@@ -9,7 +9,7 @@ earlier. Afterwards the handle reports ``closed`` and raises ClosedError.
 
 Writing a device in Python: subclass :class:`DeviceModel` (or pass any
 object with the same methods) and attach it with ``vm.add_device(model,
-ranges, name=...)``. The bindings build an ``hv_device_ops`` table of
+ranges, name=...)``. The bindings build an ``hvc_device_ops`` table of
 ctypes trampolines for the methods the model defines; the table, the
 trampolines and the model stay referenced until the library destroyed the
 device (removal or VM close), so C never calls freed code.
@@ -40,7 +40,7 @@ from ._handle import Node
 from ._lib import lib
 from ._structs_ext import (DeviceOps, DeviceOptions, DeviceRange, DevLoadFn,
                            DevReadFn, DevSaveFn, DevVoidFn, DevWriteFn)
-from .constants import HV_DEVICE_OPS_VERSION, IO_EXIT, FdEvents
+from .constants import HVC_DEVICE_OPS_VERSION, IO_EXIT, FdEvents
 from .errors import HvError
 from .io import _errno_of, _read_value, io_space
 
@@ -52,14 +52,14 @@ _MAX_RANGES = 16
 
 
 class DeviceNode(Node):
-    """A ``hv_device``, owned by its VM's node, with what C may call."""
+    """A ``hvc_device``, owned by its VM's node, with what C may call."""
 
     kind = "device"
 
     def __init__(self, ptr, parent, model=None, keep=(), cls=None):
         super().__init__(ptr, parent)
-        self.name = lib.hv_device_name(ptr)
-        self.type = lib.hv_device_type(ptr)
+        self.name = lib.hvc_device_name(ptr)
+        self.type = lib.hvc_device_type(ptr)
         self.model = model
         self.keep = list(keep)     # ops table, trampolines, buffers, files
         self.cls = cls
@@ -70,7 +70,7 @@ class DeviceNode(Node):
         return f"device {self.name!r}"
 
     def destroy(self, ptr):
-        lib.hv_vm_remove_device(self.parent.ptr, ptr)
+        lib.hvc_vm_remove_device(self.parent.ptr, ptr)
 
     def on_closed(self):
         # The library has destroyed the device: nothing calls these again.
@@ -119,7 +119,7 @@ def adopt_device(vm_node, ptr, **kwargs):
 
 
 class Device:
-    """A device attached to a VM (``hv_device``).
+    """A device attached to a VM (``hvc_device``).
 
     Attributes: ``name`` (instance name, unique in the VM), ``type`` (model
     name, "16550a", "virtio-blk", ...), ``vm``, ``model`` (the Python
@@ -161,19 +161,19 @@ class Device:
             size = length.value
             buf = ctypes.create_string_buffer(size) if size else None
             rc = call_collecting(vm_node, self._node,
-                                 lib.hv_device_save_state, buf, size,
+                                 lib.hvc_device_save_state, buf, size,
                                  byref(length))
             if rc >= 0:
                 return buf.raw[:length.value] if buf is not None else b""
         raise HvError(errno.ENOSPC, "no space", "the device's state kept "
-                      "growing while it was saved", "hv_device_save_state")
+                      "growing while it was saved", "hvc_device_save_state")
 
     def load_state(self, record):
         """Loads a record from :meth:`save_state` into this device (of the
         same type); on error (HvError EINVAL for another type, EBADMSG for
         a damaged record) the device keeps its state."""
         buf, size = _convert.input_buffer(record)
-        call_collecting(self._vm._node, self._node, lib.hv_device_load_state,
+        call_collecting(self._vm._node, self._node, lib.hvc_device_load_state,
                         buf, size)
 
     def close(self):
@@ -214,7 +214,7 @@ class Serial(Device):
         """Hands bytes to the UART's receiver as if they came on the line;
         returns how many it accepted (the rest overran the FIFO)."""
         buf, size = _convert.input_buffer(data)
-        return self._node.call(lib.hv_serial_receive, buf, size)
+        return self._node.call(lib.hvc_serial_receive, buf, size)
 
 
 class DeviceModel:
@@ -240,7 +240,7 @@ class DeviceModel:
     Several vCPU threads may call a model at once (the GIL serialises
     Python code, but not a read-modify-write across calls): protect state
     shared by several methods with a lock when the guest is SMP. ``type``
-    names the model (``hv_device_type()``).
+    names the model (``hvc_device_type()``).
     """
 
     type = "python"
@@ -273,14 +273,14 @@ def _defines(model, name):
 
 
 class _ModelOps:
-    """The ``hv_device_ops`` table and trampolines for one Python model."""
+    """The ``hvc_device_ops`` table and trampolines for one Python model."""
 
     def __init__(self, vm_node, model, type_name):
         self.vm_node = vm_node
         self.model = model
         self.node = None
         self.type_name = type_name.encode()
-        self.ops = DeviceOps(version=HV_DEVICE_OPS_VERSION,
+        self.ops = DeviceOps(version=HVC_DEVICE_OPS_VERSION,
                              type=self.type_name)
         table = {"read": (DevReadFn, self._read),
                  "write": (DevWriteFn, self._write),
@@ -364,7 +364,7 @@ class _ModelOps:
 
 
 def _ranges(ranges):
-    """A ctypes array of hv_device_range from (space, base, length)s or
+    """A ctypes array of hvc_device_range from (space, base, length)s or
     dicts with those keys."""
     items = []
     for entry in ranges:
@@ -389,7 +389,7 @@ class DeviceMixin:
     """The device calls of :class:`hvcore.VM` (hvcore/device.h)."""
 
     def _new_device(self, func, *args, cls=Device, model=None, keep=()):
-        """Calls a constructor taking ``(vm, *args, hv_device **out)``."""
+        """Calls a constructor taking ``(vm, *args, hvc_device **out)``."""
         out = c_void_p()
         self._node.call(func, *args, byref(out))
         node = adopt_device(self._node, out.value, model=model, keep=keep,
@@ -414,7 +414,7 @@ class DeviceMixin:
                              name=raw_name)
         out = c_void_p()
         # On failure the library does not call destroy: nothing to undo.
-        self._node.call(lib.hv_vm_add_device, byref(ops.ops), None,
+        self._node.call(lib.hvc_vm_add_device, byref(ops.ops), None,
                         byref(opts), byref(out))
         node = adopt_device(self._node, out.value, model=model, keep=[ops])
         ops.node = node
@@ -433,7 +433,7 @@ class DeviceMixin:
         while True:
             size = count.value
             array = (c_void_p * max(size, 1))()
-            self._node.call(lib.hv_vm_list_devices, array, size,
+            self._node.call(lib.hvc_vm_list_devices, array, size,
                             byref(count))
             if count.value <= size:
                 break
@@ -443,7 +443,7 @@ class DeviceMixin:
     def find_device(self, name):
         """The device named ``name``; HvError ENOENT if there is none."""
         out = c_void_p()
-        self._node.call(lib.hv_vm_find_device, str(name).encode(),
+        self._node.call(lib.hvc_vm_find_device, str(name).encode(),
                         byref(out))
         return device_wrapper(self._node, adopt_device(self._node,
                                                        out.value))
@@ -451,7 +451,7 @@ class DeviceMixin:
     def reset_devices(self):
         """Resets every device (``reset``), in attachment order; re-raises
         what a Python model's ``reset()`` raised."""
-        call_collecting(self._node, self._node, lib.hv_vm_reset_devices)
+        call_collecting(self._node, self._node, lib.hvc_vm_reset_devices)
 
     def irq_eventfd(self, gsi):
         """An eventfd wired to interrupt line ``gsi``: writing an 8-byte
@@ -459,7 +459,7 @@ class DeviceMixin:
         it); the same fd comes back for the same GSI. HvError ENOTSUP
         without an in-kernel irqchip."""
         fd = c_int(-1)
-        self._node.call(lib.hv_vm_irq_eventfd, _convert.u32(gsi, "gsi"),
+        self._node.call(lib.hvc_vm_irq_eventfd, _convert.u32(gsi, "gsi"),
                         byref(fd))
         return fd.value
 

@@ -2,8 +2,8 @@
 
 Every libhvcore call that fails returns a negative errno; the bindings turn
 that into :class:`HvError`, an :class:`OSError` whose ``errno`` is the
-positive code, whose ``strerror`` is ``hv_strerror()``'s text and whose
-``message`` is what ``hv_last_error()`` said on the failing thread right
+positive code, whose ``strerror`` is ``hvc_strerror()``'s text and whose
+``message`` is what ``hvc_last_error()`` said on the failing thread right
 after the call ("memory region 0x0+0x1000 overlaps region 0x0+0x400000").
 """
 

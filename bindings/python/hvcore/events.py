@@ -54,7 +54,7 @@ def fileno(fd, what="fd"):
 
 @dataclass(frozen=True)
 class Doorbell:
-    """A registered doorbell (``hv_doorbell``): a guest write of
+    """A registered doorbell (``hvc_doorbell``): a guest write of
     ``length`` bytes to ``addr`` in ``space`` (of value ``data`` when it is
     not None) rings it without leaving the guest."""
 
@@ -141,7 +141,7 @@ class EventDispatcher:
             token = next(self._tokens)
             self._callbacks[token] = ("doorbell", bell, fn, None)
         try:
-            self._vm_node.call(lib.hv_vm_add_doorbell, ctypes.byref(raw),
+            self._vm_node.call(lib.hvc_vm_add_doorbell, ctypes.byref(raw),
                                self._c_doorbell, token)
         except BaseException:
             with self._lock:
@@ -156,7 +156,7 @@ class EventDispatcher:
             raise TypeError("remove_doorbell() takes the Doorbell that "
                             "add_doorbell() returned")
         raw = bell.to_c()
-        self._vm_node.call(lib.hv_vm_remove_doorbell, ctypes.byref(raw))
+        self._vm_node.call(lib.hvc_vm_remove_doorbell, ctypes.byref(raw))
         with self._lock:
             token = self._doorbells.pop(bell, None)
             self._callbacks.pop(token, None)
@@ -176,7 +176,7 @@ class EventDispatcher:
             token = next(self._tokens)
             self._callbacks[token] = ("fd", number, fn, fd)
         try:
-            self._vm_node.call(lib.hv_vm_watch_fd, number, events,
+            self._vm_node.call(lib.hvc_vm_watch_fd, number, events,
                                self._c_fd, token)
         except BaseException:
             with self._lock:
@@ -187,7 +187,7 @@ class EventDispatcher:
 
     def unwatch_fd(self, fd):
         number = fileno(fd)
-        self._vm_node.call(lib.hv_vm_unwatch_fd, number)
+        self._vm_node.call(lib.hvc_vm_unwatch_fd, number)
         with self._lock:
             token = self._fds.pop(number, None)
             self._callbacks.pop(token, None)

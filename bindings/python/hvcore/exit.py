@@ -11,7 +11,7 @@ __all__ = ["Exit"]
 
 @dataclass(frozen=True)
 class Exit:
-    """Why ``vcpu.run()`` returned: a copy of the C ``hv_exit`` record.
+    """Why ``vcpu.run()`` returned: a copy of the C ``hvc_exit`` record.
 
     The C record is only valid until the next run; this object is a
     snapshot and stays valid. Fields that do not apply to the reason are
@@ -33,7 +33,7 @@ class Exit:
         internal_code, internal_data: backend diagnostics of an
             ``INTERNAL_ERROR`` exit.
         code: for RESET, POWEROFF and SHUTDOWN, a device's status
-            (``hv_exit.u.system.code``: the byte a debug-exit port got,
+            (``hvc_exit.u.system.code``: the byte a debug-exit port got,
             or ``vcpu.request_exit()``'s code); 0 otherwise.
     """
 

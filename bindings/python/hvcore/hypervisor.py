@@ -30,11 +30,11 @@ class Backend:
 def backends():
     """Every backend compiled into the library, probed: [Backend]."""
     found = []
-    for index in range(lib.hv_backend_count()):
-        name = lib.hv_backend_name(index)
+    for index in range(lib.hvc_backend_count()):
+        name = lib.hvc_backend_name(index)
         if name is None:
             continue
-        rc, reason = lib.hv_backend_probe(name.encode())
+        rc, reason = lib.hvc_backend_probe(name.encode())
         found.append(Backend(name, rc == 0, -rc if rc < 0 else 0, reason))
     return found
 
@@ -52,13 +52,13 @@ def cap_id(cap):
 
 
 class HypervisorNode(Node):
-    """A ``hv_hypervisor``: the root of the tree."""
+    """A ``hvc_hypervisor``: the root of the tree."""
 
     kind = "hypervisor"
-    close_children_first = True  # hv_hypervisor_close() refuses live VMs
+    close_children_first = True  # hvc_hypervisor_close() refuses live VMs
 
     def destroy(self, ptr):
-        lib.hv_hypervisor_close(ptr)
+        lib.hvc_hypervisor_close(ptr)
 
 
 class Hypervisor(HypervisorTscMixin):
@@ -76,9 +76,9 @@ class Hypervisor(HypervisorTscMixin):
     def __init__(self, name=None):
         out = c_void_p()
         raw = None if name is None else str(name).encode()
-        lib.hv_hypervisor_open(raw, byref(out))
+        lib.hvc_hypervisor_open(raw, byref(out))
         self._node = HypervisorNode(out.value)
-        self._backend = lib.hv_hypervisor_backend(out.value).decode()
+        self._backend = lib.hvc_hypervisor_backend(out.value).decode()
 
     @property
     def backend(self):
@@ -93,7 +93,7 @@ class Hypervisor(HypervisorTscMixin):
         """One capability: ``hv.cap("max_vcpus")`` or ``hv.cap(Cap.MSI)``.
         Boolean capabilities are 0 or 1."""
         value = c_uint64()
-        self._node.call(lib.hv_hypervisor_get_cap, cap_id(cap), byref(value))
+        self._node.call(lib.hvc_hypervisor_get_cap, cap_id(cap), byref(value))
         return value.value
 
     def caps(self):

@@ -1,4 +1,4 @@
-"""Python I/O handlers: the bridge from ``hv_io_fn`` to a Python callable.
+"""Python I/O handlers: the bridge from ``hvc_io_fn`` to a Python callable.
 
 A handler is ``fn(vcpu, offset, data, size, is_write)``, called on the
 thread running the vCPU that made the access (see ``VM.add_io_handler``):
@@ -26,7 +26,7 @@ String and ``rep`` port I/O call the handler once per element.
 
 If the handler raises, the exception is kept, libhvcore is told the access
 failed (-errno for an OSError carrying an errno, else -EIO), which makes
-``hv_vcpu_run()`` fail, and ``vcpu.run()`` re-raises the handler's own
+``hvc_vcpu_run()`` fail, and ``vcpu.run()`` re-raises the handler's own
 exception, chained (``__cause__``) to the HvError that carries the
 library's message about the access. Nothing escapes into C, so a buggy
 handler never takes the process down.
@@ -45,7 +45,7 @@ from .constants import IO_EXIT, IoSpace
 
 __all__ = ["IoDispatcher", "io_space"]
 
-_C_IO_EXIT = int(IO_EXIT)  # what hv_io_fn returns to end the run
+_C_IO_EXIT = int(IO_EXIT)  # what hvc_io_fn returns to end the run
 
 _SPACE_NAMES = {"pio": IoSpace.PIO, "port": IoSpace.PIO,
                 "mmio": IoSpace.MMIO}
@@ -108,7 +108,7 @@ class _Handler:
 class IoDispatcher:
     """The I/O handlers of one VM.
 
-    One ctypes callback (``hv_io_fn``) serves every handler of the VM; the
+    One ctypes callback (``hvc_io_fn``) serves every handler of the VM; the
     ``opaque`` pointer C passes back is a token naming the Python handler.
     The dispatcher lives as long as the VM's C object, so the callback
     cannot be freed while C may still call it.
@@ -171,7 +171,7 @@ class IoDispatcher:
             token = next(self._tokens)
             self._handlers[token] = _Handler(fn, space, base, length)
         try:
-            self._vm_node.call(lib.hv_vm_add_io_handler, int(space), base,
+            self._vm_node.call(lib.hvc_vm_add_io_handler, int(space), base,
                                length, self._c_callback, token)
         except BaseException:
             with self._lock:
@@ -185,7 +185,7 @@ class IoDispatcher:
         base = _convert.u64(base, "I/O range base")
         # Once the C call returns the handler is not running and will not
         # be called again, so its entry can go.
-        self._vm_node.call(lib.hv_vm_remove_io_handler, int(space), base)
+        self._vm_node.call(lib.hvc_vm_remove_io_handler, int(space), base)
         with self._lock:
             token = self._by_range.pop((space, base), None)
             self._handlers.pop(token, None)

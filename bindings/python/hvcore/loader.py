@@ -40,7 +40,7 @@ def _image(value, what):
 
 @dataclass(frozen=True)
 class BootInfo:
-    """What ``vm.load_kernel()`` loaded (``hv_boot_info``, 128 bytes);
+    """What ``vm.load_kernel()`` loaded (``hvc_boot_info``, 128 bytes);
     pass it to ``vcpu.boot()``. Addresses are guest-physical."""
 
     format: KernelFormat
@@ -121,6 +121,6 @@ class LoaderMixin:
             iref = ctypes.c_char_p(ibuf) if isinstance(ibuf, bytes) else ibuf
             opts.initrd = ctypes.cast(iref, ctypes.c_void_p)
         info = CBootInfo()
-        self._node.call(lib.hv_vm_load_kernel, byref(opts), byref(info))
+        self._node.call(lib.hvc_vm_load_kernel, byref(opts), byref(info))
         del kref
         return BootInfo.from_c(info)

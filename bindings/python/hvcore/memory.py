@@ -12,10 +12,10 @@ __all__ = ["MemoryRegion"]
 
 
 class RegionNode(Node):
-    """A ``hv_memory_region`` and the host memory Python sees it through.
+    """A ``hvc_memory_region`` and the host memory Python sees it through.
 
     The view of a library-allocated region is a second mapping of the
-    region's memfd (``hv_memory_region_fd``), owned by Python: it shares the
+    region's memfd (``hvc_memory_region_fd``), owned by Python: it shares the
     guest's pages, yet stays mapped for as long as a memoryview of it
     exists, so a view kept after the region or its VM is gone reads and
     writes detached memory instead of crashing the process. For memory the
@@ -28,9 +28,9 @@ class RegionNode(Node):
 
     def __init__(self, ptr, parent, host_view=None, host_array=None):
         super().__init__(ptr, parent)
-        self.guest_addr = lib.hv_memory_region_guest_addr(ptr)
-        self.length = lib.hv_memory_region_length(ptr)
-        self.flags = to_enum(MemoryFlags, lib.hv_memory_region_flags(ptr))
+        self.guest_addr = lib.hvc_memory_region_guest_addr(ptr)
+        self.length = lib.hvc_memory_region_length(ptr)
+        self.flags = to_enum(MemoryFlags, lib.hvc_memory_region_flags(ptr))
         self.host_view = host_view      # the caller's buffer, exported
         self.host_array = host_array    # ctypes array over it (the export)
         self.view_lock = threading.Lock()
@@ -42,7 +42,7 @@ class RegionNode(Node):
         return f"memory region {self.guest_addr:#x}+{self.length:#x}"
 
     def destroy(self, ptr):
-        lib.hv_vm_remove_memory(self.parent.ptr, ptr)
+        lib.hvc_vm_remove_memory(self.parent.ptr, ptr)
 
     def get_view(self, node_ptr):
         with self.view_lock:
@@ -53,7 +53,7 @@ class RegionNode(Node):
     def _make_view(self, ptr):
         if self.host_view is not None:
             return self.host_view[:self.length]
-        fd = lib.hv_memory_region_fd(ptr)
+        fd = lib.hvc_memory_region_fd(ptr)
         if fd >= 0:
             self.mapping = mmap.mmap(fd, self.length, mmap.MAP_SHARED,
                                      mmap.PROT_READ | mmap.PROT_WRITE)
@@ -61,7 +61,7 @@ class RegionNode(Node):
         # A backend without a memfd: a view straight over the library's
         # mapping. Using it after the region is removed is unsafe; the view
         # is released on close, but slices taken from it are not.
-        hva = lib.hv_memory_region_hva(ptr)
+        hva = lib.hvc_memory_region_hva(ptr)
         array = (ctypes.c_char * self.length).from_address(hva)
         return memoryview(array).cast("B")
 
@@ -151,13 +151,13 @@ class MemoryRegion:
     def host_address(self):
         """Host virtual address of the first byte (for other native code);
         valid until the region is removed."""
-        return self._node.call(lib.hv_memory_region_hva)
+        return self._node.call(lib.hvc_memory_region_hva)
 
     @property
     def fd(self):
         """The memfd behind a library-allocated region, or None. Owned by
         the library: ``os.dup()`` it to keep it."""
-        fd = self._node.call(lib.hv_memory_region_fd)
+        fd = self._node.call(lib.hvc_memory_region_fd)
         return fd if fd >= 0 else None
 
     def contains(self, guest_addr, length=1):

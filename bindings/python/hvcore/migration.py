@@ -16,10 +16,10 @@ or source is:
   written everything (buffered files, ``io.BytesIO``); non-blocking files
   are not supported. The bindings never flush or close it.
 
-Encryption: ``key`` (32 bytes, :data:`HV_STREAM_KEY_SIZE`) or ``passphrase``
+Encryption: ``key`` (32 bytes, :data:`HVC_STREAM_KEY_SIZE`) or ``passphrase``
 (str or bytes; PBKDF2 with 600000 iterations, so about half a second per
 save or restore); a restore needs the same one (HvError EKEYREJECTED
-otherwise). ``user_data`` (bytes, at most :data:`HV_STREAM_USER_DATA_MAX`)
+otherwise). ``user_data`` (bytes, at most :data:`HVC_STREAM_USER_DATA_MAX`)
 travels in the stream and is handed to the restore's ``setup`` callable.
 
 Callables, all run on the calling thread inside the call:
@@ -50,7 +50,7 @@ from ctypes import byref, c_void_p
 from ._lib import lib
 from ._structs_ext import (ProgressFn, RestoreOptions, RestoreSetupFn,
                            SaveOptions, Stream, StreamReadFn, StreamWriteFn)
-from .constants import HV_STREAM_KEY_SIZE, RestoreFlags, SaveFlags
+from .constants import HVC_STREAM_KEY_SIZE, RestoreFlags, SaveFlags
 from .errors import HvError
 from .io import _errno_of
 
@@ -118,10 +118,10 @@ def _key(key):
     except TypeError:
         raise TypeError("key must be bytes, not "
                         f"{type(key).__name__}") from None
-    if len(raw) != HV_STREAM_KEY_SIZE:
-        raise ValueError(f"key must be {HV_STREAM_KEY_SIZE} bytes, not "
+    if len(raw) != HVC_STREAM_KEY_SIZE:
+        raise ValueError(f"key must be {HVC_STREAM_KEY_SIZE} bytes, not "
                          f"{len(raw)}")
-    return (ctypes.c_uint8 * HV_STREAM_KEY_SIZE).from_buffer_copy(raw)
+    return (ctypes.c_uint8 * HVC_STREAM_KEY_SIZE).from_buffer_copy(raw)
 
 
 def _passphrase(passphrase):
@@ -175,7 +175,7 @@ def _progress(op, progress):
 # --------------------------------------------------------- file streams --
 
 def _writer(op, target):
-    """An ``hv_stream`` calling ``target.write(bytes)``."""
+    """An ``hvc_stream`` calling ``target.write(bytes)``."""
     write = getattr(target, "write", None)
     if not callable(write):
         raise TypeError("save() takes a path, a file descriptor or an object "
@@ -204,7 +204,7 @@ def _writer(op, target):
 
 
 def _reader(op, source):
-    """An ``hv_stream`` calling ``source.readinto()`` or ``read()``."""
+    """An ``hvc_stream`` calling ``source.readinto()`` or ``read()``."""
     readinto = getattr(source, "readinto", None)
     read = getattr(source, "read", None)
     if not callable(readinto) and not callable(read):
@@ -269,13 +269,13 @@ def save_vm(vm, target, *, key=None, passphrase=None, user_data=b"",
         opts.progress = progress_fn
     node = vm._node
     if _is_path(target):
-        op.call(node, node, lib.hv_snapshot_save, os.fsencode(target),
+        op.call(node, node, lib.hvc_snapshot_save, os.fsencode(target),
                 byref(opts))
     elif isinstance(target, int):
-        op.call(node, node, lib.hv_vm_save_fd, _fd(target), byref(opts))
+        op.call(node, node, lib.hvc_vm_save_fd, _fd(target), byref(opts))
     else:
         stream = _writer(op, target)
-        op.call(node, node, lib.hv_vm_save, byref(stream), byref(opts))
+        op.call(node, node, lib.hvc_vm_save, byref(stream), byref(opts))
 
 
 # -------------------------------------------------------------- restore --
@@ -325,17 +325,17 @@ def restore_vm(cls, hypervisor, source, *, key=None, passphrase=None,
         op.keep.append(fn)
         opts.setup = fn
 
-    hv_node = hypervisor._node
+    hvc_node = hypervisor._node
     out = c_void_p()
     if _is_path(source):
-        func, args = lib.hv_snapshot_restore, (os.fsencode(source),)
+        func, args = lib.hvc_snapshot_restore, (os.fsencode(source),)
     elif isinstance(source, int):
-        func, args = lib.hv_vm_restore_fd, (_fd(source),)
+        func, args = lib.hvc_vm_restore_fd, (_fd(source),)
     else:
         stream = _reader(op, source)
-        func, args = lib.hv_vm_restore, (byref(stream),)
+        func, args = lib.hvc_vm_restore, (byref(stream),)
     try:
-        op.call(None, hv_node, func, *args, byref(opts), byref(out))
+        op.call(None, hvc_node, func, *args, byref(opts), byref(out))
     except BaseException:
         if op.vm_held:
             op.vm._node.release()
@@ -352,7 +352,7 @@ def restore_vm(cls, hypervisor, source, *, key=None, passphrase=None,
         vm = cls._adopt(hypervisor, out.value, owned=True)
     elif vm._node.ptr != out.value:  # not what hvcore/migration.h says
         raise HvError(errno.EPROTO, "protocol error",
-                      "hv_vm_restore returned another VM than the one it "
+                      "hvc_vm_restore returned another VM than the one it "
                       "gave the setup callback", func.__name__)
     return vm
 

@@ -16,7 +16,7 @@ from . import _convert
 from ._lib import lib
 from ._structs_ext import AcpiDevice as CAcpiDevice
 from ._structs_ext import AcpiOptions, OutputFn, SerialOptions
-from .constants import HV_ACPI_NO_IRQ, AcpiFlags
+from .constants import HVC_ACPI_NO_IRQ, AcpiFlags
 from .device import Serial, name_bytes
 from .events import fileno
 from .io import io_space
@@ -25,7 +25,7 @@ __all__ = ["AcpiDevice", "PlatformMixin", "output_trampoline"]
 
 
 def output_trampoline(vm_node, fn, on_event_thread):
-    """An ``hv_serial_output_fn`` calling ``fn(bytes)``.
+    """An ``hvc_serial_output_fn`` calling ``fn(bytes)``.
 
     On a vCPU thread (the UART) an exception is kept for ``vcpu.run()``,
     which is kicked so that it returns and raises it; on the event thread
@@ -65,7 +65,7 @@ def fd_option(fd, what):
 
 @dataclass(frozen=True)
 class AcpiDevice:
-    """A device for the ACPI DSDT (``hv_acpi_device``).
+    """A device for the ACPI DSDT (``hvc_acpi_device``).
 
     ``hid`` is the _HID ("PNP0501" for a 16550, "LNRO0005" for
     virtio-mmio); ``space`` "pio"/"mmio"; ``irq`` a GSI 0..23 or None.
@@ -82,7 +82,7 @@ class AcpiDevice:
     def to_c(self):
         flags = ((AcpiFlags.IRQ_LEVEL if self.level else 0)
                  | (AcpiFlags.IRQ_ACTIVE_LOW if self.active_low else 0))
-        irq = HV_ACPI_NO_IRQ if self.irq is None else self.irq
+        irq = HVC_ACPI_NO_IRQ if self.irq is None else self.irq
         return CAcpiDevice(hid=str(self.hid).encode(),
                            space=int(io_space(self.space)),
                            irq=_convert.u32(irq, "irq"),
@@ -119,27 +119,27 @@ class PlatformMixin:
             keep.append(fn)
         opts.name = raw_name = name_bytes(name)
         keep.append(raw_name)
-        return self._new_device(lib.hv_serial_create, byref(opts),
+        return self._new_device(lib.hvc_serial_create, byref(opts),
                                 cls=Serial, keep=keep)
 
     def add_debug_exit(self, port=0xF4):
         """A debug-exit port: a guest write of byte v ends ``vcpu.run()``
         with ExitReason.POWEROFF, ``handled`` and ``exit.code == v``."""
-        return self._new_device(lib.hv_debug_exit_create,
+        return self._new_device(lib.hvc_debug_exit_create,
                                 _convert.uint(port, 16, "port"))
 
     def add_i8042(self):
         """The i8042 reset line (ports 0x60/0x64): 0xfe to port 0x64 ends
         ``vcpu.run()`` with ExitReason.RESET."""
-        return self._new_device(lib.hv_i8042_create)
+        return self._new_device(lib.hvc_i8042_create)
 
     def add_cmos(self):
         """A CMOS real-time clock at ports 0x70/0x71."""
-        return self._new_device(lib.hv_cmos_create)
+        return self._new_device(lib.hvc_cmos_create)
 
     def add_port80(self):
         """A sink for port 0x80 (POST codes)."""
-        return self._new_device(lib.hv_port80_create)
+        return self._new_device(lib.hvc_port80_create)
 
     def build_acpi(self, devices=(), *, nr_cpus=1, address=0, length=0):
         """Writes RSDP, XSDT, FADT, MADT and a DSDT listing ``devices``
@@ -159,5 +159,5 @@ class PlatformMixin:
                            devices=array if entries else None,
                            nr_devices=len(entries))
         rsdp = c_uint64()
-        self._node.call(lib.hv_acpi_build, byref(opts), byref(rsdp))
+        self._node.call(lib.hvc_acpi_build, byref(opts), byref(rsdp))
         return rsdp.value

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 from . import _convert
 from ._structs import X86Segment
-from .constants import HV_X86_IS_MSR, X86Reg
+from .constants import HVC_X86_IS_MSR, X86Reg
 
 __all__ = ["Segment", "SCALAR_REGISTERS", "SEGMENT_REGISTERS",
            "register_id", "segment_id", "register_name"]
@@ -63,7 +63,7 @@ def segment_id(reg):
 
 def register_name(reg_id):
     """A readable name for a register id ("rax", "msr 0x174", ...)."""
-    if HV_X86_IS_MSR(reg_id):
+    if HVC_X86_IS_MSR(reg_id):
         return f"msr {reg_id & 0xFFFFFFFF:#x}"
     try:
         return X86Reg(reg_id).name.lower()
@@ -78,7 +78,7 @@ _FIELD_BITS = {"base": 64, "limit": 32, "selector": 16}
 class Segment:
     """A segment register (selector and hidden descriptor cache) or a
     descriptor-table register (only ``base`` and ``limit`` matter):
-    ``hv_x86_segment``.
+    ``hvc_x86_segment``.
 
     ``limit`` is in bytes, already scaled when ``g`` is set. The other
     fields are the descriptor's bits as small integers.

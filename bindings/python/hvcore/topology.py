@@ -42,7 +42,7 @@ class NumaNode:
 
 @dataclass(frozen=True)
 class PciDevice:
-    """A PCI function (``hv_pci_device``); ``numa_node`` -1 when the host
+    """A PCI function (``hvc_pci_device``); ``numa_node`` -1 when the host
     does not say. ``address`` is "DDDD:BB:DD.F"."""
 
     domain: int
@@ -91,7 +91,7 @@ class PciDevice:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a VM using a PCI device should run (``hv_placement``)."""
+    """Where a VM using a PCI device should run (``hvc_placement``)."""
 
     node: int
     cpus: Tuple[int, ...]
@@ -104,7 +104,7 @@ class TopologyNode(Node):
     kind = "topology"
 
     def destroy(self, ptr):
-        lib.hv_topology_destroy(ptr)
+        lib.hvc_topology_destroy(ptr)
 
 
 def _u32_list(func, *args):
@@ -132,7 +132,7 @@ class Topology:
     def __init__(self, _ptr=None):
         if _ptr is None:
             out = c_void_p()
-            lib.hv_topology_create(byref(out))
+            lib.hvc_topology_create(byref(out))
             _ptr = out.value
         self._node = TopologyNode(_ptr)
 
@@ -140,7 +140,7 @@ class Topology:
     def host(cls):
         """A snapshot of this host."""
         out = c_void_p()
-        lib.hv_topology_host(byref(out))
+        lib.hvc_topology_host(byref(out))
         return cls(out.value)
 
     # -- building ----------------------------------------------------------
@@ -149,14 +149,14 @@ class Topology:
         """Adds node ``node`` with CPU ids ``cpus`` and its memory."""
         cpus = [_convert.u32(c, "cpu") for c in cpus]
         array = (c_uint32 * max(len(cpus), 1))(*cpus)
-        self._node.call(lib.hv_topology_add_node,
+        self._node.call(lib.hvc_topology_add_node,
                         _convert.u32(node, "node"), array, len(cpus),
                         _convert.u64(mem_total, "mem_total"),
                         _convert.u64(mem_free, "mem_free"))
 
     def set_distance(self, from_node, to_node, distance):
         """The distance from one node to another (one direction)."""
-        self._node.call(lib.hv_topology_set_distance,
+        self._node.call(lib.hvc_topology_set_distance,
                         _convert.u32(from_node, "from"),
                         _convert.u32(to_node, "to"),
                         _convert.u32(distance, "distance"))
@@ -167,21 +167,21 @@ class Topology:
         if pci is None:
             pci = PciDevice(**fields_)
         raw = pci.to_c()
-        self._node.call(lib.hv_topology_add_pci, byref(raw))
+        self._node.call(lib.hvc_topology_add_pci, byref(raw))
 
     # -- reading -----------------------------------------------------------
 
     @property
     def node_ids(self):
-        return self._node.call(_u32_list_call, lib.hv_topology_list_nodes)
+        return self._node.call(_u32_list_call, lib.hvc_topology_list_nodes)
 
     def node(self, node_id):
         """The :class:`NumaNode` ``node_id`` (HvError ENOENT if none)."""
         node_id = _convert.u32(node_id, "node")
-        cpus = self._node.call(_u32_list_call, lib.hv_topology_node_cpus,
+        cpus = self._node.call(_u32_list_call, lib.hvc_topology_node_cpus,
                                node_id)
         total, free = c_uint64(), c_uint64()
-        self._node.call(lib.hv_topology_node_memory, node_id, byref(total),
+        self._node.call(lib.hvc_topology_node_memory, node_id, byref(total),
                         byref(free))
         distances = {other: self.distance(node_id, other)
                      for other in self.node_ids}
@@ -194,7 +194,7 @@ class Topology:
 
     def distance(self, from_node, to_node):
         value = c_uint32()
-        self._node.call(lib.hv_topology_distance,
+        self._node.call(lib.hvc_topology_distance,
                         _convert.u32(from_node, "from"),
                         _convert.u32(to_node, "to"), byref(value))
         return value.value
@@ -202,19 +202,19 @@ class Topology:
     @property
     def pci_devices(self):
         """Every :class:`PciDevice`, in address order."""
-        count = self._node.call(lib.hv_topology_pci_count)
+        count = self._node.call(lib.hvc_topology_pci_count)
         return [self._pci(i) for i in range(count)]
 
     def _pci(self, index):
         raw = CPciDevice(size=ctypes.sizeof(CPciDevice))
-        self._node.call(lib.hv_topology_pci_device, index, byref(raw))
+        self._node.call(lib.hvc_topology_pci_device, index, byref(raw))
         return PciDevice.from_c(raw)
 
     def find_pci(self, address):
         """The :class:`PciDevice` at "DDDD:BB:DD.F" or "BB:DD.F"; HvError
         ENOENT when there is none, EINVAL when it does not parse."""
         index = c_size_t()
-        self._node.call(lib.hv_topology_find_pci, str(address).encode(),
+        self._node.call(lib.hvc_topology_find_pci, str(address).encode(),
                         byref(index))
         return self._pci(index.value)
 
@@ -227,7 +227,7 @@ class Topology:
         while True:
             size = count.value
             cpus = (c_uint32 * max(size, 1))()
-            self._node.call(lib.hv_topology_place, encoded, byref(raw),
+            self._node.call(lib.hvc_topology_place, encoded, byref(raw),
                             cpus, size, byref(count))
             if count.value <= size:
                 break
@@ -260,7 +260,7 @@ class Topology:
         if self.closed:
             return "<hvcore.Topology closed>"
         return (f"<hvcore.Topology nodes={list(self.node_ids)} "
-                f"pci={self._node.call(lib.hv_topology_pci_count)}>")
+                f"pci={self._node.call(lib.hvc_topology_pci_count)}>")
 
 
 def _u32_list_call(ptr, func, *args):
@@ -273,9 +273,9 @@ def pin_thread_to_cpus(cpus):
     before its first run. HvError EINVAL names a CPU that is not online."""
     cpus = [_convert.u32(c, "cpu") for c in cpus]
     array = (c_uint32 * max(len(cpus), 1))(*cpus)
-    lib.hv_thread_pin_cpus(array, len(cpus))
+    lib.hvc_thread_pin_cpus(array, len(cpus))
 
 
 def pin_thread_to_node(node):
     """Restricts the calling thread to the online CPUs of a NUMA node."""
-    lib.hv_thread_pin_node(_convert.u32(node, "node"))
+    lib.hvc_thread_pin_node(_convert.u32(node, "node"))

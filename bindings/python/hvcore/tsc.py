@@ -17,7 +17,7 @@ from ._structs_ext import TscFrequencyOptions
 from ._structs_ext import TscInfo as CTscInfo
 from ._structs_ext import TscPolicy as CTscPolicy
 from ._structs_ext import TscRestoreOptions
-from .constants import (HV_TSC_DEFAULT_TOLERANCE_PPM, TscCatchup,
+from .constants import (HVC_TSC_DEFAULT_TOLERANCE_PPM, TscCatchup,
                         TscConfigFlags, TscInfoFlags, TscPausePolicy,
                         TscWriteFlags, to_enum)
 
@@ -30,7 +30,7 @@ def tsc_ratio(guest_khz, host_khz, frac_bits):
     ratio (``frac_bits`` 48 for VMX, 32 for SVM). HvError ERANGE when it
     does not fit the format, EINVAL for zero frequencies."""
     ratio = c_uint64()
-    lib.hv_tsc_ratio(_convert.u32(guest_khz, "guest_khz"),
+    lib.hvc_tsc_ratio(_convert.u32(guest_khz, "guest_khz"),
                      _convert.u32(host_khz, "host_khz"),
                      _convert.u32(frac_bits, "frac_bits"), byref(ratio))
     return ratio.value
@@ -40,7 +40,7 @@ def tsc_scale(host_tsc, ratio, frac_bits):
     """(host_tsc * ratio) >> frac_bits modulo 2**64, as the hardware
     scales a host TSC value."""
     out = c_uint64()
-    lib.hv_tsc_scale(_convert.u64(host_tsc, "host_tsc"),
+    lib.hvc_tsc_scale(_convert.u64(host_tsc, "host_tsc"),
                      _convert.u64(ratio, "ratio"),
                      _convert.u32(frac_bits, "frac_bits"), byref(out))
     return out.value
@@ -55,7 +55,7 @@ def _snapshot(cls, raw, flags_enum):
 
 @dataclass(frozen=True)
 class TscInfoData:
-    """``hv_tsc_info``: the host TSC and the backend's abilities."""
+    """``hvc_tsc_info``: the host TSC and the backend's abilities."""
 
     flags: TscInfoFlags
     host_tsc_khz: int
@@ -68,7 +68,7 @@ class TscInfoData:
 
 @dataclass(frozen=True)
 class TscConfigData:
-    """``hv_tsc_config``: a VM's guest TSC frequency set-up."""
+    """``hvc_tsc_config``: a VM's guest TSC frequency set-up."""
 
     flags: TscConfigFlags
     tsc_khz: int
@@ -80,7 +80,7 @@ class TscConfigData:
 
 @dataclass(frozen=True)
 class TscPolicyData:
-    """``hv_tsc_policy``: what a pause does to the guest's clocks."""
+    """``hvc_tsc_policy``: what a pause does to the guest's clocks."""
 
     pause: TscPausePolicy = TscPausePolicy.ADVANCE
     catchup: TscCatchup = TscCatchup.PIT
@@ -94,7 +94,7 @@ class HypervisorTscMixin:
         """The host TSC and what the backend can do with it (the first
         call probes the backend)."""
         raw = CTscInfo(size=ctypes.sizeof(CTscInfo))
-        self._node.call(lib.hv_tsc_get_info, byref(raw))
+        self._node.call(lib.hvc_tsc_get_info, byref(raw))
         return _snapshot(TscInfoData, raw, TscInfoFlags)
 
 
@@ -102,7 +102,7 @@ class VmTscMixin:
     """The VM-wide tsc.h calls of :class:`hvcore.VM`."""
 
     def set_tsc_frequency(self, khz,
-                          tolerance_ppm=HV_TSC_DEFAULT_TOLERANCE_PPM):
+                          tolerance_ppm=HVC_TSC_DEFAULT_TOLERANCE_PPM):
         """Pins the guest TSC frequency before any vCPU first runs.
         Within ``tolerance_ppm`` of the host's it is accepted unscaled;
         otherwise HvError ENOTSUP when the host cannot scale, EBUSY once a
@@ -111,18 +111,18 @@ class VmTscMixin:
                                    tsc_khz=_convert.u32(khz, "khz"),
                                    tolerance_ppm=_convert.u32(
                                        tolerance_ppm, "tolerance_ppm"))
-        self._node.call(lib.hv_vm_set_tsc_frequency, byref(opts))
+        self._node.call(lib.hvc_vm_set_tsc_frequency, byref(opts))
 
     @property
     def tsc_config(self):
         raw = CTscConfig(size=ctypes.sizeof(CTscConfig))
-        self._node.call(lib.hv_vm_get_tsc_config, byref(raw))
+        self._node.call(lib.hvc_vm_get_tsc_config, byref(raw))
         return _snapshot(TscConfigData, raw, TscConfigFlags)
 
     @property
     def tsc_policy(self):
         raw = CTscPolicy(size=ctypes.sizeof(CTscPolicy))
-        self._node.call(lib.hv_vm_get_tsc_policy, byref(raw))
+        self._node.call(lib.hvc_vm_get_tsc_policy, byref(raw))
         return TscPolicyData(to_enum(TscPausePolicy, raw.pause),
                              to_enum(TscCatchup, raw.catchup),
                              raw.catchup_max_ms)
@@ -134,16 +134,16 @@ class VmTscMixin:
                          catchup=_convert.u32(policy.catchup, "catchup"),
                          catchup_max_ms=_convert.u32(policy.catchup_max_ms,
                                                      "catchup_max_ms"))
-        self._node.call(lib.hv_vm_set_tsc_policy, byref(raw))
+        self._node.call(lib.hvc_vm_set_tsc_policy, byref(raw))
 
     def save_tsc(self):
         """The TSC state record (bytes) of every vCPU; pause the VM or
         stop its vCPUs first."""
         size = c_size_t()
-        self._node.call(lib.hv_vm_tsc_state_size, byref(size))
+        self._node.call(lib.hvc_vm_tsc_state_size, byref(size))
         buf = ctypes.create_string_buffer(size.value)
         written = c_size_t()
-        self._node.call(lib.hv_vm_save_tsc, buf, size.value, byref(written))
+        self._node.call(lib.hvc_vm_save_tsc, buf, size.value, byref(written))
         return buf.raw[:written.value]
 
     def restore_tsc(self, record, *, pause=None, max_error_us=0):
@@ -158,7 +158,7 @@ class VmTscMixin:
                 pause=_convert.u32(pause or 0, "pause"),
                 max_error_us=_convert.u32(max_error_us, "max_error_us"))
             opts = byref(opts)
-        self._node.call(lib.hv_vm_restore_tsc, buf, length, opts)
+        self._node.call(lib.hvc_vm_restore_tsc, buf, length, opts)
 
 
 class VcpuTscMixin:
@@ -170,25 +170,25 @@ class VcpuTscMixin:
     def tsc(self):
         """The guest TSC now (what RDTSC would return)."""
         value = c_uint64()
-        self._node.call(lib.hv_vcpu_get_tsc, byref(value))
+        self._node.call(lib.hvc_vcpu_get_tsc, byref(value))
         return value.value
 
     def set_tsc(self, value, *, this_vcpu=False):
         """Makes the guest TSC read ``value`` now; every vCPU's offset
         moves together unless ``this_vcpu``."""
         flags = TscWriteFlags.THIS_VCPU if this_vcpu else 0
-        self._node.call(lib.hv_vcpu_set_tsc, _convert.u64(value, "tsc"),
+        self._node.call(lib.hvc_vcpu_set_tsc, _convert.u64(value, "tsc"),
                         int(flags))
 
     @property
     def tsc_offset(self):
         value = c_uint64()
-        self._node.call(lib.hv_vcpu_get_tsc_offset, byref(value))
+        self._node.call(lib.hvc_vcpu_get_tsc_offset, byref(value))
         return value.value
 
     def set_tsc_offset(self, offset, *, this_vcpu=False):
         flags = TscWriteFlags.THIS_VCPU if this_vcpu else 0
-        self._node.call(lib.hv_vcpu_set_tsc_offset,
+        self._node.call(lib.hvc_vcpu_set_tsc_offset,
                         _convert.reg_value(offset, "offset"), int(flags))
 
 

@@ -37,7 +37,7 @@ def x86_mode(mode):
 
 
 def mode_options(mode, entry, stack, tables, map_length):
-    """A filled ``hv_vcpu_mode_options``."""
+    """A filled ``hvc_vcpu_mode_options``."""
     return ModeOptions(size=ctypes.sizeof(ModeOptions), mode=x86_mode(mode),
                        entry=_convert.u64(entry, "entry"),
                        stack=_convert.u64(stack, "stack"),
@@ -46,7 +46,7 @@ def mode_options(mode, entry, stack, tables, map_length):
 
 
 class VCPUNode(Node):
-    """A ``hv_vcpu``; owned by its VM's node."""
+    """A ``hvc_vcpu``; owned by its VM's node."""
 
     kind = "vCPU"
 
@@ -59,7 +59,7 @@ class VCPUNode(Node):
         return f"vCPU {self.id}"
 
     def destroy(self, ptr):
-        lib.hv_vcpu_destroy(ptr)
+        lib.hvc_vcpu_destroy(ptr)
 
 
 class Registers:
@@ -148,13 +148,13 @@ class VCPU(VcpuTscMixin):
         """One scalar register by name ("rax"), X86Reg or id (msr(n))."""
         reg_id = register_id(reg)
         value = c_uint64()
-        self._node.call(lib.hv_vcpu_get_reg, reg_id, byref(value))
+        self._node.call(lib.hvc_vcpu_get_reg, reg_id, byref(value))
         return value.value
 
     def set(self, reg, value):
         """Writes one scalar register (negative values: two's complement)."""
         reg_id = register_id(reg)
-        self._node.call(lib.hv_vcpu_set_reg, reg_id,
+        self._node.call(lib.hvc_vcpu_set_reg, reg_id,
                         _convert.reg_value(value, f"value of {reg!r}"))
 
     def get_regs(self, regs):
@@ -162,7 +162,7 @@ class VCPU(VcpuTscMixin):
         regs = list(regs)
         ids = (c_uint64 * len(regs))(*[register_id(r) for r in regs])
         values = (c_uint64 * len(regs))()
-        self._node.call(lib.hv_vcpu_get_regs, ids, values, len(regs))
+        self._node.call(lib.hvc_vcpu_get_regs, ids, values, len(regs))
         return dict(zip(regs, values))
 
     def set_regs(self, values=None, **kwargs):
@@ -175,7 +175,7 @@ class VCPU(VcpuTscMixin):
         ids = (c_uint64 * len(keys))(*[register_id(k) for k in keys])
         vals = (c_uint64 * len(keys))(
             *[_convert.reg_value(items[k], f"value of {k!r}") for k in keys])
-        self._node.call(lib.hv_vcpu_set_regs, ids, vals, len(keys))
+        self._node.call(lib.hvc_vcpu_set_regs, ids, vals, len(keys))
 
     def get_msr(self, index):
         """A model-specific register by index (``get_msr(0x174)``)."""
@@ -188,7 +188,7 @@ class VCPU(VcpuTscMixin):
         """A segment ("cs", ...) or table ("gdtr", "idtr") register."""
         reg_id = segment_id(reg)
         seg = X86Segment()
-        self._node.call(lib.hv_vcpu_get_segment, reg_id, byref(seg))
+        self._node.call(lib.hvc_vcpu_get_segment, reg_id, byref(seg))
         return Segment.from_c(seg)
 
     def set_segment(self, reg, segment):
@@ -198,26 +198,26 @@ class VCPU(VcpuTscMixin):
             raise TypeError("set_segment() takes an hvcore.Segment, not "
                             f"{type(segment).__name__}")
         seg = segment.to_c()
-        self._node.call(lib.hv_vcpu_set_segment, reg_id, byref(seg))
+        self._node.call(lib.hvc_vcpu_set_segment, reg_id, byref(seg))
 
     @property
     def fpu_state_size(self):
         """Size in bytes of the FPU/XSAVE blob."""
         size = c_size_t()
-        self._node.call(lib.hv_vcpu_fpu_state_size, byref(size))
+        self._node.call(lib.hvc_vcpu_fpu_state_size, byref(size))
         return size.value
 
     def get_fpu_state(self):
         """The FPU/SSE/AVX (XSAVE) state as an opaque bytes blob."""
         size = self.fpu_state_size
         buf = ctypes.create_string_buffer(size)
-        self._node.call(lib.hv_vcpu_get_fpu_state, buf, size)
+        self._node.call(lib.hvc_vcpu_get_fpu_state, buf, size)
         return buf.raw
 
     def set_fpu_state(self, blob):
         """Loads a blob from get_fpu_state() (same backend and CPU)."""
         buf, size = _convert.input_buffer(blob)
-        self._node.call(lib.hv_vcpu_set_fpu_state, buf, size)
+        self._node.call(lib.hvc_vcpu_set_fpu_state, buf, size)
 
     def set_mode(self, mode, entry=0, stack=0, tables=0, map_length=0):
         """Prepares a flat entry: ``set_mode("long64", entry=0x8000,
@@ -230,7 +230,7 @@ class VCPU(VcpuTscMixin):
         at least 4 GiB).
         """
         opts = mode_options(mode, entry, stack, tables, map_length)
-        self._node.call(lib.hv_vcpu_set_mode, byref(opts))
+        self._node.call(lib.hvc_vcpu_set_mode, byref(opts))
 
     # -- running -----------------------------------------------------------
 
@@ -262,7 +262,7 @@ class VCPU(VcpuTscMixin):
         pending.vcpu = self
         record = POINTER(HvExit)()
         try:
-            self._node.call(lib.hv_vcpu_run, byref(record))
+            self._node.call(lib.hvc_vcpu_run, byref(record))
         except HvError as err:
             exc = dispatcher.take_pending()
             if exc is not None:
@@ -280,7 +280,7 @@ class VCPU(VcpuTscMixin):
         ``vm.load_kernel()``: mode, page tables, RIP, RSP, and EBX/RSI
         as the boot protocol asks. ``info`` is its :class:`BootInfo`."""
         raw = info.to_c()
-        self._node.call(lib.hv_vcpu_boot, byref(raw))
+        self._node.call(lib.hvc_vcpu_boot, byref(raw))
 
     def request_exit(self, reason, code=0):
         """From an I/O handler or device model running on this vCPU's
@@ -292,14 +292,14 @@ class VCPU(VcpuTscMixin):
                 reason = ExitReason[reason.upper()]
             except KeyError:
                 raise ValueError(f"unknown exit reason {reason!r}") from None
-        self._node.call(lib.hv_vcpu_request_exit,
+        self._node.call(lib.hvc_vcpu_request_exit,
                         _convert.u32(reason, "reason"),
                         _convert.u64(code, "code"))
 
     @property
     def exit(self):
         """The exit record of the last run, as an Exit snapshot."""
-        return Exit.from_c(self._node.call(lib.hv_vcpu_get_exit).contents)
+        return Exit.from_c(self._node.call(lib.hvc_vcpu_get_exit).contents)
 
     def complete_io(self, data):
         """Supplies the data of the unclaimed read the last exit returned.
@@ -315,7 +315,7 @@ class VCPU(VcpuTscMixin):
             else:
                 data = self._int_for_pending_read(value)
         buf, size = _convert.input_buffer(data)
-        self._node.call(lib.hv_vcpu_complete_io, buf, size)
+        self._node.call(lib.hvc_vcpu_complete_io, buf, size)
 
     def _int_for_pending_read(self, value):
         last = self.exit
@@ -333,7 +333,7 @@ class VCPU(VcpuTscMixin):
     def kick(self):
         """Makes run() return with ExitReason.KICK, now if it is running,
         else at the start of the next run. Callable from any thread."""
-        self._node.call(lib.hv_vcpu_kick)
+        self._node.call(lib.hvc_vcpu_kick)
 
     # -- lifetime ----------------------------------------------------------
 

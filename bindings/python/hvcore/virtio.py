@@ -47,13 +47,13 @@ class VirtioMixin:
             keep.append(held)
         opts.serial = None if serial is None else str(serial).encode()
         opts.name = name_bytes(name)
-        return self._new_device(lib.hv_virtio_blk_create, byref(opts),
+        return self._new_device(lib.hvc_virtio_blk_create, byref(opts),
                                 keep=keep)
 
     def add_virtio_rng(self, *, base, irq, name=None):
         """A virtio-rng device fed by getrandom(2)."""
         mmio = _mmio(base, irq)
-        return self._new_device(lib.hv_virtio_rng_create, byref(mmio),
+        return self._new_device(lib.hvc_virtio_rng_create, byref(mmio),
                                 name_bytes(name))
 
     def add_virtio_console(self, *, base, irq, output=None, output_fd=None,
@@ -72,7 +72,7 @@ class VirtioMixin:
             opts.output_fn = fn
             keep.append(fn)
         opts.name = name_bytes(name)
-        return self._new_device(lib.hv_virtio_console_create, byref(opts),
+        return self._new_device(lib.hvc_virtio_console_create, byref(opts),
                                 keep=keep)
 
     def virtio_cmdline(self):
@@ -82,7 +82,7 @@ class VirtioMixin:
         while True:
             size = length.value + 1
             buf = ctypes.create_string_buffer(size)
-            rc = self._node.call(lib.hv_virtio_cmdline, buf, size,
+            rc = self._node.call(lib.hvc_virtio_cmdline, buf, size,
                                  byref(length))
             if rc >= 0:
                 return buf.value.decode()

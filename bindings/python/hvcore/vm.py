@@ -29,7 +29,7 @@ __all__ = ["VM"]
 
 
 class VMNode(Node):
-    """A ``hv_vm`` with its I/O dispatcher; owned by its hypervisor node."""
+    """A ``hvc_vm`` with its I/O dispatcher; owned by its hypervisor node."""
 
     kind = "VM"
 
@@ -41,7 +41,7 @@ class VMNode(Node):
         self.events = EventDispatcher(self)
 
     def destroy(self, ptr):
-        lib.hv_vm_destroy(ptr)
+        lib.hvc_vm_destroy(ptr)
 
     def on_closed(self):
         self.io.clear()
@@ -157,9 +157,9 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         opts = _vm_options(flags, no_irqchip, max_vcpus, kick_signal)
         self._hv = hypervisor
         out = c_void_p()
-        hv_node = hypervisor._node
-        hv_node.call(lib.hv_vm_create, byref(opts), byref(out))
-        self._node = VMNode(out.value, hv_node)
+        hvc_node = hypervisor._node
+        hvc_node.call(lib.hvc_vm_create, byref(opts), byref(out))
+        self._node = VMNode(out.value, hvc_node)
         self._node.wrapper_ref = weakref.ref(self)
         self._flags = to_enum(VmFlags, opts.flags)
 
@@ -196,7 +196,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
 
     @classmethod
     def _adopt(cls, hypervisor, ptr, owned):
-        """The VM object of a ``hv_vm`` the library made (a restore), with
+        """The VM object of a ``hvc_vm`` the library made (a restore), with
         nodes for the vCPUs and memory regions it already has. ``owned``:
         the caller owns the VM (destroyed if this fails), else the library
         still does (a restore's setup callback)."""
@@ -217,14 +217,14 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
 
     def _adopt_children(self):
         node = self._node
-        count = node.call(lib.hv_vm_vcpu_count)
+        count = node.call(lib.hvc_vm_vcpu_count)
         found = 0
         vcpu_id = 0
         limit = max(count, self._hv.cap("max_vcpus"), 1024)
         while found < count and vcpu_id < limit:
             out = c_void_p()
             try:
-                node.call(lib.hv_vm_get_vcpu, vcpu_id, byref(out))
+                node.call(lib.hvc_vm_get_vcpu, vcpu_id, byref(out))
             except HvError as err:
                 if err.errno != errno.ENOENT:
                     raise
@@ -240,7 +240,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         while True:
             size = count.value
             array = (c_void_p * max(size, 1))()
-            self._node.call(lib.hv_vm_list_memory, array, size, byref(count))
+            self._node.call(lib.hvc_vm_list_memory, array, size, byref(count))
             if count.value <= size:
                 break
         with self._node.lock:
@@ -328,7 +328,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
                 opts.size = ctypes.sizeof(MemoryOptions)
                 opts.numa_policy, opts.numa_node_count = numa[0], numa[1]
                 opts.numa_nodes = numa[2]
-            self._node.call(lib.hv_vm_add_memory, byref(opts), byref(out))
+            self._node.call(lib.hvc_vm_add_memory, byref(opts), byref(out))
         except BaseException:
             if host_view is not None:
                 del host_array  # drops its export of the view
@@ -346,7 +346,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
     def find_memory(self, guest_addr):
         """The region containing ``guest_addr``; HvError ENOENT if none."""
         out = c_void_p()
-        self._node.call(lib.hv_vm_find_memory,
+        self._node.call(lib.hvc_vm_find_memory,
                         _convert.u64(guest_addr, "guest_addr"), byref(out))
         with self._node.lock:
             node = self._node.children.get(out.value)
@@ -368,7 +368,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         read) when any byte is outside guest memory."""
         length = _convert.length(length)
         buf = ctypes.create_string_buffer(length)
-        self._node.call(lib.hv_vm_read,
+        self._node.call(lib.hvc_vm_read,
                         _convert.u64(guest_addr, "guest_addr"), buf, length)
         return buf.raw
 
@@ -377,7 +377,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         included: it is how ROMs are loaded); HvError EFAULT, nothing
         written, when any byte is outside guest memory."""
         buf, length = _convert.input_buffer(data)
-        self._node.call(lib.hv_vm_write,
+        self._node.call(lib.hvc_vm_write,
                         _convert.u64(guest_addr, "guest_addr"), buf, length)
 
     def view(self, guest_addr, length):
@@ -387,7 +387,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         guest_addr = _convert.u64(guest_addr, "guest_addr")
         length = _convert.length(length)
         hva = c_void_p()
-        self._node.call(lib.hv_vm_gpa_to_hva, guest_addr, length, byref(hva))
+        self._node.call(lib.hvc_vm_gpa_to_hva, guest_addr, length, byref(hva))
         region = self.find_memory(guest_addr)
         start = guest_addr - region.guest_addr
         return region.view[start:start + length]
@@ -397,7 +397,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         ``length`` bytes from it lie in one region (for other native
         code; valid until the region is removed)."""
         hva = c_void_p()
-        self._node.call(lib.hv_vm_gpa_to_hva,
+        self._node.call(lib.hvc_vm_gpa_to_hva,
                         _convert.u64(guest_addr, "guest_addr"),
                         _convert.length(length), byref(hva))
         return hva.value
@@ -439,14 +439,14 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
             node = self._node.vcpu_node(vcpu_id)
             if node is None:
                 out = c_void_p()
-                self._node.call(lib.hv_vcpu_create, vcpu_id, byref(out))
+                self._node.call(lib.hvc_vcpu_create, vcpu_id, byref(out))
                 node = VCPUNode(out.value, self._node, vcpu_id)
         return self._node.vcpu_wrapper(node)
 
     @property
     def vcpu_count(self):
-        """How many vCPUs the VM has (``hv_vm_vcpu_count()``)."""
-        return self._node.call(lib.hv_vm_vcpu_count)
+        """How many vCPUs the VM has (``hvc_vm_vcpu_count()``)."""
+        return self._node.call(lib.hvc_vm_vcpu_count)
 
     @property
     def vcpus(self):
@@ -461,7 +461,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         """Bytes of scratch RAM ``vcpu.set_mode(mode, tables=...)`` needs."""
         opts = mode_options(mode, 0, 0, 0, map_length)
         size = c_uint64()
-        self._node.call(lib.hv_vcpu_mode_tables_size, byref(opts),
+        self._node.call(lib.hvc_vcpu_mode_tables_size, byref(opts),
                         byref(size))
         return size.value
 
@@ -471,15 +471,15 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         """Stops every vCPU and keeps them stopped until resume(). Pauses
         nest. vCPU threads stay inside run(). Not from an I/O handler of
         this VM (HvError EDEADLK)."""
-        self._node.call(lib.hv_vm_pause)
+        self._node.call(lib.hvc_vm_pause)
 
     def resume(self):
         """Undoes one pause(); HvError EINVAL when not paused."""
-        self._node.call(lib.hv_vm_resume)
+        self._node.call(lib.hvc_vm_resume)
 
     @property
     def is_paused(self):
-        return self._node.call(lib.hv_vm_is_paused)
+        return self._node.call(lib.hvc_vm_is_paused)
 
     @contextlib.contextmanager
     def paused(self):
@@ -497,7 +497,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         """Sets interrupt line ``gsi`` to ``level`` (True/1 or False/0).
         HvError ENOTSUP without an in-kernel irqchip."""
         level = operator.index(level)
-        self._node.call(lib.hv_vm_set_irq, _convert.u32(gsi, "gsi"),
+        self._node.call(lib.hvc_vm_set_irq, _convert.u32(gsi, "gsi"),
                         _convert.uint(level, 31, "level"))
 
     def pulse_irq(self, gsi):
@@ -510,7 +510,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         delivered, False when the guest blocked it (the library's
         -EAGAIN); other failures raise HvError."""
         try:
-            self._node.call(lib.hv_vm_send_msi, _convert.u64(address,
+            self._node.call(lib.hvc_vm_send_msi, _convert.u64(address,
                                                              "address"),
                             _convert.u32(data, "data"))
         except HvError as err:

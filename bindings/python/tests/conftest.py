@@ -59,7 +59,7 @@ def guest_dir():
 
 def kvm_problem():
     """None when KVM can open here, else the library's reason."""
-    rc, reason = hvcore._lib.lib.hv_backend_probe(b"kvm")
+    rc, reason = hvcore._lib.lib.hvc_backend_probe(b"kvm")
     if rc == 0:
         return None
     return f"{hvcore.strerror(rc)}: {reason}"

@@ -131,7 +131,7 @@ def test_load_errors_leave_memory_alone(board):
     with pytest.raises(hvcore.HvError) as err:
         b.vm.load_kernel(b"\x7fNOT an image at all" * 10)
     assert err.value.errno == errno.ENOEXEC
-    assert err.value.function == "hv_vm_load_kernel"
+    assert err.value.function == "hvc_vm_load_kernel"
     with pytest.raises(hvcore.HvError) as err:
         b.vm.load_kernel(b"\x90" * 64, format="raw", raw_address=64 * MIB)
     assert err.value.errno == errno.EFAULT and err.value.message

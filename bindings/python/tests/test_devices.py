@@ -1,4 +1,4 @@
-"""Devices written in Python (hv_vm_add_device with Python callbacks),
+"""Devices written in Python (hvc_vm_add_device with Python callbacks),
 their state records, callback errors, doorbells, watched fds, interrupt
 eventfds and vcpu.request_exit()."""
 

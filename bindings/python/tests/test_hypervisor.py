@@ -19,14 +19,14 @@ def test_unknown_backend_is_named():
         hvcore.Hypervisor("no-such-backend")
     err = info.value
     assert err.errno == errno.ENOENT
-    assert err.function == "hv_hypervisor_open"
+    assert err.function == "hvc_hypervisor_open"
     assert "no-such-backend" in err.message
     assert "no-such-backend" in str(err)
 
 
 def test_capabilities(hv):
     assert hv.cap("max_vcpus") >= hv.cap(hvcore.Cap.NR_VCPUS) >= 1
-    assert hv.cap("MAX_VCPUS") == hv.cap(hvcore.HV_CAP_MAX_VCPUS)
+    assert hv.cap("MAX_VCPUS") == hv.cap(hvcore.HVC_CAP_MAX_VCPUS)
     assert hv.cap(hvcore.Cap.FPU_STATE_SIZE) >= 512
     assert hv.cap("readonly_memory") == 1
     assert hv.cap("irqchip") == 1

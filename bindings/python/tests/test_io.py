@@ -208,7 +208,7 @@ def test_handler_exception_surfaces_from_run(machine):
         vcpu.run()
     cause = info.value.__cause__
     assert isinstance(cause, hvcore.HvError)
-    assert cause.errno == errno.EIO and cause.function == "hv_vcpu_run"
+    assert cause.errno == errno.EIO and cause.function == "hvc_vcpu_run"
     assert "port handler at 0xf0" in cause.message
     assert "0xf4" in cause.message
     assert calls == [4]

@@ -27,7 +27,7 @@ def test_loaded_library_is_a_compatible_1x():
     assert hvcore.library_version == "%d.%d.%d" % hvcore.library_version_info
     assert os.path.isfile(hvcore.library_path)
     assert hvcore.library_origin
-    assert _lib.lib.hv_version() == (major * 10000 + minor * 100
+    assert _lib.lib.hvc_version() == (major * 10000 + minor * 100
                                      + hvcore.library_version_info[2])
 
 
@@ -69,10 +69,10 @@ def _header_constants():
     for header in BOUND_HEADERS:
         text = (headers / header).read_text()
         for name, value in re.findall(
-                r"^\s*(HV_[A-Z0-9_]+)\s*=\s*([^,\n/]+)", text, re.M):
+                r"^\s*(HVC_[A-Z0-9_]+)\s*=\s*([^,\n/]+)", text, re.M):
             values[name] = value.strip()
         for name, value in re.findall(
-                r"^#define\s+(HV_[A-Z0-9_]+)\s+(\(?[0-9][0-9a-fA-Fxu<() ]*)$",
+                r"^#define\s+(HVC_[A-Z0-9_]+)\s+(\(?[0-9][0-9a-fA-Fxu<() ]*)$",
                 text, re.M):
             values[name] = value.strip()
     return {name: eval(value.replace("u", ""))  # noqa: S307 - our headers
@@ -89,50 +89,50 @@ def test_constants_mirror_the_headers_exactly():
 
 
 def test_enums_agree_with_the_c_names():
-    pairs = [(hvcore.Cap, "HV_CAP_"), (hvcore.ExitReason, "HV_EXIT_"),
-             (hvcore.X86Reg, "HV_X86_"), (hvcore.X86Mode, "HV_X86_MODE_"),
-             (hvcore.IoSpace, "HV_IO_"), (hvcore.DirtyMode, "HV_DIRTY_"),
-             (hvcore.VmFlags, "HV_VM_"), (hvcore.MemoryFlags, "HV_MEMORY_"),
-             (hvcore.NumaPolicy, "HV_NUMA_"), (hvcore.FdEvents, "HV_FD_"),
-             (hvcore.DoorbellFlags, "HV_DOORBELL_"),
-             (hvcore.AcpiFlags, "HV_ACPI_"),
-             (hvcore.KernelFormat, "HV_KERNEL_"),
-             (hvcore.BootProtocol, "HV_BOOT_"),
-             (hvcore.VirtioBlkFlags, "HV_VIRTIO_BLK_"),
-             (hvcore.PlacementFlags, "HV_PLACEMENT_"),
-             (hvcore.TscInfoFlags, "HV_TSC_"),
-             (hvcore.TscConfigFlags, "HV_TSC_"),
-             (hvcore.TscWriteFlags, "HV_TSC_"),
-             (hvcore.TscPausePolicy, "HV_TSC_PAUSE_"),
-             (hvcore.TscCatchup, "HV_TSC_CATCHUP_"),
-             (hvcore.SaveFlags, "HV_SAVE_"),
-             (hvcore.RestoreFlags, "HV_RESTORE_")]
+    pairs = [(hvcore.Cap, "HVC_CAP_"), (hvcore.ExitReason, "HVC_EXIT_"),
+             (hvcore.X86Reg, "HVC_X86_"), (hvcore.X86Mode, "HVC_X86_MODE_"),
+             (hvcore.IoSpace, "HVC_IO_"), (hvcore.DirtyMode, "HVC_DIRTY_"),
+             (hvcore.VmFlags, "HVC_VM_"), (hvcore.MemoryFlags, "HVC_MEMORY_"),
+             (hvcore.NumaPolicy, "HVC_NUMA_"), (hvcore.FdEvents, "HVC_FD_"),
+             (hvcore.DoorbellFlags, "HVC_DOORBELL_"),
+             (hvcore.AcpiFlags, "HVC_ACPI_"),
+             (hvcore.KernelFormat, "HVC_KERNEL_"),
+             (hvcore.BootProtocol, "HVC_BOOT_"),
+             (hvcore.VirtioBlkFlags, "HVC_VIRTIO_BLK_"),
+             (hvcore.PlacementFlags, "HVC_PLACEMENT_"),
+             (hvcore.TscInfoFlags, "HVC_TSC_"),
+             (hvcore.TscConfigFlags, "HVC_TSC_"),
+             (hvcore.TscWriteFlags, "HVC_TSC_"),
+             (hvcore.TscPausePolicy, "HVC_TSC_PAUSE_"),
+             (hvcore.TscCatchup, "HVC_TSC_CATCHUP_"),
+             (hvcore.SaveFlags, "HVC_SAVE_"),
+             (hvcore.RestoreFlags, "HVC_RESTORE_")]
     for enum_type, prefix in pairs:
         for member in enum_type:
             assert getattr(constants, prefix + member.name) == member
-    assert hvcore.ExitFlags.HANDLED == constants.HV_EXIT_F_HANDLED
+    assert hvcore.ExitFlags.HANDLED == constants.HVC_EXIT_F_HANDLED
 
 
 def test_msr_ids():
-    assert hvcore.HV_X86_MSR(0x174) == (1 << 32) | 0x174
+    assert hvcore.HVC_X86_MSR(0x174) == (1 << 32) | 0x174
     assert hvcore.msr(0xC0000080) == 0x1_C0000080
-    assert hvcore.HV_X86_IS_MSR(hvcore.msr(0x10))
-    assert not hvcore.HV_X86_IS_MSR(hvcore.HV_X86_RAX)
+    assert hvcore.HVC_X86_IS_MSR(hvcore.msr(0x10))
+    assert not hvcore.HVC_X86_IS_MSR(hvcore.HVC_X86_RAX)
     with pytest.raises(ValueError):
         hvcore.msr(1 << 32)
 
 
 def test_io_exit_is_the_c_value_but_recognised_by_identity():
-    assert hvcore.IO_EXIT == 1 == hvcore.HV_IO_EXIT
-    assert hvcore.IO_EXIT is hvcore.HV_IO_EXIT
-    assert hvcore.HV_IO_PIO == 0 and hvcore.HV_IO_MMIO == 1
+    assert hvcore.IO_EXIT == 1 == hvcore.HVC_IO_EXIT
+    assert hvcore.IO_EXIT is hvcore.HVC_IO_EXIT
+    assert hvcore.HVC_IO_PIO == 0 and hvcore.HVC_IO_MMIO == 1
 
 
 def _exported_symbols():
     mapfile = source_file("src", "hvcore.map")
     if mapfile is None:
         pytest.skip("src/hvcore.map is not here")
-    return set(re.findall(r"^\s*(hv_\w+);", mapfile.read_text(), re.M))
+    return set(re.findall(r"^\s*(hvc_\w+);", mapfile.read_text(), re.M))
 
 
 def test_every_declared_function_is_exported_and_fully_declared():
@@ -156,10 +156,10 @@ def test_strerror_and_error_objects():
     assert hvcore.strerror(-errno.EEXIST) == "already exists or overlaps"
     assert hvcore.strerror(errno.EEXIST) == "already exists or overlaps"
     err = hvcore.HvError(errno.EEXIST, "already exists or overlaps",
-                         "region 0x0 overlaps", "hv_vm_add_memory")
+                         "region 0x0 overlaps", "hvc_vm_add_memory")
     assert isinstance(err, OSError)
     assert err.errno == errno.EEXIST and err.code == -errno.EEXIST
-    assert str(err) == ("hv_vm_add_memory: already exists or overlaps "
+    assert str(err) == ("hvc_vm_add_memory: already exists or overlaps "
                         "[EEXIST]: region 0x0 overlaps")
     back = pickle.loads(pickle.dumps(err))
     assert (back.errno, back.message, back.function) == \
@@ -259,7 +259,7 @@ def fake_library(tmp_path):
 
 
 def test_a_newer_major_version_is_refused(fake_library):
-    path = fake_library("unsigned hv_version(void) { return 20000; }\n")
+    path = fake_library("unsigned hvc_version(void) { return 20000; }\n")
     done = _import_in_child(HVCORE_LIBRARY=path)
     assert done.returncode != 0
     assert path in done.stderr
@@ -267,8 +267,8 @@ def test_a_newer_major_version_is_refused(fake_library):
 
 
 def test_a_library_missing_functions_is_refused(fake_library):
-    path = fake_library("unsigned hv_version(void) { return 10300; }\n")
+    path = fake_library("unsigned hvc_version(void) { return 10300; }\n")
     done = _import_in_child(HVCORE_LIBRARY=path)
     assert done.returncode != 0
     assert path in done.stderr
-    assert "does not export hv_version_string()" in done.stderr
+    assert "does not export hvc_version_string()" in done.stderr

@@ -48,7 +48,7 @@ def test_overlap_is_refused_with_the_message(vm):
     assert err.strerror == hvcore.strerror(-errno.EEXIST)
     assert err.message == ("memory region 0x1000+0x2000 overlaps region "
                            "0x0+0x400000")
-    assert err.function == "hv_vm_add_memory"
+    assert err.function == "hvc_vm_add_memory"
     assert isinstance(err, OSError)
 
 

@@ -263,7 +263,7 @@ def test_key_encrypted_stream(hv, counter):
             hvcore.VM.restore(hv, io.BytesIO(data), key=key,
                               setup=uart_setup([]))
         assert info.value.errno == errno.EKEYREJECTED, info.value
-        assert info.value.function == "hv_vm_restore"
+        assert info.value.function == "hvc_vm_restore"
         assert info.value.message
         assert vm_count(hv) == before
     console = []
@@ -307,7 +307,7 @@ def test_bad_key_arguments(hv, counter):
         assert info.value.errno == errno.EINVAL
         with pytest.raises(hvcore.HvError) as info:
             vm.save(io.BytesIO(),
-                    user_data=bytes(hvcore.HV_STREAM_USER_DATA_MAX + 1))
+                    user_data=bytes(hvcore.HVC_STREAM_USER_DATA_MAX + 1))
         assert info.value.errno == errno.EINVAL
         with pytest.raises(TypeError):
             vm.save(object())
@@ -384,7 +384,7 @@ def test_save_needs_a_paused_vm(counter):
     with pytest.raises(hvcore.HvError) as info:
         c.vm.save(io.BytesIO())
     assert info.value.errno == errno.EBUSY
-    assert info.value.function == "hv_vm_save"
+    assert info.value.function == "hvc_vm_save"
 
 
 @pytest.mark.parametrize("cut", [40, 80, 5000, -100, -1])
@@ -417,7 +417,7 @@ def test_truncated_stream_from_a_pipe(hv, counter):
     finally:
         os.close(r)
     assert info.value.errno == errno.ENODATA
-    assert info.value.function == "hv_vm_restore_fd"
+    assert info.value.function == "hvc_vm_restore_fd"
 
 
 class FailingReader(io.RawIOBase):
@@ -448,7 +448,7 @@ def test_exception_in_the_read_callback_propagates(hv, counter, after):
     assert info.value is boom
     cause = info.value.__cause__
     assert isinstance(cause, hvcore.HvError)
-    assert cause.errno == errno.EIO and cause.function == "hv_vm_restore"
+    assert cause.errno == errno.EIO and cause.function == "hvc_vm_restore"
     assert vm_count(hv) == before
     # an OSError's errno is what the library is told
     reset = ConnectionResetError(errno.ECONNRESET, "reset by peer")
@@ -688,4 +688,4 @@ def test_a_device_models_save_state_error_propagates(counter):
         with pytest.raises(RuntimeError, match="cannot save") as info:
             c.vm.save(io.BytesIO())
     assert isinstance(info.value.__cause__, hvcore.HvError)
-    assert info.value.__cause__.function == "hv_vm_save"
+    assert info.value.__cause__.function == "hvc_vm_save"

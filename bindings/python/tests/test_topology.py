@@ -36,7 +36,7 @@ def test_host_snapshot_matches_sys():
         else:  # no NUMA in the kernel: one node with every CPU
             assert len(node0.cpus) == os.cpu_count()
         assert node0.mem_total > node0.mem_free > 0
-        assert node0.distances[0] == hvcore.HV_NUMA_DISTANCE_LOCAL
+        assert node0.distances[0] == hvcore.HVC_NUMA_DISTANCE_LOCAL
         assert topo.nodes[0] == node0
         pci = topo.pci_devices
         sys_pci = sorted(p.name for p in Path("/sys/bus/pci/devices")
@@ -78,7 +78,7 @@ def test_hand_built_description_and_placement():
             topo.add_node(3, [2], 1, 1)
         assert err.value.errno == errno.EEXIST and "2" in err.value.message
         assert topo.node_ids == (0, 1, 2)
-        assert topo.distance(0, 1) == hvcore.HV_NUMA_DISTANCE_REMOTE
+        assert topo.distance(0, 1) == hvcore.HVC_NUMA_DISTANCE_REMOTE
         nic = topo.find_pci("3b:00.0")
         assert nic.device_name == "Ethernet X710" and nic.numa_node == 1
         here = topo.place("0000:3b:00.0")

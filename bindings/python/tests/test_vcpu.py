@@ -61,7 +61,7 @@ def test_long64_guest_registers_by_name(machine):
     assert regs["cr3"] == GUEST_TABLES + 0x1000
     assert GUEST_LOAD < regs["rip"] < GUEST_LOAD + 0x100
     assert vcpu.regs.rbx == vcpu.regs["RBX"] == vcpu.get(hvcore.X86Reg.RBX)
-    assert vcpu.get(hvcore.HV_X86_R15) == 0x1122334455667788
+    assert vcpu.get(hvcore.HVC_X86_R15) == 0x1122334455667788
     everything = vcpu.regs.read_all()
     assert everything["rbx"] == total and "apic_base" in everything
     assert "rax" in dir(vcpu.regs)
@@ -84,7 +84,7 @@ def test_registers_round_trip(machine):
     assert vcpu.regs.rsi == (1 << 64) - 1
     vcpu.set_msr(0x174, 0x10)
     assert vcpu.get_msr(0x174) == 0x10
-    assert vcpu.get(hvcore.HV_X86_MSR(0x174)) == 0x10
+    assert vcpu.get(hvcore.HVC_X86_MSR(0x174)) == 0x10
     # EFER and APIC base by name and as MSRs agree
     assert vcpu.get_msr(0xC0000080) == vcpu.regs.efer
     assert vcpu.regs.apic_base & ~0xFFF == 0xFEE00000
@@ -132,7 +132,7 @@ def test_register_errors(machine):
     assert info.value.errno == errno.EINVAL
     assert "0x777" in info.value.message
     with pytest.raises(hvcore.HvError) as info:
-        vcpu.get_regs([hvcore.HV_X86_RAX, hvcore.HV_X86_CS])
+        vcpu.get_regs([hvcore.HVC_X86_RAX, hvcore.HVC_X86_CS])
     assert "segment" in info.value.message
     with pytest.raises(hvcore.HvError) as info:
         vcpu.get_msr(0x4B564DFF)

@@ -32,103 +32,103 @@ extern "C" {
 #endif
 
 /**
- * Current value of hv_backend_ops::version. 2 added hv_backend_ops::tsc;
+ * Current value of hvc_backend_ops::version. 2 added hvc_backend_ops::tsc;
  * 3 the state calls migration needs (vcpu_flush and the *_state calls).
  */
-#define HV_BACKEND_OPS_VERSION 3
+#define HVC_BACKEND_OPS_VERSION 3
 
 /**
- * Kinds of backend state blobs (hv_backend_ops::vcpu_get_state and
+ * Kinds of backend state blobs (hvc_backend_ops::vcpu_get_state and
  * vm_get_state). A blob's layout is the backend's own (KVM: the UAPI
  * struct named below); a stream records the backend's name, and a reader
  * refuses a stream from another backend. Never renumbered.
  */
-typedef enum hv_backend_state {
+typedef enum hvc_backend_state {
     /* vCPU state. A restore writes CPUID, SREGS, REGS, then the FPU/XSAVE
-     * blob (hv_backend_ops::vcpu_set_fpu), then XCRS, MSRS, LAPIC,
+     * blob (hvc_backend_ops::vcpu_set_fpu), then XCRS, MSRS, LAPIC,
      * MP_STATE, EVENTS, DEBUGREGS. */
     /** The CPUID the vCPU was given (KVM: struct kvm_cpuid2 and entries).
      * Setting it checks every feature against what the host supports. */
-    HV_BACKEND_VCPU_CPUID = 1,
+    HVC_BACKEND_VCPU_CPUID = 1,
     /** Extended control registers (KVM: struct kvm_xcrs). */
-    HV_BACKEND_VCPU_XCRS = 2,
+    HVC_BACKEND_VCPU_XCRS = 2,
     /** Every MSR the backend saves, except IA32_TSC, IA32_TSC_ADJUST and
      * IA32_TSC_DEADLINE, which the TSC state record carries (KVM: struct
      * kvm_msrs and its entries). */
-    HV_BACKEND_VCPU_MSRS = 3,
+    HVC_BACKEND_VCPU_MSRS = 3,
     /** Multiprocessing state (KVM: struct kvm_mp_state). */
-    HV_BACKEND_VCPU_MP_STATE = 4,
+    HVC_BACKEND_VCPU_MP_STATE = 4,
     /** Local APIC registers (KVM: struct kvm_lapic_state). */
-    HV_BACKEND_VCPU_LAPIC = 5,
+    HVC_BACKEND_VCPU_LAPIC = 5,
     /** Pending exceptions, interrupts, NMIs, SMIs (KVM: struct
      * kvm_vcpu_events). */
-    HV_BACKEND_VCPU_EVENTS = 6,
+    HVC_BACKEND_VCPU_EVENTS = 6,
     /** Debug registers (KVM: struct kvm_debugregs). */
-    HV_BACKEND_VCPU_DEBUGREGS = 7,
+    HVC_BACKEND_VCPU_DEBUGREGS = 7,
     /** Control, segment and descriptor-table registers with the pending
      * interrupt bitmap (KVM: struct kvm_sregs). */
-    HV_BACKEND_VCPU_SREGS = 8,
+    HVC_BACKEND_VCPU_SREGS = 8,
     /** General registers, RIP and RFLAGS (KVM: struct kvm_regs). */
-    HV_BACKEND_VCPU_REGS = 9,
+    HVC_BACKEND_VCPU_REGS = 9,
 
     /* VM state. */
     /** The master 8259 (KVM: struct kvm_irqchip, chip 0). */
-    HV_BACKEND_VM_PIC_MASTER = 64,
+    HVC_BACKEND_VM_PIC_MASTER = 64,
     /** The slave 8259 (KVM: struct kvm_irqchip, chip 1). */
-    HV_BACKEND_VM_PIC_SLAVE = 65,
+    HVC_BACKEND_VM_PIC_SLAVE = 65,
     /** The IOAPIC (KVM: struct kvm_irqchip, chip 2). */
-    HV_BACKEND_VM_IOAPIC = 66,
+    HVC_BACKEND_VM_IOAPIC = 66,
     /** The 8254 PIT (KVM: struct kvm_pit_state2). */
-    HV_BACKEND_VM_PIT = 67
-} hv_backend_state;
+    HVC_BACKEND_VM_PIT = 67
+} hvc_backend_state;
 
-/** Flags of hv_backend_ops::vm_map_memory. */
-#define HV_BACKEND_MAP_READONLY 1u
+/** Flags of hvc_backend_ops::vm_map_memory. */
+#define HVC_BACKEND_MAP_READONLY 1u
 
-/** Current value of hv_backend_tsc_ops::version. */
-#define HV_BACKEND_TSC_OPS_VERSION 1
+/** Current value of hvc_backend_tsc_ops::version. */
+#define HVC_BACKEND_TSC_OPS_VERSION 1
 
-/** Flags of hv_backend_tsc_ops::vm_set_frequency. */
-#define HV_BACKEND_TSC_PINNED 1u /* the VMM pinned the frequency */
-#define HV_BACKEND_TSC_SCALE 2u  /* program hardware scaling */
+/** Flags of hvc_backend_tsc_ops::vm_set_frequency. */
+#define HVC_BACKEND_TSC_PINNED 1u /* the VMM pinned the frequency */
+#define HVC_BACKEND_TSC_SCALE 2u  /* program hardware scaling */
 
-/** Flags of hv_backend_clock::flags. */
-#define HV_BACKEND_CLOCK_KERNEL 1u /* host_tsc, realtime_ns from the kernel */
-#define HV_BACKEND_CLOCK_STABLE 2u /* the guest clock is TSC-stable */
+/** Flags of hvc_backend_clock::flags. */
+#define HVC_BACKEND_CLOCK_KERNEL 1u /* host_tsc, realtime_ns from the kernel */
+#define HVC_BACKEND_CLOCK_STABLE 2u /* the guest clock is TSC-stable */
 
 /**
  * One sample of a VM's guest clock (KVM: kvmclock) with the host TSC and
  * CLOCK_REALTIME of the same instant, exactly when the backend could sample
- * them together (HV_BACKEND_CLOCK_KERNEL), else within @c error_ns.
+ * them together (HVC_BACKEND_CLOCK_KERNEL), else within @c error_ns.
  */
-typedef struct hv_backend_clock {
+typedef struct hvc_backend_clock {
     uint64_t clock_ns;
     uint64_t host_tsc;
     uint64_t realtime_ns;
     uint32_t flags;
     uint32_t error_ns;
-} hv_backend_clock;
+} hvc_backend_clock;
 
 /**
- * TSC virtualization, reached through hv_backend_ops::tsc (NULL when the
+ * TSC virtualization, reached through hvc_backend_ops::tsc (NULL when the
  * backend has none: every TSC call then fails with -ENOTSUP). A separate,
  * separately versioned table, so the main one grows by one pointer. The
  * core keeps the policy (shared offset, pause points, the restore
  * procedure); a backend only does what its accelerator does.
  */
-typedef struct hv_backend_tsc_ops {
-    /** ::HV_BACKEND_TSC_OPS_VERSION the backend was written for. */
+typedef struct hvc_backend_tsc_ops {
+    /** ::HVC_BACKEND_TSC_OPS_VERSION the backend was written for. */
     uint32_t version;
     /**
-     * Fills every field of @p info (its @c size is sizeof(hv_tsc_info))
+     * Fills every field of @p info (its @c size is sizeof(hvc_tsc_info))
      * and the host's boot identity (all zero when unknown). May probe
      * once; later calls are cheap.
      */
-    int (*get_info)(void *priv, hv_tsc_info *info, uint8_t boot_id[16]);
+    int (*get_info)(void *priv, hvc_tsc_info *info, uint8_t boot_id[16]);
     /** Reads the host TSC, ordered against the surrounding code. */
     uint64_t (*host_tsc)(void *priv);
     /**
-     * Sets the VM's guest TSC frequency (HV_BACKEND_TSC_* @p flags) for
+     * Sets the VM's guest TSC frequency (HVC_BACKEND_TSC_* @p flags) for
      * vCPUs created from now on, and for the VM as a whole where the
      * accelerator can. Called only before any vCPU ran. The core then
      * calls vcpu_apply_frequency() for each vCPU that exists.
@@ -137,7 +137,7 @@ typedef struct hv_backend_tsc_ops {
     /** Applies the VM's frequency (and the CPUID telling it) to a vCPU. */
     int (*vcpu_apply_frequency)(void *vcpu_priv);
     /** Samples the guest clock with the host TSC and CLOCK_REALTIME. */
-    int (*vm_get_clock)(void *vm_priv, hv_backend_clock *out);
+    int (*vm_get_clock)(void *vm_priv, hvc_backend_clock *out);
     /**
      * Sets the guest clock to @p clock_ns; when @p realtime_ns is non-zero,
      * advanced by the CLOCK_REALTIME elapsed since @p realtime_ns (never
@@ -153,11 +153,11 @@ typedef struct hv_backend_tsc_ops {
     int (*vm_set_pit_catchup)(void *vm_priv, int enable);
     /** Drops the PIT ticks queued for reinjection (no-op without one). */
     int (*vm_drop_pit_backlog)(void *vm_priv);
-} hv_backend_tsc_ops;
+} hvc_backend_tsc_ops;
 
 /** An accelerator backend. */
-typedef struct hv_backend_ops {
-    /** ::HV_BACKEND_OPS_VERSION the backend was written for. */
+typedef struct hvc_backend_ops {
+    /** ::HVC_BACKEND_OPS_VERSION the backend was written for. */
     uint32_t version;
     /** Short name, e.g. "kvm". */
     const char *name;
@@ -168,11 +168,11 @@ typedef struct hv_backend_ops {
     int (*open)(void **priv);
     /** Closes what open() opened. */
     void (*close)(void *priv);
-    /** Answers an ::hv_cap; -EINVAL for one it does not know. */
+    /** Answers an ::hvc_cap; -EINVAL for one it does not know. */
     int (*get_cap)(void *priv, int cap, uint64_t *value);
 
     /** Creates a VM; @p opts is normalised (every field present). */
-    int (*vm_create)(void *priv, const hv_vm_options *opts, void **vm_priv);
+    int (*vm_create)(void *priv, const hvc_vm_options *opts, void **vm_priv);
     /** Destroys a VM; its vCPUs were destroyed before. */
     void (*vm_destroy)(void *vm_priv);
     /** Maps host memory at a guest-physical range into slot @p slot. */
@@ -190,9 +190,9 @@ typedef struct hv_backend_ops {
     /** Destroys a vCPU. */
     void (*vcpu_destroy)(void *vcpu_priv);
     /**
-     * Called once per hv_vcpu_run() on the thread that is about to run the
+     * Called once per hvc_vcpu_run() on the thread that is about to run the
      * vCPU, before any vcpu_run(); this thread stays the runner until
-     * hv_vcpu_run() returns.
+     * hvc_vcpu_run() returns.
      */
     int (*vcpu_run_prepare)(void *vcpu_priv);
     /**
@@ -201,24 +201,24 @@ typedef struct hv_backend_ops {
      * Port and MMIO exits set their data pointer to a buffer the backend
      * hands to the guest on the next entry.
      */
-    int (*vcpu_run)(void *vcpu_priv, hv_exit *exit);
+    int (*vcpu_run)(void *vcpu_priv, hvc_exit *exit);
     /**
      * Forces the runner thread out of the guest, or makes its next entry
      * return -EINTR at once. Called from any thread, only while the core
-     * knows the runner is inside hv_vcpu_run().
+     * knows the runner is inside hvc_vcpu_run().
      */
     void (*vcpu_kick)(void *vcpu_priv);
     /** Reads scalar registers; ids are already validated as known. */
-    int (*vcpu_get_regs)(void *vcpu_priv, const hv_reg *ids, uint64_t *values,
+    int (*vcpu_get_regs)(void *vcpu_priv, const hvc_reg *ids, uint64_t *values,
                          size_t count);
     /** Writes scalar registers; all or nothing. */
-    int (*vcpu_set_regs)(void *vcpu_priv, const hv_reg *ids,
+    int (*vcpu_set_regs)(void *vcpu_priv, const hvc_reg *ids,
                          const uint64_t *values, size_t count);
     /** Reads a segment or descriptor-table register. */
-    int (*vcpu_get_segment)(void *vcpu_priv, hv_reg id, hv_x86_segment *seg);
+    int (*vcpu_get_segment)(void *vcpu_priv, hvc_reg id, hvc_x86_segment *seg);
     /** Writes a segment or descriptor-table register. */
-    int (*vcpu_set_segment)(void *vcpu_priv, hv_reg id,
-                            const hv_x86_segment *seg);
+    int (*vcpu_set_segment)(void *vcpu_priv, hvc_reg id,
+                            const hvc_x86_segment *seg);
     /** Size of the FPU/XSAVE blob. */
     int (*vcpu_fpu_size)(void *vcpu_priv, size_t *size);
     /** Reads the FPU/XSAVE blob; @p length is at least vcpu_fpu_size(). */
@@ -233,7 +233,7 @@ typedef struct hv_backend_ops {
 
     /* Version 2 (all before 1.0.0): TSC, interrupt eventfds, doorbells. */
     /** TSC virtualization (hvcore/tsc.h); NULL when there is none. */
-    const hv_backend_tsc_ops *tsc;
+    const hvc_backend_tsc_ops *tsc;
     /**
      * Connects (@p assign) or disconnects eventfd @p fd to GSI @p gsi: a
      * write to it raises an edge on the line without a call into the VMM
@@ -259,7 +259,7 @@ typedef struct hv_backend_ops {
      */
     int (*vcpu_flush)(void *vcpu_priv);
     /**
-     * Size in bytes of a vCPU state blob of @p kind (::hv_backend_state);
+     * Size in bytes of a vCPU state blob of @p kind (::hvc_backend_state);
      * 0 when this vCPU has none of that kind (it is then neither saved
      * nor expected). -EINVAL for a kind the backend does not know.
      */
@@ -283,7 +283,7 @@ typedef struct hv_backend_ops {
     /** As vcpu_set_state(), for a VM state blob. */
     int (*vm_set_state)(void *vm_priv, uint32_t kind, const void *buf,
                         size_t length);
-} hv_backend_ops;
+} hvc_backend_ops;
 
 #ifdef __cplusplus
 }

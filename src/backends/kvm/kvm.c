@@ -12,7 +12,7 @@
 
 int hvi_kvm_fail(const char *what, int err)
 {
-    return hvi_error(-err, "%s: %s", what, hv_strerror(-err));
+    return hvi_error(-err, "%s: %s", what, hvc_strerror(-err));
 }
 
 static int open_device(void)
@@ -21,7 +21,7 @@ static int open_device(void)
     if (fd < 0) {
         int e = errno;
         return hvi_error(
-            -e, "cannot open " KVM_DEVICE ": %s%s", hv_strerror(-e),
+            -e, "cannot open " KVM_DEVICE ": %s%s", hvc_strerror(-e),
             e == EACCES   ? " (is this user in the kvm group?)"
             : e == ENOENT ? " (is the kvm module loaded, or is this a VM "
                             "without nested virtualisation?)"
@@ -110,30 +110,30 @@ static int kvm_open(void **priv)
     }
 
     uint64_t *c = k->caps;
-    c[HV_CAP_MAX_VCPUS] = check(fd, KVM_CAP_MAX_VCPUS);
-    c[HV_CAP_NR_VCPUS] = check(fd, KVM_CAP_NR_VCPUS);
-    if (!c[HV_CAP_NR_VCPUS])
-        c[HV_CAP_NR_VCPUS] = 4;
-    if (!c[HV_CAP_MAX_VCPUS])
-        c[HV_CAP_MAX_VCPUS] = c[HV_CAP_NR_VCPUS];
-    c[HV_CAP_MAX_MEMORY_REGIONS] = check(fd, KVM_CAP_NR_MEMSLOTS);
-    if (!c[HV_CAP_MAX_MEMORY_REGIONS])
-        c[HV_CAP_MAX_MEMORY_REGIONS] = 32;
-    c[HV_CAP_READONLY_MEMORY] = check(fd, KVM_CAP_READONLY_MEM) != 0;
-    c[HV_CAP_DIRTY_TRACKING] =
-        HV_DIRTY_BITMAP |
-        (check(fd, KVM_CAP_DIRTY_LOG_RING) ? HV_DIRTY_RING : 0);
-    c[HV_CAP_TSC_SCALING] = check(fd, KVM_CAP_TSC_CONTROL) != 0;
-    c[HV_CAP_IRQCHIP] = check(fd, KVM_CAP_IRQCHIP) != 0;
-    c[HV_CAP_MSI] = check(fd, KVM_CAP_SIGNAL_MSI) != 0;
+    c[HVC_CAP_MAX_VCPUS] = check(fd, KVM_CAP_MAX_VCPUS);
+    c[HVC_CAP_NR_VCPUS] = check(fd, KVM_CAP_NR_VCPUS);
+    if (!c[HVC_CAP_NR_VCPUS])
+        c[HVC_CAP_NR_VCPUS] = 4;
+    if (!c[HVC_CAP_MAX_VCPUS])
+        c[HVC_CAP_MAX_VCPUS] = c[HVC_CAP_NR_VCPUS];
+    c[HVC_CAP_MAX_MEMORY_REGIONS] = check(fd, KVM_CAP_NR_MEMSLOTS);
+    if (!c[HVC_CAP_MAX_MEMORY_REGIONS])
+        c[HVC_CAP_MAX_MEMORY_REGIONS] = 32;
+    c[HVC_CAP_READONLY_MEMORY] = check(fd, KVM_CAP_READONLY_MEM) != 0;
+    c[HVC_CAP_DIRTY_TRACKING] =
+        HVC_DIRTY_BITMAP |
+        (check(fd, KVM_CAP_DIRTY_LOG_RING) ? HVC_DIRTY_RING : 0);
+    c[HVC_CAP_TSC_SCALING] = check(fd, KVM_CAP_TSC_CONTROL) != 0;
+    c[HVC_CAP_IRQCHIP] = check(fd, KVM_CAP_IRQCHIP) != 0;
+    c[HVC_CAP_MSI] = check(fd, KVM_CAP_SIGNAL_MSI) != 0;
     uint64_t xs = check(fd, KVM_CAP_XSAVE2);
-    c[HV_CAP_FPU_STATE_SIZE] = xs ? xs
-                               : check(fd, KVM_CAP_XSAVE)
-                                   ? sizeof(struct kvm_xsave)
-                                   : sizeof(struct kvm_fpu);
-    c[HV_CAP_IRQFD] = check(fd, KVM_CAP_IRQFD) != 0;
-    c[HV_CAP_IOEVENTFD] = check(fd, KVM_CAP_IOEVENTFD) != 0;
-    c[HV_CAP_PHYS_ADDR_BITS] = phys_bits(k->cpuid);
+    c[HVC_CAP_FPU_STATE_SIZE] = xs ? xs
+                                : check(fd, KVM_CAP_XSAVE)
+                                    ? sizeof(struct kvm_xsave)
+                                    : sizeof(struct kvm_fpu);
+    c[HVC_CAP_IRQFD] = check(fd, KVM_CAP_IRQFD) != 0;
+    c[HVC_CAP_IOEVENTFD] = check(fd, KVM_CAP_IOEVENTFD) != 0;
+    c[HVC_CAP_PHYS_ADDR_BITS] = phys_bits(k->cpuid);
     hvi_kvm_tsc_open(k);
     hvi_kvm_state_open(k);
     *priv = k;
@@ -153,10 +153,10 @@ static void kvm_close(void *priv)
 static int kvm_get_cap(void *priv, int cap, uint64_t *value)
 {
     struct hvi_kvm *k = priv;
-    if (cap < 1 || cap > HV_CAP_PHYS_ADDR_BITS)
+    if (cap < 1 || cap > HVC_CAP_PHYS_ADDR_BITS)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
     /* Probed once, on a throw-away vCPU, when first asked (kvm_tsc.c). */
-    if (cap == HV_CAP_TSC_OFFSET) {
+    if (cap == HVC_CAP_TSC_OFFSET) {
         *value = hvi_kvm_tsc_offset_cap(k);
         return 0;
     }
@@ -164,8 +164,8 @@ static int kvm_get_cap(void *priv, int cap, uint64_t *value)
     return 0;
 }
 
-const hv_backend_ops hvi_kvm_backend = {
-    .version = HV_BACKEND_OPS_VERSION,
+const hvc_backend_ops hvi_kvm_backend = {
+    .version = HVC_BACKEND_OPS_VERSION,
     .name = "kvm",
     .probe = kvm_probe,
     .open = kvm_open,

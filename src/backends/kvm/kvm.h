@@ -27,7 +27,7 @@ struct hvi_kvm_tsc {
     pthread_mutex_t lock;
     bool probed;
     int probe_error; /* a failed probe is retried */
-    hv_tsc_info info;
+    hvc_tsc_info info;
     uint8_t boot_id[16];
     uint32_t adjust_clock; /* KVM_CAP_ADJUST_CLOCK: KVM_CLOCK_* supported */
 };
@@ -42,7 +42,7 @@ struct hvi_kvm_msr_list {
 struct hvi_kvm {
     int fd;
     int run_size;
-    uint64_t caps[HV_CAP_PHYS_ADDR_BITS + 1];
+    uint64_t caps[HVC_CAP_PHYS_ADDR_BITS + 1];
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID */
     struct hvi_kvm_tsc tsc;
     struct hvi_kvm_msr_list msrs;
@@ -88,7 +88,7 @@ struct hvi_kvm_vcpu {
 /* Reports a failed ioctl: records "what: strerror" and returns -errno. */
 int hvi_kvm_fail(const char *what, int err);
 
-int hvi_kvm_vm_create(void *priv, const hv_vm_options *opts, void **out);
+int hvi_kvm_vm_create(void *priv, const hvc_vm_options *opts, void **out);
 void hvi_kvm_vm_destroy(void *vm_priv);
 int hvi_kvm_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
                        uint64_t length, void *host_addr, uint32_t flags);
@@ -102,21 +102,22 @@ int hvi_kvm_ioeventfd(void *vm_priv, int fd, uint32_t space, uint64_t addr,
 int hvi_kvm_vcpu_create(void *vm_priv, uint32_t id, void **out);
 void hvi_kvm_vcpu_destroy(void *vcpu_priv);
 int hvi_kvm_vcpu_run_prepare(void *vcpu_priv);
-int hvi_kvm_vcpu_run(void *vcpu_priv, hv_exit *exit);
+int hvi_kvm_vcpu_run(void *vcpu_priv, hvc_exit *exit);
 void hvi_kvm_vcpu_kick(void *vcpu_priv);
 
-int hvi_kvm_get_regs(void *vcpu_priv, const hv_reg *ids, uint64_t *values,
+int hvi_kvm_get_regs(void *vcpu_priv, const hvc_reg *ids, uint64_t *values,
                      size_t count);
-int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids, const uint64_t *values,
-                     size_t count);
-int hvi_kvm_get_segment(void *vcpu_priv, hv_reg id, hv_x86_segment *seg);
-int hvi_kvm_set_segment(void *vcpu_priv, hv_reg id, const hv_x86_segment *seg);
+int hvi_kvm_set_regs(void *vcpu_priv, const hvc_reg *ids,
+                     const uint64_t *values, size_t count);
+int hvi_kvm_get_segment(void *vcpu_priv, hvc_reg id, hvc_x86_segment *seg);
+int hvi_kvm_set_segment(void *vcpu_priv, hvc_reg id,
+                        const hvc_x86_segment *seg);
 int hvi_kvm_fpu_size(void *vcpu_priv, size_t *size);
 int hvi_kvm_get_fpu(void *vcpu_priv, void *buf, size_t length);
 int hvi_kvm_set_fpu(void *vcpu_priv, const void *buf, size_t length);
 int hvi_kvm_set_runnable(void *vcpu_priv);
 
-/* kvm_state.c: migration state blobs (hv_backend_state) and flush. */
+/* kvm_state.c: migration state blobs (hvc_backend_state) and flush. */
 void hvi_kvm_state_open(struct hvi_kvm *k);
 void hvi_kvm_state_close(struct hvi_kvm *k);
 int hvi_kvm_vcpu_flush(void *vcpu_priv);
@@ -135,10 +136,10 @@ int hvi_kvm_vm_set_state(void *vm_priv, uint32_t kind, const void *buf,
 int hvi_kvm_set_cpuid(struct hvi_kvm_vcpu *v);
 
 /* kvm_tsc.c */
-extern const hv_backend_tsc_ops hvi_kvm_tsc_ops;
+extern const hvc_backend_tsc_ops hvi_kvm_tsc_ops;
 void hvi_kvm_tsc_open(struct hvi_kvm *k);
 void hvi_kvm_tsc_close(struct hvi_kvm *k);
-/* HV_CAP_TSC_OFFSET: a written offset takes effect (probes once). */
+/* HVC_CAP_TSC_OFFSET: a written offset takes effect (probes once). */
 uint64_t hvi_kvm_tsc_offset_cap(struct hvi_kvm *k);
 /* A new vCPU: the VM's guest TSC frequency, before its CPUID is set. */
 int hvi_kvm_tsc_vcpu_init(struct hvi_kvm_vcpu *v);

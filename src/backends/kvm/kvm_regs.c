@@ -18,19 +18,19 @@ struct groups {
     struct kvm_msrs *msrs; /* one entry per MSR id, in id order */
 };
 
-static unsigned group_of(hv_reg id)
+static unsigned group_of(hvc_reg id)
 {
-    if (HV_X86_IS_MSR(id))
+    if (HVC_X86_IS_MSR(id))
         return G_MSRS;
-    if (id <= HV_X86_RFLAGS)
+    if (id <= HVC_X86_RFLAGS)
         return G_REGS;
-    if (id >= HV_X86_DR0 && id <= HV_X86_DR7)
+    if (id >= HVC_X86_DR0 && id <= HVC_X86_DR7)
         return G_DEBUG;
     return G_SREGS;
 }
 
 /* Where the value of a non-MSR id lives in the group structs. */
-static uint64_t *slot_of(struct groups *g, hv_reg id)
+static uint64_t *slot_of(struct groups *g, hvc_reg id)
 {
     struct kvm_regs *r = &g->regs;
     uint64_t *gpr[] = {
@@ -40,37 +40,37 @@ static uint64_t *slot_of(struct groups *g, hv_reg id)
         (uint64_t *)&r->r9,  (uint64_t *)&r->r10, (uint64_t *)&r->r11,
         (uint64_t *)&r->r12, (uint64_t *)&r->r13, (uint64_t *)&r->r14,
         (uint64_t *)&r->r15, (uint64_t *)&r->rip, (uint64_t *)&r->rflags};
-    if (id <= HV_X86_RFLAGS)
+    if (id <= HVC_X86_RFLAGS)
         return gpr[id];
     switch (id) {
-    case HV_X86_CR0: return (uint64_t *)&g->sregs.cr0;
-    case HV_X86_CR2: return (uint64_t *)&g->sregs.cr2;
-    case HV_X86_CR3: return (uint64_t *)&g->sregs.cr3;
-    case HV_X86_CR4: return (uint64_t *)&g->sregs.cr4;
-    case HV_X86_CR8: return (uint64_t *)&g->sregs.cr8;
-    case HV_X86_EFER: return (uint64_t *)&g->sregs.efer;
-    case HV_X86_APIC_BASE: return (uint64_t *)&g->sregs.apic_base;
-    case HV_X86_DR0:
-    case HV_X86_DR1:
-    case HV_X86_DR2:
-    case HV_X86_DR3: return (uint64_t *)&g->debug.db[id - HV_X86_DR0];
-    case HV_X86_DR6: return (uint64_t *)&g->debug.dr6;
+    case HVC_X86_CR0: return (uint64_t *)&g->sregs.cr0;
+    case HVC_X86_CR2: return (uint64_t *)&g->sregs.cr2;
+    case HVC_X86_CR3: return (uint64_t *)&g->sregs.cr3;
+    case HVC_X86_CR4: return (uint64_t *)&g->sregs.cr4;
+    case HVC_X86_CR8: return (uint64_t *)&g->sregs.cr8;
+    case HVC_X86_EFER: return (uint64_t *)&g->sregs.efer;
+    case HVC_X86_APIC_BASE: return (uint64_t *)&g->sregs.apic_base;
+    case HVC_X86_DR0:
+    case HVC_X86_DR1:
+    case HVC_X86_DR2:
+    case HVC_X86_DR3: return (uint64_t *)&g->debug.db[id - HVC_X86_DR0];
+    case HVC_X86_DR6: return (uint64_t *)&g->debug.dr6;
     default: return (uint64_t *)&g->debug.dr7;
     }
 }
 
-static int alloc_msrs(struct groups *g, const hv_reg *ids, size_t count)
+static int alloc_msrs(struct groups *g, const hvc_reg *ids, size_t count)
 {
     size_t n = 0;
     for (size_t i = 0; i < count; i++)
-        n += HV_X86_IS_MSR(ids[i]);
+        n += HVC_X86_IS_MSR(ids[i]);
     if (!n)
         return 0;
     g->msrs = calloc(1, sizeof(*g->msrs) + n * sizeof(g->msrs->entries[0]));
     if (!g->msrs)
         return hvi_error(-ENOMEM, "out of memory accessing MSRs");
     for (size_t i = 0; i < count; i++)
-        if (HV_X86_IS_MSR(ids[i]))
+        if (HVC_X86_IS_MSR(ids[i]))
             g->msrs->entries[g->msrs->nmsrs++].index = (uint32_t)ids[i];
     return 0;
 }
@@ -101,7 +101,7 @@ static int fetch(int fd, struct groups *g)
     return 0;
 }
 
-static unsigned needed(const hv_reg *ids, size_t count)
+static unsigned needed(const hvc_reg *ids, size_t count)
 {
     unsigned need = 0;
     for (size_t i = 0; i < count; i++)
@@ -109,7 +109,7 @@ static unsigned needed(const hv_reg *ids, size_t count)
     return need;
 }
 
-int hvi_kvm_get_regs(void *vcpu_priv, const hv_reg *ids, uint64_t *values,
+int hvi_kvm_get_regs(void *vcpu_priv, const hvc_reg *ids, uint64_t *values,
                      size_t count)
 {
     struct hvi_kvm_vcpu *v = vcpu_priv;
@@ -120,8 +120,8 @@ int hvi_kvm_get_regs(void *vcpu_priv, const hv_reg *ids, uint64_t *values,
     if (r == 0) {
         size_t m = 0;
         for (size_t i = 0; i < count; i++)
-            values[i] = HV_X86_IS_MSR(ids[i]) ? g.msrs->entries[m++].data
-                                              : *slot_of(&g, ids[i]);
+            values[i] = HVC_X86_IS_MSR(ids[i]) ? g.msrs->entries[m++].data
+                                               : *slot_of(&g, ids[i]);
     }
     free(g.msrs);
     return r;
@@ -151,7 +151,7 @@ static int store(int fd, struct groups *g, struct groups *old)
                           "%s rejected the values: %s (a reserved bit, an "
                           "inconsistent CR0/CR4/EFER, or a non-canonical "
                           "address?)",
-                          order[done].name, hv_strerror(-e));
+                          order[done].name, hvc_strerror(-e));
             break;
         }
     }
@@ -167,8 +167,8 @@ static int store(int fd, struct groups *g, struct groups *old)
     return r;
 }
 
-int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids, const uint64_t *values,
-                     size_t count)
+int hvi_kvm_set_regs(void *vcpu_priv, const hvc_reg *ids,
+                     const uint64_t *values, size_t count)
 {
     struct hvi_kvm_vcpu *v = vcpu_priv;
     struct groups g = {.need = needed(ids, count)};
@@ -191,7 +191,7 @@ int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids, const uint64_t *values,
         old.debug = g.debug;
         size_t m = 0;
         for (size_t i = 0; i < count; i++) {
-            if (HV_X86_IS_MSR(ids[i]))
+            if (HVC_X86_IS_MSR(ids[i]))
                 g.msrs->entries[m++].data = values[i];
             else
                 *slot_of(&g, ids[i]) = values[i];
@@ -203,30 +203,30 @@ int hvi_kvm_set_regs(void *vcpu_priv, const hv_reg *ids, const uint64_t *values,
     return r;
 }
 
-static struct kvm_segment *segment_of(struct kvm_sregs *s, hv_reg id)
+static struct kvm_segment *segment_of(struct kvm_sregs *s, hvc_reg id)
 {
     switch (id) {
-    case HV_X86_CS: return &s->cs;
-    case HV_X86_DS: return &s->ds;
-    case HV_X86_ES: return &s->es;
-    case HV_X86_FS: return &s->fs;
-    case HV_X86_GS: return &s->gs;
-    case HV_X86_SS: return &s->ss;
-    case HV_X86_TR: return &s->tr;
-    case HV_X86_LDTR: return &s->ldt;
+    case HVC_X86_CS: return &s->cs;
+    case HVC_X86_DS: return &s->ds;
+    case HVC_X86_ES: return &s->es;
+    case HVC_X86_FS: return &s->fs;
+    case HVC_X86_GS: return &s->gs;
+    case HVC_X86_SS: return &s->ss;
+    case HVC_X86_TR: return &s->tr;
+    case HVC_X86_LDTR: return &s->ldt;
     default: return NULL;
     }
 }
 
-int hvi_kvm_get_segment(void *vcpu_priv, hv_reg id, hv_x86_segment *out)
+int hvi_kvm_get_segment(void *vcpu_priv, hvc_reg id, hvc_x86_segment *out)
 {
     struct hvi_kvm_vcpu *v = vcpu_priv;
     struct kvm_sregs s;
     if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
         return hvi_kvm_fail("KVM_GET_SREGS", errno);
     memset(out, 0, sizeof(*out));
-    if (id == HV_X86_GDTR || id == HV_X86_IDTR) {
-        const struct kvm_dtable *t = id == HV_X86_GDTR ? &s.gdt : &s.idt;
+    if (id == HVC_X86_GDTR || id == HVC_X86_IDTR) {
+        const struct kvm_dtable *t = id == HVC_X86_GDTR ? &s.gdt : &s.idt;
         out->base = t->base;
         out->limit = t->limit;
         return 0;
@@ -247,19 +247,19 @@ int hvi_kvm_get_segment(void *vcpu_priv, hv_reg id, hv_x86_segment *out)
     return 0;
 }
 
-int hvi_kvm_set_segment(void *vcpu_priv, hv_reg id, const hv_x86_segment *seg)
+int hvi_kvm_set_segment(void *vcpu_priv, hvc_reg id, const hvc_x86_segment *seg)
 {
     struct hvi_kvm_vcpu *v = vcpu_priv;
     struct kvm_sregs s;
     if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
         return hvi_kvm_fail("KVM_GET_SREGS", errno);
-    if (id == HV_X86_GDTR || id == HV_X86_IDTR) {
+    if (id == HVC_X86_GDTR || id == HVC_X86_IDTR) {
         if (seg->limit > 0xffff)
             return hvi_error(-EINVAL,
                              "descriptor table limit 0x%x is above "
                              "0xffff",
                              seg->limit);
-        struct kvm_dtable *t = id == HV_X86_GDTR ? &s.gdt : &s.idt;
+        struct kvm_dtable *t = id == HVC_X86_GDTR ? &s.gdt : &s.idt;
         t->base = seg->base;
         t->limit = (uint16_t)seg->limit;
     } else {
@@ -308,7 +308,7 @@ int hvi_kvm_set_fpu(void *vcpu_priv, const void *buf, size_t length)
     if (ioctl(v->fd, req[v->fpu_mode], buf) < 0) {
         int e = errno;
         return hvi_error(-e, "the backend rejected the FPU state blob: %s",
-                         hv_strerror(-e));
+                         hvc_strerror(-e));
     }
     return 0;
 }

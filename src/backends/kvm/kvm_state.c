@@ -1,4 +1,4 @@
-/* KVM state blobs for migration (hv_backend_state): each kind is the UAPI
+/* KVM state blobs for migration (hvc_backend_state): each kind is the UAPI
  * struct of one KVM_GET_x/KVM_SET_x pair, so a blob goes to KVM as it came.
  * A blob given to set_state comes from a stream file: it is bounded, copied
  * and checked field by field here, and reserved fields are zeroed, before
@@ -43,29 +43,29 @@ static const struct kind_info {
     unsigned long get, set; /* 0: CPUID and MSRS, handled apart */
     size_t size;
 } kinds[] = {
-    {HV_BACKEND_VCPU_CPUID, "CPUID", 0, 0, 0},
-    {HV_BACKEND_VCPU_XCRS, "XCRS", KVM_GET_XCRS, KVM_SET_XCRS,
+    {HVC_BACKEND_VCPU_CPUID, "CPUID", 0, 0, 0},
+    {HVC_BACKEND_VCPU_XCRS, "XCRS", KVM_GET_XCRS, KVM_SET_XCRS,
      sizeof(struct kvm_xcrs)},
-    {HV_BACKEND_VCPU_MSRS, "MSRS", 0, 0, 0},
-    {HV_BACKEND_VCPU_MP_STATE, "MP_STATE", KVM_GET_MP_STATE, KVM_SET_MP_STATE,
+    {HVC_BACKEND_VCPU_MSRS, "MSRS", 0, 0, 0},
+    {HVC_BACKEND_VCPU_MP_STATE, "MP_STATE", KVM_GET_MP_STATE, KVM_SET_MP_STATE,
      sizeof(struct kvm_mp_state)},
-    {HV_BACKEND_VCPU_LAPIC, "LAPIC", KVM_GET_LAPIC, KVM_SET_LAPIC,
+    {HVC_BACKEND_VCPU_LAPIC, "LAPIC", KVM_GET_LAPIC, KVM_SET_LAPIC,
      sizeof(struct kvm_lapic_state)},
-    {HV_BACKEND_VCPU_EVENTS, "EVENTS", KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS,
-     sizeof(struct kvm_vcpu_events)},
-    {HV_BACKEND_VCPU_DEBUGREGS, "DEBUGREGS", KVM_GET_DEBUGREGS,
+    {HVC_BACKEND_VCPU_EVENTS, "EVENTS", KVM_GET_VCPU_EVENTS,
+     KVM_SET_VCPU_EVENTS, sizeof(struct kvm_vcpu_events)},
+    {HVC_BACKEND_VCPU_DEBUGREGS, "DEBUGREGS", KVM_GET_DEBUGREGS,
      KVM_SET_DEBUGREGS, sizeof(struct kvm_debugregs)},
-    {HV_BACKEND_VCPU_SREGS, "SREGS", KVM_GET_SREGS, KVM_SET_SREGS,
+    {HVC_BACKEND_VCPU_SREGS, "SREGS", KVM_GET_SREGS, KVM_SET_SREGS,
      sizeof(struct kvm_sregs)},
-    {HV_BACKEND_VCPU_REGS, "REGS", KVM_GET_REGS, KVM_SET_REGS,
+    {HVC_BACKEND_VCPU_REGS, "REGS", KVM_GET_REGS, KVM_SET_REGS,
      sizeof(struct kvm_regs)},
-    {HV_BACKEND_VM_PIC_MASTER, "PIC_MASTER", KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
+    {HVC_BACKEND_VM_PIC_MASTER, "PIC_MASTER", KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
      sizeof(struct kvm_irqchip)},
-    {HV_BACKEND_VM_PIC_SLAVE, "PIC_SLAVE", KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
+    {HVC_BACKEND_VM_PIC_SLAVE, "PIC_SLAVE", KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
      sizeof(struct kvm_irqchip)},
-    {HV_BACKEND_VM_IOAPIC, "IOAPIC", KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
+    {HVC_BACKEND_VM_IOAPIC, "IOAPIC", KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
      sizeof(struct kvm_irqchip)},
-    {HV_BACKEND_VM_PIT, "PIT", KVM_GET_PIT2, KVM_SET_PIT2,
+    {HVC_BACKEND_VM_PIT, "PIT", KVM_GET_PIT2, KVM_SET_PIT2,
      sizeof(struct kvm_pit_state2)},
 };
 
@@ -73,14 +73,15 @@ static const struct kind_info {
 static const struct kind_info *info_of(uint32_t kind, bool vm)
 {
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-        if (kinds[i].kind == kind && (kind >= HV_BACKEND_VM_PIC_MASTER) == vm)
+        if (kinds[i].kind == kind && (kind >= HVC_BACKEND_VM_PIC_MASTER) == vm)
             return &kinds[i];
     return NULL;
 }
 
 static const char *kind_name(uint32_t kind)
 {
-    const struct kind_info *i = info_of(kind, kind >= HV_BACKEND_VM_PIC_MASTER);
+    const struct kind_info *i =
+        info_of(kind, kind >= HVC_BACKEND_VM_PIC_MASTER);
     return i ? i->name : "unknown";
 }
 
@@ -104,7 +105,7 @@ union vm_blob {
 static int ioctl_fail(uint32_t kind, const char *op, int err)
 {
     return hvi_error(-err, "%s state: %s: %s", kind_name(kind), op,
-                     hv_strerror(-err));
+                     hvc_strerror(-err));
 }
 
 static int bad(uint32_t kind, const char *what, uint64_t value)
@@ -138,12 +139,12 @@ static int list_host_msrs(struct hvi_kvm *k)
 {
     struct kvm_msr_list probe = {.nmsrs = 0};
     if (ioctl(k->fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
-        return ioctl_fail(HV_BACKEND_VCPU_MSRS, "KVM_GET_MSR_INDEX_LIST",
+        return ioctl_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSR_INDEX_LIST",
                           errno);
     for (int tries = 0; tries < 4; tries++) {
         uint32_t n = probe.nmsrs;
         if (n > MAX_HOST_MSRS)
-            return bad(HV_BACKEND_VCPU_MSRS, "host MSR count", n);
+            return bad(HVC_BACKEND_VCPU_MSRS, "host MSR count", n);
         struct kvm_msr_list *l = calloc(1, sizeof(*l) + n * sizeof(uint32_t));
         if (!l)
             return hvi_error(-ENOMEM, "MSRS state: out of memory");
@@ -161,7 +162,7 @@ static int list_host_msrs(struct hvi_kvm *k)
         probe.nmsrs = l->nmsrs;
         free(l);
         if (e != E2BIG) /* E2BIG: it grew under us, retry with its size */
-            return ioctl_fail(HV_BACKEND_VCPU_MSRS, "KVM_GET_MSR_INDEX_LIST",
+            return ioctl_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSR_INDEX_LIST",
                               e);
     }
     return hvi_error(-EAGAIN, "MSRS state: the host MSR list kept growing");
@@ -199,7 +200,8 @@ static int probe_vcpu_msrs(struct hvi_kvm_vcpu *v)
             m->entries[i].index = idx[at + i];
         int got = ioctl(v->fd, KVM_GET_MSRS, m);
         if (got < 0) {
-            r = ioctl_fail(HV_BACKEND_VCPU_MSRS, "KVM_GET_MSRS (probe)", errno);
+            r = ioctl_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSRS (probe)",
+                           errno);
             free(m);
             free(keep);
             return r;
@@ -237,7 +239,7 @@ static int get_msrs(struct hvi_kvm_vcpu *v, void *buf, size_t bytes)
     int got = ioctl(v->fd, KVM_GET_MSRS, m);
     int r = 0;
     if (got < 0)
-        r = ioctl_fail(HV_BACKEND_VCPU_MSRS, "KVM_GET_MSRS", errno);
+        r = ioctl_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSRS", errno);
     else if ((uint32_t)got < m->nmsrs)
         r = hvi_error(-EIO, "MSRS state: KVM no longer reads MSR 0x%x",
                       m->entries[got].index);
@@ -249,7 +251,7 @@ static int get_msrs(struct hvi_kvm_vcpu *v, void *buf, size_t bytes)
 
 static int set_msrs(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
 {
-    const uint32_t kind = HV_BACKEND_VCPU_MSRS;
+    const uint32_t kind = HVC_BACKEND_VCPU_MSRS;
     struct kvm_msrs h;
     if (length < sizeof(h))
         return bad(kind, "length", length);
@@ -306,7 +308,7 @@ static int read_cpuid(struct hvi_kvm_vcpu *v, struct kvm_cpuid2 **out)
         int e = errno;
         free(c);
         if (e != E2BIG)
-            return ioctl_fail(HV_BACKEND_VCPU_CPUID, "KVM_GET_CPUID2", e);
+            return ioctl_fail(HVC_BACKEND_VCPU_CPUID, "KVM_GET_CPUID2", e);
     }
     return hvi_error(-E2BIG, "CPUID state: more than %u entries",
                      MAX_CPUID_ENTRIES);
@@ -418,7 +420,7 @@ static int check_entries(struct kvm_cpuid2 *c)
 
 static int set_cpuid(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
 {
-    const uint32_t kind = HV_BACKEND_VCPU_CPUID;
+    const uint32_t kind = HVC_BACKEND_VCPU_CPUID;
     struct kvm_cpuid2 h;
     if (length < sizeof(h))
         return bad(kind, "length", length);
@@ -443,7 +445,7 @@ static int set_cpuid(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
     if (r == 0 && ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
         int e = errno;
         r = hvi_error(-e, "CPUID state: KVM_SET_CPUID2 (%u entries): %s%s",
-                      c->nent, hv_strerror(-e),
+                      c->nent, hvc_strerror(-e),
                       e == EINVAL ? " (a vCPU that ran accepts only the "
                                     "CPUID it has)"
                                   : "");
@@ -468,7 +470,7 @@ static int vcpu_size(struct hvi_kvm_vcpu *v, uint32_t kind, size_t *size)
     const struct kind_info *i = info_of(kind, false);
     if (!i)
         return hvi_error(-EINVAL, "unknown vCPU state kind %u", kind);
-    if (kind == HV_BACKEND_VCPU_CPUID) {
+    if (kind == HVC_BACKEND_VCPU_CPUID) {
         struct kvm_cpuid2 *c;
         int r = read_cpuid(v, &c);
         if (r < 0)
@@ -477,7 +479,7 @@ static int vcpu_size(struct hvi_kvm_vcpu *v, uint32_t kind, size_t *size)
         free(c);
         return 0;
     }
-    if (kind == HV_BACKEND_VCPU_MSRS) {
+    if (kind == HVC_BACKEND_VCPU_MSRS) {
         int r = probe_vcpu_msrs(v);
         if (r < 0)
             return r;
@@ -486,8 +488,8 @@ static int vcpu_size(struct hvi_kvm_vcpu *v, uint32_t kind, size_t *size)
                            : 0;
         return 0;
     }
-    bool none = (kind == HV_BACKEND_VCPU_XCRS && !has_xcrs(v)) ||
-                (kind == HV_BACKEND_VCPU_LAPIC && !v->vm->has_irqchip);
+    bool none = (kind == HVC_BACKEND_VCPU_XCRS && !has_xcrs(v)) ||
+                (kind == HVC_BACKEND_VCPU_LAPIC && !v->vm->has_irqchip);
     *size = none ? 0 : i->size;
     return 0;
 }
@@ -511,9 +513,9 @@ static int expect_size(uint32_t kind, size_t want, size_t length,
 
 static const char *vcpu_none(uint32_t kind)
 {
-    return kind == HV_BACKEND_VCPU_LAPIC  ? "the VM has no in-kernel irqchip"
-           : kind == HV_BACKEND_VCPU_XCRS ? "this KVM lacks KVM_CAP_XCRS"
-                                          : "the vCPU has no MSRs to save";
+    return kind == HVC_BACKEND_VCPU_LAPIC  ? "the VM has no in-kernel irqchip"
+           : kind == HVC_BACKEND_VCPU_XCRS ? "this KVM lacks KVM_CAP_XCRS"
+                                           : "the vCPU has no MSRs to save";
 }
 
 int hvi_kvm_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
@@ -528,9 +530,9 @@ int hvi_kvm_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
         return r;
     if (want == 0)
         return 0;
-    if (kind == HV_BACKEND_VCPU_MSRS)
+    if (kind == HVC_BACKEND_VCPU_MSRS)
         return get_msrs(v, buf, length);
-    if (kind == HV_BACKEND_VCPU_CPUID) {
+    if (kind == HVC_BACKEND_VCPU_CPUID) {
         struct kvm_cpuid2 *c;
         if ((r = read_cpuid(v, &c)) < 0)
             return r;
@@ -562,20 +564,20 @@ static int check_sregs(struct kvm_sregs *s)
     memset(s->gdt.padding, 0, sizeof(s->gdt.padding));
     memset(s->idt.padding, 0, sizeof(s->idt.padding));
     if (s->cr8 > 0xf)
-        return bad(HV_BACKEND_VCPU_SREGS, "CR8", s->cr8);
+        return bad(HVC_BACKEND_VCPU_SREGS, "CR8", s->cr8);
     /* KVM takes one pending external interrupt from the bitmap. */
     int pending = 0;
     for (size_t i = 0; i < sizeof(s->interrupt_bitmap) / 8; i++)
         pending += __builtin_popcountll(s->interrupt_bitmap[i]);
     if (pending > 1)
-        return bad(HV_BACKEND_VCPU_SREGS, "pending interrupt count",
+        return bad(HVC_BACKEND_VCPU_SREGS, "pending interrupt count",
                    (uint64_t)pending);
     return 0;
 }
 
 static int check_events(struct kvm_vcpu_events *e)
 {
-    const uint32_t kind = HV_BACKEND_VCPU_EVENTS;
+    const uint32_t kind = HVC_BACKEND_VCPU_EVENTS;
     if (e->flags & ~(uint32_t)EVENT_FLAGS)
         return bad(kind, "flags", e->flags);
     if ((e->exception.injected || e->exception.pending) &&
@@ -588,7 +590,7 @@ static int check_events(struct kvm_vcpu_events *e)
 
 static int check_debugregs(struct kvm_debugregs *d)
 {
-    const uint32_t kind = HV_BACKEND_VCPU_DEBUGREGS;
+    const uint32_t kind = HVC_BACKEND_VCPU_DEBUGREGS;
     if (d->flags)
         return bad(kind, "flags", d->flags);
     if (d->dr6 >> 32)
@@ -601,7 +603,7 @@ static int check_debugregs(struct kvm_debugregs *d)
 
 static int check_xcrs(struct kvm_xcrs *x)
 {
-    const uint32_t kind = HV_BACKEND_VCPU_XCRS;
+    const uint32_t kind = HVC_BACKEND_VCPU_XCRS;
     if (x->nr_xcrs > KVM_MAX_XCRS)
         return bad(kind, "XCR count", x->nr_xcrs);
     if (x->flags)
@@ -621,14 +623,14 @@ static uint64_t key_field(uint32_t kind, const union vcpu_blob *s,
 {
     uint32_t apic_id;
     switch (kind) {
-    case HV_BACKEND_VCPU_XCRS:
+    case HVC_BACKEND_VCPU_XCRS:
         *name = "XCR0";
         return s->xcrs.nr_xcrs ? s->xcrs.xcrs[0].value : 0;
-    case HV_BACKEND_VCPU_MP_STATE: *name = "mp_state"; return s->mp.mp_state;
-    case HV_BACKEND_VCPU_EVENTS: *name = "flags"; return s->events.flags;
-    case HV_BACKEND_VCPU_DEBUGREGS: *name = "DR7"; return s->debug.dr7;
-    case HV_BACKEND_VCPU_SREGS: *name = "CR0"; return s->sregs.cr0;
-    case HV_BACKEND_VCPU_REGS: *name = "RIP"; return s->regs.rip;
+    case HVC_BACKEND_VCPU_MP_STATE: *name = "mp_state"; return s->mp.mp_state;
+    case HVC_BACKEND_VCPU_EVENTS: *name = "flags"; return s->events.flags;
+    case HVC_BACKEND_VCPU_DEBUGREGS: *name = "DR7"; return s->debug.dr7;
+    case HVC_BACKEND_VCPU_SREGS: *name = "CR0"; return s->sregs.cr0;
+    case HVC_BACKEND_VCPU_REGS: *name = "RIP"; return s->regs.rip;
     default: /* LAPIC: KVM checks the APIC ID in x2APIC mode */
         *name = "APIC ID register";
         memcpy(&apic_id, s->lapic.regs + 0x20, sizeof(apic_id));
@@ -642,9 +644,9 @@ int hvi_kvm_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
     struct hvi_kvm_vcpu *v = vcpu_priv;
     size_t want = 0;
     int r;
-    if (kind == HV_BACKEND_VCPU_CPUID)
+    if (kind == HVC_BACKEND_VCPU_CPUID)
         return set_cpuid(v, buf, length);
-    if (kind == HV_BACKEND_VCPU_MSRS)
+    if (kind == HVC_BACKEND_VCPU_MSRS)
         return set_msrs(v, buf, length);
     if ((r = vcpu_size(v, kind, &want)) < 0)
         return r;
@@ -655,16 +657,16 @@ int hvi_kvm_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
     union vcpu_blob s;
     memcpy(&s, buf, length);
     switch (kind) {
-    case HV_BACKEND_VCPU_XCRS: r = check_xcrs(&s.xcrs); break;
-    case HV_BACKEND_VCPU_MP_STATE:
+    case HVC_BACKEND_VCPU_XCRS: r = check_xcrs(&s.xcrs); break;
+    case HVC_BACKEND_VCPU_MP_STATE:
         /* x86 states only: RUNNABLE .. SIPI_RECEIVED. */
         if (s.mp.mp_state > KVM_MP_STATE_SIPI_RECEIVED)
             r = bad(kind, "mp_state", s.mp.mp_state);
         break;
-    case HV_BACKEND_VCPU_EVENTS: r = check_events(&s.events); break;
-    case HV_BACKEND_VCPU_DEBUGREGS: r = check_debugregs(&s.debug); break;
-    case HV_BACKEND_VCPU_SREGS: r = check_sregs(&s.sregs); break;
-    case HV_BACKEND_VCPU_REGS:
+    case HVC_BACKEND_VCPU_EVENTS: r = check_events(&s.events); break;
+    case HVC_BACKEND_VCPU_DEBUGREGS: r = check_debugregs(&s.debug); break;
+    case HVC_BACKEND_VCPU_SREGS: r = check_sregs(&s.sregs); break;
+    case HVC_BACKEND_VCPU_REGS:
         if ((s.regs.rflags & RFLAGS_RESERVED) ||
             !(s.regs.rflags & RFLAGS_FIXED1))
             r = bad(kind, "RFLAGS", s.regs.rflags);
@@ -677,7 +679,7 @@ int hvi_kvm_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
         const char *field;
         uint64_t value = key_field(kind, &s, &field);
         return hvi_error(-e, "%s state: KVM refused it (%s 0x%" PRIx64 "): %s",
-                         kind_name(kind), field, value, hv_strerror(-e));
+                         kind_name(kind), field, value, hvc_strerror(-e));
     }
     return 0;
 }
@@ -689,7 +691,7 @@ static int vm_size(struct hvi_kvm_vm *vm, uint32_t kind, size_t *size)
     const struct kind_info *i = info_of(kind, true);
     if (!i)
         return hvi_error(-EINVAL, "unknown VM state kind %u", kind);
-    bool have = kind == HV_BACKEND_VM_PIT ? vm->has_pit : vm->has_irqchip;
+    bool have = kind == HVC_BACKEND_VM_PIT ? vm->has_pit : vm->has_irqchip;
     *size = have ? i->size : 0;
     return 0;
 }
@@ -701,14 +703,14 @@ int hvi_kvm_vm_state_size(void *vm_priv, uint32_t kind, size_t *size)
 
 static const char *vm_none(uint32_t kind)
 {
-    return kind == HV_BACKEND_VM_PIT ? "the VM has no in-kernel PIT"
-                                     : "the VM has no in-kernel irqchip";
+    return kind == HVC_BACKEND_VM_PIT ? "the VM has no in-kernel PIT"
+                                      : "the VM has no in-kernel irqchip";
 }
 
 /* KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE, _IOAPIC are 0, 1, 2 in kind order. */
 static uint32_t chip_of(uint32_t kind)
 {
-    return kind - HV_BACKEND_VM_PIC_MASTER;
+    return kind - HVC_BACKEND_VM_PIC_MASTER;
 }
 
 int hvi_kvm_vm_get_state(void *vm_priv, uint32_t kind, void *buf, size_t length)
@@ -724,7 +726,7 @@ int hvi_kvm_vm_get_state(void *vm_priv, uint32_t kind, void *buf, size_t length)
         return 0;
     union vm_blob s;
     memset(&s, 0, sizeof(s));
-    if (kind != HV_BACKEND_VM_PIT)
+    if (kind != HVC_BACKEND_VM_PIT)
         s.chip.chip_id = chip_of(kind);
     if (ioctl(vm->fd, info_of(kind, true)->get, &s) < 0)
         return ioctl_fail(kind, "get", errno);
@@ -734,7 +736,7 @@ int hvi_kvm_vm_get_state(void *vm_priv, uint32_t kind, void *buf, size_t length)
 
 static int check_pit(struct kvm_pit_state2 *p)
 {
-    const uint32_t kind = HV_BACKEND_VM_PIT;
+    const uint32_t kind = HVC_BACKEND_VM_PIT;
     if (p->flags &
         ~(uint32_t)(KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON))
         return bad(kind, "flags", p->flags);
@@ -753,10 +755,10 @@ static int check_chip(uint32_t kind, struct kvm_irqchip *c)
         return bad(kind, "chip id", c->chip_id);
     c->pad = 0;
     /* Past the chip's own struct the union is spare room. */
-    size_t used = kind == HV_BACKEND_VM_IOAPIC ? sizeof(c->chip.ioapic)
-                                               : sizeof(c->chip.pic);
+    size_t used = kind == HVC_BACKEND_VM_IOAPIC ? sizeof(c->chip.ioapic)
+                                                : sizeof(c->chip.pic);
     memset(c->chip.dummy + used, 0, sizeof(c->chip.dummy) - used);
-    if (kind == HV_BACKEND_VM_IOAPIC)
+    if (kind == HVC_BACKEND_VM_IOAPIC)
         c->chip.ioapic.pad = 0;
     return 0;
 }
@@ -775,14 +777,14 @@ int hvi_kvm_vm_set_state(void *vm_priv, uint32_t kind, const void *buf,
         return 0;
     union vm_blob s;
     memcpy(&s, buf, length);
-    bool pit = kind == HV_BACKEND_VM_PIT;
+    bool pit = kind == HVC_BACKEND_VM_PIT;
     if ((r = pit ? check_pit(&s.pit) : check_chip(kind, &s.chip)) < 0)
         return r;
     if (ioctl(vm->fd, info_of(kind, true)->set, &s) < 0) {
         int e = errno;
         return hvi_error(-e, "%s state: KVM refused it (%s 0x%x): %s",
                          kind_name(kind), pit ? "flags" : "chip",
-                         pit ? s.pit.flags : s.chip.chip_id, hv_strerror(-e));
+                         pit ? s.pit.flags : s.chip.chip_id, hvc_strerror(-e));
     }
     return 0;
 }

@@ -113,7 +113,7 @@ static bool offset_works(int vcpu)
 /* Once per hypervisor, with a throw-away VM and vCPU (k->tsc.lock held). */
 static int probe(struct hvi_kvm *k)
 {
-    hv_tsc_info *in = &k->tsc.info;
+    hvc_tsc_info *in = &k->tsc.info;
     memset(in, 0, sizeof(*in));
     in->size = sizeof(*in);
     int vm = ioctl(k->fd, KVM_CREATE_VM, 0);
@@ -136,26 +136,26 @@ static int probe(struct hvi_kvm *k)
     uint32_t f = 0;
     const struct kvm_cpuid_entry2 *pm = supported(k, CPUID_POWER_LEAF);
     if (pm && (pm->edx & INVARIANT_TSC))
-        f |= HV_TSC_HOST_INVARIANT;
+        f |= HVC_TSC_HOST_INVARIANT;
     char cs[32];
     if (read_line("/sys/devices/system/clocksource/clocksource0/"
                   "current_clocksource",
                   cs, sizeof(cs)) &&
         strcmp(cs, "tsc\n") == 0)
-        f |= HV_TSC_HOST_STABLE;
+        f |= HVC_TSC_HOST_STABLE;
     if (offset)
-        f |= HV_TSC_OFFSET;
+        f |= HVC_TSC_OFFSET;
     if (k->tsc.adjust_clock & KVM_CLOCK_REALTIME)
-        f |= HV_TSC_CLOCK_REALTIME;
+        f |= HVC_TSC_CLOCK_REALTIME;
     if (k->tsc.adjust_clock & KVM_CLOCK_HOST_TSC)
-        f |= HV_TSC_CLOCK_HOST_TSC;
+        f |= HVC_TSC_CLOCK_HOST_TSC;
     if (ioctl(k->fd, KVM_CHECK_EXTENSION, KVM_CAP_REINJECT_CONTROL) > 0)
-        f |= HV_TSC_PIT_CATCHUP;
+        f |= HVC_TSC_PIT_CATCHUP;
 
     in->host_tsc_khz = (uint32_t)khz;
     in->apic_bus_khz = HVI_KVM_APIC_BUS_KHZ;
     in->max_guest_tsc_khz = in->host_tsc_khz;
-    in->backend_tolerance_ppm = HV_TSC_DEFAULT_TOLERANCE_PPM;
+    in->backend_tolerance_ppm = HVC_TSC_DEFAULT_TOLERANCE_PPM;
     char tol[32];
     if (read_line("/sys/module/kvm/parameters/tsc_tolerance_ppm", tol,
                   sizeof(tol)))
@@ -165,19 +165,19 @@ static int probe(struct hvi_kvm *k)
      * format's maximum (kvm_caps.max_tsc_scaling_ratio is exclusive). */
     const struct kvm_cpuid_entry2 *v0 = supported(k, 0);
     uint32_t vendor = v0 ? v0->ebx : 0;
-    if (k->caps[HV_CAP_TSC_SCALING]) {
+    if (k->caps[HVC_CAP_TSC_SCALING]) {
         if (vendor == 0x756e6547u) { /* "GenuineIntel" */
-            in->ratio_frac_bits = HV_TSC_FRAC_BITS_VMX;
+            in->ratio_frac_bits = HVC_TSC_FRAC_BITS_VMX;
             in->ratio_max = UINT64_MAX - 1;
         } else if (vendor == 0x68747541u || vendor == 0x6f677948u) {
-            in->ratio_frac_bits = HV_TSC_FRAC_BITS_SVM; /* AMD, Hygon */
+            in->ratio_frac_bits = HVC_TSC_FRAC_BITS_SVM; /* AMD, Hygon */
             in->ratio_max = (1ull << 40) - 2;
         }
     }
     if (in->ratio_frac_bits) {
-        f |= HV_TSC_SCALING;
+        f |= HVC_TSC_SCALING;
         if (ioctl(k->fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TSC_CONTROL) > 0)
-            f |= HV_TSC_VM_FREQUENCY;
+            f |= HVC_TSC_VM_FREQUENCY;
         /* KVM_SET_TSC_KHZ wants less than this (max_guest_tsc_khz). */
         uint64_t max = hvi_mul_shr(in->ratio_max + 1, in->host_tsc_khz,
                                    in->ratio_frac_bits);
@@ -203,10 +203,10 @@ static int probed(struct hvi_kvm *k)
 
 uint64_t hvi_kvm_tsc_offset_cap(struct hvi_kvm *k)
 {
-    return probed(k) == 0 && (k->tsc.info.flags & HV_TSC_OFFSET);
+    return probed(k) == 0 && (k->tsc.info.flags & HVC_TSC_OFFSET);
 }
 
-static int kvm_tsc_info(void *priv, hv_tsc_info *info, uint8_t boot_id[16])
+static int kvm_tsc_info(void *priv, hvc_tsc_info *info, uint8_t boot_id[16])
 {
     struct hvi_kvm *k = priv;
     int r = probed(k);
@@ -238,7 +238,7 @@ static int set_hw(struct hvi_kvm_vcpu *v, uint32_t hw_khz)
     if (ioctl(v->fd, KVM_SET_TSC_KHZ, (unsigned long)khz) < 0) {
         int e = errno;
         return hvi_error(-e, "KVM_SET_TSC_KHZ %u on vCPU %u: %s", khz, v->id,
-                         hv_strerror(-e));
+                         hvc_strerror(-e));
     }
     v->tsc_hw_khz = hw_khz;
     return 0;
@@ -251,10 +251,10 @@ static int kvm_set_frequency(void *vm_priv, uint32_t khz, uint32_t flags)
     int r = probed(k);
     if (r < 0)
         return r;
-    uint32_t hw = (flags & HV_BACKEND_TSC_SCALE) ? khz : 0;
-    vm->tsc_khz = (flags & HV_BACKEND_TSC_PINNED) ? khz : 0;
+    uint32_t hw = (flags & HVC_BACKEND_TSC_SCALE) ? khz : 0;
+    vm->tsc_khz = (flags & HVC_BACKEND_TSC_PINNED) ? khz : 0;
     vm->tsc_hw_khz = hw;
-    if (hw != vm->vm_hw_khz && (k->tsc.info.flags & HV_TSC_VM_FREQUENCY)) {
+    if (hw != vm->vm_hw_khz && (k->tsc.info.flags & HVC_TSC_VM_FREQUENCY)) {
         uint32_t set = hw ? hw : k->tsc.info.host_tsc_khz;
         if (ioctl(vm->fd, KVM_SET_TSC_KHZ, (unsigned long)set) == 0)
             vm->vm_hw_khz = hw;
@@ -332,7 +332,7 @@ void hvi_kvm_tsc_cpuid(struct hvi_kvm_vcpu *v, struct kvm_cpuid2 *c)
  * sample only while its master clock is in use (and on Linux >= 5.16).
  * Otherwise: bracket the ioctl with host TSC and CLOCK_REALTIME reads, a
  * few times, and keep the narrowest bracket. */
-static int kvm_get_clock(void *vm_priv, hv_backend_clock *out)
+static int kvm_get_clock(void *vm_priv, hvc_backend_clock *out)
 {
     struct hvi_kvm_vm *vm = vm_priv;
     const uint32_t both = KVM_CLOCK_HOST_TSC | KVM_CLOCK_REALTIME;
@@ -345,12 +345,12 @@ static int kvm_get_clock(void *vm_priv, hv_backend_clock *out)
             return hvi_kvm_fail("KVM_GET_CLOCK", errno);
         uint64_t r1 = realtime_ns(), t1 = rdtsc_ordered();
         uint32_t stable =
-            d.flags & KVM_CLOCK_TSC_STABLE ? HV_BACKEND_CLOCK_STABLE : 0;
+            d.flags & KVM_CLOCK_TSC_STABLE ? HVC_BACKEND_CLOCK_STABLE : 0;
         if ((d.flags & both) == both) {
             out->clock_ns = d.clock;
             out->host_tsc = d.host_tsc;
             out->realtime_ns = d.realtime;
-            out->flags = HV_BACKEND_CLOCK_KERNEL | stable;
+            out->flags = HVC_BACKEND_CLOCK_KERNEL | stable;
             out->error_ns = 0;
             return 0;
         }
@@ -413,7 +413,7 @@ static int kvm_get_offset(void *vcpu_priv, uint64_t *ofs)
         return hvi_kvm_fail("KVM_GET_MSRS (IA32_TSC)", errno ? errno : EIO);
     uint64_t mid = t0 + (rdtsc_ordered() - t0) / 2;
     if (v->tsc_hw_khz) {
-        const hv_tsc_info *in = &v->vm->kvm->tsc.info;
+        const hvc_tsc_info *in = &v->vm->kvm->tsc.info;
         uint64_t ratio;
         if (hvi_fixed_ratio(v->tsc_hw_khz, in->host_tsc_khz,
                             in->ratio_frac_bits, &ratio))
@@ -427,7 +427,7 @@ static int kvm_set_offset(void *vcpu_priv, uint64_t ofs)
 {
     int r = offset_attr(vcpu_priv, KVM_SET_DEVICE_ATTR, &ofs);
     if (r == -ENXIO)
-        return 0; /* no offsetting here: HV_TSC_OFFSET says so */
+        return 0; /* no offsetting here: HVC_TSC_OFFSET says so */
     return r < 0 ? hvi_kvm_fail("KVM_VCPU_TSC_OFFSET", -r) : 0;
 }
 
@@ -460,8 +460,8 @@ static int kvm_drop_pit_backlog(void *vm_priv)
     return r < 0 ? r : reinject(vm, 1);
 }
 
-const hv_backend_tsc_ops hvi_kvm_tsc_ops = {
-    .version = HV_BACKEND_TSC_OPS_VERSION,
+const hvc_backend_tsc_ops hvi_kvm_tsc_ops = {
+    .version = HVC_BACKEND_TSC_OPS_VERSION,
     .get_info = kvm_tsc_info,
     .host_tsc = kvm_host_tsc,
     .vm_set_frequency = kvm_set_frequency,

@@ -145,10 +145,10 @@ int hvi_kvm_set_runnable(void *vcpu_priv)
     return 0;
 }
 
-static void internal_error(hv_exit *exit, uint32_t code, uint32_t ndata,
+static void internal_error(hvc_exit *exit, uint32_t code, uint32_t ndata,
                            const uint64_t *data)
 {
-    exit->reason = HV_EXIT_INTERNAL_ERROR;
+    exit->reason = HVC_EXIT_INTERNAL_ERROR;
     exit->u.internal.code = code;
     if (ndata > 16)
         ndata = 16;
@@ -157,7 +157,7 @@ static void internal_error(hv_exit *exit, uint32_t code, uint32_t ndata,
         exit->u.internal.data[i] = data[i];
 }
 
-int hvi_kvm_vcpu_run(void *vcpu_priv, hv_exit *exit)
+int hvi_kvm_vcpu_run(void *vcpu_priv, hvc_exit *exit)
 {
     struct hvi_kvm_vcpu *v = vcpu_priv;
     struct kvm_run *run = v->run;
@@ -172,7 +172,7 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hv_exit *exit)
     exit->backend_reason = run->exit_reason;
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
-        exit->reason = HV_EXIT_PIO;
+        exit->reason = HVC_EXIT_PIO;
         exit->u.io.port = run->io.port;
         exit->u.io.size = run->io.size;
         exit->u.io.is_write = run->io.direction == KVM_EXIT_IO_OUT;
@@ -180,22 +180,22 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hv_exit *exit)
         exit->u.io.data = (uint8_t *)run + run->io.data_offset;
         break;
     case KVM_EXIT_MMIO:
-        exit->reason = HV_EXIT_MMIO;
+        exit->reason = HVC_EXIT_MMIO;
         exit->u.mmio.addr = run->mmio.phys_addr;
         exit->u.mmio.size = run->mmio.len;
         exit->u.mmio.is_write = run->mmio.is_write;
         exit->u.mmio.data = run->mmio.data;
         break;
-    case KVM_EXIT_HLT: exit->reason = HV_EXIT_HLT; break;
-    case KVM_EXIT_SHUTDOWN: exit->reason = HV_EXIT_SHUTDOWN; break;
+    case KVM_EXIT_HLT: exit->reason = HVC_EXIT_HLT; break;
+    case KVM_EXIT_SHUTDOWN: exit->reason = HVC_EXIT_SHUTDOWN; break;
     case KVM_EXIT_SYSTEM_EVENT:
         exit->reason = run->system_event.type == KVM_SYSTEM_EVENT_RESET
-                           ? HV_EXIT_RESET
+                           ? HVC_EXIT_RESET
                        : run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN
-                           ? HV_EXIT_POWEROFF
-                           : HV_EXIT_SHUTDOWN;
+                           ? HVC_EXIT_POWEROFF
+                           : HVC_EXIT_SHUTDOWN;
         break;
-    case KVM_EXIT_DEBUG: exit->reason = HV_EXIT_DEBUG; break;
+    case KVM_EXIT_DEBUG: exit->reason = HVC_EXIT_DEBUG; break;
     case KVM_EXIT_INTR:
         __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
         return -EINTR;
@@ -209,7 +209,7 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hv_exit *exit)
         internal_error(exit, (uint32_t)d[0], 2, d);
         break;
     }
-    default: exit->reason = HV_EXIT_UNKNOWN; break;
+    default: exit->reason = HVC_EXIT_UNKNOWN; break;
     }
     return 0;
 }

@@ -24,7 +24,7 @@ static int install_kick_handler(int sig)
     struct sigaction old;
     if (sigaction(sig, NULL, &old) < 0)
         return hvi_error(-errno, "kick signal %d: %s", sig,
-                         hv_strerror(-errno));
+                         hvc_strerror(-errno));
     if (!(old.sa_flags & SA_SIGINFO) &&
         (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN)) {
         struct sigaction sa;
@@ -36,12 +36,12 @@ static int install_kick_handler(int sig)
             return hvi_error(-errno,
                              "installing the kick signal %d handler: "
                              "%s",
-                             sig, hv_strerror(-errno));
+                             sig, hvc_strerror(-errno));
     }
     return 0;
 }
 
-int hvi_kvm_vm_create(void *priv, const hv_vm_options *opts, void **out)
+int hvi_kvm_vm_create(void *priv, const hvc_vm_options *opts, void **out)
 {
     struct hvi_kvm *k = priv;
     int r = install_kick_handler(opts->kick_signal);
@@ -67,7 +67,7 @@ int hvi_kvm_vm_create(void *priv, const hv_vm_options *opts, void **out)
         r = hvi_kvm_fail("KVM_SET_IDENTITY_MAP_ADDR", errno);
         goto fail;
     }
-    if (!(opts->flags & HV_VM_NO_IRQCHIP)) {
+    if (!(opts->flags & HVC_VM_NO_IRQCHIP)) {
         if (ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0) < 0) {
             r = hvi_kvm_fail("KVM_CREATE_IRQCHIP", errno);
             goto fail;
@@ -102,7 +102,7 @@ int hvi_kvm_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
     struct hvi_kvm_vm *vm = vm_priv;
     struct kvm_userspace_memory_region m = {
         .slot = slot,
-        .flags = (flags & HV_BACKEND_MAP_READONLY) ? KVM_MEM_READONLY : 0,
+        .flags = (flags & HVC_BACKEND_MAP_READONLY) ? KVM_MEM_READONLY : 0,
         .guest_phys_addr = guest_addr,
         .memory_size = length,
         .userspace_addr = (uintptr_t)host_addr,
@@ -112,7 +112,7 @@ int hvi_kvm_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
         return hvi_error(-e,
                          "KVM refused memory region 0x%" PRIx64 "+0x%" PRIx64
                          " in slot %u: %s",
-                         guest_addr, length, slot, hv_strerror(-e));
+                         guest_addr, length, slot, hvc_strerror(-e));
     }
     return 0;
 }
@@ -154,7 +154,7 @@ int hvi_kvm_send_msi(void *vm_priv, uint64_t address, uint32_t data)
     if (r < 0) {
         int e = errno;
         return hvi_error(-e, "MSI to 0x%" PRIx64 " data 0x%x: %s", address,
-                         data, hv_strerror(-e));
+                         data, hvc_strerror(-e));
     }
     if (r == 0)
         return hvi_error(-EAGAIN,
@@ -174,7 +174,7 @@ int hvi_kvm_irqfd(void *vm_priv, int fd, uint32_t gsi, int assign)
     };
     if (ioctl(vm->fd, KVM_IRQFD, &f) < 0) {
         int e = errno;
-        return hvi_error(-e, "KVM_IRQFD (GSI %u): %s", gsi, hv_strerror(-e));
+        return hvi_error(-e, "KVM_IRQFD (GSI %u): %s", gsi, hvc_strerror(-e));
     }
     return 0;
 }
@@ -188,14 +188,14 @@ int hvi_kvm_ioeventfd(void *vm_priv, int fd, uint32_t space, uint64_t addr,
         .addr = addr,
         .len = length,
         .fd = fd,
-        .flags = (space == HV_IO_PIO ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+        .flags = (space == HVC_IO_PIO ? KVM_IOEVENTFD_FLAG_PIO : 0) |
                  (match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
                  (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
     };
     if (ioctl(vm->fd, KVM_IOEVENTFD, &io) < 0) {
         int e = errno;
         return hvi_error(-e, "KVM_IOEVENTFD at 0x%" PRIx64 "+%u: %s", addr,
-                         length, hv_strerror(-e));
+                         length, hvc_strerror(-e));
     }
     return 0;
 }

@@ -282,17 +282,17 @@ static int size_of(int fd, uint64_t *bytes)
     return 0;
 }
 
-int hv_virtio_blk_create(hv_vm *vm, const hv_virtio_blk_options *opts,
-                         hv_device **out)
+int hvc_virtio_blk_create(hvc_vm *vm, const hvc_virtio_blk_options *opts,
+                          hvc_device **out)
 {
     if (!vm || !opts)
-        return hvi_error(-EINVAL, "hv_virtio_blk_create: NULL argument");
-    hv_virtio_blk_options o = HV_VIRTIO_BLK_OPTIONS_INIT;
+        return hvi_error(-EINVAL, "hvc_virtio_blk_create: NULL argument");
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
     int r = hvi_copy_options(&o, sizeof(o), opts, sizeof(o),
-                             "hv_virtio_blk_options");
+                             "hvc_virtio_blk_options");
     if (r < 0)
         return r;
-    if (o.flags & ~(uint32_t)HV_VIRTIO_BLK_READONLY)
+    if (o.flags & ~(uint32_t)HVC_VIRTIO_BLK_READONLY)
         return hvi_error(-EINVAL, "virtio-blk flags 0x%x have unknown bits",
                          o.flags);
     if (!o.path && o.fd < 0)
@@ -300,13 +300,13 @@ int hv_virtio_blk_create(hv_vm *vm, const hv_virtio_blk_options *opts,
     struct blk *b = calloc(1, sizeof(*b));
     if (!b)
         return hvi_error(-ENOMEM, "out of memory creating virtio-blk");
-    b->readonly = o.flags & HV_VIRTIO_BLK_READONLY;
+    b->readonly = o.flags & HVC_VIRTIO_BLK_READONLY;
     b->fd = o.fd;
     if (o.path) {
         b->fd = open(o.path, (b->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
         if (b->fd < 0) {
             r = hvi_error(-errno, "virtio-blk: cannot open '%s': %s", o.path,
-                          hv_strerror(-errno));
+                          hvc_strerror(-errno));
             free(b);
             return r;
         }

@@ -1,4 +1,4 @@
-/* hv_virtio_cmdline(): the virtio_mmio.device=<size>@<base>:<irq> words
+/* hvc_virtio_cmdline(): the virtio_mmio.device=<size>@<base>:<irq> words
  * Linux's virtio-mmio driver takes from its command line. */
 #include "virtio_dev.h"
 
@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-int hv_virtio_cmdline(hv_vm *vm, char *buf, size_t capacity, size_t *length)
+int hvc_virtio_cmdline(hvc_vm *vm, char *buf, size_t capacity, size_t *length)
 {
     if (!vm || !length || (capacity && !buf))
-        return hvi_error(-EINVAL, "hv_virtio_cmdline: NULL argument");
-    hv_device **devs;
+        return hvi_error(-EINVAL, "hvc_virtio_cmdline: NULL argument");
+    hvc_device **devs;
     size_t n;
     int r = hvi_devices_snapshot(vm, &devs, &n);
     if (r < 0)
@@ -25,7 +25,7 @@ int hv_virtio_cmdline(hv_vm *vm, char *buf, size_t capacity, size_t *length)
         char word[96];
         int w = snprintf(
             word, sizeof(word), "%svirtio_mmio.device=%u@0x%" PRIx64 ":%u",
-            len ? " " : "", HV_VIRTIO_MMIO_SIZE, d->mmio.base, d->mmio.irq);
+            len ? " " : "", HVC_VIRTIO_MMIO_SIZE, d->mmio.base, d->mmio.irq);
         if (len + (size_t)w < capacity)
             memcpy(buf + len, word, (size_t)w);
         len += (size_t)w;

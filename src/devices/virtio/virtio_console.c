@@ -19,7 +19,7 @@ struct console {
     int in_fd;
     bool watching;
     bool input_done; /* end of file or error on in_fd */
-    hv_serial_output_fn out_fn;
+    hvc_serial_output_fn out_fn;
     void *out_opaque;
 };
 
@@ -65,9 +65,9 @@ static void update_watch(struct vdev *d, struct console *c, bool want)
         want = false;
     if (want && !c->watching)
         c->watching =
-            hv_vm_watch_fd(d->vm, c->in_fd, HV_FD_READABLE, on_input, c) == 0;
+            hvc_vm_watch_fd(d->vm, c->in_fd, HVC_FD_READABLE, on_input, c) == 0;
     else if (!want && c->watching) {
-        hv_vm_unwatch_fd(d->vm, c->in_fd);
+        hvc_vm_unwatch_fd(d->vm, c->in_fd);
         c->watching = false;
     }
 }
@@ -76,7 +76,7 @@ static bool rx_posted(struct vdev *d)
 {
     struct vq *q = &d->vq[RXQ];
     uint16_t idx;
-    if (!q->ready || hv_vm_read(d->vm, q->avail + 2, &idx, 2) < 0)
+    if (!q->ready || hvc_vm_read(d->vm, q->avail + 2, &idx, 2) < 0)
         return false;
     return idx != q->last_avail;
 }
@@ -149,7 +149,7 @@ static void con_destroy(struct vdev *d)
 {
     struct console *c = d->impl;
     if (c && c->watching)
-        hv_vm_unwatch_fd(d->vm, c->in_fd);
+        hvc_vm_unwatch_fd(d->vm, c->in_fd);
     free(c);
 }
 
@@ -164,14 +164,15 @@ static const struct vdev_model console_model = {
     .destroy = con_destroy,
 };
 
-int hv_virtio_console_create(hv_vm *vm, const hv_virtio_console_options *opts,
-                             hv_device **out)
+int hvc_virtio_console_create(hvc_vm *vm,
+                              const hvc_virtio_console_options *opts,
+                              hvc_device **out)
 {
     if (!vm || !opts)
-        return hvi_error(-EINVAL, "hv_virtio_console_create: NULL argument");
-    hv_virtio_console_options o = HV_VIRTIO_CONSOLE_OPTIONS_INIT;
+        return hvi_error(-EINVAL, "hvc_virtio_console_create: NULL argument");
+    hvc_virtio_console_options o = HVC_VIRTIO_CONSOLE_OPTIONS_INIT;
     int r = hvi_copy_options(&o, sizeof(o), opts, sizeof(o),
-                             "hv_virtio_console_options");
+                             "hvc_virtio_console_options");
     if (r < 0)
         return r;
     if (o.flags)

@@ -61,7 +61,7 @@ struct vdev;
 /* What a device model provides to the transport. Callbacks run with the
  * device lock held. */
 struct vdev_model {
-    const char *type; /* hv_device type, e.g. "virtio-blk" */
+    const char *type; /* hvc_device type, e.g. "virtio-blk" */
     uint32_t device_id;
     uint32_t nr_queues;
     uint64_t features; /* VIRTIO_F_VERSION_1 is added by the transport */
@@ -77,17 +77,17 @@ struct vdev_model {
     void (*reset)(struct vdev *d);
     /* frees the model's state (the vdev itself is freed after) */
     void (*destroy)(struct vdev *d);
-    /* device-specific state for hv_device_save_state(); may be NULL */
+    /* device-specific state for hvc_device_save_state(); may be NULL */
     int (*save)(struct vdev *d, struct hvi_rec_writer *w);
     int (*load)(struct vdev *d, const struct hvi_rec_reader *r);
 };
 
 struct vdev {
-    hv_vm *vm;
-    hv_device *dev;
+    hvc_vm *vm;
+    hvc_device *dev;
     const struct vdev_model *model;
     void *impl;
-    hv_virtio_mmio mmio;
+    hvc_virtio_mmio mmio;
     pthread_mutex_t lock;
     uint32_t status;
     uint64_t driver_features;
@@ -106,16 +106,16 @@ struct vdev {
 
 /* virtio_mmio.c. Owns impl from the call on: on failure the model's
  * destroy() runs, as it does when the device is later removed. */
-int hvi_vdev_create(hv_vm *vm, const struct vdev_model *model, void *impl,
-                    const hv_virtio_mmio *mmio, const char *name,
-                    hv_device **out, struct vdev **vdev);
+int hvi_vdev_create(hvc_vm *vm, const struct vdev_model *model, void *impl,
+                    const hvc_virtio_mmio *mmio, const char *name,
+                    hvc_device **out, struct vdev **vdev);
 /* Raises the device's interrupt with these InterruptStatus bits. */
 void hvi_vdev_interrupt(struct vdev *d, uint32_t bits);
 /* Marks the device broken (DEVICE_NEEDS_RESET) after a driver error the
  * message describes; it serves nothing until the driver resets it. */
 void hvi_vdev_fail(struct vdev *d, const char *fmt, ...) HVI_PRINTF(2, 3);
-bool hvi_vdev_is_virtio(const hv_device *dev);
-struct vdev *hvi_vdev_of(hv_device *dev);
+bool hvi_vdev_is_virtio(const hvc_device *dev);
+struct vdev *hvi_vdev_of(hvc_device *dev);
 /* Re-checks every ready queue for buffers (after a state load). */
 void hvi_vdev_kick_all(struct vdev *d);
 

@@ -57,8 +57,8 @@ void hvi_vdev_interrupt(struct vdev *d, uint32_t bits)
         if (write(d->irq_fd, &one, sizeof(one)) == sizeof(one))
             return;
     }
-    if (hv_vm_set_irq(d->vm, d->mmio.irq, 1) == 0)
-        hv_vm_set_irq(d->vm, d->mmio.irq, 0);
+    if (hvc_vm_set_irq(d->vm, d->mmio.irq, 1) == 0)
+        hvc_vm_set_irq(d->vm, d->mmio.irq, 0);
 }
 
 void hvi_vdev_fail(struct vdev *d, const char *fmt, ...)
@@ -70,7 +70,7 @@ void hvi_vdev_fail(struct vdev *d, const char *fmt, ...)
     va_end(ap);
     if (!(d->status & VIRTIO_STATUS_NEEDS_RESET))
         fprintf(stderr, "hvcore: %s: device error, needs reset: %s\n",
-                hv_device_name(d->dev), msg);
+                hvc_device_name(d->dev), msg);
     d->status |= VIRTIO_STATUS_NEEDS_RESET;
     if (d->status & VIRTIO_STATUS_DRIVER_OK)
         hvi_vdev_interrupt(d, VIRTIO_INT_CONFIG);
@@ -184,7 +184,7 @@ static void reg_write(struct vdev *d, uint32_t off, uint32_t v)
     }
 }
 
-static int mmio_read(void *opaque, hv_vcpu *vcpu, uint32_t range,
+static int mmio_read(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                      uint64_t offset, void *data, uint32_t size)
 {
     struct vdev *d = opaque;
@@ -214,7 +214,7 @@ static void notify(struct vdev *d, uint32_t q)
     (void)n; /* a full counter still wakes the event thread */
 }
 
-static int mmio_write(void *opaque, hv_vcpu *vcpu, uint32_t range,
+static int mmio_write(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                       uint64_t offset, const void *data, uint32_t size)
 {
     struct vdev *d = opaque;
@@ -265,16 +265,16 @@ static void on_notify(void *opaque, int fd, uint32_t events)
 
 /* On the event thread: the guest wrote queue index db->data to
  * QueueNotify, which rang a doorbell without leaving the guest. */
-static void on_doorbell(void *opaque, const hv_doorbell *db)
+static void on_doorbell(void *opaque, const hvc_doorbell *db)
 {
     serve(opaque, 1u << db->data);
 }
 
-static hv_doorbell notify_doorbell(const struct vdev *d, uint32_t q)
+static hvc_doorbell notify_doorbell(const struct vdev *d, uint32_t q)
 {
-    hv_doorbell db = {
-        HV_IO_MMIO, 4, d->mmio.base + REG_QUEUE_NOTIFY, HV_DOORBELL_DATAMATCH,
-        0,          q};
+    hvc_doorbell db = {
+        HVC_IO_MMIO, 4, d->mmio.base + REG_QUEUE_NOTIFY, HVC_DOORBELL_DATAMATCH,
+        0,           q};
     return db;
 }
 
@@ -284,15 +284,15 @@ static void add_doorbells(struct vdev *d)
 {
     uint32_t q = 0;
     for (; q < d->model->nr_queues; q++) {
-        hv_doorbell db = notify_doorbell(d, q);
-        if (hv_vm_add_doorbell(d->vm, &db, on_doorbell, d) < 0)
+        hvc_doorbell db = notify_doorbell(d, q);
+        if (hvc_vm_add_doorbell(d->vm, &db, on_doorbell, d) < 0)
             break;
     }
     d->doorbells = q == d->model->nr_queues;
     if (!d->doorbells)
         while (q-- > 0) {
-            hv_doorbell db = notify_doorbell(d, q);
-            hv_vm_remove_doorbell(d->vm, &db);
+            hvc_doorbell db = notify_doorbell(d, q);
+            hvc_vm_remove_doorbell(d->vm, &db);
         }
 }
 
@@ -306,10 +306,10 @@ static void vdev_destroy(void *opaque)
 {
     struct vdev *d = opaque;
     for (uint32_t q = 0; d->doorbells && q < d->model->nr_queues; q++) {
-        hv_doorbell db = notify_doorbell(d, q);
-        hv_vm_remove_doorbell(d->vm, &db);
+        hvc_doorbell db = notify_doorbell(d, q);
+        hvc_vm_remove_doorbell(d->vm, &db);
     }
-    hv_vm_unwatch_fd(d->vm, d->notify_fd);
+    hvc_vm_unwatch_fd(d->vm, d->notify_fd);
     close(d->notify_fd);
     if (d->model->destroy)
         d->model->destroy(d);
@@ -332,17 +332,17 @@ int hvi_vdev_load(void *opaque, const void *buf, size_t length);
  * record names) says which model it is. */
 #define VDEV_OPS(name)                                                         \
     {                                                                          \
-        .version = HV_DEVICE_OPS_VERSION, .type = name, .read = mmio_read,     \
+        .version = HVC_DEVICE_OPS_VERSION, .type = name, .read = mmio_read,    \
         .write = mmio_write, .reset = vdev_reset, .destroy = vdev_destroy,     \
         .save_state = hvi_vdev_save, .load_state = hvi_vdev_load,              \
     }
-static const hv_device_ops vdev_ops[] = {
+static const hvc_device_ops vdev_ops[] = {
     VDEV_OPS("virtio-blk"),
     VDEV_OPS("virtio-console"),
     VDEV_OPS("virtio-rng"),
 };
 
-static const hv_device_ops *ops_for(const struct vdev_model *m)
+static const hvc_device_ops *ops_for(const struct vdev_model *m)
 {
     for (size_t i = 0; i < sizeof(vdev_ops) / sizeof(vdev_ops[0]); i++)
         if (strcmp(vdev_ops[i].type, m->type) == 0)
@@ -350,42 +350,42 @@ static const hv_device_ops *ops_for(const struct vdev_model *m)
     return NULL;
 }
 
-bool hvi_vdev_is_virtio(const hv_device *dev)
+bool hvi_vdev_is_virtio(const hvc_device *dev)
 {
     return dev && hvi_device_ops(dev)->read == mmio_read;
 }
 
-struct vdev *hvi_vdev_of(hv_device *dev)
+struct vdev *hvi_vdev_of(hvc_device *dev)
 {
-    return hvi_vdev_is_virtio(dev) ? hv_device_opaque(dev) : NULL;
+    return hvi_vdev_is_virtio(dev) ? hvc_device_opaque(dev) : NULL;
 }
 
-static int check_window(hv_vm *vm, const hv_virtio_mmio *m)
+static int check_window(hvc_vm *vm, const hvc_virtio_mmio *m)
 {
-    if (m->base % HV_VIRTIO_MMIO_SIZE || m->base == 0 ||
-        m->base + HV_VIRTIO_MMIO_SIZE < m->base)
+    if (m->base % HVC_VIRTIO_MMIO_SIZE || m->base == 0 ||
+        m->base + HVC_VIRTIO_MMIO_SIZE < m->base)
         return hvi_error(-EINVAL,
                          "virtio-mmio window 0x%" PRIx64
                          " is not a non-zero multiple of 0x%x",
-                         m->base, HV_VIRTIO_MMIO_SIZE);
+                         m->base, HVC_VIRTIO_MMIO_SIZE);
     if (m->irq >= 24 || m->reserved)
         return hvi_error(-EINVAL,
                          "virtio-mmio IRQ %u is not a GSI 0..23 (or "
                          "reserved is not 0)",
                          m->irq);
-    hv_memory_region *r;
-    for (uint64_t a = m->base; a < m->base + HV_VIRTIO_MMIO_SIZE;
-         a += HV_PAGE_SIZE / 8)
-        if (hv_vm_find_memory(vm, a, &r) == 0)
+    hvc_memory_region *r;
+    for (uint64_t a = m->base; a < m->base + HVC_VIRTIO_MMIO_SIZE;
+         a += HVC_PAGE_SIZE / 8)
+        if (hvc_vm_find_memory(vm, a, &r) == 0)
             return hvi_error(-EINVAL,
                              "virtio-mmio window 0x%" PRIx64 " overlaps RAM",
                              m->base);
     return 0;
 }
 
-int hvi_vdev_create(hv_vm *vm, const struct vdev_model *model, void *impl,
-                    const hv_virtio_mmio *mmio, const char *name,
-                    hv_device **out, struct vdev **vdev)
+int hvi_vdev_create(hvc_vm *vm, const struct vdev_model *model, void *impl,
+                    const hvc_virtio_mmio *mmio, const char *name,
+                    hvc_device **out, struct vdev **vdev)
 {
     struct vdev tmp = {.model = model, .impl = impl};
     int r = 0;
@@ -412,34 +412,34 @@ int hvi_vdev_create(hv_vm *vm, const struct vdev_model *model, void *impl,
     d->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (d->notify_fd < 0) {
         r = hvi_error(-errno, "%s: eventfd: %s", model->type,
-                      hv_strerror(-errno));
+                      hvc_strerror(-errno));
         goto fail;
     }
     char auto_name[48];
     if (!name) {
-        hv_device *other;
+        hvc_device *other;
         for (unsigned n = 0;; n++) {
             snprintf(auto_name, sizeof(auto_name), "%s%u", model->type, n);
-            if (hv_vm_find_device(vm, auto_name, &other) < 0)
+            if (hvc_vm_find_device(vm, auto_name, &other) < 0)
                 break;
         }
         name = auto_name;
     }
-    hv_device_range range = {HV_IO_MMIO, 0, mmio->base, HV_VIRTIO_MMIO_SIZE};
-    hv_device_options o = HV_DEVICE_OPTIONS_INIT;
+    hvc_device_range range = {HVC_IO_MMIO, 0, mmio->base, HVC_VIRTIO_MMIO_SIZE};
+    hvc_device_options o = HVC_DEVICE_OPTIONS_INIT;
     o.nr_ranges = 1;
     o.ranges = &range;
     o.name = name;
-    if ((r = hv_vm_add_device(vm, ops_for(model), d, &o, &d->dev)) < 0)
+    if ((r = hvc_vm_add_device(vm, ops_for(model), d, &o, &d->dev)) < 0)
         goto fail;
-    if ((r = hv_vm_watch_fd(vm, d->notify_fd, HV_FD_READABLE, on_notify, d)) <
+    if ((r = hvc_vm_watch_fd(vm, d->notify_fd, HVC_FD_READABLE, on_notify, d)) <
         0) {
         /* removing runs vdev_destroy, which frees d and the model state:
          * the caller must not free impl again */
-        hv_vm_remove_device(vm, d->dev);
+        hvc_vm_remove_device(vm, d->dev);
         return r;
     }
-    if (hv_vm_irq_eventfd(vm, mmio->irq, &d->irq_fd) < 0)
+    if (hvc_vm_irq_eventfd(vm, mmio->irq, &d->irq_fd) < 0)
         d->irq_fd = -1; /* no irqchip or no irqfd: pulse the line */
     add_doorbells(d);
     if (out)

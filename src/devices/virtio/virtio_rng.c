@@ -41,8 +41,8 @@ static const struct vdev_model rng_model = {
     .notify = rng_notify,
 };
 
-int hv_virtio_rng_create(hv_vm *vm, const hv_virtio_mmio *mmio,
-                         const char *name, hv_device **out)
+int hvc_virtio_rng_create(hvc_vm *vm, const hvc_virtio_mmio *mmio,
+                          const char *name, hvc_device **out)
 {
     return hvi_vdev_create(vm, &rng_model, NULL, mmio, name, out, NULL);
 }

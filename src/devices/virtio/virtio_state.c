@@ -89,9 +89,9 @@ static int load_queue(struct vdev *d, const struct hvi_rec_reader *r,
     void *p;
     if (num == 0 || num > VIRTIO_QUEUE_MAX || (num & (num - 1)) ||
         (desc & 15) || (avail & 1) || (used & 3) ||
-        hv_vm_gpa_to_hva(d->vm, desc, 16 * num, &p) < 0 ||
-        hv_vm_gpa_to_hva(d->vm, avail, 6 + 2 * num, &p) < 0 ||
-        hv_vm_gpa_to_hva(d->vm, used, 6 + 8 * num, &p) < 0)
+        hvc_vm_gpa_to_hva(d->vm, desc, 16 * num, &p) < 0 ||
+        hvc_vm_gpa_to_hva(d->vm, avail, 6 + 2 * num, &p) < 0 ||
+        hvc_vm_gpa_to_hva(d->vm, used, 6 + 8 * num, &p) < 0)
         return hvi_error(-EBADMSG,
                          "%s state: ready queue %u (size %" PRIu64
                          ", rings 0x%" PRIx64 "/0x%" PRIx64 "/0x%" PRIx64
@@ -110,7 +110,7 @@ static int load_queue(struct vdev *d, const struct hvi_rec_reader *r,
 int hvi_vdev_load(void *opaque, const void *buf, size_t length)
 {
     struct vdev *d = opaque;
-    struct hvi_rec_reader r = {buf, length, hv_device_name(d->dev)};
+    struct hvi_rec_reader r = {buf, length, hvc_device_name(d->dev)};
     uint64_t status, feat, dsel, vsel, qsel, isr, gen, nq;
     struct vq vq[VIRTIO_MAX_QUEUES] = {{0}};
     uint64_t offered = d->model->features | VIRTIO_F_VERSION_1;

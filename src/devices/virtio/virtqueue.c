@@ -17,7 +17,7 @@ struct vring_desc {
 
 static int ring_ptr(struct vdev *d, uint64_t gpa, size_t len, void **p)
 {
-    return hv_vm_gpa_to_hva(d->vm, gpa, len, p);
+    return hvc_vm_gpa_to_hva(d->vm, gpa, len, p);
 }
 
 int hvi_vq_check(struct vdev *d, uint32_t index)
@@ -87,7 +87,7 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
             return -1;
         }
         struct vring_desc desc;
-        if (hv_vm_read(d->vm, q->desc + 16u * i, &desc, sizeof(desc)) < 0) {
+        if (hvc_vm_read(d->vm, q->desc + 16u * i, &desc, sizeof(desc)) < 0) {
             hvi_vdev_fail(d, "descriptor %u is unreadable", i);
             return -1;
         }
@@ -106,7 +106,7 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
         }
         if (desc.len) {
             void *hva;
-            if (hv_vm_gpa_to_hva(d->vm, desc.addr, desc.len, &hva) < 0) {
+            if (hvc_vm_gpa_to_hva(d->vm, desc.addr, desc.len, &hva) < 0) {
                 hvi_vdev_fail(d,
                               "descriptor %u buffer 0x%" PRIx64 "+0x%x lies "
                               "outside guest RAM",
@@ -193,7 +193,7 @@ size_t hvi_vq_write_in(const struct vq_elem *e, uint64_t off, const void *buf,
 void hvi_vq_interrupt(struct vdev *d, struct vq *q)
 {
     uint16_t flags = 0;
-    if (hv_vm_read(d->vm, q->avail, &flags, 2) == 0 && (flags & 1))
+    if (hvc_vm_read(d->vm, q->avail, &flags, 2) == 0 && (flags & 1))
         return;
     hvi_vdev_interrupt(d, VIRTIO_INT_VRING);
 }
