@@ -69,7 +69,10 @@ Test(hypervisor, capabilities)
     cr_assert_geq(v, 512);
     HVT_OK(hvc_hypervisor_get_cap(hv, HVC_CAP_PHYS_ADDR_BITS, &v));
     cr_assert(v >= 32 && v <= 64, "%llu", (unsigned long long)v);
-    for (int cap = HVC_CAP_MAX_VCPUS; cap <= HVC_CAP_PHYS_ADDR_BITS; cap++)
+    HVT_OK(hvc_hypervisor_get_cap(hv, HVC_CAP_IRQ_LINES, &v));
+    cr_assert_eq(v, 24, "KVM's IOAPIC has 24 lines, not %llu",
+                 (unsigned long long)v);
+    for (int cap = HVC_CAP_MAX_VCPUS; cap <= HVC_CAP_IRQ_LINES; cap++)
         HVT_OK(hvc_hypervisor_get_cap(hv, cap, &v));
     HVT_ERR(hvc_hypervisor_get_cap(hv, 0, &v), -EINVAL);
     HVT_ERR(hvc_hypervisor_get_cap(hv, 9999, &v), -EINVAL);

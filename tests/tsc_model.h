@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "tsc_math.h"
+#include "../arch/x86/cpuid.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -64,6 +64,7 @@ static int m_get_cap(void *priv, int cap, uint64_t *value)
     case HVC_CAP_NR_VCPUS:
     case HVC_CAP_MAX_MEMORY_REGIONS: *value = 8; return 0;
     case HVC_CAP_PHYS_ADDR_BITS: *value = 40; return 0;
+    case HVC_CAP_IRQ_LINES: *value = 24; return 0;
     case HVC_CAP_TSC_OFFSET: *value = !!(h->flags & HVC_TSC_OFFSET); return 0;
     default: *value = 0; return 0;
     }
@@ -88,9 +89,9 @@ static int m_map(void *vm, uint32_t slot, uint64_t gpa, uint64_t len, void *hva,
     (void)vm, (void)slot, (void)gpa, (void)len, (void)hva, (void)flags;
     return 0;
 }
-static int m_unmap(void *vm, uint32_t slot, uint64_t gpa)
+static int m_unmap(void *vm, uint32_t slot, uint64_t gpa, uint64_t len)
 {
-    (void)vm, (void)slot, (void)gpa;
+    (void)vm, (void)slot, (void)gpa, (void)len;
     return 0;
 }
 

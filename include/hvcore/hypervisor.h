@@ -51,7 +51,10 @@ typedef enum hvc_cap {
     /** Non-zero when event-fd doorbells (ioeventfd) exist. */
     HVC_CAP_IOEVENTFD = 12,
     /** Highest guest-physical address bit count the backend supports. */
-    HVC_CAP_PHYS_ADDR_BITS = 13
+    HVC_CAP_PHYS_ADDR_BITS = 13,
+    /** Interrupt lines (GSIs) a VM has: hvc_vm_set_irq() takes 0 to this
+     * number less one. */
+    HVC_CAP_IRQ_LINES = 14
 } hvc_cap;
 
 /** Dirty-page tracking modes, as bits of ::HVC_CAP_DIRTY_TRACKING. */

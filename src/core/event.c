@@ -1,14 +1,12 @@
 /* The VM's event thread: an epoll loop serving file-descriptor watches for
  * device models. Started on the first watch, stopped by hvc_vm_destroy(). */
-#define _GNU_SOURCE
 #include "internal.h"
+
+#include "../os/os.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 struct hvi_watch {
     int fd;
@@ -16,37 +14,29 @@ struct hvi_watch {
     void *opaque;
 };
 
+_Thread_local hvc_vm *hvi_event_vm;
+
 static void *loop(void *arg)
 {
     hvc_vm *vm = arg;
-    struct epoll_event ev[16];
-    for (;;) {
-        int n = epoll_wait(vm->ev_epoll, ev, 16, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return NULL;
+    struct hvi_os_ready ready[16];
+    hvi_event_vm = vm;
+    int n;
+    while ((n = hvi_os_poller_wait(vm->ev_poller, ready, 16)) > 0) {
         for (int i = 0; i < n; i++) {
-            int fd = ev[i].data.fd;
-            if (fd == vm->ev_stop)
-                return NULL;
-            uint32_t events = 0;
-            if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                events |= HVC_FD_READABLE;
-            if (ev[i].events & EPOLLOUT)
-                events |= HVC_FD_WRITABLE;
             /* Held across the callback, so unwatch waits for it. */
             pthread_mutex_lock(&vm->ev_lock);
             for (size_t w = 0; w < vm->nr_watches; w++) {
-                if (vm->watches[w].fd == fd) {
+                if (vm->watches[w].fd == ready[i].fd) {
                     struct hvi_watch cur = vm->watches[w];
-                    cur.fn(cur.opaque, fd, events);
+                    cur.fn(cur.opaque, cur.fd, ready[i].events);
                     break;
                 }
             }
             pthread_mutex_unlock(&vm->ev_lock);
         }
     }
+    return NULL;
 }
 
 /* Caller holds ev_lock. */
@@ -54,23 +44,13 @@ static int start(hvc_vm *vm)
 {
     if (vm->ev_running)
         return 0;
-    vm->ev_epoll = epoll_create1(EPOLL_CLOEXEC);
-    vm->ev_stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (vm->ev_epoll < 0 || vm->ev_stop < 0) {
-        int e = -errno;
-        if (vm->ev_epoll >= 0)
-            close(vm->ev_epoll);
-        if (vm->ev_stop >= 0)
-            close(vm->ev_stop);
-        return hvi_error(e, "starting the VM's event loop: %s",
-                         hvc_strerror(e));
-    }
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = vm->ev_stop};
-    epoll_ctl(vm->ev_epoll, EPOLL_CTL_ADD, vm->ev_stop, &ev);
-    int r = pthread_create(&vm->ev_thread, NULL, loop, vm);
+    int r = hvi_os_poller_create(&vm->ev_poller);
+    if (r < 0)
+        return r;
+    r = pthread_create(&vm->ev_thread, NULL, loop, vm);
     if (r) {
-        close(vm->ev_epoll);
-        close(vm->ev_stop);
+        hvi_os_poller_destroy(vm->ev_poller);
+        vm->ev_poller = NULL;
         return hvi_error(-r, "starting the VM's event thread: %s",
                          hvc_strerror(-r));
     }
@@ -105,18 +85,9 @@ int hvc_vm_watch_fd(hvc_vm *vm, int fd, uint32_t events, hvc_fd_fn fn,
             r = hvi_error(-ENOMEM, "out of memory watching descriptor %d", fd);
         } else {
             vm->watches = w;
-            struct epoll_event ev = {0};
-            ev.events = ((events & HVC_FD_READABLE) ? EPOLLIN : 0) |
-                        ((events & HVC_FD_WRITABLE) ? EPOLLOUT : 0);
-            ev.data.fd = fd;
-            if (epoll_ctl(vm->ev_epoll, EPOLL_CTL_ADD, fd, &ev) < 0) {
-                int e = -errno;
-                r = hvi_error(e == -EPERM ? -EINVAL : e,
-                              "descriptor %d cannot be watched: %s", fd,
-                              hvc_strerror(e));
-            } else {
+            r = hvi_os_poller_add(vm->ev_poller, fd, events);
+            if (r == 0)
                 w[vm->nr_watches++] = (struct hvi_watch){fd, fn, opaque};
-            }
         }
     }
     if (!on_loop)
@@ -136,7 +107,7 @@ int hvc_vm_unwatch_fd(hvc_vm *vm, int fd)
     for (size_t i = 0; i < vm->nr_watches; i++) {
         if (vm->watches[i].fd != fd)
             continue;
-        epoll_ctl(vm->ev_epoll, EPOLL_CTL_DEL, fd, NULL);
+        hvi_os_poller_del(vm->ev_poller, fd);
         vm->watches[i] = vm->watches[--vm->nr_watches];
         r = 0;
         break;
@@ -149,12 +120,10 @@ int hvc_vm_unwatch_fd(hvc_vm *vm, int fd)
 void hvi_event_stop(hvc_vm *vm)
 {
     if (vm->ev_running) {
-        uint64_t one = 1;
-        ssize_t n = write(vm->ev_stop, &one, sizeof(one));
-        (void)n;
+        hvi_os_poller_stop(vm->ev_poller);
         pthread_join(vm->ev_thread, NULL);
-        close(vm->ev_epoll);
-        close(vm->ev_stop);
+        hvi_os_poller_destroy(vm->ev_poller);
+        vm->ev_poller = NULL;
         vm->ev_running = false;
     }
     free(vm->watches);

@@ -52,6 +52,11 @@ int hvc_backend_probe(const char *name)
 
 static int open_ops(const hvc_backend_ops *ops, hvc_hypervisor **out)
 {
+    if (ops->version < HVC_BACKEND_OPS_VERSION)
+        return hvi_error(-ENOTSUP,
+                         "backend %s was written for backend ops version %u; "
+                         "this library needs %u",
+                         ops->name, ops->version, HVC_BACKEND_OPS_VERSION);
     hvc_hypervisor *hv = calloc(1, sizeof(*hv));
     if (!hv)
         return hvi_error(-ENOMEM, "out of memory opening backend %s",
@@ -115,7 +120,7 @@ int hvc_hypervisor_get_cap(hvc_hypervisor *hv, int cap, uint64_t *value)
 {
     if (!hv || !value)
         return hvi_error(-EINVAL, "hvc_hypervisor_get_cap: NULL argument");
-    if (cap < HVC_CAP_MAX_VCPUS || cap > HVC_CAP_PHYS_ADDR_BITS)
+    if (cap < HVC_CAP_MAX_VCPUS || cap > HVC_CAP_IRQ_LINES)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
     return hv->ops->get_cap(hv->priv, cap, value);
 }

@@ -67,6 +67,7 @@ struct hvc_vm {
     hvc_vm_options opts;
     uint32_t max_slots;
     uint64_t max_gpa; /* exclusive bound from the backend's address width */
+    uint32_t nr_irqs; /* interrupt lines (GSIs), from the backend */
 
     /* Guest memory map, sorted by gpa. Readers: accessors, writers: add and
      * remove. */
@@ -92,15 +93,14 @@ struct hvc_vm {
      * doorbells (notify.c), all under dev_lock. */
     pthread_mutex_t dev_lock;
     hvc_device *devices;
-    int irq_fd[24];
+    int *irq_fd; /* nr_irqs entries, -1 when unused */
     struct hvi_doorbell *doorbells;
 
     /* The event thread (event.c). ev_lock is held while a callback runs. */
     pthread_mutex_t ev_lock;
     bool ev_running;
     pthread_t ev_thread;
-    int ev_epoll;
-    int ev_stop;
+    struct hvi_os_poller *ev_poller;
     struct hvi_watch *watches;
     size_t nr_watches;
 
@@ -132,6 +132,9 @@ struct hvc_vcpu {
  * would wait for that handler refuse instead of deadlocking. */
 extern _Thread_local hvc_vm *hvi_handler_vm;
 
+/* vm.c: the number of interrupt lines (GSIs), from the backend. */
+uint32_t hvi_vm_irq_lines(const hvc_vm *vm);
+
 /* io.c */
 int hvi_io_dispatch(hvc_vcpu *vcpu, hvc_exit *exit, bool *claimed);
 void hvi_io_free(hvc_vm *vm);
@@ -157,8 +160,7 @@ struct hvi_rec_reader {
 void hvi_rec_u64(struct hvi_rec_writer *w, uint16_t tag, uint64_t v);
 void hvi_rec_bytes(struct hvi_rec_writer *w, uint16_t tag, const void *p,
                    uint32_t n);
-int hvi_rec_get_u64(const struct hvi_rec_reader *r, uint16_t tag,
-                    uint64_t *v);
+int hvi_rec_get_u64(const struct hvi_rec_reader *r, uint16_t tag, uint64_t *v);
 int hvi_rec_get_bytes(const struct hvi_rec_reader *r, uint16_t tag,
                       const void **p, uint32_t *n);
 uint32_t hvi_crc32c(uint32_t crc, const void *buf, size_t len);

@@ -175,7 +175,8 @@ int hvc_vm_remove_memory(hvc_vm *vm, hvc_memory_region *region)
         return hvi_error(-EINVAL, "memory region %p is not in this VM",
                          (void *)region);
     }
-    int r = vm->ops->vm_unmap_memory(vm->priv, region->slot, region->gpa);
+    int r = vm->ops->vm_unmap_memory(vm->priv, region->slot, region->gpa,
+                                     region->len);
     if (r < 0) {
         pthread_rwlock_unlock(&vm->mem_lock);
         return r;

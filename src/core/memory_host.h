@@ -1,5 +1,5 @@
 /* The host memory behind a guest memory region (memory_host.c), and the
- * NUMA policy of a host range (topology/mempolicy.c). */
+ * the hook through which topology/mempolicy.c places its pages. */
 #ifndef HVCORE_MEMORY_HOST_H
 #define HVCORE_MEMORY_HOST_H
 
@@ -18,13 +18,17 @@ int hvi_memory_host_setup(hvc_memory_region *r, const hvc_memory_options *o);
 /* Frees what hvi_memory_host_setup() allocated. */
 void hvi_memory_host_release(hvc_memory_region *r);
 
-/* Fails, naming it, for a node the host does not have. */
-int hvi_numa_check(const uint32_t *nodes, uint32_t n, const char *what);
-
-/* Applies an ::hvc_numa_policy to [addr, addr+len) on nodes that
- * hvi_numa_check() accepted; move: also move the pages already there. */
-int hvi_numa_bind(void *addr, uint64_t len, uint32_t policy,
-                  const uint32_t *nodes, uint32_t n, bool move,
-                  const char *what);
+/* NUMA placement of a region's pages, provided by src/topology (libnuma)
+ * and wired in by the registry (registry.c), so the core never calls
+ * topology. NULL in a build without it. */
+struct hvi_numa_hooks {
+    /* Fails, naming it, for a node the host does not have. */
+    int (*check)(const uint32_t *nodes, uint32_t n, const char *what);
+    /* Applies an ::hvc_numa_policy to [addr, addr+len) on nodes that
+     * check() accepted; move: also move the pages already there. */
+    int (*bind)(void *addr, uint64_t len, uint32_t policy,
+                const uint32_t *nodes, uint32_t n, bool move, const char *what);
+};
+extern const struct hvi_numa_hooks *const hvi_numa;
 
 #endif

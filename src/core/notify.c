@@ -1,17 +1,14 @@
 /* Interrupt eventfds and doorbells: the paths that let a device raise an
  * interrupt and a guest ring a device without a trip through the VMM's
  * run loop (KVM's irqfd and ioeventfd). */
-#define _GNU_SOURCE
 #include "internal.h"
+
+#include "../os/os.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
-
-#define NR_GSIS 24
 
 struct hvi_doorbell {
     hvc_vm *vm;
@@ -26,9 +23,9 @@ int hvc_vm_irq_eventfd(hvc_vm *vm, uint32_t gsi, int *fd)
 {
     if (!vm || !fd)
         return hvi_error(-EINVAL, "hvc_vm_irq_eventfd: NULL argument");
-    if (gsi >= NR_GSIS)
-        return hvi_error(-EINVAL, "GSI %u is out of range (0..%d)", gsi,
-                         NR_GSIS - 1);
+    if (gsi >= vm->nr_irqs)
+        return hvi_error(-EINVAL, "GSI %u is out of range (0..%u)", gsi,
+                         vm->nr_irqs - 1);
     if ((vm->opts.flags & HVC_VM_NO_IRQCHIP) || !vm->ops->vm_irqfd)
         return hvi_error(-ENOTSUP,
                          "GSI %u: no interrupt eventfds without "
@@ -37,13 +34,11 @@ int hvc_vm_irq_eventfd(hvc_vm *vm, uint32_t gsi, int *fd)
     pthread_mutex_lock(&vm->dev_lock);
     int r = 0;
     if (vm->irq_fd[gsi] < 0) {
-        int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (e < 0)
-            r = hvi_error(-errno, "eventfd for GSI %u: %s", gsi,
-                          hvc_strerror(-errno));
-        else if ((r = vm->ops->vm_irqfd(vm->priv, e, gsi, 1)) < 0)
-            close(e);
-        else
+        int e = -1;
+        r = hvi_os_notifier_create(&e);
+        if (r == 0 && (r = vm->ops->vm_irqfd(vm->priv, e, gsi, 1)) < 0)
+            hvi_os_notifier_close(e);
+        else if (r == 0)
             vm->irq_fd[gsi] = e;
     }
     if (r == 0)
@@ -63,8 +58,7 @@ static void rang(void *opaque, int fd, uint32_t events)
 {
     struct hvi_doorbell *d = opaque;
     (void)events;
-    uint64_t count;
-    if (read(fd, &count, sizeof(count)) == sizeof(count))
+    if (hvi_os_notifier_drain(fd))
         d->fn(d->opaque, &d->db);
 }
 
@@ -95,8 +89,8 @@ int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
         if (same(&o->db, db))
             r = hvi_error(-EEXIST, "a doorbell at 0x%" PRIx64 " exists",
                           db->addr);
-    if (r == 0 && (d->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-        r = hvi_error(-errno, "doorbell eventfd: %s", hvc_strerror(-errno));
+    if (r == 0)
+        r = hvi_os_notifier_create(&d->fd);
     if (r == 0)
         r = vm->ops->vm_ioeventfd(
             vm->priv, d->fd, db->space, db->addr, db->length,
@@ -112,8 +106,7 @@ int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
     }
     pthread_mutex_unlock(&vm->dev_lock);
     if (r < 0) {
-        if (d->fd >= 0)
-            close(d->fd);
+        hvi_os_notifier_close(d->fd);
         free(d);
     }
     return r;
@@ -125,7 +118,7 @@ static void release(hvc_vm *vm, struct hvi_doorbell *d)
     vm->ops->vm_ioeventfd(
         vm->priv, d->fd, d->db.space, d->db.addr, d->db.length,
         (d->db.flags & HVC_DOORBELL_DATAMATCH) != 0, d->db.data, 0);
-    close(d->fd);
+    hvi_os_notifier_close(d->fd);
     free(d);
 }
 
@@ -154,10 +147,10 @@ void hvi_notify_free(hvc_vm *vm)
         vm->doorbells = d->next;
         release(vm, d);
     }
-    for (int g = 0; g < NR_GSIS; g++) {
+    for (uint32_t g = 0; vm->irq_fd && g < vm->nr_irqs; g++) {
         if (vm->irq_fd[g] >= 0) {
-            vm->ops->vm_irqfd(vm->priv, vm->irq_fd[g], (uint32_t)g, 0);
-            close(vm->irq_fd[g]);
+            vm->ops->vm_irqfd(vm->priv, vm->irq_fd[g], g, 0);
+            hvi_os_notifier_close(vm->irq_fd[g]);
             vm->irq_fd[g] = -1;
         }
     }

@@ -1,6 +1,7 @@
 /* The compiled-in backends, in the order "auto" tries them. A plain array
  * (no constructors or linker sections) so a static link keeps them all. */
 #include "internal.h"
+#include "memory_host.h"
 
 #ifdef HVCORE_HAVE_KVM
 extern const hvc_backend_ops hvi_kvm_backend;
@@ -21,3 +22,11 @@ const hvc_backend_ops *const hvi_backends[] = {
 
 const size_t hvi_backend_count =
     sizeof(hvi_backends) / sizeof(hvi_backends[0]) - 1;
+
+/* NUMA placement of guest memory, from src/topology when it is built. */
+#ifdef HVCORE_HAVE_TOPOLOGY
+extern const struct hvi_numa_hooks hvi_topology_numa;
+const struct hvi_numa_hooks *const hvi_numa = &hvi_topology_numa;
+#else
+const struct hvi_numa_hooks *const hvi_numa = NULL;
+#endif

@@ -1,44 +1,18 @@
-/* Register access: id validation here, the work in the backend. */
+/* Register access: which ids exist is the architecture's (src/arch), the
+ * work the backend's; here the checks and the thread rules. */
 #include "internal.h"
+
+#include "../arch/x86/regs.h"
 
 #include <errno.h>
 #include <inttypes.h>
 
-static bool is_segment(hvc_reg id)
-{
-    return id >= HVC_X86_CS && id <= HVC_X86_IDTR;
-}
-
-static bool is_scalar(hvc_reg id)
-{
-    if (HVC_X86_IS_MSR(id))
-        return true;
-    if (id <= HVC_X86_RFLAGS)
-        return true;
-    switch (id) {
-    case HVC_X86_CR0:
-    case HVC_X86_CR2:
-    case HVC_X86_CR3:
-    case HVC_X86_CR4:
-    case HVC_X86_CR8:
-    case HVC_X86_EFER:
-    case HVC_X86_APIC_BASE:
-    case HVC_X86_DR0:
-    case HVC_X86_DR1:
-    case HVC_X86_DR2:
-    case HVC_X86_DR3:
-    case HVC_X86_DR6:
-    case HVC_X86_DR7: return true;
-    default: return false;
-    }
-}
-
 static int check_ids(const hvc_vcpu *vcpu, const hvc_reg *ids, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
-        if (is_scalar(ids[i]))
+        if (hvi_arch_reg_is_scalar(ids[i]))
             continue;
-        if (is_segment(ids[i]))
+        if (hvi_arch_reg_is_segment(ids[i]))
             return hvi_error(-EINVAL,
                              "vCPU %u: register id 0x%" PRIx64 " (index %zu) "
                              "is a segment; use hvc_vcpu_get_segment()",
@@ -101,7 +75,7 @@ static int check_segment(const hvc_vcpu *vcpu, hvc_reg id, const void *seg)
 {
     if (!vcpu || !seg)
         return hvi_error(-EINVAL, "segment access: NULL argument");
-    if (!is_segment(id))
+    if (!hvi_arch_reg_is_segment(id))
         return hvi_error(-EINVAL,
                          "vCPU %u: register id 0x%" PRIx64
                          " is not a segment or descriptor table",

@@ -47,12 +47,4 @@ uint64_t hvi_restore_offset(uint64_t guest_tsc_src, uint64_t clock_src,
                             uint64_t scaled_dst, uint64_t clock_dst,
                             uint32_t khz);
 
-/* CPUID leaf 0x15 for a TSC of tsc_khz with the crystal at crystal_khz:
- * TSC Hz = ecx * ebx / eax, the fraction reduced (and, past 32 bits,
- * approximated). Leaf 0x16: base and maximum MHz (rounded), bus MHz. */
-void hvi_tsc_leaf_15(uint32_t tsc_khz, uint32_t crystal_khz, uint32_t *eax,
-                     uint32_t *ebx, uint32_t *ecx);
-void hvi_tsc_leaf_16(uint32_t tsc_khz, uint32_t bus_khz, uint32_t *eax,
-                     uint32_t *ebx, uint32_t *ecx);
-
 #endif

@@ -2,8 +2,9 @@
 #include "internal.h"
 #include "tsc_internal.h"
 
+#include "../os/os.h"
+
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 
 _Thread_local hvc_vm *hvi_handler_vm;
@@ -37,9 +38,8 @@ static int normalise_options(hvc_hypervisor *hv, const hvc_vm_options *in,
                          "limit of %llu",
                          out->max_vcpus, (unsigned long long)max);
     if (out->kick_signal == 0)
-        out->kick_signal = SIGRTMIN;
-    else if (out->kick_signal < 1 || out->kick_signal > SIGRTMAX ||
-             out->kick_signal == SIGKILL || out->kick_signal == SIGSTOP)
+        out->kick_signal = hvi_os_kick_signal_default();
+    else if (!hvi_os_kick_signal_usable(out->kick_signal))
         return hvi_error(-EINVAL,
                          "hvc_vm_options.kick_signal %d is not a usable signal",
                          out->kick_signal);
@@ -57,17 +57,25 @@ int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts, hvc_vm **out)
     int r = normalise_options(hv, opts, &vm->opts);
     if (r < 0)
         goto fail;
-    uint64_t slots = 0, bits = 0;
+    uint64_t slots = 0, bits = 0, irqs = 0;
     if ((r = hv->ops->get_cap(hv->priv, HVC_CAP_MAX_MEMORY_REGIONS, &slots)) <
             0 ||
-        (r = hv->ops->get_cap(hv->priv, HVC_CAP_PHYS_ADDR_BITS, &bits)) < 0)
+        (r = hv->ops->get_cap(hv->priv, HVC_CAP_PHYS_ADDR_BITS, &bits)) < 0 ||
+        (r = hv->ops->get_cap(hv->priv, HVC_CAP_IRQ_LINES, &irqs)) < 0)
         goto fail;
+    if (irqs == 0 || irqs > 1024) {
+        r = hvi_error(-EINVAL, "the %s backend reports %llu interrupt lines",
+                      hv->ops->name, (unsigned long long)irqs);
+        goto fail;
+    }
+    vm->nr_irqs = (uint32_t)irqs;
     vm->max_slots = (uint32_t)slots;
     vm->max_gpa = bits >= 64 ? UINT64_MAX : (1ull << bits);
     r = -ENOMEM;
     vm->slot_used = calloc(vm->max_slots ? vm->max_slots : 1, 1);
     vm->vcpus = calloc(vm->opts.max_vcpus, sizeof(*vm->vcpus));
-    if (!vm->slot_used || !vm->vcpus) {
+    vm->irq_fd = malloc(vm->nr_irqs * sizeof(*vm->irq_fd));
+    if (!vm->slot_used || !vm->vcpus || !vm->irq_fd) {
         hvi_error(r, "out of memory creating a VM");
         goto fail;
     }
@@ -83,7 +91,7 @@ int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts, hvc_vm **out)
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     pthread_mutex_init(&vm->dev_lock, NULL);
-    for (int g = 0; g < 24; g++)
+    for (uint32_t g = 0; g < vm->nr_irqs; g++)
         vm->irq_fd[g] = -1;
     pthread_mutex_init(&vm->ev_lock, NULL);
     atomic_init(&vm->pause_depth, 0);
@@ -95,6 +103,7 @@ fail:
     hvi_tsc_free(vm);
     free(vm->slot_used);
     free(vm->vcpus);
+    free(vm->irq_fd);
     free(vm);
     return r;
 }
@@ -139,6 +148,7 @@ int hvc_vm_destroy(hvc_vm *vm)
     hvi_tsc_free(vm);
     free(vm->slot_used);
     free(vm->vcpus);
+    free(vm->irq_fd);
     free(vm);
     return 0;
 }
@@ -195,10 +205,19 @@ int hvc_vm_is_paused(const hvc_vm *vm)
     return vm ? atomic_load(&((hvc_vm *)vm)->pause_depth) > 0 : 0;
 }
 
+uint32_t hvi_vm_irq_lines(const hvc_vm *vm)
+{
+    return vm->nr_irqs;
+}
+
 int hvc_vm_set_irq(hvc_vm *vm, uint32_t gsi, int level)
 {
     if (!vm)
         return hvi_error(-EINVAL, "hvc_vm_set_irq: VM is NULL");
+    if (gsi >= vm->nr_irqs)
+        return hvi_error(-EINVAL,
+                         "hvc_vm_set_irq: GSI %u is out of range (0..%u)", gsi,
+                         vm->nr_irqs - 1);
     if (vm->opts.flags & HVC_VM_NO_IRQCHIP)
         return hvi_error(-ENOTSUP,
                          "hvc_vm_set_irq(gsi %u): the VM was created "

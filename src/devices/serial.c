@@ -46,7 +46,6 @@
 #include <unistd.h>
 
 #define OUTPUT_WAIT_MS 20
-#define NR_GSIS 24
 
 enum out_kind { OUT_PLAIN, OUT_PIPE, OUT_SOCKET };
 
@@ -315,12 +314,14 @@ static const hvc_device_ops uart_ops = {
     .destroy = uart_destroy,
 };
 
-static int check_options(const hvc_serial_options *o, enum out_kind *kind)
+static int check_options(hvc_vm *vm, const hvc_serial_options *o,
+                         enum out_kind *kind)
 {
-    if (o->irq >= NR_GSIS)
+    uint32_t lines = hvi_vm_irq_lines(vm);
+    if (o->irq >= lines)
         return hvi_error(-EINVAL,
-                         "hvc_serial_options.irq %u is not a GSI (0..%d)",
-                         o->irq, NR_GSIS - 1);
+                         "hvc_serial_options.irq %u is not a GSI (0..%u)",
+                         o->irq, lines - 1);
     if (o->port > 0x10000 - HVI_UART_PORTS)
         return hvi_error(-EINVAL,
                          "hvc_serial_options.port 0x%" PRIx64
@@ -385,7 +386,7 @@ int hvc_serial_create(hvc_vm *vm, const hvc_serial_options *opts,
             return r;
     }
     enum out_kind kind;
-    int r = check_options(&o, &kind);
+    int r = check_options(vm, &o, &kind);
     if (r < 0)
         return r;
     uart *u = calloc(1, sizeof(*u));

@@ -10,7 +10,7 @@
 #include <numaif.h>
 #include <stdlib.h>
 
-int hvi_numa_check(const uint32_t *nodes, uint32_t n, const char *what)
+static int policy_check(const uint32_t *nodes, uint32_t n, const char *what)
 {
     for (uint32_t i = 0; i < n; i++) {
         int r = hvi_host_node_exists(nodes[i], what);
@@ -20,9 +20,9 @@ int hvi_numa_check(const uint32_t *nodes, uint32_t n, const char *what)
     return 0;
 }
 
-int hvi_numa_bind(void *addr, uint64_t len, uint32_t policy,
-                  const uint32_t *nodes, uint32_t n, bool move,
-                  const char *what)
+static int policy_bind(void *addr, uint64_t len, uint32_t policy,
+                       const uint32_t *nodes, uint32_t n, bool move,
+                       const char *what)
 {
     int r = 0;
     if (policy == HVC_NUMA_DEFAULT)
@@ -65,3 +65,5 @@ int hvi_numa_bind(void *addr, uint64_t len, uint32_t policy,
     free(mask);
     return r;
 }
+
+const struct hvi_numa_hooks hvi_topology_numa = {policy_check, policy_bind};

@@ -33,9 +33,12 @@ extern "C" {
 
 /**
  * Current value of hvc_backend_ops::version. 2 added hvc_backend_ops::tsc;
- * 3 the state calls migration needs (vcpu_flush and the *_state calls).
+ * 3 the state calls migration needs (vcpu_flush and the *_state calls);
+ * 4 (before 1.0, so no older table is accepted) gave vm_unmap_memory a
+ * length, made get_cap answer ::HVC_CAP_IRQ_LINES, and requires vcpu_kick
+ * to be async-signal-safe.
  */
-#define HVC_BACKEND_OPS_VERSION 3
+#define HVC_BACKEND_OPS_VERSION 4
 
 /**
  * Kinds of backend state blobs (hvc_backend_ops::vcpu_get_state and
@@ -178,8 +181,11 @@ typedef struct hvc_backend_ops {
     /** Maps host memory at a guest-physical range into slot @p slot. */
     int (*vm_map_memory)(void *vm_priv, uint32_t slot, uint64_t guest_addr,
                          uint64_t length, void *host_addr, uint32_t flags);
-    /** Unmaps slot @p slot. */
-    int (*vm_unmap_memory)(void *vm_priv, uint32_t slot, uint64_t guest_addr);
+    /** Unmaps slot @p slot, which vm_map_memory() mapped at
+     * [guest_addr, guest_addr + length) (Hypervisor.framework and WHP unmap
+     * by range, not by slot). */
+    int (*vm_unmap_memory)(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                           uint64_t length);
     /** Sets an interrupt line level. */
     int (*vm_set_irq)(void *vm_priv, uint32_t gsi, int level);
     /** Sends an MSI. */
@@ -204,8 +210,10 @@ typedef struct hvc_backend_ops {
     int (*vcpu_run)(void *vcpu_priv, hvc_exit *exit);
     /**
      * Forces the runner thread out of the guest, or makes its next entry
-     * return -EINTR at once. Called from any thread, only while the core
-     * knows the runner is inside hvc_vcpu_run().
+     * return -EINTR at once. Called from any thread, only once
+     * vcpu_run_prepare() has returned on the runner and until the core lets
+     * the runner leave hvc_vcpu_run(). Must be async-signal-safe:
+     * hvc_vcpu_kick() may be called from a signal handler.
      */
     void (*vcpu_kick)(void *vcpu_priv);
     /** Reads scalar registers; ids are already validated as known. */

@@ -134,6 +134,7 @@ static int kvm_open(void **priv)
     c[HVC_CAP_IRQFD] = check(fd, KVM_CAP_IRQFD) != 0;
     c[HVC_CAP_IOEVENTFD] = check(fd, KVM_CAP_IOEVENTFD) != 0;
     c[HVC_CAP_PHYS_ADDR_BITS] = phys_bits(k->cpuid);
+    c[HVC_CAP_IRQ_LINES] = HVI_KVM_NR_GSIS;
     hvi_kvm_tsc_open(k);
     hvi_kvm_state_open(k);
     *priv = k;
@@ -153,7 +154,7 @@ static void kvm_close(void *priv)
 static int kvm_get_cap(void *priv, int cap, uint64_t *value)
 {
     struct hvi_kvm *k = priv;
-    if (cap < 1 || cap > HVC_CAP_PHYS_ADDR_BITS)
+    if (cap < 1 || cap > HVC_CAP_IRQ_LINES)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
     /* Probed once, on a throw-away vCPU, when first asked (kvm_tsc.c). */
     if (cap == HVC_CAP_TSC_OFFSET) {

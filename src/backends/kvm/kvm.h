@@ -42,7 +42,7 @@ struct hvi_kvm_msr_list {
 struct hvi_kvm {
     int fd;
     int run_size;
-    uint64_t caps[HVC_CAP_PHYS_ADDR_BITS + 1];
+    uint64_t caps[HVC_CAP_IRQ_LINES + 1];
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID */
     struct hvi_kvm_tsc tsc;
     struct hvi_kvm_msr_list msrs;
@@ -92,7 +92,8 @@ int hvi_kvm_vm_create(void *priv, const hvc_vm_options *opts, void **out);
 void hvi_kvm_vm_destroy(void *vm_priv);
 int hvi_kvm_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
                        uint64_t length, void *host_addr, uint32_t flags);
-int hvi_kvm_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr);
+int hvi_kvm_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                         uint64_t length);
 int hvi_kvm_set_irq(void *vm_priv, uint32_t gsi, int level);
 int hvi_kvm_send_msi(void *vm_priv, uint64_t address, uint32_t data);
 int hvi_kvm_irqfd(void *vm_priv, int fd, uint32_t gsi, int assign);

@@ -3,6 +3,7 @@
  * KVM_SET_CLOCK), TSC offsets (KVM_VCPU_TSC_OFFSET) and PIT reinjection
  * (KVM_REINJECT_CONTROL). The policy is the core's (src/core/tsc*.c). */
 #include "../../core/tsc_math.h"
+#include "../../arch/x86/cpuid.h"
 #include "kvm.h"
 
 #include <errno.h>
@@ -15,11 +16,6 @@
 #include <unistd.h>
 
 #define MSR_IA32_TSC 0x10u
-#define CPUID_TSC_LEAF 0x15u
-#define CPUID_FREQ_LEAF 0x16u
-#define CPUID_KVM_SIGNATURE 0x40000000u
-#define CPUID_TIMING_LEAF 0x40000010u /* the hypervisor timing leaf */
-#define CPUID_POWER_LEAF 0x80000007u
 #define INVARIANT_TSC (1u << 8)
 
 /* rdtsc is not ordered against surrounding loads and stores; the fences
@@ -134,7 +130,7 @@ static int probe(struct hvi_kvm *k)
         return hvi_kvm_fail("KVM_GET_TSC_KHZ", khz < 0 ? errno : EIO);
 
     uint32_t f = 0;
-    const struct kvm_cpuid_entry2 *pm = supported(k, CPUID_POWER_LEAF);
+    const struct kvm_cpuid_entry2 *pm = supported(k, HVI_CPUID_POWER_LEAF);
     if (pm && (pm->edx & INVARIANT_TSC))
         f |= HVC_TSC_HOST_INVARIANT;
     char cs[32];
@@ -301,28 +297,28 @@ void hvi_kvm_tsc_cpuid(struct hvi_kvm_vcpu *v, struct kvm_cpuid2 *c)
     }
     /* An unpinned frequency could change under the guest on a restore
      * elsewhere: no invariant-TSC promise then. */
-    struct kvm_cpuid_entry2 *e = leaf(c, CPUID_POWER_LEAF, false);
+    struct kvm_cpuid_entry2 *e = leaf(c, HVI_CPUID_POWER_LEAF, false);
     if (e && !pinned)
         e->edx &= ~INVARIANT_TSC;
     if (!khz)
         return;
     e = leaf(c, 0, false);
-    if (e && e->eax < CPUID_FREQ_LEAF)
-        e->eax = CPUID_FREQ_LEAF;
-    e = leaf(c, CPUID_TSC_LEAF, true);
+    if (e && e->eax < HVI_CPUID_FREQ_LEAF)
+        e->eax = HVI_CPUID_FREQ_LEAF;
+    e = leaf(c, HVI_CPUID_TSC_LEAF, true);
     hvi_tsc_leaf_15(khz, HVI_KVM_APIC_BUS_KHZ, &e->eax, &e->ebx, &e->ecx);
     e->edx = 0;
-    e = leaf(c, CPUID_FREQ_LEAF, true);
+    e = leaf(c, HVI_CPUID_FREQ_LEAF, true);
     hvi_tsc_leaf_16(khz, HVI_KVM_APIC_BUS_KHZ, &e->eax, &e->ebx, &e->ecx);
     e->edx = 0;
     /* The hypervisor timing leaf lives in KVM's range; only with KVM's
      * signature there (never invent one). */
-    e = leaf(c, CPUID_KVM_SIGNATURE, false);
+    e = leaf(c, HVI_CPUID_HV_SIGNATURE, false);
     if (!e)
         return;
-    if (e->eax < CPUID_TIMING_LEAF)
-        e->eax = CPUID_TIMING_LEAF;
-    e = leaf(c, CPUID_TIMING_LEAF, true);
+    if (e->eax < HVI_CPUID_HV_TIMING_LEAF)
+        e->eax = HVI_CPUID_HV_TIMING_LEAF;
+    e = leaf(c, HVI_CPUID_HV_TIMING_LEAF, true);
     e->eax = khz;
     e->ebx = HVI_KVM_APIC_BUS_KHZ;
     e->ecx = e->edx = 0;

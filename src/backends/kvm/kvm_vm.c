@@ -1,6 +1,8 @@
 /* KVM VMs: creation with the in-kernel platform, memory slots, interrupts. */
 #include "kvm.h"
 
+#include "../../os/os.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -9,42 +11,10 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-static void kick_handler(int sig)
-{
-    (void)sig; /* only there to interrupt KVM_RUN */
-}
-
-/* KVM_RUN returns -EINTR when a signal arrives, but only if the signal is
- * neither ignored nor left at a default that kills the process. Install a
- * no-op handler unless the application already handles this signal.
- * SA_RESTART, so a kick that lands outside KVM_RUN does not fail the
- * caller's own system calls. */
-static int install_kick_handler(int sig)
-{
-    struct sigaction old;
-    if (sigaction(sig, NULL, &old) < 0)
-        return hvi_error(-errno, "kick signal %d: %s", sig,
-                         hvc_strerror(-errno));
-    if (!(old.sa_flags & SA_SIGINFO) &&
-        (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN)) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = kick_handler;
-        sa.sa_flags = SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        if (sigaction(sig, &sa, NULL) < 0)
-            return hvi_error(-errno,
-                             "installing the kick signal %d handler: "
-                             "%s",
-                             sig, hvc_strerror(-errno));
-    }
-    return 0;
-}
-
 int hvi_kvm_vm_create(void *priv, const hvc_vm_options *opts, void **out)
 {
     struct hvi_kvm *k = priv;
-    int r = install_kick_handler(opts->kick_signal);
+    int r = hvi_os_kick_install(opts->kick_signal);
     if (r < 0)
         return r;
     struct hvi_kvm_vm *vm = calloc(1, sizeof(*vm));
@@ -117,8 +87,10 @@ int hvi_kvm_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
     return 0;
 }
 
-int hvi_kvm_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr)
+int hvi_kvm_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                         uint64_t length)
 {
+    (void)length; /* KVM removes a slot by number */
     struct hvi_kvm_vm *vm = vm_priv;
     struct kvm_userspace_memory_region m = {
         .slot = slot,

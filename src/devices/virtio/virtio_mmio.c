@@ -368,11 +368,11 @@ static int check_window(hvc_vm *vm, const hvc_virtio_mmio *m)
                          "virtio-mmio window 0x%" PRIx64
                          " is not a non-zero multiple of 0x%x",
                          m->base, HVC_VIRTIO_MMIO_SIZE);
-    if (m->irq >= 24 || m->reserved)
+    if (m->irq >= hvi_vm_irq_lines(vm) || m->reserved)
         return hvi_error(-EINVAL,
-                         "virtio-mmio IRQ %u is not a GSI 0..23 (or "
+                         "virtio-mmio IRQ %u is not a GSI 0..%u (or "
                          "reserved is not 0)",
-                         m->irq);
+                         m->irq, hvi_vm_irq_lines(vm) - 1);
     hvc_memory_region *r;
     for (uint64_t a = m->base; a < m->base + HVC_VIRTIO_MMIO_SIZE;
          a += HVC_PAGE_SIZE / 8)

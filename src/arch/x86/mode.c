@@ -1,5 +1,5 @@
 /* Putting a vCPU in real, flat 32-bit or 64-bit mode for a flat entry. */
-#include "internal.h"
+#include "../../core/internal.h"
 
 #include <errno.h>
 #include <inttypes.h>

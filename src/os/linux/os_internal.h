@@ -1,0 +1,11 @@
+/* What the Linux host layer shares with the rest of the library: the OS
+ * interface and the error helper. */
+#ifndef HVCORE_OS_LINUX_INTERNAL_H
+#define HVCORE_OS_LINUX_INTERNAL_H
+
+#include "../os.h"
+
+#define HVI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+int hvi_error(int err, const char *fmt, ...) HVI_PRINTF(2, 3);
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * The host operating system, as the core sees it. src/core calls only
+ * these functions for what differs between hosts: waiting on descriptors,
+ * notifiers, guest-memory files, the kick signal and a wake-up that a
+ * signal handler may post. src/os/linux implements them today; a
+ * src/os/darwin implements the same header.
+ *
+ * Every function returns 0 (or a count) on success and a negative errno
+ * with hvc_last_error() set on failure, unless it says otherwise.
+ */
+#ifndef HVCORE_OS_OS_H
+#define HVCORE_OS_OS_H
+
+#include <hvcore/common.h>
+#include <hvcore/device.h>
+#include <hvcore/memory.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__linux__)
+#include <semaphore.h>
+/* A counting wake-up; hvi_os_wake_post() is async-signal-safe. */
+typedef struct {
+    sem_t sem;
+} hvi_os_wake;
+#else
+#error "libhvcore has no src/os layer for this host yet"
+#endif
+
+/* --- waiting on descriptors (the VM's event thread) --- */
+
+typedef struct hvi_os_poller hvi_os_poller;
+
+/* One ready descriptor: events are HVC_FD_READABLE / HVC_FD_WRITABLE. */
+struct hvi_os_ready {
+    int fd;
+    uint32_t events;
+};
+
+int hvi_os_poller_create(hvi_os_poller **out);
+/* Watches fd for events (HVC_FD_* bits). */
+int hvi_os_poller_add(hvi_os_poller *p, int fd, uint32_t events);
+void hvi_os_poller_del(hvi_os_poller *p, int fd);
+/* Waits for ready descriptors; returns how many were stored in ready, or 0
+ * once hvi_os_poller_stop() was called (then and ever after). Retries
+ * interrupted waits. */
+int hvi_os_poller_wait(hvi_os_poller *p, struct hvi_os_ready *ready, int max);
+/* Makes the waiter return 0; any thread. */
+void hvi_os_poller_stop(hvi_os_poller *p);
+void hvi_os_poller_destroy(hvi_os_poller *p);
+
+/* --- notifiers: a descriptor that counts signals (eventfd on Linux) --- */
+
+int hvi_os_notifier_create(int *fd);
+/* Consumes what was signalled; true if there was anything. */
+bool hvi_os_notifier_drain(int fd);
+void hvi_os_notifier_close(int fd);
+
+/* --- guest-memory files --- */
+
+/* Memory for a guest region of len bytes: a shareable file mapping
+ * (memfd; huge: on huge pages), or private anonymous memory when
+ * mergeable (same-page merging works on those only). *fd is -1 for the
+ * latter. Nothing is left allocated on failure. */
+int hvi_os_memory_map(uint64_t len, bool huge, bool mergeable, const char *what,
+                      void **hva, int *fd);
+void hvi_os_memory_unmap(void *hva, uint64_t len, int fd);
+/* Advice: transparent huge pages (thp) and same-page merging on or off. */
+int hvi_os_memory_advise(void *hva, uint64_t len, bool thp, bool mergeable,
+                         const char *what);
+/* Allocates every page now. */
+int hvi_os_memory_prefault(void *hva, uint64_t len, const char *what);
+
+/* --- kicking a thread out of the guest --- */
+
+/* The signal used when hvc_vm_options.kick_signal is 0. */
+int hvi_os_kick_signal_default(void);
+/* Whether sig may be a kick signal. */
+bool hvi_os_kick_signal_usable(int sig);
+/* Installs a handler for sig (a no-op, SA_RESTART) unless the application
+ * handles it already, so that a blocking guest entry returns EINTR. */
+int hvi_os_kick_install(int sig);
+
+/* --- a wake-up for threads parked by a pause --- */
+
+int hvi_os_wake_init(hvi_os_wake *w);
+void hvi_os_wake_destroy(hvi_os_wake *w);
+/* Async-signal-safe: may be called from a signal handler. */
+void hvi_os_wake_post(hvi_os_wake *w);
+/* Forgets posts made so far (the caller checks its condition after). */
+void hvi_os_wake_drain(hvi_os_wake *w);
+/* Waits for a post (or returns early: callers re-check their condition). */
+void hvi_os_wake_wait(hvi_os_wake *w);
+
+#endif
