@@ -66,8 +66,7 @@ typedef struct hvc_device_ops {
      * @p capacity is too small, sets @p length to the size needed and
      * returns -ENOSPC. NULL: the device has no state.
      */
-    int (*save_state)(void *opaque, void *buf, size_t capacity,
-                      size_t *length);
+    int (*save_state)(void *opaque, void *buf, size_t capacity, size_t *length);
     /**
      * Replaces the device's state with one from save_state(), validating
      * every field (indices, sizes, guest addresses) and changing nothing
@@ -106,9 +105,9 @@ typedef struct hvc_device_options {
 } hvc_device_options;
 
 /** Initialiser for ::hvc_device_options. */
-#define HVC_DEVICE_OPTIONS_INIT                                                 \
+#define HVC_DEVICE_OPTIONS_INIT                                                \
     {                                                                          \
-        sizeof(hvc_device_options), 0, NULL, NULL                               \
+        sizeof(hvc_device_options), 0, NULL, NULL                              \
     }
 
 /**
@@ -122,15 +121,16 @@ typedef struct hvc_device_options {
  *         the name is taken); -ENOMEM.
  */
 HVC_EXTERN int hvc_vm_add_device(hvc_vm *vm, const hvc_device_ops *ops,
-                               void *opaque, const hvc_device_options *opts,
-                               hvc_device **out);
+                                 void *opaque, const hvc_device_options *opts,
+                                 hvc_device **out);
 
 /**
  * Detaches a device, unregisters its ranges and destroys it. Once the call
  * returns none of its callbacks is running or will run.
  *
- * @return 0; -EINVAL (NULL, a device of another VM); -EDEADLK from a
- *         callback of the same VM.
+ * @return 0; -EINVAL for NULL; -ENOENT for a device not attached to
+ *         @p vm; -EDEADLK from an I/O handler of the same VM or from its
+ *         event thread (an fd-watch or doorbell callback).
  */
 HVC_EXTERN int hvc_vm_remove_device(hvc_vm *vm, hvc_device *dev);
 
@@ -143,11 +143,12 @@ HVC_EXTERN int hvc_vm_remove_device(hvc_vm *vm, hvc_device *dev);
  *              @p capacity: call again with a larger array).
  * @return 0; -EINVAL for NULL.
  */
-HVC_EXTERN int hvc_vm_list_devices(hvc_vm *vm, hvc_device **out, size_t capacity,
-                                 size_t *count);
+HVC_EXTERN int hvc_vm_list_devices(hvc_vm *vm, hvc_device **out,
+                                   size_t capacity, size_t *count);
 
 /** Finds a device by instance name; -ENOENT when there is none. */
-HVC_EXTERN int hvc_vm_find_device(hvc_vm *vm, const char *name, hvc_device **out);
+HVC_EXTERN int hvc_vm_find_device(hvc_vm *vm, const char *name,
+                                  hvc_device **out);
 
 /** Instance name of @p dev (NULL for NULL). */
 HVC_EXTERN const char *hvc_device_name(const hvc_device *dev);
@@ -168,7 +169,7 @@ HVC_EXTERN void *hvc_device_opaque(const hvc_device *dev);
  *         how much is needed); -EINVAL for NULL; the device's own error.
  */
 HVC_EXTERN int hvc_device_save_state(hvc_device *dev, void *buf,
-                                   size_t capacity, size_t *length);
+                                     size_t capacity, size_t *length);
 
 /**
  * Loads a record from hvc_device_save_state() into a device of the same
@@ -183,12 +184,14 @@ HVC_EXTERN int hvc_device_save_state(hvc_device *dev, void *buf,
  *         the field); the device's own error.
  */
 HVC_EXTERN int hvc_device_load_state(hvc_device *dev, const void *buf,
-                                   size_t length);
+                                     size_t length);
 
 /**
  * Resets every device of the VM (ops->reset), in attachment order.
  *
- * @return 0; -EINVAL for NULL.
+ * @return 0; -EINVAL for NULL; -EDEADLK from the VM's event thread (an
+ *         fd-watch or doorbell callback), where the device that is serving
+ *         the callback holds its own lock.
  */
 HVC_EXTERN int hvc_vm_reset_devices(hvc_vm *vm);
 
@@ -216,8 +219,8 @@ typedef void (*hvc_fd_fn)(void *opaque, int fd, uint32_t events);
  * @return 0; -EINVAL (NULL, bad events, a descriptor epoll refuses);
  *         -EEXIST when @p fd is already watched; a thread-creation error.
  */
-HVC_EXTERN int hvc_vm_watch_fd(hvc_vm *vm, int fd, uint32_t events, hvc_fd_fn fn,
-                             void *opaque);
+HVC_EXTERN int hvc_vm_watch_fd(hvc_vm *vm, int fd, uint32_t events,
+                               hvc_fd_fn fn, void *opaque);
 
 /**
  * Stops watching @p fd. Once the call returns, its callback is not running
@@ -278,7 +281,7 @@ typedef void (*hvc_doorbell_fn)(void *opaque, const hvc_doorbell *doorbell);
  *         twice; -ENOTSUP when the backend has no doorbells.
  */
 HVC_EXTERN int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *doorbell,
-                                 hvc_doorbell_fn fn, void *opaque);
+                                   hvc_doorbell_fn fn, void *opaque);
 
 /**
  * Removes the doorbell registered with the same space, address, length,
@@ -301,7 +304,7 @@ HVC_EXTERN int hvc_vm_remove_doorbell(hvc_vm *vm, const hvc_doorbell *doorbell);
  *         callback).
  */
 HVC_EXTERN int hvc_vcpu_request_exit(hvc_vcpu *vcpu, uint32_t reason,
-                                   uint64_t code);
+                                     uint64_t code);
 
 #ifdef __cplusplus
 }

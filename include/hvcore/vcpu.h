@@ -183,11 +183,19 @@ HVC_EXTERN const hvc_exit *hvc_vcpu_get_exit(const hvc_vcpu *vcpu);
 
 /**
  * Supplies the data of the read (IN, INS or MMIO read) that the last exit
- * returned, for the guest to receive when it runs again.
+ * returned, for the guest to receive when it runs again. May be called
+ * again to replace the data, until the vCPU runs.
+ *
+ * A save of the VM (hvc_vm_save() and friends) takes in the read as it
+ * stands when the save starts: with the data completed before, else
+ * all-ones. The saved stream and the source guest then agree, and a
+ * completion after that save fails with -EALREADY. So complete a read
+ * before the VM can be saved. Thread-safe against a concurrent save.
  *
  * @param data   size * count bytes for port I/O, size bytes for MMIO.
  * @param length must equal that.
- * @return 0; -EINVAL (NULL, the last exit was not a read, wrong length).
+ * @return 0; -EINVAL (NULL, the last exit was not a read, wrong length);
+ *         -EALREADY after a save took the read's data in.
  */
 HVC_EXTERN int hvc_vcpu_complete_io(hvc_vcpu *vcpu, const void *data,
                                     size_t length);
@@ -195,10 +203,14 @@ HVC_EXTERN int hvc_vcpu_complete_io(hvc_vcpu *vcpu, const void *data,
 /**
  * Makes the vCPU leave the guest and its hvc_vcpu_run() return with
  * ::HVC_EXIT_KICK: at once when it is running, else at the start of its
- * next run. Async-safe with respect to the vCPU thread; callable from any
- * thread.
+ * next run. A vCPU parked by hvc_vm_pause() returns too. Callable from
+ * any thread, at any time (also before or during the vCPU's first run),
+ * and async-signal-safe: it may be called from a signal handler, even one
+ * that interrupted hvc_vcpu_kick() or hvc_vm_pause() on the same thread. It
+ * takes no lock and never waits for another thread.
  *
- * @return 0; -EINVAL for NULL.
+ * @return 0; -EINVAL for NULL (that error path formats a message and is
+ *         not signal-safe).
  */
 HVC_EXTERN int hvc_vcpu_kick(hvc_vcpu *vcpu);
 

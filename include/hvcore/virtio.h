@@ -79,8 +79,10 @@ typedef struct hvc_virtio_blk_options {
 } hvc_virtio_blk_options;
 
 /** Initialiser for ::hvc_virtio_blk_options. */
-#define HVC_VIRTIO_BLK_OPTIONS_INIT                                             \
-    {sizeof(hvc_virtio_blk_options), 0, {0, 0, 0}, NULL, -1, 0, NULL, NULL}
+#define HVC_VIRTIO_BLK_OPTIONS_INIT                                            \
+    {                                                                          \
+        sizeof(hvc_virtio_blk_options), 0, {0, 0, 0}, NULL, -1, 0, NULL, NULL  \
+    }
 
 /**
  * Attaches a virtio-blk device: read, write, flush, get-id, and discard and
@@ -93,8 +95,8 @@ typedef struct hvc_virtio_blk_options {
  *         path in the message; errors of hvc_vm_add_device().
  */
 HVC_EXTERN int hvc_virtio_blk_create(hvc_vm *vm,
-                                   const hvc_virtio_blk_options *opts,
-                                   hvc_device **out);
+                                     const hvc_virtio_blk_options *opts,
+                                     hvc_device **out);
 
 /**
  * Attaches a virtio-rng device fed by getrandom(2).
@@ -102,7 +104,7 @@ HVC_EXTERN int hvc_virtio_blk_create(hvc_vm *vm,
  * @param name instance name, or NULL for "virtio-rng<N>".
  */
 HVC_EXTERN int hvc_virtio_rng_create(hvc_vm *vm, const hvc_virtio_mmio *mmio,
-                                   const char *name, hvc_device **out);
+                                     const char *name, hvc_device **out);
 
 /**
  * virtio-console options (one port, no multiport). Initialise with
@@ -128,14 +130,16 @@ typedef struct hvc_virtio_console_options {
 } hvc_virtio_console_options;
 
 /** Initialiser for ::hvc_virtio_console_options. */
-#define HVC_VIRTIO_CONSOLE_OPTIONS_INIT                                         \
-    {sizeof(hvc_virtio_console_options), 0, {0, 0, 0}, -1, -1, NULL, NULL,   \
-     NULL}
+#define HVC_VIRTIO_CONSOLE_OPTIONS_INIT                                        \
+    {                                                                          \
+        sizeof(hvc_virtio_console_options), 0, {0, 0, 0}, -1, -1, NULL, NULL,  \
+            NULL                                                               \
+    }
 
 /** Attaches a virtio-console device with one port. */
 HVC_EXTERN int hvc_virtio_console_create(hvc_vm *vm,
-                                       const hvc_virtio_console_options *opts,
-                                       hvc_device **out);
+                                         const hvc_virtio_console_options *opts,
+                                         hvc_device **out);
 
 /**
  * Writes the Linux command-line words that announce every virtio-mmio
@@ -149,7 +153,7 @@ HVC_EXTERN int hvc_virtio_console_create(hvc_vm *vm,
  * @return 0; -EINVAL for NULL; -ENOSPC when @p capacity is too small.
  */
 HVC_EXTERN int hvc_virtio_cmdline(hvc_vm *vm, char *buf, size_t capacity,
-                                size_t *length);
+                                  size_t *length);
 
 #ifdef __cplusplus
 }

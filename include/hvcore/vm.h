@@ -78,7 +78,8 @@ HVC_EXTERN int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts,
  * Destroys a VM with its vCPUs, memory regions and I/O handlers.
  *
  * @return 0; -EINVAL for NULL; -EBUSY while a vCPU is inside hvc_vcpu_run()
- *         (stop the vCPU threads first; nothing is destroyed then).
+ *         (stop the vCPU threads first; nothing is destroyed then);
+ *         -EDEADLK from an I/O handler or the event thread of the same VM.
  */
 HVC_EXTERN int hvc_vm_destroy(hvc_vm *vm);
 
@@ -94,7 +95,9 @@ HVC_EXTERN int hvc_vm_destroy(hvc_vm *vm);
  * clocks as a save sees them, and as the freeze policy keeps them.
  *
  * @return 0; -EINVAL for NULL; -EDEADLK when called from an I/O handler of
- *         the same VM (it would wait on itself); a backend error when the
+ *         the same VM (it would wait on itself) or from its event thread
+ *         (an fd-watch or doorbell callback, which a vCPU's I/O handler may
+ *         be waiting for); a backend error when the
  *         pause point cannot be taken (the VM is then not paused).
  */
 HVC_EXTERN int hvc_vm_pause(hvc_vm *vm);

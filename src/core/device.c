@@ -167,13 +167,17 @@ int hvc_vm_remove_device(hvc_vm *vm, hvc_device *dev)
     if (hvi_handler_vm == vm)
         return hvi_error(-EDEADLK, "devices cannot be removed from an I/O "
                                    "callback of the same VM");
+    if (hvi_event_vm == vm)
+        return hvi_error(-EDEADLK, "devices cannot be removed from the VM's "
+                                   "event thread (an fd-watch or doorbell "
+                                   "callback): the device may be serving it");
     pthread_mutex_lock(&vm->dev_lock);
     hvc_device **p = &vm->devices;
     while (*p && *p != dev)
         p = &(*p)->next;
     if (!*p) {
         pthread_mutex_unlock(&vm->dev_lock);
-        return hvi_error(-EINVAL, "device %p is not attached to this VM",
+        return hvi_error(-ENOENT, "device %p is not attached to this VM",
                          (void *)dev);
     }
     *p = dev->next;
@@ -256,6 +260,11 @@ int hvc_vm_reset_devices(hvc_vm *vm)
 {
     if (!vm)
         return hvi_error(-EINVAL, "hvc_vm_reset_devices: VM is NULL");
+    if (hvi_event_vm == vm)
+        return hvi_error(-EDEADLK,
+                         "hvc_vm_reset_devices called from the VM's event "
+                         "thread (an fd-watch or doorbell callback): the "
+                         "device serving it holds its own lock");
     pthread_mutex_lock(&vm->dev_lock);
     for (hvc_device *d = vm->devices; d; d = d->next)
         if (d->ops->reset)

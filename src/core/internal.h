@@ -10,6 +10,8 @@
 #include <hvcore/device.h>
 #include <hvcore/sys/backend.h>
 
+#include "../os/os.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -108,8 +110,31 @@ struct hvc_vm {
     struct hvi_tsc *tsc;
 };
 
-/* hvc_vcpu.state: who may touch the runner thread. */
-enum { HVI_VCPU_IDLE = 0, HVI_VCPU_RUNNING = 1, HVI_VCPU_KICKING = 2 };
+/* hvc_vcpu.state: who may touch the runner thread.
+ *   IDLE     no thread is in hvc_vcpu_run()
+ *   STARTING a thread entered hvc_vcpu_run() but the backend does not know
+ *            it yet (vcpu_run_prepare): kicks only leave flags, which the
+ *            runner reads before it first enters the guest
+ *   RUNNING  the backend knows the runner: a kicker may take KICKING
+ *   KICKING  one kicker is calling the backend's vcpu_kick(); the runner
+ *            cannot leave hvc_vcpu_run() until it is done, so the thread
+ *            it signals exists. Another kicker that finds KICKING sets
+ *            rekick instead of waiting, and the first kicks again. */
+/* hvc_vcpu.read_state, changed under vm->lock once the exit is out: a save
+ * (hvi_vcpu_take_io) and hvc_vcpu_complete_io() exclude each other. */
+enum {
+    HVI_READ_NONE = 0,      /* the last exit is no unclaimed read */
+    HVI_READ_PENDING = 1,   /* reads all-ones unless completed */
+    HVI_READ_COMPLETED = 2, /* hvc_vcpu_complete_io() supplied the data */
+    HVI_READ_TAKEN = 3      /* a save took the data in; too late to change */
+};
+
+enum {
+    HVI_VCPU_IDLE = 0,
+    HVI_VCPU_RUNNING = 1,
+    HVI_VCPU_KICKING = 2,
+    HVI_VCPU_STARTING = 3
+};
 
 struct hvc_vcpu {
     hvc_vm *vm;
@@ -117,9 +142,14 @@ struct hvc_vcpu {
     uint32_t id;
     atomic_int state;
     atomic_int kick_pending;
-    pthread_t runner; /* meaningful while state != IDLE */
+    atomic_int rekick;  /* an interrupt was asked while KICKING */
+    atomic_int leaving; /* the runner is on its way out: kicks only leave
+                         * their flags (a kicker that kept taking KICKING
+                         * would keep it from ever leaving) */
+    hvi_os_wake parked; /* posted to wake the runner parked by a pause */
+    pthread_t runner;   /* meaningful while state != IDLE */
     void *user_data;
-    bool read_pending;     /* last exit is an unclaimed read to complete */
+    atomic_int read_state; /* HVI_READ_*: the last exit's unclaimed read */
     bool io_pending;       /* last exit was port or MMIO I/O: its data
                             * reaches the registers only at the next entry
                             * (hvi_vcpu_flush) */
@@ -131,6 +161,10 @@ struct hvc_vcpu {
 /* The VM whose I/O handler is running on this thread, if any: calls that
  * would wait for that handler refuse instead of deadlocking. */
 extern _Thread_local hvc_vm *hvi_handler_vm;
+/* The VM whose event thread this is (event.c): calls that would wait for
+ * an fd-watch or doorbell callback, or for vCPUs that may wait for one,
+ * refuse with -EDEADLK there. */
+extern _Thread_local hvc_vm *hvi_event_vm;
 
 /* vm.c: the number of interrupt lines (GSIs), from the backend. */
 uint32_t hvi_vm_irq_lines(const hvc_vm *vm);
@@ -180,8 +214,32 @@ void hvi_event_stop(hvc_vm *vm);
 
 /* vcpu.c: takes the runner out of the guest if there is one. */
 void hvi_vcpu_interrupt(hvc_vcpu *vcpu);
+/* vcpu.c: wakes the runner if a pause parked it (async-signal-safe). */
+void hvi_vcpu_wake_parked(hvc_vcpu *vcpu);
 /* vcpu.c: completes the I/O of the last exit without entering the guest,
  * so the saved registers are those the guest sees next. */
 int hvi_vcpu_flush(hvc_vcpu *vcpu);
+
+/* state.c: what a stream carries, through the core, under vm->lock. */
+#define HVI_STATE_FPU                                                          \
+    200u /* a vCPU state kind: the XSAVE area (its stream tag) */
+int hvi_state_supported(const hvc_vm *vm);
+const char *hvi_vm_backend(const hvc_vm *vm);
+uint32_t hvi_vm_max_vcpus(const hvc_vm *vm);
+uint32_t hvi_vm_flags(const hvc_vm *vm); /* hvc_vm_options.flags */
+/* Stores up to capacity vCPU ids in ascending order; returns how many
+ * vCPUs there are. */
+uint32_t hvi_vm_vcpu_ids(hvc_vm *vm, uint32_t *ids, uint32_t capacity);
+hvc_vcpu *hvi_vm_vcpu(hvc_vm *vm, uint32_t id);
+/* Completes the vCPU's last I/O without entering the guest: an unclaimed
+ * read takes the data it has then (all-ones, or what the caller supplied
+ * with hvc_vcpu_complete_io()); completing it later fails with -EALREADY. */
+int hvi_vcpu_take_io(hvc_vcpu *v);
+int hvi_vcpu_state_size(hvc_vcpu *v, uint32_t kind, size_t *n);
+int hvi_vcpu_state_get(hvc_vcpu *v, uint32_t kind, void *buf, size_t n);
+int hvi_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf, size_t n);
+int hvi_vm_state_size(hvc_vm *vm, uint32_t kind, size_t *n);
+int hvi_vm_state_get(hvc_vm *vm, uint32_t kind, void *buf, size_t n);
+int hvi_vm_state_set(hvc_vm *vm, uint32_t kind, const void *buf, size_t n);
 
 #endif

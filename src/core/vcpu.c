@@ -10,7 +10,8 @@
 int hvc_vcpu_create(hvc_vm *vm, uint32_t id, hvc_vcpu **out)
 {
     if (!vm || !out)
-        return hvi_error(-EINVAL, "hvc_vcpu_create: NULL %s", vm ? "out" : "VM");
+        return hvi_error(-EINVAL, "hvc_vcpu_create: NULL %s",
+                         vm ? "out" : "VM");
     if (id >= vm->opts.max_vcpus)
         return hvi_error(-EINVAL,
                          "vCPU id %u is out of range (the VM allows "
@@ -23,9 +24,14 @@ int hvc_vcpu_create(hvc_vm *vm, uint32_t id, hvc_vcpu **out)
     vcpu->id = id;
     atomic_init(&vcpu->state, HVI_VCPU_IDLE);
     atomic_init(&vcpu->kick_pending, 0);
+    atomic_init(&vcpu->rekick, 0);
+    int r = hvi_os_wake_init(&vcpu->parked);
+    if (r < 0) {
+        free(vcpu);
+        return r;
+    }
 
     pthread_mutex_lock(&vm->lock);
-    int r = 0;
     if (vm->vcpus[id])
         r = hvi_error(-EEXIST, "vCPU id %u already exists in this VM", id);
     else if ((r = vm->ops->vcpu_create(vm->priv, id, &vcpu->priv)) == 0) {
@@ -40,6 +46,7 @@ int hvc_vcpu_create(hvc_vm *vm, uint32_t id, hvc_vcpu **out)
     }
     pthread_mutex_unlock(&vm->lock);
     if (r < 0) {
+        hvi_os_wake_destroy(&vcpu->parked);
         free(vcpu);
         return r;
     }
@@ -62,6 +69,7 @@ int hvc_vcpu_destroy(hvc_vcpu *vcpu)
     vm->nr_vcpus--;
     pthread_mutex_unlock(&vm->lock);
     vm->ops->vcpu_destroy(vcpu->priv);
+    hvi_os_wake_destroy(&vcpu->parked);
     free(vcpu);
     return 0;
 }
@@ -69,7 +77,8 @@ int hvc_vcpu_destroy(hvc_vcpu *vcpu)
 int hvc_vm_get_vcpu(hvc_vm *vm, uint32_t id, hvc_vcpu **out)
 {
     if (!vm || !out)
-        return hvi_error(-EINVAL, "hvc_vm_get_vcpu: NULL %s", vm ? "out" : "VM");
+        return hvi_error(-EINVAL, "hvc_vm_get_vcpu: NULL %s",
+                         vm ? "out" : "VM");
     pthread_mutex_lock(&vm->lock);
     hvc_vcpu *v = id < vm->opts.max_vcpus ? vm->vcpus[id] : NULL;
     pthread_mutex_unlock(&vm->lock);
@@ -126,22 +135,36 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Takes the runner out of the guest. The KICKING state keeps the runner
- * inside hvc_vcpu_run() (so its thread exists) while the backend signals
- * it. */
+/* Takes the runner out of the guest, after the caller has set the flag
+ * that says why (kick_pending, pause_depth). Lock-free and wait-free
+ * towards other kickers, so it is async-signal-safe (when the backend's
+ * vcpu_kick is).
+ *
+ * Why no request is lost: all atomics are sequentially consistent. A
+ * runner reads the flags after it leaves STARTING and after each guest
+ * exit, and a vcpu_kick() that starts after the flag was set makes the
+ * next or current guest entry return. So a caller that sees STARTING or
+ * IDLE can leave: the runner will read its flag. One that sees KICKING
+ * sets rekick; the kicker clears rekick before its own vcpu_kick() (which
+ * covers every flag set before that) and reads it again after it stored
+ * RUNNING, so a rekick set while it was KICKING makes it kick again. A
+ * runner that is leaving hvc_vcpu_run() enters the guest no more in this
+ * run and reads the flags at the start of the next, so kicks skip it:
+ * otherwise a kicker in a loop could keep it in KICKING for ever. */
 void hvi_vcpu_interrupt(hvc_vcpu *vcpu)
 {
+    atomic_store(&vcpu->rekick, 1);
     for (;;) {
+        if (atomic_load(&vcpu->leaving))
+            return; /* flags are read again at its next run */
         int s = HVI_VCPU_RUNNING;
-        if (atomic_compare_exchange_strong(&vcpu->state, &s,
-                                           HVI_VCPU_KICKING)) {
-            vcpu->vm->ops->vcpu_kick(vcpu->priv);
-            atomic_store(&vcpu->state, HVI_VCPU_RUNNING);
+        if (!atomic_compare_exchange_strong(&vcpu->state, &s, HVI_VCPU_KICKING))
+            return; /* IDLE, STARTING, or another kicker will kick again */
+        atomic_store(&vcpu->rekick, 0);
+        vcpu->vm->ops->vcpu_kick(vcpu->priv);
+        atomic_store(&vcpu->state, HVI_VCPU_RUNNING);
+        if (!atomic_exchange(&vcpu->rekick, 0))
             return;
-        }
-        if (s == HVI_VCPU_IDLE)
-            return;
-        cpu_relax(); /* another thread is kicking it right now */
     }
 }
 
@@ -149,16 +172,16 @@ int hvc_vcpu_kick(hvc_vcpu *vcpu)
 {
     if (!vcpu)
         return hvi_error(-EINVAL, "hvc_vcpu_kick: vCPU is NULL");
-    hvc_vm *vm = vcpu->vm;
     atomic_store(&vcpu->kick_pending, 1);
     hvi_vcpu_interrupt(vcpu);
-    /* A runner parked by a pause waits on the condition variable. */
-    if (atomic_load(&vm->pause_depth) > 0) {
-        pthread_mutex_lock(&vm->lock);
-        pthread_cond_broadcast(&vm->cond);
-        pthread_mutex_unlock(&vm->lock);
-    }
+    /* A runner parked by a pause waits for this. */
+    hvi_os_wake_post(&vcpu->parked);
     return 0;
+}
+
+void hvi_vcpu_wake_parked(hvc_vcpu *vcpu)
+{
+    hvi_os_wake_post(&vcpu->parked);
 }
 
 int hvi_vcpu_flush(hvc_vcpu *vcpu)
@@ -167,8 +190,11 @@ int hvi_vcpu_flush(hvc_vcpu *vcpu)
     if (!vcpu->io_pending || ops->version < 3 || !ops->vcpu_flush)
         return 0;
     int r = ops->vcpu_flush(vcpu->priv);
-    if (r == 0)
+    if (r == 0) {
         vcpu->io_pending = false;
+        if (atomic_load(&vcpu->read_state) != HVI_READ_NONE)
+            atomic_store(&vcpu->read_state, HVI_READ_TAKEN);
+    }
     return r;
 }
 
@@ -178,18 +204,26 @@ int hvi_vcpu_flush(hvc_vcpu *vcpu)
 static void park(hvc_vm *vm, hvc_vcpu *vcpu)
 {
     hvi_vcpu_flush(vcpu);
+    /* Posts from before are stale: the condition is read after this. */
+    hvi_os_wake_drain(&vcpu->parked);
     pthread_mutex_lock(&vm->lock);
     atomic_fetch_sub(&vm->active, 1);
     pthread_cond_broadcast(&vm->cond);
+    /* pause_depth changes under vm->lock, so no pause can see this vCPU
+     * inactive once it has counted itself active again. */
     while (atomic_load(&vm->pause_depth) > 0 &&
-           !atomic_load(&vcpu->kick_pending))
-        pthread_cond_wait(&vm->cond, &vm->lock);
+           !atomic_load(&vcpu->kick_pending)) {
+        pthread_mutex_unlock(&vm->lock);
+        hvi_os_wake_wait(&vcpu->parked);
+        pthread_mutex_lock(&vm->lock);
+    }
     atomic_fetch_add(&vm->active, 1);
     pthread_mutex_unlock(&vm->lock);
 }
 
 static void leave(hvc_vm *vm, hvc_vcpu *vcpu)
 {
+    atomic_store(&vcpu->leaving, 1);
     atomic_fetch_sub(&vm->active, 1);
     if (atomic_load(&vm->pause_depth) > 0) {
         pthread_mutex_lock(&vm->lock);
@@ -211,10 +245,10 @@ static void return_unclaimed(hvc_vcpu *vcpu, hvc_exit *exit)
     if (exit->reason == HVC_EXIT_PIO && !exit->u.io.is_write) {
         memset(exit->u.io.data, 0xff,
                (size_t)exit->u.io.size * exit->u.io.count);
-        vcpu->read_pending = true;
+        atomic_store(&vcpu->read_state, HVI_READ_PENDING);
     } else if (exit->reason == HVC_EXIT_MMIO && !exit->u.mmio.is_write) {
         memset(exit->u.mmio.data, 0xff, exit->u.mmio.size);
-        vcpu->read_pending = true;
+        atomic_store(&vcpu->read_state, HVI_READ_PENDING);
     }
 }
 
@@ -227,7 +261,7 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
         return hvi_error(-EINVAL, "vCPU %u cannot run: the VM has no memory",
                          vcpu->id);
     int idle = HVI_VCPU_IDLE;
-    if (!atomic_compare_exchange_strong(&vcpu->state, &idle, HVI_VCPU_RUNNING))
+    if (!atomic_compare_exchange_strong(&vcpu->state, &idle, HVI_VCPU_STARTING))
         return hvi_error(-EBUSY,
                          "vCPU %u is already running on another "
                          "thread",
@@ -237,9 +271,12 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
     atomic_fetch_add(&vm->active, 1);
     const hvc_backend_ops *ops = vm->ops;
     hvc_exit *exit = &vcpu->exit;
-    vcpu->read_pending = false;
+    atomic_store(&vcpu->read_state, HVI_READ_NONE);
     vcpu->pending_exit = 0;
     int r = ops->vcpu_run_prepare(vcpu->priv);
+    /* From here kickers may signal this thread (see hvi_vcpu_interrupt). */
+    atomic_store(&vcpu->leaving, 0);
+    atomic_store(&vcpu->state, HVI_VCPU_RUNNING);
     while (r == 0) {
         if (atomic_load(&vm->pause_depth) > 0)
             park(vm, vcpu);
@@ -251,8 +288,8 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
         }
         vcpu->io_pending = false;
         r = ops->vcpu_run(vcpu->priv, exit);
-        if (r == 0 && (exit->reason == HVC_EXIT_PIO ||
-                       exit->reason == HVC_EXIT_MMIO))
+        if (r == 0 &&
+            (exit->reason == HVC_EXIT_PIO || exit->reason == HVC_EXIT_MMIO))
             vcpu->io_pending = true;
         if (r == -EINTR) {
             r = 0;
@@ -291,11 +328,17 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
     return r;
 }
 
-int hvc_vcpu_complete_io(hvc_vcpu *vcpu, const void *data, size_t length)
+/* Caller holds vm->lock (see read_state). */
+static int complete_locked(hvc_vcpu *vcpu, const void *data, size_t length)
 {
-    if (!vcpu || !data)
-        return hvi_error(-EINVAL, "hvc_vcpu_complete_io: NULL argument");
-    if (!vcpu->read_pending)
+    int rs = atomic_load(&vcpu->read_state);
+    if (rs == HVI_READ_TAKEN)
+        return hvi_error(-EALREADY,
+                         "vCPU %u: a save has already taken in the data of "
+                         "its last read (all-ones, or what was completed "
+                         "before it); complete reads before saving",
+                         vcpu->id);
+    if (rs == HVI_READ_NONE)
         return hvi_error(-EINVAL,
                          "vCPU %u: the last exit is not an "
                          "unclaimed read to complete",
@@ -316,5 +359,16 @@ int hvc_vcpu_complete_io(hvc_vcpu *vcpu, const void *data, size_t length)
                          "not %zu",
                          vcpu->id, want, length);
     memcpy(dst, data, length);
+    atomic_store(&vcpu->read_state, HVI_READ_COMPLETED);
     return 0;
+}
+
+int hvc_vcpu_complete_io(hvc_vcpu *vcpu, const void *data, size_t length)
+{
+    if (!vcpu || !data)
+        return hvi_error(-EINVAL, "hvc_vcpu_complete_io: NULL argument");
+    pthread_mutex_lock(&vcpu->vm->lock);
+    int r = complete_locked(vcpu, data, length);
+    pthread_mutex_unlock(&vcpu->vm->lock);
+    return r;
 }

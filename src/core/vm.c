@@ -115,6 +115,10 @@ int hvc_vm_destroy(hvc_vm *vm)
     if (hvi_handler_vm == vm)
         return hvi_error(-EDEADLK, "hvc_vm_destroy called from an I/O handler "
                                    "of the same VM");
+    if (hvi_event_vm == vm)
+        return hvi_error(-EDEADLK, "hvc_vm_destroy called from the VM's own "
+                                   "event thread (an fd-watch or doorbell "
+                                   "callback)");
     pthread_mutex_lock(&vm->lock);
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++) {
         if (vm->vcpus[i] &&
@@ -153,6 +157,16 @@ int hvc_vm_destroy(hvc_vm *vm)
     return 0;
 }
 
+/* Wakes the vCPUs parked by a pause, so they read pause_depth again.
+ * Caller holds vm->lock. */
+static void wake_parked(hvc_vm *vm)
+{
+    pthread_cond_broadcast(&vm->cond);
+    for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
+        if (vm->vcpus[i])
+            hvi_vcpu_wake_parked(vm->vcpus[i]);
+}
+
 int hvc_vm_pause(hvc_vm *vm)
 {
     if (!vm)
@@ -160,6 +174,11 @@ int hvc_vm_pause(hvc_vm *vm)
     if (hvi_handler_vm == vm)
         return hvi_error(-EDEADLK, "hvc_vm_pause called from an I/O handler "
                                    "of the same VM");
+    if (hvi_event_vm == vm)
+        return hvi_error(-EDEADLK,
+                         "hvc_vm_pause called from the VM's event thread (an "
+                         "fd-watch or doorbell callback): a vCPU may be "
+                         "waiting for that callback to return");
     pthread_mutex_lock(&vm->lock);
     if (atomic_fetch_add(&vm->pause_depth, 1) == 0)
         for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
@@ -171,7 +190,7 @@ int hvc_vm_pause(hvc_vm *vm)
      * is concerned (tsc_pause.c). If that fails, the pause is undone. */
     int r = hvi_tsc_paused(vm);
     if (r < 0 && atomic_fetch_sub(&vm->pause_depth, 1) == 1)
-        pthread_cond_broadcast(&vm->cond);
+        wake_parked(vm);
     pthread_mutex_unlock(&vm->lock);
     return r;
 }
@@ -195,7 +214,7 @@ int hvc_vm_resume(hvc_vm *vm)
     }
     atomic_store(&vm->pause_depth, depth - 1);
     if (depth == 1)
-        pthread_cond_broadcast(&vm->cond);
+        wake_parked(vm);
     pthread_mutex_unlock(&vm->lock);
     return 0;
 }

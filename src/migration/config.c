@@ -27,13 +27,9 @@ int hvi_config_encode(hvc_vm *vm, uint8_t **out, size_t *len)
     int r = hvi_memory_snapshot(vm, &regs, &nregs);
     if (r < 0)
         return r;
-    uint32_t ids[vm->opts.max_vcpus ? vm->opts.max_vcpus : 1];
-    uint32_t nids = 0;
-    pthread_mutex_lock(&vm->lock);
-    for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
-        if (vm->vcpus[i])
-            ids[nids++] = i;
-    pthread_mutex_unlock(&vm->lock);
+    uint32_t maxv = hvi_vm_max_vcpus(vm);
+    uint32_t ids[maxv ? maxv : 1];
+    uint32_t nids = hvi_vm_vcpu_ids(vm, ids, maxv);
 
     uint8_t *rb = calloc(nregs ? nregs : 1, REGION_BYTES);
     if (!rb) {
@@ -50,8 +46,9 @@ int hvi_config_encode(hvc_vm *vm, uint8_t **out, size_t *len)
     }
     free(regs);
     size_t fpu = 0;
-    if (nids)
-        vm->ops->vcpu_fpu_size(vm->vcpus[ids[0]]->priv, &fpu);
+    hvc_vcpu *first = nids ? hvi_vm_vcpu(vm, ids[0]) : NULL;
+    if (first)
+        hvi_vcpu_state_size(first, HVI_STATE_FPU, &fpu);
     hvc_tsc_config tsc = HVC_TSC_CONFIG_INIT;
     if (hvc_vm_get_tsc_config(vm, &tsc) < 0)
         tsc.tsc_khz = 0;
@@ -65,19 +62,19 @@ int hvi_config_encode(hvc_vm *vm, uint8_t **out, size_t *len)
 
     struct hvi_rec_writer w = {0};
     for (int pass = 0; pass < 2; pass++) {
-        hvi_rec_u64(&w, HVM_CFG_VM_FLAGS, vm->opts.flags);
-        hvi_rec_u64(&w, HVM_CFG_MAX_VCPUS, vm->opts.max_vcpus);
+        hvi_rec_u64(&w, HVI_CFG_VM_FLAGS, hvi_vm_flags(vm));
+        hvi_rec_u64(&w, HVI_CFG_MAX_VCPUS, maxv);
         uint8_t idb[4 * (sizeof(ids) / sizeof(ids[0]))];
         for (uint32_t i = 0; i < nids; i++)
             hvi_put32(idb + 4 * i, ids[i]);
-        hvi_rec_bytes(&w, HVM_CFG_VCPU_IDS, idb, 4 * nids);
-        hvi_rec_bytes(&w, HVM_CFG_REGIONS, rb,
+        hvi_rec_bytes(&w, HVI_CFG_VCPU_IDS, idb, 4 * nids);
+        hvi_rec_bytes(&w, HVI_CFG_REGIONS, rb,
                       (uint32_t)(nregs * REGION_BYTES));
-        hvi_rec_u64(&w, HVM_CFG_FPU_SIZE, fpu);
-        hvi_rec_u64(&w, HVM_CFG_PHYS_BITS, address_bits(top));
-        hvi_rec_u64(&w, HVM_CFG_TSC_KHZ, tsc.tsc_khz);
-        hvi_rec_u64(&w, HVM_CFG_TSC_PINNED, !!(tsc.flags & HVC_TSC_PINNED));
-        hvi_rec_u64(&w, HVM_CFG_NR_DEVICES, ndev);
+        hvi_rec_u64(&w, HVI_CFG_FPU_SIZE, fpu);
+        hvi_rec_u64(&w, HVI_CFG_PHYS_BITS, address_bits(top));
+        hvi_rec_u64(&w, HVI_CFG_TSC_KHZ, tsc.tsc_khz);
+        hvi_rec_u64(&w, HVI_CFG_TSC_PINNED, !!(tsc.flags & HVC_TSC_PINNED));
+        hvi_rec_u64(&w, HVI_CFG_NR_DEVICES, ndev);
         if (pass == 0) {
             size_t need = w.len;
             memset(&w, 0, sizeof(w));
@@ -113,15 +110,15 @@ int hvi_config_decode(const struct hvi_sec *s, const uint8_t *p, size_t len,
     const void *ids, *regs;
     uint32_t nids, nregs;
     int r;
-    if ((r = hvi_rec_get_u64(&rd, HVM_CFG_VM_FLAGS, &flags)) < 0 ||
-        (r = hvi_rec_get_u64(&rd, HVM_CFG_MAX_VCPUS, &maxv)) < 0 ||
-        (r = hvi_rec_get_bytes(&rd, HVM_CFG_VCPU_IDS, &ids, &nids)) < 0 ||
-        (r = hvi_rec_get_bytes(&rd, HVM_CFG_REGIONS, &regs, &nregs)) < 0 ||
-        (r = hvi_rec_get_u64(&rd, HVM_CFG_FPU_SIZE, &c->fpu_size)) < 0 ||
-        (r = hvi_rec_get_u64(&rd, HVM_CFG_PHYS_BITS, &c->phys_bits)) < 0 ||
-        (r = hvi_rec_get_u64(&rd, HVM_CFG_TSC_KHZ, &c->tsc_khz)) < 0 ||
-        (r = hvi_rec_get_u64(&rd, HVM_CFG_TSC_PINNED, &c->tsc_pinned)) < 0 ||
-        (r = hvi_rec_get_u64(&rd, HVM_CFG_NR_DEVICES, &c->nr_devices)) < 0)
+    if ((r = hvi_rec_get_u64(&rd, HVI_CFG_VM_FLAGS, &flags)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVI_CFG_MAX_VCPUS, &maxv)) < 0 ||
+        (r = hvi_rec_get_bytes(&rd, HVI_CFG_VCPU_IDS, &ids, &nids)) < 0 ||
+        (r = hvi_rec_get_bytes(&rd, HVI_CFG_REGIONS, &regs, &nregs)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVI_CFG_FPU_SIZE, &c->fpu_size)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVI_CFG_PHYS_BITS, &c->phys_bits)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVI_CFG_TSC_KHZ, &c->tsc_khz)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVI_CFG_TSC_PINNED, &c->tsc_pinned)) < 0 ||
+        (r = hvi_rec_get_u64(&rd, HVI_CFG_NR_DEVICES, &c->nr_devices)) < 0)
         return hvi_fail(s, r, "%s", hvc_last_error());
     CHECK(flags <= HVC_VM_NO_IRQCHIP, "unknown VM flags 0x%" PRIx64, flags);
     CHECK(maxv >= 1 && maxv <= 4096, "max_vcpus %" PRIu64 " is out of range",
@@ -158,7 +155,7 @@ int hvi_config_decode(const struct hvi_sec *s, const uint8_t *p, size_t len,
         g->gpa = hvi_get64(e);
         g->len = hvi_get64(e + 8);
         g->flags = hvi_get32(e + 16);
-        CHECK(g->gpa % HVM_PAGE == 0 && g->len % HVM_PAGE == 0 && g->len &&
+        CHECK(g->gpa % HVI_PAGE == 0 && g->len % HVI_PAGE == 0 && g->len &&
                   g->gpa + g->len > g->gpa && hvi_get32(e + 20) == 0,
               "region %u (0x%" PRIx64 "+0x%" PRIx64 ") is malformed", i, g->gpa,
               g->len);
@@ -265,7 +262,7 @@ int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
         if ((r = hvc_vcpu_create(vm, c->vcpu_ids[i], &v)) < 0)
             r = hvi_fail(s, r, "vCPU %u: %s", c->vcpu_ids[i], hvc_last_error());
         size_t fpu = 0;
-        if (r == 0 && (r = vm->ops->vcpu_fpu_size(v->priv, &fpu)) == 0 &&
+        if (r == 0 && (r = hvi_vcpu_state_size(v, HVI_STATE_FPU, &fpu)) == 0 &&
             fpu != c->fpu_size)
             r = hvi_fail(s, -ENOTSUP,
                          "the VM's XSAVE state is %" PRIu64

@@ -9,7 +9,7 @@
 /* The order of hvc_backend_state: FPU goes after REGS. */
 static const uint32_t vcpu_order[] = {
     HVC_BACKEND_VCPU_CPUID,  HVC_BACKEND_VCPU_SREGS,
-    HVC_BACKEND_VCPU_REGS,   HVM_VCPU_FPU,
+    HVC_BACKEND_VCPU_REGS,   HVI_STATE_FPU,
     HVC_BACKEND_VCPU_XCRS,   HVC_BACKEND_VCPU_MSRS,
     HVC_BACKEND_VCPU_LAPIC,  HVC_BACKEND_VCPU_MP_STATE,
     HVC_BACKEND_VCPU_EVENTS, HVC_BACKEND_VCPU_DEBUGREGS};
@@ -32,58 +32,32 @@ struct blobs {
 
 static int vcpu_size(void *obj, uint32_t kind, size_t *n)
 {
-    hvc_vcpu *v = obj;
-    return kind == HVM_VCPU_FPU ? v->vm->ops->vcpu_fpu_size(v->priv, n)
-                                : v->vm->ops->vcpu_state_size(v->priv, kind, n);
+    return hvi_vcpu_state_size(obj, kind, n);
 }
 
 static int vcpu_get(void *obj, uint32_t kind, void *buf, size_t n)
 {
-    hvc_vcpu *v = obj;
-    return kind == HVM_VCPU_FPU
-               ? v->vm->ops->vcpu_get_fpu(v->priv, buf, n)
-               : v->vm->ops->vcpu_get_state(v->priv, kind, buf, n);
+    return hvi_vcpu_state_get(obj, kind, buf, n);
 }
 
 static int vcpu_set(void *obj, uint32_t kind, const void *buf, size_t n)
 {
-    hvc_vcpu *v = obj;
-    if (kind != HVM_VCPU_FPU)
-        return v->vm->ops->vcpu_set_state(v->priv, kind, buf, n);
-    size_t want = 0;
-    int r = v->vm->ops->vcpu_fpu_size(v->priv, &want);
-    if (r == 0 && n != want)
-        r = hvi_error(-EBADMSG, "XSAVE state of %zu bytes, this host's is %zu",
-                      n, want);
-    return r < 0 ? r : v->vm->ops->vcpu_set_fpu(v->priv, buf, n);
+    return hvi_vcpu_state_set(obj, kind, buf, n);
 }
 
 static int vm_size(void *obj, uint32_t kind, size_t *n)
 {
-    hvc_vm *vm = obj;
-    return vm->ops->vm_state_size(vm->priv, kind, n);
+    return hvi_vm_state_size(obj, kind, n);
 }
 
 static int vm_get(void *obj, uint32_t kind, void *buf, size_t n)
 {
-    hvc_vm *vm = obj;
-    return vm->ops->vm_get_state(vm->priv, kind, buf, n);
+    return hvi_vm_state_get(obj, kind, buf, n);
 }
 
 static int vm_set(void *obj, uint32_t kind, const void *buf, size_t n)
 {
-    hvc_vm *vm = obj;
-    return vm->ops->vm_set_state(vm->priv, kind, buf, n);
-}
-
-static int check_ops(const hvc_backend_ops *ops)
-{
-    if (ops->version >= 3 && ops->vcpu_flush && ops->vcpu_state_size &&
-        ops->vcpu_get_state && ops->vcpu_set_state && ops->vm_state_size &&
-        ops->vm_get_state && ops->vm_set_state)
-        return 0;
-    return hvi_error(-ENOTSUP, "backend %s cannot save or restore VM state",
-                     ops->name);
+    return hvi_vm_state_set(obj, kind, buf, n);
 }
 
 static struct blobs vcpu_blobs(hvc_vcpu *v)
@@ -114,7 +88,7 @@ static int encode(const struct blobs *b, uint8_t **out, size_t *len)
         int r = b->size(b->obj, b->kinds[i], &sizes[i]);
         if (r < 0)
             return r;
-        if (sizes[i] > HVM_MAX_SECTION / 2 / MAX_KINDS)
+        if (sizes[i] > HVI_MAX_SECTION / 2 / MAX_KINDS)
             return hvi_error(-EOVERFLOW,
                              "%s state %u is %zu bytes, above the stream's "
                              "bound",
@@ -175,7 +149,7 @@ static int apply(const struct hvi_sec *s, const struct blobs *b,
 
 int hvi_vcpu_encode(hvc_vcpu *v, uint8_t **out, size_t *len)
 {
-    int r = check_ops(v->vm->ops);
+    int r = hvi_state_supported(hvc_vcpu_vm(v));
     struct blobs b = vcpu_blobs(v);
     return r < 0 ? r : encode(&b, out, len);
 }
@@ -183,7 +157,7 @@ int hvi_vcpu_encode(hvc_vcpu *v, uint8_t **out, size_t *len)
 int hvi_vcpu_apply(const struct hvi_sec *s, hvc_vcpu *v, const uint8_t *p,
                    size_t len)
 {
-    int r = check_ops(v->vm->ops);
+    int r = hvi_state_supported(hvc_vcpu_vm(v));
     if (r < 0)
         return hvi_fail(s, r, "%s", hvc_last_error());
     struct blobs b = vcpu_blobs(v);
@@ -192,7 +166,7 @@ int hvi_vcpu_apply(const struct hvi_sec *s, hvc_vcpu *v, const uint8_t *p,
 
 int hvi_irqchip_encode(hvc_vm *vm, uint8_t **out, size_t *len)
 {
-    int r = check_ops(vm->ops);
+    int r = hvi_state_supported(vm);
     struct blobs b = vm_blobs(vm);
     return r < 0 ? r : encode(&b, out, len);
 }
@@ -200,7 +174,7 @@ int hvi_irqchip_encode(hvc_vm *vm, uint8_t **out, size_t *len)
 int hvi_irqchip_apply(const struct hvi_sec *s, hvc_vm *vm, const uint8_t *p,
                       size_t len)
 {
-    int r = check_ops(vm->ops);
+    int r = hvi_state_supported(vm);
     if (r < 0)
         return hvi_fail(s, r, "%s", hvc_last_error());
     struct blobs b = vm_blobs(vm);

@@ -89,12 +89,12 @@ int hvi_seal(struct hvi_crypt *c, uint64_t offset, const uint8_t aad[20],
     uint8_t iv[12];
     nonce(offset, iv);
     int n = 0, fin = 0;
-    if (len > HVM_MAX_SECTION ||
+    if (len > HVI_MAX_SECTION ||
         EVP_EncryptInit_ex(c->ctx, EVP_aes_256_gcm(), NULL, c->key, iv) != 1 ||
         EVP_EncryptUpdate(c->ctx, NULL, &n, aad, 20) != 1 ||
         EVP_EncryptUpdate(c->ctx, out, &n, in, (int)len) != 1 ||
         EVP_EncryptFinal_ex(c->ctx, out + n, &fin) != 1 ||
-        EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_GCM_GET_TAG, HVM_TAG_SIZE,
+        EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_GCM_GET_TAG, HVI_TAG_SIZE,
                             out + len) != 1)
         return hvi_error(-EIO, "OpenSSL AES-256-GCM encryption failed");
     return 0;
@@ -105,14 +105,14 @@ int hvi_unseal(struct hvi_crypt *c, uint64_t offset, const uint8_t aad[20],
 {
     uint8_t iv[12];
     nonce(offset, iv);
-    if (len < HVM_TAG_SIZE || len - HVM_TAG_SIZE > HVM_MAX_SECTION)
+    if (len < HVI_TAG_SIZE || len - HVI_TAG_SIZE > HVI_MAX_SECTION)
         return -EBADMSG;
-    size_t plen = len - HVM_TAG_SIZE;
+    size_t plen = len - HVI_TAG_SIZE;
     int n = 0, fin = 0;
     if (EVP_DecryptInit_ex(c->ctx, EVP_aes_256_gcm(), NULL, c->key, iv) != 1 ||
         EVP_DecryptUpdate(c->ctx, NULL, &n, aad, 20) != 1 ||
         EVP_DecryptUpdate(c->ctx, buf, &n, buf, (int)plen) != 1 ||
-        EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_GCM_SET_TAG, HVM_TAG_SIZE,
+        EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_GCM_SET_TAG, HVI_TAG_SIZE,
                             buf + plen) != 1)
         return -EIO;
     if (EVP_DecryptFinal_ex(c->ctx, buf + n, &fin) != 1)

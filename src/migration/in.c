@@ -14,15 +14,15 @@
 const char *hvi_section_name(uint16_t id)
 {
     switch (id) {
-    case HVM_CONFIG: return "CONFIG";
-    case HVM_MEMORY: return "MEMORY";
-    case HVM_VCPU: return "VCPU";
-    case HVM_IRQCHIP: return "IRQCHIP";
-    case HVM_TSC: return "TSC";
-    case HVM_DEVICE: return "DEVICE";
-    case HVM_PAD: return "PAD";
-    case HVM_USER: return "USER";
-    case HVM_END: return "END";
+    case HVI_CONFIG: return "CONFIG";
+    case HVI_MEMORY: return "MEMORY";
+    case HVI_VCPU: return "VCPU";
+    case HVI_IRQCHIP: return "IRQCHIP";
+    case HVI_TSC: return "TSC";
+    case HVI_DEVICE: return "DEVICE";
+    case HVI_PAD: return "PAD";
+    case HVI_USER: return "USER";
+    case HVI_END: return "END";
     default: return "unknown";
     }
 }
@@ -101,11 +101,11 @@ static bool all_zero(const uint8_t *p, size_t n)
 int hvi_read_header(struct hvi_in *in, const char *backend, const uint8_t *key,
                     const char *passphrase)
 {
-    uint8_t h[HVM_HEADER_SIZE];
+    uint8_t h[HVI_HEADER_SIZE];
     int r = hvi_in_read(in, NULL, h, sizeof(h));
     if (r < 0)
         return r;
-    if (memcmp(h, HVM_MAGIC, 8) != 0)
+    if (memcmp(h, HVI_MAGIC, 8) != 0)
         return hvi_fail(NULL, -EBADMSG,
                         "not a libhvcore stream (magic %02x %02x %02x %02x "
                         "%02x %02x %02x %02x, want HVCORESN)",
@@ -133,20 +133,20 @@ int hvi_read_header(struct hvi_in *in, const char *backend, const uint8_t *key,
                         "hypervisor is \"%s\"",
                         be, backend);
     uint32_t page = hvi_get32(h + 40);
-    if (page != HVM_PAGE)
-        return hvi_fail(NULL, -EPROTO, "page size %u, not %u", page, HVM_PAGE);
+    if (page != HVI_PAGE)
+        return hvi_fail(NULL, -EPROTO, "page size %u, not %u", page, HVI_PAGE);
     uint32_t flags = hvi_get32(h + 44);
-    if (flags & ~(HVM_HDR_ENCRYPTED | HVM_HDR_PASSPHRASE) ||
-        (flags == HVM_HDR_PASSPHRASE) || !all_zero(h + 64, 12) ||
-        (!(flags & HVM_HDR_ENCRYPTED) && !all_zero(h + 48, 16)))
+    if (flags & ~(HVI_HDR_ENCRYPTED | HVI_HDR_PASSPHRASE) ||
+        (flags == HVI_HDR_PASSPHRASE) || !all_zero(h + 64, 12) ||
+        (!(flags & HVI_HDR_ENCRYPTED) && !all_zero(h + 48, 16)))
         return hvi_fail(NULL, -EBADMSG,
                         "flags 0x%x or reserved bytes are not ones this "
                         "library writes",
                         flags);
     in->header_flags = flags;
-    if (!(flags & HVM_HDR_ENCRYPTED))
+    if (!(flags & HVI_HDR_ENCRYPTED))
         return 0;
-    bool want_pass = flags & HVM_HDR_PASSPHRASE;
+    bool want_pass = flags & HVI_HDR_PASSPHRASE;
     if (!key && !passphrase)
         return hvi_fail(NULL, -EKEYREJECTED,
                         "the stream is encrypted; give its %s",
@@ -177,22 +177,22 @@ int hvi_next_section(struct hvi_in *in, struct hvi_sec *s)
     s->length = hvi_get64(s->raw + 8);
     s->instance = hvi_get32(s->raw + 16);
     s->crc = hvi_get32(s->raw + 20);
-    if (s->flags & ~(HVM_F_REQUIRED | HVM_F_ENCRYPTED))
+    if (s->flags & ~(HVI_F_REQUIRED | HVI_F_ENCRYPTED))
         return hvi_fail(s, -EBADMSG, "unknown section flags 0x%x", s->flags);
-    bool sealed = s->flags & HVM_F_ENCRYPTED;
-    if (sealed != (in->crypt != NULL) && s->id != HVM_PAD)
+    bool sealed = s->flags & HVI_F_ENCRYPTED;
+    if (sealed != (in->crypt != NULL) && s->id != HVI_PAD)
         return hvi_fail(s, -EBADMSG, "the section is %sencrypted in a%s stream",
                         sealed ? "" : "not ",
                         in->crypt ? "n encrypted" : " plain");
-    uint64_t max = s->id == HVM_MEMORY
-                       ? HVM_MEM_DESC + (uint64_t)HVM_MAX_RUN_PAGES * HVM_PAGE +
-                             HVM_TAG_SIZE
-                       : HVM_MAX_SECTION + HVM_TAG_SIZE;
+    uint64_t max = s->id == HVI_MEMORY
+                       ? HVI_MEM_DESC + (uint64_t)HVI_MAX_RUN_PAGES * HVI_PAGE +
+                             HVI_TAG_SIZE
+                       : HVI_MAX_SECTION + HVI_TAG_SIZE;
     if (s->length > max)
         return hvi_fail(s, -EBADMSG,
                         "payload length %llu exceeds the bound %llu",
                         (unsigned long long)s->length, (unsigned long long)max);
-    if (sealed && s->length < HVM_TAG_SIZE)
+    if (sealed && s->length < HVI_TAG_SIZE)
         return hvi_fail(s, -EBADMSG,
                         "encrypted payload of %llu bytes has no room for "
                         "its tag",
@@ -203,7 +203,7 @@ int hvi_next_section(struct hvi_in *in, struct hvi_sec *s)
 int hvi_read_payload(struct hvi_in *in, const struct hvi_sec *s, uint8_t **out,
                      size_t *len)
 {
-    if (s->length > HVM_MAX_SECTION + HVM_TAG_SIZE)
+    if (s->length > HVI_MAX_SECTION + HVI_TAG_SIZE)
         return hvi_fail(s, -EBADMSG, "payload of %llu bytes is too large",
                         (unsigned long long)s->length);
     size_t n = (size_t)s->length;
@@ -218,7 +218,7 @@ int hvi_read_payload(struct hvi_in *in, const struct hvi_sec *s, uint8_t **out,
                          "CRC mismatch (stored 0x%08x, computed 0x%08x)",
                          s->crc, crc);
     }
-    if (r == 0 && (s->flags & HVM_F_ENCRYPTED)) {
+    if (r == 0 && (s->flags & HVI_F_ENCRYPTED)) {
         r = hvi_unseal(in->crypt, s->offset, s->raw, p, n);
         if (r == -EKEYREJECTED)
             r = hvi_fail(s, r,
@@ -226,7 +226,7 @@ int hvi_read_payload(struct hvi_in *in, const struct hvi_sec *s, uint8_t **out,
                          "or altered data");
         else if (r < 0)
             r = hvi_fail(s, r, "decryption failed");
-        n -= HVM_TAG_SIZE;
+        n -= HVI_TAG_SIZE;
     }
     if (r < 0) {
         free(p);

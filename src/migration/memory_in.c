@@ -32,7 +32,7 @@ int hvi_mem_state_new(hvc_vm *vm, bool mapped, struct hvi_mem_state **out)
     if (r == 0 && !(m->written = calloc(m->n + 1, sizeof(*m->written))))
         r = hvi_error(-ENOMEM, "out of memory");
     for (size_t i = 0; r == 0 && i < m->n; i++) {
-        uint64_t pages = m->regs[i]->len / HVM_PAGE;
+        uint64_t pages = m->regs[i]->len / HVI_PAGE;
         if (!(m->written[i] = calloc(pages / 8 + 1, 1)))
             r = hvi_error(-ENOMEM, "out of memory");
     }
@@ -66,7 +66,7 @@ static void mark(struct hvi_mem_state *m, size_t ri, uint64_t first,
         uint8_t bit = (uint8_t)(1u << (pg & 7));
         if (zero) {
             if (bits[pg / 8] & bit)
-                memset(hva + pg * HVM_PAGE, 0, HVM_PAGE);
+                memset(hva + pg * HVI_PAGE, 0, HVI_PAGE);
             bits[pg / 8] &= (uint8_t)~bit;
         } else {
             bits[pg / 8] |= bit;
@@ -125,21 +125,21 @@ static int map_raw(struct hvi_in *in, const struct hvi_sec *s, uint8_t *dst,
 int hvi_read_memory(struct hvi_in *in, const struct hvi_sec *s,
                     struct hvi_mem_state *m, uint64_t *raw, uint64_t *zero)
 {
-    bool sealed = s->flags & HVM_F_ENCRYPTED;
-    uint8_t d[HVM_MEM_DESC];
+    bool sealed = s->flags & HVI_F_ENCRYPTED;
+    uint8_t d[HVI_MEM_DESC];
     uint8_t *sealed_buf = NULL;
     int r;
     if (sealed) {
         size_t n;
         if ((r = hvi_read_payload(in, s, &sealed_buf, &n)) < 0)
             return r;
-        if (n < HVM_MEM_DESC) {
+        if (n < HVI_MEM_DESC) {
             free(sealed_buf);
             return hvi_fail(s, -EBADMSG, "payload of %zu bytes", n);
         }
-        memcpy(d, sealed_buf, HVM_MEM_DESC);
+        memcpy(d, sealed_buf, HVI_MEM_DESC);
     } else {
-        if (s->length < HVM_MEM_DESC)
+        if (s->length < HVI_MEM_DESC)
             return hvi_fail(s, -EBADMSG, "payload of %llu bytes",
                             (unsigned long long)s->length);
         if ((r = hvi_in_read(in, s, d, sizeof(d))) < 0)
@@ -152,16 +152,16 @@ int hvi_read_memory(struct hvi_in *in, const struct hvi_sec *s,
     }
     uint64_t gpa = hvi_get64(d), pages = hvi_get64(d + 8);
     uint32_t enc = hvi_get32(d + 16), dcrc = hvi_get32(d + 20);
-    uint64_t payload = sealed ? s->length - HVM_TAG_SIZE : s->length;
+    uint64_t payload = sealed ? s->length - HVI_TAG_SIZE : s->length;
     r = 0;
-    if (enc > HVM_MEM_ZERO)
+    if (enc > HVI_MEM_ZERO)
         r = hvi_fail(s, -EBADMSG, "unknown page encoding %u", enc);
-    else if (gpa % HVM_PAGE || !pages || pages > HVM_MAX_RUN_PAGES)
+    else if (gpa % HVI_PAGE || !pages || pages > HVI_MAX_RUN_PAGES)
         r = hvi_fail(s, -EBADMSG,
                      "run of %" PRIu64 " pages at 0x%" PRIx64 " is malformed",
                      pages, gpa);
     else if (payload !=
-             HVM_MEM_DESC + (enc == HVM_MEM_RAW ? pages * HVM_PAGE : 0))
+             HVI_MEM_DESC + (enc == HVI_MEM_RAW ? pages * HVI_PAGE : 0))
         r = hvi_fail(s, -EBADMSG,
                      "payload of %" PRIu64 " bytes for %" PRIu64 " %s pages",
                      payload, pages, enc ? "zero" : "raw");
@@ -170,7 +170,7 @@ int hvi_read_memory(struct hvi_in *in, const struct hvi_sec *s,
         r == 0 && ri < m->n &&
         !(gpa >= m->regs[ri]->gpa && gpa - m->regs[ri]->gpa < m->regs[ri]->len))
         ri++;
-    uint64_t bytes = pages * HVM_PAGE;
+    uint64_t bytes = pages * HVI_PAGE;
     if (r == 0 &&
         (ri == m->n || bytes > m->regs[ri]->len - (gpa - m->regs[ri]->gpa)))
         r = hvi_fail(s, -EBADMSG,
@@ -182,17 +182,17 @@ int hvi_read_memory(struct hvi_in *in, const struct hvi_sec *s,
         return r;
     }
     hvc_memory_region *reg = m->regs[ri];
-    uint64_t first = (gpa - reg->gpa) / HVM_PAGE;
+    uint64_t first = (gpa - reg->gpa) / HVI_PAGE;
     uint8_t *dst = reg->hva + (gpa - reg->gpa);
-    if (enc == HVM_MEM_ZERO) {
+    if (enc == HVI_MEM_ZERO) {
         mark(m, ri, first, pages, true);
         *zero += pages;
     } else if (sealed) {
-        memcpy(dst, sealed_buf + HVM_MEM_DESC, bytes);
+        memcpy(dst, sealed_buf + HVI_MEM_DESC, bytes);
         mark(m, ri, first, pages, false);
         *raw += pages;
     } else {
-        bool map = m->mapped && in->can_map && in->off % HVM_PAGE == 0;
+        bool map = m->mapped && in->can_map && in->off % HVI_PAGE == 0;
         r = map ? map_raw(in, s, dst, bytes, dcrc)
                 : read_raw(in, s, dst, bytes, dcrc);
         mark(m, ri, first, pages, false);

@@ -54,16 +54,16 @@ int hvi_out_write(struct hvi_out *o, const void *buf, size_t len)
 
 static bool required(uint16_t id)
 {
-    return id != HVM_PAD && id != HVM_USER;
+    return id != HVI_PAD && id != HVI_USER;
 }
 
 /* The first 20 bytes of a section header; the CRC goes in bytes 20-23. */
-static void header(uint8_t h[HVM_SEC_HEADER], uint16_t id, uint16_t flags,
+static void header(uint8_t h[HVI_SEC_HEADER], uint16_t id, uint16_t flags,
                    uint64_t length, uint32_t instance)
 {
     hvi_put16(h, id);
     hvi_put16(h + 2, flags);
-    hvi_put32(h + 4, HVM_VERSION);
+    hvi_put32(h + 4, HVI_VERSION);
     hvi_put64(h + 8, length);
     hvi_put32(h + 16, instance);
 }
@@ -87,29 +87,29 @@ static int grow_scratch(struct hvi_out *o, size_t need)
 static int put(struct hvi_out *o, uint16_t id, uint32_t instance, const void *a,
                size_t alen, const void *b, size_t blen, size_t crc_len)
 {
-    uint8_t h[HVM_SEC_HEADER];
-    uint16_t flags = required(id) ? HVM_F_REQUIRED : 0;
+    uint8_t h[HVI_SEC_HEADER];
+    uint16_t flags = required(id) ? HVI_F_REQUIRED : 0;
     size_t len = alen + blen;
-    if (o->crypt && id != HVM_PAD) {
-        int r = grow_scratch(o, 2 * len + HVM_TAG_SIZE);
+    if (o->crypt && id != HVI_PAD) {
+        int r = grow_scratch(o, 2 * len + HVI_TAG_SIZE);
         if (r < 0)
             return r;
-        uint8_t *plain = o->scratch + len + HVM_TAG_SIZE;
+        uint8_t *plain = o->scratch + len + HVI_TAG_SIZE;
         if (alen)
             memcpy(plain, a, alen);
         if (blen)
             memcpy(plain + alen, b, blen);
-        header(h, id, flags | HVM_F_ENCRYPTED, len + HVM_TAG_SIZE, instance);
+        header(h, id, flags | HVI_F_ENCRYPTED, len + HVI_TAG_SIZE, instance);
         if ((r = hvi_seal(o->crypt, o->off, h, plain, len, o->scratch)) < 0)
             return r;
         uint32_t crc = hvi_crc32c(0, h, 20);
-        crc = hvi_crc32c(crc, o->scratch, len + HVM_TAG_SIZE);
+        crc = hvi_crc32c(crc, o->scratch, len + HVI_TAG_SIZE);
         hvi_put32(h + 20, crc);
         o->sections++;
-        o->payload_bytes += len + HVM_TAG_SIZE;
+        o->payload_bytes += len + HVI_TAG_SIZE;
         if ((r = hvi_out_write(o, h, sizeof(h))) < 0)
             return r;
-        return hvi_out_write(o, o->scratch, len + HVM_TAG_SIZE);
+        return hvi_out_write(o, o->scratch, len + HVI_TAG_SIZE);
     }
     header(h, id, flags, len, instance);
     uint32_t crc = hvi_crc32c(0, h, 20);
@@ -138,25 +138,25 @@ int hvi_put_section(struct hvi_out *o, uint16_t id, uint32_t instance,
  * boundary. */
 static int pad(struct hvi_out *o, size_t ahead)
 {
-    uint64_t at = (o->off + ahead) % HVM_PAGE;
+    uint64_t at = (o->off + ahead) % HVI_PAGE;
     if (at == 0)
         return 0;
-    size_t gap = HVM_PAGE - at;
-    while (gap < HVM_SEC_HEADER)
-        gap += HVM_PAGE;
-    static const uint8_t zeros[2 * HVM_PAGE];
-    return put(o, HVM_PAD, 0, zeros, gap - HVM_SEC_HEADER, NULL, 0,
-               gap - HVM_SEC_HEADER);
+    size_t gap = HVI_PAGE - at;
+    while (gap < HVI_SEC_HEADER)
+        gap += HVI_PAGE;
+    static const uint8_t zeros[2 * HVI_PAGE];
+    return put(o, HVI_PAD, 0, zeros, gap - HVI_SEC_HEADER, NULL, 0,
+               gap - HVI_SEC_HEADER);
 }
 
 int hvi_put_memory(struct hvi_out *o, uint64_t gpa, uint64_t pages,
                    const uint8_t *data, uint32_t data_crc)
 {
-    uint8_t d[HVM_MEM_DESC];
-    size_t bytes = data ? pages * HVM_PAGE : 0;
+    uint8_t d[HVI_MEM_DESC];
+    size_t bytes = data ? pages * HVI_PAGE : 0;
     hvi_put64(d, gpa);
     hvi_put64(d + 8, pages);
-    hvi_put32(d + 16, data ? HVM_MEM_RAW : HVM_MEM_ZERO);
+    hvi_put32(d + 16, data ? HVI_MEM_RAW : HVI_MEM_ZERO);
     hvi_put32(d + 20, data ? data_crc : 0);
     if (data)
         o->raw_pages += pages;
@@ -164,12 +164,12 @@ int hvi_put_memory(struct hvi_out *o, uint64_t gpa, uint64_t pages,
         o->zero_pages += pages;
     int r;
     if (data && o->align && !o->crypt &&
-        (r = pad(o, HVM_SEC_HEADER + HVM_MEM_DESC)) < 0)
+        (r = pad(o, HVI_SEC_HEADER + HVI_MEM_DESC)) < 0)
         return r;
     /* Unsealed, the section CRC covers the descriptor and the descriptor's
      * CRC the pages, so a restore that maps the pages checks the rest at
      * once and the pages when it is asked to. */
-    return put(o, HVM_MEMORY, 0, d, sizeof(d), data, bytes, sizeof(d));
+    return put(o, HVI_MEMORY, 0, d, sizeof(d), data, bytes, sizeof(d));
 }
 
 int hvi_put_end(struct hvi_out *o)
@@ -180,8 +180,8 @@ int hvi_put_end(struct hvi_out *o)
     hvi_put64(p + 8, o->raw_pages);
     hvi_put64(p + 16, o->zero_pages);
     hvi_put64(p + 24,
-              o->payload_bytes + sizeof(p) + (o->crypt ? HVM_TAG_SIZE : 0));
-    int r = hvi_put_section(o, HVM_END, 0, p, sizeof(p));
+              o->payload_bytes + sizeof(p) + (o->crypt ? HVI_TAG_SIZE : 0));
+    int r = hvi_put_section(o, HVI_END, 0, p, sizeof(p));
     return r < 0 ? r : hvi_out_progress(o, true);
 }
 

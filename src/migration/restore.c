@@ -12,14 +12,14 @@
 static int phase(uint16_t id)
 {
     switch (id) {
-    case HVM_CONFIG: return 0;
-    case HVM_USER: return 1;
-    case HVM_MEMORY: return 2;
-    case HVM_VCPU: return 3;
-    case HVM_IRQCHIP: return 4;
-    case HVM_TSC: return 5;
-    case HVM_DEVICE: return 6;
-    case HVM_END: return 7;
+    case HVI_CONFIG: return 0;
+    case HVI_USER: return 1;
+    case HVI_MEMORY: return 2;
+    case HVI_VCPU: return 3;
+    case HVI_IRQCHIP: return 4;
+    case HVI_TSC: return 5;
+    case HVI_DEVICE: return 6;
+    case HVI_END: return 7;
     default: return -1;
     }
 }
@@ -71,7 +71,7 @@ static int do_setup(struct restore *st, const struct hvi_sec *s)
 static int on_vcpu(struct restore *st, const struct hvi_sec *s)
 {
     uint32_t id = s->instance;
-    hvc_vcpu *v = id < st->cfg.max_vcpus ? st->vm->vcpus[id] : NULL;
+    hvc_vcpu *v = id < st->cfg.max_vcpus ? hvi_vm_vcpu(st->vm, id) : NULL;
     if (!v)
         return hvi_fail(s, -EBADMSG, "the configuration has no vCPU %u", id);
     if (st->vcpu_seen[id])
@@ -166,22 +166,22 @@ static int on_end(struct restore *st, const struct hvi_sec *s)
 static int on_section(struct restore *st, const struct hvi_sec *s)
 {
     int ph = phase(s->id);
-    if (s->id == HVM_PAD || (ph < 0 && !(s->flags & HVM_F_REQUIRED)))
+    if (s->id == HVI_PAD || (ph < 0 && !(s->flags & HVI_F_REQUIRED)))
         return hvi_skip_payload(st->in, s);
     if (ph < 0)
         return hvi_fail(s, -EPROTO,
                         "a required section this library does not know");
-    if (s->version == 0 || s->version > HVM_VERSION)
+    if (s->version == 0 || s->version > HVI_VERSION)
         return hvi_fail(s, -EPROTO,
                         "section version %u; this library reads up to %u",
-                        s->version, HVM_VERSION);
-    if (!(s->flags & HVM_F_REQUIRED) && s->id != HVM_USER)
+                        s->version, HVI_VERSION);
+    if (!(s->flags & HVI_F_REQUIRED) && s->id != HVI_USER)
         return hvi_fail(s, -EBADMSG, "a required section is marked optional");
     bool repeats =
-        s->id == HVM_MEMORY || s->id == HVM_VCPU || s->id == HVM_DEVICE;
+        s->id == HVI_MEMORY || s->id == HVI_VCPU || s->id == HVI_DEVICE;
     if (ph < st->phase || (ph == st->phase && !repeats))
         return hvi_fail(s, -EBADMSG, "out of order or repeated");
-    if (s->id != HVM_CONFIG && !st->vm)
+    if (s->id != HVI_CONFIG && !st->vm)
         return hvi_fail(s, -EBADMSG, "the stream does not start with CONFIG");
     st->phase = ph;
     if (ph >= 2 && !st->setup_done) {
@@ -190,7 +190,7 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
             return r;
     }
     switch (s->id) {
-    case HVM_CONFIG: {
+    case HVI_CONFIG: {
         uint8_t *p = NULL;
         size_t len;
         int r = hvi_read_payload(st->in, s, &p, &len);
@@ -205,12 +205,12 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
             return hvi_error(-ENOMEM, "out of memory");
         return 0; /* the VM is created by the caller of on_section */
     }
-    case HVM_USER: return hvi_read_payload(st->in, s, &st->user, &st->user_len);
-    case HVM_MEMORY:
+    case HVI_USER: return hvi_read_payload(st->in, s, &st->user, &st->user_len);
+    case HVI_MEMORY:
         return hvi_read_memory(st->in, s, st->mem, &st->raw_pages,
                                &st->zero_pages);
-    case HVM_VCPU: return on_vcpu(st, s);
-    case HVM_IRQCHIP: {
+    case HVI_VCPU: return on_vcpu(st, s);
+    case HVI_IRQCHIP: {
         uint8_t *p = NULL;
         size_t len;
         int r = hvi_read_payload(st->in, s, &p, &len);
@@ -222,7 +222,7 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
         st->irqchip_seen = true;
         return r;
     }
-    case HVM_TSC: {
+    case HVI_TSC: {
         uint8_t *p = NULL;
         size_t len;
         int r = hvi_read_payload(st->in, s, &p, &len);
@@ -232,8 +232,8 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
         st->tsc_seen = true;
         return r;
     }
-    case HVM_DEVICE: return on_device(st, s);
-    case HVM_END: return on_end(st, s);
+    case HVI_DEVICE: return on_device(st, s);
+    case HVI_END: return on_end(st, s);
     }
     return hvi_fail(s, -EBADMSG, "unexpected section");
 }
@@ -242,7 +242,8 @@ int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
                 const hvc_restore_options *opts, bool mapped, hvc_vm **out)
 {
     struct restore st = {.in = in, .opts = opts, .mapped = mapped, .phase = -1};
-    int r = hvi_read_header(in, hv->ops->name, opts->key, opts->passphrase);
+    int r = hvi_read_header(in, hvc_hypervisor_backend(hv), opts->key,
+                            opts->passphrase);
     while (r == 0 && st.phase != 7) {
         struct hvi_sec s;
         if ((r = hvi_next_section(in, &s)) < 0)
@@ -251,7 +252,7 @@ int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
         st.payload_bytes += s.length;
         if ((r = on_section(&st, &s)) < 0)
             break;
-        if (s.id == HVM_CONFIG) {
+        if (s.id == HVI_CONFIG) {
             r = hvi_config_apply(hv, &s, &st.cfg, opts->kick_signal, mapped,
                                  &st.vm);
             if (r == 0)

@@ -9,17 +9,18 @@
 
 static int save_vcpus(struct hvi_out *o, hvc_vm *vm)
 {
-    for (uint32_t i = 0; i < vm->opts.max_vcpus; i++) {
-        hvc_vcpu *v = vm->vcpus[i];
+    uint32_t max = hvi_vm_max_vcpus(vm);
+    for (uint32_t i = 0; i < max; i++) {
+        hvc_vcpu *v = hvi_vm_vcpu(vm, i);
         if (!v)
             continue;
-        int r = hvi_vcpu_flush(v);
+        int r = hvi_vcpu_take_io(v);
         uint8_t *p = NULL;
         size_t len = 0;
         if (r == 0)
             r = hvi_vcpu_encode(v, &p, &len);
         if (r == 0)
-            r = hvi_put_section(o, HVM_VCPU, i, p, len);
+            r = hvi_put_section(o, HVI_VCPU, i, p, len);
         free(p);
         if (r < 0)
             return r;
@@ -29,7 +30,7 @@ static int save_vcpus(struct hvi_out *o, hvc_vm *vm)
 
 static int save_tsc(struct hvi_out *o, hvc_vm *vm)
 {
-    if (!vm->nr_vcpus)
+    if (!hvc_vm_vcpu_count(vm))
         return 0;
     size_t n;
     int r = hvc_vm_tsc_state_size(vm, &n);
@@ -39,7 +40,7 @@ static int save_tsc(struct hvi_out *o, hvc_vm *vm)
     if (!p)
         return hvi_error(-ENOMEM, "out of memory saving the TSC state");
     if ((r = hvc_vm_save_tsc(vm, p, n, &n)) == 0)
-        r = hvi_put_section(o, HVM_TSC, 0, p, n);
+        r = hvi_put_section(o, HVI_TSC, 0, p, n);
     free(p);
     return r;
 }
@@ -78,7 +79,7 @@ static int save_devices(struct hvi_out *o, hvc_vm *vm)
         if (r < 0)
             r = device_failed(name, r);
         if (r == 0)
-            r = hvi_put_section(o, HVM_DEVICE, (uint32_t)i, p, 2 + nl + need);
+            r = hvi_put_section(o, HVI_DEVICE, (uint32_t)i, p, 2 + nl + need);
         free(p);
     }
     free(devs);
@@ -88,16 +89,16 @@ static int save_devices(struct hvi_out *o, hvc_vm *vm)
 static int write_header(struct hvi_out *o, hvc_vm *vm, const uint8_t salt[16],
                         uint32_t flags)
 {
-    uint8_t h[HVM_HEADER_SIZE] = {0};
-    memcpy(h, HVM_MAGIC, 8);
+    uint8_t h[HVI_HEADER_SIZE] = {0};
+    memcpy(h, HVI_MAGIC, 8);
     hvi_put16(h + 8, HVC_STREAM_FORMAT_MAJOR);
     hvi_put16(h + 10, HVC_STREAM_FORMAT_MINOR);
     hvi_put32(h + 12, hvc_version());
     memcpy(h + 16, "x86_64", 6);
-    strncpy((char *)h + 32, vm->ops->name, 8);
-    hvi_put32(h + 40, HVM_PAGE);
+    strncpy((char *)h + 32, hvi_vm_backend(vm), 8);
+    hvi_put32(h + 40, HVI_PAGE);
     hvi_put32(h + 44, flags);
-    if (flags & HVM_HDR_ENCRYPTED)
+    if (flags & HVI_HDR_ENCRYPTED)
         memcpy(h + 48, salt, 16);
     hvi_put32(h + 76, hvi_crc32c(0, h, 76));
     return hvi_out_write(o, h, sizeof(h));
@@ -141,9 +142,8 @@ int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *in_opts)
     if (!hvc_vm_is_paused(vm))
         return hvi_error(-EBUSY, "the VM must be paused (hvc_vm_pause) to be "
                                  "saved");
-    if (vm->ops->version < 3 || !vm->ops->vcpu_flush)
-        return hvi_error(-ENOTSUP, "backend %s cannot save a VM",
-                         vm->ops->name);
+    if ((r = hvi_state_supported(vm)) < 0)
+        return r;
     o->align = opts.flags & HVC_SAVE_ALIGN_PAGES;
     o->progress = opts.progress;
     o->opaque = opts.opaque;
@@ -151,7 +151,7 @@ int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *in_opts)
     uint8_t salt[16] = {0};
     uint32_t hflags = 0;
     if (opts.key || opts.passphrase) {
-        hflags = HVM_HDR_ENCRYPTED | (opts.passphrase ? HVM_HDR_PASSPHRASE : 0);
+        hflags = HVI_HDR_ENCRYPTED | (opts.passphrase ? HVI_HDR_PASSPHRASE : 0);
         if ((r = hvi_random(salt, sizeof(salt))) < 0 ||
             (r = hvi_crypt_new(opts.key, opts.passphrase, salt, &o->crypt)) < 0)
             return r;
@@ -160,10 +160,10 @@ int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *in_opts)
     size_t cfg_len = 0;
     if ((r = write_header(o, vm, salt, hflags)) == 0 &&
         (r = hvi_config_encode(vm, &cfg, &cfg_len)) == 0)
-        r = hvi_put_section(o, HVM_CONFIG, 0, cfg, cfg_len);
+        r = hvi_put_section(o, HVI_CONFIG, 0, cfg, cfg_len);
     free(cfg);
     if (r == 0 && opts.user_data_length)
-        r = hvi_put_section(o, HVM_USER, 0, opts.user_data,
+        r = hvi_put_section(o, HVI_USER, 0, opts.user_data,
                             opts.user_data_length);
     if (r == 0)
         r = hvi_save_memory(o, vm);
@@ -172,7 +172,7 @@ int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *in_opts)
     uint8_t *irq = NULL;
     size_t irq_len = 0;
     if (r == 0 && (r = hvi_irqchip_encode(vm, &irq, &irq_len)) == 0 && irq_len)
-        r = hvi_put_section(o, HVM_IRQCHIP, 0, irq, irq_len);
+        r = hvi_put_section(o, HVI_IRQCHIP, 0, irq, irq_len);
     free(irq);
     if (r == 0)
         r = save_tsc(o, vm);

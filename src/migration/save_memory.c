@@ -40,7 +40,7 @@ static bool page_zero(const uint8_t *p)
     if (w)
         return false;
     uint64_t acc = 0;
-    for (size_t i = 8; i < HVM_PAGE; i += 8) {
+    for (size_t i = 8; i < HVI_PAGE; i += 8) {
         memcpy(&w, p + i, 8);
         acc |= w;
     }
@@ -52,18 +52,18 @@ static bool page_zero(const uint8_t *p)
 static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
                  uint64_t *pg_io, struct batch *b)
 {
-    const uint64_t pages = reg->len / HVM_PAGE;
-    const uint64_t max_run = o->crypt ? HVM_SEALED_RUN_PAGES : HVM_RUN_PAGES;
+    const uint64_t pages = reg->len / HVI_PAGE;
+    const uint64_t max_run = o->crypt ? HVI_SEALED_RUN_PAGES : HVI_RUN_PAGES;
     uint64_t pg = *pg_io;
     while (pg < pages && b->n < BATCH) {
-        const uint8_t *base = reg->hva + pg * HVM_PAGE;
+        const uint8_t *base = reg->hva + pg * HVI_PAGE;
         struct run *r = &b->v[b->n++];
-        r->gpa = reg->gpa + pg * HVM_PAGE;
+        r->gpa = reg->gpa + pg * HVI_PAGE;
         r->crc = 0;
         uint64_t n = 1;
         if (page_zero(base)) {
-            while (pg + n < pages && n < HVM_MAX_RUN_PAGES &&
-                   page_zero(base + n * HVM_PAGE))
+            while (pg + n < pages && n < HVI_MAX_RUN_PAGES &&
+                   page_zero(base + n * HVI_PAGE))
                 n++;
             r->data = NULL;
             r->pages = n;
@@ -73,7 +73,7 @@ static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
         /* A raw run; in an aligned stream it swallows short zero gaps. */
         uint64_t end = 1; /* pages up to the last non-zero one */
         while (pg + n < pages && n < max_run) {
-            if (!page_zero(base + n * HVM_PAGE)) {
+            if (!page_zero(base + n * HVI_PAGE)) {
                 end = ++n;
                 continue;
             }
@@ -81,7 +81,7 @@ static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
                 break;
             uint64_t gap = 1;
             while (gap < ALIGNED_GAP_PAGES && pg + n + gap < pages &&
-                   n + gap < max_run && page_zero(base + (n + gap) * HVM_PAGE))
+                   n + gap < max_run && page_zero(base + (n + gap) * HVI_PAGE))
                 gap++;
             if (gap >= ALIGNED_GAP_PAGES || pg + n + gap >= pages ||
                 n + gap >= max_run)
@@ -101,7 +101,7 @@ static void *checksum(void *arg)
     for (size_t i = 0; i < b->n; i++) {
         struct run *r = &b->v[i];
         uint32_t crc =
-            r->data ? hvi_crc32c(0, r->data, r->pages * HVM_PAGE) : 0;
+            r->data ? hvi_crc32c(0, r->data, r->pages * HVI_PAGE) : 0;
         pthread_mutex_lock(&b->lock);
         r->crc = crc;
         b->done = i + 1;
@@ -156,7 +156,7 @@ int hvi_save_memory(struct hvi_out *o, hvc_vm *vm)
     pthread_cond_init(&b->cond, NULL);
     for (size_t i = 0; r == 0 && i < n; i++) {
         uint64_t pg = 0;
-        while (r == 0 && pg < regs[i]->len / HVM_PAGE) {
+        while (r == 0 && pg < regs[i]->len / HVI_PAGE) {
             b->n = 0;
             plan(o, regs[i], &pg, b);
             r = write_batch(o, b);

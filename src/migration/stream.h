@@ -13,60 +13,60 @@
 
 /* Section ids, in stream order (PAD may come anywhere). */
 enum {
-    HVM_CONFIG = 1,
-    HVM_MEMORY = 2,
-    HVM_VCPU = 3,
-    HVM_IRQCHIP = 4,
-    HVM_TSC = 5,
-    HVM_DEVICE = 6,
-    HVM_PAD = 7,
-    HVM_USER = 8,
-    HVM_END = 0xffff
+    HVI_CONFIG = 1,
+    HVI_MEMORY = 2,
+    HVI_VCPU = 3,
+    HVI_IRQCHIP = 4,
+    HVI_TSC = 5,
+    HVI_DEVICE = 6,
+    HVI_PAD = 7,
+    HVI_USER = 8,
+    HVI_END = 0xffff
 };
 
-#define HVM_MAGIC "HVCORESN"
-#define HVM_HEADER_SIZE 80
-#define HVM_SEC_HEADER 24
-#define HVM_MEM_DESC 24 /* u64 gpa, u64 pages, u32 encoding, u32 data CRC */
-#define HVM_TAG_SIZE 16 /* AES-GCM tag, appended to an encrypted payload */
-#define HVM_PAGE 4096u
+#define HVI_MAGIC "HVCORESN"
+#define HVI_HEADER_SIZE 80
+#define HVI_SEC_HEADER 24
+#define HVI_MEM_DESC 24 /* u64 gpa, u64 pages, u32 encoding, u32 data CRC */
+#define HVI_TAG_SIZE 16 /* AES-GCM tag, appended to an encrypted payload */
+#define HVI_PAGE 4096u
 
-#define HVM_F_REQUIRED 1u
-#define HVM_F_ENCRYPTED 2u
+#define HVI_F_REQUIRED 1u
+#define HVI_F_ENCRYPTED 2u
 
-#define HVM_HDR_ENCRYPTED 1u  /* header flags */
-#define HVM_HDR_PASSPHRASE 2u /* the key comes from a passphrase */
+#define HVI_HDR_ENCRYPTED 1u  /* header flags */
+#define HVI_HDR_PASSPHRASE 2u /* the key comes from a passphrase */
 
-#define HVM_MEM_RAW 0u
-#define HVM_MEM_ZERO 1u
+#define HVI_MEM_RAW 0u
+#define HVI_MEM_ZERO 1u
 
 /* Bounds a reader applies before allocating. */
-#define HVM_MAX_SECTION (16u << 20)
-#define HVM_MAX_RUN_PAGES (1u << 18) /* 1 GiB of raw pages */
+#define HVI_MAX_SECTION (16u << 20)
+#define HVI_MAX_RUN_PAGES (1u << 18) /* 1 GiB of raw pages */
 /* Writers cut raw runs at this many pages (encrypted: at the smaller
  * bound, since a sealed run is buffered whole). */
-#define HVM_RUN_PAGES 4096u
-#define HVM_SEALED_RUN_PAGES 256u
+#define HVI_RUN_PAGES 4096u
+#define HVI_SEALED_RUN_PAGES 256u
 
 /* Section versions this library writes and reads. */
-#define HVM_VERSION 1u
+#define HVI_VERSION 1u
 
 /* Tags of the CONFIG record. */
 enum {
-    HVM_CFG_VM_FLAGS = 1,
-    HVM_CFG_MAX_VCPUS = 2,
-    HVM_CFG_VCPU_IDS = 3,  /* bytes: u32 ids */
-    HVM_CFG_REGIONS = 4,   /* bytes: {u64 gpa, u64 length, u32 flags, 0} */
-    HVM_CFG_FPU_SIZE = 5,  /* XSAVE blob bytes */
-    HVM_CFG_PHYS_BITS = 6, /* highest guest-physical address bit used */
-    HVM_CFG_TSC_KHZ = 7,
-    HVM_CFG_TSC_PINNED = 8,
-    HVM_CFG_NR_DEVICES = 9
+    HVI_CFG_VM_FLAGS = 1,
+    HVI_CFG_MAX_VCPUS = 2,
+    HVI_CFG_VCPU_IDS = 3,  /* bytes: u32 ids */
+    HVI_CFG_REGIONS = 4,   /* bytes: {u64 gpa, u64 length, u32 flags, 0} */
+    HVI_CFG_FPU_SIZE = 5,  /* XSAVE blob bytes */
+    HVI_CFG_PHYS_BITS = 6, /* highest guest-physical address bit used */
+    HVI_CFG_TSC_KHZ = 7,
+    HVI_CFG_TSC_PINNED = 8,
+    HVI_CFG_NR_DEVICES = 9
 };
 
 /* Tag of the FPU/XSAVE blob in a VCPU record; backend blobs use their
  * hvc_backend_state number as tag. */
-#define HVM_VCPU_FPU 200
+#define HVI_VCPU_FPU HVI_STATE_FPU
 
 struct hvi_crypt;
 
@@ -78,7 +78,7 @@ int hvi_crypt_new(const uint8_t *key, const char *passphrase,
                   const uint8_t salt[16], struct hvi_crypt **out);
 void hvi_crypt_free(struct hvi_crypt *c);
 int hvi_random(void *buf, size_t len);
-/* Seals @p len bytes at @p in into @p out (len + HVM_TAG_SIZE bytes). */
+/* Seals @p len bytes at @p in into @p out (len + HVI_TAG_SIZE bytes). */
 int hvi_seal(struct hvi_crypt *c, uint64_t offset, const uint8_t aad[20],
              const void *in, size_t len, uint8_t *out);
 /* Opens @p len bytes (tag included) in place; -EKEYREJECTED on a bad tag.
@@ -127,7 +127,7 @@ struct hvi_sec {
     uint32_t instance;
     uint32_t crc;
     uint64_t offset; /* stream offset of the section header */
-    uint8_t raw[HVM_SEC_HEADER];
+    uint8_t raw[HVI_SEC_HEADER];
 };
 struct hvi_in {
     hvc_stream s;

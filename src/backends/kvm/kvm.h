@@ -6,6 +6,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 /* KVM reserves three pages below 4 GiB for the VMX real-mode TSS and one
@@ -72,7 +73,13 @@ struct hvi_kvm_vcpu {
     uint32_t id;
     struct kvm_run *run;
     size_t run_size;
-    pthread_t runner;     /* set by run_prepare, for kicks */
+    pthread_t runner; /* set by run_prepare, for kicks */
+    /* A kick signal was sent and the runner has not returned from KVM_RUN
+     * since. Kickers send no second one meanwhile: the kick signal is a
+     * queued real-time signal, and a kicker in a loop would otherwise fill
+     * the runner's queue faster than it can take the signals, so that it
+     * never gets back to user code (seen with 10 000 kicks against runs). */
+    atomic_int sig_inflight;
     pthread_t mask_owner; /* thread whose mask KVM_SET_SIGNAL_MASK holds */
     bool mask_set;
     enum hvi_kvm_fpu_mode fpu_mode;

@@ -109,6 +109,9 @@ int hvi_kvm_vcpu_run_prepare(void *vcpu_priv)
     struct hvi_kvm_vcpu *v = vcpu_priv;
     pthread_t self = pthread_self();
     v->runner = self;
+    /* No kicker is inside vcpu_kick now (the core is STARTING), and a
+     * signal sent to an earlier run needs no answer. */
+    atomic_store(&v->sig_inflight, 0);
     if (v->mask_set && pthread_equal(v->mask_owner, self))
         return 0;
     sigset_t cur;
@@ -133,7 +136,11 @@ void hvi_kvm_vcpu_kick(void *vcpu_priv)
     /* immediate_exit covers a runner about to enter; the signal one that is
      * inside. */
     __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    pthread_kill(v->runner, v->vm->kick_signal);
+    /* A signal still in flight makes the current KVM_RUN return, and the
+     * next one sees immediate_exit; when KVM clears immediate_exit on that
+     * return, the core reads its kick flags before entering again. */
+    if (!atomic_exchange(&v->sig_inflight, 1))
+        pthread_kill(v->runner, v->vm->kick_signal);
 }
 
 int hvi_kvm_set_runnable(void *vcpu_priv)
@@ -161,7 +168,11 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hvc_exit *exit)
 {
     struct hvi_kvm_vcpu *v = vcpu_priv;
     struct kvm_run *run = v->run;
-    if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+    int rc = ioctl(v->fd, KVM_RUN, 0);
+    /* Any signal sent before this point has been taken or is about to be:
+     * later kicks must send their own. */
+    atomic_store(&v->sig_inflight, 0);
+    if (rc < 0) {
         if (errno == EINTR || errno == EAGAIN) {
             __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
             return -EINTR;

@@ -1,0 +1,379 @@
+/* The races the thread rules name: kicks against a vCPU's first run, a
+ * kick from a signal handler while pauses and kicks are in progress, calls
+ * from the VM's event thread that would deadlock, and completing a read
+ * across a concurrent save. */
+#include "hvtest.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+struct runner {
+    hvc_vcpu *vcpu;
+    int rc;
+    uint32_t reason;
+    atomic_int done;
+};
+
+static void *run_once(void *arg)
+{
+    struct runner *r = arg;
+    const hvc_exit *e = NULL;
+    r->rc = hvc_vcpu_run(r->vcpu, &e);
+    r->reason = r->rc == 0 ? e->reason : 0;
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+/* Before the fix, the vCPU counted as running before the backend knew its
+ * thread, so a kick in that window signalled a zero or exited thread. Here
+ * a kicker hammers vCPUs while each run starts on a new thread: every run
+ * must come back with HVC_EXIT_KICK, and nothing may crash. A new vCPU
+ * every 500 runs (KVM never frees a vCPU id, so each has its own)
+ * gives the window its worst case: no runner thread known yet. */
+Test(races, kicks_against_first_runs, .timeout = 240)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    hvt_load(t.vm, "spin64");
+    enum { RUNS = 10000, PER_VCPU = 500 };
+    hvc_vcpu *vcpu = NULL;
+    int kicks_landed_early = 0;
+    for (int i = 0; i < RUNS; i++) {
+        if (i % PER_VCPU == 0) {
+            if (vcpu)
+                HVT_OK(hvc_vcpu_destroy(vcpu));
+            vcpu = hvt_vcpu(t.vm, (uint32_t)(i / PER_VCPU), HVC_X86_MODE_LONG64,
+                            0);
+        }
+        struct runner r = {vcpu, -1, 0, 0};
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, run_once, &r), 0);
+        /* Kick as fast as possible while the thread is being born,
+         * entering hvc_vcpu_run(), and running. */
+        int n = 0;
+        while (!atomic_load(&r.done)) {
+            HVT_OK(hvc_vcpu_kick(vcpu));
+            n++;
+        }
+        pthread_join(th, NULL);
+        cr_assert_eq(r.rc, 0, "run %d: %d (%s)", i, r.rc, hvc_last_error());
+        cr_assert_eq(r.reason, HVC_EXIT_KICK, "run %d: exit %u", i, r.reason);
+        kicks_landed_early += n <= 1;
+    }
+    HVT_OK(hvc_vcpu_destroy(vcpu));
+    /* The loop must really have raced: most runs see many kicks. */
+    cr_assert_lt(kicks_landed_early, RUNS, "no run overlapped a kick");
+    hvt_close(&t);
+}
+
+/* hvc_vcpu_kick() is async-signal-safe: a handler calls it while the
+ * interrupted thread was itself inside hvc_vcpu_kick() or hvc_vm_pause().
+ * A lock or a wait for another kicker would hang this test. */
+static hvc_vcpu *sig_vcpu;
+static atomic_long sig_kicks;
+
+static void kick_from_handler(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    if (hvc_vcpu_kick(sig_vcpu) == 0)
+        atomic_fetch_add(&sig_kicks, 1);
+    errno = saved;
+}
+
+struct storm {
+    hvc_vm *vm;
+    hvc_vcpu *vcpu;
+    atomic_int stop;
+    long runs, kicks, pauses;
+};
+
+static void *storm_runner(void *arg)
+{
+    struct storm *s = arg;
+    while (!atomic_load(&s->stop)) {
+        const hvc_exit *e;
+        int r = hvc_vcpu_run(s->vcpu, &e);
+        cr_assert_eq(r, 0, "%s", hvc_last_error());
+        cr_assert_eq(e->reason, HVC_EXIT_KICK);
+        s->runs++;
+    }
+    return NULL;
+}
+
+static void *storm_kicker(void *arg)
+{
+    struct storm *s = arg;
+    while (!atomic_load(&s->stop)) {
+        hvc_vcpu_kick(s->vcpu);
+        s->kicks++;
+    }
+    return NULL;
+}
+
+static void *storm_pauser(void *arg)
+{
+    struct storm *s = arg;
+    while (!atomic_load(&s->stop)) {
+        cr_assert_eq(hvc_vm_pause(s->vm), 0, "%s", hvc_last_error());
+        cr_assert_eq(hvc_vm_resume(s->vm), 0, "%s", hvc_last_error());
+        s->pauses++;
+    }
+    return NULL;
+}
+
+Test(races, kick_from_a_signal_handler_during_kicks_and_pauses, .timeout = 120)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    hvt_load(t.vm, "spin64");
+    struct storm s = {t.vm, hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0), 0, 0, 0,
+                      0};
+    sig_vcpu = s.vcpu;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = kick_from_handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    pthread_t run, kick, pause;
+    pthread_create(&run, NULL, storm_runner, &s);
+    pthread_create(&kick, NULL, storm_kicker, &s);
+    pthread_create(&pause, NULL, storm_pauser, &s);
+    double end = now_s() + 2.0;
+    long sent = 0;
+    while (now_s() < end) {
+        /* Into the kicker and the pauser, in the middle of their calls. */
+        pthread_kill(kick, SIGUSR1);
+        pthread_kill(pause, SIGUSR1);
+        sent += 2;
+        usleep(50);
+    }
+    atomic_store(&s.stop, 1);
+    pthread_join(kick, NULL);
+    pthread_join(pause, NULL);
+    /* The runner may be in the guest with nobody kicking any more. */
+    while (pthread_tryjoin_np(run, NULL) != 0) {
+        hvc_vcpu_kick(s.vcpu);
+        usleep(1000);
+    }
+    signal(SIGUSR1, SIG_DFL);
+    cr_log_info("%ld runs, %ld kicks, %ld pauses, %ld signals, %ld kicks "
+                "from handlers",
+                s.runs, s.kicks, s.pauses, sent, atomic_load(&sig_kicks));
+    cr_assert_gt(s.runs, 100);
+    cr_assert_gt(s.pauses, 100);
+    cr_assert_gt(atomic_load(&sig_kicks), 1000);
+    hvt_close(&t);
+}
+
+/* A pause parks the runner inside hvc_vcpu_run(); a kick takes it out at
+ * once, even while the pause lasts. */
+Test(races, kick_releases_a_parked_runner)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    hvt_load(t.vm, "spin64");
+    struct runner r = {hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0), -1, 0, 0};
+    HVT_OK(hvc_vm_pause(t.vm));
+    pthread_t th;
+    pthread_create(&th, NULL, run_once, &r);
+    usleep(20000);
+    cr_assert_eq(atomic_load(&r.done), 0, "a paused vCPU ran to an exit");
+    double t0 = now_s();
+    HVT_OK(hvc_vcpu_kick(r.vcpu));
+    pthread_join(th, NULL);
+    cr_assert_lt(now_s() - t0, 0.5);
+    cr_assert_eq(r.reason, HVC_EXIT_KICK);
+    HVT_OK(hvc_vm_resume(t.vm));
+    hvt_close(&t);
+}
+
+/* Calls from an fd-watch callback that would wait on the event thread
+ * itself refuse with -EDEADLK and a message, and leave the VM usable. */
+struct from_loop {
+    hvc_vm *vm;
+    hvc_device *dev;
+    int pause, remove, reset, destroy;
+    char msg[4][256];
+    int pipe[2];
+    atomic_int done;
+};
+
+static void on_readable(void *opaque, int fd, uint32_t events)
+{
+    struct from_loop *f = opaque;
+    (void)events;
+    char c;
+    if (read(fd, &c, 1) != 1)
+        return;
+    f->pause = hvc_vm_pause(f->vm);
+    snprintf(f->msg[0], sizeof(f->msg[0]), "%s", hvc_last_error());
+    f->remove = hvc_vm_remove_device(f->vm, f->dev);
+    snprintf(f->msg[1], sizeof(f->msg[1]), "%s", hvc_last_error());
+    f->reset = hvc_vm_reset_devices(f->vm);
+    snprintf(f->msg[2], sizeof(f->msg[2]), "%s", hvc_last_error());
+    f->destroy = hvc_vm_destroy(f->vm);
+    snprintf(f->msg[3], sizeof(f->msg[3]), "%s", hvc_last_error());
+    atomic_store(&f->done, 1);
+}
+
+Test(races, event_thread_calls_that_would_deadlock_refuse, .timeout = 30)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    struct from_loop f = {.vm = t.vm};
+    HVT_OK(hvc_port80_create(t.vm, &f.dev));
+    cr_assert_eq(pipe(f.pipe), 0);
+    HVT_OK(hvc_vm_watch_fd(t.vm, f.pipe[0], HVC_FD_READABLE, on_readable, &f));
+    cr_assert_eq(write(f.pipe[1], "x", 1), 1);
+    for (int i = 0; i < 5000 && !atomic_load(&f.done); i++)
+        usleep(1000);
+    cr_assert(atomic_load(&f.done), "the callback never returned");
+    int got[4] = {f.pause, f.remove, f.reset, f.destroy};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(got[i], -EDEADLK, "call %d: %d (%s)", i, got[i], f.msg[i]);
+        cr_assert(strstr(f.msg[i], "event thread"), "call %d: %s", i, f.msg[i]);
+    }
+    /* Outside the callback the same calls work. */
+    HVT_OK(hvc_vm_pause(t.vm));
+    HVT_OK(hvc_vm_resume(t.vm));
+    HVT_OK(hvc_vm_reset_devices(t.vm));
+    HVT_OK(hvc_vm_unwatch_fd(t.vm, f.pipe[0]));
+    HVT_OK(hvc_vm_remove_device(t.vm, f.dev));
+    HVT_ERR(hvc_vm_remove_device(t.vm, f.dev), -ENOENT);
+    close(f.pipe[0]);
+    close(f.pipe[1]);
+    hvt_close(&t);
+}
+
+/* An unclaimed read around a save: the save takes in what was completed
+ * before it, the source and the restored guest read the same value, and a
+ * completion after the save fails with -EALREADY. */
+static int save_to(hvc_vm *vm, int fd)
+{
+    int r = hvc_vm_pause(vm);
+    if (r == 0) {
+        r = hvc_vm_save_fd(vm, fd, NULL);
+        hvc_vm_resume(vm);
+    }
+    return r;
+}
+
+static uint8_t restored_value(hvc_hypervisor *hv, int fd)
+{
+    cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+    hvc_vm *vm;
+    HVT_OK(hvc_vm_restore_fd(hv, fd, NULL, &vm));
+    hvc_vcpu *v;
+    HVT_OK(hvc_vm_get_vcpu(vm, 0, &v));
+    cr_assert_eq(hvt_run_done(v), 0x11);
+    uint8_t got = 0;
+    HVT_OK(hvc_vm_read(vm, DATA_OUT, &got, 1));
+    HVT_OK(hvc_vm_destroy(vm));
+    return got;
+}
+
+static const hvc_exit *to_the_read(hvc_vcpu *v)
+{
+    const hvc_exit *e;
+    HVT_OK(hvc_vcpu_run(v, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_PIO);
+    cr_assert_eq(e->u.io.port, PORT_UNCLAIMED_IN);
+    cr_assert_eq(e->u.io.is_write, 0);
+    return e;
+}
+
+Test(races, complete_io_around_a_save)
+{
+    for (int completed_first = 0; completed_first < 2; completed_first++) {
+        hvt t;
+        hvt_open(&t, 0);
+        hvt_load(t.vm, "read_once64");
+        hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
+        to_the_read(v);
+        uint8_t value = 0x5a;
+        if (completed_first)
+            HVT_OK(hvc_vcpu_complete_io(v, &value, 1));
+        int fd = memfd_create("snap", MFD_CLOEXEC);
+        cr_assert_geq(fd, 0);
+        HVT_OK(save_to(t.vm, fd));
+        uint8_t want = completed_first ? 0x5a : 0xff;
+        if (!completed_first) {
+            HVT_ERR(hvc_vcpu_complete_io(v, &value, 1), -EALREADY);
+            cr_assert(strstr(hvc_last_error(), "save"), "%s", hvc_last_error());
+        }
+        /* The source goes on with what the save took in. */
+        cr_assert_eq(hvt_run_done(v), 0x11);
+        uint8_t got = 0;
+        HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &got, 1));
+        cr_assert_eq(got, want, "source read 0x%x", got);
+        cr_assert_eq(restored_value(t.hv, fd), want);
+        close(fd);
+        hvt_close(&t);
+    }
+}
+
+/* complete_io() from the vCPU's thread while another thread saves, many
+ * times: each save and the source agree on the value, never a mix. */
+struct completer {
+    hvc_vcpu *vcpu;
+    atomic_int go;
+    int rc;
+};
+
+static void *complete_now(void *arg)
+{
+    struct completer *c = arg;
+    while (!atomic_load(&c->go))
+        ;
+    uint8_t value = 0x5a;
+    c->rc = hvc_vcpu_complete_io(c->vcpu, &value, 1);
+    return NULL;
+}
+
+Test(races, complete_io_racing_a_save, .timeout = 120)
+{
+    int seen[2] = {0, 0};
+    for (int i = 0; i < 40; i++) {
+        hvt t;
+        hvt_open(&t, 0);
+        hvt_load(t.vm, "read_once64");
+        hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
+        to_the_read(v);
+        int fd = memfd_create("snap", MFD_CLOEXEC);
+        struct completer c = {v, 0, 1};
+        pthread_t th;
+        pthread_create(&th, NULL, complete_now, &c);
+        atomic_store(&c.go, 1);
+        HVT_OK(save_to(t.vm, fd));
+        pthread_join(th, NULL);
+        cr_assert(c.rc == 0 || c.rc == -EALREADY, "%d", c.rc);
+        uint8_t want = c.rc == 0 ? 0x5a : 0xff;
+        seen[c.rc == 0]++;
+        cr_assert_eq(hvt_run_done(v), 0x11);
+        uint8_t got = 0;
+        HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &got, 1));
+        cr_assert_eq(got, want, "run %d: source read 0x%x", i, got);
+        cr_assert_eq(restored_value(t.hv, fd), want, "run %d", i);
+        close(fd);
+        hvt_close(&t);
+    }
+    cr_log_info("completed before the save %d times, after %d", seen[1],
+                seen[0]);
+}
