@@ -68,6 +68,23 @@ Test(memory, rejects_bad_regions)
     HVT_ERR(hvc_vm_add_memory(t.vm, NULL, NULL), -EINVAL);
     o = region(0x10000000, 0x1000);
     HVT_ERR(hvc_vm_add_memory(NULL, &o, NULL), -EINVAL);
+    /* KVM's real-mode TSS and identity map live at 0xfffbc000..0xfffbffff:
+     * RAM over them, or straddling into them, is refused by name; RAM
+     * right below and right above fits. */
+    o = region(0xfff00000, 0x100000);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EEXIST);
+    cr_assert(strstr(hvc_last_error(), "0xfffbc000"), "%s", hvc_last_error());
+    o = region(0xfffbf000, 0x1000);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EEXIST);
+    o = region(0xfffbb000, 0x2000);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EEXIST);
+    hvc_memory_region *below, *above;
+    o = region(0xfffbb000, 0x1000);
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &below));
+    o = region(0xfffc0000, 0x40000);
+    HVT_OK(hvc_vm_add_memory(t.vm, &o, &above));
+    HVT_OK(hvc_vm_remove_memory(t.vm, below));
+    HVT_OK(hvc_vm_remove_memory(t.vm, above));
     /* the map is unchanged: the original region is still the only one */
     hvc_memory_region *f;
     HVT_OK(hvc_vm_find_memory(t.vm, 0, &f));

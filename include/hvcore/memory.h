@@ -149,7 +149,9 @@ typedef struct hvc_memory_options {
  *         address, length or host pointer, zero length, a range past the
  *         backend's physical address width, a NUMA policy with no node or
  *         a node the host does not have, flags that do not go together);
- *         -EEXIST when it overlaps a region (the message names both);
+ *         -EEXIST when it overlaps a region (the message names both) or
+ *         pages the backend keeps for itself (KVM: 0xfffbc000..0xfffbffff,
+ *         its real-mode TSS and identity map);
  *         -ENOSPC when the VM has no memory slot left; -ENOMEM (also: too
  *         few huge pages, or prefaulting ran out of memory); -ENOTSUP when
  *         the kernel lacks what a flag or the policy needs (huge pages,

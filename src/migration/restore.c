@@ -3,6 +3,7 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,26 +45,49 @@ struct restore {
     uint64_t sections, raw_pages, zero_pages, payload_bytes;
 };
 
+/* Runs the caller's setup callback before the first section that needs
+ * the VM built (s is that section). Its errors are the callback's, not the
+ * section's, so they name the callback and say what it failed to do. */
 static int do_setup(struct restore *st, const struct hvi_sec *s)
 {
+    (void)s;
     st->setup_done = true;
     if (st->opts->setup) {
+        /* An empty message afterwards means the callback set none. */
+        hvi_error(0, "%s", "");
         int r =
             st->opts->setup(st->opts->opaque, st->vm, st->user, st->user_len);
-        if (r < 0)
-            return hvi_fail(s, r,
-                            "the setup callback failed before this "
-                            "section: %s",
-                            hvc_last_error());
+        if (r < 0) {
+            char why[384];
+            snprintf(why, sizeof(why), "%s", hvc_last_error());
+            if (r < -4095)
+                r = -EINVAL; /* not an errno */
+            return hvi_error(r, "restore: the setup callback failed (%s): %s",
+                             hvc_strerror(r),
+                             why[0] ? why : "it left no message");
+        }
     }
     int r = hvi_devices_snapshot(st->vm, &st->devs, &st->nr_devs);
     if (r < 0)
         return r;
-    if (st->nr_devs != st->cfg.nr_devices)
-        return hvi_fail(s, -ENOENT,
-                        "the stream holds %llu devices; the setup callback "
-                        "attached %zu",
-                        (unsigned long long)st->cfg.nr_devices, st->nr_devs);
+    if (st->nr_devs != st->cfg.nr_devices) {
+        /* Name what was attached, so the caller sees what is missing. */
+        char names[256] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < st->nr_devs && used < sizeof(names); i++) {
+            int n = snprintf(names + used, sizeof(names) - used, "%s\"%s\"",
+                             i ? ", " : "", hvc_device_name(st->devs[i]));
+            if (n < 0)
+                break;
+            used += (size_t)n;
+        }
+        return hvi_error(-ENOENT,
+                         "restore: the stream holds state for %llu "
+                         "device(s); the setup callback attached %zu%s%s%s",
+                         (unsigned long long)st->cfg.nr_devices, st->nr_devs,
+                         st->nr_devs ? " (" : "", names,
+                         st->nr_devs ? ")" : "");
+    }
     st->dev_seen = calloc(st->nr_devs + 1, 1);
     return st->dev_seen ? 0 : hvi_error(-ENOMEM, "out of memory");
 }

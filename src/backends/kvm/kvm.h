@@ -14,6 +14,7 @@
  * These are the addresses QEMU and Firecracker use too. */
 #define HVI_KVM_IDENTITY_MAP_ADDR 0xfffbc000ull
 #define HVI_KVM_TSS_ADDR 0xfffbd000ull
+#define HVI_KVM_PRIVATE_END 0xfffc0000ull /* one past the TSS */
 
 /* GSIs routed by KVM's default IRQ routing (the IOAPIC's 24 pins). */
 #define HVI_KVM_NR_GSIS 24

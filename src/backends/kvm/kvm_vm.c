@@ -70,6 +70,14 @@ int hvi_kvm_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
                        uint64_t length, void *host_addr, uint32_t flags)
 {
     struct hvi_kvm_vm *vm = vm_priv;
+    const uint64_t priv = HVI_KVM_IDENTITY_MAP_ADDR,
+                   priv_end = HVI_KVM_PRIVATE_END;
+    if (guest_addr < priv_end && guest_addr + length > priv)
+        return hvi_error(-EEXIST,
+                         "memory region 0x%" PRIx64 "+0x%" PRIx64
+                         " overlaps KVM's private pages 0x%" PRIx64
+                         "..0x%" PRIx64 " (real-mode TSS and identity map)",
+                         guest_addr, length, priv, priv_end - 1);
     struct kvm_userspace_memory_region m = {
         .slot = slot,
         .flags = (flags & HVC_BACKEND_MAP_READONLY) ? KVM_MEM_READONLY : 0,
