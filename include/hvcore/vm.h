@@ -160,6 +160,13 @@ typedef int (*hvc_io_fn)(void *opaque, hvc_vcpu *vcpu, uint64_t offset,
  * Registers a handler for a port-I/O or MMIO range. Accesses that fall in
  * the range are served inside hvc_vcpu_run() without returning.
  *
+ * An access must lie wholly inside one range to reach its handler. One
+ * that straddles a range's start or end (a 4-byte IN at the last port of a
+ * range, say) reaches no handler, not even in part: hvc_vcpu_run() returns
+ * it to the caller as an unclaimed ::HVC_EXIT_PIO or ::HVC_EXIT_MMIO exit,
+ * with all-ones read data until hvc_vcpu_complete_io(), like any access
+ * nobody registered.
+ *
  * @param space  ::HVC_IO_PIO or ::HVC_IO_MMIO.
  * @param base   first port or guest-physical address of the range.
  * @param length number of ports or bytes; non-zero.

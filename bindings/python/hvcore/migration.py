@@ -14,7 +14,10 @@ or source is:
   ``readinto(buffer)`` (or ``read(n)``), on the calling thread, in order,
   never seeking. An object whose ``write()`` returns None is taken to have
   written everything (buffered files, ``io.BytesIO``); non-blocking files
-  are not supported. The bindings never flush or close it.
+  are not supported. A successful save ends with the object's ``flush()``
+  (when it has one), so what the save wrote has left Python's buffers when
+  ``save()`` returns; a failing flush fails the save. The bindings never
+  close it.
 
 Encryption: ``key`` (32 bytes, :data:`HVC_STREAM_KEY_SIZE`) or ``passphrase``
 (str or bytes; PBKDF2 with 600000 iterations, so about half a second per
@@ -276,6 +279,9 @@ def save_vm(vm, target, *, key=None, passphrase=None, user_data=b"",
     else:
         stream = _writer(op, target)
         op.call(node, node, lib.hvc_vm_save, byref(stream), byref(opts))
+        flush = getattr(target, "flush", None)
+        if callable(flush):
+            flush()
 
 
 # -------------------------------------------------------------- restore --
@@ -366,7 +372,8 @@ class MigrationMixin:
         and device state (see :mod:`hvcore.migration`).
 
         ``target``: a snapshot file path (written atomically), a file
-        descriptor, or a file-like object with ``write()``. ``key`` (32
+        descriptor, or a file-like object with ``write()`` (flushed at the
+        end of a successful save, never closed). ``key`` (32
         bytes) or ``passphrase`` encrypts; ``user_data`` (bytes) goes to
         the restore's ``setup``; ``progress(done, total)``;
         ``align_pages`` page-aligns the memory data in a stream as a

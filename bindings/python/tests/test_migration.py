@@ -149,6 +149,46 @@ def test_file_object_round_trip_in_the_same_process(hv, counter):
     assert vm.closed
 
 
+def test_save_to_a_buffered_file_object_flushes_it(hv, counter, tmp_path):
+    """A save into a buffered writer leaves nothing in Python's buffer: the
+    file on disk holds the whole stream when save() returns, and a restore
+    from it (a separate open) works while the writer is still open."""
+    c = counter()
+    run_until(c.vm, 2)
+    path = tmp_path / "buffered.snap"
+    flushed = []
+
+    class Buffered(io.BufferedWriter):
+        def flush(self):
+            flushed.append(True)
+            return super().flush()
+
+    raw = io.FileIO(path, "w")
+    f = Buffered(raw, buffer_size=1 << 20)  # larger than this snapshot
+    try:
+        with c.vm.paused():
+            c.vm.save(f)
+        assert flushed, "save() did not flush the file object"
+        assert not f.closed
+        size = path.stat().st_size
+        assert size > 0 and size == f.tell()
+        with open(path, "rb") as src:
+            console, seen = [], []
+            vm = hvcore.VM.restore(hv, src, setup=uart_setup(console, seen))
+        with vm:
+            check(vm, 2)
+    finally:
+        f.close()
+
+    class FlushFails(io.BytesIO):
+        def flush(self):
+            raise OSError(errno.ENOSPC, "disk full at flush")
+
+    with pytest.raises(OSError, match="disk full at flush"):
+        with c.vm.paused():
+            c.vm.save(FlushFails())
+
+
 def test_save_a_running_smp_guest_to_a_snapshot_and_restore(hv, counter,
                                                             tmp_path):
     c = counter(2)
