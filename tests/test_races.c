@@ -262,6 +262,77 @@ Test(races, event_thread_calls_that_would_deadlock_refuse, .timeout = 30)
     hvt_close(&t);
 }
 
+/* Lock order: an event callback (holding the event lock) looks devices up
+ * (the device lock) while another thread adds and removes doorbells, which
+ * used to watch their notifier with the device lock held: an ABBA deadlock
+ * that this test hung on. */
+static void ignore_ring(void *opaque, const hvc_doorbell *db)
+{
+    (void)opaque, (void)db;
+}
+#define NULL_DOORBELL_FN ignore_ring
+
+struct lookups {
+    hvc_vm *vm;
+    int pipe[2];
+    atomic_long calls;
+    atomic_int stop;
+};
+
+static void look_up_devices(void *opaque, int fd, uint32_t events)
+{
+    (void)events;
+    struct lookups *l = opaque;
+    char buf[64];
+    if (read(fd, buf, sizeof(buf)) <= 0)
+        return;
+    hvc_device *d;
+    size_t n;
+    hvc_vm_find_device(l->vm, "none", &d);
+    hvc_vm_list_devices(l->vm, NULL, 0, &n);
+    atomic_fetch_add(&l->calls, 1);
+}
+
+static void *poke(void *arg)
+{
+    struct lookups *l = arg;
+    /* Keep callbacks coming for as long as doorbells come and go. */
+    while (!atomic_load(&l->stop)) {
+        if (write(l->pipe[1], "x", 1) != 1)
+            break;
+        usleep(50);
+    }
+    return NULL;
+}
+
+Test(races, doorbells_added_while_event_callbacks_look_up_devices,
+     .timeout = 60)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    struct lookups l = {.vm = t.vm};
+    cr_assert_eq(pipe(l.pipe), 0);
+    HVT_OK(
+        hvc_vm_watch_fd(t.vm, l.pipe[0], HVC_FD_READABLE, look_up_devices, &l));
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, poke, &l), 0);
+    hvc_doorbell db = {.space = HVC_IO_MMIO, .length = 4, .addr = 0xd0000000};
+    int rounds = 0;
+    for (; rounds < 500; rounds++) {
+        HVT_OK(hvc_vm_add_doorbell(t.vm, &db, NULL_DOORBELL_FN, NULL));
+        HVT_ERR(hvc_vm_add_doorbell(t.vm, &db, NULL_DOORBELL_FN, NULL),
+                -EEXIST);
+        HVT_OK(hvc_vm_remove_doorbell(t.vm, &db));
+    }
+    atomic_store(&l.stop, 1);
+    pthread_join(th, NULL);
+    HVT_OK(hvc_vm_unwatch_fd(t.vm, l.pipe[0]));
+    cr_assert_gt(atomic_load(&l.calls), 0, "no callback ran");
+    close(l.pipe[0]);
+    close(l.pipe[1]);
+    hvt_close(&t);
+}
+
 /* An unclaimed read around a save: the save takes in what was completed
  * before it, the source and the restored guest read the same value, and a
  * completion after the save fails with -EALREADY. */

@@ -62,6 +62,34 @@ struct hvi_io_table {
 
 struct hvi_tsc; /* tsc_internal.h */
 
+/* Locks of a VM, and the order they are taken in. A thread holding one may
+ * take only locks further down the list, never one above it:
+ *
+ *   1. ev_lock     the event thread's watch table; held while an fd-watch or
+ *                  doorbell callback runs (event.c). hvc_vm_watch_fd() and
+ *                  unwatch take it, so callers hold nothing below.
+ *   2. dev_lock    the device list, interrupt eventfds, doorbell list
+ *                  (device.c, notify.c). Device reset runs under it.
+ *   3. io_lock     the I/O range tables (io.c), read-held while a handler
+ *                  runs, write-held to add or remove a range (device
+ *                  attachment does so under dev_lock).
+ *   4. a device's own locks (serial.c; virtio: virtio_dev.h gives their
+ *                  inner order), taken by handlers, event callbacks and
+ *                  reset.
+ *   5. mem_lock    the guest memory map (memory.c), read-held while guest
+ *                  memory is copied; devices take it through hvc_vm_read()
+ *                  and friends.
+ *   6. vm->lock    vCPU list, pause state, read_state, TSC state (vcpu.c,
+ *                  vm.c, state.c, tsc*.c). A leaf: held only around core
+ *                  bookkeeping and backend state calls, never while a
+ *                  handler or callback runs.
+ *
+ * Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the VM's
+ * pause_depth and active are atomics (see hvi_vcpu_interrupt()); parked
+ * runners wait on a semaphore; the last error is thread-local. Calls that
+ * must wait for callbacks (pause, destroy, remove_device, reset_devices)
+ * refuse with -EDEADLK from the VM's own handlers and event thread
+ * (hvi_handler_vm, hvi_event_vm) instead of deadlocking on 1 or 3. */
 struct hvc_vm {
     hvc_hypervisor *hv;
     const hvc_backend_ops *ops;

@@ -62,6 +62,20 @@ static void rang(void *opaque, int fd, uint32_t events)
         d->fn(d->opaque, &d->db);
 }
 
+/* Caller holds dev_lock. */
+static bool find_same(hvc_vm *vm, const hvc_doorbell *db)
+{
+    for (struct hvi_doorbell *o = vm->doorbells; o; o = o->next)
+        if (same(&o->db, db))
+            return true;
+    return false;
+}
+
+static int duplicate(const hvc_doorbell *db)
+{
+    return hvi_error(-EEXIST, "a doorbell at 0x%" PRIx64 " exists", db->addr);
+}
+
 int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
                         void *opaque)
 {
@@ -83,30 +97,42 @@ int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
     if (!d)
         return hvi_error(-ENOMEM, "out of memory adding a doorbell");
     *d = (struct hvi_doorbell){vm, *db, -1, fn, opaque, NULL};
+    /* The notifier is registered and watched without dev_lock: watching
+     * takes ev_lock, which comes before dev_lock (internal.h). A duplicate
+     * is looked for before, for a clear message, and again when linking. */
     pthread_mutex_lock(&vm->dev_lock);
-    int r = 0;
-    for (struct hvi_doorbell *o = vm->doorbells; o; o = o->next)
-        if (same(&o->db, db))
-            r = hvi_error(-EEXIST, "a doorbell at 0x%" PRIx64 " exists",
-                          db->addr);
+    int r = find_same(vm, db) ? duplicate(db) : 0;
+    pthread_mutex_unlock(&vm->dev_lock);
     if (r == 0)
         r = hvi_os_notifier_create(&d->fd);
+    bool registered = false, watched = false;
     if (r == 0)
         r = vm->ops->vm_ioeventfd(
             vm->priv, d->fd, db->space, db->addr, db->length,
             (db->flags & HVC_DOORBELL_DATAMATCH) != 0, db->data, 1);
-    if (r == 0 &&
-        (r = hvc_vm_watch_fd(vm, d->fd, HVC_FD_READABLE, rang, d)) < 0)
-        vm->ops->vm_ioeventfd(vm->priv, d->fd, db->space, db->addr, db->length,
-                              (db->flags & HVC_DOORBELL_DATAMATCH) != 0,
-                              db->data, 0);
+    registered = r == 0;
+    if (r == 0)
+        r = hvc_vm_watch_fd(vm, d->fd, HVC_FD_READABLE, rang, d);
+    watched = r == 0;
     if (r == 0) {
-        d->next = vm->doorbells;
-        vm->doorbells = d;
+        pthread_mutex_lock(&vm->dev_lock);
+        if (find_same(vm, db)) {
+            r = duplicate(db);
+        } else {
+            d->next = vm->doorbells;
+            vm->doorbells = d;
+        }
+        pthread_mutex_unlock(&vm->dev_lock);
     }
-    pthread_mutex_unlock(&vm->dev_lock);
     if (r < 0) {
-        hvi_os_notifier_close(d->fd);
+        if (watched)
+            hvc_vm_unwatch_fd(vm, d->fd);
+        if (registered)
+            vm->ops->vm_ioeventfd(
+                vm->priv, d->fd, db->space, db->addr, db->length,
+                (db->flags & HVC_DOORBELL_DATAMATCH) != 0, db->data, 0);
+        if (d->fd >= 0)
+            hvi_os_notifier_close(d->fd);
         free(d);
     }
     return r;
