@@ -321,8 +321,8 @@ Test(migration, setup_callback_errors_name_the_callback)
     o.setup = setup_attaches_nothing;
     HVT_ERR(hvc_snapshot_restore(hv, path, &o, &vm), -ENOENT);
     e = hvc_last_error();
-    cr_assert(strstr(e, "the setup callback attached 0"), "%s", e);
-    cr_assert(strstr(e, "1 device"), "%s", e);
+    cr_assert(strstr(e, "the setup callback attached 0 devices"), "%s", e);
+    cr_assert(strstr(e, "holds 1 device records"), "%s", e);
     cr_assert_null(strstr(e, "MEMORY"), "blames a section: %s", e);
     HVT_OK(hvc_hypervisor_close(hv));
     unlink(path);

@@ -263,6 +263,8 @@ hvc_vcpu *hvi_vm_vcpu(hvc_vm *vm, uint32_t id);
  * read takes the data it has then (all-ones, or what the caller supplied
  * with hvc_vcpu_complete_io()); completing it later fails with -EALREADY. */
 int hvi_vcpu_take_io(hvc_vcpu *v);
+/* Makes a vCPU runnable after its registers were set up (arch code). */
+int hvi_vcpu_set_runnable(hvc_vcpu *v);
 int hvi_vcpu_state_size(hvc_vcpu *v, uint32_t kind, size_t *n);
 int hvi_vcpu_state_get(hvc_vcpu *v, uint32_t kind, void *buf, size_t n);
 int hvi_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf, size_t n);

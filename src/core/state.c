@@ -67,6 +67,11 @@ static int still(const hvc_vcpu *v)
                      v->id);
 }
 
+int hvi_vcpu_set_runnable(hvc_vcpu *v)
+{
+    return v->vm->ops->vcpu_set_runnable(v->priv);
+}
+
 int hvi_vcpu_take_io(hvc_vcpu *v)
 {
     pthread_mutex_lock(&v->vm->lock);

@@ -82,8 +82,8 @@ static int do_setup(struct restore *st, const struct hvi_sec *s)
             used += (size_t)n;
         }
         return hvi_error(-ENOENT,
-                         "restore: the stream holds state for %llu "
-                         "device(s); the setup callback attached %zu%s%s%s",
+                         "restore: the stream holds %llu device records; the "
+                         "setup callback attached %zu devices%s%s%s",
                          (unsigned long long)st->cfg.nr_devices, st->nr_devs,
                          st->nr_devs ? " (" : "", names,
                          st->nr_devs ? ")" : "");

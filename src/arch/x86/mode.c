@@ -251,5 +251,5 @@ int hvc_vcpu_set_mode(hvc_vcpu *vcpu, const hvc_vcpu_mode_options *opts)
         return r;
     if ((r = set_segments(vcpu, &o)) < 0)
         return r;
-    return vcpu->vm->ops->vcpu_set_runnable(vcpu->priv);
+    return hvi_vcpu_set_runnable(vcpu);
 }
