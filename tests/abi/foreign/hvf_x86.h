@@ -87,6 +87,51 @@ typedef enum {
     HV_VMX_CAP_PREEMPTION_TIMER = 32
 } hv_vmx_capability_t;
 
+/* VMCS field encodings (Intel SDM, appendix B) under the framework's
+ * names, for hv_vmx_vcpu_read_vmcs() and hv_vmx_vcpu_write_vmcs(). A
+ * subset. */
+enum {
+    VMCS_VPID = 0x0000,
+    VMCS_GUEST_ES = 0x0800,
+    VMCS_GUEST_CS = 0x0802,
+    VMCS_GUEST_SS = 0x0804,
+    VMCS_GUEST_DS = 0x0806,
+    VMCS_GUEST_FS = 0x0808,
+    VMCS_GUEST_GS = 0x080a,
+    VMCS_GUEST_LDTR = 0x080c,
+    VMCS_GUEST_TR = 0x080e,
+    VMCS_GUEST_PHYSICAL_ADDRESS = 0x2400,
+    VMCS_CTRL_PIN_BASED = 0x4000,
+    VMCS_CTRL_CPU_BASED = 0x4002,
+    VMCS_CTRL_EXC_BITMAP = 0x4004,
+    VMCS_CTRL_VMEXIT_CONTROLS = 0x400c,
+    VMCS_CTRL_VMENTRY_CONTROLS = 0x4012,
+    VMCS_CTRL_CPU_BASED2 = 0x401e,
+    VMCS_RO_EXIT_REASON = 0x4402,
+    VMCS_RO_VMEXIT_INSTR_LEN = 0x440c,
+    VMCS_RO_EXIT_QUALIFIC = 0x6400,
+    VMCS_GUEST_CR0 = 0x6800,
+    VMCS_GUEST_CR3 = 0x6802,
+    VMCS_GUEST_CR4 = 0x6804,
+    VMCS_GUEST_RSP = 0x681c,
+    VMCS_GUEST_RIP = 0x681e,
+    VMCS_GUEST_RFLAGS = 0x6820
+};
+
+/* Basic VM-exit reasons (Intel SDM, appendix C) under the framework's
+ * names. A subset. */
+enum {
+    VMX_REASON_EXC_NMI = 0,
+    VMX_REASON_IRQ = 1,
+    VMX_REASON_TRIPLE_FAULT = 2,
+    VMX_REASON_CPUID = 10,
+    VMX_REASON_HLT = 12,
+    VMX_REASON_IO = 30,
+    VMX_REASON_RDMSR = 31,
+    VMX_REASON_WRMSR = 32,
+    VMX_REASON_EPT_VIOLATION = 48
+};
+
 /* VMs and guest memory. */
 hv_return_t hv_capability(hv_capability_t capability, uint64_t *value);
 hv_return_t hv_vm_create(hv_vm_options_t flags);
