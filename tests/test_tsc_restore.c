@@ -5,6 +5,8 @@
 #include "tsc_guest.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 /* ---- save -> new VM -> restore ---- */
 
@@ -285,6 +287,30 @@ Test(tsc_restore, records_are_validated)
     o = (hvc_tsc_restore_options)HVC_TSC_RESTORE_OPTIONS_INIT;
     o.size = 2;
     HVT_ERR(hvc_vm_restore_tsc(b.t.vm, good, len, &o), -EINVAL);
+
+    /* A record whose guest TSC is about 2^56 ticks from this host's: where
+     * the host cannot offset the TSC, the refusal's message computes the
+     * distance in microseconds without overflowing (UBSan aborted here). */
+    memcpy(r, good, len);
+    for (int i = 0; i < 2; i++) {
+        ENT(r, i)->offset += 1ull << 56;
+        ENT(r, i)->guest_tsc += 1ull << 56;
+    }
+    int far = hvc_vm_restore_tsc(b.t.vm, r, len, NULL);
+    if (far < 0) {
+        cr_assert_eq(far, -ENOTSUP, "%s", hvc_last_error());
+        /* the distance, 2^56 ticks give or take the time this took */
+        const char *at = strstr(hvc_last_error(), "TSC +");
+        cr_assert_not_null(at, "%s", hvc_last_error());
+        long long us = strtoll(at + 4, NULL, 10);
+        long long want = (long long)((1ull << 56) / HDR(r)->tsc_khz * 1000);
+        cr_assert(us > want - want / 100 && us < want + want / 100,
+                  "%lld us, expected about %lld: %s", us, want,
+                  hvc_last_error());
+        cr_assert(strstr(hvc_last_error(), "cannot offset"), "%s",
+                  hvc_last_error());
+    }
+    HVT_OK(hvc_vm_restore_tsc(b.t.vm, good, len, NULL));
 
     /* a running VM refuses; once its vCPUs ran, so does another frequency */
     tvm_start(&b);

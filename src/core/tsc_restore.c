@@ -102,6 +102,14 @@ static int gather(hvc_vm *vm, const hvc_tsc_vcpu_state *e, uint32_t n,
 /* Hosts without TSC offsetting: the restore is possible only if step 6
  * would leave every offset where it is. Checked with a fresh sample before
  * anything changes. */
+/* TSC ticks at khz to microseconds for a message, for any 64-bit value (a
+ * record may put the TSC anywhere): miss * 1000 / khz would overflow. */
+static int64_t ticks_to_us(int64_t ticks, uint32_t khz)
+{
+    int64_t k = (int64_t)khz;
+    return ticks / k * 1000 + ticks % k * 1000 / k;
+}
+
 static int check_fixed(hvc_vm *vm, const hvc_tsc_state *h,
                        const hvc_tsc_vcpu_state *e, uint32_t n,
                        const struct apply *a, const hvc_backend_clock *now,
@@ -112,7 +120,8 @@ static int check_fixed(hvc_vm *vm, const hvc_tsc_state *h,
     if (since_rt && now->realtime_ns > since_rt)
         clock_then += now->realtime_ns - since_rt;
     uint64_t scaled = hvi_tsc_scaled(vm, now->host_tsc);
-    int64_t limit = (int64_t)max_error_us * khz / 1000;
+    /* In 64 bits without overflow: max_error_us and khz are 32-bit. */
+    int64_t limit = (int64_t)((uint64_t)max_error_us * khz / 1000);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t want = hvi_restore_offset(e[i].guest_tsc, h->kvmclock_ns,
                                            scaled, clock_then, khz);
@@ -124,7 +133,7 @@ static int check_fixed(hvc_vm *vm, const hvc_tsc_state *h,
                          " us from where this host has it (at most %u us "
                          "allowed), and this host cannot offset the guest "
                          "TSC (its KVM ignores KVM_VCPU_TSC_OFFSET)%s",
-                         e[i].id, miss * 1000 / (int64_t)khz, max_error_us,
+                         e[i].id, ticks_to_us(miss, khz), max_error_us,
                          pause == HVC_TSC_PAUSE_FREEZE
                              ? ": it cannot hide the time since the record"
                              : "");
