@@ -171,3 +171,39 @@ Test(errors, handler_cannot_deadlock_its_vm)
                      handler_results[i]);
     hvt_close(&t);
 }
+
+/* Strings from outside reach messages escaped: a device name, a device
+ * record's type and a snapshot path with control bytes in them. */
+Test(errors, outside_strings_are_escaped_in_messages)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    hvc_device *d;
+    HVT_ERR(hvc_vm_find_device(t.vm, "\x1b]0;owned\x07", &d), -ENOENT);
+    cr_assert_null(strchr(hvc_last_error(), 0x1b), "%s", hvc_last_error());
+    cr_assert(strstr(hvc_last_error(), "\\x1b]0;owned\\x07"), "%s",
+              hvc_last_error());
+    /* A name with a control byte is refused when the device is added. */
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
+    so.name = "com\x1b[1m";
+    HVT_ERR(hvc_serial_create(t.vm, &so, &d), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "com\\x1b[1m"), "%s", hvc_last_error());
+    cr_assert_null(strchr(hvc_last_error(), 0x1b), "%s", hvc_last_error());
+    /* A state record whose type holds an escape sequence. */
+    so.name = "com1";
+    HVT_OK(hvc_serial_create(t.vm, &so, &d));
+    uint8_t rec[4096];
+    size_t len;
+    HVT_OK(hvc_device_save_state(d, rec, sizeof(rec), &len));
+    memcpy(rec + 8, "\x1b[2J", 5);
+    cr_assert_lt(hvc_device_load_state(d, rec, len), 0);
+    cr_assert_null(strchr(hvc_last_error(), 0x1b), "%s", hvc_last_error());
+    cr_assert(strstr(hvc_last_error(), "\\x1b[2J"), "%s", hvc_last_error());
+    /* A snapshot path. */
+    hvc_vm *vm;
+    HVT_ERR(hvc_snapshot_restore(t.hv, "/nonexistent/\x1b[2J.snap", NULL, &vm),
+            -ENOENT);
+    cr_assert_null(strchr(hvc_last_error(), 0x1b), "%s", hvc_last_error());
+    cr_assert(strstr(hvc_last_error(), "\\x1b[2J"), "%s", hvc_last_error());
+    hvt_close(&t);
+}

@@ -299,3 +299,33 @@ Test(migration_hostile, lengths_ids_versions_magic)
     cr_assert_eq(migt_run_until(&m, 2), 0);
     migt_close(&m);
 }
+
+/* A stream's device name reaches the error message escaped: a terminal
+ * escape sequence in it must not reach the operator's terminal. */
+Test(migration_hostile, device_names_from_a_stream_are_escaped)
+{
+    hvc_hypervisor *hv;
+    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    size_t len;
+    uint8_t *s = tiny_stream(hv, &len);
+    size_t at[64];
+    size_t n = sections(s, len, at, 64);
+    size_t dev = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[at[i]] == 6) /* DEVICE */
+            dev = at[i];
+    cr_assert_neq(dev, 0, "the stream has no DEVICE section");
+    uint8_t *name = s + dev + SEC_HDR + 2;
+    cr_assert_eq(memcmp(name, "com1", 4), 0);
+    memcpy(name, "\x1b[2J", 4); /* "clear the screen", same length */
+    reseal(s, dev, get64(s + dev + 8));
+    hvc_vm *vm = NULL;
+    int r = migt_restore_mem_vm(hv, s, len, NULL, NULL, &vm);
+    cr_assert_eq(r, -ENOENT, "%d: %s", r, hvc_last_error());
+    cr_assert_null(vm);
+    const char *msg = hvc_last_error();
+    cr_assert_null(strchr(msg, 0x1b), "a raw ESC reached the message: %s", msg);
+    cr_assert(strstr(msg, "\"\\x1b[2J\""), "%s", msg);
+    free(s);
+    HVT_OK(hvc_hypervisor_close(hv));
+}

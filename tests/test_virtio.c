@@ -446,7 +446,7 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
     hvc_virtio_mmio m2 = {BASE + 0x200, 6, 0};
     HVT_OK(hvc_virtio_rng_create(u.vm, &m2, NULL, &rng));
     HVT_ERR(hvc_device_load_state(rng, rec, len), -EINVAL);
-    cr_assert(strstr(hvc_last_error(), "record is for a virtio-blk"), "%s",
+    cr_assert(strstr(hvc_last_error(), "record is for a \"virtio-blk\""), "%s",
               hvc_last_error());
     HVT_OK(hvc_device_load_state(dev2, rec, len));
     /* the device looks at its queue after the load and serves both */

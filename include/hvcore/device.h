@@ -99,8 +99,9 @@ typedef struct hvc_device_options {
     uint32_t nr_ranges;
     /** The ranges the device claims; copied. */
     const hvc_device_range *ranges;
-    /** Instance name, unique in the VM (e.g. "com1"); copied; NULL names
-     * it after its type and a number. */
+    /** Instance name, unique in the VM (e.g. "com1"): 1 to 47 printable
+     * ASCII characters (0x20..0x7e) other than '"' and '\\'; copied; NULL
+     * names it after its type and a number. */
     const char *name;
 } hvc_device_options;
 
@@ -117,7 +118,8 @@ typedef struct hvc_device_options {
  *
  * @param out receives the device; may be NULL.
  * @return 0; -EINVAL (NULL, unknown ops version or options size, bad or
- *         too many ranges); -EEXIST (a range overlaps a registered one, or
+ *         too many ranges, a name that is empty, too long or holds other
+ *         characters); -EEXIST (a range overlaps a registered one, or
  *         the name is taken); -ENOMEM.
  */
 HVC_EXTERN int hvc_vm_add_device(hvc_vm *vm, const hvc_device_ops *ops,

@@ -75,7 +75,16 @@ static int check(const hvc_device_ops *ops, const hvc_device_options *o)
         return hvi_error(-EINVAL,
                          "device name \"%s\" is empty or longer "
                          "than 47 characters",
-                         o->name);
+                         HVI_QUOTE(o->name));
+    /* Names reach messages and listings: printable ASCII only. */
+    for (const char *c = o->name; c && *c; c++)
+        if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\')
+            return hvi_error(-EINVAL,
+                             "device name \"%s\": byte 0x%02x at %zu is "
+                             "not a printable character other than a "
+                             "quote or backslash",
+                             HVI_QUOTE(o->name), (unsigned char)*c,
+                             (size_t)(c - o->name));
     return 0;
 }
 
@@ -236,7 +245,7 @@ int hvc_vm_find_device(hvc_vm *vm, const char *name, hvc_device **out)
     hvc_device *d = find_name(vm, name);
     pthread_mutex_unlock(&vm->dev_lock);
     if (!d)
-        return hvi_error(-ENOENT, "no device named \"%s\"", name);
+        return hvi_error(-ENOENT, "no device named \"%s\"", HVI_QUOTE(name));
     *out = d;
     return 0;
 }
@@ -364,9 +373,9 @@ int hvc_device_load_state(hvc_device *dev, const void *buf, size_t length)
                          dev->name, version, hsize);
     if (memchr(in + 8, 0, REC_TYPE_LEN) == NULL ||
         strcmp((const char *)in + 8, dev->ops->type) != 0)
-        return hvi_error(-EINVAL,
-                         "device %s is a %s; the record is for a %.31s",
-                         dev->name, dev->ops->type, (const char *)in + 8);
+        return hvi_error(
+            -EINVAL, "device %s is a %s; the record is for a \"%s\"", dev->name,
+            dev->ops->type, HVI_QUOTE_N((const char *)in + 8, REC_TYPE_LEN));
     if (plen != length - REC_HEADER)
         return hvi_error(-EBADMSG,
                          "device %s: the record says %u payload bytes, "

@@ -18,6 +18,20 @@
 
 #define HVI_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
+/* Escapes at most max_in bytes of s (stopping at its NUL) into buf: a
+ * quote and a backslash get a backslash before them, control bytes and
+ * bytes >= 0x7f become a backslash, 'x' and two hex digits; a result
+ * too long for buf ends in "...". Returns buf. For any string from a
+ * stream, a guest, a file or a caller before it enters a message. */
+const char *hvi_quote(char *buf, size_t size, const char *s, size_t max_in);
+#define HVI_QUOTE_MAX 160
+/* hvi_quote() into a buffer that lives until the end of the enclosing
+ * block: hvi_error(..., "\"%s\"", HVI_QUOTE(name)). */
+#define HVI_QUOTE(s)                                                           \
+    hvi_quote((char[HVI_QUOTE_MAX]){0}, HVI_QUOTE_MAX, (s), SIZE_MAX)
+#define HVI_QUOTE_N(s, n)                                                      \
+    hvi_quote((char[HVI_QUOTE_MAX]){0}, HVI_QUOTE_MAX, (s), (n))
+
 /* Records a message for hvc_last_error() and returns err (negative). */
 int hvi_error(int err, const char *fmt, ...) HVI_PRINTF(2, 3);
 

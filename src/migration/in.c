@@ -124,14 +124,14 @@ int hvi_read_header(struct hvi_in *in, const char *backend, const uint8_t *key,
     memcpy(be, h + 32, 8);
     if (strcmp(arch, "x86_64") != 0)
         return hvi_fail(NULL, -EPROTO,
-                        "the stream is for architecture \"%.16s\", not "
+                        "the stream is for architecture \"%s\", not "
                         "x86_64",
-                        arch);
+                        HVI_QUOTE_N(arch, 16));
     if (strcmp(be, backend) != 0)
         return hvi_fail(NULL, -EPROTO,
-                        "the stream was written by backend \"%.8s\"; this "
+                        "the stream was written by backend \"%s\"; this "
                         "hypervisor is \"%s\"",
-                        be, backend);
+                        HVI_QUOTE_N(be, 8), backend);
     uint32_t page = hvi_get32(h + 40);
     if (page != HVI_PAGE)
         return hvi_fail(NULL, -EPROTO, "page size %u, not %u", page, HVI_PAGE);

@@ -133,9 +133,10 @@ static int on_device(struct restore *st, const struct hvi_sec *s)
         r = hvi_fail(s, -ENOENT,
                      "the stream has state for device \"%s\", which the "
                      "setup callback did not attach",
-                     name);
+                     HVI_QUOTE(name));
     else if (st->dev_seen[i])
-        r = hvi_fail(s, -EBADMSG, "a second record for device \"%s\"", name);
+        r = hvi_fail(s, -EBADMSG, "a second record for device \"%s\"",
+                     HVI_QUOTE(name));
     else if ((r = hvc_device_load_state(st->devs[i], p + 2 + nl,
                                         len - 2 - nl)) < 0)
         r = hvi_fail(s, r, "%s", hvc_last_error());

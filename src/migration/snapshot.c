@@ -80,12 +80,13 @@ int hvc_snapshot_restore(hvc_hypervisor *hv, const char *path,
         return hvi_error(-EINVAL, "hvc_snapshot_restore: NULL argument");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return hvi_error(-errno, "cannot open snapshot %s: %s", path,
+        return hvi_error(-errno, "cannot open snapshot %s: %s", HVI_QUOTE(path),
                          hvc_strerror(-errno));
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return hvi_error(-EINVAL, "snapshot %s is not a regular file", path);
+        return hvi_error(-EINVAL, "snapshot %s is not a regular file",
+                         HVI_QUOTE(path));
     }
     struct hvi_in in = {.fd = fd, .total = (uint64_t)st.st_size};
     in.can_map = true;
@@ -97,7 +98,7 @@ int hvc_snapshot_restore(hvc_hypervisor *hv, const char *path,
     if (r < 0) {
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
-        return hvi_error(r, "snapshot %s: %s", path, why);
+        return hvi_error(r, "snapshot %s: %s", HVI_QUOTE(path), why);
     }
     return 0;
 }
@@ -106,7 +107,8 @@ int hvc_snapshot_restore(hvc_hypervisor *hv, const char *path,
 static int dir_of(const char *path, char *dir, size_t cap)
 {
     if (strlen(path) >= cap)
-        return hvi_error(-ENAMETOOLONG, "snapshot path is too long: %s", path);
+        return hvi_error(-ENAMETOOLONG, "snapshot path is too long: %s",
+                         HVI_QUOTE(path));
     char tmp[PATH_MAX];
     strcpy(tmp, path);
     snprintf(dir, cap, "%s", dirname(tmp));
@@ -129,21 +131,24 @@ int hvc_snapshot_save(hvc_vm *vm, const char *path,
     if ((r = dir_of(path, dir, sizeof(dir))) < 0)
         return r;
     if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp))
-        return hvi_error(-ENAMETOOLONG, "snapshot path is too long: %s", path);
+        return hvi_error(-ENAMETOOLONG, "snapshot path is too long: %s",
+                         HVI_QUOTE(path));
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return hvi_error(-errno, "cannot create a temporary file for %s: %s",
-                         path, hvc_strerror(-errno));
+                         HVI_QUOTE(path), hvc_strerror(-errno));
     struct hvi_out out = {.fd = fd};
     r = hvi_save(vm, &out, &o);
     hvi_out_free(&out);
     if (r == 0 && fsync(fd) < 0)
-        r = hvi_error(-errno, "fsync of %s: %s", tmp, hvc_strerror(-errno));
-    if (close(fd) < 0 && r == 0)
-        r = hvi_error(-errno, "closing %s: %s", tmp, hvc_strerror(-errno));
-    if (r == 0 && rename(tmp, path) < 0)
-        r = hvi_error(-errno, "renaming %s to %s: %s", tmp, path,
+        r = hvi_error(-errno, "fsync of %s: %s", HVI_QUOTE(tmp),
                       hvc_strerror(-errno));
+    if (close(fd) < 0 && r == 0)
+        r = hvi_error(-errno, "closing %s: %s", HVI_QUOTE(tmp),
+                      hvc_strerror(-errno));
+    if (r == 0 && rename(tmp, path) < 0)
+        r = hvi_error(-errno, "renaming %s to %s: %s", HVI_QUOTE(tmp),
+                      HVI_QUOTE(path), hvc_strerror(-errno));
     if (r < 0) {
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
@@ -151,13 +156,13 @@ int hvc_snapshot_save(hvc_vm *vm, const char *path,
         return hvi_error(r,
                          "snapshot %s not written (an earlier one is "
                          "kept): %s",
-                         path, why);
+                         HVI_QUOTE(path), why);
     }
     /* The rename is durable only once the directory is. */
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         if (fsync(dfd) < 0)
-            r = hvi_error(-errno, "fsync of directory %s: %s", dir,
+            r = hvi_error(-errno, "fsync of directory %s: %s", HVI_QUOTE(dir),
                           hvc_strerror(-errno));
         close(dfd);
     }
