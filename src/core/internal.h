@@ -198,6 +198,8 @@ int hvi_rec_get_u64(const struct hvi_rec_reader *r, uint16_t tag, uint64_t *v);
 int hvi_rec_get_bytes(const struct hvi_rec_reader *r, uint16_t tag,
                       const void **p, uint32_t *n);
 uint32_t hvi_crc32c(uint32_t crc, const void *buf, size_t len);
+/* The byte table of the portable path, constant (src/core/crc32c.c). */
+extern const uint32_t hvi_crc32c_table[256];
 
 /* Copies of the VM's region and device lists, taken under their locks
  * (a caller frees the array). */
