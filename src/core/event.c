@@ -36,6 +36,13 @@ static void *loop(void *arg)
             pthread_mutex_unlock(&vm->ev_lock);
         }
     }
+    /* Nobody waits on this thread's result, so a failed wait would end
+     * every watch in silence: say so. */
+    if (n < 0)
+        hvi_log(HVC_LOG_ERROR,
+                "VM event thread: waiting for descriptors failed (%s); "
+                "watched descriptors are no longer served",
+                hvc_strerror(n));
     return NULL;
 }
 

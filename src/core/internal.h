@@ -20,6 +20,10 @@
 
 /* Records a message for hvc_last_error() and returns err (negative). */
 int hvi_error(int err, const char *fmt, ...) HVI_PRINTF(2, 3);
+/* Hands a message to the log hook (hvc_set_log), if one takes @p level
+ * (an hvc_log_level); one line, no newline, no "hvcore:" prefix. Any
+ * thread; keeps errno and hvc_last_error(). */
+void hvi_log(int level, const char *fmt, ...) HVI_PRINTF(2, 3);
 
 /* Reads the caller's options struct: rejects a size this library cannot
  * interpret, copies what the caller's size covers over the defaults. */

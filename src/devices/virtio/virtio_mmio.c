@@ -69,7 +69,7 @@ void hvi_vdev_fail(struct vdev *d, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (!(d->status & VIRTIO_STATUS_NEEDS_RESET))
-        fprintf(stderr, "hvcore: %s: device error, needs reset: %s\n",
+        hvi_log(HVC_LOG_ERROR, "%s: device error, needs reset: %s",
                 hvc_device_name(d->dev), msg);
     d->status |= VIRTIO_STATUS_NEEDS_RESET;
     if (d->status & VIRTIO_STATUS_DRIVER_OK)
