@@ -323,9 +323,9 @@ HVC_EXTERN int hvc_thread_pin_cpus(const uint32_t *cpus, size_t count);
  * Restricts the calling thread to the online CPUs of a host NUMA node, as
  * hvc_thread_pin_cpus() does.
  *
- * @return 0; -EINVAL when the host has no such node, or the node has no
- *         CPUs (the message names the node); -ENOMEM; -EIO when /sys
- *         cannot be read.
+ * @return 0; -ENOENT when the host has no such node; -EINVAL when the
+ *         node has no online CPUs (the message names the node); -ENOMEM;
+ *         -EIO when /sys cannot be read.
  */
 HVC_EXTERN int hvc_thread_pin_node(uint32_t node);
 

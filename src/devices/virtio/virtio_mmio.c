@@ -377,7 +377,7 @@ static int check_window(hvc_vm *vm, const hvc_virtio_mmio *m)
     for (uint64_t a = m->base; a < m->base + HVC_VIRTIO_MMIO_SIZE;
          a += HVC_PAGE_SIZE / 8)
         if (hvc_vm_find_memory(vm, a, &r) == 0)
-            return hvi_error(-EINVAL,
+            return hvi_error(-EEXIST,
                              "virtio-mmio window 0x%" PRIx64 " overlaps RAM",
                              m->base);
     return 0;
