@@ -6,12 +6,14 @@
  * so each starts with the library's defaults. */
 #include "vqueue.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct captured {
@@ -165,4 +167,85 @@ Test(log, levels_and_reentry)
     cr_assert(strstr(c.text, "needs reset"), "\"%s\"", c.text);
     HVT_OK(hvc_set_log(HVC_LOG_ERROR, NULL, NULL));
     vq_vclose(&t);
+}
+
+/* ---- the event thread's wait failing ---- */
+
+/* The descriptors of epoll instances this process holds, as a bit set. */
+static void eventpolls(unsigned char *set, int max)
+{
+    memset(set, 0, (size_t)max);
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        char link[300], target[64];
+        snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n > 0 && fd < max) {
+            target[n] = '\0';
+            set[fd] = strcmp(target, "anon_inode:[eventpoll]") == 0;
+        }
+    }
+    closedir(d);
+}
+
+static int victim_fd, replacement_fd;
+
+/* On the event thread: puts a pipe where its epoll descriptor was, so the
+ * loop's next wait fails (EINVAL: not an epoll descriptor). */
+static void sabotage(void *opaque, int fd, uint32_t events)
+{
+    (void)opaque, (void)events;
+    char c;
+    cr_assert_eq(read(fd, &c, 1), 1);
+    dup2(replacement_fd, victim_fd);
+}
+
+Test(log, event_thread_wait_failure_is_logged)
+{
+    static struct captured c = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    enum { MAX = 1024 };
+    static unsigned char before[MAX], after[MAX];
+    hvt t;
+    hvt_open(&t, 0);
+    HVT_OK(hvc_set_log(HVC_LOG_ERROR, capture, &c));
+    int p[2], spare[2];
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(pipe(spare), 0);
+    replacement_fd = spare[0];
+    /* the first watch starts the event thread and its epoll instance */
+    eventpolls(before, MAX);
+    HVT_OK(hvc_vm_watch_fd(t.vm, p[0], HVC_FD_READABLE, sabotage, NULL));
+    eventpolls(after, MAX);
+    victim_fd = -1;
+    for (int fd = 0; fd < MAX; fd++)
+        if (after[fd] && !before[fd])
+            victim_fd = fd;
+    cr_assert_geq(victim_fd, 0, "no new epoll descriptor");
+    cr_assert_eq(c.count, 0);
+
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    for (int i = 0; i < 400; i++) {
+        pthread_mutex_lock(&c.lock);
+        int n = c.count;
+        pthread_mutex_unlock(&c.lock);
+        if (n)
+            break;
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
+    pthread_mutex_lock(&c.lock);
+    cr_assert_eq(c.count, 1, "the failed wait was not logged");
+    cr_assert_eq(c.level, HVC_LOG_ERROR);
+    cr_assert_str_eq(c.text, "VM event thread: waiting for descriptors "
+                             "failed (invalid argument); watched "
+                             "descriptors are no longer served");
+    cr_assert(!pthread_equal(c.thread, pthread_self()), "the event thread");
+    pthread_mutex_unlock(&c.lock);
+    /* destroying the VM closes what is at victim_fd now (spare[0]) */
+    hvt_close(&t);
+    close(p[0]);
+    close(p[1]);
+    close(spare[1]);
 }
