@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static int nop(void *o, hvc_vcpu *v, uint64_t off, void *d, uint32_t s, int w)
 {
@@ -134,7 +136,7 @@ Test(errors, region_of_another_vm)
     hvt a, b;
     hvt_open(&a, 0);
     hvt_open(&b, 0);
-    HVT_ERR(hvc_vm_remove_memory(a.vm, b.ram), -EINVAL);
+    HVT_ERR(hvc_vm_remove_memory(a.vm, b.ram), -ENOENT);
     cr_assert(strstr(hvc_last_error(), "another VM"), "%s", hvc_last_error());
     hvt_close(&a);
     hvt_close(&b);
@@ -206,4 +208,86 @@ Test(errors, outside_strings_are_escaped_in_messages)
     cr_assert_null(strchr(hvc_last_error(), 0x1b), "%s", hvc_last_error());
     cr_assert(strstr(hvc_last_error(), "\\x1b[2J"), "%s", hvc_last_error());
     hvt_close(&t);
+}
+
+static void on_fd(void *opaque, int fd, uint32_t events)
+{
+    (void)opaque, (void)fd, (void)events;
+}
+
+/* The convention of the headers: a lookup that finds nothing is -ENOENT,
+ * a range or name that collides with one already there is -EEXIST, in
+ * every object (issue 12 found -EINVAL and -EFAULT in some). */
+Test(errors, not_found_is_enoent_and_overlap_is_eexist)
+{
+    hvt a, b;
+    hvt_open(&a, 0);
+    hvt_open(&b, 0);
+    hvc_memory_region *r;
+    hvc_device *dev;
+    hvc_vcpu *v;
+
+    /* -ENOENT: nothing of that name, address, id or handle here */
+    HVT_ERR(hvc_backend_probe("no-such-backend"), -ENOENT);
+    HVT_ERR(hvc_vm_find_memory(a.vm, 1ull << 40, &r), -ENOENT);
+    HVT_ERR(hvc_vm_remove_memory(a.vm, b.ram), -ENOENT);
+    HVT_ERR(hvc_vm_remove_io_handler(a.vm, HVC_IO_PIO, 0x777), -ENOENT);
+    HVT_ERR(hvc_vm_remove_io_handler(a.vm, HVC_IO_MMIO, 0xfee00000), -ENOENT);
+    HVT_ERR(hvc_vm_unwatch_fd(a.vm, 0), -ENOENT);
+    HVT_ERR(hvc_vm_find_device(a.vm, "nothing", &dev), -ENOENT);
+    HVT_ERR(hvc_vm_get_vcpu(a.vm, 0, &v), -ENOENT);
+    HVT_OK(hvc_port80_create(b.vm, &dev));
+    HVT_ERR(hvc_vm_remove_device(a.vm, dev), -ENOENT);
+    hvc_doorbell db = {HVC_IO_MMIO, 4, 0xd0000000, 0, 0, 0};
+    HVT_ERR(hvc_vm_remove_doorbell(a.vm, &db), -ENOENT);
+    /* a NUMA node the host does not have, to pin to or to bind memory to */
+    uint32_t missing = 4095;
+    HVT_ERR(hvc_thread_pin_node(missing), -ENOENT);
+    cr_assert(strstr(hvc_last_error(), "4095 does not exist"), "%s",
+              hvc_last_error());
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
+    mo.guest_addr = 0x10000000;
+    mo.length = 1 << 20;
+    mo.numa_policy = HVC_NUMA_BIND;
+    mo.numa_node_count = 1;
+    mo.numa_nodes = &missing;
+    HVT_ERR(hvc_vm_add_memory(a.vm, &mo, NULL), -ENOENT);
+
+    /* -EEXIST: the range or the name is taken */
+    mo = (hvc_memory_options)HVC_MEMORY_OPTIONS_INIT;
+    mo.guest_addr = HVT_MEM - 0x1000;
+    mo.length = 0x2000;
+    HVT_ERR(hvc_vm_add_memory(a.vm, &mo, NULL), -EEXIST);
+    HVT_OK(hvc_vm_add_io_handler(a.vm, HVC_IO_PIO, 0x700, 8, nop, NULL));
+    HVT_ERR(hvc_vm_add_io_handler(a.vm, HVC_IO_PIO, 0x707, 2, nop, NULL),
+            -EEXIST);
+    HVT_OK(hvc_port80_create(a.vm, &dev));
+    HVT_ERR(hvc_vm_add_io_handler(a.vm, HVC_IO_PIO, 0x80, 1, nop, NULL),
+            -EEXIST);
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
+    so.name = hvc_device_name(dev);
+    HVT_ERR(hvc_serial_create(a.vm, &so, NULL), -EEXIST);
+    HVT_OK(hvc_vcpu_create(a.vm, 0, &v));
+    HVT_ERR(hvc_vcpu_create(a.vm, 0, &v), -EEXIST);
+    hvc_virtio_mmio m = {0x100000, 5, 0}; /* inside RAM */
+    HVT_ERR(hvc_virtio_rng_create(a.vm, &m, NULL, NULL), -EEXIST);
+    cr_assert(strstr(hvc_last_error(), "overlaps RAM"), "%s", hvc_last_error());
+    m.base = 0xd0000000;
+    HVT_OK(hvc_virtio_rng_create(a.vm, &m, NULL, NULL));
+    HVT_ERR(hvc_virtio_rng_create(a.vm, &m, NULL, NULL), -EEXIST);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    HVT_OK(hvc_vm_watch_fd(a.vm, fds[0], HVC_FD_READABLE, on_fd, NULL));
+    HVT_ERR(hvc_vm_watch_fd(a.vm, fds[0], HVC_FD_READABLE, on_fd, NULL),
+            -EEXIST);
+
+    /* and a call that succeeds leaves the last message alone */
+    char before[256];
+    snprintf(before, sizeof(before), "%s", hvc_last_error());
+    HVT_OK(hvc_vm_unwatch_fd(a.vm, fds[0]));
+    cr_assert_str_eq(hvc_last_error(), before);
+    close(fds[0]);
+    close(fds[1]);
+    hvt_close(&a);
+    hvt_close(&b);
 }

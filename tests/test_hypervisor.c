@@ -2,6 +2,7 @@
 #include "hvtest.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -99,4 +100,28 @@ Test(hypervisor, strerror_and_last_error)
     HVT_ERR(hvc_vm_create(NULL, NULL, NULL), -EINVAL);
     cr_assert(strstr(hvc_last_error(), "hvc_vm_create"), "%s",
               hvc_last_error());
+}
+
+Test(hypervisor, strerror_names_every_errno)
+{
+    /* Every Linux errno, 1 (EPERM) to 133 (EHWPOISON), has a text of its
+     * own, the same for -e and e; past them, and INT_MIN, "unknown". */
+    for (int e = 1; e <= 133; e++) {
+        const char *s = hvc_strerror(-e);
+        cr_assert_not_null(s);
+        cr_assert_str_neq(s, "unknown error", "errno %d", e);
+        cr_assert_neq(s[0], '\0', "errno %d", e);
+        cr_assert_eq(s, hvc_strerror(e), "errno %d", e);
+    }
+    cr_assert_str_eq(hvc_strerror(-EISDIR), "is a directory");
+    cr_assert_str_eq(hvc_strerror(-ENOENT), "not found");
+    cr_assert_str_eq(hvc_strerror(-EEXIST), "already exists or overlaps");
+    cr_assert_str_eq(hvc_strerror(-EFAULT), "address outside guest memory");
+    cr_assert_str_eq(hvc_strerror(-ENOTTY), "inappropriate ioctl for device");
+    cr_assert_str_eq(hvc_strerror(-EHWPOISON),
+                     "memory page has hardware error");
+    cr_assert_str_eq(hvc_strerror(-EWOULDBLOCK), "try again");
+    cr_assert_str_eq(hvc_strerror(-134), "unknown error");
+    cr_assert_str_eq(hvc_strerror(INT_MIN), "unknown error");
+    cr_assert_str_eq(hvc_strerror(INT_MAX), "unknown error");
 }

@@ -78,7 +78,8 @@ static int try_load(struct rig *g, const void *k, size_t len, int format,
     hvc_boot_info info;
     int r = hvc_vm_load_kernel(g->t.vm, &o, &info);
     if (r < 0) {
-        cr_assert(r == -EINVAL || r == -EFAULT || r == -ENOEXEC || r == -E2BIG,
+        cr_assert(r == -EINVAL || r == -EFAULT || r == -EEXIST ||
+                      r == -ENOEXEC || r == -E2BIG,
                   "%s: unexpected error %d (%s)", what, r, hvc_last_error());
         cr_assert_neq(hvc_last_error()[0], 0, "%s: no message", what);
         cr_assert(memcmp(g->ram, g->pristine, RAM) == 0,
@@ -187,7 +188,7 @@ Test(loader, malformed_inputs_are_refused)
     o.raw_address = RAM - 0x100;
     HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EFAULT);
     o.raw_address = 0x10000; /* the page tables' place */
-    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EFAULT);
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EEXIST);
     cr_assert(strstr(hvc_last_error(), "overlaps"), "%s", hvc_last_error());
     o.raw_mode = 9;
     HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
@@ -199,7 +200,7 @@ Test(loader, malformed_inputs_are_refused)
     memcpy(&phoff, e + 32, 8);
     memcpy(e + phoff + 24, &paddr, 8); /* first phdr's p_paddr */
     HVT_ERR(try_load(&g, e, l64.len, HVC_KERNEL_AUTO, NULL, "overlap"),
-            -EFAULT);
+            -EEXIST);
     cr_assert(strstr(hvc_last_error(), "overlaps"), "%s", hvc_last_error());
     /* options */
     o = (hvc_boot_options)HVC_BOOT_OPTIONS_INIT;

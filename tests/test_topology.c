@@ -279,7 +279,7 @@ Test(topology, pin_threads)
     HVT_ERR(hvc_thread_pin_cpus(node_cpus, 0), -EINVAL);
     HVT_ERR(hvc_thread_pin_cpus(NULL, 1), -EINVAL);
     uint32_t missing = missing_node(t);
-    HVT_ERR(hvc_thread_pin_node(missing), -EINVAL);
+    HVT_ERR(hvc_thread_pin_node(missing), -ENOENT);
     char want[64];
     snprintf(want, sizeof(want), "NUMA node %u does not exist", missing);
     cr_assert(strstr(hvc_last_error(), want), "%s", hvc_last_error());
@@ -404,13 +404,13 @@ Test(topology, region_on_missing_node_fails_clearly)
                                         HVC_NUMA_INTERLEAVE};
     for (size_t i = 0; i < 3; i++) {
         hvc_memory_options o = numa_region(policies[i], &nodes[1], 1);
-        HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+        HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -ENOENT);
         cr_assert(strstr(hvc_last_error(), want), "%s", hvc_last_error());
         cr_assert(strstr(hvc_last_error(), "0x10000000"), "%s",
                   hvc_last_error());
     }
     hvc_memory_options o = numa_region(HVC_NUMA_BIND, nodes, 2);
-    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_add_memory(t.vm, &o, NULL), -ENOENT);
     cr_assert(strstr(hvc_last_error(), want), "%s", hvc_last_error());
     /* policies that do not hold together */
     o = numa_region(HVC_NUMA_BIND, NULL, 0);

@@ -195,7 +195,7 @@ Test(topology, building_rejects_bad_descriptions)
     hvc_pci_device dev = HVC_PCI_DEVICE_INIT;
     dev.bus = 0x3b;
     dev.numa_node = 6;
-    HVT_ERR(hvc_topology_add_pci(t, &dev), -EINVAL);
+    HVT_ERR(hvc_topology_add_pci(t, &dev), -ENOENT);
     cr_assert(strstr(hvc_last_error(), "node 6"), "%s", hvc_last_error());
     dev.numa_node = 1;
     dev.device_name = "copied";

@@ -522,7 +522,7 @@ Test(virtio, create_errors_and_cmdline)
     hvt t;
     vq_vopen(&t);
     hvc_virtio_mmio m = {0x100000, IRQ, 0}; /* inside RAM */
-    HVT_ERR(hvc_virtio_rng_create(t.vm, &m, NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_virtio_rng_create(t.vm, &m, NULL, NULL), -EEXIST);
     cr_assert(strstr(hvc_last_error(), "overlaps RAM"), "%s", hvc_last_error());
     m = (hvc_virtio_mmio){BASE + 0x10, IRQ, 0};
     HVT_ERR(hvc_virtio_rng_create(t.vm, &m, NULL, NULL), -EINVAL);

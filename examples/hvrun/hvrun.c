@@ -350,10 +350,24 @@ static void boot(struct machine *m, const struct options *opt)
               "setting up the boot vCPU");
 }
 
+/* The library prints nothing itself; a VMM decides where its messages go.
+ * Any thread (a vCPU's, the event thread), hence one fprintf per message. */
+static void on_log(void *opaque, int level, const char *message)
+{
+    (void)opaque;
+    static const char *const names[] = {"?", "error", "warning", "info",
+                                        "debug"};
+    fprintf(stderr, "hvrun: libhvcore %s: %s\n",
+            level >= HVC_LOG_ERROR && level <= HVC_LOG_DEBUG ? names[level]
+                                                             : "?",
+            message);
+}
+
 int main(int argc, char **argv)
 {
     struct options opt;
     hvrun_parse(argc, argv, &opt);
+    hvc_set_log(HVC_LOG_WARN, on_log, NULL);
     if (opt.list_host)
         return hvrun_list_host(opt.json);
     /* Pinned before anything is created: the kernel then allocates the

@@ -133,7 +133,8 @@ typedef struct hvc_boot_info {
  *         image, a boot protocol too old, no 64-bit entry, a command line
  *         too long); -ENOEXEC for an image that is not ELF or bzImage
  *         under ::HVC_KERNEL_AUTO; -EFAULT (a segment, the initrd or the
- *         boot data does not fit in RAM, or overlaps another); -E2BIG (an
+ *         boot data does not fit in RAM); -EEXIST (one of them overlaps
+ *         another: the message names both); -E2BIG (an
  *         initrd too large for the space the kernel allows); -ENOMEM. The
  *         message names the offending value. Guest memory is unchanged on
  *         failure.

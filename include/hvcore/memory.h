@@ -123,7 +123,7 @@ typedef struct hvc_memory_options {
     void *host_addr;
     /**
      * ::hvc_numa_policy for the region's host memory. The nodes must exist
-     * on the host (hvc_topology_host() lists them; -EINVAL names a node that
+     * on the host (hvc_topology_host() lists them; -ENOENT names a node that
      * does not).
      */
     uint32_t numa_policy;
@@ -147,8 +147,9 @@ typedef struct hvc_memory_options {
  *            the handle (hvc_vm_find_memory() finds it again).
  * @return 0; -EINVAL (NULL vm or opts, unknown size or flags, unaligned
  *         address, length or host pointer, zero length, a range past the
- *         backend's physical address width, a NUMA policy with no node or
- *         a node the host does not have, flags that do not go together);
+ *         backend's physical address width, a NUMA policy with no node,
+ *         flags that do not go together); -ENOENT when a NUMA node of the
+ *         policy does not exist on the host (the message names it);
  *         -EEXIST when it overlaps a region (the message names both) or
  *         pages the backend keeps for itself (KVM: 0xfffbc000..0xfffbffff,
  *         its real-mode TSS and identity map);
@@ -163,7 +164,8 @@ HVC_EXTERN int hvc_vm_add_memory(hvc_vm *vm, const hvc_memory_options *opts,
 /**
  * Removes a region and frees what the library allocated for it.
  *
- * @return 0; -EINVAL for NULL or a region of another VM.
+ * @return 0; -EINVAL for NULL; -ENOENT when @p region is not in @p vm
+ *         (it belongs to another VM).
  */
 HVC_EXTERN int hvc_vm_remove_memory(hvc_vm *vm, hvc_memory_region *region);
 

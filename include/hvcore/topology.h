@@ -197,9 +197,9 @@ HVC_EXTERN int hvc_topology_set_distance(hvc_topology *topo, uint32_t from,
  * Adds a PCI device to a description. The names are copied.
  *
  * @return 0; -EINVAL (NULL, unknown size, a device number above 31 or a
- *         function above 7, a node below -1, a node the description does
- *         not have); -EEXIST when a device with that address is there;
- *         -ENOMEM.
+ *         function above 7, a node below -1); -ENOENT for a node the
+ *         description does not have; -EEXIST when a device with that
+ *         address is there; -ENOMEM.
  */
 HVC_EXTERN int hvc_topology_add_pci(hvc_topology *topo,
                                     const hvc_pci_device *dev);
@@ -323,9 +323,9 @@ HVC_EXTERN int hvc_thread_pin_cpus(const uint32_t *cpus, size_t count);
  * Restricts the calling thread to the online CPUs of a host NUMA node, as
  * hvc_thread_pin_cpus() does.
  *
- * @return 0; -EINVAL when the host has no such node, or the node has no
- *         CPUs (the message names the node); -ENOMEM; -EIO when /sys
- *         cannot be read.
+ * @return 0; -ENOENT when the host has no such node; -EINVAL when the
+ *         node has no online CPUs (the message names the node); -ENOMEM;
+ *         -EIO when /sys cannot be read.
  */
 HVC_EXTERN int hvc_thread_pin_node(uint32_t node);
 

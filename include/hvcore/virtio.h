@@ -90,9 +90,10 @@ typedef struct hvc_virtio_blk_options {
  * is the file's size in 512-byte sectors, rounded down. A host I/O error
  * reaches the guest as VIRTIO_BLK_S_IOERR.
  *
- * @return 0; -EINVAL (bad options, a window that is unaligned or overlaps
- *         RAM or another device); the errno of opening the file, with its
- *         path in the message; errors of hvc_vm_add_device().
+ * @return 0; -EINVAL (bad options, an unaligned window, an IRQ outside
+ *         the GSIs); -EEXIST (the window overlaps RAM or another device's
+ *         range, or the name is taken); the errno of opening the file, with
+ *         its path in the message; -ENOMEM.
  */
 HVC_EXTERN int hvc_virtio_blk_create(hvc_vm *vm,
                                      const hvc_virtio_blk_options *opts,
@@ -102,6 +103,9 @@ HVC_EXTERN int hvc_virtio_blk_create(hvc_vm *vm,
  * Attaches a virtio-rng device fed by getrandom(2).
  *
  * @param name instance name, or NULL for "virtio-rng<N>".
+ * @return 0; -EINVAL (NULL, an unaligned window, an IRQ outside the GSIs);
+ *         -EEXIST (the window overlaps RAM or another device's range, or
+ *         the name is taken); -ENOMEM.
  */
 HVC_EXTERN int hvc_virtio_rng_create(hvc_vm *vm, const hvc_virtio_mmio *mmio,
                                      const char *name, hvc_device **out);
@@ -136,7 +140,13 @@ typedef struct hvc_virtio_console_options {
             NULL                                                               \
     }
 
-/** Attaches a virtio-console device with one port. */
+/**
+ * Attaches a virtio-console device with one port.
+ *
+ * @return 0; -EINVAL (NULL, bad options, an unaligned window, an IRQ
+ *         outside the GSIs); -EEXIST (the window overlaps RAM or another
+ *         device's range, or the name is taken); -ENOMEM.
+ */
 HVC_EXTERN int hvc_virtio_console_create(hvc_vm *vm,
                                          const hvc_virtio_console_options *opts,
                                          hvc_device **out);

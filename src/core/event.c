@@ -36,6 +36,13 @@ static void *loop(void *arg)
             pthread_mutex_unlock(&vm->ev_lock);
         }
     }
+    /* Nobody waits on this thread's result, so a failed wait would end
+     * every watch in silence: say so. */
+    if (n < 0)
+        hvi_log(HVC_LOG_ERROR,
+                "VM event thread: waiting for descriptors failed (%s); "
+                "watched descriptors are no longer served",
+                hvc_strerror(n));
     return NULL;
 }
 
@@ -103,7 +110,7 @@ int hvc_vm_unwatch_fd(hvc_vm *vm, int fd)
         vm->ev_running && pthread_equal(pthread_self(), vm->ev_thread);
     if (!on_loop)
         pthread_mutex_lock(&vm->ev_lock);
-    int r = hvi_error(-ENOENT, "descriptor %d is not watched", fd);
+    int r = -ENOENT;
     for (size_t i = 0; i < vm->nr_watches; i++) {
         if (vm->watches[i].fd != fd)
             continue;
@@ -114,6 +121,9 @@ int hvc_vm_unwatch_fd(hvc_vm *vm, int fd)
     }
     if (!on_loop)
         pthread_mutex_unlock(&vm->ev_lock);
+    /* Only now: a successful call leaves hvc_last_error() alone. */
+    if (r < 0)
+        hvi_error(r, "descriptor %d is not watched", fd);
     return r;
 }
 

@@ -34,6 +34,10 @@ const char *hvi_quote(char *buf, size_t size, const char *s, size_t max_in);
 
 /* Records a message for hvc_last_error() and returns err (negative). */
 int hvi_error(int err, const char *fmt, ...) HVI_PRINTF(2, 3);
+/* Hands a message to the log hook (hvc_set_log), if one takes @p level
+ * (an hvc_log_level); one line, no newline, no "hvcore:" prefix. Any
+ * thread; keeps errno and hvc_last_error(). */
+void hvi_log(int level, const char *fmt, ...) HVI_PRINTF(2, 3);
 
 /* Reads the caller's options struct: rejects a size this library cannot
  * interpret, copies what the caller's size covers over the defaults. */
@@ -240,6 +244,8 @@ int hvi_rec_get_u64(const struct hvi_rec_reader *r, uint16_t tag, uint64_t *v);
 int hvi_rec_get_bytes(const struct hvi_rec_reader *r, uint16_t tag,
                       const void **p, uint32_t *n);
 uint32_t hvi_crc32c(uint32_t crc, const void *buf, size_t len);
+/* The byte table of the portable path, constant (src/core/crc32c.c). */
+extern const uint32_t hvi_crc32c_table[256];
 
 /* Copies of the VM's region and device lists, taken under their locks
  * (a caller frees the array). */

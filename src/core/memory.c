@@ -164,15 +164,16 @@ int hvc_vm_remove_memory(hvc_vm *vm, hvc_memory_region *region)
     if (!vm || !region)
         return hvi_error(-EINVAL, "hvc_vm_remove_memory: NULL %s",
                          vm ? "region" : "VM");
+    /* Like a device not attached to this VM: not found here. */
     if (region->vm != vm)
-        return hvi_error(-EINVAL,
+        return hvi_error(-ENOENT,
                          "memory region 0x%" PRIx64 " belongs to another VM",
                          region->gpa);
     pthread_rwlock_wrlock(&vm->mem_lock);
     size_t pos = lower_bound(vm, region->gpa);
     if (pos == vm->nr_regions || vm->regions[pos] != region) {
         pthread_rwlock_unlock(&vm->mem_lock);
-        return hvi_error(-EINVAL, "memory region %p is not in this VM",
+        return hvi_error(-ENOENT, "memory region %p is not in this VM",
                          (void *)region);
     }
     int r = vm->ops->vm_unmap_memory(vm->priv, region->slot, region->gpa,

@@ -64,7 +64,7 @@ static int check_plan(struct plan *p)
             const struct chunk *d = &p->chunks[j];
             uint64_t m = d->len + d->zero;
             if (m && c->gpa < d->gpa + m && d->gpa < c->gpa + n)
-                return hvi_error(-EFAULT,
+                return hvi_error(-EEXIST,
                                  "%s at 0x%" PRIx64 "+0x%" PRIx64
                                  " overlaps %s at 0x%" PRIx64 "+0x%" PRIx64,
                                  c->what, c->gpa, n, d->what, d->gpa, m);

@@ -43,9 +43,10 @@ int hvi_os_poller_create(hvi_os_poller **out);
 /* Watches fd for events (HVC_FD_* bits). */
 int hvi_os_poller_add(hvi_os_poller *p, int fd, uint32_t events);
 void hvi_os_poller_del(hvi_os_poller *p, int fd);
-/* Waits for ready descriptors; returns how many were stored in ready, or 0
- * once hvi_os_poller_stop() was called (then and ever after). Retries
- * interrupted waits. */
+/* Waits for ready descriptors; returns how many were stored in ready, 0
+ * once hvi_os_poller_stop() was called (then and ever after), or a negative
+ * errno when waiting itself failed (the caller stops waiting and says so).
+ * Retries interrupted waits. */
 int hvi_os_poller_wait(hvi_os_poller *p, struct hvi_os_ready *ready, int max);
 /* Makes the waiter return 0; any thread. */
 void hvi_os_poller_stop(hvi_os_poller *p);

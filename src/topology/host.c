@@ -45,7 +45,7 @@ int hvi_host_node_exists(uint32_t node, const char *what)
         return 0;
     char list[256];
     node_list(list, sizeof(list));
-    return hvi_error(-EINVAL,
+    return hvi_error(-ENOENT,
                      "%s: NUMA node %" PRIu32 " does not exist on this host "
                      "(its nodes: %s)",
                      what, node, list);

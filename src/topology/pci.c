@@ -27,7 +27,21 @@ __attribute__((noreturn, format(printf, 1, 2))) static void pci_fail(char *fmt,
 }
 
 /* Warnings (a missing pci.ids, say) only cost names, which are then NULL;
- * a library does not write to the caller's stderr. */
+ * a library does not write to the caller's stderr, so they go to the log
+ * hook. libpci's debug output stays off. */
+__attribute__((format(printf, 1, 2))) static void pci_warn(char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    hvi_log(HVC_LOG_WARN, "libpci: %s", msg);
+}
+
 __attribute__((format(printf, 1, 2))) static void pci_quiet(char *fmt, ...)
 {
     (void)fmt;
@@ -91,7 +105,7 @@ int hvi_host_pci(hvc_topology *t)
 {
     struct pci_access *a = pci_alloc();
     a->error = pci_fail;
-    a->warning = pci_quiet;
+    a->warning = pci_warn;
     a->debug = pci_quiet;
     /* sysfs only: libpci would otherwise fall back to poking config space
      * through I/O ports, which a library has no business doing. */

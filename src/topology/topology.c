@@ -245,7 +245,7 @@ int hvc_topology_add_pci(hvc_topology *t, const hvc_pci_device *dev)
     if (r < 0)
         return r;
     if (d.numa_node >= 0 && !hvi_topo_node(t, (uint32_t)d.numa_node, NULL))
-        return hvi_error(-EINVAL,
+        return hvi_error(-ENOENT,
                          "PCI device %04" PRIx32 ":%02x:%02x.%x is on node "
                          "%" PRId32 ", which the topology does not have",
                          d.domain, d.bus, d.device, d.function, d.numa_node);

@@ -23,6 +23,9 @@ key=..., user_data=...)``, then ``VM.restore(hv, source, setup=attach)``
 where ``attach(vm, user_data)`` attaches the devices (see
 :mod:`hvcore.migration`).
 
+The library never prints: ``hvcore.set_log(callback)`` or
+``hvcore.log_to_logging()`` receive its messages (see :mod:`hvcore.log`).
+
 Errors from the library raise :class:`HvError` (an OSError with the errno,
 the library's description and its message about what exactly was wrong).
 """
@@ -31,7 +34,7 @@ from . import _lib
 from .constants import *  # noqa: F401,F403 - the C names and enums
 from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyMode,
                         DoorbellFlags, ExitFlags, ExitReason, FdEvents,
-                        IoResult, IoSpace, KernelFormat, MemoryFlags,
+                        IoResult, IoSpace, KernelFormat, LogLevel, MemoryFlags,
                         NumaPolicy, PlacementFlags, RestoreFlags,
                         SaveFlags, TscCatchup,
                         TscConfigFlags, TscInfoFlags, TscPausePolicy,
@@ -43,6 +46,7 @@ from .errors import ClosedError, HvError, LibraryError
 from .exit import Exit
 from .hypervisor import Backend, Hypervisor, backends
 from .loader import BootInfo
+from .log import log_to_logging, set_log
 from .memory import MemoryRegion
 from .platform import AcpiDevice
 from .registers import Segment
@@ -76,6 +80,7 @@ def backend_available(name):
 __all__ = [
     "Hypervisor", "VM", "VCPU", "MemoryRegion", "Registers", "Segment",
     "Exit", "Backend", "backends", "backend_available", "strerror",
+    "set_log", "log_to_logging", "LogLevel",
     "Device", "DeviceModel", "Serial", "Doorbell", "AcpiDevice", "BootInfo",
     "Topology", "NumaNode", "PciDevice", "Placement", "pin_thread_to_cpus",
     "pin_thread_to_node", "TscInfo", "TscConfig", "TscPolicy", "tsc_ratio",

@@ -266,8 +266,9 @@ PROTOTYPES = {
     "hvc_thread_pin_node": (c_int, [c_uint32], _check_rc),
 }
 
-#: tsc.h, migration.h (with hvc_vm_get_vcpu(), hvc_vm_vcpu_count() and
-#: hvc_vm_list_memory(), which a restored VM needs): later additions to
+#: tsc.h, migration.h, hvc_set_log() (with hvc_vm_get_vcpu(),
+#: hvc_vm_vcpu_count() and hvc_vm_list_memory(), which a restored VM
+#: needs): later additions to
 #: HVCORE_1.0 without a version bump, so a 1.0 library without one of these
 #: is accepted; the Python calls that need it raise HvError(ENOSYS).
 OPTIONAL_PROTOTYPES = {
@@ -291,6 +292,8 @@ OPTIONAL_PROTOTYPES = {
                        _check_rc),
     "hvc_vm_restore_tsc": (c_int, [_HANDLE, c_void_p, c_size_t,
                                   _P(X.TscRestoreOptions)], _check_rc),
+    # common.h: the log hook (hvcore.log)
+    "hvc_set_log": (c_int, [c_int, S.LogFn, c_void_p], _check_rc),
     # memory.h, vcpu.h: enumerating what a restore created
     "hvc_vm_list_memory": (c_int, [_HANDLE, _P(_HANDLE), c_size_t,
                                   _P(c_size_t)], _check_rc),

@@ -145,6 +145,9 @@ class HvExit(ctypes.Structure):
 IoFn = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint64, c_void_p,
                         c_uint32, c_int)
 
+#: ``hvc_log_fn``: void (*)(void *opaque, int level, const char *message)
+LogFn = ctypes.CFUNCTYPE(None, c_void_p, c_int, ctypes.c_char_p)
+
 #: Fixed sizes the ABI promises on every platform (ABI.md); checked when
 #: the package is imported. (The options structs follow the platform's C
 #: layout, which ctypes computes the same way the compiler does.)

@@ -22,6 +22,21 @@ HVC_VERSION_PATCH = 0
 HVC_VERSION_NUMBER = (HVC_VERSION_MAJOR * 10000 + HVC_VERSION_MINOR * 100
                      + HVC_VERSION_PATCH)
 
+# -- hvcore/common.h: log levels (hvc_log_level) --
+HVC_LOG_ERROR = 1
+HVC_LOG_WARN = 2
+HVC_LOG_INFO = 3
+HVC_LOG_DEBUG = 4
+
+
+class LogLevel(enum.IntEnum):
+    """``hvc_log_level``: lower is more severe."""
+
+    ERROR = HVC_LOG_ERROR
+    WARN = HVC_LOG_WARN
+    INFO = HVC_LOG_INFO
+    DEBUG = HVC_LOG_DEBUG
+
 # -- hvcore/hypervisor.h --
 HVC_CAP_MAX_VCPUS = 1
 HVC_CAP_NR_VCPUS = 2

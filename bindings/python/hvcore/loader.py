@@ -98,7 +98,8 @@ class LoaderMixin:
         the regions. ``format="raw"`` needs ``raw_address`` (and
         ``raw_entry``, default the address; ``raw_mode``). ``acpi_rsdp``
         is ``vm.build_acpi()``'s result. HvError ENOEXEC for an
-        unrecognised image, EINVAL, EFAULT (does not fit in RAM), E2BIG;
+        unrecognised image, EINVAL, EFAULT (does not fit in RAM), EEXIST
+        (two parts overlap), E2BIG;
         guest memory is unchanged on failure.
         """
         kbuf, ksize = _image(kernel, "kernel")

@@ -277,5 +277,7 @@ def pin_thread_to_cpus(cpus):
 
 
 def pin_thread_to_node(node):
-    """Restricts the calling thread to the online CPUs of a NUMA node."""
+    """Restricts the calling thread to the online CPUs of a NUMA node.
+    HvError ENOENT when the host has no such node, EINVAL when it has no
+    online CPUs."""
     lib.hvc_thread_pin_node(_convert.u32(node, "node"))

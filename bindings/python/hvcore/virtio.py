@@ -31,8 +31,9 @@ class VirtioMixin:
         """A virtio-blk disk over the file or block device ``path`` (or an
         open ``fd``/file object, kept referenced and not closed while the
         device exists). ``serial`` is what GET_ID returns (20 bytes at
-        most). HvError with the file's errno (its path in the message), or
-        EINVAL for a bad window."""
+        most). HvError with the file's errno (its path in the message),
+        EINVAL for a bad window, EEXIST for one over RAM or another
+        device."""
         if (path is None) == (fd is None):
             raise TypeError("add_virtio_blk() takes a path or an fd")
         opts = VirtioBlkOptions(size=ctypes.sizeof(VirtioBlkOptions),

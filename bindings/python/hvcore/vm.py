@@ -304,7 +304,7 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         ``flags`` are :class:`MemoryFlags` (MERGEABLE, PREFAULT, HUGETLB,
         THP). ``numa_policy`` ("bind", "preferred", "interleave" or a
         :class:`NumaPolicy`) with ``numa_nodes`` (host node ids, see
-        :class:`hvcore.Topology`) places the host memory; HvError EINVAL
+        :class:`hvcore.Topology`) places the host memory; HvError ENOENT
         names a node the host does not have.
         """
         flags = _convert.u32(flags, "flags")

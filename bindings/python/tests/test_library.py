@@ -106,7 +106,8 @@ def test_enums_agree_with_the_c_names():
              (hvcore.TscPausePolicy, "HVC_TSC_PAUSE_"),
              (hvcore.TscCatchup, "HVC_TSC_CATCHUP_"),
              (hvcore.SaveFlags, "HVC_SAVE_"),
-             (hvcore.RestoreFlags, "HVC_RESTORE_")]
+             (hvcore.RestoreFlags, "HVC_RESTORE_"),
+             (hvcore.LogLevel, "HVC_LOG_")]
     for enum_type, prefix in pairs:
         for member in enum_type:
             assert getattr(constants, prefix + member.name) == member

@@ -113,7 +113,7 @@ def test_thread_pinning_and_numa_regions(machine):
     assert err.value.errno == errno.EINVAL
     with pytest.raises(hvcore.HvError) as err:
         hvcore.pin_thread_to_node(4095)
-    assert err.value.errno == errno.EINVAL
+    assert err.value.errno == errno.ENOENT
 
     vm = machine.vm
     bound = vm.add_memory(0x1000000, 1 << 20, numa_policy="bind",
@@ -127,6 +127,6 @@ def test_thread_pinning_and_numa_regions(machine):
     assert merge.fd is None  # anonymous memory, for KSM
     with pytest.raises(hvcore.HvError) as err:
         vm.add_memory(0x4000000, 1 << 20, numa_nodes=[4095])
-    assert err.value.errno == errno.EINVAL
+    assert err.value.errno == errno.ENOENT
     with pytest.raises(ValueError):
         vm.add_memory(0x4000000, 1 << 20, numa_policy="nearest")

@@ -128,7 +128,7 @@ def test_rng_console_cmdline_and_errors(machine, tmp_path):
             "virtio_mmio.device=512@0xd0000200:6")
         with pytest.raises(hvcore.HvError) as err:
             vm.add_virtio_rng(base=0x100000, irq=7)  # inside RAM
-        assert err.value.errno == errno.EINVAL
+        assert err.value.errno == errno.EEXIST
         assert "overlaps RAM" in err.value.message
         with pytest.raises(hvcore.HvError) as err:
             vm.add_virtio_rng(base=BASE + 0x410, irq=7)

@@ -69,7 +69,7 @@ void hvi_vdev_fail(struct vdev *d, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (!(d->status & VIRTIO_STATUS_NEEDS_RESET))
-        fprintf(stderr, "hvcore: %s: device error, needs reset: %s\n",
+        hvi_log(HVC_LOG_ERROR, "%s: device error, needs reset: %s",
                 hvc_device_name(d->dev), msg);
     d->status |= VIRTIO_STATUS_NEEDS_RESET;
     if (d->status & VIRTIO_STATUS_DRIVER_OK)
@@ -377,7 +377,7 @@ static int check_window(hvc_vm *vm, const hvc_virtio_mmio *m)
     for (uint64_t a = m->base; a < m->base + HVC_VIRTIO_MMIO_SIZE;
          a += HVC_PAGE_SIZE / 8)
         if (hvc_vm_find_memory(vm, a, &r) == 0)
-            return hvi_error(-EINVAL,
+            return hvi_error(-EEXIST,
                              "virtio-mmio window 0x%" PRIx64 " overlaps RAM",
                              m->base);
     return 0;

@@ -61,7 +61,7 @@ int hvi_os_poller_wait(hvi_os_poller *p, struct hvi_os_ready *ready, int max)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return 0; /* cannot happen with a valid epoll fd: stop */
+            return -errno; /* not with a valid epoll fd; the caller logs */
         int k = 0;
         for (int i = 0; i < n; i++) {
             if (ev[i].data.fd == p->stop)
