@@ -127,7 +127,8 @@ run_fuzz() { # run_fuzz SEEDS
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DCMAKE_C_COMPILER=clang -DHVCORE_FUZZ=ON -DHVCORE_WERROR=OFF \
         -DHVCORE_BUILD_EXAMPLES=OFF -DHVCORE_BUILD_BENCH=OFF >/dev/null
-    cmake --build "$dir" -j "$JOBS" --target fuzz_stream make_seeds
+    # The whole tree, not only the fuzzer: clang must build every guest.
+    cmake --build "$dir" -j "$JOBS"
     local work
     work=$(cd "$dir" && pwd)/fuzz
     mkdir -p "$seeds" "$work/corpus" "$work/crashes"

@@ -1,5 +1,12 @@
 set(HVCORE_GUEST_LD ${CMAKE_CURRENT_LIST_DIR}/guest.ld)
 set(HVCORE_ELF_GUEST_LD ${CMAKE_CURRENT_LIST_DIR}/guest-elf.ld)
+# gcc builds position-independent executables by default and needs -no-pie;
+# clang, which does not, rejects the flag as unused under -Werror.
+if(CMAKE_C_COMPILER_ID STREQUAL "Clang")
+  set(HVCORE_GUEST_NO_PIE "")
+else()
+  set(HVCORE_GUEST_NO_PIE -no-pie)
+endif()
 
 # hvcore_guest(<name> <source> <load-address>)
 #
@@ -19,7 +26,8 @@ function(hvcore_guest name source address)
   add_custom_command(
     OUTPUT ${bin}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
-    COMMAND ${CMAKE_C_COMPILER} -nostdlib -ffreestanding -fno-pic -no-pie
+    COMMAND ${CMAKE_C_COMPILER} -nostdlib -ffreestanding -fno-pic
+            ${HVCORE_GUEST_NO_PIE}
             -static -fno-stack-protector -fno-asynchronous-unwind-tables
             -mno-red-zone -O2 -Wl,--build-id=none
             -Wl,-T,${HVCORE_GUEST_LD} -Wl,--defsym=hvcore_guest_load=${address}
@@ -51,7 +59,7 @@ function(hvcore_elf_guest name bits address source)
     OUTPUT ${elf}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
     COMMAND ${CMAKE_C_COMPILER} ${arch} -nostdlib -ffreestanding -fno-pic
-            -no-pie -static -fno-stack-protector
+            ${HVCORE_GUEST_NO_PIE} -static -fno-stack-protector
             -fno-asynchronous-unwind-tables -O2 -Wall -Werror
             -Wl,--build-id=none -Wl,-T,${HVCORE_ELF_GUEST_LD}
             -Wl,--defsym=hvcore_guest_load=${address} -Wl,-z,noexecstack

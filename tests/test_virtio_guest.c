@@ -527,7 +527,7 @@ Test(virtio_guest, blk_vm_reset_devices)
     uint32_t p = vt_op(&v, VT_T_PEEK, 0, 0, 0, 0, 0);
     vt_op(&v, VT_T_REINIT, 0, 0, 0, 0, 0);
     uint32_t r = vt_op(&v, VT_T_IN, 0, 2, 4, 2, 0);
-    cr_assert_eq(vt_run(&v, 20), 0x100 | stage);
+    cr_assert_eq((uint32_t)vt_run(&v, 20), 0x100 | stage);
     HVT_OK(hvc_vm_reset_devices(v.t.vm));
     vt_run_ok(&v);
     cr_assert_eq(v.out.res[p].peek[0], 0, "status 0x%x after reset",

@@ -35,14 +35,29 @@ static inline void puts_(const char *s)
         putc_(*s++);
 }
 
+/* v / 10 with shifts and adds: a 32-bit guest has no libgcc, and clang
+ * (unlike gcc) calls __udivdi3 for a 64-bit division by a constant. */
+static inline uint64_t div10(uint64_t n)
+{
+    uint64_t q = (n >> 1) + (n >> 2);
+    q += q >> 4;
+    q += q >> 8;
+    q += q >> 16;
+    q += q >> 32;
+    q >>= 3;
+    uint64_t r = n - ((q << 2) + q) * 2;
+    return q + (r > 9);
+}
+
 static inline void put_dec(uint64_t v)
 {
     char b[21];
     int i = 20;
     b[i] = 0;
     do {
-        b[--i] = (char)('0' + v % 10);
-        v /= 10;
+        uint64_t q = div10(v);
+        b[--i] = (char)('0' + (v - q * 10));
+        v = q;
     } while (v);
     puts_(&b[i]);
 }

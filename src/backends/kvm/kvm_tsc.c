@@ -2,8 +2,8 @@
  * (KVM_SET_TSC_KHZ and the CPUID that tells it), kvmclock (KVM_GET_CLOCK,
  * KVM_SET_CLOCK), TSC offsets (KVM_VCPU_TSC_OFFSET) and PIT reinjection
  * (KVM_REINJECT_CONTROL). The policy is the core's (src/core/tsc*.c). */
-#include "../../core/tsc_math.h"
 #include "../../arch/x86/cpuid.h"
+#include "../../core/tsc_math.h"
 #include "kvm.h"
 
 #include <errno.h>
@@ -397,13 +397,15 @@ static int kvm_get_offset(void *vcpu_priv, uint64_t *ofs)
     int r = offset_attr(v, KVM_GET_DEVICE_ATTR, ofs);
     if (r != -ENXIO)
         return r < 0 ? hvi_kvm_fail("KVM_VCPU_TSC_OFFSET", -r) : 0;
-    struct {
+    /* A header and one entry; a union, not a struct with the header's
+     * flexible array in the middle (a GNU extension). */
+    union {
         struct kvm_msrs m;
-        struct kvm_msr_entry e;
+        uint8_t raw[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
     } msr;
     memset(&msr, 0, sizeof(msr));
     msr.m.nmsrs = 1;
-    msr.e.index = MSR_IA32_TSC;
+    msr.m.entries[0].index = MSR_IA32_TSC;
     uint64_t t0 = rdtsc_ordered();
     if (ioctl(v->fd, KVM_GET_MSRS, &msr) != 1)
         return hvi_kvm_fail("KVM_GET_MSRS (IA32_TSC)", errno ? errno : EIO);
@@ -415,7 +417,7 @@ static int kvm_get_offset(void *vcpu_priv, uint64_t *ofs)
                             in->ratio_frac_bits, &ratio))
             mid = hvi_mul_shr(mid, ratio, in->ratio_frac_bits);
     }
-    *ofs = msr.e.data - mid;
+    *ofs = msr.m.entries[0].data - mid;
     return 0;
 }
 

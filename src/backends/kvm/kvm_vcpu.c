@@ -117,12 +117,13 @@ int hvi_kvm_vcpu_run_prepare(void *vcpu_priv)
     sigset_t cur;
     pthread_sigmask(SIG_BLOCK, NULL, &cur);
     sigdelset(&cur, v->vm->kick_signal);
-    struct {
+    enum { KERNEL_SIGSET = 8 }; /* the kernel's sigset: 64 signals */
+    union { /* not a struct with a flexible array in the middle */
         struct kvm_signal_mask m;
-        uint8_t set[8]; /* the kernel's sigset: 64 signals */
+        uint8_t raw[sizeof(struct kvm_signal_mask) + KERNEL_SIGSET];
     } mask;
-    mask.m.len = sizeof(mask.set);
-    memcpy(mask.set, &cur, sizeof(mask.set));
+    mask.m.len = KERNEL_SIGSET;
+    memcpy(mask.m.sigset, &cur, KERNEL_SIGSET);
     if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, &mask) < 0)
         return hvi_kvm_fail("KVM_SET_SIGNAL_MASK", errno);
     v->mask_owner = self;
