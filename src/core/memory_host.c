@@ -90,3 +90,20 @@ void hvi_memory_host_release(hvc_memory_region *r)
     r->owned = false;
     r->fd = -1;
 }
+
+int hvi_memory_walk_open(const hvc_memory_region *r,
+                         struct hvi_os_memory_walk **out)
+{
+    return hvi_os_memory_walk_open(r->hva, r->len, r->fd, out);
+}
+
+int hvi_memory_next_data(struct hvi_os_memory_walk *w, uint64_t off,
+                         uint64_t *start, uint64_t *end)
+{
+    return hvi_os_guest_memory_next_data(w, off, start, end);
+}
+
+void hvi_memory_walk_close(struct hvi_os_memory_walk *w)
+{
+    hvi_os_memory_walk_close(w);
+}
