@@ -197,3 +197,50 @@ Test(migration_sparse, caller_memory_saves_and_restores_what_it_wrote)
     guest_open(&g, true);
     save_and_restore(&g);
 }
+
+/* Caller memory that is not private anonymous may hold data in pages the
+ * VM's mapping never touched: here a memfd written through a second
+ * mapping only. Nothing of it may be skipped. */
+Test(migration_sparse, shared_caller_memory_is_read_whole)
+{
+    const uint64_t len = 16 * MIB;
+    int mfd = memfd_create("hvsparse", MFD_CLOEXEC);
+    cr_assert_geq(mfd, 0);
+    cr_assert_eq(ftruncate(mfd, (off_t)len), 0);
+    uint8_t *vm_view =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    uint8_t *other =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    cr_assert(vm_view != MAP_FAILED && other != MAP_FAILED);
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    HVT_OK(hvc_vm_create(hv, NULL, &vm));
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
+    mo.length = len;
+    mo.host_addr = vm_view;
+    HVT_OK(hvc_vm_add_memory(vm, &mo, NULL));
+    for (uint64_t off = 3 * MIB; off < len; off += 2 * MIB + 4096)
+        memset(other + off, 0x5a, 4096);
+    HVT_OK(hvc_vm_pause(vm));
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/hvsparse-shared-%d.snap", getpid());
+    HVT_OK(hvc_snapshot_save(vm, path, NULL));
+    hvc_vm_destroy(vm);
+
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
+    HVT_OK(hvc_snapshot_restore(hv, path, &o, &vm));
+    for (uint64_t off = 3 * MIB; off < len; off += 2 * MIB + 4096) {
+        uint8_t page[4096];
+        HVT_OK(hvc_vm_read(vm, off, page, sizeof(page)));
+        for (size_t k = 0; k < sizeof(page); k++)
+            cr_assert_eq(page[k], 0x5a, "byte 0x%llx lost",
+                         (unsigned long long)(off + k));
+    }
+    hvc_vm_destroy(vm);
+    hvc_hypervisor_close(hv);
+    munmap(vm_view, len);
+    munmap(other, len);
+    close(mfd);
+    unlink(path);
+}
