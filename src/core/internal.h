@@ -243,6 +243,10 @@ int hvi_memory_walk_open(const hvc_memory_region *r,
 int hvi_memory_next_data(struct hvi_os_memory_walk *w, uint64_t off,
                          uint64_t *start, uint64_t *end);
 void hvi_memory_walk_close(struct hvi_os_memory_walk *w);
+/* Gives back [off, off+len) of a region's memfd (the library's own,
+ * not on huge pages), which then reads as zero; -ENOTSUP for any other
+ * memory, which is left alone. */
+int hvi_memory_discard(hvc_memory_region *r, uint64_t off, uint64_t len);
 int hvi_devices_snapshot(hvc_vm *vm, hvc_device ***out, size_t *count);
 
 /* device.c: the ops a device was attached with. */

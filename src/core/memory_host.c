@@ -107,3 +107,14 @@ void hvi_memory_walk_close(struct hvi_os_memory_walk *w)
 {
     hvi_os_memory_walk_close(w);
 }
+
+int hvi_memory_discard(hvc_memory_region *r, uint64_t off, uint64_t len)
+{
+    /* Not anonymous memory: a restore maps file pieces over it, and
+     * dropping a private copy would bring the file's page back. Not huge
+     * pages: a hole is punched in whole huge pages only. */
+    if (!r->owned || r->fd < 0 || (r->flags & HVC_MEMORY_HUGETLB) ||
+        off > r->len || len > r->len - off)
+        return -ENOTSUP;
+    return hvi_os_memory_discard(r->hva, off, len, r->fd);
+}

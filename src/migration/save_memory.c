@@ -38,24 +38,6 @@ struct batch {
     bool stop;
 };
 
-static bool page_zero(const uint8_t *p)
-{
-    uint64_t w;
-    memcpy(&w, p, 8);
-    if (w)
-        return false;
-    for (size_t i = 0; i < HVI_PAGE; i += 64) {
-        uint64_t acc = 0;
-        for (size_t k = 0; k < 64; k += 8) {
-            memcpy(&w, p + i + k, 8);
-            acc |= w;
-        }
-        if (acc)
-            return false;
-    }
-    return true;
-}
-
 /* Plans runs of @p reg from page *pg until page @p pages (the end of what
  * may hold data) or until the batch is full. */
 static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
@@ -69,9 +51,9 @@ static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
         r->gpa = reg->gpa + pg * HVI_PAGE;
         r->crc = 0;
         uint64_t n = 1;
-        if (page_zero(base)) {
+        if (hvi_page_zero(base)) {
             while (pg + n < pages && n < HVI_MAX_RUN_PAGES &&
-                   page_zero(base + n * HVI_PAGE))
+                   hvi_page_zero(base + n * HVI_PAGE))
                 n++;
             r->data = NULL;
             r->pages = n;
@@ -81,7 +63,7 @@ static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
         /* A raw run; in an aligned stream it swallows short zero gaps. */
         uint64_t end = 1; /* pages up to the last non-zero one */
         while (pg + n < pages && n < max_run) {
-            if (!page_zero(base + n * HVI_PAGE)) {
+            if (!hvi_page_zero(base + n * HVI_PAGE)) {
                 end = ++n;
                 continue;
             }
@@ -89,7 +71,8 @@ static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
                 break;
             uint64_t gap = 1;
             while (gap < ALIGNED_GAP_PAGES && pg + n + gap < pages &&
-                   n + gap < max_run && page_zero(base + (n + gap) * HVI_PAGE))
+                   n + gap < max_run &&
+                   hvi_page_zero(base + (n + gap) * HVI_PAGE))
                 gap++;
             if (gap >= ALIGNED_GAP_PAGES || pg + n + gap >= pages ||
                 n + gap >= max_run)

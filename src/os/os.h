@@ -95,6 +95,10 @@ int hvi_os_memory_walk_open(const void *hva, uint64_t len, int fd,
 int hvi_os_guest_memory_next_data(hvi_os_memory_walk *w, uint64_t off,
                                   uint64_t *start, uint64_t *end);
 void hvi_os_memory_walk_close(hvi_os_memory_walk *w);
+/* Gives back the pages of [hva+off, +len) (page-aligned), which then read
+ * as zero: punched out of the memory file fd, or dropped from private
+ * anonymous memory when fd is -1. For a region's own memory only. */
+int hvi_os_memory_discard(void *hva, uint64_t off, uint64_t len, int fd);
 
 /* --- kicking a thread out of the guest --- */
 

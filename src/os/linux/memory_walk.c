@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define PAGE HVC_PAGE_SIZE
@@ -244,5 +245,18 @@ int hvi_os_guest_memory_next_data(hvi_os_memory_walk *w, uint64_t off,
         s = e = w->pages;
     *start = s * PAGE;
     *end = e * PAGE;
+    return 0;
+}
+
+int hvi_os_memory_discard(void *hva, uint64_t off, uint64_t len, int fd)
+{
+    int r = fd >= 0 ? fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                (off_t)off, (off_t)len)
+                    : madvise((uint8_t *)hva + off, len, MADV_DONTNEED);
+    if (r < 0)
+        return hvi_error(-errno,
+                         "giving back 0x%" PRIx64 " bytes of guest "
+                         "memory: %s",
+                         len, hvc_strerror(-errno));
     return 0;
 }
