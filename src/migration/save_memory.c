@@ -1,10 +1,9 @@
 /* Guest memory into MEMORY runs. Memory that was never written is found
  * without touching it (hvi_memory_next_data: holes of the memfd, absent
- * pages of anonymous memory) and written as zero runs unread; reading it
- * would allocate it. Within what may hold data, the runs are planned by a
- * cheap scan (the first non-zero cache line of a page decides, so a
- * non-zero page is seldom read whole before it is sent), and their
- * CRC32C, the one
+ * pages of anonymous memory) and written as zero runs unread: reading it
+ * would allocate it. What may hold data is planned into runs by a cheap
+ * scan (a non-zero page is told by its first non-zero cache line, so it
+ * is seldom read whole before it is sent), and the runs' CRC32C, the one
  * costly pass over the pages, is computed on a second thread while this
  * one writes the runs before it: the CRC then costs no time when the
  * writes are the bottleneck, which they are on every file system. */
