@@ -9,7 +9,9 @@
  *     the time of the call and the growth of this process's RSS.
  *   - the walk it replaces: every page of the same guest read once through
  *     its host mapping (what a save that finds zero pages by reading them
- *     must do at the least), its time and RSS growth, on the VM just saved.
+ *     must do at the least), its time and RSS growth, on the VM just saved;
+ *     then the saved file restored (hvc_vm_restore_fd(), read), its time
+ *     and RSS growth.
  *   - QEMU (qemu-system-x86_64 -M microvm -accel kvm, the default CPU): the
  *     same ELF boots, is stopped, and migrated with
  *     migrate "exec:cat > FILE" over QMP; the time from the command until
@@ -61,6 +63,7 @@ struct options {
 struct samples {
     double hvc_ms[MAX_ROUNDS], hvc_rss[MAX_ROUNDS], hvc_bytes[MAX_ROUNDS];
     double walk_ms[MAX_ROUNDS], walk_rss[MAX_ROUNDS];
+    double restore_ms[MAX_ROUNDS], restore_rss[MAX_ROUNDS];
     double qemu_ms[MAX_ROUNDS], qemu_own_ms[MAX_ROUNDS], qemu_rss[MAX_ROUNDS],
         qemu_bytes[MAX_ROUNDS];
 };
@@ -198,6 +201,19 @@ static void run_hvc(hvc_hypervisor *hv, uint32_t mib, struct samples *s,
     sink = acc;
     s->walk_ms[round] = (bench_now_s() - t0) * 1e3;
     s->walk_rss[round] = (double)(rss_kib("self") - rss0) / 1024.0;
+    hvc_vm_destroy(vm);
+
+    /* The restore of what was saved, into a new VM of library memory. */
+    fd = open(save_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        bench_die(save_path);
+    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
+    rss0 = rss_kib("self");
+    t0 = bench_now_s();
+    bench_check_hv(hvc_vm_restore_fd(hv, fd, &ro, &vm), "hvc_vm_restore_fd");
+    s->restore_ms[round] = (bench_now_s() - t0) * 1e3;
+    s->restore_rss[round] = (double)(rss_kib("self") - rss0) / 1024.0;
+    close(fd);
     hvc_vm_destroy(vm);
 }
 
@@ -378,6 +394,8 @@ static void report(const struct options *o, uint32_t mib,
            "stream\n",
            median(s->hvc_ms, n), median(s->hvc_rss, n),
            median(s->hvc_bytes, n) / 1024);
+    printf("  libhvcore restore     : %8.2f ms, RSS +%.2f MiB\n",
+           median(s->restore_ms, n), median(s->restore_rss, n));
     printf("  read-every-page walk  : %8.2f ms, RSS +%.2f MiB\n",
            median(s->walk_ms, n), median(s->walk_rss, n));
     printf("  ratio libhvcore / walk: %8.3f (time)\n",
