@@ -148,7 +148,8 @@ void hvi_os_memory_walk_close(hvi_os_memory_walk *w)
     free(w);
 }
 
-/* The extent of a memory file: holes were never written. */
+/* The extent of a memory file: holes were never written. This moves the
+ * file's offset, which nobody uses: guest memory files are only mapped. */
 static void file_next(hvi_os_memory_walk *w, uint64_t pg, uint64_t *start,
                       uint64_t *end)
 {
