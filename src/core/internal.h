@@ -250,6 +250,23 @@ extern const uint32_t hvi_crc32c_table[256];
 /* Copies of the VM's region and device lists, taken under their locks
  * (a caller frees the array). */
 int hvi_memory_snapshot(hvc_vm *vm, hvc_memory_region ***out, size_t *count);
+
+/* memory_host.c: where a region's memory may hold data, found without
+ * touching (and so allocating) a page; the host layer's walk
+ * (src/os/os.h). Outside the extents next_data reports, every page reads
+ * as zero. */
+struct hvi_os_memory_walk;
+int hvi_memory_walk_open(const hvc_memory_region *r,
+                         struct hvi_os_memory_walk **out);
+/* The next extent [*start, *end), in bytes from the region's start, at or
+ * after off; *start == r->len when no data remains. */
+int hvi_memory_next_data(struct hvi_os_memory_walk *w, uint64_t off,
+                         uint64_t *start, uint64_t *end);
+void hvi_memory_walk_close(struct hvi_os_memory_walk *w);
+/* Gives back [off, off+len) of a region's memfd (the library's own,
+ * not on huge pages), which then reads as zero; -ENOTSUP for any other
+ * memory, which is left alone. */
+int hvi_memory_discard(hvc_memory_region *r, uint64_t off, uint64_t len);
 int hvi_devices_snapshot(hvc_vm *vm, hvc_device ***out, size_t *count);
 
 /* device.c: the ops a device was attached with. */

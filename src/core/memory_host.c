@@ -90,3 +90,31 @@ void hvi_memory_host_release(hvc_memory_region *r)
     r->owned = false;
     r->fd = -1;
 }
+
+int hvi_memory_walk_open(const hvc_memory_region *r,
+                         struct hvi_os_memory_walk **out)
+{
+    return hvi_os_memory_walk_open(r->hva, r->len, r->fd, out);
+}
+
+int hvi_memory_next_data(struct hvi_os_memory_walk *w, uint64_t off,
+                         uint64_t *start, uint64_t *end)
+{
+    return hvi_os_guest_memory_next_data(w, off, start, end);
+}
+
+void hvi_memory_walk_close(struct hvi_os_memory_walk *w)
+{
+    hvi_os_memory_walk_close(w);
+}
+
+int hvi_memory_discard(hvc_memory_region *r, uint64_t off, uint64_t len)
+{
+    /* Not anonymous memory: a restore maps file pieces over it, and
+     * dropping a private copy would bring the file's page back. Not huge
+     * pages: a hole is punched in whole huge pages only. */
+    if (!r->owned || r->fd < 0 || (r->flags & HVC_MEMORY_HUGETLB) ||
+        off > r->len || len > r->len - off)
+        return -ENOTSUP;
+    return hvi_os_memory_discard(r->hva, off, len, r->fd);
+}

@@ -74,6 +74,27 @@ static void mark(struct hvi_mem_state *m, size_t ri, uint64_t first,
     }
 }
 
+/* A snapshot file writes short zero gaps inside raw runs (the page-aligned
+ * layout); read into a fresh memfd they would allocate pages that read as
+ * zero anyway, so they are given back. Best effort: the contents are
+ * right either way. */
+static void give_back_zero_pages(hvc_memory_region *reg, uint64_t off,
+                                 uint64_t bytes)
+{
+    if (reg->fd < 0 || !reg->owned || (reg->flags & HVC_MEMORY_HUGETLB))
+        return;
+    uint64_t zero_from = bytes; /* start of the zero span, or none */
+    for (uint64_t at = 0; at <= bytes; at += HVI_PAGE) {
+        bool z = at < bytes && hvi_page_zero(reg->hva + off + at);
+        if (z && zero_from == bytes)
+            zero_from = at;
+        else if (!z && zero_from != bytes) {
+            hvi_memory_discard(reg, off + zero_from, at - zero_from);
+            zero_from = bytes;
+        }
+    }
+}
+
 static int read_raw(struct hvi_in *in, const struct hvi_sec *s, uint8_t *dst,
                     uint64_t bytes, uint32_t want_crc)
 {
@@ -189,12 +210,15 @@ int hvi_read_memory(struct hvi_in *in, const struct hvi_sec *s,
         *zero += pages;
     } else if (sealed) {
         memcpy(dst, sealed_buf + HVI_MEM_DESC, bytes);
+        give_back_zero_pages(reg, gpa - reg->gpa, bytes);
         mark(m, ri, first, pages, false);
         *raw += pages;
     } else {
         bool map = m->mapped && in->can_map && in->off % HVI_PAGE == 0;
         r = map ? map_raw(in, s, dst, bytes, dcrc)
                 : read_raw(in, s, dst, bytes, dcrc);
+        if (r == 0 && !map)
+            give_back_zero_pages(reg, gpa - reg->gpa, bytes);
         mark(m, ri, first, pages, false);
         *raw += pages;
     }

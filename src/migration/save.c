@@ -104,16 +104,33 @@ static int write_header(struct hvi_out *o, hvc_vm *vm, const uint8_t salt[16],
     return hvi_out_write(o, h, sizeof(h));
 }
 
+/* What the stream will hold, about: the memory that may hold data (what a
+ * save walks; never-written memory costs a few bytes) and room for the
+ * rest. */
 static uint64_t estimate(hvc_vm *vm)
 {
     hvc_memory_region **regs;
     size_t n;
     uint64_t total = 1 << 16;
-    if (hvi_memory_snapshot(vm, &regs, &n) == 0) {
-        for (size_t i = 0; i < n; i++)
+    if (hvi_memory_snapshot(vm, &regs, &n) < 0)
+        return total;
+    for (size_t i = 0; i < n; i++) {
+        struct hvi_os_memory_walk *w;
+        if (hvi_memory_walk_open(regs[i], &w) < 0) {
             total += regs[i]->len;
-        free(regs);
+            continue;
+        }
+        uint64_t start, end;
+        for (uint64_t off = 0; off < regs[i]->len; off = end) {
+            if (hvi_memory_next_data(w, off, &start, &end) < 0) {
+                total += regs[i]->len - off;
+                break;
+            }
+            total += end - start;
+        }
+        hvi_memory_walk_close(w);
     }
+    free(regs);
     return total;
 }
 

@@ -1,5 +1,9 @@
-/* Guest memory into MEMORY runs. The runs are planned by a cheap scan
- * (the first word of a non-zero page decides), and their CRC32C, the one
+/* Guest memory into MEMORY runs. Memory that was never written is found
+ * without touching it (hvi_memory_next_data: holes of the memfd, absent
+ * pages of anonymous memory) and written as zero runs unread: reading it
+ * would allocate it. What may hold data is planned into runs by a cheap
+ * scan (a non-zero page is told by its first non-zero cache line, so it
+ * is seldom read whole before it is sent), and the runs' CRC32C, the one
  * costly pass over the pages, is computed on a second thread while this
  * one writes the runs before it: the CRC then costs no time when the
  * writes are the bottleneck, which they are on every file system. */
@@ -33,26 +37,11 @@ struct batch {
     bool stop;
 };
 
-static bool page_zero(const uint8_t *p)
-{
-    uint64_t w;
-    memcpy(&w, p, 8);
-    if (w)
-        return false;
-    uint64_t acc = 0;
-    for (size_t i = 8; i < HVI_PAGE; i += 8) {
-        memcpy(&w, p + i, 8);
-        acc |= w;
-    }
-    return acc == 0;
-}
-
-/* Plans runs of @p reg from page *pg until the region ends or the batch is
- * full. */
+/* Plans runs of @p reg from page *pg until page @p pages (the end of what
+ * may hold data) or until the batch is full. */
 static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
-                 uint64_t *pg_io, struct batch *b)
+                 uint64_t *pg_io, uint64_t pages, struct batch *b)
 {
-    const uint64_t pages = reg->len / HVI_PAGE;
     const uint64_t max_run = o->crypt ? HVI_SEALED_RUN_PAGES : HVI_RUN_PAGES;
     uint64_t pg = *pg_io;
     while (pg < pages && b->n < BATCH) {
@@ -61,9 +50,9 @@ static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
         r->gpa = reg->gpa + pg * HVI_PAGE;
         r->crc = 0;
         uint64_t n = 1;
-        if (page_zero(base)) {
+        if (hvi_page_zero(base)) {
             while (pg + n < pages && n < HVI_MAX_RUN_PAGES &&
-                   page_zero(base + n * HVI_PAGE))
+                   hvi_page_zero(base + n * HVI_PAGE))
                 n++;
             r->data = NULL;
             r->pages = n;
@@ -73,7 +62,7 @@ static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
         /* A raw run; in an aligned stream it swallows short zero gaps. */
         uint64_t end = 1; /* pages up to the last non-zero one */
         while (pg + n < pages && n < max_run) {
-            if (!page_zero(base + n * HVI_PAGE)) {
+            if (!hvi_page_zero(base + n * HVI_PAGE)) {
                 end = ++n;
                 continue;
             }
@@ -81,7 +70,8 @@ static void plan(const struct hvi_out *o, const hvc_memory_region *reg,
                 break;
             uint64_t gap = 1;
             while (gap < ALIGNED_GAP_PAGES && pg + n + gap < pages &&
-                   n + gap < max_run && page_zero(base + (n + gap) * HVI_PAGE))
+                   n + gap < max_run &&
+                   hvi_page_zero(base + (n + gap) * HVI_PAGE))
                 gap++;
             if (gap >= ALIGNED_GAP_PAGES || pg + n + gap >= pages ||
                 n + gap >= max_run)
@@ -140,6 +130,47 @@ static int write_batch(struct hvi_out *o, struct batch *b)
     return r;
 }
 
+/* One region: zero runs for what was never written, planned runs for the
+ * rest, a batch at a time. */
+static int save_region(struct hvi_out *o, const hvc_memory_region *reg,
+                       struct batch *b)
+{
+    struct hvi_os_memory_walk *w;
+    int r = hvi_memory_walk_open(reg, &w);
+    if (r < 0)
+        return r;
+    const uint64_t pages = reg->len / HVI_PAGE;
+    uint64_t pg = 0, data_end = 0; /* [pg, data_end) may hold data */
+    while (r == 0 && pg < pages) {
+        b->n = 0;
+        while (r == 0 && pg < pages && b->n < BATCH) {
+            if (pg < data_end) {
+                plan(o, reg, &pg, data_end, b);
+                continue;
+            }
+            uint64_t start, end;
+            if ((r = hvi_memory_next_data(w, pg * HVI_PAGE, &start, &end)) < 0)
+                break;
+            start /= HVI_PAGE;
+            if (start > pg) { /* never written: a zero run, unread */
+                uint64_t n = start - pg;
+                struct run *z = &b->v[b->n++];
+                z->gpa = reg->gpa + pg * HVI_PAGE;
+                z->pages = n < HVI_MAX_RUN_PAGES ? n : HVI_MAX_RUN_PAGES;
+                z->data = NULL;
+                z->crc = 0;
+                pg += z->pages;
+                continue;
+            }
+            data_end = end / HVI_PAGE;
+        }
+        if (r == 0)
+            r = write_batch(o, b);
+    }
+    hvi_memory_walk_close(w);
+    return r;
+}
+
 int hvi_save_memory(struct hvi_out *o, hvc_vm *vm)
 {
     hvc_memory_region **regs;
@@ -154,14 +185,8 @@ int hvi_save_memory(struct hvi_out *o, hvc_vm *vm)
     }
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        uint64_t pg = 0;
-        while (r == 0 && pg < regs[i]->len / HVI_PAGE) {
-            b->n = 0;
-            plan(o, regs[i], &pg, b);
-            r = write_batch(o, b);
-        }
-    }
+    for (size_t i = 0; r == 0 && i < n; i++)
+        r = save_region(o, regs[i], b);
     pthread_cond_destroy(&b->cond);
     pthread_mutex_destroy(&b->lock);
     free(b);

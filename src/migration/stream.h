@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Section ids, in stream order (PAD may come anywhere). */
 enum {
@@ -207,6 +208,26 @@ int hvi_vcpu_apply(const struct hvi_sec *s, hvc_vcpu *v, const uint8_t *p,
 int hvi_irqchip_encode(hvc_vm *vm, uint8_t **out, size_t *len);
 int hvi_irqchip_apply(const struct hvi_sec *s, hvc_vm *vm, const uint8_t *p,
                       size_t len);
+
+/* Whether a page is all zero; a non-zero page is told by its first
+ * non-zero cache line, without reading the rest. */
+static inline bool hvi_page_zero(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    if (w)
+        return false;
+    for (size_t i = 0; i < HVI_PAGE; i += 64) {
+        uint64_t acc = 0;
+        for (size_t k = 0; k < 64; k += 8) {
+            memcpy(&w, p + i + k, 8);
+            acc |= w;
+        }
+        if (acc)
+            return false;
+    }
+    return true;
+}
 
 /* Little-endian field access. */
 static inline void hvi_put16(uint8_t *p, uint16_t v)

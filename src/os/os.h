@@ -74,6 +74,33 @@ int hvi_os_memory_advise(void *hva, uint64_t len, bool thp, bool mergeable,
 /* Allocates every page now. */
 int hvi_os_memory_prefault(void *hva, uint64_t len, const char *what);
 
+/* --- finding the guest memory that holds data, without touching it ---
+ *
+ * A walk over one region's host memory [hva, hva+len) answers where data
+ * may be, so that a save skips the rest without reading it (reading an
+ * untouched page of a memfd allocates it). It never faults a page in.
+ * Outside the extents it reports, every page reads as zero; inside, pages
+ * may still be zero. Where the host cannot tell (an unknown kind of
+ * mapping, no page map), the whole rest is one extent: slow, never wrong.
+ */
+typedef struct hvi_os_memory_walk hvi_os_memory_walk;
+
+/* fd: the region's memory file (SEEK_DATA/SEEK_HOLE), or -1 for memory
+ * the caller mapped (private anonymous memory is asked for resident and
+ * swapped pages; any other kind is all data). */
+int hvi_os_memory_walk_open(const void *hva, uint64_t len, int fd,
+                            hvi_os_memory_walk **out);
+/* The first extent [*start, *end) at or after byte off (page-aligned, all
+ * within len) that may hold data; *start == *end == len when the rest
+ * reads as zero. */
+int hvi_os_guest_memory_next_data(hvi_os_memory_walk *w, uint64_t off,
+                                  uint64_t *start, uint64_t *end);
+void hvi_os_memory_walk_close(hvi_os_memory_walk *w);
+/* Gives back the pages of [hva+off, +len) (page-aligned), which then read
+ * as zero: punched out of the memory file fd, or dropped from private
+ * anonymous memory when fd is -1. For a region's own memory only. */
+int hvi_os_memory_discard(void *hva, uint64_t off, uint64_t len, int fd);
+
 /* --- kicking a thread out of the guest --- */
 
 /* The signal used when hvc_vm_options.kick_signal is 0. */
