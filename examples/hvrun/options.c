@@ -84,7 +84,7 @@ static const char usage[] =
 static void die_usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "hvrun: ");
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, hvrun_esc(arg));
     fprintf(stderr, " (try --help)\n");
     exit(HVRUN_EXIT_USAGE);
 }
@@ -101,7 +101,8 @@ static uint64_t number(const char *flag, const char *s, uint64_t lo,
         fprintf(stderr,
                 "hvrun: %s: '%s' is not a number in %llu..%llu (try "
                 "--help)\n",
-                flag, s, (unsigned long long)lo, (unsigned long long)hi);
+                flag, hvrun_esc(s), (unsigned long long)lo,
+                (unsigned long long)hi);
         exit(HVRUN_EXIT_USAGE);
     }
     return v;
@@ -283,8 +284,8 @@ void *hvrun_read_file(const char *what, const char *path, uint64_t *size)
     FILE *f = fopen(path, "rb");
     struct stat st;
     if (!f || fstat(fileno(f), &st) < 0) {
-        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what, path,
-                strerror(errno));
+        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what,
+                hvrun_esc(path), strerror(errno));
         exit(HVRUN_EXIT_USAGE);
     }
     if (!S_ISREG(st.st_mode) || st.st_size <= 0 ||
@@ -292,13 +293,13 @@ void *hvrun_read_file(const char *what, const char *path, uint64_t *size)
         fprintf(stderr,
                 "hvrun: %s '%s' is not a regular file of 1 byte to "
                 "2 GiB\n",
-                what, path);
+                what, hvrun_esc(path));
         exit(HVRUN_EXIT_USAGE);
     }
     void *buf = malloc((size_t)st.st_size);
     if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what, path,
-                buf ? "short read" : "out of memory");
+        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what,
+                hvrun_esc(path), buf ? "short read" : "out of memory");
         exit(HVRUN_EXIT_USAGE);
     }
     fclose(f);
