@@ -195,7 +195,7 @@ static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
 
 static void stop(struct machine *m, int status);
 
-static int status_of(const hvc_exit *e, uint32_t id)
+static int status_of(struct machine *m, const hvc_exit *e, uint32_t id)
 {
     switch (e->reason) {
     case HVC_EXIT_POWEROFF:
@@ -206,10 +206,8 @@ static int status_of(const hvc_exit *e, uint32_t id)
         fprintf(stderr, "hvrun: vCPU %u: the guest triple-faulted\n", id);
         return HVRUN_EXIT_TRIPLE_FAULT;
     case HVC_EXIT_INTERNAL_ERROR:
-        fprintf(stderr,
-                "hvrun: vCPU %u: internal error (backend code %u, exit "
-                "%llu)\n",
-                id, e->u.internal.code, (unsigned long long)e->backend_reason);
+        hvrun_report_internal(m->vcpus[id], e, id,
+                              hvc_hypervisor_backend(m->hv));
         return HVRUN_EXIT_INTERNAL;
     default: return -1; /* not an end */
     }
@@ -235,7 +233,7 @@ static void *vcpu_thread(void *arg)
         }
         if (e->reason == HVC_EXIT_KICK)
             continue; /* the loop condition decides */
-        int status = status_of(e, r->id);
+        int status = status_of(m, e, r->id);
         if (status >= 0) {
             stop(m, status);
         } else if (e->reason == HVC_EXIT_PIO || e->reason == HVC_EXIT_MMIO) {

@@ -94,6 +94,12 @@ int hvrun_interrupted(void);
 /* "SIGTERM", ... */
 const char *hvrun_signal_name(int sig);
 
+/* diagnose.c: prints one line for an ::HVC_EXIT_INTERNAL_ERROR of vCPU
+ * @id: the reason decoded for @backend ("kvm"), RIP, the paging mode and
+ * the instruction bytes at RIP. */
+void hvrun_report_internal(hvc_vcpu *v, const hvc_exit *e, uint32_t id,
+                           const char *backend);
+
 /* escape.c: @s with control characters, backslash and bytes that are
  * not printable UTF-8 escaped, for a message; in one of a few
  * thread-local buffers that the next calls reuse (several may appear in
