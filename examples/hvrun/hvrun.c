@@ -20,6 +20,12 @@
 #define MIB (1ull << 20)
 #define LOW_RAM_TOP 0xc0000000ull /* RAM above 3 GiB continues at 4 GiB */
 #define HIGH_RAM 0x100000000ull
+/* docs/BOOT.md: a 64-bit boot's identity page tables (3 pages, then one
+ * per GiB mapped) live in 0x10000-0x9efff, so the loader maps at most 140
+ * GiB; RAM above 3 GiB continues at 4 GiB, which leaves 139 GiB of RAM. */
+#define BOOT_TABLE_PAGES ((0x9f000ull - 0x10000ull) / 4096)
+#define MAX_MAPPED_GIB (BOOT_TABLE_PAGES - 3)
+#define MAX_LONG_MODE_MIB ((MAX_MAPPED_GIB - 1) * 1024)
 
 static struct termios saved_tty;
 static int tty_saved;
@@ -153,6 +159,20 @@ static uint64_t add_acpi(struct machine *m, const struct options *opt)
     return rsdp;
 }
 
+/* A 64-bit guest (a raw image in long mode, a 64-bit ELF or bzImage) gets
+ * identity page tables for all its RAM, which the loader can only build up
+ * to MAX_LONG_MODE_MIB; a 16-bit or 32-bit one is not bound by that. */
+static void mem_too_large(const struct options *opt)
+{
+    fprintf(stderr,
+            "hvrun: --mem %llu: the loader maps at most %llu MiB of RAM for "
+            "a 64-bit guest (--mem 16..%llu)\n",
+            (unsigned long long)opt->mem_mib,
+            (unsigned long long)MAX_LONG_MODE_MIB,
+            (unsigned long long)MAX_LONG_MODE_MIB);
+    exit(HVRUN_EXIT_USAGE);
+}
+
 static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
 {
     hvc_boot_options bo = HVC_BOOT_OPTIONS_INIT;
@@ -183,6 +203,8 @@ static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
         bo.raw_mode = opt->raw_mode;
     }
     int r = hvc_vm_load_kernel(m->vm, &bo, &m->boot);
+    if (r < 0 && opt->mem_mib > MAX_LONG_MODE_MIB)
+        mem_too_large(opt); /* the loader could not map it */
     if (r < 0) {
         fprintf(stderr, "hvrun: cannot load '%s': %s\n", hvrun_esc(opt->kernel),
                 hvrun_esc(hvc_last_error()));
@@ -414,6 +436,9 @@ static void control(struct machine *m)
  * its entry, the others wait for the guest's INIT/SIPI. */
 static void boot(struct machine *m, const struct options *opt)
 {
+    if (opt->raw && opt->raw_mode == HVC_X86_MODE_LONG64 &&
+        opt->mem_mib > MAX_LONG_MODE_MIB)
+        mem_too_large(opt); /* before allocating it */
     hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
     vo.max_vcpus = opt->cpus;
     check(hvc_vm_create(m->hv, &vo, &m->vm), "creating the VM");
@@ -462,7 +487,15 @@ int main(int argc, char **argv)
     pthread_cond_init(&ctl_cond, &ca);
     pthread_condattr_destroy(&ca);
     start_signal_thread(&opt);
-    check(hvc_hypervisor_open(NULL, &m.hv), "opening the hypervisor");
+    int r = hvc_hypervisor_open(NULL, &m.hv);
+    if (r == -EACCES || r == -EPERM || r == -ENOENT || r == -ENODEV ||
+        r == -ENXIO) {
+        /* Not hvrun's failure: this user or host has no KVM to offer. */
+        fprintf(stderr, "hvrun: cannot use the hypervisor: %s\n",
+                hvrun_esc(hvc_last_error()));
+        return HVRUN_EXIT_USAGE;
+    }
+    check(r, "opening the hypervisor");
     if (opt.restore)
         hvrun_restore(&m, &opt); /* continues where the snapshot stopped */
     else

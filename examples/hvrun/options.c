@@ -24,7 +24,9 @@ static const char usage[] =
     "  --kernel FILE        kernel image (required unless --restore)\n"
     "  --initrd FILE        initial ramdisk\n"
     "  --cmdline STR        kernel command line (default: console=ttyS0)\n"
-    "  --mem MIB            guest RAM in MiB (default 256, 16..1048576)\n"
+    "  --mem MIB            guest RAM in MiB (default 256, 16..1048576;\n"
+    "                       a 64-bit guest 16..142336, what the loader's\n"
+    "                       identity page tables can map)\n"
     "  --cpus N             number of vCPUs (default 1, 1..255)\n"
     "  --serial MODE        COM1 output: stdio (default), file:PATH, none\n"
     "  --raw ADDR           the kernel is a raw image loaded and entered at\n"
@@ -76,10 +78,14 @@ static const char usage[] =
     "Exit status: the byte the guest wrote to port 0xf4; 0 when it powered\n"
     "off or reset, or after a --snapshot; 2 for a usage error, including a\n"
     "snapshot that cannot be restored (missing, damaged, truncated, wrong\n"
-    "key, from an incompatible host); 124 when it triple-faulted; 125 on an\n"
-    "internal error (with a message), including a failed --snapshot save\n"
-    "(with --keep-running that only prints the message); 130 when\n"
-    "interrupted (SIGINT, SIGTERM).\n";
+    "key, from an incompatible host) and a hypervisor this user cannot open\n"
+    "(no access to /dev/kvm); 124 when it triple-faulted; 125 on an\n"
+    "internal error (with a message: for the backend's own, its reason,\n"
+    "RIP, paging mode and instruction bytes), including a failed --snapshot\n"
+    "save (with --keep-running that only prints the message); 130 when\n"
+    "interrupted (SIGINT, SIGTERM, SIGHUP, SIGQUIT). A signal during a\n"
+    "snapshot save cancels it, leaves FILE as it was, prints one line and\n"
+    "exits 130.\n";
 
 static void die_usage(const char *fmt, const char *arg)
 {
