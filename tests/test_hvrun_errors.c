@@ -138,6 +138,8 @@ static void assert_one_line(const char *err, const char *needle)
         cr_assert(strstr(err, needle), "stderr lacks \"%s\": %s", needle, err);
 }
 
+/* The bytes are read where RIP's linear address maps: in the paged case
+ * 0x400000100 is physical 0x8100 (tests/guests/emulfail_paged64.S). */
 Test(hvrun_errors, emulation_failure_is_decoded)
 {
     hvt_require_kvm();
@@ -146,21 +148,25 @@ Test(hvrun_errors, emulation_failure_is_decoded)
     static const struct {
         const char *guest, *mode, *where;
     } cases[] = {
-        {GUEST("emulfail64"), "64", "(long mode, 4-level paging)"},
-        {GUEST("emulfail32"), "32", "(protected mode, paging off)"},
+        {GUEST("emulfail64"), "64",
+         "KVM emulation failure at RIP 0x8040 (long mode, 4-level paging)"},
+        {GUEST("emulfail32"), "32",
+         "KVM emulation failure at RIP 0x8040 (protected mode, paging off)"},
+        {GUEST("emulfail_paged64"), "64",
+         "KVM emulation failure at RIP 0x400000100 (long mode, 4-level "
+         "paging)"},
     };
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *args[] = {"--kernel", cases[i].guest, "--raw",
                               "0x8000",   "--raw-mode",   cases[i].mode,
                               "--mem",    "64",           NULL};
         char *err;
         int status = run(&s, -1, args, &err);
-        cr_assert_eq(status, 125, "%s: status %d: %s", cases[i].mode, status,
+        cr_assert_eq(status, 125, "%s: status %d: %s", cases[i].guest, status,
                      err);
-        assert_one_line(err, "hvrun: vCPU 0: KVM emulation failure at RIP "
-                             "0x8040 ");
         assert_one_line(err, cases[i].where);
-        assert_one_line(err, ": instruction bytes 0f ae 27 ");
+        assert_one_line(err, "hvrun: vCPU 0: KVM emulation failure at RIP ");
+        assert_one_line(err, "): instruction bytes 0f ae 27 ");
         cr_assert_null(strstr(err, "backend code"), "%s", err);
         free(err);
     }
