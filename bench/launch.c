@@ -32,9 +32,9 @@
 #define TARGET 1.10
 
 static char *const raw_argv[] = {LAUNCH_RAW, GUEST, NULL};
-static char *const hvrun_argv[] = {HVRUN,    "--kernel",   GUEST,  "--raw",
-                                   "0x8000", "--raw-mode", "real", "--mem",
-                                   "64",     "--serial",   "none", NULL};
+static char *hvrun_argv[] = {HVRUN,    "--kernel",   GUEST,  "--raw",
+                             "0x8000", "--raw-mode", "real", "--mem",
+                             "64",     "--serial",   "none", NULL};
 
 /* One launch, fork to waitpid, in seconds; the child's exit status, or
  * -1 when it died by a signal, in *status. */
@@ -88,17 +88,35 @@ static void report(const char *label, double *v, size_t n)
 int main(int argc, char **argv)
 {
     long runs = 30;
-    if (argc == 3 && strcmp(argv[1], "--runs") == 0) {
-        char *end;
-        runs = strtol(argv[2], &end, 10);
-        if (*end || runs < 1 || runs > 100000) {
-            fprintf(stderr, PROG ": --runs: '%s' is not in 1..100000\n",
-                    argv[2]);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: " PROG " [--runs N] [--hvrun PATH]\n"
+                   "  --runs N      launches of each way (default 30)\n"
+                   "  --hvrun PATH  another hvrun build to measure (default "
+                   "%s)\n",
+                   HVRUN);
+            return 0;
+        }
+        if (i + 1 == argc) {
+            fprintf(stderr, PROG ": '%s' needs a value (try --help)\n",
+                    argv[i]);
             return 2;
         }
-    } else if (argc != 1) {
-        fprintf(stderr, "usage: " PROG " [--runs N]   (default 30)\n");
-        return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+        if (strcmp(argv[i], "--hvrun") == 0) {
+            hvrun_argv[0] = argv[++i];
+        } else if (strcmp(argv[i], "--runs") == 0) {
+            char *end;
+            runs = strtol(argv[++i], &end, 10);
+            if (*end || runs < 1 || runs > 100000) {
+                fprintf(stderr, PROG ": --runs: '%s' is not in 1..100000\n",
+                        argv[i]);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, PROG ": unknown option '%s' (try --help)\n",
+                    argv[i]);
+            return 2;
+        }
     }
     if (access("/dev/kvm", R_OK | W_OK) < 0) {
         fprintf(stderr, PROG ": skipped: cannot open /dev/kvm: %s\n",
