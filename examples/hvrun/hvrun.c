@@ -463,7 +463,7 @@ static void boot(struct machine *m, const struct options *opt)
 
 int main(int argc, char **argv)
 {
-    struct options opt;
+    static struct options opt; /* m.opt, as long as m */
     hvrun_parse(argc, argv, &opt);
     if (opt.list_host)
         return hvrun_list_host(opt.json);
@@ -476,7 +476,8 @@ int main(int argc, char **argv)
 
     hvrun_snapshot_prepare(&opt);
 
-    struct machine m = {0};
+    /* Static: the signal thread may read it while the process exits. */
+    static struct machine m;
     m.opt = &opt;
     the_machine = &m;
     /* Before a restore, so that Ctrl-C can stop a long one, and before
