@@ -243,13 +243,14 @@ Test(hvrun_errors, sigterm_during_a_save_keeps_the_old_file)
     cr_assert_not_null(f);
     fputs(old, f);
     fclose(f);
-    /* 1 GiB takes seconds to save here: time to signal it half-way. */
+    /* 2 GiB takes seconds to save (zero pages are scanned too): time to
+     * signal it half-way. */
     const char *args[] = {"--kernel",
                           GUEST("counter64"),
                           "--raw",
                           "0x8000",
                           "--mem",
-                          "1024",
+                          "2048",
                           "--snapshot",
                           snap,
                           "--snapshot-after-ms",
