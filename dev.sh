@@ -194,6 +194,7 @@ bench)
     build build
     ./build/bench/exit_latency
     ./build/bench/snapshot
+    ./build/bench/launch
     ;;
 -h | --help | help)
     sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'

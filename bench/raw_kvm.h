@@ -13,7 +13,9 @@
 
 #include "bench_util.h"
 
+#ifndef BENCH_PROG /* the program that names itself in messages */
 #define BENCH_PROG "exit_latency"
+#endif
 
 /* Guest layout, shared by both ways; bench/guests/outloop.S and
  * bench/CMakeLists.txt repeat the numbers. The guest reads its loop count

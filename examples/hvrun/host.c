@@ -53,7 +53,7 @@ void hvrun_check_numa_node(uint32_t node)
         fprintf(stderr,
                 "hvrun: --numa-node: cannot read the host's "
                 "topology: %s\n",
-                hvc_last_error());
+                hvrun_esc(hvc_last_error()));
         exit(HVRUN_EXIT_USAGE);
     }
     size_t n = 0;
@@ -215,7 +215,7 @@ int hvrun_list_host(bool json)
     struct host h = {0};
     if (open_host(&h) < 0) {
         fprintf(stderr, "hvrun: cannot read the host's topology: %s\n",
-                hvc_last_error());
+                hvrun_esc(hvc_last_error()));
         close_host(&h);
         return HVRUN_EXIT_INTERNAL;
     }

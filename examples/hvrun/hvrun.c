@@ -20,6 +20,12 @@
 #define MIB (1ull << 20)
 #define LOW_RAM_TOP 0xc0000000ull /* RAM above 3 GiB continues at 4 GiB */
 #define HIGH_RAM 0x100000000ull
+/* docs/BOOT.md: a 64-bit boot's identity page tables (3 pages, then one
+ * per GiB mapped) live in 0x10000-0x9efff, so the loader maps at most 140
+ * GiB; RAM above 3 GiB continues at 4 GiB, which leaves 139 GiB of RAM. */
+#define BOOT_TABLE_PAGES ((0x9f000ull - 0x10000ull) / 4096)
+#define MAX_MAPPED_GIB (BOOT_TABLE_PAGES - 3)
+#define MAX_LONG_MODE_MIB ((MAX_MAPPED_GIB - 1) * 1024)
 
 static struct termios saved_tty;
 static int tty_saved;
@@ -55,7 +61,7 @@ static void raw_tty(void)
 
 static void fail(const char *what)
 {
-    fprintf(stderr, "hvrun: %s: %s\n", what, hvc_last_error());
+    fprintf(stderr, "hvrun: %s: %s\n", what, hvrun_esc(hvc_last_error()));
     exit(HVRUN_EXIT_INTERNAL);
 }
 
@@ -118,7 +124,7 @@ void hvrun_add_devices(hvc_vm *vm, const struct options *opt, bool restoring)
                             0644);
         if (so.output_fd < 0) {
             fprintf(stderr, "hvrun: cannot open serial output '%s': %s\n",
-                    opt->serial_path, strerror(errno));
+                    hvrun_esc(opt->serial_path), strerror(errno));
             exit(HVRUN_EXIT_USAGE);
         }
     }
@@ -153,6 +159,20 @@ static uint64_t add_acpi(struct machine *m, const struct options *opt)
     return rsdp;
 }
 
+/* A 64-bit guest (a raw image in long mode, a 64-bit ELF or bzImage) gets
+ * identity page tables for all its RAM, which the loader can only build up
+ * to MAX_LONG_MODE_MIB; a 16-bit or 32-bit one is not bound by that. */
+static void mem_too_large(const struct options *opt)
+{
+    fprintf(stderr,
+            "hvrun: --mem %llu: the loader maps at most %llu MiB of RAM for "
+            "a 64-bit guest (--mem 16..%llu)\n",
+            (unsigned long long)opt->mem_mib,
+            (unsigned long long)MAX_LONG_MODE_MIB,
+            (unsigned long long)MAX_LONG_MODE_MIB);
+    exit(HVRUN_EXIT_USAGE);
+}
+
 static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
 {
     hvc_boot_options bo = HVC_BOOT_OPTIONS_INIT;
@@ -183,9 +203,11 @@ static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
         bo.raw_mode = opt->raw_mode;
     }
     int r = hvc_vm_load_kernel(m->vm, &bo, &m->boot);
+    if (r < 0 && opt->mem_mib > MAX_LONG_MODE_MIB)
+        mem_too_large(opt); /* the loader could not map it */
     if (r < 0) {
-        fprintf(stderr, "hvrun: cannot load '%s': %s\n", opt->kernel,
-                hvc_last_error());
+        fprintf(stderr, "hvrun: cannot load '%s': %s\n", hvrun_esc(opt->kernel),
+                hvrun_esc(hvc_last_error()));
         exit(HVRUN_EXIT_USAGE);
     }
     free((void *)bo.kernel);
@@ -193,18 +215,9 @@ static void load(struct machine *m, const struct options *opt, uint64_t rsdp)
     free(full);
 }
 
-/* The first vCPU to finish decides the status and stops the others. */
-static void stop(struct machine *m, int status)
-{
-    int expected = 0;
-    if (!atomic_compare_exchange_strong(&m->stopping, &expected, 1))
-        return;
-    atomic_store(&m->status, status);
-    for (uint32_t i = 0; i < m->nr_vcpus; i++)
-        hvc_vcpu_kick(m->vcpus[i]);
-}
+static void stop(struct machine *m, int status);
 
-static int status_of(const hvc_exit *e, uint32_t id)
+static int status_of(struct machine *m, const hvc_exit *e, uint32_t id)
 {
     switch (e->reason) {
     case HVC_EXIT_POWEROFF:
@@ -215,10 +228,8 @@ static int status_of(const hvc_exit *e, uint32_t id)
         fprintf(stderr, "hvrun: vCPU %u: the guest triple-faulted\n", id);
         return HVRUN_EXIT_TRIPLE_FAULT;
     case HVC_EXIT_INTERNAL_ERROR:
-        fprintf(stderr,
-                "hvrun: vCPU %u: internal error (backend code %u, exit "
-                "%llu)\n",
-                id, e->u.internal.code, (unsigned long long)e->backend_reason);
+        hvrun_report_internal(m->vcpus[id], e, id,
+                              hvc_hypervisor_backend(m->hv));
         return HVRUN_EXIT_INTERNAL;
     default: return -1; /* not an end */
     }
@@ -237,13 +248,14 @@ static void *vcpu_thread(void *arg)
     while (!atomic_load(&m->stopping)) {
         const hvc_exit *e;
         if (hvc_vcpu_run(v, &e) < 0) {
-            fprintf(stderr, "hvrun: vCPU %u: %s\n", r->id, hvc_last_error());
+            fprintf(stderr, "hvrun: vCPU %u: %s\n", r->id,
+                    hvrun_esc(hvc_last_error()));
             stop(m, HVRUN_EXIT_INTERNAL);
             break;
         }
         if (e->reason == HVC_EXIT_KICK)
             continue; /* the loop condition decides */
-        int status = status_of(e, r->id);
+        int status = status_of(m, e, r->id);
         if (status >= 0) {
             stop(m, status);
         } else if (e->reason == HVC_EXIT_PIO || e->reason == HVC_EXIT_MMIO) {
@@ -261,73 +273,172 @@ static void *vcpu_thread(void *arg)
 }
 
 static struct machine *the_machine;
+/* The controller (main, once the vCPUs run) sleeps on ctl_cond until a
+ * vCPU stops the machine, a signal arrives or the snapshot timer is due. */
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ctl_cond;
+static atomic_int running; /* the vCPUs exist: a signal may stop them */
 
-static void on_signal(int sig)
+static void wake_controller(void)
 {
-    (void)sig;
-    atomic_store(&interrupted, 1);
+    pthread_mutex_lock(&ctl_lock);
+    pthread_cond_broadcast(&ctl_cond);
+    pthread_mutex_unlock(&ctl_lock);
 }
 
-static void on_usr1(int sig)
+/* The first vCPU to finish decides the status and stops the others. */
+static void stop(struct machine *m, int status)
 {
-    (void)sig;
-    atomic_store(&snapshot_requested, 1);
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&m->stopping, &expected, 1))
+        return;
+    atomic_store(&m->status, status);
+    for (uint32_t i = 0; i < m->nr_vcpus; i++)
+        hvc_vcpu_kick(m->vcpus[i]);
+    wake_controller();
 }
 
-static double now(void)
+const char *hvrun_signal_name(int sig)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    case SIGQUIT: return "SIGQUIT";
+    default: return "a signal";
+    }
 }
 
-/* A snapshot on the watcher thread: without --keep-running the VM stays
+/* Every thread blocks these (main blocks them before it starts any, and
+ * threads inherit the mask); this one thread takes them with sigwaitinfo,
+ * so nothing polls and nothing runs in a signal handler. SIGINT, SIGTERM,
+ * SIGHUP and SIGQUIT stop the guest (status 130, also while a snapshot is
+ * being saved or restored: the progress callback then cancels it);
+ * SIGUSR1 asks for a snapshot when --snapshot is given. */
+static void *signal_thread(void *arg)
+{
+    const sigset_t *set = arg;
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(set, &si);
+        if (sig < 0)
+            continue; /* EINTR: a stop/continue of the process */
+        if (sig == SIGUSR1) {
+            atomic_store(&snapshot_requested, 1);
+            wake_controller();
+            continue;
+        }
+        int first = 0;
+        atomic_compare_exchange_strong(&interrupted, &first, sig);
+        if (atomic_load(&running))
+            stop(the_machine, HVRUN_EXIT_INTERRUPTED);
+        wake_controller();
+    }
+    return NULL;
+}
+
+static void start_signal_thread(const struct options *o)
+{
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    if (o->snapshot)
+        sigaddset(&set, SIGUSR1);
+    pthread_t t;
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
+        pthread_create(&t, NULL, signal_thread, &set) != 0) {
+        fprintf(stderr, "hvrun: cannot start the signal thread\n");
+        exit(HVRUN_EXIT_INTERNAL);
+    }
+    pthread_detach(t);
+}
+
+/* A snapshot on the controller: without --keep-running the VM stays
  * paused and hvrun exits 0 (the kicks take the parked vCPU threads out of
  * hvc_vcpu_run() without entering the guest, so the console ends exactly
  * where the snapshot does); with it, the VM resumes, even after a failed
- * save (which printed its line). */
+ * save (which printed its line). A stop signal during the save cancels it
+ * (the file keeps what it held) and hvrun exits 130 after one line. */
 static void take_snapshot(struct machine *m)
 {
     int r = hvrun_snapshot(m);
-    if (r == -ECANCELED && atomic_load(&interrupted)) {
+    int sig = atomic_load(&interrupted);
+    if (sig) {
+        if (r == -ECANCELED)
+            fprintf(stderr,
+                    "hvrun: snapshot '%s' cancelled by %s; the file is as it "
+                    "was before\n",
+                    hvrun_esc(m->opt->snapshot), hvrun_signal_name(sig));
+        else if (r == 0)
+            fprintf(stderr,
+                    "hvrun: %s arrived as snapshot '%s' was completed; it "
+                    "is saved\n",
+                    hvrun_signal_name(sig), hvrun_esc(m->opt->snapshot));
         stop(m, HVRUN_EXIT_INTERRUPTED);
     } else if (!m->opt->keep_running) {
         stop(m, r < 0 ? HVRUN_EXIT_INTERNAL : 0);
     } else if (hvc_vm_is_paused(m->vm) && hvc_vm_resume(m->vm) < 0) {
         fprintf(stderr, "hvrun: resuming after the snapshot: %s\n",
-                hvc_last_error());
+                hvrun_esc(hvc_last_error()));
         stop(m, HVRUN_EXIT_INTERNAL);
     }
 }
 
-/* Turns SIGINT/SIGTERM into a stop, SIGUSR1 and --snapshot-after-ms into
- * snapshots. */
-static void *signal_watch(void *arg)
+static struct timespec deadline_after_ms(uint64_t ms)
 {
-    struct machine *m = arg;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += (time_t)(ms / 1000);
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static bool passed(const struct timespec *t)
+{
+    struct timespec n;
+    clock_gettime(CLOCK_MONOTONIC, &n);
+    return n.tv_sec > t->tv_sec ||
+           (n.tv_sec == t->tv_sec && n.tv_nsec >= t->tv_nsec);
+}
+
+/* Until the machine stops: sleeps, and takes the snapshots that SIGUSR1
+ * and --snapshot-after-ms ask for. */
+static void control(struct machine *m)
+{
     const struct options *o = m->opt;
-    double deadline = now() + (double)o->snapshot_after_ms / 1000.0;
+    struct timespec deadline = deadline_after_ms(o->snapshot_after_ms);
     bool timer = o->snapshot && o->snapshot_timed;
+    pthread_mutex_lock(&ctl_lock);
     while (!atomic_load(&m->stopping)) {
-        if (atomic_load(&interrupted)) {
-            stop(m, HVRUN_EXIT_INTERRUPTED);
-            break;
-        }
-        bool due = timer && now() >= deadline;
+        bool due = timer && passed(&deadline);
         if (due || atomic_exchange(&snapshot_requested, 0)) {
             timer = timer && !due; /* the timer fires once */
+            pthread_mutex_unlock(&ctl_lock);
             take_snapshot(m);
-            continue;
+            pthread_mutex_lock(&ctl_lock);
+        } else if (timer) {
+            pthread_cond_timedwait(&ctl_cond, &ctl_lock, &deadline);
+        } else {
+            pthread_cond_wait(&ctl_cond, &ctl_lock);
         }
-        usleep(o->snapshot ? 5000 : 20000);
     }
-    return NULL;
+    pthread_mutex_unlock(&ctl_lock);
 }
 
 /* Builds the VM from the options and loads the kernel: vCPU 0 starts at
  * its entry, the others wait for the guest's INIT/SIPI. */
 static void boot(struct machine *m, const struct options *opt)
 {
+    if (opt->raw && opt->raw_mode == HVC_X86_MODE_LONG64 &&
+        opt->mem_mib > MAX_LONG_MODE_MIB)
+        mem_too_large(opt); /* before allocating it */
     hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
     vo.max_vcpus = opt->cpus;
     check(hvc_vm_create(m->hv, &vo, &m->vm), "creating the VM");
@@ -365,7 +476,7 @@ static void on_log(void *opaque, int level, const char *message)
 
 int main(int argc, char **argv)
 {
-    struct options opt;
+    static struct options opt; /* m.opt, as long as m */
     hvrun_parse(argc, argv, &opt);
     hvc_set_log(HVC_LOG_WARN, on_log, NULL);
     if (opt.list_host)
@@ -379,19 +490,27 @@ int main(int argc, char **argv)
 
     hvrun_snapshot_prepare(&opt);
 
-    struct machine m = {0};
+    /* Static: the signal thread may read it while the process exits. */
+    static struct machine m;
     m.opt = &opt;
     the_machine = &m;
-    /* Before a restore, so that Ctrl-C can stop a long one. */
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    if (opt.snapshot) {
-        sa.sa_handler = on_usr1;
-        sigaction(SIGUSR1, &sa, NULL);
+    /* Before a restore, so that Ctrl-C can stop a long one, and before
+     * any other thread (the library's included) exists. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ctl_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    start_signal_thread(&opt);
+    int r = hvc_hypervisor_open(NULL, &m.hv);
+    if (r == -EACCES || r == -EPERM || r == -ENOENT || r == -ENODEV ||
+        r == -ENXIO) {
+        /* Not hvrun's failure: this user or host has no KVM to offer. */
+        fprintf(stderr, "hvrun: cannot use the hypervisor: %s\n",
+                hvrun_esc(hvc_last_error()));
+        return HVRUN_EXIT_USAGE;
     }
-    check(hvc_hypervisor_open(NULL, &m.hv), "opening the hypervisor");
+    check(r, "opening the hypervisor");
     if (opt.restore)
         hvrun_restore(&m, &opt); /* continues where the snapshot stopped */
     else
@@ -404,8 +523,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "hvrun: out of memory\n");
         return HVRUN_EXIT_INTERNAL;
     }
-    pthread_t watcher;
-    pthread_create(&watcher, NULL, signal_watch, &m);
+    /* From here a stop signal stops the vCPUs; one that came earlier does
+     * it now (the signal thread sets the flag, then reads running). */
+    atomic_store(&running, 1);
+    if (hvrun_interrupted())
+        stop(&m, HVRUN_EXIT_INTERRUPTED);
     for (uint32_t i = 0; i < opt.cpus; i++) {
         runners[i] = (struct runner){&m, i};
         if (pthread_create(&threads[i], NULL, vcpu_thread, &runners[i])) {
@@ -415,10 +537,9 @@ int main(int argc, char **argv)
             break;
         }
     }
+    control(&m);
     for (uint32_t i = 0; i < opt.cpus; i++)
         pthread_join(threads[i], NULL);
-    stop(&m, HVRUN_EXIT_INTERNAL); /* no-op unless nothing stopped it */
-    pthread_join(watcher, NULL);
     fflush(stdout);
     hvc_vm_destroy(m.vm);
     hvc_hypervisor_close(m.hv);

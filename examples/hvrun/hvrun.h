@@ -88,8 +88,23 @@ size_t hvrun_add_virtio(hvc_vm *vm, const struct options *o, int console_in,
  * --serial file instead of truncating it. */
 void hvrun_add_devices(hvc_vm *vm, const struct options *o, bool restoring);
 
-/* Non-zero once SIGINT or SIGTERM arrived. */
+/* The first stop signal that arrived (SIGINT, SIGTERM, SIGHUP, SIGQUIT),
+ * or 0. */
 int hvrun_interrupted(void);
+/* "SIGTERM", ... */
+const char *hvrun_signal_name(int sig);
+
+/* diagnose.c: prints one line for an ::HVC_EXIT_INTERNAL_ERROR of vCPU
+ * @id: the reason decoded for @backend ("kvm"), RIP, the paging mode and
+ * the instruction bytes at RIP. */
+void hvrun_report_internal(hvc_vcpu *v, const hvc_exit *e, uint32_t id,
+                           const char *backend);
+
+/* escape.c: @s with control characters, backslash and bytes that are
+ * not printable UTF-8 escaped, for a message; in one of a few
+ * thread-local buffers that the next calls reuse (several may appear in
+ * one printf), cut short with "..." past 4 KiB. */
+const char *hvrun_esc(const char *s);
 
 /* snapshot.c: reads --key-file / --passphrase-file into @o and checks that
  * --snapshot's directory is writable; on a problem prints one line and

@@ -24,7 +24,9 @@ static const char usage[] =
     "  --kernel FILE        kernel image (required unless --restore)\n"
     "  --initrd FILE        initial ramdisk\n"
     "  --cmdline STR        kernel command line (default: console=ttyS0)\n"
-    "  --mem MIB            guest RAM in MiB (default 256, 16..1048576)\n"
+    "  --mem MIB            guest RAM in MiB (default 256, 16..1048576;\n"
+    "                       a 64-bit guest 16..142336, what the loader's\n"
+    "                       identity page tables can map)\n"
     "  --cpus N             number of vCPUs (default 1, 1..255)\n"
     "  --serial MODE        COM1 output: stdio (default), file:PATH, none\n"
     "  --raw ADDR           the kernel is a raw image loaded and entered at\n"
@@ -76,15 +78,19 @@ static const char usage[] =
     "Exit status: the byte the guest wrote to port 0xf4; 0 when it powered\n"
     "off or reset, or after a --snapshot; 2 for a usage error, including a\n"
     "snapshot that cannot be restored (missing, damaged, truncated, wrong\n"
-    "key, from an incompatible host); 124 when it triple-faulted; 125 on an\n"
-    "internal error (with a message), including a failed --snapshot save\n"
-    "(with --keep-running that only prints the message); 130 when\n"
-    "interrupted (SIGINT, SIGTERM).\n";
+    "key, from an incompatible host) and a hypervisor this user cannot open\n"
+    "(no access to /dev/kvm); 124 when it triple-faulted; 125 on an\n"
+    "internal error (with a message: for the backend's own, its reason,\n"
+    "RIP, paging mode and instruction bytes), including a failed --snapshot\n"
+    "save (with --keep-running that only prints the message); 130 when\n"
+    "interrupted (SIGINT, SIGTERM, SIGHUP, SIGQUIT). A signal during a\n"
+    "snapshot save cancels it, leaves FILE as it was, prints one line and\n"
+    "exits 130.\n";
 
 static void die_usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "hvrun: ");
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, hvrun_esc(arg));
     fprintf(stderr, " (try --help)\n");
     exit(HVRUN_EXIT_USAGE);
 }
@@ -101,7 +107,8 @@ static uint64_t number(const char *flag, const char *s, uint64_t lo,
         fprintf(stderr,
                 "hvrun: %s: '%s' is not a number in %llu..%llu (try "
                 "--help)\n",
-                flag, s, (unsigned long long)lo, (unsigned long long)hi);
+                flag, hvrun_esc(s), (unsigned long long)lo,
+                (unsigned long long)hi);
         exit(HVRUN_EXIT_USAGE);
     }
     return v;
@@ -283,8 +290,8 @@ void *hvrun_read_file(const char *what, const char *path, uint64_t *size)
     FILE *f = fopen(path, "rb");
     struct stat st;
     if (!f || fstat(fileno(f), &st) < 0) {
-        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what, path,
-                strerror(errno));
+        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what,
+                hvrun_esc(path), strerror(errno));
         exit(HVRUN_EXIT_USAGE);
     }
     if (!S_ISREG(st.st_mode) || st.st_size <= 0 ||
@@ -292,13 +299,13 @@ void *hvrun_read_file(const char *what, const char *path, uint64_t *size)
         fprintf(stderr,
                 "hvrun: %s '%s' is not a regular file of 1 byte to "
                 "2 GiB\n",
-                what, path);
+                what, hvrun_esc(path));
         exit(HVRUN_EXIT_USAGE);
     }
     void *buf = malloc((size_t)st.st_size);
     if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what, path,
-                buf ? "short read" : "out of memory");
+        fprintf(stderr, "hvrun: cannot read %s '%s': %s\n", what,
+                hvrun_esc(path), buf ? "short read" : "out of memory");
         exit(HVRUN_EXIT_USAGE);
     }
     fclose(f);

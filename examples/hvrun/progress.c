@@ -2,7 +2,7 @@
  * how many: a save only estimates, as zero pages cost nothing) and the
  * rate, redrawn in place on stderr (at most ten times a second) when
  * stderr is a terminal, and drawn a last time with the totals, ended with a
- * newline. */
+ * newline; erased when the work failed or was cancelled. */
 #define _GNU_SOURCE
 #include "hvrun.h"
 
@@ -63,7 +63,9 @@ void hvrun_progress_end(struct hvrun_progress *p, bool ok, uint64_t bytes)
                 "                \n",
                 p->what, mb, t, t > 0 ? mb / t : 0);
     } else {
-        fputc('\n', stderr);
+        /* Erased, so that the one line that says what went wrong is all
+         * that stays. */
+        fprintf(stderr, "\r%*s\r", 79, "");
     }
     p->drawn = false;
 }

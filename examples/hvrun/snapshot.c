@@ -41,14 +41,15 @@ static size_t read_secret(const char *flag, const char *path, void *buf,
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        usage_error("%s: cannot read '%s': %s", flag, path, strerror(errno));
+        usage_error("%s: cannot read '%s': %s", flag, hvrun_esc(path),
+                    strerror(errno));
     size_t n = 0;
     while (n < cap) {
         ssize_t k = read(fd, (char *)buf + n, cap - n);
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0)
-            usage_error("%s: cannot read '%s': %s", flag, path,
+            usage_error("%s: cannot read '%s': %s", flag, hvrun_esc(path),
                         strerror(errno));
         if (k == 0)
             break;
@@ -67,11 +68,12 @@ static void read_key(struct options *o)
         if (stat(o->key_file, &st) == 0 && S_ISREG(st.st_mode))
             usage_error("--key-file '%s' holds %lld bytes; a key is exactly "
                         "%d raw bytes",
-                        o->key_file, (long long)st.st_size,
+                        hvrun_esc(o->key_file), (long long)st.st_size,
                         HVC_STREAM_KEY_SIZE);
         usage_error("--key-file '%s' holds %s%zu bytes; a key is exactly "
                     "%d raw bytes",
-                    o->key_file, n > HVC_STREAM_KEY_SIZE ? "more than " : "",
+                    hvrun_esc(o->key_file),
+                    n > HVC_STREAM_KEY_SIZE ? "more than " : "",
                     n > HVC_STREAM_KEY_SIZE ? (size_t)HVC_STREAM_KEY_SIZE : n,
                     HVC_STREAM_KEY_SIZE);
     }
@@ -92,11 +94,11 @@ static void read_passphrase(struct options *o)
         len--;
     if (memchr(buf, 0, len))
         usage_error("--passphrase-file '%s': the passphrase holds a NUL byte",
-                    o->passphrase_file);
+                    hvrun_esc(o->passphrase_file));
     if (len == 0 || len > MAX_PASSPHRASE)
         usage_error("--passphrase-file '%s': the first line must hold 1 to "
                     "%d bytes",
-                    o->passphrase_file, MAX_PASSPHRASE);
+                    hvrun_esc(o->passphrase_file), MAX_PASSPHRASE);
     buf[len] = 0;
     o->passphrase = buf;
 }
@@ -107,14 +109,14 @@ static void check_snapshot_path(const char *path)
 {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        usage_error("--snapshot '%s' is a directory", path);
+        usage_error("--snapshot '%s' is a directory", hvrun_esc(path));
     char *copy = strdup(path);
     if (!copy)
         usage_error("out of memory");
     const char *dir = dirname(copy);
     if (access(dir, W_OK | X_OK) < 0)
-        usage_error("--snapshot '%s': cannot write in '%s': %s", path, dir,
-                    strerror(errno));
+        usage_error("--snapshot '%s': cannot write in '%s': %s",
+                    hvrun_esc(path), hvrun_esc(dir), strerror(errno));
     free(copy);
 }
 
@@ -137,18 +139,19 @@ int hvrun_snapshot(struct machine *m)
         fprintf(stderr,
                 "hvrun: snapshot '%s': cannot record hvrun's configuration "
                 "(a path is too long, or out of memory)\n",
-                o->snapshot);
+                hvrun_esc(o->snapshot));
         return -ENOMEM;
     }
     int r = hvc_vm_pause(m->vm);
     if (r < 0) {
         fprintf(stderr, "hvrun: pausing the VM for a snapshot: %s\n",
-                hvc_last_error());
+                hvrun_esc(hvc_last_error()));
         free(user);
         return r;
     }
     char what[300];
-    snprintf(what, sizeof(what), "saving '%s'", base_of(o->snapshot));
+    snprintf(what, sizeof(what), "saving '%s'",
+             hvrun_esc(base_of(o->snapshot)));
     struct hvrun_progress progress;
     hvrun_progress_begin(&progress, what);
     hvc_save_options so = HVC_SAVE_OPTIONS_INIT;
@@ -161,8 +164,8 @@ int hvrun_snapshot(struct machine *m)
     r = hvc_snapshot_save(m->vm, o->snapshot, &so);
     hvrun_progress_end(&progress, r == 0, 0);
     if (r < 0 && !(r == -ECANCELED && hvrun_interrupted()))
-        fprintf(stderr, "hvrun: snapshot '%s': %s\n", o->snapshot,
-                hvc_last_error());
+        fprintf(stderr, "hvrun: snapshot '%s': %s\n", hvrun_esc(o->snapshot),
+                hvrun_esc(hvc_last_error()));
     free(user);
     return r;
 }
@@ -221,7 +224,8 @@ void hvrun_restore(struct machine *m, struct options *o)
 {
     struct restoring st = {.cmdline = o};
     char what[300];
-    snprintf(what, sizeof(what), "restoring '%s'", base_of(o->restore));
+    snprintf(what, sizeof(what), "restoring '%s'",
+             hvrun_esc(base_of(o->restore)));
     hvrun_progress_begin(&st.progress, what);
     hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
     ro.flags = o->restore_mmap ? HVC_RESTORE_MMAP : 0;
@@ -241,9 +245,11 @@ void hvrun_restore(struct machine *m, struct options *o)
         if (r == -ECANCELED && hvrun_interrupted())
             exit(HVRUN_EXIT_INTERRUPTED);
         if (st.setup_failed) /* hvrun's own check */
-            fprintf(stderr, "hvrun: --restore '%s': %s\n", o->restore, st.why);
+            fprintf(stderr, "hvrun: --restore '%s': %s\n",
+                    hvrun_esc(o->restore), hvrun_esc(st.why));
         else /* the library's message names the file */
-            fprintf(stderr, "hvrun: --restore: %s\n", hvc_last_error());
+            fprintf(stderr, "hvrun: --restore: %s\n",
+                    hvrun_esc(hvc_last_error()));
         exit(st.setup_failed ? HVRUN_EXIT_USAGE : status_of(r));
     }
     uint32_t n = hvc_vm_vcpu_count(vm);
@@ -251,7 +257,7 @@ void hvrun_restore(struct machine *m, struct options *o)
         fprintf(stderr,
                 "hvrun: --restore '%s': the VM has %u vCPUs; its hvrun "
                 "configuration says %u\n",
-                o->restore, n, restored.cpus);
+                hvrun_esc(o->restore), n, restored.cpus);
         exit(HVRUN_EXIT_USAGE);
     }
     m->vcpus = calloc(n, sizeof(*m->vcpus));
@@ -261,8 +267,8 @@ void hvrun_restore(struct machine *m, struct options *o)
     }
     for (uint32_t i = 0; i < n; i++)
         if (hvc_vm_get_vcpu(vm, i, &m->vcpus[i]) < 0) {
-            fprintf(stderr, "hvrun: --restore '%s': %s\n", o->restore,
-                    hvc_last_error());
+            fprintf(stderr, "hvrun: --restore '%s': %s\n",
+                    hvrun_esc(o->restore), hvrun_esc(hvc_last_error()));
             exit(HVRUN_EXIT_USAGE);
         }
     m->vm = vm;

@@ -36,7 +36,7 @@ static void describe(hvc_acpi_device *acpi, const hvc_virtio_mmio *m)
 
 static void fail(const char *what)
 {
-    fprintf(stderr, "hvrun: %s: %s\n", what, hvc_last_error());
+    fprintf(stderr, "hvrun: %s: %s\n", what, hvrun_esc(hvc_last_error()));
     exit(HVRUN_EXIT_USAGE);
 }
 

@@ -8,6 +8,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../os/lazy.h"
+
+/* libelf is loaded for the first ELF kernel (src/os/lazy.h). */
+#define ELF_SYMS(X)                                                            \
+    X(elf_version)                                                             \
+    X(elf_errmsg)                                                              \
+    X(elf_memory)                                                              \
+    X(elf_end)                                                                 \
+    X(elf_kind)                                                                \
+    X(elf_getphdrnum)                                                          \
+    X(elf_getdata_rawchunk)                                                    \
+    X(gelf_getphdr)                                                            \
+    X(gelf_getnote)                                                            \
+    X(gelf_getehdr)                                                            \
+    X(gelf_getclass)
+HVI_LAZY_TABLE(elf, HVCORE_SONAME_ELF, ELF_SYMS)
+#define elf_version HVI_LAZY_USE(elf, elf_version)
+#define elf_errmsg HVI_LAZY_USE(elf, elf_errmsg)
+#define elf_memory HVI_LAZY_USE(elf, elf_memory)
+#define elf_end HVI_LAZY_USE(elf, elf_end)
+#define elf_kind HVI_LAZY_USE(elf, elf_kind)
+#define elf_getphdrnum HVI_LAZY_USE(elf, elf_getphdrnum)
+#define elf_getdata_rawchunk HVI_LAZY_USE(elf, elf_getdata_rawchunk)
+#define gelf_getphdr HVI_LAZY_USE(elf, gelf_getphdr)
+#define gelf_getnote HVI_LAZY_USE(elf, gelf_getnote)
+#define gelf_getehdr HVI_LAZY_USE(elf, gelf_getehdr)
+#define gelf_getclass HVI_LAZY_USE(elf, gelf_getclass)
+
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define MAX_SEGMENTS 64
 
@@ -166,6 +194,9 @@ static int load(struct plan *p, Elf *e)
 
 int hvi_load_elf(struct plan *p)
 {
+    int r = hvi_lazy_elf();
+    if (r < 0)
+        return r;
     if (elf_version(EV_CURRENT) == EV_NONE)
         return hvi_error(-ENOTSUP, "libelf is too old: %s", elf_errmsg(-1));
     /* libelf wants a writable buffer; give it a private copy so the
@@ -180,7 +211,7 @@ int hvi_load_elf(struct plan *p)
     Elf *e = elf_memory(copy, p->opts.kernel_size);
     if (!e)
         return hvi_error(-EINVAL, "not a valid ELF image: %s", elf_errmsg(-1));
-    int r = load(p, e);
+    r = load(p, e);
     elf_end(e);
     return r;
 }

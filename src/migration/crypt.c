@@ -14,6 +14,59 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../os/lazy.h"
+
+/* libcrypto is loaded on the first encrypted stream (src/os/lazy.h). */
+#define CRYPTO_SYMS(X)                                                         \
+    X(RAND_bytes)                                                              \
+    X(EVP_PKEY_CTX_new_id)                                                     \
+    X(EVP_PKEY_derive_init)                                                    \
+    X(EVP_PKEY_CTX_set_hkdf_md)                                                \
+    X(EVP_sha256)                                                              \
+    X(EVP_PKEY_CTX_set1_hkdf_salt)                                             \
+    X(EVP_PKEY_CTX_set1_hkdf_key)                                              \
+    X(EVP_PKEY_CTX_add1_hkdf_info)                                             \
+    X(EVP_PKEY_derive)                                                         \
+    X(EVP_PKEY_CTX_free)                                                       \
+    X(EVP_CIPHER_CTX_new)                                                      \
+    X(PKCS5_PBKDF2_HMAC)                                                       \
+    X(EVP_CIPHER_CTX_free)                                                     \
+    X(OPENSSL_cleanse)                                                         \
+    X(EVP_EncryptInit_ex)                                                      \
+    X(EVP_aes_256_gcm)                                                         \
+    X(EVP_EncryptUpdate)                                                       \
+    X(EVP_EncryptFinal_ex)                                                     \
+    X(EVP_CIPHER_CTX_ctrl)                                                     \
+    X(EVP_DecryptInit_ex)                                                      \
+    X(EVP_DecryptUpdate)                                                       \
+    X(EVP_DecryptFinal_ex)
+HVI_LAZY_TABLE(crypto, HVCORE_SONAME_CRYPTO, CRYPTO_SYMS)
+#define RAND_bytes HVI_LAZY_USE(crypto, RAND_bytes)
+#define EVP_PKEY_CTX_new_id HVI_LAZY_USE(crypto, EVP_PKEY_CTX_new_id)
+#define EVP_PKEY_derive_init HVI_LAZY_USE(crypto, EVP_PKEY_derive_init)
+#define EVP_PKEY_CTX_set_hkdf_md HVI_LAZY_USE(crypto, EVP_PKEY_CTX_set_hkdf_md)
+#define EVP_sha256 HVI_LAZY_USE(crypto, EVP_sha256)
+#define EVP_PKEY_CTX_set1_hkdf_salt                                            \
+    HVI_LAZY_USE(crypto, EVP_PKEY_CTX_set1_hkdf_salt)
+#define EVP_PKEY_CTX_set1_hkdf_key                                             \
+    HVI_LAZY_USE(crypto, EVP_PKEY_CTX_set1_hkdf_key)
+#define EVP_PKEY_CTX_add1_hkdf_info                                            \
+    HVI_LAZY_USE(crypto, EVP_PKEY_CTX_add1_hkdf_info)
+#define EVP_PKEY_derive HVI_LAZY_USE(crypto, EVP_PKEY_derive)
+#define EVP_PKEY_CTX_free HVI_LAZY_USE(crypto, EVP_PKEY_CTX_free)
+#define EVP_CIPHER_CTX_new HVI_LAZY_USE(crypto, EVP_CIPHER_CTX_new)
+#define PKCS5_PBKDF2_HMAC HVI_LAZY_USE(crypto, PKCS5_PBKDF2_HMAC)
+#define EVP_CIPHER_CTX_free HVI_LAZY_USE(crypto, EVP_CIPHER_CTX_free)
+#define OPENSSL_cleanse HVI_LAZY_USE(crypto, OPENSSL_cleanse)
+#define EVP_EncryptInit_ex HVI_LAZY_USE(crypto, EVP_EncryptInit_ex)
+#define EVP_aes_256_gcm HVI_LAZY_USE(crypto, EVP_aes_256_gcm)
+#define EVP_EncryptUpdate HVI_LAZY_USE(crypto, EVP_EncryptUpdate)
+#define EVP_EncryptFinal_ex HVI_LAZY_USE(crypto, EVP_EncryptFinal_ex)
+#define EVP_CIPHER_CTX_ctrl HVI_LAZY_USE(crypto, EVP_CIPHER_CTX_ctrl)
+#define EVP_DecryptInit_ex HVI_LAZY_USE(crypto, EVP_DecryptInit_ex)
+#define EVP_DecryptUpdate HVI_LAZY_USE(crypto, EVP_DecryptUpdate)
+#define EVP_DecryptFinal_ex HVI_LAZY_USE(crypto, EVP_DecryptFinal_ex)
+
 #define PBKDF2_ITERATIONS 600000
 #define HKDF_INFO "libhvcore stream v1"
 
@@ -24,6 +77,9 @@ struct hvi_crypt {
 
 int hvi_random(void *buf, size_t len)
 {
+    int r = hvi_lazy_crypto();
+    if (r < 0)
+        return r;
     if (RAND_bytes(buf, (int)len) != 1)
         return hvi_error(-EIO, "OpenSSL could not produce random bytes");
     return 0;
@@ -47,12 +103,14 @@ static int hkdf(const uint8_t *ikm, const uint8_t salt[16], uint8_t out[32])
 int hvi_crypt_new(const uint8_t *key, const char *passphrase,
                   const uint8_t salt[16], struct hvi_crypt **out)
 {
+    int r = hvi_lazy_crypto();
+    if (r < 0)
+        return r;
     struct hvi_crypt *c = calloc(1, sizeof(*c));
     if (!c || !(c->ctx = EVP_CIPHER_CTX_new())) {
         free(c);
         return hvi_error(-ENOMEM, "out of memory for the stream cipher");
     }
-    int r = 0;
     if (key)
         r = hkdf(key, salt, c->key);
     else if (PKCS5_PBKDF2_HMAC(passphrase, (int)strlen(passphrase), salt, 16,

@@ -10,12 +10,37 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../os/lazy.h"
+
+/* libnuma is loaded the first time the host's nodes are asked for; a host where
+ * it cannot be is one node (src/os/lazy.h). */
+#define NUMA_SYMS(X)                                                           \
+    X(numa_nodes_ptr)                                                          \
+    X(numa_bitmask_weight)                                                     \
+    X(numa_max_node)                                                           \
+    X(numa_bitmask_isbitset)                                                   \
+    X(numa_num_possible_cpus)                                                  \
+    X(numa_node_to_cpus)                                                       \
+    X(numa_node_size64)                                                        \
+    X(numa_distance)
+HVI_LAZY_TABLE(numa, HVCORE_SONAME_NUMA, NUMA_SYMS)
+#define numa_nodes_ptr HVI_LAZY_USE(numa, numa_nodes_ptr)
+#define numa_bitmask_weight HVI_LAZY_USE(numa, numa_bitmask_weight)
+#define numa_max_node HVI_LAZY_USE(numa, numa_max_node)
+#define numa_bitmask_isbitset HVI_LAZY_USE(numa, numa_bitmask_isbitset)
+#define numa_num_possible_cpus HVI_LAZY_USE(numa, numa_num_possible_cpus)
+#define numa_node_to_cpus HVI_LAZY_USE(numa, numa_node_to_cpus)
+#define numa_node_size64 HVI_LAZY_USE(numa, numa_node_size64)
+#define numa_distance HVI_LAZY_USE(numa, numa_distance)
+
 /* The nodes are what /sys/devices/system/node lists, which libnuma reads
  * when it loads: that works even where the policy system calls are
  * refused (numa_available() < 0 under a container's seccomp filter). A
  * kernel without NUMA has no such directory, and is one node 0. */
 static int have_numa(void)
 {
+    if (hvi_lazy_numa() < 0)
+        return 0;
     return numa_nodes_ptr && numa_bitmask_weight(numa_nodes_ptr) > 0;
 }
 

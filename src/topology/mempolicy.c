@@ -10,6 +10,18 @@
 #include <numaif.h>
 #include <stdlib.h>
 
+#include "../os/lazy.h"
+
+/* libnuma is loaded for the first region with a NUMA policy (src/os/lazy.h). */
+#define NUMA_SYMS(X)                                                           \
+    X(numa_available)                                                          \
+    X(numa_max_node)                                                           \
+    X(mbind)
+HVI_LAZY_TABLE(numa, HVCORE_SONAME_NUMA, NUMA_SYMS)
+#define numa_available HVI_LAZY_USE(numa, numa_available)
+#define numa_max_node HVI_LAZY_USE(numa, numa_max_node)
+#define mbind HVI_LAZY_USE(numa, mbind)
+
 static int policy_check(const uint32_t *nodes, uint32_t n, const char *what)
 {
     for (uint32_t i = 0; i < n; i++) {
@@ -27,6 +39,8 @@ static int policy_bind(void *addr, uint64_t len, uint32_t policy,
     int r = 0;
     if (policy == HVC_NUMA_DEFAULT)
         return 0;
+    if ((r = hvi_lazy_numa()) < 0)
+        return r;
     /* Without the policy system calls (a kernel without NUMA, or a seccomp
      * filter), a host with node 0 only still has every page where asked. */
     if (numa_available() < 0) {

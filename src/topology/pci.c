@@ -9,6 +9,27 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../os/lazy.h"
+
+/* libpci is loaded the first time the host's PCI devices are listed
+ * (src/os/lazy.h). */
+#define PCI_SYMS(X)                                                            \
+    X(pci_alloc)                                                               \
+    X(pci_cleanup)                                                             \
+    X(pci_init)                                                                \
+    X(pci_scan_bus)                                                            \
+    X(pci_fill_info)                                                           \
+    X(pci_lookup_name)                                                         \
+    X(pci_read_byte)
+HVI_LAZY_TABLE(pci, HVCORE_SONAME_PCI, PCI_SYMS)
+#define pci_alloc HVI_LAZY_USE(pci, pci_alloc)
+#define pci_cleanup HVI_LAZY_USE(pci, pci_cleanup)
+#define pci_init HVI_LAZY_USE(pci, pci_init)
+#define pci_scan_bus HVI_LAZY_USE(pci, pci_scan_bus)
+#define pci_fill_info HVI_LAZY_USE(pci, pci_fill_info)
+#define pci_lookup_name HVI_LAZY_USE(pci, pci_lookup_name)
+#define pci_read_byte HVI_LAZY_USE(pci, pci_read_byte)
+
 /* libpci reports a failure by calling pci_access::error, which must not
  * return (its default exits the process). Ours records the message and
  * jumps back to the scan on this thread; the callback gets no context
@@ -103,6 +124,9 @@ static int scan(hvc_topology *t, struct pci_access *a)
 
 int hvi_host_pci(hvc_topology *t)
 {
+    int loaded = hvi_lazy_pci();
+    if (loaded < 0)
+        return loaded;
     struct pci_access *a = pci_alloc();
     a->error = pci_fail;
     a->warning = pci_warn;
