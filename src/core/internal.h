@@ -154,6 +154,10 @@ struct hvc_vm {
 
     /* TSC frequency, shared offset, policy and pause point (tsc.c). */
     struct hvi_tsc *tsc;
+
+    /* The sharing guard (audit.c): hvc_sharing_kind bits that make the
+     * outermost hvc_vm_resume() refuse; 0 when off. */
+    atomic_uint sharing_guard;
 };
 
 /* hvc_vcpu.state: who may touch the runner thread.
@@ -218,6 +222,10 @@ uint32_t hvi_vm_irq_lines(const hvc_vm *vm);
 /* io.c */
 int hvi_io_dispatch(hvc_vcpu *vcpu, hvc_exit *exit, bool *claimed);
 void hvi_io_free(hvc_vm *vm);
+
+/* audit.c: the sharing guard's check, called by hvc_vm_resume() before it
+ * takes vm->lock (the audit read-holds mem_lock, above it). */
+int hvi_audit_resume_check(hvc_vm *vm);
 
 /* memory.c */
 void hvi_memory_free_all(hvc_vm *vm);
