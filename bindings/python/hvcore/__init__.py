@@ -31,6 +31,7 @@ the library's description and its message about what exactly was wrong).
 """
 
 from . import _lib
+from .audit import SharingFlags, SharingKind, SharingReport
 from .constants import *  # noqa: F401,F403 - the C names and enums
 from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyMode,
                         DoorbellFlags, ExitFlags, ExitReason, FdEvents,
@@ -89,6 +90,7 @@ __all__ = [
     "TscConfigFlags", "TscInfoFlags", "TscPausePolicy", "TscWriteFlags",
     "VirtioBlkFlags", "SaveFlags", "RestoreFlags",
     "HvError", "ClosedError", "LibraryError",
+    "SharingReport", "SharingFlags", "SharingKind",
     "IO_EXIT", "IoResult", "Cap", "DirtyMode", "ExitFlags", "ExitReason",
     "IoSpace", "MemoryFlags", "VmFlags", "X86Mode", "X86Reg", "msr",
     "library_path", "library_origin", "library_version",
