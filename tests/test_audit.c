@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -146,6 +147,77 @@ static int mapped_here(const uint8_t *p, size_t len)
     }
     fclose(f);
     return n;
+}
+
+struct spinner {
+    hvc_vcpu *vcpu;
+    int rc;
+    uint32_t reason;
+};
+
+static void *spin(void *arg)
+{
+    struct spinner *s = arg;
+    const hvc_exit *e = NULL;
+    s->rc = hvc_vcpu_run(s->vcpu, &e);
+    s->reason = s->rc == 0 ? e->reason : 0;
+    return NULL;
+}
+
+/* Pages the guest wrote are resident and its own; the audit runs while a
+ * vCPU spins in the guest, and the guard lets a paused VM with nothing
+ * shared resume. */
+Test(audit, guest_pages_and_audit_while_running, .timeout = 60)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    add_region(t.vm, 0);
+    hvc_sharing_report rep;
+    audit(t.vm, 0, &rep);
+    uint64_t before = rep.resident;
+    hvt_load(t.vm, "touch64");
+    uint64_t range[2] = {REGION_GPA, (uint64_t)REGION_PAGES * HVC_PAGE_SIZE};
+    HVT_OK(hvc_vm_write(t.vm, DATA_IN, range, sizeof(range)));
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
+    cr_assert_eq(hvt_run_done(v), 0x7c);
+    audit(t.vm, 0, &rep);
+    print_report("after the guest wrote the region", &rep);
+    cr_assert_geq(rep.resident, before + REGION_PAGES);
+    cr_assert_eq(rep.ksm + rep.mapped_elsewhere + rep.zero, 0);
+
+    hvt_load(t.vm, "spin64");
+    struct spinner s = {hvt_vcpu(t.vm, 1, HVC_X86_MODE_LONG64, 0), -1, 0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, spin, &s), 0);
+    uint64_t counter = 0;
+    while (counter == 0)
+        HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &counter, sizeof(counter)));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    enum { AUDITS = 50 };
+    for (int i = 0; i < AUDITS; i++) {
+        audit(t.vm, 0, &rep);
+        cr_assert_eq(rep.resident + rep.swapped + rep.not_resident, rep.pages);
+        cr_assert_eq(rep.mapped_elsewhere + rep.ksm, 0);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_log_info("%d audits of %llu pages while a vCPU spins: %.0f us each",
+                AUDITS, (unsigned long long)rep.pages,
+                ((double)(t1.tv_sec - t0.tv_sec) * 1e9 +
+                 (double)(t1.tv_nsec - t0.tv_nsec)) /
+                    1e3 / AUDITS);
+    HVT_OK(
+        hvc_vm_set_sharing_guard(t.vm, HVC_SHARING_KSM | HVC_SHARING_MAPPED));
+    HVT_OK(hvc_vm_pause(t.vm));
+    HVT_OK(hvc_vm_resume(t.vm));
+    uint64_t later = counter;
+    while (later == counter)
+        HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &later, sizeof(later)));
+    HVT_OK(hvc_vcpu_kick(s.vcpu));
+    pthread_join(th, NULL);
+    cr_assert_eq(s.rc, 0, "%s", hvc_last_error());
+    cr_assert_eq(s.reason, HVC_EXIT_KICK);
+    hvt_close(&t);
 }
 
 /* The child's side of the memfd test: drop every inherited view of guest
