@@ -11,7 +11,8 @@
  *   guest or process with an identical page shares;
  * - pages whose frame is mapped more than once: by another process that
  *   mapped the region's memfd (hvc_memory_region_fd()) or the caller's own
- *   file, or by a second mapping in this process;
+ *   file, by a second mapping in this process, or, for private memory, by
+ *   a child forked since that still shares the page copy-on-write;
  * - pages that map the host's shared zero page (read but never written);
  * - pages resident in RAM, in swap, and neither.
  *
@@ -21,6 +22,8 @@
  * CAP_SYS_ADMIN, without which the kernel reports every frame number as 0.
  * Without the privilege the call fails with -EPERM and says so, unless the
  * caller accepts a residency-only report (::HVC_AUDIT_RESIDENCY_ONLY).
+ * For a page of a huge page or transparent huge page the kernel may give
+ * the huge page's average map count rather than the page's own.
  *
  * Two responses: ::HVC_AUDIT_UNMERGE breaks KSM sharing of the VM's RAM
  * after counting, and hvc_vm_set_sharing_guard() makes hvc_vm_resume()
