@@ -27,29 +27,40 @@ from ._structs_audit import AuditOptions, SharingReport as CSharingReport
 from .constants import to_enum
 
 __all__ = ["AuditFlags", "SharingFlags", "SharingKind", "SharingReport",
-           "VmAuditMixin"]
+           "VmAuditMixin", "C_NAMES"]
+
+# The C names of audit.h's constants (also hvcore.HVC_AUDIT_UNMERGE, ...).
+HVC_AUDIT_UNMERGE = 1 << 0
+HVC_AUDIT_RESIDENCY_ONLY = 1 << 1
+HVC_SHARING_NO_FRAMES = 1 << 0
+HVC_SHARING_UNMERGED = 1 << 1
+HVC_SHARING_KSM = 1 << 0
+HVC_SHARING_MAPPED = 1 << 1
+HVC_SHARING_ZERO = 1 << 2
+C_NAMES = {name: value for name, value in globals().items()
+           if name.startswith("HVC_")}
 
 
 class AuditFlags(enum.IntFlag):
     """``hvc_audit_flags``."""
 
-    UNMERGE = 1 << 0
-    RESIDENCY_ONLY = 1 << 1
+    UNMERGE = HVC_AUDIT_UNMERGE
+    RESIDENCY_ONLY = HVC_AUDIT_RESIDENCY_ONLY
 
 
 class SharingFlags(enum.IntFlag):
     """``hvc_sharing_flags``: what a report says about itself."""
 
-    NO_FRAMES = 1 << 0
-    UNMERGED = 1 << 1
+    NO_FRAMES = HVC_SHARING_NO_FRAMES
+    UNMERGED = HVC_SHARING_UNMERGED
 
 
 class SharingKind(enum.IntFlag):
     """``hvc_sharing_kind``: the kinds of shared page a guard refuses."""
 
-    KSM = 1 << 0
-    MAPPED = 1 << 1
-    ZERO = 1 << 2
+    KSM = HVC_SHARING_KSM
+    MAPPED = HVC_SHARING_MAPPED
+    ZERO = HVC_SHARING_ZERO
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import textwrap
 import pytest
 
 import hvcore
+from conftest import source_file
 
 PAGE = 4096
 REGION = 0x10000000
@@ -170,3 +172,21 @@ def test_without_privilege_says_so(vm):
     assert "CAP_SYS_ADMIN" in out["message"]
     assert out["report"] == {"flags": int(hvcore.SharingFlags.NO_FRAMES),
                              "resident": 8, "shared": 0}
+
+
+def test_constants_mirror_audit_h():
+    header = source_file("include", "hvcore", "audit.h")
+    if header is None:
+        pytest.skip("include/hvcore/audit.h is not here")
+    values = {name: eval(value.replace("u", ""))  # noqa: S307 - our header
+              for name, value in re.findall(
+                  r"^\s*(HVC_[A-Z_]+)\s*=\s*([^,\n/]+)",
+                  header.read_text(), re.M)}
+    assert len(values) == 7, values
+    for name, value in values.items():
+        assert getattr(hvcore, name) == value, name
+    for enum_type, prefix in ((hvcore.AuditFlags, "HVC_AUDIT_"),
+                              (hvcore.SharingFlags, "HVC_SHARING_"),
+                              (hvcore.SharingKind, "HVC_SHARING_")):
+        for member in enum_type:
+            assert values[prefix + member.name] == member
