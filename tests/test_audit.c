@@ -555,11 +555,16 @@ static void unprivileged_child(hvt *t, int how, int out)
     o.flags = HVC_AUDIT_RESIDENCY_ONLY;
     int r2 = hvc_vm_audit_sharing(t->vm, &o, &rep);
     int r3 = hvc_vm_set_sharing_guard(t->vm, HVC_SHARING_KSM);
+    /* Unmerging needs no privilege: without frames, every region. */
+    hvc_sharing_report un = {.size = sizeof(un)};
+    o.flags = HVC_AUDIT_RESIDENCY_ONLY | HVC_AUDIT_UNMERGE;
+    int r4 = hvc_vm_audit_sharing(t->vm, &o, &un);
     n = snprintf(
-        msg, sizeof(msg), "%d %d %d %u %llu %llu %llu|%s", r1, r2, r3,
-        rep.flags, (unsigned long long)rep.resident,
+        msg, sizeof(msg), "%d %d %d %d %u %llu %llu %llu %u %llu|%s", r1, r2,
+        r3, r4, rep.flags, (unsigned long long)rep.resident,
         (unsigned long long)rep.pages,
-        (unsigned long long)(rep.ksm + rep.mapped_elsewhere + rep.zero), err);
+        (unsigned long long)(rep.ksm + rep.mapped_elsewhere + rep.zero),
+        un.flags, (unsigned long long)un.unmerged_regions, err);
 done:
     if (write(out, msg, (size_t)n) != n)
         _exit(1);
@@ -587,12 +592,13 @@ static void check_unprivileged(int how, const char *expect)
     waitpid(pid, &st, 0);
     cr_assert_gt(n, 0, "the child said nothing");
     cr_log_info("%s: %s", how ? "as nobody" : "without CAP_SYS_ADMIN", msg);
-    int r1, r2, r3, used;
-    unsigned flags;
-    unsigned long long resident, pages, shared;
-    cr_assert_eq(sscanf(msg, "%d %d %d %u %llu %llu %llu|%n", &r1, &r2, &r3,
-                        &flags, &resident, &pages, &shared, &used),
-                 7, "%s", msg);
+    int r1, r2, r3, r4, used;
+    unsigned flags, un_flags;
+    unsigned long long resident, pages, shared, unmerged;
+    cr_assert_eq(sscanf(msg, "%d %d %d %d %u %llu %llu %llu %u %llu|%n", &r1,
+                        &r2, &r3, &r4, &flags, &resident, &pages, &shared,
+                        &un_flags, &unmerged, &used),
+                 10, "%s", msg);
     cr_assert_eq(r1, -EPERM, "%s", msg);
     cr_assert(strstr(msg + used, expect), "%s", msg + used);
     cr_assert_eq(r2, 0, "%s", msg);
@@ -601,6 +607,9 @@ static void check_unprivileged(int how, const char *expect)
     cr_assert_eq(resident, 8);
     cr_assert_eq(shared, 0);
     cr_assert_eq(r3, -EPERM, "the guard must refuse to arm");
+    cr_assert_eq(r4, 0, "%s", msg);
+    cr_assert_eq(un_flags, HVC_SHARING_NO_FRAMES | HVC_SHARING_UNMERGED);
+    cr_assert_eq(unmerged, 2);
     hvt_close(&t);
 }
 
