@@ -153,7 +153,8 @@ typedef struct hvc_sharing_report {
 /**
  * Audits which pages of the VM's guest RAM share a physical frame.
  *
- * @param opts options, or NULL for the defaults.
+ * @param opts options, or NULL for the defaults; read during the call
+ *             only.
  * @param out  caller-owned report; @c out->size must be set (see
  *             ::hvc_sharing_report). Filled on success only.
  * @return 0; -EINVAL for NULL @p vm or @p out, an options or report size
