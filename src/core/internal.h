@@ -103,9 +103,9 @@ struct hvi_tsc; /* tsc_internal.h */
  *                  handler or callback runs.
  *
  * Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the VM's
- * pause_depth and active are atomics (see hvi_vcpu_interrupt()); parked
- * runners wait on a semaphore; the last error is thread-local. Calls that
- * must wait for callbacks (pause, destroy, remove_device, reset_devices)
+ * pause_depth, active and sharing_guard are atomics (see hvi_vcpu_interrupt());
+ * parked runners wait on a semaphore; the last error is thread-local. Calls
+ * that must wait for callbacks (pause, destroy, remove_device, reset_devices)
  * refuse with -EDEADLK from the VM's own handlers and event thread
  * (hvi_handler_vm, hvi_event_vm) instead of deadlocking on 1 or 3. */
 struct hvc_vm {
