@@ -9,6 +9,7 @@
 #ifndef HVCORE_H
 #define HVCORE_H
 
+#include "hvcore/audit.h"
 #include "hvcore/common.h"
 #include "hvcore/device.h"
 #include "hvcore/hypervisor.h"

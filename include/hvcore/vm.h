@@ -108,7 +108,10 @@ HVC_EXTERN int hvc_vm_pause(hvc_vm *vm);
  *
  * @return 0; -EINVAL for NULL or when the VM is not paused; a backend error
  *         when the freeze policy cannot be applied (the VM then stays
- *         paused: retry, or switch to the advance policy and resume).
+ *         paused: retry, or switch to the advance policy and resume);
+ *         -EBUSY, or the audit's error, when the sharing guard
+ *         (hvc_vm_set_sharing_guard(), hvcore/audit.h) finds shared pages
+ *         (the VM then stays paused).
  */
 HVC_EXTERN int hvc_vm_resume(hvc_vm *vm);
 

@@ -103,9 +103,9 @@ struct hvi_tsc; /* tsc_internal.h */
  *                  handler or callback runs.
  *
  * Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the VM's
- * pause_depth and active are atomics (see hvi_vcpu_interrupt()); parked
- * runners wait on a semaphore; the last error is thread-local. Calls that
- * must wait for callbacks (pause, destroy, remove_device, reset_devices)
+ * pause_depth, active and sharing_guard are atomics (see hvi_vcpu_interrupt());
+ * parked runners wait on a semaphore; the last error is thread-local. Calls
+ * that must wait for callbacks (pause, destroy, remove_device, reset_devices)
  * refuse with -EDEADLK from the VM's own handlers and event thread
  * (hvi_handler_vm, hvi_event_vm) instead of deadlocking on 1 or 3. */
 struct hvc_vm {
@@ -154,6 +154,10 @@ struct hvc_vm {
 
     /* TSC frequency, shared offset, policy and pause point (tsc.c). */
     struct hvi_tsc *tsc;
+
+    /* The sharing guard (audit.c): hvc_sharing_kind bits that make the
+     * outermost hvc_vm_resume() refuse; 0 when off. */
+    atomic_uint sharing_guard;
 };
 
 /* hvc_vcpu.state: who may touch the runner thread.
@@ -218,6 +222,10 @@ uint32_t hvi_vm_irq_lines(const hvc_vm *vm);
 /* io.c */
 int hvi_io_dispatch(hvc_vcpu *vcpu, hvc_exit *exit, bool *claimed);
 void hvi_io_free(hvc_vm *vm);
+
+/* audit.c: the sharing guard's check, called by hvc_vm_resume() before it
+ * takes vm->lock (the audit read-holds mem_lock, above it). */
+int hvi_audit_resume_check(hvc_vm *vm);
 
 /* memory.c */
 void hvi_memory_free_all(hvc_vm *vm);

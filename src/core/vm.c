@@ -199,6 +199,11 @@ int hvc_vm_resume(hvc_vm *vm)
 {
     if (!vm)
         return hvi_error(-EINVAL, "hvc_vm_resume: VM is NULL");
+    /* The sharing guard (audit.c) audits before the outermost resume,
+     * outside vm->lock, which ranks below the mem_lock it takes. */
+    int g = atomic_load(&vm->pause_depth) == 1 ? hvi_audit_resume_check(vm) : 0;
+    if (g < 0)
+        return g;
     pthread_mutex_lock(&vm->lock);
     int depth = atomic_load(&vm->pause_depth);
     if (depth == 0) {

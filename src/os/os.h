@@ -101,6 +101,28 @@ void hvi_os_memory_walk_close(hvi_os_memory_walk *w);
  * anonymous memory when fd is -1. For a region's own memory only. */
 int hvi_os_memory_discard(void *hva, uint64_t off, uint64_t len, int fd);
 
+/* --- which frames guest pages sit on (the sharing audit, audit.c) --- */
+
+/* Page counts of a scan; hvi_os_frames_scan() adds to them. The sharing
+ * counts are exclusive: zero, then ksm, then mapped. */
+struct hvi_os_sharing {
+    uint64_t pages, resident, swapped, not_resident;
+    uint64_t ksm, mapped, zero;
+};
+
+typedef struct hvi_os_frames hvi_os_frames;
+
+/* Opens what the scan reads. Without the privilege to read frame numbers
+ * and their map counts: -EPERM with a message saying what is missing,
+ * unless residency_only, in which case *no_frames is set and the scan
+ * counts residency only. */
+int hvi_os_frames_open(bool residency_only, hvi_os_frames **out,
+                       bool *no_frames);
+/* Counts the pages of this process's [hva, hva+len) into *acc. */
+int hvi_os_frames_scan(hvi_os_frames *f, const void *hva, uint64_t len,
+                       struct hvi_os_sharing *acc);
+void hvi_os_frames_close(hvi_os_frames *f);
+
 /* --- kicking a thread out of the guest --- */
 
 /* The signal used when hvc_vm_options.kick_signal is 0. */

@@ -31,6 +31,8 @@ the library's description and its message about what exactly was wrong).
 """
 
 from . import _lib
+from .audit import C_NAMES as _AUDIT_C_NAMES
+from .audit import AuditFlags, SharingFlags, SharingKind, SharingReport
 from .constants import *  # noqa: F401,F403 - the C names and enums
 from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyMode,
                         DoorbellFlags, ExitFlags, ExitReason, FdEvents,
@@ -89,8 +91,13 @@ __all__ = [
     "TscConfigFlags", "TscInfoFlags", "TscPausePolicy", "TscWriteFlags",
     "VirtioBlkFlags", "SaveFlags", "RestoreFlags",
     "HvError", "ClosedError", "LibraryError",
+    "SharingReport", "SharingFlags", "SharingKind", "AuditFlags",
     "IO_EXIT", "IoResult", "Cap", "DirtyMode", "ExitFlags", "ExitReason",
     "IoSpace", "MemoryFlags", "VmFlags", "X86Mode", "X86Reg", "msr",
     "library_path", "library_origin", "library_version",
     "library_version_info", "__version__",
 ]
+
+# audit.h's constants under their C names, like those of hvcore.constants.
+globals().update(_AUDIT_C_NAMES)
+__all__ += sorted(_AUDIT_C_NAMES)

@@ -32,6 +32,7 @@ from ctypes import (POINTER, c_char_p, c_int, c_size_t, c_uint, c_uint16,
 from pathlib import Path
 
 from . import _structs as S
+from . import _structs_audit as A
 from . import _structs_ext as X
 from .constants import HVC_VERSION_MAJOR, HVC_VERSION_MINOR
 from .errors import HvError, LibraryError
@@ -266,7 +267,7 @@ PROTOTYPES = {
     "hvc_thread_pin_node": (c_int, [c_uint32], _check_rc),
 }
 
-#: tsc.h, migration.h, hvc_set_log() (with hvc_vm_get_vcpu(),
+#: tsc.h, migration.h, audit.h, hvc_set_log() (with hvc_vm_get_vcpu(),
 #: hvc_vm_vcpu_count() and hvc_vm_list_memory(), which a restored VM
 #: needs): later additions to
 #: HVCORE_1.0 without a version bump, so a 1.0 library without one of these
@@ -312,6 +313,10 @@ OPTIONAL_PROTOTYPES = {
                                  _P(_HANDLE)], _check_rc),
     "hvc_snapshot_restore": (c_int, [_HANDLE, c_char_p, _P(X.RestoreOptions),
                                     _P(_HANDLE)], _check_rc),
+    # audit.h: the memory-sharing audit (hvcore.audit)
+    "hvc_vm_audit_sharing": (c_int, [_HANDLE, _P(A.AuditOptions),
+                                    _P(A.SharingReport)], _check_rc),
+    "hvc_vm_set_sharing_guard": (c_int, [_HANDLE, c_uint32], _check_rc),
 }
 
 

@@ -9,6 +9,7 @@ import weakref
 from ctypes import byref, c_uint64, c_void_p
 
 from . import _convert
+from .audit import VmAuditMixin
 from ._handle import Node
 from ._lib import lib
 from ._structs import MEMORY_OPTIONS_BASE_SIZE, MemoryOptions, VmOptions
@@ -126,7 +127,7 @@ def _host_buffer(host, length):
 
 
 class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
-         MigrationMixin):
+         MigrationMixin, VmAuditMixin):
     """One guest: memory, I/O handlers, vCPUs, interrupts, devices.
 
     ``VM(hv, no_irqchip=False, max_vcpus=0, kick_signal=0, flags=0)`` or
@@ -139,8 +140,9 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
 
     Devices (hvcore.device), the platform devices and ACPI
     (hvcore.platform), kernel loading (hvcore.loader), virtio
-    (hvcore.virtio), TSC calls (hvcore.tsc) and ``save()``
-    (hvcore.migration) are methods too; ``VM.restore(hv, source, ...)``
+    (hvcore.virtio), TSC calls (hvcore.tsc), ``save()``
+    (hvcore.migration) and the memory-sharing audit (hvcore.audit) are
+    methods too; ``VM.restore(hv, source, ...)``
     makes a VM from a saved stream.
 
     Closing the VM (``close()``, the ``with`` block, or garbage collection)
