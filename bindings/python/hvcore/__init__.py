@@ -29,7 +29,8 @@ the library's description and its message about what exactly was wrong).
 
 from . import _lib
 from .constants import *  # noqa: F401,F403 - the C names and enums
-from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyMode,
+from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyFlags,
+                        DirtyMode,
                         DoorbellFlags, ExitFlags, ExitReason, FdEvents,
                         IoResult, IoSpace, KernelFormat, MemoryFlags,
                         NumaPolicy, PlacementFlags, RestoreFlags,
@@ -84,7 +85,8 @@ __all__ = [
     "TscConfigFlags", "TscInfoFlags", "TscPausePolicy", "TscWriteFlags",
     "VirtioBlkFlags", "SaveFlags", "RestoreFlags",
     "HvError", "ClosedError", "LibraryError",
-    "IO_EXIT", "IoResult", "Cap", "DirtyMode", "ExitFlags", "ExitReason",
+    "IO_EXIT", "IoResult", "Cap", "DirtyMode", "DirtyFlags", "ExitFlags",
+    "ExitReason",
     "IoSpace", "MemoryFlags", "VmFlags", "X86Mode", "X86Reg", "msr",
     "library_path", "library_origin", "library_version",
     "library_version_info", "__version__",
