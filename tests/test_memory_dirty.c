@@ -3,6 +3,7 @@
  * INITIALLY_SET where the host has it), the dirty ring, the library's own
  * writes, and the errors. */
 #include "hvtest.h"
+#include "vqueue.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -326,4 +327,34 @@ Test(memory_dirty, ring_vm_refuses_the_bitmap)
     HVT_ERR(hvc_memory_dirty_start(d.r, &o), -ENOTSUP);
     cr_assert(strstr(hvc_last_error(), "ring"), "%s", hvc_last_error());
     hvt_close(&d.t);
+}
+
+/* A device model writing guest memory through host pointers (virtio-rng
+ * filling two buffers): the library marks the buffers and the used ring,
+ * which KVM cannot see written. */
+Test(memory_dirty, virtio_device_writes_are_tracked)
+{
+    hvt t;
+    vq_vopen(&t);
+    hvc_virtio_mmio m = {BASE, IRQ, 0};
+    HVT_OK(hvc_virtio_rng_create(t.vm, &m, NULL, NULL));
+    vq_init(&t, 1);
+    vq_put_desc(&t, 0, 0, (struct desc){0x300000, 64, 2 | 1, 1});
+    vq_put_desc(&t, 0, 1, (struct desc){0x305000, 64, 2, 0});
+    vq_publish(&t, 0, 0, 0);
+    hvc_dirty_options o = clean_start(HVC_DIRTY_AUTO);
+    HVT_OK(hvc_memory_dirty_start(t.ram, &o));
+    vq_notify_wait(&t, 0, 1);
+    size_t bytes = hvc_memory_dirty_bitmap_size(t.ram);
+    uint64_t *bm = calloc(1, bytes);
+    cr_assert_not_null(bm);
+    HVT_OK(hvc_memory_dirty_fetch(t.ram, bm, bytes, NULL));
+    const uint32_t want[] = {0x300, 0x305, USED / HVC_PAGE_SIZE};
+    for (size_t i = 0; i < 3; i++)
+        cr_assert(bm[want[i] / 64] >> (want[i] % 64) & 1,
+                  "page 0x%x, written by the device, is not reported",
+                  want[i]);
+    cr_assert_eq(bm[0x301 / 64] >> (0x301 % 64) & 1, 0, "page 0x301 is");
+    free(bm);
+    vq_vclose(&t);
 }
