@@ -6,8 +6,10 @@
 #include "vqueue.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DGPA 0x10000000ull   /* the tracked region, identity-mapped */
 #define DLEN (1024u * 1024u) /* 256 pages */
@@ -357,4 +359,107 @@ Test(memory_dirty, virtio_device_writes_are_tracked)
     cr_assert_eq(bm[0x301 / 64] >> (0x301 % 64) & 1, 0, "page 0x301 is");
     free(bm);
     vq_vclose(&t);
+}
+
+/* A live copy: the guest keeps rewriting 64 pages while the host fetches
+ * and copies what each fetch reports; after the guest stops, one last
+ * fetch and copy must leave the copy equal to guest memory. A page written
+ * while a fetch re-arms it must never fall between two fetches. */
+struct runner {
+    hvc_vcpu *v;
+    int rc;
+    uint32_t reason;
+    uint8_t status;
+};
+
+static void *run_guest(void *p)
+{
+    struct runner *r = p;
+    const hvc_exit *e;
+    r->rc = hvc_vcpu_run(r->v, &e);
+    if (r->rc == 0) {
+        r->reason = e->reason;
+        r->status =
+            e->reason == HVC_EXIT_PIO ? *(const uint8_t *)e->u.io.data : 0;
+    }
+    return NULL;
+}
+
+static void copy_reported(dvm *d, uint8_t *copy, uint64_t *bm, size_t bytes,
+                          uint64_t *total)
+{
+    uint64_t n = 0;
+    HVT_OK(hvc_memory_dirty_fetch(d->r, bm, bytes, &n));
+    const uint8_t *hva = hvc_memory_region_hva(d->r);
+    for (uint64_t p = 0; p < DPAGES; p++)
+        if (bm[p / 64] >> (p % 64) & 1)
+            memcpy(copy + p * HVC_PAGE_SIZE, hva + p * HVC_PAGE_SIZE,
+                   HVC_PAGE_SIZE);
+    *total += n;
+}
+
+static void live_copy(uint32_t vm_flags)
+{
+    dvm d;
+    dvm_open(&d, vm_flags, DLEN);
+    hvt_load(d.t.vm, "dirtyloop64");
+    hvc_vcpu *v;
+    HVT_OK(hvc_vcpu_create(d.t.vm, 1, &v));
+    hvc_vcpu_mode_options mo = HVC_VCPU_MODE_OPTIONS_INIT;
+    mo.mode = HVC_X86_MODE_LONG64;
+    mo.entry = GUEST_LOAD;
+    mo.stack = GUEST_STACK;
+    mo.tables_addr = GUEST_TABLES;
+    HVT_OK(hvc_vcpu_set_mode(v, &mo));
+    uint64_t in[3] = {DGPA + 64 * HVC_PAGE_SIZE, 64, 0};
+    HVT_OK(hvc_vm_write(d.t.vm, DATA_IN, in, sizeof(in)));
+
+    HVT_OK(hvc_memory_dirty_start(d.r, NULL)); /* first fetch: all */
+    uint8_t *copy = calloc(1, DLEN);
+    size_t bytes = hvc_memory_dirty_bitmap_size(d.r);
+    uint64_t *bm = calloc(1, bytes);
+    cr_assert(copy && bm);
+    struct runner r = {.v = v};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, run_guest, &r), 0);
+    uint64_t total = 0;
+    for (int round = 0; round < 200; round++) {
+        copy_reported(&d, copy, bm, bytes, &total);
+        usleep(500);
+    }
+    uint64_t stop = 1;
+    HVT_OK(hvc_vm_write(d.t.vm, DATA_IN + 16, &stop, sizeof(stop)));
+    pthread_join(th, NULL);
+    cr_assert_eq(r.rc, 0, "run: %d", r.rc);
+    cr_assert_eq(r.reason, HVC_EXIT_PIO);
+    cr_assert_eq(r.status, 0x6c);
+    copy_reported(&d, copy, bm, bytes, &total);
+    const uint8_t *hva = hvc_memory_region_hva(d.r);
+    for (uint64_t p = 0; p < DPAGES; p++)
+        cr_assert(!memcmp(copy + p * HVC_PAGE_SIZE, hva + p * HVC_PAGE_SIZE,
+                          HVC_PAGE_SIZE),
+                  "page %llu of the copy differs from the guest's (pass "
+                  "%llu in the copy, %llu in the guest)",
+                  (unsigned long long)p,
+                  (unsigned long long)*(uint64_t *)(copy + p * 4096),
+                  (unsigned long long)*(uint64_t *)(hva + p * 4096));
+    cr_assert_gt(total, DPAGES + 64, "the guest was seen writing: %llu",
+                 (unsigned long long)total);
+    cr_log_info("live copy: %llu pages reported over 201 fetches, guest at "
+                "pass %llu",
+                (unsigned long long)total,
+                (unsigned long long)*(uint64_t *)(hva + 64 * 4096));
+    free(copy);
+    free(bm);
+    hvt_close(&d.t);
+}
+
+Test(memory_dirty, bitmap_live_copy_converges)
+{
+    live_copy(0);
+}
+
+Test(memory_dirty, ring_live_copy_converges)
+{
+    live_copy(HVC_VM_DIRTY_RING);
 }
