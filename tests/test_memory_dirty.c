@@ -240,6 +240,11 @@ Test(memory_dirty, ring_smaller_than_the_writes_loses_no_page)
     cr_assert_eq(hvt_run_done(v), 0x7c);
     expect(&d, NULL, (size_t)-1, "after the guest wrote every page");
     expect(&d, NULL, 0, "second fetch");
+    /* The VM goes on, and the ring with it (vCPU 0 runs dirty64). */
+    hvt_load(d.t.vm, "dirty64");
+    const uint32_t one[] = {5};
+    guest_writes(&d, one, 1);
+    expect(&d, one, 1, "after the guest ran again");
     hvt_close(&d.t);
 }
 
