@@ -468,3 +468,27 @@ Test(memory_dirty, ring_live_copy_converges)
 {
     live_copy(HVC_VM_DIRTY_RING);
 }
+
+/* The ring is the host's way of tracking, not guest state: a snapshot of a
+ * ring VM restores (into a VM without one). */
+Test(memory_dirty, ring_vm_snapshot_restores)
+{
+    dvm d;
+    dvm_open(&d, HVC_VM_DIRTY_RING, DLEN);
+    HVT_OK(hvc_memory_dirty_start(d.r, NULL));
+    guest_writes(&d, abc, 3);
+    char path[] = "/tmp/hvc-dirty-ring-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    HVT_OK(hvc_vm_pause(d.t.vm));
+    HVT_OK(hvc_snapshot_save(d.t.vm, path, NULL));
+    hvc_vm *back;
+    HVT_OK(hvc_snapshot_restore(d.t.hv, path, NULL, &back));
+    unlink(path);
+    uint64_t x;
+    HVT_OK(hvc_vm_read(back, DGPA + 70 * HVC_PAGE_SIZE + 8, &x, sizeof(x)));
+    cr_assert_eq(x, DGPA + 70 * HVC_PAGE_SIZE + 8);
+    HVT_OK(hvc_vm_destroy(back));
+    hvt_close(&d.t);
+}
