@@ -57,12 +57,35 @@ typedef enum hvc_cap {
     HVC_CAP_IRQ_LINES = 14
 } hvc_cap;
 
-/** Dirty-page tracking modes, as bits of ::HVC_CAP_DIRTY_TRACKING. */
+/**
+ * Dirty-page tracking modes and their properties, as bits of
+ * ::HVC_CAP_DIRTY_TRACKING (what the backend can do) and of
+ * hvc_memory_dirty_mode() (what a tracked region uses); one of the modes
+ * as hvc_dirty_options::mode. hvcore/memory.h has the calls.
+ */
 typedef enum hvc_dirty_mode {
+    /** hvc_dirty_options::mode only: the library picks (the ring in a VM
+     * created with ::HVC_VM_DIRTY_RING, else the bitmap). */
+    HVC_DIRTY_AUTO = 0,
     /** A bitmap per memory region, fetched and cleared by the VMM. */
     HVC_DIRTY_BITMAP = 1u << 0,
-    /** A ring of dirtied pages per vCPU. */
-    HVC_DIRTY_RING = 1u << 1
+    /** A ring of dirtied pages per vCPU, which the library harvests into
+     * the region's bitmap. Needs a VM created with ::HVC_VM_DIRTY_RING. */
+    HVC_DIRTY_RING = 1u << 1,
+    /**
+     * A property of the bitmap: starting it marks every page dirty
+     * without write-protecting any (KVM: KVM_DIRTY_LOG_INITIALLY_SET), so
+     * a start costs the same on any size of region, and each page is
+     * write-protected only when a fetch first reports it. Never with the
+     * ring.
+     */
+    HVC_DIRTY_INITIALLY_SET = 1u << 2,
+    /**
+     * A property of the bitmap: a fetch re-arms only the pages it reports,
+     * in chunks (KVM: KVM_CLEAR_DIRTY_LOG), rather than the whole region
+     * at once.
+     */
+    HVC_DIRTY_MANUAL_CLEAR = 1u << 3
 } hvc_dirty_mode;
 
 /**

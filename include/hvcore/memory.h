@@ -236,6 +236,143 @@ HVC_EXTERN int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
 HVC_EXTERN int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
                                  void **out);
 
+/**
+ * @name Dirty-page tracking
+ *
+ * Tracking is a property of a region: started, fetched and stopped per
+ * region. A fetch hands the caller the pages written since the previous
+ * fetch (or since the start) and re-arms them, so that a VMM can copy
+ * what changed while the guest keeps running: the rounds of a live
+ * migration, or an incremental backup.
+ *
+ * What is tracked: every guest write (logged by the accelerator), and
+ * every write the library makes through hvc_vm_write() and the devices,
+ * loaders and migration code built on it. Writes the caller makes
+ * through a pointer from hvc_vm_gpa_to_hva() or hvc_memory_region_hva()
+ * bypass the library; the caller reports them with hvc_vm_mark_dirty()
+ * after writing.
+ *
+ * What the first fetch reports: by default every page of the region, in
+ * every mode, since a copy that starts with tracking must copy everything
+ * once. With the bitmap and ::HVC_DIRTY_INITIALLY_SET in
+ * hvc_memory_dirty_mode() this costs nothing at the start (KVM marks all
+ * pages dirty without write-protecting them); otherwise the library marks
+ * them itself. ::HVC_DIRTY_START_CLEAN asks for the pages written after
+ * the start only (the incremental backup's need); with the bitmap the
+ * start then write-protects the whole region at once.
+ *
+ * Thread rules: any thread. Start and stop wait for the memory accessors
+ * of other threads to finish; fetches of one VM are serialised; vCPUs
+ * keep running throughout.
+ * @{
+ */
+
+/** Flags for hvc_dirty_options::flags. */
+typedef enum hvc_dirty_flags {
+    /** The first fetch reports only the pages written after the start,
+     * not every page. */
+    HVC_DIRTY_START_CLEAN = 1u << 0
+} hvc_dirty_flags;
+
+/**
+ * Options of hvc_memory_dirty_start(). Initialise with
+ * ::HVC_DIRTY_OPTIONS_INIT; fields are only ever appended.
+ */
+typedef struct hvc_dirty_options {
+    /** sizeof(hvc_dirty_options) as the caller was compiled. */
+    uint32_t size;
+    /**
+     * ::HVC_DIRTY_AUTO (the library's choice: the ring in a VM created
+     * with ::HVC_VM_DIRTY_RING, else the bitmap), ::HVC_DIRTY_BITMAP or
+     * ::HVC_DIRTY_RING.
+     */
+    uint32_t mode;
+    /** Bit mask of ::hvc_dirty_flags. */
+    uint32_t flags;
+} hvc_dirty_options;
+
+/** Initialiser for ::hvc_dirty_options: automatic mode, no flags. */
+#define HVC_DIRTY_OPTIONS_INIT                                                 \
+    {                                                                          \
+        sizeof(hvc_dirty_options), HVC_DIRTY_AUTO, 0                           \
+    }
+
+/**
+ * Starts tracking the pages of @p region that are written.
+ *
+ * @param opts options, or NULL for ::HVC_DIRTY_OPTIONS_INIT.
+ * @return 0; -EINVAL (NULL region, unknown options size, mode or flags;
+ *         a read-only region, which the guest cannot write);
+ *         -EALREADY when the region is tracked already; -ENOTSUP when the
+ *         backend cannot track in the mode asked for (the ring in a VM
+ *         created without ::HVC_VM_DIRTY_RING, the bitmap in one created
+ *         with it, or a backend with no tracking; the message says which);
+ *         -ENOMEM; a backend error.
+ */
+HVC_EXTERN int hvc_memory_dirty_start(hvc_memory_region *region,
+                                      const hvc_dirty_options *opts);
+
+/**
+ * Fetches the pages of @p region written since the previous fetch (see
+ * the group's text for the first one) and clears them, so that the next
+ * fetch reports only pages written after this one.
+ *
+ * A page written while the fetch runs is reported by this fetch or the
+ * next, never lost: copy a page after the fetch that reports it.
+ *
+ * @param bitmap       receives one bit per page of the region: bit i (bit
+ *                     i % 64 of word i / 64) set when page i was written.
+ *                     The first hvc_memory_dirty_bitmap_size() bytes are
+ *                     overwritten, bits past the last page cleared; the
+ *                     caller owns it.
+ * @param bitmap_bytes size of @p bitmap in bytes; at least
+ *                     hvc_memory_dirty_bitmap_size().
+ * @param dirty_count  receives the number of bits set; may be NULL.
+ * @return 0; -EINVAL for a NULL region or bitmap, or a bitmap too small
+ *         (the message gives the size needed); -ENOENT when the region is
+ *         not tracked; a backend error (the pages of this fetch are then
+ *         reported by the next one).
+ */
+HVC_EXTERN int hvc_memory_dirty_fetch(hvc_memory_region *region,
+                                      uint64_t *bitmap, size_t bitmap_bytes,
+                                      uint64_t *dirty_count);
+
+/**
+ * Stops tracking @p region; pages written since the last fetch are
+ * forgotten. Removing a region or destroying its VM stops it too.
+ *
+ * @return 0; -EINVAL for NULL; -ENOENT when the region is not tracked; a
+ *         backend error (the region is then still tracked).
+ */
+HVC_EXTERN int hvc_memory_dirty_stop(hvc_memory_region *region);
+
+/**
+ * How @p region is tracked: ::HVC_DIRTY_BITMAP or ::HVC_DIRTY_RING, with
+ * the property bits (::HVC_DIRTY_INITIALLY_SET, ::HVC_DIRTY_MANUAL_CLEAR)
+ * that apply; 0 when it is not tracked, or for NULL.
+ */
+HVC_EXTERN uint32_t hvc_memory_dirty_mode(const hvc_memory_region *region);
+
+/**
+ * Bytes of the bitmap hvc_memory_dirty_fetch() fills for @p region: one
+ * bit per page, rounded up to whole 64-bit words (0 for NULL).
+ */
+HVC_EXTERN size_t hvc_memory_dirty_bitmap_size(const hvc_memory_region *region);
+
+/**
+ * Reports that the caller wrote guest memory at [@p guest_addr,
+ * @p guest_addr + @p length) through a host pointer, so that tracked
+ * regions report those pages. Call it after the write. A no-op for
+ * untracked memory.
+ *
+ * @return 0; -EINVAL for NULL; -EFAULT when the range is not wholly
+ *         inside one region.
+ */
+HVC_EXTERN int hvc_vm_mark_dirty(hvc_vm *vm, uint64_t guest_addr,
+                                 size_t length);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

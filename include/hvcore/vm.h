@@ -35,7 +35,23 @@ typedef enum hvc_vm_flags {
      * controllers (on KVM: PIC, IOAPIC, LAPICs and PIT), and HLT waits in
      * the kernel for an interrupt.
      */
-    HVC_VM_NO_IRQCHIP = 1u << 0
+    HVC_VM_NO_IRQCHIP = 1u << 0,
+    /**
+     * Gives every vCPU a dirty ring (KVM: KVM_CAP_DIRTY_LOG_RING, which
+     * must be enabled before the first vCPU exists, hence a creation
+     * flag). Dirty tracking in this VM then always uses the ring
+     * (::HVC_DIRTY_RING), never the bitmap: with the ring, KVM keeps no
+     * bitmap. Each ring holds 65536 pages (1 MiB per vCPU), or the
+     * backend's maximum if smaller; a vCPU whose ring fills exits to the
+     * library, which empties it and enters again. A host that lets a ring
+     * overflow (KVM over PVM does, when a guest dirties more pages than
+     * the ring holds without leaving the guest) loses entries: the library
+     * then reports every tracked page, and if the vCPU cannot go on,
+     * hvc_vcpu_run() fails with -EOVERFLOW. -ENOTSUP from
+     * hvc_vm_create() when ::HVC_CAP_DIRTY_TRACKING lacks
+     * ::HVC_DIRTY_RING.
+     */
+    HVC_VM_DIRTY_RING = 1u << 1
 } hvc_vm_flags;
 
 /**

@@ -63,6 +63,12 @@ struct hvc_memory_region {
     uint32_t slot;
     int fd;     /* memfd when library-allocated, else -1 */
     bool owned; /* hva is the library's mapping (memfd or anonymous) */
+    /* Dirty tracking (dirty.c). dirty_mode: hvc_dirty_mode bits, 0 when
+     * untracked; it and lib_dirty change only with mem_lock write-held.
+     * lib_dirty: one bit per page the library wrote (hvc_vm_write, marks),
+     * set by accessors under the read lock, taken by fetches. */
+    uint32_t dirty_mode;
+    _Atomic uint64_t *lib_dirty;
 };
 
 struct hvi_io_range {
@@ -96,7 +102,10 @@ struct hvi_tsc; /* tsc_internal.h */
  *                  reset.
  *   5. mem_lock    the guest memory map (memory.c), read-held while guest
  *                  memory is copied; devices take it through hvc_vm_read()
- *                  and friends.
+ *                  and friends. Write-held to start or stop dirty tracking.
+ *   5a. dirty_lock serialises dirty-log fetches (dirty.c), taken with
+ *                  mem_lock read-held; the backend's own dirty-ring lock
+ *                  nests inside it.
  *   6. vm->lock    vCPU list, pause state, read_state, TSC state (vcpu.c,
  *                  vm.c, state.c, tsc*.c). A leaf: held only around core
  *                  bookkeeping and backend state calls, never while a
@@ -123,6 +132,7 @@ struct hvc_vm {
     hvc_memory_region **regions;
     size_t nr_regions;
     uint8_t *slot_used; /* max_slots entries */
+    pthread_mutex_t dirty_lock;
 
     /* I/O dispatch, one table per hvc_io_space. The read lock is held across
      * a handler call, so removal waits for running handlers. */
@@ -231,6 +241,12 @@ int hvi_audit_resume_check(hvc_vm *vm);
 void hvi_memory_free_all(hvc_vm *vm);
 uint64_t hvi_memory_top(hvc_vm *vm);
 size_t hvi_memory_count(hvc_vm *vm);
+
+/* dirty.c: records a library write of [gpa, gpa+len) inside region r
+ * (after the write; mem_lock read-held). Cheap when r is untracked. */
+void hvi_dirty_mark(hvc_memory_region *r, uint64_t gpa, uint64_t len);
+/* dirty.c: stops tracking before r is removed (mem_lock write-held). */
+void hvi_dirty_drop(hvc_memory_region *r);
 
 /* record.c: self-describing state records (tagged, typed fields). */
 enum { HVI_REC_U64 = 1, HVI_REC_BYTES = 2 };

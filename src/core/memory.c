@@ -77,6 +77,7 @@ static int check_options(hvc_vm *vm, const hvc_memory_options *o)
 static void release(hvc_memory_region *r)
 {
     hvi_memory_host_release(r);
+    free((void *)r->lib_dirty);
     free(r);
 }
 
@@ -176,6 +177,7 @@ int hvc_vm_remove_memory(hvc_vm *vm, hvc_memory_region *region)
         return hvi_error(-ENOENT, "memory region %p is not in this VM",
                          (void *)region);
     }
+    hvi_dirty_drop(region);
     int r = vm->ops->vm_unmap_memory(vm->priv, region->slot, region->gpa,
                                      region->len);
     if (r < 0) {
@@ -291,17 +293,19 @@ int hvc_memory_region_fd(const hvc_memory_region *r)
 /* An access must lie inside one region: two adjacent regions may be backed
  * by unrelated host mappings, and a guest address that runs into a hole
  * must fail as a whole. Caller holds mem_lock. */
-static int resolve(hvc_vm *vm, const char *what, uint64_t gpa, size_t len,
-                   uint8_t **hva)
+static hvc_memory_region *resolve(hvc_vm *vm, const char *what, uint64_t gpa,
+                                  size_t len, uint8_t **hva)
 {
     hvc_memory_region *r = lookup(vm, gpa, len);
-    if (!r)
-        return hvi_error(-EFAULT,
-                         "%s of 0x%zx bytes at guest address 0x%" PRIx64
-                         " is not inside one memory region",
-                         what, len, gpa);
+    if (!r) {
+        hvi_error(-EFAULT,
+                  "%s of 0x%zx bytes at guest address 0x%" PRIx64
+                  " is not inside one memory region",
+                  what, len, gpa);
+        return NULL;
+    }
     *hva = r->hva + (gpa - r->gpa);
-    return 0;
+    return r;
 }
 
 int hvc_vm_read(hvc_vm *vm, uint64_t guest_addr, void *buf, size_t length)
@@ -312,11 +316,11 @@ int hvc_vm_read(hvc_vm *vm, uint64_t guest_addr, void *buf, size_t length)
         return 0;
     pthread_rwlock_rdlock(&vm->mem_lock);
     uint8_t *p = NULL;
-    int r = resolve(vm, "read", guest_addr, length, &p);
-    if (r == 0)
+    hvc_memory_region *reg = resolve(vm, "read", guest_addr, length, &p);
+    if (reg)
         memcpy(buf, p, length);
     pthread_rwlock_unlock(&vm->mem_lock);
-    return r;
+    return reg ? 0 : -EFAULT;
 }
 
 int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
@@ -328,11 +332,15 @@ int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
         return 0;
     pthread_rwlock_rdlock(&vm->mem_lock);
     uint8_t *p = NULL;
-    int r = resolve(vm, "write", guest_addr, length, &p);
-    if (r == 0)
+    hvc_memory_region *reg = resolve(vm, "write", guest_addr, length, &p);
+    if (reg) {
         memcpy(p, buf, length);
+        /* After the copy: a fetch that takes the mark copies the page
+         * after it, so it sees these bytes. */
+        hvi_dirty_mark(reg, guest_addr, length);
+    }
     pthread_rwlock_unlock(&vm->mem_lock);
-    return r;
+    return reg ? 0 : -EFAULT;
 }
 
 int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
@@ -346,9 +354,25 @@ int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
                          guest_addr);
     pthread_rwlock_rdlock(&vm->mem_lock);
     uint8_t *p = NULL;
-    int r = resolve(vm, "translation", guest_addr, length, &p);
+    hvc_memory_region *reg = resolve(vm, "translation", guest_addr, length, &p);
     pthread_rwlock_unlock(&vm->mem_lock);
-    if (r == 0)
-        *out = p;
-    return r;
+    if (!reg)
+        return -EFAULT;
+    *out = p;
+    return 0;
+}
+
+int hvc_vm_mark_dirty(hvc_vm *vm, uint64_t guest_addr, size_t length)
+{
+    if (!vm)
+        return hvi_error(-EINVAL, "hvc_vm_mark_dirty: NULL VM");
+    if (length == 0)
+        return 0;
+    pthread_rwlock_rdlock(&vm->mem_lock);
+    uint8_t *p = NULL;
+    hvc_memory_region *reg = resolve(vm, "dirty mark", guest_addr, length, &p);
+    if (reg)
+        hvi_dirty_mark(reg, guest_addr, length);
+    pthread_rwlock_unlock(&vm->mem_lock);
+    return reg ? 0 : -EFAULT;
 }

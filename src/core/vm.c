@@ -23,9 +23,19 @@ static int normalise_options(hvc_hypervisor *hv, const hvc_vm_options *in,
             return r;
         out->size = sizeof(*out);
     }
-    if (out->flags & ~(uint32_t)HVC_VM_NO_IRQCHIP)
+    if (out->flags & ~(uint32_t)(HVC_VM_NO_IRQCHIP | HVC_VM_DIRTY_RING))
         return hvi_error(-EINVAL, "hvc_vm_options.flags 0x%x has unknown bits",
                          out->flags);
+    if (out->flags & HVC_VM_DIRTY_RING) {
+        uint64_t modes = 0;
+        int r = hv->ops->get_cap(hv->priv, HVC_CAP_DIRTY_TRACKING, &modes);
+        if (r < 0)
+            return r;
+        if (!(modes & HVC_DIRTY_RING) || !hv->ops->vm_dirty_start)
+            return hvi_error(-ENOTSUP,
+                             "HVC_VM_DIRTY_RING: backend %s has no dirty ring",
+                             hv->ops->name);
+    }
     uint64_t max = 0;
     int r = hv->ops->get_cap(hv->priv, HVC_CAP_MAX_VCPUS, &max);
     if (r < 0)
@@ -87,6 +97,7 @@ int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts, hvc_vm **out)
     vm->hv = hv;
     vm->ops = hv->ops;
     pthread_rwlock_init(&vm->mem_lock, NULL);
+    pthread_mutex_init(&vm->dirty_lock, NULL);
     pthread_rwlock_init(&vm->io_lock, NULL);
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
@@ -144,6 +155,7 @@ int hvc_vm_destroy(hvc_vm *vm)
     vm->ops->vm_destroy(vm->priv);
     atomic_fetch_sub(&vm->hv->nr_vms, 1);
     pthread_rwlock_destroy(&vm->mem_lock);
+    pthread_mutex_destroy(&vm->dirty_lock);
     pthread_rwlock_destroy(&vm->io_lock);
     pthread_mutex_destroy(&vm->lock);
     pthread_cond_destroy(&vm->cond);

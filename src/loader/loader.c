@@ -81,8 +81,10 @@ static void apply_plan(struct plan *p)
         if (c->len)
             hvc_vm_write(p->vm, c->gpa, c->src, c->len);
         if (c->zero &&
-            hvc_vm_gpa_to_hva(p->vm, c->gpa + c->len, c->zero, &hva) == 0)
+            hvc_vm_gpa_to_hva(p->vm, c->gpa + c->len, c->zero, &hva) == 0) {
             memset(hva, 0, c->zero);
+            hvc_vm_mark_dirty(p->vm, c->gpa + c->len, c->zero);
+        }
     }
 }
 

@@ -62,7 +62,10 @@ int hvi_config_encode(hvc_vm *vm, uint8_t **out, size_t *len)
 
     struct hvi_rec_writer w = {0};
     for (int pass = 0; pass < 2; pass++) {
-        hvi_rec_u64(&w, HVI_CFG_VM_FLAGS, hvi_vm_flags(vm));
+        /* HVC_VM_DIRTY_RING is how this host tracks pages, not guest
+         * state: the restoring side chooses its own. */
+        hvi_rec_u64(&w, HVI_CFG_VM_FLAGS,
+                    hvi_vm_flags(vm) & ~(uint32_t)HVC_VM_DIRTY_RING);
         hvi_rec_u64(&w, HVI_CFG_MAX_VCPUS, maxv);
         uint8_t idb[4 * (sizeof(ids) / sizeof(ids[0]))];
         for (uint32_t i = 0; i < nids; i++)

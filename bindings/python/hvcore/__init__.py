@@ -34,7 +34,8 @@ from . import _lib
 from .audit import C_NAMES as _AUDIT_C_NAMES
 from .audit import AuditFlags, SharingFlags, SharingKind, SharingReport
 from .constants import *  # noqa: F401,F403 - the C names and enums
-from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyMode,
+from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyFlags,
+                        DirtyMode,
                         DoorbellFlags, ExitFlags, ExitReason, FdEvents,
                         IoResult, IoSpace, KernelFormat, LogLevel, MemoryFlags,
                         NumaPolicy, PlacementFlags, RestoreFlags,
@@ -92,7 +93,8 @@ __all__ = [
     "VirtioBlkFlags", "SaveFlags", "RestoreFlags",
     "HvError", "ClosedError", "LibraryError",
     "SharingReport", "SharingFlags", "SharingKind", "AuditFlags",
-    "IO_EXIT", "IoResult", "Cap", "DirtyMode", "ExitFlags", "ExitReason",
+    "IO_EXIT", "IoResult", "Cap", "DirtyMode", "DirtyFlags", "ExitFlags",
+    "ExitReason",
     "IoSpace", "MemoryFlags", "VmFlags", "X86Mode", "X86Reg", "msr",
     "library_path", "library_origin", "library_version",
     "library_version_info", "__version__",

@@ -300,6 +300,15 @@ OPTIONAL_PROTOTYPES = {
                                   _P(c_size_t)], _check_rc),
     "hvc_vm_get_vcpu": (c_int, [_HANDLE, c_uint32, _P(_HANDLE)], _check_rc),
     "hvc_vm_vcpu_count": (c_uint32, [_HANDLE], _check_value),
+    # memory.h: dirty-page tracking
+    "hvc_memory_dirty_start": (c_int, [_HANDLE, _P(S.DirtyOptions)],
+                               _check_rc),
+    "hvc_memory_dirty_fetch": (c_int, [_HANDLE, c_void_p, c_size_t,
+                                       _P(c_uint64)], _check_rc),
+    "hvc_memory_dirty_stop": (c_int, [_HANDLE], _check_rc),
+    "hvc_memory_dirty_mode": (c_uint32, [_HANDLE], _check_value),
+    "hvc_memory_dirty_bitmap_size": (c_size_t, [_HANDLE], _check_value),
+    "hvc_vm_mark_dirty": (c_int, [_HANDLE, c_uint64, c_size_t], _check_rc),
     # migration.h
     "hvc_vm_save": (c_int, [_HANDLE, _P(X.Stream), _P(X.SaveOptions)],
                    _check_rc),

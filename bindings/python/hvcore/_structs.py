@@ -25,6 +25,16 @@ class VmOptions(ctypes.Structure):
     ]
 
 
+class DirtyOptions(ctypes.Structure):
+    """``hvc_dirty_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("mode", c_uint32),
+        ("flags", c_uint32),
+    ]
+
+
 class MemoryOptions(ctypes.Structure):
     """``hvc_memory_options`` (with the NUMA fields appended in 1.0)."""
 

@@ -53,11 +53,15 @@ HVC_CAP_IOEVENTFD = 12
 HVC_CAP_PHYS_ADDR_BITS = 13
 HVC_CAP_IRQ_LINES = 14
 
+HVC_DIRTY_AUTO = 0
 HVC_DIRTY_BITMAP = 1 << 0
 HVC_DIRTY_RING = 1 << 1
+HVC_DIRTY_INITIALLY_SET = 1 << 2
+HVC_DIRTY_MANUAL_CLEAR = 1 << 3
 
 # -- hvcore/vm.h --
 HVC_VM_NO_IRQCHIP = 1 << 0
+HVC_VM_DIRTY_RING = 1 << 1
 HVC_IO_PIO = 0
 HVC_IO_MMIO = 1
 
@@ -76,6 +80,7 @@ HVC_IO_EXIT = IO_EXIT = IoResult.EXIT
 
 # -- hvcore/memory.h --
 HVC_PAGE_SIZE = 4096
+HVC_DIRTY_START_CLEAN = 1 << 0
 HVC_MEMORY_READONLY = 1 << 0
 HVC_MEMORY_MERGEABLE = 1 << 1
 HVC_MEMORY_PREFAULT = 1 << 2
@@ -192,16 +197,28 @@ class Cap(enum.IntEnum):
 
 
 class DirtyMode(enum.IntFlag):
-    """Bits of :attr:`Cap.DIRTY_TRACKING` (``hvc_dirty_mode``)."""
+    """Bits of :attr:`Cap.DIRTY_TRACKING` and of
+    :attr:`MemoryRegion.dirty_mode` (``hvc_dirty_mode``); AUTO, BITMAP or
+    RING as the mode asked of :meth:`MemoryRegion.dirty_start`."""
 
+    AUTO = HVC_DIRTY_AUTO
     BITMAP = HVC_DIRTY_BITMAP
     RING = HVC_DIRTY_RING
+    INITIALLY_SET = HVC_DIRTY_INITIALLY_SET
+    MANUAL_CLEAR = HVC_DIRTY_MANUAL_CLEAR
+
+
+class DirtyFlags(enum.IntFlag):
+    """Flags of dirty tracking's start (``hvc_dirty_flags``)."""
+
+    START_CLEAN = HVC_DIRTY_START_CLEAN
 
 
 class VmFlags(enum.IntFlag):
     """Flags for VM creation (``hvc_vm_flags``)."""
 
     NO_IRQCHIP = HVC_VM_NO_IRQCHIP
+    DIRTY_RING = HVC_VM_DIRTY_RING
 
 
 class MemoryFlags(enum.IntFlag):
@@ -318,7 +335,7 @@ def to_enum(enum_type, value):
 
 
 __all__ = sorted(name for name in dir() if name.startswith("HVC_")) + [
-    "Cap", "DirtyMode", "VmFlags", "MemoryFlags", "IoSpace", "IoResult",
+    "Cap", "DirtyMode", "DirtyFlags", "VmFlags", "MemoryFlags", "IoSpace", "IoResult",
     "IO_EXIT", "ExitReason", "ExitFlags", "X86Reg", "X86Mode", "msr",
     "NumaPolicy", "FdEvents", "DoorbellFlags", "AcpiFlags", "KernelFormat",
     "BootProtocol", "VirtioBlkFlags", "PlacementFlags", "TscInfoFlags",

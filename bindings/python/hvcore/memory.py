@@ -4,9 +4,10 @@ import ctypes
 import mmap
 import threading
 
+from . import _structs as S
 from ._handle import Node
 from ._lib import lib
-from .constants import MemoryFlags, to_enum
+from .constants import DirtyFlags, DirtyMode, MemoryFlags, to_enum
 
 __all__ = ["MemoryRegion"]
 
@@ -159,6 +160,57 @@ class MemoryRegion:
         the library: ``os.dup()`` it to keep it."""
         fd = self._node.call(lib.hvc_memory_region_fd)
         return fd if fd >= 0 else None
+
+    # -- dirty-page tracking (hvc_memory_dirty_*) --
+
+    def dirty_start(self, mode=DirtyMode.AUTO, clean=False):
+        """Starts tracking the pages written to this region.
+
+        ``mode``: :attr:`DirtyMode.AUTO` (the ring in a VM created with
+        ``VmFlags.DIRTY_RING``, else the bitmap), ``BITMAP`` or ``RING``.
+        The first fetch reports every page, unless ``clean``: then only the
+        pages written after the start. HvError EALREADY when tracked
+        already, ENOTSUP when the mode is not available in this VM.
+        """
+        opts = S.DirtyOptions(ctypes.sizeof(S.DirtyOptions), int(mode),
+                              int(DirtyFlags.START_CLEAN) if clean else 0)
+        self._node.call(lib.hvc_memory_dirty_start, ctypes.byref(opts))
+
+    def dirty_fetch_bitmap(self):
+        """Fetches and clears the pages written since the last fetch:
+        ``(bitmap, count)``, where bit i of the bytes (little-endian 64-bit
+        words) is page i of the region. HvError ENOENT when untracked."""
+        size = self._node.call(lib.hvc_memory_dirty_bitmap_size)
+        words = (ctypes.c_uint64 * max(size // 8, 1))()
+        count = ctypes.c_uint64()
+        self._node.call(lib.hvc_memory_dirty_fetch, words, size,
+                        ctypes.byref(count))
+        return bytes(words)[:size], count.value
+
+    def dirty_fetch(self):
+        """As :meth:`dirty_fetch_bitmap`, as a sorted list of page numbers
+        (page i is ``guest_addr + i * 4096``)."""
+        bitmap, count = self.dirty_fetch_bitmap()
+        pages = []
+        for index in range(0, len(bitmap), 8):
+            word = int.from_bytes(bitmap[index:index + 8], "little")
+            while word:
+                low = word & -word
+                pages.append(index * 8 + low.bit_length() - 1)
+                word ^= low
+        assert len(pages) == count
+        return pages
+
+    def dirty_stop(self):
+        """Stops tracking; HvError ENOENT when untracked."""
+        self._node.call(lib.hvc_memory_dirty_stop)
+
+    @property
+    def dirty_mode(self):
+        """How the region is tracked (:class:`DirtyMode` bits), 0 when it
+        is not."""
+        return to_enum(DirtyMode,
+                       self._node.call(lib.hvc_memory_dirty_mode))
 
     def contains(self, guest_addr, length=1):
         return (self.guest_addr <= guest_addr

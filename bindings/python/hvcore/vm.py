@@ -382,6 +382,14 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
         self._node.call(lib.hvc_vm_write,
                         _convert.u64(guest_addr, "guest_addr"), buf, length)
 
+    def mark_dirty(self, guest_addr, length):
+        """Reports a write made through a view (or another host pointer)
+        to regions whose dirty pages are tracked; call it after writing.
+        HvError EFAULT unless the range lies in one region."""
+        self._node.call(lib.hvc_vm_mark_dirty,
+                        _convert.u64(guest_addr, "guest_addr"),
+                        _convert.length(length))
+
     def view(self, guest_addr, length):
         """A memoryview of ``length`` bytes of guest memory at
         ``guest_addr``; HvError EFAULT unless the range lies in one

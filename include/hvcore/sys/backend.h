@@ -34,11 +34,13 @@ extern "C" {
 /**
  * Current value of hvc_backend_ops::version. 2 added hvc_backend_ops::tsc;
  * 3 the state calls migration needs (vcpu_flush and the *_state calls);
- * 4 (before 1.0, so no older table is accepted) gave vm_unmap_memory a
- * length, made get_cap answer ::HVC_CAP_IRQ_LINES, and requires vcpu_kick
- * to be async-signal-safe.
+ * 4 gave vm_unmap_memory a length, made get_cap answer ::HVC_CAP_IRQ_LINES,
+ * and requires vcpu_kick to be async-signal-safe; 5 added dirty-page
+ * tracking (vm_dirty_start, vm_dirty_fetch, vm_dirty_stop) and made
+ * vm_create honour ::HVC_VM_DIRTY_RING. All before 1.0, so no older table
+ * is accepted: the core refuses one at open.
  */
-#define HVC_BACKEND_OPS_VERSION 4
+#define HVC_BACKEND_OPS_VERSION 5
 
 /**
  * Kinds of backend state blobs (hvc_backend_ops::vcpu_get_state and
@@ -87,6 +89,9 @@ typedef enum hvc_backend_state {
 
 /** Flags of hvc_backend_ops::vm_map_memory. */
 #define HVC_BACKEND_MAP_READONLY 1u
+
+/** Flags of hvc_backend_ops::vm_dirty_start. */
+#define HVC_BACKEND_DIRTY_CLEAN 1u /* first fetch: only pages written after */
 
 /** Current value of hvc_backend_tsc_ops::version. */
 #define HVC_BACKEND_TSC_OPS_VERSION 1
@@ -291,6 +296,36 @@ typedef struct hvc_backend_ops {
     /** As vcpu_set_state(), for a VM state blob. */
     int (*vm_set_state)(void *vm_priv, uint32_t kind, const void *buf,
                         size_t length);
+
+    /* Version 5 (before 1.0.0): dirty-page tracking. NULL when the backend
+     * has none (every hvc_memory_dirty_* call then fails with -ENOTSUP).
+     * The core calls them with the VM's memory map locked, one call at a
+     * time per VM; vCPUs may be running. */
+    /**
+     * Starts logging writes to slot @p slot, which vm_map_memory() mapped
+     * with @p guest_addr, @p length, @p host_addr and @p map_flags.
+     * @p mode is ::HVC_DIRTY_BITMAP, ::HVC_DIRTY_RING, or ::HVC_DIRTY_AUTO
+     * for the backend's choice; -ENOTSUP with a message when it cannot.
+     * @p flags: HVC_BACKEND_DIRTY_*. Stores in @p used the mode chosen with
+     * its property bits. With ::HVC_DIRTY_INITIALLY_SET in @p used, the
+     * first fetch reports every page; without it, none written before the
+     * start (the core then marks them itself unless asked not to).
+     */
+    int (*vm_dirty_start)(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                          uint64_t length, void *host_addr, uint32_t map_flags,
+                          uint32_t mode, uint32_t flags, uint32_t *used);
+    /**
+     * Stores in @p bitmap (one bit per page of the slot, in whole 64-bit
+     * words, zeroed by the core) the pages written since the start or the
+     * previous fetch, and re-arms them. On failure, what it stored may
+     * have been re-armed already: the core keeps those bits for the next
+     * fetch.
+     */
+    int (*vm_dirty_fetch)(void *vm_priv, uint32_t slot, uint64_t length,
+                          uint64_t *bitmap);
+    /** Stops logging slot @p slot (arguments as vm_dirty_start()). */
+    int (*vm_dirty_stop)(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                         uint64_t length, void *host_addr, uint32_t map_flags);
 } hvc_backend_ops;
 
 #ifdef __cplusplus

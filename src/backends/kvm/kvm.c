@@ -120,9 +120,8 @@ static int kvm_open(void **priv)
     if (!c[HVC_CAP_MAX_MEMORY_REGIONS])
         c[HVC_CAP_MAX_MEMORY_REGIONS] = 32;
     c[HVC_CAP_READONLY_MEMORY] = check(fd, KVM_CAP_READONLY_MEM) != 0;
-    c[HVC_CAP_DIRTY_TRACKING] =
-        HVC_DIRTY_BITMAP |
-        (check(fd, KVM_CAP_DIRTY_LOG_RING) ? HVC_DIRTY_RING : 0);
+    hvi_kvm_dirty_open(k);
+    c[HVC_CAP_DIRTY_TRACKING] = hvi_kvm_dirty_cap(k);
     c[HVC_CAP_TSC_SCALING] = check(fd, KVM_CAP_TSC_CONTROL) != 0;
     c[HVC_CAP_IRQCHIP] = check(fd, KVM_CAP_IRQCHIP) != 0;
     c[HVC_CAP_MSI] = check(fd, KVM_CAP_SIGNAL_MSI) != 0;
@@ -201,4 +200,7 @@ const hvc_backend_ops hvi_kvm_backend = {
     .vm_state_size = hvi_kvm_vm_state_size,
     .vm_get_state = hvi_kvm_vm_get_state,
     .vm_set_state = hvi_kvm_vm_set_state,
+    .vm_dirty_start = hvi_kvm_dirty_start,
+    .vm_dirty_fetch = hvi_kvm_dirty_fetch,
+    .vm_dirty_stop = hvi_kvm_dirty_stop,
 };

@@ -48,6 +48,20 @@ struct hvi_kvm {
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID */
     struct hvi_kvm_tsc tsc;
     struct hvi_kvm_msr_list msrs;
+    /* Dirty tracking (kvm_dirty.c): KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2's
+     * flags, and the dirty ring's capability and largest size in bytes
+     * (0 without one). */
+    uint32_t dirty_manual;
+    uint32_t ring_cap;
+    uint32_t ring_max_bytes;
+};
+
+/* A slot's dirty tracking (kvm_dirty.c). */
+struct hvi_kvm_dirty_slot {
+    bool tracked;
+    uint32_t mode; /* HVC_DIRTY_BITMAP or HVC_DIRTY_RING */
+    uint64_t npages;
+    uint64_t *bits; /* ring: harvested pages not fetched yet */
 };
 
 struct hvi_kvm_vm {
@@ -64,6 +78,18 @@ struct hvi_kvm_vm {
     uint32_t tsc_khz;
     uint32_t tsc_hw_khz;
     uint32_t vm_hw_khz;
+    /* Dirty tracking (kvm_dirty.c), under dirty_lock: the flags given to
+     * KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (0: plain KVM_GET_DIRTY_LOG), the
+     * ring's entries per vCPU (0: no ring), the vCPUs with a ring, and the
+     * tracked slots, indexed by slot number. */
+    pthread_mutex_t dirty_lock;
+    uint32_t dirty_manual;
+    uint32_t ring_entries;
+    struct hvi_kvm_vcpu **ring_vcpus;
+    size_t nr_ring_vcpus;
+    struct hvi_kvm_dirty_slot *dirty_slots;
+    size_t nr_dirty_slots;
+    uint64_t ring_overflows; /* rings found overflowed (kvm_dirty.c) */
 };
 
 enum hvi_kvm_fpu_mode { HVI_FPU_XSAVE2, HVI_FPU_XSAVE, HVI_FPU_LEGACY };
@@ -91,6 +117,10 @@ struct hvi_kvm_vcpu {
     bool msrs_probed;
     uint32_t nr_msrs;
     uint32_t *msr_index;
+    /* The dirty ring (kvm_dirty.c), when the VM has one; ring_next is the
+     * next entry to harvest (free-running), under the VM's dirty_lock. */
+    struct kvm_dirty_gfn *ring;
+    uint32_t ring_next;
 };
 
 /* Reports a failed ioctl: records "what: strerror" and returns -errno. */
@@ -143,6 +173,26 @@ int hvi_kvm_vm_set_state(void *vm_priv, uint32_t kind, const void *buf,
 
 /* kvm_vcpu.c: KVM_SET_CPUID2 with this vCPU's ids and TSC leaves. */
 int hvi_kvm_set_cpuid(struct hvi_kvm_vcpu *v);
+
+/* kvm_dirty.c */
+void hvi_kvm_dirty_open(struct hvi_kvm *k);
+uint64_t hvi_kvm_dirty_cap(const struct hvi_kvm *k); /* HVC_DIRTY_* bits */
+int hvi_kvm_dirty_vm_init(struct hvi_kvm_vm *vm, bool ring);
+void hvi_kvm_dirty_vm_free(struct hvi_kvm_vm *vm);
+int hvi_kvm_dirty_vcpu_init(struct hvi_kvm_vcpu *v);
+void hvi_kvm_dirty_vcpu_free(struct hvi_kvm_vcpu *v);
+/* KVM_EXIT_DIRTY_RING_FULL: empties the rings so the vCPU can go on;
+ * an error when the vCPU cannot. */
+int hvi_kvm_dirty_ring_full(struct hvi_kvm_vcpu *v);
+/* The slot was removed: drops its tracking state. */
+void hvi_kvm_dirty_unmapped(struct hvi_kvm_vm *vm, uint32_t slot);
+int hvi_kvm_dirty_start(void *vm_priv, uint32_t slot, uint64_t gpa,
+                        uint64_t len, void *hva, uint32_t map_flags,
+                        uint32_t mode, uint32_t flags, uint32_t *used);
+int hvi_kvm_dirty_fetch(void *vm_priv, uint32_t slot, uint64_t len,
+                        uint64_t *bitmap);
+int hvi_kvm_dirty_stop(void *vm_priv, uint32_t slot, uint64_t gpa, uint64_t len,
+                       void *hva, uint32_t map_flags);
 
 /* kvm_tsc.c */
 extern const hvc_backend_tsc_ops hvi_kvm_tsc_ops;

@@ -82,7 +82,8 @@ int hvi_kvm_vcpu_create(void *vm_priv, uint32_t id, void **out)
         free(v);
         return r;
     }
-    if ((r = hvi_kvm_tsc_vcpu_init(v)) < 0 || (r = hvi_kvm_set_cpuid(v)) < 0) {
+    if ((r = hvi_kvm_tsc_vcpu_init(v)) < 0 || (r = hvi_kvm_set_cpuid(v)) < 0 ||
+        (r = hvi_kvm_dirty_vcpu_init(v)) < 0) {
         hvi_kvm_vcpu_destroy(v);
         return r;
     }
@@ -94,6 +95,7 @@ int hvi_kvm_vcpu_create(void *vm_priv, uint32_t id, void **out)
 void hvi_kvm_vcpu_destroy(void *vcpu_priv)
 {
     struct hvi_kvm_vcpu *v = vcpu_priv;
+    hvi_kvm_dirty_vcpu_free(v);
     munmap(v->run, v->run_size);
     close(v->fd);
     free(v->msr_index);
@@ -211,6 +213,12 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hvc_exit *exit)
     case KVM_EXIT_INTR:
         __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
         return -EINTR;
+    case KVM_EXIT_DIRTY_RING_FULL: {
+        /* Not the caller's business: empty the rings and enter again (the
+         * core re-enters on -EINTR after looking for kicks). */
+        int e = hvi_kvm_dirty_ring_full(v);
+        return e < 0 ? e : -EINTR;
+    }
     case KVM_EXIT_INTERNAL_ERROR:
         internal_error(exit, run->internal.suberror, run->internal.ndata,
                        (const uint64_t *)run->internal.data);

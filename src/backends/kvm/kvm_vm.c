@@ -28,6 +28,9 @@ int hvi_kvm_vm_create(void *priv, const hvc_vm_options *opts, void **out)
         free(vm);
         return r;
     }
+    /* Before any vCPU: KVM enables the dirty ring only then. */
+    if ((r = hvi_kvm_dirty_vm_init(vm, opts->flags & HVC_VM_DIRTY_RING)) < 0)
+        goto fail;
     uint64_t map = HVI_KVM_IDENTITY_MAP_ADDR;
     if (ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)HVI_KVM_TSS_ADDR) < 0) {
         r = hvi_kvm_fail("KVM_SET_TSS_ADDR", errno);
@@ -54,6 +57,7 @@ int hvi_kvm_vm_create(void *priv, const hvc_vm_options *opts, void **out)
     *out = vm;
     return 0;
 fail:
+    hvi_kvm_dirty_vm_free(vm);
     close(vm->fd);
     free(vm);
     return r;
@@ -62,6 +66,7 @@ fail:
 void hvi_kvm_vm_destroy(void *vm_priv)
 {
     struct hvi_kvm_vm *vm = vm_priv;
+    hvi_kvm_dirty_vm_free(vm);
     close(vm->fd);
     free(vm);
 }
@@ -107,6 +112,7 @@ int hvi_kvm_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
     };
     if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &m) < 0)
         return hvi_kvm_fail("KVM_SET_USER_MEMORY_REGION (remove)", errno);
+    hvi_kvm_dirty_unmapped(vm, slot);
     return 0;
 }
 

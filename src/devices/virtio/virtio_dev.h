@@ -43,6 +43,7 @@ struct vq {
 struct vq_seg {
     uint8_t *hva;
     uint32_t len;
+    uint64_t gpa; /* for dirty tracking: what the device wrote */
 };
 
 /* A popped descriptor chain: device-readable segments first, then

@@ -113,7 +113,8 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
                               i, desc.addr, desc.len);
                 return -1;
             }
-            e->seg[e->nr_out + e->nr_in] = (struct vq_seg){hva, desc.len};
+            e->seg[e->nr_out + e->nr_in] =
+                (struct vq_seg){hva, desc.len, desc.addr};
             if (in) {
                 e->nr_in++;
                 e->in_len += desc.len;
@@ -143,10 +144,21 @@ void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len)
     if (ring_ptr(d, q->used, 6u + 8u * q->num, (void **)&used) < 0)
         return; /* checked when the queue became ready; memory changed */
     uint32_t elem[2] = {head, len};
-    memcpy(used + 4 + 8u * (q->used_idx % q->num), elem, sizeof(elem));
+    uint32_t slot = 8u * (q->used_idx % q->num);
+    /* The buffers the device wrote through host pointers, for dirty
+     * tracking: the chain is the model's scratch element (every model
+     * pushes the chain it just popped). Before the used element is
+     * published, so the guest cannot reuse the buffers first. */
+    if (d->elem.head == head)
+        for (unsigned s = d->elem.nr_out; s < d->elem.nr_out + d->elem.nr_in;
+             s++)
+            hvc_vm_mark_dirty(d->vm, d->elem.seg[s].gpa, d->elem.seg[s].len);
+    memcpy(used + 4 + slot, elem, sizeof(elem));
     q->used_idx++;
     /* the element must be visible before the index that publishes it */
     __atomic_store_n((uint16_t *)(used + 2), q->used_idx, __ATOMIC_RELEASE);
+    hvc_vm_mark_dirty(d->vm, q->used + 4 + slot, sizeof(elem));
+    hvc_vm_mark_dirty(d->vm, q->used + 2, 2);
 }
 
 /* Copies len bytes at byte offset off of segments [first, end) to or from
