@@ -227,6 +227,13 @@ typedef void (*hvi_quiesce_fn)(void *opaque, bool quiesce);
 void hvi_device_set_quiesce(hvc_device *dev, hvi_quiesce_fn fn);
 void hvi_devices_quiesce(hvc_vm *vm, bool quiesce);
 
+/* notify.c: a doorbell that no event-thread callback serves: the caller
+ * waits on its notifier *fd itself (a device's own thread), reading it to
+ * clear it. The descriptor stays the VM's: hvc_vm_remove_doorbell() and
+ * VM destruction close it, so a thread that may outlive it waits on a
+ * dup(). */
+int hvi_vm_add_doorbell_fd(hvc_vm *vm, const hvc_doorbell *db, int *fd);
+
 /* device.c, event.c: teardown at VM destruction. */
 void hvi_devices_free(hvc_vm *vm);
 void hvi_notify_free(hvc_vm *vm);
