@@ -4,8 +4,11 @@
  *
  * Requests run on a worker thread of the device's own, so that a slow disk
  * stalls neither the VM's event thread (every other device's notifies and
- * fd callbacks) nor the vCPUs that touch this device's registers. A notify
- * on the event thread only marks the queue kicked and wakes the worker.
+ * fd callbacks) nor the vCPUs that touch this device's registers. Where the
+ * backend has doorbells the worker waits on the queue's doorbell itself, so
+ * a guest notify wakes it directly, as it woke the event thread before;
+ * a notify that does come through the event thread (the register path, a
+ * state load) only marks the queue kicked and wakes the worker.
  * The worker pops a request under the device lock, does the I/O with no
  * lock held, then pushes the used entry under the lock again; it raises
  * the interrupt when the ring is empty. Lock order and waiting rules are
@@ -24,10 +27,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -65,7 +70,9 @@ struct blk {
 
     /* The worker and what the other threads hand it, under lock. */
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* to the worker: kicked, quiesce back to 0, stop */
+    int wake_fd;         /* eventfd to the worker: kicked, quiesce back to
+                          * 0, stop */
+    int doorbell_fd;     /* our dup of the queue's doorbell, or -1 */
     pthread_cond_t idle; /* from the worker: busy went false */
     pthread_t worker;
     bool started;
@@ -292,24 +299,47 @@ static bool serve_queue(struct blk *b)
     return held;
 }
 
+/* Caller holds b->lock (or is the creator, before the worker runs). */
+static void wake_worker(struct blk *b)
+{
+    uint64_t one = 1;
+    ssize_t n = write(b->wake_fd, &one, sizeof(one));
+    (void)n; /* a full counter still wakes it */
+}
+
 static void *worker(void *arg)
 {
     struct blk *b = arg;
     pthread_mutex_lock(&b->lock);
-    for (;;) {
-        while (!b->stop && (atomic_load(&b->quiesce) || !b->kicked))
-            pthread_cond_wait(&b->wake, &b->lock);
-        if (b->stop)
-            break;
-        b->kicked = false;
-        b->busy = true;
+    while (!b->stop) {
+        if (b->kicked && !atomic_load(&b->quiesce)) {
+            b->kicked = false;
+            b->busy = true;
+            pthread_mutex_unlock(&b->lock);
+            bool held = serve_queue(b);
+            pthread_mutex_lock(&b->lock);
+            if (held)
+                b->kicked = true; /* look again when the quiesce ends */
+            b->busy = false;
+            pthread_cond_broadcast(&b->idle);
+            continue;
+        }
+        /* Sleep until the guest rings or another thread wakes us. Both are
+         * counters, so nothing signalled before poll() is lost. */
         pthread_mutex_unlock(&b->lock);
-        bool held = serve_queue(b);
+        struct pollfd p[2] = {{b->wake_fd, POLLIN, 0},
+                              {b->doorbell_fd, POLLIN, 0}};
+        uint64_t n;
+        bool rang = false;
+        if (poll(p, b->doorbell_fd >= 0 ? 2 : 1, -1) > 0) {
+            if ((p[0].revents & POLLIN) && read(b->wake_fd, &n, sizeof(n)) < 0)
+                n = 0; /* the flags it stands for are read below */
+            if (b->doorbell_fd >= 0 && (p[1].revents & POLLIN))
+                rang = read(b->doorbell_fd, &n, sizeof(n)) == sizeof(n);
+        }
         pthread_mutex_lock(&b->lock);
-        if (held)
-            b->kicked = true; /* look again when the quiesce ends */
-        b->busy = false;
-        pthread_cond_broadcast(&b->idle);
+        if (rang)
+            b->kicked = true;
     }
     pthread_mutex_unlock(&b->lock);
     return NULL;
@@ -323,8 +353,17 @@ static void blk_notify(struct vdev *d, uint32_t qi)
     pthread_mutex_lock(&b->lock);
     b->kicked = true;
     if (!b->busy)
-        pthread_cond_signal(&b->wake);
+        wake_worker(b);
     pthread_mutex_unlock(&b->lock);
+}
+
+/* While the device is created: the queue's doorbell wakes the worker. */
+static void blk_doorbell(struct vdev *d, uint32_t qi, int fd)
+{
+    struct blk *b = d->impl;
+    (void)qi;
+    if (b->doorbell_fd < 0)
+        b->doorbell_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
 /* Device lock held (the transport's reset): whatever the worker is serving
@@ -346,7 +385,7 @@ static void blk_quiesce(struct vdev *d, bool on)
             pthread_cond_wait(&b->idle, &b->lock);
     } else if (atomic_load(&b->quiesce) > 0 &&
                atomic_fetch_sub(&b->quiesce, 1) == 1) {
-        pthread_cond_signal(&b->wake);
+        wake_worker(b);
     }
     pthread_mutex_unlock(&b->lock);
 }
@@ -361,11 +400,13 @@ static void blk_destroy(struct vdev *d)
         blk_quiesce(d, true);
         pthread_mutex_lock(&b->lock);
         b->stop = true;
-        pthread_cond_signal(&b->wake);
+        wake_worker(b);
         pthread_mutex_unlock(&b->lock);
         pthread_join(b->worker, NULL);
     }
-    pthread_cond_destroy(&b->wake);
+    if (b->doorbell_fd >= 0)
+        close(b->doorbell_fd);
+    close(b->wake_fd);
     pthread_cond_destroy(&b->idle);
     pthread_mutex_destroy(&b->lock);
     if (b->own_fd)
@@ -402,6 +443,7 @@ static const struct vdev_model blk_model = {
     .reset = blk_reset,
     .destroy = blk_destroy,
     .quiesce = blk_quiesce,
+    .doorbell = blk_doorbell,
 };
 
 static const struct vdev_model blk_model_ro = {
@@ -415,6 +457,7 @@ static const struct vdev_model blk_model_ro = {
     .reset = blk_reset,
     .destroy = blk_destroy,
     .quiesce = blk_quiesce,
+    .doorbell = blk_doorbell,
 };
 
 static int size_of(int fd, uint64_t *bytes)
@@ -476,8 +519,16 @@ int hvc_virtio_blk_create(hvc_vm *vm, const hvc_virtio_blk_options *opts,
         memcpy(b->serial, o.serial, strnlen(o.serial, ID_BYTES));
     else
         snprintf(b->serial, ID_BYTES, "hvcore-%s", o.name ? o.name : "blk");
+    b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (b->wake_fd < 0) {
+        r = hvi_error(-errno, "virtio-blk: eventfd: %s", hvc_strerror(-errno));
+        if (b->own_fd)
+            close(b->fd);
+        free(b);
+        return r;
+    }
+    b->doorbell_fd = -1;
     pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->wake, NULL);
     pthread_cond_init(&b->idle, NULL);
     atomic_init(&b->quiesce, 0);
     hvc_device *dev;

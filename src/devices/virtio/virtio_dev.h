@@ -114,6 +114,12 @@ struct vdev_model {
      * reset (so that no request from before it still writes into guest
      * memory the driver took back). */
     void (*quiesce)(struct vdev *d, bool on);
+    /* may be NULL: queue q's doorbell is the model's to wait on (from a
+     * thread of its own, reading fd to clear it) rather than a notify()
+     * on the event thread. fd stays the transport's: dup it. Called while
+     * the device is created, when the backend has doorbells; notifies
+     * through the register still come as notify(). */
+    void (*doorbell)(struct vdev *d, uint32_t q, int fd);
     /* device-specific state for hvc_device_save_state(); may be NULL */
     int (*save)(struct vdev *d, struct hvi_rec_writer *w);
     int (*load)(struct vdev *d, const struct hvi_rec_reader *r);

@@ -300,8 +300,13 @@ static void add_doorbells(struct vdev *d)
     uint32_t q = 0;
     for (; q < d->model->nr_queues; q++) {
         hvc_doorbell db = notify_doorbell(d, q);
-        if (hvc_vm_add_doorbell(d->vm, &db, on_doorbell, d) < 0)
+        int fd;
+        if (d->model->doorbell
+                ? hvi_vm_add_doorbell_fd(d->vm, &db, &fd)
+                : hvc_vm_add_doorbell(d->vm, &db, on_doorbell, d))
             break;
+        if (d->model->doorbell)
+            d->model->doorbell(d, q, fd);
     }
     d->doorbells = q == d->model->nr_queues;
     if (!d->doorbells)
