@@ -64,7 +64,8 @@ struct vdev;
  * resets); the VM's event thread runs notifies (doorbells, the notify
  * eventfd) and fd callbacks; a model may have threads of its own (each
  * virtio-blk device has a request worker, virtio_blk.c) that do the slow
- * part of a request with no lock held.
+ * part of a request with no lock held, and that wait on the model's
+ * doorbells themselves (vdev_model.doorbell).
  *
  * Lock order: a thread holding a lock takes only locks further down.
  *
