@@ -7,7 +7,7 @@
  * The guest sets the device up, stops on an unclaimed port, and only then
  * is the run that does the requests timed; it keeps --qd requests in
  * flight by polling the used ring, while the device serves them on its
- * worker thread (woken by the VM's event thread). The host side is
+ * worker thread (woken by the guest's doorbell). The host side is
  * synchronous (one request at a time) at every depth: it is the cost of
  * the I/O itself. Each round measures both ways, in alternating order; the
  * ratio guest/host of every round is kept and their median reported.
