@@ -6,11 +6,11 @@
  *
  * The guest sets the device up, stops on an unclaimed port, and only then
  * is the run that does the requests timed; it keeps --qd requests in
- * flight by polling the used ring, while the device serves them on the
- * VM's event thread. The host side is synchronous (one request at a time)
- * at every depth: it is the cost of the I/O itself. Each round measures
- * both ways, in alternating order; the ratio guest/host of every round is
- * kept and their median reported.
+ * flight by polling the used ring, while the device serves them on its
+ * worker thread (woken by the guest's doorbell). The host side is
+ * synchronous (one request at a time) at every depth: it is the cost of
+ * the I/O itself. Each round measures both ways, in alternating order; the
+ * ratio guest/host of every round is kept and their median reported.
  *
  * Exit status: 0 after reporting (nothing is enforced), 2 for bad options,
  * 77 (skip) when /dev/kvm cannot be opened, 1 on any other failure.
@@ -225,7 +225,7 @@ static void usage(FILE *f)
             "requests by polling the used ring (and asks for no\n"
             "interrupts), or by sleeping in HLT until the device's\n"
             "interrupt; polling occupies a host CPU that the device's\n"
-            "event thread may need.\n"
+            "threads may need.\n"
             "\n"
             "  --count N   requests per measurement (default 20000)\n"
             "  --qd Q      queue depth 1..%u (default: 1, then 16)\n"

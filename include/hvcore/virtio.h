@@ -11,7 +11,9 @@
  * allows; the VMM goes on.
  *
  * Requests are served on the VM's event thread (hvcore/device.h), not on
- * the vCPU that notified: a notify only signals an event.
+ * the vCPU that notified: a notify only signals an event. virtio-blk hands
+ * its queue on to a worker thread of its own, so that a slow disk stalls
+ * neither the event thread nor other devices.
  *
  * Linux finds the devices through `virtio_mmio.device=` on its command line
  * (hvc_virtio_cmdline() writes it) or through the ACPI DSDT (`LNRO0005`
@@ -89,6 +91,12 @@ typedef struct hvc_virtio_blk_options {
  * write-zeroes on a file (punching holes, or writing zeroes). Its capacity
  * is the file's size in 512-byte sectors, rounded down. A host I/O error
  * reaches the guest as VIRTIO_BLK_S_IOERR.
+ *
+ * The device does its I/O on a thread of its own, with no lock held that
+ * the event thread or a vCPU needs. hvc_vm_pause(), a state save, a driver
+ * reset, hvc_vm_remove_device() and hvc_vm_destroy() each wait for the
+ * request that thread is doing, however long it takes; none of them leaves
+ * a request half-done.
  *
  * @return 0; -EINVAL (bad options, an unaligned window, an IRQ outside
  *         the GSIs); -EEXIST (the window overlaps RAM or another device's

@@ -109,6 +109,11 @@ HVC_EXTERN int hvc_vm_destroy(hvc_vm *vm);
  * this thread. Pauses nest: each call needs its own hvc_vm_resume().
  * The outermost pause is the TSC pause point (hvcore/tsc.h): the guest's
  * clocks as a save sees them, and as the freeze policy keeps them.
+ * Once the vCPUs stopped, the library's devices that serve requests on
+ * threads of their own (virtio-blk) finish the request they are doing and
+ * start no other until the last hvc_vm_resume(), so no request is
+ * half-done in a saved state; the call may wait as long as that request
+ * takes.
  *
  * @return 0; -EINVAL for NULL; -EDEADLK when called from an I/O handler of
  *         the same VM (it would wait on itself) or from its event thread

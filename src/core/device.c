@@ -22,6 +22,8 @@ struct hvc_device {
     uint32_t nr_ranges;
     hvc_device_range ranges[MAX_RANGES];
     struct hvi_dev_range tramp[MAX_RANGES];
+    hvi_quiesce_fn quiesce; /* these two under vm->quiesce_lock */
+    bool quiesced;
     hvc_device *next;
 };
 
@@ -193,6 +195,37 @@ int hvc_vm_remove_device(hvc_vm *vm, hvc_device *dev)
     pthread_mutex_unlock(&vm->dev_lock);
     destroy(dev);
     return 0;
+}
+
+void hvi_device_set_quiesce(hvc_device *dev, hvi_quiesce_fn fn)
+{
+    hvc_vm *vm = dev->vm;
+    pthread_mutex_lock(&vm->quiesce_lock);
+    dev->quiesce = fn;
+    /* attached while the VM is paused: quiescent until it resumes */
+    if (fn && atomic_load(&vm->pause_depth) > 0 && !dev->quiesced) {
+        fn(dev->opaque, true);
+        dev->quiesced = true;
+    }
+    pthread_mutex_unlock(&vm->quiesce_lock);
+}
+
+void hvi_devices_quiesce(hvc_vm *vm, bool quiesce)
+{
+    pthread_mutex_lock(&vm->quiesce_lock);
+    /* A pause and a resume may race for this lock: whoever comes second
+     * acts on the depth it then finds, so the devices end up as the VM. */
+    if ((atomic_load(&vm->pause_depth) > 0) == quiesce) {
+        pthread_mutex_lock(&vm->dev_lock);
+        for (hvc_device *d = vm->devices; d; d = d->next) {
+            if (!d->quiesce || d->quiesced == quiesce)
+                continue;
+            d->quiesce(d->opaque, quiesce);
+            d->quiesced = quiesce;
+        }
+        pthread_mutex_unlock(&vm->dev_lock);
+    }
+    pthread_mutex_unlock(&vm->quiesce_lock);
 }
 
 void hvi_devices_free(hvc_vm *vm)

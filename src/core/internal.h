@@ -151,6 +151,12 @@ struct hvc_vm {
      * doorbells (notify.c), all under dev_lock. */
     pthread_mutex_t dev_lock;
     hvc_device *devices;
+    /* Serialises the device quiesce hooks that hvc_vm_pause() and
+     * hvc_vm_resume() run (device.c), so that a nested pause returns only
+     * once every device is quiescent. Lock order: quiesce_lock, then
+     * dev_lock, then a device's own locks; never taken with vm->lock held,
+     * never on the event thread or a vCPU thread. */
+    pthread_mutex_t quiesce_lock;
     int *irq_fd; /* nr_irqs entries, -1 when unused */
     struct hvi_doorbell *doorbells;
 
@@ -295,6 +301,27 @@ int hvi_devices_snapshot(hvc_vm *vm, hvc_device ***out, size_t *count);
 
 /* device.c: the ops a device was attached with. */
 const hvc_device_ops *hvi_device_ops(const hvc_device *dev);
+
+/* device.c: quiesce hooks, for the library's own device models that do
+ * work on threads of their own (virtio-blk's request worker). fn(opaque,
+ * true) returns once the device has no request half-done and starts none
+ * until fn(opaque, false); it may wait for a request that is running, but
+ * must never wait for the event thread, a vCPU, or a VM-level lock.
+ * hvi_device_set_quiesce() quiesces the device at once if the VM is paused.
+ * hvi_devices_quiesce() runs each hook once per pause (it remembers which
+ * devices it quiesced), with quiesce_lock and dev_lock held; vm.c calls it
+ * with no other lock held, after the vCPUs stopped and before they may run
+ * again. */
+typedef void (*hvi_quiesce_fn)(void *opaque, bool quiesce);
+void hvi_device_set_quiesce(hvc_device *dev, hvi_quiesce_fn fn);
+void hvi_devices_quiesce(hvc_vm *vm, bool quiesce);
+
+/* notify.c: a doorbell that no event-thread callback serves: the caller
+ * waits on its notifier *fd itself (a device's own thread), reading it to
+ * clear it. The descriptor stays the VM's: hvc_vm_remove_doorbell() and
+ * VM destruction close it, so a thread that may outlive it waits on a
+ * dup(). */
+int hvi_vm_add_doorbell_fd(hvc_vm *vm, const hvc_doorbell *db, int *fd);
 
 /* device.c, event.c: teardown at VM destruction. */
 void hvi_devices_free(hvc_vm *vm);

@@ -76,11 +76,10 @@ static int duplicate(const hvc_doorbell *db)
     return hvi_error(-EEXIST, "a doorbell at 0x%" PRIx64 " exists", db->addr);
 }
 
-int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
-                        void *opaque)
+/* fn NULL: nobody watches the notifier; its descriptor goes to *fd_out. */
+static int add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
+                        void *opaque, int *fd_out)
 {
-    if (!vm || !db || !fn)
-        return hvi_error(-EINVAL, "hvc_vm_add_doorbell: NULL argument");
     if ((db->space != HVC_IO_PIO && db->space != HVC_IO_MMIO) ||
         (db->length != 1 && db->length != 2 && db->length != 4 &&
          db->length != 8) ||
@@ -111,9 +110,9 @@ int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
             vm->priv, d->fd, db->space, db->addr, db->length,
             (db->flags & HVC_DOORBELL_DATAMATCH) != 0, db->data, 1);
     registered = r == 0;
-    if (r == 0)
+    if (r == 0 && fn)
         r = hvc_vm_watch_fd(vm, d->fd, HVC_FD_READABLE, rang, d);
-    watched = r == 0;
+    watched = fn && r == 0;
     if (r == 0) {
         pthread_mutex_lock(&vm->dev_lock);
         if (find_same(vm, db)) {
@@ -121,6 +120,8 @@ int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
         } else {
             d->next = vm->doorbells;
             vm->doorbells = d;
+            if (fd_out)
+                *fd_out = d->fd;
         }
         pthread_mutex_unlock(&vm->dev_lock);
     }
@@ -138,9 +139,23 @@ int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
     return r;
 }
 
+int hvc_vm_add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
+                        void *opaque)
+{
+    if (!vm || !db || !fn)
+        return hvi_error(-EINVAL, "hvc_vm_add_doorbell: NULL argument");
+    return add_doorbell(vm, db, fn, opaque, NULL);
+}
+
+int hvi_vm_add_doorbell_fd(hvc_vm *vm, const hvc_doorbell *db, int *fd)
+{
+    return add_doorbell(vm, db, NULL, NULL, fd);
+}
+
 static void release(hvc_vm *vm, struct hvi_doorbell *d)
 {
-    hvc_vm_unwatch_fd(vm, d->fd); /* -ENOENT once the loop has stopped */
+    if (d->fn)
+        hvc_vm_unwatch_fd(vm, d->fd); /* -ENOENT once the loop has stopped */
     vm->ops->vm_ioeventfd(
         vm->priv, d->fd, d->db.space, d->db.addr, d->db.length,
         (d->db.flags & HVC_DOORBELL_DATAMATCH) != 0, d->db.data, 0);

@@ -102,6 +102,7 @@ int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts, hvc_vm **out)
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     pthread_mutex_init(&vm->dev_lock, NULL);
+    pthread_mutex_init(&vm->quiesce_lock, NULL);
     for (uint32_t g = 0; g < vm->nr_irqs; g++)
         vm->irq_fd[g] = -1;
     pthread_mutex_init(&vm->ev_lock, NULL);
@@ -160,6 +161,7 @@ int hvc_vm_destroy(hvc_vm *vm)
     pthread_mutex_destroy(&vm->lock);
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->dev_lock);
+    pthread_mutex_destroy(&vm->quiesce_lock);
     pthread_mutex_destroy(&vm->ev_lock);
     hvi_tsc_free(vm);
     free(vm->slot_used);
@@ -204,6 +206,12 @@ int hvc_vm_pause(hvc_vm *vm)
     if (r < 0 && atomic_fetch_sub(&vm->pause_depth, 1) == 1)
         wake_parked(vm);
     pthread_mutex_unlock(&vm->lock);
+    /* Then the devices that work on threads of their own finish the
+     * requests they started (virtio-blk), so that nothing a save reads is
+     * half-done. Without vm->lock: that may take as long as a slow disk,
+     * and a vCPU leaving its run needs vm->lock meanwhile. */
+    if (r == 0)
+        hvi_devices_quiesce(vm, true);
     return r;
 }
 
@@ -233,6 +241,8 @@ int hvc_vm_resume(hvc_vm *vm)
     if (depth == 1)
         wake_parked(vm);
     pthread_mutex_unlock(&vm->lock);
+    if (depth == 1)
+        hvi_devices_quiesce(vm, false);
     return 0;
 }
 

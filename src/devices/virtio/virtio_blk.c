@@ -1,6 +1,25 @@
 /* virtio-blk (virtio 1.2 section 5.2) on a file or block device: read,
- * write, flush, get-id, discard and write-zeroes. Requests run on the VM's
- * event thread; a host I/O error reaches the guest as VIRTIO_BLK_S_IOERR. */
+ * write, flush, get-id, discard and write-zeroes. A host I/O error reaches
+ * the guest as VIRTIO_BLK_S_IOERR.
+ *
+ * Requests run on a worker thread of the device's own, so that a slow disk
+ * stalls neither the VM's event thread (every other device's notifies and
+ * fd callbacks) nor the vCPUs that touch this device's registers. Where the
+ * backend has doorbells the worker waits on the queue's doorbell itself, so
+ * a guest notify wakes it directly, as it woke the event thread before;
+ * a notify that does come through the event thread (the register path, a
+ * state load) only marks the queue kicked and wakes the worker.
+ * The worker pops a request under the device lock, does the I/O with no
+ * lock held, then pushes the used entry under the lock again; it raises
+ * the interrupt when the ring is empty. Lock order and waiting rules are
+ * in virtio_dev.h.
+ *
+ * Quiescing (a VM pause, a state save or load, a reset, destroy) waits for
+ * the request in flight to finish and keeps the worker from starting
+ * another: a saved state never holds a request popped and not completed.
+ * A reset also bumps a generation, so a request the worker was serving
+ * when the driver reset the device is dropped, not pushed into the new
+ * rings. */
 #define _GNU_SOURCE
 #include "virtio_dev.h"
 
@@ -8,9 +27,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -44,6 +66,23 @@ struct blk {
     bool readonly;
     uint64_t sectors;
     char serial[ID_BYTES];
+    struct vdev *d;
+
+    /* The worker and what the other threads hand it, under lock. */
+    pthread_mutex_t lock;
+    int wake_fd;         /* eventfd to the worker: kicked, quiesce back to
+                          * 0, stop */
+    int doorbell_fd;     /* our dup of the queue's doorbell, or -1 */
+    pthread_cond_t idle; /* from the worker: busy went false */
+    pthread_t worker;
+    bool started;
+    bool kicked;         /* a notify came since the worker last looked */
+    bool busy;           /* the worker is serving the queue */
+    bool stop;           /* destroy: the worker exits */
+    atomic_uint quiesce; /* nested quiesce requests; the worker reads it
+                          * between requests without the lock */
+    uint64_t gen;        /* under the device lock: bumped by resets */
+    struct vq_elem elem; /* the worker's request */
     struct iovec iov[VIRTIO_QUEUE_MAX];
 };
 
@@ -216,34 +255,180 @@ static uint32_t serve(struct vdev *d, struct blk *b, const struct vq_elem *e)
     return written + 1;
 }
 
-static void blk_notify(struct vdev *d, uint32_t qi)
+/* The worker's pass over the queue: pops and serves requests until the
+ * ring is empty, the device is not live, or a quiesce is asked (then it
+ * returns true: the queue may hold more). */
+static bool serve_queue(struct blk *b)
 {
-    struct blk *b = d->impl;
-    struct vq *q = &d->vq[qi];
-    struct vq_elem *e = &d->elem;
-    bool any = false;
-    int r;
-    while ((r = hvi_vq_pop(d, q, e)) > 0) {
+    struct vdev *d = b->d;
+    struct vq *q = &d->vq[0];
+    struct vq_elem *e = &b->elem;
+    bool any = false, held = false;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        if (atomic_load(&b->quiesce)) {
+            held = true;
+            break;
+        }
+        if (!(d->status & VIRTIO_STATUS_DRIVER_OK) ||
+            (d->status & VIRTIO_STATUS_NEEDS_RESET) || hvi_vq_pop(d, q, e) <= 0)
+            break;
         if (e->out_len < sizeof(struct req_hdr) || e->in_len < 1) {
             hvi_vdev_fail(d,
                           "request at descriptor %u has %" PRIu64
                           " readable and %" PRIu64 " writable bytes",
                           e->head, e->out_len, e->in_len);
-            return;
+            break;
         }
-        hvi_vq_push(d, q, e->head, serve(d, b, e));
+        uint64_t gen = b->gen;
+        pthread_mutex_unlock(&d->lock);
+        uint32_t len = serve(d, b, e); /* no lock held: may take long */
+        pthread_mutex_lock(&d->lock);
+        if (gen != b->gen) {
+            /* the driver reset the device meanwhile: the rings this
+             * request came from are gone */
+            any = false;
+            continue;
+        }
+        hvi_vq_push(d, q, e->head, len);
         any = true;
     }
     if (any)
         hvi_vq_interrupt(d, q);
+    pthread_mutex_unlock(&d->lock);
+    return held;
+}
+
+/* Caller holds b->lock (or is the creator, before the worker runs). */
+static void wake_worker(struct blk *b)
+{
+    uint64_t one = 1;
+    ssize_t n = write(b->wake_fd, &one, sizeof(one));
+    (void)n; /* a full counter still wakes it */
+}
+
+static void *worker(void *arg)
+{
+    struct blk *b = arg;
+    pthread_mutex_lock(&b->lock);
+    while (!b->stop) {
+        if (b->kicked && !atomic_load(&b->quiesce)) {
+            b->kicked = false;
+            b->busy = true;
+            pthread_mutex_unlock(&b->lock);
+            bool held = serve_queue(b);
+            pthread_mutex_lock(&b->lock);
+            if (held)
+                b->kicked = true; /* look again when the quiesce ends */
+            b->busy = false;
+            pthread_cond_broadcast(&b->idle);
+            continue;
+        }
+        /* Sleep until the guest rings or another thread wakes us. Both are
+         * counters, so nothing signalled before poll() is lost. */
+        pthread_mutex_unlock(&b->lock);
+        struct pollfd p[2] = {{b->wake_fd, POLLIN, 0},
+                              {b->doorbell_fd, POLLIN, 0}};
+        uint64_t n;
+        bool rang = false;
+        if (poll(p, b->doorbell_fd >= 0 ? 2 : 1, -1) > 0) {
+            if ((p[0].revents & POLLIN) && read(b->wake_fd, &n, sizeof(n)) < 0)
+                n = 0; /* the flags it stands for are read below */
+            if (b->doorbell_fd >= 0 && (p[1].revents & POLLIN))
+                rang = read(b->doorbell_fd, &n, sizeof(n)) == sizeof(n);
+        }
+        pthread_mutex_lock(&b->lock);
+        if (rang)
+            b->kicked = true;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* On the event thread, device lock held: hand the queue to the worker. */
+static void blk_notify(struct vdev *d, uint32_t qi)
+{
+    struct blk *b = d->impl;
+    (void)qi;
+    pthread_mutex_lock(&b->lock);
+    b->kicked = true;
+    if (!b->busy)
+        wake_worker(b);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* While the device is created: the queue's doorbell wakes the worker. */
+static void blk_doorbell(struct vdev *d, uint32_t qi, int fd)
+{
+    struct blk *b = d->impl;
+    (void)qi;
+    if (b->doorbell_fd < 0)
+        b->doorbell_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+/* Device lock held (the transport's reset): whatever the worker is serving
+ * now belongs to rings that no longer exist. The transport then drains it
+ * through blk_quiesce(), outside the lock. */
+static void blk_reset(struct vdev *d)
+{
+    struct blk *b = d->impl;
+    b->gen++;
+}
+
+static void blk_quiesce(struct vdev *d, bool on)
+{
+    struct blk *b = d->impl;
+    pthread_mutex_lock(&b->lock);
+    if (on) {
+        atomic_fetch_add(&b->quiesce, 1);
+        while (b->busy)
+            pthread_cond_wait(&b->idle, &b->lock);
+    } else if (atomic_load(&b->quiesce) > 0 &&
+               atomic_fetch_sub(&b->quiesce, 1) == 1) {
+        wake_worker(b);
+    }
+    pthread_mutex_unlock(&b->lock);
 }
 
 static void blk_destroy(struct vdev *d)
 {
     struct blk *b = d->impl;
-    if (b && b->own_fd)
+    if (!b)
+        return;
+    if (b->started) {
+        /* the notify paths are gone by now; finish the request in flight */
+        blk_quiesce(d, true);
+        pthread_mutex_lock(&b->lock);
+        b->stop = true;
+        wake_worker(b);
+        pthread_mutex_unlock(&b->lock);
+        pthread_join(b->worker, NULL);
+    }
+    if (b->doorbell_fd >= 0)
+        close(b->doorbell_fd);
+    close(b->wake_fd);
+    pthread_cond_destroy(&b->idle);
+    pthread_mutex_destroy(&b->lock);
+    if (b->own_fd)
         close(b->fd);
     free(b);
+}
+
+/* The worker takes no signal: the VMM's handlers and the vCPU kick signal
+ * belong to other threads. */
+static int start_worker(struct blk *b)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = pthread_create(&b->worker, NULL, worker, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r)
+        return hvi_error(-r, "virtio-blk: starting its worker thread: %s",
+                         hvc_strerror(-r));
+    pthread_setname_np(b->worker, "hvc-blk");
+    b->started = true;
+    return 0;
 }
 
 static const struct vdev_model blk_model = {
@@ -255,7 +440,10 @@ static const struct vdev_model blk_model = {
     .config_size = 60,
     .config_read = blk_config,
     .notify = blk_notify,
+    .reset = blk_reset,
     .destroy = blk_destroy,
+    .quiesce = blk_quiesce,
+    .doorbell = blk_doorbell,
 };
 
 static const struct vdev_model blk_model_ro = {
@@ -266,7 +454,10 @@ static const struct vdev_model blk_model_ro = {
     .config_size = 60,
     .config_read = blk_config,
     .notify = blk_notify,
+    .reset = blk_reset,
     .destroy = blk_destroy,
+    .quiesce = blk_quiesce,
+    .doorbell = blk_doorbell,
 };
 
 static int size_of(int fd, uint64_t *bytes)
@@ -328,6 +519,31 @@ int hvc_virtio_blk_create(hvc_vm *vm, const hvc_virtio_blk_options *opts,
         memcpy(b->serial, o.serial, strnlen(o.serial, ID_BYTES));
     else
         snprintf(b->serial, ID_BYTES, "hvcore-%s", o.name ? o.name : "blk");
-    return hvi_vdev_create(vm, b->readonly ? &blk_model_ro : &blk_model, b,
-                           &o.mmio, o.name, out, NULL);
+    b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (b->wake_fd < 0) {
+        r = hvi_error(-errno, "virtio-blk: eventfd: %s", hvc_strerror(-errno));
+        if (b->own_fd)
+            close(b->fd);
+        free(b);
+        return r;
+    }
+    b->doorbell_fd = -1;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->idle, NULL);
+    atomic_init(&b->quiesce, 0);
+    hvc_device *dev;
+    /* from here on the device owns b, and blk_destroy() frees it */
+    r = hvi_vdev_create(vm, b->readonly ? &blk_model_ro : &blk_model, b,
+                        &o.mmio, o.name, &dev, &b->d);
+    if (r < 0)
+        return r;
+    if ((r = start_worker(b)) < 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", hvc_last_error());
+        hvc_vm_remove_device(vm, dev);
+        return hvi_error(r, "%s", why);
+    }
+    if (out)
+        *out = dev;
+    return 0;
 }

@@ -59,8 +59,37 @@ struct vq_elem {
 
 struct vdev;
 
+/* Threads and locks.
+ *
+ * Threads: vCPU threads run mmio_read/mmio_write (registers, config,
+ * resets); the VM's event thread runs notifies (doorbells, the notify
+ * eventfd) and fd callbacks; a model may have threads of its own (each
+ * virtio-blk device has a request worker, virtio_blk.c) that do the slow
+ * part of a request with no lock held, and that wait on the model's
+ * doorbells themselves (vdev_model.doorbell).
+ *
+ * Lock order: a thread holding a lock takes only locks further down.
+ *
+ *   vm->quiesce_lock  hvc_vm_pause()/hvc_vm_resume() running quiesce hooks
+ *   vm->dev_lock      the device list; held by hvc_vm_reset_devices()
+ *   vm->ev_lock       held by the event thread across each callback
+ *   vdev.lock         transport registers, queue state (struct vq), isr;
+ *                     held across every vdev_model callback except
+ *                     quiesce and destroy
+ *   blk.lock          a virtio-blk worker's hand-off state
+ *   vm->mem_lock      (read) guest-memory accessors, taken anywhere above
+ *
+ * Waiting for a model's thread (vdev_model.quiesce, destroy's join) is
+ * done with none of ev_lock, vdev.lock or blk.lock held, so never on the
+ * event thread and never in another model callback. It may be done with
+ * quiesce_lock or dev_lock held, because a worker takes only vdev.lock,
+ * blk.lock and mem_lock, and never waits for the event thread, a vCPU or a
+ * VM-level lock. While a worker does I/O it holds no lock at all: vCPUs
+ * read the device's registers and the event thread serves other devices
+ * meanwhile. */
+
 /* What a device model provides to the transport. Callbacks run with the
- * device lock held. */
+ * device lock held, except quiesce and destroy. */
 struct vdev_model {
     const char *type; /* hvc_device type, e.g. "virtio-blk" */
     uint32_t device_id;
@@ -76,8 +105,23 @@ struct vdev_model {
     void (*notify)(struct vdev *d, uint32_t q);
     /* the driver reset the device */
     void (*reset)(struct vdev *d);
-    /* frees the model's state (the vdev itself is freed after) */
+    /* frees the model's state (the vdev itself is freed after); joins
+     * the model's threads, waiting for a request in flight */
     void (*destroy)(struct vdev *d);
+    /* may be NULL: a model whose requests run on a thread of its own.
+     * quiesce(d, true) returns once no request is half-done (popped and
+     * not yet pushed) and none will start until the matching
+     * quiesce(d, false); calls nest. Called without the device lock, from
+     * a pause (hvi_device_set_quiesce), a save or load, and after a
+     * reset (so that no request from before it still writes into guest
+     * memory the driver took back). */
+    void (*quiesce)(struct vdev *d, bool on);
+    /* may be NULL: queue q's doorbell is the model's to wait on (from a
+     * thread of its own, reading fd to clear it) rather than a notify()
+     * on the event thread. fd stays the transport's: dup it. Called while
+     * the device is created, when the backend has doorbells; notifies
+     * through the register still come as notify(). */
+    void (*doorbell)(struct vdev *d, uint32_t q, int fd);
     /* device-specific state for hvc_device_save_state(); may be NULL */
     int (*save)(struct vdev *d, struct hvi_rec_writer *w);
     int (*load)(struct vdev *d, const struct hvi_rec_reader *r);

@@ -214,10 +214,22 @@ static void notify(struct vdev *d, uint32_t q)
     (void)n; /* a full counter still wakes the event thread */
 }
 
+/* After a reset, without the device lock: a model with a thread of its own
+ * finishes (and drops) the request it was doing before the driver reuses
+ * the memory. */
+static void drain(struct vdev *d)
+{
+    if (d->model->quiesce) {
+        d->model->quiesce(d, true);
+        d->model->quiesce(d, false);
+    }
+}
+
 static int mmio_write(void *opaque, hvc_vcpu *vcpu, uint32_t range,
                       uint64_t offset, const void *data, uint32_t size)
 {
     struct vdev *d = opaque;
+    bool was_reset = false;
     (void)vcpu, (void)range;
     if (offset == REG_QUEUE_NOTIFY && size == 4) {
         uint32_t q;
@@ -235,8 +247,11 @@ static int mmio_write(void *opaque, hvc_vcpu *vcpu, uint32_t range,
         uint32_t v;
         memcpy(&v, data, 4);
         reg_write(d, (uint32_t)offset, v);
+        was_reset = offset == REG_STATUS && v == 0;
     }
     pthread_mutex_unlock(&d->lock);
+    if (was_reset)
+        drain(d);
     return 0;
 }
 
@@ -285,8 +300,13 @@ static void add_doorbells(struct vdev *d)
     uint32_t q = 0;
     for (; q < d->model->nr_queues; q++) {
         hvc_doorbell db = notify_doorbell(d, q);
-        if (hvc_vm_add_doorbell(d->vm, &db, on_doorbell, d) < 0)
+        int fd;
+        if (d->model->doorbell
+                ? hvi_vm_add_doorbell_fd(d->vm, &db, &fd)
+                : hvc_vm_add_doorbell(d->vm, &db, on_doorbell, d))
             break;
+        if (d->model->doorbell)
+            d->model->doorbell(d, q, fd);
     }
     d->doorbells = q == d->model->nr_queues;
     if (!d->doorbells)
@@ -323,6 +343,13 @@ static void vdev_reset(void *opaque)
     pthread_mutex_lock(&d->lock);
     reset(d);
     pthread_mutex_unlock(&d->lock);
+    drain(d);
+}
+
+static void vdev_quiesce(void *opaque, bool on)
+{
+    struct vdev *d = opaque;
+    d->model->quiesce(d, on);
 }
 
 int hvi_vdev_save(void *opaque, void *buf, size_t capacity, size_t *length);
@@ -442,6 +469,8 @@ int hvi_vdev_create(hvc_vm *vm, const struct vdev_model *model, void *impl,
     if (hvc_vm_irq_eventfd(vm, mmio->irq, &d->irq_fd) < 0)
         d->irq_fd = -1; /* no irqchip or no irqfd: pulse the line */
     add_doorbells(d);
+    if (model->quiesce)
+        hvi_device_set_quiesce(d->dev, vdev_quiesce);
     if (out)
         *out = d->dev;
     if (vdev)

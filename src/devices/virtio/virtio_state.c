@@ -29,6 +29,11 @@ int hvi_vdev_save(void *opaque, void *buf, size_t capacity, size_t *length)
 {
     struct vdev *d = opaque;
     struct hvi_rec_writer w = {buf, capacity, 0, false};
+    /* no request half-done: its ring positions would say it was taken, and
+     * a restored device would never serve it (a pause has done this
+     * already; a save without one gets it here) */
+    if (d->model->quiesce)
+        d->model->quiesce(d, true);
     pthread_mutex_lock(&d->lock);
     hvi_rec_u64(&w, T_STATUS, d->status);
     hvi_rec_u64(&w, T_DRIVER_FEATURES, d->driver_features);
@@ -51,6 +56,8 @@ int hvi_vdev_save(void *opaque, void *buf, size_t capacity, size_t *length)
     }
     int r = d->model->save ? d->model->save(d, &w) : 0;
     pthread_mutex_unlock(&d->lock);
+    if (d->model->quiesce)
+        d->model->quiesce(d, false);
     *length = w.len;
     return r < 0 ? r : w.overflow ? -ENOSPC : 0;
 }
@@ -97,8 +104,8 @@ static int load_queue(struct vdev *d, const struct hvi_rec_reader *r,
                          ", rings 0x%" PRIx64 "/0x%" PRIx64 "/0x%" PRIx64
                          ") is impossible or not in RAM",
                          r->what, i, num, desc, avail, used);
-    /* the device completes what it pops before it lets go of the lock, so
-     * it can only be behind the driver, never ahead of its own ring */
+    /* a device is quiescent when saved, having completed all it popped,
+     * so it can only be behind the driver, never ahead of its own ring */
     if ((uint16_t)(q->last_avail - q->used_idx) > num)
         return hvi_error(-EBADMSG,
                          "%s state: queue %u has taken %u entries but "
@@ -139,6 +146,9 @@ int hvi_vdev_load(void *opaque, const void *buf, size_t length)
     for (uint32_t i = 0; i < d->model->nr_queues; i++)
         if ((e = load_queue(d, &r, i, &vq[i])) < 0)
             return e;
+    /* no request of the old state may complete into the new one */
+    if (d->model->quiesce)
+        d->model->quiesce(d, true);
     pthread_mutex_lock(&d->lock);
     /* the model validates its own fields and applies them only if all are
      * good; the transport applies after that */
@@ -154,6 +164,8 @@ int hvi_vdev_load(void *opaque, const void *buf, size_t length)
         memcpy(d->vq, vq, sizeof(vq));
     }
     pthread_mutex_unlock(&d->lock);
+    if (d->model->quiesce)
+        d->model->quiesce(d, false);
     if (e == 0)
         hvi_vdev_kick_all(d); /* serve what was in flight at save time */
     return e;
