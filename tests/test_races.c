@@ -277,6 +277,7 @@ struct lookups {
     int pipe[2];
     atomic_long calls;
     atomic_int stop;
+    bool slow;
 };
 
 static void look_up_devices(void *opaque, int fd, uint32_t events)
@@ -288,6 +289,8 @@ static void look_up_devices(void *opaque, int fd, uint32_t events)
         return;
     hvc_device *d;
     size_t n;
+    if (l->slow)
+        usleep(300); /* hold the event lock a while, to widen the race */
     hvc_vm_find_device(l->vm, "none", &d);
     hvc_vm_list_devices(l->vm, NULL, 0, &n);
     atomic_fetch_add(&l->calls, 1);
@@ -331,6 +334,46 @@ Test(races, doorbells_added_while_event_callbacks_look_up_devices,
     close(l.pipe[0]);
     close(l.pipe[1]);
     hvt_close(&t);
+}
+
+/* Lock order again: hvc_vm_reset_devices() resets a UART whose receiver
+ * was full, and the reset watches its input again, while an event
+ * callback looks devices up. The reset used to hold the device-list lock
+ * across that watch (which took the event lock): ABBA with the callback. */
+Test(races, device_resets_while_event_callbacks_look_up_devices, .timeout = 60)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    struct lookups l = {.vm = t.vm, .slow = true};
+    cr_assert_eq(pipe(l.pipe), 0);
+    int in[2];
+    cr_assert_eq(pipe(in), 0);
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
+    so.input_fd = in[0];
+    so.name = "com1";
+    HVT_OK(hvc_serial_create(t.vm, &so, NULL));
+    HVT_OK(
+        hvc_vm_watch_fd(t.vm, l.pipe[0], HVC_FD_READABLE, look_up_devices, &l));
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, poke, &l), 0);
+    static const char burst[64] = {0};
+    for (int round = 0; round < 100; round++) {
+        /* More than the FIFO holds: the UART stops watching its input,
+         * and the reset below empties the FIFO and watches again. */
+        cr_assert_eq(write(in[1], burst, sizeof(burst)),
+                     (ssize_t)sizeof(burst));
+        usleep(200);
+        HVT_OK(hvc_vm_reset_devices(t.vm));
+    }
+    atomic_store(&l.stop, 1);
+    pthread_join(th, NULL);
+    HVT_OK(hvc_vm_unwatch_fd(t.vm, l.pipe[0]));
+    cr_assert_gt(atomic_load(&l.calls), 0, "no callback ran");
+    hvt_close(&t);
+    close(l.pipe[0]);
+    close(l.pipe[1]);
+    close(in[0]);
+    close(in[1]);
 }
 
 /* An unclaimed read around a save: the save takes in what was completed

@@ -22,7 +22,7 @@ struct hvc_device {
     uint32_t nr_ranges;
     hvc_device_range ranges[MAX_RANGES];
     struct hvi_dev_range tramp[MAX_RANGES];
-    hvi_quiesce_fn quiesce; /* these two under vm->quiesce_lock */
+    hvi_quiesce_fn quiesce; /* these two under vm->dev_ops_lock */
     bool quiesced;
     hvc_device *next;
 };
@@ -43,13 +43,38 @@ static int trampoline(void *opaque, hvc_vcpu *vcpu, uint64_t offset, void *data,
     return ops->read(t->dev->opaque, vcpu, t->index, offset, data, size);
 }
 
-/* Caller holds vm->lock. */
+/* Caller holds dev_lock. */
 static hvc_device *find_name(hvc_vm *vm, const char *name)
 {
     for (hvc_device *d = vm->devices; d; d = d->next)
         if (strcmp(d->name, name) == 0)
             return d;
     return NULL;
+}
+
+/* Caller holds dev_lock. A NULL name: the type and the first free number. */
+static void name_device(hvc_vm *vm, hvc_device *dev, const char *name)
+{
+    if (name) {
+        snprintf(dev->name, sizeof(dev->name), "%s", name);
+        return;
+    }
+    for (unsigned n = 0;; n++) {
+        snprintf(dev->name, sizeof(dev->name), "%.40s%u", dev->ops->type, n);
+        if (!find_name(vm, dev->name))
+            return;
+    }
+}
+
+/* The device after d in attachment order (the first for NULL). Callers
+ * that call into devices hold dev_ops_lock, which keeps every device in
+ * the list alive; dev_lock is taken only to read the link. */
+static hvc_device *next_device(hvc_vm *vm, hvc_device *d)
+{
+    pthread_mutex_lock(&vm->dev_lock);
+    hvc_device *n = d ? d->next : vm->devices;
+    pthread_mutex_unlock(&vm->dev_lock);
+    return n;
 }
 
 static void unregister(hvc_device *dev, uint32_t n)
@@ -116,17 +141,14 @@ int hvc_vm_add_device(hvc_vm *vm, const hvc_device_ops *ops, void *opaque,
     if (o.nr_ranges)
         memcpy(dev->ranges, o.ranges, o.nr_ranges * sizeof(*o.ranges));
 
+    /* dev_lock is a leaf (internal.h): the ranges are registered without
+     * it, and the name is checked before, for a clear message, and again
+     * when the device is linked in. */
     pthread_mutex_lock(&vm->dev_lock);
-    if (o.name) {
-        snprintf(dev->name, sizeof(dev->name), "%s", o.name);
-    } else {
-        for (unsigned n = 0;; n++) {
-            snprintf(dev->name, sizeof(dev->name), "%.40s%u", ops->type, n);
-            if (!find_name(vm, dev->name))
-                break;
-        }
-    }
-    if (find_name(vm, dev->name)) {
+    name_device(vm, dev, o.name);
+    bool taken = find_name(vm, dev->name) != NULL;
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (taken) {
         r = hvi_error(-EEXIST, "a device named \"%s\" already exists",
                       dev->name);
         goto fail;
@@ -147,6 +169,16 @@ int hvc_vm_add_device(hvc_vm *vm, const hvc_device_ops *ops, void *opaque,
             goto fail;
         }
     }
+    pthread_mutex_lock(&vm->dev_lock);
+    if (!o.name) /* another device may have taken the generated name */
+        name_device(vm, dev, NULL);
+    if (find_name(vm, dev->name)) {
+        pthread_mutex_unlock(&vm->dev_lock);
+        unregister(dev, dev->nr_ranges);
+        r = hvi_error(-EEXIST, "a device named \"%s\" already exists",
+                      dev->name);
+        goto fail;
+    }
     /* Append, so listing follows attachment order. */
     hvc_device **tail = &vm->devices;
     while (*tail)
@@ -157,7 +189,6 @@ int hvc_vm_add_device(hvc_vm *vm, const hvc_device_ops *ops, void *opaque,
         *out = dev;
     return 0;
 fail:
-    pthread_mutex_unlock(&vm->dev_lock);
     free(dev);
     return r;
 }
@@ -182,17 +213,20 @@ int hvc_vm_remove_device(hvc_vm *vm, hvc_device *dev)
         return hvi_error(-EDEADLK, "devices cannot be removed from the VM's "
                                    "event thread (an fd-watch or doorbell "
                                    "callback): the device may be serving it");
+    /* dev_ops_lock: no reset or quiesce is walking the list meanwhile. */
+    pthread_mutex_lock(&vm->dev_ops_lock);
     pthread_mutex_lock(&vm->dev_lock);
     hvc_device **p = &vm->devices;
     while (*p && *p != dev)
         p = &(*p)->next;
-    if (!*p) {
-        pthread_mutex_unlock(&vm->dev_lock);
+    bool found = *p != NULL;
+    if (found)
+        *p = dev->next;
+    pthread_mutex_unlock(&vm->dev_lock);
+    pthread_mutex_unlock(&vm->dev_ops_lock);
+    if (!found)
         return hvi_error(-ENOENT, "device %p is not attached to this VM",
                          (void *)dev);
-    }
-    *p = dev->next;
-    pthread_mutex_unlock(&vm->dev_lock);
     destroy(dev);
     return 0;
 }
@@ -200,32 +234,30 @@ int hvc_vm_remove_device(hvc_vm *vm, hvc_device *dev)
 void hvi_device_set_quiesce(hvc_device *dev, hvi_quiesce_fn fn)
 {
     hvc_vm *vm = dev->vm;
-    pthread_mutex_lock(&vm->quiesce_lock);
+    pthread_mutex_lock(&vm->dev_ops_lock);
     dev->quiesce = fn;
     /* attached while the VM is paused: quiescent until it resumes */
     if (fn && atomic_load(&vm->pause_depth) > 0 && !dev->quiesced) {
         fn(dev->opaque, true);
         dev->quiesced = true;
     }
-    pthread_mutex_unlock(&vm->quiesce_lock);
+    pthread_mutex_unlock(&vm->dev_ops_lock);
 }
 
 void hvi_devices_quiesce(hvc_vm *vm, bool quiesce)
 {
-    pthread_mutex_lock(&vm->quiesce_lock);
+    pthread_mutex_lock(&vm->dev_ops_lock);
     /* A pause and a resume may race for this lock: whoever comes second
      * acts on the depth it then finds, so the devices end up as the VM. */
     if ((atomic_load(&vm->pause_depth) > 0) == quiesce) {
-        pthread_mutex_lock(&vm->dev_lock);
-        for (hvc_device *d = vm->devices; d; d = d->next) {
+        for (hvc_device *d = next_device(vm, NULL); d; d = next_device(vm, d)) {
             if (!d->quiesce || d->quiesced == quiesce)
                 continue;
             d->quiesce(d->opaque, quiesce);
             d->quiesced = quiesce;
         }
-        pthread_mutex_unlock(&vm->dev_lock);
     }
-    pthread_mutex_unlock(&vm->quiesce_lock);
+    pthread_mutex_unlock(&vm->dev_ops_lock);
 }
 
 void hvi_devices_free(hvc_vm *vm)
@@ -307,11 +339,11 @@ int hvc_vm_reset_devices(hvc_vm *vm)
                          "hvc_vm_reset_devices called from the VM's event "
                          "thread (an fd-watch or doorbell callback): the "
                          "device serving it holds its own lock");
-    pthread_mutex_lock(&vm->dev_lock);
-    for (hvc_device *d = vm->devices; d; d = d->next)
+    pthread_mutex_lock(&vm->dev_ops_lock);
+    for (hvc_device *d = next_device(vm, NULL); d; d = next_device(vm, d))
         if (d->ops->reset)
             d->ops->reset(d->opaque);
-    pthread_mutex_unlock(&vm->dev_lock);
+    pthread_mutex_unlock(&vm->dev_ops_lock);
     return 0;
 }
 

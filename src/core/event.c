@@ -24,15 +24,17 @@ static void *loop(void *arg)
     int n;
     while ((n = hvi_os_poller_wait(vm->ev_poller, ready, 16)) > 0) {
         for (int i = 0; i < n; i++) {
-            /* Held across the callback, so unwatch waits for it. */
+            /* ev_lock is held across the callback, so unwatch waits for
+             * it; watch_lock only while the table is read. */
             pthread_mutex_lock(&vm->ev_lock);
-            for (size_t w = 0; w < vm->nr_watches; w++) {
-                if (vm->watches[w].fd == ready[i].fd) {
-                    struct hvi_watch cur = vm->watches[w];
-                    cur.fn(cur.opaque, cur.fd, ready[i].events);
-                    break;
-                }
-            }
+            pthread_mutex_lock(&vm->watch_lock);
+            struct hvi_watch cur = {-1, NULL, NULL};
+            for (size_t w = 0; w < vm->nr_watches; w++)
+                if (vm->watches[w].fd == ready[i].fd)
+                    cur = vm->watches[w];
+            pthread_mutex_unlock(&vm->watch_lock);
+            if (cur.fn)
+                cur.fn(cur.opaque, cur.fd, ready[i].events);
             pthread_mutex_unlock(&vm->ev_lock);
         }
     }
@@ -46,7 +48,7 @@ static void *loop(void *arg)
     return NULL;
 }
 
-/* Caller holds ev_lock. */
+/* Caller holds watch_lock. */
 static int start(hvc_vm *vm)
 {
     if (vm->ev_running)
@@ -75,10 +77,9 @@ int hvc_vm_watch_fd(hvc_vm *vm, int fd, uint32_t events, hvc_fd_fn fn,
                          "hvc_vm_watch_fd(%d): events 0x%x are "
                          "empty or unknown",
                          fd, events);
-    bool on_loop =
-        vm->ev_running && pthread_equal(pthread_self(), vm->ev_thread);
-    if (!on_loop)
-        pthread_mutex_lock(&vm->ev_lock);
+    /* Only the table's lock: a watch never waits for a running callback,
+     * so device code may watch from anywhere (internal.h). */
+    pthread_mutex_lock(&vm->watch_lock);
     int r = 0;
     for (size_t i = 0; i < vm->nr_watches; i++)
         if (vm->watches[i].fd == fd)
@@ -97,8 +98,7 @@ int hvc_vm_watch_fd(hvc_vm *vm, int fd, uint32_t events, hvc_fd_fn fn,
                 w[vm->nr_watches++] = (struct hvi_watch){fd, fn, opaque};
         }
     }
-    if (!on_loop)
-        pthread_mutex_unlock(&vm->ev_lock);
+    pthread_mutex_unlock(&vm->watch_lock);
     return r;
 }
 
@@ -106,10 +106,12 @@ int hvc_vm_unwatch_fd(hvc_vm *vm, int fd)
 {
     if (!vm)
         return hvi_error(-EINVAL, "hvc_vm_unwatch_fd: VM is NULL");
-    bool on_loop =
-        vm->ev_running && pthread_equal(pthread_self(), vm->ev_thread);
+    /* Off the event thread, wait for a callback that is running: once this
+     * returns, the callback is not running and will not run again. */
+    bool on_loop = hvi_event_vm == vm;
     if (!on_loop)
         pthread_mutex_lock(&vm->ev_lock);
+    pthread_mutex_lock(&vm->watch_lock);
     int r = -ENOENT;
     for (size_t i = 0; i < vm->nr_watches; i++) {
         if (vm->watches[i].fd != fd)
@@ -119,6 +121,7 @@ int hvc_vm_unwatch_fd(hvc_vm *vm, int fd)
         r = 0;
         break;
     }
+    pthread_mutex_unlock(&vm->watch_lock);
     if (!on_loop)
         pthread_mutex_unlock(&vm->ev_lock);
     /* Only now: a successful call leaves hvc_last_error() alone. */

@@ -89,34 +89,31 @@ struct hvi_tsc; /* tsc_internal.h */
 /* Locks of a VM, and the order they are taken in. A thread holding one may
  * take only locks further down the list, never one above it:
  *
- *   1. ev_lock     the event thread's watch table; held while an fd-watch or
- *                  doorbell callback runs (event.c). hvc_vm_watch_fd() and
- *                  unwatch take it, so callers hold nothing below.
- *   2. dev_lock    the device list, interrupt eventfds, doorbell list
- *                  (device.c, notify.c). Device reset runs under it.
- *   3. io_lock     the I/O range tables (io.c), read-held while a handler
- *                  runs, write-held to add or remove a range (device
- *                  attachment does so under dev_lock).
- *   4. a device's own locks (serial.c; virtio: virtio_dev.h gives their
- *                  inner order), taken by handlers, event callbacks and
- *                  reset.
- *   5. mem_lock    the guest memory map (memory.c), read-held while guest
- *                  memory is copied; devices take it through hvc_vm_read()
- *                  and friends. Write-held to start or stop dirty tracking.
- *   5a. dirty_lock serialises dirty-log fetches (dirty.c), taken with
- *                  mem_lock read-held; the backend's own dirty-ring lock
- *                  nests inside it.
- *   6. vm->lock    vCPU list, pause state, read_state, TSC state (vcpu.c,
- *                  vm.c, state.c, tsc*.c). A leaf: held only around core
- *                  bookkeeping and backend state calls, never while a
- *                  handler or callback runs.
+ *   1. ev_lock       held by the event thread across each fd-watch or
+ *                    doorbell callback (event.c); hvc_vm_unwatch_fd() takes
+ *                    it to wait for a callback that is running.
+ *   2. dev_ops_lock  serialises what calls into every device: reset,
+ *                    quiesce on pause and resume, and unlinking a device
+ *                    that is being removed (device.c). Device callbacks
+ *                    run under it, so they take only the locks below.
+ *   3. io_lock       the I/O range tables (io.c): read-held while a handler
+ *                    runs, write-held to add or remove a range.
+ *   4. a device's own locks (serial.c; virtio: virtio_dev.h gives theirs).
+ *   5. mem_lock      the guest memory map (memory.c), read-held while guest
+ *                    memory is copied (hvc_vm_read() and friends).
+ *   6. leaves, held only around their own data and never while calling
+ *      out or taking another lock: dev_lock (the device list, doorbells,
+ *      interrupt eventfds), watch_lock (the event thread's watch table, so
+ *      that watching a descriptor never waits for a callback), vm->lock
+ *      (vCPU list, pause state, read_state, TSC state), the log lock.
  *
- * Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the VM's
- * pause_depth, active and sharing_guard are atomics (see hvi_vcpu_interrupt());
- * parked runners wait on a semaphore; the last error is thread-local. Calls
- * that must wait for callbacks (pause, destroy, remove_device, reset_devices)
- * refuse with -EDEADLK from the VM's own handlers and event thread
- * (hvi_handler_vm, hvi_event_vm) instead of deadlocking on 1 or 3. */
+ * So any callback may look devices up, watch descriptors and read guest
+ * memory. Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the
+ * VM's pause_depth and active are atomics (see hvi_vcpu_interrupt());
+ * parked runners wait on a semaphore; the last error is thread-local.
+ * Calls that must wait for callbacks (pause, destroy, remove_device,
+ * reset_devices) refuse with -EDEADLK from the VM's own handlers and event
+ * thread (hvi_handler_vm, hvi_event_vm) instead of deadlocking on 1 or 3. */
 struct hvc_vm {
     hvc_hypervisor *hv;
     const hvc_backend_ops *ops;
@@ -148,20 +145,21 @@ struct hvc_vm {
     atomic_int active; /* vCPUs inside hvc_vcpu_run() and not parked */
 
     /* Devices, in attachment order (device.c), interrupt eventfds and
-     * doorbells (notify.c), all under dev_lock. */
+     * doorbells (notify.c), all under dev_lock (a leaf). */
     pthread_mutex_t dev_lock;
     hvc_device *devices;
-    /* Serialises the device quiesce hooks that hvc_vm_pause() and
-     * hvc_vm_resume() run (device.c), so that a nested pause returns only
-     * once every device is quiescent. Lock order: quiesce_lock, then
-     * dev_lock, then a device's own locks; never taken with vm->lock held,
-     * never on the event thread or a vCPU thread. */
-    pthread_mutex_t quiesce_lock;
+    /* Serialises device resets, the quiesce hooks that hvc_vm_pause() and
+     * hvc_vm_resume() run (so that a nested pause returns only once every
+     * device is quiescent), and removals (device.c). Never taken with
+     * vm->lock held, nor on a vCPU thread. */
+    pthread_mutex_t dev_ops_lock;
     int *irq_fd; /* nr_irqs entries, -1 when unused */
     struct hvi_doorbell *doorbells;
 
-    /* The event thread (event.c). ev_lock is held while a callback runs. */
+    /* The event thread (event.c). ev_lock is held while a callback runs;
+     * watch_lock guards the watch table. */
     pthread_mutex_t ev_lock;
+    pthread_mutex_t watch_lock;
     bool ev_running;
     pthread_t ev_thread;
     struct hvi_os_poller *ev_poller;
@@ -309,7 +307,7 @@ const hvc_device_ops *hvi_device_ops(const hvc_device *dev);
  * must never wait for the event thread, a vCPU, or a VM-level lock.
  * hvi_device_set_quiesce() quiesces the device at once if the VM is paused.
  * hvi_devices_quiesce() runs each hook once per pause (it remembers which
- * devices it quiesced), with quiesce_lock and dev_lock held; vm.c calls it
+ * devices it quiesced), with dev_ops_lock held; vm.c calls it
  * with no other lock held, after the vCPUs stopped and before they may run
  * again. */
 typedef void (*hvi_quiesce_fn)(void *opaque, bool quiesce);

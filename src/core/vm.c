@@ -102,10 +102,11 @@ int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts, hvc_vm **out)
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     pthread_mutex_init(&vm->dev_lock, NULL);
-    pthread_mutex_init(&vm->quiesce_lock, NULL);
+    pthread_mutex_init(&vm->dev_ops_lock, NULL);
     for (uint32_t g = 0; g < vm->nr_irqs; g++)
         vm->irq_fd[g] = -1;
     pthread_mutex_init(&vm->ev_lock, NULL);
+    pthread_mutex_init(&vm->watch_lock, NULL);
     atomic_init(&vm->pause_depth, 0);
     atomic_init(&vm->active, 0);
     atomic_fetch_add(&hv->nr_vms, 1);
@@ -161,8 +162,9 @@ int hvc_vm_destroy(hvc_vm *vm)
     pthread_mutex_destroy(&vm->lock);
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->dev_lock);
-    pthread_mutex_destroy(&vm->quiesce_lock);
+    pthread_mutex_destroy(&vm->dev_ops_lock);
     pthread_mutex_destroy(&vm->ev_lock);
+    pthread_mutex_destroy(&vm->watch_lock);
     hvi_tsc_free(vm);
     free(vm->slot_used);
     free(vm->vcpus);

@@ -68,21 +68,24 @@ struct vdev;
  * part of a request with no lock held, and that wait on the model's
  * doorbells themselves (vdev_model.doorbell).
  *
- * Lock order: a thread holding a lock takes only locks further down.
+ * Lock order (the VM's locks are in src/core/internal.h): a thread
+ * holding a lock takes only locks further down.
  *
- *   vm->quiesce_lock  hvc_vm_pause()/hvc_vm_resume() running quiesce hooks
- *   vm->dev_lock      the device list; held by hvc_vm_reset_devices()
  *   vm->ev_lock       held by the event thread across each callback
+ *   vm->dev_ops_lock  resets, and pause/resume running quiesce hooks
+ *   vm->io_lock       (read) a vCPU in an MMIO handler of the transport
  *   vdev.lock         transport registers, queue state (struct vq), isr;
  *                     held across every vdev_model callback except
  *                     quiesce and destroy
  *   blk.lock          a virtio-blk worker's hand-off state
  *   vm->mem_lock      (read) guest-memory accessors, taken anywhere above
+ *   leaves            vm->dev_lock, vm->watch_lock: looking devices up,
+ *                     watching a descriptor
  *
  * Waiting for a model's thread (vdev_model.quiesce, destroy's join) is
  * done with none of ev_lock, vdev.lock or blk.lock held, so never on the
  * event thread and never in another model callback. It may be done with
- * quiesce_lock or dev_lock held, because a worker takes only vdev.lock,
+ * dev_ops_lock held, because a worker takes only vdev.lock,
  * blk.lock and mem_lock, and never waits for the event thread, a vCPU or a
  * VM-level lock. While a worker does I/O it holds no lock at all: vCPUs
  * read the device's registers and the event thread serves other devices
