@@ -242,8 +242,9 @@ static int setup(void *opaque, hvc_vm *vm, const void *user, size_t length)
  * (memory, the backend) is internal. The library reports what the stream
  * asks of this host and cannot get (more RAM than it has, address bits,
  * CPU features) as -ENOTSUP, and values out of range in the TSC and
- * device records as -ERANGE or -EOVERFLOW; -ENOMEM is a shortage of the
- * moment, hence internal. */
+ * device records as -ERANGE or -EOVERFLOW, more regions than the backend
+ * has memory slots as -ENOSPC (a restore writes no file, so that is not a
+ * full disk); -ENOMEM is a shortage of the moment, hence internal. */
 static int status_of(int r)
 {
     if (r == -ECANCELED && hvrun_interrupted())
@@ -253,6 +254,7 @@ static int status_of(int r)
     case -ERANGE:
     case -EOVERFLOW:
     case -E2BIG:
+    case -ENOSPC:
     case -EPROTO:
     case -EKEYREJECTED:
     case -ENODATA:
