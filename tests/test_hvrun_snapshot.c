@@ -777,11 +777,33 @@ static uint8_t *record_field(uint8_t *p, size_t len, uint16_t tag)
     return NULL;
 }
 
+/* Restores @path with hvrun in read and mmap mode: each must exit 2
+ * with one line containing @needle, and run nothing. */
+static void refused_both_modes(struct scratch *s, const char *path,
+                               const char *needle)
+{
+    const char *modes[] = {"read", "mmap"};
+    for (int m = 0; m < 2; m++) {
+        const char *args[] = {"--restore", path, "--restore-mode", modes[m],
+                              NULL};
+        int status = run_hvrun(s, "forged", args);
+        char *err = output(s, "forged", "err");
+        cr_assert_eq(status, 2, "%s: status %d: %s", modes[m], status, err);
+        assert_one_line(err, needle);
+        free(err);
+        char *out = output(s, "forged", "out");
+        cr_assert_str_empty(out, "a refused snapshot ran: %s", out);
+        free(out);
+    }
+}
+
 /* issue 15: a snapshot whose CONFIG claims 1 TiB of RAM (address bits
  * and CRC made consistent, so only the size can refuse it) is the
  * snapshot's fault: status 2 and one line, in both restore modes, not
- * 125 (internal error). */
-Test(hvrun_snapshot, a_vm_larger_than_the_host_is_a_usage_error)
+ * 125 (internal error). So is a pinned TSC frequency this host cannot
+ * give (-ENOTSUP without TSC scaling, -ERANGE above the scaling's
+ * limits). */
+Test(hvrun_snapshot, what_a_snapshot_asks_beyond_the_host_is_a_usage_error)
 {
     hvt_require_kvm();
     struct scratch s;
@@ -791,11 +813,16 @@ Test(hvrun_snapshot, a_vm_larger_than_the_host_is_a_usage_error)
     snapshot_counter(&s, snap, "200", NULL, &tail);
     free(tail);
     size_t len;
-    uint8_t *f = (uint8_t *)slurp(snap, &len);
-    size_t cfg = find_section(f, len, 1, 0);
+    uint8_t *orig = (uint8_t *)slurp(snap, &len);
+    uint8_t *f = malloc(len);
+    cr_assert_not_null(f);
+    size_t cfg = find_section(orig, len, 1, 0);
     cr_assert_eq(cfg, 80, "CONFIG is not the first section");
     uint64_t plen;
-    memcpy(&plen, f + cfg + 8, 8);
+    memcpy(&plen, orig + cfg + 8, 8);
+    const char *forged = in(&s, "forged.snap");
+
+    memcpy(f, orig, len);
     uint8_t *regions = record_field(f + cfg + SEC_HDR, (size_t)plen, 4);
     uint8_t *bits = record_field(f + cfg + SEC_HDR, (size_t)plen, 6);
     cr_assert(regions && bits, "CONFIG lacks regions or address bits");
@@ -805,22 +832,22 @@ Test(hvrun_snapshot, a_vm_larger_than_the_host_is_a_usage_error)
     memcpy(regions + 8, &one_tib, 8);
     memcpy(bits, &forty, 8);
     reseal(f, cfg);
-    const char *forged = in(&s, "huge.snap");
     write_bytes(forged, f, len);
+    refused_both_modes(&s, forged, "more than this host's");
+
+    /* 4 THz, pinned: above what any host scales a TSC to */
+    memcpy(f, orig, len);
+    uint8_t *khz = record_field(f + cfg + SEC_HDR, (size_t)plen, 7);
+    uint8_t *pinned = record_field(f + cfg + SEC_HDR, (size_t)plen, 8);
+    cr_assert(khz && pinned, "CONFIG lacks the TSC frequency");
+    uint64_t huge_khz = UINT32_MAX, one = 1;
+    memcpy(khz, &huge_khz, 8);
+    memcpy(pinned, &one, 8);
+    reseal(f, cfg);
+    write_bytes(forged, f, len);
+    refused_both_modes(&s, forged, "TSC");
     free(f);
-    const char *modes[] = {"read", "mmap"};
-    for (int m = 0; m < 2; m++) {
-        const char *args[] = {"--restore", forged, "--restore-mode", modes[m],
-                              NULL};
-        int status = run_hvrun(&s, "huge", args);
-        char *err = output(&s, "huge", "err");
-        cr_assert_eq(status, 2, "%s: status %d: %s", modes[m], status, err);
-        assert_one_line(err, "more than this host's");
-        free(err);
-        char *out = output(&s, "huge", "out");
-        cr_assert_str_empty(out, "a refused snapshot ran: %s", out);
-        free(out);
-    }
+    free(orig);
     scratch_close(&s);
 }
 
