@@ -250,11 +250,10 @@ HVC_EXTERN int hvc_snapshot_save(hvc_vm *vm, const char *path,
  *         the stream ends early; -ENOTSUP when this host lacks what the VM
  *         needs (CPU features, XSAVE size, address bits, more RAM than the
  *         host has: the stream's claim, not a shortage of the moment, so
- *         not -ENOMEM; hugetlb pages where the kernel has none); -ENOENT
- *         when the
- *         stream has state for a device the setup callback did not attach
- *         (or the reverse); the stream's, the callback's or the backend's
- *         error.
+ *         not -ENOMEM; hugetlb pages where the kernel has none or its pool
+ *         has too few free); -ENOENT when the stream has state for a
+ *         device the setup callback did not attach (or the reverse); the
+ *         stream's, the callback's or the backend's error.
  */
 HVC_EXTERN int hvc_vm_restore(hvc_hypervisor *hv, const hvc_stream *stream,
                               const hvc_restore_options *opts, hvc_vm **out);

@@ -252,6 +252,12 @@ int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
             c->regions[i].flags & (HVC_MEMORY_READONLY | HVC_MEMORY_MERGEABLE |
                                    HVC_MEMORY_THP | HVC_MEMORY_HUGETLB);
         r = mapped ? add_mapped(vm, s, &mo) : hvc_vm_add_memory(vm, &mo, NULL);
+        /* Huge pages are reserved when the region is created: a pool too
+         * small for the stream's hugetlb regions is this host lacking what
+         * the VM needs (the operator sizes the pool), not a failing
+         * allocation. */
+        if (r == -ENOMEM && (mo.flags & HVC_MEMORY_HUGETLB))
+            r = -ENOTSUP;
         if (r < 0)
             r = hvi_fail(s, r, "region %u: %s", i, hvc_last_error());
     }
