@@ -1,6 +1,7 @@
 /* hvrun: boot a kernel with libhvcore. Shared between the option parser
  * (options.c), the VM runner (hvrun.c), snapshots (snapshot.c, config.c,
- * progress.c), the virtio devices (virtio.c) and --list-host (host.c). */
+ * progress.c), the virtio devices (virtio.c), --list-host (host.c) and
+ * --audit-sharing (audit.c). */
 #ifndef HVRUN_H
 #define HVRUN_H
 
