@@ -293,6 +293,7 @@ int hvrun_config_merge(struct options *s, const struct options *o, char *err,
     s->snapshot_timed = o->snapshot_timed;
     s->snapshot_after_ms = o->snapshot_after_ms;
     s->keep_running = o->keep_running;
+    s->audit_sharing = o->audit_sharing;
     s->restore = o->restore;
     s->restore_mmap = o->restore_mmap;
     s->key_file = o->key_file;

@@ -31,6 +31,7 @@ static struct termios saved_tty;
 static int tty_saved;
 static atomic_int interrupted;
 static atomic_int snapshot_requested; /* SIGUSR1 with --snapshot */
+static atomic_int audit_requested;    /* SIGUSR1 with --audit-sharing */
 
 int hvrun_interrupted(void)
 {
@@ -314,7 +315,8 @@ const char *hvrun_signal_name(int sig)
  * so nothing polls and nothing runs in a signal handler. SIGINT, SIGTERM,
  * SIGHUP and SIGQUIT stop the guest (status 130, also while a snapshot is
  * being saved or restored: the progress callback then cancels it);
- * SIGUSR1 asks for a snapshot when --snapshot is given. */
+ * SIGUSR1 asks for a snapshot when --snapshot is given, and for a sharing
+ * report with --audit-sharing --keep-running (both when both are given). */
 static void *signal_thread(void *arg)
 {
     const sigset_t *set = arg;
@@ -324,7 +326,11 @@ static void *signal_thread(void *arg)
         if (sig < 0)
             continue; /* EINTR: a stop/continue of the process */
         if (sig == SIGUSR1) {
-            atomic_store(&snapshot_requested, 1);
+            const struct options *o = the_machine->opt;
+            if (o->snapshot)
+                atomic_store(&snapshot_requested, 1);
+            if (o->audit_sharing && o->keep_running)
+                atomic_store(&audit_requested, 1);
             wake_controller();
             continue;
         }
@@ -345,7 +351,7 @@ static void start_signal_thread(const struct options *o)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGQUIT);
-    if (o->snapshot)
+    if (o->snapshot || (o->audit_sharing && o->keep_running))
         sigaddset(&set, SIGUSR1);
     pthread_t t;
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
@@ -409,7 +415,8 @@ static bool passed(const struct timespec *t)
 }
 
 /* Until the machine stops: sleeps, and takes the snapshots that SIGUSR1
- * and --snapshot-after-ms ask for. */
+ * and --snapshot-after-ms ask for, and prints the sharing reports SIGUSR1
+ * asks for (after the snapshot, when it asked for both). */
 static void control(struct machine *m)
 {
     const struct options *o = m->opt;
@@ -422,6 +429,10 @@ static void control(struct machine *m)
             timer = timer && !due; /* the timer fires once */
             pthread_mutex_unlock(&ctl_lock);
             take_snapshot(m);
+            pthread_mutex_lock(&ctl_lock);
+        } else if (atomic_exchange(&audit_requested, 0)) {
+            pthread_mutex_unlock(&ctl_lock);
+            hvrun_audit_report(m->vm, "on SIGUSR1");
             pthread_mutex_lock(&ctl_lock);
         } else if (timer) {
             pthread_cond_timedwait(&ctl_cond, &ctl_lock, &deadline);
@@ -541,6 +552,8 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < opt.cpus; i++)
         pthread_join(threads[i], NULL);
     fflush(stdout);
+    if (opt.audit_sharing) /* the guest's RAM as it ended */
+        hvrun_audit_report(m.vm, "at exit");
     hvc_vm_destroy(m.vm);
     hvc_hypervisor_close(m.hv);
     free(m.vcpus);

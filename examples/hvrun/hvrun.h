@@ -1,6 +1,7 @@
 /* hvrun: boot a kernel with libhvcore. Shared between the option parser
  * (options.c), the VM runner (hvrun.c), snapshots (snapshot.c, config.c,
- * progress.c), the virtio devices (virtio.c) and --list-host (host.c). */
+ * progress.c), the virtio devices (virtio.c), --list-host (host.c) and
+ * --audit-sharing (audit.c). */
 #ifndef HVRUN_H
 #define HVRUN_H
 
@@ -51,6 +52,7 @@ struct options {
     bool snapshot_timed;        /* --snapshot-after-ms given */
     uint64_t snapshot_after_ms; /* after the vCPUs start */
     bool keep_running;          /* resume after a snapshot, do not exit */
+    bool audit_sharing;         /* --audit-sharing: report at exit, SIGUSR1 */
     const char *restore;        /* --restore FILE */
     bool restore_mmap;          /* --restore-mode mmap */
     const char *key_file;
@@ -105,6 +107,11 @@ void hvrun_report_internal(hvc_vcpu *v, const hvc_exit *e, uint32_t id,
  * thread-local buffers that the next calls reuse (several may appear in
  * one printf), cut short with "..." past 4 KiB. */
 const char *hvrun_esc(const char *s);
+
+/* audit.c: prints one line on stderr: the sharing audit of the VM's
+ * guest RAM (hvc_vm_audit_sharing()), or what kept it from running, with
+ * @when ("at exit", "on SIGUSR1"). */
+void hvrun_audit_report(hvc_vm *vm, const char *when);
 
 /* snapshot.c: reads --key-file / --passphrase-file into @o and checks that
  * --snapshot's directory is writable; on a problem prints one line and

@@ -47,6 +47,13 @@ static const char usage[] =
     "                       instead of the UART\n"
     "  --virtio-cmdline     announce virtio devices with virtio_mmio.device=\n"
     "                       on the kernel command line instead of in ACPI\n"
+    "  --audit-sharing      at exit, print on stderr how many pages of\n"
+    "                       guest RAM share a physical frame (KSM-merged,\n"
+    "                       mapped by another process, the zero page) and\n"
+    "                       where they are (resident, swapped, neither);\n"
+    "                       with --keep-running, also on each SIGUSR1.\n"
+    "                       The sharing counts need root (CAP_SYS_ADMIN);\n"
+    "                       without it the line says so (docs/SHARING.md)\n"
     "  -h, --help           this text\n"
     "  -V, --version        the libhvcore version\n"
     "\n"
@@ -57,7 +64,9 @@ static const char usage[] =
     "  --snapshot-after-ms N  take the snapshot N ms after the vCPUs start\n"
     "                       (SIGUSR1 still works; whichever comes first)\n"
     "  --keep-running       after a snapshot the VM goes on; each SIGUSR1\n"
-    "                       takes another, replacing FILE atomically\n"
+    "                       takes another, replacing FILE atomically (with\n"
+    "                       --audit-sharing, without --snapshot: SIGUSR1\n"
+    "                       only prints the report)\n"
     "  --restore FILE       continue the VM saved in FILE instead of booting\n"
     "                       (no --kernel, --initrd, --cmdline, --raw,\n"
     "                       --raw-mode, --virtio-cmdline); the devices come\n"
@@ -78,8 +87,9 @@ static const char usage[] =
     "Exit status: the byte the guest wrote to port 0xf4; 0 when it powered\n"
     "off or reset, or after a --snapshot; 2 for a usage error, including a\n"
     "snapshot that cannot be restored (missing, damaged, truncated, wrong\n"
-    "key, from an incompatible host) and a hypervisor this user cannot open\n"
-    "(no access to /dev/kvm); 124 when it triple-faulted; 125 on an\n"
+    "key, from an incompatible host, asking for more RAM than this host\n"
+    "has) and a hypervisor this user cannot open (no access to\n"
+    "/dev/kvm); 124 when it triple-faulted; 125 on an\n"
     "internal error (with a message: for the backend's own, its reason,\n"
     "RIP, paging mode and instruction bytes), including a failed --snapshot\n"
     "save (with --keep-running that only prints the message); 130 when\n"
@@ -139,6 +149,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"restore-mode", required_argument, NULL, 'M'},
         {"key-file", required_argument, NULL, 'Y'},
         {"passphrase-file", required_argument, NULL, 'P'},
+        {"audit-sharing", no_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -250,6 +261,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             break;
         case 'Y': o->key_file = optarg; break;
         case 'P': o->passphrase_file = optarg; break;
+        case 'U': o->audit_sharing = true; break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V':
             printf("hvrun (libhvcore %s)\n", hvc_version_string());
@@ -266,8 +278,9 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         return;
     if (o->snapshot_timed && !o->snapshot)
         die_usage("%s", "--snapshot-after-ms goes with --snapshot FILE");
-    if (o->keep_running && !o->snapshot)
-        die_usage("%s", "--keep-running goes with --snapshot FILE");
+    if (o->keep_running && !o->snapshot && !o->audit_sharing)
+        die_usage("%s", "--keep-running goes with --snapshot FILE or "
+                        "--audit-sharing");
     if (restore_mode && !o->restore)
         die_usage("%s", "--restore-mode goes with --restore FILE");
     if ((o->key_file || o->passphrase_file) && !o->snapshot && !o->restore)

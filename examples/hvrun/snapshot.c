@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define MAX_PASSPHRASE 1024
+#define MIB (1ull << 20)
 
 /* The file name in a progress line: short, so that it fits a line. */
 static const char *base_of(const char *path)
@@ -182,11 +183,52 @@ struct restoring {
 /* The configuration of the restored VM; it lives as long as hvrun. */
 static struct options restored;
 
+/* The bytes of guest RAM: the regions the library restored. */
+static uint64_t guest_ram(hvc_vm *vm)
+{
+    size_t n = 0;
+    if (hvc_vm_list_memory(vm, NULL, 0, &n) < 0 || n == 0)
+        return 0;
+    hvc_memory_region **regs = calloc(n, sizeof(*regs));
+    uint64_t total = 0;
+    if (regs && hvc_vm_list_memory(vm, regs, n, &n) == 0)
+        for (size_t i = 0; i < n; i++)
+            total += hvc_memory_region_length(regs[i]);
+    free(regs);
+    return total;
+}
+
+/* The VM's RAM is what its regions hold, whatever hvrun's configuration
+ * in the USER section says (a file anyone could have written): --mem is
+ * checked against the regions, and the merged configuration (which a
+ * later --snapshot records) takes their size. */
+static int check_ram(struct restoring *st, hvc_vm *vm)
+{
+    uint64_t ram = guest_ram(vm);
+    const struct options *o = st->cmdline;
+    if (o->mem_given && o->mem_mib * MIB != ram) {
+        if (ram % MIB)
+            snprintf(st->why, sizeof(st->why),
+                     "--mem %llu conflicts with the snapshot's %llu bytes "
+                     "of RAM",
+                     (unsigned long long)o->mem_mib, (unsigned long long)ram);
+        else
+            snprintf(st->why, sizeof(st->why),
+                     "--mem %llu conflicts with the snapshot's %llu MiB",
+                     (unsigned long long)o->mem_mib,
+                     (unsigned long long)(ram / MIB));
+        return -1;
+    }
+    restored.mem_mib = (ram + MIB - 1) / MIB;
+    return 0;
+}
+
 static int setup(void *opaque, hvc_vm *vm, const void *user, size_t length)
 {
     struct restoring *st = opaque;
     if (hvrun_config_decode(user, length, &restored, st->why, sizeof(st->why)) <
             0 ||
+        check_ram(st, vm) < 0 ||
         hvrun_config_merge(&restored, st->cmdline, st->why, sizeof(st->why)) <
             0) {
         st->setup_failed = true;
@@ -197,13 +239,22 @@ static int setup(void *opaque, hvc_vm *vm, const void *user, size_t length)
 }
 
 /* A snapshot that cannot be restored is a usage error; a failing host
- * (memory, the backend) is internal. */
+ * (memory, the backend) is internal. The library reports what the stream
+ * asks of this host and cannot get (more RAM than it has, address bits,
+ * CPU features) as -ENOTSUP, and values out of range in the TSC and
+ * device records as -ERANGE or -EOVERFLOW, more regions than the backend
+ * has memory slots as -ENOSPC (a restore writes no file, so that is not a
+ * full disk); -ENOMEM is a shortage of the moment, hence internal. */
 static int status_of(int r)
 {
     if (r == -ECANCELED && hvrun_interrupted())
         return HVRUN_EXIT_INTERRUPTED;
     switch (r) {
     case -EBADMSG:
+    case -ERANGE:
+    case -EOVERFLOW:
+    case -E2BIG:
+    case -ENOSPC:
     case -EPROTO:
     case -EKEYREJECTED:
     case -ENODATA:

@@ -144,6 +144,11 @@ typedef enum hvc_restore_flags {
      * section's CRC is still checked, except that of the mapped page data,
      * which is checked only with ::HVC_RESTORE_VERIFY_MEMORY (that reads
      * all of it). Ignored for an encrypted snapshot, which is always read.
+     * Ignored too when a region of the snapshot has ::HVC_MEMORY_HUGETLB:
+     * a copy-on-write mapping of a file is page-cache memory and cannot be
+     * backed by huge pages, so the restore reads guest memory into
+     * hugetlb-backed regions instead (and says so at ::HVC_LOG_WARN
+     * through the log hook) rather than dropping the flag.
      */
     HVC_RESTORE_MMAP = 1u << 0,
     /** With ::HVC_RESTORE_MMAP: check the CRC of the mapped pages too. */
@@ -243,10 +248,12 @@ HVC_EXTERN int hvc_snapshot_save(hvc_vm *vm, const char *path,
  *         when the stream is encrypted and no key was given, or the key is
  *         wrong (the first section fails authentication); -ENODATA when
  *         the stream ends early; -ENOTSUP when this host lacks what the VM
- *         needs (CPU features, XSAVE size, address bits); -ENOENT when the
- *         stream has state for a device the setup callback did not attach
- *         (or the reverse); the stream's, the callback's or the backend's
- *         error.
+ *         needs (CPU features, XSAVE size, address bits, more RAM than the
+ *         host has: the stream's claim, not a shortage of the moment, so
+ *         not -ENOMEM; hugetlb pages where the kernel has none or its pool
+ *         has too few free); -ENOENT when the stream has state for a
+ *         device the setup callback did not attach (or the reverse); the
+ *         stream's, the callback's or the backend's error.
  */
 HVC_EXTERN int hvc_vm_restore(hvc_hypervisor *hv, const hvc_stream *stream,
                               const hvc_restore_options *opts, hvc_vm **out);

@@ -222,8 +222,10 @@ int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
      * early also keeps a forged stream from making the kernel build the
      * tables of a huge memory slot. */
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    /* -ENOTSUP, not -ENOMEM: the stream asks for what this host lacks, as
+     * with address bits; a caller must not take it for its own shortage. */
     if (pages > 0 && psz > 0 && total > (uint64_t)pages * (uint64_t)psz)
-        return hvi_fail(s, -ENOMEM,
+        return hvi_fail(s, -ENOTSUP,
                         "the VM has 0x%" PRIx64
                         " bytes of memory, more than this host's 0x%" PRIx64,
                         total, (uint64_t)pages * (uint64_t)psz);
@@ -246,11 +248,19 @@ int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
         hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
         mo.guest_addr = c->regions[i].gpa;
         mo.length = c->regions[i].len;
-        /* Placement (NUMA, prefaulting) is the destination's business. */
-        mo.flags = c->regions[i].flags &
-                   (HVC_MEMORY_READONLY | HVC_MEMORY_MERGEABLE |
-                    HVC_MEMORY_THP | (mapped ? 0 : HVC_MEMORY_HUGETLB));
+        /* Placement (NUMA, prefaulting) is the destination's business.
+         * A hugetlb region is never mapped from the file: hvi_restore()
+         * reads the whole stream when there is one. */
+        mo.flags =
+            c->regions[i].flags & (HVC_MEMORY_READONLY | HVC_MEMORY_MERGEABLE |
+                                   HVC_MEMORY_THP | HVC_MEMORY_HUGETLB);
         r = mapped ? add_mapped(vm, s, &mo) : hvc_vm_add_memory(vm, &mo, NULL);
+        /* Huge pages are reserved when the region is created: a pool too
+         * small for the stream's hugetlb regions is this host lacking what
+         * the VM needs (the operator sizes the pool), not a failing
+         * allocation. */
+        if (r == -ENOMEM && (mo.flags & HVC_MEMORY_HUGETLB))
+            r = -ENOTSUP;
         if (r < 0)
             r = hvi_fail(s, r, "region %u: %s", i, hvc_last_error());
     }

@@ -263,6 +263,14 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
     return hvi_fail(s, -EBADMSG, "unexpected section");
 }
 
+static bool needs_hugetlb(const struct hvi_config *c)
+{
+    for (uint32_t i = 0; i < c->nr_regions; i++)
+        if (c->regions[i].flags & HVC_MEMORY_HUGETLB)
+            return true;
+    return false;
+}
+
 int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
                 const hvc_restore_options *opts, bool mapped, hvc_vm **out)
 {
@@ -278,6 +286,17 @@ int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
         if ((r = on_section(&st, &s)) < 0)
             break;
         if (s.id == HVI_CONFIG) {
+            if (mapped && needs_hugetlb(&st.cfg)) {
+                /* A private mapping of the snapshot file is page-cache
+                 * memory, never hugetlbfs: read the pages into huge pages
+                 * instead of dropping the region's flag. */
+                hvi_log(HVC_LOG_WARN,
+                        "restore: a memory region uses hugetlb pages, which "
+                        "a mapping of the snapshot file cannot give; reading "
+                        "guest memory instead of mapping it");
+                mapped = false;
+                st.mapped = false;
+            }
             r = hvi_config_apply(hv, &s, &st.cfg, opts->kick_signal, mapped,
                                  &st.vm);
             if (r == 0)
