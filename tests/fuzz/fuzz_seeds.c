@@ -393,6 +393,42 @@ static void seeds_vqueue(void)
     vq_put("console-rx", &im);
 }
 
+/* ---- loader ------------------------------------------------------------ */
+
+static const char *guest_dir = HVCORE_GUEST_DIR;
+
+static void loader_seed(const char *file, uint8_t format, uint8_t flags,
+                        uint32_t raw_addr)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", guest_dir, file);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fz_fail("cannot open %s: %s", path, strerror(errno));
+    static uint8_t img[1 << 20];
+    size_t n = fread(img, 1, sizeof(img), f);
+    fclose(f);
+    uint8_t head[12] = {format, flags, 0x40, 0};
+    memcpy(head + 4, &raw_addr, 4);
+    memcpy(head + 8, &raw_addr, 4);
+    char name[160];
+    snprintf(name, sizeof(name), "%s-%u-%u", file, format, flags);
+    put("loader", name, head, sizeof(head), img, n);
+}
+
+static void seeds_loader(void)
+{
+    loader_seed("pvh32.elf", 0, 3, 0);
+    loader_seed("pvh32.elf", 1, 0, 0);
+    loader_seed("linux64.elf", 0, 7, 0);
+    loader_seed("smp32.elf", 1, 2, 0);
+    loader_seed("hlt64.elf", 1, 0, 0);
+    loader_seed("bzimage64.bin", 0, 3, 0);
+    loader_seed("bzimage64.bin", 2, 4, 0);
+    loader_seed("hlt64.bin", 3, (uint8_t)(HVC_X86_MODE_LONG64 << 4), 0x8000);
+    loader_seed("real16.bin", 3, (uint8_t)(HVC_X86_MODE_REAL << 4), 0x7c00);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -400,6 +436,8 @@ int main(int argc, char **argv)
         return 2;
     }
     outdir = argv[1];
+    if (argc == 3)
+        guest_dir = argv[2];
     if (mkdir(outdir, 0755) < 0 && errno != EEXIST)
         fz_fail("mkdir %s: %s", outdir, strerror(errno));
     struct fz_platform *pf = fz_platform();
@@ -407,5 +445,6 @@ int main(int argc, char **argv)
     seeds_tsc();
     seeds_io();
     seeds_vqueue();
+    seeds_loader();
     return 0;
 }
