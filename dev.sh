@@ -163,8 +163,8 @@ run_fuzz() { # run_fuzz SECONDS [SUITE_SEEDS]
         local done_line execs rate
         done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 ||
             true)
-        execs=$(sed -n 's/^stat::number_of_executed_units: //p' "$log")
-        rate=$(sed -n 's/^stat::average_exec_per_sec: //p' "$log")
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+        rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
         if [ "$rc" -ne 0 ] || [ -z "$done_line" ]; then
             tail -n 60 "$log" >&2
             echo "dev.sh: fuzz: fuzz_$t FAILED (status $rc; log $log," \
