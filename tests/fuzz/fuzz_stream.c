@@ -185,6 +185,8 @@ static int64_t write_buf(void *opaque, const void *buf, size_t length)
 }
 
 /* A VM the stream restored into must save a stream that restores. */
+static int create = -1;
+
 static void check_own_stream(hvc_vm *vm, const uint8_t *key)
 {
     struct sink k = {0};
@@ -207,15 +209,29 @@ static void check_own_stream(hvc_vm *vm, const uint8_t *key)
     hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
     ro.key = key;
     hvc_vm *again;
-    if (hvi_vm_restore_reuse(fz_hv(), &in, &ro, vms, NR_VMS, &again) < 0)
+    int r2;
+    if (create) {
+        ro.setup = attach_uart;
+        if ((r2 = hvc_vm_restore(fz_hv(), &in, &ro, &again)) == 0)
+            hvc_vm_destroy(again);
+    } else {
+        r2 = hvi_vm_restore_reuse(fz_hv(), &in, &ro, vms, NR_VMS, &again);
+    }
+    if (r2 < 0) {
+        const char *path = getenv("FUZZ_STREAM_DUMP_OWN");
+        FILE *f = path ? fopen(path, "wb") : NULL;
+        if (f) {
+            fwrite(k.p, 1, k.len, f);
+            fclose(f);
+        }
         fz_fail("the stream a restored VM saved does not restore: %s",
                 hvc_last_error());
+    }
     free(k.p);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int create = -1;
     if (create < 0)
         create = getenv("FUZZ_STREAM_CREATE") != NULL;
     uint8_t *s = malloc(size ? size : 1);
@@ -244,8 +260,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     hvc_vm *vm = NULL;
     if (create) {
         ro.setup = attach_uart;
-        if (hvc_vm_restore(fz_hv(), &st, &ro, &vm) == 0)
+        if (hvc_vm_restore(fz_hv(), &st, &ro, &vm) == 0) {
+            check_own_stream(vm, use_key);
             hvc_vm_destroy(vm);
+        }
     } else {
         int r = hvi_vm_restore_reuse(fz_hv(), &st, &ro, vms, NR_VMS, &vm);
         if (r == 0)
