@@ -48,6 +48,7 @@ hvc_vm *fz_vm_new(uint32_t flags, struct fz_ram ram, uint32_t nvcpus)
 {
     hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
     vo.flags = flags;
+    vo.max_vcpus = FZ_MAX_VCPUS;
     hvc_vm *vm;
     if (hvc_vm_create(fz_hv(), &vo, &vm) < 0)
         fz_fail("hvc_vm_create: %s", hvc_last_error());

@@ -34,7 +34,10 @@ struct fz_ram {
 };
 struct fz_ram fz_ram_new(size_t len);
 /* A VM with @p flags, @p ram (caller memory) at guest-physical 0 and
- * @p nvcpus vCPUs (ids 0..n-1, left in their reset state). */
+ * @p nvcpus vCPUs (ids 0..n-1, left in their reset state), and room for
+ * FZ_MAX_VCPUS (small: the library walks vCPU slots per save and restore;
+ * make_seeds.c makes its VMs the same). */
+#define FZ_MAX_VCPUS 4
 hvc_vm *fz_vm_new(uint32_t flags, struct fz_ram ram, uint32_t nvcpus);
 bool fz_all_zero(const void *p, size_t n);
 uint64_t fz_hash(const void *p, size_t n);

@@ -6,14 +6,15 @@
  * Speed. Creating a KVM VM per input held the target to about 100
  * executions a second. The harness instead makes, once, one VM of each
  * shape the seeds have (make_seeds.c: 256 KiB of RAM at 0 and a 16550
- * "com1"; one vCPU with an in-kernel irqchip, no vCPU, or two vCPUs and
- * HVC_VM_NO_IRQCHIP), and restores into the one whose own CONFIG the
- * stream's CONFIG equals (hvi_vm_restore_reuse, src/migration/reuse.c):
- * every later section takes the same code as in a real restore. A CONFIG
- * that matches none ends the input after it is decoded and checked.
- * Between inputs the harness zeroes the RAM and resets the devices.
+ * "com1"; one vCPU with an in-kernel irqchip, no vCPU, two vCPUs and
+ * HVC_VM_NO_IRQCHIP, or no vCPU and a virtio-rng "rng"), and restores into the
+ * one whose own CONFIG the stream's CONFIG equals (hvi_vm_restore_reuse,
+ * src/migration/reuse.c): every later section takes the same code as in a real
+ * restore. A CONFIG that matches none ends the input after it is decoded and
+ * checked. Between inputs the harness zeroes the RAM and resets the devices.
  * FUZZ_STREAM_CREATE=1 uses hvc_vm_restore() (a new VM each time) instead,
- * to replay a finding the way a user would hit it.
+ * to replay a finding the way a user would hit it (its setup attaches only
+ * "com1": streams of the virtio shape stop at the device count).
  *
  * Checks besides the sanitizers: RAM is caller memory with PROT_NONE guard
  * pages either side; a stream that restores gives a VM whose own saved
@@ -116,7 +117,7 @@ int hvi_vm_restore_reuse(hvc_hypervisor *hv, const hvc_stream *stream,
                          size_t n, hvc_vm **out);
 
 #define RAM (256u << 10)
-#define NR_VMS 3
+#define NR_VMS 4
 
 static hvc_vm *vms[NR_VMS];
 static struct fz_ram rams[NR_VMS];
@@ -139,6 +140,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     vms[0] = shape(0, 1, &rams[0]);
     vms[1] = shape(0, 0, &rams[1]);
     vms[2] = shape(HVC_VM_NO_IRQCHIP, 2, &rams[2]);
+    vms[3] = shape(0, 0, &rams[3]);
+    hvc_virtio_mmio m = {0xd0000000u, 5, 0};
+    if (hvc_virtio_rng_create(vms[3], &m, "rng", NULL) < 0)
+        fz_fail("hvc_virtio_rng_create: %s", hvc_last_error());
     return 0;
 }
 
@@ -266,6 +271,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     } else {
         int r = hvi_vm_restore_reuse(fz_hv(), &st, &ro, vms, NR_VMS, &vm);
+        if (vm == vms[3])
+            fz_flush(vm); /* a loaded virtio device kicks its queues */
         if (r == 0)
             check_own_stream(vm, use_key);
         /* Only the VM picked (on success or failure) was touched. */
