@@ -3,7 +3,11 @@
 #   ./dev.sh demo    install what is missing, build, run the demo guest
 #   ./dev.sh test    install what is missing, build, run every test suite
 #                    (a normal build with the Python bindings, an
-#                    ASan+UBSan build, then the stream fuzzer with clang)
+#                    ASan+UBSan build, then every fuzz target with clang,
+#                    HVCORE_FUZZ_SECONDS (25) each)
+#   ./dev.sh fuzz [SECONDS]
+#                    build with clang and run every fuzz target for
+#                    SECONDS (300) each on its corpus in build-fuzz/fuzz/
 #   ./dev.sh bench   install what is missing, build, run the benchmarks
 #   ./dev.sh deps    only install what is missing
 # Build trees: build/ (normal, with the Python venv in build/venv),
@@ -106,13 +110,17 @@ run_python() { # run_python DIR
     [ "$rc" -eq 0 ] || die "Python: pytest failed (status $rc)"
 }
 
-# The migration stream reader under libFuzzer (tests/fuzz/fuzz_stream.c),
-# built with clang in build-fuzz/: seeds from tests/fuzz/make_seeds and
-# from the suites (HVCORE_FUZZ_CORPUS), then HVCORE_FUZZ_SECONDS (60) of
-# fuzzing into build-fuzz/fuzz/corpus. A crash, leak, hang or sanitizer
-# report fails the run; the input is kept in build-fuzz/fuzz/crashes/.
-run_fuzz() { # run_fuzz SEEDS
-    local dir=build-fuzz seeds=$1 secs=${HVCORE_FUZZ_SECONDS:-60}
+# The libFuzzer targets of tests/fuzz/ (listed by the build in
+# build-fuzz/tests/fuzz_targets.txt), built with clang in build-fuzz/.
+# Each runs SECONDS on its accumulated corpus build-fuzz/fuzz/<target>/
+# plus the seeds written at build time (build-fuzz/fuzz/seeds/<target>/;
+# the stream target also takes the suites' streams from SUITE_SEEDS). A
+# crash, leak, hang, timeout or sanitizer report fails the step after every
+# target has run; the input is kept in build-fuzz/fuzz/crashes/ and the
+# log in build-fuzz/fuzz/<target>.log. Output is one line per target (no
+# terminal needed: CI reads the same lines).
+run_fuzz() { # run_fuzz SECONDS [SUITE_SEEDS]
+    local dir=build-fuzz secs=$1 suite_seeds=${2:-}
     if ! command -v clang >/dev/null; then
         echo "dev.sh: no clang here: the fuzz step is skipped" >&2
         return 0
@@ -121,38 +129,56 @@ run_fuzz() { # run_fuzz SEEDS
         echo "dev.sh: /dev/kvm is not usable here: the fuzz step is skipped" >&2
         return 0
     fi
-    echo "== fuzz: the migration stream reader for ${secs} s"
     # Warnings are the gcc builds' business: clang's own (GNU extensions)
     # must not stop the fuzzer.
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DCMAKE_C_COMPILER=clang -DHVCORE_FUZZ=ON -DHVCORE_WERROR=OFF \
         -DHVCORE_BUILD_EXAMPLES=OFF -DHVCORE_BUILD_BENCH=OFF >/dev/null
-    # The whole tree, not only the fuzzer: clang must build every guest.
+    # The whole tree, not only the fuzzers: clang must build every guest.
     cmake --build "$dir" -j "$JOBS"
-    local work
+    local work targets
     work=$(cd "$dir" && pwd)/fuzz
-    mkdir -p "$seeds" "$work/corpus" "$work/crashes"
-    "$dir/tests/make_seeds" "$seeds"
-    set +e
-    timeout $((secs + 300)) "$dir/tests/fuzz_stream" -max_total_time="$secs" \
-        -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
-        -artifact_prefix="$work/crashes/" "$work/corpus" "$seeds" \
-        >"$work/fuzz.log" 2>&1
-    local rc=$?
-    set -e
-    local done_line execs rate
-    done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$work/fuzz.log" |
-        tail -n 1 || true)
-    execs=$(sed -n 's/^stat::number_of_executed_units: //p' "$work/fuzz.log")
-    rate=$(sed -n 's/^stat::average_exec_per_sec: //p' "$work/fuzz.log")
-    if [ "$rc" -ne 0 ]; then
-        tail -n 60 "$work/fuzz.log" >&2
-        die "fuzz: fuzz_stream failed (status $rc; log $work/fuzz.log," \
-            "input in $work/crashes/)"
-    fi
-    echo "dev.sh: fuzz: ${execs:-?} executions in ${secs} s" \
-        "(${rate:-?}/s), $(echo "$done_line" |
-            sed -E 's/.*(cov: [0-9]+ ft: [0-9]+ corp: [^ ]+).*/\1/')"
+    read -r -a targets <"$dir/tests/fuzz_targets.txt"
+    mkdir -p "$work/crashes"
+    rm -rf "$work/seeds"
+    mkdir -p "$work/seeds/stream"
+    "$dir/tests/make_seeds" "$work/seeds/stream"
+    "$dir/tests/fuzz_seeds" "$work/seeds"
+    echo "== fuzz: ${#targets[@]} targets, ${secs} s each"
+    local t failed=() total=0
+    for t in "${targets[@]}"; do
+        local log=$work/$t.log extra=()
+        mkdir -p "$work/$t" "$work/seeds/$t"
+        if [ "$t" = stream ] && [ -n "$suite_seeds" ] && [ -d "$suite_seeds" ]
+        then
+            extra=("$suite_seeds")
+        fi
+        set +e
+        timeout $((secs + 300)) "$dir/tests/fuzz_$t" -max_total_time="$secs" \
+            -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+            -artifact_prefix="$work/crashes/$t-" "$work/$t" \
+            "$work/seeds/$t" "${extra[@]}" >"$log" 2>&1
+        local rc=$?
+        set -e
+        local done_line execs rate
+        done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 ||
+            true)
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+        rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
+        if [ "$rc" -ne 0 ] || [ -z "$done_line" ]; then
+            tail -n 60 "$log" >&2
+            echo "dev.sh: fuzz: fuzz_$t FAILED (status $rc; log $log," \
+                "input in $work/crashes/)" >&2
+            failed+=("$t")
+            continue
+        fi
+        total=$((total + ${execs:-0}))
+        printf 'dev.sh: fuzz: %-8s %10s executions (%6s/s), %s\n' "$t" \
+            "${execs:-?}" "${rate:-?}" "$(echo "$done_line" |
+                sed -E 's/.*(cov: [0-9]+ ft: [0-9]+ corp: [^ ]+).*/\1/')"
+    done
+    [ ${#failed[@]} -eq 0 ] || die "fuzz: failed: ${failed[*]}"
+    echo "dev.sh: fuzz: $total executions in all"
 }
 
 cmd=${1:-}
@@ -173,7 +199,7 @@ test)
         echo "dev.sh: /dev/kvm is not usable here: KVM tests will skip" >&2
     fi
     # The suites write small valid streams here for the fuzzer's seeds.
-    export HVCORE_FUZZ_CORPUS=$PWD/build-fuzz/fuzz/seeds
+    export HVCORE_FUZZ_CORPUS=$PWD/build-fuzz/fuzz/suite-seeds
     rm -rf "$HVCORE_FUZZ_CORPUS"
     mkdir -p "$HVCORE_FUZZ_CORPUS"
     build build
@@ -187,7 +213,17 @@ test)
         UBSAN_OPTIONS=print_stacktrace=1:log_path=$SANITIZER_LOGS/ubsan \
         SANITIZER_LOGS=$SANITIZER_LOGS run_suites build-asan "ASan+UBSan build"
     echo "dev.sh: all test suites passed in both configurations"
-    run_fuzz "$HVCORE_FUZZ_CORPUS"
+    # Every fuzz target, time-boxed (HVCORE_FUZZ_SECONDS each, 25 by
+    # default: CI's budget is 90 minutes, the suites take about 15).
+    run_fuzz "${HVCORE_FUZZ_SECONDS:-25}" "$HVCORE_FUZZ_CORPUS"
+    ;;
+fuzz)
+    install_deps
+    secs=${2:-300}
+    case "$secs" in
+    '' | *[!0-9]*) die "fuzz: SECONDS must be a number, not '$secs'" ;;
+    esac
+    run_fuzz "$secs" "$PWD/build-fuzz/fuzz/suite-seeds"
     ;;
 bench)
     install_deps
@@ -197,10 +233,10 @@ bench)
     ./build/bench/launch
     ;;
 -h | --help | help)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     ;;
 *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

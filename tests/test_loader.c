@@ -193,6 +193,26 @@ Test(loader, malformed_inputs_are_refused)
     o.raw_mode = 9;
     HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
     cr_assert(memcmp(g.ram, g.pristine, RAM) == 0);
+    /* an entry the raw mode cannot reach (found by tests/fuzz/fuzz_loader:
+     * it loaded, then hvc_vcpu_boot() refused it) */
+    o.raw_address = 0x200000;
+    o.raw_mode = HVC_X86_MODE_REAL;
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "real mode"), "%s", hvc_last_error());
+    o.raw_mode = HVC_X86_MODE_PROTECTED32;
+    o.raw_entry = 1ull << 32;
+    HVT_ERR(hvc_vm_load_kernel(g.t.vm, &o, &info), -EINVAL);
+    cr_assert(memcmp(g.ram, g.pristine, RAM) == 0);
+    o.raw_entry = 0;
+    HVT_OK(hvc_vm_load_kernel(g.t.vm, &o, &info));
+    memcpy(g.ram, g.pristine, RAM);
+    o.raw_address = 0x7c00;
+    o.raw_mode = HVC_X86_MODE_REAL;
+    HVT_OK(hvc_vm_load_kernel(g.t.vm, &o, &info));
+    hvc_vcpu *bv;
+    HVT_OK(hvc_vcpu_create(g.t.vm, 0, &bv));
+    HVT_OK(hvc_vcpu_boot(bv, &info));
+    memcpy(g.ram, g.pristine, RAM);
     /* an ELF segment over the boot data */
     uint8_t *e = malloc(l64.len);
     memcpy(e, l64.data, l64.len);

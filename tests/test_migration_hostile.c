@@ -329,3 +329,68 @@ Test(migration_hostile, device_names_from_a_stream_are_escaped)
     free(s);
     HVT_OK(hvc_hypervisor_close(hv));
 }
+
+/* Found by tests/fuzz/fuzz_stream: a VCPU section whose CPUID lacked leaf
+ * 0xd subleaf 0 (the entry replaced by an unknown leaf) restored, but
+ * some KVMs then add the XSAVE leaves back, duplicating the subleaves that
+ * were there, and the VM's own next snapshot was refused. Whatever a
+ * restore accepts, the restored VM's own stream must restore. */
+Test(migration_hostile, a_restored_cpuid_saves_a_stream_that_restores)
+{
+    migt m;
+    migt_open(&m, 1, NULL);
+    size_t len;
+    uint8_t *s = migt_save_mem(&m, NULL, NULL, &len);
+    size_t at[4096];
+    size_t n = sections(s, len, at, 4096);
+    size_t vcpu = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[at[i]] == 3) /* VCPU */
+            vcpu = at[i];
+    cr_assert_neq(vcpu, 0, "the stream has no VCPU section");
+    /* The CPUID blob: record field tag 1 (u16 tag, u16 kind, u32 length,
+     * data padded to 8), a struct kvm_cpuid2 of 40-byte entries. */
+    uint64_t plen = get64(s + vcpu + 8);
+    uint8_t *p = s + vcpu + SEC_HDR, *entry = NULL;
+    for (uint64_t o = 0; o + 8 <= plen && !entry;) {
+        uint16_t tag;
+        uint32_t flen, nent;
+        memcpy(&tag, p + o, 2);
+        memcpy(&flen, p + o + 4, 4);
+        if (tag == 1) {
+            memcpy(&nent, p + o + 8, 4);
+            for (uint32_t i = 0; i < nent && !entry; i++) {
+                uint8_t *e = p + o + 16 + 40 * (size_t)i;
+                uint32_t fn, idx;
+                memcpy(&fn, e, 4);
+                memcpy(&idx, e + 4, 4);
+                if (fn == 0xd && idx == 0)
+                    entry = e;
+            }
+        }
+        o += 8 + ((flen + 7u) & ~7u);
+    }
+    cr_assert_not_null(entry, "no CPUID leaf 0xd subleaf 0 in the stream");
+    uint32_t fn = 0x61705f64, idx = 0x72;
+    memcpy(entry, &fn, 4);
+    memcpy(entry + 4, &idx, 4);
+    reseal(s, vcpu, plen);
+    hvc_vm *vm = NULL;
+    int r = migt_restore_mem_vm(m.hv, s, len, NULL, NULL, &vm);
+    if (r < 0) {
+        cr_assert(strstr(hvc_last_error(), "CPUID"), "%s", hvc_last_error());
+    } else {
+        migt m2 = {.hv = m.hv, .vm = vm};
+        size_t len2;
+        uint8_t *s2 = migt_save_mem(&m2, NULL, NULL, &len2);
+        hvc_vm *vm2 = NULL;
+        r = migt_restore_mem_vm(m.hv, s2, len2, NULL, NULL, &vm2);
+        cr_assert_eq(r, 0, "the restored VM's own stream: %s",
+                     hvc_last_error());
+        HVT_OK(hvc_vm_destroy(vm2));
+        HVT_OK(hvc_vm_destroy(vm));
+        free(s2);
+    }
+    free(s);
+    migt_close(&m);
+}

@@ -111,6 +111,18 @@ static int load_raw(struct plan *p)
     if (o->raw_mode == HVC_X86_MODE_REAL)
         p->info.stack = 0xfff0; /* SS = 0: the top of the first 64 KiB */
     p->info.entry = o->raw_entry ? o->raw_entry : o->raw_address;
+    /* An entry the mode cannot reach would load, then fail in
+     * hvc_vcpu_boot(): refuse it here, with RAM untouched. */
+    uint64_t reach = o->raw_mode == HVC_X86_MODE_REAL          ? 1ull << 20
+                     : o->raw_mode == HVC_X86_MODE_PROTECTED32 ? 1ull << 32
+                                                               : 0;
+    if (reach && p->info.entry >= reach)
+        return hvi_error(-EINVAL,
+                         "raw image entry 0x%" PRIx64 " is beyond what %s "
+                         "mode reaches (0x%" PRIx64 ")",
+                         p->info.entry,
+                         o->raw_mode == HVC_X86_MODE_REAL ? "real" : "32-bit",
+                         reach);
     p->info.kernel_start = o->raw_address;
     p->info.kernel_end = o->raw_address + o->kernel_size;
     return hvi_plan_add(p, o->raw_address, o->kernel, o->kernel_size, 0,

@@ -271,8 +271,12 @@ static bool needs_hugetlb(const struct hvi_config *c)
     return false;
 }
 
-int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
-                const hvc_restore_options *opts, bool mapped, hvc_vm **out)
+/* @p reuse NULL: the stream's CONFIG creates the VM. Otherwise the VM is
+ * the one of @p reuse whose configuration is the stream's (reuse.c), and it
+ * is not destroyed on failure. */
+static int restore_stream(hvc_hypervisor *hv, struct hvi_in *in,
+                          const hvc_restore_options *opts, bool mapped,
+                          hvc_vm *const *reuse, size_t nr_reuse, hvc_vm **out)
 {
     struct restore st = {.in = in, .opts = opts, .mapped = mapped, .phase = -1};
     int r = hvi_read_header(in, hvc_hypervisor_backend(hv), opts->key,
@@ -297,8 +301,9 @@ int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
                 mapped = false;
                 st.mapped = false;
             }
-            r = hvi_config_apply(hv, &s, &st.cfg, opts->kick_signal, mapped,
-                                 &st.vm);
+            r = reuse ? hvi_config_pick(&s, &st.cfg, reuse, nr_reuse, &st.vm)
+                      : hvi_config_apply(hv, &s, &st.cfg, opts->kick_signal,
+                                         mapped, &st.vm);
             if (r == 0)
                 r = hvi_mem_state_new(st.vm, mapped, &st.mem);
         }
@@ -316,7 +321,9 @@ int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
     free(st.devs);
     free(st.dev_seen);
     if (r < 0) {
-        if (st.vm) {
+        if (reuse)
+            *out = st.vm; /* the VM that may be half-loaded, or NULL */
+        if (st.vm && !reuse) {
             /* Keep the reason: destroying the VM may record messages. */
             char why[512];
             strncpy(why, hvc_last_error(), sizeof(why) - 1);
@@ -328,4 +335,17 @@ int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
     }
     *out = st.vm;
     return 0;
+}
+
+int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
+                const hvc_restore_options *opts, bool mapped, hvc_vm **out)
+{
+    return restore_stream(hv, in, opts, mapped, NULL, 0, out);
+}
+
+int hvi_restore_reuse(hvc_hypervisor *hv, struct hvi_in *in,
+                      const hvc_restore_options *opts, hvc_vm *const *vms,
+                      size_t n, hvc_vm **out)
+{
+    return restore_stream(hv, in, opts, false, vms, n, out);
 }

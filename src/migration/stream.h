@@ -165,6 +165,10 @@ int hvi_in_progress(struct hvi_in *in);
  * mapped from in->fd when they can be). */
 int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
                 const hvc_restore_options *opts, bool mapped, hvc_vm **out);
+/* The same into one of @p n existing VMs (reuse.c), for the fuzzer. */
+int hvi_restore_reuse(hvc_hypervisor *hv, struct hvi_in *in,
+                      const hvc_restore_options *opts, hvc_vm *const *vms,
+                      size_t n, hvc_vm **out);
 
 /* memory_in.c: one MEMORY section into the new VM. */
 struct hvi_mem_state;
@@ -199,6 +203,17 @@ void hvi_config_free(struct hvi_config *c);
 int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
                      const struct hvi_config *c, int32_t kick_signal,
                      bool mapped, hvc_vm **out);
+/* reuse.c: hvc_vm_restore() into the VM of @p vms whose configuration the
+ * stream's CONFIG describes (the setup callback must be NULL: the devices
+ * are the VM's). After an error *out is the VM it picked, which may be
+ * half-loaded, or NULL. */
+int hvi_vm_restore_reuse(hvc_hypervisor *hv, const hvc_stream *stream,
+                         const hvc_restore_options *opts, hvc_vm *const *vms,
+                         size_t n, hvc_vm **out);
+/* reuse.c: the VM of @p vms whose own CONFIG equals @p c; -ENODEV when
+ * there is none. */
+int hvi_config_pick(const struct hvi_sec *s, const struct hvi_config *c,
+                    hvc_vm *const *vms, size_t n, hvc_vm **out);
 
 /* cpu_state.c: VCPU and IRQCHIP sections. */
 int hvi_vcpu_encode(hvc_vcpu *v, uint8_t **out, size_t *len);

@@ -12,7 +12,8 @@
  * "novcpu" (no vCPU at all: its stream has no VCPU and TSC sections, so
  * it reaches IRQCHIP, DEVICE and END even where vCPU state does not
  * restore) and "noirqchip" (HVC_VM_NO_IRQCHIP, two vCPUs of which one
- * stopped at HLT, caller data, HVC_SAVE_ALIGN_PAGES padding). Exits
+ * stopped at HLT, caller data, HVC_SAVE_ALIGN_PAGES padding) and
+ * "virtio" (no vCPU, and a virtio-rng named "rng" at 0xd0000000). Exits
  * non-zero, with the library's message, when anything fails. */
 #include <hvcore.h>
 
@@ -28,6 +29,7 @@
 #define TABLES 0x10000
 #define PORT_DONE 0xf4
 #define MAP_1G (1ull << 30)
+#define VIRTIO_BASE 0xd0000000u
 
 static const char *guest_dir = HVCORE_GUEST_DIR;
 
@@ -114,6 +116,7 @@ static int new_vm(hvc_hypervisor *hv, uint32_t flags, hvc_vm **out)
 {
     hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
     vo.flags = flags;
+    vo.max_vcpus = 4; /* fuzz_common.h's FZ_MAX_VCPUS */
     int r = hvc_vm_create(hv, &vo, out);
     if (r < 0)
         return fail("hvc_vm_create", r);
@@ -173,6 +176,26 @@ static int seed_noirqchip(hvc_hypervisor *hv, const char *dir)
     return r;
 }
 
+/* A vCPU-less VM with a virtio-rng "rng" at VIRTIO_BASE (IRQ 5) besides
+ * the UART: fuzz_stream's fourth shape, whose DEVICE records reach the
+ * virtio state loader (and the queue kick after a load). */
+static int seed_virtio(hvc_hypervisor *hv, const char *dir)
+{
+    hvc_vm *vm;
+    int r = new_vm(hv, 0, &vm);
+    if (r < 0)
+        return r;
+    hvc_virtio_mmio m = {VIRTIO_BASE, 5, 0};
+    if ((r = hvc_virtio_rng_create(vm, &m, "rng", NULL)) < 0)
+        r = fail("hvc_virtio_rng_create", r);
+    if (r == 0) {
+        hvc_save_options so = HVC_SAVE_OPTIONS_INIT;
+        r = save(vm, dir, "virtio", &so);
+    }
+    hvc_vm_destroy(vm);
+    return r;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -194,6 +217,8 @@ int main(int argc, char **argv)
         (r = seed_irqchip(hv, argv[1], "key", 1, key)) == 0 &&
         (r = seed_irqchip(hv, argv[1], "novcpu", 0, NULL)) == 0)
         r = seed_noirqchip(hv, argv[1]);
+    if (r == 0)
+        r = seed_virtio(hv, argv[1]);
     hvc_hypervisor_close(hv);
     return r < 0 ? 1 : 0;
 }

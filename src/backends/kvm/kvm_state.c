@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -435,13 +436,12 @@ static int set_cpuid(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
         return hvi_error(-ENOMEM, "CPUID state: out of memory");
     memcpy(c, buf, length);
     c->padding = 0;
-    struct kvm_cpuid2 *cur = NULL;
+    struct kvm_cpuid2 *cur = NULL, *now = NULL;
     int r = check_entries(c);
     if (r == 0)
         r = read_cpuid(v, &cur);
     if (r == 0)
         r = check_features(v->vm->kvm->cpuid, cur, c);
-    free(cur);
     if (r == 0 && ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
         int e = errno;
         r = hvi_error(-e, "CPUID state: KVM_SET_CPUID2 (%u entries): %s%s",
@@ -450,6 +450,25 @@ static int set_cpuid(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
                                     "CPUID it has)"
                                   : "");
     }
+    /* KVM may add entries of its own to what it was given (some add the
+     * XSAVE leaves when leaf 0xd subleaf 0 is missing, duplicating the
+     * subleaves that were there): what it now reports is what the next
+     * save writes, so it must pass the same checks, or the vCPU's own
+     * state would not load back. Put the previous CPUID back if not. */
+    if (r == 0 && (r = read_cpuid(v, &now)) == 0 &&
+        (r = check_entries(now)) < 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", hvc_last_error());
+        if (ioctl(v->fd, KVM_SET_CPUID2, cur) < 0)
+            hvi_log(HVC_LOG_ERROR, "CPUID state: the previous CPUID could "
+                                   "not be put back");
+        r = hvi_error(-EINVAL,
+                      "CPUID state: KVM turns these %u entries into %u that "
+                      "would not load back (%s)",
+                      c->nent, now->nent, why);
+    }
+    free(now);
+    free(cur);
     free(c);
     if (r == 0) {
         /* Which MSRs KVM reads can depend on CPUID: probe again. */

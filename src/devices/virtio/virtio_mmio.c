@@ -134,9 +134,12 @@ static void write_status(struct vdev *d, uint32_t v)
             !(d->driver_features & VIRTIO_F_VERSION_1))
             v &= ~(uint32_t)VIRTIO_STATUS_FEATURES_OK;
     }
-    /* NEEDS_RESET is the device's to set; the driver cannot clear it */
-    d->status = (v & ~(uint32_t)VIRTIO_STATUS_NEEDS_RESET) |
-                (d->status & VIRTIO_STATUS_NEEDS_RESET);
+    /* NEEDS_RESET is the device's to set; the driver cannot clear it.
+     * Bits virtio 1.2 does not define are dropped: kept, they would be
+     * saved into a state record that no load accepts. */
+    d->status =
+        (v & VIRTIO_STATUS_KNOWN & ~(uint32_t)VIRTIO_STATUS_NEEDS_RESET) |
+        (d->status & VIRTIO_STATUS_NEEDS_RESET);
 }
 
 static void reg_write(struct vdev *d, uint32_t off, uint32_t v)

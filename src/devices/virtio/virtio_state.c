@@ -20,10 +20,7 @@ enum {
 };
 enum { Q_NUM, Q_READY, Q_DESC, Q_AVAIL, Q_USED, Q_LAST_AVAIL, Q_USED_IDX };
 
-#define KNOWN_STATUS                                                           \
-    (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |                        \
-     VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK |                     \
-     VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
+#define KNOWN_STATUS VIRTIO_STATUS_KNOWN
 
 int hvi_vdev_save(void *opaque, void *buf, size_t capacity, size_t *length)
 {
@@ -134,7 +131,9 @@ int hvi_vdev_load(void *opaque, const void *buf, size_t length)
     if (status & ~(uint64_t)KNOWN_STATUS)
         return hvi_error(-EBADMSG, "%s state: status 0x%" PRIx64, r.what,
                          status);
-    if (feat & ~offered)
+    /* Before FEATURES_OK the driver may have written anything (the device
+     * then refuses FEATURES_OK); from it on, only what was offered. */
+    if ((status & VIRTIO_STATUS_FEATURES_OK) && (feat & ~offered))
         return hvi_error(-EBADMSG,
                          "%s state: features 0x%" PRIx64
                          " include some this device does not offer (0x%" PRIx64

@@ -1,0 +1,391 @@
+/* Shared harness code of the libFuzzer targets (fuzz_common.h). */
+#define _GNU_SOURCE
+#include "fuzz_common.h"
+
+#include <errno.h>
+#include <semaphore.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+void fz_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "fuzz: check failed: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    abort();
+}
+
+hvc_hypervisor *fz_hv(void)
+{
+    static hvc_hypervisor *hv;
+    if (!hv && hvc_hypervisor_open("kvm", &hv) < 0)
+        fz_fail("cannot open KVM: %s", hvc_last_error());
+    return hv;
+}
+
+struct fz_ram fz_ram_new(size_t len)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *m = mmap(NULL, len + 2 * pg, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        fz_fail("mmap of %zu bytes: %s", len, strerror(errno));
+    if (mprotect(m + pg, len, PROT_READ | PROT_WRITE) < 0)
+        fz_fail("mprotect: %s", strerror(errno));
+    return (struct fz_ram){m + pg, len};
+}
+
+hvc_vm *fz_vm_new(uint32_t flags, struct fz_ram ram, uint32_t nvcpus)
+{
+    hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
+    vo.flags = flags;
+    vo.max_vcpus = FZ_MAX_VCPUS;
+    hvc_vm *vm;
+    if (hvc_vm_create(fz_hv(), &vo, &vm) < 0)
+        fz_fail("hvc_vm_create: %s", hvc_last_error());
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
+    mo.length = ram.len;
+    mo.host_addr = ram.p;
+    if (hvc_vm_add_memory(vm, &mo, NULL) < 0)
+        fz_fail("hvc_vm_add_memory: %s", hvc_last_error());
+    for (uint32_t i = 0; i < nvcpus; i++) {
+        hvc_vcpu *v;
+        if (hvc_vcpu_create(vm, i, &v) < 0)
+            fz_fail("hvc_vcpu_create: %s", hvc_last_error());
+    }
+    return vm;
+}
+
+/* Word-wise scans: the harness's own loops need no instrumentation. */
+__attribute__((no_sanitize("address", "undefined"))) bool
+fz_all_zero(const void *p, size_t n)
+{
+    const uint64_t *w = p;
+    uint64_t acc = 0;
+    for (size_t i = 0; i < n / 8; i++)
+        acc |= w[i];
+    const uint8_t *b = (const uint8_t *)p + n / 8 * 8;
+    for (size_t i = 0; i < n % 8; i++)
+        acc |= b[i];
+    return acc == 0;
+}
+
+__attribute__((no_sanitize("address", "undefined"))) uint64_t
+fz_hash(const void *p, size_t n)
+{
+    const uint64_t *w = p;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    for (size_t i = 0; i < n / 8; i++)
+        h = (h ^ w[i]) * 0x100000001b3ull + (h >> 29);
+    const uint8_t *b = (const uint8_t *)p + n / 8 * 8;
+    for (size_t i = 0; i < n % 8; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The flush: an eventfd of the harness's own, watched on the event
+ * thread. epoll reports ready descriptors in the order they became ready,
+ * so when its callback runs, whatever a device signalled before has run. */
+struct flusher {
+    hvc_vm *vm;
+    int fd;
+    sem_t done;
+};
+
+static void on_flush(void *opaque, int fd, uint32_t events)
+{
+    (void)events;
+    struct flusher *f = opaque;
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) == sizeof(n))
+        sem_post(&f->done);
+}
+
+void fz_flush(hvc_vm *vm)
+{
+    static struct flusher fl[8];
+    struct flusher *f = NULL;
+    for (size_t i = 0; i < 8 && !f; i++)
+        if (fl[i].vm == vm || !fl[i].vm)
+            f = &fl[i];
+    if (!f)
+        fz_fail("fz_flush: too many VMs");
+    if (!f->vm) {
+        f->vm = vm;
+        f->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        sem_init(&f->done, 0, 0);
+        if (f->fd < 0 ||
+            hvc_vm_watch_fd(vm, f->fd, HVC_FD_READABLE, on_flush, f) < 0)
+            fz_fail("fz_flush: cannot watch an eventfd: %s", hvc_last_error());
+    }
+    uint64_t one = 1;
+    if (write(f->fd, &one, sizeof(one)) != sizeof(one))
+        fz_fail("fz_flush: eventfd write: %s", strerror(errno));
+    static int limit;
+    if (!limit) {
+        const char *e = getenv("FUZZ_HANG_SECONDS");
+        limit = e && atoi(e) > 0 ? atoi(e) : FZ_HANG_SECONDS;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += limit;
+    while (sem_timedwait(&f->done, &ts) < 0)
+        if (errno != EINTR)
+            fz_fail("the VM's event thread did not answer within %d s "
+                    "(hang)",
+                    limit);
+}
+
+uint8_t *fz_save_state(hvc_device *dev, size_t *len)
+{
+    size_t need = 0;
+    int r = hvc_device_save_state(dev, NULL, 0, &need);
+    if (r < 0 && r != -ENOSPC)
+        fz_fail("%s: save_state size: %s", hvc_device_name(dev),
+                hvc_last_error());
+    uint8_t *buf = malloc(need ? need : 1);
+    if (!buf)
+        fz_fail("out of memory");
+    if (hvc_device_save_state(dev, buf, need, len) < 0)
+        fz_fail("%s: save_state: %s", hvc_device_name(dev), hvc_last_error());
+    return buf;
+}
+
+/* Saves, loads back (which must succeed) and lets the event thread serve
+ * what the load kicked; returns the record saved before the load. */
+static uint8_t *save_load(hvc_vm *vm, hvc_device *dev, const char *what,
+                          size_t *len)
+{
+    fz_flush(vm);
+    uint8_t *a = fz_save_state(dev, len);
+    if (hvc_device_load_state(dev, a, *len) < 0)
+        fz_fail("%s: device %s refuses its own saved state: %s", what,
+                hvc_device_name(dev), hvc_last_error());
+    fz_flush(vm);
+    return a;
+}
+
+void fz_check_state_roundtrip(hvc_vm *vm, hvc_device *dev, const char *what)
+{
+    /* A load kicks the queues (virtio serves what the driver published
+     * but had not notified yet), so the first round trip may move the
+     * device on; the second must not. */
+    size_t a_len, b_len, c_len;
+    free(save_load(vm, dev, what, &a_len));
+    uint8_t *b = save_load(vm, dev, what, &b_len);
+    uint8_t *c = fz_save_state(dev, &c_len);
+    /* The first difference in the payload (past the 48-byte header,
+     * whose CRC differs whenever the payload does). */
+    size_t at = b_len == c_len && !memcmp(b, c, b_len) ? b_len : 48;
+    while (at < b_len && at < c_len && b[at] == c[at])
+        at++;
+    if (b_len != c_len || at != b_len)
+        fz_fail("%s: device %s saves a different state after loading its "
+                "own twice (%zu, then %zu bytes; first difference at byte "
+                "%zu: 0x%02x, then 0x%02x)",
+                what, hvc_device_name(dev), b_len, c_len, at,
+                at < b_len ? b[at] : 0, at < c_len ? c[at] : 0);
+    free(b);
+    free(c);
+}
+
+/* hvi_io_dispatch is the library's own (src/core/io.c): the path an exit
+ * takes inside hvc_vcpu_run(), without entering the guest. */
+int hvi_io_dispatch(hvc_vcpu *vcpu, hvc_exit *exit, bool *claimed);
+
+bool fz_access(hvc_vcpu *vcpu, uint32_t space, uint64_t addr, uint32_t size,
+               bool write, uint64_t *value)
+{
+    uint8_t data[8] = {0};
+    if (size > 8)
+        size = 8;
+    if (write)
+        memcpy(data, value, size);
+    hvc_exit e;
+    memset(&e, 0, sizeof(e));
+    if (space == HVC_IO_PIO) {
+        e.reason = HVC_EXIT_PIO;
+        e.u.io.port = (uint16_t)addr;
+        e.u.io.size = (uint8_t)size;
+        e.u.io.is_write = write;
+        e.u.io.count = 1;
+        e.u.io.data = data;
+    } else {
+        e.reason = HVC_EXIT_MMIO;
+        e.u.mmio.addr = addr;
+        e.u.mmio.size = size;
+        e.u.mmio.is_write = write;
+        e.u.mmio.data = data;
+    }
+    bool claimed = false;
+    hvi_io_dispatch(vcpu, &e, &claimed);
+    if (!write) {
+        *value = 0;
+        memcpy(value, data, size);
+    }
+    return claimed;
+}
+
+struct fz_platform *fz_platform(void)
+{
+    static struct fz_platform pf;
+    if (pf.vm)
+        return &pf;
+    pf.ram = fz_ram_new(FZ_PLATFORM_RAM);
+    pf.vm = fz_vm_new(0, pf.ram, 1);
+    if (hvc_vm_get_vcpu(pf.vm, 0, &pf.vcpu) < 0)
+        fz_fail("hvc_vm_get_vcpu: %s", hvc_last_error());
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
+    so.name = "com1";
+    int r = hvc_serial_create(pf.vm, &so, &pf.dev[0]);
+    if (r == 0)
+        r = hvc_cmos_create(pf.vm, &pf.dev[1]);
+    if (r == 0)
+        r = hvc_i8042_create(pf.vm, &pf.dev[2]);
+    if (r == 0)
+        r = hvc_port80_create(pf.vm, &pf.dev[3]);
+    if (r == 0)
+        r = hvc_debug_exit_create(pf.vm, 0x501, &pf.dev[4]);
+    if (r < 0)
+        fz_fail("platform device: %s", hvc_last_error());
+    pf.disk_fd = memfd_create("fuzz-disk", MFD_CLOEXEC);
+    if (pf.disk_fd < 0 || ftruncate(pf.disk_fd, FZ_DISK_SIZE) < 0)
+        fz_fail("memfd disk: %s", strerror(errno));
+    hvc_virtio_mmio m = {FZ_VIRTIO_BASE, 5, 0};
+    hvc_virtio_blk_options bo = HVC_VIRTIO_BLK_OPTIONS_INIT;
+    bo.mmio = m;
+    bo.fd = pf.disk_fd;
+    if ((r = hvc_virtio_blk_create(pf.vm, &bo, &pf.dev[5])) == 0) {
+        m.base += 0x200;
+        m.irq++;
+        r = hvc_virtio_rng_create(pf.vm, &m, NULL, &pf.dev[6]);
+    }
+    if (r == 0) {
+        hvc_virtio_console_options co = HVC_VIRTIO_CONSOLE_OPTIONS_INIT;
+        co.mmio = (hvc_virtio_mmio){FZ_VIRTIO_BASE + 0x400, 7, 0};
+        r = hvc_virtio_console_create(pf.vm, &co, &pf.dev[7]);
+    }
+    if (r < 0)
+        fz_fail("virtio device: %s", hvc_last_error());
+    return &pf;
+}
+
+void fz_platform_reset(struct fz_platform *pf)
+{
+    if (hvc_vm_reset_devices(pf->vm) < 0)
+        fz_fail("hvc_vm_reset_devices: %s", hvc_last_error());
+    memset(pf->ram.p, 0, pf->ram.len);
+    if (ftruncate(pf->disk_fd, 0) < 0 ||
+        ftruncate(pf->disk_fd, FZ_DISK_SIZE) < 0)
+        fz_fail("resetting the disk: %s", strerror(errno));
+}
+
+void fz_vio_w32(struct fz_platform *pf, uint32_t vdev, uint32_t reg, uint32_t v)
+{
+    uint64_t x = v;
+    fz_access(pf->vcpu, HVC_IO_MMIO, FZ_VIRTIO_BASE + vdev * 0x200u + reg, 4,
+              true, &x);
+}
+
+uint32_t fz_vio_r32(struct fz_platform *pf, uint32_t vdev, uint32_t reg)
+{
+    uint64_t x = 0;
+    fz_access(pf->vcpu, HVC_IO_MMIO, FZ_VIRTIO_BASE + vdev * 0x200u + reg, 4,
+              false, &x);
+    return (uint32_t)x;
+}
+
+void fz_vio_setup(struct fz_platform *pf, uint32_t vdev, uint32_t q,
+                  uint32_t qsize, uint64_t desc, uint64_t avail, uint64_t used)
+{
+    fz_vio_w32(pf, vdev, 0x70, 0);     /* reset */
+    fz_vio_w32(pf, vdev, 0x70, 1 | 2); /* ACKNOWLEDGE | DRIVER */
+    for (uint32_t sel = 0; sel < 2; sel++) {
+        fz_vio_w32(pf, vdev, 0x14, sel); /* DeviceFeaturesSel */
+        uint32_t f = fz_vio_r32(pf, vdev, 0x10);
+        fz_vio_w32(pf, vdev, 0x24, sel); /* DriverFeaturesSel */
+        fz_vio_w32(pf, vdev, 0x20, f);
+    }
+    fz_vio_w32(pf, vdev, 0x70, 1 | 2 | 8); /* FEATURES_OK */
+    fz_vio_w32(pf, vdev, 0x30, q);         /* QueueSel */
+    fz_vio_w32(pf, vdev, 0x38, qsize);     /* QueueNum */
+    fz_vio_w32(pf, vdev, 0x80, (uint32_t)desc);
+    fz_vio_w32(pf, vdev, 0x84, (uint32_t)(desc >> 32));
+    fz_vio_w32(pf, vdev, 0x90, (uint32_t)avail);
+    fz_vio_w32(pf, vdev, 0x94, (uint32_t)(avail >> 32));
+    fz_vio_w32(pf, vdev, 0xa0, (uint32_t)used);
+    fz_vio_w32(pf, vdev, 0xa4, (uint32_t)(used >> 32));
+    fz_vio_w32(pf, vdev, 0x44, 1);             /* QueueReady */
+    fz_vio_w32(pf, vdev, 0x70, 1 | 2 | 8 | 4); /* DRIVER_OK */
+}
+
+uint8_t fz_u8(struct fz_in *in)
+{
+    return in->at < in->n ? in->p[in->at++] : 0;
+}
+uint16_t fz_u16(struct fz_in *in)
+{
+    return (uint16_t)(fz_u8(in) | fz_u8(in) << 8);
+}
+uint32_t fz_u32(struct fz_in *in)
+{
+    return fz_u16(in) | (uint32_t)fz_u16(in) << 16;
+}
+uint64_t fz_u64(struct fz_in *in)
+{
+    return fz_u32(in) | (uint64_t)fz_u32(in) << 32;
+}
+size_t fz_left(const struct fz_in *in)
+{
+    return in->n - in->at;
+}
+
+/* SSE4.2's crc32 instruction computes exactly CRC32C; the table-driven
+ * loop is for a CPU without it. */
+__attribute__((target("sse4.2"))) static uint32_t
+crc_hw(uint32_t crc, const uint8_t *p, size_t n)
+{
+    uint64_t c = ~crc;
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+
+uint32_t fz_crc32c(uint32_t crc, const void *buf, size_t n)
+{
+    static int hw = -1;
+    if (hw < 0) {
+        __builtin_cpu_init();
+        hw = __builtin_cpu_supports("sse4.2");
+    }
+    if (hw)
+        return crc_hw(crc, buf, n);
+    static uint32_t table[256];
+    if (!table[1])
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++)
+                c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+            table[i] = c;
+        }
+    const uint8_t *p = buf;
+    crc = ~crc;
+    while (n--)
+        crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
