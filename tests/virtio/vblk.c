@@ -282,6 +282,7 @@ int guest_main(void)
         if (r == 0)
             r = run_script();
     }
+    vd_irq_settle(&dev);
     out->status = vd_r32(&dev, VD_STATUS);
     out->irq_count = vd_irq.count;
     out->irq_status = vd_irq.status;

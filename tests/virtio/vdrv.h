@@ -476,6 +476,23 @@ static inline int vd_wait_used(struct vd_dev *d, struct vd_queue *q)
     return 0;
 }
 
+/* Before a driver reports, in interrupt mode: lets the interrupt for the
+ * last used buffers land. The vCPU may see a used index before the host
+ * has injected the interrupt that goes with it (device workers complete
+ * requests on threads of their own), so a driver that stops at once could
+ * report no interrupt, or InterruptStatus still set. Spins with interrupts
+ * on until an interrupt was taken and InterruptStatus reads 0, bounded. */
+static inline void vd_irq_settle(struct vd_dev *d)
+{
+    if (!d->use_irq)
+        return;
+    uint64_t t0 = vd_rdtsc();
+    __asm__ volatile("sti" : : : "memory");
+    while ((vd_irq.count == 0 || vd_r32(d, VD_INT_STATUS) != 0) &&
+           vd_rdtsc() - t0 < VD_SPIN_TICKS)
+        vd_pause();
+}
+
 /* Waits until Status has @bits set (a device error), bounded. */
 static inline int vd_wait_status(struct vd_dev *d, uint32_t bits)
 {

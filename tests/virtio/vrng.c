@@ -75,6 +75,7 @@ int guest_main(void)
             vd_irq_init(VT_IDT, &dev, cmd->irq);
         r = run();
     }
+    vd_irq_settle(&dev);
     out->status = vd_r32(&dev, VD_STATUS);
     out->irq_count = vd_irq.count;
     out->irq_status = vd_irq.status;
