@@ -500,11 +500,14 @@ int hvi_device_check_grant(hvc_device *dev, uint64_t gpa, uint64_t len)
     pthread_mutex_unlock(&dev->grant_lock);
     if (ok)
         return 0;
-    atomic_fetch_add(&dev->refusals, 1);
-    hvi_log(HVC_LOG_WARN,
-            "%s: access to guest memory 0x%" PRIx64 "+0x%" PRIx64
-            " is outside the device's grants",
-            dev->name, gpa, len);
+    /* A guest can repeat a refused request at will: log the 1st, 2nd,
+     * 4th, 8th... refusal, so the log stays bounded. */
+    uint64_t n = atomic_fetch_add(&dev->refusals, 1) + 1;
+    if ((n & (n - 1)) == 0)
+        hvi_log(HVC_LOG_WARN,
+                "%s: access to guest memory 0x%" PRIx64 "+0x%" PRIx64
+                " is outside the device's grants (refusal %" PRIu64 ")",
+                dev->name, gpa, len, n);
     return hvi_error(-EFAULT,
                      "device %s: guest memory 0x%" PRIx64 "+0x%" PRIx64
                      " is outside the device's grants",
