@@ -360,3 +360,80 @@ Test(virtio_grant, grants_survive_a_whole_vm_stream)
     vq_vclose(&u);
     unlink(path);
 }
+
+static uint32_t crc32c(const uint8_t *p, size_t n)
+{
+    uint32_t crc = ~0u;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+    }
+    return ~crc;
+}
+
+/* Rewrites a record's CRC after a test changed its payload. */
+static void reseal(uint8_t *rec, size_t len)
+{
+    uint32_t crc = crc32c(rec + 48, len - 48);
+    memcpy(rec + 44, &crc, 4);
+}
+
+/* Forged grant blocks with a valid CRC are refused, and change neither
+ * the device's grants nor its state. */
+Test(virtio_grant, forged_grant_blocks_are_refused)
+{
+    hvt t;
+    char path[64];
+    hvc_device *dev;
+    vq_blk_setup(&t, path, &dev);
+    hvc_memory_grant win = {WIN, WIN_LEN};
+    HVT_OK(hvc_device_set_grants(dev, &win, 1));
+    HVT_OK(hvc_vm_pause(t.vm));
+    size_t len = 0;
+    HVT_ERR(hvc_device_save_state(dev, NULL, 0, &len), -ENOSPC);
+    uint8_t *rec = malloc(len), *bad = malloc(len);
+    HVT_OK(hvc_device_save_state(dev, rec, len, &len));
+    hvc_memory_grant other = {OUTSIDE, 0x1000};
+    HVT_OK(hvc_device_set_grants(dev, &other, 1));
+    static const struct {
+        size_t off;
+        uint64_t value;
+        unsigned width;
+    } forge[] = {
+        {48, 17, 4},          /* too many ranges */
+        {48, 0xffffffffu, 4}, /* count past the payload */
+        {48, 2, 4},           /* eats the device payload */
+        {52, 1, 4},           /* reserved not zero */
+        {64, 0, 8},           /* empty range */
+        {56, UINT64_MAX, 8},  /* wrapping range */
+    };
+    for (size_t i = 0; i < sizeof(forge) / sizeof(forge[0]); i++) {
+        memcpy(bad, rec, len);
+        memcpy(bad + forge[i].off, &forge[i].value, forge[i].width);
+        reseal(bad, len);
+        int r = hvc_device_load_state(dev, bad, len);
+        cr_assert(r == -EBADMSG, "case %zu: %d (%s)", i, r, hvc_last_error());
+        hvc_memory_grant g[2];
+        size_t n;
+        HVT_OK(hvc_device_get_grants(dev, g, 2, &n));
+        cr_assert(n == 1 && g[0].gpa == OUTSIDE, "case %zu changed grants", i);
+    }
+    /* a grant block cut short */
+    memcpy(bad, rec, 52);
+    uint32_t plen = 4;
+    memcpy(bad + 40, &plen, 4);
+    reseal(bad, 52);
+    HVT_ERR(hvc_device_load_state(dev, bad, 52), -EBADMSG);
+    /* the genuine record still loads */
+    HVT_OK(hvc_device_load_state(dev, rec, len));
+    hvc_memory_grant g[2];
+    size_t n;
+    HVT_OK(hvc_device_get_grants(dev, g, 2, &n));
+    cr_assert(n == 1 && g[0].gpa == WIN && g[0].length == WIN_LEN);
+    HVT_OK(hvc_vm_resume(t.vm));
+    free(rec);
+    free(bad);
+    vq_vclose(&t);
+    unlink(path);
+}
