@@ -228,10 +228,15 @@ typedef struct hvc_memory_grant {
  * the request with an error status, or sets DEVICE_NEEDS_RESET where it
  * cannot (the rings, a status byte outside the grant); nothing is read
  * from or written to the host for it. Overlapping and adjacent ranges are
- * merged. Accesses that start after the call see the new grants; a
- * request already taken from a queue finishes with the old ones (pause
- * the VM first for a clean cut). Grants are part of the device's state
- * record (hvc_device_save_state()). Any thread.
+ * merged. Accesses that start after the call see the new grants. A
+ * library device that moves data on a thread of its own (virtio-blk) is
+ * quiesced around the change, so once the call returns no request
+ * translated under the old grants is still moving data; called from an
+ * I/O handler or event-thread callback of the same VM, or for a device
+ * whose requests run in its callbacks, a request already under way
+ * finishes with the old grants (pause the VM for a clean cut). Grants are
+ * part of the device's state record (hvc_device_save_state()). Any
+ * thread.
  *
  * @param ranges @p count ranges; may be NULL when @p count is 0, which
  *               grants nothing at all.

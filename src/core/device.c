@@ -453,7 +453,28 @@ int hvc_device_set_grants(hvc_device *dev, const hvc_memory_grant *ranges,
     int r = check_grants(dev->name, ranges, count);
     if (r < 0)
         return r;
+    /* A device with a thread of its own (virtio-blk's worker) may be
+     * moving data for a request it translated under the old grants:
+     * quiesce it around the change, so that once this returns nothing
+     * reaches memory the new grants leave out. Not from the VM's own
+     * callbacks, which hold locks above dev_ops_lock (internal.h): there
+     * the change applies to the next request. */
+    hvc_vm *vm = dev->vm;
+    bool outside = hvi_handler_vm != vm && hvi_event_vm != vm;
+    bool quiesced = false;
+    if (outside) {
+        pthread_mutex_lock(&vm->dev_ops_lock);
+        if (dev->quiesce && !dev->quiesced) {
+            dev->quiesce(dev->opaque, true);
+            quiesced = true;
+        }
+    }
     put_grants(dev, ranges, count);
+    if (outside) {
+        if (quiesced)
+            dev->quiesce(dev->opaque, false);
+        pthread_mutex_unlock(&vm->dev_ops_lock);
+    }
     return 0;
 }
 
