@@ -346,3 +346,33 @@ Test(hvrun_errors, outside_strings_are_escaped)
 }
 
 #endif /* HVT_HVRUN */
+
+/* --disk PATH,dma=GPA+LEN: a malformed or empty window is a usage error
+ * (status 2, one line), before any VM exists. */
+Test(hvrun_errors, disk_dma_window_is_checked)
+{
+    struct scratch s;
+    scratch_open(&s);
+    static const struct {
+        const char *disk, *needle;
+    } cases[] = {
+        {"/nonexistent,dma=0x100000", "is not dma=GPA+LEN"},
+        {"/nonexistent,dma=0x100000+0", "--disk dma= length"},
+        {"/nonexistent,dma=x+1", "--disk dma= address"},
+        {"/nonexistent,dma=0xffffffffffffffff+2", "--disk dma= length"},
+        {"/nonexistent,dma=0+1,dma=0+1", "is not PATH[,ro][,dma=GPA+LEN]"},
+        {"/nonexistent,rw", "is not PATH[,ro][,dma=GPA+LEN]"},
+        {",dma=0+1", "--disk needs a path"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *args[] = {"--kernel", GUEST("hlt64"), "--raw", "0x8000",
+                              "--disk",   cases[i].disk,  NULL};
+        char *err;
+        int status = run(&s, -1, args, &err);
+        cr_assert_eq(status, 2, "%s: status %d: %s", cases[i].disk, status,
+                     err);
+        assert_one_line(err, cases[i].needle);
+        free(err);
+    }
+    scratch_close(&s);
+}

@@ -591,3 +591,62 @@ Test(virtio_blk, remove_and_destroy_with_a_blocked_request)
         unlink(path);
     }
 }
+
+struct grant_call {
+    hvc_device *dev;
+    hvc_memory_grant g[2];
+    atomic_int done;
+};
+
+static void *narrow(void *arg)
+{
+    struct grant_call *c = arg;
+    HVT_OK(hvc_device_set_grants(c->dev, c->g, 2));
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+/* Narrowing a device's grants while its worker is moving data for a
+ * request translated under the old ones waits for that request, so once
+ * the call returns nothing reaches memory the new grants leave out. */
+Test(virtio_blk, narrowing_grants_waits_for_a_blocked_request)
+{
+    hvt t;
+    vq_vopen(&t);
+    struct slow slow;
+    slow_open(&t, &slow);
+    char path[64];
+    close(vq_make_disk(path, 64 * 512));
+    hvc_device *dev = add_blk(&t, 0, path);
+    struct script s = {.n = 0};
+    init_dev(&s, 0, 1);
+    vq_run(&t, &s);
+    start_slow_read(&t, &slow);
+
+    /* the rings and the request headers, not the slow memory */
+    struct grant_call c = {.dev = dev,
+                           .g = {{RING(0), 0x10000}, {DBUF(0), 0x10000}}};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, narrow, &c), 0);
+    usleep(200000);
+    cr_assert_eq(atomic_load(&c.done), 0,
+                 "the grants changed while a request translated under the "
+                 "old ones still wrote into guest memory");
+    atomic_store(&slow.release, 1);
+    pthread_join(th, NULL);
+    wait_used(t.vm, RING(0), 1);
+    cr_assert_eq(blk_status(t.vm, 0, 0), 0, "the old request completes");
+
+    /* the next request into the slow memory is refused */
+    blk_req(&t, 0, 1, BLK_IN, 5, SLOW_GPA + 0x1000, 512);
+    publish(&t, RING(0), 1, 3);
+    notify(&t, 0, 0);
+    wait_used(t.vm, RING(0), 2);
+    cr_assert_eq(blk_status(t.vm, 0, 1), 1, "IOERR outside the grants");
+    uint64_t n = 0;
+    HVT_OK(hvc_device_grant_refusals(dev, &n));
+    cr_assert_geq(n, 1);
+    vq_vclose(&t);
+    slow_close(&slow);
+    unlink(path);
+}

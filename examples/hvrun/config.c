@@ -281,6 +281,10 @@ int hvrun_config_merge(struct options *s, const struct options *o, char *err,
                                            : "writable (no ,ro)");
         free((char *)s->disks[i]);
         s->disks[i] = o->disks[i];
+        /* a window given now holds until the device's record (if it
+         * carries grants) replaces it */
+        s->disk_dma_gpa[i] = o->disk_dma_gpa[i];
+        s->disk_dma_len[i] = o->disk_dma_len[i];
     }
     if (o->serial_given) {
         free((char *)s->serial_path);

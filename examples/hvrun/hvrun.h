@@ -40,6 +40,11 @@ struct options {
     bool json;
     const char *disks[HVRUN_MAX_DISKS];
     bool disk_readonly[HVRUN_MAX_DISKS];
+    /* ,dma=GPA+LEN: the guest memory the disk may reach (length 0: all
+     * RAM, the default). Not guest-visible, so not in the snapshot's
+     * config: the device's state record carries it. */
+    uint64_t disk_dma_gpa[HVRUN_MAX_DISKS];
+    uint64_t disk_dma_len[HVRUN_MAX_DISKS];
     uint32_t nr_disks;
     bool rng;
     bool virtio_console;

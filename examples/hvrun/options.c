@@ -40,8 +40,12 @@ static const char usage[] =
     "                       distances) and PCI devices (ids, class, node,\n"
     "                       names), then exit; needs no --kernel\n"
     "  --json               with --list-host: print JSON for scripts\n"
-    "  --disk PATH[,ro]     a virtio-blk disk backed by a file or block\n"
-    "                       device (read-only with ,ro); repeatable, up to 8\n"
+    "  --disk PATH[,ro][,dma=GPA+LEN]\n"
+    "                       a virtio-blk disk backed by a file or block\n"
+    "                       device (read-only with ,ro); repeatable, up to 8;\n"
+    "                       dma= confines the device to that window of guest\n"
+    "                       memory (its rings and buffers must lie there;\n"
+    "                       requests outside it fail with an I/O error)\n"
     "  --rng                a virtio-rng device fed by getrandom(2)\n"
     "  --virtio-console     a virtio-console on stdio (the guest's hvc0)\n"
     "                       instead of the UART\n"
@@ -224,14 +228,32 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         case 'D': {
             if (o->nr_disks == HVRUN_MAX_DISKS)
                 die_usage("%s: at most 8 disks", "--disk");
-            char *comma = strrchr(optarg, ',');
-            bool ro = comma && strcmp(comma, ",ro") == 0;
-            if (comma && !ro)
-                die_usage("--disk: '%s' is not PATH or PATH,ro", optarg);
-            if (ro)
+            /* suffixes, from the end: ,ro and ,dma=GPA+LEN in any order */
+            bool ro = false, dma = false;
+            uint64_t gpa = 0, len = 0;
+            for (char *comma; (comma = strrchr(optarg, ','));) {
+                if (strcmp(comma, ",ro") == 0 && !ro)
+                    ro = true;
+                else if (strncmp(comma, ",dma=", 5) == 0 && !dma) {
+                    char *plus = strchr(comma + 5, '+');
+                    if (!plus)
+                        die_usage("--disk: '%s' is not dma=GPA+LEN", comma + 1);
+                    *plus = 0;
+                    gpa =
+                        number("--disk dma= address", comma + 5, 0, UINT64_MAX);
+                    len = number("--disk dma= length", plus + 1, 1,
+                                 UINT64_MAX - gpa + 1 ? UINT64_MAX - gpa + 1
+                                                      : UINT64_MAX);
+                    dma = true;
+                } else
+                    die_usage("--disk: '%s' is not PATH[,ro][,dma=GPA+LEN]",
+                              optarg);
                 *comma = 0;
+            }
             if (!*optarg)
                 die_usage("%s needs a path", "--disk");
+            o->disk_dma_gpa[o->nr_disks] = gpa;
+            o->disk_dma_len[o->nr_disks] = len;
             o->disk_readonly[o->nr_disks] = ro;
             o->disks[o->nr_disks++] = optarg;
             break;

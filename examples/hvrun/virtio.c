@@ -50,8 +50,12 @@ size_t hvrun_add_virtio(hvc_vm *vm, const struct options *o, int console_in,
         b.path = o->disks[i];
         if (o->disk_readonly[i])
             b.flags = HVC_VIRTIO_BLK_READONLY;
-        if (hvc_virtio_blk_create(vm, &b, NULL) < 0)
+        hvc_device *dev;
+        if (hvc_virtio_blk_create(vm, &b, &dev) < 0)
             fail("--disk");
+        hvc_memory_grant g = {o->disk_dma_gpa[i], o->disk_dma_len[i]};
+        if (g.length && hvc_device_set_grants(dev, &g, 1) < 0)
+            fail("--disk dma=");
         describe(&acpi[n], &b.mmio);
         n++;
     }

@@ -197,6 +197,99 @@ HVC_EXTERN int hvc_device_load_state(hvc_device *dev, const void *buf,
  */
 HVC_EXTERN int hvc_vm_reset_devices(hvc_vm *vm);
 
+/**
+ * A guest-physical range a device may reach (fixed layout, 16 bytes).
+ * ::HVC_GRANT_ALL_GPA and ::HVC_GRANT_ALL_LENGTH together mean "all guest
+ * RAM", every device's default.
+ */
+typedef struct hvc_memory_grant {
+    /** First guest-physical address. */
+    uint64_t gpa;
+    /** Bytes; not zero, and gpa + length - 1 must not wrap. */
+    uint64_t length;
+} hvc_memory_grant;
+
+/** The default grant, all guest RAM: {0, UINT64_MAX}. */
+#define HVC_GRANT_ALL_GPA 0
+/** See ::HVC_GRANT_ALL_GPA. */
+#define HVC_GRANT_ALL_LENGTH UINT64_MAX
+/** Most grant ranges a device holds. */
+#define HVC_DEVICE_MAX_GRANTS 16
+
+/**
+ * Confines the guest memory a device model may reach (its DMA) to
+ * @p ranges, as a VMM confines a confidential guest's devices to a bounce
+ * buffer. A device is granted all guest RAM until this is called. The
+ * library's models (virtio rings, descriptors and buffers) and a
+ * caller's models using hvc_device_read(), hvc_device_write() and
+ * hvc_device_gpa_to_hva() are held to it: an access that is not wholly
+ * inside one range fails with -EFAULT, as one outside RAM does, and is
+ * counted (hvc_device_grant_refusals()). A virtio device then completes
+ * the request with an error status, or sets DEVICE_NEEDS_RESET where it
+ * cannot (the rings, a status byte outside the grant); nothing is read
+ * from or written to the host for it. Overlapping and adjacent ranges are
+ * merged. Accesses that start after the call see the new grants. A
+ * library device that moves data on a thread of its own (virtio-blk) is
+ * quiesced around the change, so once the call returns no request
+ * translated under the old grants is still moving data; called from an
+ * I/O handler or event-thread callback of the same VM, or for a device
+ * whose requests run in its callbacks, a request already under way
+ * finishes with the old grants (pause the VM for a clean cut). Grants are
+ * part of the device's state record (hvc_device_save_state()). Any
+ * thread.
+ *
+ * @param ranges @p count ranges; may be NULL when @p count is 0, which
+ *               grants nothing at all.
+ * @return 0; -EINVAL (NULL device, more than ::HVC_DEVICE_MAX_GRANTS
+ *         ranges, an empty or wrapping range); nothing changes on error.
+ */
+HVC_EXTERN int hvc_device_set_grants(hvc_device *dev,
+                                     const hvc_memory_grant *ranges,
+                                     size_t count);
+
+/**
+ * The device's grants, merged and sorted by address: one
+ * {::HVC_GRANT_ALL_GPA, ::HVC_GRANT_ALL_LENGTH} range by default.
+ *
+ * @param out   receives up to @p capacity ranges; may be NULL when
+ *              @p capacity is 0.
+ * @param count receives the number of ranges (0: the device may reach
+ *              no memory).
+ * @return 0; -EINVAL for NULL.
+ */
+HVC_EXTERN int hvc_device_get_grants(hvc_device *dev, hvc_memory_grant *out,
+                                     size_t capacity, size_t *count);
+
+/**
+ * How many guest-memory accesses of the device its grants refused since
+ * it was attached (not reset by device resets or state loads).
+ *
+ * @return 0; -EINVAL for NULL.
+ */
+HVC_EXTERN int hvc_device_grant_refusals(hvc_device *dev, uint64_t *count);
+
+/**
+ * Reads guest memory on behalf of a device model: as hvc_vm_read(), but
+ * only within the device's grants.
+ *
+ * @return 0; -EINVAL for NULL; -EFAULT when any byte lies outside guest
+ *         RAM or outside the grants (the refusal is counted).
+ */
+HVC_EXTERN int hvc_device_read(hvc_device *dev, uint64_t guest_addr, void *buf,
+                               size_t length);
+
+/** Writes guest memory for a device model; as hvc_device_read(). */
+HVC_EXTERN int hvc_device_write(hvc_device *dev, uint64_t guest_addr,
+                                const void *buf, size_t length);
+
+/**
+ * Translates a guest range for a device model: as hvc_vm_gpa_to_hva(),
+ * but only within the device's grants (-EFAULT otherwise, counted). The
+ * pointer stays valid while the region stays mapped.
+ */
+HVC_EXTERN int hvc_device_gpa_to_hva(hvc_device *dev, uint64_t guest_addr,
+                                     size_t length, void **hva);
+
 /** Events for hvc_vm_watch_fd(). */
 typedef enum hvc_fd_events {
     /** The descriptor is readable (or at end of file, or in error). */

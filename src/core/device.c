@@ -24,6 +24,12 @@ struct hvc_device {
     struct hvi_dev_range tramp[MAX_RANGES];
     hvi_quiesce_fn quiesce; /* these two under vm->dev_ops_lock */
     bool quiesced;
+    /* Guest memory the device may reach (see hvc_device_set_grants), sorted,
+     * merged; under grant_lock, a leaf. */
+    pthread_mutex_t grant_lock;
+    uint32_t nr_grants;
+    hvc_memory_grant grants[HVC_DEVICE_MAX_GRANTS];
+    _Atomic uint64_t refusals;
     hvc_device *next;
 };
 
@@ -138,6 +144,10 @@ int hvc_vm_add_device(hvc_vm *vm, const hvc_device_ops *ops, void *opaque,
     dev->ops = ops;
     dev->opaque = opaque;
     dev->nr_ranges = o.nr_ranges;
+    pthread_mutex_init(&dev->grant_lock, NULL);
+    dev->nr_grants = 1;
+    dev->grants[0] =
+        (hvc_memory_grant){HVC_GRANT_ALL_GPA, HVC_GRANT_ALL_LENGTH};
     if (o.nr_ranges)
         memcpy(dev->ranges, o.ranges, o.nr_ranges * sizeof(*o.ranges));
 
@@ -189,6 +199,7 @@ int hvc_vm_add_device(hvc_vm *vm, const hvc_device_ops *ops, void *opaque,
         *out = dev;
     return 0;
 fail:
+    pthread_mutex_destroy(&dev->grant_lock);
     free(dev);
     return r;
 }
@@ -198,6 +209,7 @@ static void destroy(hvc_device *dev)
     unregister(dev, dev->nr_ranges);
     if (dev->ops->destroy)
         dev->ops->destroy(dev->opaque);
+    pthread_mutex_destroy(&dev->grant_lock);
     free(dev);
 }
 
@@ -374,10 +386,191 @@ const hvc_device_ops *hvi_device_ops(const hvc_device *dev)
     return dev->ops;
 }
 
+/* Sorts and merges ranges (overlapping or adjacent) in place; returns how
+ * many remain. Ranges were checked: length > 0, no wrap. */
+static size_t merge_grants(hvc_memory_grant *g, size_t n)
+{
+    for (size_t i = 1; i < n; i++) /* insertion sort: n <= 16 */
+        for (size_t j = i; j > 0 && g[j].gpa < g[j - 1].gpa; j--) {
+            hvc_memory_grant t = g[j];
+            g[j] = g[j - 1];
+            g[j - 1] = t;
+        }
+    size_t out = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (out) {
+            hvc_memory_grant *p = &g[out - 1];
+            uint64_t last = p->gpa + (p->length - 1);
+            if (last == UINT64_MAX || g[i].gpa <= last + 1) {
+                uint64_t l2 = g[i].gpa + (g[i].length - 1);
+                if (l2 > last)
+                    p->length = l2 - p->gpa + 1 ? l2 - p->gpa + 1 : UINT64_MAX;
+                continue;
+            }
+        }
+        g[out++] = g[i];
+    }
+    return out;
+}
+
+static int check_grants(const char *who, const hvc_memory_grant *ranges,
+                        size_t count)
+{
+    if (count > HVC_DEVICE_MAX_GRANTS)
+        return hvi_error(-EINVAL, "device %s: %zu grant ranges (at most %d)",
+                         who, count, HVC_DEVICE_MAX_GRANTS);
+    for (size_t i = 0; i < count; i++)
+        if (ranges[i].length == 0 ||
+            ranges[i].length - 1 > UINT64_MAX - ranges[i].gpa)
+            return hvi_error(-EINVAL,
+                             "device %s: grant range %zu (0x%" PRIx64
+                             "+0x%" PRIx64 ") is empty or wraps",
+                             who, i, ranges[i].gpa, ranges[i].length);
+    return 0;
+}
+
+/* Replaces the grants with count checked ranges. */
+static void put_grants(hvc_device *dev, const hvc_memory_grant *ranges,
+                       size_t count)
+{
+    hvc_memory_grant g[HVC_DEVICE_MAX_GRANTS];
+    if (count)
+        memcpy(g, ranges, count * sizeof(*g));
+    count = merge_grants(g, count);
+    pthread_mutex_lock(&dev->grant_lock);
+    if (count)
+        memcpy(dev->grants, g, count * sizeof(*g));
+    dev->nr_grants = (uint32_t)count;
+    pthread_mutex_unlock(&dev->grant_lock);
+}
+
+int hvc_device_set_grants(hvc_device *dev, const hvc_memory_grant *ranges,
+                          size_t count)
+{
+    if (!dev || (count && !ranges))
+        return hvi_error(-EINVAL, "hvc_device_set_grants: NULL %s",
+                         dev ? "ranges" : "device");
+    int r = check_grants(dev->name, ranges, count);
+    if (r < 0)
+        return r;
+    /* A device with a thread of its own (virtio-blk's worker) may be
+     * moving data for a request it translated under the old grants:
+     * quiesce it around the change, so that once this returns nothing
+     * reaches memory the new grants leave out. Not from the VM's own
+     * callbacks, which hold locks above dev_ops_lock (internal.h): there
+     * the change applies to the next request. */
+    hvc_vm *vm = dev->vm;
+    bool outside = hvi_handler_vm != vm && hvi_event_vm != vm;
+    bool quiesced = false;
+    if (outside) {
+        pthread_mutex_lock(&vm->dev_ops_lock);
+        if (dev->quiesce && !dev->quiesced) {
+            dev->quiesce(dev->opaque, true);
+            quiesced = true;
+        }
+    }
+    put_grants(dev, ranges, count);
+    if (outside) {
+        if (quiesced)
+            dev->quiesce(dev->opaque, false);
+        pthread_mutex_unlock(&vm->dev_ops_lock);
+    }
+    return 0;
+}
+
+int hvc_device_get_grants(hvc_device *dev, hvc_memory_grant *out,
+                          size_t capacity, size_t *count)
+{
+    if (!dev || !count || (capacity && !out))
+        return hvi_error(-EINVAL, "hvc_device_get_grants: NULL argument");
+    pthread_mutex_lock(&dev->grant_lock);
+    size_t n = dev->nr_grants;
+    for (size_t i = 0; i < n && i < capacity; i++)
+        out[i] = dev->grants[i];
+    pthread_mutex_unlock(&dev->grant_lock);
+    *count = n;
+    return 0;
+}
+
+int hvc_device_grant_refusals(hvc_device *dev, uint64_t *count)
+{
+    if (!dev || !count)
+        return hvi_error(-EINVAL, "hvc_device_grant_refusals: NULL argument");
+    *count = atomic_load(&dev->refusals);
+    return 0;
+}
+
+static bool is_all(const hvc_device *dev)
+{
+    return dev->nr_grants == 1 && dev->grants[0].gpa == HVC_GRANT_ALL_GPA &&
+           dev->grants[0].length == HVC_GRANT_ALL_LENGTH;
+}
+
+int hvi_device_check_grant(hvc_device *dev, uint64_t gpa, uint64_t len)
+{
+    if (!dev)
+        return 0;
+    bool ok = false;
+    uint64_t last = gpa + (len ? len - 1 : 0);
+    pthread_mutex_lock(&dev->grant_lock);
+    if (last >= gpa) /* a wrapping access is in no grant */
+        for (uint32_t i = 0; i < dev->nr_grants && !ok; i++) {
+            const hvc_memory_grant *g = &dev->grants[i];
+            ok = gpa >= g->gpa && last <= g->gpa + (g->length - 1);
+        }
+    pthread_mutex_unlock(&dev->grant_lock);
+    if (ok)
+        return 0;
+    /* A guest can repeat a refused request at will: log the 1st, 2nd,
+     * 4th, 8th... refusal, so the log stays bounded. */
+    uint64_t n = atomic_fetch_add(&dev->refusals, 1) + 1;
+    if ((n & (n - 1)) == 0)
+        hvi_log(HVC_LOG_WARN,
+                "%s: access to guest memory 0x%" PRIx64 "+0x%" PRIx64
+                " is outside the device's grants (refusal %" PRIu64 ")",
+                dev->name, gpa, len, n);
+    return hvi_error(-EFAULT,
+                     "device %s: guest memory 0x%" PRIx64 "+0x%" PRIx64
+                     " is outside the device's grants",
+                     dev->name, gpa, len);
+}
+
+int hvc_device_read(hvc_device *dev, uint64_t guest_addr, void *buf,
+                    size_t length)
+{
+    if (!dev || (length && !buf))
+        return hvi_error(-EINVAL, "hvc_device_read: NULL argument");
+    int r = hvi_device_check_grant(dev, guest_addr, length);
+    return r < 0 ? r : hvc_vm_read(dev->vm, guest_addr, buf, length);
+}
+
+int hvc_device_write(hvc_device *dev, uint64_t guest_addr, const void *buf,
+                     size_t length)
+{
+    if (!dev || (length && !buf))
+        return hvi_error(-EINVAL, "hvc_device_write: NULL argument");
+    int r = hvi_device_check_grant(dev, guest_addr, length);
+    return r < 0 ? r : hvc_vm_write(dev->vm, guest_addr, buf, length);
+}
+
+int hvc_device_gpa_to_hva(hvc_device *dev, uint64_t guest_addr, size_t length,
+                          void **hva)
+{
+    if (!dev || !hva)
+        return hvi_error(-EINVAL, "hvc_device_gpa_to_hva: NULL argument");
+    int r = hvi_device_check_grant(dev, guest_addr, length);
+    return r < 0 ? r : hvc_vm_gpa_to_hva(dev->vm, guest_addr, length, hva);
+}
+
 /* The record header (docs/DEVICES.md): magic, format version, header size,
  * device type, payload length, CRC32C of the payload. Little-endian. */
 #define REC_MAGIC "HVDS"
 #define REC_VERSION 1
+/* Format 2: the payload starts with the device's grants (u32 count, u32
+ * zero, count x {u64 gpa, u64 length}), then the device's own payload.
+ * Written only for a device whose grants are not the default, so every
+ * other record stays format 1, which readers of 1 know. */
+#define REC_VERSION_GRANTS 2
 #define REC_HEADER 48
 #define REC_TYPE_LEN 32
 
@@ -386,25 +579,43 @@ int hvc_device_save_state(hvc_device *dev, void *buf, size_t capacity,
 {
     if (!dev || !length || (capacity && !buf))
         return hvi_error(-EINVAL, "hvc_device_save_state: NULL argument");
+    hvc_memory_grant g[HVC_DEVICE_MAX_GRANTS];
+    pthread_mutex_lock(&dev->grant_lock);
+    bool all = is_all(dev);
+    uint32_t ng = dev->nr_grants;
+    memcpy(g, dev->grants, sizeof(g));
+    pthread_mutex_unlock(&dev->grant_lock);
+    size_t gsize = all ? 0 : 8 + 16 * (size_t)ng;
+    size_t head = REC_HEADER + gsize;
     size_t payload = 0;
     uint8_t *out = buf;
     int r = 0;
     if (dev->ops->save_state) {
-        size_t room = capacity > REC_HEADER ? capacity - REC_HEADER : 0;
-        r = dev->ops->save_state(dev->opaque, room ? out + REC_HEADER : NULL,
-                                 room, &payload);
+        size_t room = capacity > head ? capacity - head : 0;
+        r = dev->ops->save_state(dev->opaque, room ? out + head : NULL, room,
+                                 &payload);
         if (r < 0 && r != -ENOSPC)
             return r;
     }
-    *length = REC_HEADER + payload;
+    *length = head + payload;
     if (r == -ENOSPC || capacity < *length)
         return hvi_error(-ENOSPC,
                          "device %s: its state record needs %zu bytes, the "
                          "buffer has %zu",
                          dev->name, *length, capacity);
-    uint16_t version = REC_VERSION, hsize = REC_HEADER;
-    uint32_t plen = (uint32_t)payload;
-    uint32_t crc = hvi_crc32c(0, out + REC_HEADER, payload);
+    if (!all) {
+        uint32_t zero = 0;
+        memcpy(out + REC_HEADER, &ng, 4);
+        memcpy(out + REC_HEADER + 4, &zero, 4);
+        for (uint32_t i = 0; i < ng; i++) {
+            memcpy(out + REC_HEADER + 8 + 16 * i, &g[i].gpa, 8);
+            memcpy(out + REC_HEADER + 16 + 16 * i, &g[i].length, 8);
+        }
+    }
+    uint16_t version = all ? REC_VERSION : REC_VERSION_GRANTS,
+             hsize = REC_HEADER;
+    uint32_t plen = (uint32_t)(gsize + payload);
+    uint32_t crc = hvi_crc32c(0, out + REC_HEADER, plen);
     memcpy(out, REC_MAGIC, 4);
     memcpy(out + 4, &version, 2);
     memcpy(out + 6, &hsize, 2);
@@ -413,6 +624,34 @@ int hvc_device_save_state(hvc_device *dev, void *buf, size_t capacity,
     memcpy(out + 40, &plen, 4);
     memcpy(out + 44, &crc, 4);
     return 0;
+}
+
+/* Reads the grant block of a format-2 payload into g and *n; returns its
+ * size, or an error. */
+static int read_grants(hvc_device *dev, const uint8_t *p, uint32_t plen,
+                       hvc_memory_grant *g, uint32_t *n)
+{
+    uint32_t count, zero;
+    if (plen < 8)
+        return hvi_error(-EBADMSG,
+                         "device %s: the record's grant block is cut short",
+                         dev->name);
+    memcpy(&count, p, 4);
+    memcpy(&zero, p + 4, 4);
+    if (count > HVC_DEVICE_MAX_GRANTS || zero != 0 || (plen - 8) / 16 < count)
+        return hvi_error(-EBADMSG,
+                         "device %s: the record's grant block (%u ranges, "
+                         "reserved 0x%x, %u bytes) is impossible",
+                         dev->name, count, zero, plen);
+    for (uint32_t i = 0; i < count; i++) {
+        memcpy(&g[i].gpa, p + 8 + 16 * i, 8);
+        memcpy(&g[i].length, p + 16 + 16 * i, 8);
+    }
+    int r = check_grants(dev->name, g, count);
+    if (r < 0)
+        return hvi_error(-EBADMSG, "%s", hvc_last_error());
+    *n = count;
+    return (int)(8 + 16 * count);
 }
 
 int hvc_device_load_state(hvc_device *dev, const void *buf, size_t length)
@@ -431,7 +670,8 @@ int hvc_device_load_state(hvc_device *dev, const void *buf, size_t length)
     memcpy(&hsize, in + 6, 2);
     memcpy(&plen, in + 40, 4);
     memcpy(&crc, in + 44, 4);
-    if (version != REC_VERSION || hsize != REC_HEADER)
+    if ((version != REC_VERSION && version != REC_VERSION_GRANTS) ||
+        hsize != REC_HEADER)
         return hvi_error(-EBADMSG,
                          "device %s: state record format %u (header %u "
                          "bytes) is not one this library reads",
@@ -449,11 +689,32 @@ int hvc_device_load_state(hvc_device *dev, const void *buf, size_t length)
     if (hvi_crc32c(0, in + REC_HEADER, plen) != crc)
         return hvi_error(-EBADMSG, "device %s: state record CRC mismatch",
                          dev->name);
-    if (!dev->ops->load_state)
-        return plen == 0 ? 0
-                         : hvi_error(-EBADMSG,
-                                     "device %s keeps no state, yet the "
-                                     "record has %u bytes",
-                                     dev->name, plen);
-    return dev->ops->load_state(dev->opaque, in + REC_HEADER, plen);
+    /* Format 1 carries no grants: the device keeps the ones it has. */
+    const uint8_t *p = in + REC_HEADER;
+    hvc_memory_grant g[HVC_DEVICE_MAX_GRANTS], old[HVC_DEVICE_MAX_GRANTS];
+    uint32_t ng = 0, nold;
+    if (version == REC_VERSION_GRANTS) {
+        int skip = read_grants(dev, p, plen, g, &ng);
+        if (skip < 0)
+            return skip;
+        p += skip;
+        plen -= (uint32_t)skip;
+    }
+    if (!dev->ops->load_state && plen != 0)
+        return hvi_error(-EBADMSG,
+                         "device %s keeps no state, yet the record has %u "
+                         "bytes",
+                         dev->name, plen);
+    /* The grants apply before the device looks at its queues again. */
+    pthread_mutex_lock(&dev->grant_lock);
+    nold = dev->nr_grants;
+    memcpy(old, dev->grants, sizeof(old));
+    pthread_mutex_unlock(&dev->grant_lock);
+    if (version == REC_VERSION_GRANTS)
+        put_grants(dev, g, ng);
+    int r =
+        dev->ops->load_state ? dev->ops->load_state(dev->opaque, p, plen) : 0;
+    if (r < 0 && version == REC_VERSION_GRANTS)
+        put_grants(dev, old, nold);
+    return r;
 }

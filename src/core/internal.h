@@ -105,7 +105,8 @@ struct hvi_tsc; /* tsc_internal.h */
  *      out or taking another lock: dev_lock (the device list, doorbells,
  *      interrupt eventfds), watch_lock (the event thread's watch table, so
  *      that watching a descriptor never waits for a callback), vm->lock
- *      (vCPU list, pause state, read_state, TSC state), the log lock.
+ *      (vCPU list, pause state, read_state, TSC state), the log lock,
+ *      a device's grant_lock (its memory grants, device.c).
  *
  * So any callback may look devices up, watch descriptors and read guest
  * memory. Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the
@@ -296,6 +297,13 @@ void hvi_memory_walk_close(struct hvi_os_memory_walk *w);
  * memory, which is left alone. */
 int hvi_memory_discard(hvc_memory_region *r, uint64_t off, uint64_t len);
 int hvi_devices_snapshot(hvc_vm *vm, hvc_device ***out, size_t *count);
+
+/* device.c: 0 when [gpa, gpa+len) lies wholly inside one of the device's
+ * memory grants (always for a NULL device); else counts a refusal, logs
+ * it, and returns -EFAULT with a message. Takes only the device's
+ * grant_lock (a leaf): callable under any lock. It does not check that
+ * the range is RAM: the accessor that follows does. */
+int hvi_device_check_grant(hvc_device *dev, uint64_t gpa, uint64_t len);
 
 /* device.c: the ops a device was attached with. */
 const hvc_device_ops *hvi_device_ops(const hvc_device *dev);

@@ -72,6 +72,15 @@ class DeviceOptions(ctypes.Structure):
 FdFn = CFUNCTYPE(None, c_void_p, c_int, c_uint32)
 
 
+class MemoryGrant(ctypes.Structure):
+    """``hvc_memory_grant`` (fixed layout, 16 bytes)."""
+
+    _fields_ = [
+        ("gpa", c_uint64),
+        ("length", c_uint64),
+    ]
+
+
 class Doorbell(ctypes.Structure):
     """``hvc_doorbell`` (fixed layout, 32 bytes)."""
 

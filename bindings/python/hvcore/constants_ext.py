@@ -10,6 +10,9 @@ HVC_DEVICE_MAX_RANGES = 16  # "at most 16" (hvc_device_options::nr_ranges)
 HVC_FD_READABLE = 1 << 0
 HVC_FD_WRITABLE = 1 << 1
 HVC_DOORBELL_DATAMATCH = 1 << 0
+HVC_GRANT_ALL_GPA = 0
+HVC_GRANT_ALL_LENGTH = (1 << 64) - 1  # UINT64_MAX: with GPA 0, all RAM
+HVC_DEVICE_MAX_GRANTS = 16
 
 # -- hvcore/platform.h --
 HVC_ACPI_IRQ_LEVEL = 1 << 0

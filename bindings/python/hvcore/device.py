@@ -39,8 +39,10 @@ from . import _convert
 from ._handle import Node
 from ._lib import lib
 from ._structs_ext import (DeviceOps, DeviceOptions, DeviceRange, DevLoadFn,
-                           DevReadFn, DevSaveFn, DevVoidFn, DevWriteFn)
-from .constants import HVC_DEVICE_OPS_VERSION, IO_EXIT, FdEvents
+                           DevReadFn, DevSaveFn, DevVoidFn, DevWriteFn,
+                           MemoryGrant)
+from .constants import (HVC_DEVICE_OPS_VERSION, HVC_GRANT_ALL_GPA,
+                        HVC_GRANT_ALL_LENGTH, IO_EXIT, FdEvents)
 from .errors import HvError
 from .io import _errno_of, _read_value, io_space
 
@@ -167,6 +169,49 @@ class Device:
                 return buf.raw[:length.value] if buf is not None else b""
         raise HvError(errno.ENOSPC, "no space", "the device's state kept "
                       "growing while it was saved", "hvc_device_save_state")
+
+    #: ``grants`` value of a device that may reach all guest RAM (default).
+    ALL_RAM = [(HVC_GRANT_ALL_GPA, HVC_GRANT_ALL_LENGTH)]
+
+    @property
+    def grants(self):
+        """The guest memory the device may reach, as sorted, merged
+        ``(gpa, length)`` pairs: :attr:`ALL_RAM` by default."""
+        count = c_size_t(0)
+        self._node.call(lib.hvc_device_get_grants, None, 0, byref(count))
+        arr = (MemoryGrant * max(count.value, 1))()
+        self._node.call(lib.hvc_device_get_grants, arr, count.value,
+                        byref(count))
+        return [(g.gpa, g.length) for g in arr[:count.value]]
+
+    @grants.setter
+    def grants(self, ranges):
+        """Confines the device's guest-memory accesses to ``ranges``
+        (``(gpa, length)`` pairs; empty: none at all). HvError EINVAL for
+        more than 16, an empty or a wrapping range."""
+        ranges = list(ranges)
+        arr = (MemoryGrant * max(len(ranges), 1))(
+            *[MemoryGrant(gpa, length) for gpa, length in ranges])
+        self._node.call(lib.hvc_device_set_grants, arr, len(ranges))
+
+    @property
+    def grant_refusals(self):
+        """How many accesses the device's grants refused."""
+        n = ctypes.c_uint64(0)
+        self._node.call(lib.hvc_device_grant_refusals, byref(n))
+        return n.value
+
+    def dma_read(self, gpa, length):
+        """Reads guest memory as the device (within its grants): bytes;
+        HvError EFAULT outside RAM or the grants."""
+        buf = ctypes.create_string_buffer(length)
+        self._node.call(lib.hvc_device_read, gpa, buf, length)
+        return buf.raw
+
+    def dma_write(self, gpa, data):
+        """Writes guest memory as the device (within its grants)."""
+        buf, size = _convert.input_buffer(data)
+        self._node.call(lib.hvc_device_write, gpa, buf, size)
 
     def load_state(self, record):
         """Loads a record from :meth:`save_state` into this device (of the

@@ -151,3 +151,46 @@ def test_rng_console_cmdline_and_errors(machine, tmp_path):
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_blk_confined_to_a_grant(machine, tmp_path):
+    vm = machine.vm
+    path = make_disk(tmp_path)
+    dev = vm.add_virtio_blk(path, base=BASE, irq=IRQ)
+    assert dev.grants == dev.ALL_RAM
+    with pytest.raises(hvcore.HvError) as err:
+        dev.grants = [(0x1000, 0)]
+    assert err.value.errno == errno.EINVAL
+    dev.grants = [(0x200000, 0x10000), (0x210000, 0x10000)]  # merged
+    assert dev.grants == [(0x200000, 0x20000)]
+    drv = Driver(machine)
+    drv.init()
+    # write sector 9 from outside the window: IOERR, the disk unchanged
+    vm.write(BUF, struct.pack("<IIQ", 1, 0, 9))
+    vm.write(0x300000, b"\x55" * 512)
+    vm.write(DESC, struct.pack("<QIHH", BUF, 16, 1, 1)
+             + struct.pack("<QIHH", 0x300000, 512, 1, 2)
+             + struct.pack("<QIHH", BUF + 0x80, 1, 2, 0))
+    vm.write(BUF + 0x80, b"\xee")
+    vm.write(AVAIL + 4, struct.pack("<H", 0))
+    vm.write(AVAIL + 2, struct.pack("<H", 1))
+    before = dev.grant_refusals
+    drv.run([(BASE + 0x050, 0, 4, WRITE), (USED + 2, 1, 2, WAIT16)])
+    assert vm.read(BUF + 0x80, 1) == b"\x01"  # VIRTIO_BLK_S_IOERR
+    assert dev.grant_refusals > before
+    assert path.read_bytes()[9 * 512:10 * 512] == bytes([9]) * 512
+    # the device-side accessors obey the grant too
+    assert dev.dma_read(BUF, 4) == struct.pack("<I", 1)
+    with pytest.raises(hvcore.HvError) as err:
+        dev.dma_read(0x300000, 4)
+    assert err.value.errno == errno.EFAULT
+    with pytest.raises(hvcore.HvError) as err:
+        dev.dma_write(0x300000, b"x")
+    assert vm.read(0x300000, 1) == b"\x55"
+    with vm.paused():
+        record = dev.save_state()
+    with hvcore.Hypervisor("kvm") as hv2, hv2.create_vm() as vm2:
+        vm2.add_memory(0, 4 << 20)
+        copy = vm2.add_virtio_blk(path, base=BASE, irq=IRQ)
+        copy.load_state(record)
+        assert copy.grants == [(0x200000, 0x20000)]

@@ -280,6 +280,24 @@ static bool serve_queue(struct blk *b)
                           e->head, e->out_len, e->in_len);
             break;
         }
+        if (e->refused) {
+            /* A buffer outside the device's grants: nothing reaches the
+             * disk, and the driver gets an error status if the status
+             * byte at least is granted. */
+            const struct vq_seg *st = &e->seg[e->nr_out + e->nr_in - 1];
+            if (!st->hva) {
+                hvi_vdev_fail(d,
+                              "request at descriptor %u: its status byte "
+                              "is outside the device's grants",
+                              e->head);
+                break;
+            }
+            st->hva[st->len - 1] = S_IOERR;
+            hvc_vm_mark_dirty(d->vm, st->gpa + st->len - 1, 1);
+            hvi_vq_push(d, q, e->head, 1);
+            any = true;
+            continue;
+        }
         uint64_t gen = b->gen;
         pthread_mutex_unlock(&d->lock);
         uint32_t len = serve(d, b, e); /* no lock held: may take long */

@@ -43,6 +43,8 @@ static void transmit(struct vdev *d, struct console *c)
     bool any = false;
     while (hvi_vq_pop(d, q, e) > 0) {
         for (unsigned s = 0; s < e->nr_out; s++) {
+            if (!e->seg[s].hva)
+                break; /* outside the device's grants */
             if (c->out_fd >= 0)
                 write_all(c->out_fd, e->seg[s].hva, e->seg[s].len);
             if (c->out_fn)
@@ -76,7 +78,7 @@ static bool rx_posted(struct vdev *d)
 {
     struct vq *q = &d->vq[RXQ];
     uint16_t idx;
-    if (!q->ready || hvc_vm_read(d->vm, q->avail + 2, &idx, 2) < 0)
+    if (!q->ready || hvi_vdev_read(d, q->avail + 2, &idx, 2) < 0)
         return false;
     return idx != q->last_avail;
 }
@@ -91,6 +93,12 @@ static void receive(struct vdev *d, struct console *c)
     struct pollfd pfd = {.fd = c->in_fd, .events = POLLIN};
     while (!c->input_done && rx_posted(d) && poll(&pfd, 1, 0) == 1 &&
            hvi_vq_pop(d, q, e) > 0) {
+        if (e->nr_in && !e->seg[e->nr_out].hva) {
+            /* outside the device's grants: returned empty, nothing read */
+            hvi_vq_push(d, q, e->head, 0);
+            any = true;
+            continue;
+        }
         ssize_t n = e->nr_in ? read(c->in_fd, e->seg[e->nr_out].hva,
                                     e->seg[e->nr_out].len)
                              : 0;

@@ -44,7 +44,8 @@ struct vq {
     uint16_t used_idx;   /* the used ring's idx as the device wrote it */
 };
 
-/* One segment of a request, already checked to lie in RAM. */
+/* One segment of a request, already checked to lie in RAM. hva is NULL
+ * for a buffer outside the device's memory grants: nothing may touch it. */
 struct vq_seg {
     uint8_t *hva;
     uint32_t len;
@@ -59,6 +60,7 @@ struct vq_elem {
     uint16_t nr_in;
     uint64_t out_len; /* bytes in the readable part */
     uint64_t in_len;  /* bytes in the writable part */
+    uint16_t refused; /* segments outside the grants (hva NULL) */
     struct vq_seg seg[VIRTIO_QUEUE_MAX];
 };
 
@@ -172,7 +174,12 @@ struct vdev *hvi_vdev_of(hvc_device *dev);
 /* Re-checks every ready queue for buffers (after a state load). */
 void hvi_vdev_kick_all(struct vdev *d);
 
-/* virtqueue.c. pop: 1 and a chain in *e, 0 when the ring is empty, -1 on
+/* virtqueue.c. Every guest-memory access of a device goes through these,
+ * held to the device's grants (hvc_device_set_grants): rings and
+ * descriptors outside them fail the device; a buffer outside them is in
+ * the chain with a NULL hva and counted in e->refused, so the model
+ * completes the request with an error of its own (copies stop at such a
+ * segment). pop: 1 and a chain in *e, 0 when the ring is empty, -1 on
  * a malformed chain (the device is failed). */
 int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e);
 void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len);
@@ -180,7 +187,11 @@ void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len);
 void hvi_vq_interrupt(struct vdev *d, struct vq *q);
 /* Checks a queue's rings lie in RAM; 0 or -1 with the device failed. */
 int hvi_vq_check(struct vdev *d, uint32_t index);
-/* Copies between an element's segments and a flat buffer. */
+/* A device read of guest memory within its grants (and RAM); 0 or
+ * -EFAULT. */
+int hvi_vdev_read(struct vdev *d, uint64_t gpa, void *buf, size_t len);
+/* Copies between an element's segments and a flat buffer; a copy stops
+ * at a refused segment. */
 size_t hvi_vq_read_out(const struct vq_elem *e, uint64_t off, void *buf,
                        size_t len);
 size_t hvi_vq_write_in(const struct vq_elem *e, uint64_t off, const void *buf,

@@ -13,6 +13,8 @@ static void rng_notify(struct vdev *d, uint32_t qi)
     while (hvi_vq_pop(d, q, e) > 0) {
         uint32_t done = 0;
         for (unsigned s = e->nr_out; s < e->nr_out + e->nr_in; s++) {
+            if (!e->seg[s].hva)
+                break; /* outside the device's grants */
             uint32_t got = 0;
             while (got < e->seg[s].len) {
                 ssize_t n =

@@ -5,6 +5,7 @@
  * chain is bounded by the queue size, which ends loops. */
 #include "virtio_dev.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -15,9 +16,19 @@ struct vring_desc {
     uint16_t next;
 };
 
+/* -EACCES outside the device's grants (counted), -EFAULT outside RAM. */
 static int ring_ptr(struct vdev *d, uint64_t gpa, size_t len, void **p)
 {
+    if (hvi_device_check_grant(d->dev, gpa, len) < 0)
+        return -EACCES;
     return hvc_vm_gpa_to_hva(d->vm, gpa, len, p);
+}
+
+int hvi_vdev_read(struct vdev *d, uint64_t gpa, void *buf, size_t len)
+{
+    if (hvi_device_check_grant(d->dev, gpa, len) < 0)
+        return -EFAULT;
+    return hvc_vm_read(d->vm, gpa, buf, len);
 }
 
 int hvi_vq_check(struct vdev *d, uint32_t index)
@@ -39,7 +50,10 @@ int hvi_vq_check(struct vdev *d, uint32_t index)
     if (ring_ptr(d, q->desc, 16u * q->num, &p) < 0 ||
         ring_ptr(d, q->avail, 6u + 2u * q->num, &p) < 0 ||
         ring_ptr(d, q->used, 6u + 8u * q->num, &p) < 0) {
-        hvi_vdev_fail(d, "queue %u rings lie outside guest RAM", index);
+        hvi_vdev_fail(d,
+                      "queue %u rings lie outside guest RAM or the "
+                      "device's memory grants",
+                      index);
         return -1;
     }
     return 0;
@@ -55,8 +69,14 @@ static uint16_t load16(const void *p)
 int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
 {
     uint8_t *avail;
-    if (!q->ready ||
-        ring_ptr(d, q->avail, 6u + 2u * q->num, (void **)&avail) < 0)
+    if (!q->ready)
+        return 0;
+    int r = ring_ptr(d, q->avail, 6u + 2u * q->num, (void **)&avail);
+    if (r == -EACCES) { /* the grants changed since the queue was enabled */
+        hvi_vdev_fail(d, "the driver ring is outside the device's grants");
+        return -1;
+    }
+    if (r < 0)
         return 0;
     uint16_t idx = __atomic_load_n((uint16_t *)(avail + 2), __ATOMIC_ACQUIRE);
     if (idx == q->last_avail)
@@ -77,6 +97,7 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
     e->head = head;
     e->nr_out = e->nr_in = 0;
     e->out_len = e->in_len = 0;
+    e->refused = 0;
     uint16_t i = head;
     for (unsigned n = 0;; n++) {
         if (n == q->num) {
@@ -87,8 +108,11 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
             return -1;
         }
         struct vring_desc desc;
-        if (hvc_vm_read(d->vm, q->desc + 16u * i, &desc, sizeof(desc)) < 0) {
-            hvi_vdev_fail(d, "descriptor %u is unreadable", i);
+        if (hvi_vdev_read(d, q->desc + 16u * i, &desc, sizeof(desc)) < 0) {
+            hvi_vdev_fail(d,
+                          "descriptor %u is unreadable (outside RAM or "
+                          "the device's grants)",
+                          i);
             return -1;
         }
         if (desc.flags & VRING_DESC_F_INDIRECT) {
@@ -112,6 +136,11 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
                               "outside guest RAM",
                               i, desc.addr, desc.len);
                 return -1;
+            }
+            /* In RAM but not granted: the model fails the request. */
+            if (hvi_device_check_grant(d->dev, desc.addr, desc.len) < 0) {
+                hva = NULL;
+                e->refused++;
             }
             e->seg[e->nr_out + e->nr_in] =
                 (struct vq_seg){hva, desc.len, desc.addr};
@@ -141,7 +170,10 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
 void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len)
 {
     uint8_t *used;
-    if (ring_ptr(d, q->used, 6u + 8u * q->num, (void **)&used) < 0)
+    int r = ring_ptr(d, q->used, 6u + 8u * q->num, (void **)&used);
+    if (r == -EACCES)
+        hvi_vdev_fail(d, "the device ring is outside the device's grants");
+    if (r < 0)
         return; /* checked when the queue became ready; memory changed */
     uint32_t elem[2] = {head, len};
     uint32_t slot = 8u * (q->used_idx % q->num);
@@ -152,7 +184,9 @@ void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len)
     if (d->elem.head == head)
         for (unsigned s = d->elem.nr_out; s < d->elem.nr_out + d->elem.nr_in;
              s++)
-            hvc_vm_mark_dirty(d->vm, d->elem.seg[s].gpa, d->elem.seg[s].len);
+            if (d->elem.seg[s].hva)
+                hvc_vm_mark_dirty(d->vm, d->elem.seg[s].gpa,
+                                  d->elem.seg[s].len);
     memcpy(used + 4 + slot, elem, sizeof(elem));
     q->used_idx++;
     /* the element must be visible before the index that publishes it */
@@ -170,6 +204,8 @@ static size_t copy_segs(const struct vq_elem *e, unsigned first, unsigned end,
     size_t done = 0;
     for (unsigned s = first; s < end && done < len; s++) {
         const struct vq_seg *g = &e->seg[s];
+        if (!g->hva)
+            break; /* outside the device's grants */
         if (off >= g->len) {
             off -= g->len;
             continue;
@@ -205,7 +241,7 @@ size_t hvi_vq_write_in(const struct vq_elem *e, uint64_t off, const void *buf,
 void hvi_vq_interrupt(struct vdev *d, struct vq *q)
 {
     uint16_t flags = 0;
-    if (hvc_vm_read(d->vm, q->avail, &flags, 2) == 0 && (flags & 1))
+    if (hvi_vdev_read(d, q->avail, &flags, 2) == 0 && (flags & 1))
         return;
     hvi_vdev_interrupt(d, VIRTIO_INT_VRING);
 }
