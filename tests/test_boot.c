@@ -335,5 +335,5 @@ Test(boot, hvrun_virtio_devices_on_the_command_line)
     expect_usage_error(bad, "cannot open '/nonexistent/disk.img'");
     const char *badopt[] = {"--kernel", HVT_GUEST_DIR "/linux64.elf", "--disk",
                             "/tmp/x,rw", NULL};
-    expect_usage_error(badopt, "is not PATH or PATH,ro");
+    expect_usage_error(badopt, "is not PATH[,ro][,dma=GPA+LEN]");
 }

@@ -283,6 +283,17 @@ void fz_platform_reset(struct fz_platform *pf)
 {
     if (hvc_vm_reset_devices(pf->vm) < 0)
         fz_fail("hvc_vm_reset_devices: %s", hvc_last_error());
+    /* A reset keeps a device's memory grants (the VMM's policy, not the
+     * guest's); an input that loaded narrowed grants must not narrow the
+     * next one's devices. */
+    hvc_device *devs[32];
+    size_t n = 0;
+    if (hvc_vm_list_devices(pf->vm, devs, 32, &n) < 0)
+        fz_fail("hvc_vm_list_devices: %s", hvc_last_error());
+    const hvc_memory_grant all = {HVC_GRANT_ALL_GPA, HVC_GRANT_ALL_LENGTH};
+    for (size_t i = 0; i < n && i < 32; i++)
+        if (hvc_device_set_grants(devs[i], &all, 1) < 0)
+            fz_fail("hvc_device_set_grants: %s", hvc_last_error());
     memset(pf->ram.p, 0, pf->ram.len);
     if (ftruncate(pf->disk_fd, 0) < 0 ||
         ftruncate(pf->disk_fd, FZ_DISK_SIZE) < 0)
