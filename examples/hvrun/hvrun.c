@@ -422,10 +422,21 @@ static void control(struct machine *m)
     const struct options *o = m->opt;
     struct timespec deadline = deadline_after_ms(o->snapshot_after_ms);
     bool timer = o->snapshot && o->snapshot_timed;
+    /* --migrate-to: once, --migrate-after-ms after the start. */
+    struct timespec migrate_at = deadline_after_ms(o->migrate_after_ms);
+    bool migrate = o->migrate_to != NULL;
     pthread_mutex_lock(&ctl_lock);
     while (!atomic_load(&m->stopping)) {
         bool due = timer && passed(&deadline);
-        if (due || atomic_exchange(&snapshot_requested, 0)) {
+        if (migrate && passed(&migrate_at)) {
+            migrate = false;
+            pthread_mutex_unlock(&ctl_lock);
+            /* Moved: exit 0 (the kicks take the parked vCPU threads out
+             * without entering the guest). Not moved: run on. */
+            if (hvrun_migrate(m) == 0)
+                stop(m, 0);
+            pthread_mutex_lock(&ctl_lock);
+        } else if (due || atomic_exchange(&snapshot_requested, 0)) {
             timer = timer && !due; /* the timer fires once */
             pthread_mutex_unlock(&ctl_lock);
             take_snapshot(m);
@@ -434,6 +445,13 @@ static void control(struct machine *m)
             pthread_mutex_unlock(&ctl_lock);
             hvrun_audit_report(m->vm, "on SIGUSR1");
             pthread_mutex_lock(&ctl_lock);
+        } else if (migrate) {
+            const struct timespec *t = &migrate_at;
+            if (timer && (deadline.tv_sec < t->tv_sec ||
+                          (deadline.tv_sec == t->tv_sec &&
+                           deadline.tv_nsec < t->tv_nsec)))
+                t = &deadline;
+            pthread_cond_timedwait(&ctl_cond, &ctl_lock, t);
         } else if (timer) {
             pthread_cond_timedwait(&ctl_cond, &ctl_lock, &deadline);
         } else {
