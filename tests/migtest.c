@@ -4,10 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void capture(void *opaque, const void *data, size_t length)
 {
     migt *m = opaque;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    m->last_out_ns = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+    if (!m->first_out_ns)
+        m->first_out_ns = m->last_out_ns;
     size_t room = sizeof(m->console) - 1 - m->console_len;
     if (length > room)
         length = room;

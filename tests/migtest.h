@@ -19,6 +19,10 @@ typedef struct migt {
     hvc_vcpu *vcpu[MIGT_MAX_VCPUS];
     char console[1 << 16];
     size_t console_len;
+    /* CLOCK_MONOTONIC (one clock for every process) of the first and the
+     * last console output: a live migration's pause as the console saw
+     * it. */
+    uint64_t first_out_ns, last_out_ns;
 } migt;
 
 /* A new VM with @p nr_vcpus vCPUs in long mode at the counter guest, and

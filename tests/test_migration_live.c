@@ -121,6 +121,7 @@ static void destination(int sock, int report, const uint8_t *key)
     if (migt_run_until(&r, most + 5) || migt_check(&r, most + 5))
         _exit(21);
     write_all(report, &h, sizeof(h));
+    write_all(report, &r.first_out_ns, sizeof(r.first_out_ns));
     write_all(report, r.console, r.console_len);
     _exit(0);
 }
@@ -199,10 +200,11 @@ static void live(uint32_t nr_vcpus, const uint8_t *key)
     /* The source never runs the guest again. */
     HVT_ERR(hvc_vm_resume(m.vm), -EPERM);
 
-    uint64_t h = ram_hash(m.vm), dh = 0;
+    uint64_t h = ram_hash(m.vm), dh = 0, dfirst = 0;
     static char dcons[sizeof(m.console)];
     cr_assert_eq(read_all(rep[0], &dh, sizeof(dh)), sizeof(dh),
                  "the destination reported nothing");
+    cr_assert_eq(read_all(rep[0], &dfirst, sizeof(dfirst)), sizeof(dfirst));
     size_t dlen = read_all(rep[0], dcons, sizeof(dcons) - 1);
     dcons[dlen] = 0;
     int status;
@@ -220,6 +222,16 @@ static void live(uint32_t nr_vcpus, const uint8_t *key)
     assert_counts(all, &last);
     cr_assert_gt(src_last, 0);
     cr_assert_geq(last, src_last + 5);
+    /* The pause as the console saw it: from the source's last output to
+     * the destination's first (restore, acknowledgement and the first
+     * vCPU entry included), against the usual gap between lines. */
+    uint64_t lines = src_last > 1 ? src_last - 1 : 1;
+    fprintf(
+        stderr,
+        "  console gap across the switchover: %llu us (a line every %llu "
+        "us before)\n",
+        (unsigned long long)((dfirst - m.last_out_ns) / 1000u),
+        (unsigned long long)((m.last_out_ns - m.first_out_ns) / 1000u / lines));
     /* Parked vCPU threads stay parked: the VM is left for process exit. */
     close(sv[0]);
     close(rep[0]);
