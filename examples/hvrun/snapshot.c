@@ -427,7 +427,7 @@ int hvrun_migrate(struct machine *m)
     close(fd);
     free(user);
     if (r < 0) {
-        fprintf(stderr, "hvrun: --migrate-to '%s': %s; the VM runs on\n",
+        fprintf(stderr, "hvrun: --migrate-to '%s': %s\n",
                 hvrun_esc(o->migrate_to), hvrun_esc(hvc_last_error()));
         return r;
     }

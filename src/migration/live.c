@@ -52,7 +52,7 @@ struct live {
     uint64_t pages; /* pages sent in the current phase */
 };
 
-static int wait_ack(struct live *l);
+static int wait_ack(struct live *l, const char *when);
 
 static uint64_t now_ns(void)
 {
@@ -79,7 +79,7 @@ static int64_t live_write(void *opaque, const void *buf, size_t len)
             continue;
         if (p.revents & POLLIN) {
             /* The destination speaks only to answer: it refused. */
-            r = wait_ack(l);
+            r = wait_ack(l, "before the end of the stream");
             l->remote_err = r < 0 ? r : -EPROTO;
             snprintf(l->remote_why, sizeof(l->remote_why), "%s",
                      r < 0 ? hvc_last_error()
@@ -251,7 +251,7 @@ static int report(struct live *l)
 }
 
 /* Reads the destination's acknowledgement: 0, or why not. */
-static int wait_ack(struct live *l)
+static int wait_ack(struct live *l, const char *when)
 {
     uint8_t a[ACK_SIZE];
     size_t got = 0;
@@ -261,12 +261,14 @@ static int wait_ack(struct live *l)
             continue;
         if (n < 0)
             return hvi_error(-errno,
-                             "reading the destination's acknowledgement: %s",
-                             hvc_strerror(-errno));
+                             "the connection to the destination failed %s: "
+                             "%s",
+                             when, hvc_strerror(-errno));
         if (n == 0)
             return hvi_error(-ECONNABORTED,
-                             "the destination closed the connection without "
-                             "acknowledging the stream");
+                             "the destination closed the connection %s, "
+                             "without acknowledging it",
+                             when);
         got += (size_t)n;
     }
     if (memcmp(a, ACK_MAGIC, 8) != 0 ||
@@ -382,7 +384,7 @@ static int migrate(struct live *l)
     l->st.bytes_final = l->o.off - before;
     if (r == 0) {
         l->final = true;
-        r = wait_ack(l);
+        r = wait_ack(l, "after the end of the stream");
     }
     l->st.downtime_us = (now_ns() - paused) / 1000u;
     if (r == 0) {
@@ -436,16 +438,14 @@ int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
         }
         if (r < 0 && (r == -ECANCELED || r == -ETIMEDOUT) &&
             !strstr(hvc_last_error(), "migration"))
-            r = hvi_error(r,
-                          "the migration was %s before the switchover; "
-                          "the VM runs on",
+            r = hvi_error(r, "the migration was %s before the switchover",
                           r == -ECANCELED ? "cancelled" : "timed out");
         char why[512];
         strncpy(why, hvc_last_error(), sizeof(why) - 1);
         why[sizeof(why) - 1] = 0;
         stop_tracking(l);
         if (r < 0)
-            hvi_error(r, "%s", why);
+            hvi_error(r, "%s; the VM runs on", why);
         atomic_store(&vm->migrate_cancel, 0);
     }
     l->st.total_ms = (now_ns() - l->t0) / 1000000u;
@@ -508,7 +508,11 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
         strncpy(why, hvc_last_error(), sizeof(why) - 1);
         why[sizeof(why) - 1] = 0;
         send_ack(fd, r); /* the sender may be gone: nothing to add */
-        return hvi_error(r, "incoming migration: %s", why);
+        return hvi_error(r, "incoming migration: %s%s",
+                         r == -ENODATA ? "the source went away before the "
+                                         "end of the stream: "
+                                       : "",
+                         why);
     }
     int w = send_ack(fd, 0);
     if (w < 0) {
