@@ -443,3 +443,84 @@ Test(migration_live, timeout)
 {
     stalled(false);
 }
+
+/* A guest that never exits and rewrites 2 MiB (512 pages) as fast as it
+ * can (tests/guests/dirtyloop64.S): pre-copy meets a dirty set that
+ * never shrinks, switches over within the rounds it has, and the
+ * destination holds exactly the source's memory. */
+#define DIRTY_BASE 0x200000u /* above the page tables, to the end of RAM */
+#define DIRTY_PAGES 512u
+
+static void busy_destination(int sock, int report)
+{
+    migt r;
+    if (migt_receive_fd(&r, sock, NULL, NULL) != 0) {
+        fprintf(stderr, "destination: %s\n", hvc_last_error());
+        _exit(20);
+    }
+    uint64_t h = ram_hash(r.vm), one = 1;
+    /* It goes on rewriting, then stops when told. */
+    if (hvc_vm_write(r.vm, DATA_IN + 16, &one, sizeof(one)) < 0)
+        _exit(21);
+    const hvc_exit *e;
+    if (hvc_vcpu_run(r.vcpu[0], &e) < 0 || e->reason != HVC_EXIT_PIO ||
+        e->u.io.port != PORT_DONE || *(uint8_t *)e->u.io.data != 0x6c)
+        _exit(22);
+    write_all(report, &h, sizeof(h));
+    _exit(0);
+}
+
+Test(migration_live, busy_guest_without_exits)
+{
+    int sv[2], rep[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    cr_assert_eq(pipe(rep), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(sv[0]);
+        close(rep[0]);
+        busy_destination(sv[1], rep[1]);
+    }
+    close(sv[1]);
+    close(rep[1]);
+    static migt m;
+    struct runner run[MIGT_MAX_VCPUS];
+    migt_open(&m, 1, NULL);
+    hvt_load(m.vm, "dirtyloop64"); /* over the counter, at the same entry */
+    uint64_t in[3] = {DIRTY_BASE, DIRTY_PAGES, 0};
+    HVT_OK(hvc_vm_write(m.vm, DATA_IN, in, sizeof(in)));
+    start_runners(&m, run);
+    sleep_ms(20);
+    uint64_t before = 0;
+    HVT_OK(hvc_vm_read(m.vm, DIRTY_BASE, &before, sizeof(before)));
+    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+    o.max_rounds = 8;
+    o.progress = print_progress;
+    hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
+    HVT_OK(hvc_vm_migrate_send(m.vm, sv[0], &o, &st));
+    fprintf(stderr,
+            "busy: total %llu ms, downtime %llu us, %u rounds, %llu+%llu+%llu "
+            "pages\n",
+            (unsigned long long)st.total_ms, (unsigned long long)st.downtime_us,
+            st.rounds, (unsigned long long)st.pages_initial,
+            (unsigned long long)st.pages_precopy,
+            (unsigned long long)st.pages_final);
+    uint64_t h = ram_hash(m.vm), dh = 0;
+    cr_assert_eq(read_all(rep[0], &dh, sizeof(dh)), sizeof(dh),
+                 "the destination reported nothing");
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "destination status 0x%x", status);
+    cr_assert_eq(h, dh, "guest RAM differs at the switchover");
+    cr_assert_leq(st.rounds, 9);
+    uint64_t pass = 0;
+    HVT_OK(hvc_vm_read(m.vm, DIRTY_BASE, &pass, sizeof(pass)));
+    fprintf(stderr,
+            "busy: the guest made %llu passes, %llu during the "
+            "migration\n",
+            (unsigned long long)pass, (unsigned long long)(pass - before));
+    close(sv[0]);
+    close(rep[0]);
+}
