@@ -183,12 +183,15 @@ static void live(uint32_t nr_vcpus, const uint8_t *key)
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     HVT_OK(hvc_vm_migrate_send(m.vm, sv[0], &o, &st));
     fprintf(stderr,
-            "live %u vCPU%s%s: setup %llu ms, total %llu ms, downtime %llu us, "
-            "%u rounds, %llu+%llu+%llu pages, %llu+%llu+%llu bytes, mode "
+            "live %u vCPU%s%s: setup %llu ms, total %llu ms, downtime %llu us "
+            "(pause %llu, send %llu, ack %llu), %u rounds, %llu+%llu+%llu "
+            "pages, %llu+%llu+%llu bytes, mode "
             "0x%x\n",
             nr_vcpus, nr_vcpus > 1 ? "s" : "", key ? " encrypted" : "",
             (unsigned long long)st.setup_ms, (unsigned long long)st.total_ms,
-            (unsigned long long)st.downtime_us, st.rounds,
+            (unsigned long long)st.downtime_us, (unsigned long long)st.pause_us,
+            (unsigned long long)st.final_send_us,
+            (unsigned long long)st.ack_wait_us, st.rounds,
             (unsigned long long)st.pages_initial,
             (unsigned long long)st.pages_precopy,
             (unsigned long long)st.pages_final,

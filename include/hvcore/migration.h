@@ -324,13 +324,17 @@ typedef struct hvc_migrate_stats {
     uint64_t remaining_pages;
     /** Downtime the budget check expected, microseconds. */
     uint64_t expected_downtime_us;
+    /** Parts of @c downtime_us: pausing the vCPUs, then writing the last
+     * pages and the state, then waiting for the acknowledgement (the
+     * destination reading what was still in flight and checking it). */
+    uint64_t pause_us, final_send_us, ack_wait_us;
 } hvc_migrate_stats;
 
 /** Initialiser for ::hvc_migrate_stats. */
 #define HVC_MIGRATE_STATS_INIT                                                 \
     {                                                                          \
         sizeof(hvc_migrate_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   \
-            0, 0                                                               \
+            0, 0, 0, 0, 0                                                      \
     }
 
 /**

@@ -376,15 +376,20 @@ static int migrate(struct live *l)
     uint64_t paused = now_ns(), before = l->o.off, pending;
     if ((r = hvc_vm_pause(l->vm)) < 0)
         return r;
+    uint64_t t = now_ns();
+    l->st.pause_us = (t - paused) / 1000u;
     l->pages = 0;
     if ((r = fetch(l, &pending)) == 0 && (r = send_pending(l)) == 0) {
         l->st.pages_final = l->pages;
         r = hvi_save_finish(l->vm, &l->o);
     }
     l->st.bytes_final = l->o.off - before;
+    l->st.final_send_us = (now_ns() - t) / 1000u;
     if (r == 0) {
         l->final = true;
+        t = now_ns();
         r = wait_ack(l, "after the end of the stream");
+        l->st.ack_wait_us = (now_ns() - t) / 1000u;
     }
     l->st.downtime_us = (now_ns() - paused) / 1000u;
     if (r == 0) {
