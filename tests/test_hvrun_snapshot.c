@@ -1232,7 +1232,17 @@ Test(hvrun_snapshot, live_migration)
                           "--mem",        "64",    "--serial", ser_lone,
                           "--migrate-to", to,      NULL};
     pid_t l = spawn_hvrun(&s, "lone", NULL, lone);
-    usleep(200000);
+    wait_for_count(in(&s, "lone.txt"), 10, WAIT_S, l);
+    kill(l, SIGUSR2); /* no --migrate-after-ms: the signal starts it */
+    for (double end = now() + WAIT_S;;) {
+        err = output(&s, "lone", "err");
+        bool said = strchr(err, '\n') != NULL;
+        free(err);
+        if (said)
+            break;
+        cr_assert(now() < end, "no line after SIGUSR2");
+        usleep(10000);
+    }
     err = output(&s, "lone", "err");
     assert_one_line(err, "the VM runs on");
     free(err);
