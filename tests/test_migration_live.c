@@ -527,3 +527,33 @@ Test(migration_live, busy_guest_without_exits)
     close(sv[0]);
     close(rep[0]);
 }
+
+/* Refusals that touch nothing: NULL, a paused VM, bad options. */
+Test(migration_live, refusals)
+{
+    migt m;
+    migt_open(&m, 1, NULL);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    HVT_ERR(hvc_vm_migrate_send(NULL, sv[0], NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_migrate_send(m.vm, -1, NULL, NULL), -EINVAL);
+    HVT_ERR(hvc_vm_migrate_cancel(NULL), -EINVAL);
+    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+    o.flags = 1;
+    HVT_ERR(hvc_vm_migrate_send(m.vm, sv[0], &o, NULL), -EINVAL);
+    HVT_OK(hvc_vm_pause(m.vm));
+    HVT_ERR(hvc_vm_migrate_send(m.vm, sv[0], NULL, NULL), -EBUSY);
+    HVT_OK(hvc_vm_resume(m.vm));
+    hvc_vm *vm = NULL;
+    HVT_ERR(hvc_vm_migrate_receive(m.hv, -1, NULL, &vm), -EINVAL);
+    /* Nothing was written on the connection. */
+    shutdown(sv[0], SHUT_WR);
+    char c;
+    cr_assert_eq(read(sv[1], &c, 1), 0);
+    close(sv[0]);
+    close(sv[1]);
+    /* And the VM still runs. */
+    cr_assert_eq(migt_run_until(&m, 3), 0);
+    cr_assert_eq(migt_check(&m, 3), 0);
+    migt_close(&m);
+}

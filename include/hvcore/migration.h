@@ -392,7 +392,10 @@ typedef struct hvc_migrate_options {
  * @p fd (a connected stream socket; a pipe works for the stream but
  * cannot carry the acknowledgement back). Call it on a thread that is no
  * vCPU's; the vCPUs go on running during pre-copy. Dirty tracking (the
- * bitmap) is started on every region and stopped before the return.
+ * bitmap) is started on every region and stopped before the return; do
+ * not add or remove memory regions, nor track them yourself, meanwhile.
+ * The wait for the acknowledgement has no time limit (a destination that
+ * dies closes the connection, which ends it).
  *
  * On success the VM is left paused for good: it was handed to the
  * destination, and hvc_vm_resume() refuses it (-EPERM); destroy it. On any

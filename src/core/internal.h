@@ -148,6 +148,7 @@ struct hvc_vm {
      * that hvc_vm_resume() refuses to run it here again. */
     atomic_int migrate_cancel;
     atomic_int migrated_away;
+    atomic_int migrating; /* a hvc_vm_migrate_send() runs */
 
     /* Devices, in attachment order (device.c), interrupt eventfds and
      * doorbells (notify.c), all under dev_lock (a leaf). */

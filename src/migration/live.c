@@ -423,11 +423,17 @@ int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
     l->fd = fd;
     l->t0 = now_ns();
     l->st.size = sizeof(l->st);
-    int r = check_options(l, opts);
-    if (r == 0 && (hvc_vm_is_paused(vm) || atomic_load(&vm->migrated_away)))
+    int r = check_options(l, opts), busy = 0;
+    if (r == 0 && !atomic_compare_exchange_strong(&vm->migrating, &busy, 1))
+        r = hvi_error(-EBUSY, "hvc_vm_migrate_send: a migration of this VM "
+                              "is running");
+    else if (r == 0 &&
+             (hvc_vm_is_paused(vm) || atomic_load(&vm->migrated_away))) {
         r = hvi_error(-EBUSY, "hvc_vm_migrate_send: the VM is %s",
                       atomic_load(&vm->migrated_away) ? "migrated already"
                                                       : "paused");
+        atomic_store(&vm->migrating, 0);
+    }
     if (r == 0) {
         if (l->opts.timeout_ms)
             l->deadline = l->t0 + l->opts.timeout_ms * 1000000ull;
@@ -452,6 +458,7 @@ int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
         if (r < 0)
             hvi_error(r, "%s; the VM runs on", why);
         atomic_store(&vm->migrate_cancel, 0);
+        atomic_store(&vm->migrating, 0);
     }
     l->st.total_ms = (now_ns() - l->t0) / 1000000u;
     if (stats) {
