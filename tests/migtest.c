@@ -4,10 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void capture(void *opaque, const void *data, size_t length)
 {
     migt *m = opaque;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    m->last_out_ns = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+    if (!m->first_out_ns)
+        m->first_out_ns = m->last_out_ns;
     size_t room = sizeof(m->console) - 1 - m->console_len;
     if (length > room)
         length = room;
@@ -230,6 +236,18 @@ int migt_restore_fd(migt *m, int fd, const uint8_t *key)
     o.key = key;
     hvc_vm *vm;
     if (r == 0 && (r = hvc_vm_restore_fd(m->hv, fd, &o, &vm)) == 0)
+        r = adopt(m, vm);
+    return r;
+}
+
+int migt_receive_fd(migt *m, int fd, const uint8_t *key, const char *pass)
+{
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
+    int r = begin(m, &o);
+    o.key = key;
+    o.passphrase = pass;
+    hvc_vm *vm;
+    if (r == 0 && (r = hvc_vm_migrate_receive(m->hv, fd, &o, &vm)) == 0)
         r = adopt(m, vm);
     return r;
 }

@@ -19,6 +19,10 @@ typedef struct migt {
     hvc_vcpu *vcpu[MIGT_MAX_VCPUS];
     char console[1 << 16];
     size_t console_len;
+    /* CLOCK_MONOTONIC (one clock for every process) of the first and the
+     * last console output: a live migration's pause as the console saw
+     * it. */
+    uint64_t first_out_ns, last_out_ns;
 } migt;
 
 /* A new VM with @p nr_vcpus vCPUs in long mode at the counter guest, and
@@ -42,6 +46,8 @@ uint8_t *migt_save_mem(migt *m, const uint8_t *key, const char *pass,
 /* Restores (with the UART re-attached and captured into @p m). */
 int migt_restore_file(migt *m, const char *path, uint32_t flags);
 int migt_restore_fd(migt *m, int fd, const uint8_t *key);
+/* hvc_vm_migrate_receive() from @p fd, with the UART re-attached. */
+int migt_receive_fd(migt *m, int fd, const uint8_t *key, const char *pass);
 int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
                      const uint8_t *key, const char *pass);
 /* Restores into a VM nobody runs (UART without output); for the hostile

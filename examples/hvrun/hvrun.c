@@ -32,6 +32,7 @@ static int tty_saved;
 static atomic_int interrupted;
 static atomic_int snapshot_requested; /* SIGUSR1 with --snapshot */
 static atomic_int audit_requested;    /* SIGUSR1 with --audit-sharing */
+static atomic_int migrate_requested;  /* SIGUSR2 with --migrate-to */
 
 int hvrun_interrupted(void)
 {
@@ -325,6 +326,11 @@ static void *signal_thread(void *arg)
         int sig = sigwaitinfo(set, &si);
         if (sig < 0)
             continue; /* EINTR: a stop/continue of the process */
+        if (sig == SIGUSR2) {
+            atomic_store(&migrate_requested, 1);
+            wake_controller();
+            continue;
+        }
         if (sig == SIGUSR1) {
             const struct options *o = the_machine->opt;
             if (o->snapshot)
@@ -353,6 +359,8 @@ static void start_signal_thread(const struct options *o)
     sigaddset(&set, SIGQUIT);
     if (o->snapshot || (o->audit_sharing && o->keep_running))
         sigaddset(&set, SIGUSR1);
+    if (o->migrate_to)
+        sigaddset(&set, SIGUSR2);
     pthread_t t;
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
         pthread_create(&t, NULL, signal_thread, &set) != 0) {
@@ -422,10 +430,23 @@ static void control(struct machine *m)
     const struct options *o = m->opt;
     struct timespec deadline = deadline_after_ms(o->snapshot_after_ms);
     bool timer = o->snapshot && o->snapshot_timed;
+    /* --migrate-to: --migrate-after-ms after the start (once), and on
+     * each SIGUSR2 (again after a failure). */
+    struct timespec migrate_at = deadline_after_ms(o->migrate_after_ms);
+    bool migrate = o->migrate_to && o->migrate_timed;
     pthread_mutex_lock(&ctl_lock);
     while (!atomic_load(&m->stopping)) {
         bool due = timer && passed(&deadline);
-        if (due || atomic_exchange(&snapshot_requested, 0)) {
+        bool asked = atomic_exchange(&migrate_requested, 0) != 0;
+        if (asked || (migrate && passed(&migrate_at))) {
+            migrate = false;
+            pthread_mutex_unlock(&ctl_lock);
+            /* Moved: exit 0 (the kicks take the parked vCPU threads out
+             * without entering the guest). Not moved: run on. */
+            if (hvrun_migrate(m) == 0)
+                stop(m, 0);
+            pthread_mutex_lock(&ctl_lock);
+        } else if (due || atomic_exchange(&snapshot_requested, 0)) {
             timer = timer && !due; /* the timer fires once */
             pthread_mutex_unlock(&ctl_lock);
             take_snapshot(m);
@@ -434,6 +455,13 @@ static void control(struct machine *m)
             pthread_mutex_unlock(&ctl_lock);
             hvrun_audit_report(m->vm, "on SIGUSR1");
             pthread_mutex_lock(&ctl_lock);
+        } else if (migrate) {
+            const struct timespec *t = &migrate_at;
+            if (timer && (deadline.tv_sec < t->tv_sec ||
+                          (deadline.tv_sec == t->tv_sec &&
+                           deadline.tv_nsec < t->tv_nsec)))
+                t = &deadline;
+            pthread_cond_timedwait(&ctl_cond, &ctl_lock, t);
         } else if (timer) {
             pthread_cond_timedwait(&ctl_cond, &ctl_lock, &deadline);
         } else {

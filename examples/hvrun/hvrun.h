@@ -65,6 +65,14 @@ struct options {
     bool have_key; /* key[] holds --key-file's bytes */
     uint8_t key[HVC_STREAM_KEY_SIZE];
     char *passphrase; /* the first line of --passphrase-file */
+    /* Live migration (migrate.c). --incoming also sets restore to its
+     * path, so that the option checks and the merge are those of a
+     * restore. */
+    const char *incoming;   /* --incoming unix:PATH: the PATH */
+    const char *migrate_to; /* --migrate-to unix:PATH: the PATH */
+    bool migrate_timed;
+    uint64_t migrate_after_ms;
+    uint32_t max_downtime_ms; /* 0: the library's default */
 };
 
 /* The running machine, shared by the runner and the snapshot code. */
@@ -126,11 +134,16 @@ void hvrun_snapshot_prepare(struct options *o);
  * as user data; the VM stays paused. 0, or a negative errno after printing
  * one line. */
 int hvrun_snapshot(struct machine *m);
-/* Restores --restore into m->vm, re-attaching the devices the snapshot's
+/* Restores --restore (or, with --incoming, receives a migrated VM on that
+ * unix socket) into m->vm, re-attaching the devices the snapshot's
  * hvrun configuration names (checked against, or overridden by, @o, which
  * then holds the merged configuration) and fills m->vcpus. On failure
  * prints one line and exits (2, 125, or 130 when interrupted). */
 void hvrun_restore(struct machine *m, struct options *o);
+/* --migrate-to: migrates the running VM. 0 when the destination has it
+ * (the VM stays paused for good), or a negative errno after printing one
+ * line (the VM runs on). */
+int hvrun_migrate(struct machine *m);
 
 /* config.c: hvrun's configuration in a snapshot's user data. */
 int hvrun_config_encode(const struct options *o, uint8_t **out, size_t *len);

@@ -88,6 +88,17 @@ static const char usage[] =
     "Saving and restoring show their progress on stderr when it is a\n"
     "terminal.\n"
     "\n"
+    "Live migration (pre-copy; --key-file/--passphrase-file encrypt it):\n"
+    "  --incoming unix:PATH listen on the unix socket PATH, receive one VM\n"
+    "                       and run it (instead of booting; the options\n"
+    "                       are checked as for --restore)\n"
+    "  --migrate-to unix:PATH  on SIGUSR2, or --migrate-after-ms, move the\n"
+    "                       running VM to the hvrun listening there; on\n"
+    "                       success exit 0, on failure print one line and\n"
+    "                       run on (another SIGUSR2 tries again)\n"
+    "  --migrate-after-ms N start migrating N ms after the vCPUs start\n"
+    "  --max-downtime-ms N  the longest pause wanted (default 10)\n"
+    "\n"
     "Exit status: the byte the guest wrote to port 0xf4; 0 when it powered\n"
     "off or reset, or after a --snapshot; 2 for a usage error, including a\n"
     "snapshot that cannot be restored (missing, damaged, truncated, wrong\n"
@@ -100,6 +111,19 @@ static const char usage[] =
     "interrupted (SIGINT, SIGTERM, SIGHUP, SIGQUIT). A signal during a\n"
     "snapshot save cancels it, leaves FILE as it was, prints one line and\n"
     "exits 130.\n";
+
+static void die_usage(const char *fmt, const char *arg);
+
+/* "unix:PATH": the PATH (TCP comes later). */
+static const char *unix_path(const char *flag, const char *arg)
+{
+    if (strncmp(arg, "unix:", 5) != 0 || !arg[5]) {
+        fprintf(stderr, "hvrun: %s: '%s' is not unix:PATH\n", flag,
+                hvrun_esc(arg));
+        exit(HVRUN_EXIT_USAGE);
+    }
+    return arg + 5;
+}
 
 static void die_usage(const char *fmt, const char *arg)
 {
@@ -154,6 +178,10 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"key-file", required_argument, NULL, 'Y'},
         {"passphrase-file", required_argument, NULL, 'P'},
         {"audit-sharing", no_argument, NULL, 'U'},
+        {"incoming", required_argument, NULL, 0x100},
+        {"migrate-to", required_argument, NULL, 0x101},
+        {"migrate-after-ms", required_argument, NULL, 0x102},
+        {"max-downtime-ms", required_argument, NULL, 0x103},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -265,6 +293,17 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             boot_only = "--virtio-cmdline";
             break;
         case 'S': o->snapshot = optarg; break;
+        case 0x100: o->incoming = unix_path("--incoming", optarg); break;
+        case 0x101: o->migrate_to = unix_path("--migrate-to", optarg); break;
+        case 0x102:
+            o->migrate_after_ms =
+                number("--migrate-after-ms", optarg, 0, 1ull << 40);
+            o->migrate_timed = true;
+            break;
+        case 0x103:
+            o->max_downtime_ms =
+                (uint32_t)number("--max-downtime-ms", optarg, 1, 1u << 30);
+            break;
         case 'T':
             o->snapshot_after_ms =
                 number("--snapshot-after-ms", optarg, 0, 1ull << 40);
@@ -298,6 +337,17 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         die_usage("%s", "--json goes with --list-host");
     if (o->list_host)
         return;
+    if ((o->migrate_timed || o->max_downtime_ms) && !o->migrate_to)
+        die_usage("%s", "--migrate-after-ms and --max-downtime-ms go with "
+                        "--migrate-to unix:PATH");
+    if (o->incoming && o->restore)
+        die_usage("%s", "give --incoming or --restore, not both");
+    if (o->incoming && boot_only)
+        die_usage("%s cannot be combined with --incoming (the stream holds "
+                  "the booted guest)",
+                  boot_only);
+    if (o->incoming)
+        o->restore = o->incoming; /* the same checks and merge */
     if (o->snapshot_timed && !o->snapshot)
         die_usage("%s", "--snapshot-after-ms goes with --snapshot FILE");
     if (o->keep_running && !o->snapshot && !o->audit_sharing)
@@ -305,7 +355,8 @@ void hvrun_parse(int argc, char **argv, struct options *o)
                         "--audit-sharing");
     if (restore_mode && !o->restore)
         die_usage("%s", "--restore-mode goes with --restore FILE");
-    if ((o->key_file || o->passphrase_file) && !o->snapshot && !o->restore)
+    if ((o->key_file || o->passphrase_file) && !o->snapshot && !o->restore &&
+        !o->migrate_to)
         die_usage("%s", "--key-file and --passphrase-file go with --snapshot "
                         "or --restore");
     if (o->key_file && o->passphrase_file)

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_PASSPHRASE 1024
@@ -271,11 +274,59 @@ static int status_of(int r)
     }
 }
 
+static int unix_address(const char *path, struct sockaddr_un *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(a->sun_path))
+        return -ENAMETOOLONG;
+    strcpy(a->sun_path, path);
+    return 0;
+}
+
+/* --incoming: one connection on a fresh unix socket at @path, then the
+ * migration stream from it. */
+static int receive(hvc_hypervisor *hv, const char *path,
+                   const hvc_restore_options *ro, hvc_vm **vm)
+{
+    struct sockaddr_un a;
+    if (unix_address(path, &a) < 0)
+        usage_error("--incoming: the path '%s' is too long for a socket",
+                    hvrun_esc(path));
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path); /* a stale socket of an earlier run */
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        listen(l, 1) < 0)
+        usage_error("--incoming: cannot listen on '%s': %s", hvrun_esc(path),
+                    strerror(errno));
+    int fd;
+    do
+        fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    while (fd < 0 && errno == EINTR && !hvrun_interrupted());
+    int e = errno;
+    close(l);
+    unlink(path);
+    if (fd < 0) {
+        if (hvrun_interrupted())
+            exit(HVRUN_EXIT_INTERRUPTED);
+        fprintf(stderr, "hvrun: --incoming: accepting on '%s': %s\n",
+                hvrun_esc(path), strerror(e));
+        exit(HVRUN_EXIT_INTERNAL);
+    }
+    int r = hvc_vm_migrate_receive(hv, fd, ro, vm);
+    close(fd);
+    return r;
+}
+
 void hvrun_restore(struct machine *m, struct options *o)
 {
     struct restoring st = {.cmdline = o};
+    const char *flag = o->incoming ? "--incoming" : "--restore";
     char what[300];
-    snprintf(what, sizeof(what), "restoring '%s'",
+    snprintf(what, sizeof(what), "%s '%s'",
+             o->incoming ? "receiving on" : "restoring",
              hvrun_esc(base_of(o->restore)));
     hvrun_progress_begin(&st.progress, what);
     hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
@@ -286,29 +337,31 @@ void hvrun_restore(struct machine *m, struct options *o)
     ro.progress = hvrun_progress;
     ro.opaque = &st;
     hvc_vm *vm = NULL;
-    int r = hvc_snapshot_restore(m->hv, o->restore, &ro, &vm);
+    int r = o->incoming ? receive(m->hv, o->incoming, &ro, &vm)
+                        : hvc_snapshot_restore(m->hv, o->restore, &ro, &vm);
     /* A restore that succeeded read the whole file (the library reports
      * progress only every 4 MiB). */
     struct stat fst;
-    bool sized = r == 0 && stat(o->restore, &fst) == 0 && fst.st_size > 0;
+    bool sized = r == 0 && !o->incoming && stat(o->restore, &fst) == 0 &&
+                 fst.st_size > 0;
     hvrun_progress_end(&st.progress, r == 0, sized ? (uint64_t)fst.st_size : 0);
     if (r < 0) {
         if (r == -ECANCELED && hvrun_interrupted())
             exit(HVRUN_EXIT_INTERRUPTED);
         if (st.setup_failed) /* hvrun's own check */
-            fprintf(stderr, "hvrun: --restore '%s': %s\n",
-                    hvrun_esc(o->restore), hvrun_esc(st.why));
+            fprintf(stderr, "hvrun: %s '%s': %s\n", flag, hvrun_esc(o->restore),
+                    hvrun_esc(st.why));
         else /* the library's message names the file */
-            fprintf(stderr, "hvrun: --restore: %s\n",
+            fprintf(stderr, "hvrun: %s: %s\n", flag,
                     hvrun_esc(hvc_last_error()));
         exit(st.setup_failed ? HVRUN_EXIT_USAGE : status_of(r));
     }
     uint32_t n = hvc_vm_vcpu_count(vm);
     if (n != restored.cpus) {
         fprintf(stderr,
-                "hvrun: --restore '%s': the VM has %u vCPUs; its hvrun "
+                "hvrun: %s '%s': the VM has %u vCPUs; its hvrun "
                 "configuration says %u\n",
-                hvrun_esc(o->restore), n, restored.cpus);
+                flag, hvrun_esc(o->restore), n, restored.cpus);
         exit(HVRUN_EXIT_USAGE);
     }
     m->vcpus = calloc(n, sizeof(*m->vcpus));
@@ -318,11 +371,74 @@ void hvrun_restore(struct machine *m, struct options *o)
     }
     for (uint32_t i = 0; i < n; i++)
         if (hvc_vm_get_vcpu(vm, i, &m->vcpus[i]) < 0) {
-            fprintf(stderr, "hvrun: --restore '%s': %s\n",
-                    hvrun_esc(o->restore), hvrun_esc(hvc_last_error()));
+            fprintf(stderr, "hvrun: %s '%s': %s\n", flag, hvrun_esc(o->restore),
+                    hvrun_esc(hvc_last_error()));
             exit(HVRUN_EXIT_USAGE);
         }
     m->vm = vm;
     m->nr_vcpus = n;
+    /* The merged configuration is the stored one: keep this run's
+     * host-side migration settings. */
+    const char *incoming = o->incoming, *migrate_to = o->migrate_to;
+    bool timed = o->migrate_timed;
+    uint64_t after = o->migrate_after_ms;
+    uint32_t downtime = o->max_downtime_ms;
     *o = restored;
+    o->incoming = incoming;
+    o->migrate_to = migrate_to;
+    o->migrate_timed = timed;
+    o->migrate_after_ms = after;
+    o->max_downtime_ms = downtime;
+}
+
+int hvrun_migrate(struct machine *m)
+{
+    const struct options *o = m->opt;
+    uint8_t *user;
+    size_t length;
+    if (hvrun_config_encode(o, &user, &length) < 0) {
+        fprintf(stderr, "hvrun: --migrate-to: cannot record hvrun's "
+                        "configuration; the VM runs on\n");
+        return -ENOMEM;
+    }
+    struct sockaddr_un a;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int r = fd < 0 ? -errno : unix_address(o->migrate_to, &a);
+    if (r == 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+        r = -errno;
+    if (r < 0) {
+        fprintf(stderr,
+                "hvrun: --migrate-to '%s': cannot connect: %s; the VM runs "
+                "on\n",
+                hvrun_esc(o->migrate_to), strerror(-r));
+        if (fd >= 0)
+            close(fd);
+        free(user);
+        return r;
+    }
+    hvc_migrate_options mo = HVC_MIGRATE_OPTIONS_INIT;
+    mo.key = o->have_key ? o->key : NULL;
+    mo.passphrase = o->passphrase;
+    mo.user_data = user;
+    mo.user_data_length = length;
+    mo.max_downtime_ms = o->max_downtime_ms;
+    hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
+    r = hvc_vm_migrate_send(m->vm, fd, &mo, &st);
+    close(fd);
+    free(user);
+    if (r < 0) {
+        fprintf(stderr, "hvrun: --migrate-to '%s': %s\n",
+                hvrun_esc(o->migrate_to), hvrun_esc(hvc_last_error()));
+        return r;
+    }
+    fprintf(stderr,
+            "hvrun: migrated to '%s': downtime %.3f ms, total %llu ms, %u "
+            "rounds, %llu pages, %llu bytes\n",
+            hvrun_esc(o->migrate_to), (double)st.downtime_us / 1000.0,
+            (unsigned long long)st.total_ms, st.rounds,
+            (unsigned long long)(st.pages_initial + st.pages_precopy +
+                                 st.pages_final),
+            (unsigned long long)(st.bytes_initial + st.bytes_precopy +
+                                 st.bytes_final));
+    return 0;
 }

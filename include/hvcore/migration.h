@@ -272,6 +272,180 @@ HVC_EXTERN int hvc_snapshot_restore(hvc_hypervisor *hv, const char *path,
                                     const hvc_restore_options *opts,
                                     hvc_vm **out);
 
+/**
+ * @name Live migration (pre-copy)
+ *
+ * hvc_vm_migrate_send() moves a running VM to hvc_vm_migrate_receive() in
+ * another process (or host) over any connected descriptor: a socket pair,
+ * a unix or TCP socket. The stream is the one of hvc_vm_save() (docs/
+ * MIGRATION.md, "Live migration"): memory goes first while the guest runs,
+ * then again for the pages it wrote meanwhile, round after round, until
+ * what is left would take no longer than the downtime budget at the
+ * link's measured throughput; then the VM is paused, the last pages and
+ * the vCPU, interrupt controller, TSC and device state are sent, and the
+ * destination answers with an acknowledgement once it has read and
+ * checked the whole stream.
+ *
+ * Not yet: post-copy, TLS, several connections, auto-converge,
+ * bandwidth limits.
+ * @{
+ */
+
+/** Statistics of one hvc_vm_migrate_send(). Fields are only ever
+ * appended; the library fills those that @c size covers. */
+typedef struct hvc_migrate_stats {
+    /** sizeof(hvc_migrate_stats) as the caller was compiled. */
+    uint32_t size;
+    /** Dirty-tracking mode used (hvc_memory_dirty_mode() bits). */
+    uint32_t dirty_mode;
+    /** Rounds sent: 1 for the first full pass, plus one per pre-copy
+     * round of dirty pages (the final, paused one not counted). */
+    uint32_t rounds;
+    /** Non-zero once the destination acknowledged the stream. */
+    uint32_t completed;
+    /** Milliseconds from the call to the first page sent (tracking
+     * started, header and configuration written). */
+    uint64_t setup_ms;
+    /** Milliseconds from the call to its return. */
+    uint64_t total_ms;
+    /** Microseconds the VM was paused, from the pause to the
+     * destination's acknowledgement (the source's clock). */
+    uint64_t downtime_us;
+    /** Stream bytes and guest pages (raw and zero runs) of the first
+     * full pass, of the pre-copy rounds, and of the paused phase. */
+    uint64_t bytes_initial, pages_initial;
+    uint64_t bytes_precopy, pages_precopy;
+    uint64_t bytes_final, pages_final;
+    /** Link throughput measured in the last round, bytes per second. */
+    uint64_t throughput_bps;
+    /** Pages the guest dirtied per second in the last round. */
+    uint64_t dirty_pages_per_s;
+    /** Pages still to send, as of the last progress report. */
+    uint64_t remaining_pages;
+    /** Downtime the budget check expected, microseconds. */
+    uint64_t expected_downtime_us;
+    /** Parts of @c downtime_us: pausing the vCPUs, then writing the last
+     * pages and the state, then waiting for the acknowledgement (the
+     * destination reading what was still in flight and checking it). */
+    uint64_t pause_us, final_send_us, ack_wait_us;
+} hvc_migrate_stats;
+
+/** Initialiser for ::hvc_migrate_stats. */
+#define HVC_MIGRATE_STATS_INIT                                                 \
+    {                                                                          \
+        sizeof(hvc_migrate_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   \
+            0, 0, 0, 0, 0                                                      \
+    }
+
+/**
+ * Called on the sending thread after each round with the statistics so
+ * far; return 0 to go on or a negative errno to stop the migration with
+ * that error (the source then resumes).
+ */
+typedef int (*hvc_migrate_progress_fn)(void *opaque,
+                                       const hvc_migrate_stats *stats);
+
+/**
+ * Options of hvc_vm_migrate_send(). Initialise with
+ * ::HVC_MIGRATE_OPTIONS_INIT; fields are only ever appended.
+ */
+typedef struct hvc_migrate_options {
+    /** sizeof(hvc_migrate_options) as the caller was compiled. */
+    uint32_t size;
+    /** Reserved; 0. */
+    uint32_t flags;
+    /** Encryption key (::HVC_STREAM_KEY_SIZE bytes), or NULL. */
+    const uint8_t *key;
+    /** Encryption passphrase, or NULL; at most one of the two. */
+    const char *passphrase;
+    /** Caller data carried to the restore's setup callback. */
+    const void *user_data;
+    /** Bytes at @c user_data, at most ::HVC_STREAM_USER_DATA_MAX. */
+    size_t user_data_length;
+    /** Longest pause wanted, ms; 0: 10. Pre-copy goes on until the
+     * remaining pages would take no longer at the measured throughput. */
+    uint32_t max_downtime_ms;
+    /** Pre-copy rounds at most, then the switchover happens whatever the
+     * remaining pages; 0: 30. */
+    uint32_t max_rounds;
+    /** Fails the migration (the source resumes) when it has not reached
+     * the switchover after this many ms; 0: no limit. */
+    uint32_t timeout_ms;
+    /** Reserved; 0. */
+    uint32_t reserved;
+    /** Called after each round; NULL for none. */
+    hvc_migrate_progress_fn progress;
+    /** Passed to @c progress. */
+    void *opaque;
+} hvc_migrate_options;
+
+/** Initialiser for ::hvc_migrate_options: no key, 10 ms downtime, 30
+ * rounds, no timeout. */
+#define HVC_MIGRATE_OPTIONS_INIT                                               \
+    {                                                                          \
+        sizeof(hvc_migrate_options), 0, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, \
+            NULL                                                               \
+    }
+
+/**
+ * Migrates the running VM @p vm to the receiver at the other end of
+ * @p fd (a connected stream socket; a pipe works for the stream but
+ * cannot carry the acknowledgement back). Call it on a thread that is no
+ * vCPU's; the vCPUs go on running during pre-copy. Dirty tracking (the
+ * bitmap) is started on every region and stopped before the return; do
+ * not add or remove memory regions, nor track them yourself, meanwhile.
+ * The wait for the acknowledgement has no time limit (a destination that
+ * dies closes the connection, which ends it).
+ *
+ * On success the VM is left paused for good: it was handed to the
+ * destination, and hvc_vm_resume() refuses it (-EPERM); destroy it. On any
+ * failure before the destination's acknowledgement (the destination
+ * refused or went away, a write failed, a cancel, the timeout, the
+ * progress callback) the VM is resumed if the call paused it, and is
+ * otherwise as before the call. Writes use MSG_NOSIGNAL on sockets;
+ * ignore SIGPIPE when @p fd is a pipe.
+ *
+ * @param opts  options, or NULL for the defaults.
+ * @param stats receives the statistics (also on failure); may be NULL.
+ * @return 0; -EINVAL (NULL, bad options); -EBUSY when the VM is paused or
+ *         a migration of it is running; -ECANCELED (hvc_vm_migrate_cancel()
+ *         or the callback); -ETIMEDOUT; -ECONNABORTED when the destination
+ *         closed the connection without acknowledging, or the
+ *         destination's error when it refused the stream (the message
+ *         says which); a write's or the dirty tracking's error.
+ */
+HVC_EXTERN int hvc_vm_migrate_send(hvc_vm *vm, int fd,
+                                   const hvc_migrate_options *opts,
+                                   hvc_migrate_stats *stats);
+
+/**
+ * Asks a running hvc_vm_migrate_send() of @p vm to stop, from any
+ * thread: it returns -ECANCELED soon after and the VM runs on. Has no
+ * effect once the whole stream was sent (the destination may have
+ * started the guest), nor when no migration runs.
+ *
+ * @return 0; -EINVAL for NULL.
+ */
+HVC_EXTERN int hvc_vm_migrate_cancel(hvc_vm *vm);
+
+/**
+ * Receives a VM from hvc_vm_migrate_send() at the other end of @p fd, as
+ * hvc_vm_restore_fd() would, then acknowledges it to the sender. The VM
+ * is handed over only when the whole stream was read and checked (and
+ * authenticated, when encrypted) and the acknowledgement was written; on
+ * any error the sender is told (when it can be) and nothing is left.
+ *
+ * @return as hvc_vm_restore_fd(); -ENODATA when the sender went away
+ *         before the end of the stream; -EPIPE (or the write's error)
+ *         when the acknowledgement could not be written, which leaves
+ *         nothing either (the sender resumes its VM).
+ */
+HVC_EXTERN int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
+                                      const hvc_restore_options *opts,
+                                      hvc_vm **out);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

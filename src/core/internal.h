@@ -144,6 +144,12 @@ struct hvc_vm {
     uint32_t nr_vcpus;
     atomic_int pause_depth;
     atomic_int active; /* vCPUs inside hvc_vcpu_run() and not parked */
+    /* Live migration (src/migration/live.c): a cancel asked from any
+     * thread, and set for good once the guest moved to a destination, so
+     * that hvc_vm_resume() refuses to run it here again. */
+    atomic_int migrate_cancel;
+    atomic_int migrated_away;
+    atomic_int migrating; /* a hvc_vm_migrate_send() runs */
 
     /* Devices, in attachment order (device.c), interrupt eventfds and
      * doorbells (notify.c), all under dev_lock (a leaf). */

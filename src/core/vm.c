@@ -221,6 +221,9 @@ int hvc_vm_resume(hvc_vm *vm)
 {
     if (!vm)
         return hvi_error(-EINVAL, "hvc_vm_resume: VM is NULL");
+    if (atomic_load(&vm->migrated_away))
+        return hvi_error(-EPERM, "hvc_vm_resume: the guest was migrated to "
+                                 "another VM and never runs here again");
     /* The sharing guard (audit.c) audits before the outermost resume,
      * outside vm->lock, which ranks below the mem_lock it takes. */
     int g = atomic_load(&vm->pause_depth) == 1 ? hvi_audit_resume_check(vm) : 0;

@@ -134,7 +134,8 @@ static uint64_t estimate(hvc_vm *vm)
     return total;
 }
 
-int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *in_opts)
+int hvi_save_begin(hvc_vm *vm, struct hvi_out *o,
+                   const hvc_save_options *in_opts, bool live)
 {
     hvc_save_options opts = HVC_SAVE_OPTIONS_INIT;
     int r = 0;
@@ -156,7 +157,7 @@ int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *in_opts)
                          "hvc_save_options: %zu bytes of user data (at most "
                          "%u, and not NULL)",
                          opts.user_data_length, HVC_STREAM_USER_DATA_MAX);
-    if (!hvc_vm_is_paused(vm))
+    if (!live && !hvc_vm_is_paused(vm))
         return hvi_error(-EBUSY, "the VM must be paused (hvc_vm_pause) to be "
                                  "saved");
     if ((r = hvi_state_supported(vm)) < 0)
@@ -182,10 +183,12 @@ int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *in_opts)
     if (r == 0 && opts.user_data_length)
         r = hvi_put_section(o, HVI_USER, 0, opts.user_data,
                             opts.user_data_length);
-    if (r == 0)
-        r = hvi_save_memory(o, vm);
-    if (r == 0)
-        r = save_vcpus(o, vm);
+    return r;
+}
+
+int hvi_save_finish(hvc_vm *vm, struct hvi_out *o)
+{
+    int r = save_vcpus(o, vm);
     uint8_t *irq = NULL;
     size_t irq_len = 0;
     if (r == 0 && (r = hvi_irqchip_encode(vm, &irq, &irq_len)) == 0 && irq_len)
@@ -197,6 +200,16 @@ int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *in_opts)
         r = save_devices(o, vm);
     if (r == 0)
         r = hvi_put_end(o);
+    return r;
+}
+
+int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *opts)
+{
+    int r = hvi_save_begin(vm, o, opts, false);
+    if (r == 0)
+        r = hvi_save_memory(o, vm);
+    if (r == 0)
+        r = hvi_save_finish(vm, o);
     return r;
 }
 

@@ -116,6 +116,12 @@ int hvi_save_memory(struct hvi_out *o, hvc_vm *vm);
 int hvi_put_end(struct hvi_out *o);
 /* save.c: the whole stream of a paused VM. */
 int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *opts);
+/* The parts of hvi_save() a live migration runs apart: the header,
+ * CONFIG and USER (@p live: the VM may be running), then, with the VM
+ * paused and memory sent, the vCPUs, IRQCHIP, TSC, devices and END. */
+int hvi_save_begin(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *opts,
+                   bool live);
+int hvi_save_finish(hvc_vm *vm, struct hvi_out *o);
 int hvi_out_progress(struct hvi_out *o, bool final);
 void hvi_out_free(struct hvi_out *o);
 

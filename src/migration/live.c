@@ -1,0 +1,540 @@
+/* Live migration, pre-copy (docs/MIGRATION.md, "Live migration"): the
+ * stream of save.c written while the guest runs. Dirty tracking starts
+ * clean before anything is sent; the first pass sends what may hold data
+ * (never-written memory is skipped, the destination's is zero already);
+ * then each round fetches and clears the dirty log and sends those pages
+ * again, until what remains fits the downtime budget at the throughput
+ * the last round measured. Then the VM is paused, the last dirty pages
+ * and the state sections follow, and the destination's acknowledgement
+ * decides: the source stays paused for good, or resumes.
+ *
+ * Pages are copied out of guest memory before their CRC is taken: the
+ * guest may write them at any time, and a run's CRC must match the bytes
+ * that were sent. A page written after its copy is in the next fetch. */
+#define _GNU_SOURCE
+#include "stream.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The acknowledgement: magic, i32 status (0 or the destination's negative
+ * errno), u32 CRC32C of the first 12 bytes. */
+#define ACK_MAGIC "HVCMACK1"
+#define ACK_SIZE 16
+
+#define DEFAULT_DOWNTIME_MS 10u
+#define DEFAULT_ROUNDS 30u
+
+struct live {
+    hvc_vm *vm;
+    int fd;
+    struct hvi_out o;
+    hvc_migrate_options opts;
+    hvc_migrate_stats st;
+    uint64_t t0, deadline; /* ns, CLOCK_MONOTONIC; deadline 0: none */
+    bool final;            /* the whole stream is out: no cancel any more */
+    int remote_err;        /* the destination refused before the end */
+    char remote_why[512];
+    hvc_memory_region **regs;
+    size_t n;
+    uint64_t **pending; /* per region: pages dirtied and not yet sent */
+    uint64_t *fetched;  /* scratch for one region's fetch */
+    size_t fetched_bytes;
+    bool *tracked;
+    uint8_t *copy; /* one run's pages, copied out of the guest */
+    uint64_t max_run;
+    uint64_t pages; /* pages sent in the current phase */
+};
+
+static int wait_ack(struct live *l, const char *when);
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* The stream's write callback: polls so that a cancel or the timeout is
+ * seen while the receiver is slow, and never raises SIGPIPE on a socket. */
+static int64_t live_write(void *opaque, const void *buf, size_t len)
+{
+    struct live *l = opaque;
+    for (;;) {
+        if (!l->final && atomic_load(&l->vm->migrate_cancel))
+            return -ECANCELED;
+        if (!l->final && l->deadline && now_ns() > l->deadline)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = l->fd, .events = POLLOUT | POLLIN};
+        int r = poll(&p, 1, 50);
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        if (r <= 0)
+            continue;
+        if (p.revents & POLLIN) {
+            /* The destination speaks only to answer: it refused. */
+            r = wait_ack(l, "before the end of the stream");
+            l->remote_err = r < 0 ? r : -EPROTO;
+            snprintf(l->remote_why, sizeof(l->remote_why), "%s",
+                     r < 0 ? hvc_last_error()
+                           : "the destination acknowledged an unfinished "
+                             "stream");
+            return l->remote_err;
+        }
+        ssize_t n = send(l->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(l->fd, buf, len);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        return n < 0 ? -errno : n;
+    }
+}
+
+/* Sends @p count pages (at most max_run) of @p reg from page @p pg:
+ * copied out first, then cut into raw and zero runs. */
+static int send_pages(struct live *l, const hvc_memory_region *reg, uint64_t pg,
+                      uint64_t count)
+{
+    memcpy(l->copy, reg->hva + pg * HVI_PAGE, count * HVI_PAGE);
+    for (uint64_t i = 0; i < count;) {
+        const uint8_t *p = l->copy + i * HVI_PAGE;
+        bool zero = hvi_page_zero(p);
+        uint64_t j = i + 1;
+        while (j < count && hvi_page_zero(l->copy + j * HVI_PAGE) == zero)
+            j++;
+        uint32_t crc = zero ? 0 : hvi_crc32c(0, p, (j - i) * HVI_PAGE);
+        int r = hvi_put_memory(&l->o, reg->gpa + (pg + i) * HVI_PAGE, j - i,
+                               zero ? NULL : p, crc);
+        if (r < 0)
+            return r;
+        i = j;
+    }
+    l->pages += count;
+    return 0;
+}
+
+/* The first pass: every extent of every region that may hold data. */
+static int send_all(struct live *l)
+{
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < l->n; i++) {
+        const hvc_memory_region *reg = l->regs[i];
+        struct hvi_os_memory_walk *w;
+        if ((r = hvi_memory_walk_open(reg, &w)) < 0)
+            break;
+        uint64_t off = 0;
+        while (r == 0 && off < reg->len) {
+            uint64_t start, end;
+            if ((r = hvi_memory_next_data(w, off, &start, &end)) < 0 ||
+                start >= reg->len)
+                break;
+            for (uint64_t pg = start / HVI_PAGE;
+                 r == 0 && pg < end / HVI_PAGE;) {
+                uint64_t c = end / HVI_PAGE - pg;
+                if (c > l->max_run)
+                    c = l->max_run;
+                r = send_pages(l, reg, pg, c);
+                pg += c;
+            }
+            off = end;
+        }
+        hvi_memory_walk_close(w);
+    }
+    return r;
+}
+
+/* Fetches every region's dirty log into the pending sets; *count: how
+ * many pages are pending in all. */
+static int fetch(struct live *l, uint64_t *count)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        size_t bytes = hvc_memory_dirty_bitmap_size(l->regs[i]);
+        int r = hvc_memory_dirty_fetch(l->regs[i], l->fetched, l->fetched_bytes,
+                                       NULL);
+        if (r < 0)
+            return r;
+        for (size_t w = 0; w < bytes / 8; w++) {
+            l->pending[i][w] |= l->fetched[w];
+            total += (uint64_t)__builtin_popcountll(l->pending[i][w]);
+        }
+    }
+    *count = total;
+    return 0;
+}
+
+/* Sends the pending pages, in runs of contiguous pages. */
+static int send_pending(struct live *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const hvc_memory_region *reg = l->regs[i];
+        uint64_t pages = reg->len / HVI_PAGE, *bm = l->pending[i];
+        for (uint64_t pg = 0; pg < pages;) {
+            if (!bm[pg / 64]) {
+                pg = (pg / 64 + 1) * 64;
+                continue;
+            }
+            if (!(bm[pg / 64] >> (pg % 64) & 1)) {
+                pg++;
+                continue;
+            }
+            uint64_t c = 0;
+            while (pg + c < pages && c < l->max_run &&
+                   (bm[(pg + c) / 64] >> ((pg + c) % 64) & 1)) {
+                bm[(pg + c) / 64] &= ~(1ull << ((pg + c) % 64));
+                c++;
+            }
+            int r = send_pages(l, reg, pg, c);
+            if (r < 0)
+                return r;
+            pg += c;
+        }
+    }
+    return 0;
+}
+
+static int start_tracking(struct live *l)
+{
+    size_t most = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        size_t b = hvc_memory_dirty_bitmap_size(l->regs[i]);
+        most = b > most ? b : most;
+        if (!(l->pending[i] = calloc(1, b + 8)))
+            return hvi_error(-ENOMEM, "out of memory");
+    }
+    l->fetched_bytes = most;
+    if (!(l->fetched = calloc(1, most + 8)))
+        return hvi_error(-ENOMEM, "out of memory");
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->regs[i]->flags & HVC_MEMORY_READONLY)
+            continue;
+        hvc_dirty_options d = HVC_DIRTY_OPTIONS_INIT;
+        d.mode = HVC_DIRTY_BITMAP; /* the ring stops no vCPU when full */
+        d.flags = HVC_DIRTY_START_CLEAN;
+        int r = hvc_memory_dirty_start(l->regs[i], &d);
+        if (r == -ENOTSUP) {
+            d.mode = HVC_DIRTY_AUTO;
+            r = hvc_memory_dirty_start(l->regs[i], &d);
+        }
+        if (r < 0)
+            return r;
+        l->tracked[i] = true;
+        l->st.dirty_mode = hvc_memory_dirty_mode(l->regs[i]);
+    }
+    return 0;
+}
+
+static void stop_tracking(struct live *l)
+{
+    for (size_t i = 0; l->tracked && i < l->n; i++)
+        if (l->tracked[i])
+            hvc_memory_dirty_stop(l->regs[i]);
+}
+
+static int report(struct live *l)
+{
+    l->st.total_ms = (now_ns() - l->t0) / 1000000u;
+    if (!l->opts.progress)
+        return 0;
+    int r = l->opts.progress(l->opts.opaque, &l->st);
+    if (r < 0)
+        return hvi_error(r < -4095 ? -EINVAL : r,
+                         "the migration was stopped by its progress "
+                         "callback");
+    return 0;
+}
+
+/* Reads the destination's acknowledgement: 0, or why not. */
+static int wait_ack(struct live *l, const char *when)
+{
+    uint8_t a[ACK_SIZE];
+    size_t got = 0;
+    while (got < sizeof(a)) {
+        ssize_t n = read(l->fd, a + got, sizeof(a) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hvi_error(-errno,
+                             "the connection to the destination failed %s: "
+                             "%s",
+                             when, hvc_strerror(-errno));
+        if (n == 0)
+            return hvi_error(-ECONNABORTED,
+                             "the destination closed the connection %s, "
+                             "without acknowledging it",
+                             when);
+        got += (size_t)n;
+    }
+    if (memcmp(a, ACK_MAGIC, 8) != 0 ||
+        hvi_get32(a + 12) != hvi_crc32c(0, a, 12))
+        return hvi_error(-EPROTO, "the destination's acknowledgement is "
+                                  "malformed");
+    int32_t status = (int32_t)hvi_get32(a + 8);
+    if (status > 0 || status < -4095)
+        return hvi_error(-EPROTO,
+                         "the destination's acknowledgement has "
+                         "status %d",
+                         status);
+    if (status < 0)
+        return hvi_error(status, "the destination refused the stream: %s",
+                         hvc_strerror(status));
+    return 0;
+}
+
+static int check_options(struct live *l, const hvc_migrate_options *in)
+{
+    hvc_migrate_options d = HVC_MIGRATE_OPTIONS_INIT;
+    l->opts = d;
+    int r;
+    if (in &&
+        (r = hvi_copy_options(&l->opts, sizeof(l->opts), in, sizeof(l->opts),
+                              "hvc_migrate_options")) < 0)
+        return r;
+    if (l->opts.flags)
+        return hvi_error(-EINVAL, "hvc_migrate_options: unknown flags 0x%x",
+                         l->opts.flags);
+    if (!l->opts.max_downtime_ms)
+        l->opts.max_downtime_ms = DEFAULT_DOWNTIME_MS;
+    if (!l->opts.max_rounds)
+        l->opts.max_rounds = DEFAULT_ROUNDS;
+    return 0;
+}
+
+/* Pre-copy: the first pass, then rounds until the rest fits the budget
+ * (or the rounds run out). */
+static int precopy(struct live *l)
+{
+    uint64_t t = now_ns(), before = l->o.off;
+    l->pages = 0;
+    int r = send_all(l);
+    l->st.bytes_initial = l->o.off - before;
+    l->st.pages_initial = l->pages;
+    l->st.rounds = 1;
+    for (; r == 0;) {
+        uint64_t now = now_ns(), pending;
+        uint64_t ns = now - t ? now - t : 1, bytes = l->o.off - before;
+        if ((r = fetch(l, &pending)) < 0)
+            break;
+        /* A round too short to measure keeps the last figure. */
+        if (bytes >= (64u << 10) || !l->st.throughput_bps)
+            l->st.throughput_bps = bytes * 1000000000u / ns;
+        if (!l->st.throughput_bps)
+            l->st.throughput_bps = 1;
+        l->st.dirty_pages_per_s = pending * 1000000000u / ns;
+        l->st.remaining_pages = pending;
+        uint64_t need = pending * (HVI_PAGE + HVI_SEC_HEADER);
+        l->st.expected_downtime_us =
+            need * 1000000u / l->st.throughput_bps +
+            1000u; /* state sections and the acknowledgement */
+        if ((r = report(l)) < 0)
+            break;
+        if (l->st.expected_downtime_us <= l->opts.max_downtime_ms * 1000ull ||
+            l->st.rounds > l->opts.max_rounds)
+            break;
+        t = now;
+        before = l->o.off;
+        l->pages = 0;
+        r = send_pending(l);
+        l->st.bytes_precopy += l->o.off - before;
+        l->st.pages_precopy += l->pages;
+        l->st.rounds++;
+    }
+    return r;
+}
+
+static int migrate(struct live *l)
+{
+    int r;
+    if ((r = hvi_memory_snapshot(l->vm, &l->regs, &l->n)) < 0)
+        return r;
+    l->pending = calloc(l->n + 1, sizeof(*l->pending));
+    l->tracked = calloc(l->n + 1, sizeof(*l->tracked));
+    if (!l->pending || !l->tracked)
+        return hvi_error(-ENOMEM, "out of memory");
+    hvc_save_options so = HVC_SAVE_OPTIONS_INIT;
+    so.key = l->opts.key;
+    so.passphrase = l->opts.passphrase;
+    so.user_data = l->opts.user_data;
+    so.user_data_length = l->opts.user_data_length;
+    if ((r = start_tracking(l)) < 0 ||
+        (r = hvi_save_begin(l->vm, &l->o, &so, true)) < 0)
+        return r;
+    l->max_run = l->o.crypt ? HVI_SEALED_RUN_PAGES : HVI_RUN_PAGES;
+    if (!(l->copy = malloc(l->max_run * HVI_PAGE)))
+        return hvi_error(-ENOMEM, "out of memory");
+    l->st.setup_ms = (now_ns() - l->t0) / 1000000u;
+    if ((r = precopy(l)) < 0)
+        return r;
+
+    /* The switchover. */
+    uint64_t paused = now_ns(), before = l->o.off, pending;
+    if ((r = hvc_vm_pause(l->vm)) < 0)
+        return r;
+    uint64_t t = now_ns();
+    l->st.pause_us = (t - paused) / 1000u;
+    l->pages = 0;
+    if ((r = fetch(l, &pending)) == 0 && (r = send_pending(l)) == 0) {
+        l->st.pages_final = l->pages;
+        r = hvi_save_finish(l->vm, &l->o);
+    }
+    l->st.bytes_final = l->o.off - before;
+    l->st.final_send_us = (now_ns() - t) / 1000u;
+    if (r == 0) {
+        l->final = true;
+        t = now_ns();
+        r = wait_ack(l, "after the end of the stream");
+        l->st.ack_wait_us = (now_ns() - t) / 1000u;
+    }
+    l->st.downtime_us = (now_ns() - paused) / 1000u;
+    if (r == 0) {
+        atomic_store(&l->vm->migrated_away, 1);
+        l->st.completed = 1;
+        return 0;
+    }
+    /* Nothing started on the other side: run on here. */
+    char why[512];
+    strncpy(why, l->remote_err ? l->remote_why : hvc_last_error(),
+            sizeof(why) - 1);
+    why[sizeof(why) - 1] = 0;
+    if (l->remote_err)
+        r = l->remote_err;
+    hvc_vm_resume(l->vm);
+    return hvi_error(r, "%s", why);
+}
+
+int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
+                        hvc_migrate_stats *stats)
+{
+    if (!vm || fd < 0)
+        return hvi_error(-EINVAL, "hvc_vm_migrate_send: %s",
+                         vm ? "negative descriptor" : "NULL VM");
+    if (stats && stats->size < sizeof(uint32_t))
+        return hvi_error(-EINVAL, "hvc_migrate_stats: size %u", stats->size);
+    struct live *l = calloc(1, sizeof(*l));
+    if (!l)
+        return hvi_error(-ENOMEM, "out of memory");
+    l->vm = vm;
+    l->fd = fd;
+    l->t0 = now_ns();
+    l->st.size = sizeof(l->st);
+    int r = check_options(l, opts), busy = 0;
+    if (r == 0 && !atomic_compare_exchange_strong(&vm->migrating, &busy, 1))
+        r = hvi_error(-EBUSY, "hvc_vm_migrate_send: a migration of this VM "
+                              "is running");
+    else if (r == 0 &&
+             (hvc_vm_is_paused(vm) || atomic_load(&vm->migrated_away))) {
+        r = hvi_error(-EBUSY, "hvc_vm_migrate_send: the VM is %s",
+                      atomic_load(&vm->migrated_away) ? "migrated already"
+                                                      : "paused");
+        atomic_store(&vm->migrating, 0);
+    }
+    if (r == 0) {
+        if (l->opts.timeout_ms)
+            l->deadline = l->t0 + l->opts.timeout_ms * 1000000ull;
+        atomic_store(&vm->migrate_cancel, 0);
+        l->o.fd = -1;
+        l->o.s.size = sizeof(l->o.s);
+        l->o.s.write = live_write;
+        l->o.s.opaque = l;
+        r = migrate(l);
+        if (r < 0 && l->remote_err) {
+            r = l->remote_err;
+            hvi_error(r, "%s", l->remote_why);
+        }
+        if (r < 0 && (r == -ECANCELED || r == -ETIMEDOUT) &&
+            !strstr(hvc_last_error(), "migration"))
+            r = hvi_error(r, "the migration was %s before the switchover",
+                          r == -ECANCELED ? "cancelled" : "timed out");
+        char why[512];
+        strncpy(why, hvc_last_error(), sizeof(why) - 1);
+        why[sizeof(why) - 1] = 0;
+        stop_tracking(l);
+        if (r < 0)
+            hvi_error(r, "%s; the VM runs on", why);
+        atomic_store(&vm->migrate_cancel, 0);
+        atomic_store(&vm->migrating, 0);
+    }
+    l->st.total_ms = (now_ns() - l->t0) / 1000000u;
+    if (stats) {
+        size_t n = stats->size < sizeof(l->st) ? stats->size : sizeof(l->st);
+        uint32_t size = stats->size;
+        memcpy(stats, &l->st, n);
+        stats->size = size;
+    }
+    hvi_out_free(&l->o);
+    for (size_t i = 0; l->pending && i < l->n; i++)
+        free(l->pending[i]);
+    free(l->pending);
+    free(l->tracked);
+    free(l->fetched);
+    free(l->copy);
+    free(l->regs);
+    free(l);
+    return r;
+}
+
+int hvc_vm_migrate_cancel(hvc_vm *vm)
+{
+    if (!vm)
+        return hvi_error(-EINVAL, "hvc_vm_migrate_cancel: NULL VM");
+    atomic_store(&vm->migrate_cancel, 1);
+    return 0;
+}
+
+static int send_ack(int fd, int status)
+{
+    uint8_t a[ACK_SIZE];
+    memcpy(a, ACK_MAGIC, 8);
+    hvi_put32(a + 8, (uint32_t)status);
+    hvi_put32(a + 12, hvi_crc32c(0, a, 12));
+    size_t done = 0;
+    while (done < sizeof(a)) {
+        ssize_t n = send(fd, a + done, sizeof(a) - done, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(fd, a + done, sizeof(a) - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EPIPE;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
+                           const hvc_restore_options *opts, hvc_vm **out)
+{
+    if (!hv || fd < 0 || !out)
+        return hvi_error(-EINVAL, "hvc_vm_migrate_receive: %s",
+                         fd < 0 ? "negative descriptor" : "NULL argument");
+    hvc_vm *vm = NULL;
+    int r = hvc_vm_restore_fd(hv, fd, opts, &vm);
+    if (r < 0) {
+        char why[512];
+        strncpy(why, hvc_last_error(), sizeof(why) - 1);
+        why[sizeof(why) - 1] = 0;
+        send_ack(fd, r); /* the sender may be gone: nothing to add */
+        return hvi_error(r, "incoming migration: %s%s",
+                         r == -ENODATA ? "the source went away before the "
+                                         "end of the stream: "
+                                       : "",
+                         why);
+    }
+    int w = send_ack(fd, 0);
+    if (w < 0) {
+        hvc_vm_destroy(vm);
+        return hvi_error(w,
+                         "incoming migration: the stream was complete, but "
+                         "acknowledging it to the source failed (%s); the "
+                         "source keeps the guest",
+                         hvc_strerror(w));
+    }
+    *out = vm;
+    return 0;
+}
