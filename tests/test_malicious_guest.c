@@ -1,6 +1,7 @@
 /* A malicious guest against the VMM, through the public API on real VMs:
- * an MMIO storm on unclaimed addresses (guests/mmio_flood.S) and every
- * malformed descriptor chain against virtio-blk, virtio-rng and
+ * an MMIO storm on unclaimed addresses, random accesses to every register
+ * of the platform devices (guests/mmio_flood.S, guests/platform_fuzz.S),
+ * and every malformed descriptor chain against virtio-blk, virtio-rng and
  * virtio-console (built on the host side with tests/vqueue.c, which is far
  * faster here than a guest driver).
  *
@@ -174,6 +175,125 @@ Test(malicious_guest, unclaimed_mmio_storm, .timeout = 120)
     HVT_OK(hvc_vm_read(t.vm, USED + 4, used, 8));
     cr_assert_eq(used[1], 64);
     vq_vclose(&t);
+}
+
+/* ------------------------------------------------------------------ */
+/* 2. Random accesses to every UART, CMOS and i8042 register.          */
+
+static pthread_mutex_t uart_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t uart_bytes;
+static uint8_t uart_last;
+
+static void uart_out(void *opaque, const void *data, size_t len)
+{
+    (void)opaque;
+    pthread_mutex_lock(&uart_lock);
+    uart_bytes += len;
+    if (len)
+        uart_last = ((const uint8_t *)data)[len - 1];
+    pthread_mutex_unlock(&uart_lock);
+}
+
+static void run_mode(hvc_vcpu *v)
+{
+    hvc_vcpu_mode_options mo = HVC_VCPU_MODE_OPTIONS_INIT;
+    mo.mode = HVC_X86_MODE_LONG64;
+    mo.entry = GUEST_LOAD;
+    mo.stack = GUEST_STACK;
+    mo.tables_addr = GUEST_TABLES;
+    HVT_OK(hvc_vcpu_set_mode(v, &mo));
+}
+
+#define FUZZ_ROUNDS 40000ull
+
+Test(malicious_guest, platform_registers_random_writes, .timeout = 120)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
+    so.output_fn = uart_out;
+    hvc_device *uart, *cmos, *kbd, *p80;
+    HVT_OK(hvc_serial_create(t.vm, &so, &uart));
+    HVT_OK(hvc_cmos_create(t.vm, &cmos));
+    HVT_OK(hvc_i8042_create(t.vm, &kbd));
+    HVT_OK(hvc_port80_create(t.vm, &p80));
+    hvc_vcpu *v;
+    HVT_OK(hvc_vcpu_create(t.vm, 0, &v));
+    const uint64_t seeds[] = {0x9e3779b97f4a7c15ull, 0x1234567887654321ull,
+                              0xdeadbeefcafef00dull};
+    uint64_t resets = 0, unclaimed = 0;
+    double t0 = now_s();
+    for (size_t s = 0; s < sizeof(seeds) / sizeof(seeds[0]); s++) {
+        hvt_load(t.vm, "platform_fuzz");
+        uint64_t in[2] = {seeds[s], FUZZ_ROUNDS};
+        HVT_OK(hvc_vm_write(t.vm, DATA_IN, in, sizeof(in)));
+        run_mode(v);
+        const hvc_exit *e;
+        for (;;) {
+            HVT_OK(hvc_vcpu_run(v, &e));
+            if (e->reason == HVC_EXIT_RESET) {
+                resets++; /* 0xfe to port 0x64: the guest runs on */
+                continue;
+            }
+            cr_assert_eq(e->reason, HVC_EXIT_PIO, "seed %zu: exit reason %u", s,
+                         e->reason);
+            if (e->u.io.port == PORT_DONE)
+                break;
+            /* a wide access straddling a device's ports: unclaimed */
+            unclaimed++;
+        }
+        cr_assert_eq(*(uint8_t *)e->u.io.data, 0x5c);
+        uint64_t done;
+        HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &done, 8));
+        cr_assert_eq(done, FUZZ_ROUNDS);
+        /* the devices' calls keep working */
+        uint8_t rec[4096];
+        size_t len;
+        hvc_device *all[] = {uart, cmos, kbd, p80};
+        for (size_t d = 0; d < 4; d++) {
+            int r = hvc_device_save_state(all[d], rec, sizeof(rec), &len);
+            cr_assert(r == 0 || r == -ENOTSUP, "%s: save_state %d (%s)",
+                      hvc_device_name(all[d]), r, hvc_last_error());
+            if (r == 0)
+                HVT_OK(hvc_device_load_state(all[d], rec, len));
+        }
+    }
+    double secs = now_s() - t0;
+    cr_log_info("%llu random platform accesses in %.2f s: %llu resets, %llu "
+                "unclaimed, %llu UART bytes out",
+                (unsigned long long)(3 * FUZZ_ROUNDS), secs,
+                (unsigned long long)resets, (unsigned long long)unclaimed,
+                (unsigned long long)uart_bytes);
+    cr_assert_gt(resets, 0, "the fuzz never pulled the reset line");
+
+    /* a device reset puts every register back */
+    HVT_OK(hvc_vm_reset_devices(t.vm));
+    hvt_load(t.vm, "platform_check");
+    run_mode(v);
+    cr_assert_eq(hvt_run_done(v), 0x5c);
+    uint8_t got[22];
+    HVT_OK(hvc_vm_read(t.vm, DATA_OUT, got, sizeof(got)));
+    /* 4 MiB of RAM: 640 KiB base (0x280), 3072 KiB from 1 MiB (0xc00) */
+    static const uint8_t want[22] = {
+        0x60, 0x01, 0x00, 0x00, 0x00, 0xb0, 0x00, 0x5a, /* UART */
+        0x26, 0x02, 0x00, 0x80,                         /* CMOS A-D */
+        0x80, 0x02, 0x00, 0x0c, 0x00, 0x0c, 0x00, 0x00, /* memory size */
+        0x04, 0xff};                                    /* i8042, 0x80 */
+    static const char *const names[22] = {
+        "UART LSR",     "UART IIR",  "UART IER",  "UART LCR",
+        "UART MCR",     "UART MSR",  "UART SCR",  "UART SCR written",
+        "CMOS A",       "CMOS B",    "CMOS C",    "CMOS D",
+        "CMOS 0x15",    "CMOS 0x16", "CMOS 0x17", "CMOS 0x18",
+        "CMOS 0x30",    "CMOS 0x31", "CMOS 0x34", "CMOS 0x35",
+        "i8042 status", "port 0x80"};
+    for (int i = 0; i < 22; i++)
+        cr_expect_eq(got[i], want[i], "%s after reset: 0x%02x, expected 0x%02x",
+                     names[i], got[i], want[i]);
+    pthread_mutex_lock(&uart_lock);
+    cr_assert_eq(uart_last, 'K', "the UART's output after reset: 0x%02x",
+                 uart_last);
+    pthread_mutex_unlock(&uart_lock);
+    hvt_close(&t);
 }
 
 /* ------------------------------------------------------------------ */
