@@ -1,9 +1,9 @@
 /* A malicious guest against the VMM, through the public API on real VMs:
  * an MMIO storm on unclaimed addresses, random accesses to every register
  * of the platform devices (guests/mmio_flood.S, guests/platform_fuzz.S),
- * and every malformed descriptor chain against virtio-blk, virtio-rng and
- * virtio-console (built on the host side with tests/vqueue.c, which is far
- * faster here than a guest driver).
+ * every malformed descriptor chain against virtio-blk, virtio-rng and
+ * virtio-console, and out-of-range disk requests (built on the host side
+ * with tests/vqueue.c, which is far faster here than a guest driver).
  *
  * Each case checks that the VMM survives and its calls keep working, that
  * the device reports the abuse (an error status in the used ring, or
@@ -671,4 +671,140 @@ Test(malicious_guest, rng_malformed_chains)
 Test(malicious_guest, console_malformed_chains)
 {
     attack("virtio-console");
+}
+
+/* ------------------------------------------------------------------ */
+/* 4. Out-of-range disk requests: per-request errors, nothing touched. */
+
+#define T_IN 0
+#define T_OUT 1
+#define T_DISCARD 11
+#define T_WRITE_ZEROES 13
+#define S_IOERR 1
+#define DISK_SECTORS 64 /* target_open's image: sector s holds bytes s */
+
+struct range_case {
+    const char *name;
+    uint32_t type;
+    uint64_t sector; /* of the header; for discard/write-zeroes the
+                        segment's */
+    uint32_t len;    /* data bytes; for discard/write-zeroes num sectors */
+    uint32_t copies; /* data descriptors of len bytes each (0: one) */
+};
+
+static const struct range_case range_cases[] = {
+    {"read at the capacity", T_IN, DISK_SECTORS, 512, 0},
+    {"read straddling the capacity", T_IN, DISK_SECTORS - 1, 1024, 0},
+    {"read of a partial sector past the end", T_IN, DISK_SECTORS - 1, 513, 0},
+    {"read of the whole disk and one sector", T_IN, 0, DISK_SECTORS * 512 + 512,
+     0},
+    {"read at sector 2^64-1", T_IN, UINT64_MAX, 512, 0},
+    {"read at sector 2^55 (offset wraps to 0)", T_IN, 1ull << 55, 512, 0},
+    {"read at 2^55-1 (offset wraps past 0)", T_IN, (1ull << 55) - 1, 1024, 0},
+    {"read into 4 aliased 1 MiB buffers", T_IN, 0, 1u << 20, 4},
+    {"write at the capacity", T_OUT, DISK_SECTORS, 512, 0},
+    {"write straddling the capacity", T_OUT, DISK_SECTORS - 1, 1024, 0},
+    {"write of a partial sector past the end", T_OUT, DISK_SECTORS - 1, 513, 0},
+    {"write of the whole disk and one sector", T_OUT, 0,
+     DISK_SECTORS * 512 + 512, 0},
+    {"write at sector 2^64-4", T_OUT, UINT64_MAX - 3, 2048, 0},
+    {"write at sector 2^55 (offset wraps to 0)", T_OUT, 1ull << 55, 512, 0},
+    {"write at 2^55-1 (offset wraps past 0)", T_OUT, (1ull << 55) - 1, 1024, 0},
+    {"write from 4 aliased 1 MiB buffers", T_OUT, 0, 1u << 20, 4},
+    {"discard at the capacity", T_DISCARD, DISK_SECTORS, 1, 0},
+    {"discard straddling the capacity", T_DISCARD, DISK_SECTORS - 2, 4, 0},
+    {"discard of 2^32-1 sectors", T_DISCARD, 0, UINT32_MAX, 0},
+    {"discard at 2^64-2 (end wraps)", T_DISCARD, UINT64_MAX - 1, 4, 0},
+    {"discard at sector 2^55", T_DISCARD, 1ull << 55, 1, 0},
+    {"write-zeroes at the capacity", T_WRITE_ZEROES, DISK_SECTORS, 1, 0},
+    {"write-zeroes straddling the capacity", T_WRITE_ZEROES, DISK_SECTORS - 2,
+     4, 0},
+    {"write-zeroes of 2^32-1 sectors", T_WRITE_ZEROES, 0, UINT32_MAX, 0},
+    {"write-zeroes of the whole disk and one", T_WRITE_ZEROES, 0,
+     DISK_SECTORS + 1, 0},
+    {"write-zeroes at 2^64-2 (end wraps)", T_WRITE_ZEROES, UINT64_MAX - 1, 4,
+     0},
+    {"write-zeroes at sector 2^55", T_WRITE_ZEROES, 1ull << 55, 1, 0},
+};
+#define NRANGE (sizeof(range_cases) / sizeof(range_cases[0]))
+
+/* Builds request @c in descriptors 0.. and publishes it as entry @idx. */
+static void range_request(hvt *t, const struct range_case *c, uint16_t idx)
+{
+    struct {
+        uint32_t type, reserved;
+        uint64_t sector;
+    } h = {c->type, 0, c->type == T_IN || c->type == T_OUT ? c->sector : 0};
+    HVT_OK(hvc_vm_write(t->vm, BUF, &h, sizeof(h)));
+    uint8_t poison = 0xee;
+    HVT_OK(hvc_vm_write(t->vm, BUF + 0x80, &poison, 1));
+    uint16_t n = 0;
+    put(t, 0, n, BUF, 16, F_NEXT, (uint16_t)(n + 1));
+    n++;
+    uint16_t w = c->type == T_IN ? F_WRITE : 0;
+    if (c->type == T_DISCARD || c->type == T_WRITE_ZEROES) {
+        struct {
+            uint64_t sector;
+            uint32_t num, flags;
+        } seg = {c->sector, c->len, 0};
+        HVT_OK(hvc_vm_write(t->vm, 0x2f0000, &seg, sizeof(seg)));
+        put(t, 0, n, 0x2f0000, sizeof(seg), F_NEXT, (uint16_t)(n + 1));
+        n++;
+    } else {
+        for (uint32_t k = 0; k < (c->copies ? c->copies : 1); k++, n++)
+            put(t, 0, n, 0x300000, c->len, (uint16_t)(F_NEXT | w),
+                (uint16_t)(n + 1));
+    }
+    put(t, 0, n, BUF + 0x80, 1, F_WRITE, 0);
+    vq_publish(t, 0, idx, 0);
+}
+
+Test(malicious_guest, blk_out_of_range_requests)
+{
+    hvt t;
+    struct target g;
+    log_start();
+    target_open(&t, &g, "virtio-blk");
+    off_t size0, size1;
+    uint64_t hash0 = file_hash(g.path, &size0);
+    char msg[512];
+    /* what the data buffers hold: a write that went through would show */
+    uint8_t *ram = hvc_memory_region_hva(t.ram);
+    memset(ram + 0x300000, 0xa5, 0x100000);
+    for (size_t k = 0; k < NRANGE; k++) {
+        const struct range_case *c = &range_cases[k];
+        range_request(&t, c, (uint16_t)k);
+        vq_notify_wait(&t, 0, (uint16_t)(k + 1));
+        uint8_t st = vq_blk_status(&t, 0);
+        cr_assert_eq(st, S_IOERR, "%s: status %u, expected IOERR", c->name, st);
+        uint32_t used[2];
+        HVT_OK(hvc_vm_read(t.vm, USED + 4 + 8 * (k % QSIZE), used, 8));
+        cr_assert_eq(used[0], 0, "%s: used id %u", c->name, used[0]);
+        cr_assert_eq(used[1], 1,
+                     "%s: used length %u (a failed request "
+                     "returns only its status)",
+                     c->name, used[1]);
+        uint32_t reg = vq_status_reg(&t);
+        cr_assert_eq(reg & 0xff, 0xf, "%s: device status 0x%x", c->name, reg);
+        cr_assert_eq(file_hash(g.path, &size1), hash0,
+                     "%s: the disk image changed", c->name);
+        cr_assert_eq(size1, size0, "%s: the image is %lld bytes", c->name,
+                     (long long)size1);
+    }
+    cr_assert_eq(log_take(msg, sizeof(msg)), 0, "logged: %s", msg);
+    /* a read buffer is left as it was: 0xa5, nothing read into it */
+    cr_assert(ram[0x300000] == 0xa5 && ram[0x3fffff] == 0xa5,
+              "a failed read wrote into its buffer");
+    /* good requests on the same ring, then after a reset */
+    vq_blk_request(&t, 0, T_IN, DISK_SECTORS - 1, 0x300000, 512);
+    vq_publish(&t, 0, NRANGE, 0);
+    vq_notify_wait(&t, 0, NRANGE + 1);
+    cr_assert_eq(vq_blk_status(&t, 0), 0);
+    cr_assert_eq(ram[0x300000], DISK_SECTORS - 1);
+    memset(ram + DESC, 0, 2 * QOFF);
+    vq_init(&t, 1);
+    good_request(&t, &g);
+    cr_assert_eq(file_hash(g.path, NULL), hash0);
+    target_close(&t, &g);
+    hvc_set_log(HVC_LOG_ERROR, NULL, NULL);
 }
