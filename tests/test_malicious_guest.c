@@ -320,6 +320,9 @@ static void cons_capture(void *opaque, const void *data, size_t len)
     cons_len += len;
 }
 
+/* Flags for the next virtio-blk target_open() makes. */
+static uint32_t blk_flags;
+
 static void target_open(hvt *t, struct target *g, const char *type)
 {
     memset(g, 0, sizeof(*g));
@@ -331,6 +334,7 @@ static void target_open(hvt *t, struct target *g, const char *type)
         hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
         o.mmio = m;
         o.path = g->path;
+        o.flags = blk_flags;
         HVT_OK(hvc_virtio_blk_create(t->vm, &o, &g->dev));
         g->nqueues = 1;
     } else if (strcmp(type, "virtio-rng") == 0) {
@@ -807,4 +811,146 @@ Test(malicious_guest, blk_out_of_range_requests)
     cr_assert_eq(file_hash(g.path, NULL), hash0);
     target_close(&t, &g);
     hvc_set_log(HVC_LOG_ERROR, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* 5. Random virtio-mmio register accesses with live queues.           */
+
+static uint64_t xs(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static const uint16_t mmio_regs[] = {
+    0x000, 0x004, 0x008, 0x00c, 0x010, 0x014, 0x020, 0x024, 0x030, 0x034,
+    0x038, 0x044, 0x050, 0x050, 0x050, 0x060, 0x064, 0x070, 0x070, 0x080,
+    0x084, 0x090, 0x094, 0x0a0, 0x0a4, 0x0fc, 0x100, 0x108, 0x13c};
+
+/* A value a hostile driver might write: a status, a size, an address in
+ * the ring area or out of RAM, or noise. Addresses stay at or above
+ * 0x200000: below are the script guest, its ops and its page tables,
+ * which a read request the device honours could overwrite. */
+static uint64_t hostile_value(uint64_t *s)
+{
+    uint64_t r = xs(s);
+    switch (r % 16) {
+    case 0: return 0;
+    case 1: return 1;
+    case 2: return 0xf;
+    case 3: return 0xb;
+    case 4: return 0x4f;
+    case 5: return QSIZE;
+    case 6: return 256;
+    case 7: return 0x8000;
+    case 8: return 0xffffffffu;
+    case 9: return DESC + (r >> 8) % 2 * QOFF;
+    case 10: return AVAIL + (r >> 8) % 2 * QOFF;
+    case 11: return USED + (r >> 8) % 2 * QOFF;
+    case 12: return 0x200000 + (r >> 8) % 0x200000;
+    case 13: return RAM_END - (r >> 8) % 64;
+    default: return xs(s);
+    }
+}
+
+/* One script of @n random accesses: registers of every size, and live
+ * rewrites of the descriptor table and rings under the device. */
+static void random_script(struct script *sc, uint64_t *s, int n)
+{
+    static const uint32_t sizes[] = {4, 4, 4, 4, 4, 1, 2, 8};
+    sc->n = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t r = xs(s);
+        struct op *o = &sc->ops[sc->n++];
+        if (r % 8 == 0) { /* the rings, as the device reads them */
+            uint64_t a = DESC + (xs(s) % (2 * QOFF)) / 8 * 8;
+            *o = (struct op){a, hostile_value(s), r & 16 ? 8 : 2, OP_WRITE};
+            continue;
+        }
+        uint64_t off =
+            (r >> 8) % 4 ? mmio_regs[(r >> 16) %
+                                     (sizeof(mmio_regs) / sizeof(mmio_regs[0]))]
+                         : (r >> 16) % HVC_VIRTIO_MMIO_SIZE;
+        uint32_t size = sizes[(r >> 32) % 8];
+        off &= ~(uint64_t)(size - 1);
+        *o = (struct op){BASE + off, hostile_value(s), size,
+                         (r >> 40) % 4 ? OP_WRITE : OP_READ};
+    }
+}
+
+#define REG_RUNS 300
+#define REG_OPS 100
+
+static void register_fuzz(const char *type, uint64_t seed)
+{
+    hvt t;
+    struct target g;
+    target_open(&t, &g, type);
+    off_t size0 = 0, size1 = 0;
+    uint64_t hash0 = g.path[0] ? file_hash(g.path, &size0) : 0;
+    uint64_t s = seed;
+    uint8_t rec[8192];
+    size_t len;
+    double t0 = now_s();
+    for (int run = 0; run < REG_RUNS; run++) {
+        /* every other run starts from a working device */
+        if (run % 2 == 0) {
+            memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
+            vq_init(&t, g.nqueues);
+        }
+        struct script sc;
+        random_script(&sc, &s, REG_OPS);
+        vq_run(&t, &sc);
+        /* the VMM's calls keep working, and the device's own state loads
+         * back into it */
+        HVT_OK(hvc_vm_pause(t.vm));
+        HVT_OK(hvc_device_save_state(g.dev, rec, sizeof(rec), &len));
+        HVT_OK(hvc_device_load_state(g.dev, rec, len));
+        HVT_OK(hvc_vm_resume(t.vm));
+    }
+    double secs = now_s() - t0;
+    /* a reset recovers it */
+    memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
+    vq_init(&t, g.nqueues);
+    good_request(&t, &g);
+    cr_log_info("%s: %d random register and ring accesses in %.2f s", type,
+                REG_RUNS * REG_OPS, secs);
+    if (g.path[0]) {
+        /* random chains may have written to a writable image, but never
+         * past its end, and never to a read-only one */
+        uint64_t hash1 = file_hash(g.path, &size1);
+        cr_assert_eq(size1, size0, "the image grew to %lld bytes",
+                     (long long)size1);
+        if (blk_flags & HVC_VIRTIO_BLK_READONLY)
+            cr_assert_eq(hash1, hash0, "a read-only image changed");
+        else if (hash1 != hash0)
+            cr_log_info("random chains wrote to the writable image");
+    }
+    target_close(&t, &g);
+}
+
+Test(malicious_guest, blk_random_registers)
+{
+    register_fuzz("virtio-blk", 0x243f6a8885a308d3ull);
+    register_fuzz("virtio-blk", 0x452821e638d01377ull);
+}
+
+Test(malicious_guest, blk_readonly_random_registers)
+{
+    blk_flags = HVC_VIRTIO_BLK_READONLY;
+    register_fuzz("virtio-blk", 0xbe5466cf34e90c6cull);
+    register_fuzz("virtio-blk", 0xc0ac29b7c97c50ddull);
+}
+
+Test(malicious_guest, rng_random_registers)
+{
+    register_fuzz("virtio-rng", 0x13198a2e03707344ull);
+}
+
+Test(malicious_guest, console_random_registers)
+{
+    register_fuzz("virtio-console", 0xa4093822299f31d0ull);
 }

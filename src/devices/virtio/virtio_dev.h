@@ -17,6 +17,12 @@
 #define VIRTIO_STATUS_FEATURES_OK 0x08
 #define VIRTIO_STATUS_NEEDS_RESET 0x40
 #define VIRTIO_STATUS_FAILED 0x80
+/* The bits the device keeps: a driver's write of any other is dropped, so
+ * the device never holds a status its own saved state could not load. */
+#define VIRTIO_STATUS_KNOWN                                                    \
+    (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |                        \
+     VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK |                     \
+     VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
 
 #define VIRTIO_F_VERSION_1 (1ull << 32)
 
