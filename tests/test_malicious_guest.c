@@ -13,6 +13,7 @@
 #include "vqueue.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,6 +307,7 @@ struct target {
     uint32_t nqueues;
     char path[64]; /* blk: the disk image */
     hvc_device *dev;
+    int in[2]; /* console: its input pipe */
 };
 
 static char cons_out[64];
@@ -341,12 +343,16 @@ static void target_open(hvt *t, struct target *g, const char *type)
         HVT_OK(hvc_virtio_rng_create(t->vm, &m, NULL, &g->dev));
         g->nqueues = 1;
     } else {
+        /* "virtio-console": its transmitq, served on every notify;
+         * "virtio-console-rx": its receiveq, served when input waits */
+        cr_assert_eq(pipe(g->in), 0);
         hvc_virtio_console_options o = HVC_VIRTIO_CONSOLE_OPTIONS_INIT;
         o.mmio = m;
         o.output_fn = cons_capture;
+        o.input_fd = g->in[0];
         HVT_OK(hvc_virtio_console_create(t->vm, &o, &g->dev));
         g->nqueues = 2;
-        g->queue = 1; /* transmitq: served on every notify */
+        g->queue = strcmp(type, "virtio-console") == 0;
     }
     vq_init(t, g->nqueues);
 }
@@ -356,6 +362,22 @@ static void target_close(hvt *t, struct target *g)
     vq_vclose(t);
     if (g->path[0])
         unlink(g->path);
+    if (g->in[0] > 0) {
+        close(g->in[0]);
+        close(g->in[1]);
+    }
+}
+
+/* Input the device has not taken: read and dropped (the device is reset
+ * and has no receive buffer, so it is not reading). */
+static void drain_input(struct target *g)
+{
+    char junk[64];
+    int fl = fcntl(g->in[0], F_GETFL);
+    fcntl(g->in[0], F_SETFL, fl | O_NONBLOCK);
+    while (read(g->in[0], junk, sizeof(junk)) > 0)
+        ;
+    fcntl(g->in[0], F_SETFL, fl);
 }
 
 /* A good request on a freshly reset device: it must be served. */
@@ -381,6 +403,23 @@ static void good_request(hvt *t, struct target *g)
         cr_assert_eq(used[1], 64, "rng used length %u after reset", used[1]);
         HVT_OK(hvc_vm_read(t->vm, 0x300000, b, sizeof(b)));
         cr_assert(memcmp(b, zero, 64), "rng left its buffer zero");
+    } else if (g->queue == 0) {
+        drain_input(g);
+        vq_put_desc(t, 0, 0, (struct desc){0x301000, 64, F_WRITE, 0});
+        vq_publish(t, 0, 0, 0);
+        struct script s = {.n = 0};
+        vq_w32(&s, R_QUEUE_NOTIFY, 0);
+        vq_run(t, &s);
+        cr_assert_eq(write(g->in[1], "in", 2), 2);
+        s.n = 0;
+        vq_wait16(&s, USED + 2, 1);
+        vq_run(t, &s);
+        char got[2];
+        uint32_t used[2];
+        HVT_OK(hvc_vm_read(t->vm, USED + 4, used, 8));
+        HVT_OK(hvc_vm_read(t->vm, 0x301000, got, 2));
+        cr_assert(used[1] == 2 && memcmp(got, "in", 2) == 0,
+                  "console received %u bytes after reset", used[1]);
     } else {
         cons_len = 0;
         HVT_OK(hvc_vm_write(t->vm, 0x300000, "alive", 5));
@@ -566,6 +605,50 @@ static void readable_after_writable(hvt *t, uint32_t q)
     vq_publish(t, q, 0, 0);
 }
 
+/* Chains well-formed for the transport that no virtio-blk request can be
+ * (virtio 1.2 5.2.6: a 16-byte readable header, a writable status). */
+static void blk_short_header(hvt *t, uint32_t q)
+{
+    put(t, q, 0, BUF, 8, F_NEXT, 1);
+    put(t, q, 1, BUF + 0x80, 1, F_WRITE, 0);
+    vq_publish(t, q, 0, 0);
+}
+
+static void blk_no_status(hvt *t, uint32_t q)
+{
+    put(t, q, 0, BUF, 16, F_NEXT, 1);
+    put(t, q, 1, BUF + 0x100, 512, 0, 0);
+    vq_publish(t, q, 0, 0);
+}
+
+static void blk_status_only(hvt *t, uint32_t q)
+{
+    put(t, q, 0, BUF + 0x80, 1, F_WRITE, 0);
+    vq_publish(t, q, 0, 0);
+}
+
+static void blk_writable_header(hvt *t, uint32_t q)
+{
+    put(t, q, 0, BUF, 16, F_WRITE | F_NEXT, 1);
+    put(t, q, 1, BUF + 0x80, 1, F_WRITE, 0);
+    vq_publish(t, q, 0, 0);
+}
+
+static void blk_empty_buffers(hvt *t, uint32_t q)
+{
+    put(t, q, 0, BUF, 0, F_NEXT, 1);
+    put(t, q, 1, BUF + 0x80, 0, F_WRITE, 0);
+    vq_publish(t, q, 0, 0);
+}
+
+static const struct bad_case blk_bad_cases[] = {
+    {"header of 8 bytes", blk_short_header},
+    {"no writable status byte", blk_no_status},
+    {"only a status byte", blk_status_only},
+    {"header in a writable buffer", blk_writable_header},
+    {"zero-length header and status", blk_empty_buffers},
+};
+
 static const struct bad_case bad_cases[] = {
     {"two-descriptor loop", loop2},
     {"descriptor linked to itself", self_loop},
@@ -596,7 +679,8 @@ static const struct bad_case bad_cases[] = {
 
 /* Publishes each malformed chain in turn, expects the device to fail and
  * say so, then resets it and expects a good request to work. */
-static void attack(const char *type)
+static void attack_with(const char *type, const struct bad_case *cases,
+                        size_t ncases)
 {
     hvt t;
     struct target g;
@@ -607,9 +691,11 @@ static void attack(const char *type)
     const uint32_t qoff = g.queue * QOFF;
     char msg[512];
     log_take(msg, sizeof(msg));
-    for (size_t k = 0; k < NBAD; k++) {
-        const struct bad_case *c = &bad_cases[k];
+    for (size_t k = 0; k < ncases; k++) {
+        const struct bad_case *c = &cases[k];
         c->build(&t, qoff);
+        if (g.queue == 0 && g.in[0] > 0) /* the receiveq takes input */
+            cr_assert_eq(write(g.in[1], "x", 1), 1);
         struct script s = {.n = 0};
         vq_w32(&s, R_QUEUE_NOTIFY, g.queue);
         vq_run(&t, &s);
@@ -641,6 +727,7 @@ static void attack(const char *type)
         uint8_t rec[8192];
         size_t len;
         HVT_OK(hvc_device_save_state(g.dev, rec, sizeof(rec), &len));
+        HVT_OK(hvc_device_load_state(g.dev, rec, len));
         HVT_OK(hvc_vm_resume(t.vm));
         /* the driver resets the device and starts over */
         memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
@@ -662,9 +749,21 @@ static void attack(const char *type)
     hvc_set_log(HVC_LOG_ERROR, NULL, NULL);
 }
 
+static void attack(const char *type)
+{
+    attack_with(type, bad_cases, NBAD);
+}
+
 Test(malicious_guest, blk_malformed_chains)
 {
     attack("virtio-blk");
+    attack_with("virtio-blk", blk_bad_cases,
+                sizeof(blk_bad_cases) / sizeof(blk_bad_cases[0]));
+}
+
+Test(malicious_guest, console_receive_malformed_chains)
+{
+    attack("virtio-console-rx");
 }
 
 Test(malicious_guest, rng_malformed_chains)
