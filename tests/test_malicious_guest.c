@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,29 @@ static void run_mode(hvc_vcpu *v)
     HVT_OK(hvc_vcpu_set_mode(v, &mo));
 }
 
+/* Bytes arriving on the UART's line all through the fuzz, racing the
+ * guest's FIFO, loopback and divisor changes. */
+static atomic_bool feeding;
+static uint64_t fed;
+static int feed_error;
+
+static void *feed_uart(void *arg)
+{
+    hvc_device *uart = arg;
+    uint8_t b = 0;
+    while (atomic_load(&feeding)) {
+        int r = hvc_serial_receive(uart, &b, 1);
+        if (r < 0) { /* asserted on the test's thread */
+            feed_error = r;
+            break;
+        }
+        fed += (uint64_t)r;
+        b++;
+        usleep(50);
+    }
+    return NULL;
+}
+
 #define FUZZ_ROUNDS 40000ull
 
 Test(malicious_guest, platform_registers_random_writes, .timeout = 120)
@@ -223,6 +247,9 @@ Test(malicious_guest, platform_registers_random_writes, .timeout = 120)
     const uint64_t seeds[] = {0x9e3779b97f4a7c15ull, 0x1234567887654321ull,
                               0xdeadbeefcafef00dull};
     uint64_t resets = 0, unclaimed = 0;
+    atomic_store(&feeding, true);
+    pthread_t feeder;
+    cr_assert_eq(pthread_create(&feeder, NULL, feed_uart, uart), 0);
     double t0 = now_s();
     for (size_t s = 0; s < sizeof(seeds) / sizeof(seeds[0]); s++) {
         hvt_load(t.vm, "platform_fuzz");
@@ -260,11 +287,15 @@ Test(malicious_guest, platform_registers_random_writes, .timeout = 120)
         }
     }
     double secs = now_s() - t0;
+    atomic_store(&feeding, false);
+    pthread_join(feeder, NULL);
+    cr_assert_eq(feed_error, 0, "hvc_serial_receive during the fuzz: %d",
+                 feed_error);
     cr_log_info("%llu random platform accesses in %.2f s: %llu resets, %llu "
-                "unclaimed, %llu UART bytes out",
+                "unclaimed, %llu UART bytes out, %llu in",
                 (unsigned long long)(3 * FUZZ_ROUNDS), secs,
                 (unsigned long long)resets, (unsigned long long)unclaimed,
-                (unsigned long long)uart_bytes);
+                (unsigned long long)uart_bytes, (unsigned long long)fed);
     cr_assert_gt(resets, 0, "the fuzz never pulled the reset line");
 
     /* a device reset puts every register back */
@@ -729,7 +760,10 @@ static void attack_with(const char *type, const struct bad_case *cases,
         HVT_OK(hvc_device_save_state(g.dev, rec, sizeof(rec), &len));
         HVT_OK(hvc_device_load_state(g.dev, rec, len));
         HVT_OK(hvc_vm_resume(t.vm));
-        /* the driver resets the device and starts over */
+        /* the driver resets the device and starts over; every other time
+         * the VMM resets the VM's devices first */
+        if (k % 2)
+            HVT_OK(hvc_vm_reset_devices(t.vm));
         memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
         vq_init(&t, g.nqueues);
         good_request(&t, &g);
