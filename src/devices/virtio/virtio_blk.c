@@ -290,6 +290,11 @@ static bool serve_queue(struct blk *b)
             any = false;
             continue;
         }
+        /* hvi_vq_push() marks the transport's scratch element dirty, and
+         * this request is the worker's own: its writable buffers must be
+         * reported here, before the used element publishes them */
+        for (unsigned s = e->nr_out; s < e->nr_out + e->nr_in; s++)
+            hvc_vm_mark_dirty(d->vm, e->seg[s].gpa, e->seg[s].len);
         hvi_vq_push(d, q, e->head, len);
         any = true;
     }
