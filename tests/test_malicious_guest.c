@@ -946,6 +946,64 @@ Test(malicious_guest, blk_out_of_range_requests)
     hvc_set_log(HVC_LOG_ERROR, NULL, NULL);
 }
 
+/* Discard and write-zeroes with more segments than the device's limit
+ * (max_discard_seg and max_write_zeroes_seg are 1): a hostile guest could
+ * otherwise hand the worker millions of segments, one system call each,
+ * and every pause, save or reset waits for that request to end. */
+Test(malicious_guest, blk_too_many_discard_segments)
+{
+    hvt t;
+    struct target g;
+    target_open(&t, &g, "virtio-blk");
+    off_t size0, size1;
+    uint64_t hash0 = file_hash(g.path, &size0);
+    uint8_t *ram = hvc_memory_region_hva(t.ram);
+    static const uint32_t types[] = {T_DISCARD, T_WRITE_ZEROES};
+    for (uint16_t k = 0; k < 4; k++) {
+        uint32_t type = types[k % 2];
+        struct {
+            uint32_t type, reserved;
+            uint64_t sector;
+        } h = {type, 0, 0};
+        HVT_OK(hvc_vm_write(t.vm, BUF, &h, sizeof(h)));
+        put(&t, 0, 0, BUF, 16, F_NEXT, 1);
+        uint16_t n = 1;
+        if (k < 2) {
+            /* two good segments: sectors 1 and 2 */
+            struct {
+                uint64_t sector;
+                uint32_t num, flags;
+            } seg[2] = {{1, 1, 0}, {2, 1, 0}};
+            HVT_OK(hvc_vm_write(t.vm, 0x2f0000, seg, sizeof(seg)));
+            put(&t, 0, n, 0x2f0000, sizeof(seg), F_NEXT, 2);
+            n++;
+        } else {
+            /* six aliased 1 MiB tables of sector-0 segments: 393216 */
+            memset(ram + 0x300000, 0, 0x100000);
+            for (; n < 7; n++)
+                put(&t, 0, n, 0x300000, 0x100000, F_NEXT, (uint16_t)(n + 1));
+        }
+        put(&t, 0, n, BUF + 0x80, 1, F_WRITE, 0);
+        vq_publish(&t, 0, k, 0);
+        double t0 = now_s();
+        vq_notify_wait(&t, 0, (uint16_t)(k + 1));
+        double served = now_s() - t0;
+        HVT_OK(hvc_vm_pause(t.vm));
+        HVT_OK(hvc_vm_resume(t.vm));
+        cr_assert_eq(
+            vq_blk_status(&t, 0), 2, "%s with %s: status %u, expected UNSUPP",
+            type == T_DISCARD ? "discard" : "write-zeroes",
+            k < 2 ? "two segments" : "393216 segments", vq_blk_status(&t, 0));
+        cr_assert_lt(served, 2.0, "the request took %.1f s", served);
+        cr_assert_eq(file_hash(g.path, &size1), hash0, "the image changed");
+    }
+    cr_assert_eq(size1, size0);
+    memset(ram + DESC, 0, 2 * QOFF);
+    vq_init(&t, 1);
+    good_request(&t, &g);
+    target_close(&t, &g);
+}
+
 /* ------------------------------------------------------------------ */
 /* 5. Random virtio-mmio register accesses with live queues.           */
 

@@ -178,7 +178,10 @@ static uint8_t do_ranges(struct blk *b, const struct vq_elem *e, uint32_t t)
     if (b->readonly)
         return S_IOERR;
     uint64_t n = e->out_len - sizeof(struct req_hdr);
-    if (n == 0 || n % sizeof(struct seg_range))
+    /* one segment, as max_discard_seg and max_write_zeroes_seg say: a
+     * request of millions would keep the worker, and every pause, save
+     * or reset that waits for it, busy for minutes */
+    if (n != sizeof(struct seg_range))
         return S_UNSUPP;
     for (uint64_t off = 0; off < n; off += sizeof(struct seg_range)) {
         struct seg_range r;
