@@ -2,8 +2,9 @@
  * an MMIO storm on unclaimed addresses, random accesses to every register
  * of the platform devices (guests/mmio_flood.S, guests/platform_fuzz.S),
  * every malformed descriptor chain against virtio-blk, virtio-rng and
- * virtio-console, and out-of-range disk requests (built on the host side
- * with tests/vqueue.c, which is far faster here than a guest driver).
+ * both queues of virtio-console, out-of-range and oversized disk requests,
+ * and random virtio-mmio register and live ring rewrites (built on the host
+ * side with tests/vqueue.c, which is far faster here than a guest driver).
  *
  * Each case checks that the VMM survives and its calls keep working, that
  * the device reports the abuse (an error status in the used ring, or
