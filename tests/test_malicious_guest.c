@@ -1005,6 +1005,72 @@ Test(malicious_guest, blk_too_many_discard_segments)
     target_close(&t, &g);
 }
 
+/* A notify storm: the guest rings virtio-blk's doorbell 10^6 times with
+ * requests in the ring, then with the device failed. Every request is
+ * served once, the VMM pauses and resumes meanwhile, and the image keeps
+ * its hash. */
+#define STORM_NOTIFIES 1000000ull
+
+static void notify_storm(hvt *t, uint64_t count)
+{
+    uint64_t in[3] = {count, BASE + R_QUEUE_NOTIFY, 0};
+    hvt_load(t->vm, "notify_storm");
+    HVT_OK(hvc_vm_write(t->vm, DATA_IN, in, sizeof(in)));
+    run_mode(script_vcpu);
+    cr_assert_eq(hvt_run_done(script_vcpu), 0x5c);
+    hvt_load(t->vm, "mmio_script");
+}
+
+Test(malicious_guest, blk_notify_storm)
+{
+    hvt t;
+    struct target g;
+    log_start();
+    target_open(&t, &g, "virtio-blk");
+    uint64_t hash0 = file_hash(g.path, NULL);
+    /* two reads published, not notified: the storm's first ring serves
+     * them, the rest find nothing */
+    vq_blk_request(&t, 0, T_IN, 5, 0x300000, 512);
+    vq_blk_request(&t, 1, T_IN, 6, 0x301000, 512);
+    vq_publish(&t, 0, 0, 0);
+    vq_publish(&t, 0, 1, 3);
+    double t0 = now_s();
+    notify_storm(&t, STORM_NOTIFIES);
+    double secs = now_s() - t0;
+    HVT_OK(hvc_vm_pause(t.vm));
+    HVT_OK(hvc_vm_resume(t.vm));
+    struct script s = {.n = 0};
+    vq_wait16(&s, USED + 2, 2);
+    vq_run(&t, &s);
+    cr_assert_eq(vq_blk_status(&t, 0), 0);
+    cr_assert_eq(vq_blk_status(&t, 1), 0);
+    uint8_t a, b;
+    HVT_OK(hvc_vm_read(t.vm, 0x300000, &a, 1));
+    HVT_OK(hvc_vm_read(t.vm, 0x301000, &b, 1));
+    cr_assert(a == 5 && b == 6, "read back %u and %u", a, b);
+    /* nothing more was used: each request once */
+    usleep(20000);
+    uint16_t used;
+    HVT_OK(hvc_vm_read(t.vm, USED + 2, &used, 2));
+    cr_assert_eq(used, 2, "%u used elements for 2 requests", used);
+    cr_log_info("%llu notifies in %.2f s", (unsigned long long)STORM_NOTIFIES,
+                secs);
+
+    /* the device failed by a bad chain: the storm finds it dead */
+    put(&t, 0, 6, RAM_END, 16, 0, 0);
+    vq_publish(&t, 0, 2, 6);
+    notify_storm(&t, STORM_NOTIFIES / 4);
+    cr_assert(vq_status_reg(&t) & ST_NEEDS_RESET);
+    char msg[512];
+    cr_assert_eq(log_take(msg, sizeof(msg)), 1, "last: %s", msg);
+    memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
+    vq_init(&t, 1);
+    good_request(&t, &g);
+    cr_assert_eq(file_hash(g.path, NULL), hash0, "the image changed");
+    target_close(&t, &g);
+    hvc_set_log(HVC_LOG_ERROR, NULL, NULL);
+}
+
 /* ------------------------------------------------------------------ */
 /* 5. Random virtio-mmio register accesses with live queues.           */
 
