@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1069,6 +1070,137 @@ Test(malicious_guest, blk_notify_storm)
     cr_assert_eq(file_hash(g.path, NULL), hash0, "the image changed");
     target_close(&t, &g);
     hvc_set_log(HVC_LOG_ERROR, NULL, NULL);
+}
+
+/* Read-only memory (a ROM: HVC_MEMORY_READONLY) is no target for a
+ * device's writes: a writable buffer there fails the device like one
+ * outside RAM, and the ROM keeps its bytes. With the caller's ROM mapped
+ * PROT_READ on the host, a write through a host pointer would kill the
+ * VMM instead. */
+#define ROM_BASE 0x800000u
+#define ROM_LEN 0x10000u
+
+static void rom_case(const char *type, bool caller_ro)
+{
+    hvt t;
+    struct target g;
+    log_start();
+    target_open(&t, &g, type);
+    uint8_t *img = NULL;
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
+    mo.flags = HVC_MEMORY_READONLY;
+    mo.guest_addr = ROM_BASE;
+    mo.length = ROM_LEN;
+    uint8_t pattern[ROM_LEN];
+    for (uint32_t i = 0; i < ROM_LEN; i++)
+        pattern[i] = (uint8_t)(i * 13 + 1);
+    hvc_memory_region *rom;
+    if (caller_ro) {
+        img = mmap(NULL, ROM_LEN, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        cr_assert_neq(img, MAP_FAILED);
+        memcpy(img, pattern, ROM_LEN);
+        cr_assert_eq(mprotect(img, ROM_LEN, PROT_READ), 0);
+        mo.host_addr = img;
+        HVT_OK(hvc_vm_add_memory(t.vm, &mo, &rom));
+    } else {
+        HVT_OK(hvc_vm_add_memory(t.vm, &mo, &rom));
+        memcpy(hvc_memory_region_hva(rom), pattern, ROM_LEN);
+    }
+    uint64_t hash0 = g.path[0] ? file_hash(g.path, NULL) : 0;
+    const uint32_t qoff = g.queue * QOFF;
+    if (strcmp(type, "virtio-blk") == 0) {
+        /* a read of sector 9 into the ROM, its status byte there too */
+        vq_blk_request(&t, 0, T_IN, 9, ROM_BASE + 0x1000, 512);
+        put(&t, 0, 2, ROM_BASE + 0x80, 1, F_WRITE, 0);
+    } else {
+        put(&t, qoff, 0, ROM_BASE + 0x2000, 256, F_WRITE, 0);
+    }
+    vq_publish(&t, qoff, 0, 0);
+    if (g.queue == 0 && g.in[0] > 0)
+        cr_assert_eq(write(g.in[1], "rom", 3), 3);
+    struct script s = {.n = 0};
+    vq_w32(&s, R_QUEUE_NOTIFY, g.queue);
+    vq_run(&t, &s);
+    uint32_t st = 0;
+    for (int i = 0; i < 400 && !(st & ST_NEEDS_RESET); i++) {
+        usleep(2500);
+        st = vq_status_reg(&t);
+    }
+    cr_assert(st & ST_NEEDS_RESET,
+              "%s: a writable buffer in ROM was taken "
+              "(status 0x%x)",
+              type, st);
+    uint16_t used;
+    HVT_OK(hvc_vm_read(t.vm, USED + qoff + 2, &used, 2));
+    cr_assert_eq(used, 0, "%s: %u buffers used", type, used);
+    const uint8_t *now = caller_ro ? img : hvc_memory_region_hva(rom);
+    cr_assert_arr_eq(now, pattern, ROM_LEN, "%s: the ROM changed", type);
+    char msg[512];
+    cr_assert_eq(log_take(msg, sizeof(msg)), 1, "%s: last: %s", type, msg);
+    memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
+    vq_init(&t, g.nqueues);
+    good_request(&t, &g);
+    if (g.path[0])
+        cr_assert_eq(file_hash(g.path, NULL), hash0, "the image changed");
+    target_close(&t, &g);
+    hvc_set_log(HVC_LOG_ERROR, NULL, NULL);
+    if (img)
+        munmap(img, ROM_LEN);
+}
+
+/* A used ring in ROM is refused when the queue is made ready. */
+static void rom_used_ring(bool caller_ro)
+{
+    hvt t;
+    struct target g;
+    target_open(&t, &g, "virtio-rng");
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
+    mo.flags = HVC_MEMORY_READONLY;
+    mo.guest_addr = ROM_BASE;
+    mo.length = ROM_LEN;
+    uint8_t *img = NULL;
+    if (caller_ro) {
+        img =
+            mmap(NULL, ROM_LEN, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        cr_assert_neq(img, MAP_FAILED);
+        mo.host_addr = img;
+    }
+    hvc_memory_region *rom;
+    HVT_OK(hvc_vm_add_memory(t.vm, &mo, &rom));
+    struct script s = {.n = 0};
+    vq_w32(&s, R_STATUS, 0);
+    vq_w32(&s, R_STATUS, 3);
+    vq_w32(&s, 0x038, QSIZE);
+    vq_w32(&s, 0x080, DESC);
+    vq_w32(&s, 0x090, AVAIL);
+    vq_w32(&s, 0x0a0, ROM_BASE);
+    vq_w32(&s, 0x044, 1);
+    int ready = vq_r32(&s, 0x044);
+    int st = vq_r32(&s, R_STATUS);
+    vq_run(&t, &s);
+    cr_assert_eq(s.ops[ready].value, 0,
+                 "a queue with its used ring in ROM "
+                 "became ready");
+    cr_assert(s.ops[st].value & ST_NEEDS_RESET);
+    memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
+    vq_init(&t, g.nqueues);
+    good_request(&t, &g);
+    target_close(&t, &g);
+    if (img)
+        munmap(img, ROM_LEN);
+}
+
+Test(malicious_guest, device_writes_into_rom_fail)
+{
+    rom_used_ring(false);
+    rom_used_ring(true);
+    static const char *const types[] = {"virtio-blk", "virtio-rng",
+                                        "virtio-console-rx"};
+    for (int k = 0; k < 3; k++) {
+        rom_case(types[k], false);
+        rom_case(types[k], true);
+    }
 }
 
 /* ------------------------------------------------------------------ */
