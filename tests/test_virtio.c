@@ -674,3 +674,36 @@ Test(virtio, unoffered_driver_features_keep_the_state_loadable)
     HVT_OK(hvc_device_load_state(dev, rec, len));
     vq_vclose(&t);
 }
+
+/* What virtio-blk reads into guest memory, through host pointers on its
+ * worker thread, is reported to dirty tracking before the request is
+ * used: a live migration copies the page again. */
+Test(virtio, blk_reads_mark_guest_pages_dirty)
+{
+    hvt t;
+    char path[64];
+    hvc_device *dev;
+    vq_blk_setup(&t, path, &dev);
+    hvc_dirty_options o = HVC_DIRTY_OPTIONS_INIT;
+    o.flags = HVC_DIRTY_START_CLEAN;
+    int r = hvc_memory_dirty_start(t.ram, &o);
+    if (r == -ENOTSUP)
+        cr_skip_test("no dirty tracking: %s", hvc_last_error());
+    HVT_OK(r);
+    size_t bytes = hvc_memory_dirty_bitmap_size(t.ram);
+    uint64_t *bm = calloc(1, bytes);
+    vq_blk_request(&t, 0, 0 /* IN */, 3, 0x350000, 2 * 4096);
+    vq_publish(&t, 0, 0, 0);
+    HVT_OK(hvc_memory_dirty_fetch(t.ram, bm, bytes, NULL));
+    vq_notify_wait(&t, 0, 1);
+    cr_assert_eq(vq_blk_status(&t, 0), 0);
+    HVT_OK(hvc_memory_dirty_fetch(t.ram, bm, bytes, NULL));
+    for (uint64_t p = 0x350; p < 0x352; p++)
+        cr_assert(bm[p / 64] & (1ull << (p % 64)),
+                  "page 0x%llx, read into by the device, is not dirty",
+                  (unsigned long long)p);
+    free(bm);
+    HVT_OK(hvc_memory_dirty_stop(t.ram));
+    vq_vclose(&t);
+    unlink(path);
+}

@@ -5,7 +5,9 @@
  * Each device is an ::hvc_device with one MMIO window of 0x200 bytes and one
  * interrupt line (edge-triggered). Virtqueues are split rings of up to 256
  * entries; every descriptor the guest supplies is checked (inside RAM, no
- * loops, chains no longer than the queue, lengths that do not overflow).
+ * loops, chains no longer than the queue, lengths that do not overflow, no
+ * buffer the device writes, nor a used ring, in ::HVC_MEMORY_READONLY
+ * memory).
  * A bad one is a device error: the device stops, sets DEVICE_NEEDS_RESET
  * and raises a configuration interrupt, as virtio 1.2 section 2.1.2
  * allows; the VMM goes on.
@@ -88,7 +90,8 @@ typedef struct hvc_virtio_blk_options {
 
 /**
  * Attaches a virtio-blk device: read, write, flush, get-id, and discard and
- * write-zeroes on a file (punching holes, or writing zeroes). Its capacity
+ * write-zeroes on a file (punching holes, or writing zeroes; one segment
+ * per request, as its configuration advertises). Its capacity
  * is the file's size in 512-byte sectors, rounded down. A host I/O error
  * reaches the guest as VIRTIO_BLK_S_IOERR.
  *

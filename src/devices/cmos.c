@@ -6,7 +6,8 @@
  * cannot change host time, and Linux only sets the RTC on shutdown. Update-
  * in-progress (register A bit 7) is never set, so a guest's wait-for-UIP
  * loop ends at once. The memory-size bytes come from the VM's regions at
- * creation. Interrupts (alarm, periodic, update) are not generated. */
+ * creation, and a reset puts them back after a guest wrote over them.
+ * Interrupts (alarm, periodic, update) are not generated. */
 #include "../core/internal.h"
 
 #include <errno.h>
@@ -36,7 +37,13 @@ struct cmos {
     pthread_mutex_t lock;
     uint8_t index;
     uint8_t nvram[128];
+    uint8_t sizes[128]; /* the memory-size bytes computed at creation */
 };
+
+/* The memory-size bytes fill_memory_size() computes: a reset puts them
+ * back, whatever the guest wrote over them. */
+static const uint8_t size_regs[] = {0x15, 0x16, 0x17, 0x18, 0x30, 0x31,
+                                    0x34, 0x35, 0x5b, 0x5c, 0x5d};
 
 static uint8_t encode(const struct cmos *c, unsigned v)
 {
@@ -171,6 +178,8 @@ static void cmos_reset(void *opaque)
     c->nvram[REG_B] = B_24H;
     c->nvram[REG_C] = 0;
     c->nvram[REG_D] = D_VRT;
+    for (size_t i = 0; i < sizeof(size_regs); i++)
+        c->nvram[size_regs[i]] = c->sizes[size_regs[i]];
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -191,8 +200,9 @@ int hvc_cmos_create(hvc_vm *vm, hvc_device **out)
     if (!c)
         return hvi_error(-ENOMEM, "out of memory creating the CMOS RTC");
     pthread_mutex_init(&c->lock, NULL);
-    cmos_reset(c);
     fill_memory_size(c, vm);
+    memcpy(c->sizes, c->nvram, sizeof(c->sizes));
+    cmos_reset(c);
     hvc_device_range r = {HVC_IO_PIO, 0, 0x70, 2};
     hvc_device_options o = HVC_DEVICE_OPTIONS_INIT;
     o.nr_ranges = 1;

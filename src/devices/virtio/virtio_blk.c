@@ -178,7 +178,10 @@ static uint8_t do_ranges(struct blk *b, const struct vq_elem *e, uint32_t t)
     if (b->readonly)
         return S_IOERR;
     uint64_t n = e->out_len - sizeof(struct req_hdr);
-    if (n == 0 || n % sizeof(struct seg_range))
+    /* one segment, as max_discard_seg and max_write_zeroes_seg say: a
+     * request of millions would keep the worker, and every pause, save
+     * or reset that waits for it, busy for minutes */
+    if (n != sizeof(struct seg_range))
         return S_UNSUPP;
     for (uint64_t off = 0; off < n; off += sizeof(struct seg_range)) {
         struct seg_range r;
@@ -308,6 +311,11 @@ static bool serve_queue(struct blk *b)
             any = false;
             continue;
         }
+        /* hvi_vq_push() marks the transport's scratch element dirty, and
+         * this request is the worker's own: its writable buffers must be
+         * reported here, before the used element publishes them */
+        for (unsigned s = e->nr_out; s < e->nr_out + e->nr_in; s++)
+            hvc_vm_mark_dirty(d->vm, e->seg[s].gpa, e->seg[s].len);
         hvi_vq_push(d, q, e->head, len);
         any = true;
     }

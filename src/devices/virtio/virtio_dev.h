@@ -17,7 +17,8 @@
 #define VIRTIO_STATUS_FEATURES_OK 0x08
 #define VIRTIO_STATUS_NEEDS_RESET 0x40
 #define VIRTIO_STATUS_FAILED 0x80
-/* Every status bit virtio 1.2 defines (what a state record may hold). */
+/* The bits the device keeps: a driver's write of any other is dropped, so
+ * the device never holds a status its own saved state could not load. */
 #define VIRTIO_STATUS_KNOWN                                                    \
     (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |                        \
      VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK |                     \

@@ -126,6 +126,7 @@ static void write_status(struct vdev *d, uint32_t v)
         reset(d);
         return;
     }
+    v &= VIRTIO_STATUS_KNOWN;
     if ((v & VIRTIO_STATUS_FEATURES_OK) &&
         !(d->status & VIRTIO_STATUS_FEATURES_OK)) {
         /* Refuse (leave the bit clear for the driver to see) features we

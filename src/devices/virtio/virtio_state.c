@@ -20,8 +20,6 @@ enum {
 };
 enum { Q_NUM, Q_READY, Q_DESC, Q_AVAIL, Q_USED, Q_LAST_AVAIL, Q_USED_IDX };
 
-#define KNOWN_STATUS VIRTIO_STATUS_KNOWN
-
 int hvi_vdev_save(void *opaque, void *buf, size_t capacity, size_t *length)
 {
     struct vdev *d = opaque;
@@ -119,7 +117,7 @@ int hvi_vdev_load(void *opaque, const void *buf, size_t length)
     struct vq vq[VIRTIO_MAX_QUEUES] = {{0}};
     uint64_t offered = d->model->features | VIRTIO_F_VERSION_1;
     int e;
-    if ((e = get(&r, T_STATUS, KNOWN_STATUS, &status, "status")) < 0 ||
+    if ((e = get(&r, T_STATUS, VIRTIO_STATUS_KNOWN, &status, "status")) < 0 ||
         (e = get(&r, T_DRIVER_FEATURES, UINT64_MAX, &feat, "features")) < 0 ||
         (e = get(&r, T_DEV_SEL, UINT32_MAX, &dsel, "feature select")) < 0 ||
         (e = get(&r, T_DRV_SEL, UINT32_MAX, &vsel, "feature select")) < 0 ||
@@ -128,7 +126,7 @@ int hvi_vdev_load(void *opaque, const void *buf, size_t length)
         (e = get(&r, T_CONFIG_GEN, UINT32_MAX, &gen, "generation")) < 0 ||
         (e = get(&r, T_NR_QUEUES, UINT32_MAX, &nq, "queue count")) < 0)
         return e;
-    if (status & ~(uint64_t)KNOWN_STATUS)
+    if (status & ~(uint64_t)VIRTIO_STATUS_KNOWN)
         return hvi_error(-EBADMSG, "%s state: status 0x%" PRIx64, r.what,
                          status);
     /* Before FEATURES_OK the driver may have written anything (the device

@@ -56,6 +56,14 @@ int hvi_vq_check(struct vdev *d, uint32_t index)
                       index);
         return -1;
     }
+    /* the device writes the used ring: not into a ROM */
+    hvc_memory_region *r;
+    if (hvc_vm_find_memory(d->vm, q->used, &r) == 0 &&
+        (hvc_memory_region_flags(r) & HVC_MEMORY_READONLY)) {
+        hvi_vdev_fail(d, "queue %u used ring 0x%" PRIx64 " is read-only", index,
+                      q->used);
+        return -1;
+    }
     return 0;
 }
 
@@ -134,6 +142,18 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
                 hvi_vdev_fail(d,
                               "descriptor %u buffer 0x%" PRIx64 "+0x%x lies "
                               "outside guest RAM",
+                              i, desc.addr, desc.len);
+                return -1;
+            }
+            /* a ROM is no target for the device's writes: the guest
+             * cannot store to it, nor may it have the device do so (the
+             * host may even map it read-only) */
+            hvc_memory_region *region;
+            if (in && hvc_vm_find_memory(d->vm, desc.addr, &region) == 0 &&
+                (hvc_memory_region_flags(region) & HVC_MEMORY_READONLY)) {
+                hvi_vdev_fail(d,
+                              "descriptor %u buffer 0x%" PRIx64 "+0x%x is "
+                              "writable but lies in read-only memory",
                               i, desc.addr, desc.len);
                 return -1;
             }
