@@ -733,7 +733,7 @@ static void attack_with(const char *type, const struct bad_case *cases,
         vq_w32(&s, R_QUEUE_NOTIFY, g.queue);
         vq_run(&t, &s);
         uint32_t st = 0;
-        for (int i = 0; i < 400 && !(st & ST_NEEDS_RESET); i++) {
+        for (int i = 0; i < 4000 && !(st & ST_NEEDS_RESET); i++) {
             usleep(2500);
             st = vq_status_reg(&t);
         }
@@ -996,7 +996,7 @@ Test(malicious_guest, blk_too_many_discard_segments)
             vq_blk_status(&t, 0), 2, "%s with %s: status %u, expected UNSUPP",
             type == T_DISCARD ? "discard" : "write-zeroes",
             k < 2 ? "two segments" : "393216 segments", vq_blk_status(&t, 0));
-        cr_assert_lt(served, 2.0, "the request took %.1f s", served);
+        cr_assert_lt(served, 10.0, "the request took %.1f s", served);
         cr_assert_eq(file_hash(g.path, &size1), hash0, "the image changed");
     }
     cr_assert_eq(size1, size0);
@@ -1123,7 +1123,7 @@ static void rom_case(const char *type, bool caller_ro)
     vq_w32(&s, R_QUEUE_NOTIFY, g.queue);
     vq_run(&t, &s);
     uint32_t st = 0;
-    for (int i = 0; i < 400 && !(st & ST_NEEDS_RESET); i++) {
+    for (int i = 0; i < 4000 && !(st & ST_NEEDS_RESET); i++) {
         usleep(2500);
         st = vq_status_reg(&t);
     }

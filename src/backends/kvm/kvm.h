@@ -123,6 +123,15 @@ struct hvi_kvm_vcpu {
     uint32_t ring_next;
 };
 
+/* kvm_state.c: messages for a state kind (kind names per sys/backend.h). */
+int hvi_kvm_state_fail(uint32_t kind, const char *op, int err);
+int hvi_kvm_state_bad(uint32_t kind, const char *what, uint64_t value);
+/* kvm_cpuid_state.c: the CPUID kind. */
+int hvi_kvm_cpuid_state_read(struct hvi_kvm_vcpu *v, struct kvm_cpuid2 **out);
+size_t hvi_kvm_cpuid_state_bytes(uint32_t nent);
+int hvi_kvm_cpuid_state_set(struct hvi_kvm_vcpu *v, const void *buf,
+                            size_t length);
+
 /* Reports a failed ioctl: records "what: strerror" and returns -errno. */
 int hvi_kvm_fail(const char *what, int err);
 

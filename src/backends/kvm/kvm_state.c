@@ -20,9 +20,8 @@
 /* KVM reads it without an in-kernel local APIC but refuses any write. */
 #define MSR_KVM_ASYNC_PF_INT 0x4b564d06u
 
-/* Bounds on hostile counts. KVM allows 256 CPUID entries and lists a few
- * hundred MSRs; these leave room without letting a stream size a buffer. */
-#define MAX_CPUID_ENTRIES 1024u
+/* Bounds on hostile counts. KVM lists a few hundred MSRs; these leave room
+ * without letting a stream size a buffer. */
 #define MAX_MSRS 1024u
 #define MAX_HOST_MSRS 16384u
 
@@ -103,13 +102,13 @@ union vm_blob {
     struct kvm_pit_state2 pit;
 };
 
-static int ioctl_fail(uint32_t kind, const char *op, int err)
+int hvi_kvm_state_fail(uint32_t kind, const char *op, int err)
 {
     return hvi_error(-err, "%s state: %s: %s", kind_name(kind), op,
                      hvc_strerror(-err));
 }
 
-static int bad(uint32_t kind, const char *what, uint64_t value)
+int hvi_kvm_state_bad(uint32_t kind, const char *what, uint64_t value)
 {
     return hvi_error(-EINVAL, "%s state: %s 0x%" PRIx64 " is invalid",
                      kind_name(kind), what, value);
@@ -140,12 +139,13 @@ static int list_host_msrs(struct hvi_kvm *k)
 {
     struct kvm_msr_list probe = {.nmsrs = 0};
     if (ioctl(k->fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
-        return ioctl_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSR_INDEX_LIST",
-                          errno);
+        return hvi_kvm_state_fail(HVC_BACKEND_VCPU_MSRS,
+                                  "KVM_GET_MSR_INDEX_LIST", errno);
     for (int tries = 0; tries < 4; tries++) {
         uint32_t n = probe.nmsrs;
         if (n > MAX_HOST_MSRS)
-            return bad(HVC_BACKEND_VCPU_MSRS, "host MSR count", n);
+            return hvi_kvm_state_bad(HVC_BACKEND_VCPU_MSRS, "host MSR count",
+                                     n);
         struct kvm_msr_list *l = calloc(1, sizeof(*l) + n * sizeof(uint32_t));
         if (!l)
             return hvi_error(-ENOMEM, "MSRS state: out of memory");
@@ -163,8 +163,8 @@ static int list_host_msrs(struct hvi_kvm *k)
         probe.nmsrs = l->nmsrs;
         free(l);
         if (e != E2BIG) /* E2BIG: it grew under us, retry with its size */
-            return ioctl_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSR_INDEX_LIST",
-                              e);
+            return hvi_kvm_state_fail(HVC_BACKEND_VCPU_MSRS,
+                                      "KVM_GET_MSR_INDEX_LIST", e);
     }
     return hvi_error(-EAGAIN, "MSRS state: the host MSR list kept growing");
 }
@@ -201,8 +201,8 @@ static int probe_vcpu_msrs(struct hvi_kvm_vcpu *v)
             m->entries[i].index = idx[at + i];
         int got = ioctl(v->fd, KVM_GET_MSRS, m);
         if (got < 0) {
-            r = ioctl_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSRS (probe)",
-                           errno);
+            r = hvi_kvm_state_fail(HVC_BACKEND_VCPU_MSRS,
+                                   "KVM_GET_MSRS (probe)", errno);
             free(m);
             free(keep);
             return r;
@@ -240,7 +240,7 @@ static int get_msrs(struct hvi_kvm_vcpu *v, void *buf, size_t bytes)
     int got = ioctl(v->fd, KVM_GET_MSRS, m);
     int r = 0;
     if (got < 0)
-        r = ioctl_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSRS", errno);
+        r = hvi_kvm_state_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSRS", errno);
     else if ((uint32_t)got < m->nmsrs)
         r = hvi_error(-EIO, "MSRS state: KVM no longer reads MSR 0x%x",
                       m->entries[got].index);
@@ -255,10 +255,10 @@ static int set_msrs(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
     const uint32_t kind = HVC_BACKEND_VCPU_MSRS;
     struct kvm_msrs h;
     if (length < sizeof(h))
-        return bad(kind, "length", length);
+        return hvi_kvm_state_bad(kind, "length", length);
     memcpy(&h, buf, sizeof(h));
     if (h.nmsrs > MAX_MSRS)
-        return bad(kind, "MSR count", h.nmsrs);
+        return hvi_kvm_state_bad(kind, "MSR count", h.nmsrs);
     if (length != sizeof(h) + h.nmsrs * sizeof(struct kvm_msr_entry))
         return hvi_error(-EINVAL, "MSRS state: %zu bytes for %u MSRs", length,
                          h.nmsrs);
@@ -281,7 +281,7 @@ static int set_msrs(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
     int got = ioctl(v->fd, KVM_SET_MSRS, m);
     int r = 0;
     if (got < 0)
-        r = ioctl_fail(kind, "KVM_SET_MSRS", errno);
+        r = hvi_kvm_state_fail(kind, "KVM_SET_MSRS", errno);
     else if ((uint32_t)got < m->nmsrs)
         r = hvi_error(-EINVAL,
                       "MSRS state: KVM refused MSR 0x%x = 0x%llx (entry %d "
@@ -289,191 +289,6 @@ static int set_msrs(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
                       m->entries[got].index,
                       (unsigned long long)m->entries[got].data, got, m->nmsrs);
     free(m);
-    return r;
-}
-
-/* ---- CPUID -------------------------------------------------------------- */
-
-static int read_cpuid(struct hvi_kvm_vcpu *v, struct kvm_cpuid2 **out)
-{
-    for (uint32_t n = 64; n <= MAX_CPUID_ENTRIES; n *= 2) {
-        struct kvm_cpuid2 *c =
-            calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
-        if (!c)
-            return hvi_error(-ENOMEM, "CPUID state: out of memory");
-        c->nent = n;
-        if (ioctl(v->fd, KVM_GET_CPUID2, c) == 0) {
-            *out = c;
-            return 0;
-        }
-        int e = errno;
-        free(c);
-        if (e != E2BIG)
-            return ioctl_fail(HVC_BACKEND_VCPU_CPUID, "KVM_GET_CPUID2", e);
-    }
-    return hvi_error(-E2BIG, "CPUID state: more than %u entries",
-                     MAX_CPUID_ENTRIES);
-}
-
-static size_t cpuid_bytes(uint32_t nent)
-{
-    return sizeof(struct kvm_cpuid2) + nent * sizeof(struct kvm_cpuid_entry2);
-}
-
-static const struct kvm_cpuid_entry2 *
-find_leaf(const struct kvm_cpuid2 *c, uint32_t function, uint32_t index)
-{
-    for (uint32_t i = 0; i < c->nent; i++) {
-        const struct kvm_cpuid_entry2 *e = &c->entries[i];
-        if (e->function == function &&
-            (!(e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ||
-             e->index == index))
-            return e;
-    }
-    return NULL;
-}
-
-enum { EAX, EBX, ECX, EDX };
-
-/* Feature leaves whose every set bit the host must support. Bits KVM
- * itself changes at run time (OSXSAVE, OSPKE follow CR4) and the
- * hypervisor bit this backend adds are exempt. */
-static const struct {
-    uint32_t function, index;
-    unsigned regs; /* 1 << EAX ... */
-    uint32_t exempt[4];
-} checked_leaves[] = {
-    {1, 0, 1u << ECX | 1u << EDX, {0, 0, 1u << 27 | 1u << 31, 0}},
-    {7, 0, 1u << EBX | 1u << ECX | 1u << EDX, {0, 0, 1u << 4, 0}},
-    {0xd, 0, 1u << EAX | 1u << EDX, {0, 0, 0, 0}},
-    {0x80000001, 0, 1u << ECX | 1u << EDX, {0, 0, 0, 0}},
-};
-
-static void add_regs(uint32_t can[4], const struct kvm_cpuid2 *c,
-                     uint32_t function, uint32_t index)
-{
-    const struct kvm_cpuid_entry2 *e = c ? find_leaf(c, function, index) : NULL;
-    if (e) {
-        can[EAX] |= e->eax;
-        can[EBX] |= e->ebx;
-        can[ECX] |= e->ecx;
-        can[EDX] |= e->edx;
-    }
-}
-
-/* What the host can give is what KVM_GET_SUPPORTED_CPUID lists, and also
- * what this vCPU already has (@p cur): on KVM-on-PVM the guest's CPUID
- * instruction does not trap, the guest sees the host's own features beyond
- * the supported list, and KVM_GET_CPUID2 reports them. On other hosts the
- * vCPU's CPUID is the supported one (kvm_vcpu.c) or one checked here. */
-static int check_features(const struct kvm_cpuid2 *sup,
-                          const struct kvm_cpuid2 *cur,
-                          const struct kvm_cpuid2 *c)
-{
-    static const char *const names[4] = {"EAX", "EBX", "ECX", "EDX"};
-    size_t n = sizeof(checked_leaves) / sizeof(checked_leaves[0]);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t fn = checked_leaves[i].function, idx = checked_leaves[i].index;
-        const struct kvm_cpuid_entry2 *e = find_leaf(c, fn, idx);
-        if (!e)
-            continue;
-        uint32_t have[4] = {e->eax, e->ebx, e->ecx, e->edx};
-        uint32_t can[4] = {0, 0, 0, 0};
-        add_regs(can, sup, fn, idx);
-        add_regs(can, cur, fn, idx);
-        for (int r = EAX; r <= EDX; r++) {
-            if (!(checked_leaves[i].regs & 1u << r))
-                continue;
-            uint32_t missing = have[r] & ~can[r] & ~checked_leaves[i].exempt[r];
-            if (missing)
-                return hvi_error(-ENOTSUP,
-                                 "CPUID state: leaf 0x%x subleaf %u %s "
-                                 "has bits 0x%08x this host does not "
-                                 "support",
-                                 fn, idx, names[r], missing);
-        }
-    }
-    return 0;
-}
-
-/* Entries KVM would treat as the same leaf: KVM would take the first, the
- * feature check might have looked at another. */
-static int check_entries(struct kvm_cpuid2 *c)
-{
-    for (uint32_t i = 0; i < c->nent; i++) {
-        struct kvm_cpuid_entry2 *e = &c->entries[i];
-        if (e->flags & ~(uint32_t)KVM_CPUID_FLAG_SIGNIFCANT_INDEX)
-            return hvi_error(-EINVAL, "CPUID state: leaf 0x%x has flags 0x%x",
-                             e->function, e->flags);
-        memset(e->padding, 0, sizeof(e->padding));
-        for (uint32_t j = 0; j < i; j++) {
-            const struct kvm_cpuid_entry2 *d = &c->entries[j];
-            bool sig = (e->flags & d->flags) & KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
-            if (d->function == e->function && (!sig || d->index == e->index))
-                return hvi_error(-EINVAL,
-                                 "CPUID state: leaf 0x%x subleaf %u "
-                                 "appears twice",
-                                 e->function, e->index);
-        }
-    }
-    return 0;
-}
-
-static int set_cpuid(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
-{
-    const uint32_t kind = HVC_BACKEND_VCPU_CPUID;
-    struct kvm_cpuid2 h;
-    if (length < sizeof(h))
-        return bad(kind, "length", length);
-    memcpy(&h, buf, sizeof(h));
-    if (h.nent > MAX_CPUID_ENTRIES)
-        return bad(kind, "entry count", h.nent);
-    if (length != cpuid_bytes(h.nent))
-        return hvi_error(-EINVAL, "CPUID state: %zu bytes for %u entries",
-                         length, h.nent);
-    struct kvm_cpuid2 *c = malloc(length);
-    if (!c)
-        return hvi_error(-ENOMEM, "CPUID state: out of memory");
-    memcpy(c, buf, length);
-    c->padding = 0;
-    struct kvm_cpuid2 *cur = NULL, *now = NULL;
-    int r = check_entries(c);
-    if (r == 0)
-        r = read_cpuid(v, &cur);
-    if (r == 0)
-        r = check_features(v->vm->kvm->cpuid, cur, c);
-    if (r == 0 && ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
-        int e = errno;
-        r = hvi_error(-e, "CPUID state: KVM_SET_CPUID2 (%u entries): %s%s",
-                      c->nent, hvc_strerror(-e),
-                      e == EINVAL ? " (a vCPU that ran accepts only the "
-                                    "CPUID it has)"
-                                  : "");
-    }
-    /* KVM may add entries of its own to what it was given (some add the
-     * XSAVE leaves when leaf 0xd subleaf 0 is missing, duplicating the
-     * subleaves that were there): what it now reports is what the next
-     * save writes, so it must pass the same checks, or the vCPU's own
-     * state would not load back. Put the previous CPUID back if not. */
-    if (r == 0 && (r = read_cpuid(v, &now)) == 0 &&
-        (r = check_entries(now)) < 0) {
-        char why[256];
-        snprintf(why, sizeof(why), "%s", hvc_last_error());
-        if (ioctl(v->fd, KVM_SET_CPUID2, cur) < 0)
-            hvi_log(HVC_LOG_ERROR, "CPUID state: the previous CPUID could "
-                                   "not be put back");
-        r = hvi_error(-EINVAL,
-                      "CPUID state: KVM turns these %u entries into %u that "
-                      "would not load back (%s)",
-                      c->nent, now->nent, why);
-    }
-    free(now);
-    free(cur);
-    free(c);
-    if (r == 0) {
-        /* Which MSRs KVM reads can depend on CPUID: probe again. */
-        v->msrs_probed = false;
-    }
     return r;
 }
 
@@ -491,10 +306,10 @@ static int vcpu_size(struct hvi_kvm_vcpu *v, uint32_t kind, size_t *size)
         return hvi_error(-EINVAL, "unknown vCPU state kind %u", kind);
     if (kind == HVC_BACKEND_VCPU_CPUID) {
         struct kvm_cpuid2 *c;
-        int r = read_cpuid(v, &c);
+        int r = hvi_kvm_cpuid_state_read(v, &c);
         if (r < 0)
             return r;
-        *size = cpuid_bytes(c->nent);
+        *size = hvi_kvm_cpuid_state_bytes(c->nent);
         free(c);
         return 0;
     }
@@ -553,9 +368,9 @@ int hvi_kvm_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
         return get_msrs(v, buf, length);
     if (kind == HVC_BACKEND_VCPU_CPUID) {
         struct kvm_cpuid2 *c;
-        if ((r = read_cpuid(v, &c)) < 0)
+        if ((r = hvi_kvm_cpuid_state_read(v, &c)) < 0)
             return r;
-        if (cpuid_bytes(c->nent) != length)
+        if (hvi_kvm_cpuid_state_bytes(c->nent) != length)
             r = hvi_error(-EIO, "CPUID state: changed to %u entries", c->nent);
         else
             memcpy(buf, c, length);
@@ -565,7 +380,7 @@ int hvi_kvm_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
     union vcpu_blob s;
     memset(&s, 0, sizeof(s));
     if (ioctl(v->fd, info_of(kind, false)->get, &s) < 0)
-        return ioctl_fail(kind, "get", errno);
+        return hvi_kvm_state_fail(kind, "get", errno);
     memcpy(buf, &s, length);
     return 0;
 }
@@ -583,14 +398,14 @@ static int check_sregs(struct kvm_sregs *s)
     memset(s->gdt.padding, 0, sizeof(s->gdt.padding));
     memset(s->idt.padding, 0, sizeof(s->idt.padding));
     if (s->cr8 > 0xf)
-        return bad(HVC_BACKEND_VCPU_SREGS, "CR8", s->cr8);
+        return hvi_kvm_state_bad(HVC_BACKEND_VCPU_SREGS, "CR8", s->cr8);
     /* KVM takes one pending external interrupt from the bitmap. */
     int pending = 0;
     for (size_t i = 0; i < sizeof(s->interrupt_bitmap) / 8; i++)
         pending += __builtin_popcountll(s->interrupt_bitmap[i]);
     if (pending > 1)
-        return bad(HVC_BACKEND_VCPU_SREGS, "pending interrupt count",
-                   (uint64_t)pending);
+        return hvi_kvm_state_bad(HVC_BACKEND_VCPU_SREGS,
+                                 "pending interrupt count", (uint64_t)pending);
     return 0;
 }
 
@@ -598,10 +413,10 @@ static int check_events(struct kvm_vcpu_events *e)
 {
     const uint32_t kind = HVC_BACKEND_VCPU_EVENTS;
     if (e->flags & ~(uint32_t)EVENT_FLAGS)
-        return bad(kind, "flags", e->flags);
+        return hvi_kvm_state_bad(kind, "flags", e->flags);
     if ((e->exception.injected || e->exception.pending) &&
         (e->exception.nr > 31 || e->exception.nr == 2))
-        return bad(kind, "exception vector", e->exception.nr);
+        return hvi_kvm_state_bad(kind, "exception vector", e->exception.nr);
     e->nmi.pad = 0;
     memset(e->reserved, 0, sizeof(e->reserved));
     return 0;
@@ -611,11 +426,11 @@ static int check_debugregs(struct kvm_debugregs *d)
 {
     const uint32_t kind = HVC_BACKEND_VCPU_DEBUGREGS;
     if (d->flags)
-        return bad(kind, "flags", d->flags);
+        return hvi_kvm_state_bad(kind, "flags", d->flags);
     if (d->dr6 >> 32)
-        return bad(kind, "DR6", d->dr6);
+        return hvi_kvm_state_bad(kind, "DR6", d->dr6);
     if (d->dr7 >> 32)
-        return bad(kind, "DR7", d->dr7);
+        return hvi_kvm_state_bad(kind, "DR7", d->dr7);
     memset(d->reserved, 0, sizeof(d->reserved));
     return 0;
 }
@@ -624,9 +439,9 @@ static int check_xcrs(struct kvm_xcrs *x)
 {
     const uint32_t kind = HVC_BACKEND_VCPU_XCRS;
     if (x->nr_xcrs > KVM_MAX_XCRS)
-        return bad(kind, "XCR count", x->nr_xcrs);
+        return hvi_kvm_state_bad(kind, "XCR count", x->nr_xcrs);
     if (x->flags)
-        return bad(kind, "flags", x->flags);
+        return hvi_kvm_state_bad(kind, "flags", x->flags);
     for (uint32_t i = 0; i < KVM_MAX_XCRS; i++) {
         x->xcrs[i].reserved = 0;
         if (i >= x->nr_xcrs)
@@ -664,7 +479,7 @@ int hvi_kvm_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
     size_t want = 0;
     int r;
     if (kind == HVC_BACKEND_VCPU_CPUID)
-        return set_cpuid(v, buf, length);
+        return hvi_kvm_cpuid_state_set(v, buf, length);
     if (kind == HVC_BACKEND_VCPU_MSRS)
         return set_msrs(v, buf, length);
     if ((r = vcpu_size(v, kind, &want)) < 0)
@@ -680,7 +495,7 @@ int hvi_kvm_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
     case HVC_BACKEND_VCPU_MP_STATE:
         /* x86 states only: RUNNABLE .. SIPI_RECEIVED. */
         if (s.mp.mp_state > KVM_MP_STATE_SIPI_RECEIVED)
-            r = bad(kind, "mp_state", s.mp.mp_state);
+            r = hvi_kvm_state_bad(kind, "mp_state", s.mp.mp_state);
         break;
     case HVC_BACKEND_VCPU_EVENTS: r = check_events(&s.events); break;
     case HVC_BACKEND_VCPU_DEBUGREGS: r = check_debugregs(&s.debug); break;
@@ -688,7 +503,7 @@ int hvi_kvm_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
     case HVC_BACKEND_VCPU_REGS:
         if ((s.regs.rflags & RFLAGS_RESERVED) ||
             !(s.regs.rflags & RFLAGS_FIXED1))
-            r = bad(kind, "RFLAGS", s.regs.rflags);
+            r = hvi_kvm_state_bad(kind, "RFLAGS", s.regs.rflags);
         break;
     }
     if (r < 0)
@@ -748,7 +563,7 @@ int hvi_kvm_vm_get_state(void *vm_priv, uint32_t kind, void *buf, size_t length)
     if (kind != HVC_BACKEND_VM_PIT)
         s.chip.chip_id = chip_of(kind);
     if (ioctl(vm->fd, info_of(kind, true)->get, &s) < 0)
-        return ioctl_fail(kind, "get", errno);
+        return hvi_kvm_state_fail(kind, "get", errno);
     memcpy(buf, &s, length);
     return 0;
 }
@@ -758,7 +573,7 @@ static int check_pit(struct kvm_pit_state2 *p)
     const uint32_t kind = HVC_BACKEND_VM_PIT;
     if (p->flags &
         ~(uint32_t)(KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON))
-        return bad(kind, "flags", p->flags);
+        return hvi_kvm_state_bad(kind, "flags", p->flags);
     for (int i = 0; i < 3; i++)
         if (p->channels[i].count > 0x10000) /* 0 and 0x10000 both 65536 */
             return hvi_error(-EINVAL,
@@ -771,7 +586,7 @@ static int check_pit(struct kvm_pit_state2 *p)
 static int check_chip(uint32_t kind, struct kvm_irqchip *c)
 {
     if (c->chip_id != chip_of(kind))
-        return bad(kind, "chip id", c->chip_id);
+        return hvi_kvm_state_bad(kind, "chip id", c->chip_id);
     c->pad = 0;
     /* Past the chip's own struct the union is spare room. */
     size_t used = kind == HVC_BACKEND_VM_IOAPIC ? sizeof(c->chip.ioapic)
