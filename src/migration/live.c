@@ -399,9 +399,8 @@ static int migrate(struct live *l)
     }
     /* Nothing started on the other side: run on here. */
     char why[512];
-    strncpy(why, l->remote_err ? l->remote_why : hvc_last_error(),
-            sizeof(why) - 1);
-    why[sizeof(why) - 1] = 0;
+    snprintf(why, sizeof(why), "%s",
+             l->remote_err ? l->remote_why : hvc_last_error());
     if (l->remote_err)
         r = l->remote_err;
     hvc_vm_resume(l->vm);
@@ -452,8 +451,7 @@ int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
             r = hvi_error(r, "the migration was %s before the switchover",
                           r == -ECANCELED ? "cancelled" : "timed out");
         char why[512];
-        strncpy(why, hvc_last_error(), sizeof(why) - 1);
-        why[sizeof(why) - 1] = 0;
+        snprintf(why, sizeof(why), "%s", hvc_last_error());
         stop_tracking(l);
         if (r < 0)
             hvi_error(r, "%s; the VM runs on", why);
@@ -517,8 +515,7 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
     int r = hvc_vm_restore_fd(hv, fd, opts, &vm);
     if (r < 0) {
         char why[512];
-        strncpy(why, hvc_last_error(), sizeof(why) - 1);
-        why[sizeof(why) - 1] = 0;
+        snprintf(why, sizeof(why), "%s", hvc_last_error());
         send_ack(fd, r); /* the sender may be gone: nothing to add */
         return hvi_error(r, "incoming migration: %s%s",
                          r == -ENODATA ? "the source went away before the "
