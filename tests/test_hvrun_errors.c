@@ -355,8 +355,6 @@ Test(hvrun_errors, outside_strings_are_escaped)
     scratch_close(&s);
 }
 
-#endif /* HVT_HVRUN */
-
 /* --disk PATH,dma=GPA+LEN: a malformed or empty window is a usage error
  * (status 2, one line), before any VM exists. */
 Test(hvrun_errors, disk_dma_window_is_checked)
@@ -386,3 +384,5 @@ Test(hvrun_errors, disk_dma_window_is_checked)
     }
     scratch_close(&s);
 }
+
+#endif /* HVT_HVRUN */
