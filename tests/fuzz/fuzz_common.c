@@ -180,9 +180,16 @@ void fz_check_state_roundtrip(hvc_vm *vm, hvc_device *dev, const char *what)
      * but had not notified yet), so the first round trip may move the
      * device on; the second must not. */
     size_t a_len, b_len, c_len;
+    /* Paused, so that devices with threads of their own (virtio-blk's
+     * worker serves what a load kicks) start nothing between the saves:
+     * fz_flush() waits for the event thread only. */
+    if (hvc_vm_pause(vm) < 0)
+        fz_fail("%s: hvc_vm_pause: %s", what, hvc_last_error());
     free(save_load(vm, dev, what, &a_len));
     uint8_t *b = save_load(vm, dev, what, &b_len);
     uint8_t *c = fz_save_state(dev, &c_len);
+    if (hvc_vm_resume(vm) < 0)
+        fz_fail("%s: hvc_vm_resume: %s", what, hvc_last_error());
     /* The first difference in the payload (past the 48-byte header,
      * whose CRC differs whenever the payload does). */
     size_t at = b_len == c_len && !memcmp(b, c, b_len) ? b_len : 48;
