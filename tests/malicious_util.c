@@ -110,6 +110,10 @@ void target_open(hvt *t, struct target *g, const char *type)
         o.flags = blk_flags;
         HVT_OK(hvc_virtio_blk_create(t->vm, &o, &g->dev));
         g->nqueues = 1;
+        /* discard and write-zeroes, so that they are served (a writable
+         * image offers both) */
+        if (!(blk_flags & HVC_VIRTIO_BLK_READONLY))
+            g->features = 1u << 13 | 1u << 14;
     } else if (strcmp(type, "virtio-rng") == 0) {
         HVT_OK(hvc_virtio_rng_create(t->vm, &m, NULL, &g->dev));
         g->nqueues = 1;
@@ -125,7 +129,7 @@ void target_open(hvt *t, struct target *g, const char *type)
         g->nqueues = 2;
         g->queue = strcmp(type, "virtio-console") == 0;
     }
-    vq_init(t, g->nqueues);
+    vq_init_features(t, g->nqueues, g->features);
 }
 
 void target_close(hvt *t, struct target *g)

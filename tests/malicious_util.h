@@ -49,6 +49,7 @@ struct target {
     char path[64]; /* blk: the disk image */
     hvc_device *dev;
     int in[2]; /* console: its input pipe */
+    uint32_t features; /* device-type feature bits the driver accepts */
 };
 
 /* Flags for the next virtio-blk target_open() makes. */

@@ -318,7 +318,7 @@ static void attack_with(const char *type, const struct bad_case *cases,
         if (k % 2)
             HVT_OK(hvc_vm_reset_devices(t.vm));
         memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
-        vq_init(&t, g.nqueues);
+        vq_init_features(&t, g.nqueues, g.features);
         good_request(&t, &g);
         cr_assert_eq(log_take(msg, sizeof(msg)), 0,
                      "%s, %s: an error logged after the reset: %s", type,
@@ -328,7 +328,7 @@ static void attack_with(const char *type, const struct bad_case *cases,
                          "%s, %s: the disk image changed", type, c->name);
         /* and again, so that the next case starts from empty rings */
         memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
-        vq_init(&t, g.nqueues);
+        vq_init_features(&t, g.nqueues, g.features);
     }
     if (g.path[0])
         cr_assert_eq(size1, size0);
@@ -485,7 +485,7 @@ Test(malicious_guest, blk_out_of_range_requests)
     cr_assert_eq(vq_blk_status(&t, 0), 0);
     cr_assert_eq(ram[0x300000], DISK_SECTORS - 1);
     memset(ram + DESC, 0, 2 * QOFF);
-    vq_init(&t, 1);
+    vq_init_features(&t, 1, g.features);
     good_request(&t, &g);
     cr_assert_eq(file_hash(g.path, NULL), hash0);
     target_close(&t, &g);
@@ -545,7 +545,7 @@ Test(malicious_guest, blk_too_many_discard_segments)
     }
     cr_assert_eq(size1, size0);
     memset(ram + DESC, 0, 2 * QOFF);
-    vq_init(&t, 1);
+    vq_init_features(&t, 1, g.features);
     good_request(&t, &g);
     target_close(&t, &g);
 }

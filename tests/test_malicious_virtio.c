@@ -151,7 +151,7 @@ static void rom_case(const char *type, bool caller_ro)
     char msg[512];
     cr_assert_eq(log_take(msg, sizeof(msg)), 1, "%s: last: %s", type, msg);
     memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
-    vq_init(&t, g.nqueues);
+    vq_init_features(&t, g.nqueues, g.features);
     good_request(&t, &g);
     if (g.path[0])
         cr_assert_eq(file_hash(g.path, NULL), hash0, "the image changed");
@@ -196,7 +196,7 @@ static void rom_used_ring(bool caller_ro)
                  "became ready");
     cr_assert(s.ops[st].value & ST_NEEDS_RESET);
     memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
-    vq_init(&t, g.nqueues);
+    vq_init_features(&t, g.nqueues, g.features);
     good_request(&t, &g);
     target_close(&t, &g);
     if (img)
@@ -301,7 +301,7 @@ static void register_fuzz(const char *type, uint64_t seed)
         /* every other run starts from a working device */
         if (run % 2 == 0) {
             memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
-            vq_init(&t, g.nqueues);
+            vq_init_features(&t, g.nqueues, g.features);
         }
         struct script sc;
         random_script(&sc, &s, REG_OPS);
@@ -316,7 +316,7 @@ static void register_fuzz(const char *type, uint64_t seed)
     double secs = now_s() - t0;
     /* a reset recovers it */
     memset(hvc_memory_region_hva(t.ram) + DESC, 0, 2 * QOFF);
-    vq_init(&t, g.nqueues);
+    vq_init_features(&t, g.nqueues, g.features);
     good_request(&t, &g);
     cr_log_info("%s: %d random register and ring accesses in %.2f s", type,
                 REG_RUNS * REG_OPS, secs);

@@ -707,3 +707,58 @@ Test(virtio, blk_reads_mark_guest_pages_dirty)
     vq_vclose(&t);
     unlink(path);
 }
+
+/* A state record whose ready queue has its device ring in read-only
+ * memory is refused on load, as the driver's own QUEUE_READY would be:
+ * the device would otherwise write into a ROM through its host mapping. */
+Test(virtio, state_with_the_used_ring_in_rom_is_refused)
+{
+    hvt t;
+    char path[64];
+    hvc_device *dev;
+    vq_blk_setup(&t, path, &dev);
+    HVT_OK(hvc_vm_pause(t.vm));
+    uint8_t rec[4096];
+    size_t len;
+    HVT_OK(hvc_device_save_state(dev, rec, sizeof(rec), &len));
+    HVT_OK(hvc_vm_resume(t.vm));
+    vq_vclose(&t);
+
+    /* the same layout, but the page of the used ring is a ROM */
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
+    HVT_OK(hvc_vm_create(hv, &vo, &vm));
+    static const struct {
+        uint64_t at, len;
+        uint32_t flags;
+    } map[] = {{0, USED, 0},
+               {USED, 0x1000, HVC_MEMORY_READONLY},
+               {USED + 0x1000, HVT_MEM - USED - 0x1000, 0}};
+    hvc_memory_region *r;
+    for (size_t i = 0; i < 3; i++) {
+        hvc_memory_options m = HVC_MEMORY_OPTIONS_INIT;
+        m.guest_addr = map[i].at;
+        m.length = map[i].len;
+        m.flags = map[i].flags;
+        HVT_OK(hvc_vm_add_memory(vm, &m, &r));
+    }
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
+    o.mmio = (hvc_virtio_mmio){BASE, IRQ, 0};
+    o.path = path;
+    hvc_device *dev2;
+    HVT_OK(hvc_virtio_blk_create(vm, &o, &dev2));
+    HVT_ERR(hvc_device_load_state(dev2, rec, len), -EBADMSG);
+    cr_assert(strstr(hvc_last_error(), "read-only"), "%s", hvc_last_error());
+    /* nothing was applied: the device's queue is still off */
+    uint8_t now[4096];
+    size_t nlen;
+    HVT_OK(hvc_vm_pause(vm));
+    HVT_OK(hvc_device_save_state(dev2, now, sizeof(now), &nlen));
+    cr_assert(nlen != len || memcmp(now, rec, len) != 0,
+              "the refused state was applied");
+    HVT_OK(hvc_vm_destroy(vm));
+    HVT_OK(hvc_hypervisor_close(hv));
+    unlink(path);
+}

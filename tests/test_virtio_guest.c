@@ -462,6 +462,30 @@ Test(virtio_guest, blk_discard_and_write_zeroes)
     unlink(path);
 }
 
+/* A driver that did not accept DISCARD or WRITE_ZEROES does not get them
+ * served (5.2.6.1): both are UNSUPP and the file is unchanged. */
+Test(virtio_guest, blk_discard_needs_negotiation)
+{
+    vt v;
+    vt_open(&v, "vblk");
+    char path[64];
+    int fd = vt_tmpfile(path, sizeof(path), SECTORS * 512, JUNK);
+    blk(&v, fd, 0, NULL);
+    vt_cmd_init(&v, VT_BLK_BASE, VT_BLK_IRQ, 0);
+    v.cmd.features = F_FLUSH;
+    uint32_t z = vt_op(&v, VT_T_WRITE_ZEROES, 10, 4, 0, 1, 0);
+    uint32_t d = vt_op(&v, VT_T_DISCARD, 24, 2, 0, 1, 0);
+    vt_run_ok(&v);
+    assert_blk_device(&v, SECTORS);
+    cr_assert(v.out.dev_features & F_DISCARD, "VIRTIO_BLK_F_DISCARD missing");
+    vt_assert_res(&v, z, S_UNSUPP, 1);
+    vt_assert_res(&v, d, S_UNSUPP, 1);
+    vt_assert_file(fd, 0, SECTORS, JUNK);
+    vt_close(&v);
+    close(fd);
+    unlink(path);
+}
+
 /* Descriptors the device must refuse (virtio.h): a buffer outside RAM or
  * running past its end, a chain that loops, a next index beyond the queue.
  * Each sets DEVICE_NEEDS_RESET and InterruptStatus bit 1, uses nothing,

@@ -60,8 +60,9 @@ void vq_run(hvt *t, struct script *s)
                   "wait at op %d timed out", i);
 }
 
-/* The driver's side of device initialisation (virtio 1.2 3.1.1). */
-void vq_init(hvt *t, uint32_t nqueues)
+/* The driver's side of device initialisation (virtio 1.2 3.1.1),
+ * accepting VIRTIO_F_VERSION_1 and the device-type bits in @p low. */
+void vq_init_features(hvt *t, uint32_t nqueues, uint32_t low)
 {
     struct script s = {.n = 0};
     vq_w32(&s, 0x070, 0); /* reset */
@@ -70,7 +71,7 @@ void vq_init(hvt *t, uint32_t nqueues)
     vq_w32(&s, 0x024, 1);
     vq_w32(&s, 0x020, 1); /* VIRTIO_F_VERSION_1 */
     vq_w32(&s, 0x024, 0);
-    vq_w32(&s, 0x020, 0);
+    vq_w32(&s, 0x020, low);
     vq_w32(&s, 0x070, 0xb); /* FEATURES_OK */
     int st = vq_r32(&s, 0x070);
     for (uint32_t q = 0; q < nqueues; q++) {
@@ -91,6 +92,11 @@ void vq_init(hvt *t, uint32_t nqueues)
     cr_assert_eq(s.ops[st].value, 0xb, "FEATURES_OK refused");
     cr_assert_eq(s.ops[st2].value, 0xf, "status after DRIVER_OK: 0x%llx",
                  (unsigned long long)s.ops[st2].value);
+}
+
+void vq_init(hvt *t, uint32_t nqueues)
+{
+    vq_init_features(t, nqueues, 0);
 }
 
 void vq_put_desc(hvt *t, uint32_t qoff, uint16_t i, struct desc d)

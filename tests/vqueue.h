@@ -44,6 +44,7 @@ void vq_vclose(hvt *t);
 /* Runs the script and reads it back (with the values of its reads). */
 void vq_run(hvt *t, struct script *s);
 /* The driver's side of device initialisation (virtio 1.2 3.1.1). */
+void vq_init_features(hvt *t, uint32_t nqueues, uint32_t low);
 void vq_init(hvt *t, uint32_t nqueues);
 void vq_put_desc(hvt *t, uint32_t qoff, uint16_t i, struct desc d);
 /* Publishes head in the available ring as entry idx (idx+1 afterwards). */

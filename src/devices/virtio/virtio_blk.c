@@ -250,10 +250,17 @@ static uint32_t serve(struct vdev *d, struct blk *b, const struct vq_elem *e)
             e->in_len - 1 < ID_BYTES ? e->in_len - 1 : ID_BYTES);
         break;
     case T_DISCARD:
-    case T_WRITE_ZEROES: status = do_ranges(b, e, h.type); break;
+    case T_WRITE_ZEROES:
+        /* only what the driver accepted: a driver that did not negotiate
+         * a command must not get it served (virtio 1.2 5.2.6.1) */
+        if (!(d->driver_features &
+              (h.type == T_DISCARD ? BLK_F_DISCARD : BLK_F_WRITE_ZEROES)))
+            status = S_UNSUPP;
+        else
+            status = do_ranges(b, e, h.type);
+        break;
     default: status = S_UNSUPP; break;
     }
-    (void)d;
     hvi_vq_write_in(e, e->in_len - 1, &status, 1);
     return written + 1;
 }

@@ -99,6 +99,15 @@ static int load_queue(struct vdev *d, const struct hvi_rec_reader *r,
                          ", rings 0x%" PRIx64 "/0x%" PRIx64 "/0x%" PRIx64
                          ") is impossible or not in RAM",
                          r->what, i, num, desc, avail, used);
+    /* the device writes the used ring: never into a ROM (as when the
+     * driver enables a queue, virtqueue.c) */
+    hvc_memory_region *reg;
+    if (hvc_vm_find_memory(d->vm, used, &reg) == 0 &&
+        (hvc_memory_region_flags(reg) & HVC_MEMORY_READONLY))
+        return hvi_error(-EBADMSG,
+                         "%s state: queue %u device ring 0x%" PRIx64
+                         " is in read-only memory",
+                         r->what, i, used);
     /* a device is quiescent when saved, having completed all it popped,
      * so it can only be behind the driver, never ahead of its own ring */
     if ((uint16_t)(q->last_avail - q->used_idx) > num)
