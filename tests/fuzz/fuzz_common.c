@@ -160,49 +160,70 @@ uint8_t *fz_save_state(hvc_device *dev, size_t *len)
     return buf;
 }
 
-/* Saves, loads back (which must succeed) and lets the event thread serve
- * what the load kicked; returns the record saved before the load. */
-static uint8_t *save_load(hvc_vm *vm, hvc_device *dev, const char *what,
-                          size_t *len)
+/* Saves and loads back (which must succeed) every device's state;
+ * returns the records saved before the loads. The caller flushes. */
+static void save_load_all(hvc_device *const *devs, size_t n, const char *what,
+                          uint8_t **recs, size_t *lens)
 {
-    fz_flush(vm);
-    uint8_t *a = fz_save_state(dev, len);
-    if (hvc_device_load_state(dev, a, *len) < 0)
-        fz_fail("%s: device %s refuses its own saved state: %s", what,
-                hvc_device_name(dev), hvc_last_error());
-    fz_flush(vm);
-    return a;
+    for (size_t i = 0; i < n; i++) {
+        recs[i] = fz_save_state(devs[i], &lens[i]);
+        if (hvc_device_load_state(devs[i], recs[i], lens[i]) < 0)
+            fz_fail("%s: device %s refuses its own saved state: %s", what,
+                    hvc_device_name(devs[i]), hvc_last_error());
+    }
 }
 
-void fz_check_state_roundtrip(hvc_vm *vm, hvc_device *dev, const char *what)
+void fz_check_states_roundtrip(hvc_vm *vm, hvc_device *const *devs, size_t n,
+                               const char *what)
 {
     /* A load kicks the queues (virtio serves what the driver published
-     * but had not notified yet), so the first round trip may move the
-     * device on; the second must not. */
-    size_t a_len, b_len, c_len;
+     * but had not notified yet), so the first round trip may move a
+     * device on; the second must not. The devices go through each round
+     * together, with one flush of the event thread between rounds (what
+     * the loads kicked is served before the next saves) and one pause
+     * for all: a flush or a pause is a thread round trip, and these
+     * round trips were most of an input's time. */
+    enum { MAX = 32 };
+    uint8_t *a[MAX], *b[MAX];
+    size_t a_len[MAX], b_len[MAX];
+    if (n > MAX)
+        fz_fail("fz_check_states_roundtrip: %zu devices", n);
     /* Paused, so that devices with threads of their own (virtio-blk's
      * worker serves what a load kicks) start nothing between the saves:
      * fz_flush() waits for the event thread only. */
     if (hvc_vm_pause(vm) < 0)
         fz_fail("%s: hvc_vm_pause: %s", what, hvc_last_error());
-    free(save_load(vm, dev, what, &a_len));
-    uint8_t *b = save_load(vm, dev, what, &b_len);
-    uint8_t *c = fz_save_state(dev, &c_len);
+    fz_flush(vm);
+    save_load_all(devs, n, what, a, a_len);
+    fz_flush(vm);
+    save_load_all(devs, n, what, b, b_len);
+    fz_flush(vm);
+    for (size_t i = 0; i < n; i++) {
+        size_t c_len;
+        uint8_t *c = fz_save_state(devs[i], &c_len);
+        /* The first difference in the payload (past the 48-byte header,
+         * whose CRC differs whenever the payload does). */
+        size_t at =
+            b_len[i] == c_len && !memcmp(b[i], c, c_len) ? c_len : 48;
+        while (at < b_len[i] && at < c_len && b[i][at] == c[at])
+            at++;
+        if (b_len[i] != c_len || at != c_len)
+            fz_fail("%s: device %s saves a different state after loading "
+                    "its own twice (%zu, then %zu bytes; first difference "
+                    "at byte %zu: 0x%02x, then 0x%02x)",
+                    what, hvc_device_name(devs[i]), b_len[i], c_len, at,
+                    at < b_len[i] ? b[i][at] : 0, at < c_len ? c[at] : 0);
+        free(a[i]);
+        free(b[i]);
+        free(c);
+    }
     if (hvc_vm_resume(vm) < 0)
         fz_fail("%s: hvc_vm_resume: %s", what, hvc_last_error());
-    /* The first difference in the payload (past the 48-byte header,
-     * whose CRC differs whenever the payload does). */
-    size_t at = b_len == c_len && !memcmp(b, c, b_len) ? b_len : 48;
-    while (at < b_len && at < c_len && b[at] == c[at])
-        at++;
-    if (b_len != c_len || at != b_len)
-        fz_fail("%s: device %s saves a different state after loading its "
-                "own twice (%zu, then %zu bytes; first difference at byte "
-                "%zu: 0x%02x, then 0x%02x)",
-                what, hvc_device_name(dev), b_len, c_len, at,
-                at < b_len ? b[at] : 0, at < c_len ? c[at] : 0);
-    free(b);
-    free(c);
+}
+
+void fz_check_state_roundtrip(hvc_vm *vm, hvc_device *dev, const char *what)
+{
+    fz_check_states_roundtrip(vm, &dev, 1, what);
 }
 
 /* hvi_io_dispatch is the library's own (src/core/io.c): the path an exit

@@ -52,6 +52,9 @@ uint8_t *fz_save_state(hvc_device *dev, size_t *len);
  * load kicked are served, it must save, load and save the same again;
  * @p what names the check in the message. */
 void fz_check_state_roundtrip(hvc_vm *vm, hvc_device *dev, const char *what);
+/* The same for @p n devices at once (one pause, one flush per round). */
+void fz_check_states_roundtrip(hvc_vm *vm, hvc_device *const *devs, size_t n,
+                               const char *what);
 
 /* One guest access through the VM's device bus, as if @p vcpu exited
  * for it: @p space HVC_IO_PIO or HVC_IO_MMIO. Returns whether a device

@@ -78,9 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       op & 0x10, &value);
         }
     }
-    fz_flush(pf->vm);
-    for (int i = 0; i < FZ_NR_DEVICES; i++)
-        fz_check_state_roundtrip(pf->vm, pf->dev[i], "after a script");
+    fz_check_states_roundtrip(pf->vm, pf->dev, FZ_NR_DEVICES,
+                              "after a script");
     fz_platform_reset(pf);
     for (uint32_t v = 0; v < FZ_NR_VIRTIO; v++)
         if (fz_vio_r32(pf, v, 0x70) != 0)
