@@ -26,6 +26,7 @@
  */
 #define _GNU_SOURCE
 #include "bench_util.h"
+#include "qemu_util.h"
 
 #include <hvcore.h>
 
@@ -36,9 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,44 +97,12 @@ static double ratio_median(const double *a, const double *b, size_t n)
     return median(r, n);
 }
 
-/* VmRSS of a process, in KiB ("self" or a pid). */
-static long rss_kib(const char *pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%s/status", pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        bench_die(path);
-    long kib = -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 static uint64_t file_size(const char *path)
 {
     struct stat st;
     if (stat(path, &st) < 0)
         bench_die(path);
     return (uint64_t)st.st_size;
-}
-
-static uint8_t *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        bench_die(path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    uint8_t *p = malloc((size_t)n);
-    if (!p || fread(p, 1, (size_t)n, f) != (size_t)n)
-        bench_die(path);
-    fclose(f);
-    *len = (size_t)n;
-    return p;
 }
 
 /* ---- libhvcore ---- */
@@ -183,16 +150,16 @@ static void run_hvc(hvc_hypervisor *hv, uint32_t mib, struct samples *s,
     int fd = open(save_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         bench_die(save_path);
-    long rss0 = rss_kib("self");
+    long rss0 = bench_rss_kib("self");
     double t0 = bench_now_s();
     bench_check_hv(hvc_vm_save_fd(vm, fd, NULL), "hvc_vm_save_fd");
     s->hvc_ms[round] = (bench_now_s() - t0) * 1e3;
-    s->hvc_rss[round] = (double)(rss_kib("self") - rss0) / 1024.0;
+    s->hvc_rss[round] = (double)(bench_rss_kib("self") - rss0) / 1024.0;
     close(fd);
     s->hvc_bytes[round] = (double)file_size(save_path);
 
     /* The floor of the walk that read every page to find the zero ones. */
-    rss0 = rss_kib("self");
+    rss0 = bench_rss_kib("self");
     t0 = bench_now_s();
     uint64_t acc = 0;
     for (uint64_t off = 0; off < (uint64_t)mib * MIB; off += PAGE)
@@ -200,7 +167,7 @@ static void run_hvc(hvc_hypervisor *hv, uint32_t mib, struct samples *s,
             acc |= *(const volatile uint64_t *)(ram + off + i);
     sink = acc;
     s->walk_ms[round] = (bench_now_s() - t0) * 1e3;
-    s->walk_rss[round] = (double)(rss_kib("self") - rss0) / 1024.0;
+    s->walk_rss[round] = (double)(bench_rss_kib("self") - rss0) / 1024.0;
     hvc_vm_destroy(vm);
 
     /* The restore of what was saved, into a new VM of library memory. */
@@ -208,98 +175,16 @@ static void run_hvc(hvc_hypervisor *hv, uint32_t mib, struct samples *s,
     if (fd < 0)
         bench_die(save_path);
     hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
-    rss0 = rss_kib("self");
+    rss0 = bench_rss_kib("self");
     t0 = bench_now_s();
     bench_check_hv(hvc_vm_restore_fd(hv, fd, &ro, &vm), "hvc_vm_restore_fd");
     s->restore_ms[round] = (bench_now_s() - t0) * 1e3;
-    s->restore_rss[round] = (double)(rss_kib("self") - rss0) / 1024.0;
+    s->restore_rss[round] = (double)(bench_rss_kib("self") - rss0) / 1024.0;
     close(fd);
     hvc_vm_destroy(vm);
 }
 
 /* ---- QEMU over QMP ---- */
-
-struct qmp {
-    int fd;
-    char buf[1 << 16];
-    size_t len;
-};
-
-/* One line of QMP output, or NULL at the end. */
-static char *qmp_line(struct qmp *q)
-{
-    for (;;) {
-        char *nl = memchr(q->buf, '\n', q->len);
-        if (nl) {
-            static char line[sizeof(q->buf)];
-            size_t n = (size_t)(nl - q->buf);
-            memcpy(line, q->buf, n);
-            line[n] = 0;
-            memmove(q->buf, nl + 1, q->len - n - 1);
-            q->len -= n + 1;
-            return line;
-        }
-        if (q->len == sizeof(q->buf))
-            q->len = 0;
-        ssize_t r = read(q->fd, q->buf + q->len, sizeof(q->buf) - q->len);
-        if (r <= 0)
-            return NULL;
-        q->len += (size_t)r;
-    }
-}
-
-/* Sends a command and returns its reply line (events are skipped). */
-static char *qmp_cmd(struct qmp *q, const char *json)
-{
-    size_t n = strlen(json);
-    if (write(q->fd, json, n) != (ssize_t)n)
-        bench_die("writing to QMP");
-    for (;;) {
-        char *l = qmp_line(q);
-        if (!l) {
-            fprintf(stderr, "%s: QMP closed\n", PROG);
-            exit(1);
-        }
-        if (strstr(l, "\"error\"")) {
-            fprintf(stderr, "%s: QMP: %s\n", PROG, l);
-            exit(1);
-        }
-        if (strstr(l, "\"return\""))
-            return l;
-    }
-}
-
-static bool wait_for(const char *what, bool (*ready)(void), double secs)
-{
-    double end = bench_now_s() + secs;
-    while (bench_now_s() < end) {
-        if (ready())
-            return true;
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-        int st;
-        if (qemu_pid > 0 && waitpid(qemu_pid, &st, WNOHANG) == qemu_pid) {
-            qemu_pid = -1;
-            fprintf(stderr, "%s: QEMU exited while waiting for %s\n", PROG,
-                    what);
-            return false;
-        }
-    }
-    fprintf(stderr, "%s: timed out waiting for %s\n", PROG, what);
-    return false;
-}
-
-static bool serial_ready(void)
-{
-    struct stat st;
-    return stat(serial_path, &st) == 0 && st.st_size > 0;
-}
-
-static bool qmp_ready(void)
-{
-    struct stat st;
-    return stat(qmp_path, &st) == 0;
-}
 
 static pid_t start_qemu(const struct options *o, const char *elf, uint32_t mib)
 {
@@ -333,17 +218,14 @@ static bool run_qemu(const struct options *o, const char *elf, uint32_t mib,
                      struct samples *s, uint32_t round)
 {
     qemu_pid = start_qemu(o, elf, mib);
-    if (!wait_for("the QMP socket", qmp_ready, 10))
+    if (!bench_wait_for("the QMP socket", bench_path_exists, qmp_path, 10,
+                        &qemu_pid))
         return false;
-    struct qmp q = {.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", qmp_path);
-    if (q.fd < 0 || connect(q.fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-        bench_die("connecting to QMP");
-    if (!qmp_line(&q)) /* the greeting */
-        bench_die("QMP greeting");
-    qmp_cmd(&q, "{\"execute\":\"qmp_capabilities\"}\n");
-    if (!wait_for("the guest", serial_ready, 10))
+    static struct qmp q;
+    if (!qmp_open(&q, qmp_path))
+        return false;
+    if (!bench_wait_for("the guest", bench_file_nonempty, serial_path, 10,
+                        &qemu_pid))
         return false;
     qmp_cmd(&q, "{\"execute\":\"stop\"}\n");
     char pid[16], cmd[4600];
@@ -353,7 +235,7 @@ static bool run_qemu(const struct options *o, const char *elf, uint32_t mib,
              "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > "
              "%s\"}}\n",
              qemu_path);
-    long rss0 = rss_kib(pid);
+    long rss0 = bench_rss_kib(pid);
     double t0 = bench_now_s();
     qmp_cmd(&q, cmd);
     long own = -1;
@@ -374,7 +256,7 @@ static bool run_qemu(const struct options *o, const char *elf, uint32_t mib,
     }
     s->qemu_ms[round] = (bench_now_s() - t0) * 1e3;
     s->qemu_own_ms[round] = (double)own;
-    s->qemu_rss[round] = (double)(rss_kib(pid) - rss0) / 1024.0;
+    s->qemu_rss[round] = (double)(bench_rss_kib(pid) - rss0) / 1024.0;
     qmp_cmd(&q, "{\"execute\":\"quit\"}\n");
     close(q.fd);
     waitpid(qemu_pid, NULL, 0);
@@ -480,7 +362,7 @@ int main(int argc, char **argv)
         return 77;
     }
     const char *elf = BENCH_GUEST_DIR "/sparse_pvh.elf";
-    guest_elf = read_file(elf, &guest_len);
+    guest_elf = bench_read_file(elf, &guest_len);
     snprintf(save_path, sizeof(save_path), "%s/hvsparse-%d.hvc", o.dir,
              (int)getpid());
     snprintf(qemu_path, sizeof(qemu_path), "%s/hvsparse-%d.qemu", o.dir,
