@@ -113,4 +113,21 @@ Test(hvrun_snapshot, live_migration)
     scratch_close(&s);
 }
 
+/* --snapshot --live: saved while the guest counts, paused only for the
+ * final round and left paused (the console ends where the file does); a
+ * new hvrun restores it and counts on with the next number. */
+Test(hvrun_snapshot, live_snapshot_restores_and_counts_on)
+{
+    hvt_require_kvm();
+    struct scratch s;
+    scratch_open(&s);
+    const char *snap = in(&s, "live.snap");
+    char *tail;
+    const char *live[] = {"--live", "--max-downtime-ms", "5", NULL};
+    long k = snapshot_counter(&s, snap, "300", live, &tail);
+    restore_and_check(&s, snap, NULL, k, tail, SIGTERM);
+    free(tail);
+    scratch_close(&s);
+}
+
 #endif /* HVT_HVRUN */

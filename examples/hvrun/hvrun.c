@@ -342,6 +342,10 @@ static void *signal_thread(void *arg)
         }
         int first = 0;
         atomic_compare_exchange_strong(&interrupted, &first, sig);
+        /* a live snapshot or a migration in progress stops first (the
+         * file keeps what it held; the VM was not handed over) */
+        if (atomic_load(&running) && the_machine->vm)
+            hvc_vm_migrate_cancel(the_machine->vm);
         if (atomic_load(&running))
             stop(the_machine, HVRUN_EXIT_INTERRUPTED);
         wake_controller();

@@ -55,6 +55,7 @@ struct options {
     /* Snapshots (snapshot.c). */
     const char *snapshot;       /* --snapshot FILE */
     bool snapshot_timed;        /* --snapshot-after-ms given */
+    bool snapshot_live;         /* --live: pre-copy into the file */
     uint64_t snapshot_after_ms; /* after the vCPUs start */
     bool keep_running;          /* resume after a snapshot, do not exit */
     bool audit_sharing;         /* --audit-sharing: report at exit, SIGUSR1 */

@@ -67,6 +67,10 @@ static const char usage[] =
     "                       over FILE) and exit 0\n"
     "  --snapshot-after-ms N  take the snapshot N ms after the vCPUs start\n"
     "                       (SIGUSR1 still works; whichever comes first)\n"
+    "  --live               with --snapshot: save while the guest runs\n"
+    "                       (memory first, then again what it rewrote),\n"
+    "                       pausing it only for the last pages and the\n"
+    "                       state, at most --max-downtime-ms if it can\n"
     "  --keep-running       after a snapshot the VM goes on; each SIGUSR1\n"
     "                       takes another, replacing FILE atomically (with\n"
     "                       --audit-sharing, without --snapshot: SIGUSR1\n"
@@ -182,6 +186,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"migrate-to", required_argument, NULL, 0x101},
         {"migrate-after-ms", required_argument, NULL, 0x102},
         {"max-downtime-ms", required_argument, NULL, 0x103},
+        {"live", no_argument, NULL, 0x104},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -304,6 +309,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             o->max_downtime_ms =
                 (uint32_t)number("--max-downtime-ms", optarg, 1, 1u << 30);
             break;
+        case 0x104: o->snapshot_live = true; break;
         case 'T':
             o->snapshot_after_ms =
                 number("--snapshot-after-ms", optarg, 0, 1ull << 40);
@@ -337,9 +343,13 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         die_usage("%s", "--json goes with --list-host");
     if (o->list_host)
         return;
-    if ((o->migrate_timed || o->max_downtime_ms) && !o->migrate_to)
-        die_usage("%s", "--migrate-after-ms and --max-downtime-ms go with "
-                        "--migrate-to unix:PATH");
+    if (o->migrate_timed && !o->migrate_to)
+        die_usage("%s", "--migrate-after-ms goes with --migrate-to unix:PATH");
+    if (o->max_downtime_ms && !o->migrate_to && !o->snapshot_live)
+        die_usage("%s", "--max-downtime-ms goes with --migrate-to unix:PATH "
+                        "or --snapshot FILE --live");
+    if (o->snapshot_live && !o->snapshot)
+        die_usage("%s", "--live goes with --snapshot FILE");
     if (o->incoming && o->restore)
         die_usage("%s", "give --incoming or --restore, not both");
     if (o->incoming && boot_only)

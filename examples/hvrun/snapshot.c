@@ -134,6 +134,40 @@ void hvrun_snapshot_prepare(struct options *o)
         check_snapshot_path(o->snapshot);
 }
 
+/* --snapshot --live: the library's pre-copy into the file. Without
+ * --keep-running the VM stays paused after it, so that the console ends
+ * where the snapshot does. */
+static int live_snapshot(struct machine *m, uint8_t *user, size_t length)
+{
+    const struct options *o = m->opt;
+    hvc_migrate_options mo = HVC_MIGRATE_OPTIONS_INIT;
+    mo.flags = o->keep_running ? 0 : HVC_MIGRATE_LEAVE_PAUSED;
+    mo.key = o->have_key ? o->key : NULL;
+    mo.passphrase = o->passphrase;
+    mo.user_data = user;
+    mo.user_data_length = length;
+    mo.max_downtime_ms = o->max_downtime_ms;
+    hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
+    int r = hvc_snapshot_save_live(m->vm, o->snapshot, &mo, &st);
+    free(user);
+    if (r < 0) {
+        if (!(r == -ECANCELED && hvrun_interrupted()))
+            fprintf(stderr, "hvrun: snapshot '%s': %s\n",
+                    hvrun_esc(o->snapshot), hvrun_esc(hvc_last_error()));
+        return r;
+    }
+    if (!isatty(STDERR_FILENO)) /* as a paused snapshot: quiet */
+        return 0;
+    fprintf(stderr,
+            "hvrun: live snapshot '%s': paused %.3f ms, total %llu ms, %u "
+            "rounds, %llu bytes\n",
+            hvrun_esc(o->snapshot), (double)st.downtime_us / 1000.0,
+            (unsigned long long)st.total_ms, st.rounds,
+            (unsigned long long)(st.bytes_initial + st.bytes_precopy +
+                                 st.bytes_final));
+    return 0;
+}
+
 int hvrun_snapshot(struct machine *m)
 {
     const struct options *o = m->opt;
@@ -146,6 +180,8 @@ int hvrun_snapshot(struct machine *m)
                 hvrun_esc(o->snapshot));
         return -ENOMEM;
     }
+    if (o->snapshot_live)
+        return live_snapshot(m, user, length);
     int r = hvc_vm_pause(m->vm);
     if (r < 0) {
         fprintf(stderr, "hvrun: pausing the VM for a snapshot: %s\n",

@@ -345,6 +345,17 @@ typedef struct hvc_migrate_stats {
 typedef int (*hvc_migrate_progress_fn)(void *opaque,
                                        const hvc_migrate_stats *stats);
 
+/** Flags of hvc_migrate_options::flags. */
+typedef enum hvc_migrate_flags {
+    /**
+     * hvc_snapshot_save_live() only: leave the VM paused once the file is
+     * written, as a snapshot of a paused VM would (the guest's last output
+     * is then the snapshot's), instead of resuming it. A failed save
+     * resumes it all the same.
+     */
+    HVC_MIGRATE_LEAVE_PAUSED = 1u << 8
+} hvc_migrate_flags;
+
 /**
  * Options of hvc_vm_migrate_send(). Initialise with
  * ::HVC_MIGRATE_OPTIONS_INIT; fields are only ever appended.
@@ -352,7 +363,7 @@ typedef int (*hvc_migrate_progress_fn)(void *opaque,
 typedef struct hvc_migrate_options {
     /** sizeof(hvc_migrate_options) as the caller was compiled. */
     uint32_t size;
-    /** Reserved; 0. */
+    /** Bit mask of ::hvc_migrate_flags. */
     uint32_t flags;
     /** Encryption key (::HVC_STREAM_KEY_SIZE bytes), or NULL. */
     const uint8_t *key;
@@ -443,6 +454,34 @@ HVC_EXTERN int hvc_vm_migrate_cancel(hvc_vm *vm);
 HVC_EXTERN int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                                       const hvc_restore_options *opts,
                                       hvc_vm **out);
+
+/**
+ * Saves the running VM @p vm to a snapshot file at @p path while it runs:
+ * the pre-copy of hvc_vm_migrate_send() into a file. Memory is written
+ * while the guest runs, then again for the pages it wrote meanwhile, until
+ * what is left fits @c max_downtime_ms at the measured write rate; only
+ * then is the VM paused, for the last pages and the state, and resumed
+ * once they are written. The file is written atomically (a temporary file
+ * next to @p path, synced and renamed); on any failure it is removed, a
+ * file already at @p path is kept, and the VM runs on as before.
+ *
+ * The file restores with hvc_snapshot_restore() or hvc_vm_restore_fd(),
+ * read (a page written in several rounds appears several times, the last
+ * one wins); its memory is not laid out for ::HVC_RESTORE_MMAP, which
+ * then reads it instead of mapping it. Options and statistics are those
+ * of hvc_vm_migrate_send() (@c downtime_us is the pause; no
+ * acknowledgement is awaited); hvc_vm_migrate_cancel() stops it from any
+ * thread. Call it on a thread that is no vCPU's, and do not add or remove
+ * memory regions meanwhile.
+ *
+ * @return 0; -EINVAL (NULL, an empty path, bad options); -EBUSY when the
+ *         VM is paused or a migration or live snapshot of it runs;
+ *         -ECANCELED; -ETIMEDOUT; a file system error (the message names
+ *         the path).
+ */
+HVC_EXTERN int hvc_snapshot_save_live(hvc_vm *vm, const char *path,
+                                      const hvc_migrate_options *opts,
+                                      hvc_migrate_stats *stats);
 
 /** @} */
 

@@ -39,6 +39,7 @@ struct live {
     hvc_migrate_stats st;
     uint64_t t0, deadline; /* ns, CLOCK_MONOTONIC; deadline 0: none */
     bool final;            /* the whole stream is out: no cancel any more */
+    bool to_file;          /* a live snapshot: no destination, no ack */
     int remote_err;        /* the destination refused before the end */
     char remote_why[512];
     hvc_memory_region **regs;
@@ -71,7 +72,9 @@ static int64_t live_write(void *opaque, const void *buf, size_t len)
             return -ECANCELED;
         if (!l->final && l->deadline && now_ns() > l->deadline)
             return -ETIMEDOUT;
-        struct pollfd p = {.fd = l->fd, .events = POLLOUT | POLLIN};
+        /* a file is always ready, and has no destination to listen to */
+        struct pollfd p = {.fd = l->fd,
+                           .events = l->to_file ? POLLOUT : POLLOUT | POLLIN};
         int r = poll(&p, 1, 50);
         if (r < 0 && errno != EINTR)
             return -errno;
@@ -296,9 +299,13 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
         (r = hvi_copy_options(&l->opts, sizeof(l->opts), in, sizeof(l->opts),
                               "hvc_migrate_options")) < 0)
         return r;
-    if (l->opts.flags)
-        return hvi_error(-EINVAL, "hvc_migrate_options: unknown flags 0x%x",
-                         l->opts.flags);
+    uint32_t known = l->to_file ? HVC_MIGRATE_LEAVE_PAUSED : 0;
+    if (l->opts.flags & ~known)
+        return hvi_error(-EINVAL, "hvc_migrate_options: unknown flags 0x%x%s",
+                         l->opts.flags & ~known,
+                         (l->opts.flags & HVC_MIGRATE_LEAVE_PAUSED)
+                             ? " (LEAVE_PAUSED is for live snapshots)"
+                             : "");
     if (!l->opts.max_downtime_ms)
         l->opts.max_downtime_ms = DEFAULT_DOWNTIME_MS;
     if (!l->opts.max_rounds)
@@ -385,13 +392,20 @@ static int migrate(struct live *l)
     }
     l->st.bytes_final = l->o.off - before;
     l->st.final_send_us = (now_ns() - t) / 1000u;
-    if (r == 0) {
+    if (r == 0 && !l->to_file) {
         l->final = true;
         t = now_ns();
         r = wait_ack(l, "after the end of the stream");
         l->st.ack_wait_us = (now_ns() - t) / 1000u;
     }
     l->st.downtime_us = (now_ns() - paused) / 1000u;
+    if (r == 0 && l->to_file) {
+        /* a snapshot: the guest goes on here (the caller syncs the file) */
+        l->st.completed = 1;
+        if (!(l->opts.flags & HVC_MIGRATE_LEAVE_PAUSED))
+            hvc_vm_resume(l->vm);
+        return 0;
+    }
     if (r == 0) {
         atomic_store(&l->vm->migrated_away, 1);
         l->st.completed = 1;
@@ -410,8 +424,15 @@ static int migrate(struct live *l)
 int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
                         hvc_migrate_stats *stats)
 {
+    return hvi_live_send(vm, fd, opts, stats, false);
+}
+
+int hvi_live_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
+                  hvc_migrate_stats *stats, bool to_file)
+{
+    const char *fn = to_file ? "hvc_snapshot_save_live" : "hvc_vm_migrate_send";
     if (!vm || fd < 0)
-        return hvi_error(-EINVAL, "hvc_vm_migrate_send: %s",
+        return hvi_error(-EINVAL, "%s: %s", fn,
                          vm ? "negative descriptor" : "NULL VM");
     if (stats && stats->size < sizeof(uint32_t))
         return hvi_error(-EINVAL, "hvc_migrate_stats: size %u", stats->size);
@@ -420,15 +441,15 @@ int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
         return hvi_error(-ENOMEM, "out of memory");
     l->vm = vm;
     l->fd = fd;
+    l->to_file = to_file;
     l->t0 = now_ns();
     l->st.size = sizeof(l->st);
     int r = check_options(l, opts), busy = 0;
     if (r == 0 && !atomic_compare_exchange_strong(&vm->migrating, &busy, 1))
-        r = hvi_error(-EBUSY, "hvc_vm_migrate_send: a migration of this VM "
-                              "is running");
+        r = hvi_error(-EBUSY, "%s: a migration of this VM is running", fn);
     else if (r == 0 &&
              (hvc_vm_is_paused(vm) || atomic_load(&vm->migrated_away))) {
-        r = hvi_error(-EBUSY, "hvc_vm_migrate_send: the VM is %s",
+        r = hvi_error(-EBUSY, "%s: the VM is %s", fn,
                       atomic_load(&vm->migrated_away) ? "migrated already"
                                                       : "paused");
         atomic_store(&vm->migrating, 0);
@@ -447,9 +468,11 @@ int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
             hvi_error(r, "%s", l->remote_why);
         }
         if (r < 0 && (r == -ECANCELED || r == -ETIMEDOUT) &&
-            !strstr(hvc_last_error(), "migration"))
-            r = hvi_error(r, "the migration was %s before the switchover",
-                          r == -ECANCELED ? "cancelled" : "timed out");
+            !strstr(hvc_last_error(), to_file ? "live snapshot" : "migration"))
+            r = hvi_error(r, "the %s was %s before the %s",
+                          to_file ? "live snapshot" : "migration",
+                          r == -ECANCELED ? "cancelled" : "timed out",
+                          to_file ? "final round" : "switchover");
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
         stop_tracking(l);

@@ -115,19 +115,14 @@ static int dir_of(const char *path, char *dir, size_t cap)
     return 0;
 }
 
-int hvc_snapshot_save(hvc_vm *vm, const char *path,
-                      const hvc_save_options *opts)
+/* Writes a snapshot file atomically: @p write_fn fills a temporary file
+ * next to @p path, which is synced and renamed over it; on any failure the
+ * temporary file goes and a file already at @p path is kept. */
+static int commit_file(const char *path, int (*write_fn)(int fd, void *arg),
+                       void *arg)
 {
-    if (!vm || !path || !path[0])
-        return hvi_error(-EINVAL, "hvc_snapshot_save: NULL %s",
-                         vm ? "path" : "VM");
-    hvc_save_options o = HVC_SAVE_OPTIONS_INIT;
-    int r = 0;
-    if (opts && (r = hvi_copy_options(&o, sizeof(o), opts, sizeof(o),
-                                      "hvc_save_options")) < 0)
-        return r;
-    o.flags |= HVC_SAVE_ALIGN_PAGES;
     char dir[PATH_MAX], tmp[PATH_MAX + 32];
+    int r;
     if ((r = dir_of(path, dir, sizeof(dir))) < 0)
         return r;
     if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp))
@@ -137,9 +132,7 @@ int hvc_snapshot_save(hvc_vm *vm, const char *path,
     if (fd < 0)
         return hvi_error(-errno, "cannot create a temporary file for %s: %s",
                          HVI_QUOTE(path), hvc_strerror(-errno));
-    struct hvi_out out = {.fd = fd};
-    r = hvi_save(vm, &out, &o);
-    hvi_out_free(&out);
+    r = write_fn(fd, arg);
     if (r == 0 && fsync(fd) < 0)
         r = hvi_error(-errno, "fsync of %s: %s", HVI_QUOTE(tmp),
                       hvc_strerror(-errno));
@@ -167,4 +160,57 @@ int hvc_snapshot_save(hvc_vm *vm, const char *path,
         close(dfd);
     }
     return r;
+}
+
+struct paused_save {
+    hvc_vm *vm;
+    const hvc_save_options *opts;
+};
+
+static int write_paused(int fd, void *arg)
+{
+    struct paused_save *p = arg;
+    struct hvi_out out = {.fd = fd};
+    int r = hvi_save(p->vm, &out, p->opts);
+    hvi_out_free(&out);
+    return r;
+}
+
+int hvc_snapshot_save(hvc_vm *vm, const char *path,
+                      const hvc_save_options *opts)
+{
+    if (!vm || !path || !path[0])
+        return hvi_error(-EINVAL, "hvc_snapshot_save: NULL %s",
+                         vm ? "path" : "VM");
+    hvc_save_options o = HVC_SAVE_OPTIONS_INIT;
+    int r = 0;
+    if (opts && (r = hvi_copy_options(&o, sizeof(o), opts, sizeof(o),
+                                      "hvc_save_options")) < 0)
+        return r;
+    o.flags |= HVC_SAVE_ALIGN_PAGES;
+    struct paused_save p = {vm, &o};
+    return commit_file(path, write_paused, &p);
+}
+
+struct live_save {
+    hvc_vm *vm;
+    const hvc_migrate_options *opts;
+    hvc_migrate_stats *stats;
+};
+
+static int write_live(int fd, void *arg)
+{
+    struct live_save *l = arg;
+    return hvi_live_send(l->vm, fd, l->opts, l->stats, true);
+}
+
+int hvc_snapshot_save_live(hvc_vm *vm, const char *path,
+                           const hvc_migrate_options *opts,
+                           hvc_migrate_stats *stats)
+{
+    if (!vm || !path || !path[0])
+        return hvi_error(-EINVAL, "hvc_snapshot_save_live: NULL %s",
+                         vm ? "path" : "VM");
+    struct live_save l = {vm, opts, stats};
+    return commit_file(path, write_live, &l);
 }

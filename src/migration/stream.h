@@ -122,6 +122,11 @@ int hvi_save(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *opts);
 int hvi_save_begin(hvc_vm *vm, struct hvi_out *o, const hvc_save_options *opts,
                    bool live);
 int hvi_save_finish(hvc_vm *vm, struct hvi_out *o);
+/* hvc_vm_migrate_send(), or with @p to_file a live snapshot into the file
+ * @p fd: no acknowledgement is awaited, and the VM resumes at the end
+ * (live.c). */
+int hvi_live_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
+                  hvc_migrate_stats *stats, bool to_file);
 int hvi_out_progress(struct hvi_out *o, bool final);
 void hvi_out_free(struct hvi_out *o);
 
