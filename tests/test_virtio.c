@@ -370,33 +370,6 @@ Test(virtio, console_transmit_and_receive)
     close(in[1]);
 }
 
-/* After a restore: the write of @p data at @p sector and the read of it
- * back, published before the save and never notified, are served without
- * a notify; then a read of sector @p next goes through a guest notify. */
-static void expect_in_flight_served(hvt *u, int fd, uint64_t sector,
-                                    const uint8_t *data, uint8_t next)
-{
-    uint16_t used = 0;
-    for (int i = 0; i < 400 && used < 2; i++) {
-        usleep(5000);
-        HVT_OK(hvc_vm_read(u->vm, USED + 2, &used, 2));
-    }
-    cr_assert_eq(used, 2, "in-flight requests served after the restore");
-    cr_assert_eq(vq_blk_status(u, 0), 0);
-    cr_assert_eq(vq_blk_status(u, 1), 0);
-    uint8_t back[512], disk[512];
-    HVT_OK(hvc_vm_read(u->vm, 0x301000, back, 512));
-    cr_assert_arr_eq(back, data, 512);
-    cr_assert_eq(pread(fd, disk, 512, (off_t)(sector * 512)), 512);
-    cr_assert_arr_eq(disk, data, 512);
-    vq_blk_request(u, 1, 0, next, 0x302000, 512);
-    vq_publish(u, 0, 2, 3);
-    vq_notify_wait(u, 0, 3);
-    cr_assert_eq(vq_blk_status(u, 1), 0);
-    HVT_OK(hvc_vm_read(u->vm, 0x302000, back, 1));
-    cr_assert_eq(back[0], next);
-}
-
 Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
 {
     hvt t;
@@ -450,27 +423,13 @@ Test(virtio, state_survives_destroy_and_restore_with_requests_in_flight)
               hvc_last_error());
     HVT_OK(hvc_device_load_state(dev2, rec, len));
     /* the device looks at its queue after the load and serves both */
-    expect_in_flight_served(&u, fd, 9, data, 2);
+    vq_expect_in_flight_served(&u, fd, 9, data, 2);
     free(bad);
     free(rec);
     free(ram);
     close(fd);
     vq_vclose(&u);
     unlink(path);
-}
-
-static const char *restore_disk;
-
-static int blk_attach(void *opaque, hvc_vm *vm, const void *user, size_t len)
-{
-    (void)opaque;
-    (void)user;
-    (void)len;
-    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
-    o.mmio = (hvc_virtio_mmio){BASE, IRQ, 0};
-    o.path = restore_disk;
-    o.serial = "SERIAL-1234";
-    return hvc_virtio_blk_create(vm, &o, NULL);
 }
 
 /* The same, through a whole-VM stream (hvcore/migration.h): the VM is
@@ -503,15 +462,15 @@ Test(virtio, whole_vm_snapshot_with_requests_in_flight)
     hvt u = {0};
     HVT_OK(hvc_hypervisor_open("kvm", &u.hv));
     hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
-    ro.setup = blk_attach;
-    restore_disk = path;
+    ro.setup = vq_blk_attach;
+    vq_restore_disk = path;
     cr_assert_eq(lseek(fileno(f), 0, SEEK_SET), 0);
     HVT_OK(hvc_vm_restore_fd(u.hv, fileno(f), &ro, &u.vm));
     fclose(f);
     script_vm = u.vm;
     HVT_OK(hvc_vm_get_vcpu(u.vm, 0, &script_vcpu));
     /* the restored vCPU drives the restored device on */
-    expect_in_flight_served(&u, fd, 11, data, 3);
+    vq_expect_in_flight_served(&u, fd, 11, data, 3);
     close(fd);
     vq_vclose(&u);
     unlink(path);

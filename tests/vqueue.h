@@ -59,4 +59,15 @@ void vq_blk_request(hvt *t, uint16_t slot, uint32_t type, uint64_t sector,
                     uint64_t data, uint32_t len);
 uint8_t vq_blk_status(hvt *t, uint16_t slot);
 
+/* After a restore or a migration: the write of @p data at @p sector and
+ * the read of it back (slots 0 and 1), published before the save and never
+ * notified, are served without a notify; then a read of sector @p next
+ * goes through a guest notify. */
+void vq_expect_in_flight_served(hvt *u, int fd, uint64_t sector,
+                                const uint8_t *data, uint8_t next);
+/* A restore's setup callback: the virtio-blk of vq_blk_setup() at BASE,
+ * backed by vq_restore_disk. */
+extern const char *vq_restore_disk;
+int vq_blk_attach(void *opaque, hvc_vm *vm, const void *user, size_t len);
+
 #endif
