@@ -45,3 +45,26 @@ struct bench_stats bench_summarise(double *v, size_t n)
         s.median = (v[n / 2 - 1] + v[n / 2]) / 2;
     return s;
 }
+
+double bench_median(const double *v, size_t n)
+{
+    double *s = malloc(n * sizeof(*v));
+    if (!s)
+        bench_die("malloc");
+    memcpy(s, v, n * sizeof(*v));
+    double m = bench_summarise(s, n).median;
+    free(s);
+    return m;
+}
+
+double bench_ratio_median(const double *a, const double *b, size_t n)
+{
+    double *r = malloc(n * sizeof(*r));
+    if (!r)
+        bench_die("malloc");
+    for (size_t i = 0; i < n; i++)
+        r[i] = a[i] / b[i];
+    double m = bench_summarise(r, n).median;
+    free(r);
+    return m;
+}

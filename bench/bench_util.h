@@ -17,5 +17,9 @@ void bench_check_hv(int r, const char *what);
 double bench_now_s(void);
 /* Sorts @p v in place and returns its median, min and max. */
 struct bench_stats bench_summarise(double *v, size_t n);
+/* The median of @p n samples, left in their order. */
+double bench_median(const double *v, size_t n);
+/* The median of the per-sample ratios a[i] / b[i]. */
+double bench_ratio_median(const double *a, const double *b, size_t n);
 
 #endif

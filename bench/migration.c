@@ -89,21 +89,6 @@ static void cleanup(void)
     rmdir(dir);
 }
 
-static double median(const double *v, size_t n)
-{
-    double s[MAX_ROUNDS];
-    memcpy(s, v, n * sizeof(*v));
-    return bench_summarise(s, n).median;
-}
-
-static double ratio_median(const double *a, const double *b, size_t n)
-{
-    double r[MAX_ROUNDS];
-    for (size_t i = 0; i < n; i++)
-        r[i] = a[i] / b[i];
-    return median(r, n);
-}
-
 /* Starts @p argv with stdout and stderr to files, stdin from /dev/null. */
 static pid_t spawn(char *const *argv, const char *out, const char *err)
 {
@@ -367,8 +352,8 @@ static void print_vmm(const char *name, const struct samples *s, size_t n)
 {
     printf("  %-6s guest-observed downtime %8.2f ms, VMM-reported %8.2f ms, "
            "total %7.0f ms, %7.1f MiB sent, guest gap floor %.3f ms\n",
-           name, median(s->guest_ms, n), median(s->vmm_ms, n),
-           median(s->total_ms, n), median(s->mib, n), median(s->floor_ms, n));
+           name, bench_median(s->guest_ms, n), bench_median(s->vmm_ms, n),
+           bench_median(s->total_ms, n), bench_median(s->mib, n), bench_median(s->floor_ms, n));
 }
 
 static void usage(FILE *f)
@@ -501,9 +486,9 @@ int main(int argc, char **argv)
     print_vmm("QEMU", &q, n);
     printf("  ratio hvrun / QEMU: guest-observed downtime %.3f, "
            "VMM-reported %.3f, total %.3f, bytes %.3f\n",
-           ratio_median(h.guest_ms, q.guest_ms, n),
-           ratio_median(h.vmm_ms, q.vmm_ms, n),
-           ratio_median(h.total_ms, q.total_ms, n),
-           ratio_median(h.mib, q.mib, n));
+           bench_ratio_median(h.guest_ms, q.guest_ms, n),
+           bench_ratio_median(h.vmm_ms, q.vmm_ms, n),
+           bench_ratio_median(h.total_ms, q.total_ms, n),
+           bench_ratio_median(h.mib, q.mib, n));
     return 0;
 }

@@ -82,21 +82,6 @@ static void cleanup(void)
     unlink(qmp_path);
 }
 
-static double median(const double *v, size_t n)
-{
-    double s[MAX_ROUNDS];
-    memcpy(s, v, n * sizeof(*v));
-    return bench_summarise(s, n).median;
-}
-
-static double ratio_median(const double *a, const double *b, size_t n)
-{
-    double r[MAX_ROUNDS];
-    for (size_t i = 0; i < n; i++)
-        r[i] = a[i] / b[i];
-    return median(r, n);
-}
-
 static uint64_t file_size(const char *path)
 {
     struct stat st;
@@ -274,22 +259,22 @@ static void report(const struct options *o, uint32_t mib,
     printf("%u MiB guest, 1 MiB written (medians of %zu rounds):\n", mib, n);
     printf("  libhvcore save        : %8.2f ms, RSS +%.2f MiB, %.0f KiB "
            "stream\n",
-           median(s->hvc_ms, n), median(s->hvc_rss, n),
-           median(s->hvc_bytes, n) / 1024);
+           bench_median(s->hvc_ms, n), bench_median(s->hvc_rss, n),
+           bench_median(s->hvc_bytes, n) / 1024);
     printf("  libhvcore restore     : %8.2f ms, RSS +%.2f MiB\n",
-           median(s->restore_ms, n), median(s->restore_rss, n));
+           bench_median(s->restore_ms, n), bench_median(s->restore_rss, n));
     printf("  read-every-page walk  : %8.2f ms, RSS +%.2f MiB\n",
-           median(s->walk_ms, n), median(s->walk_rss, n));
+           bench_median(s->walk_ms, n), bench_median(s->walk_rss, n));
     printf("  ratio libhvcore / walk: %8.3f (time)\n",
-           ratio_median(s->hvc_ms, s->walk_ms, n));
+           bench_ratio_median(s->hvc_ms, s->walk_ms, n));
     if (!qemu)
         return;
     printf("  QEMU migrate to file  : %8.2f ms (QEMU's total-time %.0f ms), "
            "RSS +%.2f MiB, %.0f KiB stream\n",
-           median(s->qemu_ms, n), median(s->qemu_own_ms, n),
-           median(s->qemu_rss, n), median(s->qemu_bytes, n) / 1024);
+           bench_median(s->qemu_ms, n), bench_median(s->qemu_own_ms, n),
+           bench_median(s->qemu_rss, n), bench_median(s->qemu_bytes, n) / 1024);
     printf("  ratio libhvcore / QEMU: %8.3f (time)\n",
-           ratio_median(s->hvc_ms, s->qemu_ms, n));
+           bench_ratio_median(s->hvc_ms, s->qemu_ms, n));
 }
 
 static void usage(FILE *f)

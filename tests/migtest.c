@@ -1,6 +1,7 @@
 #include "migtest.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,4 +315,58 @@ uint32_t migt_crc32c(uint32_t crc, const void *p, size_t n)
             crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
     }
     return ~crc;
+}
+
+static void *run_vcpu(void *arg)
+{
+    migt_runner *r = arg;
+    while (!atomic_load(&r->stop)) {
+        const hvc_exit *e;
+        if (hvc_vcpu_run(r->vcpu, &e) < 0) {
+            r->error = 1;
+            break;
+        }
+    }
+    return NULL;
+}
+
+void migt_start_runners(migt *m, migt_runner *r)
+{
+    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
+        r[i].vcpu = m->vcpu[i];
+        atomic_store(&r[i].stop, 0);
+        r[i].error = 0;
+        cr_assert_eq(pthread_create(&r[i].t, NULL, run_vcpu, &r[i]), 0);
+    }
+}
+
+void migt_stop_runners(migt *m, migt_runner *r)
+{
+    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
+        atomic_store(&r[i].stop, 1);
+        hvc_vcpu_kick(r[i].vcpu);
+        pthread_join(r[i].t, NULL);
+        cr_assert_eq(r[i].error, 0, "vCPU %u: %s", i, hvc_last_error());
+    }
+}
+
+uint64_t migt_ram_hash(hvc_vm *vm)
+{
+    hvc_memory_region *regs[8];
+    size_t n = 0;
+    if (hvc_vm_list_memory(vm, regs, 8, &n) < 0)
+        return 0;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        const uint64_t *p = hvc_memory_region_hva(regs[i]);
+        for (uint64_t w = 0; w < hvc_memory_region_length(regs[i]) / 8; w++)
+            h = (h ^ p[w]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+void migt_sleep_ms(unsigned ms)
+{
+    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
 }

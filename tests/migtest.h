@@ -7,6 +7,8 @@
 
 #include "hvtest.h"
 
+#include <pthread.h>
+
 #define MIGT_MAX_VCPUS 4
 #define MIGT_STATE (DATA_OUT + 0x100)
 #define MIGT_PATTERN 0x200000u
@@ -58,5 +60,19 @@ int migt_restore_mem_vm(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
 uint32_t migt_crc32c(uint32_t crc, const void *p, size_t n);
 /* A progress callback that always stops the operation (-ECANCELED). */
 int migt_stop_progress(void *opaque, uint64_t done, uint64_t total);
+
+/* The VM's vCPUs, each run on a thread of its own until
+ * migt_stop_runners() (which asserts no run failed). */
+typedef struct migt_runner {
+    hvc_vcpu *vcpu;
+    _Atomic int stop;
+    int error;
+    pthread_t t;
+} migt_runner;
+void migt_start_runners(migt *m, migt_runner *r);
+void migt_stop_runners(migt *m, migt_runner *r);
+/* FNV-1a of all of the VM's guest RAM, region by region. */
+uint64_t migt_ram_hash(hvc_vm *vm);
+void migt_sleep_ms(unsigned ms);
 
 #endif

@@ -20,67 +20,6 @@
 static const uint8_t key_a[HVC_STREAM_KEY_SIZE] = {1, 2, 3};
 static const uint8_t key_b[HVC_STREAM_KEY_SIZE] = {3, 2, 1};
 
-struct runner {
-    hvc_vcpu *vcpu;
-    atomic_int stop;
-    int error;
-    pthread_t t;
-};
-
-static void *run_vcpu(void *arg)
-{
-    struct runner *r = arg;
-    while (!atomic_load(&r->stop)) {
-        const hvc_exit *e;
-        if (hvc_vcpu_run(r->vcpu, &e) < 0) {
-            r->error = 1;
-            break;
-        }
-    }
-    return NULL;
-}
-
-static void start_runners(migt *m, struct runner *r)
-{
-    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
-        r[i].vcpu = m->vcpu[i];
-        atomic_store(&r[i].stop, 0);
-        r[i].error = 0;
-        cr_assert_eq(pthread_create(&r[i].t, NULL, run_vcpu, &r[i]), 0);
-    }
-}
-
-static void stop_runners(migt *m, struct runner *r)
-{
-    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
-        atomic_store(&r[i].stop, 1);
-        hvc_vcpu_kick(r[i].vcpu);
-        pthread_join(r[i].t, NULL);
-        cr_assert_eq(r[i].error, 0, "vCPU %u: %s", i, hvc_last_error());
-    }
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
-static uint64_t ram_hash(hvc_vm *vm)
-{
-    hvc_memory_region *regs[8];
-    size_t n = 0;
-    if (hvc_vm_list_memory(vm, regs, 8, &n) < 0)
-        return 0;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n && i < 8; i++) {
-        const uint64_t *p = hvc_memory_region_hva(regs[i]);
-        for (uint64_t w = 0; w < hvc_memory_region_length(regs[i]) / 8; w++)
-            h = (h ^ p[w]) * 0x100000001b3ull;
-    }
-    return h;
-}
-
 static void write_all(int fd, const void *p, size_t n)
 {
     while (n) {
@@ -114,7 +53,7 @@ static void destination(int sock, int report, const uint8_t *key)
         fprintf(stderr, "destination: %s\n", hvc_last_error());
         _exit(20);
     }
-    uint64_t h = ram_hash(r.vm), most = 0;
+    uint64_t h = migt_ram_hash(r.vm), most = 0;
     for (uint32_t i = 0; i < r.nr_vcpus; i++)
         if (migt_count(&r, i) > most)
             most = migt_count(&r, i);
@@ -173,10 +112,10 @@ static void live(uint32_t nr_vcpus, const uint8_t *key)
     close(rep[1]);
 
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, nr_vcpus, NULL);
-    start_runners(&m, run);
-    sleep_ms(30);
+    migt_start_runners(&m, run);
+    migt_sleep_ms(30);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.key = key;
     o.progress = print_progress;
@@ -203,7 +142,7 @@ static void live(uint32_t nr_vcpus, const uint8_t *key)
     /* The source never runs the guest again. */
     HVT_ERR(hvc_vm_resume(m.vm), -EPERM);
 
-    uint64_t h = ram_hash(m.vm), dh = 0, dfirst = 0;
+    uint64_t h = migt_ram_hash(m.vm), dh = 0, dfirst = 0;
     static char dcons[sizeof(m.console)];
     cr_assert_eq(read_all(rep[0], &dh, sizeof(dh)), sizeof(dh),
                  "the destination reported nothing");
@@ -256,13 +195,13 @@ Test(migration_live, encrypted_to_child)
 }
 
 /* A failure before the switchover: the source runs on and counts. */
-static void assert_runs_on(migt *m, struct runner *run)
+static void assert_runs_on(migt *m, migt_runner *run)
 {
     cr_assert(!hvc_vm_is_paused(m->vm));
     uint64_t a = migt_count(m, 0);
-    sleep_ms(30);
+    migt_sleep_ms(30);
     cr_assert_gt(migt_count(m, 0), a, "the source stopped counting");
-    stop_runners(m, run);
+    migt_stop_runners(m, run);
     /* A kick stops the guest anywhere in an iteration: finish the next
      * one, then check its pattern pages and error counters. */
     uint64_t n = migt_count(m, 0) + 1;
@@ -286,10 +225,10 @@ Test(migration_live, destination_killed)
     }
     close(sv[1]);
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 1, NULL);
-    start_runners(&m, run);
-    sleep_ms(10);
+    migt_start_runners(&m, run);
+    migt_sleep_ms(10);
     int r = hvc_vm_migrate_send(m.vm, sv[0], NULL, NULL);
     cr_assert_lt(r, 0);
     fprintf(stderr, "destination killed: %s\n", hvc_last_error());
@@ -316,9 +255,9 @@ Test(migration_live, source_killed)
     if (pid == 0) {
         close(sv[0]);
         static migt m;
-        struct runner run[MIGT_MAX_VCPUS];
+        migt_runner run[MIGT_MAX_VCPUS];
         migt_open(&m, 1, NULL);
-        start_runners(&m, run);
+        migt_start_runners(&m, run);
         hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
         o.progress = kill_self;
         hvc_vm_migrate_send(m.vm, sv[1], &o, NULL);
@@ -355,9 +294,9 @@ Test(migration_live, wrong_key)
     }
     close(sv[1]);
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 1, NULL);
-    start_runners(&m, run);
+    migt_start_runners(&m, run);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.key = key_a;
     int r = hvc_vm_migrate_send(m.vm, sv[0], &o, NULL);
@@ -404,7 +343,7 @@ struct canceller {
 static void *cancel_later(void *arg)
 {
     struct canceller *c = arg;
-    sleep_ms(c->ms);
+    migt_sleep_ms(c->ms);
     hvc_vm_migrate_cancel(c->vm);
     return NULL;
 }
@@ -416,9 +355,9 @@ static void stalled(bool cancel)
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 1, NULL);
-    start_runners(&m, run);
+    migt_start_runners(&m, run);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     pthread_t t;
     struct canceller c = {m.vm, 50};
@@ -461,7 +400,7 @@ static void busy_destination(int sock, int report)
         fprintf(stderr, "destination: %s\n", hvc_last_error());
         _exit(20);
     }
-    uint64_t h = ram_hash(r.vm), one = 1;
+    uint64_t h = migt_ram_hash(r.vm), one = 1;
     /* It goes on rewriting, then stops when told. */
     if (hvc_vm_write(r.vm, DATA_IN + 16, &one, sizeof(one)) < 0)
         _exit(21);
@@ -488,13 +427,13 @@ Test(migration_live, busy_guest_without_exits)
     close(sv[1]);
     close(rep[1]);
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 1, NULL);
     hvt_load(m.vm, "dirtyloop64"); /* over the counter, at the same entry */
     uint64_t in[3] = {DIRTY_BASE, DIRTY_PAGES, 0};
     HVT_OK(hvc_vm_write(m.vm, DATA_IN, in, sizeof(in)));
-    start_runners(&m, run);
-    sleep_ms(20);
+    migt_start_runners(&m, run);
+    migt_sleep_ms(20);
     uint64_t before = 0;
     HVT_OK(hvc_vm_read(m.vm, DIRTY_BASE, &before, sizeof(before)));
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
@@ -509,7 +448,7 @@ Test(migration_live, busy_guest_without_exits)
             st.rounds, (unsigned long long)st.pages_initial,
             (unsigned long long)st.pages_precopy,
             (unsigned long long)st.pages_final);
-    uint64_t h = ram_hash(m.vm), dh = 0;
+    uint64_t h = migt_ram_hash(m.vm), dh = 0;
     cr_assert_eq(read_all(rep[0], &dh, sizeof(dh)), sizeof(dh),
                  "the destination reported nothing");
     int status;

@@ -19,66 +19,6 @@
 
 TestSuite(snapshot_live, .init = hvt_require_kvm, .timeout = 180);
 
-struct runner {
-    hvc_vcpu *vcpu;
-    atomic_int stop;
-    int error;
-    pthread_t t;
-};
-
-static void *run_vcpu(void *arg)
-{
-    struct runner *r = arg;
-    while (!atomic_load(&r->stop)) {
-        const hvc_exit *e;
-        if (hvc_vcpu_run(r->vcpu, &e) < 0) {
-            r->error = 1;
-            break;
-        }
-    }
-    return NULL;
-}
-
-static void start(migt *m, struct runner *r)
-{
-    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
-        r[i].vcpu = m->vcpu[i];
-        atomic_store(&r[i].stop, 0);
-        r[i].error = 0;
-        cr_assert_eq(pthread_create(&r[i].t, NULL, run_vcpu, &r[i]), 0);
-    }
-}
-
-static void stop(migt *m, struct runner *r)
-{
-    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
-        atomic_store(&r[i].stop, 1);
-        hvc_vcpu_kick(r[i].vcpu);
-        pthread_join(r[i].t, NULL);
-        cr_assert_eq(r[i].error, 0, "vCPU %u: %s", i, hvc_last_error());
-    }
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
-static uint64_t ram_hash(hvc_vm *vm)
-{
-    hvc_memory_region *regs[8];
-    size_t n = 0;
-    HVT_OK(hvc_vm_list_memory(vm, regs, 8, &n));
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n && i < 8; i++) {
-        const uint64_t *p = hvc_memory_region_hva(regs[i]);
-        for (uint64_t w = 0; w < hvc_memory_region_length(regs[i]) / 8; w++)
-            h = (h ^ p[w]) * 0x100000001b3ull;
-    }
-    return h;
-}
-
 static uint64_t file_hash(const char *path)
 {
     int fd = open(path, O_RDONLY);
@@ -137,10 +77,10 @@ static void left_paused(uint32_t nr_vcpus, uint32_t restore_flags)
     tmp_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/live.hvc", dir);
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, nr_vcpus, NULL);
-    start(&m, run);
-    sleep_ms(50);
+    migt_start_runners(&m, run);
+    migt_sleep_ms(50);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.flags = HVC_MIGRATE_LEAVE_PAUSED;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
@@ -156,7 +96,7 @@ static void left_paused(uint32_t nr_vcpus, uint32_t restore_flags)
             (unsigned long long)st.pages_initial,
             (unsigned long long)st.pages_precopy,
             (unsigned long long)st.pages_final);
-    uint64_t h = ram_hash(m.vm), counts[MIGT_MAX_VCPUS], most = 0;
+    uint64_t h = migt_ram_hash(m.vm), counts[MIGT_MAX_VCPUS], most = 0;
     for (uint32_t i = 0; i < nr_vcpus; i++) {
         counts[i] = migt_count(&m, i);
         cr_assert_gt(counts[i], 0, "vCPU %u never counted", i);
@@ -164,13 +104,13 @@ static void left_paused(uint32_t nr_vcpus, uint32_t restore_flags)
     }
     uint64_t src_last = migt_count(&m, 0);
     size_t src_console = m.console_len;
-    stop(&m, run);
+    migt_stop_runners(&m, run);
     HVT_OK(hvc_vm_resume(m.vm));
 
     static migt r;
     cr_assert_eq(migt_restore_file(&r, path, restore_flags), 0, "%s",
                  hvc_last_error());
-    cr_assert_eq(ram_hash(r.vm), h, "the file's RAM is not the paused VM's");
+    cr_assert_eq(migt_ram_hash(r.vm), h, "the file's RAM is not the paused VM's");
     for (uint32_t i = 0; i < nr_vcpus; i++)
         cr_assert_eq(migt_count(&r, i), counts[i], "vCPU %u restored at %llu, "
                      "saved at %llu", i,
@@ -219,16 +159,16 @@ Test(snapshot_live, the_guest_runs_on_after_the_save)
     tmp_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/live.hvc", dir);
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 2, NULL);
-    start(&m, run);
-    sleep_ms(30);
+    migt_start_runners(&m, run);
+    migt_sleep_ms(30);
     HVT_OK(hvc_snapshot_save_live(m.vm, path, NULL, NULL));
     cr_assert(!hvc_vm_is_paused(m.vm), "the VM was left paused");
     uint64_t after = migt_count(&m, 0);
-    sleep_ms(100);
+    migt_sleep_ms(100);
     cr_assert_gt(migt_count(&m, 0), after, "the guest stopped counting");
-    stop(&m, run);
+    migt_stop_runners(&m, run);
     static migt r;
     cr_assert_eq(migt_restore_file(&r, path, 0), 0, "%s", hvc_last_error());
     uint64_t c0 = migt_count(&r, 0), c1 = migt_count(&r, 1);
@@ -256,10 +196,10 @@ Test(snapshot_live, a_failed_save_keeps_the_old_file_and_the_guest)
     tmp_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/live.hvc", dir);
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 1, NULL);
-    start(&m, run);
-    sleep_ms(20);
+    migt_start_runners(&m, run);
+    migt_sleep_ms(20);
     HVT_OK(hvc_snapshot_save_live(m.vm, path, NULL, NULL));
     uint64_t before = file_hash(path);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
@@ -272,11 +212,11 @@ Test(snapshot_live, a_failed_save_keeps_the_old_file_and_the_guest)
                  "a temporary file was left");
     cr_assert(!hvc_vm_is_paused(m.vm));
     uint64_t c = migt_count(&m, 0);
-    sleep_ms(100);
+    migt_sleep_ms(100);
     cr_assert_gt(migt_count(&m, 0), c, "the guest stopped counting");
     /* a cancel from another thread ends it the same way */
     HVT_OK(hvc_vm_migrate_cancel(m.vm));
-    stop(&m, run);
+    migt_stop_runners(&m, run);
     migt_close(&m);
     remove_dir(dir);
 }

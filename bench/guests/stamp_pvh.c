@@ -18,53 +18,12 @@
  * it is no gap. On PVM (this project's CI host) the guest's TSC is the
  * host's: offset writes are dropped, so a gap is host time, under any
  * VMM. */
-#include <stdint.h>
+#include "pvh_guest.h"
 
 #define LOW (16u << 20)
 #define COM1 0x3f8
 #define BURST 64u /* pages at most per loop turn: no catch-up storm */
 
-struct hvm_start_info {
-    uint32_t magic;
-    uint32_t version;
-    uint32_t flags;
-    uint32_t nr_modules;
-    uint64_t modlist_paddr;
-    uint64_t cmdline_paddr;
-    uint64_t rsdp_paddr;
-    uint64_t memmap_paddr;
-    uint32_t memmap_entries;
-    uint32_t reserved;
-};
-
-struct memmap {
-    uint64_t addr, size;
-    uint32_t type, reserved;
-};
-
-/* The note: name "Xen", type 18 (XEN_ELFNOTE_PHYS32_ENTRY), the entry. */
-__asm__(".pushsection .note.Xen, \"a\", @note\n"
-        ".align 4\n"
-        ".long 4, 4, 18\n"
-        ".asciz \"Xen\"\n"
-        ".long pvh_start\n"
-        ".popsection\n"
-        ".pushsection .text.entry, \"ax\"\n"
-        ".globl pvh_start, _start\n"
-        "_start:\n"
-        "pvh_start:\n"
-        "    mov $stack_top, %esp\n"
-        "    push %ebx\n"
-        "    call pvh_main\n"
-        "1:  cli\n"
-        "    hlt\n"
-        "    jmp 1b\n"
-        ".popsection\n");
-
-static uint8_t stack[4096] __attribute__((used, aligned(16)));
-__asm__(".set stack_top, stack + 4096");
-
-void pvh_main(const struct hvm_start_info *si);
 
 static inline uint64_t rdtsc(void)
 {
@@ -116,14 +75,7 @@ void pvh_main(const struct hvm_start_info *si)
     uint64_t period = param(cmd, "period");
     if (!period)
         period = 100000000; /* about 50 ms at 2 GHz */
-    const struct memmap *mm =
-        (const struct memmap *)(uintptr_t)si->memmap_paddr;
-    uint64_t top = 0;
-    for (uint32_t i = 0; i < si->memmap_entries; i++) {
-        uint64_t end = mm[i].addr + mm[i].size;
-        if (mm[i].type == 1 && end > top && end <= (1ull << 32))
-            top = end;
-    }
+    uint64_t top = pvh_ram_top(si);
     uint32_t pages = top > LOW + 4096u ? (uint32_t)((top - LOW) >> 12) : 0;
     uint32_t next = 0;
     uint64_t seq = 0;
