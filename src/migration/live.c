@@ -91,6 +91,12 @@ static int64_t live_write(void *opaque, const void *buf, size_t len)
             nanosleep(&t, NULL);
             continue;
         }
+        /* Under a limit, 20 ms worth at a time: a socket buffer of
+         * megabytes would otherwise take a burst the limit only sees
+         * after the fact. */
+        uint64_t cap = l->pacer.bps / 50 > 65536 ? l->pacer.bps / 50 : 65536;
+        if (!l->paused && l->pacer.bps && len > cap)
+            len = cap;
         struct pollfd p = {.fd = l->fd, .events = POLLOUT | POLLIN};
         int r = poll(&p, 1, 50);
         if (r < 0 && errno != EINTR)
@@ -296,11 +302,14 @@ static int wait_ack(struct live *l, const char *when)
                 poll(&p, 1, -1);
                 continue;
             }
-            if (t < 0)
+            if (t < 0) {
+                char why[512];
+                snprintf(why, sizeof(why), "%s", hvc_last_error());
                 return hvi_error((int)t,
                                  "the connection to the destination failed "
                                  "%s: %s",
-                                 when, hvc_last_error());
+                                 when, why);
+            }
             n = (ssize_t)t;
         } else {
             n = read(l->fd, a + got, sizeof(a) - got);
@@ -633,8 +642,11 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                                       "hvc_restore_options")) < 0)
         return r;
     if (o.tls) {
-        if ((r = hvi_tls_accept(fd, o.tls, &tls)) < 0)
-            return hvi_error(r, "incoming migration: %s", hvc_last_error());
+        if ((r = hvi_tls_accept(fd, o.tls, &tls)) < 0) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s", hvc_last_error());
+            return hvi_error(r, "incoming migration: %s", why);
+        }
         o.tls = NULL;
         hvc_stream s = HVC_STREAM_INIT;
         s.read = tls_read;
