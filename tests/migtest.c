@@ -326,3 +326,42 @@ uint32_t migt_crc32c(uint32_t crc, const void *p, size_t n)
     }
     return ~crc;
 }
+
+void migt_make_certs(migt_certs *c)
+{
+    snprintf(c->dir, sizeof(c->dir), "/tmp/hvt-tls-XXXXXX");
+    cr_assert_not_null(mkdtemp(c->dir));
+    char cmd[2048];
+    snprintf(
+        cmd, sizeof(cmd),
+        "cd %s && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+        "-nodes' && "
+        "openssl req -x509 $K -keyout ca.key -out ca.pem -days 1 "
+        "-subj /CN=hvt-ca && "
+        "openssl req -x509 $K -keyout other.key -out other.pem -days 1 "
+        "-subj /CN=hvt-other-ca && "
+        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > srv.ext && "
+        "openssl req $K -keyout srv.key -out srv.csr -subj /CN=localhost && "
+        "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key "
+        "-CAcreateserial -out srv.pem -days 1 -extfile srv.ext && "
+        "openssl req $K -keyout cli.key -out cli.csr -subj /CN=hvt-source && "
+        "openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key "
+        "-CAcreateserial -out cli.pem -days 1",
+        c->dir);
+    char quiet[2200];
+    snprintf(quiet, sizeof(quiet), "(%s) >/dev/null 2>&1", cmd);
+    cr_assert_eq(system(quiet), 0, "the openssl command failed: %s", cmd);
+    snprintf(c->ca, sizeof(c->ca), "%s/ca.pem", c->dir);
+    snprintf(c->other_ca, sizeof(c->other_ca), "%s/other.pem", c->dir);
+    snprintf(c->srv, sizeof(c->srv), "%s/srv.pem", c->dir);
+    snprintf(c->srv_key, sizeof(c->srv_key), "%s/srv.key", c->dir);
+    snprintf(c->cli, sizeof(c->cli), "%s/cli.pem", c->dir);
+    snprintf(c->cli_key, sizeof(c->cli_key), "%s/cli.key", c->dir);
+}
+
+void migt_drop_certs(migt_certs *c)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -61,4 +61,15 @@ uint32_t migt_crc32c(uint32_t crc, const void *p, size_t n);
 /* A progress callback that always stops the operation (-ECANCELED). */
 int migt_stop_progress(void *opaque, uint64_t done, uint64_t total);
 
+/* A throwaway CA, a second CA nobody trusts, and certificates for the
+ * destination (localhost, 127.0.0.1) and the source, signed by the
+ * first, in a fresh directory (made with the openssl command; asserts). */
+typedef struct migt_certs {
+    char dir[64];
+    char ca[96], other_ca[96], srv[96], srv_key[96], cli[96], cli_key[96];
+} migt_certs;
+
+void migt_make_certs(migt_certs *c);
+void migt_drop_certs(migt_certs *c);
+
 #endif

@@ -75,53 +75,6 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* A throwaway CA, a second CA nobody trusts, and certificates for the
- * destination (localhost, 127.0.0.1) and the source, signed by the
- * first, in a fresh directory. */
-struct certs {
-    char dir[64];
-    char ca[96], other_ca[96], srv[96], srv_key[96], cli[96], cli_key[96];
-};
-
-static void make_certs(struct certs *c)
-{
-    snprintf(c->dir, sizeof(c->dir), "/tmp/hvt-tls-XXXXXX");
-    cr_assert_not_null(mkdtemp(c->dir));
-    char cmd[2048];
-    snprintf(
-        cmd, sizeof(cmd),
-        "cd %s && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-        "-nodes' && "
-        "openssl req -x509 $K -keyout ca.key -out ca.pem -days 1 "
-        "-subj /CN=hvt-ca && "
-        "openssl req -x509 $K -keyout other.key -out other.pem -days 1 "
-        "-subj /CN=hvt-other-ca && "
-        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > srv.ext && "
-        "openssl req $K -keyout srv.key -out srv.csr -subj /CN=localhost && "
-        "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key "
-        "-CAcreateserial -out srv.pem -days 1 -extfile srv.ext && "
-        "openssl req $K -keyout cli.key -out cli.csr -subj /CN=hvt-source && "
-        "openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key "
-        "-CAcreateserial -out cli.pem -days 1",
-        c->dir);
-    char quiet[2200];
-    snprintf(quiet, sizeof(quiet), "(%s) >/dev/null 2>&1", cmd);
-    cr_assert_eq(system(quiet), 0, "the openssl command failed: %s", cmd);
-    snprintf(c->ca, sizeof(c->ca), "%s/ca.pem", c->dir);
-    snprintf(c->other_ca, sizeof(c->other_ca), "%s/other.pem", c->dir);
-    snprintf(c->srv, sizeof(c->srv), "%s/srv.pem", c->dir);
-    snprintf(c->srv_key, sizeof(c->srv_key), "%s/srv.key", c->dir);
-    snprintf(c->cli, sizeof(c->cli), "%s/cli.pem", c->dir);
-    snprintf(c->cli_key, sizeof(c->cli_key), "%s/cli.key", c->dir);
-}
-
-static void drop_certs(struct certs *c)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
-    cr_assert_eq(system(cmd), 0);
-}
-
 /* A TCP listener on 127.0.0.1 at a port the kernel picks; its address. */
 static int listen_tcp(char *addr, size_t len)
 {
@@ -332,8 +285,8 @@ Test(migration_transport, tcp_loopback)
 
 Test(migration_transport, tls_mutual)
 {
-    struct certs k;
-    make_certs(&k);
+    migt_certs k;
+    migt_make_certs(&k);
     hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
     dt.cert = k.srv;
     dt.key = k.srv_key;
@@ -354,15 +307,15 @@ Test(migration_transport, tls_mutual)
     cr_assert_eq(st.tls, 1);
     cr_assert(hvc_vm_is_paused(m.vm));
     assert_continues(&m, &c);
-    drop_certs(&k);
+    migt_drop_certs(&k);
 }
 
 /* The destination's certificate is not signed by the CA the source
  * trusts; or it names another host: refused, the source runs on. */
 Test(migration_transport, tls_wrong_ca)
 {
-    struct certs k;
-    make_certs(&k);
+    migt_certs k;
+    migt_make_certs(&k);
     for (int i = 0; i < 2; i++) {
         hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
         dt.cert = k.srv;
@@ -386,15 +339,15 @@ Test(migration_transport, tls_wrong_ca)
         close(c.report);
         cr_assert_neq(child_status(&c), 0);
     }
-    drop_certs(&k);
+    migt_drop_certs(&k);
 }
 
 /* Mutual TLS asked, the source has no certificate (or one from another
  * CA): both sides say so, the source runs on. */
 Test(migration_transport, tls_client_cert_required)
 {
-    struct certs k;
-    make_certs(&k);
+    migt_certs k;
+    migt_make_certs(&k);
     for (int i = 0; i < 2; i++) {
         hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
         dt.cert = k.srv;
@@ -420,7 +373,7 @@ Test(migration_transport, tls_client_cert_required)
         close(c.report);
         cr_assert_eq(child_status(&c), EKEYREJECTED);
     }
-    drop_certs(&k);
+    migt_drop_certs(&k);
 }
 
 /* Options the library refuses before it touches the VM. */
