@@ -279,4 +279,54 @@ Test(hvrun_snapshot, migration_flag_errors)
     scratch_close(&s);
 }
 
+/* The source's progress line on a terminal: drawn after each round
+ * (bytes, rate, dirty rate, ETA), erased before the one line that says
+ * how it went. */
+Test(hvrun_snapshot, migration_progress_on_a_terminal)
+{
+    struct scratch s;
+    scratch_open(&s);
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    cr_assert_geq(master, 0);
+    cr_assert_eq(grantpt(master), 0);
+    cr_assert_eq(unlockpt(master), 0);
+    char slave[64];
+    snprintf(slave, sizeof(slave), "%s", ptsname(master));
+    char to[160], ser_dst[160];
+    snprintf(to, sizeof(to), "unix:%s", in(&s, "mig.sock"));
+    snprintf(ser_dst, sizeof(ser_dst), "file:%s", in(&s, "dst.txt"));
+    const char *dst[] = {"--incoming", to, "--serial", ser_dst, NULL};
+    pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
+    for (double end = now() + WAIT_S; access(in(&s, "mig.sock"), F_OK);) {
+        cr_assert(now() < end, "--incoming never listened");
+        usleep(10000);
+    }
+    const char *src[] = {"--kernel", COUNTER, "--raw", "0x8000",
+                         "--mem", "64", "--serial", "none", "--migrate-to", to,
+                         "--migrate-after-ms", "100", "--bandwidth-mib", "4",
+                         NULL};
+    int st = wait_exit(spawn_hvrun(&s, "src", slave, src), WAIT_S);
+    char buf[8192];
+    size_t n = 0;
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    for (ssize_t k; n + 1 < sizeof(buf) &&
+                    (k = read(master, buf + n, sizeof(buf) - 1 - n)) > 0;)
+        n += (size_t)k;
+    buf[n] = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x: %s", st,
+              buf);
+    cr_assert(strncmp(buf, "\rhvrun: migrating: round 1, ", 28) == 0, "[%s]",
+              buf);
+    cr_assert(strstr(buf, "MB/s, dirty ") && strstr(buf, " ETA "), "[%s]",
+              buf);
+    const char *last = strstr(buf, "hvrun: migrated to");
+    cr_assert_not_null(last, "[%s]", buf);
+    cr_assert(strchr(buf, '\n') == buf + strlen(buf) - 1,
+              "one line, ended once: [%s]", buf);
+    kill(d, SIGTERM);
+    cr_assert_eq(WEXITSTATUS(wait_exit(d, WAIT_S)), 130);
+    close(master);
+    scratch_close(&s);
+}
+
 #endif /* HVT_HVRUN */
