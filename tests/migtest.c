@@ -252,11 +252,13 @@ int migt_receive_fd(migt *m, int fd, const uint8_t *key, const char *pass)
     return r;
 }
 
-int migt_receive_tls(migt *m, int fd, const hvc_migrate_tls *tls)
+int migt_receive_tls(migt *m, int fd, const hvc_migrate_tls *tls,
+                     const uint8_t *key)
 {
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     o.tls = tls;
+    o.key = key;
     hvc_vm *vm;
     if (r == 0 && (r = hvc_vm_migrate_receive(m->hv, fd, &o, &vm)) == 0)
         r = adopt(m, vm);

@@ -48,8 +48,9 @@ int migt_restore_file(migt *m, const char *path, uint32_t flags);
 int migt_restore_fd(migt *m, int fd, const uint8_t *key);
 /* hvc_vm_migrate_receive() from @p fd, with the UART re-attached. */
 int migt_receive_fd(migt *m, int fd, const uint8_t *key, const char *pass);
-/* The same over TLS (@p tls NULL: none). */
-int migt_receive_tls(migt *m, int fd, const hvc_migrate_tls *tls);
+/* The same over TLS (@p tls NULL: none), with the stream key @p key. */
+int migt_receive_tls(migt *m, int fd, const hvc_migrate_tls *tls,
+                     const uint8_t *key);
 int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
                      const uint8_t *key, const char *pass);
 /* Restores into a VM nobody runs (UART without output); for the hostile

@@ -91,13 +91,15 @@ static int listen_tcp(char *addr, size_t len)
  * with @tls, counts five more and exits 0, or exits with 10 + the
  * negated errno (at most 255) and the message on stderr. Its console goes
  * to @report. */
+static const uint8_t *dest_key; /* the destination's stream key */
+
 static void destination(int l, const hvc_migrate_tls *tls, int report)
 {
     int fd = accept(l, NULL, NULL);
     if (fd < 0)
         _exit(3);
     static migt r;
-    int e = migt_receive_tls(&r, fd, tls);
+    int e = migt_receive_tls(&r, fd, tls, dest_key);
     if (e != 0) {
         fprintf(stderr, "destination: %s\n", hvc_last_error());
         _exit(-e > 200 ? 200 : -e);
@@ -271,13 +273,16 @@ Test(migration_transport, addresses)
         close(l);
 }
 
+/* Over TCP, with options of the first release's size. */
 Test(migration_transport, tcp_loopback)
 {
     static migt m;
     struct runner run[MIGT_MAX_VCPUS];
     struct child c;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
-    HVT_OK(migrate_tcp(&m, run, NULL, NULL, &c, &st));
+    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+    o.size = offsetof(hvc_migrate_options, tls);
+    HVT_OK(migrate_tcp(&m, run, &o, NULL, &c, &st));
     cr_assert_eq(st.completed, 1);
     cr_assert_eq(st.tls, 0);
     assert_continues(&m, &c);
@@ -509,4 +514,85 @@ Test(migration_transport, bandwidth_limit)
     HVT_ERR(hvc_migrate_stats_json(&old, json, sizeof(json)), -EINVAL);
     HVT_ERR(hvc_migrate_stats_json(NULL, json, sizeof(json)), -EINVAL);
     HVT_ERR(hvc_migrate_stats_json(&st, NULL, 5), -EINVAL);
+}
+
+static const uint8_t key_a[HVC_STREAM_KEY_SIZE] = {1, 2, 3};
+static const uint8_t key_b[HVC_STREAM_KEY_SIZE] = {3, 2, 1};
+
+/* TLS and the stream's own encryption together: the right key migrates;
+ * the wrong one is refused by the destination, through TLS, and the
+ * source runs on. */
+Test(migration_transport, tls_and_stream_key)
+{
+    migt_certs k;
+    migt_make_certs(&k);
+    for (int i = 0; i < 2; i++) {
+        hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
+        dt.cert = k.srv;
+        dt.key = k.srv_key;
+        stl.ca = k.ca;
+        stl.server_name = "localhost";
+        hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+        o.tls = &stl;
+        o.key = key_a;
+        dest_key = i == 0 ? key_a : key_b;
+        static migt m;
+        struct runner run[MIGT_MAX_VCPUS];
+        struct child c;
+        hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
+        int r = migrate_tcp(&m, run, &o, &dt, &c, &st);
+        dest_key = NULL;
+        if (i == 0) {
+            cr_assert_eq(r, 0, "%s", hvc_last_error());
+            cr_assert_eq(st.tls, 1);
+            assert_continues(&m, &c);
+            continue;
+        }
+        cr_assert_eq(r, -EKEYREJECTED, "%d: %s", r, hvc_last_error());
+        cr_assert(strstr(hvc_last_error(), "refused the stream"), "%s",
+                  hvc_last_error());
+        assert_runs_on(&m, run);
+        migt_close(&m);
+        close(c.report);
+        cr_assert_eq(child_status(&c), EKEYREJECTED);
+    }
+    migt_drop_certs(&k);
+}
+
+static void *cancel_later(void *vm)
+{
+    sleep_ms(300);
+    hvc_vm_migrate_cancel(vm);
+    return NULL;
+}
+
+/* A cancel is seen while the bandwidth limit holds the writer back. */
+Test(migration_transport, cancel_while_limited)
+{
+    static migt m;
+    struct runner run[MIGT_MAX_VCPUS];
+    struct child c;
+    char addr[64];
+    int l = listen_tcp(addr, sizeof(addr));
+    c = fork_destination(l, NULL);
+    migt_open(&m, 1, NULL);
+    add_big(&m);
+    start_runners(&m, run);
+    int fd = hvc_migrate_connect(addr);
+    cr_assert_geq(fd, 0, "%s", hvc_last_error());
+    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+    o.bandwidth_mib = 1;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, cancel_later, m.vm), 0);
+    double t0 = now_s();
+    int r = hvc_vm_migrate_send(m.vm, fd, &o, NULL);
+    double took = now_s() - t0;
+    pthread_join(t, NULL);
+    cr_assert_eq(r, -ECANCELED, "%d: %s", r, hvc_last_error());
+    cr_assert_lt(took, 5.0, "the cancel took %.2f s", took);
+    close(fd);
+    assert_runs_on(&m, run);
+    migt_close(&m);
+    close(c.report);
+    cr_assert_neq(child_status(&c), 0);
 }
