@@ -253,6 +253,19 @@ int migt_receive_fd(migt *m, int fd, const uint8_t *key, const char *pass)
     return r;
 }
 
+int migt_receive_tls(migt *m, int fd, const hvc_migrate_tls *tls,
+                     const uint8_t *key)
+{
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
+    int r = begin(m, &o);
+    o.tls = tls;
+    o.key = key;
+    hvc_vm *vm;
+    if (r == 0 && (r = hvc_vm_migrate_receive(m->hv, fd, &o, &vm)) == 0)
+        r = adopt(m, vm);
+    return r;
+}
+
 static int restore_mem(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
                        hvc_restore_options *o, hvc_vm **out)
 {
@@ -369,4 +382,43 @@ void migt_sleep_ms(unsigned ms)
 {
     struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&t, NULL);
+}
+
+void migt_make_certs(migt_certs *c)
+{
+    snprintf(c->dir, sizeof(c->dir), "/tmp/hvt-tls-XXXXXX");
+    cr_assert_not_null(mkdtemp(c->dir));
+    char cmd[2048];
+    snprintf(
+        cmd, sizeof(cmd),
+        "cd %s && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+        "-nodes' && "
+        "openssl req -x509 $K -keyout ca.key -out ca.pem -days 1 "
+        "-subj /CN=hvt-ca && "
+        "openssl req -x509 $K -keyout other.key -out other.pem -days 1 "
+        "-subj /CN=hvt-other-ca && "
+        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > srv.ext && "
+        "openssl req $K -keyout srv.key -out srv.csr -subj /CN=localhost && "
+        "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key "
+        "-CAcreateserial -out srv.pem -days 1 -extfile srv.ext && "
+        "openssl req $K -keyout cli.key -out cli.csr -subj /CN=hvt-source && "
+        "openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key "
+        "-CAcreateserial -out cli.pem -days 1",
+        c->dir);
+    char quiet[2200];
+    snprintf(quiet, sizeof(quiet), "(%s) >/dev/null 2>&1", cmd);
+    cr_assert_eq(system(quiet), 0, "the openssl command failed: %s", cmd);
+    snprintf(c->ca, sizeof(c->ca), "%s/ca.pem", c->dir);
+    snprintf(c->other_ca, sizeof(c->other_ca), "%s/other.pem", c->dir);
+    snprintf(c->srv, sizeof(c->srv), "%s/srv.pem", c->dir);
+    snprintf(c->srv_key, sizeof(c->srv_key), "%s/srv.key", c->dir);
+    snprintf(c->cli, sizeof(c->cli), "%s/cli.pem", c->dir);
+    snprintf(c->cli_key, sizeof(c->cli_key), "%s/cli.key", c->dir);
+}
+
+void migt_drop_certs(migt_certs *c)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
+    cr_assert_eq(system(cmd), 0);
 }

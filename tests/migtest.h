@@ -50,6 +50,9 @@ int migt_restore_file(migt *m, const char *path, uint32_t flags);
 int migt_restore_fd(migt *m, int fd, const uint8_t *key);
 /* hvc_vm_migrate_receive() from @p fd, with the UART re-attached. */
 int migt_receive_fd(migt *m, int fd, const uint8_t *key, const char *pass);
+/* The same over TLS (@p tls NULL: none), with the stream key @p key. */
+int migt_receive_tls(migt *m, int fd, const hvc_migrate_tls *tls,
+                     const uint8_t *key);
 int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
                      const uint8_t *key, const char *pass);
 /* Restores into a VM nobody runs (UART without output); for the hostile
@@ -74,5 +77,16 @@ void migt_stop_runners(migt *m, migt_runner *r);
 /* FNV-1a of all of the VM's guest RAM, region by region. */
 uint64_t migt_ram_hash(hvc_vm *vm);
 void migt_sleep_ms(unsigned ms);
+
+/* A throwaway CA, a second CA nobody trusts, and certificates for the
+ * destination (localhost, 127.0.0.1) and the source, signed by the
+ * first, in a fresh directory (made with the openssl command; asserts). */
+typedef struct migt_certs {
+    char dir[64];
+    char ca[96], other_ca[96], srv[96], srv_key[96], cli[96], cli_key[96];
+} migt_certs;
+
+void migt_make_certs(migt_certs *c);
+void migt_drop_certs(migt_certs *c);
 
 #endif

@@ -7,12 +7,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -127,6 +130,218 @@ Test(hvrun_snapshot, live_snapshot_restores_and_counts_on)
     long k = snapshot_counter(&s, snap, "300", live, &tail);
     restore_and_check(&s, snap, NULL, k, tail, SIGTERM);
     free(tail);
+}
+
+/* A port on 127.0.0.1 nobody uses right now. */
+static unsigned free_port(void)
+{
+    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
+    cr_assert_geq(l, 0, "%s", hvc_last_error());
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    close(l);
+    return ntohs(a.sin_port);
+}
+
+/* Waits until something listens on 127.0.0.1:@port (/proc/net/tcp, so
+ * that no connection is used up). */
+static void wait_listening(unsigned port, pid_t pid)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "0100007F:%04X 00000000:0000 0A", port);
+    for (double end = now() + WAIT_S;;) {
+        char *t = slurp("/proc/net/tcp", NULL);
+        bool up = strstr(t, want) != NULL;
+        free(t);
+        if (up)
+            return;
+        cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "--incoming exited");
+        cr_assert(now() < end, "nothing listens on port %u", port);
+        usleep(10000);
+    }
+}
+
+/* Waits for one line on <tag>.err. */
+static char *wait_line(const struct scratch *s, const char *tag)
+{
+    for (double end = now() + WAIT_S;;) {
+        char *err = output(s, tag, "err");
+        if (strchr(err, '\n'))
+            return err;
+        free(err);
+        cr_assert(now() < end, "no line from %s", tag);
+        usleep(10000);
+    }
+}
+
+/* --incoming and --migrate-to over TCP with mutual TLS, a bandwidth limit
+ * and --migration-stats: the guest counts on at the destination, the
+ * stats say TLS and success. Then a source that trusts another CA is
+ * refused: one line each side, the source counts on, its stats say why. */
+Test(hvrun_snapshot, tcp_tls_migration)
+{
+    struct scratch s;
+    scratch_open(&s);
+    migt_certs k;
+    migt_make_certs(&k);
+    unsigned port = free_port();
+    char addr[64], ser_dst[160], ser_src[160], stats[160];
+    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", port);
+    snprintf(ser_dst, sizeof(ser_dst), "file:%s", in(&s, "dst.txt"));
+    snprintf(ser_src, sizeof(ser_src), "file:%s", in(&s, "src.txt"));
+    snprintf(stats, sizeof(stats), "%s", in(&s, "stats.json"));
+    const char *dst[] = {"--incoming", addr,     "--serial",  ser_dst,
+                         "--tls-cert", k.srv,    "--tls-key", k.srv_key,
+                         "--tls-ca",   k.ca,     NULL};
+    pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
+    wait_listening(port, d);
+    const char *src[] = {"--kernel",  COUNTER,     "--raw",
+                         "0x8000",    "--mem",     "64",
+                         "--serial",  ser_src,     "--migrate-to",
+                         addr,        "--migrate-after-ms", "100",
+                         "--tls-ca",  k.ca,        "--tls-cert",
+                         k.cli,       "--tls-key", k.cli_key,
+                         "--bandwidth-mib", "64",  "--migration-stats",
+                         stats,       NULL};
+    cr_assert_eq(run_hvrun(&s, "src", src), 0);
+    char *err = output(&s, "src", "err");
+    assert_one_line(err, "TLS");
+    fprintf(stderr, "hvrun %s", err);
+    free(err);
+    char *json = slurp(stats, NULL);
+    fprintf(stderr, "%s", json);
+    cr_assert(strstr(json, "\"completed\":1,") && strstr(json, "\"tls\":1,") &&
+                  strstr(json, "\"ok\":true"),
+              "%s", json);
+    free(json);
+    char *text = slurp(in(&s, "src.txt"), NULL);
+    long last = last_count(text, NULL);
+    free(text);
+    cr_assert_gt(last, 0);
+    wait_for_count(in(&s, "dst.txt"), last + 20, WAIT_S, d);
+    kill(d, SIGTERM);
+    cr_assert_eq(WEXITSTATUS(wait_exit(d, WAIT_S)), 130);
+
+    /* The wrong CA on the source. */
+    port = free_port();
+    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", port);
+    snprintf(ser_src, sizeof(ser_src), "file:%s", in(&s, "src2.txt"));
+    d = spawn_hvrun(&s, "dst2", NULL, dst);
+    wait_listening(port, d);
+    src[13] = k.other_ca;
+    src[9] = addr;
+    src[7] = ser_src;
+    src[10] = "--max-downtime-ms"; /* no --migrate-after-ms: SIGUSR2 */
+    src[11] = "10";
+    pid_t p = spawn_hvrun(&s, "src2", NULL, src);
+    wait_for_count(in(&s, "src2.txt"), 10, WAIT_S, p);
+    kill(p, SIGUSR2);
+    err = wait_line(&s, "src2");
+    assert_one_line(err, "certificate");
+    cr_assert(strstr(err, "the VM runs on"), "%s", err);
+    free(err);
+    cr_assert_eq(WEXITSTATUS(wait_exit(d, WAIT_S)), 2);
+    err = output(&s, "dst2", "err");
+    assert_one_line(err, "certificate");
+    free(err);
+    json = slurp(stats, NULL);
+    cr_assert(strstr(json, "\"ok\":false") && strstr(json, "\"completed\":0"),
+              "%s", json);
+    free(json);
+    text = slurp(in(&s, "src2.txt"), NULL);
+    long before = last_count(text, NULL);
+    free(text);
+    wait_for_count(in(&s, "src2.txt"), before + 10, WAIT_S, p);
+    kill(p, SIGTERM);
+    cr_assert_eq(WEXITSTATUS(wait_exit(p, WAIT_S)), 130);
+    migt_drop_certs(&k);
+    scratch_close(&s);
+}
+
+/* Bad migration flags: one line, status 2, the value escaped. */
+Test(hvrun_snapshot, migration_flag_errors)
+{
+    struct scratch s;
+    scratch_open(&s);
+    static const char *const bad[][10] = {
+        {"--incoming", "tcp:127.0.0.1", NULL},
+        {"--incoming", "tcp:127.0.0.1:70000", NULL},
+        {"--incoming", "udp:127.0.0.1:4444", NULL},
+        {"--incoming", "tcp:no\x01host:4444", NULL},
+        {"--incoming", "tcp:127.0.0.1:4444", "--tls-ca", "/etc/hostname",
+         NULL},
+        {"--kernel", COUNTER, "--migrate-to", "tcp:127.0.0.1:0", NULL},
+        {"--kernel", COUNTER, "--migrate-to", "tcp:[::1]", NULL},
+        {"--kernel", COUNTER, "--tls-ca", "/etc/hostname", NULL},
+        {"--kernel", COUNTER, "--migrate-to", "unix:/tmp/x", "--tls-cert",
+         "/etc/hostname", "--tls-key", "/etc/hostname"},
+        {"--kernel", COUNTER, "--migrate-to", "unix:/tmp/x", "--tls-ca",
+         "/nonexistent\x1b.pem", NULL},
+        {"--kernel", COUNTER, "--migrate-to", "unix:/tmp/x",
+         "--bandwidth-mib", "0", NULL},
+        {"--kernel", COUNTER, "--bandwidth-mib", "5", NULL},
+        {"--kernel", COUNTER, "--auto-converge", NULL},
+        {"--kernel", COUNTER, "--migration-stats", "/tmp/x.json", NULL},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(run_hvrun(&s, "bad", bad[i]), 2, "case %zu", i);
+        char *err = output(&s, "bad", "err");
+        assert_one_line(err, NULL);
+        cr_assert(!strchr(err, '\x01') && !strchr(err, '\x1b'), "%s", err);
+        fprintf(stderr, "%s", err);
+        free(err);
+    }
+    scratch_close(&s);
+}
+
+/* The source's progress line on a terminal: drawn after each round
+ * (bytes, rate, dirty rate, ETA), erased before the one line that says
+ * how it went. */
+Test(hvrun_snapshot, migration_progress_on_a_terminal)
+{
+    struct scratch s;
+    scratch_open(&s);
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    cr_assert_geq(master, 0);
+    cr_assert_eq(grantpt(master), 0);
+    cr_assert_eq(unlockpt(master), 0);
+    char slave[64];
+    snprintf(slave, sizeof(slave), "%s", ptsname(master));
+    char to[160], ser_dst[160];
+    snprintf(to, sizeof(to), "unix:%s", in(&s, "mig.sock"));
+    snprintf(ser_dst, sizeof(ser_dst), "file:%s", in(&s, "dst.txt"));
+    const char *dst[] = {"--incoming", to, "--serial", ser_dst, NULL};
+    pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
+    for (double end = now() + WAIT_S; access(in(&s, "mig.sock"), F_OK);) {
+        cr_assert(now() < end, "--incoming never listened");
+        usleep(10000);
+    }
+    const char *src[] = {"--kernel", COUNTER, "--raw", "0x8000",
+                         "--mem", "64", "--serial", "none", "--migrate-to", to,
+                         "--migrate-after-ms", "100", "--bandwidth-mib", "4",
+                         NULL};
+    int st = wait_exit(spawn_hvrun(&s, "src", slave, src), WAIT_S);
+    char buf[8192];
+    size_t n = 0;
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    for (ssize_t k; n + 1 < sizeof(buf) &&
+                    (k = read(master, buf + n, sizeof(buf) - 1 - n)) > 0;)
+        n += (size_t)k;
+    buf[n] = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x: %s", st,
+              buf);
+    cr_assert(strncmp(buf, "\rhvrun: migrating: round 1, ", 28) == 0, "[%s]",
+              buf);
+    cr_assert(strstr(buf, "MB/s, dirty ") && strstr(buf, " ETA "), "[%s]",
+              buf);
+    const char *last = strstr(buf, "hvrun: migrated to");
+    cr_assert_not_null(last, "[%s]", buf);
+    cr_assert(strchr(buf, '\n') == buf + strlen(buf) - 1,
+              "one line, ended once: [%s]", buf);
+    kill(d, SIGTERM);
+    cr_assert_eq(WEXITSTATUS(wait_exit(d, WAIT_S)), 130);
+    close(master);
     scratch_close(&s);
 }
 

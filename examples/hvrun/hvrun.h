@@ -24,6 +24,14 @@ enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 
 #define HVRUN_MAX_DISKS 8
 
+/* Host-side migration settings (migrate.c), kept across --incoming. */
+struct migrate_opts {
+    const char *tls_cert, *tls_key, *tls_ca; /* --tls-*: PEM files */
+    uint32_t bandwidth_mib;                  /* --bandwidth-mib; 0: none */
+    bool auto_converge;                      /* --auto-converge */
+    const char *stats_path;                  /* --migration-stats FILE */
+};
+
 struct options {
     const char *kernel;
     const char *initrd;
@@ -69,11 +77,12 @@ struct options {
     /* Live migration (migrate.c). --incoming also sets restore to its
      * path, so that the option checks and the merge are those of a
      * restore. */
-    const char *incoming;   /* --incoming unix:PATH: the PATH */
-    const char *migrate_to; /* --migrate-to unix:PATH: the PATH */
+    const char *incoming;   /* --incoming unix:PATH or tcp:HOST:PORT */
+    const char *migrate_to; /* --migrate-to unix:PATH or tcp:HOST:PORT */
     bool migrate_timed;
     uint64_t migrate_after_ms;
     uint32_t max_downtime_ms; /* 0: the library's default */
+    struct migrate_opts mig;
 };
 
 /* The running machine, shared by the runner and the snapshot code. */
@@ -141,6 +150,17 @@ int hvrun_snapshot(struct machine *m);
  * then holds the merged configuration) and fills m->vcpus. On failure
  * prints one line and exits (2, 125, or 130 when interrupted). */
 void hvrun_restore(struct machine *m, struct options *o);
+/* migrate.c: checks the form of a migration address (one line and exit 2
+ * when wrong); returns @arg. */
+const char *hvrun_migrate_address(const char *flag, const char *arg,
+                                  bool listening);
+/* The migration options agree with each other (else one line, exit 2). */
+void hvrun_migrate_check(const struct options *o);
+/* --incoming: listens, accepts one connection and receives the VM over
+ * it (with TLS when asked); the library's result. Exits 2 when it cannot
+ * listen. */
+int hvrun_receive(hvc_hypervisor *hv, const struct options *o,
+                  hvc_restore_options *ro, hvc_vm **vm);
 /* --migrate-to: migrates the running VM. 0 when the destination has it
  * (the VM stays paused for good), or a negative errno after printing one
  * line (the VM runs on). */

@@ -93,15 +93,32 @@ static const char usage[] =
     "terminal.\n"
     "\n"
     "Live migration (pre-copy; --key-file/--passphrase-file encrypt it):\n"
-    "  --incoming unix:PATH listen on the unix socket PATH, receive one VM\n"
-    "                       and run it (instead of booting; the options\n"
-    "                       are checked as for --restore)\n"
-    "  --migrate-to unix:PATH  on SIGUSR2, or --migrate-after-ms, move the\n"
+    "ADDR is unix:PATH or tcp:HOST:PORT (HOST a name, an IPv4 address or\n"
+    "[an IPv6 address]).\n"
+    "  --incoming ADDR      listen on ADDR, receive one VM and run it\n"
+    "                       (instead of booting; the options are checked\n"
+    "                       as for --restore)\n"
+    "  --migrate-to ADDR    on SIGUSR2, or --migrate-after-ms, move the\n"
     "                       running VM to the hvrun listening there; on\n"
     "                       success exit 0, on failure print one line and\n"
     "                       run on (another SIGUSR2 tries again)\n"
     "  --migrate-after-ms N start migrating N ms after the vCPUs start\n"
     "  --max-downtime-ms N  the longest pause wanted (default 10)\n"
+    "  --bandwidth-mib N    pre-copy writes at most N MiB/s (the paused\n"
+    "                       final phase is not limited)\n"
+    "  --auto-converge      throttle the vCPUs (20%, then 10 points more\n"
+    "                       per round, up to 99%) when the guest dirties\n"
+    "                       memory faster than the link carries it\n"
+    "  --migration-stats FILE  write the statistics as JSON to FILE\n"
+    "                       (atomically), on success and on failure\n"
+    "  --tls-cert FILE, --tls-key FILE  PEM certificate and key: the\n"
+    "                       destination's (required there for TLS), the\n"
+    "                       source's when the destination asks for one\n"
+    "  --tls-ca FILE        PEM CA certificates: the source verifies the\n"
+    "                       destination (and its HOST) against them; given\n"
+    "                       to --incoming, the source must present a\n"
+    "                       certificate they signed (mutual TLS)\n"
+    "The source shows the rounds on stderr when it is a terminal.\n"
     "\n"
     "Exit status: the byte the guest wrote to port 0xf4; 0 when it powered\n"
     "off or reset, or after a --snapshot; 2 for a usage error, including a\n"
@@ -117,17 +134,6 @@ static const char usage[] =
     "exits 130.\n";
 
 static void die_usage(const char *fmt, const char *arg);
-
-/* "unix:PATH": the PATH (TCP comes later). */
-static const char *unix_path(const char *flag, const char *arg)
-{
-    if (strncmp(arg, "unix:", 5) != 0 || !arg[5]) {
-        fprintf(stderr, "hvrun: %s: '%s' is not unix:PATH\n", flag,
-                hvrun_esc(arg));
-        exit(HVRUN_EXIT_USAGE);
-    }
-    return arg + 5;
-}
 
 static void die_usage(const char *fmt, const char *arg)
 {
@@ -186,7 +192,13 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"migrate-to", required_argument, NULL, 0x101},
         {"migrate-after-ms", required_argument, NULL, 0x102},
         {"max-downtime-ms", required_argument, NULL, 0x103},
-        {"live", no_argument, NULL, 0x104},
+        {"bandwidth-mib", required_argument, NULL, 0x104},
+        {"auto-converge", no_argument, NULL, 0x105},
+        {"migration-stats", required_argument, NULL, 0x106},
+        {"tls-cert", required_argument, NULL, 0x107},
+        {"tls-key", required_argument, NULL, 0x108},
+        {"tls-ca", required_argument, NULL, 0x109},
+        {"live", no_argument, NULL, 0x10a},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -298,8 +310,22 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             boot_only = "--virtio-cmdline";
             break;
         case 'S': o->snapshot = optarg; break;
-        case 0x100: o->incoming = unix_path("--incoming", optarg); break;
-        case 0x101: o->migrate_to = unix_path("--migrate-to", optarg); break;
+        case 0x100:
+            o->incoming = hvrun_migrate_address("--incoming", optarg, true);
+            break;
+        case 0x101:
+            o->migrate_to =
+                hvrun_migrate_address("--migrate-to", optarg, false);
+            break;
+        case 0x104:
+            o->mig.bandwidth_mib =
+                (uint32_t)number("--bandwidth-mib", optarg, 1, 1u << 24);
+            break;
+        case 0x105: o->mig.auto_converge = true; break;
+        case 0x106: o->mig.stats_path = optarg; break;
+        case 0x107: o->mig.tls_cert = optarg; break;
+        case 0x108: o->mig.tls_key = optarg; break;
+        case 0x109: o->mig.tls_ca = optarg; break;
         case 0x102:
             o->migrate_after_ms =
                 number("--migrate-after-ms", optarg, 0, 1ull << 40);
@@ -309,7 +335,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             o->max_downtime_ms =
                 (uint32_t)number("--max-downtime-ms", optarg, 1, 1u << 30);
             break;
-        case 0x104: o->snapshot_live = true; break;
+        case 0x10a: o->snapshot_live = true; break;
         case 'T':
             o->snapshot_after_ms =
                 number("--snapshot-after-ms", optarg, 0, 1ull << 40);
@@ -344,12 +370,13 @@ void hvrun_parse(int argc, char **argv, struct options *o)
     if (o->list_host)
         return;
     if (o->migrate_timed && !o->migrate_to)
-        die_usage("%s", "--migrate-after-ms goes with --migrate-to unix:PATH");
+        die_usage("%s", "--migrate-after-ms goes with --migrate-to ADDR");
     if (o->max_downtime_ms && !o->migrate_to && !o->snapshot_live)
-        die_usage("%s", "--max-downtime-ms goes with --migrate-to unix:PATH "
-                        "or --snapshot FILE --live");
+        die_usage("%s", "--max-downtime-ms goes with --migrate-to ADDR or "
+                        "--snapshot FILE --live");
     if (o->snapshot_live && !o->snapshot)
         die_usage("%s", "--live goes with --snapshot FILE");
+    hvrun_migrate_check(o);
     if (o->incoming && o->restore)
         die_usage("%s", "give --incoming or --restore, not both");
     if (o->incoming && boot_only)

@@ -12,9 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -310,52 +308,6 @@ static int status_of(int r)
     }
 }
 
-static int unix_address(const char *path, struct sockaddr_un *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(a->sun_path))
-        return -ENAMETOOLONG;
-    strcpy(a->sun_path, path);
-    return 0;
-}
-
-/* --incoming: one connection on a fresh unix socket at @path, then the
- * migration stream from it. */
-static int receive(hvc_hypervisor *hv, const char *path,
-                   const hvc_restore_options *ro, hvc_vm **vm)
-{
-    struct sockaddr_un a;
-    if (unix_address(path, &a) < 0)
-        usage_error("--incoming: the path '%s' is too long for a socket",
-                    hvrun_esc(path));
-    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path); /* a stale socket of an earlier run */
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        listen(l, 1) < 0)
-        usage_error("--incoming: cannot listen on '%s': %s", hvrun_esc(path),
-                    strerror(errno));
-    int fd;
-    do
-        fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-    while (fd < 0 && errno == EINTR && !hvrun_interrupted());
-    int e = errno;
-    close(l);
-    unlink(path);
-    if (fd < 0) {
-        if (hvrun_interrupted())
-            exit(HVRUN_EXIT_INTERRUPTED);
-        fprintf(stderr, "hvrun: --incoming: accepting on '%s': %s\n",
-                hvrun_esc(path), strerror(e));
-        exit(HVRUN_EXIT_INTERNAL);
-    }
-    int r = hvc_vm_migrate_receive(hv, fd, ro, vm);
-    close(fd);
-    return r;
-}
-
 void hvrun_restore(struct machine *m, struct options *o)
 {
     struct restoring st = {.cmdline = o};
@@ -373,7 +325,7 @@ void hvrun_restore(struct machine *m, struct options *o)
     ro.progress = hvrun_progress;
     ro.opaque = &st;
     hvc_vm *vm = NULL;
-    int r = o->incoming ? receive(m->hv, o->incoming, &ro, &vm)
+    int r = o->incoming ? hvrun_receive(m->hv, o, &ro, &vm)
                         : hvc_snapshot_restore(m->hv, o->restore, &ro, &vm);
     /* A restore that succeeded read the whole file (the library reports
      * progress only every 4 MiB). */
@@ -419,62 +371,12 @@ void hvrun_restore(struct machine *m, struct options *o)
     bool timed = o->migrate_timed;
     uint64_t after = o->migrate_after_ms;
     uint32_t downtime = o->max_downtime_ms;
+    struct migrate_opts mig = o->mig;
     *o = restored;
+    o->mig = mig;
     o->incoming = incoming;
     o->migrate_to = migrate_to;
     o->migrate_timed = timed;
     o->migrate_after_ms = after;
     o->max_downtime_ms = downtime;
-}
-
-int hvrun_migrate(struct machine *m)
-{
-    const struct options *o = m->opt;
-    uint8_t *user;
-    size_t length;
-    if (hvrun_config_encode(o, &user, &length) < 0) {
-        fprintf(stderr, "hvrun: --migrate-to: cannot record hvrun's "
-                        "configuration; the VM runs on\n");
-        return -ENOMEM;
-    }
-    struct sockaddr_un a;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int r = fd < 0 ? -errno : unix_address(o->migrate_to, &a);
-    if (r == 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-        r = -errno;
-    if (r < 0) {
-        fprintf(stderr,
-                "hvrun: --migrate-to '%s': cannot connect: %s; the VM runs "
-                "on\n",
-                hvrun_esc(o->migrate_to), strerror(-r));
-        if (fd >= 0)
-            close(fd);
-        free(user);
-        return r;
-    }
-    hvc_migrate_options mo = HVC_MIGRATE_OPTIONS_INIT;
-    mo.key = o->have_key ? o->key : NULL;
-    mo.passphrase = o->passphrase;
-    mo.user_data = user;
-    mo.user_data_length = length;
-    mo.max_downtime_ms = o->max_downtime_ms;
-    hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
-    r = hvc_vm_migrate_send(m->vm, fd, &mo, &st);
-    close(fd);
-    free(user);
-    if (r < 0) {
-        fprintf(stderr, "hvrun: --migrate-to '%s': %s\n",
-                hvrun_esc(o->migrate_to), hvrun_esc(hvc_last_error()));
-        return r;
-    }
-    fprintf(stderr,
-            "hvrun: migrated to '%s': downtime %.3f ms, total %llu ms, %u "
-            "rounds, %llu pages, %llu bytes\n",
-            hvrun_esc(o->migrate_to), (double)st.downtime_us / 1000.0,
-            (unsigned long long)st.total_ms, st.rounds,
-            (unsigned long long)(st.pages_initial + st.pages_precopy +
-                                 st.pages_final),
-            (unsigned long long)(st.bytes_initial + st.bytes_precopy +
-                                 st.bytes_final));
-    return 0;
 }

@@ -190,12 +190,16 @@ typedef struct hvc_restore_options {
     int32_t kick_signal;
     /** Reserved; 0. */
     uint32_t reserved;
+    /** hvc_vm_migrate_receive(): TLS over the connection (the sender must
+     * use it too); NULL for none. Ignored by the other calls. */
+    const struct hvc_migrate_tls *tls;
 } hvc_restore_options;
 
 /** Initialiser for ::hvc_restore_options. */
 #define HVC_RESTORE_OPTIONS_INIT                                               \
     {                                                                          \
-        sizeof(hvc_restore_options), 0, NULL, NULL, NULL, NULL, NULL, 0, 0     \
+        sizeof(hvc_restore_options), 0, NULL, NULL, NULL, NULL, NULL, 0, 0,    \
+            NULL                                                               \
     }
 
 /**
@@ -286,10 +290,76 @@ HVC_EXTERN int hvc_snapshot_restore(hvc_hypervisor *hv, const char *path,
  * destination answers with an acknowledgement once it has read and
  * checked the whole stream.
  *
- * Not yet: post-copy, TLS, several connections, auto-converge,
- * bandwidth limits.
+ * Over TCP the stream can go through TLS (::hvc_migrate_tls), the
+ * pre-copy rounds can be held to a bandwidth limit, and auto-converge can
+ * throttle a guest that dirties memory faster than the link carries it.
+ * hvc_migrate_connect() and hvc_migrate_listen() make the sockets for
+ * "unix:PATH" and "tcp:HOST:PORT" addresses.
+ *
+ * Not yet: post-copy, several connections.
  * @{
  */
+
+/** Flags of hvc_migrate_tls::flags. */
+typedef enum hvc_migrate_tls_flags {
+    /** Receiver: require the sender's certificate, signed by a CA of
+     * @c ca (mutual TLS); a sender without one is refused. */
+    HVC_MIGRATE_TLS_VERIFY_PEER = 1u << 0
+} hvc_migrate_tls_flags;
+
+/**
+ * TLS for a migration (OpenSSL's libssl, loaded on first use; TLS 1.2 or
+ * newer). The sender is the TLS client and always verifies the
+ * receiver's certificate against @c ca; the receiver is the server.
+ * Initialise with ::HVC_MIGRATE_TLS_INIT; fields are only ever appended.
+ * The files are read during the call that uses them.
+ */
+typedef struct hvc_migrate_tls {
+    /** sizeof(hvc_migrate_tls) as the caller was compiled. */
+    uint32_t size;
+    /** Bit mask of ::hvc_migrate_tls_flags. */
+    uint32_t flags;
+    /** PEM certificate (chain) file: the receiver's (required there); the
+     * sender's, for a receiver that asks for one. */
+    const char *cert;
+    /** PEM private key file of @c cert. */
+    const char *key;
+    /** PEM file of trusted CA certificates: required on the sender; on
+     * the receiver with ::HVC_MIGRATE_TLS_VERIFY_PEER. */
+    const char *ca;
+    /** Sender: the DNS name or IP address the receiver's certificate must
+     * name; NULL checks the chain only. */
+    const char *server_name;
+} hvc_migrate_tls;
+
+/** Initialiser for ::hvc_migrate_tls. */
+#define HVC_MIGRATE_TLS_INIT                                                   \
+    {                                                                          \
+        sizeof(hvc_migrate_tls), 0, NULL, NULL, NULL, NULL                     \
+    }
+
+/**
+ * Connects to a migration address: "unix:PATH", or "tcp:HOST:PORT" with
+ * HOST a name, an IPv4 address or an IPv6 address in brackets ("tcp:
+ * [::1]:4444"); TCP sockets get TCP_NODELAY. Blocks until connected.
+ *
+ * @return the connected socket (close-on-exec; the caller closes it);
+ *         -EINVAL for an address that is none of these (the message
+ *         quotes it, escaped); -EHOSTUNREACH when the host does not
+ *         resolve; connect(2)'s error.
+ */
+HVC_EXTERN int hvc_migrate_connect(const char *addr);
+
+/**
+ * Listens on a migration address (as hvc_migrate_connect(); a TCP port
+ * may be 0, getsockname(2) then tells the one chosen). A unix socket
+ * left at PATH by an earlier run is removed first (no other file is);
+ * the caller unlinks PATH when done. Accept with accept4(2).
+ *
+ * @return the listening socket (close-on-exec); errors as
+ *         hvc_migrate_connect(), with bind(2)'s and listen(2)'s.
+ */
+HVC_EXTERN int hvc_migrate_listen(const char *addr);
 
 /** Statistics of one hvc_vm_migrate_send(). Fields are only ever
  * appended; the library fills those that @c size covers. */
@@ -328,14 +398,33 @@ typedef struct hvc_migrate_stats {
      * pages and the state, then waiting for the acknowledgement (the
      * destination reading what was still in flight and checking it). */
     uint64_t pause_us, final_send_us, ack_wait_us;
+    /** Auto-converge: the share of time the vCPUs were held paused in
+     * the last pre-copy round, percent (0: never throttled). */
+    uint32_t throttle_percent;
+    /** Non-zero when the stream went through TLS. */
+    uint32_t tls;
 } hvc_migrate_stats;
 
 /** Initialiser for ::hvc_migrate_stats. */
 #define HVC_MIGRATE_STATS_INIT                                                 \
     {                                                                          \
         sizeof(hvc_migrate_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   \
-            0, 0, 0, 0, 0                                                      \
+            0, 0, 0, 0, 0, 0, 0                                                \
     }
+
+/**
+ * Renders @p stats as one JSON object (no newline) into @p buf: every
+ * field that @c stats->size covers, by its name, numbers as integers,
+ * "dirty_mode" also as "dirty_tracking" ("bitmap", "ring", "none").
+ *
+ * @return the length of the whole text (as snprintf(3): when it is
+ *         @p len or more, the text was cut short, still NUL-terminated
+ *         when @p len > 0); -EINVAL for NULL @p stats or a size below
+ *         that of the first release's fields, or NULL @p buf with a
+ *         non-zero @p len.
+ */
+HVC_EXTERN int hvc_migrate_stats_json(const hvc_migrate_stats *stats,
+                                      char *buf, size_t len);
 
 /**
  * Called on the sending thread after each round with the statistics so
@@ -347,6 +436,14 @@ typedef int (*hvc_migrate_progress_fn)(void *opaque,
 
 /** Flags of hvc_migrate_options::flags. */
 typedef enum hvc_migrate_flags {
+    /**
+     * Auto-converge: when a pre-copy round ends with more dirty pages than
+     * the round before it could send (the guest dirties memory faster
+     * than the link carries it), the vCPUs are throttled: held paused for
+     * 20% of every 20 ms, then 10 points more after each such round, up
+     * to 99%. The throttle ends at the switchover or on failure.
+     */
+    HVC_MIGRATE_AUTO_CONVERGE = 1u << 0,
     /**
      * hvc_snapshot_save_live() only: leave the VM paused once the file is
      * written, as a snapshot of a paused VM would (the guest's last output
@@ -388,14 +485,24 @@ typedef struct hvc_migrate_options {
     hvc_migrate_progress_fn progress;
     /** Passed to @c progress. */
     void *opaque;
+    /** TLS over the connection (a stream socket, TCP or unix); NULL for
+     * none. The receiver must use TLS too. */
+    const hvc_migrate_tls *tls;
+    /** Most MiB (2^20 bytes) per second the pre-copy passes write; 0: no
+     * limit. The paused final phase is not limited (it is sized to the
+     * downtime budget at the limited rate, and limiting it would only
+     * lengthen the pause). */
+    uint32_t bandwidth_mib;
+    /** Reserved; 0. */
+    uint32_t reserved2;
 } hvc_migrate_options;
 
 /** Initialiser for ::hvc_migrate_options: no key, 10 ms downtime, 30
- * rounds, no timeout. */
+ * rounds, no timeout, no TLS, no bandwidth limit. */
 #define HVC_MIGRATE_OPTIONS_INIT                                               \
     {                                                                          \
         sizeof(hvc_migrate_options), 0, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, \
-            NULL                                                               \
+            NULL, NULL, 0, 0                                                   \
     }
 
 /**

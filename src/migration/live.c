@@ -13,9 +13,12 @@
  * that were sent. A page written after its copy is in the next fetch. */
 #define _GNU_SOURCE
 #include "stream.h"
+#include "transport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,11 @@
 
 #define DEFAULT_DOWNTIME_MS 10u
 #define DEFAULT_ROUNDS 30u
+
+/* Auto-converge: the first throttle, the step, the most. */
+#define THROTTLE_FIRST 20u
+#define THROTTLE_STEP 10u
+#define THROTTLE_MAX 99u
 
 struct live {
     hvc_vm *vm;
@@ -51,6 +59,11 @@ struct live {
     uint8_t *copy; /* one run's pages, copied out of the guest */
     uint64_t max_run;
     uint64_t pages; /* pages sent in the current phase */
+    struct hvi_tls *tls;       /* NULL: plain */
+    int fd_flags;              /* fcntl flags to put back (TLS) */
+    bool paused;               /* the switchover: no bandwidth limit */
+    struct hvi_pacer pacer;    /* the bandwidth limit */
+    struct hvi_throttle thr;   /* auto-converge */
 };
 
 static int wait_ack(struct live *l, const char *when);
@@ -72,6 +85,19 @@ static int64_t live_write(void *opaque, const void *buf, size_t len)
             return -ECANCELED;
         if (!l->final && l->deadline && now_ns() > l->deadline)
             return -ETIMEDOUT;
+        uint64_t wait = l->paused ? 0 : hvi_pacer_account(&l->pacer, 0, now_ns());
+        if (wait) { /* the bandwidth limit: in slices, to see a cancel */
+            struct timespec t = {0, (long)(wait < 50000000u ? wait
+                                                            : 50000000u)};
+            nanosleep(&t, NULL);
+            continue;
+        }
+        /* Under a limit, 20 ms worth at a time: a socket buffer of
+         * megabytes would otherwise take a burst the limit only sees
+         * after the fact. */
+        uint64_t cap = l->pacer.bps / 50 > 65536 ? l->pacer.bps / 50 : 65536;
+        if (!l->paused && l->pacer.bps && len > cap)
+            len = cap;
         /* a file is always ready, and has no destination to listen to */
         struct pollfd p = {.fd = l->fd,
                            .events = l->to_file ? POLLOUT : POLLOUT | POLLIN};
@@ -90,11 +116,22 @@ static int64_t live_write(void *opaque, const void *buf, size_t len)
                              "stream");
             return l->remote_err;
         }
+        if (l->tls) {
+            short want;
+            int64_t n = hvi_tls_write(l->tls, buf, len, &want);
+            if (n == -EAGAIN)
+                continue;
+            if (n > 0 && !l->paused)
+                hvi_pacer_account(&l->pacer, (uint64_t)n, now_ns());
+            return n;
+        }
         ssize_t n = send(l->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == ENOTSOCK)
             n = write(l->fd, buf, len);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
+        if (n > 0 && !l->paused)
+            hvi_pacer_account(&l->pacer, (uint64_t)n, now_ns());
         return n < 0 ? -errno : n;
     }
 }
@@ -259,7 +296,27 @@ static int wait_ack(struct live *l, const char *when)
     uint8_t a[ACK_SIZE];
     size_t got = 0;
     while (got < sizeof(a)) {
-        ssize_t n = read(l->fd, a + got, sizeof(a) - got);
+        ssize_t n;
+        if (l->tls) {
+            short want = POLLIN;
+            int64_t t = hvi_tls_read(l->tls, a + got, sizeof(a) - got, &want);
+            if (t == -EAGAIN) {
+                struct pollfd p = {.fd = l->fd, .events = want};
+                poll(&p, 1, -1);
+                continue;
+            }
+            if (t < 0) {
+                char why[512];
+                snprintf(why, sizeof(why), "%s", hvc_last_error());
+                return hvi_error((int)t,
+                                 "the connection to the destination failed "
+                                 "%s: %s",
+                                 when, why);
+            }
+            n = (ssize_t)t;
+        } else {
+            n = read(l->fd, a + got, sizeof(a) - got);
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -295,17 +352,28 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
     hvc_migrate_options d = HVC_MIGRATE_OPTIONS_INIT;
     l->opts = d;
     int r;
-    if (in &&
-        (r = hvi_copy_options(&l->opts, sizeof(l->opts), in, sizeof(l->opts),
-                              "hvc_migrate_options")) < 0)
+    if (in && (r = hvi_copy_options(&l->opts, sizeof(l->opts), in,
+                                    offsetof(hvc_migrate_options, tls),
+                                    "hvc_migrate_options")) < 0)
         return r;
-    uint32_t known = l->to_file ? HVC_MIGRATE_LEAVE_PAUSED : 0;
+    uint32_t known = HVC_MIGRATE_AUTO_CONVERGE |
+                     (l->to_file ? HVC_MIGRATE_LEAVE_PAUSED : 0u);
     if (l->opts.flags & ~known)
         return hvi_error(-EINVAL, "hvc_migrate_options: unknown flags 0x%x%s",
                          l->opts.flags & ~known,
                          (l->opts.flags & HVC_MIGRATE_LEAVE_PAUSED)
                              ? " (LEAVE_PAUSED is for live snapshots)"
                              : "");
+    if (l->opts.reserved2)
+        return hvi_error(-EINVAL, "hvc_migrate_options: reserved2 is %u, "
+                                  "not 0",
+                         l->opts.reserved2);
+    if (l->opts.bandwidth_mib > (1u << 24))
+        return hvi_error(-EINVAL, "hvc_migrate_options: bandwidth_mib %u is "
+                                  "more than 2^24",
+                         l->opts.bandwidth_mib);
+    if (l->opts.tls && (r = hvi_tls_check(l->opts.tls, false)) < 0)
+        return r;
     if (!l->opts.max_downtime_ms)
         l->opts.max_downtime_ms = DEFAULT_DOWNTIME_MS;
     if (!l->opts.max_rounds)
@@ -317,7 +385,8 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
  * (or the rounds run out). */
 static int precopy(struct live *l)
 {
-    uint64_t t = now_ns(), before = l->o.off;
+    uint64_t t = now_ns(), before = l->o.off, last_sent = 0;
+    hvi_pacer_init(&l->pacer, l->opts.bandwidth_mib, t);
     l->pages = 0;
     int r = send_all(l);
     l->st.bytes_initial = l->o.off - before;
@@ -344,10 +413,26 @@ static int precopy(struct live *l)
         if (l->st.expected_downtime_us <= l->opts.max_downtime_ms * 1000ull ||
             l->st.rounds > l->opts.max_rounds)
             break;
+        /* Auto-converge: the guest dirtied more than the last pre-copy
+         * round could send in the same time. */
+        if ((l->opts.flags & HVC_MIGRATE_AUTO_CONVERGE) && l->st.rounds > 1 &&
+            pending >= last_sent) {
+            uint32_t pct = l->st.throttle_percent
+                               ? l->st.throttle_percent + THROTTLE_STEP
+                               : THROTTLE_FIRST;
+            pct = pct > THROTTLE_MAX ? THROTTLE_MAX : pct;
+            if ((r = hvi_throttle_set(&l->thr, l->vm, pct)) < 0)
+                break;
+            l->st.throttle_percent = pct;
+        }
+        if (atomic_load(&l->thr.error) < 0 &&
+            (r = hvi_throttle_stop(&l->thr)) < 0)
+            break;
         t = now;
         before = l->o.off;
         l->pages = 0;
         r = send_pending(l);
+        last_sent = l->pages;
         l->st.bytes_precopy += l->o.off - before;
         l->st.pages_precopy += l->pages;
         l->st.rounds++;
@@ -379,7 +464,11 @@ static int migrate(struct live *l)
     if ((r = precopy(l)) < 0)
         return r;
 
-    /* The switchover. */
+    /* The switchover: the throttle ends (the VM running), then the pause;
+     * the last pages go at full speed. */
+    if ((r = hvi_throttle_stop(&l->thr)) < 0)
+        return r;
+    l->paused = true;
     uint64_t paused = now_ns(), before = l->o.off, pending;
     if ((r = hvc_vm_pause(l->vm)) < 0)
         return r;
@@ -462,7 +551,21 @@ int hvi_live_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
         l->o.s.size = sizeof(l->o.s);
         l->o.s.write = live_write;
         l->o.s.opaque = l;
-        r = migrate(l);
+        l->fd_flags = -1;
+        if (l->opts.tls &&
+            (r = hvi_tls_connect(fd, l->opts.tls, l->opts.timeout_ms,
+                                 &l->tls)) == 0) {
+            /* Non-blocking, so that the write loop sees a cancel. */
+            l->st.tls = 1;
+            l->fd_flags = fcntl(fd, F_GETFL);
+            if (l->fd_flags >= 0)
+                fcntl(fd, F_SETFL, l->fd_flags | O_NONBLOCK);
+        }
+        if (r == 0)
+            r = migrate(l);
+        int tr = hvi_throttle_stop(&l->thr);
+        if (r == 0 && tr < 0) /* after the switchover: only reported */
+            hvi_log(HVC_LOG_WARN, "%s", hvc_last_error());
         if (r < 0 && l->remote_err) {
             r = l->remote_err;
             hvi_error(r, "%s", l->remote_why);
@@ -480,6 +583,9 @@ int hvi_live_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
             hvi_error(r, "%s; the VM runs on", why);
         atomic_store(&vm->migrate_cancel, 0);
         atomic_store(&vm->migrating, 0);
+        if (l->fd_flags >= 0)
+            fcntl(fd, F_SETFL, l->fd_flags);
+        hvi_tls_free(l->tls);
     }
     l->st.total_ms = (now_ns() - l->t0) / 1000000u;
     if (stats) {
@@ -508,7 +614,7 @@ int hvc_vm_migrate_cancel(hvc_vm *vm)
     return 0;
 }
 
-static int send_ack(int fd, int status)
+static int send_ack(int fd, struct hvi_tls *tls, int status)
 {
     uint8_t a[ACK_SIZE];
     memcpy(a, ACK_MAGIC, 8);
@@ -516,6 +622,13 @@ static int send_ack(int fd, int status)
     hvi_put32(a + 12, hvi_crc32c(0, a, 12));
     size_t done = 0;
     while (done < sizeof(a)) {
+        if (tls) {
+            int64_t t = hvi_tls_write(tls, a + done, sizeof(a) - done, NULL);
+            if (t <= 0)
+                return t < 0 ? (int)t : -EPIPE;
+            done += (size_t)t;
+            continue;
+        }
         ssize_t n = send(fd, a + done, sizeof(a) - done, MSG_NOSIGNAL);
         if (n < 0 && errno == ENOTSOCK)
             n = write(fd, a + done, sizeof(a) - done);
@@ -528,6 +641,16 @@ static int send_ack(int fd, int status)
     return 0;
 }
 
+/* The receiver's stream over TLS (a blocking socket). */
+static int64_t tls_read(void *opaque, void *buf, size_t len)
+{
+    for (;;) {
+        int64_t n = hvi_tls_read(opaque, buf, len, NULL);
+        if (n != -EAGAIN)
+            return n;
+    }
+}
+
 int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                            const hvc_restore_options *opts, hvc_vm **out)
 {
@@ -535,18 +658,40 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
         return hvi_error(-EINVAL, "hvc_vm_migrate_receive: %s",
                          fd < 0 ? "negative descriptor" : "NULL argument");
     hvc_vm *vm = NULL;
-    int r = hvc_vm_restore_fd(hv, fd, opts, &vm);
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
+    struct hvi_tls *tls = NULL;
+    int r = 0;
+    if (opts && (r = hvi_copy_options(&o, sizeof(o), opts,
+                                      offsetof(hvc_restore_options, tls),
+                                      "hvc_restore_options")) < 0)
+        return r;
+    if (o.tls) {
+        if ((r = hvi_tls_accept(fd, o.tls, &tls)) < 0) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s", hvc_last_error());
+            return hvi_error(r, "incoming migration: %s", why);
+        }
+        o.tls = NULL;
+        hvc_stream s = HVC_STREAM_INIT;
+        s.read = tls_read;
+        s.opaque = tls;
+        r = hvc_vm_restore(hv, &s, &o, &vm);
+    } else {
+        r = hvc_vm_restore_fd(hv, fd, opts, &vm);
+    }
     if (r < 0) {
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
-        send_ack(fd, r); /* the sender may be gone: nothing to add */
+        send_ack(fd, tls, r); /* the sender may be gone: nothing to add */
+        hvi_tls_free(tls);
         return hvi_error(r, "incoming migration: %s%s",
                          r == -ENODATA ? "the source went away before the "
                                          "end of the stream: "
                                        : "",
                          why);
     }
-    int w = send_ack(fd, 0);
+    int w = send_ack(fd, tls, 0);
+    hvi_tls_free(tls);
     if (w < 0) {
         hvc_vm_destroy(vm);
         return hvi_error(w,

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@ static int restore_options(const hvc_restore_options *in,
     hvc_restore_options d = HVC_RESTORE_OPTIONS_INIT;
     *o = d;
     int r = 0;
-    if (in && (r = hvi_copy_options(o, sizeof(*o), in, sizeof(*o),
+    if (in && (r = hvi_copy_options(o, sizeof(*o), in,
+                                    offsetof(hvc_restore_options, tls),
                                     "hvc_restore_options")) < 0)
         return r;
     if (o->flags & ~(HVC_RESTORE_MMAP | HVC_RESTORE_VERIFY_MEMORY))

@@ -420,4 +420,5 @@ class RestoreOptions(ctypes.Structure):
         ("opaque", c_void_p),
         ("kick_signal", c_int32),
         ("reserved", c_uint32),
+        ("tls", c_void_p),  # const hvc_migrate_tls *: live migration only
     ]
