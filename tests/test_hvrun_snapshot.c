@@ -277,8 +277,8 @@ Test(hvrun_snapshot, usage_errors)
          "cannot write in '/nonexistent/dir'"},
         {{"--kernel", COUNTER, "--live"}, "--live goes with --snapshot FILE"},
         {{"--kernel", COUNTER, "--max-downtime-ms", "5"},
-         "--max-downtime-ms goes with --migrate-to unix:PATH or --snapshot "
-         "FILE --live"},
+         "--max-downtime-ms goes with --migrate-to ADDR or --snapshot FILE "
+         "--live"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int status = run_hvrun(&s, "usage", cases[i].args);
