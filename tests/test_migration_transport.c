@@ -596,3 +596,32 @@ Test(migration_transport, cancel_while_limited)
     close(c.report);
     cr_assert_neq(child_status(&c), 0);
 }
+
+/* One side speaks TLS, the other does not: each says so, nothing is
+ * started, the source runs on. */
+Test(migration_transport, tls_on_one_side_only)
+{
+    migt_certs k;
+    migt_make_certs(&k);
+    for (int i = 0; i < 2; i++) {
+        hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
+        dt.cert = k.srv;
+        dt.key = k.srv_key;
+        stl.ca = k.ca;
+        hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+        o.tls = i == 0 ? &stl : NULL; /* 0: only the source; 1: only the
+                                        destination */
+        static migt m;
+        struct runner run[MIGT_MAX_VCPUS];
+        struct child c;
+        int r = migrate_tcp(&m, run, &o, i == 0 ? NULL : &dt, &c, NULL);
+        cr_assert_lt(r, 0);
+        cr_assert(strstr(hvc_last_error(), "the VM runs on"), "%s",
+                  hvc_last_error());
+        assert_runs_on(&m, run);
+        migt_close(&m);
+        close(c.report);
+        cr_assert_neq(child_status(&c), 0);
+    }
+    migt_drop_certs(&k);
+}
