@@ -331,7 +331,7 @@ int hvi_tls_accept(int fd, const hvc_migrate_tls *o, struct hvi_tls **out)
     if (ret != 1)
         r = tls_fail(t, ret, "handshake with the source");
     for (size_t done = 0; r == 0 && done < sizeof(GO_MAGIC) - 1;) {
-        ret = SSL_write(t->ssl, GO_MAGIC + done,
+        ret = SSL_write(t->ssl, &GO_MAGIC[done],
                         (int)(sizeof(GO_MAGIC) - 1 - done));
         if (ret <= 0)
             r = tls_fail(t, ret, "writing to the source");
