@@ -7,11 +7,11 @@
 #include "migtest.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,8 +146,8 @@ static void assert_continues(migt *m, struct child *c)
 {
     static char dcons[1 << 16], all[1 << 17];
     size_t got = 0;
-    for (ssize_t n; (n = read(c->report, dcons + got,
-                              sizeof(dcons) - 1 - got)) > 0;)
+    for (ssize_t n;
+         (n = read(c->report, dcons + got, sizeof(dcons) - 1 - got)) > 0;)
         got += (size_t)n;
     dcons[got] = 0;
     close(c->report);
@@ -336,8 +336,8 @@ Test(migration_transport, tls_wrong_ca)
         int r = migrate_tcp(&m, run, &o, &dt, &c, &st);
         cr_assert_eq(r, -EKEYREJECTED, "%d: %s", r, hvc_last_error());
         const char *e = hvc_last_error();
-        cr_assert(strstr(e, "certificate") && strstr(e, "the VM runs on"),
-                  "%s", e);
+        cr_assert(strstr(e, "certificate") && strstr(e, "the VM runs on"), "%s",
+                  e);
         cr_assert_eq(st.completed, 0);
         assert_runs_on(&m, run);
         migt_close(&m);
@@ -508,8 +508,8 @@ Test(migration_transport, bandwidth_limit)
     old.size = offsetof(hvc_migrate_stats, throttle_percent);
     n = hvc_migrate_stats_json(&old, json, sizeof(json));
     cr_assert_gt(n, 0);
-    cr_assert(strstr(json, "\"ack_wait_us\":") && !strstr(json, "tls"),
-              "%s", json);
+    cr_assert(strstr(json, "\"ack_wait_us\":") && !strstr(json, "tls"), "%s",
+              json);
     old.size = 8;
     HVT_ERR(hvc_migrate_stats_json(&old, json, sizeof(json)), -EINVAL);
     HVT_ERR(hvc_migrate_stats_json(NULL, json, sizeof(json)), -EINVAL);

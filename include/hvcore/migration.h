@@ -423,8 +423,8 @@ typedef struct hvc_migrate_stats {
  *         that of the first release's fields, or NULL @p buf with a
  *         non-zero @p len.
  */
-HVC_EXTERN int hvc_migrate_stats_json(const hvc_migrate_stats *stats,
-                                      char *buf, size_t len);
+HVC_EXTERN int hvc_migrate_stats_json(const hvc_migrate_stats *stats, char *buf,
+                                      size_t len);
 
 /**
  * Called on the sending thread after each round with the statistics so
