@@ -182,6 +182,26 @@ static void assert_runs_on(migt *m, struct runner *run)
 
 /* Migrates the counter guest over TCP on loopback, with @so's TLS on the
  * source and @dtls on the destination; the send's result. */
+#define BIG_GPA 0x10000000ull
+#define BIG_LEN (24ull << 20)
+
+/* 24 MiB more of RAM, full of data (no zero page). */
+static void add_big(migt *m)
+{
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
+    mo.guest_addr = BIG_GPA;
+    mo.length = BIG_LEN;
+    hvc_memory_region *r;
+    HVT_OK(hvc_vm_add_memory(m->vm, &mo, &r));
+    uint64_t *p = hvc_memory_region_hva(r), x = 0x9e3779b97f4a7c15ull;
+    for (uint64_t i = 0; i < BIG_LEN / 8; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = x | 1;
+    }
+}
+
 static void (*prepare)(migt *m); /* before the vCPUs start, or NULL */
 
 static int migrate_tcp(migt *m, struct runner *run, hvc_migrate_options *so,
@@ -282,7 +302,12 @@ Test(migration_transport, tcp_loopback)
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.size = offsetof(hvc_migrate_options, tls);
+    prepare = add_big;
     HVT_OK(migrate_tcp(&m, run, &o, NULL, &c, &st));
+    prepare = NULL;
+    fprintf(stderr, "plain TCP: %.1f MiB/s, total %llu ms\n",
+            (double)st.throughput_bps / (1 << 20),
+            (unsigned long long)st.total_ms);
     cr_assert_eq(st.completed, 1);
     cr_assert_eq(st.tls, 0);
     assert_continues(&m, &c);
@@ -307,7 +332,12 @@ Test(migration_transport, tls_mutual)
     struct runner run[MIGT_MAX_VCPUS];
     struct child c;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
+    prepare = add_big; /* 24 MiB: many records, partial writes */
     HVT_OK(migrate_tcp(&m, run, &o, &dt, &c, &st));
+    prepare = NULL;
+    fprintf(stderr, "TLS: %.1f MiB/s, total %llu ms\n",
+            (double)st.throughput_bps / (1 << 20),
+            (unsigned long long)st.total_ms);
     cr_assert_eq(st.completed, 1);
     cr_assert_eq(st.tls, 1);
     cr_assert(hvc_vm_is_paused(m.vm));
@@ -427,26 +457,6 @@ Test(migration_transport, bad_tls_options)
     close(sv[1]);
     assert_runs_on(&m, run);
     migt_close(&m);
-}
-
-#define BIG_GPA 0x10000000ull
-#define BIG_LEN (24ull << 20)
-
-/* 24 MiB more of RAM, full of data (no zero page). */
-static void add_big(migt *m)
-{
-    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
-    mo.guest_addr = BIG_GPA;
-    mo.length = BIG_LEN;
-    hvc_memory_region *r;
-    HVT_OK(hvc_vm_add_memory(m->vm, &mo, &r));
-    uint64_t *p = hvc_memory_region_hva(r), x = 0x9e3779b97f4a7c15ull;
-    for (uint64_t i = 0; i < BIG_LEN / 8; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p[i] = x | 1;
-    }
 }
 
 /* The bandwidth limit holds pre-copy to its rate: the bytes it sent take
