@@ -251,7 +251,7 @@ int hvrun_migrate(struct machine *m)
     close(fd);
     free(user);
     if (p.drawn)
-        fprintf(stderr, "\r%*s\r", 110, "");
+        fprintf(stderr, "\r%*s\r", 130, "");
     if (o->mig.stats_path)
         write_stats(o->mig.stats_path, &st, r);
     if (r < 0) {
