@@ -8,9 +8,9 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
-#include <stdbool.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,19 +191,34 @@ Test(hvrun_snapshot, tcp_tls_migration)
     snprintf(ser_dst, sizeof(ser_dst), "file:%s", in(&s, "dst.txt"));
     snprintf(ser_src, sizeof(ser_src), "file:%s", in(&s, "src.txt"));
     snprintf(stats, sizeof(stats), "%s", in(&s, "stats.json"));
-    const char *dst[] = {"--incoming", addr,     "--serial",  ser_dst,
-                         "--tls-cert", k.srv,    "--tls-key", k.srv_key,
-                         "--tls-ca",   k.ca,     NULL};
+    const char *dst[] = {"--incoming", addr,  "--serial",  ser_dst,
+                         "--tls-cert", k.srv, "--tls-key", k.srv_key,
+                         "--tls-ca",   k.ca,  NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
     wait_listening(port, d);
-    const char *src[] = {"--kernel",  COUNTER,     "--raw",
-                         "0x8000",    "--mem",     "64",
-                         "--serial",  ser_src,     "--migrate-to",
-                         addr,        "--migrate-after-ms", "100",
-                         "--tls-ca",  k.ca,        "--tls-cert",
-                         k.cli,       "--tls-key", k.cli_key,
-                         "--bandwidth-mib", "64",  "--migration-stats",
-                         stats,       NULL};
+    const char *src[] = {"--kernel",
+                         COUNTER,
+                         "--raw",
+                         "0x8000",
+                         "--mem",
+                         "64",
+                         "--serial",
+                         ser_src,
+                         "--migrate-to",
+                         addr,
+                         "--migrate-after-ms",
+                         "100",
+                         "--tls-ca",
+                         k.ca,
+                         "--tls-cert",
+                         k.cli,
+                         "--tls-key",
+                         k.cli_key,
+                         "--bandwidth-mib",
+                         "64",
+                         "--migration-stats",
+                         stats,
+                         NULL};
     cr_assert_eq(run_hvrun(&s, "src", src), 0);
     char *err = output(&s, "src", "err");
     assert_one_line(err, "TLS");
@@ -269,8 +284,7 @@ Test(hvrun_snapshot, migration_flag_errors)
         {"--incoming", "tcp:127.0.0.1:70000", NULL},
         {"--incoming", "udp:127.0.0.1:4444", NULL},
         {"--incoming", "tcp:no\x01host:4444", NULL},
-        {"--incoming", "tcp:127.0.0.1:4444", "--tls-ca", "/etc/hostname",
-         NULL},
+        {"--incoming", "tcp:127.0.0.1:4444", "--tls-ca", "/etc/hostname", NULL},
         {"--kernel", COUNTER, "--migrate-to", "tcp:127.0.0.1:0", NULL},
         {"--kernel", COUNTER, "--migrate-to", "tcp:[::1]", NULL},
         {"--kernel", COUNTER, "--tls-ca", "/etc/hostname", NULL},
@@ -278,8 +292,8 @@ Test(hvrun_snapshot, migration_flag_errors)
          "/etc/hostname", "--tls-key", "/etc/hostname"},
         {"--kernel", COUNTER, "--migrate-to", "unix:/tmp/x", "--tls-ca",
          "/nonexistent\x1b.pem", NULL},
-        {"--kernel", COUNTER, "--migrate-to", "unix:/tmp/x",
-         "--bandwidth-mib", "0", NULL},
+        {"--kernel", COUNTER, "--migrate-to", "unix:/tmp/x", "--bandwidth-mib",
+         "0", NULL},
         {"--kernel", COUNTER, "--bandwidth-mib", "5", NULL},
         {"--kernel", COUNTER, "--auto-converge", NULL},
         {"--kernel", COUNTER, "--migration-stats", "/tmp/x.json", NULL},
@@ -317,9 +331,20 @@ Test(hvrun_snapshot, migration_progress_on_a_terminal)
         cr_assert(now() < end, "--incoming never listened");
         usleep(10000);
     }
-    const char *src[] = {"--kernel", COUNTER, "--raw", "0x8000",
-                         "--mem", "64", "--serial", "none", "--migrate-to", to,
-                         "--migrate-after-ms", "100", "--bandwidth-mib", "4",
+    const char *src[] = {"--kernel",
+                         COUNTER,
+                         "--raw",
+                         "0x8000",
+                         "--mem",
+                         "64",
+                         "--serial",
+                         "none",
+                         "--migrate-to",
+                         to,
+                         "--migrate-after-ms",
+                         "100",
+                         "--bandwidth-mib",
+                         "4",
                          NULL};
     int st = wait_exit(spawn_hvrun(&s, "src", slave, src), WAIT_S);
     char buf[8192];
@@ -333,8 +358,7 @@ Test(hvrun_snapshot, migration_progress_on_a_terminal)
               buf);
     cr_assert(strncmp(buf, "\rhvrun: migrating: round 1, ", 28) == 0, "[%s]",
               buf);
-    cr_assert(strstr(buf, "MB/s, dirty ") && strstr(buf, " ETA "), "[%s]",
-              buf);
+    cr_assert(strstr(buf, "MB/s, dirty ") && strstr(buf, " ETA "), "[%s]", buf);
     const char *last = strstr(buf, "hvrun: migrated to");
     cr_assert_not_null(last, "[%s]", buf);
     cr_assert(strchr(buf, '\n') == buf + strlen(buf) - 1,

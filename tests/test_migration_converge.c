@@ -95,9 +95,11 @@ static int show(void *opaque, const hvc_migrate_stats *s)
     uint64_t passes = 0;
     hvc_vm_read(opaque, HOT_GPA, &passes, 8);
     fprintf(stderr,
-            "  round %u: pass %llu, %llu pages left, %.1f MiB/s, %llu pages/s dirtied, "
+            "  round %u: pass %llu, %llu pages left, %.1f MiB/s, %llu pages/s "
+            "dirtied, "
             "expect %llu us, throttle %u%%\n",
-            s->rounds, (unsigned long long)passes, (unsigned long long)s->remaining_pages,
+            s->rounds, (unsigned long long)passes,
+            (unsigned long long)s->remaining_pages,
             (double)s->throughput_bps / (1 << 20),
             (unsigned long long)s->dirty_pages_per_s,
             (unsigned long long)s->expected_downtime_us, s->throttle_percent);
@@ -129,8 +131,7 @@ static void migrate(bool converge, hvc_migrate_stats *st)
             converge ? "auto-converge" : "no throttle", st->rounds,
             (unsigned long long)st->total_ms,
             (unsigned long long)st->downtime_us,
-            (unsigned long long)st->expected_downtime_us,
-            st->throttle_percent);
+            (unsigned long long)st->expected_downtime_us, st->throttle_percent);
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);

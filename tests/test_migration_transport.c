@@ -7,11 +7,11 @@
 #include "migtest.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,8 +146,8 @@ static void assert_continues(migt *m, struct child *c)
 {
     static char dcons[1 << 16], all[1 << 17];
     size_t got = 0;
-    for (ssize_t n; (n = read(c->report, dcons + got,
-                              sizeof(dcons) - 1 - got)) > 0;)
+    for (ssize_t n;
+         (n = read(c->report, dcons + got, sizeof(dcons) - 1 - got)) > 0;)
         got += (size_t)n;
     dcons[got] = 0;
     close(c->report);
@@ -182,6 +182,26 @@ static void assert_runs_on(migt *m, struct runner *run)
 
 /* Migrates the counter guest over TCP on loopback, with @so's TLS on the
  * source and @dtls on the destination; the send's result. */
+#define BIG_GPA 0x10000000ull
+#define BIG_LEN (24ull << 20)
+
+/* 24 MiB more of RAM, full of data (no zero page). */
+static void add_big(migt *m)
+{
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
+    mo.guest_addr = BIG_GPA;
+    mo.length = BIG_LEN;
+    hvc_memory_region *r;
+    HVT_OK(hvc_vm_add_memory(m->vm, &mo, &r));
+    uint64_t *p = hvc_memory_region_hva(r), x = 0x9e3779b97f4a7c15ull;
+    for (uint64_t i = 0; i < BIG_LEN / 8; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = x | 1;
+    }
+}
+
 static void (*prepare)(migt *m); /* before the vCPUs start, or NULL */
 
 static int migrate_tcp(migt *m, struct runner *run, hvc_migrate_options *so,
@@ -282,7 +302,12 @@ Test(migration_transport, tcp_loopback)
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.size = offsetof(hvc_migrate_options, tls);
+    prepare = add_big;
     HVT_OK(migrate_tcp(&m, run, &o, NULL, &c, &st));
+    prepare = NULL;
+    fprintf(stderr, "plain TCP: %.1f MiB/s, total %llu ms\n",
+            (double)st.throughput_bps / (1 << 20),
+            (unsigned long long)st.total_ms);
     cr_assert_eq(st.completed, 1);
     cr_assert_eq(st.tls, 0);
     assert_continues(&m, &c);
@@ -307,7 +332,12 @@ Test(migration_transport, tls_mutual)
     struct runner run[MIGT_MAX_VCPUS];
     struct child c;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
+    prepare = add_big; /* 24 MiB: many records, partial writes */
     HVT_OK(migrate_tcp(&m, run, &o, &dt, &c, &st));
+    prepare = NULL;
+    fprintf(stderr, "TLS: %.1f MiB/s, total %llu ms\n",
+            (double)st.throughput_bps / (1 << 20),
+            (unsigned long long)st.total_ms);
     cr_assert_eq(st.completed, 1);
     cr_assert_eq(st.tls, 1);
     cr_assert(hvc_vm_is_paused(m.vm));
@@ -336,8 +366,8 @@ Test(migration_transport, tls_wrong_ca)
         int r = migrate_tcp(&m, run, &o, &dt, &c, &st);
         cr_assert_eq(r, -EKEYREJECTED, "%d: %s", r, hvc_last_error());
         const char *e = hvc_last_error();
-        cr_assert(strstr(e, "certificate") && strstr(e, "the VM runs on"),
-                  "%s", e);
+        cr_assert(strstr(e, "certificate") && strstr(e, "the VM runs on"), "%s",
+                  e);
         cr_assert_eq(st.completed, 0);
         assert_runs_on(&m, run);
         migt_close(&m);
@@ -429,26 +459,6 @@ Test(migration_transport, bad_tls_options)
     migt_close(&m);
 }
 
-#define BIG_GPA 0x10000000ull
-#define BIG_LEN (24ull << 20)
-
-/* 24 MiB more of RAM, full of data (no zero page). */
-static void add_big(migt *m)
-{
-    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
-    mo.guest_addr = BIG_GPA;
-    mo.length = BIG_LEN;
-    hvc_memory_region *r;
-    HVT_OK(hvc_vm_add_memory(m->vm, &mo, &r));
-    uint64_t *p = hvc_memory_region_hva(r), x = 0x9e3779b97f4a7c15ull;
-    for (uint64_t i = 0; i < BIG_LEN / 8; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p[i] = x | 1;
-    }
-}
-
 /* The bandwidth limit holds pre-copy to its rate: the bytes it sent take
  * at least their time at that rate (less the 100 ms of credit the limit
  * allows and a margin); the paused phase is not limited. The statistics
@@ -508,8 +518,8 @@ Test(migration_transport, bandwidth_limit)
     old.size = offsetof(hvc_migrate_stats, throttle_percent);
     n = hvc_migrate_stats_json(&old, json, sizeof(json));
     cr_assert_gt(n, 0);
-    cr_assert(strstr(json, "\"ack_wait_us\":") && !strstr(json, "tls"),
-              "%s", json);
+    cr_assert(strstr(json, "\"ack_wait_us\":") && !strstr(json, "tls"), "%s",
+              json);
     old.size = 8;
     HVT_ERR(hvc_migrate_stats_json(&old, json, sizeof(json)), -EINVAL);
     HVT_ERR(hvc_migrate_stats_json(NULL, json, sizeof(json)), -EINVAL);
@@ -595,4 +605,33 @@ Test(migration_transport, cancel_while_limited)
     migt_close(&m);
     close(c.report);
     cr_assert_neq(child_status(&c), 0);
+}
+
+/* One side speaks TLS, the other does not: each says so, nothing is
+ * started, the source runs on. */
+Test(migration_transport, tls_on_one_side_only)
+{
+    migt_certs k;
+    migt_make_certs(&k);
+    for (int i = 0; i < 2; i++) {
+        hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
+        dt.cert = k.srv;
+        dt.key = k.srv_key;
+        stl.ca = k.ca;
+        hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+        o.tls = i == 0 ? &stl : NULL; /* 0: only the source; 1: only the
+                                        destination */
+        static migt m;
+        struct runner run[MIGT_MAX_VCPUS];
+        struct child c;
+        int r = migrate_tcp(&m, run, &o, i == 0 ? NULL : &dt, &c, NULL);
+        cr_assert_lt(r, 0);
+        cr_assert(strstr(hvc_last_error(), "the VM runs on"), "%s",
+                  hvc_last_error());
+        assert_runs_on(&m, run);
+        migt_close(&m);
+        close(c.report);
+        cr_assert_neq(child_status(&c), 0);
+    }
+    migt_drop_certs(&k);
 }

@@ -61,8 +61,9 @@ void hvrun_migrate_check(const struct options *o)
     const struct migrate_opts *m = &o->mig;
     bool tls = m->tls_cert || m->tls_key || m->tls_ca;
     if (tls && !o->incoming && !o->migrate_to)
-        usage("--tls-cert/--tls-key/--tls-ca", "", "go with --incoming or "
-                                                   "--migrate-to");
+        usage("--tls-cert/--tls-key/--tls-ca", "",
+              "go with --incoming or "
+              "--migrate-to");
     if ((m->bandwidth_mib || m->auto_converge || m->stats_path) &&
         !o->migrate_to)
         usage("--bandwidth-mib/--auto-converge/--migration-stats", "",
@@ -70,11 +71,13 @@ void hvrun_migrate_check(const struct options *o)
     if (!m->tls_cert != !m->tls_key)
         usage("--tls-cert/--tls-key", "", "go together");
     if (tls && o->incoming && !m->tls_cert)
-        usage("--incoming", o->incoming, "with TLS needs --tls-cert and "
-                                         "--tls-key");
+        usage("--incoming", o->incoming,
+              "with TLS needs --tls-cert and "
+              "--tls-key");
     if (tls && o->migrate_to && !o->incoming && !m->tls_ca)
-        usage("--migrate-to", o->migrate_to, "with TLS needs --tls-ca (the "
-                                             "destination's CA)");
+        usage("--migrate-to", o->migrate_to,
+              "with TLS needs --tls-ca (the "
+              "destination's CA)");
     if (m->tls_cert)
         readable("--tls-cert", m->tls_cert);
     if (m->tls_key)
@@ -121,8 +124,7 @@ int hvrun_receive(hvc_hypervisor *hv, const struct options *o,
     const char *addr = o->incoming;
     int l = hvc_migrate_listen(addr);
     if (l < 0) {
-        fprintf(stderr, "hvrun: --incoming: %s\n",
-                hvrun_esc(hvc_last_error()));
+        fprintf(stderr, "hvrun: --incoming: %s\n", hvrun_esc(hvc_last_error()));
         exit(HVRUN_EXIT_USAGE);
     }
     int fd;
@@ -171,15 +173,14 @@ static int on_round(void *opaque, const hvc_migrate_stats *s)
     double mb = (double)(s->bytes_initial + s->bytes_precopy) / 1e6;
     double rate = (double)s->throughput_bps / 1e6;
     double dirty = (double)s->dirty_pages_per_s * 4096 / 1e6;
-    double eta = s->throughput_bps
-                     ? (double)s->remaining_pages * 4096 /
-                           (double)s->throughput_bps
-                     : 0;
+    double eta = s->throughput_bps ? (double)s->remaining_pages * 4096 /
+                                         (double)s->throughput_bps
+                                   : 0;
     fprintf(stderr,
             "\rhvrun: migrating: round %u, %.1f MB sent, %.1f MB/s, dirty "
             "%.1f MB/s, %llu pages left, ETA %.2f s",
-            s->rounds, mb, rate, dirty,
-            (unsigned long long)s->remaining_pages, eta);
+            s->rounds, mb, rate, dirty, (unsigned long long)s->remaining_pages,
+            eta);
     if (s->throttle_percent)
         fprintf(stderr, ", throttle %u%%", s->throttle_percent);
     fputs("   ", stderr);
@@ -250,7 +251,7 @@ int hvrun_migrate(struct machine *m)
     close(fd);
     free(user);
     if (p.drawn)
-        fprintf(stderr, "\r%*s\r", 110, "");
+        fprintf(stderr, "\r%*s\r", 130, "");
     if (o->mig.stats_path)
         write_stats(o->mig.stats_path, &st, r);
     if (r < 0) {

@@ -423,8 +423,8 @@ typedef struct hvc_migrate_stats {
  *         that of the first release's fields, or NULL @p buf with a
  *         non-zero @p len.
  */
-HVC_EXTERN int hvc_migrate_stats_json(const hvc_migrate_stats *stats,
-                                      char *buf, size_t len);
+HVC_EXTERN int hvc_migrate_stats_json(const hvc_migrate_stats *stats, char *buf,
+                                      size_t len);
 
 /**
  * Called on the sending thread after each round with the statistics so
@@ -525,7 +525,15 @@ typedef struct hvc_migrate_options {
  *
  * @param opts  options, or NULL for the defaults.
  * @param stats receives the statistics (also on failure); may be NULL.
- * @return 0; -EINVAL (NULL, bad options); -EBUSY when the VM is paused or
+ * With @c opts->tls the sender is the TLS client: it verifies the
+ * destination's certificate and waits for its go before anything else
+ * (docs/MIGRATION.md, "Transport"); the socket is non-blocking meanwhile
+ * and its flags are put back before the return.
+ *
+ * @return 0; -EINVAL (NULL, bad options, TLS files OpenSSL cannot use);
+ *         -EKEYREJECTED when a certificate was refused (either side's);
+ *         -EPROTO when the TLS handshake failed otherwise; -ENOTSUP when
+ *         libssl cannot be loaded; -EBUSY when the VM is paused or
  *         a migration of it is running; -ECANCELED (hvc_vm_migrate_cancel()
  *         or the callback); -ETIMEDOUT; -ECONNABORTED when the destination
  *         closed the connection without acknowledging, or the
@@ -553,10 +561,18 @@ HVC_EXTERN int hvc_vm_migrate_cancel(hvc_vm *vm);
  * authenticated, when encrypted) and the acknowledgement was written; on
  * any error the sender is told (when it can be) and nothing is left.
  *
+ * With @c opts->tls the connection is TLS (the receiver is the server,
+ * docs/MIGRATION.md, "Transport"): the handshake comes first, then the
+ * stream and the acknowledgement inside it.
+ *
  * @return as hvc_vm_restore_fd(); -ENODATA when the sender went away
  *         before the end of the stream; -EPIPE (or the write's error)
  *         when the acknowledgement could not be written, which leaves
- *         nothing either (the sender resumes its VM).
+ *         nothing either (the sender resumes its VM); with TLS,
+ *         -EINVAL for bad TLS options or files OpenSSL cannot use,
+ *         -EKEYREJECTED when the sender's certificate was refused (or it
+ *         refused ours), -EPROTO when the handshake failed otherwise,
+ *         -ENOTSUP when libssl cannot be loaded.
  */
 HVC_EXTERN int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                                       const hvc_restore_options *opts,

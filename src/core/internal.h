@@ -114,7 +114,11 @@ struct hvi_tsc; /* tsc_internal.h */
  * parked runners wait on a semaphore; the last error is thread-local.
  * Calls that must wait for callbacks (pause, destroy, remove_device,
  * reset_devices) refuse with -EDEADLK from the VM's own handlers and event
- * thread (hvi_handler_vm, hvi_event_vm) instead of deadlocking on 1 or 3. */
+ * thread (hvi_handler_vm, hvi_event_vm) instead of deadlocking on 1 or 3.
+ * Live migration adds no lock: auto-converge's throttle thread
+ * (migration/throttle.c) holds none while it calls hvc_vm_pause/resume,
+ * as any caller would, and the libraries loaded on first use share one
+ * leaf mutex (os/linux/lazy.c), held only around dlopen/dlsym. */
 struct hvc_vm {
     hvc_hypervisor *hv;
     const hvc_backend_ops *ops;

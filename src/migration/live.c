@@ -58,12 +58,12 @@ struct live {
     bool *tracked;
     uint8_t *copy; /* one run's pages, copied out of the guest */
     uint64_t max_run;
-    uint64_t pages; /* pages sent in the current phase */
-    struct hvi_tls *tls;       /* NULL: plain */
-    int fd_flags;              /* fcntl flags to put back (TLS) */
-    bool paused;               /* the switchover: no bandwidth limit */
-    struct hvi_pacer pacer;    /* the bandwidth limit */
-    struct hvi_throttle thr;   /* auto-converge */
+    uint64_t pages;          /* pages sent in the current phase */
+    struct hvi_tls *tls;     /* NULL: plain */
+    int fd_flags;            /* fcntl flags to put back (TLS) */
+    bool paused;             /* the switchover: no bandwidth limit */
+    struct hvi_pacer pacer;  /* the bandwidth limit */
+    struct hvi_throttle thr; /* auto-converge */
 };
 
 static int wait_ack(struct live *l, const char *when);
@@ -85,10 +85,11 @@ static int64_t live_write(void *opaque, const void *buf, size_t len)
             return -ECANCELED;
         if (!l->final && l->deadline && now_ns() > l->deadline)
             return -ETIMEDOUT;
-        uint64_t wait = l->paused ? 0 : hvi_pacer_account(&l->pacer, 0, now_ns());
+        uint64_t wait =
+            l->paused ? 0 : hvi_pacer_account(&l->pacer, 0, now_ns());
         if (wait) { /* the bandwidth limit: in slices, to see a cancel */
-            struct timespec t = {0, (long)(wait < 50000000u ? wait
-                                                            : 50000000u)};
+            struct timespec t = {0,
+                                 (long)(wait < 50000000u ? wait : 50000000u)};
             nanosleep(&t, NULL);
             continue;
         }
@@ -365,12 +366,14 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
                              ? " (LEAVE_PAUSED is for live snapshots)"
                              : "");
     if (l->opts.reserved2)
-        return hvi_error(-EINVAL, "hvc_migrate_options: reserved2 is %u, "
-                                  "not 0",
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_options: reserved2 is %u, "
+                         "not 0",
                          l->opts.reserved2);
     if (l->opts.bandwidth_mib > (1u << 24))
-        return hvi_error(-EINVAL, "hvc_migrate_options: bandwidth_mib %u is "
-                                  "more than 2^24",
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_options: bandwidth_mib %u is "
+                         "more than 2^24",
                          l->opts.bandwidth_mib);
     if (l->opts.tls && (r = hvi_tls_check(l->opts.tls, false)) < 0)
         return r;

@@ -15,17 +15,37 @@ struct field {
     bool wide; /* uint64_t, else uint32_t */
 };
 
-#define F32(n) {#n, offsetof(hvc_migrate_stats, n), false}
-#define F64(n) {#n, offsetof(hvc_migrate_stats, n), true}
+#define F32(n)                                                                 \
+    {                                                                          \
+#n, offsetof(hvc_migrate_stats, n), false                              \
+    }
+#define F64(n)                                                                 \
+    {                                                                          \
+#n, offsetof(hvc_migrate_stats, n), true                               \
+    }
 
 static const struct field fields[] = {
-    F32(dirty_mode),      F32(rounds),           F32(completed),
-    F64(setup_ms),        F64(total_ms),         F64(downtime_us),
-    F64(bytes_initial),   F64(pages_initial),    F64(bytes_precopy),
-    F64(pages_precopy),   F64(bytes_final),      F64(pages_final),
-    F64(throughput_bps),  F64(dirty_pages_per_s), F64(remaining_pages),
-    F64(expected_downtime_us), F64(pause_us),    F64(final_send_us),
-    F64(ack_wait_us),     F32(throttle_percent), F32(tls),
+    F32(dirty_mode),
+    F32(rounds),
+    F32(completed),
+    F64(setup_ms),
+    F64(total_ms),
+    F64(downtime_us),
+    F64(bytes_initial),
+    F64(pages_initial),
+    F64(bytes_precopy),
+    F64(pages_precopy),
+    F64(bytes_final),
+    F64(pages_final),
+    F64(throughput_bps),
+    F64(dirty_pages_per_s),
+    F64(remaining_pages),
+    F64(expected_downtime_us),
+    F64(pause_us),
+    F64(final_send_us),
+    F64(ack_wait_us),
+    F32(throttle_percent),
+    F32(tls),
 };
 
 /* Appends to buf like snprintf, keeping count of the whole length. */
@@ -57,8 +77,9 @@ int hvc_migrate_stats_json(const hvc_migrate_stats *st, char *buf, size_t len)
         return hvi_error(-EINVAL, "hvc_migrate_stats_json: NULL %s",
                          st ? "buffer" : "statistics");
     if (st->size < offsetof(hvc_migrate_stats, throttle_percent))
-        return hvi_error(-EINVAL, "hvc_migrate_stats_json: size %u is not "
-                                  "one this library knows",
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_stats_json: size %u is not "
+                         "one this library knows",
                          st->size);
     if (len)
         buf[0] = 0;

@@ -47,8 +47,7 @@ uint64_t hvi_pacer_account(struct hvi_pacer *p, uint64_t bytes, uint64_t now)
 
 static void sleep_ns(uint64_t ns)
 {
-    struct timespec t = {(time_t)(ns / 1000000000u),
-                         (long)(ns % 1000000000u)};
+    struct timespec t = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
     while (nanosleep(&t, &t) < 0 && errno == EINTR)
         ;
 }
@@ -87,8 +86,9 @@ int hvi_throttle_set(struct hvi_throttle *t, hvc_vm *vm, uint32_t percent)
     atomic_store(&t->error, 0);
     int e = pthread_create(&t->thread, NULL, throttle_main, t);
     if (e)
-        return hvi_error(-e, "auto-converge: cannot start the throttle "
-                             "thread: %s",
+        return hvi_error(-e,
+                         "auto-converge: cannot start the throttle "
+                         "thread: %s",
                          hvc_strerror(-e));
     t->running = true;
     return 0;
@@ -103,8 +103,9 @@ int hvi_throttle_stop(struct hvi_throttle *t)
     t->running = false;
     int r = atomic_load(&t->error);
     if (r < 0)
-        return hvi_error(r, "auto-converge: the throttle could not pause or "
-                            "resume the VM: %s",
+        return hvi_error(r,
+                         "auto-converge: the throttle could not pause or "
+                         "resume the VM: %s",
                          hvc_strerror(r));
     return 0;
 }

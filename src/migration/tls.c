@@ -124,8 +124,9 @@ static int check_file(const char *field, const char *path)
 int hvi_tls_check(const hvc_migrate_tls *t, bool server)
 {
     if (t->size < sizeof(hvc_migrate_tls))
-        return hvi_error(-EINVAL, "hvc_migrate_tls size %u is not one this "
-                                  "library knows",
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_tls size %u is not one this "
+                         "library knows",
                          t->size);
     if (t->flags & ~(uint32_t)HVC_MIGRATE_TLS_VERIFY_PEER)
         return hvi_error(-EINVAL, "hvc_migrate_tls: unknown flags 0x%x",
@@ -153,11 +154,12 @@ int hvi_tls_check(const hvc_migrate_tls *t, bool server)
         return r;
     if (t->ca && (r = check_file("ca", t->ca)) < 0)
         return r;
-    if (t->server_name && (strlen(t->server_name) == 0 ||
-                           strlen(t->server_name) > 253 ||
-                           strpbrk(t->server_name, " /\\\"'")))
-        return hvi_error(-EINVAL, "hvc_migrate_tls.server_name \"%s\" is not "
-                                  "a host name or address",
+    if (t->server_name &&
+        (strlen(t->server_name) == 0 || strlen(t->server_name) > 253 ||
+         strpbrk(t->server_name, " /\\\"'")))
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_tls.server_name \"%s\" is not "
+                         "a host name or address",
                          HVI_QUOTE(t->server_name));
     return 0;
 }
@@ -196,19 +198,19 @@ static int tls_fail(struct hvi_tls *t, int ret, const char *what)
     const char *why = ssl_reason(&cert);
     if (v != X509_V_OK)
         return hvi_error(-EKEYREJECTED,
-                         "TLS: %s: the peer's certificate was refused: %s", what,
-                         X509_verify_cert_error_string(v));
+                         "TLS: %s: the peer's certificate was refused: %s",
+                         what, X509_verify_cert_error_string(v));
     if (cert)
         return hvi_error(-EKEYREJECTED, "TLS: %s: certificate refused: %s",
                          what, why);
-    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !*why &&
-                                       (ret == 0 || sys == 0)))
-        return hvi_error(-ECONNABORTED, "TLS: %s: the peer closed the "
-                                        "connection",
+    if (e == SSL_ERROR_ZERO_RETURN ||
+        (e == SSL_ERROR_SYSCALL && !*why && (ret == 0 || sys == 0)))
+        return hvi_error(-ECONNABORTED,
+                         "TLS: %s: the peer closed the "
+                         "connection",
                          what);
     if (e == SSL_ERROR_SYSCALL && !*why)
-        return hvi_error(sys == EAGAIN ? -ETIMEDOUT : -sys, "TLS: %s: %s",
-                         what,
+        return hvi_error(sys == EAGAIN ? -ETIMEDOUT : -sys, "TLS: %s: %s", what,
                          sys == EAGAIN ? "timed out" : hvc_strerror(-sys));
     return hvi_error(-EPROTO, "TLS: %s: %s", what, *why ? why : "failed");
 }
@@ -239,9 +241,8 @@ static int setup_ctx(struct hvi_tls *t, const hvc_migrate_tls *o, bool server)
     if (!server)
         SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
     else if (o->flags & HVC_MIGRATE_TLS_VERIFY_PEER)
-        SSL_CTX_set_verify(t->ctx,
-                           SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                           NULL);
+        SSL_CTX_set_verify(
+            t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     if (!(t->ssl = SSL_new(t->ctx)) || SSL_set_fd(t->ssl, t->fd) != 1)
         return hvi_error(-ENOMEM, "TLS: cannot create a session");
     return 0;
@@ -303,8 +304,9 @@ int hvi_tls_connect(int fd, const hvc_migrate_tls *o, uint32_t timeout_ms,
     while (r == 0 && got < sizeof(go)) {
         ret = SSL_read(t->ssl, go + got, (int)(sizeof(go) - got));
         if (ret <= 0)
-            r = tls_fail(t, ret, "the destination did not accept the "
-                                 "connection");
+            r = tls_fail(t, ret,
+                         "the destination did not accept the "
+                         "connection");
         else
             got += (size_t)ret;
     }
@@ -331,7 +333,7 @@ int hvi_tls_accept(int fd, const hvc_migrate_tls *o, struct hvi_tls **out)
     if (ret != 1)
         r = tls_fail(t, ret, "handshake with the source");
     for (size_t done = 0; r == 0 && done < sizeof(GO_MAGIC) - 1;) {
-        ret = SSL_write(t->ssl, GO_MAGIC + done,
+        ret = SSL_write(t->ssl, &GO_MAGIC[done],
                         (int)(sizeof(GO_MAGIC) - 1 - done));
         if (ret <= 0)
             r = tls_fail(t, ret, "writing to the source");

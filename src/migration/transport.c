@@ -20,8 +20,8 @@
 
 static int bad(const char *addr, const char *why)
 {
-    return hvi_error(-EINVAL, "migration address \"%s\": %s",
-                     HVI_QUOTE(addr), why);
+    return hvi_error(-EINVAL, "migration address \"%s\": %s", HVI_QUOTE(addr),
+                     why);
 }
 
 int hvi_migrate_parse(const char *addr, bool listening,
