@@ -90,6 +90,16 @@ int hvi_x86_exec_string(struct hvi_x86_insn *d, struct hvi_x86_cpu *c,
         int r = once(d, c, kind, m, opaque, out);
         return r < 0 ? r : 1;
     }
+    /* A 32-bit address size in 64-bit mode writes rCX and the index
+     * registers as 32-bit registers even when the count is 0, clearing
+     * their upper halves (seen on the CPU; test_x86_emulate checks it). */
+    if (d->mode == 64 && d->asize == 4) {
+        step(d, c, HVI_X86_RCX, 0);
+        if (kind != 0)
+            step(d, c, HVI_X86_RSI, 0);
+        if (kind != 1)
+            step(d, c, HVI_X86_RDI, 0);
+    }
     uint64_t amask = hvi_x86_mask(d->asize);
     uint64_t count = c->gpr[HVI_X86_RCX] & amask;
     for (unsigned i = 0; count && i < HVI_X86_REP_BATCH; i++) {
