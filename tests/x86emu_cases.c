@@ -49,6 +49,8 @@ struct ins {
     bool a32;       /* 67 in 64-bit mode */
     bool force_rex; /* a plain 0x40 for SPL..DIL */
     bool fs;        /* FS override */
+    bool lock;      /* F0 */
+    bool stale_rex; /* a REX before a legacy prefix: ignored */
     uint8_t rep;
     uint8_t op[2];
     unsigned nop;
@@ -169,6 +171,13 @@ static void assemble(struct xcase *c, const struct ins *in)
 {
     uint64_t t = XC_TARGET - (in->fs ? XC_FS_BASE : 0);
     c->len = 0;
+    if (in->stale_rex && in->mode == 64) {
+        emit(c, 0x4f); /* cancelled by the legacy prefix after it */
+        if (!in->fs && !in->lock)
+            emit(c, 0x3e); /* DS: no effect in 64-bit mode */
+    }
+    if (in->lock)
+        emit(c, 0xf0);
     if (in->fs)
         emit(c, 0x64);
     if (in->rep)
@@ -271,9 +280,10 @@ static void finish(struct gen *g, struct xcase *c, const struct ins *in,
 {
     assemble(c, in);
     char name[80];
-    snprintf(name, sizeof(name), "%s/o%u/f%d%s%s%s", what, in->osize,
+    snprintf(name, sizeof(name), "%s/o%u/f%d%s%s%s%s", what, in->osize,
              in->form, in->a16 ? "/a16" : in->a32 ? "/a32" : "",
-             in->fs ? "/fs" : "", in->force_rex ? "/rex" : "");
+             in->fs ? "/fs" : "", in->force_rex ? "/rex" : "",
+             in->lock ? "/lock" : "");
     memcpy(c->name, name, sizeof(c->name));
     g->fn(c, g->arg);
     g->count++;
@@ -332,6 +342,9 @@ static void gen_alu(struct gen *g, unsigned reps)
                         in.imm = value();
                     }
                     set_mem(&c, value());
+                    in.lock = op != 7 && in.form >= 0 && form != 2 &&
+                              form != 3 && (k % 3) == 1;
+                    in.stale_rex = (k % 4) == 2;
                     if (g->mode == 32)
                         c.gpr[in.reg & 15] &= 0xffffffffull;
                     c.undef = alu_undef(op);
