@@ -1,6 +1,6 @@
 /* The library's x86 MMIO emulator (src/arch/x86/emulate.h) against the
  * CPU: every case of x86emu_cases.c runs natively in a KVM guest (64-bit
- * long mode, then 32-bit protected mode), with its memory operand in
+ * long mode, 32-bit protected mode, real mode), with its memory operand in
  * ordinary RAM, and again in the emulator from the same registers, flags
  * and memory, over a copy of that memory. Registers, RIP's advance, the
  * flags the instruction defines and every byte of the memory window must
@@ -94,7 +94,7 @@ struct rig {
     unsigned mode;
     unsigned cases, failures, mmio_accesses, messages, failed_case;
     unsigned undef_diffs; /* cases whose undefined flags differ */
-    uint64_t rip_extra; /* where the guest stops: after the instruction */
+    uint64_t seg_base[6]; /* the vCPU's, in the encoding's order */
     uint8_t window[XC_WIN_LEN];
     uint8_t native[XC_WIN_LEN];
     struct emu_mem emu;
@@ -182,7 +182,7 @@ static void check_case(const struct xcase *c, void *arg)
     memcpy(cpu.gpr, c->gpr, sizeof(cpu.gpr));
     cpu.rip = XC_CODE;
     cpu.rflags = c->rflags;
-    cpu.seg_base[HVI_X86_FS] = XC_FS_BASE;
+    memcpy(cpu.seg_base, g->seg_base, sizeof(cpu.seg_base));
     cpu.mode = g->mode;
     cpu.fault_write = c->fault_write;
     memset(&g->emu, 0, sizeof(g->emu));
@@ -243,13 +243,21 @@ static void against_cpu(unsigned mode)
     g.failed_case = ~0u;
     hvt_open(&g.t, 0);
     g.vcpu = hvt_vcpu(g.t.vm, 0,
-                      mode == 64 ? HVC_X86_MODE_LONG64
-                                 : HVC_X86_MODE_PROTECTED32,
+                      mode == 64   ? HVC_X86_MODE_LONG64
+                      : mode == 32 ? HVC_X86_MODE_PROTECTED32
+                                   : HVC_X86_MODE_REAL,
                       0);
-    hvc_x86_segment fs;
-    HVT_OK(hvc_vcpu_get_segment(g.vcpu, HVC_X86_FS, &fs));
-    fs.base = XC_FS_BASE;
-    HVT_OK(hvc_vcpu_set_segment(g.vcpu, HVC_X86_FS, &fs));
+    static const hvc_reg seg_ids[6] = {HVC_X86_ES, HVC_X86_CS, HVC_X86_SS,
+                                       HVC_X86_DS, HVC_X86_FS, HVC_X86_GS};
+    for (int i = 0; i < 6; i++) {
+        hvc_x86_segment sg;
+        HVT_OK(hvc_vcpu_get_segment(g.vcpu, seg_ids[i], &sg));
+        if (seg_ids[i] == HVC_X86_FS) {
+            sg.base = XC_FS_BASE;
+            HVT_OK(hvc_vcpu_set_segment(g.vcpu, seg_ids[i], &sg));
+        }
+        g.seg_base[i] = sg.base;
+    }
     unsigned n = xcase_generate(mode, check_case, &g);
     cr_log_info("%u-bit: %u cases, %u MMIO accesses emulated, %u failed; "
                 "%u with undefined flags unlike this CPU's",
@@ -270,6 +278,11 @@ Test(x86_emulate, long_mode_against_the_cpu)
 Test(x86_emulate, protected_mode_against_the_cpu)
 {
     against_cpu(32);
+}
+
+Test(x86_emulate, real_mode_against_the_cpu)
+{
+    against_cpu(16);
 }
 
 /* ---- without a guest ---------------------------------------------------- */

@@ -182,9 +182,9 @@ static void assemble(struct xcase *c, const struct ins *in)
         emit(c, 0x64);
     if (in->rep)
         emit(c, in->rep);
-    if (in->osize == 2)
+    if (in->mode == 16 ? in->osize == 4 : in->osize == 2)
         emit(c, 0x66);
-    if (in->a16 || in->a32)
+    if (in->mode == 16 ? !in->a16 : in->a16 || in->a32)
         emit(c, 0x67);
     if (in->mode == 64) {
         uint8_t rex = 0x40;
@@ -214,7 +214,7 @@ static void assemble(struct xcase *c, const struct ins *in)
         for (int i = 0; i < 4; i++)
             c->code[rip_at + i] = (uint8_t)(d >> (8 * i));
     }
-    if (in->mode == 32)
+    if (in->mode != 64)
         for (int i = 0; i < 16; i++)
             c->gpr[i] &= 0xffffffffull;
 }
@@ -242,6 +242,7 @@ static void init_case(struct xcase *c, unsigned mode, const char *name)
     snprintf(c->name, sizeof(c->name), "%s", name);
     for (int i = 0; i < 16; i++)
         c->gpr[i] = mode == 64 ? value() : value() & 0xffffffffull;
+    c->gpr[RSP] &= mode == 16 ? 0xffff : ~0ull; /* below SS's limit */
     c->rflags = 0x2 | (rnd() & ARITH);
 }
 
@@ -265,7 +266,8 @@ static void next_form(struct gen *g, struct ins *in)
     unsigned t = g->form_turn++;
     in->mode = g->mode;
     in->fs = (t % 11) == 5;
-    if (g->mode == 32 && (t % 4) == 3) {
+    if ((g->mode == 32 && (t % 4) == 3) ||
+        (g->mode == 16 && (t % 4) != 3)) {
         in->a16 = true;
         in->form = (int)((t / 4) % NFORMS16);
         in->fs = false; /* FS base + 16-bit offset: fine, but keep simple */
@@ -291,7 +293,7 @@ static void finish(struct gen *g, struct xcase *c, const struct ins *in,
 
 static const unsigned *sizes(unsigned mode, unsigned *n)
 {
-    static const unsigned s64[] = {2, 4, 8}, s32[] = {2, 4};
+    static const unsigned s64[] = {2, 4, 8}, s32[] = {2, 4}; /* 16 too */
     *n = mode == 64 ? 3 : 2;
     return mode == 64 ? s64 : s32;
 }
@@ -345,7 +347,7 @@ static void gen_alu(struct gen *g, unsigned reps)
                     in.lock = op != 7 && in.form >= 0 && form != 2 &&
                               form != 3 && (k % 3) == 1;
                     in.stale_rex = (k % 4) == 2;
-                    if (g->mode == 32)
+                    if (g->mode != 64)
                         c.gpr[in.reg & 15] &= 0xffffffffull;
                     c.undef = alu_undef(op);
                     snprintf(what, sizeof(what), "%s/%x", alu_names[op],
@@ -456,7 +458,7 @@ static void gen_bits(struct gen *g)
                 if (k == 0)
                     bit = (int64_t)(rnd() % 8);
                 c.gpr[in.reg] = (uint64_t)bit;
-                if (in.osize == 2 || g->mode == 32)
+                if (in.osize <= 4 || g->mode != 64)
                     c.gpr[in.reg] = (c.gpr[in.reg] & 0xffffffffull) |
                                     (g->mode == 64 ? value() << 32 : 0);
                 if (in.osize == 2)
@@ -490,12 +492,13 @@ static void gen_moffs(struct gen *g)
                 if ((op & 1) == 0 && i > 0)
                     continue;
                 in.a32 = g->mode == 64 && (k & 1);
-                in.a16 = g->mode == 32 && (k & 1);
+                in.a16 = (g->mode == 32 && (k & 1)) ||
+                         (g->mode == 16 && !(k & 1));
                 in.fs = k == 2;
                 in.op[0] = (uint8_t)op;
                 in.nop = 1;
                 in.imm = XC_TARGET - (in.fs ? XC_FS_BASE : 0);
-                in.immn = in.a16 ? 2 : (g->mode == 32 || in.a32) ? 4 : 8;
+                in.immn = in.a16 ? 2 : (g->mode != 64 || in.a32) ? 4 : 8;
                 set_mem(&c, value());
                 char what[16];
                 snprintf(what, sizeof(what), "moffs/%x", op);
@@ -525,7 +528,8 @@ static void gen_string(struct gen *g)
                 if (ops[o] == 0xac && in.rep && k > 4)
                     in.rep = 0; /* REP LODS: a few are enough */
                 in.a32 = g->mode == 64 && (k % 4) == 1;
-                in.a16 = g->mode == 32 && (k % 4) == 1;
+                in.a16 = (g->mode == 32 && (k % 4) == 1) ||
+                         (g->mode == 16 && (k % 4) != 1);
                 in.fs = ops[o] != 0xaa && (k % 5) == 2;
                 bool down = k & 1;
                 c.rflags = (c.rflags & ~(uint64_t)DF) | (down ? DF : 0);

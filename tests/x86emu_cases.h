@@ -29,7 +29,7 @@ struct xcase {
 
 typedef void (*xcase_fn)(const struct xcase *c, void *arg);
 
-/* Calls fn for every case of mode (64 or 32); returns how many. */
+/* Calls fn for every case of mode (64, 32 or 16); returns how many. */
 unsigned xcase_generate(unsigned mode, xcase_fn fn, void *arg);
 
 #endif
