@@ -35,7 +35,8 @@ struct emu_mem {
 
 static uint8_t *at(struct emu_mem *m, uint64_t addr, unsigned size)
 {
-    if (addr < XC_WIN || addr + size > XC_WIN + XC_WIN_LEN || addr + size < addr) {
+    if (addr < XC_WIN || addr + size > XC_WIN + XC_WIN_LEN ||
+        addr + size < addr) {
         m->bad++;
         m->bad_addr = addr;
         return NULL;
@@ -216,8 +217,7 @@ static void check_case(const struct xcase *c, void *arg)
     for (int i = 0; i < 16; i++)
         if (nat[i] != cpu.gpr[i])
             fail(g, c, "gpr %d: native 0x%llx emulated 0x%llx (before 0x%llx)",
-                 i, (unsigned long long)nat[i],
-                 (unsigned long long)cpu.gpr[i],
+                 i, (unsigned long long)nat[i], (unsigned long long)cpu.gpr[i],
                  (unsigned long long)c->gpr[i]);
     uint64_t diff = (nat[17] ^ cpu.rflags) & ~c->undef;
     /* Undefined flags are the CPU's choice: counted, not compared. */
@@ -229,7 +229,8 @@ static void check_case(const struct xcase *c, void *arg)
              (unsigned long long)c->rflags);
     for (unsigned i = 0; i < XC_WIN_LEN; i++)
         if (g->native[i] != g->emu.buf[i]) {
-            fail(g, c, "memory 0x%x: native 0x%02x emulated 0x%02x (was 0x%02x)",
+            fail(g, c,
+                 "memory 0x%x: native 0x%02x emulated 0x%02x (was 0x%02x)",
                  XC_WIN + i, g->native[i], g->emu.buf[i], g->window[i]);
             break;
         }
@@ -295,7 +296,7 @@ static int emulate(unsigned mode, const uint8_t *b, size_t n,
     return hvi_x86_emulate(cpu, b, n, &ops, m, res);
 }
 
-#define REFUSED(md, err, text, ...)                                          \
+#define REFUSED(md, err, text, ...)                                            \
     do {                                                                       \
         static const uint8_t b_[] = {__VA_ARGS__};                             \
         struct hvi_x86_cpu cpu_ = {0}, before_;                                \
@@ -307,7 +308,7 @@ static int emulate(unsigned mode, const uint8_t *b, size_t n,
         int r_ = emulate(md, b_, sizeof(b_), &cpu_, &m_, &res_);               \
         cr_assert_eq(r_, err, "%s: %d (%s)", #__VA_ARGS__, r_,                 \
                      hvc_last_error());                                        \
-        cr_assert(strstr(hvc_last_error(), text), "message: %s",              \
+        cr_assert(strstr(hvc_last_error(), text), "message: %s",               \
                   hvc_last_error());                                           \
         cr_assert(memcmp(&cpu_, &before_, sizeof(cpu_)) == 0,                  \
                   "registers changed on failure");                             \
@@ -321,9 +322,8 @@ Test(x86_emulate, refuses_with_the_bytes_named)
     REFUSED(64, -EINVAL, "truncated", 0xa1, 0x00, 0x10, 0x00, 0x00);
     REFUSED(64, -EINVAL, "truncated", 0x66, 0x48);
     /* 15 prefixes and no opcode: over the limit */
-    REFUSED(64, -EINVAL, "longer than 15",
-            0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
-            0x66, 0x66, 0x66, 0x66, 0x66, 0x89, 0x03);
+    REFUSED(64, -EINVAL, "longer than 15", 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+            0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x89, 0x03);
     /* valid but not supported: SYSCALL, MUL, a far jump, a push */
     REFUSED(64, -ENOTSUP, "\\x0f\\x05", 0x0f, 0x05);
     REFUSED(64, -ENOTSUP, "not supported", 0xf7, 0x23);

@@ -29,11 +29,26 @@ static uint64_t rnd(void)
     return rng;
 }
 
-static const uint64_t edges[] = {
-    0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fffffff,
-    0x80000000, 0xffffffff, 0x7fffffffffffffffull, 0x8000000000000000ull,
-    0xffffffffffffffffull, 0x0123456789abcdefull, 0xfedcba9876543210ull,
-    0x00000000ffff0000ull, 0x8080808080808080ull, 0x0f0f0f0f0f0f0f0full};
+static const uint64_t edges[] = {0,
+                                 1,
+                                 2,
+                                 0x7f,
+                                 0x80,
+                                 0xff,
+                                 0x7fff,
+                                 0x8000,
+                                 0xffff,
+                                 0x7fffffff,
+                                 0x80000000,
+                                 0xffffffff,
+                                 0x7fffffffffffffffull,
+                                 0x8000000000000000ull,
+                                 0xffffffffffffffffull,
+                                 0x0123456789abcdefull,
+                                 0xfedcba9876543210ull,
+                                 0x00000000ffff0000ull,
+                                 0x8080808080808080ull,
+                                 0x0f0f0f0f0f0f0f0full};
 #define NEDGES (sizeof(edges) / sizeof(edges[0]))
 
 static uint64_t value(void)
@@ -67,14 +82,18 @@ struct ins {
 static unsigned form_regs(const struct ins *in)
 {
     if (in->a16) {
-        static const unsigned m[NFORMS16] = {
-            1u << RBX | 1u << RSI, 1u << RBX | 1u << RDI,
-            1u << RBP | 1u << RSI, 0, 1u << RSI, 1u << RDI, 1u << RBX};
+        static const unsigned m[NFORMS16] = {1u << RBX | 1u << RSI,
+                                             1u << RBX | 1u << RDI,
+                                             1u << RBP | 1u << RSI,
+                                             0,
+                                             1u << RSI,
+                                             1u << RDI,
+                                             1u << RBX};
         return m[in->form];
     }
     static const unsigned m[NFORMS64] = {
-        1u << RBX, 1u << RBX, 1u << RBX | 1u << RSI, 0,
-        1u << R13 | 1u << RBP, 0, 1u << RBP, 1u << R9 | 1u << R10};
+        1u << RBX, 1u << RBX, 1u << RBX | 1u << RSI, 0, 1u << R13 | 1u << RBP,
+        0,         1u << RBP, 1u << R9 | 1u << R10};
     return m[in->form];
 }
 
@@ -98,7 +117,11 @@ static int emit_mem(struct xcase *c, const struct ins *in, uint64_t t)
     if (in->a16) {
         uint64_t bx = t - 0x100, si = 0x40, di = 0x60, bp = t - 0x300;
         switch (in->form) {
-        case 0: emit(c, reg | 0); c->gpr[RBX] = t - si; c->gpr[RSI] = si; break;
+        case 0:
+            emit(c, reg | 0);
+            c->gpr[RBX] = t - si;
+            c->gpr[RSI] = si;
+            break;
         case 1:
             emit(c, 0x40 | reg | 1);
             emit(c, 0x20);
@@ -111,20 +134,40 @@ static int emit_mem(struct xcase *c, const struct ins *in, uint64_t t)
             c->gpr[RBP] = bp;
             c->gpr[RSI] = si;
             break;
-        case 3: emit(c, reg | 6); emit_n(c, t, 2); break;
-        case 4: emit(c, reg | 4); c->gpr[RSI] = t; break;
-        case 5: emit(c, 0x40 | reg | 5); emit(c, 0xf0); c->gpr[RDI] = t + 0x10; break;
-        default: emit(c, reg | 7); c->gpr[RBX] = bx + 0x100; break;
+        case 3:
+            emit(c, reg | 6);
+            emit_n(c, t, 2);
+            break;
+        case 4:
+            emit(c, reg | 4);
+            c->gpr[RSI] = t;
+            break;
+        case 5:
+            emit(c, 0x40 | reg | 5);
+            emit(c, 0xf0);
+            c->gpr[RDI] = t + 0x10;
+            break;
+        default:
+            emit(c, reg | 7);
+            c->gpr[RBX] = bx + 0x100;
+            break;
         }
         return -1;
     }
     switch (in->form) {
-    case 0: emit(c, reg | 3); c->gpr[RBX] = t; break;
-    case 1: emit(c, 0x40 | reg | 3); emit(c, 0x10); c->gpr[RBX] = t - 0x10; break;
+    case 0:
+        emit(c, reg | 3);
+        c->gpr[RBX] = t;
+        break;
+    case 1:
+        emit(c, 0x40 | reg | 3);
+        emit(c, 0x10);
+        c->gpr[RBX] = t - 0x10;
+        break;
     case 2:
         emit(c, 0x40 | reg | 4);
         emit(c, 0x80 | (6 << 3) | 3); /* [rbx + rsi*4] */
-        emit(c, 0xf8);                 /* - 8 */
+        emit(c, 0xf8);                /* - 8 */
         c->gpr[RSI] = 0x30;
         c->gpr[RBX] = t - 0xc0 + 8;
         break;
@@ -148,8 +191,16 @@ static int emit_mem(struct xcase *c, const struct ins *in, uint64_t t)
             c->gpr[RBP] = t - 0x7f;
         }
         break;
-    case 5: emit(c, reg | 4); emit(c, 0x25); emit_n(c, t, 4); break;
-    case 6: emit(c, 0x80 | reg | 5); emit_n(c, 0x100, 4); c->gpr[RBP] = t - 0x100; break;
+    case 5:
+        emit(c, reg | 4);
+        emit(c, 0x25);
+        emit_n(c, t, 4);
+        break;
+    case 6:
+        emit(c, 0x80 | reg | 5);
+        emit_n(c, 0x100, 4);
+        c->gpr[RBP] = t - 0x100;
+        break;
     default:
         if (in->mode == 64) { /* [r9 + r10*8 + disp32] */
             emit(c, 0x80 | reg | 4);
@@ -266,8 +317,7 @@ static void next_form(struct gen *g, struct ins *in)
     unsigned t = g->form_turn++;
     in->mode = g->mode;
     in->fs = (t % 11) == 5;
-    if ((g->mode == 32 && (t % 4) == 3) ||
-        (g->mode == 16 && (t % 4) != 3)) {
+    if ((g->mode == 32 && (t % 4) == 3) || (g->mode == 16 && (t % 4) != 3)) {
         in->a16 = true;
         in->form = (int)((t / 4) % NFORMS16);
         in->fs = false; /* FS base + 16-bit offset: fine, but keep simple */
@@ -283,7 +333,10 @@ static void finish(struct gen *g, struct xcase *c, const struct ins *in,
     assemble(c, in);
     char name[80];
     snprintf(name, sizeof(name), "%s/o%u/f%d%s%s%s%s", what, in->osize,
-             in->form, in->a16 ? "/a16" : in->a32 ? "/a32" : "",
+             in->form,
+             in->a16   ? "/a16"
+             : in->a32 ? "/a32"
+                       : "",
              in->fs ? "/fs" : "", in->force_rex ? "/rex" : "",
              in->lock ? "/lock" : "");
     memcpy(c->name, name, sizeof(c->name));
@@ -351,8 +404,7 @@ static void gen_alu(struct gen *g, unsigned reps)
                         c.gpr[in.reg & 15] &= 0xffffffffull;
                     c.undef = alu_undef(op);
                     snprintf(what, sizeof(what), "%s/%x", alu_names[op],
-                             form < 4 ? op * 8 + form
-                                      : (unsigned)in.op[0]);
+                             form < 4 ? op * 8 + form : (unsigned)in.op[0]);
                     finish(g, &c, &in, what);
                 }
             }
@@ -360,11 +412,10 @@ static void gen_alu(struct gen *g, unsigned reps)
     }
 }
 
-
 /* One case of a ModRM instruction: opcode bytes, /digit or register. */
 static void modrm_case(struct gen *g, const char *what, const uint8_t *op,
-                       unsigned nop, unsigned osize, int digit,
-                       unsigned immn, uint64_t undef, bool byte_reg)
+                       unsigned nop, unsigned osize, int digit, unsigned immn,
+                       uint64_t undef, bool byte_reg)
 {
     struct xcase c;
     struct ins in = {0};
@@ -407,9 +458,8 @@ static void gen_moves(struct gen *g)
         modrm_case(g, "dec/fe", bfe, 1, 1, 1, 0, 0, false);
         for (unsigned i = 0; i < ns; i++) {
             unsigned o = sz[i], imm = o == 2 ? 2 : 4;
-            static const uint8_t b89[] = {0x89}, b8b[] = {0x8b},
-                                 bc7[] = {0xc7}, b87[] = {0x87},
-                                 bf7[] = {0xf7}, b85[] = {0x85},
+            static const uint8_t b89[] = {0x89}, b8b[] = {0x8b}, bc7[] = {0xc7},
+                                 b87[] = {0x87}, bf7[] = {0xf7}, b85[] = {0x85},
                                  bff[] = {0xff}, zx8[] = {0x0f, 0xb6},
                                  zx16[] = {0x0f, 0xb7}, sx8[] = {0x0f, 0xbe},
                                  sx16[] = {0x0f, 0xbf}, b63[] = {0x63};
@@ -492,8 +542,8 @@ static void gen_moffs(struct gen *g)
                 if ((op & 1) == 0 && i > 0)
                     continue;
                 in.a32 = g->mode == 64 && (k & 1);
-                in.a16 = (g->mode == 32 && (k & 1)) ||
-                         (g->mode == 16 && !(k & 1));
+                in.a16 =
+                    (g->mode == 32 && (k & 1)) || (g->mode == 16 && !(k & 1));
                 in.fs = k == 2;
                 in.op[0] = (uint8_t)op;
                 in.nop = 1;
@@ -544,11 +594,11 @@ static void gen_string(struct gen *g)
                     dst += span;
                 }
                 /* Garbage above the address size must not count. */
-                uint64_t hi = in.a16 ? 0xffff0000ull
-                                     : in.a32 ? 0xffffffff00000000ull : 0;
+                uint64_t hi = in.a16   ? 0xffff0000ull
+                              : in.a32 ? 0xffffffff00000000ull
+                                       : 0;
                 c.gpr[RCX] = n | (value() & hi);
-                c.gpr[RSI] = (src - (in.fs ? XC_FS_BASE : 0)) |
-                             (value() & hi);
+                c.gpr[RSI] = (src - (in.fs ? XC_FS_BASE : 0)) | (value() & hi);
                 c.gpr[RDI] = dst | (value() & hi);
                 c.fault_write = (unsigned)(rnd() & 1);
                 char what[24];

@@ -19,11 +19,11 @@
 struct xcase {
     char name[80];
     uint8_t code[16];
-    unsigned len;      /* bytes of the instruction */
-    uint64_t gpr[16];  /* encoding order: RAX RCX RDX RBX RSP RBP RSI RDI */
+    unsigned len;     /* bytes of the instruction */
+    uint64_t gpr[16]; /* encoding order: RAX RCX RDX RBX RSP RBP RSI RDI */
     uint64_t rflags;
-    uint8_t mem[8];    /* at XC_TARGET, over the window's pattern */
-    uint64_t undef;    /* RFLAGS bits the instruction leaves undefined */
+    uint8_t mem[8]; /* at XC_TARGET, over the window's pattern */
+    uint64_t undef; /* RFLAGS bits the instruction leaves undefined */
     unsigned fault_write;
 };
 

@@ -137,9 +137,8 @@ static int rm_read(const struct hvi_x86_insn *d, const struct hvi_x86_cpu *c,
 }
 
 static int rm_write(const struct hvi_x86_insn *d, struct hvi_x86_cpu *c,
-                    const struct rm_operand *o,
-                    const struct hvi_x86_mem_ops *m, void *opaque,
-                    struct hvi_x86_emu_result *out, uint64_t v)
+                    const struct rm_operand *o, const struct hvi_x86_mem_ops *m,
+                    void *opaque, struct hvi_x86_emu_result *out, uint64_t v)
 {
     if (!o->is_mem) {
         hvi_x86_reg_set(d, c, o->reg, d->opsize, v);
@@ -173,9 +172,9 @@ static unsigned imm_size(unsigned opsize)
 }
 
 /* Bit tests: BT (0), BTS (1), BTR (2), BTC (3). */
-static int bit_op(struct hvi_x86_insn *d, struct hvi_x86_cpu *c,
-                  unsigned which, bool imm, const struct hvi_x86_mem_ops *m,
-                  void *opaque, struct hvi_x86_emu_result *out)
+static int bit_op(struct hvi_x86_insn *d, struct hvi_x86_cpu *c, unsigned which,
+                  bool imm, const struct hvi_x86_mem_ops *m, void *opaque,
+                  struct hvi_x86_emu_result *out)
 {
     struct rm_operand o;
     int r = operands(d, c, imm ? 1 : 0, &o);
@@ -191,8 +190,8 @@ static int bit_op(struct hvi_x86_insn *d, struct hvi_x86_cpu *c,
         uint64_t raw = hvi_x86_reg_get(d, c, d->reg, d->opsize);
         int64_t s = (int64_t)(raw << (64 - bits)) >> (64 - bits);
         if (o.is_mem) {
-            int64_t units = s >= 0 ? s / (int64_t)bits
-                                   : -((-(s + 1)) / (int64_t)bits) - 1;
+            int64_t units =
+                s >= 0 ? s / (int64_t)bits : -((-(s + 1)) / (int64_t)bits) - 1;
             o.addr += (uint64_t)units * d->opsize;
             if (d->mode != 64)
                 o.addr &= 0xffffffffull;
@@ -234,9 +233,9 @@ static int rmw(struct hvi_x86_insn *d, struct hvi_x86_cpu *c, unsigned op,
 
 static int no_lock(const struct hvi_x86_insn *d)
 {
-    return d->lock ? hvi_x86_bad(d, -EINVAL,
-                                 "LOCK on an instruction without it")
-                   : 0;
+    return d->lock
+               ? hvi_x86_bad(d, -EINVAL, "LOCK on an instruction without it")
+               : 0;
 }
 
 /* 00-3D: op r/m,reg; op reg,r/m; op acc,imm. */
@@ -253,8 +252,8 @@ static int alu_classic(struct hvi_x86_insn *d, struct hvi_x86_cpu *c,
     case 1:
         if ((r = operands(d, c, 0, &o)) < 0)
             return r;
-        return rmw(d, c, op, &o,
-                   hvi_x86_reg_get(d, c, d->reg, d->opsize), m, opaque, out);
+        return rmw(d, c, op, &o, hvi_x86_reg_get(d, c, d->reg, d->opsize), m,
+                   opaque, out);
     case 2:
     case 3: {
         if ((r = operands(d, c, 0, &o)) < 0 || (r = no_lock(d)) < 0)
@@ -334,8 +333,8 @@ int hvi_x86_exec_alu(struct hvi_x86_insn *d, struct hvi_x86_cpu *c,
             /* Peek at /digit: 4..7 are BT, BTS, BTR, BTC. */
             size_t at = d->pos;
             if (at < d->avail && ((d->bytes[at] >> 3) & 7) >= 4)
-                return bit_op(d, c, (d->bytes[at] >> 3) & 3, true, m,
-                              opaque, out);
+                return bit_op(d, c, (d->bytes[at] >> 3) & 3, true, m, opaque,
+                              out);
             if (at >= d->avail)
                 return hvi_x86_decode_modrm(d, c); /* the error */
             return hvi_x86_bad(d, -EINVAL, "invalid opcode");
@@ -350,8 +349,7 @@ int hvi_x86_exec_alu(struct hvi_x86_insn *d, struct hvi_x86_cpu *c,
     case 0x81:
     case 0x83:
         d->opsize = op == 0x80 ? 1 : d->osize;
-        if ((r = operands(d, c, op == 0x81 ? imm_size(d->opsize) : 1,
-                          &o)) < 0)
+        if ((r = operands(d, c, op == 0x81 ? imm_size(d->opsize) : 1, &o)) < 0)
             return r;
         return rmw(d, c, d->reg & 7, &o, d->imm, m, opaque, out);
     case 0x84:

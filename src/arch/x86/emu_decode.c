@@ -12,8 +12,7 @@ int hvi_x86_bad(const struct hvi_x86_insn *d, int err, const char *why)
     char hex[HVI_X86_MAX_INSN * 4 + 1];
     size_t n = d->avail, o = 0;
     for (size_t i = 0; i < n && o + 5 <= sizeof(hex); i++)
-        o += (size_t)snprintf(hex + o, sizeof(hex) - o, "\\x%02x",
-                              d->bytes[i]);
+        o += (size_t)snprintf(hex + o, sizeof(hex) - o, "\\x%02x", d->bytes[i]);
     hex[o] = '\0';
     return hvi_error(err, "x86 emulator: %s: \"%s\" (%zu bytes, %u-bit mode)",
                      why, hex, n, d->mode);
@@ -242,8 +241,7 @@ uint64_t hvi_x86_operand_addr(const struct hvi_x86_insn *d,
 }
 
 uint64_t hvi_x86_reg_get(const struct hvi_x86_insn *d,
-                         const struct hvi_x86_cpu *c, unsigned r,
-                         unsigned size)
+                         const struct hvi_x86_cpu *c, unsigned r, unsigned size)
 {
     r &= 15;
     if (size == 1 && !d->rex && r >= 4 && r < 8)
@@ -258,8 +256,7 @@ void hvi_x86_reg_set(const struct hvi_x86_insn *d, struct hvi_x86_cpu *c,
     switch (size) {
     case 1:
         if (!d->rex && r >= 4 && r < 8)
-            c->gpr[r - 4] =
-                (c->gpr[r - 4] & ~0xff00ull) | ((v & 0xff) << 8);
+            c->gpr[r - 4] = (c->gpr[r - 4] & ~0xff00ull) | ((v & 0xff) << 8);
         else
             c->gpr[r] = (c->gpr[r] & ~0xffull) | (v & 0xff);
         break;

@@ -13,15 +13,15 @@ struct hvi_x86_insn {
     size_t avail; /* min(len, HVI_X86_MAX_INSN) */
     size_t pos;   /* bytes consumed so far */
     unsigned mode;
-    unsigned opsize;   /* 1, 2, 4 or 8: set by the dispatcher per opcode */
-    unsigned osize;    /* the prefixes' operand size: 2, 4 or 8 */
-    unsigned asize;    /* address size: 2, 4 or 8 */
-    bool rex;          /* a REX prefix (changes AH..BH into SPL..DIL) */
+    unsigned opsize; /* 1, 2, 4 or 8: set by the dispatcher per opcode */
+    unsigned osize;  /* the prefixes' operand size: 2, 4 or 8 */
+    unsigned asize;  /* address size: 2, 4 or 8 */
+    bool rex;        /* a REX prefix (changes AH..BH into SPL..DIL) */
     bool rex_w, rex_r, rex_x, rex_b;
     bool lock;
-    uint8_t rep;       /* 0, 0xf2 or 0xf3 */
-    int seg_override;  /* enum hvi_x86_sreg or -1 */
-    bool two_byte;     /* 0F escape */
+    uint8_t rep;      /* 0, 0xf2 or 0xf3 */
+    int seg_override; /* enum hvi_x86_sreg or -1 */
+    bool two_byte;    /* 0F escape */
     uint8_t opcode;
     /* ModRM */
     bool has_modrm;

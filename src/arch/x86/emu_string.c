@@ -30,8 +30,8 @@ static int once(struct hvi_x86_insn *d, struct hvi_x86_cpu *c, int kind,
     int64_t delta = (c->rflags & HVI_X86_DF) ? -(int64_t)n : (int64_t)n;
     int src_seg = d->seg_override >= 0 ? d->seg_override : HVI_X86_DS;
     uint64_t src = hvi_x86_linear(d, c, src_seg, index_reg(d, c, HVI_X86_RSI));
-    uint64_t dst = hvi_x86_linear(d, c, HVI_X86_ES,
-                                  index_reg(d, c, HVI_X86_RDI));
+    uint64_t dst =
+        hvi_x86_linear(d, c, HVI_X86_ES, index_reg(d, c, HVI_X86_RDI));
     uint64_t v;
     int r;
     switch (kind) {

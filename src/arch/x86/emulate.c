@@ -151,8 +151,7 @@ static int moves(struct ctx *x)
         if ((r = mem_operand(x, 0, &addr)) < 0)
             return r;
         if (d->lock && d->mod == 3)
-            return hvi_x86_bad(d, -EINVAL,
-                               "LOCK on an instruction without it");
+            return hvi_x86_bad(d, -EINVAL, "LOCK on an instruction without it");
         if ((r = read_rm(x, addr, d->opsize, &v)) < 0)
             return r;
         uint64_t reg = hvi_x86_reg_get(d, x->c, d->reg, d->opsize);
@@ -174,9 +173,9 @@ static int moves(struct ctx *x)
         addr = hvi_x86_linear(d, x->c, seg, off);
         x->out->accesses++;
         if (op >= 0xa2)
-            return (r = x->m->mmio_write(
-                        x->opaque, addr, d->opsize,
-                        x->c->gpr[HVI_X86_RAX] & hvi_x86_mask(d->opsize))) < 0
+            return (r = x->m->mmio_write(x->opaque, addr, d->opsize,
+                                         x->c->gpr[HVI_X86_RAX] &
+                                             hvi_x86_mask(d->opsize))) < 0
                        ? r
                        : 1;
         if ((r = x->m->mmio_read(x->opaque, addr, d->opsize, &v)) < 0)

@@ -19,15 +19,32 @@
 
 /* General-purpose registers in the order the encoding numbers them. */
 enum hvi_x86_gpr {
-    HVI_X86_RAX, HVI_X86_RCX, HVI_X86_RDX, HVI_X86_RBX,
-    HVI_X86_RSP, HVI_X86_RBP, HVI_X86_RSI, HVI_X86_RDI,
-    HVI_X86_R8, HVI_X86_R9, HVI_X86_R10, HVI_X86_R11,
-    HVI_X86_R12, HVI_X86_R13, HVI_X86_R14, HVI_X86_R15
+    HVI_X86_RAX,
+    HVI_X86_RCX,
+    HVI_X86_RDX,
+    HVI_X86_RBX,
+    HVI_X86_RSP,
+    HVI_X86_RBP,
+    HVI_X86_RSI,
+    HVI_X86_RDI,
+    HVI_X86_R8,
+    HVI_X86_R9,
+    HVI_X86_R10,
+    HVI_X86_R11,
+    HVI_X86_R12,
+    HVI_X86_R13,
+    HVI_X86_R14,
+    HVI_X86_R15
 };
 
 /* Segment registers in the order the encoding numbers them. */
 enum hvi_x86_sreg {
-    HVI_X86_ES, HVI_X86_CS, HVI_X86_SS, HVI_X86_DS, HVI_X86_FS, HVI_X86_GS
+    HVI_X86_ES,
+    HVI_X86_CS,
+    HVI_X86_SS,
+    HVI_X86_DS,
+    HVI_X86_FS,
+    HVI_X86_GS
 };
 
 /* RFLAGS bits the emulator reads or writes. */
@@ -68,14 +85,10 @@ struct hvi_x86_cpu {
  * operand (ModRM or moffs; STOS's destination; one side of MOVS), the mem_
  * pair the other operand of MOVS. All four are required. */
 struct hvi_x86_mem_ops {
-    int (*mmio_read)(void *opaque, uint64_t addr, unsigned size,
-                     uint64_t *val);
-    int (*mmio_write)(void *opaque, uint64_t addr, unsigned size,
-                      uint64_t val);
-    int (*mem_read)(void *opaque, uint64_t addr, unsigned size,
-                    uint64_t *val);
-    int (*mem_write)(void *opaque, uint64_t addr, unsigned size,
-                     uint64_t val);
+    int (*mmio_read)(void *opaque, uint64_t addr, unsigned size, uint64_t *val);
+    int (*mmio_write)(void *opaque, uint64_t addr, unsigned size, uint64_t val);
+    int (*mem_read)(void *opaque, uint64_t addr, unsigned size, uint64_t *val);
+    int (*mem_write)(void *opaque, uint64_t addr, unsigned size, uint64_t val);
 };
 
 struct hvi_x86_emu_result {
