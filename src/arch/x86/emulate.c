@@ -19,7 +19,9 @@
  * cleared; after BT* OF, SF, AF and PF are left unchanged (ZF is, as
  * documented). Not done: segment limit and permission checks, alignment
  * checks, exceptions (#GP, #PF: the caller's callbacks report a failing
- * access as an error), atomicity of LOCK, anything else (-ENOTSUP). */
+ * access as an error), atomicity of LOCK, anything else (-ENOTSUP).
+ * More in docs/X86_EMULATOR.md; tests/test_x86_emulate.c checks it against
+ * the CPU. */
 #include "../../core/internal.h"
 #include "emu_internal.h"
 
