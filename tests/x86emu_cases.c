@@ -610,8 +610,39 @@ static void gen_string(struct gen *g)
     }
 }
 
+/* The accumulator forms without a memory operand: op AL/eAX, imm (04 05
+ * ... 3C 3D) and TEST A8 A9. */
+static void gen_acc(struct gen *g)
+{
+    unsigned ns;
+    const unsigned *sz = sizes(g->mode, &ns);
+    for (unsigned k = 0; k < 3; k++) {
+        for (unsigned op = 0; op < 9; op++) {
+            for (unsigned i = 0; i <= ns; i++) {
+                struct xcase c;
+                struct ins in = {0};
+                init_case(&c, g->mode, "");
+                in.mode = g->mode;
+                in.form = -2;
+                in.osize = i == 0 ? 1 : sz[i - 1];
+                uint8_t base = op < 8 ? (uint8_t)(op * 8 + 4) : 0xa8;
+                in.op[0] = (uint8_t)(base + (i > 0));
+                in.nop = 1;
+                in.immn = in.osize == 1 ? 1 : in.osize == 2 ? 2 : 4;
+                in.imm = value();
+                c.undef = op == 8 ? AF : alu_undef(op);
+                char what[24];
+                snprintf(what, sizeof(what), "%s/acc",
+                         op < 8 ? alu_names[op] : "test");
+                finish(g, &c, &in, what);
+            }
+        }
+    }
+}
+
 static void gen_more(struct gen *g)
 {
+    gen_acc(g);
     gen_moves(g);
     gen_bits(g);
     gen_moffs(g);
