@@ -250,11 +250,17 @@ static void against_cpu(unsigned mode)
                       0);
     static const hvc_reg seg_ids[6] = {HVC_X86_ES, HVC_X86_CS, HVC_X86_SS,
                                        HVC_X86_DS, HVC_X86_FS, HVC_X86_GS};
+    /* Data segments with bases of their own, so that a wrong default
+     * segment (SS for [eBP], [BP]) or override shows: accesses move by
+     * under 1 KiB, inside the window. 64-bit mode ignores all but FS's. */
+    static const uint64_t bases[6] = {0x300, 0, 0x200, 0x100, XC_FS_BASE, 0};
     for (int i = 0; i < 6; i++) {
         hvc_x86_segment sg;
         HVT_OK(hvc_vcpu_get_segment(g.vcpu, seg_ids[i], &sg));
-        if (seg_ids[i] == HVC_X86_FS) {
-            sg.base = XC_FS_BASE;
+        if (seg_ids[i] != HVC_X86_CS && seg_ids[i] != HVC_X86_GS) {
+            sg.base = bases[i];
+            if (mode == 16)
+                sg.selector = (uint16_t)(bases[i] >> 4);
             HVT_OK(hvc_vcpu_set_segment(g.vcpu, seg_ids[i], &sg));
         }
         g.seg_base[i] = sg.base;
