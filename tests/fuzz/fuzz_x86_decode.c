@@ -10,9 +10,10 @@
  * length: the emulator looks at 15 at most). Seeds: fuzz_seeds.c.
  *
  * Checks besides the sanitizers: a success consumes 1..15 bytes, no more
- * than were given, and says so in its result; an error leaves a message
- * and, unless a REP string instruction made progress, the registers
- * unchanged; a second run from the same state gives the same result,
+ * than were given, and says so in its result, with as many accesses as
+ * callbacks were made (at most two per REP iteration); an error leaves
+ * a message and, unless a REP string instruction made progress, the
+ * registers unchanged; a second run from the same state gives the same result,
  * registers and memory. */
 #include "fuzz_common.h"
 
@@ -116,6 +117,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     ra.complete, r);
         if (a.rip != before.rip || a.mode != before.mode)
             fz_fail("RIP or mode changed");
+        if (ra.accesses != mem_a.calls || ra.accesses > 2 * HVI_X86_REP_BATCH)
+            fz_fail("%u accesses reported, %u callbacks made", ra.accesses,
+                    mem_a.calls);
     } else {
         if (r == 0)
             fz_fail("0 returned");
