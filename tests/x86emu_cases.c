@@ -586,6 +586,8 @@ static void gen_string(struct gen *g)
                 uint64_t n = rnd() % 6;
                 if (k == 6)
                     n = 0;
+                if (k >= 10) /* past one emulator batch */
+                    n = all[i] <= 2 ? (k == 10 ? 1500 : 1030) : 1500 / all[i];
                 uint64_t span = (n + 1) * all[i];
                 uint64_t src = XC_WIN + 0x200 + (rnd() % 64);
                 uint64_t dst = XC_WIN + 0x1000 + (rnd() % 64);
