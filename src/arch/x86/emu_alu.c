@@ -131,6 +131,7 @@ static int rm_read(const struct hvi_x86_insn *d, const struct hvi_x86_cpu *c,
         return 0;
     }
     out->accesses++;
+    *v = 0;
     int r = m->mmio_read(opaque, o->addr, d->opsize, v);
     *v &= hvi_x86_mask(d->opsize);
     return r;

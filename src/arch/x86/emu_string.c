@@ -32,7 +32,7 @@ static int once(struct hvi_x86_insn *d, struct hvi_x86_cpu *c, int kind,
     uint64_t src = hvi_x86_linear(d, c, src_seg, index_reg(d, c, HVI_X86_RSI));
     uint64_t dst =
         hvi_x86_linear(d, c, HVI_X86_ES, index_reg(d, c, HVI_X86_RDI));
-    uint64_t v;
+    uint64_t v = 0;
     int r;
     switch (kind) {
     case 0:

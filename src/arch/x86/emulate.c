@@ -56,6 +56,7 @@ static int read_rm(struct ctx *x, uint64_t addr, unsigned size, uint64_t *v)
         return 0;
     }
     x->out->accesses++;
+    *v = 0;
     int r = x->m->mmio_read(x->opaque, addr, size, v);
     *v &= hvi_x86_mask(size);
     return r;
@@ -82,7 +83,7 @@ static uint64_t sext(uint64_t v, unsigned size)
 static int move_extend(struct ctx *x, unsigned src_size, bool sign)
 {
     struct hvi_x86_insn *d = x->d;
-    uint64_t addr = 0, v;
+    uint64_t addr = 0, v = 0;
     int r = mem_operand(x, 0, &addr);
     if (r < 0 || (r = read_rm(x, addr, src_size, &v)) < 0)
         return r;
@@ -105,7 +106,7 @@ static int moves(struct ctx *x)
 {
     struct hvi_x86_insn *d = x->d;
     uint8_t op = d->opcode;
-    uint64_t addr = 0, v;
+    uint64_t addr = 0, v = 0;
     int r;
     bool xchg = !d->two_byte && (op == 0x86 || op == 0x87);
     if (d->lock && !xchg && is_move(d))
