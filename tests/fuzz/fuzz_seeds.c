@@ -429,6 +429,50 @@ static void seeds_loader(void)
     loader_seed("real16.bin", 3, (uint8_t)(HVC_X86_MODE_REAL << 4), 0x7c00);
 }
 
+/* ---- x86_decode --------------------------------------------------------- */
+
+/* One seed: the state byte, an 8-byte register seed, the instruction. */
+static void x86_seed(const char *name, uint8_t state, const uint8_t *insn,
+                     size_t n)
+{
+    uint8_t head[9] = {state, 1, 2, 3, 4, 5, 6, 7, 8};
+    put("x86_decode", name, head, sizeof(head), insn, n);
+}
+
+static void seeds_x86(void)
+{
+    static const struct {
+        const char *name;
+        uint8_t state;
+        uint8_t n;
+        uint8_t b[15];
+    } s[] = {
+        {"mov-store", 0x10, 2, {0x89, 0x03}},
+        {"mov-load-rex", 0x10, 4, {0x4c, 0x8b, 0x4b, 0x10}},
+        {"mov-rip", 0x00, 6, {0x8b, 0x05, 0x00, 0x10, 0x00, 0x00}},
+        {"mov-imm64", 0x10, 7, {0x48, 0xc7, 0x03, 0xff, 0xff, 0xff, 0xff}},
+        {"moffs", 0x10, 9, {0xa1, 0, 1, 0, 0, 0, 0, 0, 0}},
+        {"movzx", 0x10, 3, {0x0f, 0xb6, 0x03}},
+        {"movsxd", 0x10, 3, {0x48, 0x63, 0x03}},
+        {"or-sib", 0x10, 5, {0x66, 0x09, 0x44, 0xb3, 0xf8}},
+        {"lock-add", 0x10, 4, {0xf0, 0x83, 0x03, 0x01}},
+        {"sbb-32", 0x11, 2, {0x19, 0x03}},
+        {"a16", 0x11, 4, {0x67, 0x01, 0x40, 0x10}},
+        {"real16", 0x12, 3, {0x88, 0x47, 0x02}},
+        {"bts", 0x10, 4, {0x48, 0x0f, 0xab, 0x03}},
+        {"bt-imm", 0x10, 4, {0x0f, 0xba, 0x23, 0x05}},
+        {"xchg", 0x10, 2, {0x87, 0x03}},
+        {"neg", 0x10, 2, {0xf7, 0x1b}},
+        {"rep-stos", 0x10, 3, {0xf3, 0x48, 0xab}},
+        {"rep-movs-down", 0x1c, 2, {0xf3, 0xa4}},
+        {"rep-movs-a32", 0x14, 3, {0xf3, 0x67, 0xa5}},
+        {"fs-lods", 0x10, 2, {0x64, 0xac}},
+        {"failing", 0x30, 2, {0x89, 0x03}},
+    };
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        x86_seed(s[i].name, s[i].state, s[i].b, s[i].n);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -446,5 +490,6 @@ int main(int argc, char **argv)
     seeds_io();
     seeds_vqueue();
     seeds_loader();
+    seeds_x86();
     return 0;
 }
