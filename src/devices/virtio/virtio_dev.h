@@ -7,7 +7,7 @@
 
 #include <hvcore/virtio.h>
 
-#define VIRTIO_MAX_QUEUES 2
+#define VIRTIO_MAX_QUEUES 3
 #define VIRTIO_QUEUE_MAX 256 /* entries; also the longest chain */
 
 /* Device status bits (virtio 1.2 section 2.1). */
@@ -183,6 +183,11 @@ void hvi_vdev_kick_all(struct vdev *d);
  * segment). pop: 1 and a chain in *e, 0 when the ring is empty, -1 on
  * a malformed chain (the device is failed). */
 int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e);
+/* Reads the chain that starts at descriptor head again (a buffer the
+ * device took earlier and kept), checked as hvi_vq_pop() checks it: 0, or
+ * -1 with the device failed. */
+int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head,
+                struct vq_elem *e);
 void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len);
 /* Signals used buffers, unless the driver set VRING_AVAIL_F_NO_INTERRUPT. */
 void hvi_vq_interrupt(struct vdev *d, struct vq *q);
