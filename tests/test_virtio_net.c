@@ -4,8 +4,9 @@
  * whose pages are missing (forced through the library's internal present
  * hook, as post-copy will report them), a malicious driver. Snapshot and
  * restore and the back end's detach and attach are in
- * test_virtio_net_state.c. Every test makes a network namespace of its own (ip netns add),
- * with a tap and 10.99.0.1/24 on it, and deletes it at the end: root. */
+ * test_virtio_net_state.c. Every test makes a network namespace of its own (ip
+ * netns add), with a tap and 10.99.0.1/24 on it, and deletes it at the end:
+ * root. */
 #include "vnet_util.h"
 
 #include <stdatomic.h>
@@ -60,8 +61,7 @@ static void traffic(uint64_t features, uint32_t count)
     cr_assert_eq(o.udp_rx, count, "guest got %u of %u datagrams", o.udp_rx,
                  count);
     cr_assert_eq(o.udp_rx_gaps, 0);
-    cr_assert_eq(o.csum_bad, 0, "%u datagrams with a bad checksum",
-                 o.csum_bad);
+    cr_assert_eq(o.csum_bad, 0, "%u datagrams with a bad checksum", o.csum_bad);
     cr_assert_geq(o.arp_replies_sent, 1, "the host never asked the guest");
     cr_assert_eq(memcmp(o.mac, guest_mac, 6), 0, "config MAC differs");
     cr_assert_eq(st.rx_dropped, 0);
@@ -115,8 +115,8 @@ static int fault_hook(void *opaque, uint64_t gpa, uint64_t len)
 static void warm_guest(int *tx)
 {
     *tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    open_guest(&g, VN_TRAFFIC, VN_F_MAC | VN_F_MRG_RXBUF | VN_F_STATUS, 0,
-               3000, 1);
+    open_guest(&g, VN_TRAFFIC, VN_F_MAC | VN_F_MRG_RXBUF | VN_F_STATUS, 0, 3000,
+               1);
     hvi_vm_set_present_hook(g.v.t.vm, fault_hook, NULL);
     start(&g);
     struct vn_out o;
@@ -183,8 +183,10 @@ Test(virtio_net, faulty_every_buffer_then_bounded_queue)
     cr_assert_geq(st.faulty_events, VN_NRX);
     atomic_store(&missing_mask, 0);
     WAIT_GUEST(&g, o, 30000, o.udp_rx - base >= 40);
-    cr_assert_eq(o.udp_rx - base, 40, "guest got %u of 40 after the pages "
-                                      "arrived", o.udp_rx - base);
+    cr_assert_eq(o.udp_rx - base, 40,
+                 "guest got %u of 40 after the pages "
+                 "arrived",
+                 o.udp_rx - base);
     cr_assert_eq(o.udp_rx_gaps, 0);
     stats(&g, &st);
     cr_assert_eq(st.rx_dropped, 0);

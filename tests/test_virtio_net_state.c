@@ -6,6 +6,7 @@
 #include "vnet_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -20,8 +21,7 @@
 
 #include <hvcore/migration.h>
 
-TestSuite(virtio_net_state, .init = netns_up, .fini = vnt_fini,
-          .timeout = 240);
+TestSuite(virtio_net_state, .init = netns_up, .fini = vnt_fini, .timeout = 240);
 
 struct membuf {
     uint8_t *p;
@@ -53,8 +53,8 @@ static int64_t mem_read(void *opaque, void *buf, size_t length)
     return (int64_t)n;
 }
 
-static int debug_port(void *opaque, hvc_vcpu *vcpu, uint64_t offset,
-                      void *data, uint32_t size, int is_write)
+static int debug_port(void *opaque, hvc_vcpu *vcpu, uint64_t offset, void *data,
+                      uint32_t size, int is_write)
 {
     vt *v = opaque;
     (void)vcpu, (void)offset, (void)size;
@@ -255,4 +255,61 @@ Test(virtio_net_state, bad_backends)
     hvc_virtio_net_stats s = {0};
     HVT_ERR(hvc_virtio_net_get_stats(g.net, &s), -EINVAL); /* size 0 */
     HVT_ERR(hvc_virtio_net_announce(NULL), -EINVAL);
+}
+
+/* CPU time (clock ticks) of this process's threads named @name. */
+static long thread_ticks(const char *name)
+{
+    long total = 0;
+    DIR *dir = opendir("/proc/self/task");
+    cr_assert_not_null(dir);
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        int tid = atoi(de->d_name);
+        if (tid <= 0)
+            continue;
+        char p[64], comm[32] = {0};
+        snprintf(p, sizeof(p), "/proc/self/task/%d/comm", tid);
+        FILE *f = fopen(p, "r");
+        if (!f)
+            continue;
+        int ok = fgets(comm, sizeof(comm), f) != NULL;
+        fclose(f);
+        if (!ok || strncmp(comm, name, strlen(name)) != 0)
+            continue;
+        snprintf(p, sizeof(p), "/proc/self/task/%d/stat", tid);
+        f = fopen(p, "r");
+        cr_assert_not_null(f);
+        char line[1024];
+        ok = fgets(line, sizeof(line), f) != NULL;
+        fclose(f);
+        char *r = ok ? strrchr(line, ')') : NULL;
+        long ut = 0, st = 0;
+        cr_assert(r && sscanf(r + 2,
+                              "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+                              "%*u %*u %ld %ld",
+                              &ut, &st) == 2);
+        total += ut + st;
+    }
+    closedir(dir);
+    return total;
+}
+
+/* Packets on the tap for a device whose driver never started: they stay
+ * in the kernel's queue, and the worker sleeps instead of spinning. */
+Test(virtio_net_state, idle_device_sleeps)
+{
+    vt_open(&g.v, "vnet");
+    add_net(&g, 0);
+    HVT_OK(hvc_virtio_net_announce(g.net)); /* a pass of the worker */
+    sh("ip neigh replace " GUEST_IP " lladdr 52:54:00:12:34:56 dev " TAP);
+    int tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    long t0 = thread_ticks("hvc-net");
+    for (uint32_t i = 1; i <= 200; i++) {
+        udp_send(tx, i);
+        usleep(2500);
+    }
+    long used = thread_ticks("hvc-net") - t0;
+    cr_assert_lt(used, 10, "the worker used %ld ticks in 0.5 s", used);
+    close(tx);
 }

@@ -64,7 +64,6 @@ void netns_down(void)
 
 /* --- the guest and its vCPU thread --- */
 
-
 vnt g;
 
 static void *runner(void *arg)
@@ -119,8 +118,8 @@ void out(vnt *n, struct vn_out *o)
 struct vn_out finish(vnt *n)
 {
     uint32_t one = 1;
-    HVT_OK(hvc_vm_write(n->v.t.vm,
-                        VT_DATA_IN + offsetof(struct vn_cmd, stop), &one, 4));
+    HVT_OK(hvc_vm_write(n->v.t.vm, VT_DATA_IN + offsetof(struct vn_cmd, stop),
+                        &one, 4));
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
     dl.tv_sec += 30;
@@ -132,8 +131,8 @@ struct vn_out finish(vnt *n)
     out(n, &o);
     cr_assert_eq(r, 0, "the guest did not stop; log: %.*s", (int)n->v.log_len,
                  n->v.log);
-    cr_assert_eq(n->done, VT_OK, "guest ended with %d (%s); log: %.*s",
-                 n->done, n->why, (int)n->v.log_len, n->v.log);
+    cr_assert_eq(n->done, VT_OK, "guest ended with %d (%s); log: %.*s", n->done,
+                 n->why, (int)n->v.log_len, n->v.log);
     return o;
 }
 
@@ -161,9 +160,8 @@ void add_net(vnt *n, uint32_t flags)
 }
 
 /* A VM with the guest and the device; the command written, not started. */
-void open_guest(vnt *n, uint32_t mode, uint64_t features,
-                       uint32_t udp_count, uint32_t interval_us,
-                       uint32_t pings)
+void open_guest(vnt *n, uint32_t mode, uint64_t features, uint32_t udp_count,
+                uint32_t interval_us, uint32_t pings)
 {
     memset(n, 0, sizeof(*n));
     vt_open(&n->v, "vnet");
@@ -190,14 +188,14 @@ void vnt_fini(void)
     netns_down();
 }
 
-
 /* --- host sockets --- */
 
 int udp_rx_sock(void)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     cr_assert_geq(s, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(HOST_PORT)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(HOST_PORT)};
     inet_pton(AF_INET, HOST_IP, &a.sin_addr);
     cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s",
                  strerror(errno));
@@ -205,7 +203,6 @@ int udp_rx_sock(void)
     setsockopt(s, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
     return s;
 }
-
 
 void udp_drain(int s, struct udp_count *c)
 {
@@ -265,9 +262,9 @@ int host_ping(int count, int timeout_ms)
         memcpy(req + 8, "hvc-ping", 8);
         uint16_t c = htons(csum(req, sizeof(req)));
         memcpy(req + 2, &c, 2);
-        cr_assert_eq(sendto(s, req, sizeof(req), 0, (struct sockaddr *)&a,
-                            sizeof(a)),
-                     (ssize_t)sizeof(req));
+        cr_assert_eq(
+            sendto(s, req, sizeof(req), 0, (struct sockaddr *)&a, sizeof(a)),
+            (ssize_t)sizeof(req));
         for (int waited = 0; waited < timeout_ms;) {
             struct pollfd p = {s, POLLIN, 0};
             if (poll(&p, 1, 50) <= 0) {
@@ -287,11 +284,9 @@ int host_ping(int count, int timeout_ms)
     return got;
 }
 
-
 void stats(vnt *n, hvc_virtio_net_stats *s)
 {
     memset(s, 0, sizeof(*s));
     s->size = sizeof(*s);
     HVT_OK(hvc_virtio_net_get_stats(n->net, s));
 }
-

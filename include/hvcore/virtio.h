@@ -13,9 +13,9 @@
  * allows; the VMM goes on.
  *
  * Requests are served on the VM's event thread (hvcore/device.h), not on
- * the vCPU that notified: a notify only signals an event. virtio-blk hands
- * its queue on to a worker thread of its own, so that a slow disk stalls
- * neither the event thread nor other devices.
+ * the vCPU that notified: a notify only signals an event. virtio-blk and
+ * virtio-net hand their queues on to a worker thread of their own, so that
+ * a slow disk or tap stalls neither the event thread nor other devices.
  *
  * Linux finds the devices through `virtio_mmio.device=` on its command line
  * (hvc_virtio_cmdline() writes it) or through the ACPI DSDT (`LNRO0005`

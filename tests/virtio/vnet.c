@@ -85,8 +85,8 @@ static volatile uint8_t *tx_get(uint16_t *slot)
             return 0;
     }
     *slot = tx_free[--nr_tx_free];
-    volatile uint8_t *b = (volatile uint8_t *)(uint64_t)(VN_TXBUF +
-                                                         *slot * VN_BUFSZ);
+    volatile uint8_t *b =
+        (volatile uint8_t *)(uint64_t)(VN_TXBUF + *slot * VN_BUFSZ);
     for (uint32_t i = 0; i < HDR; i++)
         b[i] = 0;
     return b + HDR;
@@ -442,8 +442,8 @@ VD_GUEST_ENTRY
                 next_udp = now + cmd->udp_interval;
         }
         if ((loops & 63) == 0 && (dev.drv_features & VN_F_GUEST_ANNOUNCE)) {
-            uint16_t st = (uint16_t)(vd_config8(&dev, 6) |
-                                     vd_config8(&dev, 7) << 8);
+            uint16_t st =
+                (uint16_t)(vd_config8(&dev, 6) | vd_config8(&dev, 7) << 8);
             out->net_status = st;
             if (st & 2)
                 announce();

@@ -41,9 +41,9 @@ struct vn_cmd {
     uint64_t features; /* accepted if offered, besides VERSION_1 */
     uint8_t guest_ip[4];
     uint8_t host_ip[4];
-    uint16_t guest_port; /* UDP: where the guest listens */
-    uint16_t host_port;  /* UDP: where the guest sends */
-    uint32_t udp_count;  /* datagrams to send */
+    uint16_t guest_port;   /* UDP: where the guest listens */
+    uint16_t host_port;    /* UDP: where the guest sends */
+    uint32_t udp_count;    /* datagrams to send */
     uint64_t udp_interval; /* TSC ticks between them */
     uint32_t pings;        /* echo requests to send to the host */
     uint32_t stop;         /* the host writes 1: report and stop */

@@ -30,8 +30,9 @@
 #define NET_TXQ 1
 #define NET_CTRLQ 2
 
-#define NET_HDR 12u                   /* struct virtio_net_hdr_v1 */
-#define NET_FRAME_MAX (65536u + 14u)  /* a GSO frame with its Ethernet header */
+#define NET_HDR 12u                  /* struct virtio_net_hdr_v1 */
+#define NET_FRAME_MAX (65536u + 14u) /* a GSO frame with its Ethernet header   \
+                                      */
 #define NET_PKT_MAX (NET_HDR + NET_FRAME_MAX)
 
 /* Bounds. Set-aside buffers: at most NET_FAULTY_MAX with a missing page
@@ -68,12 +69,12 @@ struct net {
     struct vdev *d;
     const struct vdev_model *model;
     uint8_t mac[6];
-    uint16_t status; /* NET_S_*, under the device lock */
-    bool offloads;   /* offered to the guest */
+    uint16_t status;      /* NET_S_*, under the device lock */
+    bool offloads;        /* offered to the guest */
     atomic_uint guest_ip; /* learned from its traffic, network order; 0 */
 
     /* The back end: changed only with the worker quiesced. */
-    int tap_fd;     /* -1 while detached */
+    int tap_fd; /* -1 while detached */
     bool own_fd;
     char tap_name[HVI_OS_TAP_NAME_MAX];
     int offload_set; /* HVI_OS_TAP_* bits applied to the tap, or -1 */
@@ -88,17 +89,18 @@ struct net {
     atomic_uint quiesce;
     int wake_fd;
     int doorbell_fd[3];
-    uint64_t gen; /* bumped by resets, under the device lock */
+    /* What the worker waits for between passes, decided at the end of
+     * each (the worker's own). */
+    bool poll_in, poll_out, poll_timer;
 
     /* Receive state, the worker's (or a quiescer's): spare buffers under
      * the device lock, the rest with the worker quiesced or on it. */
     struct spare spares[VIRTIO_QUEUE_MAX];
     uint32_t nr_spares, nr_faulty;
-    struct pktq rxq;   /* host receive queue */
-    struct pktq hold;  /* transmit holding queue */
-    bool rx_starved;   /* no buffer for the packet at rxq's head */
-    uint8_t *rx_buf;   /* NET_PKT_MAX bytes: one read from the tap */
-    uint8_t *tx_buf;   /* NET_PKT_MAX bytes: one packet from the guest */
+    struct pktq rxq;  /* host receive queue */
+    struct pktq hold; /* transmit holding queue */
+    uint8_t *rx_buf;  /* NET_PKT_MAX bytes: one read from the tap */
+    uint8_t *tx_buf;  /* NET_PKT_MAX bytes: one packet from the guest */
     struct vq_elem elem, elem0; /* scratch; elem0: a packet's first buffer */
 
     hvc_virtio_net_stats st; /* counters: written by the worker (relaxed
@@ -125,17 +127,18 @@ void hvi_pktq_pop(struct pktq *q);
  * counted), NET_RX_NOBUF (keep it; no usable buffer now), NET_RX_FAILED
  * (the device failed; drop it). */
 enum { NET_RX_OK, NET_RX_NOBUF, NET_RX_FAILED };
-int hvi_net_rx_deliver(struct net *n, uint8_t *pkt, uint32_t len,
-                       bool *pushed);
-/* The receive pass of the worker: the host queue, then the tap. */
-void hvi_net_rx_pass(struct net *n);
+int hvi_net_rx_deliver(struct net *n, uint8_t *pkt, uint32_t len, bool *pushed);
+/* The receive pass of the worker: the host queue, then the tap. Returns
+ * whether the worker should wait for the tap to be readable. */
+bool hvi_net_rx_pass(struct net *n);
 /* Whether the worker should wait for the tap to be readable. */
 bool hvi_net_rx_wants_tap(struct net *n);
 /* Device reset: spare buffers belong to rings that are gone. */
 void hvi_net_rx_reset(struct net *n);
 
-/* net_tx.c. The transmit and control passes, and announces. */
-void hvi_net_tx_pass(struct net *n);
+/* net_tx.c. The transmit and control passes, and announces. tx_pass
+ * returns true when it stopped with work left (its budget ran out). */
+bool hvi_net_tx_pass(struct net *n);
 void hvi_net_ctrl_pass(struct net *n);
 void hvi_net_send_announce(struct net *n);
 /* Caller: the worker, or a thread with the worker quiesced. */

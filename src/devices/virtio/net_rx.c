@@ -75,8 +75,7 @@ static void spare_remove(struct net *n, uint32_t i)
 /* Puts buffers back at the front of the spare list, in their order. */
 static void spares_unshift(struct net *n, const uint16_t *heads, uint32_t nr)
 {
-    memmove(&n->spares[nr], &n->spares[0],
-            n->nr_spares * sizeof(n->spares[0]));
+    memmove(&n->spares[nr], &n->spares[0], n->nr_spares * sizeof(n->spares[0]));
     for (uint32_t i = 0; i < nr; i++)
         n->spares[i] = (struct spare){heads[i], false, 0};
     n->nr_spares += nr;
@@ -122,8 +121,7 @@ static int next_buffer(struct net *n, uint32_t *si, struct vq_elem *e)
         return 1;
     }
     for (;;) {
-        if (n->nr_faulty >= NET_FAULTY_MAX ||
-            n->nr_spares >= VIRTIO_QUEUE_MAX)
+        if (n->nr_faulty >= NET_FAULTY_MAX || n->nr_spares >= VIRTIO_QUEUE_MAX)
             return 0; /* no room to set another one aside */
         int r = hvi_vq_pop(d, q, e);
         if (r <= 0)
@@ -148,8 +146,7 @@ static void mark_written(struct vdev *d, const struct vq_elem *e, uint32_t len)
     }
 }
 
-int hvi_net_rx_deliver(struct net *n, uint8_t *pkt, uint32_t len,
-                       bool *pushed)
+int hvi_net_rx_deliver(struct net *n, uint8_t *pkt, uint32_t len, bool *pushed)
 {
     struct vdev *d = n->d;
     struct vq *q = &d->vq[NET_RXQ];
@@ -172,8 +169,7 @@ int hvi_net_rx_deliver(struct net *n, uint8_t *pkt, uint32_t len,
             NET_STAT_ADD(n, rx_dropped, 1);
             return NET_RX_OK;
         }
-        uint32_t take =
-            e->in_len < len - off ? (uint32_t)e->in_len : len - off;
+        uint32_t take = e->in_len < len - off ? (uint32_t)e->in_len : len - off;
         hvi_vq_write_in(e, 0, pkt + off, take);
         mark_written(d, e, take);
         heads[nch] = e->head;
@@ -220,7 +216,7 @@ static bool deliver_front(struct net *n, bool *pushed)
     return true;
 }
 
-void hvi_net_rx_pass(struct net *n)
+bool hvi_net_rx_pass(struct net *n)
 {
     struct vdev *d = n->d;
     bool pushed = false;
@@ -254,5 +250,9 @@ void hvi_net_rx_pass(struct net *n)
     }
     if (pushed)
         hvi_vq_interrupt(d, &d->vq[NET_RXQ]);
+    /* a device the driver has not started (or that failed) leaves the
+     * tap's packets in the kernel's queue, and the worker sleeps */
+    bool want = hvi_net_live(d) && hvi_net_rx_wants_tap(n);
     pthread_mutex_unlock(&d->lock);
+    return want;
 }

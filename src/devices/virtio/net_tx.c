@@ -152,16 +152,19 @@ static long take_packet(struct net *n)
     return len;
 }
 
-void hvi_net_tx_pass(struct net *n)
+bool hvi_net_tx_pass(struct net *n)
 {
     struct vdev *d = n->d;
-    bool pushed = false;
+    bool pushed = false, more = true;
     hvi_net_flush_hold(n);
     for (unsigned budget = 64; budget; budget--) {
         bool attached = n->tap_fd >= 0;
-        /* a full tap: the guest's ring holds the rest */
-        if (attached && n->hold.count)
+        /* a full tap: the guest's ring holds the rest until it drains
+         * (the worker waits for it to be writable) */
+        if (attached && n->hold.count) {
+            more = false;
             break;
+        }
         pthread_mutex_lock(&d->lock);
         long len = -1;
         if (!atomic_load(&n->quiesce) && hvi_net_live(d))
@@ -172,7 +175,7 @@ void hvi_net_tx_pass(struct net *n)
             if (pushed)
                 hvi_vq_interrupt(d, &d->vq[NET_TXQ]);
             pthread_mutex_unlock(&d->lock);
-            return;
+            return false;
         }
         pthread_mutex_unlock(&d->lock);
         if (len < 0)
@@ -186,7 +189,7 @@ void hvi_net_tx_pass(struct net *n)
         hvi_vq_interrupt(d, &d->vq[NET_TXQ]);
         pthread_mutex_unlock(&d->lock);
     }
-    hvi_net_wake(n); /* the budget ran out: look again */
+    return more; /* the budget ran out: the worker looks again */
 }
 
 /* Control queue (virtio 1.2 5.1.6.5): announce acknowledgements; every
@@ -215,6 +218,8 @@ void hvi_net_ctrl_pass(struct net *n)
             ack = 0;
         }
         hvi_vq_write_in(e, e->in_len - 1, &ack, 1);
+        const struct vq_seg *last = &e->seg[e->nr_out + e->nr_in - 1];
+        hvc_vm_mark_dirty(d->vm, last->gpa + last->len - 1, 1);
         hvi_vq_push(d, q, e->head, 1);
         pushed = true;
     }

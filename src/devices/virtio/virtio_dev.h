@@ -72,7 +72,8 @@ struct vdev;
  * Threads: vCPU threads run mmio_read/mmio_write (registers, config,
  * resets); the VM's event thread runs notifies (doorbells, the notify
  * eventfd) and fd callbacks; a model may have threads of its own (each
- * virtio-blk device has a request worker, virtio_blk.c) that do the slow
+ * virtio-blk device has a request worker, virtio_blk.c; each virtio-net
+ * device a packet worker, virtio_net.c) that do the slow
  * part of a request with no lock held, and that wait on the model's
  * doorbells themselves (vdev_model.doorbell).
  *
@@ -86,16 +87,18 @@ struct vdev;
  *                     held across every vdev_model callback except
  *                     quiesce and destroy
  *   blk.lock          a virtio-blk worker's hand-off state
+ *   net.lock          a virtio-net worker's hand-off state (net.h); the
+ *                     worker takes the device lock only without it
  *   vm->mem_lock      (read) guest-memory accessors, taken anywhere above
  *   leaves            vm->dev_lock, vm->watch_lock: looking devices up,
  *                     watching a descriptor
  *
  * Waiting for a model's thread (vdev_model.quiesce, destroy's join) is
- * done with none of ev_lock, vdev.lock or blk.lock held, so never on the
- * event thread and never in another model callback. It may be done with
- * dev_ops_lock held, because a worker takes only vdev.lock,
- * blk.lock and mem_lock, and never waits for the event thread, a vCPU or a
- * VM-level lock. While a worker does I/O it holds no lock at all: vCPUs
+ * done with none of ev_lock, vdev.lock, blk.lock or net.lock held, so
+ * never on the event thread and never in another model callback. It may
+ * be done with dev_ops_lock held, because a worker takes only vdev.lock,
+ * blk.lock (net.lock) and mem_lock, and never waits for the event thread,
+ * a vCPU or a VM-level lock. While a worker does I/O it holds no lock at all: vCPUs
  * read the device's registers and the event thread serves other devices
  * meanwhile. */
 

@@ -20,9 +20,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stddef.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +79,8 @@ static void apply_offloads(struct net *n, uint64_t f)
             bits |= HVI_OS_TAP_TSO4;
         if (f & NET_F_GUEST_TSO6)
             bits |= HVI_OS_TAP_TSO6;
-        if ((f & NET_F_GUEST_ECN) && (bits & (HVI_OS_TAP_TSO4 | HVI_OS_TAP_TSO6)))
+        if ((f & NET_F_GUEST_ECN) &&
+            (bits & (HVI_OS_TAP_TSO4 | HVI_OS_TAP_TSO6)))
             bits |= HVI_OS_TAP_TSO_ECN;
     }
     if (n->tap_fd >= 0 && (int)bits != n->offload_set &&
@@ -87,8 +88,9 @@ static void apply_offloads(struct net *n, uint64_t f)
         n->offload_set = (int)bits;
 }
 
-/* One pass of the worker over everything it serves. */
-static void pass(struct net *n)
+/* One pass of the worker over everything it serves; decides what the
+ * worker waits for next. Returns true when work is left. */
+static bool pass(struct net *n)
 {
     struct vdev *d = n->d;
     pthread_mutex_lock(&d->lock);
@@ -108,8 +110,11 @@ static void pass(struct net *n)
         pthread_mutex_unlock(&d->lock);
     }
     hvi_net_ctrl_pass(n);
-    hvi_net_tx_pass(n);
-    hvi_net_rx_pass(n);
+    bool more = hvi_net_tx_pass(n);
+    n->poll_in = hvi_net_rx_pass(n);
+    n->poll_out = n->tap_fd >= 0 && n->hold.count;
+    n->poll_timer = n->nr_faulty > 0;
+    return more;
 }
 
 static void *worker(void *arg)
@@ -121,8 +126,9 @@ static void *worker(void *arg)
             n->kicked = false;
             n->busy = true;
             pthread_mutex_unlock(&n->lock);
-            pass(n);
+            bool more = pass(n);
             pthread_mutex_lock(&n->lock);
+            n->kicked |= more;
             n->busy = false;
             pthread_cond_broadcast(&n->idle);
             continue;
@@ -139,9 +145,9 @@ static void *worker(void *arg)
         int tap_at = -1;
         if (!q && n->tap_fd >= 0) {
             short ev = 0;
-            if (hvi_net_rx_wants_tap(n))
+            if (n->poll_in)
                 ev |= POLLIN;
-            if (n->hold.count)
+            if (n->poll_out)
                 ev |= POLLOUT;
             if (ev) {
                 tap_at = np;
@@ -149,7 +155,7 @@ static void *worker(void *arg)
             }
         }
         /* faulty buffers are looked at again every millisecond */
-        int timeout = !q && n->nr_faulty ? 1 : -1;
+        int timeout = !q && n->poll_timer ? 1 : -1;
         pthread_mutex_unlock(&n->lock);
         int r = poll(p, (nfds_t)np, timeout);
         bool work = r == 0; /* the faulty list's timer */
@@ -193,7 +199,6 @@ static void net_doorbell(struct vdev *d, uint32_t qi, int fd)
 static void net_reset(struct vdev *d)
 {
     struct net *n = d->impl;
-    n->gen++;
     n->status &= (uint16_t)~NET_S_ANNOUNCE;
     hvi_net_rx_reset(n);
 }

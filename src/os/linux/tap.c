@@ -29,8 +29,8 @@ static int setup(int fd, const char *name)
                          HVI_QUOTE(name), hvc_strerror(-errno));
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return hvi_error(-errno, "tap \"%s\": O_NONBLOCK: %s",
-                         HVI_QUOTE(name), hvc_strerror(-errno));
+        return hvi_error(-errno, "tap \"%s\": O_NONBLOCK: %s", HVI_QUOTE(name),
+                         hvc_strerror(-errno));
     return 0;
 }
 
