@@ -29,8 +29,9 @@ static void save_queue(struct hvi_rec_writer *w, uint16_t tag,
     size_t total = 0;
     for (uint32_t i = 0; i < q->count; i++)
         total += 4 + q->p[(q->head + i) % q->cap].len;
-    uint8_t *buf = total ? malloc(total) : NULL;
-    if (total && !buf) {
+    static uint8_t none;
+    uint8_t *buf = total ? malloc(total) : &none;
+    if (!buf) {
         w->overflow = true; /* the caller reports -ENOSPC; retried */
         return;
     }
@@ -42,7 +43,8 @@ static void save_queue(struct hvi_rec_writer *w, uint16_t tag,
         at += 4 + p->len;
     }
     hvi_rec_bytes(w, tag, buf, (uint32_t)total);
-    free(buf);
+    if (total)
+        free(buf);
 }
 
 int hvi_net_save(struct vdev *d, struct hvi_rec_writer *w)

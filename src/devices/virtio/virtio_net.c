@@ -201,6 +201,9 @@ static void net_reset(struct vdev *d)
     struct net *n = d->impl;
     n->status &= (uint16_t)~NET_S_ANNOUNCE;
     hvi_net_rx_reset(n);
+    /* packets the tap gave for the old driver (its offloads may differ
+     * from the next one's); the worker touches rxq under this lock only */
+    hvi_pktq_clear(&n->rxq);
 }
 
 static void net_quiesce(struct vdev *d, bool on)
