@@ -313,3 +313,29 @@ Test(virtio_net_state, idle_device_sleeps)
     cr_assert_lt(used, 10, "the worker used %ld ticks in 0.5 s", used);
     close(tx);
 }
+
+/* The tap deleted under a running device: its reads fail for good, the
+ * worker stops waiting on it instead of spinning, and the guest runs on;
+ * what it sends is dropped and counted. */
+Test(virtio_net_state, deleted_tap_does_not_spin)
+{
+    open_guest(&g, VN_TRAFFIC, VN_F_MAC | VN_F_MRG_RXBUF | VN_F_STATUS, 100000,
+               5000, 0);
+    start(&g);
+    struct vn_out o;
+    WAIT_GUEST(&g, o, 60000, o.udp_sent >= 5);
+    cr_assert_geq(o.udp_sent, 5);
+    sh("ip link del " TAP);
+    usleep(100000);
+    long t0 = thread_ticks("hvc-net");
+    uint32_t sent0 = o.udp_sent;
+    usleep(500000);
+    long used = thread_ticks("hvc-net") - t0;
+    out(&g, &o);
+    cr_assert_gt(o.udp_sent, sent0, "the guest stalled");
+    cr_assert_lt(used, 10, "the worker used %ld ticks in 0.5 s", used);
+    hvc_virtio_net_stats s;
+    stats(&g, &s);
+    o = finish(&g);
+    cr_assert_gt(s.tx_dropped, 0, "packets to a deleted tap are not counted");
+}

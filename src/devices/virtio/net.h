@@ -30,9 +30,10 @@
 #define NET_TXQ 1
 #define NET_CTRLQ 2
 
-#define NET_HDR 12u                  /* struct virtio_net_hdr_v1 */
-#define NET_FRAME_MAX (65536u + 14u) /* a GSO frame with its Ethernet header   \
-                                      */
+#define NET_HDR 12u /* struct virtio_net_hdr_v1 */
+#define NET_FRAME_MAX                                                          \
+    (65536u + 14u) /* a GSO frame with its Ethernet header                     \
+                    */
 #define NET_PKT_MAX (NET_HDR + NET_FRAME_MAX)
 
 /* Bounds. Set-aside buffers: at most NET_FAULTY_MAX with a missing page
@@ -78,6 +79,8 @@ struct net {
     bool own_fd;
     char tap_name[HVI_OS_TAP_NAME_MAX];
     int offload_set; /* HVI_OS_TAP_* bits applied to the tap, or -1 */
+    bool tap_error;  /* a read failed for good (the interface is gone):
+                      * the tap is not waited on until the next attach */
 
     /* The worker and what other threads hand it, under lock (below the
      * device lock: virtio_dev.h). */

@@ -26,6 +26,7 @@
  * packet first. */
 #include "net.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -197,7 +198,8 @@ int hvi_net_rx_deliver(struct net *n, uint8_t *pkt, uint32_t len, bool *pushed)
 
 bool hvi_net_rx_wants_tap(struct net *n)
 {
-    return n->tap_fd >= 0 && (n->rxq.count == 0 || n->nr_faulty > 0);
+    return n->tap_fd >= 0 && !n->tap_error &&
+           (n->rxq.count == 0 || n->nr_faulty > 0);
 }
 
 void hvi_net_rx_reset(struct net *n)
@@ -231,8 +233,18 @@ bool hvi_net_rx_pass(struct net *n)
         pthread_mutex_unlock(&d->lock); /* no lock across the syscall */
         long k = hvi_os_tap_read(n->tap_fd, n->rx_buf, NET_PKT_MAX);
         pthread_mutex_lock(&d->lock);
-        if (k < 0)
-            break; /* -EAGAIN: nothing more now */
+        if (k == -EAGAIN)
+            break; /* nothing more now */
+        if (k < 0) {
+            /* e.g. the interface was deleted: waiting on the tap would
+             * only wake the worker again and again */
+            if (!n->tap_error)
+                hvi_log(HVC_LOG_ERROR, "%s: reading tap \"%s\": %s",
+                        hvc_device_name(d->dev), HVI_QUOTE(n->tap_name),
+                        hvc_strerror((int)k));
+            n->tap_error = true;
+            break;
+        }
         if (k < (long)NET_HDR + 14) {
             NET_STAT_ADD(n, rx_dropped, 1);
             continue;

@@ -112,7 +112,7 @@ static bool pass(struct net *n)
     hvi_net_ctrl_pass(n);
     bool more = hvi_net_tx_pass(n);
     n->poll_in = hvi_net_rx_pass(n);
-    n->poll_out = n->tap_fd >= 0 && n->hold.count;
+    n->poll_out = n->tap_fd >= 0 && !n->tap_error && n->hold.count;
     n->poll_timer = n->nr_faulty > 0;
     return more;
 }
@@ -471,6 +471,7 @@ int hvc_virtio_net_attach_backend(hvc_device *dev, const char *tap, int fd)
             n->own_fd = own;
             memcpy(n->tap_name, name, sizeof(name));
             n->offload_set = -1;
+            n->tap_error = false;
             hvi_net_flush_hold(n);
             atomic_store(&n->announce, true);
         }

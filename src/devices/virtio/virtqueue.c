@@ -74,8 +74,7 @@ static uint16_t load16(const void *p)
     return v;
 }
 
-int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head,
-                struct vq_elem *e)
+int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head, struct vq_elem *e)
 {
     if (head >= q->num) {
         hvi_vdev_fail(d, "descriptor %u is past the queue size %u", head,
