@@ -222,14 +222,23 @@ void udp_drain(int s, struct udp_count *c)
 
 void udp_send(int s, uint32_t seq)
 {
-    uint8_t b[32] = {(uint8_t)(seq >> 24), (uint8_t)(seq >> 16),
-                     (uint8_t)(seq >> 8), (uint8_t)seq};
+    udp_send_len(s, seq, 32);
+}
+
+void udp_send_len(int s, uint32_t seq, size_t len)
+{
+    uint8_t b[1472] = {(uint8_t)(seq >> 24), (uint8_t)(seq >> 16),
+                       (uint8_t)(seq >> 8), (uint8_t)seq};
+    for (size_t i = 4; i < sizeof(b); i++)
+        b[i] = (uint8_t)(i * 7 + seq);
+    if (len < 4 || len > sizeof(b))
+        len = 32;
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons(GUEST_PORT)};
     inet_pton(AF_INET, GUEST_IP, &a.sin_addr);
     for (int tries = 0; tries < 1000; tries++) {
-        if (sendto(s, b, sizeof(b), 0, (struct sockaddr *)&a, sizeof(a)) ==
-            (ssize_t)sizeof(b))
+        if (sendto(s, b, len, 0, (struct sockaddr *)&a, sizeof(a)) ==
+            (ssize_t)len)
             return;
         usleep(1000); /* the neighbour entry is being resolved */
     }

@@ -66,6 +66,9 @@ void open_guest(vnt *n, uint32_t mode, uint64_t features, uint32_t udp_count,
 int udp_rx_sock(void);
 void udp_drain(int s, struct udp_count *c);
 void udp_send(int s, uint32_t seq);
+/* A datagram of @len bytes (4..1472): the sequence number, then a pattern
+ * (the guest checks the UDP checksum over all of it). */
+void udp_send_len(int s, uint32_t seq, size_t len);
 uint16_t csum(const void *p, size_t n);
 /* Echo requests from the host; returns the replies that came back. */
 int host_ping(int count, int timeout_ms);

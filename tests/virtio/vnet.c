@@ -103,7 +103,8 @@ static void tx_send(uint16_t slot, uint32_t frame_len)
 
 static void post_rx(uint16_t id)
 {
-    struct vd_buf b = {VN_RXBUF + id * VN_BUFSZ, VN_BUFSZ, 1};
+    uint32_t len = cmd->rx_buf_len ? cmd->rx_buf_len : VN_BUFSZ;
+    struct vd_buf b = {VN_RXBUF + id * VN_BUFSZ, len, 1};
     vd_add_chain(&rxq, id, &b, 1);
 }
 
@@ -301,16 +302,44 @@ static void on_frame(const volatile uint8_t *h, uint32_t len)
         on_udp(h, ip, iplen);
 }
 
+/* A packet in several buffers (VIRTIO_NET_F_MRG_RXBUF: num_buffers in
+ * the first one's header) is put together here. */
+static uint8_t frame[2 * VN_BUFSZ];
+
+static volatile uint8_t *rx_buf(uint32_t id)
+{
+    return (volatile uint8_t *)(uint64_t)(VN_RXBUF + id * VN_BUFSZ);
+}
+
 static void poll_rx(void)
 {
     uint32_t id, len, n = 0;
     while (vd_get_used(&rxq, &id, &len)) {
-        if (id < VN_NRX) {
-            on_frame((volatile uint8_t *)(uint64_t)(VN_RXBUF + id * VN_BUFSZ),
-                     len);
-            post_rx((uint16_t)id);
-        }
         n++;
+        if (id >= VN_NRX)
+            continue;
+        volatile uint8_t *b = rx_buf(id);
+        uint16_t nb = (dev.drv_features & VN_F_MRG_RXBUF)
+                          ? (uint16_t)(b[10] | b[11] << 8)
+                          : 1;
+        if (nb <= 1) {
+            on_frame(b, len);
+            post_rx((uint16_t)id);
+            continue;
+        }
+        uint32_t total = 0;
+        for (uint16_t k = 0; k < nb; k++) {
+            if (k && (vd_wait_used(&dev, &rxq) < 0 ||
+                      !vd_get_used(&rxq, &id, &len) || id >= VN_NRX))
+                return;
+            b = rx_buf(id);
+            for (uint32_t i = 0; i < len && total < sizeof(frame); i++)
+                frame[total++] = b[i];
+            post_rx((uint16_t)id);
+            n++;
+        }
+        out->rx_merged++;
+        on_frame(frame, total);
     }
     if (n) {
         vd_publish(&rxq);

@@ -47,6 +47,7 @@ struct vn_cmd {
     uint64_t udp_interval; /* TSC ticks between them */
     uint32_t pings;        /* echo requests to send to the host */
     uint32_t stop;         /* the host writes 1: report and stop */
+    uint32_t rx_buf_len;   /* bytes per receive buffer; 0: VN_BUFSZ */
 };
 
 struct vn_out {
@@ -65,6 +66,7 @@ struct vn_out {
     uint32_t announces;
     uint32_t rx_packets, tx_packets;
     uint32_t loops;
+    uint32_t rx_merged; /* packets that came in several buffers */
 };
 
 #endif
