@@ -1,9 +1,9 @@
 /* hvrun --net tap=NAME[,mac=MAC][,queues=N][,dma=GPA+LEN], in a network
  * namespace of the test's own with a tap (vnet_util.h): malformed values,
- * a missing tap and a busy one end hvrun with one line and status 2; a
- * snapshot of a guest with a network device restores with the tap opened
- * again by name, and an announce for the guest's MAC is seen on the tap
- * after the restore. */
+ * a missing tap, a busy one and one without permission end hvrun with one
+ * line and status 2; a snapshot of a guest with a network device restores
+ * with the tap opened again by name, and an announce for the guest's MAC
+ * is seen on the tap after the restore. */
 #include "hvrun_util.h"
 #include "vnet_util.h"
 
