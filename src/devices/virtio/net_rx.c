@@ -18,8 +18,10 @@
  * NET_RXQ_MAX packets), and beyond it they are dropped and counted. With
  * no faulty buffer and no buffer at all, the device stops reading the tap
  * (the kernel's queue holds the packets) until the driver adds buffers.
- * Nothing here ever blocks: a faulty list is looked at again on the
- * worker's next pass (at least every millisecond while it is not empty).
+ * Nothing here ever blocks: set-aside buffers are looked at again with
+ * the next packet, and every millisecond while packets wait in the host
+ * queue. Their resolution time (the statistics) runs until a packet found
+ * the page present.
  *
  * Spare buffers also hold the buffers a packet needing several (mergeable
  * receive buffers) took when there were not enough: they take the next

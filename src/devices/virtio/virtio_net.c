@@ -113,7 +113,8 @@ static bool pass(struct net *n)
     bool more = hvi_net_tx_pass(n);
     n->poll_in = hvi_net_rx_pass(n);
     n->poll_out = n->tap_fd >= 0 && !n->tap_error && n->hold.count;
-    n->poll_timer = n->nr_faulty > 0;
+    /* packets wait for set-aside buffers: look again each millisecond */
+    n->poll_timer = n->nr_faulty > 0 && n->rxq.count > 0;
     return more;
 }
 
@@ -154,7 +155,7 @@ static void *worker(void *arg)
                 p[np++] = (struct pollfd){n->tap_fd, ev, 0};
             }
         }
-        /* faulty buffers are looked at again every millisecond */
+        /* set-aside buffers with packets waiting: again in 1 ms */
         int timeout = !q && n->poll_timer ? 1 : -1;
         pthread_mutex_unlock(&n->lock);
         int r = poll(p, (nfds_t)np, timeout);
