@@ -470,11 +470,11 @@ VD_GUEST_ENTRY
             if (next_udp < now) /* fell behind: keep the rate, not a burst */
                 next_udp = now + cmd->udp_interval;
         }
-        if ((loops & 63) == 0 && (dev.drv_features & VN_F_GUEST_ANNOUNCE)) {
+        if ((loops & 63) == 0 && (dev.drv_features & VN_F_STATUS)) {
             uint16_t st =
                 (uint16_t)(vd_config8(&dev, 6) | vd_config8(&dev, 7) << 8);
             out->net_status = st;
-            if (st & 2)
+            if ((st & 2) && (dev.drv_features & VN_F_GUEST_ANNOUNCE))
                 announce();
         }
     }
