@@ -149,4 +149,68 @@ Test(virtio_net_hvrun, snapshot_restore_reopens_tap_and_announces)
     scratch_close(&s);
 }
 
+/* A live migration between two hvrun processes on this host: the
+ * destination finds the tap held by the source, creates the device
+ * detached, attaches it once the source has exited, and announces the
+ * guest's MAC on the tap; the guest counts on without a gap. */
+Test(virtio_net_hvrun, live_migration_takes_the_tap_over)
+{
+    static const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0x02};
+    struct scratch s;
+    scratch_open(&s);
+    int cap = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    cr_assert_geq(cap, 0);
+    struct sockaddr_ll a = {.sll_family = AF_PACKET,
+                            .sll_protocol = htons(ETH_P_ALL),
+                            .sll_ifindex = (int)if_nametoindex(TAP)};
+    cr_assert_eq(bind(cap, (struct sockaddr *)&a, sizeof(a)), 0);
+    const char *sock = in(&s, "mig.sock");
+    char ser_dst[160], ser_src[160], to[160];
+    snprintf(ser_dst, sizeof(ser_dst), "file:%s", in(&s, "dst.txt"));
+    snprintf(ser_src, sizeof(ser_src), "file:%s", in(&s, "src.txt"));
+    snprintf(to, sizeof(to), "unix:%s", sock);
+    const char *dst[] = {"--incoming", to, "--serial", ser_dst, NULL};
+    pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
+    for (double end = now() + WAIT_S; access(sock, F_OK) != 0;) {
+        cr_assert(now() < end, "--incoming never listened");
+        usleep(10000);
+    }
+    const char *src[] = {"--kernel",
+                         COUNTER,
+                         "--raw",
+                         "0x8000",
+                         "--mem",
+                         "64",
+                         "--serial",
+                         ser_src,
+                         "--net",
+                         "tap=vnt0,mac=52:54:00:ab:cd:02",
+                         "--migrate-to",
+                         to,
+                         "--migrate-after-ms",
+                         "200",
+                         NULL};
+    cr_assert_eq(run_hvrun(&s, "src", src), 0);
+    char *text = slurp(in(&s, "src.txt"), NULL);
+    long last = last_count(text, NULL);
+    free(text);
+    cr_assert_gt(last, 0);
+    wait_for_count(in(&s, "dst.txt"), last + 20, WAIT_S, d);
+    int seen = 0;
+    for (double end = now() + 10; !seen && now() < end;)
+        seen = announces_seen(cap, mac);
+    kill(d, SIGTERM);
+    int st = wait_exit(d, WAIT_S);
+    char *err = output(&s, "dst", "err");
+    cr_assert_eq(WEXITSTATUS(st), 130, "status 0x%x: %s", st, err);
+    cr_assert(seen,
+              "no announce for the guest after the migration; "
+              "destination stderr: %s",
+              err);
+    cr_assert_str_empty(err, "destination stderr: %s", err);
+    free(err);
+    close(cap);
+    scratch_close(&s);
+}
+
 #endif

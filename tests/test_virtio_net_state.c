@@ -320,6 +320,25 @@ Test(virtio_net_state, bad_backends)
     hvc_virtio_net_stats s = {0};
     HVT_ERR(hvc_virtio_net_get_stats(g.net, &s), -EINVAL); /* size 0 */
     HVT_ERR(hvc_virtio_net_announce(NULL), -EINVAL);
+    /* created detached: the tap is remembered, opened on attach */
+    HVT_OK(hvc_vm_remove_device(g.v.t.vm, g.net));
+    o.fd = -1;
+    o.tap = TAP;
+    o.flags = HVC_VIRTIO_NET_DETACHED;
+    HVT_OK(hvc_virtio_net_create(g.v.t.vm, &o, &g.net));
+    s.size = sizeof(s);
+    HVT_OK(hvc_virtio_net_get_stats(g.net, &s));
+    cr_assert_eq(s.attached, 0);
+    HVT_OK(hvc_virtio_net_attach_backend(g.net, NULL, -1));
+    HVT_OK(hvc_virtio_net_get_stats(g.net, &s));
+    cr_assert_eq(s.attached, 1);
+    /* detached with no tap named: an attach must name one */
+    o.tap = NULL;
+    o.mmio.base += HVC_VIRTIO_MMIO_SIZE;
+    o.mmio.irq++;
+    HVT_OK(hvc_virtio_net_create(g.v.t.vm, &o, &other));
+    HVT_ERR(hvc_virtio_net_attach_backend(other, NULL, -1), -EINVAL);
+    HVT_ERR(hvc_virtio_net_attach_backend(other, TAP, -1), -EBUSY);
 }
 
 /* CPU time (clock ticks) of this process's threads named @name. */

@@ -353,6 +353,7 @@ int hvrun_config_merge(struct options *s, const struct options *o, char *err,
     s->keep_running = o->keep_running;
     s->audit_sharing = o->audit_sharing;
     s->restore = o->restore;
+    s->incoming = o->incoming; /* --net: a busy tap is attached later */
     s->restore_mmap = o->restore_mmap;
     s->key_file = o->key_file;
     s->passphrase_file = o->passphrase_file;

@@ -108,6 +108,11 @@ void hvrun_parse(int argc, char **argv, struct options *o);
 void hvrun_parse_net(struct options *o, char *arg);
 size_t hvrun_add_nets(hvc_vm *vm, const struct options *o, size_t first,
                       hvc_acpi_device *acpi);
+/* After a successful --incoming: attach the devices whose tap the source
+ * still held (created detached) once it is free; and stop trying, before
+ * the VM is destroyed. */
+void hvrun_nets_attach_later(void);
+void hvrun_nets_stop(void);
 
 /* Adds the virtio devices the options ask for (virtio.c), each a window
  * from 0xd0000000 with its own GSI from 5 up, and describes them in

@@ -1,13 +1,22 @@
 /* hvrun's virtio-net devices: --net tap=NAME[,mac=MAC][,queues=N]
  * [,dma=GPA+LEN], each on an existing tap interface, in the virtio slots
- * after the disks. */
+ * after the disks.
+ *
+ * A live migration's destination (--incoming) on the same host finds the
+ * tap still held by the source, which lets it go only when it exits after
+ * the switchover: the device is then created detached (the guest's
+ * packets are held), and a thread attaches it as soon as the tap is free,
+ * which also announces the guest. */
 #define _GNU_SOURCE
 #include "hvrun.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* fmt has one %s: the (escaped) value. */
 static void usage_error(const char *fmt, const char *value)
@@ -94,6 +103,62 @@ void hvrun_parse_net(struct options *o, char *arg)
     o->nets[o->nr_nets++] = n;
 }
 
+/* Devices created detached, and the thread attaching them. */
+static struct {
+    hvc_device *dev;
+    const char *tap;
+} pending[HVRUN_MAX_NETS];
+static uint32_t nr_pending;
+static pthread_t attacher;
+static bool attacher_started;
+static atomic_bool attacher_stop;
+
+#define ATTACH_WAIT_S 30
+
+static void *attach_later(void *arg)
+{
+    (void)arg;
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    uint32_t left = nr_pending;
+    for (int t = 0;
+         left && !atomic_load(&attacher_stop) && t < ATTACH_WAIT_S * 100; t++) {
+        for (uint32_t i = 0; i < nr_pending; i++) {
+            if (!pending[i].dev)
+                continue;
+            int r = hvc_virtio_net_attach_backend(pending[i].dev, NULL, -1);
+            if (r == -EBUSY)
+                continue;
+            if (r < 0)
+                fprintf(stderr, "hvrun: --net tap=%s: %s\n",
+                        hvrun_esc(pending[i].tap), hvrun_esc(hvc_last_error()));
+            pending[i].dev = NULL;
+            left--;
+        }
+        nanosleep(&tick, NULL);
+    }
+    for (uint32_t i = 0; i < nr_pending; i++)
+        if (pending[i].dev && !atomic_load(&attacher_stop))
+            fprintf(stderr,
+                    "hvrun: --net tap=%s: still busy after %d s; the "
+                    "device stays detached\n",
+                    hvrun_esc(pending[i].tap), ATTACH_WAIT_S);
+    return NULL;
+}
+
+void hvrun_nets_attach_later(void)
+{
+    if (nr_pending && pthread_create(&attacher, NULL, attach_later, NULL) == 0)
+        attacher_started = true;
+}
+
+void hvrun_nets_stop(void)
+{
+    atomic_store(&attacher_stop, true);
+    if (attacher_started)
+        pthread_join(attacher, NULL);
+    attacher_started = false;
+}
+
 static void fail(const char *what)
 {
     fprintf(stderr, "hvrun: %s: %s\n", what, hvrun_esc(hvc_last_error()));
@@ -114,7 +179,16 @@ size_t hvrun_add_nets(hvc_vm *vm, const struct options *o, size_t first,
         v.queues = c->queues;
         memcpy(v.mac, c->mac, 6);
         hvc_device *dev;
-        if (hvc_virtio_net_create(vm, &v, &dev) < 0)
+        int r = hvc_virtio_net_create(vm, &v, &dev);
+        if (r == -EBUSY && o->incoming) {
+            v.flags |= HVC_VIRTIO_NET_DETACHED;
+            r = hvc_virtio_net_create(vm, &v, &dev);
+            if (r == 0) {
+                pending[nr_pending].dev = dev;
+                pending[nr_pending++].tap = c->tap;
+            }
+        }
+        if (r < 0)
             fail("--net");
         hvc_memory_grant g = {c->dma_gpa, c->dma_len};
         if (g.length && hvc_device_set_grants(dev, &g, 1) < 0)

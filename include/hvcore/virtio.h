@@ -165,7 +165,11 @@ HVC_EXTERN int hvc_virtio_console_create(hvc_vm *vm,
 /** Flags of hvc_virtio_net_options::flags. */
 typedef enum hvc_virtio_net_flags {
     /** Offer no checksum or segmentation offload to the guest. */
-    HVC_VIRTIO_NET_NO_OFFLOADS = 1u << 0
+    HVC_VIRTIO_NET_NO_OFFLOADS = 1u << 0,
+    /** Create the device detached: @c tap (if given) is remembered, not
+     * opened, for a later hvc_virtio_net_attach_backend() (a migration's
+     * destination whose tap the source still holds). */
+    HVC_VIRTIO_NET_DETACHED = 1u << 1
 } hvc_virtio_net_flags;
 
 /**

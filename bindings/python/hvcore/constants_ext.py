@@ -32,6 +32,7 @@ HVC_BOOT_LINUX64 = 2
 HVC_VIRTIO_MMIO_SIZE = 0x200
 HVC_VIRTIO_BLK_READONLY = 1 << 0
 HVC_VIRTIO_NET_NO_OFFLOADS = 1 << 0
+HVC_VIRTIO_NET_DETACHED = 1 << 1
 
 # -- hvcore/topology.h --
 HVC_PLACEMENT_NEAREST = 1 << 0
@@ -126,6 +127,7 @@ class VirtioNetFlags(enum.IntFlag):
     """``hvc_virtio_net_flags``."""
 
     NO_OFFLOADS = HVC_VIRTIO_NET_NO_OFFLOADS
+    DETACHED = HVC_VIRTIO_NET_DETACHED
 
 
 class PlacementFlags(enum.IntFlag):

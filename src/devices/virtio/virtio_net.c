@@ -358,7 +358,8 @@ int hvc_virtio_net_create(hvc_vm *vm, const hvc_virtio_net_options *opts,
                              "hvc_virtio_net_options");
     if (r < 0)
         return r;
-    if (o.flags & ~(uint32_t)HVC_VIRTIO_NET_NO_OFFLOADS)
+    if (o.flags &
+        ~(uint32_t)(HVC_VIRTIO_NET_NO_OFFLOADS | HVC_VIRTIO_NET_DETACHED))
         return hvi_error(-EINVAL, "virtio-net flags 0x%x have unknown bits",
                          o.flags);
     if (o.queues > 1)
@@ -410,8 +411,17 @@ int hvc_virtio_net_create(hvc_vm *vm, const hvc_virtio_net_options *opts,
         net_free(n);
         return r;
     }
-    if ((r = open_backend(o.tap, o.fd, &n->tap_fd, &n->own_fd, n->tap_name)) <
-        0) {
+    if (o.flags & HVC_VIRTIO_NET_DETACHED) {
+        if (o.tap && (!*o.tap || strlen(o.tap) >= HVI_OS_TAP_NAME_MAX)) {
+            r = hvi_error(-EINVAL, "tap name \"%s\" is empty or longer than %d",
+                          HVI_QUOTE(o.tap), HVI_OS_TAP_NAME_MAX - 1);
+            net_free(n);
+            return r;
+        }
+        if (o.tap)
+            snprintf(n->tap_name, sizeof(n->tap_name), "%s", o.tap);
+    } else if ((r = open_backend(o.tap, o.fd, &n->tap_fd, &n->own_fd,
+                                 n->tap_name)) < 0) {
         net_free(n);
         return r;
     }
@@ -465,8 +475,12 @@ int hvc_virtio_net_attach_backend(hvc_device *dev, const char *tap, int fd)
         char name[HVI_OS_TAP_NAME_MAX];
         int nfd;
         bool own;
-        r = open_backend(tap || fd >= 0 ? tap : n->tap_name, fd, &nfd, &own,
-                         name);
+        if (!tap && fd < 0 && !n->tap_name[0])
+            r = hvi_error(-EINVAL, "%s: no tap to attach: name one",
+                          hvc_device_name(dev));
+        else
+            r = open_backend(tap || fd >= 0 ? tap : n->tap_name, fd, &nfd, &own,
+                             name);
         if (r == 0) {
             n->tap_fd = nfd;
             n->own_fd = own;
