@@ -74,7 +74,10 @@ struct net {
     bool offloads;        /* offered to the guest */
     atomic_uint guest_ip; /* learned from its traffic, network order; 0 */
 
-    /* The back end: changed only with the worker quiesced. */
+    /* The back end: changed only with the worker quiesced, and with
+     * backend_lock held (detach and attach against each other; taken
+     * before quiescing, never by the worker or under another lock). */
+    pthread_mutex_t backend_lock;
     int tap_fd; /* -1 while detached */
     bool own_fd;
     char tap_name[HVI_OS_TAP_NAME_MAX];

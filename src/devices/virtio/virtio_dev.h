@@ -80,6 +80,8 @@ struct vdev;
  * Lock order (the VM's locks are in src/core/internal.h): a thread
  * holding a lock takes only locks further down.
  *
+ *   net.backend_lock  virtio-net's detach and attach (API callers only;
+ *                     they quiesce the worker under it)
  *   vm->ev_lock       held by the event thread across each callback
  *   vm->dev_ops_lock  resets, and pause/resume running quiesce hooks
  *   vm->io_lock       (read) a vCPU in an MMIO handler of the transport

@@ -237,6 +237,7 @@ static void net_free(struct net *n)
     free(n->rx_buf);
     free(n->tx_buf);
     pthread_cond_destroy(&n->idle);
+    pthread_mutex_destroy(&n->backend_lock);
     pthread_mutex_destroy(&n->lock);
     free(n);
 }
@@ -379,6 +380,7 @@ int hvc_virtio_net_create(hvc_vm *vm, const hvc_virtio_net_options *opts,
     if (!n)
         return hvi_error(-ENOMEM, "out of memory creating virtio-net");
     pthread_mutex_init(&n->lock, NULL);
+    pthread_mutex_init(&n->backend_lock, NULL);
     pthread_cond_init(&n->idle, NULL);
     n->wake_fd = -1;
     n->tap_fd = -1;
@@ -446,6 +448,7 @@ int hvc_virtio_net_detach_backend(hvc_device *dev)
     struct net *n = net_of(dev, "hvc_virtio_net_detach_backend");
     if (!n)
         return -EINVAL;
+    pthread_mutex_lock(&n->backend_lock);
     net_quiesce(n->d, true);
     int r = 0;
     if (n->tap_fd < 0) {
@@ -458,6 +461,7 @@ int hvc_virtio_net_detach_backend(hvc_device *dev)
         n->offload_set = -1;
     }
     net_quiesce(n->d, false);
+    pthread_mutex_unlock(&n->backend_lock);
     return r;
 }
 
@@ -466,6 +470,7 @@ int hvc_virtio_net_attach_backend(hvc_device *dev, const char *tap, int fd)
     struct net *n = net_of(dev, "hvc_virtio_net_attach_backend");
     if (!n)
         return -EINVAL;
+    pthread_mutex_lock(&n->backend_lock);
     net_quiesce(n->d, true);
     int r = 0;
     if (n->tap_fd >= 0) {
@@ -492,6 +497,7 @@ int hvc_virtio_net_attach_backend(hvc_device *dev, const char *tap, int fd)
         }
     }
     net_quiesce(n->d, false);
+    pthread_mutex_unlock(&n->backend_lock);
     return r;
 }
 
