@@ -3,6 +3,7 @@
  * and restore with traffic flowing, after which a gratuitous ARP for the
  * guest is seen on the tap; and the back end detached and attached again
  * with the guest sending, its packets held meanwhile and delivered after. */
+#include "migtest.h"
 #include "vnet_util.h"
 
 #include <arpa/inet.h>
@@ -288,6 +289,82 @@ Test(virtio_net_state, held_packets_survive_a_snapshot)
     cr_assert_gt(s.tx_delivered_held, 0, "the restored device sent none");
     cr_assert_eq(s.tx_holding, 0);
     close(rx);
+}
+
+/* The payload's field @tag (u16 tag, u16 kind, u32 length, data, padded
+ * to 8): its data, or NULL. */
+static uint8_t *field(uint8_t *rec, size_t len, uint16_t tag, uint32_t *n)
+{
+    for (size_t at = 48; at + 8 <= len;) {
+        uint16_t t;
+        uint32_t k;
+        memcpy(&t, rec + at, 2);
+        memcpy(&k, rec + at + 4, 4);
+        if (t == tag) {
+            *n = k;
+            return rec + at + 8;
+        }
+        at += 8 + ((k + 7) & ~7u);
+    }
+    return NULL;
+}
+
+static void reseal(uint8_t *rec, size_t len)
+{
+    uint32_t crc = migt_crc32c(0, rec + 48, len - 48);
+    memcpy(rec + 44, &crc, 4);
+}
+
+/* A record with a multicast MAC, an impossible status, or a malformed
+ * holding queue is refused with a message, and the device keeps its
+ * state. */
+Test(virtio_net_state, hostile_state_is_refused)
+{
+    vt_open(&g.v, "vnet");
+    add_net(&g, 0);
+    static uint8_t rec[1 << 16], before[1 << 16], after[1 << 16];
+    size_t len, blen, alen;
+    HVT_OK(hvc_device_save_state(g.net, rec, sizeof(rec), &len));
+    memcpy(before, rec, len);
+    blen = len;
+    uint32_t n;
+    uint8_t *mac = field(rec, len, 200, &n);
+    cr_assert(mac && n == 6, "no MAC field in the record");
+    mac[0] |= 1;
+    reseal(rec, len);
+    HVT_ERR(hvc_device_load_state(g.net, rec, len), -EBADMSG);
+    cr_assert(strstr(hvc_last_error(), "MAC"), "%s", hvc_last_error());
+    memcpy(rec, before, len);
+    uint8_t *status = field(rec, len, 201, &n);
+    cr_assert(status && n == 8);
+    status[0] = 0xff;
+    reseal(rec, len);
+    HVT_ERR(hvc_device_load_state(g.net, rec, len), -EBADMSG);
+    cr_assert(strstr(hvc_last_error(), "status"), "%s", hvc_last_error());
+    /* a holding queue field that claims more than it holds */
+    memcpy(rec, before, len);
+    uint8_t *hold = field(rec, len, 204, &n);
+    cr_assert(hold && n == 0, "the holding queue is not empty");
+    /* grow the empty field by 8 bytes: a packet of 1000 bytes in 4 */
+    size_t at = (size_t)(hold - rec);
+    memmove(rec + at + 8, rec + at, len - at);
+    uint32_t claim = 1000, eight = 8;
+    memcpy(rec + at, &claim, 4);
+    memset(rec + at + 4, 0, 4);
+    memcpy(rec + at - 4, &eight, 4);
+    len += 8;
+    uint32_t payload = (uint32_t)(len - 48);
+    memcpy(rec + 40, &payload, 4);
+    reseal(rec, len);
+    HVT_ERR(hvc_device_load_state(g.net, rec, len), -EBADMSG);
+    cr_assert(strstr(hvc_last_error(), "holding queue"), "%s",
+              hvc_last_error());
+    HVT_OK(hvc_device_save_state(g.net, after, sizeof(after), &alen));
+    cr_assert_eq(alen, blen);
+    cr_assert_eq(memcmp(before, after, blen), 0,
+                 "a refused load changed "
+                 "the device");
+    HVT_OK(hvc_device_load_state(g.net, before, blen));
 }
 
 Test(virtio_net_state, bad_backends)
