@@ -346,7 +346,7 @@ Test(hvrun_snapshot, foreign_user_data_is_refused)
     } cases[] = {
         {NULL, 0, "holds no hvrun configuration"},
         {"not hvrun", 9, "is not an hvrun configuration"},
-        {"HVRUNCFG\x02\x00\x00\x00", 12, "version 2"},
+        {"HVRUNCFG\x03\x00\x00\x00", 12, "version 3"},
         {HDR "\x03\x00" MEM CPUS, 32, "truncated at 32"},
         {HDR "\x01\x00\x01\x00\xff\x7f", 16, "passes the end"},
         {HDR "\x03\x00" MEM CPUS "\x03\x00\x01\x00\x05", 37,

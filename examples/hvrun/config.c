@@ -2,9 +2,10 @@
  * what a restore needs to attach the same devices. The bytes come back from
  * a file anyone could have written, so the decoder trusts nothing.
  *
- * Format, version 1, little-endian:
+ * Format, version 1 or 2, little-endian:
  *   8 bytes   magic "HVRUNCFG"
- *   u16       version (1); a reader refuses another
+ *   u16       version (2 when a NET field follows, else 1, so that an
+ *             hvrun without --net reads it); a reader refuses another
  *   u16       number of fields that follow, then each field:
  *   u16 tag, u16 length, length bytes of value:
  *     1 MEM      u64 guest RAM in MiB (16..1048576)          exactly once
@@ -14,6 +15,9 @@
  *     4 DISK     u8 flags (bit 0: read-only), path as above  0..8 times
  *     5 RNG      u8 0 or 1                                   at most once
  *     6 VCONSOLE u8 0 or 1 (virtio-console on stdio)         at most once
+ *     7 NET      u8 queues (1), 6 bytes MAC (all zero: the     0..4 times,
+ *                device's own), tap name (1..15 bytes,        version 2
+ *                no NUL or '/')
  * Nothing may follow the last field. An unknown tag is refused: a later
  * hvrun that adds one raises the version. */
 #define _GNU_SOURCE
@@ -27,10 +31,11 @@
 #define MAGIC "HVRUNCFG"
 #define MAGIC_LEN 8
 #define VERSION 1
+#define VERSION_NET 2
 #define MAX_PATH_BYTES 4095
 #define MAX_FIELDS 64
 
-enum { F_MEM = 1, F_CPUS, F_SERIAL, F_DISK, F_RNG, F_VCONSOLE, F_LAST };
+enum { F_MEM = 1, F_CPUS, F_SERIAL, F_DISK, F_RNG, F_VCONSOLE, F_NET, F_LAST };
 
 struct buf {
     uint8_t *p;
@@ -94,8 +99,8 @@ int hvrun_config_encode(const struct options *o, uint8_t **out, size_t *len)
 {
     struct buf b = {0};
     put(&b, MAGIC, MAGIC_LEN);
-    put_le(&b, VERSION, 2);
-    put_le(&b, 5 + o->nr_disks, 2);
+    put_le(&b, o->nr_nets ? VERSION_NET : VERSION, 2);
+    put_le(&b, 5 + o->nr_disks + o->nr_nets, 2);
     uint8_t v[8];
     for (int i = 0; i < 8; i++)
         v[i] = (uint8_t)(o->mem_mib >> (8 * i));
@@ -115,6 +120,14 @@ int hvrun_config_encode(const struct options *o, uint8_t **out, size_t *len)
     field(&b, F_RNG, v, 1);
     v[0] = o->virtio_console;
     field(&b, F_VCONSOLE, v, 1);
+    for (uint32_t i = 0; i < o->nr_nets; i++) {
+        uint8_t nv[7 + 15];
+        size_t k = strlen(o->nets[i].tap);
+        nv[0] = (uint8_t)o->nets[i].queues;
+        memcpy(nv + 1, o->nets[i].mac, 6);
+        memcpy(nv + 7, o->nets[i].tap, k);
+        field(&b, F_NET, nv, 7 + k);
+    }
     if (b.failed) {
         free(b.p);
         return -1;
@@ -186,6 +199,21 @@ static int decode_field(struct options *s, uint16_t tag, const uint8_t *v,
             break;
         s->disk_readonly[s->nr_disks++] = v[0] == 1;
         return 0;
+    case F_NET: {
+        if (n < 8 || n > 7 + 15 || v[0] != 1 || (v[1] & 1) ||
+            memchr(v + 7, 0, n - 7u) || memchr(v + 7, '/', n - 7u))
+            break;
+        if (s->nr_nets == HVRUN_MAX_NETS)
+            return bad(err, errlen, "more than %d network devices",
+                       HVRUN_MAX_NETS);
+        struct net_opt *c = &s->nets[s->nr_nets];
+        if (!(c->tap = strndup((const char *)v + 7, n - 7u)))
+            break;
+        c->queues = v[0];
+        memcpy(c->mac, v + 1, 6);
+        s->nr_nets++;
+        return 0;
+    }
     case F_RNG:
     case F_VCONSOLE:
         if (n != 1 || v[0] > 1)
@@ -214,10 +242,11 @@ int hvrun_config_decode(const void *buf, size_t len, struct options *s,
         return bad(err, errlen,
                    "the snapshot's user data is not an hvrun configuration");
     unsigned version = (unsigned)get_le(p + MAGIC_LEN, 2);
-    if (version != VERSION)
+    if (version != VERSION && version != VERSION_NET)
         return bad(err, errlen,
-                   "hvrun configuration version %u; this hvrun reads %u",
-                   version, VERSION);
+                   "hvrun configuration version %u; this hvrun reads %u "
+                   "and %u",
+                   version, VERSION, VERSION_NET);
     unsigned count = (unsigned)get_le(p + MAGIC_LEN + 2, 2);
     if (count > MAX_FIELDS)
         return bad(err, errlen, "hvrun configuration of %u fields", count);
@@ -235,8 +264,14 @@ int hvrun_config_decode(const void *buf, size_t len, struct options *s,
                        "hvrun configuration field %u of %u bytes passes "
                        "the end at %zu",
                        tag, n, off);
-        if (tag > 0 && tag < F_LAST && tag != F_DISK && seen[tag])
+        if (tag > 0 && tag < F_LAST && tag != F_DISK && tag != F_NET &&
+            seen[tag])
             return bad(err, errlen, "hvrun configuration field %u twice", tag);
+        if (tag == F_NET && version < VERSION_NET)
+            return bad(err, errlen,
+                       "hvrun configuration version %u has a network "
+                       "field",
+                       version);
         if (decode_field(s, tag, p + off, n, err, errlen) < 0)
             return -1;
         seen[tag]++;
@@ -286,6 +321,25 @@ int hvrun_config_merge(struct options *s, const struct options *o, char *err,
         s->disk_dma_gpa[i] = o->disk_dma_gpa[i];
         s->disk_dma_len[i] = o->disk_dma_len[i];
     }
+    if (o->nr_nets && o->nr_nets != s->nr_nets)
+        return bad(err, errlen,
+                   "%u --net given; the snapshot has %u (give all or none)",
+                   o->nr_nets, s->nr_nets);
+    static const uint8_t zero[6];
+    for (uint32_t i = 0; i < o->nr_nets; i++) {
+        const struct net_opt *c = &o->nets[i];
+        struct net_opt *t = &s->nets[i];
+        if (memcmp(c->mac, zero, 6) != 0 && memcmp(t->mac, zero, 6) != 0 &&
+            memcmp(c->mac, t->mac, 6) != 0)
+            return bad(err, errlen,
+                       "--net tap=%s: mac= differs from the snapshot's "
+                       "device %u",
+                       c->tap, i + 1);
+        free((char *)t->tap);
+        t->tap = c->tap; /* the host side may change: opened by name */
+        t->dma_gpa = c->dma_gpa;
+        t->dma_len = c->dma_len;
+    }
     if (o->serial_given) {
         free((char *)s->serial_path);
         s->serial = o->serial;
@@ -299,6 +353,7 @@ int hvrun_config_merge(struct options *s, const struct options *o, char *err,
     s->keep_running = o->keep_running;
     s->audit_sharing = o->audit_sharing;
     s->restore = o->restore;
+    s->incoming = o->incoming; /* --net: a busy tap is attached later */
     s->restore_mmap = o->restore_mmap;
     s->key_file = o->key_file;
     s->passphrase_file = o->passphrase_file;

@@ -586,6 +586,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (opt.audit_sharing) /* the guest's RAM as it ended */
         hvrun_audit_report(m.vm, "at exit");
+    hvrun_nets_stop();
     hvc_vm_destroy(m.vm);
     hvc_hypervisor_close(m.hv);
     free(m.vcpus);

@@ -23,6 +23,16 @@
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 
 #define HVRUN_MAX_DISKS 8
+#define HVRUN_MAX_NETS 4
+
+/* --net tap=NAME[,mac=MAC][,queues=N][,dma=GPA+LEN] (net.c). */
+struct net_opt {
+    const char *tap;
+    uint8_t mac[6]; /* all zero: the library picks one */
+    uint32_t queues;
+    /* as for --disk: not guest-visible, not in the snapshot's config */
+    uint64_t dma_gpa, dma_len;
+};
 
 /* Host-side migration settings (migrate.c), kept across --incoming. */
 struct migrate_opts {
@@ -54,6 +64,8 @@ struct options {
     uint64_t disk_dma_gpa[HVRUN_MAX_DISKS];
     uint64_t disk_dma_len[HVRUN_MAX_DISKS];
     uint32_t nr_disks;
+    struct net_opt nets[HVRUN_MAX_NETS];
+    uint32_t nr_nets;
     bool rng;
     bool virtio_console;
     bool virtio_cmdline; /* announce virtio on the command line, not ACPI */
@@ -100,6 +112,17 @@ struct machine {
 /* Parses argv; on a usage error prints one line and exits 2; --help and
  * --version print and exit 0. */
 void hvrun_parse(int argc, char **argv, struct options *o);
+/* net.c: one --net value into o->nets (a usage error exits 2), and the
+ * devices: each in the next virtio slot, described in acpi[]; a tap that
+ * is missing, busy or not permitted exits 2 with one line. */
+void hvrun_parse_net(struct options *o, char *arg);
+size_t hvrun_add_nets(hvc_vm *vm, const struct options *o, size_t first,
+                      hvc_acpi_device *acpi);
+/* After a successful --incoming: attach the devices whose tap the source
+ * still held (created detached) once it is free; and stop trying, before
+ * the VM is destroyed. */
+void hvrun_nets_attach_later(void);
+void hvrun_nets_stop(void);
 
 /* Adds the virtio devices the options ask for (virtio.c), each a window
  * from 0xd0000000 with its own GSI from 5 up, and describes them in

@@ -46,6 +46,12 @@ static const char usage[] =
     "                       dma= confines the device to that window of guest\n"
     "                       memory (its rings and buffers must lie there;\n"
     "                       requests outside it fail with an I/O error)\n"
+    "  --net tap=NAME[,mac=MAC][,queues=N][,dma=GPA+LEN]\n"
+    "                       a virtio-net device on the existing tap\n"
+    "                       interface NAME (MAC as 52:54:00:12:34:56,\n"
+    "                       default random; queues: 1); repeatable, up to\n"
+    "                       4; dma= as for --disk. A missing, busy or\n"
+    "                       forbidden tap ends hvrun with status 2\n"
     "  --rng                a virtio-rng device fed by getrandom(2)\n"
     "  --virtio-console     a virtio-console on stdio (the guest's hvc0)\n"
     "                       instead of the UART\n"
@@ -79,7 +85,9 @@ static const char usage[] =
     "                       (no --kernel, --initrd, --cmdline, --raw,\n"
     "                       --raw-mode, --virtio-cmdline); the devices come\n"
     "                       from the snapshot: --disk PATH (as many, same\n"
-    "                       ,ro) and --serial may point them elsewhere;\n"
+    "                       ,ro), --net tap=NAME (as many; the tap is\n"
+    "                       opened again by name, and the guest announced)\n"
+    "                       and --serial may point them elsewhere;\n"
     "                       --mem, --cpus, --rng, --virtio-console must agree\n"
     "  --restore-mode MODE  read (default): read guest memory from FILE;\n"
     "                       mmap: map it copy-on-write, lazily (FILE must\n"
@@ -178,6 +186,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"json", no_argument, NULL, 'J'},
         {"disk", required_argument, NULL, 'D'},
         {"rng", no_argument, NULL, 'G'},
+        {"net", required_argument, NULL, 0x120},
         {"virtio-console", no_argument, NULL, 'C'},
         {"virtio-cmdline", no_argument, NULL, 'A'},
         {"snapshot", required_argument, NULL, 'S'},
@@ -304,6 +313,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             break;
         }
         case 'G': o->rng = true; break;
+        case 0x120: hvrun_parse_net(o, optarg); break;
         case 'C': o->virtio_console = true; break;
         case 'A':
             o->virtio_cmdline = true;

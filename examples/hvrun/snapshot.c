@@ -365,6 +365,7 @@ void hvrun_restore(struct machine *m, struct options *o)
         }
     m->vm = vm;
     m->nr_vcpus = n;
+    hvrun_nets_attach_later();
     /* The merged configuration is the stored one: keep this run's
      * host-side migration settings. */
     const char *incoming = o->incoming, *migrate_to = o->migrate_to;

@@ -1,4 +1,4 @@
-/* hvrun's virtio devices: disks, rng and console, each in its own MMIO
+/* hvrun's virtio devices: disks, network (net.c), rng and console, each in its own MMIO
  * window from 0xd0000000 with its own interrupt line from GSI 5 up (4 is
  * COM1's), described for the guest's ACPI tables. */
 #define _GNU_SOURCE
@@ -59,6 +59,7 @@ size_t hvrun_add_virtio(hvc_vm *vm, const struct options *o, int console_in,
         describe(&acpi[n], &b.mmio);
         n++;
     }
+    n += hvrun_add_nets(vm, o, n, acpi + n);
     if (o->rng) {
         hvc_virtio_mmio m = next_slot(n);
         if (hvc_virtio_rng_create(vm, &m, NULL, NULL) < 0)

@@ -119,6 +119,10 @@ struct hvi_tsc; /* tsc_internal.h */
  * (migration/throttle.c) holds none while it calls hvc_vm_pause/resume,
  * as any caller would, and the libraries loaded on first use share one
  * leaf mutex (os/linux/lazy.c), held only around dlopen/dlsym. */
+/* present.c: 1 when [gpa, gpa+len) is present, 0 when a page of it is
+ * missing (and then requested). */
+typedef int (*hvi_present_fn)(void *opaque, uint64_t gpa, uint64_t len);
+
 struct hvc_vm {
     hvc_hypervisor *hv;
     const hvc_backend_ops *ops;
@@ -135,6 +139,11 @@ struct hvc_vm {
     size_t nr_regions;
     uint8_t *slot_used; /* max_slots entries */
     pthread_mutex_t dirty_lock;
+    /* Whether guest pages are present (present.c): NULL while all are,
+     * the post-copy destination's (or a test's) answer otherwise. Under
+     * mem_lock. */
+    hvi_present_fn present_fn;
+    void *present_opaque;
 
     /* I/O dispatch, one table per hvc_io_space. The read lock is held across
      * a handler call, so removal waits for running handlers. */
@@ -262,6 +271,17 @@ size_t hvi_memory_count(hvc_vm *vm);
 void hvi_dirty_mark(hvc_memory_region *r, uint64_t gpa, uint64_t len);
 /* dirty.c: stops tracking before r is removed (mem_lock write-held). */
 void hvi_dirty_drop(hvc_memory_region *r);
+
+/* present.c: whether a device may write [gpa, gpa+len) now without
+ * waiting for a page that has not arrived (post-copy: the page is not
+ * present yet under userfaultfd). 1 present; 0 missing, its fetch asked
+ * for at once (the caller sets the buffer aside and looks again later,
+ * never waits). Takes mem_lock (read): callable under the device locks.
+ * The hook must not block, nor take a lock above mem_lock; it is called
+ * with mem_lock read-held. Today nothing installs one but the tests
+ * (every page is present); post-copy installs its own. */
+int hvi_vm_gpa_present(hvc_vm *vm, uint64_t gpa, uint64_t len);
+void hvi_vm_set_present_hook(hvc_vm *vm, hvi_present_fn fn, void *opaque);
 
 /* record.c: self-describing state records (tagged, typed fields). */
 enum { HVI_REC_U64 = 1, HVI_REC_BYTES = 2 };

@@ -41,9 +41,11 @@ from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyFlags,
                         NumaPolicy, PlacementFlags, RestoreFlags,
                         SaveFlags, TscCatchup,
                         TscConfigFlags, TscInfoFlags, TscPausePolicy,
-                        TscWriteFlags, VirtioBlkFlags, VmFlags, X86Mode,
+                        TscWriteFlags, VirtioBlkFlags, VirtioNetFlags,
+                        VmFlags, X86Mode,
                         X86Reg, msr)
 from .device import Device, DeviceModel, Serial
+from .virtio import VirtioNet
 from .events import Doorbell
 from .errors import ClosedError, HvError, LibraryError
 from .exit import Exit
@@ -90,7 +92,8 @@ __all__ = [
     "tsc_scale", "AcpiFlags", "BootProtocol", "DoorbellFlags", "FdEvents",
     "KernelFormat", "NumaPolicy", "PlacementFlags", "TscCatchup",
     "TscConfigFlags", "TscInfoFlags", "TscPausePolicy", "TscWriteFlags",
-    "VirtioBlkFlags", "SaveFlags", "RestoreFlags",
+    "VirtioBlkFlags", "VirtioNetFlags", "VirtioNet", "SaveFlags",
+    "RestoreFlags",
     "HvError", "ClosedError", "LibraryError",
     "SharingReport", "SharingFlags", "SharingKind", "AuditFlags",
     "IO_EXIT", "IoResult", "Cap", "DirtyMode", "DirtyFlags", "ExitFlags",

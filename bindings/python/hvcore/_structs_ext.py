@@ -229,6 +229,34 @@ class VirtioConsoleOptions(ctypes.Structure):
         ("name", c_char_p),
     ]
 
+
+
+class VirtioNetOptions(ctypes.Structure):
+    """``hvc_virtio_net_options``."""
+
+    _fields_ = [
+        ("size", c_uint32),
+        ("flags", c_uint32),
+        ("mmio", VirtioMmio),
+        ("tap", c_char_p),
+        ("fd", c_int32),
+        ("queues", c_uint32),
+        ("mac", ctypes.c_uint8 * 6),
+        ("reserved", ctypes.c_uint16),
+        ("name", c_char_p),
+    ]
+
+
+class VirtioNetStats(ctypes.Structure):
+    """``hvc_virtio_net_stats``."""
+
+    _fields_ = [("size", c_uint32), ("attached", c_uint32)] + [
+        (n, c_uint64) for n in (
+            "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped",
+            "faulty_events", "faulty_resolved", "faulty_wait_ns_total",
+            "faulty_wait_ns_max", "rx_queued", "tx_held",
+            "tx_delivered_held", "tx_dropped", "tx_holding", "announces")]
+
 # ------------------------------------------------------------ topology.h --
 
 

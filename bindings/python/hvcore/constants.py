@@ -338,7 +338,7 @@ __all__ = sorted(name for name in dir() if name.startswith("HVC_")) + [
     "Cap", "DirtyMode", "DirtyFlags", "VmFlags", "MemoryFlags", "IoSpace", "IoResult",
     "IO_EXIT", "ExitReason", "ExitFlags", "X86Reg", "X86Mode", "msr",
     "NumaPolicy", "FdEvents", "DoorbellFlags", "AcpiFlags", "KernelFormat",
-    "BootProtocol", "VirtioBlkFlags", "PlacementFlags", "TscInfoFlags",
+    "BootProtocol", "VirtioBlkFlags", "VirtioNetFlags", "PlacementFlags", "TscInfoFlags",
     "TscConfigFlags", "TscWriteFlags", "TscPausePolicy", "TscCatchup",
     "SaveFlags", "RestoreFlags",
 ]

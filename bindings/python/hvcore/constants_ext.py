@@ -31,6 +31,8 @@ HVC_BOOT_LINUX64 = 2
 # -- hvcore/virtio.h --
 HVC_VIRTIO_MMIO_SIZE = 0x200
 HVC_VIRTIO_BLK_READONLY = 1 << 0
+HVC_VIRTIO_NET_NO_OFFLOADS = 1 << 0
+HVC_VIRTIO_NET_DETACHED = 1 << 1
 
 # -- hvcore/topology.h --
 HVC_PLACEMENT_NEAREST = 1 << 0
@@ -121,6 +123,13 @@ class VirtioBlkFlags(enum.IntFlag):
     """``hvc_virtio_blk_flags``."""
 
     READONLY = HVC_VIRTIO_BLK_READONLY
+
+
+class VirtioNetFlags(enum.IntFlag):
+    """``hvc_virtio_net_flags``."""
+
+    NO_OFFLOADS = HVC_VIRTIO_NET_NO_OFFLOADS
+    DETACHED = HVC_VIRTIO_NET_DETACHED
 
 
 class PlacementFlags(enum.IntFlag):

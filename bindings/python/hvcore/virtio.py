@@ -1,4 +1,5 @@
-"""virtio-mmio devices (hvcore/virtio.h): block, entropy, console."""
+"""virtio-mmio devices (hvcore/virtio.h): block, entropy, console,
+network."""
 
 import ctypes
 import os
@@ -7,12 +8,47 @@ from ctypes import byref, c_size_t
 from . import _convert
 from ._lib import lib
 from ._structs_ext import (VirtioBlkOptions, VirtioConsoleOptions,
-                           VirtioMmio)
-from .constants import VirtioBlkFlags
-from .device import name_bytes
+                           VirtioMmio, VirtioNetOptions, VirtioNetStats)
+from .constants import VirtioBlkFlags, VirtioNetFlags
+from .device import Device, name_bytes
 from .platform import fd_option, output_trampoline
 
-__all__ = ["VirtioMixin"]
+__all__ = ["VirtioMixin", "VirtioNet"]
+
+
+class VirtioNet(Device):
+    """A virtio-net device on a tap (:meth:`VirtioMixin.add_virtio_net`)."""
+
+    __slots__ = ()
+
+    def detach_backend(self):
+        """Disconnects the tap; the guest's packets are held meanwhile.
+        HvError EALREADY when detached."""
+        self._node.call(lib.hvc_virtio_net_detach_backend)
+
+    def attach_backend(self, tap=None, *, fd=None):
+        """Connects a tap again: ``tap`` by name, an open ``fd``, or with
+        neither the previous tap by name. Held packets leave first."""
+        self._node.call(lib.hvc_virtio_net_attach_backend,
+                        None if tap is None else os.fsencode(tap),
+                        fd_option(fd, "fd")[0])
+
+    def announce(self):
+        """A gratuitous ARP (or RARP) for the guest on the tap, and the
+        guest asked to announce itself."""
+        self._node.call(lib.hvc_virtio_net_announce)
+
+    def set_link(self, up):
+        """The link status the guest sees."""
+        self._node.call(lib.hvc_virtio_net_set_link, 1 if up else 0)
+
+    @property
+    def stats(self):
+        """The counters (``hvc_virtio_net_stats``) as a dict."""
+        st = VirtioNetStats(size=ctypes.sizeof(VirtioNetStats))
+        self._node.call(lib.hvc_virtio_net_get_stats, byref(st))
+        return {name: getattr(st, name) for name, _ in st._fields_
+                if name != "size"}
 
 
 def _mmio(base, irq):
@@ -50,6 +86,34 @@ class VirtioMixin:
         opts.name = name_bytes(name)
         return self._new_device(lib.hvc_virtio_blk_create, byref(opts),
                                 keep=keep)
+
+    def add_virtio_net(self, tap=None, *, fd=None, base, irq, mac=None,
+                       offloads=True, name=None):
+        """A virtio-net device on the existing tap interface ``tap`` (or an
+        open tap ``fd`` with IFF_VNET_HDR, kept referenced, not closed).
+        ``mac`` is 6 bytes or "52:54:00:12:34:56" (None: random).
+        HvError ENODEV (no such tap), EBUSY (taken), EPERM, EINVAL."""
+        if (tap is None) == (fd is None):
+            raise TypeError("add_virtio_net() takes a tap name or an fd")
+        opts = VirtioNetOptions(size=ctypes.sizeof(VirtioNetOptions),
+                                mmio=_mmio(base, irq), fd=-1)
+        if not offloads:
+            opts.flags = VirtioNetFlags.NO_OFFLOADS
+        keep = []
+        if tap is not None:
+            opts.tap = os.fsencode(tap)
+        else:
+            opts.fd, held = fd_option(fd, "fd")
+            keep.append(held)
+        if mac is not None:
+            raw = (bytes.fromhex(mac.replace(":", "")) if isinstance(mac, str)
+                   else bytes(mac))
+            if len(raw) != 6:
+                raise ValueError("mac is not 6 bytes")
+            opts.mac[:] = list(raw)
+        opts.name = name_bytes(name)
+        return self._new_device(lib.hvc_virtio_net_create, byref(opts),
+                                keep=keep, cls=VirtioNet)
 
     def add_virtio_rng(self, *, base, irq, name=None):
         """A virtio-rng device fed by getrandom(2)."""

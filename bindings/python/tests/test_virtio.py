@@ -194,3 +194,21 @@ def test_blk_confined_to_a_grant(machine, tmp_path):
         copy = vm2.add_virtio_blk(path, base=BASE, irq=IRQ)
         copy.load_state(record)
         assert copy.grants == [(0x200000, 0x20000)]
+
+
+def test_virtio_net_refuses_missing_and_non_taps(machine):
+    """A tap that does not exist, or a descriptor that is no tap, is
+    refused with its errno and nothing is attached."""
+    vm = machine.vm
+    with pytest.raises(hvcore.HvError) as e:
+        vm.add_virtio_net("hvcnosuch0", base=BASE + 0x600, irq=9)
+    assert e.value.errno == errno.ENODEV
+    assert "hvcnosuch0" in str(e.value)
+    with open("/dev/null", "rb") as f:
+        with pytest.raises(hvcore.HvError) as e:
+            vm.add_virtio_net(fd=f, base=BASE + 0x600, irq=9)
+        assert e.value.errno == errno.EINVAL
+    with pytest.raises(ValueError):
+        vm.add_virtio_net("x", base=BASE + 0x600, irq=9, mac="52:54")
+    with pytest.raises(TypeError):
+        vm.add_virtio_net(base=BASE + 0x600, irq=9)

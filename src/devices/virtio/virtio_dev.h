@@ -7,7 +7,7 @@
 
 #include <hvcore/virtio.h>
 
-#define VIRTIO_MAX_QUEUES 2
+#define VIRTIO_MAX_QUEUES 3
 #define VIRTIO_QUEUE_MAX 256 /* entries; also the longest chain */
 
 /* Device status bits (virtio 1.2 section 2.1). */
@@ -72,13 +72,16 @@ struct vdev;
  * Threads: vCPU threads run mmio_read/mmio_write (registers, config,
  * resets); the VM's event thread runs notifies (doorbells, the notify
  * eventfd) and fd callbacks; a model may have threads of its own (each
- * virtio-blk device has a request worker, virtio_blk.c) that do the slow
+ * virtio-blk device has a request worker, virtio_blk.c; each virtio-net
+ * device a packet worker, virtio_net.c) that do the slow
  * part of a request with no lock held, and that wait on the model's
  * doorbells themselves (vdev_model.doorbell).
  *
  * Lock order (the VM's locks are in src/core/internal.h): a thread
  * holding a lock takes only locks further down.
  *
+ *   net.backend_lock  virtio-net's detach and attach (API callers only;
+ *                     they quiesce the worker under it)
  *   vm->ev_lock       held by the event thread across each callback
  *   vm->dev_ops_lock  resets, and pause/resume running quiesce hooks
  *   vm->io_lock       (read) a vCPU in an MMIO handler of the transport
@@ -86,16 +89,18 @@ struct vdev;
  *                     held across every vdev_model callback except
  *                     quiesce and destroy
  *   blk.lock          a virtio-blk worker's hand-off state
+ *   net.lock          a virtio-net worker's hand-off state (net.h); the
+ *                     worker takes the device lock only without it
  *   vm->mem_lock      (read) guest-memory accessors, taken anywhere above
  *   leaves            vm->dev_lock, vm->watch_lock: looking devices up,
  *                     watching a descriptor
  *
  * Waiting for a model's thread (vdev_model.quiesce, destroy's join) is
- * done with none of ev_lock, vdev.lock or blk.lock held, so never on the
- * event thread and never in another model callback. It may be done with
- * dev_ops_lock held, because a worker takes only vdev.lock,
- * blk.lock and mem_lock, and never waits for the event thread, a vCPU or a
- * VM-level lock. While a worker does I/O it holds no lock at all: vCPUs
+ * done with none of ev_lock, vdev.lock, blk.lock or net.lock held, so
+ * never on the event thread and never in another model callback. It may
+ * be done with dev_ops_lock held, because a worker takes only vdev.lock,
+ * blk.lock (net.lock) and mem_lock, and never waits for the event thread,
+ * a vCPU or a VM-level lock. While a worker does I/O it holds no lock at all: vCPUs
  * read the device's registers and the event thread serves other devices
  * meanwhile. */
 
@@ -183,6 +188,11 @@ void hvi_vdev_kick_all(struct vdev *d);
  * segment). pop: 1 and a chain in *e, 0 when the ring is empty, -1 on
  * a malformed chain (the device is failed). */
 int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e);
+/* Reads the chain that starts at descriptor head again (a buffer the
+ * device took earlier and kept), checked as hvi_vq_pop() checks it: 0, or
+ * -1 with the device failed. */
+int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head,
+                struct vq_elem *e);
 void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len);
 /* Signals used buffers, unless the driver set VRING_AVAIL_F_NO_INTERRUPT. */
 void hvi_vq_interrupt(struct vdev *d, struct vq *q);

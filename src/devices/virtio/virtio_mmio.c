@@ -371,6 +371,7 @@ static const hvc_device_ops vdev_ops[] = {
     VDEV_OPS("virtio-blk"),
     VDEV_OPS("virtio-console"),
     VDEV_OPS("virtio-rng"),
+    VDEV_OPS("virtio-net"),
 };
 
 static const hvc_device_ops *ops_for(const struct vdev_model *m)

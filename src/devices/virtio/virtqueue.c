@@ -74,31 +74,10 @@ static uint16_t load16(const void *p)
     return v;
 }
 
-int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
+int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head, struct vq_elem *e)
 {
-    uint8_t *avail;
-    if (!q->ready)
-        return 0;
-    int r = ring_ptr(d, q->avail, 6u + 2u * q->num, (void **)&avail);
-    if (r == -EACCES) { /* the grants changed since the queue was enabled */
-        hvi_vdev_fail(d, "the driver ring is outside the device's grants");
-        return -1;
-    }
-    if (r < 0)
-        return 0;
-    uint16_t idx = __atomic_load_n((uint16_t *)(avail + 2), __ATOMIC_ACQUIRE);
-    if (idx == q->last_avail)
-        return 0;
-    if ((uint16_t)(idx - q->last_avail) > q->num) {
-        hvi_vdev_fail(d,
-                      "available index %u is %u entries ahead of the "
-                      "device (queue size %u)",
-                      idx, (uint16_t)(idx - q->last_avail), q->num);
-        return -1;
-    }
-    uint16_t head = load16(avail + 4 + 2u * (q->last_avail % q->num));
     if (head >= q->num) {
-        hvi_vdev_fail(d, "available ring names descriptor %u of %u", head,
+        hvi_vdev_fail(d, "descriptor %u is past the queue size %u", head,
                       q->num);
         return -1;
     }
@@ -183,6 +162,39 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
         }
         i = desc.next;
     }
+    return 0;
+}
+
+int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
+{
+    uint8_t *avail;
+    if (!q->ready)
+        return 0;
+    int r = ring_ptr(d, q->avail, 6u + 2u * q->num, (void **)&avail);
+    if (r == -EACCES) { /* the grants changed since the queue was enabled */
+        hvi_vdev_fail(d, "the driver ring is outside the device's grants");
+        return -1;
+    }
+    if (r < 0)
+        return 0;
+    uint16_t idx = __atomic_load_n((uint16_t *)(avail + 2), __ATOMIC_ACQUIRE);
+    if (idx == q->last_avail)
+        return 0;
+    if ((uint16_t)(idx - q->last_avail) > q->num) {
+        hvi_vdev_fail(d,
+                      "available index %u is %u entries ahead of the "
+                      "device (queue size %u)",
+                      idx, (uint16_t)(idx - q->last_avail), q->num);
+        return -1;
+    }
+    uint16_t head = load16(avail + 4 + 2u * (q->last_avail % q->num));
+    if (head >= q->num) {
+        hvi_vdev_fail(d, "available ring names descriptor %u of %u", head,
+                      q->num);
+        return -1;
+    }
+    if (hvi_vq_walk(d, q, head, e) < 0)
+        return -1;
     q->last_avail++;
     return 1;
 }

@@ -1,0 +1,72 @@
+/* What the virtio-net test guest (tests/virtio/vnet.c) and its host side
+ * (tests/test_virtio_net.c) agree on: where the device sits, the command
+ * at DATA_IN (vt's, proto.h: DATA_IN and DATA_OUT), and the counters the
+ * guest keeps at DATA_OUT while it runs. */
+#ifndef VN_PROTO_H
+#define VN_PROTO_H
+
+#include "proto.h"
+
+#define VN_BASE 0xd0000600u
+#define VN_IRQ 8
+#define VN_RXBUF 0x280000u /* VN_NRX buffers of VN_BUFSZ */
+#define VN_TXBUF 0x290000u /* VN_NTX buffers of VN_BUFSZ */
+#define VN_CTRL 0x2a0000u
+#define VN_MAL 0x2b0000u /* the malicious driver's scratch */
+#define VN_NRX 32u
+#define VN_NTX 32u
+#define VN_BUFSZ 2048u
+#define VN_MAGIC 0x766e6574u /* "vnet" */
+
+/* Feature bits (virtio 1.2 5.1.3). */
+#define VN_F_CSUM (1ull << 0)
+#define VN_F_GUEST_CSUM (1ull << 1)
+#define VN_F_MAC (1ull << 5)
+#define VN_F_MRG_RXBUF (1ull << 15)
+#define VN_F_STATUS (1ull << 16)
+#define VN_F_CTRL_VQ (1ull << 17)
+#define VN_F_GUEST_ANNOUNCE (1ull << 21)
+
+enum {
+    VN_TRAFFIC = 0, /* ARP, ICMP echo and UDP both ways until told to stop */
+    VN_MAL_LOOP,    /* first a transmit chain that loops */
+    VN_MAL_OUTSIDE, /* first a transmit buffer outside RAM */
+    VN_MAL_TINY_RX, /* first a 1-byte receive buffer */
+    VN_MAL_BIG_TX,  /* first a transmit chain of 64 KiB + 4 KiB */
+};
+
+struct vn_cmd {
+    uint32_t magic;
+    uint32_t mode;
+    uint64_t features; /* accepted if offered, besides VERSION_1 */
+    uint8_t guest_ip[4];
+    uint8_t host_ip[4];
+    uint16_t guest_port;   /* UDP: where the guest listens */
+    uint16_t host_port;    /* UDP: where the guest sends */
+    uint32_t udp_count;    /* datagrams to send */
+    uint64_t udp_interval; /* TSC ticks between them */
+    uint32_t pings;        /* echo requests to send to the host */
+    uint32_t stop;         /* the host writes 1: report and stop */
+    uint32_t rx_buf_len;   /* bytes per receive buffer; 0: VN_BUFSZ */
+};
+
+struct vn_out {
+    uint32_t magic;
+    uint32_t error; /* VT_E_* */
+    uint32_t detail;
+    uint32_t status; /* device Status at the end */
+    uint64_t dev_features, drv_features;
+    uint8_t mac[6];
+    uint16_t net_status;
+    uint32_t mal_status; /* Status after the malicious request */
+    uint32_t arp_replies_sent, arp_replies_got;
+    uint32_t echo_replies_sent, echo_replies_got;
+    uint32_t udp_sent, udp_rx, udp_rx_gaps, udp_rx_max;
+    uint32_t csum_bad, csum_partial;
+    uint32_t announces;
+    uint32_t rx_packets, tx_packets;
+    uint32_t loops;
+    uint32_t rx_merged; /* packets that came in several buffers */
+};
+
+#endif
