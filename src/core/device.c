@@ -386,6 +386,24 @@ const hvc_device_ops *hvi_device_ops(const hvc_device *dev)
     return dev->ops;
 }
 
+int hvi_device_handover_fds(hvc_device *dev, int *fds, size_t capacity,
+                            size_t *count)
+{
+    *count = 0;
+    /* A version 1 table ends before the field. */
+    if (dev->ops->version < 2 || !dev->ops->handover_fds)
+        return 0;
+    int r = dev->ops->handover_fds(dev->opaque, fds, capacity, count);
+    if (r < 0)
+        return r;
+    if (*count > capacity)
+        return hvi_error(-E2BIG,
+                         "device %s names %zu back-end descriptors; at most "
+                         "%zu",
+                         dev->name, *count, capacity);
+    return 0;
+}
+
 /* Sorts and merges ranges (overlapping or adjacent) in place; returns how
  * many remain. Ranges were checked: length > 0, no wrap. */
 static size_t merge_grants(hvc_memory_grant *g, size_t n)
