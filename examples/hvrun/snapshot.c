@@ -287,8 +287,13 @@ static int unix_address(const char *path, struct sockaddr_un *a)
 /* --incoming: one connection on a fresh unix socket at @path, then the
  * migration stream from it. */
 static int receive(hvc_hypervisor *hv, const char *path,
-                   const hvc_restore_options *ro, hvc_vm **vm)
+                   const hvc_restore_options *ro, hvc_vm **vm, int given)
 {
+    if (given >= 0) { /* --incoming fd:N (--upgrade-exec) */
+        int r = hvrun_receive_any(hv, given, ro, vm);
+        close(given);
+        return r;
+    }
     struct sockaddr_un a;
     if (unix_address(path, &a) < 0)
         usage_error("--incoming: the path '%s' is too long for a socket",
@@ -315,7 +320,7 @@ static int receive(hvc_hypervisor *hv, const char *path,
                 hvrun_esc(path), strerror(e));
         exit(HVRUN_EXIT_INTERNAL);
     }
-    int r = hvc_vm_migrate_receive(hv, fd, ro, vm);
+    int r = hvrun_receive_any(hv, fd, ro, vm);
     close(fd);
     return r;
 }
@@ -337,7 +342,8 @@ void hvrun_restore(struct machine *m, struct options *o)
     ro.progress = hvrun_progress;
     ro.opaque = &st;
     hvc_vm *vm = NULL;
-    int r = o->incoming ? receive(m->hv, o->incoming, &ro, &vm)
+    int r = o->incoming ? receive(m->hv, o->incoming, &ro, &vm,
+                                  o->handover.incoming_fd)
                         : hvc_snapshot_restore(m->hv, o->restore, &ro, &vm);
     /* A restore that succeeded read the whole file (the library reports
      * progress only every 4 MiB). */
@@ -383,7 +389,9 @@ void hvrun_restore(struct machine *m, struct options *o)
     bool timed = o->migrate_timed;
     uint64_t after = o->migrate_after_ms;
     uint32_t downtime = o->max_downtime_ms;
+    struct handover_opts handover = o->handover;
     *o = restored;
+    o->handover = handover;
     o->incoming = incoming;
     o->migrate_to = migrate_to;
     o->migrate_timed = timed;
