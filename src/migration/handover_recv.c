@@ -140,6 +140,12 @@ int hvi_ho_ready(struct hvi_handover *ho)
     return 0;
 }
 
+void hvi_ho_state_arrived(struct hvi_handover *ho)
+{
+    if (!ho->state_ns)
+        ho->state_ns = now_ns();
+}
+
 int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
                             const hvc_restore_options *opts, hvc_vm **out)
 {
@@ -156,11 +162,7 @@ int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
                                   "no key, passphrase or restore flags");
     struct hvi_handover ho = {0};
     hvc_vm *vm = NULL;
-    uint64_t t0 = 0;
-    /* The clock starts with the packet: a receiver usually waits for the
-     * sender first. */
     if ((r = read_packet(sockfd, &ho)) == 0) {
-        t0 = now_ns();
         ho.sockfd = sockfd;
         struct hvi_in in = {.fd = sockfd, .ho = &ho};
         in.progress = ro.progress;
@@ -169,8 +171,8 @@ int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
         if (in.crypt)
             hvi_crypt_free(in.crypt);
     }
-    uint64_t total_us = (now_ns() - t0) / 1000u, map_us = ho.map_ns / 1000u;
-    uint64_t ready_us = ho.ready_ns > t0 ? (ho.ready_ns - t0) / 1000u : 0;
+    uint64_t map_us = ho.map_ns / 1000u;
+    uint64_t load_us = ho.state_ns ? (now_ns() - ho.state_ns) / 1000u : 0;
     if (r < 0) {
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
@@ -183,8 +185,7 @@ int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
     }
     vm->handover = NULL;
     hvi_ho_close(&ho); /* the device descriptors nobody took */
-    int w = hvi_ho_send_msg(sockfd, HVI_HO_ACK_MAGIC, 0, map_us,
-                            total_us - ready_us);
+    int w = hvi_ho_send_msg(sockfd, HVI_HO_ACK_MAGIC, 0, map_us, load_us);
     if (w < 0) {
         hvc_vm_destroy(vm);
         return hvi_error(w,

@@ -215,6 +215,8 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
     if (st->in->ho && ph > 2 && !st->in->ho->seen)
         return hvi_fail(s, -EBADMSG, "a hand-over stream without its FDS "
                                      "section");
+    if (st->in->ho && ph > 2)
+        hvi_ho_state_arrived(st->in->ho);
     if (st->in->ho && s->id == HVI_MEMORY)
         return hvi_fail(s, -EBADMSG, "guest pages in a hand-over stream");
     st->phase = ph;

@@ -242,10 +242,14 @@ struct hvi_handover {
     uint64_t map_ns; /* spent checking and mapping the descriptors */
     int sockfd;      /* where the ready message goes */
     uint64_t ready_ns; /* when it went */
+    uint64_t state_ns; /* when the first state section after it came */
 };
 /* The receiver is ready (its memory mapped, its devices attached): tells
  * the sender, which pauses the guest only now. */
 int hvi_ho_ready(struct hvi_handover *ho);
+/* Notes when the paused guest's state starts to arrive (the first call
+ * counts). */
+void hvi_ho_state_arrived(struct hvi_handover *ho);
 /* Writes a ready or confirmation message (@p magic) on @p fd. */
 int hvi_ho_send_msg(int fd, const char *magic, int status, uint64_t map_us,
                     uint64_t load_us);
