@@ -269,6 +269,7 @@ Test(handover, four_vcpus_to_child)
     to_child(4);
 }
 
+
 /* A failure before the confirmation: the old side runs on and counts. */
 static void assert_runs_on(migt *m, struct runner *run)
 {

@@ -256,6 +256,18 @@ void hvi_device_set_quiesce(hvc_device *dev, hvi_quiesce_fn fn)
     pthread_mutex_unlock(&vm->dev_ops_lock);
 }
 
+void hvi_devices_hold(hvc_vm *vm, bool hold)
+{
+    pthread_mutex_lock(&vm->dev_ops_lock);
+    for (hvc_device *d = next_device(vm, NULL); d; d = next_device(vm, d)) {
+        if (!d->quiesce || d->quiesced == hold)
+            continue;
+        d->quiesce(d->opaque, hold);
+        d->quiesced = hold;
+    }
+    pthread_mutex_unlock(&vm->dev_ops_lock);
+}
+
 void hvi_devices_quiesce(hvc_vm *vm, bool quiesce)
 {
     pthread_mutex_lock(&vm->dev_ops_lock);

@@ -335,6 +335,11 @@ int hvi_device_handover_fds(hvc_device *dev, int *fds, size_t capacity,
 typedef void (*hvi_quiesce_fn)(void *opaque, bool quiesce);
 void hvi_device_set_quiesce(hvc_device *dev, hvi_quiesce_fn fn);
 void hvi_devices_quiesce(hvc_vm *vm, bool quiesce);
+/* Quiesces (or lets go) every device of a VM that is not paused and that
+ * no caller sees yet, whatever the pause depth: a hand-over receive
+ * (src/migration/handover_recv.c) holds the new VM's devices from their
+ * attachment to its confirmation. Takes dev_ops_lock. */
+void hvi_devices_hold(hvc_vm *vm, bool hold);
 
 /* notify.c: a doorbell that no event-thread callback serves: the caller
  * waits on its notifier *fd itself (a device's own thread), reading it to

@@ -228,13 +228,8 @@ int hvi_ho_apply(struct hvi_handover *ho, const struct hvi_sec *s,
     if (r < 0)
         return r;
     ho->seen = true;
+    ho->vm = vm;
     vm->handover = ho;
-    /* Paused from here until the confirmation is written: the devices
-     * are quiescent, so nothing (a virtio-blk request the loaded state
-     * finds in a queue) touches the shared memory or the disk before the
-     * sender has let go of the guest. */
-    if ((r = hvc_vm_pause(vm)) < 0)
-        return hvi_fail(s, r, "pausing the new VM: %s", hvc_last_error());
     ho->map_ns += now_ns() - t0;
     return 0;
 }

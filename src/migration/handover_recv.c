@@ -1,9 +1,9 @@
 /* The receiving side of a hand-over: the descriptor packet (every
  * descriptor it carries is closed on any error), then the stream, read
- * as hostile input like any restore, then the confirmation. The new VM
- * stays paused from the moment its memory is mapped until the
- * confirmation is written, so nothing touches the shared memory or the
- * devices' files before the sender has let go of the guest. */
+ * as hostile input like any restore, then the confirmation. The new VM's
+ * devices stay quiescent from their attachment until the confirmation is
+ * written, so nothing touches the shared memory or the devices' files
+ * before the sender has let go of the guest. */
 #define _GNU_SOURCE
 #include "stream.h"
 
@@ -130,6 +130,11 @@ int hvi_ho_send_msg(int fd, const char *magic, int status, uint64_t map_us,
 
 int hvi_ho_ready(struct hvi_handover *ho)
 {
+    /* The devices are held quiescent until the confirmation is written:
+     * nothing (a virtio-blk request the loaded state finds in a queue)
+     * touches the shared memory or the disk before the sender has let go
+     * of the guest. No vCPU runs meanwhile: nobody has the VM yet. */
+    hvi_devices_hold(ho->vm, true);
     ho->ready_ns = now_ns();
     int r = hvi_ho_send_msg(ho->sockfd, HVI_HO_READY_MAGIC, 0,
                             ho->map_ns / 1000u, 0);
@@ -194,13 +199,7 @@ int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
                          "guest",
                          hvc_strerror(w));
     }
-    if ((r = hvc_vm_resume(vm)) < 0) {
-        /* The sender has let go: the guest cannot go back. */
-        char why[384];
-        snprintf(why, sizeof(why), "%s", hvc_last_error());
-        hvc_vm_destroy(vm);
-        return hvi_error(r, "hand-over: resuming the new VM: %s", why);
-    }
+    hvi_devices_hold(vm, false);
     *out = vm;
     return 0;
 }

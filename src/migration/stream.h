@@ -241,6 +241,7 @@ struct hvi_handover {
     bool seen;       /* the FDS section was applied */
     uint64_t map_ns; /* spent checking and mapping the descriptors */
     int sockfd;      /* where the ready message goes */
+    hvc_vm *vm;      /* the VM being built, once the regions are mapped */
     uint64_t ready_ns; /* when it went */
     uint64_t state_ns; /* when the first state section after it came */
 };
