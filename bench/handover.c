@@ -113,8 +113,7 @@ static void create(struct vmx *x, uint64_t size)
     if (size > LOW_TOP) {
         m.guest_addr = 4ull << 30;
         m.length = size - LOW_TOP;
-        bench_check_hv(hvc_vm_add_memory(x->vm, &m, NULL),
-                       "hvc_vm_add_memory");
+        bench_check_hv(hvc_vm_add_memory(x->vm, &m, NULL), "hvc_vm_add_memory");
     }
     bench_check_hv(hvc_vm_write(x->vm, GUEST_LOAD, guest, guest_len),
                    "hvc_vm_write");
@@ -152,9 +151,8 @@ static void *receive(void *arg)
 {
     struct receiver *rc = arg;
     hvc_vm *vm = NULL;
-    rc->r = rc->how == HANDOVER
-                ? hvc_vm_handover_receive(hv, rc->fd, NULL, &vm)
-                : hvc_vm_migrate_receive(hv, rc->fd, NULL, &vm);
+    rc->r = rc->how == HANDOVER ? hvc_vm_handover_receive(hv, rc->fd, NULL, &vm)
+                                : hvc_vm_migrate_receive(hv, rc->fd, NULL, &vm);
     if (rc->r < 0) {
         fprintf(stderr, PROG ": receive: %s\n", hvc_last_error());
         return NULL;

@@ -202,8 +202,7 @@ static void to_child(uint32_t nr_vcpus)
             "regions, %u device fds, %llu stream bytes, %llu bytes of RAM "
             "not copied\n",
             nr_vcpus, nr_vcpus > 1 ? "s" : "", (unsigned long long)st.pause_us,
-            (unsigned long long)st.vcpu_stop_us,
-            (unsigned long long)st.save_us,
+            (unsigned long long)st.vcpu_stop_us, (unsigned long long)st.save_us,
             (unsigned long long)st.transfer_us, (unsigned long long)st.map_us,
             (unsigned long long)st.load_us,
             (unsigned long long)st.confirm_wait_us, st.regions, st.device_fds,
@@ -268,7 +267,6 @@ Test(handover, four_vcpus_to_child)
 {
     to_child(4);
 }
-
 
 /* A failure before the confirmation: the old side runs on and counts. */
 static void assert_runs_on(migt *m, struct runner *run)

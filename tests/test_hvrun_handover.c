@@ -75,11 +75,23 @@ Test(hvrun_handover, handover_to_incoming)
     const char *dst[] = {"--incoming", to, NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
     wait_listening(sock);
-    const char *src[] = {"--kernel",      COUNTER, "--raw",  "0x8000",
-                         "--mem",         "64",    "--cpus", "2",
-                         "--serial",      ser,     "--disk", dsk,
-                         "--handover-to", to,      "--handover-after-ms",
-                         "150",           NULL};
+    const char *src[] = {"--kernel",
+                         COUNTER,
+                         "--raw",
+                         "0x8000",
+                         "--mem",
+                         "64",
+                         "--cpus",
+                         "2",
+                         "--serial",
+                         ser,
+                         "--disk",
+                         dsk,
+                         "--handover-to",
+                         to,
+                         "--handover-after-ms",
+                         "150",
+                         NULL};
     cr_assert_eq(run_hvrun(&s, "src", src), 0);
     char *err = output(&s, "src", "err");
     assert_one_line(err, "handed over");
@@ -117,9 +129,9 @@ Test(hvrun_handover, refused_runs_on)
     const char *dst[] = {"--incoming", to, "--mem", "128", NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
     wait_listening(sock);
-    const char *src[] = {"--kernel", COUNTER, "--raw",         "0x8000",
-                         "--mem",    "64",    "--serial",      ser,
-                         "--handover-to",     to, NULL};
+    const char *src[] = {"--kernel",      COUNTER, "--raw",    "0x8000",
+                         "--mem",         "64",    "--serial", ser,
+                         "--handover-to", to,      NULL};
     pid_t p = spawn_hvrun(&s, "src", NULL, src);
     wait_for_count(in(&s, "con.txt"), 10, WAIT_S, p);
     kill(p, SIGUSR2);
@@ -164,9 +176,9 @@ Test(hvrun_handover, upgrade_exec_to_itself)
     scratch_open(&s);
     char ser[160];
     snprintf(ser, sizeof(ser), "file:%s", in(&s, "con.txt"));
-    const char *src[] = {"--kernel", COUNTER,  "--raw",          "0x8000",
-                         "--mem",    "64",     "--cpus",         "4",
-                         "--serial", ser,      "--upgrade-exec", HVT_HVRUN,
+    const char *src[] = {"--kernel", COUNTER, "--raw",          "0x8000",
+                         "--mem",    "64",    "--cpus",         "4",
+                         "--serial", ser,     "--upgrade-exec", HVT_HVRUN,
                          NULL};
     pid_t p = spawn_hvrun(&s, "src", NULL, src);
     wait_for_count(in(&s, "con.txt"), 10, WAIT_S, p);
@@ -207,14 +219,16 @@ Test(hvrun_handover, usage_errors)
 {
     struct scratch s;
     scratch_open(&s);
-    const char *a[] = {"--kernel", COUNTER, "--raw", "0x8000",
-                       "--handover-after-ms", "10", NULL};
+    const char *a[] = {
+        "--kernel", COUNTER, "--raw", "0x8000", "--handover-after-ms",
+        "10",       NULL};
     cr_assert_eq(run_hvrun(&s, "a", a), 2);
     char *err = output(&s, "a", "err");
     assert_one_line(err, "--handover-to");
     free(err);
-    const char *b[] = {"--kernel", COUNTER, "--raw", "0x8000",
-                       "--upgrade-exec", "/nonexistent/hvrun", NULL};
+    const char *b[] = {"--kernel", COUNTER,          "--raw",
+                       "0x8000",   "--upgrade-exec", "/nonexistent/hvrun",
+                       NULL};
     cr_assert_eq(run_hvrun(&s, "b", b), 2);
     err = output(&s, "b", "err");
     assert_one_line(err, "not an executable");
@@ -224,7 +238,7 @@ Test(hvrun_handover, usage_errors)
     err = output(&s, "c", "err");
     assert_one_line(err, "not an open socket");
     free(err);
-    const char *d[] = {"--kernel", COUNTER, "--raw", "0x8000",
+    const char *d[] = {"--kernel",      COUNTER, "--raw", "0x8000",
                        "--handover-to", "tcp:1", NULL};
     cr_assert_eq(run_hvrun(&s, "d", d), 2);
     err = output(&s, "d", "err");

@@ -88,8 +88,9 @@ int hvrun_upgrade_exec(struct machine *m)
     const struct handover_opts *h = &m->opt->handover;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        fprintf(stderr, "hvrun: --upgrade-exec: socketpair: %s; the VM runs "
-                        "on\n",
+        fprintf(stderr,
+                "hvrun: --upgrade-exec: socketpair: %s; the VM runs "
+                "on\n",
                 strerror(errno));
         return -errno;
     }
@@ -142,8 +143,8 @@ int hvrun_upgrade_exec(struct machine *m)
     return r;
 }
 
-int hvrun_receive_any(hvc_hypervisor *hv, int fd,
-                      const hvc_restore_options *ro, hvc_vm **vm)
+int hvrun_receive_any(hvc_hypervisor *hv, int fd, const hvc_restore_options *ro,
+                      hvc_vm **vm)
 {
     char magic[8];
     ssize_t n;

@@ -162,8 +162,8 @@ int hvrun_handover(struct machine *m);
 int hvrun_upgrade_exec(struct machine *m);
 /* --incoming: a hand-over or a migration stream, whichever @p fd
  * carries. */
-int hvrun_receive_any(hvc_hypervisor *hv, int fd,
-                      const hvc_restore_options *ro, hvc_vm **vm);
+int hvrun_receive_any(hvc_hypervisor *hv, int fd, const hvc_restore_options *ro,
+                      hvc_vm **vm);
 /* In a restore's setup: the descriptor a hand-over passed for @p device's
  * @p slot, or -1. */
 int hvrun_handover_fd(hvc_vm *vm, const char *device, uint32_t slot);

@@ -176,9 +176,9 @@ static void check_handover(const struct options *o)
                         "unix:PATH");
     if (h->to && o->migrate_to)
         die_usage("%s", "give --handover-to or --migrate-to, not both");
-    if (h->upgrade_exec && (stat(h->upgrade_exec, &st) < 0 ||
-                            !S_ISREG(st.st_mode) ||
-                            access(h->upgrade_exec, X_OK) < 0))
+    if (h->upgrade_exec &&
+        (stat(h->upgrade_exec, &st) < 0 || !S_ISREG(st.st_mode) ||
+         access(h->upgrade_exec, X_OK) < 0))
         die_usage("--upgrade-exec: '%s' is not an executable file",
                   h->upgrade_exec);
     if (h->incoming_fd >= 0 &&

@@ -342,9 +342,9 @@ void hvrun_restore(struct machine *m, struct options *o)
     ro.progress = hvrun_progress;
     ro.opaque = &st;
     hvc_vm *vm = NULL;
-    int r = o->incoming ? receive(m->hv, o->incoming, &ro, &vm,
-                                  o->handover.incoming_fd)
-                        : hvc_snapshot_restore(m->hv, o->restore, &ro, &vm);
+    int r = o->incoming
+                ? receive(m->hv, o->incoming, &ro, &vm, o->handover.incoming_fd)
+                : hvc_snapshot_restore(m->hv, o->restore, &ro, &vm);
     /* A restore that succeeded read the whole file (the library reports
      * progress only every 4 MiB). */
     struct stat fst;

@@ -83,8 +83,7 @@ typedef struct hvc_device_ops {
      * the device's. Called with the VM paused. NULL (or a version 1
      * table): the device passes none.
      */
-    int (*handover_fds)(void *opaque, int *fds, size_t capacity,
-                        size_t *count);
+    int (*handover_fds)(void *opaque, int *fds, size_t capacity, size_t *count);
 } hvc_device_ops;
 
 /** A port-I/O or MMIO range a device claims. */

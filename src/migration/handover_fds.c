@@ -82,8 +82,8 @@ static const char *kind_of(mode_t m)
 
 /* One region's descriptor, checked, mapped and added to @p vm. */
 static int map_region(struct hvi_handover *ho, const struct hvi_sec *s,
-                      uint32_t i, const uint8_t *q, const struct hvi_region *want,
-                      hvc_vm *vm)
+                      uint32_t i, const uint8_t *q,
+                      const struct hvi_region *want, hvc_vm *vm)
 {
     uint64_t gpa = hvi_get64(q), len = hvi_get64(q + 8);
     uint64_t off = hvi_get64(q + 16);
@@ -131,8 +131,8 @@ static int map_region(struct hvi_handover *ho, const struct hvi_sec *s,
                         "region 0x%" PRIx64 "+0x%" PRIx64
                         ": its memfd is sealed against writes (seals 0x%x)",
                         gpa, len, (unsigned)seals);
-    void *hva = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-                     (off_t)off);
+    void *hva =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
     if (hva == MAP_FAILED)
         return hvi_fail(s, -errno,
                         "region 0x%" PRIx64 "+0x%" PRIx64 ": mapping it: %s",
@@ -167,8 +167,8 @@ static int read_devs(struct hvi_handover *ho, const struct hvi_sec *s,
                             j);
         uint32_t slot = hvi_get16(q), nl = hvi_get16(q + 2);
         if (nl == 0 || nl >= sizeof(ho->devs[j].name) || 4 + nl > left)
-            return hvi_fail(s, -EBADMSG,
-                            "device descriptor %u: name length %u", j, nl);
+            return hvi_fail(s, -EBADMSG, "device descriptor %u: name length %u",
+                            j, nl);
         for (uint32_t k = 0; k < nl; k++)
             if (q[4 + k] < 0x20 || q[4 + k] > 0x7e)
                 return hvi_fail(s, -EBADMSG,
@@ -204,8 +204,7 @@ int hvi_ho_apply(struct hvi_handover *ho, const struct hvi_sec *s,
         return hvi_fail(s, -EBADMSG, "%zu bytes, fewer than 8", len);
     uint32_t nr = hvi_get32(p), nd = hvi_get32(p + 4);
     if (nr != c->nr_regions)
-        return hvi_fail(s, -EBADMSG,
-                        "%u regions; the configuration has %u", nr,
+        return hvi_fail(s, -EBADMSG, "%u regions; the configuration has %u", nr,
                         c->nr_regions);
     if ((uint64_t)nr + nd != ho->nr_fds)
         return hvi_fail(s, -EBADMSG,

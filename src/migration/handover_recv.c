@@ -87,8 +87,7 @@ static int read_packet(int fd, struct hvi_handover *ho)
         r = hvi_error(-EBADMSG, "hand-over: the descriptor packet is "
                                 "malformed (magic or CRC)");
     else if (truncated || foreign || nfds > HVC_HANDOVER_MAX_FDS)
-        r = hvi_error(-EBADMSG,
-                      "hand-over: the descriptor packet carries %s",
+        r = hvi_error(-EBADMSG, "hand-over: the descriptor packet carries %s",
                       foreign ? "control messages other than descriptors"
                               : "more descriptors than a hand-over passes");
     else if (hvi_get32(pkt + 8) != nfds)
@@ -139,8 +138,9 @@ int hvi_ho_ready(struct hvi_handover *ho)
     int r = hvi_ho_send_msg(ho->sockfd, HVI_HO_READY_MAGIC, 0,
                             ho->map_ns / 1000u, 0);
     if (r < 0)
-        return hvi_error(r, "hand-over: telling the sender it may pause the "
-                            "guest failed: %s",
+        return hvi_error(r,
+                         "hand-over: telling the sender it may pause the "
+                         "guest failed: %s",
                          hvc_strerror(r));
     return 0;
 }
@@ -184,9 +184,8 @@ int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
         /* the sender may be gone */
         hvi_ho_send_msg(sockfd, HVI_HO_ACK_MAGIC, r, 0, 0);
         hvi_ho_close(&ho);
-        return hvi_error(r, "%s%s",
-                         strncmp(why, "hand-over", 9) ? "hand-over: " : "",
-                         why);
+        return hvi_error(
+            r, "%s%s", strncmp(why, "hand-over", 9) ? "hand-over: " : "", why);
     }
     vm->handover = NULL;
     hvi_ho_close(&ho); /* the device descriptors nobody took */

@@ -242,7 +242,8 @@ static int wait_msg(struct send *s, const char *magic, const char *what)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return hvi_error(-errno, "hand-over: waiting for the receiver's %s: %s",
+            return hvi_error(-errno,
+                             "hand-over: waiting for the receiver's %s: %s",
                              what, hvc_strerror(-errno));
         if (n == 0)
             return hvi_error(-ECONNABORTED,
@@ -251,7 +252,8 @@ static int wait_msg(struct send *s, const char *magic, const char *what)
                              what);
         got += (size_t)n;
     }
-    bool known = memcmp(a, magic, 8) == 0 || memcmp(a, HVI_HO_ACK_MAGIC, 8) == 0;
+    bool known =
+        memcmp(a, magic, 8) == 0 || memcmp(a, HVI_HO_ACK_MAGIC, 8) == 0;
     if (!known || hvi_get32(a + 20) != hvi_crc32c(0, a, 20))
         return hvi_error(-EPROTO, "hand-over: the receiver's %s is malformed",
                          what);

@@ -210,11 +210,13 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
     if (s->id != HVI_CONFIG && !st->vm)
         return hvi_fail(s, -EBADMSG, "the stream does not start with CONFIG");
     if (s->id == HVI_FDS && !st->in->ho)
-        return hvi_fail(s, -EBADMSG, "descriptors in a stream that is not a "
-                                     "hand-over");
+        return hvi_fail(s, -EBADMSG,
+                        "descriptors in a stream that is not a "
+                        "hand-over");
     if (st->in->ho && ph > 2 && !st->in->ho->seen)
-        return hvi_fail(s, -EBADMSG, "a hand-over stream without its FDS "
-                                     "section");
+        return hvi_fail(s, -EBADMSG,
+                        "a hand-over stream without its FDS "
+                        "section");
     if (st->in->ho && ph > 2)
         hvi_ho_state_arrived(st->in->ho);
     if (st->in->ho && s->id == HVI_MEMORY)

@@ -238,10 +238,10 @@ struct hvi_handover {
         uint32_t slot;
     } * devs; /* device descriptor j is fds[nr_regions + j] */
     uint32_t nr_devs;
-    bool seen;       /* the FDS section was applied */
-    uint64_t map_ns; /* spent checking and mapping the descriptors */
-    int sockfd;      /* where the ready message goes */
-    hvc_vm *vm;      /* the VM being built, once the regions are mapped */
+    bool seen;         /* the FDS section was applied */
+    uint64_t map_ns;   /* spent checking and mapping the descriptors */
+    int sockfd;        /* where the ready message goes */
+    hvc_vm *vm;        /* the VM being built, once the regions are mapped */
     uint64_t ready_ns; /* when it went */
     uint64_t state_ns; /* when the first state section after it came */
 };
