@@ -534,7 +534,7 @@ Test(handover, private_memory_refused_before_the_pause)
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     hvc_handover_stats st = HVC_HANDOVER_STATS_INIT;
     HVT_ERR(hvc_vm_handover_send(m.vm, sv[0], NULL, &st), -ENOTSUP);
-    cr_assert_not_null(strstr(hvc_last_error(), "caller-supplied mapping"),
+    cr_assert_not_null(strstr(hvc_last_error(), "private anonymous memory"),
                        "%s", hvc_last_error());
     cr_assert_eq(st.pause_us, 0, "the guest was paused");
     /* nothing reached the socket */
@@ -543,6 +543,76 @@ Test(handover, private_memory_refused_before_the_pause)
     cr_assert_eq(errno, EAGAIN);
     assert_runs_on(&m, run);
     munmap(mem, HVT_MEM);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* Caller memory that is a file mapped shared (a memfd, two pages into
+ * it) is passed with its offset: the new VM maps the same file there and
+ * the guest counts on. */
+Test(handover, caller_shared_file_mapping)
+{
+    hvt_require_kvm();
+    static migt m;
+    memset(&m, 0, sizeof(m));
+    HVT_OK(hvc_hypervisor_open("kvm", &m.hv));
+    HVT_OK(hvc_vm_create(m.hv, NULL, &m.vm));
+    int mfd = memfd_create("caller-ram", MFD_CLOEXEC);
+    cr_assert_geq(mfd, 0);
+    cr_assert_eq(ftruncate(mfd, HVT_MEM + 8192), 0);
+    void *mem =
+        mmap(NULL, HVT_MEM, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 8192);
+    cr_assert_neq(mem, MAP_FAILED);
+    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
+    mo.length = HVT_MEM;
+    mo.host_addr = mem;
+    HVT_OK(hvc_vm_add_memory(m.vm, &mo, NULL));
+    hvt_load(m.vm, "counter64");
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
+    so.name = "com1";
+    HVT_OK(hvc_serial_create(m.vm, &so, NULL));
+    m.nr_vcpus = 1;
+    m.vcpu[0] = hvt_vcpu(m.vm, 0, HVC_X86_MODE_LONG64, 0);
+    HVT_OK(hvc_vcpu_set_reg(m.vcpu[0], HVC_X86_RDI, 0));
+    struct runner run[1];
+    start_runners(&m, run);
+    sleep_ms(10);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct sender s = {.vm = m.vm, .fd = sv[0]};
+    cr_assert_eq(pthread_create(&s.t, NULL, do_send, &s), 0);
+    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
+    ro.setup = quiet_uart;
+    migt n = {0};
+    n.hv = m.hv;
+    HVT_OK(hvc_vm_handover_receive(m.hv, sv[1], &ro, &n.vm));
+    pthread_join(s.t, NULL);
+    cr_assert_eq(s.r, 0, "%s", s.why);
+    HVT_ERR(hvc_vm_resume(m.vm), -EPERM);
+    /* the same file, and the guest's memory seen through it */
+    hvc_memory_region *reg;
+    HVT_OK(hvc_vm_find_memory(n.vm, 0, &reg));
+    struct stat a, b;
+    cr_assert_eq(fstat(mfd, &a), 0);
+    cr_assert_eq(fstat(hvc_memory_region_fd(reg), &b), 0);
+    cr_assert_eq(a.st_ino, b.st_ino);
+    n.nr_vcpus = 1;
+    HVT_OK(hvc_vm_get_vcpu(n.vm, 0, &n.vcpu[0]));
+    uint64_t c = migt_count(&n, 0) + 3;
+    cr_assert_eq(migt_run_until(&n, c), 0);
+    cr_assert_eq(migt_check(&n, c), 0);
+    uint64_t through_file;
+    cr_assert_eq(pread(mfd, &through_file, 8, 8192 + MIGT_STATE), 8);
+    cr_assert_eq(through_file, c, "the new VM does not use the caller's file");
+    /* the old VM's parked vCPU thread ends with a kick */
+    atomic_store(&run[0].stop, 1);
+    hvc_vcpu_kick(run[0].vcpu);
+    pthread_join(run[0].t, NULL);
+    hvc_vm_destroy(n.vm);
+    hvc_vm_destroy(m.vm);
+    hvc_hypervisor_close(m.hv);
+    munmap(mem, HVT_MEM);
+    close(mfd);
     close(sv[0]);
     close(sv[1]);
 }

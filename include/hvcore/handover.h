@@ -17,9 +17,13 @@
  * side never runs the guest again (hvc_vm_resume() refuses, -EPERM).
  *
  * Only memory that is a file can be handed over: the library's memfd
- * regions (the default). A caller-supplied mapping or a
- * ::HVC_MEMORY_MERGEABLE (anonymous) region is refused before the VM is
- * paused.
+ * regions (the default), and caller-supplied regions that map a file
+ * shared (a memfd, a tmpfs or disk file: the library finds the file and
+ * the offset in /proc/self/maps and opens it through /proc/self/map_files,
+ * which takes CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE). A private mapping
+ * (anonymous memory, or a file mapped MAP_PRIVATE) and a
+ * ::HVC_MEMORY_MERGEABLE (anonymous) region are refused, with a message
+ * saying which, before the VM is paused.
  *
  * Thread rules: hvc_vm_handover_send() runs on a thread that is no vCPU's;
  * vCPU threads stay parked in hvc_vcpu_run() while the VM is paused.

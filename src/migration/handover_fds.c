@@ -34,9 +34,9 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-int hvi_ho_encode(hvc_memory_region *const *regs, size_t nr_regions,
-                  const struct hvi_ho_dev *devs, size_t nr_devs, uint8_t **out,
-                  size_t *len)
+int hvi_ho_encode(hvc_memory_region *const *regs, const uint64_t *offsets,
+                  size_t nr_regions, const struct hvi_ho_dev *devs,
+                  size_t nr_devs, uint8_t **out, size_t *len)
 {
     size_t n = 8 + nr_regions * REGION_DESC;
     for (size_t i = 0; i < nr_devs; i++)
@@ -50,7 +50,7 @@ int hvi_ho_encode(hvc_memory_region *const *regs, size_t nr_regions,
     for (size_t i = 0; i < nr_regions; i++, q += REGION_DESC) {
         hvi_put64(q, regs[i]->gpa);
         hvi_put64(q + 8, regs[i]->len);
-        hvi_put64(q + 16, 0); /* a library memfd starts at the region */
+        hvi_put64(q + 16, offsets[i]);
         hvi_put32(q + 24, regs[i]->flags);
     }
     for (size_t i = 0; i < nr_devs; i++) {

@@ -31,6 +31,8 @@ struct send {
     hvc_memory_region **regs;
     size_t nr_regs;
     int *fds;
+    uint64_t *offsets; /* each region's offset in its file */
+    bool *opened;      /* the region's descriptor is ours to close */
     struct hvi_ho_dev *devs;
     size_t nr_devs;
     struct buf out;
@@ -69,35 +71,38 @@ static int collect(struct send *s)
     int r = hvi_memory_snapshot(s->vm, &s->regs, &s->nr_regs);
     if (r < 0)
         return r;
-    for (size_t i = 0; i < s->nr_regs; i++) {
-        const hvc_memory_region *g = s->regs[i];
-        if (g->fd >= 0)
-            continue;
+    size_t cap = HVC_HANDOVER_MAX_FDS;
+    s->fds = calloc(cap, sizeof(*s->fds));
+    s->devs = calloc(cap, sizeof(*s->devs));
+    s->offsets = calloc(s->nr_regs + 1, sizeof(*s->offsets));
+    s->opened = calloc(s->nr_regs + 1, sizeof(*s->opened));
+    if (!s->fds || !s->devs || !s->offsets || !s->opened)
+        return hvi_error(-ENOMEM, "out of memory");
+    if (s->nr_regs > cap)
         return hvi_error(-ENOTSUP,
-                         "hand-over: memory region 0x%" PRIx64 "+0x%" PRIx64
-                         " is %s; only memory that is a file (the library's "
-                         "memfd regions) can be handed over without copying",
-                         g->gpa, g->len,
-                         g->owned ? "anonymous memory (HVC_MEMORY_MERGEABLE)"
-                                  : "a caller-supplied mapping (private or "
-                                    "anonymous memory has no file to pass)");
+                         "hand-over: %zu memory regions; at most %zu "
+                         "descriptors pass",
+                         s->nr_regs, cap);
+    for (size_t i = 0; r == 0 && i < s->nr_regs; i++) {
+        const hvc_memory_region *g = s->regs[i];
+        if (g->fd >= 0) /* the library's memfd, from its start */
+            s->fds[i] = g->fd;
+        else if (g->owned)
+            r = hvi_error(-ENOTSUP,
+                          "hand-over: memory region 0x%" PRIx64 "+0x%" PRIx64
+                          " is anonymous memory (HVC_MEMORY_MERGEABLE), "
+                          "which has no file to pass; only memory that is a "
+                          "file can be handed over without copying",
+                          g->gpa, g->len);
+        else if ((r = hvi_ho_caller_file(g, &s->fds[i], &s->offsets[i])) == 0)
+            s->opened[i] = true;
     }
+    if (r < 0)
+        return r;
     hvc_device **devs;
     size_t n;
     if ((r = hvi_devices_snapshot(s->vm, &devs, &n)) < 0)
         return r;
-    size_t cap = HVC_HANDOVER_MAX_FDS;
-    s->fds = calloc(cap, sizeof(*s->fds));
-    s->devs = calloc(cap, sizeof(*s->devs));
-    if (!s->fds || !s->devs)
-        r = hvi_error(-ENOMEM, "out of memory");
-    if (r == 0 && s->nr_regs > cap)
-        r = hvi_error(-ENOTSUP,
-                      "hand-over: %zu memory regions; at most %zu "
-                      "descriptors pass",
-                      s->nr_regs, cap);
-    for (size_t i = 0; r == 0 && i < s->nr_regs; i++)
-        s->fds[i] = s->regs[i]->fd;
     size_t used = s->nr_regs;
     for (size_t i = 0; r == 0 && i < n; i++) {
         int slot[MAX_DEV_SLOTS];
@@ -164,8 +169,8 @@ static int save_setup(struct send *s)
     uint8_t *fds = NULL;
     size_t len = 0;
     int r = hvi_save_begin(s->vm, &s->o, &so, true);
-    if (r == 0 && (r = hvi_ho_encode(s->regs, s->nr_regs, s->devs, s->nr_devs,
-                                     &fds, &len)) == 0)
+    if (r == 0 && (r = hvi_ho_encode(s->regs, s->offsets, s->nr_regs, s->devs,
+                                     s->nr_devs, &fds, &len)) == 0)
         r = hvi_put_section(&s->o, HVI_FDS, 0, fds, len);
     free(fds);
     return r;
@@ -383,6 +388,11 @@ int hvc_vm_handover_send(hvc_vm *vm, int sockfd,
         stats->size = size;
     }
     hvi_out_free(&s->o);
+    for (size_t i = 0; s->opened && i < s->nr_regs; i++)
+        if (s->opened[i])
+            close(s->fds[i]);
+    free(s->offsets);
+    free(s->opened);
     free(s->out.p);
     free(s->regs);
     free(s->fds);

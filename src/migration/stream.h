@@ -263,9 +263,13 @@ int hvi_ho_send_msg(int fd, const char *magic, int status, uint64_t map_us,
 #define HVI_HO_ACK 24
 /* Sender: the FDS payload for @p regs and the device descriptors in
  * @p fds[nr_regions..nr_fds) with their names and slots. */
-int hvi_ho_encode(hvc_memory_region *const *regs, size_t nr_regions,
-                  const struct hvi_ho_dev *devs, size_t nr_devs, uint8_t **out,
-                  size_t *len);
+int hvi_ho_encode(hvc_memory_region *const *regs, const uint64_t *offsets,
+                  size_t nr_regions, const struct hvi_ho_dev *devs,
+                  size_t nr_devs, uint8_t **out, size_t *len);
+/* handover_caller.c: the file a caller-supplied region maps shared, opened
+ * (*fd is the caller's to close), and the region's offset in it; -ENOTSUP
+ * (saying why) for any other mapping. */
+int hvi_ho_caller_file(const hvc_memory_region *g, int *fd, uint64_t *offset);
 /* Receiver: checks the FDS section against the configuration and the
  * descriptors, maps the regions into @p vm and keeps the device
  * descriptors for hvc_vm_handover_fd(). */
