@@ -457,21 +457,24 @@ static void hostile(enum forgery f, const char *want)
     cr_assert_null(vm);
     cr_assert_not_null(strstr(hvc_last_error(), want), "\"%s\" lacks \"%s\"",
                        hvc_last_error(), want);
-    /* The refusal goes back to the old side. */
-    uint8_t ack[64];
-    ssize_t n = read(b[0], ack, sizeof(ack));
+    /* The refusal (and its reason) goes back to the old side. */
+    static uint8_t ack[1024];
+    shutdown(b[1], SHUT_WR);
+    size_t n = read_all(b[0], ack, sizeof(ack));
     cr_assert_gt(n, 0, "the receiver sent no refusal");
     if (f == PLAIN_RESTORE) /* a migration refusal is no hand-over answer */
         close(a[1]);
     else
-        write_all(a[1], ack, (size_t)n);
+        write_all(a[1], ack, n);
     pthread_join(s.t, NULL);
     cr_assert_lt(s.r, 0);
     cr_assert_eq(s.st.completed, 0);
     fprintf(stderr, "old side: %s\n", s.why);
     cr_assert_not_null(strstr(s.why, "runs on"), "%s", s.why);
-    if (f != PLAIN_RESTORE)
+    if (f != PLAIN_RESTORE) { /* with the receiver's reason */
         cr_assert_not_null(strstr(s.why, "refused"), "%s", s.why);
+        cr_assert_not_null(strstr(s.why, want), "%s", s.why);
+    }
     assert_runs_on(&m, run);
     for (size_t i = 0; i < c.nfds; i++)
         if (c.fds[i] != extra)

@@ -127,6 +127,19 @@ int hvi_ho_send_msg(int fd, const char *magic, int status, uint64_t map_us,
     return 0;
 }
 
+/* A refusal: the confirmation with the error, and the reason's text
+ * (its length in place of the load time). */
+static void refuse(int fd, int status, const char *why)
+{
+    if (strncmp(why, "hand-over: ", 11) == 0)
+        why += 11;
+    size_t n = strlen(why);
+    if (n > HVI_HO_REASON_MAX)
+        n = HVI_HO_REASON_MAX;
+    if (hvi_ho_send_msg(fd, HVI_HO_ACK_MAGIC, status, 0, n) == 0)
+        (void)!send(fd, why, n, MSG_NOSIGNAL);
+}
+
 int hvi_ho_ready(struct hvi_handover *ho)
 {
     /* The devices are held quiescent until the confirmation is written:
@@ -181,8 +194,7 @@ int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
     if (r < 0) {
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
-        /* the sender may be gone */
-        hvi_ho_send_msg(sockfd, HVI_HO_ACK_MAGIC, r, 0, 0);
+        refuse(sockfd, r, why); /* the sender may be gone */
         hvi_ho_close(&ho);
         return hvi_error(
             r, "%s%s", strncmp(why, "hand-over", 9) ? "hand-over: " : "", why);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,9 +267,31 @@ static int wait_msg(struct send *s, const char *magic, const char *what)
     if (status > 0 || status < -4095)
         return hvi_error(-EPROTO, "hand-over: the receiver's %s has status %d",
                          what, status);
-    if (status < 0)
-        return hvi_error(status, "hand-over: the receiver refused: %s",
-                         hvc_strerror(status));
+    if (status < 0) {
+        /* Its reason, as far as it came: hostile text, quoted. */
+        char why[HVI_HO_REASON_MAX + 1] = "", quoted[2 * HVI_HO_REASON_MAX];
+        size_t n = hvi_get32(a + 16), rgot = 0;
+        if (n > HVI_HO_REASON_MAX)
+            n = 0;
+        while (rgot < n) {
+            /* A receiver that announces more than it sends is not waited
+             * for long: the guest is paused. */
+            struct pollfd p = {.fd = s->fd, .events = POLLIN};
+            if (poll(&p, 1, 1000) <= 0)
+                break;
+            ssize_t k = read(s->fd, why + rgot, n - rgot);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                break;
+            rgot += (size_t)k;
+        }
+        why[rgot] = 0;
+        hvi_quote(quoted, sizeof(quoted), why, rgot);
+        return hvi_error(status, "hand-over: the receiver refused (%s)%s%s",
+                         hvc_strerror(status), rgot ? ": " : "",
+                         rgot ? quoted : "");
+    }
     if (memcmp(a, magic, 8) != 0)
         return hvi_error(-EPROTO,
                          "hand-over: the receiver confirmed before it was "

@@ -260,6 +260,8 @@ int hvi_ho_send_msg(int fd, const char *magic, int status, uint64_t map_us,
 #define HVI_HO_PACKET 16
 #define HVI_HO_ACK_MAGIC "HVCHACK1"
 #define HVI_HO_READY_MAGIC "HVCHRDY1" /* the same layout, status 0 */
+/* A refusal's reason follows it, this many bytes at most. */
+#define HVI_HO_REASON_MAX 400u
 #define HVI_HO_ACK 24
 /* Sender: the FDS payload for @p regs and the device descriptors in
  * @p fds[nr_regions..nr_fds) with their names and slots. */
