@@ -37,8 +37,10 @@ static int send_vm(struct machine *m, int fd, const char *to)
     int r = hvc_vm_handover_send(m->vm, fd, &ho, &st);
     free(user);
     if (r < 0) {
-        fprintf(stderr, "hvrun: hand-over to %s: %s\n", to,
-                hvrun_esc(hvc_last_error()));
+        const char *why = hvc_last_error();
+        if (strncmp(why, "hand-over: ", 11) == 0)
+            why += 11;
+        fprintf(stderr, "hvrun: hand-over to %s: %s\n", to, hvrun_esc(why));
         return r;
     }
     fprintf(stderr,
