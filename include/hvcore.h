@@ -12,6 +12,7 @@
 #include "hvcore/audit.h"
 #include "hvcore/common.h"
 #include "hvcore/device.h"
+#include "hvcore/handover.h"
 #include "hvcore/hypervisor.h"
 #include "hvcore/loader.h"
 #include "hvcore/memory.h"

@@ -266,6 +266,16 @@ int migt_receive_tls(migt *m, int fd, const hvc_migrate_tls *tls,
     return r;
 }
 
+int migt_handover_receive(migt *m, int fd)
+{
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
+    int r = begin(m, &o);
+    hvc_vm *vm;
+    if (r == 0 && (r = hvc_vm_handover_receive(m->hv, fd, &o, &vm)) == 0)
+        r = adopt(m, vm);
+    return r;
+}
+
 static int restore_mem(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
                        hvc_restore_options *o, hvc_vm **out)
 {

@@ -33,6 +33,8 @@ static atomic_int interrupted;
 static atomic_int snapshot_requested; /* SIGUSR1 with --snapshot */
 static atomic_int audit_requested;    /* SIGUSR1 with --audit-sharing */
 static atomic_int migrate_requested;  /* SIGUSR2 with --migrate-to */
+static atomic_int handover_requested; /* SIGUSR2 with --handover-to */
+static atomic_int upgrade_requested;  /* SIGHUP with --upgrade-exec */
 
 int hvrun_interrupted(void)
 {
@@ -112,7 +114,15 @@ void hvrun_add_devices(hvc_vm *vm, const struct options *opt, bool restoring)
 {
     hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
     so.name = "com1";
-    if (opt->serial == SERIAL_STDIO && opt->virtio_console) {
+    /* A hand-over passed the old hvrun's console descriptors. */
+    int passed_out = restoring ? hvrun_handover_fd(vm, "com1", 0) : -1;
+    int passed_in = restoring ? hvrun_handover_fd(vm, "com1", 1) : -1;
+    if (passed_out >= 0 || passed_in >= 0) {
+        so.output_fd = passed_out;
+        so.input_fd = passed_in;
+        if (passed_in >= 0 && isatty(passed_in))
+            raw_tty();
+    } else if (opt->serial == SERIAL_STDIO && opt->virtio_console) {
         so.output_fd = STDOUT_FILENO; /* early boot messages; no input */
     } else if (opt->serial == SERIAL_STDIO) {
         so.output_fd = STDOUT_FILENO;
@@ -327,7 +337,16 @@ static void *signal_thread(void *arg)
         if (sig < 0)
             continue; /* EINTR: a stop/continue of the process */
         if (sig == SIGUSR2) {
-            atomic_store(&migrate_requested, 1);
+            if (the_machine->opt->handover.to)
+                atomic_store(&handover_requested, 1);
+            else
+                atomic_store(&migrate_requested, 1);
+            wake_controller();
+            continue;
+        }
+        if (sig == SIGHUP && the_machine->opt->handover.upgrade_exec &&
+            atomic_load(&running)) {
+            atomic_store(&upgrade_requested, 1);
             wake_controller();
             continue;
         }
@@ -363,7 +382,7 @@ static void start_signal_thread(const struct options *o)
     sigaddset(&set, SIGQUIT);
     if (o->snapshot || (o->audit_sharing && o->keep_running))
         sigaddset(&set, SIGUSR1);
-    if (o->migrate_to)
+    if (o->migrate_to || o->handover.to)
         sigaddset(&set, SIGUSR2);
     pthread_t t;
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
@@ -438,11 +457,26 @@ static void control(struct machine *m)
      * each SIGUSR2 (again after a failure). */
     struct timespec migrate_at = deadline_after_ms(o->migrate_after_ms);
     bool migrate = o->migrate_to && o->migrate_timed;
+    /* --handover-to with --handover-after-ms: the same, once. */
+    bool handover = o->handover.to && o->handover.timed;
+    if (handover) {
+        migrate_at = deadline_after_ms(o->handover.after_ms);
+        migrate = true;
+    }
     pthread_mutex_lock(&ctl_lock);
     while (!atomic_load(&m->stopping)) {
         bool due = timer && passed(&deadline);
         bool asked = atomic_exchange(&migrate_requested, 0) != 0;
-        if (asked || (migrate && passed(&migrate_at))) {
+        bool hand = atomic_exchange(&handover_requested, 0) != 0;
+        bool upgrade = atomic_exchange(&upgrade_requested, 0) != 0;
+        if (hand || upgrade || (handover && passed(&migrate_at))) {
+            handover = migrate = false;
+            pthread_mutex_unlock(&ctl_lock);
+            /* Handed over: exit 0 (as after a migration). Not: run on. */
+            if ((upgrade ? hvrun_upgrade_exec(m) : hvrun_handover(m)) == 0)
+                stop(m, 0);
+            pthread_mutex_lock(&ctl_lock);
+        } else if (asked || (migrate && passed(&migrate_at))) {
             migrate = false;
             pthread_mutex_unlock(&ctl_lock);
             /* Moved: exit 0 (the kicks take the parked vCPU threads out

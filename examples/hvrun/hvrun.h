@@ -95,6 +95,15 @@ struct options {
     uint64_t migrate_after_ms;
     uint32_t max_downtime_ms; /* 0: the library's default */
     struct migrate_opts mig;
+    /* Hand-over (handover.c); kept across a restore like the migration
+     * settings. */
+    struct handover_opts {
+        const char *to;           /* --handover-to unix:PATH: the PATH */
+        bool timed;               /* --handover-after-ms given */
+        uint64_t after_ms;        /* after the vCPUs start */
+        const char *upgrade_exec; /* --upgrade-exec BINARY */
+        int incoming_fd;          /* --incoming fd:N: N; else -1 */
+    } handover;
 };
 
 /* The running machine, shared by the runner and the snapshot code. */
@@ -188,6 +197,20 @@ int hvrun_receive(hvc_hypervisor *hv, const struct options *o,
  * (the VM stays paused for good), or a negative errno after printing one
  * line (the VM runs on). */
 int hvrun_migrate(struct machine *m);
+
+/* handover.c: --handover-to: hands the running VM over to the hvrun
+ * listening there. 0 when it has the guest (the VM stays paused for
+ * good), or a negative errno after printing one line (the VM runs on). */
+int hvrun_handover(struct machine *m);
+/* --upgrade-exec: the same to BINARY, started here with --incoming fd:N. */
+int hvrun_upgrade_exec(struct machine *m);
+/* --incoming: a hand-over or a migration stream, whichever @p fd
+ * carries. */
+int hvrun_receive_any(hvc_hypervisor *hv, int fd, const hvc_restore_options *ro,
+                      hvc_vm **vm);
+/* In a restore's setup: the descriptor a hand-over passed for @p device's
+ * @p slot, or -1. */
+int hvrun_handover_fd(hvc_vm *vm, const char *device, uint32_t slot);
 
 /* config.c: hvrun's configuration in a snapshot's user data. */
 int hvrun_config_encode(const struct options *o, uint8_t **out, size_t *len);

@@ -122,6 +122,11 @@ int hvrun_receive(hvc_hypervisor *hv, const struct options *o,
                   hvc_restore_options *ro, hvc_vm **vm)
 {
     const char *addr = o->incoming;
+    if (o->handover.incoming_fd >= 0) { /* --incoming fd:N (--upgrade-exec) */
+        int r = hvrun_receive_any(hv, o->handover.incoming_fd, ro, vm);
+        close(o->handover.incoming_fd);
+        return r;
+    }
     int l = hvc_migrate_listen(addr);
     if (l < 0) {
         fprintf(stderr, "hvrun: --incoming: %s\n", hvrun_esc(hvc_last_error()));
@@ -144,7 +149,8 @@ int hvrun_receive(hvc_hypervisor *hv, const struct options *o,
     }
     hvc_migrate_tls t;
     ro->tls = tls_of(o, addr, true, &t, NULL, 0);
-    int r = hvc_vm_migrate_receive(hv, fd, ro, vm);
+    /* a hand-over (unix only, never under TLS) or a migration */
+    int r = hvrun_receive_any(hv, fd, ro, vm);
     close(fd);
     return r;
 }

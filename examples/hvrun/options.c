@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_FILE (1ull << 31)
 
@@ -128,6 +129,19 @@ static const char usage[] =
     "                       certificate they signed (mutual TLS)\n"
     "The source shows the rounds on stderr when it is a terminal.\n"
     "\n"
+    "Hand-over (same host; guest memory and the console and disk\n"
+    "descriptors pass to the new hvrun, nothing is copied):\n"
+    "  --handover-to unix:PATH  on SIGUSR2, or --handover-after-ms, hand the\n"
+    "                       running VM to the hvrun listening there with\n"
+    "                       --incoming unix:PATH; on success exit 0, on\n"
+    "                       failure print one line and run on\n"
+    "  --handover-after-ms N  hand over N ms after the vCPUs start\n"
+    "  --upgrade-exec BINARY  on SIGHUP, start BINARY (a new hvrun) with\n"
+    "                       --incoming fd:N on a socket pair and hand the VM\n"
+    "                       over to it; exit 0 once it confirmed (the\n"
+    "                       console and disks go on in BINARY)\n"
+    "  --incoming fd:N      receive on the inherited socket N instead\n"
+    "\n"
     "Exit status: the byte the guest wrote to port 0xf4; 0 when it powered\n"
     "off or reset, or after a --snapshot; 2 for a usage error, including a\n"
     "snapshot that cannot be restored (missing, damaged, truncated, wrong\n"
@@ -137,9 +151,21 @@ static const char usage[] =
     "internal error (with a message: for the backend's own, its reason,\n"
     "RIP, paging mode and instruction bytes), including a failed --snapshot\n"
     "save (with --keep-running that only prints the message); 130 when\n"
-    "interrupted (SIGINT, SIGTERM, SIGHUP, SIGQUIT). A signal during a\n"
+    "interrupted (SIGINT, SIGTERM, SIGHUP without --upgrade-exec,\n"
+    "SIGQUIT). A signal during a\n"
     "snapshot save cancels it, leaves FILE as it was, prints one line and\n"
     "exits 130.\n";
+
+/* --handover-to takes unix:PATH only (descriptors cross unix sockets). */
+static const char *unix_path(const char *flag, const char *arg)
+{
+    if (strncmp(arg, "unix:", 5) != 0 || !arg[5]) {
+        fprintf(stderr, "hvrun: %s: '%s' is not unix:PATH\n", flag,
+                hvrun_esc(arg));
+        exit(HVRUN_EXIT_USAGE);
+    }
+    return arg + 5;
+}
 
 static void die_usage(const char *fmt, const char *arg);
 
@@ -168,6 +194,25 @@ static uint64_t number(const char *flag, const char *s, uint64_t lo,
         exit(HVRUN_EXIT_USAGE);
     }
     return v;
+}
+
+static void check_handover(const struct options *o)
+{
+    const struct handover_opts *h = &o->handover;
+    struct stat st;
+    if (h->timed && !h->to)
+        die_usage("%s", "--handover-after-ms goes with --handover-to "
+                        "unix:PATH");
+    if (h->to && o->migrate_to)
+        die_usage("%s", "give --handover-to or --migrate-to, not both");
+    if (h->upgrade_exec &&
+        (stat(h->upgrade_exec, &st) < 0 || !S_ISREG(st.st_mode) ||
+         access(h->upgrade_exec, X_OK) < 0))
+        die_usage("--upgrade-exec: '%s' is not an executable file",
+                  h->upgrade_exec);
+    if (h->incoming_fd >= 0 &&
+        (fstat(h->incoming_fd, &st) < 0 || !S_ISSOCK(st.st_mode)))
+        die_usage("--incoming: '%s' is not an open socket", o->incoming);
 }
 
 void hvrun_parse(int argc, char **argv, struct options *o)
@@ -208,6 +253,9 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"tls-key", required_argument, NULL, 0x108},
         {"tls-ca", required_argument, NULL, 0x109},
         {"live", no_argument, NULL, 0x10a},
+        {"handover-to", required_argument, NULL, 0x10b},
+        {"handover-after-ms", required_argument, NULL, 0x10c},
+        {"upgrade-exec", required_argument, NULL, 0x10d},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -218,6 +266,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
     o->cpus = 1;
     o->raw_mode = HVC_X86_MODE_LONG64;
     o->numa_node = -1;
+    o->handover.incoming_fd = -1;
     opterr = 0;
     /* Flags that only make sense when booting a kernel. */
     const char *boot_only = NULL;
@@ -321,6 +370,12 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             break;
         case 'S': o->snapshot = optarg; break;
         case 0x100:
+            if (strncmp(optarg, "fd:", 3) == 0) {
+                o->handover.incoming_fd =
+                    (int)number("--incoming fd:", optarg + 3, 0, 1 << 20);
+                o->incoming = optarg;
+                break;
+            }
             o->incoming = hvrun_migrate_address("--incoming", optarg, true);
             break;
         case 0x101:
@@ -336,6 +391,13 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         case 0x107: o->mig.tls_cert = optarg; break;
         case 0x108: o->mig.tls_key = optarg; break;
         case 0x109: o->mig.tls_ca = optarg; break;
+        case 0x10b: o->handover.to = unix_path("--handover-to", optarg); break;
+        case 0x10c:
+            o->handover.after_ms =
+                number("--handover-after-ms", optarg, 0, 1ull << 40);
+            o->handover.timed = true;
+            break;
+        case 0x10d: o->handover.upgrade_exec = optarg; break;
         case 0x102:
             o->migrate_after_ms =
                 number("--migrate-after-ms", optarg, 0, 1ull << 40);
@@ -387,6 +449,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
     if (o->snapshot_live && !o->snapshot)
         die_usage("%s", "--live goes with --snapshot FILE");
     hvrun_migrate_check(o);
+    check_handover(o);
     if (o->incoming && o->restore)
         die_usage("%s", "give --incoming or --restore, not both");
     if (o->incoming && boot_only)

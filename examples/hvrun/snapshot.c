@@ -373,8 +373,10 @@ void hvrun_restore(struct machine *m, struct options *o)
     uint64_t after = o->migrate_after_ms;
     uint32_t downtime = o->max_downtime_ms;
     struct migrate_opts mig = o->mig;
+    struct handover_opts handover = o->handover;
     *o = restored;
     o->mig = mig;
+    o->handover = handover;
     o->incoming = incoming;
     o->migrate_to = migrate_to;
     o->migrate_timed = timed;

@@ -48,6 +48,14 @@ size_t hvrun_add_virtio(hvc_vm *vm, const struct options *o, int console_in,
         hvc_virtio_blk_options b = HVC_VIRTIO_BLK_OPTIONS_INIT;
         b.mmio = next_slot(n);
         b.path = o->disks[i];
+        /* A hand-over passed the very file the old hvrun had open. */
+        char name[32];
+        snprintf(name, sizeof(name), "virtio-blk%u", i);
+        int passed = hvrun_handover_fd(vm, name, 0);
+        if (passed >= 0) {
+            b.path = NULL;
+            b.fd = passed;
+        }
         if (o->disk_readonly[i])
             b.flags = HVC_VIRTIO_BLK_READONLY;
         hvc_device *dev;

@@ -29,7 +29,7 @@ extern "C" {
 typedef struct hvc_device hvc_device;
 
 /** Current value of hvc_device_ops::version. */
-#define HVC_DEVICE_OPS_VERSION 1
+#define HVC_DEVICE_OPS_VERSION 2
 
 /**
  * What a device does. The table is versioned by its first field and only
@@ -74,6 +74,16 @@ typedef struct hvc_device_ops {
      * device accepts only an empty state.
      */
     int (*load_state)(void *opaque, const void *buf, size_t length);
+    /**
+     * (Version 2.) The host descriptors of the device's back end that a
+     * hand-over (hvcore/handover.h) passes to the new process: up to
+     * @p capacity of them into @p fds, in a fixed order of slots the model
+     * documents, -1 for a slot it has none for; @p count receives the
+     * number of slots (which may exceed @p capacity). The descriptors stay
+     * the device's. Called with the VM paused. NULL (or a version 1
+     * table): the device passes none.
+     */
+    int (*handover_fds)(void *opaque, int *fds, size_t capacity, size_t *count);
 } hvc_device_ops;
 
 /** A port-I/O or MMIO range a device claims. */

@@ -37,7 +37,7 @@ extern "C" {
 /** Format major version this library writes; a reader refuses another. */
 #define HVC_STREAM_FORMAT_MAJOR 1
 /** Format minor version this library writes and reads up to. */
-#define HVC_STREAM_FORMAT_MINOR 0
+#define HVC_STREAM_FORMAT_MINOR 1
 
 /** Size of a caller-supplied encryption key, bytes (AES-256). */
 #define HVC_STREAM_KEY_SIZE 32

@@ -70,7 +70,8 @@ typedef struct hvc_serial_options {
  * dropped; a pipe whose reader went away stops output to the fd without a
  * SIGPIPE. @c output_fn still receives every byte. Input from @c input_fd
  * is read only as far as the receive FIFO has room, so no byte is lost;
- * end of file ends input.
+ * end of file ends input. A hand-over (hvcore/handover.h) passes its
+ * descriptors in two slots: 0 the output, 1 the input.
  *
  * @param opts options, or NULL for COM1 with no output and no input.
  * @return 0; -EINVAL for bad options; errors of hvc_vm_add_device() and

@@ -99,7 +99,8 @@ typedef struct hvc_virtio_blk_options {
  * the event thread or a vCPU needs. hvc_vm_pause(), a state save, a driver
  * reset, hvc_vm_remove_device() and hvc_vm_destroy() each wait for the
  * request that thread is doing, however long it takes; none of them leaves
- * a request half-done.
+ * a request half-done. A hand-over (hvcore/handover.h) passes the open
+ * file in slot 0.
  *
  * @return 0; -EINVAL (bad options, an unaligned window, an IRQ outside
  *         the GSIs); -EEXIST (the window overlaps RAM or another device's

@@ -256,6 +256,18 @@ void hvi_device_set_quiesce(hvc_device *dev, hvi_quiesce_fn fn)
     pthread_mutex_unlock(&vm->dev_ops_lock);
 }
 
+void hvi_devices_hold(hvc_vm *vm, bool hold)
+{
+    pthread_mutex_lock(&vm->dev_ops_lock);
+    for (hvc_device *d = next_device(vm, NULL); d; d = next_device(vm, d)) {
+        if (!d->quiesce || d->quiesced == hold)
+            continue;
+        d->quiesce(d->opaque, hold);
+        d->quiesced = hold;
+    }
+    pthread_mutex_unlock(&vm->dev_ops_lock);
+}
+
 void hvi_devices_quiesce(hvc_vm *vm, bool quiesce)
 {
     pthread_mutex_lock(&vm->dev_ops_lock);
@@ -384,6 +396,24 @@ int hvc_vcpu_request_exit(hvc_vcpu *vcpu, uint32_t reason, uint64_t code)
 const hvc_device_ops *hvi_device_ops(const hvc_device *dev)
 {
     return dev->ops;
+}
+
+int hvi_device_handover_fds(hvc_device *dev, int *fds, size_t capacity,
+                            size_t *count)
+{
+    *count = 0;
+    /* A version 1 table ends before the field. */
+    if (dev->ops->version < 2 || !dev->ops->handover_fds)
+        return 0;
+    int r = dev->ops->handover_fds(dev->opaque, fds, capacity, count);
+    if (r < 0)
+        return r;
+    if (*count > capacity)
+        return hvi_error(-E2BIG,
+                         "device %s names %zu back-end descriptors; at most "
+                         "%zu",
+                         dev->name, *count, capacity);
+    return 0;
 }
 
 /* Sorts and merges ranges (overlapping or adjacent) in place; returns how

@@ -162,7 +162,11 @@ struct hvc_vm {
      * that hvc_vm_resume() refuses to run it here again. */
     atomic_int migrate_cancel;
     atomic_int migrated_away;
-    atomic_int migrating; /* a hvc_vm_migrate_send() runs */
+    atomic_int migrating; /* a hvc_vm_migrate_send() or a hand-over runs */
+    /* The descriptors a hand-over brought (src/migration/handover_fds.c),
+     * set only while hvc_vm_handover_receive() builds this VM, which no
+     * other thread can see yet: no lock. */
+    struct hvi_handover *handover;
 
     /* Devices, in attachment order (device.c), interrupt eventfds and
      * doorbells (notify.c), all under dev_lock (a leaf). */
@@ -337,6 +341,10 @@ int hvi_device_check_grant(hvc_device *dev, uint64_t gpa, uint64_t len);
 
 /* device.c: the ops a device was attached with. */
 const hvc_device_ops *hvi_device_ops(const hvc_device *dev);
+/* The device's hand-over descriptors (ops version 2), -1 for an empty
+ * slot; *count 0 when it has none. -E2BIG past @p capacity. */
+int hvi_device_handover_fds(hvc_device *dev, int *fds, size_t capacity,
+                            size_t *count);
 
 /* device.c: quiesce hooks, for the library's own device models that do
  * work on threads of their own (virtio-blk's request worker). fn(opaque,
@@ -351,6 +359,11 @@ const hvc_device_ops *hvi_device_ops(const hvc_device *dev);
 typedef void (*hvi_quiesce_fn)(void *opaque, bool quiesce);
 void hvi_device_set_quiesce(hvc_device *dev, hvi_quiesce_fn fn);
 void hvi_devices_quiesce(hvc_vm *vm, bool quiesce);
+/* Quiesces (or lets go) every device of a VM that is not paused and that
+ * no caller sees yet, whatever the pause depth: a hand-over receive
+ * (src/migration/handover_recv.c) holds the new VM's devices from their
+ * attachment to its confirmation. Takes dev_ops_lock. */
+void hvi_devices_hold(hvc_vm *vm, bool hold);
 
 /* notify.c: a doorbell that no event-thread callback serves: the caller
  * waits on its notifier *fd itself (a device's own thread), reading it to

@@ -305,6 +305,19 @@ static void uart_destroy(void *opaque)
     uart_free(u);
 }
 
+/* Two slots: the output descriptor, then the input one. */
+static int uart_handover_fds(void *opaque, int *fds, size_t capacity,
+                             size_t *count)
+{
+    uart *u = opaque;
+    *count = 2;
+    if (capacity >= 2) {
+        fds[0] = u->out_fd;
+        fds[1] = u->in_fd;
+    }
+    return 0;
+}
+
 static const hvc_device_ops uart_ops = {
     .version = HVC_DEVICE_OPS_VERSION,
     .type = uart_type,
@@ -312,6 +325,7 @@ static const hvc_device_ops uart_ops = {
     .write = uart_write,
     .reset = uart_reset,
     .destroy = uart_destroy,
+    .handover_fds = uart_handover_fds,
 };
 
 static int check_options(hvc_vm *vm, const hvc_serial_options *o,

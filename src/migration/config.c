@@ -244,7 +244,8 @@ int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
     int r = hvc_vm_create(hv, &vo, &vm);
     if (r < 0)
         return hvi_fail(s, r, "creating the VM: %s", hvc_last_error());
-    for (uint32_t i = 0; i < c->nr_regions && r == 0; i++) {
+    /* A hand-over maps the regions from its descriptors (FDS). */
+    for (uint32_t i = 0; i < c->nr_regions && r == 0 && !c->no_regions; i++) {
         hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
         mo.guest_addr = c->regions[i].gpa;
         mo.length = c->regions[i].len;

@@ -22,6 +22,7 @@ const char *hvi_section_name(uint16_t id)
     case HVI_DEVICE: return "DEVICE";
     case HVI_PAD: return "PAD";
     case HVI_USER: return "USER";
+    case HVI_FDS: return "FDS";
     case HVI_END: return "END";
     default: return "unknown";
     }
@@ -136,14 +137,27 @@ int hvi_read_header(struct hvi_in *in, const char *backend, const uint8_t *key,
     if (page != HVI_PAGE)
         return hvi_fail(NULL, -EPROTO, "page size %u, not %u", page, HVI_PAGE);
     uint32_t flags = hvi_get32(h + 44);
-    if (flags & ~(HVI_HDR_ENCRYPTED | HVI_HDR_PASSPHRASE) ||
-        (flags == HVI_HDR_PASSPHRASE) || !all_zero(h + 64, 12) ||
+    if (flags & ~(HVI_HDR_ENCRYPTED | HVI_HDR_PASSPHRASE | HVI_HDR_MEMFD) ||
+        (flags & (HVI_HDR_ENCRYPTED | HVI_HDR_PASSPHRASE)) ==
+            HVI_HDR_PASSPHRASE ||
+        ((flags & HVI_HDR_MEMFD) && (flags & HVI_HDR_ENCRYPTED)) ||
+        !all_zero(h + 64, 12) ||
         (!(flags & HVI_HDR_ENCRYPTED) && !all_zero(h + 48, 16)))
         return hvi_fail(NULL, -EBADMSG,
                         "flags 0x%x or reserved bytes are not ones this "
                         "library writes",
                         flags);
     in->header_flags = flags;
+    /* Guest memory by descriptor needs the descriptors: only a hand-over
+     * receive has them, and it takes nothing else. */
+    if ((flags & HVI_HDR_MEMFD) && !in->ho)
+        return hvi_fail(NULL, -EPROTO,
+                        "a hand-over stream (guest memory passed as file "
+                        "descriptors); receive it with "
+                        "hvc_vm_handover_receive()");
+    if (!(flags & HVI_HDR_MEMFD) && in->ho)
+        return hvi_fail(NULL, -EPROTO,
+                        "not a hand-over stream (header flags 0x%x)", flags);
     if (!(flags & HVI_HDR_ENCRYPTED))
         return 0;
     bool want_pass = flags & HVI_HDR_PASSPHRASE;

@@ -15,12 +15,13 @@ static int phase(uint16_t id)
     switch (id) {
     case HVI_CONFIG: return 0;
     case HVI_USER: return 1;
-    case HVI_MEMORY: return 2;
-    case HVI_VCPU: return 3;
-    case HVI_IRQCHIP: return 4;
-    case HVI_TSC: return 5;
-    case HVI_DEVICE: return 6;
-    case HVI_END: return 7;
+    case HVI_FDS: return 2;
+    case HVI_MEMORY: return 3;
+    case HVI_VCPU: return 4;
+    case HVI_IRQCHIP: return 5;
+    case HVI_TSC: return 6;
+    case HVI_DEVICE: return 7;
+    case HVI_END: return 8;
     default: return -1;
     }
 }
@@ -208,8 +209,20 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
         return hvi_fail(s, -EBADMSG, "out of order or repeated");
     if (s->id != HVI_CONFIG && !st->vm)
         return hvi_fail(s, -EBADMSG, "the stream does not start with CONFIG");
+    if (s->id == HVI_FDS && !st->in->ho)
+        return hvi_fail(s, -EBADMSG,
+                        "descriptors in a stream that is not a "
+                        "hand-over");
+    if (st->in->ho && ph > 2 && !st->in->ho->seen)
+        return hvi_fail(s, -EBADMSG,
+                        "a hand-over stream without its FDS "
+                        "section");
+    if (st->in->ho && ph > 2)
+        hvi_ho_state_arrived(st->in->ho);
+    if (st->in->ho && s->id == HVI_MEMORY)
+        return hvi_fail(s, -EBADMSG, "guest pages in a hand-over stream");
     st->phase = ph;
-    if (ph >= 2 && !st->setup_done) {
+    if (ph >= 3 && !st->setup_done) {
         int r = do_setup(st, s);
         if (r < 0)
             return r;
@@ -231,6 +244,21 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
         return 0; /* the VM is created by the caller of on_section */
     }
     case HVI_USER: return hvi_read_payload(st->in, s, &st->user, &st->user_len);
+    case HVI_FDS: {
+        uint8_t *p = NULL;
+        size_t len;
+        int r = hvi_read_payload(st->in, s, &p, &len);
+        if (r == 0)
+            r = hvi_ho_apply(st->in->ho, s, p, len, &st->cfg, st->vm);
+        free(p);
+        /* The devices now, so that everything that takes time is done
+         * before the sender pauses the guest. */
+        if (r == 0)
+            r = do_setup(st, s);
+        if (r == 0)
+            r = hvi_ho_ready(st->in->ho);
+        return r;
+    }
     case HVI_MEMORY:
         return hvi_read_memory(st->in, s, st->mem, &st->raw_pages,
                                &st->zero_pages);
@@ -281,7 +309,7 @@ static int restore_stream(hvc_hypervisor *hv, struct hvi_in *in,
     struct restore st = {.in = in, .opts = opts, .mapped = mapped, .phase = -1};
     int r = hvi_read_header(in, hvc_hypervisor_backend(hv), opts->key,
                             opts->passphrase);
-    while (r == 0 && st.phase != 7) {
+    while (r == 0 && st.phase != 8) {
         struct hvi_sec s;
         if ((r = hvi_next_section(in, &s)) < 0)
             break;
@@ -290,6 +318,7 @@ static int restore_stream(hvc_hypervisor *hv, struct hvi_in *in,
         if ((r = on_section(&st, &s)) < 0)
             break;
         if (s.id == HVI_CONFIG) {
+            st.cfg.no_regions = in->ho != NULL;
             if (mapped && needs_hugetlb(&st.cfg)) {
                 /* A private mapping of the snapshot file is page-cache
                  * memory, never hugetlbfs: read the pages into huge pages

@@ -176,7 +176,7 @@ int hvi_save_begin(hvc_vm *vm, struct hvi_out *o,
     }
     uint8_t *cfg = NULL;
     size_t cfg_len = 0;
-    if ((r = write_header(o, vm, salt, hflags)) == 0 &&
+    if ((r = write_header(o, vm, salt, hflags | o->extra_hflags)) == 0 &&
         (r = hvi_config_encode(vm, &cfg, &cfg_len)) == 0)
         r = hvi_put_section(o, HVI_CONFIG, 0, cfg, cfg_len);
     free(cfg);

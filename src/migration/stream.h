@@ -22,6 +22,7 @@ enum {
     HVI_DEVICE = 6,
     HVI_PAD = 7,
     HVI_USER = 8,
+    HVI_FDS = 9, /* format 1.1: a hand-over's descriptors */
     HVI_END = 0xffff
 };
 
@@ -37,6 +38,7 @@ enum {
 
 #define HVI_HDR_ENCRYPTED 1u  /* header flags */
 #define HVI_HDR_PASSPHRASE 2u /* the key comes from a passphrase */
+#define HVI_HDR_MEMFD 4u      /* a hand-over: memory travels by descriptor */
 
 #define HVI_MEM_RAW 0u
 #define HVI_MEM_ZERO 1u
@@ -97,6 +99,7 @@ struct hvi_out {
     hvc_progress_fn progress;
     void *opaque;
     bool align;
+    uint32_t extra_hflags; /* header flags a hand-over adds */
     struct hvi_crypt *crypt;
     uint8_t *scratch; /* sealed payloads */
     size_t scratch_cap;
@@ -152,6 +155,7 @@ struct hvi_in {
     struct hvi_crypt *crypt;
     uint32_t header_flags;
     bool can_map; /* fd is a regular file: MEMORY runs may be mapped */
+    struct hvi_handover *ho; /* a hand-over's descriptors, or NULL */
     bool verify_mapped;
 };
 const char *hvi_section_name(uint16_t id);
@@ -205,6 +209,7 @@ struct hvi_config {
     uint64_t tsc_khz;
     uint64_t tsc_pinned;
     uint64_t nr_devices;
+    bool no_regions; /* a hand-over: the FDS section brings the regions */
 };
 int hvi_config_decode(const struct hvi_sec *s, const uint8_t *p, size_t len,
                       struct hvi_config *c);
@@ -225,6 +230,60 @@ int hvi_vm_restore_reuse(hvc_hypervisor *hv, const hvc_stream *stream,
  * there is none. */
 int hvi_config_pick(const struct hvi_sec *s, const struct hvi_config *c,
                     hvc_vm *const *vms, size_t n, hvc_vm **out);
+
+/* handover_fds.c: the descriptors a hand-over brought, and its FDS
+ * section (docs/MIGRATION.md, "Hand-over"). fds[i] is -1 once a region
+ * or the caller took it. */
+struct hvi_handover {
+    int *fds;
+    uint32_t nr_fds;
+    uint32_t nr_regions;
+    struct hvi_ho_dev {
+        char name[48];
+        uint32_t slot;
+    } * devs; /* device descriptor j is fds[nr_regions + j] */
+    uint32_t nr_devs;
+    bool seen;         /* the FDS section was applied */
+    uint64_t map_ns;   /* spent checking and mapping the descriptors */
+    int sockfd;        /* where the ready message goes */
+    hvc_vm *vm;        /* the VM being built, once the regions are mapped */
+    uint64_t ready_ns; /* when it went */
+    uint64_t state_ns; /* when the first state section after it came */
+};
+/* The receiver is ready (its memory mapped, its devices attached): tells
+ * the sender, which pauses the guest only now. */
+int hvi_ho_ready(struct hvi_handover *ho);
+/* Notes when the paused guest's state starts to arrive (the first call
+ * counts). */
+void hvi_ho_state_arrived(struct hvi_handover *ho);
+/* Writes a ready or confirmation message (@p magic) on @p fd. */
+int hvi_ho_send_msg(int fd, const char *magic, int status, uint64_t map_us,
+                    uint64_t load_us);
+/* The packet that carries the descriptors: magic, u32 count, u32 CRC32C
+ * of the first 12 bytes. The confirmation: magic, i32 status, u32 map
+ * and load microseconds, u32 CRC32C of the first 20 bytes. */
+#define HVI_HO_PACKET 16
+#define HVI_HO_ACK_MAGIC "HVCHACK1"
+#define HVI_HO_READY_MAGIC "HVCHRDY1" /* the same layout, status 0 */
+/* A refusal's reason follows it, this many bytes at most. */
+#define HVI_HO_REASON_MAX 400u
+#define HVI_HO_ACK 24
+/* Sender: the FDS payload for @p regs and the device descriptors in
+ * @p fds[nr_regions..nr_fds) with their names and slots. */
+int hvi_ho_encode(hvc_memory_region *const *regs, const uint64_t *offsets,
+                  size_t nr_regions, const struct hvi_ho_dev *devs,
+                  size_t nr_devs, uint8_t **out, size_t *len);
+/* handover_caller.c: the file a caller-supplied region maps shared, opened
+ * (*fd is the caller's to close), and the region's offset in it; -ENOTSUP
+ * (saying why) for any other mapping. */
+int hvi_ho_caller_file(const hvc_memory_region *g, int *fd, uint64_t *offset);
+/* Receiver: checks the FDS section against the configuration and the
+ * descriptors, maps the regions into @p vm and keeps the device
+ * descriptors for hvc_vm_handover_fd(). */
+int hvi_ho_apply(struct hvi_handover *ho, const struct hvi_sec *s,
+                 const uint8_t *p, size_t len, const struct hvi_config *c,
+                 hvc_vm *vm);
+void hvi_ho_close(struct hvi_handover *ho);
 
 /* cpu_state.c: VCPU and IRQCHIP sections. */
 int hvi_vcpu_encode(hvc_vcpu *v, uint8_t **out, size_t *len);

@@ -473,6 +473,25 @@ static void seeds_x86(void)
         x86_seed(s[i].name, s[i].state, s[i].b, s[i].n);
 }
 
+/* ---- handover ---------------------------------------------------------- */
+
+/* fuzz_handover.c's input: descriptor count, announced count, kinds,
+ * cut, edits. The first is the true hand-over the harness captured. */
+static void seeds_handover(void)
+{
+    static const uint8_t good[] = {2, 0, 0, 7, 0, 0, 0};
+    static const uint8_t pipe_ram[] = {2, 0, 2, 7, 0, 0, 0};
+    static const uint8_t short_ram[] = {2, 0, 1, 7, 0, 0, 0};
+    static const uint8_t cut[] = {2, 0, 0, 7, 0, 0x40, 0x01};
+    /* the FDS section's region offset (byte 264 + 24 + 8 + 16 + 1) */
+    static const uint8_t offset[] = {2, 0, 0, 7, 0, 0, 0, 0x39, 0x01, 0x10};
+    put("handover", "good", good, sizeof(good), NULL, 0);
+    put("handover", "pipe", pipe_ram, sizeof(pipe_ram), NULL, 0);
+    put("handover", "short", short_ram, sizeof(short_ram), NULL, 0);
+    put("handover", "cut", cut, sizeof(cut), NULL, 0);
+    put("handover", "offset", offset, sizeof(offset), NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -491,5 +510,6 @@ int main(int argc, char **argv)
     seeds_vqueue();
     seeds_loader();
     seeds_x86();
+    seeds_handover();
     return 0;
 }

@@ -5,7 +5,7 @@ and enums."""
 import enum
 
 # -- hvcore/device.h --
-HVC_DEVICE_OPS_VERSION = 1
+HVC_DEVICE_OPS_VERSION = 2
 HVC_DEVICE_MAX_RANGES = 16  # "at most 16" (hvc_device_options::nr_ranges)
 HVC_FD_READABLE = 1 << 0
 HVC_FD_WRITABLE = 1 << 1
@@ -72,7 +72,7 @@ HVC_TSC_VCPU_DEADLINE = 1 << 1
 
 # -- hvcore/migration.h --
 HVC_STREAM_FORMAT_MAJOR = 1
-HVC_STREAM_FORMAT_MINOR = 0
+HVC_STREAM_FORMAT_MINOR = 1
 HVC_STREAM_KEY_SIZE = 32
 HVC_STREAM_USER_DATA_MAX = 1 << 20
 HVC_SAVE_ALIGN_PAGES = 1 << 0

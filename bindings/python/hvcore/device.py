@@ -41,7 +41,7 @@ from ._lib import lib
 from ._structs_ext import (DeviceOps, DeviceOptions, DeviceRange, DevLoadFn,
                            DevReadFn, DevSaveFn, DevVoidFn, DevWriteFn,
                            MemoryGrant)
-from .constants import (HVC_DEVICE_OPS_VERSION, HVC_GRANT_ALL_GPA,
+from .constants import (HVC_GRANT_ALL_GPA,
                         HVC_GRANT_ALL_LENGTH, IO_EXIT, FdEvents)
 from .errors import HvError
 from .io import _errno_of, _read_value, io_space
@@ -325,8 +325,9 @@ class _ModelOps:
         self.model = model
         self.node = None
         self.type_name = type_name.encode()
-        self.ops = DeviceOps(version=HVC_DEVICE_OPS_VERSION,
-                             type=self.type_name)
+        # The table is version 1 (DeviceOps has no handover_fds): a Python
+        # model passes no descriptors in a hand-over.
+        self.ops = DeviceOps(version=1, type=self.type_name)
         table = {"read": (DevReadFn, self._read),
                  "write": (DevWriteFn, self._write),
                  "reset": (DevVoidFn, self._reset),

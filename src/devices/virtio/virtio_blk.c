@@ -464,6 +464,17 @@ static int start_worker(struct blk *b)
     return 0;
 }
 
+/* One slot: the disk image (or block device). */
+static int blk_handover_fds(struct vdev *d, int *fds, size_t capacity,
+                            size_t *count)
+{
+    struct blk *b = d->impl;
+    *count = 1;
+    if (capacity)
+        fds[0] = b->fd;
+    return 0;
+}
+
 static const struct vdev_model blk_model = {
     .type = "virtio-blk",
     .device_id = 2,
@@ -477,6 +488,7 @@ static const struct vdev_model blk_model = {
     .destroy = blk_destroy,
     .quiesce = blk_quiesce,
     .doorbell = blk_doorbell,
+    .handover_fds = blk_handover_fds,
 };
 
 static const struct vdev_model blk_model_ro = {
@@ -491,6 +503,7 @@ static const struct vdev_model blk_model_ro = {
     .destroy = blk_destroy,
     .quiesce = blk_quiesce,
     .doorbell = blk_doorbell,
+    .handover_fds = blk_handover_fds,
 };
 
 static int size_of(int fd, uint64_t *bytes)

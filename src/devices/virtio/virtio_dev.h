@@ -141,6 +141,10 @@ struct vdev_model {
     /* device-specific state for hvc_device_save_state(); may be NULL */
     int (*save)(struct vdev *d, struct hvi_rec_writer *w);
     int (*load)(struct vdev *d, const struct hvi_rec_reader *r);
+    /* may be NULL: the back end's descriptors a hand-over passes
+     * (hvc_device_ops::handover_fds); -1 for an empty slot */
+    int (*handover_fds)(struct vdev *d, int *fds, size_t capacity,
+                        size_t *count);
 };
 
 struct vdev {

@@ -359,6 +359,16 @@ static void vdev_quiesce(void *opaque, bool on)
 int hvi_vdev_save(void *opaque, void *buf, size_t capacity, size_t *length);
 int hvi_vdev_load(void *opaque, const void *buf, size_t length);
 
+static int vdev_handover_fds(void *opaque, int *fds, size_t capacity,
+                             size_t *count)
+{
+    struct vdev *d = opaque;
+    *count = 0;
+    return d->model->handover_fds
+               ? d->model->handover_fds(d, fds, capacity, count)
+               : 0;
+}
+
 /* One ops table per model, so a device's type (and the type its state
  * record names) says which model it is. */
 #define VDEV_OPS(name)                                                         \
@@ -366,6 +376,7 @@ int hvi_vdev_load(void *opaque, const void *buf, size_t length);
         .version = HVC_DEVICE_OPS_VERSION, .type = name, .read = mmio_read,    \
         .write = mmio_write, .reset = vdev_reset, .destroy = vdev_destroy,     \
         .save_state = hvi_vdev_save, .load_state = hvi_vdev_load,              \
+        .handover_fds = vdev_handover_fds,                                     \
     }
 static const hvc_device_ops vdev_ops[] = {
     VDEV_OPS("virtio-blk"),
