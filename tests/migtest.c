@@ -432,3 +432,18 @@ void migt_drop_certs(migt_certs *c)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+void migt_wait_counting(migt *m, uint64_t n)
+{
+    /* a loaded host may not schedule a vCPU thread for a while */
+    for (int i = 0; i < 1000; i++) {
+        uint32_t v = 0;
+        while (v < m->nr_vcpus && migt_count(m, v) >= n)
+            v++;
+        if (v == m->nr_vcpus)
+            return;
+        migt_sleep_ms(10);
+    }
+    cr_assert_fail("the vCPUs did not count to %llu within 10 s",
+                   (unsigned long long)n);
+}

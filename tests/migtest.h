@@ -79,6 +79,8 @@ void migt_stop_runners(migt *m, migt_runner *r);
 /* FNV-1a of all of the VM's guest RAM, region by region. */
 uint64_t migt_ram_hash(hvc_vm *vm);
 void migt_sleep_ms(unsigned ms);
+/* Waits (up to 10 s) until every vCPU counted to @p n (asserts). */
+void migt_wait_counting(migt *m, uint64_t n);
 
 /* A throwaway CA, a second CA nobody trusts, and certificates for the
  * destination (localhost, 127.0.0.1) and the source, signed by the

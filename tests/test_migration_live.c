@@ -115,7 +115,7 @@ static void live(uint32_t nr_vcpus, const uint8_t *key)
     migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, nr_vcpus, NULL);
     migt_start_runners(&m, run);
-    migt_sleep_ms(30);
+    migt_wait_counting(&m, 3);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.key = key;
     o.progress = print_progress;

@@ -80,7 +80,7 @@ static void left_paused(uint32_t nr_vcpus, uint32_t restore_flags)
     migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, nr_vcpus, NULL);
     migt_start_runners(&m, run);
-    migt_sleep_ms(50);
+    migt_wait_counting(&m, 3);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.flags = HVC_MIGRATE_LEAVE_PAUSED;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
@@ -162,7 +162,7 @@ Test(snapshot_live, the_guest_runs_on_after_the_save)
     migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 2, NULL);
     migt_start_runners(&m, run);
-    migt_sleep_ms(30);
+    migt_wait_counting(&m, 3);
     HVT_OK(hvc_snapshot_save_live(m.vm, path, NULL, NULL));
     cr_assert(!hvc_vm_is_paused(m.vm), "the VM was left paused");
     uint64_t after = migt_count(&m, 0);
