@@ -178,7 +178,7 @@ static void save_and_restore(struct guest *g)
               (unsigned long long)p.total);
     BOUNDED("snapshot save", HVT_OK(hvc_snapshot_save(g->vm, snap, NULL)));
     off_t size = lseek(fd, 0, SEEK_END);
-    cr_assert_lt(size, 4 * MIB, "a stream of %lld bytes", (long long)size);
+    cr_assert_lt((unsigned long long)size, 4 * MIB, "a stream of %lld bytes", (long long)size);
     guest_close(g);
 
     const uint32_t flags[] = {0, HVC_RESTORE_MMAP};
