@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void capture(void *opaque, const void *data, size_t length)
 {
@@ -446,4 +447,27 @@ void migt_wait_counting(migt *m, uint64_t n)
     }
     cr_assert_fail("the vCPUs did not count to %llu within 10 s",
                    (unsigned long long)n);
+}
+
+void migt_write_all(int fd, const void *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w <= 0)
+            return;
+        p = (const uint8_t *)p + w;
+        n -= (size_t)w;
+    }
+}
+
+size_t migt_read_all(int fd, void *p, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t r = read(fd, (uint8_t *)p + got, cap - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
 }

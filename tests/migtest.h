@@ -79,6 +79,10 @@ void migt_stop_runners(migt *m, migt_runner *r);
 /* FNV-1a of all of the VM's guest RAM, region by region. */
 uint64_t migt_ram_hash(hvc_vm *vm);
 void migt_sleep_ms(unsigned ms);
+/* Writes all of @p n bytes (stops quietly at an error or EOF). */
+void migt_write_all(int fd, const void *p, size_t n);
+/* Reads until @p cap bytes, EOF or an error; returns what it got. */
+size_t migt_read_all(int fd, void *p, size_t cap);
 /* Waits (up to 10 s) until every vCPU counted to @p n (asserts). */
 void migt_wait_counting(migt *m, uint64_t n);
 

@@ -27,75 +27,6 @@
 
 #define SAMPLES 8
 
-struct runner {
-    hvc_vcpu *vcpu;
-    atomic_int stop;
-    int error;
-    pthread_t t;
-};
-
-static void *run_vcpu(void *arg)
-{
-    struct runner *r = arg;
-    while (!atomic_load(&r->stop)) {
-        const hvc_exit *e;
-        if (hvc_vcpu_run(r->vcpu, &e) < 0) {
-            r->error = 1;
-            break;
-        }
-    }
-    return NULL;
-}
-
-static void start_runners(migt *m, struct runner *r)
-{
-    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
-        r[i].vcpu = m->vcpu[i];
-        atomic_store(&r[i].stop, 0);
-        r[i].error = 0;
-        cr_assert_eq(pthread_create(&r[i].t, NULL, run_vcpu, &r[i]), 0);
-    }
-}
-
-static void stop_runners(migt *m, struct runner *r)
-{
-    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
-        atomic_store(&r[i].stop, 1);
-        hvc_vcpu_kick(r[i].vcpu);
-        pthread_join(r[i].t, NULL);
-        cr_assert_eq(r[i].error, 0, "vCPU %u: %s", i, hvc_last_error());
-    }
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
-static void write_all(int fd, const void *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w <= 0)
-            return;
-        p = (const uint8_t *)p + w;
-        n -= (size_t)w;
-    }
-}
-
-static size_t read_all(int fd, void *p, size_t cap)
-{
-    size_t got = 0;
-    while (got < cap) {
-        ssize_t r = read(fd, (uint8_t *)p + got, cap - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
 /* What a process sees of its guest RAM: the memfd's identity and the
  * physical frames of a few pattern pages (read first, so they are mapped
  * here). */
@@ -150,8 +81,8 @@ static void receiver(int sock, int report)
             most = migt_count(&r, i);
     if (migt_run_until(&r, most + 5) || migt_check(&r, most + 5))
         _exit(21);
-    write_all(report, &id, sizeof(id));
-    write_all(report, r.console, r.console_len);
+    migt_write_all(report, &id, sizeof(id));
+    migt_write_all(report, r.console, r.console_len);
     _exit(0);
 }
 
@@ -188,10 +119,10 @@ static void to_child(uint32_t nr_vcpus)
     close(rep[1]);
 
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, nr_vcpus, NULL);
-    start_runners(&m, run);
-    sleep_ms(30);
+    migt_start_runners(&m, run);
+    migt_sleep_ms(30);
     struct ram_id mine = {0};
     cr_assert_eq(ram_id(m.vm, &mine), 0);
     hvc_handover_stats st = HVC_HANDOVER_STATS_INIT;
@@ -219,9 +150,9 @@ static void to_child(uint32_t nr_vcpus)
 
     struct ram_id theirs;
     static char cons[sizeof(m.console)];
-    cr_assert_eq(read_all(rep[0], &theirs, sizeof(theirs)), sizeof(theirs),
+    cr_assert_eq(migt_read_all(rep[0], &theirs, sizeof(theirs)), sizeof(theirs),
                  "the receiver reported nothing");
-    size_t clen = read_all(rep[0], cons, sizeof(cons) - 1);
+    size_t clen = migt_read_all(rep[0], cons, sizeof(cons) - 1);
     cons[clen] = 0;
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
@@ -269,13 +200,13 @@ Test(handover, four_vcpus_to_child)
 }
 
 /* A failure before the confirmation: the old side runs on and counts. */
-static void assert_runs_on(migt *m, struct runner *run)
+static void assert_runs_on(migt *m, migt_runner *run)
 {
     cr_assert(!hvc_vm_is_paused(m->vm));
     uint64_t a = migt_count(m, 0);
-    sleep_ms(30);
+    migt_sleep_ms(30);
     cr_assert_gt(migt_count(m, 0), a, "the old side stopped counting");
-    stop_runners(m, run);
+    migt_stop_runners(m, run);
     uint64_t n = 0;
     for (uint32_t i = 0; i < m->nr_vcpus; i++)
         if (migt_count(m, i) + 1 > n)
@@ -341,18 +272,18 @@ static void capture(int fd, struct capture *c, uint16_t last)
     c->nfds = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     memcpy(c->fds, CMSG_DATA(h), c->nfds * sizeof(int));
     c->stream = malloc(1 << 20);
-    cr_assert_eq(read_all(fd, c->stream, 80), 80);
+    cr_assert_eq(migt_read_all(fd, c->stream, 80), 80);
     c->len = 80;
     for (;;) {
         uint8_t *s = c->stream + c->len;
-        cr_assert_eq(read_all(fd, s, 24), 24);
+        cr_assert_eq(migt_read_all(fd, s, 24), 24);
         uint16_t id;
         memcpy(&id, s, 2);
         uint64_t len = get64(s + 8);
         cr_assert_lt(c->len + 24 + len, 1u << 20);
         if (id == 9)
             c->fds_at = c->len;
-        cr_assert_eq(read_all(fd, s + 24, len), len);
+        cr_assert_eq(migt_read_all(fd, s + 24, len), len);
         c->len += 24 + len;
         if (id == last)
             break;
@@ -376,7 +307,7 @@ static void replay(int fd, const struct capture *c)
     h->cmsg_len = CMSG_LEN(sizeof(int) * c->nfds);
     memcpy(CMSG_DATA(h), c->fds, sizeof(int) * c->nfds);
     cr_assert_eq(sendmsg(fd, &m, 0), 16);
-    write_all(fd, c->stream, c->len);
+    migt_write_all(fd, c->stream, c->len);
 }
 
 static int quiet_uart(void *opaque, hvc_vm *vm, const void *user, size_t len)
@@ -395,10 +326,10 @@ enum forgery { PIPE_FD, SHORT_FILE, PAST_END, PLAIN_RESTORE };
 static void hostile(enum forgery f, const char *want)
 {
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 1, NULL);
-    start_runners(&m, run);
-    sleep_ms(10);
+    migt_start_runners(&m, run);
+    migt_sleep_ms(10);
     int a[2], b[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
@@ -436,13 +367,13 @@ static void hostile(enum forgery f, const char *want)
     if (f == PLAIN_RESTORE) {
         /* The stream alone, to an ordinary restore, then to a migration
          * receive (which answers on the socket). */
-        write_all(b[0], c.stream, c.len);
+        migt_write_all(b[0], c.stream, c.len);
         r = hvc_vm_restore_fd(m.hv, b[1], NULL, &vm);
         cr_assert_eq(r, -EPROTO, "%d: %s", r, hvc_last_error());
         close(b[0]);
         close(b[1]);
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
-        write_all(b[0], c.stream, c.len);
+        migt_write_all(b[0], c.stream, c.len);
     } else {
         replay(b[0], &c);
     }
@@ -460,12 +391,12 @@ static void hostile(enum forgery f, const char *want)
     /* The refusal (and its reason) goes back to the old side. */
     static uint8_t ack[1024];
     shutdown(b[1], SHUT_WR);
-    size_t n = read_all(b[0], ack, sizeof(ack));
+    size_t n = migt_read_all(b[0], ack, sizeof(ack));
     cr_assert_gt(n, 0, "the receiver sent no refusal");
     if (f == PLAIN_RESTORE) /* a migration refusal is no hand-over answer */
         close(a[1]);
     else
-        write_all(a[1], ack, n);
+        migt_write_all(a[1], ack, n);
     pthread_join(s.t, NULL);
     cr_assert_lt(s.r, 0);
     cr_assert_eq(s.st.completed, 0);
@@ -530,9 +461,9 @@ Test(handover, private_memory_refused_before_the_pause)
     m.nr_vcpus = 1;
     m.vcpu[0] = hvt_vcpu(m.vm, 0, HVC_X86_MODE_LONG64, 0);
     HVT_OK(hvc_vcpu_set_reg(m.vcpu[0], HVC_X86_RDI, 0));
-    struct runner run[1];
-    start_runners(&m, run);
-    sleep_ms(10);
+    migt_runner run[1];
+    migt_start_runners(&m, run);
+    migt_sleep_ms(10);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     hvc_handover_stats st = HVC_HANDOVER_STATS_INIT;
@@ -577,9 +508,9 @@ Test(handover, caller_shared_file_mapping)
     m.nr_vcpus = 1;
     m.vcpu[0] = hvt_vcpu(m.vm, 0, HVC_X86_MODE_LONG64, 0);
     HVT_OK(hvc_vcpu_set_reg(m.vcpu[0], HVC_X86_RDI, 0));
-    struct runner run[1];
-    start_runners(&m, run);
-    sleep_ms(10);
+    migt_runner run[1];
+    migt_start_runners(&m, run);
+    migt_sleep_ms(10);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     struct sender s = {.vm = m.vm, .fd = sv[0]};
@@ -665,15 +596,15 @@ static void receiver_dies(bool after_ready)
             uint8_t rdy[24] = "HVCHRDY1";
             uint32_t crc = migt_crc32c(0, rdy, 20);
             memcpy(rdy + 20, &crc, 4);
-            write_all(sv[1], rdy, sizeof(rdy));
+            migt_write_all(sv[1], rdy, sizeof(rdy));
             static uint8_t rest[1 << 16];
             size_t got = 0;
             for (;;) { /* up to END */
-                cr_assert_eq(read_all(sv[1], rest + got, 24), 24);
+                cr_assert_eq(migt_read_all(sv[1], rest + got, 24), 24);
                 uint16_t id;
                 memcpy(&id, rest + got, 2);
                 uint64_t len = get64(rest + got + 8);
-                cr_assert_eq(read_all(sv[1], rest + got + 24, len), len);
+                cr_assert_eq(migt_read_all(sv[1], rest + got + 24, len), len);
                 got += 24 + len;
                 if (id == 0xffff)
                     break;
@@ -683,10 +614,10 @@ static void receiver_dies(bool after_ready)
     }
     close(sv[1]);
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 2, NULL);
-    start_runners(&m, run);
-    sleep_ms(10);
+    migt_start_runners(&m, run);
+    migt_sleep_ms(10);
     hvc_handover_stats st = HVC_HANDOVER_STATS_INIT;
     int r = hvc_vm_handover_send(m.vm, sv[0], NULL, &st);
     cr_assert_lt(r, 0);

@@ -20,29 +20,6 @@
 static const uint8_t key_a[HVC_STREAM_KEY_SIZE] = {1, 2, 3};
 static const uint8_t key_b[HVC_STREAM_KEY_SIZE] = {3, 2, 1};
 
-static void write_all(int fd, const void *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w <= 0)
-            return;
-        p = (const uint8_t *)p + w;
-        n -= (size_t)w;
-    }
-}
-
-static size_t read_all(int fd, void *p, size_t cap)
-{
-    size_t got = 0;
-    while (got < cap) {
-        ssize_t r = read(fd, (uint8_t *)p + got, cap - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
 /* The destination: receives, hashes its RAM before any vCPU runs, counts
  * five more on every vCPU, and reports hash and console on @p report. */
 static void destination(int sock, int report, const uint8_t *key)
@@ -59,9 +36,9 @@ static void destination(int sock, int report, const uint8_t *key)
             most = migt_count(&r, i);
     if (migt_run_until(&r, most + 5) || migt_check(&r, most + 5))
         _exit(21);
-    write_all(report, &h, sizeof(h));
-    write_all(report, &r.first_out_ns, sizeof(r.first_out_ns));
-    write_all(report, r.console, r.console_len);
+    migt_write_all(report, &h, sizeof(h));
+    migt_write_all(report, &r.first_out_ns, sizeof(r.first_out_ns));
+    migt_write_all(report, r.console, r.console_len);
     _exit(0);
 }
 
@@ -144,10 +121,10 @@ static void live(uint32_t nr_vcpus, const uint8_t *key)
 
     uint64_t h = migt_ram_hash(m.vm), dh = 0, dfirst = 0;
     static char dcons[sizeof(m.console)];
-    cr_assert_eq(read_all(rep[0], &dh, sizeof(dh)), sizeof(dh),
+    cr_assert_eq(migt_read_all(rep[0], &dh, sizeof(dh)), sizeof(dh),
                  "the destination reported nothing");
-    cr_assert_eq(read_all(rep[0], &dfirst, sizeof(dfirst)), sizeof(dfirst));
-    size_t dlen = read_all(rep[0], dcons, sizeof(dcons) - 1);
+    cr_assert_eq(migt_read_all(rep[0], &dfirst, sizeof(dfirst)), sizeof(dfirst));
+    size_t dlen = migt_read_all(rep[0], dcons, sizeof(dcons) - 1);
     dcons[dlen] = 0;
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
@@ -220,7 +197,7 @@ Test(migration_live, destination_killed)
     if (pid == 0) {
         close(sv[0]);
         static uint8_t buf[16384];
-        read_all(sv[1], buf, sizeof(buf));
+        migt_read_all(sv[1], buf, sizeof(buf));
         raise(SIGKILL);
     }
     close(sv[1]);
@@ -320,14 +297,14 @@ Test(migration_live, truncated_stream)
     uint8_t *s = migt_save_mem(&m, NULL, NULL, &len);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    write_all(sv[0], s, 100); /* the header and a piece of CONFIG */
+    migt_write_all(sv[0], s, 100); /* the header and a piece of CONFIG */
     shutdown(sv[0], SHUT_WR);
     hvc_vm *vm = NULL;
     HVT_ERR(hvc_vm_migrate_receive(m.hv, sv[1], NULL, &vm), -ENODATA);
     cr_assert_null(vm);
     /* The refusal went back to the sender. */
     uint8_t ack[16];
-    cr_assert_eq(read_all(sv[0], ack, sizeof(ack)), sizeof(ack));
+    cr_assert_eq(migt_read_all(sv[0], ack, sizeof(ack)), sizeof(ack));
     cr_assert_eq(memcmp(ack, "HVCMACK1", 8), 0);
     free(s);
     close(sv[0]);
@@ -408,7 +385,7 @@ static void busy_destination(int sock, int report)
     if (hvc_vcpu_run(r.vcpu[0], &e) < 0 || e->reason != HVC_EXIT_PIO ||
         e->u.io.port != PORT_DONE || *(uint8_t *)e->u.io.data != 0x6c)
         _exit(22);
-    write_all(report, &h, sizeof(h));
+    migt_write_all(report, &h, sizeof(h));
     _exit(0);
 }
 
@@ -449,7 +426,7 @@ Test(migration_live, busy_guest_without_exits)
             (unsigned long long)st.pages_precopy,
             (unsigned long long)st.pages_final);
     uint64_t h = migt_ram_hash(m.vm), dh = 0;
-    cr_assert_eq(read_all(rep[0], &dh, sizeof(dh)), sizeof(dh),
+    cr_assert_eq(migt_read_all(rep[0], &dh, sizeof(dh)), sizeof(dh),
                  "the destination reported nothing");
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);

@@ -22,52 +22,6 @@
 
 TestSuite(migration_transport, .timeout = 240);
 
-struct runner {
-    hvc_vcpu *vcpu;
-    atomic_int stop;
-    int error;
-    pthread_t t;
-};
-
-static void *run_vcpu(void *arg)
-{
-    struct runner *r = arg;
-    while (!atomic_load(&r->stop)) {
-        const hvc_exit *e;
-        if (hvc_vcpu_run(r->vcpu, &e) < 0) {
-            r->error = 1;
-            break;
-        }
-    }
-    return NULL;
-}
-
-static void start_runners(migt *m, struct runner *r)
-{
-    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
-        r[i].vcpu = m->vcpu[i];
-        atomic_store(&r[i].stop, 0);
-        r[i].error = 0;
-        cr_assert_eq(pthread_create(&r[i].t, NULL, run_vcpu, &r[i]), 0);
-    }
-}
-
-static void stop_runners(migt *m, struct runner *r)
-{
-    for (uint32_t i = 0; i < m->nr_vcpus; i++) {
-        atomic_store(&r[i].stop, 1);
-        hvc_vcpu_kick(r[i].vcpu);
-        pthread_join(r[i].t, NULL);
-        cr_assert_eq(r[i].error, 0, "vCPU %u: %s", i, hvc_last_error());
-    }
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
 static double now_s(void)
 {
     struct timespec t;
@@ -168,13 +122,13 @@ static void assert_continues(migt *m, struct child *c)
 }
 
 /* A failure before the switchover: the source counts on. */
-static void assert_runs_on(migt *m, struct runner *run)
+static void assert_runs_on(migt *m, migt_runner *run)
 {
     cr_assert(!hvc_vm_is_paused(m->vm));
     uint64_t a = migt_count(m, 0);
-    sleep_ms(50);
+    migt_sleep_ms(50);
     cr_assert_gt(migt_count(m, 0), a, "the source stopped counting");
-    stop_runners(m, run);
+    migt_stop_runners(m, run);
     uint64_t n = migt_count(m, 0) + 1;
     cr_assert_eq(migt_run_until(m, n), 0);
     cr_assert_eq(migt_check(m, n), 0);
@@ -204,7 +158,7 @@ static void add_big(migt *m)
 
 static void (*prepare)(migt *m); /* before the vCPUs start, or NULL */
 
-static int migrate_tcp(migt *m, struct runner *run, hvc_migrate_options *so,
+static int migrate_tcp(migt *m, migt_runner *run, hvc_migrate_options *so,
                        const hvc_migrate_tls *dtls, struct child *c,
                        hvc_migrate_stats *st)
 {
@@ -214,8 +168,8 @@ static int migrate_tcp(migt *m, struct runner *run, hvc_migrate_options *so,
     migt_open(m, 1, NULL);
     if (prepare)
         prepare(m);
-    start_runners(m, run);
-    sleep_ms(30);
+    migt_start_runners(m, run);
+    migt_sleep_ms(30);
     int fd = hvc_migrate_connect(addr);
     cr_assert_geq(fd, 0, "%s", hvc_last_error());
     int r = hvc_vm_migrate_send(m->vm, fd, so, st);
@@ -297,7 +251,7 @@ Test(migration_transport, addresses)
 Test(migration_transport, tcp_loopback)
 {
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     struct child c;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
@@ -329,7 +283,7 @@ Test(migration_transport, tls_mutual)
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.tls = &stl;
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     struct child c;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     prepare = add_big; /* 24 MiB: many records, partial writes */
@@ -360,7 +314,7 @@ Test(migration_transport, tls_wrong_ca)
         hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
         o.tls = &stl;
         static migt m;
-        struct runner run[MIGT_MAX_VCPUS];
+        migt_runner run[MIGT_MAX_VCPUS];
         struct child c;
         hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
         int r = migrate_tcp(&m, run, &o, &dt, &c, &st);
@@ -397,7 +351,7 @@ Test(migration_transport, tls_client_cert_required)
         hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
         o.tls = &stl;
         static migt m;
-        struct runner run[MIGT_MAX_VCPUS];
+        migt_runner run[MIGT_MAX_VCPUS];
         struct child c;
         int r = migrate_tcp(&m, run, &o, &dt, &c, NULL);
         cr_assert_eq(r, -EKEYREJECTED, "%d: %s", r, hvc_last_error());
@@ -415,9 +369,9 @@ Test(migration_transport, tls_client_cert_required)
 Test(migration_transport, bad_tls_options)
 {
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, 1, NULL);
-    start_runners(&m, run);
+    migt_start_runners(&m, run);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     hvc_migrate_tls t = HVC_MIGRATE_TLS_INIT;
@@ -466,7 +420,7 @@ Test(migration_transport, bad_tls_options)
 Test(migration_transport, bandwidth_limit)
 {
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     struct child c;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
@@ -547,7 +501,7 @@ Test(migration_transport, tls_and_stream_key)
         o.key = key_a;
         dest_key = i == 0 ? key_a : key_b;
         static migt m;
-        struct runner run[MIGT_MAX_VCPUS];
+        migt_runner run[MIGT_MAX_VCPUS];
         struct child c;
         hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
         int r = migrate_tcp(&m, run, &o, &dt, &c, &st);
@@ -571,7 +525,7 @@ Test(migration_transport, tls_and_stream_key)
 
 static void *cancel_later(void *vm)
 {
-    sleep_ms(300);
+    migt_sleep_ms(300);
     hvc_vm_migrate_cancel(vm);
     return NULL;
 }
@@ -580,14 +534,14 @@ static void *cancel_later(void *vm)
 Test(migration_transport, cancel_while_limited)
 {
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    migt_runner run[MIGT_MAX_VCPUS];
     struct child c;
     char addr[64];
     int l = listen_tcp(addr, sizeof(addr));
     c = fork_destination(l, NULL);
     migt_open(&m, 1, NULL);
     add_big(&m);
-    start_runners(&m, run);
+    migt_start_runners(&m, run);
     int fd = hvc_migrate_connect(addr);
     cr_assert_geq(fd, 0, "%s", hvc_last_error());
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
@@ -622,7 +576,7 @@ Test(migration_transport, tls_on_one_side_only)
         o.tls = i == 0 ? &stl : NULL; /* 0: only the source; 1: only the
                                         destination */
         static migt m;
-        struct runner run[MIGT_MAX_VCPUS];
+        migt_runner run[MIGT_MAX_VCPUS];
         struct child c;
         int r = migrate_tcp(&m, run, &o, i == 0 ? NULL : &dt, &c, NULL);
         cr_assert_lt(r, 0);
