@@ -33,6 +33,8 @@
 
 #define DEFAULT_DOWNTIME_MS 10u
 #define DEFAULT_ROUNDS 30u
+/* A rest this small goes in the pause without more rounds. */
+#define SMALL_REST_PAGES 64u
 
 /* Auto-converge: the first throttle, the step, the most. */
 #define THROTTLE_FIRST 20u
@@ -389,6 +391,7 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
 static int precopy(struct live *l)
 {
     uint64_t t = now_ns(), before = l->o.off, last_sent = 0;
+    uint64_t last_pending = UINT64_MAX;
     hvi_pacer_init(&l->pacer, l->opts.bandwidth_mib, t);
     l->pages = 0;
     int r = send_all(l);
@@ -413,8 +416,15 @@ static int precopy(struct live *l)
             1000u; /* state sections and the acknowledgement */
         if ((r = report(l)) < 0)
             break;
-        if (l->st.expected_downtime_us <= l->opts.max_downtime_ms * 1000ull ||
-            l->st.rounds > l->opts.max_rounds)
+        /* The switchover once the rest fits the budget, but not while the
+         * rounds still shrink it by a quarter or more: each such round is
+         * short, and the pause is what the guest sees. */
+        bool fits =
+            l->st.expected_downtime_us <= l->opts.max_downtime_ms * 1000ull;
+        bool shrinking = pending > SMALL_REST_PAGES &&
+                         pending < last_pending - last_pending / 4;
+        last_pending = pending;
+        if ((fits && !shrinking) || l->st.rounds > l->opts.max_rounds)
             break;
         /* Auto-converge: the guest dirtied more than the last pre-copy
          * round could send in the same time. */
