@@ -276,10 +276,14 @@ Test(boot, hvrun_help_documents_every_flag)
     hvt_require_kvm();
     FILE *p = popen(HVT_HVRUN " --help", "r");
     cr_assert_not_null(p);
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, p);
+    static char buf[1 << 16];
+    size_t n = 0, got;
+    while (n < sizeof(buf) - 1 &&
+           (got = fread(buf + n, 1, sizeof(buf) - 1 - n, p)) > 0)
+        n += got;
     buf[n] = 0;
-    cr_assert_eq(pclose(p), 0);
+    cr_assert_eq(pclose(p), 0, "hvrun --help failed (or its text outgrew "
+                               "the buffer)");
     const char *flags[] = {
         "--kernel",         "--initrd",        "--cmdline", "--mem",
         "--cpus",           "--serial",        "--raw",     "--raw-mode",
@@ -292,11 +296,23 @@ Test(boot, hvrun_help_documents_every_flag)
     const char *snapshot_flags[] = {"--snapshot",        "--snapshot-after-ms",
                                     "--keep-running",    "--restore FILE",
                                     "--restore-mode",    "--key-file",
-                                    "--passphrase-file", "SIGUSR1"};
+                                    "--passphrase-file", "SIGUSR1",
+                                    "--live"};
     for (size_t i = 0; i < sizeof(snapshot_flags) / sizeof(*snapshot_flags);
          i++)
         cr_assert(strstr(buf, snapshot_flags[i]), "--help lacks %s",
                   snapshot_flags[i]);
+    /* migration, hand-over and network devices */
+    const char *more[] = {"--net",           "--audit-sharing",
+                          "--incoming",      "--migrate-to",
+                          "--migrate-after-ms", "--max-downtime-ms",
+                          "--bandwidth-mib", "--auto-converge",
+                          "--migration-stats", "--tls-cert",
+                          "--tls-key",       "--tls-ca",
+                          "--handover-to",   "--handover-after-ms",
+                          "--upgrade-exec",  "SIGUSR2"};
+    for (size_t i = 0; i < sizeof(more) / sizeof(*more); i++)
+        cr_assert(strstr(buf, more[i]), "--help lacks %s", more[i]);
 }
 
 Test(boot, hvrun_virtio_devices_on_the_command_line)

@@ -633,3 +633,46 @@ Test(serial, output_fn_may_call_receive)
                      r.accepted[i]);
     hvt_close(&t);
 }
+
+/* While the VM is paused the UART takes nothing from its input: what a
+ * snapshot, migration or hand-over saves is the receiver as it was, and
+ * the rest waits in the descriptor for the side that runs the guest next
+ * (an abandoned side must not have swallowed it). On resume it reads
+ * again, and it does not spin while paused. */
+Test(serial, paused_vm_leaves_input_in_the_fd)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    hvc_serial_options o = com1(NULL);
+    o.input_fd = p[0];
+    HVT_OK(hvc_serial_create(t.vm, &o, NULL));
+    HVT_OK(hvc_vm_pause(t.vm));
+    cr_assert_eq(write(p[1], "held", 4), 4);
+    usleep(20000);
+    double before = cpu_ms();
+    usleep(100000);
+    double used = cpu_ms() - before;
+    cr_assert_lt(used, 30.0, "%.1f ms of CPU while paused", used);
+    int left = 0;
+    cr_assert_eq(ioctl(p[0], FIONREAD, &left), 0);
+    cr_assert_eq(left, 4, "the paused UART read %d bytes", 4 - left);
+    /* a pause nested in the first changes nothing */
+    HVT_OK(hvc_vm_pause(t.vm));
+    HVT_OK(hvc_vm_resume(t.vm));
+    usleep(20000);
+    cr_assert_eq(ioctl(p[0], FIONREAD, &left), 0);
+    cr_assert_eq(left, 4);
+    HVT_OK(hvc_vm_resume(t.vm));
+    /* the power-on receiver (FIFOs off) takes one byte, and nothing else
+     * is lost: the rest still waits */
+    for (int i = 0; i < 200 && left != 3; i++) {
+        usleep(5000);
+        cr_assert_eq(ioctl(p[0], FIONREAD, &left), 0);
+    }
+    cr_assert_eq(left, 3, "after the resume %d bytes wait", left);
+    hvt_close(&t);
+    close(p[0]);
+    close(p[1]);
+}

@@ -58,10 +58,12 @@ typedef struct uart {
     hvc_serial_output_fn out_fn;
     void *out_opaque;
 
-    pthread_mutex_t lock; /* guards regs, watching, in_done */
+    pthread_mutex_t lock; /* guards regs, watching, in_done, held */
     struct hvi_uart_regs regs;
     bool watching; /* in_fd is registered with the event thread */
     bool in_done;  /* in_fd reached EOF or failed: never watch again */
+    bool held;     /* the VM is paused: input stays in in_fd */
+    int resume_fd; /* notifier: watch in_fd again after a pause; or -1 */
 
     pthread_mutex_t out_lock; /* serialises output; guards these: */
     bool out_stalled;         /* the last write to out_fd was dropped */
@@ -85,7 +87,8 @@ struct after {
 static bool take_watch(uart *u)
 {
     const struct hvi_uart_regs *r = &u->regs;
-    if (u->in_fd < 0 || u->watching || u->in_done || hvi_uart_loopback(r) ||
+    if (u->in_fd < 0 || u->watching || u->in_done || u->held ||
+        hvi_uart_loopback(r) ||
         r->rx_count > hvi_uart_rx_capacity(r) / 2)
         return false;
     u->watching = true;
@@ -123,7 +126,7 @@ static void on_input(void *opaque, int fd, uint32_t events)
     (void)events;
     pthread_mutex_lock(&u->lock);
     unsigned room = hvi_uart_rx_capacity(r) - r->rx_count;
-    if (room == 0 || hvi_uart_loopback(r)) {
+    if (room == 0 || hvi_uart_loopback(r) || u->held) {
         stop_watching(u, false);
         goto out;
     }
@@ -281,8 +284,40 @@ static void uart_reset(void *opaque)
     finish(u, &a);
 }
 
+/* While the VM is paused no byte leaves in_fd: a snapshot, migration or
+ * hand-over saves the receiver as it is, and what the guest has not been
+ * given yet stays in the descriptor for whichever side runs it next (a
+ * side that is abandoned never took it). Called with dev_ops_lock held, so
+ * the watch is not touched here (hvc_vm_watch_fd() takes the event loop's
+ * lock, which comes first): the event thread unwatches on its next
+ * callback, and on resume the notifier has it watch again. */
+static void uart_quiesce(void *opaque, bool quiesce)
+{
+    uart *u = opaque;
+    pthread_mutex_lock(&u->lock);
+    u->held = quiesce;
+    pthread_mutex_unlock(&u->lock);
+    if (!quiesce)
+        hvi_os_notifier_signal(u->resume_fd);
+}
+
+/* On the event thread, after a pause: watch in_fd again if the receiver
+ * can take input. */
+static void on_resume(void *opaque, int fd, uint32_t events)
+{
+    uart *u = opaque;
+    (void)events;
+    hvi_os_notifier_drain(fd);
+    pthread_mutex_lock(&u->lock);
+    bool watch = take_watch(u);
+    pthread_mutex_unlock(&u->lock);
+    if (watch)
+        watch_input(u);
+}
+
 static void uart_free(uart *u)
 {
+    hvi_os_notifier_close(u->resume_fd);
     pthread_mutex_destroy(&u->lock);
     pthread_mutex_destroy(&u->out_lock);
     free(u);
@@ -302,6 +337,8 @@ static void uart_destroy(void *opaque)
     pthread_mutex_unlock(&u->lock);
     if (watched)
         hvc_vm_unwatch_fd(u->vm, u->in_fd);
+    if (u->resume_fd >= 0)
+        hvc_vm_unwatch_fd(u->vm, u->resume_fd);
     uart_free(u);
 }
 
@@ -408,6 +445,7 @@ int hvc_serial_create(hvc_vm *vm, const hvc_serial_options *opts,
         return hvi_error(-ENOMEM, "out of memory creating a UART");
     u->vm = vm;
     u->in_fd = o.input_fd >= 0 ? o.input_fd : -1;
+    u->resume_fd = -1;
     u->out_fd = o.output_fd >= 0 ? o.output_fd : -1;
     u->out_kind = kind;
     u->out_fn = o.output_fn;
@@ -437,7 +475,16 @@ int hvc_serial_create(hvc_vm *vm, const hvc_serial_options *opts,
         return r;
     }
     if (u->in_fd >= 0) {
-        r = hvc_vm_watch_fd(vm, u->in_fd, HVC_FD_READABLE, on_input, u);
+        r = hvi_os_notifier_create(&u->resume_fd);
+        if (r == 0 && (r = hvc_vm_watch_fd(vm, u->resume_fd, HVC_FD_READABLE,
+                                           on_resume, u)) < 0) {
+            hvi_os_notifier_close(u->resume_fd);
+            u->resume_fd = -1;
+        }
+        if (r == 0) {
+            hvi_device_set_quiesce(dev, uart_quiesce);
+            r = hvc_vm_watch_fd(vm, u->in_fd, HVC_FD_READABLE, on_input, u);
+        }
         if (r < 0) {
             char why[256];
             snprintf(why, sizeof(why), "%s", hvc_last_error());

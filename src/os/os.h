@@ -83,6 +83,8 @@ void hvi_os_poller_destroy(hvi_os_poller *p);
 int hvi_os_notifier_create(int *fd);
 /* Consumes what was signalled; true if there was anything. */
 bool hvi_os_notifier_drain(int fd);
+/* Signals it once (async-signal-safe, never blocks). */
+void hvi_os_notifier_signal(int fd);
 void hvi_os_notifier_close(int fd);
 
 /* --- guest-memory files --- */

@@ -21,6 +21,14 @@ bool hvi_os_notifier_drain(int fd)
     return read(fd, &count, sizeof(count)) == sizeof(count);
 }
 
+void hvi_os_notifier_signal(int fd)
+{
+    uint64_t one = 1;
+    /* only a counter at its maximum fails, and it is still signalled */
+    ssize_t n = write(fd, &one, sizeof(one));
+    (void)n;
+}
+
 void hvi_os_notifier_close(int fd)
 {
     if (fd >= 0)
