@@ -73,8 +73,11 @@ class _Stats:
     def __init__(self, raw):
         if not isinstance(raw, self._struct):
             raise TypeError(f"{type(self).__name__} is made by the library")
-        object.__setattr__(self, "_raw",
-                           self._struct.from_buffer_copy(raw))
+        copy = self._struct.from_buffer_copy(raw)
+        # A library struct with fields appended after these: json() must
+        # not read past this copy.
+        copy.size = min(copy.size, ctypes.sizeof(self._struct))
+        object.__setattr__(self, "_raw", copy)
 
     @classmethod
     def fields(cls):
