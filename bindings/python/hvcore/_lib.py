@@ -286,9 +286,9 @@ PROTOTYPES = {
     "hvc_thread_pin_node": (c_int, [c_uint32], _check_rc),
 }
 
-#: tsc.h, migration.h, handover.h, audit.h, hvc_set_log() (with hvc_vm_get_vcpu(),
-#: hvc_vm_vcpu_count() and hvc_vm_list_memory(), which a restored VM
-#: needs): later additions to
+#: tsc.h, migration.h, handover.h, audit.h, hvc_set_log() (with
+#: hvc_vm_get_vcpu(), hvc_vm_vcpu_count() and hvc_vm_list_memory(), which
+#: a restored VM needs): later additions to
 #: HVCORE_1.0 without a version bump, so a 1.0 library without one of these
 #: is accepted; the Python calls that need it raise HvError(ENOSYS).
 OPTIONAL_PROTOTYPES = {
