@@ -363,6 +363,42 @@ def test_cancel_from_another_thread(hv, running):
     r.vm.migrate_cancel()  # none runs: no effect, no error
 
 
+def test_bandwidth_limit_and_auto_converge(hv, running):
+    """At 1 MiB/s the guest dirties pages faster than the link carries
+    them: max_rounds ends the pre-copy, the rate stays under the limit, and
+    auto-converge throttles the vCPUs."""
+    r = running()
+    mine, theirs = socket.socketpair()
+    result = {}
+
+    def receive():
+        try:
+            result["vm"] = hvcore.VM.migrate_receive(hv, theirs,
+                                                     setup=uart([]))
+        except BaseException as exc:  # noqa: B902 - checked below
+            result["error"] = exc
+
+    with mine, theirs:
+        t = threading.Thread(target=receive, daemon=True)
+        t.start()
+        stats = r.vm.migrate_send(mine, bandwidth_mib=1, max_rounds=4,
+                                  auto_converge=True)
+        t.join(60)
+    assert "error" not in result, result
+    check_completed(stats)
+    assert 2 <= stats.rounds <= 5  # the first pass and at most 4 more
+    assert stats.bytes_precopy > 0
+    assert 0 < stats.throughput_bps <= (1 << 20) * 1.2
+    assert stats.throttle_percent >= 20
+    assert json.loads(stats.json())["throttle_percent"] == \
+        stats.throttle_percent
+    r.halt()
+    with result["vm"] as vm:
+        n = state(vm, 0)[0]
+        run_until(vm, n + 1)
+        check(vm, n + 1)
+
+
 def test_progress_stops_or_raises(hv, running):
     r = running()
     for progress, expected in ((lambda stats: False, hvcore.HvError),
