@@ -427,7 +427,8 @@ def test_progress_stops_or_raises(hv, running):
 def test_snapshot_live_then_restore(hv, running, tmp_path, leave_paused):
     r = running()
     path = tmp_path / "live.snap"
-    stats = r.vm.snapshot_live(path, leave_paused=leave_paused,
+    key = KEY if leave_paused else None  # encrypted in one of the two
+    stats = r.vm.snapshot_live(path, leave_paused=leave_paused, key=key,
                                user_data=b"snap", max_downtime_ms=20)
     assert isinstance(stats, hvcore.MigrateStats)
     assert stats.rounds >= 1 and stats.bytes_initial > 0
@@ -448,7 +449,12 @@ def test_snapshot_live_then_restore(hv, running, tmp_path, leave_paused):
         seen.append(user_data)
         vm.add_serial(name="com1", output=console.append)
 
-    with hvcore.VM.restore(hv, path, setup=setup) as vm:
+    if key is not None:
+        with pytest.raises(hvcore.HvError) as info:
+            hvcore.VM.restore(hv, path, setup=setup)
+        assert info.value.errno == errno.EKEYREJECTED
+        assert b"count" not in path.read_bytes()[80:]
+    with hvcore.VM.restore(hv, path, key=key, setup=setup) as vm:
         assert seen == [b"snap"]
         n = state(vm, 0)[0]
         assert n >= 2
