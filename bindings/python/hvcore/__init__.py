@@ -21,7 +21,12 @@ Python, ``vm.add_virtio_blk(path, base=..., irq=...)``; kernels:
 Snapshots and migration: ``with vm.paused(): vm.save(path_fd_or_file,
 key=..., user_data=...)``, then ``VM.restore(hv, source, setup=attach)``
 where ``attach(vm, user_data)`` attaches the devices (see
-:mod:`hvcore.migration`).
+:mod:`hvcore.migration`). Live: ``stats = vm.migrate_send(sock)`` while
+the vCPUs run, ``VM.migrate_receive(hv, sock, setup=attach)`` on the other
+side, ``vm.snapshot_live(path)``, ``hvcore.migrate_listen("tcp:...")`` /
+``hvcore.migrate_connect(...)``, and hand-over to a new process without
+copying memory, ``vm.handover_send(unix_sock)`` /
+``VM.handover_receive(hv, unix_sock, setup=...)`` (see :mod:`hvcore.live`).
 
 The library never prints: ``hvcore.set_log(callback)`` or
 ``hvcore.log_to_logging()`` receive its messages (see :mod:`hvcore.log`).
@@ -38,7 +43,7 @@ from .constants import (IO_EXIT, AcpiFlags, BootProtocol, Cap, DirtyFlags,
                         DirtyMode,
                         DoorbellFlags, ExitFlags, ExitReason, FdEvents,
                         IoResult, IoSpace, KernelFormat, LogLevel, MemoryFlags,
-                        NumaPolicy, PlacementFlags, RestoreFlags,
+                        MigrateFlags, MigrateTlsFlags, NumaPolicy, PlacementFlags, RestoreFlags,
                         SaveFlags, TscCatchup,
                         TscConfigFlags, TscInfoFlags, TscPausePolicy,
                         TscWriteFlags, VirtioBlkFlags, VirtioNetFlags,
@@ -50,6 +55,8 @@ from .events import Doorbell
 from .errors import ClosedError, HvError, LibraryError
 from .exit import Exit
 from .hypervisor import Backend, Hypervisor, backends
+from .live import (HandoverStats, MigrateStats, MigrateTLS, migrate_connect,
+                   migrate_listen)
 from .loader import BootInfo
 from .log import log_to_logging, set_log
 from .memory import MemoryRegion
@@ -93,7 +100,8 @@ __all__ = [
     "KernelFormat", "NumaPolicy", "PlacementFlags", "TscCatchup",
     "TscConfigFlags", "TscInfoFlags", "TscPausePolicy", "TscWriteFlags",
     "VirtioBlkFlags", "VirtioNetFlags", "VirtioNet", "SaveFlags",
-    "RestoreFlags",
+    "RestoreFlags", "MigrateFlags", "MigrateTlsFlags", "MigrateStats",
+    "HandoverStats", "MigrateTLS", "migrate_connect", "migrate_listen",
     "HvError", "ClosedError", "LibraryError",
     "SharingReport", "SharingFlags", "SharingKind", "AuditFlags",
     "IO_EXIT", "IoResult", "Cap", "DirtyMode", "DirtyFlags", "ExitFlags",

@@ -34,6 +34,7 @@ from pathlib import Path
 from . import _structs as S
 from . import _structs_audit as A
 from . import _structs_ext as X
+from . import _structs_live as L
 from .constants import HVC_VERSION_MAJOR, HVC_VERSION_MINOR
 from .errors import HvError, LibraryError
 
@@ -285,9 +286,9 @@ PROTOTYPES = {
     "hvc_thread_pin_node": (c_int, [c_uint32], _check_rc),
 }
 
-#: tsc.h, migration.h, audit.h, hvc_set_log() (with hvc_vm_get_vcpu(),
-#: hvc_vm_vcpu_count() and hvc_vm_list_memory(), which a restored VM
-#: needs): later additions to
+#: tsc.h, migration.h, handover.h, audit.h, hvc_set_log() (with
+#: hvc_vm_get_vcpu(), hvc_vm_vcpu_count() and hvc_vm_list_memory(), which
+#: a restored VM needs): later additions to
 #: HVCORE_1.0 without a version bump, so a 1.0 library without one of these
 #: is accepted; the Python calls that need it raise HvError(ENOSYS).
 OPTIONAL_PROTOTYPES = {
@@ -340,6 +341,26 @@ OPTIONAL_PROTOTYPES = {
                                  _P(_HANDLE)], _check_rc),
     "hvc_snapshot_restore": (c_int, [_HANDLE, c_char_p, _P(X.RestoreOptions),
                                     _P(_HANDLE)], _check_rc),
+    # migration.h: live migration, live snapshots, transport (hvcore.live)
+    "hvc_vm_migrate_send": (c_int, [_HANDLE, c_int, _P(L.MigrateOptions),
+                                   _P(L.MigrateStats)], _check_rc),
+    "hvc_vm_migrate_cancel": (c_int, [_HANDLE], _check_rc),
+    "hvc_vm_migrate_receive": (c_int, [_HANDLE, c_int, _P(X.RestoreOptions),
+                                      _P(_HANDLE)], _check_rc),
+    "hvc_snapshot_save_live": (c_int, [_HANDLE, c_char_p,
+                                      _P(L.MigrateOptions),
+                                      _P(L.MigrateStats)], _check_rc),
+    "hvc_migrate_connect": (c_int, [c_char_p], _check_rc),
+    "hvc_migrate_listen": (c_int, [c_char_p], _check_rc),
+    "hvc_migrate_stats_json": (c_int, [_P(L.MigrateStats), c_char_p,
+                                      c_size_t], _check_rc),
+    # handover.h (hvcore.live)
+    "hvc_vm_handover_send": (c_int, [_HANDLE, c_int, _P(L.HandoverOptions),
+                                    _P(L.HandoverStats)], _check_rc),
+    "hvc_vm_handover_receive": (c_int, [_HANDLE, c_int, _P(X.RestoreOptions),
+                                       _P(_HANDLE)], _check_rc),
+    "hvc_vm_handover_fd": (c_int, [_HANDLE, c_char_p, c_uint32, _P(c_int)],
+                           _check_rc),
     # audit.h: the memory-sharing audit (hvcore.audit)
     "hvc_vm_audit_sharing": (c_int, [_HANDLE, _P(A.AuditOptions),
                                     _P(A.SharingReport)], _check_rc),

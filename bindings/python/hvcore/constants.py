@@ -340,5 +340,5 @@ __all__ = sorted(name for name in dir() if name.startswith("HVC_")) + [
     "NumaPolicy", "FdEvents", "DoorbellFlags", "AcpiFlags", "KernelFormat",
     "BootProtocol", "VirtioBlkFlags", "VirtioNetFlags", "PlacementFlags", "TscInfoFlags",
     "TscConfigFlags", "TscWriteFlags", "TscPausePolicy", "TscCatchup",
-    "SaveFlags", "RestoreFlags",
+    "SaveFlags", "RestoreFlags", "MigrateFlags", "MigrateTlsFlags",
 ]

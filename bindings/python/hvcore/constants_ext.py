@@ -82,6 +82,10 @@ HVC_MIGRATE_TLS_VERIFY_PEER = 1 << 0
 HVC_MIGRATE_AUTO_CONVERGE = 1 << 0
 HVC_MIGRATE_LEAVE_PAUSED = 1 << 8
 
+# -- hvcore/handover.h --
+HVC_HANDOVER_MAGIC = b"HVCHOFD1"
+HVC_HANDOVER_MAX_FDS = 250
+
 
 class FdEvents(enum.IntFlag):
     """Events of ``vm.watch_fd()`` (``hvc_fd_events``)."""
@@ -192,3 +196,16 @@ class RestoreFlags(enum.IntFlag):
 
     MMAP = HVC_RESTORE_MMAP
     VERIFY_MEMORY = HVC_RESTORE_VERIFY_MEMORY
+
+
+class MigrateFlags(enum.IntFlag):
+    """``hvc_migrate_flags``."""
+
+    AUTO_CONVERGE = HVC_MIGRATE_AUTO_CONVERGE
+    LEAVE_PAUSED = HVC_MIGRATE_LEAVE_PAUSED
+
+
+class MigrateTlsFlags(enum.IntFlag):
+    """``hvc_migrate_tls_flags``."""
+
+    VERIFY_PEER = HVC_MIGRATE_TLS_VERIFY_PEER

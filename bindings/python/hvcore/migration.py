@@ -286,28 +286,22 @@ def save_vm(vm, target, *, key=None, passphrase=None, user_data=b"",
 
 # -------------------------------------------------------------- restore --
 
-def restore_vm(cls, hypervisor, source, *, key=None, passphrase=None,
-               setup=None, progress=None, mmap=False, verify_memory=False,
-               kick_signal=0):
-    """``VM.restore()``: see :meth:`hvcore.VM.restore`."""
-    op = _Operation()
+def restore_options(op, cls, hypervisor, *, key=None, passphrase=None,
+                    setup=None, progress=None, kick_signal=0):
+    """The ``hvc_restore_options`` of a restore (of any kind) into a new VM
+    of ``hypervisor``: its callables are kept in ``op.keep``, and the VM
+    object ``setup`` sees is ``op.vm``. Shared with hvcore.live."""
     opts = RestoreOptions(size=ctypes.sizeof(RestoreOptions))
     raw_key = _key(key)
     if raw_key is not None:
         opts.key = raw_key
-    opts.passphrase = _passphrase(passphrase)
+        op.keep.append(raw_key)
+    opts.passphrase = raw_pass = _passphrase(passphrase)
+    op.keep.append(raw_pass)
     kick_signal = operator.index(kick_signal)
     if not -(1 << 31) <= kick_signal < (1 << 31):
         raise ValueError(f"kick_signal {kick_signal} is not a signal number")
     opts.kick_signal = kick_signal
-    flags = 0
-    if mmap:
-        flags |= RestoreFlags.MMAP
-    if verify_memory:
-        flags |= RestoreFlags.VERIFY_MEMORY
-    if flags and not _is_path(source):
-        raise ValueError("mmap and verify_memory need a snapshot file path")
-    opts.flags = int(flags)
     progress_fn = _progress(op, progress)
     if progress_fn is not None:
         opts.progress = progress_fn
@@ -330,16 +324,15 @@ def restore_vm(cls, hypervisor, source, *, key=None, passphrase=None,
         fn = RestoreSetupFn(trampoline)
         op.keep.append(fn)
         opts.setup = fn
+    return opts
 
+
+def run_restore(op, cls, hypervisor, func, args, opts):
+    """``func(hv, *args, &opts, &out)``: the VM it made, as a ``cls``
+    object (the one ``setup`` saw, when there was a setup). Shared with
+    hvcore.live."""
     hvc_node = hypervisor._node
     out = c_void_p()
-    if _is_path(source):
-        func, args = lib.hvc_snapshot_restore, (os.fsencode(source),)
-    elif isinstance(source, int):
-        func, args = lib.hvc_vm_restore_fd, (_fd(source),)
-    else:
-        stream = _reader(op, source)
-        func, args = lib.hvc_vm_restore, (byref(stream),)
     try:
         op.call(None, hvc_node, func, *args, byref(opts), byref(out))
     except BaseException:
@@ -358,9 +351,35 @@ def restore_vm(cls, hypervisor, source, *, key=None, passphrase=None,
         vm = cls._adopt(hypervisor, out.value, owned=True)
     elif vm._node.ptr != out.value:  # not what hvcore/migration.h says
         raise HvError(errno.EPROTO, "protocol error",
-                      "hvc_vm_restore returned another VM than the one it "
+                      f"{func.__name__} returned another VM than the one it "
                       "gave the setup callback", func.__name__)
     return vm
+
+
+def restore_vm(cls, hypervisor, source, *, key=None, passphrase=None,
+               setup=None, progress=None, mmap=False, verify_memory=False,
+               kick_signal=0):
+    """``VM.restore()``: see :meth:`hvcore.VM.restore`."""
+    op = _Operation()
+    opts = restore_options(op, cls, hypervisor, key=key,
+                           passphrase=passphrase, setup=setup,
+                           progress=progress, kick_signal=kick_signal)
+    flags = 0
+    if mmap:
+        flags |= RestoreFlags.MMAP
+    if verify_memory:
+        flags |= RestoreFlags.VERIFY_MEMORY
+    if flags and not _is_path(source):
+        raise ValueError("mmap and verify_memory need a snapshot file path")
+    opts.flags = int(flags)
+    if _is_path(source):
+        func, args = lib.hvc_snapshot_restore, (os.fsencode(source),)
+    elif isinstance(source, int):
+        func, args = lib.hvc_vm_restore_fd, (_fd(source),)
+    else:
+        stream = _reader(op, source)
+        func, args = lib.hvc_vm_restore, (byref(stream),)
+    return run_restore(op, cls, hypervisor, func, args, opts)
 
 
 class MigrationMixin:

@@ -18,6 +18,7 @@ from .errors import HvError
 from .device import DeviceMixin
 from .events import EventDispatcher
 from .io import IoDispatcher
+from .live import LiveMixin
 from .loader import LoaderMixin
 from .memory import MemoryRegion, RegionNode
 from .migration import MigrationMixin, restore_vm
@@ -127,7 +128,7 @@ def _host_buffer(host, length):
 
 
 class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
-         MigrationMixin, VmAuditMixin):
+         MigrationMixin, LiveMixin, VmAuditMixin):
     """One guest: memory, I/O handlers, vCPUs, interrupts, devices.
 
     ``VM(hv, no_irqchip=False, max_vcpus=0, kick_signal=0, flags=0)`` or
@@ -141,9 +142,11 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
     Devices (hvcore.device), the platform devices and ACPI
     (hvcore.platform), kernel loading (hvcore.loader), virtio
     (hvcore.virtio), TSC calls (hvcore.tsc), ``save()``
-    (hvcore.migration) and the memory-sharing audit (hvcore.audit) are
-    methods too; ``VM.restore(hv, source, ...)``
-    makes a VM from a saved stream.
+    (hvcore.migration), ``migrate_send()``, ``snapshot_live()`` and
+    ``handover_send()`` (hvcore.live) and the memory-sharing audit
+    (hvcore.audit) are methods too; ``VM.restore(hv, source, ...)``
+    makes a VM from a saved stream, ``VM.migrate_receive(hv, sock, ...)``
+    and ``VM.handover_receive(hv, sock, ...)`` from a live one.
 
     Closing the VM (``close()``, the ``with`` block, or garbage collection)
     destroys its vCPUs, memory regions, devices and handlers; their Python

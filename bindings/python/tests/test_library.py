@@ -17,7 +17,7 @@ import warnings
 import pytest
 
 import hvcore
-from hvcore import _lib, _structs, constants
+from hvcore import _lib, _structs, _structs_ext, _structs_live, constants
 from conftest import source_file
 
 
@@ -54,10 +54,60 @@ def test_options_structs_start_with_their_size():
         assert ctypes.sizeof(_structs.ModeOptions) == 40
 
 
+#: Options and statistics structs whose every field offset and total size
+#: are compared with the compiler's (ctypes field names are the C names).
+C_LAYOUTS = dict(_structs_live.C_NAMES)
+C_LAYOUTS.update({_structs_ext.Stream: "hvc_stream",
+                  _structs_ext.SaveOptions: "hvc_save_options",
+                  _structs_ext.RestoreOptions: "hvc_restore_options"})
+
+
+def test_options_structs_match_the_c_layout(tmp_path):
+    """A C program built against include/hvcore prints sizeof and every
+    offsetof; ctypes must agree. A header that gained fields (they are
+    only ever appended) fails here until the mirror appends them too."""
+    headers = source_file("include")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if headers is None or cc is None:
+        pytest.fail("the layout check needs the source tree's include/ and "
+                    "a C compiler")
+    lines = []
+    for struct, c_name in C_LAYOUTS.items():
+        lines.append(f'printf("{c_name} (sizeof) %zu\\n", '
+                     f"sizeof({c_name}));")
+        for field, _ in struct._fields_:
+            lines.append(f'printf("{c_name} {field} %zu\\n", '
+                         f"offsetof({c_name}, {field}));")
+    src = tmp_path / "layout.c"
+    src.write_text("#include <stddef.h>\n#include <stdio.h>\n"
+                   "#include <hvcore/migration.h>\n"
+                   "#include <hvcore/handover.h>\n"
+                   "int main(void)\n{\n" + "\n".join(lines)
+                   + "\nreturn 0;\n}\n")
+    exe = tmp_path / "layout"
+    subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-I", str(headers),
+                    "-o", str(exe), str(src)], check=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True,
+                         text=True).stdout
+    c_values = {}
+    for line in out.splitlines():
+        c_name, field, value = line.split()
+        c_values[c_name, field] = int(value)
+    assert len(c_values) == sum(len(s._fields_) + 1 for s in C_LAYOUTS)
+    for struct, c_name in C_LAYOUTS.items():
+        assert ctypes.sizeof(struct) == c_values[c_name, "(sizeof)"], (
+            f"{c_name} is {c_values[c_name, '(sizeof)']} bytes in C, "
+            f"{ctypes.sizeof(struct)} in {struct.__name__}: append the new "
+            "fields to the mirror")
+        for field, _ in struct._fields_:
+            assert getattr(struct, field).offset == \
+                c_values[c_name, field], f"{c_name}.{field}"
+
+
 #: The headers these bindings mirror (the whole HVCORE_1.0 API).
 BOUND_HEADERS = ("common.h", "hypervisor.h", "vm.h", "memory.h", "vcpu.h",
                  "x86.h", "device.h", "platform.h", "loader.h", "virtio.h",
-                 "topology.h", "tsc.h", "migration.h")
+                 "topology.h", "tsc.h", "migration.h", "handover.h")
 
 
 def _header_constants():
@@ -107,6 +157,8 @@ def test_enums_agree_with_the_c_names():
              (hvcore.TscCatchup, "HVC_TSC_CATCHUP_"),
              (hvcore.SaveFlags, "HVC_SAVE_"),
              (hvcore.RestoreFlags, "HVC_RESTORE_"),
+             (hvcore.MigrateFlags, "HVC_MIGRATE_"),
+             (hvcore.MigrateTlsFlags, "HVC_MIGRATE_TLS_"),
              (hvcore.LogLevel, "HVC_LOG_")]
     for enum_type, prefix in pairs:
         for member in enum_type:
