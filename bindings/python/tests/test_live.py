@@ -381,15 +381,18 @@ def test_bandwidth_limit_and_auto_converge(hv, running):
     with mine, theirs:
         t = threading.Thread(target=receive, daemon=True)
         t.start()
-        stats = r.vm.migrate_send(mine, bandwidth_mib=1, max_rounds=4,
+        # eight rounds: a loaded host may starve the guest for a round or
+        # two, and only a round the guest outran raises the throttle
+        stats = r.vm.migrate_send(mine, bandwidth_mib=1, max_rounds=8,
                                   auto_converge=True)
         t.join(60)
     assert "error" not in result, result
     check_completed(stats)
-    assert 2 <= stats.rounds <= 5  # the first pass and at most 4 more
+    assert 2 <= stats.rounds <= 9  # the first pass and at most 8 more
     assert stats.bytes_precopy > 0
-    assert 0 < stats.throughput_bps <= (1 << 20) * 1.2
-    assert stats.throttle_percent >= 20
+    # a round's rate may use up to 100 ms of saved credit
+    assert 0 < stats.throughput_bps <= (1 << 20) * 1.5, stats.as_dict()
+    assert stats.throttle_percent >= 20, stats.as_dict()
     assert json.loads(stats.json())["throttle_percent"] == \
         stats.throttle_percent
     r.halt()
