@@ -27,32 +27,6 @@ typedef struct {
 } hvi_os_wake;
 #else
 #error "libhvcore has no src/os layer for this host yet"
-/* --- tap interfaces (virtio-net's back end) ---
- *
- * Descriptors are non-blocking and carry a 12-byte virtio-net header
- * (struct virtio_net_hdr_v1) before every frame, both ways. */
-
-#define HVI_OS_TAP_NAME_MAX 16 /* with the NUL */
-/* Offload bits for hvi_os_tap_set_offload(). */
-#define HVI_OS_TAP_CSUM 1u
-#define HVI_OS_TAP_TSO4 2u
-#define HVI_OS_TAP_TSO6 4u
-#define HVI_OS_TAP_TSO_ECN 8u
-
-/* Opens the existing tap interface @name: -ENODEV when there is none,
- * -EBUSY when another descriptor holds it, -EPERM/-EACCES, -EINVAL when
- * it is no tap; the message names it. */
-int hvi_os_tap_open(const char *name, int *fd);
-/* Checks that @fd is a tap with a virtio-net header, sets its header size
- * and makes it non-blocking; @name receives the interface's name. */
-int hvi_os_tap_adopt(int fd, char name[HVI_OS_TAP_NAME_MAX]);
-/* Which offloaded packets the tap may hand us (HVI_OS_TAP_* bits). */
-int hvi_os_tap_set_offload(int fd, unsigned bits);
-/* One packet (header included) each: the byte count, -EAGAIN when none
- * can move now, or another negative errno. */
-long hvi_os_tap_read(int fd, void *buf, size_t len);
-long hvi_os_tap_write(int fd, const void *buf, size_t len);
-
 #endif
 
 /* --- waiting on descriptors (the VM's event thread) --- */
