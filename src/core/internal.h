@@ -108,6 +108,21 @@ struct hvi_tsc; /* tsc_internal.h */
  *      (vCPU list, pause state, read_state, TSC state), the log lock,
  *      a device's grant_lock (its memory grants, device.c).
  *
+ * Post-copy (src/migration/postcopy_recv.c) adds two leaves: a VM's
+ * postcopy->lock (page state, statistics, the condition waiters sleep on)
+ * and postcopy->wlock (writing a page request to the source). Its fault
+ * and receiver threads take only those two and never any lock above, nor
+ * mem_lock: a thread that faults on a missing page while holding any lock
+ * (a device worker inside its own lock, an accessor under mem_lock) waits
+ * for a thread that needs none of them. The accessors (hvc_vm_read,
+ * hvc_vm_write, hvc_vm_gpa_to_hva, hence the hvc_device_ ones and the
+ * virtqueue walk) wait for missing pages in hvi_postcopy_fetch() before
+ * they take mem_lock, so they never fault afterwards and fail with -EIO
+ * instead of reading a lost page. The event thread must not fault on a
+ * missing page: it reaches guest memory only through those accessors,
+ * whose wait needs nothing the event thread holds (ev_lock included);
+ * code that must not wait at all asks with hvi_postcopy_want().
+ *
  * So any callback may look devices up, watch descriptors and read guest
  * memory. Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the
  * VM's pause_depth and active are atomics (see hvi_vcpu_interrupt());
@@ -150,6 +165,14 @@ struct hvc_vm {
     atomic_int migrate_cancel;
     atomic_int migrated_away;
     atomic_int migrating; /* a hvc_vm_migrate_send() runs */
+    /* Incoming post-copy (src/migration/postcopy_recv.c): the state, set
+     * before the VM is handed out and freed by hvc_vm_destroy();
+     * postcopy_active is 1 from then until every page arrived (and stays
+     * 1 when the link failed); postcopy_failed makes hvc_vcpu_run() and
+     * hvc_vm_resume() refuse. */
+    struct hvi_postcopy *postcopy;
+    atomic_int postcopy_active;
+    atomic_int postcopy_failed;
 
     /* Devices, in attachment order (device.c), interrupt eventfds and
      * doorbells (notify.c), all under dev_lock (a leaf). */
@@ -252,6 +275,30 @@ int hvi_audit_resume_check(hvc_vm *vm);
 void hvi_memory_free_all(hvc_vm *vm);
 uint64_t hvi_memory_top(hvc_vm *vm);
 size_t hvi_memory_count(hvc_vm *vm);
+
+/* Post-copy (src/migration/postcopy_recv.c), for the accessors and the
+ * device models. hvi_postcopy_fetch() makes every page of [gpa, gpa+len)
+ * present before the caller touches it: it asks the source for the
+ * missing ones and waits for them (holding no lock of its own while it
+ * waits); 0, or -EIO (with a message) when post-copy failed and a page
+ * of the range was lost. Ranges outside guest RAM are left to the caller's
+ * own check. Cheap when the VM is not in post-copy. */
+int hvi_postcopy_fetch_slow(hvc_vm *vm, uint64_t gpa, uint64_t len);
+static inline int hvi_postcopy_fetch(hvc_vm *vm, uint64_t gpa, uint64_t len)
+{
+    if (!atomic_load_explicit(&vm->postcopy_active, memory_order_acquire))
+        return 0;
+    return hvi_postcopy_fetch_slow(vm, gpa, len);
+}
+/* Never waits: 1 when every page of [gpa, gpa+len) is present (or the VM
+ * is not in post-copy), 0 when some are not (those are asked for now,
+ * ahead of the pushed pages; call again later, or wait in
+ * hvi_postcopy_fetch()), -EIO when one was lost. For code that must not
+ * block, such as a device model on the event thread deciding whether a
+ * receive buffer can be filled now. Any thread, any lock held. */
+int hvi_postcopy_want(hvc_vm *vm, uint64_t gpa, uint64_t len);
+/* vm.c: stops the post-copy threads and frees the state (destroy). */
+void hvi_postcopy_free(hvc_vm *vm);
 
 /* dirty.c: records a library write of [gpa, gpa+len) inside region r
  * (after the write; mem_lock read-held). Cheap when r is untracked. */

@@ -12,7 +12,7 @@
  * guest may write them at any time, and a run's CRC must match the bytes
  * that were sent. A page written after its copy is in the next fetch. */
 #define _GNU_SOURCE
-#include "stream.h"
+#include "postcopy.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -39,6 +39,8 @@ struct live {
     hvc_migrate_stats st;
     uint64_t t0, deadline; /* ns, CLOCK_MONOTONIC; deadline 0: none */
     bool final;            /* the whole stream is out: no cancel any more */
+    bool postcopy;         /* the switchover is a post-copy one */
+    bool switched;         /* the destination took the guest */
     int remote_err;        /* the destination refused before the end */
     char remote_why[512];
     hvc_memory_region **regs;
@@ -296,9 +298,18 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
         (r = hvi_copy_options(&l->opts, sizeof(l->opts), in, sizeof(l->opts),
                               "hvc_migrate_options")) < 0)
         return r;
-    if (l->opts.flags)
+    if (l->opts.flags & ~(uint32_t)HVC_MIGRATE_POSTCOPY)
         return hvi_error(-EINVAL, "hvc_migrate_options: unknown flags 0x%x",
                          l->opts.flags);
+    if (l->opts.postcopy_after_rounds &&
+        !(l->opts.flags & HVC_MIGRATE_POSTCOPY))
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_options: postcopy_after_rounds %u "
+                         "without HVC_MIGRATE_POSTCOPY",
+                         l->opts.postcopy_after_rounds);
+    if (l->opts.reserved || l->opts.reserved2)
+        return hvi_error(-EINVAL, "hvc_migrate_options: reserved fields "
+                                  "must be 0");
     if (!l->opts.max_downtime_ms)
         l->opts.max_downtime_ms = DEFAULT_DOWNTIME_MS;
     if (!l->opts.max_rounds)
@@ -334,9 +345,20 @@ static int precopy(struct live *l)
             1000u; /* state sections and the acknowledgement */
         if ((r = report(l)) < 0)
             break;
-        if (l->st.expected_downtime_us <= l->opts.max_downtime_ms * 1000ull ||
-            l->st.rounds > l->opts.max_rounds)
+        bool pc = l->opts.flags & HVC_MIGRATE_POSTCOPY;
+        if (pc && l->opts.postcopy_after_rounds) {
+            if (l->st.rounds >= l->opts.postcopy_after_rounds ||
+                l->st.rounds > l->opts.max_rounds) {
+                l->postcopy = true;
+                break;
+            }
+        } else if (l->st.expected_downtime_us <=
+                   l->opts.max_downtime_ms * 1000ull) {
             break;
+        } else if (l->st.rounds > l->opts.max_rounds) {
+            l->postcopy = pc; /* did not converge */
+            break;
+        }
         t = now;
         before = l->o.off;
         l->pages = 0;
@@ -379,7 +401,14 @@ static int migrate(struct live *l)
     uint64_t t = now_ns();
     l->st.pause_us = (t - paused) / 1000u;
     l->pages = 0;
-    if ((r = fetch(l, &pending)) == 0 && (r = send_pending(l)) == 0) {
+    if ((r = fetch(l, &pending)) == 0 && l->postcopy) {
+        /* What is pending now goes after the switchover. */
+        l->st.postcopy = 1;
+        r = hvi_pc_put_plan(&l->o, l->regs, l->n, l->pending,
+                            &l->st.postcopy_pages);
+        if (r == 0)
+            r = hvi_save_finish(l->vm, &l->o);
+    } else if (r == 0 && (r = send_pending(l)) == 0) {
         l->st.pages_final = l->pages;
         r = hvi_save_finish(l->vm, &l->o);
     }
@@ -394,6 +423,13 @@ static int migrate(struct live *l)
     l->st.downtime_us = (now_ns() - paused) / 1000u;
     if (r == 0) {
         atomic_store(&l->vm->migrated_away, 1);
+        l->switched = true;
+        if (l->postcopy) {
+            struct hvi_pc_source src = {l->vm,   l->fd,      &l->o,    l->regs,
+                                        l->n,    l->pending, &l->st};
+            if ((r = hvi_pc_send(&src)) < 0)
+                return r;
+        }
         l->st.completed = 1;
         return 0;
     }
@@ -442,7 +478,7 @@ int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
         l->o.s.write = live_write;
         l->o.s.opaque = l;
         r = migrate(l);
-        if (r < 0 && l->remote_err) {
+        if (r < 0 && l->remote_err && !l->switched) {
             r = l->remote_err;
             hvi_error(r, "%s", l->remote_why);
         }
@@ -454,7 +490,7 @@ int hvc_vm_migrate_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
         snprintf(why, sizeof(why), "%s", hvc_last_error());
         stop_tracking(l);
         if (r < 0)
-            hvi_error(r, "%s; the VM runs on", why);
+            hvi_error(r, "%s%s", why, l->switched ? "" : "; the VM runs on");
         atomic_store(&vm->migrate_cancel, 0);
         atomic_store(&vm->migrating, 0);
     }
@@ -512,7 +548,18 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
         return hvi_error(-EINVAL, "hvc_vm_migrate_receive: %s",
                          fd < 0 ? "negative descriptor" : "NULL argument");
     hvc_vm *vm = NULL;
-    int r = hvc_vm_restore_fd(hv, fd, opts, &vm);
+    struct hvi_in in = {.fd = fd, .live = true};
+    int r = hvi_restore_in(hv, &in, opts, &vm);
+    if (r == 0 && in.plan && (r = hvi_pc_prepare(vm, fd, &in, in.plan)) < 0) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", hvc_last_error());
+        hvc_vm_destroy(vm);
+        vm = NULL;
+        hvi_error(r, "%s", why);
+    }
+    bool postcopy = in.plan != NULL;
+    hvi_pc_plan_free(in.plan);
+    hvi_crypt_free(in.crypt); /* NULL when post-copy took it */
     if (r < 0) {
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
@@ -531,6 +578,16 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                          "acknowledging it to the source failed (%s); the "
                          "source keeps the guest",
                          hvc_strerror(w));
+    }
+    /* From here the source never runs the guest again. */
+    if (postcopy && (r = hvi_pc_start(vm)) < 0) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", hvc_last_error());
+        shutdown(fd, SHUT_RDWR); /* the source sees the link fail */
+        hvc_vm_destroy(vm);
+        return hvi_error(r, "incoming post-copy migration: %s; the guest is "
+                            "lost",
+                         why);
     }
     *out = vm;
     return 0;

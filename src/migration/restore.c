@@ -1,6 +1,6 @@
 /* Restoring a stream into a new VM that nobody else sees until the end
  * section has been read and every check has passed. */
-#include "stream.h"
+#include "postcopy.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,17 +10,19 @@
 
 /* Where each section may come (docs/MIGRATION.md): never before an earlier
  * phase's section. */
+#define PHASE_END 8
 static int phase(uint16_t id)
 {
     switch (id) {
     case HVI_CONFIG: return 0;
     case HVI_USER: return 1;
     case HVI_MEMORY: return 2;
-    case HVI_VCPU: return 3;
-    case HVI_IRQCHIP: return 4;
-    case HVI_TSC: return 5;
-    case HVI_DEVICE: return 6;
-    case HVI_END: return 7;
+    case HVI_POSTCOPY: return 3;
+    case HVI_VCPU: return 4;
+    case HVI_IRQCHIP: return 5;
+    case HVI_TSC: return 6;
+    case HVI_DEVICE: return 7;
+    case HVI_END: return PHASE_END;
     default: return -1;
     }
 }
@@ -234,6 +236,12 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
     case HVI_MEMORY:
         return hvi_read_memory(st->in, s, st->mem, &st->raw_pages,
                                &st->zero_pages);
+    case HVI_POSTCOPY:
+        if (!st->in->live)
+            return hvi_fail(s, -EBADMSG,
+                            "a post-copy page list in a stream that is not "
+                            "a live migration");
+        return hvi_pc_read_plan(st->in, s, st->vm, &st->in->plan);
     case HVI_VCPU: return on_vcpu(st, s);
     case HVI_IRQCHIP: {
         uint8_t *p = NULL;
@@ -281,7 +289,7 @@ static int restore_stream(hvc_hypervisor *hv, struct hvi_in *in,
     struct restore st = {.in = in, .opts = opts, .mapped = mapped, .phase = -1};
     int r = hvi_read_header(in, hvc_hypervisor_backend(hv), opts->key,
                             opts->passphrase);
-    while (r == 0 && st.phase != 7) {
+    while (r == 0 && st.phase != PHASE_END) {
         struct hvi_sec s;
         if ((r = hvi_next_section(in, &s)) < 0)
             break;

@@ -22,6 +22,8 @@ enum {
     HVI_DEVICE = 6,
     HVI_PAD = 7,
     HVI_USER = 8,
+    HVI_POSTCOPY = 9,      /* the pages left for post-copy (postcopy.h) */
+    HVI_POSTCOPY_DONE = 10, /* after the post-copy pages */
     HVI_END = 0xffff
 };
 
@@ -148,6 +150,8 @@ struct hvi_in {
     uint32_t header_flags;
     bool can_map; /* fd is a regular file: MEMORY runs may be mapped */
     bool verify_mapped;
+    bool live;                 /* a live migration: POSTCOPY may come */
+    struct hvi_pc_plan *plan;  /* the POSTCOPY section read, or NULL */
 };
 const char *hvi_section_name(uint16_t id);
 /* Records "stream section NAME (instance N) at byte OFF: ..." and returns
@@ -167,6 +171,11 @@ int hvi_read_payload(struct hvi_in *in, const struct hvi_sec *s, uint8_t **out,
 /* Reads and checks a payload it does not keep (PAD, unknown sections). */
 int hvi_skip_payload(struct hvi_in *in, const struct hvi_sec *s);
 int hvi_in_progress(struct hvi_in *in);
+/* snapshot.c: hvc_vm_restore_fd() with @p in prepared by the caller
+ * (live.c); when the stream had a POSTCOPY section, in->plan and
+ * in->crypt are left to the caller, also on failure. */
+int hvi_restore_in(hvc_hypervisor *hv, struct hvi_in *in,
+                   const hvc_restore_options *opts, hvc_vm **out);
 /* restore.c: the whole stream into a new VM (@p mapped: memory runs are
  * mapped from in->fd when they can be). */
 int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,
