@@ -480,13 +480,37 @@ static void *relay_main(void *arg)
             if (acked && r->after_ack - passed < want)
                 want = r->after_ack - passed;
             if (acked && want == 0) {
-                if (r->forge)
+                if (r->forge) {
+                    /* Until the destination has refused it and gone. */
                     forged_run(r->dst);
+                    while (read(r->dst, buf, sizeof(buf)) > 0)
+                        ;
+                }
                 break;
             }
-            ssize_t n = read(r->src, buf, want);
+            /* recvmsg: the page channel post-copy opens (a descriptor
+             * passed along) goes through. */
+            union {
+                struct cmsghdr h;
+                char b[CMSG_SPACE(sizeof(int))];
+            } ctl;
+            struct iovec iov = {buf, want};
+            struct msghdr m = {.msg_iov = &iov,
+                               .msg_iovlen = 1,
+                               .msg_control = ctl.b,
+                               .msg_controllen = sizeof(ctl.b)};
+            ssize_t n = recvmsg(r->src, &m, 0);
             if (n <= 0)
                 break;
+            if (m.msg_controllen) {
+                iov.iov_len = (size_t)n;
+                m.msg_flags = 0;
+                if (sendmsg(r->dst, &m, 0) != n)
+                    break;
+                if (acked)
+                    passed += (size_t)n;
+                continue;
+            }
             if (acked)
                 passed += (size_t)n;
             write_all(r->dst, buf, (size_t)n);
@@ -570,7 +594,7 @@ Test(migration_postcopy, hostile_page_outside_plan)
     hvc_migrate_stats st;
     int sr;
     char why[512];
-    relayed(0, true, &r, &st, &sr, why, sizeof(why));
+    relayed(8, true, &r, &st, &sr, why, sizeof(why)); /* the channel record */
     fprintf(stderr, "forged page: destination wait %d: %s\n", r.wait,
             r.wait_why);
     fprintf(stderr, "forged page: source %d: %s\n", sr, why);

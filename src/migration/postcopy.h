@@ -22,6 +22,14 @@ enum {
 /* Post-copy MEMORY runs are at most this many pages, so a request waits
  * behind little. */
 #define HVI_PC_RUN_PAGES 16u
+/* The first 8 bytes the source writes after the acknowledgement, outside
+ * the stream's offsets: HVI_PC_CHANNEL with a socket of a new pair passed
+ * along (SCM_RIGHTS) when the connection is a unix socket, the page
+ * channel; HVI_PC_NO_CHANNEL otherwise. */
+#define HVI_PC_CHANNEL "HVCPCCH1"
+#define HVI_PC_NO_CHANNEL "HVCPCCH0"
+/* Stream offsets on the page channel start here (its own nonces). */
+#define HVI_PC_CHANNEL_OFFSET (1ull << 62)
 
 /* The plan: per region, the pages that the source has not sent at the
  * switchover (the POSTCOPY section's bitmap). */

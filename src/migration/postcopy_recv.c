@@ -44,10 +44,20 @@ struct pc_reg {
     _Atomic uint64_t *asked;   /* per page: ns of the first request, 0 */
 };
 
+/* One stream the pages come on: the connection, or the page channel. */
+struct pc_stream {
+    struct hvi_in in;
+    uint8_t buf[HVI_PC_RUN_PAGES * HVI_PAGE + HVI_MEM_DESC + HVI_TAG_SIZE];
+};
+
 struct hvi_postcopy {
     hvc_vm *vm;
     int fd, uffd, stop_fd;
-    struct hvi_in in;
+    int pfd;             /* the page channel, or -1 */
+    atomic_int ctl_fd;   /* where requests go: pfd once known, else fd */
+    struct pc_stream main, chan;
+    pthread_t chan_thread;
+    atomic_bool chan_started;
     struct pc_reg *r;
     size_t n;
     atomic_uint_fast64_t left;
@@ -65,7 +75,6 @@ struct hvi_postcopy {
     uint64_t total, t0, t_end;
     pthread_t fault_thread, recv_thread;
     bool fault_started, recv_started;
-    uint8_t buf[HVI_PC_RUN_PAGES * HVI_PAGE + HVI_MEM_DESC + HVI_TAG_SIZE];
 };
 
 static const uint8_t zero_page[HVI_PAGE];
@@ -107,9 +116,10 @@ static int send_msg(struct hvi_postcopy *pc, uint16_t kind, uint32_t a,
     int r = 0;
     pthread_mutex_lock(&pc->wlock);
     for (size_t done = 0; done < sizeof(m);) {
-        ssize_t w = send(pc->fd, m + done, sizeof(m) - done, MSG_NOSIGNAL);
+        int fd = atomic_load(&pc->ctl_fd);
+        ssize_t w = send(fd, m + done, sizeof(m) - done, MSG_NOSIGNAL);
         if (w < 0 && errno == ENOTSOCK)
-            w = write(pc->fd, m + done, sizeof(m) - done);
+            w = write(fd, m + done, sizeof(m) - done);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -211,12 +221,12 @@ static void *fault_main(void *arg)
     return NULL;
 }
 
-/* One run of the post-copy stream, checked, into pc->buf (data NULL for
+/* One run of the post-copy stream, checked, into ps->buf (data NULL for
  * a zero run). */
-static int read_run(struct hvi_postcopy *pc, const struct hvi_sec *s,
+static int read_run(struct pc_stream *ps, const struct hvi_sec *s,
                     uint64_t *gpa, uint64_t *pages, const uint8_t **data)
 {
-    struct hvi_in *in = &pc->in;
+    struct hvi_in *in = &ps->in;
     bool sealed = s->flags & HVI_F_ENCRYPTED;
     uint64_t most = HVI_MEM_DESC + HVI_PC_RUN_PAGES * HVI_PAGE +
                     (sealed ? HVI_TAG_SIZE : 0);
@@ -225,14 +235,14 @@ static int read_run(struct hvi_postcopy *pc, const struct hvi_sec *s,
         return hvi_fail(s, -EBADMSG,
                         "a post-copy run of %llu bytes (at most %u pages)",
                         (unsigned long long)s->length, HVI_PC_RUN_PAGES);
-    uint8_t *d = pc->buf;
+    uint8_t *d = ps->buf;
     int r;
     if (sealed) {
         uint8_t *p;
         size_t n;
         if ((r = hvi_read_payload(in, s, &p, &n)) < 0)
             return r;
-        memcpy(pc->buf, p, n);
+        memcpy(ps->buf, p, n);
         free(p);
     } else {
         if ((r = hvi_in_read(in, s, d, HVI_MEM_DESC)) < 0)
@@ -359,7 +369,7 @@ static int on_done(struct hvi_postcopy *pc, const struct hvi_sec *s)
 {
     uint8_t *p;
     size_t len;
-    int r = hvi_read_payload(&pc->in, s, &p, &len);
+    int r = hvi_read_payload(&pc->main.in, s, &p, &len);
     if (r < 0)
         return r;
     uint64_t sent = len == 16 ? hvi_get64(p) : 0;
@@ -376,28 +386,133 @@ static int on_done(struct hvi_postcopy *pc, const struct hvi_sec *s)
     return 0;
 }
 
+/* Reads sections of @p ps until its POSTCOPY_DONE (left unread in *s). */
+static int read_pages(struct hvi_postcopy *pc, struct pc_stream *ps,
+                      struct hvi_sec *s)
+{
+    for (;;) {
+        int r = hvi_next_section(&ps->in, s);
+        if (r < 0 || s->id == HVI_POSTCOPY_DONE)
+            return r;
+        if (s->id != HVI_MEMORY)
+            return hvi_fail(s, -EBADMSG, "not a post-copy section");
+        uint64_t gpa = 0, pages = 0;
+        const uint8_t *data = NULL;
+        if ((r = read_run(ps, s, &gpa, &pages, &data)) < 0 ||
+            (r = place(pc, s, gpa, pages, data)) < 0)
+            return r;
+    }
+}
+
+/* The page channel's thread: the pages the source sent because they were
+ * asked for. */
+static void *chan_main(void *arg)
+{
+    struct hvi_postcopy *pc = arg;
+    struct hvi_sec s;
+    int r = read_pages(pc, &pc->chan, &s);
+    if (r == 0) {
+        uint8_t *p;
+        size_t len;
+        if ((r = hvi_read_payload(&pc->chan.in, &s, &p, &len)) == 0) {
+            if (len != 16 || s.instance != 1)
+                r = hvi_fail(&s, -EBADMSG, "malformed end of the page "
+                                           "channel");
+            free(p);
+        }
+    }
+    if (r < 0 && !atomic_load(&pc->stopping)) {
+        char why[400];
+        snprintf(why, sizeof(why), "page channel: %s", hvc_last_error());
+        fail(pc, r == -ENODATA ? -ECONNABORTED : r, why);
+        shutdown(pc->fd, SHUT_RDWR); /* the receiver stops too */
+    }
+    return NULL;
+}
+
+/* The record that opens post-copy: the page channel, if any. */
+static int open_channel(struct hvi_postcopy *pc)
+{
+    char rec[8];
+    size_t got = 0;
+    int fd = -1;
+    while (got < sizeof(rec)) {
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } ctl;
+        struct iovec iov = {.iov_base = rec + got, .iov_len = 8 - got};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = ctl.buf,
+                           .msg_controllen = sizeof(ctl.buf)};
+        ssize_t n = recvmsg(pc->fd, &m, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == ENOTSOCK)
+            n = read(pc->fd, rec + got, 8 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (fd >= 0)
+                close(fd);
+            return hvi_error(n < 0 ? -errno : -ECONNABORTED,
+                             "post-copy: the source did not open post-copy: "
+                             "%s",
+                             n < 0 ? hvc_strerror(-errno)
+                                   : "the connection closed");
+        }
+        for (struct cmsghdr *h = n > 0 && m.msg_controllen ? CMSG_FIRSTHDR(&m)
+                                                           : NULL;
+             h; h = CMSG_NXTHDR(&m, h))
+            if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+                h->cmsg_len == CMSG_LEN(sizeof(int))) {
+                int f;
+                memcpy(&f, CMSG_DATA(h), sizeof(int));
+                if (fd >= 0)
+                    close(f); /* one channel only */
+                else
+                    fd = f;
+            }
+        got += (size_t)n;
+    }
+    bool chan = memcmp(rec, HVI_PC_CHANNEL, 8) == 0;
+    if ((!chan && memcmp(rec, HVI_PC_NO_CHANNEL, 8) != 0) || chan != (fd >= 0)) {
+        if (fd >= 0)
+            close(fd);
+        return hvi_error(-EBADMSG,
+                         "post-copy: the source opened post-copy with \"%s\"%s",
+                         HVI_QUOTE_N(rec, 8),
+                         chan ? " but passed no page channel" : "");
+    }
+    if (fd < 0)
+        return 0;
+    pc->pfd = fd;
+    pc->chan.in.fd = fd;
+    pc->chan.in.off = HVI_PC_CHANNEL_OFFSET;
+    int r = pc->main.in.crypt
+                ? hvi_crypt_clone(pc->main.in.crypt, &pc->chan.in.crypt)
+                : 0;
+    if (r < 0)
+        return r;
+    atomic_store(&pc->ctl_fd, fd);
+    int e = pthread_create(&pc->chan_thread, NULL, chan_main, pc);
+    if (e)
+        return hvi_error(-e, "post-copy: cannot start a thread: %s",
+                         hvc_strerror(-e));
+    atomic_store(&pc->chan_started, true);
+    return 0;
+}
+
 static void *recv_main(void *arg)
 {
     struct hvi_postcopy *pc = arg;
-    int r = 0;
-    for (;;) {
-        struct hvi_sec s;
-        if ((r = hvi_next_section(&pc->in, &s)) < 0)
-            break;
-        if (s.id == HVI_POSTCOPY_DONE) {
-            r = on_done(pc, &s);
-            break;
-        }
-        if (s.id != HVI_MEMORY) {
-            r = hvi_fail(&s, -EBADMSG, "not a post-copy section");
-            break;
-        }
-        uint64_t gpa = 0, pages = 0;
-        const uint8_t *data = NULL;
-        if ((r = read_run(pc, &s, &gpa, &pages, &data)) < 0 ||
-            (r = place(pc, &s, gpa, pages, data)) < 0)
-            break;
-    }
+    struct hvi_sec s;
+    int r = open_channel(pc);
+    if (r == 0)
+        r = read_pages(pc, &pc->main, &s);
+    if (r == 0 && atomic_exchange(&pc->chan_started, false))
+        pthread_join(pc->chan_thread, NULL); /* the channel ends first */
+    if (r == 0)
+        r = on_done(pc, &s);
     if (r < 0) {
         if (!atomic_load(&pc->stopping)) {
             char why[400];
@@ -427,8 +542,11 @@ static void *recv_main(void *arg)
         pthread_cond_broadcast(&pc->cond);
         pthread_mutex_unlock(&pc->lock);
     }
-    if (r < 0)
+    if (r < 0) {
         unregister_all(pc); /* blocked faults retry: vCPUs stop at once */
+        if (pc->pfd >= 0)
+            shutdown(pc->pfd, SHUT_RDWR); /* the channel's thread ends */
+    }
     /* The fault thread has nothing left to serve. */
     uint64_t one = 1;
     if (write(pc->stop_fd, &one, sizeof(one)) < 0) {
@@ -451,7 +569,10 @@ static void pc_free(struct hvi_postcopy *pc)
         hvi_os_notifier_close(pc->stop_fd);
     if (pc->fd >= 0)
         close(pc->fd);
-    hvi_crypt_free(pc->in.crypt);
+    if (pc->pfd >= 0)
+        close(pc->pfd);
+    hvi_crypt_free(pc->main.in.crypt);
+    hvi_crypt_free(pc->chan.in.crypt);
     free(pc->samples);
     pthread_mutex_destroy(&pc->lock);
     pthread_mutex_destroy(&pc->wlock);
@@ -466,7 +587,8 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     if (!pc)
         return hvi_error(-ENOMEM, "out of memory");
     pc->vm = vm;
-    pc->uffd = pc->stop_fd = -1;
+    pc->uffd = pc->stop_fd = pc->pfd = -1;
+    pc->chan.in.fd = -1;
     pc->state = HVC_POSTCOPY_RUNNING;
     pthread_mutex_init(&pc->lock, NULL);
     pthread_mutex_init(&pc->wlock, NULL);
@@ -475,11 +597,12 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&pc->cond, &ca);
     pthread_condattr_destroy(&ca);
-    pc->in = *in;
+    pc->main.in = *in;
     in->crypt = NULL; /* the state's now */
-    pc->in.progress = NULL;
+    pc->main.in.progress = NULL;
     pc->fd = dup(fd);
-    pc->in.fd = pc->fd;
+    pc->main.in.fd = pc->fd;
+    atomic_store(&pc->ctl_fd, pc->fd);
     pc->total = plan->total;
     atomic_store(&pc->left, plan->total);
     hvc_memory_region **regs = NULL;
@@ -580,12 +703,16 @@ void hvi_postcopy_free(hvc_vm *vm)
         return;
     atomic_store(&pc->stopping, 1);
     shutdown(pc->fd, SHUT_RDWR); /* the receiver's read returns */
+    if (pc->pfd >= 0)
+        shutdown(pc->pfd, SHUT_RDWR);
     uint64_t one = 1;
     if (write(pc->stop_fd, &one, sizeof(one)) < 0) {
         /* the fault thread may be gone already */
     }
     if (pc->recv_started)
         pthread_join(pc->recv_thread, NULL);
+    if (atomic_exchange(&pc->chan_started, false))
+        pthread_join(pc->chan_thread, NULL);
     if (pc->fault_started)
         pthread_join(pc->fault_thread, NULL);
     if (atomic_load(&vm->postcopy_active))
@@ -678,7 +805,8 @@ int hvc_vm_postcopy_stats(hvc_vm *vm, hvc_postcopy_stats *stats)
         st.pages_received = st.pages_pushed + st.pages_requested;
         st.faults = atomic_load(&pc->faults);
         st.zero_faults = atomic_load(&pc->zero_faults);
-        st.bytes = pc->in.off;
+        st.bytes = pc->main.in.off +
+                   (pc->pfd >= 0 ? pc->chan.in.off - HVI_PC_CHANNEL_OFFSET : 0);
         if (st.state == HVC_POSTCOPY_FAILED)
             st.pages_lost = st.pages - st.pages_received;
     }

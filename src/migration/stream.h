@@ -80,6 +80,8 @@ struct hvi_crypt;
 int hvi_crypt_new(const uint8_t *key, const char *passphrase,
                   const uint8_t salt[16], struct hvi_crypt **out);
 void hvi_crypt_free(struct hvi_crypt *c);
+/* The same key with a context of its own, for a second thread. */
+int hvi_crypt_clone(const struct hvi_crypt *c, struct hvi_crypt **out);
 int hvi_random(void *buf, size_t len);
 /* Seals @p len bytes at @p in into @p out (len + HVI_TAG_SIZE bytes). */
 int hvi_seal(struct hvi_crypt *c, uint64_t offset, const uint8_t aad[20],
