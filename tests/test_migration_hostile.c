@@ -239,7 +239,7 @@ Test(migration_hostile, lengths_ids_versions_magic)
         int err;
     } hdr[] = {{0, 'X', -EBADMSG},
                {8, 2, -EPROTO},
-               {10, 1, -EPROTO},
+               {10, HVC_STREAM_FORMAT_MINOR + 1, -EPROTO},
                {32, 'h', -EPROTO},
                {16, 'a', -EPROTO}};
     for (size_t i = 0; i < sizeof(hdr) / sizeof(hdr[0]); i++) {

@@ -73,6 +73,8 @@ struct options {
     bool migrate_timed;
     uint64_t migrate_after_ms;
     uint32_t max_downtime_ms; /* 0: the library's default */
+    bool postcopy;                  /* --postcopy */
+    uint32_t postcopy_after_rounds; /* --postcopy-after-rounds N */
 };
 
 /* The running machine, shared by the runner and the snapshot code. */
@@ -141,9 +143,16 @@ int hvrun_snapshot(struct machine *m);
  * prints one line and exits (2, 125, or 130 when interrupted). */
 void hvrun_restore(struct machine *m, struct options *o);
 /* --migrate-to: migrates the running VM. 0 when the destination has it
- * (the VM stays paused for good), or a negative errno after printing one
- * line (the VM runs on). */
+ * (the VM stays paused for good), a negative errno after printing one
+ * line (the VM runs on), or 1 after printing one line when post-copy
+ * failed after the switchover (the guest is lost on both sides). */
 int hvrun_migrate(struct machine *m);
+
+/* postcopy.c: on a destination that received a VM by post-copy, a thread
+ * that prints one line when every page arrived (with the faults and their
+ * service time) or when post-copy failed. */
+void hvrun_postcopy_watch(struct machine *m);
+void hvrun_postcopy_unwatch(void);
 
 /* config.c: hvrun's configuration in a snapshot's user data. */
 int hvrun_config_encode(const struct options *o, uint8_t **out, size_t *len);

@@ -98,6 +98,13 @@ static const char usage[] =
     "                       run on (another SIGUSR2 tries again)\n"
     "  --migrate-after-ms N start migrating N ms after the vCPUs start\n"
     "  --max-downtime-ms N  the longest pause wanted (default 10)\n"
+    "  --postcopy           allow post-copy: when pre-copy does not\n"
+    "                       converge, the destination runs the guest at\n"
+    "                       once and pages follow (a fault fetches its page\n"
+    "                       first); the destination prints one line when\n"
+    "                       all arrived\n"
+    "  --postcopy-after-rounds N  post-copy after N pre-copy rounds (1:\n"
+    "                       right after the first pass); implies --postcopy\n"
     "\n"
     "Exit status: the byte the guest wrote to port 0xf4; 0 when it powered\n"
     "off or reset, or after a --snapshot; 2 for a usage error, including a\n"
@@ -182,6 +189,8 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"migrate-to", required_argument, NULL, 0x101},
         {"migrate-after-ms", required_argument, NULL, 0x102},
         {"max-downtime-ms", required_argument, NULL, 0x103},
+        {"postcopy", no_argument, NULL, 0x104},
+        {"postcopy-after-rounds", required_argument, NULL, 0x105},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -304,6 +313,12 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             o->max_downtime_ms =
                 (uint32_t)number("--max-downtime-ms", optarg, 1, 1u << 30);
             break;
+        case 0x104: o->postcopy = true; break;
+        case 0x105:
+            o->postcopy_after_rounds = (uint32_t)number(
+                "--postcopy-after-rounds", optarg, 1, 1u << 20);
+            o->postcopy = true;
+            break;
         case 'T':
             o->snapshot_after_ms =
                 number("--snapshot-after-ms", optarg, 0, 1ull << 40);
@@ -339,6 +354,9 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         return;
     if ((o->migrate_timed || o->max_downtime_ms) && !o->migrate_to)
         die_usage("%s", "--migrate-after-ms and --max-downtime-ms go with "
+                        "--migrate-to unix:PATH");
+    if (o->postcopy && !o->migrate_to)
+        die_usage("%s", "--postcopy and --postcopy-after-rounds go with "
                         "--migrate-to unix:PATH");
     if (o->incoming && o->restore)
         die_usage("%s", "give --incoming or --restore, not both");

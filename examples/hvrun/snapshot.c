@@ -383,7 +383,11 @@ void hvrun_restore(struct machine *m, struct options *o)
     bool timed = o->migrate_timed;
     uint64_t after = o->migrate_after_ms;
     uint32_t downtime = o->max_downtime_ms;
+    bool postcopy = o->postcopy;
+    uint32_t pc_rounds = o->postcopy_after_rounds;
     *o = restored;
+    o->postcopy = postcopy;
+    o->postcopy_after_rounds = pc_rounds;
     o->incoming = incoming;
     o->migrate_to = migrate_to;
     o->migrate_timed = timed;
@@ -422,6 +426,8 @@ int hvrun_migrate(struct machine *m)
     mo.user_data = user;
     mo.user_data_length = length;
     mo.max_downtime_ms = o->max_downtime_ms;
+    mo.flags = o->postcopy ? HVC_MIGRATE_POSTCOPY : 0;
+    mo.postcopy_after_rounds = o->postcopy_after_rounds;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     r = hvc_vm_migrate_send(m->vm, fd, &mo, &st);
     close(fd);
@@ -429,8 +435,25 @@ int hvrun_migrate(struct machine *m)
     if (r < 0) {
         fprintf(stderr, "hvrun: --migrate-to '%s': %s\n",
                 hvrun_esc(o->migrate_to), hvrun_esc(hvc_last_error()));
-        return r;
+        /* Failed after a post-copy switchover: nothing runs here again. */
+        return st.postcopy && hvc_vm_is_paused(m->vm) ? 1 : r;
     }
+    if (st.postcopy)
+        fprintf(stderr,
+                "hvrun: migrated to '%s' by post-copy: downtime %.3f ms, "
+                "total %llu ms, %u rounds, %llu pages after the switchover "
+                "(%llu pushed, %llu on faults) in %llu ms, fault service "
+                "median %llu us, p99 %llu us\n",
+                hvrun_esc(o->migrate_to), (double)st.downtime_us / 1000.0,
+                (unsigned long long)st.total_ms, st.rounds,
+                (unsigned long long)st.postcopy_pages,
+                (unsigned long long)st.postcopy_pages_pushed,
+                (unsigned long long)st.postcopy_pages_requested,
+                (unsigned long long)st.postcopy_ms,
+                (unsigned long long)st.postcopy_fault_median_us,
+                (unsigned long long)st.postcopy_fault_p99_us);
+    if (st.postcopy)
+        return 0;
     fprintf(stderr,
             "hvrun: migrated to '%s': downtime %.3f ms, total %llu ms, %u "
             "rounds, %llu pages, %llu bytes\n",
