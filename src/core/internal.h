@@ -118,10 +118,13 @@ struct hvi_tsc; /* tsc_internal.h */
  * hvc_vm_write, hvc_vm_gpa_to_hva, hence the hvc_device_ ones and the
  * virtqueue walk) wait for missing pages in hvi_postcopy_fetch() before
  * they take mem_lock, so they never fault afterwards and fail with -EIO
- * instead of reading a lost page. The event thread must not fault on a
- * missing page: it reaches guest memory only through those accessors,
- * whose wait needs nothing the event thread holds (ev_lock included);
- * code that must not wait at all asks with hvi_postcopy_want().
+ * instead of reading a lost page. What the event thread may wait for is
+ * such a page (in an accessor, or on a ring pointer a virtio device
+ * translated before post-copy began): never a deadlock, since serving it
+ * needs nothing the event thread holds (ev_lock included), but a wait on
+ * the link. Code that must not wait at all (a device deciding on the
+ * event thread whether a buffer can be used now) asks with
+ * hvi_postcopy_want() and comes back later.
  *
  * So any callback may look devices up, watch descriptors and read guest
  * memory. Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the
