@@ -262,6 +262,7 @@ struct touch_report {
     int32_t receive, run, wait;
     uint32_t status;
     uint64_t bad, visits;
+    uint64_t read_eio; /* after a failure: pages hvc_vm_read refused */
     hvc_postcopy_stats st;
     char why[256];      /* of the receive or the run */
     char wait_why[256]; /* of hvc_vm_postcopy_wait() */
@@ -315,6 +316,11 @@ static void touch_destination(int sock, int report)
     if (rep.wait < 0)
         snprintf(rep.wait_why, sizeof(rep.wait_why), "%s", hvc_last_error());
     hvc_vm_postcopy_stats(vm, &rep.st);
+    for (uint32_t i = 0; rep.wait < 0 && i < TR_NPAGES; i++) {
+        uint64_t q;
+        if (hvc_vm_read(vm, TR_BASE + i * 4096ull, &q, 8) == -EIO)
+            rep.read_eio++;
+    }
     if (rep.wait == 0) {
         hvc_vm_read(vm, TR_BAD, &rep.bad, 8);
         hvc_vm_read(vm, TR_VISITS, &rep.visits, 8);
@@ -586,6 +592,10 @@ Test(migration_postcopy, link_cut_during_postcopy)
                  r.status);
     cr_assert(strstr(r.why, "post-copy"), "%s", r.why);
     cr_assert(strstr(r.wait_why, "pages never received"), "%s", r.wait_why);
+    /* The library's accessors refuse the lost pages rather than read
+     * zeros in their place. */
+    cr_assert_gt(r.read_eio, 0);
+    cr_assert_leq(r.read_eio, r.st.pages_lost);
 }
 
 Test(migration_postcopy, hostile_page_outside_plan)
