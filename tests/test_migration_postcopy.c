@@ -438,6 +438,7 @@ struct relay {
     int src, dst; /* its ends towards the source and the destination */
     size_t after_ack; /* source bytes passed on after the acknowledgement */
     bool forge;       /* then a forged run instead of the rest */
+    bool drop_ack;    /* the acknowledgement never reaches the source */
     pthread_t t;
 };
 
@@ -477,8 +478,11 @@ static void *relay_main(void *arg)
             ssize_t n = read(r->dst, buf, sizeof(buf));
             if (n <= 0)
                 break;
-            if (!acked && n >= 8 && memcmp(buf, "HVCMACK1", 8) == 0)
+            if (!acked && n >= 8 && memcmp(buf, "HVCMACK1", 8) == 0) {
                 acked = true;
+                if (r->drop_ack)
+                    break;
+            }
             write_all(r->src, buf, (size_t)n);
         }
         if (p[0].revents) {
@@ -614,6 +618,67 @@ Test(migration_postcopy, hostile_page_outside_plan)
     cr_assert_eq(r.st.state, HVC_POSTCOPY_FAILED);
     cr_assert_lt(r.run, 0);
     cr_assert_lt(sr, 0);
+}
+
+/* The link fails at the post-copy switchover, after the destination
+ * sent its acknowledgement but before the source read it: the source has
+ * not handed the guest over, so it runs on; the destination, whose pages
+ * never come, stops its guest and says what it lost. */
+Test(migration_postcopy, link_cut_at_switchover)
+{
+    int a[2], b[2], rp[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+    cr_assert_eq(pipe(rp), 0);
+    pid_t pid = fork_destination(b[1], b[0], rp[1], rp[0]);
+    static struct relay rl;
+    rl = (struct relay){.src = a[1], .dst = b[0], .drop_ack = true};
+    cr_assert_eq(pthread_create(&rl.t, NULL, relay_main, &rl), 0);
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    static struct runner run;
+    touch_source(&hv, &vm, &run);
+    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+    o.flags = HVC_MIGRATE_POSTCOPY;
+    o.postcopy_after_rounds = 1;
+    hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
+    int r = hvc_vm_migrate_send(vm, a[0], &o, &st);
+    fprintf(stderr, "cut at the switchover: source %d: %s\n", r,
+            hvc_last_error());
+    cr_assert_lt(r, 0);
+    cr_assert(strstr(hvc_last_error(), "the VM runs on"), "%s",
+              hvc_last_error());
+    cr_assert_eq(st.completed, 0);
+    /* Running, and writing its pages on. */
+    cr_assert(!hvc_vm_is_paused(vm));
+    uint64_t p0 = 0, p1 = 0;
+    HVT_OK(hvc_vm_read(vm, TR_PASSES, &p0, 8));
+    for (int i = 0; i < 2000 && p1 <= p0; i++) {
+        sleep_ms(5);
+        HVT_OK(hvc_vm_read(vm, TR_PASSES, &p1, 8));
+    }
+    cr_assert_gt(p1, p0, "the source stopped after the failed switchover");
+    struct touch_report d;
+    cr_assert_eq(read_all(rp[0], &d, sizeof(d)), sizeof(d));
+    cr_assert_eq(waitpid(pid, NULL, 0), pid);
+    pthread_join(rl.t, NULL);
+    fprintf(stderr, "cut at the switchover: destination wait %d: %s\n",
+            d.wait, d.wait_why);
+    cr_assert_eq(d.receive, 0, "receive: %s", d.why);
+    cr_assert_lt(d.wait, 0);
+    cr_assert_eq(d.st.state, HVC_POSTCOPY_FAILED);
+    cr_assert_eq(d.st.pages_lost, d.st.pages);
+    cr_assert_lt(d.run, 0, "the destination's guest ran on zero pages");
+    atomic_store(&run.stop, 1);
+    hvc_vcpu_kick(run.vcpu);
+    pthread_join(run.t, NULL);
+    cr_assert_eq(run.error, 0);
+    hvc_vm_destroy(vm);
+    hvc_hypervisor_close(hv);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(rp[0]);
 }
 
 /* Options: post-copy rounds without the flag, unknown flags. */
