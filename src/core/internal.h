@@ -110,9 +110,10 @@ struct hvi_tsc; /* tsc_internal.h */
  *
  * Post-copy (src/migration/postcopy_recv.c) adds two leaves: a VM's
  * postcopy->lock (page state, statistics, the condition waiters sleep on)
- * and postcopy->wlock (writing a page request to the source). Its fault
- * and receiver threads take only those two and never any lock above, nor
- * mem_lock: a thread that faults on a missing page while holding any lock
+ * and postcopy->wlock (writing a page request to the source). Its fault,
+ * receiver and channel threads take only those two and never any lock
+ * above, nor mem_lock (vm->lock, a leaf, only to kick the vCPUs when
+ * post-copy fails, holding neither): a thread that faults on a missing page while holding any lock
  * (a device worker inside its own lock, an accessor under mem_lock) waits
  * for a thread that needs none of them. The accessors (hvc_vm_read,
  * hvc_vm_write, hvc_vm_gpa_to_hva, hence the hvc_device_ ones and the

@@ -2,27 +2,29 @@
  * runs while the pages the source had not sent arrive. Guest memory is
  * registered with userfaultfd for missing pages (src/os/linux/uffd.c), the
  * pages of the plan having been given back first, so that exactly they
- * (and never-written ones) fault. Two threads:
+ * (and never-written ones) fault. Three threads:
  *
  *   - the fault thread reads the userfaultfd: a fault on a page of the
  *     plan that has not arrived asks the source for it (a request message
- *     on the connection) and goes on; a fault on a page outside the plan
- *     (never written on the source) is filled with zeros at once;
- *   - the receiver thread reads the rest of the stream, MEMORY runs pushed
- *     or asked for, and places each missing page with UFFDIO_COPY, which
- *     wakes whoever faulted on it. A page that is already there (-EEXIST)
- *     is left alone.
+ *     on the page channel, or the connection when there is none) and goes
+ *     on; a fault on a page outside the plan (never written on the
+ *     source) is filled with zeros at once;
+ *   - the receiver thread opens the page channel, then reads the rest of
+ *     the stream, the pushed MEMORY runs, and places each missing page
+ *     with UFFDIO_COPY, which wakes whoever faulted on it. A page that is
+ *     already there is left alone;
+ *   - the channel thread places the pages that were asked for.
  *
- * Neither takes any lock but this file's two leaves (pc->lock, pc->wlock;
+ * None takes any lock but the state's two leaves (pc->lock, pc->wlock;
  * src/core/internal.h), so a vCPU, a device worker or an accessor waiting
  * for a page never holds what serving it needs. When the last page is in
  * and POSTCOPY_DONE was read, the receiver unregisters guest memory, says
- * DONE to the source, and both threads end. When the link fails first,
+ * DONE to the source, and the threads end. When the link fails first,
  * the guest is lost: its vCPUs are stopped for good (they are kicked and
  * hvc_vcpu_run() refuses), accessors fail with -EIO on the lost pages,
  * and the source is told what was lost if it can still hear it. */
 #define _GNU_SOURCE
-#include "postcopy.h"
+#include "postcopy_recv.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -34,75 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_SAMPLES (1u << 20)
-
-struct pc_reg {
-    uint8_t *hva;
-    uint64_t gpa, len, pages;
-    uint64_t *set;             /* the plan: pages that were left to come */
-    _Atomic uint64_t *missing; /* of those, the ones not here yet */
-    _Atomic uint64_t *asked;   /* per page: ns of the first request, 0 */
-};
-
-/* One stream the pages come on: the connection, or the page channel. */
-struct pc_stream {
-    struct hvi_in in;
-    uint8_t buf[HVI_PC_RUN_PAGES * HVI_PAGE + HVI_MEM_DESC + HVI_TAG_SIZE];
-};
-
-struct hvi_postcopy {
-    hvc_vm *vm;
-    int fd, uffd, stop_fd;
-    int pfd;             /* the page channel, or -1 */
-    atomic_int ctl_fd;   /* where requests go: pfd once known, else fd */
-    struct pc_stream main, chan;
-    pthread_t chan_thread;
-    atomic_bool chan_started;
-    struct pc_reg *r;
-    size_t n;
-    atomic_uint_fast64_t left;
-    atomic_int waiters; /* threads in hvi_postcopy_fetch_slow() */
-    atomic_int stopping;
-    pthread_mutex_t lock;  /* leaf: state, why, samples, cond */
-    pthread_mutex_t wlock; /* leaf: writes to fd */
-    pthread_cond_t cond;
-    int state, err;
-    char why[512];
-    uint32_t *samples;
-    size_t nsamples, cap;
-    uint64_t max_ns;
-    atomic_uint_fast64_t pushed, requested, faults, zero_faults;
-    uint64_t total, t0, t_end;
-    pthread_t fault_thread, recv_thread;
-    bool fault_started, recv_started;
-};
-
 static const uint8_t zero_page[HVI_PAGE];
-
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static bool test(const uint64_t *bits, uint64_t pg)
-{
-    return bits[pg / 64] >> (pg % 64) & 1;
-}
-
-static bool missing(struct pc_reg *r, uint64_t pg)
-{
-    return atomic_load(&r->missing[pg / 64]) >> (pg % 64) & 1;
-}
-
-static struct pc_reg *by_gpa(struct hvi_postcopy *pc, uint64_t gpa)
-{
-    for (size_t i = 0; i < pc->n; i++)
-        if (gpa >= pc->r[i].gpa && gpa - pc->r[i].gpa < pc->r[i].len)
-            return &pc->r[i];
-    return NULL;
-}
 
 static int send_msg(struct hvi_postcopy *pc, uint16_t kind, uint32_t a,
                     uint64_t b, uint32_t c)
@@ -147,7 +81,7 @@ static void fail(struct hvi_postcopy *pc, int err, const char *why)
     uint64_t lost = atomic_load(&pc->left);
     pc->state = HVC_POSTCOPY_FAILED;
     pc->err = err;
-    pc->t_end = now_ns();
+    pc->t_end = hvi_pc_now_ns();
     snprintf(pc->why, sizeof(pc->why),
              "post-copy migration failed with %" PRIu64 " of %" PRIu64
              " pages never received; the guest is lost and stopped: %s",
@@ -169,7 +103,7 @@ static void fail(struct hvi_postcopy *pc, int err, const char *why)
 }
 
 /* Asks the source for a page, once. */
-static int ask(struct hvi_postcopy *pc, struct pc_reg *r, uint64_t pg,
+int hvi_pc_ask(struct hvi_postcopy *pc, struct pc_reg *r, uint64_t pg,
                uint64_t t)
 {
     uint64_t zero = 0;
@@ -194,7 +128,7 @@ static void *fault_main(void *arg)
                 fail(pc, r, hvc_last_error());
             break;
         }
-        uint64_t t = now_ns();
+        uint64_t t = hvi_pc_now_ns();
         struct pc_reg *reg = NULL;
         for (size_t i = 0; i < pc->n && !reg; i++)
             if (addr >= (uintptr_t)pc->r[i].hva &&
@@ -204,18 +138,18 @@ static void *fault_main(void *arg)
             continue;
         uint64_t pg = (addr - (uintptr_t)reg->hva) / HVI_PAGE;
         uint8_t *page = reg->hva + pg * HVI_PAGE;
-        if (!test(reg->set, pg)) {
+        if (!hvi_pc_test(reg->set, pg)) {
             /* Never written on the source: zero here. */
             atomic_fetch_add(&pc->zero_faults, 1);
             if (hvi_os_uffd_fill(pc->uffd, page, zero_page, HVI_PAGE,
                                  false) == -EEXIST)
                 hvi_os_uffd_wake(pc->uffd, page, HVI_PAGE);
-        } else if (!missing(reg, pg)) {
+        } else if (!hvi_pc_missing(reg, pg)) {
             hvi_os_uffd_wake(pc->uffd, page, HVI_PAGE); /* arrived since */
         } else if (atomic_load(&pc->vm->postcopy_failed)) {
             continue; /* lost: the receiver's unregistering ends it */
         } else {
-            ask(pc, reg, pg, t);
+            hvi_pc_ask(pc, reg, pg, t);
         }
     }
     return NULL;
@@ -301,7 +235,7 @@ static void sample(struct hvi_postcopy *pc, uint64_t ns)
 static int place(struct hvi_postcopy *pc, const struct hvi_sec *s,
                  uint64_t gpa, uint64_t pages, const uint8_t *data)
 {
-    struct pc_reg *r = by_gpa(pc, gpa);
+    struct pc_reg *r = hvi_pc_region(pc, gpa);
     if (!r || pages * HVI_PAGE > r->len - (gpa - r->gpa))
         return hvi_fail(s, -EBADMSG,
                         "post-copy run 0x%" PRIx64 "+0x%" PRIx64
@@ -309,19 +243,19 @@ static int place(struct hvi_postcopy *pc, const struct hvi_sec *s,
                         gpa, pages * HVI_PAGE);
     uint64_t first = (gpa - r->gpa) / HVI_PAGE;
     for (uint64_t i = 0; i < pages; i++)
-        if (!test(r->set, first + i))
+        if (!hvi_pc_test(r->set, first + i))
             return hvi_fail(s, -EBADMSG,
                             "post-copy page 0x%" PRIx64
                             " is not one the source had left to send",
                             gpa + i * HVI_PAGE);
     for (uint64_t i = 0; i < pages;) {
         uint64_t pg = first + i;
-        if (!missing(r, pg)) {
+        if (!hvi_pc_missing(r, pg)) {
             i++; /* a second copy: the first one stays */
             continue;
         }
         uint64_t j = i + 1;
-        while (j < pages && missing(r, first + j))
+        while (j < pages && hvi_pc_missing(r, first + j))
             j++;
         int e = 0;
         if (data)
@@ -336,7 +270,7 @@ static int place(struct hvi_postcopy *pc, const struct hvi_sec *s,
             }
         if (e < 0 && e != -EEXIST)
             return e;
-        uint64_t t = now_ns();
+        uint64_t t = hvi_pc_now_ns();
         for (uint64_t k = i; k < j; k++) {
             uint64_t p = first + k;
             atomic_fetch_and(&r->missing[p / 64], ~(1ull << (p % 64)));
@@ -526,7 +460,7 @@ static void *recv_main(void *arg)
                               memory_order_release);
         pthread_mutex_lock(&pc->lock);
         pc->state = HVC_POSTCOPY_COMPLETE;
-        pc->t_end = now_ns();
+        pc->t_end = hvi_pc_now_ns();
         pthread_mutex_unlock(&pc->lock);
         hvc_postcopy_stats st = HVC_POSTCOPY_STATS_INIT;
         hvc_vm_postcopy_stats(pc->vm, &st);
@@ -648,12 +582,12 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
         }
         /* The plan's pages go back, so that they fault. */
         for (uint64_t pg = 0; r == 0 && pg < g->pages;) {
-            if (!test(g->set, pg)) {
+            if (!hvi_pc_test(g->set, pg)) {
                 pg++;
                 continue;
             }
             uint64_t e = pg + 1;
-            while (e < g->pages && test(g->set, e))
+            while (e < g->pages && hvi_pc_test(g->set, e))
                 e++;
             r = hvi_memory_discard(regs[i], pg * HVI_PAGE, (e - pg) * HVI_PAGE);
             if (r < 0)
@@ -675,7 +609,7 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
         pc_free(pc);
         return r;
     }
-    pc->t0 = now_ns();
+    pc->t0 = hvi_pc_now_ns();
     vm->postcopy = pc;
     atomic_store_explicit(&vm->postcopy_active, 1, memory_order_release);
     return 0;
@@ -719,143 +653,4 @@ void hvi_postcopy_free(hvc_vm *vm)
         unregister_all(pc);
     vm->postcopy = NULL;
     pc_free(pc);
-}
-
-/* 1: every page of the range is here; 0: some are not (asked for when
- * @p ask); -EIO: one was lost. */
-static int range(hvc_vm *vm, uint64_t gpa, uint64_t len, bool do_ask)
-{
-    struct hvi_postcopy *pc = vm->postcopy;
-    struct pc_reg *r = by_gpa(pc, gpa);
-    if (!r || !len)
-        return 1; /* not RAM: the caller's own check refuses it */
-    uint64_t off = gpa - r->gpa;
-    uint64_t end = len > r->len - off ? r->len : off + len;
-    uint64_t last = (end - 1) / HVI_PAGE, t = now_ns();
-    int present = 1;
-    for (uint64_t pg = off / HVI_PAGE; pg <= last; pg++) {
-        if (!missing(r, pg))
-            continue;
-        if (atomic_load(&vm->postcopy_failed))
-            return hvi_error(-EIO,
-                             "guest page 0x%" PRIx64
-                             " was lost when post-copy migration failed",
-                             r->gpa + pg * HVI_PAGE);
-        present = 0;
-        if (!do_ask)
-            return 0;
-        ask(pc, r, pg, t);
-    }
-    return present;
-}
-
-int hvi_postcopy_want(hvc_vm *vm, uint64_t gpa, uint64_t len)
-{
-    if (!atomic_load_explicit(&vm->postcopy_active, memory_order_acquire))
-        return 1;
-    return range(vm, gpa, len, true);
-}
-
-int hvi_postcopy_fetch_slow(hvc_vm *vm, uint64_t gpa, uint64_t len)
-{
-    struct hvi_postcopy *pc = vm->postcopy;
-    int r = range(vm, gpa, len, true);
-    if (r != 0)
-        return r < 0 ? r : 0;
-    atomic_fetch_add(&pc->waiters, 1);
-    pthread_mutex_lock(&pc->lock);
-    while ((r = range(vm, gpa, len, false)) == 0 &&
-           pc->state == HVC_POSTCOPY_RUNNING)
-        pthread_cond_wait(&pc->cond, &pc->lock);
-    pthread_mutex_unlock(&pc->lock);
-    atomic_fetch_sub(&pc->waiters, 1);
-    return r < 0 ? r : 0;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-int hvc_vm_postcopy_stats(hvc_vm *vm, hvc_postcopy_stats *stats)
-{
-    if (!vm || !stats)
-        return hvi_error(-EINVAL, "hvc_vm_postcopy_stats: NULL argument");
-    if (stats->size < 2 * sizeof(uint32_t))
-        return hvi_error(-EINVAL, "hvc_postcopy_stats: size %u",
-                         stats->size);
-    hvc_postcopy_stats st = HVC_POSTCOPY_STATS_INIT;
-    struct hvi_postcopy *pc = vm->postcopy;
-    uint32_t *copy = NULL;
-    size_t ns = 0;
-    if (pc) {
-        pthread_mutex_lock(&pc->lock);
-        st.state = (uint32_t)pc->state;
-        st.fault_max_us = pc->max_ns / 1000u;
-        st.elapsed_ms = ((pc->t_end ? pc->t_end : now_ns()) - pc->t0) / 1000000u;
-        if (pc->nsamples && (copy = malloc(pc->nsamples * sizeof(*copy)))) {
-            ns = pc->nsamples;
-            memcpy(copy, pc->samples, ns * sizeof(*copy));
-        }
-        pthread_mutex_unlock(&pc->lock);
-        st.pages = pc->total;
-        st.pages_pushed = atomic_load(&pc->pushed);
-        st.pages_requested = atomic_load(&pc->requested);
-        st.pages_received = st.pages_pushed + st.pages_requested;
-        st.faults = atomic_load(&pc->faults);
-        st.zero_faults = atomic_load(&pc->zero_faults);
-        st.bytes = pc->main.in.off +
-                   (pc->pfd >= 0 ? pc->chan.in.off - HVI_PC_CHANNEL_OFFSET : 0);
-        if (st.state == HVC_POSTCOPY_FAILED)
-            st.pages_lost = st.pages - st.pages_received;
-    }
-    if (ns) {
-        qsort(copy, ns, sizeof(*copy), cmp_u32);
-        st.fault_median_us = copy[ns / 2];
-        st.fault_p99_us = copy[(ns * 99) / 100 < ns ? (ns * 99) / 100 : ns - 1];
-    }
-    free(copy);
-    size_t n = stats->size < sizeof(st) ? stats->size : sizeof(st);
-    uint32_t size = stats->size;
-    memcpy(stats, &st, n);
-    stats->size = size;
-    return 0;
-}
-
-int hvc_vm_postcopy_wait(hvc_vm *vm, int timeout_ms)
-{
-    if (!vm)
-        return hvi_error(-EINVAL, "hvc_vm_postcopy_wait: NULL VM");
-    struct hvi_postcopy *pc = vm->postcopy;
-    if (!pc)
-        return 0;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    if (timeout_ms > 0) {
-        until.tv_sec += timeout_ms / 1000;
-        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-    }
-    int r = 0;
-    atomic_fetch_add(&pc->waiters, 1);
-    pthread_mutex_lock(&pc->lock);
-    while (pc->state == HVC_POSTCOPY_RUNNING && r == 0) {
-        if (timeout_ms < 0)
-            pthread_cond_wait(&pc->cond, &pc->lock);
-        else if (pthread_cond_timedwait(&pc->cond, &pc->lock, &until) ==
-                 ETIMEDOUT)
-            r = hvi_error(-ETIMEDOUT,
-                          "post-copy migration still runs after %d ms "
-                          "(%" PRIu64 " pages to come)",
-                          timeout_ms, (uint64_t)atomic_load(&pc->left));
-    }
-    if (r == 0 && pc->state == HVC_POSTCOPY_FAILED)
-        r = hvi_error(pc->err, "%s", pc->why);
-    pthread_mutex_unlock(&pc->lock);
-    atomic_fetch_sub(&pc->waiters, 1);
-    return r;
 }
