@@ -181,8 +181,8 @@ Test(hvrun_snapshot, postcopy_migration)
     free(src_text);
     free(dst_text);
     /* Post-copy needs --migrate-to. */
-    const char *bad[] = {"--kernel", COUNTER, "--raw", "0x8000",
-                         "--postcopy", NULL};
+    const char *bad[] = {"--kernel", COUNTER,      "--raw",
+                         "0x8000",   "--postcopy", NULL};
     cr_assert_eq(run_hvrun(&s, "bad", bad), 2);
     err = output(&s, "bad", "err");
     assert_one_line(err, "--postcopy");

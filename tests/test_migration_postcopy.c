@@ -116,8 +116,8 @@ static void print_stats(const char *what, const hvc_migrate_stats *st,
             (unsigned long long)st->postcopy_pages_requested,
             (unsigned long long)st->postcopy_bytes,
             (unsigned long long)st->postcopy_ms,
-            (unsigned long long)st->downtime_us,
-            (unsigned long long)ds->faults, (unsigned long long)ds->zero_faults,
+            (unsigned long long)st->downtime_us, (unsigned long long)ds->faults,
+            (unsigned long long)ds->zero_faults,
             (unsigned long long)ds->fault_median_us,
             (unsigned long long)ds->fault_p99_us,
             (unsigned long long)ds->fault_max_us);
@@ -417,8 +417,8 @@ Test(migration_postcopy, random_touch)
         cr_assert_eq(first[i], (passes + 1) << 32 | i,
                      "page %u: 0x%llx on the destination, 0x%llx on the "
                      "source (the pass was cut at page %u)",
-                     i, (unsigned long long)first[i],
-                     (unsigned long long)src, cut);
+                     i, (unsigned long long)first[i], (unsigned long long)src,
+                     cut);
     }
     fprintf(stderr, "  the source's pass %llu was cut at page %u\n",
             (unsigned long long)passes + 1, cut);
@@ -435,7 +435,7 @@ Test(migration_postcopy, random_touch)
 /* --- a relay between the two sides: cuts or forges the post-copy part --- */
 
 struct relay {
-    int src, dst; /* its ends towards the source and the destination */
+    int src, dst;     /* its ends towards the source and the destination */
     size_t after_ack; /* source bytes passed on after the acknowledgement */
     bool forge;       /* then a forged run instead of the rest */
     bool drop_ack;    /* the acknowledgement never reaches the source */
@@ -447,10 +447,10 @@ static void forged_run(int fd)
     /* A MEMORY section of one zero page at a guest address no region has:
      * well formed, with a right CRC (plain stream). */
     uint8_t s[24 + 24] = {0};
-    s[0] = 2;                     /* MEMORY */
-    s[2] = 1;                     /* required */
-    s[4] = 1;                     /* version */
-    s[8] = 24;                    /* payload: the descriptor */
+    s[0] = 2;                      /* MEMORY */
+    s[2] = 1;                      /* required */
+    s[4] = 1;                      /* version */
+    s[8] = 24;                     /* payload: the descriptor */
     uint64_t gpa = 0x7f0000000ull; /* far above the 64 MiB of RAM */
     for (int i = 0; i < 8; i++)
         s[24 + i] = (uint8_t)(gpa >> (8 * i));
@@ -592,8 +592,7 @@ Test(migration_postcopy, link_cut_during_postcopy)
     cr_assert_gt(r.st.pages_lost, 0);
     cr_assert_eq(r.st.pages_lost + r.st.pages_received, r.st.pages);
     /* The destination's guest did not finish on zero pages: it stopped. */
-    cr_assert_lt(r.run, 0, "the guest ran to its end (status 0x%x)",
-                 r.status);
+    cr_assert_lt(r.run, 0, "the guest ran to its end (status 0x%x)", r.status);
     cr_assert(strstr(r.why, "post-copy"), "%s", r.why);
     cr_assert(strstr(r.wait_why, "pages never received"), "%s", r.wait_why);
     /* The library's accessors refuse the lost pages rather than read
@@ -662,8 +661,8 @@ Test(migration_postcopy, link_cut_at_switchover)
     cr_assert_eq(read_all(rp[0], &d, sizeof(d)), sizeof(d));
     cr_assert_eq(waitpid(pid, NULL, 0), pid);
     pthread_join(rl.t, NULL);
-    fprintf(stderr, "cut at the switchover: destination wait %d: %s\n",
-            d.wait, d.wait_why);
+    fprintf(stderr, "cut at the switchover: destination wait %d: %s\n", d.wait,
+            d.wait_why);
     cr_assert_eq(d.receive, 0, "receive: %s", d.why);
     cr_assert_lt(d.wait, 0);
     cr_assert_eq(d.st.state, HVC_POSTCOPY_FAILED);

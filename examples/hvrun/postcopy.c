@@ -24,8 +24,7 @@ static void *watch(void *arg)
     if (r == -ETIMEDOUT)
         return NULL;
     if (r < 0) {
-        fprintf(stderr, "hvrun: --incoming: %s\n",
-                hvrun_esc(hvc_last_error()));
+        fprintf(stderr, "hvrun: --incoming: %s\n", hvrun_esc(hvc_last_error()));
         return NULL;
     }
     hvc_postcopy_stats st = HVC_POSTCOPY_STATS_INIT;
@@ -45,8 +44,7 @@ static void *watch(void *arg)
 void hvrun_postcopy_watch(struct machine *m)
 {
     hvc_postcopy_stats st = HVC_POSTCOPY_STATS_INIT;
-    if (hvc_vm_postcopy_stats(m->vm, &st) < 0 ||
-        st.state == HVC_POSTCOPY_NONE)
+    if (hvc_vm_postcopy_stats(m->vm, &st) < 0 || st.state == HVC_POSTCOPY_NONE)
         return;
     watching = pthread_create(&watcher, NULL, watch, m) == 0;
 }

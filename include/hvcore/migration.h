@@ -555,7 +555,7 @@ typedef struct hvc_postcopy_stats {
 /** Initialiser for ::hvc_postcopy_stats. */
 #define HVC_POSTCOPY_STATS_INIT                                                \
     {                                                                          \
-        sizeof(hvc_postcopy_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0     \
+        sizeof(hvc_postcopy_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0      \
     }
 
 /**

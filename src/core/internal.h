@@ -113,11 +113,11 @@ struct hvi_tsc; /* tsc_internal.h */
  * and postcopy->wlock (writing a page request to the source). Its fault,
  * receiver and channel threads take only those two and never any lock
  * above, nor mem_lock (vm->lock, a leaf, only to kick the vCPUs when
- * post-copy fails, holding neither): a thread that faults on a missing page while holding any lock
- * (a device worker inside its own lock, an accessor under mem_lock) waits
- * for a thread that needs none of them. The accessors (hvc_vm_read,
- * hvc_vm_write, hvc_vm_gpa_to_hva, hence the hvc_device_ ones and the
- * virtqueue walk) wait for missing pages in hvi_postcopy_fetch() before
+ * post-copy fails, holding neither): a thread that faults on a missing page
+ * while holding any lock (a device worker inside its own lock, an accessor
+ * under mem_lock) waits for a thread that needs none of them. The accessors
+ * (hvc_vm_read, hvc_vm_write, hvc_vm_gpa_to_hva, hence the hvc_device_ ones and
+ * the virtqueue walk) wait for missing pages in hvi_postcopy_fetch() before
  * they take mem_lock, so they never fault afterwards and fail with -EIO
  * instead of reading a lost page. What the event thread may wait for is
  * such a page (in an accessor, or on a ring pointer a virtio device

@@ -425,8 +425,8 @@ static int migrate(struct live *l)
         atomic_store(&l->vm->migrated_away, 1);
         l->switched = true;
         if (l->postcopy) {
-            struct hvi_pc_source src = {l->vm,   l->fd,      &l->o,    l->regs,
-                                        l->n,    l->pending, &l->st};
+            struct hvi_pc_source src = {l->vm, l->fd,      &l->o, l->regs,
+                                        l->n,  l->pending, &l->st};
             if ((r = hvi_pc_send(&src)) < 0)
                 return r;
         }
@@ -585,8 +585,9 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
         snprintf(why, sizeof(why), "%s", hvc_last_error());
         shutdown(fd, SHUT_RDWR); /* the source sees the link fail */
         hvc_vm_destroy(vm);
-        return hvi_error(r, "incoming post-copy migration: %s; the guest is "
-                            "lost",
+        return hvi_error(r,
+                         "incoming post-copy migration: %s; the guest is "
+                         "lost",
                          why);
     }
     *out = vm;

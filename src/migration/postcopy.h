@@ -42,8 +42,8 @@ struct hvi_pc_plan {
     uint64_t total; /* pages in all bitmaps */
 };
 /* Writes the POSTCOPY section from the source's pending bitmaps. */
-int hvi_pc_put_plan(struct hvi_out *o, hvc_memory_region *const *regs,
-                    size_t n, uint64_t *const *pending, uint64_t *total);
+int hvi_pc_put_plan(struct hvi_out *o, hvc_memory_region *const *regs, size_t n,
+                    uint64_t *const *pending, uint64_t *total);
 /* Reads a POSTCOPY section (restore.c) against the VM's regions. */
 int hvi_pc_read_plan(struct hvi_in *in, const struct hvi_sec *s, hvc_vm *vm,
                      struct hvi_pc_plan **out);

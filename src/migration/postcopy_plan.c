@@ -15,8 +15,8 @@ static uint64_t words(uint64_t pages)
     return (pages + 63) / 64;
 }
 
-int hvi_pc_put_plan(struct hvi_out *o, hvc_memory_region *const *regs,
-                    size_t n, uint64_t *const *pending, uint64_t *total)
+int hvi_pc_put_plan(struct hvi_out *o, hvc_memory_region *const *regs, size_t n,
+                    uint64_t *const *pending, uint64_t *total)
 {
     size_t len = 8;
     for (size_t i = 0; i < n; i++)
@@ -61,8 +61,7 @@ static int decode(const struct hvi_sec *s, const uint8_t *p, size_t len,
                   struct hvi_pc_plan *plan)
 {
     if (len < 8 || hvi_get32(p) != n || hvi_get32(p + 4) != 0)
-        return hvi_fail(s, -EBADMSG,
-                        "a bitmap for %u regions; the VM has %zu",
+        return hvi_fail(s, -EBADMSG, "a bitmap for %u regions; the VM has %zu",
                         len < 8 ? 0 : hvi_get32(p), n);
     size_t at = 8;
     if (!(plan->r = calloc(n + 1, sizeof(*plan->r))))
@@ -71,22 +70,19 @@ static int decode(const struct hvi_sec *s, const uint8_t *p, size_t len,
     for (size_t i = 0; i < n; i++) {
         struct hvi_pc_plan_region *r = &plan->r[i];
         if (len - at < 16)
-            return hvi_fail(s, -EBADMSG, "region %zu's bitmap is cut short",
-                            i);
+            return hvi_fail(s, -EBADMSG, "region %zu's bitmap is cut short", i);
         r->gpa = hvi_get64(p + at);
         r->pages = hvi_get64(p + at + 8);
         at += 16;
         if (r->gpa != regs[i]->gpa || r->pages != regs[i]->len / HVI_PAGE)
-            return hvi_fail(s, -EBADMSG,
-                            "bitmap %zu is for 0x%" PRIx64 " pages at 0x%" PRIx64
-                            "; the region there is 0x%" PRIx64
-                            " pages at 0x%" PRIx64,
-                            i, r->pages, r->gpa, regs[i]->len / HVI_PAGE,
-                            regs[i]->gpa);
+            return hvi_fail(
+                s, -EBADMSG,
+                "bitmap %zu is for 0x%" PRIx64 " pages at 0x%" PRIx64
+                "; the region there is 0x%" PRIx64 " pages at 0x%" PRIx64,
+                i, r->pages, r->gpa, regs[i]->len / HVI_PAGE, regs[i]->gpa);
         uint64_t nw = words(r->pages);
         if ((len - at) / 8 < nw)
-            return hvi_fail(s, -EBADMSG, "region %zu's bitmap is cut short",
-                            i);
+            return hvi_fail(s, -EBADMSG, "region %zu's bitmap is cut short", i);
         if (!(r->bits = calloc(nw + 1, 8)))
             return hvi_error(-ENOMEM, "out of memory");
         for (uint64_t w = 0; w < nw; w++, at += 8) {

@@ -70,8 +70,7 @@ int hvc_vm_postcopy_stats(hvc_vm *vm, hvc_postcopy_stats *stats)
     if (!vm || !stats)
         return hvi_error(-EINVAL, "hvc_vm_postcopy_stats: NULL argument");
     if (stats->size < 2 * sizeof(uint32_t))
-        return hvi_error(-EINVAL, "hvc_postcopy_stats: size %u",
-                         stats->size);
+        return hvi_error(-EINVAL, "hvc_postcopy_stats: size %u", stats->size);
     hvc_postcopy_stats st = HVC_POSTCOPY_STATS_INIT;
     struct hvi_postcopy *pc = vm->postcopy;
     uint32_t *copy = NULL;
@@ -80,7 +79,8 @@ int hvc_vm_postcopy_stats(hvc_vm *vm, hvc_postcopy_stats *stats)
         pthread_mutex_lock(&pc->lock);
         st.state = (uint32_t)pc->state;
         st.fault_max_us = pc->max_ns / 1000u;
-        st.elapsed_ms = ((pc->t_end ? pc->t_end : hvi_pc_now_ns()) - pc->t0) / 1000000u;
+        st.elapsed_ms =
+            ((pc->t_end ? pc->t_end : hvi_pc_now_ns()) - pc->t0) / 1000000u;
         if (pc->nsamples && (copy = malloc(pc->nsamples * sizeof(*copy)))) {
             ns = pc->nsamples;
             memcpy(copy, pc->samples, ns * sizeof(*copy));

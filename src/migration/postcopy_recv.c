@@ -141,8 +141,8 @@ static void *fault_main(void *arg)
         if (!hvi_pc_test(reg->set, pg)) {
             /* Never written on the source: zero here. */
             atomic_fetch_add(&pc->zero_faults, 1);
-            if (hvi_os_uffd_fill(pc->uffd, page, zero_page, HVI_PAGE,
-                                 false) == -EEXIST)
+            if (hvi_os_uffd_fill(pc->uffd, page, zero_page, HVI_PAGE, false) ==
+                -EEXIST)
                 hvi_os_uffd_wake(pc->uffd, page, HVI_PAGE);
         } else if (!hvi_pc_missing(reg, pg)) {
             hvi_os_uffd_wake(pc->uffd, page, HVI_PAGE); /* arrived since */
@@ -232,8 +232,8 @@ static void sample(struct hvi_postcopy *pc, uint64_t ns)
 }
 
 /* Places a checked run: every page must be one the plan left to come. */
-static int place(struct hvi_postcopy *pc, const struct hvi_sec *s,
-                 uint64_t gpa, uint64_t pages, const uint8_t *data)
+static int place(struct hvi_postcopy *pc, const struct hvi_sec *s, uint64_t gpa,
+                 uint64_t pages, const uint8_t *data)
 {
     struct pc_reg *r = hvi_pc_region(pc, gpa);
     if (!r || pages * HVI_PAGE > r->len - (gpa - r->gpa))
@@ -350,8 +350,9 @@ static void *chan_main(void *arg)
         size_t len;
         if ((r = hvi_read_payload(&pc->chan.in, &s, &p, &len)) == 0) {
             if (len != 16 || s.instance != 1)
-                r = hvi_fail(&s, -EBADMSG, "malformed end of the page "
-                                           "channel");
+                r = hvi_fail(&s, -EBADMSG,
+                             "malformed end of the page "
+                             "channel");
             free(p);
         }
     }
@@ -409,13 +410,13 @@ static int open_channel(struct hvi_postcopy *pc)
         got += (size_t)n;
     }
     bool chan = memcmp(rec, HVI_PC_CHANNEL, 8) == 0;
-    if ((!chan && memcmp(rec, HVI_PC_NO_CHANNEL, 8) != 0) || chan != (fd >= 0)) {
+    if ((!chan && memcmp(rec, HVI_PC_NO_CHANNEL, 8) != 0) ||
+        chan != (fd >= 0)) {
         if (fd >= 0)
             close(fd);
-        return hvi_error(-EBADMSG,
-                         "post-copy: the source opened post-copy with \"%s\"%s",
-                         HVI_QUOTE_N(rec, 8),
-                         chan ? " but passed no page channel" : "");
+        return hvi_error(
+            -EBADMSG, "post-copy: the source opened post-copy with \"%s\"%s",
+            HVI_QUOTE_N(rec, 8), chan ? " but passed no page channel" : "");
     }
     if (fd < 0)
         return 0;
@@ -541,12 +542,13 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     atomic_store(&pc->left, plan->total);
     hvc_memory_region **regs = NULL;
     size_t n = 0;
-    int r = pc->fd < 0 ? hvi_error(-errno, "post-copy: dup: %s",
-                                   hvc_strerror(-errno))
-                       : hvi_memory_snapshot(vm, &regs, &n);
+    int r = pc->fd < 0
+                ? hvi_error(-errno, "post-copy: dup: %s", hvc_strerror(-errno))
+                : hvi_memory_snapshot(vm, &regs, &n);
     if (r == 0 && n != plan->n)
-        r = hvi_error(-EBADMSG, "post-copy: the plan has %zu regions, the VM "
-                                "%zu",
+        r = hvi_error(-EBADMSG,
+                      "post-copy: the plan has %zu regions, the VM "
+                      "%zu",
                       plan->n, n);
     if (r == 0 && !(pc->r = calloc(n + 1, sizeof(*pc->r))))
         r = hvi_error(-ENOMEM, "out of memory");

@@ -27,8 +27,8 @@ struct pc_stream {
 struct hvi_postcopy {
     hvc_vm *vm;
     int fd, uffd, stop_fd;
-    int pfd;             /* the page channel, or -1 */
-    atomic_int ctl_fd;   /* where requests go: pfd once known, else fd */
+    int pfd;           /* the page channel, or -1 */
+    atomic_int ctl_fd; /* where requests go: pfd once known, else fd */
     struct pc_stream main, chan;
     pthread_t chan_thread;
     atomic_bool chan_started;
@@ -50,7 +50,6 @@ struct hvi_postcopy {
     pthread_t fault_thread, recv_thread;
     bool fault_started, recv_started;
 };
-
 
 static inline uint64_t hvi_pc_now_ns(void)
 {

@@ -31,15 +31,15 @@
 
 struct pcs {
     struct hvi_pc_source *src;
-    int pfd;            /* the page channel, or -1 */
-    struct hvi_out o2;  /* requested pages on it */
+    int pfd;                        /* the page channel, or -1 */
+    struct hvi_out o2;              /* requested pages on it */
     uint8_t rx[2][HVI_PC_MSG_SIZE]; /* per descriptor: main, channel */
     size_t rx_len[2];
     uint64_t fifo[FIFO]; /* requested guest-physical addresses */
     size_t head, tail;
     uint64_t left;
     bool done;
-    bool serving; /* in serve(): no second one from its own writes */
+    bool serving;  /* in serve(): no second one from its own writes */
     uint8_t *cbuf; /* the channel's bytes, sent at once per batch */
     size_t clen;
     int remote_err;
@@ -122,8 +122,9 @@ static int read_msgs(struct pcs *c, int k)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 0;
         if (n < 0)
-            return hvi_error(-errno, "post-copy: reading from the "
-                                     "destination: %s",
+            return hvi_error(-errno,
+                             "post-copy: reading from the "
+                             "destination: %s",
                              hvc_strerror(-errno));
         if (n == 0)
             return hvi_error(-ECONNABORTED, "post-copy: the destination "
@@ -148,7 +149,8 @@ static int wait_fd(struct pcs *c, int out_fd)
         struct pollfd p[2] = {
             {.fd = c->src->fd,
              .events = POLLIN | (out_fd == c->src->fd ? POLLOUT : 0)},
-            {.fd = c->pfd, .events = POLLIN | (out_fd == c->pfd ? POLLOUT : 0)}};
+            {.fd = c->pfd,
+             .events = POLLIN | (out_fd == c->pfd ? POLLOUT : 0)}};
         int r = poll(p, c->pfd >= 0 ? 2 : 1, -1);
         if (r < 0 && errno == EINTR)
             continue;
@@ -246,8 +248,8 @@ static int send_run(struct pcs *c, size_t ri, uint64_t pg, uint64_t count,
             j++;
         const uint8_t *p = base + i * HVI_PAGE;
         uint32_t crc = zero ? 0 : hvi_crc32c(0, p, (j - i) * HVI_PAGE);
-        int r = hvi_put_memory(o, reg->gpa + (pg + i) * HVI_PAGE,
-                               j - i, zero ? NULL : p, crc);
+        int r = hvi_put_memory(o, reg->gpa + (pg + i) * HVI_PAGE, j - i,
+                               zero ? NULL : p, crc);
         if (r < 0)
             return r;
         i = j;
@@ -408,9 +410,10 @@ int hvi_pc_send(struct hvi_pc_source *src)
     src->o->s.opaque = c;
     int sndbuf = 0, small = PC_SNDBUF;
     socklen_t sl = sizeof(sndbuf);
-    bool cut = small > 0 && getsockopt(src->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) == 0 &&
-               setsockopt(src->fd, SOL_SOCKET, SO_SNDBUF, &small,
-                          sizeof(small)) == 0;
+    bool cut =
+        small > 0 &&
+        getsockopt(src->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) == 0 &&
+        setsockopt(src->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0;
     c->pfd = -1;
     int r = open_channel(c);
     if (r == 0)

@@ -22,7 +22,7 @@ enum {
     HVI_DEVICE = 6,
     HVI_PAD = 7,
     HVI_USER = 8,
-    HVI_POSTCOPY = 9,      /* the pages left for post-copy (postcopy.h) */
+    HVI_POSTCOPY = 9,       /* the pages left for post-copy (postcopy.h) */
     HVI_POSTCOPY_DONE = 10, /* after the post-copy pages */
     HVI_END = 0xffff
 };
@@ -152,8 +152,8 @@ struct hvi_in {
     uint32_t header_flags;
     bool can_map; /* fd is a regular file: MEMORY runs may be mapped */
     bool verify_mapped;
-    bool live;                 /* a live migration: POSTCOPY may come */
-    struct hvi_pc_plan *plan;  /* the POSTCOPY section read, or NULL */
+    bool live;                /* a live migration: POSTCOPY may come */
+    struct hvi_pc_plan *plan; /* the POSTCOPY section read, or NULL */
 };
 const char *hvi_section_name(uint16_t id);
 /* Records "stream section NAME (instance N) at byte OFF: ..." and returns

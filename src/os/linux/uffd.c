@@ -90,9 +90,8 @@ int hvi_os_uffd_fill(int fd, void *dst, const void *src, uint64_t len,
             r = ioctl(fd, UFFDIO_ZEROPAGE, &z);
             done = z.zeropage;
         } else {
-            struct uffdio_copy c = {.dst = (uintptr_t)dst,
-                                    .src = (uintptr_t)src,
-                                    .len = len};
+            struct uffdio_copy c = {
+                .dst = (uintptr_t)dst, .src = (uintptr_t)src, .len = len};
             r = ioctl(fd, UFFDIO_COPY, &c);
             done = c.copy;
         }
