@@ -231,6 +231,7 @@ bench)
     ./build/bench/exit_latency
     ./build/bench/snapshot
     ./build/bench/launch
+    ./build/bench/postcopy
     ;;
 -h | --help | help)
     sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'

@@ -369,4 +369,81 @@ Test(hvrun_snapshot, migration_progress_on_a_terminal)
     scratch_close(&s);
 }
 
+/* --postcopy-after-rounds 1: the guest runs on the destination right
+ * after the first pass, the rest of memory follows; the source exits 0
+ * after one line with the post-copy figures, the destination prints one
+ * line when every page arrived, and counts on. */
+Test(hvrun_snapshot, postcopy_migration)
+{
+    struct scratch s;
+    scratch_open(&s);
+    const char *sock = in(&s, "pc.sock");
+    char ser_dst[160], ser_src[160], to[160];
+    snprintf(ser_dst, sizeof(ser_dst), "file:%s", in(&s, "dst.txt"));
+    snprintf(ser_src, sizeof(ser_src), "file:%s", in(&s, "src.txt"));
+    snprintf(to, sizeof(to), "unix:%s", sock);
+    const char *dst[] = {"--incoming", to, "--serial", ser_dst, NULL};
+    pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
+    for (double end = now() + WAIT_S; access(sock, F_OK) != 0;) {
+        cr_assert(now() < end, "--incoming never listened");
+        usleep(10000);
+    }
+    const char *src[] = {"--kernel",
+                         COUNTER,
+                         "--raw",
+                         "0x8000",
+                         "--mem",
+                         "64",
+                         "--serial",
+                         ser_src,
+                         "--migrate-to",
+                         to,
+                         "--migrate-after-ms",
+                         "100",
+                         "--postcopy-after-rounds",
+                         "1",
+                         NULL};
+    cr_assert_eq(run_hvrun(&s, "src", src), 0);
+    char *err = output(&s, "src", "err");
+    assert_one_line(err, "by post-copy");
+    fprintf(stderr, "hvrun %s", err);
+    free(err);
+    char *text = slurp(in(&s, "src.txt"), NULL);
+    long last = last_count(text, NULL);
+    cr_assert_gt(last, 0);
+    free(text);
+    wait_for_count(in(&s, "dst.txt"), last + 20, WAIT_S, d);
+    for (double end = now() + WAIT_S;;) {
+        err = output(&s, "dst", "err");
+        bool said = strstr(err, "post-copy complete") != NULL;
+        if (said)
+            fprintf(stderr, "hvrun %s", err);
+        free(err);
+        if (said)
+            break;
+        cr_assert(now() < end, "the destination never said post-copy ended");
+        usleep(10000);
+    }
+    kill(d, SIGTERM);
+    cr_assert_eq(WEXITSTATUS(wait_exit(d, WAIT_S)), 130);
+    char *src_text = slurp(in(&s, "src.txt"), NULL);
+    char *dst_text = slurp(in(&s, "dst.txt"), NULL);
+    char *all = malloc(strlen(src_text) + strlen(dst_text) + 1);
+    cr_assert_not_null(all);
+    strcpy(all, src_text);
+    strcat(all, dst_text);
+    cr_assert_geq(assert_consecutive(all, 1), last + 20);
+    free(all);
+    free(src_text);
+    free(dst_text);
+    /* Post-copy needs --migrate-to. */
+    const char *bad[] = {"--kernel", COUNTER,      "--raw",
+                         "0x8000",   "--postcopy", NULL};
+    cr_assert_eq(run_hvrun(&s, "bad", bad), 2);
+    err = output(&s, "bad", "err");
+    assert_one_line(err, "--postcopy");
+    free(err);
+    scratch_close(&s);
+}
+
 #endif /* HVT_HVRUN */

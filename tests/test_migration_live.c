@@ -455,7 +455,7 @@ Test(migration_live, refusals)
     HVT_ERR(hvc_vm_migrate_send(m.vm, -1, NULL, NULL), -EINVAL);
     HVT_ERR(hvc_vm_migrate_cancel(NULL), -EINVAL);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
-    o.flags = 1u << 7; /* no such flag (bit 0 is auto-converge) */
+    o.flags = 1u << 7; /* no such flag (bits 0, 1 and 8 are taken) */
     HVT_ERR(hvc_vm_migrate_send(m.vm, sv[0], &o, NULL), -EINVAL);
     HVT_OK(hvc_vm_pause(m.vm));
     HVT_ERR(hvc_vm_migrate_send(m.vm, sv[0], NULL, NULL), -EBUSY);

@@ -393,9 +393,9 @@ Test(migration_transport, bad_tls_options)
     o.bandwidth_mib = (1u << 24) + 1;
     HVT_ERR(hvc_vm_migrate_send(m.vm, sv[0], &o, NULL), -EINVAL);
     o.bandwidth_mib = 0;
-    o.reserved2 = 1;
+    o.postcopy_after_rounds = 1; /* without HVC_MIGRATE_POSTCOPY */
     HVT_ERR(hvc_vm_migrate_send(m.vm, sv[0], &o, NULL), -EINVAL);
-    o.reserved2 = 0;
+    o.postcopy_after_rounds = 0;
     o.flags = 1u << 7;
     HVT_ERR(hvc_vm_migrate_send(m.vm, sv[0], &o, NULL), -EINVAL);
     /* A PEM file that is not a certificate: the source's context fails
@@ -460,7 +460,8 @@ Test(migration_transport, bandwidth_limit)
     cr_assert(strstr(json, want_s), "%s", json);
     cr_assert(strstr(json, "\"completed\":1,"), "%s", json);
     cr_assert(strstr(json, "\"dirty_tracking\":\"bitmap\""), "%s", json);
-    cr_assert(strstr(json, "\"tls\":0}"), "%s", json);
+    cr_assert(strstr(json, "\"tls\":0,"), "%s", json);
+    cr_assert(strstr(json, "\"postcopy_ms\":0}"), "%s", json);
     /* As snprintf: the length it needs, cut short and terminated. */
     cr_assert_eq(hvc_migrate_stats_json(&st, NULL, 0), n);
     char small[16];

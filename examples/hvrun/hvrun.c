@@ -481,8 +481,9 @@ static void control(struct machine *m)
             pthread_mutex_unlock(&ctl_lock);
             /* Moved: exit 0 (the kicks take the parked vCPU threads out
              * without entering the guest). Not moved: run on. */
-            if (hvrun_migrate(m) == 0)
-                stop(m, 0);
+            int mr = hvrun_migrate(m);
+            if (mr >= 0) /* moved, or lost by a post-copy failure */
+                stop(m, mr == 0 ? 0 : HVRUN_EXIT_INTERNAL);
             pthread_mutex_lock(&ctl_lock);
         } else if (due || atomic_exchange(&snapshot_requested, 0)) {
             timer = timer && !due; /* the timer fires once */
@@ -614,9 +615,12 @@ int main(int argc, char **argv)
             break;
         }
     }
+    if (opt.incoming)
+        hvrun_postcopy_watch(&m);
     control(&m);
     for (uint32_t i = 0; i < opt.cpus; i++)
         pthread_join(threads[i], NULL);
+    hvrun_postcopy_unwatch();
     fflush(stdout);
     if (opt.audit_sharing) /* the guest's RAM as it ended */
         hvrun_audit_report(m.vm, "at exit");

@@ -40,6 +40,8 @@ struct migrate_opts {
     uint32_t bandwidth_mib;                  /* --bandwidth-mib; 0: none */
     bool auto_converge;                      /* --auto-converge */
     const char *stats_path;                  /* --migration-stats FILE */
+    bool postcopy;                           /* --postcopy */
+    uint32_t postcopy_after_rounds;          /* --postcopy-after-rounds N */
 };
 
 struct options {
@@ -194,8 +196,9 @@ void hvrun_migrate_check(const struct options *o);
 int hvrun_receive(hvc_hypervisor *hv, const struct options *o,
                   hvc_restore_options *ro, hvc_vm **vm);
 /* --migrate-to: migrates the running VM. 0 when the destination has it
- * (the VM stays paused for good), or a negative errno after printing one
- * line (the VM runs on). */
+ * (the VM stays paused for good), a negative errno after printing one
+ * line (the VM runs on), or 1 after printing one line when post-copy
+ * failed after the switchover (the guest is lost on both sides). */
 int hvrun_migrate(struct machine *m);
 
 /* handover.c: --handover-to: hands the running VM over to the hvrun
@@ -211,6 +214,11 @@ int hvrun_receive_any(hvc_hypervisor *hv, int fd, const hvc_restore_options *ro,
 /* In a restore's setup: the descriptor a hand-over passed for @p device's
  * @p slot, or -1. */
 int hvrun_handover_fd(hvc_vm *vm, const char *device, uint32_t slot);
+/* postcopy.c: on a destination that received a VM by post-copy, a thread
+ * that prints one line when every page arrived (with the faults and their
+ * service time) or when post-copy failed. */
+void hvrun_postcopy_watch(struct machine *m);
+void hvrun_postcopy_unwatch(void);
 
 /* config.c: hvrun's configuration in a snapshot's user data. */
 int hvrun_config_encode(const struct options *o, uint8_t **out, size_t *len);

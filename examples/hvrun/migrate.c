@@ -251,7 +251,9 @@ int hvrun_migrate(struct machine *m)
     mo.opaque = &p;
     mo.tls = tls_of(o, o->migrate_to, false, &t, host, sizeof(host));
     mo.bandwidth_mib = o->mig.bandwidth_mib;
-    mo.flags = o->mig.auto_converge ? HVC_MIGRATE_AUTO_CONVERGE : 0;
+    mo.flags = (o->mig.auto_converge ? HVC_MIGRATE_AUTO_CONVERGE : 0) |
+               (o->mig.postcopy ? HVC_MIGRATE_POSTCOPY : 0);
+    mo.postcopy_after_rounds = o->mig.postcopy_after_rounds;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     int r = hvc_vm_migrate_send(m->vm, fd, &mo, &st);
     close(fd);
@@ -263,7 +265,24 @@ int hvrun_migrate(struct machine *m)
     if (r < 0) {
         fprintf(stderr, "hvrun: --migrate-to '%s': %s\n",
                 hvrun_esc(o->migrate_to), hvrun_esc(hvc_last_error()));
-        return r;
+        /* Failed after a post-copy switchover: nothing runs here again. */
+        return st.postcopy && hvc_vm_is_paused(m->vm) ? 1 : r;
+    }
+    if (st.postcopy) {
+        fprintf(stderr,
+                "hvrun: migrated to '%s' by post-copy: downtime %.3f ms, "
+                "total %llu ms, %u rounds, %llu pages after the switchover "
+                "(%llu pushed, %llu on faults) in %llu ms, fault service "
+                "median %llu us, p99 %llu us\n",
+                hvrun_esc(o->migrate_to), (double)st.downtime_us / 1000.0,
+                (unsigned long long)st.total_ms, st.rounds,
+                (unsigned long long)st.postcopy_pages,
+                (unsigned long long)st.postcopy_pages_pushed,
+                (unsigned long long)st.postcopy_pages_requested,
+                (unsigned long long)st.postcopy_ms,
+                (unsigned long long)st.postcopy_fault_median_us,
+                (unsigned long long)st.postcopy_fault_p99_us);
+        return 0;
     }
     fprintf(stderr,
             "hvrun: migrated to '%s': downtime %.3f ms, total %llu ms, %u "

@@ -127,6 +127,13 @@ static const char usage[] =
     "                       destination (and its HOST) against them; given\n"
     "                       to --incoming, the source must present a\n"
     "                       certificate they signed (mutual TLS)\n"
+    "  --postcopy           allow post-copy: when pre-copy does not\n"
+    "                       converge, the destination runs the guest at\n"
+    "                       once and pages follow (a fault fetches its page\n"
+    "                       first); the destination prints one line when\n"
+    "                       all arrived\n"
+    "  --postcopy-after-rounds N  post-copy after N pre-copy rounds (1:\n"
+    "                       right after the first pass); implies --postcopy\n"
     "The source shows the rounds on stderr when it is a terminal.\n"
     "\n"
     "Hand-over (same host; guest memory and the console and disk\n"
@@ -256,6 +263,8 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"handover-to", required_argument, NULL, 0x10b},
         {"handover-after-ms", required_argument, NULL, 0x10c},
         {"upgrade-exec", required_argument, NULL, 0x10d},
+        {"postcopy", no_argument, NULL, 0x10e},
+        {"postcopy-after-rounds", required_argument, NULL, 0x10f},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -408,6 +417,12 @@ void hvrun_parse(int argc, char **argv, struct options *o)
                 (uint32_t)number("--max-downtime-ms", optarg, 1, 1u << 30);
             break;
         case 0x10a: o->snapshot_live = true; break;
+        case 0x10e: o->mig.postcopy = true; break;
+        case 0x10f:
+            o->mig.postcopy_after_rounds = (uint32_t)number(
+                "--postcopy-after-rounds", optarg, 1, 1u << 20);
+            o->mig.postcopy = true;
+            break;
         case 'T':
             o->snapshot_after_ms =
                 number("--snapshot-after-ms", optarg, 0, 1ull << 40);
@@ -450,6 +465,9 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         die_usage("%s", "--live goes with --snapshot FILE");
     hvrun_migrate_check(o);
     check_handover(o);
+    if (o->mig.postcopy && !o->migrate_to)
+        die_usage("%s", "--postcopy and --postcopy-after-rounds go with "
+                        "--migrate-to ADDR");
     if (o->incoming && o->restore)
         die_usage("%s", "give --incoming or --restore, not both");
     if (o->incoming && boot_only)

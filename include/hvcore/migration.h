@@ -296,7 +296,16 @@ HVC_EXTERN int hvc_snapshot_restore(hvc_hypervisor *hv, const char *path,
  * hvc_migrate_connect() and hvc_migrate_listen() make the sockets for
  * "unix:PATH" and "tcp:HOST:PORT" addresses.
  *
- * Not yet: post-copy, several connections.
+ *
+ * Post-copy (::HVC_MIGRATE_POSTCOPY): the switchover comes before all of
+ * memory went over. The source pauses, sends the state sections and the
+ * set of pages it has not sent yet, and once the destination acknowledged
+ * them, the destination's guest runs at once while the source pushes the
+ * rest; a page the destination's guest (or a device) touches before it
+ * arrived is asked for and jumps the queue. hvc_vm_postcopy_stats() and
+ * hvc_vm_postcopy_wait() follow it on the destination.
+ *
+ * Not yet: several connections.
  * @{
  */
 
@@ -403,13 +412,34 @@ typedef struct hvc_migrate_stats {
     uint32_t throttle_percent;
     /** Non-zero when the stream went through TLS. */
     uint32_t tls;
+    /** Non-zero when the switchover was a post-copy one. */
+    uint32_t postcopy;
+    /** Reserved; 0. */
+    uint32_t reserved;
+    /** Pages not yet sent at the post-copy switchover. */
+    uint64_t postcopy_pages;
+    /** Of those, pages the source pushed on its own, and pages it sent
+     * because the destination asked for them (its faults). */
+    uint64_t postcopy_pages_pushed, postcopy_pages_requested;
+    /** Stream bytes written after the post-copy switchover. */
+    uint64_t postcopy_bytes;
+    /** Fault service time as the destination measured it (from the fault
+     * to the page in place), median and 99th percentile, microseconds;
+     * reported by the destination when post-copy completed. */
+    uint64_t postcopy_fault_median_us, postcopy_fault_p99_us;
+    /** Pages the destination never received: non-zero only when the link
+     * failed during post-copy (then the guest is lost on both sides). */
+    uint64_t postcopy_pages_lost;
+    /** Milliseconds from the post-copy switchover to the destination's
+     * report that every page arrived. */
+    uint64_t postcopy_ms;
 } hvc_migrate_stats;
 
 /** Initialiser for ::hvc_migrate_stats. */
 #define HVC_MIGRATE_STATS_INIT                                                 \
     {                                                                          \
-        sizeof(hvc_migrate_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   \
-            0, 0, 0, 0, 0, 0, 0                                                \
+        sizeof(hvc_migrate_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,      \
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0               \
     }
 
 /**
@@ -444,6 +474,16 @@ typedef enum hvc_migrate_flags {
      * to 99%. The throttle ends at the switchover or on failure.
      */
     HVC_MIGRATE_AUTO_CONVERGE = 1u << 0,
+    /**
+     * Allow a post-copy switchover: after
+     * hvc_migrate_options::postcopy_after_rounds pre-copy rounds when that
+     * is set, and otherwise when pre-copy has not converged within
+     * hvc_migrate_options::max_rounds. Once the destination acknowledged
+     * the post-copy switchover, the guest's memory lives on both sides
+     * until the last page arrived: a link failure then loses the guest
+     * (both sides report it), as with any post-copy migration.
+     */
+    HVC_MIGRATE_POSTCOPY = 1u << 1,
     /**
      * hvc_snapshot_save_live() only: leave the VM paused once the file is
      * written, as a snapshot of a paused VM would (the guest's last output
@@ -493,8 +533,11 @@ typedef struct hvc_migrate_options {
      * downtime budget at the limited rate, and limiting it would only
      * lengthen the pause). */
     uint32_t bandwidth_mib;
-    /** Reserved; 0. */
-    uint32_t reserved2;
+    /** With ::HVC_MIGRATE_POSTCOPY: switch over to post-copy after this
+     * many pre-copy rounds (1: right after the first full pass), whether
+     * pre-copy converges or not; 0: only when it does not converge
+     * within @c max_rounds. */
+    uint32_t postcopy_after_rounds;
 } hvc_migrate_options;
 
 /** Initialiser for ::hvc_migrate_options: no key, 10 ms downtime, 30
@@ -522,6 +565,12 @@ typedef struct hvc_migrate_options {
  * progress callback) the VM is resumed if the call paused it, and is
  * otherwise as before the call. Writes use MSG_NOSIGNAL on sockets;
  * ignore SIGPIPE when @p fd is a pipe.
+ *
+ * With ::HVC_MIGRATE_POSTCOPY the call returns once the destination said
+ * every page arrived (0), or when the link failed after the post-copy
+ * switchover: then the VM stays paused for good here too, and the error
+ * (-ECONNABORTED, -EPIPE or the destination's) says how many pages never
+ * reached the destination (also in hvc_migrate_stats::postcopy_pages_lost).
  *
  * @param opts  options, or NULL for the defaults.
  * @param stats receives the statistics (also on failure); may be NULL.
@@ -565,6 +614,19 @@ HVC_EXTERN int hvc_vm_migrate_cancel(hvc_vm *vm);
  * docs/MIGRATION.md, "Transport"): the handshake comes first, then the
  * stream and the acknowledgement inside it.
  *
+ * When the sender switched over to post-copy, the VM is handed over as
+ * soon as its state was read and checked, with the pages not yet sent
+ * missing: its guest memory is registered with userfaultfd, and two
+ * library threads (one placing the pages the sender pushes, one serving
+ * faults by asking the sender for the page) fill it in the background
+ * from a duplicate of @p fd (the caller may close its own). vCPUs and
+ * device threads that touch a missing page wait for it; the library's
+ * accessors (hvc_vm_read(), hvc_vm_write(), hvc_vm_gpa_to_hva() and the
+ * hvc_device_ ones) wait for the pages of their range before they touch
+ * it, holding no lock. Removing a memory region is refused (-EBUSY) until
+ * post-copy ended. Follow it with hvc_vm_postcopy_stats() and
+ * hvc_vm_postcopy_wait().
+ *
  * @return as hvc_vm_restore_fd(); -ENODATA when the sender went away
  *         before the end of the stream; -EPIPE (or the write's error)
  *         when the acknowledgement could not be written, which leaves
@@ -572,7 +634,10 @@ HVC_EXTERN int hvc_vm_migrate_cancel(hvc_vm *vm);
  *         -EINVAL for bad TLS options or files OpenSSL cannot use,
  *         -EKEYREJECTED when the sender's certificate was refused (or it
  *         refused ours), -EPROTO when the handshake failed otherwise,
- *         -ENOTSUP when libssl cannot be loaded.
+ *         -ENOTSUP when libssl cannot be loaded;
+ *         -ENOTSUP (with
+ *         nothing left) for a post-copy stream when the host has no usable
+ *         userfaultfd or a region's memory cannot take one.
  */
 HVC_EXTERN int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                                       const hvc_restore_options *opts,
@@ -605,6 +670,70 @@ HVC_EXTERN int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
 HVC_EXTERN int hvc_snapshot_save_live(hvc_vm *vm, const char *path,
                                       const hvc_migrate_options *opts,
                                       hvc_migrate_stats *stats);
+
+/** State of a VM's incoming post-copy (hvc_postcopy_stats::state). */
+typedef enum hvc_postcopy_state {
+    /** The VM did not arrive by post-copy. */
+    HVC_POSTCOPY_NONE = 0,
+    /** Pages are still arriving; the guest runs. */
+    HVC_POSTCOPY_RUNNING = 1,
+    /** Every page arrived; the VM no longer depends on the source. */
+    HVC_POSTCOPY_COMPLETE = 2,
+    /** The link failed before every page arrived: the guest is lost. Its
+     * vCPUs are stopped (hvc_vcpu_run() fails with -EIO and hvc_vm_resume()
+     * with -EPERM); memory accessors fail with -EIO on the lost pages. */
+    HVC_POSTCOPY_FAILED = 3
+} hvc_postcopy_state;
+
+/** Statistics of an incoming post-copy. Fields are only ever appended;
+ * the library fills those that @c size covers. */
+typedef struct hvc_postcopy_stats {
+    /** sizeof(hvc_postcopy_stats) as the caller was compiled. */
+    uint32_t size;
+    /** An ::hvc_postcopy_state. */
+    uint32_t state;
+    /** Pages that were missing at the switchover, and of them those that
+     * arrived so far: pushed by the source, or asked for by a fault. */
+    uint64_t pages, pages_received, pages_pushed, pages_requested;
+    /** Faults on missing pages (each asks the source for the page), and
+     * faults on never-written pages the destination filled with zero. */
+    uint64_t faults, zero_faults;
+    /** Fault service time, from the fault read on the userfaultfd to the
+     * page in place, microseconds: median, 99th percentile, largest. */
+    uint64_t fault_median_us, fault_p99_us, fault_max_us;
+    /** Stream bytes read during post-copy. */
+    uint64_t bytes;
+    /** Milliseconds from the start of post-copy to its end (or now). */
+    uint64_t elapsed_ms;
+    /** Pages lost when the link failed (0 otherwise). */
+    uint64_t pages_lost;
+} hvc_postcopy_stats;
+
+/** Initialiser for ::hvc_postcopy_stats. */
+#define HVC_POSTCOPY_STATS_INIT                                                \
+    {                                                                          \
+        sizeof(hvc_postcopy_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0      \
+    }
+
+/**
+ * Statistics of the incoming post-copy of @p vm (a VM hvc_vm_migrate_
+ * receive() returned); state ::HVC_POSTCOPY_NONE for any other VM. Any
+ * thread.
+ *
+ * @return 0; -EINVAL (NULL, a size too small).
+ */
+HVC_EXTERN int hvc_vm_postcopy_stats(hvc_vm *vm, hvc_postcopy_stats *stats);
+
+/**
+ * Waits up to @p timeout_ms (-1: no limit) for the incoming post-copy of
+ * @p vm to end. Any thread but the VM's event thread.
+ *
+ * @return 0 when every page arrived (or the VM did not arrive by post-
+ *         copy); -ETIMEDOUT; the link's error (for example -ECONNABORTED,
+ *         -EBADMSG) when post-copy failed, with a message saying how many
+ *         pages were lost; -EINVAL for NULL.
+ */
+HVC_EXTERN int hvc_vm_postcopy_wait(hvc_vm *vm, int timeout_ms);
 
 /** @} */
 

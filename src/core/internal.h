@@ -108,6 +108,25 @@ struct hvi_tsc; /* tsc_internal.h */
  *      (vCPU list, pause state, read_state, TSC state), the log lock,
  *      a device's grant_lock (its memory grants, device.c).
  *
+ * Post-copy (src/migration/postcopy_recv.c) adds two leaves: a VM's
+ * postcopy->lock (page state, statistics, the condition waiters sleep on)
+ * and postcopy->wlock (writing a page request to the source). Its fault,
+ * receiver and channel threads take only those two and never any lock
+ * above, nor mem_lock (vm->lock, a leaf, only to kick the vCPUs when
+ * post-copy fails, holding neither): a thread that faults on a missing page
+ * while holding any lock (a device worker inside its own lock, an accessor
+ * under mem_lock) waits for a thread that needs none of them. The accessors
+ * (hvc_vm_read, hvc_vm_write, hvc_vm_gpa_to_hva, hence the hvc_device_ ones and
+ * the virtqueue walk) wait for missing pages in hvi_postcopy_fetch() before
+ * they take mem_lock, so they never fault afterwards and fail with -EIO
+ * instead of reading a lost page. What the event thread may wait for is
+ * such a page (in an accessor, or on a ring pointer a virtio device
+ * translated before post-copy began): never a deadlock, since serving it
+ * needs nothing the event thread holds (ev_lock included), but a wait on
+ * the link. Code that must not wait at all (a device deciding on the
+ * event thread whether a buffer can be used now) asks with
+ * hvi_postcopy_want() and comes back later.
+ *
  * So any callback may look devices up, watch descriptors and read guest
  * memory. Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the
  * VM's pause_depth and active are atomics (see hvi_vcpu_interrupt());
@@ -167,6 +186,14 @@ struct hvc_vm {
      * set only while hvc_vm_handover_receive() builds this VM, which no
      * other thread can see yet: no lock. */
     struct hvi_handover *handover;
+    /* Incoming post-copy (src/migration/postcopy_recv.c): the state, set
+     * before the VM is handed out and freed by hvc_vm_destroy();
+     * postcopy_active is 1 from then until every page arrived (and stays
+     * 1 when the link failed); postcopy_failed makes hvc_vcpu_run() and
+     * hvc_vm_resume() refuse. */
+    struct hvi_postcopy *postcopy;
+    atomic_int postcopy_active;
+    atomic_int postcopy_failed;
 
     /* Devices, in attachment order (device.c), interrupt eventfds and
      * doorbells (notify.c), all under dev_lock (a leaf). */
@@ -269,6 +296,30 @@ int hvi_audit_resume_check(hvc_vm *vm);
 void hvi_memory_free_all(hvc_vm *vm);
 uint64_t hvi_memory_top(hvc_vm *vm);
 size_t hvi_memory_count(hvc_vm *vm);
+
+/* Post-copy (src/migration/postcopy_recv.c), for the accessors and the
+ * device models. hvi_postcopy_fetch() makes every page of [gpa, gpa+len)
+ * present before the caller touches it: it asks the source for the
+ * missing ones and waits for them (holding no lock of its own while it
+ * waits); 0, or -EIO (with a message) when post-copy failed and a page
+ * of the range was lost. Ranges outside guest RAM are left to the caller's
+ * own check. Cheap when the VM is not in post-copy. */
+int hvi_postcopy_fetch_slow(hvc_vm *vm, uint64_t gpa, uint64_t len);
+static inline int hvi_postcopy_fetch(hvc_vm *vm, uint64_t gpa, uint64_t len)
+{
+    if (!atomic_load_explicit(&vm->postcopy_active, memory_order_acquire))
+        return 0;
+    return hvi_postcopy_fetch_slow(vm, gpa, len);
+}
+/* Never waits: 1 when every page of [gpa, gpa+len) is present (or the VM
+ * is not in post-copy), 0 when some are not (those are asked for now,
+ * ahead of the pushed pages; call again later, or wait in
+ * hvi_postcopy_fetch()), -EIO when one was lost. For code that must not
+ * block, such as a device model on the event thread deciding whether a
+ * receive buffer can be filled now. Any thread, any lock held. */
+int hvi_postcopy_want(hvc_vm *vm, uint64_t gpa, uint64_t len);
+/* vm.c: stops the post-copy threads and frees the state (destroy). */
+void hvi_postcopy_free(hvc_vm *vm);
 
 /* dirty.c: records a library write of [gpa, gpa+len) inside region r
  * (after the write; mem_lock read-held). Cheap when r is untracked. */

@@ -170,6 +170,11 @@ int hvc_vm_remove_memory(hvc_vm *vm, hvc_memory_region *region)
         return hvi_error(-ENOENT,
                          "memory region 0x%" PRIx64 " belongs to another VM",
                          region->gpa);
+    if (atomic_load(&vm->postcopy_active))
+        return hvi_error(-EBUSY,
+                         "memory region 0x%" PRIx64 " cannot be removed "
+                         "while post-copy migration fills guest memory",
+                         region->gpa);
     pthread_rwlock_wrlock(&vm->mem_lock);
     size_t pos = lower_bound(vm, region->gpa);
     if (pos == vm->nr_regions || vm->regions[pos] != region) {
@@ -314,6 +319,9 @@ int hvc_vm_read(hvc_vm *vm, uint64_t guest_addr, void *buf, size_t length)
         return hvi_error(-EINVAL, "hvc_vm_read: NULL argument");
     if (length == 0)
         return 0;
+    int pc = hvi_postcopy_fetch(vm, guest_addr, length);
+    if (pc < 0)
+        return pc;
     pthread_rwlock_rdlock(&vm->mem_lock);
     uint8_t *p = NULL;
     hvc_memory_region *reg = resolve(vm, "read", guest_addr, length, &p);
@@ -330,6 +338,9 @@ int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
         return hvi_error(-EINVAL, "hvc_vm_write: NULL argument");
     if (length == 0)
         return 0;
+    int pc = hvi_postcopy_fetch(vm, guest_addr, length);
+    if (pc < 0)
+        return pc;
     pthread_rwlock_rdlock(&vm->mem_lock);
     uint8_t *p = NULL;
     hvc_memory_region *reg = resolve(vm, "write", guest_addr, length, &p);
@@ -352,6 +363,9 @@ int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
         return hvi_error(-EINVAL,
                          "hvc_vm_gpa_to_hva(0x%" PRIx64 "): zero length",
                          guest_addr);
+    int pc = hvi_postcopy_fetch(vm, guest_addr, length);
+    if (pc < 0)
+        return pc;
     pthread_rwlock_rdlock(&vm->mem_lock);
     uint8_t *p = NULL;
     hvc_memory_region *reg = resolve(vm, "translation", guest_addr, length, &p);

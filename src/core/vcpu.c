@@ -280,6 +280,13 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
     while (r == 0) {
         if (atomic_load(&vm->pause_depth) > 0)
             park(vm, vcpu);
+        if (atomic_load(&vm->postcopy_failed)) {
+            r = hvi_error(-EIO,
+                          "vCPU %u cannot run: post-copy migration failed "
+                          "and guest memory was lost",
+                          vcpu->id);
+            break;
+        }
         if (atomic_load(&vcpu->kick_pending)) {
             atomic_store(&vcpu->kick_pending, 0);
             memset(exit, 0, sizeof(*exit));

@@ -147,6 +147,7 @@ int hvc_vm_destroy(hvc_vm *vm)
     /* Input callbacks first (they may poke devices), then devices, then
      * vCPUs and memory. */
     hvi_event_stop(vm);
+    hvi_postcopy_free(vm); /* its threads may serve device faults */
     hvi_devices_free(vm);
     hvi_notify_free(vm);
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
@@ -224,6 +225,10 @@ int hvc_vm_resume(hvc_vm *vm)
     if (atomic_load(&vm->migrated_away))
         return hvi_error(-EPERM, "hvc_vm_resume: the guest was migrated to "
                                  "another VM and never runs here again");
+    if (atomic_load(&vm->postcopy_failed))
+        return hvi_error(-EPERM, "hvc_vm_resume: post-copy migration failed "
+                                 "and guest memory was lost; the guest "
+                                 "cannot run");
     /* The sharing guard (audit.c) audits before the outermost resume,
      * outside vm->lock, which ranks below the mem_lock it takes. */
     int g = atomic_load(&vm->pause_depth) == 1 ? hvi_audit_resume_check(vm) : 0;

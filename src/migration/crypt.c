@@ -125,6 +125,18 @@ int hvi_crypt_new(const uint8_t *key, const char *passphrase,
     return 0;
 }
 
+int hvi_crypt_clone(const struct hvi_crypt *c, struct hvi_crypt **out)
+{
+    struct hvi_crypt *n = calloc(1, sizeof(*n));
+    if (!n || !(n->ctx = EVP_CIPHER_CTX_new())) {
+        free(n);
+        return hvi_error(-ENOMEM, "out of memory for the stream cipher");
+    }
+    memcpy(n->key, c->key, sizeof(n->key));
+    *out = n;
+    return 0;
+}
+
 void hvi_crypt_free(struct hvi_crypt *c)
 {
     if (!c)

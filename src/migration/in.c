@@ -23,6 +23,8 @@ const char *hvi_section_name(uint16_t id)
     case HVI_PAD: return "PAD";
     case HVI_USER: return "USER";
     case HVI_FDS: return "FDS";
+    case HVI_POSTCOPY: return "POSTCOPY";
+    case HVI_POSTCOPY_DONE: return "POSTCOPY_DONE";
     case HVI_END: return "END";
     default: return "unknown";
     }

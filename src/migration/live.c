@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "stream.h"
 #include "transport.h"
+#include "postcopy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +51,8 @@ struct live {
     uint64_t t0, deadline; /* ns, CLOCK_MONOTONIC; deadline 0: none */
     bool final;            /* the whole stream is out: no cancel any more */
     bool to_file;          /* a live snapshot: no destination, no ack */
+    bool postcopy;         /* the switchover is a post-copy one */
+    bool switched;         /* the destination took the guest */
     int remote_err;        /* the destination refused before the end */
     char remote_why[512];
     hvc_memory_region **regs;
@@ -359,7 +362,7 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
                                     offsetof(hvc_migrate_options, tls),
                                     "hvc_migrate_options")) < 0)
         return r;
-    uint32_t known = HVC_MIGRATE_AUTO_CONVERGE |
+    uint32_t known = HVC_MIGRATE_AUTO_CONVERGE | HVC_MIGRATE_POSTCOPY |
                      (l->to_file ? HVC_MIGRATE_LEAVE_PAUSED : 0u);
     if (l->opts.flags & ~known)
         return hvi_error(-EINVAL, "hvc_migrate_options: unknown flags 0x%x%s",
@@ -367,11 +370,6 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
                          (l->opts.flags & HVC_MIGRATE_LEAVE_PAUSED)
                              ? " (LEAVE_PAUSED is for live snapshots)"
                              : "");
-    if (l->opts.reserved2)
-        return hvi_error(-EINVAL,
-                         "hvc_migrate_options: reserved2 is %u, "
-                         "not 0",
-                         l->opts.reserved2);
     if (l->opts.bandwidth_mib > (1u << 24))
         return hvi_error(-EINVAL,
                          "hvc_migrate_options: bandwidth_mib %u is "
@@ -379,6 +377,22 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
                          l->opts.bandwidth_mib);
     if (l->opts.tls && (r = hvi_tls_check(l->opts.tls, false)) < 0)
         return r;
+    if (l->opts.postcopy_after_rounds &&
+        !(l->opts.flags & HVC_MIGRATE_POSTCOPY))
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_options: postcopy_after_rounds %u "
+                         "without HVC_MIGRATE_POSTCOPY",
+                         l->opts.postcopy_after_rounds);
+    if ((l->opts.flags & HVC_MIGRATE_POSTCOPY) && l->to_file)
+        return hvi_error(-EINVAL, "hvc_migrate_options: a live snapshot "
+                                  "cannot be post-copy");
+    if ((l->opts.flags & HVC_MIGRATE_POSTCOPY) && l->opts.tls)
+        return hvi_error(-ENOTSUP, "hvc_migrate_options: post-copy over TLS "
+                                   "is not supported yet");
+    if (l->opts.reserved)
+        return hvi_error(-EINVAL, "hvc_migrate_options: reserved is %u, "
+                                  "not 0",
+                         l->opts.reserved);
     if (!l->opts.max_downtime_ms)
         l->opts.max_downtime_ms = DEFAULT_DOWNTIME_MS;
     if (!l->opts.max_rounds)
@@ -416,6 +430,13 @@ static int precopy(struct live *l)
             1000u; /* state sections and the acknowledgement */
         if ((r = report(l)) < 0)
             break;
+        /* Post-copy after a set number of rounds, whatever the rest. */
+        bool pc = l->opts.flags & HVC_MIGRATE_POSTCOPY;
+        if (pc && l->opts.postcopy_after_rounds &&
+            l->st.rounds >= l->opts.postcopy_after_rounds) {
+            l->postcopy = true;
+            break;
+        }
         /* The switchover once the rest fits the budget, but not while the
          * rounds still shrink it by a quarter or more: each such round is
          * short, and the pause is what the guest sees. */
@@ -424,8 +445,12 @@ static int precopy(struct live *l)
         bool shrinking = pending > SMALL_REST_PAGES &&
                          pending < last_pending - last_pending / 4;
         last_pending = pending;
-        if ((fits && !shrinking) || l->st.rounds > l->opts.max_rounds)
+        if (fits && !shrinking && !(pc && l->opts.postcopy_after_rounds))
             break;
+        if (l->st.rounds > l->opts.max_rounds) {
+            l->postcopy = pc && !fits; /* did not converge */
+            break;
+        }
         /* Auto-converge: the guest dirtied more than the last pre-copy
          * round could send in the same time. */
         if ((l->opts.flags & HVC_MIGRATE_AUTO_CONVERGE) && l->st.rounds > 1 &&
@@ -488,7 +513,14 @@ static int migrate(struct live *l)
     uint64_t t = now_ns();
     l->st.pause_us = (t - paused) / 1000u;
     l->pages = 0;
-    if ((r = fetch(l, &pending)) == 0 && (r = send_pending(l)) == 0) {
+    if ((r = fetch(l, &pending)) == 0 && l->postcopy) {
+        /* What is pending now goes after the switchover. */
+        l->st.postcopy = 1;
+        r = hvi_pc_put_plan(&l->o, l->regs, l->n, l->pending,
+                            &l->st.postcopy_pages);
+        if (r == 0)
+            r = hvi_save_finish(l->vm, &l->o);
+    } else if (r == 0 && (r = send_pending(l)) == 0) {
         l->st.pages_final = l->pages;
         r = hvi_save_finish(l->vm, &l->o);
     }
@@ -510,6 +542,13 @@ static int migrate(struct live *l)
     }
     if (r == 0) {
         atomic_store(&l->vm->migrated_away, 1);
+        l->switched = true;
+        if (l->postcopy) {
+            struct hvi_pc_source src = {l->vm, l->fd,      &l->o, l->regs,
+                                        l->n,  l->pending, &l->st};
+            if ((r = hvi_pc_send(&src)) < 0)
+                return r;
+        }
         l->st.completed = 1;
         return 0;
     }
@@ -579,7 +618,7 @@ int hvi_live_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
         int tr = hvi_throttle_stop(&l->thr);
         if (r == 0 && tr < 0) /* after the switchover: only reported */
             hvi_log(HVC_LOG_WARN, "%s", hvc_last_error());
-        if (r < 0 && l->remote_err) {
+        if (r < 0 && l->remote_err && !l->switched) {
             r = l->remote_err;
             hvi_error(r, "%s", l->remote_why);
         }
@@ -593,7 +632,7 @@ int hvi_live_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
         snprintf(why, sizeof(why), "%s", hvc_last_error());
         stop_tracking(l);
         if (r < 0)
-            hvi_error(r, "%s; the VM runs on", why);
+            hvi_error(r, "%s%s", why, l->switched ? "" : "; the VM runs on");
         atomic_store(&vm->migrate_cancel, 0);
         atomic_store(&vm->migrating, 0);
         if (l->fd_flags >= 0)
@@ -678,20 +717,37 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                                       offsetof(hvc_restore_options, tls),
                                       "hvc_restore_options")) < 0)
         return r;
+    struct hvi_in in = {.fd = fd, .live = true};
     if (o.tls) {
         if ((r = hvi_tls_accept(fd, o.tls, &tls)) < 0) {
             char why[512];
             snprintf(why, sizeof(why), "%s", hvc_last_error());
             return hvi_error(r, "incoming migration: %s", why);
         }
-        o.tls = NULL;
-        hvc_stream s = HVC_STREAM_INIT;
-        s.read = tls_read;
-        s.opaque = tls;
-        r = hvc_vm_restore(hv, &s, &o, &vm);
-    } else {
-        r = hvc_vm_restore_fd(hv, fd, opts, &vm);
+        in.fd = -1;
+        in.s = (hvc_stream)HVC_STREAM_INIT;
+        in.s.read = tls_read;
+        in.s.opaque = tls;
     }
+    o.tls = NULL;
+    r = hvi_restore_in(hv, &in, &o, &vm);
+    if (r == 0 && in.plan && tls) {
+        /* the pages would come on the raw connection, not through TLS */
+        hvc_vm_destroy(vm);
+        vm = NULL;
+        r = hvi_error(-ENOTSUP, "a post-copy stream over TLS: not supported "
+                                "yet");
+    } else if (r == 0 && in.plan &&
+               (r = hvi_pc_prepare(vm, fd, &in, in.plan)) < 0) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", hvc_last_error());
+        hvc_vm_destroy(vm);
+        vm = NULL;
+        hvi_error(r, "%s", why);
+    }
+    bool postcopy = in.plan != NULL && r == 0;
+    hvi_pc_plan_free(in.plan);
+    hvi_crypt_free(in.crypt); /* NULL when post-copy took it */
     if (r < 0) {
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
@@ -712,6 +768,17 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                          "acknowledging it to the source failed (%s); the "
                          "source keeps the guest",
                          hvc_strerror(w));
+    }
+    /* From here the source never runs the guest again. */
+    if (postcopy && (r = hvi_pc_start(vm)) < 0) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", hvc_last_error());
+        shutdown(fd, SHUT_RDWR); /* the source sees the link fail */
+        hvc_vm_destroy(vm);
+        return hvi_error(r,
+                         "incoming post-copy migration: %s; the guest is "
+                         "lost",
+                         why);
     }
     *out = vm;
     return 0;

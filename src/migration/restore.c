@@ -1,6 +1,6 @@
 /* Restoring a stream into a new VM that nobody else sees until the end
  * section has been read and every check has passed. */
-#include "stream.h"
+#include "postcopy.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 
 /* Where each section may come (docs/MIGRATION.md): never before an earlier
  * phase's section. */
+#define PHASE_END 9
 static int phase(uint16_t id)
 {
     switch (id) {
@@ -17,11 +18,12 @@ static int phase(uint16_t id)
     case HVI_USER: return 1;
     case HVI_FDS: return 2;
     case HVI_MEMORY: return 3;
-    case HVI_VCPU: return 4;
-    case HVI_IRQCHIP: return 5;
-    case HVI_TSC: return 6;
-    case HVI_DEVICE: return 7;
-    case HVI_END: return 8;
+    case HVI_POSTCOPY: return 4;
+    case HVI_VCPU: return 5;
+    case HVI_IRQCHIP: return 6;
+    case HVI_TSC: return 7;
+    case HVI_DEVICE: return 8;
+    case HVI_END: return PHASE_END;
     default: return -1;
     }
 }
@@ -262,6 +264,12 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
     case HVI_MEMORY:
         return hvi_read_memory(st->in, s, st->mem, &st->raw_pages,
                                &st->zero_pages);
+    case HVI_POSTCOPY:
+        if (!st->in->live)
+            return hvi_fail(s, -EBADMSG,
+                            "a post-copy page list in a stream that is not "
+                            "a live migration");
+        return hvi_pc_read_plan(st->in, s, st->vm, &st->in->plan);
     case HVI_VCPU: return on_vcpu(st, s);
     case HVI_IRQCHIP: {
         uint8_t *p = NULL;
@@ -309,7 +317,7 @@ static int restore_stream(hvc_hypervisor *hv, struct hvi_in *in,
     struct restore st = {.in = in, .opts = opts, .mapped = mapped, .phase = -1};
     int r = hvi_read_header(in, hvc_hypervisor_backend(hv), opts->key,
                             opts->passphrase);
-    while (r == 0 && st.phase != 8) {
+    while (r == 0 && st.phase != PHASE_END) {
         struct hvi_sec s;
         if ((r = hvi_next_section(in, &s)) < 0)
             break;

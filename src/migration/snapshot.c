@@ -44,9 +44,17 @@ static int restore(hvc_hypervisor *hv, struct hvi_in *in,
     in->opaque = o.opaque;
     in->verify_mapped = o.flags & HVC_RESTORE_VERIFY_MEMORY;
     r = hvi_restore(hv, in, &o, mapped, out);
-    hvi_crypt_free(in->crypt);
-    in->crypt = NULL;
+    if (!in->plan) {
+        hvi_crypt_free(in->crypt);
+        in->crypt = NULL;
+    }
     return r;
+}
+
+int hvi_restore_in(hvc_hypervisor *hv, struct hvi_in *in,
+                   const hvc_restore_options *opts, hvc_vm **out)
+{
+    return restore(hv, in, opts, false, out);
 }
 
 int hvc_vm_restore(hvc_hypervisor *hv, const hvc_stream *stream,

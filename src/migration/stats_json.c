@@ -46,6 +46,15 @@ static const struct field fields[] = {
     F64(ack_wait_us),
     F32(throttle_percent),
     F32(tls),
+    F32(postcopy),
+    F64(postcopy_pages),
+    F64(postcopy_pages_pushed),
+    F64(postcopy_pages_requested),
+    F64(postcopy_bytes),
+    F64(postcopy_fault_median_us),
+    F64(postcopy_fault_p99_us),
+    F64(postcopy_pages_lost),
+    F64(postcopy_ms),
 };
 
 /* Appends to buf like snprintf, keeping count of the whole length. */

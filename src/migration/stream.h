@@ -23,6 +23,8 @@ enum {
     HVI_PAD = 7,
     HVI_USER = 8,
     HVI_FDS = 9, /* format 1.1: a hand-over's descriptors */
+    HVI_POSTCOPY = 10,      /* the pages left for post-copy (postcopy.h) */
+    HVI_POSTCOPY_DONE = 11, /* after the post-copy pages */
     HVI_END = 0xffff
 };
 
@@ -80,6 +82,8 @@ struct hvi_crypt;
 int hvi_crypt_new(const uint8_t *key, const char *passphrase,
                   const uint8_t salt[16], struct hvi_crypt **out);
 void hvi_crypt_free(struct hvi_crypt *c);
+/* The same key with a context of its own, for a second thread. */
+int hvi_crypt_clone(const struct hvi_crypt *c, struct hvi_crypt **out);
 int hvi_random(void *buf, size_t len);
 /* Seals @p len bytes at @p in into @p out (len + HVI_TAG_SIZE bytes). */
 int hvi_seal(struct hvi_crypt *c, uint64_t offset, const uint8_t aad[20],
@@ -157,6 +161,8 @@ struct hvi_in {
     bool can_map; /* fd is a regular file: MEMORY runs may be mapped */
     struct hvi_handover *ho; /* a hand-over's descriptors, or NULL */
     bool verify_mapped;
+    bool live;                /* a live migration: POSTCOPY may come */
+    struct hvi_pc_plan *plan; /* the POSTCOPY section read, or NULL */
 };
 const char *hvi_section_name(uint16_t id);
 /* Records "stream section NAME (instance N) at byte OFF: ..." and returns
@@ -176,6 +182,11 @@ int hvi_read_payload(struct hvi_in *in, const struct hvi_sec *s, uint8_t **out,
 /* Reads and checks a payload it does not keep (PAD, unknown sections). */
 int hvi_skip_payload(struct hvi_in *in, const struct hvi_sec *s);
 int hvi_in_progress(struct hvi_in *in);
+/* snapshot.c: hvc_vm_restore_fd() with @p in prepared by the caller
+ * (live.c); when the stream had a POSTCOPY section, in->plan and
+ * in->crypt are left to the caller, also on failure. */
+int hvi_restore_in(hvc_hypervisor *hv, struct hvi_in *in,
+                   const hvc_restore_options *opts, hvc_vm **out);
 /* restore.c: the whole stream into a new VM (@p mapped: memory runs are
  * mapped from in->fd when they can be). */
 int hvi_restore(hvc_hypervisor *hv, struct hvi_in *in,

@@ -27,6 +27,33 @@ typedef struct {
 } hvi_os_wake;
 #else
 #error "libhvcore has no src/os layer for this host yet"
+/* --- userfaultfd: guest memory whose missing pages another thread fills
+ * (post-copy migration, src/migration/postcopy_recv.c) --- */
+
+/* Opens a non-blocking userfaultfd for missing-page faults: the
+ * userfaultfd system call, or /dev/userfaultfd where the system call is
+ * refused to this process (vm.unprivileged_userfaultfd = 0 without
+ * CAP_SYS_PTRACE). -ENOTSUP when the host has neither. */
+int hvi_os_uffd_open(int *fd);
+/* Registers [hva, hva+len) (page-aligned) for missing-page faults. */
+int hvi_os_uffd_register(int fd, void *hva, uint64_t len);
+/* Unregisters it: threads waiting on a fault there are woken and fault
+ * again normally. */
+int hvi_os_uffd_unregister(int fd, void *hva, uint64_t len);
+/* Places len bytes from src at dst (page-aligned, missing pages) and
+ * wakes their waiters; -EEXIST when a page is present already (nothing of
+ * that page is changed). zero: src is ignored, the pages read as zero. */
+int hvi_os_uffd_fill(int fd, void *dst, const void *src, uint64_t len,
+                     bool zero);
+/* Wakes the threads waiting on a fault in [hva, hva+len). */
+int hvi_os_uffd_wake(int fd, void *hva, uint64_t len);
+/* Waits for a fault on fd or for stop_fd (a notifier) to be readable, up
+ * to timeout_ms (-1: no limit). Returns 1 with *addr the faulting address
+ * (and *write), 0 when stop_fd is readable or the time is up, or a
+ * negative errno. */
+int hvi_os_uffd_next(int fd, int stop_fd, int timeout_ms, uint64_t *addr,
+                     bool *write);
+
 #endif
 
 /* --- waiting on descriptors (the VM's event thread) --- */
@@ -171,5 +198,32 @@ int hvi_os_tap_set_offload(int fd, unsigned bits);
  * can move now, or another negative errno. */
 long hvi_os_tap_read(int fd, void *buf, size_t len);
 long hvi_os_tap_write(int fd, const void *buf, size_t len);
+
+/* --- userfaultfd: guest memory whose missing pages another thread fills
+ * (post-copy migration, src/migration/postcopy_recv.c) --- */
+
+/* Opens a non-blocking userfaultfd for missing-page faults: the
+ * userfaultfd system call, or /dev/userfaultfd where the system call is
+ * refused to this process (vm.unprivileged_userfaultfd = 0 without
+ * CAP_SYS_PTRACE). -ENOTSUP when the host has neither. */
+int hvi_os_uffd_open(int *fd);
+/* Registers [hva, hva+len) (page-aligned) for missing-page faults. */
+int hvi_os_uffd_register(int fd, void *hva, uint64_t len);
+/* Unregisters it: threads waiting on a fault there are woken and fault
+ * again normally. */
+int hvi_os_uffd_unregister(int fd, void *hva, uint64_t len);
+/* Places len bytes from src at dst (page-aligned, missing pages) and
+ * wakes their waiters; -EEXIST when a page is present already (nothing of
+ * that page is changed). zero: src is ignored, the pages read as zero. */
+int hvi_os_uffd_fill(int fd, void *dst, const void *src, uint64_t len,
+                     bool zero);
+/* Wakes the threads waiting on a fault in [hva, hva+len). */
+int hvi_os_uffd_wake(int fd, void *hva, uint64_t len);
+/* Waits for a fault on fd or for stop_fd (a notifier) to be readable, up
+ * to timeout_ms (-1: no limit). Returns 1 with *addr the faulting address
+ * (and *write), 0 when stop_fd is readable or the time is up, or a
+ * negative errno. */
+int hvi_os_uffd_next(int fd, int stop_fd, int timeout_ms, uint64_t *addr,
+                     bool *write);
 
 #endif

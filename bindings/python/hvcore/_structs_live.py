@@ -54,6 +54,16 @@ class MigrateStats(ctypes.Structure):
         ("ack_wait_us", c_uint64),
         ("throttle_percent", c_uint32),
         ("tls", c_uint32),
+        ("postcopy", c_uint32),
+        ("reserved", c_uint32),
+        ("postcopy_pages", c_uint64),
+        ("postcopy_pages_pushed", c_uint64),
+        ("postcopy_pages_requested", c_uint64),
+        ("postcopy_bytes", c_uint64),
+        ("postcopy_fault_median_us", c_uint64),
+        ("postcopy_fault_p99_us", c_uint64),
+        ("postcopy_pages_lost", c_uint64),
+        ("postcopy_ms", c_uint64),
     ]
 
 
@@ -80,7 +90,7 @@ class MigrateOptions(ctypes.Structure):
         ("opaque", c_void_p),
         ("tls", POINTER(MigrateTls)),
         ("bandwidth_mib", c_uint32),
-        ("reserved2", c_uint32),
+        ("postcopy_after_rounds", c_uint32),
     ]
 
 

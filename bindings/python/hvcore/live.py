@@ -83,7 +83,7 @@ class _Stats:
     def fields(cls):
         """The field names, in C order."""
         return tuple(name for name, _ in cls._struct._fields_
-                     if name != "size")
+                     if name != "size" and not name.startswith("reserved"))
 
     def __getattr__(self, name):
         if name in self.fields():
@@ -286,12 +286,14 @@ def _migrate_progress(op, progress):
 def _migrate_options(op, *, max_downtime_ms=None, max_rounds=None,
                      timeout_ms=None, key=None, passphrase=None,
                      user_data=b"", bandwidth_mib=None, auto_converge=False,
-                     tls=None, progress=None, leave_paused=False):
+                     tls=None, progress=None, leave_paused=False,
+                     postcopy=False, postcopy_after_rounds=None):
     opts = L.MigrateOptions(size=ctypes.sizeof(L.MigrateOptions))
     for name, value in (("max_downtime_ms", max_downtime_ms),
                         ("max_rounds", max_rounds),
                         ("timeout_ms", timeout_ms),
-                        ("bandwidth_mib", bandwidth_mib)):
+                        ("bandwidth_mib", bandwidth_mib),
+                        ("postcopy_after_rounds", postcopy_after_rounds)):
         if value is not None:
             setattr(opts, name, _convert.u32(value, name))
     raw_key = _key(key)
@@ -306,6 +308,8 @@ def _migrate_options(op, *, max_downtime_ms=None, max_rounds=None,
         flags |= MigrateFlags.AUTO_CONVERGE
     if leave_paused:
         flags |= MigrateFlags.LEAVE_PAUSED
+    if postcopy or postcopy_after_rounds:
+        flags |= MigrateFlags.POSTCOPY
     opts.flags = int(flags)
     raw_tls = _tls(op, tls)
     if raw_tls is not None:
@@ -377,7 +381,8 @@ class LiveMixin:
     def migrate_send(self, conn, *, max_downtime_ms=None, max_rounds=None,
                      timeout_ms=None, key=None, passphrase=None,
                      user_data=b"", bandwidth_mib=None, auto_converge=False,
-                     tls=None, progress=None):
+                     tls=None, progress=None, postcopy=False,
+                     postcopy_after_rounds=None):
         """Migrates this running VM to ``VM.migrate_receive()`` at the
         other end of ``conn`` (a connected stream socket or its fd);
         returns :class:`MigrateStats` once the destination acknowledged.
@@ -390,7 +395,11 @@ class LiveMixin:
         ``auto_converge`` throttles a guest that dirties faster than the
         link; ``key``/``passphrase`` encrypt, ``user_data`` goes to the
         receiver's ``setup``; ``tls`` a :class:`MigrateTLS` (or dict);
-        ``progress(stats)`` after each round, False to cancel.
+        ``progress(stats)`` after each round, False to cancel;
+        ``postcopy`` allows a post-copy switchover when pre-copy does not
+        converge, ``postcopy_after_rounds`` forces one after that many
+        rounds (the destination's VM then fills its memory in the
+        background: ``VM.postcopy_*`` are not bound yet).
 
         On success this VM stays paused for good (kick its vCPU threads,
         then close it). HvError EBUSY (paused, or already migrating),
@@ -403,7 +412,8 @@ class LiveMixin:
             op, max_downtime_ms=max_downtime_ms, max_rounds=max_rounds,
             timeout_ms=timeout_ms, key=key, passphrase=passphrase,
             user_data=user_data, bandwidth_mib=bandwidth_mib,
-            auto_converge=auto_converge, tls=tls, progress=progress)
+            auto_converge=auto_converge, tls=tls, progress=progress,
+            postcopy=postcopy, postcopy_after_rounds=postcopy_after_rounds)
         return _run_with_stats(op, self, lib.hvc_vm_migrate_send, fd, opts,
                                L.MigrateStats, MigrateStats)
 

@@ -1,0 +1,86 @@
+/* Post-copy, the destination's state (postcopy_recv.c runs its threads,
+ * postcopy_query.c answers the accessors and the caller). */
+#ifndef HVCORE_MIGRATION_POSTCOPY_RECV_H
+#define HVCORE_MIGRATION_POSTCOPY_RECV_H
+
+#include "postcopy.h"
+
+#include <pthread.h>
+#include <time.h>
+
+#define MAX_SAMPLES (1u << 20)
+
+struct pc_reg {
+    uint8_t *hva;
+    uint64_t gpa, len, pages;
+    uint64_t *set;             /* the plan: pages that were left to come */
+    _Atomic uint64_t *missing; /* of those, the ones not here yet */
+    _Atomic uint64_t *asked;   /* per page: ns of the first request, 0 */
+};
+
+/* One stream the pages come on: the connection, or the page channel. */
+struct pc_stream {
+    struct hvi_in in;
+    uint8_t buf[HVI_PC_RUN_PAGES * HVI_PAGE + HVI_MEM_DESC + HVI_TAG_SIZE];
+};
+
+struct hvi_postcopy {
+    hvc_vm *vm;
+    int fd, uffd, stop_fd;
+    int pfd;           /* the page channel, or -1 */
+    atomic_int ctl_fd; /* where requests go: pfd once known, else fd */
+    struct pc_stream main, chan;
+    pthread_t chan_thread;
+    atomic_bool chan_started;
+    struct pc_reg *r;
+    size_t n;
+    atomic_uint_fast64_t left;
+    atomic_int waiters; /* threads in hvi_postcopy_fetch_slow() */
+    atomic_int stopping;
+    pthread_mutex_t lock;  /* leaf: state, why, samples, cond */
+    pthread_mutex_t wlock; /* leaf: writes to fd */
+    pthread_cond_t cond;
+    int state, err;
+    char why[512];
+    uint32_t *samples;
+    size_t nsamples, cap;
+    uint64_t max_ns;
+    atomic_uint_fast64_t pushed, requested, faults, zero_faults;
+    uint64_t total, t0, t_end;
+    pthread_t fault_thread, recv_thread;
+    bool fault_started, recv_started;
+};
+
+static inline uint64_t hvi_pc_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static inline bool hvi_pc_test(const uint64_t *bits, uint64_t pg)
+{
+    return bits[pg / 64] >> (pg % 64) & 1;
+}
+
+/* Whether page @p pg of @p r is still to come. */
+static inline bool hvi_pc_missing(struct pc_reg *r, uint64_t pg)
+{
+    return atomic_load(&r->missing[pg / 64]) >> (pg % 64) & 1;
+}
+
+static inline struct pc_reg *hvi_pc_region(struct hvi_postcopy *pc,
+                                           uint64_t gpa)
+{
+    for (size_t i = 0; i < pc->n; i++)
+        if (gpa >= pc->r[i].gpa && gpa - pc->r[i].gpa < pc->r[i].len)
+            return &pc->r[i];
+    return NULL;
+}
+
+/* Asks the source for page @p pg of @p r once (@p t: the fault's time);
+ * a failed request fails post-copy. */
+int hvi_pc_ask(struct hvi_postcopy *pc, struct pc_reg *r, uint64_t pg,
+               uint64_t t);
+
+#endif
