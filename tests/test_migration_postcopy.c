@@ -691,6 +691,16 @@ Test(migration_postcopy, bad_options)
     o.postcopy_after_rounds = 0;
     o.flags = 0x80;
     HVT_ERR(hvc_vm_migrate_send(m.vm, 0, &o, NULL), -EINVAL);
+    /* post-copy's pages would bypass TLS; a file has no destination */
+    hvc_migrate_tls t = HVC_MIGRATE_TLS_INIT;
+    o.flags = HVC_MIGRATE_POSTCOPY;
+    o.tls = &t;
+    HVT_ERR(hvc_vm_migrate_send(m.vm, 0, &o, NULL), -ENOTSUP);
+    cr_assert(strstr(hvc_last_error(), "TLS"), "%s", hvc_last_error());
+    o.tls = NULL;
+    HVT_ERR(hvc_snapshot_save_live(m.vm, "/tmp/hvt-pc-never.snap", &o, NULL),
+            -EINVAL);
+    cr_assert(access("/tmp/hvt-pc-never.snap", F_OK) != 0);
     hvc_postcopy_stats ps = HVC_POSTCOPY_STATS_INIT;
     HVT_OK(hvc_vm_postcopy_stats(m.vm, &ps));
     cr_assert_eq(ps.state, HVC_POSTCOPY_NONE);

@@ -375,8 +375,6 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
                          "hvc_migrate_options: bandwidth_mib %u is "
                          "more than 2^24",
                          l->opts.bandwidth_mib);
-    if (l->opts.tls && (r = hvi_tls_check(l->opts.tls, false)) < 0)
-        return r;
     if (l->opts.postcopy_after_rounds &&
         !(l->opts.flags & HVC_MIGRATE_POSTCOPY))
         return hvi_error(-EINVAL,
@@ -393,6 +391,8 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
         return hvi_error(-EINVAL, "hvc_migrate_options: reserved is %u, "
                                   "not 0",
                          l->opts.reserved);
+    if (l->opts.tls && (r = hvi_tls_check(l->opts.tls, false)) < 0)
+        return r;
     if (!l->opts.max_downtime_ms)
         l->opts.max_downtime_ms = DEFAULT_DOWNTIME_MS;
     if (!l->opts.max_rounds)
