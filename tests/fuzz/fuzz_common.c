@@ -203,8 +203,7 @@ void fz_check_states_roundtrip(hvc_vm *vm, hvc_device *const *devs, size_t n,
         uint8_t *c = fz_save_state(devs[i], &c_len);
         /* The first difference in the payload (past the 48-byte header,
          * whose CRC differs whenever the payload does). */
-        size_t at =
-            b_len[i] == c_len && !memcmp(b[i], c, c_len) ? c_len : 48;
+        size_t at = b_len[i] == c_len && !memcmp(b[i], c, c_len) ? c_len : 48;
         while (at < b_len[i] && at < c_len && b[i][at] == c[at])
             at++;
         if (b_len[i] != c_len || at != c_len)
@@ -302,8 +301,20 @@ struct fz_platform *fz_platform(void)
         co.mmio = (hvc_virtio_mmio){FZ_VIRTIO_BASE + 0x400, 7, 0};
         r = hvc_virtio_console_create(pf.vm, &co, &pf.dev[7]);
     }
+    if (r == 0) {
+        hvc_virtio_net_options no = HVC_VIRTIO_NET_OPTIONS_INIT;
+        no.flags = HVC_VIRTIO_NET_DETACHED;
+        no.mmio = (hvc_virtio_mmio){FZ_VIRTIO_BASE + 0x600, 8, 0};
+        const uint8_t mac[6] = FZ_NET_MAC;
+        memcpy(no.mac, mac, 6);
+        no.name = "net0";
+        r = hvc_virtio_net_create(pf.vm, &no, &pf.dev[8]);
+    }
     if (r < 0)
         fz_fail("virtio device: %s", hvc_last_error());
+    for (int i = 0; i < FZ_NR_VIRTIO; i++)
+        pf.made[i] =
+            fz_save_state(pf.dev[FZ_FIRST_VIRTIO + i], &pf.made_len[i]);
     return &pf;
 }
 
@@ -322,6 +333,28 @@ void fz_platform_reset(struct fz_platform *pf)
     for (size_t i = 0; i < n && i < 32; i++)
         if (hvc_device_set_grants(devs[i], &all, 1) < 0)
             fz_fail("hvc_device_set_grants: %s", hvc_last_error());
+    for (int i = 0; i < FZ_NR_VIRTIO; i++) {
+        hvc_device *d = pf->dev[FZ_FIRST_VIRTIO + i];
+        size_t len;
+        uint8_t *rec = fz_save_state(d, &len);
+        if (len == pf->made_len[i] && !memcmp(rec, pf->made[i], len)) {
+            free(rec);
+            continue;
+        }
+        size_t at = len == pf->made_len[i] ? 48 : len;
+        while (at < len && rec[at] == pf->made[i][at])
+            at++;
+        free(rec);
+        if (!pf->loaded)
+            fz_fail("device %s saves another state after a reset than "
+                    "when it was made (%zu, then %zu bytes; first "
+                    "difference at byte %zu)",
+                    hvc_device_name(d), pf->made_len[i], len, at);
+        if (hvc_device_load_state(d, pf->made[i], pf->made_len[i]) < 0)
+            fz_fail("device %s refuses the state it was made with: %s",
+                    hvc_device_name(d), hvc_last_error());
+    }
+    pf->loaded = false;
     memset(pf->ram.p, 0, pf->ram.len);
     if (ftruncate(pf->disk_fd, 0) < 0 ||
         ftruncate(pf->disk_fd, FZ_DISK_SIZE) < 0)

@@ -2,22 +2,23 @@
  * device models behind them) fed a fuzzed guest-memory image and a queue
  * notify, on the shared platform (fuzz_common.h).
  *
- * Input: byte 0 picks the virtio device (bits 1-0: blk, rng, console) and
- * queue (bit 2), byte 1 the queue size (1 << (byte & 7), up to 128; or the
- * byte itself when bit 7 is set, so sizes that are not powers of two and
- * too large are tried), byte 2 how many notifies (1-4). The rest is copied
- * to guest-physical 0x10000 (up to 192 KiB): the descriptor table is at
- * 0x10000, the available ring at 0x11000, the used ring at 0x12000, and
- * the buffers the descriptors point to may be anywhere in the 1 MiB of
- * RAM. Seeds (fuzz_seeds.c) are well-formed requests for each device
- * (virtio-blk reads, writes, flush, get-id and discard; rng buffers;
+ * Input: byte 0 picks the virtio device (bits 1-0: blk, rng, console, net)
+ * and queue (bits 3-2; virtio-net's are receive, transmit, control), byte 1 the
+ * queue size (1 << (byte & 7), up to 128; or the byte itself when bit 7 is set,
+ * so sizes that are not powers of two and too large are tried), byte 2 how many
+ * notifies (1-4). The rest is copied to guest-physical 0x10000 (up to 192 KiB):
+ * the descriptor table is at 0x10000, the available ring at 0x11000, the used
+ * ring at 0x12000, and the buffers the descriptors point to may be anywhere in
+ * the 1 MiB of RAM. Seeds (fuzz_seeds.c) are well-formed requests for each
+ * device (virtio-blk reads, writes, flush, get-id and discard; rng buffers;
  * console output) and some broken chains.
  *
  * Checks besides the sanitizers: guest RAM has guard pages (a descriptor
  * that escapes the bounds checks faults); the event thread serves the
  * queue within the hang limit; the used index never runs ahead of the
  * available one; the device's own saved state loads back and saves the
- * same; a reset brings it back to status 0. The platform is reset between
+ * same; a reset brings it back to status 0 and to the state it was made
+ * in. The platform is reset between
  * inputs. */
 #include "fuzz_common.h"
 
@@ -42,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     struct fz_platform *pf = fz_platform();
     uint32_t vdev = (data[0] & 3) % FZ_NR_VIRTIO;
-    uint32_t q = (data[0] >> 2) & 1;
+    uint32_t q = (data[0] >> 2) & 3;
     uint32_t qsize = data[1] & 0x80 ? data[1] : 1u << (data[1] & 7);
     uint32_t notifies = 1 + (data[2] & 3);
     size_t n = size - 3 > IMAGE_MAX ? IMAGE_MAX : size - 3;
