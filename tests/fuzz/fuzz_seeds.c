@@ -508,11 +508,23 @@ static void seeds_vqueue(void)
         img_avail(&im, &h0, 1);
         vq_put("net-ctrl", &im);
     }
-    im.head[0] = 3, im.head[1] = 3;
+    /* receive: two packets (60 and 1514 bytes) into two buffers; four
+     * packets of up to 20000 bytes into eight mergeable 4 KiB buffers */
+    im.head[0] = 3, im.head[1] = 3, im.head[2] = 1 << 2;
     img_desc(&im, 0, 0x30000, 1526, F_WRITE, 0);
-    img_desc(&im, 1, 0x31000, 12, F_WRITE, 0);
+    img_desc(&im, 1, 0x31000, 1526, F_WRITE, 0);
     img_avail(&im, two, 2);
     vq_put("net-rx", &im);
+    im.head[0] = 3, im.head[1] = 3, im.head[2] = 3 | 3 << 2 | 1 << 4;
+    {
+        uint16_t hs[8];
+        for (int i = 0; i < 8; i++) {
+            img_desc(&im, i, 0x40000 + 0x1000 * (uint64_t)i, 4096, F_WRITE, 0);
+            hs[i] = (uint16_t)i;
+        }
+        img_avail(&im, hs, 8);
+    }
+    vq_put("net-rx-mergeable", &im);
 }
 
 /* ---- loader ------------------------------------------------------------ */
