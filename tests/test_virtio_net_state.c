@@ -500,3 +500,72 @@ Test(virtio_net_state, deleted_tap_does_not_spin)
     o = finish(&g);
     cr_assert_gt(s.tx_dropped, 0, "packets to a deleted tap are not counted");
 }
+
+/* A device reset (hvc_vm_reset_devices(), as the guest's status write of
+ * 0) returns what the old driver's traffic left in the device to its
+ * state at creation: packets held while detached are dropped and counted,
+ * the learned guest address forgotten; the device then saves exactly the
+ * record it saved when new. */
+Test(virtio_net_state, reset_drops_held_packets)
+{
+    vt_open(&g.v, "vnet");
+    hvc_virtio_net_options o = HVC_VIRTIO_NET_OPTIONS_INIT;
+    o.flags = HVC_VIRTIO_NET_DETACHED;
+    o.mmio = (hvc_virtio_mmio){VN_BASE, VN_IRQ, 0};
+    memcpy(o.mac, guest_mac, 6);
+    HVT_OK(hvc_virtio_net_create(g.v.t.vm, &o, &g.net));
+    static uint8_t fresh[1 << 16], rec[1 << 16], after[1 << 16];
+    size_t flen, len, alen;
+    HVT_OK(hvc_device_save_state(g.net, fresh, sizeof(fresh), &flen));
+    memcpy(rec, fresh, flen);
+    len = flen;
+    /* a learned address, and two packets in the holding queue */
+    uint32_t n;
+    uint8_t *ip = field(rec, len, 202, &n);
+    cr_assert(ip && n == 8, "no guest address field in the record");
+    const uint8_t addr[4] = {10, 0, 2, 15};
+    memcpy(ip, addr, 4);
+    uint8_t *hold = field(rec, len, 204, &n);
+    cr_assert(hold && n == 0, "the holding queue is not empty");
+    uint8_t q[2 * (4 + 64)] = {0};
+    for (int i = 0; i < 2; i++) {
+        uint32_t k = 64;
+        memcpy(q + i * 68, &k, 4);
+        memset(q + i * 68 + 4 + 12, 0xff, 6); /* broadcast */
+        memcpy(q + i * 68 + 4 + 18, guest_mac, 6);
+    }
+    size_t at = (size_t)(hold - rec), grow = sizeof(q); /* 136: 8-aligned */
+    memmove(rec + at + grow, rec + at, len - at);
+    memcpy(rec + at, q, sizeof(q));
+    uint32_t flen32 = (uint32_t)sizeof(q);
+    memcpy(rec + at - 4, &flen32, 4);
+    len += grow;
+    uint32_t payload = (uint32_t)(len - 48);
+    memcpy(rec + 40, &payload, 4);
+    reseal(rec, len);
+    HVT_OK(hvc_device_load_state(g.net, rec, len));
+    hvc_virtio_net_stats s = {.size = sizeof(s)};
+    HVT_OK(hvc_virtio_net_get_stats(g.net, &s));
+    cr_assert_eq(s.tx_holding, 2, "%llu packets held after the load",
+                 (unsigned long long)s.tx_holding);
+    HVT_OK(hvc_device_save_state(g.net, after, sizeof(after), &alen));
+    cr_assert_eq(alen, len, "the loaded record does not save back");
+    uint64_t dropped0 = s.tx_dropped;
+
+    HVT_OK(hvc_vm_reset_devices(g.v.t.vm));
+    HVT_OK(hvc_virtio_net_get_stats(g.net, &s));
+    cr_assert_eq(s.tx_holding, 0, "%llu packets still held after a reset",
+                 (unsigned long long)s.tx_holding);
+    cr_assert_eq(s.tx_dropped, dropped0 + 2,
+                 "the dropped packets were not "
+                 "counted");
+    HVT_OK(hvc_device_save_state(g.net, after, sizeof(after), &alen));
+    cr_assert_eq(alen, flen, "a reset device saves %zu bytes, a new one %zu",
+                 alen, flen);
+    uint8_t *aip = field(after, alen, 202, &n);
+    cr_assert(aip && n == 8);
+    cr_assert_eq(memcmp(aip, "\0\0\0\0\0\0\0", 8), 0,
+                 "the learned address survived a reset");
+    cr_assert_eq(memcmp(after, fresh, flen), 0,
+                 "a reset device saves another record than a new one");
+}

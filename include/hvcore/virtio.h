@@ -238,8 +238,10 @@ HVC_EXTERN int hvc_virtio_net_create(hvc_vm *vm,
  * being replaced). Until hvc_virtio_net_attach_backend(), packets the
  * guest sends wait in a bounded holding queue (saved with the device's
  * state) and leave on reattach; beyond the bound they are dropped and
- * counted. The link stays up for the guest. Waits for the packet the
- * device's thread is moving. Any thread but the event thread.
+ * counted. A device reset (the driver's, or hvc_vm_reset_devices()) drops
+ * them, counted as drops: they belong to the driver the reset ended. The
+ * link stays up for the guest. Waits for the packet the device's thread
+ * is moving. Any thread but the event thread.
  *
  * @return 0; -EINVAL (not a virtio-net device); -EALREADY (detached).
  */

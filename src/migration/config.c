@@ -201,9 +201,8 @@ static int add_mapped(hvc_vm *vm, const struct hvi_sec *s,
     return 0;
 }
 
-int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
-                     const struct hvi_config *c, int32_t kick_signal,
-                     bool mapped, hvc_vm **out)
+int hvi_config_check(hvc_hypervisor *hv, const struct hvi_sec *s,
+                     const struct hvi_config *c)
 {
     /* The regions, not the stream's claim, decide what the VM needs. */
     uint64_t top = 1, total = 0;
@@ -236,12 +235,22 @@ int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
                         "the VM's memory needs %" PRIu64
                         " address bits; this host has %" PRIu64,
                         c->phys_bits, bits);
+    return 0;
+}
+
+int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
+                     const struct hvi_config *c, int32_t kick_signal,
+                     bool mapped, hvc_vm **out)
+{
+    int r = hvi_config_check(hv, s, c);
+    if (r < 0)
+        return r;
     hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
     vo.flags = c->vm_flags;
     vo.max_vcpus = c->max_vcpus;
     vo.kick_signal = kick_signal;
     hvc_vm *vm;
-    int r = hvc_vm_create(hv, &vo, &vm);
+    r = hvc_vm_create(hv, &vo, &vm);
     if (r < 0)
         return hvi_fail(s, r, "creating the VM: %s", hvc_last_error());
     /* A hand-over maps the regions from its descriptors (FDS). */

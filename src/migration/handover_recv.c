@@ -164,8 +164,12 @@ void hvi_ho_state_arrived(struct hvi_handover *ho)
         ho->state_ns = now_ns();
 }
 
-int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
-                            const hvc_restore_options *opts, hvc_vm **out)
+/* @p reuse NULL: the stream's CONFIG creates the VM. Otherwise the VM is
+ * the one of @p reuse whose configuration is the stream's and that has no
+ * memory yet (hvi_vm_handover_receive_reuse). */
+static int receive(hvc_hypervisor *hv, int sockfd,
+                   const hvc_restore_options *opts, hvc_vm *const *reuse,
+                   size_t nr_reuse, hvc_vm **out)
 {
     if (!hv || sockfd < 0 || !out)
         return hvi_error(-EINVAL, "hvc_vm_handover_receive: %s",
@@ -185,7 +189,8 @@ int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
         struct hvi_in in = {.fd = sockfd, .ho = &ho};
         in.progress = ro.progress;
         in.opaque = ro.opaque;
-        r = hvi_restore(hv, &in, &ro, false, &vm);
+        r = reuse ? hvi_restore_reuse(hv, &in, &ro, reuse, nr_reuse, &vm)
+                  : hvi_restore(hv, &in, &ro, false, &vm);
         if (in.crypt)
             hvi_crypt_free(in.crypt);
     }
@@ -196,12 +201,24 @@ int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
         snprintf(why, sizeof(why), "%s", hvc_last_error());
         refuse(sockfd, r, why); /* the sender may be gone */
         hvi_ho_close(&ho);
+        if (reuse && vm) {
+            /* the VM picked, half-loaded: the caller resets it */
+            vm->handover = NULL;
+            hvi_devices_hold(vm, false);
+            *out = vm;
+        }
         return hvi_error(
             r, "%s%s", strncmp(why, "hand-over", 9) ? "hand-over: " : "", why);
     }
     vm->handover = NULL;
     hvi_ho_close(&ho); /* the device descriptors nobody took */
     int w = hvi_ho_send_msg(sockfd, HVI_HO_ACK_MAGIC, 0, map_us, load_us);
+    if (w < 0 && reuse) {
+        hvi_devices_hold(vm, false);
+        *out = vm;
+        return hvi_error(w, "hand-over: confirming to the sender failed: %s",
+                         hvc_strerror(w));
+    }
     if (w < 0) {
         hvc_vm_destroy(vm);
         return hvi_error(w,
@@ -213,4 +230,20 @@ int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
     hvi_devices_hold(vm, false);
     *out = vm;
     return 0;
+}
+
+int hvc_vm_handover_receive(hvc_hypervisor *hv, int sockfd,
+                            const hvc_restore_options *opts, hvc_vm **out)
+{
+    return receive(hv, sockfd, opts, NULL, 0, out);
+}
+
+int hvi_vm_handover_receive_reuse(hvc_hypervisor *hv, int sockfd,
+                                  hvc_vm *const *vms, size_t n, hvc_vm **out)
+{
+    if (!out || !vms)
+        return hvi_error(-EINVAL,
+                         "hvi_vm_handover_receive_reuse: NULL argument");
+    *out = NULL;
+    return receive(hv, sockfd, NULL, vms, n, out);
 }

@@ -338,6 +338,8 @@ static int restore_stream(hvc_hypervisor *hv, struct hvi_in *in,
                 mapped = false;
                 st.mapped = false;
             }
+            if (reuse && (r = hvi_config_check(hv, &s, &st.cfg)) < 0)
+                break;
             r = reuse ? hvi_config_pick(&s, &st.cfg, reuse, nr_reuse, &st.vm)
                       : hvi_config_apply(hv, &s, &st.cfg, opts->kick_signal,
                                          mapped, &st.vm);

@@ -16,8 +16,24 @@
     (HVC_MEMORY_READONLY | HVC_MEMORY_MERGEABLE | HVC_MEMORY_THP |             \
      HVC_MEMORY_HUGETLB)
 
+/* @p a the stream's, @p b a VM's own. A hand-over's regions come with
+ * its FDS section (a->no_regions): the VM offered must have none yet, and
+ * its physical address width, which follows the regions, is not
+ * compared. */
 static bool same(const struct hvi_config *a, const struct hvi_config *b)
 {
+    if (a->no_regions)
+        return b->nr_regions == 0 &&
+               same(&(struct hvi_config){.vm_flags = a->vm_flags,
+                                         .max_vcpus = a->max_vcpus,
+                                         .nr_vcpus = a->nr_vcpus,
+                                         .vcpu_ids = a->vcpu_ids,
+                                         .fpu_size = a->fpu_size,
+                                         .phys_bits = b->phys_bits,
+                                         .tsc_pinned = a->tsc_pinned,
+                                         .tsc_khz = a->tsc_khz,
+                                         .nr_devices = a->nr_devices},
+                    b);
     if (a->vm_flags != b->vm_flags || a->max_vcpus != b->max_vcpus ||
         a->nr_vcpus != b->nr_vcpus || a->nr_regions != b->nr_regions ||
         a->fpu_size != b->fpu_size || a->phys_bits != b->phys_bits ||

@@ -225,8 +225,12 @@ struct hvi_config {
 int hvi_config_decode(const struct hvi_sec *s, const uint8_t *p, size_t len,
                       struct hvi_config *c);
 void hvi_config_free(struct hvi_config *c);
+/* Whether this host can give the VM the configuration describes (address
+ * bits, memory); hvi_config_apply's first step, and a reused VM's. */
+int hvi_config_check(hvc_hypervisor *hv, const struct hvi_sec *s,
+                     const struct hvi_config *c);
 /* Creates the VM, its regions (mapped: anonymous, for MAP_FIXED file
- * pieces) and vCPUs as the configuration says. */
+ * pieces) and vCPUs as the configuration says (hvi_config_check first). */
 int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
                      const struct hvi_config *c, int32_t kick_signal,
                      bool mapped, hvc_vm **out);
@@ -237,8 +241,17 @@ int hvi_config_apply(hvc_hypervisor *hv, const struct hvi_sec *s,
 int hvi_vm_restore_reuse(hvc_hypervisor *hv, const hvc_stream *stream,
                          const hvc_restore_options *opts, hvc_vm *const *vms,
                          size_t n, hvc_vm **out);
-/* reuse.c: the VM of @p vms whose own CONFIG equals @p c; -ENODEV when
- * there is none. */
+/* handover_recv.c: hvc_vm_handover_receive() into the VM of @p vms whose
+ * configuration the stream's CONFIG describes and that has no memory
+ * regions (the FDS section maps them), for the hand-over fuzzer: no
+ * setup callback (the devices are the VM's), and after an error *out is
+ * the VM it picked, possibly half-loaded, or NULL. The caller removes the
+ * regions and resets the devices before offering the VM again. */
+int hvi_vm_handover_receive_reuse(hvc_hypervisor *hv, int sockfd,
+                                  hvc_vm *const *vms, size_t n, hvc_vm **out);
+/* reuse.c: the VM of @p vms whose own CONFIG equals @p c (for a hand-over,
+ * @p c's regions aside, and the VM must have none); -ENODEV when there is
+ * none. */
 int hvi_config_pick(const struct hvi_sec *s, const struct hvi_config *c,
                     hvc_vm *const *vms, size_t n, hvc_vm **out);
 

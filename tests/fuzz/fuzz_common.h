@@ -65,25 +65,39 @@ bool fz_access(hvc_vcpu *vcpu, uint32_t space, uint64_t addr, uint32_t size,
 /* The platform the device targets share: 1 MiB of guarded RAM at 0, one
  * vCPU (never run), and one of each device model: a 16550 "com1" at 0x3f8
  * (IRQ 4), CMOS, i8042, port 0x80, debug-exit at 0x501, and virtio-blk
- * (a 64 KiB memfd disk), virtio-rng and virtio-console at FZ_VIRTIO_BASE +
- * i * 0x200 (IRQ 5 + i). */
+ * (a 64 KiB memfd disk), virtio-rng, virtio-console and virtio-net at
+ * FZ_VIRTIO_BASE + i * 0x200 (IRQ 5 + i). virtio-net is created detached
+ * (HVC_VIRTIO_NET_DETACHED, MAC FZ_NET_MAC): no tap; what the guest sends
+ * waits in its bounded holding queue, which a reset empties. */
 #define FZ_PLATFORM_RAM (1u << 20)
 #define FZ_VIRTIO_BASE 0xd0000000u
-#define FZ_NR_VIRTIO 3
-#define FZ_NR_DEVICES 8
+#define FZ_NR_VIRTIO 4
+#define FZ_NR_DEVICES 9
 #define FZ_DISK_SIZE (64u << 10)
+#define FZ_NET_MAC                                                             \
+    {                                                                          \
+        0x52, 0x54, 0x00, 0x12, 0x34, 0x56                                     \
+    }
 struct fz_platform {
     hvc_vm *vm;
     hvc_vcpu *vcpu;
     struct fz_ram ram;
     hvc_device *dev[FZ_NR_DEVICES];
     int disk_fd;
+    /* Each virtio device's record as fz_platform() made it. */
+    uint8_t *made[FZ_NR_VIRTIO];
+    size_t made_len[FZ_NR_VIRTIO];
+    /* Set by a target that loaded a device record (which may change what
+     * only the VMM sets, such as virtio-net's MAC): the next reset loads
+     * the records above back instead of checking against them. */
+    bool loaded;
 };
 struct fz_platform *fz_platform(void);
-/* The virtio devices' index in dev[]: 5, 6, 7. */
+/* The virtio devices' index in dev[]: 5, 6, 7, 8. */
 #define FZ_FIRST_VIRTIO 5
 /* Puts RAM (zero), the disk (zero) and every device (reset) back as
- * fz_platform() made them. */
+ * fz_platform() made them, and checks that the reset did: each virtio
+ * device then saves the record it saved when made (unless pf->loaded). */
 void fz_platform_reset(struct fz_platform *pf);
 /* A virtio device's 32-bit register access through the bus. */
 void fz_vio_w32(struct fz_platform *pf, uint32_t vdev, uint32_t reg,

@@ -64,6 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t before_len, after_len;
     uint8_t *before = fz_save_state(dev, &before_len);
     int r = hvc_device_load_state(dev, rec, len);
+    pf->loaded |= r == 0;
     if (r < 0) {
         uint8_t *after = fz_save_state(dev, &after_len);
         if (after_len != before_len || memcmp(before, after, after_len))

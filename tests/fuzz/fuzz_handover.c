@@ -20,9 +20,20 @@
  * CRC is made good again, so the edits reach the FDS section's fields and
  * the state sections behind them; the packet's CRC is always good.
  *
+ * Each input is received into one VM made at start in the captured VM's
+ * shape but with no memory (hvi_vm_handover_receive_reuse, the hand-over
+ * twin of the stream target's reuse): the FDS section maps the regions
+ * into it, and between inputs the harness removes them and resets the
+ * devices. Every section takes the code it takes in a real receive; only
+ * the VM's creation (most of an input's time: KVM's VM and vCPU ioctls)
+ * and destruction are skipped. FUZZ_HANDOVER_CREATE=1 receives with
+ * hvc_vm_handover_receive() into a new VM, as a VMM does.
+ *
  * Checks besides the sanitizers: a receive that succeeds gives a VM whose
- * regions each map a regular file at least as large as the region; a
- * refused one leaves no VM; every descriptor the harness passed can be
+ * regions each map a regular file at least as large as the region (and
+ * as many regions as the captured VM had); a refused one leaves no VM
+ * (the public call) or hands back only the VM offered, whose regions the
+ * harness then removes; every descriptor the harness passed can be
  * closed afterwards (the library kept its own). FUZZ_HANDOVER_VERBOSE=1
  * prints each receive's result. */
 #define _GNU_SOURCE
@@ -39,11 +50,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <hvcore/sys/backend.h>
+
 #define RAM (256u << 10)
 
+/* src/migration/handover_recv.c (library-internal). */
+int hvi_vm_handover_receive_reuse(hvc_hypervisor *hv, int sockfd,
+                                  hvc_vm *const *vms, size_t n, hvc_vm **out);
+
+/* src/core/internal.h: a vCPU's state of one kind. */
+int hvi_vcpu_state_size(hvc_vcpu *v, uint32_t kind, size_t *n);
+int hvi_vcpu_state_get(hvc_vcpu *v, uint32_t kind, void *buf, size_t n);
+int hvi_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf, size_t n);
+
+static hvc_vm *reused;       /* the VM each input is received into */
+static uint8_t *fresh_cpuid; /* its vCPU's CPUID when new */
+static size_t fresh_cpuid_len;
+static int create = -1; /* FUZZ_HANDOVER_CREATE */
 static uint8_t *stream;
 static size_t stream_len;
 static int memfd = -1, out_pipe[2] = {-1, -1};
+static size_t captured_regions = 1; /* the source VM's RAM */
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -110,6 +137,32 @@ static void message(int fd, const char *magic, int32_t status)
         fz_fail("capture: write: %s", strerror(errno));
 }
 
+static uint8_t *vcpu_cpuid(hvc_vcpu *v, size_t *len)
+{
+    if (hvi_vcpu_state_size(v, HVC_BACKEND_VCPU_CPUID, len) < 0)
+        fz_fail("vCPU CPUID size: %s", hvc_last_error());
+    uint8_t *p = malloc(*len ? *len : 1);
+    if (!p || hvi_vcpu_state_get(v, HVC_BACKEND_VCPU_CPUID, p, *len) < 0)
+        fz_fail("vCPU CPUID: %s", hvc_last_error());
+    return p;
+}
+
+/* The VM inputs are received into: the source's shape (default options,
+ * vCPU 0, "com1"), no memory. */
+static void make_reused(void)
+{
+    hvc_vcpu *v;
+    if (hvc_vm_create(fz_hv(), NULL, &reused) < 0 ||
+        hvc_vcpu_create(reused, 0, &v) < 0)
+        fz_fail("the reused VM: %s", hvc_last_error());
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
+    so.name = "com1";
+    if (hvc_serial_create(reused, &so, NULL) < 0)
+        fz_fail("hvc_serial_create: %s", hvc_last_error());
+    if (!fresh_cpuid)
+        fresh_cpuid = vcpu_cpuid(v, &fresh_cpuid_len);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
@@ -165,7 +218,57 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     close(sv[0]);
     close(sv[1]);
     hvc_vm_destroy(vm);
+    make_reused();
+    const char *e = getenv("FUZZ_HANDOVER_CREATE");
+    create = e && *e && *e != '0';
     return 0;
+}
+
+/* Back to no memory and reset devices, with a vCPU whose CPUID is the one
+ * it had when new: a loaded CPUID is what the next load is checked
+ * against (on KVM-on-PVM a vCPU's own CPUID widens the supported list).
+ * The CPUID it had is set back; should that not give it back exactly,
+ * the VM is made again (KVM cannot make a vCPU again). The vCPU's other
+ * state every VCPU section sets whole. */
+static unsigned long remade;
+static void reset_reused(void)
+{
+    hvc_vcpu *v;
+    size_t n_cpuid;
+    if (hvc_vm_get_vcpu(reused, 0, &v) < 0)
+        fz_fail("hvc_vm_get_vcpu: %s", hvc_last_error());
+    uint8_t *cpuid = vcpu_cpuid(v, &n_cpuid);
+    bool changed =
+        n_cpuid != fresh_cpuid_len || memcmp(cpuid, fresh_cpuid, n_cpuid);
+    free(cpuid);
+    if (changed && hvi_vcpu_state_set(v, HVC_BACKEND_VCPU_CPUID, fresh_cpuid,
+                                      fresh_cpuid_len) == 0) {
+        cpuid = vcpu_cpuid(v, &n_cpuid);
+        changed =
+            n_cpuid != fresh_cpuid_len || memcmp(cpuid, fresh_cpuid, n_cpuid);
+        free(cpuid);
+        if (changed)
+            remade++;
+    } else if (changed) {
+        remade++;
+    }
+    if (changed) {
+        if (getenv("FUZZ_HANDOVER_VERBOSE"))
+            fprintf(stderr, "the reused VM is made again (%lu times)\n",
+                    remade);
+        hvc_vm_destroy(reused);
+        make_reused();
+        return;
+    }
+    hvc_memory_region *regs[8];
+    size_t n = 0;
+    if (hvc_vm_list_memory(reused, regs, 8, &n) < 0 || n > 8)
+        fz_fail("hvc_vm_list_memory: %s", hvc_last_error());
+    for (size_t i = 0; i < n; i++)
+        if (hvc_vm_remove_memory(reused, regs[i]) < 0)
+            fz_fail("hvc_vm_remove_memory: %s", hvc_last_error());
+    if (hvc_vm_reset_devices(reused) < 0)
+        fz_fail("hvc_vm_reset_devices: %s", hvc_last_error());
 }
 
 /* Every CRC of the stream made good again (the state sections are all
@@ -287,10 +390,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         write(sv[0], s, len) != (ssize_t)len)
         fz_fail("sending the forged hand-over: %s", strerror(errno));
     shutdown(sv[0], SHUT_WR); /* the stream ends where it was cut */
-    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
-    ro.setup = take_uart;
     hvc_vm *vm = NULL;
-    int r = hvc_vm_handover_receive(fz_hv(), sv[1], &ro, &vm);
+    int r;
+    if (create) {
+        hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
+        ro.setup = take_uart;
+        r = hvc_vm_handover_receive(fz_hv(), sv[1], &ro, &vm);
+    } else {
+        r = hvi_vm_handover_receive_reuse(fz_hv(), sv[1], &reused, 1, &vm);
+        if (vm && vm != reused)
+            fz_fail("the receive gave a VM it was not offered");
+    }
     if (getenv("FUZZ_HANDOVER_VERBOSE"))
         fprintf(stderr, "receive: %d %s\n", r, r < 0 ? hvc_last_error() : "");
     if (r == 0) {
@@ -298,6 +408,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = 0;
         if (hvc_vm_list_memory(vm, regs, 4, &n) < 0)
             fz_fail("hvc_vm_list_memory: %s", hvc_last_error());
+        if (n != captured_regions)
+            fz_fail("the received VM has %zu regions; the captured one %zu", n,
+                    captured_regions);
         for (size_t i = 0; i < n && i < 4; i++) {
             struct stat st;
             if (fstat(hvc_memory_region_fd(regs[i]), &st) < 0 ||
@@ -307,10 +420,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         "as large as itself",
                         i);
         }
-        hvc_vm_destroy(vm);
-    } else if (vm) {
+        if (create)
+            hvc_vm_destroy(vm);
+    } else if (vm && create) {
         fz_fail("a refused hand-over left a VM (%d)", r);
     }
+    if (!create)
+        reset_reused();
     for (unsigned i = 0; i < made; i++)
         if (close(fds[i]) < 0)
             fz_fail("descriptor %u was closed by the library", i);

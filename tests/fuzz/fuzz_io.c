@@ -19,8 +19,8 @@
  * Checks besides the sanitizers: guest RAM has guard pages; the event
  * thread answers within the hang limit after the script; every device's
  * own saved state loads back and saves the same again; a device reset
- * brings every virtio device back to status 0. The platform is reset
- * between inputs. */
+ * brings every virtio device back to status 0, and to the very state it
+ * was made in (fz_platform_reset). The platform is reset between inputs. */
 #include "fuzz_common.h"
 
 #include <string.h>
@@ -38,6 +38,7 @@ static const struct {
     {HVC_IO_MMIO, FZ_VIRTIO_BASE, 0x200},
     {HVC_IO_MMIO, FZ_VIRTIO_BASE + 0x200, 0x200},
     {HVC_IO_MMIO, FZ_VIRTIO_BASE + 0x400, 0x200},
+    {HVC_IO_MMIO, FZ_VIRTIO_BASE + 0x600, 0x200},
 };
 #define NR_RANGES (sizeof(ranges) / sizeof(ranges[0]))
 
@@ -78,8 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       op & 0x10, &value);
         }
     }
-    fz_check_states_roundtrip(pf->vm, pf->dev, FZ_NR_DEVICES,
-                              "after a script");
+    fz_check_states_roundtrip(pf->vm, pf->dev, FZ_NR_DEVICES, "after a script");
     fz_platform_reset(pf);
     for (uint32_t v = 0; v < FZ_NR_VIRTIO; v++)
         if (fz_vio_r32(pf, v, 0x70) != 0)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *outdir;
 
@@ -52,6 +53,25 @@ static void pio(struct fz_platform *pf, uint16_t port, uint8_t v)
     fz_access(pf->vcpu, HVC_IO_PIO, port, 1, true, &x);
 }
 
+/* An ARP request from virtio-net's guest (FZ_NET_MAC, 10.0.2.@p host) as
+ * a 42-byte Ethernet frame. */
+static void net_arp(uint8_t *f, uint8_t host)
+{
+    static const uint8_t mac[6] = FZ_NET_MAC;
+    memset(f, 0xff, 6);
+    memcpy(f + 6, mac, 6);
+    f[12] = 0x08, f[13] = 0x06;
+    uint8_t *a = f + 14;
+    a[0] = 0, a[1] = 1, a[2] = 0x08, a[3] = 0, a[4] = 6, a[5] = 4;
+    a[6] = 0, a[7] = 1;
+    memcpy(a + 8, mac, 6);
+    const uint8_t ip[4] = {10, 0, 2, host};
+    memcpy(a + 14, ip, 4);
+    memset(a + 18, 0, 6);
+    const uint8_t gw[4] = {10, 0, 2, 2};
+    memcpy(a + 24, gw, 4);
+}
+
 static void seeds_devstate(struct fz_platform *pf)
 {
     for (int i = 0; i < FZ_NR_DEVICES; i++)
@@ -83,6 +103,34 @@ static void seeds_devstate(struct fz_platform *pf)
     }
     fz_vio_setup(pf, 2, 1, 16, 0x20000, 0x21000, 0x22000);
     devstate_seed(pf, FZ_FIRST_VIRTIO + 2, "live-q1");
+    /* virtio-net: two packets sent while detached wait in its holding
+     * queue, and the guest's address is learned from them. */
+    uint8_t *ram = pf->ram.p;
+    for (int i = 0; i < 2; i++) {
+        uint8_t *d = ram + 0x20000 + 16 * i;
+        uint64_t a = 0x30000 + 0x100 * (uint64_t)i;
+        uint32_t l = 12 + 42;
+        memcpy(d, &a, 8);
+        memcpy(d + 8, &l, 4);
+        net_arp(ram + a + 12, (uint8_t)(15 + i));
+        uint16_t h = (uint16_t)i, idx = (uint16_t)(i + 1);
+        memcpy(ram + 0x21004 + 2 * i, &h, 2);
+        memcpy(ram + 0x21002, &idx, 2);
+    }
+    fz_vio_setup(pf, 3, 1, 16, 0x20000, 0x21000, 0x22000);
+    fz_vio_w32(pf, 3, 0x50, 1);
+    fz_flush(pf->vm);
+    hvc_virtio_net_stats st = {.size = sizeof(st)};
+    /* the device's worker moves them after the event thread woke it */
+    for (int w = 0; w < 2000; w++) {
+        if (hvc_virtio_net_get_stats(pf->dev[8], &st) < 0 || st.tx_holding == 2)
+            break;
+        usleep(1000);
+    }
+    if (st.tx_holding != 2)
+        fz_fail("virtio-net holds %llu packets, not 2",
+                (unsigned long long)st.tx_holding);
+    devstate_seed(pf, FZ_FIRST_VIRTIO + 3, "held");
     fz_platform_reset(pf);
 }
 
@@ -239,6 +287,49 @@ static void seeds_io(void)
         snprintf(name, sizeof(name), "virtio%u", v);
         put("io", name, s.b, s.n, NULL, 0);
     }
+    /* virtio-net (range 9): a packet on the transmit queue, and an
+     * announce acknowledgement on the control queue (features MAC,
+     * CTRL_VQ, GUEST_ANNOUNCE negotiated). */
+    for (int ctrl = 0; ctrl < 2; ctrl++) {
+        s.n = 0;
+        uint32_t q = ctrl ? 2 : 1;
+        acc(&s, 9, true, 0x70, 2, 0);
+        acc(&s, 9, true, 0x70, 2, 3);
+        acc(&s, 9, true, 0x24, 2, 0);
+        acc(&s, 9, true, 0x20, 2, (1u << 5) | (1u << 17) | (1u << 21));
+        acc(&s, 9, true, 0x24, 2, 1);
+        acc(&s, 9, true, 0x20, 2, 1);
+        acc(&s, 9, true, 0x70, 2, 11);
+        acc(&s, 9, true, 0x30, 2, q);
+        acc(&s, 9, true, 0x38, 2, 8);
+        acc(&s, 9, true, 0x80, 2, 0x10000);
+        acc(&s, 9, true, 0x90, 2, 0x11000);
+        acc(&s, 9, true, 0xa0, 2, 0x12000);
+        acc(&s, 9, true, 0x44, 2, 1);
+        acc(&s, 9, true, 0x70, 2, 15);
+        if (ctrl) {
+            ram_desc(&s, 0, 0x40000, 2, 1, 1);
+            ram_desc(&s, 1, 0x40100, 1, 2, 0);
+            ram32(&s, 0x40000, 3); /* class ANNOUNCE, command ACK */
+        } else {
+            uint8_t f[12 + 44] = {0};
+            net_arp(f + 12, 15);
+            ram_desc(&s, 0, 0x40000, 12 + 42, 0, 0);
+            for (uint32_t k = 0; k < sizeof(f); k += 4) {
+                uint32_t w;
+                memcpy(&w, f + k, 4);
+                ram32(&s, 0x40000 + k, w);
+            }
+        }
+        ram32(&s, 0x11000, 1u << 16);
+        acc(&s, 9, true, 0x50, 2, q);
+        op(&s, 0xc1, 0, 0);
+        acc(&s, 9, false, 0x60, 2, 0);
+        acc(&s, 9, true, 0x64, 2, 3);
+        for (uint16_t c = 0; c < 0x10; c += 2)
+            acc(&s, 9, false, 0x100 + c, 1, 0);
+        put("io", ctrl ? "net-ctrl" : "net-tx", s.b, s.n, NULL, 0);
+    }
 }
 
 /* ---- vqueue ------------------------------------------------------------ */
@@ -391,6 +482,49 @@ static void seeds_vqueue(void)
     img_desc(&im, 0, 0x30000, 256, F_WRITE, 0);
     img_avail(&im, &h0, 1);
     vq_put("console-rx", &im);
+    /* virtio-net: two packets to send (one with a checksum offload
+     * header), an announce acknowledgement, and receive buffers. */
+    im.head[0] = 3 | 1 << 2, im.head[1] = 3;
+    {
+        uint8_t p[12 + 42] = {0};
+        net_arp(p + 12, 15);
+        img_put(&im, 0x30000, p, sizeof(p));
+        p[0] = 1;             /* VIRTIO_NET_HDR_F_NEEDS_CSUM */
+        p[6] = 14, p[8] = 16; /* csum_start, csum_offset */
+        img_put(&im, 0x30100, p, sizeof(p));
+        img_desc(&im, 0, 0x30000, 12, F_NEXT, 1);
+        img_desc(&im, 1, 0x3000c, 42, 0, 0);
+        img_desc(&im, 2, 0x30100, sizeof(p), 0, 0);
+        uint16_t hs[] = {0, 2};
+        img_avail(&im, hs, 2);
+        vq_put("net-tx", &im);
+    }
+    im.head[0] = 3 | 2 << 2, im.head[1] = 3;
+    {
+        const uint8_t cmd[2] = {3, 0};
+        img_put(&im, 0x30000, cmd, 2);
+        img_desc(&im, 0, 0x30000, 2, F_NEXT, 1);
+        img_desc(&im, 1, 0x30100, 1, F_WRITE, 0);
+        img_avail(&im, &h0, 1);
+        vq_put("net-ctrl", &im);
+    }
+    /* receive: two packets (60 and 1514 bytes) into two buffers; four
+     * packets of up to 20000 bytes into eight mergeable 4 KiB buffers */
+    im.head[0] = 3, im.head[1] = 3, im.head[2] = 1 << 2;
+    img_desc(&im, 0, 0x30000, 1526, F_WRITE, 0);
+    img_desc(&im, 1, 0x31000, 1526, F_WRITE, 0);
+    img_avail(&im, two, 2);
+    vq_put("net-rx", &im);
+    im.head[0] = 3, im.head[1] = 3, im.head[2] = 3 | 3 << 2 | 1 << 4;
+    {
+        uint16_t hs[8];
+        for (int i = 0; i < 8; i++) {
+            img_desc(&im, i, 0x40000 + 0x1000 * (uint64_t)i, 4096, F_WRITE, 0);
+            hs[i] = (uint16_t)i;
+        }
+        img_avail(&im, hs, 8);
+    }
+    vq_put("net-rx-mergeable", &im);
 }
 
 /* ---- loader ------------------------------------------------------------ */

@@ -91,7 +91,9 @@ struct net {
     pthread_cond_t idle;
     pthread_t worker;
     bool started, busy, stop, kicked;
-    atomic_bool announce; /* an announce waits to go out */
+    atomic_bool announce;  /* an announce waits to go out */
+    atomic_bool drop_hold; /* a reset asked the holding queue emptied:
+                            * done by the next quiescer or worker pass */
     atomic_uint quiesce;
     int wake_fd;
     int doorbell_fd[3];
@@ -149,6 +151,9 @@ void hvi_net_ctrl_pass(struct net *n);
 void hvi_net_send_announce(struct net *n);
 /* Caller: the worker, or a thread with the worker quiesced. */
 void hvi_net_flush_hold(struct net *n);
+/* Empties the holding queue (counted as drops) when a reset asked it;
+ * same callers. */
+void hvi_net_reset_hold(struct net *n);
 
 /* net_state.c: the model's save and load callbacks. */
 int hvi_net_save(struct vdev *d, struct hvi_rec_writer *w);

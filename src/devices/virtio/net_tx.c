@@ -115,6 +115,15 @@ void hvi_net_flush_hold(struct net *n)
     NET_STAT_SET(n, tx_holding, n->hold.count);
 }
 
+void hvi_net_reset_hold(struct net *n)
+{
+    if (!atomic_exchange(&n->drop_hold, false))
+        return;
+    NET_STAT_ADD(n, tx_dropped, n->hold.count);
+    hvi_pktq_clear(&n->hold);
+    NET_STAT_SET(n, tx_holding, 0);
+}
+
 static void hold(struct net *n, const uint8_t *pkt, uint32_t len)
 {
     if (hvi_pktq_push(&n->hold, pkt, len))

@@ -93,6 +93,7 @@ static void apply_offloads(struct net *n, uint64_t f)
 static bool pass(struct net *n)
 {
     struct vdev *d = n->d;
+    hvi_net_reset_hold(n);
     pthread_mutex_lock(&d->lock);
     bool live = hvi_net_live(d);
     uint64_t f = d->driver_features;
@@ -196,15 +197,30 @@ static void net_doorbell(struct vdev *d, uint32_t qi, int fd)
         n->doorbell_fd[qi] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
-/* Device lock held. */
+/* Device lock held. A reset (the guest's, or hvc_vm_reset_devices())
+ * returns everything the guest's traffic put in the device to its state
+ * at creation; what the VMM set (MAC, link, the back end and whether it
+ * is attached) stays:
+ *  - packets the tap gave for the old driver (its offloads may differ
+ *    from the next one's); the worker touches rxq under this lock only;
+ *  - packets the old driver sent that wait in the holding queue: a reset
+ *    ends that driver (a reboot, a driver reload), and its packets,
+ *    carrying the old instance's connections and addresses, would reach
+ *    the network after the guest has started again; Ethernet may drop
+ *    them, and they are counted as drops. The worker owns the queue, so
+ *    the reset only asks: the quiesce that follows every reset (drain()
+ *    in virtio_mmio.c), or the worker's next pass, empties it before
+ *    anything else looks;
+ *  - the address the guest's traffic taught the announces: the next
+ *    driver may use another (until it sends, an announce is a RARP). */
 static void net_reset(struct vdev *d)
 {
     struct net *n = d->impl;
     n->status &= (uint16_t)~NET_S_ANNOUNCE;
     hvi_net_rx_reset(n);
-    /* packets the tap gave for the old driver (its offloads may differ
-     * from the next one's); the worker touches rxq under this lock only */
     hvi_pktq_clear(&n->rxq);
+    atomic_store(&n->drop_hold, true);
+    atomic_store(&n->guest_ip, 0);
 }
 
 static void net_quiesce(struct vdev *d, bool on)
@@ -215,6 +231,7 @@ static void net_quiesce(struct vdev *d, bool on)
         atomic_fetch_add(&n->quiesce, 1);
         while (n->busy)
             pthread_cond_wait(&n->idle, &n->lock);
+        hvi_net_reset_hold(n); /* what a reset asked (net_reset()) */
     } else if (atomic_load(&n->quiesce) > 0 &&
                atomic_fetch_sub(&n->quiesce, 1) == 1) {
         n->kicked = true;
@@ -389,6 +406,7 @@ int hvc_virtio_net_create(hvc_vm *vm, const hvc_virtio_net_options *opts,
         n->doorbell_fd[i] = -1;
     atomic_init(&n->quiesce, 0);
     atomic_init(&n->announce, false);
+    atomic_init(&n->drop_hold, false);
     atomic_init(&n->guest_ip, 0);
     n->st.size = sizeof(n->st);
     n->status = NET_S_LINK_UP;

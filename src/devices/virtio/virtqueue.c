@@ -269,9 +269,16 @@ size_t hvi_vq_write_in(const struct vq_elem *e, uint64_t off, const void *buf,
 }
 
 /* Interrupts for used buffers unless the driver asked for none (it polls):
- * VRING_AVAIL_F_NO_INTERRUPT in the available ring's flags. */
+ * VRING_AVAIL_F_NO_INTERRUPT in the available ring's flags. None for a
+ * queue that is not ready or a driver that is not running: a device
+ * thread that used buffers before a reset and signals them after it (its
+ * lock dropped between the two) would otherwise set InterruptStatus on
+ * the reset device and read "flags" at guest-physical 0, where the reset
+ * left the ring's address. */
 void hvi_vq_interrupt(struct vdev *d, struct vq *q)
 {
+    if (!q->ready || !(d->status & VIRTIO_STATUS_DRIVER_OK))
+        return;
     uint16_t flags = 0;
     if (hvi_vdev_read(d, q->avail, &flags, 2) == 0 && (flags & 1))
         return;
