@@ -23,6 +23,12 @@ static uint32_t nr_tx_free;
 static uint32_t last_seq;
 static uint16_t ip_id;
 
+/* Where the receive buffers are: cmd->rx_base, or VN_RXBUF. */
+static uint64_t rx_base(void)
+{
+    return cmd->rx_base ? cmd->rx_base : VN_RXBUF;
+}
+
 static uint16_t be16(const volatile uint8_t *p)
 {
     return (uint16_t)(p[0] << 8 | p[1]);
@@ -104,7 +110,7 @@ static void tx_send(uint16_t slot, uint32_t frame_len)
 static void post_rx(uint16_t id)
 {
     uint32_t len = cmd->rx_buf_len ? cmd->rx_buf_len : VN_BUFSZ;
-    struct vd_buf b = {VN_RXBUF + id * VN_BUFSZ, len, 1};
+    struct vd_buf b = {rx_base() + id * VN_BUFSZ, len, 1};
     vd_add_chain(&rxq, id, &b, 1);
 }
 
@@ -308,7 +314,7 @@ static uint8_t frame[2 * VN_BUFSZ];
 
 static volatile uint8_t *rx_buf(uint32_t id)
 {
-    return (volatile uint8_t *)(uint64_t)(VN_RXBUF + id * VN_BUFSZ);
+    return (volatile uint8_t *)(uint64_t)(rx_base() + id * VN_BUFSZ);
 }
 
 static void poll_rx(void)
@@ -445,6 +451,7 @@ static void builtin_cmd(void)
     cmd->pings = 0;
     cmd->stop = 0;
     cmd->rx_buf_len = 0;
+    cmd->rx_base = 0;
     cmd->magic = VN_MAGIC;
 }
 #endif
