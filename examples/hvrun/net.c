@@ -6,7 +6,9 @@
  * tap still held by the source, which lets it go only when it exits after
  * the switchover: the device is then created detached (the guest's
  * packets are held), and a thread attaches it as soon as the tap is free,
- * which also announces the guest. */
+ * which also announces the guest. A hand-over's destination gets the tap's
+ * descriptor itself from the old hvrun instead, and restoring the device
+ * announces the guest. */
 #define _GNU_SOURCE
 #include "hvrun.h"
 
@@ -176,6 +178,15 @@ size_t hvrun_add_nets(hvc_vm *vm, const struct options *o, size_t first,
                                        (first + n) * HVC_VIRTIO_MMIO_SIZE,
                                    (uint32_t)(5 + first + n), 0};
         v.tap = c->tap;
+        /* A hand-over passed the very tap the old hvrun had open (its
+         * devices are named in the same order: virtio-net0, ...). */
+        char name[32];
+        snprintf(name, sizeof(name), "virtio-net%u", i);
+        int passed = hvrun_handover_fd(vm, name, 0);
+        if (passed >= 0) {
+            v.tap = NULL;
+            v.fd = passed;
+        }
         v.queues = c->queues;
         memcpy(v.mac, c->mac, 6);
         hvc_device *dev;

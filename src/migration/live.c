@@ -746,6 +746,10 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
         hvi_error(r, "%s", why);
     }
     bool postcopy = in.plan != NULL && r == 0;
+    /* restore.c held the devices when the plan came: the VM is the
+     * caller's from here (or destroyed), its pages where they belong */
+    if (vm && in.plan && !postcopy)
+        hvi_devices_hold(vm, false);
     hvi_pc_plan_free(in.plan);
     hvi_crypt_free(in.crypt); /* NULL when post-copy took it */
     if (r < 0) {
@@ -762,6 +766,8 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
     int w = send_ack(fd, tls, 0);
     hvi_tls_free(tls);
     if (w < 0) {
+        if (postcopy)
+            hvi_devices_hold(vm, false);
         hvc_vm_destroy(vm);
         return hvi_error(w,
                          "incoming migration: the stream was complete, but "
@@ -771,6 +777,7 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
     }
     /* From here the source never runs the guest again. */
     if (postcopy && (r = hvi_pc_start(vm)) < 0) {
+        hvi_devices_hold(vm, false);
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
         shutdown(fd, SHUT_RDWR); /* the source sees the link fail */
@@ -780,6 +787,8 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                          "lost",
                          why);
     }
+    if (postcopy)
+        hvi_devices_hold(vm, false);
     *out = vm;
     return 0;
 }

@@ -269,7 +269,17 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
             return hvi_fail(s, -EBADMSG,
                             "a post-copy page list in a stream that is not "
                             "a live migration");
-        return hvi_pc_read_plan(st->in, s, st->vm, &st->in->plan);
+    {
+        int r = hvi_pc_read_plan(st->in, s, st->vm, &st->in->plan);
+        /* The plan's pages are still the first round's here, and go back
+         * only once the stream is in (hvi_pc_prepare): the devices, whose
+         * state comes next, stay quiescent until then, so that none reads
+         * a ring or buffer from before the switchover or writes into a
+         * page about to be taken back. live.c lets them go. */
+        if (r == 0 && st->in->plan && st->vm)
+            hvi_devices_hold(st->vm, true);
+        return r;
+    }
     case HVI_VCPU: return on_vcpu(st, s);
     case HVI_IRQCHIP: {
         uint8_t *p = NULL;

@@ -48,6 +48,7 @@ struct vn_cmd {
     uint32_t pings;        /* echo requests to send to the host */
     uint32_t stop;         /* the host writes 1: report and stop */
     uint32_t rx_buf_len;   /* bytes per receive buffer; 0: VN_BUFSZ */
+    uint32_t rx_base;      /* where the receive buffers are; 0: VN_RXBUF */
 };
 
 struct vn_out {

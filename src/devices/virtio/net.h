@@ -76,7 +76,8 @@ struct net {
 
     /* The back end: changed only with the worker quiesced, and with
      * backend_lock held (detach and attach against each other; taken
-     * before quiescing, never by the worker or under another lock). */
+     * before quiescing, never by the worker or under another lock; also
+     * taken alone by handover_fds to read tap_fd). */
     pthread_mutex_t backend_lock;
     int tap_fd; /* -1 while detached */
     bool own_fd;

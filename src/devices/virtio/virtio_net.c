@@ -275,6 +275,22 @@ static void net_destroy(struct vdev *d)
     net_free(n);
 }
 
+/* A hand-over passes the tap itself (one slot; -1 while detached). Read
+ * under backend_lock, so that a detach or attach racing the hand-over
+ * does not leave a descriptor it is closing in the slot. */
+static int net_handover_fds(struct vdev *d, int *fds, size_t capacity,
+                            size_t *count)
+{
+    struct net *n = d->impl;
+    *count = 1;
+    if (capacity) {
+        pthread_mutex_lock(&n->backend_lock);
+        fds[0] = n->tap_fd;
+        pthread_mutex_unlock(&n->backend_lock);
+    }
+    return 0;
+}
+
 static const struct vdev_model net_model = {
     .type = "virtio-net",
     .device_id = 1,
@@ -289,6 +305,7 @@ static const struct vdev_model net_model = {
     .doorbell = net_doorbell,
     .save = hvi_net_save,
     .load = hvi_net_load,
+    .handover_fds = net_handover_fds,
 };
 
 static const struct vdev_model net_model_plain = {
@@ -305,6 +322,7 @@ static const struct vdev_model net_model_plain = {
     .doorbell = net_doorbell,
     .save = hvi_net_save,
     .load = hvi_net_load,
+    .handover_fds = net_handover_fds,
 };
 
 static struct net *net_of(hvc_device *dev, const char *fn)
