@@ -306,3 +306,38 @@ void write_bytes(const char *path, const void *buf, size_t n)
     close(fd);
 }
 #endif /* HVT_HVRUN */
+
+void wait_for_path(const char *path)
+{
+    for (double end = now() + WAIT_S; access(path, F_OK) != 0;) {
+        cr_assert(now() < end, "--incoming never listened (%s)", path);
+        usleep(10000);
+    }
+}
+
+char *wait_line(const struct scratch *s, const char *tag)
+{
+    for (double end = now() + WAIT_S;;) {
+        char *err = output(s, tag, "err");
+        if (strchr(err, '\n'))
+            return err;
+        free(err);
+        cr_assert(now() < end, "no line from %s", tag);
+        usleep(10000);
+    }
+}
+
+long assert_consecutive_across(const char *first, const char *then)
+{
+    char *a = slurp(first, NULL), *b = slurp(then, NULL);
+    size_t la = strlen(a), lb = strlen(b);
+    char *all = malloc(la + lb + 1);
+    cr_assert_not_null(all);
+    memcpy(all, a, la);
+    memcpy(all + la, b, lb + 1);
+    long n = assert_consecutive(all, 1);
+    free(all);
+    free(a);
+    free(b);
+    return n;
+}

@@ -64,6 +64,19 @@ long assert_consecutive(const char *text, long first);
 /* Waits until the file holds "count @n\r\n". */
 void wait_for_count(const char *path, long n, double secs, pid_t pid);
 
+/* Waits (WAIT_S) until @p path exists: an --incoming socket listens. */
+void wait_for_path(const char *path);
+
+/* Waits (WAIT_S) for a complete line on <dir>/<tag>.err and returns that
+ * file's text (malloc'ed). */
+char *wait_line(const struct scratch *s, const char *tag);
+
+/* The files at @p first and @p then, one after the other, are "count N"
+ * lines from 1 on without a gap (assert_consecutive()); returns the last
+ * number. A migration's source console, whose last line the switchover
+ * may cut, goes on in the destination's. */
+long assert_consecutive_across(const char *first, const char *then);
+
 /* Boots the counter guest with @extra args and --snapshot @snap
  * --snapshot-after-ms @ms; checks it exits 0 with @snap written and
  * nothing else left next to it; the last complete count and the console

@@ -19,14 +19,6 @@
 
 TestSuite(hvrun_handover, .timeout = 240);
 
-static void wait_listening(const char *sock)
-{
-    for (double end = now() + WAIT_S; access(sock, F_OK) != 0;) {
-        cr_assert(now() < end, "--incoming never listened");
-        usleep(10000);
-    }
-}
-
 /* Whether process @pid has @path open. */
 static bool has_open(pid_t pid, const char *path)
 {
@@ -74,7 +66,7 @@ Test(hvrun_handover, handover_to_incoming)
     /* No --serial, no --disk: what the old hvrun had comes with the VM. */
     const char *dst[] = {"--incoming", to, NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
-    wait_listening(sock);
+    wait_for_path(sock);
     const char *src[] = {"--kernel",
                          COUNTER,
                          "--raw",
@@ -128,7 +120,7 @@ Test(hvrun_handover, refused_runs_on)
     snprintf(to, sizeof(to), "unix:%s", sock);
     const char *dst[] = {"--incoming", to, "--mem", "128", NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
-    wait_listening(sock);
+    wait_for_path(sock);
     const char *src[] = {"--kernel",      COUNTER, "--raw",    "0x8000",
                          "--mem",         "64",    "--serial", ser,
                          "--handover-to", to,      NULL};
@@ -139,16 +131,7 @@ Test(hvrun_handover, refused_runs_on)
     char *err = output(&s, "dst", "err");
     assert_one_line(err, "--mem 128");
     free(err);
-    for (double end = now() + WAIT_S;;) {
-        err = output(&s, "src", "err");
-        bool said = strchr(err, '\n') != NULL;
-        free(err);
-        if (said)
-            break;
-        cr_assert(now() < end, "no line after SIGUSR2");
-        usleep(10000);
-    }
-    err = output(&s, "src", "err");
+    err = wait_line(&s, "src");
     assert_one_line(err, "never paused");
     free(err);
     char *text = slurp(in(&s, "con.txt"), NULL);

@@ -43,10 +43,7 @@ Test(hvrun_snapshot, live_migration)
     snprintf(to, sizeof(to), "unix:%s", sock);
     const char *dst[] = {"--incoming", to, "--serial", ser_dst, NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
-    for (double end = now() + WAIT_S; access(sock, F_OK) != 0;) {
-        cr_assert(now() < end, "--incoming never listened");
-        usleep(10000);
-    }
+    wait_for_path(sock);
     const char *src[] = {"--kernel",
                          COUNTER,
                          "--raw",
@@ -77,16 +74,8 @@ Test(hvrun_snapshot, live_migration)
     kill(d, SIGTERM);
     cr_assert_eq(WEXITSTATUS(wait_exit(d, WAIT_S)), 130);
     /* The source's last line, cut or not, goes on on the destination. */
-    char *src_text = slurp(in(&s, "src.txt"), NULL);
-    char *dst_text = slurp(in(&s, "dst.txt"), NULL);
-    char *all = malloc(strlen(src_text) + strlen(dst_text) + 1);
-    cr_assert_not_null(all);
-    strcpy(all, src_text);
-    strcat(all, dst_text);
-    cr_assert_geq(assert_consecutive(all, 1), last + 20);
-    free(all);
-    free(src_text);
-    free(dst_text);
+    cr_assert_geq(assert_consecutive_across(in(&s, "src.txt"), in(&s, "dst.txt")),
+                  last + 20);
 
     /* Nobody listens: one line, and the guest counts on. */
     const char *lone[] = {"--kernel",     COUNTER, "--raw",    "0x8000",
@@ -95,16 +84,7 @@ Test(hvrun_snapshot, live_migration)
     pid_t l = spawn_hvrun(&s, "lone", NULL, lone);
     wait_for_count(in(&s, "lone.txt"), 10, WAIT_S, l);
     kill(l, SIGUSR2); /* no --migrate-after-ms: the signal starts it */
-    for (double end = now() + WAIT_S;;) {
-        err = output(&s, "lone", "err");
-        bool said = strchr(err, '\n') != NULL;
-        free(err);
-        if (said)
-            break;
-        cr_assert(now() < end, "no line after SIGUSR2");
-        usleep(10000);
-    }
-    err = output(&s, "lone", "err");
+    err = wait_line(&s, "lone");
     assert_one_line(err, "the VM runs on");
     free(err);
     text = slurp(in(&s, "lone.txt"), NULL);
@@ -163,18 +143,6 @@ static void wait_listening(unsigned port, pid_t pid)
 }
 
 /* Waits for one line on <tag>.err. */
-static char *wait_line(const struct scratch *s, const char *tag)
-{
-    for (double end = now() + WAIT_S;;) {
-        char *err = output(s, tag, "err");
-        if (strchr(err, '\n'))
-            return err;
-        free(err);
-        cr_assert(now() < end, "no line from %s", tag);
-        usleep(10000);
-    }
-}
-
 /* --incoming and --migrate-to over TCP with mutual TLS, a bandwidth limit
  * and --migration-stats: the guest counts on at the destination, the
  * stats say TLS and success. Then a source that trusts another CA is
@@ -327,10 +295,7 @@ Test(hvrun_snapshot, migration_progress_on_a_terminal)
     snprintf(ser_dst, sizeof(ser_dst), "file:%s", in(&s, "dst.txt"));
     const char *dst[] = {"--incoming", to, "--serial", ser_dst, NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
-    for (double end = now() + WAIT_S; access(in(&s, "mig.sock"), F_OK);) {
-        cr_assert(now() < end, "--incoming never listened");
-        usleep(10000);
-    }
+    wait_for_path(in(&s, "mig.sock"));
     const char *src[] = {"--kernel",
                          COUNTER,
                          "--raw",
@@ -384,10 +349,7 @@ Test(hvrun_snapshot, postcopy_migration)
     snprintf(to, sizeof(to), "unix:%s", sock);
     const char *dst[] = {"--incoming", to, "--serial", ser_dst, NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
-    for (double end = now() + WAIT_S; access(sock, F_OK) != 0;) {
-        cr_assert(now() < end, "--incoming never listened");
-        usleep(10000);
-    }
+    wait_for_path(sock);
     const char *src[] = {"--kernel",
                          COUNTER,
                          "--raw",
@@ -426,16 +388,8 @@ Test(hvrun_snapshot, postcopy_migration)
     }
     kill(d, SIGTERM);
     cr_assert_eq(WEXITSTATUS(wait_exit(d, WAIT_S)), 130);
-    char *src_text = slurp(in(&s, "src.txt"), NULL);
-    char *dst_text = slurp(in(&s, "dst.txt"), NULL);
-    char *all = malloc(strlen(src_text) + strlen(dst_text) + 1);
-    cr_assert_not_null(all);
-    strcpy(all, src_text);
-    strcat(all, dst_text);
-    cr_assert_geq(assert_consecutive(all, 1), last + 20);
-    free(all);
-    free(src_text);
-    free(dst_text);
+    cr_assert_geq(assert_consecutive_across(in(&s, "src.txt"), in(&s, "dst.txt")),
+                  last + 20);
     /* Post-copy needs --migrate-to. */
     const char *bad[] = {"--kernel", COUNTER,      "--raw",
                          "0x8000",   "--postcopy", NULL};
