@@ -305,8 +305,6 @@ void write_bytes(const char *path, const void *buf, size_t n)
     cr_assert_eq(write(fd, buf, n), (ssize_t)n);
     close(fd);
 }
-#endif /* HVT_HVRUN */
-
 void wait_for_path(const char *path)
 {
     for (double end = now() + WAIT_S; access(path, F_OK) != 0;) {
@@ -341,3 +339,5 @@ long assert_consecutive_across(const char *first, const char *then)
     free(b);
     return n;
 }
+
+#endif /* HVT_HVRUN */
