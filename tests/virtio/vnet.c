@@ -452,6 +452,7 @@ static void builtin_cmd(void)
     cmd->stop = 0;
     cmd->rx_buf_len = 0;
     cmd->rx_base = 0;
+    cmd->gap_epoch = 0;
     cmd->magic = VN_MAGIC;
 }
 #endif
@@ -483,10 +484,26 @@ VD_GUEST_ENTRY
         out->error = (uint32_t)r;
         return r;
     }
-    uint64_t next_udp = vd_rdtsc(), next_arp = 0;
+    uint64_t next_udp = vd_rdtsc(), next_arp = 0, prev = 0;
     uint32_t pings = 0, loops = 0;
     while (!cmd->stop) {
         out->loops = ++loops;
+        /* The loop gap: how long this vCPU went without a pass (it never
+         * halts, so a vCPU held up anywhere shows here), since the host's
+         * last epoch (a migration's downtime is not measured). */
+        uint64_t t = vd_rdtsc();
+        if (cmd->gap_epoch != out->gap_epoch) {
+            out->gap_epoch = cmd->gap_epoch;
+            out->gap_max = 0;
+            out->gap_loops = out->gap_max_loop = 0;
+            prev = t;
+        }
+        if (prev && t - prev > out->gap_max) {
+            out->gap_max = t - prev;
+            out->gap_max_loop = out->gap_loops;
+        }
+        out->gap_loops++;
+        prev = t;
         poll_rx();
         reclaim_tx();
         uint64_t now = vd_rdtsc();

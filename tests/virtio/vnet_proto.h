@@ -49,6 +49,8 @@ struct vn_cmd {
     uint32_t stop;         /* the host writes 1: report and stop */
     uint32_t rx_buf_len;   /* bytes per receive buffer; 0: VN_BUFSZ */
     uint32_t rx_base;      /* where the receive buffers are; 0: VN_RXBUF */
+    uint32_t gap_epoch;    /* the host changes it: the guest starts its
+                            * loop-gap measure (vn_out::gap_max) over */
 };
 
 struct vn_out {
@@ -68,6 +70,11 @@ struct vn_out {
     uint32_t rx_packets, tx_packets;
     uint32_t loops;
     uint32_t rx_merged; /* packets that came in several buffers */
+    uint32_t gap_epoch; /* the vn_cmd::gap_epoch the measure below is of */
+    uint64_t gap_max;   /* the largest TSC difference between two passes
+                         * of the main loop since that epoch began */
+    uint32_t gap_loops; /* passes of the loop since that epoch began */
+    uint32_t gap_max_loop; /* the pass (of those) that ended gap_max */
 };
 
 #endif
