@@ -71,6 +71,69 @@ uint64_t sp_asleep(const struct sp_times *a, const struct sp_times *b)
     return wall > busy ? wall - busy : 0;
 }
 
+static void close_chain(struct sp_watch *w)
+{
+    int64_t b = w->chain_ns + 2 * (int64_t)SP_ASLEEP_MIN_NS;
+    if (w->in_chain && b > 0 && (uint64_t)b > w->block_max_ns)
+        w->block_max_ns = (uint64_t)b;
+}
+
+static void *watcher(void *arg)
+{
+    struct sp_watch *w = arg;
+    struct sp_times prev = w->first;
+    while (!atomic_load(&w->stop)) {
+        usleep(w->period_us);
+        struct sp_times t;
+        if (sp_thread(w->tid, w->clk, &t) < 0) {
+            w->err = -EIO;
+            break;
+        }
+        /* Signed: a run-queue wait still going on at a sample is only
+         * counted once the thread runs, so it first shows as time asleep
+         * and is taken back (a negative share) in the window where it
+         * ends. A run ends with the first window not asleep, whose share
+         * (that correction, or a little sleep) goes into it. */
+        int64_t a = (int64_t)(t.wall - prev.wall) - (int64_t)(t.cpu - prev.cpu) -
+                    (int64_t)(t.run_delay - prev.run_delay);
+        w->windows++;
+        w->chain_ns += a;
+        if (a < (int64_t)SP_ASLEEP_MIN_NS) {
+            close_chain(w);
+            w->chain_ns = 0;
+            w->in_chain = false;
+        } else {
+            w->in_chain = true;
+        }
+        prev = w->last = t;
+    }
+    if (w->in_chain)
+        close_chain(w);
+    return NULL;
+}
+
+int sp_watch_start(struct sp_watch *w, pid_t tid, clockid_t clk,
+                   unsigned period_us)
+{
+    memset(w, 0, sizeof(*w));
+    w->tid = tid;
+    w->clk = clk;
+    w->period_us = period_us;
+    int r = sp_thread(tid, clk, &w->first);
+    if (r < 0)
+        return r;
+    w->last = w->first;
+    if (pthread_create(&w->th, NULL, watcher, w) != 0)
+        return -EAGAIN;
+    return 0;
+}
+
+void sp_watch_stop(struct sp_watch *w)
+{
+    atomic_store(&w->stop, 1);
+    pthread_join(w->th, NULL);
+}
+
 static void on_stamp(void *opaque, int fd, uint32_t events)
 {
     struct sp_probe *p = opaque;

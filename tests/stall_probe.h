@@ -19,6 +19,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
@@ -36,6 +37,32 @@ int sp_self(struct sp_times *t, pid_t *tid, clockid_t *clk);
 int sp_thread(pid_t tid, clockid_t clk, struct sp_times *t);
 /* Time asleep between two snapshots: wall - CPU - run-queue wait. */
 uint64_t sp_asleep(const struct sp_times *a, const struct sp_times *b);
+
+/* A watch on one thread that never sleeps of its own (a polling vCPU):
+ * every period it takes the thread's times; a window's time asleep is
+ * wall - CPU - run-queue wait. A block of the thread covers the windows
+ * it spans (each of them shows it asleep for its share), so the longest
+ * block is at most the largest sum over consecutive windows asleep at
+ * least SP_ASLEEP_MIN_NS (and the window that ends them), plus two such
+ * thresholds for its ends. */
+#define SP_ASLEEP_MIN_NS 200000ull
+struct sp_watch {
+    pid_t tid;
+    clockid_t clk;
+    unsigned period_us;
+    atomic_int stop;
+    pthread_t th;
+    struct sp_times first, last;
+    uint64_t windows;
+    uint64_t block_max_ns; /* the bound above */
+    int64_t chain_ns;      /* the current run of windows asleep */
+    bool in_chain;
+    int err;
+};
+int sp_watch_start(struct sp_watch *w, pid_t tid, clockid_t clk,
+                   unsigned period_us);
+/* Stops it; w->first..w->last is what it saw. */
+void sp_watch_stop(struct sp_watch *w);
 
 /* The event-thread probe. */
 struct sp_probe {
