@@ -94,7 +94,8 @@ static void *watcher(void *arg)
          * and is taken back (a negative share) in the window where it
          * ends. A run ends with the first window not asleep, whose share
          * (that correction, or a little sleep) goes into it. */
-        int64_t a = (int64_t)(t.wall - prev.wall) - (int64_t)(t.cpu - prev.cpu) -
+        int64_t a = (int64_t)(t.wall - prev.wall) -
+                    (int64_t)(t.cpu - prev.cpu) -
                     (int64_t)(t.run_delay - prev.run_delay);
         w->windows++;
         w->chain_ns += a;

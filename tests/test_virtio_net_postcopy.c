@@ -442,8 +442,8 @@ Test(virtio_net_postcopy, receive_traffic_across_the_switchover)
                  "a page was waited for %llu us",
                  (unsigned long long)d.pc.fault_max_us);
     cr_assert_gt(d.vcpu_windows, 10);
-    uint64_t block = d.vcpu_asleep < d.vcpu_block_max ? d.vcpu_asleep
-                                                      : d.vcpu_block_max;
+    uint64_t block =
+        d.vcpu_asleep < d.vcpu_block_max ? d.vcpu_asleep : d.vcpu_block_max;
     cr_assert_lt(block, HELD_UP_NS,
                  "the vCPU thread may have been blocked %.2f ms (asleep "
                  "%.2f ms in all)",

@@ -72,8 +72,7 @@ static int listener(const char *ip)
     cr_assert_geq(s, 0);
     int one = 1;
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons(TCP_PORT)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(TCP_PORT)};
     inet_pton(AF_INET, ip, &a.sin_addr);
     cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s",
                  strerror(errno));
@@ -158,20 +157,19 @@ static struct result stream(const char *ip, int ls)
     stats(&g, &r.s);
     r.o = finish(&g);
     close(c);
-    fprintf(stderr,
-            "TSO to %s: guest to host %u bytes in %u frames with a GSO "
-            "header (the largest %u bytes), %u retransmits; host receive "
-            "MSS %u; host to guest %u bytes, %u frames with a GSO header "
-            "(the largest TCP payload %u bytes), %u merged, %u out of "
-            "order; device tx %llu packets %llu bytes, rx %llu packets "
-            "%llu bytes\n",
-            ip, r.o.tcp_acked, r.o.tso_frames, r.o.tso_max, r.o.tcp_retx,
-            r.ti.tcpi_rcv_mss, r.o.tcp_rx_bytes, r.o.gso_rx_frames,
-            r.o.gso_rx_max, r.o.rx_merged, r.o.tcp_rx_ooo,
-            (unsigned long long)r.s.tx_packets,
-            (unsigned long long)r.s.tx_bytes,
-            (unsigned long long)r.s.rx_packets,
-            (unsigned long long)r.s.rx_bytes);
+    fprintf(
+        stderr,
+        "TSO to %s: guest to host %u bytes in %u frames with a GSO "
+        "header (the largest %u bytes), %u retransmits; host receive "
+        "MSS %u; host to guest %u bytes, %u frames with a GSO header "
+        "(the largest TCP payload %u bytes), %u merged, %u out of "
+        "order; device tx %llu packets %llu bytes, rx %llu packets "
+        "%llu bytes\n",
+        ip, r.o.tcp_acked, r.o.tso_frames, r.o.tso_max, r.o.tcp_retx,
+        r.ti.tcpi_rcv_mss, r.o.tcp_rx_bytes, r.o.gso_rx_frames, r.o.gso_rx_max,
+        r.o.rx_merged, r.o.tcp_rx_ooo, (unsigned long long)r.s.tx_packets,
+        (unsigned long long)r.s.tx_bytes, (unsigned long long)r.s.rx_packets,
+        (unsigned long long)r.s.rx_bytes);
 
     const struct vn_out *v = &r.o;
     cr_assert_eq(v->error, 0, "the guest failed (0x%x)", v->detail);
@@ -352,12 +350,12 @@ Test(virtio_net_tso, tcp_stream_routed_and_segmented_by_the_host)
     struct sockaddr_ll from;
     for (;;) {
         socklen_t fl = sizeof(from);
-        ssize_t k = recvfrom(p, pkt, sizeof(pkt), 0, (struct sockaddr *)&from,
-                             &fl);
+        ssize_t k =
+            recvfrom(p, pkt, sizeof(pkt), 0, (struct sockaddr *)&from, &fl);
         if (k < 0)
             break;
-        if (from.sll_pkttype == PACKET_OUTGOING && k > 14 &&
-            pkt[12] == 0x08 && pkt[13] == 0x00)
+        if (from.sll_pkttype == PACKET_OUTGOING && k > 14 && pkt[12] == 0x08 &&
+            pkt[13] == 0x00)
             segment(&sg, pkt + 14, (size_t)k - 14);
     }
     struct tpacket_stats ps;

@@ -354,8 +354,8 @@ int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
     return reg ? 0 : -EFAULT;
 }
 
-static int translate(hvc_vm *vm, uint64_t guest_addr, size_t length,
-                     void **out, bool wait)
+static int translate(hvc_vm *vm, uint64_t guest_addr, size_t length, void **out,
+                     bool wait)
 {
     if (!vm || !out)
         return hvi_error(-EINVAL, "hvc_vm_gpa_to_hva: NULL argument");

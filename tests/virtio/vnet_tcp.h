@@ -117,7 +117,7 @@ static int tcp_send_data(void)
         h[6] = ETH + 20; /* csum_start */
         h[8] = 16;       /* csum_offset */
         if ((dev.drv_features & VN_F_HOST_TSO4) && len > tcp_mss()) {
-            h[1] = 1; /* VIRTIO_NET_HDR_GSO_TCPV4 */
+            h[1] = 1;        /* VIRTIO_NET_HDR_GSO_TCPV4 */
             h[2] = ETH + 40; /* hdr_len */
             h[4] = (uint8_t)tcp_mss();
             h[5] = (uint8_t)(tcp_mss() >> 8);
@@ -143,8 +143,7 @@ static void on_tcp(const volatile uint8_t *h, const volatile uint8_t *ip,
                    uint32_t iplen)
 {
     const volatile uint8_t *t = ip + 20;
-    if (iplen < 40 || be16(t) != cmd->tcp_port ||
-        be16(t + 2) != TCP_GUEST_PORT)
+    if (iplen < 40 || be16(t) != cmd->tcp_port || be16(t + 2) != TCP_GUEST_PORT)
         return;
     uint32_t doff = (uint32_t)(t[12] >> 4) * 4;
     if (doff < 20 || doff > iplen - 20)
@@ -205,9 +204,8 @@ static void tcp_poll(void)
     if (!host_known || out->error)
         return;
     uint64_t now = vd_rdtsc();
-    if (out->tcp_state == VN_TCP_NONE ||
-        (out->tcp_state == VN_TCP_SYN_SENT &&
-         now - tcp_progress > cmd->tcp_rto)) {
+    if (out->tcp_state == VN_TCP_NONE || (out->tcp_state == VN_TCP_SYN_SENT &&
+                                          now - tcp_progress > cmd->tcp_rto)) {
         tcp_ctl(TCP_SYN, TCP_ISS);
         out->tcp_state = VN_TCP_SYN_SENT;
         tcp_progress = now;
