@@ -95,6 +95,8 @@ static int tcp_send_data(void)
     uint32_t len = end - snd_nxt, max = cmd->tcp_frame ? cmd->tcp_frame : 61440;
     if (len > snd_wnd - inflight)
         len = snd_wnd - inflight;
+    if (max > 61440) /* VN_TSOTX's 64 KiB, and an IPv4 length */
+        max = 61440;
     if (len > max)
         len = max;
     /* one descriptor: header, Ethernet, IPv4, TCP, payload */
