@@ -337,6 +337,13 @@ void hvi_dirty_drop(hvc_memory_region *r);
  * (every page is present); post-copy installs its own. */
 int hvi_vm_gpa_present(hvc_vm *vm, uint64_t gpa, uint64_t len);
 void hvi_vm_set_present_hook(hvc_vm *vm, hvi_present_fn fn, void *opaque);
+/* memory.c (net16): hvc_vm_gpa_to_hva() without waiting for pages of an
+ * incoming post-copy that have not arrived: for a caller that asks
+ * hvi_vm_gpa_present() before it touches the bytes (the virtqueue walk of
+ * virtio-net's receive queue), so that a missing buffer is set aside
+ * rather than waited on. Errors as hvc_vm_gpa_to_hva(). */
+int hvi_vm_gpa_to_hva_nowait(hvc_vm *vm, uint64_t guest_addr, size_t length,
+                             void **out);
 
 /* record.c: self-describing state records (tagged, typed fields). */
 enum { HVI_REC_U64 = 1, HVI_REC_BYTES = 2 };

@@ -354,8 +354,8 @@ int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
     return reg ? 0 : -EFAULT;
 }
 
-int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
-                      void **out)
+static int translate(hvc_vm *vm, uint64_t guest_addr, size_t length, void **out,
+                     bool wait)
 {
     if (!vm || !out)
         return hvi_error(-EINVAL, "hvc_vm_gpa_to_hva: NULL argument");
@@ -363,7 +363,7 @@ int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
         return hvi_error(-EINVAL,
                          "hvc_vm_gpa_to_hva(0x%" PRIx64 "): zero length",
                          guest_addr);
-    int pc = hvi_postcopy_fetch(vm, guest_addr, length);
+    int pc = wait ? hvi_postcopy_fetch(vm, guest_addr, length) : 0;
     if (pc < 0)
         return pc;
     pthread_rwlock_rdlock(&vm->mem_lock);
@@ -374,6 +374,18 @@ int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
         return -EFAULT;
     *out = p;
     return 0;
+}
+
+int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
+                      void **out)
+{
+    return translate(vm, guest_addr, length, out, true);
+}
+
+int hvi_vm_gpa_to_hva_nowait(hvc_vm *vm, uint64_t guest_addr, size_t length,
+                             void **out)
+{
+    return translate(vm, guest_addr, length, out, false);
 }
 
 int hvc_vm_mark_dirty(hvc_vm *vm, uint64_t guest_addr, size_t length)

@@ -63,6 +63,9 @@ struct hvi_pc_source {
     hvc_migrate_stats *st;
 };
 int hvi_pc_send(struct hvi_pc_source *src);
+/* Test knob (postcopy_send.c): microseconds the push pauses after each
+ * pushed run, serving requests meanwhile; 0 (the default) in the library. */
+extern unsigned hvi_pc_test_push_pause_us;
 
 /* The destination: after the stream up to END was read and checked, the
  * plan's pages are given back and guest memory registered with

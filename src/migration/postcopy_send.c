@@ -29,6 +29,15 @@
 #define PC_SNDBUF (32 << 10)
 #endif
 
+/* TEST KNOB, never set by the library (0: no pause). White-box tests that
+ * link the static library (tests/test_virtio_net_postcopy.c) set it so
+ * that pushed pages arrive late and the destination meets missing pages:
+ * after each pushed run the push pauses this many microseconds, serving
+ * requests meanwhile (a requested page is never delayed by it). Read once
+ * per post-copy by the sending thread; set it before hvc_vm_migrate_send.
+ * (Declared in postcopy.h.) */
+unsigned hvi_pc_test_push_pause_us;
+
 struct pcs {
     struct hvi_pc_source *src;
     int pfd;                        /* the page channel, or -1 */
@@ -368,10 +377,36 @@ static int open_channel(struct pcs *c)
     return 0;
 }
 
+/* The test knob's pause after a pushed run: waits up to @p us for
+ * requests from the destination, serving each at once. */
+static int push_pause(struct pcs *c, unsigned us)
+{
+    uint64_t end = now_ns() + (uint64_t)us * 1000u;
+    for (uint64_t t = now_ns(); t < end; t = now_ns()) {
+        struct pollfd p[2] = {{.fd = c->src->fd, .events = POLLIN},
+                              {.fd = c->pfd, .events = POLLIN}};
+        int left_ms = (int)((end - t + 999999u) / 1000000u);
+        int r = poll(p, c->pfd >= 0 ? 2 : 1, left_ms);
+        if (r < 0 && errno != EINTR)
+            return hvi_error(-errno, "post-copy: poll: %s",
+                             hvc_strerror(-errno));
+        for (int k = 0; r > 0 && k < (c->pfd >= 0 ? 2 : 1); k++)
+            if ((p[k].revents & (POLLIN | POLLHUP | POLLERR)) &&
+                (r = read_msgs(c, k)) < 0)
+                return r;
+        if (r < 0)
+            return r;
+        if (c->head != c->tail && (r = serve(c)) < 0)
+            return r;
+    }
+    return 0;
+}
+
 static int push(struct pcs *c)
 {
     size_t ri = 0;
     uint64_t pg = 0;
+    unsigned pause_us = hvi_pc_test_push_pause_us;
     while (c->left) {
         int r = read_msgs(c, 0);
         if (r == 0 && c->pfd >= 0)
@@ -391,6 +426,8 @@ static int push(struct pcs *c)
         if ((r = send_run(c, ri, pg, n, false)) < 0)
             return r;
         pg += n;
+        if (pause_us && c->left && (r = push_pause(c, pause_us)) < 0)
+            return r;
     }
     return 0;
 }

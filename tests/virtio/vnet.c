@@ -21,6 +21,10 @@ static int host_known;
 static uint16_t tx_free[VN_NTX];
 static uint32_t nr_tx_free;
 static uint32_t last_seq;
+/* VN_TCP: the last transmit slot is the large frame's (VN_TSOTX), never
+ * a small buffer's; busy while the device has it */
+#define TSO_SLOT (VN_NTX - 1)
+static int tso_busy;
 static uint16_t ip_id;
 
 /* Where the receive buffers are: cmd->rx_base, or VN_RXBUF. */
@@ -75,9 +79,12 @@ static uint16_t fold(uint32_t s)
 static void reclaim_tx(void)
 {
     uint32_t id, len;
-    while (vd_get_used(&txq, &id, &len))
-        if (id < VN_NTX)
+    while (vd_get_used(&txq, &id, &len)) {
+        if (cmd->mode == VN_TCP && id == TSO_SLOT)
+            tso_busy = 0;
+        else if (id < VN_NTX)
             tx_free[nr_tx_free++] = (uint16_t)id;
+    }
 }
 
 /* A transmit buffer to fill: its frame part (after the header); waits for
@@ -283,6 +290,8 @@ static void on_udp(const volatile uint8_t *h, const volatile uint8_t *ip,
     out->udp_rx++;
 }
 
+#include "vnet_tcp.h"
+
 static void on_frame(const volatile uint8_t *h, uint32_t len)
 {
     const volatile uint8_t *f = h + HDR;
@@ -306,11 +315,13 @@ static void on_frame(const volatile uint8_t *h, uint32_t len)
         on_icmp(f, ip, iplen);
     else if (ip[9] == 17)
         on_udp(h, ip, iplen);
+    else if (ip[9] == 6 && cmd->mode == VN_TCP)
+        on_tcp(h, ip, iplen);
 }
 
 /* A packet in several buffers (VIRTIO_NET_F_MRG_RXBUF: num_buffers in
  * the first one's header) is put together here. */
-static uint8_t frame[2 * VN_BUFSZ];
+static volatile uint8_t *const frame = (volatile uint8_t *)(uint64_t)VN_BIGRX;
 
 static volatile uint8_t *rx_buf(uint32_t id)
 {
@@ -339,7 +350,7 @@ static void poll_rx(void)
                       !vd_get_used(&rxq, &id, &len) || id >= VN_NRX))
                 return;
             b = rx_buf(id);
-            for (uint32_t i = 0; i < len && total < sizeof(frame); i++)
+            for (uint32_t i = 0; i < len && total < VN_BIGRX_LEN; i++)
                 frame[total++] = b[i];
             post_rx((uint16_t)id);
             n++;
@@ -394,7 +405,8 @@ static int setup(void)
     copy(out->mac, mac, 6);
     nr_tx_free = 0;
     for (uint32_t i = VN_NTX; i-- > 0;)
-        tx_free[nr_tx_free++] = (uint16_t)i;
+        if (cmd->mode != VN_TCP || i != TSO_SLOT)
+            tx_free[nr_tx_free++] = (uint16_t)i;
     for (uint16_t i = 0; i < VN_NRX; i++)
         post_rx(i);
     vd_publish(&rxq);
@@ -452,6 +464,7 @@ static void builtin_cmd(void)
     cmd->stop = 0;
     cmd->rx_buf_len = 0;
     cmd->rx_base = 0;
+    cmd->gap_epoch = 0;
     cmd->magic = VN_MAGIC;
 }
 #endif
@@ -465,7 +478,7 @@ VD_GUEST_ENTRY
     if (cmd->magic != VN_MAGIC)
         return VT_E_CMD;
     int r;
-    if (cmd->mode != VN_TRAFFIC) {
+    if (cmd->mode != VN_TRAFFIC && cmd->mode != VN_TCP) {
         /* set up the queues without buffers, then the bad request */
         if ((r = vd_probe(&dev, VN_BASE, 1)) || (r = vd_init(&dev, 0)))
             return r;
@@ -483,10 +496,26 @@ VD_GUEST_ENTRY
         out->error = (uint32_t)r;
         return r;
     }
-    uint64_t next_udp = vd_rdtsc(), next_arp = 0;
+    uint64_t next_udp = vd_rdtsc(), next_arp = 0, prev = 0;
     uint32_t pings = 0, loops = 0;
     while (!cmd->stop) {
         out->loops = ++loops;
+        /* The loop gap: how long this vCPU went without a pass (it never
+         * halts, so a vCPU held up anywhere shows here), since the host's
+         * last epoch (a migration's downtime is not measured). */
+        uint64_t t = vd_rdtsc();
+        if (cmd->gap_epoch != out->gap_epoch) {
+            out->gap_epoch = cmd->gap_epoch;
+            out->gap_max = 0;
+            out->gap_loops = out->gap_max_loop = 0;
+            prev = t;
+        }
+        if (prev && t - prev > out->gap_max) {
+            out->gap_max = t - prev;
+            out->gap_max_loop = out->gap_loops;
+        }
+        out->gap_loops++;
+        prev = t;
         poll_rx();
         reclaim_tx();
         uint64_t now = vd_rdtsc();
@@ -494,6 +523,8 @@ VD_GUEST_ENTRY
             arp(1, bcast, zero6, cmd->host_ip, cmd->guest_ip);
             next_arp = now + cmd->udp_interval * 50 + 1000000;
         }
+        if (cmd->mode == VN_TCP)
+            tcp_poll();
         if (host_known && pings < cmd->pings)
             send_ping((uint16_t)++pings);
         if (host_known && out->udp_sent < cmd->udp_count && now >= next_udp) {

@@ -4,7 +4,9 @@
  * Faulty buffers. Before it writes a packet into a buffer the device asks
  * whether the buffer's pages are present (hvi_vm_gpa_present(): under
  * post-copy a page may not have arrived yet, and touching it would stall
- * this thread until it does). A buffer with a missing page is not waited
+ * this thread until it does). The walk of this queue does not wait for a
+ * buffer's pages (the model's unfetched_queues, virtio_dev.h): only this
+ * question looks at them. A buffer with a missing page is not waited
  * on: it goes on the list of spare buffers, marked faulty (its page is
  * requested by the question itself), and the packet goes to the next
  * buffer. Spare buffers come first for every later packet: a faulty one

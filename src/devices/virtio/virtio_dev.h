@@ -145,6 +145,12 @@ struct vdev_model {
      * (hvc_device_ops::handover_fds); -1 for an empty slot */
     int (*handover_fds)(struct vdev *d, int *fds, size_t capacity,
                         size_t *count);
+    /* (net16) bit q set: the walk translates queue q's buffers without
+     * waiting for pages still to come in an incoming post-copy; the model
+     * asks hvi_vm_gpa_present() before it touches one, and sets aside a
+     * buffer that is not there yet (virtio-net's receive queue). Rings and
+     * descriptors are still waited for. */
+    uint32_t unfetched_queues;
 };
 
 struct vdev {

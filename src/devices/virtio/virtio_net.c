@@ -306,6 +306,7 @@ static const struct vdev_model net_model = {
     .save = hvi_net_save,
     .load = hvi_net_load,
     .handover_fds = net_handover_fds,
+    .unfetched_queues = 1u << NET_RXQ,
 };
 
 static const struct vdev_model net_model_plain = {
@@ -323,6 +324,7 @@ static const struct vdev_model net_model_plain = {
     .save = hvi_net_save,
     .load = hvi_net_load,
     .handover_fds = net_handover_fds,
+    .unfetched_queues = 1u << NET_RXQ,
 };
 
 static struct net *net_of(hvc_device *dev, const char *fn)

@@ -85,6 +85,8 @@ int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head, struct vq_elem *e)
     e->nr_out = e->nr_in = 0;
     e->out_len = e->in_len = 0;
     e->refused = 0;
+    /* the model looks at these buffers' pages itself (vdev_model) */
+    bool unfetched = d->model->unfetched_queues >> (q - d->vq) & 1;
     uint16_t i = head;
     for (unsigned n = 0;; n++) {
         if (n == q->num) {
@@ -117,7 +119,10 @@ int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head, struct vq_elem *e)
         }
         if (desc.len) {
             void *hva;
-            if (hvc_vm_gpa_to_hva(d->vm, desc.addr, desc.len, &hva) < 0) {
+            if ((unfetched ? hvi_vm_gpa_to_hva_nowait(d->vm, desc.addr,
+                                                      desc.len, &hva)
+                           : hvc_vm_gpa_to_hva(d->vm, desc.addr, desc.len,
+                                               &hva)) < 0) {
                 hvi_vdev_fail(d,
                               "descriptor %u buffer 0x%" PRIx64 "+0x%x lies "
                               "outside guest RAM",
