@@ -324,7 +324,10 @@ enum {
     HVI_X86_PIT_RW_WORD1 = 4  /* LSB then MSB: MSB next */
 };
 
-/* One counter of the 8254. */
+#define HVI_X86_PIT_UNPROGRAMMED 0xffu
+
+/* One counter of the 8254. read_state, write_state and rw_mode are 0 for a
+ * counter never programmed. */
 struct hvi_x86_pit_channel {
     uint32_t count;         /* the reload value, 1..0x10000 (0 means 0x10000) */
     uint16_t latched_count; /* the output latch of a counter-latch command */
@@ -335,7 +338,8 @@ struct hvi_x86_pit_channel {
     uint8_t write_state;    /* HVI_X86_PIT_RW_*: the next write's byte */
     uint8_t write_latch;    /* the LSB written, awaiting the MSB */
     uint8_t rw_mode;        /* the control word's access mode, 1..3 */
-    uint8_t mode;           /* counting mode, 0..5 */
+    uint8_t mode; /* counting mode 0..5; HVI_X86_PIT_UNPROGRAMMED before the
+                   * first control word */
     uint8_t bcd;            /* BCD counting */
     uint8_t gate;           /* the GATE input */
     /* Nanoseconds since the count was loaded, at the save, so a restore
