@@ -152,8 +152,8 @@ int hvi_read_header(struct hvi_in *in, const char *backend, const uint8_t *key,
     snprintf(in->backend, sizeof(in->backend), "%s", be);
     if (strcmp(be, backend) != 0)
         hvi_log(HVC_LOG_INFO,
-                "restoring a stream written under backend \"%s\" on \"%s\"",
-                be, backend);
+                "restoring a stream written under backend \"%s\" on \"%s\"", be,
+                backend);
     uint32_t page = hvi_get32(h + 40);
     if (page != HVI_PAGE)
         return hvi_fail(NULL, -EPROTO, "page size %u, not %u", page, HVI_PAGE);

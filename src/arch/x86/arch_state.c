@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define BAD(what, field, value)                                                \
-    hvi_error(-EINVAL, "%s state: %s 0x%" PRIx64 " is invalid", what, field,  \
+    hvi_error(-EINVAL, "%s state: %s 0x%" PRIx64 " is invalid", what, field,   \
               (uint64_t)(value))
 
 /* RFLAGS: bit 1 reads as one; 3, 5, 15 and 22..63 are reserved. */
@@ -52,8 +52,9 @@ static int check_counted(const char *what, const struct hvi_x86_state_hdr *h,
                          uint32_t max, size_t entry)
 {
     if (length < fixed)
-        return hvi_error(-EINVAL, "%s state: %zu bytes, less than its %zu-byte "
-                                  "header",
+        return hvi_error(-EINVAL,
+                         "%s state: %zu bytes, less than its %zu-byte "
+                         "header",
                          what, length, fixed);
     if (count > max)
         return BAD(what, "count", count);
@@ -96,10 +97,11 @@ int hvi_x86_check_sregs(const struct hvi_x86_sregs *s, size_t length)
         const struct hvi_x86_segment *g = &s->segments[i];
         bool dtr = HVC_X86_CS + i >= HVC_X86_GDTR;
         if (g->id != HVC_X86_CS + i)
-            return hvi_error(-EINVAL,
-                             "SREGS state: segment %u has register id 0x%" PRIx64
-                             ", not 0x%x",
-                             i, g->id, HVC_X86_CS + i);
+            return hvi_error(
+                -EINVAL,
+                "SREGS state: segment %u has register id 0x%" PRIx64
+                ", not 0x%x",
+                i, g->id, HVC_X86_CS + i);
         if (g->reserved0 || g->reserved1)
             return hvi_error(-EINVAL,
                              "SREGS state: segment 0x%" PRIx64
@@ -129,16 +131,16 @@ int hvi_x86_check_sregs(const struct hvi_x86_sregs *s, size_t length)
 /* Carried by other records (arch_state.h). */
 static bool msr_elsewhere(uint32_t index)
 {
-    return index == 0x10 || index == 0x3b || index == 0x6e0 ||
-           index == 0x1b || index == 0xc0000080u;
+    return index == 0x10 || index == 0x3b || index == 0x6e0 || index == 0x1b ||
+           index == 0xc0000080u;
 }
 
 int hvi_x86_check_msrs(const struct hvi_x86_msrs *m, size_t length)
 {
     const char *what = "MSRS";
     int e = check_counted(what, &m->hdr, length, sizeof(*m),
-                          length >= sizeof(*m) ? m->count : 0,
-                          HVI_X86_MAX_MSRS, sizeof(m->entries[0]));
+                          length >= sizeof(*m) ? m->count : 0, HVI_X86_MAX_MSRS,
+                          sizeof(m->entries[0]));
     if (e < 0)
         return e;
     if (m->reserved)
@@ -168,8 +170,9 @@ int hvi_x86_check_xsave(const struct hvi_x86_xsave *x, size_t length)
 {
     const char *what = "XSAVE";
     if (length < sizeof(*x))
-        return hvi_error(-EINVAL, "XSAVE state: %zu bytes, less than its "
-                                  "header",
+        return hvi_error(-EINVAL,
+                         "XSAVE state: %zu bytes, less than its "
+                         "header",
                          length);
     if (x->xsave_size < HVI_X86_XSAVE_MIN || x->xsave_size > HVI_X86_XSAVE_MAX)
         return BAD(what, "area size", x->xsave_size);
@@ -217,8 +220,7 @@ int hvi_x86_check_events(const struct hvi_x86_events *ev, size_t length)
     if (ev->interrupt_shadow & ~(HVI_X86_SHADOW_STI | HVI_X86_SHADOW_MOV_SS))
         return BAD(what, "interrupt shadow", ev->interrupt_shadow);
     if (!all_zero(ev->reserved0, sizeof(ev->reserved0)) || ev->reserved1)
-        return hvi_error(-EINVAL,
-                         "EVENTS state: reserved fields are not zero");
+        return hvi_error(-EINVAL, "EVENTS state: reserved fields are not zero");
     return 0;
 }
 

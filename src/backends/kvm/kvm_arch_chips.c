@@ -138,9 +138,8 @@ static void pit_from_kvm(struct hvi_x86_pit *a, const struct kvm_pit_state2 *k)
         d->mode = c->mode;
         d->bcd = c->bcd;
         d->gate = c->gate;
-        d->elapsed_ns = now > c->count_load_time
-                            ? (uint64_t)(now - c->count_load_time)
-                            : 0;
+        d->elapsed_ns =
+            now > c->count_load_time ? (uint64_t)(now - c->count_load_time) : 0;
     }
 }
 

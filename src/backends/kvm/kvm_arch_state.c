@@ -174,12 +174,11 @@ static int set_sregs(struct hvi_kvm_vcpu *v, const struct hvi_x86_sregs *a)
     k.apic_base = a->apic_base;
     if (ioctl(v->fd, KVM_SET_SREGS, &k) < 0) {
         int e = errno;
-        return hvi_error(-e,
-                         "SREGS state: KVM refused it (CR0 0x%" PRIx64
-                         ", CR4 0x%" PRIx64 ", EFER 0x%" PRIx64
-                         ", IA32_APIC_BASE 0x%" PRIx64 "): %s",
-                         a->cr0, a->cr4, a->efer, a->apic_base,
-                         hvc_strerror(-e));
+        return hvi_error(
+            -e,
+            "SREGS state: KVM refused it (CR0 0x%" PRIx64 ", CR4 0x%" PRIx64
+            ", EFER 0x%" PRIx64 ", IA32_APIC_BASE 0x%" PRIx64 "): %s",
+            a->cr0, a->cr4, a->efer, a->apic_base, hvc_strerror(-e));
     }
     struct kvm_debugregs d;
     memset(&d, 0, sizeof(d));
@@ -209,8 +208,8 @@ static bool has_xcrs(struct hvi_kvm_vcpu *v)
 static int get_xsave(struct hvi_kvm_vcpu *v, struct hvi_x86_xsave *a)
 {
     /* KVM's XSAVE blob is the standard format already (XCOMP_BV 0). */
-    unsigned long req = v->fpu_mode == HVI_FPU_XSAVE2 ? KVM_GET_XSAVE2
-                                                      : KVM_GET_XSAVE;
+    unsigned long req =
+        v->fpu_mode == HVI_FPU_XSAVE2 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
     if (ioctl(v->fd, req, a->area) < 0)
         return fail("XSAVE", "KVM_GET_XSAVE", errno);
     a->xsave_size = (uint32_t)v->fpu_size;
@@ -251,10 +250,9 @@ static int set_xsave(struct hvi_kvm_vcpu *v, const struct hvi_x86_xsave *a)
         int e = errno;
         uint64_t bv;
         memcpy(&bv, area + HVI_X86_XSTATE_BV_OFFSET, 8);
-        r = hvi_error(-e,
-                      "XSAVE state: KVM refused it (XSTATE_BV 0x%" PRIx64
-                      "): %s",
-                      bv, hvc_strerror(-e));
+        r = hvi_error(
+            -e, "XSAVE state: KVM refused it (XSTATE_BV 0x%" PRIx64 "): %s", bv,
+            hvc_strerror(-e));
     }
     free(area);
     if (r < 0)
@@ -356,8 +354,7 @@ static int get_events(struct hvi_kvm_vcpu *v, struct hvi_x86_events *a)
         if (k.smi.latched_init)
             f |= HVI_X86_EV_INIT_LATCHED;
     }
-    if ((k.flags & KVM_VCPUEVENT_VALID_TRIPLE_FAULT) &&
-        k.triple_fault.pending)
+    if ((k.flags & KVM_VCPUEVENT_VALID_TRIPLE_FAULT) && k.triple_fault.pending)
         f |= HVI_X86_EV_TRIPLE_FAULT;
     a->flags = f;
     return 0;

@@ -71,9 +71,9 @@ static const char *kind_name(uint32_t kind)
 /* A kind of stream format 1 (KVM's structs) or one never defined. */
 static int unknown_kind(const char *what, uint32_t kind)
 {
-    bool retired = kind <= HVC_BACKEND_VCPU_REGS ||
-                   (kind >= HVC_BACKEND_VM_PIC_MASTER &&
-                    kind <= HVC_BACKEND_VM_PIT);
+    bool retired =
+        kind <= HVC_BACKEND_VCPU_REGS ||
+        (kind >= HVC_BACKEND_VM_PIC_MASTER && kind <= HVC_BACKEND_VM_PIT);
     return hvi_error(-EINVAL, "%s state kind %u%s", what, kind,
                      retired ? " is retired (it held KVM's structs in "
                                "stream format 1)"
@@ -124,8 +124,8 @@ static int list_host_msrs(struct hvi_kvm *k)
     for (int tries = 0; tries < 4; tries++) {
         uint32_t n = probe.nmsrs;
         if (n > MAX_HOST_MSRS)
-            return hvi_kvm_state_bad(HVC_BACKEND_VCPU_ARCH_MSRS, "host MSR count",
-                                     n);
+            return hvi_kvm_state_bad(HVC_BACKEND_VCPU_ARCH_MSRS,
+                                     "host MSR count", n);
         struct kvm_msr_list *l = calloc(1, sizeof(*l) + n * sizeof(uint32_t));
         if (!l)
             return hvi_error(-ENOMEM, "MSRS state: out of memory");
@@ -215,7 +215,6 @@ static int probe_vcpu_msrs(struct hvi_kvm_vcpu *v)
     v->msrs_probed = true;
     return 0;
 }
-
 
 /* The MSRS kind: @p bytes is the size vcpu_state_size() gave. */
 static int get_msrs(struct hvi_kvm_vcpu *v, void *buf, size_t bytes)
@@ -435,8 +434,7 @@ int hvi_kvm_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
         if ((r = read_cpuid(v, &a, &n)) < 0)
             return r;
         if (n != length)
-            r = hvi_error(-EIO, "CPUID state: changed to %u entries",
-                          a->count);
+            r = hvi_error(-EIO, "CPUID state: changed to %u entries", a->count);
         else
             memcpy(buf, a, length);
         free(a);
