@@ -327,13 +327,14 @@ Test(migration_arch, hostile_fields_are_refused_by_name)
 {
     static const struct {
         uint16_t sec, tag;
-        size_t off;
+        long off; /* from the blob; -4: the field's length */
         unsigned width;
         uint64_t value;
         const char *want;
     } cases[] = {
         {SEC_VCPU, 10, 0, 4, 7, "REGS state: layout version 7"},
         {SEC_VCPU, 10, 4, 4, 300, "REGS state: size field 300"},
+        {SEC_VCPU, 10, -4, 4, 4, "REGS state: 4 bytes, its layout has 304"},
         {SEC_VCPU, 10, 16 + 3 * 16, 8, 0x99, "register id 0x99"},
         {SEC_VCPU, 10, 16 + 17 * 16 + 8, 8, 0, "RFLAGS 0x0 is invalid"},
         {SEC_VCPU, 11, 16 + 24, 4, 0xfffff0ffu,
@@ -364,7 +365,8 @@ Test(migration_arch, hostile_fields_are_refused_by_name)
         memcpy(c, s, len);
         size_t plen;
         uint8_t *p = (uint8_t *)section(c, len, cases[i].sec, 0, &plen);
-        size_t at = field_at(p, plen, cases[i].tag) + cases[i].off;
+        size_t at =
+            (size_t)((long)field_at(p, plen, cases[i].tag) + cases[i].off);
         memcpy(p + at, &cases[i].value, cases[i].width);
         uint8_t *h = p - SEC_HDR;
         uint32_t crc = migt_crc32c(migt_crc32c(0, h, 20), p, plen);
