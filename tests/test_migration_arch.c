@@ -470,3 +470,68 @@ Test(migration_arch, records_survive_a_round_trip)
     free(s);
     migt_close(&m);
 }
+
+static bool has_section(const uint8_t *s, size_t len, uint16_t id)
+{
+    for (size_t at = HDR; at + SEC_HDR <= len;) {
+        uint16_t sid;
+        memcpy(&sid, s + at, 2);
+        if (sid == id)
+            return true;
+        if (sid == 0xffff)
+            break;
+        at += SEC_HDR + get64(s + at + 8);
+    }
+    return false;
+}
+
+static bool has_field(const uint8_t *p, size_t len, uint16_t tag)
+{
+    for (size_t o = 0; o + 8 <= len;) {
+        uint16_t t;
+        memcpy(&t, p + o, 2);
+        if (t == tag)
+            return true;
+        o += 8 + ((get32(p + o + 4) + 7u) & ~7u);
+    }
+    return false;
+}
+
+/* Without an in-kernel irqchip: no LAPIC record and no IRQCHIP section;
+ * a vCPU saved after its HLT exit goes on after the HLT when restored. */
+Test(migration_arch, a_vm_without_irqchip)
+{
+    hvt t;
+    hvt_open(&t, HVC_VM_NO_IRQCHIP);
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
+    so.name = "com1";
+    HVT_OK(hvc_serial_create(t.vm, &so, NULL));
+    hvt_load(t.vm, "hlt64");
+    hvc_vcpu *v = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
+    const hvc_exit *e;
+    HVT_OK(hvc_vcpu_run(v, &e));
+    cr_assert_eq(e->reason, HVC_EXIT_HLT);
+    uint64_t rip = hvt_reg(v, HVC_X86_RIP);
+    migt m = {.hv = t.hv, .vm = t.vm};
+    size_t len, plen, n;
+    uint8_t *s = migt_save_mem(&m, NULL, NULL, &len);
+    cr_assert(!has_section(s, len, SEC_IRQCHIP));
+    const uint8_t *p = section(s, len, SEC_VCPU, 0, &plen);
+    cr_assert(!has_field(p, plen, HVC_BACKEND_VCPU_ARCH_LAPIC));
+    struct hvi_x86_regs *g = field(p, plen, HVC_BACKEND_VCPU_ARCH_REGS, &n);
+    cr_assert_eq(g->regs[HVC_X86_RIP].value, rip);
+    free(g);
+    struct hvi_x86_events *ev =
+        field(p, plen, HVC_BACKEND_VCPU_ARCH_EVENTS, &n);
+    cr_assert_eq(ev->activity, HVI_X86_ACT_ACTIVE);
+    free(ev);
+    hvc_vm *vm = NULL;
+    HVT_OK(migt_restore_mem_vm(t.hv, s, len, NULL, NULL, &vm));
+    hvc_vcpu *v2;
+    HVT_OK(hvc_vm_get_vcpu(vm, 0, &v2));
+    cr_assert_eq(hvt_reg(v2, HVC_X86_RIP), rip);
+    cr_assert_eq(hvt_run_done(v2), 0x48);
+    HVT_OK(hvc_vm_destroy(vm));
+    free(s);
+    hvt_close(&t);
+}
