@@ -19,7 +19,7 @@
  *   its counts give;
  * - blobs from a stream are hostile: a reader checks every field (reserved
  *   fields zero, counts bounded, enumerations in range) and names the field
- *   and its value when it refuses one (hvi_x86_state_check_* in
+ *   and its value when it refuses one (hvi_x86_check_* in
  *   arch_state.c do the checks that do not depend on the backend).
  *
  * Sizes are fixed by _Static_assert below and never change for a version;
