@@ -69,9 +69,9 @@ enum {
     HVI_CFG_NR_DEVICES = 9
 };
 
-/* Tag of the FPU/XSAVE blob in a VCPU record; backend blobs use their
- * hvc_backend_state number as tag. */
-#define HVI_VCPU_FPU HVI_STATE_FPU
+/* A VCPU or IRQCHIP record tags each state blob with its hvc_backend_state
+ * kind (the architectural layouts of src/arch/x86/arch_state.h); format 1's
+ * XSAVE tag 200 is never written (kind 13 carries XSAVE). */
 
 struct hvi_crypt;
 
@@ -158,6 +158,7 @@ struct hvi_in {
     void *opaque;
     struct hvi_crypt *crypt;
     uint32_t header_flags;
+    char backend[9]; /* the writer's backend, information only */
     bool can_map; /* fd is a regular file: MEMORY runs may be mapped */
     struct hvi_handover *ho; /* a hand-over's descriptors, or NULL */
     bool verify_mapped;
