@@ -458,8 +458,10 @@ typedef struct hvc_migrate_stats {
     /** Connections that carried guest memory, the main one included (1
      * without hvc_migrate_options::connections). */
     uint32_t connections;
-    /** Reserved; 0. */
-    uint32_t reserved2;
+    /** Post-copy's page channel: 0 none (the page requests shared the
+     * main connection), 1 a socket passed along the unix connection, 2 a
+     * connection of its own to hvc_migrate_options::address. */
+    uint32_t postcopy_channel;
     /** Per connection (index 0: the main one; up to @c connections):
      * bytes of its memory records (section headers included), and the
      * guest pages they carried, every round. */

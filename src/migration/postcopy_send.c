@@ -364,6 +364,8 @@ static int open_channel(struct pcs *c)
     }
     if (sv[1] >= 0)
         close(sv[1]);
+    if (n == 8)
+        c->src->st->postcopy_channel = connected ? 2 : unix_sock ? 1 : 0;
     if (n != 8) {
         if (sv[0] >= 0)
             close(sv[0]);

@@ -56,6 +56,7 @@ static const struct field fields[] = {
     F64(postcopy_pages_lost),
     F64(postcopy_ms),
     F32(connections),
+    F32(postcopy_channel),
 };
 
 /* Appends to buf like snprintf, keeping count of the whole length. */
