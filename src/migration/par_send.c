@@ -186,6 +186,12 @@ static int do_jobs(struct conn *c)
         if (i >= p->njobs)
             return 0;
         int r = send_job(c, &p->jobs[i], p->round);
+        if (r < 0 && c->index &&
+            strncmp(hvc_last_error(), "memory connection", 17) != 0) {
+            char why[480];
+            snprintf(why, sizeof(why), "%s", hvc_last_error());
+            r = hvi_error(r, "memory connection %u: %s", c->index, why);
+        }
         if (r < 0)
             return fail(p, r);
     }
