@@ -13,6 +13,7 @@
 #include <hvcore.h>
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
