@@ -6,7 +6,8 @@
  * kinds alternating, RUNS times each. Not a timed test. Certificates for
  * TLS are made with the openssl command in a fresh directory.
  *
- *   migration_parallel [MEM_MIB [RUNS]]   (default 256 MiB, 3 runs) */
+ *   migration_parallel [MEM_MIB [RUNS [KIND]]]   (default 256 MiB, 3
+ *   runs, every kind; KIND 0-6 runs that one alone) */
 #define _GNU_SOURCE
 #include "bench_util.h"
 
@@ -98,6 +99,16 @@ static double once(hvc_hypervisor *hv, hvc_vm *vm, const struct kind *k)
     double t = bench_now_s();
     bench_check_hv(hvc_vm_migrate_send(vm, fd, &o, &s), k->name);
     t = bench_now_s() - t;
+    if (getenv("BENCH_VERBOSE"))
+        fprintf(stderr,
+                "%s: %.3f s: setup %llu ms, %u rounds, downtime %llu us "
+                "(ack wait %llu), bytes %llu+%llu+%llu\n",
+                k->name, t, (unsigned long long)s.setup_ms, s.rounds,
+                (unsigned long long)s.downtime_us,
+                (unsigned long long)s.ack_wait_us,
+                (unsigned long long)s.bytes_initial,
+                (unsigned long long)s.bytes_precopy,
+                (unsigned long long)s.bytes_final);
     close(fd);
     int status;
     if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
@@ -132,6 +143,7 @@ int main(int argc, char **argv)
 {
     uint64_t mib = argc > 1 ? strtoull(argv[1], NULL, 0) : 256;
     int runs = argc > 2 ? atoi(argv[2]) : 3;
+    int only = argc > 3 ? atoi(argv[3]) : -1;
     if (!mib || runs < 1 || runs > 50) {
         fprintf(stderr, "usage: %s [MEM_MIB [RUNS]]\n", argv[0]);
         return 2;
@@ -152,6 +164,10 @@ int main(int argc, char **argv)
     double v[K][50];
     for (int r = 0; r < runs; r++)
         for (int k = 0; k < K; k++) {
+            if (only >= 0 && k != only && k != 0) {
+                v[k][r] = v[0][r];
+                continue;
+            }
             hvc_vm *vm = new_vm(hv, mib);
             v[k][r] = once(hv, vm, &kinds[k]);
             hvc_vm_destroy(vm);

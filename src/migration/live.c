@@ -417,22 +417,28 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
     return 0;
 }
 
+/* Stream bytes written so far, on every connection. */
+static uint64_t sent(const struct live *l)
+{
+    return l->o.off + (l->par ? hvi_par_sent(l->par) : 0);
+}
+
 /* Pre-copy: the first pass, then rounds until the rest fits the budget
  * (or the rounds run out). */
 static int precopy(struct live *l)
 {
-    uint64_t t = now_ns(), before = l->o.off, last_sent = 0;
+    uint64_t t = now_ns(), before = sent(l), last_sent = 0;
     uint64_t last_pending = UINT64_MAX;
     hvi_pacer_init(&l->pacer, l->opts.bandwidth_mib, t);
     l->pages = 0;
     l->round = 1;
     int r = send_all(l);
-    l->st.bytes_initial = l->o.off - before;
+    l->st.bytes_initial = sent(l) - before;
     l->st.pages_initial = l->pages;
     l->st.rounds = 1;
     for (; r == 0;) {
         uint64_t now = now_ns(), pending;
-        uint64_t ns = now - t ? now - t : 1, bytes = l->o.off - before;
+        uint64_t ns = now - t ? now - t : 1, bytes = sent(l) - before;
         if ((r = fetch(l, &pending)) < 0)
             break;
         /* A round too short to measure keeps the last figure. */
@@ -485,12 +491,12 @@ static int precopy(struct live *l)
             (r = hvi_throttle_stop(&l->thr)) < 0)
             break;
         t = now;
-        before = l->o.off;
+        before = sent(l);
         l->pages = 0;
         l->round++;
         r = send_pending(l);
         last_sent = l->pages;
-        l->st.bytes_precopy += l->o.off - before;
+        l->st.bytes_precopy += sent(l) - before;
         l->st.pages_precopy += l->pages;
         l->st.rounds++;
     }
@@ -551,7 +557,7 @@ static int migrate(struct live *l)
     if ((r = hvi_throttle_stop(&l->thr)) < 0)
         return r;
     l->paused = true;
-    uint64_t paused = now_ns(), before = l->o.off, pending;
+    uint64_t paused = now_ns(), before = sent(l), pending;
     if ((r = hvc_vm_pause(l->vm)) < 0)
         return r;
     uint64_t t = now_ns();
@@ -576,7 +582,7 @@ static int migrate(struct live *l)
         if (r == 0)
             r = hvi_save_finish(l->vm, &l->o);
     }
-    l->st.bytes_final = l->o.off - before;
+    l->st.bytes_final = sent(l) - before;
     l->st.final_send_us = (now_ns() - t) / 1000u;
     if (r == 0 && !l->to_file) {
         l->final = true;

@@ -116,6 +116,8 @@ int hvi_par_run(struct hvi_par *p, uint32_t round);
 /* Ends every extra connection (CONN_END) and writes PARALLEL_END on the
  * main one: after the last round, before POSTCOPY or the vCPUs. */
 int hvi_par_finish(struct hvi_par *p);
+/* Bytes the extra connections carried so far (between rounds). */
+uint64_t hvi_par_sent(const struct hvi_par *p);
 /* Statistics per connection into @st. */
 void hvi_par_stats(const struct hvi_par *p, hvc_migrate_stats *st);
 /* Stops the workers and closes the extra connections. */

@@ -354,6 +354,14 @@ int hvi_par_finish(struct hvi_par *p)
     return r;
 }
 
+uint64_t hvi_par_sent(const struct hvi_par *p)
+{
+    uint64_t n = 0;
+    for (uint32_t k = 1; k < p->n; k++)
+        n += p->c[k].o.off - HVI_PAR_OFFSET(k);
+    return n;
+}
+
 void hvi_par_stats(const struct hvi_par *p, hvc_migrate_stats *st)
 {
     st->connections = p->n;
