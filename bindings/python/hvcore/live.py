@@ -88,7 +88,7 @@ class _Stats:
     def _value(self, name):
         v = getattr(self._raw, name)
         if isinstance(v, ctypes.Array):  # per connection: as many as used
-            return tuple(v[:min(self._raw.connections, len(v))])
+            return list(v[:min(self._raw.connections, len(v))])
         return v
 
     def __getattr__(self, name):
@@ -103,8 +103,8 @@ class _Stats:
         return sorted(set(super().__dir__()) | set(self.fields()))
 
     def as_dict(self):
-        """``{field: int}`` for every field, in C order (a tuple of ints
-        per connection for the per-connection ones)."""
+        """``{field: int}`` for every field, in C order (a list of ints
+        per connection for the per-connection ones, as in the JSON)."""
         return {name: self._value(name) for name in self.fields()}
 
     def __eq__(self, other):
@@ -129,7 +129,7 @@ class MigrateStats(_Stats):
     ``pause_us``/``final_send_us``/``ack_wait_us`` (parts of the
     downtime), ``throttle_percent`` (auto-converge), ``tls``,
     ``dirty_mode``, ``connections`` with ``connection_bytes`` and
-    ``connection_pages`` (tuples, index 0 the main connection) and
+    ``connection_pages`` (lists, index 0 the main connection) and
     ``postcopy_channel``. :meth:`json` renders them as the library does."""
 
     __slots__ = ()
