@@ -536,6 +536,7 @@ static int migrate(struct live *l)
         struct hvi_par_cfg pc = {.vm = l->vm,
                                  .opts = &l->opts,
                                  .main = &l->o,
+                                 .main_fd = l->fd,
                                  .connections = l->opts.connections > 1
                                                     ? l->opts.connections
                                                     : 1,

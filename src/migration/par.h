@@ -97,6 +97,7 @@ struct hvi_par_cfg {
     hvc_vm *vm;
     const hvc_migrate_options *opts; /* address, TLS, key, bandwidth */
     struct hvi_out *main;            /* the main connection's writer */
+    int main_fd;                     /* and its socket */
     uint32_t connections;            /* the main one included, 1-16 */
     bool page_channel;               /* post-copy's may connect */
     _Atomic int *cancel;             /* the VM's migrate_cancel */

@@ -292,6 +292,11 @@ int hvi_par_accept(int listen_fd, const hvc_migrate_tls *t,
         }
         refused--;
         set_timeout(fd, 0);
+        if (idx != HVI_PAR_PAGE_CHANNEL) {
+            /* bounds what waits on this connection when the VM pauses */
+            int buf = 1 << 20;
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+        }
         if (taken && idx < 32)
             *taken |= 1u << idx;
         *out_fd = fd;

@@ -39,6 +39,7 @@ struct rconn {
     struct hvi_conn_totals tot;
     bool ended;
     int err;
+    uint64_t err_seq; /* the order in which the connections failed */
     char why[512];
     uint8_t *buf;
     pthread_t thread;
@@ -53,6 +54,7 @@ struct hvi_par_in {
     uint32_t extra;
     struct rconn c[HVI_PAR_MAX]; /* c[0]: the main connection's records */
     _Atomic bool stopping;
+    _Atomic uint64_t failures;
     bool joined, ended;
 };
 
@@ -236,6 +238,7 @@ static void *conn_main(void *arg)
     int r = conn_read(c);
     if (r < 0 && !atomic_load(&c->p->stopping)) {
         c->err = r;
+        c->err_seq = atomic_fetch_add(&c->p->failures, 1);
         snprintf(c->why, sizeof(c->why), "%s", hvc_last_error());
         shutdown(c->fd, SHUT_RDWR); /* the source sees it and stops */
     }
@@ -336,6 +339,17 @@ int hvi_par_in_record(struct hvi_in *in, const struct hvi_sec *s)
     return r < 0 ? r : place(&p->c[0], s, len);
 }
 
+/* The connection that failed first (the others may have failed because
+ * the source stopped them all), or NULL. */
+static struct rconn *first_failed(struct hvi_par_in *p)
+{
+    struct rconn *f = NULL;
+    for (uint32_t k = 1; k < HVI_PAR_MAX; k++)
+        if (p->c[k].err && (!f || p->c[k].err_seq < f->err_seq))
+            f = &p->c[k];
+    return f;
+}
+
 static void join(struct hvi_par_in *p)
 {
     for (uint32_t k = 1; k < HVI_PAR_MAX; k++)
@@ -366,13 +380,14 @@ int hvi_par_in_end(struct hvi_in *in, const struct hvi_sec *s)
     uint32_t last = hvi_get32(pl + 4);
     /* Every connection's end before anything of the switchover. */
     join(p);
+    struct rconn *f = first_failed(p);
+    if (f)
+        r = hvi_error(f->err, "memory connection %u: %s", f->index, f->why);
     for (uint32_t k = 0; r == 0 && k < n; k++) {
         struct rconn *c = &p->c[k];
         struct hvi_conn_totals t;
         hvi_totals_decode(pl + 8 + (size_t)k * HVI_CONN_TOTALS, &t);
-        if (c->err)
-            r = hvi_error(c->err, "memory connection %u: %s", k, c->why);
-        else if (k && !c->ended)
+        if (k && !c->ended)
             r = hvi_fail(s, -EBADMSG, "connection %u did not end", k);
         else if (!same(&t, &c->tot))
             r = totals_fail(s, k, &t, &c->tot);
@@ -400,10 +415,10 @@ int hvi_par_in_stop(struct hvi_in *in, int err)
     join(p);
     bool link = err == -ENODATA || err == -ECONNABORTED ||
                 err == -ECONNRESET || err == -EPIPE;
-    for (uint32_t k = 1; link && k < HVI_PAR_MAX; k++)
-        if (p->c[k].err)
-            return hvi_error(p->c[k].err, "memory connection %u: %s", k,
-                             p->c[k].why);
+    struct rconn *f = link ? first_failed(p) : NULL;
+    if (f)
+        return hvi_error(f->err, "memory connection %u: %s", f->index,
+                         f->why);
     return err;
 }
 

@@ -21,9 +21,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Send buffer of an extra connection: what may wait in it when the VM
+ * pauses, on each connection. */
+#define SNDBUF (1 << 20)
 
 struct job {
     const hvc_memory_region *reg;
@@ -270,6 +276,8 @@ int hvi_par_open(const struct hvi_par_cfg *cfg, struct hvi_par **out)
         if ((r = hvi_par_connect(cfg->opts->address, cfg->opts->tls, k,
                                  p->session, ms, &c->fd, &c->tls)) < 0)
             return r;
+        int buf = SNDBUF;
+        setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
         c->fd_flags = fcntl(c->fd, F_GETFL);
         if (c->fd_flags >= 0)
             fcntl(c->fd, F_SETFL, c->fd_flags | O_NONBLOCK);
@@ -310,6 +318,29 @@ int hvi_par_add(struct hvi_par *p, const hvc_memory_region *reg, uint64_t pg,
     return 0;
 }
 
+/* Waits (at most DRAIN_NS) until the receiver took what the round put in
+ * every connection's send queue: a round ends when its pages arrived, so
+ * the throughput it measures is the link's, and the pause does not start
+ * with megabytes still queued on several connections. */
+#define DRAIN_NS 1000000000ull
+static void drain(struct hvi_par *p)
+{
+    uint64_t end = now_ns() + DRAIN_NS;
+    while (!atomic_load(&p->err) &&
+           !(p->cfg.cancel && atomic_load(p->cfg.cancel)) && now_ns() < end) {
+        bool empty = true;
+        for (uint32_t k = 0; empty && k < p->n; k++) {
+            int q = 0, fd = k ? p->c[k].fd : p->cfg.main_fd;
+            if (ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0)
+                empty = false;
+        }
+        if (empty)
+            return;
+        struct timespec t = {0, 200000};
+        nanosleep(&t, NULL);
+    }
+}
+
 int hvi_par_run(struct hvi_par *p, uint32_t round)
 {
     p->round = round;
@@ -325,6 +356,7 @@ int hvi_par_run(struct hvi_par *p, uint32_t round)
         pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
     p->njobs = 0;
+    drain(p);
     int err = atomic_load(&p->err);
     if (err < 0)
         return hvi_error(err, "%s", p->why);
