@@ -67,7 +67,8 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                                       offsetof(hvc_restore_options, tls),
                                       "hvc_restore_options")) < 0)
         return r;
-    struct hvi_in in = {.fd = fd, .live = true, .listen_fd = o.listen_fd};
+    struct hvi_in in = {
+        .fd = fd, .live = true, .listen_fd = o.listen_fd, .main_fd = fd};
     if (o.reserved2)
         return hvi_error(-EINVAL, "hvc_restore_options: reserved2 is %u, "
                                   "not 0",

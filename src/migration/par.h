@@ -85,6 +85,10 @@ int hvi_par_accept(int listen_fd, const hvc_migrate_tls *t,
                    const uint8_t session[16], uint32_t lo, uint32_t hi,
                    uint32_t *taken, uint32_t timeout_ms, int *fd,
                    struct hvi_tls **tls, uint32_t *index);
+/* The main connection, watched while waiting (the source says nothing on
+ * it meanwhile: data or its end means it gave up); -1: none. Set before
+ * hvi_par_accept() on this thread. */
+void hvi_par_accept_watch(int main_fd);
 /* Writes or reads exactly @len bytes on a blocking socket or session;
  * 0, or a negative errno (-ECONNABORTED at the peer's end). */
 int hvi_conn_write_all(int fd, struct hvi_tls *tls, const void *buf,

@@ -204,6 +204,13 @@ static void refuse(int fd, struct hvi_tls *tls, int status, const char *why)
     close(fd);
 }
 
+static _Thread_local int watch_fd = -1;
+
+void hvi_par_accept_watch(int main_fd)
+{
+    watch_fd = main_fd;
+}
+
 int hvi_par_accept(int listen_fd, const hvc_migrate_tls *t,
                    const uint8_t session[16], uint32_t lo, uint32_t hi,
                    uint32_t *taken, uint32_t timeout_ms, int *out_fd,
@@ -222,13 +229,23 @@ int hvi_par_accept(int listen_fd, const hvc_migrate_tls *t,
                                  ? "page channel"
                                  : "extra memory connections",
                              timeout_ms, refused);
-        struct pollfd p = {.fd = listen_fd, .events = POLLIN};
-        int n = poll(&p, 1, (int)(end - now));
+        struct pollfd p[2] = {{.fd = listen_fd, .events = POLLIN},
+                              {.fd = watch_fd, .events = POLLIN}};
+        int n = poll(p, watch_fd >= 0 ? 2 : 1, (int)(end - now));
         if (n < 0 && errno != EINTR)
             return hvi_error(-errno, "incoming migration: waiting for the "
                                      "source's connections: %s",
                              hvc_strerror(-errno));
         if (n <= 0)
+            continue;
+        if (watch_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+            return hvi_error(-ECONNABORTED,
+                             "incoming migration: the source gave up while "
+                             "opening its %s",
+                             lo == HVI_PAR_PAGE_CHANNEL
+                                 ? "page channel"
+                                 : "extra memory connections");
+        if (!(p[0].revents & POLLIN))
             continue;
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {

@@ -295,13 +295,15 @@ int hvi_par_in_begin(struct hvi_in *in, const struct hvi_sec *s, hvc_vm *vm)
         return hvi_error(-ENOMEM, "out of memory");
     p->c[0].p = p;
     uint32_t taken = 0;
+    hvi_par_accept_watch(in->main_fd);
     for (uint32_t i = 0; i < extra; i++) {
         int fd;
         struct hvi_tls *tls;
         uint32_t k;
         if ((r = hvi_par_accept(in->listen_fd, in->tls, in->session, 1, extra,
                                 &taken, HVI_PAR_ACCEPT_MS, &fd, &tls, &k)) < 0)
-            return r;
+            break;
+        r = 0;
         struct rconn *c = &p->c[k];
         c->p = p;
         c->index = k;
@@ -325,7 +327,8 @@ int hvi_par_in_begin(struct hvi_in *in, const struct hvi_sec *s, hvc_vm *vm)
             return hvi_error(-e, "cannot start a thread: %s", hvc_strerror(-e));
         c->started = true;
     }
-    return 0;
+    hvi_par_accept_watch(-1);
+    return r;
 }
 
 int hvi_par_in_record(struct hvi_in *in, const struct hvi_sec *s)

@@ -170,6 +170,7 @@ struct hvi_in {
     /* Parallel connections (par.h): where the extra connections come
      * from (-1: nowhere), their TLS, the session id of PARALLEL. */
     int listen_fd;
+    int main_fd; /* the main connection's socket (TLS or not) */
     const hvc_migrate_tls *tls;
     bool has_session;
     bool channel_connects; /* post-copy's page channel is a connection */
