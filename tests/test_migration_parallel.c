@@ -558,3 +558,157 @@ Test(migration_parallel, bad_options_and_no_listener)
     close(rp[0]);
     assert_runs_on(&m, &run);
 }
+
+/* --- hostile parallel sections in a stream --- */
+
+/* A section: 24-byte header (CRC32C of its first 20 bytes and the
+ * payload) and the payload, appended to @out at @at. */
+static size_t put_section(uint8_t *out, size_t at, uint16_t id,
+                          const uint8_t *pl, uint64_t len)
+{
+    uint8_t h[24] = {0};
+    memcpy(h, &id, 2);
+    uint16_t flags = 1; /* required */
+    memcpy(h + 2, &flags, 2);
+    uint32_t version = 1;
+    memcpy(h + 4, &version, 4);
+    memcpy(h + 8, &len, 8);
+    uint32_t crc = migt_crc32c(migt_crc32c(0, h, 20), pl, len);
+    memcpy(h + 20, &crc, 4);
+    memcpy(out + at, h, 24);
+    memcpy(out + at + 24, pl, len);
+    return at + 24 + len;
+}
+
+/* @s with @extra inserted before its first section that is not CONFIG or
+ * USER (so where PARALLEL belongs); malloc'd, its length in *out_len. */
+static uint8_t *insert(const uint8_t *s, size_t len, const uint8_t *extra,
+                       size_t elen, size_t *out_len)
+{
+    size_t off = 80;
+    for (;;) {
+        uint16_t id;
+        uint64_t l;
+        memcpy(&id, s + off, 2);
+        memcpy(&l, s + off + 8, 8);
+        if (id != 1 && id != 8)
+            break;
+        off += 24 + l;
+    }
+    uint8_t *o = malloc(len + elen);
+    cr_assert_not_null(o);
+    memcpy(o, s, off);
+    memcpy(o + off, extra, elen);
+    memcpy(o + off + elen, s + off, len - off);
+    *out_len = len + elen;
+    return o;
+}
+
+struct feeder {
+    int fd;
+    const uint8_t *p;
+    size_t len;
+    pthread_t t;
+};
+
+static void *feed(void *arg)
+{
+    struct feeder *f = arg;
+    migt_write_all(f->fd, f->p, f->len);
+    shutdown(f->fd, SHUT_WR);
+    return NULL;
+}
+
+/* hvc_vm_migrate_receive() of @s over a socket pair (listen_fd @l); its
+ * error, with the message in @why. */
+static int receive_stream(const uint8_t *s, size_t len, int l, char *why,
+                          size_t wl)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct feeder f = {sv[0], s, len, 0};
+    cr_assert_eq(pthread_create(&f.t, NULL, feed, &f), 0);
+    static migt r;
+    int e = migt_receive_par(&r, sv[1], l, NULL, NULL);
+    snprintf(why, wl, "%s", hvc_last_error());
+    close(sv[1]);
+    pthread_join(f.t, NULL);
+    close(sv[0]);
+    if (e == 0)
+        hvc_vm_destroy(r.vm);
+    return e;
+}
+
+/* PARALLEL where it may not be, or saying what cannot be; a round-tagged
+ * record without PARALLEL; an untagged run after it: each refused with a
+ * message, nothing left. */
+Test(migration_parallel, hostile_sections)
+{
+    signal(SIGPIPE, SIG_IGN);
+    static migt m;
+    migt_open(&m, 1, NULL);
+    size_t len;
+    uint8_t *s = migt_save_mem(&m, NULL, NULL, &len);
+    uint8_t sec[256], pl[64] = {0};
+    size_t hl, sl;
+    char why[600];
+
+    /* In a saved stream: not a live migration. */
+    sl = put_section(sec, 0, 12, pl, 24);
+    uint8_t *h = insert(s, len, sec, sl, &hl);
+    hvc_vm *vm = NULL;
+    int e = migt_restore_mem_vm(m.hv, h, hl, NULL, NULL, &vm);
+    cr_assert_eq(e, -EBADMSG, "%d %s", e, hvc_last_error());
+    cr_assert_null(vm);
+    cr_assert(strstr(hvc_last_error(), "not a live migration"), "%s",
+              hvc_last_error());
+    free(h);
+
+    /* Live: 16 extra connections, unknown flags, a short payload. */
+    static const struct {
+        uint32_t extra, flags, len;
+        int err;
+        const char *msg;
+    } bad[] = {
+        {16, 0, 24, -EBADMSG, "16 extra connections"},
+        {1, 0x80, 24, -EBADMSG, "flags 0x80"},
+        {1, 0, 20, -EBADMSG, "payload of 20 bytes"},
+        {1, 0, 24, -ENOTSUP, "listen_fd"}, /* nowhere to accept them */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memcpy(pl, &bad[i].extra, 4);
+        memcpy(pl + 4, &bad[i].flags, 4);
+        sl = put_section(sec, 0, 12, pl, bad[i].len);
+        h = insert(s, len, sec, sl, &hl);
+        e = receive_stream(h, hl, -1, why, sizeof(why));
+        fprintf(stderr, "case %zu: %d %s\n", i, e, why);
+        cr_assert_eq(e, bad[i].err, "case %zu: %d %s", i, e, why);
+        cr_assert(strstr(why, bad[i].msg), "case %zu: %s", i, why);
+        free(h);
+    }
+
+    /* PARALLEL with no extra connection: the saved stream's untagged
+     * memory after it is refused. */
+    memset(pl, 0, sizeof(pl));
+    sl = put_section(sec, 0, 12, pl, 24);
+    h = insert(s, len, sec, sl, &hl);
+    e = receive_stream(h, hl, -1, why, sizeof(why));
+    cr_assert_eq(e, -EBADMSG, "%d %s", e, why);
+    cr_assert(strstr(why, "untagged memory run"), "%s", why);
+    free(h);
+
+    /* A round-tagged record without PARALLEL. */
+    uint64_t gpa = 0, pages = 1;
+    uint32_t enc = 1, round = 1;
+    memcpy(pl, &gpa, 8);
+    memcpy(pl + 8, &pages, 8);
+    memcpy(pl + 16, &enc, 4);
+    memcpy(pl + 20, &round, 4);
+    sl = put_section(sec, 0, 13, pl, 24);
+    h = insert(s, len, sec, sl, &hl);
+    e = receive_stream(h, hl, -1, why, sizeof(why));
+    cr_assert_eq(e, -EBADMSG, "%d %s", e, why);
+    cr_assert(strstr(why, "without PARALLEL"), "%s", why);
+    free(h);
+    free(s);
+}
