@@ -643,7 +643,11 @@ typedef struct hvc_migrate_options {
  *         or the callback); -ETIMEDOUT; -ECONNABORTED when the destination
  *         closed the connection without acknowledging, or the
  *         destination's error when it refused the stream (the message
- *         says which); a write's or the dirty tracking's error.
+ *         says which); a write's or the dirty tracking's error. With
+ *         several connections also -EINVAL for more than
+ *         ::HVC_MIGRATE_CONNECTIONS_MAX, no @c address or a malformed
+ *         one, and an extra connection's error (connect(2)'s, TLS's, a
+ *         refused hello, a write's), with the VM running on.
  */
 HVC_EXTERN int hvc_vm_migrate_send(hvc_vm *vm, int fd,
                                    const hvc_migrate_options *opts,
@@ -669,6 +673,17 @@ HVC_EXTERN int hvc_vm_migrate_cancel(hvc_vm *vm);
  * With @c opts->tls the connection is TLS (the receiver is the server,
  * docs/MIGRATION.md, "Transport"): the handshake comes first, then the
  * stream and the acknowledgement inside it.
+ *
+ * A sender with several connections (hvc_migrate_options::connections)
+ * opens the others to the address @c opts->listen_fd listens on: the
+ * call accepts them there (each with its TLS handshake under TLS), checks
+ * that each names the session the stream carries, refuses and closes any
+ * other connection (a warning through the log hook says why), and reads
+ * guest memory from all of them on threads of its own. It waits 10 s at
+ * most for them, and stops waiting when the main connection ends. Guest
+ * memory is complete, and the stream goes on, only once every connection
+ * delivered its last round and its totals matched; a failure on any of
+ * them refuses the stream like any other.
  *
  * When the sender switched over to post-copy, the VM is handed over as
  * soon as its state was read and checked, with the pages not yet sent
