@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #define DEFAULT_DOWNTIME_MS 10u
 #define DEFAULT_ROUNDS 30u
 /* A rest this small goes in the pause without more rounds. */
@@ -391,8 +390,9 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
         return hvi_error(-ENOTSUP, "hvc_migrate_options: post-copy over TLS "
                                    "is not supported yet");
     if (l->opts.reserved || l->opts.reserved2)
-        return hvi_error(-EINVAL, "hvc_migrate_options: reserved is %u, "
-                                  "reserved2 %u, not 0",
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_options: reserved is %u, "
+                         "reserved2 %u, not 0",
                          l->opts.reserved, l->opts.reserved2);
     if (l->opts.connections > HVC_MIGRATE_CONNECTIONS_MAX)
         return hvi_error(-EINVAL,
@@ -533,16 +533,15 @@ static int migrate(struct live *l)
         (r = hvi_save_begin(l->vm, &l->o, &so, true)) < 0)
         return r;
     if (l->opts.connections > 1 || page_channel_connects(l)) {
-        struct hvi_par_cfg pc = {.vm = l->vm,
-                                 .opts = &l->opts,
-                                 .main = &l->o,
-                                 .main_fd = l->fd,
-                                 .connections = l->opts.connections > 1
-                                                    ? l->opts.connections
-                                                    : 1,
-                                 .page_channel = page_channel_connects(l),
-                                 .cancel = &l->vm->migrate_cancel,
-                                 .deadline = l->deadline};
+        struct hvi_par_cfg pc = {
+            .vm = l->vm,
+            .opts = &l->opts,
+            .main = &l->o,
+            .main_fd = l->fd,
+            .connections = l->opts.connections > 1 ? l->opts.connections : 1,
+            .page_channel = page_channel_connects(l),
+            .cancel = &l->vm->migrate_cancel,
+            .deadline = l->deadline};
         if ((r = hvi_par_open(&pc, &l->par)) < 0)
             return r;
     }
@@ -604,11 +603,14 @@ static int migrate(struct live *l)
         l->switched = true;
         if (l->postcopy) {
             struct hvi_pc_source src = {
-                l->vm,      l->fd,     &l->o,
-                l->regs,    l->n,      l->pending,
-                &l->st,     l->par && page_channel_connects(l)
-                                ? l->opts.address
-                                : NULL,
+                l->vm,
+                l->fd,
+                &l->o,
+                l->regs,
+                l->n,
+                l->pending,
+                &l->st,
+                l->par && page_channel_connects(l) ? l->opts.address : NULL,
                 l->par ? hvi_par_session(l->par) : NULL};
             if ((r = hvi_pc_send(&src)) < 0)
                 return r;

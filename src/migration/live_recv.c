@@ -70,8 +70,9 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
     struct hvi_in in = {
         .fd = fd, .live = true, .listen_fd = o.listen_fd, .main_fd = fd};
     if (o.reserved2)
-        return hvi_error(-EINVAL, "hvc_restore_options: reserved2 is %u, "
-                                  "not 0",
+        return hvi_error(-EINVAL,
+                         "hvc_restore_options: reserved2 is %u, "
+                         "not 0",
                          o.reserved2);
     in.tls = o.tls;
     if (o.tls) {

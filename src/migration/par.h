@@ -72,9 +72,9 @@ void hvi_totals_decode(const uint8_t p[HVI_CONN_TOTALS],
 /* par_conn.c. Sender: connects to @addr, handshakes TLS when @t, says
  * hello as connection @index of @session and waits (at most @timeout_ms)
  * for the receiver's answer. The socket is left blocking. */
-int hvi_par_connect(const char *addr, const hvc_migrate_tls *t,
-                    uint32_t index, const uint8_t session[16],
-                    uint32_t timeout_ms, int *fd, struct hvi_tls **tls);
+int hvi_par_connect(const char *addr, const hvc_migrate_tls *t, uint32_t index,
+                    const uint8_t session[16], uint32_t timeout_ms, int *fd,
+                    struct hvi_tls **tls);
 /* Receiver: accepts on @listen_fd until a connection says hello with
  * @session and an index in [@lo, @hi] not in *@taken (a bit per index
  * below 32; NULL for none), at most @timeout_ms. Any other connection (a

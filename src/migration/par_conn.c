@@ -46,8 +46,7 @@ void hvi_totals_decode(const uint8_t p[HVI_CONN_TOTALS],
     t->last_round = hvi_get32(p + 32);
 }
 
-int hvi_conn_write_all(int fd, struct hvi_tls *tls, const void *buf,
-                       size_t len)
+int hvi_conn_write_all(int fd, struct hvi_tls *tls, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len) {
@@ -132,9 +131,9 @@ static void answer_encode(uint8_t a[HVI_HELLO_ACK_SIZE], int status)
     hvi_put32(a + 12, hvi_crc32c(0, a, 12));
 }
 
-int hvi_par_connect(const char *addr, const hvc_migrate_tls *t,
-                    uint32_t index, const uint8_t session[16],
-                    uint32_t timeout_ms, int *out_fd, struct hvi_tls **out_tls)
+int hvi_par_connect(const char *addr, const hvc_migrate_tls *t, uint32_t index,
+                    const uint8_t session[16], uint32_t timeout_ms, int *out_fd,
+                    struct hvi_tls **out_tls)
 {
     const char *what =
         index == HVI_PAR_PAGE_CHANNEL ? "post-copy's page channel" : NULL;
@@ -166,8 +165,7 @@ int hvi_par_connect(const char *addr, const hvc_migrate_tls *t,
         hvi_tls_free(tls);
         close(fd);
         return hvi_error(r, "%s: the destination did not answer its hello: %s",
-                         what,
-                         r == -ETIMEDOUT ? "timed out" : hvc_strerror(r));
+                         what, r == -ETIMEDOUT ? "timed out" : hvc_strerror(r));
     }
     int32_t status = (int32_t)hvi_get32(a + 8);
     if (memcmp(a, HVI_HELLO_ACK_MAGIC, 8) != 0 ||
@@ -233,8 +231,9 @@ int hvi_par_accept(int listen_fd, const hvc_migrate_tls *t,
                               {.fd = watch_fd, .events = POLLIN}};
         int n = poll(p, watch_fd >= 0 ? 2 : 1, (int)(end - now));
         if (n < 0 && errno != EINTR)
-            return hvi_error(-errno, "incoming migration: waiting for the "
-                                     "source's connections: %s",
+            return hvi_error(-errno,
+                             "incoming migration: waiting for the "
+                             "source's connections: %s",
                              hvc_strerror(-errno));
         if (n <= 0)
             continue;
@@ -294,7 +293,8 @@ int hvi_par_accept(int listen_fd, const hvc_migrate_tls *t,
             refuse(fd, tls, -EPERM, why);
             continue;
         }
-        if (idx < lo || idx > hi || (taken && idx < 32 && (*taken >> idx & 1))) {
+        if (idx < lo || idx > hi ||
+            (taken && idx < 32 && (*taken >> idx & 1))) {
             snprintf(why, sizeof(why),
                      "its hello has index %u, not one still expected", idx);
             refuse(fd, tls, -EPERM, why);

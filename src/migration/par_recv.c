@@ -179,18 +179,17 @@ static int totals_fail(const struct hvi_sec *s, uint32_t k,
                        const struct hvi_conn_totals *said,
                        const struct hvi_conn_totals *got)
 {
-    return hvi_fail(s, -EBADMSG,
-                    "connection %u: totals %llu records, %llu raw and %llu "
-                    "zero pages, %llu bytes, last round %u; it carried %llu, "
-                    "%llu, %llu, %llu, %u",
-                    k, (unsigned long long)said->records,
-                    (unsigned long long)said->raw_pages,
-                    (unsigned long long)said->zero_pages,
-                    (unsigned long long)said->bytes, said->last_round,
-                    (unsigned long long)got->records,
-                    (unsigned long long)got->raw_pages,
-                    (unsigned long long)got->zero_pages,
-                    (unsigned long long)got->bytes, got->last_round);
+    return hvi_fail(
+        s, -EBADMSG,
+        "connection %u: totals %llu records, %llu raw and %llu "
+        "zero pages, %llu bytes, last round %u; it carried %llu, "
+        "%llu, %llu, %llu, %u",
+        k, (unsigned long long)said->records,
+        (unsigned long long)said->raw_pages,
+        (unsigned long long)said->zero_pages, (unsigned long long)said->bytes,
+        said->last_round, (unsigned long long)got->records,
+        (unsigned long long)got->raw_pages, (unsigned long long)got->zero_pages,
+        (unsigned long long)got->bytes, got->last_round);
 }
 
 /* One extra connection: records up to CONN_END. */
@@ -209,8 +208,9 @@ static int conn_read(struct rconn *c)
             continue;
         }
         if (s.id != HVI_CONN_END)
-            return hvi_fail(&s, -EBADMSG, "not a memory record on memory "
-                                          "connection %u",
+            return hvi_fail(&s, -EBADMSG,
+                            "not a memory record on memory "
+                            "connection %u",
                             c->index);
         uint8_t *p;
         size_t len;
@@ -248,8 +248,9 @@ static void *conn_main(void *arg)
 int hvi_par_in_begin(struct hvi_in *in, const struct hvi_sec *s, hvc_vm *vm)
 {
     if (!in->live || in->ho)
-        return hvi_fail(s, -EBADMSG, "parallel connections in a stream that "
-                                     "is not a live migration");
+        return hvi_fail(s, -EBADMSG,
+                        "parallel connections in a stream that "
+                        "is not a live migration");
     uint8_t *pl;
     size_t len;
     int r = hvi_read_payload(in, s, &pl, &len);
@@ -264,8 +265,9 @@ int hvi_par_in_begin(struct hvi_in *in, const struct hvi_sec *s, hvc_vm *vm)
         return hvi_fail(s, -EBADMSG, "payload of %zu bytes, not %u", len,
                         HVI_PAR_SECTION);
     if (extra >= HVI_PAR_MAX || (flags & ~HVI_PAR_F_PAGE_CHANNEL))
-        return hvi_fail(s, -EBADMSG, "%u extra connections (at most %u), "
-                                     "flags 0x%x",
+        return hvi_fail(s, -EBADMSG,
+                        "%u extra connections (at most %u), "
+                        "flags 0x%x",
                         extra, HVI_PAR_MAX - 1, flags);
     if (extra && in->listen_fd < 0)
         return hvi_fail(s, -ENOTSUP,
@@ -377,8 +379,8 @@ int hvi_par_in_end(struct hvi_in *in, const struct hvi_sec *s)
     if (len != 8 + (size_t)n * HVI_CONN_TOTALS || hvi_get32(pl) != n) {
         free(pl);
         return hvi_fail(s, -EBADMSG,
-                        "payload of %zu bytes; %u connections need %zu", len,
-                        n, 8 + (size_t)n * HVI_CONN_TOTALS);
+                        "payload of %zu bytes; %u connections need %zu", len, n,
+                        8 + (size_t)n * HVI_CONN_TOTALS);
     }
     uint32_t last = hvi_get32(pl + 4);
     /* Every connection's end before anything of the switchover. */
@@ -416,12 +418,11 @@ int hvi_par_in_stop(struct hvi_in *in, int err)
         if (p->c[k].fd >= 0 && !p->c[k].err)
             shutdown(p->c[k].fd, SHUT_RDWR);
     join(p);
-    bool link = err == -ENODATA || err == -ECONNABORTED ||
-                err == -ECONNRESET || err == -EPIPE;
+    bool link = err == -ENODATA || err == -ECONNABORTED || err == -ECONNRESET ||
+                err == -EPIPE;
     struct rconn *f = link ? first_failed(p) : NULL;
     if (f)
-        return hvi_error(f->err, "memory connection %u: %s", f->index,
-                         f->why);
+        return hvi_error(f->err, "memory connection %u: %s", f->index, f->why);
     return err;
 }
 

@@ -16,12 +16,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -167,9 +167,9 @@ static int send_job(struct conn *c, const struct job *j, uint32_t round)
         hvi_put32(d + 16, zero ? HVI_MEM_ZERO : HVI_MEM_RAW);
         hvi_put32(d + 20, round);
         uint64_t before = c->out->payload_bytes;
-        int r = hvi_put_section2(c->out, HVI_MEMORY_ROUND, 0, d, sizeof(d),
-                                 zero ? NULL : pg,
-                                 zero ? 0 : (k - i) * HVI_PAGE);
+        int r =
+            hvi_put_section2(c->out, HVI_MEMORY_ROUND, 0, d, sizeof(d),
+                             zero ? NULL : pg, zero ? 0 : (k - i) * HVI_PAGE);
         if (r < 0)
             return r;
         c->tot.records++;

@@ -24,8 +24,8 @@
  * hvc_vcpu_run() refuses), accessors fail with -EIO on the lost pages,
  * and the source is told what was lost if it can still hear it. */
 #define _GNU_SOURCE
-#include "par.h"
 #include "postcopy_recv.h"
+#include "par.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -421,8 +421,8 @@ static int open_channel(struct hvi_postcopy *pc)
         struct hvi_tls *tls = NULL;
         uint32_t idx;
         int r = hvi_par_accept(pc->listen_fd, NULL, pc->session,
-                               HVI_PAR_PAGE_CHANNEL, HVI_PAR_PAGE_CHANNEL,
-                               NULL, HVI_PAR_ACCEPT_MS, &fd, &tls, &idx);
+                               HVI_PAR_PAGE_CHANNEL, HVI_PAR_PAGE_CHANNEL, NULL,
+                               HVI_PAR_ACCEPT_MS, &fd, &tls, &idx);
         close(pc->listen_fd);
         pc->listen_fd = -1;
         hvi_tls_free(tls);

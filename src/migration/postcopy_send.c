@@ -317,11 +317,11 @@ static int open_channel(struct pcs *c)
         getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
         domain == AF_UNIX &&
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0;
-    struct iovec iov = {
-        .iov_base = (void *)(connected   ? HVI_PC_CHANNEL_CONNECTED
-                             : unix_sock ? HVI_PC_CHANNEL
-                                         : HVI_PC_NO_CHANNEL),
-        .iov_len = 8};
+    struct iovec iov = {.iov_base =
+                            (void *)(connected   ? HVI_PC_CHANNEL_CONNECTED
+                                     : unix_sock ? HVI_PC_CHANNEL
+                                                 : HVI_PC_NO_CHANNEL),
+                        .iov_len = 8};
     union {
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int))];
@@ -351,15 +351,14 @@ static int open_channel(struct pcs *c)
     }
     if (n == 8 && connected) {
         struct hvi_tls *tls = NULL;
-        int r = hvi_par_connect(c->src->address, NULL, HVI_PAR_PAGE_CHANNEL,
-                                c->src->session, HVI_PAR_ACCEPT_MS, &sv[0],
-                                &tls);
+        int r =
+            hvi_par_connect(c->src->address, NULL, HVI_PAR_PAGE_CHANNEL,
+                            c->src->session, HVI_PAR_ACCEPT_MS, &sv[0], &tls);
         hvi_tls_free(tls); /* none: post-copy is refused over TLS */
         if (r < 0) {
             char why[512];
             snprintf(why, sizeof(why), "%s", hvc_last_error());
-            return hvi_error(r, "post-copy: opening the page channel: %s",
-                             why);
+            return hvi_error(r, "post-copy: opening the page channel: %s", why);
         }
     }
     if (sv[1] >= 0)

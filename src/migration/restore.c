@@ -231,11 +231,13 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
     /* With parallel connections every page is round-tagged, and the
      * connections' ends come before anything of the switchover. */
     if (s->id == HVI_MEMORY && st->in->par)
-        return hvi_fail(s, -EBADMSG, "an untagged memory run in a stream "
-                                     "with parallel connections");
+        return hvi_fail(s, -EBADMSG,
+                        "an untagged memory run in a stream "
+                        "with parallel connections");
     if (ph > 5 && st->in->par && st->phase < 5)
-        return hvi_fail(s, -EBADMSG, "parallel connections without "
-                                     "PARALLEL_END");
+        return hvi_fail(s, -EBADMSG,
+                        "parallel connections without "
+                        "PARALLEL_END");
     st->phase = ph;
     if (ph >= 3 && !st->setup_done) {
         int r = do_setup(st, s);

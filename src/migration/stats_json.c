@@ -120,8 +120,7 @@ int hvc_migrate_stats_json(const hvc_migrate_stats *st, char *buf, size_t len)
                          ? st->connections
                          : HVC_MIGRATE_CONNECTIONS_MAX;
         for (int a = 0; a < 2; a++) {
-            const uint64_t *v =
-                a ? st->connection_pages : st->connection_bytes;
+            const uint64_t *v = a ? st->connection_pages : st->connection_bytes;
             put(buf, len, &at, ",\"%s\":[",
                 a ? "connection_pages" : "connection_bytes");
             for (uint32_t k = 0; k < n; k++)
