@@ -419,9 +419,9 @@ Test(hvrun_snapshot, parallel_connections_and_tcp_postcopy)
         snprintf(ser_src, sizeof(ser_src), "file:%s",
                  in(&s, pc ? "src2.txt" : "src.txt"));
         snprintf(stats, sizeof(stats), "%s", in(&s, "stats.json"));
-        const char *dst[] = {"--incoming", addr,  "--serial",  ser_dst,
-                             "--tls-cert", k.srv, "--tls-key", k.srv_key,
-                             NULL};
+        const char *dst[] = {"--incoming", addr,         "--serial",
+                             ser_dst,      "--tls-cert", k.srv,
+                             "--tls-key",  k.srv_key,    NULL};
         if (pc)
             dst[4] = NULL; /* post-copy: no TLS */
         pid_t d = spawn_hvrun(&s, pc ? "dst2" : "dst", NULL, dst);
@@ -452,8 +452,9 @@ Test(hvrun_snapshot, parallel_connections_and_tcp_postcopy)
         free(err);
         char *json = slurp(stats, NULL);
         fprintf(stderr, "%s", json);
-        cr_assert(strstr(json, pc ? "\"connections\":2," : "\"connections\":4,"),
-                  "%s", json);
+        cr_assert(
+            strstr(json, pc ? "\"connections\":2," : "\"connections\":4,"),
+            "%s", json);
         cr_assert(strstr(json, "\"ok\":true"), "%s", json);
         if (pc)
             cr_assert(strstr(json, "\"postcopy_channel\":2,"), "%s", json);
