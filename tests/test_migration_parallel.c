@@ -180,9 +180,14 @@ static void parallel(bool tcp, uint32_t n, const uint8_t *key, bool tls)
     hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, st_tls = HVC_MIGRATE_TLS_INIT;
     if (tls) {
         migt_make_certs(&certs);
+        /* mutual: each connection's session checks both sides */
+        dt.flags = HVC_MIGRATE_TLS_VERIFY_PEER;
         dt.cert = certs.srv;
         dt.key = certs.srv_key;
+        dt.ca = certs.ca;
         st_tls.ca = certs.ca;
+        st_tls.cert = certs.cli;
+        st_tls.key = certs.cli_key;
         st_tls.server_name = "127.0.0.1";
     }
     struct child c = fork_destination(l, tls ? &dt : NULL, key);
@@ -242,7 +247,7 @@ Test(migration_parallel, four_over_tcp_encrypted)
     parallel(true, 4, key_a, false);
 }
 
-Test(migration_parallel, four_over_tls)
+Test(migration_parallel, four_over_mutual_tls)
 {
     parallel(true, 4, NULL, true);
 }
