@@ -641,6 +641,8 @@ static int receive_stream(const uint8_t *s, size_t len, int l, char *why,
     close(sv[0]);
     if (e == 0)
         hvc_vm_destroy(r.vm);
+    if (r.hv)
+        hvc_hypervisor_close(r.hv);
     return e;
 }
 
