@@ -211,11 +211,15 @@ static void parallel(bool tcp, uint32_t n, const uint8_t *key, bool tls)
     cr_assert_eq(r, 0, "%s", hvc_last_error());
     print_stats(addr, &st);
     cr_assert_eq(st.connections, n);
+    /* Striped: several connections carried pages (a worker the loaded
+     * host starved for the whole transfer may have carried none). */
     uint64_t pages = 0;
+    uint32_t busy = 0;
     for (uint32_t k = 0; k < n; k++) {
-        cr_assert_gt(st.connection_pages[k], 0, "connection %u idle", k);
+        busy += st.connection_pages[k] > 0;
         pages += st.connection_pages[k];
     }
+    cr_assert_geq(busy, 2, "%u of %u connections carried pages", busy, n);
     cr_assert_eq(pages, st.pages_initial + st.pages_precopy + st.pages_final);
     cr_assert_eq(st.tls, tls ? 1u : 0u);
     char json[4096];
@@ -295,18 +299,24 @@ static void forge(struct hop *h)
         if (len > sizeof(buf) - 24 || !read_full(h->from, buf + 24, len))
             return;
         passed += 24 + len;
-        if (h->r->mode == RELAY_CUT && passed > (1u << 20)) {
+        /* after its first record (or at its end, should it carry
+         * none): the rest of memory still flows on the others */
+        if (h->r->mode == RELAY_CUT && (passed > (256u << 10) || id == 14)) {
             atomic_store(&h->r->forged, 1);
             return; /* the connection goes down here */
         }
+        /* ROUND: the first record's round to 0 (or, on a connection that
+         * carried none, its end's last round) */
         bool alter = (h->r->mode == RELAY_COUNTS && id == 14) ||
-                     (h->r->mode == RELAY_ROUND && id == 13 &&
+                     (h->r->mode == RELAY_ROUND && (id == 13 || id == 14) &&
                       !atomic_load(&h->r->forged));
         if (alter) {
-            if (id == 14)
+            if (h->r->mode == RELAY_COUNTS)
                 buf[24] ^= 1; /* the record count */
-            else
+            else if (id == 13)
                 memset(buf + 24 + 20, 0, 4); /* round 0 */
+            else
+                memset(buf + 24 + 32, 0, 4); /* last round 0 */
             uint32_t crc = migt_crc32c(0, buf, 20);
             crc = migt_crc32c(crc, buf + 24, len);
             memcpy(buf + 20, &crc, 4);
