@@ -267,6 +267,20 @@ int migt_receive_tls(migt *m, int fd, const hvc_migrate_tls *tls,
     return r;
 }
 
+int migt_receive_par(migt *m, int fd, int listen_fd,
+                     const hvc_migrate_tls *tls, const uint8_t *key)
+{
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
+    int r = begin(m, &o);
+    o.tls = tls;
+    o.key = key;
+    o.listen_fd = listen_fd;
+    hvc_vm *vm;
+    if (r == 0 && (r = hvc_vm_migrate_receive(m->hv, fd, &o, &vm)) == 0)
+        r = adopt(m, vm);
+    return r;
+}
+
 int migt_handover_receive(migt *m, int fd)
 {
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;

@@ -53,6 +53,10 @@ int migt_receive_fd(migt *m, int fd, const uint8_t *key, const char *pass);
 /* The same over TLS (@p tls NULL: none), with the stream key @p key. */
 int migt_receive_tls(migt *m, int fd, const hvc_migrate_tls *tls,
                      const uint8_t *key);
+/* The same, with the extra connections of a parallel migration accepted
+ * on @p listen_fd. */
+int migt_receive_par(migt *m, int fd, int listen_fd,
+                     const hvc_migrate_tls *tls, const uint8_t *key);
 /* hvc_vm_handover_receive() from @p fd, with the UART re-attached. */
 int migt_handover_receive(migt *m, int fd);
 int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,

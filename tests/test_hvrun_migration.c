@@ -400,4 +400,94 @@ Test(hvrun_snapshot, postcopy_migration)
     scratch_close(&s);
 }
 
+/* --migrate-connections 4 over TCP with TLS: four TLS sessions carry
+ * memory, the guest counts on, the stats say so; then post-copy over TCP
+ * with two connections: the page channel is a connection of its own. */
+Test(hvrun_snapshot, parallel_connections_and_tcp_postcopy)
+{
+    struct scratch s;
+    scratch_open(&s);
+    migt_certs k;
+    migt_make_certs(&k);
+    for (int round = 0; round < 2; round++) {
+        bool pc = round == 1;
+        unsigned port = free_port();
+        char addr[64], ser_dst[160], ser_src[160], stats[160];
+        snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", port);
+        snprintf(ser_dst, sizeof(ser_dst), "file:%s",
+                 in(&s, pc ? "dst2.txt" : "dst.txt"));
+        snprintf(ser_src, sizeof(ser_src), "file:%s",
+                 in(&s, pc ? "src2.txt" : "src.txt"));
+        snprintf(stats, sizeof(stats), "%s", in(&s, "stats.json"));
+        const char *dst[] = {"--incoming", addr,         "--serial",
+                             ser_dst,      "--tls-cert", k.srv,
+                             "--tls-key",  k.srv_key,    NULL};
+        if (pc)
+            dst[4] = NULL; /* post-copy: no TLS */
+        pid_t d = spawn_hvrun(&s, pc ? "dst2" : "dst", NULL, dst);
+        wait_listening(port, d);
+        const char *src[] = {"--kernel",
+                             COUNTER,
+                             "--raw",
+                             "0x8000",
+                             "--mem",
+                             "64",
+                             "--serial",
+                             ser_src,
+                             "--migrate-to",
+                             addr,
+                             "--migrate-after-ms",
+                             "100",
+                             "--migration-stats",
+                             stats,
+                             "--migrate-connections",
+                             pc ? "2" : "4",
+                             pc ? "--postcopy-after-rounds" : "--tls-ca",
+                             pc ? "1" : k.ca,
+                             NULL};
+        cr_assert_eq(run_hvrun(&s, pc ? "src2" : "src", src), 0);
+        char *err = output(&s, pc ? "src2" : "src", "err");
+        assert_one_line(err, pc ? "by post-copy" : "TLS, 4 connections");
+        fprintf(stderr, "hvrun %s", err);
+        free(err);
+        char *json = slurp(stats, NULL);
+        fprintf(stderr, "%s", json);
+        cr_assert(
+            strstr(json, pc ? "\"connections\":2," : "\"connections\":4,"),
+            "%s", json);
+        cr_assert(strstr(json, "\"ok\":true"), "%s", json);
+        if (pc)
+            cr_assert(strstr(json, "\"postcopy_channel\":2,"), "%s", json);
+        free(json);
+        char *text = slurp(in(&s, pc ? "src2.txt" : "src.txt"), NULL);
+        long last = last_count(text, NULL);
+        free(text);
+        cr_assert_gt(last, 0);
+        wait_for_count(in(&s, pc ? "dst2.txt" : "dst.txt"), last + 20, WAIT_S,
+                       d);
+        kill(d, SIGTERM);
+        cr_assert_eq(WEXITSTATUS(wait_exit(d, WAIT_S)), 130);
+        cr_assert_geq(
+            assert_consecutive_across(in(&s, pc ? "src2.txt" : "src.txt"),
+                                      in(&s, pc ? "dst2.txt" : "dst.txt")),
+            last + 20);
+    }
+    /* Bad counts, or without --migrate-to: one line, status 2. */
+    static const char *const bad[][8] = {
+        {"--kernel", COUNTER, "--migrate-to", "unix:/tmp/x",
+         "--migrate-connections", "0", NULL},
+        {"--kernel", COUNTER, "--migrate-to", "unix:/tmp/x",
+         "--migrate-connections", "17", NULL},
+        {"--kernel", COUNTER, "--migrate-connections", "2", NULL},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(run_hvrun(&s, "bad", bad[i]), 2, "case %zu", i);
+        char *err = output(&s, "bad", "err");
+        assert_one_line(err, "--migrate-connections");
+        free(err);
+    }
+    migt_drop_certs(&k);
+    scratch_close(&s);
+}
+
 #endif /* HVT_HVRUN */

@@ -8,6 +8,7 @@
 #include "migtest.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -283,6 +284,8 @@ static void touch_open(hvc_hypervisor **hv, hvc_vm **vm, hvc_vcpu **v)
 /* The destination: receives, switches the guest to its random visits at
  * once, runs them, then waits for post-copy to end. With @p expect_fail,
  * a failure anywhere is reported rather than fatal. */
+static int touch_listen = -1; /* the destination's listening socket */
+
 static void touch_destination(int sock, int report)
 {
     struct touch_report rep = {0};
@@ -291,7 +294,9 @@ static void touch_destination(int sock, int report)
     hvc_vm *vm = NULL;
     if (hvc_hypervisor_open("kvm", &hv) < 0)
         _exit(30);
-    rep.receive = hvc_vm_migrate_receive(hv, sock, NULL, &vm);
+    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
+    ro.listen_fd = touch_listen;
+    rep.receive = hvc_vm_migrate_receive(hv, sock, &ro, &vm);
     if (rep.receive < 0) {
         snprintf(rep.why, sizeof(rep.why), "%s", hvc_last_error());
         write_all(report, &rep, sizeof(rep));
@@ -429,6 +434,62 @@ Test(migration_postcopy, random_touch)
                  st.postcopy_pages);
     cr_assert_eq(st.postcopy_fault_median_us, r.st.fault_median_us);
     close(sv[0]);
+    close(rp[0]);
+}
+
+/* Over TCP, the page channel is a second connection to the
+ * destination's address, named by the session. */
+Test(migration_postcopy, random_touch_tcp)
+{
+    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
+    cr_assert_geq(l, 0, "%s", hvc_last_error());
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
+    int rp[2];
+    cr_assert_eq(pipe(rp), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(rp[0]);
+        int s = accept(l, NULL, NULL);
+        touch_listen = l;
+        touch_destination(s, rp[1]);
+    }
+    close(rp[1]);
+    close(l);
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    static struct runner run;
+    touch_source(&hv, &vm, &run);
+    int fd = hvc_migrate_connect(addr);
+    cr_assert_geq(fd, 0, "%s", hvc_last_error());
+    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+    o.flags = HVC_MIGRATE_POSTCOPY;
+    o.postcopy_after_rounds = 1;
+    o.address = addr;
+    hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
+    HVT_OK(hvc_vm_migrate_send(vm, fd, &o, &st));
+    cr_assert_eq(st.postcopy, 1);
+    cr_assert_eq(st.postcopy_channel, 2, "no page channel connection");
+    struct touch_report r;
+    cr_assert_eq(read_all(rp[0], &r, sizeof(r)), sizeof(r));
+    cr_assert_eq(waitpid(pid, NULL, 0), pid);
+    print_stats("random touch over tcp", &st, &r.st);
+    cr_assert_eq(r.receive, 0, "receive: %s", r.why);
+    cr_assert_eq(r.run, 0, "run: %s", r.why);
+    cr_assert_eq(r.status, 0x7e);
+    cr_assert_eq(r.wait, 0, "wait: %s", r.wait_why);
+    cr_assert_eq(r.visits, 2 * TR_NPAGES);
+    cr_assert_eq(r.bad, 0);
+    cr_assert_eq(r.st.state, HVC_POSTCOPY_COMPLETE);
+    cr_assert_gt(r.st.faults, 0, "the guest never faulted");
+    cr_assert_gt(r.st.pages_requested, 0);
+    cr_assert_eq(st.postcopy_pages_requested + st.postcopy_pages_pushed,
+                 st.postcopy_pages);
+    close(fd);
     close(rp[0]);
 }
 

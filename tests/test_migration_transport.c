@@ -461,7 +461,12 @@ Test(migration_transport, bandwidth_limit)
     cr_assert(strstr(json, "\"completed\":1,"), "%s", json);
     cr_assert(strstr(json, "\"dirty_tracking\":\"bitmap\""), "%s", json);
     cr_assert(strstr(json, "\"tls\":0,"), "%s", json);
-    cr_assert(strstr(json, "\"postcopy_ms\":0}"), "%s", json);
+    cr_assert(strstr(json, "\"postcopy_ms\":0,\"connections\":1,"), "%s",
+              json);
+    /* the per-connection arrays close the object */
+    cr_assert(strstr(json, ",\"connection_pages\":[") &&
+                  json[n - 2] == ']',
+              "%s", json);
     /* As snprintf: the length it needs, cut short and terminated. */
     cr_assert_eq(hvc_migrate_stats_json(&st, NULL, 0), n);
     char small[16];

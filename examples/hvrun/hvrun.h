@@ -42,6 +42,7 @@ struct migrate_opts {
     const char *stats_path;                  /* --migration-stats FILE */
     bool postcopy;                           /* --postcopy */
     uint32_t postcopy_after_rounds;          /* --postcopy-after-rounds N */
+    uint32_t connections;                    /* --migrate-connections N */
 };
 
 struct options {

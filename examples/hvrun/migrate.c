@@ -137,10 +137,10 @@ int hvrun_receive(hvc_hypervisor *hv, const struct options *o,
         fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
     while (fd < 0 && errno == EINTR && !hvrun_interrupted());
     int e = errno;
-    close(l);
-    if (strncmp(addr, "unix:", 5) == 0)
-        unlink(addr + 5);
     if (fd < 0) {
+        close(l);
+        if (strncmp(addr, "unix:", 5) == 0)
+            unlink(addr + 5);
         if (hvrun_interrupted())
             exit(HVRUN_EXIT_INTERRUPTED);
         fprintf(stderr, "hvrun: --incoming: accepting on '%s': %s\n",
@@ -149,9 +149,16 @@ int hvrun_receive(hvc_hypervisor *hv, const struct options *o,
     }
     hvc_migrate_tls t;
     ro->tls = tls_of(o, addr, true, &t, NULL, 0);
+    /* the source's extra connections (--migrate-connections, post-copy's
+     * page channel over TCP) come to the same socket */
+    ro->listen_fd = l;
     /* a hand-over (unix only, never under TLS) or a migration */
     int r = hvrun_receive_any(hv, fd, ro, vm);
+    ro->listen_fd = -1;
     close(fd);
+    close(l);
+    if (strncmp(addr, "unix:", 5) == 0)
+        unlink(addr + 5);
     return r;
 }
 
@@ -199,7 +206,7 @@ static int on_round(void *opaque, const hvc_migrate_stats *s)
  * migration). */
 static void write_stats(const char *path, const hvc_migrate_stats *st, int r)
 {
-    char json[2048], text[2300];
+    char json[4096], text[4400];
     if (hvc_migrate_stats_json(st, json, sizeof(json)) < 0)
         return;
     /* The outcome joins the library's object. */
@@ -254,6 +261,8 @@ int hvrun_migrate(struct machine *m)
     mo.flags = (o->mig.auto_converge ? HVC_MIGRATE_AUTO_CONVERGE : 0) |
                (o->mig.postcopy ? HVC_MIGRATE_POSTCOPY : 0);
     mo.postcopy_after_rounds = o->mig.postcopy_after_rounds;
+    mo.connections = o->mig.connections;
+    mo.address = o->migrate_to; /* extra connections, the page channel */
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     int r = hvc_vm_migrate_send(m->vm, fd, &mo, &st);
     close(fd);
@@ -286,13 +295,14 @@ int hvrun_migrate(struct machine *m)
     }
     fprintf(stderr,
             "hvrun: migrated to '%s': downtime %.3f ms, total %llu ms, %u "
-            "rounds, %llu pages, %llu bytes%s\n",
+            "rounds, %llu pages, %llu bytes%s, %u connection%s\n",
             hvrun_esc(o->migrate_to), (double)st.downtime_us / 1000.0,
             (unsigned long long)st.total_ms, st.rounds,
             (unsigned long long)(st.pages_initial + st.pages_precopy +
                                  st.pages_final),
             (unsigned long long)(st.bytes_initial + st.bytes_precopy +
                                  st.bytes_final),
-            st.tls ? ", TLS" : "");
+            st.tls ? ", TLS" : "", st.connections,
+            st.connections == 1 ? "" : "s");
     return 0;
 }

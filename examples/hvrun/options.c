@@ -134,6 +134,9 @@ static const char usage[] =
     "                       all arrived\n"
     "  --postcopy-after-rounds N  post-copy after N pre-copy rounds (1:\n"
     "                       right after the first pass); implies --postcopy\n"
+    "  --migrate-connections N  carry guest memory over N connections to\n"
+    "                       ADDR at once (1-16, default 1; each with its own\n"
+    "                       TLS session under TLS)\n"
     "The source shows the rounds on stderr when it is a terminal.\n"
     "\n"
     "Hand-over (same host; guest memory and the console and disk\n"
@@ -265,6 +268,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"upgrade-exec", required_argument, NULL, 0x10d},
         {"postcopy", no_argument, NULL, 0x10e},
         {"postcopy-after-rounds", required_argument, NULL, 0x10f},
+        {"migrate-connections", required_argument, NULL, 0x130},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -418,6 +422,10 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             break;
         case 0x10a: o->snapshot_live = true; break;
         case 0x10e: o->mig.postcopy = true; break;
+        case 0x130:
+            o->mig.connections = (uint32_t)number("--migrate-connections",
+                                                  optarg, 1, 16);
+            break;
         case 0x10f:
             o->mig.postcopy_after_rounds = (uint32_t)number(
                 "--postcopy-after-rounds", optarg, 1, 1u << 20);
@@ -465,6 +473,8 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         die_usage("%s", "--live goes with --snapshot FILE");
     hvrun_migrate_check(o);
     check_handover(o);
+    if (o->mig.connections && !o->migrate_to)
+        die_usage("%s", "--migrate-connections goes with --migrate-to ADDR");
     if (o->mig.postcopy && !o->migrate_to)
         die_usage("%s", "--postcopy and --postcopy-after-rounds go with "
                         "--migrate-to ADDR");

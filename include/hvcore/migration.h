@@ -193,13 +193,29 @@ typedef struct hvc_restore_options {
     /** hvc_vm_migrate_receive(): TLS over the connection (the sender must
      * use it too); NULL for none. Ignored by the other calls. */
     const struct hvc_migrate_tls *tls;
+    /**
+     * hvc_vm_migrate_receive(): the listening socket the connection was
+     * accepted from (hvc_migrate_listen()), on which the sender's extra
+     * connections arrive: its parallel memory connections
+     * (hvc_migrate_options::connections) and, over TCP, post-copy's page
+     * channel. Each must name the migration's session (sent on the main
+     * connection); any other connection accepted meanwhile is refused and
+     * closed. The library accepts on it only during the call (and, for
+     * post-copy, until the page channel came) and never closes it. -1
+     * (the initialiser): none; a stream that needs extra connections is
+     * then refused (-ENOTSUP) and the sender runs on. Ignored by the
+     * other calls.
+     */
+    int32_t listen_fd;
+    /** Reserved; 0. */
+    uint32_t reserved2;
 } hvc_restore_options;
 
 /** Initialiser for ::hvc_restore_options. */
 #define HVC_RESTORE_OPTIONS_INIT                                               \
     {                                                                          \
         sizeof(hvc_restore_options), 0, NULL, NULL, NULL, NULL, NULL, 0, 0,    \
-            NULL                                                               \
+            NULL, -1, 0                                                        \
     }
 
 /**
@@ -305,7 +321,9 @@ HVC_EXTERN int hvc_snapshot_restore(hvc_hypervisor *hv, const char *path,
  * arrived is asked for and jumps the queue. hvc_vm_postcopy_stats() and
  * hvc_vm_postcopy_wait() follow it on the destination.
  *
- * Not yet: several connections.
+ * Guest memory can go over several connections at once
+ * (hvc_migrate_options::connections), and post-copy's page channel over a
+ * second TCP connection (hvc_migrate_options::address).
  * @{
  */
 
@@ -370,6 +388,10 @@ HVC_EXTERN int hvc_migrate_connect(const char *addr);
  */
 HVC_EXTERN int hvc_migrate_listen(const char *addr);
 
+/** Most connections one migration carries memory on
+ * (hvc_migrate_options::connections), the main one included. */
+#define HVC_MIGRATE_CONNECTIONS_MAX 16
+
 /** Statistics of one hvc_vm_migrate_send(). Fields are only ever
  * appended; the library fills those that @c size covers. */
 typedef struct hvc_migrate_stats {
@@ -433,13 +455,26 @@ typedef struct hvc_migrate_stats {
     /** Milliseconds from the post-copy switchover to the destination's
      * report that every page arrived. */
     uint64_t postcopy_ms;
+    /** Connections that carried guest memory, the main one included (1
+     * without hvc_migrate_options::connections). */
+    uint32_t connections;
+    /** Post-copy's page channel: 0 none (the page requests shared the
+     * main connection), 1 a socket passed along the unix connection, 2 a
+     * connection of its own to hvc_migrate_options::address. */
+    uint32_t postcopy_channel;
+    /** Per connection (index 0: the main one; up to @c connections):
+     * bytes of its memory records (section headers included), and the
+     * guest pages they carried, every round. */
+    uint64_t connection_bytes[HVC_MIGRATE_CONNECTIONS_MAX];
+    uint64_t connection_pages[HVC_MIGRATE_CONNECTIONS_MAX];
 } hvc_migrate_stats;
 
 /** Initialiser for ::hvc_migrate_stats. */
 #define HVC_MIGRATE_STATS_INIT                                                 \
     {                                                                          \
         sizeof(hvc_migrate_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,      \
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0               \
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0},   \
+            {0}                                                                \
     }
 
 /**
@@ -538,14 +573,35 @@ typedef struct hvc_migrate_options {
      * pre-copy converges or not; 0: only when it does not converge
      * within @c max_rounds. */
     uint32_t postcopy_after_rounds;
+    /**
+     * Connections that carry guest memory, the main one (@p fd) included,
+     * at most ::HVC_MIGRATE_CONNECTIONS_MAX; 0 or 1: the main one only.
+     * The others are opened to @c address (each with a TLS session of its
+     * own when @c tls is set) and authenticated by a random session id the
+     * main connection carries; worker threads, one per extra connection,
+     * and the calling thread stripe each round's pages across them. The
+     * main connection alone carries the state. Not with
+     * hvc_snapshot_save_live(). The receiver needs its listening socket
+     * (hvc_restore_options::listen_fd).
+     */
+    uint32_t connections;
+    /** Reserved; 0. */
+    uint32_t reserved2;
+    /**
+     * The receiver's address, as hvc_migrate_connect() takes it: where
+     * the extra @c connections go, and, with ::HVC_MIGRATE_POSTCOPY over
+     * TCP, post-copy's page channel (without it, the page requests share
+     * the main connection). NULL: none. Read during the call.
+     */
+    const char *address;
 } hvc_migrate_options;
 
 /** Initialiser for ::hvc_migrate_options: no key, 10 ms downtime, 30
- * rounds, no timeout, no TLS, no bandwidth limit. */
+ * rounds, no timeout, no TLS, no bandwidth limit, one connection. */
 #define HVC_MIGRATE_OPTIONS_INIT                                               \
     {                                                                          \
         sizeof(hvc_migrate_options), 0, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, \
-            NULL, NULL, 0, 0                                                   \
+            NULL, NULL, 0, 0, 0, 0, NULL                                       \
     }
 
 /**
@@ -587,7 +643,11 @@ typedef struct hvc_migrate_options {
  *         or the callback); -ETIMEDOUT; -ECONNABORTED when the destination
  *         closed the connection without acknowledging, or the
  *         destination's error when it refused the stream (the message
- *         says which); a write's or the dirty tracking's error.
+ *         says which); a write's or the dirty tracking's error. With
+ *         several connections also -EINVAL for more than
+ *         ::HVC_MIGRATE_CONNECTIONS_MAX, no @c address or a malformed
+ *         one, and an extra connection's error (connect(2)'s, TLS's, a
+ *         refused hello, a write's), with the VM running on.
  */
 HVC_EXTERN int hvc_vm_migrate_send(hvc_vm *vm, int fd,
                                    const hvc_migrate_options *opts,
@@ -613,6 +673,17 @@ HVC_EXTERN int hvc_vm_migrate_cancel(hvc_vm *vm);
  * With @c opts->tls the connection is TLS (the receiver is the server,
  * docs/MIGRATION.md, "Transport"): the handshake comes first, then the
  * stream and the acknowledgement inside it.
+ *
+ * A sender with several connections (hvc_migrate_options::connections)
+ * opens the others to the address @c opts->listen_fd listens on: the
+ * call accepts them there (each with its TLS handshake under TLS), checks
+ * that each names the session the stream carries, refuses and closes any
+ * other connection (a warning through the log hook says why), and reads
+ * guest memory from all of them on threads of its own. It waits 10 s at
+ * most for them, and stops waiting when the main connection ends. Guest
+ * memory is complete, and the stream goes on, only once every connection
+ * delivered its last round and its totals matched; a failure on any of
+ * them refuses the stream like any other.
  *
  * When the sender switched over to post-copy, the VM is handed over as
  * soon as its state was read and checked, with the pages not yet sent

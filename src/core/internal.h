@@ -127,6 +127,13 @@ struct hvi_tsc; /* tsc_internal.h */
  * event thread whether a buffer can be used now) asks with
  * hvi_postcopy_want() and comes back later.
  *
+ * Parallel migration connections (src/migration/par_send.c, par_recv.c)
+ * add leaves of their own, taken by no caller of the library: the
+ * sender's round mutex (a round's start and end between the sending
+ * thread and its connection workers) and the receiver's per-page locks
+ * (comparing a page's round and copying it in). The workers write guest
+ * pages to sockets and into a new VM's memory without any lock above.
+ *
  * So any callback may look devices up, watch descriptors and read guest
  * memory. Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the
  * VM's pause_depth and active are atomics (see hvi_vcpu_interrupt());

@@ -1,5 +1,6 @@
 /* The stream reader. Every byte is hostile: lengths are bounded before they
  * size anything, and every message names the section and its offset. */
+#include "par.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -25,6 +26,10 @@ const char *hvi_section_name(uint16_t id)
     case HVI_FDS: return "FDS";
     case HVI_POSTCOPY: return "POSTCOPY";
     case HVI_POSTCOPY_DONE: return "POSTCOPY_DONE";
+    case HVI_PARALLEL: return "PARALLEL";
+    case HVI_MEMORY_ROUND: return "MEMORY_ROUND";
+    case HVI_CONN_END: return "CONN_END";
+    case HVI_PARALLEL_END: return "PARALLEL_END";
     case HVI_END: return "END";
     default: return "unknown";
     }

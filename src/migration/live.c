@@ -12,9 +12,10 @@
  * guest may write them at any time, and a run's CRC must match the bytes
  * that were sent. A page written after its copy is in the next fetch. */
 #define _GNU_SOURCE
+#include "par.h"
+#include "postcopy.h"
 #include "stream.h"
 #include "transport.h"
-#include "postcopy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,11 +27,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-/* The acknowledgement: magic, i32 status (0 or the destination's negative
- * errno), u32 CRC32C of the first 12 bytes. */
-#define ACK_MAGIC "HVCMACK1"
-#define ACK_SIZE 16
 
 #define DEFAULT_DOWNTIME_MS 10u
 #define DEFAULT_ROUNDS 30u
@@ -69,6 +65,8 @@ struct live {
     bool paused;             /* the switchover: no bandwidth limit */
     struct hvi_pacer pacer;  /* the bandwidth limit */
     struct hvi_throttle thr; /* auto-converge */
+    struct hvi_par *par;     /* parallel connections (par_send.c), or NULL */
+    uint32_t round;          /* of the pages being sent (1: first pass) */
 };
 
 static int wait_ack(struct live *l, const char *when);
@@ -147,6 +145,10 @@ static int64_t live_write(void *opaque, const void *buf, size_t len)
 static int send_pages(struct live *l, const hvc_memory_region *reg, uint64_t pg,
                       uint64_t count)
 {
+    if (l->par) { /* queued for the round's workers */
+        l->pages += count;
+        return hvi_par_add(l->par, reg, pg, count);
+    }
     memcpy(l->copy, reg->hva + pg * HVI_PAGE, count * HVI_PAGE);
     for (uint64_t i = 0; i < count;) {
         const uint8_t *p = l->copy + i * HVI_PAGE;
@@ -192,7 +194,7 @@ static int send_all(struct live *l)
         }
         hvi_memory_walk_close(w);
     }
-    return r;
+    return r == 0 && l->par ? hvi_par_run(l->par, l->round) : r;
 }
 
 /* Fetches every region's dirty log into the pending sets; *count: how
@@ -242,7 +244,7 @@ static int send_pending(struct live *l)
             pg += c;
         }
     }
-    return 0;
+    return l->par ? hvi_par_run(l->par, l->round) : 0;
 }
 
 static int start_tracking(struct live *l)
@@ -299,7 +301,7 @@ static int report(struct live *l)
 /* Reads the destination's acknowledgement: 0, or why not. */
 static int wait_ack(struct live *l, const char *when)
 {
-    uint8_t a[ACK_SIZE];
+    uint8_t a[HVI_ACK_SIZE];
     size_t got = 0;
     while (got < sizeof(a)) {
         ssize_t n;
@@ -337,7 +339,7 @@ static int wait_ack(struct live *l, const char *when)
                              when);
         got += (size_t)n;
     }
-    if (memcmp(a, ACK_MAGIC, 8) != 0 ||
+    if (memcmp(a, HVI_ACK_MAGIC, 8) != 0 ||
         hvi_get32(a + 12) != hvi_crc32c(0, a, 12))
         return hvi_error(-EPROTO, "the destination's acknowledgement is "
                                   "malformed");
@@ -387,10 +389,25 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
     if ((l->opts.flags & HVC_MIGRATE_POSTCOPY) && l->opts.tls)
         return hvi_error(-ENOTSUP, "hvc_migrate_options: post-copy over TLS "
                                    "is not supported yet");
-    if (l->opts.reserved)
-        return hvi_error(-EINVAL, "hvc_migrate_options: reserved is %u, "
-                                  "not 0",
-                         l->opts.reserved);
+    if (l->opts.reserved || l->opts.reserved2)
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_options: reserved is %u, "
+                         "reserved2 %u, not 0",
+                         l->opts.reserved, l->opts.reserved2);
+    if (l->opts.connections > HVC_MIGRATE_CONNECTIONS_MAX)
+        return hvi_error(-EINVAL,
+                         "hvc_migrate_options: connections %u is more than "
+                         "%u",
+                         l->opts.connections, HVC_MIGRATE_CONNECTIONS_MAX);
+    if (l->opts.connections > 1 && (l->to_file || !l->opts.address))
+        return hvi_error(-EINVAL, "hvc_migrate_options: connections %u %s",
+                         l->opts.connections,
+                         l->to_file ? "for a live snapshot (a file)"
+                                    : "without an address to open them to");
+    struct hvi_migrate_addr a;
+    if (l->opts.address &&
+        (r = hvi_migrate_parse(l->opts.address, false, &a)) < 0)
+        return r;
     if (l->opts.tls && (r = hvi_tls_check(l->opts.tls, false)) < 0)
         return r;
     if (!l->opts.max_downtime_ms)
@@ -400,21 +417,28 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
     return 0;
 }
 
+/* Stream bytes written so far, on every connection. */
+static uint64_t sent(const struct live *l)
+{
+    return l->o.off + (l->par ? hvi_par_sent(l->par) : 0);
+}
+
 /* Pre-copy: the first pass, then rounds until the rest fits the budget
  * (or the rounds run out). */
 static int precopy(struct live *l)
 {
-    uint64_t t = now_ns(), before = l->o.off, last_sent = 0;
+    uint64_t t = now_ns(), before = sent(l), last_sent = 0;
     uint64_t last_pending = UINT64_MAX;
     hvi_pacer_init(&l->pacer, l->opts.bandwidth_mib, t);
     l->pages = 0;
+    l->round = 1;
     int r = send_all(l);
-    l->st.bytes_initial = l->o.off - before;
+    l->st.bytes_initial = sent(l) - before;
     l->st.pages_initial = l->pages;
     l->st.rounds = 1;
     for (; r == 0;) {
         uint64_t now = now_ns(), pending;
-        uint64_t ns = now - t ? now - t : 1, bytes = l->o.off - before;
+        uint64_t ns = now - t ? now - t : 1, bytes = sent(l) - before;
         if ((r = fetch(l, &pending)) < 0)
             break;
         /* A round too short to measure keeps the last figure. */
@@ -467,15 +491,28 @@ static int precopy(struct live *l)
             (r = hvi_throttle_stop(&l->thr)) < 0)
             break;
         t = now;
-        before = l->o.off;
+        before = sent(l);
         l->pages = 0;
+        l->round++;
         r = send_pending(l);
         last_sent = l->pages;
-        l->st.bytes_precopy += l->o.off - before;
+        l->st.bytes_precopy += sent(l) - before;
         l->st.pages_precopy += l->pages;
         l->st.rounds++;
     }
     return r;
+}
+
+/* Whether post-copy's page channel will be a connection of its own to
+ * the receiver's address: over TCP (a unix connection passes one
+ * along). */
+static bool page_channel_connects(const struct live *l)
+{
+    int domain = 0;
+    socklen_t dl = sizeof(domain);
+    return (l->opts.flags & HVC_MIGRATE_POSTCOPY) && l->opts.address &&
+           !(getsockopt(l->fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
+             domain == AF_UNIX);
 }
 
 static int migrate(struct live *l)
@@ -495,6 +532,19 @@ static int migrate(struct live *l)
     if ((r = start_tracking(l)) < 0 ||
         (r = hvi_save_begin(l->vm, &l->o, &so, true)) < 0)
         return r;
+    if (l->opts.connections > 1 || page_channel_connects(l)) {
+        struct hvi_par_cfg pc = {
+            .vm = l->vm,
+            .opts = &l->opts,
+            .main = &l->o,
+            .main_fd = l->fd,
+            .connections = l->opts.connections > 1 ? l->opts.connections : 1,
+            .page_channel = page_channel_connects(l),
+            .cancel = &l->vm->migrate_cancel,
+            .deadline = l->deadline};
+        if ((r = hvi_par_open(&pc, &l->par)) < 0)
+            return r;
+    }
     l->max_run = l->o.crypt ? HVI_SEALED_RUN_PAGES : HVI_RUN_PAGES;
     if (!(l->copy = malloc(l->max_run * HVI_PAGE)))
         return hvi_error(-ENOMEM, "out of memory");
@@ -507,24 +557,32 @@ static int migrate(struct live *l)
     if ((r = hvi_throttle_stop(&l->thr)) < 0)
         return r;
     l->paused = true;
-    uint64_t paused = now_ns(), before = l->o.off, pending;
+    uint64_t paused = now_ns(), before = sent(l), pending;
     if ((r = hvc_vm_pause(l->vm)) < 0)
         return r;
     uint64_t t = now_ns();
     l->st.pause_us = (t - paused) / 1000u;
     l->pages = 0;
+    l->round++;
     if ((r = fetch(l, &pending)) == 0 && l->postcopy) {
         /* What is pending now goes after the switchover. */
         l->st.postcopy = 1;
-        r = hvi_pc_put_plan(&l->o, l->regs, l->n, l->pending,
-                            &l->st.postcopy_pages);
+        if (l->par)
+            r = hvi_par_finish(l->par);
+        if (r == 0)
+            r = hvi_pc_put_plan(&l->o, l->regs, l->n, l->pending,
+                                &l->st.postcopy_pages);
         if (r == 0)
             r = hvi_save_finish(l->vm, &l->o);
     } else if (r == 0 && (r = send_pending(l)) == 0) {
         l->st.pages_final = l->pages;
-        r = hvi_save_finish(l->vm, &l->o);
+        /* every connection's end before the state */
+        if (l->par)
+            r = hvi_par_finish(l->par);
+        if (r == 0)
+            r = hvi_save_finish(l->vm, &l->o);
     }
-    l->st.bytes_final = l->o.off - before;
+    l->st.bytes_final = sent(l) - before;
     l->st.final_send_us = (now_ns() - t) / 1000u;
     if (r == 0 && !l->to_file) {
         l->final = true;
@@ -544,8 +602,16 @@ static int migrate(struct live *l)
         atomic_store(&l->vm->migrated_away, 1);
         l->switched = true;
         if (l->postcopy) {
-            struct hvi_pc_source src = {l->vm, l->fd,      &l->o, l->regs,
-                                        l->n,  l->pending, &l->st};
+            struct hvi_pc_source src = {
+                l->vm,
+                l->fd,
+                &l->o,
+                l->regs,
+                l->n,
+                l->pending,
+                &l->st,
+                l->par && page_channel_connects(l) ? l->opts.address : NULL,
+                l->par ? hvi_par_session(l->par) : NULL};
             if ((r = hvi_pc_send(&src)) < 0)
                 return r;
         }
@@ -639,6 +705,14 @@ int hvi_live_send(hvc_vm *vm, int fd, const hvc_migrate_options *opts,
             fcntl(fd, F_SETFL, l->fd_flags);
         hvi_tls_free(l->tls);
     }
+    l->st.connections = 1;
+    l->st.connection_bytes[0] =
+        l->st.bytes_initial + l->st.bytes_precopy + l->st.bytes_final;
+    l->st.connection_pages[0] =
+        l->st.pages_initial + l->st.pages_precopy + l->st.pages_final;
+    if (l->par)
+        hvi_par_stats(l->par, &l->st);
+    hvi_par_free(l->par);
     l->st.total_ms = (now_ns() - l->t0) / 1000000u;
     if (stats) {
         size_t n = stats->size < sizeof(l->st) ? stats->size : sizeof(l->st);
@@ -663,132 +737,5 @@ int hvc_vm_migrate_cancel(hvc_vm *vm)
     if (!vm)
         return hvi_error(-EINVAL, "hvc_vm_migrate_cancel: NULL VM");
     atomic_store(&vm->migrate_cancel, 1);
-    return 0;
-}
-
-static int send_ack(int fd, struct hvi_tls *tls, int status)
-{
-    uint8_t a[ACK_SIZE];
-    memcpy(a, ACK_MAGIC, 8);
-    hvi_put32(a + 8, (uint32_t)status);
-    hvi_put32(a + 12, hvi_crc32c(0, a, 12));
-    size_t done = 0;
-    while (done < sizeof(a)) {
-        if (tls) {
-            int64_t t = hvi_tls_write(tls, a + done, sizeof(a) - done, NULL);
-            if (t <= 0)
-                return t < 0 ? (int)t : -EPIPE;
-            done += (size_t)t;
-            continue;
-        }
-        ssize_t n = send(fd, a + done, sizeof(a) - done, MSG_NOSIGNAL);
-        if (n < 0 && errno == ENOTSOCK)
-            n = write(fd, a + done, sizeof(a) - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EPIPE;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-/* The receiver's stream over TLS (a blocking socket). */
-static int64_t tls_read(void *opaque, void *buf, size_t len)
-{
-    for (;;) {
-        int64_t n = hvi_tls_read(opaque, buf, len, NULL);
-        if (n != -EAGAIN)
-            return n;
-    }
-}
-
-int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
-                           const hvc_restore_options *opts, hvc_vm **out)
-{
-    if (!hv || fd < 0 || !out)
-        return hvi_error(-EINVAL, "hvc_vm_migrate_receive: %s",
-                         fd < 0 ? "negative descriptor" : "NULL argument");
-    hvc_vm *vm = NULL;
-    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
-    struct hvi_tls *tls = NULL;
-    int r = 0;
-    if (opts && (r = hvi_copy_options(&o, sizeof(o), opts,
-                                      offsetof(hvc_restore_options, tls),
-                                      "hvc_restore_options")) < 0)
-        return r;
-    struct hvi_in in = {.fd = fd, .live = true};
-    if (o.tls) {
-        if ((r = hvi_tls_accept(fd, o.tls, &tls)) < 0) {
-            char why[512];
-            snprintf(why, sizeof(why), "%s", hvc_last_error());
-            return hvi_error(r, "incoming migration: %s", why);
-        }
-        in.fd = -1;
-        in.s = (hvc_stream)HVC_STREAM_INIT;
-        in.s.read = tls_read;
-        in.s.opaque = tls;
-    }
-    o.tls = NULL;
-    r = hvi_restore_in(hv, &in, &o, &vm);
-    if (r == 0 && in.plan && tls) {
-        /* the pages would come on the raw connection, not through TLS */
-        hvc_vm_destroy(vm);
-        vm = NULL;
-        r = hvi_error(-ENOTSUP, "a post-copy stream over TLS: not supported "
-                                "yet");
-    } else if (r == 0 && in.plan &&
-               (r = hvi_pc_prepare(vm, fd, &in, in.plan)) < 0) {
-        char why[512];
-        snprintf(why, sizeof(why), "%s", hvc_last_error());
-        hvc_vm_destroy(vm);
-        vm = NULL;
-        hvi_error(r, "%s", why);
-    }
-    bool postcopy = in.plan != NULL && r == 0;
-    /* restore.c held the devices when the plan came: the VM is the
-     * caller's from here (or destroyed), its pages where they belong */
-    if (vm && in.plan && !postcopy)
-        hvi_devices_hold(vm, false);
-    hvi_pc_plan_free(in.plan);
-    hvi_crypt_free(in.crypt); /* NULL when post-copy took it */
-    if (r < 0) {
-        char why[512];
-        snprintf(why, sizeof(why), "%s", hvc_last_error());
-        send_ack(fd, tls, r); /* the sender may be gone: nothing to add */
-        hvi_tls_free(tls);
-        return hvi_error(r, "incoming migration: %s%s",
-                         r == -ENODATA ? "the source went away before the "
-                                         "end of the stream: "
-                                       : "",
-                         why);
-    }
-    int w = send_ack(fd, tls, 0);
-    hvi_tls_free(tls);
-    if (w < 0) {
-        if (postcopy)
-            hvi_devices_hold(vm, false);
-        hvc_vm_destroy(vm);
-        return hvi_error(w,
-                         "incoming migration: the stream was complete, but "
-                         "acknowledging it to the source failed (%s); the "
-                         "source keeps the guest",
-                         hvc_strerror(w));
-    }
-    /* From here the source never runs the guest again. */
-    if (postcopy && (r = hvi_pc_start(vm)) < 0) {
-        hvi_devices_hold(vm, false);
-        char why[512];
-        snprintf(why, sizeof(why), "%s", hvc_last_error());
-        shutdown(fd, SHUT_RDWR); /* the source sees the link fail */
-        hvc_vm_destroy(vm);
-        return hvi_error(r,
-                         "incoming post-copy migration: %s; the guest is "
-                         "lost",
-                         why);
-    }
-    if (postcopy)
-        hvi_devices_hold(vm, false);
-    *out = vm;
     return 0;
 }

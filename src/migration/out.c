@@ -134,6 +134,12 @@ int hvi_put_section(struct hvi_out *o, uint16_t id, uint32_t instance,
     return put(o, id, instance, payload, len, NULL, 0, len);
 }
 
+int hvi_put_section2(struct hvi_out *o, uint16_t id, uint32_t instance,
+                     const void *a, size_t alen, const void *b, size_t blen)
+{
+    return put(o, id, instance, a, alen, b, blen, alen + blen);
+}
+
 /* A PAD section so that @p ahead bytes from now the stream is at a page
  * boundary. */
 static int pad(struct hvi_out *o, size_t ahead)

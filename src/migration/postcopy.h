@@ -28,6 +28,9 @@ enum {
  * channel; HVI_PC_NO_CHANNEL otherwise. */
 #define HVI_PC_CHANNEL "HVCPCCH1"
 #define HVI_PC_NO_CHANNEL "HVCPCCH0"
+/* (1.2) The page channel is a connection of its own to the receiver's
+ * address, whose hello names the session and index HVI_PAR_PAGE_CHANNEL. */
+#define HVI_PC_CHANNEL_CONNECTED "HVCPCCH2"
 /* Stream offsets on the page channel start here (its own nonces). */
 #define HVI_PC_CHANNEL_OFFSET (1ull << 62)
 
@@ -61,6 +64,11 @@ struct hvi_pc_source {
     size_t n;
     uint64_t *const *pending;
     hvc_migrate_stats *st;
+    /* Over TCP: the receiver's address, where the page channel connects
+     * (par_conn.c), with the session id of PARALLEL; NULL: no channel
+     * connection. */
+    const char *address;
+    const uint8_t *session;
 };
 int hvi_pc_send(struct hvi_pc_source *src);
 /* Test knob (postcopy_send.c): microseconds the push pauses after each

@@ -25,8 +25,10 @@
  * and the source is told what was lost if it can still hear it. */
 #define _GNU_SOURCE
 #include "postcopy_recv.h"
+#include "par.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -409,6 +411,28 @@ static int open_channel(struct hvi_postcopy *pc)
             }
         got += (size_t)n;
     }
+    if (fd < 0 && memcmp(rec, HVI_PC_CHANNEL_CONNECTED, 8) == 0) {
+        /* The channel is a connection of its own (over TCP). */
+        if (pc->listen_fd < 0)
+            return hvi_error(-EBADMSG,
+                             "post-copy: the source connects a page "
+                             "channel that was not announced, or this "
+                             "receiver has no listening socket");
+        struct hvi_tls *tls = NULL;
+        uint32_t idx;
+        int r = hvi_par_accept(pc->listen_fd, NULL, pc->session,
+                               HVI_PAR_PAGE_CHANNEL, HVI_PAR_PAGE_CHANNEL, NULL,
+                               HVI_PAR_ACCEPT_MS, &fd, &tls, &idx);
+        close(pc->listen_fd);
+        pc->listen_fd = -1;
+        hvi_tls_free(tls);
+        if (r < 0) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s", hvc_last_error());
+            return hvi_error(r, "post-copy: the page channel: %s", why);
+        }
+        memcpy(rec, HVI_PC_CHANNEL, 8);
+    }
     bool chan = memcmp(rec, HVI_PC_CHANNEL, 8) == 0;
     if ((!chan && memcmp(rec, HVI_PC_NO_CHANNEL, 8) != 0) ||
         chan != (fd >= 0)) {
@@ -506,6 +530,8 @@ static void pc_free(struct hvi_postcopy *pc)
         close(pc->fd);
     if (pc->pfd >= 0)
         close(pc->pfd);
+    if (pc->listen_fd >= 0)
+        close(pc->listen_fd);
     hvi_crypt_free(pc->main.in.crypt);
     hvi_crypt_free(pc->chan.in.crypt);
     free(pc->samples);
@@ -522,7 +548,7 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     if (!pc)
         return hvi_error(-ENOMEM, "out of memory");
     pc->vm = vm;
-    pc->uffd = pc->stop_fd = pc->pfd = -1;
+    pc->uffd = pc->stop_fd = pc->pfd = pc->listen_fd = -1;
     pc->chan.in.fd = -1;
     pc->state = HVC_POSTCOPY_RUNNING;
     pthread_mutex_init(&pc->lock, NULL);
@@ -533,7 +559,12 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     pthread_cond_init(&pc->cond, &ca);
     pthread_condattr_destroy(&ca);
     pc->main.in = *in;
+    pc->main.in.par = NULL;
     in->crypt = NULL; /* the state's now */
+    pc->listen_fd = in->channel_connects && in->listen_fd >= 0
+                        ? fcntl(in->listen_fd, F_DUPFD_CLOEXEC, 0)
+                        : -1;
+    memcpy(pc->session, in->session, sizeof(pc->session));
     pc->main.in.progress = NULL;
     pc->fd = dup(fd);
     pc->main.in.fd = pc->fd;

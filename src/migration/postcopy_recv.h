@@ -49,6 +49,11 @@ struct hvi_postcopy {
     uint64_t total, t0, t_end;
     pthread_t fault_thread, recv_thread;
     bool fault_started, recv_started;
+    /* Over TCP the page channel connects (par_conn.c): a dup() of the
+     * caller's listening socket until it came, and the session it must
+     * name; -1 otherwise. */
+    int listen_fd;
+    uint8_t session[16];
 };
 
 static inline uint64_t hvi_pc_now_ns(void)

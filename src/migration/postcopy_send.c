@@ -6,6 +6,7 @@
  * order. A page goes once. Then POSTCOPY_DONE, and the destination's DONE
  * (or FAILED) ends it. */
 #define _GNU_SOURCE
+#include "par.h"
 #include "postcopy.h"
 
 #include <errno.h>
@@ -317,13 +318,19 @@ static int open_channel(struct pcs *c)
 {
     int fd = c->src->fd, domain = 0, sv[2] = {-1, -1};
     socklen_t dl = sizeof(domain);
+    /* Over TCP: a connection of its own, named by the session, opened
+     * once the destination was told to accept it. */
+    bool connected = c->src->address && c->src->session;
     bool unix_sock =
+        !connected &&
         getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
         domain == AF_UNIX &&
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0;
-    struct iovec iov = {
-        .iov_base = (void *)(unix_sock ? HVI_PC_CHANNEL : HVI_PC_NO_CHANNEL),
-        .iov_len = 8};
+    struct iovec iov = {.iov_base =
+                            (void *)(connected   ? HVI_PC_CHANNEL_CONNECTED
+                                     : unix_sock ? HVI_PC_CHANNEL
+                                                 : HVI_PC_NO_CHANNEL),
+                        .iov_len = 8};
     union {
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int))];
@@ -351,8 +358,22 @@ static int open_channel(struct pcs *c)
         }
         break;
     }
+    if (n == 8 && connected) {
+        struct hvi_tls *tls = NULL;
+        int r =
+            hvi_par_connect(c->src->address, NULL, HVI_PAR_PAGE_CHANNEL,
+                            c->src->session, HVI_PAR_ACCEPT_MS, &sv[0], &tls);
+        hvi_tls_free(tls); /* none: post-copy is refused over TLS */
+        if (r < 0) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s", hvc_last_error());
+            return hvi_error(r, "post-copy: opening the page channel: %s", why);
+        }
+    }
     if (sv[1] >= 0)
         close(sv[1]);
+    if (n == 8)
+        c->src->st->postcopy_channel = connected ? 2 : unix_sock ? 1 : 0;
     if (n != 8) {
         if (sv[0] >= 0)
             close(sv[0]);

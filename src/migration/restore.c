@@ -1,5 +1,6 @@
 /* Restoring a stream into a new VM that nobody else sees until the end
  * section has been read and every check has passed. */
+#include "par.h"
 #include "postcopy.h"
 
 #include <errno.h>
@@ -10,19 +11,23 @@
 
 /* Where each section may come (docs/MIGRATION.md): never before an earlier
  * phase's section. */
-#define PHASE_END 9
+#define PHASE_END 11
+#define PHASE_MEMORY 4 /* the first that needs the devices attached */
 static int phase(uint16_t id)
 {
     switch (id) {
     case HVI_CONFIG: return 0;
     case HVI_USER: return 1;
     case HVI_FDS: return 2;
-    case HVI_MEMORY: return 3;
-    case HVI_POSTCOPY: return 4;
-    case HVI_VCPU: return 5;
-    case HVI_IRQCHIP: return 6;
-    case HVI_TSC: return 7;
-    case HVI_DEVICE: return 8;
+    case HVI_PARALLEL: return 3;
+    case HVI_MEMORY:
+    case HVI_MEMORY_ROUND: return PHASE_MEMORY;
+    case HVI_PARALLEL_END: return 5;
+    case HVI_POSTCOPY: return 6;
+    case HVI_VCPU: return 7;
+    case HVI_IRQCHIP: return 8;
+    case HVI_TSC: return 9;
+    case HVI_DEVICE: return 10;
     case HVI_END: return PHASE_END;
     default: return -1;
     }
@@ -205,8 +210,8 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
                         s->version, HVI_VERSION);
     if (!(s->flags & HVI_F_REQUIRED) && s->id != HVI_USER)
         return hvi_fail(s, -EBADMSG, "a required section is marked optional");
-    bool repeats =
-        s->id == HVI_MEMORY || s->id == HVI_VCPU || s->id == HVI_DEVICE;
+    bool repeats = s->id == HVI_MEMORY || s->id == HVI_MEMORY_ROUND ||
+                   s->id == HVI_VCPU || s->id == HVI_DEVICE;
     if (ph < st->phase || (ph == st->phase && !repeats))
         return hvi_fail(s, -EBADMSG, "out of order or repeated");
     if (s->id != HVI_CONFIG && !st->vm)
@@ -223,6 +228,16 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
         hvi_ho_state_arrived(st->in->ho);
     if (st->in->ho && s->id == HVI_MEMORY)
         return hvi_fail(s, -EBADMSG, "guest pages in a hand-over stream");
+    /* With parallel connections every page is round-tagged, and the
+     * connections' ends come before anything of the switchover. */
+    if (s->id == HVI_MEMORY && st->in->par)
+        return hvi_fail(s, -EBADMSG,
+                        "an untagged memory run in a stream "
+                        "with parallel connections");
+    if (ph > 5 && st->in->par && st->phase < 5)
+        return hvi_fail(s, -EBADMSG,
+                        "parallel connections without "
+                        "PARALLEL_END");
     st->phase = ph;
     if (ph >= 3 && !st->setup_done) {
         int r = do_setup(st, s);
@@ -264,6 +279,9 @@ static int on_section(struct restore *st, const struct hvi_sec *s)
     case HVI_MEMORY:
         return hvi_read_memory(st->in, s, st->mem, &st->raw_pages,
                                &st->zero_pages);
+    case HVI_PARALLEL: return hvi_par_in_begin(st->in, s, st->vm);
+    case HVI_MEMORY_ROUND: return hvi_par_in_record(st->in, s);
+    case HVI_PARALLEL_END: return hvi_par_in_end(st->in, s);
     case HVI_POSTCOPY:
         if (!st->in->live)
             return hvi_fail(s, -EBADMSG,
@@ -370,6 +388,8 @@ static int restore_stream(hvc_hypervisor *hv, struct hvi_in *in,
     free(st.devs);
     free(st.dev_seen);
     if (r < 0) {
+        /* no thread may place a page once the VM goes */
+        r = hvi_par_in_stop(in, r);
         if (reuse)
             *out = st.vm; /* the VM that may be half-loaded, or NULL */
         if (st.vm && !reuse) {

@@ -55,6 +55,8 @@ static const struct field fields[] = {
     F64(postcopy_fault_p99_us),
     F64(postcopy_pages_lost),
     F64(postcopy_ms),
+    F32(connections),
+    F32(postcopy_channel),
 };
 
 /* Appends to buf like snprintf, keeping count of the whole length. */
@@ -111,6 +113,20 @@ int hvc_migrate_stats_json(const hvc_migrate_stats *st, char *buf, size_t len)
         if (f->offset == offsetof(hvc_migrate_stats, dirty_mode))
             put(buf, len, &at, ",\"dirty_tracking\":\"%s\"",
                 mode_name((uint32_t)v));
+    }
+    /* The per-connection figures as arrays, as many as there were. */
+    if (st->size >= sizeof(hvc_migrate_stats)) {
+        uint32_t n = st->connections < HVC_MIGRATE_CONNECTIONS_MAX
+                         ? st->connections
+                         : HVC_MIGRATE_CONNECTIONS_MAX;
+        for (int a = 0; a < 2; a++) {
+            const uint64_t *v = a ? st->connection_pages : st->connection_bytes;
+            put(buf, len, &at, ",\"%s\":[",
+                a ? "connection_pages" : "connection_bytes");
+            for (uint32_t k = 0; k < n; k++)
+                put(buf, len, &at, "%s%" PRIu64, k ? "," : "", v[k]);
+            put(buf, len, &at, "]");
+        }
     }
     put(buf, len, &at, "}");
     if (at > INT32_MAX)

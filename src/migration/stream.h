@@ -118,6 +118,10 @@ int hvi_put_section(struct hvi_out *o, uint16_t id, uint32_t instance,
  * CRC32C is @p data_crc) or zero (@p data NULL). */
 int hvi_put_memory(struct hvi_out *o, uint64_t gpa, uint64_t pages,
                    const uint8_t *data, uint32_t data_crc);
+/* A required section whose payload is @p a then @p b (the CRC covers
+ * both). */
+int hvi_put_section2(struct hvi_out *o, uint16_t id, uint32_t instance,
+                     const void *a, size_t alen, const void *b, size_t blen);
 /* save_memory.c: every region's pages as MEMORY runs. */
 int hvi_save_memory(struct hvi_out *o, hvc_vm *vm);
 int hvi_put_end(struct hvi_out *o);
@@ -164,6 +168,15 @@ struct hvi_in {
     bool verify_mapped;
     bool live;                /* a live migration: POSTCOPY may come */
     struct hvi_pc_plan *plan; /* the POSTCOPY section read, or NULL */
+    /* Parallel connections (par.h): where the extra connections come
+     * from (-1: nowhere), their TLS, the session id of PARALLEL. */
+    int listen_fd;
+    int main_fd; /* the main connection's socket (TLS or not) */
+    const hvc_migrate_tls *tls;
+    bool has_session;
+    bool channel_connects; /* post-copy's page channel is a connection */
+    uint8_t session[16];
+    struct hvi_par_in *par;
 };
 const char *hvi_section_name(uint16_t id);
 /* Records "stream section NAME (instance N) at byte OFF: ..." and returns

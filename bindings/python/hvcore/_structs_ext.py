@@ -449,4 +449,6 @@ class RestoreOptions(ctypes.Structure):
         ("kick_signal", c_int32),
         ("reserved", c_uint32),
         ("tls", c_void_p),  # const hvc_migrate_tls *: live migration only
+        ("listen_fd", c_int32),  # -1: none (restore_options sets it)
+        ("reserved2", c_uint32),
     ]

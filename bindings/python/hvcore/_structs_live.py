@@ -64,6 +64,10 @@ class MigrateStats(ctypes.Structure):
         ("postcopy_fault_p99_us", c_uint64),
         ("postcopy_pages_lost", c_uint64),
         ("postcopy_ms", c_uint64),
+        ("connections", c_uint32),
+        ("postcopy_channel", c_uint32),
+        ("connection_bytes", c_uint64 * 16),
+        ("connection_pages", c_uint64 * 16),
     ]
 
 
@@ -91,6 +95,9 @@ class MigrateOptions(ctypes.Structure):
         ("tls", POINTER(MigrateTls)),
         ("bandwidth_mib", c_uint32),
         ("postcopy_after_rounds", c_uint32),
+        ("connections", c_uint32),
+        ("reserved2", c_uint32),
+        ("address", c_char_p),
     ]
 
 

@@ -85,9 +85,15 @@ class _Stats:
         return tuple(name for name, _ in cls._struct._fields_
                      if name != "size" and not name.startswith("reserved"))
 
+    def _value(self, name):
+        v = getattr(self._raw, name)
+        if isinstance(v, ctypes.Array):  # per connection: as many as used
+            return list(v[:min(self._raw.connections, len(v))])
+        return v
+
     def __getattr__(self, name):
         if name in self.fields():
-            return getattr(self._raw, name)
+            return self._value(name)
         raise AttributeError(f"{type(self).__name__} has no field {name!r}")
 
     def __setattr__(self, name, value):
@@ -97,8 +103,9 @@ class _Stats:
         return sorted(set(super().__dir__()) | set(self.fields()))
 
     def as_dict(self):
-        """``{field: int}`` for every field, in C order."""
-        return {name: getattr(self._raw, name) for name in self.fields()}
+        """``{field: int}`` for every field, in C order (a list of ints
+        per connection for the per-connection ones, as in the JSON)."""
+        return {name: self._value(name) for name in self.fields()}
 
     def __eq__(self, other):
         if type(other) is not type(self):
@@ -120,8 +127,10 @@ class MigrateStats(_Stats):
     pass, the pre-copy rounds and the final phase, ``throughput_bps``,
     ``dirty_pages_per_s``, ``remaining_pages``, ``expected_downtime_us``,
     ``pause_us``/``final_send_us``/``ack_wait_us`` (parts of the
-    downtime), ``throttle_percent`` (auto-converge), ``tls``, and
-    ``dirty_mode``. :meth:`json` renders them as the library does."""
+    downtime), ``throttle_percent`` (auto-converge), ``tls``,
+    ``dirty_mode``, ``connections`` with ``connection_bytes`` and
+    ``connection_pages`` (lists, index 0 the main connection) and
+    ``postcopy_channel``. :meth:`json` renders them as the library does."""
 
     __slots__ = ()
     _struct = L.MigrateStats
@@ -287,15 +296,23 @@ def _migrate_options(op, *, max_downtime_ms=None, max_rounds=None,
                      timeout_ms=None, key=None, passphrase=None,
                      user_data=b"", bandwidth_mib=None, auto_converge=False,
                      tls=None, progress=None, leave_paused=False,
-                     postcopy=False, postcopy_after_rounds=None):
+                     postcopy=False, postcopy_after_rounds=None,
+                     connections=None, address=None):
     opts = L.MigrateOptions(size=ctypes.sizeof(L.MigrateOptions))
     for name, value in (("max_downtime_ms", max_downtime_ms),
                         ("max_rounds", max_rounds),
                         ("timeout_ms", timeout_ms),
                         ("bandwidth_mib", bandwidth_mib),
-                        ("postcopy_after_rounds", postcopy_after_rounds)):
+                        ("postcopy_after_rounds", postcopy_after_rounds),
+                        ("connections", connections)):
         if value is not None:
             setattr(opts, name, _convert.u32(value, name))
+    if address is not None:
+        raw_addr = _convert.path(address) if hasattr(_convert, "path") \
+            else (address.encode() if isinstance(address, str) else
+                  bytes(address))
+        op.keep.append(raw_addr)
+        opts.address = raw_addr
     raw_key = _key(key)
     if raw_key is not None:
         op.keep.append(raw_key)
@@ -382,7 +399,8 @@ class LiveMixin:
                      timeout_ms=None, key=None, passphrase=None,
                      user_data=b"", bandwidth_mib=None, auto_converge=False,
                      tls=None, progress=None, postcopy=False,
-                     postcopy_after_rounds=None):
+                     postcopy_after_rounds=None, connections=None,
+                     address=None):
         """Migrates this running VM to ``VM.migrate_receive()`` at the
         other end of ``conn`` (a connected stream socket or its fd);
         returns :class:`MigrateStats` once the destination acknowledged.
@@ -400,6 +418,10 @@ class LiveMixin:
         converge, ``postcopy_after_rounds`` forces one after that many
         rounds (the destination's VM then fills its memory in the
         background: ``VM.postcopy_*`` are not bound yet).
+        ``connections`` (1-16) carry memory at once, the others opened to
+        ``address`` ("unix:PATH", "tcp:HOST:PORT"), which also takes
+        post-copy's page channel over TCP; the receiver then needs
+        ``listen_fd``.
 
         On success this VM stays paused for good (kick its vCPU threads,
         then close it). HvError EBUSY (paused, or already migrating),
@@ -413,7 +435,8 @@ class LiveMixin:
             timeout_ms=timeout_ms, key=key, passphrase=passphrase,
             user_data=user_data, bandwidth_mib=bandwidth_mib,
             auto_converge=auto_converge, tls=tls, progress=progress,
-            postcopy=postcopy, postcopy_after_rounds=postcopy_after_rounds)
+            postcopy=postcopy, postcopy_after_rounds=postcopy_after_rounds,
+            connections=connections, address=address)
         return _run_with_stats(op, self, lib.hvc_vm_migrate_send, fd, opts,
                                L.MigrateStats, MigrateStats)
 
@@ -455,14 +478,17 @@ class LiveMixin:
 
     @classmethod
     def migrate_receive(cls, hypervisor, conn, *, key=None, passphrase=None,
-                        setup=None, progress=None, tls=None, kick_signal=0):
+                        setup=None, progress=None, tls=None, kick_signal=0,
+                        listen_fd=None):
         """The VM ``vm.migrate_send()`` sends at the other end of ``conn``
         (a connected stream socket or its fd), as a new VM of
         ``hypervisor``, once the whole stream was read, checked and
         acknowledged. ``key``/``passphrase``: what the sender used;
         ``setup(vm, user_data)`` attaches the devices (as
         ``VM.restore()``); ``progress(done, total)``; ``tls`` a
-        :class:`MigrateTLS` with this side's ``cert`` and ``key``.
+        :class:`MigrateTLS` with this side's ``cert`` and ``key``;
+        ``listen_fd`` the listening socket (or its fd) ``conn`` came from,
+        where a sender's extra connections arrive.
 
         The VM is not paused: run its vCPUs (``vm.vcpus``). HvError as
         ``VM.restore()``, ENODATA when the sender went away, EPIPE when
@@ -476,6 +502,8 @@ class LiveMixin:
         raw_tls = _tls(op, tls)
         if raw_tls is not None:
             opts.tls = ctypes.addressof(raw_tls)
+        if listen_fd is not None:
+            opts.listen_fd = _conn_fd(listen_fd, "migrate_receive")
         return run_restore(op, cls, hypervisor, lib.hvc_vm_migrate_receive,
                            (fd,), opts)
 

@@ -291,7 +291,7 @@ def restore_options(op, cls, hypervisor, *, key=None, passphrase=None,
     """The ``hvc_restore_options`` of a restore (of any kind) into a new VM
     of ``hypervisor``: its callables are kept in ``op.keep``, and the VM
     object ``setup`` sees is ``op.vm``. Shared with hvcore.live."""
-    opts = RestoreOptions(size=ctypes.sizeof(RestoreOptions))
+    opts = RestoreOptions(size=ctypes.sizeof(RestoreOptions), listen_fd=-1)
     raw_key = _key(key)
     if raw_key is not None:
         opts.key = raw_key

@@ -247,6 +247,39 @@ def test_migrate_listen_and_connect(hv, running, tmp_path, transport):
         assert console_text(console).endswith(counts(moved + 1, moved + 2))
 
 
+def test_migration_over_three_connections(hv, running):
+    """connections=3 to ``address``: the receiver takes the extra ones on
+    its listening socket (listen_fd); the guest counts on."""
+    listener = hvcore.migrate_listen("tcp:127.0.0.1:0")
+    addr = f"tcp:127.0.0.1:{listener.getsockname()[1]}"
+    r = running()
+    console = []
+    with listener:
+        t, result = receive_in_thread(hv, listener, key=KEY,
+                                      setup=uart(console),
+                                      listen_fd=listener)
+        with hvcore.migrate_connect(addr) as sock:
+            stats = r.vm.migrate_send(sock, key=KEY, max_downtime_ms=50,
+                                      connections=3, address=addr)
+        t.join(60)
+    assert not t.is_alive() and "error" not in result, result
+    check_completed(stats)
+    assert stats.connections == 3
+    assert len(stats.connection_pages) == 3
+    assert sum(stats.connection_pages) == (
+        stats.pages_initial + stats.pages_precopy + stats.pages_final)
+    assert '"connection_pages":[' in stats.json()
+    r.halt()
+    moved = r.count()
+    with result["vm"] as vm:
+        assert state(vm, 0)[0] == moved
+        run_until(vm, moved + 2)
+        check(vm, moved + 2)
+    with pytest.raises(hvcore.HvError) as info:
+        r.vm.migrate_send(socket.socket(), connections=17, address=addr)
+    assert info.value.errno in (errno.EINVAL, errno.EBUSY)
+
+
 def test_receiver_refuses_a_wrong_key_and_the_source_runs_on(hv, running):
     r = running()
     listener = hvcore.migrate_listen("tcp:127.0.0.1:0")
@@ -545,10 +578,19 @@ def test_stats_objects_are_read_only_and_complete(running, tmp_path):
     fields = hvcore.MigrateStats.fields()
     assert fields[:4] == ("dirty_mode", "rounds", "completed", "setup_ms")
     assert fields.index("throttle_percent") + 1 == fields.index("tls")
-    assert fields[-1] == "postcopy_ms"
+    assert fields[-4:] == ("connections", "postcopy_channel",
+                           "connection_bytes", "connection_pages")
     assert "reserved" not in fields
     assert list(path_stats.as_dict()) == list(fields)
-    assert all(isinstance(v, int) for v in path_stats.as_dict().values())
+    values = path_stats.as_dict()
+    per_conn = ("connection_bytes", "connection_pages")
+    assert all(isinstance(v, int) for k, v in values.items()
+               if k not in per_conn)
+    # a live snapshot writes one stream: one "connection", with every page
+    assert values["connections"] == 1
+    assert values["connection_pages"] == [
+        values["pages_initial"] + values["pages_precopy"]
+        + values["pages_final"]]
     with pytest.raises(AttributeError):
         path_stats.rounds = 3
     with pytest.raises(AttributeError):
