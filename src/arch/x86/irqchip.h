@@ -159,7 +159,9 @@ struct hvi_ioapic_state {
     uint32_t version;
     uint32_t id;       /* IOAPIC id register */
     uint32_t ioregsel; /* the selected register */
-    uint32_t irr;      /* pin levels (bit per pin) */
+    uint32_t irr;      /* requests (bit per pin) */
+    uint32_t lines;    /* line levels, after polarity */
+    uint32_t pad;
     uint64_t redir[HVI_IRQCHIP_PINS];
 };
 

@@ -1,0 +1,305 @@
+/* The 8254 PIT (irqchip.h): three channels at 1193182 Hz, modes 0-5 as
+ * guests use them, ports 0x40-0x43 with latches and read-back, port 0x61
+ * (channel 2's gate and output, the speaker bits), and channel 0's output
+ * edges on IRQ 0 (8259 IRQ 0, IOAPIC pin 2). Missed periods are not caught
+ * up: a late timer raises one edge. Called with the chip lock held. */
+#include "../../core/internal.h"
+#include "irqchip_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+enum { RW_LATCH = 0, RW_LSB = 1, RW_MSB = 2, RW_WORD0 = 3, RW_WORD1 = 4 };
+
+static uint64_t ticks_since(const struct hvi_pit_channel *ch, uint64_t now)
+{
+    if (now <= ch->load_ns)
+        return 0;
+    return (uint64_t)((unsigned __int128)(now - ch->load_ns) * HVI_PIT_HZ /
+                      1000000000u);
+}
+
+static uint64_t ticks_to_ns(uint64_t t)
+{
+    return (uint64_t)(((unsigned __int128)t * 1000000000u + HVI_PIT_HZ - 1) /
+                      HVI_PIT_HZ);
+}
+
+static uint32_t cur_count(const struct hvi_pit_channel *ch, uint64_t now)
+{
+    uint64_t t = ticks_since(ch, now);
+    switch (ch->mode) {
+    case 2: return (uint32_t)(ch->count - t % ch->count) & 0xffff;
+    case 3:
+        return (uint32_t)(ch->count - (2 * t) % ch->count) & 0xfffe;
+    default: return (uint32_t)(ch->count - t) & 0xffff;
+    }
+}
+
+static int out(const struct hvi_pit_channel *ch, uint64_t now)
+{
+    uint64_t t = ticks_since(ch, now);
+    switch (ch->mode) {
+    case 0:
+    case 1: return t >= ch->count;
+    case 2: return t % ch->count != ch->count - 1;
+    case 3: return t % ch->count < (ch->count + 1) / 2;
+    default: return t != ch->count;
+    }
+}
+
+/* Channel 0's next IRQ 0 edge after the one at index k of its period. */
+static void schedule(struct hvi_irqchip *c, uint64_t now)
+{
+    struct hvi_pit_channel *ch = &c->pit.ch[0];
+    uint64_t t = ticks_since(ch, now), next_t;
+    switch (ch->null_count ? 9 : ch->mode) {
+    case 0:
+    case 4:
+        if (t >= ch->count) {
+            ch->next_irq_ns = UINT64_MAX;
+            return;
+        }
+        next_t = ch->count;
+        break;
+    case 2:
+    case 3: next_t = (t / ch->count + 1) * ch->count; break;
+    default: ch->next_irq_ns = UINT64_MAX; return;
+    }
+    ch->next_irq_ns = ch->load_ns + ticks_to_ns(next_t);
+}
+
+static void load(struct hvi_irqchip *c, int n, uint32_t val)
+{
+    struct hvi_pit_channel *ch = &c->pit.ch[n];
+    uint64_t now = irq_now(c);
+    ch->count = val ? val : 0x10000;
+    ch->load_ns = now;
+    ch->null_count = 0;
+    if (n == 0) {
+        schedule(c, now);
+        c->host.timer_changed(c->host.opaque);
+    }
+}
+
+void hvi_pit_reset(struct hvi_irqchip *c)
+{
+    memset(&c->pit, 0, sizeof(c->pit));
+    for (int i = 0; i < 3; i++) {
+        struct hvi_pit_channel *ch = &c->pit.ch[i];
+        ch->count = 0x10000;
+        ch->gate = i != 2;
+        ch->mode = 0;
+        ch->rw_mode = ch->read_state = ch->write_state = RW_WORD0;
+        ch->null_count = 1;
+        ch->next_irq_ns = UINT64_MAX;
+    }
+}
+
+uint64_t hvi_pit_next(struct hvi_irqchip *c)
+{
+    return c->pit.ch[0].next_irq_ns;
+}
+
+void hvi_pit_run(struct hvi_irqchip *c, uint64_t now)
+{
+    struct hvi_pit_channel *ch = &c->pit.ch[0];
+    if (ch->next_irq_ns > now)
+        return;
+    /* One edge on IRQ 0: the 8259's line 0 and the IOAPIC's pin 2. */
+    hvi_pic_set_irq(c, 0, 1);
+    hvi_pic_set_irq(c, 0, 0);
+    hvi_ioapic_set_irq(c, 2, 1);
+    hvi_ioapic_set_irq(c, 2, 0);
+    schedule(c, now);
+}
+
+static void latch_count(struct hvi_pit_channel *ch, uint64_t now)
+{
+    if (ch->count_latched)
+        return;
+    ch->latched_count = (uint16_t)cur_count(ch, now);
+    ch->count_latched = ch->rw_mode;
+}
+
+uint8_t hvi_pit_read(struct hvi_irqchip *c, uint16_t port)
+{
+    uint64_t now = irq_now(c);
+    if (port == 0x61) {
+        struct hvi_pit_channel *ch2 = &c->pit.ch[2];
+        int refresh = (int)((now / 15085) & 1);
+        return (uint8_t)((c->pit.speaker & 3) | (refresh << 4) |
+                         ((ch2->gate ? out(ch2, now) : 1) << 5));
+    }
+    if (port == 0x43)
+        return 0xff;
+    struct hvi_pit_channel *ch = &c->pit.ch[port - 0x40];
+    if (ch->status_latched) {
+        ch->status_latched = 0;
+        return ch->status;
+    }
+    if (ch->count_latched) {
+        uint8_t v;
+        switch (ch->count_latched) {
+        case RW_MSB:
+            v = ch->latched_count >> 8;
+            ch->count_latched = 0;
+            break;
+        case RW_WORD0:
+            v = (uint8_t)ch->latched_count;
+            ch->count_latched = RW_MSB;
+            break;
+        default:
+            v = (uint8_t)ch->latched_count;
+            ch->count_latched = 0;
+            break;
+        }
+        return v;
+    }
+    uint32_t n = cur_count(ch, now);
+    switch (ch->read_state) {
+    case RW_LSB: return (uint8_t)n;
+    case RW_MSB: return (uint8_t)(n >> 8);
+    case RW_WORD0: ch->read_state = RW_WORD1; return (uint8_t)n;
+    default: ch->read_state = RW_WORD0; return (uint8_t)(n >> 8);
+    }
+}
+
+void hvi_pit_write(struct hvi_irqchip *c, uint16_t port, uint8_t val)
+{
+    uint64_t now = irq_now(c);
+    if (port == 0x61) {
+        struct hvi_pit_channel *ch2 = &c->pit.ch[2];
+        uint8_t gate = val & 1;
+        if (gate && !ch2->gate)
+            ch2->load_ns = now; /* a rising gate (re)starts the count */
+        ch2->gate = gate;
+        c->pit.speaker = val & 3;
+        return;
+    }
+    if (port == 0x43) {
+        int n = val >> 6;
+        if (n == 3) { /* read-back */
+            for (int i = 0; i < 3; i++) {
+                struct hvi_pit_channel *ch = &c->pit.ch[i];
+                if (!(val & (2u << i)))
+                    continue;
+                if (!(val & 0x20))
+                    latch_count(ch, now);
+                if (!(val & 0x10) && !ch->status_latched) {
+                    ch->status = (uint8_t)((out(ch, now) << 7) |
+                                           (ch->null_count << 6) |
+                                           (ch->rw_mode << 4) |
+                                           (ch->mode << 1) | ch->bcd);
+                    ch->status_latched = 1;
+                }
+            }
+            return;
+        }
+        struct hvi_pit_channel *ch = &c->pit.ch[n];
+        int access = (val >> 4) & 3;
+        if (access == RW_LATCH) {
+            latch_count(ch, now);
+            return;
+        }
+        ch->rw_mode = ch->read_state = ch->write_state = (uint8_t)access;
+        ch->mode = (val >> 1) & 7;
+        if (ch->mode > 5)
+            ch->mode -= 4;
+        ch->bcd = val & 1;
+        ch->null_count = 1;
+        if (n == 0) {
+            ch->next_irq_ns = UINT64_MAX; /* until the count is written */
+        }
+        return;
+    }
+    int n = port - 0x40;
+    struct hvi_pit_channel *ch = &c->pit.ch[n];
+    switch (ch->write_state) {
+    case RW_LSB: load(c, n, val); break;
+    case RW_MSB: load(c, n, (uint32_t)val << 8); break;
+    case RW_WORD0:
+        ch->write_latch = val;
+        ch->write_state = RW_WORD1;
+        break;
+    default:
+        load(c, n, ch->write_latch | ((uint32_t)val << 8));
+        ch->write_state = RW_WORD0;
+        break;
+    }
+}
+
+void hvi_pit_get(struct hvi_irqchip *c, struct hvi_pit_state *s, uint64_t now)
+{
+    memset(s, 0, sizeof(*s));
+    s->version = HVI_IRQCHIP_STATE_VERSION;
+    s->speaker = c->pit.speaker;
+    for (int i = 0; i < 3; i++) {
+        const struct hvi_pit_channel *ch = &c->pit.ch[i];
+        struct hvi_pit_channel_state *o = &s->ch[i];
+        o->count = ch->count;
+        o->latched_count = ch->latched_count;
+        o->count_latched = ch->count_latched;
+        o->status_latched = ch->status_latched;
+        o->status = ch->status;
+        o->read_state = ch->read_state;
+        o->write_state = ch->write_state;
+        o->write_latch = ch->write_latch;
+        o->rw_mode = ch->rw_mode;
+        o->mode = ch->mode;
+        o->bcd = ch->bcd;
+        o->gate = ch->gate;
+        o->null_count = ch->null_count;
+        o->elapsed_ns = now > ch->load_ns ? now - ch->load_ns : 0;
+        o->next_irq_in_ns =
+            ch->next_irq_ns == UINT64_MAX
+                ? 0
+                : (ch->next_irq_ns > now ? ch->next_irq_ns - now : 1);
+    }
+}
+
+int hvi_pit_set(struct hvi_irqchip *c, const struct hvi_pit_state *s,
+                uint64_t now)
+{
+    if (s->speaker > 3)
+        return hvi_error(-EINVAL, "PIT state: port 0x61 bits 0x%x", s->speaker);
+    for (int i = 0; i < 3; i++) {
+        const struct hvi_pit_channel_state *o = &s->ch[i];
+        if (o->count == 0 || o->count > 0x10000 || o->mode > 5 ||
+            o->rw_mode > 3 || o->read_state > RW_WORD1 ||
+            o->write_state > RW_WORD1 || o->count_latched > RW_WORD0 ||
+            o->status_latched > 1 || o->bcd > 1 || o->gate > 1 ||
+            o->null_count > 1)
+            return hvi_error(-EINVAL,
+                             "PIT state: channel %d is invalid (count %u, "
+                             "mode %u, access %u, gate %u, %llu ns elapsed)",
+                             i, o->count, o->mode, o->rw_mode, o->gate,
+                             (unsigned long long)o->elapsed_ns);
+    }
+    c->pit.speaker = s->speaker;
+    for (int i = 0; i < 3; i++) {
+        const struct hvi_pit_channel_state *o = &s->ch[i];
+        struct hvi_pit_channel *ch = &c->pit.ch[i];
+        ch->count = o->count;
+        ch->latched_count = o->latched_count;
+        ch->count_latched = o->count_latched;
+        ch->status_latched = o->status_latched;
+        ch->status = o->status;
+        ch->read_state = o->read_state;
+        ch->write_state = o->write_state;
+        ch->write_latch = o->write_latch;
+        ch->rw_mode = o->rw_mode;
+        ch->mode = o->mode;
+        ch->bcd = o->bcd;
+        ch->gate = o->gate;
+        ch->null_count = o->null_count;
+        /* Only the phase matters to the count and the outputs. */
+        uint64_t el = o->elapsed_ns;
+        if (el > now)
+            el %= ticks_to_ns(ch->count);
+        ch->load_ns = now - el;
+        ch->next_irq_ns =
+            o->next_irq_in_ns ? now + o->next_irq_in_ns : UINT64_MAX;
+    }
+    return 0;
+}
