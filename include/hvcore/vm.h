@@ -51,7 +51,25 @@ typedef enum hvc_vm_flags {
      * hvc_vm_create() when ::HVC_CAP_DIRTY_TRACKING lacks
      * ::HVC_DIRTY_RING.
      */
-    HVC_VM_DIRTY_RING = 1u << 1
+    HVC_VM_DIRTY_RING = 1u << 1,
+    /**
+     * The library's own interrupt controllers instead of the backend's: a
+     * local APIC per vCPU (xAPIC page and x2APIC MSRs, timer in one-shot,
+     * periodic and TSC-deadline modes), an IOAPIC with 24 pins, the two
+     * 8259s and the 8254 PIT, emulated in the process (src/arch/x86).
+     * hvc_vm_set_irq() and hvc_vm_send_msi() reach them; HLT waits inside
+     * hvc_vcpu_run() for an interrupt (or a kick, or a pause) as it does in
+     * the kernel; their state travels in snapshots and migrations. The
+     * timers run on a thread of the VM's own. A backend that has no
+     * in-kernel controllers (::HVC_CAP_IRQCHIP_LAPIC and the others answer
+     * ::HVC_IRQCHIP_USER) gets this without asking. Not with
+     * ::HVC_VM_NO_IRQCHIP (-EINVAL). On KVM: no KVM_CREATE_IRQCHIP nor PIT;
+     * IA32_APIC_BASE, IA32_TSC_DEADLINE and the x2APIC MSRs reach the
+     * library through KVM's userspace-MSR exits (KVM_CAP_X86_USER_SPACE_MSR
+     * and KVM_X86_SET_MSR_FILTER); -ENOTSUP when the host has neither.
+     * Interrupt eventfds (hvc_vm_irq_eventfd()) are unavailable (-ENOTSUP).
+     */
+    HVC_VM_USER_IRQCHIP = 1u << 2
 } hvc_vm_flags;
 
 /**
