@@ -48,47 +48,71 @@ extern "C" {
 
 /**
  * Kinds of backend state blobs (hvc_backend_ops::vcpu_get_state and
- * vm_get_state). A blob's layout is the backend's own (KVM: the UAPI
- * struct named below); a stream records the backend's name, and a reader
- * refuses a stream from another backend. Never renumbered.
+ * vm_get_state). Since stream format 2 every kind a backend implements has
+ * an architectural layout, the same for every backend: the structs of
+ * src/arch/x86/arch_state.h named below (a version/size header, then
+ * fixed-size little-endian fields), so that a stream saved under one
+ * backend restores under another. A stream records the backend's name as
+ * information only. Kinds 1-9 and 64-67 carried KVM's UAPI structs in
+ * format 1: they are retired, no backend implements them, and their
+ * numbers are never reused. Never renumbered.
  */
 typedef enum hvc_backend_state {
-    /* vCPU state. A restore writes CPUID, SREGS, REGS, then the FPU/XSAVE
-     * blob (hvc_backend_ops::vcpu_set_fpu), then XCRS, MSRS, LAPIC,
-     * MP_STATE, EVENTS, DEBUGREGS. */
-    /** The CPUID the vCPU was given (KVM: struct kvm_cpuid2 and entries).
-     * Setting it checks every feature against what the host supports. */
+    /* Retired (format 1, KVM's structs): kvm_cpuid2, kvm_xcrs, kvm_msrs,
+     * kvm_mp_state, kvm_lapic_state, kvm_vcpu_events, kvm_debugregs,
+     * kvm_sregs, kvm_regs. */
     HVC_BACKEND_VCPU_CPUID = 1,
-    /** Extended control registers (KVM: struct kvm_xcrs). */
     HVC_BACKEND_VCPU_XCRS = 2,
-    /** Every MSR the backend saves, except IA32_TSC, IA32_TSC_ADJUST and
-     * IA32_TSC_DEADLINE, which the TSC state record carries (KVM: struct
-     * kvm_msrs and its entries). */
     HVC_BACKEND_VCPU_MSRS = 3,
-    /** Multiprocessing state (KVM: struct kvm_mp_state). */
     HVC_BACKEND_VCPU_MP_STATE = 4,
-    /** Local APIC registers (KVM: struct kvm_lapic_state). */
     HVC_BACKEND_VCPU_LAPIC = 5,
-    /** Pending exceptions, interrupts, NMIs, SMIs (KVM: struct
-     * kvm_vcpu_events). */
     HVC_BACKEND_VCPU_EVENTS = 6,
-    /** Debug registers (KVM: struct kvm_debugregs). */
     HVC_BACKEND_VCPU_DEBUGREGS = 7,
-    /** Control, segment and descriptor-table registers with the pending
-     * interrupt bitmap (KVM: struct kvm_sregs). */
     HVC_BACKEND_VCPU_SREGS = 8,
-    /** General registers, RIP and RFLAGS (KVM: struct kvm_regs). */
     HVC_BACKEND_VCPU_REGS = 9,
 
-    /* VM state. */
-    /** The master 8259 (KVM: struct kvm_irqchip, chip 0). */
+    /* vCPU state, architectural (state17). A restore sets ARCH_CPUID,
+     * ARCH_SREGS, ARCH_REGS, ARCH_XSAVE, ARCH_MSRS, ARCH_LAPIC, then
+     * ARCH_EVENTS. A kind whose size is 0 on a vCPU is neither saved nor
+     * expected. */
+    /** General registers, RIP, RFLAGS by id (struct hvi_x86_regs). */
+    HVC_BACKEND_VCPU_ARCH_REGS = 10,
+    /** Segment and descriptor-table registers (VMX access rights), CR0,
+     * CR2, CR3, CR4, CR8, EFER, IA32_APIC_BASE, DR0-DR3, DR6, DR7 (struct
+     * hvi_x86_sregs). */
+    HVC_BACKEND_VCPU_ARCH_SREGS = 11,
+    /** (index, value) pairs of every MSR the backend saves, except those
+     * other kinds and the TSC record carry (struct hvi_x86_msrs). */
+    HVC_BACKEND_VCPU_ARCH_MSRS = 12,
+    /** XCR0 and the XSAVE area in the standard (non-compacted) format
+     * (struct hvi_x86_xsave). */
+    HVC_BACKEND_VCPU_ARCH_XSAVE = 13,
+    /** Pending and injected exception, interrupt, NMI; NMI blocking, the
+     * interrupt shadow, SMM, the activity state (struct hvi_x86_events). */
+    HVC_BACKEND_VCPU_ARCH_EVENTS = 14,
+    /** The local APIC register page and IA32_APIC_BASE (struct
+     * hvi_x86_lapic); size 0 when the backend has no local APIC model. */
+    HVC_BACKEND_VCPU_ARCH_LAPIC = 15,
+    /** The CPUID the vCPU was given (struct hvi_x86_cpuid). Setting it
+     * checks every feature against what the host supports. */
+    HVC_BACKEND_VCPU_ARCH_CPUID = 16,
+
+    /* Retired (format 1): kvm_irqchip chips 0-2, kvm_pit_state2. */
     HVC_BACKEND_VM_PIC_MASTER = 64,
-    /** The slave 8259 (KVM: struct kvm_irqchip, chip 1). */
     HVC_BACKEND_VM_PIC_SLAVE = 65,
-    /** The IOAPIC (KVM: struct kvm_irqchip, chip 2). */
     HVC_BACKEND_VM_IOAPIC = 66,
-    /** The 8254 PIT (KVM: struct kvm_pit_state2). */
-    HVC_BACKEND_VM_PIT = 67
+    HVC_BACKEND_VM_PIT = 67,
+
+    /* VM state, architectural (state17); size 0 for a chip the backend
+     * does not model (a userspace one saves itself in the same layout). */
+    /** The master 8259 (struct hvi_x86_pic). */
+    HVC_BACKEND_VM_ARCH_PIC_MASTER = 68,
+    /** The slave 8259 (struct hvi_x86_pic). */
+    HVC_BACKEND_VM_ARCH_PIC_SLAVE = 69,
+    /** The IOAPIC (struct hvi_x86_ioapic). */
+    HVC_BACKEND_VM_ARCH_IOAPIC = 70,
+    /** The 8254 PIT (struct hvi_x86_pit). */
+    HVC_BACKEND_VM_ARCH_PIT = 71
 } hvc_backend_state;
 
 /**
@@ -124,7 +148,8 @@ typedef enum hvc_backend_state {
 #define HVC_BACKEND_TSC_SCALE 2u  /* program hardware scaling */
 
 /** Flags of hvc_backend_clock::flags. */
-#define HVC_BACKEND_CLOCK_KERNEL 1u /* host_tsc, realtime_ns from the kernel */
+#define HVC_BACKEND_CLOCK_KERNEL 1u /* host_tsc, realtime_ns from the kernel   \
+                                     */
 #define HVC_BACKEND_CLOCK_STABLE 2u /* the guest clock is TSC-stable */
 
 /**
@@ -174,8 +199,7 @@ typedef struct hvc_backend_tsc_ops {
      * advanced by the CLOCK_REALTIME elapsed since @p realtime_ns (never
      * moved back), measured as close to the write as the backend can.
      */
-    int (*vm_set_clock)(void *vm_priv, uint64_t clock_ns,
-                        uint64_t realtime_ns);
+    int (*vm_set_clock)(void *vm_priv, uint64_t clock_ns, uint64_t realtime_ns);
     /** Reads a vCPU's TSC offset. */
     int (*vcpu_get_offset)(void *vcpu_priv, uint64_t *offset);
     /** Writes a vCPU's TSC offset (ignored by hosts without the ability). */
@@ -283,8 +307,7 @@ typedef struct hvc_backend_ops {
      * backend has none.
      */
     int (*vm_ioeventfd)(void *vm_priv, int fd, uint32_t space, uint64_t addr,
-                        uint32_t length, int match, uint64_t data,
-                        int assign);
+                        uint32_t length, int match, uint64_t data, int assign);
 
     /* Version 3 (all before 1.0.0): migration. */
     /**
@@ -314,8 +337,7 @@ typedef struct hvc_backend_ops {
     /** As vcpu_state_size(), for a VM state blob. */
     int (*vm_state_size)(void *vm_priv, uint32_t kind, size_t *size);
     /** As vcpu_get_state(), for a VM state blob. */
-    int (*vm_get_state)(void *vm_priv, uint32_t kind, void *buf,
-                        size_t length);
+    int (*vm_get_state)(void *vm_priv, uint32_t kind, void *buf, size_t length);
     /** As vcpu_set_state(), for a VM state blob. */
     int (*vm_set_state)(void *vm_priv, uint32_t kind, const void *buf,
                         size_t length);
