@@ -335,12 +335,13 @@ Test(irq_user, ap_started_by_init_sipi)
     hvt_close(&t);
 }
 
-Test(irq_user, timer_keeps_counting_across_a_snapshot)
+static void snapshot_test(int mode, uint64_t delta)
 {
     hvt t;
     hvt_open(&t, HVC_VM_USER_IRQCHIP);
     hvt_load(t.vm, "irq_user");
-    put_q(t.vm, MODE, 1);
+    put_q(t.vm, MODE, (uint64_t)mode);
+    put_q(t.vm, DELTA, delta);
     struct runner r;
     start(&r, hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0));
     uint64_t n = wait_q(t.vm, DATA_OUT, 50, 5000);
@@ -372,8 +373,24 @@ Test(irq_user, timer_keeps_counting_across_a_snapshot)
     cr_assert_geq(n, saved + 50, "%llu ticks after the restore (%llu saved)",
                   (unsigned long long)n, (unsigned long long)saved);
     double hz = rate_hz(vm, 300);
-    cr_log_info("restored LAPIC timer: %.0f Hz", hz);
+    cr_log_info("restored LAPIC timer (mode %d): %.0f Hz", mode, hz);
     cr_assert(hz > 300 && hz < 1100, "LAPIC timer at %.0f Hz", hz);
     finish(&t, &r, 0x5a);
     hvt_close(&t);
+}
+
+Test(irq_user, periodic_timer_keeps_counting_across_a_snapshot)
+{
+    snapshot_test(1, 0);
+}
+
+Test(irq_user, tsc_deadline_keeps_counting_across_a_snapshot)
+{
+    hvt_require_kvm();
+    hvc_hypervisor *hv;
+    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    hvc_tsc_info in = {.size = sizeof(in)};
+    HVT_OK(hvc_tsc_get_info(hv, &in));
+    HVT_OK(hvc_hypervisor_close(hv));
+    snapshot_test(2, in.host_tsc_khz);
 }

@@ -501,6 +501,10 @@ int hvi_uirq_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf,
 int hvi_uirq_vm_state_get(hvc_vm *vm, uint32_t kind, void *buf, size_t n);
 int hvi_uirq_vm_state_set(hvc_vm *vm, uint32_t kind, const void *buf,
                           size_t n);
+/* IA32_TSC_DEADLINE in the LAPIC, for the TSC record (tsc.c); vm->lock
+ * held. */
+int hvi_uirq_tsc_deadline_get(hvc_vcpu *v, uint64_t *value);
+int hvi_uirq_tsc_deadline_set(hvc_vcpu *v, uint64_t value);
 /* The answer to HVC_CAP_IRQCHIP_LAPIC..PIT (hypervisor.c). */
 int hvi_uirq_cap(hvc_hypervisor *hv, int cap, uint64_t *value);
 

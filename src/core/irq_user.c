@@ -23,6 +23,7 @@
 #include "internal.h"
 #include "tsc_internal.h"
 
+#include "../arch/x86/arch_state.h"
 #include "../arch/x86/irqchip.h"
 #include "../os/os.h"
 
@@ -36,6 +37,8 @@
 
 struct hvi_uirq_cpu {
     _Atomic(hvc_vcpu *) vcpu; /* cleared before the LAPIC goes */
+    atomic_int halted;        /* the runner waits in HLT */
+    atomic_int resume_halted; /* restored in HLT: wait before entering */
 };
 
 struct hvi_uirq {
@@ -217,9 +220,11 @@ static void halt(hvc_vcpu *v, bool intr)
     atomic_fetch_sub(&vm->active, 1);
     pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
+    atomic_store(&u->cpu[v->id].halted, 1);
     while (!atomic_load(&v->kick_pending) &&
            atomic_load(&vm->pause_depth) == 0 && !woken(u, v->id, intr))
         hvi_os_wake_wait(&v->parked);
+    atomic_store(&u->cpu[v->id].halted, 0);
     pthread_mutex_lock(&vm->lock);
     atomic_fetch_add(&vm->active, 1);
     pthread_mutex_unlock(&vm->lock);
@@ -262,10 +267,24 @@ static int start_at(hvc_vcpu *v, uint8_t vector)
     return 0;
 }
 
+static int hlt_exit(hvc_vcpu *v)
+{
+    hvc_reg id = HVC_X86_RFLAGS;
+    uint64_t rflags = RFLAGS_IF;
+    int r = v->vm->ops->vcpu_get_regs(v->priv, &id, &rflags, 1);
+    if (r < 0)
+        return r;
+    halt(v, rflags & RFLAGS_IF);
+    return 1;
+}
+
 int hvi_uirq_enter(hvc_vcpu *v)
 {
     struct hvi_uirq *u = v->vm->uirq;
     const hvc_backend_ops *ops = v->vm->ops;
+    /* A vCPU restored in HLT waits as it did before the save. */
+    if (atomic_exchange(&u->cpu[v->id].resume_halted, 0))
+        return hlt_exit(v);
     int ready = 0, r = ops->vcpu_irq_window(v->priv, 0, &ready);
     if (r < 0)
         return r;
@@ -300,18 +319,23 @@ int hvi_uirq_enter(hvc_vcpu *v)
     return r;
 }
 
-static uint32_t tsc_khz(hvc_vcpu *v)
+/* The guest TSC rate, which is fixed once a vCPU ran; @p locked when the
+ * caller holds vm->lock. */
+static uint32_t tsc_khz(hvc_vcpu *v, bool locked)
 {
     struct hvi_uirq *u = v->vm->uirq;
     uint32_t khz = atomic_load(&u->tsc_khz);
     if (khz)
         return khz;
     hvc_tsc_info info;
-    pthread_mutex_lock(&v->vm->lock);
+    if (!locked)
+        pthread_mutex_lock(&v->vm->lock);
     if (hvi_tsc_ops(v->vm) && hvi_tsc_info(v->vm, &info, NULL) == 0)
         khz = hvi_tsc_rate_khz(v->vm, &info);
-    pthread_mutex_unlock(&v->vm->lock);
-    atomic_store(&u->tsc_khz, khz); /* fixed once a vCPU ran */
+    if (!locked)
+        pthread_mutex_unlock(&v->vm->lock);
+    if (atomic_load(&v->vm->tsc->ran))
+        atomic_store(&u->tsc_khz, khz);
     return khz;
 }
 
@@ -325,7 +349,7 @@ static int msr(hvc_vcpu *v, hvc_exit *exit)
         uint64_t tsc = 0;
         uint32_t khz = 0;
         if (index == HVI_MSR_TSC_DEADLINE_IRQ) {
-            khz = tsc_khz(v);
+            khz = tsc_khz(v, false);
             hvi_tsc_msr_get(v, MSR_IA32_TSC, &tsc);
         }
         r = hvi_irqchip_wrmsr(u->chip, v->id, index, value, tsc, khz);
@@ -342,15 +366,7 @@ int hvi_uirq_exit(hvc_vcpu *v, hvc_exit *exit)
 {
     struct hvi_uirq *u = v->vm->uirq;
     switch (exit->reason) {
-    case HVC_EXIT_HLT: {
-        hvc_reg id = HVC_X86_RFLAGS;
-        uint64_t rflags = RFLAGS_IF;
-        int r = v->vm->ops->vcpu_get_regs(v->priv, &id, &rflags, 1);
-        if (r < 0)
-            return r;
-        halt(v, rflags & RFLAGS_IF);
-        return 1;
-    }
+    case HVC_EXIT_HLT: return hlt_exit(v);
     case HVC_BACKEND_EXIT_IRQ_WINDOW: return 1;
     case HVC_BACKEND_EXIT_MSR: {
         int r = msr(v, exit);
@@ -391,24 +407,31 @@ int hvi_uirq_msi(hvc_vm *vm, uint64_t address, uint32_t data)
 }
 
 /* --- State --- */
+/* The chips' kinds in the architectural layouts (arch_state.h), and the
+ * vCPU's events, which the backend holds but for what the LAPIC holds
+ * (the wait for a SIPI, a pending NMI) and what the core holds (HLT). */
 
 bool hvi_uirq_owns(const hvc_vm *vm, uint32_t kind)
 {
-    return vm->uirq &&
-           (kind == HVC_BACKEND_VCPU_LAPIC ||
-            kind == HVC_BACKEND_VM_PIC_MASTER ||
-            kind == HVC_BACKEND_VM_PIC_SLAVE || kind == HVC_BACKEND_VM_IOAPIC ||
-            kind == HVC_BACKEND_VM_PIT);
+    return vm->uirq && (kind == HVC_BACKEND_VCPU_ARCH_LAPIC ||
+                        kind == HVC_BACKEND_VCPU_ARCH_EVENTS ||
+                        kind == HVC_BACKEND_VM_ARCH_PIC_MASTER ||
+                        kind == HVC_BACKEND_VM_ARCH_PIC_SLAVE ||
+                        kind == HVC_BACKEND_VM_ARCH_IOAPIC ||
+                        kind == HVC_BACKEND_VM_ARCH_PIT);
 }
 
 int hvi_uirq_state_size(uint32_t kind, size_t *n)
 {
     switch (kind) {
-    case HVC_BACKEND_VCPU_LAPIC: *n = sizeof(struct hvi_lapic_state); break;
-    case HVC_BACKEND_VM_PIC_MASTER:
-    case HVC_BACKEND_VM_PIC_SLAVE: *n = sizeof(struct hvi_pic_state); break;
-    case HVC_BACKEND_VM_IOAPIC: *n = sizeof(struct hvi_ioapic_state); break;
-    case HVC_BACKEND_VM_PIT: *n = sizeof(struct hvi_pit_state); break;
+    case HVC_BACKEND_VCPU_ARCH_LAPIC: *n = sizeof(struct hvi_x86_lapic); break;
+    case HVC_BACKEND_VCPU_ARCH_EVENTS:
+        *n = sizeof(struct hvi_x86_events);
+        break;
+    case HVC_BACKEND_VM_ARCH_PIC_MASTER:
+    case HVC_BACKEND_VM_ARCH_PIC_SLAVE: *n = sizeof(struct hvi_x86_pic); break;
+    case HVC_BACKEND_VM_ARCH_IOAPIC: *n = sizeof(struct hvi_x86_ioapic); break;
+    case HVC_BACKEND_VM_ARCH_PIT: *n = sizeof(struct hvi_x86_pit); break;
     default: return hvi_error(-EINVAL, "state kind %u is not a chip's", kind);
     }
     return 0;
@@ -428,58 +451,122 @@ static int check_len(uint32_t kind, size_t n)
 
 int hvi_uirq_vcpu_state_get(hvc_vcpu *v, uint32_t kind, void *buf, size_t n)
 {
+    struct hvi_uirq *u = v->vm->uirq;
     int r = check_len(kind, n);
-    if (r == 0) {
-        struct hvi_lapic_state s;
-        hvi_irqchip_get_lapic(v->vm->uirq->chip, v->id, &s);
-        memcpy(buf, &s, sizeof(s));
+    if (r < 0)
+        return r;
+    if (kind == HVC_BACKEND_VCPU_ARCH_LAPIC) {
+        hvi_irqchip_get_lapic(u->chip, v->id, buf);
+        return 0;
     }
-    return r;
+    struct hvi_x86_events ev;
+    if ((r = v->vm->ops->vcpu_get_state(v->priv, kind, &ev, sizeof(ev))) < 0)
+        return r;
+    uint32_t act;
+    uint8_t sipi;
+    bool nmi;
+    hvi_irqchip_get_cpu(u->chip, v->id, &act, &sipi, &nmi);
+    if (act == HVI_X86_ACT_ACTIVE &&
+        (atomic_load(&u->cpu[v->id].halted) ||
+         atomic_load(&u->cpu[v->id].resume_halted)))
+        act = HVI_X86_ACT_HLT;
+    ev.activity = act;
+    ev.sipi_vector = sipi;
+    if (nmi && ev.nmi_pending < 2)
+        ev.nmi_pending++;
+    memcpy(buf, &ev, sizeof(ev));
+    return 0;
 }
 
 int hvi_uirq_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf,
                             size_t n)
 {
-    int r = check_len(kind, n);
-    if (r < 0)
-        return r;
-    struct hvi_lapic_state s;
-    memcpy(&s, buf, sizeof(s));
-    return hvi_irqchip_set_lapic(v->vm->uirq->chip, v->id, &s);
-}
-
-static void *part(struct hvi_irqchip_vm_state *s, uint32_t kind)
-{
-    switch (kind) {
-    case HVC_BACKEND_VM_PIC_MASTER: return &s->pic[0];
-    case HVC_BACKEND_VM_PIC_SLAVE: return &s->pic[1];
-    case HVC_BACKEND_VM_IOAPIC: return &s->ioapic;
-    default: return &s->pit;
+    struct hvi_uirq *u = v->vm->uirq;
+    int r;
+    if (kind == HVC_BACKEND_VCPU_ARCH_LAPIC) {
+        if ((r = hvi_x86_check_lapic(buf, n)) < 0)
+            return r;
+        return hvi_irqchip_set_lapic(u->chip, v->id, buf);
     }
+    if ((r = hvi_x86_check_events(buf, n)) < 0)
+        return r;
+    struct hvi_x86_events ev;
+    memcpy(&ev, buf, sizeof(ev));
+    uint32_t act = ev.activity;
+    if (act == HVI_X86_ACT_SHUTDOWN)
+        return hvi_error(-EINVAL, "EVENTS state: activity state %u "
+                                  "(shutdown) cannot be restored",
+                         act);
+    /* The backend keeps the rest; the activity is the chips' and the
+     * core's, and pending NMIs the backend's queue. */
+    ev.activity = HVI_X86_ACT_ACTIVE;
+    ev.sipi_vector = 0;
+    if ((r = v->vm->ops->vcpu_set_state(v->priv, kind, &ev, sizeof(ev))) < 0)
+        return r;
+    hvi_irqchip_set_cpu(u->chip, v->id, act, ((const struct hvi_x86_events *)
+                                                  buf)->sipi_vector,
+                        false);
+    atomic_store(&u->cpu[v->id].resume_halted, act == HVI_X86_ACT_HLT);
+    return 0;
 }
 
 int hvi_uirq_vm_state_get(hvc_vm *vm, uint32_t kind, void *buf, size_t n)
 {
-    int r = check_len(kind, n);
-    if (r == 0) {
-        struct hvi_irqchip_vm_state s;
-        hvi_irqchip_get_vm(vm->uirq->chip, &s);
-        memcpy(buf, part(&s, kind), n);
-    }
-    return r;
-}
-
-/* One chip at a time: the others as they are now, so the whole checks. */
-int hvi_uirq_vm_state_set(hvc_vm *vm, uint32_t kind, const void *buf,
-                          size_t n)
-{
+    struct hvi_irqchip *c = vm->uirq->chip;
     int r = check_len(kind, n);
     if (r < 0)
         return r;
-    struct hvi_irqchip_vm_state s;
-    hvi_irqchip_get_vm(vm->uirq->chip, &s);
-    memcpy(part(&s, kind), buf, n);
-    return hvi_irqchip_set_vm(vm->uirq->chip, &s);
+    switch (kind) {
+    case HVC_BACKEND_VM_ARCH_PIC_MASTER: hvi_irqchip_get_pic(c, 0, buf); break;
+    case HVC_BACKEND_VM_ARCH_PIC_SLAVE: hvi_irqchip_get_pic(c, 1, buf); break;
+    case HVC_BACKEND_VM_ARCH_IOAPIC: hvi_irqchip_get_ioapic(c, buf); break;
+    default: hvi_irqchip_get_pit(c, buf); break;
+    }
+    return 0;
+}
+
+int hvi_uirq_vm_state_set(hvc_vm *vm, uint32_t kind, const void *buf,
+                          size_t n)
+{
+    struct hvi_irqchip *c = vm->uirq->chip;
+    int r;
+    switch (kind) {
+    case HVC_BACKEND_VM_ARCH_PIC_MASTER:
+    case HVC_BACKEND_VM_ARCH_PIC_SLAVE: {
+        int slave = kind == HVC_BACKEND_VM_ARCH_PIC_SLAVE;
+        if ((r = hvi_x86_check_pic(slave ? "PIC slave" : "PIC master", buf,
+                                   n)) < 0)
+            return r;
+        return hvi_irqchip_set_pic(c, slave, buf);
+    }
+    case HVC_BACKEND_VM_ARCH_IOAPIC:
+        if ((r = hvi_x86_check_ioapic(buf, n)) < 0)
+            return r;
+        return hvi_irqchip_set_ioapic(c, buf);
+    default:
+        if ((r = hvi_x86_check_pit(buf, n)) < 0)
+            return r;
+        return hvi_irqchip_set_pit(c, buf);
+    }
+}
+
+/* IA32_TSC_DEADLINE for the TSC record (tsc.c), vm->lock held. */
+int hvi_uirq_tsc_deadline_get(hvc_vcpu *v, uint64_t *value)
+{
+    *value = 0;
+    return hvi_irqchip_rdmsr(v->vm->uirq->chip, v->id,
+                             HVI_MSR_TSC_DEADLINE_IRQ, value) == 1
+               ? 0
+               : -EINVAL;
+}
+
+int hvi_uirq_tsc_deadline_set(hvc_vcpu *v, uint64_t value)
+{
+    uint64_t tsc = 0;
+    hvi_tsc_msr_get(v, MSR_IA32_TSC, &tsc);
+    hvi_irqchip_wrmsr(v->vm->uirq->chip, v->id, HVI_MSR_TSC_DEADLINE_IRQ,
+                      value, tsc, tsc_khz(v, true));
+    return 0;
 }
 
 /* --- Capabilities --- */

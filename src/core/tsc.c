@@ -63,12 +63,17 @@ bool hvi_tsc_has_irqchip(const hvc_vm *vm)
 
 bool hvi_tsc_msr_get(hvc_vcpu *vcpu, uint32_t msr, uint64_t *value)
 {
+    /* The library's LAPIC holds the deadline (irq_user.c). */
+    if (msr == HVI_MSR_TSC_DEADLINE && vcpu->vm->uirq)
+        return hvi_uirq_tsc_deadline_get(vcpu, value) == 0;
     hvc_reg id = HVC_X86_MSR(msr);
     return vcpu->vm->ops->vcpu_get_regs(vcpu->priv, &id, value, 1) == 0;
 }
 
 int hvi_tsc_msr_set(hvc_vcpu *vcpu, uint32_t msr, uint64_t value)
 {
+    if (msr == HVI_MSR_TSC_DEADLINE && vcpu->vm->uirq)
+        return hvi_uirq_tsc_deadline_set(vcpu, value);
     hvc_reg id = HVC_X86_MSR(msr);
     return vcpu->vm->ops->vcpu_set_regs(vcpu->priv, &id, &value, 1);
 }

@@ -131,87 +131,37 @@ uint64_t hvi_irqchip_next_deadline(struct hvi_irqchip *c);
 /* Fires every timer due at @p now_ns. */
 void hvi_irqchip_run_timers(struct hvi_irqchip *c, uint64_t now_ns);
 
-/* --- State (snapshot, migration), in the architectural layouts --- */
-#define HVI_IRQCHIP_STATE_VERSION 1u
-/* One LAPIC: the 4 KiB xAPIC register page as the architecture lays it
- * out (ID at 0x20, ..., the current count at 0x390), with what the page
- * does not hold. Times are relative: the timer's remaining ns, so that a
- * restore on another host (or later) resumes the count. */
-struct hvi_lapic_state {
-    uint32_t version;
-    uint32_t flags;      /* HVI_LAPIC_S_* */
-    uint64_t apic_base;  /* IA32_APIC_BASE */
-    uint64_t tsc_deadline;
-    uint64_t timer_remaining_ns; /* 0: not armed */
-    uint64_t timer_period_ns;    /* periodic mode: the reload, else 0 */
-    uint32_t sipi_vector;
-    uint32_t pad;
-    uint8_t regs[0x400]; /* the page's first 1 KiB: every register */
-};
-#define HVI_LAPIC_S_NMI 1u        /* an NMI is pending */
-#define HVI_LAPIC_S_INIT 2u       /* an INIT is pending */
-#define HVI_LAPIC_S_SIPI 4u       /* a SIPI is pending */
-#define HVI_LAPIC_S_WAIT_SIPI 8u  /* waiting for a SIPI */
-#define HVI_LAPIC_S_TIMER 16u     /* the timer is armed */
-
-/* The IOAPIC: the redirection table and the registers around it. */
-struct hvi_ioapic_state {
-    uint32_t version;
-    uint32_t id;       /* IOAPIC id register */
-    uint32_t ioregsel; /* the selected register */
-    uint32_t irr;      /* requests (bit per pin) */
-    uint32_t lines;    /* line levels, after polarity */
-    uint32_t pad;
-    uint64_t redir[HVI_IRQCHIP_PINS];
-};
-
-/* One 8259. */
-struct hvi_pic_state {
-    uint8_t irr, imr, isr, elcr;
-    uint8_t last_irr; /* line levels, for edge detection */
-    uint8_t vector_base, priority_add, irq_base_unused;
-    uint8_t read_isr, poll, special_mask, init_state;
-    uint8_t auto_eoi, rotate_on_auto_eoi, special_fully_nested, init4;
-    uint8_t elcr_mask, single, pad[2];
-};
-
-/* One PIT channel and the whole PIT. Counting is stored as the count
- * read now and the ns elapsed since the count was loaded, relative. */
-struct hvi_pit_channel_state {
-    uint32_t count;       /* the loaded count (0 means 0x10000) */
-    uint16_t latched_count;
-    uint8_t count_latched; /* 0, or the access mode of the latch */
-    uint8_t status_latched;
-    uint8_t status;
-    uint8_t read_state, write_state, write_latch;
-    uint8_t rw_mode, mode, bcd, gate;
-    uint64_t elapsed_ns; /* since the count was loaded */
-    uint64_t next_irq_in_ns; /* channel 0: the next IRQ 0 edge, 0: none */
-    uint8_t null_count, out_fired, pad[6];
-};
-struct hvi_pit_state {
-    uint32_t version;
-    uint32_t speaker; /* port 0x61 bits 0-1 */
-    struct hvi_pit_channel_state ch[3];
-};
-
-/* VM-wide chips: both PICs, the IOAPIC and the PIT. */
-struct hvi_irqchip_vm_state {
-    uint32_t version;
-    uint32_t pad;
-    struct hvi_pic_state pic[2];
-    struct hvi_ioapic_state ioapic;
-    struct hvi_pit_state pit;
-};
-
+/* --- State (snapshot, migration) ---
+ * In the architectural layouts of arch_state.h (branch state17), the same
+ * a backend with in-kernel chips produces, so a stream moves between the
+ * two. Times are relative (the LAPIC's current count, the PIT's ns since
+ * its count was loaded), so the timers resume where they were on another
+ * host. The setters take blobs that passed the hvi_x86_check_* checks and
+ * check the rest (-EINVAL with a message, nothing changed). IA32_TSC_DEADLINE
+ * travels in the TSC record: hvi_irqchip_rdmsr()/wrmsr() reach it. */
+struct hvi_x86_lapic;
+struct hvi_x86_pic;
+struct hvi_x86_ioapic;
+struct hvi_x86_pit;
 void hvi_irqchip_get_lapic(struct hvi_irqchip *c, uint32_t cpu,
-                           struct hvi_lapic_state *s);
-/* Checks everything first (hostile input): -EINVAL with a message naming
- * the bad field and nothing changed, else 0. */
+                           struct hvi_x86_lapic *s);
 int hvi_irqchip_set_lapic(struct hvi_irqchip *c, uint32_t cpu,
-                          const struct hvi_lapic_state *s);
-void hvi_irqchip_get_vm(struct hvi_irqchip *c, struct hvi_irqchip_vm_state *s);
-int hvi_irqchip_set_vm(struct hvi_irqchip *c,
-                       const struct hvi_irqchip_vm_state *s);
+                          const struct hvi_x86_lapic *s);
+/* What the LAPIC holds for its CPU beyond the page: an HVI_X86_ACT_*
+ * activity for the wait for a SIPI (WAIT_SIPI, SIPI_RECEIVED with its
+ * vector, else ACTIVE) and whether an NMI is pending. */
+void hvi_irqchip_get_cpu(struct hvi_irqchip *c, uint32_t cpu,
+                         uint32_t *activity, uint8_t *sipi_vector, bool *nmi);
+void hvi_irqchip_set_cpu(struct hvi_irqchip *c, uint32_t cpu,
+                         uint32_t activity, uint8_t sipi_vector, bool nmi);
+void hvi_irqchip_get_pic(struct hvi_irqchip *c, int slave,
+                         struct hvi_x86_pic *s);
+int hvi_irqchip_set_pic(struct hvi_irqchip *c, int slave,
+                        const struct hvi_x86_pic *s);
+void hvi_irqchip_get_ioapic(struct hvi_irqchip *c, struct hvi_x86_ioapic *s);
+int hvi_irqchip_set_ioapic(struct hvi_irqchip *c,
+                           const struct hvi_x86_ioapic *s);
+void hvi_irqchip_get_pit(struct hvi_irqchip *c, struct hvi_x86_pit *s);
+int hvi_irqchip_set_pit(struct hvi_irqchip *c, const struct hvi_x86_pit *s);
 
 #endif

@@ -80,6 +80,17 @@ struct hvi_ioapic {
     uint64_t redir[HVI_IRQCHIP_PINS];
 };
 
+/* One 8259 (pic.c), the fields of struct hvi_x86_pic and ICW1's single
+ * bit. */
+struct hvi_pic_state {
+    uint8_t irr, imr, isr, elcr;
+    uint8_t last_irr; /* line levels, for edge detection */
+    uint8_t vector_base, priority_add;
+    uint8_t read_isr, poll, special_mask, init_state;
+    uint8_t auto_eoi, rotate_on_auto_eoi, special_fully_nested, init4;
+    uint8_t elcr_mask, single;
+};
+
 struct hvi_pic {
     struct hvi_pic_state s;
 };
@@ -95,6 +106,7 @@ struct hvi_pit_channel {
     uint64_t load_ns; /* when the count was loaded */
     uint64_t next_irq_ns; /* channel 0: next IRQ 0 edge; UINT64_MAX none */
     uint8_t null_count;
+    uint8_t programmed; /* a control word was written */
 };
 
 struct hvi_pit {
@@ -167,9 +179,12 @@ uint8_t hvi_pit_read(struct hvi_irqchip *c, uint16_t port);
 void hvi_pit_write(struct hvi_irqchip *c, uint16_t port, uint8_t val);
 uint64_t hvi_pit_next(struct hvi_irqchip *c);
 void hvi_pit_run(struct hvi_irqchip *c, uint64_t now);
-void hvi_pit_get(struct hvi_irqchip *c, struct hvi_pit_state *s, uint64_t now);
-int hvi_pit_set(struct hvi_irqchip *c, const struct hvi_pit_state *s,
+void hvi_pit_get(struct hvi_irqchip *c, struct hvi_x86_pit *s, uint64_t now);
+int hvi_pit_set(struct hvi_irqchip *c, const struct hvi_x86_pit *s,
                 uint64_t now);
+/* lapic.c: PPR and the timer from a restored page. */
+void hvi_lapic_restored(struct hvi_irqchip *c, struct hvi_lapic *a,
+                        uint32_t current_count);
 
 /* irqchip.c: something changed for the PIC output / a LAPIC. */
 void hvi_irqchip_pic_changed(struct hvi_irqchip *c);

@@ -434,3 +434,21 @@ void hvi_lapic_set_tsc_deadline(struct hvi_irqchip *c, struct hvi_lapic *a,
     a->period_ns = 0;
     c->host.timer_changed(c->host.opaque);
 }
+
+void hvi_lapic_restored(struct hvi_irqchip *c, struct hvi_lapic *a,
+                        uint32_t current_count)
+{
+    update_ppr(a);
+    disarm(a);
+    uint32_t mode = APIC_TIMER_MODE(R(a, APIC_LVTT));
+    if (mode == 2 || !R(a, APIC_TMICT) || !current_count)
+        return; /* TSC deadline: the TSC record re-arms it */
+    uint64_t unit = divisor(a) * HVI_APIC_BUS_NS;
+    uint64_t now = irq_now(c);
+    a->deadline_ns = now + (uint64_t)current_count * unit;
+    a->period_ns = mode == 1 ? (uint64_t)R(a, APIC_TMICT) * unit : 0;
+    a->start_ns = a->period_ns && a->deadline_ns >= a->period_ns
+                      ? a->deadline_ns - a->period_ns
+                      : now;
+    c->host.timer_changed(c->host.opaque);
+}

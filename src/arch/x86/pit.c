@@ -4,6 +4,7 @@
  * edges on IRQ 0 (8259 IRQ 0, IOAPIC pin 2). Missed periods are not caught
  * up: a late timer raises one edge. Called with the chip lock held. */
 #include "../../core/internal.h"
+#include "arch_state.h"
 #include "irqchip_internal.h"
 
 #include <errno.h>
@@ -208,6 +209,7 @@ void hvi_pit_write(struct hvi_irqchip *c, uint16_t port, uint8_t val)
             ch->mode -= 4;
         ch->bcd = val & 1;
         ch->null_count = 1;
+        ch->programmed = 1;
         if (n == 0) {
             ch->next_irq_ns = UINT64_MAX; /* until the count is written */
         }
@@ -229,15 +231,22 @@ void hvi_pit_write(struct hvi_irqchip *c, uint16_t port, uint8_t val)
     }
 }
 
-void hvi_pit_get(struct hvi_irqchip *c, struct hvi_pit_state *s, uint64_t now)
+void hvi_pit_get(struct hvi_irqchip *c, struct hvi_x86_pit *s, uint64_t now)
 {
     memset(s, 0, sizeof(*s));
-    s->version = HVI_IRQCHIP_STATE_VERSION;
-    s->speaker = c->pit.speaker;
+    s->hdr.version = HVI_X86_STATE_VERSION;
+    s->hdr.size = sizeof(*s);
+    s->flags = (c->pit.speaker & 2) ? HVI_X86_PIT_SPEAKER_ON : 0;
     for (int i = 0; i < 3; i++) {
         const struct hvi_pit_channel *ch = &c->pit.ch[i];
-        struct hvi_pit_channel_state *o = &s->ch[i];
+        struct hvi_x86_pit_channel *o = &s->channels[i];
         o->count = ch->count;
+        o->gate = ch->gate;
+        o->elapsed_ns = now > ch->load_ns ? now - ch->load_ns : 0;
+        if (!ch->programmed) {
+            o->mode = HVI_X86_PIT_UNPROGRAMMED;
+            continue;
+        }
         o->latched_count = ch->latched_count;
         o->count_latched = ch->count_latched;
         o->status_latched = ch->status_latched;
@@ -248,58 +257,59 @@ void hvi_pit_get(struct hvi_irqchip *c, struct hvi_pit_state *s, uint64_t now)
         o->rw_mode = ch->rw_mode;
         o->mode = ch->mode;
         o->bcd = ch->bcd;
-        o->gate = ch->gate;
-        o->null_count = ch->null_count;
-        o->elapsed_ns = now > ch->load_ns ? now - ch->load_ns : 0;
-        o->next_irq_in_ns =
-            ch->next_irq_ns == UINT64_MAX
-                ? 0
-                : (ch->next_irq_ns > now ? ch->next_irq_ns - now : 1);
     }
 }
 
-int hvi_pit_set(struct hvi_irqchip *c, const struct hvi_pit_state *s,
+/* After hvi_x86_check_pit(): what this model needs on top. */
+int hvi_pit_set(struct hvi_irqchip *c, const struct hvi_x86_pit *s,
                 uint64_t now)
 {
-    if (s->speaker > 3)
-        return hvi_error(-EINVAL, "PIT state: port 0x61 bits 0x%x", s->speaker);
+    if (s->flags & HVI_X86_PIT_HPET_LEGACY)
+        return hvi_error(-ENOTSUP, "PIT state: IRQ 0 is the HPET's, and "
+                                   "the library has no HPET");
     for (int i = 0; i < 3; i++) {
-        const struct hvi_pit_channel_state *o = &s->ch[i];
-        if (o->count == 0 || o->count > 0x10000 || o->mode > 5 ||
-            o->rw_mode > 3 || o->read_state > RW_WORD1 ||
-            o->write_state > RW_WORD1 || o->count_latched > RW_WORD0 ||
-            o->status_latched > 1 || o->bcd > 1 || o->gate > 1 ||
-            o->null_count > 1)
+        const struct hvi_x86_pit_channel *o = &s->channels[i];
+        if (o->count == 0 ||
+            (o->mode != HVI_X86_PIT_UNPROGRAMMED &&
+             (o->rw_mode == 0 || o->read_state == 0 || o->write_state == 0)))
             return hvi_error(-EINVAL,
-                             "PIT state: channel %d is invalid (count %u, "
-                             "mode %u, access %u, gate %u, %llu ns elapsed)",
-                             i, o->count, o->mode, o->rw_mode, o->gate,
-                             (unsigned long long)o->elapsed_ns);
+                             "PIT state: channel %d: count %u, access mode "
+                             "%u, read step %u, write step %u",
+                             i, o->count, o->rw_mode, o->read_state,
+                             o->write_state);
     }
-    c->pit.speaker = s->speaker;
+    c->pit.speaker = ((s->flags & HVI_X86_PIT_SPEAKER_ON) ? 2 : 0) |
+                     (s->channels[2].gate ? 1 : 0);
     for (int i = 0; i < 3; i++) {
-        const struct hvi_pit_channel_state *o = &s->ch[i];
+        const struct hvi_x86_pit_channel *o = &s->channels[i];
         struct hvi_pit_channel *ch = &c->pit.ch[i];
+        memset(ch, 0, sizeof(*ch));
         ch->count = o->count;
-        ch->latched_count = o->latched_count;
-        ch->count_latched = o->count_latched;
-        ch->status_latched = o->status_latched;
-        ch->status = o->status;
-        ch->read_state = o->read_state;
-        ch->write_state = o->write_state;
-        ch->write_latch = o->write_latch;
-        ch->rw_mode = o->rw_mode;
-        ch->mode = o->mode;
-        ch->bcd = o->bcd;
         ch->gate = o->gate;
-        ch->null_count = o->null_count;
+        ch->programmed = o->mode != HVI_X86_PIT_UNPROGRAMMED;
+        if (ch->programmed) {
+            ch->latched_count = o->latched_count;
+            ch->count_latched = o->count_latched;
+            ch->status_latched = o->status_latched;
+            ch->status = o->status;
+            ch->read_state = o->read_state;
+            ch->write_state = o->write_state;
+            ch->write_latch = o->write_latch;
+            ch->rw_mode = o->rw_mode;
+            ch->mode = o->mode;
+            ch->bcd = o->bcd;
+        } else {
+            ch->rw_mode = ch->read_state = ch->write_state = RW_WORD0;
+            ch->null_count = 1;
+        }
         /* Only the phase matters to the count and the outputs. */
         uint64_t el = o->elapsed_ns;
         if (el > now)
             el %= ticks_to_ns(ch->count);
         ch->load_ns = now - el;
-        ch->next_irq_ns =
-            o->next_irq_in_ns ? now + o->next_irq_in_ns : UINT64_MAX;
+        ch->next_irq_ns = UINT64_MAX;
     }
+    if (c->pit.ch[0].programmed)
+        schedule(c, now);
     return 0;
 }
