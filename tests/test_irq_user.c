@@ -177,6 +177,8 @@ static void timer_test(int mode, uint64_t delta)
                   (unsigned long long)n, r.status);
     double hz = rate_hz(t.vm, 500);
     cr_log_info("LAPIC timer mode %d: %.0f Hz (1000 set)", mode, hz);
+    if (mode == 7) /* the x2APIC ID read through MSR 0x802 */
+        cr_assert_eq(q(t.vm, DATA_OUT + 56), 0);
     cr_assert(hz > 300 && hz < 1100, "LAPIC timer at %.0f Hz, 1000 set", hz);
     finish(&t, &r, 0x5a);
     hvt_close(&t);
@@ -185,6 +187,11 @@ static void timer_test(int mode, uint64_t delta)
 Test(irq_user, lapic_timer_periodic)
 {
     timer_test(1, 0);
+}
+
+Test(irq_user, lapic_timer_in_x2apic_mode)
+{
+    timer_test(7, 0);
 }
 
 Test(irq_user, lapic_timer_tsc_deadline)

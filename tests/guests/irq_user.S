@@ -8,6 +8,9 @@
  *   4  IPIs: 10 times, vector 0x61 to APIC 1 and wait for its 0x62 back
  *   6  INIT and SIPI (vector 0x09) to APIC 1, which runs the real-mode
  *      trampoline at 0x9000, and wait for its mark
+ *   7  x2APIC mode: the periodic timer of mode 1 and its EOIs through the
+ *      MSRs (0x80f SVR, 0x83e divide, 0x832 LVT timer, 0x838 count, 0x80b
+ *      EOI), the counter at +0; the x2APIC ID (MSR 0x802) at +56
  * Counters (qwords at DATA_OUT): +0 timer, +8 0x50, +16 0x51, +24 0x52,
  * +32 0x61 (AP), +40 0x62 (BSP), +48 the trampoline's mark, +56 the AP is
  * ready. The main line sleeps in HLT until the host sets DATA_IN (modes
@@ -77,6 +80,8 @@ _start:
     je ipis
     cmp $6, %rax
     je initsipi
+    cmp $7, %rax
+    je x2apic
     DONE(0xee)
     jmp .
 
@@ -143,6 +148,32 @@ initsipi:
     DONE(0x5a)
     jmp .
 
+x2apic:
+    lea x2_timer(%rip), %rsi
+    mov $0x40, %edi
+    call set_gate
+    mov $0x1b, %ecx                 /* IA32_APIC_BASE: enable x2APIC */
+    rdmsr
+    or $0xc00, %eax
+    wrmsr
+    mov $0x802, %ecx
+    rdmsr
+    mov %rax, DATA_OUT + 56
+    xor %edx, %edx
+    mov $0x80f, %ecx
+    mov $0x1ff, %eax
+    wrmsr
+    mov $0x83e, %ecx
+    mov $0xb, %eax
+    wrmsr
+    mov $0x832, %ecx
+    mov $0x20040, %eax
+    wrmsr
+    mov $0x838, %ecx
+    mov $1000000, %eax
+    wrmsr
+    jmp sleep
+
 ap_main:
     movq $1, DATA_OUT + 56
     sti
@@ -190,6 +221,20 @@ set_gate:
 timer:
     incq DATA_OUT
     movl $0, 0xb0(%r14)
+    iretq
+
+x2_timer:
+    push %rax
+    push %rcx
+    push %rdx
+    incq DATA_OUT
+    xor %eax, %eax
+    xor %edx, %edx
+    mov $0x80b, %ecx
+    wrmsr
+    pop %rdx
+    pop %rcx
+    pop %rax
     iretq
 
 deadline:
