@@ -111,11 +111,21 @@ int hvi_irqchip_msi(struct hvi_irqchip *c, uint64_t address, uint32_t data)
 bool hvi_irqchip_pio(struct hvi_irqchip *c, uint16_t port, uint8_t size,
                      bool is_write, uint8_t *data)
 {
-    bool pic = port == 0x20 || port == 0x21 || port == 0xa0 || port == 0xa1 ||
-               port == 0x4d0 || port == 0x4d1;
-    bool pit = (port >= 0x40 && port <= 0x43) || port == 0x61;
-    if (!pic && !pit)
+    /* Only an access wholly inside one of the chips' ranges is theirs (as
+     * KVM's bus decides): a dword OUT at 0x20 goes to the VMM. */
+    static const struct {
+        uint16_t base, len;
+        bool pic;
+    } ranges[] = {{0x20, 2, true},   {0xa0, 2, true}, {0x4d0, 2, true},
+                  {0x40, 4, false},  {0x61, 1, false}};
+    int which = -1;
+    for (int i = 0; i < 5; i++)
+        if (port >= ranges[i].base &&
+            (uint32_t)port + size <= (uint32_t)ranges[i].base + ranges[i].len)
+            which = i;
+    if (which < 0 || size == 0)
         return false;
+    bool pic = ranges[which].pic;
     pthread_mutex_lock(&c->lock);
     /* Byte registers: a wider access touches the first, reads the rest as
      * ones (guests use byte accesses). */

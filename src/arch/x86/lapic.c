@@ -117,7 +117,13 @@ void hvi_lapic_accept(struct hvi_irqchip *c, struct hvi_lapic *a, uint32_t dm,
         set_vec(a, APIC_TMR, vector, level);
         break;
     case DM_NMI: a->nmi = true; break;
-    case DM_INIT: a->init = true; break;
+    case DM_INIT:
+        /* The LAPIC resets now, so a SIPI sent right after is kept; the
+         * vCPU learns of the INIT at its next look (hvi_lapic_ack). */
+        hvi_lapic_reset(c, a, true);
+        a->init = true;
+        c->host.timer_changed(c->host.opaque);
+        break;
     case DM_SIPI:
         if (!a->wait_sipi || a->sipi)
             return;
@@ -217,10 +223,7 @@ int hvi_lapic_ack(struct hvi_irqchip *c, struct hvi_lapic *a, uint8_t *vec)
     int k = hvi_lapic_pending(c, a);
     *vec = 0;
     switch (k) {
-    case HVI_IRQ_INIT:
-        hvi_lapic_reset(c, a, true);
-        c->host.timer_changed(c->host.opaque);
-        break;
+    case HVI_IRQ_INIT: a->init = false; break; /* reset at the INIT */
     case HVI_IRQ_SIPI:
         a->sipi = false;
         a->wait_sipi = false;
