@@ -505,6 +505,8 @@ int hvi_uirq_vm_state_set(hvc_vm *vm, uint32_t kind, const void *buf,
  * held. */
 int hvi_uirq_tsc_deadline_get(hvc_vcpu *v, uint64_t *value);
 int hvi_uirq_tsc_deadline_set(hvc_vcpu *v, uint64_t value);
+/* The userspace PIT's catch-up (tsc.c, tsc_pause.c). */
+void hvi_uirq_pit_catchup(hvc_vm *vm, int enable, int drop);
 /* The answer to HVC_CAP_IRQCHIP_LAPIC..PIT (hypervisor.c). */
 int hvi_uirq_cap(hvc_hypervisor *hv, int cap, uint64_t *value);
 

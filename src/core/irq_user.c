@@ -569,6 +569,11 @@ int hvi_uirq_tsc_deadline_set(hvc_vcpu *v, uint64_t value)
     return 0;
 }
 
+void hvi_uirq_pit_catchup(hvc_vm *vm, int enable, int drop)
+{
+    hvi_pit_set_reinject(vm->uirq->chip, enable != 0, drop != 0);
+}
+
 /* --- Capabilities --- */
 
 int hvi_uirq_cap(hvc_hypervisor *hv, int cap, uint64_t *value)

@@ -328,7 +328,10 @@ int hvc_vm_set_tsc_policy(hvc_vm *vm, const hvc_tsc_policy *policy)
                           vm->ops->name);
             goto out;
         }
-        if ((r = hvi_tsc_ops(vm)->vm_set_pit_catchup(vm->priv, pit)) < 0)
+        if (vm->uirq) /* the library's PIT (irq_user.c) */
+            hvi_uirq_pit_catchup(vm, pit, 0);
+        else if ((r = hvi_tsc_ops(vm)->vm_set_pit_catchup(vm->priv, pit)) <
+                 0)
             goto out;
     }
     t->policy = p;

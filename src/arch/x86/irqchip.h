@@ -126,6 +126,10 @@ bool hvi_irqchip_wait_sipi(struct hvi_irqchip *c, uint32_t cpu);
 void hvi_irqchip_set_started(struct hvi_irqchip *c, uint32_t cpu);
 
 /* --- Timers --- */
+/* PIT catch-up (hvc_tsc_policy's HVC_TSC_CATCHUP_PIT): on (the default),
+ * IRQ 0 periods the guest did not take are raised again as it takes
+ * them; @p drop forgets those owed now. */
+void hvi_pit_set_reinject(struct hvi_irqchip *c, bool on, bool drop);
 /* The earliest deadline of any chip timer, UINT64_MAX when none. */
 uint64_t hvi_irqchip_next_deadline(struct hvi_irqchip *c);
 /* Fires every timer due at @p now_ns. */

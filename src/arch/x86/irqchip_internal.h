@@ -112,6 +112,12 @@ struct hvi_pit_channel {
 struct hvi_pit {
     struct hvi_pit_channel ch[3];
     uint32_t speaker;
+    /* Catch-up (as KVM's reinjection): an IRQ 0 period that finds the
+     * last edge not yet taken through an unmasked 8259 line, or that the
+     * timer thread reached late, is counted here and raised again each
+     * time the 8259 acknowledges IRQ 0. */
+    bool reinject;
+    uint32_t backlog;
 };
 
 struct hvi_irqchip {
@@ -178,6 +184,7 @@ void hvi_pit_reset(struct hvi_irqchip *c);
 uint8_t hvi_pit_read(struct hvi_irqchip *c, uint16_t port);
 void hvi_pit_write(struct hvi_irqchip *c, uint16_t port, uint8_t val);
 uint64_t hvi_pit_next(struct hvi_irqchip *c);
+void hvi_pit_irq0_acked(struct hvi_irqchip *c);
 void hvi_pit_run(struct hvi_irqchip *c, uint64_t now);
 void hvi_pit_get(struct hvi_irqchip *c, struct hvi_x86_pit *s, uint64_t now);
 int hvi_pit_set(struct hvi_irqchip *c, const struct hvi_x86_pit *s,

@@ -115,6 +115,8 @@ uint8_t hvi_pic_intack(struct hvi_irqchip *c)
         }
     }
     update(c);
+    if (irq == 0)
+        hvi_pit_irq0_acked(c); /* a PIT tick owed: raised again */
     return vec;
 }
 

@@ -86,6 +86,7 @@ static void load(struct hvi_irqchip *c, int n, uint32_t val)
 void hvi_pit_reset(struct hvi_irqchip *c)
 {
     memset(&c->pit, 0, sizeof(c->pit));
+    c->pit.reinject = true; /* KVM's default */
     for (int i = 0; i < 3; i++) {
         struct hvi_pit_channel *ch = &c->pit.ch[i];
         ch->count = 0x10000;
@@ -95,6 +96,15 @@ void hvi_pit_reset(struct hvi_irqchip *c)
         ch->null_count = 1;
         ch->next_irq_ns = UINT64_MAX;
     }
+}
+
+/* One edge on IRQ 0: the 8259's line 0 and the IOAPIC's pin 2. */
+static void pulse(struct hvi_irqchip *c)
+{
+    hvi_pic_set_irq(c, 0, 1);
+    hvi_pic_set_irq(c, 0, 0);
+    hvi_ioapic_set_irq(c, 2, 1);
+    hvi_ioapic_set_irq(c, 2, 0);
 }
 
 uint64_t hvi_pit_next(struct hvi_irqchip *c)
@@ -107,12 +117,38 @@ void hvi_pit_run(struct hvi_irqchip *c, uint64_t now)
     struct hvi_pit_channel *ch = &c->pit.ch[0];
     if (ch->next_irq_ns > now)
         return;
-    /* One edge on IRQ 0: the 8259's line 0 and the IOAPIC's pin 2. */
-    hvi_pic_set_irq(c, 0, 1);
-    hvi_pic_set_irq(c, 0, 0);
-    hvi_ioapic_set_irq(c, 2, 1);
-    hvi_ioapic_set_irq(c, 2, 0);
+    /* Periods the timer thread reached late, beyond the one due now. */
+    uint64_t late = 0;
+    if (ch->mode == 2 || ch->mode == 3)
+        late = (now - ch->next_irq_ns) / ticks_to_ns(ch->count);
+    const struct hvi_pic_state *m = &c->pic[0].s;
+    bool untaken = !(m->imr & 1) && (m->irr & 1);
+    if (c->pit.reinject) {
+        uint64_t more = late + (untaken ? 1 : 0);
+        c->pit.backlog = c->pit.backlog + more > 1000000
+                             ? 1000000
+                             : c->pit.backlog + (uint32_t)more;
+    }
+    if (!untaken || !c->pit.reinject)
+        pulse(c);
     schedule(c, now);
+}
+
+void hvi_pit_irq0_acked(struct hvi_irqchip *c)
+{
+    if (!c->pit.reinject || !c->pit.backlog)
+        return;
+    c->pit.backlog--;
+    pulse(c);
+}
+
+void hvi_pit_set_reinject(struct hvi_irqchip *c, bool on, bool drop)
+{
+    pthread_mutex_lock(&c->lock);
+    c->pit.reinject = on;
+    if (drop || !on)
+        c->pit.backlog = 0;
+    pthread_mutex_unlock(&c->lock);
 }
 
 static void latch_count(struct hvi_pit_channel *ch, uint64_t now)
