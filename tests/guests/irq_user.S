@@ -5,7 +5,8 @@
  *   2  LAPIC timer, TSC-deadline, re-armed DATA_IN + 16 TSC ticks ahead
  *   3  IOAPIC pin 5 edge -> 0x50, pin 6 level -> 0x51 (its handler writes
  *      port 0x12 so the host lowers the line, then EOIs); MSI -> 0x52
- *   4  IPIs: 10 times, vector 0x61 to APIC 1 and wait for its 0x62 back
+ *   4  IPIs: DATA_IN + 16 times, vector 0x61 to APIC 1 and wait for its
+ *      0x62 back
  *   6  INIT and SIPI (vector 0x09) to APIC 1, which runs the real-mode
  *      trampoline at 0x9000, and wait for its mark
  *   7  x2APIC mode: the periodic timer of mode 1 and its EOIs through the
@@ -132,7 +133,7 @@ ipis:
     sti
     hlt
     jmp 5b
-6:  cmp $10, %rbx
+6:  cmp DELTA, %rbx
     jne 4b
     DONE(0x5a)
     jmp .
