@@ -163,10 +163,10 @@ Test(irq_user, pit_through_the_8259s)
     hvt_close(&t);
 }
 
-static void timer_test(int mode, uint64_t delta)
+static void timer_test(uint32_t flags, int mode, uint64_t delta)
 {
     hvt t;
-    hvt_open(&t, HVC_VM_USER_IRQCHIP);
+    hvt_open(&t, flags);
     hvt_load(t.vm, "irq_user");
     put_q(t.vm, MODE, (uint64_t)mode);
     put_q(t.vm, DELTA, delta);
@@ -176,7 +176,8 @@ static void timer_test(int mode, uint64_t delta)
     cr_assert_geq(n, 20, "%llu timer interrupts in 5 s (status 0x%x)",
                   (unsigned long long)n, r.status);
     double hz = rate_hz(t.vm, 500);
-    cr_log_info("LAPIC timer mode %d: %.0f Hz (1000 set)", mode, hz);
+    cr_log_info("LAPIC timer mode %d (%s chips): %.0f Hz (1000 set)", mode,
+                flags ? "userspace" : "in-kernel", hz);
     if (mode == 7) /* the x2APIC ID read through MSR 0x802 */
         cr_assert_eq(q(t.vm, DATA_OUT + 56), 0);
     cr_assert(hz > 300 && hz < 1100, "LAPIC timer at %.0f Hz, 1000 set", hz);
@@ -184,17 +185,7 @@ static void timer_test(int mode, uint64_t delta)
     hvt_close(&t);
 }
 
-Test(irq_user, lapic_timer_periodic)
-{
-    timer_test(1, 0);
-}
-
-Test(irq_user, lapic_timer_in_x2apic_mode)
-{
-    timer_test(7, 0);
-}
-
-Test(irq_user, lapic_timer_tsc_deadline)
+static uint32_t tsc_khz(void)
 {
     hvt_require_kvm();
     hvc_hypervisor *hv;
@@ -203,9 +194,31 @@ Test(irq_user, lapic_timer_tsc_deadline)
     HVT_OK(hvc_tsc_get_info(hv, &in));
     HVT_OK(hvc_hypervisor_close(hv));
     cr_assert_gt(in.host_tsc_khz, 0);
-    timer_test(2, in.host_tsc_khz); /* 1 ms of TSC */
+    return in.host_tsc_khz;
 }
 
+Test(irq_user, lapic_timer_periodic)
+{
+    timer_test(HVC_VM_USER_IRQCHIP, 1, 0);
+}
+
+/* The same guests on KVM's own chips: what the userspace ones must match. */
+Test(irq_user, in_kernel_lapic_timers)
+{
+    timer_test(0, 1, 0);
+    timer_test(0, 2, tsc_khz());
+    timer_test(0, 7, 0);
+}
+
+Test(irq_user, lapic_timer_in_x2apic_mode)
+{
+    timer_test(HVC_VM_USER_IRQCHIP, 7, 0);
+}
+
+Test(irq_user, lapic_timer_tsc_deadline)
+{
+    timer_test(HVC_VM_USER_IRQCHIP, 2, tsc_khz()); /* 1 ms of TSC */
+}
 /* Port 0x12: the guest's level handler asks the "device" to lower GSI 6;
  * PORT_DATA: the guest programmed its IOAPIC. */
 static atomic_int ready, lowered;
@@ -227,10 +240,10 @@ static int guest_ready(void *opaque, hvc_vcpu *vcpu, uint64_t off, void *data,
     return 0;
 }
 
-Test(irq_user, ioapic_lines_and_msi)
+static void ioapic_test(uint32_t flags)
 {
     hvt t;
-    hvt_open(&t, HVC_VM_USER_IRQCHIP);
+    hvt_open(&t, flags);
     hvt_load(t.vm, "irq_user");
     put_q(t.vm, MODE, 3);
     atomic_store(&ready, 0);
@@ -257,14 +270,30 @@ Test(irq_user, ioapic_lines_and_msi)
     cr_assert_eq(wait_q(t.vm, DATA_OUT + 8, 4, 3000), 4);
     HVT_OK(hvc_vm_set_irq(t.vm, 5, 0));
 
-    /* level: delivered, lowered by the handler, EOI; once per raise */
+    /* level: delivered, lowered by the handler, EOI; once per raise. KVM's
+     * own IOAPIC on this host delivers each raise twice (the line lowered
+     * before the EOI notwithstanding): for it, at least once, and each
+     * delivery lowered the line. */
+    uint64_t got = 0;
     for (uint64_t i = 1; i <= 3; i++) {
         HVT_OK(hvc_vm_set_irq(t.vm, 6, 1));
-        cr_assert_eq(wait_q(t.vm, DATA_OUT + 16, i, 3000), i);
+        got = wait_q(t.vm, DATA_OUT + 16, flags ? i : got + 1, 3000);
+        if (flags)
+            cr_assert_eq(got, i,
+                         "level interrupt %llu: counted %llu (lowered %d)",
+                         (unsigned long long)i, (unsigned long long)got,
+                         atomic_load(&lowered));
+        else
+            cr_assert_geq(got, i);
     }
     usleep(50000);
-    cr_assert_eq(q(t.vm, DATA_OUT + 16), 3, "a lowered level line came back");
-    cr_assert_eq(atomic_load(&lowered), 3);
+    got = q(t.vm, DATA_OUT + 16);
+    if (flags)
+        cr_assert_eq(got, 3, "a lowered level line came back");
+    else
+        cr_log_info("KVM's IOAPIC: %llu deliveries for 3 raises",
+                    (unsigned long long)got);
+    cr_assert_eq((uint64_t)atomic_load(&lowered), got);
 
     /* MSI straight to the LAPIC */
     for (uint64_t i = 1; i <= 2; i++) {
@@ -286,6 +315,16 @@ Test(irq_user, ioapic_lines_and_msi)
     pthread_join(r.th, NULL);
     cr_assert_eq(r.status, 0x5a, "status 0x%x rc %d", r.status, r.rc);
     hvt_close(&t);
+}
+
+Test(irq_user, ioapic_lines_and_msi)
+{
+    ioapic_test(HVC_VM_USER_IRQCHIP);
+}
+
+Test(irq_user, in_kernel_ioapic_lines_and_msi)
+{
+    ioapic_test(0);
 }
 
 static void ipi_test(uint32_t flags)
@@ -332,10 +371,10 @@ Test(irq_user, ipis_between_two_vcpus_in_kernel)
     ipi_test(0);
 }
 
-Test(irq_user, ap_started_by_init_sipi)
+static void sipi_test(uint32_t flags)
 {
     hvt t;
-    hvt_open(&t, HVC_VM_USER_IRQCHIP);
+    hvt_open(&t, flags);
     hvt_load(t.vm, "irq_user");
     put_q(t.vm, MODE, 6);
     hvc_vcpu *bsp = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
@@ -359,6 +398,16 @@ Test(irq_user, ap_started_by_init_sipi)
     cs = seg.selector;
     cr_assert_eq(cs, 0x900, "AP CS 0x%llx", (unsigned long long)cs);
     hvt_close(&t);
+}
+
+Test(irq_user, ap_started_by_init_sipi)
+{
+    sipi_test(HVC_VM_USER_IRQCHIP);
+}
+
+Test(irq_user, in_kernel_ap_started_by_init_sipi)
+{
+    sipi_test(0);
 }
 
 static void snapshot_test(int mode, uint64_t delta)
@@ -412,11 +461,5 @@ Test(irq_user, periodic_timer_keeps_counting_across_a_snapshot)
 
 Test(irq_user, tsc_deadline_keeps_counting_across_a_snapshot)
 {
-    hvt_require_kvm();
-    hvc_hypervisor *hv;
-    HVT_OK(hvc_hypervisor_open("kvm", &hv));
-    hvc_tsc_info in = {.size = sizeof(in)};
-    HVT_OK(hvc_tsc_get_info(hv, &in));
-    HVT_OK(hvc_hypervisor_close(hv));
-    snapshot_test(2, in.host_tsc_khz);
+    snapshot_test(2, tsc_khz());
 }
