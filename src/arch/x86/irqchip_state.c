@@ -26,6 +26,11 @@ void hvi_irqchip_get_lapic(struct hvi_irqchip *c, uint32_t cpu,
     pthread_mutex_lock(&c->lock);
     struct hvi_lapic *a = &c->lapic[cpu];
     _Static_assert(sizeof(a->regs) == HVI_X86_LAPIC_PAGE, "the page");
+    /* A timer due but not yet run fires now, so that the page says either
+     * "fired" (IRR) or "counting" (the current count), never neither. */
+    uint64_t now = irq_now(c);
+    if (a->present && a->deadline_ns <= now)
+        hvi_lapic_timer_fire(c, a, now);
     memcpy(s->regs, a->regs, sizeof(s->regs));
     uint32_t cur = hvi_lapic_read(c, a, APIC_TMCCT);
     memcpy(&s->regs[APIC_TMCCT], &cur, 4);

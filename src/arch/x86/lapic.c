@@ -444,8 +444,13 @@ void hvi_lapic_restored(struct hvi_irqchip *c, struct hvi_lapic *a,
     update_ppr(a);
     disarm(a);
     uint32_t mode = APIC_TIMER_MODE(R(a, APIC_LVTT));
-    if (mode == 2 || !R(a, APIC_TMICT) || !current_count)
+    if (mode == 2 || !R(a, APIC_TMICT))
         return; /* TSC deadline: the TSC record re-arms it */
+    if (!current_count) {
+        if (mode != 1)
+            return; /* a one-shot that has fired */
+        current_count = R(a, APIC_TMICT); /* periodic: at the reload */
+    }
     uint64_t unit = divisor(a) * HVI_APIC_BUS_NS;
     uint64_t now = irq_now(c);
     a->deadline_ns = now + (uint64_t)current_count * unit;
