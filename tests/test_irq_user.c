@@ -8,6 +8,8 @@
  * loaded 2-core one. */
 #include "hvtest.h"
 
+#include <hvcore/sys/backend.h>
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -462,4 +464,152 @@ Test(irq_user, periodic_timer_keeps_counting_across_a_snapshot)
 Test(irq_user, tsc_deadline_keeps_counting_across_a_snapshot)
 {
     snapshot_test(2, tsc_khz());
+}
+/* ---- Hostile chip state in a stream ---- */
+
+#define STREAM_HDR 80
+#define SEC_HDR 24
+#define SEC_IRQCHIP 4
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n);
+    cr_assert_not_null(b);
+    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* Bitwise CRC32C, independent of the library. */
+static uint32_t crc32c(uint32_t crc, const uint8_t *p, size_t n)
+{
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+    }
+    return ~crc;
+}
+
+/* The offset of the IRQCHIP section's header. */
+static size_t irqchip_section(const uint8_t *s, size_t len)
+{
+    for (size_t at = STREAM_HDR; at + SEC_HDR <= len;) {
+        uint16_t id;
+        uint64_t n;
+        memcpy(&id, s + at, 2);
+        memcpy(&n, s + at + 8, 8);
+        if (id == SEC_IRQCHIP)
+            return at;
+        if (id == 0xffff)
+            break;
+        at += SEC_HDR + n;
+    }
+    cr_assert_fail("no IRQCHIP section");
+    return 0;
+}
+
+/* The data of field @p tag in the section's record. */
+static uint8_t *field_at(uint8_t *s, size_t sec, uint16_t tag)
+{
+    uint64_t len;
+    memcpy(&len, s + sec + 8, 8);
+    uint8_t *p = s + sec + SEC_HDR;
+    for (size_t o = 0; o + 8 <= len;) {
+        uint16_t t;
+        uint32_t n;
+        memcpy(&t, p + o, 2);
+        memcpy(&n, p + o + 4, 4);
+        if (t == tag)
+            return p + o + 8;
+        o += 8 + ((n + 7u) & ~7u);
+    }
+    cr_assert_fail("no field %u in IRQCHIP", tag);
+    return NULL;
+}
+
+static void reseal(uint8_t *s, size_t sec)
+{
+    uint64_t len;
+    memcpy(&len, s + sec + 8, 8);
+    uint32_t crc = crc32c(0, s + sec, 20);
+    crc = crc32c(crc, s + sec + SEC_HDR, len);
+    memcpy(s + sec + 20, &crc, 4);
+}
+
+static void refused(hvc_hypervisor *hv, const uint8_t *s, size_t len,
+                    const char *what)
+{
+    char path[] = "/tmp/irq_user_badXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, s, len), (ssize_t)len);
+    close(fd);
+    hvc_vm *vm = NULL;
+    int r = hvc_snapshot_restore(hv, path, NULL, &vm);
+    unlink(path);
+    cr_assert_lt(r, 0, "%s: restored", what);
+    cr_assert_null(vm);
+    cr_assert(strstr(hvc_last_error(), what), "refused without naming %s: %s",
+              what, hvc_last_error());
+}
+
+Test(irq_user, hostile_chip_state_is_refused_by_name)
+{
+    hvt t;
+    hvt_open(&t, HVC_VM_USER_IRQCHIP);
+    hvt_load(t.vm, "tsc_pit");
+    struct runner r;
+    start(&r, hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0));
+    cr_assert_geq(wait_q(t.vm, DATA_OUT, 5, 5000), 5);
+    HVT_OK(hvc_vm_pause(t.vm));
+    char path[] = "/tmp/irq_user_okXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    HVT_OK(hvc_snapshot_save(t.vm, path, NULL));
+    HVT_OK(hvc_vcpu_kick(r.vcpu));
+    HVT_OK(hvc_vm_resume(t.vm));
+    pthread_join(r.th, NULL);
+    size_t len;
+    uint8_t *good = slurp(path, &len);
+    uint8_t *s = malloc(len);
+    cr_assert_not_null(s);
+    size_t sec = irqchip_section(good, len);
+
+    /* the unmodified stream restores (the test's own walk is right) */
+    hvc_vm *vm;
+    HVT_OK(hvc_snapshot_restore(t.hv, path, NULL, &vm));
+    HVT_OK(hvc_vm_destroy(vm));
+    unlink(path);
+
+    /* PIT channel 0 with a count of 0 (the header at 0, flags, reserved,
+     * then 24 bytes a channel, the count first) */
+    memcpy(s, good, len);
+    uint32_t zero = 0;
+    memcpy(field_at(s, sec, HVC_BACKEND_VM_ARCH_PIT) + 16, &zero, 4);
+    reseal(s, sec);
+    refused(t.hv, s, len, "PIT state: channel 0");
+    /* the master 8259 with an ELCR mask this chipset does not have */
+    memcpy(s, good, len);
+    uint8_t *pic = field_at(s, sec, HVC_BACKEND_VM_ARCH_PIC_MASTER);
+    pic[8 + 15] = 0xff; /* elcr_mask */
+    reseal(s, sec);
+    refused(t.hv, s, len, "ELCR mask");
+    /* the IOAPIC elsewhere than 0xfec00000 */
+    memcpy(s, good, len);
+    uint64_t base = 0xfed00000;
+    memcpy(field_at(s, sec, HVC_BACKEND_VM_ARCH_IOAPIC) + 8, &base, 8);
+    reseal(s, sec);
+    refused(t.hv, s, len, "0xfed00000");
+    free(s);
+    free(good);
+    hvt_close(&t);
 }
