@@ -613,3 +613,112 @@ Test(irq_user, hostile_chip_state_is_refused_by_name)
     free(good);
     hvt_close(&t);
 }
+
+/* ---- The same state on both kinds of chips ---- */
+
+#define SEC_CONFIG 1
+
+static size_t find_section(const uint8_t *s, size_t len, uint16_t want)
+{
+    for (size_t at = STREAM_HDR; at + SEC_HDR <= len;) {
+        uint16_t id;
+        uint64_t n;
+        memcpy(&id, s + at, 2);
+        memcpy(&n, s + at + 8, 8);
+        if (id == want)
+            return at;
+        if (id == 0xffff)
+            break;
+        at += SEC_HDR + n;
+    }
+    cr_assert_fail("no section %u", want);
+    return 0;
+}
+
+/* Saves a guest counting at DATA_OUT on one kind of chips, rewrites the
+ * stream's VM flags to the other kind (the only difference between the
+ * two streams' formats), restores it there and checks that the count goes
+ * on at its rate: the LAPIC, 8259, IOAPIC and PIT state the kernel's chips
+ * saved drives the library's, and the reverse. */
+static void cross(const char *guest, int mode, uint64_t delta, uint32_t from,
+                  uint32_t to)
+{
+    hvt t;
+    hvt_open(&t, from);
+    hvt_load(t.vm, guest);
+    put_q(t.vm, MODE, (uint64_t)mode);
+    put_q(t.vm, DELTA, delta);
+    struct runner r;
+    start(&r, hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0));
+    cr_assert_geq(wait_q(t.vm, DATA_OUT, 50, 5000), 50);
+    HVT_OK(hvc_vm_pause(t.vm));
+    HVT_OK(hvc_vcpu_kick(r.vcpu));
+    HVT_OK(hvc_vm_resume(t.vm));
+    pthread_join(r.th, NULL);
+    cr_assert_eq(r.status, 0x100);
+    HVT_OK(hvc_vm_pause(t.vm));
+    char path[] = "/tmp/irq_user_crossXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    HVT_OK(hvc_snapshot_save(t.vm, path, NULL));
+    uint64_t saved = q(t.vm, DATA_OUT);
+    HVT_OK(hvc_vm_destroy(t.vm));
+    t.vm = NULL;
+
+    size_t len;
+    uint8_t *s = slurp(path, &len);
+    size_t cfg = find_section(s, len, SEC_CONFIG);
+    uint8_t *flags = field_at(s, cfg, 1); /* HVI_CFG_VM_FLAGS, a u64 */
+    uint64_t f;
+    memcpy(&f, flags, 8);
+    cr_assert_eq(f, from, "the stream says VM flags 0x%llx",
+                 (unsigned long long)f);
+    f = to;
+    memcpy(flags, &f, 8);
+    reseal(s, cfg);
+    FILE *o = fopen(path, "wb");
+    cr_assert_not_null(o);
+    cr_assert_eq(fwrite(s, 1, len, o), len);
+    fclose(o);
+    free(s);
+
+    hvc_vm *vm;
+    HVT_OK(hvc_snapshot_restore(t.hv, path, NULL, &vm));
+    unlink(path);
+    t.vm = vm;
+    /* which chips it has: interrupt eventfds only on the kernel's */
+    int efd;
+    int e = hvc_vm_irq_eventfd(vm, 4, &efd);
+    cr_assert_eq(e, to ? -ENOTSUP : 0, "irq eventfd: %d", e);
+    hvc_vcpu *v;
+    HVT_OK(hvc_vm_get_vcpu(vm, 0, &v));
+    start(&r, v);
+    uint64_t n = wait_q(vm, DATA_OUT, saved + 50, 5000);
+    cr_assert_geq(n, saved + 50, "%s mode %d, flags 0x%x -> 0x%x: %llu ticks "
+                  "after the restore, %llu saved (status 0x%x)",
+                  guest, mode, from, to, (unsigned long long)n,
+                  (unsigned long long)saved, r.status);
+    double hz = rate_hz(vm, 300);
+    cr_log_info("%s mode %d, %s chips -> %s chips: %.0f Hz", guest, mode,
+                from ? "userspace" : "kernel", to ? "userspace" : "kernel",
+                hz);
+    cr_assert(hz > 300 && hz < 1100, "%.0f Hz after the move", hz);
+    finish(&t, &r, 0x5a);
+    hvt_close(&t);
+}
+
+Test(irq_user, lapic_timer_moves_between_kernel_and_userspace_chips)
+{
+    cross("irq_user", 1, 0, 0, HVC_VM_USER_IRQCHIP);
+    cross("irq_user", 1, 0, HVC_VM_USER_IRQCHIP, 0);
+    uint32_t khz = tsc_khz();
+    cross("irq_user", 2, khz, 0, HVC_VM_USER_IRQCHIP);
+    cross("irq_user", 2, khz, HVC_VM_USER_IRQCHIP, 0);
+}
+
+Test(irq_user, pit_and_8259s_move_between_kernel_and_userspace_chips)
+{
+    cross("tsc_pit", 0, 0, 0, HVC_VM_USER_IRQCHIP);
+    cross("tsc_pit", 0, 0, HVC_VM_USER_IRQCHIP, 0);
+}
