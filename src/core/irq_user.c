@@ -70,6 +70,10 @@ static void wake(void *opaque, uint32_t cpu)
     if (!v)
         return;
     hvi_os_wake_post(&v->parked);
+    /* A runner waiting in HLT (or for its SIPI) reads its LAPIC again
+     * after the post: a kick would only cost it an empty entry later. */
+    if (atomic_load(&u->cpu[cpu].halted))
+        return;
     if (atomic_load(&v->state) != HVI_VCPU_IDLE &&
         pthread_equal(v->runner, pthread_self()))
         return;
