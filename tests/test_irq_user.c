@@ -90,6 +90,9 @@ static void timer_test(uint32_t flags, int mode, uint64_t delta)
     double hz = rate_hz(t.vm, 500);
     cr_log_info("LAPIC timer mode %d (%s chips): %.0f Hz (1000 set)", mode,
                 flags ? "userspace" : "in-kernel", hz);
+    cr_assert(q(t.vm, DATA_OUT + 64) & (1u << 9),
+              "CPUID.1:EDX 0x%llx says there is no APIC",
+              (unsigned long long)q(t.vm, DATA_OUT + 64));
     if (mode == 7) /* the x2APIC ID read through MSR 0x802 */
         cr_assert_eq(q(t.vm, DATA_OUT + 56), 0);
     cr_assert(hz > 300 && hz < 1100, "LAPIC timer at %.0f Hz, 1000 set", hz);

@@ -176,12 +176,24 @@ void hvi_uirq_destroy(hvc_vm *vm)
     vm->uirq = NULL;
 }
 
+/* The backend's copy of IA32_APIC_BASE follows the LAPIC's: KVM without
+ * its LAPIC keeps one (0 out of reset) and derives CPUID.1:EDX.APIC from
+ * its enable bit, so a guest would see no APIC at all. */
+static int mirror_apic_base(hvc_vcpu *v)
+{
+    hvc_reg id = HVC_X86_APIC_BASE;
+    uint64_t base = hvi_irqchip_apic_base(v->vm->uirq->chip, v->id);
+    return v->vm->ops->vcpu_set_regs(v->priv, &id, &base, 1);
+}
+
 int hvi_uirq_vcpu_created(hvc_vcpu *vcpu)
 {
     struct hvi_uirq *u = vcpu->vm->uirq;
     if (!u)
         return 0;
     int r = hvi_irqchip_add_cpu(u->chip, vcpu->id);
+    if (r == 0 && (r = mirror_apic_base(vcpu)) < 0)
+        hvi_irqchip_remove_cpu(u->chip, vcpu->id);
     if (r == 0)
         atomic_store(&u->cpu[vcpu->id].vcpu, vcpu);
     return r;
@@ -357,6 +369,11 @@ static int msr(hvc_vcpu *v, hvc_exit *exit)
             hvi_tsc_msr_get(v, MSR_IA32_TSC, &tsc);
         }
         r = hvi_irqchip_wrmsr(u->chip, v->id, index, value, tsc, khz);
+        if (r > 0 && index == HVI_MSR_APIC_BASE) {
+            int e = mirror_apic_base(v);
+            if (e < 0)
+                return e;
+        }
     } else {
         value = 0;
         r = hvi_irqchip_rdmsr(u->chip, v->id, index, &value);

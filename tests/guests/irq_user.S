@@ -14,7 +14,7 @@
  *      EOI), the counter at +0; the x2APIC ID (MSR 0x802) at +56
  * Counters (qwords at DATA_OUT): +0 timer, +8 0x50, +16 0x51, +24 0x52,
  * +32 0x61 (AP), +40 0x62 (BSP), +48 the trampoline's mark, +56 the AP is
- * ready. The main line sleeps in HLT until the host sets DATA_IN (modes
+ * ready, +64 CPUID.1:EDX. The main line sleeps in HLT until the host sets DATA_IN (modes
  * 1-3), then reports 0x5a; an unexpected vector reports 0xef. */
 #include "guest.h"
 #define IDT 0x40000
@@ -27,6 +27,10 @@
     .globl _start
 _start:
     mov %rdi, %r15
+    mov $1, %eax                    /* CPUID.1:EDX (bit 9: an APIC) at +64 */
+    xor %ecx, %ecx
+    cpuid
+    mov %edx, DATA_OUT + 64
     mov $APIC, %r14                 /* r14, r13: the chips' pages, for good */
     mov $IOAPIC, %r13
     xor %edi, %edi
