@@ -442,6 +442,11 @@ static int set_events(struct hvi_kvm_vcpu *v, const struct hvi_x86_events *a)
         k.triple_fault.pending = !!(f & HVI_X86_EV_TRIPLE_FAULT);
     }
     struct kvm_mp_state mp = {.mp_state = mp_of_act[a->activity]};
+    /* Without an in-kernel local APIC KVM leaves HLT to the VMM and takes
+     * only RUNNABLE: a vCPU saved halted (under a backend with a
+     * userspace APIC) resumes after its HLT, a wake-up HLT allows. */
+    if (!v->vm->has_irqchip)
+        mp.mp_state = KVM_MP_STATE_RUNNABLE;
     if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0) {
         int e = errno;
         return hvi_error(-e,
