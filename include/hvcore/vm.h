@@ -232,8 +232,9 @@ HVC_EXTERN int hvc_vm_add_io_handler(hvc_vm *vm, int space, uint64_t base,
 HVC_EXTERN int hvc_vm_remove_io_handler(hvc_vm *vm, int space, uint64_t base);
 
 /**
- * Sets the level of an interrupt line (GSI) of the in-kernel interrupt
- * controller. For an edge-triggered line, raise then lower it. A line has
+ * Sets the level of an interrupt line (GSI) of the VM's interrupt
+ * controllers, the backend's or (::HVC_VM_USER_IRQCHIP) the library's. For
+ * an edge-triggered line, raise then lower it. A line has
  * one level for all its users: two devices cannot share a GSI (each would
  * undo the other's level).
  *
@@ -250,8 +251,10 @@ HVC_EXTERN int hvc_vm_set_irq(hvc_vm *vm, uint32_t gsi, int level);
  *
  * @param address the MSI address (0xfeexxxxx on x86).
  * @param data    the MSI data.
- * @return 0 when delivered; -EAGAIN when the guest blocked it; -EINVAL;
- *         -ENOTSUP without an in-kernel interrupt controller.
+ * @return 0 when delivered; -EAGAIN when the guest blocked it; -EINVAL
+ *         (on the library's chips also for an address outside
+ *         0xfee00000-0xfeefffff or an SMI, INIT or SIPI delivery mode);
+ *         -ENOTSUP in a VM created with ::HVC_VM_NO_IRQCHIP.
  */
 HVC_EXTERN int hvc_vm_send_msi(hvc_vm *vm, uint64_t address, uint32_t data);
 
