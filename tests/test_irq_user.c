@@ -124,12 +124,17 @@ Test(irq_user, lapic_timer_tsc_deadline)
 }
 /* Port 0x12: the guest's level handler asks the "device" to lower GSI 6;
  * PORT_DATA: the guest programmed its IOAPIC. */
-static atomic_int ready, lowered;
+static atomic_int ready, lowered, keep_high;
 
+/* keep_high > 0: the "device" leaves its line up that many times more. */
 static int lower_line(void *opaque, hvc_vcpu *vcpu, uint64_t off, void *data,
                       uint32_t size, int is_write)
 {
     (void)vcpu, (void)off, (void)data, (void)size, (void)is_write;
+    if (atomic_load(&keep_high) > 0) {
+        atomic_fetch_sub(&keep_high, 1);
+        return 0;
+    }
     atomic_fetch_add(&lowered, 1);
     return hvc_vm_set_irq(opaque, 6, 0);
 }
@@ -151,6 +156,7 @@ static void ioapic_test(uint32_t flags)
     put_q(t.vm, MODE, 3);
     atomic_store(&ready, 0);
     atomic_store(&lowered, 0);
+    atomic_store(&keep_high, 0);
     HVT_OK(hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, 0x12, 1, lower_line, t.vm));
     HVT_OK(hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, PORT_DATA, 1, guest_ready,
                                  NULL));
@@ -197,6 +203,17 @@ static void ioapic_test(uint32_t flags)
         cr_log_info("KVM's IOAPIC: %llu deliveries for 3 raises",
                     (unsigned long long)got);
     cr_assert_eq((uint64_t)atomic_load(&lowered), got);
+
+    /* a level line still up at the EOI is delivered again (remote IRR
+     * cleared, the pin still asserted), until the device lowers it */
+    if (flags) {
+        atomic_store(&keep_high, 2);
+        HVT_OK(hvc_vm_set_irq(t.vm, 6, 1));
+        cr_assert_eq(wait_q(t.vm, DATA_OUT + 16, 6, 3000), 6);
+        usleep(50000);
+        cr_assert_eq(q(t.vm, DATA_OUT + 16), 6, "deliveries after lowering");
+        cr_assert_eq(atomic_load(&lowered), 4);
+    }
 
     /* MSI straight to the LAPIC */
     for (uint64_t i = 1; i <= 2; i++) {
