@@ -22,6 +22,13 @@ void hvt_open(hvt *t, uint32_t vm_flags)
     HVT_OK(hvc_hypervisor_open("kvm", &t->hv));
     hvc_vm_options o = HVC_VM_OPTIONS_INIT;
     o.flags = vm_flags;
+    /* HVCORE_TEST_USER_IRQCHIP=1 runs a suite's VMs on the library's
+     * userspace interrupt controllers instead of the kernel's (the
+     * conformance run of "kvm without the in-kernel irqchip"); VMs that
+     * asked for no interrupt controller keep none. */
+    const char *user = getenv("HVCORE_TEST_USER_IRQCHIP");
+    if (user && strcmp(user, "1") == 0 && !(vm_flags & HVC_VM_NO_IRQCHIP))
+        o.flags |= HVC_VM_USER_IRQCHIP;
     HVT_OK(hvc_vm_create(t->hv, &o, &t->vm));
     hvc_memory_options m = HVC_MEMORY_OPTIONS_INIT;
     m.length = HVT_MEM;

@@ -54,8 +54,33 @@ typedef enum hvc_cap {
     HVC_CAP_PHYS_ADDR_BITS = 13,
     /** Interrupt lines (GSIs) a VM has: hvc_vm_set_irq() takes 0 to this
      * number less one. */
-    HVC_CAP_IRQ_LINES = 14
+    HVC_CAP_IRQ_LINES = 14,
+    /* 15 and 16 belong to branch core17. */
+    /** Where a VM created without ::HVC_VM_NO_IRQCHIP nor
+     * ::HVC_VM_USER_IRQCHIP gets its local APICs: an ::hvc_irqchip_impl. */
+    HVC_CAP_IRQCHIP_LAPIC = 17,
+    /** The same for the IOAPIC. */
+    HVC_CAP_IRQCHIP_IOAPIC = 18,
+    /** The same for the two 8259 PICs. */
+    HVC_CAP_IRQCHIP_PIC = 19,
+    /** The same for the 8254 PIT. */
+    HVC_CAP_IRQCHIP_PIT = 20
 } hvc_cap;
+
+/**
+ * Answers of ::HVC_CAP_IRQCHIP_LAPIC, ::HVC_CAP_IRQCHIP_IOAPIC,
+ * ::HVC_CAP_IRQCHIP_PIC and ::HVC_CAP_IRQCHIP_PIT. ::HVC_CAP_IRQCHIP stays
+ * non-zero only when all four are ::HVC_IRQCHIP_KERNEL.
+ */
+typedef enum hvc_irqchip_impl {
+    /** None: the VM has no such chip. */
+    HVC_IRQCHIP_NONE = 0,
+    /** The accelerator's own, in the kernel (KVM). */
+    HVC_IRQCHIP_KERNEL = 1,
+    /** The library's userspace one (src/arch/x86), chosen automatically
+     * when the backend has none; what ::HVC_VM_USER_IRQCHIP asks for. */
+    HVC_IRQCHIP_USER = 2
+} hvc_irqchip_impl;
 
 /**
  * Dirty-page tracking modes and their properties, as bits of

@@ -51,7 +51,25 @@ typedef enum hvc_vm_flags {
      * hvc_vm_create() when ::HVC_CAP_DIRTY_TRACKING lacks
      * ::HVC_DIRTY_RING.
      */
-    HVC_VM_DIRTY_RING = 1u << 1
+    HVC_VM_DIRTY_RING = 1u << 1,
+    /**
+     * The library's own interrupt controllers instead of the backend's: a
+     * local APIC per vCPU (xAPIC page and x2APIC MSRs, timer in one-shot,
+     * periodic and TSC-deadline modes), an IOAPIC with 24 pins, the two
+     * 8259s and the 8254 PIT, emulated in the process (src/arch/x86).
+     * hvc_vm_set_irq() and hvc_vm_send_msi() reach them; HLT waits inside
+     * hvc_vcpu_run() for an interrupt (or a kick, or a pause) as it does in
+     * the kernel; their state travels in snapshots and migrations. The
+     * timers run on a thread of the VM's own. A backend that has no
+     * in-kernel controllers (::HVC_CAP_IRQCHIP_LAPIC and the others answer
+     * ::HVC_IRQCHIP_USER) gets this without asking. Not with
+     * ::HVC_VM_NO_IRQCHIP (-EINVAL). On KVM: no KVM_CREATE_IRQCHIP nor PIT;
+     * IA32_APIC_BASE, IA32_TSC_DEADLINE and the x2APIC MSRs reach the
+     * library through KVM's userspace-MSR exits (KVM_CAP_X86_USER_SPACE_MSR
+     * and KVM_X86_SET_MSR_FILTER); -ENOTSUP when the host has neither.
+     * Interrupt eventfds (hvc_vm_irq_eventfd()) are unavailable (-ENOTSUP).
+     */
+    HVC_VM_USER_IRQCHIP = 1u << 2
 } hvc_vm_flags;
 
 /**
@@ -214,8 +232,9 @@ HVC_EXTERN int hvc_vm_add_io_handler(hvc_vm *vm, int space, uint64_t base,
 HVC_EXTERN int hvc_vm_remove_io_handler(hvc_vm *vm, int space, uint64_t base);
 
 /**
- * Sets the level of an interrupt line (GSI) of the in-kernel interrupt
- * controller. For an edge-triggered line, raise then lower it. A line has
+ * Sets the level of an interrupt line (GSI) of the VM's interrupt
+ * controllers, the backend's or (::HVC_VM_USER_IRQCHIP) the library's. For
+ * an edge-triggered line, raise then lower it. A line has
  * one level for all its users: two devices cannot share a GSI (each would
  * undo the other's level).
  *
@@ -232,8 +251,10 @@ HVC_EXTERN int hvc_vm_set_irq(hvc_vm *vm, uint32_t gsi, int level);
  *
  * @param address the MSI address (0xfeexxxxx on x86).
  * @param data    the MSI data.
- * @return 0 when delivered; -EAGAIN when the guest blocked it; -EINVAL;
- *         -ENOTSUP without an in-kernel interrupt controller.
+ * @return 0 when delivered; -EAGAIN when the guest blocked it; -EINVAL
+ *         (on the library's chips also for an address outside
+ *         0xfee00000-0xfeefffff or an SMI, INIT or SIPI delivery mode);
+ *         -ENOTSUP in a VM created with ::HVC_VM_NO_IRQCHIP.
  */
 HVC_EXTERN int hvc_vm_send_msi(hvc_vm *vm, uint64_t address, uint32_t data);
 

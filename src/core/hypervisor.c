@@ -120,6 +120,9 @@ int hvc_hypervisor_get_cap(hvc_hypervisor *hv, int cap, uint64_t *value)
 {
     if (!hv || !value)
         return hvi_error(-EINVAL, "hvc_hypervisor_get_cap: NULL argument");
+    /* irq17: where each interrupt controller lives (irq_user.c). */
+    if (cap >= HVC_CAP_IRQCHIP_LAPIC && cap <= HVC_CAP_IRQCHIP_PIT)
+        return hvi_uirq_cap(hv, cap, value);
     if (cap < HVC_CAP_MAX_VCPUS || cap > HVC_CAP_IRQ_LINES)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
     return hv->ops->get_cap(hv->priv, cap, value);

@@ -85,6 +85,7 @@ struct hvi_io_table {
 };
 
 struct hvi_tsc; /* tsc_internal.h */
+struct hvi_uirq; /* irq_user.c */
 
 /* Locks of a VM, and the order they are taken in. A thread holding one may
  * take only locks further down the list, never one above it:
@@ -133,6 +134,15 @@ struct hvi_tsc; /* tsc_internal.h */
  * thread and its connection workers) and the receiver's per-page locks
  * (comparing a page's round and copying it in). The workers write guest
  * pages to sockets and into a new VM's memory without any lock above.
+ *
+ * The library's userspace interrupt controllers (irq_user.c, branch irq17;
+ * VMs with HVC_VM_USER_IRQCHIP) add two more, below every other lock,
+ * vm->lock included (a state save reads the chips under it):
+ *   7. the chips' lock (struct hvi_irqchip.lock, src/arch/x86/irqchip.h):
+ *      one mutex for all LAPICs, the IOAPIC, the 8259s and the PIT of a
+ *      VM, since a delivery crosses them. Its callbacks kick and wake vCPUs
+ *      (atomics and a semaphore) and take only:
+ *   8. uirq->tlock, the timer thread's condition (irq_user.c).
  *
  * So any callback may look devices up, watch descriptors and read guest
  * memory. Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the
@@ -230,6 +240,11 @@ struct hvc_vm {
     /* The sharing guard (audit.c): hvc_sharing_kind bits that make the
      * outermost hvc_vm_resume() refuse; 0 when off. */
     atomic_uint sharing_guard;
+
+    /* The library's userspace interrupt controllers and their timer thread
+     * (irq_user.c), NULL unless opts.flags has HVC_VM_USER_IRQCHIP. Set at
+     * creation, freed at destruction. */
+    struct hvi_uirq *uirq;
 };
 
 /* hvc_vcpu.state: who may touch the runner thread.
@@ -474,5 +489,40 @@ int hvi_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf, size_t n);
 int hvi_vm_state_size(hvc_vm *vm, uint32_t kind, size_t *n);
 int hvi_vm_state_get(hvc_vm *vm, uint32_t kind, void *buf, size_t n);
 int hvi_vm_state_set(hvc_vm *vm, uint32_t kind, const void *buf, size_t n);
+
+/* irq_user.c (branch irq17): the userspace interrupt controllers in the
+ * core. Creation and teardown (vm.c), the vCPUs joining and leaving
+ * (vcpu.c), and the run loop's two hooks: hvi_uirq_enter() before each
+ * entry (INIT/SIPI, injection, the interrupt window; 1 asks the loop to
+ * look at its flags again without entering) and hvi_uirq_exit() after
+ * each exit (1 when the exit was the chips': HLT, the interrupt window,
+ * their MSRs, ports and pages). */
+int hvi_uirq_create(hvc_vm *vm);
+void hvi_uirq_destroy(hvc_vm *vm);
+int hvi_uirq_vcpu_created(hvc_vcpu *vcpu);
+void hvi_uirq_vcpu_destroyed(hvc_vcpu *vcpu);
+void hvi_uirq_started(hvc_vcpu *vcpu);
+int hvi_uirq_enter(hvc_vcpu *vcpu);
+int hvi_uirq_exit(hvc_vcpu *vcpu, hvc_exit *exit);
+int hvi_uirq_set_irq(hvc_vm *vm, uint32_t gsi, int level);
+int hvi_uirq_msi(hvc_vm *vm, uint64_t address, uint32_t data);
+/* The chips' state as backend state blobs of the LAPIC, PIC, IOAPIC and
+ * PIT kinds; 0 from *_owns when the kind is not the chips'. */
+bool hvi_uirq_owns(const hvc_vm *vm, uint32_t kind);
+int hvi_uirq_state_size(uint32_t kind, size_t *n);
+int hvi_uirq_vcpu_state_get(hvc_vcpu *v, uint32_t kind, void *buf, size_t n);
+int hvi_uirq_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf,
+                            size_t n);
+int hvi_uirq_vm_state_get(hvc_vm *vm, uint32_t kind, void *buf, size_t n);
+int hvi_uirq_vm_state_set(hvc_vm *vm, uint32_t kind, const void *buf,
+                          size_t n);
+/* IA32_TSC_DEADLINE in the LAPIC, for the TSC record (tsc.c); vm->lock
+ * held. */
+int hvi_uirq_tsc_deadline_get(hvc_vcpu *v, uint64_t *value);
+int hvi_uirq_tsc_deadline_set(hvc_vcpu *v, uint64_t value);
+/* The userspace PIT's catch-up (tsc.c, tsc_pause.c). */
+void hvi_uirq_pit_catchup(hvc_vm *vm, int enable, int drop);
+/* The answer to HVC_CAP_IRQCHIP_LAPIC..PIT (hypervisor.c). */
+int hvi_uirq_cap(hvc_hypervisor *hv, int cap, uint64_t *value);
 
 #endif

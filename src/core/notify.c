@@ -26,7 +26,8 @@ int hvc_vm_irq_eventfd(hvc_vm *vm, uint32_t gsi, int *fd)
     if (gsi >= vm->nr_irqs)
         return hvi_error(-EINVAL, "GSI %u is out of range (0..%u)", gsi,
                          vm->nr_irqs - 1);
-    if ((vm->opts.flags & HVC_VM_NO_IRQCHIP) || !vm->ops->vm_irqfd)
+    if ((vm->opts.flags & (HVC_VM_NO_IRQCHIP | HVC_VM_USER_IRQCHIP)) ||
+        !vm->ops->vm_irqfd)
         return hvi_error(-ENOTSUP,
                          "GSI %u: no interrupt eventfds without "
                          "an in-kernel interrupt controller",

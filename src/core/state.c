@@ -69,6 +69,7 @@ static int still(const hvc_vcpu *v)
 
 int hvi_vcpu_set_runnable(hvc_vcpu *v)
 {
+    hvi_uirq_started(v); /* no SIPI to wait for (irq_user.c) */
     return v->vm->ops->vcpu_set_runnable(v->priv);
 }
 
@@ -86,8 +87,9 @@ int hvi_vcpu_state_size(hvc_vcpu *v, uint32_t kind, size_t *n)
 {
     const hvc_backend_ops *ops = v->vm->ops;
     pthread_mutex_lock(&v->vm->lock);
-    int r = kind == HVI_STATE_FPU ? ops->vcpu_fpu_size(v->priv, n)
-                                  : ops->vcpu_state_size(v->priv, kind, n);
+    int r = hvi_uirq_owns(v->vm, kind) ? hvi_uirq_state_size(kind, n)
+            : kind == HVI_STATE_FPU    ? ops->vcpu_fpu_size(v->priv, n)
+                                       : ops->vcpu_state_size(v->priv, kind, n);
     pthread_mutex_unlock(&v->vm->lock);
     return r;
 }
@@ -98,8 +100,10 @@ int hvi_vcpu_state_get(hvc_vcpu *v, uint32_t kind, void *buf, size_t n)
     pthread_mutex_lock(&v->vm->lock);
     int r = still(v);
     if (r == 0)
-        r = kind == HVI_STATE_FPU ? ops->vcpu_get_fpu(v->priv, buf, n)
-                                  : ops->vcpu_get_state(v->priv, kind, buf, n);
+        r = hvi_uirq_owns(v->vm, kind)
+                ? hvi_uirq_vcpu_state_get(v, kind, buf, n)
+            : kind == HVI_STATE_FPU ? ops->vcpu_get_fpu(v->priv, buf, n)
+                                    : ops->vcpu_get_state(v->priv, kind, buf, n);
     pthread_mutex_unlock(&v->vm->lock);
     return r;
 }
@@ -115,8 +119,10 @@ int hvi_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf, size_t n)
         r = hvi_error(-EBADMSG, "XSAVE state of %zu bytes, this host's is %zu",
                       n, want);
     if (r == 0)
-        r = kind == HVI_STATE_FPU ? ops->vcpu_set_fpu(v->priv, buf, n)
-                                  : ops->vcpu_set_state(v->priv, kind, buf, n);
+        r = hvi_uirq_owns(v->vm, kind)
+                ? hvi_uirq_vcpu_state_set(v, kind, buf, n)
+            : kind == HVI_STATE_FPU ? ops->vcpu_set_fpu(v->priv, buf, n)
+                                    : ops->vcpu_set_state(v->priv, kind, buf, n);
     pthread_mutex_unlock(&v->vm->lock);
     return r;
 }
@@ -139,7 +145,8 @@ static int all_still(hvc_vm *vm)
 int hvi_vm_state_size(hvc_vm *vm, uint32_t kind, size_t *n)
 {
     pthread_mutex_lock(&vm->lock);
-    int r = vm->ops->vm_state_size(vm->priv, kind, n);
+    int r = hvi_uirq_owns(vm, kind) ? hvi_uirq_state_size(kind, n)
+                                    : vm->ops->vm_state_size(vm->priv, kind, n);
     pthread_mutex_unlock(&vm->lock);
     return r;
 }
@@ -149,7 +156,8 @@ int hvi_vm_state_get(hvc_vm *vm, uint32_t kind, void *buf, size_t n)
     pthread_mutex_lock(&vm->lock);
     int r = all_still(vm);
     if (r == 0)
-        r = vm->ops->vm_get_state(vm->priv, kind, buf, n);
+        r = hvi_uirq_owns(vm, kind) ? hvi_uirq_vm_state_get(vm, kind, buf, n)
+                                    : vm->ops->vm_get_state(vm->priv, kind, buf, n);
     pthread_mutex_unlock(&vm->lock);
     return r;
 }
@@ -159,7 +167,8 @@ int hvi_vm_state_set(hvc_vm *vm, uint32_t kind, const void *buf, size_t n)
     pthread_mutex_lock(&vm->lock);
     int r = all_still(vm);
     if (r == 0)
-        r = vm->ops->vm_set_state(vm->priv, kind, buf, n);
+        r = hvi_uirq_owns(vm, kind) ? hvi_uirq_vm_state_set(vm, kind, buf, n)
+                                    : vm->ops->vm_set_state(vm->priv, kind, buf, n);
     pthread_mutex_unlock(&vm->lock);
     return r;
 }

@@ -58,17 +58,25 @@ bool hvi_tsc_all_stopped(hvc_vm *vm)
 
 bool hvi_tsc_has_irqchip(const hvc_vm *vm)
 {
+    /* The library's LAPICs (HVC_VM_USER_IRQCHIP) hold deadlines too
+     * (irq_user.c); the PIT calls are no-ops on a backend without its own
+     * PIT. */
     return !(vm->opts.flags & HVC_VM_NO_IRQCHIP);
 }
 
 bool hvi_tsc_msr_get(hvc_vcpu *vcpu, uint32_t msr, uint64_t *value)
 {
+    /* The library's LAPIC holds the deadline (irq_user.c). */
+    if (msr == HVI_MSR_TSC_DEADLINE && vcpu->vm->uirq)
+        return hvi_uirq_tsc_deadline_get(vcpu, value) == 0;
     hvc_reg id = HVC_X86_MSR(msr);
     return vcpu->vm->ops->vcpu_get_regs(vcpu->priv, &id, value, 1) == 0;
 }
 
 int hvi_tsc_msr_set(hvc_vcpu *vcpu, uint32_t msr, uint64_t value)
 {
+    if (msr == HVI_MSR_TSC_DEADLINE && vcpu->vm->uirq)
+        return hvi_uirq_tsc_deadline_set(vcpu, value);
     hvc_reg id = HVC_X86_MSR(msr);
     return vcpu->vm->ops->vcpu_set_regs(vcpu->priv, &id, &value, 1);
 }
@@ -320,7 +328,10 @@ int hvc_vm_set_tsc_policy(hvc_vm *vm, const hvc_tsc_policy *policy)
                           vm->ops->name);
             goto out;
         }
-        if ((r = hvi_tsc_ops(vm)->vm_set_pit_catchup(vm->priv, pit)) < 0)
+        if (vm->uirq) /* the library's PIT (irq_user.c) */
+            hvi_uirq_pit_catchup(vm, pit, 0);
+        else if ((r = hvi_tsc_ops(vm)->vm_set_pit_catchup(vm->priv, pit)) <
+                 0)
             goto out;
     }
     t->policy = p;

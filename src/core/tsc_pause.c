@@ -126,9 +126,12 @@ int hvi_tsc_resuming(hvc_vm *vm)
      * and only as far back as the policy wants caught up. */
     uint64_t max_ns = (uint64_t)t->policy.catchup_max_ms * 1000000u;
     if (hvi_tsc_has_irqchip(vm) && (t->policy.catchup & HVC_TSC_CATCHUP_PIT) &&
-        (freeze || (max_ns && paused_ns > max_ns)) &&
-        (r = ops->vm_drop_pit_backlog(vm->priv)) < 0)
-        return r;
+        (freeze || (max_ns && paused_ns > max_ns))) {
+        if (vm->uirq) /* the library's PIT (irq_user.c) */
+            hvi_uirq_pit_catchup(vm, 1, 1);
+        else if ((r = ops->vm_drop_pit_backlog(vm->priv)) < 0)
+            return r;
+    }
     t->paused = false;
     t->frozen = false;
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)

@@ -37,8 +37,10 @@ int hvc_vcpu_create(hvc_vm *vm, uint32_t id, hvc_vcpu **out)
     else if ((r = vm->ops->vcpu_create(vm->priv, id, &vcpu->priv)) == 0) {
         vm->vcpus[id] = vcpu;
         vm->nr_vcpus++;
-        /* Joins the TSC offset the other vCPUs share (tsc_offset.c). */
-        if ((r = hvi_tsc_vcpu_created(vcpu)) < 0) {
+        /* Joins the TSC offset the other vCPUs share (tsc_offset.c), and
+         * gets its LAPIC when the chips are the library's (irq_user.c). */
+        if ((r = hvi_tsc_vcpu_created(vcpu)) < 0 ||
+            (r = hvi_uirq_vcpu_created(vcpu)) < 0) {
             vm->vcpus[id] = NULL;
             vm->nr_vcpus--;
             vm->ops->vcpu_destroy(vcpu->priv);
@@ -68,6 +70,7 @@ int hvc_vcpu_destroy(hvc_vcpu *vcpu)
     vm->vcpus[vcpu->id] = NULL;
     vm->nr_vcpus--;
     pthread_mutex_unlock(&vm->lock);
+    hvi_uirq_vcpu_destroyed(vcpu);
     vm->ops->vcpu_destroy(vcpu->priv);
     hvi_os_wake_destroy(&vcpu->parked);
     free(vcpu);
@@ -294,6 +297,15 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
             break;
         }
         vcpu->io_pending = false;
+        /* The library's interrupt controllers (irq_user.c): injection
+         * before the entry; 1 when the vCPU waited and the flags above
+         * must be read again. */
+        if (vm->uirq && (r = hvi_uirq_enter(vcpu)) != 0) {
+            if (r < 0)
+                break;
+            r = 0;
+            continue;
+        }
         r = ops->vcpu_run(vcpu->priv, exit);
         if (r == 0 &&
             (exit->reason == HVC_EXIT_PIO || exit->reason == HVC_EXIT_MMIO))
@@ -304,6 +316,14 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
         }
         if (r < 0)
             break;
+        /* ... and the exits that are theirs (HLT, their ports, pages and
+         * MSRs, the interrupt window). */
+        if (vm->uirq && (r = hvi_uirq_exit(vcpu, exit)) != 0) {
+            if (r < 0)
+                break;
+            r = 0;
+            continue;
+        }
         if (exit->reason != HVC_EXIT_PIO && exit->reason != HVC_EXIT_MMIO)
             break;
         bool claimed;

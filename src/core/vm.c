@@ -23,9 +23,35 @@ static int normalise_options(hvc_hypervisor *hv, const hvc_vm_options *in,
             return r;
         out->size = sizeof(*out);
     }
-    if (out->flags & ~(uint32_t)(HVC_VM_NO_IRQCHIP | HVC_VM_DIRTY_RING))
+    if (out->flags & ~(uint32_t)(HVC_VM_NO_IRQCHIP | HVC_VM_DIRTY_RING |
+                                 HVC_VM_USER_IRQCHIP))
         return hvi_error(-EINVAL, "hvc_vm_options.flags 0x%x has unknown bits",
                          out->flags);
+    if ((out->flags & HVC_VM_NO_IRQCHIP) && (out->flags & HVC_VM_USER_IRQCHIP))
+        return hvi_error(-EINVAL,
+                         "hvc_vm_options.flags 0x%x: HVC_VM_NO_IRQCHIP and "
+                         "HVC_VM_USER_IRQCHIP exclude each other",
+                         out->flags);
+    /* The userspace chips when asked for, or when the backend has no
+     * in-kernel ones (irq_user.c). */
+    if (!(out->flags & HVC_VM_NO_IRQCHIP)) {
+        uint64_t impl = 0;
+        int r = hvi_uirq_cap(hv, HVC_CAP_IRQCHIP_LAPIC, &impl);
+        if (r < 0)
+            return r;
+        if (impl == HVC_IRQCHIP_USER)
+            out->flags |= HVC_VM_USER_IRQCHIP;
+        if (out->flags & HVC_VM_USER_IRQCHIP) {
+            const hvc_backend_ops *o = hv->ops;
+            if (o->version < 6 || !o->vcpu_inject || !o->vcpu_irq_window ||
+                !o->vcpu_complete_msr)
+                return hvi_error(-ENOTSUP,
+                                 "HVC_VM_USER_IRQCHIP: backend %s cannot run "
+                                 "a VM on the library's interrupt "
+                                 "controllers",
+                                 o->name);
+        }
+    }
     if (out->flags & HVC_VM_DIRTY_RING) {
         uint64_t modes = 0;
         int r = hv->ops->get_cap(hv->priv, HVC_CAP_DIRTY_TRACKING, &modes);
@@ -94,6 +120,10 @@ int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts, hvc_vm **out)
     r = hv->ops->vm_create(hv->priv, &vm->opts, &vm->priv);
     if (r < 0)
         goto fail;
+    if ((r = hvi_uirq_create(vm)) < 0) {
+        hv->ops->vm_destroy(vm->priv);
+        goto fail;
+    }
     vm->hv = hv;
     vm->ops = hv->ops;
     pthread_rwlock_init(&vm->mem_lock, NULL);
@@ -153,6 +183,7 @@ int hvc_vm_destroy(hvc_vm *vm)
     for (uint32_t i = 0; i < vm->opts.max_vcpus; i++)
         if (vm->vcpus[i])
             hvc_vcpu_destroy(vm->vcpus[i]);
+    hvi_uirq_destroy(vm);
     hvi_memory_free_all(vm);
     hvi_io_free(vm);
     vm->ops->vm_destroy(vm->priv);
@@ -284,6 +315,8 @@ int hvc_vm_set_irq(hvc_vm *vm, uint32_t gsi, int level)
                          "hvc_vm_set_irq(gsi %u): level %d is not 0 "
                          "or 1",
                          gsi, level);
+    if (vm->uirq)
+        return hvi_uirq_set_irq(vm, gsi, level);
     return vm->ops->vm_set_irq(vm->priv, gsi, level);
 }
 
@@ -294,5 +327,7 @@ int hvc_vm_send_msi(hvc_vm *vm, uint64_t address, uint32_t data)
     if (vm->opts.flags & HVC_VM_NO_IRQCHIP)
         return hvi_error(-ENOTSUP, "hvc_vm_send_msi: the VM was created with "
                                    "HVC_VM_NO_IRQCHIP");
+    if (vm->uirq)
+        return hvi_uirq_msi(vm, address, data);
     return vm->ops->vm_send_msi(vm->priv, address, data);
 }

@@ -123,7 +123,10 @@ int hvi_config_decode(const struct hvi_sec *s, const uint8_t *p, size_t len,
         (r = hvi_rec_get_u64(&rd, HVI_CFG_TSC_PINNED, &c->tsc_pinned)) < 0 ||
         (r = hvi_rec_get_u64(&rd, HVI_CFG_NR_DEVICES, &c->nr_devices)) < 0)
         return hvi_fail(s, r, "%s", hvc_last_error());
-    CHECK(flags <= HVC_VM_NO_IRQCHIP, "unknown VM flags 0x%" PRIx64, flags);
+    CHECK(!(flags & ~(uint64_t)(HVC_VM_NO_IRQCHIP | HVC_VM_USER_IRQCHIP)) &&
+              (flags & (HVC_VM_NO_IRQCHIP | HVC_VM_USER_IRQCHIP)) !=
+                  (HVC_VM_NO_IRQCHIP | HVC_VM_USER_IRQCHIP),
+          "unknown VM flags 0x%" PRIx64, flags);
     CHECK(maxv >= 1 && maxv <= 4096, "max_vcpus %" PRIu64 " is out of range",
           maxv);
     CHECK(nids % 4 == 0 && nids / 4 <= maxv,

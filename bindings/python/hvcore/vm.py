@@ -136,6 +136,8 @@ class VM(DeviceMixin, PlatformMixin, LoaderMixin, VirtioMixin, VmTscMixin,
 
     * ``no_irqchip`` (or ``flags=hvcore.VmFlags.NO_IRQCHIP``): no in-kernel
       interrupt controller and PIT; HLT then returns as ExitReason.HLT;
+    * ``flags=hvcore.VmFlags.USER_IRQCHIP``: the library's userspace LAPICs,
+      IOAPIC, 8259s and PIT instead of the kernel's;
     * ``max_vcpus``: most vCPUs (0: the backend maximum);
     * ``kick_signal``: the signal used to kick vCPU threads (0: SIGRTMIN).
 

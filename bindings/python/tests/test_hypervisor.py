@@ -63,3 +63,22 @@ def test_close_is_idempotent_and_closes_vms(require_kvm):
     with pytest.raises(hvcore.ClosedError, match="hypervisor is closed"):
         hv.create_vm()
     assert "closed" in repr(hv) and "closed" in repr(vm1)
+
+
+def test_irqchip_split_caps(hv):
+    """Caps 17-20 say where each interrupt controller lives; a VM on the
+    library's userspace chips is created and takes interrupts calls."""
+    from hvcore import constants as c
+    allk = hv.cap(hvcore.Cap.IRQCHIP)
+    for cap in (hvcore.Cap.IRQCHIP_LAPIC, hvcore.Cap.IRQCHIP_IOAPIC,
+                hvcore.Cap.IRQCHIP_PIC, hvcore.Cap.IRQCHIP_PIT):
+        assert hv.cap(cap) == (c.HVC_IRQCHIP_KERNEL if allk
+                               else c.HVC_IRQCHIP_USER)
+    vm = hv.create_vm(flags=hvcore.VmFlags.USER_IRQCHIP)
+    try:
+        vm.set_irq(4, 1)
+        vm.set_irq(4, 0)
+        with pytest.raises(hvcore.HvError):
+            vm.set_irq(24, 1)
+    finally:
+        vm.close()

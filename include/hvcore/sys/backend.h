@@ -37,10 +37,14 @@ extern "C" {
  * 4 gave vm_unmap_memory a length, made get_cap answer ::HVC_CAP_IRQ_LINES,
  * and requires vcpu_kick to be async-signal-safe; 5 added dirty-page
  * tracking (vm_dirty_start, vm_dirty_fetch, vm_dirty_stop) and made
- * vm_create honour ::HVC_VM_DIRTY_RING. All before 1.0, so no older table
- * is accepted: the core refuses one at open.
+ * vm_create honour ::HVC_VM_DIRTY_RING; 6 (irq17) added the calls that
+ * let the library's userspace interrupt controllers drive a vCPU
+ * (vcpu_inject, vcpu_irq_window, vcpu_complete_msr), made vm_create honour
+ * ::HVC_VM_USER_IRQCHIP and get_cap answer ::HVC_CAP_IRQCHIP_LAPIC to
+ * ::HVC_CAP_IRQCHIP_PIT. All before 1.0, so no older table is accepted:
+ * the core refuses one at open.
  */
-#define HVC_BACKEND_OPS_VERSION 5
+#define HVC_BACKEND_OPS_VERSION 6
 
 /**
  * Kinds of backend state blobs (hvc_backend_ops::vcpu_get_state and
@@ -110,6 +114,25 @@ typedef enum hvc_backend_state {
     /** The 8254 PIT (struct hvi_x86_pit). */
     HVC_BACKEND_VM_ARCH_PIT = 71
 } hvc_backend_state;
+
+/**
+ * Exit reasons a backend reports to the core only in a VM whose interrupt
+ * controllers are the library's (::HVC_VM_USER_IRQCHIP); the core consumes
+ * them and callers never see them (irq17).
+ * - HVC_BACKEND_EXIT_MSR: RDMSR or WRMSR of an MSR the chips own
+ *   (IA32_APIC_BASE, IA32_TSC_DEADLINE, x2APIC 0x800-0x8ff) or that the
+ *   accelerator does not know. hvc_exit::u::internal: code is the MSR
+ *   index, data[0] the value written, data[1] 1 for WRMSR; the core
+ *   answers with hvc_backend_ops::vcpu_complete_msr before the next entry.
+ * - HVC_BACKEND_EXIT_IRQ_WINDOW: the guest can take an interrupt now (after
+ *   vcpu_irq_window() asked for it).
+ */
+#define HVC_BACKEND_EXIT_MSR 0x10000u
+#define HVC_BACKEND_EXIT_IRQ_WINDOW 0x10001u
+
+/** Kinds of hvc_backend_ops::vcpu_inject (irq17). */
+#define HVC_BACKEND_INJECT_INTR 1u /* an external interrupt, vector */
+#define HVC_BACKEND_INJECT_NMI 2u
 
 /** Flags of hvc_backend_ops::vm_map_memory. */
 #define HVC_BACKEND_MAP_READONLY 1u
@@ -348,6 +371,30 @@ typedef struct hvc_backend_ops {
     /** Stops logging slot @p slot (arguments as vm_dirty_start()). */
     int (*vm_dirty_stop)(void *vm_priv, uint32_t slot, uint64_t guest_addr,
                          uint64_t length, void *host_addr, uint32_t map_flags);
+
+    /* Version 6, branch irq17 (before 1.0.0): a vCPU driven by the
+     * library's userspace interrupt controllers (src/arch/x86/irqchip.h),
+     * in a VM created with ::HVC_VM_USER_IRQCHIP. NULL when the backend
+     * cannot run such a VM (vm_create then refuses the flag). Called on the
+     * runner thread, with the vCPU out of the guest. */
+    /**
+     * Delivers an external interrupt of @p vector (HVC_BACKEND_INJECT_INTR)
+     * or an NMI (HVC_BACKEND_INJECT_NMI, @p vector unused) at the next
+     * entry. An interrupt only after vcpu_irq_window() said ready.
+     */
+    int (*vcpu_inject)(void *vcpu_priv, uint32_t kind, uint8_t vector);
+    /**
+     * Stores in @p ready whether an external interrupt can be injected now
+     * (RFLAGS.IF set, no interrupt shadow, nothing already queued), and
+     * asks (@p request) or stops asking for an exit
+     * (HVC_BACKEND_EXIT_IRQ_WINDOW) as soon as the guest can take one.
+     */
+    int (*vcpu_irq_window)(void *vcpu_priv, int request, int *ready);
+    /**
+     * Completes the HVC_BACKEND_EXIT_MSR of the last exit: @p error makes
+     * the guest take a #GP; else a RDMSR returns @p value.
+     */
+    int (*vcpu_complete_msr)(void *vcpu_priv, int error, uint64_t value);
 } hvc_backend_ops;
 
 #ifdef __cplusplus

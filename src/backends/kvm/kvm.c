@@ -153,6 +153,11 @@ static void kvm_close(void *priv)
 static int kvm_get_cap(void *priv, int cap, uint64_t *value)
 {
     struct hvi_kvm *k = priv;
+    /* irq17: KVM has all four chips in the kernel, or none. */
+    if (cap >= HVC_CAP_IRQCHIP_LAPIC && cap <= HVC_CAP_IRQCHIP_PIT) {
+        *value = k->caps[HVC_CAP_IRQCHIP] ? 1 : 0;
+        return 0;
+    }
     if (cap < 1 || cap > HVC_CAP_IRQ_LINES)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
     /* Probed once, on a throw-away vCPU, when first asked (kvm_tsc.c). */
@@ -203,4 +208,8 @@ const hvc_backend_ops hvi_kvm_backend = {
     .vm_dirty_start = hvi_kvm_dirty_start,
     .vm_dirty_fetch = hvi_kvm_dirty_fetch,
     .vm_dirty_stop = hvi_kvm_dirty_stop,
+    /* irq17 */
+    .vcpu_inject = hvi_kvm_vcpu_inject,
+    .vcpu_irq_window = hvi_kvm_vcpu_irq_window,
+    .vcpu_complete_msr = hvi_kvm_vcpu_complete_msr,
 };

@@ -184,6 +184,12 @@ int hvi_kvm_set_runnable(void *vcpu_priv);
 void hvi_kvm_state_open(struct hvi_kvm *k);
 void hvi_kvm_state_close(struct hvi_kvm *k);
 int hvi_kvm_vcpu_flush(void *vcpu_priv);
+
+/* kvm_irq_user.c (irq17): the library's interrupt controllers. */
+int hvi_kvm_user_irqchip_init(struct hvi_kvm_vm *vm);
+int hvi_kvm_vcpu_inject(void *vcpu_priv, uint32_t kind, uint8_t vector);
+int hvi_kvm_vcpu_irq_window(void *vcpu_priv, int request, int *ready);
+int hvi_kvm_vcpu_complete_msr(void *vcpu_priv, int error, uint64_t value);
 int hvi_kvm_vcpu_state_size(void *vcpu_priv, uint32_t kind, size_t *size);
 int hvi_kvm_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
                            size_t length);

@@ -265,10 +265,19 @@ static int set_msrs(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
         !(m = calloc(1, sizeof(*m) + a->count * sizeof(m->entries[0]))))
         r = hvi_error(-ENOMEM, "MSRS state: out of memory");
     if (r == 0) {
-        m->nmsrs = a->count;
+        m->nmsrs = 0;
         for (uint32_t i = 0; i < a->count; i++) {
-            m->entries[i].index = a->entries[i].index;
-            m->entries[i].data = a->entries[i].value;
+            /* Without the in-kernel LAPIC (the library's chips, irq17)
+             * KVM cannot set MSR_KVM_ASYNC_PF_INT, not even to 0; a stream
+             * from a VM with it (0: the guest never enabled it) says
+             * nothing this VM needs. */
+            if (!v->vm->has_irqchip &&
+                a->entries[i].index == MSR_KVM_ASYNC_PF_INT &&
+                a->entries[i].value == 0)
+                continue;
+            m->entries[m->nmsrs].index = a->entries[i].index;
+            m->entries[m->nmsrs].data = a->entries[i].value;
+            m->nmsrs++;
         }
         int got = ioctl(v->fd, KVM_SET_MSRS, m);
         if (got < 0)

@@ -201,6 +201,17 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hvc_exit *exit)
         exit->u.mmio.data = run->mmio.data;
         break;
     case KVM_EXIT_HLT: exit->reason = HVC_EXIT_HLT; break;
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+        exit->reason = HVC_BACKEND_EXIT_IRQ_WINDOW;
+        break;
+    case KVM_EXIT_X86_RDMSR:
+    case KVM_EXIT_X86_WRMSR:
+        exit->reason = HVC_BACKEND_EXIT_MSR;
+        exit->u.internal.code = run->msr.index;
+        exit->u.internal.ndata = 2;
+        exit->u.internal.data[0] = run->msr.data;
+        exit->u.internal.data[1] = run->exit_reason == KVM_EXIT_X86_WRMSR;
+        break;
     case KVM_EXIT_SHUTDOWN: exit->reason = HVC_EXIT_SHUTDOWN; break;
     case KVM_EXIT_SYSTEM_EVENT:
         exit->reason = run->system_event.type == KVM_SYSTEM_EVENT_RESET

@@ -40,7 +40,10 @@ int hvi_kvm_vm_create(void *priv, const hvc_vm_options *opts, void **out)
         r = hvi_kvm_fail("KVM_SET_IDENTITY_MAP_ADDR", errno);
         goto fail;
     }
-    if (!(opts->flags & HVC_VM_NO_IRQCHIP)) {
+    if ((opts->flags & HVC_VM_USER_IRQCHIP) &&
+        (r = hvi_kvm_user_irqchip_init(vm)) < 0)
+        goto fail;
+    if (!(opts->flags & (HVC_VM_NO_IRQCHIP | HVC_VM_USER_IRQCHIP))) {
         if (ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0) < 0) {
             r = hvi_kvm_fail("KVM_CREATE_IRQCHIP", errno);
             goto fail;
