@@ -63,6 +63,10 @@ struct hvi_pc_source {
     hvc_migrate_stats *st;
 };
 int hvi_pc_send(struct hvi_pc_source *src);
+/* Tests only (white-box suites linking the static library): the source
+ * sleeps this many microseconds before each post-copy run it sends,
+ * pushed or asked for, as over a slow link; 0 (the default): never. */
+extern _Atomic uint32_t hvi_pc_test_delay_us;
 
 /* The destination: after the stream up to END was read and checked, the
  * plan's pages are given back and guest memory registered with

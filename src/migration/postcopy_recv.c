@@ -100,6 +100,8 @@ static void fail(struct hvi_postcopy *pc, int err, const char *why)
     pthread_mutex_lock(&pc->lock);
     pthread_cond_broadcast(&pc->cond);
     pthread_mutex_unlock(&pc->lock);
+    /* Devices that set work aside look again: they find the loss. */
+    hvi_pc_fire_wakes(pc, true);
 }
 
 /* Asks the source for a page, once. */
@@ -290,6 +292,7 @@ static int place(struct hvi_postcopy *pc, const struct hvi_sec *s, uint64_t gpa,
         pthread_cond_broadcast(&pc->cond);
         pthread_mutex_unlock(&pc->lock);
     }
+    hvi_pc_fire_wakes(pc, false); /* devices that set work aside */
     return 0;
 }
 
@@ -476,6 +479,7 @@ static void *recv_main(void *arg)
         pthread_mutex_lock(&pc->lock);
         pthread_cond_broadcast(&pc->cond);
         pthread_mutex_unlock(&pc->lock);
+        hvi_pc_fire_wakes(pc, true);
     }
     if (r < 0) {
         unregister_all(pc); /* blocked faults retry: vCPUs stop at once */
@@ -509,6 +513,8 @@ static void pc_free(struct hvi_postcopy *pc)
     hvi_crypt_free(pc->main.in.crypt);
     hvi_crypt_free(pc->chan.in.crypt);
     free(pc->samples);
+    free(pc->wakes);
+    pthread_mutex_destroy(&pc->wake_lock);
     pthread_mutex_destroy(&pc->lock);
     pthread_mutex_destroy(&pc->wlock);
     pthread_cond_destroy(&pc->cond);
@@ -527,6 +533,7 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     pc->state = HVC_POSTCOPY_RUNNING;
     pthread_mutex_init(&pc->lock, NULL);
     pthread_mutex_init(&pc->wlock, NULL);
+    pthread_mutex_init(&pc->wake_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
