@@ -193,13 +193,28 @@ typedef struct hvc_restore_options {
     /** hvc_vm_migrate_receive(): TLS over the connection (the sender must
      * use it too); NULL for none. Ignored by the other calls. */
     const struct hvc_migrate_tls *tls;
+    /** hvc_vm_migrate_receive(): the longest wait, in ms, for the next
+     * bytes of the stream while the connection stays open. A sender that
+     * stalls longer fails the receive with -ETIMEDOUT (no guest is
+     * started); during post-copy the stalled link counts as failed, as a
+     * cut one does. 0: ::HVC_RESTORE_TIMEOUT_DEFAULT_MS;
+     * ::HVC_RESTORE_NO_TIMEOUT: wait forever. Ignored by the other calls.
+     * Appended in 1.0 (a caller compiled before it gets the default). */
+    uint32_t timeout_ms;
+    /** Reserved; 0. */
+    uint32_t reserved2;
 } hvc_restore_options;
+
+/** hvc_restore_options::timeout_ms when 0: 30 s. */
+#define HVC_RESTORE_TIMEOUT_DEFAULT_MS 30000u
+/** hvc_restore_options::timeout_ms: no limit. */
+#define HVC_RESTORE_NO_TIMEOUT 0xffffffffu
 
 /** Initialiser for ::hvc_restore_options. */
 #define HVC_RESTORE_OPTIONS_INIT                                               \
     {                                                                          \
         sizeof(hvc_restore_options), 0, NULL, NULL, NULL, NULL, NULL, 0, 0,    \
-            NULL                                                               \
+            NULL, 0, 0                                                         \
     }
 
 /**

@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +380,19 @@ static int open_channel(struct hvi_postcopy *pc)
             struct cmsghdr h;
             char buf[CMSG_SPACE(sizeof(int))];
         } ctl;
+        uint32_t tmo = pc->main.in.timeout_ms; /* a stalled source */
+        struct pollfd pf = {.fd = pc->fd, .events = POLLIN};
+        int pr = tmo ? poll(&pf, 1, (int)tmo) : 1;
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr == 0) {
+            if (fd >= 0)
+                close(fd);
+            return hvi_error(-ETIMEDOUT,
+                             "post-copy: the source stalled: nothing "
+                             "arrived for %u ms before its pages",
+                             tmo);
+        }
         struct iovec iov = {.iov_base = rec + got, .iov_len = 8 - got};
         struct msghdr m = {.msg_iov = &iov,
                            .msg_iovlen = 1,

@@ -163,6 +163,8 @@ struct hvi_in {
     bool verify_mapped;
     bool live;                /* a live migration: POSTCOPY may come */
     struct hvi_pc_plan *plan; /* the POSTCOPY section read, or NULL */
+    uint32_t timeout_ms;      /* a live receive: most ms to wait for the
+                               * next bytes (a stalled sender); 0: none */
 };
 const char *hvi_section_name(uint16_t id);
 /* Records "stream section NAME (instance N) at byte OFF: ..." and returns
