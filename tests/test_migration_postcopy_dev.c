@@ -237,10 +237,12 @@ struct dst {
     int r;
     char why[512];
     hvc_vm *vm;
-    /* while a virtio-rng page was missing: event-thread round trips */
+    /* probes sent while a virtio-rng page was missing: event-thread
+     * round trips */
     uint64_t ev[MAX_PROBES];
     size_t nev, ev_lost;
-    /* while a virtio-blk page was missing: the vCPU at both devices */
+    /* probes sent while a virtio-blk page was missing: the vCPU at both
+     * devices */
     uint64_t cpu[MAX_PROBES];
     size_t ncpu, cpu_failed;
     int wait;
@@ -293,7 +295,7 @@ static void measure(struct dst *d)
         while (atomic_load(&p.seen_ns) < t0 && now_ns() - t0 < 2000000000ull)
             sleep_us(20);
         uint64_t seen = atomic_load(&p.seen_ns);
-        if (rng && rng_missing(d->vm)) { /* missing before and after */
+        if (rng) { /* sent while a page was missing */
             if (seen < t0)
                 d->ev_lost++;
             else
@@ -301,7 +303,7 @@ static void measure(struct dst *d)
         }
         bool blk = blk_missing(d->vm);
         uint64_t c = vcpu_probe(d->vm, v);
-        if (blk && blk_missing(d->vm)) {
+        if (blk) {
             if (!c)
                 d->cpu_failed++;
             else
@@ -410,22 +412,16 @@ Test(migration_postcopy_dev, missing_ring_pages_do_not_stall_the_event_thread)
     cr_assert_eq(d.wait, 0, "post-copy on the destination: %s", d.wait_why);
     cr_assert_eq(d.st.state, HVC_POSTCOPY_COMPLETE);
 
-    /* The event thread answered while a virtio-rng page was missing. */
+    /* The event thread answered while a virtio-rng page was missing, and
+     * the vCPU reached both devices while a virtio-blk page was. */
     cr_assert_eq(d.ev_lost, 0, "%zu fd-watch probes never came back",
                  d.ev_lost);
-    cr_assert_geq(d.nev, 5,
-                  "only %zu event-thread probes while a virtio-rng page "
-                  "was missing",
-                  d.nev);
+    cr_assert_eq(d.cpu_failed, 0, "%zu vCPU probes failed", d.cpu_failed);
+    cr_assert_gt(d.nev, 0, "no event-thread probe while a page was missing");
+    cr_assert_gt(d.ncpu, 0, "no vCPU probe while a page was missing");
     qsort(d.ev, d.nev, sizeof(d.ev[0]), cmp_u64);
     uint64_t ev_med = d.ev[d.nev / 2], ev_p90 = d.ev[d.nev * 9 / 10],
              ev_max = d.ev[d.nev - 1];
-    /* The vCPU reached both devices while a virtio-blk page was missing. */
-    cr_assert_eq(d.cpu_failed, 0, "%zu vCPU probes failed", d.cpu_failed);
-    cr_assert_geq(d.ncpu, 5,
-                  "only %zu vCPU probes while a virtio-blk page was "
-                  "missing",
-                  d.ncpu);
     qsort(d.cpu, d.ncpu, sizeof(d.cpu[0]), cmp_u64);
     uint64_t cpu_med = d.cpu[d.ncpu / 2], cpu_p90 = d.cpu[d.ncpu * 9 / 10],
              cpu_max = d.cpu[d.ncpu - 1];
@@ -443,17 +439,20 @@ Test(migration_postcopy_dev, missing_ring_pages_do_not_stall_the_event_thread)
             (unsigned long long)cpu_med / 1000,
             (unsigned long long)cpu_p90 / 1000,
             (unsigned long long)cpu_max / 1000);
-    /* A wait on the link is a run: 100 ms. Under 10 ms for nine in ten
-     * (a loaded two-core host may delay a few by scheduling), and none
-     * near a run. */
-    cr_assert_lt(ev_p90, 10000000, "event thread p90 %llu us",
-                 (unsigned long long)ev_p90 / 1000);
+    /* A wait on the link is at least a run: 100 ms. Under 10 ms for nine
+     * in ten (a loaded two-core host may delay a few by scheduling), and
+     * none near a run. */
     cr_assert_lt(ev_max, 60000000, "event thread max %llu us",
                  (unsigned long long)ev_max / 1000);
-    cr_assert_lt(cpu_p90, 10000000, "vCPU p90 %llu us",
-                 (unsigned long long)cpu_p90 / 1000);
+    cr_assert_lt(ev_p90, 10000000, "event thread p90 %llu us",
+                 (unsigned long long)ev_p90 / 1000);
     cr_assert_lt(cpu_max, 60000000, "vCPU max %llu us",
                  (unsigned long long)cpu_max / 1000);
+    cr_assert_lt(cpu_p90, 10000000, "vCPU p90 %llu us",
+                 (unsigned long long)cpu_p90 / 1000);
+    /* ... over the whole window: a probe every few ms */
+    cr_assert_geq(d.nev, 10, "only %zu event-thread probes", d.nev);
+    cr_assert_geq(d.ncpu, 10, "only %zu vCPU probes", d.ncpu);
 
     /* The requests set aside completed once their pages were in. */
     cr_assert_eq(d.rng_used, 1, "virtio-rng used index %u", d.rng_used);
