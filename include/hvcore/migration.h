@@ -638,12 +638,19 @@ HVC_EXTERN int hvc_vm_migrate_cancel(hvc_vm *vm);
  * device threads that touch a missing page wait for it; the library's
  * accessors (hvc_vm_read(), hvc_vm_write(), hvc_vm_gpa_to_hva() and the
  * hvc_device_ ones) wait for the pages of their range before they touch
- * it, holding no lock. Removing a memory region is refused (-EBUSY) until
+ * it, holding no lock — except on the VM's event thread (fd-watch and
+ * doorbell callbacks), which never waits on the link: there they fail
+ * with -EAGAIN, and the library's own devices set such a request aside
+ * until its pages arrive (docs/MIGRATION.md, "Devices during
+ * post-copy"). Removing a memory region is refused (-EBUSY) until
  * post-copy ended. Follow it with hvc_vm_postcopy_stats() and
- * hvc_vm_postcopy_wait().
+ * hvc_vm_postcopy_wait(). A sender that sends nothing for
+ * @c opts->timeout_ms during post-copy fails it as a cut link does.
  *
  * @return as hvc_vm_restore_fd(); -ENODATA when the sender went away
- *         before the end of the stream; -EPIPE (or the write's error)
+ *         before the end of the stream; -ETIMEDOUT when it sent nothing
+ *         for hvc_restore_options::timeout_ms (default 30 s) with the
+ *         connection open (nothing is started); -EPIPE (or the write's error)
  *         when the acknowledgement could not be written, which leaves
  *         nothing either (the sender resumes its VM); with TLS,
  *         -EINVAL for bad TLS options or files OpenSSL cannot use,
