@@ -449,4 +449,6 @@ class RestoreOptions(ctypes.Structure):
         ("kick_signal", c_int32),
         ("reserved", c_uint32),
         ("tls", c_void_p),  # const hvc_migrate_tls *: live migration only
+        ("timeout_ms", c_uint32),  # live migration only; 0: 30 s
+        ("reserved2", c_uint32),
     ]
