@@ -344,10 +344,13 @@ static void vdev_destroy(void *opaque)
         hvc_vm_remove_doorbell(d->vm, &db);
     }
     hvc_vm_unwatch_fd(d->vm, d->notify_fd);
-    hvi_postcopy_forget(d->vm, d); /* before its eventfd goes */
-    close(d->notify_fd);
     if (d->model->destroy)
-        d->model->destroy(d);
+        d->model->destroy(d); /* joins the model's threads */
+    /* Post-copy wake-ups (virtqueue.c) write the notify eventfd: none is
+     * registered any more (the event thread and the model's threads are
+     * done with this device), and once this returns none runs. */
+    hvi_postcopy_forget(d->vm, d);
+    close(d->notify_fd);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
