@@ -1,10 +1,11 @@
 /* Devices on a post-copy destination whose rings and buffers have not
  * arrived yet, and a receiver whose sender stalls.
  *
- * The source VM has a virtio-blk (its own worker thread) and a virtio-rng
- * (served on the VM's event thread). After the first pre-copy pass the
- * driver (the test, through the host) publishes a virtio-blk write and a
- * read of it back and a virtio-rng request, without notifying: the rings
+ * The source VM has a virtio-blk (its own worker thread), a virtio-rng and
+ * a virtio-console (both served on the VM's event thread). After the
+ * first pre-copy pass the driver (the test, through the host) publishes a
+ * virtio-blk write and a read of it back, a virtio-rng request and a line
+ * for the console to transmit, without notifying: the rings
  * and buffers are dirty, so they are exactly the pages left for
  * post-copy, and the source sends them slowly (the white-box knob
  * hvi_pc_test_delay_us: a slow link). On the destination:
@@ -49,6 +50,13 @@ TestSuite(migration_postcopy_dev, .init = hvt_require_kvm, .timeout = 180);
 #define RUSED 0x242000u
 #define RBUF 0x243000u
 #define RLEN 64u
+/* virtio-console: its transmit queue (1) sends CMSG; receive queue 0 */
+#define CBASE (BASE + 0x2000u)
+#define CIRQ 7
+#define CRX 0x250000u /* desc, +0x1000 avail, +0x2000 used */
+#define CTX 0x254000u
+#define CBUF 0x257000u
+#define CMSG "console output from a page that came late\n"
 /* the virtio-blk request's data: written, then read back */
 #define DATA_W 0x300000u
 #define DATA_R 0x301000u
@@ -69,12 +77,14 @@ static void sleep_us(unsigned us)
     nanosleep(&t, NULL);
 }
 
-/* The driver's side of virtio-rng's initialisation at RBASE. */
-static void rng_init(hvt *t)
+/* The driver's side of a virtio device's initialisation at @p base, its
+ * queue q's rings at rings[q] (desc, avail, used). */
+static void dev_init(hvt *t, uint32_t base, uint32_t nq,
+                     const uint64_t (*rings)[3])
 {
     struct script s = {.n = 0};
     struct op *o = s.ops;
-#define W(reg, v) (o[s.n++] = (struct op){RBASE + (reg), (v), 4, OP_WRITE})
+#define W(reg, v) (o[s.n++] = (struct op){base + (reg), (v), 4, OP_WRITE})
     W(0x070, 0);
     W(0x070, 1);
     W(0x070, 3);
@@ -83,22 +93,47 @@ static void rng_init(hvt *t)
     W(0x024, 0);
     W(0x020, 0);
     W(0x070, 0xb);
-    W(0x030, 0);
-    W(0x038, QSIZE);
-    W(0x080, RDESC);
-    W(0x084, 0);
-    W(0x090, RAVAIL);
-    W(0x094, 0);
-    W(0x0a0, RUSED);
-    W(0x0a4, 0);
-    W(0x044, 1);
+    for (uint32_t q = 0; q < nq; q++) {
+        W(0x030, q);
+        W(0x038, QSIZE);
+        W(0x080, rings[q][0]);
+        W(0x084, 0);
+        W(0x090, rings[q][1]);
+        W(0x094, 0);
+        W(0x0a0, rings[q][2]);
+        W(0x0a4, 0);
+        W(0x044, 1);
+    }
     W(0x070, 0xf);
 #undef W
     int st = s.n;
-    o[s.n++] = (struct op){RBASE + 0x070, 0, 4, OP_READ};
+    o[s.n++] = (struct op){base + 0x070, 0, 4, OP_READ};
     vq_run(t, &s);
-    cr_assert_eq(s.ops[st].value, 0xf, "virtio-rng status 0x%llx",
+    cr_assert_eq(s.ops[st].value, 0xf, "device at 0x%x: status 0x%llx", base,
                  (unsigned long long)s.ops[st].value);
+}
+
+/* What the destination's virtio-console wrote, and when. */
+static char cons_out[256];
+static size_t cons_len;
+static _Atomic uint64_t cons_ns;
+
+static void on_console(void *opaque, const void *data, size_t len)
+{
+    (void)opaque;
+    if (len > sizeof(cons_out) - 1 - cons_len)
+        len = sizeof(cons_out) - 1 - cons_len;
+    memcpy(cons_out + cons_len, data, len);
+    cons_len += len;
+    atomic_store(&cons_ns, now_ns());
+}
+
+static int add_console(hvc_vm *vm, bool capture)
+{
+    hvc_virtio_console_options co = HVC_VIRTIO_CONSOLE_OPTIONS_INIT;
+    co.mmio = (hvc_virtio_mmio){CBASE, CIRQ, 0};
+    co.output_fn = capture ? on_console : NULL;
+    return hvc_virtio_console_create(vm, &co, NULL);
 }
 
 static const char *disk_path;
@@ -114,6 +149,8 @@ static int attach(void *opaque, hvc_vm *vm, const void *user, size_t len)
     if (r == 0)
         r = hvc_virtio_rng_create(vm, &(hvc_virtio_mmio){RBASE, RIRQ, 0},
                                   NULL, NULL);
+    if (r == 0)
+        r = add_console(vm, true);
     return r;
 }
 
@@ -182,6 +219,11 @@ static int publish(void *opaque, const hvc_migrate_stats *st)
     r = put_desc(vm, RDESC, 0, (struct desc){RBUF, RLEN, 2, 0}, r);
     r = wr(vm, RAVAIL + 4, &head, 2, r);
     r = wr(vm, RAVAIL + 2, &one, 2, r);
+    /* virtio-console: one line to transmit */
+    r = wr(vm, CBUF, CMSG, strlen(CMSG), r);
+    r = put_desc(vm, CTX, 0, (struct desc){CBUF, strlen(CMSG), 0, 0}, r);
+    r = wr(vm, CTX + 0x1000 + 4, &head, 2, r);
+    r = wr(vm, CTX + 0x1000 + 2, &one, 2, r);
     src->published = r < 0 ? r : 1;
     return 0;
 }
@@ -335,7 +377,8 @@ static void *destination(void *arg)
     hvc_vm_postcopy_stats(d->vm, &d->st);
     if (d->wait == 0) {
         /* the requests set aside complete once their pages are here */
-        for (int i = 0; i < 1000 && (d->rng_used < 1 || d->blk_used < 2);
+        for (int i = 0; i < 1000 && (d->rng_used < 1 || d->blk_used < 2 ||
+                                     !atomic_load(&cons_ns));
              i++) {
             sleep_us(5000);
             hvc_vm_read(d->vm, RUSED + 2, &d->rng_used, 2);
@@ -358,8 +401,16 @@ static void open_source(hvt *t, char *path)
     vq_blk_setup(t, path, &dev); /* virtio-blk at BASE, queue at DESC */
     HVT_OK(hvc_virtio_rng_create(t->vm, &(hvc_virtio_mmio){RBASE, RIRQ, 0},
                                  NULL, NULL));
-    rng_init(t);
+    static const uint64_t rng_rings[1][3] = {{RDESC, RAVAIL, RUSED}};
+    dev_init(t, RBASE, 1, rng_rings);
+    HVT_OK(add_console(t->vm, false));
+    static const uint64_t cons_rings[2][3] = {
+        {CRX, CRX + 0x1000, CRX + 0x2000}, {CTX, CTX + 0x1000, CTX + 0x2000}};
+    dev_init(t, CBASE, 2, cons_rings);
     disk_path = path;
+    memset(cons_out, 0, sizeof(cons_out));
+    cons_len = 0;
+    atomic_store(&cons_ns, 0);
 }
 
 static void start_destination(struct dst *d, int fd, uint32_t timeout_ms,
@@ -455,6 +506,7 @@ Test(migration_postcopy_dev, missing_ring_pages_do_not_stall_the_event_thread)
     cr_assert_geq(d.ncpu, 10, "only %zu vCPU probes", d.ncpu);
 
     /* The requests set aside completed once their pages were in. */
+    cr_assert_str_eq(cons_out, CMSG, "virtio-console wrote \"%s\"", cons_out);
     cr_assert_eq(d.rng_used, 1, "virtio-rng used index %u", d.rng_used);
     cr_assert_eq(d.blk_used, 2, "virtio-blk used index %u", d.blk_used);
     hvt u = {.hv = d.hv, .vm = d.vm};

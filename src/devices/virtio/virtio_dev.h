@@ -93,7 +93,10 @@ struct vdev;
  *                     worker takes the device lock only without it
  *   vm->mem_lock      (read) guest-memory accessors, taken anywhere above
  *   leaves            vm->dev_lock, vm->watch_lock: looking devices up,
- *                     watching a descriptor
+ *                     watching a descriptor; postcopy->wake_lock (and the
+ *                     post-copy leaves it may ask through): registering a
+ *                     queue to be notified when its pages land
+ *                     (virtqueue.c, from any of the above)
  *
  * Waiting for a model's thread (vdev_model.quiesce, destroy's join) is
  * done with none of ev_lock, vdev.lock, blk.lock or net.lock held, so
