@@ -57,6 +57,11 @@ TestSuite(migration_postcopy_dev, .init = hvt_require_kvm, .timeout = 180);
 #define CTX 0x254000u
 #define CBUF 0x257000u
 #define CMSG "console output from a page that came late\n"
+/* a page only the test's own device model (an fd-watch callback) reads,
+ * and one it asks for and cancels */
+#define XPAGE 0x320000u
+#define XCANCEL 0x321000u
+#define XBYTE 0x6b
 /* the virtio-blk request's data: written, then read back */
 #define DATA_W 0x300000u
 #define DATA_R 0x301000u
@@ -224,6 +229,10 @@ static int publish(void *opaque, const hvc_migrate_stats *st)
     r = put_desc(vm, CTX, 0, (struct desc){CBUF, strlen(CMSG), 0, 0}, r);
     r = wr(vm, CTX + 0x1000 + 4, &head, 2, r);
     r = wr(vm, CTX + 0x1000 + 2, &one, 2, r);
+    uint8_t x[64];
+    memset(x, XBYTE, sizeof(x));
+    r = wr(vm, XPAGE, x, sizeof(x), r);
+    r = wr(vm, XCANCEL, x, sizeof(x), r);
     src->published = r < 0 ? r : 1;
     return 0;
 }
@@ -271,6 +280,41 @@ static uint64_t vcpu_probe(hvc_vm *vm, hvc_vcpu *v)
     return t ? t : 1;
 }
 
+/* A device model of the test's own, on the event thread: kicked, it
+ * reads XPAGE; a page that has not arrived fails with -EAGAIN there, so
+ * it asks to be woken (hvc_vm_when_present) and reads again then. */
+struct ext {
+    hvc_vm *vm;
+    int kick, wake, cancel;
+    int first_read, armed, cancel_armed, second_read;
+    uint8_t data[64];
+    _Atomic int done;
+};
+
+static void ext_kick(void *opaque, int fd, uint32_t events)
+{
+    struct ext *x = opaque;
+    uint64_t n;
+    (void)events;
+    if (read(fd, &n, sizeof(n)) != sizeof(n))
+        return;
+    x->first_read = hvc_vm_read(x->vm, XPAGE, x->data, sizeof(x->data));
+    x->armed = hvc_vm_when_present(x->vm, XPAGE, sizeof(x->data), x->wake);
+    x->cancel_armed = hvc_vm_when_present(x->vm, XCANCEL, 64, x->cancel);
+    hvc_vm_when_present_cancel(x->vm, x->cancel);
+}
+
+static void ext_wake(void *opaque, int fd, uint32_t events)
+{
+    struct ext *x = opaque;
+    uint64_t n;
+    (void)events;
+    if (read(fd, &n, sizeof(n)) != sizeof(n))
+        return;
+    x->second_read = hvc_vm_read(x->vm, XPAGE, x->data, sizeof(x->data));
+    atomic_store(&x->done, 1);
+}
+
 struct dst {
     hvc_hypervisor *hv;
     int fd;
@@ -291,6 +335,7 @@ struct dst {
     char wait_why[512];
     hvc_postcopy_stats st;
     uint16_t rng_used, blk_used;
+    struct ext x;
     pthread_t t;
 };
 
@@ -327,11 +372,26 @@ static void measure(struct dst *d)
         d->ev_lost = SIZE_MAX;
         return;
     }
+    /* the test's own device model looks at XPAGE, not there yet */
+    struct ext *x = &d->x;
+    x->vm = d->vm;
+    x->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    x->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    x->cancel = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint64_t one = 1;
+    x->first_read = x->armed = x->cancel_armed = x->second_read = 99;
+    if (x->kick < 0 || x->wake < 0 || x->cancel < 0 ||
+        hvc_vm_watch_fd(d->vm, x->kick, HVC_FD_READABLE, ext_kick, x) < 0 ||
+        hvc_vm_watch_fd(d->vm, x->wake, HVC_FD_READABLE, ext_wake, x) < 0 ||
+        write(x->kick, &one, sizeof(one)) != sizeof(one)) {
+        d->ev_lost = SIZE_MAX;
+        return;
+    }
     uint64_t until = now_ns() + 20000000000ull;
     while (pc_state(d->vm) == HVC_POSTCOPY_RUNNING && now_ns() < until &&
            d->nev < MAX_PROBES && d->ncpu < MAX_PROBES) {
         bool rng = rng_missing(d->vm);
-        uint64_t t0 = now_ns(), one = 1;
+        uint64_t t0 = now_ns();
         if (write(p.efd, &one, sizeof(one)) != sizeof(one))
             break;
         while (atomic_load(&p.seen_ns) < t0 && now_ns() - t0 < 2000000000ull)
@@ -357,6 +417,16 @@ static void measure(struct dst *d)
     close(p.efd);
 }
 
+/* After post-copy: the test's device model was woken and read XPAGE. */
+static void ext_finish(struct dst *d)
+{
+    struct ext *x = &d->x;
+    for (int i = 0; i < 400 && !atomic_load(&x->done); i++)
+        sleep_us(5000);
+    hvc_vm_unwatch_fd(d->vm, x->kick);
+    hvc_vm_unwatch_fd(d->vm, x->wake);
+}
+
 static void *destination(void *arg)
 {
     struct dst *d = arg;
@@ -375,6 +445,8 @@ static void *destination(void *arg)
              d->wait < 0 ? hvc_last_error() : "");
     d->st.size = sizeof(d->st);
     hvc_vm_postcopy_stats(d->vm, &d->st);
+    if (d->probe)
+        ext_finish(d);
     if (d->wait == 0) {
         /* the requests set aside complete once their pages are here */
         for (int i = 0; i < 1000 && (d->rng_used < 1 || d->blk_used < 2 ||
@@ -504,6 +576,27 @@ Test(migration_postcopy_dev, missing_ring_pages_do_not_stall_the_event_thread)
     /* ... over the whole window: a probe every few ms */
     cr_assert_geq(d.nev, 10, "only %zu event-thread probes", d.nev);
     cr_assert_geq(d.ncpu, 10, "only %zu vCPU probes", d.ncpu);
+
+    /* The test's own device model on the event thread: the accessor did
+     * not wait for the missing page (-EAGAIN), the wake-up came once it
+     * was in, and the read then found the source's bytes; the cancelled
+     * wake-up wrote nothing. */
+    cr_assert_eq(d.x.first_read, -EAGAIN, "read on the event thread: %d",
+                 d.x.first_read);
+    cr_assert_eq(d.x.armed, 0, "hvc_vm_when_present: %d", d.x.armed);
+    cr_assert_eq(d.x.cancel_armed, 0, "hvc_vm_when_present: %d",
+                 d.x.cancel_armed);
+    cr_assert(atomic_load(&d.x.done), "the wake-up never came");
+    cr_assert_eq(d.x.second_read, 0, "read after the wake-up: %d",
+                 d.x.second_read);
+    for (unsigned i = 0; i < sizeof(d.x.data); i++)
+        cr_assert_eq(d.x.data[i], XBYTE, "byte %u: 0x%x", i, d.x.data[i]);
+    uint64_t n;
+    cr_assert_eq(read(d.x.cancel, &n, sizeof(n)), -1,
+                 "the cancelled wake-up was written");
+    close(d.x.kick);
+    close(d.x.wake);
+    close(d.x.cancel);
 
     /* The requests set aside completed once their pages were in. */
     cr_assert_str_eq(cons_out, CMSG, "virtio-console wrote \"%s\"", cons_out);
@@ -704,4 +797,25 @@ Test(migration_postcopy_dev, timeout_option_sizes)
     cr_assert_null(vm);
     close(sv[1]);
     hvc_hypervisor_close(hv);
+}
+
+/* hvc_vm_when_present() outside post-copy: present, nothing written; its
+ * arguments. */
+Test(migration_postcopy_dev, when_present_arguments)
+{
+    hvt t;
+    hvt_open(&t, 0);
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(hvc_vm_when_present(t.vm, 0x1000, 64, fd), 1);
+    uint64_t n;
+    cr_assert_eq(read(fd, &n, sizeof(n)), -1, "written outside post-copy");
+    HVT_ERR(hvc_vm_when_present(NULL, 0x1000, 64, fd), -EINVAL);
+    HVT_ERR(hvc_vm_when_present(t.vm, 0x1000, 64, -1), -EINVAL);
+    HVT_ERR(hvc_vm_when_present(t.vm, 0x1000, 0, fd), -EINVAL);
+    HVT_OK(hvc_vm_when_present_cancel(t.vm, fd));
+    HVT_ERR(hvc_vm_when_present_cancel(t.vm, -3), -EINVAL);
+    HVT_ERR(hvc_vm_when_present_cancel(NULL, fd), -EINVAL);
+    close(fd);
+    hvt_close(&t);
 }

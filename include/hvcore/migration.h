@@ -757,6 +757,41 @@ HVC_EXTERN int hvc_vm_postcopy_stats(hvc_vm *vm, hvc_postcopy_stats *stats);
  */
 HVC_EXTERN int hvc_vm_postcopy_wait(hvc_vm *vm, int timeout_ms);
 
+/**
+ * For a device model that must not wait on the link (a callback on the
+ * VM's event thread, where the accessors fail with -EAGAIN instead): is
+ * guest memory [@p guest_addr, +@p length) all here on a post-copy
+ * destination, and if not, a wake-up when it is. Never waits; any thread.
+ *
+ * When a page has not arrived it is asked for at once (ahead of the
+ * pages the source pushes), and once the whole range is present, or
+ * post-copy ended either way, the library writes the 8-byte value 1 to
+ * @p event_fd (an eventfd, or the write end of a non-blocking pipe: the
+ * write must not block) from one of its post-copy threads, once. Watch it
+ * (hvc_vm_watch_fd()) and look again. One wake-up per descriptor: a
+ * second call with the same @p event_fd replaces the range. The
+ * descriptor must stay open until the wake-up came or
+ * hvc_vm_when_present_cancel() returned; hvc_vm_destroy() drops every
+ * wake-up.
+ *
+ * @return 1 when every page of the range is present, or the VM is not
+ *         receiving a post-copy migration (nothing is written then); 0
+ *         when the wake-up is armed; -EIO when a page of the range was
+ *         lost with the link (post-copy failed); -EINVAL for NULL, a
+ *         negative descriptor or a zero length.
+ */
+HVC_EXTERN int hvc_vm_when_present(hvc_vm *vm, uint64_t guest_addr,
+                                   size_t length, int event_fd);
+
+/**
+ * Drops the wake-up hvc_vm_when_present() armed on @p event_fd, if any:
+ * once this returns the library neither writes to it nor will.
+ *
+ * @return 0 (also when none was armed); -EINVAL for NULL or a negative
+ *         descriptor.
+ */
+HVC_EXTERN int hvc_vm_when_present_cancel(hvc_vm *vm, int event_fd);
+
 /** @} */
 
 #ifdef __cplusplus

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* 1: every page of the range is here; 0: some are not (asked for when
  * @p ask); -EIO: one was lost. */
@@ -155,6 +156,37 @@ void hvi_pc_fire_wakes(struct hvi_postcopy *pc, bool all)
         }
     }
     pthread_mutex_unlock(&pc->wake_lock);
+}
+
+/* hvc_vm_when_present(): the caller's descriptor is the opaque (a small
+ * integer no device's pointer equals). */
+static void wake_fd(void *opaque, uint32_t arg)
+{
+    (void)arg;
+    uint64_t one = 1;
+    ssize_t n = write((int)(intptr_t)opaque, &one, sizeof(one));
+    (void)n; /* a full eventfd or pipe already says "look again" */
+}
+
+int hvc_vm_when_present(hvc_vm *vm, uint64_t guest_addr, size_t length,
+                        int event_fd)
+{
+    if (!vm || event_fd < 0 || !length)
+        return hvi_error(-EINVAL, "hvc_vm_when_present: %s",
+                         !vm             ? "NULL VM"
+                         : event_fd < 0 ? "negative descriptor"
+                                        : "zero length");
+    return hvi_postcopy_when_present(vm, guest_addr, length, wake_fd,
+                                     (void *)(intptr_t)event_fd, 0);
+}
+
+int hvc_vm_when_present_cancel(hvc_vm *vm, int event_fd)
+{
+    if (!vm || event_fd < 0)
+        return hvi_error(-EINVAL, "hvc_vm_when_present_cancel: %s",
+                         vm ? "negative descriptor" : "NULL VM");
+    hvi_postcopy_forget(vm, (void *)(intptr_t)event_fd);
+    return 0;
 }
 
 static int cmp_u32(const void *a, const void *b)
