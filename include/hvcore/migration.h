@@ -777,8 +777,9 @@ HVC_EXTERN int hvc_vm_postcopy_wait(hvc_vm *vm, int timeout_ms);
  * @return 1 when every page of the range is present, or the VM is not
  *         receiving a post-copy migration (nothing is written then); 0
  *         when the wake-up is armed; -EIO when a page of the range was
- *         lost with the link (post-copy failed); -EINVAL for NULL, a
- *         negative descriptor or a zero length.
+ *         lost with the link (post-copy failed); -ENOMEM (nothing
+ *         armed); -EINVAL for NULL, a negative descriptor or a zero
+ *         length.
  */
 HVC_EXTERN int hvc_vm_when_present(hvc_vm *vm, uint64_t guest_addr,
                                    size_t length, int event_fd);

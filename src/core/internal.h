@@ -341,8 +341,8 @@ typedef void (*hvi_page_wake_fn)(void *opaque, uint32_t arg);
  * post-copy); 0 when a page is missing: it was asked for, and @p fn
  * (@p opaque, @p arg) will be called once when the range is here. A
  * second registration with the same fn, opaque and arg replaces the
- * first (one wake per device queue). -EIO when a page was lost. Any
- * thread, any lock held. */
+ * first (one wake per device queue). -EIO when a page was lost, -ENOMEM
+ * (nothing armed). Any thread, any lock held. */
 int hvi_postcopy_when_present(hvc_vm *vm, uint64_t gpa, uint64_t len,
                               hvi_page_wake_fn fn, void *opaque, uint32_t arg);
 /* Drops every callback registered with @p opaque; once it returns, none

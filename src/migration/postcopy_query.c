@@ -100,8 +100,9 @@ int hvi_postcopy_when_present(hvc_vm *vm, uint64_t gpa, uint64_t len,
         struct pc_wake *w = realloc(pc->wakes, cap * sizeof(*w));
         if (!w) {
             pthread_mutex_unlock(&pc->wake_lock);
-            /* cannot be called back: the caller waits instead */
-            return hvi_postcopy_fetch_slow(vm, gpa, len) < 0 ? -EIO : 1;
+            return hvi_error(-ENOMEM, "out of memory arming a wake-up for "
+                                      "guest memory 0x%" PRIx64,
+                             gpa);
         }
         pc->wakes = w;
         pc->wcap = cap;

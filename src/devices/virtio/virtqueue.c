@@ -26,8 +26,8 @@ static int ring_ptr(struct vdev *d, uint64_t gpa, size_t len, void **p)
 
 /* Whether [gpa, gpa+len) can be used without waiting on the link: 1, or
  * 0 after arranging for queue q to be notified again when it lands
- * (virtio_dev.h, "Post-copy"). A lost page reads as here: the accessor
- * then reports the loss. */
+ * (virtio_dev.h, "Post-copy"). A lost page (or no memory to arm the
+ * wake-up) reads as here: the accessor then reports the failure. */
 static bool here(struct vdev *d, const struct vq *q, uint64_t gpa,
                  uint64_t len)
 {
