@@ -135,6 +135,9 @@ struct hvi_tsc; /* tsc_internal.h */
  * holding anything (the event thread holds ev_lock and a device's lock,
  * a virtio-blk worker its device lock), and hvi_postcopy_forget() (a
  * device being destroyed) returns only once none of its callbacks runs.
+ * The event thread's page requests only try postcopy->wlock and write
+ * without blocking: a request that cannot go at once is asked again at
+ * the next look, the push bringing the page meanwhile.
  * A model with a thread of its own may opt in as well (virtio-blk does,
  * vdev_model.defer_missing), so that its worker never sleeps on the
  * link holding its device lock, which the vCPUs and the event thread

@@ -97,7 +97,8 @@ static inline struct pc_reg *hvi_pc_region(struct hvi_postcopy *pc,
 void hvi_pc_fire_wakes(struct hvi_postcopy *pc, bool all);
 
 /* Asks the source for page @p pg of @p r once (@p t: the fault's time);
- * a failed request fails post-copy. */
+ * a failed request fails post-copy. On the VM's event thread the request
+ * is dropped (and left to ask again) when it cannot be written at once. */
 int hvi_pc_ask(struct hvi_postcopy *pc, struct pc_reg *r, uint64_t pg,
                uint64_t t);
 
