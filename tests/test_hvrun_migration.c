@@ -401,7 +401,6 @@ Test(hvrun_snapshot, postcopy_migration)
     scratch_close(&s);
 }
 
-
 /* --incoming-timeout-ms: a source that connects, sends a few bytes and
  * then nothing, the connection open, makes the destination give up after
  * that long: one line naming the stall, status 2, no guest started. Bad
@@ -414,7 +413,7 @@ Test(hvrun_snapshot, incoming_gives_up_on_a_stalled_source)
     char to[160], ser[160];
     snprintf(to, sizeof(to), "unix:%s", sock);
     snprintf(ser, sizeof(ser), "file:%s", in(&s, "dst.txt"));
-    const char *dst[] = {"--incoming", to,     "--incoming-timeout-ms",
+    const char *dst[] = {"--incoming", to,         "--incoming-timeout-ms",
                          "300",        "--serial", ser,
                          NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);

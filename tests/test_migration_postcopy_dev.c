@@ -14,10 +14,12 @@
  *     missing (an fd-watch round trip, measured), the vCPU reaches both
  *     devices' registers meanwhile (neither device lock is held across a
  *     wait on the link), and the deferred requests complete once their
- *     pages arrive, with the right data;
- *   - a receiver whose sender stalls gives up after its timeout with
- *     -ETIMEDOUT and starts nothing; during post-copy the stall fails
- *     post-copy as a cut link does, on both sides.
+ *     pages arrive, with the right data; a device model of the test's
+ *     own on the event thread gets -EAGAIN, then its hvc_vm_when_present()
+ *     wake-up;
+ *   - a sender that stalls during post-copy fails it at the receiver's
+ *     timeout, as a cut link does, on both sides (a stall before:
+ *     test_migration_timeout.c).
  *
  * White-box (the delay knob and the page-presence check are internal):
  * linked against the static library. */
@@ -152,8 +154,8 @@ static int attach(void *opaque, hvc_vm *vm, const void *user, size_t len)
     o.serial = "SERIAL-1234";
     int r = hvc_virtio_blk_create(vm, &o, NULL);
     if (r == 0)
-        r = hvc_virtio_rng_create(vm, &(hvc_virtio_mmio){RBASE, RIRQ, 0},
-                                  NULL, NULL);
+        r = hvc_virtio_rng_create(vm, &(hvc_virtio_mmio){RBASE, RIRQ, 0}, NULL,
+                                  NULL);
     if (r == 0)
         r = add_console(vm, true);
     return r;
@@ -204,8 +206,8 @@ static int publish(void *opaque, const hvc_migrate_stats *st)
         r = wr(vm, hdr, &h, sizeof(h), r);
         r = wr(vm, hdr + 0x80, &poison, 1, r);
         uint16_t d0 = (uint16_t)(3 * slot);
-        r = put_desc(vm, DESC, d0, (struct desc){hdr, 16, 1, (uint16_t)(d0 + 1)},
-                     r);
+        r = put_desc(vm, DESC, d0,
+                     (struct desc){hdr, 16, 1, (uint16_t)(d0 + 1)}, r);
         r = put_desc(vm, DESC, (uint16_t)(d0 + 1),
                      (struct desc){slot == 0 ? DATA_W : DATA_R, 512,
                                    (uint16_t)(1 | (slot == 0 ? 0 : 2)),
@@ -366,8 +368,8 @@ static void measure(struct dst *d)
     struct probe p = {.vm = d->vm};
     p.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     hvc_vcpu *v = NULL;
-    if (p.efd < 0 || hvc_vm_watch_fd(d->vm, p.efd, HVC_FD_READABLE, on_probe,
-                                     &p) < 0 ||
+    if (p.efd < 0 ||
+        hvc_vm_watch_fd(d->vm, p.efd, HVC_FD_READABLE, on_probe, &p) < 0 ||
         hvc_vm_get_vcpu(d->vm, 0, &v) < 0) {
         d->ev_lost = SIZE_MAX;
         return;
@@ -548,20 +550,19 @@ Test(migration_postcopy_dev, missing_ring_pages_do_not_stall_the_event_thread)
     qsort(d.cpu, d.ncpu, sizeof(d.cpu[0]), cmp_u64);
     uint64_t cpu_med = d.cpu[d.ncpu / 2], cpu_p90 = d.cpu[d.ncpu * 9 / 10],
              cpu_max = d.cpu[d.ncpu - 1];
-    fprintf(stderr,
-            "post-copy, 100 ms per run: %llu pages, %llu asked for; "
-            "event-thread round trip while a virtio-rng page was missing "
-            "(%zu probes): median %llu us, p90 %llu us, max %llu us; vCPU at "
-            "both devices while a virtio-blk page was missing (%zu): median "
-            "%llu us, p90 %llu us, max %llu us\n",
-            (unsigned long long)st.postcopy_pages,
-            (unsigned long long)st.postcopy_pages_requested, d.nev,
-            (unsigned long long)ev_med / 1000,
-            (unsigned long long)ev_p90 / 1000,
-            (unsigned long long)ev_max / 1000, d.ncpu,
-            (unsigned long long)cpu_med / 1000,
-            (unsigned long long)cpu_p90 / 1000,
-            (unsigned long long)cpu_max / 1000);
+    fprintf(
+        stderr,
+        "post-copy, 100 ms per run: %llu pages, %llu asked for; "
+        "event-thread round trip while a virtio-rng page was missing "
+        "(%zu probes): median %llu us, p90 %llu us, max %llu us; vCPU at "
+        "both devices while a virtio-blk page was missing (%zu): median "
+        "%llu us, p90 %llu us, max %llu us\n",
+        (unsigned long long)st.postcopy_pages,
+        (unsigned long long)st.postcopy_pages_requested, d.nev,
+        (unsigned long long)ev_med / 1000, (unsigned long long)ev_p90 / 1000,
+        (unsigned long long)ev_max / 1000, d.ncpu,
+        (unsigned long long)cpu_med / 1000, (unsigned long long)cpu_p90 / 1000,
+        (unsigned long long)cpu_max / 1000);
     /* A wait on the link is at least a run: 100 ms. Under 10 ms for nine
      * in ten (a loaded two-core host may delay a few by scheduling), and
      * none near a run. */
@@ -663,8 +664,9 @@ Test(migration_postcopy_dev, stalled_link_during_postcopy_fails_it)
     uint64_t ms = (now_ns() - t0) / 1000000u;
     cr_assert_eq(d.r, 0, "receive: %s", d.why);
     cr_assert_eq(src.published, 1);
-    fprintf(stderr, "stalled post-copy link: destination: %s\nsource (%llu "
-                    "ms): %s\n",
+    fprintf(stderr,
+            "stalled post-copy link: destination: %s\nsource (%llu "
+            "ms): %s\n",
             d.wait_why, (unsigned long long)ms, why);
     cr_assert_eq(d.wait, -ETIMEDOUT, "post-copy wait: %d (%s)", d.wait,
                  d.wait_why);
@@ -688,134 +690,4 @@ Test(migration_postcopy_dev, stalled_link_during_postcopy_fails_it)
     hvc_hypervisor_close(d.hv);
     vq_vclose(&t);
     unlink(path);
-}
-
-/* Feeds the first @p n bytes of a stream, then keeps the connection
- * open and silent until told to stop. */
-struct feeder {
-    int fd;
-    const uint8_t *buf;
-    size_t n;
-    atomic_int stop;
-    pthread_t t;
-};
-
-static void *feed(void *arg)
-{
-    struct feeder *f = arg;
-    migt_write_all(f->fd, f->buf, f->n);
-    while (!atomic_load(&f->stop))
-        sleep_us(1000);
-    return NULL;
-}
-
-static int add_com1(void *opaque, hvc_vm *vm, const void *user, size_t len)
-{
-    (void)opaque, (void)user, (void)len;
-    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
-    so.name = "com1";
-    return hvc_serial_create(vm, &so, NULL);
-}
-
-/* @p cut: bytes of the stream sent, as a share of it in per mille */
-static void stalled_receive(unsigned cut_pm)
-{
-    static migt m;
-    migt_open(&m, 1, NULL);
-    HVT_OK(migt_run_until(&m, 3));
-    size_t len = 0;
-    uint8_t *stream = migt_save_mem(&m, NULL, NULL, &len);
-    cr_assert_not_null(stream);
-    size_t cut = len / 1000 * cut_pm;
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    struct feeder f = {.fd = sv[0], .buf = stream, .n = cut};
-    cr_assert_eq(pthread_create(&f.t, NULL, feed, &f), 0);
-    hvc_hypervisor *hv;
-    HVT_OK(hvc_hypervisor_open("kvm", &hv));
-    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
-    ro.timeout_ms = 250;
-    ro.setup = add_com1;
-    hvc_vm *vm = NULL;
-    uint64_t t0 = now_ns();
-    int r = hvc_vm_migrate_receive(hv, sv[1], &ro, &vm);
-    uint64_t ms = (now_ns() - t0) / 1000000u;
-    const char *err = hvc_last_error();
-    fprintf(stderr, "a sender stalled after %zu of %zu bytes: %d after %llu "
-                    "ms: %s\n",
-            cut, len, r, (unsigned long long)ms, err);
-    cr_assert_eq(r, -ETIMEDOUT, "receive: %d (%s)", r, err);
-    cr_assert_null(vm, "a VM was started");
-    cr_assert(strstr(err, "stalled") && strstr(err, "250 ms"), "%s", err);
-    cr_assert_geq(ms, 240);
-    cr_assert_lt(ms, 5000);
-    /* the sender hears the refusal (the status word of the
-     * acknowledgement), the connection still open */
-    atomic_store(&f.stop, 1);
-    pthread_join(f.t, NULL);
-    uint8_t ack[64];
-    ssize_t got = recv(sv[0], ack, sizeof(ack), MSG_DONTWAIT);
-    cr_assert_gt(got, 0, "the sender was not told");
-    close(sv[0]);
-    close(sv[1]);
-    free(stream);
-    hvc_hypervisor_close(hv);
-    migt_close(&m);
-}
-
-Test(migration_postcopy_dev, stalled_sender_mid_stream)
-{
-    stalled_receive(600); /* past the memory's start */
-}
-
-Test(migration_postcopy_dev, silent_sender)
-{
-    stalled_receive(0);
-}
-
-/* The option: a caller compiled before it (a shorter size) gets the
- * default; NO_TIMEOUT is accepted. */
-Test(migration_postcopy_dev, timeout_option_sizes)
-{
-    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
-    cr_assert_eq(ro.timeout_ms, 0);
-    cr_assert_eq(ro.size, sizeof(hvc_restore_options));
-    cr_assert_eq(HVC_RESTORE_TIMEOUT_DEFAULT_MS, 30000u);
-    /* an old caller's size: the receive starts (and fails on the empty,
-     * closed connection, not on the options) */
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    close(sv[0]);
-    hvc_hypervisor *hv;
-    HVT_OK(hvc_hypervisor_open("kvm", &hv));
-    ro.size = (uint32_t)offsetof(hvc_restore_options, timeout_ms);
-    hvc_vm *vm = NULL;
-    HVT_ERR(hvc_vm_migrate_receive(hv, sv[1], &ro, &vm), -ENODATA);
-    ro.size = sizeof(ro);
-    ro.timeout_ms = HVC_RESTORE_NO_TIMEOUT;
-    HVT_ERR(hvc_vm_migrate_receive(hv, sv[1], &ro, &vm), -ENODATA);
-    cr_assert_null(vm);
-    close(sv[1]);
-    hvc_hypervisor_close(hv);
-}
-
-/* hvc_vm_when_present() outside post-copy: present, nothing written; its
- * arguments. */
-Test(migration_postcopy_dev, when_present_arguments)
-{
-    hvt t;
-    hvt_open(&t, 0);
-    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(hvc_vm_when_present(t.vm, 0x1000, 64, fd), 1);
-    uint64_t n;
-    cr_assert_eq(read(fd, &n, sizeof(n)), -1, "written outside post-copy");
-    HVT_ERR(hvc_vm_when_present(NULL, 0x1000, 64, fd), -EINVAL);
-    HVT_ERR(hvc_vm_when_present(t.vm, 0x1000, 64, -1), -EINVAL);
-    HVT_ERR(hvc_vm_when_present(t.vm, 0x1000, 0, fd), -EINVAL);
-    HVT_OK(hvc_vm_when_present_cancel(t.vm, fd));
-    HVT_ERR(hvc_vm_when_present_cancel(t.vm, -3), -EINVAL);
-    HVT_ERR(hvc_vm_when_present_cancel(NULL, fd), -EINVAL);
-    close(fd);
-    hvt_close(&t);
 }

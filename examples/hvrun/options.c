@@ -403,8 +403,8 @@ void hvrun_parse(int argc, char **argv, struct options *o)
             break;
         case 0x105: o->mig.auto_converge = true; break;
         case 0x140: {
-            uint32_t ms = (uint32_t)number("--incoming-timeout-ms", optarg, 0,
-                                           86400000);
+            uint32_t ms =
+                (uint32_t)number("--incoming-timeout-ms", optarg, 0, 86400000);
             o->mig.incoming_timeout_ms = ms ? ms : HVC_RESTORE_NO_TIMEOUT;
             break;
         }

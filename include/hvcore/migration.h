@@ -762,24 +762,18 @@ HVC_EXTERN int hvc_vm_postcopy_wait(hvc_vm *vm, int timeout_ms);
  * VM's event thread, where the accessors fail with -EAGAIN instead): is
  * guest memory [@p guest_addr, +@p length) all here on a post-copy
  * destination, and if not, a wake-up when it is. Never waits; any thread.
+ * A missing page is asked for at once, ahead of the pushed ones; once the
+ * whole range is here, or post-copy ended either way, the library writes
+ * the 8-byte value 1 to @p event_fd (an eventfd, or a non-blocking pipe's
+ * write end) once, from a post-copy thread: watch it and look again. One
+ * wake-up per descriptor (a second call replaces the range); keep it open
+ * until the wake-up or hvc_vm_when_present_cancel(); hvc_vm_destroy()
+ * drops them all.
  *
- * When a page has not arrived it is asked for at once (ahead of the
- * pages the source pushes), and once the whole range is present, or
- * post-copy ended either way, the library writes the 8-byte value 1 to
- * @p event_fd (an eventfd, or the write end of a non-blocking pipe: the
- * write must not block) from one of its post-copy threads, once. Watch it
- * (hvc_vm_watch_fd()) and look again. One wake-up per descriptor: a
- * second call with the same @p event_fd replaces the range. The
- * descriptor must stay open until the wake-up came or
- * hvc_vm_when_present_cancel() returned; hvc_vm_destroy() drops every
- * wake-up.
- *
- * @return 1 when every page of the range is present, or the VM is not
- *         receiving a post-copy migration (nothing is written then); 0
- *         when the wake-up is armed; -EIO when a page of the range was
- *         lost with the link (post-copy failed); -ENOMEM (nothing
- *         armed); -EINVAL for NULL, a negative descriptor or a zero
- *         length.
+ * @return 1 when the range is all here, or the VM is not receiving a
+ *         post-copy migration (nothing is written); 0 when the wake-up is
+ *         armed; -EIO when a page was lost with the link; -ENOMEM; -EINVAL
+ *         for NULL, a negative descriptor or a zero length.
  */
 HVC_EXTERN int hvc_vm_when_present(hvc_vm *vm, uint64_t guest_addr,
                                    size_t length, int event_fd);

@@ -100,8 +100,9 @@ int hvi_postcopy_when_present(hvc_vm *vm, uint64_t gpa, uint64_t len,
         struct pc_wake *w = realloc(pc->wakes, cap * sizeof(*w));
         if (!w) {
             pthread_mutex_unlock(&pc->wake_lock);
-            return hvi_error(-ENOMEM, "out of memory arming a wake-up for "
-                                      "guest memory 0x%" PRIx64,
+            return hvi_error(-ENOMEM,
+                             "out of memory arming a wake-up for "
+                             "guest memory 0x%" PRIx64,
                              gpa);
         }
         pc->wakes = w;
@@ -174,7 +175,7 @@ int hvc_vm_when_present(hvc_vm *vm, uint64_t guest_addr, size_t length,
 {
     if (!vm || event_fd < 0 || !length)
         return hvi_error(-EINVAL, "hvc_vm_when_present: %s",
-                         !vm             ? "NULL VM"
+                         !vm            ? "NULL VM"
                          : event_fd < 0 ? "negative descriptor"
                                         : "zero length");
     return hvi_postcopy_when_present(vm, guest_addr, length, wake_fd,

@@ -235,8 +235,8 @@ _Atomic uint32_t hvi_pc_test_delay_us;
 static int send_run(struct pcs *c, size_t ri, uint64_t pg, uint64_t count,
                     bool requested)
 {
-    uint32_t delay = atomic_load_explicit(&hvi_pc_test_delay_us,
-                                          memory_order_relaxed);
+    uint32_t delay =
+        atomic_load_explicit(&hvi_pc_test_delay_us, memory_order_relaxed);
     if (delay) { /* tests: a slow link */
         struct timespec t = {delay / 1000000u,
                              (long)(delay % 1000000u) * 1000L};

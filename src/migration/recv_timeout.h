@@ -5,8 +5,8 @@
 #ifndef HVCORE_MIGRATION_RECV_TIMEOUT_H
 #define HVCORE_MIGRATION_RECV_TIMEOUT_H
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct hvi_tls;
 

@@ -181,7 +181,7 @@ struct vdev {
      * meanwhile, served when it ends (virtio_mmio.c). Under lock. */
     bool held;
     unsigned held_mask;
-    struct vq_elem elem;     /* scratch for the model, under lock */
+    struct vq_elem elem; /* scratch for the model, under lock */
 };
 
 /* virtio_mmio.c. Owns impl from the call on: on failure the model's

@@ -28,8 +28,7 @@ static int ring_ptr(struct vdev *d, uint64_t gpa, size_t len, void **p)
  * 0 after arranging for queue q to be notified again when it lands
  * (virtio_dev.h, "Post-copy"). A lost page (or no memory to arm the
  * wake-up) reads as here: the accessor then reports the failure. */
-static bool here(struct vdev *d, const struct vq *q, uint64_t gpa,
-                 uint64_t len)
+static bool here(struct vdev *d, const struct vq *q, uint64_t gpa, uint64_t len)
 {
     if (!atomic_load_explicit(&d->vm->postcopy_active, memory_order_acquire))
         return true;
