@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -487,6 +488,69 @@ Test(hvrun_snapshot, parallel_connections_and_tcp_postcopy)
         free(err);
     }
     migt_drop_certs(&k);
+    scratch_close(&s);
+}
+
+/* --incoming-timeout-ms: a source that connects, sends a few bytes and
+ * then nothing, the connection open, makes the destination give up after
+ * that long: one line naming the stall, status 2, no guest started. Bad
+ * values, and the flag without --incoming, are usage errors. */
+Test(hvrun_snapshot, incoming_gives_up_on_a_stalled_source)
+{
+    struct scratch s;
+    scratch_open(&s);
+    const char *sock = in(&s, "mig.sock");
+    char to[160], ser[160];
+    snprintf(to, sizeof(to), "unix:%s", sock);
+    snprintf(ser, sizeof(ser), "file:%s", in(&s, "dst.txt"));
+    const char *dst[] = {"--incoming", to,         "--incoming-timeout-ms",
+                         "300",        "--serial", ser,
+                         NULL};
+    pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
+    wait_for_path(sock);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    int c = -1;
+    for (int i = 0; i < 500 && c < 0; i++) {
+        c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(c, 0);
+        if (connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            close(c);
+            c = -1;
+            usleep(10000);
+        }
+    }
+    cr_assert_geq(c, 0, "cannot connect to the destination");
+    double t0 = now();
+    cr_assert_eq(write(c, "HVCORE", 6), 6); /* a header cut short */
+    int st = wait_exit(d, WAIT_S);
+    double took = now() - t0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status 0x%x", st);
+    char *err = output(&s, "dst", "err");
+    assert_one_line(err, "stalled");
+    cr_assert(strstr(err, "300 ms"), "%s", err);
+    fprintf(stderr, "after %.2f s: %s", took, err);
+    free(err);
+    cr_assert(took >= 0.25 && took < 20, "gave up after %.2f s", took);
+    char *text = slurp(in(&s, "dst.txt"), NULL);
+    cr_assert_eq(text[0], 0, "a guest ran: %s", text);
+    free(text);
+    close(c);
+
+    static const char *const bad[][6] = {
+        {"--incoming", "unix:/tmp/x", "--incoming-timeout-ms", "soon", NULL},
+        {"--incoming", "unix:/tmp/x", "--incoming-timeout-ms", "-1", NULL},
+        {"--incoming", "unix:/tmp/x", "--incoming-timeout-ms", "86400001",
+         NULL},
+        {"--kernel", COUNTER, "--incoming-timeout-ms", "100", NULL},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(run_hvrun(&s, "bad", bad[i]), 2, "case %zu", i);
+        err = output(&s, "bad", "err");
+        assert_one_line(err, "--incoming-timeout-ms");
+        fprintf(stderr, "%s", err);
+        free(err);
+    }
     scratch_close(&s);
 }
 

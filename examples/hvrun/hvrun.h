@@ -43,6 +43,9 @@ struct migrate_opts {
     bool postcopy;                           /* --postcopy */
     uint32_t postcopy_after_rounds;          /* --postcopy-after-rounds N */
     uint32_t connections;                    /* --migrate-connections N */
+    /* --incoming-timeout-ms N as hvc_restore_options::timeout_ms (N 0:
+     * HVC_RESTORE_NO_TIMEOUT); 0 when not given: the library's 30 s */
+    uint32_t incoming_timeout_ms;
 };
 
 struct options {

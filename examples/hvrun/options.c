@@ -107,6 +107,11 @@ static const char usage[] =
     "  --incoming ADDR      listen on ADDR, receive one VM and run it\n"
     "                       (instead of booting; the options are checked\n"
     "                       as for --restore)\n"
+    "  --incoming-timeout-ms N  give up (status 2, nothing started) when\n"
+    "                       the source sends nothing for N ms with the\n"
+    "                       connection open (default 30000; 0: never);\n"
+    "                       during post-copy the guest is then lost, as\n"
+    "                       when the link is cut\n"
     "  --migrate-to ADDR    on SIGUSR2, or --migrate-after-ms, move the\n"
     "                       running VM to the hvrun listening there; on\n"
     "                       success exit 0, on failure print one line and\n"
@@ -269,6 +274,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"postcopy", no_argument, NULL, 0x10e},
         {"postcopy-after-rounds", required_argument, NULL, 0x10f},
         {"migrate-connections", required_argument, NULL, 0x130},
+        {"incoming-timeout-ms", required_argument, NULL, 0x140},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -400,6 +406,12 @@ void hvrun_parse(int argc, char **argv, struct options *o)
                 (uint32_t)number("--bandwidth-mib", optarg, 1, 1u << 24);
             break;
         case 0x105: o->mig.auto_converge = true; break;
+        case 0x140: {
+            uint32_t ms =
+                (uint32_t)number("--incoming-timeout-ms", optarg, 0, 86400000);
+            o->mig.incoming_timeout_ms = ms ? ms : HVC_RESTORE_NO_TIMEOUT;
+            break;
+        }
         case 0x106: o->mig.stats_path = optarg; break;
         case 0x107: o->mig.tls_cert = optarg; break;
         case 0x108: o->mig.tls_key = optarg; break;
@@ -480,6 +492,8 @@ void hvrun_parse(int argc, char **argv, struct options *o)
                         "--migrate-to ADDR");
     if (o->incoming && o->restore)
         die_usage("%s", "give --incoming or --restore, not both");
+    if (o->mig.incoming_timeout_ms && !o->incoming)
+        die_usage("%s", "--incoming-timeout-ms needs --incoming");
     if (o->incoming && boot_only)
         die_usage("%s cannot be combined with --incoming (the stream holds "
                   "the booted guest)",

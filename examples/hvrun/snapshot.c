@@ -295,6 +295,7 @@ static int status_of(int r)
     case -EPROTO:
     case -EKEYREJECTED:
     case -ENODATA:
+    case -ETIMEDOUT: /* the source stalled: as if it went away */
     case -ENOENT:
     case -ENOTSUP:
     case -EACCES:
@@ -324,6 +325,7 @@ void hvrun_restore(struct machine *m, struct options *o)
     ro.setup = setup;
     ro.progress = hvrun_progress;
     ro.opaque = &st;
+    ro.timeout_ms = o->mig.incoming_timeout_ms; /* 0: the library's */
     hvc_vm *vm = NULL;
     int r = o->incoming ? hvrun_receive(m->hv, o, &ro, &vm)
                         : hvc_snapshot_restore(m->hv, o->restore, &ro, &vm);

@@ -210,7 +210,12 @@ HVC_EXTERN int hvc_memory_region_fd(const hvc_memory_region *region);
  * Copies @p length bytes of guest memory at @p guest_addr to @p buf.
  *
  * @return 0; -EINVAL for NULL arguments; -EFAULT when any byte of the range
- *         is outside guest memory (nothing is copied then).
+ *         is outside guest memory (nothing is copied then); on a
+ *         post-copy destination (hvc_vm_migrate_receive()), -EIO when a
+ *         page of the range was lost with the link, and -EAGAIN when a
+ *         page has not arrived yet and the caller is a callback on the
+ *         VM's event thread, which never waits on the link (the page is
+ *         asked for; try again later; elsewhere the call waits for it).
  */
 HVC_EXTERN int hvc_vm_read(hvc_vm *vm, uint64_t guest_addr, void *buf,
                            size_t length);
@@ -220,7 +225,12 @@ HVC_EXTERN int hvc_vm_read(hvc_vm *vm, uint64_t guest_addr, void *buf,
  * Read-only regions can be written this way (it is how ROMs are loaded).
  *
  * @return 0; -EINVAL for NULL arguments; -EFAULT when any byte of the range
- *         is outside guest memory (nothing is written then).
+ *         is outside guest memory (nothing is written then); on a
+ *         post-copy destination (hvc_vm_migrate_receive()), -EIO when a
+ *         page of the range was lost with the link, and -EAGAIN when a
+ *         page has not arrived yet and the caller is a callback on the
+ *         VM's event thread, which never waits on the link (the page is
+ *         asked for; try again later; elsewhere the call waits for it).
  */
 HVC_EXTERN int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
                             size_t length);
@@ -231,7 +241,8 @@ HVC_EXTERN int hvc_vm_write(hvc_vm *vm, uint64_t guest_addr, const void *buf,
  *
  * @param out receives the host address of @p guest_addr.
  * @return 0; -EINVAL for NULL arguments or a zero length; -EFAULT when the
- *         range is not wholly inside one region.
+ *         range is not wholly inside one region; during post-copy, -EIO
+ *         and (on the VM's event thread) -EAGAIN as for hvc_vm_read().
  */
 HVC_EXTERN int hvc_vm_gpa_to_hva(hvc_vm *vm, uint64_t guest_addr, size_t length,
                                  void **out);

@@ -207,15 +207,28 @@ typedef struct hvc_restore_options {
      * other calls.
      */
     int32_t listen_fd;
+    /** hvc_vm_migrate_receive(): the longest wait, in ms, for the next
+     * bytes of the stream while the connection stays open. A sender that
+     * stalls longer fails the receive with -ETIMEDOUT (no guest is
+     * started); during post-copy the stalled link counts as failed, as a
+     * cut one does. 0: ::HVC_RESTORE_TIMEOUT_DEFAULT_MS;
+     * ::HVC_RESTORE_NO_TIMEOUT: wait forever. Ignored by the other calls.
+     * Appended in 1.0 (a caller compiled before it gets the default). */
+    uint32_t timeout_ms;
     /** Reserved; 0. */
     uint32_t reserved2;
 } hvc_restore_options;
+
+/** hvc_restore_options::timeout_ms when 0: 30 s. */
+#define HVC_RESTORE_TIMEOUT_DEFAULT_MS 30000u
+/** hvc_restore_options::timeout_ms: no limit. */
+#define HVC_RESTORE_NO_TIMEOUT 0xffffffffu
 
 /** Initialiser for ::hvc_restore_options. */
 #define HVC_RESTORE_OPTIONS_INIT                                               \
     {                                                                          \
         sizeof(hvc_restore_options), 0, NULL, NULL, NULL, NULL, NULL, 0, 0,    \
-            NULL, -1, 0                                                        \
+            NULL, -1, 0, 0                                                     \
     }
 
 /**
@@ -694,12 +707,19 @@ HVC_EXTERN int hvc_vm_migrate_cancel(hvc_vm *vm);
  * device threads that touch a missing page wait for it; the library's
  * accessors (hvc_vm_read(), hvc_vm_write(), hvc_vm_gpa_to_hva() and the
  * hvc_device_ ones) wait for the pages of their range before they touch
- * it, holding no lock. Removing a memory region is refused (-EBUSY) until
+ * it, holding no lock — except on the VM's event thread (fd-watch and
+ * doorbell callbacks), which never waits on the link: there they fail
+ * with -EAGAIN, and the library's own devices set such a request aside
+ * until its pages arrive (docs/MIGRATION.md, "Devices during
+ * post-copy"). Removing a memory region is refused (-EBUSY) until
  * post-copy ended. Follow it with hvc_vm_postcopy_stats() and
- * hvc_vm_postcopy_wait().
+ * hvc_vm_postcopy_wait(). A sender that sends nothing for
+ * @c opts->timeout_ms during post-copy fails it as a cut link does.
  *
  * @return as hvc_vm_restore_fd(); -ENODATA when the sender went away
- *         before the end of the stream; -EPIPE (or the write's error)
+ *         before the end of the stream; -ETIMEDOUT when it sent nothing
+ *         for hvc_restore_options::timeout_ms (default 30 s) with the
+ *         connection open (nothing is started); -EPIPE (or the write's error)
  *         when the acknowledgement could not be written, which leaves
  *         nothing either (the sender resumes its VM); with TLS,
  *         -EINVAL for bad TLS options or files OpenSSL cannot use,
@@ -805,6 +825,36 @@ HVC_EXTERN int hvc_vm_postcopy_stats(hvc_vm *vm, hvc_postcopy_stats *stats);
  *         pages were lost; -EINVAL for NULL.
  */
 HVC_EXTERN int hvc_vm_postcopy_wait(hvc_vm *vm, int timeout_ms);
+
+/**
+ * For a device model that must not wait on the link (a callback on the
+ * VM's event thread, where the accessors fail with -EAGAIN instead): is
+ * guest memory [@p guest_addr, +@p length) all here on a post-copy
+ * destination, and if not, a wake-up when it is. Never waits; any thread.
+ * A missing page is asked for at once, ahead of the pushed ones; once the
+ * whole range is here, or post-copy ended either way, the library writes
+ * the 8-byte value 1 to @p event_fd (an eventfd, or a non-blocking pipe's
+ * write end) once, from a post-copy thread: watch it and look again. One
+ * wake-up per descriptor (a second call replaces the range); keep it open
+ * until the wake-up or hvc_vm_when_present_cancel(); hvc_vm_destroy()
+ * drops them all.
+ *
+ * @return 1 when the range is all here, or the VM is not receiving a
+ *         post-copy migration (nothing is written); 0 when the wake-up is
+ *         armed; -EIO when a page was lost with the link; -ENOMEM; -EINVAL
+ *         for NULL, a negative descriptor or a zero length.
+ */
+HVC_EXTERN int hvc_vm_when_present(hvc_vm *vm, uint64_t guest_addr,
+                                   size_t length, int event_fd);
+
+/**
+ * Drops the wake-up hvc_vm_when_present() armed on @p event_fd, if any:
+ * once this returns the library neither writes to it nor will.
+ *
+ * @return 0 (also when none was armed); -EINVAL for NULL or a negative
+ *         descriptor.
+ */
+HVC_EXTERN int hvc_vm_when_present_cancel(hvc_vm *vm, int event_fd);
 
 /** @} */
 

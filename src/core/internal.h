@@ -120,13 +120,29 @@ struct hvi_uirq; /* irq_user.c */
  * (hvc_vm_read, hvc_vm_write, hvc_vm_gpa_to_hva, hence the hvc_device_ ones and
  * the virtqueue walk) wait for missing pages in hvi_postcopy_fetch() before
  * they take mem_lock, so they never fault afterwards and fail with -EIO
- * instead of reading a lost page. What the event thread may wait for is
- * such a page (in an accessor, or on a ring pointer a virtio device
- * translated before post-copy began): never a deadlock, since serving it
- * needs nothing the event thread holds (ev_lock included), but a wait on
- * the link. Code that must not wait at all (a device deciding on the
- * event thread whether a buffer can be used now) asks with
- * hvi_postcopy_want() and comes back later.
+ * instead of reading a lost page.
+ *
+ * The event thread never waits on the link: on it, the accessors do not
+ * wait for a missing page but ask for it and fail with -EAGAIN, and the
+ * device models it runs (the virtqueue walk of virtio-rng and
+ * virtio-console, the console's receive check) look first: a ring or
+ * buffer with a missing page is left where it is, and
+ * hvi_postcopy_when_present() has the receiver call them back when it
+ * lands. That callback (hvi_vdev_rekick(): it sets a notify bit and
+ * writes the device's notify eventfd) runs on the receiver or channel
+ * thread under a third post-copy leaf, postcopy->wake_lock, which
+ * guards the list of such waiters and is held while one is called:
+ * callbacks take no lock at all, so any thread may register one while
+ * holding anything (the event thread holds ev_lock and a device's lock,
+ * a virtio-blk worker its device lock), and hvi_postcopy_forget() (a
+ * device being destroyed) returns only once none of its callbacks runs.
+ * The event thread's page requests only try postcopy->wlock and write
+ * without blocking: a request that cannot go at once is asked again at
+ * the next look, the push bringing the page meanwhile.
+ * A model with a thread of its own may opt in as well (virtio-blk does,
+ * vdev_model.defer_missing), so that its worker never sleeps on the
+ * link holding its device lock, which the vCPUs and the event thread
+ * take.
  *
  * Parallel migration connections (src/migration/par_send.c, par_recv.c)
  * add leaves of their own, taken by no caller of the library: the
@@ -340,6 +356,23 @@ static inline int hvi_postcopy_fetch(hvc_vm *vm, uint64_t gpa, uint64_t len)
  * block, such as a device model on the event thread deciding whether a
  * receive buffer can be filled now. Any thread, any lock held. */
 int hvi_postcopy_want(hvc_vm *vm, uint64_t gpa, uint64_t len);
+/* Called back once when a range a caller could not use arrived (or when
+ * post-copy ended either way: the caller then looks again and finds the
+ * range present or lost). Runs on a post-copy thread under
+ * postcopy->wake_lock: it must only signal (write an eventfd, set an
+ * atomic), never take a lock nor call into the library. */
+typedef void (*hvi_page_wake_fn)(void *opaque, uint32_t arg);
+/* Never waits: 1 when [gpa, gpa+len) is present (or the VM is not in
+ * post-copy); 0 when a page is missing: it was asked for, and @p fn
+ * (@p opaque, @p arg) will be called once when the range is here. A
+ * second registration with the same fn, opaque and arg replaces the
+ * first (one wake per device queue). -EIO when a page was lost, -ENOMEM
+ * (nothing armed). Any thread, any lock held. */
+int hvi_postcopy_when_present(hvc_vm *vm, uint64_t gpa, uint64_t len,
+                              hvi_page_wake_fn fn, void *opaque, uint32_t arg);
+/* Drops every callback registered with @p opaque; once it returns, none
+ * runs (or will). */
+void hvi_postcopy_forget(hvc_vm *vm, void *opaque);
 /* vm.c: stops the post-copy threads and frees the state (destroy). */
 void hvi_postcopy_free(hvc_vm *vm);
 

@@ -4,6 +4,7 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,8 +70,19 @@ int hvi_in_read(struct hvi_in *in, const struct hvi_sec *s, void *buf,
 {
     uint8_t *p = buf;
     while (len) {
-        int64_t n;
-        if (in->fd >= 0) {
+        int64_t n = 0;
+        if (in->fd >= 0 && in->timeout_ms) {
+            /* a live receive: a sender that stalls is given up on */
+            struct pollfd pf = {.fd = in->fd, .events = POLLIN};
+            int pr = poll(&pf, 1, (int)in->timeout_ms);
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr == 0)
+                n = -ETIMEDOUT;
+        }
+        if (n == -ETIMEDOUT) {
+            /* below */
+        } else if (in->fd >= 0) {
             n = read(in->fd, p, len > (1u << 30) ? (1u << 30) : len);
             if (n < 0 && errno == EINTR)
                 continue;
@@ -79,6 +91,11 @@ int hvi_in_read(struct hvi_in *in, const struct hvi_sec *s, void *buf,
         } else {
             n = in->s.read(in->s.opaque, p, len);
         }
+        if (n == -ETIMEDOUT && in->timeout_ms)
+            return hvi_fail(s, -ETIMEDOUT,
+                            "the sender stalled: nothing arrived for %u ms "
+                            "at byte %llu (the connection is still open)",
+                            in->timeout_ms, (unsigned long long)in->off);
         if (n < 0)
             return hvi_fail(s, (int)n, "reading at byte %llu failed: %s",
                             (unsigned long long)in->off, hvc_strerror((int)n));

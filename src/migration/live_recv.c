@@ -6,6 +6,7 @@
 #include "par.h"
 #include "postcopy.h"
 #include "stream.h"
+#include "recv_timeout.h"
 #include "transport.h"
 
 #include <errno.h>
@@ -43,16 +44,6 @@ static int send_ack(int fd, struct hvi_tls *tls, int status)
     return 0;
 }
 
-/* The receiver's stream over TLS (a blocking socket). */
-static int64_t tls_read(void *opaque, void *buf, size_t len)
-{
-    for (;;) {
-        int64_t n = hvi_tls_read(opaque, buf, len, NULL);
-        if (n != -EAGAIN)
-            return n;
-    }
-}
-
 int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                            const hvc_restore_options *opts, hvc_vm **out)
 {
@@ -75,6 +66,9 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                          "not 0",
                          o.reserved2);
     in.tls = o.tls;
+    /* a stalled sender is given up on (post-copy's receiver too) */
+    in.timeout_ms = hvi_recv_timeout_ms(o.timeout_ms);
+    struct hvi_tls_in ti = {NULL, fd, in.timeout_ms};
     if (o.tls) {
         if ((r = hvi_tls_accept(fd, o.tls, &tls)) < 0) {
             char why[512];
@@ -83,8 +77,9 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
         }
         in.fd = -1;
         in.s = (hvc_stream)HVC_STREAM_INIT;
-        in.s.read = tls_read;
-        in.s.opaque = tls;
+        ti.t = tls;
+        in.s.read = hvi_tls_in_read;
+        in.s.opaque = &ti;
     }
     o.tls = NULL;
     r = hvi_restore_in(hv, &in, &o, &vm);

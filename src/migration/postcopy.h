@@ -74,6 +74,10 @@ int hvi_pc_send(struct hvi_pc_source *src);
 /* Test knob (postcopy_send.c): microseconds the push pauses after each
  * pushed run, serving requests meanwhile; 0 (the default) in the library. */
 extern unsigned hvi_pc_test_push_pause_us;
+/* Tests only (white-box suites linking the static library): the source
+ * sleeps this many microseconds before each post-copy run it sends,
+ * pushed or asked for, as over a slow link; 0 (the default): never. */
+extern _Atomic uint32_t hvi_pc_test_delay_us;
 
 /* The destination: after the stream up to END was read and checked, the
  * plan's pages are given back and guest memory registered with

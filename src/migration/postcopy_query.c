@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* 1: every page of the range is here; 0: some are not (asked for when
  * @p ask); -EIO: one was lost. */
@@ -46,9 +47,20 @@ int hvi_postcopy_want(hvc_vm *vm, uint64_t gpa, uint64_t len)
 int hvi_postcopy_fetch_slow(hvc_vm *vm, uint64_t gpa, uint64_t len)
 {
     struct hvi_postcopy *pc = vm->postcopy;
+    if (!pc)
+        return 0; /* being destroyed: the caller's own check decides */
     int r = range(vm, gpa, len, true);
     if (r != 0)
         return r < 0 ? r : 0;
+    /* The event thread serves every device and descriptor watch: it
+     * never waits on the link. The page is on its way; the caller comes
+     * back (hvi_postcopy_when_present() says when). */
+    if (hvi_event_vm == vm)
+        return hvi_error(-EAGAIN,
+                         "guest memory 0x%" PRIx64 "+0x%" PRIx64
+                         " has not arrived yet (post-copy migration); the "
+                         "VM's event thread does not wait for it",
+                         gpa, len);
     atomic_fetch_add(&pc->waiters, 1);
     pthread_mutex_lock(&pc->lock);
     while ((r = range(vm, gpa, len, false)) == 0 &&
@@ -57,6 +69,126 @@ int hvi_postcopy_fetch_slow(hvc_vm *vm, uint64_t gpa, uint64_t len)
     pthread_mutex_unlock(&pc->lock);
     atomic_fetch_sub(&pc->waiters, 1);
     return r < 0 ? r : 0;
+}
+
+/* Caller holds pc->wake_lock. */
+static void drop_wake(struct hvi_postcopy *pc, size_t i)
+{
+    size_t n = atomic_load(&pc->nwakes);
+    pc->wakes[i] = pc->wakes[n - 1];
+    atomic_store(&pc->nwakes, n - 1);
+}
+
+int hvi_postcopy_when_present(hvc_vm *vm, uint64_t gpa, uint64_t len,
+                              hvi_page_wake_fn fn, void *opaque, uint32_t arg)
+{
+    if (!atomic_load_explicit(&vm->postcopy_active, memory_order_acquire))
+        return 1;
+    struct hvi_postcopy *pc = vm->postcopy;
+    if (!pc)
+        return 1;
+    int r = range(vm, gpa, len, true);
+    if (r != 0)
+        return r;
+    pthread_mutex_lock(&pc->wake_lock);
+    size_t n = atomic_load(&pc->nwakes), i = 0;
+    while (i < n && (pc->wakes[i].fn != fn || pc->wakes[i].opaque != opaque ||
+                     pc->wakes[i].arg != arg))
+        i++;
+    if (i == n && n == pc->wcap) {
+        size_t cap = pc->wcap ? 2 * pc->wcap : 16;
+        struct pc_wake *w = realloc(pc->wakes, cap * sizeof(*w));
+        if (!w) {
+            pthread_mutex_unlock(&pc->wake_lock);
+            return hvi_error(-ENOMEM,
+                             "out of memory arming a wake-up for "
+                             "guest memory 0x%" PRIx64,
+                             gpa);
+        }
+        pc->wakes = w;
+        pc->wcap = cap;
+    }
+    pc->wakes[i] = (struct pc_wake){gpa, len, fn, opaque, arg};
+    if (i == n)
+        atomic_store(&pc->nwakes, n + 1);
+    pthread_mutex_unlock(&pc->wake_lock);
+    /* A page placed (or the end) between the look above and the entry
+     * may have fired before the entry was there: look again. */
+    r = range(vm, gpa, len, false);
+    if (r != 0) {
+        pthread_mutex_lock(&pc->wake_lock);
+        n = atomic_load(&pc->nwakes);
+        for (i = 0; i < n; i++)
+            if (pc->wakes[i].fn == fn && pc->wakes[i].opaque == opaque &&
+                pc->wakes[i].arg == arg) {
+                drop_wake(pc, i);
+                break;
+            }
+        pthread_mutex_unlock(&pc->wake_lock);
+    }
+    return r;
+}
+
+void hvi_postcopy_forget(hvc_vm *vm, void *opaque)
+{
+    struct hvi_postcopy *pc = vm->postcopy;
+    if (!pc)
+        return;
+    pthread_mutex_lock(&pc->wake_lock);
+    for (size_t i = 0; i < atomic_load(&pc->nwakes);)
+        if (pc->wakes[i].opaque == opaque)
+            drop_wake(pc, i);
+        else
+            i++;
+    pthread_mutex_unlock(&pc->wake_lock);
+}
+
+void hvi_pc_fire_wakes(struct hvi_postcopy *pc, bool all)
+{
+    if (!atomic_load(&pc->nwakes))
+        return;
+    pthread_mutex_lock(&pc->wake_lock);
+    for (size_t i = 0; i < atomic_load(&pc->nwakes);) {
+        struct pc_wake w = pc->wakes[i];
+        if (all || range(pc->vm, w.gpa, w.len, false) != 0) {
+            drop_wake(pc, i);
+            w.fn(w.opaque, w.arg);
+        } else {
+            i++;
+        }
+    }
+    pthread_mutex_unlock(&pc->wake_lock);
+}
+
+/* hvc_vm_when_present(): the caller's descriptor is the opaque (a small
+ * integer no device's pointer equals). */
+static void wake_fd(void *opaque, uint32_t arg)
+{
+    (void)arg;
+    uint64_t one = 1;
+    ssize_t n = write((int)(intptr_t)opaque, &one, sizeof(one));
+    (void)n; /* a full eventfd or pipe already says "look again" */
+}
+
+int hvc_vm_when_present(hvc_vm *vm, uint64_t guest_addr, size_t length,
+                        int event_fd)
+{
+    if (!vm || event_fd < 0 || !length)
+        return hvi_error(-EINVAL, "hvc_vm_when_present: %s",
+                         !vm            ? "NULL VM"
+                         : event_fd < 0 ? "negative descriptor"
+                                        : "zero length");
+    return hvi_postcopy_when_present(vm, guest_addr, length, wake_fd,
+                                     (void *)(intptr_t)event_fd, 0);
+}
+
+int hvc_vm_when_present_cancel(hvc_vm *vm, int event_fd)
+{
+    if (!vm || event_fd < 0)
+        return hvi_error(-EINVAL, "hvc_vm_when_present_cancel: %s",
+                         vm ? "negative descriptor" : "NULL VM");
+    hvi_postcopy_forget(vm, (void *)(intptr_t)event_fd);
+    return 0;
 }
 
 static int cmp_u32(const void *a, const void *b)

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +41,12 @@
 
 static const uint8_t zero_page[HVI_PAGE];
 
+/* @p nowait (a request from the VM's event thread, which never waits on
+ * the link): -EAGAIN, nothing written, when the message cannot go at once
+ * (another writer holds the socket, or it is full); once a byte went, the
+ * rest goes whatever it takes. */
 static int send_msg(struct hvi_postcopy *pc, uint16_t kind, uint32_t a,
-                    uint64_t b, uint32_t c)
+                    uint64_t b, uint32_t c, bool nowait)
 {
     uint8_t m[HVI_PC_MSG_SIZE] = {0};
     hvi_put16(m, kind);
@@ -50,10 +55,19 @@ static int send_msg(struct hvi_postcopy *pc, uint16_t kind, uint32_t a,
     hvi_put32(m + 16, c);
     hvi_put32(m + 20, hvi_crc32c(0, m, 20));
     int r = 0;
-    pthread_mutex_lock(&pc->wlock);
+    if (!nowait)
+        pthread_mutex_lock(&pc->wlock);
+    else if (pthread_mutex_trylock(&pc->wlock) != 0)
+        return -EAGAIN;
     for (size_t done = 0; done < sizeof(m);) {
         int fd = atomic_load(&pc->ctl_fd);
-        ssize_t w = send(fd, m + done, sizeof(m) - done, MSG_NOSIGNAL);
+        int flags = MSG_NOSIGNAL | (nowait && !done ? MSG_DONTWAIT : 0);
+        ssize_t w = send(fd, m + done, sizeof(m) - done, flags);
+        if (w < 0 && !done && flags & MSG_DONTWAIT &&
+            (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            r = -EAGAIN;
+            break;
+        }
         if (w < 0 && errno == ENOTSOCK)
             w = write(fd, m + done, sizeof(m) - done);
         if (w < 0 && errno == EINTR)
@@ -98,10 +112,12 @@ static void fail(struct hvi_postcopy *pc, int err, const char *why)
     pthread_mutex_unlock(&vm->lock);
     hvi_log(HVC_LOG_ERROR, "%s", pc->why);
     if (!atomic_load(&pc->stopping))
-        send_msg(pc, HVI_PC_FAILED, (uint32_t)err, lost, 0);
+        send_msg(pc, HVI_PC_FAILED, (uint32_t)err, lost, 0, false);
     pthread_mutex_lock(&pc->lock);
     pthread_cond_broadcast(&pc->cond);
     pthread_mutex_unlock(&pc->lock);
+    /* Devices that set work aside look again: they find the loss. */
+    hvi_pc_fire_wakes(pc, true);
 }
 
 /* Asks the source for a page, once. */
@@ -112,7 +128,15 @@ int hvi_pc_ask(struct hvi_postcopy *pc, struct pc_reg *r, uint64_t pg,
     if (!atomic_compare_exchange_strong(&r->asked[pg], &zero, t ? t : 1))
         return 0;
     atomic_fetch_add(&pc->faults, 1);
-    int e = send_msg(pc, HVI_PC_REQUEST, 0, r->gpa + pg * HVI_PAGE, 0);
+    int e = send_msg(pc, HVI_PC_REQUEST, 0, r->gpa + pg * HVI_PAGE, 0,
+                     hvi_event_vm == pc->vm);
+    if (e == -EAGAIN) {
+        /* Not now (the event thread does not wait to write): unasked, so
+         * the next look asks again; the push brings the page anyway. */
+        atomic_store(&r->asked[pg], 0);
+        atomic_fetch_sub(&pc->faults, 1);
+        return 0;
+    }
     if (e < 0 && !atomic_load(&pc->stopping))
         fail(pc, e, "asking the source for a page failed");
     return e;
@@ -292,6 +316,7 @@ static int place(struct hvi_postcopy *pc, const struct hvi_sec *s, uint64_t gpa,
         pthread_cond_broadcast(&pc->cond);
         pthread_mutex_unlock(&pc->lock);
     }
+    hvi_pc_fire_wakes(pc, false); /* devices that set work aside */
     return 0;
 }
 
@@ -378,6 +403,19 @@ static int open_channel(struct hvi_postcopy *pc)
             struct cmsghdr h;
             char buf[CMSG_SPACE(sizeof(int))];
         } ctl;
+        uint32_t tmo = pc->main.in.timeout_ms; /* a stalled source */
+        struct pollfd pf = {.fd = pc->fd, .events = POLLIN};
+        int pr = tmo ? poll(&pf, 1, (int)tmo) : 1;
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr == 0) {
+            if (fd >= 0)
+                close(fd);
+            return hvi_error(-ETIMEDOUT,
+                             "post-copy: the source stalled: nothing "
+                             "arrived for %u ms before its pages",
+                             tmo);
+        }
         struct iovec iov = {.iov_base = rec + got, .iov_len = 8 - got};
         struct msghdr m = {.msg_iov = &iov,
                            .msg_iovlen = 1,
@@ -496,10 +534,11 @@ static void *recv_main(void *arg)
                 st.pages, st.pages_pushed, st.pages_requested,
                 st.fault_median_us, st.fault_p99_us);
         send_msg(pc, HVI_PC_DONE, (uint32_t)st.fault_median_us,
-                 st.pages_requested, (uint32_t)st.fault_p99_us);
+                 st.pages_requested, (uint32_t)st.fault_p99_us, false);
         pthread_mutex_lock(&pc->lock);
         pthread_cond_broadcast(&pc->cond);
         pthread_mutex_unlock(&pc->lock);
+        hvi_pc_fire_wakes(pc, true);
     }
     if (r < 0) {
         unregister_all(pc); /* blocked faults retry: vCPUs stop at once */
@@ -535,6 +574,8 @@ static void pc_free(struct hvi_postcopy *pc)
     hvi_crypt_free(pc->main.in.crypt);
     hvi_crypt_free(pc->chan.in.crypt);
     free(pc->samples);
+    free(pc->wakes);
+    pthread_mutex_destroy(&pc->wake_lock);
     pthread_mutex_destroy(&pc->lock);
     pthread_mutex_destroy(&pc->wlock);
     pthread_cond_destroy(&pc->cond);
@@ -553,6 +594,7 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     pc->state = HVC_POSTCOPY_RUNNING;
     pthread_mutex_init(&pc->lock, NULL);
     pthread_mutex_init(&pc->wlock, NULL);
+    pthread_mutex_init(&pc->wake_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

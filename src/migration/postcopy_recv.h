@@ -54,6 +54,20 @@ struct hvi_postcopy {
      * name; -1 otherwise. */
     int listen_fd;
     uint8_t session[16];
+    /* Code that must not wait (the event thread's device models) asks to
+     * be called back when a range it needs is here
+     * (hvi_postcopy_when_present()): wake_lock, a leaf, guards the list
+     * and is held while a callback runs (a callback only signals); nwakes
+     * lets place() skip the lock while the list is empty. */
+    pthread_mutex_t wake_lock;
+    struct pc_wake {
+        uint64_t gpa, len;
+        hvi_page_wake_fn fn;
+        void *opaque;
+        uint32_t arg;
+    } * wakes;
+    size_t wcap;
+    atomic_size_t nwakes;
 };
 
 static inline uint64_t hvi_pc_now_ns(void)
@@ -83,8 +97,13 @@ static inline struct pc_reg *hvi_pc_region(struct hvi_postcopy *pc,
     return NULL;
 }
 
+/* Calls back the waiters whose range is here now (every one when @p all:
+ * post-copy ended, either way). Any thread, holding no lock. */
+void hvi_pc_fire_wakes(struct hvi_postcopy *pc, bool all);
+
 /* Asks the source for page @p pg of @p r once (@p t: the fault's time);
- * a failed request fails post-copy. */
+ * a failed request fails post-copy. On the VM's event thread the request
+ * is dropped (and left to ask again) when it cannot be written at once. */
 int hvi_pc_ask(struct hvi_postcopy *pc, struct pc_reg *r, uint64_t pg,
                uint64_t t);
 

@@ -239,10 +239,19 @@ static int64_t pcs_write(void *opaque, const void *buf, size_t len)
     return write_on(c, c->src->fd, buf, len);
 }
 
+_Atomic uint32_t hvi_pc_test_delay_us;
+
 /* Sends @p count pending pages of region @p ri from page @p pg. */
 static int send_run(struct pcs *c, size_t ri, uint64_t pg, uint64_t count,
                     bool requested)
 {
+    uint32_t delay =
+        atomic_load_explicit(&hvi_pc_test_delay_us, memory_order_relaxed);
+    if (delay) { /* tests: a slow link */
+        struct timespec t = {delay / 1000000u,
+                             (long)(delay % 1000000u) * 1000L};
+        nanosleep(&t, NULL);
+    }
     struct hvi_out *o = requested && c->pfd >= 0 ? &c->o2 : c->src->o;
     /* Gone from the set before the writes: a request that comes while
      * they wait finds the page on its way already. */

@@ -177,6 +177,8 @@ struct hvi_in {
     bool channel_connects; /* post-copy's page channel is a connection */
     uint8_t session[16];
     struct hvi_par_in *par;
+    uint32_t timeout_ms;      /* a live receive: most ms to wait for the
+                               * next bytes (a stalled sender); 0: none */
 };
 const char *hvi_section_name(uint16_t id);
 /* Records "stream section NAME (instance N) at byte OFF: ..." and returns

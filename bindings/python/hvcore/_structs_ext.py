@@ -450,5 +450,6 @@ class RestoreOptions(ctypes.Structure):
         ("reserved", c_uint32),
         ("tls", c_void_p),  # const hvc_migrate_tls *: live migration only
         ("listen_fd", c_int32),  # -1: none (restore_options sets it)
+        ("timeout_ms", c_uint32),  # live migration only; 0: 30 s
         ("reserved2", c_uint32),
     ]

@@ -45,6 +45,7 @@ raise is re-raised, chained to the library's HvError, as in
 
 import ctypes
 import errno
+import operator
 import os
 import socket
 from ctypes import byref, c_int
@@ -479,7 +480,7 @@ class LiveMixin:
     @classmethod
     def migrate_receive(cls, hypervisor, conn, *, key=None, passphrase=None,
                         setup=None, progress=None, tls=None, kick_signal=0,
-                        listen_fd=None):
+                        listen_fd=None, timeout_ms=0):
         """The VM ``vm.migrate_send()`` sends at the other end of ``conn``
         (a connected stream socket or its fd), as a new VM of
         ``hypervisor``, once the whole stream was read, checked and
@@ -488,11 +489,14 @@ class LiveMixin:
         ``VM.restore()``); ``progress(done, total)``; ``tls`` a
         :class:`MigrateTLS` with this side's ``cert`` and ``key``;
         ``listen_fd`` the listening socket (or its fd) ``conn`` came from,
-        where a sender's extra connections arrive.
+        where a sender's extra connections arrive;
+        ``timeout_ms`` the longest wait for the sender's next bytes (0:
+        30 s, 0xffffffff: none).
 
         The VM is not paused: run its vCPUs (``vm.vcpus``). HvError as
-        ``VM.restore()``, ENODATA when the sender went away, EPIPE when
-        the acknowledgement could not be written; nothing is left then.
+        ``VM.restore()``, ENODATA when the sender went away, ETIMEDOUT
+        when it stalled, EPIPE when the acknowledgement could not be
+        written; nothing is left then.
         """
         op = _Operation()
         fd = _conn_fd(conn, "migrate_receive")
@@ -504,6 +508,11 @@ class LiveMixin:
             opts.tls = ctypes.addressof(raw_tls)
         if listen_fd is not None:
             opts.listen_fd = _conn_fd(listen_fd, "migrate_receive")
+        timeout_ms = operator.index(timeout_ms)
+        if not 0 <= timeout_ms <= 0xffffffff:
+            raise ValueError(f"timeout_ms {timeout_ms} is not in "
+                             "0..0xffffffff")
+        opts.timeout_ms = timeout_ms
         return run_restore(op, cls, hypervisor, lib.hvc_vm_migrate_receive,
                            (fd,), opts)
 

@@ -643,3 +643,20 @@ def test_handover_to_a_child_process(hv, running):
     # one unbroken count through the hand-over, on the same pipe
     assert text == counts(1, start + 3)
     assert result["console"].endswith(counts(start + 1, start + 3))
+
+
+def test_migrate_receive_gives_up_on_a_stalled_sender(hv):
+    """A sender that keeps the connection open and sends nothing: the
+    receive fails with ETIMEDOUT after timeout_ms, starting nothing; the
+    bounds of the option are checked."""
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        t0 = time.monotonic()
+        with pytest.raises(hvcore.HvError) as e:
+            hvcore.VM.migrate_receive(hv, theirs, timeout_ms=200)
+        took = time.monotonic() - t0
+        assert e.value.errno == errno.ETIMEDOUT, e.value
+        assert "stalled" in str(e.value) and "200 ms" in str(e.value)
+        assert 0.19 <= took < 5, took
+        with pytest.raises(ValueError):
+            hvcore.VM.migrate_receive(hv, theirs, timeout_ms=-1)

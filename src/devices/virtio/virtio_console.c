@@ -78,7 +78,9 @@ static bool rx_posted(struct vdev *d)
 {
     struct vq *q = &d->vq[RXQ];
     uint16_t idx;
-    if (!q->ready || hvi_vdev_read(d, q->avail + 2, &idx, 2) < 0)
+    /* a ring page still to come (post-copy): not now; the queue is
+     * notified again when it lands, and con_notify() looks again */
+    if (!q->ready || hvi_vq_avail_idx(d, q, &idx) <= 0)
         return false;
     return idx != q->last_avail;
 }

@@ -93,7 +93,10 @@ struct vdev;
  *                     worker takes the device lock only without it
  *   vm->mem_lock      (read) guest-memory accessors, taken anywhere above
  *   leaves            vm->dev_lock, vm->watch_lock: looking devices up,
- *                     watching a descriptor
+ *                     watching a descriptor; postcopy->wake_lock (and the
+ *                     post-copy leaves it may ask through): registering a
+ *                     queue to be notified when its pages land
+ *                     (virtqueue.c, from any of the above)
  *
  * Waiting for a model's thread (vdev_model.quiesce, destroy's join) is
  * done with none of ev_lock, vdev.lock, blk.lock or net.lock held, so
@@ -151,6 +154,13 @@ struct vdev_model {
      * buffer that is not there yet (virtio-net's receive queue). Rings and
      * descriptors are still waited for. */
     uint32_t unfetched_queues;
+    /* During an incoming post-copy, a queue whose rings or next buffer
+     * have a page that has not arrived is left alone rather than waited
+     * for, and notified again (notify()) when the page lands: always on
+     * the event thread, and on the model's own threads too when this is
+     * set (so that they never sleep on the link holding the device
+     * lock). See "Post-copy" below. */
+    bool defer_missing;
 };
 
 struct vdev {
@@ -172,7 +182,12 @@ struct vdev {
     int irq_fd;              /* interrupt eventfd (irqfd), or -1 */
     bool doorbells;          /* QueueNotify is a doorbell per queue */
     atomic_uint notify_mask; /* queues notified since the last wake */
-    struct vq_elem elem;     /* scratch for the model, under lock */
+    /* A model with no quiesce of its own, quiesced (a pause, a post-copy
+     * destination before its pages are in place): the queues notified
+     * meanwhile, served when it ends (virtio_mmio.c). Under lock. */
+    bool held;
+    unsigned held_mask;
+    struct vq_elem elem; /* scratch for the model, under lock */
 };
 
 /* virtio_mmio.c. Owns impl from the call on: on failure the model's
@@ -189,6 +204,19 @@ bool hvi_vdev_is_virtio(const hvc_device *dev);
 struct vdev *hvi_vdev_of(hvc_device *dev);
 /* Re-checks every ready queue for buffers (after a state load). */
 void hvi_vdev_kick_all(struct vdev *d);
+/* Notifies queue @p q of device @p opaque again (the event thread serves
+ * it): an hvi_page_wake_fn, so it takes no lock. */
+void hvi_vdev_rekick(void *opaque, uint32_t q);
+
+/* Post-copy. On a post-copy destination a page of a ring or buffer may
+ * not have arrived yet. On the event thread (and on a model's thread when
+ * vdev_model.defer_missing is set) hvi_vq_pop() first looks whether the
+ * queue's three rings and then the chain's buffers are here
+ * (hvi_postcopy_when_present(), which asks for what is not): if not, it
+ * returns 0 without taking the chain, as for an empty ring, and the queue
+ * is notified again when the pages land (hvi_vdev_rekick()). Elsewhere
+ * (a vCPU writing QueueReady, a virtio-net worker) the accessors wait for
+ * the page as before. */
 
 /* virtqueue.c. Every guest-memory access of a device goes through these,
  * held to the device's grants (hvc_device_set_grants): rings and
@@ -200,12 +228,18 @@ void hvi_vdev_kick_all(struct vdev *d);
 int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e);
 /* Reads the chain that starts at descriptor head again (a buffer the
  * device took earlier and kept), checked as hvi_vq_pop() checks it: 0, or
- * -1 with the device failed. */
+ * -1 with the device failed, or 1 when a buffer's page is missing and the
+ * caller must not wait for it (see "Post-copy"; the queue is notified
+ * again when it lands). */
 int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head,
                 struct vq_elem *e);
 void hvi_vq_push(struct vdev *d, struct vq *q, uint16_t head, uint32_t len);
 /* Signals used buffers, unless the driver set VRING_AVAIL_F_NO_INTERRUPT. */
 void hvi_vq_interrupt(struct vdev *d, struct vq *q);
+/* The driver ring's index of queue @p q: 1 and *idx; 0 when its page is
+ * missing and the caller must not wait ("Post-copy": the queue is
+ * notified again); -1 when it cannot be read. */
+int hvi_vq_avail_idx(struct vdev *d, struct vq *q, uint16_t *idx);
 /* Checks a queue's rings lie in RAM; 0 or -1 with the device failed. */
 int hvi_vq_check(struct vdev *d, uint32_t index);
 /* A device read of guest memory within its grants (and RAM); 0 or

@@ -262,6 +262,11 @@ static int mmio_write(void *opaque, hvc_vcpu *vcpu, uint32_t range,
 static void serve(struct vdev *d, unsigned mask)
 {
     pthread_mutex_lock(&d->lock);
+    if (d->held) { /* vdev_quiesce(): served when the hold ends */
+        d->held_mask |= mask;
+        pthread_mutex_unlock(&d->lock);
+        return;
+    }
     bool live = (d->status & VIRTIO_STATUS_DRIVER_OK) &&
                 !(d->status & VIRTIO_STATUS_NEEDS_RESET);
     for (uint32_t q = 0; live && q < d->model->nr_queues; q++)
@@ -320,6 +325,11 @@ static void add_doorbells(struct vdev *d)
         }
 }
 
+void hvi_vdev_rekick(void *opaque, uint32_t q)
+{
+    notify(opaque, q);
+}
+
 void hvi_vdev_kick_all(struct vdev *d)
 {
     for (uint32_t q = 0; q < d->model->nr_queues; q++)
@@ -334,9 +344,13 @@ static void vdev_destroy(void *opaque)
         hvc_vm_remove_doorbell(d->vm, &db);
     }
     hvc_vm_unwatch_fd(d->vm, d->notify_fd);
-    close(d->notify_fd);
     if (d->model->destroy)
-        d->model->destroy(d);
+        d->model->destroy(d); /* joins the model's threads */
+    /* Post-copy wake-ups (virtqueue.c) write the notify eventfd: none is
+     * registered any more (the event thread and the model's threads are
+     * done with this device), and once this returns none runs. */
+    hvi_postcopy_forget(d->vm, d);
+    close(d->notify_fd);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
@@ -350,10 +364,26 @@ static void vdev_reset(void *opaque)
     drain(d);
 }
 
+/* A model that serves its queues on the event thread (no quiesce of its
+ * own) is held here: while held, notifies are kept, not served, and are
+ * served when the hold ends. Under the device lock, so that a notify
+ * being served finishes before the hold begins, and none is lost. */
 static void vdev_quiesce(void *opaque, bool on)
 {
     struct vdev *d = opaque;
-    d->model->quiesce(d, on);
+    if (d->model->quiesce) {
+        d->model->quiesce(d, on);
+        return;
+    }
+    pthread_mutex_lock(&d->lock);
+    d->held = on;
+    unsigned kept = on ? 0 : d->held_mask;
+    if (!on)
+        d->held_mask = 0;
+    pthread_mutex_unlock(&d->lock);
+    for (uint32_t q = 0; q < d->model->nr_queues; q++)
+        if (kept & (1u << q))
+            notify(d, q);
 }
 
 int hvi_vdev_save(void *opaque, void *buf, size_t capacity, size_t *length);
@@ -485,8 +515,7 @@ int hvi_vdev_create(hvc_vm *vm, const struct vdev_model *model, void *impl,
     if (hvc_vm_irq_eventfd(vm, mmio->irq, &d->irq_fd) < 0)
         d->irq_fd = -1; /* no irqchip or no irqfd: pulse the line */
     add_doorbells(d);
-    if (model->quiesce)
-        hvi_device_set_quiesce(d->dev, vdev_quiesce);
+    hvi_device_set_quiesce(d->dev, vdev_quiesce);
     if (out)
         *out = d->dev;
     if (vdev)

@@ -24,6 +24,35 @@ static int ring_ptr(struct vdev *d, uint64_t gpa, size_t len, void **p)
     return hvc_vm_gpa_to_hva(d->vm, gpa, len, p);
 }
 
+/* Whether [gpa, gpa+len) can be used without waiting on the link: 1, or
+ * 0 after arranging for queue q to be notified again when it lands
+ * (virtio_dev.h, "Post-copy"). A lost page (or no memory to arm the
+ * wake-up) reads as here: the accessor then reports the failure. */
+static bool here(struct vdev *d, const struct vq *q, uint64_t gpa, uint64_t len)
+{
+    if (!atomic_load_explicit(&d->vm->postcopy_active, memory_order_acquire))
+        return true;
+    if (hvi_event_vm != d->vm && !d->model->defer_missing)
+        return true;
+    return hvi_postcopy_when_present(d->vm, gpa, len, hvi_vdev_rekick, d,
+                                     (uint32_t)(q - d->vq)) != 0;
+}
+
+/* The three rings of q. */
+static bool rings_here(struct vdev *d, const struct vq *q)
+{
+    return here(d, q, q->avail, 6u + 2u * q->num) &&
+           here(d, q, q->used, 6u + 8u * q->num) &&
+           here(d, q, q->desc, 16u * q->num);
+}
+
+int hvi_vq_avail_idx(struct vdev *d, struct vq *q, uint16_t *idx)
+{
+    if (!rings_here(d, q))
+        return 0;
+    return hvi_vdev_read(d, q->avail + 2, idx, 2) < 0 ? -1 : 1;
+}
+
 int hvi_vdev_read(struct vdev *d, uint64_t gpa, void *buf, size_t len)
 {
     if (hvi_device_check_grant(d->dev, gpa, len) < 0)
@@ -119,6 +148,8 @@ int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head, struct vq_elem *e)
         }
         if (desc.len) {
             void *hva;
+            if (!unfetched && !here(d, q, desc.addr, desc.len))
+                return 1; /* not taken: notified again when it lands */
             if ((unfetched ? hvi_vm_gpa_to_hva_nowait(d->vm, desc.addr,
                                                       desc.len, &hva)
                            : hvc_vm_gpa_to_hva(d->vm, desc.addr, desc.len,
@@ -173,7 +204,7 @@ int hvi_vq_walk(struct vdev *d, struct vq *q, uint16_t head, struct vq_elem *e)
 int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
 {
     uint8_t *avail;
-    if (!q->ready)
+    if (!q->ready || !rings_here(d, q))
         return 0;
     int r = ring_ptr(d, q->avail, 6u + 2u * q->num, (void **)&avail);
     if (r == -EACCES) { /* the grants changed since the queue was enabled */
@@ -198,8 +229,8 @@ int hvi_vq_pop(struct vdev *d, struct vq *q, struct vq_elem *e)
                       q->num);
         return -1;
     }
-    if (hvi_vq_walk(d, q, head, e) < 0)
-        return -1;
+    if ((r = hvi_vq_walk(d, q, head, e)) != 0)
+        return r < 0 ? -1 : 0; /* 1: a buffer's page is on its way */
     q->last_avail++;
     return 1;
 }
