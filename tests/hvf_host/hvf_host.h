@@ -54,8 +54,11 @@
  *   external interrupt KVM_INTERRUPT, NMI KVM_NMI, exceptions (error code
  *   too) and INT n through KVM_SET_VCPU_EVENTS. The interrupt-window
  *   control exits at once (VMX_REASON_IRQ_WND) when the guest is already
- *   interruptible, else sets request_interrupt_window and turns
- *   KVM_EXIT_IRQ_WINDOW_OPEN into VMX_REASON_IRQ_WND. IDT-vectoring info
+ *   interruptible; else, as KVM on PVM does not report the window opening
+ *   (request_interrupt_window had no effect here), the guest is single-
+ *   stepped (KVM_GUESTDBG_SINGLESTEP) until RFLAGS.IF=1 without STI/MOV SS
+ *   blocking, and that exits VMX_REASON_IRQ_WND (other exits on the way
+ *   are reported as usual). IDT-vectoring info
  *   is always 0: an event KVM was delivering when the exit came stays
  *   queued in KVM and is re-delivered by it (hidden, not reported).
  *
@@ -95,10 +98,14 @@
  *   exactly the backend's answers, but the exits happen up front, not at
  *   the guest's CPUID, and answers cannot change after the first entry
  *   (KVM freezes CPUID). KVM still patches its dynamic bits (OSXSAVE from
- *   CR4, the XSAVE size from XCR0).
+ *   CR4, the XSAVE size from XCR0), and refuses (EPERM, hv_vcpu_run then
+ *   fails with HV_ERROR) answers that advertise XSAVE features the process
+ *   has no permission for (AMX in leaf 0xd).
  * - RDMSR/WRMSR exit (RCX, EDX:EAX, RIP at the instruction, length 2) for
  *   every MSR but those enabled with hv_vcpu_enable_native_msr(): see
- *   msr.c (KVM's filter is per VM, so a native MSR is native on every vCPU).
+ *   msr.c (KVM's filter is per VM, so a native MSR is native on every vCPU;
+ *   it works on this PVM host). x2APIC MSRs (0x800-0x8ff) cannot be
+ *   filtered by KVM: with no in-kernel LAPIC they exit as unknown MSRs.
  *   The pending access is completed and discarded with immediate_exit.
  * - HLT: KVM_EXIT_HLT comes after KVM stepped over it; RIP is put back on
  *   the HLT (instruction length 1).

@@ -40,6 +40,7 @@ struct hvfh_vcpu {
     pthread_t thread;
     atomic_int kick;
     int entered;   /* KVM_RUN done once (CPUID frozen) */
+    int stepping;  /* single-stepping to find the interrupt window */
     int cpuid_state; /* 0 not probed, 1 probing, 2 programmed */
     int cpuid_idx;
     struct kvm_cpuid2 *cpuid;

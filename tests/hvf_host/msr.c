@@ -58,6 +58,13 @@ int hvfh_msr_filter(struct hvfh_vcpu *unused)
         r->bitmap = (uint8_t *)&bitmaps[nr];
         nr++;
     }
+    if (!nr) { /* KVM wants a range with a default-deny filter */
+        f.ranges[0].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+        f.ranges[0].base = 0;
+        f.ranges[0].nmsrs = 1;
+        bitmaps[0] = 0;
+        f.ranges[0].bitmap = (uint8_t *)&bitmaps[0];
+    }
     if (!ret && ioctl(hvfh_vm.vm_fd, KVM_X86_SET_MSR_FILTER, &f))
         ret = -1;
     pthread_mutex_unlock(&hvfh_vm_lock);

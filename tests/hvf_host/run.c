@@ -385,8 +385,21 @@ static int interruptible(struct hvfh_vcpu *v)
     return (v->regs.rflags & (1u << 9)) && !e.interrupt.shadow;
 }
 
+static void single_step(struct hvfh_vcpu *v, int on)
+{
+    struct kvm_guest_debug d;
+    memset(&d, 0, sizeof(d));
+    if (on)
+        d.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
+    ioctl(v->fd, KVM_SET_GUEST_DEBUG, &d);
+}
+
 static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r)
 {
+    if (v->stepping) {
+        single_step(v, 0);
+        v->stepping = 0;
+    }
     /* VM exit clears the entry interruption's valid bit and saves LMA into
      * the IA-32e-mode entry control */
     v->vmcs[VMCS_CTRL_VMENTRY_IRQ_INFO] &= ~(uint64_t)IRQ_INFO_VALID;
@@ -439,6 +452,12 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     if (hvfh_flush_state(v) || inject(v))
         return HV_ERROR;
     struct kvm_run *run = v->run;
+    if (wnd && !v->stepping) {
+        /* KVM on PVM does not report the window opening: step the guest
+         * until it can take an interrupt */
+        single_step(v, 1);
+        v->stepping = 1;
+    }
     for (;;) {
         run->request_interrupt_window = (uint8_t)wnd;
         int rc = ioctl(v->fd, KVM_RUN, 0);
@@ -476,6 +495,13 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 1;
             return after_exit(v, HV_SUCCESS);
         }
+        case KVM_EXIT_DEBUG:
+            if (!v->stepping)
+                return after_exit(v, HV_ERROR);
+            if (!interruptible(v))
+                continue;
+            set_exit(v, VMX_REASON_IRQ_WND, 0);
+            return after_exit(v, HV_SUCCESS);
         case KVM_EXIT_IRQ_WINDOW_OPEN:
             set_exit(v, VMX_REASON_IRQ_WND, 0);
             return after_exit(v, HV_SUCCESS);

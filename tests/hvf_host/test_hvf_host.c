@@ -287,3 +287,269 @@ Test(hvf_host, string_io_exits_with_instruction_information)
     cr_assert_eq(run(), VMX_REASON_HLT);
     cr_assert_eq(memcmp(ram + DATA, "WXYZ", 4), 0);
 }
+
+static void expect_ept(uint64_t rip, uint64_t gpa, unsigned access)
+{
+    cr_assert_eq(run(), VMX_REASON_EPT_VIOLATION, "exit %llu at 0x%llx",
+                 (unsigned long long)rvmcs(VMCS_RO_EXIT_REASON),
+                 (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert_eq(rreg(HV_X86_RIP), rip, "rip 0x%llx, expected 0x%llx",
+                 (unsigned long long)rreg(HV_X86_RIP),
+                 (unsigned long long)rip);
+    cr_assert_eq(rvmcs(VMCS_GUEST_PHYSICAL_ADDRESS), gpa);
+    cr_assert_eq(rvmcs(VMCS_RO_EXIT_QUALIFIC) & 7, access);
+}
+
+Test(hvf_host, mmio_is_an_ept_violation_before_the_instruction)
+{
+    EMIT(0xbb, B4(MMIO));                          /* mov ebx, MMIO */
+    EMIT(0xb8, B4(0x1111));                        /* mov eax, 0x1111 */
+    EMIT(0xb9, B4(0x55667788));                    /* mov ecx, ... */
+    uint64_t ld = EMIT(0x8b, 0x03);                /* mov eax, [rbx] */
+    uint64_t st = EMIT(0x89, 0x4b, 0x08);          /* mov [rbx+8], ecx */
+    uint64_t mz = EMIT(0x0f, 0xb6, 0x4b, 0x01);    /* movzx ecx, byte [rbx+1] */
+    EMIT(0xbf, B4(MMIO + 0x10));                   /* mov edi, MMIO+0x10 */
+    uint64_t sd = EMIT(0xab);                      /* stosd */
+    EMIT(0xbf, B4(MMIO + 0x20));                   /* mov edi, MMIO+0x20 */
+    EMIT(0xb9, B4(2));                             /* mov ecx, 2 */
+    uint64_t rs = EMIT(0xf3, 0xaa);                /* rep stosb */
+    uint64_t ro = EMIT(0x88, 0x04, 0x25, B4(0x5000)); /* mov [0x5000], al */
+    uint64_t na = EMIT(0x8a, 0x0c, 0x25, B4(0x6000)); /* mov cl, [0x6000] */
+    uint64_t hlt = EMIT(0xf4);
+    ram[0x5000] = 0x99;
+    ram[0x6000] = 0x98;
+    cr_assert_eq(hv_vm_protect(0x5000, 0x1000, HV_MEMORY_READ), HV_SUCCESS);
+    cr_assert_eq(hv_vm_protect(0x6000, 0x1000, 0), HV_SUCCESS);
+
+    expect_ept(ld, MMIO, 1);
+    cr_assert_eq(rreg(HV_X86_RAX), 0x1111, "the load must not have run");
+    cr_assert_eq(rvmcs(VMCS_RO_EXIT_QUALIFIC) & (3u << 7), 3u << 7);
+    cr_assert_eq(rvmcs(VMCS_RO_GUEST_LIN_ADDR), MMIO);
+    wreg(HV_X86_RAX, 0xabcd);
+    wreg(HV_X86_RIP, ld + 2);
+    expect_ept(st, MMIO + 8, 2);
+    cr_assert_eq(rreg(HV_X86_RAX), 0xabcd);
+    cr_assert_eq(rreg(HV_X86_RCX), 0x55667788);
+    wreg(HV_X86_RIP, st + 3);
+    expect_ept(mz, MMIO + 1, 1);
+    cr_assert_eq(rreg(HV_X86_RCX), 0x55667788, "movzx must not have run");
+    wreg(HV_X86_RCX, 0x7f);
+    wreg(HV_X86_RIP, mz + 4);
+    expect_ept(sd, MMIO + 0x10, 2);
+    cr_assert_eq(rreg(HV_X86_RDI), MMIO + 0x10, "stos must not have run");
+    wreg(HV_X86_RDI, MMIO + 0x14);
+    wreg(HV_X86_RIP, sd + 1);
+    expect_ept(rs, MMIO + 0x20, 2);
+    cr_assert_eq(rreg(HV_X86_RDI), MMIO + 0x20);
+    cr_assert_eq(rreg(HV_X86_RCX), 2);
+    wreg(HV_X86_RDI, MMIO + 0x22);
+    wreg(HV_X86_RCX, 0);
+    wreg(HV_X86_RIP, rs + 2);
+    /* read-only page: the write faults, memory keeps its byte */
+    expect_ept(ro, 0x5000, 2);
+    cr_assert_eq((rvmcs(VMCS_RO_EXIT_QUALIFIC) >> 3) & 7, HV_MEMORY_READ);
+    cr_assert_eq(ram[0x5000], 0x99);
+    wreg(HV_X86_RIP, ro + 7);
+    /* no-access page: the read faults */
+    expect_ept(na, 0x6000, 1);
+    cr_assert_eq((rvmcs(VMCS_RO_EXIT_QUALIFIC) >> 3) & 7, 0);
+    cr_assert_eq(rreg(HV_X86_RCX) & 0xff, 0);
+    wreg(HV_X86_RIP, na + 7);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert_eq(rreg(HV_X86_RIP), hlt);
+}
+
+Test(hvf_host, cpuid_answers_are_the_backends)
+{
+    EMIT(0xb8, B4(0x40000000));                    /* mov eax, 0x40000000 */
+    EMIT(0x0f, 0xa2);                              /* cpuid */
+    EMIT(0x89, 0x1c, 0x25, B4(DATA));              /* mov [DATA], ebx */
+    EMIT(0x89, 0x0c, 0x25, B4(DATA + 4));          /* mov [DATA+4], ecx */
+    EMIT(0x89, 0x14, 0x25, B4(DATA + 8));          /* mov [DATA+8], edx */
+    EMIT(0xb8, B4(6));                             /* mov eax, 6 */
+    EMIT(0x0f, 0xa2);                              /* cpuid */
+    EMIT(0x89, 0x04, 0x25, B4(DATA + 12));         /* mov [DATA+12], eax */
+    EMIT(0x89, 0x1c, 0x25, B4(DATA + 16));         /* mov [DATA+16], ebx */
+    uint64_t hlt = EMIT(0xf4);
+    wreg(HV_X86_RBX, 0x5151);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert_eq(rreg(HV_X86_RIP), hlt);
+    cr_assert_gt(cpuid_exits, 10, "every leaf is asked up front");
+    cr_assert_eq(memcmp(ram + DATA, "hvfhTESTcpid", 12), 0, "saw %.12s",
+                 (char *)(ram + DATA));
+    uint32_t a, b;
+    memcpy(&a, ram + DATA + 12, 4);
+    memcpy(&b, ram + DATA + 16, 4);
+    cr_assert_eq(a, 0x12345678);
+    cr_assert_eq(b, 0x9abcdef0);
+}
+
+Test(hvf_host, rdmsr_wrmsr_exit_unless_native)
+{
+    cr_assert_eq(hv_vcpu_write_msr(vcpu, 0x174, 0x42), HV_SUCCESS);
+    EMIT(0xb9, B4(0x174));                         /* mov ecx, 0x174 */
+    uint64_t rd = EMIT(0x0f, 0x32);                /* rdmsr */
+    EMIT(0x89, 0x04, 0x25, B4(DATA));              /* mov [DATA], eax */
+    EMIT(0xb9, B4(0x175));                         /* mov ecx, 0x175 */
+    EMIT(0xb8, B4(0x2));                           /* mov eax, 2 */
+    EMIT(0xba, B4(0x1));                           /* mov edx, 1 */
+    uint64_t wr = EMIT(0x0f, 0x30);                /* wrmsr */
+    EMIT(0xb9, B4(0x174));                         /* mov ecx, 0x174 */
+    EMIT(0x0f, 0x32);                              /* rdmsr (native) */
+    EMIT(0x89, 0x04, 0x25, B4(DATA + 4));          /* mov [DATA+4], eax */
+    EMIT(0xf4);
+    uint32_t w0 = run();
+    cr_assert_eq(w0, VMX_REASON_RDMSR, "exit %u rip %llx", w0, (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert_eq(rreg(HV_X86_RIP), rd);
+    cr_assert_eq(rreg(HV_X86_RCX), 0x174);
+    cr_assert_eq(rvmcs(VMCS_RO_VMEXIT_INSTR_LEN), 2);
+    wreg(HV_X86_RAX, 0x11);
+    wreg(HV_X86_RDX, 0);
+    skip_insn();
+    cr_assert_eq(run(), VMX_REASON_WRMSR);
+    cr_assert_eq(rreg(HV_X86_RIP), wr);
+    cr_assert_eq(rreg(HV_X86_RCX), 0x175);
+    cr_assert_eq(rreg(HV_X86_RAX), 2);
+    cr_assert_eq(rreg(HV_X86_RDX), 1);
+    uint64_t esp = 0;
+    cr_assert_eq(hv_vcpu_read_msr(vcpu, 0x175, &esp), HV_SUCCESS);
+    cr_assert_neq(esp, 0x100000002ull, "the WRMSR must not have run");
+    skip_insn();
+    cr_assert_eq(hv_vcpu_enable_native_msr(vcpu, 0x174, true), HV_SUCCESS);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    uint32_t a, b;
+    memcpy(&a, ram + DATA, 4);
+    memcpy(&b, ram + DATA + 4, 4);
+    cr_assert_eq(a, 0x11);
+    cr_assert_eq(b, 0x42);
+}
+
+/* IDT vector 0x20 -> a handler that stores 0x77 at DATA and returns. */
+static void idt_handler(void)
+{
+    uint64_t h = 0x1800, save = pc;
+    pc = h;
+    EMIT(0xc6, 0x04, 0x25, B4(DATA), 0x77);        /* mov byte [DATA], 0x77 */
+    EMIT(0x48, 0xcf);                              /* iretq */
+    pc = save;
+    uint64_t *g = (uint64_t *)(ram + IDT + 0x20 * 16);
+    g[0] = (h & 0xffff) | (0x08ull << 16) | (0x8eull << 40) |
+           ((h >> 16 & 0xffff) << 48);
+    g[1] = h >> 32;
+}
+
+Test(hvf_host, injected_interrupt_and_window)
+{
+    idt_handler();
+    EMIT(0xfa);                                    /* cli */
+    uint64_t o1 = EMIT(0xe6, 0x10);                /* out 0x10, al */
+    EMIT(0xfb);                                    /* sti */
+    EMIT(0x90);                                    /* nop */
+    EMIT(0x90);                                    /* nop */
+    uint64_t hlt = EMIT(0xf4);
+    uint64_t o2 = EMIT(0xe6, 0x11);                /* out 0x11, al */
+    EMIT(0xf4);
+    cr_assert_eq(run(), VMX_REASON_IO);
+    cr_assert_eq(rreg(HV_X86_RIP), o1);
+    skip_insn();
+    /* IF=0: injecting now would fail the entry, the window waits */
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x20);
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, 0);
+    wvmcs(VMCS_CTRL_CPU_BASED, rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
+    uint32_t w1 = run();
+    cr_assert_eq(w1, VMX_REASON_IRQ_WND, "exit %u rip %llx", w1, (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert(rreg(HV_X86_RFLAGS) & (1u << 9), "IF set at the window");
+    cr_assert_gt(rreg(HV_X86_RIP), o1);
+    cr_assert_leq(rreg(HV_X86_RIP), hlt);
+    cr_assert_eq(ram[DATA], 0);
+    wvmcs(VMCS_CTRL_CPU_BASED,
+          rvmcs(VMCS_CTRL_CPU_BASED) & ~(uint64_t)CPU_BASED_IRQ_WND);
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x20);
+    uint32_t why = run();
+    cr_assert_eq(ram[DATA], 0x77, "the handler ran");
+    cr_assert_eq(rvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO) & IRQ_INFO_VALID, 0);
+    if (why == VMX_REASON_HLT) {
+        cr_assert_eq(rreg(HV_X86_RIP), hlt);
+        skip_insn();
+        why = run();
+    }
+    cr_assert_eq(why, VMX_REASON_IO);
+    cr_assert_eq(rreg(HV_X86_RIP), o2);
+}
+
+static void *other_thread(void *arg)
+{
+    (void)arg;
+    uint64_t v;
+    long bad = 0;
+    bad += hv_vcpu_read_register(vcpu, HV_X86_RIP, &v) != HV_BAD_ARGUMENT;
+    bad += hv_vcpu_write_register(vcpu, HV_X86_RAX, 1) != HV_BAD_ARGUMENT;
+    bad += hv_vmx_vcpu_read_vmcs(vcpu, VMCS_GUEST_RIP, &v) != HV_BAD_ARGUMENT;
+    bad += hv_vmx_vcpu_write_vmcs(vcpu, VMCS_GUEST_RIP, 0) != HV_BAD_ARGUMENT;
+    bad += hv_vcpu_run(vcpu) != HV_BAD_ARGUMENT;
+    bad += hv_vcpu_read_msr(vcpu, 0x174, &v) != HV_BAD_ARGUMENT;
+    bad += hv_vcpu_destroy(vcpu) != HV_BAD_ARGUMENT;
+    bad += hv_vm_create(HV_VM_DEFAULT) != HV_BUSY;
+    return (void *)bad;
+}
+
+Test(hvf_host, vcpu_calls_from_another_thread_fail)
+{
+    pthread_t t;
+    void *bad = (void *)1;
+    cr_assert_eq(pthread_create(&t, NULL, other_thread, NULL), 0);
+    pthread_join(t, &bad);
+    cr_assert_eq((long)bad, 0, "%ld calls were not refused", (long)bad);
+    cr_assert_eq(hv_vm_create(HV_VM_DEFAULT), HV_BUSY);
+    uint8_t page[4096] __attribute__((aligned(4096)));
+    cr_assert_eq(hv_vm_map(page, 0x1000, 4096, HV_MEMORY_READ), HV_ERROR,
+                 "overlapping map");
+    cr_assert_eq(hv_vm_map(page, 0x100000000ull + 1, 4096, HV_MEMORY_READ),
+                 HV_BAD_ARGUMENT, "unaligned map");
+    uint64_t v;
+    cr_assert_eq(hv_vmx_vcpu_read_vmcs(vcpu, 0x1234, &v), HV_BAD_ARGUMENT);
+    cr_assert_eq(hv_vmx_vcpu_write_vmcs(vcpu, VMCS_RO_EXIT_REASON, 1),
+                 HV_BAD_ARGUMENT, "read-only field");
+    cr_assert_eq(hv_vcpu_read_register(vcpu, HV_X86_RIP, &v), HV_SUCCESS);
+}
+
+static void *kicker(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    hv_vcpu_interrupt(&vcpu, 1);
+    return NULL;
+}
+
+Test(hvf_host, interrupt_from_another_thread_ends_the_run)
+{
+    uint64_t spin = EMIT(0xeb, 0xfe);              /* jmp . */
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, kicker, NULL), 0);
+    uint32_t why = run();
+    pthread_join(t, NULL);
+    cr_assert_eq(why, VMX_REASON_IRQ);
+    cr_assert_eq(rreg(HV_X86_RIP), spin);
+    /* not running: the next run returns at once */
+    cr_assert_eq(hv_vcpu_interrupt(&vcpu, 1), HV_SUCCESS);
+    cr_assert_eq(run(), VMX_REASON_IRQ);
+}
+
+Test(hvf_host, entry_checks_ia32e_control)
+{
+    EMIT(0xf4);
+    wvmcs(VMCS_CTRL_VMENTRY_CONTROLS,
+          rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) | VMENTRY_LOAD_EFER);
+    wvmcs(VMCS_GUEST_IA32_EFER, 0x100); /* LME without LMA */
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_GUEST_IA32_EFER, 0x500);
+    wvmcs(VMCS_CTRL_VMENTRY_CONTROLS,
+          rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) & ~(uint64_t)VMENTRY_GUEST_IA32E);
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_CTRL_VMENTRY_CONTROLS,
+          rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) | VMENTRY_GUEST_IA32E);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert(rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) & VMENTRY_GUEST_IA32E);
+}
