@@ -41,6 +41,8 @@ struct hvfh_vcpu {
     atomic_int kick;
     int entered;   /* KVM_RUN done once (CPUID frozen) */
     int stepping;  /* single-stepping to find the interrupt window */
+    uint64_t tlb_la, tlb_gpa; /* last KVM_TRANSLATE, until the next entry */
+    int tlb_valid;
     int cpuid_state; /* 0 not probed, 1 probing, 2 programmed */
     int cpuid_idx;
     struct kvm_cpuid2 *cpuid;

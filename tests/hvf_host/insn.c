@@ -13,12 +13,20 @@
 
 int hvfh_translate(struct hvfh_vcpu *v, uint64_t la, uint64_t *gpa)
 {
+    uint64_t page = la & ~(HVFH_PAGE - 1);
+    if (v->tlb_valid && v->tlb_la == page) {
+        *gpa = v->tlb_gpa | (la & (HVFH_PAGE - 1));
+        return 0;
+    }
     if (hvfh_flush_state(v))
         return -EIO;
-    struct kvm_translation t = {.linear_address = la};
+    struct kvm_translation t = {.linear_address = page};
     if (ioctl(v->fd, KVM_TRANSLATE, &t) || !t.valid)
         return -EFAULT;
-    *gpa = t.physical_address;
+    v->tlb_la = page;
+    v->tlb_gpa = t.physical_address & ~(HVFH_PAGE - 1);
+    v->tlb_valid = 1;
+    *gpa = v->tlb_gpa | (la & (HVFH_PAGE - 1));
     return 0;
 }
 

@@ -553,3 +553,48 @@ Test(hvf_host, entry_checks_ia32e_control)
     cr_assert_eq(run(), VMX_REASON_HLT);
     cr_assert(rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) & VMENTRY_GUEST_IA32E);
 }
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* For information: the cost of an I/O and an MMIO-write exit round trip
+ * through this layer (printed; only the counts are asserted). */
+Test(hvf_host, exit_round_trip_costs)
+{
+    EMIT(0xbb, B4(MMIO));                          /* mov ebx, MMIO */
+    uint64_t loop = EMIT(0xe6, 0x10);              /* out 0x10, al */
+    EMIT(0x89, 0x03);                              /* mov [rbx], eax */
+    EMIT(0xeb, (uint8_t)(loop - (pc + 2)));        /* jmp loop */
+    enum { N = 2000 };
+    cr_assert_eq(run(), VMX_REASON_IO);
+    skip_insn();
+    cr_assert_eq(run(), VMX_REASON_EPT_VIOLATION);
+    wreg(HV_X86_RIP, rreg(HV_X86_RIP) + 2);
+    double t_io = 0, t_mmio = 0;
+    int io = 0, mmio = 0;
+    for (int i = 0; i < N; i++) {
+        double t0 = now_us();
+        uint32_t why = run();
+        double t1 = now_us();
+        if (why == VMX_REASON_IO) {
+            io++;
+            t_io += t1 - t0;
+            skip_insn();
+        } else {
+            cr_assert_eq(why, VMX_REASON_EPT_VIOLATION);
+            mmio++;
+            t_mmio += t1 - t0;
+            wreg(HV_X86_RIP, rreg(HV_X86_RIP) + 2);
+        }
+    }
+    cr_assert_eq(io, N / 2);
+    cr_assert_eq(mmio, N / 2);
+    cr_log_info("hvf_host round trip: I/O %.1f us, MMIO write %.1f us",
+                t_io / io, t_mmio / mmio);
+    fprintf(stderr, "hvf_host round trip: I/O %.1f us, MMIO write %.1f us\n",
+            t_io / io, t_mmio / mmio);
+}

@@ -85,6 +85,7 @@ void hvfh_invalidate(struct hvfh_vcpu *v)
 {
     v->regs_valid = v->sregs_valid = 0;
     v->regs_dirty = v->sregs_dirty = 0;
+    v->tlb_valid = 0;
 }
 
 hv_return_t hv_vcpu_create(hv_vcpuid_t *vcpu, hv_vcpu_options_t flags)
