@@ -90,7 +90,14 @@
  *   stores); nothing reached memory. The backend gets
  *   VMX_REASON_EPT_VIOLATION with the guest-physical address, the
  *   qualification (read/write/fetch, the page's R/W/X rights, guest-linear
- *   address valid), and the guest-linear address of the operand.
+ *   address valid), and the guest-linear address of the operand. An
+ *   instruction fetch from such a page is, on KVM, an emulation failure
+ *   (KVM_EXIT_INTERNAL_ERROR) with nothing executed: it is reported as an
+ *   EPT violation with the fetch bit, GPA and linear address of RIP.
+ *   Left as KVM does it: an MMIO read by MOVS into RAM completes into RAM
+ *   when the pending read is discarded (its data is the guest's own old
+ *   bytes only for INS); the written-instruction search assumes no prefix
+ *   bytes before the instruction that a shorter decode would also accept.
  * - CPUID always exits: see cpuid.c. Before the first entry the backend
  *   is asked every leaf/subleaf (basic, 0x4000000x, extended; subleaves of
  *   4, 7, 0xb, 0xd, 0x1f, ...) through synthesized VMX_REASON_CPUID exits
@@ -112,12 +119,14 @@
  * - Triple fault: KVM_EXIT_SHUTDOWN -> VMX_REASON_TRIPLE_FAULT.
  *
  * TSC
- * - hv_tsc_clock() is the host's RDTSC. hv_vcpu_set_tsc_relative() uses
- *   KVM's per-vCPU TSC offset attribute; a host that drops offset writes
- *   (this one) gets IA32_TSC written instead, so the guest TSC equals
- *   hv_tsc_clock() + offset at the next entry and then runs at the host
- *   rate. hv_vm_sync_tsc() writes IA32_TSC on each vCPU at its next entry
- *   (on its own thread).
+ * - hv_tsc_clock() is the host's RDTSC. hv_vcpu_set_tsc_relative() (guest
+ *   TSC = hv_tsc_clock() + offset) writes KVM's per-vCPU TSC offset
+ *   attribute; hv_vm_sync_tsc() turns the value into an offset from the
+ *   host's TSC at the call and each owner applies it at its next entry.
+ *   hv_vm_create() tries the attribute on a throw-away KVM VM: this PVM
+ *   host accepts the write and drops it (the guest's RDTSC is not trapped,
+ *   it reads the host's TSC; IA32_TSC writes are dropped too), so there
+ *   both calls return HV_UNSUPPORTED rather than succeed without effect.
  *
  * hv_vcpu_read/write_fpstate: the standard XSAVE layout (KVM_GET/SET_XSAVE,
  * up to 4096 bytes). Not provided: address spaces other than the default,

@@ -56,9 +56,7 @@ struct hvfh_vcpu {
     uint32_t native_msrs[HVFH_NATIVE_MAX];
     int n_native;
     int msr_filter_dirty;
-    int64_t tsc_offset;
-    int tsc_offset_pending;
-    uint64_t tsc_sync;
+    int64_t tsc_offset; /* hv_vm_sync_tsc's, applied at the next entry */
     int tsc_sync_pending;
     /* exit bookkeeping */
     uint64_t exits;
@@ -73,6 +71,7 @@ struct hvfh_vm {
     unsigned char slot_used[512];
     struct hvfh_vcpu *vcpus[HVFH_MAX_VCPUS];
     int user_msr; /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    int tsc_offset_works; /* KVM_VCPU_TSC_OFFSET reaches the guest */
 };
 
 extern struct hvfh_vm hvfh_vm;

@@ -510,6 +510,24 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             return after_exit(v, HV_SUCCESS);
         case KVM_EXIT_INTR:
             continue;
+        case KVM_EXIT_INTERNAL_ERROR: {
+            /* measured: a fetch from a page without memory is an
+             * emulation failure, nothing executed */
+            uint64_t g;
+            uint64_t la = v->sregs.cs.base + v->regs.rip;
+            if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+                !hvfh_translate(v, la, &g) &&
+                !(hvfh_gpa_rights(g) & HV_MEMORY_READ)) {
+                set_exit(v, VMX_REASON_EPT_VIOLATION,
+                         4u | (hvfh_gpa_rights(g) & 7) << 3 | 3u << 7);
+                v->vmcs[VMCS_GUEST_PHYSICAL_ADDRESS] = g;
+                v->vmcs[VMCS_RO_GUEST_LIN_ADDR] = la;
+                return after_exit(v, HV_SUCCESS);
+            }
+            fprintf(stderr, "hvf_host: KVM internal error %u at rip 0x%llx\n",
+                    run->internal.suberror, (unsigned long long)v->regs.rip);
+            return after_exit(v, HV_ERROR);
+        }
         default:
             fprintf(stderr, "hvf_host: KVM exit %u has no VMX counterpart\n",
                     run->exit_reason);

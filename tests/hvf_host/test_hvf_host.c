@@ -7,6 +7,9 @@
 #include <Hypervisor/Hypervisor.h>
 
 #include <cpuid.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <pthread.h>
@@ -597,4 +600,133 @@ Test(hvf_host, exit_round_trip_costs)
                 t_io / io, t_mmio / mmio);
     fprintf(stderr, "hvf_host round trip: I/O %.1f us, MMIO write %.1f us\n",
             t_io / io, t_mmio / mmio);
+}
+
+/* IDT vector `vec` -> code at `h` (64-bit interrupt gate). */
+static void idt_gate(unsigned vec, uint64_t h)
+{
+    uint64_t *g = (uint64_t *)(ram + IDT + vec * 16);
+    g[0] = (h & 0xffff) | (0x08ull << 16) | (0x8eull << 40) |
+           ((h >> 16 & 0xffff) << 48);
+    g[1] = h >> 32;
+}
+
+Test(hvf_host, exception_with_error_code_and_nmi_injected)
+{
+    /* #GP handler: stores the error code it finds on the stack */
+    pc = 0x1800;
+    uint64_t gp = EMIT(0x58);                      /* pop rax */
+    EMIT(0x89, 0x04, 0x25, B4(DATA));              /* mov [DATA], eax */
+    EMIT(0x48, 0xcf);                              /* iretq */
+    uint64_t nmi = EMIT(0xc6, 0x04, 0x25, B4(DATA + 4), 0x22); /* mov byte */
+    EMIT(0x48, 0xcf);                              /* iretq */
+    idt_gate(13, gp);
+    idt_gate(2, nmi);
+    pc = CODE;
+    uint64_t o1 = EMIT(0xe6, 0x10);                /* out 0x10, al */
+    uint64_t o2 = EMIT(0xe6, 0x11);                /* out 0x11, al */
+    EMIT(0xf4);
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_HARD_EXC |
+                                          IRQ_INFO_ERROR_VALID | 13);
+    wvmcs(VMCS_CTRL_VMENTRY_EXC_ERROR, 0x1238);
+    cr_assert_eq(run(), VMX_REASON_IO);
+    cr_assert_eq(rreg(HV_X86_RIP), o1);
+    uint32_t err;
+    memcpy(&err, ram + DATA, 4);
+    cr_assert_eq(err, 0x1238, "error code 0x%x", err);
+    skip_insn();
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_NMI | 2);
+    cr_assert_eq(run(), VMX_REASON_IO);
+    cr_assert_eq(rreg(HV_X86_RIP), o2);
+    cr_assert_eq(ram[DATA + 4], 0x22, "the NMI handler ran");
+}
+
+Test(hvf_host, triple_fault)
+{
+    wvmcs(VMCS_GUEST_IDTR_LIMIT, 0); /* every exception escalates */
+    EMIT(0x0f, 0x0b);                              /* ud2 */
+    cr_assert_eq(run(), VMX_REASON_TRIPLE_FAULT);
+}
+
+Test(hvf_host, unmapped_range_and_fetch)
+{
+    uint64_t ld = EMIT(0x8a, 0x0c, 0x25, B4(0x7000)); /* mov cl, [0x7000] */
+    EMIT(0xb8, B4(MMIO + 0x100));                  /* mov eax, MMIO+0x100 */
+    EMIT(0xff, 0xe0);                              /* jmp rax */
+    cr_assert_eq(hv_vm_unmap(0x7000, 0x1000), HV_SUCCESS);
+    cr_assert_eq(hv_vm_unmap(0x7000, 0x1000), HV_BAD_ARGUMENT,
+                 "unmapping a hole");
+    expect_ept(ld, 0x7000, 1);
+    wreg(HV_X86_RIP, ld + 7);
+    /* map it back: the same access now reads memory */
+    cr_assert_eq(hv_vm_map(ram + 0x7000, 0x7000, 0x1000,
+                           HV_MEMORY_READ | HV_MEMORY_WRITE), HV_SUCCESS);
+    expect_ept(MMIO + 0x100, MMIO + 0x100, 4);
+}
+
+Test(hvf_host, fpstate_is_the_xsave_image)
+{
+    uint8_t x[4096] __attribute__((aligned(64)));
+    memset(x, 0, sizeof(x));
+    cr_assert_eq(hv_vcpu_read_fpstate(vcpu, x, sizeof(x)), HV_SUCCESS);
+    uint32_t mxcsr;
+    memcpy(&mxcsr, x + 24, 4);
+    cr_assert_eq(mxcsr & 0xffff, 0x1f80, "MXCSR at its XSAVE offset");
+    memset(x + 160, 0xab, 16); /* XMM0 */
+    x[512] |= 2;               /* XSTATE_BV: SSE state present */
+    cr_assert_eq(hv_vcpu_write_fpstate(vcpu, x, sizeof(x)), HV_SUCCESS);
+    EMIT(0xf3, 0x0f, 0x7f, 0x04, 0x25, B4(DATA)); /* movdqu [DATA], xmm0 */
+    EMIT(0xf4);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    for (int i = 0; i < 16; i++)
+        cr_assert_eq(ram[DATA + i], 0xab);
+}
+
+/* Whether this host's KVM applies a TSC offset (the test's own look). */
+static int host_offsets_tsc(void)
+{
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    int cpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+    uint64_t v0 = 0, v1, v2 = 0;
+    struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
+                                .attr = KVM_VCPU_TSC_OFFSET,
+                                .addr = (uint64_t)(uintptr_t)&v0};
+    int ok = !ioctl(cpu, KVM_GET_DEVICE_ATTR, &a);
+    v1 = v0 + (1ull << 40);
+    a.addr = (uint64_t)(uintptr_t)&v1;
+    ok = ok && !ioctl(cpu, KVM_SET_DEVICE_ATTR, &a);
+    a.addr = (uint64_t)(uintptr_t)&v2;
+    ok = ok && !ioctl(cpu, KVM_GET_DEVICE_ATTR, &a) && v2 == v1;
+    close(cpu);
+    close(vm);
+    close(kvm);
+    return ok;
+}
+
+/* Guest TSC = hv_tsc_clock() + offset where KVM can offset it; where it
+ * cannot (PVM), the calls say so and the guest reads the host's TSC. */
+Test(hvf_host, tsc_relative_to_hv_tsc_clock)
+{
+    int offsets = host_offsets_tsc();
+    int64_t off = (int64_t)(1ull << 50) - (int64_t)hv_tsc_clock();
+    hv_return_t r = hv_vcpu_set_tsc_relative(vcpu, off);
+    cr_assert_eq(r, offsets ? HV_SUCCESS : HV_UNSUPPORTED);
+    cr_assert_eq(hv_vm_sync_tsc(1ull << 50),
+                 offsets ? HV_SUCCESS : HV_UNSUPPORTED);
+    if (!offsets)
+        off = 0;
+    EMIT(0x0f, 0x31);                              /* rdtsc */
+    EMIT(0x89, 0x04, 0x25, B4(DATA));              /* mov [DATA], eax */
+    EMIT(0x89, 0x14, 0x25, B4(DATA + 4));          /* mov [DATA+4], edx */
+    EMIT(0xf4);
+    uint64_t before = hv_tsc_clock() + (uint64_t)off;
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    uint64_t after = hv_tsc_clock() + (uint64_t)off;
+    uint64_t t;
+    memcpy(&t, ram + DATA, 8);
+    cr_assert(t >= before - 1000000000ull && t <= after,
+              "guest TSC 0x%llx, hv_tsc_clock()+offset 0x%llx..0x%llx",
+              (unsigned long long)t, (unsigned long long)before,
+              (unsigned long long)after);
 }

@@ -445,14 +445,33 @@ hv_return_t hv_vcpu_get_exec_time(hv_vcpuid_t vcpu, uint64_t *time)
     return HV_SUCCESS;
 }
 
+/* The offset KVM_VCPU_TSC_OFFSET applies, read back: a host that drops
+ * the write (PVM: the guest's RDTSC is not trapped) reads the old one. */
+static int tsc_offset_set(struct hvfh_vcpu *v, uint64_t off)
+{
+    uint64_t back = ~off;
+    struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
+                                .attr = KVM_VCPU_TSC_OFFSET,
+                                .addr = (uint64_t)(uintptr_t)&off};
+    if (ioctl(v->fd, KVM_SET_DEVICE_ATTR, &a))
+        return -1;
+    a.addr = (uint64_t)(uintptr_t)&back;
+    if (ioctl(v->fd, KVM_GET_DEVICE_ATTR, &a) || back != off)
+        return -1;
+    return 0;
+}
+
+/* Guest TSC = hv_tsc_clock() + offset, from now on. Where KVM cannot
+ * offset the guest's TSC (this PVM host), HV_UNSUPPORTED: nothing else
+ * could make the guest's RDTSC read it. */
 hv_return_t hv_vcpu_set_tsc_relative(hv_vcpuid_t vcpu, int64_t offset)
 {
     struct hvfh_vcpu *v = hvfh_vcpu_get(vcpu);
     if (!v)
         return HV_BAD_ARGUMENT;
-    v->tsc_offset = offset;
-    v->tsc_offset_pending = 1;
-    return HV_SUCCESS;
+    if (!hvfh_vm.tsc_offset_works)
+        return HV_UNSUPPORTED;
+    return tsc_offset_set(v, (uint64_t)offset) ? HV_ERROR : HV_SUCCESS;
 }
 
 hv_return_t hv_vcpu_enable_native_msr(hv_vcpuid_t vcpu, uint32_t msr,
@@ -475,27 +494,12 @@ hv_return_t hv_vcpu_enable_native_msr(hv_vcpuid_t vcpu, uint32_t msr,
     return hvfh_msr_filter(v) ? HV_ERROR : HV_SUCCESS;
 }
 
-/* Applies pending TSC requests on the owner thread before an entry. */
+/* Applies hv_vm_sync_tsc() on the owner thread before an entry. */
 void hvfh_tsc_apply(struct hvfh_vcpu *v);
 void hvfh_tsc_apply(struct hvfh_vcpu *v)
 {
     if (v->tsc_sync_pending) {
-        uint64_t t = v->tsc_sync;
-        msr_io(v, 0x10, &t, 1);
+        tsc_offset_set(v, (uint64_t)v->tsc_offset);
         v->tsc_sync_pending = 0;
-    }
-    if (v->tsc_offset_pending) {
-        /* KVM's offset control first; a host that drops it gets the
-         * value written through IA32_TSC (same guest TSC at this moment,
-         * but it then advances with the host's TSC from here). */
-        uint64_t off = (uint64_t)v->tsc_offset;
-        struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
-                                    .attr = KVM_VCPU_TSC_OFFSET,
-                                    .addr = (uint64_t)(uintptr_t)&off};
-        if (ioctl(v->fd, KVM_SET_DEVICE_ATTR, &a)) {
-            uint64_t t = __rdtsc() + off;
-            msr_io(v, 0x10, &t, 1);
-        }
-        v->tsc_offset_pending = 0;
     }
 }

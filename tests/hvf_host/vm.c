@@ -26,6 +26,31 @@ hv_return_t hv_capability(hv_capability_t capability, uint64_t *value)
     }
 }
 
+/* Whether KVM_VCPU_TSC_OFFSET reaches the guest: tried on a throw-away
+ * KVM VM (some KVMs, PVM, accept the write and drop it). */
+static int tsc_probe(int kvm)
+{
+    int ok = 0, vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    int cpu = vm >= 0 ? ioctl(vm, KVM_CREATE_VCPU, 0) : -1;
+    uint64_t before = 0, want, after = 0;
+    struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
+                                .attr = KVM_VCPU_TSC_OFFSET,
+                                .addr = (uint64_t)(uintptr_t)&before};
+    if (cpu >= 0 && !ioctl(cpu, KVM_GET_DEVICE_ATTR, &a)) {
+        want = before + (1ull << 40);
+        a.addr = (uint64_t)(uintptr_t)&want;
+        if (!ioctl(cpu, KVM_SET_DEVICE_ATTR, &a)) {
+            a.addr = (uint64_t)(uintptr_t)&after;
+            ok = !ioctl(cpu, KVM_GET_DEVICE_ATTR, &a) && after == want;
+        }
+    }
+    if (cpu >= 0)
+        close(cpu);
+    if (vm >= 0)
+        close(vm);
+    return ok;
+}
+
 hv_return_t hv_vm_create(hv_vm_options_t flags)
 {
     if (flags != HV_VM_DEFAULT)
@@ -57,6 +82,7 @@ hv_return_t hv_vm_create(hv_vm_options_t flags)
     cap.args[0] = KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN |
                   KVM_MSR_EXIT_REASON_INVAL;
     hvfh_vm.user_msr = ioctl(vm, KVM_ENABLE_CAP, &cap) == 0;
+    hvfh_vm.tsc_offset_works = tsc_probe(kvm);
     hvfh_vm.created = 1;
     pthread_mutex_unlock(&hvfh_vm_lock);
     if (hvfh_vm.user_msr)
@@ -289,18 +315,24 @@ hv_return_t hv_vm_protect_space(hv_vm_space_t asid, hv_gpaddr_t gpa,
                                        : HV_BAD_ARGUMENT;
 }
 
-/* Every vCPU's TSC to `tsc`, applied by each owner at its next run (a vCPU
- * belongs to its thread). */
+/* Every vCPU's TSC to `tsc` as of now: the offset from the host's TSC,
+ * applied by each owner at its next entry (a vCPU belongs to its thread).
+ * HV_UNSUPPORTED where KVM cannot offset the guest's TSC. */
 hv_return_t hv_vm_sync_tsc(uint64_t tsc)
 {
+    uint64_t off = tsc - __rdtsc();
     pthread_mutex_lock(&hvfh_vm_lock);
     if (!hvfh_vm.created) {
         pthread_mutex_unlock(&hvfh_vm_lock);
         return HV_BAD_ARGUMENT;
     }
+    if (!hvfh_vm.tsc_offset_works) {
+        pthread_mutex_unlock(&hvfh_vm_lock);
+        return HV_UNSUPPORTED;
+    }
     for (int i = 0; i < HVFH_MAX_VCPUS; i++)
         if (hvfh_vm.vcpus[i]) {
-            hvfh_vm.vcpus[i]->tsc_sync = tsc;
+            hvfh_vm.vcpus[i]->tsc_offset = (int64_t)off;
             hvfh_vm.vcpus[i]->tsc_sync_pending = 1;
         }
     pthread_mutex_unlock(&hvfh_vm_lock);
