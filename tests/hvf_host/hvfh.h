@@ -39,8 +39,8 @@ struct hvfh_vcpu {
     pid_t tid; /* owner */
     pthread_t thread;
     atomic_int kick;
-    int entered;   /* KVM_RUN done once (CPUID frozen) */
-    int stepping;  /* single-stepping to find the interrupt window */
+    int entered;              /* KVM_RUN done once (CPUID frozen) */
+    int stepping;             /* single-stepping to find the interrupt window */
     uint64_t tlb_la, tlb_gpa; /* last KVM_TRANSLATE, until the next entry */
     int tlb_valid;
     int cpuid_state; /* 0 not probed, 1 probing, 2 programmed */
@@ -70,7 +70,7 @@ struct hvfh_vm {
     int n_ranges;
     unsigned char slot_used[512];
     struct hvfh_vcpu *vcpus[HVFH_MAX_VCPUS];
-    int user_msr; /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    int user_msr;         /* KVM_CAP_X86_USER_SPACE_MSR enabled */
     int tsc_offset_works; /* KVM_VCPU_TSC_OFFSET reaches the guest */
 };
 
@@ -105,14 +105,14 @@ struct hvfh_insn {
     int rep;              /* 0, 0xf3 or 0xf2 */
     int seg;              /* override: 0 ES .. 5 GS, -1 none */
     int rex;
-    uint8_t op;           /* last opcode byte */
-    int map;              /* 0 one-byte, 1 0f, 2 0f38, 3 0f3a */
+    uint8_t op; /* last opcode byte */
+    int map;    /* 0 one-byte, 1 0f, 2 0f38, 3 0f3a */
     int has_modrm;
     uint8_t modrm;
     int imm_len;
     uint64_t imm;
-    int mem;              /* modrm addresses memory */
-    uint64_t ea;          /* effective address (no segment) when mem */
+    int mem;     /* modrm addresses memory */
+    uint64_t ea; /* effective address (no segment) when mem */
 };
 int hvfh_decode(struct hvfh_vcpu *v, uint64_t rip, struct hvfh_insn *in,
                 uint64_t end_rip);

@@ -21,14 +21,21 @@ static void set_exit(struct hvfh_vcpu *v, uint32_t reason, uint64_t qual)
 
 static void clear_exit(struct hvfh_vcpu *v)
 {
-    static const uint32_t ro[] = {
-        VMCS_RO_EXIT_REASON,     VMCS_RO_EXIT_QUALIFIC,
-        VMCS_GUEST_PHYSICAL_ADDRESS, VMCS_RO_GUEST_LIN_ADDR,
-        VMCS_RO_VMEXIT_INSTR_LEN, VMCS_RO_VMX_INSTR_INFO,
-        VMCS_RO_VMEXIT_IRQ_INFO, VMCS_RO_VMEXIT_IRQ_ERROR,
-        VMCS_RO_IDT_VECTOR_INFO, VMCS_RO_IDT_VECTOR_ERROR,
-        VMCS_RO_IO_RCX, VMCS_RO_IO_RSI, VMCS_RO_IO_RDI, VMCS_RO_IO_RIP,
-        VMCS_RO_INSTR_ERROR};
+    static const uint32_t ro[] = {VMCS_RO_EXIT_REASON,
+                                  VMCS_RO_EXIT_QUALIFIC,
+                                  VMCS_GUEST_PHYSICAL_ADDRESS,
+                                  VMCS_RO_GUEST_LIN_ADDR,
+                                  VMCS_RO_VMEXIT_INSTR_LEN,
+                                  VMCS_RO_VMX_INSTR_INFO,
+                                  VMCS_RO_VMEXIT_IRQ_INFO,
+                                  VMCS_RO_VMEXIT_IRQ_ERROR,
+                                  VMCS_RO_IDT_VECTOR_INFO,
+                                  VMCS_RO_IDT_VECTOR_ERROR,
+                                  VMCS_RO_IO_RCX,
+                                  VMCS_RO_IO_RSI,
+                                  VMCS_RO_IO_RDI,
+                                  VMCS_RO_IO_RIP,
+                                  VMCS_RO_INSTR_ERROR};
     for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++)
         v->vmcs[ro[i]] = 0;
 }
@@ -68,8 +75,7 @@ static void discard_pending(struct hvfh_vcpu *v)
             for (uint32_t k = 0; k < run->io.count; k++)
                 hvfh_read_linear(v,
                                  v->sregs.es.base + di +
-                                     (uint64_t)(step * (int)k *
-                                                run->io.size),
+                                     (uint64_t)(step * (int)k * run->io.size),
                                  d + k * run->io.size, run->io.size);
         } else if (run->exit_reason == KVM_EXIT_X86_RDMSR) {
             run->msr.error = 0;
@@ -146,12 +152,12 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
             io_match(&in, 0, 1, run)) {
             int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
             uint64_t n = run->io.count, m = amask(in.addrsize);
-            uint64_t rsi = v->regs.rsi - (uint64_t)(step * (int64_t)n *
-                                                    run->io.size);
+            uint64_t rsi =
+                v->regs.rsi - (uint64_t)(step * (int64_t)n * run->io.size);
             uint8_t last[4];
-            uint64_t la = seg_base(v, in.seg < 0 ? 3 : in.seg) +
-                          ((rsi + (n - 1) * (uint64_t)(step * run->io.size)) &
-                           m);
+            uint64_t la =
+                seg_base(v, in.seg < 0 ? 3 : in.seg) +
+                ((rsi + (n - 1) * (uint64_t)(step * run->io.size)) & m);
             const uint8_t *d = (uint8_t *)run + run->io.data_offset;
             /* the data is what memory holds there, unless this is an OUT
              * that happens to precede a REP OUTS */
@@ -177,12 +183,12 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
                 while (string && k < 15) {
                     uint8_t p = 0;
                     struct hvfh_insn w;
-                    if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip - 1,
-                                         &p, 1) ||
+                    if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip - 1, &p,
+                                         1) ||
                         !(p == 0x26 || p == 0x2e || p == 0x36 || p == 0x3e ||
                           p == 0x64 || p == 0x65 || p == 0x67) ||
-                        hvfh_decode(v, pre.rip - 1, &w, 0) ||
-                        w.len != k + 1 || !io_match(&w, 0, 1, run))
+                        hvfh_decode(v, pre.rip - 1, &w, 0) || w.len != k + 1 ||
+                        !io_match(&w, 0, 1, run))
                         break;
                     in = w;
                     k++;
@@ -191,16 +197,17 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
                 if (string) {
                     int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
                     uint64_t m = amask(c.addrsize);
-                    uint64_t rsi = v->regs.rsi - (uint64_t)(step *
-                                                            run->io.size);
+                    uint64_t rsi =
+                        v->regs.rsi - (uint64_t)(step * run->io.size);
                     pre.rsi = (v->regs.rsi & ~m) | (rsi & m);
                 }
             }
         }
     }
     if (!found) {
-        fprintf(stderr, "hvf_host: cannot find the I/O instruction of port "
-                        "0x%x at rip 0x%llx\n",
+        fprintf(stderr,
+                "hvf_host: cannot find the I/O instruction of port "
+                "0x%x at rip 0x%llx\n",
                 run->io.port, (unsigned long long)v->regs.rip);
         return HV_ERROR;
     }
@@ -291,8 +298,9 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
     int have = 0, fetch = 0;
     if (run->mmio.is_write) {
         if (mmio_write_start(v, gpa, &pre, &in)) {
-            fprintf(stderr, "hvf_host: cannot find the instruction that "
-                            "wrote MMIO 0x%llx before rip 0x%llx\n",
+            fprintf(stderr,
+                    "hvf_host: cannot find the instruction that "
+                    "wrote MMIO 0x%llx before rip 0x%llx\n",
                     (unsigned long long)gpa, (unsigned long long)v->regs.rip);
             return HV_ERROR;
         }
@@ -405,8 +413,9 @@ static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r)
     v->vmcs[VMCS_CTRL_VMENTRY_IRQ_INFO] &= ~(uint64_t)IRQ_INFO_VALID;
     if (!hvfh_load_sregs(v)) {
         uint64_t *e = &v->vmcs[VMCS_CTRL_VMENTRY_CONTROLS];
-        *e = (v->sregs.efer & (1u << 10)) ? (*e | VMENTRY_GUEST_IA32E)
-                                          : (*e & ~(uint64_t)VMENTRY_GUEST_IA32E);
+        *e = (v->sregs.efer & (1u << 10))
+                 ? (*e | VMENTRY_GUEST_IA32E)
+                 : (*e & ~(uint64_t)VMENTRY_GUEST_IA32E);
     }
     v->exits++;
     return r;
@@ -508,8 +517,7 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         case KVM_EXIT_SHUTDOWN:
             set_exit(v, VMX_REASON_TRIPLE_FAULT, 0);
             return after_exit(v, HV_SUCCESS);
-        case KVM_EXIT_INTR:
-            continue;
+        case KVM_EXIT_INTR: continue;
         case KVM_EXIT_INTERNAL_ERROR: {
             /* measured: a fetch from a page without memory is an
              * emulation failure, nothing executed */

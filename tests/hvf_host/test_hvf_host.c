@@ -7,14 +7,14 @@
 #include <Hypervisor/Hypervisor.h>
 
 #include <cpuid.h>
-#include <fcntl.h>
-#include <linux/kvm.h>
-#include <sys/ioctl.h>
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,8 +103,7 @@ static uint32_t run(void)
             return why;
         cr_assert_eq(rvmcs(VMCS_RO_VMEXIT_INSTR_LEN), 2);
         uint32_t r[4];
-        cpuid_answer((uint32_t)rreg(HV_X86_RAX), (uint32_t)rreg(HV_X86_RCX),
-                     r);
+        cpuid_answer((uint32_t)rreg(HV_X86_RAX), (uint32_t)rreg(HV_X86_RCX), r);
         wreg(HV_X86_RAX, r[0]);
         wreg(HV_X86_RBX, r[1]);
         wreg(HV_X86_RCX, r[2]);
@@ -144,9 +143,8 @@ static void vm_setup(void)
     gdt[2] = 0x00cf93000000ffffull;
     gdt[3] = 0x00008b0000000067ull;
     cr_assert_eq(hv_vcpu_create(&vcpu, HV_VCPU_DEFAULT), HV_SUCCESS);
-    static const uint32_t segs[] = {VMCS_GUEST_ES, VMCS_GUEST_SS,
-                                    VMCS_GUEST_DS, VMCS_GUEST_FS,
-                                    VMCS_GUEST_GS};
+    static const uint32_t segs[] = {VMCS_GUEST_ES, VMCS_GUEST_SS, VMCS_GUEST_DS,
+                                    VMCS_GUEST_FS, VMCS_GUEST_GS};
     for (int i = 0; i < 5; i++) {
         uint32_t s = segs[i], k = (s - VMCS_GUEST_ES) / 2;
         wvmcs(s, 0x10);
@@ -183,14 +181,13 @@ static void vm_setup(void)
 
 TestSuite(hvf_host, .init = vm_setup, .timeout = 60);
 
-static void expect_io(uint64_t rip, unsigned len, unsigned port,
-                      unsigned size, int in, int string, int rep, int imm)
+static void expect_io(uint64_t rip, unsigned len, unsigned port, unsigned size,
+                      int in, int string, int rep, int imm)
 {
     cr_assert_eq(run(), VMX_REASON_IO, "exit at rip 0x%llx",
                  (unsigned long long)rreg(HV_X86_RIP));
     cr_assert_eq(rreg(HV_X86_RIP), rip, "rip 0x%llx, expected 0x%llx",
-                 (unsigned long long)rreg(HV_X86_RIP),
-                 (unsigned long long)rip);
+                 (unsigned long long)rreg(HV_X86_RIP), (unsigned long long)rip);
     cr_assert_eq(rvmcs(VMCS_RO_VMEXIT_INSTR_LEN), len);
     uint64_t q = rvmcs(VMCS_RO_EXIT_QUALIFIC);
     uint64_t want = (size - 1) | (unsigned)in << 3 | (unsigned)string << 4 |
@@ -202,18 +199,18 @@ static void expect_io(uint64_t rip, unsigned len, unsigned port,
 
 Test(hvf_host, port_io_exits_before_the_instruction)
 {
-    EMIT(0xba, B4(0x10));                          /* mov edx, 0x10 */
-    EMIT(0xb0, 0x42);                              /* mov al, 0x42 */
-    uint64_t out8 = EMIT(0xee);                    /* out dx, al */
-    EMIT(0x66, 0xb8, 0x34, 0x12);                  /* mov ax, 0x1234 */
-    uint64_t out16 = EMIT(0x66, 0xef);             /* out dx, ax */
-    EMIT(0xb8, B4(0xdeadbeef));                    /* mov eax, ... */
-    uint64_t out32 = EMIT(0xef);                   /* out dx, eax */
-    uint64_t outi = EMIT(0xe6, 0x80);              /* out 0x80, al */
-    uint64_t in8 = EMIT(0xec);                     /* in al, dx */
-    uint64_t in16 = EMIT(0x66, 0xed);              /* in ax, dx */
-    uint64_t in32 = EMIT(0xed);                    /* in eax, dx */
-    uint64_t ini = EMIT(0xe4, 0x71);               /* in al, 0x71 */
+    EMIT(0xba, B4(0x10));              /* mov edx, 0x10 */
+    EMIT(0xb0, 0x42);                  /* mov al, 0x42 */
+    uint64_t out8 = EMIT(0xee);        /* out dx, al */
+    EMIT(0x66, 0xb8, 0x34, 0x12);      /* mov ax, 0x1234 */
+    uint64_t out16 = EMIT(0x66, 0xef); /* out dx, ax */
+    EMIT(0xb8, B4(0xdeadbeef));        /* mov eax, ... */
+    uint64_t out32 = EMIT(0xef);       /* out dx, eax */
+    uint64_t outi = EMIT(0xe6, 0x80);  /* out 0x80, al */
+    uint64_t in8 = EMIT(0xec);         /* in al, dx */
+    uint64_t in16 = EMIT(0x66, 0xed);  /* in ax, dx */
+    uint64_t in32 = EMIT(0xed);        /* in eax, dx */
+    uint64_t ini = EMIT(0xe4, 0x71);   /* in al, 0x71 */
     uint64_t hlt = EMIT(0xf4);
 
     expect_io(out8, 1, 0x10, 1, 0, 0, 0, 0);
@@ -252,15 +249,15 @@ Test(hvf_host, string_io_exits_with_instruction_information)
 {
     memcpy(ram + 0x2000, "abc", 3);
     memset(ram + DATA, 0xcc, 16);
-    EMIT(0xba, B4(0x18));                          /* mov edx, 0x18 */
-    EMIT(0xbe, B4(0x2000));                        /* mov esi, 0x2000 */
-    EMIT(0xb9, B4(3));                             /* mov ecx, 3 */
-    uint64_t outs = EMIT(0xf3, 0x6e);              /* rep outsb */
-    EMIT(0xbf, B4(DATA));                          /* mov edi, DATA */
-    EMIT(0xb9, B4(2));                             /* mov ecx, 2 */
-    uint64_t ins = EMIT(0xf3, 0x66, 0x6d);         /* rep insw */
-    EMIT(0xbe, B4(0x2001));                        /* mov esi, 0x2001 */
-    uint64_t fsouts = EMIT(0x64, 0x6e);            /* outsb fs:[rsi] */
+    EMIT(0xba, B4(0x18));                  /* mov edx, 0x18 */
+    EMIT(0xbe, B4(0x2000));                /* mov esi, 0x2000 */
+    EMIT(0xb9, B4(3));                     /* mov ecx, 3 */
+    uint64_t outs = EMIT(0xf3, 0x6e);      /* rep outsb */
+    EMIT(0xbf, B4(DATA));                  /* mov edi, DATA */
+    EMIT(0xb9, B4(2));                     /* mov ecx, 2 */
+    uint64_t ins = EMIT(0xf3, 0x66, 0x6d); /* rep insw */
+    EMIT(0xbe, B4(0x2001));                /* mov esi, 0x2001 */
+    uint64_t fsouts = EMIT(0x64, 0x6e);    /* outsb fs:[rsi] */
     EMIT(0xf4);
 
     expect_io(outs, 2, 0x18, 1, 0, 1, 1, 0);
@@ -297,25 +294,24 @@ static void expect_ept(uint64_t rip, uint64_t gpa, unsigned access)
                  (unsigned long long)rvmcs(VMCS_RO_EXIT_REASON),
                  (unsigned long long)rreg(HV_X86_RIP));
     cr_assert_eq(rreg(HV_X86_RIP), rip, "rip 0x%llx, expected 0x%llx",
-                 (unsigned long long)rreg(HV_X86_RIP),
-                 (unsigned long long)rip);
+                 (unsigned long long)rreg(HV_X86_RIP), (unsigned long long)rip);
     cr_assert_eq(rvmcs(VMCS_GUEST_PHYSICAL_ADDRESS), gpa);
     cr_assert_eq(rvmcs(VMCS_RO_EXIT_QUALIFIC) & 7, access);
 }
 
 Test(hvf_host, mmio_is_an_ept_violation_before_the_instruction)
 {
-    EMIT(0xbb, B4(MMIO));                          /* mov ebx, MMIO */
-    EMIT(0xb8, B4(0x1111));                        /* mov eax, 0x1111 */
-    EMIT(0xb9, B4(0x55667788));                    /* mov ecx, ... */
-    uint64_t ld = EMIT(0x8b, 0x03);                /* mov eax, [rbx] */
-    uint64_t st = EMIT(0x89, 0x4b, 0x08);          /* mov [rbx+8], ecx */
-    uint64_t mz = EMIT(0x0f, 0xb6, 0x4b, 0x01);    /* movzx ecx, byte [rbx+1] */
-    EMIT(0xbf, B4(MMIO + 0x10));                   /* mov edi, MMIO+0x10 */
-    uint64_t sd = EMIT(0xab);                      /* stosd */
-    EMIT(0xbf, B4(MMIO + 0x20));                   /* mov edi, MMIO+0x20 */
-    EMIT(0xb9, B4(2));                             /* mov ecx, 2 */
-    uint64_t rs = EMIT(0xf3, 0xaa);                /* rep stosb */
+    EMIT(0xbb, B4(MMIO));                       /* mov ebx, MMIO */
+    EMIT(0xb8, B4(0x1111));                     /* mov eax, 0x1111 */
+    EMIT(0xb9, B4(0x55667788));                 /* mov ecx, ... */
+    uint64_t ld = EMIT(0x8b, 0x03);             /* mov eax, [rbx] */
+    uint64_t st = EMIT(0x89, 0x4b, 0x08);       /* mov [rbx+8], ecx */
+    uint64_t mz = EMIT(0x0f, 0xb6, 0x4b, 0x01); /* movzx ecx, byte [rbx+1] */
+    EMIT(0xbf, B4(MMIO + 0x10));                /* mov edi, MMIO+0x10 */
+    uint64_t sd = EMIT(0xab);                   /* stosd */
+    EMIT(0xbf, B4(MMIO + 0x20));                /* mov edi, MMIO+0x20 */
+    EMIT(0xb9, B4(2));                          /* mov ecx, 2 */
+    uint64_t rs = EMIT(0xf3, 0xaa);             /* rep stosb */
     uint64_t ro = EMIT(0x88, 0x04, 0x25, B4(0x5000)); /* mov [0x5000], al */
     uint64_t na = EMIT(0x8a, 0x0c, 0x25, B4(0x6000)); /* mov cl, [0x6000] */
     uint64_t hlt = EMIT(0xf4);
@@ -364,15 +360,15 @@ Test(hvf_host, mmio_is_an_ept_violation_before_the_instruction)
 
 Test(hvf_host, cpuid_answers_are_the_backends)
 {
-    EMIT(0xb8, B4(0x40000000));                    /* mov eax, 0x40000000 */
-    EMIT(0x0f, 0xa2);                              /* cpuid */
-    EMIT(0x89, 0x1c, 0x25, B4(DATA));              /* mov [DATA], ebx */
-    EMIT(0x89, 0x0c, 0x25, B4(DATA + 4));          /* mov [DATA+4], ecx */
-    EMIT(0x89, 0x14, 0x25, B4(DATA + 8));          /* mov [DATA+8], edx */
-    EMIT(0xb8, B4(6));                             /* mov eax, 6 */
-    EMIT(0x0f, 0xa2);                              /* cpuid */
-    EMIT(0x89, 0x04, 0x25, B4(DATA + 12));         /* mov [DATA+12], eax */
-    EMIT(0x89, 0x1c, 0x25, B4(DATA + 16));         /* mov [DATA+16], ebx */
+    EMIT(0xb8, B4(0x40000000));            /* mov eax, 0x40000000 */
+    EMIT(0x0f, 0xa2);                      /* cpuid */
+    EMIT(0x89, 0x1c, 0x25, B4(DATA));      /* mov [DATA], ebx */
+    EMIT(0x89, 0x0c, 0x25, B4(DATA + 4));  /* mov [DATA+4], ecx */
+    EMIT(0x89, 0x14, 0x25, B4(DATA + 8));  /* mov [DATA+8], edx */
+    EMIT(0xb8, B4(6));                     /* mov eax, 6 */
+    EMIT(0x0f, 0xa2);                      /* cpuid */
+    EMIT(0x89, 0x04, 0x25, B4(DATA + 12)); /* mov [DATA+12], eax */
+    EMIT(0x89, 0x1c, 0x25, B4(DATA + 16)); /* mov [DATA+16], ebx */
     uint64_t hlt = EMIT(0xf4);
     wreg(HV_X86_RBX, 0x5151);
     cr_assert_eq(run(), VMX_REASON_HLT);
@@ -390,19 +386,20 @@ Test(hvf_host, cpuid_answers_are_the_backends)
 Test(hvf_host, rdmsr_wrmsr_exit_unless_native)
 {
     cr_assert_eq(hv_vcpu_write_msr(vcpu, 0x174, 0x42), HV_SUCCESS);
-    EMIT(0xb9, B4(0x174));                         /* mov ecx, 0x174 */
-    uint64_t rd = EMIT(0x0f, 0x32);                /* rdmsr */
-    EMIT(0x89, 0x04, 0x25, B4(DATA));              /* mov [DATA], eax */
-    EMIT(0xb9, B4(0x175));                         /* mov ecx, 0x175 */
-    EMIT(0xb8, B4(0x2));                           /* mov eax, 2 */
-    EMIT(0xba, B4(0x1));                           /* mov edx, 1 */
-    uint64_t wr = EMIT(0x0f, 0x30);                /* wrmsr */
-    EMIT(0xb9, B4(0x174));                         /* mov ecx, 0x174 */
-    EMIT(0x0f, 0x32);                              /* rdmsr (native) */
-    EMIT(0x89, 0x04, 0x25, B4(DATA + 4));          /* mov [DATA+4], eax */
+    EMIT(0xb9, B4(0x174));                /* mov ecx, 0x174 */
+    uint64_t rd = EMIT(0x0f, 0x32);       /* rdmsr */
+    EMIT(0x89, 0x04, 0x25, B4(DATA));     /* mov [DATA], eax */
+    EMIT(0xb9, B4(0x175));                /* mov ecx, 0x175 */
+    EMIT(0xb8, B4(0x2));                  /* mov eax, 2 */
+    EMIT(0xba, B4(0x1));                  /* mov edx, 1 */
+    uint64_t wr = EMIT(0x0f, 0x30);       /* wrmsr */
+    EMIT(0xb9, B4(0x174));                /* mov ecx, 0x174 */
+    EMIT(0x0f, 0x32);                     /* rdmsr (native) */
+    EMIT(0x89, 0x04, 0x25, B4(DATA + 4)); /* mov [DATA+4], eax */
     EMIT(0xf4);
     uint32_t w0 = run();
-    cr_assert_eq(w0, VMX_REASON_RDMSR, "exit %u rip %llx", w0, (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert_eq(w0, VMX_REASON_RDMSR, "exit %u rip %llx", w0,
+                 (unsigned long long)rreg(HV_X86_RIP));
     cr_assert_eq(rreg(HV_X86_RIP), rd);
     cr_assert_eq(rreg(HV_X86_RCX), 0x174);
     cr_assert_eq(rvmcs(VMCS_RO_VMEXIT_INSTR_LEN), 2);
@@ -432,8 +429,8 @@ static void idt_handler(void)
 {
     uint64_t h = 0x1800, save = pc;
     pc = h;
-    EMIT(0xc6, 0x04, 0x25, B4(DATA), 0x77);        /* mov byte [DATA], 0x77 */
-    EMIT(0x48, 0xcf);                              /* iretq */
+    EMIT(0xc6, 0x04, 0x25, B4(DATA), 0x77); /* mov byte [DATA], 0x77 */
+    EMIT(0x48, 0xcf);                       /* iretq */
     pc = save;
     uint64_t *g = (uint64_t *)(ram + IDT + 0x20 * 16);
     g[0] = (h & 0xffff) | (0x08ull << 16) | (0x8eull << 40) |
@@ -444,13 +441,13 @@ static void idt_handler(void)
 Test(hvf_host, injected_interrupt_and_window)
 {
     idt_handler();
-    EMIT(0xfa);                                    /* cli */
-    uint64_t o1 = EMIT(0xe6, 0x10);                /* out 0x10, al */
-    EMIT(0xfb);                                    /* sti */
-    EMIT(0x90);                                    /* nop */
-    EMIT(0x90);                                    /* nop */
+    EMIT(0xfa);                     /* cli */
+    uint64_t o1 = EMIT(0xe6, 0x10); /* out 0x10, al */
+    EMIT(0xfb);                     /* sti */
+    EMIT(0x90);                     /* nop */
+    EMIT(0x90);                     /* nop */
     uint64_t hlt = EMIT(0xf4);
-    uint64_t o2 = EMIT(0xe6, 0x11);                /* out 0x11, al */
+    uint64_t o2 = EMIT(0xe6, 0x11); /* out 0x11, al */
     EMIT(0xf4);
     cr_assert_eq(run(), VMX_REASON_IO);
     cr_assert_eq(rreg(HV_X86_RIP), o1);
@@ -461,7 +458,8 @@ Test(hvf_host, injected_interrupt_and_window)
     wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, 0);
     wvmcs(VMCS_CTRL_CPU_BASED, rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
     uint32_t w1 = run();
-    cr_assert_eq(w1, VMX_REASON_IRQ_WND, "exit %u rip %llx", w1, (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert_eq(w1, VMX_REASON_IRQ_WND, "exit %u rip %llx", w1,
+                 (unsigned long long)rreg(HV_X86_RIP));
     cr_assert(rreg(HV_X86_RFLAGS) & (1u << 9), "IF set at the window");
     cr_assert_gt(rreg(HV_X86_RIP), o1);
     cr_assert_leq(rreg(HV_X86_RIP), hlt);
@@ -528,7 +526,7 @@ static void *kicker(void *arg)
 
 Test(hvf_host, interrupt_from_another_thread_ends_the_run)
 {
-    uint64_t spin = EMIT(0xeb, 0xfe);              /* jmp . */
+    uint64_t spin = EMIT(0xeb, 0xfe); /* jmp . */
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, kicker, NULL), 0);
     uint32_t why = run();
@@ -568,10 +566,10 @@ static double now_us(void)
  * through this layer (printed; only the counts are asserted). */
 Test(hvf_host, exit_round_trip_costs)
 {
-    EMIT(0xbb, B4(MMIO));                          /* mov ebx, MMIO */
-    uint64_t loop = EMIT(0xe6, 0x10);              /* out 0x10, al */
-    EMIT(0x89, 0x03);                              /* mov [rbx], eax */
-    EMIT(0xeb, (uint8_t)(loop - (pc + 2)));        /* jmp loop */
+    EMIT(0xbb, B4(MMIO));                   /* mov ebx, MMIO */
+    uint64_t loop = EMIT(0xe6, 0x10);       /* out 0x10, al */
+    EMIT(0x89, 0x03);                       /* mov [rbx], eax */
+    EMIT(0xeb, (uint8_t)(loop - (pc + 2))); /* jmp loop */
     enum { N = 2000 };
     cr_assert_eq(run(), VMX_REASON_IO);
     skip_insn();
@@ -615,19 +613,19 @@ Test(hvf_host, exception_with_error_code_and_nmi_injected)
 {
     /* #GP handler: stores the error code it finds on the stack */
     pc = 0x1800;
-    uint64_t gp = EMIT(0x58);                      /* pop rax */
-    EMIT(0x89, 0x04, 0x25, B4(DATA));              /* mov [DATA], eax */
-    EMIT(0x48, 0xcf);                              /* iretq */
+    uint64_t gp = EMIT(0x58);         /* pop rax */
+    EMIT(0x89, 0x04, 0x25, B4(DATA)); /* mov [DATA], eax */
+    EMIT(0x48, 0xcf);                 /* iretq */
     uint64_t nmi = EMIT(0xc6, 0x04, 0x25, B4(DATA + 4), 0x22); /* mov byte */
-    EMIT(0x48, 0xcf);                              /* iretq */
+    EMIT(0x48, 0xcf);                                          /* iretq */
     idt_gate(13, gp);
     idt_gate(2, nmi);
     pc = CODE;
-    uint64_t o1 = EMIT(0xe6, 0x10);                /* out 0x10, al */
-    uint64_t o2 = EMIT(0xe6, 0x11);                /* out 0x11, al */
+    uint64_t o1 = EMIT(0xe6, 0x10); /* out 0x10, al */
+    uint64_t o2 = EMIT(0xe6, 0x11); /* out 0x11, al */
     EMIT(0xf4);
-    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_HARD_EXC |
-                                          IRQ_INFO_ERROR_VALID | 13);
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO,
+          IRQ_INFO_VALID | IRQ_INFO_HARD_EXC | IRQ_INFO_ERROR_VALID | 13);
     wvmcs(VMCS_CTRL_VMENTRY_EXC_ERROR, 0x1238);
     cr_assert_eq(run(), VMX_REASON_IO);
     cr_assert_eq(rreg(HV_X86_RIP), o1);
@@ -644,15 +642,15 @@ Test(hvf_host, exception_with_error_code_and_nmi_injected)
 Test(hvf_host, triple_fault)
 {
     wvmcs(VMCS_GUEST_IDTR_LIMIT, 0); /* every exception escalates */
-    EMIT(0x0f, 0x0b);                              /* ud2 */
+    EMIT(0x0f, 0x0b);                /* ud2 */
     cr_assert_eq(run(), VMX_REASON_TRIPLE_FAULT);
 }
 
 Test(hvf_host, unmapped_range_and_fetch)
 {
     uint64_t ld = EMIT(0x8a, 0x0c, 0x25, B4(0x7000)); /* mov cl, [0x7000] */
-    EMIT(0xb8, B4(MMIO + 0x100));                  /* mov eax, MMIO+0x100 */
-    EMIT(0xff, 0xe0);                              /* jmp rax */
+    EMIT(0xb8, B4(MMIO + 0x100));                     /* mov eax, MMIO+0x100 */
+    EMIT(0xff, 0xe0);                                 /* jmp rax */
     cr_assert_eq(hv_vm_unmap(0x7000, 0x1000), HV_SUCCESS);
     cr_assert_eq(hv_vm_unmap(0x7000, 0x1000), HV_BAD_ARGUMENT,
                  "unmapping a hole");
@@ -660,7 +658,8 @@ Test(hvf_host, unmapped_range_and_fetch)
     wreg(HV_X86_RIP, ld + 7);
     /* map it back: the same access now reads memory */
     cr_assert_eq(hv_vm_map(ram + 0x7000, 0x7000, 0x1000,
-                           HV_MEMORY_READ | HV_MEMORY_WRITE), HV_SUCCESS);
+                           HV_MEMORY_READ | HV_MEMORY_WRITE),
+                 HV_SUCCESS);
     expect_ept(MMIO + 0x100, MMIO + 0x100, 4);
 }
 
@@ -716,9 +715,9 @@ Test(hvf_host, tsc_relative_to_hv_tsc_clock)
                  offsets ? HV_SUCCESS : HV_UNSUPPORTED);
     if (!offsets)
         off = 0;
-    EMIT(0x0f, 0x31);                              /* rdtsc */
-    EMIT(0x89, 0x04, 0x25, B4(DATA));              /* mov [DATA], eax */
-    EMIT(0x89, 0x14, 0x25, B4(DATA + 4));          /* mov [DATA+4], edx */
+    EMIT(0x0f, 0x31);                     /* rdtsc */
+    EMIT(0x89, 0x04, 0x25, B4(DATA));     /* mov [DATA], eax */
+    EMIT(0x89, 0x14, 0x25, B4(DATA + 4)); /* mov [DATA+4], edx */
     EMIT(0xf4);
     uint64_t before = hv_tsc_clock() + (uint64_t)off;
     cr_assert_eq(run(), VMX_REASON_HLT);

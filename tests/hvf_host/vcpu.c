@@ -90,8 +90,8 @@ void hvfh_invalidate(struct hvfh_vcpu *v)
 
 hv_return_t hv_vcpu_create(hv_vcpuid_t *vcpu, hv_vcpu_options_t flags)
 {
-    if (!vcpu || (flags & ~(uint64_t)(HV_VCPU_ACCEL_RDPMC |
-                                      HV_VCPU_TSC_RELATIVE)))
+    if (!vcpu ||
+        (flags & ~(uint64_t)(HV_VCPU_ACCEL_RDPMC | HV_VCPU_TSC_RELATIVE)))
         return HV_BAD_ARGUMENT;
     pthread_once(&kick_once, kick_install);
     pthread_mutex_lock(&hvfh_vm_lock);
@@ -122,8 +122,8 @@ hv_return_t hv_vcpu_create(hv_vcpuid_t *vcpu, hv_vcpu_options_t flags)
         ret = HV_NO_RESOURCES;
         goto out;
     }
-    v->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED,
-                  v->fd, 0);
+    v->run =
+        mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
     if (v->run == MAP_FAILED) {
         close(v->fd);
         free(v);
@@ -290,8 +290,8 @@ static hv_return_t reg_access(hv_vcpuid_t vcpu, hv_x86_reg_t reg,
         if (hvfh_load_sregs(v))
             return HV_ERROR;
         {
-            uint64_t *p = (uint64_t *)(reg == HV_X86_CR2 ? &v->sregs.cr2
-                                                         : &v->sregs.cr8);
+            uint64_t *p =
+                (uint64_t *)(reg == HV_X86_CR2 ? &v->sregs.cr2 : &v->sregs.cr8);
             if (write) {
                 *p = reg == HV_X86_TPR ? *value >> 4 : *value;
                 v->sregs_dirty = 1;

@@ -162,8 +162,8 @@ hv_return_t hv_vm_map(hv_uvaddr_t uva, hv_gpaddr_t gpa, size_t size,
                       hv_memory_flags_t flags)
 {
     if (!aligned(gpa, size) || ((uintptr_t)uva % HVFH_PAGE) || !uva ||
-        (flags & ~(uint64_t)(HV_MEMORY_READ | HV_MEMORY_WRITE |
-                             HV_MEMORY_EXEC)))
+        (flags &
+         ~(uint64_t)(HV_MEMORY_READ | HV_MEMORY_WRITE | HV_MEMORY_EXEC)))
         return HV_BAD_ARGUMENT;
     pthread_mutex_lock(&hvfh_vm_lock);
     hv_return_t ret = HV_SUCCESS;
@@ -207,8 +207,8 @@ static hv_return_t reshape(uint64_t gpa, uint64_t size, int unmap,
     for (int i = 0; i < hvfh_vm.n_ranges; i++) {
         struct hvfh_range *r = &hvfh_vm.ranges[i];
         uint64_t lo = r->gpa > gpa ? r->gpa : gpa;
-        uint64_t hi = r->gpa + r->size < gpa + size ? r->gpa + r->size
-                                                   : gpa + size;
+        uint64_t hi =
+            r->gpa + r->size < gpa + size ? r->gpa + r->size : gpa + size;
         if (lo < hi)
             covered += hi - lo;
     }
@@ -226,18 +226,16 @@ static hv_return_t reshape(uint64_t gpa, uint64_t size, int unmap,
         }
         range_remove(&hvfh_vm.ranges[i]);
         uint64_t lo = r.gpa > gpa ? r.gpa : gpa;
-        uint64_t hi = r.gpa + r.size < gpa + size ? r.gpa + r.size
-                                                 : gpa + size;
+        uint64_t hi = r.gpa + r.size < gpa + size ? r.gpa + r.size : gpa + size;
         if (r.gpa < lo)
-            keep[n++] = (struct hvfh_range){r.gpa, lo - r.gpa, r.uva,
-                                            r.flags, -1};
+            keep[n++] =
+                (struct hvfh_range){r.gpa, lo - r.gpa, r.uva, r.flags, -1};
         if (!unmap)
-            keep[n++] = (struct hvfh_range){lo, hi - lo,
-                                            r.uva + (lo - r.gpa), flags, -1};
+            keep[n++] = (struct hvfh_range){lo, hi - lo, r.uva + (lo - r.gpa),
+                                            flags, -1};
         if (hi < r.gpa + r.size)
             keep[n++] = (struct hvfh_range){hi, r.gpa + r.size - hi,
-                                            r.uva + (hi - r.gpa), r.flags,
-                                            -1};
+                                            r.uva + (hi - r.gpa), r.flags, -1};
     }
     if (n > HVFH_MAX_RANGES) {
         ret = HV_NO_RESOURCES; /* (the old slots are gone: reinstalled) */
@@ -261,11 +259,9 @@ hv_return_t hv_vm_unmap(hv_gpaddr_t gpa, size_t size)
     return reshape(gpa, size, 1, 0);
 }
 
-hv_return_t hv_vm_protect(hv_gpaddr_t gpa, size_t size,
-                          hv_memory_flags_t flags)
+hv_return_t hv_vm_protect(hv_gpaddr_t gpa, size_t size, hv_memory_flags_t flags)
 {
-    if (flags & ~(uint64_t)(HV_MEMORY_READ | HV_MEMORY_WRITE |
-                            HV_MEMORY_EXEC))
+    if (flags & ~(uint64_t)(HV_MEMORY_READ | HV_MEMORY_WRITE | HV_MEMORY_EXEC))
         return HV_BAD_ARGUMENT;
     return reshape(gpa, size, 0, flags);
 }
@@ -376,12 +372,10 @@ hv_return_t hv_vmx_read_capability(hv_vmx_capability_t field, uint64_t *value)
         break;
     case HV_VMX_CAP_EXIT:
         must1 = 0x36dff;
-        may1 = must1 | VMEXIT_HOST_IA32E | VMEXIT_SAVE_EFER |
-               VMEXIT_LOAD_EFER | VMEXIT_SAVE_IA32_PAT | VMEXIT_LOAD_IA32_PAT;
+        may1 = must1 | VMEXIT_HOST_IA32E | VMEXIT_SAVE_EFER | VMEXIT_LOAD_EFER |
+               VMEXIT_SAVE_IA32_PAT | VMEXIT_LOAD_IA32_PAT;
         break;
-    case HV_VMX_CAP_PREEMPTION_TIMER:
-        *value = 0;
-        return HV_SUCCESS;
+    case HV_VMX_CAP_PREEMPTION_TIMER: *value = 0; return HV_SUCCESS;
     default: return HV_BAD_ARGUMENT;
     }
     *value = (may1 << 32) | must1;

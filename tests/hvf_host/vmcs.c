@@ -38,7 +38,7 @@ int hvfh_vmcs_field_known(uint32_t field, int *read_only)
 /* Segment fields: index 0..7 = ES CS SS DS FS GS LDTR TR. */
 static struct kvm_segment *seg(struct kvm_sregs *s, int i)
 {
-    struct kvm_segment *t[8] = {&s->es, &s->cs, &s->ss, &s->ds,
+    struct kvm_segment *t[8] = {&s->es, &s->cs, &s->ss,  &s->ds,
                                 &s->fs, &s->gs, &s->ldt, &s->tr};
     return t[i];
 }
@@ -134,8 +134,7 @@ static int kvm_field(struct hvfh_vcpu *v, uint32_t f, uint64_t *val, int w)
     int type = (f >> 10) & 3, width = (f >> 13) & 3;
     if (type != 2) /* guest state only */
         return 1;
-    if (f == VMCS_GUEST_RIP || f == VMCS_GUEST_RSP ||
-        f == VMCS_GUEST_RFLAGS) {
+    if (f == VMCS_GUEST_RIP || f == VMCS_GUEST_RSP || f == VMCS_GUEST_RFLAGS) {
         if (hvfh_load_regs(v))
             return -EIO;
         uint64_t *p = (uint64_t *)(f == VMCS_GUEST_RIP   ? &v->regs.rip
