@@ -161,7 +161,15 @@ int hvfh_cpuid_step(struct hvfh_vcpu *v, int *err)
     v->cpuid_state = 2;
     v->vmcs[VMCS_RO_EXIT_REASON] = 0;
     v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 0;
-    if (ioctl(v->fd, KVM_SET_CPUID2, v->cpuid)) {
+    /* KVM_SET_CPUID2 may resize and reset the XSAVE state the backend
+     * already wrote: keep it across */
+    size_t sz;
+    void *x = hvfh_xsave_get(v, &sz);
+    int r = ioctl(v->fd, KVM_SET_CPUID2, v->cpuid);
+    if (!r && x)
+        ioctl(v->fd, KVM_SET_XSAVE, x);
+    free(x);
+    if (r) {
         perror("hvf_host: KVM_SET_CPUID2 with the backend's answers");
         *err = 1;
         return 1;

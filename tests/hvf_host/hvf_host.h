@@ -105,9 +105,10 @@
  *   exactly the backend's answers, but the exits happen up front, not at
  *   the guest's CPUID, and answers cannot change after the first entry
  *   (KVM freezes CPUID). KVM still patches its dynamic bits (OSXSAVE from
- *   CR4, the XSAVE size from XCR0), and refuses (EPERM, hv_vcpu_run then
- *   fails with HV_ERROR) answers that advertise XSAVE features the process
- *   has no permission for (AMX in leaf 0xd).
+ *   CR4, the XSAVE size from XCR0), and refuses (EPERM) answers that
+ *   advertise XSAVE features the process has no permission for (AMX in
+ *   leaf 0xd): so hv_vm_create() asks for it
+ *   (ARCH_REQ_XCOMP_GUEST_PERM, before any vCPU exists, as KVM requires).
  * - RDMSR/WRMSR exit (RCX, EDX:EAX, RIP at the instruction, length 2) for
  *   every MSR but those enabled with hv_vcpu_enable_native_msr(): see
  *   msr.c (KVM's filter is per VM, so a native MSR is native on every vCPU;
@@ -126,7 +127,9 @@
  *   hv_vm_create() tries the attribute on a throw-away KVM VM: this PVM
  *   host accepts the write and drops it (the guest's RDTSC is not trapped,
  *   it reads the host's TSC; IA32_TSC writes are dropped too), so there
- *   both calls return HV_UNSUPPORTED rather than succeed without effect.
+ *   both calls return HV_UNSUPPORTED rather than succeed without effect,
+ *   except hv_vcpu_set_tsc_relative(vcpu, 0), which is what the guest
+ *   reads anyway.
  *
  * hv_vcpu_read/write_fpstate: the standard XSAVE layout (KVM_GET/SET_XSAVE,
  * up to 4096 bytes). Not provided: address spaces other than the default,

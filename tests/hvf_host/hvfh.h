@@ -124,6 +124,9 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v);
 /* cpuid.c: 1 when hv_vcpu_run must return a synthesized CPUID exit. */
 int hvfh_cpuid_step(struct hvfh_vcpu *v, int *err);
 
+/* vcpu.c: KVM's XSAVE image, malloc'd (NULL on failure) */
+void *hvfh_xsave_get(struct hvfh_vcpu *v, size_t *size);
+
 /* msr.c */
 int hvfh_msr_filter(struct hvfh_vcpu *v);
 

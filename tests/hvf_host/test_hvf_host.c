@@ -84,9 +84,6 @@ static void cpuid_answer(uint32_t leaf, uint32_t sub, uint32_t r[4])
         r[1] = 0x9abcdef0;
         r[2] = 0x0badf00d;
         r[3] = 0x600dcafe;
-    } else if (leaf == 0xd && sub == 0) {
-        r[0] &= 0xe7; /* no AMX: KVM wants a permission for it */
-        r[3] = 0;
     } else if (leaf == 1) {
         r[2] &= ~(1u << 31); /* this CPU reports no hypervisor */
     }
@@ -711,6 +708,7 @@ Test(hvf_host, tsc_relative_to_hv_tsc_clock)
     int64_t off = (int64_t)(1ull << 50) - (int64_t)hv_tsc_clock();
     hv_return_t r = hv_vcpu_set_tsc_relative(vcpu, off);
     cr_assert_eq(r, offsets ? HV_SUCCESS : HV_UNSUPPORTED);
+    cr_assert_eq(hv_vcpu_set_tsc_relative(vcpu, 0), HV_SUCCESS);
     cr_assert_eq(hv_vm_sync_tsc(1ull << 50),
                  offsets ? HV_SUCCESS : HV_UNSUPPORTED);
     if (!offsets)

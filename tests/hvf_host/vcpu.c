@@ -322,28 +322,54 @@ hv_return_t hv_vcpu_write_register(hv_vcpuid_t vcpu, hv_x86_reg_t reg,
     return reg_access(vcpu, reg, &value, 1);
 }
 
+/* KVM's XSAVE image (KVM_GET_XSAVE2: larger than 4096 bytes with AMX);
+ * malloc'd, *size its length. */
+void *hvfh_xsave_get(struct hvfh_vcpu *v, size_t *size)
+{
+    int n = ioctl(hvfh_vm.vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+    size_t sz = n > (int)sizeof(struct kvm_xsave) ? (size_t)n
+                                                  : sizeof(struct kvm_xsave);
+    void *x = calloc(1, sz);
+    if (x && ioctl(v->fd, n > 0 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, x)) {
+        free(x);
+        x = NULL;
+    }
+    *size = sz;
+    return x;
+}
+
 hv_return_t hv_vcpu_read_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
 {
     struct hvfh_vcpu *v = hvfh_vcpu_get(vcpu);
-    struct kvm_xsave x;
-    if (!v || !buffer || size < 512 || size > sizeof(x))
+    size_t sz;
+    if (!v || !buffer || size < 512)
         return HV_BAD_ARGUMENT;
-    if (ioctl(v->fd, KVM_GET_XSAVE, &x))
+    void *x = hvfh_xsave_get(v, &sz);
+    if (!x)
         return HV_ERROR;
-    memcpy(buffer, &x, size);
-    return HV_SUCCESS;
+    hv_return_t r = size > sz ? HV_BAD_ARGUMENT : HV_SUCCESS;
+    if (r == HV_SUCCESS)
+        memcpy(buffer, x, size);
+    free(x);
+    return r;
 }
 
 hv_return_t hv_vcpu_write_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
 {
     struct hvfh_vcpu *v = hvfh_vcpu_get(vcpu);
-    struct kvm_xsave x;
-    if (!v || !buffer || size < 512 || size > sizeof(x))
+    size_t sz;
+    if (!v || !buffer || size < 512)
         return HV_BAD_ARGUMENT;
-    if (ioctl(v->fd, KVM_GET_XSAVE, &x))
+    void *x = hvfh_xsave_get(v, &sz);
+    if (!x)
         return HV_ERROR;
-    memcpy(&x, buffer, size);
-    return ioctl(v->fd, KVM_SET_XSAVE, &x) ? HV_BAD_ARGUMENT : HV_SUCCESS;
+    hv_return_t r = HV_BAD_ARGUMENT;
+    if (size <= sz) {
+        memcpy(x, buffer, size);
+        r = ioctl(v->fd, KVM_SET_XSAVE, x) ? HV_BAD_ARGUMENT : HV_SUCCESS;
+    }
+    free(x);
+    return r;
 }
 
 static hv_return_t msr_io(struct hvfh_vcpu *v, uint32_t msr, uint64_t *value,
@@ -470,7 +496,7 @@ hv_return_t hv_vcpu_set_tsc_relative(hv_vcpuid_t vcpu, int64_t offset)
     if (!v)
         return HV_BAD_ARGUMENT;
     if (!hvfh_vm.tsc_offset_works)
-        return HV_UNSUPPORTED;
+        return offset ? HV_UNSUPPORTED : HV_SUCCESS; /* 0: what it is */
     return tsc_offset_set(v, (uint64_t)offset) ? HV_ERROR : HV_SUCCESS;
 }
 

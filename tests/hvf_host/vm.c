@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <x86intrin.h>
 
@@ -82,6 +83,13 @@ hv_return_t hv_vm_create(hv_vm_options_t flags)
     cap.args[0] = KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN |
                   KVM_MSR_EXIT_REASON_INVAL;
     hvfh_vm.user_msr = ioctl(vm, KVM_ENABLE_CAP, &cap) == 0;
+    /* KVM refuses CPUID answers advertising AMX unless the process asked
+     * for the guest's dynamic XSAVE state before its first vCPU (the TSC
+     * probe's included) (the
+     * framework has no such rule): ask now (fails harmlessly without
+     * AMX). */
+    syscall(SYS_arch_prctl, 0x1025 /* ARCH_REQ_XCOMP_GUEST_PERM */,
+            18 /* XTILEDATA */);
     hvfh_vm.tsc_offset_works = tsc_probe(kvm);
     hvfh_vm.created = 1;
     pthread_mutex_unlock(&hvfh_vm_lock);
