@@ -39,12 +39,17 @@
  *   control without CR0.PG/CR4.PAE, load-EFER with LMA != the IA-32e
  *   control (or LME != LMA under paging), CS.L with CS.D (or CS.L outside
  *   IA-32e), an unusable/wrong-type TR, RFLAGS bit 1, and an injected
- *   external interrupt while RFLAGS.IF=0 or STI/MOV SS blocking: each
+ *   external interrupt while RFLAGS.IF=0 or STI/MOV SS blocking, CR0.NE
+ *   or CR4.VMXE clear (VMX's fixed-1 bits; with unrestricted guest PE and
+ *   PG may be 0): each
  *   fails the entry as VMX does, exit reason VMX_REASON_VMENTRY_GUEST with
  *   bit 31 set (hv_vcpu_run returns HV_SUCCESS). Without load-EFER, entry
  *   loads EFER.LMA (and LME under paging) from the IA-32e control; every
  *   exit writes LMA back into that control, and clears the valid bit of the
  *   entry interruption field.
+ * - CR4.VMXE, which VMX requires in the guest's CR4 and KVM refuses (no
+ *   nested VMX), is kept here: KVM's CR4 never has it, VMCS_GUEST_CR4 and
+ *   HV_X86_CR4 read it back as written.
  * - Guest reads of CR0/CR4 see the real values, not the read shadows, and
  *   guest writes to bits owned by the masks do not exit (MOV CR is
  *   completed invisibly by KVM); XSETBV likewise. Activity state HLT is

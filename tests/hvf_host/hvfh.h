@@ -22,6 +22,7 @@
 #define HVFH_PAGE 4096ull
 #define HVFH_VMCS_SIZE 0x7000
 #define HVFH_NATIVE_MAX 32
+#define CR4_VMXE (1ull << 13)
 
 struct hvfh_range {
     uint64_t gpa, size;
@@ -39,8 +40,9 @@ struct hvfh_vcpu {
     pid_t tid; /* owner */
     pthread_t thread;
     atomic_int kick;
-    int entered;              /* KVM_RUN done once (CPUID frozen) */
-    int stepping;             /* single-stepping to find the interrupt window */
+    int entered;  /* KVM_RUN done once (CPUID frozen) */
+    int stepping; /* single-stepping to find the interrupt window */
+    int cr4_vmxe; /* the guest CR4's VMXE bit (KVM's CR4 never has it) */
     uint64_t tlb_la, tlb_gpa; /* last KVM_TRANSLATE, until the next entry */
     int tlb_valid;
     int cpuid_state; /* 0 not probed, 1 probing, 2 programmed */

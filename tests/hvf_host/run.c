@@ -13,6 +13,14 @@
 unsigned hvfh_gpa_rights(uint64_t gpa);
 void hvfh_tsc_apply(struct hvfh_vcpu *v);
 
+/* HV_ERROR, saying why on stderr (the framework has no message). */
+static hv_return_t fail(const char *what, int err)
+{
+    fprintf(stderr, "hvf_host: %s%s%s\n", what, err ? ": " : "",
+            err ? strerror(err) : "");
+    return HV_ERROR;
+}
+
 static void set_exit(struct hvfh_vcpu *v, uint32_t reason, uint64_t qual)
 {
     v->vmcs[VMCS_RO_EXIT_REASON] = reason;
@@ -212,7 +220,7 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
         return HV_ERROR;
     }
     if (put_back(v, &pre))
-        return HV_ERROR;
+        return fail("putting the registers back", errno);
     uint64_t q = (uint64_t)(run->io.size - 1) | (uint64_t)in_dir << 3 |
                  (uint64_t)string << 4 | (uint64_t)(in.rep != 0) << 5 |
                  (uint64_t)((in.op & 0xf8) == 0xe0) << 6 |
@@ -315,7 +323,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
             have = !hvfh_decode(v, v->regs.rip, &in, 0);
     }
     if (put_back(v, &pre))
-        return HV_ERROR;
+        return fail("putting the registers back", errno);
     uint64_t rights = hvfh_gpa_rights(gpa) & 7;
     uint64_t q = (run->mmio.is_write ? 2u : fetch ? 4u : 1u) | rights << 3;
     uint64_t gla = 0;
@@ -348,7 +356,7 @@ static hv_return_t exit_msr(struct hvfh_vcpu *v, int write)
     /* measured: RIP at the RDMSR/WRMSR; RCX and EDX:EAX are the guest's */
     struct kvm_regs pre = v->regs;
     if (put_back(v, &pre))
-        return HV_ERROR;
+        return fail("putting the registers back", errno);
     set_exit(v, write ? VMX_REASON_WRMSR : VMX_REASON_RDMSR, 0);
     v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 2;
     return HV_SUCCESS;
@@ -434,7 +442,7 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     }
     int bad = hvfh_entry_check(v);
     if (bad < 0)
-        return HV_ERROR;
+        return fail("reading the guest state for VM entry", errno);
     if (bad) {
         set_exit(v, 0x80000000u | VMX_REASON_VMENTRY_GUEST, 0);
         return HV_SUCCESS;
@@ -458,8 +466,22 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         return after_exit(v, HV_SUCCESS);
     }
     hvfh_tsc_apply(v);
-    if (hvfh_flush_state(v) || inject(v))
-        return HV_ERROR;
+    if (hvfh_flush_state(v)) {
+        int e = errno;
+        fprintf(stderr,
+                "hvf_host: KVM refuses cr0 0x%llx cr3 0x%llx cr4 0x%llx "
+                "efer 0x%llx rip 0x%llx rflags 0x%llx\n",
+                (unsigned long long)v->sregs.cr0,
+                (unsigned long long)v->sregs.cr3,
+                (unsigned long long)v->sregs.cr4,
+                (unsigned long long)v->sregs.efer,
+                (unsigned long long)v->regs.rip,
+                (unsigned long long)v->regs.rflags);
+        return fail("writing the guest state to KVM", e);
+    }
+    int ir = inject(v);
+    if (ir)
+        return fail("injecting the VM-entry event", -ir);
     struct kvm_run *run = v->run;
     if (wnd && !v->stepping) {
         /* KVM on PVM does not report the window opening: step the guest
@@ -482,9 +504,9 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             continue; /* someone else's signal */
         }
         if (rc < 0)
-            return HV_ERROR;
+            return fail("KVM_RUN", e);
         if (hvfh_load_regs(v) || hvfh_load_sregs(v))
-            return HV_ERROR;
+            return fail("reading the guest state after the exit", errno);
         switch (run->exit_reason) {
         case KVM_EXIT_IO: return after_exit(v, exit_io(v));
         case KVM_EXIT_MMIO: return after_exit(v, exit_mmio(v));
@@ -497,16 +519,16 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             pre.rip -= 1;
             if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip, &b, 1) ||
                 b != 0xf4)
-                return HV_ERROR;
+                return fail("KVM's HLT exit does not follow a HLT", 0);
             if (put_back(v, &pre))
-                return HV_ERROR;
+                return fail("putting the registers back", errno);
             set_exit(v, VMX_REASON_HLT, 0);
             v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 1;
             return after_exit(v, HV_SUCCESS);
         }
         case KVM_EXIT_DEBUG:
             if (!v->stepping)
-                return after_exit(v, HV_ERROR);
+                return after_exit(v, fail("unexpected KVM_EXIT_DEBUG", 0));
             if (!interruptible(v))
                 continue;
             set_exit(v, VMX_REASON_IRQ_WND, 0);

@@ -166,7 +166,9 @@ static void vm_setup(void)
     wvmcs(VMCS_GUEST_CR0, 0x80000031);
     wvmcs(VMCS_CTRL_CR0_SHADOW, 0x80000031);
     wvmcs(VMCS_GUEST_CR3, PML4);
-    wvmcs(VMCS_GUEST_CR4, 0x20 | 0x200);
+    wvmcs(VMCS_GUEST_CR4, 0x20 | 0x200 | 0x2000); /* PAE OSFXSR VMXE */
+    wvmcs(VMCS_CTRL_CR4_MASK, 0x2000);
+    wvmcs(VMCS_CTRL_CR4_SHADOW, 0x20 | 0x200);
     wvmcs(VMCS_GUEST_IA32_EFER, 0x500);
     wvmcs(VMCS_CTRL_VMENTRY_CONTROLS,
           rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) | VMENTRY_GUEST_IA32E);
@@ -548,8 +550,17 @@ Test(hvf_host, entry_checks_ia32e_control)
     cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
     wvmcs(VMCS_CTRL_VMENTRY_CONTROLS,
           rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) | VMENTRY_GUEST_IA32E);
+    /* VMX's fixed bits: CR0.NE and CR4.VMXE */
+    wvmcs(VMCS_GUEST_CR4, 0x220);
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_GUEST_CR4, 0x2220);
+    cr_assert_eq(rvmcs(VMCS_GUEST_CR4), 0x2220);
+    wvmcs(VMCS_GUEST_CR0, 0x80000011);
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_GUEST_CR0, 0x80000031);
     cr_assert_eq(run(), VMX_REASON_HLT);
     cr_assert(rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) & VMENTRY_GUEST_IA32E);
+    cr_assert_eq(rvmcs(VMCS_GUEST_CR4), 0x2220, "VMXE stays");
 }
 
 static double now_us(void)
