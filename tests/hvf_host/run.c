@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -239,10 +240,29 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
     return HV_SUCCESS;
 }
 
+/* The size of the memory operand of a one-byte-map instruction that
+ * writes memory; 0 when not known here. */
+static int store_size(const struct hvfh_insn *in)
+{
+    if (in->map)
+        return 0;
+    uint8_t op = in->op;
+    int byte = !(op & 1);
+    if (op == 0x83)
+        return in->opsize;
+    if ((op < 0x40 && (op & 7) < 2) || op == 0x88 || op == 0x89 || op == 0xc6 ||
+        op == 0xc7 || op == 0x80 || op == 0x81 || op == 0x86 || op == 0x87 ||
+        op == 0xa2 || op == 0xa3 || op == 0xa4 || op == 0xa5 || op == 0xaa ||
+        op == 0xab || op == 0xf6 || op == 0xf7 || op == 0xfe || op == 0xff ||
+        op == 0xc0 || op == 0xc1 || (op >= 0xd0 && op <= 0xd3))
+        return byte ? 1 : in->opsize;
+    return 0;
+}
+
 /* A write to MMIO: KVM has executed the instruction. Find where it started:
  * REP STOS/MOVS (RIP still at it, one element done), else the instruction
  * ending at RIP whose memory operand is the written address. */
-static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa,
+static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
                             struct kvm_regs *pre, struct hvfh_insn *out)
 {
     struct hvfh_insn in;
@@ -265,6 +285,11 @@ static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa,
     for (int k = 1; k <= 15; k++) {
         uint64_t start = v->regs.rip - (uint64_t)k, la, g;
         if (hvfh_decode(v, start, &in, v->regs.rip) || in.len != k)
+            continue;
+        /* the size KVM wrote tells REX.W/66 prefixes from the previous
+         * instruction's last bytes (KVM splits writes above 8 bytes) */
+        int osz = store_size(&in);
+        if (osz && len <= 8 && (uint32_t)osz != len)
             continue;
         if (!in.map && !in.rep &&
             (in.op == 0xaa || in.op == 0xab || in.op == 0xa4 ||
@@ -305,7 +330,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
     struct hvfh_insn in;
     int have = 0, fetch = 0;
     if (run->mmio.is_write) {
-        if (mmio_write_start(v, gpa, &pre, &in)) {
+        if (mmio_write_start(v, gpa, run->mmio.len, &pre, &in)) {
             fprintf(stderr,
                     "hvf_host: cannot find the instruction that "
                     "wrote MMIO 0x%llx before rip 0x%llx\n",
@@ -426,11 +451,26 @@ static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r)
                  : (*e & ~(uint64_t)VMENTRY_GUEST_IA32E);
     }
     v->exits++;
+    static int trace = -1;
+    if (trace < 0)
+        trace = getenv("HVF_HOST_TRACE") != NULL;
+    if (trace)
+        fprintf(stderr,
+                "hvf_host: vcpu %u exit %#llx qual %#llx gpa %#llx rip %#llx "
+                "ret %#x%s\n",
+                v->id, (unsigned long long)v->vmcs[VMCS_RO_EXIT_REASON],
+                (unsigned long long)v->vmcs[VMCS_RO_EXIT_QUALIFIC],
+                (unsigned long long)v->vmcs[VMCS_GUEST_PHYSICAL_ADDRESS],
+                (unsigned long long)v->regs.rip, (unsigned)r,
+                v->stepping ? " (stepping)" : "");
     return r;
 }
 
 hv_return_t hvfh_run(struct hvfh_vcpu *v)
 {
+    if (getenv("HVF_HOST_TRACE"))
+        fprintf(stderr, "hvf_host: vcpu %u run (cpuid state %d)\n", v->id,
+                v->cpuid_state);
     clear_exit(v);
     int err = 0;
     if (hvfh_cpuid_step(v, &err))
@@ -468,15 +508,14 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     hvfh_tsc_apply(v);
     if (hvfh_flush_state(v)) {
         int e = errno;
-        fprintf(stderr,
-                "hvf_host: KVM refuses cr0 0x%llx cr3 0x%llx cr4 0x%llx "
-                "efer 0x%llx rip 0x%llx rflags 0x%llx\n",
-                (unsigned long long)v->sregs.cr0,
-                (unsigned long long)v->sregs.cr3,
-                (unsigned long long)v->sregs.cr4,
-                (unsigned long long)v->sregs.efer,
-                (unsigned long long)v->regs.rip,
-                (unsigned long long)v->regs.rflags);
+        fprintf(
+            stderr,
+            "hvf_host: KVM refuses cr0 0x%llx cr3 0x%llx cr4 0x%llx "
+            "efer 0x%llx rip 0x%llx rflags 0x%llx\n",
+            (unsigned long long)v->sregs.cr0, (unsigned long long)v->sregs.cr3,
+            (unsigned long long)v->sregs.cr4, (unsigned long long)v->sregs.efer,
+            (unsigned long long)v->regs.rip,
+            (unsigned long long)v->regs.rflags);
         return fail("writing the guest state to KVM", e);
     }
     int ir = inject(v);

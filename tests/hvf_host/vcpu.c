@@ -292,11 +292,13 @@ static hv_return_t reg_access(hv_vcpuid_t vcpu, hv_x86_reg_t reg,
         {
             uint64_t *p =
                 (uint64_t *)(reg == HV_X86_CR2 ? &v->sregs.cr2 : &v->sregs.cr8);
+            /* HV_X86_TPR is CR8 (the TPR's priority class), as VMMs on
+             * the framework use it */
             if (write) {
-                *p = reg == HV_X86_TPR ? *value >> 4 : *value;
+                *p = *value;
                 v->sregs_dirty = 1;
             } else {
-                *value = reg == HV_X86_TPR ? *p << 4 : *p;
+                *value = *p;
             }
         }
         return HV_SUCCESS;
