@@ -99,10 +99,12 @@
  *   instruction fetch from such a page is, on KVM, an emulation failure
  *   (KVM_EXIT_INTERNAL_ERROR) with nothing executed: it is reported as an
  *   EPT violation with the fetch bit, GPA and linear address of RIP.
- *   Left as KVM does it: an MMIO read by MOVS into RAM completes into RAM
- *   when the pending read is discarded (its data is the guest's own old
- *   bytes only for INS); the written-instruction search assumes no prefix
- *   bytes before the instruction that a shorter decode would also accept.
+ *   Completing a discarded read that KVM would store to memory (MOVS from
+ *   MMIO, INS) is given the bytes already at the destination, so memory is
+ *   unchanged. The search for a written instruction takes the shortest
+ *   decode that ends at RIP, writes the size KVM wrote and addresses the
+ *   written GPA; a redundant prefix (one that changes none of these) is
+ *   not counted in its start.
  * - CPUID always exits: see cpuid.c. Before the first entry the backend
  *   is asked every leaf/subleaf (basic, 0x4000000x, extended; subleaves of
  *   4, 7, 0xb, 0xd, 0x1f, ...) through synthesized VMX_REASON_CPUID exits
@@ -135,6 +137,9 @@
  *   both calls return HV_UNSUPPORTED rather than succeed without effect,
  *   except hv_vcpu_set_tsc_relative(vcpu, 0), which is what the guest
  *   reads anyway.
+ *
+ * HVF_HOST_TRACE=1 in the environment prints each run, exit and CPUID
+ * answer on stderr.
  *
  * hv_vcpu_read/write_fpstate: the standard XSAVE layout (KVM_GET/SET_XSAVE,
  * up to 4096 bytes). Not provided: address spaces other than the default,

@@ -347,6 +347,13 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
         else
             have = !hvfh_decode(v, v->regs.rip, &in, 0);
     }
+    if (!run->mmio.is_write && have && !in.map &&
+        (in.op == 0xa4 || in.op == 0xa5) && run->mmio.len <= 8) {
+        /* MOVS from MMIO: completing the read writes its data to ES:RDI;
+         * make that the bytes already there */
+        uint64_t la = seg_base(v, 0) + (pre.rdi & amask(in.addrsize));
+        hvfh_read_linear(v, la, run->mmio.data, run->mmio.len);
+    }
     if (put_back(v, &pre))
         return fail("putting the registers back", errno);
     uint64_t rights = hvfh_gpa_rights(gpa) & 7;
@@ -468,9 +475,10 @@ static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r)
 
 hv_return_t hvfh_run(struct hvfh_vcpu *v)
 {
-    if (getenv("HVF_HOST_TRACE"))
-        fprintf(stderr, "hvf_host: vcpu %u run (cpuid state %d)\n", v->id,
-                v->cpuid_state);
+    if (getenv("HVF_HOST_TRACE") && !hvfh_load_regs(v))
+        fprintf(stderr, "hvf_host: vcpu %u run at rip %#llx rax %#llx\n", v->id,
+                (unsigned long long)v->regs.rip,
+                (unsigned long long)v->regs.rax);
     clear_exit(v);
     int err = 0;
     if (hvfh_cpuid_step(v, &err))
