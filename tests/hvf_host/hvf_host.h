@@ -74,9 +74,10 @@
  *   OUTS (RIP at it, RSI/RCX stepped). This layer finds the instruction
  *   (decoded at RIP, or for OUT/OUTS the shortest instruction that ends at
  *   RIP and matches port and size), computes the registers before it,
- *   completes KVM's pending I/O with an immediate_exit KVM_RUN (IN data set
+ *   completes KVM's pending IN with an immediate_exit KVM_RUN (IN data set
  *   to what the destination memory already holds, so INS writes nothing
- *   new) and puts those registers back: the backend sees RIP at the
+ *   new; OUT leaves nothing pending: KVM emulated it) and puts those
+ *   registers back: the backend sees RIP at the
  *   instruction and does all of the work. Qualification (size, direction,
  *   string, REP, immediate, port), instruction length, and for INS/OUTS
  *   the instruction information (address size, segment) and the guest-
@@ -137,6 +138,13 @@
  *   both calls return HV_UNSUPPORTED rather than succeed without effect,
  *   except hv_vcpu_set_tsc_relative(vcpu, 0), which is what the guest
  *   reads anyway.
+ *
+ * Registers travel through kvm_run (KVM_CAP_SYNC_REGS) when KVM offers
+ * it, so an exit costs KVM_RUN, the discarding KVM_RUN where something is
+ * pending, and KVM_TRANSLATE of the code page where the instruction must
+ * be decoded. These rules were measured on this host (PVM); a KVM that
+ * reports OUT before executing it (RIP at the instruction and a pending
+ * completion that skips it) would need exit_io() changed.
  *
  * HVF_HOST_TRACE=1 in the environment prints each run, exit and CPUID
  * answer on stderr.
