@@ -149,8 +149,10 @@
  * HVF_HOST_TRACE=1 in the environment prints each run, exit and CPUID
  * answer on stderr.
  *
- * hv_vcpu_read/write_fpstate: the standard XSAVE layout (KVM_GET/SET_XSAVE,
- * up to 4096 bytes). Not provided: address spaces other than the default,
+ * hv_vcpu_read/write_fpstate: the standard XSAVE layout (KVM_GET_XSAVE2 /
+ * KVM_SET_XSAVE); a buffer larger than KVM's image reads the components
+ * KVM does not hold as zeros (XSTATE_BV clear), and a write claiming them
+ * is refused (HV_BAD_ARGUMENT). Not provided: address spaces other than the default,
  * shadow VMCS, the macOS 12 APIC acceleration, hv_vcpu_run_until with a
  * deadline (HV_UNSUPPORTED). */
 #ifndef HVF_HOST_H

@@ -202,6 +202,14 @@ Test(hvf_state, fpstate_is_the_xsave_image)
     uint32_t mxcsr;
     memcpy(&mxcsr, x + 24, 4);
     cr_assert_eq(mxcsr & 0xffff, 0x1f80, "MXCSR at its XSAVE offset");
+    /* a buffer larger than the image: zeros past it, writable back */
+    uint8_t big[16384];
+    memset(big, 0xee, sizeof(big));
+    cr_assert_eq(hv_vcpu_read_fpstate(vcpu, big, sizeof(big)), HV_SUCCESS);
+    cr_assert_eq(memcmp(big, x, 512), 0);
+    cr_assert_eq(big[sizeof(big) - 1], 0);
+    cr_assert_eq(hv_vcpu_write_fpstate(vcpu, big, sizeof(big)), HV_SUCCESS);
+    cr_assert_eq(hv_vcpu_read_fpstate(vcpu, x, 100), HV_BAD_ARGUMENT);
     memset(x + 160, 0xab, 16); /* XMM0 */
     x[512] |= 2;               /* XSTATE_BV: SSE state present */
     cr_assert_eq(hv_vcpu_write_fpstate(vcpu, x, sizeof(x)), HV_SUCCESS);

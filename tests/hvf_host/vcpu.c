@@ -373,11 +373,14 @@ hv_return_t hv_vcpu_read_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
     void *x = hvfh_xsave_get(v, &sz);
     if (!x)
         return HV_ERROR;
-    hv_return_t r = size > sz ? HV_BAD_ARGUMENT : HV_SUCCESS;
-    if (r == HV_SUCCESS)
-        memcpy(buffer, x, size);
+    /* a larger buffer (sized by the host's CPUID, say) gets the
+     * components KVM does not hold in their initial state: zeros, with
+     * their XSTATE_BV bits clear */
+    memcpy(buffer, x, size < sz ? size : sz);
+    if (size > sz)
+        memset((uint8_t *)buffer + sz, 0, size - sz);
     free(x);
-    return r;
+    return HV_SUCCESS;
 }
 
 hv_return_t hv_vcpu_write_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
@@ -389,11 +392,11 @@ hv_return_t hv_vcpu_write_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
     void *x = hvfh_xsave_get(v, &sz);
     if (!x)
         return HV_ERROR;
-    hv_return_t r = HV_BAD_ARGUMENT;
-    if (size <= sz) {
-        memcpy(x, buffer, size);
-        r = ioctl(v->fd, KVM_SET_XSAVE, x) ? HV_BAD_ARGUMENT : HV_SUCCESS;
-    }
+    /* beyond KVM's image: components KVM does not hold, which the header
+     * must not claim (KVM refuses it then) */
+    memcpy(x, buffer, size < sz ? size : sz);
+    hv_return_t r =
+        ioctl(v->fd, KVM_SET_XSAVE, x) ? HV_BAD_ARGUMENT : HV_SUCCESS;
     free(x);
     return r;
 }
