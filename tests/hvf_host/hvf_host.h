@@ -35,6 +35,11 @@
  *   the other fields (controls, CR0/CR4 masks and read shadows, entry
  *   interruption, exit fields) live in the software VMCS. Read-only exit
  *   fields cannot be written; unknown fields are HV_BAD_ARGUMENT.
+ * - hv_vmx_read_capability() offers only the controls this layer honours
+ *   (HLT and unconditional I/O exiting required, interrupt-window exiting,
+ *   EPT and unrestricted guest, IA-32e/load-EFER entry...); a control field
+ *   outside it fails hv_vcpu_run() with HV_ERROR and VM-instruction error
+ *   7 in VMCS_RO_INSTR_ERROR, as VMLAUNCH would fail.
  * - VM entry checks (before KVM_RUN): CR0.PG without PE, IA-32e entry
  *   control without CR0.PG/CR4.PAE, load-EFER with LMA != the IA-32e
  *   control (or LME != LMA under paging), CS.L with CS.D (or CS.L outside

@@ -485,6 +485,29 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
                 (unsigned long long)v->regs.rip,
                 (unsigned long long)v->regs.rax);
     clear_exit(v);
+    /* controls outside what hv_vmx_read_capability() allows: the entry
+     * fails as VMLAUNCH/VMRESUME would (VM-instruction error 7) */
+    static const struct {
+        uint32_t field;
+        hv_vmx_capability_t cap;
+    } ctls[] = {{VMCS_CTRL_PIN_BASED, HV_VMX_CAP_PINBASED},
+                {VMCS_CTRL_CPU_BASED, HV_VMX_CAP_PROCBASED},
+                {VMCS_CTRL_CPU_BASED2, HV_VMX_CAP_PROCBASED2},
+                {VMCS_CTRL_VMENTRY_CONTROLS, HV_VMX_CAP_ENTRY},
+                {VMCS_CTRL_VMEXIT_CONTROLS, HV_VMX_CAP_EXIT}};
+    for (size_t i = 0; i < sizeof(ctls) / sizeof(ctls[0]); i++) {
+        uint64_t cap = 0, c = v->vmcs[ctls[i].field];
+        hv_vmx_read_capability(ctls[i].cap, &cap);
+        if ((c & (uint32_t)cap) != (uint32_t)cap || (c & ~(cap >> 32))) {
+            v->vmcs[VMCS_RO_INSTR_ERROR] = 7;
+            fprintf(stderr,
+                    "hvf_host: VMCS control 0x%x = 0x%llx outside the "
+                    "capability 0x%llx\n",
+                    ctls[i].field, (unsigned long long)c,
+                    (unsigned long long)cap);
+            return HV_ERROR;
+        }
+    }
     int err = 0;
     if (hvfh_cpuid_step(v, &err))
         return err ? HV_ERROR : HV_SUCCESS;

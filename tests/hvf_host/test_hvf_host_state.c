@@ -330,3 +330,22 @@ Test(hvf_state, two_vcpus_on_two_threads)
     skip_insn();
     cr_assert_eq(run(), VMX_REASON_HLT);
 }
+
+/* Controls outside the capability fail the entry (VM-instruction error 7):
+ * MOV-DR exiting is not offered, HLT exiting is required. */
+Test(hvf_state, controls_outside_the_capability)
+{
+    EMIT(0xf4);
+    uint64_t cap, cpu = rvmcs(VMCS_CTRL_CPU_BASED);
+    cr_assert_eq(hv_vmx_read_capability(HV_VMX_CAP_PROCBASED, &cap),
+                 HV_SUCCESS);
+    cr_assert_eq(cap >> 32 & CPU_BASED_MOV_DR, 0);
+    cr_assert_neq(cap & CPU_BASED_HLT, 0);
+    wvmcs(VMCS_CTRL_CPU_BASED, cpu | CPU_BASED_MOV_DR);
+    cr_assert_eq(hv_vcpu_run(vcpu), HV_ERROR);
+    cr_assert_eq(rvmcs(VMCS_RO_INSTR_ERROR), 7);
+    wvmcs(VMCS_CTRL_CPU_BASED, cpu & ~(uint64_t)CPU_BASED_HLT);
+    cr_assert_eq(hv_vcpu_run(vcpu), HV_ERROR);
+    wvmcs(VMCS_CTRL_CPU_BASED, cpu);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+}

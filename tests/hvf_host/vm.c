@@ -360,12 +360,11 @@ hv_return_t hv_vmx_read_capability(hv_vmx_capability_t field, uint64_t *value)
         may1 = must1 | PIN_BASED_INTR | PIN_BASED_NMI | PIN_BASED_VIRTUAL_NMI;
         break;
     case HV_VMX_CAP_PROCBASED:
-        must1 = 0x0401e172u & ~(uint64_t)(CPU_BASED_HLT); /* HLT: always */
-        must1 |= CPU_BASED_HLT | CPU_BASED_UNCOND_IO;
+        /* the default-1 bits, and the exits this layer always takes:
+         * every HLT, every I/O instruction (no bitmaps) */
+        must1 = 0x04006172u | CPU_BASED_HLT | CPU_BASED_UNCOND_IO;
         may1 = must1 | CPU_BASED_IRQ_WND | CPU_BASED_TSC_OFFSET |
-               CPU_BASED_IO_BITMAPS | CPU_BASED_MSR_BITMAPS |
-               CPU_BASED_SECONDARY_CTLS | CPU_BASED_TPR_SHADOW |
-               CPU_BASED_CR8_LOAD | CPU_BASED_CR8_STORE;
+               CPU_BASED_SECONDARY_CTLS;
         break;
     case HV_VMX_CAP_PROCBASED2:
         must1 = CPU_BASED2_EPT | CPU_BASED2_UNRESTRICTED;
