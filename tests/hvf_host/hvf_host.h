@@ -101,9 +101,10 @@
  *   reached memory. The backend gets VMX_REASON_EPT_VIOLATION with the
  *   guest-physical address, the qualification (read/write/fetch, the page's
  *   R/W/X rights, guest-linear address valid), and the guest-linear address
- *   of the operand. An instruction fetch from such a page is, on KVM, an emulation
- *   failure (KVM_EXIT_INTERNAL_ERROR) with nothing executed: it is reported
- *   as an EPT violation with the fetch bit, GPA and linear address of RIP.
+ *   of the operand. An instruction fetch from such a page is, on KVM, an
+ *   emulation failure (KVM_EXIT_INTERNAL_ERROR) with nothing executed: it is
+ *   reported as an EPT violation with the fetch bit, GPA and linear address
+ *   of RIP.
  *   Completing a discarded read that KVM would store to memory (MOVS from
  *   MMIO, INS) is given the bytes already at the destination, so memory is
  *   unchanged. The search for a written instruction takes the shortest decode
