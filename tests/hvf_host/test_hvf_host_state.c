@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -348,4 +349,44 @@ Test(hvf_state, controls_outside_the_capability)
     cr_assert_eq(hv_vcpu_run(vcpu), HV_ERROR);
     wvmcs(VMCS_CTRL_CPU_BASED, cpu);
     cr_assert_eq(run(), VMX_REASON_HLT);
+}
+
+/* A vCPU thread that blocks every signal is still interrupted. */
+struct blocked {
+    hv_vcpuid_t id;
+    int ready;
+    uint32_t why;
+};
+
+static void *blocked_thread(void *arg)
+{
+    struct blocked *b = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    if (vcpu_init(&b->id, 0x1200, 0x7000)) {
+        __atomic_store_n(&b->ready, -1, __ATOMIC_SEQ_CST);
+        return NULL;
+    }
+    __atomic_store_n(&b->ready, 1, __ATOMIC_SEQ_CST);
+    b->why = run_vcpu(b->id);
+    hv_vcpu_destroy(b->id);
+    return NULL;
+}
+
+Test(hvf_state, interrupt_reaches_a_thread_blocking_signals)
+{
+    pc = 0x1200;
+    EMIT(0xeb, 0xfe); /* jmp . */
+    struct blocked b;
+    memset(&b, 0, sizeof(b));
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, blocked_thread, &b), 0);
+    while (!__atomic_load_n(&b.ready, __ATOMIC_SEQ_CST))
+        usleep(1000);
+    cr_assert_eq(b.ready, 1);
+    usleep(200 * 1000); /* in the guest by now */
+    cr_assert_eq(hv_vcpu_interrupt(&b.id, 1), HV_SUCCESS);
+    pthread_join(t, NULL);
+    cr_assert_eq(b.why, VMX_REASON_IRQ);
 }

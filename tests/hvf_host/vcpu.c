@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -155,6 +156,19 @@ hv_return_t hv_vcpu_create(hv_vcpuid_t *vcpu, hv_vcpu_options_t flags)
                         (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS);
     if (getenv("HVF_HOST_NO_SYNC_REGS"))
         v->sync_regs = 0;
+    /* the kick must interrupt KVM_RUN even on a thread that blocks it:
+     * KVM_RUN runs with this thread's mask minus the kick signal */
+    sigset_t mask;
+    pthread_sigmask(SIG_SETMASK, NULL, &mask);
+    sigdelset(&mask, hvfh_kick_signal());
+    union {
+        struct kvm_signal_mask h;
+        uint8_t b[sizeof(struct kvm_signal_mask) + 8];
+    } km;
+    km.h.len = 8; /* the kernel's sigset: the bytes right after len */
+    memcpy(km.h.sigset, &mask, 8);
+    if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, &km))
+        perror("hvf_host: KVM_SET_SIGNAL_MASK");
     v->used = 1;
     v->id = (hv_vcpuid_t)id;
     v->tid = (pid_t)syscall(SYS_gettid);
