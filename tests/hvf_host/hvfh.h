@@ -18,7 +18,6 @@
 #include <sys/types.h>
 
 #define HVFH_MAX_VCPUS 64
-#define HVFH_MAX_RANGES 256
 #define HVFH_PAGE 4096ull
 #define HVFH_VMCS_SIZE 0x7000
 #define HVFH_NATIVE_MAX 32
@@ -69,16 +68,26 @@ struct hvfh_vm {
     int created;
     int kvm_fd, vm_fd;
     int nr_slots;
-    struct hvfh_range ranges[HVFH_MAX_RANGES];
+    struct hvfh_range *ranges; /* sorted by gpa */
     int n_ranges;
-    unsigned char slot_used[512];
+    unsigned char *slot_used;
     struct hvfh_vcpu *vcpus[HVFH_MAX_VCPUS];
-    int user_msr;         /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    int user_msr; /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    /* KVM_RUN holds it for reading; mem.c, replacing memslots, for writing
+     * after setting memop and kicking every vCPU (writers first) */
+    pthread_rwlock_t run_lock;
+    atomic_int memop;
     int tsc_offset_works; /* KVM_VCPU_TSC_OFFSET reaches the guest */
 };
 
 extern struct hvfh_vm hvfh_vm;
 extern pthread_mutex_t hvfh_vm_lock;
+
+/* mem.c */
+int hvfh_mem_init(void);
+void hvfh_mem_fini(void);
+unsigned hvfh_gpa_rights(uint64_t gpa);
+int hvfh_ram_access(uint64_t gpa, void *buf, size_t len, int write);
 
 /* vcpu.c: the calling thread's vCPU `id`, or NULL (not its owner). */
 struct hvfh_vcpu *hvfh_vcpu_get(hv_vcpuid_t id);

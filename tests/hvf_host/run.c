@@ -11,8 +11,29 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-unsigned hvfh_gpa_rights(uint64_t gpa);
 void hvfh_tsc_apply(struct hvfh_vcpu *v);
+
+/* immediate_exit back to 0 unless a kick (hv_vcpu_interrupt, or mem.c
+ * pausing the vCPUs) is pending: kickers set their flag before
+ * immediate_exit, so a kick racing with this is never lost. */
+static void rearm(struct hvfh_vcpu *v)
+{
+    __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+    if (atomic_load(&v->kick) || atomic_load(&hvfh_vm.memop))
+        __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+}
+
+/* KVM_RUN, never while mem.c replaces memslots (it holds run_lock for
+ * writing after kicking every vCPU out). */
+static int kvm_run(struct hvfh_vcpu *v)
+{
+    pthread_rwlock_rdlock(&hvfh_vm.run_lock);
+    int rc = ioctl(v->fd, KVM_RUN, 0);
+    int e = errno;
+    pthread_rwlock_unlock(&hvfh_vm.run_lock);
+    errno = e;
+    return rc;
+}
 
 /* HV_ERROR, saying why on stderr (the framework has no message). */
 static hv_return_t fail(const char *what, int err)
@@ -96,15 +117,15 @@ static void discard_pending(struct hvfh_vcpu *v)
         } else if (run->exit_reason == KVM_EXIT_X86_WRMSR) {
             run->msr.error = 0;
         }
-        run->immediate_exit = 1;
+        __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_SEQ_CST);
         run->kvm_dirty_regs = 0;
-        int rc = ioctl(v->fd, KVM_RUN, 0);
+        int rc = kvm_run(v);
         if (rc < 0 && errno == EINTR)
             break;
         if (rc < 0)
             break;
     }
-    run->immediate_exit = atomic_load(&v->kick) ? 1 : 0;
+    rearm(v);
 }
 
 static int put_back(struct hvfh_vcpu *v, const struct kvm_regs *pre)
@@ -512,7 +533,7 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     if (hvfh_cpuid_step(v, &err))
         return err ? HV_ERROR : HV_SUCCESS;
     if (atomic_exchange(&v->kick, 0)) {
-        v->run->immediate_exit = 0;
+        rearm(v);
         set_exit(v, VMX_REASON_IRQ, 0);
         return HV_SUCCESS;
     }
@@ -531,7 +552,7 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             /* halted until an interrupt: here only hv_vcpu_interrupt */
             while (!atomic_exchange(&v->kick, 0))
                 poll(NULL, 0, 5);
-            v->run->immediate_exit = 0;
+            rearm(v);
             set_exit(v, VMX_REASON_IRQ, 0);
             return HV_SUCCESS;
         }
@@ -579,17 +600,18 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     }
     for (;;) {
         run->request_interrupt_window = (uint8_t)wnd;
-        int rc = ioctl(v->fd, KVM_RUN, 0);
+        int rc = kvm_run(v);
         int e = errno;
         v->entered = 1;
         hvfh_invalidate(v);
         if (rc < 0 && e == EINTR) {
             if (atomic_exchange(&v->kick, 0)) {
-                run->immediate_exit = 0;
+                rearm(v);
                 set_exit(v, VMX_REASON_IRQ, 0);
                 return after_exit(v, HV_SUCCESS);
             }
-            continue; /* someone else's signal */
+            rearm(v); /* mem.c's pause, or someone else's signal */
+            continue;
         }
         if (rc < 0)
             return fail("KVM_RUN", e);
@@ -597,7 +619,15 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             return fail("reading the guest state after the exit", errno);
         switch (run->exit_reason) {
         case KVM_EXIT_IO: return after_exit(v, exit_io(v));
-        case KVM_EXIT_MMIO: return after_exit(v, exit_mmio(v));
+        case KVM_EXIT_MMIO:
+            /* memory that is mapped as the access needs: the vCPU ran into
+             * the gap while mem.c replaced memslots; KVM completes it on
+             * that memory (a read gets its bytes, a write already ran) */
+            if (run->mmio.len <= 8 &&
+                !hvfh_ram_access(run->mmio.phys_addr, run->mmio.data,
+                                 run->mmio.len, run->mmio.is_write))
+                continue;
+            return after_exit(v, exit_mmio(v));
         case KVM_EXIT_X86_RDMSR: return after_exit(v, exit_msr(v, 0));
         case KVM_EXIT_X86_WRMSR: return after_exit(v, exit_msr(v, 1));
         case KVM_EXIT_HLT: {

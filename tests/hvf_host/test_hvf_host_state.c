@@ -390,3 +390,58 @@ Test(hvf_state, interrupt_reaches_a_thread_blocking_signals)
     pthread_join(t, NULL);
     cr_assert_eq(b.why, VMX_REASON_IRQ);
 }
+
+/* Protecting and unprotecting pages one by one, while another vCPU works
+ * on memory of the same range: it never sees a fault, and the ranges merge
+ * back (a thousand splits do not exhaust memslots). */
+struct worker {
+    hv_vcpuid_t id;
+    int ready;
+    uint32_t why;
+};
+
+static void *worker_thread(void *arg)
+{
+    struct worker *w = arg;
+    if (vcpu_init(&w->id, 0x1300, 0x7000)) {
+        __atomic_store_n(&w->ready, -1, __ATOMIC_SEQ_CST);
+        return NULL;
+    }
+    __atomic_store_n(&w->ready, 1, __ATOMIC_SEQ_CST);
+    w->why = run_vcpu(w->id);
+    hv_vcpu_destroy(w->id);
+    return NULL;
+}
+
+Test(hvf_state, protect_while_another_vcpu_runs)
+{
+    pc = 0x1300;
+    uint64_t loop = EMIT(0x48, 0xff, 0x04, 0x25, B4(0x4000)); /* inc [0x4000] */
+    EMIT(0x48, 0x8b, 0x04, 0x25, B4(0x4008)); /* mov rax, [0x4008] */
+    EMIT(0xeb, (uint8_t)(loop - (pc + 2)));   /* jmp loop */
+    struct worker w;
+    memset(&w, 0, sizeof(w));
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, worker_thread, &w), 0);
+    while (!__atomic_load_n(&w.ready, __ATOMIC_SEQ_CST))
+        usleep(1000);
+    cr_assert_eq(w.ready, 1);
+    for (int i = 0; i < 1000; i++) {
+        uint64_t page = 0x100000 + (uint64_t)(i % 200) * 0x1000;
+        cr_assert_eq(hv_vm_protect(page, 0x1000, HV_MEMORY_READ), HV_SUCCESS);
+        cr_assert_eq(
+            hv_vm_protect(page, 0x1000,
+                          HV_MEMORY_READ | HV_MEMORY_WRITE | HV_MEMORY_EXEC),
+            HV_SUCCESS);
+    }
+    uint64_t c1, c2;
+    memcpy(&c1, ram + 0x4000, 8);
+    usleep(50 * 1000);
+    memcpy(&c2, ram + 0x4000, 8);
+    cr_assert_gt(c2, c1, "the guest still runs");
+    cr_assert_eq(hv_vcpu_interrupt(&w.id, 1), HV_SUCCESS);
+    pthread_join(t, NULL);
+    cr_assert_eq(w.why, VMX_REASON_IRQ, "exit %u", w.why);
+    /* one range again: the whole RAM can still be protected in one go */
+    cr_assert_eq(hv_vm_protect(0, RAM_SIZE, HV_MEMORY_READ), HV_SUCCESS);
+}

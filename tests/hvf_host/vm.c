@@ -75,8 +75,18 @@ hv_return_t hv_vm_create(hv_vm_options_t flags)
     memset(&hvfh_vm, 0, sizeof(hvfh_vm));
     hvfh_vm.kvm_fd = kvm;
     hvfh_vm.vm_fd = vm;
-    int n = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
-    hvfh_vm.nr_slots = n > 0 && n < 512 ? n : 512;
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&hvfh_vm.run_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    if (hvfh_mem_init()) {
+        close(vm);
+        close(kvm);
+        pthread_mutex_unlock(&hvfh_vm_lock);
+        return HV_NO_RESOURCES;
+    }
     /* Every MSR access the filter denies, and every one KVM does not know,
      * exits to userspace (KVM_EXIT_X86_RDMSR/WRMSR): see msr.c. */
     struct kvm_enable_cap cap = {.cap = KVM_CAP_X86_USER_SPACE_MSR};
@@ -112,181 +122,11 @@ hv_return_t hv_vm_destroy(void)
         }
     close(hvfh_vm.vm_fd);
     close(hvfh_vm.kvm_fd);
+    hvfh_mem_fini();
+    pthread_rwlock_destroy(&hvfh_vm.run_lock);
     hvfh_vm.created = 0;
     pthread_mutex_unlock(&hvfh_vm_lock);
     return HV_SUCCESS;
-}
-
-static int slot_alloc(void)
-{
-    for (int i = 0; i < hvfh_vm.nr_slots; i++)
-        if (!hvfh_vm.slot_used[i]) {
-            hvfh_vm.slot_used[i] = 1;
-            return i;
-        }
-    return -1;
-}
-
-/* Gives range r its KVM memslot (none when it has no read access). */
-static int range_install(struct hvfh_range *r)
-{
-    r->slot = -1;
-    if (!(r->flags & HV_MEMORY_READ))
-        return 0;
-    int s = slot_alloc();
-    if (s < 0)
-        return -ENOSPC;
-    struct kvm_userspace_memory_region m = {
-        .slot = (uint32_t)s,
-        .flags = (r->flags & HV_MEMORY_WRITE) ? 0 : KVM_MEM_READONLY,
-        .guest_phys_addr = r->gpa,
-        .memory_size = r->size,
-        .userspace_addr = r->uva};
-    if (ioctl(hvfh_vm.vm_fd, KVM_SET_USER_MEMORY_REGION, &m)) {
-        hvfh_vm.slot_used[s] = 0;
-        return -errno;
-    }
-    r->slot = s;
-    return 0;
-}
-
-static void range_remove(struct hvfh_range *r)
-{
-    if (r->slot < 0)
-        return;
-    struct kvm_userspace_memory_region m = {.slot = (uint32_t)r->slot};
-    ioctl(hvfh_vm.vm_fd, KVM_SET_USER_MEMORY_REGION, &m);
-    hvfh_vm.slot_used[r->slot] = 0;
-    r->slot = -1;
-}
-
-static int aligned(uint64_t gpa, uint64_t size)
-{
-    return size && !(gpa % HVFH_PAGE) && !(size % HVFH_PAGE) &&
-           gpa + size > gpa;
-}
-
-hv_return_t hv_vm_map(hv_uvaddr_t uva, hv_gpaddr_t gpa, size_t size,
-                      hv_memory_flags_t flags)
-{
-    if (!aligned(gpa, size) || ((uintptr_t)uva % HVFH_PAGE) || !uva ||
-        (flags &
-         ~(uint64_t)(HV_MEMORY_READ | HV_MEMORY_WRITE | HV_MEMORY_EXEC)))
-        return HV_BAD_ARGUMENT;
-    pthread_mutex_lock(&hvfh_vm_lock);
-    hv_return_t ret = HV_SUCCESS;
-    if (!hvfh_vm.created) {
-        ret = HV_BAD_ARGUMENT;
-        goto out;
-    }
-    for (int i = 0; i < hvfh_vm.n_ranges; i++) {
-        struct hvfh_range *r = &hvfh_vm.ranges[i];
-        if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
-            ret = HV_ERROR; /* overlaps a mapped range */
-            goto out;
-        }
-    }
-    if (hvfh_vm.n_ranges == HVFH_MAX_RANGES) {
-        ret = HV_NO_RESOURCES;
-        goto out;
-    }
-    struct hvfh_range *r = &hvfh_vm.ranges[hvfh_vm.n_ranges];
-    *r = (struct hvfh_range){gpa, size, (uint64_t)(uintptr_t)uva, flags, -1};
-    if (range_install(r)) {
-        ret = HV_NO_RESOURCES;
-        goto out;
-    }
-    hvfh_vm.n_ranges++;
-out:
-    pthread_mutex_unlock(&hvfh_vm_lock);
-    return ret;
-}
-
-/* Applies `flags` (or removal, when unmap) to [gpa, gpa+size): every page
- * in it must be mapped; ranges partly inside are split. */
-static hv_return_t reshape(uint64_t gpa, uint64_t size, int unmap,
-                           hv_memory_flags_t flags)
-{
-    if (!aligned(gpa, size))
-        return HV_BAD_ARGUMENT;
-    pthread_mutex_lock(&hvfh_vm_lock);
-    hv_return_t ret = HV_SUCCESS;
-    uint64_t covered = 0;
-    for (int i = 0; i < hvfh_vm.n_ranges; i++) {
-        struct hvfh_range *r = &hvfh_vm.ranges[i];
-        uint64_t lo = r->gpa > gpa ? r->gpa : gpa;
-        uint64_t hi =
-            r->gpa + r->size < gpa + size ? r->gpa + r->size : gpa + size;
-        if (lo < hi)
-            covered += hi - lo;
-    }
-    if (!hvfh_vm.created || covered != size) {
-        ret = HV_BAD_ARGUMENT;
-        goto out;
-    }
-    struct hvfh_range keep[HVFH_MAX_RANGES * 3];
-    int n = 0;
-    for (int i = 0; i < hvfh_vm.n_ranges; i++) {
-        struct hvfh_range r = hvfh_vm.ranges[i];
-        if (!(gpa < r.gpa + r.size && r.gpa < gpa + size)) {
-            keep[n++] = r;
-            continue;
-        }
-        range_remove(&hvfh_vm.ranges[i]);
-        uint64_t lo = r.gpa > gpa ? r.gpa : gpa;
-        uint64_t hi = r.gpa + r.size < gpa + size ? r.gpa + r.size : gpa + size;
-        if (r.gpa < lo)
-            keep[n++] =
-                (struct hvfh_range){r.gpa, lo - r.gpa, r.uva, r.flags, -1};
-        if (!unmap)
-            keep[n++] = (struct hvfh_range){lo, hi - lo, r.uva + (lo - r.gpa),
-                                            flags, -1};
-        if (hi < r.gpa + r.size)
-            keep[n++] = (struct hvfh_range){hi, r.gpa + r.size - hi,
-                                            r.uva + (hi - r.gpa), r.flags, -1};
-    }
-    if (n > HVFH_MAX_RANGES) {
-        ret = HV_NO_RESOURCES; /* (the old slots are gone: reinstalled) */
-        n = HVFH_MAX_RANGES;
-    }
-    hvfh_vm.n_ranges = 0;
-    for (int i = 0; i < n; i++) {
-        struct hvfh_range *r = &hvfh_vm.ranges[hvfh_vm.n_ranges];
-        *r = keep[i];
-        if (r->slot < 0 && range_install(r))
-            ret = HV_NO_RESOURCES;
-        hvfh_vm.n_ranges++;
-    }
-out:
-    pthread_mutex_unlock(&hvfh_vm_lock);
-    return ret;
-}
-
-hv_return_t hv_vm_unmap(hv_gpaddr_t gpa, size_t size)
-{
-    return reshape(gpa, size, 1, 0);
-}
-
-hv_return_t hv_vm_protect(hv_gpaddr_t gpa, size_t size, hv_memory_flags_t flags)
-{
-    if (flags & ~(uint64_t)(HV_MEMORY_READ | HV_MEMORY_WRITE | HV_MEMORY_EXEC))
-        return HV_BAD_ARGUMENT;
-    return reshape(gpa, size, 0, flags);
-}
-
-/* The access rights of gpa's page as EPT bits 2:0 (0 when unmapped). */
-unsigned hvfh_gpa_rights(uint64_t gpa);
-unsigned hvfh_gpa_rights(uint64_t gpa)
-{
-    unsigned rights = 0;
-    pthread_mutex_lock(&hvfh_vm_lock);
-    for (int i = 0; i < hvfh_vm.n_ranges; i++) {
-        struct hvfh_range *r = &hvfh_vm.ranges[i];
-        if (gpa >= r->gpa && gpa < r->gpa + r->size)
-            rights = (unsigned)(r->flags & 7);
-    }
-    pthread_mutex_unlock(&hvfh_vm_lock);
-    return rights;
 }
 
 /* One address space: the others are refused. */
