@@ -16,7 +16,11 @@
  *   only (HV_BAD_ARGUMENT otherwise) and split ranges as needed. Each range
  *   is one KVM memslot: read+write a normal slot, read-only a
  *   KVM_MEM_READONLY slot, no access no slot at all (so every access exits).
- *   Execute permission is not enforced (KVM has no such bit).
+ *   Execute permission is not enforced (KVM has no such bit). Neighbours
+ *   that become alike again are merged (protecting pages one at a time and
+ *   back does not run out of memslots). Replacing a memslot leaves a moment
+ *   without it, which KVM would show a running guest as a fault: every vCPU
+ *   is kicked out of KVM_RUN and held until the change is done.
  * - The KVM VM has no in-kernel irqchip (so HLT reaches userspace and
  *   interrupts are injected only through the VM-entry field).
  *

@@ -2,11 +2,13 @@
  * the software VMCS kept beside KVM's state. See hvf_host.h for what this
  * layer hides from KVM and how.
  *
- * Locks: vm_lock (vm.c) guards the VM, the range list and the vCPU table;
- * a vCPU's own state is touched only by its owner thread (every call on it
- * checks), except the kick flag and run->immediate_exit (atomics), which
- * hv_vcpu_interrupt() sets from any thread. vm_lock is never held across
- * KVM_RUN. */
+ * Locks, in this order: hvfh_vm_lock (vm.c) guards the VM, the range list
+ * and the vCPU table; hvfh_vm.run_lock (a writer-first rwlock) is held for
+ * reading around each KVM_RUN and for writing by mem.c while it replaces
+ * memslots (never taken for reading with hvfh_vm_lock held). A vCPU's own
+ * state is touched only by its owner thread (every call on it checks),
+ * except the kick flag and run->immediate_exit (atomics), which
+ * hv_vcpu_interrupt() and mem.c set from any thread. */
 #ifndef HVFH_H
 #define HVFH_H
 
