@@ -74,7 +74,8 @@ struct hvfh_vm {
     int n_ranges;
     unsigned char *slot_used;
     struct hvfh_vcpu *vcpus[HVFH_MAX_VCPUS];
-    int user_msr; /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    int next_kvm_id; /* KVM vCPU ids are never reused in a VM */
+    int user_msr;    /* KVM_CAP_X86_USER_SPACE_MSR enabled */
     /* KVM_RUN holds it for reading; mem.c, replacing memslots, for writing
      * after setting memop and kicking every vCPU (writers first) */
     pthread_rwlock_t run_lock;

@@ -445,3 +445,27 @@ Test(hvf_state, protect_while_another_vcpu_runs)
     /* one range again: the whole RAM can still be protected in one go */
     cr_assert_eq(hv_vm_protect(0, RAM_SIZE, HV_MEMORY_READ), HV_SUCCESS);
 }
+
+/* Destroyed on its thread, a vCPU's id can be created again; the VM goes
+ * once its vCPUs have, and a new one may then be created. */
+Test(hvf_state, vcpu_and_vm_lifecycle)
+{
+    cr_assert_eq(hv_vm_destroy(), HV_BUSY, "a vCPU is left");
+    hv_vcpuid_t old = vcpu;
+    cr_assert_eq(hv_vcpu_destroy(vcpu), HV_SUCCESS);
+    uint64_t v;
+    cr_assert_eq(hv_vcpu_read_register(old, HV_X86_RIP, &v), HV_BAD_ARGUMENT);
+    cr_assert_eq(vcpu_init(&vcpu, CODE, 0x8000), 0);
+    cr_assert_eq(vcpu, old, "the id is free again");
+    EMIT(0xf4);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert_eq(hv_vcpu_destroy(vcpu), HV_SUCCESS);
+    cr_assert_eq(hv_vm_destroy(), HV_SUCCESS);
+    cr_assert_eq(hv_vm_map(ram, 0, 4096, HV_MEMORY_READ), HV_BAD_ARGUMENT,
+                 "no VM");
+    cr_assert_eq(hv_vm_create(HV_VM_DEFAULT), HV_SUCCESS);
+    cr_assert_eq(hv_vm_map(ram, 0, RAM_SIZE, HV_MEMORY_READ | HV_MEMORY_WRITE),
+                 HV_SUCCESS);
+    cr_assert_eq(vcpu_init(&vcpu, CODE, 0x8000), 0);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+}

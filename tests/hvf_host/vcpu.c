@@ -132,7 +132,9 @@ hv_return_t hv_vcpu_create(hv_vcpuid_t *vcpu, hv_vcpu_options_t flags)
         ret = HV_NO_RESOURCES;
         goto out;
     }
-    v->fd = ioctl(hvfh_vm.vm_fd, KVM_CREATE_VCPU, id);
+    /* KVM keeps a vCPU until its VM goes: a destroyed vCPU's hv id comes
+     * back with a new KVM id */
+    v->fd = ioctl(hvfh_vm.vm_fd, KVM_CREATE_VCPU, hvfh_vm.next_kvm_id++);
     int sz = ioctl(hvfh_vm.kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (v->fd < 0 || sz <= 0) {
         if (v->fd >= 0)
