@@ -347,3 +347,28 @@ Test(hvf_host, movs_from_mmio_leaves_ram)
     cr_assert_eq(rreg(HV_X86_RIP), hlt);
     cr_assert_eq(ram[DATA], 0x99);
 }
+
+/* REP OUTS backwards (DF=1) with 32-bit addressing: the exit comes before
+ * the first element, RSI/RCX as the guest left them. */
+Test(hvf_host, string_io_backwards_addr32)
+{
+    memcpy(ram + 0x2000, "xyz", 3);
+    EMIT(0xba, B4(0x18));                   /* mov edx, 0x18 */
+    EMIT(0xbe, B4(0x2002));                 /* mov esi, 0x2002 */
+    EMIT(0xb9, B4(3));                      /* mov ecx, 3 */
+    EMIT(0xfd);                             /* std */
+    uint64_t outs = EMIT(0x67, 0xf3, 0x6e); /* rep outsb (addr32) */
+    EMIT(0xfc);                             /* cld */
+    uint64_t hlt = EMIT(0xf4);
+    expect_io(outs, 3, 0x18, 1, 0, 1, 1, 0);
+    cr_assert_eq(rreg(HV_X86_RSI), 0x2002);
+    cr_assert_eq(rreg(HV_X86_RCX), 3);
+    cr_assert(rreg(HV_X86_RFLAGS) & (1u << 10), "DF");
+    cr_assert_eq(rvmcs(VMCS_RO_VMX_INSTR_INFO), 1u << 7 | 3u << 15);
+    cr_assert_eq(rvmcs(VMCS_RO_GUEST_LIN_ADDR), 0x2002);
+    wreg(HV_X86_RSI, 0x1fff);
+    wreg(HV_X86_RCX, 0);
+    skip_insn();
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert_eq(rreg(HV_X86_RIP), hlt);
+}
