@@ -372,3 +372,25 @@ Test(hvf_host, string_io_backwards_addr32)
     cr_assert_eq(run(), VMX_REASON_HLT);
     cr_assert_eq(rreg(HV_X86_RIP), hlt);
 }
+
+/* MSRs KVM does not filter (x2APIC) or does not know exit too. */
+Test(hvf_host, x2apic_and_unknown_msrs_exit)
+{
+    EMIT(0xb9, B4(0x802));         /* mov ecx, 0x802 (x2APIC ID) */
+    uint64_t a = EMIT(0x0f, 0x32); /* rdmsr */
+    EMIT(0xb9, B4(0x4b564dff));    /* mov ecx, an unknown MSR */
+    uint64_t b = EMIT(0x0f, 0x32); /* rdmsr */
+    uint64_t hlt = EMIT(0xf4);
+    uint32_t why = run();
+    cr_assert_eq(why, VMX_REASON_RDMSR, "exit %u at 0x%llx", why,
+                 (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert_eq(rreg(HV_X86_RIP), a);
+    cr_assert_eq(rreg(HV_X86_RCX), 0x802);
+    skip_insn();
+    cr_assert_eq(run(), VMX_REASON_RDMSR);
+    cr_assert_eq(rreg(HV_X86_RIP), b);
+    cr_assert_eq(rreg(HV_X86_RCX), 0x4b564dff);
+    skip_insn();
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert_eq(rreg(HV_X86_RIP), hlt);
+}
