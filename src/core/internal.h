@@ -224,6 +224,12 @@ struct hvc_vm {
     pthread_mutex_t dev_ops_lock;
     int *irq_fd; /* nr_irqs entries, -1 when unused */
     struct hvi_doorbell *doorbells;
+    /* core17: the eventfd fallbacks (notify.c) for backends without
+     * vm_irqfd / vm_ioeventfd: doorbells the run loop matches, and how
+     * many doorbell writes and interrupt eventfd signals they carried. */
+    atomic_uint nr_emulated_doorbells;
+    atomic_ulong fallback_doorbells;
+    atomic_ulong fallback_irqs;
 
     /* The event thread (event.c). ev_lock is held while a callback runs;
      * watch_lock guards the watch table. */
@@ -444,6 +450,12 @@ void hvi_devices_hold(hvc_vm *vm, bool hold);
  * VM destruction close it, so a thread that may outlive it waits on a
  * dup(). */
 int hvi_vm_add_doorbell_fd(hvc_vm *vm, const hvc_doorbell *db, int *fd);
+
+/* notify.c (core17): the ioeventfd fallback, called by the run loop for
+ * a guest write before the I/O handlers: true when it rang a doorbell
+ * (its eventfd signalled, the access claimed). Takes dev_lock. */
+bool hvi_doorbell_match(hvc_vm *vm, int space, uint64_t addr, uint32_t size,
+                        const void *data);
 
 /* device.c, event.c: teardown at VM destruction. */
 void hvi_devices_free(hvc_vm *vm);
