@@ -373,3 +373,41 @@ Test(vcpu_thread, strict_mode_counts_violations)
     cr_assert_eq(rip, GUEST_LOAD);
     cr_assert_eq(hvi_kvm_strict_violations(), before + 1);
 }
+
+/* HVC_CAP_MAX_VMS and HVC_CAP_PAGE_SIZE: KVM sets no VM limit (0) and
+ * maps 4 KiB pages; with a limit (HVF: 1; here the test-only
+ * HVCORE_KVM_MAX_VMS), one VM more is -EBUSY with a message, across
+ * handles, and the place comes back when a VM goes. */
+Test(backend_caps, max_vms_and_page_size)
+{
+    hvt_require_kvm();
+    hvc_hypervisor *hv;
+    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    uint64_t v = 99;
+    HVT_OK(hvc_hypervisor_get_cap(hv, HVC_CAP_MAX_VMS, &v));
+    cr_assert_eq(v, 0);
+    HVT_OK(hvc_hypervisor_get_cap(hv, HVC_CAP_PAGE_SIZE, &v));
+    cr_assert_eq(v, 4096);
+    cr_assert_eq(v, HVC_PAGE_SIZE);
+    HVT_ERR(hvc_hypervisor_get_cap(hv, HVC_CAP_PAGE_SIZE + 1, &v), -EINVAL);
+    HVT_OK(hvc_hypervisor_close(hv));
+
+    setenv("HVCORE_KVM_MAX_VMS", "1", 1);
+    hvc_hypervisor *a, *b;
+    HVT_OK(hvc_hypervisor_open("kvm", &a));
+    HVT_OK(hvc_hypervisor_open("kvm", &b));
+    unsetenv("HVCORE_KVM_MAX_VMS");
+    HVT_OK(hvc_hypervisor_get_cap(a, HVC_CAP_MAX_VMS, &v));
+    cr_assert_eq(v, 1);
+    hvc_vm *vm1, *vm2;
+    HVT_OK(hvc_vm_create(a, NULL, &vm1));
+    HVT_ERR(hvc_vm_create(a, NULL, &vm2), -EBUSY);
+    cr_assert(strstr(hvc_last_error(), "allows 1 VM(s)"), "%s",
+              hvc_last_error());
+    HVT_ERR(hvc_vm_create(b, NULL, &vm2), -EBUSY); /* another handle */
+    HVT_OK(hvc_vm_destroy(vm1));
+    HVT_OK(hvc_vm_create(b, NULL, &vm2));
+    HVT_OK(hvc_vm_destroy(vm2));
+    HVT_OK(hvc_hypervisor_close(a));
+    HVT_OK(hvc_hypervisor_close(b));
+}

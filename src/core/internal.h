@@ -145,6 +145,25 @@ struct hvi_tsc; /* tsc_internal.h */
  * event thread whether a buffer can be used now) asks with
  * hvi_postcopy_want() and comes back later.
  *
+ * vCPU threads (core17, vcpu_forward.c), on backends that bind vCPUs to
+ * threads: each vCPU's home->lock is a leaf (the queue of forwarded calls,
+ * the stop flag, the done flags of calls its own thread waits for), held
+ * only around that data and never while calling out. A forwarded call may
+ * be made with any lock held (vm->lock included: state.c and the TSC code
+ * forward under it) as long as the vCPU thread needs none of those locks
+ * to reach a drain point. The vCPU thread drains its queue between exits
+ * (before any lock), while parked, and while it waits for vm->lock in park
+ * and leave (hvi_vcpu_lock_vm: trylock, drain, retry), so a caller holding
+ * vm->lock is served. It does not drain inside an I/O handler: a thread
+ * that forwards to a vCPU while holding a lock that vCPU's handler waits
+ * for (io_lock write, a device lock, dev_ops_lock) would deadlock, and the
+ * core never does; a caller on another vCPU's thread keeps draining its
+ * own queue while it waits, so two vCPU threads calling each other do not
+ * deadlock. A callback on the vCPU's own thread calls it inline.
+ * The eventfd fallbacks (notify.c) add no lock: the run loop takes
+ * dev_lock (a leaf) to match a doorbell, the event thread takes it to map
+ * an interrupt eventfd to its line (under ev_lock, above it).
+ *
  * So any callback may look devices up, watch descriptors and read guest
  * memory. Not locks: hvc_vcpu.state, kick_pending, rekick, leaving and the
  * VM's pause_depth and active are atomics (see hvi_vcpu_interrupt());
