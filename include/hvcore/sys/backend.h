@@ -54,10 +54,13 @@ extern "C" {
  * vcpu_run_prepare, vcpu_run, every vcpu_get_* / vcpu_set_*, vcpu_fpu_size,
  * vcpu_set_runnable, vcpu_flush, vcpu_state_size and the
  * hvc_backend_tsc_ops vcpu_* calls of one vCPU are all made on one thread,
- * its vCPU thread: a thread the library owns, started when the vCPU is
- * first needed (its first hvc_vcpu_run() or the first call that needs the
- * backend vCPU) and ended by hvc_vcpu_destroy(). Callers on other threads
- * are forwarded there by the core (src/core/vcpu_forward.c, docs/BACKENDS.md).
+ * its vCPU thread: a thread the library owns, started by hvc_vcpu_create()
+ * (which calls vcpu_create there) and joined by hvc_vcpu_destroy() (after
+ * vcpu_destroy there). hvc_vcpu_run() runs the whole run loop there, so
+ * vcpu_run_prepare and vcpu_run always come from that thread too. Callers
+ * on other threads are forwarded there by the core
+ * (src/core/vcpu_forward.c, docs/BACKENDS.md). The thread blocks every
+ * signal; a backend that kicks with one unblocks it around guest entry.
  * vcpu_kick is the only vCPU call made from other threads (and from signal
  * handlers). VM calls (vm_*) may still come from any thread, one VM's
  * calls possibly concurrently, as before. Without the flag a backend vCPU
