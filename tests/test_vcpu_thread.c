@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,7 +258,7 @@ Test(vcpu_thread, destroy_from_other_thread)
 struct kicker {
     hvc_vcpu *v;
     atomic_int stop;
-    unsigned long kicks;
+    atomic_ulong kicks;
 };
 
 static void *kick_loop(void *p)
@@ -265,7 +266,7 @@ static void *kick_loop(void *p)
     struct kicker *k = p;
     while (!atomic_load(&k->stop)) {
         hvc_vcpu_kick(k->v);
-        k->kicks++;
+        atomic_fetch_add(&k->kicks, 1);
     }
     return NULL;
 }
@@ -281,6 +282,10 @@ Test(vcpu_thread, kicks_race_first_run)
         struct kicker k = {.v = v};
         pthread_t th;
         cr_assert_eq(pthread_create(&th, NULL, kick_loop, &k), 0);
+        /* the first run starts with kicks already flying (and one at
+         * least pending), then races more */
+        while (atomic_load(&k.kicks) == 0)
+            sched_yield();
         int done = 0, kicked = 0;
         for (int i = 0; i < 100000 && !done; i++) {
             const hvc_exit *e;
@@ -300,7 +305,7 @@ Test(vcpu_thread, kicks_race_first_run)
         pthread_join(th, NULL);
         cr_assert(done, "the guest never finished");
         cr_assert_gt(kicked, 0, "no run returned for a kick (%lu sent)",
-                     k.kicks);
+                     (unsigned long)atomic_load(&k.kicks));
         HVT_OK(hvc_vcpu_destroy(v));
     }
     cr_assert_eq(hvi_kvm_strict_violations(), before);
