@@ -13,7 +13,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,16 +100,23 @@ void hvi_vcpu_lock_vm(hvc_vcpu *v)
         return;
     }
     /* A thread holding vm->lock may be waiting for this home (a save
-     * under vm->lock reads a parked vCPU): serve it while waiting. */
-    unsigned spins = 0;
-    while (pthread_mutex_trylock(&vm->lock) != 0) {
+     * under vm->lock reads a parked vCPU): serve it while waiting. The
+     * wait itself blocks in the mutex (a trylock-and-sleep loop starved
+     * against a thread that takes vm->lock in a loop, hvc_vm_pause and
+     * resume), waking every 100 us to look at the queue. */
+    for (;;) {
+        if (pthread_mutex_trylock(&vm->lock) == 0)
+            return;
         hvi_vcpu_drain(v);
-        if (++spins < 64) {
-            sched_yield();
-        } else {
-            struct timespec ts = {0, 50000};
-            nanosleep(&ts, NULL);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
         }
+        if (pthread_mutex_timedlock(&vm->lock, &ts) == 0)
+            return;
     }
 }
 
