@@ -153,7 +153,8 @@ struct hvi_tsc; /* tsc_internal.h */
  * forward under it) as long as the vCPU thread needs none of those locks
  * to reach a drain point. The vCPU thread drains its queue between exits
  * (before any lock), while parked, and while it waits for vm->lock in park
- * and leave (hvi_vcpu_lock_vm: trylock, drain, retry), so a caller holding
+ * and leave (hvi_vcpu_lock_vm: a timed lock, draining every 100 us), so
+ * a caller holding
  * vm->lock is served. It does not drain inside an I/O handler: a thread
  * that forwards to a vCPU while holding a lock that vCPU's handler waits
  * for (io_lock write, a device lock, dev_ops_lock) would deadlock, and the
