@@ -102,8 +102,8 @@ Test(eventfd_fallback, port_doorbell_with_data_match)
     atomic_store(&r.rung, 0);
     atomic_store(&handled, 0);
     /* io64 first writes 0x11 (1 byte) to PORT_DATA, then 2 and 4 bytes */
-    hvc_doorbell db = {HVC_IO_PIO, 1, PORT_DATA, HVC_DOORBELL_DATAMATCH, 0,
-                       0x11};
+    hvc_doorbell db = {HVC_IO_PIO, 1,   PORT_DATA, HVC_DOORBELL_DATAMATCH,
+                       0,          0x11};
     HVT_OK(hvc_vm_add_doorbell(t.vm, &db, on_ring, &r));
     HVT_OK(hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, PORT_DATA, 4, port_handler,
                                  NULL));

@@ -27,9 +27,9 @@ Test(hvrun_accel, kvm_by_name_runs_the_guest)
     hvt_require_kvm();
     struct scratch s;
     scratch_open(&s);
-    const char *args[] = {"--kernel", GUEST("long64"), "--raw", "0x8000",
-                          "--serial", "none",          "--accel", "kvm",
-                          NULL};
+    const char *args[] = {"--kernel", GUEST("long64"), "--raw",
+                          "0x8000",   "--serial",      "none",
+                          "--accel",  "kvm",           NULL};
     int status = run_hvrun(&s, "kvm", args);
     char *err = output(&s, "kvm", "err");
     cr_assert_eq(status, 0x64, "status %d: %s", status, err);
@@ -45,9 +45,9 @@ static void refused(const char *accel, const char *needle)
 {
     struct scratch s;
     scratch_open(&s);
-    const char *args[] = {"--kernel", GUEST("long64"), "--raw", "0x8000",
-                          "--serial", "none",          "--accel", accel,
-                          NULL};
+    const char *args[] = {"--kernel", GUEST("long64"), "--raw",
+                          "0x8000",   "--serial",      "none",
+                          "--accel",  accel,           NULL};
     int status = run_hvrun(&s, "bad", args);
     char *err = output(&s, "bad", "err");
     cr_assert_eq(status, 2, "--accel %s: status %d: %s", accel, status, err);
@@ -75,9 +75,9 @@ Test(hvrun_accel, hvf_runs_or_is_a_usage_error)
     }
     struct scratch s;
     scratch_open(&s);
-    const char *args[] = {"--kernel", GUEST("long64"), "--raw", "0x8000",
-                          "--serial", "none",          "--accel", "hvf",
-                          NULL};
+    const char *args[] = {"--kernel", GUEST("long64"), "--raw",
+                          "0x8000",   "--serial",      "none",
+                          "--accel",  "hvf",           NULL};
     int status = run_hvrun(&s, "hvf", args);
     char *err = output(&s, "hvf", "err");
     if (hvc_backend_probe("hvf") < 0) {

@@ -343,8 +343,8 @@ Test(vcpu_thread, handler_calls_another_vcpu)
     hvt_load(t.vm, "io64");
     static struct cross c;
     memset(&c, 0, sizeof(c));
-    HVT_OK(hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, PORT_DATA, 1,
-                                 cross_handler, &c));
+    HVT_OK(hvc_vm_add_io_handler(t.vm, HVC_IO_PIO, PORT_DATA, 1, cross_handler,
+                                 &c));
     hvc_vcpu *v0 = hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0);
     hvc_vcpu *v1 = hvt_vcpu(t.vm, 1, HVC_X86_MODE_LONG64, 0);
     c.other = v1;

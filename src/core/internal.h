@@ -154,10 +154,10 @@ struct hvi_tsc; /* tsc_internal.h */
  * to reach a drain point. The vCPU thread drains its queue between exits
  * (before any lock), while parked, and while it waits for vm->lock in park
  * and leave (hvi_vcpu_lock_vm: a timed lock, draining every 100 us), so
- * a caller holding vm->lock is served. It does not drain inside an I/O handler: a thread
- * that forwards to a vCPU while holding a lock that vCPU's handler waits
- * for (io_lock write, a device lock, dev_ops_lock) would deadlock, and the
- * core never does; a caller on another vCPU's thread keeps draining its
+ * a caller holding vm->lock is served. It does not drain inside an I/O
+ * handler: a thread that forwards to a vCPU while holding a lock that
+ * vCPU's handler waits for (io_lock write, a device lock, dev_ops_lock)
+ * would deadlock, and the core never does; a caller on another vCPU's thread keeps draining its
  * own queue while it waits, so two vCPU threads calling each other do not
  * deadlock. A callback on the vCPU's own thread calls it inline.
  * The eventfd fallbacks (notify.c) add no lock: the run loop takes

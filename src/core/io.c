@@ -146,7 +146,8 @@ int hvi_io_dispatch(hvc_vcpu *vcpu, hvc_exit *exit, bool *claimed)
     }
 
     /* Doorbells the core emulates come first, as the backend's would. */
-    if (is_write && count == 1 && hvi_doorbell_match(vm, space, addr, size, data)) {
+    if (is_write && count == 1 &&
+        hvi_doorbell_match(vm, space, addr, size, data)) {
         *claimed = true;
         return 0;
     }

@@ -253,8 +253,7 @@ int hvc_vm_remove_doorbell(hvc_vm *vm, const hvc_doorbell *db)
 bool hvi_doorbell_match(hvc_vm *vm, int space, uint64_t addr, uint32_t size,
                         const void *data)
 {
-    if (!atomic_load_explicit(&vm->nr_emulated_doorbells,
-                              memory_order_relaxed))
+    if (!atomic_load_explicit(&vm->nr_emulated_doorbells, memory_order_relaxed))
         return false;
     uint64_t value = 0;
     if (size <= sizeof(value))

@@ -163,8 +163,7 @@ static int set_state(hvc_vcpu *v, void *p)
     return OPS(v)->vcpu_set_state(v->priv, a->kind, a->cbuf, a->length);
 }
 
-int hvi_bk_set_state(hvc_vcpu *v, uint32_t kind, const void *buf,
-                     size_t length)
+int hvi_bk_set_state(hvc_vcpu *v, uint32_t kind, const void *buf, size_t length)
 {
     struct bk_args a = {.kind = kind, .cbuf = buf, .length = length};
     return hvi_vcpu_call(v, set_state, &a);
