@@ -159,7 +159,8 @@ struct hvi_tsc; /* tsc_internal.h */
  * vCPU's handler waits for (io_lock write, a device lock, dev_ops_lock)
  * would deadlock, and the core never does; a caller on another vCPU's
  * thread keeps draining its own queue while it waits, so two vCPU threads
- * calling each other do not deadlock. A callback on the vCPU's own thread calls it inline.
+ * calling each other do not deadlock. A callback on the vCPU's own thread
+ * calls it inline.
  * The eventfd fallbacks (notify.c) add no lock: the run loop takes
  * dev_lock (a leaf) to match a doorbell, the event thread takes it to map
  * an interrupt eventfd to its line (under ev_lock, above it).
