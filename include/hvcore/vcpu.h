@@ -7,6 +7,12 @@
  * that runs the vCPU, or by any thread while the vCPU is not running (for
  * example while the VM is paused). hvc_vcpu_kick() may be called from any
  * thread, including signal-free contexts such as another vCPU's handler.
+ * These rules are the same on every backend: where the accelerator binds a
+ * vCPU to the thread that created it (Hypervisor.framework), the library
+ * keeps a thread of its own per vCPU, runs the vCPU there (hvc_vcpu_run()
+ * waits for it) and forwards every other call to it, so that any thread
+ * may still call any vCPU function. A vCPU's I/O handlers then run on that
+ * thread, and calls they make on their own vCPU are direct.
  */
 #ifndef HVCORE_VCPU_H
 #define HVCORE_VCPU_H
@@ -130,7 +136,9 @@ HVC_EXTERN int hvc_vcpu_create(hvc_vm *vm, uint32_t id, hvc_vcpu **out);
  * kernel keeps the vCPU until the VM goes): hvc_vcpu_create() with that id
  * then fails with -EEXIST.
  *
- * @return 0; -EINVAL for NULL; -EBUSY while it is inside hvc_vcpu_run().
+ * @return 0; -EINVAL for NULL; -EBUSY while it is inside hvc_vcpu_run();
+ *         -EDEADLK from the vCPU's own thread on a backend that binds
+ *         vCPUs to threads (that thread is joined).
  */
 HVC_EXTERN int hvc_vcpu_destroy(hvc_vcpu *vcpu);
 
@@ -207,7 +215,8 @@ HVC_EXTERN int hvc_vcpu_complete_io(hvc_vcpu *vcpu, const void *data,
  * any thread, at any time (also before or during the vCPU's first run),
  * and async-signal-safe: it may be called from a signal handler, even one
  * that interrupted hvc_vcpu_kick() or hvc_vm_pause() on the same thread. It
- * takes no lock and never waits for another thread.
+ * takes no lock and never waits for another thread. The same on every
+ * backend (hvcore/sys/backend.h states what a backend's kick must do).
  *
  * @return 0; -EINVAL for NULL (that error path formats a message and is
  *         not signal-safe).

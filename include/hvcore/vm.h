@@ -87,6 +87,8 @@ typedef struct hvc_vm_options {
      * Signal used to kick vCPU threads out of the guest; 0 picks SIGRTMIN.
      * The library installs a no-op handler (SA_RESTART) for it when its
      * disposition is the default; a caller-installed handler is kept.
+     * Only backends that kick with a signal use it (KVM); others (HVF:
+     * hv_vcpu_interrupt) ignore it, and a kick behaves the same on all.
      */
     int32_t kick_signal;
 } hvc_vm_options;
@@ -103,7 +105,8 @@ typedef struct hvc_vm_options {
  * @param opts options, or NULL for the defaults.
  * @param out  receives the VM.
  * @return 0; -EINVAL (NULL handle, unknown size or flags, max_vcpus above
- *         ::HVC_CAP_MAX_VCPUS); -ENOMEM; a backend error.
+ *         ::HVC_CAP_MAX_VCPUS); -EBUSY when the process already has
+ *         ::HVC_CAP_MAX_VMS VMs on this backend; -ENOMEM; a backend error.
  */
 HVC_EXTERN int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts,
                              hvc_vm **out);

@@ -183,7 +183,7 @@ static int mirror_apic_base(hvc_vcpu *v)
 {
     hvc_reg id = HVC_X86_APIC_BASE;
     uint64_t base = hvi_irqchip_apic_base(v->vm->uirq->chip, v->id);
-    return v->vm->ops->vcpu_set_regs(v->priv, &id, &base, 1);
+    return hvi_bk_set_regs(v, &id, &base, 1);
 }
 
 int hvi_uirq_vcpu_created(hvc_vcpu *vcpu)
@@ -481,7 +481,7 @@ int hvi_uirq_vcpu_state_get(hvc_vcpu *v, uint32_t kind, void *buf, size_t n)
         return 0;
     }
     struct hvi_x86_events ev;
-    if ((r = v->vm->ops->vcpu_get_state(v->priv, kind, &ev, sizeof(ev))) < 0)
+    if ((r = hvi_bk_get_state(v, kind, &ev, sizeof(ev))) < 0)
         return r;
     uint32_t act;
     uint8_t sipi;
@@ -522,7 +522,7 @@ int hvi_uirq_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf,
      * core's, and pending NMIs the backend's queue. */
     ev.activity = HVI_X86_ACT_ACTIVE;
     ev.sipi_vector = 0;
-    if ((r = v->vm->ops->vcpu_set_state(v->priv, kind, &ev, sizeof(ev))) < 0)
+    if ((r = hvi_bk_set_state(v, kind, &ev, sizeof(ev))) < 0)
         return r;
     hvi_irqchip_set_cpu(u->chip, v->id, act, ((const struct hvi_x86_events *)
                                                   buf)->sipi_vector,

@@ -70,7 +70,7 @@ bool hvi_tsc_msr_get(hvc_vcpu *vcpu, uint32_t msr, uint64_t *value)
     if (msr == HVI_MSR_TSC_DEADLINE && vcpu->vm->uirq)
         return hvi_uirq_tsc_deadline_get(vcpu, value) == 0;
     hvc_reg id = HVC_X86_MSR(msr);
-    return vcpu->vm->ops->vcpu_get_regs(vcpu->priv, &id, value, 1) == 0;
+    return hvi_bk_get_regs(vcpu, &id, value, 1) == 0;
 }
 
 int hvi_tsc_msr_set(hvc_vcpu *vcpu, uint32_t msr, uint64_t value)
@@ -78,7 +78,7 @@ int hvi_tsc_msr_set(hvc_vcpu *vcpu, uint32_t msr, uint64_t value)
     if (msr == HVI_MSR_TSC_DEADLINE && vcpu->vm->uirq)
         return hvi_uirq_tsc_deadline_set(vcpu, value);
     hvc_reg id = HVC_X86_MSR(msr);
-    return vcpu->vm->ops->vcpu_set_regs(vcpu->priv, &id, &value, 1);
+    return hvi_bk_set_regs(vcpu, &id, &value, 1);
 }
 
 int hvi_tsc_init(hvc_vm *vm)
@@ -165,7 +165,7 @@ static int program(hvc_vm *vm, uint32_t khz, uint32_t flags)
     int r = ops->vm_set_frequency(vm->priv, khz, flags);
     for (uint32_t i = 0; r == 0 && i < vm->opts.max_vcpus; i++)
         if (vm->vcpus[i])
-            r = ops->vcpu_apply_frequency(vm->vcpus[i]->priv);
+            r = hvi_bk_apply_frequency(vm->vcpus[i]);
     return r;
 }
 

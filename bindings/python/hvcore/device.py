@@ -352,6 +352,7 @@ class _ModelOps:
     def _read(self, opaque, vcpu_ptr, index, offset, data, size):
         try:
             vcpu = self.vm_node.vcpu_for_ptr(vcpu_ptr)
+            self.vm_node.io._pending.serve(vcpu)
             result = self.model.read(vcpu, index, offset, size)
             if result is IO_EXIT:
                 ctypes.memset(data, 0, size)
@@ -365,6 +366,7 @@ class _ModelOps:
     def _write(self, opaque, vcpu_ptr, index, offset, data, size):
         try:
             vcpu = self.vm_node.vcpu_for_ptr(vcpu_ptr)
+            self.vm_node.io._pending.serve(vcpu)
             result = self.model.write(vcpu, index, offset,
                                       ctypes.string_at(data, size))
             return int(IO_EXIT) if result is IO_EXIT else 0

@@ -37,6 +37,7 @@ import errno
 import itertools
 import operator
 import threading
+import types
 
 from . import _convert
 from ._lib import lib
@@ -98,6 +99,71 @@ def _errno_of(exc):
     return errno.EIO
 
 
+
+class _Pending:
+    """What a Python callback raised, per run: ``vcpu`` (the VCPU whose
+    ``run()`` is in progress) and ``exc`` (the first exception), read and
+    written as attributes, per thread.
+
+    On a backend that binds vCPUs to threads (HVF; the KVM test mode
+    HVCORE_KVM_STRICT_THREADS), libhvcore runs a vCPU's callbacks on the
+    vCPU's own thread, not Python's, while ``run()`` waits on the caller's
+    thread. Such a thread has no run of its own: it reads and writes the
+    state of the run it serves (the vCPU its callbacks name, else the only
+    run in progress), so that ``run()`` still re-raises what its callbacks
+    raised."""
+
+    def __init__(self):
+        object.__setattr__(self, "_local", threading.local())
+        object.__setattr__(self, "_runs", {})  # id(vcpu) -> run's state
+        object.__setattr__(self, "_lock", threading.Lock())
+
+    def _own(self):
+        """The calling thread's state (a plain object other threads can
+        reach, unlike the thread-local itself)."""
+        st = getattr(self._local, "st", None)
+        if st is None:
+            st = self._local.st = types.SimpleNamespace()
+        return st
+
+    def _current(self):
+        own = self._own()
+        if getattr(own, "vcpu", None) is not None:
+            return own
+        if not isinstance(threading.current_thread(), threading._DummyThread):
+            return own
+        with self._lock:
+            runs = self._runs
+            served = getattr(own, "serves", None)
+            if served in runs:
+                return runs[served]
+            if len(runs) == 1:
+                return next(iter(runs.values()))
+        return own
+
+    def __getattr__(self, name):
+        return getattr(self._current(), name)
+
+    def __setattr__(self, name, value):
+        # a run's own vCPU is always the calling thread's
+        target = self._own() if name == "vcpu" else self._current()
+        setattr(target, name, value)
+
+    def serve(self, vcpu):
+        """On a library thread: its callbacks are for ``vcpu``'s run."""
+        own = self._own()
+        if vcpu is not None and getattr(own, "vcpu", None) is None:
+            own.serves = id(vcpu)
+
+    def enter_run(self, vcpu):
+        with self._lock:
+            self._runs[id(vcpu)] = self._own()
+
+    def exit_run(self, vcpu):
+        with self._lock:
+            if self._runs.get(id(vcpu)) is self._own():
+                del self._runs[id(vcpu)]
+
 class _Handler:
     __slots__ = ("fn", "space", "base", "length")
 
@@ -121,7 +187,7 @@ class IoDispatcher:
         self._tokens = itertools.count(1)  # 0 would reach us as None
         self._handlers = {}
         self._by_range = {}
-        self._pending = threading.local()
+        self._pending = _Pending()
         self._c_callback = IoFn(self._dispatch)
 
     # -- called from C ---------------------------------------------------
@@ -130,6 +196,7 @@ class IoDispatcher:
         try:
             handler = self._handlers[opaque]
             vcpu = self._vcpu_lookup(vcpu_ptr)
+            self._pending.serve(vcpu)
             if is_write:
                 result = handler.fn(vcpu, offset, ctypes.string_at(data, size),
                                     size, True)

@@ -260,6 +260,7 @@ class VCPU(VcpuTscMixin):
         pending = dispatcher._pending
         outer = getattr(pending, "vcpu", None)
         pending.vcpu = self
+        pending.enter_run(self)  # callbacks on the vCPU's own thread
         record = POINTER(HvExit)()
         try:
             self._node.call(lib.hvc_vcpu_run, byref(record))
@@ -269,6 +270,7 @@ class VCPU(VcpuTscMixin):
                 raise exc from err
             raise
         finally:
+            pending.exit_run(self)
             pending.vcpu = outer
         exc = dispatcher.take_pending()
         if exc is not None:  # from a callback that cannot fail the access

@@ -37,14 +37,40 @@ extern "C" {
  * 4 gave vm_unmap_memory a length, made get_cap answer ::HVC_CAP_IRQ_LINES,
  * and requires vcpu_kick to be async-signal-safe; 5 added dirty-page
  * tracking (vm_dirty_start, vm_dirty_fetch, vm_dirty_stop) and made
- * vm_create honour ::HVC_VM_DIRTY_RING; 6 (irq17) added the calls that
- * let the library's userspace interrupt controllers drive a vCPU
- * (vcpu_inject, vcpu_irq_window, vcpu_complete_msr), made vm_create honour
- * ::HVC_VM_USER_IRQCHIP and get_cap answer ::HVC_CAP_IRQCHIP_LAPIC to
- * ::HVC_CAP_IRQCHIP_PIT. All before 1.0, so no older table is accepted:
- * the core refuses one at open.
+ * vm_create honour ::HVC_VM_DIRTY_RING; 6 added hvc_backend_ops::flags
+ * (::HVC_BACKEND_VCPU_THREAD_BOUND), wrote down the kick contract
+ * (hvc_backend_ops::vcpu_kick), made get_cap answer ::HVC_CAP_MAX_VMS,
+ * ::HVC_CAP_PAGE_SIZE and ::HVC_CAP_IRQCHIP_LAPIC to ::HVC_CAP_IRQCHIP_PIT,
+ * and added the calls that let the library's userspace interrupt
+ * controllers drive a vCPU (vcpu_inject, vcpu_irq_window,
+ * vcpu_complete_msr) with vm_create honouring ::HVC_VM_USER_IRQCHIP.
+ * All before 1.0, so no older table is accepted: the core refuses one
+ * at open.
  */
 #define HVC_BACKEND_OPS_VERSION 6
+
+/**
+ * Flags of hvc_backend_ops::flags (version 6).
+ *
+ * ::HVC_BACKEND_VCPU_THREAD_BOUND: each backend vCPU belongs to the thread
+ * that created it (Hypervisor.framework: every hv_vcpu_* call from another
+ * thread fails). The core then guarantees that vcpu_create, vcpu_destroy,
+ * vcpu_run_prepare, vcpu_run, every vcpu_get_* / vcpu_set_*, vcpu_fpu_size,
+ * vcpu_set_runnable, vcpu_flush, vcpu_state_size and the
+ * hvc_backend_tsc_ops vcpu_* calls of one vCPU are all made on one thread,
+ * its vCPU thread: a thread the library owns, started by hvc_vcpu_create()
+ * (which calls vcpu_create there) and joined by hvc_vcpu_destroy() (after
+ * vcpu_destroy there). hvc_vcpu_run() runs the whole run loop there, so
+ * vcpu_run_prepare and vcpu_run always come from that thread too. Callers
+ * on other threads are forwarded there by the core
+ * (src/core/vcpu_forward.c, docs/BACKENDS.md). The thread blocks every
+ * signal; a backend that kicks with one unblocks it around guest entry.
+ * vcpu_kick is the only vCPU call made from other threads (and from signal
+ * handlers). VM calls (vm_*) may still come from any thread, one VM's
+ * calls possibly concurrently, as before. Without the flag a backend vCPU
+ * may be called from any thread, one call at a time.
+ */
+#define HVC_BACKEND_VCPU_THREAD_BOUND 1u
 
 /**
  * Kinds of backend state blobs (hvc_backend_ops::vcpu_get_state and
@@ -261,11 +287,23 @@ typedef struct hvc_backend_ops {
      */
     int (*vcpu_run)(void *vcpu_priv, hvc_exit *exit);
     /**
-     * Forces the runner thread out of the guest, or makes its next entry
-     * return -EINTR at once. Called from any thread, only once
-     * vcpu_run_prepare() has returned on the runner and until the core lets
-     * the runner leave hvc_vcpu_run(). Must be async-signal-safe:
-     * hvc_vcpu_kick() may be called from a signal handler.
+     * The kick. Contract, the same on every backend (the core relies on
+     * nothing else, e.g. not on which signal, if any, a backend uses):
+     * - if the runner is inside vcpu_run(), that entry returns -EINTR (or a
+     *   normal exit that had already happened) promptly, without waiting
+     *   for a guest event;
+     * - otherwise the runner's next vcpu_run() returns -EINTR at once,
+     *   without entering the guest for more than a bounded moment
+     *   (Hypervisor.framework's hv_vcpu_interrupt() latches the same way);
+     * - one kick makes at most one entry return -EINTR, and the core reads
+     *   its own flags after every return, so a kick is never lost and a
+     *   spurious -EINTR is harmless;
+     * - async-signal-safe, never blocks, takes no lock the runner may hold:
+     *   hvc_vcpu_kick() may be called from a signal handler.
+     * Called from any thread, only once vcpu_run_prepare() has returned on
+     * the runner and until the core lets the runner leave hvc_vcpu_run().
+     * With ::HVC_BACKEND_VCPU_THREAD_BOUND this is the one vCPU call made
+     * off the vCPU thread.
      */
     void (*vcpu_kick)(void *vcpu_priv);
     /** Reads scalar registers; ids are already validated as known. */
@@ -395,6 +433,15 @@ typedef struct hvc_backend_ops {
      * the guest take a #GP; else a RDMSR returns @p value.
      */
     int (*vcpu_complete_msr)(void *vcpu_priv, int error, uint64_t value);
+
+    /* Version 6 (before 1.0.0), branch core17: thread-bound vCPUs, the
+     * VM limit and the page size. get_cap answers ::HVC_CAP_MAX_VMS (0: no
+     * limit of the backend's own) and ::HVC_CAP_PAGE_SIZE (the granule of
+     * vm_map_memory); a backend that answers -EINVAL gets the core's
+     * defaults (no limit; the host page size). vm_irqfd and vm_ioeventfd
+     * may be NULL: the core then emulates them (docs/BACKENDS.md). */
+    /** HVC_BACKEND_* flags (::HVC_BACKEND_VCPU_THREAD_BOUND). */
+    uint32_t flags;
 } hvc_backend_ops;
 
 #ifdef __cplusplus

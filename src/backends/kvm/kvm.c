@@ -158,6 +158,16 @@ static int kvm_get_cap(void *priv, int cap, uint64_t *value)
         *value = k->caps[HVC_CAP_IRQCHIP] ? 1 : 0;
         return 0;
     }
+    /* core17: KVM sets no VM limit of its own (memory and descriptors
+     * do); its page granule is HVC_PAGE_SIZE, as the core checks. */
+    if (cap == HVC_CAP_MAX_VMS) {
+        *value = 0;
+        return 0;
+    }
+    if (cap == HVC_CAP_PAGE_SIZE) {
+        *value = HVC_PAGE_SIZE;
+        return 0;
+    }
     if (cap < 1 || cap > HVC_CAP_IRQ_LINES)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
     /* Probed once, on a throw-away vCPU, when first asked (kvm_tsc.c). */
@@ -212,4 +222,5 @@ const hvc_backend_ops hvi_kvm_backend = {
     .vcpu_inject = hvi_kvm_vcpu_inject,
     .vcpu_irq_window = hvi_kvm_vcpu_irq_window,
     .vcpu_complete_msr = hvi_kvm_vcpu_complete_msr,
+    .flags = 0, /* HVCORE_KVM_STRICT_THREADS: kvm_strict.c */
 };
