@@ -394,7 +394,7 @@ Test(backend_caps, max_vms_and_page_size)
     HVT_OK(hvc_hypervisor_get_cap(hv, HVC_CAP_PAGE_SIZE, &v));
     cr_assert_eq(v, 4096);
     cr_assert_eq(v, HVC_PAGE_SIZE);
-    HVT_ERR(hvc_hypervisor_get_cap(hv, HVC_CAP_PAGE_SIZE + 1, &v), -EINVAL);
+    HVT_ERR(hvc_hypervisor_get_cap(hv, HVC_CAP_IRQCHIP_PIT + 1, &v), -EINVAL);
     HVT_OK(hvc_hypervisor_close(hv));
 
     setenv("HVCORE_KVM_MAX_VMS", "1", 1);
