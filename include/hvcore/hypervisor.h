@@ -54,7 +54,16 @@ typedef enum hvc_cap {
     HVC_CAP_PHYS_ADDR_BITS = 13,
     /** Interrupt lines (GSIs) a VM has: hvc_vm_set_irq() takes 0 to this
      * number less one. */
-    HVC_CAP_IRQ_LINES = 14
+    HVC_CAP_IRQ_LINES = 14,
+    /** Largest number of VMs that may exist at once in this process on this
+     * backend (all hvc_hypervisor handles together); 0 means the backend
+     * sets no limit of its own (KVM: only memory and descriptors limit it).
+     * Hypervisor.framework: 1. hvc_vm_create() beyond it fails with
+     * -EBUSY. */
+    HVC_CAP_MAX_VMS = 15,
+    /** The page size of guest memory in bytes: the granule of guest-physical
+     * addresses and lengths of memory regions (4096 on x86 hosts). */
+    HVC_CAP_PAGE_SIZE = 16
 } hvc_cap;
 
 /**

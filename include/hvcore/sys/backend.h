@@ -37,54 +37,101 @@ extern "C" {
  * 4 gave vm_unmap_memory a length, made get_cap answer ::HVC_CAP_IRQ_LINES,
  * and requires vcpu_kick to be async-signal-safe; 5 added dirty-page
  * tracking (vm_dirty_start, vm_dirty_fetch, vm_dirty_stop) and made
- * vm_create honour ::HVC_VM_DIRTY_RING. All before 1.0, so no older table
- * is accepted: the core refuses one at open.
+ * vm_create honour ::HVC_VM_DIRTY_RING; 6 added hvc_backend_ops::flags
+ * (::HVC_BACKEND_VCPU_THREAD_BOUND), wrote down the kick contract
+ * (hvc_backend_ops::vcpu_kick) and made get_cap answer ::HVC_CAP_MAX_VMS and
+ * ::HVC_CAP_PAGE_SIZE. All before 1.0, so no older table is accepted: the
+ * core refuses one at open.
  */
-#define HVC_BACKEND_OPS_VERSION 5
+#define HVC_BACKEND_OPS_VERSION 6
+
+/**
+ * Flags of hvc_backend_ops::flags (version 6).
+ *
+ * ::HVC_BACKEND_VCPU_THREAD_BOUND: each backend vCPU belongs to the thread
+ * that created it (Hypervisor.framework: every hv_vcpu_* call from another
+ * thread fails). The core then guarantees that vcpu_create, vcpu_destroy,
+ * vcpu_run_prepare, vcpu_run, every vcpu_get_* / vcpu_set_*, vcpu_fpu_size,
+ * vcpu_set_runnable, vcpu_flush, vcpu_state_size and the
+ * hvc_backend_tsc_ops vcpu_* calls of one vCPU are all made on one thread,
+ * its vCPU thread: a thread the library owns, started when the vCPU is
+ * first needed (its first hvc_vcpu_run() or the first call that needs the
+ * backend vCPU) and ended by hvc_vcpu_destroy(). Callers on other threads
+ * are forwarded there by the core (src/core/vcpu_forward.c, docs/BACKENDS.md).
+ * vcpu_kick is the only vCPU call made from other threads (and from signal
+ * handlers). VM calls (vm_*) may still come from any thread, one VM's
+ * calls possibly concurrently, as before. Without the flag a backend vCPU
+ * may be called from any thread, one call at a time.
+ */
+#define HVC_BACKEND_VCPU_THREAD_BOUND 1u
 
 /**
  * Kinds of backend state blobs (hvc_backend_ops::vcpu_get_state and
- * vm_get_state). A blob's layout is the backend's own (KVM: the UAPI
- * struct named below); a stream records the backend's name, and a reader
- * refuses a stream from another backend. Never renumbered.
+ * vm_get_state). Since stream format 2 every kind a backend implements has
+ * an architectural layout, the same for every backend: the structs of
+ * src/arch/x86/arch_state.h named below (a version/size header, then
+ * fixed-size little-endian fields), so that a stream saved under one
+ * backend restores under another. A stream records the backend's name as
+ * information only. Kinds 1-9 and 64-67 carried KVM's UAPI structs in
+ * format 1: they are retired, no backend implements them, and their
+ * numbers are never reused. Never renumbered.
  */
 typedef enum hvc_backend_state {
-    /* vCPU state. A restore writes CPUID, SREGS, REGS, then the FPU/XSAVE
-     * blob (hvc_backend_ops::vcpu_set_fpu), then XCRS, MSRS, LAPIC,
-     * MP_STATE, EVENTS, DEBUGREGS. */
-    /** The CPUID the vCPU was given (KVM: struct kvm_cpuid2 and entries).
-     * Setting it checks every feature against what the host supports. */
+    /* Retired (format 1, KVM's structs): kvm_cpuid2, kvm_xcrs, kvm_msrs,
+     * kvm_mp_state, kvm_lapic_state, kvm_vcpu_events, kvm_debugregs,
+     * kvm_sregs, kvm_regs. */
     HVC_BACKEND_VCPU_CPUID = 1,
-    /** Extended control registers (KVM: struct kvm_xcrs). */
     HVC_BACKEND_VCPU_XCRS = 2,
-    /** Every MSR the backend saves, except IA32_TSC, IA32_TSC_ADJUST and
-     * IA32_TSC_DEADLINE, which the TSC state record carries (KVM: struct
-     * kvm_msrs and its entries). */
     HVC_BACKEND_VCPU_MSRS = 3,
-    /** Multiprocessing state (KVM: struct kvm_mp_state). */
     HVC_BACKEND_VCPU_MP_STATE = 4,
-    /** Local APIC registers (KVM: struct kvm_lapic_state). */
     HVC_BACKEND_VCPU_LAPIC = 5,
-    /** Pending exceptions, interrupts, NMIs, SMIs (KVM: struct
-     * kvm_vcpu_events). */
     HVC_BACKEND_VCPU_EVENTS = 6,
-    /** Debug registers (KVM: struct kvm_debugregs). */
     HVC_BACKEND_VCPU_DEBUGREGS = 7,
-    /** Control, segment and descriptor-table registers with the pending
-     * interrupt bitmap (KVM: struct kvm_sregs). */
     HVC_BACKEND_VCPU_SREGS = 8,
-    /** General registers, RIP and RFLAGS (KVM: struct kvm_regs). */
     HVC_BACKEND_VCPU_REGS = 9,
 
-    /* VM state. */
-    /** The master 8259 (KVM: struct kvm_irqchip, chip 0). */
+    /* vCPU state, architectural (state17). A restore sets ARCH_CPUID,
+     * ARCH_SREGS, ARCH_REGS, ARCH_XSAVE, ARCH_MSRS, ARCH_LAPIC, then
+     * ARCH_EVENTS. A kind whose size is 0 on a vCPU is neither saved nor
+     * expected. */
+    /** General registers, RIP, RFLAGS by id (struct hvi_x86_regs). */
+    HVC_BACKEND_VCPU_ARCH_REGS = 10,
+    /** Segment and descriptor-table registers (VMX access rights), CR0,
+     * CR2, CR3, CR4, CR8, EFER, IA32_APIC_BASE, DR0-DR3, DR6, DR7 (struct
+     * hvi_x86_sregs). */
+    HVC_BACKEND_VCPU_ARCH_SREGS = 11,
+    /** (index, value) pairs of every MSR the backend saves, except those
+     * other kinds and the TSC record carry (struct hvi_x86_msrs). */
+    HVC_BACKEND_VCPU_ARCH_MSRS = 12,
+    /** XCR0 and the XSAVE area in the standard (non-compacted) format
+     * (struct hvi_x86_xsave). */
+    HVC_BACKEND_VCPU_ARCH_XSAVE = 13,
+    /** Pending and injected exception, interrupt, NMI; NMI blocking, the
+     * interrupt shadow, SMM, the activity state (struct hvi_x86_events). */
+    HVC_BACKEND_VCPU_ARCH_EVENTS = 14,
+    /** The local APIC register page and IA32_APIC_BASE (struct
+     * hvi_x86_lapic); size 0 when the backend has no local APIC model. */
+    HVC_BACKEND_VCPU_ARCH_LAPIC = 15,
+    /** The CPUID the vCPU was given (struct hvi_x86_cpuid). Setting it
+     * checks every feature against what the host supports. */
+    HVC_BACKEND_VCPU_ARCH_CPUID = 16,
+
+    /* Retired (format 1): kvm_irqchip chips 0-2, kvm_pit_state2. */
     HVC_BACKEND_VM_PIC_MASTER = 64,
-    /** The slave 8259 (KVM: struct kvm_irqchip, chip 1). */
     HVC_BACKEND_VM_PIC_SLAVE = 65,
-    /** The IOAPIC (KVM: struct kvm_irqchip, chip 2). */
     HVC_BACKEND_VM_IOAPIC = 66,
-    /** The 8254 PIT (KVM: struct kvm_pit_state2). */
-    HVC_BACKEND_VM_PIT = 67
+    HVC_BACKEND_VM_PIT = 67,
+
+    /* VM state, architectural (state17); size 0 for a chip the backend
+     * does not model (a userspace one saves itself in the same layout). */
+    /** The master 8259 (struct hvi_x86_pic). */
+    HVC_BACKEND_VM_ARCH_PIC_MASTER = 68,
+    /** The slave 8259 (struct hvi_x86_pic). */
+    HVC_BACKEND_VM_ARCH_PIC_SLAVE = 69,
+    /** The IOAPIC (struct hvi_x86_ioapic). */
+    HVC_BACKEND_VM_ARCH_IOAPIC = 70,
+    /** The 8254 PIT (struct hvi_x86_pit). */
+    HVC_BACKEND_VM_ARCH_PIT = 71
 } hvc_backend_state;
 
 /** Flags of hvc_backend_ops::vm_map_memory. */
@@ -214,11 +261,23 @@ typedef struct hvc_backend_ops {
      */
     int (*vcpu_run)(void *vcpu_priv, hvc_exit *exit);
     /**
-     * Forces the runner thread out of the guest, or makes its next entry
-     * return -EINTR at once. Called from any thread, only once
-     * vcpu_run_prepare() has returned on the runner and until the core lets
-     * the runner leave hvc_vcpu_run(). Must be async-signal-safe:
-     * hvc_vcpu_kick() may be called from a signal handler.
+     * The kick. Contract, the same on every backend (the core relies on
+     * nothing else, e.g. not on which signal, if any, a backend uses):
+     * - if the runner is inside vcpu_run(), that entry returns -EINTR (or a
+     *   normal exit that had already happened) promptly, without waiting
+     *   for a guest event;
+     * - otherwise the runner's next vcpu_run() returns -EINTR at once,
+     *   without entering the guest for more than a bounded moment
+     *   (Hypervisor.framework's hv_vcpu_interrupt() latches the same way);
+     * - one kick makes at most one entry return -EINTR, and the core reads
+     *   its own flags after every return, so a kick is never lost and a
+     *   spurious -EINTR is harmless;
+     * - async-signal-safe, never blocks, takes no lock the runner may hold:
+     *   hvc_vcpu_kick() may be called from a signal handler.
+     * Called from any thread, only once vcpu_run_prepare() has returned on
+     * the runner and until the core lets the runner leave hvc_vcpu_run().
+     * With ::HVC_BACKEND_VCPU_THREAD_BOUND this is the one vCPU call made
+     * off the vCPU thread.
      */
     void (*vcpu_kick)(void *vcpu_priv);
     /** Reads scalar registers; ids are already validated as known. */
@@ -326,6 +385,15 @@ typedef struct hvc_backend_ops {
     /** Stops logging slot @p slot (arguments as vm_dirty_start()). */
     int (*vm_dirty_stop)(void *vm_priv, uint32_t slot, uint64_t guest_addr,
                          uint64_t length, void *host_addr, uint32_t map_flags);
+
+    /* Version 6 (before 1.0.0), branch core17: thread-bound vCPUs, the
+     * VM limit and the page size. get_cap answers ::HVC_CAP_MAX_VMS (0: no
+     * limit of the backend's own) and ::HVC_CAP_PAGE_SIZE (the granule of
+     * vm_map_memory); a backend that answers -EINVAL gets the core's
+     * defaults (no limit; the host page size). vm_irqfd and vm_ioeventfd
+     * may be NULL: the core then emulates them (docs/BACKENDS.md). */
+    /** HVC_BACKEND_* flags (::HVC_BACKEND_VCPU_THREAD_BOUND). */
+    uint32_t flags;
 } hvc_backend_ops;
 
 #ifdef __cplusplus

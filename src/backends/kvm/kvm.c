@@ -203,4 +203,5 @@ const hvc_backend_ops hvi_kvm_backend = {
     .vm_dirty_start = hvi_kvm_dirty_start,
     .vm_dirty_fetch = hvi_kvm_dirty_fetch,
     .vm_dirty_stop = hvi_kvm_dirty_stop,
+    .flags = 0, /* HVCORE_KVM_STRICT_THREADS: kvm_strict.c */
 };
