@@ -1,0 +1,91 @@
+/* The CPUID the guest sees: every CPUID exits under Hypervisor.framework,
+ * and the answer is the host's leaves filtered the way the KVM backend's
+ * are (KVM_GET_SUPPORTED_CPUID filters them in the kernel): no VMX/SMX, no
+ * monitor/mwait, no thermal, power or performance-monitoring leaves, no
+ * features the VMCS controls did not enable, no x2APIC or TSC deadline or
+ * local APIC without an interrupt controller model; with this vCPU's APIC
+ * id, the hypervisor bit and signature, and OSXSAVE/OSPKE following the
+ * guest's CR4, as the hardware does. */
+#include "hvf.h"
+
+#include "hvf_vmx.h"
+
+#include <cpuid.h>
+#include <string.h>
+
+#define HV_SIGNATURE "HVCoreHVFHVF" /* 12 bytes: EBX, ECX, EDX */
+
+static void host(uint32_t leaf, uint32_t sub, uint32_t o[4])
+{
+    unsigned a, b, c, d;
+    __cpuid_count(leaf, sub, a, b, c, d);
+    o[0] = a;
+    o[1] = b;
+    o[2] = c;
+    o[3] = d;
+}
+
+void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
+                   uint32_t o[4])
+{
+    memset(o, 0, 4 * sizeof(o[0]));
+    if (leaf >= 0x40000000u && leaf < 0x80000000u) {
+        if (leaf == 0x40000000u) {
+            o[0] = 0x40000000u;
+            memcpy(&o[1], HV_SIGNATURE, 4);
+            memcpy(&o[2], HV_SIGNATURE + 4, 4);
+            memcpy(&o[3], HV_SIGNATURE + 8, 4);
+        }
+        return;
+    }
+    uint32_t max[4];
+    host(leaf & 0x80000000u, 0, max);
+    if (leaf > max[0])
+        return; /* Intel returns the highest basic leaf; zeros suffice */
+    host(leaf, sub, o);
+    uint64_t cr4 = hvi_hvf_guest_cr4(v);
+    bool apic = false; /* no userspace LAPIC connected yet */
+    switch (leaf) {
+    case 1:
+        o[1] = (o[1] & 0x00ffffffu) | (v->id << 24);
+        /* DTES64, MONITOR, DS-CPL, VMX, SMX, EST, TM2, xTPR, PDCM, x2APIC,
+         * TSC-deadline, OSXSAVE (set below from CR4). */
+        o[2] &= ~((1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) |
+                  (1u << 7) | (1u << 8) | (1u << 14) | (1u << 15) |
+                  (1u << 21) | (1u << 24) | (1u << 27));
+        if (cr4 & HVI_CR4_OSXSAVE)
+            o[2] |= 1u << 27;
+        o[2] |= 1u << 31; /* running under a hypervisor */
+        /* DS, ACPI, TM, PBE; APIC without one. */
+        o[3] &= ~((1u << 21) | (1u << 22) | (1u << 29) | (1u << 31));
+        if (!apic)
+            o[3] &= ~(1u << 9);
+        break;
+    case 5:
+    case 6:
+    case 0xa: memset(o, 0, 4 * sizeof(o[0])); break;
+    case 7:
+        if (sub == 0) {
+            o[1] &= ~(1u << 1); /* TSC_ADJUST: not kept */
+            if (!v->invpcid)
+                o[1] &= ~(1u << 10);
+            o[2] &= ~((1u << 4) | (1u << 5)); /* OSPKE below, WAITPKG */
+            if (cr4 & HVI_CR4_PKE)
+                o[2] |= 1u << 4;
+            /* Speculation-control MSRs are not offered. */
+            o[3] &= ~(0x3fu << 26);
+        }
+        break;
+    case 0xb:
+    case 0x1f: o[3] = v->id; break;
+    case 0xd:
+        if (sub == 1)
+            o[0] &= ~(1u << 3); /* XSAVES: not enabled */
+        break;
+    case 0x80000001u:
+        o[2] &= ~(1u << 2); /* SVM */
+        if (!v->rdtscp)
+            o[3] &= ~(1u << 27);
+        break;
+    }
+}
