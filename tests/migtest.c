@@ -42,7 +42,7 @@ void migt_open(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv)
     if (hv)
         m->hv = hv;
     else
-        HVT_OK(hvc_hypervisor_open("kvm", &m->hv));
+        HVT_OK(hvc_hypervisor_open(hvt_backend(), &m->hv));
     HVT_OK(hvc_vm_create(m->hv, NULL, &m->vm));
     hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
     mo.length = HVT_MEM;
@@ -214,7 +214,7 @@ static int adopt(migt *m, hvc_vm *vm)
 static int begin(migt *m, hvc_restore_options *o)
 {
     memset(m, 0, sizeof(*m));
-    int r = hvc_hypervisor_open("kvm", &m->hv);
+    int r = hvc_hypervisor_open(hvt_backend(), &m->hv);
     o->setup = setup;
     o->opaque = m;
     return r;

@@ -2,6 +2,8 @@
  * ops table. */
 #include "hvf.h"
 
+#include "../../arch/x86/irqchip.h"
+
 #include <cpuid.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -84,7 +86,7 @@ static int hvf_open(void **priv)
     c[HVC_CAP_READONLY_MEMORY] = 1; /* mapped without HV_MEMORY_WRITE */
     c[HVC_CAP_FPU_STATE_SIZE] = xsave_size();
     c[HVC_CAP_PHYS_ADDR_BITS] = host_phys_bits();
-    c[HVC_CAP_IRQ_LINES] = 24;
+    c[HVC_CAP_IRQ_LINES] = HVI_IRQCHIP_PINS; /* the userspace IOAPIC */
     c[HVC_CAP_MAX_VMS] = 1;
     c[HVC_CAP_PAGE_SIZE] = 4096;
     *priv = h;
