@@ -89,6 +89,8 @@ static int hvf_open(void **priv)
     c[HVC_CAP_IRQ_LINES] = HVI_IRQCHIP_PINS; /* the userspace IOAPIC */
     c[HVC_CAP_MAX_VMS] = 1;
     c[HVC_CAP_PAGE_SIZE] = 4096;
+    c[HVC_CAP_TSC_OFFSET] = 1; /* hv_vcpu_set_tsc_relative */
+    h->tsc_khz = hvi_hvf_host_khz();
     *priv = h;
     return 0;
 }
@@ -133,7 +135,7 @@ const hvc_backend_ops hvi_hvf_backend = {
     .vcpu_get_fpu = hvi_hvf_get_fpu,
     .vcpu_set_fpu = hvi_hvf_set_fpu,
     .vcpu_set_runnable = hvi_hvf_set_runnable,
-    .tsc = NULL,
+    .tsc = &hvi_hvf_tsc_ops,
     .vm_irqfd = NULL,    /* no eventfds: the core's fallback */
     .vm_ioeventfd = NULL,
     .vcpu_flush = hvi_hvf_vcpu_flush,

@@ -78,6 +78,7 @@ struct hvi_hvf {
     /* The allowed settings of the VMX controls (HV_VMX_CAP_*). */
     uint64_t cap_pin, cap_cpu, cap_cpu2, cap_entry, cap_exit;
     atomic_int vms; /* the framework allows one VM per process */
+    uint32_t tsc_khz; /* the host TSC (hvf_tsc.c), found at open */
 };
 
 struct hvi_hvf_vm {
@@ -89,6 +90,7 @@ struct hvi_hvf_vm {
     struct hvi_hvf_slot *slots;
     uint32_t nr_slots;
     uint32_t tsc_khz; /* 0: the host's */
+    _Atomic int64_t clock_delta; /* software guest clock - monotonic */
 };
 
 /* The exit the guest has not been given the completion of yet. */
@@ -154,6 +156,7 @@ struct hvi_hvf_vcpu {
     uint64_t entry_ctls; /* without the IA-32e bit, which follows LMA */
     bool rdtscp, invpcid; /* the secondary controls that enable them */
     size_t fpu_size;
+    uint64_t tsc_offset; /* hv_vcpu_set_tsc_relative's, as last set */
     uint8_t iobuf[HVI_HVF_IOBUF];
 };
 
@@ -253,5 +256,6 @@ int hvi_hvf_complete_mmio(struct hvi_hvf_vcpu *v, hvc_exit *exit);
 
 /* hvf_tsc.c */
 extern const hvc_backend_tsc_ops hvi_hvf_tsc_ops;
+uint32_t hvi_hvf_host_khz(void);
 
 #endif

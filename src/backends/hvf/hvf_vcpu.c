@@ -113,7 +113,8 @@ int hvi_hvf_vcpu_create(void *vm_priv, uint32_t id, void **out)
     v->id = id;
     v->owner = pthread_self();
     v->fpu_size = (size_t)vm->hvf->caps[HVC_CAP_FPU_STATE_SIZE];
-    hv_return_t h = hvi_hvf.hv_vcpu_create(&v->vcpu, HV_VCPU_DEFAULT);
+    /* Guest TSC = hv_tsc_clock() + offset (hvf_tsc.c). */
+    hv_return_t h = hvi_hvf.hv_vcpu_create(&v->vcpu, HV_VCPU_TSC_RELATIVE);
     if (h != HV_SUCCESS) {
         int r = hvi_hvf_fail("hv_vcpu_create", h);
         free(v);
