@@ -139,12 +139,14 @@ const hvc_backend_ops hvi_hvf_backend = {
     .vm_irqfd = NULL,    /* no eventfds: the core's fallback */
     .vm_ioeventfd = NULL,
     .vcpu_flush = hvi_hvf_vcpu_flush,
-    .vcpu_state_size = NULL,
-    .vcpu_get_state = NULL,
-    .vcpu_set_state = NULL,
-    .vm_state_size = NULL,
-    .vm_get_state = NULL,
-    .vm_set_state = NULL,
+#ifdef HVCORE_HVF_ARCH_STATE /* until arch_state.c (state17) is merged */
+    .vcpu_state_size = hvi_hvf_vcpu_state_size,
+    .vcpu_get_state = hvi_hvf_vcpu_get_state,
+    .vcpu_set_state = hvi_hvf_vcpu_set_state,
+    .vm_state_size = hvi_hvf_vm_state_size,
+    .vm_get_state = hvi_hvf_vm_get_state,
+    .vm_set_state = hvi_hvf_vm_set_state,
+#endif
     .vm_dirty_start = NULL, /* no dirty logging: -ENOTSUP */
     .vm_dirty_fetch = NULL,
     .vm_dirty_stop = NULL,

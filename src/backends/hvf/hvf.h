@@ -254,6 +254,18 @@ int hvi_hvf_complete_io(struct hvi_hvf_vcpu *v);
 int hvi_hvf_exit_ept(struct hvi_hvf_vcpu *v, hvc_exit *exit);
 int hvi_hvf_complete_mmio(struct hvi_hvf_vcpu *v, hvc_exit *exit);
 
+/* hvf_state.c: state blobs in the architectural layouts. */
+int hvi_hvf_vcpu_state_size(void *vcpu_priv, uint32_t kind, size_t *size);
+int hvi_hvf_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
+                           size_t length);
+int hvi_hvf_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
+                           size_t length);
+int hvi_hvf_vm_state_size(void *vm_priv, uint32_t kind, size_t *size);
+int hvi_hvf_vm_get_state(void *vm_priv, uint32_t kind, void *buf,
+                         size_t length);
+int hvi_hvf_vm_set_state(void *vm_priv, uint32_t kind, const void *buf,
+                         size_t length);
+
 /* hvf_tsc.c */
 extern const hvc_backend_tsc_ops hvi_hvf_tsc_ops;
 uint32_t hvi_hvf_host_khz(void);
