@@ -202,10 +202,11 @@ test)
     export HVCORE_FUZZ_CORPUS=$PWD/build-fuzz/fuzz/suite-seeds
     rm -rf "$HVCORE_FUZZ_CORPUS"
     mkdir -p "$HVCORE_FUZZ_CORPUS"
-    build build
+    build build -DHVCORE_HVF_ON_KVM=ON
     run_suites build "default build"
     run_python build
-    build build-asan -DHVCORE_SANITIZE=ON -DHVCORE_BUILD_BENCH=OFF
+    build build-asan -DHVCORE_SANITIZE=ON -DHVCORE_BUILD_BENCH=OFF \
+        -DHVCORE_HVF_ON_KVM=ON
     SANITIZER_LOGS=$PWD/build-asan/sanitizer-logs
     rm -rf "$SANITIZER_LOGS"
     mkdir -p "$SANITIZER_LOGS"

@@ -1,0 +1,131 @@
+/* tests/hvf_host internals: the one VM, its memory ranges and vCPUs, and
+ * the software VMCS kept beside KVM's state. See hvf_host.h for what this
+ * layer hides from KVM and how.
+ *
+ * Locks: vm_lock (vm.c) guards the VM, the range list and the vCPU table;
+ * a vCPU's own state is touched only by its owner thread (every call on it
+ * checks), except the kick flag and run->immediate_exit (atomics), which
+ * hv_vcpu_interrupt() sets from any thread. vm_lock is never held across
+ * KVM_RUN. */
+#ifndef HVFH_H
+#define HVFH_H
+
+#include <Hypervisor/Hypervisor.h>
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#define HVFH_MAX_VCPUS 64
+#define HVFH_MAX_RANGES 256
+#define HVFH_PAGE 4096ull
+#define HVFH_VMCS_SIZE 0x7000
+#define HVFH_NATIVE_MAX 32
+
+struct hvfh_range {
+    uint64_t gpa, size;
+    uint64_t uva;
+    hv_memory_flags_t flags;
+    int slot; /* KVM memslot, -1 when the range has no access (no slot) */
+};
+
+struct hvfh_vcpu {
+    int used;
+    hv_vcpuid_t id;
+    int fd;
+    struct kvm_run *run;
+    size_t run_size;
+    pid_t tid; /* owner */
+    pthread_t thread;
+    atomic_int kick;
+    int entered;   /* KVM_RUN done once (CPUID frozen) */
+    int stepping;  /* single-stepping to find the interrupt window */
+    uint64_t tlb_la, tlb_gpa; /* last KVM_TRANSLATE, until the next entry */
+    int tlb_valid;
+    int cpuid_state; /* 0 not probed, 1 probing, 2 programmed */
+    int cpuid_idx;
+    struct kvm_cpuid2 *cpuid;
+    struct kvm_regs saved_regs; /* real registers while probing CPUID */
+    int saved_dirty;
+    /* cached KVM state */
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    int regs_valid, regs_dirty, sregs_valid, sregs_dirty;
+    uint64_t vmcs[HVFH_VMCS_SIZE];
+    uint32_t native_msrs[HVFH_NATIVE_MAX];
+    int n_native;
+    int msr_filter_dirty;
+    int64_t tsc_offset;
+    int tsc_offset_pending;
+    uint64_t tsc_sync;
+    int tsc_sync_pending;
+    /* exit bookkeeping */
+    uint64_t exits;
+};
+
+struct hvfh_vm {
+    int created;
+    int kvm_fd, vm_fd;
+    int nr_slots;
+    struct hvfh_range ranges[HVFH_MAX_RANGES];
+    int n_ranges;
+    unsigned char slot_used[512];
+    struct hvfh_vcpu *vcpus[HVFH_MAX_VCPUS];
+    int user_msr; /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+};
+
+extern struct hvfh_vm hvfh_vm;
+extern pthread_mutex_t hvfh_vm_lock;
+
+/* vcpu.c: the calling thread's vCPU `id`, or NULL (not its owner). */
+struct hvfh_vcpu *hvfh_vcpu_get(hv_vcpuid_t id);
+int hvfh_load_regs(struct hvfh_vcpu *v);
+int hvfh_load_sregs(struct hvfh_vcpu *v);
+int hvfh_flush_state(struct hvfh_vcpu *v);
+void hvfh_invalidate(struct hvfh_vcpu *v);
+int hvfh_kick_signal(void);
+
+/* vmcs.c */
+int hvfh_vmcs_field_known(uint32_t field, int *read_only);
+hv_return_t hvfh_vmcs_read(struct hvfh_vcpu *v, uint32_t field, uint64_t *val);
+hv_return_t hvfh_vmcs_write(struct hvfh_vcpu *v, uint32_t field, uint64_t val,
+                            int internal);
+/* Checks guest state as VM entry would: 0 or a nonzero reason. */
+int hvfh_entry_check(struct hvfh_vcpu *v);
+void hvfh_vmcs_init(struct hvfh_vcpu *v);
+
+/* insn.c: guest memory and instruction decoding */
+int hvfh_read_linear(struct hvfh_vcpu *v, uint64_t la, void *buf, size_t n);
+int hvfh_write_linear(struct hvfh_vcpu *v, uint64_t la, const void *buf,
+                      size_t n);
+int hvfh_translate(struct hvfh_vcpu *v, uint64_t la, uint64_t *gpa);
+struct hvfh_insn {
+    int len;
+    int opsize, addrsize; /* bytes */
+    int rep;              /* 0, 0xf3 or 0xf2 */
+    int seg;              /* override: 0 ES .. 5 GS, -1 none */
+    int rex;
+    uint8_t op;           /* last opcode byte */
+    int map;              /* 0 one-byte, 1 0f, 2 0f38, 3 0f3a */
+    int has_modrm;
+    uint8_t modrm;
+    int imm_len;
+    uint64_t imm;
+    int mem;              /* modrm addresses memory */
+    uint64_t ea;          /* effective address (no segment) when mem */
+};
+int hvfh_decode(struct hvfh_vcpu *v, uint64_t rip, struct hvfh_insn *in,
+                uint64_t end_rip);
+int hvfh_code_bits(struct hvfh_vcpu *v);
+
+/* run.c */
+hv_return_t hvfh_run(struct hvfh_vcpu *v);
+
+/* cpuid.c: 1 when hv_vcpu_run must return a synthesized CPUID exit. */
+int hvfh_cpuid_step(struct hvfh_vcpu *v, int *err);
+
+/* msr.c */
+int hvfh_msr_filter(struct hvfh_vcpu *v);
+
+#endif

@@ -1,0 +1,72 @@
+/* tests/hvf_host: RDMSR/WRMSR exit for every MSR but those enabled with
+ * hv_vcpu_enable_native_msr(): KVM_CAP_X86_USER_SPACE_MSR (filter, unknown
+ * and invalid MSRs exit to userspace) and a default-deny
+ * KVM_X86_SET_MSR_FILTER allowing the native ones. KVM's filter is per VM:
+ * an MSR one vCPU enabled is native on all of them. */
+#define _GNU_SOURCE
+#include "hvfh.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+static int cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int hvfh_msr_filter(struct hvfh_vcpu *unused)
+{
+    (void)unused;
+    uint32_t all[HVFH_MAX_VCPUS * HVFH_NATIVE_MAX];
+    size_t n = 0;
+    pthread_mutex_lock(&hvfh_vm_lock);
+    if (!hvfh_vm.user_msr) {
+        pthread_mutex_unlock(&hvfh_vm_lock);
+        return -1;
+    }
+    for (int i = 0; i < HVFH_MAX_VCPUS; i++) {
+        struct hvfh_vcpu *v = hvfh_vm.vcpus[i];
+        for (int k = 0; v && k < v->n_native; k++)
+            all[n++] = v->native_msrs[k];
+    }
+    qsort(all, n, sizeof(all[0]), cmp);
+    struct kvm_msr_filter f;
+    static uint64_t bitmaps[KVM_MSR_FILTER_MAX_RANGES];
+    memset(&f, 0, sizeof(f));
+    memset(bitmaps, 0, sizeof(bitmaps));
+    f.flags = KVM_MSR_FILTER_DEFAULT_DENY;
+    unsigned nr = 0;
+    int ret = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct kvm_msr_filter_range *r = nr ? &f.ranges[nr - 1] : NULL;
+        if (r && all[i] - r->base < 64) {
+            bitmaps[nr - 1] |= 1ull << (all[i] - r->base);
+            r->nmsrs = all[i] - r->base + 1;
+            continue;
+        }
+        if (nr == KVM_MSR_FILTER_MAX_RANGES) {
+            ret = -1;
+            break;
+        }
+        r = &f.ranges[nr];
+        r->flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+        r->base = all[i];
+        r->nmsrs = 1;
+        bitmaps[nr] = 1;
+        r->bitmap = (uint8_t *)&bitmaps[nr];
+        nr++;
+    }
+    if (!nr) { /* KVM wants a range with a default-deny filter */
+        f.ranges[0].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+        f.ranges[0].base = 0;
+        f.ranges[0].nmsrs = 1;
+        bitmaps[0] = 0;
+        f.ranges[0].bitmap = (uint8_t *)&bitmaps[0];
+    }
+    if (!ret && ioctl(hvfh_vm.vm_fd, KVM_X86_SET_MSR_FILTER, &f))
+        ret = -1;
+    pthread_mutex_unlock(&hvfh_vm_lock);
+    return ret;
+}

@@ -1,0 +1,519 @@
+/* tests/hvf_host: hv_vcpu_run(). One KVM_RUN (or none), then KVM's exit
+ * turned into VMX's: the VMCS exit fields, and the guest's registers put
+ * back to where VMX leaves them (see hvf_host.h for each case). */
+#define _GNU_SOURCE
+#include "hvfh.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+unsigned hvfh_gpa_rights(uint64_t gpa);
+void hvfh_tsc_apply(struct hvfh_vcpu *v);
+
+static void set_exit(struct hvfh_vcpu *v, uint32_t reason, uint64_t qual)
+{
+    v->vmcs[VMCS_RO_EXIT_REASON] = reason;
+    v->vmcs[VMCS_RO_EXIT_QUALIFIC] = qual;
+}
+
+static void clear_exit(struct hvfh_vcpu *v)
+{
+    static const uint32_t ro[] = {
+        VMCS_RO_EXIT_REASON,     VMCS_RO_EXIT_QUALIFIC,
+        VMCS_GUEST_PHYSICAL_ADDRESS, VMCS_RO_GUEST_LIN_ADDR,
+        VMCS_RO_VMEXIT_INSTR_LEN, VMCS_RO_VMX_INSTR_INFO,
+        VMCS_RO_VMEXIT_IRQ_INFO, VMCS_RO_VMEXIT_IRQ_ERROR,
+        VMCS_RO_IDT_VECTOR_INFO, VMCS_RO_IDT_VECTOR_ERROR,
+        VMCS_RO_IO_RCX, VMCS_RO_IO_RSI, VMCS_RO_IO_RDI, VMCS_RO_IO_RIP,
+        VMCS_RO_INSTR_ERROR};
+    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++)
+        v->vmcs[ro[i]] = 0;
+}
+
+static uint64_t seg_base(struct hvfh_vcpu *v, int seg)
+{
+    struct kvm_segment *t[6] = {&v->sregs.es, &v->sregs.cs, &v->sregs.ss,
+                                &v->sregs.ds, &v->sregs.fs, &v->sregs.gs};
+    if (hvfh_code_bits(v) == 64 && seg < 4)
+        return 0;
+    return t[seg]->base;
+}
+
+static uint64_t amask(int addrsize)
+{
+    return addrsize == 8 ? ~0ull : addrsize == 4 ? 0xffffffffull : 0xffffull;
+}
+
+/* Completes and so discards what KVM left pending (I/O, MMIO, MSR), with
+ * `refill` giving IN data that leaves guest memory as it is; the caller
+ * then puts the registers back. */
+static void discard_pending(struct hvfh_vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    uint32_t why = run->exit_reason;
+    if (why != KVM_EXIT_IO && why != KVM_EXIT_MMIO &&
+        why != KVM_EXIT_X86_RDMSR && why != KVM_EXIT_X86_WRMSR)
+        return;
+    for (int i = 0; i < 16; i++) {
+        if (run->exit_reason == KVM_EXIT_IO &&
+            run->io.direction == KVM_EXIT_IO_IN) {
+            /* INS writes the data to memory at completion: give it the
+             * bytes already there */
+            uint8_t *d = (uint8_t *)run + run->io.data_offset;
+            uint64_t di = v->regs.rdi;
+            int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
+            for (uint32_t k = 0; k < run->io.count; k++)
+                hvfh_read_linear(v,
+                                 v->sregs.es.base + di +
+                                     (uint64_t)(step * (int)k *
+                                                run->io.size),
+                                 d + k * run->io.size, run->io.size);
+        } else if (run->exit_reason == KVM_EXIT_X86_RDMSR) {
+            run->msr.error = 0;
+            run->msr.data = (v->regs.rdx << 32) | (uint32_t)v->regs.rax;
+        } else if (run->exit_reason == KVM_EXIT_X86_WRMSR) {
+            run->msr.error = 0;
+        }
+        run->immediate_exit = 1;
+        int rc = ioctl(v->fd, KVM_RUN, 0);
+        if (rc < 0 && errno == EINTR)
+            break;
+        if (rc < 0)
+            break;
+    }
+    run->immediate_exit = atomic_load(&v->kick) ? 1 : 0;
+}
+
+static int put_back(struct hvfh_vcpu *v, const struct kvm_regs *pre)
+{
+    discard_pending(v);
+    v->regs = *pre;
+    v->regs_valid = 1;
+    v->regs_dirty = 1;
+    return hvfh_flush_state(v);
+}
+
+static int is_io(const struct hvfh_insn *in, int dir_in, int string)
+{
+    if (in->map)
+        return 0;
+    uint8_t op = in->op;
+    if (string)
+        return dir_in ? (op == 0x6c || op == 0x6d) : (op == 0x6e || op == 0x6f);
+    return dir_in ? (op == 0xe4 || op == 0xe5 || op == 0xec || op == 0xed)
+                  : (op == 0xe6 || op == 0xe7 || op == 0xee || op == 0xef);
+}
+
+static int io_size(const struct hvfh_insn *in)
+{
+    if (!(in->op & 1))
+        return 1;
+    return in->opsize == 2 ? 2 : 4;
+}
+
+static int io_match(const struct hvfh_insn *in, int dir_in, int string,
+                    const struct kvm_run *run)
+{
+    if (!is_io(in, dir_in, string) || io_size(in) != run->io.size)
+        return 0;
+    if (!string && (in->op & 0xf8) == 0xe0 && in->imm != run->io.port)
+        return 0;
+    return 1;
+}
+
+static hv_return_t exit_io(struct hvfh_vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    int in_dir = run->io.direction == KVM_EXIT_IO_IN;
+    struct hvfh_insn in;
+    struct kvm_regs pre = v->regs;
+    int found = 0, string = 0;
+    if (in_dir) {
+        /* measured: IN, INS and REP INS exit before executing */
+        if (!hvfh_decode(v, v->regs.rip, &in, 0) &&
+            (io_match(&in, 1, 0, run) || io_match(&in, 1, 1, run))) {
+            found = 1;
+            string = is_io(&in, 1, 1);
+        }
+    } else {
+        /* measured: REP OUTS exits once per element with RIP at the
+         * instruction and RSI/RCX already stepped; OUT and OUTS exit
+         * after RIP moved past the instruction */
+        if (!hvfh_decode(v, v->regs.rip, &in, 0) && in.rep &&
+            io_match(&in, 0, 1, run)) {
+            int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
+            uint64_t n = run->io.count, m = amask(in.addrsize);
+            uint64_t rsi = v->regs.rsi - (uint64_t)(step * (int64_t)n *
+                                                    run->io.size);
+            uint8_t last[4];
+            uint64_t la = seg_base(v, in.seg < 0 ? 3 : in.seg) +
+                          ((rsi + (n - 1) * (uint64_t)(step * run->io.size)) &
+                           m);
+            const uint8_t *d = (uint8_t *)run + run->io.data_offset;
+            /* the data is what memory holds there, unless this is an OUT
+             * that happens to precede a REP OUTS */
+            if (!hvfh_read_linear(v, la, last, run->io.size) &&
+                !memcmp(last, d + (n - 1) * run->io.size, run->io.size)) {
+                pre.rsi = (v->regs.rsi & ~m) | (rsi & m);
+                pre.rcx = (v->regs.rcx & ~m) | ((v->regs.rcx + n) & m);
+                found = string = 1;
+            }
+        }
+        for (int k = 1; !found && k <= 15; k++) {
+            struct hvfh_insn c;
+            if (hvfh_decode(v, v->regs.rip - (uint64_t)k, &c, 0) ||
+                c.len != k || c.rep)
+                continue;
+            if (io_match(&c, 0, 0, run) || io_match(&c, 0, 1, run)) {
+                in = c;
+                found = 1;
+                string = is_io(&c, 0, 1);
+                pre.rip = v->regs.rip - (uint64_t)k;
+                /* OUTS: a segment or address-size override before it
+                 * belongs to it (they change what it reads) */
+                while (string && k < 15) {
+                    uint8_t p = 0;
+                    struct hvfh_insn w;
+                    if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip - 1,
+                                         &p, 1) ||
+                        !(p == 0x26 || p == 0x2e || p == 0x36 || p == 0x3e ||
+                          p == 0x64 || p == 0x65 || p == 0x67) ||
+                        hvfh_decode(v, pre.rip - 1, &w, 0) ||
+                        w.len != k + 1 || !io_match(&w, 0, 1, run))
+                        break;
+                    in = w;
+                    k++;
+                    pre.rip--;
+                }
+                if (string) {
+                    int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
+                    uint64_t m = amask(c.addrsize);
+                    uint64_t rsi = v->regs.rsi - (uint64_t)(step *
+                                                            run->io.size);
+                    pre.rsi = (v->regs.rsi & ~m) | (rsi & m);
+                }
+            }
+        }
+    }
+    if (!found) {
+        fprintf(stderr, "hvf_host: cannot find the I/O instruction of port "
+                        "0x%x at rip 0x%llx\n",
+                run->io.port, (unsigned long long)v->regs.rip);
+        return HV_ERROR;
+    }
+    if (put_back(v, &pre))
+        return HV_ERROR;
+    uint64_t q = (uint64_t)(run->io.size - 1) | (uint64_t)in_dir << 3 |
+                 (uint64_t)string << 4 | (uint64_t)(in.rep != 0) << 5 |
+                 (uint64_t)((in.op & 0xf8) == 0xe0) << 6 |
+                 (uint64_t)run->io.port << 16;
+    set_exit(v, VMX_REASON_IO, q);
+    v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = (uint64_t)in.len;
+    v->vmcs[VMCS_RO_IO_RIP] = 0;
+    if (string) {
+        int seg = in_dir ? 0 : (in.seg < 0 ? 3 : in.seg);
+        uint64_t asz = in.addrsize == 2 ? 0 : in.addrsize == 4 ? 1 : 2;
+        v->vmcs[VMCS_RO_VMX_INSTR_INFO] = asz << 7 | (uint64_t)seg << 15;
+        uint64_t off = in_dir ? pre.rdi : pre.rsi;
+        v->vmcs[VMCS_RO_GUEST_LIN_ADDR] =
+            seg_base(v, seg) + (off & amask(in.addrsize));
+    }
+    return HV_SUCCESS;
+}
+
+/* A write to MMIO: KVM has executed the instruction. Find where it started:
+ * REP STOS/MOVS (RIP still at it, one element done), else the instruction
+ * ending at RIP whose memory operand is the written address. */
+static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa,
+                            struct kvm_regs *pre, struct hvfh_insn *out)
+{
+    struct hvfh_insn in;
+    int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
+    if (!hvfh_decode(v, v->regs.rip, &in, 0) && in.rep && !in.map &&
+        (in.op == 0xaa || in.op == 0xab || in.op == 0xa4 || in.op == 0xa5)) {
+        int sz = (in.op & 1) ? in.opsize : 1;
+        uint64_t m = amask(in.addrsize);
+        uint64_t rdi = v->regs.rdi - (uint64_t)(step * sz), g;
+        if (!hvfh_translate(v, seg_base(v, 0) + (rdi & m), &g) && g == gpa) {
+            pre->rdi = (v->regs.rdi & ~m) | (rdi & m);
+            pre->rcx = (v->regs.rcx & ~m) | ((v->regs.rcx + 1) & m);
+            if (in.op == 0xa4 || in.op == 0xa5)
+                pre->rsi = (v->regs.rsi & ~m) |
+                           ((v->regs.rsi - (uint64_t)(step * sz)) & m);
+            *out = in;
+            return 0;
+        }
+    }
+    for (int k = 1; k <= 15; k++) {
+        uint64_t start = v->regs.rip - (uint64_t)k, la, g;
+        if (hvfh_decode(v, start, &in, v->regs.rip) || in.len != k)
+            continue;
+        if (!in.map && !in.rep &&
+            (in.op == 0xaa || in.op == 0xab || in.op == 0xa4 ||
+             in.op == 0xa5)) {
+            int sz = (in.op & 1) ? in.opsize : 1;
+            uint64_t m = amask(in.addrsize);
+            uint64_t rdi = v->regs.rdi - (uint64_t)(step * sz);
+            la = seg_base(v, 0) + (rdi & m);
+            if (hvfh_translate(v, la, &g) || g != gpa)
+                continue;
+            pre->rdi = (v->regs.rdi & ~m) | (rdi & m);
+            if (in.op == 0xa4 || in.op == 0xa5)
+                pre->rsi = (v->regs.rsi & ~m) |
+                           ((v->regs.rsi - (uint64_t)(step * sz)) & m);
+        } else if (!in.map && (in.op == 0xa2 || in.op == 0xa3)) {
+            la = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.imm;
+            if (hvfh_translate(v, la, &g) || g != gpa)
+                continue;
+        } else {
+            if (!in.mem)
+                continue;
+            la = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.ea;
+            if (hvfh_translate(v, la, &g) || g != gpa)
+                continue;
+        }
+        pre->rip = start;
+        *out = in;
+        return 0;
+    }
+    return -1;
+}
+
+static hv_return_t exit_mmio(struct hvfh_vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    uint64_t gpa = run->mmio.phys_addr;
+    struct kvm_regs pre = v->regs;
+    struct hvfh_insn in;
+    int have = 0, fetch = 0;
+    if (run->mmio.is_write) {
+        if (mmio_write_start(v, gpa, &pre, &in)) {
+            fprintf(stderr, "hvf_host: cannot find the instruction that "
+                            "wrote MMIO 0x%llx before rip 0x%llx\n",
+                    (unsigned long long)gpa, (unsigned long long)v->regs.rip);
+            return HV_ERROR;
+        }
+        have = 1;
+    } else {
+        /* measured: reads exit before executing */
+        uint64_t g;
+        if (!hvfh_translate(v, v->sregs.cs.base + v->regs.rip, &g) &&
+            (g >> 12) == (gpa >> 12))
+            fetch = 1;
+        else
+            have = !hvfh_decode(v, v->regs.rip, &in, 0);
+    }
+    if (put_back(v, &pre))
+        return HV_ERROR;
+    uint64_t rights = hvfh_gpa_rights(gpa) & 7;
+    uint64_t q = (run->mmio.is_write ? 2u : fetch ? 4u : 1u) | rights << 3;
+    uint64_t gla = 0;
+    if (fetch) {
+        gla = v->sregs.cs.base + pre.rip;
+    } else if (have && (in.mem || (!in.map && in.op >= 0xa0 && in.op <= 0xa7) ||
+                        (!in.map && in.op >= 0xaa && in.op <= 0xaf))) {
+        if (in.mem)
+            gla = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.ea;
+        else if (in.op >= 0xa0 && in.op <= 0xa3)
+            gla = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.imm;
+        else if (run->mmio.is_write || in.op == 0xae || in.op == 0xaf)
+            gla = seg_base(v, 0) + (pre.rdi & amask(in.addrsize));
+        else
+            gla = seg_base(v, in.seg < 0 ? 3 : in.seg) +
+                  (pre.rsi & amask(in.addrsize));
+    } else {
+        have = 0;
+    }
+    if (have || fetch)
+        q |= 3u << 7; /* linear address valid, access to a translation */
+    set_exit(v, VMX_REASON_EPT_VIOLATION, q);
+    v->vmcs[VMCS_GUEST_PHYSICAL_ADDRESS] = gpa;
+    v->vmcs[VMCS_RO_GUEST_LIN_ADDR] = gla;
+    return HV_SUCCESS;
+}
+
+static hv_return_t exit_msr(struct hvfh_vcpu *v, int write)
+{
+    /* measured: RIP at the RDMSR/WRMSR; RCX and EDX:EAX are the guest's */
+    struct kvm_regs pre = v->regs;
+    if (put_back(v, &pre))
+        return HV_ERROR;
+    set_exit(v, write ? VMX_REASON_WRMSR : VMX_REASON_RDMSR, 0);
+    v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 2;
+    return HV_SUCCESS;
+}
+
+static int inject(struct hvfh_vcpu *v)
+{
+    uint64_t info = v->vmcs[VMCS_CTRL_VMENTRY_IRQ_INFO];
+    if (!(info & IRQ_INFO_VALID))
+        return 0;
+    unsigned type = (info >> 8) & 7, vec = info & 0xff;
+    if (type == 0) {
+        struct kvm_interrupt irq = {.irq = vec};
+        return ioctl(v->fd, KVM_INTERRUPT, &irq) ? -errno : 0;
+    }
+    if (type == 2)
+        return ioctl(v->fd, KVM_NMI) ? -errno : 0;
+    struct kvm_vcpu_events e;
+    if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &e))
+        return -errno;
+    e.flags = 0;
+    if (type == 4) { /* software interrupt (INT n) */
+        e.interrupt.injected = 1;
+        e.interrupt.nr = (uint8_t)vec;
+        e.interrupt.soft = 1;
+    } else { /* hardware or software exception */
+        e.exception.injected = 1;
+        e.exception.nr = (uint8_t)vec;
+        e.exception.has_error_code = (info & IRQ_INFO_ERROR_VALID) != 0;
+        e.exception.error_code = (uint32_t)v->vmcs[VMCS_CTRL_VMENTRY_EXC_ERROR];
+    }
+    return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &e) ? -errno : 0;
+}
+
+/* The guest can take an external interrupt now (RFLAGS.IF, no STI/MOV SS
+ * blocking). */
+static int interruptible(struct hvfh_vcpu *v)
+{
+    struct kvm_vcpu_events e;
+    if (hvfh_load_regs(v) || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &e))
+        return 0;
+    return (v->regs.rflags & (1u << 9)) && !e.interrupt.shadow;
+}
+
+static void single_step(struct hvfh_vcpu *v, int on)
+{
+    struct kvm_guest_debug d;
+    memset(&d, 0, sizeof(d));
+    if (on)
+        d.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
+    ioctl(v->fd, KVM_SET_GUEST_DEBUG, &d);
+}
+
+static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r)
+{
+    if (v->stepping) {
+        single_step(v, 0);
+        v->stepping = 0;
+    }
+    /* VM exit clears the entry interruption's valid bit and saves LMA into
+     * the IA-32e-mode entry control */
+    v->vmcs[VMCS_CTRL_VMENTRY_IRQ_INFO] &= ~(uint64_t)IRQ_INFO_VALID;
+    if (!hvfh_load_sregs(v)) {
+        uint64_t *e = &v->vmcs[VMCS_CTRL_VMENTRY_CONTROLS];
+        *e = (v->sregs.efer & (1u << 10)) ? (*e | VMENTRY_GUEST_IA32E)
+                                          : (*e & ~(uint64_t)VMENTRY_GUEST_IA32E);
+    }
+    v->exits++;
+    return r;
+}
+
+hv_return_t hvfh_run(struct hvfh_vcpu *v)
+{
+    clear_exit(v);
+    int err = 0;
+    if (hvfh_cpuid_step(v, &err))
+        return err ? HV_ERROR : HV_SUCCESS;
+    if (atomic_exchange(&v->kick, 0)) {
+        v->run->immediate_exit = 0;
+        set_exit(v, VMX_REASON_IRQ, 0);
+        return HV_SUCCESS;
+    }
+    int bad = hvfh_entry_check(v);
+    if (bad < 0)
+        return HV_ERROR;
+    if (bad) {
+        set_exit(v, 0x80000000u | VMX_REASON_VMENTRY_GUEST, 0);
+        return HV_SUCCESS;
+    }
+    uint64_t info = v->vmcs[VMCS_CTRL_VMENTRY_IRQ_INFO];
+    if (v->vmcs[VMCS_GUEST_ACTIVITY_STATE] == 1) { /* HLT */
+        if (info & IRQ_INFO_VALID) {
+            v->vmcs[VMCS_GUEST_ACTIVITY_STATE] = 0;
+        } else {
+            /* halted until an interrupt: here only hv_vcpu_interrupt */
+            while (!atomic_exchange(&v->kick, 0))
+                poll(NULL, 0, 5);
+            v->run->immediate_exit = 0;
+            set_exit(v, VMX_REASON_IRQ, 0);
+            return HV_SUCCESS;
+        }
+    }
+    int wnd = (v->vmcs[VMCS_CTRL_CPU_BASED] & CPU_BASED_IRQ_WND) != 0;
+    if (wnd && !(info & IRQ_INFO_VALID) && interruptible(v)) {
+        set_exit(v, VMX_REASON_IRQ_WND, 0);
+        return after_exit(v, HV_SUCCESS);
+    }
+    hvfh_tsc_apply(v);
+    if (hvfh_flush_state(v) || inject(v))
+        return HV_ERROR;
+    struct kvm_run *run = v->run;
+    if (wnd && !v->stepping) {
+        /* KVM on PVM does not report the window opening: step the guest
+         * until it can take an interrupt */
+        single_step(v, 1);
+        v->stepping = 1;
+    }
+    for (;;) {
+        run->request_interrupt_window = (uint8_t)wnd;
+        int rc = ioctl(v->fd, KVM_RUN, 0);
+        int e = errno;
+        v->entered = 1;
+        hvfh_invalidate(v);
+        if (rc < 0 && e == EINTR) {
+            if (atomic_exchange(&v->kick, 0)) {
+                run->immediate_exit = 0;
+                set_exit(v, VMX_REASON_IRQ, 0);
+                return after_exit(v, HV_SUCCESS);
+            }
+            continue; /* someone else's signal */
+        }
+        if (rc < 0)
+            return HV_ERROR;
+        if (hvfh_load_regs(v) || hvfh_load_sregs(v))
+            return HV_ERROR;
+        switch (run->exit_reason) {
+        case KVM_EXIT_IO: return after_exit(v, exit_io(v));
+        case KVM_EXIT_MMIO: return after_exit(v, exit_mmio(v));
+        case KVM_EXIT_X86_RDMSR: return after_exit(v, exit_msr(v, 0));
+        case KVM_EXIT_X86_WRMSR: return after_exit(v, exit_msr(v, 1));
+        case KVM_EXIT_HLT: {
+            /* KVM has stepped over the HLT: VMX exits at it */
+            uint8_t b = 0;
+            struct kvm_regs pre = v->regs;
+            pre.rip -= 1;
+            if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip, &b, 1) ||
+                b != 0xf4)
+                return HV_ERROR;
+            if (put_back(v, &pre))
+                return HV_ERROR;
+            set_exit(v, VMX_REASON_HLT, 0);
+            v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 1;
+            return after_exit(v, HV_SUCCESS);
+        }
+        case KVM_EXIT_DEBUG:
+            if (!v->stepping)
+                return after_exit(v, HV_ERROR);
+            if (!interruptible(v))
+                continue;
+            set_exit(v, VMX_REASON_IRQ_WND, 0);
+            return after_exit(v, HV_SUCCESS);
+        case KVM_EXIT_IRQ_WINDOW_OPEN:
+            set_exit(v, VMX_REASON_IRQ_WND, 0);
+            return after_exit(v, HV_SUCCESS);
+        case KVM_EXIT_SHUTDOWN:
+            set_exit(v, VMX_REASON_TRIPLE_FAULT, 0);
+            return after_exit(v, HV_SUCCESS);
+        case KVM_EXIT_INTR:
+            continue;
+        default:
+            fprintf(stderr, "hvf_host: KVM exit %u has no VMX counterpart\n",
+                    run->exit_reason);
+            return after_exit(v, HV_ERROR);
+        }
+    }
+}
