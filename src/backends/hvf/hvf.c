@@ -29,16 +29,6 @@ static uint64_t host_phys_bits(void)
     return 36;
 }
 
-/* Bytes of the standard-format XSAVE area for every feature the host has
- * (CPUID 0xd.0 ECX), at least the legacy area and header. */
-static uint64_t xsave_size(void)
-{
-    unsigned a, b, c, d;
-    if (__get_cpuid_count(0xd, 0, &a, &b, &c, &d) && c >= 576)
-        return c;
-    return 576;
-}
-
 static int read_vmx_caps(struct hvi_hvf *h)
 {
     static const struct {
@@ -84,7 +74,7 @@ static int hvf_open(void **priv)
     /* The framework maps by range; the slots are the backend's own table. */
     c[HVC_CAP_MAX_MEMORY_REGIONS] = 64;
     c[HVC_CAP_READONLY_MEMORY] = 1; /* mapped without HV_MEMORY_WRITE */
-    c[HVC_CAP_FPU_STATE_SIZE] = xsave_size();
+    c[HVC_CAP_FPU_STATE_SIZE] = hvi_hvf_xsave_size(hvi_hvf_xcr0_mask());
     c[HVC_CAP_PHYS_ADDR_BITS] = host_phys_bits();
     c[HVC_CAP_IRQ_LINES] = HVI_IRQCHIP_PINS; /* the userspace IOAPIC */
     c[HVC_CAP_MAX_VMS] = 1;

@@ -244,6 +244,9 @@ int hvi_hvf_msr_native(struct hvi_hvf_vcpu *v);
 /* hvf_cpuid.c: the CPUID the guest sees. */
 void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t subleaf,
                    uint32_t out[4]);
+/* The XSAVE components offered, and the standard-format area's size. */
+uint64_t hvi_hvf_xcr0_mask(void);
+uint32_t hvi_hvf_xsave_size(uint64_t xcr0);
 
 /* hvf_exit_io.c: I/O instruction exits and their completion. */
 int hvi_hvf_exit_io(struct hvi_hvf_vcpu *v, hvc_exit *exit);

@@ -25,6 +25,31 @@ static void host(uint32_t leaf, uint32_t sub, uint32_t o[4])
     o[3] = d;
 }
 
+/* XSAVE components offered: x87, SSE, AVX, MPX, AVX-512, PKRU as the
+ * host has them; not AMX (the process would need permission first, and
+ * the framework's 4 KiB fpstate could not hold it) nor later ones. */
+uint64_t hvi_hvf_xcr0_mask(void)
+{
+    uint32_t o[4];
+    host(0xd, 0, o);
+    return (((uint64_t)o[3] << 32) | o[0]) & 0x2ffull;
+}
+
+/* Bytes of the standard-format area for the components in @p xcr0. */
+uint32_t hvi_hvf_xsave_size(uint64_t xcr0)
+{
+    uint32_t size = 576;
+    for (unsigned i = 2; i < 64; i++) {
+        if (!(xcr0 & (1ull << i)))
+            continue;
+        uint32_t o[4];
+        host(0xd, i, o);
+        if (o[1] + o[0] > size)
+            size = o[1] + o[0];
+    }
+    return size;
+}
+
 void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
                    uint32_t o[4])
 {
@@ -72,16 +97,26 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
             o[2] &= ~((1u << 4) | (1u << 5)); /* OSPKE below, WAITPKG */
             if (cr4 & HVI_CR4_PKE)
                 o[2] |= 1u << 4;
-            /* Speculation-control MSRs are not offered. */
-            o[3] &= ~(0x3fu << 26);
+            /* Speculation-control MSRs are not offered; nor AMX. */
+            o[3] &= ~((0x3fu << 26) | (1u << 22) | (1u << 24) | (1u << 25));
         }
         break;
     case 0xb:
     case 0x1f: o[3] = v->id; break;
-    case 0xd:
-        if (sub == 1)
+    case 0xd: {
+        uint64_t mask = hvi_hvf_xcr0_mask();
+        if (sub == 0) {
+            o[0] = (uint32_t)mask;
+            o[3] = (uint32_t)(mask >> 32);
+            o[2] = hvi_hvf_xsave_size(mask);
+            o[1] = hvi_hvf_xsave_size(v->msrs.xcr0 & mask);
+        } else if (sub == 1) {
             o[0] &= ~(1u << 3); /* XSAVES: not enabled */
+        } else if (sub < 64 && !(mask & (1ull << sub))) {
+            memset(o, 0, 4 * sizeof(o[0]));
+        }
         break;
+    }
     case 0x80000001u:
         o[2] &= ~(1u << 2); /* SVM */
         if (!v->rdtscp)

@@ -1,9 +1,10 @@
 /* Registers by id, segments and the FPU, through the framework's register
  * calls and the VMCS. Control registers are what the guest sees: the VMCS
  * holds CR0 with NE and CR4 with VMXE (VMX requires them), the read
- * shadows the guest's own values of the masked bits (CR0.NE and PG, whose
- * every change exits so that EFER.LMA and the IA-32e entry control follow
- * it; CR4.VMXE). */
+ * shadows the guest's own values of those masked bits. CR0.PG is not
+ * masked: when the guest turns paging on with EFER.LME, the processor sets
+ * EFER.LMA, and every VM exit stores LMA into the IA-32e entry control;
+ * the backend keeps them consistent when it writes CR0 or EFER itself. */
 #include "hvf.h"
 
 #include "hvf_vmx.h"
@@ -109,7 +110,11 @@ static int get_one(struct hvi_hvf_vcpu *v, hvc_reg id, uint64_t *val)
     case HVC_X86_CR2: return hvi_hvf_rreg(v, HV_X86_CR2, val);
     case HVC_X86_CR3: return hvi_hvf_rvmcs(v, VMCS_GUEST_CR3, val);
     case HVC_X86_CR4: *val = hvi_hvf_guest_cr4(v); return 0;
-    case HVC_X86_CR8: return hvi_hvf_rreg(v, HV_X86_TPR, val);
+    case HVC_X86_CR8: { /* HV_X86_TPR is the APIC TPR: CR8 << 4 */
+        int r = hvi_hvf_rreg(v, HV_X86_TPR, val);
+        *val >>= 4;
+        return r;
+    }
     case HVC_X86_EFER: return hvi_hvf_rvmcs(v, VMCS_GUEST_IA32_EFER, val);
     case HVC_X86_APIC_BASE: *val = v->msrs.apic_base; return 0;
     case HVC_X86_DR0:
@@ -142,7 +147,10 @@ static int set_one(struct hvi_hvf_vcpu *v, hvc_reg id, uint64_t val)
     case HVC_X86_CR2: return hvi_hvf_wreg(v, HV_X86_CR2, val);
     case HVC_X86_CR3: return hvi_hvf_wvmcs(v, VMCS_GUEST_CR3, val);
     case HVC_X86_CR4: return hvi_hvf_set_cr4(v, val);
-    case HVC_X86_CR8: return hvi_hvf_wreg(v, HV_X86_TPR, val);
+    case HVC_X86_CR8:
+        if (val > 15)
+            return hvi_error(-EINVAL, "CR8 0x%" PRIx64 " is above 15", val);
+        return hvi_hvf_wreg(v, HV_X86_TPR, val << 4);
     case HVC_X86_EFER: return hvi_hvf_set_efer(v, val);
     case HVC_X86_APIC_BASE: return hvi_hvf_msr_write(v, 0x1b, val);
     case HVC_X86_DR0:

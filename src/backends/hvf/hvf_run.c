@@ -77,7 +77,7 @@ static int exit_cr(struct hvi_hvf_vcpu *v, uint64_t q, uint64_t len)
         else if (cr == 3)
             r = hvi_hvf_wvmcs(v, VMCS_GUEST_CR3, val);
         else if (cr == 8)
-            r = hvi_hvf_wreg(v, HV_X86_TPR, val);
+            r = val > 15 ? -EINVAL : hvi_hvf_wreg(v, HV_X86_TPR, val << 4);
         else
             r = -EINVAL;
         break;
@@ -86,6 +86,8 @@ static int exit_cr(struct hvi_hvf_vcpu *v, uint64_t q, uint64_t len)
             val = hvi_hvf_vmcs(v, VMCS_GUEST_CR3);
         else if ((r = hvi_hvf_rreg(v, HV_X86_TPR, &val)) < 0)
             return r;
+        else
+            val >>= 4;
         r = hvi_hvf_wreg(v, gpr_reg[reg], val);
         break;
     case 2: /* CLTS */

@@ -24,7 +24,7 @@ int hvi_hvf_vmcs_init(struct hvi_hvf_vcpu *v)
                                           CPU_BASED2_INVPCID);
     v->rdtscp = (cpu2 & CPU_BASED2_RDTSCP) != 0;
     v->invpcid = (cpu2 & CPU_BASED2_INVPCID) != 0;
-    v->cr0_mask = HVI_CR0_NE | HVI_CR0_PG;
+    v->cr0_mask = HVI_CR0_NE;
     v->cr4_mask = HVI_CR4_VMXE;
     v->entry_ctls = ctrl(h->cap_entry, VMENTRY_LOAD_EFER);
     struct {
