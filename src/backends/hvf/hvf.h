@@ -149,6 +149,9 @@ struct hvi_hvf_vcpu {
     pthread_t owner;
     atomic_int kicked;
     enum hvi_hvf_pending pending;
+    /* RIP at the exit still pending: a caller that moved RIP since (a
+     * restart, a restore) cancels the completion, as KVM does. */
+    uint64_t pending_rip;
     struct hvi_hvf_pio pio;
     struct hvi_hvf_mmio_log mmio;
     struct hvi_hvf_msrs msrs;

@@ -194,6 +194,9 @@ int hvi_hvf_vcpu_run(void *vcpu_priv, hvc_exit *exit)
     struct hvi_hvf_vcpu *v = vcpu_priv;
     int r;
     exit->flags = 0;
+    if (v->pending != HVI_PEND_NONE &&
+        hvi_hvf_vmcs(v, VMCS_GUEST_RIP) != v->pending_rip)
+        v->pending = HVI_PEND_NONE;
     if (v->pending == HVI_PEND_PIO && (r = hvi_hvf_complete_io(v)) < 0)
         return r;
     if (v->pending == HVI_PEND_MMIO) {
@@ -221,6 +224,8 @@ int hvi_hvf_vcpu_run(void *vcpu_priv, hvc_exit *exit)
         r = dispatch(v, (uint32_t)(raw & 0xffff), exit);
         if (r < 0)
             return r;
+        if (v->pending != HVI_PEND_NONE)
+            v->pending_rip = hvi_hvf_vmcs(v, VMCS_GUEST_RIP);
         if (r == REPORT)
             return 0;
     }

@@ -176,6 +176,9 @@ int hvi_hvf_set_runnable(void *vcpu_priv)
 int hvi_hvf_vcpu_flush(void *vcpu_priv)
 {
     struct hvi_hvf_vcpu *v = vcpu_priv;
+    if (v->pending != HVI_PEND_NONE &&
+        hvi_hvf_vmcs(v, VMCS_GUEST_RIP) != v->pending_rip)
+        v->pending = HVI_PEND_NONE;
     if (v->pending == HVI_PEND_PIO)
         return hvi_hvf_complete_io(v);
     if (v->pending == HVI_PEND_MMIO) {
