@@ -11,6 +11,7 @@
 #include "hvf_vmx.h"
 
 #include <cpuid.h>
+#include <pthread.h>
 #include <string.h>
 
 #define HV_SIGNATURE "HVCoreHVFHVF" /* 12 bytes: EBX, ECX, EDX */
@@ -25,28 +26,49 @@ static void host(uint32_t leaf, uint32_t sub, uint32_t o[4])
     o[3] = d;
 }
 
-/* XSAVE components offered: x87, SSE, AVX, MPX, AVX-512, PKRU as the
- * host has them; not AMX (the process would need permission first, and
- * the framework's 4 KiB fpstate could not hold it) nor later ones. */
-uint64_t hvi_hvf_xcr0_mask(void)
+/* The host's XSAVE layout, read once: under a hypervisor every CPUID is
+ * an exit of its own, and a guest's CPUID of leaf 0xd asks for sizes. */
+static struct {
+    pthread_once_t once;
+    uint64_t mask;
+    uint32_t end[64]; /* offset + size of component i (0 when absent) */
+    uint32_t max_basic, max_ext; /* the highest leaves */
+} xs = {.once = PTHREAD_ONCE_INIT};
+
+/* Components offered: x87, SSE, AVX, MPX, AVX-512, PKRU as the host has
+ * them; not AMX (the process would need permission first, and the
+ * framework's 4 KiB fpstate could not hold it) nor later ones. */
+static void xs_read(void)
 {
     uint32_t o[4];
+    host(0, 0, o);
+    xs.max_basic = o[0];
+    host(0x80000000u, 0, o);
+    xs.max_ext = o[0];
     host(0xd, 0, o);
-    return (((uint64_t)o[3] << 32) | o[0]) & 0x2ffull;
+    xs.mask = (((uint64_t)o[3] << 32) | o[0]) & 0x2ffull;
+    for (unsigned i = 2; i < 64; i++) {
+        if (!(xs.mask & (1ull << i)))
+            continue;
+        host(0xd, i, o);
+        xs.end[i] = o[1] + o[0];
+    }
+}
+
+uint64_t hvi_hvf_xcr0_mask(void)
+{
+    pthread_once(&xs.once, xs_read);
+    return xs.mask;
 }
 
 /* Bytes of the standard-format area for the components in @p xcr0. */
 uint32_t hvi_hvf_xsave_size(uint64_t xcr0)
 {
+    pthread_once(&xs.once, xs_read);
     uint32_t size = 576;
-    for (unsigned i = 2; i < 64; i++) {
-        if (!(xcr0 & (1ull << i)))
-            continue;
-        uint32_t o[4];
-        host(0xd, i, o);
-        if (o[1] + o[0] > size)
-            size = o[1] + o[0];
-    }
+    for (unsigned i = 2; i < 64; i++)
+        if ((xcr0 & xs.mask & (1ull << i)) && xs.end[i] > size)
+            size = xs.end[i];
     return size;
 }
 
@@ -63,9 +85,8 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
         }
         return;
     }
-    uint32_t max[4];
-    host(leaf & 0x80000000u, 0, max);
-    if (leaf > max[0])
+    pthread_once(&xs.once, xs_read);
+    if (leaf > (leaf & 0x80000000u ? xs.max_ext : xs.max_basic))
         return; /* Intel returns the highest basic leaf; zeros suffice */
     host(leaf, sub, o);
     uint64_t cr4 = hvi_hvf_guest_cr4(v);
