@@ -227,14 +227,6 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
 /* A write to MMIO: KVM has executed the instruction. Find where it started:
  * REP STOS/MOVS (RIP still at it, one element done), else the instruction
  * ending at RIP whose memory operand is the written address. */
-/* One-byte opcodes whose memory operand is a byte. */
-static int byte_op(uint8_t op)
-{
-    return op == 0x88 || op == 0xc6 || op == 0x80 || op == 0xfe ||
-           op == 0xf6 || op == 0x86 || op == 0xc0 || op == 0xd0 ||
-           op == 0xd2 || (op < 0x40 && (op & 7) == 0);
-}
-
 static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa,
                             struct kvm_regs *pre, struct hvfh_insn *out)
 {
@@ -281,12 +273,6 @@ static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa,
                 continue;
             la = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.ea;
             if (hvfh_translate(v, la, &g) || g != gpa)
-                continue;
-            /* "89 43 08" also ends where "48 89 43 08" does: a candidate
-             * whose store size is not the access's is a suffix of the
-             * real instruction (its REX.W or 66 prefix is before it). */
-            if (!in.map && !byte_op(in.op) &&
-                (uint32_t)in.opsize != v->run->mmio.len)
                 continue;
         }
         pre->rip = start;

@@ -158,18 +158,6 @@ static int kvm_field(struct hvfh_vcpu *v, uint32_t f, uint64_t *val, int w)
     if (hvfh_load_sregs(v))
         return -EIO;
     struct kvm_sregs *s = &v->sregs;
-    /* VMX requires CR4.VMXE in the guest's CR4 (IA32_VMX_CR4_FIXED0), so
-     * an HVF VMM sets it (and hides it with the CR4 read shadow); KVM
-     * without nested VMX refuses it: kept out of KVM, shown as set. */
-    if (f == VMCS_GUEST_CR4) {
-        if (w) {
-            s->cr4 = *val & ~(1ull << 13);
-            v->sregs_dirty = 1;
-        } else {
-            *val = s->cr4 | (1ull << 13);
-        }
-        return 0;
-    }
     uint64_t *p64 = NULL;
     uint16_t *p16 = NULL;
     uint32_t *p32 = NULL;
