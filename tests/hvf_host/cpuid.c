@@ -28,17 +28,29 @@ static struct kvm_cpuid_entry2 *find(struct hvfh_vcpu *v, uint32_t leaf,
 static int indexed(uint32_t leaf)
 {
     switch (leaf) {
-    case 4: case 7: case 0xb: case 0xd: case 0xf: case 0x10: case 0x12:
-    case 0x14: case 0x17: case 0x18: case 0x1d: case 0x1e: case 0x1f:
-    case 0x20: case 0x23: case 0x24:
-        return 1;
+    case 4:
+    case 7:
+    case 0xb:
+    case 0xd:
+    case 0xf:
+    case 0x10:
+    case 0x12:
+    case 0x14:
+    case 0x17:
+    case 0x18:
+    case 0x1d:
+    case 0x1e:
+    case 0x1f:
+    case 0x20:
+    case 0x23:
+    case 0x24: return 1;
     }
     return 0;
 }
 
 /* The query after (leaf, sub), given the answers so far; 0 when done. */
-static int next(struct hvfh_vcpu *v, uint32_t leaf, uint32_t sub,
-                uint32_t *nl, uint32_t *ns)
+static int next(struct hvfh_vcpu *v, uint32_t leaf, uint32_t sub, uint32_t *nl,
+                uint32_t *ns)
 {
     struct kvm_cpuid_entry2 *a = find(v, leaf, sub), *a0 = find(v, leaf, 0);
     if (indexed(leaf) && a && a0) {
@@ -86,9 +98,8 @@ static int next(struct hvfh_vcpu *v, uint32_t leaf, uint32_t sub,
         *nl = 0x80000000;
         return 1;
     }
-    uint32_t maxx = x && x->eax >= 0x80000000 && x->eax <= 0x80000040
-                        ? x->eax
-                        : 0x80000000;
+    uint32_t maxx =
+        x && x->eax >= 0x80000000 && x->eax <= 0x80000040 ? x->eax : 0x80000000;
     if (leaf < maxx) {
         *nl = leaf + 1;
         return 1;
@@ -150,7 +161,15 @@ int hvfh_cpuid_step(struct hvfh_vcpu *v, int *err)
     v->cpuid_state = 2;
     v->vmcs[VMCS_RO_EXIT_REASON] = 0;
     v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 0;
-    if (ioctl(v->fd, KVM_SET_CPUID2, v->cpuid)) {
+    /* KVM_SET_CPUID2 may resize and reset the XSAVE state the backend
+     * already wrote: keep it across */
+    size_t sz;
+    void *x = hvfh_xsave_get(v, &sz);
+    int r = ioctl(v->fd, KVM_SET_CPUID2, v->cpuid);
+    if (!r && x)
+        ioctl(v->fd, KVM_SET_XSAVE, x);
+    free(x);
+    if (r) {
         perror("hvf_host: KVM_SET_CPUID2 with the backend's answers");
         *err = 1;
         return 1;

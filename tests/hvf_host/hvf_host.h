@@ -39,12 +39,17 @@
  *   control without CR0.PG/CR4.PAE, load-EFER with LMA != the IA-32e
  *   control (or LME != LMA under paging), CS.L with CS.D (or CS.L outside
  *   IA-32e), an unusable/wrong-type TR, RFLAGS bit 1, and an injected
- *   external interrupt while RFLAGS.IF=0 or STI/MOV SS blocking: each
+ *   external interrupt while RFLAGS.IF=0 or STI/MOV SS blocking, CR0.NE
+ *   or CR4.VMXE clear (VMX's fixed-1 bits; with unrestricted guest PE and
+ *   PG may be 0): each
  *   fails the entry as VMX does, exit reason VMX_REASON_VMENTRY_GUEST with
  *   bit 31 set (hv_vcpu_run returns HV_SUCCESS). Without load-EFER, entry
  *   loads EFER.LMA (and LME under paging) from the IA-32e control; every
  *   exit writes LMA back into that control, and clears the valid bit of the
  *   entry interruption field.
+ * - CR4.VMXE, which VMX requires in the guest's CR4 and KVM refuses (no
+ *   nested VMX), is kept here: KVM's CR4 never has it, VMCS_GUEST_CR4 and
+ *   HV_X86_CR4 read it back as written.
  * - Guest reads of CR0/CR4 see the real values, not the read shadows, and
  *   guest writes to bits owned by the masks do not exit (MOV CR is
  *   completed invisibly by KVM); XSETBV likewise. Activity state HLT is
@@ -90,7 +95,14 @@
  *   stores); nothing reached memory. The backend gets
  *   VMX_REASON_EPT_VIOLATION with the guest-physical address, the
  *   qualification (read/write/fetch, the page's R/W/X rights, guest-linear
- *   address valid), and the guest-linear address of the operand.
+ *   address valid), and the guest-linear address of the operand. An
+ *   instruction fetch from such a page is, on KVM, an emulation failure
+ *   (KVM_EXIT_INTERNAL_ERROR) with nothing executed: it is reported as an
+ *   EPT violation with the fetch bit, GPA and linear address of RIP.
+ *   Left as KVM does it: an MMIO read by MOVS into RAM completes into RAM
+ *   when the pending read is discarded (its data is the guest's own old
+ *   bytes only for INS); the written-instruction search assumes no prefix
+ *   bytes before the instruction that a shorter decode would also accept.
  * - CPUID always exits: see cpuid.c. Before the first entry the backend
  *   is asked every leaf/subleaf (basic, 0x4000000x, extended; subleaves of
  *   4, 7, 0xb, 0xd, 0x1f, ...) through synthesized VMX_REASON_CPUID exits
@@ -98,9 +110,10 @@
  *   exactly the backend's answers, but the exits happen up front, not at
  *   the guest's CPUID, and answers cannot change after the first entry
  *   (KVM freezes CPUID). KVM still patches its dynamic bits (OSXSAVE from
- *   CR4, the XSAVE size from XCR0), and refuses (EPERM, hv_vcpu_run then
- *   fails with HV_ERROR) answers that advertise XSAVE features the process
- *   has no permission for (AMX in leaf 0xd).
+ *   CR4, the XSAVE size from XCR0), and refuses (EPERM) answers that
+ *   advertise XSAVE features the process has no permission for (AMX in
+ *   leaf 0xd): so hv_vm_create() asks for it
+ *   (ARCH_REQ_XCOMP_GUEST_PERM, before any vCPU exists, as KVM requires).
  * - RDMSR/WRMSR exit (RCX, EDX:EAX, RIP at the instruction, length 2) for
  *   every MSR but those enabled with hv_vcpu_enable_native_msr(): see
  *   msr.c (KVM's filter is per VM, so a native MSR is native on every vCPU;
@@ -112,12 +125,16 @@
  * - Triple fault: KVM_EXIT_SHUTDOWN -> VMX_REASON_TRIPLE_FAULT.
  *
  * TSC
- * - hv_tsc_clock() is the host's RDTSC. hv_vcpu_set_tsc_relative() uses
- *   KVM's per-vCPU TSC offset attribute; a host that drops offset writes
- *   (this one) gets IA32_TSC written instead, so the guest TSC equals
- *   hv_tsc_clock() + offset at the next entry and then runs at the host
- *   rate. hv_vm_sync_tsc() writes IA32_TSC on each vCPU at its next entry
- *   (on its own thread).
+ * - hv_tsc_clock() is the host's RDTSC. hv_vcpu_set_tsc_relative() (guest
+ *   TSC = hv_tsc_clock() + offset) writes KVM's per-vCPU TSC offset
+ *   attribute; hv_vm_sync_tsc() turns the value into an offset from the
+ *   host's TSC at the call and each owner applies it at its next entry.
+ *   hv_vm_create() tries the attribute on a throw-away KVM VM: this PVM
+ *   host accepts the write and drops it (the guest's RDTSC is not trapped,
+ *   it reads the host's TSC; IA32_TSC writes are dropped too), so there
+ *   both calls return HV_UNSUPPORTED rather than succeed without effect,
+ *   except hv_vcpu_set_tsc_relative(vcpu, 0), which is what the guest
+ *   reads anyway.
  *
  * hv_vcpu_read/write_fpstate: the standard XSAVE layout (KVM_GET/SET_XSAVE,
  * up to 4096 bytes). Not provided: address spaces other than the default,

@@ -22,6 +22,7 @@
 #define HVFH_PAGE 4096ull
 #define HVFH_VMCS_SIZE 0x7000
 #define HVFH_NATIVE_MAX 32
+#define CR4_VMXE (1ull << 13)
 
 struct hvfh_range {
     uint64_t gpa, size;
@@ -39,8 +40,9 @@ struct hvfh_vcpu {
     pid_t tid; /* owner */
     pthread_t thread;
     atomic_int kick;
-    int entered;   /* KVM_RUN done once (CPUID frozen) */
-    int stepping;  /* single-stepping to find the interrupt window */
+    int entered;  /* KVM_RUN done once (CPUID frozen) */
+    int stepping; /* single-stepping to find the interrupt window */
+    int cr4_vmxe; /* the guest CR4's VMXE bit (KVM's CR4 never has it) */
     uint64_t tlb_la, tlb_gpa; /* last KVM_TRANSLATE, until the next entry */
     int tlb_valid;
     int cpuid_state; /* 0 not probed, 1 probing, 2 programmed */
@@ -56,9 +58,7 @@ struct hvfh_vcpu {
     uint32_t native_msrs[HVFH_NATIVE_MAX];
     int n_native;
     int msr_filter_dirty;
-    int64_t tsc_offset;
-    int tsc_offset_pending;
-    uint64_t tsc_sync;
+    int64_t tsc_offset; /* hv_vm_sync_tsc's, applied at the next entry */
     int tsc_sync_pending;
     /* exit bookkeeping */
     uint64_t exits;
@@ -72,7 +72,8 @@ struct hvfh_vm {
     int n_ranges;
     unsigned char slot_used[512];
     struct hvfh_vcpu *vcpus[HVFH_MAX_VCPUS];
-    int user_msr; /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    int user_msr;         /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    int tsc_offset_works; /* KVM_VCPU_TSC_OFFSET reaches the guest */
 };
 
 extern struct hvfh_vm hvfh_vm;
@@ -106,14 +107,14 @@ struct hvfh_insn {
     int rep;              /* 0, 0xf3 or 0xf2 */
     int seg;              /* override: 0 ES .. 5 GS, -1 none */
     int rex;
-    uint8_t op;           /* last opcode byte */
-    int map;              /* 0 one-byte, 1 0f, 2 0f38, 3 0f3a */
+    uint8_t op; /* last opcode byte */
+    int map;    /* 0 one-byte, 1 0f, 2 0f38, 3 0f3a */
     int has_modrm;
     uint8_t modrm;
     int imm_len;
     uint64_t imm;
-    int mem;              /* modrm addresses memory */
-    uint64_t ea;          /* effective address (no segment) when mem */
+    int mem;     /* modrm addresses memory */
+    uint64_t ea; /* effective address (no segment) when mem */
 };
 int hvfh_decode(struct hvfh_vcpu *v, uint64_t rip, struct hvfh_insn *in,
                 uint64_t end_rip);
@@ -124,6 +125,9 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v);
 
 /* cpuid.c: 1 when hv_vcpu_run must return a synthesized CPUID exit. */
 int hvfh_cpuid_step(struct hvfh_vcpu *v, int *err);
+
+/* vcpu.c: KVM's XSAVE image, malloc'd (NULL on failure) */
+void *hvfh_xsave_get(struct hvfh_vcpu *v, size_t *size);
 
 /* msr.c */
 int hvfh_msr_filter(struct hvfh_vcpu *v);

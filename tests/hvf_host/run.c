@@ -7,11 +7,20 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
 unsigned hvfh_gpa_rights(uint64_t gpa);
 void hvfh_tsc_apply(struct hvfh_vcpu *v);
+
+/* HV_ERROR, saying why on stderr (the framework has no message). */
+static hv_return_t fail(const char *what, int err)
+{
+    fprintf(stderr, "hvf_host: %s%s%s\n", what, err ? ": " : "",
+            err ? strerror(err) : "");
+    return HV_ERROR;
+}
 
 static void set_exit(struct hvfh_vcpu *v, uint32_t reason, uint64_t qual)
 {
@@ -21,14 +30,21 @@ static void set_exit(struct hvfh_vcpu *v, uint32_t reason, uint64_t qual)
 
 static void clear_exit(struct hvfh_vcpu *v)
 {
-    static const uint32_t ro[] = {
-        VMCS_RO_EXIT_REASON,     VMCS_RO_EXIT_QUALIFIC,
-        VMCS_GUEST_PHYSICAL_ADDRESS, VMCS_RO_GUEST_LIN_ADDR,
-        VMCS_RO_VMEXIT_INSTR_LEN, VMCS_RO_VMX_INSTR_INFO,
-        VMCS_RO_VMEXIT_IRQ_INFO, VMCS_RO_VMEXIT_IRQ_ERROR,
-        VMCS_RO_IDT_VECTOR_INFO, VMCS_RO_IDT_VECTOR_ERROR,
-        VMCS_RO_IO_RCX, VMCS_RO_IO_RSI, VMCS_RO_IO_RDI, VMCS_RO_IO_RIP,
-        VMCS_RO_INSTR_ERROR};
+    static const uint32_t ro[] = {VMCS_RO_EXIT_REASON,
+                                  VMCS_RO_EXIT_QUALIFIC,
+                                  VMCS_GUEST_PHYSICAL_ADDRESS,
+                                  VMCS_RO_GUEST_LIN_ADDR,
+                                  VMCS_RO_VMEXIT_INSTR_LEN,
+                                  VMCS_RO_VMX_INSTR_INFO,
+                                  VMCS_RO_VMEXIT_IRQ_INFO,
+                                  VMCS_RO_VMEXIT_IRQ_ERROR,
+                                  VMCS_RO_IDT_VECTOR_INFO,
+                                  VMCS_RO_IDT_VECTOR_ERROR,
+                                  VMCS_RO_IO_RCX,
+                                  VMCS_RO_IO_RSI,
+                                  VMCS_RO_IO_RDI,
+                                  VMCS_RO_IO_RIP,
+                                  VMCS_RO_INSTR_ERROR};
     for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++)
         v->vmcs[ro[i]] = 0;
 }
@@ -68,8 +84,7 @@ static void discard_pending(struct hvfh_vcpu *v)
             for (uint32_t k = 0; k < run->io.count; k++)
                 hvfh_read_linear(v,
                                  v->sregs.es.base + di +
-                                     (uint64_t)(step * (int)k *
-                                                run->io.size),
+                                     (uint64_t)(step * (int)k * run->io.size),
                                  d + k * run->io.size, run->io.size);
         } else if (run->exit_reason == KVM_EXIT_X86_RDMSR) {
             run->msr.error = 0;
@@ -146,12 +161,12 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
             io_match(&in, 0, 1, run)) {
             int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
             uint64_t n = run->io.count, m = amask(in.addrsize);
-            uint64_t rsi = v->regs.rsi - (uint64_t)(step * (int64_t)n *
-                                                    run->io.size);
+            uint64_t rsi =
+                v->regs.rsi - (uint64_t)(step * (int64_t)n * run->io.size);
             uint8_t last[4];
-            uint64_t la = seg_base(v, in.seg < 0 ? 3 : in.seg) +
-                          ((rsi + (n - 1) * (uint64_t)(step * run->io.size)) &
-                           m);
+            uint64_t la =
+                seg_base(v, in.seg < 0 ? 3 : in.seg) +
+                ((rsi + (n - 1) * (uint64_t)(step * run->io.size)) & m);
             const uint8_t *d = (uint8_t *)run + run->io.data_offset;
             /* the data is what memory holds there, unless this is an OUT
              * that happens to precede a REP OUTS */
@@ -177,12 +192,12 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
                 while (string && k < 15) {
                     uint8_t p = 0;
                     struct hvfh_insn w;
-                    if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip - 1,
-                                         &p, 1) ||
+                    if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip - 1, &p,
+                                         1) ||
                         !(p == 0x26 || p == 0x2e || p == 0x36 || p == 0x3e ||
                           p == 0x64 || p == 0x65 || p == 0x67) ||
-                        hvfh_decode(v, pre.rip - 1, &w, 0) ||
-                        w.len != k + 1 || !io_match(&w, 0, 1, run))
+                        hvfh_decode(v, pre.rip - 1, &w, 0) || w.len != k + 1 ||
+                        !io_match(&w, 0, 1, run))
                         break;
                     in = w;
                     k++;
@@ -191,21 +206,22 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
                 if (string) {
                     int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
                     uint64_t m = amask(c.addrsize);
-                    uint64_t rsi = v->regs.rsi - (uint64_t)(step *
-                                                            run->io.size);
+                    uint64_t rsi =
+                        v->regs.rsi - (uint64_t)(step * run->io.size);
                     pre.rsi = (v->regs.rsi & ~m) | (rsi & m);
                 }
             }
         }
     }
     if (!found) {
-        fprintf(stderr, "hvf_host: cannot find the I/O instruction of port "
-                        "0x%x at rip 0x%llx\n",
+        fprintf(stderr,
+                "hvf_host: cannot find the I/O instruction of port "
+                "0x%x at rip 0x%llx\n",
                 run->io.port, (unsigned long long)v->regs.rip);
         return HV_ERROR;
     }
     if (put_back(v, &pre))
-        return HV_ERROR;
+        return fail("putting the registers back", errno);
     uint64_t q = (uint64_t)(run->io.size - 1) | (uint64_t)in_dir << 3 |
                  (uint64_t)string << 4 | (uint64_t)(in.rep != 0) << 5 |
                  (uint64_t)((in.op & 0xf8) == 0xe0) << 6 |
@@ -224,10 +240,29 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
     return HV_SUCCESS;
 }
 
+/* The size of the memory operand of a one-byte-map instruction that
+ * writes memory; 0 when not known here. */
+static int store_size(const struct hvfh_insn *in)
+{
+    if (in->map)
+        return 0;
+    uint8_t op = in->op;
+    int byte = !(op & 1);
+    if (op == 0x83)
+        return in->opsize;
+    if ((op < 0x40 && (op & 7) < 2) || op == 0x88 || op == 0x89 || op == 0xc6 ||
+        op == 0xc7 || op == 0x80 || op == 0x81 || op == 0x86 || op == 0x87 ||
+        op == 0xa2 || op == 0xa3 || op == 0xa4 || op == 0xa5 || op == 0xaa ||
+        op == 0xab || op == 0xf6 || op == 0xf7 || op == 0xfe || op == 0xff ||
+        op == 0xc0 || op == 0xc1 || (op >= 0xd0 && op <= 0xd3))
+        return byte ? 1 : in->opsize;
+    return 0;
+}
+
 /* A write to MMIO: KVM has executed the instruction. Find where it started:
  * REP STOS/MOVS (RIP still at it, one element done), else the instruction
  * ending at RIP whose memory operand is the written address. */
-static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa,
+static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
                             struct kvm_regs *pre, struct hvfh_insn *out)
 {
     struct hvfh_insn in;
@@ -250,6 +285,11 @@ static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa,
     for (int k = 1; k <= 15; k++) {
         uint64_t start = v->regs.rip - (uint64_t)k, la, g;
         if (hvfh_decode(v, start, &in, v->regs.rip) || in.len != k)
+            continue;
+        /* the size KVM wrote tells REX.W/66 prefixes from the previous
+         * instruction's last bytes (KVM splits writes above 8 bytes) */
+        int osz = store_size(&in);
+        if (osz && len <= 8 && (uint32_t)osz != len)
             continue;
         if (!in.map && !in.rep &&
             (in.op == 0xaa || in.op == 0xab || in.op == 0xa4 ||
@@ -290,9 +330,10 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
     struct hvfh_insn in;
     int have = 0, fetch = 0;
     if (run->mmio.is_write) {
-        if (mmio_write_start(v, gpa, &pre, &in)) {
-            fprintf(stderr, "hvf_host: cannot find the instruction that "
-                            "wrote MMIO 0x%llx before rip 0x%llx\n",
+        if (mmio_write_start(v, gpa, run->mmio.len, &pre, &in)) {
+            fprintf(stderr,
+                    "hvf_host: cannot find the instruction that "
+                    "wrote MMIO 0x%llx before rip 0x%llx\n",
                     (unsigned long long)gpa, (unsigned long long)v->regs.rip);
             return HV_ERROR;
         }
@@ -307,7 +348,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
             have = !hvfh_decode(v, v->regs.rip, &in, 0);
     }
     if (put_back(v, &pre))
-        return HV_ERROR;
+        return fail("putting the registers back", errno);
     uint64_t rights = hvfh_gpa_rights(gpa) & 7;
     uint64_t q = (run->mmio.is_write ? 2u : fetch ? 4u : 1u) | rights << 3;
     uint64_t gla = 0;
@@ -340,7 +381,7 @@ static hv_return_t exit_msr(struct hvfh_vcpu *v, int write)
     /* measured: RIP at the RDMSR/WRMSR; RCX and EDX:EAX are the guest's */
     struct kvm_regs pre = v->regs;
     if (put_back(v, &pre))
-        return HV_ERROR;
+        return fail("putting the registers back", errno);
     set_exit(v, write ? VMX_REASON_WRMSR : VMX_REASON_RDMSR, 0);
     v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 2;
     return HV_SUCCESS;
@@ -405,15 +446,31 @@ static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r)
     v->vmcs[VMCS_CTRL_VMENTRY_IRQ_INFO] &= ~(uint64_t)IRQ_INFO_VALID;
     if (!hvfh_load_sregs(v)) {
         uint64_t *e = &v->vmcs[VMCS_CTRL_VMENTRY_CONTROLS];
-        *e = (v->sregs.efer & (1u << 10)) ? (*e | VMENTRY_GUEST_IA32E)
-                                          : (*e & ~(uint64_t)VMENTRY_GUEST_IA32E);
+        *e = (v->sregs.efer & (1u << 10))
+                 ? (*e | VMENTRY_GUEST_IA32E)
+                 : (*e & ~(uint64_t)VMENTRY_GUEST_IA32E);
     }
     v->exits++;
+    static int trace = -1;
+    if (trace < 0)
+        trace = getenv("HVF_HOST_TRACE") != NULL;
+    if (trace)
+        fprintf(stderr,
+                "hvf_host: vcpu %u exit %#llx qual %#llx gpa %#llx rip %#llx "
+                "ret %#x%s\n",
+                v->id, (unsigned long long)v->vmcs[VMCS_RO_EXIT_REASON],
+                (unsigned long long)v->vmcs[VMCS_RO_EXIT_QUALIFIC],
+                (unsigned long long)v->vmcs[VMCS_GUEST_PHYSICAL_ADDRESS],
+                (unsigned long long)v->regs.rip, (unsigned)r,
+                v->stepping ? " (stepping)" : "");
     return r;
 }
 
 hv_return_t hvfh_run(struct hvfh_vcpu *v)
 {
+    if (getenv("HVF_HOST_TRACE"))
+        fprintf(stderr, "hvf_host: vcpu %u run (cpuid state %d)\n", v->id,
+                v->cpuid_state);
     clear_exit(v);
     int err = 0;
     if (hvfh_cpuid_step(v, &err))
@@ -425,7 +482,7 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     }
     int bad = hvfh_entry_check(v);
     if (bad < 0)
-        return HV_ERROR;
+        return fail("reading the guest state for VM entry", errno);
     if (bad) {
         set_exit(v, 0x80000000u | VMX_REASON_VMENTRY_GUEST, 0);
         return HV_SUCCESS;
@@ -449,8 +506,21 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         return after_exit(v, HV_SUCCESS);
     }
     hvfh_tsc_apply(v);
-    if (hvfh_flush_state(v) || inject(v))
-        return HV_ERROR;
+    if (hvfh_flush_state(v)) {
+        int e = errno;
+        fprintf(
+            stderr,
+            "hvf_host: KVM refuses cr0 0x%llx cr3 0x%llx cr4 0x%llx "
+            "efer 0x%llx rip 0x%llx rflags 0x%llx\n",
+            (unsigned long long)v->sregs.cr0, (unsigned long long)v->sregs.cr3,
+            (unsigned long long)v->sregs.cr4, (unsigned long long)v->sregs.efer,
+            (unsigned long long)v->regs.rip,
+            (unsigned long long)v->regs.rflags);
+        return fail("writing the guest state to KVM", e);
+    }
+    int ir = inject(v);
+    if (ir)
+        return fail("injecting the VM-entry event", -ir);
     struct kvm_run *run = v->run;
     if (wnd && !v->stepping) {
         /* KVM on PVM does not report the window opening: step the guest
@@ -473,9 +543,9 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             continue; /* someone else's signal */
         }
         if (rc < 0)
-            return HV_ERROR;
+            return fail("KVM_RUN", e);
         if (hvfh_load_regs(v) || hvfh_load_sregs(v))
-            return HV_ERROR;
+            return fail("reading the guest state after the exit", errno);
         switch (run->exit_reason) {
         case KVM_EXIT_IO: return after_exit(v, exit_io(v));
         case KVM_EXIT_MMIO: return after_exit(v, exit_mmio(v));
@@ -488,16 +558,16 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             pre.rip -= 1;
             if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip, &b, 1) ||
                 b != 0xf4)
-                return HV_ERROR;
+                return fail("KVM's HLT exit does not follow a HLT", 0);
             if (put_back(v, &pre))
-                return HV_ERROR;
+                return fail("putting the registers back", errno);
             set_exit(v, VMX_REASON_HLT, 0);
             v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 1;
             return after_exit(v, HV_SUCCESS);
         }
         case KVM_EXIT_DEBUG:
             if (!v->stepping)
-                return after_exit(v, HV_ERROR);
+                return after_exit(v, fail("unexpected KVM_EXIT_DEBUG", 0));
             if (!interruptible(v))
                 continue;
             set_exit(v, VMX_REASON_IRQ_WND, 0);
@@ -508,8 +578,25 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         case KVM_EXIT_SHUTDOWN:
             set_exit(v, VMX_REASON_TRIPLE_FAULT, 0);
             return after_exit(v, HV_SUCCESS);
-        case KVM_EXIT_INTR:
-            continue;
+        case KVM_EXIT_INTR: continue;
+        case KVM_EXIT_INTERNAL_ERROR: {
+            /* measured: a fetch from a page without memory is an
+             * emulation failure, nothing executed */
+            uint64_t g;
+            uint64_t la = v->sregs.cs.base + v->regs.rip;
+            if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+                !hvfh_translate(v, la, &g) &&
+                !(hvfh_gpa_rights(g) & HV_MEMORY_READ)) {
+                set_exit(v, VMX_REASON_EPT_VIOLATION,
+                         4u | (hvfh_gpa_rights(g) & 7) << 3 | 3u << 7);
+                v->vmcs[VMCS_GUEST_PHYSICAL_ADDRESS] = g;
+                v->vmcs[VMCS_RO_GUEST_LIN_ADDR] = la;
+                return after_exit(v, HV_SUCCESS);
+            }
+            fprintf(stderr, "hvf_host: KVM internal error %u at rip 0x%llx\n",
+                    run->internal.suberror, (unsigned long long)v->regs.rip);
+            return after_exit(v, HV_ERROR);
+        }
         default:
             fprintf(stderr, "hvf_host: KVM exit %u has no VMX counterpart\n",
                     run->exit_reason);

@@ -90,8 +90,8 @@ void hvfh_invalidate(struct hvfh_vcpu *v)
 
 hv_return_t hv_vcpu_create(hv_vcpuid_t *vcpu, hv_vcpu_options_t flags)
 {
-    if (!vcpu || (flags & ~(uint64_t)(HV_VCPU_ACCEL_RDPMC |
-                                      HV_VCPU_TSC_RELATIVE)))
+    if (!vcpu ||
+        (flags & ~(uint64_t)(HV_VCPU_ACCEL_RDPMC | HV_VCPU_TSC_RELATIVE)))
         return HV_BAD_ARGUMENT;
     pthread_once(&kick_once, kick_install);
     pthread_mutex_lock(&hvfh_vm_lock);
@@ -122,8 +122,8 @@ hv_return_t hv_vcpu_create(hv_vcpuid_t *vcpu, hv_vcpu_options_t flags)
         ret = HV_NO_RESOURCES;
         goto out;
     }
-    v->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED,
-                  v->fd, 0);
+    v->run =
+        mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
     if (v->run == MAP_FAILED) {
         close(v->fd);
         free(v);
@@ -290,13 +290,15 @@ static hv_return_t reg_access(hv_vcpuid_t vcpu, hv_x86_reg_t reg,
         if (hvfh_load_sregs(v))
             return HV_ERROR;
         {
-            uint64_t *p = (uint64_t *)(reg == HV_X86_CR2 ? &v->sregs.cr2
-                                                         : &v->sregs.cr8);
+            uint64_t *p =
+                (uint64_t *)(reg == HV_X86_CR2 ? &v->sregs.cr2 : &v->sregs.cr8);
+            /* HV_X86_TPR is CR8 (the TPR's priority class), as VMMs on
+             * the framework use it */
             if (write) {
-                *p = reg == HV_X86_TPR ? *value >> 4 : *value;
+                *p = *value;
                 v->sregs_dirty = 1;
             } else {
-                *value = reg == HV_X86_TPR ? *p << 4 : *p;
+                *value = *p;
             }
         }
         return HV_SUCCESS;
@@ -322,28 +324,54 @@ hv_return_t hv_vcpu_write_register(hv_vcpuid_t vcpu, hv_x86_reg_t reg,
     return reg_access(vcpu, reg, &value, 1);
 }
 
+/* KVM's XSAVE image (KVM_GET_XSAVE2: larger than 4096 bytes with AMX);
+ * malloc'd, *size its length. */
+void *hvfh_xsave_get(struct hvfh_vcpu *v, size_t *size)
+{
+    int n = ioctl(hvfh_vm.vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+    size_t sz = n > (int)sizeof(struct kvm_xsave) ? (size_t)n
+                                                  : sizeof(struct kvm_xsave);
+    void *x = calloc(1, sz);
+    if (x && ioctl(v->fd, n > 0 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, x)) {
+        free(x);
+        x = NULL;
+    }
+    *size = sz;
+    return x;
+}
+
 hv_return_t hv_vcpu_read_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
 {
     struct hvfh_vcpu *v = hvfh_vcpu_get(vcpu);
-    struct kvm_xsave x;
-    if (!v || !buffer || size < 512 || size > sizeof(x))
+    size_t sz;
+    if (!v || !buffer || size < 512)
         return HV_BAD_ARGUMENT;
-    if (ioctl(v->fd, KVM_GET_XSAVE, &x))
+    void *x = hvfh_xsave_get(v, &sz);
+    if (!x)
         return HV_ERROR;
-    memcpy(buffer, &x, size);
-    return HV_SUCCESS;
+    hv_return_t r = size > sz ? HV_BAD_ARGUMENT : HV_SUCCESS;
+    if (r == HV_SUCCESS)
+        memcpy(buffer, x, size);
+    free(x);
+    return r;
 }
 
 hv_return_t hv_vcpu_write_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
 {
     struct hvfh_vcpu *v = hvfh_vcpu_get(vcpu);
-    struct kvm_xsave x;
-    if (!v || !buffer || size < 512 || size > sizeof(x))
+    size_t sz;
+    if (!v || !buffer || size < 512)
         return HV_BAD_ARGUMENT;
-    if (ioctl(v->fd, KVM_GET_XSAVE, &x))
+    void *x = hvfh_xsave_get(v, &sz);
+    if (!x)
         return HV_ERROR;
-    memcpy(&x, buffer, size);
-    return ioctl(v->fd, KVM_SET_XSAVE, &x) ? HV_BAD_ARGUMENT : HV_SUCCESS;
+    hv_return_t r = HV_BAD_ARGUMENT;
+    if (size <= sz) {
+        memcpy(x, buffer, size);
+        r = ioctl(v->fd, KVM_SET_XSAVE, x) ? HV_BAD_ARGUMENT : HV_SUCCESS;
+    }
+    free(x);
+    return r;
 }
 
 static hv_return_t msr_io(struct hvfh_vcpu *v, uint32_t msr, uint64_t *value,
@@ -445,14 +473,33 @@ hv_return_t hv_vcpu_get_exec_time(hv_vcpuid_t vcpu, uint64_t *time)
     return HV_SUCCESS;
 }
 
+/* The offset KVM_VCPU_TSC_OFFSET applies, read back: a host that drops
+ * the write (PVM: the guest's RDTSC is not trapped) reads the old one. */
+static int tsc_offset_set(struct hvfh_vcpu *v, uint64_t off)
+{
+    uint64_t back = ~off;
+    struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
+                                .attr = KVM_VCPU_TSC_OFFSET,
+                                .addr = (uint64_t)(uintptr_t)&off};
+    if (ioctl(v->fd, KVM_SET_DEVICE_ATTR, &a))
+        return -1;
+    a.addr = (uint64_t)(uintptr_t)&back;
+    if (ioctl(v->fd, KVM_GET_DEVICE_ATTR, &a) || back != off)
+        return -1;
+    return 0;
+}
+
+/* Guest TSC = hv_tsc_clock() + offset, from now on. Where KVM cannot
+ * offset the guest's TSC (this PVM host), HV_UNSUPPORTED: nothing else
+ * could make the guest's RDTSC read it. */
 hv_return_t hv_vcpu_set_tsc_relative(hv_vcpuid_t vcpu, int64_t offset)
 {
     struct hvfh_vcpu *v = hvfh_vcpu_get(vcpu);
     if (!v)
         return HV_BAD_ARGUMENT;
-    v->tsc_offset = offset;
-    v->tsc_offset_pending = 1;
-    return HV_SUCCESS;
+    if (!hvfh_vm.tsc_offset_works)
+        return offset ? HV_UNSUPPORTED : HV_SUCCESS; /* 0: what it is */
+    return tsc_offset_set(v, (uint64_t)offset) ? HV_ERROR : HV_SUCCESS;
 }
 
 hv_return_t hv_vcpu_enable_native_msr(hv_vcpuid_t vcpu, uint32_t msr,
@@ -475,27 +522,12 @@ hv_return_t hv_vcpu_enable_native_msr(hv_vcpuid_t vcpu, uint32_t msr,
     return hvfh_msr_filter(v) ? HV_ERROR : HV_SUCCESS;
 }
 
-/* Applies pending TSC requests on the owner thread before an entry. */
+/* Applies hv_vm_sync_tsc() on the owner thread before an entry. */
 void hvfh_tsc_apply(struct hvfh_vcpu *v);
 void hvfh_tsc_apply(struct hvfh_vcpu *v)
 {
     if (v->tsc_sync_pending) {
-        uint64_t t = v->tsc_sync;
-        msr_io(v, 0x10, &t, 1);
+        tsc_offset_set(v, (uint64_t)v->tsc_offset);
         v->tsc_sync_pending = 0;
-    }
-    if (v->tsc_offset_pending) {
-        /* KVM's offset control first; a host that drops it gets the
-         * value written through IA32_TSC (same guest TSC at this moment,
-         * but it then advances with the host's TSC from here). */
-        uint64_t off = (uint64_t)v->tsc_offset;
-        struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
-                                    .attr = KVM_VCPU_TSC_OFFSET,
-                                    .addr = (uint64_t)(uintptr_t)&off};
-        if (ioctl(v->fd, KVM_SET_DEVICE_ATTR, &a)) {
-            uint64_t t = __rdtsc() + off;
-            msr_io(v, 0x10, &t, 1);
-        }
-        v->tsc_offset_pending = 0;
     }
 }

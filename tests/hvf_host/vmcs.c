@@ -38,7 +38,7 @@ int hvfh_vmcs_field_known(uint32_t field, int *read_only)
 /* Segment fields: index 0..7 = ES CS SS DS FS GS LDTR TR. */
 static struct kvm_segment *seg(struct kvm_sregs *s, int i)
 {
-    struct kvm_segment *t[8] = {&s->es, &s->cs, &s->ss, &s->ds,
+    struct kvm_segment *t[8] = {&s->es, &s->cs, &s->ss,  &s->ds,
                                 &s->fs, &s->gs, &s->ldt, &s->tr};
     return t[i];
 }
@@ -134,8 +134,7 @@ static int kvm_field(struct hvfh_vcpu *v, uint32_t f, uint64_t *val, int w)
     int type = (f >> 10) & 3, width = (f >> 13) & 3;
     if (type != 2) /* guest state only */
         return 1;
-    if (f == VMCS_GUEST_RIP || f == VMCS_GUEST_RSP ||
-        f == VMCS_GUEST_RFLAGS) {
+    if (f == VMCS_GUEST_RIP || f == VMCS_GUEST_RSP || f == VMCS_GUEST_RFLAGS) {
         if (hvfh_load_regs(v))
             return -EIO;
         uint64_t *p = (uint64_t *)(f == VMCS_GUEST_RIP   ? &v->regs.rip
@@ -181,11 +180,19 @@ static int kvm_field(struct hvfh_vcpu *v, uint32_t f, uint64_t *val, int w)
     } else if (f == VMCS_GUEST_GDTR_BASE || f == VMCS_GUEST_IDTR_BASE) {
         p64 = (uint64_t *)(f == VMCS_GUEST_GDTR_BASE ? &s->gdt.base
                                                      : &s->idt.base);
-    } else if (f == VMCS_GUEST_CR0 || f == VMCS_GUEST_CR3 ||
-               f == VMCS_GUEST_CR4) {
-        p64 = (uint64_t *)(f == VMCS_GUEST_CR0   ? &s->cr0
-                           : f == VMCS_GUEST_CR3 ? &s->cr3
-                                                 : &s->cr4);
+    } else if (f == VMCS_GUEST_CR4) {
+        /* VMX needs CR4.VMXE set in the guest's CR4 (fixed-1), KVM refuses
+         * it (no nested VMX): kept here, the rest is KVM's */
+        if (w) {
+            v->cr4_vmxe = (*val & CR4_VMXE) != 0;
+            s->cr4 = *val & ~(uint64_t)CR4_VMXE;
+            v->sregs_dirty = 1;
+        } else {
+            *val = s->cr4 | (v->cr4_vmxe ? CR4_VMXE : 0);
+        }
+        return 0;
+    } else if (f == VMCS_GUEST_CR0 || f == VMCS_GUEST_CR3) {
+        p64 = (uint64_t *)(f == VMCS_GUEST_CR0 ? &s->cr0 : &s->cr3);
     } else if (f == VMCS_GUEST_IA32_EFER) {
         p64 = (uint64_t *)&s->efer;
     } else {
@@ -309,6 +316,9 @@ int hvfh_entry_check(struct hvfh_vcpu *v)
     int pg = (s->cr0 >> 31) & 1, pe = s->cr0 & 1;
     if (pg && !pe)
         return 1;
+    /* the fixed bits (IA32_VMX_CR0/CR4_FIXED0, unrestricted guest) */
+    if (!(s->cr0 & (1u << 5)) || !v->cr4_vmxe)
+        return 9;
     if (ia32e && (!pg || !(s->cr4 & (1u << 5))))
         return 2;
     uint64_t efer = s->efer;

@@ -1,0 +1,263 @@
+/* tests/hvf_host: guest state, events and threads through the KVM-hosted
+ * Hypervisor.framework API: injection, the interrupt window, entry checks,
+ * the vCPU's thread, hv_vcpu_interrupt, XSAVE state and the TSC. */
+#define _GNU_SOURCE
+#include "hvfh_test.h"
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+TestSuite(hvf_state, .init = vm_setup, .timeout = 60);
+
+/* IDT vector 0x20 -> a handler that stores 0x77 at DATA and returns. */
+static void idt_handler(void)
+{
+    uint64_t h = 0x1800, save = pc;
+    pc = h;
+    EMIT(0xc6, 0x04, 0x25, B4(DATA), 0x77); /* mov byte [DATA], 0x77 */
+    EMIT(0x48, 0xcf);                       /* iretq */
+    pc = save;
+    uint64_t *g = (uint64_t *)(ram + IDT + 0x20 * 16);
+    g[0] = (h & 0xffff) | (0x08ull << 16) | (0x8eull << 40) |
+           ((h >> 16 & 0xffff) << 48);
+    g[1] = h >> 32;
+}
+
+Test(hvf_state, injected_interrupt_and_window)
+{
+    idt_handler();
+    EMIT(0xfa);                     /* cli */
+    uint64_t o1 = EMIT(0xe6, 0x10); /* out 0x10, al */
+    EMIT(0xfb);                     /* sti */
+    EMIT(0x90);                     /* nop */
+    EMIT(0x90);                     /* nop */
+    uint64_t hlt = EMIT(0xf4);
+    uint64_t o2 = EMIT(0xe6, 0x11); /* out 0x11, al */
+    EMIT(0xf4);
+    cr_assert_eq(run(), VMX_REASON_IO);
+    cr_assert_eq(rreg(HV_X86_RIP), o1);
+    skip_insn();
+    /* IF=0: injecting now would fail the entry, the window waits */
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x20);
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, 0);
+    wvmcs(VMCS_CTRL_CPU_BASED, rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
+    uint32_t w1 = run();
+    cr_assert_eq(w1, VMX_REASON_IRQ_WND, "exit %u rip %llx", w1,
+                 (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert(rreg(HV_X86_RFLAGS) & (1u << 9), "IF set at the window");
+    cr_assert_gt(rreg(HV_X86_RIP), o1);
+    cr_assert_leq(rreg(HV_X86_RIP), hlt);
+    cr_assert_eq(ram[DATA], 0);
+    wvmcs(VMCS_CTRL_CPU_BASED,
+          rvmcs(VMCS_CTRL_CPU_BASED) & ~(uint64_t)CPU_BASED_IRQ_WND);
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x20);
+    uint32_t why = run();
+    cr_assert_eq(ram[DATA], 0x77, "the handler ran");
+    cr_assert_eq(rvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO) & IRQ_INFO_VALID, 0);
+    if (why == VMX_REASON_HLT) {
+        cr_assert_eq(rreg(HV_X86_RIP), hlt);
+        skip_insn();
+        why = run();
+    }
+    cr_assert_eq(why, VMX_REASON_IO);
+    cr_assert_eq(rreg(HV_X86_RIP), o2);
+}
+
+static void *other_thread(void *arg)
+{
+    (void)arg;
+    uint64_t v;
+    long bad = 0;
+    bad += hv_vcpu_read_register(vcpu, HV_X86_RIP, &v) != HV_BAD_ARGUMENT;
+    bad += hv_vcpu_write_register(vcpu, HV_X86_RAX, 1) != HV_BAD_ARGUMENT;
+    bad += hv_vmx_vcpu_read_vmcs(vcpu, VMCS_GUEST_RIP, &v) != HV_BAD_ARGUMENT;
+    bad += hv_vmx_vcpu_write_vmcs(vcpu, VMCS_GUEST_RIP, 0) != HV_BAD_ARGUMENT;
+    bad += hv_vcpu_run(vcpu) != HV_BAD_ARGUMENT;
+    bad += hv_vcpu_read_msr(vcpu, 0x174, &v) != HV_BAD_ARGUMENT;
+    bad += hv_vcpu_destroy(vcpu) != HV_BAD_ARGUMENT;
+    bad += hv_vm_create(HV_VM_DEFAULT) != HV_BUSY;
+    return (void *)bad;
+}
+
+Test(hvf_state, vcpu_calls_from_another_thread_fail)
+{
+    pthread_t t;
+    void *bad = (void *)1;
+    cr_assert_eq(pthread_create(&t, NULL, other_thread, NULL), 0);
+    pthread_join(t, &bad);
+    cr_assert_eq((long)bad, 0, "%ld calls were not refused", (long)bad);
+    cr_assert_eq(hv_vm_create(HV_VM_DEFAULT), HV_BUSY);
+    uint8_t page[4096] __attribute__((aligned(4096)));
+    cr_assert_eq(hv_vm_map(page, 0x1000, 4096, HV_MEMORY_READ), HV_ERROR,
+                 "overlapping map");
+    cr_assert_eq(hv_vm_map(page, 0x100000000ull + 1, 4096, HV_MEMORY_READ),
+                 HV_BAD_ARGUMENT, "unaligned map");
+    uint64_t v;
+    cr_assert_eq(hv_vmx_vcpu_read_vmcs(vcpu, 0x1234, &v), HV_BAD_ARGUMENT);
+    cr_assert_eq(hv_vmx_vcpu_write_vmcs(vcpu, VMCS_RO_EXIT_REASON, 1),
+                 HV_BAD_ARGUMENT, "read-only field");
+    cr_assert_eq(hv_vcpu_read_register(vcpu, HV_X86_RIP, &v), HV_SUCCESS);
+}
+
+static void *kicker(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    hv_vcpu_interrupt(&vcpu, 1);
+    return NULL;
+}
+
+Test(hvf_state, interrupt_from_another_thread_ends_the_run)
+{
+    uint64_t spin = EMIT(0xeb, 0xfe); /* jmp . */
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, kicker, NULL), 0);
+    uint32_t why = run();
+    pthread_join(t, NULL);
+    cr_assert_eq(why, VMX_REASON_IRQ);
+    cr_assert_eq(rreg(HV_X86_RIP), spin);
+    /* not running: the next run returns at once */
+    cr_assert_eq(hv_vcpu_interrupt(&vcpu, 1), HV_SUCCESS);
+    cr_assert_eq(run(), VMX_REASON_IRQ);
+}
+
+Test(hvf_state, entry_checks_ia32e_control)
+{
+    EMIT(0xf4);
+    wvmcs(VMCS_CTRL_VMENTRY_CONTROLS,
+          rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) | VMENTRY_LOAD_EFER);
+    wvmcs(VMCS_GUEST_IA32_EFER, 0x100); /* LME without LMA */
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_GUEST_IA32_EFER, 0x500);
+    wvmcs(VMCS_CTRL_VMENTRY_CONTROLS,
+          rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) & ~(uint64_t)VMENTRY_GUEST_IA32E);
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_CTRL_VMENTRY_CONTROLS,
+          rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) | VMENTRY_GUEST_IA32E);
+    /* VMX's fixed bits: CR0.NE and CR4.VMXE */
+    wvmcs(VMCS_GUEST_CR4, 0x220);
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_GUEST_CR4, 0x2220);
+    cr_assert_eq(rvmcs(VMCS_GUEST_CR4), 0x2220);
+    wvmcs(VMCS_GUEST_CR0, 0x80000011);
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
+    wvmcs(VMCS_GUEST_CR0, 0x80000031);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert(rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) & VMENTRY_GUEST_IA32E);
+    cr_assert_eq(rvmcs(VMCS_GUEST_CR4), 0x2220, "VMXE stays");
+}
+
+Test(hvf_state, exception_with_error_code_and_nmi_injected)
+{
+    /* #GP handler: stores the error code it finds on the stack */
+    pc = 0x1800;
+    uint64_t gp = EMIT(0x58);         /* pop rax */
+    EMIT(0x89, 0x04, 0x25, B4(DATA)); /* mov [DATA], eax */
+    EMIT(0x48, 0xcf);                 /* iretq */
+    uint64_t nmi = EMIT(0xc6, 0x04, 0x25, B4(DATA + 4), 0x22); /* mov byte */
+    EMIT(0x48, 0xcf);                                          /* iretq */
+    idt_gate(13, gp);
+    idt_gate(2, nmi);
+    pc = CODE;
+    uint64_t o1 = EMIT(0xe6, 0x10); /* out 0x10, al */
+    uint64_t o2 = EMIT(0xe6, 0x11); /* out 0x11, al */
+    EMIT(0xf4);
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO,
+          IRQ_INFO_VALID | IRQ_INFO_HARD_EXC | IRQ_INFO_ERROR_VALID | 13);
+    wvmcs(VMCS_CTRL_VMENTRY_EXC_ERROR, 0x1238);
+    cr_assert_eq(run(), VMX_REASON_IO);
+    cr_assert_eq(rreg(HV_X86_RIP), o1);
+    uint32_t err;
+    memcpy(&err, ram + DATA, 4);
+    cr_assert_eq(err, 0x1238, "error code 0x%x", err);
+    skip_insn();
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_NMI | 2);
+    cr_assert_eq(run(), VMX_REASON_IO);
+    cr_assert_eq(rreg(HV_X86_RIP), o2);
+    cr_assert_eq(ram[DATA + 4], 0x22, "the NMI handler ran");
+}
+
+Test(hvf_state, triple_fault)
+{
+    wvmcs(VMCS_GUEST_IDTR_LIMIT, 0); /* every exception escalates */
+    EMIT(0x0f, 0x0b);                /* ud2 */
+    cr_assert_eq(run(), VMX_REASON_TRIPLE_FAULT);
+}
+
+Test(hvf_state, fpstate_is_the_xsave_image)
+{
+    uint8_t x[4096] __attribute__((aligned(64)));
+    memset(x, 0, sizeof(x));
+    cr_assert_eq(hv_vcpu_read_fpstate(vcpu, x, sizeof(x)), HV_SUCCESS);
+    uint32_t mxcsr;
+    memcpy(&mxcsr, x + 24, 4);
+    cr_assert_eq(mxcsr & 0xffff, 0x1f80, "MXCSR at its XSAVE offset");
+    memset(x + 160, 0xab, 16); /* XMM0 */
+    x[512] |= 2;               /* XSTATE_BV: SSE state present */
+    cr_assert_eq(hv_vcpu_write_fpstate(vcpu, x, sizeof(x)), HV_SUCCESS);
+    EMIT(0xf3, 0x0f, 0x7f, 0x04, 0x25, B4(DATA)); /* movdqu [DATA], xmm0 */
+    EMIT(0xf4);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    for (int i = 0; i < 16; i++)
+        cr_assert_eq(ram[DATA + i], 0xab);
+}
+
+/* Whether this host's KVM applies a TSC offset (the test's own look). */
+static int host_offsets_tsc(void)
+{
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    int cpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+    uint64_t v0 = 0, v1, v2 = 0;
+    struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
+                                .attr = KVM_VCPU_TSC_OFFSET,
+                                .addr = (uint64_t)(uintptr_t)&v0};
+    int ok = !ioctl(cpu, KVM_GET_DEVICE_ATTR, &a);
+    v1 = v0 + (1ull << 40);
+    a.addr = (uint64_t)(uintptr_t)&v1;
+    ok = ok && !ioctl(cpu, KVM_SET_DEVICE_ATTR, &a);
+    a.addr = (uint64_t)(uintptr_t)&v2;
+    ok = ok && !ioctl(cpu, KVM_GET_DEVICE_ATTR, &a) && v2 == v1;
+    close(cpu);
+    close(vm);
+    close(kvm);
+    return ok;
+}
+
+/* Guest TSC = hv_tsc_clock() + offset where KVM can offset it; where it
+ * cannot (PVM), the calls say so and the guest reads the host's TSC. */
+Test(hvf_state, tsc_relative_to_hv_tsc_clock)
+{
+    int offsets = host_offsets_tsc();
+    int64_t off = (int64_t)(1ull << 50) - (int64_t)hv_tsc_clock();
+    hv_return_t r = hv_vcpu_set_tsc_relative(vcpu, off);
+    cr_assert_eq(r, offsets ? HV_SUCCESS : HV_UNSUPPORTED);
+    cr_assert_eq(hv_vcpu_set_tsc_relative(vcpu, 0), HV_SUCCESS);
+    cr_assert_eq(hv_vm_sync_tsc(1ull << 50),
+                 offsets ? HV_SUCCESS : HV_UNSUPPORTED);
+    if (!offsets)
+        off = 0;
+    EMIT(0x0f, 0x31);                     /* rdtsc */
+    EMIT(0x89, 0x04, 0x25, B4(DATA));     /* mov [DATA], eax */
+    EMIT(0x89, 0x14, 0x25, B4(DATA + 4)); /* mov [DATA+4], edx */
+    EMIT(0xf4);
+    uint64_t before = hv_tsc_clock() + (uint64_t)off;
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    uint64_t after = hv_tsc_clock() + (uint64_t)off;
+    uint64_t t;
+    memcpy(&t, ram + DATA, 8);
+    cr_assert(t >= before - 1000000000ull && t <= after,
+              "guest TSC 0x%llx, hv_tsc_clock()+offset 0x%llx..0x%llx",
+              (unsigned long long)t, (unsigned long long)before,
+              (unsigned long long)after);
+}
