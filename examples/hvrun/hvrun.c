@@ -580,7 +580,13 @@ int main(int argc, char **argv)
     pthread_cond_init(&ctl_cond, &ca);
     pthread_condattr_destroy(&ca);
     start_signal_thread(&opt);
-    int r = hvc_hypervisor_open(NULL, &m.hv);
+    int r = hvc_hypervisor_open(opt.accel, &m.hv);
+    if (r < 0 && opt.accel) {
+        /* Asked for by name: not opening is the caller's problem. */
+        fprintf(stderr, "hvrun: --accel %s: cannot open it here: %s\n",
+                opt.accel, hvrun_esc(hvc_last_error()));
+        return HVRUN_EXIT_USAGE;
+    }
     if (r == -EACCES || r == -EPERM || r == -ENOENT || r == -ENODEV ||
         r == -ENXIO) {
         /* Not hvrun's failure: this user or host has no KVM to offer. */

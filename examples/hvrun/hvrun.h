@@ -106,6 +106,10 @@ struct options {
         const char *upgrade_exec; /* --upgrade-exec BINARY */
         int incoming_fd;          /* --incoming fd:N: N; else -1 */
     } handover;
+    /* core17: --accel NAME, the backend to open; NULL: the first compiled
+     * in that opens. Not guest-visible: a snapshot taken under one restores
+     * under another. */
+    const char *accel;
 };
 
 /* The running machine, shared by the runner and the snapshot code. */

@@ -29,6 +29,8 @@ static const char usage[] =
     "                       a 64-bit guest 16..142336, what the loader's\n"
     "                       identity page tables can map)\n"
     "  --cpus N             number of vCPUs (default 1, 1..255)\n"
+    "  --accel NAME         the accelerator: kvm or hvf (default: the first\n"
+    "                       compiled in that opens on this host)\n"
     "  --serial MODE        COM1 output: stdio (default), file:PATH, none\n"
     "  --raw ADDR           the kernel is a raw image loaded and entered at\n"
     "                       ADDR (hex with 0x, or decimal)\n"
@@ -203,6 +205,26 @@ static uint64_t number(const char *flag, const char *s, uint64_t lo,
     return v;
 }
 
+/* --accel: a backend compiled into this libhvcore (hvc_backend_name);
+ * whether it opens on this host is known only when hvrun opens it. */
+static const char *accel_name(const char *arg)
+{
+    char list[128] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < hvc_backend_count(); i++) {
+        if (strcmp(hvc_backend_name(i), arg) == 0)
+            return arg;
+        if (used < sizeof(list))
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+                                     i ? ", " : "", hvc_backend_name(i));
+    }
+    fprintf(stderr,
+            "hvrun: --accel: '%s' is not an accelerator of this libhvcore "
+            "(it has: %s; try --help)\n",
+            hvrun_esc(arg), used ? list : "none");
+    exit(HVRUN_EXIT_USAGE);
+}
+
 static void check_handover(const struct options *o)
 {
     const struct handover_opts *h = &o->handover;
@@ -265,6 +287,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         {"upgrade-exec", required_argument, NULL, 0x10d},
         {"postcopy", no_argument, NULL, 0x10e},
         {"postcopy-after-rounds", required_argument, NULL, 0x10f},
+        {"accel", required_argument, NULL, 0x160},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -442,6 +465,7 @@ void hvrun_parse(int argc, char **argv, struct options *o)
         case 'Y': o->key_file = optarg; break;
         case 'P': o->passphrase_file = optarg; break;
         case 'U': o->audit_sharing = true; break;
+        case 0x160: o->accel = accel_name(optarg); break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V':
             printf("hvrun (libhvcore %s)\n", hvc_version_string());

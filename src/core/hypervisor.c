@@ -50,6 +50,55 @@ int hvc_backend_probe(const char *name)
     return ops->probe();
 }
 
+/* VMs in this process per compiled-in backend (HVC_CAP_MAX_VMS). */
+#define MAX_BACKENDS 8
+static atomic_uint vms_per_backend[MAX_BACKENDS];
+
+static size_t backend_index(const hvc_backend_ops *ops)
+{
+    for (size_t i = 0; i < hvi_backend_count; i++)
+        if (hvi_backends[i] == ops)
+            return i < MAX_BACKENDS ? i : MAX_BACKENDS - 1;
+    return MAX_BACKENDS - 1;
+}
+
+int hvi_get_cap(hvc_hypervisor *hv, int cap, uint64_t *value)
+{
+    int r = hv->ops->get_cap(hv->priv, cap, value);
+    if (r != -EINVAL)
+        return r;
+    if (cap == HVC_CAP_MAX_VMS) {
+        *value = 0; /* the backend sets no limit */
+        return 0;
+    }
+    if (cap == HVC_CAP_PAGE_SIZE) {
+        *value = HVC_PAGE_SIZE;
+        return 0;
+    }
+    return r;
+}
+
+int hvi_vm_count_take(hvc_hypervisor *hv)
+{
+    atomic_uint *n = &vms_per_backend[hv->index];
+    unsigned cur = atomic_load(n);
+    for (;;) {
+        if (hv->max_vms && cur >= hv->max_vms)
+            return hvi_error(-EBUSY,
+                             "backend %s allows %llu VM(s) per process and "
+                             "%u exist; destroy one first",
+                             hv->ops->name, (unsigned long long)hv->max_vms,
+                             cur);
+        if (atomic_compare_exchange_weak(n, &cur, cur + 1))
+            return 0;
+    }
+}
+
+void hvi_vm_count_put(hvc_hypervisor *hv)
+{
+    atomic_fetch_sub(&vms_per_backend[hv->index], 1);
+}
+
 static int open_ops(const hvc_backend_ops *ops, hvc_hypervisor **out)
 {
     if (ops->version < HVC_BACKEND_OPS_VERSION)
@@ -61,12 +110,21 @@ static int open_ops(const hvc_backend_ops *ops, hvc_hypervisor **out)
     if (!hv)
         return hvi_error(-ENOMEM, "out of memory opening backend %s",
                          ops->name);
+    hv->index = backend_index(ops);
+    /* A test-only variant (registry.c) replaces the table for this open. */
+    if (hvi_backend_variant(ops, &hv->variant))
+        ops = &hv->variant;
     int r = ops->open(&hv->priv);
     if (r < 0) {
         free(hv);
         return r;
     }
     hv->ops = ops;
+    if ((r = hvi_get_cap(hv, HVC_CAP_MAX_VMS, &hv->max_vms)) < 0) {
+        ops->close(hv->priv);
+        free(hv);
+        return r;
+    }
     atomic_init(&hv->nr_vms, 0);
     *out = hv;
     return 0;
@@ -120,7 +178,7 @@ int hvc_hypervisor_get_cap(hvc_hypervisor *hv, int cap, uint64_t *value)
 {
     if (!hv || !value)
         return hvi_error(-EINVAL, "hvc_hypervisor_get_cap: NULL argument");
-    if (cap < HVC_CAP_MAX_VCPUS || cap > HVC_CAP_IRQ_LINES)
+    if (cap < HVC_CAP_MAX_VCPUS || cap > HVC_CAP_PAGE_SIZE)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
-    return hv->ops->get_cap(hv->priv, cap, value);
+    return hvi_get_cap(hv, cap, value);
 }

@@ -52,7 +52,25 @@ struct hvc_hypervisor {
     const hvc_backend_ops *ops;
     void *priv;
     atomic_uint nr_vms;
+    /* core17: where ops points when the backend opened as a test-only
+     * variant (hvi_backend_variant); the backend's position in
+     * hvi_backends (for the process-wide VM count); HVC_CAP_MAX_VMS,
+     * 0 for no limit. */
+    hvc_backend_ops variant;
+    size_t index;
+    uint64_t max_vms;
 };
+
+/* registry.c (core17): fills *copy with a test-only variant of ops for
+ * this open and returns 1, or returns 0. */
+int hvi_backend_variant(const hvc_backend_ops *ops, hvc_backend_ops *copy);
+/* hypervisor.c (core17): get_cap with the core's answers for what a
+ * backend leaves out (HVC_CAP_MAX_VMS, HVC_CAP_PAGE_SIZE). */
+int hvi_get_cap(hvc_hypervisor *hv, int cap, uint64_t *value);
+/* hypervisor.c (core17): counts a VM against HVC_CAP_MAX_VMS (-EBUSY with
+ * a message beyond it) and gives the place back. */
+int hvi_vm_count_take(hvc_hypervisor *hv);
+void hvi_vm_count_put(hvc_hypervisor *hv);
 
 struct hvc_memory_region {
     hvc_vm *vm;
@@ -206,6 +224,12 @@ struct hvc_vm {
     pthread_mutex_t dev_ops_lock;
     int *irq_fd; /* nr_irqs entries, -1 when unused */
     struct hvi_doorbell *doorbells;
+    /* core17: the eventfd fallbacks (notify.c) for backends without
+     * vm_irqfd / vm_ioeventfd: doorbells the run loop matches, and how
+     * many doorbell writes and interrupt eventfd signals they carried. */
+    atomic_uint nr_emulated_doorbells;
+    atomic_ulong fallback_doorbells;
+    atomic_ulong fallback_irqs;
 
     /* The event thread (event.c). ev_lock is held while a callback runs;
      * watch_lock guards the watch table. */
@@ -271,6 +295,10 @@ struct hvc_vcpu {
     uint32_t pending_exit; /* hvc_vcpu_request_exit() from a callback */
     uint64_t pending_code;
     hvc_exit exit;
+    /* core17: the vCPU's own thread when the backend binds vCPUs to
+     * threads (HVC_BACKEND_VCPU_THREAD_BOUND), NULL otherwise. Set before
+     * the vCPU is published, cleared after it is unpublished. */
+    struct hvi_vcpu_home *home;
 };
 
 /* The VM whose I/O handler is running on this thread, if any: calls that
@@ -423,10 +451,54 @@ void hvi_devices_hold(hvc_vm *vm, bool hold);
  * dup(). */
 int hvi_vm_add_doorbell_fd(hvc_vm *vm, const hvc_doorbell *db, int *fd);
 
+/* notify.c (core17): the ioeventfd fallback, called by the run loop for
+ * a guest write before the I/O handlers: true when it rang a doorbell
+ * (its eventfd signalled, the access claimed). Takes dev_lock. */
+bool hvi_doorbell_match(hvc_vm *vm, int space, uint64_t addr, uint32_t size,
+                        const void *data);
+
 /* device.c, event.c: teardown at VM destruction. */
 void hvi_devices_free(hvc_vm *vm);
 void hvi_notify_free(hvc_vm *vm);
 void hvi_event_stop(hvc_vm *vm);
+
+/* vcpu_forward.c (core17): vCPU threads for thread-bound backends.
+ * hvi_vcpu_call() runs fn(v, arg) on v's thread and returns its result
+ * (with its message): inline when the backend is not thread-bound or the
+ * caller is that thread, else queued there, the runner kicked out of the
+ * guest or woken from a pause, and waited for. Any thread, any lock held
+ * that v's thread never needs to reach a drain point (vm->lock is fine:
+ * the vCPU thread drains while it waits for it, hvi_vcpu_lock_vm). */
+int hvi_vcpu_call(hvc_vcpu *v, int (*fn)(hvc_vcpu *v, void *arg), void *arg);
+/* true when the caller may call v's backend vCPU directly. */
+bool hvi_vcpu_on_home(const hvc_vcpu *v);
+/* On v's thread: runs what other threads queued for it. */
+void hvi_vcpu_drain(hvc_vcpu *v);
+/* Takes vm->lock; on a vCPU thread, serving its queue while it waits. */
+void hvi_vcpu_lock_vm(hvc_vcpu *v);
+int hvi_vcpu_home_start(hvc_vcpu *v);
+void hvi_vcpu_home_stop(hvc_vcpu *v); /* joins it; never on itself */
+
+/* vcpu_backend.c (core17): the backend's vCPU calls, through
+ * hvi_vcpu_call(). The rest of the core calls these, never the ops. */
+int hvi_bk_get_regs(hvc_vcpu *v, const hvc_reg *ids, uint64_t *values,
+                    size_t count);
+int hvi_bk_set_regs(hvc_vcpu *v, const hvc_reg *ids, const uint64_t *values,
+                    size_t count);
+int hvi_bk_get_segment(hvc_vcpu *v, hvc_reg id, hvc_x86_segment *seg);
+int hvi_bk_set_segment(hvc_vcpu *v, hvc_reg id, const hvc_x86_segment *seg);
+int hvi_bk_fpu_size(hvc_vcpu *v, size_t *size);
+int hvi_bk_get_fpu(hvc_vcpu *v, void *buf, size_t length);
+int hvi_bk_set_fpu(hvc_vcpu *v, const void *buf, size_t length);
+int hvi_bk_set_runnable(hvc_vcpu *v);
+int hvi_bk_flush(hvc_vcpu *v);
+int hvi_bk_state_size(hvc_vcpu *v, uint32_t kind, size_t *size);
+int hvi_bk_get_state(hvc_vcpu *v, uint32_t kind, void *buf, size_t length);
+int hvi_bk_set_state(hvc_vcpu *v, uint32_t kind, const void *buf,
+                     size_t length);
+int hvi_bk_get_offset(hvc_vcpu *v, uint64_t *offset);
+int hvi_bk_set_offset(hvc_vcpu *v, uint64_t offset);
+int hvi_bk_apply_frequency(hvc_vcpu *v);
 
 /* vcpu.c: takes the runner out of the guest if there is one. */
 void hvi_vcpu_interrupt(hvc_vcpu *vcpu);

@@ -145,6 +145,11 @@ int hvi_io_dispatch(hvc_vcpu *vcpu, hvc_exit *exit, bool *claimed)
         data = exit->u.mmio.data;
     }
 
+    /* Doorbells the core emulates come first, as the backend's would. */
+    if (is_write && count == 1 && hvi_doorbell_match(vm, space, addr, size, data)) {
+        *claimed = true;
+        return 0;
+    }
     pthread_rwlock_rdlock(&vm->io_lock);
     const struct hvi_io_table *t = &vm->io[space];
     size_t pos = lower_bound(t, addr);

@@ -1,6 +1,10 @@
 /* Interrupt eventfds and doorbells: the paths that let a device raise an
  * interrupt and a guest ring a device without a trip through the VMM's
- * run loop (KVM's irqfd and ioeventfd). */
+ * run loop (KVM's irqfd and ioeventfd). Where the backend has neither
+ * (vm_irqfd, vm_ioeventfd NULL), the core emulates them (core17): the
+ * event thread watches an interrupt eventfd and raises an edge on its
+ * line; a doorbell is matched against the write exits in the run loop
+ * (hvi_doorbell_match, before the I/O handlers) and signals its eventfd. */
 #include "internal.h"
 
 #include "../os/os.h"
@@ -19,6 +23,62 @@ struct hvi_doorbell {
     struct hvi_doorbell *next;
 };
 
+/* The irqfd fallback, on the event thread: KVM_IRQFD raises an edge (the
+ * line up, then down), so does this. */
+static void irq_signalled(void *opaque, int fd, uint32_t events)
+{
+    hvc_vm *vm = opaque;
+    (void)events;
+    if (!hvi_os_notifier_drain(fd))
+        return;
+    pthread_mutex_lock(&vm->dev_lock);
+    uint32_t gsi = UINT32_MAX;
+    for (uint32_t g = 0; g < vm->nr_irqs; g++)
+        if (vm->irq_fd[g] == fd)
+            gsi = g;
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (gsi == UINT32_MAX)
+        return;
+    atomic_fetch_add(&vm->fallback_irqs, 1);
+    if (vm->ops->vm_set_irq(vm->priv, gsi, 1) < 0 ||
+        vm->ops->vm_set_irq(vm->priv, gsi, 0) < 0)
+        hvi_log(HVC_LOG_ERROR, "interrupt eventfd of GSI %u: %s", gsi,
+                hvc_last_error());
+}
+
+static int irq_eventfd_emulated(hvc_vm *vm, uint32_t gsi, int *fd)
+{
+    pthread_mutex_lock(&vm->dev_lock);
+    int have = vm->irq_fd[gsi];
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (have >= 0) {
+        *fd = have;
+        return 0;
+    }
+    /* Watched before it is published, without dev_lock (watching takes
+     * watch_lock; both are leaves and never nest). */
+    int e = -1;
+    int r = hvi_os_notifier_create(&e);
+    if (r < 0)
+        return r;
+    if ((r = hvc_vm_watch_fd(vm, e, HVC_FD_READABLE, irq_signalled, vm)) < 0) {
+        hvi_os_notifier_close(e);
+        return r;
+    }
+    pthread_mutex_lock(&vm->dev_lock);
+    have = vm->irq_fd[gsi];
+    if (have < 0)
+        vm->irq_fd[gsi] = e;
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (have >= 0) { /* another thread was first */
+        hvc_vm_unwatch_fd(vm, e);
+        hvi_os_notifier_close(e);
+        e = have;
+    }
+    *fd = e;
+    return 0;
+}
+
 int hvc_vm_irq_eventfd(hvc_vm *vm, uint32_t gsi, int *fd)
 {
     if (!vm || !fd)
@@ -26,11 +86,13 @@ int hvc_vm_irq_eventfd(hvc_vm *vm, uint32_t gsi, int *fd)
     if (gsi >= vm->nr_irqs)
         return hvi_error(-EINVAL, "GSI %u is out of range (0..%u)", gsi,
                          vm->nr_irqs - 1);
-    if ((vm->opts.flags & HVC_VM_NO_IRQCHIP) || !vm->ops->vm_irqfd)
+    if (vm->opts.flags & HVC_VM_NO_IRQCHIP)
         return hvi_error(-ENOTSUP,
                          "GSI %u: no interrupt eventfds without "
                          "an in-kernel interrupt controller",
                          gsi);
+    if (!vm->ops->vm_irqfd)
+        return irq_eventfd_emulated(vm, gsi, fd);
     pthread_mutex_lock(&vm->dev_lock);
     int r = 0;
     if (vm->irq_fd[gsi] < 0) {
@@ -89,9 +151,6 @@ static int add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
                          "doorbell at 0x%" PRIx64 ": space %u, length %u or "
                          "flags 0x%x are invalid",
                          db->addr, db->space, db->length, db->flags);
-    if (!vm->ops->vm_ioeventfd)
-        return hvi_error(-ENOTSUP, "the %s backend has no doorbells",
-                         vm->ops->name);
     struct hvi_doorbell *d = calloc(1, sizeof(*d));
     if (!d)
         return hvi_error(-ENOMEM, "out of memory adding a doorbell");
@@ -105,7 +164,7 @@ static int add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
     if (r == 0)
         r = hvi_os_notifier_create(&d->fd);
     bool registered = false, watched = false;
-    if (r == 0)
+    if (r == 0 && vm->ops->vm_ioeventfd)
         r = vm->ops->vm_ioeventfd(
             vm->priv, d->fd, db->space, db->addr, db->length,
             (db->flags & HVC_DOORBELL_DATAMATCH) != 0, db->data, 1);
@@ -120,6 +179,8 @@ static int add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
         } else {
             d->next = vm->doorbells;
             vm->doorbells = d;
+            if (!vm->ops->vm_ioeventfd)
+                atomic_fetch_add(&vm->nr_emulated_doorbells, 1);
             if (fd_out)
                 *fd_out = d->fd;
         }
@@ -128,7 +189,7 @@ static int add_doorbell(hvc_vm *vm, const hvc_doorbell *db, hvc_doorbell_fn fn,
     if (r < 0) {
         if (watched)
             hvc_vm_unwatch_fd(vm, d->fd);
-        if (registered)
+        if (registered && vm->ops->vm_ioeventfd)
             vm->ops->vm_ioeventfd(
                 vm->priv, d->fd, db->space, db->addr, db->length,
                 (db->flags & HVC_DOORBELL_DATAMATCH) != 0, db->data, 0);
@@ -156,9 +217,10 @@ static void release(hvc_vm *vm, struct hvi_doorbell *d)
 {
     if (d->fn)
         hvc_vm_unwatch_fd(vm, d->fd); /* -ENOENT once the loop has stopped */
-    vm->ops->vm_ioeventfd(
-        vm->priv, d->fd, d->db.space, d->db.addr, d->db.length,
-        (d->db.flags & HVC_DOORBELL_DATAMATCH) != 0, d->db.data, 0);
+    if (vm->ops->vm_ioeventfd)
+        vm->ops->vm_ioeventfd(
+            vm->priv, d->fd, d->db.space, d->db.addr, d->db.length,
+            (d->db.flags & HVC_DOORBELL_DATAMATCH) != 0, d->db.data, 0);
     hvi_os_notifier_close(d->fd);
     free(d);
 }
@@ -172,13 +234,49 @@ int hvc_vm_remove_doorbell(hvc_vm *vm, const hvc_doorbell *db)
     while (*p && !same(&(*p)->db, db))
         p = &(*p)->next;
     struct hvi_doorbell *d = *p;
-    if (d)
+    if (d) {
         *p = d->next;
+        if (!vm->ops->vm_ioeventfd)
+            atomic_fetch_sub(&vm->nr_emulated_doorbells, 1);
+    }
     pthread_mutex_unlock(&vm->dev_lock);
     if (!d)
         return hvi_error(-ENOENT, "no doorbell at 0x%" PRIx64, db->addr);
     release(vm, d);
     return 0;
+}
+
+/* A write the guest made, in the run loop: the ioeventfd fallback. The
+ * doorbell's eventfd is signalled and the access is claimed, as KVM does
+ * it before the exit would reach userspace. Cheap without emulated
+ * doorbells. */
+bool hvi_doorbell_match(hvc_vm *vm, int space, uint64_t addr, uint32_t size,
+                        const void *data)
+{
+    if (!atomic_load_explicit(&vm->nr_emulated_doorbells,
+                              memory_order_relaxed))
+        return false;
+    uint64_t value = 0;
+    if (size <= sizeof(value))
+        memcpy(&value, data, size); /* little-endian guest and host */
+    int fd = -1;
+    pthread_mutex_lock(&vm->dev_lock);
+    for (struct hvi_doorbell *d = vm->doorbells; d; d = d->next) {
+        const hvc_doorbell *db = &d->db;
+        if (db->space == (uint32_t)space && db->addr == addr &&
+            db->length == size &&
+            (!(db->flags & HVC_DOORBELL_DATAMATCH) || db->data == value)) {
+            fd = d->fd;
+            break;
+        }
+    }
+    if (fd >= 0) /* under dev_lock: a removal cannot close it meanwhile */
+        hvi_os_notifier_signal(fd);
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (fd < 0)
+        return false;
+    atomic_fetch_add(&vm->fallback_doorbells, 1);
+    return true;
 }
 
 void hvi_notify_free(hvc_vm *vm)
@@ -190,7 +288,10 @@ void hvi_notify_free(hvc_vm *vm)
     }
     for (uint32_t g = 0; vm->irq_fd && g < vm->nr_irqs; g++) {
         if (vm->irq_fd[g] >= 0) {
-            vm->ops->vm_irqfd(vm->priv, vm->irq_fd[g], g, 0);
+            if (vm->ops->vm_irqfd)
+                vm->ops->vm_irqfd(vm->priv, vm->irq_fd[g], g, 0);
+            else /* the event thread has stopped already */
+                hvc_vm_unwatch_fd(vm, vm->irq_fd[g]);
             hvi_os_notifier_close(vm->irq_fd[g]);
             vm->irq_fd[g] = -1;
         }

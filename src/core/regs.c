@@ -47,7 +47,7 @@ int hvc_vcpu_get_regs(hvc_vcpu *vcpu, const hvc_reg *ids, uint64_t *values,
     int r = check_ids(vcpu, ids, count);
     if (r < 0 || count == 0 || (r = check_access(vcpu, "get_regs")) < 0)
         return r;
-    return vcpu->vm->ops->vcpu_get_regs(vcpu->priv, ids, values, count);
+    return hvi_bk_get_regs(vcpu, ids, values, count);
 }
 
 int hvc_vcpu_set_regs(hvc_vcpu *vcpu, const hvc_reg *ids,
@@ -58,7 +58,7 @@ int hvc_vcpu_set_regs(hvc_vcpu *vcpu, const hvc_reg *ids,
     int r = check_ids(vcpu, ids, count);
     if (r < 0 || count == 0 || (r = check_access(vcpu, "set_regs")) < 0)
         return r;
-    return vcpu->vm->ops->vcpu_set_regs(vcpu->priv, ids, values, count);
+    return hvi_bk_set_regs(vcpu, ids, values, count);
 }
 
 int hvc_vcpu_get_reg(hvc_vcpu *vcpu, hvc_reg id, uint64_t *value)
@@ -88,7 +88,7 @@ int hvc_vcpu_get_segment(hvc_vcpu *vcpu, hvc_reg id, hvc_x86_segment *out)
     int r = check_segment(vcpu, id, out);
     if (r < 0)
         return r;
-    return vcpu->vm->ops->vcpu_get_segment(vcpu->priv, id, out);
+    return hvi_bk_get_segment(vcpu, id, out);
 }
 
 int hvc_vcpu_set_segment(hvc_vcpu *vcpu, hvc_reg id, const hvc_x86_segment *seg)
@@ -103,14 +103,14 @@ int hvc_vcpu_set_segment(hvc_vcpu *vcpu, hvc_reg id, const hvc_x86_segment *seg)
                          "vCPU %u: segment 0x%" PRIx64 " has an out-of-range "
                          "field (type %u, dpl %u, or a flag above 1)",
                          vcpu->id, id, seg->type, seg->dpl);
-    return vcpu->vm->ops->vcpu_set_segment(vcpu->priv, id, seg);
+    return hvi_bk_set_segment(vcpu, id, seg);
 }
 
 int hvc_vcpu_fpu_state_size(hvc_vcpu *vcpu, size_t *size)
 {
     if (!vcpu || !size)
         return hvi_error(-EINVAL, "hvc_vcpu_fpu_state_size: NULL argument");
-    return vcpu->vm->ops->vcpu_fpu_size(vcpu->priv, size);
+    return hvi_bk_fpu_size(vcpu, size);
 }
 
 int hvc_vcpu_get_fpu_state(hvc_vcpu *vcpu, void *buf, size_t length)
@@ -118,7 +118,7 @@ int hvc_vcpu_get_fpu_state(hvc_vcpu *vcpu, void *buf, size_t length)
     if (!vcpu || !buf)
         return hvi_error(-EINVAL, "hvc_vcpu_get_fpu_state: NULL argument");
     size_t need;
-    int r = vcpu->vm->ops->vcpu_fpu_size(vcpu->priv, &need);
+    int r = hvi_bk_fpu_size(vcpu, &need);
     if (r < 0 || (r = check_access(vcpu, "get_fpu_state")) < 0)
         return r;
     if (length < need)
@@ -126,7 +126,7 @@ int hvc_vcpu_get_fpu_state(hvc_vcpu *vcpu, void *buf, size_t length)
                          "vCPU %u: FPU state needs %zu bytes, the "
                          "buffer has %zu",
                          vcpu->id, need, length);
-    return vcpu->vm->ops->vcpu_get_fpu(vcpu->priv, buf, length);
+    return hvi_bk_get_fpu(vcpu, buf, length);
 }
 
 int hvc_vcpu_set_fpu_state(hvc_vcpu *vcpu, const void *buf, size_t length)
@@ -134,11 +134,11 @@ int hvc_vcpu_set_fpu_state(hvc_vcpu *vcpu, const void *buf, size_t length)
     if (!vcpu || !buf)
         return hvi_error(-EINVAL, "hvc_vcpu_set_fpu_state: NULL argument");
     size_t need;
-    int r = vcpu->vm->ops->vcpu_fpu_size(vcpu->priv, &need);
+    int r = hvi_bk_fpu_size(vcpu, &need);
     if (r < 0 || (r = check_access(vcpu, "set_fpu_state")) < 0)
         return r;
     if (length != need)
         return hvi_error(-EINVAL, "vCPU %u: FPU state is %zu bytes, not %zu",
                          vcpu->id, need, length);
-    return vcpu->vm->ops->vcpu_set_fpu(vcpu->priv, buf, length);
+    return hvi_bk_set_fpu(vcpu, buf, length);
 }

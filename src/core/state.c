@@ -69,7 +69,7 @@ static int still(const hvc_vcpu *v)
 
 int hvi_vcpu_set_runnable(hvc_vcpu *v)
 {
-    return v->vm->ops->vcpu_set_runnable(v->priv);
+    return hvi_bk_set_runnable(v);
 }
 
 int hvi_vcpu_take_io(hvc_vcpu *v)
@@ -84,39 +84,36 @@ int hvi_vcpu_take_io(hvc_vcpu *v)
 
 int hvi_vcpu_state_size(hvc_vcpu *v, uint32_t kind, size_t *n)
 {
-    const hvc_backend_ops *ops = v->vm->ops;
     pthread_mutex_lock(&v->vm->lock);
-    int r = kind == HVI_STATE_FPU ? ops->vcpu_fpu_size(v->priv, n)
-                                  : ops->vcpu_state_size(v->priv, kind, n);
+    int r = kind == HVI_STATE_FPU ? hvi_bk_fpu_size(v, n)
+                                  : hvi_bk_state_size(v, kind, n);
     pthread_mutex_unlock(&v->vm->lock);
     return r;
 }
 
 int hvi_vcpu_state_get(hvc_vcpu *v, uint32_t kind, void *buf, size_t n)
 {
-    const hvc_backend_ops *ops = v->vm->ops;
     pthread_mutex_lock(&v->vm->lock);
     int r = still(v);
     if (r == 0)
-        r = kind == HVI_STATE_FPU ? ops->vcpu_get_fpu(v->priv, buf, n)
-                                  : ops->vcpu_get_state(v->priv, kind, buf, n);
+        r = kind == HVI_STATE_FPU ? hvi_bk_get_fpu(v, buf, n)
+                                  : hvi_bk_get_state(v, kind, buf, n);
     pthread_mutex_unlock(&v->vm->lock);
     return r;
 }
 
 int hvi_vcpu_state_set(hvc_vcpu *v, uint32_t kind, const void *buf, size_t n)
 {
-    const hvc_backend_ops *ops = v->vm->ops;
     pthread_mutex_lock(&v->vm->lock);
     int r = still(v);
     size_t want = 0;
     if (r == 0 && kind == HVI_STATE_FPU &&
-        (r = ops->vcpu_fpu_size(v->priv, &want)) == 0 && n != want)
+        (r = hvi_bk_fpu_size(v, &want)) == 0 && n != want)
         r = hvi_error(-EBADMSG, "XSAVE state of %zu bytes, this host's is %zu",
                       n, want);
     if (r == 0)
-        r = kind == HVI_STATE_FPU ? ops->vcpu_set_fpu(v->priv, buf, n)
-                                  : ops->vcpu_set_state(v->priv, kind, buf, n);
+        r = kind == HVI_STATE_FPU ? hvi_bk_set_fpu(v, buf, n)
+                                  : hvi_bk_set_state(v, kind, buf, n);
     pthread_mutex_unlock(&v->vm->lock);
     return r;
 }

@@ -64,13 +64,13 @@ bool hvi_tsc_has_irqchip(const hvc_vm *vm)
 bool hvi_tsc_msr_get(hvc_vcpu *vcpu, uint32_t msr, uint64_t *value)
 {
     hvc_reg id = HVC_X86_MSR(msr);
-    return vcpu->vm->ops->vcpu_get_regs(vcpu->priv, &id, value, 1) == 0;
+    return hvi_bk_get_regs(vcpu, &id, value, 1) == 0;
 }
 
 int hvi_tsc_msr_set(hvc_vcpu *vcpu, uint32_t msr, uint64_t value)
 {
     hvc_reg id = HVC_X86_MSR(msr);
-    return vcpu->vm->ops->vcpu_set_regs(vcpu->priv, &id, &value, 1);
+    return hvi_bk_set_regs(vcpu, &id, &value, 1);
 }
 
 int hvi_tsc_init(hvc_vm *vm)
@@ -157,7 +157,7 @@ static int program(hvc_vm *vm, uint32_t khz, uint32_t flags)
     int r = ops->vm_set_frequency(vm->priv, khz, flags);
     for (uint32_t i = 0; r == 0 && i < vm->opts.max_vcpus; i++)
         if (vm->vcpus[i])
-            r = ops->vcpu_apply_frequency(vm->vcpus[i]->priv);
+            r = hvi_bk_apply_frequency(vm->vcpus[i]);
     return r;
 }
 

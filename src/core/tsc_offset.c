@@ -51,7 +51,7 @@ int hvc_vcpu_get_tsc_offset(hvc_vcpu *vcpu, uint64_t *offset)
     int r = begin(vcpu, "hvc_vcpu_get_tsc_offset");
     if (r < 0)
         return r;
-    r = hvi_tsc_ops(vcpu->vm)->vcpu_get_offset(vcpu->priv, offset);
+    r = hvi_bk_get_offset(vcpu, offset);
     pthread_mutex_unlock(&vcpu->vm->lock);
     return r;
 }
@@ -65,7 +65,7 @@ int hvc_vcpu_get_tsc(hvc_vcpu *vcpu, uint64_t *tsc)
         return r;
     hvc_vm *vm = vcpu->vm;
     uint64_t ofs;
-    r = hvi_tsc_ops(vm)->vcpu_get_offset(vcpu->priv, &ofs);
+    r = hvi_bk_get_offset(vcpu, &ofs);
     if (r == 0)
         *tsc = hvi_tsc_scaled(vm, host_now(vm)) + ofs;
     pthread_mutex_unlock(&vm->lock);
@@ -78,19 +78,18 @@ int hvc_vcpu_get_tsc(hvc_vcpu *vcpu, uint64_t *tsc)
 static int write_offsets(hvc_vm *vm, hvc_vcpu **list, const uint64_t *old,
                          uint32_t n, uint64_t ofs)
 {
-    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     /* Deadlines taken off for a frozen pause are armed at resume. */
     bool rearm = hvi_tsc_has_irqchip(vm) && !vm->tsc->frozen;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t dl = 0;
         bool armed =
             rearm && hvi_tsc_msr_get(list[i], HVI_MSR_TSC_DEADLINE, &dl) && dl;
-        int r = ops->vcpu_set_offset(list[i]->priv, ofs);
+        int r = hvi_bk_set_offset(list[i], ofs);
         if (r == 0 && armed)
             r = hvi_tsc_msr_set(list[i], HVI_MSR_TSC_DEADLINE, dl);
         if (r < 0) {
             for (uint32_t j = 0; j <= i; j++)
-                ops->vcpu_set_offset(list[j]->priv, old[j]);
+                hvi_bk_set_offset(list[j], old[j]);
             return r;
         }
     }
@@ -102,7 +101,6 @@ static int set_offset_locked(hvc_vcpu *vcpu, uint64_t ofs, uint32_t flags,
 {
     hvc_vm *vm = vcpu->vm;
     struct hvi_tsc *t = vm->tsc;
-    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     bool one = flags & HVC_TSC_THIS_VCPU;
     if (!one && !hvi_tsc_all_stopped(vm))
         return hvi_error(-EBUSY,
@@ -125,7 +123,7 @@ static int set_offset_locked(hvc_vcpu *vcpu, uint64_t ofs, uint32_t flags,
         if (one ? vm->vcpus[i] == vcpu : vm->vcpus[i] != NULL)
             list[n++] = vm->vcpus[i];
     for (uint32_t i = 0; i < n && r == 0; i++)
-        r = ops->vcpu_get_offset(list[i]->priv, &old[i]);
+        r = hvi_bk_get_offset(list[i], &old[i]);
     if (r < 0)
         goto out;
     if (!(info.flags & HVC_TSC_OFFSET)) {
@@ -191,8 +189,8 @@ int hvi_tsc_vcpu_created(hvc_vcpu *vcpu)
      * second of them; say it explicitly, so that a vCPU created late (or
      * after a restore) joins the shared offset. */
     if (t->shared_valid)
-        return ops->vcpu_set_offset(vcpu->priv, t->shared_offset);
-    int r = ops->vcpu_get_offset(vcpu->priv, &t->shared_offset);
+        return hvi_bk_set_offset(vcpu, t->shared_offset);
+    int r = hvi_bk_get_offset(vcpu, &t->shared_offset);
     t->shared_valid = r == 0;
     return r;
 }

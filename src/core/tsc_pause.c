@@ -68,7 +68,6 @@ int hvi_tsc_paused(hvc_vm *vm)
 static int resume_frozen(hvc_vm *vm)
 {
     struct hvi_tsc *t = vm->tsc;
-    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     hvc_tsc_info info;
     int r = hvi_tsc_info(vm, &info, NULL);
     if (r < 0)
@@ -87,7 +86,7 @@ static int resume_frozen(hvc_vm *vm)
             continue;
         hvc_tsc_vcpu_state *v = &e[n++];
         v->id = i;
-        r = ops->vcpu_get_offset(vm->vcpus[i]->priv, &v->offset);
+        r = hvi_bk_get_offset(vm->vcpus[i], &v->offset);
         v->guest_tsc = hvi_tsc_scaled(vm, h.host_tsc) + v->offset;
         if (t->frozen && t->deadline[i]) {
             v->flags = HVC_TSC_VCPU_DEADLINE;

@@ -77,11 +77,10 @@ static int gather(hvc_vm *vm, const hvc_tsc_vcpu_state *e, uint32_t n,
     if (!a->vcpu || !a->old_offset || !a->old_adjust || !a->had_adjust ||
         !a->deadline || !a->write_deadline)
         return hvi_error(-ENOMEM, "out of memory restoring the TSC");
-    const hvc_backend_tsc_ops *ops = hvi_tsc_ops(vm);
     bool lapic = hvi_tsc_has_irqchip(vm);
     for (uint32_t i = 0; i < n; i++) {
         hvc_vcpu *v = a->vcpu[i] = vm->vcpus[e[i].id];
-        int r = ops->vcpu_get_offset(v->priv, &a->old_offset[i]);
+        int r = hvi_bk_get_offset(v, &a->old_offset[i]);
         if (r < 0)
             return r;
         a->had_adjust[i] =
@@ -190,7 +189,7 @@ int hvi_tsc_apply(hvc_vm *vm, const hvc_tsc_state *h,
     for (uint32_t i = 0; can_offset && i < n; i++) {
         uint64_t ofs = hvi_restore_offset(e[i].guest_tsc, h->kvmclock_ns,
                                           scaled, after.clock_ns, khz);
-        if ((r = ops->vcpu_set_offset(a.vcpu[i]->priv, ofs)) < 0)
+        if ((r = hvi_bk_set_offset(a.vcpu[i], ofs)) < 0)
             goto undo;
         if (i == 0)
             first = ofs;
@@ -226,7 +225,7 @@ undo:;
     snprintf(msg, sizeof(msg), "%s", hvc_last_error());
     for (uint32_t i = 0; i < n; i++) {
         if (can_offset)
-            ops->vcpu_set_offset(a.vcpu[i]->priv, a.old_offset[i]);
+            hvi_bk_set_offset(a.vcpu[i], a.old_offset[i]);
         if (a.had_adjust[i])
             hvi_tsc_msr_set(a.vcpu[i], HVI_MSR_TSC_ADJUST, a.old_adjust[i]);
     }

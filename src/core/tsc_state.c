@@ -90,7 +90,7 @@ static int save_locked(hvc_vm *vm, void *buf, size_t length, size_t *written)
         hvc_tsc_vcpu_state e;
         memset(&e, 0, sizeof(e));
         e.id = i;
-        if ((r = ops->vcpu_get_offset(v->priv, &e.offset)) < 0)
+        if ((r = hvi_bk_get_offset(v, &e.offset)) < 0)
             return r;
         e.guest_tsc = hvi_tsc_scaled(vm, c.host_tsc) + e.offset;
         if (hvi_tsc_msr_get(v, HVI_MSR_TSC_ADJUST, &e.tsc_adjust))

@@ -7,6 +7,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* On the vCPU's thread (hvi_vcpu_call), with vm->lock held by the
+ * creator. */
+static int backend_create(hvc_vcpu *vcpu, void *arg)
+{
+    (void)arg;
+    hvc_vm *vm = vcpu->vm;
+    int r = vm->ops->vcpu_create(vm->priv, vcpu->id, &vcpu->priv);
+    if (r < 0)
+        return r;
+    /* Joins the TSC offset the other vCPUs share (tsc_offset.c). */
+    if ((r = hvi_tsc_vcpu_created(vcpu)) < 0)
+        vm->ops->vcpu_destroy(vcpu->priv);
+    return r;
+}
+
+static int backend_destroy(hvc_vcpu *vcpu, void *arg)
+{
+    (void)arg;
+    vcpu->vm->ops->vcpu_destroy(vcpu->priv);
+    return 0;
+}
+
 int hvc_vcpu_create(hvc_vm *vm, uint32_t id, hvc_vcpu **out)
 {
     if (!vm || !out)
@@ -31,21 +53,26 @@ int hvc_vcpu_create(hvc_vm *vm, uint32_t id, hvc_vcpu **out)
         return r;
     }
 
+    /* A thread-bound backend's vCPU is created, run and destroyed on a
+     * thread of its own (vcpu_forward.c), started here. */
+    if (vm->ops->flags & HVC_BACKEND_VCPU_THREAD_BOUND) {
+        r = hvi_vcpu_home_start(vcpu);
+        if (r < 0) {
+            hvi_os_wake_destroy(&vcpu->parked);
+            free(vcpu);
+            return r;
+        }
+    }
     pthread_mutex_lock(&vm->lock);
     if (vm->vcpus[id])
         r = hvi_error(-EEXIST, "vCPU id %u already exists in this VM", id);
-    else if ((r = vm->ops->vcpu_create(vm->priv, id, &vcpu->priv)) == 0) {
+    else if ((r = hvi_vcpu_call(vcpu, backend_create, NULL)) == 0) {
         vm->vcpus[id] = vcpu;
         vm->nr_vcpus++;
-        /* Joins the TSC offset the other vCPUs share (tsc_offset.c). */
-        if ((r = hvi_tsc_vcpu_created(vcpu)) < 0) {
-            vm->vcpus[id] = NULL;
-            vm->nr_vcpus--;
-            vm->ops->vcpu_destroy(vcpu->priv);
-        }
     }
     pthread_mutex_unlock(&vm->lock);
     if (r < 0) {
+        hvi_vcpu_home_stop(vcpu);
         hvi_os_wake_destroy(&vcpu->parked);
         free(vcpu);
         return r;
@@ -59,6 +86,10 @@ int hvc_vcpu_destroy(hvc_vcpu *vcpu)
     if (!vcpu)
         return hvi_error(-EINVAL, "hvc_vcpu_destroy: vCPU is NULL");
     hvc_vm *vm = vcpu->vm;
+    if (vcpu->home && hvi_vcpu_on_home(vcpu)) /* cannot join itself */
+        return hvi_error(-EDEADLK,
+                         "vCPU %u cannot be destroyed from its own thread",
+                         vcpu->id);
     pthread_mutex_lock(&vm->lock);
     if (atomic_load(&vcpu->state) != HVI_VCPU_IDLE) {
         pthread_mutex_unlock(&vm->lock);
@@ -68,7 +99,8 @@ int hvc_vcpu_destroy(hvc_vcpu *vcpu)
     vm->vcpus[vcpu->id] = NULL;
     vm->nr_vcpus--;
     pthread_mutex_unlock(&vm->lock);
-    vm->ops->vcpu_destroy(vcpu->priv);
+    hvi_vcpu_call(vcpu, backend_destroy, NULL);
+    hvi_vcpu_home_stop(vcpu);
     hvi_os_wake_destroy(&vcpu->parked);
     free(vcpu);
     return 0;
@@ -189,7 +221,7 @@ int hvi_vcpu_flush(hvc_vcpu *vcpu)
     const hvc_backend_ops *ops = vcpu->vm->ops;
     if (!vcpu->io_pending || ops->version < 3 || !ops->vcpu_flush)
         return 0;
-    int r = ops->vcpu_flush(vcpu->priv);
+    int r = hvi_bk_flush(vcpu);
     if (r == 0) {
         vcpu->io_pending = false;
         if (atomic_load(&vcpu->read_state) != HVI_READ_NONE)
@@ -206,7 +238,8 @@ static void park(hvc_vm *vm, hvc_vcpu *vcpu)
     hvi_vcpu_flush(vcpu);
     /* Posts from before are stale: the condition is read after this. */
     hvi_os_wake_drain(&vcpu->parked);
-    pthread_mutex_lock(&vm->lock);
+    hvi_vcpu_drain(vcpu); /* after the drain above: no post is lost */
+    hvi_vcpu_lock_vm(vcpu);
     atomic_fetch_sub(&vm->active, 1);
     pthread_cond_broadcast(&vm->cond);
     /* pause_depth changes under vm->lock, so no pause can see this vCPU
@@ -215,7 +248,9 @@ static void park(hvc_vm *vm, hvc_vcpu *vcpu)
            !atomic_load(&vcpu->kick_pending)) {
         pthread_mutex_unlock(&vm->lock);
         hvi_os_wake_wait(&vcpu->parked);
-        pthread_mutex_lock(&vm->lock);
+        /* Calls forwarded from threads that may hold vm->lock. */
+        hvi_vcpu_drain(vcpu);
+        hvi_vcpu_lock_vm(vcpu);
     }
     atomic_fetch_add(&vm->active, 1);
     pthread_mutex_unlock(&vm->lock);
@@ -226,7 +261,7 @@ static void leave(hvc_vm *vm, hvc_vcpu *vcpu)
     atomic_store(&vcpu->leaving, 1);
     atomic_fetch_sub(&vm->active, 1);
     if (atomic_load(&vm->pause_depth) > 0) {
-        pthread_mutex_lock(&vm->lock);
+        hvi_vcpu_lock_vm(vcpu);
         pthread_cond_broadcast(&vm->cond);
         pthread_mutex_unlock(&vm->lock);
     }
@@ -252,6 +287,8 @@ static void return_unclaimed(hvc_vcpu *vcpu, hvc_exit *exit)
     }
 }
 
+static int run_loop(hvc_vcpu *vcpu, void *arg);
+
 int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
 {
     if (!vcpu)
@@ -266,6 +303,19 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
                          "vCPU %u is already running on another "
                          "thread",
                          vcpu->id);
+    /* On a thread-bound backend the loop runs on the vCPU's own thread
+     * while this one waits; kicks meanwhile only leave their flags
+     * (STARTING) until the backend knows that thread. */
+    int r = hvi_vcpu_call(vcpu, run_loop, NULL);
+    if (r == 0 && out)
+        *out = &vcpu->exit;
+    return r;
+}
+
+static int run_loop(hvc_vcpu *vcpu, void *arg)
+{
+    (void)arg;
+    hvc_vm *vm = vcpu->vm;
     vcpu->runner = pthread_self();
     hvi_tsc_vcpu_running(vm); /* the TSC frequency is now fixed */
     atomic_fetch_add(&vm->active, 1);
@@ -278,6 +328,7 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
     atomic_store(&vcpu->leaving, 0);
     atomic_store(&vcpu->state, HVI_VCPU_RUNNING);
     while (r == 0) {
+        hvi_vcpu_drain(vcpu); /* calls forwarded from other threads */
         if (atomic_load(&vm->pause_depth) > 0)
             park(vm, vcpu);
         if (atomic_load(&vm->postcopy_failed)) {
@@ -330,8 +381,6 @@ int hvc_vcpu_run(hvc_vcpu *vcpu, const hvc_exit **out)
         }
     }
     leave(vm, vcpu);
-    if (r == 0 && out)
-        *out = exit;
     return r;
 }
 

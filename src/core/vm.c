@@ -61,10 +61,15 @@ int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts, hvc_vm **out)
     if (!hv || !out)
         return hvi_error(-EINVAL, "hvc_vm_create: NULL %s",
                          hv ? "out" : "hypervisor");
+    int r = hvi_vm_count_take(hv); /* HVC_CAP_MAX_VMS */
+    if (r < 0)
+        return r;
     hvc_vm *vm = calloc(1, sizeof(*vm));
-    if (!vm)
+    if (!vm) {
+        hvi_vm_count_put(hv);
         return hvi_error(-ENOMEM, "out of memory creating a VM");
-    int r = normalise_options(hv, opts, &vm->opts);
+    }
+    r = normalise_options(hv, opts, &vm->opts);
     if (r < 0)
         goto fail;
     uint64_t slots = 0, bits = 0, irqs = 0;
@@ -113,6 +118,7 @@ int hvc_vm_create(hvc_hypervisor *hv, const hvc_vm_options *opts, hvc_vm **out)
     *out = vm;
     return 0;
 fail:
+    hvi_vm_count_put(hv);
     hvi_tsc_free(vm);
     free(vm->slot_used);
     free(vm->vcpus);
@@ -157,6 +163,7 @@ int hvc_vm_destroy(hvc_vm *vm)
     hvi_io_free(vm);
     vm->ops->vm_destroy(vm->priv);
     atomic_fetch_sub(&vm->hv->nr_vms, 1);
+    hvi_vm_count_put(vm->hv);
     pthread_rwlock_destroy(&vm->mem_lock);
     pthread_mutex_destroy(&vm->dirty_lock);
     pthread_rwlock_destroy(&vm->io_lock);

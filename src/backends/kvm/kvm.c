@@ -153,6 +153,16 @@ static void kvm_close(void *priv)
 static int kvm_get_cap(void *priv, int cap, uint64_t *value)
 {
     struct hvi_kvm *k = priv;
+    /* core17: KVM sets no VM limit of its own (memory and descriptors
+     * do); its page granule is HVC_PAGE_SIZE, as the core checks. */
+    if (cap == HVC_CAP_MAX_VMS) {
+        *value = 0;
+        return 0;
+    }
+    if (cap == HVC_CAP_PAGE_SIZE) {
+        *value = HVC_PAGE_SIZE;
+        return 0;
+    }
     if (cap < 1 || cap > HVC_CAP_IRQ_LINES)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
     /* Probed once, on a throw-away vCPU, when first asked (kvm_tsc.c). */

@@ -101,6 +101,7 @@ struct hvi_kvm_vcpu {
     struct kvm_run *run;
     size_t run_size;
     pthread_t runner; /* set by run_prepare, for kicks */
+    pthread_t creator; /* the strict test mode's vCPU thread (kvm_strict.c) */
     /* A kick signal was sent and the runner has not returned from KVM_RUN
      * since. Kickers send no second one meanwhile: the kick signal is a
      * queued real-time signal, and a kicker in a loop would otherwise fill
@@ -205,6 +206,14 @@ int hvi_kvm_dirty_stop(void *vm_priv, uint32_t slot, uint64_t gpa, uint64_t len,
 
 /* kvm_tsc.c */
 extern const hvc_backend_tsc_ops hvi_kvm_tsc_ops;
+
+/* kvm_strict.c: the test-only variants of this backend, chosen from the
+ * environment when it opens (see there). Fills *copy and returns 1 when
+ * one is asked for, else 0. */
+int hvi_kvm_variant(hvc_backend_ops *copy);
+/* Strict mode: vCPU calls refused because they came off the vCPU's
+ * thread, since the process started. */
+unsigned long hvi_kvm_strict_violations(void);
 void hvi_kvm_tsc_open(struct hvi_kvm *k);
 void hvi_kvm_tsc_close(struct hvi_kvm *k);
 /* HVC_CAP_TSC_OFFSET: a written offset takes effect (probes once). */

@@ -65,6 +65,7 @@ int hvi_kvm_vcpu_create(void *vm_priv, uint32_t id, void **out)
     if (!v)
         return hvi_error(-ENOMEM, "out of memory creating vCPU %u", id);
     v->vm = vm;
+    v->creator = pthread_self();
     v->id = id;
     v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, (unsigned long)id);
     int r;
@@ -167,6 +168,25 @@ static void internal_error(hvc_exit *exit, uint32_t code, uint32_t ndata,
         exit->u.internal.data[i] = data[i];
 }
 
+/* A kick signal sent while the runner was outside KVM_RUN stays pending
+ * when the runner's own mask blocks it (a library vCPU thread blocks
+ * every signal): each KVM_RUN would then return -EINTR at once, for ever.
+ * Take such a signal once it has done its work (made this entry return). */
+static void take_blocked_kick(struct hvi_kvm_vcpu *v)
+{
+    sigset_t pend;
+    if (sigpending(&pend) < 0 || !sigismember(&pend, v->vm->kick_signal))
+        return;
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, v->vm->kick_signal);
+    const struct timespec zero = {0, 0};
+    /* Only a blocked signal stays pending, and only a blocked one can be
+     * waited for: an unblocked one was delivered to the handler already. */
+    while (sigtimedwait(&one, NULL, &zero) == v->vm->kick_signal)
+        ;
+}
+
 int hvi_kvm_vcpu_run(void *vcpu_priv, hvc_exit *exit)
 {
     struct hvi_kvm_vcpu *v = vcpu_priv;
@@ -178,6 +198,7 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hvc_exit *exit)
     if (rc < 0) {
         if (errno == EINTR || errno == EAGAIN) {
             __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+            take_blocked_kick(v);
             return -EINTR;
         }
         return hvi_kvm_fail("KVM_RUN", errno);
@@ -212,6 +233,7 @@ int hvi_kvm_vcpu_run(void *vcpu_priv, hvc_exit *exit)
     case KVM_EXIT_DEBUG: exit->reason = HVC_EXIT_DEBUG; break;
     case KVM_EXIT_INTR:
         __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+        take_blocked_kick(v);
         return -EINTR;
     case KVM_EXIT_DIRTY_RING_FULL: {
         /* Not the caller's business: empty the rings and enter again (the
