@@ -232,15 +232,18 @@ Test(migration_hostile, lengths_ids_versions_magic)
     memcpy(c + at[0] + 4, &ver, 4);
     reseal(c, at[0], get64(c + at[0] + 8));
     cr_assert_eq(refused(m.hv, c, len, NULL, "section version"), -EPROTO);
-    /* Magic, major version, minor version, backend, each with a good CRC. */
+    /* Magic, major version (newer, older), minor version, a backend name
+     * that is not text, architecture, each with a good CRC. (Another
+     * backend's name is accepted: test_migration_arch.c.) */
     struct {
         size_t off;
         uint8_t val;
         int err;
     } hdr[] = {{0, 'X', -EBADMSG},
-               {8, 2, -EPROTO},
+               {8, HVC_STREAM_FORMAT_MAJOR + 1, -EPROTO},
+               {8, HVC_STREAM_FORMAT_MAJOR - 1, -EPROTO},
                {10, HVC_STREAM_FORMAT_MINOR + 1, -EPROTO},
-               {32, 'h', -EPROTO},
+               {32, 0x01, -EBADMSG},
                {16, 'a', -EPROTO}};
     for (size_t i = 0; i < sizeof(hdr) / sizeof(hdr[0]); i++) {
         memcpy(c, s, len);
@@ -348,8 +351,9 @@ Test(migration_hostile, a_restored_cpuid_saves_a_stream_that_restores)
         if (s[at[i]] == 3) /* VCPU */
             vcpu = at[i];
     cr_assert_neq(vcpu, 0, "the stream has no VCPU section");
-    /* The CPUID blob: record field tag 1 (u16 tag, u16 kind, u32 length,
-     * data padded to 8), a struct kvm_cpuid2 of 40-byte entries. */
+    /* The CPUID blob: record field tag 16 (u16 tag, u16 kind, u32 length,
+     * data padded to 8), a struct hvi_x86_cpuid (u32 version, size, count,
+     * reserved) of 32-byte entries (src/arch/x86/arch_state.h). */
     uint64_t plen = get64(s + vcpu + 8);
     uint8_t *p = s + vcpu + SEC_HDR, *entry = NULL;
     for (uint64_t o = 0; o + 8 <= plen && !entry;) {
@@ -357,10 +361,10 @@ Test(migration_hostile, a_restored_cpuid_saves_a_stream_that_restores)
         uint32_t flen, nent;
         memcpy(&tag, p + o, 2);
         memcpy(&flen, p + o + 4, 4);
-        if (tag == 1) {
-            memcpy(&nent, p + o + 8, 4);
+        if (tag == 16) {
+            memcpy(&nent, p + o + 8 + 8, 4);
             for (uint32_t i = 0; i < nent && !entry; i++) {
-                uint8_t *e = p + o + 16 + 40 * (size_t)i;
+                uint8_t *e = p + o + 8 + 16 + 32 * (size_t)i;
                 uint32_t fn, idx;
                 memcpy(&fn, e, 4);
                 memcpy(&idx, e + 4, 4);

@@ -35,9 +35,9 @@ extern "C" {
 #endif
 
 /** Format major version this library writes; a reader refuses another. */
-#define HVC_STREAM_FORMAT_MAJOR 1
+#define HVC_STREAM_FORMAT_MAJOR 2
 /** Format minor version this library writes and reads up to. */
-#define HVC_STREAM_FORMAT_MINOR 1
+#define HVC_STREAM_FORMAT_MINOR 0
 
 /** Size of a caller-supplied encryption key, bytes (AES-256). */
 #define HVC_STREAM_KEY_SIZE 32

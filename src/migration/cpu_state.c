@@ -1,4 +1,5 @@
-/* VCPU and IRQCHIP sections: the backend's state blobs as tagged fields
+/* VCPU and IRQCHIP sections: the backend's state blobs, in the
+ * architectural layouts of src/arch/x86/arch_state.h, as tagged fields
  * (tag = hvc_backend_state kind), in the order a restore must apply them. */
 #include "stream.h"
 
@@ -6,16 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The order of hvc_backend_state: FPU goes after REGS. */
+/* The restore order of hvc_backend_state (include/hvcore/sys/backend.h). */
 static const uint32_t vcpu_order[] = {
-    HVC_BACKEND_VCPU_CPUID,  HVC_BACKEND_VCPU_SREGS,
-    HVC_BACKEND_VCPU_REGS,   HVI_STATE_FPU,
-    HVC_BACKEND_VCPU_XCRS,   HVC_BACKEND_VCPU_MSRS,
-    HVC_BACKEND_VCPU_LAPIC,  HVC_BACKEND_VCPU_MP_STATE,
-    HVC_BACKEND_VCPU_EVENTS, HVC_BACKEND_VCPU_DEBUGREGS};
-static const uint32_t vm_order[] = {HVC_BACKEND_VM_PIC_MASTER,
-                                    HVC_BACKEND_VM_PIC_SLAVE,
-                                    HVC_BACKEND_VM_IOAPIC, HVC_BACKEND_VM_PIT};
+    HVC_BACKEND_VCPU_ARCH_CPUID, HVC_BACKEND_VCPU_ARCH_SREGS,
+    HVC_BACKEND_VCPU_ARCH_REGS,  HVC_BACKEND_VCPU_ARCH_XSAVE,
+    HVC_BACKEND_VCPU_ARCH_MSRS,  HVC_BACKEND_VCPU_ARCH_LAPIC,
+    HVC_BACKEND_VCPU_ARCH_EVENTS};
+static const uint32_t vm_order[] = {
+    HVC_BACKEND_VM_ARCH_PIC_MASTER, HVC_BACKEND_VM_ARCH_PIC_SLAVE,
+    HVC_BACKEND_VM_ARCH_IOAPIC, HVC_BACKEND_VM_ARCH_PIT};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_KINDS 16
 

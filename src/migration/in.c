@@ -117,6 +117,14 @@ int hvi_read_header(struct hvi_in *in, const char *backend, const uint8_t *key,
     if (hvi_crc32c(0, h, 76) != crc)
         return hvi_fail(NULL, -EBADMSG, "CRC mismatch (stored 0x%08x)", crc);
     uint16_t major = hvi_get16(h + 8), minor = hvi_get16(h + 10);
+    if (major < HVC_STREAM_FORMAT_MAJOR)
+        return hvi_fail(NULL, -EPROTO,
+                        "format %u.%u, an old one (format 1 stored KVM's own "
+                        "structs for the vCPUs and interrupt controllers); "
+                        "this library reads format %u.0 to %u.%u "
+                        "(architectural state)",
+                        major, minor, HVC_STREAM_FORMAT_MAJOR,
+                        HVC_STREAM_FORMAT_MAJOR, HVC_STREAM_FORMAT_MINOR);
     if (major != HVC_STREAM_FORMAT_MAJOR || minor > HVC_STREAM_FORMAT_MINOR)
         return hvi_fail(NULL, -EPROTO,
                         "format %u.%u; this library reads %u.0 to %u.%u", major,
@@ -130,11 +138,22 @@ int hvi_read_header(struct hvi_in *in, const char *backend, const uint8_t *key,
                         "the stream is for architecture \"%s\", not "
                         "x86_64",
                         HVI_QUOTE_N(arch, 16));
+    /* The backend's name is information (the state is architectural since
+     * format 2), but it is still text a message may show. */
+    size_t be_len = strlen(be);
+    bool printable = all_zero(h + 32 + be_len, 8 - be_len);
+    for (size_t i = 0; i < be_len; i++)
+        printable = printable && be[i] > 0x20 && be[i] < 0x7f;
+    if (!printable)
+        return hvi_fail(NULL, -EBADMSG,
+                        "backend name \"%s\" is not NUL-padded printable "
+                        "ASCII",
+                        HVI_QUOTE_N(be, 8));
+    snprintf(in->backend, sizeof(in->backend), "%s", be);
     if (strcmp(be, backend) != 0)
-        return hvi_fail(NULL, -EPROTO,
-                        "the stream was written by backend \"%s\"; this "
-                        "hypervisor is \"%s\"",
-                        HVI_QUOTE_N(be, 8), backend);
+        hvi_log(HVC_LOG_INFO,
+                "restoring a stream written under backend \"%s\" on \"%s\"", be,
+                backend);
     uint32_t page = hvi_get32(h + 40);
     if (page != HVI_PAGE)
         return hvi_fail(NULL, -EPROTO, "page size %u, not %u", page, HVI_PAGE);

@@ -158,6 +158,7 @@ struct hvi_in {
     void *opaque;
     struct hvi_crypt *crypt;
     uint32_t header_flags;
+    char backend[9]; /* the writer's backend, information only */
     bool can_map; /* fd is a regular file: MEMORY runs may be mapped */
     struct hvi_handover *ho; /* a hand-over's descriptors, or NULL */
     bool verify_mapped;

@@ -139,10 +139,10 @@ static void message(int fd, const char *magic, int32_t status)
 
 static uint8_t *vcpu_cpuid(hvc_vcpu *v, size_t *len)
 {
-    if (hvi_vcpu_state_size(v, HVC_BACKEND_VCPU_CPUID, len) < 0)
+    if (hvi_vcpu_state_size(v, HVC_BACKEND_VCPU_ARCH_CPUID, len) < 0)
         fz_fail("vCPU CPUID size: %s", hvc_last_error());
     uint8_t *p = malloc(*len ? *len : 1);
-    if (!p || hvi_vcpu_state_get(v, HVC_BACKEND_VCPU_CPUID, p, *len) < 0)
+    if (!p || hvi_vcpu_state_get(v, HVC_BACKEND_VCPU_ARCH_CPUID, p, *len) < 0)
         fz_fail("vCPU CPUID: %s", hvc_last_error());
     return p;
 }
@@ -241,7 +241,7 @@ static void reset_reused(void)
     bool changed =
         n_cpuid != fresh_cpuid_len || memcmp(cpuid, fresh_cpuid, n_cpuid);
     free(cpuid);
-    if (changed && hvi_vcpu_state_set(v, HVC_BACKEND_VCPU_CPUID, fresh_cpuid,
+    if (changed && hvi_vcpu_state_set(v, HVC_BACKEND_VCPU_ARCH_CPUID, fresh_cpuid,
                                       fresh_cpuid_len) == 0) {
         cpuid = vcpu_cpuid(v, &n_cpuid);
         changed =

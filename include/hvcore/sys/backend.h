@@ -148,7 +148,8 @@ typedef enum hvc_backend_state {
 #define HVC_BACKEND_TSC_SCALE 2u  /* program hardware scaling */
 
 /** Flags of hvc_backend_clock::flags. */
-#define HVC_BACKEND_CLOCK_KERNEL 1u /* host_tsc, realtime_ns from the kernel */
+#define HVC_BACKEND_CLOCK_KERNEL 1u /* host_tsc, realtime_ns from the kernel   \
+                                     */
 #define HVC_BACKEND_CLOCK_STABLE 2u /* the guest clock is TSC-stable */
 
 /**
@@ -198,8 +199,7 @@ typedef struct hvc_backend_tsc_ops {
      * advanced by the CLOCK_REALTIME elapsed since @p realtime_ns (never
      * moved back), measured as close to the write as the backend can.
      */
-    int (*vm_set_clock)(void *vm_priv, uint64_t clock_ns,
-                        uint64_t realtime_ns);
+    int (*vm_set_clock)(void *vm_priv, uint64_t clock_ns, uint64_t realtime_ns);
     /** Reads a vCPU's TSC offset. */
     int (*vcpu_get_offset)(void *vcpu_priv, uint64_t *offset);
     /** Writes a vCPU's TSC offset (ignored by hosts without the ability). */
@@ -319,8 +319,7 @@ typedef struct hvc_backend_ops {
      * backend has none.
      */
     int (*vm_ioeventfd)(void *vm_priv, int fd, uint32_t space, uint64_t addr,
-                        uint32_t length, int match, uint64_t data,
-                        int assign);
+                        uint32_t length, int match, uint64_t data, int assign);
 
     /* Version 3 (all before 1.0.0): migration. */
     /**
@@ -350,8 +349,7 @@ typedef struct hvc_backend_ops {
     /** As vcpu_state_size(), for a VM state blob. */
     int (*vm_state_size)(void *vm_priv, uint32_t kind, size_t *size);
     /** As vcpu_get_state(), for a VM state blob. */
-    int (*vm_get_state)(void *vm_priv, uint32_t kind, void *buf,
-                        size_t length);
+    int (*vm_get_state)(void *vm_priv, uint32_t kind, void *buf, size_t length);
     /** As vcpu_set_state(), for a VM state blob. */
     int (*vm_set_state)(void *vm_priv, uint32_t kind, const void *buf,
                         size_t length);

@@ -340,8 +340,8 @@ struct hvi_x86_pit_channel {
     uint8_t rw_mode;        /* the control word's access mode, 1..3 */
     uint8_t mode; /* counting mode 0..5; HVI_X86_PIT_UNPROGRAMMED before the
                    * first control word */
-    uint8_t bcd;            /* BCD counting */
-    uint8_t gate;           /* the GATE input */
+    uint8_t bcd;  /* BCD counting */
+    uint8_t gate; /* the GATE input */
     /* Nanoseconds since the count was loaded, at the save, so a restore
      * can go on counting (a backend that cannot restarts the count). */
     uint64_t elapsed_ns;

@@ -127,7 +127,22 @@ struct hvi_kvm_vcpu {
 /* kvm_state.c: messages for a state kind (kind names per sys/backend.h). */
 int hvi_kvm_state_fail(uint32_t kind, const char *op, int err);
 int hvi_kvm_state_bad(uint32_t kind, const char *what, uint64_t value);
-/* kvm_cpuid_state.c: the CPUID kind. */
+/* kvm_arch_state.c: REGS, SREGS, EVENTS, LAPIC and XSAVE in the
+ * architectural layouts (src/arch/x86/arch_state.h); sizes (0: none) and
+ * conversions, @p length being that size (get) or the blob's (set). */
+size_t hvi_kvm_arch_size(const struct hvi_kvm_vcpu *v, uint32_t kind);
+int hvi_kvm_arch_get(struct hvi_kvm_vcpu *v, uint32_t kind, void *buf,
+                     size_t length);
+int hvi_kvm_arch_set(struct hvi_kvm_vcpu *v, uint32_t kind, const void *buf,
+                     size_t length);
+/* kvm_arch_chips.c: the PICs, IOAPIC and PIT, likewise. */
+size_t hvi_kvm_chip_size(const struct hvi_kvm_vm *vm, uint32_t kind);
+int hvi_kvm_chip_get(struct hvi_kvm_vm *vm, uint32_t kind, void *buf,
+                     size_t length);
+int hvi_kvm_chip_set(struct hvi_kvm_vm *vm, uint32_t kind, const void *buf,
+                     size_t length);
+/* kvm_cpuid_state.c: KVM's CPUID of a vCPU, and setting one (in KVM's
+ * layout, converted by kvm_state.c) after checking it. */
 int hvi_kvm_cpuid_state_read(struct hvi_kvm_vcpu *v, struct kvm_cpuid2 **out);
 size_t hvi_kvm_cpuid_state_bytes(uint32_t nent);
 int hvi_kvm_cpuid_state_set(struct hvi_kvm_vcpu *v, const void *buf,

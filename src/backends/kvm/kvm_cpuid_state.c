@@ -28,7 +28,7 @@ int hvi_kvm_cpuid_state_read(struct hvi_kvm_vcpu *v, struct kvm_cpuid2 **out)
         int e = errno;
         free(c);
         if (e != E2BIG)
-            return hvi_kvm_state_fail(HVC_BACKEND_VCPU_CPUID, "KVM_GET_CPUID2",
+            return hvi_kvm_state_fail(HVC_BACKEND_VCPU_ARCH_CPUID, "KVM_GET_CPUID2",
                                       e);
     }
     return hvi_error(-E2BIG, "CPUID state: more than %u entries",
@@ -142,7 +142,7 @@ static int check_entries(struct kvm_cpuid2 *c)
 int hvi_kvm_cpuid_state_set(struct hvi_kvm_vcpu *v, const void *buf,
                             size_t length)
 {
-    const uint32_t kind = HVC_BACKEND_VCPU_CPUID;
+    const uint32_t kind = HVC_BACKEND_VCPU_ARCH_CPUID;
     struct kvm_cpuid2 h;
     if (length < sizeof(h))
         return hvi_kvm_state_bad(kind, "length", length);

@@ -1,10 +1,14 @@
-/* KVM state blobs for migration (hvc_backend_state): each kind is the UAPI
- * struct of one KVM_GET_x/KVM_SET_x pair, so a blob goes to KVM as it came.
- * A blob given to set_state comes from a stream file: it is bounded, copied
- * and checked field by field here, and reserved fields are zeroed, before
- * KVM sees it; KVM's own checks are the second line, and what KVM refuses
- * is reported with the value it refused. */
+/* KVM state blobs for migration (hvc_backend_state): the architectural
+ * layouts of src/arch/x86/arch_state.h. This file answers sizes,
+ * dispatches each kind, and keeps the MSR list (probed once per vCPU) and
+ * the MSRS and CPUID kinds; kvm_arch_state.c converts the other vCPU kinds
+ * and kvm_arch_chips.c the interrupt controllers and PIT. A blob given to
+ * set_state comes from a stream file: it is bounded, copied and checked
+ * field by field before KVM sees it; KVM's own checks are the second line,
+ * and what KVM refuses is reported with the value it refused. */
 #include "kvm.h"
+
+#include "../../arch/x86/arch_state.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -25,48 +29,27 @@
 #define MAX_MSRS 1024u
 #define MAX_HOST_MSRS 16384u
 
-#ifndef KVM_PIT_FLAGS_SPEAKER_DATA_ON
-#define KVM_PIT_FLAGS_SPEAKER_DATA_ON 0x00000002
-#endif
-#ifndef KVM_VCPUEVENT_VALID_TRIPLE_FAULT
-#define KVM_VCPUEVENT_VALID_TRIPLE_FAULT 0x00000020
-#endif
-#define EVENT_FLAGS                                                            \
-    (KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR |       \
-     KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_SMM |                    \
-     KVM_VCPUEVENT_VALID_PAYLOAD | KVM_VCPUEVENT_VALID_TRIPLE_FAULT)
+/* MSRs other records carry: IA32_APIC_BASE (SREGS, LAPIC) and IA32_EFER
+ * (SREGS). */
+#define MSR_IA32_APICBASE 0x1bu
+#define MSR_EFER 0xc0000080u
 
-/* Every kind, with the ioctls and size of those of a fixed size. */
+/* Every kind this backend has. */
 static const struct kind_info {
     uint32_t kind;
     const char *name;
-    unsigned long get, set; /* 0: CPUID and MSRS, handled apart */
-    size_t size;
 } kinds[] = {
-    {HVC_BACKEND_VCPU_CPUID, "CPUID", 0, 0, 0},
-    {HVC_BACKEND_VCPU_XCRS, "XCRS", KVM_GET_XCRS, KVM_SET_XCRS,
-     sizeof(struct kvm_xcrs)},
-    {HVC_BACKEND_VCPU_MSRS, "MSRS", 0, 0, 0},
-    {HVC_BACKEND_VCPU_MP_STATE, "MP_STATE", KVM_GET_MP_STATE, KVM_SET_MP_STATE,
-     sizeof(struct kvm_mp_state)},
-    {HVC_BACKEND_VCPU_LAPIC, "LAPIC", KVM_GET_LAPIC, KVM_SET_LAPIC,
-     sizeof(struct kvm_lapic_state)},
-    {HVC_BACKEND_VCPU_EVENTS, "EVENTS", KVM_GET_VCPU_EVENTS,
-     KVM_SET_VCPU_EVENTS, sizeof(struct kvm_vcpu_events)},
-    {HVC_BACKEND_VCPU_DEBUGREGS, "DEBUGREGS", KVM_GET_DEBUGREGS,
-     KVM_SET_DEBUGREGS, sizeof(struct kvm_debugregs)},
-    {HVC_BACKEND_VCPU_SREGS, "SREGS", KVM_GET_SREGS, KVM_SET_SREGS,
-     sizeof(struct kvm_sregs)},
-    {HVC_BACKEND_VCPU_REGS, "REGS", KVM_GET_REGS, KVM_SET_REGS,
-     sizeof(struct kvm_regs)},
-    {HVC_BACKEND_VM_PIC_MASTER, "PIC_MASTER", KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
-     sizeof(struct kvm_irqchip)},
-    {HVC_BACKEND_VM_PIC_SLAVE, "PIC_SLAVE", KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
-     sizeof(struct kvm_irqchip)},
-    {HVC_BACKEND_VM_IOAPIC, "IOAPIC", KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
-     sizeof(struct kvm_irqchip)},
-    {HVC_BACKEND_VM_PIT, "PIT", KVM_GET_PIT2, KVM_SET_PIT2,
-     sizeof(struct kvm_pit_state2)},
+    {HVC_BACKEND_VCPU_ARCH_REGS, "REGS"},
+    {HVC_BACKEND_VCPU_ARCH_SREGS, "SREGS"},
+    {HVC_BACKEND_VCPU_ARCH_MSRS, "MSRS"},
+    {HVC_BACKEND_VCPU_ARCH_XSAVE, "XSAVE"},
+    {HVC_BACKEND_VCPU_ARCH_EVENTS, "EVENTS"},
+    {HVC_BACKEND_VCPU_ARCH_LAPIC, "LAPIC"},
+    {HVC_BACKEND_VCPU_ARCH_CPUID, "CPUID"},
+    {HVC_BACKEND_VM_ARCH_PIC_MASTER, "PIC master"},
+    {HVC_BACKEND_VM_ARCH_PIC_SLAVE, "PIC slave"},
+    {HVC_BACKEND_VM_ARCH_IOAPIC, "IOAPIC"},
+    {HVC_BACKEND_VM_ARCH_PIT, "PIT"},
 };
 
 /* The kind, if it is one of the VM's (@p vm) or the vCPU's. */
@@ -85,22 +68,17 @@ static const char *kind_name(uint32_t kind)
     return i ? i->name : "unknown";
 }
 
-/* Fixed-size blobs go through an aligned copy: the caller's buffer need
- * not be aligned. */
-union vcpu_blob {
-    struct kvm_xcrs xcrs;
-    struct kvm_mp_state mp;
-    struct kvm_lapic_state lapic;
-    struct kvm_vcpu_events events;
-    struct kvm_debugregs debug;
-    struct kvm_sregs sregs;
-    struct kvm_regs regs;
-};
-
-union vm_blob {
-    struct kvm_irqchip chip;
-    struct kvm_pit_state2 pit;
-};
+/* A kind of stream format 1 (KVM's structs) or one never defined. */
+static int unknown_kind(const char *what, uint32_t kind)
+{
+    bool retired =
+        kind <= HVC_BACKEND_VCPU_REGS ||
+        (kind >= HVC_BACKEND_VM_PIC_MASTER && kind <= HVC_BACKEND_VM_PIT);
+    return hvi_error(-EINVAL, "%s state kind %u%s", what, kind,
+                     retired ? " is retired (it held KVM's structs in "
+                               "stream format 1)"
+                             : " is unknown");
+}
 
 int hvi_kvm_state_fail(uint32_t kind, const char *op, int err)
 {
@@ -114,10 +92,12 @@ int hvi_kvm_state_bad(uint32_t kind, const char *what, uint64_t value)
                      kind_name(kind), what, value);
 }
 
+/* MSRs the MSRS kind leaves to other records (arch_state.h). */
 static bool is_tsc_msr(uint32_t index)
 {
     return index == MSR_IA32_TSC || index == MSR_IA32_TSC_ADJUST ||
-           index == MSR_IA32_TSC_DEADLINE;
+           index == MSR_IA32_TSC_DEADLINE || index == MSR_IA32_APICBASE ||
+           index == MSR_EFER;
 }
 
 void hvi_kvm_state_open(struct hvi_kvm *k)
@@ -139,13 +119,13 @@ static int list_host_msrs(struct hvi_kvm *k)
 {
     struct kvm_msr_list probe = {.nmsrs = 0};
     if (ioctl(k->fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
-        return hvi_kvm_state_fail(HVC_BACKEND_VCPU_MSRS,
+        return hvi_kvm_state_fail(HVC_BACKEND_VCPU_ARCH_MSRS,
                                   "KVM_GET_MSR_INDEX_LIST", errno);
     for (int tries = 0; tries < 4; tries++) {
         uint32_t n = probe.nmsrs;
         if (n > MAX_HOST_MSRS)
-            return hvi_kvm_state_bad(HVC_BACKEND_VCPU_MSRS, "host MSR count",
-                                     n);
+            return hvi_kvm_state_bad(HVC_BACKEND_VCPU_ARCH_MSRS,
+                                     "host MSR count", n);
         struct kvm_msr_list *l = calloc(1, sizeof(*l) + n * sizeof(uint32_t));
         if (!l)
             return hvi_error(-ENOMEM, "MSRS state: out of memory");
@@ -163,10 +143,16 @@ static int list_host_msrs(struct hvi_kvm *k)
         probe.nmsrs = l->nmsrs;
         free(l);
         if (e != E2BIG) /* E2BIG: it grew under us, retry with its size */
-            return hvi_kvm_state_fail(HVC_BACKEND_VCPU_MSRS,
+            return hvi_kvm_state_fail(HVC_BACKEND_VCPU_ARCH_MSRS,
                                       "KVM_GET_MSR_INDEX_LIST", e);
     }
     return hvi_error(-EAGAIN, "MSRS state: the host MSR list kept growing");
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 /* The host list filtered to what KVM_GET_MSRS reads for this vCPU (and
@@ -201,7 +187,7 @@ static int probe_vcpu_msrs(struct hvi_kvm_vcpu *v)
             m->entries[i].index = idx[at + i];
         int got = ioctl(v->fd, KVM_GET_MSRS, m);
         if (got < 0) {
-            r = hvi_kvm_state_fail(HVC_BACKEND_VCPU_MSRS,
+            r = hvi_kvm_state_fail(HVC_BACKEND_VCPU_ARCH_MSRS,
                                    "KVM_GET_MSRS (probe)", errno);
             free(m);
             free(keep);
@@ -221,6 +207,8 @@ static int probe_vcpu_msrs(struct hvi_kvm_vcpu *v)
                          "%u a stream may carry",
                          kept, MAX_MSRS);
     }
+    /* The stream lists MSRs in ascending order. */
+    qsort(keep, kept, sizeof(keep[0]), cmp_u32);
     free(v->msr_index);
     v->msr_index = keep;
     v->nr_msrs = kept;
@@ -228,103 +216,177 @@ static int probe_vcpu_msrs(struct hvi_kvm_vcpu *v)
     return 0;
 }
 
-/* @p bytes is the size vcpu_state_size() gave. */
+/* The MSRS kind: @p bytes is the size vcpu_state_size() gave. */
 static int get_msrs(struct hvi_kvm_vcpu *v, void *buf, size_t bytes)
 {
-    struct kvm_msrs *m = calloc(1, bytes);
-    if (!m)
+    uint32_t n = v->nr_msrs;
+    struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(m->entries[0]));
+    struct hvi_x86_msrs *a = calloc(1, bytes);
+    if (!m || !a) {
+        free(m);
+        free(a);
         return hvi_error(-ENOMEM, "MSRS state: out of memory");
-    m->nmsrs = v->nr_msrs;
-    for (uint32_t i = 0; i < m->nmsrs; i++)
+    }
+    m->nmsrs = n;
+    for (uint32_t i = 0; i < n; i++)
         m->entries[i].index = v->msr_index[i];
     int got = ioctl(v->fd, KVM_GET_MSRS, m);
     int r = 0;
     if (got < 0)
-        r = hvi_kvm_state_fail(HVC_BACKEND_VCPU_MSRS, "KVM_GET_MSRS", errno);
-    else if ((uint32_t)got < m->nmsrs)
+        r = hvi_kvm_state_fail(HVC_BACKEND_VCPU_ARCH_MSRS, "KVM_GET_MSRS",
+                               errno);
+    else if ((uint32_t)got < n)
         r = hvi_error(-EIO, "MSRS state: KVM no longer reads MSR 0x%x",
                       m->entries[got].index);
-    else
-        memcpy(buf, m, bytes);
+    if (r == 0) {
+        hvi_x86_state_init(&a->hdr, bytes);
+        a->count = n;
+        for (uint32_t i = 0; i < n; i++) {
+            a->entries[i].index = m->entries[i].index;
+            a->entries[i].value = m->entries[i].data;
+        }
+        memcpy(buf, a, bytes);
+    }
     free(m);
+    free(a);
     return r;
 }
 
 static int set_msrs(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
 {
-    const uint32_t kind = HVC_BACKEND_VCPU_MSRS;
-    struct kvm_msrs h;
-    if (length < sizeof(h))
-        return hvi_kvm_state_bad(kind, "length", length);
-    memcpy(&h, buf, sizeof(h));
-    if (h.nmsrs > MAX_MSRS)
-        return hvi_kvm_state_bad(kind, "MSR count", h.nmsrs);
-    if (length != sizeof(h) + h.nmsrs * sizeof(struct kvm_msr_entry))
-        return hvi_error(-EINVAL, "MSRS state: %zu bytes for %u MSRs", length,
-                         h.nmsrs);
-    struct kvm_msrs *m = malloc(length);
-    if (!m)
+    const uint32_t kind = HVC_BACKEND_VCPU_ARCH_MSRS;
+    struct hvi_x86_msrs *a = malloc(length ? length : 1);
+    if (!a)
         return hvi_error(-ENOMEM, "MSRS state: out of memory");
-    memcpy(m, buf, length);
-    m->pad = 0;
-    for (uint32_t i = 0; i < m->nmsrs; i++) {
-        m->entries[i].reserved = 0;
-        uint32_t index = m->entries[i].index;
-        if (is_tsc_msr(index)) {
-            free(m);
-            return hvi_error(-EINVAL,
-                             "MSRS state: MSR 0x%x belongs in the TSC "
-                             "state, not here",
-                             index);
+    memcpy(a, buf, length);
+    int r = hvi_x86_check_msrs(a, length);
+    struct kvm_msrs *m = NULL;
+    if (r == 0 &&
+        !(m = calloc(1, sizeof(*m) + a->count * sizeof(m->entries[0]))))
+        r = hvi_error(-ENOMEM, "MSRS state: out of memory");
+    if (r == 0) {
+        m->nmsrs = a->count;
+        for (uint32_t i = 0; i < a->count; i++) {
+            m->entries[i].index = a->entries[i].index;
+            m->entries[i].data = a->entries[i].value;
         }
+        int got = ioctl(v->fd, KVM_SET_MSRS, m);
+        if (got < 0)
+            r = hvi_kvm_state_fail(kind, "KVM_SET_MSRS", errno);
+        else if ((uint32_t)got < m->nmsrs)
+            r = hvi_error(-EINVAL,
+                          "MSRS state: KVM refused MSR 0x%x = 0x%llx (entry "
+                          "%d of %u)",
+                          m->entries[got].index,
+                          (unsigned long long)m->entries[got].data, got,
+                          m->nmsrs);
     }
-    int got = ioctl(v->fd, KVM_SET_MSRS, m);
-    int r = 0;
-    if (got < 0)
-        r = hvi_kvm_state_fail(kind, "KVM_SET_MSRS", errno);
-    else if ((uint32_t)got < m->nmsrs)
-        r = hvi_error(-EINVAL,
-                      "MSRS state: KVM refused MSR 0x%x = 0x%llx (entry %d "
-                      "of %u)",
-                      m->entries[got].index,
-                      (unsigned long long)m->entries[got].data, got, m->nmsrs);
     free(m);
+    free(a);
     return r;
 }
 
-/* ---- The fixed-size kinds ----------------------------------------------- */
+/* ---- CPUID -------------------------------------------------------------- */
 
-static bool has_xcrs(struct hvi_kvm_vcpu *v)
+static size_t cpuid_bytes(uint32_t n)
 {
-    return ioctl(v->vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0;
+    return sizeof(struct hvi_x86_cpuid) +
+           n * sizeof(struct hvi_x86_cpuid_entry);
 }
+
+/* Reads KVM's CPUID into a malloc'd architectural blob of *bytes. */
+static int read_cpuid(struct hvi_kvm_vcpu *v, struct hvi_x86_cpuid **out,
+                      size_t *bytes)
+{
+    struct kvm_cpuid2 *c;
+    int r = hvi_kvm_cpuid_state_read(v, &c);
+    if (r < 0)
+        return r;
+    size_t n = cpuid_bytes(c->nent);
+    struct hvi_x86_cpuid *a = calloc(1, n);
+    if (!a) {
+        free(c);
+        return hvi_error(-ENOMEM, "CPUID state: out of memory");
+    }
+    hvi_x86_state_init(&a->hdr, n);
+    a->count = c->nent;
+    for (uint32_t i = 0; i < c->nent; i++) {
+        const struct kvm_cpuid_entry2 *e = &c->entries[i];
+        struct hvi_x86_cpuid_entry *d = &a->entries[i];
+        d->function = e->function;
+        d->flags = e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+                       ? HVI_X86_CPUID_INDEXED
+                       : 0;
+        d->index = d->flags ? e->index : 0;
+        d->eax = e->eax;
+        d->ebx = e->ebx;
+        d->ecx = e->ecx;
+        d->edx = e->edx;
+    }
+    free(c);
+    *out = a;
+    *bytes = n;
+    return 0;
+}
+
+static int set_cpuid(struct hvi_kvm_vcpu *v, const void *buf, size_t length)
+{
+    struct hvi_x86_cpuid *a = malloc(length ? length : 1);
+    if (!a)
+        return hvi_error(-ENOMEM, "CPUID state: out of memory");
+    memcpy(a, buf, length);
+    int r = hvi_x86_check_cpuid(a, length);
+    struct kvm_cpuid2 *c = NULL;
+    size_t kb = r == 0 ? hvi_kvm_cpuid_state_bytes(a->count) : 0;
+    if (r == 0 && !(c = calloc(1, kb)))
+        r = hvi_error(-ENOMEM, "CPUID state: out of memory");
+    if (r == 0) {
+        c->nent = a->count;
+        for (uint32_t i = 0; i < a->count; i++) {
+            const struct hvi_x86_cpuid_entry *e = &a->entries[i];
+            struct kvm_cpuid_entry2 *d = &c->entries[i];
+            d->function = e->function;
+            d->index = e->index;
+            d->flags = e->flags & HVI_X86_CPUID_INDEXED
+                           ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+                           : 0;
+            d->eax = e->eax;
+            d->ebx = e->ebx;
+            d->ecx = e->ecx;
+            d->edx = e->edx;
+        }
+        r = hvi_kvm_cpuid_state_set(v, c, kb);
+    }
+    free(c);
+    free(a);
+    return r;
+}
+
+/* ---- vCPU state ---------------------------------------------------------- */
 
 static int vcpu_size(struct hvi_kvm_vcpu *v, uint32_t kind, size_t *size)
 {
-    const struct kind_info *i = info_of(kind, false);
-    if (!i)
-        return hvi_error(-EINVAL, "unknown vCPU state kind %u", kind);
-    if (kind == HVC_BACKEND_VCPU_CPUID) {
-        struct kvm_cpuid2 *c;
-        int r = hvi_kvm_cpuid_state_read(v, &c);
-        if (r < 0)
-            return r;
-        *size = hvi_kvm_cpuid_state_bytes(c->nent);
-        free(c);
-        return 0;
+    if (!info_of(kind, false))
+        return unknown_kind("vCPU", kind);
+    if (kind == HVC_BACKEND_VCPU_ARCH_CPUID) {
+        struct hvi_x86_cpuid *a;
+        int r = read_cpuid(v, &a, size);
+        free(a);
+        return r;
     }
-    if (kind == HVC_BACKEND_VCPU_MSRS) {
+    if (kind == HVC_BACKEND_VCPU_ARCH_MSRS) {
         int r = probe_vcpu_msrs(v);
         if (r < 0)
             return r;
-        *size = v->nr_msrs ? sizeof(struct kvm_msrs) +
-                                 v->nr_msrs * sizeof(struct kvm_msr_entry)
+        *size = v->nr_msrs ? sizeof(struct hvi_x86_msrs) +
+                                 v->nr_msrs * sizeof(struct hvi_x86_msr)
                            : 0;
         return 0;
     }
-    bool none = (kind == HVC_BACKEND_VCPU_XCRS && !has_xcrs(v)) ||
-                (kind == HVC_BACKEND_VCPU_LAPIC && !v->vm->has_irqchip);
-    *size = none ? 0 : i->size;
+    if (kind == HVC_BACKEND_VCPU_ARCH_XSAVE && v->fpu_mode == HVI_FPU_LEGACY)
+        return hvi_error(-ENOTSUP, "XSAVE state: this KVM has no XSAVE "
+                                   "(KVM_CAP_XSAVE)");
+    *size = hvi_kvm_arch_size(v, kind);
     return 0;
 }
 
@@ -347,9 +409,9 @@ static int expect_size(uint32_t kind, size_t want, size_t length,
 
 static const char *vcpu_none(uint32_t kind)
 {
-    return kind == HVC_BACKEND_VCPU_LAPIC  ? "the VM has no in-kernel irqchip"
-           : kind == HVC_BACKEND_VCPU_XCRS ? "this KVM lacks KVM_CAP_XCRS"
-                                           : "the vCPU has no MSRs to save";
+    return kind == HVC_BACKEND_VCPU_ARCH_LAPIC
+               ? "the VM has no in-kernel irqchip"
+               : "the vCPU has no MSRs to save";
 }
 
 int hvi_kvm_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
@@ -364,112 +426,21 @@ int hvi_kvm_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
         return r;
     if (want == 0)
         return 0;
-    if (kind == HVC_BACKEND_VCPU_MSRS)
+    if (kind == HVC_BACKEND_VCPU_ARCH_MSRS)
         return get_msrs(v, buf, length);
-    if (kind == HVC_BACKEND_VCPU_CPUID) {
-        struct kvm_cpuid2 *c;
-        if ((r = hvi_kvm_cpuid_state_read(v, &c)) < 0)
+    if (kind == HVC_BACKEND_VCPU_ARCH_CPUID) {
+        struct hvi_x86_cpuid *a;
+        size_t n;
+        if ((r = read_cpuid(v, &a, &n)) < 0)
             return r;
-        if (hvi_kvm_cpuid_state_bytes(c->nent) != length)
-            r = hvi_error(-EIO, "CPUID state: changed to %u entries", c->nent);
+        if (n != length)
+            r = hvi_error(-EIO, "CPUID state: changed to %u entries", a->count);
         else
-            memcpy(buf, c, length);
-        free(c);
+            memcpy(buf, a, length);
+        free(a);
         return r;
     }
-    union vcpu_blob s;
-    memset(&s, 0, sizeof(s));
-    if (ioctl(v->fd, info_of(kind, false)->get, &s) < 0)
-        return hvi_kvm_state_fail(kind, "get", errno);
-    memcpy(buf, &s, length);
-    return 0;
-}
-
-/* RFLAGS: bit 1 reads as one; 3, 5, 15 and 22..63 are reserved. */
-#define RFLAGS_FIXED1 0x2ull
-#define RFLAGS_RESERVED (~0x3fffffull | 1ull << 3 | 1ull << 5 | 1ull << 15)
-
-static int check_sregs(struct kvm_sregs *s)
-{
-    struct kvm_segment *seg[] = {&s->cs, &s->ds, &s->es, &s->fs,
-                                 &s->gs, &s->ss, &s->tr, &s->ldt};
-    for (size_t i = 0; i < sizeof(seg) / sizeof(seg[0]); i++)
-        seg[i]->padding = 0;
-    memset(s->gdt.padding, 0, sizeof(s->gdt.padding));
-    memset(s->idt.padding, 0, sizeof(s->idt.padding));
-    if (s->cr8 > 0xf)
-        return hvi_kvm_state_bad(HVC_BACKEND_VCPU_SREGS, "CR8", s->cr8);
-    /* KVM takes one pending external interrupt from the bitmap. */
-    int pending = 0;
-    for (size_t i = 0; i < sizeof(s->interrupt_bitmap) / 8; i++)
-        pending += __builtin_popcountll(s->interrupt_bitmap[i]);
-    if (pending > 1)
-        return hvi_kvm_state_bad(HVC_BACKEND_VCPU_SREGS,
-                                 "pending interrupt count", (uint64_t)pending);
-    return 0;
-}
-
-static int check_events(struct kvm_vcpu_events *e)
-{
-    const uint32_t kind = HVC_BACKEND_VCPU_EVENTS;
-    if (e->flags & ~(uint32_t)EVENT_FLAGS)
-        return hvi_kvm_state_bad(kind, "flags", e->flags);
-    if ((e->exception.injected || e->exception.pending) &&
-        (e->exception.nr > 31 || e->exception.nr == 2))
-        return hvi_kvm_state_bad(kind, "exception vector", e->exception.nr);
-    e->nmi.pad = 0;
-    memset(e->reserved, 0, sizeof(e->reserved));
-    return 0;
-}
-
-static int check_debugregs(struct kvm_debugregs *d)
-{
-    const uint32_t kind = HVC_BACKEND_VCPU_DEBUGREGS;
-    if (d->flags)
-        return hvi_kvm_state_bad(kind, "flags", d->flags);
-    if (d->dr6 >> 32)
-        return hvi_kvm_state_bad(kind, "DR6", d->dr6);
-    if (d->dr7 >> 32)
-        return hvi_kvm_state_bad(kind, "DR7", d->dr7);
-    memset(d->reserved, 0, sizeof(d->reserved));
-    return 0;
-}
-
-static int check_xcrs(struct kvm_xcrs *x)
-{
-    const uint32_t kind = HVC_BACKEND_VCPU_XCRS;
-    if (x->nr_xcrs > KVM_MAX_XCRS)
-        return hvi_kvm_state_bad(kind, "XCR count", x->nr_xcrs);
-    if (x->flags)
-        return hvi_kvm_state_bad(kind, "flags", x->flags);
-    for (uint32_t i = 0; i < KVM_MAX_XCRS; i++) {
-        x->xcrs[i].reserved = 0;
-        if (i >= x->nr_xcrs)
-            x->xcrs[i].xcr = 0, x->xcrs[i].value = 0;
-    }
-    memset(x->padding, 0, sizeof(x->padding));
-    return 0;
-}
-
-/* The field KVM most likely judged, for its refusal message. */
-static uint64_t key_field(uint32_t kind, const union vcpu_blob *s,
-                          const char **name)
-{
-    uint32_t apic_id;
-    switch (kind) {
-    case HVC_BACKEND_VCPU_XCRS:
-        *name = "XCR0";
-        return s->xcrs.nr_xcrs ? s->xcrs.xcrs[0].value : 0;
-    case HVC_BACKEND_VCPU_MP_STATE: *name = "mp_state"; return s->mp.mp_state;
-    case HVC_BACKEND_VCPU_EVENTS: *name = "flags"; return s->events.flags;
-    case HVC_BACKEND_VCPU_DEBUGREGS: *name = "DR7"; return s->debug.dr7;
-    case HVC_BACKEND_VCPU_SREGS: *name = "CR0"; return s->sregs.cr0;
-    case HVC_BACKEND_VCPU_REGS: *name = "RIP"; return s->regs.rip;
-    default: /* LAPIC: KVM checks the APIC ID in x2APIC mode */
-        *name = "APIC ID register";
-        memcpy(&apic_id, s->lapic.regs + 0x20, sizeof(apic_id));
-        return apic_id;
-    }
+    return hvi_kvm_arch_get(v, kind, buf, length);
 }
 
 int hvi_kvm_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
@@ -478,55 +449,31 @@ int hvi_kvm_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
     struct hvi_kvm_vcpu *v = vcpu_priv;
     size_t want = 0;
     int r;
-    if (kind == HVC_BACKEND_VCPU_CPUID)
-        return hvi_kvm_cpuid_state_set(v, buf, length);
-    if (kind == HVC_BACKEND_VCPU_MSRS)
+    if (!info_of(kind, false))
+        return unknown_kind("vCPU", kind);
+    if (kind == HVC_BACKEND_VCPU_ARCH_CPUID)
+        return set_cpuid(v, buf, length);
+    if (kind == HVC_BACKEND_VCPU_ARCH_MSRS)
         return set_msrs(v, buf, length);
     if ((r = vcpu_size(v, kind, &want)) < 0)
         return r;
-    if ((r = expect_size(kind, want, length, vcpu_none(kind))) < 0)
-        return r;
+    if (want == 0 && length != 0)
+        return hvi_error(-ENOTSUP, "%s state: %s", kind_name(kind),
+                         vcpu_none(kind));
     if (want == 0)
         return 0;
-    union vcpu_blob s;
-    memcpy(&s, buf, length);
-    switch (kind) {
-    case HVC_BACKEND_VCPU_XCRS: r = check_xcrs(&s.xcrs); break;
-    case HVC_BACKEND_VCPU_MP_STATE:
-        /* x86 states only: RUNNABLE .. SIPI_RECEIVED. */
-        if (s.mp.mp_state > KVM_MP_STATE_SIPI_RECEIVED)
-            r = hvi_kvm_state_bad(kind, "mp_state", s.mp.mp_state);
-        break;
-    case HVC_BACKEND_VCPU_EVENTS: r = check_events(&s.events); break;
-    case HVC_BACKEND_VCPU_DEBUGREGS: r = check_debugregs(&s.debug); break;
-    case HVC_BACKEND_VCPU_SREGS: r = check_sregs(&s.sregs); break;
-    case HVC_BACKEND_VCPU_REGS:
-        if ((s.regs.rflags & RFLAGS_RESERVED) ||
-            !(s.regs.rflags & RFLAGS_FIXED1))
-            r = hvi_kvm_state_bad(kind, "RFLAGS", s.regs.rflags);
-        break;
-    }
-    if (r < 0)
-        return r;
-    if (ioctl(v->fd, info_of(kind, false)->set, &s) < 0) {
-        int e = errno;
-        const char *field;
-        uint64_t value = key_field(kind, &s, &field);
-        return hvi_error(-e, "%s state: KVM refused it (%s 0x%" PRIx64 "): %s",
-                         kind_name(kind), field, value, hvc_strerror(-e));
-    }
-    return 0;
+    /* The XSAVE area may be another backend's size (arch_state.h); the
+     * others have a fixed layout, which the checks hold it to. */
+    return hvi_kvm_arch_set(v, kind, buf, length);
 }
 
 /* ---- VM state ----------------------------------------------------------- */
 
 static int vm_size(struct hvi_kvm_vm *vm, uint32_t kind, size_t *size)
 {
-    const struct kind_info *i = info_of(kind, true);
-    if (!i)
-        return hvi_error(-EINVAL, "unknown VM state kind %u", kind);
-    bool have = kind == HVC_BACKEND_VM_PIT ? vm->has_pit : vm->has_irqchip;
-    *size = have ? i->size : 0;
+    if (!info_of(kind, true))
+        return unknown_kind("VM", kind);
+    *size = hvi_kvm_chip_size(vm, kind);
     return 0;
 }
 
@@ -537,14 +484,8 @@ int hvi_kvm_vm_state_size(void *vm_priv, uint32_t kind, size_t *size)
 
 static const char *vm_none(uint32_t kind)
 {
-    return kind == HVC_BACKEND_VM_PIT ? "the VM has no in-kernel PIT"
-                                      : "the VM has no in-kernel irqchip";
-}
-
-/* KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE, _IOAPIC are 0, 1, 2 in kind order. */
-static uint32_t chip_of(uint32_t kind)
-{
-    return kind - HVC_BACKEND_VM_PIC_MASTER;
+    return kind == HVC_BACKEND_VM_ARCH_PIT ? "the VM has no in-kernel PIT"
+                                           : "the VM has no in-kernel irqchip";
 }
 
 int hvi_kvm_vm_get_state(void *vm_priv, uint32_t kind, void *buf, size_t length)
@@ -558,43 +499,7 @@ int hvi_kvm_vm_get_state(void *vm_priv, uint32_t kind, void *buf, size_t length)
         return r;
     if (want == 0)
         return 0;
-    union vm_blob s;
-    memset(&s, 0, sizeof(s));
-    if (kind != HVC_BACKEND_VM_PIT)
-        s.chip.chip_id = chip_of(kind);
-    if (ioctl(vm->fd, info_of(kind, true)->get, &s) < 0)
-        return hvi_kvm_state_fail(kind, "get", errno);
-    memcpy(buf, &s, length);
-    return 0;
-}
-
-static int check_pit(struct kvm_pit_state2 *p)
-{
-    const uint32_t kind = HVC_BACKEND_VM_PIT;
-    if (p->flags &
-        ~(uint32_t)(KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON))
-        return hvi_kvm_state_bad(kind, "flags", p->flags);
-    for (int i = 0; i < 3; i++)
-        if (p->channels[i].count > 0x10000) /* 0 and 0x10000 both 65536 */
-            return hvi_error(-EINVAL,
-                             "PIT state: channel %d count 0x%x is invalid", i,
-                             p->channels[i].count);
-    memset(p->reserved, 0, sizeof(p->reserved));
-    return 0;
-}
-
-static int check_chip(uint32_t kind, struct kvm_irqchip *c)
-{
-    if (c->chip_id != chip_of(kind))
-        return hvi_kvm_state_bad(kind, "chip id", c->chip_id);
-    c->pad = 0;
-    /* Past the chip's own struct the union is spare room. */
-    size_t used = kind == HVC_BACKEND_VM_IOAPIC ? sizeof(c->chip.ioapic)
-                                                : sizeof(c->chip.pic);
-    memset(c->chip.dummy + used, 0, sizeof(c->chip.dummy) - used);
-    if (kind == HVC_BACKEND_VM_IOAPIC)
-        c->chip.ioapic.pad = 0;
-    return 0;
+    return hvi_kvm_chip_get(vm, kind, buf, length);
 }
 
 int hvi_kvm_vm_set_state(void *vm_priv, uint32_t kind, const void *buf,
@@ -605,20 +510,10 @@ int hvi_kvm_vm_set_state(void *vm_priv, uint32_t kind, const void *buf,
     int r = vm_size(vm, kind, &want);
     if (r < 0)
         return r;
-    if ((r = expect_size(kind, want, length, vm_none(kind))) < 0)
-        return r;
+    if (want == 0 && length != 0)
+        return hvi_error(-ENOTSUP, "%s state: %s", kind_name(kind),
+                         vm_none(kind));
     if (want == 0)
         return 0;
-    union vm_blob s;
-    memcpy(&s, buf, length);
-    bool pit = kind == HVC_BACKEND_VM_PIT;
-    if ((r = pit ? check_pit(&s.pit) : check_chip(kind, &s.chip)) < 0)
-        return r;
-    if (ioctl(vm->fd, info_of(kind, true)->set, &s) < 0) {
-        int e = errno;
-        return hvi_error(-e, "%s state: KVM refused it (%s 0x%x): %s",
-                         kind_name(kind), pit ? "flags" : "chip",
-                         pit ? s.pit.flags : s.chip.chip_id, hvc_strerror(-e));
-    }
-    return 0;
+    return hvi_kvm_chip_set(vm, kind, buf, length);
 }
