@@ -79,7 +79,7 @@ static int hvf_open(void **priv)
     c[HVC_CAP_IRQ_LINES] = HVI_IRQCHIP_PINS; /* the userspace IOAPIC */
     c[HVC_CAP_MAX_VMS] = 1;
     c[HVC_CAP_PAGE_SIZE] = 4096;
-    c[HVC_CAP_TSC_OFFSET] = 1; /* hv_vcpu_set_tsc_relative */
+    c[HVC_CAP_TSC_OFFSET] = hvi_hvf_tsc_offset_works();
     h->tsc_khz = hvi_hvf_host_khz();
     *priv = h;
     return 0;

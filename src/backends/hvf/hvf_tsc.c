@@ -44,12 +44,40 @@ uint32_t hvi_hvf_host_khz(void)
     return (uint32_t)((c1 - c0) * 1000000ull / (t1 - t0));
 }
 
+/* Whether a vCPU's TSC offset takes effect: the framework's does, but an
+ * implementation of its API may refuse offsets (tests/hvf_host on a KVM
+ * that drops them says HV_UNSUPPORTED). Probed once per process on a
+ * throw-away VM, when none exists yet; a process that already has its VM
+ * assumes the framework's behaviour. */
+static pthread_once_t offset_once = PTHREAD_ONCE_INIT;
+static bool offset_ok = true;
+
+static void probe_offset(void)
+{
+    if (hvi_hvf.hv_vm_create(HV_VM_DEFAULT) != HV_SUCCESS)
+        return;
+    hv_vcpuid_t id;
+    if (hvi_hvf.hv_vcpu_create(&id, HV_VCPU_TSC_RELATIVE) == HV_SUCCESS) {
+        offset_ok =
+            hvi_hvf.hv_vcpu_set_tsc_relative(id, 1ll << 40) == HV_SUCCESS;
+        hvi_hvf.hv_vcpu_destroy(id);
+    }
+    hvi_hvf.hv_vm_destroy();
+}
+
+bool hvi_hvf_tsc_offset_works(void)
+{
+    pthread_once(&offset_once, probe_offset);
+    return offset_ok;
+}
+
 static int hvf_tsc_info(void *priv, hvc_tsc_info *info, uint8_t boot_id[16])
 {
     struct hvi_hvf *h = priv;
     unsigned a, b, c, d;
     bool invariant = __get_cpuid(0x80000007, &a, &b, &c, &d) && (d & 0x100);
-    info->flags = HVC_TSC_OFFSET | (invariant ? HVC_TSC_HOST_INVARIANT : 0);
+    info->flags = (h->caps[HVC_CAP_TSC_OFFSET] ? HVC_TSC_OFFSET : 0) |
+                  (invariant ? HVC_TSC_HOST_INVARIANT : 0);
     info->host_tsc_khz = h->tsc_khz;
     info->backend_tolerance_ppm = TOLERANCE_PPM;
     info->ratio_frac_bits = 0;
@@ -128,6 +156,8 @@ static int hvf_set_offset(void *vcpu_priv, uint64_t ofs)
 {
     struct hvi_hvf_vcpu *v = vcpu_priv;
     hv_return_t h = hvi_hvf.hv_vcpu_set_tsc_relative(v->vcpu, (int64_t)ofs);
+    if (h == HV_UNSUPPORTED) /* as documented: ignored without the ability */
+        return 0;
     if (h != HV_SUCCESS)
         return hvi_hvf_fail("hv_vcpu_set_tsc_relative", h);
     v->tsc_offset = ofs;
