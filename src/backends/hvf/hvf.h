@@ -138,6 +138,8 @@ struct hvi_hvf_msrs {
     uint64_t apic_base;
     uint64_t tsc_deadline;
     uint64_t xcr0;
+    uint64_t tsc_adjust; /* kept for the TSC record; CPUID does not offer it */
+    uint64_t feature_control; /* IA32_FEATURE_CONTROL: VMX never enabled */
 };
 
 #define HVI_HVF_IOBUF 4096
@@ -247,6 +249,11 @@ int hvi_hvf_msr_native(struct hvi_hvf_vcpu *v);
 /* hvf_cpuid.c: the CPUID the guest sees. */
 void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t subleaf,
                    uint32_t out[4]);
+/* The whole table the guest sees (for the CPUID state): the entries, up
+ * to @p cap of them stored in @p out; returns how many there are. */
+struct hvi_x86_cpuid_entry;
+size_t hvi_hvf_cpuid_table(struct hvi_hvf_vcpu *v,
+                           struct hvi_x86_cpuid_entry *out, size_t cap);
 /* The XSAVE components offered, and the standard-format area's size. */
 uint64_t hvi_hvf_xcr0_mask(void);
 uint32_t hvi_hvf_xsave_size(uint64_t xcr0);

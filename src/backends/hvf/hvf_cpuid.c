@@ -8,6 +8,7 @@
  * guest's CR4, as the hardware does. */
 #include "hvf.h"
 
+#include "../../arch/x86/arch_state.h"
 #include "hvf_vmx.h"
 
 #include <cpuid.h>
@@ -94,11 +95,12 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
     switch (leaf) {
     case 1:
         o[1] = (o[1] & 0x00ffffffu) | (v->id << 24);
-        /* DTES64, MONITOR, DS-CPL, VMX, SMX, EST, TM2, xTPR, PDCM, x2APIC,
-         * TSC-deadline, OSXSAVE (set below from CR4). */
+        /* DTES64, MONITOR, DS-CPL, VMX, SMX, EST, TM2, xTPR, PDCM, PCID
+         * (the framework's guests run without it), x2APIC, TSC-deadline,
+         * OSXSAVE (set below from CR4). */
         o[2] &= ~((1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) |
                   (1u << 7) | (1u << 8) | (1u << 14) | (1u << 15) |
-                  (1u << 21) | (1u << 24) | (1u << 27));
+                  (1u << 17) | (1u << 21) | (1u << 24) | (1u << 27));
         if (cr4 & HVI_CR4_OSXSAVE)
             o[2] |= 1u << 27;
         o[2] |= 1u << 31; /* running under a hypervisor */
@@ -115,7 +117,11 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
             o[1] &= ~(1u << 1); /* TSC_ADJUST: not kept */
             if (!v->invpcid)
                 o[1] &= ~(1u << 10);
-            o[2] &= ~((1u << 4) | (1u << 5)); /* OSPKE below, WAITPKG */
+            /* OSPKE (below), WAITPKG; RDPID, which the RDTSCP control
+             * also governs. */
+            o[2] &= ~((1u << 4) | (1u << 5));
+            if (!v->rdtscp)
+                o[2] &= ~(1u << 22);
             if (cr4 & HVI_CR4_PKE)
                 o[2] |= 1u << 4;
             /* Speculation-control MSRs are not offered; nor AMX. */
@@ -144,4 +150,71 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
             o[3] &= ~(1u << 27);
         break;
     }
+}
+
+static bool indexed(uint32_t leaf)
+{
+    return leaf == 4 || leaf == 7 || leaf == 0xb || leaf == 0xd ||
+           leaf == 0xf || leaf == 0x10 || leaf == 0x12 || leaf == 0x14 ||
+           leaf == 0x17 || leaf == 0x18 || leaf == 0x1d || leaf == 0x1f ||
+           leaf == 0x8000001d;
+}
+
+/* Subleaves worth listing: 4 and 0x8000001d until the type is null, 0xb
+ * and 0x1f until the level type is, 7 up to its own maximum, 0xd the
+ * offered components; others subleaf 0. */
+static uint32_t nr_subleaves(struct hvi_hvf_vcpu *v, uint32_t leaf)
+{
+    uint32_t o[4];
+    if (leaf == 7) {
+        hvi_hvf_cpuid(v, 7, 0, o);
+        return o[0] < 8 ? o[0] + 1 : 8;
+    }
+    if (leaf == 0xd)
+        return 64;
+    if (leaf == 4 || leaf == 0xb || leaf == 0x1f || leaf == 0x8000001d) {
+        uint32_t n = 0;
+        for (; n < 16; n++) {
+            hvi_hvf_cpuid(v, leaf, n, o);
+            if (leaf == 0xb || leaf == 0x1f ? !((o[2] >> 8) & 0xff)
+                                            : !(o[0] & 0x1f))
+                break;
+        }
+        return n + 1; /* the terminating one too */
+    }
+    return 1;
+}
+
+size_t hvi_hvf_cpuid_table(struct hvi_hvf_vcpu *v,
+                           struct hvi_x86_cpuid_entry *out, size_t cap)
+{
+    pthread_once(&xs.once, xs_read);
+    size_t n = 0;
+    const uint32_t ranges[3][2] = {{0, xs.max_basic},
+                                   {0x40000000u, 0x40000000u},
+                                   {0x80000000u, xs.max_ext}};
+    for (int r = 0; r < 3; r++) {
+        for (uint32_t leaf = ranges[r][0]; leaf <= ranges[r][1]; leaf++) {
+            uint32_t subs = indexed(leaf) ? nr_subleaves(v, leaf) : 1;
+            for (uint32_t sub = 0; sub < subs; sub++) {
+                uint32_t o[4];
+                hvi_hvf_cpuid(v, leaf, sub, o);
+                if (leaf == 0xd && sub > 1 && !o[0])
+                    continue; /* a component not offered */
+                if (n < cap)
+                    out[n] = (struct hvi_x86_cpuid_entry){
+                        .function = leaf,
+                        .index = indexed(leaf) ? sub : 0,
+                        .flags = indexed(leaf) ? HVI_X86_CPUID_INDEXED : 0,
+                        .eax = o[0],
+                        .ebx = o[1],
+                        .ecx = o[2],
+                        .edx = o[3]};
+                n++;
+            }
+            if (leaf == UINT32_MAX)
+                break;
+        }
+    }
+    return n;
 }

@@ -87,6 +87,7 @@ static uint64_t *kept(struct hvi_hvf_vcpu *v, uint32_t msr)
     case MSR_MISC_ENABLE: return &m->misc_enable;
     case MSR_APIC_BASE: return &m->apic_base;
     case MSR_TSC_DEADLINE: return &m->tsc_deadline;
+    case 0x3b: return &m->tsc_adjust; /* IA32_TSC_ADJUST */
     default: return NULL;
     }
 }
@@ -104,7 +105,7 @@ int hvi_hvf_msr_read(struct hvi_hvf_vcpu *v, uint32_t msr, uint64_t *value)
     case MSR_EFER: return hvi_hvf_rvmcs(v, VMCS_GUEST_IA32_EFER, value);
     case MSR_PAT: return hvi_hvf_rvmcs(v, VMCS_GUEST_IA32_PAT, value);
     case MSR_MTRRCAP: *value = 0x508; return 0; /* 8 variable, fixed, WC */
-    case MSR_FEATURE_CONTROL: *value = 1; return 0; /* locked, no VMX */
+    case MSR_FEATURE_CONTROL: *value = v->msrs.feature_control; return 0;
     }
     uint64_t *p = kept(v, msr);
     if (!p)
@@ -155,8 +156,13 @@ int hvi_hvf_msr_write(struct hvi_hvf_vcpu *v, uint32_t msr, uint64_t value)
             return -EINVAL;
         v->msrs.apic_base = value;
         return 0;
-    case MSR_MTRRCAP:
-    case MSR_FEATURE_CONTROL: return -EINVAL;
+    case MSR_FEATURE_CONTROL:
+        /* Writable until locked (bit 0); VMX (bits 1, 2) is not offered. */
+        if ((v->msrs.feature_control & 1) || (value & ~1ull))
+            return -EINVAL;
+        v->msrs.feature_control = value;
+        return 0;
+    case MSR_MTRRCAP: return -EINVAL;
     }
     uint64_t *p = kept(v, msr);
     if (!p)

@@ -19,9 +19,12 @@ static const uint32_t seg_sel[] = {VMCS_GUEST_ES, VMCS_GUEST_CS,
 int hvi_hvf_vmcs_init(struct hvi_hvf_vcpu *v)
 {
     const struct hvi_hvf *h = v->vm->hvf;
-    uint64_t cpu2 = ctrl(h->cap_cpu2, CPU_BASED2_EPT | CPU_BASED2_UNRESTRICTED |
-                                          CPU_BASED2_RDTSCP |
-                                          CPU_BASED2_INVPCID);
+    /* RDTSCP and INVPCID are not enabled (so CPUID does not offer them):
+     * a guest that could move between hosts (a snapshot restored under KVM,
+     * or an implementation of the API that cannot run them) must not
+     * depend on them; every guest works without. */
+    uint64_t cpu2 =
+        ctrl(h->cap_cpu2, CPU_BASED2_EPT | CPU_BASED2_UNRESTRICTED);
     v->rdtscp = (cpu2 & CPU_BASED2_RDTSCP) != 0;
     v->invpcid = (cpu2 & CPU_BASED2_INVPCID) != 0;
     v->cr0_mask = HVI_CR0_NE;

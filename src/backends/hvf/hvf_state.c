@@ -16,7 +16,8 @@
 /* The MSRs this backend saves, ascending (EFER, APIC base and the TSC
  * MSRs travel in other records). */
 static const uint32_t saved_msrs[] = {
-    0x174,      0x175,      0x176,      0x1a0, /* SYSENTER, MISC_ENABLE */
+    0x3a,       0x174,      0x175,      0x176,      0x1a0, /* FEATURE_CONTROL,
+                                                  SYSENTER, MISC_ENABLE */
     0x200,      0x201,      0x202,      0x203,      0x204,      0x205,
     0x206,      0x207,      0x208,      0x209,      0x20a,      0x20b,
     0x20c,      0x20d,      0x20e,      0x20f,      0x250,      0x258,
@@ -47,8 +48,12 @@ int hvi_hvf_vcpu_state_size(void *vcpu_priv, uint32_t kind, size_t *size)
         *size = sizeof(struct hvi_x86_events);
         break;
     case HVC_BACKEND_VCPU_ARCH_LAPIC: /* no LAPIC model connected */
-    case HVC_BACKEND_VCPU_ARCH_CPUID: /* computed from the host's */
         *size = 0;
+        break;
+    case HVC_BACKEND_VCPU_ARCH_CPUID:
+        *size = sizeof(struct hvi_x86_cpuid) +
+                hvi_hvf_cpuid_table(v, NULL, 0) *
+                    sizeof(struct hvi_x86_cpuid_entry);
         break;
     default:
         return hvi_error(-EINVAL, "the hvf backend has no vCPU state kind %u",
@@ -136,10 +141,26 @@ static int get_msrs(struct hvi_hvf_vcpu *v, struct hvi_x86_msrs *m,
     return 0;
 }
 
+/* MSRs that describe the CPU that saved them and hold no guest state:
+ * another host's values are dropped (this backend's guests see none of
+ * them: their reads raise #GP). */
+static bool informational(uint32_t msr)
+{
+    switch (msr) {
+    case 0xce:  /* PLATFORM_INFO */
+    case 0x10a: /* ARCH_CAPABILITIES */
+    case 0x140: /* MISC_FEATURES_ENABLES */
+    case 0x345: /* PERF_CAPABILITIES */
+        return true;
+    default: return false;
+    }
+}
+
 /* All or nothing: every MSR is checked against what this backend keeps
  * before any is written. One it does not have is refused, naming it,
  * unless its value is 0 (the reset value of the MSRs another backend may
- * save and this one lacks, e.g. KVM's paravirtual ones when unused). */
+ * save and this one lacks, e.g. KVM's paravirtual ones when unused) or it
+ * is informational (above). */
 static int set_msrs(struct hvi_hvf_vcpu *v, const struct hvi_x86_msrs *m)
 {
     uint64_t *old = calloc(m->count ? m->count : 1, sizeof(*old));
@@ -152,7 +173,9 @@ static int set_msrs(struct hvi_hvf_vcpu *v, const struct hvi_x86_msrs *m)
     for (uint32_t i = 0; i < m->count; i++) {
         const struct hvi_x86_msr *e = &m->entries[i];
         known[i] = hvi_hvf_msr_read(v, e->index, &old[i]) == 0;
-        if (!known[i] && e->value != 0) {
+        /* KVM's MSR_KVM_POLL_CONTROL resets to 1 (polling allowed). */
+        bool reset = e->value == 0 || (e->index == 0x4b564d05 && e->value == 1);
+        if (!known[i] && !reset && !informational(e->index)) {
             r = hvi_error(-EINVAL,
                           "MSR state: the hvf backend cannot set MSR 0x%x "
                           "(value 0x%" PRIx64 ")",
@@ -325,6 +348,18 @@ int hvi_hvf_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
     case HVC_BACKEND_VCPU_ARCH_MSRS: return get_msrs(v, buf, length);
     case HVC_BACKEND_VCPU_ARCH_XSAVE: return get_xsave(v, buf);
     case HVC_BACKEND_VCPU_ARCH_EVENTS: return get_events(v, buf);
+    case HVC_BACKEND_VCPU_ARCH_CPUID: {
+        struct hvi_x86_cpuid *c = buf;
+        size_t cap = (length - sizeof(*c)) / sizeof(c->entries[0]);
+        memset(c, 0, length);
+        hvi_x86_state_init(&c->hdr, length);
+        size_t n = hvi_hvf_cpuid_table(v, c->entries, cap);
+        if (n != cap)
+            return hvi_error(-EIO, "vCPU %u: the CPUID table changed size "
+                                   "(%zu entries, not %zu)", v->id, n, cap);
+        c->count = (uint32_t)n;
+        return 0;
+    }
     default:
         return hvi_error(-EINVAL, "the hvf backend has no vCPU state kind %u",
                          kind);
