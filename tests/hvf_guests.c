@@ -10,6 +10,7 @@
 #include "hvrun_util.h"
 #endif
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,3 +81,25 @@ Test(hvf_guests, snapshot_from_kvm_resumes_under_hvf)
  * host's leaves, filtered) where this host's KVM supports less than the
  * CPU has (here LZCNT/ABM, leaf 0x80000001 ECX bit 5); the framework's
  * API has no way to ask what the KVM below supports (docs/BACKENDS.md). */
+
+#ifdef HVT_HVRUN
+/* The same guest under hvrun --accel hvf: the console counts on, line after
+ * line, until hvrun is stopped. */
+Test(hvf_guests, hvrun_accel_hvf_counts)
+{
+    require_both();
+    struct scratch s;
+    scratch_open(&s);
+    const char *args[] = {"--accel", "hvf",  "--kernel",
+                          HVT_GUEST_DIR "/counter64.bin",
+                          "--raw",   "0x8000", "--mem", "64", NULL};
+    pid_t pid = spawn_hvrun(&s, "hvf", NULL, args);
+    wait_for_count(in(&s, "hvf.out"), 40, 60.0, pid);
+    kill(pid, SIGTERM);
+    wait_exit(pid, 30.0);
+    char *out = output(&s, "hvf", "out");
+    cr_assert_geq(assert_consecutive(out, 1), 40);
+    free(out);
+    scratch_close(&s);
+}
+#endif
