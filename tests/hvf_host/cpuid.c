@@ -149,6 +149,10 @@ int hvfh_cpuid_step(struct hvfh_vcpu *v, int *err)
     e->ecx = (uint32_t)v->regs.rcx;
     e->edx = (uint32_t)v->regs.rdx;
     v->cpuid->nent++;
+    if (getenv("HVF_HOST_TRACE"))
+        fprintf(stderr,
+                "hvf_host: vcpu %u cpuid %#x.%u = %08x %08x %08x %08x\n", v->id,
+                e->function, e->index, e->eax, e->ebx, e->ecx, e->edx);
     uint32_t nl, ns;
     if (v->cpuid->nent < MAX_ENTRIES &&
         next(v, e->function, e->index, &nl, &ns)) {

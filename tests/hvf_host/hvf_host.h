@@ -74,9 +74,10 @@
  *   OUTS (RIP at it, RSI/RCX stepped). This layer finds the instruction
  *   (decoded at RIP, or for OUT/OUTS the shortest instruction that ends at
  *   RIP and matches port and size), computes the registers before it,
- *   completes KVM's pending I/O with an immediate_exit KVM_RUN (IN data set
+ *   completes KVM's pending IN with an immediate_exit KVM_RUN (IN data set
  *   to what the destination memory already holds, so INS writes nothing
- *   new) and puts those registers back: the backend sees RIP at the
+ *   new; OUT leaves nothing pending: KVM emulated it) and puts those
+ *   registers back: the backend sees RIP at the
  *   instruction and does all of the work. Qualification (size, direction,
  *   string, REP, immediate, port), instruction length, and for INS/OUTS
  *   the instruction information (address size, segment) and the guest-
@@ -99,10 +100,12 @@
  *   instruction fetch from such a page is, on KVM, an emulation failure
  *   (KVM_EXIT_INTERNAL_ERROR) with nothing executed: it is reported as an
  *   EPT violation with the fetch bit, GPA and linear address of RIP.
- *   Left as KVM does it: an MMIO read by MOVS into RAM completes into RAM
- *   when the pending read is discarded (its data is the guest's own old
- *   bytes only for INS); the written-instruction search assumes no prefix
- *   bytes before the instruction that a shorter decode would also accept.
+ *   Completing a discarded read that KVM would store to memory (MOVS from
+ *   MMIO, INS) is given the bytes already at the destination, so memory is
+ *   unchanged. The search for a written instruction takes the shortest
+ *   decode that ends at RIP, writes the size KVM wrote and addresses the
+ *   written GPA; a redundant prefix (one that changes none of these) is
+ *   not counted in its start.
  * - CPUID always exits: see cpuid.c. Before the first entry the backend
  *   is asked every leaf/subleaf (basic, 0x4000000x, extended; subleaves of
  *   4, 7, 0xb, 0xd, 0x1f, ...) through synthesized VMX_REASON_CPUID exits
@@ -136,8 +139,20 @@
  *   except hv_vcpu_set_tsc_relative(vcpu, 0), which is what the guest
  *   reads anyway.
  *
- * hv_vcpu_read/write_fpstate: the standard XSAVE layout (KVM_GET/SET_XSAVE,
- * up to 4096 bytes). Not provided: address spaces other than the default,
+ * Registers travel through kvm_run (KVM_CAP_SYNC_REGS) when KVM offers
+ * it, so an exit costs KVM_RUN, the discarding KVM_RUN where something is
+ * pending, and KVM_TRANSLATE of the code page where the instruction must
+ * be decoded. These rules were measured on this host (PVM); a KVM that
+ * reports OUT before executing it (RIP at the instruction and a pending
+ * completion that skips it) would need exit_io() changed.
+ *
+ * HVF_HOST_TRACE=1 in the environment prints each run, exit and CPUID
+ * answer on stderr.
+ *
+ * hv_vcpu_read/write_fpstate: the standard XSAVE layout (KVM_GET_XSAVE2 /
+ * KVM_SET_XSAVE); a buffer larger than KVM's image reads the components
+ * KVM does not hold as zeros (XSTATE_BV clear), and a write claiming them
+ * is refused (HV_BAD_ARGUMENT). Not provided: address spaces other than the default,
  * shadow VMCS, the macOS 12 APIC acceleration, hv_vcpu_run_until with a
  * deadline (HV_UNSUPPORTED). */
 #ifndef HVF_HOST_H

@@ -54,6 +54,7 @@ struct hvfh_vcpu {
     struct kvm_regs regs;
     struct kvm_sregs sregs;
     int regs_valid, regs_dirty, sregs_valid, sregs_dirty;
+    int sync_regs; /* KVM_CAP_SYNC_REGS: registers through kvm_run */
     uint64_t vmcs[HVFH_VMCS_SIZE];
     uint32_t native_msrs[HVFH_NATIVE_MAX];
     int n_native;
@@ -84,6 +85,7 @@ struct hvfh_vcpu *hvfh_vcpu_get(hv_vcpuid_t id);
 int hvfh_load_regs(struct hvfh_vcpu *v);
 int hvfh_load_sregs(struct hvfh_vcpu *v);
 int hvfh_flush_state(struct hvfh_vcpu *v);
+int hvfh_flush_sregs(struct hvfh_vcpu *v);
 void hvfh_invalidate(struct hvfh_vcpu *v);
 int hvfh_kick_signal(void);
 

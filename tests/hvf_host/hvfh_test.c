@@ -63,23 +63,39 @@ static void cpuid_answer(uint32_t leaf, uint32_t sub, uint32_t r[4])
 
 /* hv_vcpu_run, answering CPUID exits as a backend would; returns the
  * first other exit reason. */
-uint32_t run(void)
+/* Non-asserting (any thread): answers CPUID exits, returns the first
+ * other exit reason, or UINT32_MAX when a call fails. */
+uint32_t run_vcpu(hv_vcpuid_t id)
 {
     for (;;) {
-        cr_assert_eq(hv_vcpu_run(vcpu), HV_SUCCESS);
-        uint32_t why = (uint32_t)rvmcs(VMCS_RO_EXIT_REASON);
+        uint64_t why = 0, len = 0, rax = 0, rcx = 0, rip = 0;
+        if (hv_vcpu_run(id) != HV_SUCCESS ||
+            hv_vmx_vcpu_read_vmcs(id, VMCS_RO_EXIT_REASON, &why))
+            return UINT32_MAX;
         if (why != VMX_REASON_CPUID)
-            return why;
-        cr_assert_eq(rvmcs(VMCS_RO_VMEXIT_INSTR_LEN), 2);
+            return (uint32_t)why;
+        if (hv_vmx_vcpu_read_vmcs(id, VMCS_RO_VMEXIT_INSTR_LEN, &len) ||
+            len != 2 || hv_vcpu_read_register(id, HV_X86_RAX, &rax) ||
+            hv_vcpu_read_register(id, HV_X86_RCX, &rcx) ||
+            hv_vcpu_read_register(id, HV_X86_RIP, &rip))
+            return UINT32_MAX;
         uint32_t r[4];
-        cpuid_answer((uint32_t)rreg(HV_X86_RAX), (uint32_t)rreg(HV_X86_RCX), r);
-        wreg(HV_X86_RAX, r[0]);
-        wreg(HV_X86_RBX, r[1]);
-        wreg(HV_X86_RCX, r[2]);
-        wreg(HV_X86_RDX, r[3]);
-        wreg(HV_X86_RIP, rreg(HV_X86_RIP) + 2);
-        cpuid_exits++;
+        cpuid_answer((uint32_t)rax, (uint32_t)rcx, r);
+        if (hv_vcpu_write_register(id, HV_X86_RAX, r[0]) ||
+            hv_vcpu_write_register(id, HV_X86_RBX, r[1]) ||
+            hv_vcpu_write_register(id, HV_X86_RCX, r[2]) ||
+            hv_vcpu_write_register(id, HV_X86_RDX, r[3]) ||
+            hv_vcpu_write_register(id, HV_X86_RIP, rip + 2))
+            return UINT32_MAX;
+        __atomic_add_fetch(&cpuid_exits, 1, __ATOMIC_RELAXED);
     }
+}
+
+uint32_t run(void)
+{
+    uint32_t why = run_vcpu(vcpu);
+    cr_assert_neq(why, UINT32_MAX, "hv_vcpu_run or a register access failed");
+    return why;
 }
 
 void skip_insn(void)
@@ -87,8 +103,63 @@ void skip_insn(void)
     wreg(HV_X86_RIP, rreg(HV_X86_RIP) + rvmcs(VMCS_RO_VMEXIT_INSTR_LEN));
 }
 
-/* A VM with 2 MiB of RAM at 0, identity paging of the low 4 GiB, a GDT and
- * an IDT, and one vCPU in 64-bit mode at CODE. */
+/* Non-asserting (any thread): a vCPU of the calling thread in 64-bit mode
+ * at `rip`; 0 or -1. */
+int vcpu_init(hv_vcpuid_t *out, uint64_t rip, uint64_t rsp)
+{
+    hv_vcpuid_t id;
+    if (hv_vcpu_create(&id, HV_VCPU_DEFAULT))
+        return -1;
+    static const struct {
+        uint32_t f;
+        uint64_t v;
+    } st[] = {
+        {VMCS_GUEST_CS, 0x08},
+        {VMCS_GUEST_CS_BASE, 0},
+        {VMCS_GUEST_CS_LIMIT, 0xffffffff},
+        {VMCS_GUEST_CS_AR, 0xa09b},
+        {VMCS_GUEST_TR, 0x18},
+        {VMCS_GUEST_TR_BASE, 0},
+        {VMCS_GUEST_TR_LIMIT, 0x67},
+        {VMCS_GUEST_TR_AR, 0x8b},
+        {VMCS_GUEST_LDTR, 0},
+        {VMCS_GUEST_LDTR_AR, 0x10000},
+        {VMCS_GUEST_GDTR_BASE, GDT},
+        {VMCS_GUEST_GDTR_LIMIT, 0x1f},
+        {VMCS_GUEST_IDTR_BASE, IDT},
+        {VMCS_GUEST_IDTR_LIMIT, 0xfff},
+        {VMCS_GUEST_CR0, 0x80000031},
+        {VMCS_CTRL_CR0_SHADOW, 0x80000031},
+        {VMCS_GUEST_CR3, PML4},
+        {VMCS_GUEST_CR4, 0x20 | 0x200 | 0x2000}, /* PAE OSFXSR VMXE */
+        {VMCS_CTRL_CR4_MASK, 0x2000},
+        {VMCS_CTRL_CR4_SHADOW, 0x20 | 0x200},
+        {VMCS_GUEST_IA32_EFER, 0x500},
+        {VMCS_GUEST_RFLAGS, 2},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
+        bad |= hv_vmx_vcpu_write_vmcs(id, st[i].f, st[i].v) != HV_SUCCESS;
+    static const uint32_t segs[] = {VMCS_GUEST_ES, VMCS_GUEST_SS, VMCS_GUEST_DS,
+                                    VMCS_GUEST_FS, VMCS_GUEST_GS};
+    for (int i = 0; i < 5; i++) {
+        uint32_t k = (segs[i] - VMCS_GUEST_ES) / 2;
+        bad |= hv_vmx_vcpu_write_vmcs(id, segs[i], 0x10) ||
+               hv_vmx_vcpu_write_vmcs(id, VMCS_GUEST_ES_BASE + 2 * k, 0) ||
+               hv_vmx_vcpu_write_vmcs(id, VMCS_GUEST_ES_LIMIT + 2 * k,
+                                      0xffffffff) ||
+               hv_vmx_vcpu_write_vmcs(id, VMCS_GUEST_ES_AR + 2 * k, 0xc093);
+    }
+    uint64_t entry = 0;
+    bad |= hv_vmx_vcpu_read_vmcs(id, VMCS_CTRL_VMENTRY_CONTROLS, &entry) ||
+           hv_vmx_vcpu_write_vmcs(id, VMCS_CTRL_VMENTRY_CONTROLS,
+                                  entry | VMENTRY_GUEST_IA32E) ||
+           hv_vmx_vcpu_write_vmcs(id, VMCS_GUEST_RSP, rsp) ||
+           hv_vmx_vcpu_write_vmcs(id, VMCS_GUEST_RIP, rip);
+    *out = id;
+    return bad ? -1 : 0;
+}
+
 void vm_setup(void)
 {
     cr_assert_eq(hv_vm_create(HV_VM_DEFAULT), HV_SUCCESS);
@@ -111,42 +182,7 @@ void vm_setup(void)
     gdt[1] = 0x00af9b000000ffffull;
     gdt[2] = 0x00cf93000000ffffull;
     gdt[3] = 0x00008b0000000067ull;
-    cr_assert_eq(hv_vcpu_create(&vcpu, HV_VCPU_DEFAULT), HV_SUCCESS);
-    static const uint32_t segs[] = {VMCS_GUEST_ES, VMCS_GUEST_SS, VMCS_GUEST_DS,
-                                    VMCS_GUEST_FS, VMCS_GUEST_GS};
-    for (int i = 0; i < 5; i++) {
-        uint32_t s = segs[i], k = (s - VMCS_GUEST_ES) / 2;
-        wvmcs(s, 0x10);
-        wvmcs(VMCS_GUEST_ES_BASE + 2 * k, 0);
-        wvmcs(VMCS_GUEST_ES_LIMIT + 2 * k, 0xffffffff);
-        wvmcs(VMCS_GUEST_ES_AR + 2 * k, 0xc093);
-    }
-    wvmcs(VMCS_GUEST_CS, 0x08);
-    wvmcs(VMCS_GUEST_CS_BASE, 0);
-    wvmcs(VMCS_GUEST_CS_LIMIT, 0xffffffff);
-    wvmcs(VMCS_GUEST_CS_AR, 0xa09b);
-    wvmcs(VMCS_GUEST_TR, 0x18);
-    wvmcs(VMCS_GUEST_TR_BASE, 0);
-    wvmcs(VMCS_GUEST_TR_LIMIT, 0x67);
-    wvmcs(VMCS_GUEST_TR_AR, 0x8b);
-    wvmcs(VMCS_GUEST_LDTR, 0);
-    wvmcs(VMCS_GUEST_LDTR_AR, 0x10000);
-    wvmcs(VMCS_GUEST_GDTR_BASE, GDT);
-    wvmcs(VMCS_GUEST_GDTR_LIMIT, 0x1f);
-    wvmcs(VMCS_GUEST_IDTR_BASE, IDT);
-    wvmcs(VMCS_GUEST_IDTR_LIMIT, 0xfff);
-    wvmcs(VMCS_GUEST_CR0, 0x80000031);
-    wvmcs(VMCS_CTRL_CR0_SHADOW, 0x80000031);
-    wvmcs(VMCS_GUEST_CR3, PML4);
-    wvmcs(VMCS_GUEST_CR4, 0x20 | 0x200 | 0x2000); /* PAE OSFXSR VMXE */
-    wvmcs(VMCS_CTRL_CR4_MASK, 0x2000);
-    wvmcs(VMCS_CTRL_CR4_SHADOW, 0x20 | 0x200);
-    wvmcs(VMCS_GUEST_IA32_EFER, 0x500);
-    wvmcs(VMCS_CTRL_VMENTRY_CONTROLS,
-          rvmcs(VMCS_CTRL_VMENTRY_CONTROLS) | VMENTRY_GUEST_IA32E);
-    wvmcs(VMCS_GUEST_RFLAGS, 2);
-    wvmcs(VMCS_GUEST_RSP, 0x8000);
-    wvmcs(VMCS_GUEST_RIP, CODE);
+    cr_assert_eq(vcpu_init(&vcpu, CODE, 0x8000), 0);
     pc = CODE;
 }
 

@@ -39,6 +39,8 @@ void wvmcs(uint32_t f, uint64_t v);
 /* hv_vcpu_run, answering CPUID exits as a backend would; returns the
  * first other exit reason. */
 uint32_t run(void);
+uint32_t run_vcpu(hv_vcpuid_t id);
+int vcpu_init(hv_vcpuid_t *out, uint64_t rip, uint64_t rsp);
 void skip_insn(void);
 /* A VM with 2 MiB of RAM at 0, identity paging of the low 4 GiB, a GDT and
  * an IDT, and one vCPU in 64-bit mode at CODE (the suites' .init). */

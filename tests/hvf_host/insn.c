@@ -18,7 +18,7 @@ int hvfh_translate(struct hvfh_vcpu *v, uint64_t la, uint64_t *gpa)
         *gpa = v->tlb_gpa | (la & (HVFH_PAGE - 1));
         return 0;
     }
-    if (hvfh_flush_state(v))
+    if (hvfh_flush_sregs(v))
         return -EIO;
     struct kvm_translation t = {.linear_address = page};
     if (ioctl(v->fd, KVM_TRANSLATE, &t) || !t.valid)

@@ -70,6 +70,10 @@ static void discard_pending(struct hvfh_vcpu *v)
 {
     struct kvm_run *run = v->run;
     uint32_t why = run->exit_reason;
+    /* OUT and OUTS leave nothing pending here (measured: KVM emulated
+     * them, RIP already moved; the next KVM_RUN moves nothing) */
+    if (why == KVM_EXIT_IO && run->io.direction == KVM_EXIT_IO_OUT)
+        return;
     if (why != KVM_EXIT_IO && why != KVM_EXIT_MMIO &&
         why != KVM_EXIT_X86_RDMSR && why != KVM_EXIT_X86_WRMSR)
         return;
@@ -93,6 +97,7 @@ static void discard_pending(struct hvfh_vcpu *v)
             run->msr.error = 0;
         }
         run->immediate_exit = 1;
+        run->kvm_dirty_regs = 0;
         int rc = ioctl(v->fd, KVM_RUN, 0);
         if (rc < 0 && errno == EINTR)
             break;
@@ -107,8 +112,8 @@ static int put_back(struct hvfh_vcpu *v, const struct kvm_regs *pre)
     discard_pending(v);
     v->regs = *pre;
     v->regs_valid = 1;
-    v->regs_dirty = 1;
-    return hvfh_flush_state(v);
+    v->regs_dirty = 1; /* to KVM at the next entry */
+    return 0;
 }
 
 static int is_io(const struct hvfh_insn *in, int dir_in, int string)
@@ -347,6 +352,13 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
         else
             have = !hvfh_decode(v, v->regs.rip, &in, 0);
     }
+    if (!run->mmio.is_write && have && !in.map &&
+        (in.op == 0xa4 || in.op == 0xa5) && run->mmio.len <= 8) {
+        /* MOVS from MMIO: completing the read writes its data to ES:RDI;
+         * make that the bytes already there */
+        uint64_t la = seg_base(v, 0) + (pre.rdi & amask(in.addrsize));
+        hvfh_read_linear(v, la, run->mmio.data, run->mmio.len);
+    }
     if (put_back(v, &pre))
         return fail("putting the registers back", errno);
     uint64_t rights = hvfh_gpa_rights(gpa) & 7;
@@ -468,9 +480,10 @@ static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r)
 
 hv_return_t hvfh_run(struct hvfh_vcpu *v)
 {
-    if (getenv("HVF_HOST_TRACE"))
-        fprintf(stderr, "hvf_host: vcpu %u run (cpuid state %d)\n", v->id,
-                v->cpuid_state);
+    if (getenv("HVF_HOST_TRACE") && !hvfh_load_regs(v))
+        fprintf(stderr, "hvf_host: vcpu %u run at rip %#llx rax %#llx\n", v->id,
+                (unsigned long long)v->regs.rip,
+                (unsigned long long)v->regs.rax);
     clear_exit(v);
     int err = 0;
     if (hvfh_cpuid_step(v, &err))
@@ -506,7 +519,20 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         return after_exit(v, HV_SUCCESS);
     }
     hvfh_tsc_apply(v);
-    if (hvfh_flush_state(v)) {
+    int fr;
+    if (v->sync_regs) {
+        /* the registers go in with KVM_RUN */
+        fr = hvfh_flush_sregs(v);
+        v->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
+        if (!fr && v->regs_dirty) {
+            v->run->s.regs.regs = v->regs;
+            v->run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
+            v->regs_dirty = 0;
+        }
+    } else {
+        fr = hvfh_flush_state(v);
+    }
+    if (fr) {
         int e = errno;
         fprintf(
             stderr,

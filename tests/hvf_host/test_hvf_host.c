@@ -326,3 +326,24 @@ Test(hvf_host, mmio_write_prefixes_and_lookalikes)
     cr_assert_eq(run(), VMX_REASON_HLT);
     cr_assert_eq(rreg(HV_X86_RIP), hlt);
 }
+
+/* MOVS from MMIO into RAM: the read exits first, RAM untouched. */
+Test(hvf_host, movs_from_mmio_leaves_ram)
+{
+    ram[DATA] = 0x5c;
+    EMIT(0xbe, B4(MMIO + 0x40)); /* mov esi, MMIO+0x40 */
+    EMIT(0xbf, B4(DATA));        /* mov edi, DATA */
+    uint64_t m = EMIT(0xa4);     /* movsb */
+    uint64_t hlt = EMIT(0xf4);
+    expect_ept(m, MMIO + 0x40, 1);
+    cr_assert_eq(rreg(HV_X86_RSI), MMIO + 0x40);
+    cr_assert_eq(rreg(HV_X86_RDI), DATA);
+    cr_assert_eq(ram[DATA], 0x5c, "MOVS must not have written RAM");
+    ram[DATA] = 0x99; /* the backend's emulation */
+    wreg(HV_X86_RSI, MMIO + 0x41);
+    wreg(HV_X86_RDI, DATA + 1);
+    wreg(HV_X86_RIP, m + 1);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert_eq(rreg(HV_X86_RIP), hlt);
+    cr_assert_eq(ram[DATA], 0x99);
+}

@@ -202,6 +202,14 @@ Test(hvf_state, fpstate_is_the_xsave_image)
     uint32_t mxcsr;
     memcpy(&mxcsr, x + 24, 4);
     cr_assert_eq(mxcsr & 0xffff, 0x1f80, "MXCSR at its XSAVE offset");
+    /* a buffer larger than the image: zeros past it, writable back */
+    uint8_t big[16384];
+    memset(big, 0xee, sizeof(big));
+    cr_assert_eq(hv_vcpu_read_fpstate(vcpu, big, sizeof(big)), HV_SUCCESS);
+    cr_assert_eq(memcmp(big, x, 512), 0);
+    cr_assert_eq(big[sizeof(big) - 1], 0);
+    cr_assert_eq(hv_vcpu_write_fpstate(vcpu, big, sizeof(big)), HV_SUCCESS);
+    cr_assert_eq(hv_vcpu_read_fpstate(vcpu, x, 100), HV_BAD_ARGUMENT);
     memset(x + 160, 0xab, 16); /* XMM0 */
     x[512] |= 2;               /* XSTATE_BV: SSE state present */
     cr_assert_eq(hv_vcpu_write_fpstate(vcpu, x, sizeof(x)), HV_SUCCESS);
@@ -260,4 +268,65 @@ Test(hvf_state, tsc_relative_to_hv_tsc_clock)
               "guest TSC 0x%llx, hv_tsc_clock()+offset 0x%llx..0x%llx",
               (unsigned long long)t, (unsigned long long)before,
               (unsigned long long)after);
+}
+
+/* A second vCPU on its own thread: its own exits, its own registers, and
+ * hv_vcpu_interrupt reaching only the vCPU it names. */
+struct second {
+    hv_vcpuid_t id;
+    uint32_t first, second;
+    uint64_t rip, rbx;
+    int ready;
+};
+
+static void *second_thread(void *arg)
+{
+    struct second *s = arg;
+    if (vcpu_init(&s->id, 0x1100, 0x7000)) {
+        __atomic_store_n(&s->ready, -1, __ATOMIC_SEQ_CST);
+        return NULL;
+    }
+    __atomic_store_n(&s->ready, 1, __ATOMIC_SEQ_CST);
+    s->first = run_vcpu(s->id); /* out 0x22 */
+    hv_vcpu_read_register(s->id, HV_X86_RBX, &s->rbx);
+    hv_vcpu_write_register(s->id, HV_X86_RIP, 0x1102);
+    s->second = run_vcpu(s->id); /* spins until interrupted */
+    hv_vcpu_read_register(s->id, HV_X86_RIP, &s->rip);
+    hv_vcpu_destroy(s->id);
+    return NULL;
+}
+
+Test(hvf_state, two_vcpus_on_two_threads)
+{
+    pc = 0x1100;
+    EMIT(0xe6, 0x22);                 /* out 0x22, al */
+    uint64_t spin = EMIT(0xeb, 0xfe); /* jmp . */
+    pc = CODE;
+    EMIT(0xbb, B4(0x1111));        /* mov ebx, 0x1111 */
+    uint64_t o = EMIT(0xe6, 0x11); /* out 0x11, al */
+    EMIT(0xf4);
+    struct second s;
+    memset(&s, 0, sizeof(s));
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, second_thread, &s), 0);
+    while (!__atomic_load_n(&s.ready, __ATOMIC_SEQ_CST))
+        usleep(1000);
+    cr_assert_eq(s.ready, 1);
+    cr_assert_neq(s.id, vcpu);
+    cr_assert_eq(run(), VMX_REASON_IO);
+    cr_assert_eq(rreg(HV_X86_RIP), o);
+    cr_assert_eq(rreg(HV_X86_RBX), 0x1111);
+    uint64_t v;
+    cr_assert_eq(hv_vcpu_read_register(s.id, HV_X86_RIP, &v), HV_BAD_ARGUMENT,
+                 "not this thread's vCPU");
+    usleep(200 * 1000);
+    cr_assert_eq(hv_vcpu_interrupt(&s.id, 1), HV_SUCCESS);
+    pthread_join(t, NULL);
+    cr_assert_eq(s.first, VMX_REASON_IO);
+    cr_assert_neq(s.rbx, 0x1111, "registers are per vCPU");
+    cr_assert_eq(s.second, VMX_REASON_IRQ);
+    cr_assert_eq(s.rip, spin);
+    /* ours was not interrupted: it runs on to the HLT */
+    skip_insn();
+    cr_assert_eq(run(), VMX_REASON_HLT);
 }

@@ -66,13 +66,20 @@ int hvfh_load_sregs(struct hvfh_vcpu *v)
     return 0;
 }
 
-int hvfh_flush_state(struct hvfh_vcpu *v)
+int hvfh_flush_sregs(struct hvfh_vcpu *v)
 {
     if (v->sregs_dirty) {
         if (ioctl(v->fd, KVM_SET_SREGS, &v->sregs))
             return -errno;
         v->sregs_dirty = 0;
     }
+    return 0;
+}
+
+int hvfh_flush_state(struct hvfh_vcpu *v)
+{
+    if (hvfh_flush_sregs(v))
+        return -errno;
     if (v->regs_dirty) {
         if (ioctl(v->fd, KVM_SET_REGS, &v->regs))
             return -errno;
@@ -81,8 +88,19 @@ int hvfh_flush_state(struct hvfh_vcpu *v)
     return 0;
 }
 
+/* After KVM_RUN: KVM's registers, from the run structure where KVM
+ * copies them (KVM_CAP_SYNC_REGS), else to be read by ioctl. */
 void hvfh_invalidate(struct hvfh_vcpu *v)
 {
+    if (v->sync_regs) {
+        v->regs = v->run->s.regs.regs;
+        v->sregs = v->run->s.regs.sregs;
+        v->regs_valid = v->sregs_valid = 1;
+        v->regs_dirty = v->sregs_dirty = 0;
+        v->tlb_valid = 0;
+        v->run->kvm_dirty_regs = 0;
+        return;
+    }
     v->regs_valid = v->sregs_valid = 0;
     v->regs_dirty = v->sregs_dirty = 0;
     v->tlb_valid = 0;
@@ -131,6 +149,12 @@ hv_return_t hv_vcpu_create(hv_vcpuid_t *vcpu, hv_vcpu_options_t flags)
         goto out;
     }
     v->run_size = (size_t)sz;
+    int sync = ioctl(hvfh_vm.vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+    v->sync_regs =
+        sync > 0 && (sync & (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)) ==
+                        (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS);
+    if (getenv("HVF_HOST_NO_SYNC_REGS"))
+        v->sync_regs = 0;
     v->used = 1;
     v->id = (hv_vcpuid_t)id;
     v->tid = (pid_t)syscall(SYS_gettid);
@@ -349,11 +373,14 @@ hv_return_t hv_vcpu_read_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
     void *x = hvfh_xsave_get(v, &sz);
     if (!x)
         return HV_ERROR;
-    hv_return_t r = size > sz ? HV_BAD_ARGUMENT : HV_SUCCESS;
-    if (r == HV_SUCCESS)
-        memcpy(buffer, x, size);
+    /* a larger buffer (sized by the host's CPUID, say) gets the
+     * components KVM does not hold in their initial state: zeros, with
+     * their XSTATE_BV bits clear */
+    memcpy(buffer, x, size < sz ? size : sz);
+    if (size > sz)
+        memset((uint8_t *)buffer + sz, 0, size - sz);
     free(x);
-    return r;
+    return HV_SUCCESS;
 }
 
 hv_return_t hv_vcpu_write_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
@@ -365,11 +392,11 @@ hv_return_t hv_vcpu_write_fpstate(hv_vcpuid_t vcpu, void *buffer, size_t size)
     void *x = hvfh_xsave_get(v, &sz);
     if (!x)
         return HV_ERROR;
-    hv_return_t r = HV_BAD_ARGUMENT;
-    if (size <= sz) {
-        memcpy(x, buffer, size);
-        r = ioctl(v->fd, KVM_SET_XSAVE, x) ? HV_BAD_ARGUMENT : HV_SUCCESS;
-    }
+    /* beyond KVM's image: components KVM does not hold, which the header
+     * must not claim (KVM refuses it then) */
+    memcpy(x, buffer, size < sz ? size : sz);
+    hv_return_t r =
+        ioctl(v->fd, KVM_SET_XSAVE, x) ? HV_BAD_ARGUMENT : HV_SUCCESS;
     free(x);
     return r;
 }
