@@ -80,7 +80,7 @@ Test(hvf_guests, snapshot_from_kvm_resumes_under_hvf)
 /* hvf -> kvm is not listed: KVM refuses the CPUID the hvf guest saw (the
  * host's leaves, filtered) where this host's KVM supports less than the
  * CPU has (here LZCNT/ABM, leaf 0x80000001 ECX bit 5); the framework's
- * API has no way to ask what the KVM below supports (docs/BACKENDS.md). */
+ * API has no way to ask what the KVM below supports (docs/HVF.md). */
 
 #ifdef HVT_HVRUN
 /* The same guest under hvrun --accel hvf: the console counts on, line after

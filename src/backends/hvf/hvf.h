@@ -1,4 +1,4 @@
-/* Hypervisor.framework backend private definitions (docs/BACKENDS.md).
+/* Hypervisor.framework backend private definitions (docs/HVF.md).
  *
  * Written against Apple's documented C API for Intel Macs. On macOS the
  * SDK's <Hypervisor/...> headers declare it and the framework is linked;

@@ -402,7 +402,7 @@ int hvi_hvf_vcpu_set_state(void *vcpu_priv, uint32_t kind, const void *buf,
         return set_events(v, buf);
     case HVC_BACKEND_VCPU_ARCH_CPUID:
         /* Checked, not applied: the guest keeps this host's filtered
-         * CPUID (docs/BACKENDS.md). */
+         * CPUID (docs/HVF.md). */
         return hvi_x86_check_cpuid(buf, length);
     default:
         return hvi_error(-EINVAL, "the hvf backend has no vCPU state kind %u",
