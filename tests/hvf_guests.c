@@ -2,8 +2,9 @@
  * tests/hvf_host's KVM-hosted implementation of Apple's API: the counter
  * guest (tests/guests/counter64.S) counts on the console and checksums its
  * pattern pages under hvf; and a snapshot taken under kvm resumes under
- * hvf, the console going on with the next number. Built only with HVCORE_HVF_ON_KVM, run
- * with HVCORE_HVF_HOST_LIBRARY set (tests/CMakeLists.txt). */
+ * hvf, the console going on with the next number. Built only with
+ * HVCORE_HVF_ON_KVM, run with HVCORE_HVF_HOST_LIBRARY set
+ * (tests/CMakeLists.txt). */
 #include "migtest.h"
 
 #ifdef HVT_HVRUN
@@ -90,9 +91,10 @@ Test(hvf_guests, hvrun_accel_hvf_counts)
     require_both();
     struct scratch s;
     scratch_open(&s);
-    const char *args[] = {"--accel", "hvf",  "--kernel",
-                          HVT_GUEST_DIR "/counter64.bin",
-                          "--raw",   "0x8000", "--mem", "64", NULL};
+    const char *args[] = {
+        "--accel", "hvf",    "--kernel", HVT_GUEST_DIR "/counter64.bin",
+        "--raw",   "0x8000", "--mem",    "64",
+        NULL};
     pid_t pid = spawn_hvrun(&s, "hvf", NULL, args);
     wait_for_count(in(&s, "hvf.out"), 40, 60.0, pid);
     kill(pid, SIGTERM);

@@ -126,7 +126,7 @@ const hvc_backend_ops hvi_hvf_backend = {
     .vcpu_set_fpu = hvi_hvf_set_fpu,
     .vcpu_set_runnable = hvi_hvf_set_runnable,
     .tsc = &hvi_hvf_tsc_ops,
-    .vm_irqfd = NULL,    /* no eventfds: the core's fallback */
+    .vm_irqfd = NULL, /* no eventfds: the core's fallback */
     .vm_ioeventfd = NULL,
     .vcpu_flush = hvi_hvf_vcpu_flush,
 #ifdef HVCORE_HVF_ARCH_STATE /* until arch_state.c (state17) is merged */

@@ -77,7 +77,7 @@ struct hvi_hvf {
     uint64_t caps[HVC_CAP_PAGE_SIZE + 1];
     /* The allowed settings of the VMX controls (HV_VMX_CAP_*). */
     uint64_t cap_pin, cap_cpu, cap_cpu2, cap_entry, cap_exit;
-    atomic_int vms; /* the framework allows one VM per process */
+    atomic_int vms;   /* the framework allows one VM per process */
     uint32_t tsc_khz; /* the host TSC (hvf_tsc.c), found at open */
 };
 
@@ -89,7 +89,7 @@ struct hvi_hvf_vm {
     pthread_rwlock_t slot_lock;
     struct hvi_hvf_slot *slots;
     uint32_t nr_slots;
-    uint32_t tsc_khz; /* 0: the host's */
+    uint32_t tsc_khz;            /* 0: the host's */
     _Atomic int64_t clock_delta; /* software guest clock - monotonic */
 };
 
@@ -111,7 +111,7 @@ struct hvi_hvf_mmio_log {
     uint64_t addr;
     unsigned size;
     bool is_write;
-    uint64_t data; /* the exit's data buffer */
+    uint64_t data;    /* the exit's data buffer */
     bool fault_write; /* the EPT violation was a write */
 };
 
@@ -121,11 +121,11 @@ struct hvi_hvf_pio {
     bool in;
     bool string;
     bool rep;
-    uint32_t count;    /* elements in this exit */
-    uint32_t insn_len; /* to step over when done */
-    uint64_t lin;      /* string: linear address of the first element */
+    uint32_t count;     /* elements in this exit */
+    uint32_t insn_len;  /* to step over when done */
+    uint64_t lin;       /* string: linear address of the first element */
     unsigned addr_size; /* string: 2, 4 or 8 */
-    bool down;         /* string: EFLAGS.DF */
+    bool down;          /* string: EFLAGS.DF */
 };
 
 /* MSRs the backend keeps itself (the framework runs the others natively
@@ -158,7 +158,7 @@ struct hvi_hvf_vcpu {
     struct hvi_hvf_mmio_log mmio;
     struct hvi_hvf_msrs msrs;
     uint64_t cr0_mask, cr4_mask;
-    uint64_t entry_ctls; /* without the IA-32e bit, which follows LMA */
+    uint64_t entry_ctls;  /* without the IA-32e bit, which follows LMA */
     bool rdtscp, invpcid; /* the secondary controls that enable them */
     size_t fpu_size;
     uint64_t tsc_offset; /* hv_vcpu_set_tsc_relative's, as last set */

@@ -99,8 +99,8 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
          * (the framework's guests run without it), x2APIC, TSC-deadline,
          * OSXSAVE (set below from CR4). */
         o[2] &= ~((1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) |
-                  (1u << 7) | (1u << 8) | (1u << 14) | (1u << 15) |
-                  (1u << 17) | (1u << 21) | (1u << 24) | (1u << 27));
+                  (1u << 7) | (1u << 8) | (1u << 14) | (1u << 15) | (1u << 17) |
+                  (1u << 21) | (1u << 24) | (1u << 27));
         if (cr4 & HVI_CR4_OSXSAVE)
             o[2] |= 1u << 27;
         o[2] |= 1u << 31; /* running under a hypervisor */

@@ -107,9 +107,10 @@ int hvi_hvf_exit_io(struct hvi_hvf_vcpu *v, hvc_exit *exit)
         .insn_len = (uint32_t)hvi_hvf_vmcs(v, VMCS_RO_VMEXIT_INSTR_LEN),
     };
     if (p->size != 1 && p->size != 2 && p->size != 4)
-        return hvi_error(-EIO, "vCPU %u: I/O exit qualification 0x%llx has "
-                               "size %u", v->id, (unsigned long long)q,
-                         p->size);
+        return hvi_error(-EIO,
+                         "vCPU %u: I/O exit qualification 0x%llx has "
+                         "size %u",
+                         v->id, (unsigned long long)q, p->size);
     if (p->string) {
         int r = string_setup(v, p, exit);
         if (r <= 0)
@@ -151,8 +152,8 @@ static int complete_string(struct hvi_hvf_vcpu *v, struct hvi_hvf_pio *p)
     bool done = true;
     if (p->rep) {
         uint64_t left = (rcx & mask_of(p->addr_size)) - p->count;
-        if ((r = hvi_hvf_wreg(v, HV_X86_RCX,
-                              merge(rcx, left, p->addr_size))) < 0)
+        if ((r = hvi_hvf_wreg(v, HV_X86_RCX, merge(rcx, left, p->addr_size))) <
+            0)
             return r;
         done = left == 0;
     }

@@ -70,8 +70,7 @@ static int copy(struct hvi_hvf_vm *vm, uint64_t gpa, void *buf, size_t len,
     return 0;
 }
 
-int hvi_hvf_gpa_read(struct hvi_hvf_vm *vm, uint64_t gpa, void *buf,
-                     size_t len)
+int hvi_hvf_gpa_read(struct hvi_hvf_vm *vm, uint64_t gpa, void *buf, size_t len)
 {
     return copy(vm, gpa, buf, len, false);
 }
@@ -110,8 +109,8 @@ int hvi_hvf_translate(struct hvi_hvf_vcpu *v, uint64_t lin, uint64_t *gpa)
         if (entry(vm, (cr3 & 0xfffff000u) + ((l >> 22) & 0x3ff) * 4, 4, &e))
             return -EFAULT;
         if ((e & PTE_PS) && (cr4 & CR4_PSE)) {
-            *gpa = (e & 0xffc00000u) | (((e >> 13) & 0xff) << 32) |
-                   (l & 0x3fffff);
+            *gpa =
+                (e & 0xffc00000u) | (((e >> 13) & 0xff) << 32) | (l & 0x3fffff);
             return 0;
         }
         if (entry(vm, (e & 0xfffff000u) + ((l >> 12) & 0x3ff) * 4, 4, &e))
@@ -147,8 +146,8 @@ int hvi_hvf_translate(struct hvi_hvf_vcpu *v, uint64_t lin, uint64_t *gpa)
     return 0;
 }
 
-static int lin_copy(struct hvi_hvf_vcpu *v, uint64_t lin, void *buf,
-                    size_t len, bool write)
+static int lin_copy(struct hvi_hvf_vcpu *v, uint64_t lin, void *buf, size_t len,
+                    bool write)
 {
     uint8_t *b = buf;
     while (len) {

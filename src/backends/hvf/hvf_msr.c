@@ -38,9 +38,9 @@
 #define MSR_TSC_AUX 0xc0000103u
 
 static const uint32_t native[] = {
-    MSR_STAR,        MSR_LSTAR,        MSR_CSTAR,         MSR_SFMASK,
+    MSR_STAR,        MSR_LSTAR,        MSR_CSTAR,          MSR_SFMASK,
     MSR_FS_BASE,     MSR_GS_BASE,      MSR_KERNEL_GS_BASE, MSR_TSC_AUX,
-    MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP,  MSR_TSC};
+    MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP,   MSR_TSC};
 
 static bool is_native(uint32_t msr)
 {
@@ -97,8 +97,8 @@ int hvi_hvf_msr_read(struct hvi_hvf_vcpu *v, uint32_t msr, uint64_t *value)
     if (is_native(msr)) {
         hv_return_t h = hvi_hvf.hv_vcpu_read_msr(v->vcpu, msr, value);
         if (h != HV_SUCCESS)
-            return hvi_error(-EIO, "vCPU %u: hv_vcpu_read_msr(0x%x): %s",
-                             v->id, msr, hvi_hvf_ret_name(h));
+            return hvi_error(-EIO, "vCPU %u: hv_vcpu_read_msr(0x%x): %s", v->id,
+                             msr, hvi_hvf_ret_name(h));
         return 0;
     }
     switch (msr) {
@@ -142,8 +142,8 @@ int hvi_hvf_msr_write(struct hvi_hvf_vcpu *v, uint32_t msr, uint64_t value)
         if (((old ^ value) & HVI_EFER_LME) &&
             (hvi_hvf_vmcs(v, VMCS_GUEST_CR0) & HVI_CR0_PG))
             return -EINVAL;
-        int r = hvi_hvf_set_efer(v, (value & ~HVI_EFER_LMA) |
-                                        (old & HVI_EFER_LMA));
+        int r =
+            hvi_hvf_set_efer(v, (value & ~HVI_EFER_LMA) | (old & HVI_EFER_LMA));
         return r == -EINVAL ? -EINVAL : r;
     }
     case MSR_PAT:

@@ -34,8 +34,8 @@ uint64_t hvi_hvf_guest_cr4(struct hvi_hvf_vcpu *v)
 static int sync_lma(struct hvi_hvf_vcpu *v)
 {
     uint64_t efer = hvi_hvf_vmcs(v, VMCS_GUEST_IA32_EFER);
-    bool lma = (efer & HVI_EFER_LME) &&
-               (hvi_hvf_vmcs(v, VMCS_GUEST_CR0) & HVI_CR0_PG);
+    bool lma =
+        (efer & HVI_EFER_LME) && (hvi_hvf_vmcs(v, VMCS_GUEST_CR0) & HVI_CR0_PG);
     uint64_t want = lma ? efer | HVI_EFER_LMA : efer & ~HVI_EFER_LMA;
     int r = 0;
     if (want != efer)
@@ -73,8 +73,10 @@ int hvi_hvf_set_cr4(struct hvi_hvf_vcpu *v, uint64_t cr4)
 {
     /* VMXE: nested VMX is not offered. Bits above LA57..PKS: reserved. */
     if ((cr4 & HVI_CR4_VMXE) || (cr4 >> 25))
-        return hvi_error(-EINVAL, "CR4 0x%" PRIx64 " sets reserved bits or "
-                                  "VMXE (no nested VMX)", cr4);
+        return hvi_error(-EINVAL,
+                         "CR4 0x%" PRIx64 " sets reserved bits or "
+                         "VMXE (no nested VMX)",
+                         cr4);
     int r = hvi_hvf_wvmcs(v, VMCS_CTRL_CR4_SHADOW, cr4);
     if (r == 0)
         r = hvi_hvf_wvmcs(v, VMCS_GUEST_CR4, cr4 | HVI_CR4_VMXE);
@@ -134,10 +136,9 @@ static int set_one(struct hvi_hvf_vcpu *v, hvc_reg id, uint64_t val)
     if (HVC_X86_IS_MSR(id)) {
         int r = hvi_hvf_msr_write(v, (uint32_t)id, val);
         if (r == -EINVAL)
-            return hvi_error(-EIO,
-                             "the hvf backend refuses 0x%" PRIx64
-                             " for MSR 0x%x",
-                             val, (uint32_t)id);
+            return hvi_error(
+                -EIO, "the hvf backend refuses 0x%" PRIx64 " for MSR 0x%x", val,
+                (uint32_t)id);
         return r;
     }
     if (id <= HVC_X86_RFLAGS)
@@ -219,10 +220,12 @@ int hvi_hvf_get_segment(void *vcpu_priv, hvc_reg id, hvc_x86_segment *out)
     int r;
     if (id == HVC_X86_GDTR || id == HVC_X86_IDTR) {
         bool g = id == HVC_X86_GDTR;
-        if ((r = hvi_hvf_rvmcs(v, g ? VMCS_GUEST_GDTR_BASE
-                                    : VMCS_GUEST_IDTR_BASE, &base)) < 0 ||
-            (r = hvi_hvf_rvmcs(v, g ? VMCS_GUEST_GDTR_LIMIT
-                                    : VMCS_GUEST_IDTR_LIMIT, &limit)) < 0)
+        if ((r = hvi_hvf_rvmcs(v,
+                               g ? VMCS_GUEST_GDTR_BASE : VMCS_GUEST_IDTR_BASE,
+                               &base)) < 0 ||
+            (r = hvi_hvf_rvmcs(
+                 v, g ? VMCS_GUEST_GDTR_LIMIT : VMCS_GUEST_IDTR_LIMIT,
+                 &limit)) < 0)
             return r;
         out->base = base;
         out->limit = (uint32_t)limit;
@@ -259,17 +262,19 @@ int hvi_hvf_set_segment(void *vcpu_priv, hvc_reg id, const hvc_x86_segment *s)
                              "descriptor table limit 0x%x is above 0xffff",
                              s->limit);
         bool g = id == HVC_X86_GDTR;
-        if ((r = hvi_hvf_wvmcs(v, g ? VMCS_GUEST_GDTR_BASE
-                                    : VMCS_GUEST_IDTR_BASE, s->base)) < 0 ||
-            (r = hvi_hvf_wvmcs(v, g ? VMCS_GUEST_GDTR_LIMIT
-                                    : VMCS_GUEST_IDTR_LIMIT, s->limit)) < 0)
+        if ((r = hvi_hvf_wvmcs(v,
+                               g ? VMCS_GUEST_GDTR_BASE : VMCS_GUEST_IDTR_BASE,
+                               s->base)) < 0 ||
+            (r = hvi_hvf_wvmcs(
+                 v, g ? VMCS_GUEST_GDTR_LIMIT : VMCS_GUEST_IDTR_LIMIT,
+                 s->limit)) < 0)
             return r;
         return 0;
     }
-    uint32_t ar = (s->type & 15u) | (s->s ? 1u : 0) << 4 |
-                  (s->dpl & 3u) << 5 | (s->present ? 1u : 0) << 7 |
-                  (s->avl ? 1u : 0) << 12 | (s->l ? 1u : 0) << 13 |
-                  (s->db ? 1u : 0) << 14 | (s->g ? 1u : 0) << 15;
+    uint32_t ar = (s->type & 15u) | (s->s ? 1u : 0) << 4 | (s->dpl & 3u) << 5 |
+                  (s->present ? 1u : 0) << 7 | (s->avl ? 1u : 0) << 12 |
+                  (s->l ? 1u : 0) << 13 | (s->db ? 1u : 0) << 14 |
+                  (s->g ? 1u : 0) << 15;
     if (s->unusable || !s->present)
         ar = HVI_AR_UNUSABLE;
     uint32_t f = selector_field(id);
@@ -304,7 +309,6 @@ int hvi_hvf_set_fpu(void *vcpu_priv, const void *buf, size_t length)
     hv_return_t h =
         hvi_hvf.hv_vcpu_write_fpstate(v->vcpu, (void *)buf, v->fpu_size);
     if (h != HV_SUCCESS)
-        return hvi_hvf_fail("hv_vcpu_write_fpstate (the blob was rejected)",
-                            h);
+        return hvi_hvf_fail("hv_vcpu_write_fpstate (the blob was rejected)", h);
     return 0;
 }

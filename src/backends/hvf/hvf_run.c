@@ -161,7 +161,9 @@ static int dispatch(struct hvi_hvf_vcpu *v, uint32_t reason, hvc_exit *exit)
         exit->reason = HVC_EXIT_HLT;
         return REPORT;
     }
-    case VMX_REASON_TRIPLE_FAULT: exit->reason = HVC_EXIT_SHUTDOWN; return REPORT;
+    case VMX_REASON_TRIPLE_FAULT:
+        exit->reason = HVC_EXIT_SHUTDOWN;
+        return REPORT;
     case VMX_REASON_MWAIT:
     case VMX_REASON_MONITOR:
     case VMX_REASON_VMCALL:
@@ -180,12 +182,9 @@ static int dispatch(struct hvi_hvf_vcpu *v, uint32_t reason, hvc_exit *exit)
         /* What CPUID does not offer raises #UD, as on hardware. */
         return hvi_hvf_inject_exception(v, HVI_EXC_UD, false, 0);
     case VMX_REASON_EPT_MISCONFIG:
-        internal(exit, reason, hvi_hvf_vmcs(v, VMCS_GUEST_PHYSICAL_ADDRESS),
-                 q);
+        internal(exit, reason, hvi_hvf_vmcs(v, VMCS_GUEST_PHYSICAL_ADDRESS), q);
         return REPORT;
-    default:
-        exit->reason = HVC_EXIT_UNKNOWN;
-        return REPORT;
+    default: exit->reason = HVC_EXIT_UNKNOWN; return REPORT;
     }
 }
 

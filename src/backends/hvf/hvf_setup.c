@@ -12,9 +12,8 @@ static uint64_t ctrl(uint64_t cap, uint64_t want)
     return (want | (cap & 0xffffffffu)) & (cap >> 32);
 }
 
-static const uint32_t seg_sel[] = {VMCS_GUEST_ES, VMCS_GUEST_CS,
-                                   VMCS_GUEST_SS, VMCS_GUEST_DS,
-                                   VMCS_GUEST_FS, VMCS_GUEST_GS};
+static const uint32_t seg_sel[] = {VMCS_GUEST_ES, VMCS_GUEST_CS, VMCS_GUEST_SS,
+                                   VMCS_GUEST_DS, VMCS_GUEST_FS, VMCS_GUEST_GS};
 
 int hvi_hvf_vmcs_init(struct hvi_hvf_vcpu *v)
 {
@@ -23,8 +22,7 @@ int hvi_hvf_vmcs_init(struct hvi_hvf_vcpu *v)
      * a guest that could move between hosts (a snapshot restored under KVM,
      * or an implementation of the API that cannot run them) must not
      * depend on them; every guest works without. */
-    uint64_t cpu2 =
-        ctrl(h->cap_cpu2, CPU_BASED2_EPT | CPU_BASED2_UNRESTRICTED);
+    uint64_t cpu2 = ctrl(h->cap_cpu2, CPU_BASED2_EPT | CPU_BASED2_UNRESTRICTED);
     v->rdtscp = (cpu2 & CPU_BASED2_RDTSCP) != 0;
     v->invpcid = (cpu2 & CPU_BASED2_INVPCID) != 0;
     v->cr0_mask = HVI_CR0_NE;
@@ -34,9 +32,8 @@ int hvi_hvf_vmcs_init(struct hvi_hvf_vcpu *v)
         uint32_t field;
         uint64_t value;
     } init[] = {
-        {VMCS_CTRL_PIN_BASED,
-         ctrl(h->cap_pin,
-              PIN_BASED_INTR | PIN_BASED_NMI | PIN_BASED_VIRTUAL_NMI)},
+        {VMCS_CTRL_PIN_BASED, ctrl(h->cap_pin, PIN_BASED_INTR | PIN_BASED_NMI |
+                                                   PIN_BASED_VIRTUAL_NMI)},
         {VMCS_CTRL_CPU_BASED,
          ctrl(h->cap_cpu, CPU_BASED_HLT | CPU_BASED_UNCOND_IO |
                               CPU_BASED_MWAIT | CPU_BASED_MONITOR |

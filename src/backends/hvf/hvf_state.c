@@ -18,12 +18,11 @@
 static const uint32_t saved_msrs[] = {
     0x3a,       0x174,      0x175,      0x176,      0x1a0, /* FEATURE_CONTROL,
                                                   SYSENTER, MISC_ENABLE */
-    0x200,      0x201,      0x202,      0x203,      0x204,      0x205,
-    0x206,      0x207,      0x208,      0x209,      0x20a,      0x20b,
-    0x20c,      0x20d,      0x20e,      0x20f,      0x250,      0x258,
-    0x259,      0x268,      0x269,      0x26a,      0x26b,      0x26c,
+    0x200,      0x201,      0x202,      0x203,      0x204, 0x205, 0x206, 0x207,
+    0x208,      0x209,      0x20a,      0x20b,      0x20c, 0x20d, 0x20e, 0x20f,
+    0x250,      0x258,      0x259,      0x268,      0x269, 0x26a, 0x26b, 0x26c,
     0x26d,      0x26e,      0x26f,      0x277,      0x2ff, /* MTRRs, PAT */
-    0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, /* syscall */
+    0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084,        /* syscall */
     0xc0000100, 0xc0000101, 0xc0000102, 0xc0000103};
 #define NR_SAVED (sizeof(saved_msrs) / sizeof(saved_msrs[0]))
 
@@ -41,7 +40,8 @@ int hvi_hvf_vcpu_state_size(void *vcpu_priv, uint32_t kind, size_t *size)
         *size = sizeof(struct hvi_x86_sregs);
         break;
     case HVC_BACKEND_VCPU_ARCH_MSRS:
-        *size = sizeof(struct hvi_x86_msrs) + NR_SAVED * sizeof(struct hvi_x86_msr);
+        *size =
+            sizeof(struct hvi_x86_msrs) + NR_SAVED * sizeof(struct hvi_x86_msr);
         break;
     case HVC_BACKEND_VCPU_ARCH_XSAVE: *size = xsave_bytes(v); break;
     case HVC_BACKEND_VCPU_ARCH_EVENTS:
@@ -83,9 +83,9 @@ static int get_sregs(struct hvi_hvf_vcpu *v, struct hvi_x86_sregs *s)
         }
     }
     static const hvc_reg ids[] = {
-        HVC_X86_CR0, HVC_X86_CR2, HVC_X86_CR3, HVC_X86_CR4,
-        HVC_X86_CR8, HVC_X86_EFER, HVC_X86_APIC_BASE, HVC_X86_DR0,
-        HVC_X86_DR1, HVC_X86_DR2, HVC_X86_DR3, HVC_X86_DR6, HVC_X86_DR7};
+        HVC_X86_CR0,  HVC_X86_CR2,       HVC_X86_CR3, HVC_X86_CR4, HVC_X86_CR8,
+        HVC_X86_EFER, HVC_X86_APIC_BASE, HVC_X86_DR0, HVC_X86_DR1, HVC_X86_DR2,
+        HVC_X86_DR3,  HVC_X86_DR6,       HVC_X86_DR7};
     return hvi_hvf_get_regs(v, ids, &s->cr0, 13);
 }
 
@@ -97,14 +97,13 @@ static int set_sregs(struct hvi_hvf_vcpu *v, const struct hvi_x86_sregs *s)
     int r;
     /* EFER before CR0, so that paging comes on in the right mode; CR4
      * before CR0 for PAE. */
-    static const hvc_reg ids[] = {HVC_X86_EFER, HVC_X86_CR4, HVC_X86_CR0,
-                                  HVC_X86_CR2,  HVC_X86_CR3, HVC_X86_CR8,
-                                  HVC_X86_APIC_BASE, HVC_X86_DR0,
-                                  HVC_X86_DR1,  HVC_X86_DR2, HVC_X86_DR3,
-                                  HVC_X86_DR6,  HVC_X86_DR7};
-    const uint64_t vals[] = {s->efer, s->cr4, s->cr0, s->cr2, s->cr3,
+    static const hvc_reg ids[] = {
+        HVC_X86_EFER, HVC_X86_CR4,       HVC_X86_CR0, HVC_X86_CR2, HVC_X86_CR3,
+        HVC_X86_CR8,  HVC_X86_APIC_BASE, HVC_X86_DR0, HVC_X86_DR1, HVC_X86_DR2,
+        HVC_X86_DR3,  HVC_X86_DR6,       HVC_X86_DR7};
+    const uint64_t vals[] = {s->efer, s->cr4,       s->cr0, s->cr2, s->cr3,
                              s->cr8,  s->apic_base, s->dr0, s->dr1, s->dr2,
-                             s->dr3,  s->dr6, s->dr7};
+                             s->dr3,  s->dr6,       s->dr7};
     if ((r = hvi_hvf_set_regs(v, ids, vals, 13)) < 0)
         return r;
     for (uint32_t i = 0; i < HVI_X86_NR_SEGMENTS; i++) {
@@ -114,9 +113,8 @@ static int set_sregs(struct hvi_hvf_vcpu *v, const struct hvi_x86_sregs *s)
                              "sregs state: segment %u has id 0x%" PRIx64
                              ", not 0x%x",
                              i, in->id, (unsigned)(HVC_X86_CS + i));
-        hvc_x86_segment seg = {.base = in->base,
-                               .limit = in->limit,
-                               .selector = in->selector};
+        hvc_x86_segment seg = {
+            .base = in->base, .limit = in->limit, .selector = in->selector};
         hvi_x86_ar_unpack(in->ar, &seg);
         if ((r = hvi_hvf_set_segment(v, in->id, &seg)) < 0)
             return r;
@@ -150,8 +148,7 @@ static bool informational(uint32_t msr)
     case 0xce:  /* PLATFORM_INFO */
     case 0x10a: /* ARCH_CAPABILITIES */
     case 0x140: /* MISC_FEATURES_ENABLES */
-    case 0x345: /* PERF_CAPABILITIES */
-        return true;
+    case 0x345: /* PERF_CAPABILITIES */ return true;
     default: return false;
     }
 }
@@ -187,8 +184,7 @@ static int set_msrs(struct hvi_hvf_vcpu *v, const struct hvi_x86_msrs *m)
     for (; done < m->count; done++) {
         const struct hvi_x86_msr *e = &m->entries[done];
         if (known[done] && (r = hvi_hvf_msr_write(v, e->index, e->value)) < 0) {
-            r = hvi_error(-EINVAL,
-                          "MSR state: MSR 0x%x refuses 0x%" PRIx64,
+            r = hvi_error(-EINVAL, "MSR state: MSR 0x%x refuses 0x%" PRIx64,
                           e->index, e->value);
             break;
         }
@@ -258,8 +254,8 @@ static int get_events(struct hvi_hvf_vcpu *v, struct hvi_x86_events *e)
         unsigned type = (info >> 8) & 7;
         uint8_t vec = info & 0xff;
         if (type == 0 || type == 4) {
-            e->flags |= HVI_X86_EV_IRQ_INJECTED |
-                        (type == 4 ? HVI_X86_EV_IRQ_SOFT : 0);
+            e->flags |=
+                HVI_X86_EV_IRQ_INJECTED | (type == 4 ? HVI_X86_EV_IRQ_SOFT : 0);
             e->interrupt_vector = vec;
         } else if (type == 2) {
             e->flags |= HVI_X86_EV_NMI_INJECTED;
@@ -278,10 +274,10 @@ static int get_events(struct hvi_hvf_vcpu *v, struct hvi_x86_events *e)
 
 static int set_events(struct hvi_hvf_vcpu *v, const struct hvi_x86_events *e)
 {
-    const uint32_t supported =
-        HVI_X86_EV_EXC_PENDING | HVI_X86_EV_EXC_INJECTED |
-        HVI_X86_EV_EXC_ERROR | HVI_X86_EV_IRQ_INJECTED | HVI_X86_EV_IRQ_SOFT |
-        HVI_X86_EV_NMI_INJECTED | HVI_X86_EV_NMI_MASKED;
+    const uint32_t supported = HVI_X86_EV_EXC_PENDING |
+                               HVI_X86_EV_EXC_INJECTED | HVI_X86_EV_EXC_ERROR |
+                               HVI_X86_EV_IRQ_INJECTED | HVI_X86_EV_IRQ_SOFT |
+                               HVI_X86_EV_NMI_INJECTED | HVI_X86_EV_NMI_MASKED;
     if (e->flags & ~supported)
         return hvi_error(-EINVAL,
                          "events state: flags 0x%x include SMM, a latched "
@@ -289,8 +285,9 @@ static int set_events(struct hvi_hvf_vcpu *v, const struct hvi_x86_events *e)
                          "backend cannot restore",
                          e->flags);
     if (e->nmi_pending)
-        return hvi_error(-EINVAL, "events state: %u NMIs pending, and the "
-                                  "hvf backend has no NMI source yet",
+        return hvi_error(-EINVAL,
+                         "events state: %u NMIs pending, and the "
+                         "hvf backend has no NMI source yet",
                          e->nmi_pending);
     uint64_t act = e->activity == HVI_X86_ACT_HLT        ? 1
                    : e->activity == HVI_X86_ACT_SHUTDOWN ? 2
@@ -355,8 +352,10 @@ int hvi_hvf_vcpu_get_state(void *vcpu_priv, uint32_t kind, void *buf,
         hvi_x86_state_init(&c->hdr, length);
         size_t n = hvi_hvf_cpuid_table(v, c->entries, cap);
         if (n != cap)
-            return hvi_error(-EIO, "vCPU %u: the CPUID table changed size "
-                                   "(%zu entries, not %zu)", v->id, n, cap);
+            return hvi_error(-EIO,
+                             "vCPU %u: the CPUID table changed size "
+                             "(%zu entries, not %zu)",
+                             v->id, n, cap);
         c->count = (uint32_t)n;
         return 0;
     }
@@ -424,8 +423,7 @@ int hvi_hvf_vm_state_size(void *vm_priv, uint32_t kind, size_t *size)
     }
 }
 
-int hvi_hvf_vm_get_state(void *vm_priv, uint32_t kind, void *buf,
-                         size_t length)
+int hvi_hvf_vm_get_state(void *vm_priv, uint32_t kind, void *buf, size_t length)
 {
     (void)vm_priv;
     (void)buf;

@@ -28,8 +28,8 @@ int hvi_hvf_rvmcs(struct hvi_hvf_vcpu *v, uint32_t field, uint64_t *value)
     hv_return_t r = hvi_hvf.hv_vmx_vcpu_read_vmcs(v->vcpu, field, value);
     if (r != HV_SUCCESS)
         return hvi_error(r == HV_BAD_ARGUMENT ? -EINVAL : -EIO,
-                         "vCPU %u: reading VMCS field 0x%x: %s%s", v->id,
-                         field, hvi_hvf_ret_name(r), thread_note(v));
+                         "vCPU %u: reading VMCS field 0x%x: %s%s", v->id, field,
+                         hvi_hvf_ret_name(r), thread_note(v));
     return 0;
 }
 
@@ -37,11 +37,10 @@ int hvi_hvf_wvmcs(struct hvi_hvf_vcpu *v, uint32_t field, uint64_t value)
 {
     hv_return_t r = hvi_hvf.hv_vmx_vcpu_write_vmcs(v->vcpu, field, value);
     if (r != HV_SUCCESS)
-        return hvi_error(r == HV_BAD_ARGUMENT ? -EINVAL : -EIO,
-                         "vCPU %u: writing 0x%" PRIx64
-                         " to VMCS field 0x%x: %s%s",
-                         v->id, value, field, hvi_hvf_ret_name(r),
-                         thread_note(v));
+        return hvi_error(
+            r == HV_BAD_ARGUMENT ? -EINVAL : -EIO,
+            "vCPU %u: writing 0x%" PRIx64 " to VMCS field 0x%x: %s%s", v->id,
+            value, field, hvi_hvf_ret_name(r), thread_note(v));
     return 0;
 }
 
@@ -66,11 +65,10 @@ int hvi_hvf_wreg(struct hvi_hvf_vcpu *v, hv_x86_reg_t reg, uint64_t value)
 {
     hv_return_t r = hvi_hvf.hv_vcpu_write_register(v->vcpu, reg, value);
     if (r != HV_SUCCESS)
-        return hvi_error(r == HV_BAD_ARGUMENT ? -EINVAL : -EIO,
-                         "vCPU %u: hv_vcpu_write_register(%d, 0x%" PRIx64
-                         "): %s%s",
-                         v->id, (int)reg, value, hvi_hvf_ret_name(r),
-                         thread_note(v));
+        return hvi_error(
+            r == HV_BAD_ARGUMENT ? -EINVAL : -EIO,
+            "vCPU %u: hv_vcpu_write_register(%d, 0x%" PRIx64 "): %s%s", v->id,
+            (int)reg, value, hvi_hvf_ret_name(r), thread_note(v));
     return 0;
 }
 

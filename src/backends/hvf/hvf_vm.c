@@ -58,8 +58,10 @@ int hvi_hvf_map_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
 {
     struct hvi_hvf_vm *vm = vm_priv;
     if (slot >= vm->nr_slots)
-        return hvi_error(-ENOSPC, "memory slot %u is beyond the %u the hvf "
-                                  "backend has", slot, vm->nr_slots);
+        return hvi_error(-ENOSPC,
+                         "memory slot %u is beyond the %u the hvf "
+                         "backend has",
+                         slot, vm->nr_slots);
     hv_memory_flags_t perm = HV_MEMORY_READ | HV_MEMORY_EXEC;
     bool ro = flags & HVC_BACKEND_MAP_READONLY;
     if (!ro)

@@ -26,7 +26,7 @@
 #define HVI_EFER_NXE (1ull << 11)
 
 /* Exit qualification of I/O instructions. */
-#define HVI_IO_SIZE(q) ((unsigned)((q) & 7) + 1)
+#define HVI_IO_SIZE(q) ((unsigned)((q)&7) + 1)
 #define HVI_IO_IN(q) (((q) >> 3) & 1)
 #define HVI_IO_STRING(q) (((q) >> 4) & 1)
 #define HVI_IO_REP(q) (((q) >> 5) & 1)
