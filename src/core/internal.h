@@ -509,8 +509,9 @@ void hvi_vcpu_wake_parked(hvc_vcpu *vcpu);
 int hvi_vcpu_flush(hvc_vcpu *vcpu);
 
 /* state.c: what a stream carries, through the core, under vm->lock. */
-#define HVI_STATE_FPU                                                          \
-    200u /* a vCPU state kind: the XSAVE area (its stream tag) */
+/* The backend's FPU/XSAVE blob (vcpu_fpu_size; CONFIG records its size);
+ * streams carry XSAVE as HVC_BACKEND_VCPU_ARCH_XSAVE. */
+#define HVI_STATE_FPU 200u
 int hvi_state_supported(const hvc_vm *vm);
 const char *hvi_vm_backend(const hvc_vm *vm);
 uint32_t hvi_vm_max_vcpus(const hvc_vm *vm);

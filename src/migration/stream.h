@@ -69,9 +69,9 @@ enum {
     HVI_CFG_NR_DEVICES = 9
 };
 
-/* Tag of the FPU/XSAVE blob in a VCPU record; backend blobs use their
- * hvc_backend_state number as tag. */
-#define HVI_VCPU_FPU HVI_STATE_FPU
+/* A VCPU or IRQCHIP record tags each state blob with its hvc_backend_state
+ * kind (the architectural layouts of src/arch/x86/arch_state.h); format 1's
+ * XSAVE tag 200 is never written (kind 13 carries XSAVE). */
 
 struct hvi_crypt;
 

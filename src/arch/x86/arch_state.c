@@ -24,16 +24,19 @@
 static int check_hdr(const char *what, const struct hvi_x86_state_hdr *h,
                      size_t length, size_t want)
 {
+    /* The length first: a short blob's header is not read. */
+    if (length != want)
+        return hvi_error(-EINVAL, "%s state: %zu bytes, its layout has %zu",
+                         what, length, want);
     if (h->version != HVI_X86_STATE_VERSION)
         return hvi_error(-EINVAL,
                          "%s state: layout version %" PRIu32
                          "; this library reads %u",
                          what, h->version, HVI_X86_STATE_VERSION);
-    if (h->size != length || length != want)
+    if (h->size != length)
         return hvi_error(-EINVAL,
-                         "%s state: size field %" PRIu32
-                         ", blob of %zu bytes, layout of %zu",
-                         what, h->size, length, want);
+                         "%s state: size field %" PRIu32 ", blob of %zu bytes",
+                         what, h->size, length);
     return 0;
 }
 

@@ -19,7 +19,7 @@
  *   its counts give;
  * - blobs from a stream are hostile: a reader checks every field (reserved
  *   fields zero, counts bounded, enumerations in range) and names the field
- *   and its value when it refuses one (hvi_x86_state_check_* in
+ *   and its value when it refuses one (hvi_x86_check_* in
  *   arch_state.c do the checks that do not depend on the backend).
  *
  * Sizes are fixed by _Static_assert below and never change for a version;
@@ -268,8 +268,8 @@ struct hvi_x86_lapic {
 struct hvi_x86_ioapic {
     struct hvi_x86_state_hdr hdr;
     uint64_t base_address; /* MMIO base, 0xfec00000 */
-    uint32_t id;           /* IOAPIC ID, 0..15 (IOAPICID bits 27:24) */
-    uint32_t ioregsel;     /* the index register, 0..255 */
+    uint32_t id;       /* IOAPIC ID, 0..15 (the IOAPICID register's ID field) */
+    uint32_t ioregsel; /* the index register, 0..255 */
     /* The pins' latched inputs (bit n = pin n): an edge not yet delivered
      * or a level held asserted. */
     uint32_t irr;
@@ -391,7 +391,8 @@ _Static_assert(sizeof(struct hvi_x86_msrs) == 16, "msrs");
 _Static_assert(sizeof(struct hvi_x86_xsave) == 24, "xsave");
 _Static_assert(sizeof(struct hvi_x86_events) == 40, "events");
 _Static_assert(sizeof(struct hvi_x86_lapic) == 16 + 1024, "lapic");
-_Static_assert(sizeof(struct hvi_x86_ioapic) == 32 + 24 * 8, "ioapic");
+_Static_assert(sizeof(struct hvi_x86_ioapic) == 32 + HVI_X86_IOAPIC_PINS * 8,
+               "ioapic");
 _Static_assert(sizeof(struct hvi_x86_pic) == 24, "pic");
 _Static_assert(sizeof(struct hvi_x86_pit_channel) == 24, "pit channel");
 _Static_assert(sizeof(struct hvi_x86_pit) == 88, "pit");

@@ -505,14 +505,14 @@ static int set_lapic(struct hvi_kvm_vcpu *v, const struct hvi_x86_lapic *a)
         id <<= 24;
         memcpy(k.regs + HVI_X86_LAPIC_ID, &id, 4);
     }
-    struct {
+    union {
         struct kvm_msrs h;
-        struct kvm_msr_entry e;
+        uint8_t room[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
     } m;
     memset(&m, 0, sizeof(m));
     m.h.nmsrs = 1;
-    m.e.index = MSR_IA32_APICBASE;
-    m.e.data = a->apic_base;
+    m.h.entries[0].index = MSR_IA32_APICBASE;
+    m.h.entries[0].data = a->apic_base;
     if (ioctl(v->fd, KVM_SET_MSRS, &m) != 1)
         return hvi_error(-EINVAL,
                          "LAPIC state: KVM refused IA32_APIC_BASE 0x%" PRIx64,

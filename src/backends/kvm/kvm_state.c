@@ -72,7 +72,7 @@ static const char *kind_name(uint32_t kind)
 static int unknown_kind(const char *what, uint32_t kind)
 {
     bool retired =
-        kind <= HVC_BACKEND_VCPU_REGS ||
+        (kind >= HVC_BACKEND_VCPU_CPUID && kind <= HVC_BACKEND_VCPU_REGS) ||
         (kind >= HVC_BACKEND_VM_PIC_MASTER && kind <= HVC_BACKEND_VM_PIT);
     return hvi_error(-EINVAL, "%s state kind %u%s", what, kind,
                      retired ? " is retired (it held KVM's structs in "
