@@ -46,10 +46,15 @@ typedef struct hvt {
     hvc_memory_region *ram;
 } hvt;
 
-/* Skips the test when KVM cannot open, unless HVCORE_REQUIRE_KVM=1, in
- * which case it fails: CI sets that when /dev/kvm is usable. */
+/* The backend the suites open: $HVT_BACKEND ("kvm", "hvf"), else "kvm".
+ * CTest runs a suite once per backend with it (the *_hvf entries run
+ * under the hvf backend on tests/hvf_host's KVM-hosted API). */
+const char *hvt_backend(void);
+/* Skips the test when the backend (hvt_backend()) cannot open, unless
+ * HVCORE_REQUIRE_KVM=1, in which case it fails: CI sets that when
+ * /dev/kvm is usable. */
 void hvt_require_kvm(void);
-/* Opens KVM, creates a VM with @p vm_flags and HVT_MEM of RAM at 0. */
+/* Opens the backend, creates a VM with @p vm_flags and HVT_MEM of RAM at 0. */
 void hvt_open(hvt *t, uint32_t vm_flags);
 void hvt_close(hvt *t);
 /* Loads tests/guests/<name>.bin at GUEST_LOAD. */

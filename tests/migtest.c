@@ -37,13 +37,21 @@ static int add_uart(hvc_vm *vm, migt *m)
 
 void migt_open(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv)
 {
+    migt_open_max(m, nr_vcpus, hv, 0);
+}
+
+void migt_open_max(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv,
+                   uint32_t max_vcpus)
+{
     hvt_require_kvm();
     memset(m, 0, sizeof(*m));
     if (hv)
         m->hv = hv;
     else
-        HVT_OK(hvc_hypervisor_open("kvm", &m->hv));
-    HVT_OK(hvc_vm_create(m->hv, NULL, &m->vm));
+        HVT_OK(hvc_hypervisor_open(hvt_backend(), &m->hv));
+    hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
+    vo.max_vcpus = max_vcpus;
+    HVT_OK(hvc_vm_create(m->hv, &vo, &m->vm));
     hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
     mo.length = HVT_MEM;
     HVT_OK(hvc_vm_add_memory(m->vm, &mo, NULL));
@@ -214,7 +222,7 @@ static int adopt(migt *m, hvc_vm *vm)
 static int begin(migt *m, hvc_restore_options *o)
 {
     memset(m, 0, sizeof(*m));
-    int r = hvc_hypervisor_open("kvm", &m->hv);
+    int r = hvc_hypervisor_open(hvt_backend(), &m->hv);
     o->setup = setup;
     o->opaque = m;
     return r;

@@ -30,6 +30,10 @@ typedef struct migt {
 /* A new VM with @p nr_vcpus vCPUs in long mode at the counter guest, and
  * a UART named "com1" (asserts). @p hv: an open hypervisor, or NULL. */
 void migt_open(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv);
+/* The same with hvc_vm_options::max_vcpus (0: the backend's limit), for a
+ * stream another backend with a lower limit restores. */
+void migt_open_max(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv,
+                   uint32_t max_vcpus);
 void migt_close(migt *m);
 /* Runs every vCPU until its count reaches @p n; 0, or a code. */
 int migt_run_until(migt *m, uint64_t n);

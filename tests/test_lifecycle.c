@@ -58,7 +58,7 @@ Test(lifecycle, thousand_cycles_leak_nothing, .timeout = 240)
 {
     hvt_require_kvm();
     hvc_hypervisor *hv;
-    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    HVT_OK(hvc_hypervisor_open(hvt_backend(), &hv));
     /* read the guest once through a scratch VM */
     {
         hvt s;

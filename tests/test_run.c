@@ -308,7 +308,7 @@ Test(run, run_without_memory_is_refused)
     hvc_hypervisor *hv;
     hvc_vm *vm;
     hvc_vcpu *v;
-    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    HVT_OK(hvc_hypervisor_open(hvt_backend(), &hv));
     HVT_OK(hvc_vm_create(hv, NULL, &vm));
     HVT_OK(hvc_vcpu_create(vm, 0, &v));
     const hvc_exit *e;

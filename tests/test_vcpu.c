@@ -310,6 +310,12 @@ Test(vcpu, create_rejects_bad_ids)
 {
     hvt t;
     hvt_open(&t, 0);
+    /* Hypervisor.framework allows one VM per process: the second VM
+     * replaces the first there. */
+    if (strcmp(hvt_backend(), "hvf") == 0) {
+        HVT_OK(hvc_vm_destroy(t.vm));
+        t.vm = NULL;
+    }
     hvc_vm *vm2;
     hvc_vm_options o = HVC_VM_OPTIONS_INIT;
     o.max_vcpus = 2;
