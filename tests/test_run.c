@@ -172,7 +172,14 @@ Test(run, kick_stops_a_spinning_guest)
     uint64_t before, after;
     HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &before, 8));
     pthread_create(&th, NULL, kick_thread, &k);
-    usleep(20000);
+    /* kicked once the guest has counted on (a loaded host may take a
+     * while to enter it), or after 5 s, which the assertion then reports */
+    for (int i = 0; i < 5000; i++) {
+        HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &after, 8));
+        if (after > before)
+            break;
+        usleep(1000);
+    }
     HVT_OK(hvc_vcpu_kick(k.vcpu));
     pthread_join(th, NULL);
     cr_assert_eq(k.exit->reason, HVC_EXIT_KICK);
