@@ -39,8 +39,7 @@ int hvi_hvf_vcpu_complete_msr(void *vcpu_priv, int error, uint64_t value)
 {
     struct hvi_hvf_vcpu *v = vcpu_priv;
     if (!v->msr_exit.active)
-        return hvi_error(-EINVAL, "vCPU %u: no MSR access to complete",
-                         v->id);
+        return hvi_error(-EINVAL, "vCPU %u: no MSR access to complete", v->id);
     v->msr_exit.active = false;
     if (error)
         return hvi_hvf_inject_exception(v, HVI_EXC_GP, true, 0);
@@ -102,8 +101,8 @@ int hvi_hvf_vcpu_irq_window(void *vcpu_priv, int request, int *ready)
     if ((r = hvi_hvf_rvmcs(v, VMCS_CTRL_CPU_BASED, &cpu)) < 0 ||
         (r = hvi_hvf_rreg(v, HV_X86_RFLAGS, &rflags)) < 0)
         return r;
-    uint64_t want = request ? cpu | CPU_BASED_IRQ_WND
-                            : cpu & ~(uint64_t)CPU_BASED_IRQ_WND;
+    uint64_t want =
+        request ? cpu | CPU_BASED_IRQ_WND : cpu & ~(uint64_t)CPU_BASED_IRQ_WND;
     if (request && !((v->vm->hvf->cap_cpu >> 32) & CPU_BASED_IRQ_WND))
         return hvi_error(-ENOTSUP,
                          "vCPU %u: the host has no interrupt-window exiting",
