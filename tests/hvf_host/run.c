@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,22 @@ static void rearm(struct hvfh_vcpu *v)
         __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 }
 
+/* Takes the kick signals still pending on this thread. A kick sent while
+ * the thread was outside KVM_RUN, on a thread that blocks the signal, stays
+ * pending; KVM_RUN unblocks it (KVM_SET_SIGNAL_MASK) and so returns EINTR at
+ * once, every time, without the handler ever running: the signal is never
+ * consumed and the vCPU never enters the guest again. The kick flag and
+ * immediate_exit carry the kick itself, so the signal can go. */
+static void drain_kick_signal(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, hvfh_kick_signal());
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&s, NULL, &zero) > 0)
+        ;
+}
+
 /* KVM_RUN, never while mem.c replaces memslots (it holds run_lock for
  * writing after kicking every vCPU out). */
 static int kvm_run(struct hvfh_vcpu *v)
@@ -31,6 +48,8 @@ static int kvm_run(struct hvfh_vcpu *v)
     int rc = ioctl(v->fd, KVM_RUN, 0);
     int e = errno;
     pthread_rwlock_unlock(&hvfh_vm.run_lock);
+    if (rc < 0 && e == EINTR)
+        drain_kick_signal();
     errno = e;
     return rc;
 }

@@ -93,7 +93,7 @@ static void hvf_close(void *priv)
 static int hvf_get_cap(void *priv, int cap, uint64_t *value)
 {
     struct hvi_hvf *h = priv;
-    if (cap < 1 || cap > HVC_CAP_PAGE_SIZE)
+    if (cap < 1 || cap > HVC_CAP_IRQCHIP_PIT)
         return hvi_error(-EINVAL, "unknown capability %d", cap);
     *value = h->caps[cap];
     return 0;
@@ -142,4 +142,8 @@ const hvc_backend_ops hvi_hvf_backend = {
     .vm_dirty_stop = NULL,
     /* Every hv_vcpu_* call must come from the vCPU's creating thread. */
     .flags = HVC_BACKEND_VCPU_THREAD_BOUND,
+    /* No in-kernel chips (get_cap 17-20 answer 0): the library's. */
+    .vcpu_inject = hvi_hvf_vcpu_inject,
+    .vcpu_irq_window = hvi_hvf_vcpu_irq_window,
+    .vcpu_complete_msr = hvi_hvf_vcpu_complete_msr,
 };

@@ -74,7 +74,7 @@ struct hvi_hvf_slot {
 };
 
 struct hvi_hvf {
-    uint64_t caps[HVC_CAP_PAGE_SIZE + 1];
+    uint64_t caps[HVC_CAP_IRQCHIP_PIT + 1]; /* 17-20: 0, none in kernel */
     /* The allowed settings of the VMX controls (HV_VMX_CAP_*). */
     uint64_t cap_pin, cap_cpu, cap_cpu2, cap_entry, cap_exit;
     atomic_int vms;   /* the framework allows one VM per process */
@@ -162,8 +162,26 @@ struct hvi_hvf_vcpu {
     bool rdtscp, invpcid; /* the secondary controls that enable them */
     size_t fpu_size;
     uint64_t tsc_offset; /* hv_vcpu_set_tsc_relative's, as last set */
+    /* The HVC_BACKEND_EXIT_MSR awaiting vcpu_complete_msr (hvf_irq.c). */
+    struct {
+        bool active, write;
+        uint64_t len;
+    } msr_exit;
+    bool nmi_pending; /* an NMI the entry field could not take yet */
     uint8_t iobuf[HVI_HVF_IOBUF];
 };
+
+/* hvf_irq.c: the library's userspace interrupt controllers (irq17 ops). */
+int hvi_hvf_vcpu_inject(void *vcpu_priv, uint32_t kind, uint8_t vector);
+int hvi_hvf_vcpu_irq_window(void *vcpu_priv, int request, int *ready);
+int hvi_hvf_vcpu_complete_msr(void *vcpu_priv, int error, uint64_t value);
+/* True for the MSRs the chips own, in a VM on them. */
+bool hvi_hvf_msr_is_chips(const struct hvi_hvf_vcpu *v, uint32_t msr);
+/* Fills @p exit with the HVC_BACKEND_EXIT_MSR of that access. */
+void hvi_hvf_msr_exit(struct hvi_hvf_vcpu *v, hvc_exit *exit, uint32_t msr,
+                      bool write, uint64_t value, uint64_t len);
+/* Enters a held NMI when the entry field is free and NMIs unblocked. */
+int hvi_hvf_nmi_flush(struct hvi_hvf_vcpu *v);
 
 /* hvf_vm.c */
 int hvi_hvf_vm_create(void *priv, const hvc_vm_options *opts, void **out);

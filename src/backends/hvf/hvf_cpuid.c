@@ -9,6 +9,7 @@
 #include "hvf.h"
 
 #include "../../arch/x86/arch_state.h"
+#include "../../arch/x86/cpuid.h"
 #include "hvf_vmx.h"
 
 #include <cpuid.h>
@@ -91,7 +92,9 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
         return; /* Intel returns the highest basic leaf; zeros suffice */
     host(leaf, sub, o);
     uint64_t cr4 = hvi_hvf_guest_cr4(v);
-    bool apic = false; /* no userspace LAPIC connected yet */
+    /* The library's LAPIC (xAPIC, x2APIC, TSC deadline) in a VM on its
+     * chips; none with HVC_VM_NO_IRQCHIP. */
+    bool apic = (v->vm->flags & HVC_VM_USER_IRQCHIP) != 0;
     switch (leaf) {
     case 1:
         o[1] = (o[1] & 0x00ffffffu) | (v->id << 24);
@@ -100,7 +103,11 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
          * OSXSAVE (set below from CR4). */
         o[2] &= ~((1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) |
                   (1u << 7) | (1u << 8) | (1u << 14) | (1u << 15) | (1u << 17) |
-                  (1u << 21) | (1u << 24) | (1u << 27));
+                  (1u << 27));
+        if (apic)
+            o[2] |= (1u << 21) | (1u << 24);
+        else
+            o[2] &= ~((1u << 21) | (1u << 24));
         if (cr4 & HVI_CR4_OSXSAVE)
             o[2] |= 1u << 27;
         o[2] |= 1u << 31; /* running under a hypervisor */
@@ -130,6 +137,18 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
         break;
     case 0xb:
     case 0x1f: o[3] = v->id; break;
+    case 0x15:
+    case 0x16: {
+        /* The guest TSC rate against the userspace LAPIC's 1 GHz bus. */
+        uint32_t khz = v->vm->tsc_khz ? v->vm->tsc_khz : v->vm->hvf->tsc_khz;
+        uint32_t bus_khz = 1000000;
+        memset(o, 0, 4 * sizeof(o[0]));
+        if (leaf == 0x15)
+            hvi_tsc_leaf_15(khz, bus_khz, &o[0], &o[1], &o[2]);
+        else
+            hvi_tsc_leaf_16(khz, bus_khz, &o[0], &o[1], &o[2]);
+        break;
+    }
     case 0xd: {
         uint64_t mask = hvi_hvf_xcr0_mask();
         if (sub == 0) {

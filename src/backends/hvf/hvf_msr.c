@@ -151,8 +151,10 @@ int hvi_hvf_msr_write(struct hvi_hvf_vcpu *v, uint32_t msr, uint64_t value)
             return -EINVAL;
         return hvi_hvf_wvmcs(v, VMCS_GUEST_IA32_PAT, value);
     case MSR_APIC_BASE:
-        /* Reserved: bits 0-7, 9, 10 and above the physical address. */
-        if (value & 0x6ffull)
+        /* Reserved: bits 0-7, 9, 10 and above the physical address; bit
+         * 10 (x2APIC enable) is the library's LAPIC's, which checked it. */
+        if (value &
+            ((v->vm->flags & HVC_VM_USER_IRQCHIP) ? 0x2ffull : 0x6ffull))
             return -EINVAL;
         v->msrs.apic_base = value;
         return 0;

@@ -35,7 +35,8 @@ static int exit_cpuid(struct hvi_hvf_vcpu *v, uint64_t len)
     return hvi_hvf_skip(v, len);
 }
 
-static int exit_msr(struct hvi_hvf_vcpu *v, bool write, uint64_t len)
+static int exit_msr(struct hvi_hvf_vcpu *v, bool write, uint64_t len,
+                    hvc_exit *exit)
 {
     uint64_t c, a, d;
     int r;
@@ -44,6 +45,10 @@ static int exit_msr(struct hvi_hvf_vcpu *v, bool write, uint64_t len)
         (r = hvi_hvf_rreg(v, HV_X86_RDX, &d)) < 0)
         return r;
     uint32_t msr = (uint32_t)c;
+    if (hvi_hvf_msr_is_chips(v, msr)) { /* the core answers */
+        hvi_hvf_msr_exit(v, exit, msr, write, (d << 32) | (uint32_t)a, len);
+        return REPORT;
+    }
     if (write) {
         r = hvi_hvf_msr_write(v, msr, (d << 32) | (uint32_t)a);
     } else {
@@ -145,13 +150,22 @@ static int dispatch(struct hvi_hvf_vcpu *v, uint32_t reason, hvc_exit *exit)
     switch (reason) {
     case VMX_REASON_IRQ:
     case VMX_REASON_EXC_NMI:
-    case VMX_REASON_IRQ_WND:
     case VMX_REASON_VMX_TIMER_EXPIRED: return HANDLED;
+    case VMX_REASON_IRQ_WND: {
+        /* Asked for by vcpu_irq_window: stop asking, tell the core. */
+        uint64_t cpu = hvi_hvf_vmcs(v, VMCS_CTRL_CPU_BASED);
+        int r = hvi_hvf_wvmcs(v, VMCS_CTRL_CPU_BASED,
+                              cpu & ~(uint64_t)CPU_BASED_IRQ_WND);
+        if (r < 0)
+            return r;
+        exit->reason = HVC_BACKEND_EXIT_IRQ_WINDOW;
+        return REPORT;
+    }
     case VMX_REASON_IO: return hvi_hvf_exit_io(v, exit);
     case VMX_REASON_EPT_VIOLATION: return hvi_hvf_exit_ept(v, exit);
     case VMX_REASON_CPUID: return exit_cpuid(v, len);
-    case VMX_REASON_RDMSR: return exit_msr(v, false, len);
-    case VMX_REASON_WRMSR: return exit_msr(v, true, len);
+    case VMX_REASON_RDMSR: return exit_msr(v, false, len, exit);
+    case VMX_REASON_WRMSR: return exit_msr(v, true, len, exit);
     case VMX_REASON_MOV_CR: return exit_cr(v, q, len);
     case VMX_REASON_XSETBV: return exit_xsetbv(v, len);
     case VMX_REASON_HLT: {
@@ -193,6 +207,7 @@ int hvi_hvf_vcpu_run(void *vcpu_priv, hvc_exit *exit)
     struct hvi_hvf_vcpu *v = vcpu_priv;
     int r;
     exit->flags = 0;
+    v->msr_exit.active = false; /* left uncompleted: the access re-runs */
     if (v->pending != HVI_PEND_NONE &&
         hvi_hvf_vmcs(v, VMCS_GUEST_RIP) != v->pending_rip)
         v->pending = HVI_PEND_NONE;
@@ -207,6 +222,8 @@ int hvi_hvf_vcpu_run(void *vcpu_priv, hvc_exit *exit)
     for (;;) {
         if (atomic_exchange(&v->kicked, 0))
             return -EINTR;
+        if ((r = hvi_hvf_nmi_flush(v)) < 0)
+            return r;
         hv_return_t h = hvi_hvf.hv_vcpu_run(v->vcpu);
         if (h != HV_SUCCESS)
             return hvi_hvf_fail("hv_vcpu_run", h);

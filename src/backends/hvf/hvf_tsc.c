@@ -77,7 +77,8 @@ static int hvf_tsc_info(void *priv, hvc_tsc_info *info, uint8_t boot_id[16])
     unsigned a, b, c, d;
     bool invariant = __get_cpuid(0x80000007, &a, &b, &c, &d) && (d & 0x100);
     info->flags = (h->caps[HVC_CAP_TSC_OFFSET] ? HVC_TSC_OFFSET : 0) |
-                  (invariant ? HVC_TSC_HOST_INVARIANT : 0);
+                  (invariant ? HVC_TSC_HOST_INVARIANT : 0) |
+                  HVC_TSC_PIT_CATCHUP; /* the library's PIT (irq_user.c) */
     info->host_tsc_khz = h->tsc_khz;
     info->backend_tolerance_ppm = TOLERANCE_PPM;
     info->ratio_frac_bits = 0;
