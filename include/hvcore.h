@@ -18,6 +18,7 @@
 #include "hvcore/memory.h"
 #include "hvcore/migration.h"
 #include "hvcore/platform.h"
+#include "hvcore/postcopy.h"
 #include "hvcore/topology.h"
 #include "hvcore/tsc.h"
 #include "hvcore/vcpu.h"

@@ -81,6 +81,7 @@ def test_options_structs_match_the_c_layout(tmp_path):
     src = tmp_path / "layout.c"
     src.write_text("#include <stddef.h>\n#include <stdio.h>\n"
                    "#include <hvcore/migration.h>\n"
+                   "#include <hvcore/postcopy.h>\n"
                    "#include <hvcore/handover.h>\n"
                    "int main(void)\n{\n" + "\n".join(lines)
                    + "\nreturn 0;\n}\n")
@@ -107,7 +108,8 @@ def test_options_structs_match_the_c_layout(tmp_path):
 #: The headers these bindings mirror (the whole HVCORE_1.0 API).
 BOUND_HEADERS = ("common.h", "hypervisor.h", "vm.h", "memory.h", "vcpu.h",
                  "x86.h", "device.h", "platform.h", "loader.h", "virtio.h",
-                 "topology.h", "tsc.h", "migration.h", "handover.h")
+                 "topology.h", "tsc.h", "migration.h", "postcopy.h",
+                 "handover.h")
 
 
 def _header_constants():
