@@ -3,7 +3,9 @@
  * library libhvf_host.so. Test infrastructure only, never installed: it lets
  * src/backends/hvf run real guests here (the backend dlopen()s it,
  * $HVCORE_HVF_HOST_LIBRARY or the soname). It exports exactly the hv_* calls
- * (hvf_host.map); it has no test hooks.
+ * and, of macOS's libSystem, sysctlbyname() for machdep.tsc.frequency (the
+ * Linux kernel's TSC calibration, as KVM reports it; sysctl.c) (hvf_host.map);
+ * it has no test hooks.
  *
  * It behaves as the framework documents, not as KVM does. What is enforced,
  * and how each KVM behaviour is undone or hidden (measured on this host: KVM

@@ -6,6 +6,7 @@
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <pthread.h>
@@ -241,6 +242,44 @@ static int host_offsets_tsc(void)
     close(vm);
     close(kvm);
     return ok;
+}
+
+/* machdep.tsc.frequency is KVM's TSC rate to the kHz; other names and
+ * writes are refused as macOS refuses them. */
+int sysctlbyname(const char *, void *, size_t *, void *, size_t);
+
+Test(hvf_state, sysctl_tsc_frequency_is_kvms)
+{
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    int cpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+    int khz = ioctl(cpu, KVM_GET_TSC_KHZ, 0);
+    close(cpu);
+    close(vm);
+    close(kvm);
+    cr_assert_gt(khz, 0);
+    uint64_t hz = 0;
+    size_t len = sizeof(hz);
+    cr_assert_eq(sysctlbyname("machdep.tsc.frequency", &hz, &len, NULL, 0), 0);
+    cr_assert_eq(len, sizeof(hz));
+    cr_assert_eq(hz, (uint64_t)khz * 1000);
+    len = 0;
+    cr_assert_eq(sysctlbyname("machdep.tsc.frequency", NULL, &len, NULL, 0), 0);
+    cr_assert_eq(len, sizeof(hz));
+    uint32_t small;
+    len = sizeof(small);
+    errno = 0;
+    cr_assert_eq(sysctlbyname("machdep.tsc.frequency", &small, &len, NULL, 0),
+                 -1);
+    cr_assert_eq(errno, ENOMEM);
+    len = sizeof(hz);
+    errno = 0;
+    cr_assert_eq(sysctlbyname("kern.ostype", &hz, &len, NULL, 0), -1);
+    cr_assert_eq(errno, ENOENT);
+    errno = 0;
+    cr_assert_eq(
+        sysctlbyname("machdep.tsc.frequency", NULL, NULL, &hz, sizeof(hz)), -1);
+    cr_assert_eq(errno, EPERM);
 }
 
 /* Guest TSC = hv_tsc_clock() + offset where KVM can offset it; where it

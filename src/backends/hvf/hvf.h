@@ -300,6 +300,9 @@ int hvi_hvf_vm_set_state(void *vm_priv, uint32_t kind, const void *buf,
 /* hvf_tsc.c */
 extern const hvc_backend_tsc_ops hvi_hvf_tsc_ops;
 uint32_t hvi_hvf_host_khz(void);
+/* machdep.tsc.frequency in Hz from the platform's sysctlbyname(), or 0
+ * where the platform does not say (hvf_api.c). */
+uint64_t hvi_hvf_platform_tsc_hz(void);
 /* HVC_CAP_TSC_OFFSET: offsets take effect (probed once, hvf_tsc.c). */
 bool hvi_hvf_tsc_offset_works(void);
 

@@ -14,6 +14,18 @@ struct hvi_hvf_api hvi_hvf;
 
 #ifdef __APPLE__
 
+#include <sys/sysctl.h>
+
+uint64_t hvi_hvf_platform_tsc_hz(void)
+{
+    uint64_t hz = 0;
+    size_t len = sizeof(hz);
+    if (sysctlbyname("machdep.tsc.frequency", &hz, &len, NULL, 0) != 0 ||
+        len != sizeof(hz))
+        return 0;
+    return hz;
+}
+
 int hvi_hvf_load(void)
 {
     static const struct hvi_hvf_api bound = {
@@ -41,6 +53,21 @@ static const char *const call_names[] = {
 static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
 static int load_state; /* 0 not tried, 1 loaded; under load_lock */
 static void *handle;
+/* The platform's sysctlbyname(3), where the library provides one (macOS
+ * has it in libSystem; the KVM-hosted layer answers the TSC's entry). Set
+ * with the table, read without the lock afterwards. */
+static int (*platform_sysctl)(const char *, void *, size_t *, void *, size_t);
+
+uint64_t hvi_hvf_platform_tsc_hz(void)
+{
+    uint64_t hz = 0;
+    size_t len = sizeof(hz);
+    if (!platform_sysctl ||
+        platform_sysctl("machdep.tsc.frequency", &hz, &len, NULL, 0) != 0 ||
+        len != sizeof(hz))
+        return 0;
+    return hz;
+}
 
 /* A failed load is retried next time (the variable may be set later); a
  * loaded library stays loaded: the table is read without the lock. */
@@ -81,6 +108,7 @@ int hvi_hvf_load(void)
 #define HVI_HVF_FILL(n) *(void **)&hvi_hvf.n = slots[i++];
     HVI_HVF_CALLS(HVI_HVF_FILL)
 #undef HVI_HVF_FILL
+    *(void **)&platform_sysctl = dlsym(h, "sysctlbyname"); /* optional */
     handle = h;
     load_state = 1;
     pthread_mutex_unlock(&load_lock);
