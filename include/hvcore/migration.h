@@ -249,7 +249,10 @@ HVC_EXTERN int hvc_vm_save(hvc_vm *vm, const hvc_stream *stream,
                            const hvc_save_options *opts);
 
 /** hvc_vm_save() to a file descriptor (a pipe, a socket, a file) with
- * write(2); the descriptor is left open where the stream ended. */
+ * write(2); the descriptor is left open where the stream ended. A reader
+ * that went away (a destination that refused the stream and exited) is
+ * -EPIPE, never a SIGPIPE: the signal is blocked on the calling thread
+ * around each write and consumed if the write raised it. */
 HVC_EXTERN int hvc_vm_save_fd(hvc_vm *vm, int fd, const hvc_save_options *opts);
 
 /**
