@@ -1,4 +1,5 @@
 #include "migtest.h"
+#include "migt_remote.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -8,9 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static void capture(void *opaque, const void *data, size_t length)
+void migt_console_append(migt *m, const void *data, size_t length)
 {
-    migt *m = opaque;
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     m->last_out_ns = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
@@ -22,6 +22,31 @@ static void capture(void *opaque, const void *data, size_t length)
     memcpy(m->console + m->console_len, data, length);
     m->console_len += length;
     m->console[m->console_len] = 0;
+}
+
+static void capture(void *opaque, const void *data, size_t length)
+{
+    migt_console_append(opaque, data, length);
+}
+
+/* A request to the remote destination of @p m with no payload. */
+static int ask(migt *m, uint32_t op, uint64_t a, uint64_t b, uint64_t *value)
+{
+    struct migt_req q = {.op = op, .a = a, .b = b};
+    return migt_remote_call(m, &q, NULL, -1, NULL, NULL, value);
+}
+
+static void put_secrets(struct migt_req *q, const uint8_t *key,
+                        const char *pass)
+{
+    if (key) {
+        q->has_key = 1;
+        memcpy(q->key, key, MIGT_KEY_SIZE);
+    }
+    if (pass) {
+        q->has_pass = 1;
+        snprintf(q->pass, sizeof(q->pass), "%s", pass);
+    }
 }
 
 static int add_uart(hvc_vm *vm, migt *m)
@@ -66,6 +91,7 @@ void migt_open_max(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv,
 
 void migt_close(migt *m)
 {
+    migt_remote_stop(m);
     if (m->vm)
         hvc_vm_destroy(m->vm);
     if (m->hv)
@@ -76,6 +102,13 @@ void migt_close(migt *m)
 
 int migt_run_until(migt *m, uint64_t n)
 {
+    if (m->remote_pid) {
+        migt_remote_error_clear();
+        int r = ask(m, MIGT_OP_RUN_UNTIL, n, 0, NULL);
+        if (r < 0)
+            fprintf(stderr, "remote run: %s\n", migt_last_error());
+        return r;
+    }
     if (hvc_vm_write(m->vm, DATA_IN, &n, sizeof(n)) < 0)
         return 1;
     for (uint32_t i = 0; i < m->nr_vcpus; i++) {
@@ -98,7 +131,7 @@ int migt_run_until(migt *m, uint64_t n)
 static uint64_t state(migt *m, uint32_t i, uint32_t field)
 {
     uint64_t v = ~0ull;
-    hvc_vm_read(m->vm, MIGT_STATE + 0x40 * i + field, &v, sizeof(v));
+    migt_read(m, MIGT_STATE + 0x40 * i + field, &v, sizeof(v));
     return v;
 }
 
@@ -109,6 +142,10 @@ uint64_t migt_count(migt *m, uint32_t i)
 
 int migt_check(migt *m, uint64_t n)
 {
+    if (m->remote_pid) {
+        migt_remote_error_clear();
+        return ask(m, MIGT_OP_CHECK, n, 0, NULL) ? 1 : 0;
+    }
     for (uint32_t i = 0; i < m->nr_vcpus; i++) {
         uint64_t count = state(m, i, 0), bad = state(m, i, 8),
                  back = state(m, i, 0x10);
@@ -148,6 +185,11 @@ void migt_assert_console(migt *m, uint64_t from, uint64_t to)
 
 int migt_save_file(migt *m, const char *path)
 {
+    if (m->remote_pid) {
+        migt_remote_error_clear();
+        struct migt_req q = {.op = MIGT_OP_SAVE_FILE, .len = strlen(path)};
+        return migt_remote_call(m, &q, path, -1, NULL, NULL, NULL);
+    }
     int r = hvc_vm_pause(m->vm);
     if (r == 0)
         r = hvc_snapshot_save(m->vm, path, NULL);
@@ -188,6 +230,16 @@ static int64_t mem_read(void *opaque, void *buf, size_t length)
 uint8_t *migt_save_mem(migt *m, const uint8_t *key, const char *pass,
                        size_t *len)
 {
+    if (m->remote_pid) {
+        migt_remote_error_clear();
+        struct migt_req q = {.op = MIGT_OP_SAVE_MEM};
+        put_secrets(&q, key, pass);
+        void *d;
+        int r = migt_remote_call(m, &q, NULL, -1, &d, len, NULL);
+        cr_assert_eq(r, 0, "remote save: %s", migt_last_error());
+        cr_assert_not_null(d);
+        return d;
+    }
     struct membuf b = {0};
     hvc_stream s = HVC_STREAM_INIT;
     s.write = mem_write;
@@ -219,6 +271,29 @@ static int adopt(migt *m, hvc_vm *vm)
     return 0;
 }
 
+/* Remote: starts the destination process and sends it @p q (1 when
+ * remote, the result in *r). */
+static int remote(migt *m, struct migt_req *q, const void *payload, int fd,
+                  int *r)
+{
+    memset(m, 0, sizeof(*m));
+    migt_remote_error_clear();
+    if (!migt_remote_wanted())
+        return 0;
+    m->remote_fd = -1;
+    *r = migt_remote_start(m);
+    if (*r == 0)
+        *r = migt_remote_call(m, q, payload, fd, NULL, NULL, NULL);
+    if (*r != 0) {
+        /* keep the message: closing sends nothing that fails */
+        char why[4096];
+        snprintf(why, sizeof(why), "%s", migt_last_error());
+        migt_remote_stop(m);
+        migt_remote_error_set(why);
+    }
+    return 1;
+}
+
 static int begin(migt *m, hvc_restore_options *o)
 {
     memset(m, 0, sizeof(*m));
@@ -230,6 +305,11 @@ static int begin(migt *m, hvc_restore_options *o)
 
 int migt_restore_file(migt *m, const char *path, uint32_t flags)
 {
+    struct migt_req q = {
+        .op = MIGT_OP_RESTORE_FILE, .flags = flags, .len = strlen(path)};
+    int rr;
+    if (remote(m, &q, path, -1, &rr))
+        return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     o.flags = flags;
@@ -241,6 +321,11 @@ int migt_restore_file(migt *m, const char *path, uint32_t flags)
 
 int migt_restore_fd(migt *m, int fd, const uint8_t *key)
 {
+    struct migt_req q = {.op = MIGT_OP_RESTORE_FD};
+    put_secrets(&q, key, NULL);
+    int rr;
+    if (remote(m, &q, NULL, fd, &rr))
+        return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     o.key = key;
@@ -252,6 +337,11 @@ int migt_restore_fd(migt *m, int fd, const uint8_t *key)
 
 int migt_receive_fd(migt *m, int fd, const uint8_t *key, const char *pass)
 {
+    struct migt_req q = {.op = MIGT_OP_RECEIVE};
+    put_secrets(&q, key, pass);
+    int rr;
+    if (remote(m, &q, NULL, fd, &rr))
+        return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     o.key = key;
@@ -291,6 +381,10 @@ int migt_receive_par(migt *m, int fd, int listen_fd,
 
 int migt_handover_receive(migt *m, int fd)
 {
+    struct migt_req q = {.op = MIGT_OP_HANDOVER};
+    int rr;
+    if (remote(m, &q, NULL, fd, &rr))
+        return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     hvc_vm *vm;
@@ -312,6 +406,11 @@ static int restore_mem(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
 int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
                      const uint8_t *key, const char *pass)
 {
+    struct migt_req q = {.op = MIGT_OP_RESTORE_MEM, .len = len};
+    put_secrets(&q, key, pass);
+    int rr;
+    if (remote(m, &q, buf, -1, &rr))
+        return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     o.key = key;
@@ -334,6 +433,17 @@ static int quiet_setup(void *opaque, hvc_vm *vm, const void *user,
 int migt_restore_mem_vm(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
                         const uint8_t *key, const char *pass, hvc_vm **out)
 {
+    migt t;
+    struct migt_req q = {.op = MIGT_OP_RESTORE_MEM_VM, .len = len};
+    put_secrets(&q, key, pass);
+    int rr;
+    if (remote(&t, &q, buf, -1, &rr)) {
+        /* the remote restored and destroyed it */
+        *out = NULL;
+        if (rr == 0)
+            migt_remote_stop(&t);
+        return rr;
+    }
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     o.key = key;
     o.passphrase = pass;
@@ -492,4 +602,43 @@ size_t migt_read_all(int fd, void *p, size_t cap)
         got += (size_t)r;
     }
     return got;
+}
+
+uint64_t migt_hash(migt *m)
+{
+    if (!m->remote_pid)
+        return migt_ram_hash(m->vm);
+    uint64_t v = 0;
+    migt_remote_error_clear();
+    return ask(m, MIGT_OP_HASH, 0, 0, &v) == 0 ? v : 0;
+}
+
+uint64_t migt_reg(migt *m, uint32_t i, hvc_reg id)
+{
+    uint64_t v = ~0ull;
+    if (!m->remote_pid) {
+        if (i >= m->nr_vcpus || i >= MIGT_MAX_VCPUS ||
+            hvc_vcpu_get_reg(m->vcpu[i], id, &v) < 0)
+            return ~0ull;
+        return v;
+    }
+    migt_remote_error_clear();
+    return ask(m, MIGT_OP_REG, i, (uint64_t)id, &v) == 0 ? v : ~0ull;
+}
+
+int migt_read(migt *m, uint64_t gpa, void *p, size_t n)
+{
+    if (!m->remote_pid)
+        return hvc_vm_read(m->vm, gpa, p, n);
+    migt_remote_error_clear();
+    void *d;
+    size_t got;
+    struct migt_req q = {.op = MIGT_OP_READ, .a = gpa, .b = n};
+    int r = migt_remote_call(m, &q, NULL, -1, &d, &got, NULL);
+    if (r == 0 && (!d || got != n))
+        r = -EIO;
+    if (r == 0)
+        memcpy(p, d, n);
+    free(d);
+    return r;
 }

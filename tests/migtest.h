@@ -25,6 +25,10 @@ typedef struct migt {
      * last console output: a live migration's pause as the console saw
      * it. */
     uint64_t first_out_ns, last_out_ns;
+    /* A destination in another process (tests/migt_remote.h): its pid
+     * (0 when the VM is here) and request socket. vm and vcpu are NULL
+     * then; use the migt_ calls, which all work on either. */
+    int remote_pid, remote_fd;
 } migt;
 
 /* A new VM with @p nr_vcpus vCPUs in long mode at the counter guest, and
@@ -69,6 +73,37 @@ int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
  * stream tests. */
 int migt_restore_mem_vm(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
                         const uint8_t *key, const char *pass, hvc_vm **out);
+/* hvc_last_error(), or the remote destination's message when the last
+ * migt_ call on this thread went to one and failed (read it before other
+ * hvc_ calls). */
+const char *migt_last_error(void);
+/* HVT_OK for migt_ calls: the message is migt_last_error(). */
+#define MIGT_OK(call)                                                          \
+    do {                                                                       \
+        int migt_r_ = (call);                                                  \
+        cr_assert_eq(migt_r_, 0, "%s = %d (%s): %s", #call, migt_r_,           \
+                     hvc_strerror(migt_r_), migt_last_error());                \
+    } while (0)
+/* HVT_ERR for migt_ calls. */
+#define MIGT_ERR(call, err)                                                    \
+    do {                                                                       \
+        int migt_r_ = (call);                                                  \
+        cr_assert_eq(migt_r_, (err), "%s = %d, expected %d (%s)", #call,       \
+                     migt_r_, (err), migt_last_error());                       \
+        cr_assert_neq(migt_last_error()[0], '\0', "%s: no message", #call);    \
+    } while (0)
+/* Destinations (restores, receives) run in another process on backend
+ * @p name (NULL: back to the default, which is a remote on the same
+ * backend only when it allows one VM per process; $HVT_REMOTE_BACKEND
+ * sets it too). */
+void migt_remote_backend(const char *name);
+/* FNV-1a of the guest RAM of @p m (migt_ram_hash()), here or remote. */
+uint64_t migt_hash(migt *m);
+/* Register @p id of vCPU @p i (~0 when it cannot be read). */
+uint64_t migt_reg(migt *m, uint32_t i, hvc_reg id);
+/* Reads guest memory; 0 or -errno. */
+int migt_read(migt *m, uint64_t gpa, void *p, size_t n);
+
 /* CRC32C computed bitwise, independently of the library. */
 uint32_t migt_crc32c(uint32_t crc, const void *p, size_t n);
 /* A progress callback that always stops the operation (-ECANCELED). */

@@ -26,7 +26,7 @@ static void child_generation(const char *in, const char *out, uint64_t until,
         migt m;
         int e = migt_restore_file(&m, in, flags);
         if (e) {
-            fprintf(stderr, "restore: %s\n", hvc_last_error());
+            fprintf(stderr, "restore: %s\n", migt_last_error());
             _exit(10);
         }
         e = migt_run_until(&m, until);
@@ -55,7 +55,7 @@ Test(migration, chain_of_restores_in_new_processes)
     migt_open(&m, 1, NULL);
     cr_assert_eq(migt_run_until(&m, 3), 0);
     migt_assert_console(&m, 1, 3);
-    HVT_OK(migt_save_file(&m, a));
+    MIGT_OK(migt_save_file(&m, a));
     migt_close(&m);
     /* Three generations, alternating read and mmap restores. */
     uint32_t flags[] = {0, HVC_RESTORE_MMAP,
@@ -70,7 +70,7 @@ Test(migration, chain_of_restores_in_new_processes)
     /* The last file holds count 15; the console of a restore continues
      * with 16. */
     migt r;
-    HVT_OK(migt_restore_file(&r, b, 0));
+    MIGT_OK(migt_restore_file(&r, b, 0));
     cr_assert_eq(migt_run_until(&r, 17), 0);
     migt_assert_console(&r, 16, 17);
     cr_assert_eq(migt_check(&r, 17), 0);
@@ -86,7 +86,7 @@ Test(migration, saved_vm_resumes)
     cr_assert_eq(migt_run_until(&m, 4), 0);
     char path[64];
     snprintf(path, sizeof(path), "/tmp/hvmig-r-%d.snap", getpid());
-    HVT_OK(migt_save_file(&m, path));
+    MIGT_OK(migt_save_file(&m, path));
     /* The source goes on where it was. */
     cr_assert_eq(migt_run_until(&m, 8), 0);
     migt_assert_console(&m, 1, 8);
@@ -102,7 +102,7 @@ Test(migration, multi_vcpu)
     migt m;
     migt_open(&m, 3, NULL);
     cr_assert_eq(migt_run_until(&m, 5), 0);
-    HVT_OK(migt_save_file(&m, path));
+    MIGT_OK(migt_save_file(&m, path));
     migt_close(&m);
     int st;
     child_generation(path, NULL, 9, HVC_RESTORE_MMAP, &st);
@@ -124,7 +124,7 @@ Test(migration, stream_through_a_pipe)
         close(p[1]);
         migt r;
         if (migt_restore_fd(&r, p[0], NULL) != 0) {
-            fprintf(stderr, "restore: %s\n", hvc_last_error());
+            fprintf(stderr, "restore: %s\n", migt_last_error());
             _exit(10);
         }
         _exit(migt_run_until(&r, 6) || migt_check(&r, 6) ? 11 : 0);
@@ -160,24 +160,24 @@ Test(migration, encrypted_with_key_and_passphrase)
     uint64_t probe = (uint64_t)2 << 20;
     cr_assert_null(memmem(s, len, &probe, sizeof(probe)));
     migt r;
-    HVT_OK(migt_restore_mem(&r, s, len, key, NULL));
+    MIGT_OK(migt_restore_mem(&r, s, len, key, NULL));
     cr_assert_eq(migt_run_until(&r, 4), 0);
     cr_assert_eq(migt_check(&r, 4), 0);
     migt_close(&r);
     /* Wrong key, no key, passphrase for a key stream. */
     key[5] ^= 1;
     hvc_vm *vm;
-    HVT_ERR(migt_restore_mem_vm(m.hv, s, len, key, NULL, &vm), -EKEYREJECTED);
-    cr_assert(strstr(hvc_last_error(), "at byte"), "%s", hvc_last_error());
-    HVT_ERR(migt_restore_mem_vm(m.hv, s, len, NULL, NULL, &vm), -EKEYREJECTED);
-    HVT_ERR(migt_restore_mem_vm(m.hv, s, len, NULL, "pass", &vm),
+    MIGT_ERR(migt_restore_mem_vm(m.hv, s, len, key, NULL, &vm), -EKEYREJECTED);
+    cr_assert(strstr(migt_last_error(), "at byte"), "%s", migt_last_error());
+    MIGT_ERR(migt_restore_mem_vm(m.hv, s, len, NULL, NULL, &vm), -EKEYREJECTED);
+    MIGT_ERR(migt_restore_mem_vm(m.hv, s, len, NULL, "pass", &vm),
             -EKEYREJECTED);
     free(s);
 
     s = migt_save_mem(&m, NULL, "correct horse", &len);
-    HVT_ERR(migt_restore_mem_vm(m.hv, s, len, NULL, "wrong horse", &vm),
+    MIGT_ERR(migt_restore_mem_vm(m.hv, s, len, NULL, "wrong horse", &vm),
             -EKEYREJECTED);
-    HVT_OK(migt_restore_mem(&r, s, len, NULL, "correct horse"));
+    MIGT_OK(migt_restore_mem(&r, s, len, NULL, "correct horse"));
     cr_assert_eq(migt_run_until(&r, 3), 0);
     migt_close(&r);
     free(s);
@@ -229,7 +229,7 @@ Test(migration, failed_save_keeps_the_old_snapshot)
     migt m;
     migt_open(&m, 1, NULL);
     cr_assert_eq(migt_run_until(&m, 2), 0);
-    HVT_OK(migt_save_file(&m, path));
+    MIGT_OK(migt_save_file(&m, path));
     FILE *f = fopen(path, "rb");
     cr_assert_not_null(f);
     fseek(f, 0, SEEK_END);
@@ -246,7 +246,7 @@ Test(migration, failed_save_keeps_the_old_snapshot)
     /* The earlier snapshot is intact (count 2), and no temporary file is
      * left. */
     migt r;
-    HVT_OK(migt_restore_file(&r, path, 0));
+    MIGT_OK(migt_restore_file(&r, path, 0));
     cr_assert_eq(migt_count(&r, 0), 2);
     migt_close(&r);
     f = fopen(path, "rb");
@@ -297,7 +297,7 @@ Test(migration, setup_callback_errors_name_the_callback)
     migt m;
     migt_open(&m, 1, NULL);
     cr_assert_eq(migt_run_until(&m, 1), 0);
-    HVT_OK(migt_save_file(&m, path));
+    MIGT_OK(migt_save_file(&m, path));
     migt_close(&m);
     hvc_hypervisor *hv;
     HVT_OK(hvc_hypervisor_open("kvm", &hv));

@@ -96,7 +96,7 @@ static void left_paused(uint32_t nr_vcpus, uint32_t restore_flags)
             (unsigned long long)st.pages_initial,
             (unsigned long long)st.pages_precopy,
             (unsigned long long)st.pages_final);
-    uint64_t h = migt_ram_hash(m.vm), counts[MIGT_MAX_VCPUS], most = 0;
+    uint64_t h = migt_hash(&m), counts[MIGT_MAX_VCPUS], most = 0;
     for (uint32_t i = 0; i < nr_vcpus; i++) {
         counts[i] = migt_count(&m, i);
         cr_assert_gt(counts[i], 0, "vCPU %u never counted", i);
@@ -109,8 +109,8 @@ static void left_paused(uint32_t nr_vcpus, uint32_t restore_flags)
 
     static migt r;
     cr_assert_eq(migt_restore_file(&r, path, restore_flags), 0, "%s",
-                 hvc_last_error());
-    cr_assert_eq(migt_ram_hash(r.vm), h, "the file's RAM is not the paused VM's");
+                 migt_last_error());
+    cr_assert_eq(migt_hash(&r), h, "the file's RAM is not the paused VM's");
     for (uint32_t i = 0; i < nr_vcpus; i++)
         cr_assert_eq(migt_count(&r, i), counts[i], "vCPU %u restored at %llu, "
                      "saved at %llu", i,
@@ -170,7 +170,7 @@ Test(snapshot_live, the_guest_runs_on_after_the_save)
     cr_assert_gt(migt_count(&m, 0), after, "the guest stopped counting");
     migt_stop_runners(&m, run);
     static migt r;
-    cr_assert_eq(migt_restore_file(&r, path, 0), 0, "%s", hvc_last_error());
+    cr_assert_eq(migt_restore_file(&r, path, 0), 0, "%s", migt_last_error());
     uint64_t c0 = migt_count(&r, 0), c1 = migt_count(&r, 1);
     cr_assert_leq(c0, after, "the file holds a count after the save");
     uint64_t most = c0 > c1 ? c0 : c1;
