@@ -57,6 +57,10 @@ int migt_remote_wanted(void)
         return 0;
     if (other_backend())
         return 1;
+    /* A destination is remote only when this process already holds a VM
+     * (a process that holds none, a forked receiver, keeps it here). */
+    if (migt_local_vms <= 0)
+        return 0;
     /* Asked once per process: the answer cannot change. */
     static int cached = -1;
     if (cached < 0) {

@@ -62,6 +62,7 @@ enum migt_op {
     MIGT_OP_SAVE_FILE = 13,   /* payload: path */
     MIGT_OP_CLOSE = 14,
     MIGT_OP_RESTORE_MEM_VM = 15, /* the hostile restore: rc and message */
+    MIGT_OP_RECEIVE_VM = 16,     /* fd; flags 1: hand-over; rc, message */
 };
 
 #define MIGT_KEY_SIZE 32
@@ -89,6 +90,7 @@ int migt_send_all(int sock, const void *p, size_t n, int fd);
 int migt_recv_all(int sock, void *p, size_t n, int *fd);
 
 /* The client side (tests/migt_remote.c), for tests/migtest.c. */
+extern int migt_local_vms;
 int migt_remote_wanted(void);
 /* Starts the remote for @p m (memset by the caller); 0 or -errno with
  * migt_last_error() set. */

@@ -102,6 +102,17 @@ static int serve(const struct migt_req *q, uint8_t *payload, int fd)
             hvc_vm_destroy(vm);
         return 0;
     }
+    case MIGT_OP_RECEIVE_VM: {
+        hvc_hypervisor *hv;
+        hvc_vm *vm = NULL;
+        r = hvc_hypervisor_open(hvt_backend(), &hv);
+        if (r == 0)
+            r = migt_receive_vm(hv, fd, q->flags & 1, &vm);
+        reply(r, 0, NULL, 0);
+        if (vm)
+            hvc_vm_destroy(vm);
+        return 0;
+    }
     case MIGT_OP_RUN_UNTIL:
         return reply_coded(migt_run_until(&m, q->a), "migt_run_until");
     case MIGT_OP_CHECK:

@@ -9,6 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* VMs migtest made in this process and holds (migt_open, the restores;
+ * inherited by a fork, as the library's own count is). */
+int migt_local_vms;
+
 void migt_console_append(migt *m, const void *data, size_t length)
 {
     struct timespec t;
@@ -77,6 +81,7 @@ void migt_open_max(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv,
     hvc_vm_options vo = HVC_VM_OPTIONS_INIT;
     vo.max_vcpus = max_vcpus;
     HVT_OK(hvc_vm_create(m->hv, &vo, &m->vm));
+    migt_local_vms++;
     hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
     mo.length = HVT_MEM;
     HVT_OK(hvc_vm_add_memory(m->vm, &mo, NULL));
@@ -92,8 +97,10 @@ void migt_open_max(migt *m, uint32_t nr_vcpus, hvc_hypervisor *hv,
 void migt_close(migt *m)
 {
     migt_remote_stop(m);
-    if (m->vm)
+    if (m->vm) {
         hvc_vm_destroy(m->vm);
+        migt_local_vms--;
+    }
     if (m->hv)
         hvc_hypervisor_close(m->hv);
     m->vm = NULL;
@@ -264,6 +271,7 @@ static int setup(void *opaque, hvc_vm *vm, const void *user, size_t length)
 static int adopt(migt *m, hvc_vm *vm)
 {
     m->vm = vm;
+    migt_local_vms++;
     m->nr_vcpus = hvc_vm_vcpu_count(vm);
     for (uint32_t i = 0; i < m->nr_vcpus && i < MIGT_MAX_VCPUS; i++)
         if (hvc_vm_get_vcpu(vm, i, &m->vcpu[i]) < 0)
@@ -613,17 +621,31 @@ uint64_t migt_hash(migt *m)
     return ask(m, MIGT_OP_HASH, 0, 0, &v) == 0 ? v : 0;
 }
 
-uint64_t migt_reg(migt *m, uint32_t i, hvc_reg id)
+int migt_reg(migt *m, uint32_t i, hvc_reg id, uint64_t *v)
 {
-    uint64_t v = ~0ull;
-    if (!m->remote_pid) {
-        if (i >= m->nr_vcpus || i >= MIGT_MAX_VCPUS ||
-            hvc_vcpu_get_reg(m->vcpu[i], id, &v) < 0)
-            return ~0ull;
-        return v;
-    }
     migt_remote_error_clear();
-    return ask(m, MIGT_OP_REG, i, (uint64_t)id, &v) == 0 ? v : ~0ull;
+    if (!m->remote_pid)
+        return i < m->nr_vcpus && i < MIGT_MAX_VCPUS
+                   ? hvc_vcpu_get_reg(m->vcpu[i], id, v)
+                   : hvc_vcpu_get_reg(NULL, id, v);
+    return ask(m, MIGT_OP_REG, i, (uint64_t)id, v);
+}
+
+int migt_receive_vm(hvc_hypervisor *hv, int fd, int handover, hvc_vm **out)
+{
+    migt t;
+    struct migt_req q = {.op = MIGT_OP_RECEIVE_VM, .flags = !!handover};
+    int rr;
+    *out = NULL;
+    if (remote(&t, &q, NULL, fd, &rr)) {
+        if (rr == 0)
+            migt_remote_stop(&t);
+        return rr;
+    }
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
+    o.setup = quiet_setup;
+    return handover ? hvc_vm_handover_receive(hv, fd, &o, out)
+                    : hvc_vm_migrate_receive(hv, fd, &o, out);
 }
 
 int migt_read(migt *m, uint64_t gpa, void *p, size_t n)

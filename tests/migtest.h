@@ -93,14 +93,19 @@ const char *migt_last_error(void);
         cr_assert_neq(migt_last_error()[0], '\0', "%s: no message", #call);    \
     } while (0)
 /* Destinations (restores, receives) run in another process on backend
- * @p name (NULL: back to the default, which is a remote on the same
- * backend only when it allows one VM per process; $HVT_REMOTE_BACKEND
- * sets it too). */
+ * @p name (NULL: back to the default: a remote on the same backend only
+ * when it allows one VM per process and this process holds a migt VM
+ * already; $HVT_REMOTE_BACKEND sets it too). */
 void migt_remote_backend(const char *name);
 /* FNV-1a of the guest RAM of @p m (migt_ram_hash()), here or remote. */
 uint64_t migt_hash(migt *m);
-/* Register @p id of vCPU @p i (~0 when it cannot be read). */
-uint64_t migt_reg(migt *m, uint32_t i, hvc_reg id);
+/* Register @p id of vCPU @p i into *v; 0 or -errno. */
+int migt_reg(migt *m, uint32_t i, hvc_reg id, uint64_t *v);
+/* hvc_vm_handover_receive() (@p handover) or hvc_vm_migrate_receive()
+ * from @p fd into a VM nobody runs (UART without output), for the
+ * refusal tests; in a remote destination when one is due, where a VM that
+ * was received is destroyed (*out NULL, 0). Read migt_last_error(). */
+int migt_receive_vm(hvc_hypervisor *hv, int fd, int handover, hvc_vm **out);
 /* Reads guest memory; 0 or -errno. */
 int migt_read(migt *m, uint64_t gpa, void *p, size_t n);
 
