@@ -50,7 +50,9 @@ enum migt_op {
     MIGT_OP_RESTORE_FILE = 1, /* payload: path; flags: restore flags */
     MIGT_OP_RESTORE_FD = 2,   /* fd; key */
     MIGT_OP_RECEIVE = 3,      /* fd; key, passphrase */
-    MIGT_OP_HANDOVER = 4,     /* fd */
+    MIGT_OP_HANDOVER = 4,     /* fd; flags MIGT_HANDOVER_BLK: a: MMIO
+                                 base, b: irq, payload: serial; value:
+                                 the disk's inode */
     MIGT_OP_RESTORE_MEM = 5,  /* payload: stream; key, passphrase */
     MIGT_OP_RUN_UNTIL = 6,    /* a: count */
     MIGT_OP_CHECK = 7,        /* a: count */
@@ -65,6 +67,7 @@ enum migt_op {
     MIGT_OP_RECEIVE_VM = 16,     /* fd; flags 1: hand-over; rc, message */
 };
 
+#define MIGT_HANDOVER_BLK 1u
 #define MIGT_KEY_SIZE 32
 #define MIGT_PASS_MAX 128
 
@@ -90,7 +93,6 @@ int migt_send_all(int sock, const void *p, size_t n, int fd);
 int migt_recv_all(int sock, void *p, size_t n, int *fd);
 
 /* The client side (tests/migt_remote.c), for tests/migtest.c. */
-extern int migt_local_vms;
 int migt_remote_wanted(void);
 /* Starts the remote for @p m (memset by the caller); 0 or -errno with
  * migt_last_error() set. */

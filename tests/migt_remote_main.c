@@ -87,6 +87,12 @@ static int serve(const struct migt_req *q, uint8_t *payload, int fd)
     case MIGT_OP_RECEIVE:
         return reply(migt_receive_fd(&m, fd, key, pass), 0, NULL, 0);
     case MIGT_OP_HANDOVER:
+        if (q->flags & MIGT_HANDOVER_BLK) {
+            uint64_t ino = 0;
+            r = migt_handover_receive_blk(&m, fd, q->a, (uint32_t)q->b,
+                                          (char *)payload, &ino);
+            return reply(r, ino, NULL, 0);
+        }
         return reply(migt_handover_receive(&m, fd), 0, NULL, 0);
     case MIGT_OP_RESTORE_MEM:
         return reply(migt_restore_mem(&m, payload, q->len, key, pass), 0,

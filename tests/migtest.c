@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,6 +102,9 @@ void migt_close(migt *m)
         hvc_vm_destroy(m->vm);
         migt_local_vms--;
     }
+    if (m->has_blk_fd)
+        close(m->blk_fd);
+    m->has_blk_fd = 0;
     if (m->hv)
         hvc_hypervisor_close(m->hv);
     m->vm = NULL;
@@ -282,7 +286,7 @@ static int adopt(migt *m, hvc_vm *vm)
 /* Remote: starts the destination process and sends it @p q (1 when
  * remote, the result in *r). */
 static int remote(migt *m, struct migt_req *q, const void *payload, int fd,
-                  int *r)
+                  int *r, uint64_t *value)
 {
     memset(m, 0, sizeof(*m));
     migt_remote_error_clear();
@@ -291,7 +295,7 @@ static int remote(migt *m, struct migt_req *q, const void *payload, int fd,
     m->remote_fd = -1;
     *r = migt_remote_start(m);
     if (*r == 0)
-        *r = migt_remote_call(m, q, payload, fd, NULL, NULL, NULL);
+        *r = migt_remote_call(m, q, payload, fd, NULL, NULL, value);
     if (*r != 0) {
         /* keep the message: closing sends nothing that fails */
         char why[4096];
@@ -316,7 +320,7 @@ int migt_restore_file(migt *m, const char *path, uint32_t flags)
     struct migt_req q = {
         .op = MIGT_OP_RESTORE_FILE, .flags = flags, .len = strlen(path)};
     int rr;
-    if (remote(m, &q, path, -1, &rr))
+    if (remote(m, &q, path, -1, &rr, NULL))
         return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
@@ -332,7 +336,7 @@ int migt_restore_fd(migt *m, int fd, const uint8_t *key)
     struct migt_req q = {.op = MIGT_OP_RESTORE_FD};
     put_secrets(&q, key, NULL);
     int rr;
-    if (remote(m, &q, NULL, fd, &rr))
+    if (remote(m, &q, NULL, fd, &rr, NULL))
         return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
@@ -348,7 +352,7 @@ int migt_receive_fd(migt *m, int fd, const uint8_t *key, const char *pass)
     struct migt_req q = {.op = MIGT_OP_RECEIVE};
     put_secrets(&q, key, pass);
     int rr;
-    if (remote(m, &q, NULL, fd, &rr))
+    if (remote(m, &q, NULL, fd, &rr, NULL))
         return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
@@ -391,13 +395,69 @@ int migt_handover_receive(migt *m, int fd)
 {
     struct migt_req q = {.op = MIGT_OP_HANDOVER};
     int rr;
-    if (remote(m, &q, NULL, fd, &rr))
+    if (remote(m, &q, NULL, fd, &rr, NULL))
         return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
     hvc_vm *vm;
     if (r == 0 && (r = hvc_vm_handover_receive(m->hv, fd, &o, &vm)) == 0)
         r = adopt(m, vm);
+    return r;
+}
+
+struct blk_setup {
+    migt *m;
+    uint64_t base;
+    uint32_t irq;
+    const char *serial;
+};
+
+static int attach_blk(void *opaque, hvc_vm *vm, const void *user, size_t len)
+{
+    (void)user, (void)len;
+    struct blk_setup *b = opaque;
+    int fd, again;
+    int r = hvc_vm_handover_fd(vm, "virtio-blk0", 0, &fd);
+    if (r < 0)
+        return r;
+    b->m->blk_fd = fd;
+    b->m->has_blk_fd = 1;
+    r = hvc_vm_handover_fd(vm, "virtio-blk0", 0, &again);
+    if (r != -ENOENT) {
+        fprintf(stderr, "the disk descriptor was taken twice (%d)\n", r);
+        return -EEXIST;
+    }
+    hvc_virtio_blk_options o = HVC_VIRTIO_BLK_OPTIONS_INIT;
+    o.mmio.base = b->base;
+    o.mmio.irq = b->irq;
+    o.fd = fd;
+    o.serial = b->serial;
+    return hvc_virtio_blk_create(vm, &o, NULL);
+}
+
+int migt_handover_receive_blk(migt *m, int fd, uint64_t base, uint32_t irq,
+                              const char *serial, uint64_t *disk_ino)
+{
+    struct migt_req q = {.op = MIGT_OP_HANDOVER,
+                         .flags = MIGT_HANDOVER_BLK,
+                         .a = base,
+                         .b = irq,
+                         .len = strlen(serial)};
+    int rr;
+    *disk_ino = 0;
+    if (remote(m, &q, serial, fd, &rr, disk_ino))
+        return rr;
+    hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
+    int r = begin(m, &o);
+    struct blk_setup b = {m, base, irq, serial};
+    o.setup = attach_blk;
+    o.opaque = &b;
+    hvc_vm *vm;
+    if (r == 0 && (r = hvc_vm_handover_receive(m->hv, fd, &o, &vm)) == 0)
+        r = adopt(m, vm);
+    struct stat st;
+    if (r == 0 && m->has_blk_fd && fstat(m->blk_fd, &st) == 0)
+        *disk_ino = st.st_ino;
     return r;
 }
 
@@ -417,7 +477,7 @@ int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
     struct migt_req q = {.op = MIGT_OP_RESTORE_MEM, .len = len};
     put_secrets(&q, key, pass);
     int rr;
-    if (remote(m, &q, buf, -1, &rr))
+    if (remote(m, &q, buf, -1, &rr, NULL))
         return rr;
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     int r = begin(m, &o);
@@ -445,7 +505,7 @@ int migt_restore_mem_vm(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
     struct migt_req q = {.op = MIGT_OP_RESTORE_MEM_VM, .len = len};
     put_secrets(&q, key, pass);
     int rr;
-    if (remote(&t, &q, buf, -1, &rr)) {
+    if (remote(&t, &q, buf, -1, &rr, NULL)) {
         /* the remote restored and destroyed it */
         *out = NULL;
         if (rr == 0)
@@ -637,7 +697,7 @@ int migt_receive_vm(hvc_hypervisor *hv, int fd, int handover, hvc_vm **out)
     struct migt_req q = {.op = MIGT_OP_RECEIVE_VM, .flags = !!handover};
     int rr;
     *out = NULL;
-    if (remote(&t, &q, NULL, fd, &rr)) {
+    if (remote(&t, &q, NULL, fd, &rr, NULL)) {
         if (rr == 0)
             migt_remote_stop(&t);
         return rr;

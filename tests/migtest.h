@@ -29,7 +29,15 @@ typedef struct migt {
      * (0 when the VM is here) and request socket. vm and vcpu are NULL
      * then; use the migt_ calls, which all work on either. */
     int remote_pid, remote_fd;
+    /* migt_handover_receive_blk(): the disk descriptor the new VM was
+     * handed (closed by migt_close() after the VM), when has_blk_fd. */
+    int blk_fd, has_blk_fd;
 } migt;
+
+/* VMs this process holds: migtest counts its own (migt_open, the
+ * restores); a test that holds a VM made otherwise adds it while it does,
+ * so that the destinations that need a process of their own get one. */
+extern int migt_local_vms;
 
 /* A new VM with @p nr_vcpus vCPUs in long mode at the counter guest, and
  * a UART named "com1" (asserts). @p hv: an open hypervisor, or NULL. */
@@ -67,6 +75,12 @@ int migt_receive_par(migt *m, int fd, int listen_fd,
                      const hvc_migrate_tls *tls, const uint8_t *key);
 /* hvc_vm_handover_receive() from @p fd, with the UART re-attached. */
 int migt_handover_receive(migt *m, int fd);
+/* The same for a VM whose device is a virtio-blk (MMIO at @p base, @p irq,
+ * serial @p serial) on the disk descriptor handed over as "virtio-blk0"
+ * (taken once: a second take must be refused), instead of the UART.
+ * *disk_ino: the inode of the descriptor the new VM got. */
+int migt_handover_receive_blk(migt *m, int fd, uint64_t base, uint32_t irq,
+                              const char *serial, uint64_t *disk_ino);
 int migt_restore_mem(migt *m, const uint8_t *buf, size_t len,
                      const uint8_t *key, const char *pass);
 /* Restores into a VM nobody runs (UART without output); for the hostile
