@@ -137,7 +137,10 @@ Test(migration_arch, vcpu_and_irqchip_records_are_architectural)
         if (cpu == 0) {
             cr_assert_eq(g->regs[HVC_X86_R15].value, r15);
             cr_assert_eq(g->regs[HVC_X86_R8].value, r8);
-            cr_assert_eq(g->regs[HVC_X86_RIP].value, rip);
+            cr_assert_eq(g->regs[HVC_X86_RIP].value, rip,
+                         "saved RIP 0x%llx, read 0x%llx before the save",
+                         (unsigned long long)g->regs[HVC_X86_RIP].value,
+                         (unsigned long long)rip);
             cr_assert_eq(g->regs[HVC_X86_RSP].value, rsp);
         }
         cr_assert(g->regs[HVC_X86_RFLAGS].value & 2, "RFLAGS bit 1");

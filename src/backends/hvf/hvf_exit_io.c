@@ -2,8 +2,9 @@
  * exit qualification, instruction length and instruction information, and
  * their completion on the next entry: the data of an IN goes to RAX, the
  * data of an INS to guest memory; RSI/RDI/RCX step; RIP steps over the
- * instruction once it is done. A REP string instruction is served a
- * page-bounded batch per exit; the guest re-executes it for the rest. */
+ * instruction once it is done (a plain OUT at its exit, as KVM's does). A
+ * REP string instruction is served a page-bounded batch per exit; the
+ * guest re-executes it for the rest. */
 #include "hvf.h"
 
 #include "hvf_vmx.h"
@@ -128,6 +129,14 @@ int hvi_hvf_exit_io(struct hvi_hvf_vcpu *v, hvc_exit *exit)
     exit->u.io.is_write = !p->in;
     exit->u.io.count = p->count;
     exit->u.io.data = v->iobuf;
+    if (!p->string && !p->in) {
+        /* An OUT has nothing to complete: RIP steps over it now, as KVM's
+         * does before its exit, so registers read (or saved) after the
+         * exit are the next instruction's on either backend. */
+        v->pending = HVI_PEND_NONE;
+        int r = hvi_hvf_skip(v, p->insn_len);
+        return r < 0 ? r : 1;
+    }
     v->pending = HVI_PEND_PIO;
     return 1;
 }
