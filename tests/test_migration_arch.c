@@ -555,3 +555,50 @@ Test(migration_arch, a_vm_without_irqchip)
     free(s);
     HVT_OK(hvc_hypervisor_close(hv));
 }
+
+/* On the library's interrupt controllers, IA32_APIC_BASE set through
+ * hvc_vcpu_set_regs() is the LAPIC's: its record says x2APIC (with the
+ * x2APIC ID), and a value the LAPIC refuses changes nothing. */
+Test(migration_arch, apic_base_from_the_api_reaches_the_userspace_lapic)
+{
+    hvt t;
+    hvt_open(&t, HVC_VM_USER_IRQCHIP);
+    hvc_serial_options so = HVC_SERIAL_OPTIONS_INIT;
+    so.name = "com1";
+    HVT_OK(hvc_serial_create(t.vm, &so, NULL));
+    hvt_load(t.vm, "counter64");
+    hvc_vcpu *v[2];
+    for (uint32_t i = 0; i < 2; i++)
+        v[i] = hvt_vcpu(t.vm, i, HVC_X86_MODE_LONG64, 0);
+    uint64_t old = hvt_reg(v[1], HVC_X86_APIC_BASE);
+    cr_assert(old & HVI_X86_APIC_BASE_ENABLE, "0x%llx",
+              (unsigned long long)old);
+    /* x2APIC without the enable bit: refused, nothing changed */
+    hvc_reg id = HVC_X86_APIC_BASE;
+    uint64_t bad = (old & ~HVI_X86_APIC_BASE_ENABLE) | HVI_X86_APIC_BASE_X2APIC;
+    HVT_ERR(hvc_vcpu_set_regs(v[1], &id, &bad, 1), -EINVAL);
+    cr_assert(strstr(hvc_last_error(), "IA32_APIC_BASE"), "%s",
+              hvc_last_error());
+    cr_assert_eq(hvt_reg(v[1], HVC_X86_APIC_BASE), old);
+    uint64_t x2 = old | HVI_X86_APIC_BASE_X2APIC;
+    HVT_OK(hvc_vcpu_set_regs(v[1], &id, &x2, 1));
+    cr_assert_eq(hvt_reg(v[1], HVC_X86_APIC_BASE), x2);
+    migt m = {.hv = t.hv, .vm = t.vm};
+    size_t len, plen, n;
+    uint8_t *s = migt_save_mem(&m, NULL, NULL, &len);
+    for (uint32_t cpu = 0; cpu < 2; cpu++) {
+        const uint8_t *p = section(s, len, SEC_VCPU, cpu, &plen);
+        struct hvi_x86_lapic *l =
+            field(p, plen, HVC_BACKEND_VCPU_ARCH_LAPIC, &n);
+        cr_assert_eq(l->apic_base, cpu ? x2 : hvt_reg(v[0], id),
+                     "vCPU %u: LAPIC record 0x%llx", cpu,
+                     (unsigned long long)l->apic_base);
+        if (cpu == 1)
+            cr_assert_eq(get32(l->regs + HVI_X86_LAPIC_ID), 1,
+                         "x2APIC ID register 0x%x",
+                         get32(l->regs + HVI_X86_LAPIC_ID));
+        free(l);
+    }
+    free(s);
+    hvt_close(&t);
+}

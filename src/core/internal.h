@@ -631,6 +631,13 @@ int hvi_uirq_enter(hvc_vcpu *vcpu);
 int hvi_uirq_exit(hvc_vcpu *vcpu, hvc_exit *exit);
 int hvi_uirq_set_irq(hvc_vm *vm, uint32_t gsi, int level);
 int hvi_uirq_msi(hvc_vm *vm, uint64_t address, uint32_t data);
+/* hvc_vcpu_set_regs() of IA32_APIC_BASE (HVC_X86_APIC_BASE or MSR 0x1b)
+ * on a VM with the chips: the LAPIC takes it first, as from a guest
+ * WRMSR (0, or -EINVAL with a message when it refuses the value); *undo
+ * holds the LAPIC's state before, for hvi_uirq_apic_base_done() to put
+ * back (when the backend then refuses the call) and free. */
+int hvi_uirq_set_apic_base(hvc_vcpu *vcpu, uint64_t value, void **undo);
+void hvi_uirq_apic_base_done(hvc_vcpu *vcpu, void *undo, bool put_back);
 /* The chips' state as backend state blobs of the LAPIC, PIC, IOAPIC and
  * PIT kinds; 0 from *_owns when the kind is not the chips'. */
 bool hvi_uirq_owns(const hvc_vm *vm, uint32_t kind);

@@ -186,6 +186,36 @@ static int mirror_apic_base(hvc_vcpu *v)
     return hvi_bk_set_regs(v, &id, &base, 1);
 }
 
+int hvi_uirq_set_apic_base(hvc_vcpu *v, uint64_t value, void **undo)
+{
+    struct hvi_uirq *u = v->vm->uirq;
+    struct hvi_x86_lapic *was = malloc(sizeof(*was));
+    if (!was)
+        return hvi_error(-ENOMEM, "vCPU %u: no memory for the LAPIC's state",
+                         v->id);
+    hvi_irqchip_get_lapic(u->chip, v->id, was);
+    if (hvi_irqchip_wrmsr(u->chip, v->id, HVI_MSR_APIC_BASE, value, 0, 0) <
+        0) {
+        free(was);
+        return hvi_error(-EINVAL,
+                         "vCPU %u: IA32_APIC_BASE 0x%llx refused by the "
+                         "LAPIC (now 0x%llx): reserved bits, x2APIC without "
+                         "the enable bit, or x2APIC straight back to xAPIC",
+                         v->id, (unsigned long long)value,
+                         (unsigned long long)hvi_irqchip_apic_base(u->chip,
+                                                                   v->id));
+    }
+    *undo = was;
+    return 0;
+}
+
+void hvi_uirq_apic_base_done(hvc_vcpu *v, void *undo, bool put_back)
+{
+    if (put_back)
+        (void)hvi_irqchip_set_lapic(v->vm->uirq->chip, v->id, undo);
+    free(undo);
+}
+
 int hvi_uirq_vcpu_created(hvc_vcpu *vcpu)
 {
     struct hvi_uirq *u = vcpu->vm->uirq;

@@ -58,7 +58,21 @@ int hvc_vcpu_set_regs(hvc_vcpu *vcpu, const hvc_reg *ids,
     int r = check_ids(vcpu, ids, count);
     if (r < 0 || count == 0 || (r = check_access(vcpu, "set_regs")) < 0)
         return r;
-    return hvi_bk_set_regs(vcpu, ids, values, count);
+    /* With the library's chips, IA32_APIC_BASE is the LAPIC's (the
+     * backend's copy follows it): the LAPIC takes the value first, and
+     * gets its state back if the backend refuses the call. */
+    size_t base_at = count;
+    for (size_t i = 0; vcpu->vm->uirq && i < count; i++)
+        if (ids[i] == HVC_X86_APIC_BASE || ids[i] == HVC_X86_MSR(0x1b))
+            base_at = i;
+    void *undo = NULL;
+    if (base_at < count &&
+        (r = hvi_uirq_set_apic_base(vcpu, values[base_at], &undo)) < 0)
+        return r;
+    r = hvi_bk_set_regs(vcpu, ids, values, count);
+    if (undo)
+        hvi_uirq_apic_base_done(vcpu, undo, r < 0);
+    return r;
 }
 
 int hvc_vcpu_get_reg(hvc_vcpu *vcpu, hvc_reg id, uint64_t *value)
