@@ -547,6 +547,7 @@ static void *run_vcpu(void *arg)
     while (!atomic_load(&r->stop)) {
         const hvc_exit *e;
         if (hvc_vcpu_run(r->vcpu, &e) < 0) {
+            fprintf(stderr, "vCPU runner: %s\n", hvc_last_error());
             r->error = 1;
             break;
         }

@@ -21,7 +21,12 @@ int hvfh_translate(struct hvfh_vcpu *v, uint64_t la, uint64_t *gpa)
     if (hvfh_flush_sregs(v))
         return -EIO;
     struct kvm_translation t = {.linear_address = page};
-    if (ioctl(v->fd, KVM_TRANSLATE, &t) || !t.valid)
+    /* the page-table walk reads guest memory through the memslots: not
+     * while mem.c replaces them (another vCPU's hv_vm_protect) */
+    pthread_rwlock_rdlock(&hvfh_vm.run_lock);
+    int bad = ioctl(v->fd, KVM_TRANSLATE, &t) || !t.valid;
+    pthread_rwlock_unlock(&hvfh_vm.run_lock);
+    if (bad)
         return -EFAULT;
     v->tlb_la = page;
     v->tlb_gpa = t.physical_address & ~(HVFH_PAGE - 1);

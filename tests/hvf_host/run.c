@@ -306,7 +306,67 @@ static int store_size(const struct hvfh_insn *in)
 
 /* A write to MMIO: KVM has executed the instruction. Find where it started:
  * REP STOS/MOVS (RIP still at it, one element done), else the instruction
- * ending at RIP whose memory operand is the written address. */
+ * ending at RIP whose memory operand is the written address, else a stack
+ * write (stack_write_start()). */
+/* A write to a page without write permission (a dirty-logged page, as
+ * the framework would fault on) that no instruction ending at RIP made
+ * through a memory operand: the stack write of a PUSH, CALL or the like
+ * (checked exactly: a CALL landing on a PUSH is not taken for the PUSH).
+ * Returns as mmio_write_start(). */
+static int stack_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
+                             struct kvm_regs *pre, struct hvfh_insn *out)
+{
+    struct hvfh_insn in;
+    /* KVM's emulator did the stack write's instruction, RSP down and RIP
+     * past it (a PUSH), or at the target (a CALL: the write's data is the
+     * return address, where the CALL ends), before the write's exit:
+     * undone. */
+    if (len == 8 && hvfh_code_bits(v) == 64) {
+        uint64_t ret, g;
+        memcpy(&ret, v->run->mmio.data, 8);
+        if (!hvfh_translate(v, seg_base(v, 2) + v->regs.rsp, &g) &&
+            g == gpa)
+            for (int k = 2; k <= 7; k++)
+                if (!hvfh_decode(v, ret - (uint64_t)k, &in, ret) &&
+                    in.len == k && !in.map &&
+                    (in.op == 0xe8 ||
+                     (in.op == 0xff && ((in.modrm >> 3) & 7) == 2))) {
+                    pre->rip = ret - (uint64_t)k;
+                    pre->rsp = v->regs.rsp + 8;
+                    *out = in;
+                    return 0;
+                }
+    }
+    uint64_t sg;
+    if (!hvfh_translate(v, seg_base(v, 2) + v->regs.rsp, &sg) && sg == gpa) {
+        for (int k = 1; k <= 5; k++)
+            if (!hvfh_decode(v, v->regs.rip - (uint64_t)k, &in,
+                             v->regs.rip) &&
+                in.len == k && !in.map &&
+                ((in.op >= 0x50 && in.op <= 0x57) || in.op == 0x68 ||
+                 in.op == 0x6a || in.op == 0x9c)) {
+                pre->rip = v->regs.rip - (uint64_t)k;
+                pre->rsp = v->regs.rsp + len;
+                *out = in;
+                return 0;
+            }
+    }
+    /* Or it stopped before the instruction (RIP and RSP unchanged, as the
+     * framework's EPT violation does): nothing to undo. */
+    uint64_t g;
+    if (!hvfh_decode(v, v->regs.rip, &in, 0) && !in.map &&
+        ((in.op >= 0x50 && in.op <= 0x57) || in.op == 0x68 || in.op == 0x6a ||
+         in.op == 0x9c || in.op == 0xe8 || in.op == 0xc8 ||
+         (in.op == 0xff && in.has_modrm &&
+          (((in.modrm >> 3) & 7) == 2 || ((in.modrm >> 3) & 7) == 6))) &&
+        !hvfh_translate(v, seg_base(v, 2) + v->regs.rsp - len, &g) &&
+        g == gpa) {
+        *out = in;
+        return 0;
+    }
+    return -1;
+}
+
 static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
                             struct kvm_regs *pre, struct hvfh_insn *out)
 {
@@ -364,7 +424,7 @@ static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
         *out = in;
         return 0;
     }
-    return -1;
+    return stack_write_start(v, gpa, len, pre, out);
 }
 
 static hv_return_t exit_mmio(struct hvfh_vcpu *v)

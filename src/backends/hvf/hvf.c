@@ -137,9 +137,9 @@ const hvc_backend_ops hvi_hvf_backend = {
     .vm_get_state = hvi_hvf_vm_get_state,
     .vm_set_state = hvi_hvf_vm_set_state,
 #endif
-    .vm_dirty_start = NULL, /* no dirty logging: -ENOTSUP */
-    .vm_dirty_fetch = NULL,
-    .vm_dirty_stop = NULL,
+    .vm_dirty_start = hvi_hvf_dirty_start, /* write protection */
+    .vm_dirty_fetch = hvi_hvf_dirty_fetch,
+    .vm_dirty_stop = hvi_hvf_dirty_stop,
     /* Every hv_vcpu_* call must come from the vCPU's creating thread. */
     .flags = HVC_BACKEND_VCPU_THREAD_BOUND,
     /* No in-kernel chips (get_cap 17-20 answer 0): the library's. */

@@ -71,6 +71,9 @@ struct hvi_hvf_slot {
     uint64_t gpa;
     uint64_t len;
     uint8_t *hva;
+    /* Dirty logging (hvf_dirty.c): the pages written since the last
+     * fetch, under hvi_hvf_vm.dirty_lock; NULL when not logging. */
+    uint64_t *dirty;
 };
 
 struct hvi_hvf {
@@ -89,6 +92,10 @@ struct hvi_hvf_vm {
     pthread_rwlock_t slot_lock;
     struct hvi_hvf_slot *slots;
     uint32_t nr_slots;
+    /* Dirty logging's bitmaps and the write protection that feeds them
+     * (hvf_dirty.c): taken with slot_lock held (read or write); a leaf
+     * below slot_lock. */
+    pthread_mutex_t dirty_lock;
     uint32_t tsc_khz;            /* 0: the host's */
     _Atomic int64_t clock_delta; /* software guest clock - monotonic */
 };
@@ -283,6 +290,21 @@ int hvi_hvf_complete_io(struct hvi_hvf_vcpu *v);
  * @p exit holds an MMIO exit, 0 when the instruction was done without a
  * device (the guest can go on). */
 int hvi_hvf_exit_ept(struct hvi_hvf_vcpu *v, hvc_exit *exit);
+/* hvf_dirty.c: dirty logging by write protection (hv_vm_protect). The
+ * EPT violation of a write to a logged page: 1 when it was that (the page
+ * is marked and writable again; the guest retries), 0 when not, or a
+ * negative errno. */
+int hvi_hvf_dirty_fault(struct hvi_hvf_vcpu *v, uint64_t gpa);
+/* Marks the page of @p gpa when its slot is logged (a write the backend
+ * made itself); slot_lock held. */
+void hvi_hvf_dirty_mark_locked(struct hvi_hvf_vm *vm, uint64_t gpa);
+int hvi_hvf_dirty_start(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                        uint64_t length, void *host_addr, uint32_t map_flags,
+                        uint32_t mode, uint32_t flags, uint32_t *used);
+int hvi_hvf_dirty_fetch(void *vm_priv, uint32_t slot, uint64_t length,
+                        uint64_t *bitmap);
+int hvi_hvf_dirty_stop(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                       uint64_t length, void *host_addr, uint32_t map_flags);
 int hvi_hvf_complete_mmio(struct hvi_hvf_vcpu *v, hvc_exit *exit);
 
 /* hvf_state.c: state blobs in the architectural layouts. */

@@ -210,6 +210,11 @@ int hvi_hvf_exit_ept(struct hvi_hvf_vcpu *v, hvc_exit *exit)
         exit->u.internal.data[1] = q;
         return 1;
     }
+    if (write) { /* a logged page (hvf_dirty.c): marked, the guest retries */
+        int d = hvi_hvf_dirty_fault(v, gpa);
+        if (d != 0)
+            return d < 0 ? d : 0;
+    }
     v->mmio = (struct hvi_hvf_mmio_log){.fault_write = write};
     return emulate(v, exit);
 }

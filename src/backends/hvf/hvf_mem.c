@@ -58,9 +58,10 @@ static int copy(struct hvi_hvf_vm *vm, uint64_t gpa, void *buf, size_t len,
             pthread_rwlock_unlock(&vm->slot_lock);
             return -EFAULT;
         }
-        if (write)
+        if (write) {
             memcpy(p, b, n);
-        else
+            hvi_hvf_dirty_mark_locked(vm, gpa);
+        } else
             memcpy(b, p, n);
         gpa += n;
         b += n;
