@@ -7,13 +7,17 @@
  * the destination side in a second process, as a real deployment would.
  *
  * When. migt_remote_wanted(): the backend's HVC_CAP_MAX_VMS is 1 (the
- * capability is asked, the backend's name never tested), or a test asked
- * for a destination on another backend (migt_remote_backend(), or
- * $HVT_REMOTE_BACKEND) — kvm here, hvf there. Never inside the remote
+ * capability is asked, the backend's name never tested) and this process
+ * holds a VM already (migt_local_vms: migtest's own, plus any a test
+ * declares; a forked receiver that holds none keeps its VM here), or a
+ * test asked for a destination on another backend (migt_remote_backend(),
+ * or $HVT_REMOTE_BACKEND) — kvm here, hvf there. Never inside the remote
  * itself ($MIGT_REMOTE_SERVER set by tests/migt_remote_main.c).
  *
  * How. migtest's destination calls (migt_restore_file/fd/mem,
- * migt_receive_fd, migt_handover_receive) fork and exec the helper
+ * migt_receive_fd, migt_handover_receive[_blk], and the refusal tests'
+ * migt_restore_mem_vm and migt_receive_vm, which start a remote for one
+ * call) fork and exec the helper
  * executable tests/migt_remote_main.c (MIGT_REMOTE, built with hvtest)
  * with the same environment, its end of a socketpair on descriptor 3. The
  * migt then has remote_pid > 0, no vm nor vcpu pointers, and every later
