@@ -41,7 +41,13 @@
  * exits if its parent already went), and a watchdog thread in it exits
  * when the socket's peer hangs up (the test process or thread died, or
  * closed it): a remote never outlives its test. migt_close() asks it to
- * close, waits up to 5 s, then kills and reaps it. */
+ * close, waits up to 5 s, then kills and reaps it. The death signal
+ * follows the THREAD that started the remote: start it (the destination
+ * call) on a thread that lives as long as the destination is used, as
+ * every suite does.
+ *
+ * Not remote: migt_receive_tls() and migt_receive_par() (no suite run
+ * under a one-VM backend needs them yet). */
 #ifndef MIGT_REMOTE_H
 #define MIGT_REMOTE_H
 
