@@ -133,6 +133,10 @@ struct hvfh_insn {
 int hvfh_decode(struct hvfh_vcpu *v, uint64_t rip, struct hvfh_insn *in,
                 uint64_t end_rip);
 int hvfh_code_bits(struct hvfh_vcpu *v);
+/* 0 when @p in stores a known value that is not the @p len bytes at
+ * @p data (insn.c). */
+int hvfh_store_agrees(struct hvfh_vcpu *v, const struct hvfh_insn *in,
+                      const void *data, uint32_t len);
 
 /* run.c */
 hv_return_t hvfh_run(struct hvfh_vcpu *v);

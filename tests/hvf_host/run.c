@@ -336,6 +336,8 @@ static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
         int osz = store_size(&in);
         if (osz && len <= 8 && (uint32_t)osz != len)
             continue;
+        if (!hvfh_store_agrees(v, &in, v->run->mmio.data, len))
+            continue;
         if (!in.map && !in.rep &&
             (in.op == 0xaa || in.op == 0xab || in.op == 0xa4 ||
              in.op == 0xa5)) {

@@ -282,6 +282,111 @@ Test(hvf_state, sysctl_tsc_frequency_is_kvms)
     cr_assert_eq(errno, EPERM);
 }
 
+/* The CPU feature entries are what both the CPU and KVM have, in XNU's
+ * layout (low half EDX or EBX, high half ECX); too small a buffer is
+ * ENOMEM, a new value EPERM, a leaf-7 entry whose value would be 0 ENOENT
+ * as XNU's i386_cpu_info_nonzero says. */
+static uint32_t kvm_and_cpu(const struct kvm_cpuid2 *sup, uint32_t leaf,
+                            int reg)
+{
+    uint32_t k = 0, o[4] = {0, 0, 0, 0};
+    for (uint32_t i = 0; i < sup->nent; i++) {
+        const struct kvm_cpuid_entry2 *e = &sup->entries[i];
+        if (e->function == leaf && e->index == 0) {
+            uint32_t r[4] = {e->eax, e->ebx, e->ecx, e->edx};
+            k = r[reg];
+            break;
+        }
+    }
+    __asm__ volatile("cpuid"
+                     : "=a"(o[0]), "=b"(o[1]), "=c"(o[2]), "=d"(o[3])
+                     : "a"(leaf), "c"(0));
+    return k & o[reg];
+}
+
+static void expect_quad(const char *name, uint64_t want)
+{
+    uint64_t q = ~want;
+    size_t len = sizeof(q);
+    int r = sysctlbyname(name, &q, &len, NULL, 0);
+    cr_assert_eq(r, 0, "%s: errno %d", name, errno);
+    cr_assert_eq(len, 8, "%s: %zu bytes", name, len);
+    cr_assert_eq(q, want, "%s: 0x%016llx, want 0x%016llx", name,
+                 (unsigned long long)q, (unsigned long long)want);
+}
+
+Test(hvf_state, sysctl_cpu_features_are_kvms_and_the_cpus)
+{
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    cr_assert_geq(kvm, 0);
+    struct {
+        struct kvm_cpuid2 h;
+        struct kvm_cpuid_entry2 e[512];
+    } sup = {.h.nent = 512};
+    cr_assert_eq(ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &sup), 0);
+    close(kvm);
+    enum { A, B, C, D };
+    uint64_t f1 = (uint64_t)kvm_and_cpu(&sup.h, 1, C) << 32 |
+                  kvm_and_cpu(&sup.h, 1, D);
+    uint64_t e1 = (uint64_t)kvm_and_cpu(&sup.h, 0x80000001u, C) << 32 |
+                  (kvm_and_cpu(&sup.h, 0x80000001u, D) & ~(1u << 8)) |
+                  (kvm_and_cpu(&sup.h, 0x80000007u, D) & (1u << 8));
+    uint32_t b7 = kvm_and_cpu(&sup.h, 7, B), d7 = kvm_and_cpu(&sup.h, 7, D);
+    uint64_t l7 = (uint64_t)kvm_and_cpu(&sup.h, 7, C) << 32 | b7;
+    /* the basics any x86-64 CPU and KVM have: FPU, TSC, SSE2; LM */
+    cr_assert(f1 & (1u << 0) && f1 & (1u << 4) && f1 & (1u << 26));
+    cr_assert(e1 & (1u << 29));
+    expect_quad("machdep.cpu.feature_bits", f1);
+    expect_quad("machdep.cpu.extfeature_bits", e1);
+    if (b7) {
+        expect_quad("machdep.cpu.leaf7_feature_bits", l7);
+    } else {
+        uint64_t q;
+        size_t len = sizeof(q);
+        errno = 0;
+        cr_assert_eq(
+            sysctlbyname("machdep.cpu.leaf7_feature_bits", &q, &len, NULL, 0),
+            -1);
+        cr_assert_eq(errno, ENOENT);
+    }
+    uint32_t d = ~d7;
+    size_t len = sizeof(d);
+    errno = 0;
+    int r = sysctlbyname("machdep.cpu.leaf7_feature_bits_edx", &d, &len, NULL,
+                         0);
+    if (d7) {
+        cr_assert_eq(r, 0);
+        cr_assert_eq(len, 4);
+        cr_assert_eq(d, d7, "leaf 7 EDX 0x%08x, want 0x%08x", d, d7);
+    } else {
+        cr_assert_eq(r, -1);
+        cr_assert_eq(errno, ENOENT);
+    }
+    /* the size alone; too small a buffer; a write; a name XNU lacks */
+    len = 0;
+    cr_assert_eq(sysctlbyname("machdep.cpu.feature_bits", NULL, &len, NULL, 0),
+                 0);
+    cr_assert_eq(len, 8);
+    uint32_t small = 0x5a5a5a5a;
+    len = sizeof(small);
+    errno = 0;
+    cr_assert_eq(
+        sysctlbyname("machdep.cpu.extfeature_bits", &small, &len, NULL, 0), -1);
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_eq(small, 0x5a5a5a5a);
+    uint64_t q = f1;
+    errno = 0;
+    cr_assert_eq(
+        sysctlbyname("machdep.cpu.feature_bits", NULL, NULL, &q, sizeof(q)), -1);
+    cr_assert_eq(errno, EPERM);
+    len = sizeof(q);
+    errno = 0;
+    cr_assert_eq(sysctlbyname("machdep.cpu.leaf7_feature_bits_eax", &q, &len,
+                              NULL, 0),
+                 -1);
+    cr_assert_eq(errno, ENOENT);
+}
+
 /* Guest TSC = hv_tsc_clock() + offset where KVM can offset it; where it
  * cannot (PVM), the calls say so and the guest reads the host's TSC. */
 Test(hvf_state, tsc_relative_to_hv_tsc_clock)
