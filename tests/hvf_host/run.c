@@ -44,12 +44,15 @@ static void drain_kick_signal(void)
  * writing after kicking every vCPU out). */
 static int kvm_run(struct hvfh_vcpu *v)
 {
+    int slice = hvfh_window_slice(v);
     pthread_rwlock_rdlock(&hvfh_vm.run_lock);
     int rc = ioctl(v->fd, KVM_RUN, 0);
     int e = errno;
     pthread_rwlock_unlock(&hvfh_vm.run_lock);
     if (rc < 0 && e == EINTR)
         drain_kick_signal();
+    if (slice)
+        rc = hvfh_window_slice_end(v, rc, &e);
     errno = e;
     return rc;
 }
