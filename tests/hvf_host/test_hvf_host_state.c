@@ -74,6 +74,38 @@ Test(hvf_state, injected_interrupt_and_window)
     cr_assert_eq(rreg(HV_X86_RIP), o2);
 }
 
+/* The interrupt window asked for while the guest keeps IF clear through
+ * four million instructions: the guest runs them at its own speed (run.c
+ * steps it, window.c lets it run in timed slices while IF stays clear; one
+ * step at a time this loop took minutes), and the window exit comes once
+ * STI has opened it, with IF set, after the loop: here in the spin that
+ * follows (a slice may run past the STI; it ends on its timer). */
+Test(hvf_state, window_waits_at_full_speed_while_if_is_clear)
+{
+    EMIT(0xfa);                          /* cli */
+    EMIT(0xb9, B4(2000000));             /* mov ecx, 2000000 */
+    EMIT(0xff, 0xc9);                    /* 1: dec ecx */
+    EMIT(0x75, 0xfc);                    /* jnz 1b */
+    EMIT(0xfb);                          /* sti */
+    uint64_t spin = EMIT(0xeb, 0xfe);    /* 2: jmp 2b */
+    wvmcs(VMCS_CTRL_CPU_BASED, rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint32_t why = run();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) +
+               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert_eq(why, VMX_REASON_IRQ_WND, "exit %u at rip 0x%llx", why,
+                 (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert(rreg(HV_X86_RFLAGS) & (1u << 9), "IF set at the window");
+    cr_assert_eq(rreg(HV_X86_RCX) & 0xffffffffu, 0, "the loop ran through");
+    cr_assert_eq(rreg(HV_X86_RIP), spin);
+    cr_assert_lt(s, 30.0, "%.1f s for the loop", s);
+    cr_log_info("4M instructions with the window asked for: %.3f s", s);
+    wvmcs(VMCS_CTRL_CPU_BASED,
+          rvmcs(VMCS_CTRL_CPU_BASED) & ~(uint64_t)CPU_BASED_IRQ_WND);
+}
+
 static void *other_thread(void *arg)
 {
     (void)arg;
