@@ -64,7 +64,7 @@ struct hvfh_vcpu {
     int tsc_sync_pending;
     /* exit bookkeeping */
     uint64_t exits;
-    /* window.c: unstepped slices while IF stays clear */
+    /* slice.c: unstepped slices while IF stays clear */
     int win_if_off;    /* steps in a row with IF clear */
     long win_slice_ns; /* the last slice's length */
     timer_t win_timer; /* sends the kick signal to the owner thread */
@@ -143,13 +143,13 @@ int hvfh_code_bits(struct hvfh_vcpu *v);
 int hvfh_store_agrees(struct hvfh_vcpu *v, const struct hvfh_insn *in,
                       const void *data, uint32_t len);
 
-/* window.c: before a KVM_RUN while stepping for the interrupt window, 1
- * when this run is an unstepped slice (then hvfh_window_slice_end() after
+/* slice.c: before a KVM_RUN while stepping for the interrupt window, 1
+ * when this run is an unstepped slice (then hvfh_slice_end() after
  * it, which turns the slice's end into a step's KVM_EXIT_DEBUG and returns
- * the run's result); hvfh_window_fini() when the vCPU goes. */
-int hvfh_window_slice(struct hvfh_vcpu *v);
-int hvfh_window_slice_end(struct hvfh_vcpu *v, int rc, int *err);
-void hvfh_window_fini(struct hvfh_vcpu *v);
+ * the run's result); hvfh_slice_fini() when the vCPU goes. */
+int hvfh_slice_begin(struct hvfh_vcpu *v);
+int hvfh_slice_end(struct hvfh_vcpu *v, int rc, int *err);
+void hvfh_slice_fini(struct hvfh_vcpu *v);
 
 /* run.c */
 hv_return_t hvfh_run(struct hvfh_vcpu *v);

@@ -44,7 +44,7 @@ static void drain_kick_signal(void)
  * writing after kicking every vCPU out). */
 static int kvm_run(struct hvfh_vcpu *v)
 {
-    int slice = hvfh_window_slice(v);
+    int slice = hvfh_slice_begin(v);
     pthread_rwlock_rdlock(&hvfh_vm.run_lock);
     int rc = ioctl(v->fd, KVM_RUN, 0);
     int e = errno;
@@ -52,7 +52,7 @@ static int kvm_run(struct hvfh_vcpu *v)
     if (rc < 0 && e == EINTR)
         drain_kick_signal();
     if (slice)
-        rc = hvfh_window_slice_end(v, rc, &e);
+        rc = hvfh_slice_end(v, rc, &e);
     errno = e;
     return rc;
 }

@@ -76,7 +76,7 @@ Test(hvf_state, injected_interrupt_and_window)
 
 /* The interrupt window asked for while the guest keeps IF clear through
  * four million instructions: the guest runs them at its own speed (run.c
- * steps it, window.c lets it run in timed slices while IF stays clear; one
+ * steps it, slice.c lets it run in timed slices while IF stays clear; one
  * step at a time this loop took minutes), and the window exit comes once
  * STI has opened it, with IF set, after the loop: here in the spin that
  * follows (a slice may run past the STI; it ends on its timer). */

@@ -57,7 +57,7 @@ static void disarm(struct hvfh_vcpu *v)
     timer_settime(v->win_timer, 0, &t, NULL);
 }
 
-int hvfh_window_slice(struct hvfh_vcpu *v)
+int hvfh_slice_begin(struct hvfh_vcpu *v)
 {
     if (!v->stepping || hvfh_load_regs(v) || (v->regs.rflags & (1u << 9))) {
         v->win_if_off = 0;
@@ -76,7 +76,7 @@ int hvfh_window_slice(struct hvfh_vcpu *v)
     return 1;
 }
 
-int hvfh_window_slice_end(struct hvfh_vcpu *v, int rc, int *err)
+int hvfh_slice_end(struct hvfh_vcpu *v, int rc, int *err)
 {
     disarm(v);
     guest_debug(v, 1); /* run.c turns it off at its exit */
@@ -91,7 +91,7 @@ int hvfh_window_slice_end(struct hvfh_vcpu *v, int rc, int *err)
     return rc;
 }
 
-void hvfh_window_fini(struct hvfh_vcpu *v)
+void hvfh_slice_fini(struct hvfh_vcpu *v)
 {
     if (v->win_timer_ok)
         timer_delete(v->win_timer);
