@@ -13,9 +13,13 @@
  *   ENOENT when EBX is 0) and machdep.cpu.leaf7_feature_bits_edx
  *   (uint32_t: leaf 7.0 EDX; ENOENT when 0). macOS answers with what its
  *   CPU has; this layer's guests run on KVM, so it answers with what both
- *   the CPU (the CPUID instruction) and KVM (KVM_GET_SUPPORTED_CPUID)
- *   have: a VMM masking its guests' CPUID by these entries offers nothing
- *   KVM would refuse.
+ *   the CPU (the CPUID instruction) and KVM have: a VMM masking its guests'
+ *   CPUID by these entries offers nothing KVM would refuse. What KVM has is
+ *   KVM_GET_SUPPORTED_CPUID and what a vCPU given that list reports with
+ *   KVM_GET_CPUID2: the same list on KVM; on KVM-on-PVM, whose guests'
+ *   CPUID does not trap, also the host features those guests see (SSE3,
+ *   AVX... which the supported list lacks there), as the KVM backend's
+ *   restore also accepts.
  * Every other name is ENOENT, as macOS says for a name it does not have.
  * Read-only: a new value is EPERM. */
 #define _GNU_SOURCE
@@ -61,28 +65,63 @@ static struct {
     uint32_t leaf7_edx;
 } feat;
 
-/* KVM's and the CPU's EAX..EDX of @p leaf subleaf 0 ANDed into @p o. */
-static void both(const struct kvm_cpuid2 *sup, uint32_t leaf, uint32_t o[4])
+/* ORs the registers of @p leaf subleaf 0 in @p t (if any) into @p k. */
+static void add(const struct kvm_cpuid2 *t, uint32_t leaf, uint32_t k[4])
+{
+    for (uint32_t i = 0; t && i < t->nent; i++) {
+        const struct kvm_cpuid_entry2 *e = &t->entries[i];
+        if (e->function == leaf && e->index == 0) {
+            k[0] |= e->eax;
+            k[1] |= e->ebx;
+            k[2] |= e->ecx;
+            k[3] |= e->edx;
+            break;
+        }
+    }
+}
+
+/* KVM's (@p sup, @p got) and the CPU's EAX..EDX of @p leaf subleaf 0,
+ * ANDed, into @p o. */
+static void both(const struct kvm_cpuid2 *sup, const struct kvm_cpuid2 *got,
+                 uint32_t leaf, uint32_t o[4])
 {
     unsigned a = 0, b = 0, c = 0, d = 0;
     unsigned max = __get_cpuid_max(leaf & 0x80000000u, NULL);
     if (max >= leaf)
         __cpuid_count(leaf, 0, a, b, c, d);
     uint32_t k[4] = {0, 0, 0, 0};
-    for (uint32_t i = 0; i < sup->nent; i++) {
-        const struct kvm_cpuid_entry2 *e = &sup->entries[i];
-        if (e->function == leaf && e->index == 0) {
-            k[0] = e->eax;
-            k[1] = e->ebx;
-            k[2] = e->ecx;
-            k[3] = e->edx;
-            break;
-        }
-    }
+    add(sup, leaf, k);
+    add(got, leaf, k);
     o[0] = a & k[0];
     o[1] = b & k[1];
     o[2] = c & k[2];
     o[3] = d & k[3];
+}
+
+/* What a vCPU given @p sup reports with KVM_GET_CPUID2 (malloc'd), or
+ * NULL. */
+static struct kvm_cpuid2 *vcpu_cpuid(int kvm, const struct kvm_cpuid2 *sup)
+{
+    struct kvm_cpuid2 *got = NULL;
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    if (vm < 0)
+        return NULL;
+    int cpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+    if (cpu >= 0 && ioctl(cpu, KVM_SET_CPUID2, sup) == 0) {
+        size_t n = sup->nent + 64;
+        got = calloc(1, sizeof(*got) + n * sizeof(got->entries[0]));
+        if (got) {
+            got->nent = (uint32_t)n;
+            if (ioctl(cpu, KVM_GET_CPUID2, got)) {
+                free(got);
+                got = NULL;
+            }
+        }
+    }
+    if (cpu >= 0)
+        close(cpu);
+    close(vm);
+    return got;
 }
 
 static void read_features(void)
@@ -104,20 +143,22 @@ static void read_features(void)
         if (e != E2BIG)
             break;
     }
+    struct kvm_cpuid2 *got = sup ? vcpu_cpuid(kvm, sup) : NULL;
     close(kvm);
     if (!sup)
         return;
     uint32_t o[4];
-    both(sup, 1, o);
+    both(sup, got, 1, o);
     feat.features = (uint64_t)o[2] << 32 | o[3];
-    both(sup, 0x80000001u, o);
+    both(sup, got, 0x80000001u, o);
     feat.extfeatures = (uint64_t)o[2] << 32 | o[3];
-    both(sup, 0x80000007u, o);
+    both(sup, got, 0x80000007u, o);
     feat.extfeatures = (feat.extfeatures & ~(1ull << 8)) | (o[3] & (1u << 8));
-    both(sup, 7, o);
+    both(sup, got, 7, o);
     feat.leaf7 = (uint64_t)o[2] << 32 | o[1];
     feat.leaf7_edx = o[3];
     feat.valid = 1;
+    free(got);
     free(sup);
 }
 

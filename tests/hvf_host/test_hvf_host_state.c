@@ -314,22 +314,30 @@ Test(hvf_state, sysctl_tsc_frequency_is_kvms)
     cr_assert_eq(errno, EPERM);
 }
 
-/* The CPU feature entries are what both the CPU and KVM have, in XNU's
- * layout (low half EDX or EBX, high half ECX); too small a buffer is
+/* The CPU feature entries are what both the CPU and KVM have (KVM's
+ * supported list, and what a vCPU given it reports: more on KVM-on-PVM), in
+ * XNU's layout (low half EDX or EBX, high half ECX); too small a buffer is
  * ENOMEM, a new value EPERM, a leaf-7 entry whose value would be 0 ENOENT
  * as XNU's i386_cpu_info_nonzero says. */
-static uint32_t kvm_and_cpu(const struct kvm_cpuid2 *sup, uint32_t leaf,
-                            int reg)
+struct cpuid_list {
+    struct kvm_cpuid2 h;
+    struct kvm_cpuid_entry2 e[512];
+};
+static struct cpuid_list sup, got;
+
+static uint32_t kvm_and_cpu(uint32_t leaf, int reg)
 {
     uint32_t k = 0, o[4] = {0, 0, 0, 0};
-    for (uint32_t i = 0; i < sup->nent; i++) {
-        const struct kvm_cpuid_entry2 *e = &sup->entries[i];
-        if (e->function == leaf && e->index == 0) {
-            uint32_t r[4] = {e->eax, e->ebx, e->ecx, e->edx};
-            k = r[reg];
-            break;
+    const struct cpuid_list *lists[2] = {&sup, &got};
+    for (int l = 0; l < 2; l++)
+        for (uint32_t i = 0; i < lists[l]->h.nent; i++) {
+            const struct kvm_cpuid_entry2 *e = &lists[l]->e[i];
+            if (e->function == leaf && e->index == 0) {
+                uint32_t r[4] = {e->eax, e->ebx, e->ecx, e->edx};
+                k |= r[reg];
+                break;
+            }
         }
-    }
     __asm__ volatile("cpuid"
                      : "=a"(o[0]), "=b"(o[1]), "=c"(o[2]), "=d"(o[3])
                      : "a"(leaf), "c"(0));
@@ -351,20 +359,26 @@ Test(hvf_state, sysctl_cpu_features_are_kvms_and_the_cpus)
 {
     int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     cr_assert_geq(kvm, 0);
-    struct {
-        struct kvm_cpuid2 h;
-        struct kvm_cpuid_entry2 e[512];
-    } sup = {.h.nent = 512};
+    sup.h.nent = 512;
     cr_assert_eq(ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &sup), 0);
+    int kvm_vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    cr_assert_geq(kvm_vm, 0);
+    int kvm_cpu = ioctl(kvm_vm, KVM_CREATE_VCPU, 0);
+    cr_assert_geq(kvm_cpu, 0);
+    cr_assert_eq(ioctl(kvm_cpu, KVM_SET_CPUID2, &sup), 0);
+    got.h.nent = 512;
+    cr_assert_eq(ioctl(kvm_cpu, KVM_GET_CPUID2, &got), 0);
+    close(kvm_cpu);
+    close(kvm_vm);
     close(kvm);
     enum { A, B, C, D };
-    uint64_t f1 = (uint64_t)kvm_and_cpu(&sup.h, 1, C) << 32 |
-                  kvm_and_cpu(&sup.h, 1, D);
-    uint64_t e1 = (uint64_t)kvm_and_cpu(&sup.h, 0x80000001u, C) << 32 |
-                  (kvm_and_cpu(&sup.h, 0x80000001u, D) & ~(1u << 8)) |
-                  (kvm_and_cpu(&sup.h, 0x80000007u, D) & (1u << 8));
-    uint32_t b7 = kvm_and_cpu(&sup.h, 7, B), d7 = kvm_and_cpu(&sup.h, 7, D);
-    uint64_t l7 = (uint64_t)kvm_and_cpu(&sup.h, 7, C) << 32 | b7;
+    uint64_t f1 = (uint64_t)kvm_and_cpu(1, C) << 32 |
+                  kvm_and_cpu(1, D);
+    uint64_t e1 = (uint64_t)kvm_and_cpu(0x80000001u, C) << 32 |
+                  (kvm_and_cpu(0x80000001u, D) & ~(1u << 8)) |
+                  (kvm_and_cpu(0x80000007u, D) & (1u << 8));
+    uint32_t b7 = kvm_and_cpu(7, B), d7 = kvm_and_cpu(7, D);
+    uint64_t l7 = (uint64_t)kvm_and_cpu(7, C) << 32 | b7;
     /* the basics any x86-64 CPU and KVM have: FPU, TSC, SSE2; LM */
     cr_assert(f1 & (1u << 0) && f1 & (1u << 4) && f1 & (1u << 26));
     cr_assert(e1 & (1u << 29));
