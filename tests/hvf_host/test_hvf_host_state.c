@@ -82,12 +82,12 @@ Test(hvf_state, injected_interrupt_and_window)
  * follows (a slice may run past the STI; it ends on its timer). */
 Test(hvf_state, window_waits_at_full_speed_while_if_is_clear)
 {
-    EMIT(0xfa);                          /* cli */
-    EMIT(0xb9, B4(2000000));             /* mov ecx, 2000000 */
-    EMIT(0xff, 0xc9);                    /* 1: dec ecx */
-    EMIT(0x75, 0xfc);                    /* jnz 1b */
-    EMIT(0xfb);                          /* sti */
-    uint64_t spin = EMIT(0xeb, 0xfe);    /* 2: jmp 2b */
+    EMIT(0xfa);                       /* cli */
+    EMIT(0xb9, B4(2000000));          /* mov ecx, 2000000 */
+    EMIT(0xff, 0xc9);                 /* 1: dec ecx */
+    EMIT(0x75, 0xfc);                 /* jnz 1b */
+    EMIT(0xfb);                       /* sti */
+    uint64_t spin = EMIT(0xeb, 0xfe); /* 2: jmp 2b */
     wvmcs(VMCS_CTRL_CPU_BASED, rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -372,8 +372,7 @@ Test(hvf_state, sysctl_cpu_features_are_kvms_and_the_cpus)
     close(kvm_vm);
     close(kvm);
     enum { A, B, C, D };
-    uint64_t f1 = (uint64_t)kvm_and_cpu(1, C) << 32 |
-                  kvm_and_cpu(1, D);
+    uint64_t f1 = (uint64_t)kvm_and_cpu(1, C) << 32 | kvm_and_cpu(1, D);
     uint64_t e1 = (uint64_t)kvm_and_cpu(0x80000001u, C) << 32 |
                   (kvm_and_cpu(0x80000001u, D) & ~(1u << 8)) |
                   (kvm_and_cpu(0x80000007u, D) & (1u << 8));
@@ -398,8 +397,8 @@ Test(hvf_state, sysctl_cpu_features_are_kvms_and_the_cpus)
     uint32_t d = ~d7;
     size_t len = sizeof(d);
     errno = 0;
-    int r = sysctlbyname("machdep.cpu.leaf7_feature_bits_edx", &d, &len, NULL,
-                         0);
+    int r =
+        sysctlbyname("machdep.cpu.leaf7_feature_bits_edx", &d, &len, NULL, 0);
     if (d7) {
         cr_assert_eq(r, 0);
         cr_assert_eq(len, 4);
@@ -423,13 +422,14 @@ Test(hvf_state, sysctl_cpu_features_are_kvms_and_the_cpus)
     uint64_t q = f1;
     errno = 0;
     cr_assert_eq(
-        sysctlbyname("machdep.cpu.feature_bits", NULL, NULL, &q, sizeof(q)), -1);
+        sysctlbyname("machdep.cpu.feature_bits", NULL, NULL, &q, sizeof(q)),
+        -1);
     cr_assert_eq(errno, EPERM);
     len = sizeof(q);
     errno = 0;
-    cr_assert_eq(sysctlbyname("machdep.cpu.leaf7_feature_bits_eax", &q, &len,
-                              NULL, 0),
-                 -1);
+    cr_assert_eq(
+        sysctlbyname("machdep.cpu.leaf7_feature_bits_eax", &q, &len, NULL, 0),
+        -1);
     cr_assert_eq(errno, ENOENT);
 }
 

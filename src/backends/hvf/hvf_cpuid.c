@@ -104,13 +104,12 @@ static void pm_read(void)
         if (!(q & (1u << 8)))
             pm.e7_edx = ~(1u << 8);
     }
-    if (hvi_hvf_platform_sysctl("machdep.cpu.leaf7_feature_bits", &q, 8) ==
-        0) {
+    if (hvi_hvf_platform_sysctl("machdep.cpu.leaf7_feature_bits", &q, 8) == 0) {
         pm.l7[1] = (uint32_t)q;
         pm.l7[2] = (uint32_t)(q >> 32);
     }
-    if (hvi_hvf_platform_sysctl("machdep.cpu.leaf7_feature_bits_edx", &d,
-                                4) == 0)
+    if (hvi_hvf_platform_sysctl("machdep.cpu.leaf7_feature_bits_edx", &d, 4) ==
+        0)
         pm.l7[3] = d;
 }
 
