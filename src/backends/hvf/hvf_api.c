@@ -53,8 +53,8 @@ static int load_state; /* 0 not tried, 1 loaded; under load_lock */
 static void *handle;
 /* The platform's sysctlbyname(3), where the library provides one (macOS
  * has it in libSystem; the KVM-hosted layer answers the TSC's entry and
- * the CPU feature entries). Set
- * with the table, read without the lock afterwards. */
+ * the CPU feature entries). Set with the table, read without the lock
+ * afterwards. */
 static int (*platform_sysctl)(const char *, void *, size_t *, void *, size_t);
 
 int hvi_hvf_platform_sysctl(const char *name, void *buf, size_t len)
