@@ -188,6 +188,10 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
 {
     struct kvm_run *run = v->run;
     int in_dir = run->io.direction == KVM_EXIT_IO_IN;
+    /* put_back() may run KVM again (completing an IN), which overwrites
+     * kvm_run's exit union (a single-step exit, with the window asked for):
+     * what the qualification needs is taken now */
+    const unsigned size = run->io.size, port = run->io.port;
     struct hvfh_insn in;
     struct kvm_regs pre = v->regs;
     int found = 0, string = 0;
@@ -267,10 +271,10 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
     }
     if (put_back(v, &pre))
         return fail("putting the registers back", errno);
-    uint64_t q = (uint64_t)(run->io.size - 1) | (uint64_t)in_dir << 3 |
+    uint64_t q = (uint64_t)(size - 1) | (uint64_t)in_dir << 3 |
                  (uint64_t)string << 4 | (uint64_t)(in.rep != 0) << 5 |
                  (uint64_t)((in.op & 0xf8) == 0xe0) << 6 |
-                 (uint64_t)run->io.port << 16;
+                 (uint64_t)port << 16;
     set_exit(v, VMX_REASON_IO, q);
     v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = (uint64_t)in.len;
     v->vmcs[VMCS_RO_IO_RIP] = 0;
@@ -371,6 +375,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
 {
     struct kvm_run *run = v->run;
     uint64_t gpa = run->mmio.phys_addr;
+    const int is_write = run->mmio.is_write; /* put_back() reruns KVM */
     struct kvm_regs pre = v->regs;
     struct hvfh_insn in;
     int have = 0, fetch = 0;
@@ -402,7 +407,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
     if (put_back(v, &pre))
         return fail("putting the registers back", errno);
     uint64_t rights = hvfh_gpa_rights(gpa) & 7;
-    uint64_t q = (run->mmio.is_write ? 2u : fetch ? 4u : 1u) | rights << 3;
+    uint64_t q = (is_write ? 2u : fetch ? 4u : 1u) | rights << 3;
     uint64_t gla = 0;
     if (fetch) {
         gla = v->sregs.cs.base + pre.rip;
@@ -412,7 +417,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
             gla = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.ea;
         else if (in.op >= 0xa0 && in.op <= 0xa3)
             gla = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.imm;
-        else if (run->mmio.is_write || in.op == 0xae || in.op == 0xaf)
+        else if (is_write || in.op == 0xae || in.op == 0xaf)
             gla = seg_base(v, 0) + (pre.rdi & amask(in.addrsize));
         else
             gla = seg_base(v, in.seg < 0 ? 3 : in.seg) +
@@ -438,6 +443,8 @@ static hv_return_t exit_msr(struct hvfh_vcpu *v, int write)
     v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 2;
     return HV_SUCCESS;
 }
+
+static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r);
 
 static int inject(struct hvfh_vcpu *v)
 {
@@ -476,6 +483,25 @@ static int interruptible(struct hvfh_vcpu *v)
     if (hvfh_load_regs(v) || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &e))
         return 0;
     return (v->regs.rflags & (1u << 9)) && !e.interrupt.shadow;
+}
+
+/* The guest is about to execute HLT at CPL 0 (RIP on it). */
+static int at_hlt(struct hvfh_vcpu *v)
+{
+    uint8_t b = 0;
+    if (hvfh_load_regs(v) || hvfh_load_sregs(v) || v->sregs.ss.dpl != 0)
+        return 0;
+    return !hvfh_read_linear(v, v->sregs.cs.base + v->regs.rip, &b, 1) &&
+           b == 0xf4;
+}
+
+/* VMX's HLT exit, RIP on the HLT (HLT exiting comes before the
+ * instruction executes). */
+static hv_return_t exit_hlt_here(struct hvfh_vcpu *v)
+{
+    set_exit(v, VMX_REASON_HLT, 0);
+    v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 1;
+    return after_exit(v, HV_SUCCESS);
 }
 
 static void single_step(struct hvfh_vcpu *v, int on)
@@ -581,6 +607,11 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         set_exit(v, VMX_REASON_IRQ_WND, 0);
         return after_exit(v, HV_SUCCESS);
     }
+    /* the guest will be stepped until it opens the window (below): a HLT
+     * on the way exits before it runs, as HLT exiting does (KVM would step
+     * over it and leave its HLT exit for later) */
+    if (wnd && !(info & IRQ_INFO_VALID) && at_hlt(v))
+        return exit_hlt_here(v);
     hvfh_tsc_apply(v);
     int fr;
     if (v->sync_regs) {
@@ -666,8 +697,11 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         case KVM_EXIT_DEBUG:
             if (!v->stepping)
                 return after_exit(v, fail("unexpected KVM_EXIT_DEBUG", 0));
-            if (!interruptible(v))
+            if (!interruptible(v)) {
+                if (at_hlt(v)) /* the next step would run it */
+                    return exit_hlt_here(v);
                 continue;
+            }
             set_exit(v, VMX_REASON_IRQ_WND, 0);
             return after_exit(v, HV_SUCCESS);
         case KVM_EXIT_IRQ_WINDOW_OPEN:
