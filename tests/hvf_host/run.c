@@ -475,26 +475,6 @@ static int inject(struct hvfh_vcpu *v)
     return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &e) ? -errno : 0;
 }
 
-/* The guest can take an external interrupt now (RFLAGS.IF, no STI/MOV SS
- * blocking). */
-static int interruptible(struct hvfh_vcpu *v)
-{
-    struct kvm_vcpu_events e;
-    if (hvfh_load_regs(v) || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &e))
-        return 0;
-    return (v->regs.rflags & (1u << 9)) && !e.interrupt.shadow;
-}
-
-/* The guest is about to execute HLT at CPL 0 (RIP on it). */
-static int at_hlt(struct hvfh_vcpu *v)
-{
-    uint8_t b = 0;
-    if (hvfh_load_regs(v) || hvfh_load_sregs(v) || v->sregs.ss.dpl != 0)
-        return 0;
-    return !hvfh_read_linear(v, v->sregs.cs.base + v->regs.rip, &b, 1) &&
-           b == 0xf4;
-}
-
 /* VMX's HLT exit, RIP on the HLT (HLT exiting comes before the
  * instruction executes). */
 static hv_return_t exit_hlt_here(struct hvfh_vcpu *v)
@@ -504,19 +484,10 @@ static hv_return_t exit_hlt_here(struct hvfh_vcpu *v)
     return after_exit(v, HV_SUCCESS);
 }
 
-static void single_step(struct hvfh_vcpu *v, int on)
-{
-    struct kvm_guest_debug d;
-    memset(&d, 0, sizeof(d));
-    if (on)
-        d.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
-    ioctl(v->fd, KVM_SET_GUEST_DEBUG, &d);
-}
-
 static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r)
 {
     if (v->stepping) {
-        single_step(v, 0);
+        hvfh_single_step(v, 0);
         v->stepping = 0;
     }
     /* VM exit clears the entry interruption's valid bit and saves LMA into
@@ -603,15 +574,39 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         }
     }
     int wnd = (v->vmcs[VMCS_CTRL_CPU_BASED] & CPU_BASED_IRQ_WND) != 0;
-    if (wnd && !(info & IRQ_INFO_VALID) && interruptible(v)) {
+    if (wnd && !(info & IRQ_INFO_VALID) && hvfh_interruptible(v)) {
         set_exit(v, VMX_REASON_IRQ_WND, 0);
         return after_exit(v, HV_SUCCESS);
     }
     /* the guest will be stepped until it opens the window (below): a HLT
      * on the way exits before it runs, as HLT exiting does (KVM would step
      * over it and leave its HLT exit for later) */
-    if (wnd && !(info & IRQ_INFO_VALID) && at_hlt(v))
+    if (wnd && !(info & IRQ_INFO_VALID) && hvfh_at_hlt(v))
         return exit_hlt_here(v);
+    /* nor across the delivery of an event injected now: KVM steps with
+     * RFLAGS.TF, which the delivery would push into the handler's frame for
+     * its IRET to give back to the guest (which then traps on its own,
+     * after the window was missed). Delivered here where window.c can; the
+     * window then opens at once (a trap gate) or is stepped for from the
+     * handler's first instruction */
+    if (wnd && !(info & IRQ_INFO_VALID) && hvfh_step_iret(v) > 0) {
+        if (hvfh_interruptible(v)) {
+            set_exit(v, VMX_REASON_IRQ_WND, 0);
+            return after_exit(v, HV_SUCCESS);
+        }
+        if (hvfh_at_hlt(v))
+            return exit_hlt_here(v);
+    }
+    if (wnd && (info & IRQ_INFO_VALID) && hvfh_deliver(v, info)) {
+        v->vmcs[VMCS_CTRL_VMENTRY_IRQ_INFO] &= ~(uint64_t)IRQ_INFO_VALID;
+        info = 0;
+        if (hvfh_interruptible(v)) {
+            set_exit(v, VMX_REASON_IRQ_WND, 0);
+            return after_exit(v, HV_SUCCESS);
+        }
+        if (hvfh_at_hlt(v))
+            return exit_hlt_here(v);
+    }
     hvfh_tsc_apply(v);
     int fr;
     if (v->sync_regs) {
@@ -644,8 +639,16 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     struct kvm_run *run = v->run;
     if (wnd && !v->stepping) {
         /* KVM on PVM does not report the window opening: step the guest
-         * until it can take an interrupt */
-        single_step(v, 1);
+         * until it can take an interrupt (window.c). KVM sets TF only
+         * while RIP is where it was at KVM_SET_GUEST_DEBUG: the registers
+         * go to KVM first, not with KVM_RUN (a RIP moved since, by the
+         * backend or by hvfh_deliver(), left the guest running unstepped) */
+        if (v->sync_regs && (v->run->kvm_dirty_regs & KVM_SYNC_X86_REGS)) {
+            if (ioctl(v->fd, KVM_SET_REGS, &v->run->s.regs.regs))
+                return fail("writing the registers to KVM", errno);
+            v->run->kvm_dirty_regs &= ~(uint64_t)KVM_SYNC_X86_REGS;
+        }
+        hvfh_single_step(v, 1);
         v->stepping = 1;
     }
     for (;;) {
@@ -686,8 +689,11 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             struct kvm_regs pre = v->regs;
             pre.rip -= 1;
             if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip, &b, 1) ||
-                b != 0xf4)
+                b != 0xf4) {
+                fprintf(stderr, "hvf_host: rip 0x%llx: ",
+                        (unsigned long long)v->regs.rip);
                 return fail("KVM's HLT exit does not follow a HLT", 0);
+            }
             if (put_back(v, &pre))
                 return fail("putting the registers back", errno);
             set_exit(v, VMX_REASON_HLT, 0);
@@ -697,10 +703,28 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         case KVM_EXIT_DEBUG:
             if (!v->stepping)
                 return after_exit(v, fail("unexpected KVM_EXIT_DEBUG", 0));
-            if (!interruptible(v)) {
-                if (at_hlt(v)) /* the next step would run it */
+            if (!hvfh_interruptible(v)) {
+                if (hvfh_at_hlt(v)) /* the next step would run it */
                     return exit_hlt_here(v);
-                continue;
+                int st = hvfh_step_iret(v);
+                if (st < 0)
+                    return after_exit(v, fail("stepping over IRETQ", errno));
+                if (st == 0)
+                    continue;
+                /* the registers to KVM, and stepping from the new RIP */
+                if (ioctl(v->fd, KVM_SET_REGS, &v->regs))
+                    return after_exit(v, fail("writing the registers", errno));
+                v->regs_dirty = 0;
+                if (v->sync_regs) {
+                    run->s.regs.regs = v->regs;
+                    run->kvm_dirty_regs = 0;
+                }
+                hvfh_single_step(v, 1);
+                if (!hvfh_interruptible(v)) {
+                    if (hvfh_at_hlt(v))
+                        return exit_hlt_here(v);
+                    continue;
+                }
             }
             set_exit(v, VMX_REASON_IRQ_WND, 0);
             return after_exit(v, HV_SUCCESS);

@@ -568,3 +568,42 @@ Test(hvf_state, sti_hlt_with_the_window_asked_for)
     expect_io(o2, 2, 0x11, 1, 0, 0, 0, 1);
     cr_assert_eq(ram[DATA], 0x77, "the handler ran");
 }
+
+/* The window asked for from inside a handler (IF=0): the guest is stepped
+ * through its IRETQ, the window opens after it, and the next interrupt
+ * injected there runs its handler whole (KVM reported a HLT exit after the
+ * handler's first instruction: irq_user's IPI tests under hvf). */
+Test(hvf_state, window_after_iretq_then_another_interrupt)
+{
+    uint64_t h = 0x1800, save = pc;
+    pc = h;
+    EMIT(0x48, 0xff, 0x04, 0x25, B4(DATA)); /* incq [DATA] */
+    EMIT(0x48, 0xff, 0x04, 0x25, B4(DATA + 8)); /* incq [DATA + 8] */
+    EMIT(0x48, 0xcf);                       /* iretq */
+    pc = save;
+    idt_gate(0x20, h);
+    EMIT(0xfb);                     /* sti */
+    uint64_t hlt = EMIT(0xf4);
+    uint64_t o = EMIT(0xe6, 0x11); /* out 0x11, al */
+    uint32_t why = run();
+    cr_assert_eq(why, VMX_REASON_HLT, "exit %u", why);
+    cr_assert_eq(rreg(HV_X86_RIP), hlt);
+    skip_insn();
+    wvmcs(VMCS_GUEST_IGNORE_IRQ, rvmcs(VMCS_GUEST_IGNORE_IRQ) & ~3ull);
+    for (int i = 1; i <= 3; i++) {
+        wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO,
+              IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x20);
+        wvmcs(VMCS_CTRL_CPU_BASED,
+              rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
+        why = run();
+        cr_assert_eq(why, VMX_REASON_IRQ_WND, "round %d: exit %u at 0x%llx",
+                     i, why, (unsigned long long)rreg(HV_X86_RIP));
+        wvmcs(VMCS_CTRL_CPU_BASED,
+              rvmcs(VMCS_CTRL_CPU_BASED) & ~(uint64_t)CPU_BASED_IRQ_WND);
+        cr_assert_eq(*(uint64_t *)(ram + DATA), (uint64_t)i);
+        cr_assert_eq(*(uint64_t *)(ram + DATA + 8), (uint64_t)i);
+    }
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x20);
+    expect_io(o, 2, 0x11, 1, 0, 0, 0, 1);
+    cr_assert_eq(*(uint64_t *)(ram + DATA), 4);
+}
