@@ -180,6 +180,9 @@ Test(irq_user_state, hostile_chip_state_is_refused_by_name)
     HVT_OK(hvc_vcpu_kick(r.vcpu));
     HVT_OK(hvc_vm_resume(t.vm));
     pthread_join(r.th, NULL);
+    /* one VM at a time (a backend may allow only one per process, hvf) */
+    HVT_OK(hvc_vm_destroy(t.vm));
+    t.vm = NULL;
     size_t len;
     uint8_t *good = slurp(path, &len);
     uint8_t *s = malloc(len);

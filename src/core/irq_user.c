@@ -232,16 +232,23 @@ static void halt(hvc_vcpu *v, bool intr)
     if (woken(u, v->id, intr))
         return;
     hvi_os_wake_drain(&v->parked);
-    pthread_mutex_lock(&vm->lock);
+    /* On a backend whose vCPUs are bound to their threads, a pauser holds
+     * vm->lock while it forwards calls here (a save reads the parked
+     * vCPU): the lock is taken as park() takes it, serving them, and they
+     * are served while halted too (their post wakes this). */
+    hvi_vcpu_drain(v);
+    hvi_vcpu_lock_vm(v);
     atomic_fetch_sub(&vm->active, 1);
     pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
     atomic_store(&u->cpu[v->id].halted, 1);
     while (!atomic_load(&v->kick_pending) &&
-           atomic_load(&vm->pause_depth) == 0 && !woken(u, v->id, intr))
+           atomic_load(&vm->pause_depth) == 0 && !woken(u, v->id, intr)) {
         hvi_os_wake_wait(&v->parked);
+        hvi_vcpu_drain(v);
+    }
     atomic_store(&u->cpu[v->id].halted, 0);
-    pthread_mutex_lock(&vm->lock);
+    hvi_vcpu_lock_vm(v);
     atomic_fetch_add(&vm->active, 1);
     pthread_mutex_unlock(&vm->lock);
 }
