@@ -273,8 +273,7 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
         return fail("putting the registers back", errno);
     uint64_t q = (uint64_t)(size - 1) | (uint64_t)in_dir << 3 |
                  (uint64_t)string << 4 | (uint64_t)(in.rep != 0) << 5 |
-                 (uint64_t)((in.op & 0xf8) == 0xe0) << 6 |
-                 (uint64_t)port << 16;
+                 (uint64_t)((in.op & 0xf8) == 0xe0) << 6 | (uint64_t)port << 16;
     set_exit(v, VMX_REASON_IO, q);
     v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = (uint64_t)in.len;
     v->vmcs[VMCS_RO_IO_RIP] = 0;

@@ -577,12 +577,12 @@ Test(hvf_state, window_after_iretq_then_another_interrupt)
 {
     uint64_t h = 0x1800, save = pc;
     pc = h;
-    EMIT(0x48, 0xff, 0x04, 0x25, B4(DATA)); /* incq [DATA] */
+    EMIT(0x48, 0xff, 0x04, 0x25, B4(DATA));     /* incq [DATA] */
     EMIT(0x48, 0xff, 0x04, 0x25, B4(DATA + 8)); /* incq [DATA + 8] */
-    EMIT(0x48, 0xcf);                       /* iretq */
+    EMIT(0x48, 0xcf);                           /* iretq */
     pc = save;
     idt_gate(0x20, h);
-    EMIT(0xfb);                     /* sti */
+    EMIT(0xfb); /* sti */
     uint64_t hlt = EMIT(0xf4);
     uint64_t o = EMIT(0xe6, 0x11); /* out 0x11, al */
     uint32_t why = run();
@@ -596,8 +596,8 @@ Test(hvf_state, window_after_iretq_then_another_interrupt)
         wvmcs(VMCS_CTRL_CPU_BASED,
               rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
         why = run();
-        cr_assert_eq(why, VMX_REASON_IRQ_WND, "round %d: exit %u at 0x%llx",
-                     i, why, (unsigned long long)rreg(HV_X86_RIP));
+        cr_assert_eq(why, VMX_REASON_IRQ_WND, "round %d: exit %u at 0x%llx", i,
+                     why, (unsigned long long)rreg(HV_X86_RIP));
         wvmcs(VMCS_CTRL_CPU_BASED,
               rvmcs(VMCS_CTRL_CPU_BASED) & ~(uint64_t)CPU_BASED_IRQ_WND);
         cr_assert_eq(*(uint64_t *)(ram + DATA), (uint64_t)i);

@@ -53,8 +53,8 @@ int hvfh_deliver(struct hvfh_vcpu *v, uint64_t info)
     unsigned gtype = (g[1] >> 8) & 0xf, sel = g[0] >> 16;
     /* present 64-bit interrupt or trap gate, no IST, to the running code
      * segment (so no privilege change, no stack switch) */
-    if (!(g[1] & (1u << 15)) || (gtype != 0xe && gtype != 0xf) ||
-        (g[1] & 7) || sel != s->cs.selector)
+    if (!(g[1] & (1u << 15)) || (gtype != 0xe && gtype != 0xf) || (g[1] & 7) ||
+        sel != s->cs.selector)
         return 0;
     uint64_t rsp = (v->regs.rsp & ~15ull) - 40;
     uint64_t frame[5] = {v->regs.rip, s->cs.selector, v->regs.rflags,
@@ -65,12 +65,10 @@ int hvfh_deliver(struct hvfh_vcpu *v, uint64_t info)
     if (gtype == 0xe)
         v->regs.rflags &= ~RFLAGS_IF;
     v->regs.rsp = rsp;
-    v->regs.rip =
-        (g[0] & 0xffff) | (g[1] & 0xffff0000u) | (uint64_t)g[2] << 32;
+    v->regs.rip = (g[0] & 0xffff) | (g[1] & 0xffff0000u) | (uint64_t)g[2] << 32;
     v->regs_dirty = 1;
     return 1;
 }
-
 
 int hvfh_step_iret(struct hvfh_vcpu *v)
 {
