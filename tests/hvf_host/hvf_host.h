@@ -76,7 +76,8 @@
  *   stepped (KVM_GUESTDBG_SINGLESTEP, window.c) until RFLAGS.IF=1 without
  *   STI/MOV SS blocking, and that exits VMX_REASON_IRQ_WND (other exits on
  *   the way are reported as usual). The registers reach KVM before the
- *   stepping starts (KVM sets TF only at the RIP it saw then). A HLT met on
+ *   stepping starts (upstream KVM sets TF only at the RIP it saw then; PVM
+ *   steps either way). A HLT met on
  *   the way exits VMX_REASON_HLT at the HLT (HLT exiting), unexecuted. An
  *   external interrupt injected at that entry is delivered by this layer
  *   (64-bit interrupt/trap gate to the running code segment, no IST), so

@@ -638,10 +638,11 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     struct kvm_run *run = v->run;
     if (wnd && !v->stepping) {
         /* KVM on PVM does not report the window opening: step the guest
-         * until it can take an interrupt (window.c). KVM sets TF only
-         * while RIP is where it was at KVM_SET_GUEST_DEBUG: the registers
-         * go to KVM first, not with KVM_RUN (a RIP moved since, by the
-         * backend or by hvfh_deliver(), left the guest running unstepped) */
+         * until it can take an interrupt (window.c). Upstream KVM sets
+         * TF only while RIP is where it was at KVM_SET_GUEST_DEBUG: the
+         * registers go to KVM first, not with KVM_RUN (a RIP moved since,
+         * by the backend or by hvfh_deliver(), would run unstepped; this
+         * PVM host steps either way) */
         if (v->sync_regs && (v->run->kvm_dirty_regs & KVM_SYNC_X86_REGS)) {
             if (ioctl(v->fd, KVM_SET_REGS, &v->run->s.regs.regs))
                 return fail("writing the registers to KVM", errno);

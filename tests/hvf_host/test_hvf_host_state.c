@@ -607,3 +607,69 @@ Test(hvf_state, window_after_iretq_then_another_interrupt)
     expect_io(o, 2, 0x11, 1, 0, 0, 0, 1);
     cr_assert_eq(*(uint64_t *)(ram + DATA), 4);
 }
+
+/* The window asked for after the VMM moved RIP (it stepped over an exit's
+ * instruction): the window exit comes at the first instruction where the
+ * guest can take an interrupt, after STI's shadow (upstream KVM steps only
+ * at the RIP it saw when stepping was turned on: the moved RIP must reach
+ * it first, or the guest runs on unstepped to the OUT below). */
+Test(hvf_state, window_exactly_after_sti_when_rip_was_moved)
+{
+    EMIT(0xfa);                     /* cli */
+    uint64_t o1 = EMIT(0xe6, 0x10); /* out 0x10, al */
+    EMIT(0x90);                     /* nop */
+    uint64_t sti = EMIT(0xfb);
+    EMIT(0x90); /* nop, in STI's shadow */
+    uint64_t open = EMIT(0x90);
+    EMIT(0x90);
+    EMIT(0xe6, 0x11); /* out 0x11, al */
+    expect_io(o1, 2, 0x10, 1, 0, 0, 0, 1);
+    skip_insn();
+    wvmcs(VMCS_CTRL_CPU_BASED, rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
+    uint32_t why = run();
+    cr_assert_eq(why, VMX_REASON_IRQ_WND, "exit %u at 0x%llx", why,
+                 (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert_eq(rreg(HV_X86_RIP), open, "window at 0x%llx, STI at 0x%llx",
+                 (unsigned long long)rreg(HV_X86_RIP), (unsigned long long)sti);
+}
+
+/* An interrupt injected through a trap gate (IF stays set) with the window
+ * asked for: the window is open at the handler's first instruction, which
+ * has not run. */
+Test(hvf_state, window_at_a_trap_gate_handler)
+{
+    uint64_t h = 0x1800, save = pc;
+    pc = h;
+    EMIT(0xc6, 0x04, 0x25, B4(DATA), 0x77); /* mov byte [DATA], 0x77 */
+    EMIT(0x48, 0xcf);                       /* iretq */
+    pc = save;
+    idt_gate(0x21, h);
+    ((uint64_t *)(ram + IDT + 0x21 * 16))[0] |= 1ull << 40; /* trap gate */
+    EMIT(0xfb);                                             /* sti */
+    EMIT(0x90);                                             /* nop */
+    uint64_t o = EMIT(0xe6, 0x11);                          /* out 0x11, al */
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x21);
+    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST, "IF=0");
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, 0);
+    wvmcs(VMCS_CTRL_CPU_BASED, rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
+    uint32_t why = run();
+    cr_assert_eq(why, VMX_REASON_IRQ_WND, "exit %u", why);
+    uint64_t at = rreg(HV_X86_RIP);
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x21);
+    why = run();
+    cr_assert_eq(why, VMX_REASON_IRQ_WND, "exit %u at 0x%llx", why,
+                 (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert_eq(rreg(HV_X86_RIP), h, "at the handler");
+    cr_assert(rreg(HV_X86_RFLAGS) & (1u << 9), "IF kept by the trap gate");
+    cr_assert_eq(ram[DATA], 0, "the handler has not run");
+    uint64_t rsp = rreg(HV_X86_RSP);
+    uint64_t *frame = (uint64_t *)(ram + rsp);
+    cr_assert_eq(frame[0], at, "return RIP 0x%llx",
+                 (unsigned long long)frame[0]);
+    cr_assert_eq(frame[1], 0x08);
+    cr_assert_eq(frame[2] & (1u << 8), 0, "no TF in the frame");
+    wvmcs(VMCS_CTRL_CPU_BASED,
+          rvmcs(VMCS_CTRL_CPU_BASED) & ~(uint64_t)CPU_BASED_IRQ_WND);
+    expect_io(o, 2, 0x11, 1, 0, 0, 0, 1);
+    cr_assert_eq(ram[DATA], 0x77, "the handler ran");
+}
