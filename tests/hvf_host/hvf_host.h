@@ -79,7 +79,8 @@
  *   stepping starts (upstream KVM sets TF only at the RIP it saw then; PVM
  *   steps either way). A HLT met on
  *   the way exits VMX_REASON_HLT at the HLT (HLT exiting), unexecuted. An
- *   external interrupt injected at that entry is delivered by this layer
+ *   external interrupt, NMI or hardware exception (with its error code)
+ *   injected at that entry is delivered by this layer
  *   (64-bit interrupt/trap gate to the running code segment, no IST), so
  *   KVM's TF is never pushed into the handler's frame; stepping starts at
  *   the handler (a trap gate opens the window there at once). IRETQ at CPL

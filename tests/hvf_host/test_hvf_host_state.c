@@ -673,3 +673,41 @@ Test(hvf_state, window_at_a_trap_gate_handler)
     expect_io(o, 2, 0x11, 1, 0, 0, 0, 1);
     cr_assert_eq(ram[DATA], 0x77, "the handler ran");
 }
+
+/* A hardware exception with an error code injected with the window asked
+ * for: the handler gets the error code on its stack, runs (IF=0 through
+ * its interrupt gate), and the window opens after its IRETQ, back at the
+ * instruction the exception was injected at. */
+Test(hvf_state, exception_with_error_code_and_the_window)
+{
+    uint64_t h = 0x1800, save = pc;
+    pc = h;
+    EMIT(0x58);                                 /* pop rax (error code) */
+    EMIT(0x48, 0x89, 0x04, 0x25, B4(DATA + 8)); /* mov [DATA + 8], rax */
+    EMIT(0x48, 0xff, 0x04, 0x25, B4(DATA));     /* incq [DATA] */
+    EMIT(0x48, 0xcf);                           /* iretq */
+    pc = save;
+    idt_gate(13, h);
+    EMIT(0xfb);                    /* sti */
+    EMIT(0x90);                    /* nop, in its shadow */
+    uint64_t at = EMIT(0x90);      /* nop */
+    uint64_t o = EMIT(0xe6, 0x11); /* out 0x11, al */
+    wvmcs(VMCS_CTRL_CPU_BASED, rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
+    uint32_t why = run();
+    cr_assert_eq(why, VMX_REASON_IRQ_WND, "exit %u", why);
+    cr_assert_eq(rreg(HV_X86_RIP), at);
+    wvmcs(VMCS_CTRL_VMENTRY_EXC_ERROR, 0x1234);
+    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO,
+          IRQ_INFO_VALID | IRQ_INFO_HARD_EXC | IRQ_INFO_ERROR_VALID | 13);
+    why = run();
+    cr_assert_eq(why, VMX_REASON_IRQ_WND, "exit %u at 0x%llx", why,
+                 (unsigned long long)rreg(HV_X86_RIP));
+    cr_assert_eq(rreg(HV_X86_RIP), at, "back where it was injected");
+    cr_assert_eq(*(uint64_t *)(ram + DATA), 1, "the handler ran once");
+    cr_assert_eq(*(uint64_t *)(ram + DATA + 8), 0x1234, "error code 0x%llx",
+                 (unsigned long long)*(uint64_t *)(ram + DATA + 8));
+    cr_assert_eq(rreg(HV_X86_RFLAGS) & (1u << 8), 0, "no TF in the guest");
+    wvmcs(VMCS_CTRL_CPU_BASED,
+          rvmcs(VMCS_CTRL_CPU_BASED) & ~(uint64_t)CPU_BASED_IRQ_WND);
+    expect_io(o, 2, 0x11, 1, 0, 0, 0, 1);
+}

@@ -42,7 +42,9 @@ void hvfh_single_step(struct hvfh_vcpu *v, int on)
 int hvfh_deliver(struct hvfh_vcpu *v, uint64_t info)
 {
     unsigned type = (info >> 8) & 7, vec = info & 0xff;
-    if (type != 0 || hvfh_load_regs(v) || hvfh_load_sregs(v))
+    /* external interrupt, NMI, hardware exception */
+    if ((type != 0 && type != 2 && type != 3) || (type == 2 && vec != 2) ||
+        hvfh_load_regs(v) || hvfh_load_sregs(v))
         return 0;
     struct kvm_sregs *s = &v->sregs;
     if (!(s->efer & (1u << 10)) || !s->cs.l || vec * 16u + 15 > s->idt.limit)
@@ -56,11 +58,28 @@ int hvfh_deliver(struct hvfh_vcpu *v, uint64_t info)
     if (!(g[1] & (1u << 15)) || (gtype != 0xe && gtype != 0xf) || (g[1] & 7) ||
         sel != s->cs.selector)
         return 0;
-    uint64_t rsp = (v->regs.rsp & ~15ull) - 40;
-    uint64_t frame[5] = {v->regs.rip, s->cs.selector, v->regs.rflags,
-                         v->regs.rsp, s->ss.selector};
-    if (hvfh_write_linear(v, rsp, frame, sizeof(frame)))
+    struct kvm_vcpu_events e;
+    if (type == 2 && ioctl(v->fd, KVM_GET_VCPU_EVENTS, &e))
         return 0;
+    /* the frame: [error code,] RIP, CS, RFLAGS, RSP, SS; a fault saves
+     * RFLAGS with RF set */
+    int err = type == 3 && (info & IRQ_INFO_ERROR_VALID);
+    uint64_t rsp = (v->regs.rsp & ~15ull) - 40 - (err ? 8 : 0);
+    uint64_t flags = v->regs.rflags | (type == 3 && vec != 1 ? RFLAGS_RF : 0);
+    uint64_t frame[6] = {v->regs.rip, s->cs.selector, flags,
+                         v->regs.rsp, s->ss.selector, 0};
+    if (err) {
+        memmove(frame + 1, frame, 5 * sizeof(frame[0]));
+        frame[0] = (uint32_t)v->vmcs[VMCS_CTRL_VMENTRY_EXC_ERROR];
+    }
+    if (hvfh_write_linear(v, rsp, frame, (5 + (size_t)err) * 8))
+        return 0;
+    if (type == 2) { /* NMIs are blocked until the handler's IRET */
+        e.nmi.masked = 1;
+        e.flags = 0;
+        if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &e))
+            return 0;
+    }
     v->regs.rflags &= ~(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_VM);
     if (gtype == 0xe)
         v->regs.rflags &= ~RFLAGS_IF;
