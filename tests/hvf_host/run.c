@@ -579,15 +579,11 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     }
     /* the guest will be stepped until it opens the window (below): a HLT
      * on the way exits before it runs, as HLT exiting does (KVM would step
-     * over it and leave its HLT exit for later) */
+     * over it, the HLT never reported) */
     if (wnd && !(info & IRQ_INFO_VALID) && hvfh_at_hlt(v))
         return exit_hlt_here(v);
-    /* nor across the delivery of an event injected now: KVM steps with
-     * RFLAGS.TF, which the delivery would push into the handler's frame for
-     * its IRET to give back to the guest (which then traps on its own,
-     * after the window was missed). Delivered here where window.c can; the
-     * window then opens at once (a trap gate) or is stepped for from the
-     * handler's first instruction */
+    /* an IRETQ is done here: KVM on PVM runs it without the single-step
+     * trap after it, so the window it opens would be missed */
     if (wnd && !(info & IRQ_INFO_VALID) && hvfh_step_iret(v) > 0) {
         if (hvfh_interruptible(v)) {
             set_exit(v, VMX_REASON_IRQ_WND, 0);
@@ -596,6 +592,12 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         if (hvfh_at_hlt(v))
             return exit_hlt_here(v);
     }
+    /* nor stepped across the delivery of an event injected now: KVM steps
+     * with RFLAGS.TF, which the delivery would push into the handler's
+     * frame for its IRET to give back to the guest (which then traps on its
+     * own, after the window was missed). Delivered here where window.c can;
+     * the window then opens at once (a trap gate) or is stepped for from
+     * the handler's first instruction */
     if (wnd && (info & IRQ_INFO_VALID) && hvfh_deliver(v, info)) {
         v->vmcs[VMCS_CTRL_VMENTRY_IRQ_INFO] &= ~(uint64_t)IRQ_INFO_VALID;
         info = 0;
