@@ -154,6 +154,24 @@ void hvfh_slice_fini(struct hvfh_vcpu *v);
 /* run.c */
 hv_return_t hvfh_run(struct hvfh_vcpu *v);
 
+/* window.c: finding the interrupt window by single-stepping */
+/* RFLAGS.IF and no STI/MOV SS blocking. */
+int hvfh_interruptible(struct hvfh_vcpu *v);
+/* A HLT at RIP, CPL 0 (what the next step would run). */
+int hvfh_at_hlt(struct hvfh_vcpu *v);
+void hvfh_single_step(struct hvfh_vcpu *v, int on);
+/* Delivers the external interrupt, NMI or hardware exception (with its
+ * error code) of VM-entry interruption info `info` as the processor does
+ * (64-bit mode, a 64-bit interrupt or trap gate to the running code segment
+ * without IST): frame pushed, RIP/RSP/RFLAGS set in the cached registers,
+ * NMIs blocked after an NMI. 1 done, 0 a case left to KVM's injection. */
+int hvfh_deliver(struct hvfh_vcpu *v, uint64_t info);
+/* IRETQ at RIP (64-bit mode, CPL 0, same CS and SS): done here, as KVM on
+ * PVM completes it without the single-step trap after it (the window it
+ * opens was missed). 1 done (registers cached, dirty), 0 not an IRETQ it
+ * does, -1 error. */
+int hvfh_step_iret(struct hvfh_vcpu *v);
+
 /* cpuid.c: 1 when hv_vcpu_run must return a synthesized CPUID exit. */
 int hvfh_cpuid_step(struct hvfh_vcpu *v, int *err);
 

@@ -220,6 +220,12 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
             hvi_tsc_leaf_16(khz, bus_khz, &o[0], &o[1], &o[2]);
         break;
     }
+    case 0x80000007:
+        /* An unpinned frequency is the host's of the moment, which a
+         * restore elsewhere changes: no invariant-TSC promise then. */
+        if (!v->vm->tsc_khz)
+            o[3] &= ~(1u << 8);
+        break;
     case 0xd: {
         uint64_t mask = hvi_hvf_xcr0_mask();
         if (sub == 0) {
