@@ -333,3 +333,42 @@ Test(irq_user, in_kernel_ap_started_by_init_sipi)
     sipi_test(0);
 }
 
+
+/* A vCPU halted with interrupts off (it waits in the core's halt) is saved
+ * by a pause and a snapshot: on a backend whose vCPUs are bound to their
+ * threads (hvf) the save's calls are forwarded to the halted vCPU while the
+ * saver holds vm->lock, which the halted vCPU used to wait for without
+ * serving them (a deadlock, caught by the suite's timeout). */
+Test(irq_user, snapshot_of_a_halted_vcpu)
+{
+    hvt t;
+    hvt_open(&t, HVC_VM_USER_IRQCHIP);
+    hvt_load(t.vm, "hlt64");
+    struct runner r;
+    start(&r, hvt_vcpu(t.vm, 0, HVC_X86_MODE_LONG64, 0));
+    usleep(100000); /* into the HLT; IF=0, so it stays there */
+    cr_assert_eq(atomic_load(&r.status), -1, "the guest went past its HLT");
+    char path[] = "/tmp/irq_user_haltXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    for (int i = 0; i < 3; i++) {
+        HVT_OK(hvc_vm_pause(t.vm));
+        /* still halted: RIP past the HLT (the backend stepped over it) */
+        cr_assert_eq(hvt_reg(r.vcpu, HVC_X86_RIP), GUEST_LOAD + 1);
+        HVT_OK(hvc_snapshot_save(t.vm, path, NULL));
+        HVT_OK(hvc_vm_resume(t.vm));
+        usleep(20000);
+    }
+    unlink(path);
+    cr_assert_eq(atomic_load(&r.status), -1,
+                 "the save woke the guest: status 0x%x rc %d reason %u",
+                 atomic_load(&r.status), r.rc, r.reason);
+    HVT_OK(hvc_vcpu_kick(r.vcpu));
+    pthread_join(r.th, NULL);
+    cr_assert_eq(r.status, 0x100, "status 0x%x rc %d", r.status, r.rc);
+    cr_assert_eq(hvt_reg(r.vcpu, HVC_X86_RIP), GUEST_LOAD + 1,
+                 "rip 0x%llx: not past the HLT",
+                 (unsigned long long)hvt_reg(r.vcpu, HVC_X86_RIP));
+    hvt_close(&t);
+}

@@ -254,7 +254,7 @@ static bool woken(struct hvi_uirq *u, uint32_t cpu, bool intr)
     return k != HVI_IRQ_NONE && (k != HVI_IRQ_INTR || intr);
 }
 
-/* Parks the runner until its LAPIC has something, a kick or a pause. */
+/* Parks the runner until its LAPIC has something or a kick. */
 static void halt(hvc_vcpu *v, bool intr)
 {
     hvc_vm *vm = v->vm;
@@ -262,16 +262,25 @@ static void halt(hvc_vcpu *v, bool intr)
     if (woken(u, v->id, intr))
         return;
     hvi_os_wake_drain(&v->parked);
-    pthread_mutex_lock(&vm->lock);
+    /* On a backend whose vCPUs are bound to their threads, a pauser holds
+     * vm->lock while it forwards calls here (a save reads the halted
+     * vCPU): the lock is taken as park() takes it, serving them, and they
+     * are served while halted too (their post wakes this). A pause does
+     * not end the HLT: the vCPU, counted inactive, holds no pause, and a
+     * save sees it halted (it resumed past the HLT when a forwarded call
+     * woke it during a pause). */
+    hvi_vcpu_drain(v);
+    hvi_vcpu_lock_vm(v);
     atomic_fetch_sub(&vm->active, 1);
     pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
     atomic_store(&u->cpu[v->id].halted, 1);
-    while (!atomic_load(&v->kick_pending) &&
-           atomic_load(&vm->pause_depth) == 0 && !woken(u, v->id, intr))
+    while (!atomic_load(&v->kick_pending) && !woken(u, v->id, intr)) {
         hvi_os_wake_wait(&v->parked);
+        hvi_vcpu_drain(v);
+    }
     atomic_store(&u->cpu[v->id].halted, 0);
-    pthread_mutex_lock(&vm->lock);
+    hvi_vcpu_lock_vm(v);
     atomic_fetch_add(&vm->active, 1);
     pthread_mutex_unlock(&vm->lock);
 }

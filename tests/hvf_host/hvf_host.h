@@ -73,9 +73,21 @@
  *   exits at once (VMX_REASON_IRQ_WND) when the guest is already
  *   interruptible; else, as KVM on PVM does not report the window opening
  *   (request_interrupt_window had no effect here), the guest is single-
- *   stepped (KVM_GUESTDBG_SINGLESTEP) until RFLAGS.IF=1 without STI/MOV SS
- *   blocking, and that exits VMX_REASON_IRQ_WND (other exits on the way are
- *   reported as usual). IDT-vectoring info is always 0: an event KVM was
+ *   stepped (KVM_GUESTDBG_SINGLESTEP, window.c) until RFLAGS.IF=1 without
+ *   STI/MOV SS blocking, and that exits VMX_REASON_IRQ_WND (other exits on
+ *   the way are reported as usual). The registers reach KVM before the
+ *   stepping starts (upstream KVM sets TF only at the RIP it saw then; PVM
+ *   steps either way). A HLT met on
+ *   the way exits VMX_REASON_HLT at the HLT (HLT exiting), unexecuted. An
+ *   external interrupt, NMI or hardware exception (with its error code)
+ *   injected at that entry is delivered by this layer
+ *   (64-bit interrupt/trap gate to the running code segment, no IST), so
+ *   KVM's TF is never pushed into the handler's frame; stepping starts at
+ *   the handler (a trap gate opens the window there at once). IRETQ at CPL
+ *   0 (same CS, SS) is done by this layer while stepping: KVM on PVM
+ *   completes it without the single-step trap. Other events are injected
+ *   by KVM, and a PUSHF or an exception while stepping can still show the
+ *   guest TF. IDT-vectoring info is always 0: an event KVM was
  *   delivering when the exit came stays queued in KVM and is re-delivered by
  *   it (hidden, not reported).
  *

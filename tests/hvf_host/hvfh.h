@@ -64,6 +64,11 @@ struct hvfh_vcpu {
     int tsc_sync_pending;
     /* exit bookkeeping */
     uint64_t exits;
+    /* slice.c: unstepped slices while IF stays clear */
+    int win_if_off;    /* steps in a row with IF clear */
+    long win_slice_ns; /* the last slice's length */
+    timer_t win_timer; /* sends the kick signal to the owner thread */
+    int win_timer_ok;
 };
 
 struct hvfh_vm {
@@ -133,9 +138,39 @@ struct hvfh_insn {
 int hvfh_decode(struct hvfh_vcpu *v, uint64_t rip, struct hvfh_insn *in,
                 uint64_t end_rip);
 int hvfh_code_bits(struct hvfh_vcpu *v);
+/* 0 when @p in stores a known value that is not the @p len bytes at
+ * @p data (insn.c). */
+int hvfh_store_agrees(struct hvfh_vcpu *v, const struct hvfh_insn *in,
+                      const void *data, uint32_t len);
+
+/* slice.c: before a KVM_RUN while stepping for the interrupt window, 1
+ * when this run is an unstepped slice (then hvfh_slice_end() after
+ * it, which turns the slice's end into a step's KVM_EXIT_DEBUG and returns
+ * the run's result); hvfh_slice_fini() when the vCPU goes. */
+int hvfh_slice_begin(struct hvfh_vcpu *v);
+int hvfh_slice_end(struct hvfh_vcpu *v, int rc, int *err);
+void hvfh_slice_fini(struct hvfh_vcpu *v);
 
 /* run.c */
 hv_return_t hvfh_run(struct hvfh_vcpu *v);
+
+/* window.c: finding the interrupt window by single-stepping */
+/* RFLAGS.IF and no STI/MOV SS blocking. */
+int hvfh_interruptible(struct hvfh_vcpu *v);
+/* A HLT at RIP, CPL 0 (what the next step would run). */
+int hvfh_at_hlt(struct hvfh_vcpu *v);
+void hvfh_single_step(struct hvfh_vcpu *v, int on);
+/* Delivers the external interrupt, NMI or hardware exception (with its
+ * error code) of VM-entry interruption info `info` as the processor does
+ * (64-bit mode, a 64-bit interrupt or trap gate to the running code segment
+ * without IST): frame pushed, RIP/RSP/RFLAGS set in the cached registers,
+ * NMIs blocked after an NMI. 1 done, 0 a case left to KVM's injection. */
+int hvfh_deliver(struct hvfh_vcpu *v, uint64_t info);
+/* IRETQ at RIP (64-bit mode, CPL 0, same CS and SS): done here, as KVM on
+ * PVM completes it without the single-step trap after it (the window it
+ * opens was missed). 1 done (registers cached, dirty), 0 not an IRETQ it
+ * does, -1 error. */
+int hvfh_step_iret(struct hvfh_vcpu *v);
 
 /* cpuid.c: 1 when hv_vcpu_run must return a synthesized CPUID exit. */
 int hvfh_cpuid_step(struct hvfh_vcpu *v, int *err);

@@ -291,3 +291,39 @@ int hvfh_decode(struct hvfh_vcpu *v, uint64_t rip, struct hvfh_insn *in,
     in->ea = ea;
     return 0;
 }
+
+/* Whether @p in, decoded backwards from where KVM left RIP after an MMIO
+ * write, would have written @p data (@p len bytes): for the stores whose
+ * value is a register KVM left as it was or an immediate (MOV r/m from a
+ * register or immediate, MOV moffs from AL/eAX, STOS), the value must be
+ * the data; others are not judged (1). Bytes before an instruction can
+ * decode as one that ends at the same place and writes the same address
+ * with another register: "44 89 41 20" (mov [rcx+0x20], r8d) read from
+ * its second byte is "mov [rcx+0x20], eax". */
+int hvfh_store_agrees(struct hvfh_vcpu *v, const struct hvfh_insn *in,
+                      const void *data, uint32_t len)
+{
+    if (in->map || len == 0 || len > 8)
+        return 1;
+    uint64_t val;
+    uint8_t op = in->op;
+    if (op == 0x88 || op == 0x89) {
+        int reg = ((in->modrm >> 3) & 7) | ((in->rex & 4) << 1);
+        if (op == 0x88 && !in->rex && reg >= 4 && reg < 8)
+            val = gpr_val(v, reg - 4) >> 8; /* AH, CH, DH, BH */
+        else
+            val = gpr_val(v, reg);
+    } else if ((op == 0xc6 || op == 0xc7) && ((in->modrm >> 3) & 7) == 0) {
+        val = in->imm;
+        if (op == 0xc7 && in->opsize == 8)
+            val = (uint64_t)(int64_t)(int32_t)val;
+    } else if (op == 0xa2 || op == 0xa3 || op == 0xaa || op == 0xab) {
+        val = gpr_val(v, 0);
+    } else {
+        return 1;
+    }
+    uint64_t got = 0;
+    memcpy(&got, data, len);
+    uint64_t m = len == 8 ? UINT64_MAX : (1ull << (8 * len)) - 1;
+    return (val & m) == got;
+}

@@ -44,12 +44,15 @@ static void drain_kick_signal(void)
  * writing after kicking every vCPU out). */
 static int kvm_run(struct hvfh_vcpu *v)
 {
+    int slice = hvfh_slice_begin(v);
     pthread_rwlock_rdlock(&hvfh_vm.run_lock);
     int rc = ioctl(v->fd, KVM_RUN, 0);
     int e = errno;
     pthread_rwlock_unlock(&hvfh_vm.run_lock);
     if (rc < 0 && e == EINTR)
         drain_kick_signal();
+    if (slice)
+        rc = hvfh_slice_end(v, rc, &e);
     errno = e;
     return rc;
 }
@@ -188,6 +191,10 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
 {
     struct kvm_run *run = v->run;
     int in_dir = run->io.direction == KVM_EXIT_IO_IN;
+    /* put_back() may run KVM again (completing an IN), which overwrites
+     * kvm_run's exit union (a single-step exit, with the window asked for):
+     * what the qualification needs is taken now */
+    const unsigned size = run->io.size, port = run->io.port;
     struct hvfh_insn in;
     struct kvm_regs pre = v->regs;
     int found = 0, string = 0;
@@ -267,10 +274,9 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
     }
     if (put_back(v, &pre))
         return fail("putting the registers back", errno);
-    uint64_t q = (uint64_t)(run->io.size - 1) | (uint64_t)in_dir << 3 |
+    uint64_t q = (uint64_t)(size - 1) | (uint64_t)in_dir << 3 |
                  (uint64_t)string << 4 | (uint64_t)(in.rep != 0) << 5 |
-                 (uint64_t)((in.op & 0xf8) == 0xe0) << 6 |
-                 (uint64_t)run->io.port << 16;
+                 (uint64_t)((in.op & 0xf8) == 0xe0) << 6 | (uint64_t)port << 16;
     set_exit(v, VMX_REASON_IO, q);
     v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = (uint64_t)in.len;
     v->vmcs[VMCS_RO_IO_RIP] = 0;
@@ -396,6 +402,8 @@ static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
         int osz = store_size(&in);
         if (osz && len <= 8 && (uint32_t)osz != len)
             continue;
+        if (!hvfh_store_agrees(v, &in, v->run->mmio.data, len))
+            continue;
         if (!in.map && !in.rep &&
             (in.op == 0xaa || in.op == 0xab || in.op == 0xa4 ||
              in.op == 0xa5)) {
@@ -431,6 +439,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
 {
     struct kvm_run *run = v->run;
     uint64_t gpa = run->mmio.phys_addr;
+    const int is_write = run->mmio.is_write; /* put_back() reruns KVM */
     struct kvm_regs pre = v->regs;
     struct hvfh_insn in;
     int have = 0, fetch = 0;
@@ -462,7 +471,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
     if (put_back(v, &pre))
         return fail("putting the registers back", errno);
     uint64_t rights = hvfh_gpa_rights(gpa) & 7;
-    uint64_t q = (run->mmio.is_write ? 2u : fetch ? 4u : 1u) | rights << 3;
+    uint64_t q = (is_write ? 2u : fetch ? 4u : 1u) | rights << 3;
     uint64_t gla = 0;
     if (fetch) {
         gla = v->sregs.cs.base + pre.rip;
@@ -472,7 +481,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
             gla = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.ea;
         else if (in.op >= 0xa0 && in.op <= 0xa3)
             gla = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.imm;
-        else if (run->mmio.is_write || in.op == 0xae || in.op == 0xaf)
+        else if (is_write || in.op == 0xae || in.op == 0xaf)
             gla = seg_base(v, 0) + (pre.rdi & amask(in.addrsize));
         else
             gla = seg_base(v, in.seg < 0 ? 3 : in.seg) +
@@ -498,6 +507,8 @@ static hv_return_t exit_msr(struct hvfh_vcpu *v, int write)
     v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 2;
     return HV_SUCCESS;
 }
+
+static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r);
 
 static int inject(struct hvfh_vcpu *v)
 {
@@ -528,29 +539,19 @@ static int inject(struct hvfh_vcpu *v)
     return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &e) ? -errno : 0;
 }
 
-/* The guest can take an external interrupt now (RFLAGS.IF, no STI/MOV SS
- * blocking). */
-static int interruptible(struct hvfh_vcpu *v)
+/* VMX's HLT exit, RIP on the HLT (HLT exiting comes before the
+ * instruction executes). */
+static hv_return_t exit_hlt_here(struct hvfh_vcpu *v)
 {
-    struct kvm_vcpu_events e;
-    if (hvfh_load_regs(v) || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &e))
-        return 0;
-    return (v->regs.rflags & (1u << 9)) && !e.interrupt.shadow;
-}
-
-static void single_step(struct hvfh_vcpu *v, int on)
-{
-    struct kvm_guest_debug d;
-    memset(&d, 0, sizeof(d));
-    if (on)
-        d.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
-    ioctl(v->fd, KVM_SET_GUEST_DEBUG, &d);
+    set_exit(v, VMX_REASON_HLT, 0);
+    v->vmcs[VMCS_RO_VMEXIT_INSTR_LEN] = 1;
+    return after_exit(v, HV_SUCCESS);
 }
 
 static hv_return_t after_exit(struct hvfh_vcpu *v, hv_return_t r)
 {
     if (v->stepping) {
-        single_step(v, 0);
+        hvfh_single_step(v, 0);
         v->stepping = 0;
     }
     /* VM exit clears the entry interruption's valid bit and saves LMA into
@@ -637,9 +638,40 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         }
     }
     int wnd = (v->vmcs[VMCS_CTRL_CPU_BASED] & CPU_BASED_IRQ_WND) != 0;
-    if (wnd && !(info & IRQ_INFO_VALID) && interruptible(v)) {
+    if (wnd && !(info & IRQ_INFO_VALID) && hvfh_interruptible(v)) {
         set_exit(v, VMX_REASON_IRQ_WND, 0);
         return after_exit(v, HV_SUCCESS);
+    }
+    /* the guest will be stepped until it opens the window (below): a HLT
+     * on the way exits before it runs, as HLT exiting does (KVM would step
+     * over it, the HLT never reported) */
+    if (wnd && !(info & IRQ_INFO_VALID) && hvfh_at_hlt(v))
+        return exit_hlt_here(v);
+    /* an IRETQ is done here: KVM on PVM runs it without the single-step
+     * trap after it, so the window it opens would be missed */
+    if (wnd && !(info & IRQ_INFO_VALID) && hvfh_step_iret(v) > 0) {
+        if (hvfh_interruptible(v)) {
+            set_exit(v, VMX_REASON_IRQ_WND, 0);
+            return after_exit(v, HV_SUCCESS);
+        }
+        if (hvfh_at_hlt(v))
+            return exit_hlt_here(v);
+    }
+    /* nor stepped across the delivery of an event injected now: KVM steps
+     * with RFLAGS.TF, which the delivery would push into the handler's
+     * frame for its IRET to give back to the guest (which then traps on its
+     * own, after the window was missed). Delivered here where window.c can;
+     * the window then opens at once (a trap gate) or is stepped for from
+     * the handler's first instruction */
+    if (wnd && (info & IRQ_INFO_VALID) && hvfh_deliver(v, info)) {
+        v->vmcs[VMCS_CTRL_VMENTRY_IRQ_INFO] &= ~(uint64_t)IRQ_INFO_VALID;
+        info = 0;
+        if (hvfh_interruptible(v)) {
+            set_exit(v, VMX_REASON_IRQ_WND, 0);
+            return after_exit(v, HV_SUCCESS);
+        }
+        if (hvfh_at_hlt(v))
+            return exit_hlt_here(v);
     }
     hvfh_tsc_apply(v);
     int fr;
@@ -673,8 +705,17 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
     struct kvm_run *run = v->run;
     if (wnd && !v->stepping) {
         /* KVM on PVM does not report the window opening: step the guest
-         * until it can take an interrupt */
-        single_step(v, 1);
+         * until it can take an interrupt (window.c). Upstream KVM sets
+         * TF only while RIP is where it was at KVM_SET_GUEST_DEBUG: the
+         * registers go to KVM first, not with KVM_RUN (a RIP moved since,
+         * by the backend or by hvfh_deliver(), would run unstepped; this
+         * PVM host steps either way) */
+        if (v->sync_regs && (v->run->kvm_dirty_regs & KVM_SYNC_X86_REGS)) {
+            if (ioctl(v->fd, KVM_SET_REGS, &v->run->s.regs.regs))
+                return fail("writing the registers to KVM", errno);
+            v->run->kvm_dirty_regs &= ~(uint64_t)KVM_SYNC_X86_REGS;
+        }
+        hvfh_single_step(v, 1);
         v->stepping = 1;
     }
     for (;;) {
@@ -715,8 +756,11 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
             struct kvm_regs pre = v->regs;
             pre.rip -= 1;
             if (hvfh_read_linear(v, v->sregs.cs.base + pre.rip, &b, 1) ||
-                b != 0xf4)
+                b != 0xf4) {
+                fprintf(stderr, "hvf_host: rip 0x%llx: ",
+                        (unsigned long long)v->regs.rip);
                 return fail("KVM's HLT exit does not follow a HLT", 0);
+            }
             if (put_back(v, &pre))
                 return fail("putting the registers back", errno);
             set_exit(v, VMX_REASON_HLT, 0);
@@ -726,8 +770,29 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         case KVM_EXIT_DEBUG:
             if (!v->stepping)
                 return after_exit(v, fail("unexpected KVM_EXIT_DEBUG", 0));
-            if (!interruptible(v))
-                continue;
+            if (!hvfh_interruptible(v)) {
+                if (hvfh_at_hlt(v)) /* the next step would run it */
+                    return exit_hlt_here(v);
+                int st = hvfh_step_iret(v);
+                if (st < 0)
+                    return after_exit(v, fail("stepping over IRETQ", errno));
+                if (st == 0)
+                    continue;
+                /* the registers to KVM, and stepping from the new RIP */
+                if (ioctl(v->fd, KVM_SET_REGS, &v->regs))
+                    return after_exit(v, fail("writing the registers", errno));
+                v->regs_dirty = 0;
+                if (v->sync_regs) {
+                    run->s.regs.regs = v->regs;
+                    run->kvm_dirty_regs = 0;
+                }
+                hvfh_single_step(v, 1);
+                if (!hvfh_interruptible(v)) {
+                    if (hvfh_at_hlt(v))
+                        return exit_hlt_here(v);
+                    continue;
+                }
+            }
             set_exit(v, VMX_REASON_IRQ_WND, 0);
             return after_exit(v, HV_SUCCESS);
         case KVM_EXIT_IRQ_WINDOW_OPEN:

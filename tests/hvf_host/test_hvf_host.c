@@ -167,6 +167,30 @@ Test(hvf_host, mmio_is_an_ept_violation_before_the_instruction)
     cr_assert_eq(rreg(HV_X86_RIP), hlt);
 }
 
+/* A write KVM has already executed is found backwards from where KVM left
+ * RIP: bytes before it can decode as another instruction that writes the
+ * same address from another register ("44 89 41 20", mov [rcx+0x20],
+ * r8d, read from its second byte is mov [rcx+0x20], eax), and the previous
+ * instruction's last byte can look like a REX prefix. The exit is at the
+ * instruction that stored the data. */
+Test(hvf_host, mmio_write_exits_at_the_instruction_that_stored_it)
+{
+    EMIT(0xb9, B4(MMIO));                       /* mov ecx, MMIO */
+    EMIT(0xb8, B4(0x1111));                     /* mov eax, 0x1111 */
+    EMIT(0x41, 0xb8, B4(0x2222));               /* mov r8d, 0x2222 */
+    uint64_t r8 = EMIT(0x44, 0x89, 0x41, 0x20); /* mov [rcx+0x20], r8d */
+    EMIT(0xba, B4(0x44000000));                 /* mov edx, 0x44000000 */
+    uint64_t ax = EMIT(0x89, 0x41, 0x24);       /* mov [rcx+0x24], eax */
+    uint64_t hlt = EMIT(0xf4);
+    expect_ept(r8, MMIO + 0x20, 2);
+    cr_assert_eq(rvmcs(VMCS_RO_GUEST_LIN_ADDR), MMIO + 0x20);
+    wreg(HV_X86_RIP, r8 + 4);
+    expect_ept(ax, MMIO + 0x24, 2);
+    wreg(HV_X86_RIP, ax + 3);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert_eq(rreg(HV_X86_RIP), hlt);
+}
+
 Test(hvf_host, cpuid_answers_are_the_backends)
 {
     EMIT(0xb8, B4(0x40000000));            /* mov eax, 0x40000000 */

@@ -1,6 +1,7 @@
 /* tests/hvf_host: guest state, events and threads through the KVM-hosted
- * Hypervisor.framework API: injection, the interrupt window, entry checks,
- * the vCPU's thread, hv_vcpu_interrupt, XSAVE state and the TSC. */
+ * Hypervisor.framework API: injection, entry checks, the vCPU's thread,
+ * hv_vcpu_interrupt, XSAVE state, the TSC and the platform's sysctl entries
+ * (the interrupt window: test_hvf_host_window.c). */
 #define _GNU_SOURCE
 #include "hvfh_test.h"
 
@@ -18,61 +19,6 @@
 #include <unistd.h>
 
 TestSuite(hvf_state, .init = vm_setup, .timeout = 60);
-
-/* IDT vector 0x20 -> a handler that stores 0x77 at DATA and returns. */
-static void idt_handler(void)
-{
-    uint64_t h = 0x1800, save = pc;
-    pc = h;
-    EMIT(0xc6, 0x04, 0x25, B4(DATA), 0x77); /* mov byte [DATA], 0x77 */
-    EMIT(0x48, 0xcf);                       /* iretq */
-    pc = save;
-    uint64_t *g = (uint64_t *)(ram + IDT + 0x20 * 16);
-    g[0] = (h & 0xffff) | (0x08ull << 16) | (0x8eull << 40) |
-           ((h >> 16 & 0xffff) << 48);
-    g[1] = h >> 32;
-}
-
-Test(hvf_state, injected_interrupt_and_window)
-{
-    idt_handler();
-    EMIT(0xfa);                     /* cli */
-    uint64_t o1 = EMIT(0xe6, 0x10); /* out 0x10, al */
-    EMIT(0xfb);                     /* sti */
-    EMIT(0x90);                     /* nop */
-    EMIT(0x90);                     /* nop */
-    uint64_t hlt = EMIT(0xf4);
-    uint64_t o2 = EMIT(0xe6, 0x11); /* out 0x11, al */
-    EMIT(0xf4);
-    cr_assert_eq(run(), VMX_REASON_IO);
-    cr_assert_eq(rreg(HV_X86_RIP), o1);
-    skip_insn();
-    /* IF=0: injecting now would fail the entry, the window waits */
-    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x20);
-    cr_assert_eq(run(), 0x80000000u | VMX_REASON_VMENTRY_GUEST);
-    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, 0);
-    wvmcs(VMCS_CTRL_CPU_BASED, rvmcs(VMCS_CTRL_CPU_BASED) | CPU_BASED_IRQ_WND);
-    uint32_t w1 = run();
-    cr_assert_eq(w1, VMX_REASON_IRQ_WND, "exit %u rip %llx", w1,
-                 (unsigned long long)rreg(HV_X86_RIP));
-    cr_assert(rreg(HV_X86_RFLAGS) & (1u << 9), "IF set at the window");
-    cr_assert_gt(rreg(HV_X86_RIP), o1);
-    cr_assert_leq(rreg(HV_X86_RIP), hlt);
-    cr_assert_eq(ram[DATA], 0);
-    wvmcs(VMCS_CTRL_CPU_BASED,
-          rvmcs(VMCS_CTRL_CPU_BASED) & ~(uint64_t)CPU_BASED_IRQ_WND);
-    wvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO, IRQ_INFO_VALID | IRQ_INFO_EXT_IRQ | 0x20);
-    uint32_t why = run();
-    cr_assert_eq(ram[DATA], 0x77, "the handler ran");
-    cr_assert_eq(rvmcs(VMCS_CTRL_VMENTRY_IRQ_INFO) & IRQ_INFO_VALID, 0);
-    if (why == VMX_REASON_HLT) {
-        cr_assert_eq(rreg(HV_X86_RIP), hlt);
-        skip_insn();
-        why = run();
-    }
-    cr_assert_eq(why, VMX_REASON_IO);
-    cr_assert_eq(rreg(HV_X86_RIP), o2);
-}
 
 static void *other_thread(void *arg)
 {
@@ -280,6 +226,125 @@ Test(hvf_state, sysctl_tsc_frequency_is_kvms)
     cr_assert_eq(
         sysctlbyname("machdep.tsc.frequency", NULL, NULL, &hz, sizeof(hz)), -1);
     cr_assert_eq(errno, EPERM);
+}
+
+/* The CPU feature entries are what both the CPU and KVM have (KVM's
+ * supported list, and what a vCPU given it reports: more on KVM-on-PVM), in
+ * XNU's layout (low half EDX or EBX, high half ECX); too small a buffer is
+ * ENOMEM, a new value EPERM, a leaf-7 entry whose value would be 0 ENOENT
+ * as XNU's i386_cpu_info_nonzero says. */
+struct cpuid_list {
+    struct kvm_cpuid2 h;
+    struct kvm_cpuid_entry2 e[512];
+};
+static struct cpuid_list sup, got;
+
+static uint32_t kvm_and_cpu(uint32_t leaf, int reg)
+{
+    uint32_t k = 0, o[4] = {0, 0, 0, 0};
+    const struct cpuid_list *lists[2] = {&sup, &got};
+    for (int l = 0; l < 2; l++)
+        for (uint32_t i = 0; i < lists[l]->h.nent; i++) {
+            const struct kvm_cpuid_entry2 *e = &lists[l]->e[i];
+            if (e->function == leaf && e->index == 0) {
+                uint32_t r[4] = {e->eax, e->ebx, e->ecx, e->edx};
+                k |= r[reg];
+                break;
+            }
+        }
+    __asm__ volatile("cpuid"
+                     : "=a"(o[0]), "=b"(o[1]), "=c"(o[2]), "=d"(o[3])
+                     : "a"(leaf), "c"(0));
+    return k & o[reg];
+}
+
+static void expect_quad(const char *name, uint64_t want)
+{
+    uint64_t q = ~want;
+    size_t len = sizeof(q);
+    int r = sysctlbyname(name, &q, &len, NULL, 0);
+    cr_assert_eq(r, 0, "%s: errno %d", name, errno);
+    cr_assert_eq(len, 8, "%s: %zu bytes", name, len);
+    cr_assert_eq(q, want, "%s: 0x%016llx, want 0x%016llx", name,
+                 (unsigned long long)q, (unsigned long long)want);
+}
+
+Test(hvf_state, sysctl_cpu_features_are_kvms_and_the_cpus)
+{
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    cr_assert_geq(kvm, 0);
+    sup.h.nent = 512;
+    cr_assert_eq(ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &sup), 0);
+    int kvm_vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    cr_assert_geq(kvm_vm, 0);
+    int kvm_cpu = ioctl(kvm_vm, KVM_CREATE_VCPU, 0);
+    cr_assert_geq(kvm_cpu, 0);
+    cr_assert_eq(ioctl(kvm_cpu, KVM_SET_CPUID2, &sup), 0);
+    got.h.nent = 512;
+    cr_assert_eq(ioctl(kvm_cpu, KVM_GET_CPUID2, &got), 0);
+    close(kvm_cpu);
+    close(kvm_vm);
+    close(kvm);
+    enum { A, B, C, D };
+    uint64_t f1 = (uint64_t)kvm_and_cpu(1, C) << 32 | kvm_and_cpu(1, D);
+    uint64_t e1 = (uint64_t)kvm_and_cpu(0x80000001u, C) << 32 |
+                  (kvm_and_cpu(0x80000001u, D) & ~(1u << 8)) |
+                  (kvm_and_cpu(0x80000007u, D) & (1u << 8));
+    uint32_t b7 = kvm_and_cpu(7, B), d7 = kvm_and_cpu(7, D);
+    uint64_t l7 = (uint64_t)kvm_and_cpu(7, C) << 32 | b7;
+    /* the basics any x86-64 CPU and KVM have: FPU, TSC, SSE2; LM */
+    cr_assert(f1 & (1u << 0) && f1 & (1u << 4) && f1 & (1u << 26));
+    cr_assert(e1 & (1u << 29));
+    expect_quad("machdep.cpu.feature_bits", f1);
+    expect_quad("machdep.cpu.extfeature_bits", e1);
+    if (b7) {
+        expect_quad("machdep.cpu.leaf7_feature_bits", l7);
+    } else {
+        uint64_t q;
+        size_t len = sizeof(q);
+        errno = 0;
+        cr_assert_eq(
+            sysctlbyname("machdep.cpu.leaf7_feature_bits", &q, &len, NULL, 0),
+            -1);
+        cr_assert_eq(errno, ENOENT);
+    }
+    uint32_t d = ~d7;
+    size_t len = sizeof(d);
+    errno = 0;
+    int r =
+        sysctlbyname("machdep.cpu.leaf7_feature_bits_edx", &d, &len, NULL, 0);
+    if (d7) {
+        cr_assert_eq(r, 0);
+        cr_assert_eq(len, 4);
+        cr_assert_eq(d, d7, "leaf 7 EDX 0x%08x, want 0x%08x", d, d7);
+    } else {
+        cr_assert_eq(r, -1);
+        cr_assert_eq(errno, ENOENT);
+    }
+    /* the size alone; too small a buffer; a write; a name XNU lacks */
+    len = 0;
+    cr_assert_eq(sysctlbyname("machdep.cpu.feature_bits", NULL, &len, NULL, 0),
+                 0);
+    cr_assert_eq(len, 8);
+    uint32_t small = 0x5a5a5a5a;
+    len = sizeof(small);
+    errno = 0;
+    cr_assert_eq(
+        sysctlbyname("machdep.cpu.extfeature_bits", &small, &len, NULL, 0), -1);
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_eq(small, 0x5a5a5a5a);
+    uint64_t q = f1;
+    errno = 0;
+    cr_assert_eq(
+        sysctlbyname("machdep.cpu.feature_bits", NULL, NULL, &q, sizeof(q)),
+        -1);
+    cr_assert_eq(errno, EPERM);
+    len = sizeof(q);
+    errno = 0;
+    cr_assert_eq(
+        sysctlbyname("machdep.cpu.leaf7_feature_bits_eax", &q, &len, NULL, 0),
+        -1);
+    cr_assert_eq(errno, ENOENT);
 }
 
 /* Guest TSC = hv_tsc_clock() + offset where KVM can offset it; where it

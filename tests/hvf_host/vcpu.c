@@ -191,6 +191,7 @@ hv_return_t hv_vcpu_destroy(hv_vcpuid_t vcpu)
     pthread_mutex_lock(&hvfh_vm_lock);
     hvfh_vm.vcpus[vcpu] = NULL;
     pthread_mutex_unlock(&hvfh_vm_lock);
+    hvfh_slice_fini(v);
     munmap(v->run, v->run_size);
     close(v->fd);
     free(v->cpuid);

@@ -325,6 +325,10 @@ uint32_t hvi_hvf_host_khz(void);
 /* machdep.tsc.frequency in Hz from the platform's sysctlbyname(), or 0
  * where the platform does not say (hvf_api.c). */
 uint64_t hvi_hvf_platform_tsc_hz(void);
+/* Reads the platform's sysctlbyname() entry @p name into exactly @p len
+ * bytes of @p buf: 0, or -1 where the platform has no sysctlbyname, no such
+ * entry, or one of another size (hvf_api.c). */
+int hvi_hvf_platform_sysctl(const char *name, void *buf, size_t len);
 /* HVC_CAP_TSC_OFFSET: offsets take effect (probed once, hvf_tsc.c). */
 bool hvi_hvf_tsc_offset_works(void);
 

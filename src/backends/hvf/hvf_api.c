@@ -16,14 +16,12 @@ struct hvi_hvf_api hvi_hvf;
 
 #include <sys/sysctl.h>
 
-uint64_t hvi_hvf_platform_tsc_hz(void)
+int hvi_hvf_platform_sysctl(const char *name, void *buf, size_t len)
 {
-    uint64_t hz = 0;
-    size_t len = sizeof(hz);
-    if (sysctlbyname("machdep.tsc.frequency", &hz, &len, NULL, 0) != 0 ||
-        len != sizeof(hz))
-        return 0;
-    return hz;
+    size_t n = len;
+    if (sysctlbyname(name, buf, &n, NULL, 0) != 0 || n != len)
+        return -1;
+    return 0;
 }
 
 int hvi_hvf_load(void)
@@ -54,19 +52,18 @@ static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
 static int load_state; /* 0 not tried, 1 loaded; under load_lock */
 static void *handle;
 /* The platform's sysctlbyname(3), where the library provides one (macOS
- * has it in libSystem; the KVM-hosted layer answers the TSC's entry). Set
- * with the table, read without the lock afterwards. */
+ * has it in libSystem; the KVM-hosted layer answers the TSC's entry and
+ * the CPU feature entries). Set with the table, read without the lock
+ * afterwards. */
 static int (*platform_sysctl)(const char *, void *, size_t *, void *, size_t);
 
-uint64_t hvi_hvf_platform_tsc_hz(void)
+int hvi_hvf_platform_sysctl(const char *name, void *buf, size_t len)
 {
-    uint64_t hz = 0;
-    size_t len = sizeof(hz);
-    if (!platform_sysctl ||
-        platform_sysctl("machdep.tsc.frequency", &hz, &len, NULL, 0) != 0 ||
-        len != sizeof(hz))
-        return 0;
-    return hz;
+    size_t n = len;
+    if (!platform_sysctl || platform_sysctl(name, buf, &n, NULL, 0) != 0 ||
+        n != len)
+        return -1;
+    return 0;
 }
 
 /* A failed load is retried next time (the variable may be set later); a
@@ -116,6 +113,14 @@ int hvi_hvf_load(void)
 }
 
 #endif
+
+uint64_t hvi_hvf_platform_tsc_hz(void)
+{
+    uint64_t hz = 0;
+    if (hvi_hvf_platform_sysctl("machdep.tsc.frequency", &hz, sizeof(hz)) < 0)
+        return 0;
+    return hz;
+}
 
 const char *hvi_hvf_ret_name(hv_return_t ret)
 {

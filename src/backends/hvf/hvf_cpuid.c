@@ -5,7 +5,27 @@
  * features the VMCS controls did not enable, no x2APIC or TSC deadline or
  * local APIC without an interrupt controller model; with this vCPU's APIC
  * id, the hypervisor bit and signature, and OSXSAVE/OSPKE following the
- * guest's CR4, as the hardware does. */
+ * guest's CR4, as the hardware does.
+ *
+ * The feature leaves are also masked by what the platform says it
+ * supports, as macOS VMMs mask the host's CPUID: XNU's sysctl entries
+ * (verified in apple-oss-distributions/xnu, xnu-11417.101.15:
+ * bsd/dev/i386/sysctl.c declares them over i386_cpu_info_t, and
+ * osfmk/i386/cpuid.c fills the fields with quad(hi, lo) = hi << 32 | lo):
+ * - machdep.cpu.feature_bits, CTLTYPE_QUAD, 8 bytes: cpuid_features =
+ *   quad(CPUID.1 ECX, CPUID.1 EDX), EDX in bits 0-31, ECX in 32-63;
+ * - machdep.cpu.extfeature_bits, CTLTYPE_QUAD, 8 bytes: cpuid_extfeatures =
+ *   quad(0x80000001 ECX, 0x80000001 EDX), with 0x80000007 EDX bit 8
+ *   (invariant TSC, CPUID_EXTFEATURE_TSCI = _Bit(8)) ORed into bit 8,
+ *   where Intel's 0x80000001 EDX has a reserved bit;
+ * - machdep.cpu.leaf7_feature_bits, 8 bytes (declared CTLTYPE_INT but
+ *   sized uint64_t): cpuid_leaf7_features = quad(leaf 7.0 ECX, EBX), EBX
+ *   in bits 0-31; ENOENT when the low 32 bits (EBX) are 0
+ *   (i386_cpu_info_nonzero);
+ * - machdep.cpu.leaf7_feature_bits_edx, 4 bytes: cpuid_leaf7_extfeatures
+ *   = leaf 7.0 EDX; ENOENT when 0.
+ * A register whose entry the platform does not give (no sysctlbyname, no
+ * such name, another size) keeps the host's bits. */
 #include "hvf.h"
 
 #include "../../arch/x86/arch_state.h"
@@ -57,6 +77,48 @@ static void xs_read(void)
     }
 }
 
+/* The platform's masks, read once: for leaves 1, 7.0 and 0x80000001 the
+ * bits of EAX..EDX it allows (all ones where it does not say), and
+ * 0x80000007 EDX's invariant-TSC bit. */
+static struct {
+    pthread_once_t once;
+    uint32_t l1[4], l7[4], e1[4];
+    uint32_t e7_edx;
+} pm = {.once = PTHREAD_ONCE_INIT};
+
+static void pm_read(void)
+{
+    for (int r = 0; r < 4; r++)
+        pm.l1[r] = pm.l7[r] = pm.e1[r] = UINT32_MAX;
+    pm.e7_edx = UINT32_MAX;
+    uint64_t q;
+    uint32_t d;
+    if (hvi_hvf_platform_sysctl("machdep.cpu.feature_bits", &q, 8) == 0) {
+        pm.l1[3] = (uint32_t)q;
+        pm.l1[2] = (uint32_t)(q >> 32);
+    }
+    if (hvi_hvf_platform_sysctl("machdep.cpu.extfeature_bits", &q, 8) == 0) {
+        /* bit 8 is 0x80000007's invariant TSC, not 0x80000001 EDX's */
+        pm.e1[3] = (uint32_t)q | (1u << 8);
+        pm.e1[2] = (uint32_t)(q >> 32);
+        if (!(q & (1u << 8)))
+            pm.e7_edx = ~(1u << 8);
+    }
+    if (hvi_hvf_platform_sysctl("machdep.cpu.leaf7_feature_bits", &q, 8) == 0) {
+        pm.l7[1] = (uint32_t)q;
+        pm.l7[2] = (uint32_t)(q >> 32);
+    }
+    if (hvi_hvf_platform_sysctl("machdep.cpu.leaf7_feature_bits_edx", &d, 4) ==
+        0)
+        pm.l7[3] = d;
+}
+
+static void pm_mask(uint32_t o[4], const uint32_t m[4])
+{
+    for (int r = 0; r < 4; r++)
+        o[r] &= m[r];
+}
+
 uint64_t hvi_hvf_xcr0_mask(void)
 {
     pthread_once(&xs.once, xs_read);
@@ -91,6 +153,15 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
     if (leaf > (leaf & 0x80000000u ? xs.max_ext : xs.max_basic))
         return; /* Intel returns the highest basic leaf; zeros suffice */
     host(leaf, sub, o);
+    pthread_once(&pm.once, pm_read);
+    if (leaf == 1)
+        pm_mask(o, pm.l1);
+    else if (leaf == 7 && sub == 0)
+        pm_mask(o, pm.l7);
+    else if (leaf == 0x80000001u)
+        pm_mask(o, pm.e1);
+    else if (leaf == 0x80000007u)
+        o[3] &= pm.e7_edx;
     uint64_t cr4 = hvi_hvf_guest_cr4(v);
     /* The library's LAPIC (xAPIC, x2APIC, TSC deadline) in a VM on its
      * chips; none with HVC_VM_NO_IRQCHIP. */
@@ -149,6 +220,12 @@ void hvi_hvf_cpuid(struct hvi_hvf_vcpu *v, uint32_t leaf, uint32_t sub,
             hvi_tsc_leaf_16(khz, bus_khz, &o[0], &o[1], &o[2]);
         break;
     }
+    case 0x80000007:
+        /* An unpinned frequency is the host's of the moment, which a
+         * restore elsewhere changes: no invariant-TSC promise then. */
+        if (!v->vm->tsc_khz)
+            o[3] &= ~(1u << 8);
+        break;
     case 0xd: {
         uint64_t mask = hvi_hvf_xcr0_mask();
         if (sub == 0) {
