@@ -1,8 +1,11 @@
 #include "hvtest.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 const char *hvt_backend(void)
 {
@@ -98,4 +101,16 @@ uint64_t hvt_reg(hvc_vcpu *vcpu, hvc_reg id)
     uint64_t v = 0;
     HVT_OK(hvc_vcpu_get_reg(vcpu, id, &v));
     return v;
+}
+
+pid_t hvt_fork(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* the parent may have died before the signal was asked for */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(127);
+    }
+    return pid;
 }

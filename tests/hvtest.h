@@ -54,6 +54,14 @@ const char *hvt_backend(void);
  * HVCORE_REQUIRE_KVM=1, in which case it fails: CI sets that when
  * /dev/kvm is usable. */
 void hvt_require_kvm(void);
+
+/* fork() for a test's helper process (a destination, a peer): the child is
+ * killed when the test's process dies, so a test that fails or times out
+ * while its child waits (on a socket, on a userfault) leaves nothing
+ * behind to hold CTest's output pipe open. Call it on the test's thread:
+ * the signal follows the thread that forked. */
+#include <sys/types.h>
+pid_t hvt_fork(void);
 /* Opens the backend, creates a VM with @p vm_flags and HVT_MEM of RAM at 0. */
 void hvt_open(hvt *t, uint32_t vm_flags);
 void hvt_close(hvt *t);

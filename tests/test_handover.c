@@ -108,7 +108,7 @@ static void to_child(uint32_t nr_vcpus)
     int sv[2], rep[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     cr_assert_eq(pipe(rep), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(sv[0]);
@@ -583,7 +583,7 @@ static void receiver_dies(bool after_ready)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(sv[0]);

@@ -20,7 +20,7 @@ static void child_generation(const char *in, const char *out, uint64_t until,
                              uint32_t flags, int *status)
 {
     fflush(NULL);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         migt m;
@@ -118,7 +118,7 @@ Test(migration, stream_through_a_pipe)
     int p[2];
     cr_assert_eq(pipe(p), 0);
     fflush(NULL);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(p[1]);

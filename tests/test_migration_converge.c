@@ -76,7 +76,7 @@ static void dirtier_close(struct dirtier *d)
  * exits 0, or 1 with the message. */
 static pid_t receiver(int fd)
 {
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid)
         return pid;

@@ -78,7 +78,7 @@ static void live(uint32_t nr_vcpus, const uint8_t *key)
     int sv[2], rep[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     cr_assert_eq(pipe(rep), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(sv[0]);
@@ -192,7 +192,7 @@ Test(migration_live, destination_killed)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(sv[0]);
@@ -227,7 +227,7 @@ Test(migration_live, source_killed)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(sv[0]);
@@ -261,7 +261,7 @@ Test(migration_live, wrong_key)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(sv[0]);
@@ -394,7 +394,7 @@ Test(migration_live, busy_guest_without_exits)
     int sv[2], rep[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     cr_assert_eq(pipe(rep), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(sv[0]);

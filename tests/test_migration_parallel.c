@@ -112,7 +112,7 @@ static struct child fork_destination(int l, const hvc_migrate_tls *tls,
 {
     int rep[2];
     cr_assert_eq(pipe(rep), 0);
-    struct child c = {fork(), rep[0]};
+    struct child c = {hvt_fork(), rep[0]};
     cr_assert_geq(c.pid, 0);
     if (c.pid == 0) {
         close(rep[0]);
@@ -541,7 +541,7 @@ Test(migration_parallel, bad_options_and_no_listener)
     int l = listen_on(true, addr, sizeof(addr));
     int rp[2];
     cr_assert_eq(pipe(rp), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(rp[0]);

@@ -170,7 +170,7 @@ static void counter(uint32_t nr_vcpus, const uint8_t *key)
     int sv[2], rep[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     cr_assert_eq(pipe(rep), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(sv[0]);
@@ -359,7 +359,7 @@ static void touch_source(hvc_hypervisor **hv, hvc_vm **vm, struct runner *run)
 
 static pid_t fork_destination(int sock, int other, int report, int other_rep)
 {
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(other);
@@ -450,7 +450,7 @@ Test(migration_postcopy, random_touch_tcp)
     snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
     int rp[2];
     cr_assert_eq(pipe(rp), 0);
-    pid_t pid = fork();
+    pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(rp[0]);

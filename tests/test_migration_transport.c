@@ -75,7 +75,7 @@ static struct child fork_destination(int l, const hvc_migrate_tls *tls)
 {
     int rep[2];
     cr_assert_eq(pipe(rep), 0);
-    struct child c = {fork(), rep[0]};
+    struct child c = {hvt_fork(), rep[0]};
     cr_assert_geq(c.pid, 0);
     if (c.pid == 0) {
         close(rep[0]);
