@@ -403,7 +403,10 @@ Test(races, device_resets_while_event_callbacks_look_up_devices)
 
 /* An unclaimed read around a save: the save takes in what was completed
  * before it, the source and the restored guest read the same value, and a
- * completion after the save fails with -EALREADY. */
+ * completion after the save fails with -EALREADY. The source finishes and
+ * is destroyed before the stream is restored: a backend may allow one VM
+ * per process (HVC_CAP_MAX_VMS 1, Hypervisor.framework), and what is
+ * compared, the value each guest read, does not need both at once. */
 static int save_to(hvc_vm *vm, int fd)
 {
     int r = hvc_vm_pause(vm);
@@ -414,11 +417,14 @@ static int save_to(hvc_vm *vm, int fd)
     return r;
 }
 
-static uint8_t restored_value(hvc_hypervisor *hv, int fd)
+static uint8_t restored_value(hvt *t, int fd)
 {
+    HVT_OK(hvc_vm_destroy(t->vm)); /* the source, done with */
+    t->vm = NULL;
+    t->ram = NULL;
     cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
     hvc_vm *vm;
-    HVT_OK(hvc_vm_restore_fd(hv, fd, NULL, &vm));
+    HVT_OK(hvc_vm_restore_fd(t->hv, fd, NULL, &vm));
     hvc_vcpu *v;
     HVT_OK(hvc_vm_get_vcpu(vm, 0, &v));
     cr_assert_eq(hvt_run_done(v), 0x11);
@@ -462,7 +468,7 @@ Test(races, complete_io_around_a_save)
         uint8_t got = 0;
         HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &got, 1));
         cr_assert_eq(got, want, "source read 0x%x", got);
-        cr_assert_eq(restored_value(t.hv, fd), want);
+        cr_assert_eq(restored_value(&t, fd), want);
         close(fd);
         hvt_close(&t);
     }
@@ -509,7 +515,7 @@ Test(races, complete_io_racing_a_save)
         uint8_t got = 0;
         HVT_OK(hvc_vm_read(t.vm, DATA_OUT, &got, 1));
         cr_assert_eq(got, want, "run %d: source read 0x%x", i, got);
-        cr_assert_eq(restored_value(t.hv, fd), want, "run %d", i);
+        cr_assert_eq(restored_value(&t, fd), want, "run %d", i);
         close(fd);
         hvt_close(&t);
     }
