@@ -39,6 +39,33 @@ static void capture(void *opaque, int level, const char *message)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* After each script's device accesses, the guest writes MARK, whose handler
+ * notes the thread it runs on (a vCPU's handlers run on the thread that
+ * runs the vCPU: the caller of hvc_vcpu_run(), or, on a backend that binds
+ * vCPUs to threads, the library's own thread for it, see hvcore/vcpu.h)
+ * and how many messages the hook had received by then. */
+#define MARK 0xd1000000u
+static struct {
+    pthread_t thread;
+    int count;
+    int seen;
+    struct captured *c;
+} mark;
+
+static int on_mark(void *o, hvc_vcpu *v, uint64_t off, void *d, uint32_t s,
+                   int w)
+{
+    (void)o, (void)v, (void)off, (void)d, (void)s, (void)w;
+    mark.thread = pthread_self();
+    mark.seen++;
+    if (mark.c) {
+        pthread_mutex_lock(&mark.c->lock);
+        mark.count = mark.c->count;
+        pthread_mutex_unlock(&mark.c->lock);
+    }
+    return 0;
+}
+
 /* The driver's initialisation with queue 0 of @p qsize entries; returns
  * the device status after it sets QueueReady. */
 static uint32_t init_with_queue_size(hvt *t, uint32_t qsize)
@@ -57,6 +84,7 @@ static uint32_t init_with_queue_size(hvt *t, uint32_t qsize)
     vq_w32(&s, 0x0a0, USED);
     vq_w32(&s, 0x044, 1);
     int st = vq_r32(&s, 0x070);
+    s.ops[s.n++] = (struct op){MARK, 1, 4, OP_WRITE};
     vq_run(t, &s);
     return (uint32_t)s.ops[st].value;
 }
@@ -67,6 +95,7 @@ static hvc_device *rng(hvt *t)
     hvc_virtio_mmio m = {BASE, IRQ, 0};
     hvc_device *dev;
     HVT_OK(hvc_virtio_rng_create(t->vm, &m, NULL, &dev));
+    HVT_OK(hvc_vm_add_io_handler(t->vm, HVC_IO_MMIO, MARK, 4, on_mark, NULL));
     return dev;
 }
 
@@ -76,6 +105,7 @@ Test(log, device_error_reaches_the_hook)
     hvt t;
     hvc_device *dev = rng(&t);
     HVT_OK(hvc_set_log(HVC_LOG_ERROR, capture, &c));
+    mark.c = &c;
 
     cr_assert_eq(init_with_queue_size(&t, 8) & 0x40, 0, "a good queue");
     cr_assert_eq(c.count, 0, "nothing logged yet: \"%s\"", c.text);
@@ -92,8 +122,12 @@ Test(log, device_error_reaches_the_hook)
              hvc_device_name(dev));
     cr_assert(strncmp(c.text, want, strlen(want)) == 0, "\"%s\"", c.text);
     cr_assert_eq(strchr(c.text, '\n'), NULL, "one line, no newline");
-    /* MMIO is handled inside hvc_vcpu_run(), on the thread that runs it */
-    cr_assert(pthread_equal(c.thread, pthread_self()), "the vCPU thread");
+    /* MMIO is handled inside hvc_vcpu_run(), on the thread that runs the
+     * vCPU: the message came from the thread the guest's next access
+     * (MARK) was handled on, and before that access. */
+    cr_assert_eq(mark.seen, 2);
+    cr_assert(pthread_equal(c.thread, mark.thread), "the vCPU thread");
+    cr_assert_eq(mark.count, 1, "logged before the guest's next access");
     pthread_mutex_unlock(&c.lock);
 
     /* NEEDS_RESET stays until a reset, and is reported once */
