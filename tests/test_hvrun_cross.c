@@ -1,0 +1,290 @@
+/* examples/hvrun moving a guest between backends (issue 17): live
+ * migration, hand-over and a snapshot file from an hvrun with one --accel
+ * to an hvrun with another, two processes (the framework allows one VM per
+ * process). The guest is tests/guests/counter64.S: its console goes on
+ * with the next number on the other backend. Built only with
+ * HVCORE_HVF_ON_KVM, run with HVCORE_HVF_HOST_LIBRARY set to tests/hvf_host
+ * (tests/CMakeLists.txt). */
+#include "hvrun_util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef HVT_HVRUN /* built with the examples */
+
+TestSuite(hvrun_cross, .timeout = 240);
+
+static void require_both(void)
+{
+    hvt_require_kvm();
+    cr_assert_eq(hvc_backend_probe("hvf"), 0, "hvf: %s", hvc_last_error());
+    cr_assert_eq(hvc_backend_probe("kvm"), 0, "kvm: %s", hvc_last_error());
+}
+
+/* The number after @p key in @p line ("downtime 2.175 ms"); fails when
+ * missing. */
+static double number_after(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+    cr_assert_not_null(p, "no '%s' in: %s", key, line);
+    char *end;
+    double v = strtod(p + strlen(key), &end);
+    cr_assert_neq(end, p + strlen(key), "no number after '%s' in: %s", key,
+                  line);
+    return v;
+}
+
+/* hvrun --accel @p from --migrate-to an hvrun --accel @p to --incoming:
+ * the source exits 0 after one line with a sane downtime, the console goes
+ * on at the destination with the next number, consecutive. */
+static void live(const char *from, const char *to)
+{
+    require_both();
+    struct scratch s;
+    scratch_open(&s);
+    const char *sock = in(&s, "mig.sock");
+    char ser_dst[160], ser_src[160], addr[160];
+    snprintf(ser_dst, sizeof(ser_dst), "file:%s", in(&s, "dst.txt"));
+    snprintf(ser_src, sizeof(ser_src), "file:%s", in(&s, "src.txt"));
+    snprintf(addr, sizeof(addr), "unix:%s", sock);
+    const char *dst[] = {"--accel",  to,      "--incoming", addr,
+                         "--serial", ser_dst, NULL};
+    pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
+    wait_for_path(sock);
+    const char *src[] = {"--accel",
+                         from,
+                         "--kernel",
+                         COUNTER,
+                         "--raw",
+                         "0x8000",
+                         "--mem",
+                         "64",
+                         "--serial",
+                         ser_src,
+                         "--migrate-to",
+                         addr,
+                         "--migrate-after-ms",
+                         "200",
+                         "--max-downtime-ms",
+                         "5",
+                         NULL};
+    int st = run_hvrun(&s, "src", src);
+    char *err = output(&s, "src", "err");
+    cr_assert_eq(st, 0, "%s -> %s: status %d: %s", from, to, st, err);
+    assert_one_line(err, "downtime");
+    double down = number_after(err, "downtime ");
+    /* a pause, not a stop-and-copy of 64 MiB; generous for a loaded host */
+    cr_assert(down > 0 && down < 1000.0, "downtime %.3f ms: %s", down, err);
+    fprintf(stderr, "%s -> %s: %s", from, to, err);
+    free(err);
+    char *text = slurp(in(&s, "src.txt"), NULL);
+    long last = last_count(text, NULL);
+    cr_assert_gt(last, 0);
+    assert_consecutive(text, 1);
+    free(text);
+    wait_for_count(in(&s, "dst.txt"), last + 20, WAIT_S, d);
+    kill(d, SIGTERM);
+    st = wait_exit(d, WAIT_S);
+    err = output(&s, "dst", "err");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status 0x%x: %s", st,
+              err);
+    cr_assert_str_empty(err, "the destination said: %s", err);
+    free(err);
+    /* the source's last line, cut or not, goes on at the destination */
+    cr_assert_geq(
+        assert_consecutive_across(in(&s, "src.txt"), in(&s, "dst.txt")),
+        last + 20);
+    scratch_close(&s);
+}
+
+Test(hvrun_cross, live_migration_kvm_to_hvf)
+{
+    live("kvm", "hvf");
+}
+
+Test(hvrun_cross, live_migration_hvf_to_hvf)
+{
+    live("hvf", "hvf");
+}
+
+/* hvrun --accel @p from --handover-to an hvrun --accel @p to --incoming
+ * (started on its own, so with its own accelerator): the new hvrun takes
+ * the memory and the console descriptor, and the console counts on in the
+ * same file. */
+static void handover(const char *from, const char *to)
+{
+    require_both();
+    struct scratch s;
+    scratch_open(&s);
+    const char *sock = in(&s, "ho.sock");
+    char ser[160], addr[160];
+    snprintf(ser, sizeof(ser), "file:%s", in(&s, "con.txt"));
+    snprintf(addr, sizeof(addr), "unix:%s", sock);
+    const char *dst[] = {"--accel", to, "--incoming", addr, NULL};
+    pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
+    wait_for_path(sock);
+    const char *src[] = {"--accel",       from,   "--kernel",
+                         COUNTER,         "--raw", "0x8000",
+                         "--mem",         "64",    "--serial",
+                         ser,             "--handover-to",
+                         addr,            "--handover-after-ms",
+                         "150",           NULL};
+    int st = run_hvrun(&s, "src", src);
+    char *err = output(&s, "src", "err");
+    cr_assert_eq(st, 0, "%s -> %s: status %d: %s", from, to, st, err);
+    assert_one_line(err, "handed over");
+    double pause = number_after(err, "pause ");
+    cr_assert(pause > 0 && pause < 1000.0, "pause %.3f ms: %s", pause, err);
+    fprintf(stderr, "%s -> %s: %s", from, to, err);
+    free(err);
+    char *text = slurp(in(&s, "con.txt"), NULL);
+    long last = last_count(text, NULL);
+    free(text);
+    cr_assert_gt(last, 0);
+    wait_for_count(in(&s, "con.txt"), last + 20, WAIT_S, d);
+    kill(d, SIGTERM);
+    st = wait_exit(d, WAIT_S);
+    err = output(&s, "dst", "err");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status 0x%x: %s", st,
+              err);
+    cr_assert_str_empty(err, "the new hvrun said: %s", err);
+    free(err);
+    text = slurp(in(&s, "con.txt"), NULL);
+    cr_assert_geq(assert_consecutive(text, 1), last + 20);
+    free(text);
+    scratch_close(&s);
+}
+
+Test(hvrun_cross, handover_kvm_to_hvf)
+{
+    handover("kvm", "hvf");
+}
+
+Test(hvrun_cross, handover_hvf_to_hvf)
+{
+    handover("hvf", "hvf");
+}
+
+/* hvrun --accel kvm --snapshot, then hvrun --accel hvf --restore: the
+ * console goes on with the next number. */
+Test(hvrun_cross, snapshot_kvm_restores_under_hvf)
+{
+    require_both();
+    struct scratch s;
+    scratch_open(&s);
+    const char *snap = in(&s, "kvm.snap");
+    char *tail;
+    const char *save[] = {"--accel", "kvm", NULL};
+    long k = snapshot_counter(&s, snap, "300", save, &tail);
+    const char *restore[] = {"--accel", "hvf", NULL};
+    restore_and_check(&s, snap, restore, k, tail, SIGTERM);
+    free(tail);
+    scratch_close(&s);
+}
+
+/* Waits until <tag>.txt has grown by @p more lines past what it has now:
+ * the guest still counts. */
+static void counts_on(const struct scratch *s, const char *file, long more,
+                      pid_t pid)
+{
+    char *text = slurp(in(s, file), NULL);
+    long before = last_count(text, NULL);
+    free(text);
+    wait_for_count(in(s, file), before + more, WAIT_S, pid);
+}
+
+/* A destination under hvf that refuses the stream (its --mem contradicts
+ * the VM's): the kvm source says so in one line and counts on. */
+Test(hvrun_cross, refused_by_hvf_destination_runs_on)
+{
+    require_both();
+    struct scratch s;
+    scratch_open(&s);
+    const char *sock = in(&s, "mig.sock");
+    char ser[160], addr[160];
+    snprintf(ser, sizeof(ser), "file:%s", in(&s, "src.txt"));
+    snprintf(addr, sizeof(addr), "unix:%s", sock);
+    const char *dst[] = {"--accel", "hvf",   "--incoming", addr,
+                         "--mem",   "128",   NULL};
+    pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
+    wait_for_path(sock);
+    const char *src[] = {"--accel",  "kvm", "--kernel",     COUNTER,
+                         "--raw",    "0x8000", "--mem",     "64",
+                         "--serial", ser,   "--migrate-to", addr,
+                         NULL};
+    pid_t p = spawn_hvrun(&s, "src", NULL, src);
+    wait_for_count(in(&s, "src.txt"), 10, WAIT_S, p);
+    kill(p, SIGUSR2); /* no --migrate-after-ms: the signal starts it */
+    char *err = wait_line(&s, "src");
+    assert_one_line(err, "the VM runs on");
+    fprintf(stderr, "source: %s", err);
+    free(err);
+    /* the destination exits 2 with one line naming what it refused */
+    int st = wait_exit(d, WAIT_S);
+    err = output(&s, "dst", "err");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status 0x%x: %s", st,
+              err);
+    assert_one_line(err, NULL);
+    fprintf(stderr, "destination: %s", err);
+    free(err);
+    counts_on(&s, "src.txt", 10, p);
+    kill(p, SIGTERM);
+    cr_assert_eq(WEXITSTATUS(wait_exit(p, WAIT_S)), 130);
+    char *text = slurp(in(&s, "src.txt"), NULL);
+    assert_consecutive(text, 1);
+    free(text);
+    scratch_close(&s);
+}
+
+/* --accel hvf where the framework cannot be loaded (a library that is not
+ * there): the would-be destination exits 2 with one line naming the
+ * accelerator, and a kvm source sent to its address runs on. */
+Test(hvrun_cross, hvf_destination_that_cannot_open_leaves_the_source)
+{
+    require_both();
+    struct scratch s;
+    scratch_open(&s);
+    const char *sock = in(&s, "mig.sock");
+    char ser[160], addr[160];
+    snprintf(ser, sizeof(ser), "file:%s", in(&s, "src.txt"));
+    snprintf(addr, sizeof(addr), "unix:%s", sock);
+    const char *lib = getenv("HVCORE_HVF_HOST_LIBRARY");
+    char *saved = lib ? strdup(lib) : NULL;
+    setenv("HVCORE_HVF_HOST_LIBRARY", in(&s, "no-such-libhvf_host.so"), 1);
+    const char *dst[] = {"--accel", "hvf", "--incoming", addr, NULL};
+    int st = run_hvrun(&s, "dst", dst);
+    if (saved) {
+        setenv("HVCORE_HVF_HOST_LIBRARY", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("HVCORE_HVF_HOST_LIBRARY");
+    }
+    char *err = output(&s, "dst", "err");
+    cr_assert_eq(st, 2, "status %d: %s", st, err);
+    assert_one_line(err, "--accel hvf");
+    cr_assert_not_null(strstr(err, "no-such-libhvf_host.so"), "%s", err);
+    free(err);
+    cr_assert_neq(access(sock, F_OK), 0, "it left a socket behind");
+
+    const char *src[] = {"--accel",  "kvm", "--kernel",     COUNTER,
+                         "--raw",    "0x8000", "--mem",     "64",
+                         "--serial", ser,   "--migrate-to", addr,
+                         NULL};
+    pid_t p = spawn_hvrun(&s, "src", NULL, src);
+    wait_for_count(in(&s, "src.txt"), 10, WAIT_S, p);
+    kill(p, SIGUSR2);
+    err = wait_line(&s, "src");
+    assert_one_line(err, "the VM runs on");
+    free(err);
+    counts_on(&s, "src.txt", 10, p);
+    kill(p, SIGTERM);
+    cr_assert_eq(WEXITSTATUS(wait_exit(p, WAIT_S)), 130);
+    scratch_close(&s);
+}
+
+#endif /* HVT_HVRUN */
