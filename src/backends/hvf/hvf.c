@@ -74,6 +74,7 @@ static int hvf_open(void **priv)
     /* The framework maps by range; the slots are the backend's own table. */
     c[HVC_CAP_MAX_MEMORY_REGIONS] = 64;
     c[HVC_CAP_READONLY_MEMORY] = 1; /* mapped without HV_MEMORY_WRITE */
+    c[HVC_CAP_DIRTY_TRACKING] = HVC_DIRTY_BITMAP; /* hvf_dirty.c */
     c[HVC_CAP_FPU_STATE_SIZE] = hvi_hvf_xsave_size(hvi_hvf_xcr0_mask());
     c[HVC_CAP_PHYS_ADDR_BITS] = host_phys_bits();
     c[HVC_CAP_IRQ_LINES] = HVI_IRQCHIP_PINS; /* the userspace IOAPIC */
@@ -137,9 +138,9 @@ const hvc_backend_ops hvi_hvf_backend = {
     .vm_get_state = hvi_hvf_vm_get_state,
     .vm_set_state = hvi_hvf_vm_set_state,
 #endif
-    .vm_dirty_start = NULL, /* no dirty logging: -ENOTSUP */
-    .vm_dirty_fetch = NULL,
-    .vm_dirty_stop = NULL,
+    .vm_dirty_start = hvi_hvf_dirty_start, /* write protection */
+    .vm_dirty_fetch = hvi_hvf_dirty_fetch,
+    .vm_dirty_stop = hvi_hvf_dirty_stop,
     /* Every hv_vcpu_* call must come from the vCPU's creating thread. */
     .flags = HVC_BACKEND_VCPU_THREAD_BOUND,
     /* No in-kernel chips (get_cap 17-20 answer 0): the library's. */

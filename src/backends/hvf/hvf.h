@@ -71,6 +71,9 @@ struct hvi_hvf_slot {
     uint64_t gpa;
     uint64_t len;
     uint8_t *hva;
+    /* Tracked (hvf_dirty.c): a bit per page written since the last fetch,
+     * set under slot_lock read-held; NULL when not tracked. */
+    _Atomic uint64_t *dirty;
 };
 
 struct hvi_hvf {
@@ -89,6 +92,10 @@ struct hvi_hvf_vm {
     pthread_rwlock_t slot_lock;
     struct hvi_hvf_slot *slots;
     uint32_t nr_slots;
+    /* Orders a write fault's "set the bit, allow writes" against a
+     * fetch's "take the bits, forbid writes" (hvf_dirty.c). A leaf, taken
+     * with slot_lock held. */
+    pthread_mutex_t dirty_lock;
     uint32_t tsc_khz;            /* 0: the host's */
     _Atomic int64_t clock_delta; /* software guest clock - monotonic */
 };
@@ -192,6 +199,21 @@ int hvi_hvf_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
                          uint64_t length);
 int hvi_hvf_set_irq(void *vm_priv, uint32_t gsi, int level);
 int hvi_hvf_send_msi(void *vm_priv, uint64_t address, uint32_t data);
+
+/* hvf_dirty.c: dirty-page tracking by write protection. */
+int hvi_hvf_dirty_start(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                        uint64_t length, void *host_addr, uint32_t map_flags,
+                        uint32_t mode, uint32_t flags, uint32_t *used);
+int hvi_hvf_dirty_fetch(void *vm_priv, uint32_t slot, uint64_t length,
+                        uint64_t *bitmap);
+int hvi_hvf_dirty_stop(void *vm_priv, uint32_t slot, uint64_t guest_addr,
+                       uint64_t length, void *host_addr, uint32_t map_flags);
+/* A write EPT violation at @p gpa: 1 when it was a tracked page's first
+ * write (marked, writable again: the guest redoes it), 0 when @p gpa is
+ * in no tracked slot, or a negative errno. */
+int hvi_hvf_dirty_fault(struct hvi_hvf_vm *vm, uint64_t gpa);
+/* The backend wrote [gpa, gpa+len) of @p s itself. slot_lock held. */
+void hvi_hvf_dirty_mark(struct hvi_hvf_slot *s, uint64_t gpa, uint64_t len);
 
 /* hvf_mem.c: guest memory by guest-physical address, and linear addresses
  * through the guest's page tables. */

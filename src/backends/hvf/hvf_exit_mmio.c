@@ -210,6 +210,11 @@ int hvi_hvf_exit_ept(struct hvi_hvf_vcpu *v, hvc_exit *exit)
         exit->u.internal.data[1] = q;
         return 1;
     }
+    if (write) { /* a tracked page's first write: done by the guest */
+        int r = hvi_hvf_dirty_fault(v->vm, gpa);
+        if (r != 0)
+            return r < 0 ? r : 0;
+    }
     v->mmio = (struct hvi_hvf_mmio_log){.fault_write = write};
     return emulate(v, exit);
 }

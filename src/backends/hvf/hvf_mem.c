@@ -18,8 +18,8 @@
 
 /* Host pointer for [gpa, gpa+len) when it lies in one slot. Caller holds
  * slot_lock. */
-static uint8_t *find(struct hvi_hvf_vm *vm, uint64_t gpa, size_t len,
-                     bool write)
+static uint8_t *find_slot(struct hvi_hvf_vm *vm, uint64_t gpa, size_t len,
+                          bool write, struct hvi_hvf_slot **slot)
 {
     for (uint32_t i = 0; i < vm->nr_slots; i++) {
         const struct hvi_hvf_slot *s = &vm->slots[i];
@@ -28,9 +28,17 @@ static uint8_t *find(struct hvi_hvf_vm *vm, uint64_t gpa, size_t len,
             continue;
         if (write && s->readonly)
             return NULL;
+        *slot = &vm->slots[i];
         return s->hva + (gpa - s->gpa);
     }
     return NULL;
+}
+
+static uint8_t *find(struct hvi_hvf_vm *vm, uint64_t gpa, size_t len,
+                     bool write)
+{
+    struct hvi_hvf_slot *s;
+    return find_slot(vm, gpa, len, write, &s);
 }
 
 bool hvi_hvf_gpa_is_ram(struct hvi_hvf_vm *vm, uint64_t gpa, size_t len,
@@ -53,14 +61,16 @@ static int copy(struct hvi_hvf_vm *vm, uint64_t gpa, void *buf, size_t len,
         size_t n = 4096 - (gpa & 4095);
         if (n > len)
             n = len;
-        uint8_t *p = find(vm, gpa, n, write);
+        struct hvi_hvf_slot *s;
+        uint8_t *p = find_slot(vm, gpa, n, write, &s);
         if (!p) {
             pthread_rwlock_unlock(&vm->slot_lock);
             return -EFAULT;
         }
-        if (write)
+        if (write) {
             memcpy(p, b, n);
-        else
+            hvi_hvf_dirty_mark(s, gpa, n); /* after the copy */
+        } else
             memcpy(b, p, n);
         gpa += n;
         b += n;

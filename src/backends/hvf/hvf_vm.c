@@ -39,6 +39,7 @@ int hvi_hvf_vm_create(void *priv, const hvc_vm_options *opts, void **out)
     vm->flags = opts->flags;
     vm->nr_slots = nslots;
     pthread_rwlock_init(&vm->slot_lock, NULL);
+    pthread_mutex_init(&vm->dirty_lock, NULL);
     *out = vm;
     return 0;
 }
@@ -49,6 +50,9 @@ void hvi_hvf_vm_destroy(void *vm_priv)
     hvi_hvf.hv_vm_destroy();
     atomic_store(&vm->hvf->vms, 0);
     pthread_rwlock_destroy(&vm->slot_lock);
+    pthread_mutex_destroy(&vm->dirty_lock);
+    for (uint32_t i = 0; i < vm->nr_slots; i++)
+        free((void *)vm->slots[i].dirty);
     free(vm->slots);
     free(vm);
 }
@@ -86,8 +90,11 @@ int hvi_hvf_unmap_memory(void *vm_priv, uint32_t slot, uint64_t guest_addr,
     struct hvi_hvf_vm *vm = vm_priv;
     /* Forgotten first: no vCPU may copy into a range being unmapped. */
     pthread_rwlock_wrlock(&vm->slot_lock);
-    if (slot < vm->nr_slots)
+    if (slot < vm->nr_slots) {
         vm->slots[slot].used = false;
+        free((void *)vm->slots[slot].dirty); /* the core stopped it */
+        vm->slots[slot].dirty = NULL;
+    }
     pthread_rwlock_unlock(&vm->slot_lock);
     hv_return_t ret = hvi_hvf.hv_vm_unmap(guest_addr, (size_t)length);
     if (ret != HV_SUCCESS)
