@@ -46,8 +46,9 @@ int hvi_hvf_dirty_start(void *vm_priv, uint32_t slot, uint64_t guest_addr,
     (void)flags; /* nothing written before the start is reported anyway */
     if (mode != HVC_DIRTY_AUTO && mode != HVC_DIRTY_BITMAP)
         return hvi_error(-ENOTSUP,
-                         "dirty mode 0x%x for slot %u: the hvf backend "
-                         "tracks with a bitmap only (write protection)",
+                         "dirty mode 0x%x for slot %u: the hvf backend has "
+                         "no dirty ring (HVC_VM_DIRTY_RING), only the "
+                         "bitmap of write protection",
                          mode, slot);
     if (map_flags & HVC_BACKEND_MAP_READONLY)
         return hvi_error(-EINVAL, "slot %u is read-only: nothing to track",
