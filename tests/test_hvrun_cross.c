@@ -39,6 +39,55 @@ static double number_after(const char *line, const char *key)
     return v;
 }
 
+/* Stops the hvrun @p pid (SIGTERM): status 130, nothing on its stderr. */
+static void stop_quietly(const struct scratch *s, const char *tag, pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int st = wait_exit(pid, WAIT_S);
+    char *err = output(s, tag, "err");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 130, "%s: status 0x%x: %s",
+              tag, st, err);
+    cr_assert_str_empty(err, "%s said: %s", tag, err);
+    free(err);
+}
+
+/* The counter guest under --accel @p accel, its console on @p serial
+ * (file:PATH), then @p how and @p arg (and @p after, @p ms where not NULL):
+ * in @p a, NULL-terminated. */
+static void source_args(const char **a, const char *accel, const char *serial,
+                        const char *how, const char *arg, const char *after,
+                        const char *ms)
+{
+    const char *const base[] = {"--accel",  accel,    "--kernel", COUNTER,
+                                "--raw",    "0x8000", "--mem",    "64",
+                                "--serial", serial,   how,        arg};
+    size_t n = sizeof(base) / sizeof(base[0]);
+    memcpy(a, base, sizeof(base));
+    if (after) {
+        a[n++] = after;
+        a[n++] = ms;
+    }
+    a[n] = NULL;
+}
+
+/* Runs the source hvrun (@p from -> @p to) to its end: status 0, one line
+ * containing @p needle, the number after @p key in it (milliseconds) sane:
+ * a pause, not a stop-and-copy of 64 MiB, generous for a loaded host. */
+static double run_source(const struct scratch *s, const char *const *args,
+                         const char *from, const char *to, const char *needle,
+                         const char *key)
+{
+    int st = run_hvrun(s, "src", args);
+    char *err = output(s, "src", "err");
+    cr_assert_eq(st, 0, "%s -> %s: status %d: %s", from, to, st, err);
+    assert_one_line(err, needle);
+    double ms = number_after(err, key);
+    cr_assert(ms > 0 && ms < 1000.0, "%s%.3f ms: %s", key, ms, err);
+    fprintf(stderr, "%s -> %s: %s", from, to, err);
+    free(err);
+    return ms;
+}
+
 /* hvrun --accel @p from --migrate-to an hvrun --accel @p to --incoming:
  * the source exits 0 after one line with a sane downtime, the console goes
  * on at the destination with the next number, consecutive. */
@@ -56,45 +105,17 @@ static void live(const char *from, const char *to)
                          "--serial", ser_dst, NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
     wait_for_path(sock);
-    const char *src[] = {"--accel",
-                         from,
-                         "--kernel",
-                         COUNTER,
-                         "--raw",
-                         "0x8000",
-                         "--mem",
-                         "64",
-                         "--serial",
-                         ser_src,
-                         "--migrate-to",
-                         addr,
-                         "--migrate-after-ms",
-                         "200",
-                         "--max-downtime-ms",
-                         "5",
-                         NULL};
-    int st = run_hvrun(&s, "src", src);
-    char *err = output(&s, "src", "err");
-    cr_assert_eq(st, 0, "%s -> %s: status %d: %s", from, to, st, err);
-    assert_one_line(err, "downtime");
-    double down = number_after(err, "downtime ");
-    /* a pause, not a stop-and-copy of 64 MiB; generous for a loaded host */
-    cr_assert(down > 0 && down < 1000.0, "downtime %.3f ms: %s", down, err);
-    fprintf(stderr, "%s -> %s: %s", from, to, err);
-    free(err);
+    const char *src[20];
+    source_args(src, from, ser_src, "--migrate-to", addr, "--migrate-after-ms",
+                "200");
+    run_source(&s, src, from, to, "downtime", "downtime ");
     char *text = slurp(in(&s, "src.txt"), NULL);
     long last = last_count(text, NULL);
     cr_assert_gt(last, 0);
     assert_consecutive(text, 1);
     free(text);
     wait_for_count(in(&s, "dst.txt"), last + 20, WAIT_S, d);
-    kill(d, SIGTERM);
-    st = wait_exit(d, WAIT_S);
-    err = output(&s, "dst", "err");
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status 0x%x: %s", st,
-              err);
-    cr_assert_str_empty(err, "the destination said: %s", err);
-    free(err);
+    stop_quietly(&s, "dst", d);
     /* the source's last line, cut or not, goes on at the destination */
     cr_assert_geq(
         assert_consecutive_across(in(&s, "src.txt"), in(&s, "dst.txt")),
@@ -128,32 +149,16 @@ static void handover(const char *from, const char *to)
     const char *dst[] = {"--accel", to, "--incoming", addr, NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
     wait_for_path(sock);
-    const char *src[] = {"--accel",       from,   "--kernel",
-                         COUNTER,         "--raw", "0x8000",
-                         "--mem",         "64",    "--serial",
-                         ser,             "--handover-to",
-                         addr,            "--handover-after-ms",
-                         "150",           NULL};
-    int st = run_hvrun(&s, "src", src);
-    char *err = output(&s, "src", "err");
-    cr_assert_eq(st, 0, "%s -> %s: status %d: %s", from, to, st, err);
-    assert_one_line(err, "handed over");
-    double pause = number_after(err, "pause ");
-    cr_assert(pause > 0 && pause < 1000.0, "pause %.3f ms: %s", pause, err);
-    fprintf(stderr, "%s -> %s: %s", from, to, err);
-    free(err);
+    const char *src[20];
+    source_args(src, from, ser, "--handover-to", addr, "--handover-after-ms",
+                "150");
+    run_source(&s, src, from, to, "handed over", "pause ");
     char *text = slurp(in(&s, "con.txt"), NULL);
     long last = last_count(text, NULL);
     free(text);
     cr_assert_gt(last, 0);
     wait_for_count(in(&s, "con.txt"), last + 20, WAIT_S, d);
-    kill(d, SIGTERM);
-    st = wait_exit(d, WAIT_S);
-    err = output(&s, "dst", "err");
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status 0x%x: %s", st,
-              err);
-    cr_assert_str_empty(err, "the new hvrun said: %s", err);
-    free(err);
+    stop_quietly(&s, "dst", d);
     text = slurp(in(&s, "con.txt"), NULL);
     cr_assert_geq(assert_consecutive(text, 1), last + 20);
     free(text);
@@ -187,15 +192,37 @@ Test(hvrun_cross, snapshot_kvm_restores_under_hvf)
     scratch_close(&s);
 }
 
-/* Waits until <tag>.txt has grown by @p more lines past what it has now:
- * the guest still counts. */
-static void counts_on(const struct scratch *s, const char *file, long more,
-                      pid_t pid)
+/* A kvm source (console on src.txt) sent to @p addr on SIGUSR2 whose
+ * migration fails: one line saying the VM runs on; returns its pid. */
+static pid_t source_that_runs_on(const struct scratch *s, const char *addr)
 {
-    char *text = slurp(in(s, file), NULL);
+    char ser[160];
+    snprintf(ser, sizeof(ser), "file:%s", in(s, "src.txt"));
+    const char *src[20];
+    source_args(src, "kvm", ser, "--migrate-to", addr, NULL, NULL);
+    pid_t p = spawn_hvrun(s, "src", NULL, src);
+    wait_for_count(in(s, "src.txt"), 10, WAIT_S, p);
+    kill(p, SIGUSR2); /* no --migrate-after-ms: the signal starts it */
+    char *err = wait_line(s, "src");
+    assert_one_line(err, "the VM runs on");
+    fprintf(stderr, "source: %s", err);
+    free(err);
+    return p;
+}
+
+/* The source @p p counts 10 more lines, consecutive from 1, and stops on
+ * SIGTERM with status 130. */
+static void counts_on_then_stop(const struct scratch *s, pid_t p)
+{
+    char *text = slurp(in(s, "src.txt"), NULL);
     long before = last_count(text, NULL);
     free(text);
-    wait_for_count(in(s, file), before + more, WAIT_S, pid);
+    wait_for_count(in(s, "src.txt"), before + 10, WAIT_S, p);
+    kill(p, SIGTERM);
+    cr_assert_eq(WEXITSTATUS(wait_exit(p, WAIT_S)), 130);
+    text = slurp(in(s, "src.txt"), NULL);
+    assert_consecutive(text, 1);
+    free(text);
 }
 
 /* A destination under hvf that refuses the stream (its --mem contradicts
@@ -206,38 +233,22 @@ Test(hvrun_cross, refused_by_hvf_destination_runs_on)
     struct scratch s;
     scratch_open(&s);
     const char *sock = in(&s, "mig.sock");
-    char ser[160], addr[160];
-    snprintf(ser, sizeof(ser), "file:%s", in(&s, "src.txt"));
+    char addr[160];
     snprintf(addr, sizeof(addr), "unix:%s", sock);
-    const char *dst[] = {"--accel", "hvf",   "--incoming", addr,
-                         "--mem",   "128",   NULL};
+    const char *dst[] = {"--accel", "hvf", "--incoming", addr,
+                         "--mem",   "128", NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
     wait_for_path(sock);
-    const char *src[] = {"--accel",  "kvm", "--kernel",     COUNTER,
-                         "--raw",    "0x8000", "--mem",     "64",
-                         "--serial", ser,   "--migrate-to", addr,
-                         NULL};
-    pid_t p = spawn_hvrun(&s, "src", NULL, src);
-    wait_for_count(in(&s, "src.txt"), 10, WAIT_S, p);
-    kill(p, SIGUSR2); /* no --migrate-after-ms: the signal starts it */
-    char *err = wait_line(&s, "src");
-    assert_one_line(err, "the VM runs on");
-    fprintf(stderr, "source: %s", err);
-    free(err);
+    pid_t p = source_that_runs_on(&s, addr);
     /* the destination exits 2 with one line naming what it refused */
     int st = wait_exit(d, WAIT_S);
-    err = output(&s, "dst", "err");
+    char *err = output(&s, "dst", "err");
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status 0x%x: %s", st,
               err);
     assert_one_line(err, NULL);
     fprintf(stderr, "destination: %s", err);
     free(err);
-    counts_on(&s, "src.txt", 10, p);
-    kill(p, SIGTERM);
-    cr_assert_eq(WEXITSTATUS(wait_exit(p, WAIT_S)), 130);
-    char *text = slurp(in(&s, "src.txt"), NULL);
-    assert_consecutive(text, 1);
-    free(text);
+    counts_on_then_stop(&s, p);
     scratch_close(&s);
 }
 
@@ -250,8 +261,7 @@ Test(hvrun_cross, hvf_destination_that_cannot_open_leaves_the_source)
     struct scratch s;
     scratch_open(&s);
     const char *sock = in(&s, "mig.sock");
-    char ser[160], addr[160];
-    snprintf(ser, sizeof(ser), "file:%s", in(&s, "src.txt"));
+    char addr[160];
     snprintf(addr, sizeof(addr), "unix:%s", sock);
     const char *lib = getenv("HVCORE_HVF_HOST_LIBRARY");
     char *saved = lib ? strdup(lib) : NULL;
@@ -270,20 +280,7 @@ Test(hvrun_cross, hvf_destination_that_cannot_open_leaves_the_source)
     cr_assert_not_null(strstr(err, "no-such-libhvf_host.so"), "%s", err);
     free(err);
     cr_assert_neq(access(sock, F_OK), 0, "it left a socket behind");
-
-    const char *src[] = {"--accel",  "kvm", "--kernel",     COUNTER,
-                         "--raw",    "0x8000", "--mem",     "64",
-                         "--serial", ser,   "--migrate-to", addr,
-                         NULL};
-    pid_t p = spawn_hvrun(&s, "src", NULL, src);
-    wait_for_count(in(&s, "src.txt"), 10, WAIT_S, p);
-    kill(p, SIGUSR2);
-    err = wait_line(&s, "src");
-    assert_one_line(err, "the VM runs on");
-    free(err);
-    counts_on(&s, "src.txt", 10, p);
-    kill(p, SIGTERM);
-    cr_assert_eq(WEXITSTATUS(wait_exit(p, WAIT_S)), 130);
+    counts_on_then_stop(&s, source_that_runs_on(&s, addr));
     scratch_close(&s);
 }
 

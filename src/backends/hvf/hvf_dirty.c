@@ -30,8 +30,9 @@ static int protect(uint64_t gpa, uint64_t len, hv_memory_flags_t flags)
     hv_return_t ret = hvi_hvf.hv_vm_protect(gpa, (size_t)len, flags);
     if (ret != HV_SUCCESS) {
         char what[96];
-        snprintf(what, sizeof(what), "hv_vm_protect(0x%" PRIx64 "+0x%" PRIx64
-                 ", %s)", gpa, len, flags & HV_MEMORY_WRITE ? "RWX" : "RX");
+        snprintf(what, sizeof(what),
+                 "hv_vm_protect(0x%" PRIx64 "+0x%" PRIx64 ", %s)", gpa, len,
+                 flags & HV_MEMORY_WRITE ? "RWX" : "RX");
         return hvi_hvf_fail(what, ret);
     }
     return 0;
@@ -63,8 +64,8 @@ int hvi_hvf_dirty_start(void *vm_priv, uint32_t slot, uint64_t guest_addr,
     struct hvi_hvf_slot *s = slot < vm->nr_slots ? &vm->slots[slot] : NULL;
     if (!s || !s->used || s->gpa != guest_addr || s->len != length)
         r = hvi_error(-EINVAL,
-                      "slot %u is not mapped at 0x%" PRIx64 "+0x%" PRIx64,
-                      slot, guest_addr, length);
+                      "slot %u is not mapped at 0x%" PRIx64 "+0x%" PRIx64, slot,
+                      guest_addr, length);
     else if (s->dirty)
         r = hvi_error(-EALREADY, "slot %u is tracked already", slot);
     if (r == 0) {
@@ -165,7 +166,7 @@ void hvi_hvf_dirty_mark(struct hvi_hvf_slot *s, uint64_t gpa, uint64_t len)
 {
     if (!s->dirty || !len)
         return;
-    for (uint64_t p = (gpa - s->gpa) / PAGE; p <= (gpa - s->gpa + len - 1) / PAGE;
-         p++)
+    for (uint64_t p = (gpa - s->gpa) / PAGE;
+         p <= (gpa - s->gpa + len - 1) / PAGE; p++)
         atomic_fetch_or(&s->dirty[p / 64], 1ull << (p % 64));
 }
