@@ -175,21 +175,26 @@ Test(hvrun_cross, handover_hvf_to_hvf)
     handover("hvf", "hvf");
 }
 
-/* hvrun --accel kvm --snapshot, then hvrun --accel hvf --restore: the
- * console goes on with the next number. */
-Test(hvrun_cross, snapshot_kvm_restores_under_hvf)
+/* hvrun --accel @p from --snapshot, then hvrun --accel @p to --restore:
+ * the console goes on with the next number. */
+static void snapshot(const char *from, const char *to)
 {
     require_both();
     struct scratch s;
     scratch_open(&s);
-    const char *snap = in(&s, "kvm.snap");
+    const char *snap = in(&s, "vm.snap");
     char *tail;
-    const char *save[] = {"--accel", "kvm", NULL};
+    const char *save[] = {"--accel", from, NULL};
     long k = snapshot_counter(&s, snap, "300", save, &tail);
-    const char *restore[] = {"--accel", "hvf", NULL};
+    const char *restore[] = {"--accel", to, NULL};
     restore_and_check(&s, snap, restore, k, tail, SIGTERM);
     free(tail);
     scratch_close(&s);
+}
+
+Test(hvrun_cross, snapshot_kvm_restores_under_hvf)
+{
+    snapshot("kvm", "hvf");
 }
 
 /* A kvm source (console on src.txt) sent to @p addr on SIGUSR2 whose
