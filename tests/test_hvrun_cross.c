@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,52 @@ Test(hvrun_cross, handover_kvm_to_hvf)
 Test(hvrun_cross, handover_hvf_to_hvf)
 {
     handover("hvf", "hvf");
+}
+
+/* --upgrade-exec under hvf: the new hvrun gets the same --accel (it has
+ * tests/hvf_host loaded, which only the hvf backend loads) and the console
+ * counts on. */
+Test(hvrun_cross, upgrade_exec_keeps_the_accelerator)
+{
+    require_both();
+    struct scratch s;
+    scratch_open(&s);
+    char ser[160];
+    snprintf(ser, sizeof(ser), "file:%s", in(&s, "con.txt"));
+    const char *src[20];
+    source_args(src, "hvf", ser, "--upgrade-exec", HVT_HVRUN, NULL, NULL);
+    pid_t p = spawn_hvrun(&s, "src", NULL, src);
+    wait_for_count(in(&s, "con.txt"), 10, WAIT_S, p);
+    kill(p, SIGHUP);
+    cr_assert_eq(WEXITSTATUS(wait_exit(p, WAIT_S)), 0);
+    char *err = output(&s, "src", "err");
+    assert_one_line(err, "handed over");
+    const char *at = strstr(err, "(pid ");
+    cr_assert_not_null(at, "%s", err);
+    pid_t n = (pid_t)atoi(at + 5);
+    cr_assert_gt(n, 0, "%s", err);
+    free(err);
+    char maps[64];
+    snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)n);
+    char *text = slurp(maps, NULL);
+    bool hvf = strstr(text, "libhvf_host.so") != NULL;
+    free(text);
+    cr_assert(hvf, "the new hvrun (pid %d) has not loaded libhvf_host.so",
+              (int)n);
+    text = slurp(in(&s, "con.txt"), NULL);
+    long last = last_count(text, NULL);
+    free(text);
+    wait_for_count(in(&s, "con.txt"), last + 20, WAIT_S, n);
+    /* not our child: stopped, then gone */
+    kill(n, SIGTERM);
+    for (double end = now() + WAIT_S; kill(n, 0) == 0;) {
+        cr_assert(now() < end, "pid %d did not stop", (int)n);
+        usleep(10000);
+    }
+    text = slurp(in(&s, "con.txt"), NULL);
+    cr_assert_geq(assert_consecutive(text, 1), last + 20);
+    free(text);
+    scratch_close(&s);
 }
 
 /* hvrun --accel @p from --snapshot, then hvrun --accel @p to --restore:
