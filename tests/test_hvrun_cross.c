@@ -244,14 +244,15 @@ Test(hvrun_cross, snapshot_kvm_restores_under_hvf)
     snapshot("kvm", "hvf");
 }
 
-/* A kvm source (console on src.txt) sent to @p addr on SIGUSR2 whose
- * migration fails: one line saying the VM runs on; returns its pid. */
-static pid_t source_that_runs_on(const struct scratch *s, const char *addr)
+/* A source under @p accel (console on src.txt) sent to @p addr on SIGUSR2
+ * whose migration fails: one line saying the VM runs on; returns its pid. */
+static pid_t source_that_runs_on(const struct scratch *s, const char *accel,
+                                 const char *addr)
 {
     char ser[160];
     snprintf(ser, sizeof(ser), "file:%s", in(s, "src.txt"));
     const char *src[20];
-    source_args(src, "kvm", ser, "--migrate-to", addr, NULL, NULL);
+    source_args(src, accel, ser, "--migrate-to", addr, NULL, NULL);
     pid_t p = spawn_hvrun(s, "src", NULL, src);
     wait_for_count(in(s, "src.txt"), 10, WAIT_S, p);
     kill(p, SIGUSR2); /* no --migrate-after-ms: the signal starts it */
@@ -278,8 +279,9 @@ static void counts_on_then_stop(const struct scratch *s, pid_t p)
 }
 
 /* A destination under hvf that refuses the stream (its --mem contradicts
- * the VM's): the kvm source says so in one line and counts on. */
-Test(hvrun_cross, refused_by_hvf_destination_runs_on)
+ * the VM's): the source, under @p accel, says so in one line and counts
+ * on. */
+static void refused(const char *accel)
 {
     require_both();
     struct scratch s;
@@ -291,17 +293,27 @@ Test(hvrun_cross, refused_by_hvf_destination_runs_on)
                          "--mem",   "128", NULL};
     pid_t d = spawn_hvrun(&s, "dst", NULL, dst);
     wait_for_path(sock);
-    pid_t p = source_that_runs_on(&s, addr);
+    pid_t p = source_that_runs_on(&s, accel, addr);
     /* the destination exits 2 with one line naming what it refused */
     int st = wait_exit(d, WAIT_S);
     char *err = output(&s, "dst", "err");
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status 0x%x: %s", st,
               err);
-    assert_one_line(err, NULL);
+    assert_one_line(err, "--mem 128");
     fprintf(stderr, "destination: %s", err);
     free(err);
     counts_on_then_stop(&s, p);
     scratch_close(&s);
+}
+
+Test(hvrun_cross, refused_by_hvf_destination_kvm_runs_on)
+{
+    refused("kvm");
+}
+
+Test(hvrun_cross, refused_by_hvf_destination_hvf_runs_on)
+{
+    refused("hvf");
 }
 
 /* --accel hvf where the framework cannot be loaded (a library that is not
@@ -332,7 +344,7 @@ Test(hvrun_cross, hvf_destination_that_cannot_open_leaves_the_source)
     cr_assert_not_null(strstr(err, "no-such-libhvf_host.so"), "%s", err);
     free(err);
     cr_assert_neq(access(sock, F_OK), 0, "it left a socket behind");
-    counts_on_then_stop(&s, source_that_runs_on(&s, addr));
+    counts_on_then_stop(&s, source_that_runs_on(&s, "kvm", addr));
     scratch_close(&s);
 }
 
