@@ -232,7 +232,10 @@ static void halt(hvc_vcpu *v, bool intr)
     if (woken(u, v->id, intr))
         return;
     hvi_os_wake_drain(&v->parked);
-    pthread_mutex_lock(&vm->lock);
+    /* hvi_vcpu_lock_vm, not a plain lock: a pause that holds vm->lock may
+     * be waiting for this (thread-bound) vCPU to serve a forwarded call, a
+     * save reading its state (hvf, --cpus 2, deadlocked here) */
+    hvi_vcpu_lock_vm(v);
     atomic_fetch_sub(&vm->active, 1);
     pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
@@ -241,7 +244,7 @@ static void halt(hvc_vcpu *v, bool intr)
            atomic_load(&vm->pause_depth) == 0 && !woken(u, v->id, intr))
         hvi_os_wake_wait(&v->parked);
     atomic_store(&u->cpu[v->id].halted, 0);
-    pthread_mutex_lock(&vm->lock);
+    hvi_vcpu_lock_vm(v);
     atomic_fetch_add(&vm->active, 1);
     pthread_mutex_unlock(&vm->lock);
 }
