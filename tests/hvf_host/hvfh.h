@@ -115,6 +115,12 @@ int hvfh_read_linear(struct hvfh_vcpu *v, uint64_t la, void *buf, size_t n);
 int hvfh_write_linear(struct hvfh_vcpu *v, uint64_t la, const void *buf,
                       size_t n);
 int hvfh_translate(struct hvfh_vcpu *v, uint64_t la, uint64_t *gpa);
+struct hvfh_insn;
+/* stack.c: a CALL or PUSH KVM completed into a write-protected page at
+ * @gpa (@len bytes): 0 with @pre's RIP and RSP as before it and @out
+ * decoded, -1 when it was neither. */
+int hvfh_stack_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
+                           struct kvm_regs *pre, struct hvfh_insn *out);
 struct hvfh_insn {
     int len;
     int opsize, addrsize; /* bytes */
