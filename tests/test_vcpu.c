@@ -310,9 +310,11 @@ Test(vcpu, create_rejects_bad_ids)
 {
     hvt t;
     hvt_open(&t, 0);
-    /* Hypervisor.framework allows one VM per process: the second VM
-     * replaces the first there. */
-    if (strcmp(hvt_backend(), "hvf") == 0) {
+    /* A backend that allows one VM per process (HVC_CAP_MAX_VMS 1:
+     * Hypervisor.framework): the second VM replaces the first there. */
+    uint64_t max_vms = 0;
+    HVT_OK(hvc_hypervisor_get_cap(t.hv, HVC_CAP_MAX_VMS, &max_vms));
+    if (max_vms == 1) {
         HVT_OK(hvc_vm_destroy(t.vm));
         t.vm = NULL;
     }

@@ -2,7 +2,8 @@
  * running VM, its memory and its console and disk descriptors to the
  * hvrun listening there with --incoming (on SIGUSR2 or after
  * --handover-after-ms); --upgrade-exec BINARY does the same on SIGHUP to
- * BINARY, started here with one end of a socket pair (--incoming fd:N).
+ * BINARY, started here with one end of a socket pair (--incoming fd:N) and
+ * this hvrun's --accel.
  * The receiving side tells a hand-over from a migration stream by the
  * first bytes on the socket. */
 #define _GNU_SOURCE
@@ -99,9 +100,11 @@ int hvrun_upgrade_exec(struct machine *m)
     /* Everything the child needs, before the fork: it only execs. */
     char in[32], handover[4200];
     snprintf(in, sizeof(in), "fd:%d", sv[1]);
-    const char *argv[8];
+    const char *argv[10];
     int n = 0;
     argv[n++] = h->upgrade_exec;
+    argv[n++] = "--accel"; /* the same accelerator, not the default */
+    argv[n++] = hvc_hypervisor_backend(m->hv);
     argv[n++] = "--incoming";
     argv[n++] = in;
     argv[n++] = "--upgrade-exec"; /* and again, later */

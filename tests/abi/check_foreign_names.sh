@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # libhvcore must be usable in one translation unit with Apple's
 # Hypervisor.framework headers: the HVF backend includes both, and so may a
-# VMM. tests/abi/foreign/ holds the project's own declarations of the
-# framework's documented x86 and arm64 API (hvf_x86.h, hvf_arm64.h). This
-# check
+# VMM. The project's own declarations of the framework's documented API
+# are the ones the HVF backend builds against on Linux,
+# tests/hvf_host/include/Hypervisor/ (x86, included as
+# <Hypervisor/Hypervisor.h>), and tests/abi/foreign/hvf_arm64.h (arm64,
+# which nothing builds against). This check
 #   - compiles <hvcore.h> with each of them, in both include orders, as C11
 #     with -Wall -Wextra -Werror -pedantic;
 #   - refuses any hv_* or HV_* identifier (declaration, macro, enumerator,
@@ -12,11 +14,13 @@
 #     that namespace and keeps adding to it (DESIGN.md section 3); and any
 #     of the framework's VMCS_*/VMX_* names;
 #   - with LIBRARY, refuses any hv_* symbol that the library exports.
-#   check_foreign_names.sh C_COMPILER INCLUDE_DIRS FOREIGN_DIR [LIBRARY]
+#   check_foreign_names.sh C_COMPILER INCLUDE_DIRS FOREIGN_DIRS [LIBRARY]
 # INCLUDE_DIRS is a ':'-separated list (the build's include directories of
-# the hvcore target).
+# the hvcore target). FOREIGN_DIRS too: in each, every hvf_*.h but
+# hvf_common.h, and Hypervisor/Hypervisor.h where there is one, is a
+# foreign API; each directory is an include directory of the checks.
 set -euo pipefail
-cc=$1 incs=$2 foreign=$3 lib=${4:-}
+cc=$1 incs=$2 foreigns=$3 lib=${4:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -26,12 +30,21 @@ for d in "${inc_list[@]}"; do
     [ -n "$d" ] && iflags+=("-I$d")
 done
 cflags=(-std=c11 -pedantic -Wall -Wextra -Werror)
-headers=()
-for h in "$foreign"/hvf_*.h; do
-    case ${h##*/} in hvf_common.h) ;; *) headers+=("${h##*/}") ;; esac
+IFS=: read -r -a foreign_list <<<"$foreigns"
+fflags=() headers=() fdirs=
+for d in "${foreign_list[@]}"; do
+    [ -n "$d" ] || continue
+    d=$(cd "$d" && pwd -P)
+    fflags+=("-I$d")
+    fdirs+="${fdirs:+:}$d"
+    for h in "$d"/hvf_*.h; do
+        [ -e "$h" ] || continue
+        case ${h##*/} in hvf_common.h) ;; *) headers+=("${h##*/}") ;; esac
+    done
+    [ -e "$d/Hypervisor/Hypervisor.h" ] && headers+=("Hypervisor/Hypervisor.h")
 done
 if [ "${#headers[@]}" -eq 0 ]; then
-    echo "FAIL: no foreign headers in $foreign" >&2
+    echo "FAIL: no foreign headers in $foreigns" >&2
     exit 1
 fi
 
@@ -40,7 +53,7 @@ fi
 # Line markers say which file each line comes from; system headers are
 # skipped.
 names_from() { # names_from TU DIR[:DIR...]
-    "$cc" -std=c11 -E -dD "${iflags[@]}" -I"$foreign" "$1" |
+    "$cc" -std=c11 -E -dD "${iflags[@]}" "${fflags[@]}" "$1" |
         DIRS=$2 awk '
             BEGIN { n = split(ENVIRON["DIRS"], d, ":") }
             /^# [0-9]+ "/ {
@@ -65,11 +78,11 @@ rc=0
 : >"$tmp/foreign"
 for h in "${headers[@]}"; do
     printf '#include "%s"\n' "$h" >"$tmp/f.c"
-    names_from "$tmp/f.c" "$foreign" | cut -f1 >>"$tmp/foreign"
+    names_from "$tmp/f.c" "$fdirs" | cut -f1 >>"$tmp/foreign"
 done
 sort -u -o "$tmp/foreign" "$tmp/foreign"
 if ! grep -qx hv_vcpu_run "$tmp/foreign"; then
-    echo "FAIL: the foreign headers in $foreign declare no hv_vcpu_run" >&2
+    echo "FAIL: the foreign headers in $foreigns declare no hv_vcpu_run" >&2
     exit 1
 fi
 
@@ -102,7 +115,7 @@ for h in "${headers[@]}"; do
             printf '#include "%s"\n#include <hvcore.h>\n' "$h" >"$tmp/tu.c"
         fi
         printf 'int hvc_foreign_check;\n' >>"$tmp/tu.c"
-        if ! "$cc" "${cflags[@]}" -fsyntax-only "${iflags[@]}" -I"$foreign" \
+        if ! "$cc" "${cflags[@]}" -fsyntax-only "${iflags[@]}" "${fflags[@]}" \
             "$tmp/tu.c" 2>"$tmp/err"; then
             sed "s|$tmp/tu.c|<$order: $h>|" "$tmp/err" >&2
             echo "FAIL: <hvcore.h> and $h do not compile together" \

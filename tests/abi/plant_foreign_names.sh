@@ -2,7 +2,7 @@
 # Proves check_foreign_names.sh catches a collision: plants a declaration of
 # hv_vcpu_run (Hypervisor.framework's name) into a copy of the public
 # headers, runs the check on the copy and expects it to fail naming it.
-#   plant_foreign_names.sh C_COMPILER INCLUDE_DIR FOREIGN_DIR
+#   plant_foreign_names.sh C_COMPILER INCLUDE_DIR FOREIGN_DIRS
 set -euo pipefail
 cc=$1 inc=$2 foreign=$3
 here=$(cd "$(dirname "$0")" && pwd)

@@ -191,6 +191,55 @@ Test(hvf_host, mmio_write_exits_at_the_instruction_that_stored_it)
     cr_assert_eq(rreg(HV_X86_RIP), hlt);
 }
 
+/* One store to the stack page at 0x7000, write-protected as a VMM's dirty
+ * tracking does (hv_vm_protect without WRITE): an EPT violation before the
+ * instruction, RIP and RSP as they were (KVM completed a CALL or PUSH into
+ * its read-only memslot before exiting), and the store done once the page
+ * is writable again; the OUT after it returns here. */
+static void protected_push(uint64_t insn, uint64_t out, uint64_t rsp,
+                           uint64_t value)
+{
+    const hv_memory_flags_t rx = HV_MEMORY_READ | HV_MEMORY_EXEC;
+    cr_assert_eq(hv_vm_protect(0x7000, 0x1000, rx), HV_SUCCESS);
+    expect_ept(insn, rsp - 8, 2);
+    cr_assert_eq(rreg(HV_X86_RSP), rsp, "rsp 0x%llx",
+                 (unsigned long long)rreg(HV_X86_RSP));
+    cr_assert_eq(hv_vm_protect(0x7000, 0x1000, rx | HV_MEMORY_WRITE),
+                 HV_SUCCESS);
+    expect_io(out, 2, 0x10, 1, 0, 0, 0, 1);
+    cr_assert_eq(rreg(HV_X86_RSP), rsp - 8);
+    uint64_t got;
+    memcpy(&got, ram + rsp - 8, 8);
+    cr_assert_eq(got, value, "stored 0x%llx, expected 0x%llx",
+                 (unsigned long long)got, (unsigned long long)value);
+    skip_insn();
+}
+
+Test(hvf_host, stack_writes_to_a_protected_page)
+{
+    uint64_t pr = EMIT(0x50);        /* push rax */
+    uint64_t o1 = EMIT(0xe6, 0x10);  /* out 0x10, al */
+    uint64_t pi = EMIT(0x6a, 0x11);  /* push 0x11 */
+    uint64_t o2 = EMIT(0xe6, 0x10);  /* out 0x10, al */
+    uint64_t ca = EMIT(0xe8, B4(1)); /* call over the hlt */
+    EMIT(0xf4);                      /* hlt, skipped */
+    uint64_t o3 = EMIT(0xe6, 0x10);  /* out 0x10, al */
+    EMIT(0xbb, B4(0));               /* mov ebx, 0 (set below) */
+    uint64_t cr = EMIT(0xff, 0xd3);  /* call rbx */
+    uint64_t o4 = EMIT(0xe6, 0x10);  /* out 0x10, al: call rbx's target */
+    uint64_t hlt = EMIT(0xf4);
+    ram[o3 + 3] = (uint8_t)o4; /* mov ebx, o4 */
+    ram[o3 + 4] = (uint8_t)(o4 >> 8);
+    wreg(HV_X86_RSP, 0x8000);
+    wreg(HV_X86_RAX, 0x1234);
+    protected_push(pr, o1, 0x8000, 0x1234);
+    protected_push(pi, o2, 0x7ff8, 0x11);
+    protected_push(ca, o3, 0x7ff0, ca + 5);
+    protected_push(cr, o4, 0x7fe8, cr + 2);
+    cr_assert_eq(run(), VMX_REASON_HLT);
+    cr_assert_eq(rreg(HV_X86_RIP), hlt);
+}
+
 Test(hvf_host, cpuid_answers_are_the_backends)
 {
     EMIT(0xb8, B4(0x40000000));            /* mov eax, 0x40000000 */

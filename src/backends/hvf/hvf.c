@@ -74,6 +74,7 @@ static int hvf_open(void **priv)
     /* The framework maps by range; the slots are the backend's own table. */
     c[HVC_CAP_MAX_MEMORY_REGIONS] = 64;
     c[HVC_CAP_READONLY_MEMORY] = 1; /* mapped without HV_MEMORY_WRITE */
+    c[HVC_CAP_DIRTY_TRACKING] = HVC_DIRTY_BITMAP; /* hvf_dirty.c */
     c[HVC_CAP_FPU_STATE_SIZE] = hvi_hvf_xsave_size(hvi_hvf_xcr0_mask());
     c[HVC_CAP_PHYS_ADDR_BITS] = host_phys_bits();
     c[HVC_CAP_IRQ_LINES] = HVI_IRQCHIP_PINS; /* the userspace IOAPIC */

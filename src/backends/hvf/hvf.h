@@ -175,7 +175,8 @@ struct hvi_hvf_vcpu {
         uint64_t len;
     } msr_exit;
     bool nmi_pending; /* an NMI the entry field could not take yet */
-    uint8_t iobuf[HVI_HVF_IOBUF];
+    /* aligned as KVM's run page data: handlers read it as words */
+    _Alignas(8) uint8_t iobuf[HVI_HVF_IOBUF];
 };
 
 /* hvf_irq.c: the library's userspace interrupt controllers (irq17 ops). */

@@ -83,7 +83,8 @@ int hvi_hvf_dirty_start(void *vm_priv, uint32_t slot, uint64_t guest_addr,
     if (mode != HVC_DIRTY_AUTO && mode != HVC_DIRTY_BITMAP)
         return hvi_error(-ENOTSUP,
                          "dirty tracking mode 0x%x asked for slot %u: the "
-                         "hvf backend keeps a bitmap only",
+                         "hvf backend has no dirty ring (HVC_VM_DIRTY_RING), "
+                         "only the bitmap",
                          mode, slot);
     size_t words = (size_t)((length / PAGE + 63) / 64);
     uint64_t *bits = calloc(words ? words : 1, sizeof(*bits));

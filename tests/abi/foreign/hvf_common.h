@@ -1,9 +1,10 @@
-/* Apple Hypervisor.framework names shared by its x86 and arm64 APIs, as
- * libhvcore's own declarations (written from Apple's documented names and
- * signatures, not copied from its headers). They exist for one purpose:
- * tests/abi/check_foreign_names.sh compiles them together with <hvcore.h>
- * to prove that libhvcore declares nothing in the hv_/HV_ namespace that
- * Hypervisor.framework owns and that its HVF backend must include. They are
+/* Apple Hypervisor.framework names of its arm64 API that its x86 API
+ * shares, as libhvcore's own declarations (written from Apple's documented
+ * names and signatures, not copied from its headers), for hvf_arm64.h. The
+ * x86 API is tests/hvf_host/include/Hypervisor/, which the HVF backend
+ * builds against. tests/abi/check_foreign_names.sh compiles both with
+ * <hvcore.h> to prove that libhvcore declares nothing in the hv_/HV_
+ * namespace that Hypervisor.framework owns. The arm64 declarations are
  * never used to build or call anything. */
 #ifndef HVCORE_TEST_FOREIGN_HVF_COMMON_H
 #define HVCORE_TEST_FOREIGN_HVF_COMMON_H
@@ -12,19 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The framework's return code is a Mach error (kern_return_t, an int). */
-typedef int hv_return_t;
-
-/* Mach errors of the framework: system 0x3e, subsystem 0xba5. */
-#define HV_SUCCESS ((hv_return_t)0)
-#define HV_ERROR ((hv_return_t)0xfae94001)
-#define HV_BUSY ((hv_return_t)0xfae94002)
-#define HV_BAD_ARGUMENT ((hv_return_t)0xfae94003)
-#define HV_ILLEGAL_GUEST_STATE ((hv_return_t)0xfae94004)
-#define HV_NO_RESOURCES ((hv_return_t)0xfae94005)
-#define HV_NO_DEVICE ((hv_return_t)0xfae94006)
-#define HV_DENIED ((hv_return_t)0xfae94007)
-#define HV_UNSUPPORTED ((hv_return_t)0xfae9400f)
+/* The framework's return codes are the same on both architectures: the
+ * declarations the x86 backend builds against. */
+#include "Hypervisor/hv_error.h"
 
 /* Guest memory permissions for hv_vm_map() and hv_vm_protect(). */
 typedef uint64_t hv_memory_flags_t;
