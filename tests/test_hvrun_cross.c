@@ -132,6 +132,11 @@ Test(hvrun_cross, live_migration_kvm_to_hvf)
     live("kvm", "hvf", "1");
 }
 
+Test(hvrun_cross, live_migration_hvf_to_kvm)
+{
+    live("hvf", "kvm", "1");
+}
+
 Test(hvrun_cross, live_migration_hvf_to_hvf)
 {
     live("hvf", "hvf", "1");
@@ -180,6 +185,11 @@ static void handover(const char *from, const char *to)
 Test(hvrun_cross, handover_kvm_to_hvf)
 {
     handover("kvm", "hvf");
+}
+
+Test(hvrun_cross, handover_hvf_to_kvm)
+{
+    handover("hvf", "kvm");
 }
 
 Test(hvrun_cross, handover_hvf_to_hvf)
@@ -248,6 +258,11 @@ static void snapshot(const char *from, const char *to)
     restore_and_check(&s, snap, restore, k, tail, SIGTERM);
     free(tail);
     scratch_close(&s);
+}
+
+Test(hvrun_cross, snapshot_hvf_restores_under_kvm)
+{
+    snapshot("hvf", "kvm");
 }
 
 Test(hvrun_cross, snapshot_kvm_restores_under_hvf)
