@@ -81,6 +81,7 @@ struct hvfh_vm {
     struct hvfh_vcpu *vcpus[HVFH_MAX_VCPUS];
     int next_kvm_id; /* KVM vCPU ids are never reused in a VM */
     int user_msr;    /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    int msr_filter_set; /* msr.c: a filter was applied to this VM */
     /* KVM_RUN holds it for reading; mem.c, replacing memslots, for writing
      * after setting memop and kicking every vCPU (writers first) */
     pthread_rwlock_t run_lock;
@@ -180,5 +181,8 @@ void *hvfh_xsave_get(struct hvfh_vcpu *v, size_t *size);
 
 /* msr.c */
 int hvfh_msr_filter(struct hvfh_vcpu *v);
+/* msr.c: applies the filter hvfh_msr_filter() computed, if it changed,
+ * before a KVM_RUN; 0 or -1 (errno). */
+int hvfh_msr_filter_apply(void);
 
 #endif

@@ -44,6 +44,8 @@ static void drain_kick_signal(void)
  * writing after kicking every vCPU out). */
 static int kvm_run(struct hvfh_vcpu *v)
 {
+    if (hvfh_msr_filter_apply())
+        return -1;
     int slice = hvfh_slice_begin(v);
     pthread_rwlock_rdlock(&hvfh_vm.run_lock);
     int rc = ioctl(v->fd, KVM_RUN, 0);
