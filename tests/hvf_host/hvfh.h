@@ -151,6 +151,8 @@ int hvfh_store_agrees(struct hvfh_vcpu *v, const struct hvfh_insn *in,
 int hvfh_slice_begin(struct hvfh_vcpu *v);
 int hvfh_slice_end(struct hvfh_vcpu *v, int rc, int *err);
 void hvfh_slice_fini(struct hvfh_vcpu *v);
+/* IF was seen set, or the window opened: the next one steps first. */
+void hvfh_slice_reset(struct hvfh_vcpu *v);
 
 /* run.c */
 hv_return_t hvfh_run(struct hvfh_vcpu *v);
