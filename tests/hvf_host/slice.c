@@ -70,7 +70,10 @@ static void disarm(struct hvfh_vcpu *v)
 
 int hvfh_slice_begin(struct hvfh_vcpu *v)
 {
-    if (!v->stepping)
+    /* not a run: run.c's completion of what KVM left pending (its
+     * EINTR would pass for a slice's end) */
+    if (!v->stepping ||
+        __atomic_load_n(&v->run->immediate_exit, __ATOMIC_SEQ_CST))
         return 0;
     if (hvfh_load_regs(v) || (v->regs.rflags & (1u << 9))) {
         hvfh_slice_reset(v);
