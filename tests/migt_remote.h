@@ -16,8 +16,9 @@
  *
  * How. migtest's destination calls (migt_restore_file/fd/mem,
  * migt_receive_fd, migt_handover_receive[_blk], and the refusal tests'
- * migt_restore_mem_vm and migt_receive_vm, which start a remote for one
- * call) fork and exec the helper
+ * migt_receive_vm, which starts a remote for one call, and
+ * migt_restore_mem_vm, which keeps one per thread for all its calls) fork
+ * and exec the helper
  * executable tests/migt_remote_main.c (MIGT_REMOTE, built with hvtest)
  * with the same environment, its end of a socketpair on descriptor 3. The
  * migt then has remote_pid > 0, no vm nor vcpu pointers, and every later

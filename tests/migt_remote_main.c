@@ -98,14 +98,18 @@ static int serve(const struct migt_req *q, uint8_t *payload, int fd)
         return reply(migt_restore_mem(&m, payload, q->len, key, pass), 0,
                      NULL, 0);
     case MIGT_OP_RESTORE_MEM_VM: {
-        hvc_hypervisor *hv;
+        hvc_hypervisor *hv = NULL;
         hvc_vm *vm = NULL;
         r = hvc_hypervisor_open(hvt_backend(), &hv);
         if (r == 0)
             r = migt_restore_mem_vm(hv, payload, q->len, key, pass, &vm);
         reply(r, 0, NULL, 0);
+        /* served again for the next stream (migtest.c keeps this
+         * process): nothing of this one stays */
         if (vm)
             hvc_vm_destroy(vm);
+        if (hv)
+            hvc_hypervisor_close(hv);
         return 0;
     }
     case MIGT_OP_RECEIVE_VM: {

@@ -498,19 +498,36 @@ static int quiet_setup(void *opaque, hvc_vm *vm, const void *user,
     return add_uart(vm, NULL);
 }
 
+/* migt_restore_mem_vm()'s remote destination, started at its first call
+ * on a thread and kept for the next ones (the hostile suites make
+ * thousands: a new process each, with its backend's start-up, cost ~100 ms
+ * under hvf). Reusing it checks more, not less: a refused restore that
+ * left a VM behind in it would make its next restore fail, one VM per
+ * process. It ends with its thread (the death signal, the socket). */
+static _Thread_local int refusal_pid, refusal_fd = -1;
+
 int migt_restore_mem_vm(hvc_hypervisor *hv, const uint8_t *buf, size_t len,
                         const uint8_t *key, const char *pass, hvc_vm **out)
 {
-    migt t;
     struct migt_req q = {.op = MIGT_OP_RESTORE_MEM_VM, .len = len};
     put_secrets(&q, key, pass);
-    int rr;
-    if (remote(&t, &q, buf, -1, &rr, NULL)) {
-        /* the remote restored and destroyed it */
+    migt_remote_error_clear();
+    if (migt_remote_wanted()) {
+        /* the remote restores and destroys it */
         *out = NULL;
-        if (rr == 0)
-            migt_remote_stop(&t);
-        return rr;
+        migt *t = calloc(1, sizeof(*t));
+        if (!t)
+            return -ENOMEM;
+        t->remote_pid = refusal_pid;
+        t->remote_fd = refusal_fd;
+        int r = refusal_pid > 0 ? 0 : migt_remote_start(t);
+        if (r == 0)
+            r = migt_remote_call(t, &q, buf, -1, NULL, NULL, NULL);
+        /* 0 when it went away (reaped) */
+        refusal_pid = t->remote_pid;
+        refusal_fd = t->remote_fd;
+        free(t);
+        return r;
     }
     hvc_restore_options o = HVC_RESTORE_OPTIONS_INIT;
     o.key = key;

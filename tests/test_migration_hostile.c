@@ -58,7 +58,7 @@ static int refused(hvc_hypervisor *hv, const uint8_t *s, size_t len,
     int r = migt_restore_mem_vm(hv, s, len, key, NULL, &vm);
     cr_assert_lt(r, 0, "%s: accepted", what);
     cr_assert_null(vm, "%s: a VM was handed out", what);
-    const char *msg = hvc_last_error();
+    const char *msg = migt_last_error();
     cr_assert(strstr(msg, "stream"), "%s: message \"%s\"", what, msg);
     return r;
 }
@@ -88,7 +88,7 @@ static uint8_t *tiny_stream(hvc_hypervisor *hv, size_t *len)
 Test(migration_hostile, every_byte_flip_of_a_small_snapshot)
 {
     hvc_hypervisor *hv;
-    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    HVT_OK(hvc_hypervisor_open(hvt_backend(), &hv));
     size_t len;
     uint8_t *s = tiny_stream(hv, &len);
     seed("tiny", s, len);
@@ -282,7 +282,8 @@ Test(migration_hostile, lengths_ids_versions_magic)
     reseal(c, end, 32);
     hvc_vm *vm = NULL;
     HVT_OK(migt_restore_mem_vm(m.hv, c, len + sizeof(extra), NULL, NULL, &vm));
-    HVT_OK(hvc_vm_destroy(vm));
+    if (vm) /* NULL: restored (and destroyed) in a remote destination */
+        HVT_OK(hvc_vm_destroy(vm));
     free(c);
     c = NULL;
 
@@ -308,7 +309,7 @@ Test(migration_hostile, lengths_ids_versions_magic)
 Test(migration_hostile, device_names_from_a_stream_are_escaped)
 {
     hvc_hypervisor *hv;
-    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    HVT_OK(hvc_hypervisor_open(hvt_backend(), &hv));
     size_t len;
     uint8_t *s = tiny_stream(hv, &len);
     size_t at[64];
@@ -379,22 +380,27 @@ Test(migration_hostile, a_restored_cpuid_saves_a_stream_that_restores)
     memcpy(entry, &fn, 4);
     memcpy(entry + 4, &idx, 4);
     reseal(s, vcpu, plen);
-    hvc_vm *vm = NULL;
-    int r = migt_restore_mem_vm(m.hv, s, len, NULL, NULL, &vm);
+    /* Restored, saved and restored again: here, or in a remote
+     * destination under a one-VM backend (the source still held). */
+    migt m2;
+    int r = migt_restore_mem(&m2, s, len, NULL, NULL);
     if (r < 0) {
-        cr_assert(strstr(hvc_last_error(), "CPUID"), "%s", hvc_last_error());
+        cr_log_info("refused: %s", migt_last_error());
+        cr_assert(strstr(migt_last_error(), "CPUID"), "%s",
+                  migt_last_error());
     } else {
-        migt m2 = {.hv = m.hv, .vm = vm};
+        cr_log_info("restored; its own stream restores again");
         size_t len2;
         uint8_t *s2 = migt_save_mem(&m2, NULL, NULL, &len2);
         hvc_vm *vm2 = NULL;
         r = migt_restore_mem_vm(m.hv, s2, len2, NULL, NULL, &vm2);
         cr_assert_eq(r, 0, "the restored VM's own stream: %s",
-                     hvc_last_error());
-        HVT_OK(hvc_vm_destroy(vm2));
-        HVT_OK(hvc_vm_destroy(vm));
+                     migt_last_error());
+        if (vm2)
+            HVT_OK(hvc_vm_destroy(vm2));
         free(s2);
     }
+    migt_close(&m2);
     free(s);
     migt_close(&m);
 }

@@ -143,8 +143,10 @@
  * - RDMSR/WRMSR exit (RCX, EDX:EAX, RIP at the instruction, length 2) for
  *   every MSR but those enabled with hv_vcpu_enable_native_msr(): see msr.c
  *   (KVM's filter is per VM, so a native MSR is native on every vCPU; it
- *   works on this PVM host). x2APIC MSRs (0x800-0x8ff) cannot be filtered by
- *   KVM: with no in-kernel LAPIC they exit as unknown MSRs. The pending
+ *   works on this PVM host; applied before the next entry, once for a
+ *   batch of enables, as setting it costs an SRCU grace period). x2APIC
+ *   MSRs (0x800-0x8ff) cannot be filtered by KVM: with no in-kernel LAPIC
+ *   they exit as unknown MSRs. The pending
  *   access is completed and discarded with immediate_exit.
  * - HLT: KVM_EXIT_HLT comes after KVM stepped over it; RIP is put back on the
  *   HLT (instruction length 1).

@@ -81,6 +81,7 @@ struct hvfh_vm {
     struct hvfh_vcpu *vcpus[HVFH_MAX_VCPUS];
     int next_kvm_id; /* KVM vCPU ids are never reused in a VM */
     int user_msr;    /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    int msr_filter_set; /* msr.c: a filter was applied to this VM */
     /* KVM_RUN holds it for reading; mem.c, replacing memslots, for writing
      * after setting memop and kicking every vCPU (writers first) */
     pthread_rwlock_t run_lock;
@@ -150,6 +151,8 @@ int hvfh_store_agrees(struct hvfh_vcpu *v, const struct hvfh_insn *in,
 int hvfh_slice_begin(struct hvfh_vcpu *v);
 int hvfh_slice_end(struct hvfh_vcpu *v, int rc, int *err);
 void hvfh_slice_fini(struct hvfh_vcpu *v);
+/* IF was seen set, or the window opened: the next one steps first. */
+void hvfh_slice_reset(struct hvfh_vcpu *v);
 
 /* run.c */
 hv_return_t hvfh_run(struct hvfh_vcpu *v);
@@ -180,5 +183,8 @@ void *hvfh_xsave_get(struct hvfh_vcpu *v, size_t *size);
 
 /* msr.c */
 int hvfh_msr_filter(struct hvfh_vcpu *v);
+/* msr.c: applies the filter hvfh_msr_filter() computed, if it changed,
+ * before a KVM_RUN; 0 or -1 (errno). */
+int hvfh_msr_filter_apply(void);
 
 #endif

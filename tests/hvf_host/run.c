@@ -44,6 +44,8 @@ static void drain_kick_signal(void)
  * writing after kicking every vCPU out). */
 static int kvm_run(struct hvfh_vcpu *v)
 {
+    if (hvfh_msr_filter_apply())
+        return -1;
     int slice = hvfh_slice_begin(v);
     pthread_rwlock_rdlock(&hvfh_vm.run_lock);
     int rc = ioctl(v->fd, KVM_RUN, 0);
@@ -67,6 +69,8 @@ static hv_return_t fail(const char *what, int err)
 
 static void set_exit(struct hvfh_vcpu *v, uint32_t reason, uint64_t qual)
 {
+    if (reason == VMX_REASON_IRQ_WND)
+        hvfh_slice_reset(v);
     v->vmcs[VMCS_RO_EXIT_REASON] = reason;
     v->vmcs[VMCS_RO_EXIT_QUALIFIC] = qual;
 }
@@ -638,6 +642,8 @@ hv_return_t hvfh_run(struct hvfh_vcpu *v)
         }
     }
     int wnd = (v->vmcs[VMCS_CTRL_CPU_BASED] & CPU_BASED_IRQ_WND) != 0;
+    if (v->regs_valid && (v->regs.rflags & (1u << 9)))
+        hvfh_slice_reset(v); /* IF seen set */
     if (wnd && !(info & IRQ_INFO_VALID) && hvfh_interruptible(v)) {
         set_exit(v, VMX_REASON_IRQ_WND, 0);
         return after_exit(v, HV_SUCCESS);
