@@ -53,7 +53,10 @@ static void snapshot_test(int mode, uint64_t delta)
                   (unsigned long long)n, (unsigned long long)saved);
     double hz = rate_hz(vm, 300);
     cr_log_info("restored LAPIC timer (mode %d): %.0f Hz", mode, hz);
-    cr_assert(hz > 300 && hz < 1100, "LAPIC timer at %.0f Hz", hz);
+    /* 1000 Hz set; ticks missed while a loaded host held the vCPU back
+     * are caught up and lift a 300 ms window's rate (1236 Hz seen under
+     * load), while a wrong divider or a doubled timer is 2000 Hz or more */
+    cr_assert(hz > 300 && hz < 1500, "LAPIC timer at %.0f Hz", hz);
     finish(&t, &r, 0x5a);
     hvt_close(&t);
 }
@@ -337,7 +340,8 @@ static void cross(const char *guest, int mode, uint64_t delta, uint32_t from,
     HVT_OK(hvc_vm_get_vcpu(vm, 0, &v));
     start(&r, v);
     uint64_t n = wait_q(vm, DATA_OUT, saved + 50, 5000);
-    cr_assert_geq(n, saved + 50, "%s mode %d, flags 0x%x -> 0x%x: %llu ticks "
+    cr_assert_geq(n, saved + 50,
+                  "%s mode %d, flags 0x%x -> 0x%x: %llu ticks "
                   "after the restore, %llu saved (status 0x%x)",
                   guest, mode, from, to, (unsigned long long)n,
                   (unsigned long long)saved, r.status);
@@ -345,7 +349,10 @@ static void cross(const char *guest, int mode, uint64_t delta, uint32_t from,
     cr_log_info("%s mode %d, %s chips (%s) -> %s chips (%s): %.0f Hz", guest,
                 mode, from ? "userspace" : "kernel", src,
                 to ? "userspace" : "kernel", dst, hz);
-    cr_assert(hz > 300 && hz < 1100, "%.0f Hz after the move", hz);
+    cr_assert(hz > 300 && hz < 1500,
+              "%.0f Hz after the move (1000 set; "
+              "catch-up of ticks missed under load lifts it a little)",
+              hz);
     finish(&t, &r, 0x5a);
     hvt_close(&t);
 }
