@@ -79,8 +79,8 @@ struct hvfh_vm {
     int n_ranges;
     unsigned char *slot_used;
     struct hvfh_vcpu *vcpus[HVFH_MAX_VCPUS];
-    int next_kvm_id; /* KVM vCPU ids are never reused in a VM */
-    int user_msr;    /* KVM_CAP_X86_USER_SPACE_MSR enabled */
+    int next_kvm_id;    /* KVM vCPU ids are never reused in a VM */
+    int user_msr;       /* KVM_CAP_X86_USER_SPACE_MSR enabled */
     int msr_filter_set; /* msr.c: a filter was applied to this VM */
     /* KVM_RUN holds it for reading; mem.c, replacing memslots, for writing
      * after setting memop and kicking every vCPU (writers first) */
@@ -186,5 +186,14 @@ int hvfh_msr_filter(struct hvfh_vcpu *v);
 /* msr.c: applies the filter hvfh_msr_filter() computed, if it changed,
  * before a KVM_RUN; 0 or -1 (errno). */
 int hvfh_msr_filter_apply(void);
+
+/* wsearch.c: a segment's base as the guest's mode uses it, the mask of
+ * an address size, and the instruction a write KVM already executed came
+ * from (0, with @pre's RIP and RSP put back and @out decoded; -1: none
+ * found). */
+uint64_t hvfh_seg_base(struct hvfh_vcpu *v, int seg);
+uint64_t hvfh_amask(int addrsize);
+int hvfh_mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
+                          struct kvm_regs *pre, struct hvfh_insn *out);
 
 #endif

@@ -96,20 +96,6 @@ static void clear_exit(struct hvfh_vcpu *v)
         v->vmcs[ro[i]] = 0;
 }
 
-static uint64_t seg_base(struct hvfh_vcpu *v, int seg)
-{
-    struct kvm_segment *t[6] = {&v->sregs.es, &v->sregs.cs, &v->sregs.ss,
-                                &v->sregs.ds, &v->sregs.fs, &v->sregs.gs};
-    if (hvfh_code_bits(v) == 64 && seg < 4)
-        return 0;
-    return t[seg]->base;
-}
-
-static uint64_t amask(int addrsize)
-{
-    return addrsize == 8 ? ~0ull : addrsize == 4 ? 0xffffffffull : 0xffffull;
-}
-
 /* Completes and so discards what KVM left pending (I/O, MMIO, MSR), with
  * `refill` giving IN data that leaves guest memory as it is; the caller
  * then puts the registers back. */
@@ -216,12 +202,12 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
         if (!hvfh_decode(v, v->regs.rip, &in, 0) && in.rep &&
             io_match(&in, 0, 1, run)) {
             int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
-            uint64_t n = run->io.count, m = amask(in.addrsize);
+            uint64_t n = run->io.count, m = hvfh_amask(in.addrsize);
             uint64_t rsi =
                 v->regs.rsi - (uint64_t)(step * (int64_t)n * run->io.size);
             uint8_t last[4];
             uint64_t la =
-                seg_base(v, in.seg < 0 ? 3 : in.seg) +
+                hvfh_seg_base(v, in.seg < 0 ? 3 : in.seg) +
                 ((rsi + (n - 1) * (uint64_t)(step * run->io.size)) & m);
             const uint8_t *d = (uint8_t *)run + run->io.data_offset;
             /* the data is what memory holds there, unless this is an OUT
@@ -261,7 +247,7 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
                 }
                 if (string) {
                     int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
-                    uint64_t m = amask(c.addrsize);
+                    uint64_t m = hvfh_amask(c.addrsize);
                     uint64_t rsi =
                         v->regs.rsi - (uint64_t)(step * run->io.size);
                     pre.rsi = (v->regs.rsi & ~m) | (rsi & m);
@@ -290,153 +276,9 @@ static hv_return_t exit_io(struct hvfh_vcpu *v)
         v->vmcs[VMCS_RO_VMX_INSTR_INFO] = asz << 7 | (uint64_t)seg << 15;
         uint64_t off = in_dir ? pre.rdi : pre.rsi;
         v->vmcs[VMCS_RO_GUEST_LIN_ADDR] =
-            seg_base(v, seg) + (off & amask(in.addrsize));
+            hvfh_seg_base(v, seg) + (off & hvfh_amask(in.addrsize));
     }
     return HV_SUCCESS;
-}
-
-/* The size of the memory operand of a one-byte-map instruction that
- * writes memory; 0 when not known here. */
-static int store_size(const struct hvfh_insn *in)
-{
-    if (in->map)
-        return 0;
-    uint8_t op = in->op;
-    int byte = !(op & 1);
-    if (op == 0x83)
-        return in->opsize;
-    if ((op < 0x40 && (op & 7) < 2) || op == 0x88 || op == 0x89 || op == 0xc6 ||
-        op == 0xc7 || op == 0x80 || op == 0x81 || op == 0x86 || op == 0x87 ||
-        op == 0xa2 || op == 0xa3 || op == 0xa4 || op == 0xa5 || op == 0xaa ||
-        op == 0xab || op == 0xf6 || op == 0xf7 || op == 0xfe || op == 0xff ||
-        op == 0xc0 || op == 0xc1 || (op >= 0xd0 && op <= 0xd3))
-        return byte ? 1 : in->opsize;
-    return 0;
-}
-
-/* A write to MMIO: KVM has executed the instruction. Find where it started:
- * REP STOS/MOVS (RIP still at it, one element done), else the instruction
- * ending at RIP whose memory operand is the written address, else a stack
- * write (stack_write_start()). */
-/* A write to a page without write permission (a dirty-logged page, as
- * the framework would fault on) that no instruction ending at RIP made
- * through a memory operand: the stack write of a PUSH, CALL or the like
- * (checked exactly: a CALL landing on a PUSH is not taken for the PUSH).
- * Returns as mmio_write_start(). */
-static int stack_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
-                             struct kvm_regs *pre, struct hvfh_insn *out)
-{
-    struct hvfh_insn in;
-    /* KVM's emulator did the stack write's instruction, RSP down and RIP
-     * past it (a PUSH), or at the target (a CALL: the write's data is the
-     * return address, where the CALL ends), before the write's exit:
-     * undone. */
-    if (len == 8 && hvfh_code_bits(v) == 64) {
-        uint64_t ret, g;
-        memcpy(&ret, v->run->mmio.data, 8);
-        if (!hvfh_translate(v, seg_base(v, 2) + v->regs.rsp, &g) &&
-            g == gpa)
-            for (int k = 2; k <= 7; k++)
-                if (!hvfh_decode(v, ret - (uint64_t)k, &in, ret) &&
-                    in.len == k && !in.map &&
-                    (in.op == 0xe8 ||
-                     (in.op == 0xff && ((in.modrm >> 3) & 7) == 2))) {
-                    pre->rip = ret - (uint64_t)k;
-                    pre->rsp = v->regs.rsp + 8;
-                    *out = in;
-                    return 0;
-                }
-    }
-    uint64_t sg;
-    if (!hvfh_translate(v, seg_base(v, 2) + v->regs.rsp, &sg) && sg == gpa) {
-        for (int k = 1; k <= 5; k++)
-            if (!hvfh_decode(v, v->regs.rip - (uint64_t)k, &in,
-                             v->regs.rip) &&
-                in.len == k && !in.map &&
-                ((in.op >= 0x50 && in.op <= 0x57) || in.op == 0x68 ||
-                 in.op == 0x6a || in.op == 0x9c)) {
-                pre->rip = v->regs.rip - (uint64_t)k;
-                pre->rsp = v->regs.rsp + len;
-                *out = in;
-                return 0;
-            }
-    }
-    /* Or it stopped before the instruction (RIP and RSP unchanged, as the
-     * framework's EPT violation does): nothing to undo. */
-    uint64_t g;
-    if (!hvfh_decode(v, v->regs.rip, &in, 0) && !in.map &&
-        ((in.op >= 0x50 && in.op <= 0x57) || in.op == 0x68 || in.op == 0x6a ||
-         in.op == 0x9c || in.op == 0xe8 || in.op == 0xc8 ||
-         (in.op == 0xff && in.has_modrm &&
-          (((in.modrm >> 3) & 7) == 2 || ((in.modrm >> 3) & 7) == 6))) &&
-        !hvfh_translate(v, seg_base(v, 2) + v->regs.rsp - len, &g) &&
-        g == gpa) {
-        *out = in;
-        return 0;
-    }
-    return -1;
-}
-
-static int mmio_write_start(struct hvfh_vcpu *v, uint64_t gpa, uint32_t len,
-                            struct kvm_regs *pre, struct hvfh_insn *out)
-{
-    struct hvfh_insn in;
-    int step = (v->regs.rflags & (1u << 10)) ? -1 : 1;
-    if (!hvfh_decode(v, v->regs.rip, &in, 0) && in.rep && !in.map &&
-        (in.op == 0xaa || in.op == 0xab || in.op == 0xa4 || in.op == 0xa5)) {
-        int sz = (in.op & 1) ? in.opsize : 1;
-        uint64_t m = amask(in.addrsize);
-        uint64_t rdi = v->regs.rdi - (uint64_t)(step * sz), g;
-        if (!hvfh_translate(v, seg_base(v, 0) + (rdi & m), &g) && g == gpa) {
-            pre->rdi = (v->regs.rdi & ~m) | (rdi & m);
-            pre->rcx = (v->regs.rcx & ~m) | ((v->regs.rcx + 1) & m);
-            if (in.op == 0xa4 || in.op == 0xa5)
-                pre->rsi = (v->regs.rsi & ~m) |
-                           ((v->regs.rsi - (uint64_t)(step * sz)) & m);
-            *out = in;
-            return 0;
-        }
-    }
-    for (int k = 1; k <= 15; k++) {
-        uint64_t start = v->regs.rip - (uint64_t)k, la, g;
-        if (hvfh_decode(v, start, &in, v->regs.rip) || in.len != k)
-            continue;
-        /* the size KVM wrote tells REX.W/66 prefixes from the previous
-         * instruction's last bytes (KVM splits writes above 8 bytes) */
-        int osz = store_size(&in);
-        if (osz && len <= 8 && (uint32_t)osz != len)
-            continue;
-        if (!hvfh_store_agrees(v, &in, v->run->mmio.data, len))
-            continue;
-        if (!in.map && !in.rep &&
-            (in.op == 0xaa || in.op == 0xab || in.op == 0xa4 ||
-             in.op == 0xa5)) {
-            int sz = (in.op & 1) ? in.opsize : 1;
-            uint64_t m = amask(in.addrsize);
-            uint64_t rdi = v->regs.rdi - (uint64_t)(step * sz);
-            la = seg_base(v, 0) + (rdi & m);
-            if (hvfh_translate(v, la, &g) || g != gpa)
-                continue;
-            pre->rdi = (v->regs.rdi & ~m) | (rdi & m);
-            if (in.op == 0xa4 || in.op == 0xa5)
-                pre->rsi = (v->regs.rsi & ~m) |
-                           ((v->regs.rsi - (uint64_t)(step * sz)) & m);
-        } else if (!in.map && (in.op == 0xa2 || in.op == 0xa3)) {
-            la = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.imm;
-            if (hvfh_translate(v, la, &g) || g != gpa)
-                continue;
-        } else {
-            if (!in.mem)
-                continue;
-            la = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.ea;
-            if (hvfh_translate(v, la, &g) || g != gpa)
-                continue;
-        }
-        pre->rip = start;
-        *out = in;
-        return 0;
-    }
-    return stack_write_start(v, gpa, len, pre, out);
 }
 
 static hv_return_t exit_mmio(struct hvfh_vcpu *v)
@@ -448,7 +290,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
     struct hvfh_insn in;
     int have = 0, fetch = 0;
     if (run->mmio.is_write) {
-        if (mmio_write_start(v, gpa, run->mmio.len, &pre, &in)) {
+        if (hvfh_mmio_write_start(v, gpa, run->mmio.len, &pre, &in)) {
             fprintf(stderr,
                     "hvf_host: cannot find the instruction that "
                     "wrote MMIO 0x%llx before rip 0x%llx\n",
@@ -469,7 +311,7 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
         (in.op == 0xa4 || in.op == 0xa5) && run->mmio.len <= 8) {
         /* MOVS from MMIO: completing the read writes its data to ES:RDI;
          * make that the bytes already there */
-        uint64_t la = seg_base(v, 0) + (pre.rdi & amask(in.addrsize));
+        uint64_t la = hvfh_seg_base(v, 0) + (pre.rdi & hvfh_amask(in.addrsize));
         hvfh_read_linear(v, la, run->mmio.data, run->mmio.len);
     }
     if (put_back(v, &pre))
@@ -482,14 +324,14 @@ static hv_return_t exit_mmio(struct hvfh_vcpu *v)
     } else if (have && (in.mem || (!in.map && in.op >= 0xa0 && in.op <= 0xa7) ||
                         (!in.map && in.op >= 0xaa && in.op <= 0xaf))) {
         if (in.mem)
-            gla = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.ea;
+            gla = hvfh_seg_base(v, in.seg < 0 ? 3 : in.seg) + in.ea;
         else if (in.op >= 0xa0 && in.op <= 0xa3)
-            gla = seg_base(v, in.seg < 0 ? 3 : in.seg) + in.imm;
+            gla = hvfh_seg_base(v, in.seg < 0 ? 3 : in.seg) + in.imm;
         else if (is_write || in.op == 0xae || in.op == 0xaf)
-            gla = seg_base(v, 0) + (pre.rdi & amask(in.addrsize));
+            gla = hvfh_seg_base(v, 0) + (pre.rdi & hvfh_amask(in.addrsize));
         else
-            gla = seg_base(v, in.seg < 0 ? 3 : in.seg) +
-                  (pre.rsi & amask(in.addrsize));
+            gla = hvfh_seg_base(v, in.seg < 0 ? 3 : in.seg) +
+                  (pre.rsi & hvfh_amask(in.addrsize));
     } else {
         have = 0;
     }
