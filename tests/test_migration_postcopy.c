@@ -165,6 +165,20 @@ static void counter_destination(int sock, int report, const uint8_t *key)
     _exit(0);
 }
 
+/* After the one pre-copy round: waits (up to 5 s) until vCPU 0 counted
+ * on, so the guest has rewritten its pattern pages since the round's
+ * dirty log was taken and post-copy has pages to bring, however little
+ * CPU the vCPU threads got on a loaded host. */
+static int counter_progress(void *opaque, const hvc_migrate_stats *st)
+{
+    migt *m = opaque;
+    (void)st;
+    uint64_t from = migt_count(m, 0);
+    for (int i = 0; i < 5000 && migt_count(m, 0) < from + 2; i++)
+        sleep_ms(1);
+    return 0;
+}
+
 static void counter(uint32_t nr_vcpus, const uint8_t *key)
 {
     int sv[2], rep[2];
@@ -190,6 +204,8 @@ static void counter(uint32_t nr_vcpus, const uint8_t *key)
     o.key = key;
     o.flags = HVC_MIGRATE_POSTCOPY;
     o.postcopy_after_rounds = 1;
+    o.progress = counter_progress;
+    o.opaque = &m;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     HVT_OK(hvc_vm_migrate_send(m.vm, sv[0], &o, &st));
     cr_assert_eq(st.completed, 1);

@@ -15,9 +15,11 @@
  *     already there is left alone;
  *   - the channel thread places the pages that were asked for.
  *
- * None takes any lock but the state's two leaves (pc->lock, pc->wlock;
- * src/core/internal.h), so a vCPU, a device worker or an accessor waiting
- * for a page never holds what serving it needs. When the last page is in
+ * None takes any lock but the state's own (pc->place_lock, held while a
+ * run is copied in and counted, pc->lock inside it for the samples;
+ * pc->wlock and pc->wake_lock, leaves; src/core/internal.h), so a vCPU,
+ * a device worker or an accessor waiting for a page never holds what
+ * serving it needs. When the last page is in
  * and POSTCOPY_DONE was read, the receiver unregisters guest memory, says
  * DONE to the source, and the threads end. When the link fails first,
  * the guest is lost: its vCPUs are stopped for good (they are kicked and
@@ -167,8 +169,10 @@ static void *fault_main(void *arg)
         if (!hvi_pc_test(reg->set, pg)) {
             /* Never written on the source: zero here. */
             atomic_fetch_add(&pc->zero_faults, 1);
-            if (hvi_os_uffd_fill(pc->uffd, page, zero_page, HVI_PAGE, false) ==
-                -EEXIST)
+            /* Present already, or no longer registered (post-copy ended
+             * under the fault): the waiter faults again and finds it. */
+            if (hvi_os_uffd_fill(pc->uffd, page, zero_page, HVI_PAGE, false) <
+                0)
                 hvi_os_uffd_wake(pc->uffd, page, HVI_PAGE);
         } else if (!hvi_pc_missing(reg, pg)) {
             hvi_os_uffd_wake(pc->uffd, page, HVI_PAGE); /* arrived since */
@@ -257,6 +261,9 @@ static void sample(struct hvi_postcopy *pc, uint64_t ns)
     pthread_mutex_unlock(&pc->lock);
 }
 
+static int place_locked(struct hvi_postcopy *pc, struct pc_reg *r,
+                        uint64_t first, uint64_t pages, const uint8_t *data);
+
 /* Places a checked run: every page must be one the plan left to come. */
 static int place(struct hvi_postcopy *pc, const struct hvi_sec *s, uint64_t gpa,
                  uint64_t pages, const uint8_t *data)
@@ -274,6 +281,27 @@ static int place(struct hvi_postcopy *pc, const struct hvi_sec *s, uint64_t gpa,
                             "post-copy page 0x%" PRIx64
                             " is not one the source had left to send",
                             gpa + i * HVI_PAGE);
+    /* The receiver and the channel thread may both bring a page (pushed,
+     * and asked for meanwhile): one places it and counts it. */
+    pthread_mutex_lock(&pc->place_lock);
+    int e = place_locked(pc, r, first, pages, data);
+    pthread_mutex_unlock(&pc->place_lock);
+    if (e < 0)
+        return e;
+    if (atomic_load(&pc->waiters)) {
+        pthread_mutex_lock(&pc->lock);
+        pthread_cond_broadcast(&pc->cond);
+        pthread_mutex_unlock(&pc->lock);
+    }
+    hvi_pc_fire_wakes(pc, false); /* devices that set work aside */
+    return 0;
+}
+
+/* Copies in the pages of [first, first + pages) of @p r still missing;
+ * caller holds pc->place_lock. */
+static int place_locked(struct hvi_postcopy *pc, struct pc_reg *r,
+                        uint64_t first, uint64_t pages, const uint8_t *data)
+{
     for (uint64_t i = 0; i < pages;) {
         uint64_t pg = first + i;
         if (!hvi_pc_missing(r, pg)) {
@@ -283,18 +311,23 @@ static int place(struct hvi_postcopy *pc, const struct hvi_sec *s, uint64_t gpa,
         uint64_t j = i + 1;
         while (j < pages && hvi_pc_missing(r, first + j))
             j++;
-        int e = 0;
-        if (data)
-            e = hvi_os_uffd_fill(pc->uffd, r->hva + pg * HVI_PAGE,
-                                 data + i * HVI_PAGE, (j - i) * HVI_PAGE,
-                                 false);
-        else
-            for (uint64_t k = i; k < j && e >= 0; k++) {
+        int e = data && j - i > 1
+                    ? hvi_os_uffd_fill(pc->uffd, r->hva + pg * HVI_PAGE,
+                                       data + i * HVI_PAGE, (j - i) * HVI_PAGE,
+                                       false)
+                    : -EEXIST;
+        /* One page at a time when the run did not go at once (a page
+         * present already stops a run's copy there; missing pages are
+         * placed only here, under the lock, so none should be). */
+        if (e == -EEXIST)
+            for (uint64_t k = i, done = 0; k < j && !done; k++) {
                 e = hvi_os_uffd_fill(pc->uffd, r->hva + (first + k) * HVI_PAGE,
-                                     zero_page, HVI_PAGE, false);
+                                     data ? data + k * HVI_PAGE : zero_page,
+                                     HVI_PAGE, false);
                 e = e == -EEXIST ? 0 : e;
+                done = e < 0;
             }
-        if (e < 0 && e != -EEXIST)
+        if (e < 0)
             return e;
         uint64_t t = hvi_pc_now_ns();
         for (uint64_t k = i; k < j; k++) {
@@ -311,12 +344,6 @@ static int place(struct hvi_postcopy *pc, const struct hvi_sec *s, uint64_t gpa,
         }
         i = j;
     }
-    if (atomic_load(&pc->waiters)) {
-        pthread_mutex_lock(&pc->lock);
-        pthread_cond_broadcast(&pc->cond);
-        pthread_mutex_unlock(&pc->lock);
-    }
-    hvi_pc_fire_wakes(pc, false); /* devices that set work aside */
     return 0;
 }
 
@@ -576,6 +603,7 @@ static void pc_free(struct hvi_postcopy *pc)
     free(pc->samples);
     free(pc->wakes);
     pthread_mutex_destroy(&pc->wake_lock);
+    pthread_mutex_destroy(&pc->place_lock);
     pthread_mutex_destroy(&pc->lock);
     pthread_mutex_destroy(&pc->wlock);
     pthread_cond_destroy(&pc->cond);
@@ -595,6 +623,7 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     pthread_mutex_init(&pc->lock, NULL);
     pthread_mutex_init(&pc->wlock, NULL);
     pthread_mutex_init(&pc->wake_lock, NULL);
+    pthread_mutex_init(&pc->place_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -39,6 +39,9 @@ struct hvi_postcopy {
     atomic_int stopping;
     pthread_mutex_t lock;  /* leaf: state, why, samples, cond */
     pthread_mutex_t wlock; /* leaf: writes to fd */
+    /* Placing pages (the receiver and the channel thread): the copy into
+     * guest memory, missing, left, pushed/requested; taken before lock. */
+    pthread_mutex_t place_lock;
     pthread_cond_t cond;
     int state, err;
     char why[512];

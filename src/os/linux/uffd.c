@@ -75,6 +75,16 @@ int hvi_os_uffd_unregister(int fd, void *hva, uint64_t len)
     if (ioctl(fd, UFFDIO_UNREGISTER, &r) < 0)
         return hvi_error(-errno, "userfaultfd: unregistering: %s",
                          strerror(errno));
+    /* UFFDIO_UNREGISTER wakes the waiters it finds before it changes the
+     * mapping, and a fault taken under the per-VMA lock can be on its way
+     * to the wait queue right then: it queues itself before it lets the
+     * lock go, and the change waits for that lock, so once the call has
+     * returned every such fault is queued. Seen on 6.18: a reader slept
+     * in handle_userfault() for good after post-copy ended. Waking the
+     * range again lets them fault normally. */
+    if (ioctl(fd, UFFDIO_WAKE, &r) < 0)
+        return hvi_error(-errno, "userfaultfd: waking after unregistering: %s",
+                         strerror(errno));
     return 0;
 }
 
