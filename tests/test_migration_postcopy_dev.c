@@ -518,8 +518,8 @@ Test(migration_postcopy_dev, missing_ring_pages_do_not_stall_the_event_thread)
     static struct dst d;
     memset(&d, 0, sizeof(d));
     start_destination(&d, sv[1], 0, true);
-    /* a slow link: each post-copy run, pushed or asked for, takes 100 ms */
-    atomic_store(&hvi_pc_test_delay_us, 100000u);
+    /* a slow link: each post-copy run, pushed or asked for, takes 250 ms */
+    atomic_store(&hvi_pc_test_delay_us, 250000u);
     struct source src = {0};
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     int r = migrate(&t, sv[0], &src, &st);
@@ -552,7 +552,7 @@ Test(migration_postcopy_dev, missing_ring_pages_do_not_stall_the_event_thread)
              cpu_max = d.cpu[d.ncpu - 1];
     fprintf(
         stderr,
-        "post-copy, 100 ms per run: %llu pages, %llu asked for; "
+        "post-copy, 250 ms per run: %llu pages, %llu asked for; "
         "event-thread round trip while a virtio-rng page was missing "
         "(%zu probes): median %llu us, p90 %llu us, max %llu us; vCPU at "
         "both devices while a virtio-blk page was missing (%zu): median "
@@ -563,14 +563,14 @@ Test(migration_postcopy_dev, missing_ring_pages_do_not_stall_the_event_thread)
         (unsigned long long)ev_max / 1000, d.ncpu,
         (unsigned long long)cpu_med / 1000, (unsigned long long)cpu_p90 / 1000,
         (unsigned long long)cpu_max / 1000);
-    /* A wait on the link is at least a run: 100 ms. Under 10 ms for nine
-     * in ten (a loaded two-core host may delay a few by scheduling), and
-     * none near a run. */
-    cr_assert_lt(ev_max, 60000000, "event thread max %llu us",
+    /* A wait on the link is at least a run: 250 ms. Under 10 ms for nine
+     * in ten (a loaded two-core host may delay a few by scheduling: 80 ms
+     * was seen at a load of 10), and none near a run. */
+    cr_assert_lt(ev_max, 150000000, "event thread max %llu us",
                  (unsigned long long)ev_max / 1000);
     cr_assert_lt(ev_p90, 10000000, "event thread p90 %llu us",
                  (unsigned long long)ev_p90 / 1000);
-    cr_assert_lt(cpu_max, 60000000, "vCPU max %llu us",
+    cr_assert_lt(cpu_max, 150000000, "vCPU max %llu us",
                  (unsigned long long)cpu_max / 1000);
     cr_assert_lt(cpu_p90, 10000000, "vCPU p90 %llu us",
                  (unsigned long long)cpu_p90 / 1000);

@@ -107,7 +107,7 @@ struct storm {
     hvc_vm *vm;
     hvc_vcpu *vcpu;
     atomic_int stop;
-    long runs, kicks, pauses;
+    atomic_long runs, kicks, pauses; /* each written by one thread */
     /* Failures seen by the threads, asserted on the test's own thread
      * (Criterion's assertions belong there). */
     atomic_int failed;
@@ -184,9 +184,13 @@ Test(races, kick_from_a_signal_handler_during_kicks_and_pauses)
     pthread_create(&run, NULL, storm_runner, &s);
     pthread_create(&kick, NULL, storm_kicker, &s);
     pthread_create(&pause, NULL, storm_pauser, &s);
-    double end = now_s() + 2.0;
+    /* Two seconds at least; on a loaded host, until each side made
+     * its count (a livelock still fails, 20 s on). */
+    double start = now_s(), end = start + 2.0;
     long sent = 0;
-    while (now_s() < end) {
+    while (now_s() < end || ((s.runs <= 100 || s.pauses <= 100 ||
+                              atomic_load(&sig_kicks) <= 1000) &&
+                             now_s() < start + 20.0)) {
         /* Into the kicker and the pauser, in the middle of their calls. */
         pthread_kill(kick, SIGUSR1);
         pthread_kill(pause, SIGUSR1);
