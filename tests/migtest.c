@@ -667,6 +667,14 @@ void migt_wait_counting(migt *m, uint64_t n)
                    (unsigned long long)n);
 }
 
+void migt_assert_counts_on(migt *m, const char *who)
+{
+    uint64_t a = migt_count(m, 0);
+    for (int i = 0; i < 1000 && migt_count(m, 0) <= a; i++)
+        migt_sleep_ms(10);
+    cr_assert_gt(migt_count(m, 0), a, "%s stopped counting", who);
+}
+
 void migt_write_all(int fd, const void *p, size_t n)
 {
     while (n) {

@@ -147,6 +147,9 @@ void migt_write_all(int fd, const void *p, size_t n);
 size_t migt_read_all(int fd, void *p, size_t cap);
 /* Waits (up to 10 s) until every vCPU counted to @p n (asserts). */
 void migt_wait_counting(migt *m, uint64_t n);
+/* Asserts that vCPU 0 counts on within 10 s (a loaded host may not
+ * schedule it for a while): the VM runs; @p who names it. */
+void migt_assert_counts_on(migt *m, const char *who);
 
 /* A throwaway CA, a second CA nobody trusts, and certificates for the
  * destination (localhost, 127.0.0.1) and the source, signed by the

@@ -36,13 +36,11 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define OUTPUT_WAIT_MS 20
@@ -88,8 +86,7 @@ static bool take_watch(uart *u)
 {
     const struct hvi_uart_regs *r = &u->regs;
     if (u->in_fd < 0 || u->watching || u->in_done || u->held ||
-        hvi_uart_loopback(r) ||
-        r->rx_count > hvi_uart_rx_capacity(r) / 2)
+        hvi_uart_loopback(r) || r->rx_count > hvi_uart_rx_capacity(r) / 2)
         return false;
     u->watching = true;
     return true;
@@ -156,31 +153,11 @@ out:
     pthread_mutex_unlock(&u->lock);
 }
 
-/* write(), without the SIGPIPE a reader-less pipe would send: blocked
- * around the call and, if it was raised, consumed before unblocking. */
-static ssize_t write_pipe(int fd, const void *p, size_t n)
-{
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-    ssize_t w = write(fd, p, n);
-    int e = errno;
-    if (w < 0 && e == EPIPE && !sigismember(&old, SIGPIPE)) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = e;
-    return w;
-}
-
 static ssize_t out_write(const uart *u, const uint8_t *p, size_t n)
 {
     switch (u->out_kind) {
     case OUT_SOCKET: return send(u->out_fd, p, n, MSG_NOSIGNAL);
-    case OUT_PIPE: return write_pipe(u->out_fd, p, n);
+    case OUT_PIPE: return hvi_os_write_nosigpipe(u->out_fd, p, n);
     default: return write(u->out_fd, p, n);
     }
 }

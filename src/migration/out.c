@@ -2,10 +2,8 @@
 #include "stream.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define REPORT_EVERY (4u << 20)
@@ -24,39 +22,14 @@ int hvi_out_progress(struct hvi_out *o, bool final)
     return 0;
 }
 
-/* write() to the caller's descriptor without the SIGPIPE a reader-less
- * pipe or socket would send (the default action kills the caller's
- * process, for a destination that merely refused the stream): SIGPIPE is
- * blocked on this thread around the call and, if the write raised it,
- * consumed before unblocking; the failure is then -EPIPE like any other
- * write error. A SIGPIPE already pending or blocked by the caller is left
- * alone. */
-static ssize_t write_nosigpipe(int fd, const void *p, size_t n)
-{
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-    ssize_t w = write(fd, p, n);
-    int e = errno;
-    if (w < 0 && e == EPIPE && !sigismember(&old, SIGPIPE)) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = e;
-    return w;
-}
-
 int hvi_out_write(struct hvi_out *o, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len) {
         int64_t n;
         if (o->fd >= 0) {
-            n = write_nosigpipe(o->fd, p,
-                                len > (1u << 30) ? (1u << 30) : len);
+            n = hvi_os_write_nosigpipe(o->fd, p,
+                                       len > (1u << 30) ? (1u << 30) : len);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0)

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #if defined(__linux__)
 #include <semaphore.h>
@@ -87,6 +88,15 @@ bool hvi_os_notifier_drain(int fd);
 /* Signals it once (async-signal-safe, never blocks). */
 void hvi_os_notifier_signal(int fd);
 void hvi_os_notifier_close(int fd);
+
+/* --- writes --- */
+
+/* write(2) without the SIGPIPE a pipe or socket with no reader raises
+ * (its default action kills the process): the failure is -1 with errno
+ * EPIPE like any other. SIGPIPE is blocked on this thread around the call
+ * and, if the write raised it, consumed; one the caller already blocked
+ * or had pending is left alone. */
+ssize_t hvi_os_write_nosigpipe(int fd, const void *p, size_t n);
 
 /* --- guest-memory files --- */
 
