@@ -4,7 +4,8 @@
  * order on the destination finds every page as the source left it while
  * the rest arrives; a link cut during post-copy is reported on both sides
  * with the pages lost, and the destination's guest stops; a source that
- * sends a page outside the plan is refused. */
+ * sends a page outside the plan is refused. Over TCP and TLS too, with
+ * and without the page channel, and a destination that goes away. */
 #include "migtest.h"
 
 #include <errno.h>
@@ -301,6 +302,7 @@ static void touch_open(hvc_hypervisor **hv, hvc_vm **vm, hvc_vcpu **v)
  * once, runs them, then waits for post-copy to end. With @p expect_fail,
  * a failure anywhere is reported rather than fatal. */
 static int touch_listen = -1; /* the destination's listening socket */
+static const hvc_migrate_tls *touch_tls; /* the destination's TLS */
 
 static void touch_destination(int sock, int report)
 {
@@ -312,7 +314,9 @@ static void touch_destination(int sock, int report)
         _exit(30);
     hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
     ro.listen_fd = touch_listen;
+    ro.tls = touch_tls;
     rep.receive = hvc_vm_migrate_receive(hv, sock, &ro, &vm);
+    close(sock); /* as a VMM may: post-copy goes on, over TLS too */
     if (rep.receive < 0) {
         snprintf(rep.why, sizeof(rep.why), "%s", hvc_last_error());
         write_all(report, &rep, sizeof(rep));
@@ -453,9 +457,12 @@ Test(migration_postcopy, random_touch)
     close(rp[0]);
 }
 
-/* Over TCP, the page channel is a second connection to the
- * destination's address, named by the session. */
-Test(migration_postcopy, random_touch_tcp)
+/* Over TCP to a child, with @p stls and @p dtls the two sides' TLS
+ * (NULL: plain); @p channel: the page channel is a second connection to
+ * the destination's address, named by the session (else requests and
+ * pages share the connection). */
+static void touch_tcp(const char *what, const hvc_migrate_tls *stls,
+                      const hvc_migrate_tls *dtls, bool channel)
 {
     int l = hvc_migrate_listen("tcp:127.0.0.1:0");
     cr_assert_geq(l, 0, "%s", hvc_last_error());
@@ -472,6 +479,7 @@ Test(migration_postcopy, random_touch_tcp)
         close(rp[0]);
         int s = accept(l, NULL, NULL);
         touch_listen = l;
+        touch_tls = dtls;
         touch_destination(s, rp[1]);
     }
     close(rp[1]);
@@ -485,15 +493,19 @@ Test(migration_postcopy, random_touch_tcp)
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.flags = HVC_MIGRATE_POSTCOPY;
     o.postcopy_after_rounds = 1;
-    o.address = addr;
+    o.address = channel ? addr : NULL;
+    o.tls = stls;
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     HVT_OK(hvc_vm_migrate_send(vm, fd, &o, &st));
     cr_assert_eq(st.postcopy, 1);
-    cr_assert_eq(st.postcopy_channel, 2, "no page channel connection");
+    cr_assert_eq(st.tls, stls != NULL);
+    cr_assert_eq(st.postcopy_channel, channel ? 2 : 0,
+                 "page channel %u, not %u", st.postcopy_channel,
+                 channel ? 2 : 0);
     struct touch_report r;
     cr_assert_eq(read_all(rp[0], &r, sizeof(r)), sizeof(r));
     cr_assert_eq(waitpid(pid, NULL, 0), pid);
-    print_stats("random touch over tcp", &st, &r.st);
+    print_stats(what, &st, &r.st);
     cr_assert_eq(r.receive, 0, "receive: %s", r.why);
     cr_assert_eq(r.run, 0, "run: %s", r.why);
     cr_assert_eq(r.status, 0x7e);
@@ -507,6 +519,115 @@ Test(migration_postcopy, random_touch_tcp)
                  st.postcopy_pages);
     close(fd);
     close(rp[0]);
+}
+
+Test(migration_postcopy, random_touch_tcp)
+{
+    touch_tcp("random touch over tcp", NULL, NULL, true);
+}
+
+/* Over TLS, both ways authenticated: the pushed and the asked-for pages
+ * come through TLS sessions, on the connection and on the page channel
+ * (a session of its own), or on the connection alone. */
+static void touch_tls_both(const char *what, bool channel)
+{
+    migt_certs k;
+    migt_make_certs(&k);
+    hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
+    dt.cert = k.srv;
+    dt.key = k.srv_key;
+    dt.ca = k.ca;
+    dt.flags = HVC_MIGRATE_TLS_VERIFY_PEER;
+    stl.cert = k.cli;
+    stl.key = k.cli_key;
+    stl.ca = k.ca;
+    stl.server_name = "127.0.0.1";
+    touch_tcp(what, &stl, &dt, channel);
+    migt_drop_certs(&k);
+}
+
+Test(migration_postcopy, random_touch_tls)
+{
+    touch_tls_both("random touch over tls", true);
+}
+
+Test(migration_postcopy, random_touch_tls_one_connection)
+{
+    touch_tls_both("random touch over tls, one connection", false);
+}
+
+/* Over TLS, the destination process goes away right after the
+ * switchover: the source's post-copy fails (it does not wait for
+ * anything any more) with the pages it could not deliver, and its VM
+ * stays paused; @p channel: while it opens the page channel, else while
+ * it pushes on the connection. */
+static void gone_over_tls(bool channel)
+{
+    migt_certs k;
+    migt_make_certs(&k);
+    hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
+    dt.cert = k.srv;
+    dt.key = k.srv_key;
+    stl.ca = k.ca;
+    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
+    cr_assert_geq(l, 0, "%s", hvc_last_error());
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
+    pid_t pid = hvt_fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int s = accept(l, NULL, NULL);
+        hvc_hypervisor *hv;
+        hvc_vm *vm;
+        if (s < 0 || hvc_hypervisor_open("kvm", &hv) < 0)
+            _exit(30);
+        hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
+        ro.listen_fd = l;
+        ro.tls = &dt;
+        _exit(hvc_vm_migrate_receive(hv, s, &ro, &vm) == 0 ? 0 : 31);
+    }
+    close(l);
+    hvc_hypervisor *hv;
+    hvc_vm *vm;
+    static struct runner run;
+    touch_source(&hv, &vm, &run);
+    int fd = hvc_migrate_connect(addr);
+    cr_assert_geq(fd, 0, "%s", hvc_last_error());
+    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+    o.flags = HVC_MIGRATE_POSTCOPY;
+    o.postcopy_after_rounds = 1;
+    o.address = channel ? addr : NULL;
+    o.tls = &stl;
+    hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
+    int r = hvc_vm_migrate_send(vm, fd, &o, &st);
+    fprintf(stderr, "destination gone over tls: source %d: %s\n", r,
+            hvc_last_error());
+    cr_assert_lt(r, 0);
+    cr_assert(strstr(hvc_last_error(), "after the switchover"), "%s",
+              hvc_last_error());
+    cr_assert_eq(st.postcopy, 1);
+    cr_assert_eq(st.completed, 0);
+    cr_assert_leq(st.postcopy_pages_lost, st.postcopy_pages);
+    cr_assert(hvc_vm_is_paused(vm));
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the destination's receive: status 0x%x", status);
+    close(fd);
+    migt_drop_certs(&k);
+}
+
+Test(migration_postcopy, destination_gone_over_tls)
+{
+    gone_over_tls(true);
+}
+
+Test(migration_postcopy, destination_gone_over_tls_one_connection)
+{
+    gone_over_tls(false);
 }
 
 /* --- a relay between the two sides: cuts or forges the post-copy part --- */
@@ -768,13 +889,8 @@ Test(migration_postcopy, bad_options)
     o.postcopy_after_rounds = 0;
     o.flags = 0x80;
     HVT_ERR(hvc_vm_migrate_send(m.vm, 0, &o, NULL), -EINVAL);
-    /* post-copy's pages would bypass TLS; a file has no destination */
-    hvc_migrate_tls t = HVC_MIGRATE_TLS_INIT;
+    /* a file has no destination */
     o.flags = HVC_MIGRATE_POSTCOPY;
-    o.tls = &t;
-    HVT_ERR(hvc_vm_migrate_send(m.vm, 0, &o, NULL), -ENOTSUP);
-    cr_assert(strstr(hvc_last_error(), "TLS"), "%s", hvc_last_error());
-    o.tls = NULL;
     HVT_ERR(hvc_snapshot_save_live(m.vm, "/tmp/hvt-pc-never.snap", &o, NULL),
             -EINVAL);
     cr_assert(access("/tmp/hvt-pc-never.snap", F_OK) != 0);

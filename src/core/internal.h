@@ -129,9 +129,12 @@ struct hvi_uirq; /* irq_user.c */
  *
  * Post-copy (src/migration/postcopy_recv.c) adds two leaves: a VM's
  * postcopy->lock (page state, statistics, the condition waiters sleep on)
- * and postcopy->wlock (writing a page request to the source). Its fault,
- * receiver and channel threads take only those two and never any lock
- * above, nor mem_lock (vm->lock, a leaf, only to kick the vCPUs when
+ * and postcopy->wlock (writing a page request to the source); placing
+ * pages holds postcopy->place_lock, then postcopy->lock inside it for the
+ * samples; over TLS a stream's session lock (postcopy->main.tls.lock,
+ * ->chan.tls.lock) is held for each call into OpenSSL, never across a
+ * wait, inside postcopy->wlock for a request. Its fault, receiver and
+ * channel threads take only those and never any lock above, nor mem_lock (vm->lock, a leaf, only to kick the vCPUs when
  * post-copy fails, holding neither): a thread that faults on a missing page
  * while holding any lock (a device worker inside its own lock, an accessor
  * under mem_lock) waits for a thread that needs none of them. The accessors
@@ -154,9 +157,12 @@ struct hvi_uirq; /* irq_user.c */
  * holding anything (the event thread holds ev_lock and a device's lock,
  * a virtio-blk worker its device lock), and hvi_postcopy_forget() (a
  * device being destroyed) returns only once none of its callbacks runs.
- * The event thread's page requests only try postcopy->wlock and write
- * without blocking: a request that cannot go at once is asked again at
- * the next look, the push bringing the page meanwhile.
+ * The event thread's page requests only try postcopy->wlock (and the
+ * TLS session's lock) and write without blocking: a request that cannot
+ * go at once is asked again at the next look, the push bringing the page
+ * meanwhile. (Over TLS, once the session took a request's first bytes the
+ * rest is written whatever it takes: TLS wants a write asked again until
+ * it went. That waits only when the source stops reading.)
  * A model with a thread of its own may opt in as well (virtio-blk does,
  * vdev_model.defer_missing), so that its worker never sleeps on the
  * link holding its device lock, which the vCPUs and the event thread

@@ -386,9 +386,6 @@ static int check_options(struct live *l, const hvc_migrate_options *in)
     if ((l->opts.flags & HVC_MIGRATE_POSTCOPY) && l->to_file)
         return hvi_error(-EINVAL, "hvc_migrate_options: a live snapshot "
                                   "cannot be post-copy");
-    if ((l->opts.flags & HVC_MIGRATE_POSTCOPY) && l->opts.tls)
-        return hvi_error(-ENOTSUP, "hvc_migrate_options: post-copy over TLS "
-                                   "is not supported yet");
     if (l->opts.reserved || l->opts.reserved2)
         return hvi_error(-EINVAL,
                          "hvc_migrate_options: reserved is %u, "
@@ -611,7 +608,9 @@ static int migrate(struct live *l)
                 l->pending,
                 &l->st,
                 l->par && page_channel_connects(l) ? l->opts.address : NULL,
-                l->par ? hvi_par_session(l->par) : NULL};
+                l->par ? hvi_par_session(l->par) : NULL,
+                l->tls,
+                l->opts.tls};
             if ((r = hvi_pc_send(&src)) < 0)
                 return r;
         }

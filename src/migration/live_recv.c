@@ -5,8 +5,8 @@
 #define _GNU_SOURCE
 #include "par.h"
 #include "postcopy.h"
-#include "stream.h"
 #include "recv_timeout.h"
+#include "stream.h"
 #include "transport.h"
 
 #include <errno.h>
@@ -84,14 +84,7 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
     o.tls = NULL;
     r = hvi_restore_in(hv, &in, &o, &vm);
     hvi_par_in_free(&in); /* the memory connections ended, or failed */
-    if (r == 0 && in.plan && tls) {
-        /* the pages would come on the raw connection, not through TLS */
-        hvc_vm_destroy(vm);
-        vm = NULL;
-        r = hvi_error(-ENOTSUP, "a post-copy stream over TLS: not supported "
-                                "yet");
-    } else if (r == 0 && in.plan &&
-               (r = hvi_pc_prepare(vm, fd, &in, in.plan)) < 0) {
+    if (r == 0 && in.plan && (r = hvi_pc_prepare(vm, fd, &in, in.plan)) < 0) {
         char why[512];
         snprintf(why, sizeof(why), "%s", hvc_last_error());
         hvc_vm_destroy(vm);
@@ -99,6 +92,8 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
         hvi_error(r, "%s", why);
     }
     bool postcopy = in.plan != NULL && r == 0;
+    if (postcopy && tls) /* the pages come through it too */
+        hvi_pc_set_tls(vm, tls, in.tls);
     /* restore.c held the devices when the plan came: the VM is the
      * caller's from here (or destroyed), its pages where they belong */
     if (vm && in.plan && !postcopy)
@@ -117,7 +112,8 @@ int hvc_vm_migrate_receive(hvc_hypervisor *hv, int fd,
                          why);
     }
     int w = send_ack(fd, tls, 0);
-    hvi_tls_free(tls);
+    if (!postcopy)
+        hvi_tls_free(tls); /* else the post-copy state's */
     if (w < 0) {
         if (postcopy)
             hvi_devices_hold(vm, false);

@@ -8,6 +8,8 @@
 
 #include "stream.h"
 
+struct hvi_tls;
+
 /* Messages from the destination to the source during post-copy, on the
  * same connection: u16 kind, u16 0, u32 a, u64 b, u32 c, u32 CRC32C of
  * the first 20 bytes. */
@@ -69,6 +71,10 @@ struct hvi_pc_source {
      * connection. */
     const char *address;
     const uint8_t *session;
+    /* The connection's TLS session (NULL: plain), and the options the
+     * page channel's own session is opened with. */
+    struct hvi_tls *tls;
+    const hvc_migrate_tls *tls_opts;
 };
 int hvi_pc_send(struct hvi_pc_source *src);
 /* Test knob (postcopy_send.c): microseconds the push pauses after each
@@ -87,6 +93,11 @@ extern _Atomic uint32_t hvi_pc_test_delay_us;
  * of hvi_pc_prepare the VM is as restored (the caller destroys it). */
 int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
                    struct hvi_pc_plan *plan);
+/* Over TLS: hands the connection's session (which the acknowledgement
+ * still goes through) and the receiver's options, for the page channel's
+ * own session, to the prepared state, which frees the session. */
+void hvi_pc_set_tls(hvc_vm *vm, struct hvi_tls *tls,
+                    const hvc_migrate_tls *opts);
 int hvi_pc_start(hvc_vm *vm);
 
 #endif

@@ -43,6 +43,64 @@
 
 static const uint8_t zero_page[HVI_PAGE];
 
+/* The hvc_stream read of a stream over TLS (struct pc_tls). */
+static int64_t tls_read(void *opaque, void *buf, size_t len)
+{
+    struct pc_tls *l = opaque;
+    for (;;) {
+        short want = POLLIN;
+        pthread_mutex_lock(&l->lock);
+        int64_t n = hvi_tls_read(l->t, buf, len, &want);
+        pthread_mutex_unlock(&l->lock);
+        if (n != -EAGAIN)
+            return n;
+        struct pollfd pf = {.fd = l->fd, .events = want};
+        int pr = poll(&pf, 1, l->timeout_ms ? (int)l->timeout_ms : -1);
+        if (pr < 0 && errno != EINTR)
+            return hvi_error(-errno, "post-copy: poll: %s",
+                             hvc_strerror(-errno));
+        if (pr == 0)
+            return -ETIMEDOUT;
+    }
+}
+
+/* Writes all of @p len bytes into the session of @p l. With @p nowait,
+ * -EAGAIN when another thread is in the session; once the session took
+ * bytes, the rest goes whatever it takes (TLS wants the write asked
+ * again until it went). */
+static int tls_write(struct pc_tls *l, const uint8_t *p, size_t len,
+                     bool nowait)
+{
+    if (!nowait)
+        pthread_mutex_lock(&l->lock);
+    else if (pthread_mutex_trylock(&l->lock) != 0)
+        return -EAGAIN;
+    int r = 0;
+    for (size_t done = 0; done < len;) {
+        short want = POLLOUT;
+        int64_t n = hvi_tls_write(l->t, p + done, len - done, &want);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n != -EAGAIN) {
+            r = n < 0 ? (int)n : -EPIPE;
+            break;
+        }
+        pthread_mutex_unlock(&l->lock);
+        struct pollfd pf = {.fd = l->fd, .events = want};
+        int pr = poll(&pf, 1, -1);
+        int e = errno;
+        pthread_mutex_lock(&l->lock);
+        if (pr < 0 && e != EINTR) {
+            r = hvi_error(-e, "post-copy: poll: %s", hvc_strerror(-e));
+            break;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return r;
+}
+
 /* @p nowait (a request from the VM's event thread, which never waits on
  * the link): -EAGAIN, nothing written, when the message cannot go at once
  * (another writer holds the socket, or it is full); once a byte went, the
@@ -61,6 +119,13 @@ static int send_msg(struct hvi_postcopy *pc, uint16_t kind, uint32_t a,
         pthread_mutex_lock(&pc->wlock);
     else if (pthread_mutex_trylock(&pc->wlock) != 0)
         return -EAGAIN;
+    int ctl = atomic_load(&pc->ctl_fd);
+    struct pc_tls *l = ctl == pc->pfd ? &pc->chan.tls : &pc->main.tls;
+    if (l->t) {
+        r = tls_write(l, m, sizeof(m), nowait);
+        pthread_mutex_unlock(&pc->wlock);
+        return r;
+    }
     for (size_t done = 0; done < sizeof(m);) {
         int fd = atomic_load(&pc->ctl_fd);
         int flags = MSG_NOSIGNAL | (nowait && !done ? MSG_DONTWAIT : 0);
@@ -425,6 +490,24 @@ static int open_channel(struct hvi_postcopy *pc)
     char rec[8];
     size_t got = 0;
     int fd = -1;
+    while (pc->main.tls.t && got < sizeof(rec)) { /* no descriptor passed */
+        int64_t n = tls_read(&pc->main.tls, rec + got, sizeof(rec) - got);
+        if (n == -ETIMEDOUT)
+            return hvi_error(-ETIMEDOUT,
+                             "post-copy: the source stalled: nothing "
+                             "arrived for %u ms before its pages",
+                             pc->main.tls.timeout_ms);
+        if (n <= 0) {
+            char why[384];
+            snprintf(why, sizeof(why), "%s",
+                     n < 0 ? hvc_last_error() : "the connection closed");
+            return hvi_error(n < 0 ? (int)n : -ECONNABORTED,
+                             "post-copy: the source did not open post-copy: "
+                             "%s",
+                             why);
+        }
+        got += (size_t)n;
+    }
     while (got < sizeof(rec)) {
         union {
             struct cmsghdr h;
@@ -485,12 +568,13 @@ static int open_channel(struct hvi_postcopy *pc)
                              "receiver has no listening socket");
         struct hvi_tls *tls = NULL;
         uint32_t idx;
-        int r = hvi_par_accept(pc->listen_fd, NULL, pc->session,
-                               HVI_PAR_PAGE_CHANNEL, HVI_PAR_PAGE_CHANNEL, NULL,
-                               HVI_PAR_ACCEPT_MS, &fd, &tls, &idx);
+        int r = hvi_par_accept(pc->listen_fd, pc->tls_on ? &pc->tls_opts : NULL,
+                               pc->session, HVI_PAR_PAGE_CHANNEL,
+                               HVI_PAR_PAGE_CHANNEL, NULL, HVI_PAR_ACCEPT_MS,
+                               &fd, &tls, &idx);
         close(pc->listen_fd);
         pc->listen_fd = -1;
-        hvi_tls_free(tls);
+        pc->chan.tls.t = tls; /* NULL: plain */
         if (r < 0) {
             char why[512];
             snprintf(why, sizeof(why), "%s", hvc_last_error());
@@ -512,6 +596,17 @@ static int open_channel(struct hvi_postcopy *pc)
     pc->pfd = fd;
     pc->chan.in.fd = fd;
     pc->chan.in.off = HVI_PC_CHANNEL_OFFSET;
+    if (pc->chan.tls.t) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+            return hvi_error(-errno, "post-copy: the page channel: fcntl: %s",
+                             hvc_strerror(-errno));
+        pc->chan.tls.fd = fd;
+        pc->chan.in.fd = -1;
+        pc->chan.in.s.size = sizeof(pc->chan.in.s);
+        pc->chan.in.s.read = tls_read;
+        pc->chan.in.s.opaque = &pc->chan.tls;
+    }
     int r = pc->main.in.crypt
                 ? hvi_crypt_clone(pc->main.in.crypt, &pc->chan.in.crypt)
                 : 0;
@@ -598,6 +693,16 @@ static void pc_free(struct hvi_postcopy *pc)
         close(pc->pfd);
     if (pc->listen_fd >= 0)
         close(pc->listen_fd);
+    if (pc->fd_flags >= 0 && pc->fd >= 0)
+        fcntl(pc->fd, F_SETFL, pc->fd_flags); /* the caller's again */
+    hvi_tls_free(pc->main.tls.t);
+    hvi_tls_free(pc->chan.tls.t);
+    free((void *)pc->tls_opts.cert);
+    free((void *)pc->tls_opts.key);
+    free((void *)pc->tls_opts.ca);
+    free((void *)pc->tls_opts.server_name);
+    pthread_mutex_destroy(&pc->main.tls.lock);
+    pthread_mutex_destroy(&pc->chan.tls.lock);
     hvi_crypt_free(pc->main.in.crypt);
     hvi_crypt_free(pc->chan.in.crypt);
     free(pc->samples);
@@ -617,7 +722,9 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     if (!pc)
         return hvi_error(-ENOMEM, "out of memory");
     pc->vm = vm;
-    pc->uffd = pc->stop_fd = pc->pfd = pc->listen_fd = -1;
+    pc->uffd = pc->stop_fd = pc->pfd = pc->listen_fd = pc->fd_flags = -1;
+    pthread_mutex_init(&pc->main.tls.lock, NULL);
+    pthread_mutex_init(&pc->chan.tls.lock, NULL);
     pc->chan.in.fd = -1;
     pc->state = HVC_POSTCOPY_RUNNING;
     pthread_mutex_init(&pc->lock, NULL);
@@ -719,9 +826,47 @@ int hvi_pc_prepare(hvc_vm *vm, int fd, struct hvi_in *in,
     return 0;
 }
 
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+void hvi_pc_set_tls(hvc_vm *vm, struct hvi_tls *tls,
+                    const hvc_migrate_tls *opts)
+{
+    struct hvi_postcopy *pc = vm->postcopy;
+    pc->main.tls.t = tls;
+    pc->main.tls.fd = pc->fd;
+    pc->main.tls.timeout_ms = pc->main.in.timeout_ms;
+    pc->main.in.fd = -1;
+    pc->main.in.s = (hvc_stream)HVC_STREAM_INIT;
+    pc->main.in.s.read = tls_read;
+    pc->main.in.s.opaque = &pc->main.tls;
+    /* a copy that cannot be made fails the channel's handshake, later */
+    pc->tls_on = true;
+    pc->tls_opts.size = sizeof(pc->tls_opts);
+    pc->tls_opts.flags = opts->flags;
+    pc->tls_opts.cert = dup_or_null(opts->cert);
+    pc->tls_opts.key = dup_or_null(opts->key);
+    pc->tls_opts.ca = dup_or_null(opts->ca);
+    pc->tls_opts.server_name = dup_or_null(opts->server_name);
+}
+
 int hvi_pc_start(hvc_vm *vm)
 {
     struct hvi_postcopy *pc = vm->postcopy;
+    if (pc->main.tls.t) {
+        /* on the state's own descriptor: the caller may close its own */
+        int r = hvi_tls_set_fd(pc->main.tls.t, pc->fd);
+        if (r < 0)
+            return r;
+        /* the threads poll and never wait holding the session */
+        pc->fd_flags = fcntl(pc->fd, F_GETFL);
+        if (pc->fd_flags < 0 ||
+            fcntl(pc->fd, F_SETFL, pc->fd_flags | O_NONBLOCK) < 0)
+            return hvi_error(-errno, "post-copy: fcntl: %s",
+                             hvc_strerror(-errno));
+    }
     int e = pthread_create(&pc->fault_thread, NULL, fault_main, pc);
     pc->fault_started = e == 0;
     if (e == 0) {

@@ -18,8 +18,20 @@ struct pc_reg {
     _Atomic uint64_t *asked;   /* per page: ns of the first request, 0 */
 };
 
+/* A stream's TLS session (t NULL: plain). Its reader and its writers are
+ * different threads, and a session is not to be used by two at once:
+ * each call into it holds lock, a leaf, and none waits for the socket
+ * holding it (the socket is non-blocking; the waits are poll()s). */
+struct pc_tls {
+    struct hvi_tls *t;
+    int fd;
+    uint32_t timeout_ms; /* a read's limit on a stalled source; 0: none */
+    pthread_mutex_t lock;
+};
+
 /* One stream the pages come on: the connection, or the page channel. */
 struct pc_stream {
+    struct pc_tls tls;
     struct hvi_in in;
     uint8_t buf[HVI_PC_RUN_PAGES * HVI_PAGE + HVI_MEM_DESC + HVI_TAG_SIZE];
 };
@@ -57,6 +69,12 @@ struct hvi_postcopy {
      * name; -1 otherwise. */
     int listen_fd;
     uint8_t session[16];
+    /* Over TLS: the receiver's options (copied: the channel comes after
+     * the caller's call returned), and the connection's fcntl flags to
+     * put back (it is non-blocking meanwhile; -1: untouched). */
+    hvc_migrate_tls tls_opts;
+    bool tls_on;
+    int fd_flags;
     /* Code that must not wait (the event thread's device models) asks to
      * be called back when a range it needs is here
      * (hvi_postcopy_when_present()): wake_lock, a leaf, guards the list

@@ -10,6 +10,7 @@
 #include "postcopy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ unsigned hvi_pc_test_push_pause_us;
 struct pcs {
     struct hvi_pc_source *src;
     int pfd;                        /* the page channel, or -1 */
+    struct hvi_tls *tls[2];         /* per descriptor, or NULL: plain */
     struct hvi_out o2;              /* requested pages on it */
     uint8_t rx[2][HVI_PC_MSG_SIZE]; /* per descriptor: main, channel */
     size_t rx_len[2];
@@ -124,7 +126,24 @@ static int read_msgs(struct pcs *c, int k)
     uint8_t *rx = c->rx[k];
     for (;;) {
         size_t have = c->rx_len[k];
-        ssize_t n = recv(fd, rx + have, HVI_PC_MSG_SIZE - have, MSG_DONTWAIT);
+        ssize_t n;
+        if (c->tls[k]) { /* a non-blocking socket */
+            int64_t t = hvi_tls_read(c->tls[k], rx + have,
+                                     HVI_PC_MSG_SIZE - have, NULL);
+            if (t == -EAGAIN)
+                return 0;
+            if (t < 0) {
+                char why[384];
+                snprintf(why, sizeof(why), "%s", hvc_last_error());
+                return hvi_error((int)t,
+                                 "post-copy: reading from the "
+                                 "destination: %s",
+                                 why);
+            }
+            n = (ssize_t)t;
+        } else {
+            n = recv(fd, rx + have, HVI_PC_MSG_SIZE - have, MSG_DONTWAIT);
+        }
         if (n < 0 && errno == ENOTSOCK)
             n = read(fd, rx + have, HVI_PC_MSG_SIZE - have);
         if (n < 0 && errno == EINTR)
@@ -156,25 +175,38 @@ static int serve(struct pcs *c);
 static int wait_fd(struct pcs *c, int out_fd)
 {
     for (;;) {
+        /* what a TLS session decrypted already would never poll */
+        bool held = false;
+        for (int k = 0; k < 2; k++)
+            if (c->tls[k] && hvi_tls_pending(c->tls[k])) {
+                int r = read_msgs(c, k);
+                if (r < 0)
+                    return r;
+                held = true;
+            }
+        if (held && out_fd < 0)
+            return 0;
         struct pollfd p[2] = {
             {.fd = c->src->fd,
              .events = POLLIN | (out_fd == c->src->fd ? POLLOUT : 0)},
             {.fd = c->pfd,
              .events = POLLIN | (out_fd == c->pfd ? POLLOUT : 0)}};
-        int r = poll(p, c->pfd >= 0 ? 2 : 1, -1);
+        int r = poll(p, c->pfd >= 0 ? 2 : 1, held ? 0 : -1);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return hvi_error(-errno, "post-copy: poll: %s",
                              hvc_strerror(-errno));
-        bool got = false, ready = false;
+        bool got = held, ready = false;
         for (int k = 0; k < (c->pfd >= 0 ? 2 : 1); k++) {
             if (p[k].revents & (POLLIN | POLLHUP | POLLERR)) {
                 if ((r = read_msgs(c, k)) < 0)
                     return r;
                 got = true;
             }
-            if (p[k].fd == out_fd && (p[k].revents & (POLLOUT | POLLERR)))
+            /* a TLS write may wait for the peer's bytes too */
+            if (p[k].fd == out_fd && (p[k].revents & (POLLOUT | POLLERR) ||
+                                      (c->tls[k] && p[k].revents)))
                 ready = true;
         }
         /* A request does not wait for the push: the channel is free. */
@@ -187,7 +219,17 @@ static int wait_fd(struct pcs *c, int out_fd)
 
 static int64_t write_on(struct pcs *c, int fd, const void *buf, size_t len)
 {
+    struct hvi_tls *tls = c->tls[fd == c->src->fd ? 0 : 1];
     for (;;) {
+        if (tls) { /* whole, or asked again with the same bytes */
+            int64_t t = hvi_tls_write(tls, buf, len, NULL);
+            if (t != -EAGAIN)
+                return t;
+            int r = wait_fd(c, fd);
+            if (r < 0)
+                return r;
+            continue;
+        }
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == ENOTSOCK)
             n = write(fd, buf, len);
@@ -330,8 +372,9 @@ static int open_channel(struct pcs *c)
     /* Over TCP: a connection of its own, named by the session, opened
      * once the destination was told to accept it. */
     bool connected = c->src->address && c->src->session;
+    /* (a descriptor passed along would bypass TLS) */
     bool unix_sock =
-        !connected &&
+        !connected && !c->tls[0] &&
         getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
         domain == AF_UNIX &&
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0;
@@ -356,23 +399,38 @@ static int open_channel(struct pcs *c)
         memcpy(CMSG_DATA(h), &sv[1], sizeof(int));
     }
     ssize_t n;
-    for (;;) {
-        n = sendmsg(fd, &m, MSG_NOSIGNAL);
-        if (n < 0 && errno == ENOTSOCK)
-            n = write(fd, iov.iov_base, 8);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-            poll(&p, 1, 100);
-            continue;
+    if (c->tls[0]) { /* (a write may go in parts) */
+        int64_t w = 0;
+        for (n = 0; n < 8 && (w = write_on(c, fd, (char *)iov.iov_base + n,
+                                           8 - (size_t)n)) > 0;)
+            n += (ssize_t)w;
+        if (w < 0) {
+            n = -1;
+            errno = (int)-w;
         }
-        break;
+    } else {
+        for (;;) {
+            n = sendmsg(fd, &m, MSG_NOSIGNAL);
+            if (n < 0 && errno == ENOTSOCK)
+                n = write(fd, iov.iov_base, 8);
+            if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                poll(&p, 1, 100);
+                continue;
+            }
+            break;
+        }
     }
     if (n == 8 && connected) {
-        struct hvi_tls *tls = NULL;
-        int r =
-            hvi_par_connect(c->src->address, NULL, HVI_PAR_PAGE_CHANNEL,
-                            c->src->session, HVI_PAR_ACCEPT_MS, &sv[0], &tls);
-        hvi_tls_free(tls); /* none: post-copy is refused over TLS */
+        int r = hvi_par_connect(c->src->address, c->src->tls_opts,
+                                HVI_PAR_PAGE_CHANNEL, c->src->session,
+                                HVI_PAR_ACCEPT_MS, &sv[0], &c->tls[1]);
+        if (r == 0 && c->tls[1]) { /* as the connection: non-blocking */
+            int fl = fcntl(sv[0], F_GETFL);
+            if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) < 0)
+                r = hvi_error(-errno, "post-copy: the page channel: fcntl: %s",
+                              hvc_strerror(-errno));
+        }
         if (r < 0) {
             char why[512];
             snprintf(why, sizeof(why), "%s", hvc_last_error());
@@ -386,6 +444,8 @@ static int open_channel(struct pcs *c)
     if (n != 8) {
         if (sv[0] >= 0)
             close(sv[0]);
+        hvi_tls_free(c->tls[1]);
+        c->tls[1] = NULL;
         return hvi_error(n < 0 ? -errno : -EPIPE,
                          "post-copy: opening the page channel: %s",
                          n < 0 ? hvc_strerror(-errno) : "short write");
@@ -416,12 +476,18 @@ static int push_pause(struct pcs *c, unsigned us)
         struct pollfd p[2] = {{.fd = c->src->fd, .events = POLLIN},
                               {.fd = c->pfd, .events = POLLIN}};
         int left_ms = (int)((end - t + 999999u) / 1000000u);
+        for (int k = 0; k < 2; k++)
+            if (c->tls[k] && hvi_tls_pending(c->tls[k]))
+                left_ms = 0; /* decrypted already: read below */
         int r = poll(p, c->pfd >= 0 ? 2 : 1, left_ms);
-        if (r < 0 && errno != EINTR)
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
             return hvi_error(-errno, "post-copy: poll: %s",
                              hvc_strerror(-errno));
-        for (int k = 0; r > 0 && k < (c->pfd >= 0 ? 2 : 1); k++)
-            if ((p[k].revents & (POLLIN | POLLHUP | POLLERR)) &&
+        for (int k = 0; r >= 0 && k < (c->pfd >= 0 ? 2 : 1); k++)
+            if ((p[k].revents & (POLLIN | POLLHUP | POLLERR) ||
+                 (c->tls[k] && hvi_tls_pending(c->tls[k]))) &&
                 (r = read_msgs(c, k)) < 0)
                 return r;
         if (r < 0)
@@ -468,6 +534,7 @@ int hvi_pc_send(struct hvi_pc_source *src)
     if (!c)
         return hvi_error(-ENOMEM, "out of memory");
     c->src = src;
+    c->tls[0] = src->tls;
     hvc_migrate_stats *st = src->st;
     for (size_t i = 0; i < src->n; i++)
         for (uint64_t w = 0; w < (src->regs[i]->len / HVI_PAGE + 63) / 64; w++)
@@ -521,7 +588,8 @@ int hvi_pc_send(struct hvi_pc_source *src)
     }
     if (c->pfd >= 0)
         close(c->pfd);
-    free(c->o2.scratch); /* its cipher is the stream's */
+    hvi_tls_free(c->tls[1]); /* the connection's is the caller's */
+    free(c->o2.scratch);     /* its cipher is the stream's */
     free(c->cbuf);
     free(c);
     return r;

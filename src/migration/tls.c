@@ -381,6 +381,17 @@ int64_t hvi_tls_read(struct hvi_tls *t, void *buf, size_t len, short *want)
     return io(t, SSL_read(t->ssl, buf, n), want, "reading");
 }
 
+int hvi_tls_set_fd(struct hvi_tls *t, int fd)
+{
+    if (SSL_set_fd(t->ssl, fd) != 1)
+        return hvi_error(-ENOMEM,
+                         "TLS: cannot move the session to "
+                         "descriptor %d",
+                         fd);
+    t->fd = fd;
+    return 0;
+}
+
 bool hvi_tls_pending(struct hvi_tls *t)
 {
     return SSL_pending(t->ssl) > 0;

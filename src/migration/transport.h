@@ -43,6 +43,9 @@ int hvi_tls_accept(int fd, const hvc_migrate_tls *t, struct hvi_tls **out);
 int64_t hvi_tls_write(struct hvi_tls *t, const void *buf, size_t len,
                       short *want);
 int64_t hvi_tls_read(struct hvi_tls *t, void *buf, size_t len, short *want);
+/* Goes on over @p fd, a dup() of the session's socket (the caller may
+ * close the first); what the session holds stays. */
+int hvi_tls_set_fd(struct hvi_tls *t, int fd);
 /* Bytes already decrypted and waiting in the session. */
 bool hvi_tls_pending(struct hvi_tls *t);
 void hvi_tls_free(struct hvi_tls *t);
