@@ -532,7 +532,9 @@ typedef enum hvc_migrate_flags {
      * hvc_migrate_options::max_rounds. Once the destination acknowledged
      * the post-copy switchover, the guest's memory lives on both sides
      * until the last page arrived: a link failure then loses the guest
-     * (both sides report it), as with any post-copy migration.
+     * (both sides report it), as with any post-copy migration. Over TLS
+     * the pages after the switchover stay inside TLS (the page channel
+     * over TCP makes a session of its own).
      */
     HVC_MIGRATE_POSTCOPY = 1u << 1,
     /**
