@@ -4,9 +4,9 @@
  * order on the destination finds every page as the source left it while
  * the rest arrives; a link cut during post-copy is reported on both sides
  * with the pages lost, and the destination's guest stops; a source that
- * sends a page outside the plan is refused. Over TCP and TLS too, with
- * and without the page channel, and a destination that goes away. */
-#include "migtest.h"
+ * sends a page outside the plan is refused. (Over TCP and TLS:
+ * test_migration_postcopy_tcp.c.) */
+#include "postcopy_util.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,49 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* tests/guests/touchrand64.S */
-#define TR_BASE 0x400000u
-#define TR_NPAGES 8192u
-#define TR_MEM (64u << 20)
-#define TR_PASSES (DATA_OUT + 0x00)
-#define TR_BAD (DATA_OUT + 0x08)
-#define TR_VISITS (DATA_OUT + 0x10)
-
 TestSuite(migration_postcopy, .timeout = 120);
-
-struct runner {
-    hvc_vcpu *vcpu;
-    atomic_int stop;
-    int error;
-    pthread_t t;
-};
-
-static void *run_vcpu(void *arg)
-{
-    struct runner *r = arg;
-    while (!atomic_load(&r->stop)) {
-        const hvc_exit *e;
-        if (hvc_vcpu_run(r->vcpu, &e) < 0) {
-            r->error = 1;
-            break;
-        }
-    }
-    return NULL;
-}
-
-static void start_runner(struct runner *r, hvc_vcpu *v)
-{
-    r->vcpu = v;
-    atomic_store(&r->stop, 0);
-    r->error = 0;
-    cr_assert_eq(pthread_create(&r->t, NULL, run_vcpu, r), 0);
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
 
 /* FNV-1a over guest memory [gpa, gpa+len), read through the host mapping
  * (on a post-copy destination, each missing page faults and is fetched). */
@@ -80,49 +38,6 @@ static uint64_t hash_range(hvc_vm *vm, uint64_t gpa, uint64_t len)
     for (uint64_t w = 0; w < len / 8; w++)
         h = (h ^ p[w]) * 0x100000001b3ull;
     return h;
-}
-
-static void write_all(int fd, const void *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w <= 0)
-            return;
-        p = (const uint8_t *)p + w;
-        n -= (size_t)w;
-    }
-}
-
-static size_t read_all(int fd, void *p, size_t cap)
-{
-    size_t got = 0;
-    while (got < cap) {
-        ssize_t r = read(fd, (uint8_t *)p + got, cap - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
-static void print_stats(const char *what, const hvc_migrate_stats *st,
-                        const hvc_postcopy_stats *ds)
-{
-    fprintf(stderr,
-            "%s: %u rounds, %llu pages left at the switchover, %llu pushed, "
-            "%llu on request, %llu bytes in %llu ms, downtime %llu us; "
-            "destination: %llu faults (%llu zero-filled), service median %llu "
-            "us, p99 %llu us, max %llu us\n",
-            what, st->rounds, (unsigned long long)st->postcopy_pages,
-            (unsigned long long)st->postcopy_pages_pushed,
-            (unsigned long long)st->postcopy_pages_requested,
-            (unsigned long long)st->postcopy_bytes,
-            (unsigned long long)st->postcopy_ms,
-            (unsigned long long)st->downtime_us, (unsigned long long)ds->faults,
-            (unsigned long long)ds->zero_faults,
-            (unsigned long long)ds->fault_median_us,
-            (unsigned long long)ds->fault_p99_us,
-            (unsigned long long)ds->fault_max_us);
 }
 
 /* --- the counter guest --- */
@@ -161,8 +76,8 @@ static void counter_destination(int sock, int report, const uint8_t *key)
     rep.st.size = sizeof(rep.st);
     hvc_vm_postcopy_stats(r.vm, &rep.st);
     rep.console_len = r.console_len;
-    write_all(report, &rep, sizeof(rep));
-    write_all(report, r.console, r.console_len);
+    migt_write_all(report, &rep, sizeof(rep));
+    migt_write_all(report, r.console, r.console_len);
     _exit(0);
 }
 
@@ -176,7 +91,7 @@ static int counter_progress(void *opaque, const hvc_migrate_stats *st)
     (void)st;
     uint64_t from = migt_count(m, 0);
     for (int i = 0; i < 5000 && migt_count(m, 0) < from + 2; i++)
-        sleep_ms(1);
+        migt_sleep_ms(1);
     return 0;
 }
 
@@ -196,11 +111,11 @@ static void counter(uint32_t nr_vcpus, const uint8_t *key)
     close(rep[1]);
 
     static migt m;
-    struct runner run[MIGT_MAX_VCPUS];
+    struct pct_runner run[MIGT_MAX_VCPUS];
     migt_open(&m, nr_vcpus, NULL);
     for (uint32_t i = 0; i < nr_vcpus; i++)
-        start_runner(&run[i], m.vcpu[i]);
-    sleep_ms(30);
+        pct_start_runner(&run[i], m.vcpu[i]);
+    migt_sleep_ms(30);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.key = key;
     o.flags = HVC_MIGRATE_POSTCOPY;
@@ -227,17 +142,17 @@ static void counter(uint32_t nr_vcpus, const uint8_t *key)
                         hvc_memory_region_length(regs[i])) +
              i;
     struct counter_report r;
-    cr_assert_eq(read_all(rep[0], &r, sizeof(r)), sizeof(r),
+    cr_assert_eq(migt_read_all(rep[0], &r, sizeof(r)), sizeof(r),
                  "the destination reported nothing");
     static char dcons[sizeof(m.console)];
     cr_assert_lt(r.console_len, sizeof(dcons));
-    cr_assert_eq(read_all(rep[0], dcons, r.console_len), r.console_len);
+    cr_assert_eq(migt_read_all(rep[0], dcons, r.console_len), r.console_len);
     dcons[r.console_len] = 0;
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "destination status 0x%x", status);
-    print_stats(key ? "counter, encrypted" : "counter", &st, &r.st);
+    pct_print_stats(key ? "counter, encrypted" : "counter", &st, &r.st);
     cr_assert_eq(r.wait, 0, "hvc_vm_postcopy_wait on the destination: %d",
                  r.wait);
     cr_assert_eq(r.st.state, HVC_POSTCOPY_COMPLETE);
@@ -276,107 +191,6 @@ Test(migration_postcopy, counter_two_vcpus_encrypted)
 
 /* --- the random-touch guest --- */
 
-struct touch_report {
-    int32_t receive, run, wait;
-    uint32_t status;
-    uint64_t bad, visits;
-    uint64_t read_eio; /* after a failure: pages hvc_vm_read refused */
-    hvc_postcopy_stats st;
-    char why[256];      /* of the receive or the run */
-    char wait_why[256]; /* of hvc_vm_postcopy_wait() */
-};
-
-static void touch_open(hvc_hypervisor **hv, hvc_vm **vm, hvc_vcpu **v)
-{
-    hvt_require_kvm();
-    HVT_OK(hvc_hypervisor_open("kvm", hv));
-    HVT_OK(hvc_vm_create(*hv, NULL, vm));
-    hvc_memory_options mo = HVC_MEMORY_OPTIONS_INIT;
-    mo.length = TR_MEM;
-    HVT_OK(hvc_vm_add_memory(*vm, &mo, NULL));
-    hvt_load(*vm, "touchrand64");
-    *v = hvt_vcpu(*vm, 0, HVC_X86_MODE_LONG64, 0);
-}
-
-/* The destination: receives, switches the guest to its random visits at
- * once, runs them, then waits for post-copy to end. With @p expect_fail,
- * a failure anywhere is reported rather than fatal. */
-static int touch_listen = -1; /* the destination's listening socket */
-static const hvc_migrate_tls *touch_tls; /* the destination's TLS */
-
-static void touch_destination(int sock, int report)
-{
-    struct touch_report rep = {0};
-    rep.st.size = sizeof(rep.st);
-    hvc_hypervisor *hv;
-    hvc_vm *vm = NULL;
-    if (hvc_hypervisor_open("kvm", &hv) < 0)
-        _exit(30);
-    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
-    ro.listen_fd = touch_listen;
-    ro.tls = touch_tls;
-    rep.receive = hvc_vm_migrate_receive(hv, sock, &ro, &vm);
-    close(sock); /* as a VMM may: post-copy goes on, over TLS too */
-    if (rep.receive < 0) {
-        snprintf(rep.why, sizeof(rep.why), "%s", hvc_last_error());
-        write_all(report, &rep, sizeof(rep));
-        _exit(0);
-    }
-    uint64_t in[2] = {1, 0x1234567 + (uint64_t)getpid()};
-    hvc_vcpu *v = NULL;
-    rep.run = hvc_vm_get_vcpu(vm, 0, &v);
-    if (rep.run == 0)
-        rep.run = hvc_vm_write(vm, DATA_IN, in, sizeof(in));
-    if (rep.run == 0) {
-        const hvc_exit *e;
-        rep.run = hvc_vcpu_run(v, &e);
-        if (rep.run == 0)
-            rep.status = e->reason == HVC_EXIT_PIO && e->u.io.port == PORT_DONE
-                             ? *(uint8_t *)e->u.io.data
-                             : 0x100 + e->reason;
-    }
-    if (rep.run < 0)
-        snprintf(rep.why, sizeof(rep.why), "%s", hvc_last_error());
-    rep.wait = hvc_vm_postcopy_wait(vm, 30000);
-    if (rep.wait < 0)
-        snprintf(rep.wait_why, sizeof(rep.wait_why), "%s", hvc_last_error());
-    hvc_vm_postcopy_stats(vm, &rep.st);
-    for (uint32_t i = 0; rep.wait < 0 && i < TR_NPAGES; i++) {
-        uint64_t q;
-        if (hvc_vm_read(vm, TR_BASE + i * 4096ull, &q, 8) == -EIO)
-            rep.read_eio++;
-    }
-    if (rep.wait == 0) {
-        hvc_vm_read(vm, TR_BAD, &rep.bad, 8);
-        hvc_vm_read(vm, TR_VISITS, &rep.visits, 8);
-    }
-    write_all(report, &rep, sizeof(rep));
-    /* The first qword of every page, as it is now. */
-    static uint64_t first[TR_NPAGES];
-    for (uint32_t i = 0; rep.wait == 0 && i < TR_NPAGES; i++)
-        hvc_vm_read(vm, TR_BASE + i * 4096ull, &first[i], 8);
-    if (rep.wait == 0)
-        write_all(report, first, sizeof(first));
-    hvc_vm_destroy(vm);
-    hvc_hypervisor_close(hv);
-    _exit(0);
-}
-
-/* A source VM running passes over its pages, at least two done. */
-static void touch_source(hvc_hypervisor **hv, hvc_vm **vm, struct runner *run)
-{
-    hvc_vcpu *v;
-    touch_open(hv, vm, &v);
-    start_runner(run, v);
-    uint64_t passes = 0;
-    for (int i = 0; i < 2000 && passes < 2; i++) {
-        sleep_ms(5);
-        HVT_OK(hvc_vm_read(*vm, TR_PASSES, &passes, 8));
-    }
-    cr_assert_geq(passes, 2, "the guest made %llu passes",
-                  (unsigned long long)passes);
-}
-
 static pid_t fork_destination(int sock, int other, int report, int other_rep)
 {
     pid_t pid = hvt_fork();
@@ -384,7 +198,7 @@ static pid_t fork_destination(int sock, int other, int report, int other_rep)
     if (pid == 0) {
         close(other);
         close(other_rep);
-        touch_destination(sock, report);
+        pct_touch_destination(sock, report);
     }
     close(sock);
     close(report);
@@ -399,8 +213,8 @@ Test(migration_postcopy, random_touch)
     pid_t pid = fork_destination(sv[1], sv[0], rp[1], rp[0]);
     hvc_hypervisor *hv;
     hvc_vm *vm;
-    static struct runner run;
-    touch_source(&hv, &vm, &run);
+    static struct pct_runner run;
+    pct_touch_source(&hv, &vm, &run);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.flags = HVC_MIGRATE_POSTCOPY;
     o.postcopy_after_rounds = 1;
@@ -410,10 +224,10 @@ Test(migration_postcopy, random_touch)
     cr_assert_geq(st.postcopy_pages, TR_NPAGES / 2,
                   "only %llu pages left for post-copy",
                   (unsigned long long)st.postcopy_pages);
-    struct touch_report r;
-    cr_assert_eq(read_all(rp[0], &r, sizeof(r)), sizeof(r));
+    struct pct_touch_report r;
+    cr_assert_eq(migt_read_all(rp[0], &r, sizeof(r)), sizeof(r));
     cr_assert_eq(waitpid(pid, NULL, 0), pid);
-    print_stats("random touch", &st, &r.st);
+    pct_print_stats("random touch", &st, &r.st);
     cr_assert_eq(r.receive, 0, "receive: %s", r.why);
     cr_assert_eq(r.run, 0, "run: %s", r.why);
     cr_assert_eq(r.status, 0x7e);
@@ -426,7 +240,7 @@ Test(migration_postcopy, random_touch)
      * on, one pass later), before its visits, which write back what they
      * read. */
     static uint64_t first[TR_NPAGES];
-    cr_assert_eq(read_all(rp[0], first, sizeof(first)), sizeof(first));
+    cr_assert_eq(migt_read_all(rp[0], first, sizeof(first)), sizeof(first));
     uint64_t passes = 0;
     HVT_OK(hvc_vm_read(vm, TR_PASSES, &passes, 8));
     uint32_t cut = TR_NPAGES;
@@ -457,179 +271,6 @@ Test(migration_postcopy, random_touch)
     close(rp[0]);
 }
 
-/* Over TCP to a child, with @p stls and @p dtls the two sides' TLS
- * (NULL: plain); @p channel: the page channel is a second connection to
- * the destination's address, named by the session (else requests and
- * pages share the connection). */
-static void touch_tcp(const char *what, const hvc_migrate_tls *stls,
-                      const hvc_migrate_tls *dtls, bool channel)
-{
-    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
-    cr_assert_geq(l, 0, "%s", hvc_last_error());
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
-    char addr[64];
-    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
-    int rp[2];
-    cr_assert_eq(pipe(rp), 0);
-    pid_t pid = hvt_fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(rp[0]);
-        int s = accept(l, NULL, NULL);
-        touch_listen = l;
-        touch_tls = dtls;
-        touch_destination(s, rp[1]);
-    }
-    close(rp[1]);
-    close(l);
-    hvc_hypervisor *hv;
-    hvc_vm *vm;
-    static struct runner run;
-    touch_source(&hv, &vm, &run);
-    int fd = hvc_migrate_connect(addr);
-    cr_assert_geq(fd, 0, "%s", hvc_last_error());
-    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
-    o.flags = HVC_MIGRATE_POSTCOPY;
-    o.postcopy_after_rounds = 1;
-    o.address = channel ? addr : NULL;
-    o.tls = stls;
-    hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
-    HVT_OK(hvc_vm_migrate_send(vm, fd, &o, &st));
-    cr_assert_eq(st.postcopy, 1);
-    cr_assert_eq(st.tls, stls != NULL);
-    cr_assert_eq(st.postcopy_channel, channel ? 2 : 0,
-                 "page channel %u, not %u", st.postcopy_channel,
-                 channel ? 2 : 0);
-    struct touch_report r;
-    cr_assert_eq(read_all(rp[0], &r, sizeof(r)), sizeof(r));
-    cr_assert_eq(waitpid(pid, NULL, 0), pid);
-    print_stats(what, &st, &r.st);
-    cr_assert_eq(r.receive, 0, "receive: %s", r.why);
-    cr_assert_eq(r.run, 0, "run: %s", r.why);
-    cr_assert_eq(r.status, 0x7e);
-    cr_assert_eq(r.wait, 0, "wait: %s", r.wait_why);
-    cr_assert_eq(r.visits, 2 * TR_NPAGES);
-    cr_assert_eq(r.bad, 0);
-    cr_assert_eq(r.st.state, HVC_POSTCOPY_COMPLETE);
-    cr_assert_gt(r.st.faults, 0, "the guest never faulted");
-    cr_assert_gt(r.st.pages_requested, 0);
-    cr_assert_eq(st.postcopy_pages_requested + st.postcopy_pages_pushed,
-                 st.postcopy_pages);
-    close(fd);
-    close(rp[0]);
-}
-
-Test(migration_postcopy, random_touch_tcp)
-{
-    touch_tcp("random touch over tcp", NULL, NULL, true);
-}
-
-/* Over TLS, both ways authenticated: the pushed and the asked-for pages
- * come through TLS sessions, on the connection and on the page channel
- * (a session of its own), or on the connection alone. */
-static void touch_tls_both(const char *what, bool channel)
-{
-    migt_certs k;
-    migt_make_certs(&k);
-    hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
-    dt.cert = k.srv;
-    dt.key = k.srv_key;
-    dt.ca = k.ca;
-    dt.flags = HVC_MIGRATE_TLS_VERIFY_PEER;
-    stl.cert = k.cli;
-    stl.key = k.cli_key;
-    stl.ca = k.ca;
-    stl.server_name = "127.0.0.1";
-    touch_tcp(what, &stl, &dt, channel);
-    migt_drop_certs(&k);
-}
-
-Test(migration_postcopy, random_touch_tls)
-{
-    touch_tls_both("random touch over tls", true);
-}
-
-Test(migration_postcopy, random_touch_tls_one_connection)
-{
-    touch_tls_both("random touch over tls, one connection", false);
-}
-
-/* Over TLS, the destination process goes away right after the
- * switchover: the source's post-copy fails (it does not wait for
- * anything any more) with the pages it could not deliver, and its VM
- * stays paused; @p channel: while it opens the page channel, else while
- * it pushes on the connection. */
-static void gone_over_tls(bool channel)
-{
-    migt_certs k;
-    migt_make_certs(&k);
-    hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
-    dt.cert = k.srv;
-    dt.key = k.srv_key;
-    stl.ca = k.ca;
-    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
-    cr_assert_geq(l, 0, "%s", hvc_last_error());
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
-    char addr[64];
-    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
-    pid_t pid = hvt_fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int s = accept(l, NULL, NULL);
-        hvc_hypervisor *hv;
-        hvc_vm *vm;
-        if (s < 0 || hvc_hypervisor_open("kvm", &hv) < 0)
-            _exit(30);
-        hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
-        ro.listen_fd = l;
-        ro.tls = &dt;
-        _exit(hvc_vm_migrate_receive(hv, s, &ro, &vm) == 0 ? 0 : 31);
-    }
-    close(l);
-    hvc_hypervisor *hv;
-    hvc_vm *vm;
-    static struct runner run;
-    touch_source(&hv, &vm, &run);
-    int fd = hvc_migrate_connect(addr);
-    cr_assert_geq(fd, 0, "%s", hvc_last_error());
-    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
-    o.flags = HVC_MIGRATE_POSTCOPY;
-    o.postcopy_after_rounds = 1;
-    o.address = channel ? addr : NULL;
-    o.tls = &stl;
-    hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
-    int r = hvc_vm_migrate_send(vm, fd, &o, &st);
-    fprintf(stderr, "destination gone over tls: source %d: %s\n", r,
-            hvc_last_error());
-    cr_assert_lt(r, 0);
-    cr_assert(strstr(hvc_last_error(), "after the switchover"), "%s",
-              hvc_last_error());
-    cr_assert_eq(st.postcopy, 1);
-    cr_assert_eq(st.completed, 0);
-    cr_assert_leq(st.postcopy_pages_lost, st.postcopy_pages);
-    cr_assert(hvc_vm_is_paused(vm));
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "the destination's receive: status 0x%x", status);
-    close(fd);
-    migt_drop_certs(&k);
-}
-
-Test(migration_postcopy, destination_gone_over_tls)
-{
-    gone_over_tls(true);
-}
-
-Test(migration_postcopy, destination_gone_over_tls_one_connection)
-{
-    gone_over_tls(false);
-}
-
 /* --- a relay between the two sides: cuts or forges the post-copy part --- */
 
 struct relay {
@@ -658,7 +299,7 @@ static void forged_run(int fd)
     crc = migt_crc32c(crc, s + 24, 24);
     for (int i = 0; i < 4; i++)
         s[20 + i] = (uint8_t)(crc >> (8 * i));
-    write_all(fd, s, sizeof(s));
+    migt_write_all(fd, s, sizeof(s));
 }
 
 static void *relay_main(void *arg)
@@ -681,7 +322,7 @@ static void *relay_main(void *arg)
                 if (r->drop_ack)
                     break;
             }
-            write_all(r->src, buf, (size_t)n);
+            migt_write_all(r->src, buf, (size_t)n);
         }
         if (p[0].revents) {
             size_t want = sizeof(buf);
@@ -721,7 +362,7 @@ static void *relay_main(void *arg)
             }
             if (acked)
                 passed += (size_t)n;
-            write_all(r->dst, buf, (size_t)n);
+            migt_write_all(r->dst, buf, (size_t)n);
         }
     }
     /* The link goes down: both sides see it. */
@@ -731,7 +372,7 @@ static void *relay_main(void *arg)
     return NULL;
 }
 
-static void relayed(size_t after_ack, bool forge, struct touch_report *rep,
+static void relayed(size_t after_ack, bool forge, struct pct_touch_report *rep,
                     hvc_migrate_stats *st, int *send_r, char *send_why,
                     size_t why_len)
 {
@@ -748,8 +389,8 @@ static void relayed(size_t after_ack, bool forge, struct touch_report *rep,
     cr_assert_eq(pthread_create(&rl.t, NULL, relay_main, &rl), 0);
     hvc_hypervisor *hv;
     hvc_vm *vm;
-    static struct runner run;
-    touch_source(&hv, &vm, &run);
+    static struct pct_runner run;
+    pct_touch_source(&hv, &vm, &run);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.flags = HVC_MIGRATE_POSTCOPY;
     o.postcopy_after_rounds = 1;
@@ -760,7 +401,7 @@ static void relayed(size_t after_ack, bool forge, struct touch_report *rep,
      * switchover. */
     cr_assert(hvc_vm_is_paused(vm));
     HVT_ERR(hvc_vm_resume(vm), -EPERM);
-    cr_assert_eq(read_all(rp[0], rep, sizeof(*rep)), sizeof(*rep));
+    cr_assert_eq(migt_read_all(rp[0], rep, sizeof(*rep)), sizeof(*rep));
     cr_assert_eq(waitpid(pid, NULL, 0), pid);
     pthread_join(rl.t, NULL);
     close(a[0]);
@@ -771,7 +412,7 @@ static void relayed(size_t after_ack, bool forge, struct touch_report *rep,
 
 Test(migration_postcopy, link_cut_during_postcopy)
 {
-    struct touch_report r;
+    struct pct_touch_report r;
     hvc_migrate_stats st;
     int sr;
     char why[512];
@@ -801,7 +442,7 @@ Test(migration_postcopy, link_cut_during_postcopy)
 
 Test(migration_postcopy, hostile_page_outside_plan)
 {
-    struct touch_report r;
+    struct pct_touch_report r;
     hvc_migrate_stats st;
     int sr;
     char why[512];
@@ -833,8 +474,8 @@ Test(migration_postcopy, link_cut_at_switchover)
     cr_assert_eq(pthread_create(&rl.t, NULL, relay_main, &rl), 0);
     hvc_hypervisor *hv;
     hvc_vm *vm;
-    static struct runner run;
-    touch_source(&hv, &vm, &run);
+    static struct pct_runner run;
+    pct_touch_source(&hv, &vm, &run);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.flags = HVC_MIGRATE_POSTCOPY;
     o.postcopy_after_rounds = 1;
@@ -851,12 +492,12 @@ Test(migration_postcopy, link_cut_at_switchover)
     uint64_t p0 = 0, p1 = 0;
     HVT_OK(hvc_vm_read(vm, TR_PASSES, &p0, 8));
     for (int i = 0; i < 2000 && p1 <= p0; i++) {
-        sleep_ms(5);
+        migt_sleep_ms(5);
         HVT_OK(hvc_vm_read(vm, TR_PASSES, &p1, 8));
     }
     cr_assert_gt(p1, p0, "the source stopped after the failed switchover");
-    struct touch_report d;
-    cr_assert_eq(read_all(rp[0], &d, sizeof(d)), sizeof(d));
+    struct pct_touch_report d;
+    cr_assert_eq(migt_read_all(rp[0], &d, sizeof(d)), sizeof(d));
     cr_assert_eq(waitpid(pid, NULL, 0), pid);
     pthread_join(rl.t, NULL);
     fprintf(stderr, "cut at the switchover: destination wait %d: %s\n", d.wait,

@@ -118,6 +118,16 @@ static inline struct pc_reg *hvi_pc_region(struct hvi_postcopy *pc,
     return NULL;
 }
 
+/* postcopy_link.c: writes a message to the source (a request, DONE,
+ * FAILED) on the page channel once there is one, else the connection;
+ * @p nowait (the VM's event thread): -EAGAIN, nothing written, when it
+ * cannot go at once. */
+int hvi_pc_send_msg(struct hvi_postcopy *pc, uint16_t kind, uint32_t a,
+                    uint64_t b, uint32_t c, bool nowait);
+/* Reads the record that opens post-copy and opens the page channel it
+ * names (pc->pfd, pc->chan; -1 and untouched for none). */
+int hvi_pc_open_channel(struct hvi_postcopy *pc);
+
 /* Calls back the waiters whose range is here now (every one when @p all:
  * post-copy ended, either way). Any thread, holding no lock. */
 void hvi_pc_fire_wakes(struct hvi_postcopy *pc, bool all);
