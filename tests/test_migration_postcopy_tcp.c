@@ -7,7 +7,9 @@
  * the source left it. */
 #include "postcopy_util.h"
 
+#include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -187,4 +189,90 @@ Test(migration_postcopy_tcp, destination_gone_over_tls)
 Test(migration_postcopy_tcp, destination_gone_over_tls_one_connection)
 {
     gone_over_tls(false);
+}
+
+/* Over TLS, the source process dies right after the switchover: the
+ * destination's receiver finds its session broken, post-copy fails with
+ * the pages that never came, and the guest, touching them, is stopped
+ * (hvc_vcpu_run() fails with -EIO) rather than left waiting; @p channel:
+ * with the page channel's session as well. */
+static void source_gone_over_tls(bool channel)
+{
+    migt_certs k;
+    migt_make_certs(&k);
+    hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
+    dt.cert = k.srv;
+    dt.key = k.srv_key;
+    stl.ca = k.ca;
+    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
+    cr_assert_geq(l, 0, "%s", hvc_last_error());
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
+    pid_t pid = hvt_fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) { /* the source, killed during post-copy */
+        close(l);
+        hvc_hypervisor *hv;
+        hvc_vm *vm;
+        static struct pct_runner run;
+        pct_touch_source(&hv, &vm, &run);
+        int fd = hvc_migrate_connect(addr);
+        if (fd < 0)
+            _exit(20);
+        hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
+        o.flags = HVC_MIGRATE_POSTCOPY;
+        o.postcopy_after_rounds = 1;
+        o.address = channel ? addr : NULL;
+        o.tls = &stl;
+        hvc_vm_migrate_send(vm, fd, &o, NULL);
+        _exit(0);
+    }
+    int s = accept(l, NULL, NULL);
+    cr_assert_geq(s, 0);
+    hvc_hypervisor *hv;
+    HVT_OK(hvc_hypervisor_open("kvm", &hv));
+    hvc_restore_options ro = HVC_RESTORE_OPTIONS_INIT;
+    ro.listen_fd = l;
+    ro.tls = &dt;
+    hvc_vm *vm;
+    HVT_OK(hvc_vm_migrate_receive(hv, s, &ro, &vm));
+    kill(pid, SIGKILL);
+    close(s);
+    close(l);
+    cr_assert_eq(waitpid(pid, NULL, 0), pid);
+    /* the guest's random visits (its input page may be lost already) */
+    hvc_vcpu *v;
+    HVT_OK(hvc_vm_get_vcpu(vm, 0, &v));
+    uint64_t in[2] = {1, 0x5eed};
+    int w = hvc_vm_write(vm, DATA_IN, in, sizeof(in));
+    cr_assert(w == 0 || w == -EIO, "%d %s", w, hvc_last_error());
+    const hvc_exit *e;
+    int r = hvc_vcpu_run(v, &e);
+    cr_assert_eq(r, -EIO, "the guest ran on: %d (%s)", r,
+                 r ? hvc_last_error() : "an exit");
+    r = hvc_vm_postcopy_wait(vm, 10000);
+    fprintf(stderr, "source gone over tls%s: destination %d: %s\n",
+            channel ? "" : ", one connection", r, hvc_last_error());
+    cr_assert_lt(r, 0);
+    hvc_postcopy_stats ps = HVC_POSTCOPY_STATS_INIT;
+    HVT_OK(hvc_vm_postcopy_stats(vm, &ps));
+    cr_assert_eq(ps.state, HVC_POSTCOPY_FAILED);
+    cr_assert_gt(ps.pages_lost, 0);
+    cr_assert_eq(ps.pages_lost + ps.pages_received, ps.pages);
+    hvc_vm_destroy(vm);
+    hvc_hypervisor_close(hv);
+    migt_drop_certs(&k);
+}
+
+Test(migration_postcopy_tcp, source_gone_over_tls)
+{
+    source_gone_over_tls(true);
+}
+
+Test(migration_postcopy_tcp, source_gone_over_tls_one_connection)
+{
+    source_gone_over_tls(false);
 }

@@ -206,10 +206,14 @@ int hvi_pc_open_channel(struct hvi_postcopy *pc)
                              "receiver has no listening socket");
         struct hvi_tls *tls = NULL;
         uint32_t idx;
+        /* the source says nothing on the connection meanwhile: its
+         * end (or anything) means it is gone */
+        hvi_par_accept_watch(pc->fd);
         int r = hvi_par_accept(pc->listen_fd, pc->tls_on ? &pc->tls_opts : NULL,
                                pc->session, HVI_PAR_PAGE_CHANNEL,
                                HVI_PAR_PAGE_CHANNEL, NULL, HVI_PAR_ACCEPT_MS,
                                &fd, &tls, &idx);
+        hvi_par_accept_watch(-1);
         close(pc->listen_fd);
         pc->listen_fd = -1;
         pc->chan.tls.t = tls; /* NULL: plain */

@@ -103,6 +103,36 @@ struct hvi_tls {
     int fd;
 };
 
+/* OpenSSL's socket BIO writes with write(2): every call that may write
+ * (a read may answer the peer) holds SIGPIPE off, so that a peer gone is
+ * an error here, never a signal that ends the caller. */
+static int ssl_call(int (*fn)(SSL *), SSL *ssl)
+{
+    hvi_os_nosigpipe np;
+    hvi_os_nosigpipe_begin(&np);
+    int r = fn(ssl);
+    hvi_os_nosigpipe_end(&np);
+    return r;
+}
+
+static int ssl_io(int (*fn)(SSL *, void *, int), SSL *ssl, void *buf, int n)
+{
+    hvi_os_nosigpipe np;
+    hvi_os_nosigpipe_begin(&np);
+    int r = fn(ssl, buf, n);
+    hvi_os_nosigpipe_end(&np);
+    return r;
+}
+
+static int ssl_write(SSL *ssl, const void *buf, int n)
+{
+    hvi_os_nosigpipe np;
+    hvi_os_nosigpipe_begin(&np);
+    int r = SSL_write(ssl, buf, n);
+    hvi_os_nosigpipe_end(&np);
+    return r;
+}
+
 static int load(void)
 {
     int r = hvi_lazy_tlscrypto();
@@ -296,13 +326,13 @@ int hvi_tls_connect(int fd, const hvc_migrate_tls *o, uint32_t timeout_ms,
     }
     if (timeout_ms)
         set_timeout(fd, timeout_ms);
-    int ret = SSL_connect(t->ssl);
+    int ret = ssl_call(SSL_connect, t->ssl);
     if (ret != 1)
         r = tls_fail(t, ret, "handshake with the destination");
     char go[sizeof(GO_MAGIC) - 1];
     size_t got = 0;
     while (r == 0 && got < sizeof(go)) {
-        ret = SSL_read(t->ssl, go + got, (int)(sizeof(go) - got));
+        ret = ssl_io(SSL_read, t->ssl, go + got, (int)(sizeof(go) - got));
         if (ret <= 0)
             r = tls_fail(t, ret,
                          "the destination did not accept the "
@@ -329,11 +359,11 @@ int hvi_tls_accept(int fd, const hvc_migrate_tls *o, struct hvi_tls **out)
     int r = start(fd, o, true, &t);
     if (r < 0)
         return r;
-    int ret = SSL_accept(t->ssl);
+    int ret = ssl_call(SSL_accept, t->ssl);
     if (ret != 1)
         r = tls_fail(t, ret, "handshake with the source");
     for (size_t done = 0; r == 0 && done < sizeof(GO_MAGIC) - 1;) {
-        ret = SSL_write(t->ssl, &GO_MAGIC[done],
+        ret = ssl_write(t->ssl, &GO_MAGIC[done],
                         (int)(sizeof(GO_MAGIC) - 1 - done));
         if (ret <= 0)
             r = tls_fail(t, ret, "writing to the source");
@@ -371,14 +401,14 @@ int64_t hvi_tls_write(struct hvi_tls *t, const void *buf, size_t len,
 {
     ERR_clear_error();
     int n = len > (1u << 30) ? 1 << 30 : (int)len;
-    return io(t, SSL_write(t->ssl, buf, n), want, "writing");
+    return io(t, ssl_write(t->ssl, buf, n), want, "writing");
 }
 
 int64_t hvi_tls_read(struct hvi_tls *t, void *buf, size_t len, short *want)
 {
     ERR_clear_error();
     int n = len > (1u << 30) ? 1 << 30 : (int)len;
-    return io(t, SSL_read(t->ssl, buf, n), want, "reading");
+    return io(t, ssl_io(SSL_read, t->ssl, buf, n), want, "reading");
 }
 
 int hvi_tls_set_fd(struct hvi_tls *t, int fd)

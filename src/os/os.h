@@ -15,6 +15,7 @@
 #include <hvcore/device.h>
 #include <hvcore/memory.h>
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,13 +90,21 @@ bool hvi_os_notifier_drain(int fd);
 void hvi_os_notifier_signal(int fd);
 void hvi_os_notifier_close(int fd);
 
-/* --- writes --- */
+/* --- writes without SIGPIPE --- */
 
-/* write(2) without the SIGPIPE a pipe or socket with no reader raises
- * (its default action kills the process): the failure is -1 with errno
- * EPIPE like any other. SIGPIPE is blocked on this thread around the call
- * and, if the write raised it, consumed; one the caller already blocked
- * or had pending is left alone. */
+/* SIGPIPE (a write to a pipe or socket with no reader; its default action
+ * kills the process) held off on this thread from _begin() to _end(),
+ * around calls that write without MSG_NOSIGNAL (OpenSSL's): one raised
+ * in between is consumed, never delivered, and the write fails with
+ * EPIPE like any other error; one the caller had blocked or pending
+ * before is left alone. _end() keeps errno. */
+typedef struct hvi_os_nosigpipe {
+    sigset_t old;
+    bool was_pending;
+} hvi_os_nosigpipe;
+void hvi_os_nosigpipe_begin(hvi_os_nosigpipe *s);
+void hvi_os_nosigpipe_end(hvi_os_nosigpipe *s);
+/* write(2) so. */
 ssize_t hvi_os_write_nosigpipe(int fd, const void *p, size_t n);
 
 /* --- guest-memory files --- */
