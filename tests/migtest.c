@@ -2,10 +2,12 @@
 #include "migt_remote.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -665,6 +667,34 @@ void migt_wait_counting(migt *m, uint64_t n)
     }
     cr_assert_fail("the vCPUs did not count to %llu within 10 s",
                    (unsigned long long)n);
+}
+
+void migt_tls_options(const migt_certs *c, bool mutual, hvc_migrate_tls *src,
+                      hvc_migrate_tls *dst)
+{
+    *src = (hvc_migrate_tls)HVC_MIGRATE_TLS_INIT;
+    *dst = (hvc_migrate_tls)HVC_MIGRATE_TLS_INIT;
+    dst->cert = c->srv;
+    dst->key = c->srv_key;
+    src->ca = c->ca;
+    if (mutual) {
+        dst->ca = c->ca;
+        dst->flags = HVC_MIGRATE_TLS_VERIFY_PEER;
+        src->cert = c->cli;
+        src->key = c->cli_key;
+        src->server_name = "127.0.0.1";
+    }
+}
+
+int migt_listen_tcp(char *addr, size_t len)
+{
+    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
+    cr_assert_geq(l, 0, "%s", hvc_last_error());
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    snprintf(addr, len, "tcp:127.0.0.1:%u", ntohs(a.sin_port));
+    return l;
 }
 
 void migt_assert_counts_on(migt *m, const char *who)

@@ -161,5 +161,14 @@ typedef struct migt_certs {
 
 void migt_make_certs(migt_certs *c);
 void migt_drop_certs(migt_certs *c);
+/* Both sides' TLS options from @p c: the destination's certificate and
+ * key, the source trusting the CA; @p mutual: the destination asks for
+ * the source's certificate too, and the source checks the name
+ * 127.0.0.1. */
+void migt_tls_options(const migt_certs *c, bool mutual, hvc_migrate_tls *src,
+                      hvc_migrate_tls *dst);
+/* A socket listening on 127.0.0.1, a free port, and its address
+ * ("tcp:127.0.0.1:PORT") in @p addr (asserts). */
+int migt_listen_tcp(char *addr, size_t len);
 
 #endif

@@ -25,13 +25,8 @@ TestSuite(migration_postcopy_tcp, .timeout = 120);
 static void touch_tcp(const char *what, const hvc_migrate_tls *stls,
                       const hvc_migrate_tls *dtls, bool channel)
 {
-    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
-    cr_assert_geq(l, 0, "%s", hvc_last_error());
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
     char addr[64];
-    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
+    int l = migt_listen_tcp(addr, sizeof(addr));
     int rp[2];
     cr_assert_eq(pipe(rp), 0);
     pid_t pid = hvt_fork();
@@ -94,15 +89,8 @@ static void touch_tls_both(const char *what, bool channel)
 {
     migt_certs k;
     migt_make_certs(&k);
-    hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
-    dt.cert = k.srv;
-    dt.key = k.srv_key;
-    dt.ca = k.ca;
-    dt.flags = HVC_MIGRATE_TLS_VERIFY_PEER;
-    stl.cert = k.cli;
-    stl.key = k.cli_key;
-    stl.ca = k.ca;
-    stl.server_name = "127.0.0.1";
+    hvc_migrate_tls dt, stl;
+    migt_tls_options(&k, true, &stl, &dt);
     touch_tcp(what, &stl, &dt, channel);
     migt_drop_certs(&k);
 }
@@ -126,17 +114,10 @@ static void gone_over_tls(bool channel)
 {
     migt_certs k;
     migt_make_certs(&k);
-    hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
-    dt.cert = k.srv;
-    dt.key = k.srv_key;
-    stl.ca = k.ca;
-    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
-    cr_assert_geq(l, 0, "%s", hvc_last_error());
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    hvc_migrate_tls dt, stl;
+    migt_tls_options(&k, false, &stl, &dt);
     char addr[64];
-    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
+    int l = migt_listen_tcp(addr, sizeof(addr));
     pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
@@ -200,17 +181,10 @@ static void source_gone_over_tls(bool channel)
 {
     migt_certs k;
     migt_make_certs(&k);
-    hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
-    dt.cert = k.srv;
-    dt.key = k.srv_key;
-    stl.ca = k.ca;
-    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
-    cr_assert_geq(l, 0, "%s", hvc_last_error());
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    hvc_migrate_tls dt, stl;
+    migt_tls_options(&k, false, &stl, &dt);
     char addr[64];
-    snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
+    int l = migt_listen_tcp(addr, sizeof(addr));
     pid_t pid = hvt_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) { /* the source, killed during post-copy */

@@ -30,17 +30,6 @@ static double now_s(void)
 }
 
 /* A TCP listener on 127.0.0.1 at a port the kernel picks; its address. */
-static int listen_tcp(char *addr, size_t len)
-{
-    int l = hvc_migrate_listen("tcp:127.0.0.1:0");
-    cr_assert_geq(l, 0, "%s", hvc_last_error());
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
-    snprintf(addr, len, "tcp:127.0.0.1:%u", ntohs(a.sin_port));
-    return l;
-}
-
 /* The destination, in a child: accepts one connection on @l, receives
  * with @tls, counts five more and exits 0, or exits with 10 + the
  * negated errno (at most 255) and the message on stderr. Its console goes
@@ -161,7 +150,7 @@ static int migrate_tcp(migt *m, migt_runner *run, hvc_migrate_options *so,
                        hvc_migrate_stats *st)
 {
     char addr[64];
-    int l = listen_tcp(addr, sizeof(addr));
+    int l = migt_listen_tcp(addr, sizeof(addr));
     *c = fork_destination(l, dtls);
     migt_open(m, 1, NULL);
     if (prepare)
@@ -215,7 +204,7 @@ Test(migration_transport, addresses)
 
     /* Nobody listens: connect's own error. */
     char addr[64];
-    int l = listen_tcp(addr, sizeof(addr));
+    int l = migt_listen_tcp(addr, sizeof(addr));
     close(l);
     int r = hvc_migrate_connect(addr);
     cr_assert_eq(r, -ECONNREFUSED, "%d %s", r, hvc_last_error());
@@ -235,7 +224,7 @@ Test(migration_transport, addresses)
     }
     unlink(ua + 5);
     rmdir(dir);
-    l = listen_tcp(addr, sizeof(addr));
+    l = migt_listen_tcp(addr, sizeof(addr));
     int c = hvc_migrate_connect(addr);
     cr_assert_geq(c, 0, "%s", hvc_last_error());
     close(c);
@@ -269,15 +258,8 @@ Test(migration_transport, tls_mutual)
 {
     migt_certs k;
     migt_make_certs(&k);
-    hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
-    dt.cert = k.srv;
-    dt.key = k.srv_key;
-    dt.ca = k.ca;
-    dt.flags = HVC_MIGRATE_TLS_VERIFY_PEER;
-    stl.cert = k.cli;
-    stl.key = k.cli_key;
-    stl.ca = k.ca;
-    stl.server_name = "127.0.0.1";
+    hvc_migrate_tls dt, stl;
+    migt_tls_options(&k, true, &stl, &dt);
     hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
     o.tls = &stl;
     static migt m;
@@ -493,10 +475,8 @@ Test(migration_transport, tls_and_stream_key)
     migt_certs k;
     migt_make_certs(&k);
     for (int i = 0; i < 2; i++) {
-        hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
-        dt.cert = k.srv;
-        dt.key = k.srv_key;
-        stl.ca = k.ca;
+        hvc_migrate_tls dt, stl;
+        migt_tls_options(&k, false, &stl, &dt);
         stl.server_name = "localhost";
         hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
         o.tls = &stl;
@@ -543,7 +523,7 @@ Test(migration_transport, cancel_while_limited)
     migt_runner run[MIGT_MAX_VCPUS];
     struct child c;
     char addr[64];
-    int l = listen_tcp(addr, sizeof(addr));
+    int l = migt_listen_tcp(addr, sizeof(addr));
     c = fork_destination(l, NULL);
     migt_open(&m, 1, NULL);
     add_big(&m);
@@ -574,10 +554,8 @@ Test(migration_transport, tls_on_one_side_only)
     migt_certs k;
     migt_make_certs(&k);
     for (int i = 0; i < 2; i++) {
-        hvc_migrate_tls dt = HVC_MIGRATE_TLS_INIT, stl = HVC_MIGRATE_TLS_INIT;
-        dt.cert = k.srv;
-        dt.key = k.srv_key;
-        stl.ca = k.ca;
+        hvc_migrate_tls dt, stl;
+        migt_tls_options(&k, false, &stl, &dt);
         hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
         o.tls = i == 0 ? &stl : NULL; /* 0: only the source; 1: only the
                                         destination */
