@@ -18,6 +18,27 @@
 
 TestSuite(migration_postcopy_tcp, .timeout = 120);
 
+/* The source: a random-touch VM in this process that made its passes, a
+ * connection to @p addr, and options for post-copy after one round over
+ * @p tls (NULL: plain), with the page channel to @p addr when
+ * @p channel. */
+static int source_open(const char *addr, bool channel,
+                       const hvc_migrate_tls *tls, hvc_vm **vm,
+                       hvc_migrate_options *o)
+{
+    hvc_hypervisor *hv;
+    static struct pct_runner run;
+    pct_touch_source(&hv, vm, &run);
+    int fd = hvc_migrate_connect(addr);
+    cr_assert_geq(fd, 0, "%s", hvc_last_error());
+    *o = (hvc_migrate_options)HVC_MIGRATE_OPTIONS_INIT;
+    o->flags = HVC_MIGRATE_POSTCOPY;
+    o->postcopy_after_rounds = 1;
+    o->address = channel ? addr : NULL;
+    o->tls = tls;
+    return fd;
+}
+
 /* Over TCP to a child, with @p stls and @p dtls the two sides' TLS
  * (NULL: plain); @p channel: the page channel is a second connection to
  * the destination's address, named by the session (else requests and
@@ -40,17 +61,9 @@ static void touch_tcp(const char *what, const hvc_migrate_tls *stls,
     }
     close(rp[1]);
     close(l);
-    hvc_hypervisor *hv;
     hvc_vm *vm;
-    static struct pct_runner run;
-    pct_touch_source(&hv, &vm, &run);
-    int fd = hvc_migrate_connect(addr);
-    cr_assert_geq(fd, 0, "%s", hvc_last_error());
-    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
-    o.flags = HVC_MIGRATE_POSTCOPY;
-    o.postcopy_after_rounds = 1;
-    o.address = channel ? addr : NULL;
-    o.tls = stls;
+    hvc_migrate_options o;
+    int fd = source_open(addr, channel, stls, &vm, &o);
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     HVT_OK(hvc_vm_migrate_send(vm, fd, &o, &st));
     cr_assert_eq(st.postcopy, 1);
@@ -132,17 +145,9 @@ static void gone_over_tls(bool channel)
         _exit(hvc_vm_migrate_receive(hv, s, &ro, &vm) == 0 ? 0 : 31);
     }
     close(l);
-    hvc_hypervisor *hv;
     hvc_vm *vm;
-    static struct pct_runner run;
-    pct_touch_source(&hv, &vm, &run);
-    int fd = hvc_migrate_connect(addr);
-    cr_assert_geq(fd, 0, "%s", hvc_last_error());
-    hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
-    o.flags = HVC_MIGRATE_POSTCOPY;
-    o.postcopy_after_rounds = 1;
-    o.address = channel ? addr : NULL;
-    o.tls = &stl;
+    hvc_migrate_options o;
+    int fd = source_open(addr, channel, &stl, &vm, &o);
     hvc_migrate_stats st = HVC_MIGRATE_STATS_INIT;
     int r = hvc_vm_migrate_send(vm, fd, &o, &st);
     fprintf(stderr, "destination gone over tls: source %d: %s\n", r,
@@ -189,18 +194,9 @@ static void source_gone_over_tls(bool channel)
     cr_assert_geq(pid, 0);
     if (pid == 0) { /* the source, killed during post-copy */
         close(l);
-        hvc_hypervisor *hv;
         hvc_vm *vm;
-        static struct pct_runner run;
-        pct_touch_source(&hv, &vm, &run);
-        int fd = hvc_migrate_connect(addr);
-        if (fd < 0)
-            _exit(20);
-        hvc_migrate_options o = HVC_MIGRATE_OPTIONS_INIT;
-        o.flags = HVC_MIGRATE_POSTCOPY;
-        o.postcopy_after_rounds = 1;
-        o.address = channel ? addr : NULL;
-        o.tls = &stl;
+        hvc_migrate_options o;
+        int fd = source_open(addr, channel, &stl, &vm, &o);
         hvc_vm_migrate_send(vm, fd, &o, NULL);
         _exit(0);
     }
